@@ -1,0 +1,190 @@
+"""The exception hierarchy and the reason codes shared by every layer.
+
+Every error commgraph raises derives from :class:`CommGraphError`. Data errors
+(:class:`SchemaError`) carry the problems they found as data, so a caller can
+filter them, and they survive pickling so errors raised in worker processes of a
+refresh job stay readable in the parent.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import pandas as pd
+
+__all__ = ["CommGraphError", "SchemaError", "ConfigError", "ReasonCode", "Problem"]
+
+#: How many offending rows and values an error message names.
+MAX_SHOWN = 5
+
+
+class ReasonCode(str, enum.Enum):
+    """Why a column or a row of mail metadata was refused.
+
+    The values are stable strings: they appear in ``rejects`` frames and in logs,
+    so dashboards can count them.
+
+    Examples
+    --------
+    >>> ReasonCode.DUPLICATE_MESSAGE_ID.value
+    'duplicate_message_id'
+    >>> ReasonCode("invalid_address") is ReasonCode.INVALID_ADDRESS
+    True
+    """
+
+    MISSING_COLUMN = "missing_column"
+    MISSING_VALUE = "missing_value"
+    DUPLICATE_MESSAGE_ID = "duplicate_message_id"
+    DUPLICATE_EDGE = "duplicate_edge"
+    INCONSISTENT_MESSAGE = "inconsistent_message"
+    INVALID_ADDRESS = "invalid_address"
+    INVALID_RECIPIENT = "invalid_recipient"
+    NO_VALID_RECIPIENTS = "no_valid_recipients"
+    NAIVE_TIMESTAMP = "naive_timestamp"
+    UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"
+    AMBIGUOUS_TIMESTAMP_UNIT = "ambiguous_timestamp_unit"
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    LABELED_BEFORE_MESSAGE = "labeled_before_message"
+    INVALID_VALUE = "invalid_value"
+    DIRECTION_UNDECIDABLE = "direction_undecidable"
+    INVALID_ENCODING = "invalid_encoding"
+    TENANT_MISMATCH = "tenant_mismatch"
+
+
+class CommGraphError(Exception):
+    """Base class of every error raised by commgraph.
+
+    Examples
+    --------
+    >>> issubclass(SchemaError, CommGraphError)
+    True
+    """
+
+
+class ConfigError(CommGraphError, ValueError):
+    """A configuration value (a parameter, a TOML field, a column mapping) is invalid.
+
+    Examples
+    --------
+    >>> raise ConfigError("'own_domains' must be a list of domains (got 3)")
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: 'own_domains' must be a list of domains (got 3)
+    """
+
+
+def _show(values: Sequence[Any]) -> str:
+    shown = ", ".join(repr(v) for v in list(values)[:MAX_SHOWN])
+    return shown + (", ..." if len(values) > MAX_SHOWN else "")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in the input: a column, a reason, the rows and values.
+
+    Parameters
+    ----------
+    column : str
+        The column (in the caller's naming, after any mapping) the problem is in.
+    reason : ReasonCode
+        Machine-readable reason.
+    rows : sequence
+        Row labels of the input that have the problem (all of them; messages show five).
+    values : sequence
+        The offending values, aligned with ``rows``.
+    fix : str
+        What the caller can do about it.
+    detail : str, optional
+        A sentence with more context (for example the columns that exist).
+
+    Examples
+    --------
+    >>> p = Problem("sender", ReasonCode.INVALID_ADDRESS, rows=[3, 9], values=["a@", "@b"],
+    ...             fix="correct the addresses or drop those rows")
+    >>> print(p)
+    column 'sender': 2 rows invalid_address (rows 3, 9; values 'a@', '@b'); fix: correct the addresses or drop those rows
+    """
+
+    column: str
+    reason: ReasonCode
+    rows: Sequence[Any] = field(default_factory=tuple)
+    values: Sequence[Any] = field(default_factory=tuple)
+    fix: str = ""
+    detail: str = ""
+
+    def __str__(self) -> str:
+        n = len(self.rows)
+        where = ""
+        if n:
+            where = f"{n} row{'s' if n != 1 else ''} {self.reason.value} (rows {_show(self.rows)}"
+            if len(self.values):
+                where += f"; values {_show(self.values)}"
+            where += ")"
+        else:
+            where = self.reason.value
+        text = f"column {self.column!r}: {where}"
+        if self.detail:
+            text += f"; {self.detail}"
+        if self.fix:
+            text += f"; fix: {self.fix}"
+        return text
+
+
+class SchemaError(CommGraphError, ValueError):
+    """Mail metadata that breaks the message contract.
+
+    One error lists every problem found (lazy validation), each naming the column,
+    up to five row labels, the offending values, a reason code and the fix.
+
+    Parameters
+    ----------
+    problems : sequence of Problem
+        Everything that was wrong.
+
+    Attributes
+    ----------
+    problems : tuple of Problem
+    failure_cases : pandas.DataFrame
+        One row per offending (row, column): ``row``, ``column``, ``reason``, ``value``.
+
+    Examples
+    --------
+    >>> err = SchemaError([Problem("label", ReasonCode.INVALID_VALUE, rows=[0], values=["phish"],
+    ...                            fix="use one of 'safe', 'attack', 'spam' or leave it empty")])
+    >>> err.failure_cases
+       row column         reason  value
+    0    0  label  invalid_value  phish
+    >>> import pickle; pickle.loads(pickle.dumps(err)).problems[0].column
+    'label'
+    """
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = tuple(problems)
+        lines = [f"mail metadata breaks the message contract ({len(self.problems)} problem"
+                 f"{'s' if len(self.problems) != 1 else ''}):"]
+        lines += [f"  - {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+    def __reduce__(self):
+        # Keep only plain data so the error pickles across processes.
+        return (SchemaError, (self.problems,))
+
+    @property
+    def reasons(self) -> list[str]:
+        """The reason codes of the problems, in order."""
+        return [p.reason.value for p in self.problems]
+
+    @property
+    def failure_cases(self) -> pd.DataFrame:
+        """Every offending (row, column) as a frame, for filtering."""
+        records = [
+            {"row": row, "column": p.column, "reason": p.reason.value,
+             "value": p.values[i] if i < len(p.values) else None}
+            for p in self.problems for i, row in enumerate(p.rows)
+        ]
+        if not records:
+            records = [{"row": None, "column": p.column, "reason": p.reason.value, "value": None}
+                       for p in self.problems]
+        return pd.DataFrame.from_records(records, columns=["row", "column", "reason", "value"])

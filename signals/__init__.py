@@ -1,0 +1,3 @@
+"""commgraph.signals: vectorised signal providers and the command line."""
+
+__all__: list[str] = []
