@@ -1,0 +1,343 @@
+"""Address, domain and display-name normalisation, vectorised over distinct values.
+
+Mail metadata repeats a small set of addresses millions of times, so every
+function here factorises its input, does the string work once per distinct value
+(vectorised where the form is simple, through the standard library's
+``email.utils`` where it is not) and maps the results back with ``take``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+import idna
+import numpy as np
+import pandas as pd
+
+from ._schema import STRING_DTYPE
+from ._uniques import map_unique_strings, spread
+
+__all__ = [
+    "ParsedAddresses", "parse_addresses", "normalise_address", "normalise_display_names",
+    "registrable_domains", "split_address_lists",
+]
+
+# A bare address with nothing that needs the full RFC 5322 parser.
+_SIMPLE = r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+"
+_LOCAL = re.compile(r"[^\s<>()\[\]\\,;:\"@]{1,64}")
+_LABEL = r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
+_HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})+"
+_HOSTNAME_RE = re.compile(_HOSTNAME)
+_MAX_ADDRESS = 254
+
+
+@dataclass(frozen=True)
+class ParsedAddresses:
+    """The result of :func:`parse_addresses`, aligned with its input.
+
+    Attributes
+    ----------
+    address : pandas.Series
+        Normalised ``local@domain`` (lower case, IDN domains in punycode); missing
+        where the input was missing or invalid.
+    domain : pandas.Series
+        The full domain part of ``address``.
+    display_name : pandas.Series
+        The display name found in a header form (``"Name" <a@b>``), raw; missing otherwise.
+    problem : pandas.Series
+        Why the value is invalid (a short phrase); missing where valid or missing.
+    """
+
+    address: pd.Series
+    domain: pd.Series
+    display_name: pd.Series
+    problem: pd.Series
+
+    @property
+    def invalid(self) -> np.ndarray:
+        """Boolean mask of values that were present but invalid."""
+        return self.problem.notna().to_numpy()
+
+
+def _normalise_domain(domain: str) -> tuple[str | None, str | None]:
+    """(punycode domain, None) or (None, problem)."""
+    domain = domain.strip().rstrip(".")
+    if not domain:
+        return None, "empty domain"
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            return None, f"domain is not a valid internationalised name ({exc})"
+    domain = domain.lower()
+    if not _HOSTNAME_RE.fullmatch(domain):
+        return None, "domain is not a host name with at least two labels"
+    return domain, None
+
+
+def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None, str | None, str | None]:
+    """Normalise one address in any header form.
+
+    Parameters
+    ----------
+    raw : str
+        ``local@domain``, ``"Display Name" <local@domain>``, ``local@domain (comment)``...
+    fold_plus : bool, default False
+        Drop a ``+tag`` from the local part (``ann+news@x.com`` -> ``ann@x.com``).
+
+    Returns
+    -------
+    address, display_name, problem : tuple of (str or None)
+        The normalised address (``None`` when invalid), the raw display name
+        (``None`` when absent) and, when invalid, a short phrase saying why.
+
+    Examples
+    --------
+    >>> normalise_address('"Ann Lee" <Ann.Lee@Example.COM>')
+    ('ann.lee@example.com', 'Ann Lee', None)
+    >>> normalise_address("j@bücher.de (Jo)")
+    ('j@xn--bcher-kva.de', 'Jo', None)
+    >>> normalise_address("a b@c.com")
+    (None, None, 'whitespace in the address')
+    """
+    text = raw.strip()
+    if not text:
+        return None, None, "empty"
+    if not re.search(r'[<"(]', text):
+        # Bare form: check it as it stands, so the problem named is the real one.
+        name, addr = "", text
+    else:
+        name, addr = parseaddr(text)
+        if not addr:
+            return None, None, "not an address"
+    if re.search(r"\s", addr):
+        return None, None, "whitespace in the address"
+    if addr.count("@") != 1:
+        return None, None, "no '@'" if "@" not in addr else "more than one '@'"
+    local, _, domain = addr.partition("@")
+    if not local:
+        return None, None, "empty local part"
+    if not _LOCAL.fullmatch(local):
+        return None, None, "local part has characters outside an address or is longer than 64"
+    domain, problem = _normalise_domain(domain)
+    if problem:
+        return None, None, problem
+    local = local.lower()
+    if fold_plus and "+" in local.strip("+"):
+        local = local.split("+", 1)[0] or local
+    address = f"{local}@{domain}"
+    if len(address) > _MAX_ADDRESS:
+        return None, None, f"longer than {_MAX_ADDRESS} characters"
+    # An RFC 5322 comment next to a display name is not part of the name.
+    name = re.sub(r"\([^()]*\)", " ", name).strip() if "<" in text else name.strip()
+    return address, (name or None), None
+
+
+def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddresses:
+    """Normalise a column of addresses, once per distinct value.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        Raw addresses in any header form; missing values stay missing (they are
+        not problems here: the caller decides whether the column may be empty).
+    fold_plus : bool, default False
+        Fold plus-addressing (``ann+tag@x.com`` -> ``ann@x.com``).
+
+    Returns
+    -------
+    ParsedAddresses
+
+    Examples
+    --------
+    >>> p = parse_addresses(pd.Series(["Bob <BOB@Acme.com>", "a@", None, "bob@acme.com"]))
+    >>> p.address.tolist()
+    ['bob@acme.com', nan, nan, 'bob@acme.com']
+    >>> p.problem.tolist()
+    [nan, 'empty domain', nan, nan]
+    """
+    codes, uniques = pd.factorize(values.astype(STRING_DTYPE), use_na_sentinel=True)
+    uniq = pd.Series(uniques, dtype=STRING_DTYPE)
+    stripped = uniq.str.strip()
+    lowered = stripped.str.lower()
+    # Fast path: bare ASCII addresses whose domain is already a host name.
+    simple = lowered.str.fullmatch(_SIMPLE).to_numpy(dtype=bool, na_value=False)
+    parts = lowered.str.split("@", n=1, expand=True) if len(lowered) else pd.DataFrame({0: [], 1: []})
+    local_ok = parts[0].str.len().between(1, 64).to_numpy(dtype=bool, na_value=False)
+    domain_ok = parts[1].str.fullmatch(_HOSTNAME).to_numpy(dtype=bool, na_value=False)
+    fast = simple & local_ok & domain_ok & (lowered.str.len() <= _MAX_ADDRESS).to_numpy(dtype=bool, na_value=False)
+    if fold_plus:
+        fast &= ~lowered.str.contains("+", regex=False).to_numpy(dtype=bool, na_value=False)
+
+    n = len(uniq)
+    address = np.empty(n, dtype=object)
+    display = np.full(n, None, dtype=object)
+    problem = np.full(n, None, dtype=object)
+    address[fast] = lowered[fast].to_numpy()
+    for i in np.flatnonzero(~fast):
+        address[i], display[i], problem[i] = normalise_address(uniq.iat[i], fold_plus=fold_plus)
+
+    def back(arr: np.ndarray) -> pd.Series:
+        return spread(arr, codes, values.index)
+
+    addr = back(address)
+    return ParsedAddresses(
+        address=addr,
+        domain=addr.str.partition("@")[2].where(addr.notna()).astype(STRING_DTYPE),
+        display_name=back(display),
+        problem=back(problem),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _public_suffix_list():
+    # The list ships inside the package; constructing it never touches the network.
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
+def registrable_domains(domains: pd.Series) -> pd.Series:
+    """Registrable domain (public-suffix aware) of each domain.
+
+    ``mail.acme.co.uk`` -> ``acme.co.uk``. A domain that is itself a public suffix,
+    or has no registrable part, maps to itself. Uses the Public Suffix List shipped
+    with the ``publicsuffixlist`` package (no download at run time).
+
+    Parameters
+    ----------
+    domains : pandas.Series
+        Normalised (lower-case, punycode) domains; missing values stay missing.
+
+    Returns
+    -------
+    pandas.Series
+        Arrow-backed strings aligned with ``domains``.
+
+    Examples
+    --------
+    >>> registrable_domains(pd.Series(["mail.acme.co.uk", "acme.com", "co.uk", None])).tolist()
+    ['acme.co.uk', 'acme.com', 'co.uk', nan]
+    """
+    psl = _public_suffix_list()
+    return map_unique_strings(domains, lambda d: psl.privatesuffix(d) or d)
+
+
+def _normalise_display_name(name: str) -> str | None:
+    text = unicodedata.normalize("NFKC", name).casefold()
+    text = " ".join(text.split())
+    while len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text or None
+
+
+def normalise_display_names(names: pd.Series) -> pd.Series:
+    """Normalise display names: Unicode NFKC, case-folded, whitespace collapsed, quotes removed.
+
+    Parameters
+    ----------
+    names : pandas.Series
+        Raw display names; missing or blank values become missing.
+
+    Returns
+    -------
+    pandas.Series
+        Arrow-backed strings aligned with ``names``.
+
+    Examples
+    --------
+    >>> normalise_display_names(pd.Series(['"Jane  DOE"', "ＣＥＯ Straße", "  "])).tolist()
+    ['jane doe', 'ceo strasse', nan]
+    """
+    return map_unique_strings(names, _normalise_display_name)
+
+
+def _split_quoted(text: str) -> list[str]:
+    """Split on ``;`` and ``,`` outside quotes, angle brackets and comments.
+
+    ``email.utils.getaddresses`` splits only on commas and returns parsed pairs,
+    which would hide malformed entries; we need the raw entries to report them.
+    """
+    entries, current, quoted, depth_angle, depth_paren = [], [], False, 0, 0
+    escaped = False
+    for ch in text:
+        if escaped:
+            current.append(ch)
+            escaped = False
+            continue
+        if ch == "\\":
+            escaped = True
+        elif ch == '"' and not depth_paren:
+            quoted = not quoted
+        elif not quoted:
+            if ch == "<":
+                depth_angle += 1
+            elif ch == ">" and depth_angle:
+                depth_angle -= 1
+            elif ch == "(":
+                depth_paren += 1
+            elif ch == ")" and depth_paren:
+                depth_paren -= 1
+            elif ch in ";," and not depth_angle and not depth_paren:
+                entries.append("".join(current))
+                current = []
+                continue
+        current.append(ch)
+    entries.append("".join(current))
+    return entries
+
+
+def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Explode address lists into one entry per address.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        Each value a string of addresses separated by ``;`` or ``,`` (quoted display
+        names may contain either), a list of addresses, or missing.
+
+    Returns
+    -------
+    parent : numpy.ndarray of int64
+        Position in ``values`` of each entry.
+    entries : pandas.Series
+        The raw entries, stripped; blank entries are left out.
+
+    Examples
+    --------
+    >>> parent, entries = split_address_lists(pd.Series(["a@x.com; b@y.com", None, '"Lee, Ann" <ann@z.com>']))
+    >>> parent.tolist(), entries.tolist()
+    ([0, 0, 2], ['a@x.com', 'b@y.com', '"Lee, Ann" <ann@z.com>'])
+    """
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), pd.Series([], dtype=STRING_DTYPE)
+    if values.dtype == object and values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
+        # List-valued column (from JSON, Parquet lists or Python records).
+        flat = values.reset_index(drop=True).explode()
+        parent = flat.index.to_numpy(dtype=np.int64)
+        entries = flat.astype(STRING_DTYPE)
+        # Strings inside a list may still hold several addresses.
+        if entries.str.contains(r"[;,]", regex=True, na=False).any():
+            sub_parent, entries = split_address_lists(entries.reset_index(drop=True))
+            parent = parent[sub_parent]
+            return parent, entries
+    else:
+        text = values.astype(STRING_DTYPE).reset_index(drop=True)
+        quoted = text.str.contains(r'["(<]', regex=True, na=False).to_numpy()
+        plain = text.where(~quoted)
+        pieces = plain.str.split(r"[;,]", regex=True)
+        flat = pieces.explode()
+        if quoted.any():
+            extra = text[quoted].map(_split_quoted).explode()
+            flat = pd.concat([flat[flat.index.isin(np.flatnonzero(~quoted))], extra]).sort_index(kind="stable")
+        parent = flat.index.to_numpy(dtype=np.int64)
+        entries = flat.astype(STRING_DTYPE)
+    entries = entries.str.strip()
+    keep = entries.notna() & (entries.str.len() > 0)
+    keep_np = keep.to_numpy(dtype=bool)
+    return parent[keep_np], entries[keep_np].reset_index(drop=True)

@@ -1,0 +1,188 @@
+"""The validated, normalised messages of one or more tenants, with their edges."""
+
+from __future__ import annotations
+
+import html
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from ._errors import CommGraphError
+
+__all__ = ["Messages", "REJECT_COLUMNS"]
+
+#: The leading columns of a ``rejects`` frame; the original row's columns follow.
+REJECT_COLUMNS = ("reject_column", "reject_reason", "reject_value", "reject_message", "reject_action")
+
+
+class Messages:
+    """Messages that satisfy the contract: one row per message, plus one row per edge.
+
+    Built by :func:`validate` or :func:`read_messages`, not directly.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per message, in input order, indexed by the input's row labels.
+        Columns: ``tenant_id``, ``message_id``, ``timestamp`` (UTC), ``sender``,
+        ``sender_domain`` (registrable), ``sender_display_name`` (normalised),
+        ``direction``, ``n_recipients``, the optional contract columns (missing
+        where absent from the input), ``sender_key`` (stable 64-bit), then the
+        input's other columns unchanged.
+    rejects : pandas.DataFrame
+        What could not be used, one row per (input row, problem): the
+        :data:`REJECT_COLUMNS` then the original row as it was given.
+        ``reject_action`` is ``row_rejected`` (the message was left out) or
+        ``value_dropped`` (one recipient was left out, the message kept).
+
+    Examples
+    --------
+    >>> from commgraph.graph import validate
+    >>> m = validate(pd.DataFrame({
+    ...     "tenant_id": ["acme", "acme"], "message_id": ["m1", "m2"],
+    ...     "timestamp": ["2024-05-02T09:00:00Z", "2024-05-02T09:05:00Z"],
+    ...     "sender": ["Ann Lee <ann@acme.com>", "bob@vendor.com"],
+    ...     "recipients": ["bob@vendor.com; cy@acme.com", "ann@acme.com"]}),
+    ...     tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+    >>> m
+    Messages(2 messages, 3 edges, 1 tenant, 0 rejects; 2024-05-02 09:00 .. 2024-05-02 09:05 UTC)
+    >>> m.edges()[["message_id", "recipient", "direction"]]
+      message_id       recipient direction
+    0         m1  bob@vendor.com  outbound
+    1         m1    cy@acme.com  outbound
+    2         m2    ann@acme.com   inbound
+    """
+
+    __slots__ = ("frame", "rejects", "_edges")
+
+    def __init__(self, frame: pd.DataFrame, edges: pd.DataFrame, rejects: pd.DataFrame):
+        self.frame = frame
+        self._edges = edges
+        self.rejects = rejects
+
+    def edges(self) -> pd.DataFrame:
+        """One row per (message, recipient), recipients de-duplicated within a message.
+
+        Columns: ``tenant_id``, ``message_id``, ``timestamp``, ``sender``,
+        ``sender_domain``, ``sender_key``, ``recipient``, ``recipient_domain``
+        (registrable), ``recipient_key``, ``recipient_type`` (to/cc/bcc, missing
+        when the input did not say), ``direction`` and ``message_index`` (the
+        message's position in :attr:`frame`).
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> m = validate(pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"],
+        ...     "timestamp": [1714640400], "sender": ["a@x.com"], "to": ["b@t.com"],
+        ...     "cc": ["B@T.com; c@t.com"]}), tenants=[{"tenant_id": "t", "own_domains": ["t.com"]}])
+        >>> m.edges()[["recipient", "recipient_type"]]
+          recipient recipient_type
+        0   b@t.com             to
+        1   c@t.com             cc
+        """
+        return self._edges
+
+    @property
+    def tenants(self) -> list[str]:
+        """The tenant ids present, sorted."""
+        return sorted(self.frame["tenant_id"].unique().tolist())
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def for_tenant(self, tenant_id: str) -> "Messages":
+        """The messages of one tenant (rejects included), never another's.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> m = validate(pd.DataFrame({"tenant_id": ["a", "b"], "message_id": ["1", "1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"] * 2, "sender": ["x@a.com", "y@b.com"],
+        ...     "recipients": ["z@a.com", "w@b.com"], "direction": ["internal"] * 2}))
+        >>> len(m.for_tenant("b")), m.for_tenant("b").tenants
+        (1, ['b'])
+        >>> m.for_tenant("c")
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.CommGraphError: tenant 'c' has no messages here; tenants present: ['a', 'b']
+        """
+        mask = (self.frame["tenant_id"] == tenant_id).to_numpy()
+        if not mask.any():
+            raise CommGraphError(f"tenant {tenant_id!r} has no messages here; tenants present: {self.tenants}")
+        positions = np.flatnonzero(mask)
+        edges = self._edges[(self._edges["tenant_id"] == tenant_id).to_numpy()].copy()
+        remap = np.full(len(self.frame), -1, dtype=np.int64)
+        remap[positions] = np.arange(len(positions))
+        edges["message_index"] = remap[edges["message_index"].to_numpy()]
+        rejects = self.rejects
+        if "tenant_id" in rejects.columns:
+            rejects = rejects[(rejects["tenant_id"].astype("str") == tenant_id).to_numpy()]
+        return Messages(self.frame.iloc[positions], edges.reset_index(drop=True), rejects)
+
+    @classmethod
+    def concat(cls, parts: Iterable["Messages"]) -> "Messages":
+        """Join messages validated separately (for example chunk by chunk).
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> one = validate(pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"], "direction": ["internal"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"]}))
+        >>> len(Messages.concat([one, one]).edges())
+        2
+        """
+        parts = list(parts)
+        if not parts:
+            raise CommGraphError("Messages.concat needs at least one part")
+        offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
+        edges = []
+        for offset, part in zip(offsets, parts):
+            e = part._edges.copy()
+            e["message_index"] = e["message_index"].to_numpy() + offset
+            edges.append(e)
+        return cls(pd.concat([p.frame for p in parts]), pd.concat(edges, ignore_index=True),
+                   pd.concat([p.rejects for p in parts]))
+
+    def summary(self) -> dict:
+        """Counts for reports: messages, edges, tenants, rejects by reason.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> validate(pd.DataFrame({"tenant_id": ["t", "t"], "message_id": ["1", "1"], "direction": ["internal"] * 2,
+        ...     "timestamp": ["2024-01-01T00:00Z"] * 2, "sender": ["a@t.com"] * 2, "recipients": ["b@t.com"] * 2}),
+        ...     strict=False).summary()
+        {'messages': 1, 'edges': 1, 'tenants': 1, 'rejected_rows': 1, 'rejects_by_reason': {'duplicate_message_id': 1}}
+        """
+        rows_rejected = self.rejects[self.rejects["reject_action"] == "row_rejected"]
+        return {
+            "messages": len(self.frame),
+            "edges": len(self._edges),
+            "tenants": int(self.frame["tenant_id"].nunique()),
+            "rejected_rows": int(rows_rejected.index.nunique()),
+            "rejects_by_reason": {str(k): int(v) for k, v in
+                                  self.rejects["reject_reason"].value_counts().sort_index().items()},
+        }
+
+    def _span(self) -> str:
+        if not len(self.frame):
+            return "empty"
+        ts = self.frame["timestamp"]
+        return f"{ts.min():%Y-%m-%d %H:%M} .. {ts.max():%Y-%m-%d %H:%M} UTC"
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"Messages({s['messages']:,} message{'s' if s['messages'] != 1 else ''}, {s['edges']:,} edge"
+                f"{'s' if s['edges'] != 1 else ''}, {s['tenants']} tenant{'s' if s['tenants'] != 1 else ''}, "
+                f"{len(self.rejects):,} reject{'s' if len(self.rejects) != 1 else ''}; {self._span()})")
+
+    def _repr_html_(self) -> str:
+        s = self.summary()
+        by_tenant = self.frame.groupby("tenant_id", observed=True).agg(
+            messages=("message_id", "size"), first=("timestamp", "min"), last=("timestamp", "max"))
+        reasons = "".join(f"<li>{html.escape(k)}: {v:,}</li>" for k, v in s["rejects_by_reason"].items())
+        return (f"<div><b>Messages</b>: {s['messages']:,} messages, {s['edges']:,} edges, "
+                f"{s['tenants']} tenants, {len(self.rejects):,} rejects ({html.escape(self._span())})"
+                f"{by_tenant.head(20).to_html()}"
+                + (f"<p>Rejects by reason:</p><ul>{reasons}</ul>" if reasons else "") + "</div>")

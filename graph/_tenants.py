@@ -1,0 +1,213 @@
+"""Tenant configuration: the tenant's own domains and VIP addresses."""
+
+from __future__ import annotations
+
+import tomllib
+import warnings
+from dataclasses import dataclass, field, replace
+from os import PathLike
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ._addresses import _normalise_domain, normalise_address
+from ._errors import ConfigError
+
+__all__ = ["TenantConfig", "load_tenant_configs", "InferredOwnDomainsWarning", "infer_own_domains"]
+
+_FIELDS = ("tenant_id", "own_domains", "vip_addresses", "name")
+
+
+class InferredOwnDomainsWarning(UserWarning):
+    """A tenant had no configured own domains and commgraph inferred them from its mail."""
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    """One tenant's configuration: who it is and which domains are its own.
+
+    Parameters
+    ----------
+    tenant_id : str
+        The tenant's id as it appears in the ``tenant_id`` column.
+    own_domains : tuple of str
+        Domains the tenant owns; subdomains count too (``mail.acme.com`` is
+        internal when ``acme.com`` is). Decides ``direction`` when it is not given.
+    vip_addresses : tuple of str, optional
+        Executives and other high-value mailboxes.
+    name : str, optional
+        A human-readable name for reports.
+
+    Examples
+    --------
+    >>> cfg = TenantConfig.from_dict({"tenant_id": "acme", "own_domains": ["ACME.com", "bücher.de"],
+    ...                               "vip_addresses": ["CEO@acme.com"]})
+    >>> cfg.own_domains, cfg.vip_addresses
+    (('acme.com', 'xn--bcher-kva.de'), ('ceo@acme.com',))
+    >>> cfg.is_own_domain("mail.acme.com"), cfg.is_own_domain("notacme.com")
+    (True, False)
+    """
+
+    tenant_id: str
+    own_domains: tuple[str, ...] = ()
+    vip_addresses: tuple[str, ...] = ()
+    name: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TenantConfig":
+        """Build and validate a configuration from a mapping (one TOML table).
+
+        Unknown keys are refused, so a typo does not silently configure nothing.
+
+        Examples
+        --------
+        >>> TenantConfig.from_dict({"tenant_id": "t1", "own_domain": ["x.com"]})
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.ConfigError: unknown field 'own_domain' in tenant configuration; allowed fields are 'tenant_id', 'own_domains', 'vip_addresses', 'name'
+        """
+        unknown = [k for k in data if k not in _FIELDS]
+        if unknown:
+            raise ConfigError(f"unknown field {unknown[0]!r} in tenant configuration; allowed fields are "
+                              + ", ".join(repr(f) for f in _FIELDS))
+        tenant_id = data.get("tenant_id")
+        if not isinstance(tenant_id, str) or not tenant_id.strip():
+            raise ConfigError(f"'tenant_id' must be a non-empty string (got {tenant_id!r})")
+        domains = _string_list(data.get("own_domains", ()), "own_domains")
+        normalised = []
+        for d in domains:
+            norm, problem = _normalise_domain(d)
+            if problem:
+                raise ConfigError(f"'own_domains' of tenant {tenant_id!r} holds {d!r}: {problem}")
+            normalised.append(norm)
+        vips = []
+        for a in _string_list(data.get("vip_addresses", ()), "vip_addresses"):
+            addr, _, problem = normalise_address(a)
+            if problem:
+                raise ConfigError(f"'vip_addresses' of tenant {tenant_id!r} holds {a!r}: {problem}")
+            vips.append(addr)
+        name = data.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"'name' must be a string (got {name!r})")
+        return cls(tenant_id=tenant_id.strip(), own_domains=tuple(dict.fromkeys(normalised)),
+                   vip_addresses=tuple(dict.fromkeys(vips)), name=name)
+
+    @classmethod
+    def from_toml(cls, path: str | PathLike) -> "TenantConfig":
+        """Load one tenant from a TOML file whose top level is the tenant table.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "acme.toml"
+        >>> _ = p.write_text('tenant_id = "acme"\\nown_domains = ["acme.com"]\\n')
+        >>> TenantConfig.from_toml(p)
+        TenantConfig(tenant_id='acme', own_domains=('acme.com',), vip_addresses=(), name=None)
+        """
+        with open(path, "rb") as fh:
+            return cls.from_dict(tomllib.load(fh))
+
+    def evolve(self, **changes: Any) -> "TenantConfig":
+        """A copy with some fields changed (validated again).
+
+        Examples
+        --------
+        >>> TenantConfig("acme", ("acme.com",)).evolve(own_domains=["acme.com", "acme.io"]).own_domains
+        ('acme.com', 'acme.io')
+        """
+        data = {f: getattr(self, f) for f in _FIELDS}
+        data.update(changes)
+        return TenantConfig.from_dict({k: list(v) if isinstance(v, tuple) else v for k, v in data.items()
+                                       if v is not None})
+
+    def is_own_domain(self, domain: str) -> bool:
+        """Whether ``domain`` (normalised) is one of the tenant's domains or a subdomain of one."""
+        return any(domain == d or domain.endswith("." + d) for d in self.own_domains)
+
+
+def _string_list(value: Any, name: str) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"'{name}' must be a list of strings (got {value!r})")
+    return list(value)
+
+
+def load_tenant_configs(source: str | PathLike | Iterable[TenantConfig | Mapping] | Mapping) -> dict[str, TenantConfig]:
+    """Tenant configurations keyed by tenant id.
+
+    Parameters
+    ----------
+    source : path, iterable or mapping
+        A TOML file with one ``[[tenant]]`` table per tenant, an iterable of
+        :class:`TenantConfig` or mappings, or a mapping ``tenant_id -> TenantConfig``.
+
+    Returns
+    -------
+    dict of str to TenantConfig
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "tenants.toml"
+    >>> _ = p.write_text('[[tenant]]\\ntenant_id = "a"\\nown_domains = ["a.com"]\\n'
+    ...                  '[[tenant]]\\ntenant_id = "b"\\nown_domains = ["b.org"]\\n')
+    >>> sorted(load_tenant_configs(p))
+    ['a', 'b']
+    """
+    if isinstance(source, (str, PathLike)):
+        with open(source, "rb") as fh:
+            data = tomllib.load(fh)
+        unknown = [k for k in data if k != "tenant"]
+        if unknown:
+            raise ConfigError(f"unknown top-level key {unknown[0]!r} in {source}; tenants go in [[tenant]] tables")
+        items: Iterable = data.get("tenant", [])
+    elif isinstance(source, Mapping):
+        items = source.values()
+    else:
+        items = source
+    configs: dict[str, TenantConfig] = {}
+    for item in items:
+        cfg = item if isinstance(item, TenantConfig) else TenantConfig.from_dict(item)
+        if cfg.tenant_id in configs:
+            raise ConfigError(f"tenant {cfg.tenant_id!r} is configured twice")
+        configs[cfg.tenant_id] = cfg
+    return configs
+
+
+def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, share: float = 0.5) -> dict[str, tuple[str, ...]]:
+    """Guess each tenant's own domains from the domains that receive most of its mail.
+
+    The top receiving registrable domain, plus any other receiving more than
+    ``share`` times as many edges as the top one, is taken as the tenant's own.
+
+    Parameters
+    ----------
+    tenant_ids, recipient_domains : pandas.Series
+        One value per edge (message x recipient), aligned.
+    share : float, default 0.5
+
+    Returns
+    -------
+    dict of str to tuple of str
+
+    Examples
+    --------
+    >>> infer_own_domains(pd.Series(["t"] * 5), pd.Series(["acme.com"] * 4 + ["gmail.com"]))
+    {'t': ('acme.com',)}
+    """
+    counts = (pd.DataFrame({"t": tenant_ids.to_numpy(), "d": recipient_domains.to_numpy()})
+              .dropna().value_counts(["t", "d"]).rename("n").reset_index())
+    result: dict[str, tuple[str, ...]] = {}
+    for tenant, group in counts.groupby("t", sort=True):
+        top = group["n"].max()
+        chosen = group.loc[group["n"] > share * top].sort_values(["n", "d"], ascending=[False, True])["d"]
+        result[str(tenant)] = tuple(chosen)
+    return result
+
+
+def warn_inferred(inferred: Mapping[str, tuple[str, ...]]) -> None:
+    for tenant, domains in inferred.items():
+        warnings.warn(
+            f"tenant {tenant!r}: no own domains configured; inferred {list(domains)} from the domains that "
+            f"receive most of its mail. Pass tenants=[TenantConfig({tenant!r}, own_domains=[...])] to set them.",
+            InferredOwnDomainsWarning, stacklevel=4)

@@ -1,0 +1,216 @@
+"""Timestamps in any of the accepted forms, to UTC ``datetime64[ns, UTC]``.
+
+Accepted: ISO-8601 strings with an offset (or ``Z``), RFC 2822 dates with an
+offset, epoch seconds or milliseconds (by explicit unit or an unambiguous
+magnitude), tz-aware datetimes. Naive values are refused unless the caller says
+which zone they are in: guessing a zone shifts every "first seen" and every
+hour-of-day habit by hours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._errors import ConfigError, ReasonCode
+from ._schema import TIMESTAMP_DTYPE
+
+__all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE"]
+
+#: Timestamps outside this range are refused as ``timestamp_out_of_range``. The
+#: floor catches the placeholders mail systems write for unknown dates (epoch 0,
+#: 1980-01-01) long before any archive we serve begins.
+DEFAULT_TIME_RANGE = ("1990-01-01", "2100-01-01")
+
+# Epoch seconds stay below 1e11 until the year 5138; epoch milliseconds pass
+# 1e11 in 1973. Values on both sides of the line are ambiguous.
+_SECONDS_BELOW = 1e11
+_MILLIS_BELOW = 1e14
+_TZ_SUFFIX = r"(?:[zZ]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)(?:\s*\([^)]*\))?$"
+_NUMERIC = r"[+-]?\d+(?:\.\d*)?"
+
+
+@dataclass(frozen=True)
+class ParsedTimestamps:
+    """Timestamps in UTC plus, per row, why a value was refused (or ``None``).
+
+    Attributes
+    ----------
+    values : pandas.Series
+        ``datetime64[ns, UTC]``; ``NaT`` where missing or refused.
+    reason : numpy.ndarray of object
+        A :class:`ReasonCode` per refused row, else ``None`` (missing values are
+        ``ReasonCode.MISSING_VALUE``).
+    fixes : dict
+        The fix to suggest for each reason that occurred.
+    """
+
+    values: pd.Series
+    reason: np.ndarray
+    fixes: dict
+
+
+def _resolve_unit(numbers: pd.Series, unit: str | None) -> str | None:
+    if unit is not None:
+        if unit not in ("s", "ms", "us", "ns"):
+            raise ConfigError(f"'timestamp_unit' must be one of 's', 'ms', 'us', 'ns' (got {unit!r})")
+        return unit
+    magnitude = numbers.abs()
+    if magnitude.empty or (magnitude < _SECONDS_BELOW).all():
+        return "s"
+    if ((magnitude >= _SECONDS_BELOW) & (magnitude < _MILLIS_BELOW)).all():
+        return "ms"
+    return None
+
+
+def parse_timestamps(
+    values: pd.Series,
+    *,
+    timezone: str | None = None,
+    unit: str | None = None,
+    origin: str | pd.Timestamp = "unix",
+    time_range: tuple | None = DEFAULT_TIME_RANGE,
+) -> ParsedTimestamps:
+    """Parse a timestamp column to UTC, reporting every value it refuses.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        Strings, numbers or datetimes.
+    timezone : str, optional
+        IANA zone of naive values (``"Europe/Paris"``); without it they are refused.
+    unit : {'s', 'ms', 'us', 'ns'}, optional
+        Unit of numeric values; inferred from magnitude when unambiguous.
+    origin : str or Timestamp, default 'unix'
+        Origin of numeric values (``pandas.to_datetime`` semantics), for archives
+        that count seconds from their own start.
+    time_range : (start, end), optional
+        Refuse timestamps outside ``[start, end)``; ``None`` accepts any.
+
+    Returns
+    -------
+    ParsedTimestamps
+
+    Examples
+    --------
+    >>> p = parse_timestamps(pd.Series(["2024-03-01T09:30:00+01:00", "2024-03-01 09:30", "soon",
+    ...                                 "1980-01-01T00:00:00Z", None]))
+    >>> p.values.iloc[0]
+    Timestamp('2024-03-01 08:30:00+0000', tz='UTC')
+    >>> [r.value if r else None for r in p.reason]
+    [None, 'naive_timestamp', 'unparseable_timestamp', 'timestamp_out_of_range', 'missing_value']
+    >>> parse_timestamps(pd.Series([1709281800, 1709281800123])).reason.tolist()
+    [<ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT: 'ambiguous_timestamp_unit'>, <ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT: 'ambiguous_timestamp_unit'>]
+    """
+    n = len(values)
+    reason = np.full(n, None, dtype=object)
+    fixes: dict = {}
+    out = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP_DTYPE)
+    missing = values.isna().to_numpy()
+    reason[missing] = ReasonCode.MISSING_VALUE
+    fixes[ReasonCode.MISSING_VALUE] = "fill the timestamps or drop those rows"
+
+    def refuse(mask: np.ndarray, code: ReasonCode, fix: str) -> None:
+        mask = mask & (reason == None)  # noqa: E711 (element-wise)
+        if mask.any():
+            reason[mask] = code
+            fixes[code] = fix
+
+    naive_fix = "pass timezone='<IANA zone>' saying which zone the naive timestamps are in, or add offsets"
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        out = _to_ns(values.dt.tz_convert("UTC"), refuse)
+    elif pd.api.types.is_datetime64_dtype(dtype):
+        if timezone is None:
+            refuse(~missing, ReasonCode.NAIVE_TIMESTAMP, naive_fix)
+        else:
+            local = values.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+            out = local.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
+            refuse(out.isna().to_numpy() & ~missing, ReasonCode.UNPARSEABLE_TIMESTAMP,
+                   f"the local times do not exist or are ambiguous in {timezone} (daylight saving); add offsets")
+    elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        out = _from_numbers(values.astype("float64"), ~missing, unit, origin, refuse)
+    else:
+        text = values.astype("str").str.strip()
+        numeric = text.str.fullmatch(_NUMERIC).to_numpy(dtype=bool, na_value=False)
+        present = ~missing
+        if numeric[present].all() and present.any():
+            out = _from_numbers(pd.to_numeric(text, errors="coerce"), present, unit, origin, refuse)
+        else:
+            out = _from_strings(values, text, present, timezone, refuse, naive_fix)
+
+    if time_range is not None:
+        lo, hi = (pd.Timestamp(t, tz="UTC") if pd.Timestamp(t).tzinfo is None else pd.Timestamp(t)
+                  for t in time_range)
+        bad = (out.notna() & ((out < lo) | (out >= hi))).to_numpy()
+        refuse(bad, ReasonCode.TIMESTAMP_OUT_OF_RANGE,
+               f"timestamps must fall in [{lo.date()}, {hi.date()}); correct placeholder dates, "
+               "or pass time_range=None (or a wider range) for archives that really span it")
+    out = out.mask(reason != None)  # noqa: E711
+    return ParsedTimestamps(values=out.astype(TIMESTAMP_DTYPE), reason=reason, fixes=fixes)
+
+
+def _from_numbers(numbers: pd.Series, present: np.ndarray, unit, origin, refuse) -> pd.Series:
+    finite = np.isfinite(numbers.to_numpy(dtype="float64", na_value=np.nan))
+    resolved = _resolve_unit(numbers[present & finite], unit)
+    if resolved is None:
+        refuse(present, ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT,
+               "numbers mix epoch-second and epoch-millisecond magnitudes; pass timestamp_unit='s' or 'ms'")
+        return pd.Series(pd.NaT, index=numbers.index, dtype=TIMESTAMP_DTYPE)
+    refuse(present & ~finite, ReasonCode.UNPARSEABLE_TIMESTAMP, "replace infinite or non-numeric times")
+    # Refuse values that would overflow nanoseconds instead of letting them wrap.
+    scale = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}[resolved]
+    base = 0 if origin == "unix" else pd.Timestamp(origin).value
+    ns = numbers.to_numpy(dtype="float64", na_value=np.nan) * scale + base
+    overflow = present & finite & (np.abs(ns) >= 9.2e18)
+    refuse(overflow, ReasonCode.TIMESTAMP_OUT_OF_RANGE, "the numbers are too large for any date; check the unit")
+    usable = numbers.where(present & finite & ~overflow)
+    return pd.to_datetime(usable, unit=resolved, origin=origin, utc=True).astype(TIMESTAMP_DTYPE)
+
+
+def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timezone, refuse, naive_fix):
+    if values.dtype == object:
+        # Python datetime objects: spell them out so a naive one is seen as naive.
+        text = values.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v).astype("str").str.strip()
+    has_zone = text.str.contains(_TZ_SUFFIX, regex=True, na=False).to_numpy()
+    # pandas reads a naive string as UTC under utc=True; the zone test above is what
+    # tells naive values apart, and they are re-localised below.
+    parsed = pd.to_datetime(text.where(present), format="ISO8601", utc=True, errors="coerce")
+    failed = present & parsed.isna().to_numpy()
+    if failed.any():
+        # RFC 2822 and other forms: the general parser, only for what ISO-8601 missed.
+        parsed = parsed.astype("datetime64[s, UTC]") if parsed.dt.unit == "ns" else parsed
+        parsed[failed] = pd.Series([_parse_other(v) for v in text[failed]], index=text.index[failed],
+                                   dtype=parsed.dtype)
+    parsed = _to_ns(parsed, refuse)
+    refuse(present & parsed.isna().to_numpy(), ReasonCode.UNPARSEABLE_TIMESTAMP,
+           "write timestamps as ISO-8601 with an offset (2024-03-01T09:30:00+01:00) or epoch seconds")
+    naive = present & ~has_zone & parsed.notna().to_numpy()
+    if naive.any():
+        if timezone is None:
+            refuse(naive, ReasonCode.NAIVE_TIMESTAMP, naive_fix)
+        else:
+            wall = parsed[naive].dt.tz_localize(None)
+            local = wall.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+            parsed[naive] = local
+            refuse(naive & parsed.isna().to_numpy(), ReasonCode.UNPARSEABLE_TIMESTAMP,
+                   f"the local times do not exist or are ambiguous in {timezone} (daylight saving); add offsets")
+    return parsed
+
+
+def _to_ns(parsed: pd.Series, refuse) -> pd.Series:
+    """Nanosecond UTC, refusing dates nanoseconds cannot hold (years before 1677 or after 2262)."""
+    lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    overflow = (parsed.notna() & ((parsed < lo) | (parsed > hi))).to_numpy()
+    refuse(overflow, ReasonCode.TIMESTAMP_OUT_OF_RANGE, "correct the dates: they lie centuries away")
+    return parsed.where(~overflow).astype(TIMESTAMP_DTYPE)
+
+
+def _parse_other(value: str):
+    try:
+        ts = pd.Timestamp(pd.to_datetime(value, format="mixed", utc=True))
+    except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        return pd.NaT
+    return ts

@@ -1,0 +1,22 @@
+"""Do string work once per distinct value and map the results back."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._schema import STRING_DTYPE
+
+
+def spread(results: Sequence | np.ndarray, codes: np.ndarray, index: pd.Index, dtype=STRING_DTYPE) -> pd.Series:
+    """Map per-unique ``results`` back to rows through factorise ``codes`` (-1 = missing)."""
+    array = pd.array(np.asarray(results, dtype=object) if dtype == STRING_DTYPE else results, dtype=dtype)
+    return pd.Series(array.take(codes, allow_fill=True), index=index)
+
+
+def map_unique_strings(values: pd.Series, func: Callable[[str], object], dtype=STRING_DTYPE) -> pd.Series:
+    """Apply ``func`` to each distinct non-missing string of ``values``, aligned with ``values``."""
+    codes, uniques = pd.factorize(values.astype(STRING_DTYPE), use_na_sentinel=True)
+    return spread([func(u) for u in uniques], codes, values.index, dtype)

@@ -1,0 +1,646 @@
+"""Validation and normalisation of mail metadata against the message contract.
+
+``validate`` checks every rule in one pass over the columns (vectorised; string
+work is done once per distinct value) and either raises one :class:`SchemaError`
+listing every problem (strict) or returns the usable messages plus the rows it
+could not use, each with a reason (lenient). Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ._addresses import normalise_display_names, parse_addresses, registrable_domains, split_address_lists
+from ._errors import ConfigError, Problem, ReasonCode, SchemaError
+from ._keys import stable_keys
+from ._messages import REJECT_COLUMNS, Messages
+from ._schema import (
+    AUTH_COLUMNS, AUTH_DTYPE, DIRECTION_DTYPE, DIRECTIONS, EDGE_RECIPIENT_COLUMN, EDGE_RECIPIENT_TYPE_COLUMN,
+    LABEL_DTYPE, LABELS, OPTIONAL_COLUMNS, RECIPIENT_TYPE_DTYPE, RECIPIENT_TYPES, REQUIRED_COLUMNS,
+    STRING_DTYPE, TIMESTAMP_DTYPE, TYPED_RECIPIENT_COLUMNS, AUTH_RESULTS,
+)
+from ._tenants import TenantConfig, infer_own_domains, load_tenant_configs, warn_inferred
+from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
+from ._uniques import map_unique_strings
+
+__all__ = ["validate", "apply_column_mapping"]
+
+_CONTRACT = (*REQUIRED_COLUMNS, "recipients", *TYPED_RECIPIENT_COLUMNS, EDGE_RECIPIENT_COLUMN,
+             EDGE_RECIPIENT_TYPE_COLUMN, *OPTIONAL_COLUMNS)
+_ENUMS = {"direction": (DIRECTIONS, DIRECTION_DTYPE), "label": (LABELS, LABEL_DTYPE),
+          **{c: (AUTH_RESULTS, AUTH_DTYPE) for c in AUTH_COLUMNS}}
+
+
+@dataclass
+class _Finding:
+    level: str                  # "message" or "edge"
+    positions: np.ndarray       # message or edge positions
+    column: str
+    reason: ReasonCode
+    values: list
+    fix: str
+    detail: str = ""
+    messages: list | None = None  # one sentence per position, when they differ
+
+
+@dataclass
+class _Findings:
+    n_messages: int
+    items: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rejected = np.zeros(self.n_messages, dtype=bool)
+
+    def add(self, mask_or_positions, column: str, reason: ReasonCode, values: pd.Series | np.ndarray | list,
+            fix: str, *, level: str = "message", detail: str = "", messages=None) -> None:
+        positions = np.asarray(mask_or_positions)
+        if positions.dtype == bool:
+            positions = np.flatnonzero(positions)
+        if not len(positions):
+            return
+        vals = values.tolist() if hasattr(values, "tolist") else list(values)
+        self.items.append(_Finding(level, positions, column, reason, vals, fix, detail, messages))
+        if level == "message":
+            self.rejected[positions] = True
+
+
+def apply_column_mapping(frame: pd.DataFrame, columns: Mapping[str, str] | None) -> pd.DataFrame:
+    """Rename the caller's columns to the contract's names.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    columns : mapping, optional
+        ``{contract name: caller's column}``, e.g. ``{"sender": "from_address"}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A shallow copy with renamed columns.
+
+    Examples
+    --------
+    >>> apply_column_mapping(pd.DataFrame({"from_address": ["a@b.com"]}), {"sender": "from_address"}).columns.tolist()
+    ['sender']
+    >>> apply_column_mapping(pd.DataFrame({"x": [1]}), {"sender": "from"})
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: column mapping names 'from' for 'sender', but the input has no such column; columns present: ['x']
+    """
+    if not columns:
+        return frame
+    unknown = [k for k in columns if k not in _CONTRACT]
+    if unknown:
+        raise ConfigError(f"column mapping key {unknown[0]!r} is not a contract column; contract columns are "
+                          f"{list(_CONTRACT)}")
+    rename = {}
+    for contract_name, source in columns.items():
+        if source not in frame.columns:
+            raise ConfigError(f"column mapping names {source!r} for {contract_name!r}, but the input has no such "
+                              f"column; columns present: {list(frame.columns)}")
+        if contract_name in frame.columns and contract_name != source:
+            raise ConfigError(f"column mapping maps {source!r} to {contract_name!r}, but the input already has a "
+                              f"{contract_name!r} column; drop or rename one of them")
+        rename[source] = contract_name
+    return frame.rename(columns=rename)
+
+
+def _blank_to_na(values: pd.Series) -> pd.Series:
+    text = values.astype(STRING_DTYPE).str.strip()
+    return text.mask(text.str.len() == 0)
+
+
+def validate(
+    frame: pd.DataFrame,
+    *,
+    strict: bool = True,
+    columns: Mapping[str, str] | None = None,
+    tenants: Iterable[TenantConfig | Mapping] | Mapping | str | None = None,
+    timezone: str | None = None,
+    timestamp_unit: str | None = None,
+    timestamp_origin: str | pd.Timestamp = "unix",
+    time_range: tuple | None = DEFAULT_TIME_RANGE,
+    fold_plus_addresses: bool = False,
+) -> Messages:
+    """Check mail metadata against the message contract and normalise it.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per message (recipients in ``recipients`` or ``to``/``cc``/``bcc``),
+        or one row per recipient (a ``recipient`` column, optionally
+        ``recipient_type``): rows of one message are then gathered into it.
+    strict : bool, default True
+        Raise one :class:`SchemaError` listing every problem. With ``False``,
+        return the usable messages and put the rest in ``Messages.rejects``.
+    columns : mapping, optional
+        ``{contract name: your column}`` for inputs with other column names.
+    tenants : TenantConfig list, mapping or TOML path, optional
+        Own domains per tenant, used to decide ``direction`` where it is not given.
+        Tenants without one get own domains inferred from their mail (with an
+        :class:`InferredOwnDomainsWarning` naming them).
+    timezone : str, optional
+        Zone of naive timestamps; without it they are refused.
+    timestamp_unit : {'s', 'ms', 'us', 'ns'}, optional
+        Unit of numeric timestamps, when their magnitude is ambiguous.
+    timestamp_origin : str or Timestamp, default 'unix'
+        Origin of numeric timestamps.
+    time_range : (start, end) or None, default ('1990-01-01', '2100-01-01')
+        Timestamps outside are refused (placeholder dates such as 1980-01-01).
+    fold_plus_addresses : bool, default False
+        Fold ``local+tag@domain`` to ``local@domain``.
+
+    Returns
+    -------
+    Messages
+
+    Raises
+    ------
+    SchemaError
+        In strict mode, when anything breaks the contract; in both modes when a
+        required column is missing (nothing can be checked without it).
+    ConfigError
+        When a parameter or the column mapping is invalid.
+
+    Examples
+    --------
+    >>> raw = pd.DataFrame({
+    ...     "tenant_id": ["acme"] * 3, "message_id": ["m1", "m2", "m3"],
+    ...     "timestamp": ["2024-05-02T09:00:00Z", "2024-05-02T09:05:00+02:00", "2024-05-02 10:00"],
+    ...     "sender": ["Ann <ann@acme.com>", "a@", "bob@vendor.com"],
+    ...     "recipients": ["bob@vendor.com", "ann@acme.com", "ann@acme.com"]})
+    >>> validate(raw)
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.SchemaError: mail metadata breaks the message contract (2 problems):
+      - column 'timestamp': 1 row naive_timestamp (rows 2; values '2024-05-02 10:00'); fix: pass timezone='<IANA zone>' saying which zone the naive timestamps are in, or add offsets
+      - column 'sender': 1 row invalid_address (rows 1; values 'a@'); empty domain; fix: correct the addresses, or drop those rows
+    >>> m = validate(raw, strict=False, tenants=[TenantConfig("acme", own_domains=("acme.com",))])
+    >>> m.frame[["message_id", "sender", "sender_display_name", "direction"]]
+      message_id         sender sender_display_name direction
+    0         m1   ann@acme.com                 ann  outbound
+    >>> m.rejects[["reject_column", "reject_reason", "message_id"]]
+      reject_column    reject_reason message_id
+    1        sender  invalid_address         m2
+    2     timestamp  naive_timestamp         m3
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise ConfigError(f"validate expects a pandas DataFrame (got {type(frame).__name__}); "
+                          "use read_messages for files and iterables of records")
+    configs = load_tenant_configs(tenants) if tenants is not None else {}
+    original = frame
+    df = apply_column_mapping(frame, columns)
+    _check_columns(df, columns)
+    layout = _layout(df)
+
+    state = _State.start(df, layout)
+    findings = _Findings(len(state.msgs))
+    msgs = state.msgs
+
+    tenant = _required_text(msgs, "tenant_id", findings, "add the tenant id (one customer organisation per value)")
+    message_id = _required_text(msgs, "message_id", findings, "give every message an id, or drop those rows")
+    dup = (pd.DataFrame({"t": tenant, "m": message_id}).duplicated(keep="first").to_numpy()
+           & tenant.notna().to_numpy() & message_id.notna().to_numpy())
+    findings.add(dup, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, message_id[dup],
+                 "nothing to do if these are copies of one mail filed in several folders (the first copy is kept); "
+                 "otherwise give distinct messages distinct ids")
+
+    ts = _timestamps(msgs["timestamp"], "timestamp", findings, timezone, timestamp_unit, timestamp_origin, time_range)
+
+    sender_raw = _blank_to_na(msgs["sender"])
+    findings.add(sender_raw.isna().to_numpy(), "sender", ReasonCode.MISSING_VALUE, msgs["sender"][sender_raw.isna()],
+                 "fill the sender or drop those rows")
+    sender = parse_addresses(sender_raw, fold_plus=fold_plus_addresses)
+    _address_problems(sender, sender_raw, "sender", findings)
+    display = sender.display_name
+    if "sender_display_name" in msgs:
+        given = _blank_to_na(msgs["sender_display_name"])
+        display = given.fillna(display)
+    display = normalise_display_names(display)
+
+    optional = {}
+    for name, (vocabulary, dtype) in _ENUMS.items():
+        optional[name] = _enum(msgs, name, vocabulary, dtype, findings)
+    for name in ("reply_to", "return_path"):
+        optional[name] = _optional_address(msgs, name, findings, fold_plus_addresses)
+    optional["sender_ip"] = _sender_ip(msgs, findings)
+    labeled_at = pd.Series(pd.NaT, index=msgs.index, dtype=TIMESTAMP_DTYPE)
+    if "labeled_at" in msgs:
+        present = msgs["labeled_at"].notna().to_numpy()
+        parsed = parse_timestamps(msgs["labeled_at"], timezone=timezone, unit=timestamp_unit,
+                                  origin=timestamp_origin, time_range=time_range)
+        _timestamp_problems(parsed, msgs["labeled_at"], "labeled_at", findings, present)
+        labeled_at = parsed.values
+        early = (labeled_at < ts).to_numpy(dtype=bool, na_value=False)
+        findings.add(early, "labeled_at", ReasonCode.LABELED_BEFORE_MESSAGE, msgs["labeled_at"][early],
+                     "a label cannot be known before its message arrived; correct labeled_at or the timestamp")
+    optional["labeled_at"] = labeled_at
+    optional["subject"] = (msgs["subject"].astype(STRING_DTYPE) if "subject" in msgs
+                           else pd.Series(pd.NA, index=msgs.index, dtype=STRING_DTYPE))
+
+    edges = _recipients(state, findings, fold_plus_addresses)
+
+    direction = _direction(optional["direction"], tenant, sender.domain, edges, findings, configs)
+    optional["direction"] = direction
+
+    return _assemble(original, state, findings, strict, tenant, message_id, ts, sender, display, optional, edges)
+
+
+# --- structure ---------------------------------------------------------------------------------
+
+def _check_columns(df: pd.DataFrame, columns) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    has_recipients = any(c in df.columns for c in ("recipients", *TYPED_RECIPIENT_COLUMNS, EDGE_RECIPIENT_COLUMN))
+    if not has_recipients:
+        missing.append("recipients")
+    if missing:
+        problems = [Problem(c, ReasonCode.MISSING_COLUMN,
+                            detail=f"columns present: {list(df.columns)}",
+                            fix=("add it, or map your column to it with columns={'" + c + "': '<your column>'}"
+                                 if c != "recipients" else "give recipients as 'recipients' (list or ';'/','-"
+                                 "separated), as 'to'/'cc'/'bcc', or one row per recipient in 'recipient'"))
+                    for c in missing]
+        raise SchemaError(problems)
+
+
+def _layout(df: pd.DataFrame) -> str:
+    if any(c in df.columns for c in TYPED_RECIPIENT_COLUMNS):
+        return "typed"
+    if "recipients" in df.columns:
+        return "list"
+    return "edge"
+
+
+@dataclass
+class _State:
+    """Message-level rows plus the raw recipient entries, with their input rows."""
+
+    msgs: pd.DataFrame            # one row per message, RangeIndex
+    msg_row: np.ndarray           # input row position of each message (its first row)
+    edge_parent: np.ndarray       # message position of each raw recipient entry
+    edge_raw: pd.Series           # raw recipient entries
+    edge_type: np.ndarray         # recipient type code (-1 unknown) per entry
+    edge_row: np.ndarray          # input row position of each entry
+    edge_column: np.ndarray       # input column of each entry
+    layout: str
+    pre_findings: list = field(default_factory=list)
+
+    @classmethod
+    def start(cls, df: pd.DataFrame, layout: str) -> "_State":
+        n = len(df)
+        positions = np.arange(n, dtype=np.int64)
+        if layout == "edge":
+            return cls._from_edge_rows(df)
+        msgs = df.reset_index(drop=True)
+        parents, raws, types, columns = [], [], [], []
+        sources = [c for c in TYPED_RECIPIENT_COLUMNS if c in df.columns] if layout == "typed" else ["recipients"]
+        for column in sources:
+            parent, entries = split_address_lists(msgs[column])
+            parents.append(parent)
+            raws.append(entries)
+            code = RECIPIENT_TYPES.index(column) if column in RECIPIENT_TYPES else -1
+            types.append(np.full(len(parent), code, dtype=np.int8))
+            columns.append(np.full(len(parent), column, dtype=object))
+        parent = np.concatenate(parents) if parents else np.zeros(0, np.int64)
+        return cls(msgs=msgs, msg_row=positions, edge_parent=parent,
+                   edge_raw=pd.concat(raws, ignore_index=True) if raws else pd.Series([], dtype=STRING_DTYPE),
+                   edge_type=np.concatenate(types) if types else np.zeros(0, np.int8), edge_row=parent.copy(),
+                   edge_column=np.concatenate(columns) if columns else np.zeros(0, object), layout=layout)
+
+    @classmethod
+    def _from_edge_rows(cls, df: pd.DataFrame) -> "_State":
+        flat = df.reset_index(drop=True)
+        keys = pd.DataFrame({"t": flat["tenant_id"].astype(STRING_DTYPE), "m": flat["message_id"].astype(STRING_DTYPE)})
+        codes, _ = pd.factorize(pd.MultiIndex.from_frame(keys.fillna("\0missing")))
+        first = pd.Series(np.arange(len(flat))).groupby(codes, sort=False).transform("min").to_numpy()
+        msg_first = np.unique(first)
+        parent_of_first = np.full(len(flat), -1, dtype=np.int64)
+        parent_of_first[msg_first] = np.arange(len(msg_first))
+        edge_parent = parent_of_first[first]
+        rtype = (flat[EDGE_RECIPIENT_TYPE_COLUMN].astype(STRING_DTYPE).str.strip().str.lower()
+                 if EDGE_RECIPIENT_TYPE_COLUMN in flat else pd.Series(pd.NA, index=flat.index, dtype=STRING_DTYPE))
+        type_code = pd.Categorical(rtype, categories=list(RECIPIENT_TYPES)).codes.astype(np.int8)
+        state = cls(msgs=flat.iloc[msg_first].drop(columns=[c for c in (EDGE_RECIPIENT_COLUMN,
+                                                                        EDGE_RECIPIENT_TYPE_COLUMN) if c in flat])
+                    .reset_index(drop=True),
+                    msg_row=msg_first, edge_parent=edge_parent,
+                    edge_raw=flat[EDGE_RECIPIENT_COLUMN].astype(STRING_DTYPE),
+                    edge_type=type_code, edge_row=np.arange(len(flat), dtype=np.int64),
+                    edge_column=np.full(len(flat), EDGE_RECIPIENT_COLUMN, dtype=object), layout="edge")
+        # Exact repeats of an edge row are copies of one mail filed in several folders.
+        dup = flat.astype({c: STRING_DTYPE for c in flat.columns if flat[c].dtype == object}) \
+            .duplicated(subset=[c for c in ("tenant_id", "message_id", EDGE_RECIPIENT_COLUMN,
+                                            EDGE_RECIPIENT_TYPE_COLUMN) if c in flat], keep="first").to_numpy()
+        state.pre_findings.append(("dup", dup))
+        bad_type = rtype.notna().to_numpy() & (type_code < 0)
+        state.pre_findings.append(("bad_type", bad_type, rtype))
+        # Message-level columns must agree across a message's rows.
+        level = [c for c in state.msgs.columns if c not in ("tenant_id", "message_id")
+                 and c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)]
+        if level:
+            grouped = flat[level].astype(STRING_DTYPE).groupby(edge_parent, sort=True).nunique(dropna=False)
+            inconsistent = grouped.gt(1)
+            state.pre_findings.append(("inconsistent", inconsistent))
+        return state
+
+
+# --- columns -----------------------------------------------------------------------------------
+
+def _required_text(msgs: pd.DataFrame, column: str, findings: _Findings, fix: str) -> pd.Series:
+    text = _blank_to_na(msgs[column])
+    missing = text.isna().to_numpy()
+    findings.add(missing, column, ReasonCode.MISSING_VALUE, msgs[column][missing], fix)
+    return text
+
+
+def _timestamp_problems(parsed, raw: pd.Series, column: str, findings: _Findings, only: np.ndarray | None = None):
+    reasons = parsed.reason
+    for code in dict.fromkeys(r for r in reasons if r is not None):
+        # Compare by identity: numpy would compare the str-valued enum as a plain string array.
+        mask = np.fromiter((r is code for r in reasons), dtype=bool, count=len(reasons))
+        if only is not None:
+            mask &= only
+        findings.add(mask, column, code, raw[mask], parsed.fixes[code])
+
+
+def _timestamps(raw, column, findings, timezone, unit, origin, time_range) -> pd.Series:
+    parsed = parse_timestamps(raw, timezone=timezone, unit=unit, origin=origin, time_range=time_range)
+    _timestamp_problems(parsed, raw, column, findings)
+    return parsed.values
+
+
+def _address_problems(parsed, raw: pd.Series, column: str, findings: _Findings, *, level="message",
+                      positions: np.ndarray | None = None, reason=ReasonCode.INVALID_ADDRESS,
+                      fix="correct the addresses, or drop those rows") -> None:
+    bad = parsed.invalid
+    if not bad.any():
+        return
+    problems = parsed.problem[bad]
+    detail = "; ".join(f"{k} ({v})" if v > 1 else k for k, v in problems.value_counts().items())
+    where = np.flatnonzero(bad) if positions is None else positions[bad]
+    findings.add(where, column, reason, raw[bad], fix, level=level, detail=detail,
+                 messages=[f"{v!r}: {p}" for v, p in zip(raw[bad], problems)])
+
+
+def _enum(msgs: pd.DataFrame, column: str, vocabulary, dtype, findings: _Findings) -> pd.Series:
+    if column not in msgs:
+        return pd.Series(pd.Categorical([None] * len(msgs), dtype=dtype), index=msgs.index)
+    text = _blank_to_na(msgs[column]).str.lower()
+    bad = (text.notna() & ~text.isin(vocabulary)).to_numpy()
+    allowed = ", ".join(repr(v) for v in vocabulary)
+    findings.add(bad, column, ReasonCode.INVALID_VALUE, msgs[column][bad],
+                 f"use one of {allowed} or leave it empty")
+    return pd.Series(pd.Categorical(text.where(~bad), dtype=dtype), index=msgs.index)
+
+
+def _optional_address(msgs, column, findings, fold_plus) -> pd.Series:
+    if column not in msgs:
+        return pd.Series(pd.NA, index=msgs.index, dtype=STRING_DTYPE)
+    raw = _blank_to_na(msgs[column])
+    # "<>" is the null reverse path of bounces, not an invalid address.
+    raw = raw.mask(raw == "<>")
+    parsed = parse_addresses(raw, fold_plus=fold_plus)
+    _address_problems(parsed, raw, column, findings, fix=f"correct or clear the {column} values, or drop those rows")
+    return parsed.address
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _sender_ip(msgs, findings) -> pd.Series:
+    if "sender_ip" not in msgs:
+        return pd.Series(pd.NA, index=msgs.index, dtype=STRING_DTYPE)
+    raw = _blank_to_na(msgs["sender_ip"])
+    ok = map_unique_strings(raw, _is_ip, dtype="boolean")
+    bad = (raw.notna() & ~ok.fillna(True)).to_numpy(dtype=bool)
+    findings.add(bad, "sender_ip", ReasonCode.INVALID_VALUE, msgs["sender_ip"][bad],
+                 "give an IPv4 or IPv6 address, or leave it empty")
+    return raw.where(~bad).astype(STRING_DTYPE)
+
+
+@dataclass
+class _Edges:
+    parent: np.ndarray      # message position
+    address: pd.Series
+    domain: pd.Series       # full domain
+    rtype: np.ndarray       # int8 codes, -1 unknown
+
+
+def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
+    raw = state.edge_raw.reset_index(drop=True)
+    usable_entry = np.ones(len(raw), dtype=bool)
+    for item in state.pre_findings:
+        if item[0] == "dup":
+            dup = item[1]
+            findings.add(dup, EDGE_RECIPIENT_COLUMN, ReasonCode.DUPLICATE_EDGE, raw[dup],
+                         "nothing to do if these rows are copies of one mail filed in several folders (the first "
+                         "is kept)", level="edge")
+            usable_entry &= ~dup
+        elif item[0] == "bad_type":
+            bad, rtype = item[1], item[2]
+            findings.add(bad, EDGE_RECIPIENT_TYPE_COLUMN, ReasonCode.INVALID_VALUE, rtype[bad],
+                         "use 'to', 'cc' or 'bcc', or leave it empty", level="edge")
+            usable_entry &= ~bad
+        elif item[0] == "inconsistent":
+            table = item[1]
+            for column in table.columns:
+                bad = table[column].to_numpy()
+                positions = table.index.to_numpy()[bad]
+                findings.add(positions, column, ReasonCode.INCONSISTENT_MESSAGE,
+                             state.msgs[column].iloc[positions],
+                             "rows of one message must agree on message-level columns; correct them or give the "
+                             "copies distinct message ids")
+    parsed = parse_addresses(raw, fold_plus=fold_plus)
+    entry_positions = np.arange(len(raw))
+    bad = parsed.invalid & usable_entry
+    if bad.any():
+        problems = parsed.problem[bad]
+        findings.add(entry_positions[bad], "recipients", ReasonCode.INVALID_RECIPIENT, raw[bad],
+                     "correct the address; the message is kept with its other recipients", level="edge",
+                     detail="; ".join(f"{k} ({v})" if v > 1 else k for k, v in problems.value_counts().items()),
+                     messages=[f"{v!r}: {p}" for v, p in zip(raw[bad], problems)])
+    keep = usable_entry & parsed.address.notna().to_numpy()
+    parent = state.edge_parent[keep]
+    address = parsed.address[keep].reset_index(drop=True)
+    rtype = state.edge_type[keep]
+    # One edge per (message, recipient): the most visible type wins (to > cc > bcc > unknown).
+    codes, _ = pd.factorize(address)
+    rank = np.where(rtype < 0, len(RECIPIENT_TYPES), rtype)
+    order = np.lexsort((np.arange(len(parent)), rank, codes, parent))
+    first = np.ones(len(order), dtype=bool)
+    if len(order):
+        first[1:] = (parent[order][1:] != parent[order][:-1]) | (codes[order][1:] != codes[order][:-1])
+    chosen = np.sort(order[first])
+    address = address.iloc[chosen].reset_index(drop=True)
+    # Messages whose recipients are all gone.
+    had_entries = np.bincount(state.edge_parent, minlength=len(state.msgs)) > 0
+    has_edges = np.bincount(parent[chosen], minlength=len(state.msgs)) > 0
+    src = "recipients" if state.layout == "list" else ("to/cc/bcc" if state.layout == "typed" else "recipient")
+    findings.add(~had_entries, src, ReasonCode.MISSING_VALUE, [None] * int((~had_entries).sum()),
+                 "every message needs at least one recipient; fill them or drop those rows")
+    findings.add(had_entries & ~has_edges, src, ReasonCode.NO_VALID_RECIPIENTS,
+                 [None] * int((had_entries & ~has_edges).sum()),
+                 "correct the recipient addresses, or drop those rows")
+    return _Edges(parent=parent[chosen], address=address,
+                  domain=address.str.partition("@")[2].astype(STRING_DTYPE), rtype=rtype[chosen])
+
+
+def _direction(given: pd.Series, tenant: pd.Series, sender_domain: pd.Series, edges: _Edges,
+               findings: _Findings, configs: Mapping[str, TenantConfig]) -> pd.Series:
+    need = (given.isna() & ~pd.Series(findings.rejected, index=given.index)).to_numpy()
+    if not need.any():
+        return given
+    live_edge = ~findings.rejected[edges.parent]
+    edge_tenant = tenant.to_numpy(dtype=object)[edges.parent]
+    unconfigured = sorted(set(tenant[need].dropna().unique()) - set(configs))
+    own = {t: c.own_domains for t, c in configs.items()}
+    if unconfigured:
+        mask = live_edge & np.isin(edge_tenant, unconfigured)
+        inferred = infer_own_domains(pd.Series(edge_tenant[mask]),
+                                     registrable_domains(edges.domain[mask].reset_index(drop=True)))
+        warn_inferred(inferred)
+        own.update(inferred)
+    sender_internal = _is_internal(tenant, sender_domain, own)
+    recipient_internal = _is_internal(pd.Series(edge_tenant, dtype=STRING_DTYPE), edges.domain, own)
+    n = len(given)
+    n_internal = np.bincount(edges.parent, weights=recipient_internal, minlength=n)
+    n_edges = np.bincount(edges.parent, minlength=n)
+    inferred_dir = np.where(sender_internal,
+                            np.where(n_internal == n_edges, "internal", "outbound"),
+                            np.where(n_internal > 0, "inbound", None))
+    undecidable = need & (inferred_dir == None)  # noqa: E711 (element-wise)
+    undecidable &= n_edges > 0
+    findings.add(undecidable, "direction", ReasonCode.DIRECTION_UNDECIDABLE, sender_domain[undecidable],
+                 "neither the sender nor any recipient is in the tenant's own domains; give the direction column, "
+                 "or configure the tenant's own_domains",
+                 detail="own domains used: " + "; ".join(f"{t}: {list(d)}" for t, d in sorted(own.items())))
+    filled = given.copy()
+    fill = need & ~undecidable & (inferred_dir != None)  # noqa: E711
+    filled[fill] = inferred_dir[fill]
+    return filled
+
+
+def _is_internal(tenant: pd.Series, domain: pd.Series, own: Mapping[str, tuple[str, ...]]) -> np.ndarray:
+    """Whether each (tenant, domain) is one of the tenant's domains or a subdomain of one."""
+    pairs = pd.DataFrame({"t": tenant.to_numpy(dtype=object), "d": domain.to_numpy(dtype=object)})
+    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs.fillna("")))
+    answers = np.array([
+        bool(d) and any(d == o or d.endswith("." + o) for o in own.get(t, ())) for t, d in uniques
+    ], dtype=bool)
+    return answers[codes] if len(codes) else np.zeros(0, dtype=bool)
+
+
+# --- output ------------------------------------------------------------------------------------
+
+def _assemble(original, state, findings, strict, tenant, message_id, ts, sender, display, optional, edges):
+    if strict and findings.items:
+        raise SchemaError(_problems(original, state, findings))
+    keep = ~findings.rejected
+    kept = np.flatnonzero(keep)
+    new_pos = np.full(len(keep), -1, dtype=np.int64)
+    new_pos[kept] = np.arange(len(kept))
+    msgs = state.msgs
+    sender_domain = registrable_domains(sender.domain)
+    out = pd.DataFrame({
+        "tenant_id": tenant.astype(STRING_DTYPE),
+        "message_id": message_id.astype(STRING_DTYPE),
+        "timestamp": ts,
+        "sender": sender.address,
+        "sender_domain": sender_domain,
+        "sender_display_name": display,
+        "direction": optional["direction"],
+        "n_recipients": np.bincount(edges.parent, minlength=len(msgs)).astype(np.int32),
+        **{c: optional[c] for c in ("reply_to", "return_path", "sender_ip", *AUTH_COLUMNS, "label", "labeled_at",
+                                    "subject")},
+    })
+    out["sender_key"] = stable_keys(out["sender"])
+    consumed = set(_CONTRACT) | {"recipients", *TYPED_RECIPIENT_COLUMNS}
+    for column in msgs.columns:
+        if column not in consumed and column not in out.columns:
+            out[column] = msgs[column].to_numpy()
+    out = out.iloc[kept]
+    out.index = original.index[state.msg_row[kept]]
+
+    live = keep[edges.parent]
+    parent = edges.parent[live]
+    recipient = edges.address[live].reset_index(drop=True)
+    msg_index = new_pos[parent]
+    edge_frame = pd.DataFrame({
+        "tenant_id": out["tenant_id"].to_numpy()[msg_index],
+        "message_id": out["message_id"].to_numpy()[msg_index],
+        "timestamp": out["timestamp"].array.take(msg_index),
+        "sender": out["sender"].array.take(msg_index),
+        "sender_domain": out["sender_domain"].array.take(msg_index),
+        "sender_key": out["sender_key"].to_numpy()[msg_index],
+        "recipient": recipient,
+        "recipient_domain": registrable_domains(edges.domain[live].reset_index(drop=True)),
+        "recipient_key": stable_keys(recipient),
+        "recipient_type": pd.Categorical.from_codes(edges.rtype[live], dtype=RECIPIENT_TYPE_DTYPE),
+        "direction": out["direction"].array.take(msg_index),
+        "message_index": msg_index,
+    })
+    edge_frame["tenant_id"] = edge_frame["tenant_id"].astype(STRING_DTYPE)
+    edge_frame["message_id"] = edge_frame["message_id"].astype(STRING_DTYPE)
+    return Messages(out, edge_frame, _rejects(original, state, findings))
+
+
+def _expand(state: _State, finding: _Finding) -> tuple[np.ndarray, list, list]:
+    """Input row positions, values and sentences of a finding (a message may span rows)."""
+    messages = finding.messages or [None] * len(finding.positions)
+    if finding.level == "edge":
+        return state.edge_row[finding.positions], finding.values, messages
+    if state.layout != "edge":
+        return state.msg_row[finding.positions], finding.values, messages
+    rows, values, sentences = [], [], []
+    order = np.argsort(state.edge_parent, kind="stable")
+    sorted_parent = state.edge_parent[order]
+    for pos, value, sentence in zip(finding.positions, finding.values, messages):
+        lo, hi = np.searchsorted(sorted_parent, [pos, pos + 1])
+        member_rows = state.edge_row[order[lo:hi]]
+        rows.extend(member_rows.tolist())
+        values.extend([value] * len(member_rows))
+        sentences.extend([sentence] * len(member_rows))
+    return np.asarray(rows, dtype=np.int64), values, sentences
+
+
+def _problems(original, state, findings) -> list[Problem]:
+    problems = []
+    for f in findings.items:
+        rows, values, _ = _expand(state, f)
+        problems.append(Problem(f.column, f.reason, rows=original.index[rows].tolist(), values=values,
+                                fix=f.fix, detail=f.detail))
+    return problems
+
+
+def _rejects(original, state, findings) -> pd.DataFrame:
+    parts = []
+    for f in findings.items:
+        rows, values, sentences = _expand(state, f)
+        base = f"{f.reason.value}: {f.fix}"
+        meta = pd.DataFrame({
+            "reject_column": f.column,
+            "reject_reason": f.reason.value,
+            "reject_value": pd.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                                      for v in values], dtype=STRING_DTYPE),
+            "reject_message": [f"{s}; {base}" if s else base for s in sentences],
+            "reject_action": "value_dropped" if f.level == "edge" and f.reason is ReasonCode.INVALID_RECIPIENT
+            else "row_rejected",
+        }, index=original.index[rows])
+        parts.append(pd.concat([meta, original.iloc[rows].set_axis(meta.index)], axis=1))
+    if not parts:
+        empty = pd.DataFrame({c: pd.Series(dtype=STRING_DTYPE) for c in REJECT_COLUMNS})
+        return pd.concat([empty, original.iloc[:0]], axis=1)
+    rejects = pd.concat(parts)
+    order = np.argsort(original.index.get_indexer_for(rejects.index), kind="stable") \
+        if original.index.is_unique else np.arange(len(rejects))
+    return rejects.iloc[order]
