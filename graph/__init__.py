@@ -25,3 +25,6 @@ __all__ += [
     "InferredOwnDomainsWarning", "TenantConfig", "infer_own_domains", "load_tenant_configs",
     "DEFAULT_TIME_RANGE", "parse_timestamps", "apply_column_mapping", "validate",
 ]
+from ._readers import list_sources, read_frame, read_messages
+
+__all__ += ["list_sources", "read_frame", "read_messages"]

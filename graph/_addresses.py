@@ -23,7 +23,7 @@ from ._uniques import map_unique_strings, spread
 
 __all__ = [
     "ParsedAddresses", "parse_addresses", "normalise_address", "normalise_display_names",
-    "registrable_domains", "split_address_lists",
+    "registrable_domains", "split_address_lists", "domain_of",
 ]
 
 # A bare address with nothing that needs the full RFC 5322 parser.
@@ -166,9 +166,9 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     lowered = stripped.str.lower()
     # Fast path: bare ASCII addresses whose domain is already a host name.
     simple = lowered.str.fullmatch(_SIMPLE).to_numpy(dtype=bool, na_value=False)
-    parts = lowered.str.split("@", n=1, expand=True) if len(lowered) else pd.DataFrame({0: [], 1: []})
-    local_ok = parts[0].str.len().between(1, 64).to_numpy(dtype=bool, na_value=False)
-    domain_ok = parts[1].str.fullmatch(_HOSTNAME).to_numpy(dtype=bool, na_value=False)
+    local_part, domain_part = _split_at(lowered)
+    local_ok = local_part.str.len().between(1, 64).to_numpy(dtype=bool, na_value=False)
+    domain_ok = domain_part.str.fullmatch(_HOSTNAME).to_numpy(dtype=bool, na_value=False)
     fast = simple & local_ok & domain_ok & (lowered.str.len() <= _MAX_ADDRESS).to_numpy(dtype=bool, na_value=False)
     if fold_plus:
         fast &= ~lowered.str.contains("+", regex=False).to_numpy(dtype=bool, na_value=False)
@@ -187,10 +187,28 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     addr = back(address)
     return ParsedAddresses(
         address=addr,
-        domain=addr.str.partition("@")[2].where(addr.notna()).astype(STRING_DTYPE),
+        domain=domain_of(addr),
         display_name=back(display),
         problem=back(problem),
     )
+
+
+def _split_at(addresses: pd.Series) -> tuple[pd.Series, pd.Series]:
+    if not len(addresses):
+        return addresses.copy(), addresses.copy()
+    parts = addresses.str.partition("@")
+    return parts[0].astype(STRING_DTYPE), parts[2].where(addresses.notna()).astype(STRING_DTYPE)
+
+
+def domain_of(addresses: pd.Series) -> pd.Series:
+    """The domain part of normalised addresses (missing stays missing).
+
+    Examples
+    --------
+    >>> domain_of(pd.Series(["ann@mail.acme.com", None])).tolist()
+    ['mail.acme.com', nan]
+    """
+    return _split_at(addresses.astype(STRING_DTYPE))[1]
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ._addresses import normalise_display_names, parse_addresses, registrable_domains, split_address_lists
+from ._addresses import domain_of, normalise_display_names, parse_addresses, registrable_domains, split_address_lists
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
 from ._messages import REJECT_COLUMNS, Messages
@@ -28,7 +28,7 @@ from ._tenants import TenantConfig, infer_own_domains, load_tenant_configs, warn
 from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
 from ._uniques import map_unique_strings
 
-__all__ = ["validate", "apply_column_mapping"]
+__all__ = ["validate", "apply_column_mapping", "reject_rows"]
 
 _CONTRACT = (*REQUIRED_COLUMNS, "recipients", *TYPED_RECIPIENT_COLUMNS, EDGE_RECIPIENT_COLUMN,
              EDGE_RECIPIENT_TYPE_COLUMN, *OPTIONAL_COLUMNS)
@@ -492,7 +492,7 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
                  [None] * int((had_entries & ~has_edges).sum()),
                  "correct the recipient addresses, or drop those rows")
     return _Edges(parent=parent[chosen], address=address,
-                  domain=address.str.partition("@")[2].astype(STRING_DTYPE), rtype=rtype[chosen])
+                  domain=domain_of(address), rtype=rtype[chosen])
 
 
 def _direction(given: pd.Series, tenant: pd.Series, sender_domain: pd.Series, edges: _Edges,
@@ -622,25 +622,34 @@ def _problems(original, state, findings) -> list[Problem]:
     return problems
 
 
+def reject_rows(original: pd.DataFrame, positions: np.ndarray, column: str, reason: ReasonCode, values,
+                fix: str, *, sentences=None, action: str = "row_rejected") -> pd.DataFrame:
+    """Reject records for input rows at ``positions``: the reject columns, then the row as given."""
+    sentences = sentences if sentences is not None else [None] * len(positions)
+    base = f"{reason.value}: {fix}"
+    index = original.index[positions]
+    meta = pd.DataFrame({
+        "reject_column": pd.array([column] * len(positions), dtype=STRING_DTYPE),
+        "reject_reason": pd.array([reason.value] * len(positions), dtype=STRING_DTYPE),
+        "reject_value": pd.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                                  for v in values], dtype=STRING_DTYPE),
+        "reject_message": pd.array([f"{s}; {base}" if s else (f"{column}={v!r}; {base}" if v is not None else base)
+                                    for s, v in zip(sentences, values)], dtype=STRING_DTYPE),
+        "reject_action": pd.array([action] * len(positions), dtype=STRING_DTYPE),
+    }, index=index)
+    return pd.concat([meta, original.iloc[positions].set_axis(index)], axis=1)
+
+
 def _rejects(original, state, findings) -> pd.DataFrame:
     parts = []
     for f in findings.items:
         rows, values, sentences = _expand(state, f)
-        base = f"{f.reason.value}: {f.fix}"
-        meta = pd.DataFrame({
-            "reject_column": f.column,
-            "reject_reason": f.reason.value,
-            "reject_value": pd.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                                      for v in values], dtype=STRING_DTYPE),
-            "reject_message": [f"{s}; {base}" if s else base for s in sentences],
-            "reject_action": "value_dropped" if f.level == "edge" and f.reason is ReasonCode.INVALID_RECIPIENT
-            else "row_rejected",
-        }, index=original.index[rows])
-        parts.append(pd.concat([meta, original.iloc[rows].set_axis(meta.index)], axis=1))
+        dropped = f.level == "edge" and f.reason is ReasonCode.INVALID_RECIPIENT
+        parts.append(reject_rows(original, rows, f.column, f.reason, values, f.fix, sentences=sentences,
+                                 action="value_dropped" if dropped else "row_rejected"))
     if not parts:
-        empty = pd.DataFrame({c: pd.Series(dtype=STRING_DTYPE) for c in REJECT_COLUMNS})
-        return pd.concat([empty, original.iloc[:0]], axis=1)
+        return reject_rows(original, np.zeros(0, dtype=np.int64), "", ReasonCode.MISSING_VALUE, [], "")
     rejects = pd.concat(parts)
-    order = np.argsort(original.index.get_indexer_for(rejects.index), kind="stable") \
-        if original.index.is_unique else np.arange(len(rejects))
-    return rejects.iloc[order]
+    if original.index.is_unique:
+        rejects = rejects.iloc[np.argsort(original.index.get_indexer_for(rejects.index), kind="stable")]
+    return rejects

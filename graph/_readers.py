@@ -1,0 +1,341 @@
+"""Readers: DataFrames, Parquet (files, directories, hive partitions), CSV, JSON Lines,
+iterables of records and globs, whole or in bounded-memory chunks."""
+
+from __future__ import annotations
+
+import glob as globlib
+import itertools
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ._errors import ConfigError, Problem, ReasonCode, SchemaError
+from ._keys import stable_keys
+from ._messages import Messages
+from ._schema import STRING_DTYPE
+from ._validate import apply_column_mapping, reject_rows, validate
+
+__all__ = ["read_messages", "read_frame", "list_sources"]
+
+_FORMATS = {
+    ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv", ".tsv": "csv",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+}
+_COMPRESSION = (".gz", ".bz2", ".zst", ".xz", ".zip")
+_SURROGATES = r"[\udc80-\udcff]"
+
+
+def _format_of(path: Path, format: str | None) -> str:
+    if format is not None:
+        if format not in ("parquet", "csv", "jsonl"):
+            raise ConfigError(f"'format' must be one of 'parquet', 'csv', 'jsonl' (got {format!r})")
+        return format
+    if path.is_dir():
+        return "parquet"
+    suffixes = [s for s in path.suffixes if s not in _COMPRESSION]
+    if suffixes and suffixes[-1].lower() in _FORMATS:
+        return _FORMATS[suffixes[-1].lower()]
+    raise ConfigError(f"cannot tell the format of {str(path)!r} from its name; pass format='parquet', 'csv' "
+                      "or 'jsonl'")
+
+
+def list_sources(source: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The files and directories a path, glob or list of them names, in sorted order.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in ("b.csv", "a.csv"): _ = (d / name).write_text("x\\n")
+    >>> [p.name for p in list_sources(str(d / "*.csv"))]
+    ['a.csv', 'b.csv']
+    """
+    items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    paths: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        if any(ch in text for ch in "*?["):
+            matched = sorted(globlib.glob(text, recursive=True))
+            if not matched:
+                raise ConfigError(f"the pattern {text!r} matches no file")
+            paths += [Path(m) for m in matched]
+        else:
+            path = Path(text)
+            if not path.exists():
+                raise ConfigError(f"no such file or directory: {text!r}")
+            paths.append(path)
+    return paths
+
+
+def _read_csv(path: Path, encoding: str, chunksize: int | None, sep: str | None):
+    sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
+    return pd.read_csv(path, sep=sep, encoding=encoding, chunksize=chunksize, low_memory=False)
+
+
+def _read_csv_salvaging(path: Path, encoding: str, sep: str | None) -> pd.DataFrame:
+    """Read a CSV whose bytes are not all valid in ``encoding``; bad bytes become lone surrogates."""
+    sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
+    return pd.read_csv(path, sep=sep, encoding=encoding, encoding_errors="surrogateescape", dtype=object,
+                       engine="python")
+
+
+def _parquet_parts(path: Path, chunksize: int | None) -> Iterator[tuple[str, pd.DataFrame]]:
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(path, format="parquet", partitioning="hive")
+    for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
+        keys = ds.get_partition_keys(fragment.partition_expression)
+        batches = fragment.to_batches(batch_size=chunksize) if chunksize else [fragment.to_table()]
+        for batch in batches:
+            frame = batch.to_pandas()
+            for name, value in keys.items():
+                if name not in frame.columns:
+                    frame[name] = pd.Series([value] * len(frame), dtype=STRING_DTYPE)
+            yield fragment.path, frame
+
+
+def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep: str | None):
+    """Yield (file name, frame, encoding findings) parts of one file or directory."""
+    if fmt == "parquet":
+        for name, frame in _parquet_parts(path, chunksize):
+            yield name, frame
+        return
+    if fmt == "jsonl":
+        reader = pd.read_json(path, lines=True, chunksize=chunksize, encoding=encoding,
+                              dtype=False, convert_dates=False)
+        for frame in (reader if chunksize else [reader]):
+            yield str(path), frame
+        return
+    try:
+        reader = _read_csv(path, encoding, chunksize, sep)
+        for frame in (reader if chunksize else [reader]):
+            yield str(path), frame
+    except UnicodeDecodeError:
+        # Start over on the whole file, keeping undecodable bytes visible so the
+        # rows holding them can be named and set aside.
+        frame = _read_csv_salvaging(path, encoding, sep)
+        frame.attrs["salvaged_encoding"] = encoding
+        yield str(path), frame
+
+
+def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8", sep: str | None = None) -> pd.DataFrame:
+    """Read raw mail metadata into one DataFrame, without validating it.
+
+    Parameters
+    ----------
+    source : DataFrame, path, glob, list of paths, or iterable of mappings
+    format : {'parquet', 'csv', 'jsonl'}, optional
+        Inferred from the file names when omitted; directories are Parquet datasets.
+    encoding : str, default 'utf-8'
+    sep : str, optional
+        CSV separator (default ``,``, or tab for ``.tsv``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        With a ``source_file`` column when read from files; indexed by row number within each file.
+
+    Examples
+    --------
+    >>> read_frame([{"tenant_id": "t", "message_id": "1"}])
+      tenant_id message_id
+    0         t          1
+    """
+    parts = list(_parts(source, format=format, encoding=encoding, sep=sep, chunksize=None))
+    return pd.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def _parts(source, *, format, encoding, sep, chunksize) -> Iterator[pd.DataFrame]:
+    if isinstance(source, pd.DataFrame):
+        if chunksize:
+            for start in range(0, max(len(source), 1), chunksize):
+                yield source.iloc[start:start + chunksize]
+        else:
+            yield source
+        return
+    if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source
+                                                   and all(isinstance(s, (str, os.PathLike)) for s in source)):
+        for path in list_sources(source):
+            fmt = _format_of(path, format)
+            offset_by_file: dict[str, int] = {}
+            for name, frame in _file_parts(path, fmt, chunksize, encoding, sep):
+                start = offset_by_file.get(name, 0)
+                offset_by_file[name] = start + len(frame)
+                frame.index = pd.RangeIndex(start, start + len(frame))
+                frame["source_file"] = pd.Categorical([name] * len(frame))
+                yield frame
+        return
+    if isinstance(source, Mapping):
+        raise ConfigError("read_messages takes an iterable of records, not one mapping; wrap it in a list")
+    if isinstance(source, Iterable):
+        iterator = iter(source)
+        start = 0
+        while True:
+            batch = list(itertools.islice(iterator, chunksize or None))
+            if not batch:
+                if start == 0 and not chunksize:
+                    yield pd.DataFrame()
+                return
+            frame = pd.DataFrame.from_records(batch)
+            frame.index = pd.RangeIndex(start, start + len(frame))
+            start += len(frame)
+            yield frame
+            if not chunksize:
+                return
+    raise ConfigError(f"cannot read mail metadata from a {type(source).__name__}; pass a DataFrame, a path, "
+                      "a glob, a list of paths or an iterable of mappings")
+
+
+def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Split off rows holding bytes the declared encoding could not decode."""
+    encoding = frame.attrs.get("salvaged_encoding")
+    if encoding is None:
+        return frame, None
+    bad_rows = np.zeros(len(frame), dtype=bool)
+    problems, findings = [], []
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        text = frame[column].astype(object)
+        bad = text.map(lambda v: isinstance(v, str) and any("\udc80" <= ch <= "\udcff" for ch in v)).to_numpy(bool)
+        if bad.any():
+            shown = [v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for v in text[bad]]
+            fix = (f"the bytes are not valid {encoding}; read again with encoding='<the file's encoding>' "
+                   "(for example 'cp1252'), or strict=False to set these rows aside")
+            problems.append(Problem(column, ReasonCode.INVALID_ENCODING, rows=frame.index[bad].tolist(),
+                                    values=shown, fix=fix))
+            findings.append((np.flatnonzero(bad), column, shown, fix))
+            bad_rows |= bad
+    if strict and problems:
+        raise SchemaError(problems)
+    clean = frame.copy()
+    for column in clean.columns:
+        if clean[column].dtype == object:
+            clean[column] = clean[column].map(
+                lambda v: v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                if isinstance(v, str) else v)
+    rejects = [reject_rows(clean, positions, column, ReasonCode.INVALID_ENCODING, values, fix)
+               for positions, column, values, fix in findings]
+    good = clean.iloc[np.flatnonzero(~bad_rows)]
+    # Columns read as text only because of the salvage: let numbers be numbers again.
+    for column in good.columns:
+        if good[column].dtype == object and column != "source_file":
+            converted = pd.to_numeric(good[column], errors="coerce")
+            if converted.notna().sum() == good[column].notna().sum() and good[column].notna().any():
+                good[column] = converted
+            else:
+                good[column] = good[column].astype(STRING_DTYPE)
+    return good, pd.concat(rejects) if rejects else None
+
+
+class _SeenMessageIds:
+    """Remembers (tenant_id, message_id) across chunks: 8 bytes per message."""
+
+    def __init__(self) -> None:
+        self.keys = np.empty(0, dtype=np.uint64)
+
+    def split(self, frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        if "tenant_id" not in frame or "message_id" not in frame or not len(frame):
+            return frame, None
+        joined = (frame["tenant_id"].astype(STRING_DTYPE).str.strip() + "\x1f"
+                  + frame["message_id"].astype(STRING_DTYPE).str.strip())
+        keys = stable_keys(joined)
+        seen = np.isin(keys, self.keys) & joined.notna().to_numpy()
+        self.keys = np.union1d(self.keys, keys[joined.notna().to_numpy()])
+        if not seen.any():
+            return frame, None
+        fix = "nothing to do if these are copies of one mail filed in several folders (the first copy is kept)"
+        if strict:
+            raise SchemaError([Problem("message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
+                                       rows=frame.index[seen].tolist(), values=frame["message_id"][seen].tolist(),
+                                       fix=fix, detail="first seen in an earlier chunk")])
+        rejects = reject_rows(frame, np.flatnonzero(seen), "message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
+                              frame["message_id"][seen].tolist(), fix)
+        return frame.iloc[np.flatnonzero(~seen)], rejects
+
+
+def _validated(frame: pd.DataFrame, strict: bool, columns, seen: _SeenMessageIds | None, options) -> Messages:
+    extra = []
+    frame, rejects = _encoding_rejects(frame, strict)
+    if rejects is not None:
+        extra.append(rejects)
+    frame = apply_column_mapping(frame, columns)
+    if seen is not None:
+        if "recipient" in frame.columns and not any(c in frame.columns for c in ("recipients", "to", "cc", "bcc")):
+            raise ConfigError("chunked reading needs one row per message; read inputs with one row per recipient "
+                              "('recipient' column) without chunksize")
+        frame, rejects = seen.split(frame, strict)
+        if rejects is not None:
+            extra.append(rejects)
+    messages = validate(frame, strict=strict, **options)
+    if extra:
+        messages = Messages(messages.frame, messages.edges(), pd.concat([messages.rejects, *extra]))
+    return messages
+
+
+def read_messages(
+    source: Any,
+    *,
+    format: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    strict: bool = True,
+    chunksize: int | None = None,
+    encoding: str = "utf-8",
+    sep: str | None = None,
+    **options: Any,
+) -> Messages | Iterator[Messages]:
+    """Read and validate mail metadata from any supported source.
+
+    Parameters
+    ----------
+    source : DataFrame, path, glob, list of paths, or iterable of mappings
+        Parquet files or directories (hive partitions become columns), CSV/TSV
+        (optionally compressed), JSON Lines, or records such as ``[{...}, ...]``.
+    format : {'parquet', 'csv', 'jsonl'}, optional
+        Inferred from file names when omitted.
+    columns : mapping, optional
+        ``{contract name: your column}``.
+    strict : bool, default True
+        See :func:`validate`.
+    chunksize : int, optional
+        Return an iterator of :class:`Messages`, one per chunk of at most this many
+        input rows, for inputs larger than memory. Message ids repeated across
+        chunks are rejected as duplicates (8 bytes per message are remembered).
+    encoding : str, default 'utf-8'
+        Text encoding of CSV and JSON Lines files. Rows with bytes that are not
+        valid in it are refused (``invalid_encoding``), never silently altered.
+    sep : str, optional
+        CSV separator.
+    **options
+        Passed to :func:`validate` (``tenants``, ``timezone``, ``timestamp_unit``, ...).
+
+    Returns
+    -------
+    Messages, or an iterator of Messages when ``chunksize`` is given.
+
+    Examples
+    --------
+    >>> records = [{"tenant_id": "acme", "message_id": "m1", "timestamp": "2024-05-02T09:00:00Z",
+    ...             "sender": "ann@acme.com", "recipients": ["bob@vendor.com"], "direction": "outbound"}]
+    >>> read_messages(records)
+    Messages(1 message, 1 edge, 1 tenant, 0 rejects; 2024-05-02 09:00 .. 2024-05-02 09:00 UTC)
+    >>> [len(m) for m in read_messages(records * 3, chunksize=2, strict=False)]
+    [1, 0]
+    """
+    unknown = [k for k in options if k not in ("tenants", "timezone", "timestamp_unit", "timestamp_origin",
+                                               "time_range", "fold_plus_addresses")]
+    if unknown:
+        raise ConfigError(f"read_messages got an unexpected option {unknown[0]!r}")
+    if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
+        raise ConfigError(f"'chunksize' must be a positive integer (got {chunksize!r})")
+    parts = _parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize)
+    if chunksize:
+        seen = _SeenMessageIds()
+        return (_validated(frame, strict, columns, seen, options) for frame in parts)
+    frames = list(parts)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames)
+    return _validated(frame, strict, columns, None, options)

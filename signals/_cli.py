@@ -1,0 +1,135 @@
+"""The ``commgraph`` command line: it parses arguments and calls public functions, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Sequence
+
+from commgraph.graph import CommGraphError, ConfigError, read_messages
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def _version() -> str:
+    try:
+        return version("commgraph")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def parse_mapping(text: str | None) -> dict[str, str] | None:
+    """Parse ``--columns``: ``contract=yours,...`` or a JSON object.
+
+    Examples
+    --------
+    >>> parse_mapping("sender=from_address, recipients=to_list")
+    {'sender': 'from_address', 'recipients': 'to_list'}
+    >>> parse_mapping('{"sender": "from"}')
+    {'sender': 'from'}
+    """
+    if not text:
+        return None
+    text = text.strip()
+    if text.startswith("{"):
+        mapping = json.loads(text)
+    else:
+        mapping = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, column = item.partition("=")
+            if not sep or not name.strip() or not column.strip():
+                raise ConfigError(f"--columns takes contract=column pairs separated by commas (got {item!r})")
+            mapping[name.strip()] = column.strip()
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ConfigError(f"--columns must map contract names to column names (got {text!r})")
+    return mapping
+
+
+def _print_summary(messages, out) -> None:
+    s = messages.summary()
+    print(f"messages  {s['messages']:>12,}", file=out)
+    print(f"edges     {s['edges']:>12,}", file=out)
+    print(f"tenants   {s['tenants']:>12,}", file=out)
+    if s["messages"]:
+        per_tenant = messages.frame.groupby("tenant_id").agg(
+            messages=("message_id", "size"), first=("timestamp", "min"), last=("timestamp", "max"))
+        per_tenant["edges"] = messages.edges().groupby("tenant_id").size()
+        print(per_tenant[["messages", "edges", "first", "last"]].to_string(), file=out)
+    print(f"rejects   {len(messages.rejects):>12,}  ({s['rejected_rows']:,} rows left out)", file=out)
+    for reason, count in s["rejects_by_reason"].items():
+        print(f"  {reason:<28}{count:>10,}", file=out)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    messages = read_messages(args.path, columns=parse_mapping(args.columns), strict=False,
+                             tenants=args.tenants, timezone=args.timezone, format=args.format,
+                             encoding=args.encoding)
+    _print_summary(messages, sys.stdout)
+    if len(messages.rejects):
+        print("\nproblems (first rows of each):", file=sys.stdout)
+        shown = messages.rejects.groupby(["reject_column", "reject_reason"], sort=False).head(args.show)
+        for label, row in shown.iterrows():
+            print(f"  row {label}: {row['reject_message']}", file=sys.stdout)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``commgraph`` command.
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["validate", "mail.csv"]).command
+    'validate'
+    """
+    parser = argparse.ArgumentParser(
+        prog="commgraph", description="Communication-graph baselines and signals for email security.")
+    parser.add_argument("--version", action="version", version=f"commgraph {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    v = commands.add_parser(
+        "validate", help="check mail metadata against the message contract",
+        description="Read mail metadata, check it against the message contract and print a summary. "
+                    "Exits 1 when any row breaks the contract, listing the problems.",
+        epilog="examples:\n  commgraph validate archive/*.parquet\n"
+               "  commgraph validate mail.csv --columns sender=from_address,recipients=to_list\n"
+               "  commgraph validate mail.csv --tenants tenants.toml --timezone Europe/Paris",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("path", nargs="+", help="files, directories or globs (Parquet, CSV, JSON Lines)")
+    v.add_argument("--columns", help="contract=column pairs (or a JSON object) for inputs with other names")
+    v.add_argument("--tenants", help="TOML file with one [[tenant]] table per tenant (own domains)")
+    v.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
+    v.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="input format when names do not say")
+    v.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON Lines (default utf-8)")
+    v.add_argument("--show", type=int, default=5, help="rows to show per problem (default 5)")
+    v.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code.
+
+    Exit codes: 0 success, 1 the input has problems (or anything unexpected),
+    2 usage or configuration error.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"commgraph {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommGraphError as exc:
+        print(f"commgraph {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
