@@ -106,7 +106,7 @@ def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep:
         return
     if fmt == "jsonl":
         reader = pd.read_json(path, lines=True, chunksize=chunksize, encoding=encoding,
-                              dtype=False, convert_dates=False)
+                              dtype=False)
         for frame in (reader if chunksize else [reader]):
             yield str(path), frame
         return

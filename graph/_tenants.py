@@ -20,7 +20,16 @@ _FIELDS = ("tenant_id", "own_domains", "vip_addresses", "name")
 
 
 class InferredOwnDomainsWarning(UserWarning):
-    """A tenant had no configured own domains and commgraph inferred them from its mail."""
+    """A tenant had no configured own domains and commgraph inferred them from its mail.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> issubclass(InferredOwnDomainsWarning, UserWarning)
+    True
+    >>> with warnings.catch_warnings():  # silence it once the inferred domains are checked
+    ...     warnings.simplefilter("ignore", InferredOwnDomainsWarning)
+    """
 
 
 @dataclass(frozen=True)

@@ -480,7 +480,8 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
     first = np.ones(len(order), dtype=bool)
     if len(order):
         first[1:] = (parent[order][1:] != parent[order][:-1]) | (codes[order][1:] != codes[order][:-1])
-    chosen = np.sort(order[first])
+    chosen = order[first]
+    chosen = chosen[np.lexsort((chosen, parent[chosen]))]  # message order, then entry order
     address = address.iloc[chosen].reset_index(drop=True)
     # Messages whose recipients are all gone.
     had_entries = np.bincount(state.edge_parent, minlength=len(state.msgs)) > 0

@@ -1,0 +1,349 @@
+"""The message contract: every item of the bad-input list, and what good input becomes."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import socket
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from commgraph.graph import (
+    ConfigError, InferredOwnDomainsWarning, Messages, ReasonCode, SchemaError, TenantConfig, read_messages,
+    stable_key, stable_keys, validate,
+)
+from conftest import ACME, frame
+
+
+def reasons(messages: Messages) -> list[str]:
+    return messages.rejects["reject_reason"].tolist()
+
+
+def test_valid_frame_becomes_messages_and_edges():
+    m = validate(frame(), tenants=ACME)
+    assert len(m) == 3 and len(m.rejects) == 0
+    assert m.frame["timestamp"].dtype == "datetime64[ns, UTC]"
+    assert m.frame["timestamp"].iloc[1] == pd.Timestamp("2024-05-02T08:00:00Z")
+    assert m.frame["direction"].tolist() == ["outbound", "inbound", "internal"]
+    e = m.edges()
+    assert list(zip(e["message_id"], e["recipient"])) == [
+        ("m1", "bob@vendor.com"), ("m2", "ann@acme.com"), ("m2", "cy@acme.com"), ("m3", "cy@acme.com")]
+    assert m.frame["n_recipients"].tolist() == [1, 2, 1]
+    assert e["recipient_key"].tolist() == [stable_key(a) for a in e["recipient"]]
+    assert pd.api.types.is_string_dtype(e["recipient"]) and str(e["recipient"].dtype) == "str"
+
+
+def test_missing_required_column_lists_existing_columns():
+    for strict in (True, False):
+        with pytest.raises(SchemaError) as info:
+            validate(frame().drop(columns=["sender"]), strict=strict)
+        assert info.value.reasons == ["missing_column"]
+        assert "columns present: ['tenant_id', 'message_id', 'timestamp', 'recipients']" in str(info.value)
+
+
+def test_missing_recipient_columns_names_the_three_forms():
+    with pytest.raises(SchemaError, match="'to'/'cc'/'bcc'"):
+        validate(frame().drop(columns=["recipients"]))
+
+
+def test_empty_frame_is_valid_with_zero_rows():
+    m = validate(frame().iloc[:0], tenants=ACME)
+    assert len(m) == 0 and len(m.edges()) == 0 and len(m.rejects) == 0
+    assert "timestamp" in m.frame and m.frame["timestamp"].dtype == "datetime64[ns, UTC]"
+
+
+@pytest.mark.parametrize("blank", [None, "", "   "])
+def test_null_or_blank_sender_is_refused(blank):
+    raw = frame(sender=["ann@acme.com", blank, "ann@acme.com"])
+    with pytest.raises(SchemaError) as info:
+        validate(raw, tenants=ACME)
+    assert info.value.reasons == ["missing_value"]
+    assert info.value.problems[0].column == "sender" and list(info.value.problems[0].rows) == [1]
+    m = validate(raw, strict=False, tenants=ACME)
+    assert m.frame["message_id"].tolist() == ["m1", "m3"] and reasons(m) == ["missing_value"]
+
+
+@pytest.mark.parametrize("empty", [None, "", " ; ,"])
+def test_empty_recipients_are_refused(empty):
+    m = validate(frame(recipients=["bob@vendor.com", empty, "cy@acme.com"]), strict=False, tenants=ACME)
+    assert reasons(m) == ["missing_value"]
+    assert m.rejects["reject_column"].tolist() == ["recipients"] and m.rejects.index.tolist() == [1]
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ("a@", "empty domain"),
+    ("@b.com", "empty local part"),
+    ("a b@c.com", "whitespace in the address"),
+    ("a@b@c.com", "more than one '@'"),
+    ("ann@localhost", "domain is not a host name with at least two labels"),
+    ("no-at-sign", "no '@'"),
+])
+def test_invalid_sender_forms_are_refused_with_the_reason(bad, problem):
+    raw = frame(sender=["ann@acme.com", bad, "ann@acme.com"])
+    with pytest.raises(SchemaError) as info:
+        validate(raw, tenants=ACME)
+    p = info.value.problems[0]
+    assert (p.column, p.reason, list(p.rows), list(p.values)) == ("sender", ReasonCode.INVALID_ADDRESS, [1], [bad])
+    assert problem in str(info.value)
+    m = validate(raw, strict=False, tenants=ACME)
+    assert problem in m.rejects["reject_message"].iloc[0]
+
+
+def test_invalid_recipient_is_dropped_with_a_record_and_the_message_kept():
+    m = validate(frame(recipients=["bob@vendor.com; @b", "ann@acme.com", "x y@z.com"]), strict=False, tenants=ACME)
+    assert m.frame["message_id"].tolist() == ["m1", "m2"]
+    assert m.edges()["recipient"].tolist() == ["bob@vendor.com", "ann@acme.com"]
+    assert m.rejects[["reject_reason", "reject_action"]].values.tolist() == [
+        ["invalid_recipient", "value_dropped"], ["invalid_recipient", "value_dropped"],
+        ["no_valid_recipients", "row_rejected"]]
+    assert m.summary()["rejected_rows"] == 1
+
+
+def test_mixed_case_and_idn_domains_are_normalised():
+    m = validate(frame(sender=["Ann@ACME.Com", "bob@Bücher.DE", "ann@acme.com"]), tenants=ACME)
+    assert m.frame["sender"].tolist() == ["ann@acme.com", "bob@xn--bcher-kva.de", "ann@acme.com"]
+    assert m.frame["sender_domain"].tolist() == ["acme.com", "xn--bcher-kva.de", "acme.com"]
+    assert stable_key("ann@acme.com") == m.frame["sender_key"].iloc[0]
+
+
+def test_display_name_and_comment_are_parsed():
+    m = validate(frame(sender=['"LEE,  Ann" (finance) <Ann@acme.com>', "bob@vendor.com (Bob Ray)",
+                               "ＣＥＯ <ceo@acme.com>"]), tenants=ACME)
+    assert m.frame["sender"].tolist() == ["ann@acme.com", "bob@vendor.com", "ceo@acme.com"]
+    assert m.frame["sender_display_name"].tolist() == ["lee, ann", "bob ray", "ceo"]
+
+
+def test_given_display_name_wins_over_the_header_form():
+    raw = frame(sender=["Someone <ann@acme.com>"] * 3, sender_display_name=["  Ann   LEE ", None, ""])
+    m = validate(raw, tenants=ACME)
+    assert m.frame["sender_display_name"].tolist() == ["ann lee", "someone", "someone"]
+
+
+def test_quoted_commas_in_recipient_lists_do_not_split_names():
+    m = validate(frame(recipients=['"Lee, Ann" <ann@acme.com>, "Ray; Bob" <bob@vendor.com>', "cy@acme.com",
+                                   ["cy@acme.com", "ann@acme.com"]]), tenants=ACME)
+    assert m.edges()["recipient"].tolist() == ["ann@acme.com", "bob@vendor.com", "cy@acme.com",
+                                               "cy@acme.com", "ann@acme.com"]
+
+
+def test_typed_recipients_keep_the_most_visible_type_once():
+    raw = frame(to=["bob@vendor.com", "ann@acme.com", None], cc=["BOB@vendor.com; cy@acme.com", None, "cy@acme.com"],
+                bcc=["cy@acme.com", None, "cy@acme.com"]).drop(columns=["recipients"])
+    e = validate(raw, tenants=ACME).edges()
+    assert list(zip(e["message_id"], e["recipient"], e["recipient_type"].astype(str))) == [
+        ("m1", "bob@vendor.com", "to"), ("m1", "cy@acme.com", "cc"), ("m2", "ann@acme.com", "to"),
+        ("m3", "cy@acme.com", "cc")]
+
+
+def test_ten_thousand_recipient_message():
+    recipients = "; ".join(f"user{i}@acme.com" for i in range(10_000))
+    m = validate(frame(recipients=[recipients, "ann@acme.com", "cy@acme.com"]), tenants=ACME)
+    assert m.frame["n_recipients"].iloc[0] == 10_000
+    assert m.edges()["recipient"].iloc[:10_000].nunique() == 10_000
+
+
+def test_timestamps_naive_out_of_range_and_unparseable():
+    raw = frame(timestamp=["2024-05-02 09:00", "1980-01-01T00:00:00Z", "next tuesday"])
+    with pytest.raises(SchemaError) as info:
+        validate(raw, tenants=ACME)
+    assert sorted(info.value.reasons) == ["naive_timestamp", "timestamp_out_of_range", "unparseable_timestamp"]
+    assert "timezone=" in str(info.value)
+    m = validate(raw, strict=False, tenants=ACME, timezone="Europe/Paris")
+    assert reasons(m) == ["timestamp_out_of_range", "unparseable_timestamp"]
+    assert m.frame["timestamp"].iloc[0] == pd.Timestamp("2024-05-02T07:00:00Z")
+
+
+def test_timestamps_epoch_seconds_milliseconds_and_datetimes():
+    seconds = validate(frame(timestamp=[1714640400, 1714640460, 1714640520]), tenants=ACME)
+    millis = validate(frame(timestamp=[1714640400000, 1714640460000, 1714640520000]), tenants=ACME)
+    aware = validate(frame(timestamp=pd.to_datetime([1714640400, 1714640460, 1714640520], unit="s", utc=True)
+                           .tz_convert("Asia/Tokyo")), tenants=ACME)
+    assert seconds.frame["timestamp"].equals(millis.frame["timestamp"])
+    assert seconds.frame["timestamp"].equals(aware.frame["timestamp"])
+    with pytest.raises(SchemaError, match="timestamp_unit"):
+        validate(frame(timestamp=[1714640400, 1714640460000, 1714640520]), tenants=ACME)
+    naive = pd.to_datetime(["2024-05-02 09:00"] * 3)
+    with pytest.raises(SchemaError, match="naive_timestamp"):
+        validate(frame(timestamp=naive), tenants=ACME)
+
+
+def test_label_outside_the_vocabulary_is_refused():
+    m = validate(frame(label=["safe", "phish", None], labeled_at=["2024-05-03T00:00Z", None, None]),
+                 strict=False, tenants=ACME)
+    assert reasons(m) == ["invalid_value"] and m.rejects["reject_value"].tolist() == ["phish"]
+    assert "'safe', 'attack', 'spam'" in m.rejects["reject_message"].iloc[0]
+    assert m.frame["label"].iloc[0] == "safe" and pd.isna(m.frame["label"].iloc[1])
+
+
+def test_label_known_before_its_message_is_refused():
+    m = validate(frame(label=["attack", None, None], labeled_at=["2024-05-01T00:00Z", None, None]),
+                 strict=False, tenants=ACME)
+    assert reasons(m) == ["labeled_before_message"]
+
+
+def test_auth_direction_and_ip_vocabularies():
+    m = validate(frame(spf=["PASS", "fail", "maybe"], direction=["Outbound", None, "sideways"],
+                       sender_ip=["10.0.0.1", "::1", "999.1.1.1"]), strict=False, tenants=ACME)
+    assert m.frame["spf"].astype(str).tolist() == ["pass", "fail"]
+    assert m.frame["direction"].astype(str).tolist() == ["outbound", "inbound"]
+    assert sorted(set(m.rejects["reject_column"])) == ["direction", "sender_ip", "spf"]
+
+
+def test_duplicate_message_ids_keep_the_first():
+    raw = frame(message_id=["m1", "m1", "m3"])
+    m = validate(raw, strict=False, tenants=ACME)
+    assert m.frame.index.tolist() == [0, 2] and reasons(m) == ["duplicate_message_id"]
+    other = frame(message_id=["m1", "m1", "m3"], tenant_id=["acme", "beta", "acme"])
+    assert len(validate(other, strict=False, tenants=ACME + [{"tenant_id": "beta", "own_domains": ["acme.com"]}])) == 3
+
+
+def test_strict_lists_every_problem_at_once_and_pickles():
+    raw = frame(sender=["a@", "bob@vendor.com", "ann@acme.com"], label=["x", None, None],
+                timestamp=["2024-05-02T09:00:00Z", "soon", "2024-05-03T11:30:00Z"])
+    with pytest.raises(SchemaError) as info:
+        validate(raw, tenants=ACME)
+    assert sorted(info.value.reasons) == ["invalid_address", "invalid_value", "unparseable_timestamp"]
+    clone = pickle.loads(pickle.dumps(info.value))
+    assert str(clone) == str(info.value)
+    assert info.value.failure_cases["row"].tolist() == [1, 0, 0] or len(info.value.failure_cases) == 3
+
+
+def test_direction_inferred_with_a_warning_naming_the_domains():
+    raw = frame(recipients=["bob@vendor.com", "ann@acme.com", "cy@acme.com"],
+                sender=["ann@acme.com", "bob@vendor.com", "dee@acme.com"])
+    with pytest.warns(InferredOwnDomainsWarning, match=r"inferred \['acme.com'\]"):
+        m = validate(raw)
+    assert m.frame["direction"].tolist() == ["outbound", "inbound", "internal"]
+
+
+def test_undecidable_direction_is_refused_not_guessed():
+    raw = frame(sender=["x@gmail.com", "bob@vendor.com", "ann@acme.com"],
+                recipients=["y@yahoo.com", "ann@acme.com", "cy@acme.com"])
+    m = validate(raw, strict=False, tenants=[TenantConfig("acme", ("acme.com",))])
+    assert reasons(m) == ["direction_undecidable"] and m.rejects.index.tolist() == [0]
+
+
+def test_subdomains_of_own_domains_are_internal():
+    m = validate(frame(sender=["ann@mail.acme.com"] * 3, recipients=["cy@acme.com"] * 3), tenants=ACME)
+    assert set(m.frame["direction"]) == {"internal"}
+
+
+def test_column_mapping_and_bad_mappings():
+    raw = frame().rename(columns={"sender": "from_address", "recipients": "to_list"})
+    m = validate(raw, columns={"sender": "from_address", "recipients": "to_list"}, tenants=ACME)
+    assert len(m) == 3
+    with pytest.raises(ConfigError, match="no such column; columns present"):
+        validate(raw, columns={"sender": "from"})
+    with pytest.raises(ConfigError, match="not a contract column"):
+        validate(raw, columns={"frm": "from_address"})
+
+
+def test_plus_address_folding_is_optional():
+    raw = frame(sender=["ann+news@acme.com"] * 3)
+    assert validate(raw, tenants=ACME).frame["sender"].iloc[0] == "ann+news@acme.com"
+    assert validate(raw, tenants=ACME, fold_plus_addresses=True).frame["sender"].iloc[0] == "ann@acme.com"
+
+
+def test_unknown_columns_pass_through():
+    m = validate(frame(x_campaign=["a", "b", "c"]), tenants=ACME)
+    assert m.frame["x_campaign"].tolist() == ["a", "b", "c"]
+
+
+def test_edge_layout_gathers_rows_and_rejects_folder_copies():
+    rows = pd.DataFrame({
+        "tenant_id": ["t"] * 6, "message_id": ["1", "1", "1", "2", "2", "3"],
+        "timestamp": ["2024-01-01T00:00Z"] * 5 + ["2024-01-02T00:00Z"],
+        "sender": ["a@t.com"] * 6,
+        "recipient": ["b@t.com", "c@t.com", "b@t.com", "b@t.com", "b@t.com", "c@t.com"],
+        "recipient_type": ["to", "cc", "to", "to", "to", "to"]})
+    rows.loc[5, "sender"] = "x@t.com"
+    m = validate(rows, strict=False, tenants=[{"tenant_id": "t", "own_domains": ["t.com"]}])
+    assert m.frame["message_id"].tolist() == ["1", "2", "3"]
+    assert m.frame["n_recipients"].tolist() == [2, 1, 1]
+    assert m.rejects["reject_reason"].tolist() == ["duplicate_edge", "duplicate_edge"]
+    assert m.rejects.index.tolist() == [2, 4]
+    inconsistent = rows.assign(sender=["a@t.com", "z@t.com", "a@t.com", "a@t.com", "a@t.com", "a@t.com"])
+    m = validate(inconsistent, strict=False, tenants=[{"tenant_id": "t", "own_domains": ["t.com"]}])
+    assert m.frame["message_id"].tolist() == ["2", "3"]
+    assert set(m.rejects.loc[m.rejects["reject_reason"] == "inconsistent_message"].index) == {0, 1, 2}
+
+
+def test_tenants_never_mix_in_direction_inference():
+    raw = pd.concat([frame(), frame(tenant_id=["beta"] * 3, sender=["x@beta.io", "bob@vendor.com", "x@beta.io"],
+                                    recipients=["bob@vendor.com", "x@beta.io", "y@beta.io"])], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InferredOwnDomainsWarning)
+        m = validate(raw, tenants=ACME)
+    beta = m.for_tenant("beta")
+    assert beta.frame["direction"].tolist() == ["outbound", "inbound", "internal"]
+    assert set(beta.edges()["tenant_id"]) == {"beta"}
+
+
+def test_non_utf8_bytes_in_a_csv(tmp_path):
+    path = tmp_path / "mail.csv"
+    good = "acme,m1,2024-05-02T09:00:00Z,ann@acme.com,bob@vendor.com,Hello\n"
+    bad = "acme,m2,2024-05-02T09:05:00Z,bob@vendor.com,ann@acme.com,Caf\xe9 menu\n".encode("latin-1")
+    path.write_bytes(b"tenant_id,message_id,timestamp,sender,recipients,subject\n" + good.encode() + bad)
+    with pytest.raises(SchemaError) as info:
+        read_messages(path, tenants=ACME)
+    assert info.value.reasons == ["invalid_encoding"] and "encoding=" in str(info.value)
+    assert "xe9 menu" in str(info.value) and "rows 1" in str(info.value)
+    m = read_messages(path, strict=False, tenants=ACME)
+    assert m.frame["message_id"].tolist() == ["m1"]
+    assert m.rejects["reject_reason"].tolist() == ["invalid_encoding"]
+    assert m.rejects["subject"].tolist() == ["Caf\\xe9 menu"]
+    latin = read_messages(path, strict=False, tenants=ACME, encoding="cp1252")
+    assert latin.frame["subject"].tolist() == ["Hello", "Café menu"]
+
+
+def test_nothing_is_dropped_silently():
+    raw = frame(sender=["a@", "bob@vendor.com", None], message_id=["m1", "m1", "m3"])
+    m = validate(raw, strict=False, tenants=ACME)
+    rejected = set(m.rejects.loc[m.rejects["reject_action"] == "row_rejected"].index)
+    assert set(m.frame.index) | rejected == set(raw.index) and not set(m.frame.index) & rejected
+
+
+def test_stable_keys_agree_across_processes():
+    values = ["ann@acme.com", "bob@xn--bcher-kva.de", "acme.com", "é@x.org"]
+    code = ("import sys, json; from commgraph.graph import stable_keys; "
+            f"print(json.dumps([int(k) for k in stable_keys({values!r})]))")
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout for seed in ("1", "2")}
+    assert len(outputs) == 1
+    assert json.loads(outputs.pop()) == [int(k) for k in stable_keys(values)]
+    # Pinned values: the algorithm is part of the on-disk format.
+    assert stable_key("ann@acme.com") == int(stable_keys(["ann@acme.com"])[0])
+    assert stable_key("alice@example.com") == 8569093714482247167
+
+
+def test_privacy_keys_depend_on_the_secret():
+    a = stable_keys(["ann@acme.com"], secret=b"one")
+    b = stable_keys(["ann@acme.com"], secret=b"two")
+    assert a[0] != b[0] and a[0] != stable_keys(["ann@acme.com"])[0]
+
+
+def test_registrable_domains_never_touch_the_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the public suffix list tried to use the network")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    code = ("import socket\n"
+            "def refuse(*a, **k): raise SystemExit('network used')\n"
+            "socket.socket = refuse; socket.create_connection = refuse\n"
+            "import pandas as pd\n"
+            "from commgraph.graph import registrable_domains\n"
+            "print(registrable_domains(pd.Series(['a.b.example.co.uk', 'x.github.io'])).tolist())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['example.co.uk', 'x.github.io']"
+
+
+def test_validate_refuses_a_non_frame():
+    with pytest.raises(ConfigError, match="read_messages"):
+        validate([{"tenant_id": "t"}])

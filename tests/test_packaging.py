@@ -1,0 +1,56 @@
+"""The package installs as commgraph.graph / .baselines / .signals from the root folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import commgraph.graph
+from commgraph.signals._cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_wheel_holds_the_three_layers_under_the_namespace(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("commgraph-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for layer in ("graph", "baselines", "signals"):
+        assert f"commgraph/{layer}/__init__.py" in names
+        assert f"commgraph/{layer}/py.typed" in names
+    assert not any(n.startswith(("graph/", "baselines/", "signals/", "tests/")) for n in names)
+    assert not any(n == "commgraph/__init__.py" for n in names), "commgraph must stay a namespace"
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "commgraph = commgraph.signals._cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_public_names_exist() -> None:
+    for name in commgraph.graph.__all__:
+        assert hasattr(commgraph.graph, name), name
+
+
+def test_version_and_validate_commands(capsys, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("commgraph 0.")
+    sample = ROOT / "examples" / "data" / "sample_mail.csv"
+    code = main(["validate", str(sample), "--tenants", str(ROOT / "examples" / "data" / "tenants.toml")])
+    out = capsys.readouterr().out
+    assert code == 1 and "duplicate_message_id" in out and "row 61:" in out and "messages" in out
+    clean = tmp_path / "clean.csv"
+    import pandas as pd
+    pd.read_csv(sample).iloc[:20].to_csv(clean, index=False)
+    assert main(["validate", str(clean), "--tenants", str(ROOT / "examples" / "data" / "tenants.toml")]) == 0
+    assert main(["validate", str(clean), "--columns", "sender"]) == 2
+    assert "contract=column" in capsys.readouterr().err
+
+
+def test_console_script_runs() -> None:
+    out = subprocess.run([str(Path(sys.executable).parent / "commgraph"), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "validate" in out.stdout
