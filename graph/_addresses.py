@@ -17,8 +17,11 @@ from email.utils import parseaddr
 import idna
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._schema import STRING_DTYPE
+from ._keys import stable_keys
 from ._uniques import map_unique_strings, spread
 
 __all__ = [
@@ -50,12 +53,15 @@ class ParsedAddresses:
         The display name found in a header form (``"Name" <a@b>``), raw; missing otherwise.
     problem : pandas.Series
         Why the value is invalid (a short phrase); missing where valid or missing.
+    key : pandas.Series
+        Stable 64-bit key of ``address`` (0 where missing).
     """
 
     address: pd.Series
     domain: pd.Series
     display_name: pd.Series
     problem: pd.Series
+    key: pd.Series
 
     @property
     def invalid(self) -> np.ndarray:
@@ -175,21 +181,22 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
 
     n = len(uniq)
     address = np.empty(n, dtype=object)
+    domain = np.empty(n, dtype=object)
     display = np.full(n, None, dtype=object)
     problem = np.full(n, None, dtype=object)
     address[fast] = lowered[fast].to_numpy()
+    domain[fast] = domain_part[fast].to_numpy()
     for i in np.flatnonzero(~fast):
         address[i], display[i], problem[i] = normalise_address(uniq.iat[i], fold_plus=fold_plus)
+        domain[i] = address[i].partition("@")[2] if address[i] is not None else None
+    keys = stable_keys(pd.Series(address, dtype=STRING_DTYPE))
 
-    def back(arr: np.ndarray) -> pd.Series:
-        return spread(arr, codes, values.index)
-
-    addr = back(address)
     return ParsedAddresses(
-        address=addr,
-        domain=domain_of(addr),
-        display_name=back(display),
-        problem=back(problem),
+        address=spread(address, codes, values.index),
+        domain=spread(domain, codes, values.index),
+        display_name=spread(display, codes, values.index),
+        problem=spread(problem, codes, values.index),
+        key=pd.Series(np.where(codes >= 0, keys[codes], 0).astype(np.uint64), index=values.index),
     )
 
 
@@ -347,14 +354,18 @@ def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     else:
         text = values.astype(STRING_DTYPE).reset_index(drop=True)
         quoted = text.str.contains(r'["(<]', regex=True, na=False).to_numpy()
-        plain = text.where(~quoted)
-        pieces = plain.str.split(r"[;,]", regex=True)
-        flat = pieces.explode()
+        # Plain lists split in Arrow; quoted display names may hold separators.
+        lists = pc.split_pattern_regex(pa.array(text.where(~quoted).array), r"[;,]")
+        if isinstance(lists, pa.ChunkedArray):
+            lists = lists.combine_chunks()
+        parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+        entries = pd.Series(pd.array(pc.list_flatten(lists), dtype=STRING_DTYPE))
         if quoted.any():
             extra = text[quoted].map(_split_quoted).explode()
-            flat = pd.concat([flat[flat.index.isin(np.flatnonzero(~quoted))], extra]).sort_index(kind="stable")
-        parent = flat.index.to_numpy(dtype=np.int64)
-        entries = flat.astype(STRING_DTYPE)
+            parent = np.concatenate([parent, extra.index.to_numpy(dtype=np.int64)])
+            entries = pd.concat([entries, extra.astype(STRING_DTYPE)], ignore_index=True)
+            order = np.argsort(parent, kind="stable")
+            parent, entries = parent[order], entries.iloc[order].reset_index(drop=True)
     entries = entries.str.strip()
     keep = entries.notna() & (entries.str.len() > 0)
     keep_np = keep.to_numpy(dtype=bool)

@@ -85,6 +85,7 @@ def stable_keys(values: Iterable[str] | pd.Series | np.ndarray, *, secret: bytes
     """
     codes, uniques = pd.factorize(pd.Series(values, dtype="str") if not isinstance(values, pd.Series)
                                   else values, use_na_sentinel=True)
+    uniques = uniques.to_numpy(dtype=object) if hasattr(uniques, "to_numpy") else uniques
     if secret is None:
         hashed = np.fromiter((xxhash.xxh3_64_intdigest(u.encode("utf-8")) for u in uniques),
                              dtype=np.uint64, count=len(uniques))

@@ -15,9 +15,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ._addresses import domain_of, normalise_display_names, parse_addresses, registrable_domains, split_address_lists
+from ._addresses import normalise_display_names, parse_addresses, registrable_domains, split_address_lists
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
-from ._keys import stable_keys
 from ._messages import REJECT_COLUMNS, Messages
 from ._schema import (
     AUTH_COLUMNS, AUTH_DTYPE, DIRECTION_DTYPE, DIRECTIONS, EDGE_RECIPIENT_COLUMN, EDGE_RECIPIENT_TYPE_COLUMN,
@@ -433,6 +432,7 @@ class _Edges:
     parent: np.ndarray      # message position
     address: pd.Series
     domain: pd.Series       # full domain
+    key: np.ndarray         # stable keys
     rtype: np.ndarray       # int8 codes, -1 unknown
 
 
@@ -472,17 +472,24 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
     keep = usable_entry & parsed.address.notna().to_numpy()
     parent = state.edge_parent[keep]
     address = parsed.address[keep].reset_index(drop=True)
+    domain = parsed.domain[keep].reset_index(drop=True)
+    key = parsed.key.to_numpy()[keep]
     rtype = state.edge_type[keep]
     # One edge per (message, recipient): the most visible type wins (to > cc > bcc > unknown).
-    codes, _ = pd.factorize(address)
-    rank = np.where(rtype < 0, len(RECIPIENT_TYPES), rtype)
-    order = np.lexsort((np.arange(len(parent)), rank, codes, parent))
-    first = np.ones(len(order), dtype=bool)
-    if len(order):
-        first[1:] = (parent[order][1:] != parent[order][:-1]) | (codes[order][1:] != codes[order][:-1])
-    chosen = order[first]
-    chosen = chosen[np.lexsort((chosen, parent[chosen]))]  # message order, then entry order
+    # Repeats are rare, so only the rows of repeated pairs are sorted.
+    repeated = pd.DataFrame({"p": parent, "k": key}).duplicated(keep=False).to_numpy()
+    chosen = np.flatnonzero(~repeated)
+    if repeated.any():
+        rows = np.flatnonzero(repeated)
+        rank = np.where(rtype[rows] < 0, len(RECIPIENT_TYPES), rtype[rows])
+        order = rows[np.lexsort((rows, rank, key[rows], parent[rows]))]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (parent[order][1:] != parent[order][:-1]) | (key[order][1:] != key[order][:-1])
+        chosen = np.sort(np.concatenate([chosen, order[first]]))
+    if len(chosen) > 1 and not (parent[chosen][1:] >= parent[chosen][:-1]).all():
+        chosen = chosen[np.argsort(parent[chosen], kind="stable")]  # message order, then entry order
     address = address.iloc[chosen].reset_index(drop=True)
+    domain = domain.iloc[chosen].reset_index(drop=True)
     # Messages whose recipients are all gone.
     had_entries = np.bincount(state.edge_parent, minlength=len(state.msgs)) > 0
     has_edges = np.bincount(parent[chosen], minlength=len(state.msgs)) > 0
@@ -492,8 +499,7 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
     findings.add(had_entries & ~has_edges, src, ReasonCode.NO_VALID_RECIPIENTS,
                  [None] * int((had_entries & ~has_edges).sum()),
                  "correct the recipient addresses, or drop those rows")
-    return _Edges(parent=parent[chosen], address=address,
-                  domain=domain_of(address), rtype=rtype[chosen])
+    return _Edges(parent=parent[chosen], address=address, domain=domain, key=key[chosen], rtype=rtype[chosen])
 
 
 def _direction(given: pd.Series, tenant: pd.Series, sender_domain: pd.Series, edges: _Edges,
@@ -564,7 +570,7 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
         **{c: optional[c] for c in ("reply_to", "return_path", "sender_ip", *AUTH_COLUMNS, "label", "labeled_at",
                                     "subject")},
     })
-    out["sender_key"] = stable_keys(out["sender"])
+    out["sender_key"] = sender.key.to_numpy()
     consumed = set(_CONTRACT) | {"recipients", *TYPED_RECIPIENT_COLUMNS}
     for column in msgs.columns:
         if column not in consumed and column not in out.columns:
@@ -585,7 +591,7 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
         "sender_key": out["sender_key"].to_numpy()[msg_index],
         "recipient": recipient,
         "recipient_domain": registrable_domains(edges.domain[live].reset_index(drop=True)),
-        "recipient_key": stable_keys(recipient),
+        "recipient_key": edges.key[live],
         "recipient_type": pd.Categorical.from_codes(edges.rtype[live], dtype=RECIPIENT_TYPE_DTYPE),
         "direction": out["direction"].array.take(msg_index),
         "message_index": msg_index,
