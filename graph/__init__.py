@@ -28,3 +28,12 @@ __all__ += [
 from ._readers import list_sources, read_frame, read_messages
 
 __all__ += ["list_sources", "read_frame", "read_messages"]
+from ._generate import (
+    ATTACK_SCENARIOS, GeneratedMail, TenantSpec, generate, generate_chunks, lookalike_domain, tenant_specs,
+    write_generated,
+)
+
+__all__ += [
+    "ATTACK_SCENARIOS", "GeneratedMail", "TenantSpec", "generate", "generate_chunks", "lookalike_domain",
+    "tenant_specs", "write_generated",
+]

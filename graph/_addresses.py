@@ -196,8 +196,15 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
         domain=spread(domain, codes, values.index),
         display_name=spread(display, codes, values.index),
         problem=spread(problem, codes, values.index),
-        key=pd.Series(np.where(codes >= 0, keys[codes], 0).astype(np.uint64), index=values.index),
+        key=pd.Series(_take_keys(keys, codes), index=values.index),
     )
+
+
+def _take_keys(keys: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(codes), dtype=np.uint64)
+    present = codes >= 0
+    out[present] = keys[codes[present]]
+    return out
 
 
 def _split_at(addresses: pd.Series) -> tuple[pd.Series, pd.Series]:

@@ -12,14 +12,14 @@ import numpy as np
 
 from . import _generate_names as W
 from ._generate_world import (
-    ATTACKER, C_ATTACK, FAIL, INBOUND, INTERNAL, NONE, PASS, SOFTFAIL, VENDOR, Batch, World,
+    C_ATTACK, FAIL, INBOUND, INTERNAL, NONE, PASS, SOFTFAIL, VENDOR, Batch, World,
     pick_weighted, subject_ids,
 )
 
-__all__ = ["SCENARIOS", "lookalike_domain"]
+__all__ = ["ATTACK_SCENARIOS", "lookalike_domain"]
 
 #: The attack scenarios, in the order of their codes.
-SCENARIOS: tuple[str, ...] = (
+ATTACK_SCENARIOS: tuple[str, ...] = (
     "exec_impersonation", "lookalike_domain", "credential_phishing", "vendor_compromise",
     "lateral_phishing",
 )
@@ -67,7 +67,7 @@ def lookalike_domain(domain: str, rng: np.random.Generator, *, method: str | Non
     >>> lookalike_domain("acmesupply.com", rng, method="tld")
     'acmesupply.om'
     >>> lookalike_domain("acmesupply.com", rng, method="hyphen")
-    'acmes-upply.com'
+    'acmesu-pply.com'
     """
     name, _, tld = domain.partition(".")
     methods = ("typo", "homoglyph", "hyphen", "tld")
@@ -150,15 +150,17 @@ def _random_prefix(rng: np.random.Generator) -> str:
 
 def attack_batch(w: World, rng: np.random.Generator, *, day0: int, n_days: int, days: int,
                  n_benign: int, attack_rate: float, enabled: tuple[str, ...],
-                 local_time, extras: Extras) -> Batch:
+                 local_time, extras: Extras, first_seen: np.ndarray) -> Batch:
     """All attack messages of one chunk.
 
-    ``local_time(day, n, profile)`` draws UTC timestamps in working hours of the
-    tenant's time zone; the caller drops messages past the end of the period.
+    ``local_time(day, n)`` draws UTC timestamps in working hours of the tenant's
+    time zone; ``first_seen`` is, per world address, the first time it sent benign
+    mail in this chunk (int64 max if never). The caller drops messages past the
+    end of the period.
     """
     batches: list[Batch] = []
     warmup = min(7, days // 2)
-    for code, name in enumerate(SCENARIOS):
+    for code, name in enumerate(ATTACK_SCENARIOS):
         if name not in enabled:
             continue
         lam = attack_rate * n_benign * _SHARE[code] / _SHARE.sum() / _MEAN_SIZE[code]
@@ -169,7 +171,7 @@ def attack_batch(w: World, rng: np.random.Generator, *, day0: int, n_days: int, 
         maker = _MAKERS[name]
         for _ in range(n_incidents):
             day = int(rng.integers(first_day, day0 + n_days))
-            b = maker(w, rng, day, local_time, extras)
+            b = maker(w, rng, day, local_time, extras, first_seen)
             if b is not None and len(b):
                 b.msg["scenario"][:] = code
                 b.msg["cls"][:] = C_ATTACK
@@ -181,7 +183,7 @@ def _burst_times(rng: np.random.Generator, start: int, n: int, minutes: float) -
     return start + np.sort(rng.integers(0, int(minutes * 60e9), n))
 
 
-def _exec_impersonation(w: World, rng, day, local_time, extras: Extras) -> Batch | None:
+def _exec_impersonation(w: World, rng, day, local_time, extras: Extras, first_seen) -> Batch | None:
     vips = np.flatnonzero(w.is_vip)
     finance = np.flatnonzero(w.is_finance)
     if not len(vips) or not len(finance):
@@ -206,13 +208,19 @@ def _exec_impersonation(w: World, rng, day, local_time, extras: Extras) -> Batch
                  reply_to=reply_to, ip=np.full(n, sender), ip_last=rng.integers(1, 255, n))
 
 
-def _known_vendor(w: World, rng, day) -> int | None:
-    ok = (w.org_kind == VENDOR) & (w.org_start < day - 30) & (w.org_end > day)
-    cand = np.flatnonzero(ok)
-    if not len(cand):
+def _known_vendor(w: World, rng, day: int, t: int, first_seen: np.ndarray) -> tuple[int, int] | None:
+    """(organisation, contact) of a long-known vendor whose contact already wrote in before ``t``."""
+    contacts = np.flatnonzero((w.kind[: len(first_seen)] == VENDOR) & (first_seen < t))
+    if not len(contacts):
         return None
-    # Long-known, busy vendors: sample by weight.
-    return int(cand[pick_weighted(rng, np.cumsum(w.org_weight[cand]), 1)[0]])
+    org = w.org_of(contacts)
+    ok = (w.org_start[org] < day - 30) & (w.org_end[org] > day)
+    contacts, org = contacts[ok], org[ok]
+    if not len(contacts):
+        return None
+    # Busy vendors are the likelier targets: sample by the organisation's weight.
+    k = int(pick_weighted(rng, np.cumsum(w.org_weight[org]), 1)[0])
+    return int(org[k]), int(contacts[k])
 
 
 def _vendor_recipients(w: World, rng, org: int, n: int) -> np.ndarray:
@@ -220,17 +228,17 @@ def _vendor_recipients(w: World, rng, org: int, n: int) -> np.ndarray:
     return corr[rng.integers(0, len(corr), n)]
 
 
-def _lookalike(w: World, rng, day, local_time, extras: Extras) -> Batch | None:
-    org = _known_vendor(w, rng, day)
-    if org is None:
+def _lookalike(w: World, rng, day, local_time, extras: Extras, first_seen) -> Batch | None:
+    t0 = int(local_time(day, 1)[0])
+    found = _known_vendor(w, rng, day, t0, first_seen)
+    if found is None:
         return None
-    start, k = int(w.org_contact_start[org]), int(w.org_n_contacts[org])
-    contact = start + int(rng.integers(0, k))
-    fake = lookalike_domain(w.org_domain[org], rng, taken=w.all_domains | set(extras.domain))
+    org, contact = found
+    fake = lookalike_domain(w.org_domain[org], rng, taken=w.all_domains)
     local = w.address[contact].rsplit("@", 1)[0]
     sender = extras.add(f"{local}@{fake}", w.display[contact], _random_prefix(rng))
     n = int(rng.integers(1, 3))
-    ts = _burst_times(rng, int(local_time(day, 1)[0]), n, 240)
+    ts = _burst_times(rng, t0, n, 240)
     rcpt = _vendor_recipients(w, rng, org, n)
     dkim = PASS if rng.random() < 0.6 else NONE
     dmarc = PASS if dkim == PASS else NONE
@@ -239,7 +247,7 @@ def _lookalike(w: World, rng, day, local_time, extras: Extras) -> Batch | None:
                  dkim=dkim, dmarc=dmarc, ip=np.full(n, sender), ip_last=rng.integers(1, 255, n))
 
 
-def _phishing(w: World, rng, day, local_time, extras: Extras) -> Batch | None:
+def _phishing(w: World, rng, day, local_time, extras: Extras, first_seen) -> Batch | None:
     brand = W.PHISHING_BRANDS[rng.integers(0, len(W.PHISHING_BRANDS))]
     word = W.PHISHING_WORDS[rng.integers(0, len(W.PHISHING_WORDS))]
     token = "".join(chr(97 + c) for c in rng.integers(0, 26, 4))
@@ -265,19 +273,20 @@ def _phishing(w: World, rng, day, local_time, extras: Extras) -> Batch | None:
                  ip=np.full(n, sender), ip_last=rng.integers(1, 255, n))
 
 
-def _vendor_compromise(w: World, rng, day, local_time, extras: Extras) -> Batch | None:
-    org = _known_vendor(w, rng, day)
-    if org is None:
+def _vendor_compromise(w: World, rng, day, local_time, extras: Extras, first_seen) -> Batch | None:
+    t0 = int(local_time(day, 1)[0])
+    found = _known_vendor(w, rng, day, t0, first_seen)
+    if found is None:
         return None
-    contact = int(w.org_contact_start[org])  # the main contact: the longest-known address
+    org, contact = found  # a genuine address that has written to the tenant before
     n = int(rng.integers(1, 4))
-    ts = _burst_times(rng, int(local_time(day, 1)[0]), n, 180)
+    ts = _burst_times(rng, t0, n, 180)
     rcpt = _vendor_recipients(w, rng, org, n)
     reply_to = -1
     if rng.random() < 0.7:
         local = w.address[contact].rsplit("@", 1)[0]
         if rng.random() < 0.5:
-            fake = lookalike_domain(w.org_domain[org], rng, taken=w.all_domains | set(extras.domain))
+            fake = lookalike_domain(w.org_domain[org], rng, taken=w.all_domains)
         else:
             fake = W.FREEMAIL_DOMAINS[rng.integers(0, 4)]
             local = f"{local}.accounts"
@@ -299,7 +308,7 @@ def _vendor_compromise(w: World, rng, day, local_time, extras: Extras) -> Batch 
                  ip_last=rng.integers(1, 255, n))
 
 
-def _lateral(w: World, rng, day, local_time, extras: Extras) -> Batch | None:
+def _lateral(w: World, rng, day, local_time, extras: Extras, first_seen) -> Batch | None:
     candidates = np.flatnonzero(~w.is_vip[: w.n_emp])
     account = int(candidates[rng.integers(0, len(candidates))])
     # Recipients the account never wrote to: outside its department, outside its

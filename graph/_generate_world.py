@@ -28,7 +28,7 @@ KIND_NAMES = ("employee", "partner", "vendor", "customer", "freemail", "bulk", "
               "attacker")
 
 # Message classes (``Batch.msg["cls"]``): what kind of conversation a message belongs to.
-C_INTERNAL, C_IN_BIZ, C_OUT_BIZ, C_IN_FREE, C_OUT_FREE, C_BULK, C_NOTIFY, C_ATTACK = range(8)
+C_INTERNAL, C_IN_BIZ, C_OUT_BIZ, C_IN_FREE, C_OUT_FREE, C_BULK, C_NOTIFY, C_ATTACK, C_IN_COLD = range(9)
 
 # Direction codes follow schema.DIRECTIONS; auth codes follow schema.AUTH_RESULTS.
 INBOUND, OUTBOUND, INTERNAL = 0, 1, 2

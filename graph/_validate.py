@@ -173,13 +173,14 @@ def validate(
     ...     "timestamp": ["2024-05-02T09:00:00Z", "2024-05-02T09:05:00+02:00", "2024-05-02 10:00"],
     ...     "sender": ["Ann <ann@acme.com>", "a@", "bob@vendor.com"],
     ...     "recipients": ["bob@vendor.com", "ann@acme.com", "ann@acme.com"]})
-    >>> validate(raw)
+    >>> acme = [TenantConfig("acme", own_domains=("acme.com",))]
+    >>> validate(raw, tenants=acme)
     Traceback (most recent call last):
     ...
     commgraph.graph._errors.SchemaError: mail metadata breaks the message contract (2 problems):
       - column 'timestamp': 1 row naive_timestamp (rows 2; values '2024-05-02 10:00'); fix: pass timezone='<IANA zone>' saying which zone the naive timestamps are in, or add offsets
       - column 'sender': 1 row invalid_address (rows 1; values 'a@'); empty domain; fix: correct the addresses, or drop those rows
-    >>> m = validate(raw, strict=False, tenants=[TenantConfig("acme", own_domains=("acme.com",))])
+    >>> m = validate(raw, strict=False, tenants=acme)
     >>> m.frame[["message_id", "sender", "sender_display_name", "direction"]]
       message_id         sender sender_display_name direction
     0         m1   ann@acme.com                 ann  outbound

@@ -10,6 +10,8 @@ from typing import Sequence
 
 from commgraph.graph import CommGraphError, ConfigError, read_messages
 
+from ._cli_generate import add_generate_command
+
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON Lines (default utf-8)")
     v.add_argument("--show", type=int, default=5, help="rows to show per problem (default 5)")
     v.set_defaults(func=_cmd_validate)
+    add_generate_command(commands)
     return parser
 
 
