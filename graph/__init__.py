@@ -37,3 +37,17 @@ __all__ += [
     "ATTACK_SCENARIOS", "GeneratedMail", "TenantSpec", "generate", "generate_chunks", "lookalike_domain",
     "tenant_specs", "write_generated",
 ]
+from ._commgraph import EDGE_COLUMNS, GRAPH_INPUT_COLUMNS, NODE_COLUMNS, CommGraph, DomainView, build_graph
+from ._convert import from_networkx, to_networkx, to_scipy
+from ._metrics import (
+    communities, hop_distance, in_degree, neighbourhood_overlap, node_reciprocity, out_degree, pagerank,
+    pairwise_hop_distance, reciprocity,
+)
+from ._plot import plot_degree_distribution, plot_ego
+
+__all__ += [
+    "EDGE_COLUMNS", "GRAPH_INPUT_COLUMNS", "NODE_COLUMNS", "CommGraph", "DomainView", "build_graph",
+    "from_networkx", "to_networkx", "to_scipy", "communities", "hop_distance", "in_degree",
+    "neighbourhood_overlap", "node_reciprocity", "out_degree", "pagerank", "pairwise_hop_distance",
+    "reciprocity", "plot_degree_distribution", "plot_ego",
+]

@@ -38,35 +38,87 @@ _HOSTNAME_RE = re.compile(_HOSTNAME)
 _MAX_ADDRESS = 254
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ParsedAddresses:
-    """The result of :func:`parse_addresses`, aligned with its input.
+    """The result of :func:`parse_addresses`: one result per distinct input value.
+
+    Rows map to distinct values through ``codes`` (-1 where the input was
+    missing); the per-row properties spread the distinct results on first use,
+    so a caller pays only for what it reads.
 
     Attributes
     ----------
-    address : pandas.Series
-        Normalised ``local@domain`` (lower case, IDN domains in punycode); missing
-        where the input was missing or invalid.
-    domain : pandas.Series
-        The full domain part of ``address``.
-    display_name : pandas.Series
-        The display name found in a header form (``"Name" <a@b>``), raw; missing otherwise.
-    problem : pandas.Series
-        Why the value is invalid (a short phrase); missing where valid or missing.
-    key : pandas.Series
-        Stable 64-bit key of ``address`` (0 where missing).
+    codes : numpy.ndarray of int64
+        Position of each row's value in the ``unique_*`` arrays, -1 when missing.
+    unique_address, unique_domain, unique_display_name, unique_problem : numpy.ndarray of object
+        Normalised ``local@domain`` (``None`` when invalid), its full domain, the
+        raw display name found in a header form, and why the value is invalid.
+    unique_key : numpy.ndarray of uint64
+        Stable key of each normalised address (0 when invalid).
+    index : pandas.Index
+        The input's index.
     """
 
-    address: pd.Series
-    domain: pd.Series
-    display_name: pd.Series
-    problem: pd.Series
-    key: pd.Series
+    codes: np.ndarray
+    unique_address: np.ndarray
+    unique_domain: np.ndarray
+    unique_display_name: np.ndarray
+    unique_problem: np.ndarray
+    unique_key: np.ndarray
+    index: pd.Index
 
-    @property
+    @functools.cached_property
+    def address(self) -> pd.Series:
+        """Normalised address per row; missing where missing or invalid."""
+        return spread(self.unique_address, self.codes, self.index)
+
+    @functools.cached_property
+    def domain(self) -> pd.Series:
+        """Full domain part per row."""
+        return spread(self.unique_domain, self.codes, self.index)
+
+    @functools.cached_property
+    def display_name(self) -> pd.Series:
+        """Raw display name per row, from a header form; missing otherwise."""
+        return spread(self.unique_display_name, self.codes, self.index)
+
+    @functools.cached_property
+    def problem(self) -> pd.Series:
+        """Why each row's value is invalid; missing where valid or missing."""
+        return spread(self.unique_problem, self.codes, self.index)
+
+    @functools.cached_property
+    def key(self) -> np.ndarray:
+        """Stable key per row (0 where missing or invalid)."""
+        return _take(self.unique_key, self.codes, 0)
+
+    @functools.cached_property
     def invalid(self) -> np.ndarray:
-        """Boolean mask of values that were present but invalid."""
-        return self.problem.notna().to_numpy()
+        """Boolean mask of rows whose value was present but invalid."""
+        return _take(np.array([p is not None for p in self.unique_problem], dtype=bool), self.codes, False)
+
+    def registrable_domain(self) -> pd.Series:
+        """Registrable domain per row (see :func:`registrable_domains`), computed per distinct domain."""
+        registrable = registrable_domains(pd.Series(self.unique_domain, dtype=STRING_DTYPE))
+        return spread(registrable.to_numpy(dtype=object, na_value=None), self.codes, self.index)
+
+    def domain_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(per-row code, distinct domains): rows share a code when they share a domain; -1 when missing."""
+        unique_codes, domains = pd.factorize(pd.Series(self.unique_domain, dtype=STRING_DTYPE),
+                                             use_na_sentinel=True)
+        return _take(unique_codes.astype(np.int64), self.codes, -1), np.asarray(domains, dtype=object)
+
+    def subset(self, mask: np.ndarray) -> "ParsedAddresses":
+        """The rows where ``mask`` is true (distinct results shared, not recomputed)."""
+        return ParsedAddresses(self.codes[mask], self.unique_address, self.unique_domain, self.unique_display_name,
+                               self.unique_problem, self.unique_key, self.index[mask])
+
+
+def _take(values: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
+    out = np.full(len(codes), missing, dtype=values.dtype)
+    present = codes >= 0
+    out[present] = values[codes[present]]
+    return out
 
 
 def _normalise_domain(domain: str) -> tuple[str | None, str | None]:
@@ -190,21 +242,7 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
         address[i], display[i], problem[i] = normalise_address(uniq.iat[i], fold_plus=fold_plus)
         domain[i] = address[i].partition("@")[2] if address[i] is not None else None
     keys = stable_keys(pd.Series(address, dtype=STRING_DTYPE))
-
-    return ParsedAddresses(
-        address=spread(address, codes, values.index),
-        domain=spread(domain, codes, values.index),
-        display_name=spread(display, codes, values.index),
-        problem=spread(problem, codes, values.index),
-        key=pd.Series(_take_keys(keys, codes), index=values.index),
-    )
-
-
-def _take_keys(keys: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(codes), dtype=np.uint64)
-    present = codes >= 0
-    out[present] = keys[codes[present]]
-    return out
+    return ParsedAddresses(codes.astype(np.int64), address, domain, display, problem, keys, values.index)
 
 
 def _split_at(addresses: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -362,11 +400,14 @@ def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
         text = values.astype(STRING_DTYPE).reset_index(drop=True)
         quoted = text.str.contains(r'["(<]', regex=True, na=False).to_numpy()
         # Plain lists split in Arrow; quoted display names may hold separators.
-        lists = pc.split_pattern_regex(pa.array(text.where(~quoted).array), r"[;,]")
+        plain = pa.array(text.where(~quoted).array)
+        lists = pc.split_pattern(pc.replace_substring(plain, ",", ";"), ";")
         if isinstance(lists, pa.ChunkedArray):
             lists = lists.combine_chunks()
         parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-        entries = pd.Series(pd.array(pc.list_flatten(lists), dtype=STRING_DTYPE))
+        flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+        nonblank = pc.greater(pc.binary_length(flat), 0).to_numpy(zero_copy_only=False)
+        parent, entries = parent[nonblank], pd.Series(pd.array(flat.filter(nonblank), dtype=STRING_DTYPE))
         if quoted.any():
             extra = text[quoted].map(_split_quoted).explode()
             parent = np.concatenate([parent, extra.index.to_numpy(dtype=np.int64)])

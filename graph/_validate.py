@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ._addresses import normalise_display_names, parse_addresses, registrable_domains, split_address_lists
+from ._addresses import ParsedAddresses, normalise_display_names, parse_addresses, split_address_lists
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._messages import REJECT_COLUMNS, Messages
 from ._schema import (
@@ -245,7 +245,7 @@ def validate(
 
     edges = _recipients(state, findings, fold_plus_addresses)
 
-    direction = _direction(optional["direction"], tenant, sender.domain, edges, findings, configs)
+    direction = _direction(optional["direction"], tenant, sender, edges, findings, configs)
     optional["direction"] = direction
 
     return _assemble(original, state, findings, strict, tenant, message_id, ts, sender, display, optional, edges)
@@ -375,27 +375,37 @@ def _timestamps(raw, column, findings, timezone, unit, origin, time_range) -> pd
 
 
 def _address_problems(parsed, raw: pd.Series, column: str, findings: _Findings, *, level="message",
-                      positions: np.ndarray | None = None, reason=ReasonCode.INVALID_ADDRESS,
+                      usable: np.ndarray | None = None, reason=ReasonCode.INVALID_ADDRESS,
                       fix="correct the addresses, or drop those rows") -> None:
-    bad = parsed.invalid
+    bad = parsed.invalid if usable is None else parsed.invalid & usable
     if not bad.any():
         return
-    problems = parsed.problem[bad]
+    problems = pd.Series(parsed.unique_problem[parsed.codes[bad]], dtype=STRING_DTYPE)
+    values = raw[bad]
     detail = "; ".join(f"{k} ({v})" if v > 1 else k for k, v in problems.value_counts().items())
-    where = np.flatnonzero(bad) if positions is None else positions[bad]
-    findings.add(where, column, reason, raw[bad], fix, level=level, detail=detail,
-                 messages=[f"{v!r}: {p}" for v, p in zip(raw[bad], problems)])
+    findings.add(np.flatnonzero(bad), column, reason, values, fix, level=level, detail=detail,
+                 messages=[f"{v!r}: {p}" for v, p in zip(values, problems)])
 
 
 def _enum(msgs: pd.DataFrame, column: str, vocabulary, dtype, findings: _Findings) -> pd.Series:
     if column not in msgs:
         return pd.Series(pd.Categorical([None] * len(msgs), dtype=dtype), index=msgs.index)
-    text = _blank_to_na(msgs[column]).str.lower()
-    bad = (text.notna() & ~text.isin(vocabulary)).to_numpy()
+    # Factorise first: the vocabulary check and the category codes then cost one
+    # lookup per distinct value, not per row.
+    codes, uniques = pd.factorize(msgs[column].astype(STRING_DTYPE), use_na_sentinel=True)
+    normalised = pd.Series(uniques, dtype=STRING_DTYPE).str.strip().str.lower()
+    category = pd.Index(dtype.categories).get_indexer(normalised).astype(np.int64)
+    blank = (normalised == "").to_numpy(dtype=bool, na_value=False)
+    present = codes >= 0
+    row_category = np.full(len(codes), -1, dtype=np.int64)
+    row_blank = np.zeros(len(codes), dtype=bool)
+    row_category[present] = category[codes[present]]
+    row_blank[present] = blank[codes[present]]
+    bad = present & (row_category < 0) & ~row_blank
     allowed = ", ".join(repr(v) for v in vocabulary)
     findings.add(bad, column, ReasonCode.INVALID_VALUE, msgs[column][bad],
                  f"use one of {allowed} or leave it empty")
-    return pd.Series(pd.Categorical(text.where(~bad), dtype=dtype), index=msgs.index)
+    return pd.Series(pd.Categorical.from_codes(row_category, dtype=dtype), index=msgs.index)
 
 
 def _optional_address(msgs, column, findings, fold_plus) -> pd.Series:
@@ -430,11 +440,9 @@ def _sender_ip(msgs, findings) -> pd.Series:
 
 @dataclass
 class _Edges:
-    parent: np.ndarray      # message position
-    address: pd.Series
-    domain: pd.Series       # full domain
-    key: np.ndarray         # stable keys
-    rtype: np.ndarray       # int8 codes, -1 unknown
+    parent: np.ndarray          # message position
+    parsed: ParsedAddresses     # the recipient of each edge
+    rtype: np.ndarray           # int8 codes, -1 unknown
 
 
 def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
@@ -462,23 +470,18 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
                              "rows of one message must agree on message-level columns; correct them or give the "
                              "copies distinct message ids")
     parsed = parse_addresses(raw, fold_plus=fold_plus)
-    entry_positions = np.arange(len(raw))
-    bad = parsed.invalid & usable_entry
-    if bad.any():
-        problems = parsed.problem[bad]
-        findings.add(entry_positions[bad], "recipients", ReasonCode.INVALID_RECIPIENT, raw[bad],
-                     "correct the address; the message is kept with its other recipients", level="edge",
-                     detail="; ".join(f"{k} ({v})" if v > 1 else k for k, v in problems.value_counts().items()),
-                     messages=[f"{v!r}: {p}" for v, p in zip(raw[bad], problems)])
-    keep = usable_entry & parsed.address.notna().to_numpy()
+    _address_problems(parsed, raw, "recipients", findings, level="edge", usable=usable_entry,
+                      reason=ReasonCode.INVALID_RECIPIENT,
+                      fix="correct the address; the message is kept with its other recipients")
+    keep = usable_entry & (parsed.key != 0)
     parent = state.edge_parent[keep]
-    address = parsed.address[keep].reset_index(drop=True)
-    domain = parsed.domain[keep].reset_index(drop=True)
-    key = parsed.key.to_numpy()[keep]
+    key = parsed.key[keep]
     rtype = state.edge_type[keep]
     # One edge per (message, recipient): the most visible type wins (to > cc > bcc > unknown).
-    # Repeats are rare, so only the rows of repeated pairs are sorted.
-    repeated = pd.DataFrame({"p": parent, "k": key}).duplicated(keep=False).to_numpy()
+    # Repeats are rare, so a hash of the pair finds candidates and only those are sorted,
+    # comparing the exact (message, key) pair.
+    pair_hash = key ^ (parent.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    repeated = pd.Series(pair_hash).duplicated(keep=False).to_numpy()
     chosen = np.flatnonzero(~repeated)
     if repeated.any():
         rows = np.flatnonzero(repeated)
@@ -489,8 +492,6 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
         chosen = np.sort(np.concatenate([chosen, order[first]]))
     if len(chosen) > 1 and not (parent[chosen][1:] >= parent[chosen][:-1]).all():
         chosen = chosen[np.argsort(parent[chosen], kind="stable")]  # message order, then entry order
-    address = address.iloc[chosen].reset_index(drop=True)
-    domain = domain.iloc[chosen].reset_index(drop=True)
     # Messages whose recipients are all gone.
     had_entries = np.bincount(state.edge_parent, minlength=len(state.msgs)) > 0
     has_edges = np.bincount(parent[chosen], minlength=len(state.msgs)) > 0
@@ -500,26 +501,29 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
     findings.add(had_entries & ~has_edges, src, ReasonCode.NO_VALID_RECIPIENTS,
                  [None] * int((had_entries & ~has_edges).sum()),
                  "correct the recipient addresses, or drop those rows")
-    return _Edges(parent=parent[chosen], address=address, domain=domain, key=key[chosen], rtype=rtype[chosen])
+    return _Edges(parent=parent[chosen], parsed=parsed.subset(np.flatnonzero(keep)[chosen]), rtype=rtype[chosen])
 
 
-def _direction(given: pd.Series, tenant: pd.Series, sender_domain: pd.Series, edges: _Edges,
+def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edges: _Edges,
                findings: _Findings, configs: Mapping[str, TenantConfig]) -> pd.Series:
     need = (given.isna() & ~pd.Series(findings.rejected, index=given.index)).to_numpy()
     if not need.any():
         return given
+    tenant_codes, tenants = pd.factorize(tenant, use_na_sentinel=True)
+    tenants = [str(t) for t in tenants]
+    edge_tenant = tenant_codes[edges.parent]
     live_edge = ~findings.rejected[edges.parent]
-    edge_tenant = tenant.to_numpy(dtype=object)[edges.parent]
-    unconfigured = sorted(set(tenant[need].dropna().unique()) - set(configs))
+    needed = set(np.unique(tenant_codes[need & (tenant_codes >= 0)]).tolist())
+    unconfigured = sorted(tenants[c] for c in needed if tenants[c] not in configs)
     own = {t: c.own_domains for t, c in configs.items()}
     if unconfigured:
-        mask = live_edge & np.isin(edge_tenant, unconfigured)
-        inferred = infer_own_domains(pd.Series(edge_tenant[mask]),
-                                     registrable_domains(edges.domain[mask].reset_index(drop=True)))
+        mask = live_edge & np.isin(edge_tenant, [tenants.index(t) for t in unconfigured])
+        inferred = infer_own_domains(pd.Series(np.asarray(tenants, dtype=object)[edge_tenant[mask]]),
+                                     edges.parsed.subset(mask).registrable_domain().reset_index(drop=True))
         warn_inferred(inferred)
         own.update(inferred)
-    sender_internal = _is_internal(tenant, sender_domain, own)
-    recipient_internal = _is_internal(pd.Series(edge_tenant, dtype=STRING_DTYPE), edges.domain, own)
+    sender_internal = _is_internal(tenant_codes, tenants, *sender.domain_codes(), own)
+    recipient_internal = _is_internal(edge_tenant, tenants, *edges.parsed.domain_codes(), own)
     n = len(given)
     n_internal = np.bincount(edges.parent, weights=recipient_internal, minlength=n)
     n_edges = np.bincount(edges.parent, minlength=n)
@@ -528,7 +532,7 @@ def _direction(given: pd.Series, tenant: pd.Series, sender_domain: pd.Series, ed
                             np.where(n_internal > 0, "inbound", None))
     undecidable = need & (inferred_dir == None)  # noqa: E711 (element-wise)
     undecidable &= n_edges > 0
-    findings.add(undecidable, "direction", ReasonCode.DIRECTION_UNDECIDABLE, sender_domain[undecidable],
+    findings.add(undecidable, "direction", ReasonCode.DIRECTION_UNDECIDABLE, sender.domain[undecidable],
                  "neither the sender nor any recipient is in the tenant's own domains; give the direction column, "
                  "or configure the tenant's own_domains",
                  detail="own domains used: " + "; ".join(f"{t}: {list(d)}" for t, d in sorted(own.items())))
@@ -538,14 +542,22 @@ def _direction(given: pd.Series, tenant: pd.Series, sender_domain: pd.Series, ed
     return filled
 
 
-def _is_internal(tenant: pd.Series, domain: pd.Series, own: Mapping[str, tuple[str, ...]]) -> np.ndarray:
-    """Whether each (tenant, domain) is one of the tenant's domains or a subdomain of one."""
-    pairs = pd.DataFrame({"t": tenant.to_numpy(dtype=object), "d": domain.to_numpy(dtype=object)})
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs.fillna("")))
+def _is_internal(tenant_codes: np.ndarray, tenants: list[str], domain_codes: np.ndarray, domains: np.ndarray,
+                 own: Mapping[str, tuple[str, ...]]) -> np.ndarray:
+    """Whether each (tenant, domain) is one of the tenant's domains or a subdomain of one.
+
+    Decided once per distinct (tenant, domain) pair.
+    """
+    if not len(tenant_codes):
+        return np.zeros(0, dtype=bool)
+    present = (tenant_codes >= 0) & (domain_codes >= 0)
+    pair = np.where(present, tenant_codes.astype(np.int64) * (len(domains) + 1) + domain_codes, -1)
+    pair_codes, pairs = pd.factorize(pair)
     answers = np.array([
-        bool(d) and any(d == o or d.endswith("." + o) for o in own.get(t, ())) for t, d in uniques
-    ], dtype=bool)
-    return answers[codes] if len(codes) else np.zeros(0, dtype=bool)
+        p >= 0 and any(domains[p % (len(domains) + 1)] == o or domains[p % (len(domains) + 1)].endswith("." + o)
+                       for o in own.get(tenants[p // (len(domains) + 1)], ()))
+        for p in pairs], dtype=bool)
+    return answers[pair_codes]
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -558,47 +570,42 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
     new_pos = np.full(len(keep), -1, dtype=np.int64)
     new_pos[kept] = np.arange(len(kept))
     msgs = state.msgs
-    sender_domain = registrable_domains(sender.domain)
     out = pd.DataFrame({
         "tenant_id": tenant.astype(STRING_DTYPE),
         "message_id": message_id.astype(STRING_DTYPE),
         "timestamp": ts,
         "sender": sender.address,
-        "sender_domain": sender_domain,
+        "sender_domain": sender.registrable_domain(),
         "sender_display_name": display,
         "direction": optional["direction"],
         "n_recipients": np.bincount(edges.parent, minlength=len(msgs)).astype(np.int32),
         **{c: optional[c] for c in ("reply_to", "return_path", "sender_ip", *AUTH_COLUMNS, "label", "labeled_at",
                                     "subject")},
+        "sender_key": sender.key,
     })
-    out["sender_key"] = sender.key.to_numpy()
     consumed = set(_CONTRACT) | {"recipients", *TYPED_RECIPIENT_COLUMNS}
-    for column in msgs.columns:
-        if column not in consumed and column not in out.columns:
-            out[column] = msgs[column].to_numpy()
-    out = out.iloc[kept]
+    extra = {c: msgs[c].to_numpy() for c in msgs.columns if c not in consumed and c not in out.columns}
+    if extra:
+        out = pd.concat([out, pd.DataFrame(extra, index=out.index)], axis=1)
+    if len(kept) < len(out):  # a full take of every column costs as much as building them
+        out = out.iloc[kept]
     out.index = original.index[state.msg_row[kept]]
 
     live = keep[edges.parent]
-    parent = edges.parent[live]
-    recipient = edges.address[live].reset_index(drop=True)
-    msg_index = new_pos[parent]
+    recipients = edges.parsed.subset(live)
+    msg_index = new_pos[edges.parent[live]]
+    taken = {c: out[c].array.take(msg_index) for c in ("tenant_id", "message_id", "timestamp", "sender",
+                                                         "sender_domain", "direction")}
     edge_frame = pd.DataFrame({
-        "tenant_id": out["tenant_id"].to_numpy()[msg_index],
-        "message_id": out["message_id"].to_numpy()[msg_index],
-        "timestamp": out["timestamp"].array.take(msg_index),
-        "sender": out["sender"].array.take(msg_index),
-        "sender_domain": out["sender_domain"].array.take(msg_index),
+        **{c: taken[c] for c in ("tenant_id", "message_id", "timestamp", "sender", "sender_domain")},
         "sender_key": out["sender_key"].to_numpy()[msg_index],
-        "recipient": recipient,
-        "recipient_domain": registrable_domains(edges.domain[live].reset_index(drop=True)),
-        "recipient_key": edges.key[live],
+        "recipient": recipients.address.reset_index(drop=True),
+        "recipient_domain": recipients.registrable_domain().reset_index(drop=True),
+        "recipient_key": recipients.key,
         "recipient_type": pd.Categorical.from_codes(edges.rtype[live], dtype=RECIPIENT_TYPE_DTYPE),
-        "direction": out["direction"].array.take(msg_index),
+        "direction": taken["direction"],
         "message_index": msg_index,
     })
-    edge_frame["tenant_id"] = edge_frame["tenant_id"].astype(STRING_DTYPE)
-    edge_frame["message_id"] = edge_frame["message_id"].astype(STRING_DTYPE)
     return Messages(out, edge_frame, _rejects(original, state, findings))
 
 

@@ -347,3 +347,11 @@ def test_registrable_domains_never_touch_the_network(monkeypatch):
 def test_validate_refuses_a_non_frame():
     with pytest.raises(ConfigError, match="read_messages"):
         validate([{"tenant_id": "t"}])
+
+
+def test_optional_columns_that_are_entirely_empty():
+    # Regression: an all-missing reply_to failed key lookup, and an all-missing label
+    # (read from CSV as float NaN) was refused row by row.
+    raw = frame(reply_to=[None] * 3, label=[float("nan")] * 3, spf=[None] * 3)
+    m = validate(raw, tenants=ACME)
+    assert len(m) == 3 and m.frame["reply_to"].isna().all() and m.frame["label"].isna().all()

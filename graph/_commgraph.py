@@ -1,0 +1,1176 @@
+"""The per-tenant communication graph: a node table and a CSR sender -> recipient adjacency.
+
+``build_graph`` turns the edges of one tenant (message x recipient rows) into a
+:class:`CommGraph` without any per-row Python: addresses are interned through
+their stable keys, (sender, recipient) pairs are aggregated with numpy, and the
+result is held in ``scipy.sparse`` arrays. networkx is used only at the edge
+(:meth:`CommGraph.to_networkx`).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy as sp
+
+from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError
+from ._messages import Messages
+from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
+
+__all__ = ["CommGraph", "DomainView", "build_graph", "EDGE_COLUMNS", "NODE_COLUMNS", "GRAPH_INPUT_COLUMNS"]
+
+#: Columns of the node table (:attr:`CommGraph.nodes`), in order.
+NODE_COLUMNS: tuple[str, ...] = (
+    "key", "address", "domain", "internal", "first_seen", "last_seen", "sent", "received",
+)
+#: Columns of :meth:`CommGraph.edges`, in order.
+EDGE_COLUMNS: tuple[str, ...] = (
+    "sender", "recipient", "sender_id", "recipient_id", "count", "first_seen", "last_seen", *LABELS,
+)
+#: Columns an edges frame must have for :func:`build_graph`.
+GRAPH_INPUT_COLUMNS: tuple[str, ...] = (
+    "timestamp", "sender", "sender_domain", "sender_key", "recipient", "recipient_domain", "recipient_key",
+)
+
+_NAT = np.iinfo(np.int64).min  # the int64 value of NaT
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+# --- the graph -------------------------------------------------------------------------------
+
+
+class CommGraph:
+    """The communication graph of one tenant: who wrote to whom, how often, when, with which labels.
+
+    Built by :func:`build_graph` (or :meth:`from_networkx`), not directly.
+    Nodes are addresses; node ``i`` is row ``i`` of :attr:`nodes`, and nodes are
+    ordered by stable key, so the same mail gives the same graph whatever the
+    order of its rows. Algorithms live in module-level functions that take the
+    graph first (:func:`pagerank`, :func:`hop_distance`, ...) and return arrays
+    aligned with :attr:`nodes`.
+
+    Parameters
+    ----------
+    nodes : pandas.DataFrame
+        The node table, columns :data:`NODE_COLUMNS`, indexed by node id ``0..n-1``.
+    adjacency : scipy.sparse.csr_array
+        ``n x n``, sender rows, recipient columns, sorted indices; ``data`` holds
+        the message count of each edge (``uint32``).
+    edge_first_seen, edge_last_seen : numpy.ndarray of datetime64[ns]
+        Per edge (aligned with ``adjacency.data``): first and last message, UTC.
+    edge_label_counts : numpy.ndarray of uint32, shape (n_edges, 3)
+        Per edge: messages labelled ``safe``, ``attack``, ``spam`` (columns in
+        the order of :data:`LABELS`).
+    tenant_id : str or None
+    as_of : pandas.Timestamp or None
+        Only messages strictly before it were counted.
+    window : pandas.Timedelta or None
+        Only messages in ``[as_of - window, as_of)`` were counted.
+    own_domains : tuple of str or None
+        The tenant's own domains used to mark nodes internal; ``None`` when
+        that was inferred from ``direction``.
+
+    Attributes
+    ----------
+    nodes : pandas.DataFrame
+        ``key`` (uint64 stable key), ``address``, ``domain`` (registrable),
+        ``internal`` (bool), ``first_seen``/``last_seen`` (UTC, over messages sent
+        or received), ``sent`` (messages sent), ``received`` (messages received:
+        one per (message, recipient)). In a subgraph (:meth:`subgraph`,
+        :meth:`ego`, :meth:`internal_subgraph`) these describe the node in the
+        whole tenant graph.
+    adjacency : scipy.sparse.csr_array
+    edge_first_seen, edge_last_seen, edge_label_counts : numpy.ndarray
+
+    Examples
+    --------
+    >>> from commgraph.graph import validate, build_graph
+    >>> m = validate(pd.DataFrame({
+    ...     "tenant_id": "acme", "message_id": ["m1", "m2", "m3", "m4"],
+    ...     "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-03T09:00Z", "2024-05-04T09:00Z"],
+    ...     "sender": ["ann@acme.com", "bob@vendor.com", "ann@acme.com", "eve@evil.io"],
+    ...     "recipients": ["bob@vendor.com; cy@acme.com", "ann@acme.com", "bob@vendor.com", "ann@acme.com"],
+    ...     "label": [None, None, None, "attack"]}),
+    ...     tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+    >>> g = build_graph(m, tenant_id="acme")
+    >>> g
+    CommGraph(tenant 'acme': 4 nodes (2 internal), 4 edges, 4 messages; 2024-05-01 .. 2024-05-04 UTC; top correspondents: ann@acme.com (4), bob@vendor.com (3), cy@acme.com (1))
+    >>> g.edge("ann@acme.com", "bob@vendor.com")["count"]
+    2
+    >>> g.edge("eve@evil.io", "ann@acme.com")["attack"]
+    1
+    >>> bool(g.wrote_back(["ann@acme.com"], ["bob@vendor.com"])[0])
+    True
+    """
+
+    __slots__ = ("nodes", "adjacency", "edge_first_seen", "edge_last_seen", "edge_label_counts",
+                 "tenant_id", "as_of", "window", "own_domains", "_cache")
+
+    def __init__(self, nodes: pd.DataFrame, adjacency: Any, edge_first_seen: np.ndarray,
+                 edge_last_seen: np.ndarray, edge_label_counts: np.ndarray, *, tenant_id: str | None = None,
+                 as_of: pd.Timestamp | None = None, window: pd.Timedelta | None = None,
+                 own_domains: tuple[str, ...] | None = None):
+        self.nodes = nodes
+        self.adjacency = adjacency
+        self.edge_first_seen = edge_first_seen
+        self.edge_last_seen = edge_last_seen
+        self.edge_label_counts = edge_label_counts
+        self.tenant_id = tenant_id
+        self.as_of = as_of
+        self.window = window
+        self.own_domains = own_domains
+        self._cache: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict:
+        return {s: getattr(self, s) for s in self.__slots__ if s != "_cache"}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._cache = {}
+
+    # -- sizes ---------------------------------------------------------------------------------
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of nodes (addresses)."""
+        return int(self.adjacency.shape[0])
+
+    @property
+    def n_edges(self) -> int:
+        """Number of distinct (sender, recipient) edges."""
+        return int(self.adjacency.nnz)
+
+    @property
+    def n_messages(self) -> int:
+        """Number of messages sent by the nodes (each message counted once, whatever its recipients)."""
+        return int(self.nodes["sent"].sum())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the adjacency, the per-edge arrays and the node table (strings included)."""
+        a = self.adjacency
+        edge = (a.data.nbytes + a.indices.nbytes + a.indptr.nbytes + self.edge_first_seen.nbytes
+                + self.edge_last_seen.nbytes + self.edge_label_counts.nbytes)
+        return int(edge + self.nodes.memory_usage(index=False, deep=True).sum())
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def _row_of_edge(self) -> np.ndarray:
+        rows = self._cache.get("rows")
+        if rows is None:
+            rows = np.repeat(np.arange(self.n_nodes, dtype=self.adjacency.indices.dtype),
+                             np.diff(self.adjacency.indptr))
+            self._cache["rows"] = rows
+        return rows
+
+    def _pair_codes(self) -> np.ndarray:
+        codes = self._cache.get("pairs")
+        if codes is None:
+            # CSR with sorted indices: row * n + col is increasing, so lookups are a binary search.
+            codes = self._row_of_edge().astype(np.int64) * self.n_nodes + self.adjacency.indices
+            self._cache["pairs"] = codes
+        return codes
+
+    def node_ids(self, values: Any) -> np.ndarray:
+        """Node ids (rows of :attr:`nodes`) of addresses, stable keys or node ids; -1 where unknown.
+
+        Parameters
+        ----------
+        values : str, sequence of str, uint64 array, or integers
+            Strings are addresses; ``numpy.uint64`` values are stable keys; other
+            integers are node ids and are returned as they are (after a range check).
+
+        Returns
+        -------
+        numpy.ndarray of int64
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph, stable_keys
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"],
+        ...     "direction": "internal"})))
+        >>> g.nodes["address"].tolist()
+        ['b@t.com', 'a@t.com']
+        >>> g.node_ids(["b@t.com", "nobody@t.com"]).tolist()
+        [0, -1]
+        >>> g.node_ids(stable_keys(["a@t.com"])).tolist() == g.node_ids(["a@t.com"]).tolist()
+        True
+        """
+        arr = _as_array(values)
+        n = self.n_nodes
+        if not len(arr):
+            return np.zeros(0, dtype=np.int64)
+        if arr.dtype.kind in "OUT" or isinstance(arr.dtype, pd.StringDtype):
+            index = self._cache.get("address_index")
+            if index is None:
+                index = pd.Index(self.nodes["address"].astype(STRING_DTYPE))
+                self._cache["address_index"] = index
+            return index.get_indexer(pd.Index(arr, dtype=STRING_DTYPE)).astype(np.int64)
+        if arr.dtype == np.uint64:
+            keys = self.nodes["key"].to_numpy()
+            pos = np.searchsorted(keys, arr)
+            pos_c = np.minimum(pos, max(n - 1, 0))
+            found = (pos < n) & (keys[pos_c] == arr) if n else np.zeros(len(arr), dtype=bool)
+            return np.where(found, pos_c, -1).astype(np.int64)
+        if arr.dtype.kind in "iu":
+            ids = arr.astype(np.int64)
+            bad = (ids < -1) | (ids >= n)
+            if bad.any():
+                raise CommGraphError(f"node ids must be in [0, {n}) or -1 (got {ids[bad][:5].tolist()}); "
+                                     "pass stable keys as numpy.uint64 and addresses as strings")
+            return ids
+        raise ConfigError(f"nodes must be given as addresses (str), stable keys (uint64) or node ids (int); "
+                          f"got an array of dtype {arr.dtype}")
+
+    def node_id(self, node: str | int | np.integer) -> int:
+        """The node id of one address, stable key (``numpy.uint64``) or node id; raises when unknown.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"],
+        ...     "direction": "internal"})))
+        >>> g.node_id("a@t.com")
+        1
+        >>> g.node_id("z@t.com")
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.CommGraphError: 'z@t.com' is not a node of tenant 't' (2 nodes); look addresses up in g.nodes['address']
+        """
+        i = int(self.node_ids([node] if not isinstance(node, np.ndarray) else node)[0])
+        if i < 0:
+            raise CommGraphError(f"{node!r} is not a node of tenant {self.tenant_id!r} ({self.n_nodes:,} nodes); "
+                                 "look addresses up in g.nodes['address']")
+        return i
+
+    def edge_ids(self, senders: Any, recipients: Any) -> np.ndarray:
+        """Positions of (sender, recipient) edges in the per-edge arrays; -1 where there is no edge.
+
+        Parameters
+        ----------
+        senders, recipients : addresses, stable keys or node ids (see :meth:`node_ids`)
+            Aligned with each other.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            Index into ``adjacency.data``, ``edge_first_seen``, ...
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"],
+        ...     "direction": "internal"})))
+        >>> g.edge_ids(["a@t.com", "b@t.com"], ["b@t.com", "a@t.com"]).tolist()
+        [0, -1]
+        """
+        s = self.node_ids(senders)
+        r = self.node_ids(recipients)
+        if len(s) != len(r):
+            raise ConfigError(f"senders and recipients must have the same length (got {len(s)} and {len(r)})")
+        codes = self._pair_codes()
+        out = np.full(len(s), -1, dtype=np.int64)
+        ok = (s >= 0) & (r >= 0)
+        if not ok.any() or not len(codes):
+            return out
+        q = s[ok] * self.n_nodes + r[ok]
+        pos = np.searchsorted(codes, q)
+        pos_c = np.minimum(pos, len(codes) - 1)
+        out[ok] = np.where(codes[pos_c] == q, pos_c, -1)
+        return out
+
+    def edge(self, sender: str | int | np.integer, recipient: str | int | np.integer) -> dict:
+        """The attributes of one edge: count, first/last seen and counts by label.
+
+        Raises :class:`CommGraphError` when either node or the edge does not exist.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"],
+        ...     "direction": "internal"})))
+        >>> g.edge("a@t.com", "b@t.com")
+        {'count': 1, 'first_seen': Timestamp('2024-01-01 00:00:00+0000', tz='UTC'), 'last_seen': Timestamp('2024-01-01 00:00:00+0000', tz='UTC'), 'safe': 0, 'attack': 0, 'spam': 0}
+        """
+        s, r = self.node_id(sender), self.node_id(recipient)
+        e = int(self.edge_ids(np.array([s]), np.array([r]))[0])
+        if e < 0:
+            raise CommGraphError(f"no edge {self.nodes['address'].iat[s]!r} -> {self.nodes['address'].iat[r]!r} "
+                                 f"in tenant {self.tenant_id!r}")
+        return self._edge_attrs(e)
+
+    def _edge_attrs(self, e: int) -> dict:
+        attrs = {"count": int(self.adjacency.data[e]),
+                 "first_seen": _ts(self.edge_first_seen[e]), "last_seen": _ts(self.edge_last_seen[e])}
+        attrs.update({lab: int(self.edge_label_counts[e, j]) for j, lab in enumerate(LABELS)})
+        return attrs
+
+    def wrote_back(self, senders: Any, recipients: Any) -> np.ndarray:
+        """Whether each recipient ever wrote to its sender (the reverse edge exists).
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1", "2"],
+        ...     "timestamp": ["2024-01-01T00:00Z"] * 2, "sender": ["a@t.com", "b@t.com"],
+        ...     "recipients": ["b@t.com; c@t.com", "a@t.com"], "direction": "internal"})))
+        >>> g.wrote_back(["a@t.com", "a@t.com"], ["b@t.com", "c@t.com"]).tolist()
+        [True, False]
+        """
+        return self.edge_ids(recipients, senders) >= 0
+
+    @property
+    def reverse_adjacency(self) -> Any:
+        """Recipient -> sender CSR (``n x n``) whose ``data`` are edge positions in the per-edge arrays.
+
+        Computed once from :attr:`adjacency` (a transpose, not a rebuild) and cached.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com; c@t.com"],
+        ...     "direction": "internal"})))
+        >>> r = g.reverse_adjacency
+        >>> c, a = g.node_id("c@t.com"), g.node_id("a@t.com")
+        >>> r[[c], :].indices.tolist() == [a]
+        True
+        >>> g.edge_ids(["a@t.com"], ["c@t.com"]).tolist() == r[[c], :].data.tolist()
+        True
+        """
+        rev = self._cache.get("reverse")
+        if rev is None:
+            a = self.adjacency
+            pos_dtype = np.int32 if a.nnz < 2**31 else np.int64
+            rev = sp.sparse.csr_array((np.arange(a.nnz, dtype=pos_dtype), a.indices, a.indptr),
+                                      shape=a.shape).T.tocsr()
+            rev.sort_indices()
+            self._cache["reverse"] = rev
+        return rev
+
+    def successors(self, node: str | int | np.integer) -> np.ndarray:
+        """Node ids the node wrote to, ascending.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com; c@t.com"],
+        ...     "direction": "internal"})))
+        >>> g.nodes["address"].iloc[g.successors("a@t.com")].tolist()
+        ['b@t.com', 'c@t.com']
+        """
+        i = self.node_id(node)
+        a = self.adjacency
+        return a.indices[a.indptr[i]:a.indptr[i + 1]].astype(np.int64)
+
+    def predecessors(self, node: str | int | np.integer) -> np.ndarray:
+        """Node ids that wrote to the node, ascending.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com; c@t.com"],
+        ...     "direction": "internal"})))
+        >>> g.nodes["address"].iloc[g.predecessors("c@t.com")].tolist()
+        ['a@t.com']
+        """
+        i = self.node_id(node)
+        r = self.reverse_adjacency
+        return r.indices[r.indptr[i]:r.indptr[i + 1]].astype(np.int64)
+
+    # -- tables --------------------------------------------------------------------------------
+
+    def edges(self) -> pd.DataFrame:
+        """One row per distinct (sender, recipient) edge, in CSR order.
+
+        Columns :data:`EDGE_COLUMNS`: addresses, node ids, message ``count``,
+        ``first_seen``/``last_seen`` (UTC) and message counts by label.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1", "2"],
+        ...     "timestamp": ["2024-01-01T00:00Z", "2024-01-03T00:00Z"], "sender": ["a@t.com"] * 2,
+        ...     "recipients": ["b@t.com", "b@t.com"], "direction": "internal"})))
+        >>> g.edges()[["sender", "recipient", "count", "first_seen", "last_seen"]]
+            sender recipient  count                first_seen                 last_seen
+        0  a@t.com   b@t.com      2 2024-01-01 00:00:00+00:00 2024-01-03 00:00:00+00:00
+        """
+        rows = self._row_of_edge()
+        cols = self.adjacency.indices
+        address = self.nodes["address"].reset_index(drop=True)
+        out = {
+            "sender": address.take(rows).reset_index(drop=True),
+            "recipient": address.take(cols).reset_index(drop=True),
+            "sender_id": rows.astype(np.int64),
+            "recipient_id": cols.astype(np.int64),
+            "count": self.adjacency.data.astype(np.int64),
+            "first_seen": _ts_series(self.edge_first_seen),
+            "last_seen": _ts_series(self.edge_last_seen),
+        }
+        for j, lab in enumerate(LABELS):
+            out[lab] = self.edge_label_counts[:, j].astype(np.int64)
+        return pd.DataFrame(out)
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def subgraph(self, nodes: Any) -> "CommGraph":
+        """The sub-graph induced by some nodes (every edge among them), as a new CommGraph.
+
+        Node rows keep their whole-tenant attributes (``sent``, ``first_seen``, ...).
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com; c@t.com"],
+        ...     "direction": "internal"})))
+        >>> g.subgraph(["a@t.com", "c@t.com"]).edges()[["sender", "recipient"]]
+            sender recipient
+        0  a@t.com   c@t.com
+        """
+        ids = self.node_ids(nodes)
+        if (ids < 0).any():
+            raise CommGraphError(f"subgraph: {int((ids < 0).sum())} of the nodes are not in tenant "
+                                 f"{self.tenant_id!r}")
+        keep = np.zeros(self.n_nodes, dtype=bool)
+        keep[ids] = True
+        return self._induced(keep)
+
+    def _induced(self, keep: np.ndarray) -> "CommGraph":
+        new_id = np.cumsum(keep) - 1
+        rows = self._row_of_edge()
+        cols = self.adjacency.indices
+        em = keep[rows] & keep[cols]
+        m = int(keep.sum())
+        idx_dtype = np.int32 if m < 2**31 and em.sum() < 2**31 else np.int64
+        new_rows = new_id[rows[em]]
+        indptr = np.zeros(m + 1, dtype=idx_dtype)
+        np.cumsum(np.bincount(new_rows, minlength=m), out=indptr[1:])
+        adjacency = sp.sparse.csr_array((self.adjacency.data[em], new_id[cols[em]].astype(idx_dtype), indptr),
+                                        shape=(m, m))
+        nodes = self.nodes.iloc[np.flatnonzero(keep)].reset_index(drop=True)
+        return CommGraph(nodes, adjacency, self.edge_first_seen[em], self.edge_last_seen[em],
+                         self.edge_label_counts[em], tenant_id=self.tenant_id, as_of=self.as_of,
+                         window=self.window, own_domains=self.own_domains)
+
+    def internal_subgraph(self) -> "CommGraph":
+        """Only internal nodes and the edges among them.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com; x@y.org"]}),
+        ...     tenants=[{"tenant_id": "t", "own_domains": ["t.com"]}]))
+        >>> sorted(g.internal_subgraph().nodes["address"])
+        ['a@t.com', 'b@t.com']
+        """
+        return self._induced(self.nodes["internal"].to_numpy(dtype=bool))
+
+    def ego(self, address: str | int | np.integer, radius: int = 1, *, undirected: bool = True) -> "CommGraph":
+        """The neighbourhood of one node: nodes within ``radius`` hops and every edge among them.
+
+        Parameters
+        ----------
+        address : str, numpy.uint64 or int
+            The centre, as an address, stable key or node id.
+        radius : int, default 1
+            Hops from the centre.
+        undirected : bool, default True
+            Follow edges both ways (correspondents); with ``False`` only follow
+            sender -> recipient, as ``networkx.ego_graph`` does on a DiGraph.
+
+        Returns
+        -------
+        CommGraph
+            Equal to ``networkx.ego_graph(g.to_networkx(), address, radius, undirected=undirected)``.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1", "2"],
+        ...     "timestamp": ["2024-01-01T00:00Z"] * 2, "sender": ["a@t.com", "c@t.com"],
+        ...     "recipients": ["b@t.com", "d@t.com"], "direction": "internal"})))
+        >>> sorted(g.ego("b@t.com").nodes["address"])
+        ['a@t.com', 'b@t.com']
+        >>> g.ego("b@t.com", undirected=False).nodes["address"].tolist()
+        ['b@t.com']
+        """
+        if not isinstance(radius, (int, np.integer)) or isinstance(radius, bool) or radius < 0:
+            raise ConfigError(f"The 'radius' parameter of ego must be an int >= 0. Got {radius!r} instead.")
+        centre = self.node_id(address)
+        from ._metrics import _bfs
+
+        adjacency = self.adjacency
+        if undirected:
+            adjacency = _binary(self.adjacency) + _binary(self.adjacency).T.tocsr()
+            adjacency = adjacency.tocsr()
+        dist = _bfs(adjacency, np.array([centre]), int(radius))
+        return self._induced(dist >= 0)
+
+    def domain_view(self) -> "DomainView":
+        """The sender-domain view: one row per sender domain, columns are recipient nodes.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1", "2"],
+        ...     "timestamp": ["2024-01-01T00:00Z"] * 2, "sender": ["a@x.com", "b@x.com"],
+        ...     "recipients": ["c@t.com", "c@t.com"]}), tenants=[{"tenant_id": "t", "own_domains": ["t.com"]}]))
+        >>> d = g.domain_view()
+        >>> d.edges()[["sender_domain", "recipient", "count"]]
+          sender_domain recipient  count
+        0         x.com   c@t.com      2
+        """
+        dv = self._cache.get("domain_view")
+        if dv is None:
+            dv = _domain_view(self)
+            self._cache["domain_view"] = dv
+        return dv
+
+    # -- bridges -------------------------------------------------------------------------------
+
+    def to_networkx(self) -> Any:
+        """A ``networkx.DiGraph`` with node and edge attributes (see :func:`to_networkx`)."""
+        from ._convert import to_networkx
+
+        return to_networkx(self)
+
+    def to_scipy(self, weight: str | None = "count") -> Any:
+        """The adjacency as a new ``scipy.sparse.csr_array`` (see :func:`to_scipy`)."""
+        from ._convert import to_scipy
+
+        return to_scipy(self, weight=weight)
+
+    @classmethod
+    def from_networkx(cls, graph: Any, **kwargs: Any) -> "CommGraph":
+        """A CommGraph from a ``networkx.DiGraph`` (see :func:`from_networkx`)."""
+        from ._convert import from_networkx
+
+        return from_networkx(graph, **kwargs)
+
+    # -- comparison and display ----------------------------------------------------------------
+
+    def equals(self, other: "CommGraph") -> bool:
+        """Whether two graphs hold the same nodes, edges, attributes and metadata.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> m = validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"],
+        ...     "direction": "internal"}))
+        >>> build_graph(m).equals(build_graph(m))
+        True
+        """
+        if not isinstance(other, CommGraph):
+            return False
+        a, b = self.adjacency, other.adjacency
+        if a.shape != b.shape or a.nnz != b.nnz:
+            return False
+        same_meta = (self.tenant_id == other.tenant_id and _same(self.as_of, other.as_of)
+                     and _same(self.window, other.window) and self.own_domains == other.own_domains)
+        return bool(same_meta
+                    and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+                    and np.array_equal(a.data, b.data)
+                    and np.array_equal(self.edge_first_seen.view(np.int64), other.edge_first_seen.view(np.int64))
+                    and np.array_equal(self.edge_last_seen.view(np.int64), other.edge_last_seen.view(np.int64))
+                    and np.array_equal(self.edge_label_counts, other.edge_label_counts)
+                    and self.nodes.reset_index(drop=True).equals(other.nodes.reset_index(drop=True)))
+
+    def _span(self) -> str:
+        if not self.n_edges:
+            return "empty"
+        first = self.edge_first_seen[~np.isnat(self.edge_first_seen)]
+        last = self.edge_last_seen[~np.isnat(self.edge_last_seen)]
+        if not len(first):
+            return "no times"
+        return f"{_ts(first.min()):%Y-%m-%d} .. {_ts(last.max()):%Y-%m-%d} UTC"
+
+    def top_correspondents(self, n: int = 10) -> pd.DataFrame:
+        """The ``n`` nodes with the most messages sent plus received.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com; c@t.com"],
+        ...     "direction": "internal"})))
+        >>> g.top_correspondents(2)[["address", "sent", "received", "messages"]]
+           address  sent  received  messages
+        0  b@t.com     0         1         1
+        1  a@t.com     1         0         1
+        """
+        total = self.nodes["sent"].to_numpy(dtype=np.int64) + self.nodes["received"].to_numpy(dtype=np.int64)
+        order = np.lexsort((np.arange(len(total)), -total))[:n]
+        top = self.nodes.iloc[order][["address", "domain", "internal", "sent", "received"]]
+        return top.assign(messages=total[order]).reset_index(drop=True)
+
+    def __repr__(self) -> str:
+        n_int = int(self.nodes["internal"].sum()) if self.n_nodes else 0
+        top = self.top_correspondents(3)
+        shown = ", ".join(f"{a} ({m:,})" for a, m in zip(top["address"], top["messages"]))
+        extra = ""
+        if self.as_of is not None:
+            extra = f"; as of {self.as_of:%Y-%m-%d %H:%M} UTC" + (f", window {self.window}" if self.window else "")
+        return (f"CommGraph(tenant {self.tenant_id!r}: {self.n_nodes:,} node{'s' if self.n_nodes != 1 else ''} "
+                f"({n_int:,} internal), {self.n_edges:,} edge{'s' if self.n_edges != 1 else ''}, "
+                f"{self.n_messages:,} message{'s' if self.n_messages != 1 else ''}; {self._span()}{extra}"
+                + (f"; top correspondents: {shown}" if shown else "") + ")")
+
+    def _repr_html_(self) -> str:
+        n_int = int(self.nodes["internal"].sum()) if self.n_nodes else 0
+        as_of = "" if self.as_of is None else f", as of {html.escape(str(self.as_of))}"
+        return (f"<div><b>CommGraph</b> tenant {html.escape(repr(self.tenant_id))}: {self.n_nodes:,} nodes "
+                f"({n_int:,} internal), {self.n_edges:,} edges, {self.n_messages:,} messages "
+                f"({html.escape(self._span())}{as_of})"
+                f"<p>Top correspondents:</p>{self.top_correspondents(10).to_html(index=False)}</div>")
+
+
+class DomainView:
+    """Sender domain -> recipient: the tenant's graph with senders grouped by registrable domain.
+
+    Built by :meth:`CommGraph.domain_view`.
+
+    Attributes
+    ----------
+    domains : pandas.Index
+        Sender domains, sorted; row ``i`` of :attr:`adjacency` is ``domains[i]``.
+    recipients : pandas.DataFrame
+        The graph's node table; column ``j`` of :attr:`adjacency` is its row ``j``.
+    adjacency : scipy.sparse.csr_array
+        ``n_domains x n_nodes`` message counts (``uint32``).
+    edge_first_seen, edge_last_seen, edge_label_counts : numpy.ndarray
+        Aligned with ``adjacency.data``, as in :class:`CommGraph`.
+
+    Examples
+    --------
+    >>> from commgraph.graph import validate, build_graph
+    >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1", "2"],
+    ...     "timestamp": ["2024-01-01T00:00Z"] * 2, "sender": ["a@x.com", "b@mail.x.com"],
+    ...     "recipients": ["c@t.com", "c@t.com"]}), tenants=[{"tenant_id": "t", "own_domains": ["t.com"]}]))
+    >>> g.domain_view()
+    DomainView(tenant 't': 1 sender domain -> 3 nodes, 1 edge)
+    """
+
+    __slots__ = ("tenant_id", "domains", "recipients", "adjacency", "edge_first_seen", "edge_last_seen",
+                 "edge_label_counts")
+
+    def __init__(self, tenant_id, domains, recipients, adjacency, edge_first_seen, edge_last_seen,
+                 edge_label_counts):
+        self.tenant_id = tenant_id
+        self.domains = domains
+        self.recipients = recipients
+        self.adjacency = adjacency
+        self.edge_first_seen = edge_first_seen
+        self.edge_last_seen = edge_last_seen
+        self.edge_label_counts = edge_label_counts
+
+    def edges(self) -> pd.DataFrame:
+        """One row per (sender domain, recipient): count, first/last seen, counts by label.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@x.com"], "recipients": ["c@t.com"]}),
+        ...     tenants=[{"tenant_id": "t", "own_domains": ["t.com"]}]))
+        >>> g.domain_view().edges().columns.tolist()
+        ['sender_domain', 'recipient', 'recipient_id', 'count', 'first_seen', 'last_seen', 'safe', 'attack', 'spam']
+        """
+        a = self.adjacency
+        rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
+        out = {
+            "sender_domain": pd.Series(self.domains.take(rows), dtype=STRING_DTYPE),
+            "recipient": self.recipients["address"].reset_index(drop=True).take(a.indices).reset_index(drop=True),
+            "recipient_id": a.indices.astype(np.int64),
+            "count": a.data.astype(np.int64),
+            "first_seen": _ts_series(self.edge_first_seen),
+            "last_seen": _ts_series(self.edge_last_seen),
+        }
+        for j, lab in enumerate(LABELS):
+            out[lab] = self.edge_label_counts[:, j].astype(np.int64)
+        return pd.DataFrame(out)
+
+    def __repr__(self) -> str:
+        d, n, e = len(self.domains), self.adjacency.shape[1], self.adjacency.nnz
+        return (f"DomainView(tenant {self.tenant_id!r}: {d:,} sender domain{'s' if d != 1 else ''} -> "
+                f"{n:,} node{'s' if n != 1 else ''}, {e:,} edge{'s' if e != 1 else ''})")
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+def build_graph(
+    messages_or_edges: Messages | pd.DataFrame,
+    *,
+    tenant_id: str | None = None,
+    as_of: str | pd.Timestamp | None = None,
+    window: str | pd.Timedelta | None = None,
+    own_domains: Sequence[str] | None = None,
+) -> CommGraph:
+    """Build one tenant's communication graph from its messages or edges.
+
+    Parameters
+    ----------
+    messages_or_edges : Messages or pandas.DataFrame
+        The output of :func:`validate`/``read_messages``, or an edges frame like
+        ``Messages.edges()``. An edges frame needs the columns
+        :data:`GRAPH_INPUT_COLUMNS` (``timestamp`` as UTC datetimes, ``*_key`` as
+        uint64 stable keys), plus ``message_index`` or ``message_id`` (to count
+        messages sent). Optional: ``tenant_id``, ``direction`` (needed unless
+        ``own_domains`` is given), ``label`` and ``labeled_at``. With a
+        :class:`Messages`, ``label`` and ``labeled_at`` come from its frame.
+    tenant_id : str, optional
+        The tenant to build. Required when the input holds several tenants.
+    as_of : str or Timestamp, optional
+        Only messages strictly before it count; a label counts only if it was
+        known (``labeled_at`` missing or before ``as_of``). Must carry a time zone.
+    window : str or Timedelta, optional
+        With ``as_of``: only messages in ``[as_of - window, as_of)`` count (``"30D"``).
+    own_domains : sequence of str, optional
+        The tenant's own domains; a node is internal when its address's domain is
+        one of them or a subdomain of one. Without it, internal is inferred from
+        ``direction``: the sender of outbound or internal mail and the recipient
+        of internal mail are internal, and so is every node of the same registrable
+        domain as one of those (a colleague who only received outbound mail is
+        still internal); when the tenant's mail is all inbound, the recipients'
+        domains are used.
+
+    Returns
+    -------
+    CommGraph
+
+    Raises
+    ------
+    SchemaError
+        When a needed column is missing or has the wrong type (the error names it
+        and the columns present).
+    ConfigError
+        When a parameter is invalid, or the input holds several tenants and
+        ``tenant_id`` is not given (the error lists them).
+    CommGraphError
+        When ``tenant_id`` is not in the input.
+
+    Examples
+    --------
+    >>> from commgraph.graph import validate, build_graph
+    >>> m = validate(pd.DataFrame({
+    ...     "tenant_id": ["acme", "acme", "beta"], "message_id": ["m1", "m2", "m1"],
+    ...     "timestamp": ["2024-05-01T09:00Z", "2024-06-01T09:00Z", "2024-05-01T09:00Z"],
+    ...     "sender": ["ann@acme.com", "bob@vendor.com", "x@beta.org"],
+    ...     "recipients": ["bob@vendor.com", "ann@acme.com", "y@beta.org"],
+    ...     "direction": ["outbound", "inbound", "internal"]}))
+    >>> build_graph(m)
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: the input holds 2 tenants ['acme', 'beta']; pass tenant_id= to choose one
+    >>> g = build_graph(m, tenant_id="acme", as_of="2024-05-15T00:00Z", window="30D")
+    >>> g.edges()[["sender", "recipient", "count"]]
+             sender       recipient  count
+    0  ann@acme.com  bob@vendor.com      1
+    >>> g.nodes[["address", "internal", "sent", "received"]].sort_values("address")
+              address  internal  sent  received
+    0    ann@acme.com      True     1         0
+    1  bob@vendor.com     False     0         1
+    """
+    as_of_ts, window_td = _check_time_params(as_of, window)
+    own = _check_own_domains(own_domains)
+    if isinstance(messages_or_edges, Messages):
+        frame = messages_or_edges.frame
+        edges = messages_or_edges.edges()
+        if "label" in frame.columns and "message_index" in edges.columns:
+            labels = _label_codes(frame["label"], "label")
+            labeled_at = _optional_ns(frame, "labeled_at")
+        else:
+            labels, labeled_at = None, None
+        per_message = True
+    elif isinstance(messages_or_edges, pd.DataFrame):
+        edges = messages_or_edges
+        labels = _label_codes(edges["label"], "label") if "label" in edges.columns else None
+        labeled_at = _optional_ns(edges, "labeled_at")
+        per_message = False
+    else:
+        raise ConfigError(f"build_graph expects a Messages object or an edges DataFrame "
+                          f"(got {type(messages_or_edges).__name__})")
+    _require(edges, GRAPH_INPUT_COLUMNS)
+    if "message_index" not in edges.columns and "message_id" not in edges.columns:
+        _require(edges, ("message_index",), detail="give message_index or message_id, to count messages sent")
+    if own is None and "direction" not in edges.columns:
+        raise ConfigError("build_graph needs own_domains=(...) or a 'direction' column to decide which nodes are "
+                          f"internal; columns present: {list(edges.columns)}")
+
+    mask, tenant_id = _tenant_mask(edges, tenant_id)
+    ts = _ns(edges["timestamp"], "timestamp")
+    if as_of_ts is not None:
+        in_time = ts < as_of_ts.value
+        if window_td is not None:
+            in_time &= ts >= (as_of_ts - window_td).value
+        mask = in_time if mask is None else (mask & in_time)
+
+    def take(values: np.ndarray) -> np.ndarray:
+        return values if mask is None else values[mask]
+
+    sender_key = take(_keys(edges["sender_key"], "sender_key"))
+    recipient_key = take(_keys(edges["recipient_key"], "recipient_key"))
+    ts = take(ts)
+    if "message_index" in edges.columns:
+        message = take(edges["message_index"].to_numpy(dtype=np.int64))
+    else:
+        message = take(pd.factorize(edges["message_id"])[0].astype(np.int64))
+
+    # Labels of the edges: per message (Messages) or per row (edges frame); -1 = none or not yet known.
+    label = None
+    if labels is not None:
+        if per_message:
+            label = labels[message]
+            known_at = labeled_at[message] if labeled_at is not None else None
+        else:
+            label = take(labels)
+            known_at = take(labeled_at) if labeled_at is not None else None
+        if as_of_ts is not None and known_at is not None:
+            label = np.where((known_at == _NAT) | (known_at < as_of_ts.value), label, -1)
+
+    direction = None
+    if own is None:
+        direction = take(_direction_codes(edges["direction"]))
+
+    rows = np.flatnonzero(mask) if mask is not None else None
+    return _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direction, own,
+                     tenant_id=tenant_id, as_of=as_of_ts, window=window_td)
+
+
+def _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direction, own, *,
+              tenant_id, as_of, window) -> CommGraph:
+    n_rows = len(sender_key)
+    # 1. Intern keys to node ids ordered by key (order of input rows never matters).
+    codes, uniques = pd.factorize(np.concatenate([sender_key, recipient_key]))
+    uniques = np.asarray(uniques, dtype=np.uint64)
+    n = len(uniques)
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    node = rank[codes]
+    src, dst = node[:n_rows], node[n_rows:]
+    keys = uniques[order]
+
+    # One input row per node gives its address and domain (a key names one address).
+    where = np.empty(n, dtype=np.int64)
+    where[node] = np.arange(2 * n_rows)
+    from_sender = where < n_rows
+    parts_address, parts_domain, parts_ids = [], [], []
+    for column, dom_column, pick, offset in (("sender", "sender_domain", from_sender, 0),
+                                             ("recipient", "recipient_domain", ~from_sender, n_rows)):
+        pos = where[pick] - offset
+        if rows is not None:
+            pos = rows[pos]
+        parts_address.append(edges[column].take(pos).astype(STRING_DTYPE))
+        parts_domain.append(edges[dom_column].take(pos).astype(STRING_DTYPE))
+        parts_ids.append(np.flatnonzero(pick))
+    perm = np.argsort(np.concatenate(parts_ids), kind="stable")
+    address = pd.concat(parts_address, ignore_index=True).take(perm).reset_index(drop=True)
+    domain = pd.concat(parts_domain, ignore_index=True).take(perm).reset_index(drop=True)
+
+    # 2. Aggregate (sender, recipient) pairs into CSR order.
+    agg = _aggregate(src, dst, n, n, ts, label)
+    indptr, indices, count, first, last, label_counts = agg
+
+    # 3. Node table.
+    first_node = np.full(n, _INT64_MAX, dtype=np.int64)
+    last_node = np.full(n, _NAT, dtype=np.int64)
+    edge_rows = np.repeat(np.arange(n), np.diff(indptr))
+    for ends in (edge_rows, indices):
+        np.minimum.at(first_node, ends, first)
+        np.maximum.at(last_node, ends, last)
+    first_node[first_node == _INT64_MAX] = _NAT
+    received = np.bincount(indices, weights=count, minlength=n).astype(np.int64)
+    sent = np.bincount(src[_first_of_each(message)], minlength=n).astype(np.int64)
+    if own is not None:
+        internal = _is_own(address, own)
+    else:
+        internal = _infer_internal(domain, src, dst, direction, n)
+    nodes = pd.DataFrame({
+        "key": keys, "address": address, "domain": domain, "internal": internal,
+        "first_seen": _ts_series(first_node.view("M8[ns]")), "last_seen": _ts_series(last_node.view("M8[ns]")),
+        "sent": sent, "received": received,
+    })
+    idx_dtype = np.int32 if max(n, len(indices)) < 2**31 else np.int64
+    adjacency = sp.sparse.csr_array((count, indices.astype(idx_dtype), indptr.astype(idx_dtype)), shape=(n, n))
+    return CommGraph(nodes, adjacency, first.view("M8[ns]"), last.view("M8[ns]"), label_counts,
+                     tenant_id=tenant_id, as_of=as_of, window=window, own_domains=own)
+
+
+def _aggregate(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts: np.ndarray,
+               label: np.ndarray | None):
+    """(src, dst) rows -> CSR arrays with per-edge count, first/last time and label counts."""
+    pair = src.astype(np.int64) * n_dst + dst
+    codes, uniques = pd.factorize(pair)
+    uniques = np.asarray(uniques, dtype=np.int64)
+    m = len(uniques)
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty(m, dtype=np.int64)
+    rank[order] = np.arange(m)
+    codes = rank[codes]
+    uniques = uniques[order]
+    count = np.bincount(codes, minlength=m).astype(np.uint32)
+    first = np.full(m, _INT64_MAX, dtype=np.int64)
+    last = np.full(m, _NAT, dtype=np.int64)
+    np.minimum.at(first, codes, ts)
+    np.maximum.at(last, codes, ts)
+    if label is not None and len(label):
+        label_counts = np.bincount(codes * 4 + (label.astype(np.int64) + 1), minlength=4 * m)
+        label_counts = np.ascontiguousarray(label_counts.reshape(m, 4)[:, 1:], dtype=np.uint32)
+    else:
+        label_counts = np.zeros((m, len(LABELS)), dtype=np.uint32)
+    rows = uniques // n_dst if n_dst else uniques
+    indices = uniques - rows * n_dst
+    indptr = np.zeros(n_src + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_src), out=indptr[1:])
+    return indptr, indices, count, first, last, label_counts
+
+
+def _domain_view(g: CommGraph) -> DomainView:
+    rows = g._row_of_edge()
+    node_domain = g.nodes["domain"].astype(STRING_DTYPE).reset_index(drop=True)
+    dom_codes, domains = pd.factorize(node_domain.take(rows), sort=True)
+    domains = pd.Index(domains, dtype=STRING_DTYPE)
+    src = dom_codes.astype(np.int64)
+    dst = g.adjacency.indices.astype(np.int64)
+    # Expand each graph edge to its weight only through the aggregates: counts add, times take min/max.
+    pair = src * g.n_nodes + dst
+    codes, uniques = pd.factorize(pair, sort=True)
+    uniques = np.asarray(uniques, dtype=np.int64)
+    m = len(uniques)
+    count = np.bincount(codes, weights=g.adjacency.data, minlength=m).astype(np.uint32)
+    first = np.full(m, _INT64_MAX, dtype=np.int64)
+    last = np.full(m, _NAT, dtype=np.int64)
+    f, l_ = g.edge_first_seen.view(np.int64), g.edge_last_seen.view(np.int64)
+    np.minimum.at(first, codes, np.where(f == _NAT, _INT64_MAX, f))
+    np.maximum.at(last, codes, l_)
+    first[first == _INT64_MAX] = _NAT
+    labels = np.zeros((m, len(LABELS)), dtype=np.uint32)
+    for j in range(len(LABELS)):
+        labels[:, j] = np.bincount(codes, weights=g.edge_label_counts[:, j], minlength=m).astype(np.uint32)
+    n_dom = len(domains)
+    r = uniques // g.n_nodes if g.n_nodes else uniques
+    c = uniques - r * g.n_nodes
+    indptr = np.zeros(n_dom + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=n_dom), out=indptr[1:])
+    adjacency = sp.sparse.csr_array((count, c.astype(np.int32 if m < 2**31 else np.int64),
+                                     indptr.astype(np.int32 if m < 2**31 else np.int64)), shape=(n_dom, g.n_nodes))
+    return DomainView(g.tenant_id, domains, g.nodes, adjacency, first.view("M8[ns]"), last.view("M8[ns]"), labels)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _infer_internal(domain: pd.Series, src: np.ndarray, dst: np.ndarray, direction: np.ndarray,
+                    n: int) -> np.ndarray:
+    """Internal nodes from ``direction`` (codes 0 inbound, 1 outbound, 2 internal), by domain.
+
+    Senders of outbound or internal mail and recipients of internal mail are
+    internal; so is every node sharing a registrable domain with one of them (a
+    colleague who only ever received outbound mail is still a colleague). A
+    tenant whose mail is all inbound falls back to the recipients' domains.
+    """
+    seed = np.zeros(n, dtype=bool)
+    seed[src[np.isin(direction, (1, 2))]] = True
+    seed[dst[direction == 2]] = True
+    if not seed.any():
+        seed[dst[direction == 0]] = True
+    codes, _ = pd.factorize(domain)
+    own = np.zeros(int(codes.max()) + 2 if len(codes) else 1, dtype=bool)
+    own[codes[seed]] = True
+    own[-1] = False  # code -1: missing domain
+    return own[codes]
+
+
+def _first_of_each(message: np.ndarray) -> np.ndarray:
+    """Positions of the first row of each message (edges of one message are usually contiguous)."""
+    if not len(message):
+        return np.zeros(0, dtype=np.int64)
+    step = np.diff(message)
+    if (step >= 0).all():
+        return np.flatnonzero(np.concatenate([[True], step != 0]))
+    return pd.Series(message).drop_duplicates().index.to_numpy()
+
+
+def _is_own(address: pd.Series, own: tuple[str, ...]) -> np.ndarray:
+    dom = address.astype(STRING_DTYPE).str.extract(r"@([^@]*)$", expand=False).astype(STRING_DTYPE)
+    out = np.zeros(len(address), dtype=bool)
+    for d in own:
+        out |= (dom == d).to_numpy(dtype=bool, na_value=False)
+        out |= dom.str.endswith("." + d).to_numpy(dtype=bool, na_value=False)
+    return out
+
+
+def _check_own_domains(own_domains) -> tuple[str, ...] | None:
+    if own_domains is None:
+        return None
+    if isinstance(own_domains, str) or not all(isinstance(d, str) for d in own_domains):
+        raise ConfigError(f"The 'own_domains' parameter of build_graph must be a sequence of domains such as "
+                          f"('acme.com',). Got {own_domains!r} instead.")
+    own = tuple(sorted({d.strip().lower().lstrip("@") for d in own_domains if d.strip()}))
+    if not own:
+        raise ConfigError("The 'own_domains' parameter of build_graph must name at least one domain. "
+                          f"Got {own_domains!r} instead.")
+    return own
+
+
+def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta | None]:
+    as_of_ts = None
+    if as_of is not None:
+        try:
+            as_of_ts = pd.Timestamp(as_of)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"The 'as_of' parameter of build_graph must be a timestamp. Got {as_of!r} instead.") \
+                from exc
+        if as_of_ts is pd.NaT or pd.isna(as_of_ts):
+            raise ConfigError(f"The 'as_of' parameter of build_graph must be a timestamp. Got {as_of!r} instead.")
+        if as_of_ts.tz is None:
+            raise ConfigError(f"The 'as_of' parameter of build_graph must carry a time zone (as '2024-05-01T00:00Z' "
+                              f"does). Got {as_of!r} instead.")
+        as_of_ts = as_of_ts.tz_convert("UTC").as_unit("ns")
+    window_td = None
+    if window is not None:
+        if as_of_ts is None:
+            raise ConfigError(f"build_graph got window={window!r} without as_of; a window looks back from as_of")
+        try:
+            window_td = pd.Timedelta(window)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"The 'window' parameter of build_graph must be a timedelta such as '30D'. "
+                              f"Got {window!r} instead.") from exc
+        if pd.isna(window_td) or window_td <= pd.Timedelta(0):
+            raise ConfigError(f"The 'window' parameter of build_graph must be a timedelta > 0. Got {window!r} "
+                              "instead.")
+    return as_of_ts, window_td
+
+
+def _require(frame: pd.DataFrame, columns: Iterable[str], detail: str = "") -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SchemaError([Problem(c, ReasonCode.MISSING_COLUMN,
+                                   detail=f"build_graph needs it; columns present: {list(frame.columns)}"
+                                          + (f"; {detail}" if detail else ""),
+                                   fix="pass Messages from validate()/read_messages(), or Messages.edges()")
+                           for c in missing])
+
+
+def _wrong_type(column: str, expected: str, got: Any) -> SchemaError:
+    return SchemaError([Problem(column, ReasonCode.INVALID_VALUE, detail=f"expected {expected}, got dtype {got}",
+                                fix="pass the output of validate()/read_messages() or Messages.edges()")])
+
+
+def _ns(series: pd.Series, column: str) -> np.ndarray:
+    if not isinstance(series.dtype, pd.DatetimeTZDtype):
+        raise _wrong_type(column, "datetime64[ns, UTC]", series.dtype)
+    values = series.dt.tz_convert("UTC").dt.as_unit("ns").array.asi8
+    if (values == _NAT).any():
+        rows = series.index[np.flatnonzero(values == _NAT)[:5]].tolist()
+        raise SchemaError([Problem(column, ReasonCode.MISSING_VALUE, rows=rows,
+                                   fix="drop or fill missing timestamps before build_graph")])
+    return np.asarray(values)
+
+
+def _optional_ns(frame: pd.DataFrame, column: str) -> np.ndarray | None:
+    if column not in frame.columns:
+        return None
+    series = frame[column]
+    if not isinstance(series.dtype, pd.DatetimeTZDtype):
+        if series.isna().all():
+            return None
+        raise _wrong_type(column, "datetime64[ns, UTC]", series.dtype)
+    return np.asarray(series.dt.tz_convert("UTC").dt.as_unit("ns").array.asi8)
+
+
+def _keys(series: pd.Series, column: str) -> np.ndarray:
+    if series.dtype != np.uint64:
+        raise _wrong_type(column, "uint64 stable keys (commgraph.graph.stable_keys)", series.dtype)
+    return series.to_numpy()
+
+
+def _label_codes(series: pd.Series, column: str) -> np.ndarray:
+    """Codes into LABELS (-1 for missing); unknown labels are an error, never dropped."""
+    cat = series if isinstance(series.dtype, pd.CategoricalDtype) else series.astype("category")
+    lut = np.array([LABELS.index(c) if c in LABELS else -2 for c in cat.cat.categories] + [-1], dtype=np.int64)
+    codes = lut[cat.cat.codes.to_numpy().astype(np.int64)]  # code -1 (missing) picks the last entry
+    bad = codes == -2
+    if bad.any():
+        pos = np.flatnonzero(bad)
+        raise SchemaError([Problem(column, ReasonCode.INVALID_VALUE, rows=series.index[pos].tolist(),
+                                   values=series.iloc[pos].tolist(),
+                                   fix=f"use one of {', '.join(map(repr, LABELS))} or leave it empty")])
+    return codes.astype(np.int8)
+
+
+def _direction_codes(series: pd.Series) -> np.ndarray:
+    from ._schema import DIRECTIONS
+
+    cat = series if isinstance(series.dtype, pd.CategoricalDtype) else series.astype("category")
+    lut = np.array([DIRECTIONS.index(c) if c in DIRECTIONS else -2 for c in cat.cat.categories] + [-1])
+    codes = lut[cat.cat.codes.to_numpy().astype(np.int64)]
+    if (codes == -2).any():
+        pos = np.flatnonzero(codes == -2)
+        raise SchemaError([Problem("direction", ReasonCode.INVALID_VALUE, rows=series.index[pos].tolist(),
+                                   values=series.iloc[pos].tolist(),
+                                   fix=f"use one of {', '.join(map(repr, DIRECTIONS))}, or pass own_domains")])
+    return codes
+
+
+def _tenant_mask(edges: pd.DataFrame, tenant_id: str | None) -> tuple[np.ndarray | None, str | None]:
+    if "tenant_id" not in edges.columns:
+        return None, tenant_id
+    col = edges["tenant_id"]
+    present = sorted(str(t) for t in pd.unique(col.dropna()))
+    if tenant_id is None:
+        if len(present) > 1:
+            raise ConfigError(f"the input holds {len(present)} tenants {present[:20]}"
+                              f"{' ...' if len(present) > 20 else ''}; pass tenant_id= to choose one")
+        return None, (present[0] if present else None)
+    if tenant_id not in present:
+        raise CommGraphError(f"tenant {tenant_id!r} has no edges here; tenants present: {present[:20]}")
+    if len(present) == 1 and not col.isna().any():
+        return None, tenant_id
+    return (col == tenant_id).to_numpy(dtype=bool, na_value=False), tenant_id
+
+
+def _as_array(values: Any) -> np.ndarray:
+    if isinstance(values, (str, bytes, int, np.integer)):
+        values = [values]
+    if isinstance(values, pd.Series | pd.Index):
+        if isinstance(values.dtype, pd.StringDtype) or values.dtype == object:
+            return values.astype(object).to_numpy()
+        return values.to_numpy()
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    return arr
+
+
+def _binary(a: Any) -> Any:
+    return sp.sparse.csr_array((np.ones(a.nnz, dtype=np.int8), a.indices, a.indptr), shape=a.shape)
+
+
+def _ts(value: np.datetime64) -> pd.Timestamp:
+    return pd.Timestamp(value).tz_localize("UTC") if not pd.isna(value) else pd.NaT
+
+
+def _ts_series(values: np.ndarray) -> pd.Series:
+    return pd.Series(pd.DatetimeIndex(values.astype("M8[ns]")).tz_localize("UTC"), dtype=TIMESTAMP_DTYPE)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(a == b)

@@ -1,0 +1,50 @@
+"""The plots render to PNG without a display."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("matplotlib", reason="plots need the 'plot' extra (matplotlib)")
+
+from commgraph.graph import build_graph, plot_degree_distribution, plot_ego, validate  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def graph():
+    senders = [f"u{i % 7}@acme.com" if i % 3 else f"x{i % 4}@vendor.io" for i in range(60)]
+    recipients = [f"u{(i * 5) % 7}@acme.com; x{i % 2}@vendor.io" for i in range(60)]
+    m = validate(pd.DataFrame({"tenant_id": "acme", "message_id": [str(i) for i in range(60)],
+                               "timestamp": pd.date_range("2024-01-01", periods=60, freq="h", tz="UTC"),
+                               "sender": senders, "recipients": recipients}),
+                 tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+    return build_graph(m)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def test_plot_ego_renders_png(graph):
+    fig = plot_ego(graph, "u1@acme.com", radius=2, max_nodes=5)
+    data = _png(fig)
+    assert data.startswith(b"\x89PNG") and len(data) > 2000
+    assert "u1@acme.com" in fig.axes[0].get_title()
+
+
+@pytest.mark.parametrize("direction", ["in", "out", "both"])
+def test_plot_degree_distribution_renders_png(graph, direction):
+    fig = plot_degree_distribution(graph, direction=direction, weighted=direction == "both")
+    assert _png(fig).startswith(b"\x89PNG")
+    assert len(fig.axes[0].get_lines()) == (2 if direction == "both" else 1)
+
+
+def test_plot_errors_name_the_parameter(graph):
+    with pytest.raises(ValueError, match="'direction' parameter of plot_degree_distribution"):
+        plot_degree_distribution(graph, direction="sideways")
+    with pytest.raises(Exception, match="is not a node of tenant 'acme'"):
+        plot_ego(graph, "nobody@acme.com")
