@@ -102,6 +102,18 @@ class ParsedAddresses:
         registrable = registrable_domains(pd.Series(self.unique_domain, dtype=STRING_DTYPE))
         return spread(registrable.to_numpy(dtype=object, na_value=None), self.codes, self.index)
 
+    def categorical(self, which: str = "address") -> pd.Categorical:
+        """Per-row ``address`` or ``registrable_domain`` as a categorical over its distinct values."""
+        if which == "address":
+            per_unique = pd.Series(self.unique_address, dtype=STRING_DTYPE)
+        elif which == "registrable_domain":
+            per_unique = registrable_domains(pd.Series(self.unique_domain, dtype=STRING_DTYPE))
+        else:
+            raise ValueError(f"'which' must be 'address' or 'registrable_domain' (got {which!r})")
+        unique_codes, categories = pd.factorize(per_unique, use_na_sentinel=True)
+        codes = _take(unique_codes.astype(np.int32), self.codes, -1)
+        return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=STRING_DTYPE))
+
     def domain_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """(per-row code, distinct domains): rows share a code when they share a domain; -1 when missing."""
         unique_codes, domains = pd.factorize(pd.Series(self.unique_domain, dtype=STRING_DTYPE),

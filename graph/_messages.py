@@ -7,6 +7,7 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from ._errors import CommGraphError
 
@@ -68,7 +69,10 @@ class Messages:
         ``sender_domain``, ``sender_key``, ``recipient``, ``recipient_domain``
         (registrable), ``recipient_key``, ``recipient_type`` (to/cc/bcc, missing
         when the input did not say), ``direction`` and ``message_index`` (the
-        message's position in :attr:`frame`).
+        message's position in :attr:`frame`). Strings that repeat along edges
+        (tenant, sender, recipient and their domains) are categoricals over
+        Arrow-backed strings: 4 bytes a row instead of a copy of the string, and
+        already factorised for grouping.
 
         Examples
         --------
@@ -141,8 +145,12 @@ class Messages:
             e = part._edges.copy()
             e["message_index"] = e["message_index"].to_numpy() + offset
             edges.append(e)
-        return cls(pd.concat([p.frame for p in parts]), pd.concat(edges, ignore_index=True),
-                   pd.concat([p.rejects for p in parts]))
+        joined = pd.concat(edges, ignore_index=True)
+        for column, dtype in parts[0]._edges.dtypes.items():
+            if isinstance(dtype, pd.CategoricalDtype) and not isinstance(joined[column].dtype, pd.CategoricalDtype):
+                # Each part has its own categories: keep the column dictionary-encoded.
+                joined[column] = union_categoricals([e[column] for e in edges])
+        return cls(pd.concat([p.frame for p in parts]), joined, pd.concat([p.rejects for p in parts]))
 
     def summary(self) -> dict:
         """Counts for reports: messages, edges, tenants, rejects by reason.

@@ -20,3 +20,13 @@ def map_unique_strings(values: pd.Series, func: Callable[[str], object], dtype=S
     """Apply ``func`` to each distinct non-missing string of ``values``, aligned with ``values``."""
     codes, uniques = pd.factorize(values.astype(STRING_DTYPE), use_na_sentinel=True)
     return spread([func(u) for u in uniques], codes, values.index, dtype)
+
+
+def categorical_take(values: pd.Series, positions: np.ndarray) -> pd.Categorical:
+    """``values`` at ``positions`` as a categorical over ``values``' distinct strings.
+
+    Repeating a string column along edges this way moves 4-byte codes instead of
+    copying strings: several times faster, and a fraction of the memory.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return pd.Categorical.from_codes(codes.astype(np.int32)[positions], categories=pd.Index(uniques, dtype=STRING_DTYPE))

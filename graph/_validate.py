@@ -25,7 +25,7 @@ from ._schema import (
 )
 from ._tenants import TenantConfig, infer_own_domains, load_tenant_configs, warn_inferred
 from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
-from ._uniques import map_unique_strings
+from ._uniques import categorical_take, map_unique_strings
 
 __all__ = ["validate", "apply_column_mapping", "reject_rows"]
 
@@ -594,16 +594,18 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
     live = keep[edges.parent]
     recipients = edges.parsed.subset(live)
     msg_index = new_pos[edges.parent[live]]
-    taken = {c: out[c].array.take(msg_index) for c in ("tenant_id", "message_id", "timestamp", "sender",
-                                                         "sender_domain", "direction")}
     edge_frame = pd.DataFrame({
-        **{c: taken[c] for c in ("tenant_id", "message_id", "timestamp", "sender", "sender_domain")},
+        "tenant_id": categorical_take(out["tenant_id"], msg_index),
+        "message_id": out["message_id"].array.take(msg_index),
+        "timestamp": out["timestamp"].array.take(msg_index),
+        "sender": categorical_take(out["sender"], msg_index),
+        "sender_domain": categorical_take(out["sender_domain"], msg_index),
         "sender_key": out["sender_key"].to_numpy()[msg_index],
-        "recipient": recipients.address.reset_index(drop=True),
-        "recipient_domain": recipients.registrable_domain().reset_index(drop=True),
+        "recipient": recipients.categorical("address"),
+        "recipient_domain": recipients.categorical("registrable_domain"),
         "recipient_key": recipients.key,
         "recipient_type": pd.Categorical.from_codes(edges.rtype[live], dtype=RECIPIENT_TYPE_DTYPE),
-        "direction": taken["direction"],
+        "direction": out["direction"].array.take(msg_index),
         "message_index": msg_index,
     })
     return Messages(out, edge_frame, _rejects(original, state, findings))
@@ -652,7 +654,8 @@ def reject_rows(original: pd.DataFrame, positions: np.ndarray, column: str, reas
                                     for s, v in zip(sentences, values)], dtype=STRING_DTYPE),
         "reject_action": pd.array([action] * len(positions), dtype=STRING_DTYPE),
     }, index=index)
-    return pd.concat([meta, original.iloc[positions].set_axis(index)], axis=1)
+    rows = original.iloc[:0] if not len(positions) else original.iloc[positions]
+    return pd.concat([meta, rows.set_axis(index)], axis=1)
 
 
 def _rejects(original, state, findings) -> pd.DataFrame:

@@ -35,7 +35,12 @@ def test_valid_frame_becomes_messages_and_edges():
         ("m1", "bob@vendor.com"), ("m2", "ann@acme.com"), ("m2", "cy@acme.com"), ("m3", "cy@acme.com")]
     assert m.frame["n_recipients"].tolist() == [1, 2, 1]
     assert e["recipient_key"].tolist() == [stable_key(a) for a in e["recipient"]]
-    assert pd.api.types.is_string_dtype(e["recipient"]) and str(e["recipient"].dtype) == "str"
+    # Strings repeated along edges are dictionary-encoded over Arrow-backed strings.
+    for column in ("tenant_id", "sender", "sender_domain", "recipient", "recipient_domain"):
+        assert isinstance(e[column].dtype, pd.CategoricalDtype), column
+        assert str(e[column].cat.categories.dtype) == "str", column
+    assert str(m.frame["sender"].dtype) == "str" and str(e["message_id"].dtype) == "str"
+    assert e["sender"].astype("str").tolist() == ["ann@acme.com", "bob@vendor.com", "bob@vendor.com", "ann@acme.com"]
 
 
 def test_missing_required_column_lists_existing_columns():

@@ -24,7 +24,8 @@ def mail(n: int = 40) -> pd.DataFrame:
 def same(a: Messages, b: Messages) -> None:
     cols = [c for c in a.frame.columns if c != "source_file"]
     pd.testing.assert_frame_equal(a.frame[cols].reset_index(drop=True), b.frame[cols].reset_index(drop=True))
-    pd.testing.assert_frame_equal(a.edges(), b.edges())
+    # Categories follow first appearance, which differs between chunks and the whole.
+    pd.testing.assert_frame_equal(a.edges(), b.edges(), check_categorical=False)
 
 
 def test_parquet_csv_jsonl_records_and_frame_agree(tmp_path):
