@@ -126,6 +126,14 @@ class ParsedAddresses:
                                self.unique_problem, self.unique_key, self.index[mask])
 
 
+def _fullmatch(text: pd.Series, pattern: str) -> np.ndarray:
+    """Whole-string regex match in Arrow's RE2 engine (pandas may fall back to Python's ``re``)."""
+    if not len(text):
+        return np.zeros(0, dtype=bool)
+    matched = pc.match_substring_regex(_arrow(text), f"^(?:{pattern})$")
+    return np.asarray(matched.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _take(values: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
     out = np.full(len(codes), missing, dtype=values.dtype)
     present = codes >= 0
@@ -235,10 +243,10 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     stripped = uniq.str.strip()
     lowered = stripped.str.lower()
     # Fast path: bare ASCII addresses whose domain is already a host name.
-    simple = lowered.str.fullmatch(_SIMPLE).to_numpy(dtype=bool, na_value=False)
+    simple = _fullmatch(lowered, _SIMPLE)
     local_part, domain_part = _split_at(lowered)
     local_ok = local_part.str.len().between(1, 64).to_numpy(dtype=bool, na_value=False)
-    domain_ok = domain_part.str.fullmatch(_HOSTNAME).to_numpy(dtype=bool, na_value=False)
+    domain_ok = _fullmatch(domain_part, _HOSTNAME)
     fast = simple & local_ok & domain_ok & (lowered.str.len() <= _MAX_ADDRESS).to_numpy(dtype=bool, na_value=False)
     if fold_plus:
         fast &= ~lowered.str.contains("+", regex=False).to_numpy(dtype=bool, na_value=False)
@@ -373,6 +381,62 @@ def _split_quoted(text: str) -> list[str]:
     return entries
 
 
+def _arrow(text: pd.Series) -> pa.LargeStringArray:
+    """The Arrow array behind an Arrow-backed string Series, as one large_string chunk."""
+    array = pa.array(text.array)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array.cast(pa.large_string())
+
+
+_SEPARATOR_BYTES = (ord(";"), ord(","))
+_QUOTING_BYTES = (ord('"'), ord("("), ord("<"))
+
+
+def _split_lists(text: pd.Series) -> tuple[np.ndarray, pd.Series, np.ndarray]:
+    """Split ``;``/``,``-separated lists at the byte level, without copying the characters.
+
+    Separators are ASCII, so in UTF-8 they never occur inside a multi-byte
+    character: the pieces are new offsets over the same data buffer. Each piece
+    but a row's first starts with its separator, trimmed off with the white space.
+    Rows holding a quote, parenthesis or angle bracket may hide separators inside
+    display names; they are returned in a mask for the quote-aware splitter.
+
+    Returns
+    -------
+    parent, entries, quoted
+    """
+    array = _arrow(text)
+    n = len(array)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + n + 1]
+    buffer = array.buffers()[2]
+    data = np.frombuffer(buffer, dtype=np.uint8) if buffer is not None else np.zeros(0, np.uint8)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    body = data[lo:hi]
+    special = np.flatnonzero(np.isin(body, _SEPARATOR_BYTES + _QUOTING_BYTES)) + lo
+    kind = data[special]
+    row = np.searchsorted(offsets, special, side="right") - 1
+    quoted = np.zeros(n, dtype=bool)
+    quoted[row[np.isin(kind, _QUOTING_BYTES)]] = True
+    is_separator = np.isin(kind, _SEPARATOR_BYTES) & ~quoted[row]
+    separators, separator_row = special[is_separator], row[is_separator]
+    counts = np.bincount(separator_row, minlength=n)
+    # Each row contributes its start, then its separators (both already in order).
+    row_slot = np.arange(n) + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    boundaries = np.empty(n + len(separators), dtype=np.int64)
+    is_start = np.zeros(len(boundaries), dtype=bool)
+    is_start[row_slot] = True
+    boundaries[row_slot] = offsets[:-1]
+    boundaries[~is_start] = separators
+    parent = np.repeat(np.arange(n, dtype=np.int64), counts + 1)
+    pieces = pa.LargeStringArray.from_buffers(len(boundaries), pa.py_buffer(np.append(boundaries, hi)), buffer)
+    pieces = pc.utf8_trim(pieces, characters=" \t\r\n;,")
+    valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    keep = np.asarray(pc.greater(pc.binary_length(pieces), 0).to_numpy(zero_copy_only=False), dtype=bool)
+    keep &= valid[parent] & ~quoted[parent]
+    return parent[keep], pd.Series(pd.array(pieces.filter(keep), dtype=STRING_DTYPE)), quoted & valid
+
+
 def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     """Explode address lists into one entry per address.
 
@@ -410,22 +474,16 @@ def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
             return parent, entries
     else:
         text = values.astype(STRING_DTYPE).reset_index(drop=True)
-        quoted = text.str.contains(r'["(<]', regex=True, na=False).to_numpy()
-        # Plain lists split in Arrow; quoted display names may hold separators.
-        plain = pa.array(text.where(~quoted).array)
-        lists = pc.split_pattern(pc.replace_substring(plain, ",", ";"), ";")
-        if isinstance(lists, pa.ChunkedArray):
-            lists = lists.combine_chunks()
-        parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-        flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
-        nonblank = pc.greater(pc.binary_length(flat), 0).to_numpy(zero_copy_only=False)
-        parent, entries = parent[nonblank], pd.Series(pd.array(flat.filter(nonblank), dtype=STRING_DTYPE))
+        parent, entries, quoted = _split_lists(text)
         if quoted.any():
+            # Quoted display names may hold separators: the careful splitter, row by row.
             extra = text[quoted].map(_split_quoted).explode()
             parent = np.concatenate([parent, extra.index.to_numpy(dtype=np.int64)])
-            entries = pd.concat([entries, extra.astype(STRING_DTYPE)], ignore_index=True)
+            entries = pd.concat([entries, extra.astype(STRING_DTYPE).str.strip()], ignore_index=True)
             order = np.argsort(parent, kind="stable")
             parent, entries = parent[order], entries.iloc[order].reset_index(drop=True)
+        keep = (entries.str.len() > 0).to_numpy(dtype=bool, na_value=False)
+        return parent[keep], entries[keep].reset_index(drop=True)
     entries = entries.str.strip()
     keep = entries.notna() & (entries.str.len() > 0)
     keep_np = keep.to_numpy(dtype=bool)

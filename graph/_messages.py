@@ -62,17 +62,26 @@ class Messages:
         self._edges = edges
         self.rejects = rejects
 
-    def edges(self) -> pd.DataFrame:
+    def edges(self, *, message_columns: Iterable[str] = ("message_id",)) -> pd.DataFrame:
         """One row per (message, recipient), recipients de-duplicated within a message.
 
-        Columns: ``tenant_id``, ``message_id``, ``timestamp``, ``sender``,
-        ``sender_domain``, ``sender_key``, ``recipient``, ``recipient_domain``
-        (registrable), ``recipient_key``, ``recipient_type`` (to/cc/bcc, missing
-        when the input did not say), ``direction`` and ``message_index`` (the
-        message's position in :attr:`frame`). Strings that repeat along edges
-        (tenant, sender, recipient and their domains) are categoricals over
-        Arrow-backed strings: 4 bytes a row instead of a copy of the string, and
-        already factorised for grouping.
+        Parameters
+        ----------
+        message_columns : iterable of str, default ('message_id',)
+            Columns of :attr:`frame` to repeat along each message's edges (for
+            example ``("message_id", "label")``); ``()`` for the lean table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``tenant_id``, ``timestamp``, ``sender``, ``sender_domain``,
+            ``sender_key``, ``recipient``, ``recipient_domain`` (registrable),
+            ``recipient_key``, ``recipient_type`` (to/cc/bcc, missing when the input
+            did not say), ``direction``, ``message_index`` (the message's position in
+            :attr:`frame`), then the requested message columns. Strings that repeat
+            along edges (tenant, sender, recipient and their domains) are categoricals
+            over Arrow-backed strings: 4 bytes a row instead of a copy of the string,
+            and already factorised for grouping.
 
         Examples
         --------
@@ -80,12 +89,23 @@ class Messages:
         >>> m = validate(pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"],
         ...     "timestamp": [1714640400], "sender": ["a@x.com"], "to": ["b@t.com"],
         ...     "cc": ["B@T.com; c@t.com"]}), tenants=[{"tenant_id": "t", "own_domains": ["t.com"]}])
-        >>> m.edges()[["recipient", "recipient_type"]]
-          recipient recipient_type
-        0   b@t.com             to
-        1   c@t.com             cc
+        >>> m.edges()[["message_id", "recipient", "recipient_type"]]
+          message_id recipient recipient_type
+        0          1   b@t.com             to
+        1          1   c@t.com             cc
+        >>> list(m.edges(message_columns=())) == list(m.edges())[:-1]
+        True
         """
-        return self._edges
+        columns = list(message_columns)
+        missing = [c for c in columns if c not in self.frame.columns]
+        if missing:
+            raise CommGraphError(f"message_columns names {missing}, which the messages do not have; columns "
+                                 f"present: {list(self.frame.columns)}")
+        if not columns:
+            return self._edges
+        positions = self._edges["message_index"].to_numpy()
+        extra = {c: self.frame[c].array.take(positions) for c in columns}
+        return pd.concat([self._edges, pd.DataFrame(extra, index=self._edges.index)], axis=1)
 
     @property
     def tenants(self) -> list[str]:
@@ -123,6 +143,19 @@ class Messages:
         if "tenant_id" in rejects.columns:
             rejects = rejects[(rejects["tenant_id"].astype("str") == tenant_id).to_numpy()]
         return Messages(self.frame.iloc[positions], edges.reset_index(drop=True), rejects)
+
+    def with_rejects(self, rejects: Iterable[pd.DataFrame]) -> "Messages":
+        """The same messages with more rejected rows (found before validation, e.g. by a reader).
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> m = validate(pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"], "direction": ["internal"],
+        ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"]}))
+        >>> len(m.with_rejects([m.rejects]).rejects)
+        0
+        """
+        return Messages(self.frame, self._edges, pd.concat([self.rejects, *rejects]))
 
     @classmethod
     def concat(cls, parts: Iterable["Messages"]) -> "Messages":

@@ -273,7 +273,7 @@ def _validated(frame: pd.DataFrame, strict: bool, columns, seen: _SeenMessageIds
             extra.append(rejects)
     messages = validate(frame, strict=strict, **options)
     if extra:
-        messages = Messages(messages.frame, messages.edges(), pd.concat([messages.rejects, *extra]))
+        messages = messages.with_rejects(extra)
     return messages
 
 

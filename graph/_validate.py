@@ -286,7 +286,8 @@ class _State:
     edge_raw: pd.Series           # raw recipient entries
     edge_type: np.ndarray         # recipient type code (-1 unknown) per entry
     edge_row: np.ndarray          # input row position of each entry
-    edge_column: np.ndarray       # input column of each entry
+    edge_column: np.ndarray       # input column of each entry, as a position in edge_columns
+    edge_columns: tuple
     layout: str
     pre_findings: list = field(default_factory=list)
 
@@ -305,12 +306,13 @@ class _State:
             raws.append(entries)
             code = RECIPIENT_TYPES.index(column) if column in RECIPIENT_TYPES else -1
             types.append(np.full(len(parent), code, dtype=np.int8))
-            columns.append(np.full(len(parent), column, dtype=object))
+            columns.append(np.full(len(parent), len(columns), dtype=np.int8))
         parent = np.concatenate(parents) if parents else np.zeros(0, np.int64)
         return cls(msgs=msgs, msg_row=positions, edge_parent=parent,
                    edge_raw=pd.concat(raws, ignore_index=True) if raws else pd.Series([], dtype=STRING_DTYPE),
                    edge_type=np.concatenate(types) if types else np.zeros(0, np.int8), edge_row=parent.copy(),
-                   edge_column=np.concatenate(columns) if columns else np.zeros(0, object), layout=layout)
+                   edge_column=np.concatenate(columns) if columns else np.zeros(0, np.int8),
+                   edge_columns=tuple(sources), layout=layout)
 
     @classmethod
     def _from_edge_rows(cls, df: pd.DataFrame) -> "_State":
@@ -331,7 +333,8 @@ class _State:
                     msg_row=msg_first, edge_parent=edge_parent,
                     edge_raw=flat[EDGE_RECIPIENT_COLUMN].astype(STRING_DTYPE),
                     edge_type=type_code, edge_row=np.arange(len(flat), dtype=np.int64),
-                    edge_column=np.full(len(flat), EDGE_RECIPIENT_COLUMN, dtype=object), layout="edge")
+                    edge_column=np.zeros(len(flat), dtype=np.int8), edge_columns=(EDGE_RECIPIENT_COLUMN,),
+                    layout="edge")
         # Exact repeats of an edge row are copies of one mail filed in several folders.
         dup = flat.astype({c: STRING_DTYPE for c in flat.columns if flat[c].dtype == object}) \
             .duplicated(subset=[c for c in ("tenant_id", "message_id", EDGE_RECIPIENT_COLUMN,
@@ -470,9 +473,11 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
                              "rows of one message must agree on message-level columns; correct them or give the "
                              "copies distinct message ids")
     parsed = parse_addresses(raw, fold_plus=fold_plus)
-    _address_problems(parsed, raw, "recipients", findings, level="edge", usable=usable_entry,
-                      reason=ReasonCode.INVALID_RECIPIENT,
-                      fix="correct the address; the message is kept with its other recipients")
+    for code, column in enumerate(state.edge_columns):
+        # Name the column the bad address came from (to, cc, bcc, recipients or recipient).
+        _address_problems(parsed, raw, column, findings, level="edge", usable=usable_entry & (state.edge_column == code),
+                          reason=ReasonCode.INVALID_RECIPIENT,
+                          fix="correct the address; the message is kept with its other recipients")
     keep = usable_entry & (parsed.key != 0)
     parent = state.edge_parent[keep]
     key = parsed.key[keep]
@@ -481,7 +486,10 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
     # Repeats are rare, so a hash of the pair finds candidates and only those are sorted,
     # comparing the exact (message, key) pair.
     pair_hash = key ^ (parent.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-    repeated = pd.Series(pair_hash).duplicated(keep=False).to_numpy()
+    ordered = np.sort(pair_hash)
+    repeats = ordered[1:][ordered[1:] == ordered[:-1]]
+    repeated = (pd.Series(pair_hash).isin(np.unique(repeats)).to_numpy() if len(repeats)
+                else np.zeros(len(pair_hash), dtype=bool))
     chosen = np.flatnonzero(~repeated)
     if repeated.any():
         rows = np.flatnonzero(repeated)
@@ -596,7 +604,6 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
     msg_index = new_pos[edges.parent[live]]
     edge_frame = pd.DataFrame({
         "tenant_id": categorical_take(out["tenant_id"], msg_index),
-        "message_id": out["message_id"].array.take(msg_index),
         "timestamp": out["timestamp"].array.take(msg_index),
         "sender": categorical_take(out["sender"], msg_index),
         "sender_domain": categorical_take(out["sender_domain"], msg_index),

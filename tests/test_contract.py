@@ -12,11 +12,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, strategies as st
 
 from commgraph.graph import (
     ConfigError, InferredOwnDomainsWarning, Messages, ReasonCode, SchemaError, TenantConfig, read_messages,
     stable_key, stable_keys, validate,
 )
+from commgraph.graph._addresses import _split_quoted, split_address_lists
 from conftest import ACME, frame
 
 
@@ -360,3 +362,20 @@ def test_optional_columns_that_are_entirely_empty():
     raw = frame(reply_to=[None] * 3, label=[float("nan")] * 3, spf=[None] * 3)
     m = validate(raw, tenants=ACME)
     assert len(m) == 3 and m.frame["reply_to"].isna().all() and m.frame["label"].isna().all()
+
+
+address_lists = st.lists(
+    st.one_of(st.none(), st.text(alphabet=st.sampled_from(list("ab@.é;, \tß中\"<>()")), max_size=20)), max_size=12)
+
+
+@given(address_lists, st.integers(min_value=0, max_value=3))
+def test_splitting_address_lists_matches_plain_python(values, start):
+    series = pd.Series(values, dtype="str").iloc[min(start, len(values)):]  # offsets that do not start at 0
+    parent, entries = split_address_lists(series)
+    def pieces(v: str) -> list[str]:
+        if any(ch in v for ch in '"(<'):  # display names may hide separators
+            return [p.strip() for p in _split_quoted(v) if p.strip()]
+        return [p.strip(" \t\r\n;,") for p in v.replace(",", ";").split(";") if p.strip(" \t\r\n;,")]
+
+    expected = [(i, piece) for i, v in enumerate(series) if isinstance(v, str) for piece in pieces(v)]
+    assert list(zip(parent.tolist(), entries.tolist())) == expected
