@@ -48,7 +48,7 @@ class ParsedAddresses:
 
     Attributes
     ----------
-    codes : numpy.ndarray of int64
+    codes : numpy.ndarray of int32
         Position of each row's value in the ``unique_*`` arrays, -1 when missing.
     unique_address, unique_domain, unique_display_name, unique_problem : numpy.ndarray of object
         Normalised ``local@domain`` (``None`` when invalid), its full domain, the
@@ -121,7 +121,9 @@ class ParsedAddresses:
         return _take(unique_codes.astype(np.int64), self.codes, -1), np.asarray(domains, dtype=object)
 
     def subset(self, mask: np.ndarray) -> "ParsedAddresses":
-        """The rows where ``mask`` is true (distinct results shared, not recomputed)."""
+        """The rows where ``mask`` (boolean or positions) selects (distinct results shared, not recomputed)."""
+        if mask.dtype == bool and mask.all():
+            return self
         return ParsedAddresses(self.codes[mask], self.unique_address, self.unique_domain, self.unique_display_name,
                                self.unique_problem, self.unique_key, self.index[mask])
 
@@ -262,7 +264,8 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
         address[i], display[i], problem[i] = normalise_address(uniq.iat[i], fold_plus=fold_plus)
         domain[i] = address[i].partition("@")[2] if address[i] is not None else None
     keys = stable_keys(pd.Series(address, dtype=STRING_DTYPE))
-    return ParsedAddresses(codes.astype(np.int64), address, domain, display, problem, keys, values.index)
+    # int32 codes: distinct values never reach 2**31, and rows are many.
+    return ParsedAddresses(codes.astype(np.int32), address, domain, display, problem, keys, values.index)
 
 
 def _split_at(addresses: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -391,6 +394,11 @@ def _arrow(text: pd.Series) -> pa.LargeStringArray:
 
 _SEPARATOR_BYTES = (ord(";"), ord(","))
 _QUOTING_BYTES = (ord('"'), ord("("), ord("<"))
+# Byte lookup tables: one gather over the buffer instead of a comparison per byte value.
+_IS_SPECIAL = np.zeros(256, dtype=bool)
+_IS_SPECIAL[list(_SEPARATOR_BYTES + _QUOTING_BYTES)] = True
+_IS_QUOTING = np.zeros(256, dtype=bool)
+_IS_QUOTING[list(_QUOTING_BYTES)] = True
 
 
 def _split_lists(text: pd.Series) -> tuple[np.ndarray, pd.Series, np.ndarray]:
@@ -413,12 +421,12 @@ def _split_lists(text: pd.Series) -> tuple[np.ndarray, pd.Series, np.ndarray]:
     data = np.frombuffer(buffer, dtype=np.uint8) if buffer is not None else np.zeros(0, np.uint8)
     lo, hi = int(offsets[0]), int(offsets[-1])
     body = data[lo:hi]
-    special = np.flatnonzero(np.isin(body, _SEPARATOR_BYTES + _QUOTING_BYTES)) + lo
-    kind = data[special]
+    special = np.flatnonzero(_IS_SPECIAL[body]) + lo
+    quoting = _IS_QUOTING[data[special]]
     row = np.searchsorted(offsets, special, side="right") - 1
     quoted = np.zeros(n, dtype=bool)
-    quoted[row[np.isin(kind, _QUOTING_BYTES)]] = True
-    is_separator = np.isin(kind, _SEPARATOR_BYTES) & ~quoted[row]
+    quoted[row[quoting]] = True
+    is_separator = ~quoting & ~quoted[row]
     separators, separator_row = special[is_separator], row[is_separator]
     counts = np.bincount(separator_row, minlength=n)
     # Each row contributes its start, then its separators (both already in order).
@@ -434,7 +442,9 @@ def _split_lists(text: pd.Series) -> tuple[np.ndarray, pd.Series, np.ndarray]:
     valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     keep = np.asarray(pc.greater(pc.binary_length(pieces), 0).to_numpy(zero_copy_only=False), dtype=bool)
     keep &= valid[parent] & ~quoted[parent]
-    return parent[keep], pd.Series(pd.array(pieces.filter(keep), dtype=STRING_DTYPE)), quoted & valid
+    if not keep.all():  # blank pieces, missing or quoted rows: the only copy of the characters
+        parent, pieces = parent[keep], pieces.filter(keep)
+    return parent, pd.Series(pd.array(pieces, dtype=STRING_DTYPE)), quoted & valid
 
 
 def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:

@@ -9,11 +9,14 @@ could not use, each with a reason (lenient). Nothing is dropped silently.
 from __future__ import annotations
 
 import ipaddress
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._addresses import ParsedAddresses, normalise_display_names, parse_addresses, split_address_lists
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
@@ -110,7 +113,15 @@ def apply_column_mapping(frame: pd.DataFrame, columns: Mapping[str, str] | None)
 
 
 def _blank_to_na(values: pd.Series) -> pd.Series:
-    text = values.astype(STRING_DTYPE).str.strip()
+    """Strings with surrounding white space removed and blanks missing; the input itself when already so."""
+    text = values.astype(STRING_DTYPE)
+    if not len(text):
+        return text
+    array = pa.array(text.array)
+    untidy = pc.match_substring_regex(array, r"^\s|\s$|^$")
+    if not pc.any(untidy).as_py():  # the common case: no copy of the strings
+        return text
+    text = text.str.strip()
     return text.mask(text.str.len() == 0)
 
 
@@ -198,10 +209,41 @@ def validate(
     _check_columns(df, columns)
     layout = _layout(df)
 
-    state = _State.start(df, layout)
-    findings = _Findings(len(state.msgs))
-    msgs = state.msgs
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Recipient lists (the bulk of the string work: split, parse, hash) go to a
+        # second thread; Arrow kernels and numpy release the GIL, so the message-level
+        # checks below run meanwhile.
+        if layout == "edge":
+            state = _State.start(df, layout)
+            msgs = state.msgs
+            recipients = pool.submit(_parse_entries, state, fold_plus_addresses)
+        else:
+            msgs = df.reset_index(drop=True)
+            recipients = pool.submit(_split_and_parse_entries, df, msgs, layout, fold_plus_addresses)
+        findings = _Findings(len(msgs))
+        checked = _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range,
+                                  fold_plus_addresses)
+        state, parsed_recipients = recipients.result()
+    tenant, message_id, ts, sender, display, optional = checked
 
+    edges = _recipients(state, findings, parsed_recipients)
+
+    direction = _direction(optional["direction"], tenant, sender, edges, findings, configs)
+    optional["direction"] = direction
+
+    return _assemble(original, state, findings, strict, tenant, message_id, ts, sender, display, optional, edges)
+
+
+def _parse_entries(state: "_State", fold_plus: bool):
+    return state, parse_addresses(state.edge_raw.reset_index(drop=True), fold_plus=fold_plus)
+
+
+def _split_and_parse_entries(df: pd.DataFrame, msgs: pd.DataFrame, layout: str, fold_plus: bool):
+    return _parse_entries(_State.start(df, layout, msgs=msgs), fold_plus)
+
+
+def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range, fold_plus_addresses):
+    """Every message-level column: ids, duplicates, timestamps, sender, optional columns."""
     tenant = _required_text(msgs, "tenant_id", findings, "add the tenant id (one customer organisation per value)")
     message_id = _required_text(msgs, "message_id", findings, "give every message an id, or drop those rows")
     dup = (pd.DataFrame({"t": tenant, "m": message_id}).duplicated(keep="first").to_numpy()
@@ -242,13 +284,7 @@ def validate(
     optional["labeled_at"] = labeled_at
     optional["subject"] = (msgs["subject"].astype(STRING_DTYPE) if "subject" in msgs
                            else pd.Series(pd.NA, index=msgs.index, dtype=STRING_DTYPE))
-
-    edges = _recipients(state, findings, fold_plus_addresses)
-
-    direction = _direction(optional["direction"], tenant, sender, edges, findings, configs)
-    optional["direction"] = direction
-
-    return _assemble(original, state, findings, strict, tenant, message_id, ts, sender, display, optional, edges)
+    return tenant, message_id, ts, sender, display, optional
 
 
 # --- structure ---------------------------------------------------------------------------------
@@ -292,12 +328,12 @@ class _State:
     pre_findings: list = field(default_factory=list)
 
     @classmethod
-    def start(cls, df: pd.DataFrame, layout: str) -> "_State":
+    def start(cls, df: pd.DataFrame, layout: str, msgs: pd.DataFrame | None = None) -> "_State":
         n = len(df)
         positions = np.arange(n, dtype=np.int64)
         if layout == "edge":
             return cls._from_edge_rows(df)
-        msgs = df.reset_index(drop=True)
+        msgs = df.reset_index(drop=True) if msgs is None else msgs
         parents, raws, types, columns = [], [], [], []
         sources = [c for c in TYPED_RECIPIENT_COLUMNS if c in df.columns] if layout == "typed" else ["recipients"]
         for column in sources:
@@ -310,7 +346,7 @@ class _State:
         parent = np.concatenate(parents) if parents else np.zeros(0, np.int64)
         return cls(msgs=msgs, msg_row=positions, edge_parent=parent,
                    edge_raw=pd.concat(raws, ignore_index=True) if raws else pd.Series([], dtype=STRING_DTYPE),
-                   edge_type=np.concatenate(types) if types else np.zeros(0, np.int8), edge_row=parent.copy(),
+                   edge_type=np.concatenate(types) if types else np.zeros(0, np.int8), edge_row=parent,
                    edge_column=np.concatenate(columns) if columns else np.zeros(0, np.int8),
                    edge_columns=tuple(sources), layout=layout)
 
@@ -448,7 +484,7 @@ class _Edges:
     rtype: np.ndarray           # int8 codes, -1 unknown
 
 
-def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
+def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> _Edges:
     raw = state.edge_raw.reset_index(drop=True)
     usable_entry = np.ones(len(raw), dtype=bool)
     for item in state.pre_findings:
@@ -472,34 +508,40 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
                              state.msgs[column].iloc[positions],
                              "rows of one message must agree on message-level columns; correct them or give the "
                              "copies distinct message ids")
-    parsed = parse_addresses(raw, fold_plus=fold_plus)
     for code, column in enumerate(state.edge_columns):
         # Name the column the bad address came from (to, cc, bcc, recipients or recipient).
         _address_problems(parsed, raw, column, findings, level="edge", usable=usable_entry & (state.edge_column == code),
                           reason=ReasonCode.INVALID_RECIPIENT,
                           fix="correct the address; the message is kept with its other recipients")
     keep = usable_entry & (parsed.key != 0)
-    parent = state.edge_parent[keep]
-    key = parsed.key[keep]
-    rtype = state.edge_type[keep]
+    everything = keep.all()
+    parent = state.edge_parent if everything else state.edge_parent[keep]
+    key = parsed.key if everything else parsed.key[keep]
+    rtype = state.edge_type if everything else state.edge_type[keep]
     # One edge per (message, recipient): the most visible type wins (to > cc > bcc > unknown).
     # Repeats are rare, so a hash of the pair finds candidates and only those are sorted,
     # comparing the exact (message, key) pair.
     pair_hash = key ^ (parent.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
     ordered = np.sort(pair_hash)
-    repeats = ordered[1:][ordered[1:] == ordered[:-1]]
-    repeated = (pd.Series(pair_hash).isin(np.unique(repeats)).to_numpy() if len(repeats)
-                else np.zeros(len(pair_hash), dtype=bool))
-    chosen = np.flatnonzero(~repeated)
-    if repeated.any():
+    repeats = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    if not len(repeats):
+        chosen = np.arange(len(parent))
+    else:
+        repeated = pd.Series(pair_hash).isin(repeats).to_numpy()
+        chosen = np.flatnonzero(~repeated)
+    del pair_hash
+    if len(repeats):
         rows = np.flatnonzero(repeated)
         rank = np.where(rtype[rows] < 0, len(RECIPIENT_TYPES), rtype[rows])
         order = rows[np.lexsort((rows, rank, key[rows], parent[rows]))]
         first = np.ones(len(order), dtype=bool)
         first[1:] = (parent[order][1:] != parent[order][:-1]) | (key[order][1:] != key[order][:-1])
         chosen = np.sort(np.concatenate([chosen, order[first]]))
-    if len(chosen) > 1 and not (parent[chosen][1:] >= parent[chosen][:-1]).all():
-        chosen = chosen[np.argsort(parent[chosen], kind="stable")]  # message order, then entry order
+    chosen_parent = parent if len(chosen) == len(parent) else parent[chosen]
+    if (chosen_parent[1:] < chosen_parent[:-1]).any():
+        chosen = chosen[np.argsort(chosen_parent, kind="stable")]  # message order, then entry order
+    del chosen_parent
     # Messages whose recipients are all gone.
     had_entries = np.bincount(state.edge_parent, minlength=len(state.msgs)) > 0
     has_edges = np.bincount(parent[chosen], minlength=len(state.msgs)) > 0
@@ -509,6 +551,9 @@ def _recipients(state: _State, findings: _Findings, fold_plus: bool) -> _Edges:
     findings.add(had_entries & ~has_edges, src, ReasonCode.NO_VALID_RECIPIENTS,
                  [None] * int((had_entries & ~has_edges).sum()),
                  "correct the recipient addresses, or drop those rows")
+    if len(chosen) == len(keep) and (chosen[1:] > chosen[:-1]).all():
+        # Nothing dropped, repeated or reordered: the entries are the edges.
+        return _Edges(parent=parent, parsed=parsed, rtype=rtype)
     return _Edges(parent=parent[chosen], parsed=parsed.subset(np.flatnonzero(keep)[chosen]), rtype=rtype[chosen])
 
 
@@ -590,11 +635,12 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
         **{c: optional[c] for c in ("reply_to", "return_path", "sender_ip", *AUTH_COLUMNS, "label", "labeled_at",
                                     "subject")},
         "sender_key": sender.key,
-    })
+    }, copy=False)
     consumed = set(_CONTRACT) | {"recipients", *TYPED_RECIPIENT_COLUMNS}
-    extra = {c: msgs[c].to_numpy() for c in msgs.columns if c not in consumed and c not in out.columns}
+    # Other columns pass through as they are (extension arrays kept: no object copies).
+    extra = {c: msgs[c].array for c in msgs.columns if c not in consumed and c not in out.columns}
     if extra:
-        out = pd.concat([out, pd.DataFrame(extra, index=out.index)], axis=1)
+        out = pd.concat([out, pd.DataFrame(extra, index=out.index, copy=False)], axis=1)
     if len(kept) < len(out):  # a full take of every column costs as much as building them
         out = out.iloc[kept]
     out.index = original.index[state.msg_row[kept]]
@@ -614,7 +660,7 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
         "recipient_type": pd.Categorical.from_codes(edges.rtype[live], dtype=RECIPIENT_TYPE_DTYPE),
         "direction": out["direction"].array.take(msg_index),
         "message_index": msg_index,
-    })
+    }, copy=False)
     return Messages(out, edge_frame, _rejects(original, state, findings))
 
 
