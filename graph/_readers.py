@@ -83,14 +83,25 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None) -> pd.DataFr
                        engine="python")
 
 
-def _parquet_parts(path: Path, chunksize: int | None) -> Iterator[tuple[str, pd.DataFrame]]:
+def _parquet_parts(path: Path, chunksize: int | None) -> Iterator[tuple[str | pd.Categorical, pd.DataFrame]]:
     import pyarrow.dataset as ds
 
     dataset = ds.dataset(path, format="parquet", partitioning="hive")
-    for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
+    fragments = list(dataset.get_fragments())
+    if not chunksize:
+        # One scan of the whole dataset (threads, no per-file conversions); the file
+        # of each row comes from the fragments' row counts, in the scan's order.
+        counts = np.array([f.count_rows() for f in fragments], dtype=np.int64)
+        frame = dataset.to_table().to_pandas()
+        names = pd.Categorical.from_codes(np.repeat(np.arange(len(fragments)), counts),
+                                          categories=[f.path for f in fragments])
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        frame.index = pd.Index(np.arange(len(frame), dtype=np.int64) - starts)
+        yield names, frame
+        return
+    for fragment in sorted(fragments, key=lambda f: f.path):
         keys = ds.get_partition_keys(fragment.partition_expression)
-        batches = fragment.to_batches(batch_size=chunksize) if chunksize else [fragment.to_table()]
-        for batch in batches:
+        for batch in fragment.to_batches(batch_size=chunksize):
             frame = batch.to_pandas()
             for name, value in keys.items():
                 if name not in frame.columns:
@@ -163,10 +174,14 @@ def _parts(source, *, format, encoding, sep, chunksize) -> Iterator[pd.DataFrame
             fmt = _format_of(path, format)
             offset_by_file: dict[str, int] = {}
             for name, frame in _file_parts(path, fmt, chunksize, encoding, sep):
+                if isinstance(name, pd.Categorical):  # a whole dataset: files and row numbers already known
+                    frame["source_file"] = name
+                    yield frame
+                    continue
                 start = offset_by_file.get(name, 0)
                 offset_by_file[name] = start + len(frame)
                 frame.index = pd.RangeIndex(start, start + len(frame))
-                frame["source_file"] = pd.Categorical([name] * len(frame))
+                frame["source_file"] = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), categories=[name])
                 yield frame
         return
     if isinstance(source, Mapping):

@@ -51,7 +51,8 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
     return mapping
 
 
-def _print_summary(messages, out) -> None:
+def print_summary(messages, out) -> None:
+    """Print the counts of a :class:`~commgraph.graph.Messages`: messages, edges, tenants, rejects by reason."""
     s = messages.summary()
     print(f"messages  {s['messages']:>12,}", file=out)
     print(f"edges     {s['edges']:>12,}", file=out)
@@ -70,7 +71,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     messages = read_messages(args.path, columns=parse_mapping(args.columns), strict=False,
                              tenants=args.tenants, timezone=args.timezone, format=args.format,
                              encoding=args.encoding)
-    _print_summary(messages, sys.stdout)
+    print_summary(messages, sys.stdout)
     if len(messages.rejects):
         print("\nproblems (first rows of each):", file=sys.stdout)
         shown = messages.rejects.groupby(["reject_column", "reject_reason"], sort=False).head(args.show)
