@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_generate.py [--edges 10000000] [--peer-messages 20000]
+    python -m benchmarks.bench_generate [--edges 10000000] [--peer-messages 20000]
 
 Prints our figure (edges/s, wall time, peak resident memory of a fresh process
 that only generates) and, as the peer, a straightforward generator that builds
@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import subprocess
 import sys
 import time
 
 import pandas as pd
+
+from benchmarks._memory import status_mib
 
 
 def _edges(frame: pd.DataFrame) -> int:
@@ -38,7 +39,7 @@ def _ours(tenants: int, days: int, scale: float) -> dict:
     t0 = time.perf_counter()
     mail = generate(tenants=tenants, days=days, scale=scale, random_state=0)
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    peak = status_mib("VmHWM") * 2**20
     m = mail.messages
     return {"messages": len(m), "edges": _edges(m), "wall_s": wall, "peak_bytes": peak}
 
@@ -100,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     # Calibrate the scale so the run lands near the target number of edges.
     probe = _ours(args.tenants, args.days, 1.0)
     scale = args.edges / probe["edges"]
-    out = subprocess.run([sys.executable, __file__, "--tenants", str(args.tenants), "--days", str(args.days),
-                          "--child", repr(scale)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_generate", "--tenants", str(args.tenants),
+                          "--days", str(args.days), "--child", repr(scale)], capture_output=True, text=True, check=True)
     ours = json.loads(out.stdout)
     peer = _peer(args.peer_messages)
     ours_rate = ours["edges"] / ours["wall_s"]

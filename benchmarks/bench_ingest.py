@@ -22,6 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmarks._memory import status_mib
+
 
 def synthetic_archive(n_messages: int, path: Path, *, n_tenants: int = 20, seed: int = 0) -> Path:
     """A Parquet file of ``n_messages`` with ~3 recipients each, Zipf-distributed senders."""
@@ -58,23 +60,10 @@ def synthetic_archive(n_messages: int, path: Path, *, n_tenants: int = 20, seed:
     return path
 
 
-def _status_mib(field: str) -> float:
-    """A memory figure of this process from /proc (VmHWM: peak RSS; VmRSS: current RSS).
-
-    ``getrusage``'s ru_maxrss survives exec, so a child would report its parent's
-    peak; VmHWM belongs to the new address space only.
-    """
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def _step(kind: str, path: str) -> dict:
     if kind != "floor":
         import commgraph.graph  # noqa: F401 (imports are not the work measured)
-    baseline = _status_mib("VmRSS")
+    baseline = status_mib("VmRSS")
     start = time.perf_counter()
     if kind == "floor":
         frame = pd.read_parquet(path)
@@ -87,7 +76,7 @@ def _step(kind: str, path: str) -> dict:
         # message columns along it is a join the caller asks for.
         rows, edges = len(messages) + messages.summary()["rejected_rows"], len(messages.edges(message_columns=()))
     seconds = time.perf_counter() - start
-    peak = _status_mib("VmHWM")
+    peak = status_mib("VmHWM")
     return {"seconds": seconds, "rows": rows, "edges": edges, "peak_mib": peak, "peak_over_start_mib": peak - baseline}
 
 

@@ -1,0 +1,43 @@
+"""Run every benchmark from one place: ``python -m benchmarks [quick|full]`` (``make bench``).
+
+Each benchmark prints our figure beside its peer's, measured in the same run,
+with the ratio. ``quick`` (the default) finishes in a few minutes on 2 cores;
+``full`` runs the sizes the issues set targets for.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from benchmarks import bench_generate, bench_graph, bench_ingest
+
+PROFILES = {
+    "quick": [
+        ("ingest", bench_ingest.main, ["--messages", "200000", "--repeat", "1"]),
+        ("generate", bench_generate.main, ["--edges", "1000000", "--peer-messages", "5000"]),
+        ("graph", bench_graph.main, ["--edges", "1000000", "--nx-edges", "200000", "--repeat", "1"]),
+    ],
+    "full": [
+        ("ingest", bench_ingest.main, ["--messages", "1000000", "--repeat", "3"]),
+        ("generate", bench_generate.main, ["--edges", "10000000"]),
+        ("graph", bench_graph.main, ["--edges", "10000000", "--nx-edges", "1000000", "--repeat", "3"]),
+    ],
+}
+
+
+def main(argv: list[str]) -> int:
+    profile = argv[0] if argv else "quick"
+    if profile not in PROFILES:
+        print(f"usage: python -m benchmarks [{'|'.join(PROFILES)}] (got {profile!r})", file=sys.stderr)
+        return 2
+    for name, run, args in PROFILES[profile]:
+        print(f"\n### {name} ({profile}: {' '.join(args)})", flush=True)
+        start = time.perf_counter()
+        run(args)
+        print(f"[{name}: {time.perf_counter() - start:.0f} s]", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
