@@ -28,7 +28,9 @@ class Messages:
         One row per message, in input order, indexed by the input's row labels.
         Columns: ``tenant_id``, ``message_id``, ``timestamp`` (UTC), ``sender``,
         ``sender_domain`` (registrable), ``sender_display_name`` (normalised),
-        ``direction``, ``n_recipients``, the optional contract columns (missing
+        ``direction``, ``n_recipients`` (distinct), ``n_repeated_recipients``
+        (entries that named a recipient already in the message, merged into one
+        edge, as a person in both To and Cc), the optional contract columns (missing
         where absent from the input), ``sender_key`` (stable 64-bit), then the
         input's other columns unchanged.
     rejects : pandas.DataFrame
@@ -194,7 +196,7 @@ class Messages:
         >>> validate(pd.DataFrame({"tenant_id": ["t", "t"], "message_id": ["1", "1"], "direction": ["internal"] * 2,
         ...     "timestamp": ["2024-01-01T00:00Z"] * 2, "sender": ["a@t.com"] * 2, "recipients": ["b@t.com"] * 2}),
         ...     strict=False).summary()
-        {'messages': 1, 'edges': 1, 'tenants': 1, 'rejected_rows': 1, 'rejects_by_reason': {'duplicate_message_id': 1}}
+        {'messages': 1, 'edges': 1, 'tenants': 1, 'rejected_rows': 1, 'repeated_recipients_merged': 0, 'rejects_by_reason': {'duplicate_message_id': 1}}
         """
         rows_rejected = self.rejects[self.rejects["reject_action"] == "row_rejected"]
         return {
@@ -202,6 +204,7 @@ class Messages:
             "edges": len(self._edges),
             "tenants": int(self.frame["tenant_id"].nunique()),
             "rejected_rows": int(rows_rejected.index.nunique()),
+            "repeated_recipients_merged": int(self.frame["n_repeated_recipients"].sum()),
             "rejects_by_reason": {str(k): int(v) for k, v in
                                   self.rejects["reject_reason"].value_counts().sort_index().items()},
         }

@@ -482,6 +482,7 @@ class _Edges:
     parent: np.ndarray          # message position
     parsed: ParsedAddresses     # the recipient of each edge
     rtype: np.ndarray           # int8 codes, -1 unknown
+    repeated: np.ndarray        # per message: valid entries merged into an earlier one (same recipient)
 
 
 def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> _Edges:
@@ -553,8 +554,11 @@ def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> 
                  "correct the recipient addresses, or drop those rows")
     if len(chosen) == len(keep) and (chosen[1:] > chosen[:-1]).all():
         # Nothing dropped, repeated or reordered: the entries are the edges.
-        return _Edges(parent=parent, parsed=parsed, rtype=rtype)
-    return _Edges(parent=parent[chosen], parsed=parsed.subset(np.flatnonzero(keep)[chosen]), rtype=rtype[chosen])
+        return _Edges(parent=parent, parsed=parsed, rtype=rtype, repeated=np.zeros(len(state.msgs), dtype=np.int32))
+    repeated = (np.bincount(parent, minlength=len(state.msgs))
+                - np.bincount(parent[chosen], minlength=len(state.msgs))).astype(np.int32)
+    return _Edges(parent=parent[chosen], parsed=parsed.subset(np.flatnonzero(keep)[chosen]), rtype=rtype[chosen],
+                  repeated=repeated)
 
 
 def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edges: _Edges,
@@ -632,6 +636,7 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
         "sender_display_name": display,
         "direction": optional["direction"],
         "n_recipients": np.bincount(edges.parent, minlength=len(msgs)).astype(np.int32),
+        "n_repeated_recipients": edges.repeated,
         **{c: optional[c] for c in ("reply_to", "return_path", "sender_ip", *AUTH_COLUMNS, "label", "labeled_at",
                                     "subject")},
         "sender_key": sender.key,

@@ -63,6 +63,9 @@ def print_summary(messages, out) -> None:
         per_tenant["edges"] = messages.edges().groupby("tenant_id").size()
         print(per_tenant[["messages", "edges", "first", "last"]].to_string(), file=out)
     print(f"rejects   {len(messages.rejects):>12,}  ({s['rejected_rows']:,} rows left out)", file=out)
+    if s["repeated_recipients_merged"]:
+        print(f"  (and {s['repeated_recipients_merged']:,} recipient entries that repeated a recipient of the same "
+              "message, merged into one edge)", file=out)
     for reason, count in s["rejects_by_reason"].items():
         print(f"  {reason:<28}{count:>10,}", file=out)
 

@@ -141,7 +141,11 @@ def test_quoted_commas_in_recipient_lists_do_not_split_names():
 def test_typed_recipients_keep_the_most_visible_type_once():
     raw = frame(to=["bob@vendor.com", "ann@acme.com", None], cc=["BOB@vendor.com; cy@acme.com", None, "cy@acme.com"],
                 bcc=["cy@acme.com", None, "cy@acme.com"]).drop(columns=["recipients"])
-    e = validate(raw, tenants=ACME).edges()
+    m = validate(raw, tenants=ACME)
+    e = m.edges()
+    # Repeats are merged, and counted (nothing disappears without a trace).
+    assert m.frame["n_repeated_recipients"].tolist() == [2, 0, 1]
+    assert m.summary()["repeated_recipients_merged"] == 3
     assert list(zip(e["message_id"], e["recipient"], e["recipient_type"].astype(str))) == [
         ("m1", "bob@vendor.com", "to"), ("m1", "cy@acme.com", "cc"), ("m2", "ann@acme.com", "to"),
         ("m3", "cy@acme.com", "cc")]
