@@ -58,14 +58,19 @@ def synthetic_edges(n_edges: int, *, n_senders: int | None = None, seed: int = 0
     direction = np.where(internal_sender & internal_recipient, "internal",
                          np.where(internal_sender, "outbound", "inbound"))
     label = np.where(rng.random(n_edges) < 0.01, "attack", np.where(rng.random(n_edges) < 0.05, "spam", None))
+    # Addresses and domains as categoricals over Arrow strings, as Messages.edges() gives them.
+    def categorical(values: pd.Series, codes: np.ndarray) -> pd.Categorical:
+        codes_, uniques = pd.factorize(values)
+        return pd.Categorical.from_codes(codes_[codes], categories=pd.Index(uniques, dtype="str"))
+
     return pd.DataFrame({
-        "tenant_id": "acme",
+        "tenant_id": pd.Categorical.from_codes(np.zeros(n_edges, dtype=np.int8), categories=["acme"]),
         "timestamp": pd.to_datetime(msg_time[message], utc=True).as_unit("ns"),
-        "sender": addresses.take(sender_of).reset_index(drop=True),
-        "sender_domain": dom.take(sender_of).reset_index(drop=True),
+        "sender": categorical(addresses, sender_of),
+        "sender_domain": categorical(dom, sender_of),
         "sender_key": keys[sender_of],
-        "recipient": addresses.take(r).reset_index(drop=True),
-        "recipient_domain": dom.take(r).reset_index(drop=True),
+        "recipient": categorical(addresses, r),
+        "recipient_domain": categorical(dom, r),
         "recipient_key": keys[r],
         "direction": pd.Categorical(direction, categories=["inbound", "outbound", "internal"]),
         "message_index": message,

@@ -855,8 +855,7 @@ def _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direct
               tenant_id, as_of, window) -> CommGraph:
     n_rows = len(sender_key)
     # 1. Intern keys to node ids ordered by key (order of input rows never matters).
-    codes, uniques = pd.factorize(np.concatenate([sender_key, recipient_key]))
-    uniques = np.asarray(uniques, dtype=np.uint64)
+    codes, uniques = _intern(edges, rows, sender_key, recipient_key)
     n = len(uniques)
     order = np.argsort(uniques, kind="stable")
     # int32 node ids when they fit: half the memory traffic in the gathers below.
@@ -910,6 +909,43 @@ def _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direct
     adjacency = sp.sparse.csr_array((count, indices.astype(idx_dtype), indptr.astype(idx_dtype)), shape=(n, n))
     return CommGraph(nodes, adjacency, first.view("M8[ns]"), last.view("M8[ns]"), label_counts,
                      tenant_id=tenant_id, as_of=as_of, window=window, own_domains=own)
+
+
+def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray,
+            recipient_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of ``[sender_key, recipient_key]`` in their distinct keys, and those keys.
+
+    ``Messages.edges()`` gives sender and recipient as categoricals: their codes
+    already name the distinct addresses, so only the categories' keys need a
+    hash table, not every row's. Other inputs factorise the keys themselves.
+    """
+    sender, recipient = edges["sender"], edges["recipient"]
+    if isinstance(sender.dtype, pd.CategoricalDtype) and isinstance(recipient.dtype, pd.CategoricalDtype):
+        parts, small = [], []
+        for column, keys in ((sender, sender_key), (recipient, recipient_key)):
+            cat = column.cat.codes.to_numpy()
+            cat = cat if rows is None else cat[rows]
+            if len(cat) and cat.min() < 0:
+                break
+            n_cat = len(column.cat.categories)
+            key_of = np.zeros(n_cat, dtype=np.uint64)
+            key_of[cat] = keys
+            if not np.array_equal(key_of[cat], keys):  # categories and keys disagree: do not trust them
+                break
+            used = np.bincount(cat, minlength=n_cat) > 0
+            parts.append((cat, used))
+            small.append(key_of[used])
+        else:
+            small_codes, uniques = pd.factorize(np.concatenate(small))
+            codes, offset = [], 0
+            for (cat, used), keys in zip(parts, small):
+                to_node = np.full(len(used), -1, dtype=np.int64)
+                to_node[used] = small_codes[offset:offset + len(keys)]
+                offset += len(keys)
+                codes.append(to_node[cat])
+            return np.concatenate(codes), np.asarray(uniques, dtype=np.uint64)
+    codes, uniques = pd.factorize(np.concatenate([sender_key, recipient_key]))
+    return codes, np.asarray(uniques, dtype=np.uint64)
 
 
 def _radix_argsort(keys: Sequence[np.ndarray], upper: Sequence[int]) -> np.ndarray:
@@ -1014,7 +1050,7 @@ def _infer_internal(domain: pd.Series, src: np.ndarray, dst: np.ndarray, directi
     tenant whose mail is all inbound falls back to the recipients' domains.
     """
     seed = np.zeros(n, dtype=bool)
-    seed[src[np.isin(direction, (1, 2))]] = True
+    seed[src[(direction == 1) | (direction == 2)]] = True
     seed[dst[direction == 2]] = True
     if not seed.any():
         seed[dst[direction == 0]] = True
