@@ -227,6 +227,7 @@ def validate(
     tenant, message_id, ts, sender, display, optional = checked
 
     edges = _recipients(state, findings, parsed_recipients)
+    state.edge_raw = None  # the raw entries are no longer read (findings hold their values): free them
 
     direction = _direction(optional["direction"], tenant, sender, edges, findings, configs)
     optional["direction"] = direction
