@@ -85,3 +85,19 @@ def test_read_frame_leaves_values_as_given(tmp_path):
     raw = read_frame(tmp_path / "m.csv")
     assert raw["timestamp"].tolist() == mail(3)["timestamp"].tolist()
     assert str(raw["sender"].dtype) == "str"  # Arrow-backed strings
+
+
+def test_only_tenants_reads_just_those_tenants(tmp_path):
+    raw = mail()
+    raw.to_parquet(tmp_path / "archive", partition_cols=["tenant_id"])
+    raw.rename(columns={"tenant_id": "org"}).to_csv(tmp_path / "m.csv", index=False)
+    hive = read_messages(tmp_path / "archive", only_tenants=["beta"])
+    assert hive.tenants == ["beta"] and len(hive) == (raw["tenant_id"] == "beta").sum()
+    assert {"tenant_id=beta"} == {p.split("/")[-2] for p in hive.frame["source_file"].astype(str)}
+    csv = read_messages(tmp_path / "m.csv", only_tenants=["beta"], columns={"tenant_id": "org"})
+    assert sorted(csv.frame["message_id"]) == sorted(raw.loc[raw["tenant_id"] == "beta", "message_id"])
+    # Row labels still point at the file's rows.
+    assert (raw.loc[csv.frame.index, "message_id"].to_numpy() == csv.frame["message_id"].to_numpy()).all()
+    assert len(read_messages(tmp_path / "archive", only_tenants=["nobody"])) == 0
+    with pytest.raises(ConfigError, match="list of tenant ids"):
+        read_messages(raw, only_tenants="beta")
