@@ -11,6 +11,7 @@ from typing import Sequence
 from commgraph.graph import CommGraphError, ConfigError, read_messages
 
 from ._cli_generate import add_generate_command
+from ._cli_store import add_inspect_command, add_refresh_command
 
 __all__ = ["main", "build_parser"]
 
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--show", type=int, default=5, help="rows to show per problem (default 5)")
     v.set_defaults(func=_cmd_validate)
     add_generate_command(commands)
+    add_refresh_command(commands)
+    add_inspect_command(commands)
     return parser
 
 
@@ -121,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
     Exit codes: 0 success, 1 the input has problems (or anything unexpected),
-    2 usage or configuration error.
+    2 usage or configuration error, 3 some tenants failed (``refresh``).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -134,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"commgraph {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CommGraphError as exc:
+        print(f"commgraph {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:  # unreadable input, full disk, missing directory: say which, exit 1
         print(f"commgraph {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 

@@ -1,0 +1,251 @@
+"""The one configuration object of a baseline build: windows, decay, labels, privacy, limits."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import datetime as _dt
+import tomllib
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any, Literal, Mapping
+
+import pandas as pd
+
+from commgraph.graph import ConfigError
+
+__all__ = ["BaselineConfig", "LABEL_POLICIES"]
+
+#: How unlabelled mail counts in the smoothed likelihoods.
+#: ``presume_safe``: a message without a known label counts as safe once it is
+#: older than ``settle_delay`` (users and the SOC had that long to report it);
+#: ``ignore``: only explicit labels count.
+LABEL_POLICIES: tuple[str, ...] = ("presume_safe", "ignore")
+
+_CALLER = "BaselineConfig"
+_SHORT = re.compile(r"^(-?\d+)\s*([dhms])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def _error(name: str, allowed: str, got: Any) -> ConfigError:
+    return ConfigError(f"The {name!r} parameter of {_CALLER} must be {allowed}. Got {got!r} instead.")
+
+
+def _timedelta(name: str, value: Any) -> _dt.timedelta:
+    """A positive timedelta from a timedelta, a pandas string ("7d", "36h") or seconds."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        if isinstance(value, (int, float)):
+            td = pd.Timedelta(seconds=value)
+        elif isinstance(value, str) and _SHORT.match(value.strip()):
+            number, unit = _SHORT.match(value.strip()).groups()
+            td = pd.Timedelta(**{_UNITS[unit]: int(number)})
+        else:
+            td = pd.Timedelta(value)
+    except (TypeError, ValueError):
+        raise _error(name, "a timedelta > 0 (a timedelta, a string such as '7d' or seconds)", value) from None
+    if pd.isna(td) or td <= pd.Timedelta(0):
+        raise _error(name, "a timedelta > 0", value)
+    return td.to_pytimedelta()
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """How baselines are built: windows, decay, label policy, privacy and limits.
+
+    Frozen and validated when created; :meth:`from_toml` and :meth:`from_dict`
+    refuse unknown fields, and :meth:`evolve` makes validated variants.
+
+    Parameters
+    ----------
+    windows : tuple of timedelta, default (7d, 30d, 90d)
+        Look-back windows ``[as_of - window, as_of)``; distinct, each a whole
+        number of hours. Window columns are named after them (``n_messages_7d``).
+    half_life : timedelta, default 14d
+        Half-life of the decayed message counts.
+    label_policy : {"presume_safe", "ignore"}, default "presume_safe"
+        How unlabelled mail counts in the likelihoods (see :data:`LABEL_POLICIES`).
+        The default presumes mail safe when nobody reported it within
+        ``settle_delay``, because reports cover a tiny share of mail and are
+        biased towards attacks.
+    settle_delay : timedelta, default 7d
+        Age after which unlabelled mail is presumed safe; at most the longest window.
+    privacy : bool, default False
+        Keyed-hash keys with a per-tenant secret, and no raw address or display
+        name in any table (see :func:`build_baselines`).
+    top_display_names : int, default 3
+        Display names kept per sender (the most used ones, with counts).
+    known_contact_domains : int, default 200
+        Domains kept in the tenant's known-contact list (own and written-to
+        domains first, then the most corresponded-with).
+    min_prior_entities : int, default 30
+        Entities with at least one counted outcome a tenant needs to fit its own
+        prior; below this it borrows the global prior (cold start).
+    min_prior_labels : int, default 20
+        Explicit labels (any class) a tenant needs to fit its own prior.
+    credible_level : float, default 0.95
+        Level of the one-sided lower credible bound of the likelihoods.
+    global_prior : tuple of (float, float), optional
+        The Beta(alpha, beta) prior cold-start tenants borrow. Empty: fitted on
+        the pooled entities of every tenant in the build, or (1, 1) when too few.
+
+    Examples
+    --------
+    >>> cfg = BaselineConfig(windows=("7d", "30d"), half_life="3d")
+    >>> cfg.window_names, cfg.half_life
+    (('7d', '30d'), datetime.timedelta(days=3))
+    >>> BaselineConfig(half_life=-3)
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: The 'half_life' parameter of BaselineConfig must be a timedelta > 0. Got -3 instead.
+    >>> BaselineConfig(label_policy="safe")
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: The 'label_policy' parameter of BaselineConfig must be one of 'presume_safe', 'ignore'. Got 'safe' instead.
+    """
+
+    windows: tuple[_dt.timedelta, ...] = (_dt.timedelta(days=7), _dt.timedelta(days=30), _dt.timedelta(days=90))
+    half_life: _dt.timedelta = _dt.timedelta(days=14)
+    label_policy: Literal["presume_safe", "ignore"] = "presume_safe"
+    settle_delay: _dt.timedelta = _dt.timedelta(days=7)
+    privacy: bool = False
+    top_display_names: int = 3
+    known_contact_domains: int = 200
+    min_prior_entities: int = 30
+    min_prior_labels: int = 20
+    credible_level: float = 0.95
+    global_prior: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        # A frozen value object: validate (and normalise units) once, when made.
+        windows = self.windows
+        if isinstance(windows, (str, _dt.timedelta)) or not hasattr(windows, "__iter__"):
+            raise _error("windows", "a non-empty list of timedeltas", windows)
+        windows = tuple(_timedelta("windows", w) for w in windows)
+        if not windows or len(set(windows)) != len(windows):
+            raise _error("windows", "a non-empty list of distinct timedeltas", self.windows)
+        if any(w % _dt.timedelta(hours=1) for w in windows):
+            raise _error("windows", "a list of whole numbers of hours", self.windows)
+        object.__setattr__(self, "windows", tuple(sorted(windows)))
+        object.__setattr__(self, "half_life", _timedelta("half_life", self.half_life))
+        if self.label_policy not in LABEL_POLICIES:
+            raise _error("label_policy", "one of " + ", ".join(repr(p) for p in LABEL_POLICIES), self.label_policy)
+        delay = _timedelta("settle_delay", self.settle_delay)
+        if delay > max(windows):
+            raise _error("settle_delay", f"a timedelta > 0 and <= the longest window ({_window_name(max(windows))})",
+                         self.settle_delay)
+        object.__setattr__(self, "settle_delay", delay)
+        if not isinstance(self.privacy, bool):
+            raise _error("privacy", "a bool", self.privacy)
+        for name, low in (("top_display_names", 1), ("known_contact_domains", 1),
+                          ("min_prior_entities", 1), ("min_prior_labels", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise _error(name, f"an int >= {low}", value)
+        level = self.credible_level
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.5 <= level < 1:
+            raise _error("credible_level", "a float in [0.5, 1)", level)
+        object.__setattr__(self, "credible_level", float(level))
+        prior = self.global_prior
+        if prior is not None:
+            ok = (not isinstance(prior, str) and hasattr(prior, "__len__") and len(prior) == 2
+                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in prior))
+            if not ok:
+                raise _error("global_prior", "a pair of floats (alpha, beta) > 0, or omitted", prior)
+            object.__setattr__(self, "global_prior", (float(prior[0]), float(prior[1])))
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def window_names(self) -> tuple[str, ...]:
+        """Column suffixes of the windows: ``7d``, ``36h``."""
+        return tuple(_window_name(w) for w in self.windows)
+
+    @property
+    def max_window(self) -> _dt.timedelta:
+        """The longest window: how far back the event-time state reaches."""
+        return max(self.windows)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BaselineConfig":
+        """Build a configuration from a mapping (a TOML table); unknown fields are refused.
+
+        Examples
+        --------
+        >>> BaselineConfig.from_dict({"half_life": "7d", "label_policy": "ignore"}).label_policy
+        'ignore'
+        >>> BaselineConfig.from_dict({"halflife": "7d"})
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.ConfigError: unknown field 'halflife' in BaselineConfig; allowed fields are 'windows', 'half_life', 'label_policy', 'settle_delay', 'privacy', 'top_display_names', 'known_contact_domains', 'min_prior_entities', 'min_prior_labels', 'credible_level', 'global_prior'
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise ConfigError(f"unknown field {unknown[0]!r} in {_CALLER}; allowed fields are "
+                              + ", ".join(repr(n) for n in names))
+        values = dict(data)
+        if "global_prior" in values and values["global_prior"] is not None:
+            values["global_prior"] = tuple(values["global_prior"])
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | PathLike) -> "BaselineConfig":
+        """Load a configuration from a TOML file (top level, or a ``[baselines]`` table).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "baselines.toml"
+        >>> _ = p.write_text('[baselines]\\nwindows = ["1d", "7d"]\\nhalf_life = "2d"\\n')
+        >>> BaselineConfig.from_toml(p).window_names
+        ('1d', '7d')
+        """
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        if set(data) == {"baselines"}:
+            data = data["baselines"]
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (durations as strings) for manifests and TOML; round-trips through :meth:`from_dict`.
+
+        Examples
+        --------
+        >>> d = BaselineConfig().to_dict()
+        >>> d["windows"], d["half_life"]
+        (['7d', '30d', '90d'], '14d')
+        >>> BaselineConfig.from_dict(d) == BaselineConfig()
+        True
+        """
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "windows":
+                value = list(self.window_names)
+            elif isinstance(value, _dt.timedelta):
+                value = _window_name(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def evolve(self, **changes: Any) -> "BaselineConfig":
+        """A validated copy with some fields changed.
+
+        Examples
+        --------
+        >>> BaselineConfig().evolve(privacy=True).privacy
+        True
+        """
+        return dataclasses.replace(self, **changes)
+
+
+def _window_name(td: _dt.timedelta) -> str:
+    seconds = int(td.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400}d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds}s"

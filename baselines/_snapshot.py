@@ -1,0 +1,341 @@
+"""The snapshot of one tenant: every baseline table as of one instant, plus the state to refresh it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from commgraph.graph import CommGraphError, ConfigError, stable_keys  # stable_keys: used by the examples
+
+from ._aggregate import Decayed, KeyedAggregate
+from ._config import BaselineConfig
+from ._events import EVENT_COLUMNS, canonical_order
+from ._index import KeyIndex
+from ._state import DECAYED_TABLES, LIFETIME_TABLES, WINDOW_TABLES, TenantState
+from ._tables import KEY_COLUMNS, TABLES, pair_keys
+
+__all__ = ["Snapshot", "SCHEMA_VERSION", "check_tenant"]
+
+#: Version of the snapshot layout (tables, state, index, manifest). Readers refuse others.
+SCHEMA_VERSION = 1
+
+
+def to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as numpy, zero-copy for one chunk of a primitive type without nulls."""
+    if column.num_chunks == 1:
+        return column.chunk(0).to_numpy(zero_copy_only=False)
+    return column.to_numpy()
+
+
+def check_tenant(expected: str, got: str, what: str) -> None:
+    """Refuse to answer for one tenant from another tenant's data."""
+    if expected != got:
+        raise CommGraphError(f"{what} belongs to tenant {expected!r}, not {got!r}; a snapshot only answers for "
+                             "its own tenant")
+
+
+class Snapshot:
+    """Every baseline of one tenant as of ``as_of``: tables for notebooks, a key lookup for signals.
+
+    Made by :func:`build_baselines`, :func:`refresh` or :meth:`SnapshotStore.load`,
+    not directly. Tables are Arrow tables (zero-copy when loaded from a store).
+
+    Attributes
+    ----------
+    tenant_id : str
+    as_of : pandas.Timestamp
+        Only mail strictly before it, and labels known before it, count.
+    config : BaselineConfig
+    priors : dict
+        Per entity kind, the fitted ``alpha``, ``beta`` and their ``source``
+        (``tenant`` or ``global``); ``global`` holds the global priors.
+    fingerprint : str
+        An order-free checksum of the input events (messages and labels) the
+        snapshot counts: a rebuild and an equivalent refresh share it.
+
+    Examples
+    --------
+    >>> from commgraph.baselines import build_baselines
+    >>> from commgraph.graph import validate
+    >>> m = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["1", "2", "3"],
+    ...     "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-03T09:00Z"],
+    ...     "sender": ["ann@vendor.com", "ann@vendor.com", "bo@acme.com"],
+    ...     "recipients": ["cy@acme.com", "cy@acme.com; di@acme.com", "ann@vendor.com"]}),
+    ...     tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+    >>> snap = build_baselines(m, as_of="2024-05-04")["acme"]
+    >>> snap
+    Snapshot('acme' as of 2024-05-04 00:00 UTC: 2 senders, 3 pairs, 3 mailboxes)
+    >>> snap.table("sender")[["sender", "n_messages_7d", "active_days", "n_written_to"]]
+               sender  n_messages_7d  active_days  n_written_to
+    0     bo@acme.com              1            1             0
+    1  ann@vendor.com              2            2             1
+    >>> snap.lookup("sender", stable_keys(["ann@vendor.com", "nobody@x.com"])).tolist()
+    [1, -1]
+    """
+
+    __slots__ = ("tenant_id", "as_of", "config", "tables", "state", "priors", "fingerprint", "secret_check",
+                 "_indexes", "_state_tables", "_state_loader")
+
+    def __init__(self, *, tenant_id: str, as_of: pd.Timestamp, config: BaselineConfig, tables: dict[str, pa.Table],
+                 state: TenantState | None, priors: dict[str, Any], fingerprint: str, secret_check: str | None = None,
+                 indexes: dict[str, KeyIndex] | None = None, state_tables: dict[str, pa.Table] | None = None,
+                 state_loader: Any = None):
+        self.tenant_id = tenant_id
+        self.as_of = pd.Timestamp(as_of)
+        self.config = config
+        self.tables = tables
+        self.state = state
+        self.priors = priors
+        self.fingerprint = fingerprint
+        self.secret_check = secret_check
+        self._indexes = dict(indexes or {})
+        self._state_tables = state_tables
+        # A store reads the refresh state only when a refresh needs it (it is
+        # compressed on disk, and an engine serving signals never does).
+        self._state_loader = state_loader
+
+    # ------------------------------------------------------------------ reading
+    def table(self, name: str) -> pd.DataFrame:
+        """One baseline table as a DataFrame (for notebooks).
+
+        Parameters
+        ----------
+        name : str
+            One of ``sender``, ``sender_domain``, ``pair``, ``recipient``,
+            ``display_name``, ``tenant``.
+
+        Examples
+        --------
+        >>> snap = _example()
+        >>> snap.table("tenant")[["tenant_id", "n_messages", "n_edges"]]
+          tenant_id  n_messages  n_edges
+        0      acme           3        4
+        """
+        return self.arrow(name).to_pandas()
+
+    def arrow(self, name: str) -> pa.Table:
+        """One baseline table as an Arrow table (zero-copy).
+
+        Examples
+        --------
+        >>> _example().arrow("pair").num_rows
+        3
+        """
+        if name not in self.tables:
+            raise CommGraphError(f"unknown table {name!r}; tables are " + ", ".join(repr(t) for t in TABLES))
+        return self.tables[name]
+
+    def column(self, name: str, column: str) -> np.ndarray:
+        """One numeric column as a numpy array, zero-copy when possible.
+
+        Examples
+        --------
+        >>> _example().column("sender", "n_messages").tolist()
+        [1, 2]
+        """
+        table = self.arrow(name)
+        if column not in table.column_names:
+            raise CommGraphError(f"table {name!r} has no column {column!r}; columns are {table.column_names}")
+        return to_numpy(table.column(column))
+
+    def index(self, name: str) -> KeyIndex:
+        """The key index of a table (built once, or loaded with the snapshot).
+
+        Examples
+        --------
+        >>> _example().index("sender")
+        KeyIndex(2 keys, 8 slots)
+        """
+        if name not in self._indexes:
+            keys = self.column(name, KEY_COLUMNS[name]) if name in self.tables else None
+            if keys is None:
+                raise CommGraphError(f"unknown table {name!r}")
+            self._indexes[name] = KeyIndex.build(keys)
+        return self._indexes[name]
+
+    def lookup(self, name: str, keys: np.ndarray, recipient_keys: np.ndarray | None = None) -> np.ndarray:
+        """Row positions of keys in a table (int64), -1 for keys never seen.
+
+        Parameters
+        ----------
+        name : str
+            The table.
+        keys : ndarray of uint64
+            Keys of the table's key column; for ``pair``, sender keys when
+            ``recipient_keys`` is given (else pair keys, see :func:`pair_keys`).
+        recipient_keys : ndarray of uint64, optional
+            Recipient keys, for ``pair`` only.
+
+        Examples
+        --------
+        >>> snap = _example()
+        >>> s = stable_keys(["ann@vendor.com", "ann@vendor.com"])
+        >>> snap.lookup("pair", s, stable_keys(["di@acme.com", "zed@acme.com"])).tolist()
+        [1, -1]
+        """
+        if recipient_keys is not None:
+            if name != "pair":
+                raise CommGraphError(f"recipient_keys is for the 'pair' table only; got table {name!r}")
+            keys = pair_keys(keys, recipient_keys)
+        return self.index(name).get(np.asarray(keys, dtype=np.uint64))
+
+    def check_tenant(self, tenant_id: str) -> None:
+        """Raise unless this snapshot is ``tenant_id``'s.
+
+        Examples
+        --------
+        >>> _example().check_tenant("globex")
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.CommGraphError: snapshot belongs to tenant 'acme', not 'globex'; a snapshot only answers for its own tenant
+        """
+        check_tenant(self.tenant_id, tenant_id, "snapshot")
+
+    # ------------------------------------------------------------------ state (for refresh and the store)
+    def state_tables(self) -> dict[str, pa.Table]:
+        """The refresh state as Arrow tables: lifetime aggregates, decayed sums, windows, events, names."""
+        if self._state_tables is None:
+            if self.state is None and self._state_loader is not None:
+                self._state_tables = self._state_loader()
+            else:
+                self._state_tables = _state_to_arrow(self.state)
+        return self._state_tables
+
+    def tenant_state(self) -> TenantState:
+        """The refresh state (decoded from the state tables when loaded from a store)."""
+        if self.state is None:
+            self.state = _state_from_arrow(self.tenant_id, self.state_tables())
+        return self.state
+
+    def meta(self) -> dict[str, Any]:
+        """What a manifest records about the snapshot (JSON-ready)."""
+        return {"tenant_id": self.tenant_id, "as_of": self.as_of.isoformat(), "config": self.config.to_dict(),
+                "priors": self.priors, "input_fingerprint": self.fingerprint, "secret_check": self.secret_check,
+                "row_counts": {name: self.tables[name].num_rows for name in TABLES}}
+
+    def equals(self, other: "Snapshot", *, rtol: float = 1e-9) -> bool:
+        """Same tenant, ``as_of`` and table contents (floats within ``rtol``).
+
+        Examples
+        --------
+        >>> _example().equals(_example())
+        True
+        """
+        if self.tenant_id != other.tenant_id or self.as_of != other.as_of:
+            return False
+        return not table_differences(self, other, rtol=rtol)
+
+    def __repr__(self) -> str:
+        n = {k: self.tables[k].num_rows for k in ("sender", "pair", "recipient")}
+        return (f"Snapshot({self.tenant_id!r} as of {self.as_of:%Y-%m-%d %H:%M} UTC: {n['sender']:,} senders, "
+                f"{n['pair']:,} pairs, {n['recipient']:,} mailboxes)")
+
+
+def table_differences(a: Snapshot, b: Snapshot, *, rtol: float = 1e-9) -> list[str]:
+    """Names of the (table, column)s that differ between two snapshots, floats within ``rtol``."""
+    diffs = []
+    for name in TABLES:
+        ta, tb = a.tables[name], b.tables[name]
+        if ta.column_names != tb.column_names or ta.num_rows != tb.num_rows:
+            diffs.append(f"{name}: shape {ta.num_rows}x{ta.column_names} vs {tb.num_rows}x{tb.column_names}")
+            continue
+        for col in ta.column_names:
+            ca, cb = ta.column(col).combine_chunks(), tb.column(col).combine_chunks()
+            if pa.types.is_floating(ca.type):
+                x, y = ca.to_numpy(zero_copy_only=False), cb.to_numpy(zero_copy_only=False)
+                if not np.allclose(x, y, rtol=rtol, atol=1e-12, equal_nan=True):
+                    diffs.append(f"{name}.{col}")
+            elif not ca.equals(cb):
+                diffs.append(f"{name}.{col}")
+    return diffs
+
+
+# --------------------------------------------------------------------------- state <-> Arrow
+
+def _agg_to_arrow(agg: KeyedAggregate, extra: Mapping[str, Any] | None = None) -> pa.Table:
+    meta = {"keys": list(agg.keys), "reducers": agg.reducers, **(extra or {})}
+    columns = {**agg.keys}
+    for name, values in agg.values.items():
+        # Histograms (2-D) are stored as fixed-size lists.
+        columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1]) \
+            if values.ndim == 2 else values
+    table = pa.table(columns)
+    return table.replace_schema_metadata({"commgraph": json.dumps(meta, sort_keys=True)})
+
+
+def _agg_from_arrow(table: pa.Table) -> tuple[KeyedAggregate, dict[str, Any]]:
+    meta = json.loads(table.schema.metadata[b"commgraph"])
+    cols = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_fixed_size_list(column.type):
+            size = column.type.list_size
+            cols[name] = to_numpy(pa.chunked_array([c.flatten() for c in column.chunks], column.type.value_type)
+                                  ).reshape(-1, size)
+        else:
+            cols[name] = to_numpy(column)
+    keys = {k: cols.pop(k) for k in meta["keys"]}
+    return KeyedAggregate(keys, cols, meta["reducers"]), meta
+
+
+def _state_to_arrow(state: TenantState) -> dict[str, pa.Table]:
+    out = {f"lifetime.{name}": _agg_to_arrow(state.lifetime[name]) for name in LIFETIME_TABLES}
+    for w, tables in state.windows.items():
+        for name in WINDOW_TABLES:
+            out[f"window.{w}.{name}"] = _agg_to_arrow(tables[name])
+    for name in DECAYED_TABLES:
+        d = state.decayed[name]
+        out[f"decayed.{name}"] = _agg_to_arrow(d.aggregate, {"anchor": d.anchor, "half_life": d.half_life})
+    rows = state.event_rows()
+    order = canonical_order(rows)  # content order: same bytes whatever the input order
+    events = pa.table({c: rows[c][order] for c in EVENT_COLUMNS})
+    out["events"] = events.replace_schema_metadata({"commgraph": json.dumps(
+        {"as_of": state.as_of, "fingerprint": str(state.fingerprint)})})
+    out["names"] = pa.table({"key": pa.array(state.names["key"], pa.uint64()),
+                             "value": state.names["value"]})
+    return out
+
+
+def _state_from_arrow(tenant_id: str, tables: Mapping[str, pa.Table]) -> TenantState:
+    if tables is None:
+        raise ConfigError("this snapshot carries no refresh state")
+    lifetime = {name: _agg_from_arrow(tables[f"lifetime.{name}"])[0] for name in LIFETIME_TABLES}
+    windows: dict[str, dict[str, KeyedAggregate]] = {}
+    for part, table in tables.items():
+        if part.startswith("window."):
+            _, w, name = part.split(".")
+            windows.setdefault(w, {})[name] = _agg_from_arrow(table)[0]
+    decayed = {}
+    for name in DECAYED_TABLES:
+        agg, meta = _agg_from_arrow(tables[f"decayed.{name}"])
+        decayed[name] = Decayed(agg, anchor=meta["anchor"], half_life=meta["half_life"])
+    ev = tables["events"]
+    meta = json.loads(ev.schema.metadata[b"commgraph"])
+    rows = {c: to_numpy(ev.column(c)) for c in EVENT_COLUMNS}
+    messages = rows["is_message"]
+    events = [{c: v[messages] for c, v in rows.items()}]
+    pending = {c: v[~messages] for c, v in rows.items()}
+    names = {"key": to_numpy(tables["names"].column("key")),
+             "value": tables["names"].column("value").combine_chunks()}
+    return TenantState(tenant_id, int(meta["as_of"]), lifetime, decayed, windows, events, pending, names,
+                       int(meta["fingerprint"]))
+
+
+def _example() -> Snapshot:
+    """A tiny snapshot for the examples in this module."""
+    from commgraph.graph import validate
+
+    from ._build import build_baselines
+
+    m = validate(pd.DataFrame({
+        "tenant_id": "acme", "message_id": ["1", "2", "3"],
+        "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-03T09:00Z"],
+        "sender": ["ann@vendor.com", "ann@vendor.com", "bo@acme.com"],
+        "recipients": ["cy@acme.com", "cy@acme.com; di@acme.com", "ann@vendor.com"]}),
+        tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+    return build_baselines(m, as_of="2024-05-04")["acme"]
+

@@ -1,0 +1,310 @@
+"""Baseline tables as of ``as_of``, derived from a tenant's state.
+
+Lifetime statistics and windowed counts come from the state as they are;
+distinct counts from the keyed sets (pairs, days); the likelihood columns are added once the priors
+are fitted (:mod:`._build`). Every table is sorted by its key, so the same
+state always gives the same arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ._aggregate import KeyedAggregate
+from ._config import BaselineConfig
+from ._events import mix64
+from ._state import TenantState, expand
+
+__all__ = ["TABLES", "ENTITY_KINDS", "pair_keys", "derive_tables", "KEY_COLUMNS"]
+
+#: The baseline tables of a snapshot.
+TABLES: tuple[str, ...] = ("sender", "sender_domain", "pair", "recipient", "display_name", "tenant")
+#: Tables with a smoothed safe likelihood (and a fitted prior each).
+ENTITY_KINDS: tuple[str, ...] = ("sender", "sender_domain", "pair", "recipient")
+#: The uint64 key column each table is looked up by.
+KEY_COLUMNS: dict[str, str] = {"sender": "sender_key", "sender_domain": "sender_domain_key", "pair": "pair_key",
+                               "recipient": "recipient_key", "display_name": "display_name_key",
+                               "tenant": "tenant_key"}
+_INT64_MAX = np.iinfo(np.int64).max
+_INT64_MIN = np.iinfo(np.int64).min
+_AUTH_COLUMNS = tuple(f"{a}_{r}" for a in ("spf", "dkim", "dmarc") for r in ("pass", "fail"))
+_LABEL_COLUMNS = ("n_safe", "n_attack", "n_spam", "n_presumed_safe")
+
+
+def pair_keys(sender_keys: np.ndarray, recipient_keys: np.ndarray) -> np.ndarray:
+    """The stable uint64 key of (sender, recipient) pairs, from the two address keys.
+
+    A splitmix64 finalizer over a mix of both keys: order matters, so (a, b)
+    and (b, a) get different keys. Part of the snapshot format.
+
+    Examples
+    --------
+    >>> s, r = np.array([1, 2], dtype=np.uint64), np.array([2, 1], dtype=np.uint64)
+    >>> k = pair_keys(s, r)
+    >>> k.dtype, bool(k[0] != k[1])
+    (dtype('uint64'), True)
+    """
+    return mix64(sender_keys, recipient_keys)
+
+
+def _align(keys: np.ndarray, agg_keys: np.ndarray, values: np.ndarray, fill: Any = 0) -> np.ndarray:
+    """Values of a sorted keyed aggregate at sorted ``keys`` (fill where absent)."""
+    out = np.full(len(keys), fill, dtype=values.dtype if values.size else np.int64)
+    if not len(agg_keys) or not len(keys):
+        return out
+    pos = np.searchsorted(agg_keys, keys)
+    pos_c = np.minimum(pos, len(agg_keys) - 1)
+    found = agg_keys[pos_c] == keys
+    out[found] = values[pos_c[found]]
+    return out
+
+
+def _count_by(keys: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """How many of ``members`` (sorted or not) equal each of the sorted ``keys``."""
+    if not len(keys):
+        return np.zeros(0, np.int32)
+    pos = np.searchsorted(keys, members)
+    pos_c = np.minimum(pos, len(keys) - 1)
+    pos_c = pos_c[keys[pos_c] == members]
+    return np.bincount(pos_c, minlength=len(keys)).astype(np.int32)
+
+
+def _ts(values: np.ndarray, sentinel: int) -> pa.Array:
+    return pa.array(values, type=pa.timestamp("ns", tz="UTC"), mask=values == sentinel)
+
+
+def _hours(agg: KeyedAggregate) -> pa.Array:
+    flat = agg.values["hour_histogram"].astype(np.int32).ravel()
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat), 24)
+
+
+class _Names:
+    """Strings behind keys (absent in privacy mode)."""
+
+    def __init__(self, names: dict[str, np.ndarray]):
+        self.keys = names["key"]
+        self.values = names["value"]
+
+    def __bool__(self) -> bool:
+        return bool(len(self.keys))
+
+    def take(self, keys: np.ndarray) -> pa.Array:
+        pos = np.searchsorted(self.keys, keys)
+        pos_c = np.minimum(pos, max(len(self.keys) - 1, 0))
+        found = self.keys[pos_c] == keys
+        # Arrow take: no Python string objects; absent keys become nulls.
+        return self.values.take(pa.array(pos_c, mask=~found))
+
+
+def _lists(owner_keys: np.ndarray, member_owner: np.ndarray, columns: dict[str, np.ndarray],
+           types: dict[str, pa.DataType]) -> dict[str, pa.Array]:
+    """List columns per owner from member rows sorted by owner (every member's owner is in ``owner_keys``)."""
+    offs = np.empty(len(owner_keys) + 1, np.int32)
+    offs[:-1] = np.searchsorted(member_owner, owner_keys, side="left")
+    offs[-1] = len(member_owner)
+    return {name: pa.ListArray.from_arrays(pa.array(offs), values if isinstance(values, pa.Array)
+                                           else pa.array(values, type=types[name]))
+            for name, values in columns.items()}
+
+
+def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[str, Any]]:
+    """Every baseline table (columns as numpy or Arrow arrays), without likelihoods."""
+    as_of = state.as_of
+    aggs, decayed = state.lifetime, state.decayed
+    names = _Names(state.names)
+    private = not names and config.privacy
+    windows = [(name, str(int(w.total_seconds() * 1e9))) for name, w in zip(config.window_names, config.windows)]
+
+    def window_counts(table: str, column: str, table_keys: np.ndarray) -> dict[str, np.ndarray]:
+        # Windows wrap the count: kept per window by the state, aligned here to the table's rows.
+        out = {}
+        for name, w in windows:
+            agg = state.windows[w][table]
+            out[f"{column}_{name}"] = _align(table_keys, next(iter(agg.keys.values())), agg.values["n"]).astype(np.int32)
+        return out
+
+    tables: dict[str, dict[str, Any]] = {}
+    pair = aggs["pair"]
+    ps, pr = pair.keys["sender_key"], pair.keys["recipient_key"]
+    sender = aggs["sender"]
+
+    # ---------------------------------------------------------------- sender
+    sk = sender.keys["sender_key"]
+    sv = expand(sender.values)
+    n = sv["n_messages"]
+    t: dict[str, Any] = {"sender_key": sk}
+    if not private:
+        t["sender"] = names.take(sk)
+    t["sender_domain_key"] = sv["sender_domain_key"]
+    t.update(window_counts("sender", "n_messages", sk))
+    t["n_messages"] = n.astype(np.int32)
+    t["decayed_messages"] = _align(sk, decayed["sender"].aggregate.keys["sender_key"],
+                                   decayed["sender"].aggregate.values["n_messages"], 0.0)
+    t["first_seen"] = _ts(sv["first_seen"], _INT64_MAX)
+    t["last_seen"] = _ts(sv["last_seen"], _INT64_MIN)
+    t["active_days"] = _count_by(sk, aggs["sender_day"].keys["sender_key"])
+    t["n_distinct_recipients"] = _count_by(sk, ps[pair.values["n_messages"] > 0])
+    t["mean_recipients"] = np.divide(sv["n_recipients_total"], n, out=np.zeros(len(n)),
+                                     where=n > 0).astype(np.float32)
+    for c in _LABEL_COLUMNS + _AUTH_COLUMNS + ("n_outbound",):
+        t[c] = sv[c].astype(np.int32)
+    t["hour_histogram"] = _hours(sender)
+    disp = aggs["display_name"]
+    dn, ds, dc = disp.keys["display_name_key"], disp.keys["sender_key"], disp.values["n_messages"]
+    order = np.lexsort((dn, -dc, ds))
+    dn, ds, dc = dn[order], ds[order], dc[order]
+    starts = np.searchsorted(ds, ds, side="left")
+    top = (np.arange(len(ds)) - starts) < config.top_display_names
+    lists = {"display_name_keys": dn[top], "display_name_counts": dc[top].astype(np.int32)}
+    types = {"display_name_keys": pa.uint64(), "display_name_counts": pa.int32()}
+    if not private:
+        lists["display_names"] = names.take(dn[top])
+        types["display_names"] = pa.string()
+    t.update(_lists(sk, ds[top], lists, types))
+    wt = aggs["written_to"]
+    t["n_written_to"] = _align(sk, wt.keys["recipient_key"], wt.values["n_messages"]).astype(np.int32)
+    t["last_written_to"] = _ts(_align(sk, wt.keys["recipient_key"], wt.values["last_seen"], _INT64_MIN),
+                               _INT64_MIN)
+    tables["sender"] = t
+
+    # ---------------------------------------------------------------- sender_domain
+    dom = aggs["sender_domain"]
+    dk = dom.keys["sender_domain_key"]
+    dv = expand(dom.values)
+    t = {"sender_domain_key": dk}
+    if not private:
+        t["sender_domain"] = names.take(dk)
+    t.update(window_counts("sender_domain", "n_messages", dk))
+    t["n_messages"] = dv["n_messages"].astype(np.int32)
+    t["decayed_messages"] = _align(dk, decayed["sender_domain"].aggregate.keys["sender_domain_key"],
+                                   decayed["sender_domain"].aggregate.values["n_messages"], 0.0)
+    t["first_seen"] = _ts(dv["first_seen"], _INT64_MAX)
+    t["last_seen"] = _ts(dv["last_seen"], _INT64_MIN)
+    t["active_days"] = _count_by(dk, aggs["sender_domain_day"].keys["sender_domain_key"])
+    t["n_distinct_senders"] = _count_by(dk, sv["sender_domain_key"][n > 0])
+    for c in _LABEL_COLUMNS + _AUTH_COLUMNS + ("n_outbound", "n_internal"):
+        t[c] = dv[c].astype(np.int32)
+    t["hour_histogram"] = _hours(dom)
+    out = aggs["domain_out"]
+    t["n_outbound_to"] = _align(dk, out.keys["recipient_domain_key"], out.values["n_messages"]).astype(np.int32)
+    t["last_outbound_to"] = _ts(_align(dk, out.keys["recipient_domain_key"], out.values["last_seen"], _INT64_MIN),
+                                _INT64_MIN)
+    tables["sender_domain"] = t
+
+    # ---------------------------------------------------------------- pair
+    pv = expand(pair.values)
+    pk = pair_keys(ps, pr)
+    t = {"pair_key": pk, "sender_key": ps, "recipient_key": pr}
+    if not private:
+        t["sender"] = names.take(ps)
+        t["recipient"] = names.take(pr)
+    t["n_messages"] = pv["n_messages"].astype(np.int32)
+    t["n_inbound"] = pv["n_inbound"].astype(np.int32)
+    t["first_seen"] = _ts(pv["first_seen"], _INT64_MAX)
+    t["last_seen"] = _ts(pv["last_seen"], _INT64_MIN)
+    for c in _LABEL_COLUMNS:
+        t[c] = pv[c].astype(np.int32)
+    if len(pk):
+        from ._index import KeyIndex
+
+        reverse = KeyIndex.build(pk).get(pair_keys(pr, ps))
+        has = reverse >= 0
+        rpos = np.maximum(reverse, 0)
+        t["n_reverse"] = np.where(has, pv["n_messages"][rpos], 0).astype(np.int32)
+        t["last_reverse"] = _ts(np.where(has, pv["last_seen"][rpos], _INT64_MIN), _INT64_MIN)
+    else:
+        t["n_reverse"] = np.zeros(0, np.int32)
+        t["last_reverse"] = _ts(np.zeros(0, np.int64), _INT64_MIN)
+    tables["pair"] = t
+
+    # ---------------------------------------------------------------- recipient (tenant mailboxes)
+    rec = aggs["recipient"]
+    mailboxes = sk[(sv["n_outbound"] > 0) | (sv["n_internal"] > 0)]
+    rk = np.union1d(rec.keys["recipient_key"], mailboxes).astype(np.uint64)
+    rv = {c: _align(rk, rec.keys["recipient_key"], v) for c, v in expand(rec.values).items()}
+    t = {"recipient_key": rk}
+    if not private:
+        t["recipient"] = names.take(rk)
+    t.update(window_counts("recipient", "n_inbound", rk))
+    t["n_inbound"] = rv["n_inbound"].astype(np.int32)
+    t["n_internal"] = rv["n_internal"].astype(np.int32)
+    inbound_pairs = pv["n_inbound"] > 0
+    t["n_distinct_senders"] = _count_by(rk, pr[inbound_pairs])
+    for c in _LABEL_COLUMNS:
+        t[c] = rv[c].astype(np.int32)
+    # A first-time sender's first message reached this mailbox: the pair began
+    # when the sender did (messages at the same instant count once).
+    sender_first = _align(ps, sk, sv["first_seen"], _INT64_MAX)
+    first_time = inbound_pairs & (pv["first_seen"] == sender_first)
+    t["n_first_time_inbound"] = _count_by(rk, pr[first_time])
+    t["first_time_share"] = np.divide(t["n_first_time_inbound"], t["n_inbound"], out=np.zeros(len(rk)),
+                                      where=t["n_inbound"] > 0).astype(np.float32)
+    t["n_outbound"] = _align(rk, sk, sv["n_outbound"]).astype(np.int32)
+    tables["recipient"] = t
+
+    # ---------------------------------------------------------------- display_name
+    dn, ds = disp.keys["display_name_key"], disp.keys["sender_key"]
+    dc, di = disp.values["n_messages"], disp.values["n_internal"]
+    names_keys = np.unique(dn)
+    t = {"display_name_key": names_keys}
+    if not private:
+        t["display_name"] = names.take(names_keys)
+    t["n_messages"] = np.bincount(np.searchsorted(names_keys, dn), weights=dc,
+                                  minlength=len(names_keys)).astype(np.int32)
+    t["n_addresses"] = _count_by(names_keys, dn)
+    internal = np.bincount(np.searchsorted(names_keys, dn), weights=di, minlength=len(names_keys)).astype(np.int32)
+    t["n_internal"] = internal
+    t["is_internal"] = internal > 0
+    lists = {"address_keys": ds, "address_counts": dc.astype(np.int32)}
+    types = {"address_keys": pa.uint64(), "address_counts": pa.int32()}
+    if not private:
+        lists["addresses"] = names.take(ds)
+        types["addresses"] = pa.string()
+    t.update(_lists(names_keys, dn, lists, types))
+    tables["display_name"] = t
+
+    # ---------------------------------------------------------------- tenant
+    ten = expand(aggs["tenant"].values)
+    n_msg = int(ten["n_messages"][0]) if len(aggs["tenant"]) else 0
+    t = {"tenant_key": np.zeros(1, np.uint64), "tenant_id": pa.array([state.tenant_id]),
+         "as_of": pa.array([as_of], type=pa.timestamp("ns", tz="UTC"))}
+    t.update(window_counts("tenant", "n_messages", np.zeros(1, np.uint64)))
+    t["n_messages"] = np.array([n_msg], np.int64)
+    t["n_edges"] = np.array([int(pv["n_messages"].sum())], np.int64)
+    for c in ("n_inbound", "n_outbound", "n_internal") + _LABEL_COLUMNS:
+        t[c] = np.array([int(ten[c][0]) if n_msg or len(aggs["tenant"]) else 0], np.int64)
+    for c in ("n_safe", "n_attack", "n_spam"):
+        t[c.replace("n_", "rate_")] = np.array([t[c][0] / n_msg if n_msg else 0.0])
+    dec = decayed["tenant"].aggregate.values["n_messages"]
+    t["decayed_messages"] = np.array([float(dec[0]) if len(dec) else 0.0])
+    t["first_seen"] = _ts(np.array([ten["first_seen"][0] if len(aggs["tenant"]) else _INT64_MAX]), _INT64_MAX)
+    t["last_seen"] = _ts(np.array([ten["last_seen"][0] if len(aggs["tenant"]) else _INT64_MIN]), _INT64_MIN)
+    t["n_senders"] = np.array([int((n > 0).sum())], np.int64)
+    t["n_mailboxes"] = np.array([len(rk)], np.int64)
+    t["hour_histogram"] = _hours(aggs["tenant"]) if len(aggs["tenant"]) else \
+        pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(24, np.int32)), 24)
+    # Known contacts, for look-alike checks: own domains (they send internal
+    # mail), then domains the tenant wrote to, then the most corresponded-with.
+    own = dv["n_internal"] > 0
+    wrote = _align(dk, out.keys["recipient_domain_key"], out.values["n_messages"])
+    extra_keys = np.setdiff1d(out.keys["recipient_domain_key"], dk)
+    all_keys = np.concatenate([dk, extra_keys])
+    is_own = np.concatenate([own, np.zeros(len(extra_keys), bool)])
+    written = np.concatenate([wrote, out.values["n_messages"][np.isin(out.keys["recipient_domain_key"], extra_keys)]])
+    volume = np.concatenate([dv["n_messages"], np.zeros(len(extra_keys), np.int64)]) + written
+    rank = np.lexsort((all_keys, -volume.astype(np.int64), ~(written > 0), ~is_own))[:config.known_contact_domains]
+    known = all_keys[rank]
+    t["known_contact_domain_keys"] = pa.array([known], type=pa.list_(pa.uint64()))
+    if not private:
+        t["known_contact_domains"] = pa.array([names.take(known).to_pylist()], type=pa.list_(pa.string()))
+    tables["tenant"] = t
+    return tables
+
+
+def to_arrow(columns: dict[str, Any]) -> pa.Table:
+    """A table of numpy/Arrow columns, in order."""
+    return pa.table({name: (col if isinstance(col, (pa.Array, pa.ChunkedArray)) else pa.array(col))
+                     for name, col in columns.items()})

@@ -1,0 +1,147 @@
+"""Configuration, smoothing and priors, lookups, and the tables' shape and budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+
+from commgraph.baselines import (
+    TABLES, BaselineConfig, KeyIndex, build_baselines, fit_beta_prior, pair_keys, posterior_lower_bound,
+    posterior_mean,
+)
+from commgraph.graph import ConfigError, generate, stable_keys, validate
+
+
+@pytest.fixture(scope="module")
+def mail():
+    g = generate(tenants=3, days=14, random_state=11, scale=0.3, attack_rate=0.02)
+    return validate(g.messages, tenants=g.tenants)
+
+
+# --------------------------------------------------------------------------- configuration
+
+def test_config_from_toml_and_round_trip(tmp_path) -> None:
+    path = tmp_path / "b.toml"
+    path.write_text('windows = ["12h", "7d"]\nhalf_life = "3d"\nlabel_policy = "ignore"\nsettle_delay = "2d"\n'
+                    'global_prior = [3.0, 1.0]\n')
+    cfg = BaselineConfig.from_toml(path)
+    assert cfg.window_names == ("12h", "7d") and cfg.global_prior == (3.0, 1.0)
+    assert BaselineConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(AttributeError):
+        cfg.privacy = True  # frozen
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("windows", [], "'windows' parameter of BaselineConfig must be a non-empty list"),
+    ("windows", ["7d", "7d"], "distinct"),
+    ("windows", ["90m"], "whole numbers of hours"),
+    ("half_life", "soon", "'half_life' parameter of BaselineConfig must be a timedelta > 0"),
+    ("label_policy", "trust", "one of 'presume_safe', 'ignore'. Got 'trust' instead."),
+    ("settle_delay", "100d", "<= the longest window (90d)"),
+    ("credible_level", 1.5, "a float in [0.5, 1)"),
+    ("global_prior", (1.0, -1.0), "a pair of floats (alpha, beta) > 0"),
+    ("top_display_names", 0, "an int >= 1. Got 0 instead."),
+])
+def test_config_errors_name_the_field_and_the_allowed_values(field, value, message) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        BaselineConfig(**{field: value})
+
+
+def test_unknown_config_fields_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown field 'window'"):
+        BaselineConfig.from_dict({"window": ["7d"]})
+
+
+# --------------------------------------------------------------------------- smoothing
+
+def test_prior_fit_is_the_maximum_of_scipys_betabinom_likelihood() -> None:
+    rng = np.random.default_rng(4)
+    n = rng.integers(1, 40, 3000)
+    k = stats.betabinom.rvs(n, 6.0, 1.5, random_state=rng)
+    a, b = fit_beta_prior(k, n)
+
+    def nll(theta):
+        return -stats.betabinom.logpmf(k, n, *np.exp(theta)).sum()
+
+    reference = optimize.minimize(nll, np.log([1.0, 1.0]), method="Nelder-Mead",
+                                  options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 4000})
+    assert nll(np.log([a, b])) <= reference.fun + 1e-6
+    np.testing.assert_allclose([a, b], np.exp(reference.x), rtol=2e-3)
+    assert abs(a / (a + b) - 0.8) < 0.02
+
+
+def test_posterior_and_lower_bound() -> None:
+    k, n = np.array([0, 5, 10]), np.array([0, 10, 10])
+    np.testing.assert_allclose(posterior_mean(k, n, 2.0, 2.0), (k + 2) / (n + 4))
+    lo = posterior_lower_bound(k, n, 2.0, 2.0, level=0.9)
+    np.testing.assert_allclose(lo, stats.beta.ppf(0.1, k + 2, n - k + 2))
+    assert np.all(lo < posterior_mean(k, n, 2.0, 2.0))
+    with pytest.raises(ConfigError, match="'successes' must be in"):
+        posterior_mean(np.array([3]), np.array([2]), 1.0, 1.0)
+
+
+def test_likelihood_columns_use_the_tenant_prior_or_borrow_the_global_one(mail) -> None:
+    snaps = build_baselines(mail, as_of="2025-01-18", config=BaselineConfig(min_prior_labels=5))
+    big = snaps["tenant-01"]
+    assert big.priors["sender"]["source"] == "tenant"
+    s = big.table("sender")
+    safe = s["n_safe"] + s["n_presumed_safe"].clip(lower=0)
+    trials = safe + s["n_attack"] + s["n_spam"]
+    a, b = big.priors["sender"]["alpha"], big.priors["sender"]["beta"]
+    np.testing.assert_allclose(s["likelihood_safe"], (safe + a) / (trials + a + b), rtol=1e-6)
+    attacked = s["n_attack"] > 0
+    assert s.loc[attacked, "likelihood_safe"].mean() < s.loc[~attacked, "likelihood_safe"].mean()
+    # A newly onboarded tenant with too little labelled mail borrows the global prior.
+    cold = build_baselines(mail, as_of="2025-01-18", config=BaselineConfig(min_prior_labels=10**9))
+    for snap in cold.values():
+        for kind in ("sender", "sender_domain", "pair", "recipient"):
+            assert snap.priors[kind]["source"] == "global"
+            assert snap.priors[kind]["alpha"] == snap.priors["global"][kind]["alpha"]
+
+
+def test_label_policy_ignore_counts_explicit_labels_only(mail) -> None:
+    snap = build_baselines(mail, as_of="2025-01-18", config=BaselineConfig(label_policy="ignore",
+                                                                             global_prior=(1.0, 1.0),
+                                                                             min_prior_labels=10**9))
+    r = snap["tenant-01"].table("recipient")
+    unlabelled = (r["n_safe"] + r["n_attack"] + r["n_spam"]) == 0
+    np.testing.assert_allclose(r.loc[unlabelled, "likelihood_safe"], 0.5)
+
+
+# --------------------------------------------------------------------------- lookups and budget
+
+def test_key_index_matches_a_dictionary() -> None:
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 2**63, 50_000, dtype=np.uint64) * np.uint64(2)
+    index = KeyIndex.build(keys)
+    queries = np.concatenate([keys[rng.integers(0, len(keys), 20_000)], keys[:100] + np.uint64(1)])
+    expected = pd.Index(keys).get_indexer(queries)
+    np.testing.assert_array_equal(index.get(queries), expected)
+    assert index.nbytes / len(keys) <= 16
+
+
+def test_lookup_by_address_and_pair(mail) -> None:
+    snap = build_baselines(mail, as_of="2025-01-18")["tenant-02"]
+    pairs = snap.table("pair").sample(50, random_state=0)
+    pos = snap.lookup("pair", stable_keys(pairs["sender"]), stable_keys(pairs["recipient"]))
+    np.testing.assert_array_equal(pos, pairs.index.to_numpy())
+    np.testing.assert_array_equal(snap.lookup("pair", pair_keys(stable_keys(pairs["sender"]),
+                                                                stable_keys(pairs["recipient"]))), pos)
+    # Another tenant's sender is unknown here: isolation at lookup level.
+    other = build_baselines(mail, as_of="2025-01-18")["tenant-03"].table("sender")["sender"]
+    foreign = sorted(set(other) - set(snap.table("sender")["sender"]))[:20]
+    assert (snap.lookup("sender", stable_keys(foreign)) == -1).all()
+
+
+def test_tables_and_bytes_per_sender_row(mail) -> None:
+    snap = build_baselines(mail, as_of="2025-01-18")["tenant-01"]
+    assert set(snap.tables) == set(TABLES)
+    sender = snap.arrow("sender")
+    strings = [c for c in sender.column_names if c in ("sender", "display_names")]
+    without = sender.drop_columns(strings)
+    assert without.nbytes / sender.num_rows <= 256
+    read_by_signals = ["sender_key", "n_messages_30d", "n_messages", "first_seen", "last_seen", "active_days",
+                       "n_written_to", "likelihood_safe"]
+    assert (sender.select(read_by_signals).nbytes + snap.index("sender").nbytes) / sender.num_rows <= 100

@@ -1,0 +1,130 @@
+"""The refresh job and its command line: publish, idempotence, incremental == full, isolation, kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from commgraph.baselines import SnapshotStore, build_baselines
+from commgraph.baselines import run_refresh
+from commgraph.graph import generate, validate, write_generated
+from commgraph.signals._cli import main
+
+AS_OF = "2025-01-14T00:00Z"
+
+
+@pytest.fixture(scope="module")
+def mail():
+    return generate(tenants=3, days=10, scale=0.1, random_state=3)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, mail):
+    path = tmp_path_factory.mktemp("archive") / "mail"
+    write_generated(path, tenants=3, days=10, scale=0.1, random_state=3, progress=False)
+    return path
+
+
+def tenants_toml(mail, path: Path) -> Path:
+    lines = []
+    for cfg in mail.tenants:
+        lines += ["[[tenant]]", f'tenant_id = "{cfg.tenant_id}"', f"own_domains = {list(cfg.own_domains)!r}".replace("'", '"'), ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def test_refresh_publishes_every_tenant_and_equals_a_direct_build(tmp_path, mail):
+    # With the cold-start prior given, one tenant at a time equals the all-tenant build on every column.
+    config = {"global_prior": (9.0, 1.0)}
+    report = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, jobs=2,
+                         config=config)
+    assert report.exit_code == 0 and [o.status for o in report.outcomes] == ["published"] * 3
+    direct = build_baselines(validate(mail.messages, tenants=mail.tenants), as_of=AS_OF, config=config)
+    store = SnapshotStore(tmp_path)
+    for tenant, snapshot in direct.items():
+        loaded = store.load(tenant)
+        assert loaded.tenant_id == tenant
+        assert loaded.equals(snapshot), tenant
+    rows = {o.tenant_id: o.rows_read for o in report.outcomes}
+    assert rows == mail.messages["tenant_id"].value_counts().to_dict()
+
+
+def test_same_as_of_and_input_publishes_nothing_new_unless_forced(tmp_path, mail):
+    first = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    again = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    assert [o.status for o in again.outcomes] == ["unchanged"] * 3
+    assert [o.version for o in again.outcomes] == [o.version for o in first.outcomes]
+    forced = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, force=True)
+    assert [o.status for o in forced.outcomes] == ["published"] * 3 and {o.version for o in forced.outcomes} == {2}
+    # New mail changes the content: published without --force.
+    later = run_refresh(mail.messages, store=tmp_path, as_of="2025-01-15T00:00Z", tenant_configs=mail.tenants)
+    assert {o.status for o in later.outcomes} == {"published"}
+
+
+def test_incremental_refresh_equals_a_full_rebuild(tmp_path, mail):
+    run_refresh(mail.messages, store=tmp_path / "inc", as_of="2025-01-10T00:00Z", tenant_configs=mail.tenants)
+    inc = run_refresh(mail.messages, store=tmp_path / "inc", as_of=AS_OF, tenant_configs=mail.tenants,
+                      incremental=True)
+    full = run_refresh(mail.messages, store=tmp_path / "full", as_of=AS_OF, tenant_configs=mail.tenants)
+    assert {o.mode for o in inc.outcomes} == {"incremental"} and {o.mode for o in full.outcomes} == {"full"}
+    a, b = SnapshotStore(tmp_path / "inc"), SnapshotStore(tmp_path / "full")
+    for tenant in a.tenants():
+        assert a.load(tenant).equals(b.load(tenant)), tenant
+
+
+def test_a_failing_tenant_does_not_stop_the_others(tmp_path, mail):
+    raw = mail.messages.copy()
+    broken = raw["tenant_id"] == "tenant-02"
+    raw.loc[broken, "sender"] = "not an address"  # every row of tenant-02 is rejected
+    report = run_refresh(raw, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, jobs=2)
+    assert report.exit_code == 3 and report.failed == ["tenant-02"]
+    failed = next(o for o in report.outcomes if o.tenant_id == "tenant-02")
+    assert "no usable mail" in failed.error and failed.rows_rejected == 0  # the failure names the cause
+    assert sorted(SnapshotStore(tmp_path).tenants()) == ["tenant-01", "tenant-03"]
+
+
+def test_command_line_exit_codes_and_report(tmp_path, mail, archive, capsys):
+    toml = tenants_toml(mail, tmp_path / "tenants.toml")
+    store, report_path = tmp_path / "store", tmp_path / "report.json"
+    code = main(["refresh", "--input", str(archive), "--store", str(store), "--as-of", AS_OF, "--jobs", "2",
+                 "--tenant-config", str(toml), "--report", str(report_path)])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report["exit_code"] == 0 and [t["status"] for t in report["tenants"]] == ["published"] * 3
+    assert all(t["rows_read"] > 0 and t["seconds"] > 0 for t in report["tenants"])
+    out = capsys.readouterr().out
+    assert "tenant-01" in out and "published" in out
+    assert main(["refresh", "--input", str(archive), "--store", str(store), "--as-of", AS_OF,
+                 "--tenants", "nobody"]) == 2
+    assert "not in the input" in capsys.readouterr().err
+    assert main(["inspect", "--store", str(store)]) == 0
+    assert capsys.readouterr().out.count(" ok") == 3
+
+
+def test_killed_refresh_leaves_the_store_serving_and_the_next_run_completes(tmp_path, archive):
+    store = tmp_path / "store"
+    base = [sys.executable, "-m", "commgraph.signals._cli", "refresh", "--input", str(archive), "--store", str(store)]
+    subprocess.run(base + ["--as-of", "2025-01-12T00:00Z"], check=True, capture_output=True)
+    before = {t: SnapshotStore(store).current(t) for t in SnapshotStore(store).tenants()}
+    for delay in (0.3, 0.8, 1.5, 2.5):
+        proc = subprocess.Popen(base + ["--as-of", AS_OF, "--force"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)  # the job and any worker it started
+        proc.wait()
+        s = SnapshotStore(store)
+        for tenant in before:
+            version = s.current(tenant)
+            assert version is not None and version >= before[tenant]
+            s.load(tenant, verify=True)  # the current version is whole: every checksum holds
+    done = subprocess.run(base + ["--as-of", AS_OF], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert main(["inspect", "--store", str(store)]) == 0
