@@ -56,6 +56,11 @@ class TenantOutcome:
         Peak resident memory of the process that ran the tenant.
     error : str or None
         The failure, with its type, when ``status == 'failed'``.
+
+    Examples
+    --------
+    >>> TenantOutcome("acme", "published", version=4, rows_read=1200, rows_rejected=3).status
+    'published'
     """
 
     tenant_id: str
