@@ -1,0 +1,27 @@
+"""The runnable examples run (each as a script, as a user would)."""
+
+from __future__ import annotations
+
+import py_compile
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# Needs Apache Airflow, which is not a dependency: checked to compile, not run.
+TEMPLATES = {"airflow_dag.py"}
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py") if p.name not in TEMPLATES))
+def test_example_runs(script: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip(), "an example shows what it did"
+
+
+@pytest.mark.parametrize("script", sorted(TEMPLATES))
+def test_template_compiles(script: str) -> None:
+    py_compile.compile(str(EXAMPLES / script), doraise=True)
