@@ -42,3 +42,13 @@ def frame(**overrides) -> pd.DataFrame:
 
 
 ACME = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+
+
+@pytest.fixture(scope="session")
+def enron(real_data: Path):
+    """The Enron JHU messages as one tenant, validated leniently (the 1980 placeholders are set aside)."""
+    from commgraph.graph import validate
+
+    raw = pd.read_csv(real_data / "enron_jhu" / "messages.csv.gz")
+    raw["tenant_id"] = "enron"
+    return validate(raw, strict=False, tenants=[{"tenant_id": "enron", "own_domains": ["enron.com"]}])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections import Counter
 from pathlib import Path
@@ -19,8 +18,6 @@ from commgraph.graph import (
     to_scipy, validate,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("COMMGRAPH_DATA", ROOT / ".." / "shared" / "data"))
 OWN = [{"tenant_id": "acme", "own_domains": ["acme.com"]}, {"tenant_id": "beta", "own_domains": ["beta.org"]}]
 
 
@@ -231,19 +228,6 @@ def test_ego_matches_networkx(enron, undirected, radius):
 
 
 # --- real data --------------------------------------------------------------------------------
-
-
-def _need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real data not found at {path} (set COMMGRAPH_DATA to the shared data folder)")
-    return path
-
-
-@pytest.fixture(scope="module")
-def enron():
-    raw = pd.read_csv(_need(DATA / "enron_jhu" / "messages.csv.gz"))
-    raw["tenant_id"] = "enron"
-    return validate(raw, strict=False, tenants=[{"tenant_id": "enron", "own_domains": ["enron.com"]}])
 
 
 def test_enron_graph_matches_the_messages(enron):

@@ -9,7 +9,6 @@ isolated nodes; the real corpora are Enron (JHU) and the EU-core departments.
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -25,8 +24,6 @@ from commgraph.graph import (
     out_degree, pagerank, pairwise_hop_distance, reciprocity, stable_keys, validate,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("COMMGRAPH_DATA", ROOT / ".." / "shared" / "data"))
 
 
 # --- building blocks --------------------------------------------------------------------------
@@ -243,22 +240,9 @@ def test_communities_are_seeded_and_match_networkx_louvain():
 # --- real corpora -----------------------------------------------------------------------------
 
 
-def _need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real data not found at {path} (set COMMGRAPH_DATA to the shared data folder)")
-    return path
-
-
 @pytest.fixture(scope="module")
-def enron():
-    raw = pd.read_csv(_need(DATA / "enron_jhu" / "messages.csv.gz"))
-    raw["tenant_id"] = "enron"
-    return validate(raw, strict=False, tenants=[{"tenant_id": "enron", "own_domains": ["enron.com"]}])
-
-
-@pytest.fixture(scope="module")
-def eu_core():
-    raw = pd.read_csv(_need(DATA / "eu_core_temporal" / "dept_messages.csv.gz"))
+def eu_core(real_data):
+    raw = pd.read_csv(real_data / "eu_core_temporal" / "dept_messages.csv.gz")
     raw = raw.rename(columns={"tenant": "tenant_id"})
     tenant = raw["tenant_id"].astype(str)
     raw["sender"] = "n" + raw["sender"].astype(str) + "@" + tenant + ".example"
