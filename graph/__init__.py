@@ -12,7 +12,9 @@ __all__ = [
     "CommGraphError", "ConfigError", "Problem", "ReasonCode", "SchemaError",
     "KEY_ALGORITHM", "stable_key", "stable_keys",
 ]
-from ._addresses import normalise_address, normalise_display_names, parse_addresses, registrable_domains
+from ._addresses import (
+    normalise_address, normalise_display_name, normalise_display_names, parse_addresses, registrable_domains,
+)
 from ._messages import Messages
 from ._schema import AUTH_RESULTS, DIRECTIONS, LABELS, RECIPIENT_TYPES, REQUIRED_COLUMNS
 from ._tenants import InferredOwnDomainsWarning, TenantConfig, infer_own_domains, load_tenant_configs
@@ -20,7 +22,8 @@ from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
 from ._validate import apply_column_mapping, validate
 
 __all__ += [
-    "normalise_address", "normalise_display_names", "parse_addresses", "registrable_domains", "Messages",
+    "normalise_address", "normalise_display_name", "normalise_display_names", "parse_addresses",
+    "registrable_domains", "Messages",
     "AUTH_RESULTS", "DIRECTIONS", "LABELS", "RECIPIENT_TYPES", "REQUIRED_COLUMNS",
     "InferredOwnDomainsWarning", "TenantConfig", "infer_own_domains", "load_tenant_configs",
     "DEFAULT_TIME_RANGE", "parse_timestamps", "apply_column_mapping", "validate",

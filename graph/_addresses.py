@@ -25,7 +25,7 @@ from ._keys import stable_keys
 from ._uniques import map_unique_strings, spread
 
 __all__ = [
-    "ParsedAddresses", "parse_addresses", "normalise_address", "normalise_display_names",
+    "ParsedAddresses", "parse_addresses", "normalise_address", "normalise_display_name", "normalise_display_names",
     "registrable_domains", "split_address_lists", "domain_of",
 ]
 
@@ -320,7 +320,18 @@ def registrable_domains(domains: pd.Series) -> pd.Series:
     return map_unique_strings(domains, lambda d: psl.privatesuffix(d) or d)
 
 
-def _normalise_display_name(name: str) -> str | None:
+def normalise_display_name(name: str) -> str | None:
+    """Normalise one display name: Unicode NFKC, case-folded, whitespace collapsed, quotes removed.
+
+    The scalar form of :func:`normalise_display_names`, for single-message paths.
+
+    Examples
+    --------
+    >>> normalise_display_name('  "Jane   DOE" ')
+    'jane doe'
+    >>> normalise_display_name("  ") is None
+    True
+    """
     text = unicodedata.normalize("NFKC", name).casefold()
     text = " ".join(text.split())
     while len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
@@ -346,7 +357,7 @@ def normalise_display_names(names: pd.Series) -> pd.Series:
     >>> normalise_display_names(pd.Series(['"Jane  DOE"', "ＣＥＯ Straße", "  "])).tolist()
     ['jane doe', 'ceo strasse', nan]
     """
-    return map_unique_strings(names, _normalise_display_name)
+    return map_unique_strings(names, normalise_display_name)
 
 
 def _split_quoted(text: str) -> list[str]:

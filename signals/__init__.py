@@ -1,3 +1,30 @@
-"""commgraph.signals: vectorised signal providers and the command line."""
+"""commgraph.signals: vectorised signal providers, the engine-facing scorer, explain and the transformer.
 
-__all__: list[str] = []
+The built-in providers compute the default signal set (:data:`DEFAULT_PROVIDERS`)
+for a batch of validated messages of any tenants, each against its own
+baseline snapshot; :class:`Scorer` serves the engine (batches, single
+messages, hot reload); :func:`explain` shows the evidence behind each value.
+"""
+
+from ._provider import AGGREGATIONS, SignalProvider, SignalSpec, provider_registry, register_provider
+from ._builtin_sender import SenderDomainSignals, SenderSignals  # registration order is column order
+from ._builtin_pair import PairSignals, RecipientSignals
+from ._builtin_identity import HabitSignals, IdentitySignals, LookalikeSignals
+from ._signal_set import DEFAULT_PROVIDERS, LEVELS, SignalSet
+from ._lookalike import skeleton
+from ._freemail import freemail_domains
+
+__all__ = [
+    "AGGREGATIONS", "SignalProvider", "SignalSpec", "provider_registry", "register_provider",
+    "SenderSignals", "SenderDomainSignals", "PairSignals", "RecipientSignals", "IdentitySignals",
+    "LookalikeSignals", "HabitSignals", "DEFAULT_PROVIDERS", "LEVELS", "SignalSet", "skeleton", "freemail_domains",
+]
+from ._scorer import Scorer
+
+__all__ += ["Scorer"]
+from ._explain import Explanation, explain
+
+__all__ += ["Explanation", "explain"]
+from ._transformer import BaselineSignals
+
+__all__ += ["BaselineSignals"]

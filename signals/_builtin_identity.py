@@ -1,0 +1,243 @@
+"""Built-in identity (display name), look-alike domain and sending-habit signals (one value per message)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._batch import DIRECTION_CODES, FAIL_CODES
+from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, nearest_known, nearest_one
+from ._provider import SignalProvider, SignalSpec, register_provider
+from ._scalar import mix64
+from ._view import SnapshotView, gather, probe
+
+__all__ = ["IdentitySignals", "LookalikeSignals", "HabitSignals", "HOUR_PSEUDO_COUNT"]
+
+_INBOUND = DIRECTION_CODES["inbound"]
+#: Weight, in messages, of the tenant's hour profile in a sender's smoothed profile.
+HOUR_PSEUDO_COUNT = 10.0
+#: A sender "normally passes" a check with at least this many passes and a 90% pass rate.
+_MIN_PASSES = 3
+_AUTH = ("spf", "dkim", "dmarc")
+
+
+@register_provider
+class IdentitySignals(SignalProvider):
+    """Display-name signals: impersonation of an internal name, a name new for this address.
+
+    ``display_name_address_days`` reads the per-(name, address) active days when
+    the baselines carry them (``display_name.address_active_days``); until then
+    it is the upper bound ``min(messages with this name from this address,
+    the sender's active days)``, exact whenever either is 0 or 1.
+
+    Examples
+    --------
+    >>> IdentitySignals().names
+    ['display_name_matches_internal', 'display_name_address_days', 'display_name_is_new_for_address']
+    """
+
+    name = "identity"
+    level = "message"
+    signals = (
+        SignalSpec("display_name_matches_internal", "int8", "1 if the display name is used by an internal "
+                   "mailbox and this sender is not that mailbox (0 without a display name).", "flag"),
+        SignalSpec("display_name_address_days", "int32", "Days on which this display name was seen with this "
+                   "address before (see the class notes).", "days"),
+        SignalSpec("display_name_is_new_for_address", "int8", "1 if this address never used this display name "
+                   "before (0 without a display name).", "flag"),
+    )
+
+    def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
+        name_key = batch.display_name_key
+        has_name = name_key != 0
+        name_pos = batch.rows(view, "display_name")
+        internal_name = gather(view.column("display_name", "is_internal"), name_pos, 0, "int8") > 0
+        index, counts, days = view.name_pairs()
+        if index is None:
+            pair_pos = np.full(batch.n_messages, -1, np.int64)
+        else:
+            from commgraph.baselines import pair_keys
+
+            pair_pos = probe(index, pair_keys(name_key, batch.sender_key))
+        seen = (pair_pos >= 0) & has_name
+        inbound = batch.direction == _INBOUND
+        matches = internal_name & has_name & (inbound | ~seen)
+        n_with_name = gather(counts, pair_pos, 0, "int32")
+        stored_days = gather(days, pair_pos, -1, "int32")
+        active = gather(view.column("sender", "active_days"), batch.rows(view, "sender"), 0, "int32")
+        address_days = np.where(stored_days >= 0, stored_days, np.minimum(n_with_name, active))
+        return {
+            "display_name_matches_internal": matches.astype(np.int8),
+            "display_name_address_days": np.where(seen, address_days, 0).astype(np.int32),
+            "display_name_is_new_for_address": (has_name & ~seen).astype(np.int8),
+        }
+
+    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, Any]:
+        key = m.display_name_key
+        if not key:
+            return {"display_name_matches_internal": 0, "display_name_address_days": 0,
+                    "display_name_is_new_for_address": 0}
+        t = view.scalar()
+        r = t.row("display_name", key)
+        internal = r >= 0 and t.col("display_name", "is_internal")[r] > 0
+        index, counts, days = t.cached("name_pairs", lambda: _name_pairs_scalar(view))
+        p = t.pair_row("name_pairs", index, mix64(key, m.sender_key)) if index is not None else -1
+        seen = p >= 0
+        address_days = 0
+        if seen:
+            address_days = days[p]
+            if address_days < 0:  # the baselines carry no per-pair days: the documented upper bound
+                s = t.sender_row(m)
+                address_days = min(counts[p], t.col("sender", "active_days")[s] if s >= 0 else 0)
+        return {"display_name_matches_internal": int(internal and (m.direction == _INBOUND or not seen)),
+                "display_name_address_days": address_days,
+                "display_name_is_new_for_address": int(not seen)}
+
+
+def _name_pairs_scalar(view: SnapshotView) -> tuple:
+    index, counts, days = view.name_pairs()
+    return index, memoryview(np.ascontiguousarray(counts)), memoryview(np.ascontiguousarray(days))
+
+
+@register_provider
+class LookalikeSignals(SignalProvider):
+    """Look-alike sender domains: edit distance to the tenant's own and known-contact domains after skeletons.
+
+    Privacy-mode snapshots keep no domain names, so there is nothing to compare
+    with: the distance is then the cap.
+
+    Examples
+    --------
+    >>> LookalikeSignals().names
+    ['lookalike_domain_distance', 'lookalike_domain_is_close']
+    """
+
+    name = "lookalike"
+    level = "message"
+    signals = (
+        SignalSpec("lookalike_domain_distance", "int32", "Smallest edit distance, after confusable-character "
+                   f"skeletons, from the sender domain to a different own or known-contact domain (capped at "
+                   f"{DISTANCE_CAP}; {DISTANCE_CAP} also when there is none to compare).", "edits", "min",
+                   default=float(DISTANCE_CAP)),
+        SignalSpec("lookalike_domain_is_close", "int8", f"1 if that distance is at most {CLOSE_DISTANCE} and the "
+                   "tenant never wrote to the domain nor sends internal mail from it.", "flag", "any"),
+    )
+
+    def _distances(self, domains: list[str], view: SnapshotView) -> tuple[list[int], list[int]]:
+        cache = view.lookalike_cache()
+        missing = [d for d in domains if d not in cache]
+        if missing:
+            known, skeletons, _ = view.known_domains()
+            dist, near = nearest_known(missing, known, skeletons)
+            cache.update(zip(missing, zip(dist.tolist(), near.tolist())))
+        return [cache[d][0] for d in domains], [cache[d][1] for d in domains]
+
+    def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
+        codes = batch.sender_domain_code
+        present = np.unique(codes[codes >= 0])
+        per_code = np.full(len(batch.sender_domains), DISTANCE_CAP, np.int32)
+        if len(present):
+            dist, _ = self._distances([batch.sender_domains[c] for c in present], view)
+            per_code[present] = dist
+        distance = np.where(codes >= 0, per_code.take(codes, mode="clip") if len(per_code) else DISTANCE_CAP,
+                            DISTANCE_CAP).astype(np.int32)
+        pos = batch.rows(view, "sender_domain")
+        established = (gather(view.column("sender_domain", "n_outbound_to"), pos, 0, "int32") > 0) | \
+                      (gather(view.column("sender_domain", "n_internal"), pos, 0, "int32") > 0)
+        return {"lookalike_domain_distance": distance,
+                "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
+
+    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, Any]:
+        cache = view.lookalike_cache()
+        found = cache.get(m.sender_domain)
+        if found is None:
+            known, skeletons, _ = view.known_domains()
+            found = nearest_one(m.sender_domain, known, skeletons)
+            cache[m.sender_domain] = found
+        distance = found[0]
+        t = view.scalar()
+        r = t.domain_row(m)
+        established = r >= 0 and (t.col("sender_domain", "n_outbound_to")[r] > 0
+                                  or t.col("sender_domain", "n_internal")[r] > 0)
+        return {"lookalike_domain_distance": distance,
+                "lookalike_domain_is_close": int(distance <= CLOSE_DISTANCE and not established)}
+
+
+@register_provider
+class HabitSignals(SignalProvider):
+    """Sending habits: the hour of day, authentication results.
+
+    ``sender_hour_surprise`` is ``-log2 p(hour)`` where ``p`` is the sender's UTC
+    hour histogram smoothed toward the tenant's (Laplace-smoothed) profile with
+    :data:`HOUR_PSEUDO_COUNT` pseudo-messages; a new sender gets the tenant's.
+
+    Examples
+    --------
+    >>> HabitSignals().names
+    ['sender_hour_surprise', 'sender_auth_fail_rate', 'auth_deviation']
+    """
+
+    name = "habits"
+    level = "message"
+    signals = (
+        SignalSpec("sender_hour_surprise", "float32", "How unusual this UTC hour is for this sender, in bits "
+                   "(smoothed toward the tenant's hours).", "bits", default=None),
+        SignalSpec("sender_auth_fail_rate", "float32", "Share of this sender's SPF, DKIM and DMARC results that "
+                   "failed (0 without results).", "rate"),
+        SignalSpec("auth_deviation", "int8", "1 if this message fails SPF, DKIM or DMARC while the sender "
+                   f"normally passes that check (at least {_MIN_PASSES} passes, 90% of results).", "flag"),
+    )
+
+    def _totals(self, view: SnapshotView) -> np.ndarray:
+        return view._once("hour_totals", lambda: view.hours("sender").sum(axis=1, dtype=np.int64))
+
+    def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
+        pos = batch.rows(view, "sender")
+        hour = (batch.timestamp // 3_600_000_000_000) % 24
+        hours = view.hours("sender")
+        profile = view.tenant_hour_profile()
+        known = pos >= 0
+        safe_pos = np.where(known, pos, 0)
+        count = np.where(known, hours[safe_pos, hour], 0) if len(hours) else np.zeros(len(pos))
+        total = gather(self._totals(view), pos, 0, "int64")
+        p_t = profile[hour]
+        p = (count + HOUR_PSEUDO_COUNT * p_t) / (total + HOUR_PSEUDO_COUNT)
+        col = view.column
+        passes = {a: gather(col("sender", f"{a}_pass"), pos, 0, "int64") for a in _AUTH}
+        fails = {a: gather(col("sender", f"{a}_fail"), pos, 0, "int64") for a in _AUTH}
+        n_fail = sum(fails.values())
+        n_all = n_fail + sum(passes.values())
+        rate = np.divide(n_fail, n_all, out=np.zeros(len(pos)), where=n_all > 0)
+        deviation = np.zeros(len(pos), bool)
+        for a in _AUTH:
+            normal = (passes[a] >= _MIN_PASSES) & (passes[a] >= 9 * fails[a])
+            deviation |= normal & np.isin(getattr(batch, a), FAIL_CODES)
+        return {"sender_hour_surprise": (-np.log2(p)).astype(np.float32),
+                "sender_auth_fail_rate": rate.astype(np.float32),
+                "auth_deviation": deviation.astype(np.int8)}
+
+    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, Any]:
+        t = view.scalar()
+        r = t.sender_row(m)
+        hour = m.hour
+        profile, totals, hours, auth = t.cached("habits", lambda: self._scalar_tables(view, t))
+        p_t = profile[hour]
+        if r < 0:
+            return {"sender_hour_surprise": -math.log2(p_t), "sender_auth_fail_rate": 0.0, "auth_deviation": 0}
+        p = (hours[r * 24 + hour] + HOUR_PSEUDO_COUNT * p_t) / (totals[r] + HOUR_PSEUDO_COUNT)
+        n_fail = n_all = 0
+        deviation = 0
+        for (ok_col, bad_col), result in zip(auth, (m.spf, m.dkim, m.dmarc)):
+            ok, bad = ok_col[r], bad_col[r]
+            n_fail += bad
+            n_all += ok + bad
+            if ok >= _MIN_PASSES and ok >= 9 * bad and result in FAIL_CODES:
+                deviation = 1
+        return {"sender_hour_surprise": -math.log2(p), "sender_auth_fail_rate": n_fail / n_all if n_all else 0.0,
+                "auth_deviation": deviation}
+
+    def _scalar_tables(self, view: SnapshotView, t: Any) -> tuple:
+        return (view.tenant_hour_profile().tolist(), memoryview(np.ascontiguousarray(self._totals(view))),
+                t.hours("sender"), tuple((t.col("sender", f"{a}_pass"), t.col("sender", f"{a}_fail")) for a in _AUTH))

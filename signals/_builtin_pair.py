@@ -1,0 +1,128 @@
+"""Built-in pair (sender -> recipient) and recipient signals (one value per edge)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from commgraph.baselines import pair_keys
+
+from ._builtin_sender import NAN, days_between, days_between_one, window_column
+from ._provider import SignalProvider, SignalSpec, register_provider
+from ._scalar import mix64
+from ._view import SnapshotView, gather
+
+__all__ = ["PairSignals", "RecipientSignals"]
+
+_NAT = np.iinfo(np.int64).min
+
+
+@register_provider
+class PairSignals(SignalProvider):
+    """Signals about the (sender, recipient) relationship.
+
+    Examples
+    --------
+    >>> PairSignals().names
+    ['pair_messages', 'pair_is_first_contact', 'pair_days_since_last', 'pair_recipient_replied']
+    """
+
+    name = "pair"
+    level = "edge"
+    signals = (
+        SignalSpec("pair_messages", "int32", "Messages this sender sent this recipient (message level: the "
+                   "least-known recipient).", "count", "min"),
+        SignalSpec("pair_is_first_contact", "int8", "1 if this sender never wrote to this recipient before "
+                   "(message level: any recipient).", "flag", "any", default=1.0),
+        SignalSpec("pair_days_since_last", "float32", "Days since this sender last wrote to this recipient "
+                   "(nan: never; message level: the longest gap among known pairs).", "days", "max", default=NAN),
+        SignalSpec("pair_recipient_replied", "int8", "1 if this recipient has written to this sender "
+                   "(message level: any recipient).", "flag", "any"),
+    )
+
+    def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
+        pos = batch.rows(view, "pair")
+        col = view.column
+        n = gather(col("pair", "n_messages"), pos, 0, "int32")
+        ts = batch.timestamp[batch.edge_message]
+        # The reverse pair is probed on its own: when a mailbox wrote first, the
+        # correspondent's first reply has no pair row of its own to carry n_reverse.
+        reverse = view.lookup("pair", pair_keys(batch.recipient_key, batch.sender_key[batch.edge_message]))
+        return {
+            "pair_messages": n,
+            "pair_is_first_contact": (n == 0).astype(np.int8),
+            "pair_days_since_last": days_between(ts, gather(col("pair", "last_seen"), pos, _NAT), never=NAN),
+            "pair_recipient_replied": (gather(col("pair", "n_messages"), reverse, 0, "int32") > 0).astype(np.int8),
+        }
+
+    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, list]:
+        t = view.scalar()
+        n_col, last_col = t.bundle("pair", (("pair", "n_messages"), ("pair", "last_seen")))
+        out: dict[str, list] = {s.name: [] for s in self.signals}
+        sk = m.sender_key
+        for rk in m.recipient_keys:
+            r = t.row("pair", mix64(sk, rk))
+            n, last = (0, _NAT) if r < 0 else (n_col[r], last_col[r])
+            back = t.row("pair", mix64(rk, sk))
+            rev = n_col[back] if back >= 0 else 0
+            out["pair_messages"].append(n)
+            out["pair_is_first_contact"].append(int(n == 0))
+            out["pair_days_since_last"].append(days_between_one(m.timestamp, last, NAN))
+            out["pair_recipient_replied"].append(int(rev > 0))
+        return out
+
+
+@register_provider
+class RecipientSignals(SignalProvider):
+    """Signals about the recipient mailbox.
+
+    Examples
+    --------
+    >>> RecipientSignals().names[0]
+    'recipient_safe_likelihood'
+    """
+
+    name = "recipient"
+    level = "edge"
+    signals = (
+        SignalSpec("recipient_safe_likelihood", "float32", "Smoothed probability that mail to this recipient is "
+                   "safe (the tenant prior mean for an unknown recipient; message level: the lowest).",
+                   "probability", "min", default=None),
+        SignalSpec("recipient_safe_likelihood_lower", "float32", "Lower credible bound of that probability "
+                   "(the prior's bound for an unknown recipient; message level: the lowest).", "probability", "min",
+                   default=None),
+        SignalSpec("recipient_inbound_30d", "int32", "Inbound messages this recipient received in the 30 days "
+                   "before the snapshot (message level: the mean).", "count", "mean"),
+        SignalSpec("recipient_first_contact_rate", "float32", "Share of this recipient's inbound mail that came "
+                   "from first-time senders (0 if unknown; message level: the highest).", "rate", "max"),
+    )
+
+    def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
+        pos = batch.rows(view, "recipient")
+        col = view.column
+        return {
+            "recipient_safe_likelihood": gather(col("recipient", "likelihood_safe"), pos,
+                                                view.prior_mean["recipient"], "float32"),
+            "recipient_safe_likelihood_lower": gather(col("recipient", "likelihood_safe_lower"), pos,
+                                                      view.prior_lower["recipient"], "float32"),
+            "recipient_inbound_30d": gather(col("recipient", window_column(
+                view, "recipient", "n_inbound", "30d", "recipient_inbound_30d")), pos, 0, "int32"),
+            "recipient_first_contact_rate": gather(col("recipient", "first_time_share"), pos, 0.0, "float32"),
+        }
+
+    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, list]:
+        t = view.scalar()
+        like, lower, inbound, share = t.bundle("recipient", tuple(("recipient", c) for c in (
+            "likelihood_safe", "likelihood_safe_lower", "n_inbound_30d", "first_time_share")))
+        out: dict[str, list] = {s.name: [] for s in self.signals}
+        for rk in m.recipient_keys:
+            r = t.row("recipient", rk)
+            if r < 0:
+                values = (view.prior_mean["recipient"], view.prior_lower["recipient"], 0, 0.0)
+            else:
+                values = (like[r], lower[r], inbound[r], share[r])
+            for name, v in zip(("recipient_safe_likelihood", "recipient_safe_likelihood_lower",
+                                "recipient_inbound_30d", "recipient_first_contact_rate"), values):
+                out[name].append(v)
+        return out

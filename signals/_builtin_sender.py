@@ -1,0 +1,213 @@
+"""Built-in sender and sender-domain signals (one value per message)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from commgraph.graph import ConfigError
+
+from ._freemail import freemail_domains
+from ._provider import SignalProvider, SignalSpec, register_provider
+from ._view import DAY_NS, SnapshotView, gather, probe
+
+__all__ = ["SenderSignals", "SenderDomainSignals", "days_between", "days_between_one"]
+
+_NAT = np.iinfo(np.int64).min
+NAN = float("nan")
+_FREEMAIL = freemail_domains()
+
+
+def days_between(ts: np.ndarray, then: np.ndarray, *, never: float) -> np.ndarray:
+    """Days from ``then`` (int64 ns, NaT = int64 min) to ``ts``, at least 0; ``never`` where ``then`` is NaT."""
+    known = then != _NAT
+    delta = np.where(known, ts - np.where(known, then, 0), 0)
+    days = np.maximum(delta, 0) / DAY_NS
+    return np.where(known, days, never).astype(np.float32)
+
+
+def days_between_one(ts: int, then: int, never: float) -> float:
+    """Scalar twin of :func:`days_between` (a float64; its float32 rounding equals the batch value)."""
+    if then == _NAT:
+        return never
+    return max(ts - then, 0) / DAY_NS
+
+
+def window_column(view: SnapshotView, table: str, prefix: str, window: str, signal: str) -> str:
+    name = f"{prefix}_{window}"
+    if view.snapshot is not None and not view.has_column(table, name):
+        raise ConfigError(f"signal {signal!r} needs the {window} window in the baselines of tenant "
+                          f"{view.tenant_id!r}; their windows are {list(view.snapshot.config.window_names)}")
+    return name
+
+
+@register_provider
+class SenderSignals(SignalProvider):
+    """Signals about the sender address (the tenant's baseline of that sender).
+
+    Examples
+    --------
+    >>> [s.name for s in SenderSignals.signals][:3]
+    ['sender_messages_7d', 'sender_messages_30d', 'sender_messages_90d']
+    """
+
+    name = "sender"
+    level = "message"
+    signals = (
+        SignalSpec("sender_messages_7d", "int32", "Messages from this sender in the 7 days before the snapshot.",
+                   "count"),
+        SignalSpec("sender_messages_30d", "int32", "Messages from this sender in the 30 days before the snapshot.",
+                   "count"),
+        SignalSpec("sender_messages_90d", "int32", "Messages from this sender in the 90 days before the snapshot.",
+                   "count"),
+        SignalSpec("sender_messages_decayed", "float32", "Exponentially decayed message count of this sender "
+                   "(baseline half-life), as of the snapshot.", "count"),
+        SignalSpec("sender_days_known", "float32", "Days from the sender's first message to this one (0 if new).",
+                   "days"),
+        SignalSpec("sender_active_days", "int32", "Distinct days on which this sender sent mail.", "count"),
+        SignalSpec("sender_is_new", "int8", "1 if the tenant never received mail from this sender.", "flag",
+                   default=1.0),
+        SignalSpec("sender_distinct_recipients", "int32", "Distinct recipients this sender has written to.",
+                   "count"),
+        SignalSpec("sender_safe_likelihood", "float32", "Smoothed probability that this sender's mail is safe "
+                   "(Beta-binomial posterior mean; the tenant prior mean for a new sender).", "probability",
+                   default=None),
+        SignalSpec("sender_attack_messages", "int32", "Messages from this sender labelled attack.", "count"),
+        SignalSpec("sender_solicited_messages", "int32", "Messages the tenant sent to this address.", "count"),
+        SignalSpec("sender_days_since_solicited", "float32", "Days since the tenant last wrote to this address "
+                   "(nan: never).", "days", default=NAN),
+    )
+
+    def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
+        pos = batch.rows(view, "sender")
+        col = view.column
+        ts = batch.timestamp
+        out = {}
+        for w in ("7d", "30d", "90d"):
+            out[f"sender_messages_{w}"] = gather(
+                col("sender", window_column(view, "sender", "n_messages", w, f"sender_messages_{w}")), pos, 0, "int32")
+        out["sender_messages_decayed"] = gather(col("sender", "decayed_messages"), pos, 0.0, "float32")
+        out["sender_days_known"] = days_between(ts, gather(col("sender", "first_seen"), pos, _NAT), never=0.0)
+        out["sender_active_days"] = gather(col("sender", "active_days"), pos, 0, "int32")
+        n = gather(col("sender", "n_messages"), pos, 0, "int32")
+        out["sender_is_new"] = (n == 0).astype(np.int8)
+        out["sender_distinct_recipients"] = gather(col("sender", "n_distinct_recipients"), pos, 0, "int32")
+        out["sender_safe_likelihood"] = gather(col("sender", "likelihood_safe"), pos, view.prior_mean["sender"],
+                                               "float32")
+        out["sender_attack_messages"] = gather(col("sender", "n_attack"), pos, 0, "int32")
+        index, counts, last = view.written_to()
+        wpos = probe(index, batch.sender_key) if index is not None else np.full(batch.n_messages, -1, np.int64)
+        out["sender_solicited_messages"] = gather(counts, wpos, 0, "int32")
+        out["sender_days_since_solicited"] = days_between(ts, gather(last, wpos, _NAT), never=NAN)
+        return out
+
+    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, Any]:
+        t = view.scalar()
+        r = t.sender_row(m)
+        ts = m.timestamp
+        index, counts, last = t.cached("written_to", lambda: _written_to_scalar(view))
+        w = t.pair_row("written_to", index, m.sender_key) if index is not None else -1
+        solicited = counts[w] if w >= 0 else 0
+        since = days_between_one(ts, last[w], NAN) if w >= 0 else NAN
+        if r < 0:
+            return {"sender_messages_7d": 0, "sender_messages_30d": 0, "sender_messages_90d": 0,
+                    "sender_messages_decayed": 0.0, "sender_days_known": 0.0, "sender_active_days": 0,
+                    "sender_is_new": 1, "sender_distinct_recipients": 0,
+                    "sender_safe_likelihood": view.prior_mean["sender"], "sender_attack_messages": 0,
+                    "sender_solicited_messages": solicited, "sender_days_since_solicited": since}
+        (w7, w30, w90, decayed, first, active, n, recipients, likely, attack) = t.bundle("sender", _SENDER_COLUMNS)
+        return {
+            "sender_messages_7d": w7[r], "sender_messages_30d": w30[r], "sender_messages_90d": w90[r],
+            "sender_messages_decayed": decayed[r],
+            "sender_days_known": days_between_one(ts, first[r], 0.0),
+            "sender_active_days": active[r],
+            "sender_is_new": int(n[r] == 0),
+            "sender_distinct_recipients": recipients[r],
+            "sender_safe_likelihood": likely[r],
+            "sender_attack_messages": attack[r],
+            "sender_solicited_messages": solicited,
+            "sender_days_since_solicited": since,
+        }
+
+
+def _written_to_scalar(view: SnapshotView) -> tuple:
+    index, counts, last = view.written_to()
+    return index, memoryview(np.ascontiguousarray(counts)), memoryview(np.ascontiguousarray(last))
+
+
+_SENDER_COLUMNS = tuple(("sender", c) for c in (
+    "n_messages_7d", "n_messages_30d", "n_messages_90d", "decayed_messages", "first_seen", "active_days", "n_messages",
+    "n_distinct_recipients", "likelihood_safe", "n_attack"))
+_DOMAIN_COLUMNS = tuple(("sender_domain", c) for c in (
+    "n_messages_30d", "first_seen", "n_distinct_senders", "n_messages", "likelihood_safe", "n_outbound_to"))
+
+
+@register_provider
+class SenderDomainSignals(SignalProvider):
+    """Signals about the sender's registrable domain.
+
+    Examples
+    --------
+    >>> SenderDomainSignals().names[-3:]
+    ['domain_is_freemail', 'domain_safe_likelihood', 'domain_solicited_messages']
+    """
+
+    name = "sender_domain"
+    level = "message"
+    signals = (
+        SignalSpec("domain_messages_30d", "int32", "Messages from this domain in the 30 days before the snapshot.",
+                   "count"),
+        SignalSpec("domain_days_known", "float32", "Days from the domain's first message to this one (0 if new).",
+                   "days"),
+        SignalSpec("domain_distinct_senders", "int32", "Distinct addresses that sent from this domain.", "count"),
+        SignalSpec("domain_is_new", "int8", "1 if the tenant never received mail from this domain.", "flag",
+                   default=1.0),
+        SignalSpec("domain_is_freemail", "int8", "1 if the domain is a consumer mail provider (shipped list).",
+                   "flag"),
+        SignalSpec("domain_safe_likelihood", "float32", "Smoothed probability that this domain's mail is safe "
+                   "(the tenant prior mean for a new domain).", "probability", default=None),
+        SignalSpec("domain_solicited_messages", "int32", "Messages the tenant sent to this domain.", "count"),
+    )
+
+    def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
+        pos = batch.rows(view, "sender_domain")
+        col = view.column
+        out = {}
+        out["domain_messages_30d"] = gather(
+            col("sender_domain", window_column(view, "sender_domain", "n_messages", "30d", "domain_messages_30d")),
+            pos, 0, "int32")
+        out["domain_days_known"] = days_between(batch.timestamp, gather(col("sender_domain", "first_seen"), pos, _NAT),
+                                                never=0.0)
+        out["domain_distinct_senders"] = gather(col("sender_domain", "n_distinct_senders"), pos, 0, "int32")
+        out["domain_is_new"] = (gather(col("sender_domain", "n_messages"), pos, 0, "int32") == 0).astype(np.int8)
+        free = freemail_domains()
+        per_domain = np.fromiter((d in free for d in batch.sender_domains), dtype=np.int8,
+                                 count=len(batch.sender_domains))
+        codes = batch.sender_domain_code
+        out["domain_is_freemail"] = np.where(codes >= 0, per_domain.take(codes, mode="clip") if len(per_domain)
+                                             else 0, 0).astype(np.int8)
+        out["domain_safe_likelihood"] = gather(col("sender_domain", "likelihood_safe"), pos,
+                                               view.prior_mean["sender_domain"], "float32")
+        out["domain_solicited_messages"] = gather(col("sender_domain", "n_outbound_to"), pos, 0, "int32")
+        return out
+
+    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, Any]:
+        t = view.scalar()
+        r = t.domain_row(m)
+        free = int(m.sender_domain in _FREEMAIL)
+        if r < 0:
+            return {"domain_messages_30d": 0, "domain_days_known": 0.0, "domain_distinct_senders": 0,
+                    "domain_is_new": 1, "domain_is_freemail": free,
+                    "domain_safe_likelihood": view.prior_mean["sender_domain"], "domain_solicited_messages": 0}
+        w30, first, senders, n, likely, out = t.bundle("sender_domain", _DOMAIN_COLUMNS)
+        return {
+            "domain_messages_30d": w30[r],
+            "domain_days_known": days_between_one(m.timestamp, first[r], 0.0),
+            "domain_distinct_senders": senders[r],
+            "domain_is_new": int(n[r] == 0),
+            "domain_is_freemail": free,
+            "domain_safe_likelihood": likely[r],
+            "domain_solicited_messages": out[r],
+        }
+

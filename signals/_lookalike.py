@@ -1,0 +1,177 @@
+"""Look-alike domains: confusable skeletons (Unicode TS #39 data) and edit distances (RapidFuzz).
+
+A domain is compared with the tenant's own and known-contact domains after
+both are reduced to a *skeleton*: punycode labels decoded to Unicode, accents
+stripped, every character that Unicode lists as confusable with an ASCII
+letter or digit replaced by it (Cyrillic ``а`` -> ``a``), digits read as the
+letters they imitate (``0`` -> ``o``, ``1`` -> ``l``) and ASCII sequences that
+render like one letter folded (``rn`` -> ``m``, ``vv`` -> ``w``). The
+confusables come from the Unicode ``confusables.txt`` as shipped by the
+``confusable-homoglyphs`` package; the distance is RapidFuzz's Levenshtein,
+computed for the batch's distinct domains against the known ones in one
+``cdist`` call with a cutoff that bounds the work.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import unicodedata
+from importlib import resources
+
+import numpy as np
+
+__all__ = ["skeleton", "nearest_known", "DISTANCE_CAP", "CLOSE_DISTANCE"]
+
+#: Distances are capped: this value means "this far or farther, or nothing to compare with".
+DISTANCE_CAP = 8
+#: A domain at most this many edits from a known domain (after skeletons) is "close".
+CLOSE_DISTANCE = 2
+
+_DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
+# Digits that imitate letters (Unicode lists 0 ~ O and 1 ~ l); domains are lower case.
+_DIGITS = {"0": "o", "1": "l"}
+
+
+@functools.lru_cache(maxsize=1)
+def _tables() -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
+    """(single character -> ASCII letter or digit, ASCII sequences -> one letter), from the Unicode data."""
+    data = json.loads((resources.files("confusable_homoglyphs") / "confusables.json").read_text("utf-8"))
+    chars: dict[str, str] = {}
+    sequences: dict[str, str] = {}
+    for key, entries in data.items():
+        group = [key] + [e["c"].strip("\u200e\u200f") for e in entries]
+        ascii_forms = sorted({g.lower() for g in group if g and g.isascii() and set(g.lower()) <= _DOMAIN_CHARS},
+                             key=lambda g: (len(g), g))
+        if not ascii_forms:
+            continue
+        single = next((g for g in ascii_forms if len(g) == 1 and g.isalpha()), ascii_forms[0])
+        for g in group:
+            if len(g) == 1 and not g.isascii():
+                chars.setdefault(g, single)
+            elif len(g) > 1 and g.isascii() and g.lower() != single and len(single) == 1 \
+                    and set(g.lower()) <= _DOMAIN_CHARS and g.lower().isalpha():
+                sequences.setdefault(g.lower(), single)
+    # Longest sequences first, so that a fold never splits a longer one.
+    ordered = tuple(sorted(sequences.items(), key=lambda kv: (-len(kv[0]), kv[0])))
+    return chars, ordered
+
+
+def _decode(domain: str) -> str:
+    if "xn--" not in domain:
+        return domain
+    labels = []
+    for label in domain.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = label[4:].encode("ascii").decode("punycode")
+            except UnicodeError:
+                pass
+        labels.append(label)
+    return ".".join(labels)
+
+
+@functools.lru_cache(maxsize=65536)
+def skeleton(domain: str) -> str:
+    """The confusable skeleton of a domain (for comparison only, never for display).
+
+    Parameters
+    ----------
+    domain : str
+        A normalised domain (punycode labels allowed).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> skeleton("rnicrosoft.com")
+    'microsoft.com'
+    >>> skeleton("xn--pple-43d.com")  # Cyrillic 'а'
+    'apple.com'
+    >>> skeleton("paypa1.com")
+    'paypal.com'
+    """
+    chars, sequences = _tables()
+    text = unicodedata.normalize("NFD", _decode(domain).lower())
+    out = []
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue  # accents: 'é' reads as 'e'
+        if not ch.isascii():
+            ch = chars.get(ch, ch)
+        out.append(_DIGITS.get(ch, ch))
+    text = "".join(out)
+    for seq, letter in sequences:
+        if seq in text:
+            text = text.replace(seq, letter)
+    return text
+
+
+def nearest_known(domains: list[str], known: list[str], known_skeletons: list[str], *,
+                  cap: int = DISTANCE_CAP) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest skeleton edit distance from each domain to a known domain other than itself.
+
+    Parameters
+    ----------
+    domains : list of str
+        Distinct domains to check.
+    known, known_skeletons : list of str
+        Known domains and their skeletons.
+    cap : int
+        Distances above ``cap`` are reported as ``cap``.
+
+    Returns
+    -------
+    distance : ndarray of int32
+    nearest : ndarray of int64
+        Position in ``known`` of the nearest domain, -1 when none is within ``cap``.
+
+    Examples
+    --------
+    >>> known = ["microsoft.com", "acme.com"]
+    >>> d, i = nearest_known(["rnicrosoft.com", "acme.com", "example.org"], known, [skeleton(k) for k in known])
+    >>> d.tolist(), i.tolist()
+    ([0, 8, 8], [0, -1, -1])
+    """
+    from rapidfuzz.distance import Levenshtein
+    from rapidfuzz.process import cdist
+
+    n = len(domains)
+    if not n or not known:
+        return np.full(n, cap, np.int32), np.full(n, -1, np.int64)
+    matrix = cdist([skeleton(d) for d in domains], known_skeletons, scorer=Levenshtein.distance,
+                   score_cutoff=cap - 1, dtype=np.int32, workers=1)
+    # The exact domain is not a look-alike of itself.
+    position = {k: i for i, k in enumerate(known)}
+    for row, d in enumerate(domains):
+        col = position.get(d)
+        if col is not None:
+            matrix[row, col] = cap
+    nearest = matrix.argmin(axis=1)
+    distance = np.minimum(matrix[np.arange(n), nearest], cap).astype(np.int32)
+    return distance, np.where(distance < cap, nearest, -1).astype(np.int64)
+
+
+def nearest_one(domain: str, known: list[str], known_skeletons: list[str], *,
+                cap: int = DISTANCE_CAP) -> tuple[int, int]:
+    """:func:`nearest_known` for one domain, without numpy (the scalar path); same ties (lowest position).
+
+    Examples
+    --------
+    >>> known = ["microsoft.com", "acme.com"]
+    >>> nearest_one("rnicrosoft.com", known, [skeleton(k) for k in known])
+    (0, 0)
+    """
+    from rapidfuzz.distance import Levenshtein
+    from rapidfuzz.process import extract
+
+    if not known:
+        return cap, -1
+    # The domain itself is at most one of the known ones: the best two suffice to skip it.
+    for _, distance, where in extract(skeleton(domain), known_skeletons, scorer=Levenshtein.distance,
+                                      score_cutoff=cap - 1, limit=2):
+        if known[where] != domain:
+            return int(distance), int(where)
+    return cap, -1

@@ -1,0 +1,400 @@
+"""The engine-facing scorer: current snapshots per tenant, batch and single-message scoring, hot reload."""
+
+from __future__ import annotations
+
+import math
+import threading
+from array import array
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Mapping
+
+import numpy as np
+import pandas as pd
+
+from commgraph.baselines import Snapshot, SnapshotStore
+from commgraph.graph import CommGraphError, ConfigError, Messages, TenantConfig, validate
+
+from ._batch import SignalBatch
+from ._scalar import parse_one
+from ._signal_set import SignalSet, global_priors, stack
+from ._view import SnapshotView
+
+__all__ = ["Scorer"]
+
+
+_PSL: Any = None
+
+
+def _registrable_one(domain: str) -> str:
+    """One registrable domain, as :func:`commgraph.graph.registrable_domains` maps each value
+    (the Public Suffix List shipped with ``publicsuffixlist``; a public suffix maps to itself)."""
+    global _PSL
+    if _PSL is None:
+        from publicsuffixlist import PublicSuffixList
+
+        _PSL = PublicSuffixList()
+    return _PSL.privatesuffix(domain) or domain
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """Everything one scoring call reads, swapped as one reference on reload."""
+
+    views: dict[str, SnapshotView]
+    versions: dict[str, int | None]
+    global_priors: dict[str, Any] | None
+
+
+def _prepare(view: SnapshotView) -> SnapshotView:
+    """Build a view's derived structures before it serves (so no request pays for them)."""
+    if view.snapshot is not None:
+        view.scalar()
+        view.name_pairs()
+        view.written_to()
+        view.known_domains()
+        view.own_domain_keys()
+        view.tenant_hour_profile()
+        for table in ("sender", "sender_domain", "pair", "recipient", "display_name"):
+            view.index(table)
+    return view
+
+
+def _aggregate_one(values: list, how: str) -> Any:
+    if how == "mean":
+        return sum(values) / len(values)
+    if isinstance(values[0], float):
+        known = [v for v in values if v == v]  # nan-ignoring, like numpy's fmin/fmax
+        if not known:
+            return math.nan
+        values = known
+    return min(values) if how == "min" else max(values)
+
+
+class Scorer:
+    """Scores mail against the current baseline snapshot of each tenant.
+
+    Parameters
+    ----------
+    snapshots : mapping of str to Snapshot
+        The snapshot of each tenant served.
+    signal_set : SignalSet, optional
+        Default: the built-in set.
+    tenant_configs : list of TenantConfig or mappings, optional
+        Own domains per tenant, used to validate raw frames and to derive the
+        direction of single messages; default: the domains each snapshot saw
+        sending internal mail.
+    cold_start : bool, default False
+        Score tenants without a snapshot with the global prior instead of raising.
+
+    Examples
+    --------
+    >>> from commgraph.baselines._snapshot import _example
+    >>> scorer = Scorer({"acme": _example()})
+    >>> out = scorer.score_one({"tenant_id": "acme", "message_id": "9", "timestamp": "2024-05-04T10:00:00+00:00",
+    ...                         "sender": "ann@vendor.com", "recipients": ["cy@acme.com", "new@acme.com"]})
+    >>> out["sender_messages_7d"], out["pair_is_first_contact"], out["pair_messages"]
+    (2, 1, 0)
+    >>> frame = pd.DataFrame({"tenant_id": ["acme"], "message_id": ["9"], "timestamp": ["2024-05-04T10:00Z"],
+    ...                       "sender": ["ann@vendor.com"], "recipients": ["cy@acme.com; new@acme.com"]})
+    >>> scorer.score(frame, level="message")[["sender_messages_7d", "pair_is_first_contact", "pair_messages"]]
+       sender_messages_7d  pair_is_first_contact  pair_messages
+    0                   2                      1              0
+    """
+
+    def __init__(self, snapshots: Mapping[str, Snapshot], *, signal_set: SignalSet | None = None,
+                 tenant_configs: Iterable[TenantConfig | Mapping] | None = None, cold_start: bool = False,
+                 _store: SnapshotStore | None = None, _tenants: list[str] | None = None):
+        self.signal_set = signal_set if signal_set is not None else SignalSet()
+        if not isinstance(self.signal_set, SignalSet):
+            raise ConfigError(f"The 'signal_set' parameter of Scorer must be a SignalSet. "
+                              f"Got {type(signal_set).__name__} instead.")
+        self.cold_start = cold_start
+        self.tenant_configs = ({c.tenant_id: c for c in (TenantConfig.from_dict(c) if isinstance(c, Mapping) else c
+                                                         for c in tenant_configs)} if tenant_configs else {})
+        self._store = _store
+        self._tenants = _tenants
+        self._reload_lock = threading.Lock()
+        self._registrable: dict[str, str] = {}
+        self._own: dict[tuple[str, str], bool] = {}
+        self._loaded = self._make(dict(snapshots), {t: None for t in snapshots})
+        # The single-message path's plan, made once: which providers give per-recipient lists to
+        # aggregate, and which columns are float32 (rounded as the batch path stores them).
+        self._plan = ([(p, None if p.level == "message" else [(s.name, s.aggregate) for s in p.signals])
+                       for p in self.signal_set.providers],
+                      [s.name for s in self.signal_set.specs if s.message_dtype == "float32"])
+
+    def _make(self, snapshots: Mapping[str, Snapshot], versions: dict[str, int | None]) -> _Loaded:
+        views = {}
+        for tenant, snap in snapshots.items():
+            if not isinstance(snap, Snapshot):
+                raise ConfigError(f"The 'snapshots' parameter of Scorer must map tenant ids to Snapshot objects. "
+                                  f"Got {type(snap).__name__} for tenant {tenant!r} instead.")
+            snap.check_tenant(tenant)
+            views[tenant] = _prepare(SnapshotView(snap))
+        return _Loaded(views, versions, global_priors(views.values()))
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_store(cls, store: SnapshotStore, tenants: Iterable[str] | None = None, *,
+                   signal_set: SignalSet | None = None, tenant_configs: Iterable[TenantConfig | Mapping] | None = None,
+                   cold_start: bool = False, verify: bool = True) -> "Scorer":
+        """A scorer over the current published version of each tenant's snapshot (memory-mapped).
+
+        Parameters
+        ----------
+        store : SnapshotStore
+        tenants : iterable of str, optional
+            Tenants to serve; default every tenant in the store.
+        verify : bool, default True
+            Check checksums when loading.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from commgraph.baselines import SnapshotStore
+        >>> from commgraph.baselines._snapshot import _example
+        >>> store = SnapshotStore(tempfile.mkdtemp()); _ = store.publish(_example())
+        >>> Scorer.from_store(store)
+        Scorer(1 tenant: acme v1; 35 signals)
+        """
+        if not isinstance(store, SnapshotStore):
+            raise ConfigError(f"The 'store' parameter of Scorer.from_store must be a SnapshotStore. "
+                              f"Got {type(store).__name__} instead.")
+        wanted = list(tenants) if tenants is not None else store.tenants()
+        versions = {t: store.current(t) for t in wanted}
+        snapshots = {t: store.load(t, versions[t], verify=verify) for t in wanted}
+        scorer = cls(snapshots, signal_set=signal_set, tenant_configs=tenant_configs, cold_start=cold_start,
+                     _store=store, _tenants=None if tenants is None else wanted)
+        scorer._loaded = scorer._make(snapshots, versions)
+        scorer._verify = verify
+        return scorer
+
+    def reload(self) -> list[str]:
+        """Pick up newly published versions; returns the tenants whose snapshot changed.
+
+        New snapshots are loaded and prepared first, then one reference is
+        swapped: calls already running finish on the old snapshots, later
+        calls see the new ones, none sees a mix.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from commgraph.baselines import SnapshotStore
+        >>> from commgraph.baselines._snapshot import _example
+        >>> store = SnapshotStore(tempfile.mkdtemp()); _ = store.publish(_example())
+        >>> scorer = Scorer.from_store(store)
+        >>> scorer.reload()
+        []
+        >>> _ = store.publish(_example()); scorer.reload(), scorer.versions
+        (['acme'], {'acme': 2})
+        """
+        if self._store is None:
+            raise CommGraphError("this Scorer was made from snapshots, not a store: make it with Scorer.from_store "
+                                 "to reload")
+        with self._reload_lock:  # one reload at a time; scoring never waits for it
+            current = self._loaded
+            wanted = self._tenants if self._tenants is not None else self._store.tenants()
+            versions = {t: self._store.current(t) for t in wanted}
+            changed = sorted(t for t in wanted if versions[t] != current.versions.get(t))
+            if not changed and set(wanted) == set(current.views):
+                return []
+            views = {t: v for t, v in current.views.items() if t in versions and t not in changed}
+            for t in changed:
+                snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
+                views[t] = _prepare(SnapshotView(snap))
+            self._loaded = _Loaded(views, versions, global_priors(views.values()))
+            return changed
+
+    @property
+    def tenants(self) -> list[str]:
+        """Tenants with a snapshot loaded."""
+        return sorted(self._loaded.views)
+
+    @property
+    def versions(self) -> dict[str, int | None]:
+        """The store version served per tenant (None for snapshots given directly)."""
+        return dict(self._loaded.versions)
+
+    def snapshot(self, tenant_id: str) -> Snapshot:
+        """The snapshot currently served for a tenant.
+
+        Examples
+        --------
+        >>> from commgraph.baselines._snapshot import _example
+        >>> Scorer({"acme": _example()}).snapshot("acme").tenant_id
+        'acme'
+        """
+        view = self._loaded.views.get(tenant_id)
+        if view is None:
+            raise CommGraphError(f"no snapshot for tenant {tenant_id!r}; loaded: {self.tenants[:5]}")
+        return view.snapshot
+
+    # ------------------------------------------------------------------ batches
+    def _configs(self) -> list[TenantConfig]:
+        loaded = self._loaded
+        cached = getattr(self, "_configs_cache", None)
+        if cached is not None and cached[0] is loaded:
+            return cached[1]
+        configs = dict(self.tenant_configs)
+        for tenant, view in loaded.views.items():
+            if tenant not in configs and view.has_column("sender_domain", "sender_domain"):
+                names = view.snapshot.arrow("sender_domain").column("sender_domain").to_numpy(zero_copy_only=False)
+                own = tuple(str(d) for d in names[view.own_domain_mask()] if isinstance(d, str))
+                if own:
+                    configs[tenant] = TenantConfig(tenant, own)
+        self._configs_cache = (loaded, list(configs.values()))
+        return self._configs_cache[1]
+
+    def _messages(self, batch: Messages | pd.DataFrame) -> Messages:
+        if isinstance(batch, Messages):
+            return batch
+        if isinstance(batch, pd.DataFrame):
+            return validate(batch, tenants=self._configs())
+        raise ConfigError(f"The 'batch' parameter of Scorer.score must be Messages or a DataFrame in the message "
+                          f"contract. Got {type(batch).__name__} instead.")
+
+    def _columns(self, messages: Messages, level: str, cold_start: bool | None) -> dict[str, np.ndarray]:
+        loaded = self._loaded  # one read: a concurrent reload never mixes snapshots within a call
+        cold = self.cold_start if cold_start is None else cold_start
+        sb = SignalBatch.from_messages(messages)
+        views = dict(loaded.views)
+        missing = [t for t in sb.tenants if t not in views]
+        if missing and not cold:
+            raise CommGraphError(f"no snapshot for tenant {missing[0]!r}; this scorer serves {sorted(views)[:5]}. "
+                                 "Publish its baselines and reload, or pass cold_start=True to score it with the "
+                                 "global prior")
+        for t in missing:
+            views[t] = SnapshotView(None, tenant_id=t, global_priors=loaded.global_priors)
+        return self.signal_set.compute_columns(sb, views, level=level)
+
+    def score(self, batch: Messages | pd.DataFrame, *, level: Literal["edge", "message"] = "edge",
+              cold_start: bool | None = None) -> pd.DataFrame:
+        """Signals for a batch of any tenants (see :meth:`SignalSet.compute` for the output).
+
+        Parameters
+        ----------
+        batch : Messages or DataFrame
+            Validated messages, or a raw frame in the message contract (validated
+            here with the scorer's tenant configurations).
+        level : {"edge", "message"}, default "edge"
+        cold_start : bool, optional
+            Overrides the scorer's setting for this call.
+
+        Examples
+        --------
+        >>> from commgraph.baselines._snapshot import _example
+        >>> frame = pd.DataFrame({"tenant_id": ["acme"], "message_id": ["9"], "timestamp": ["2024-05-04T10:00Z"],
+        ...                       "sender": ["x@new.com"], "recipients": ["cy@acme.com"]})
+        >>> Scorer({"acme": _example()}).score(frame)[["recipient", "sender_is_new", "domain_is_new"]]
+             recipient  sender_is_new  domain_is_new
+        0  cy@acme.com              1              1
+        """
+        messages = self._messages(batch)
+        return self.signal_set.frame(messages, self._columns(messages, level, cold_start), level=level)
+
+    def score_array(self, batch: Messages | pd.DataFrame, *, level: Literal["edge", "message"] = "edge",
+                    cold_start: bool | None = None) -> tuple[np.ndarray, list[str]]:
+        """Signals as a 2-D float32 array plus the column names, for model runtimes.
+
+        Examples
+        --------
+        >>> from commgraph.baselines._snapshot import _example
+        >>> frame = pd.DataFrame({"tenant_id": ["acme"], "message_id": ["9"], "timestamp": ["2024-05-04T10:00Z"],
+        ...                       "sender": ["x@new.com"], "recipients": ["cy@acme.com"]})
+        >>> X, names = Scorer({"acme": _example()}).score_array(frame)
+        >>> X.shape, X.dtype
+        ((1, 35), dtype('float32'))
+        """
+        messages = self._messages(batch)
+        names = self.signal_set.names
+        return stack(self._columns(messages, level, cold_start), names), names
+
+    # ------------------------------------------------------------------ one message
+    def _registrable_domain(self, domain: str) -> str:
+        found = self._registrable.get(domain)
+        if found is None:
+            found = _registrable_one(domain)
+            if len(self._registrable) > 1 << 16:
+                self._registrable.clear()
+            self._registrable[domain] = found
+        return found
+
+    def _is_own(self, tenant: str, domain: str) -> bool:
+        key = (tenant, domain)
+        found = self._own.get(key)
+        if found is None:
+            config = self.tenant_configs.get(tenant)
+            if config is not None:
+                found = config.is_own_domain(domain)
+            else:
+                from xxhash import xxh3_64_intdigest
+
+                view = self._loaded.views.get(tenant)
+                own = view.own_domain_keys() if view is not None else frozenset()
+                found = xxh3_64_intdigest(self._registrable_domain(domain).encode("utf-8")) in own
+            if len(self._own) > 1 << 16:
+                self._own.clear()
+            self._own[key] = found
+        return found
+
+    def score_one(self, message: Mapping[str, Any], *, cold_start: bool | None = None) -> dict[str, Any]:
+        """Signals of one message, aggregated over its recipients: a dict of Python scalars.
+
+        A scalar path over the same tables as :meth:`score` (no pandas or numpy
+        per message), equal to ``score(batch of this message, level="message")``
+        column by column.
+
+        Parameters
+        ----------
+        message : mapping
+            ``tenant_id``, ``message_id``, ``timestamp`` (aware datetime, ISO
+            string or int nanoseconds), ``sender``, ``recipients`` (list or a
+            string separated by ``;``/``,``; or ``to``/``cc``/``bcc``), and
+            optionally ``sender_display_name``, ``direction``, ``spf``,
+            ``dkim``, ``dmarc``.
+
+        Returns
+        -------
+        dict
+            ``tenant_id``, ``message_id``, then every signal by name.
+
+        Examples
+        --------
+        >>> from commgraph.baselines._snapshot import _example
+        >>> s = Scorer({"acme": _example()})
+        >>> one = s.score_one({"tenant_id": "acme", "message_id": "1", "timestamp": "2024-05-04T10:00:00+00:00",
+        ...                    "sender": "Eve <eve@rnicrosoft.com>", "recipients": "cy@acme.com"})
+        >>> one["sender_is_new"], one["pair_days_since_last"]
+        (1, nan)
+        """
+        loaded = self._loaded
+        m = parse_one(message, self._registrable_domain, self._is_own)
+        view = loaded.views.get(m.tenant_id)
+        if view is None:
+            if not (self.cold_start if cold_start is None else cold_start):
+                raise CommGraphError(f"no snapshot for tenant {m.tenant_id!r}; this scorer serves "
+                                     f"{sorted(loaded.views)[:5]}. Publish its baselines and reload, or pass "
+                                     "cold_start=True to score it with the global prior")
+            view = SnapshotView(None, tenant_id=m.tenant_id, global_priors=loaded.global_priors)
+        out: dict[str, Any] = {"tenant_id": m.tenant_id, "message_id": m.message_id}
+        plan, floats = self._plan
+        for provider, edge_specs in plan:
+            values = provider.compute_one(m, view)
+            if edge_specs is None:
+                out.update(values)
+                continue
+            for name, how in edge_specs:
+                v = values[name]
+                out[name] = v[0] if len(v) == 1 else _aggregate_one(v, how)
+        # Round float columns to float32 as the batch path stores them, in one call.
+        for name, v in zip(floats, array("f", [out[n] for n in floats]).tolist()):
+            out[name] = v
+        return out
+
+    def __repr__(self) -> str:
+        loaded = self._loaded
+        parts = ", ".join(f"{t}" + (f" v{v}" if v is not None else "") for t, v in
+                          sorted(loaded.versions.items())[:5])
+        n = len(loaded.views)
+        return (f"Scorer({n} tenant{'s' if n != 1 else ''}: {parts}{' ...' if n > 5 else ''}; "
+                f"{len(self.signal_set.names)} signals)")

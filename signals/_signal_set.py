@@ -1,0 +1,315 @@
+"""A set of signal providers run together over a batch of any number of tenants."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from commgraph.baselines import Snapshot
+from commgraph.graph import CommGraphError, ConfigError, Messages
+
+from ._batch import SignalBatch
+from ._provider import SignalProvider, SignalSpec, provider_registry
+from ._view import SnapshotView
+
+__all__ = ["SignalSet", "DEFAULT_PROVIDERS", "LEVELS"]
+
+#: The built-in providers of the default set, in column order.
+DEFAULT_PROVIDERS: tuple[str, ...] = ("sender", "sender_domain", "pair", "recipient", "identity", "lookalike",
+                                      "habits")
+#: Output granularity: one row per (message, recipient), or per message.
+LEVELS: tuple[str, ...] = ("edge", "message")
+
+# Views of recently used snapshots (a view's derived structures cost a pass over the tables).
+# Snapshots cannot be weakly referenced, so the cache is small and holds them until evicted.
+_VIEW_CACHE: dict[int, tuple[Snapshot, SnapshotView]] = {}
+_VIEW_CACHE_LIMIT = 32
+
+
+def view_of(snapshot: Snapshot | SnapshotView) -> SnapshotView:
+    """The prepared view of a snapshot, made once per snapshot object."""
+    if isinstance(snapshot, SnapshotView):
+        return snapshot
+    if not isinstance(snapshot, Snapshot):
+        raise ConfigError(f"snapshots must be Snapshot objects (from build_baselines or SnapshotStore.load). "
+                          f"Got {type(snapshot).__name__} instead.")
+    found = _VIEW_CACHE.get(id(snapshot))
+    if found is not None and found[0] is snapshot:
+        return found[1]
+    if len(_VIEW_CACHE) >= _VIEW_CACHE_LIMIT:
+        _VIEW_CACHE.pop(next(iter(_VIEW_CACHE)))
+    view = SnapshotView(snapshot)
+    _VIEW_CACHE[id(snapshot)] = (snapshot, view)
+    return view
+
+
+def global_priors(views: Iterable[SnapshotView]) -> dict[str, Any] | None:
+    """The global priors carried by the first snapshot that has them (for cold-start tenants)."""
+    for view in views:
+        if view.snapshot is not None and "global" in view.snapshot.priors:
+            return view.snapshot.priors["global"]
+    return None
+
+
+def _aggregate(values: np.ndarray, edge_message: np.ndarray, n_messages: int, how: str,
+               default: float) -> np.ndarray:
+    """One value per message from its edges' values (vectorised with ``reduceat``)."""
+    if np.all(edge_message[1:] >= edge_message[:-1]):
+        order_msg, ordered = edge_message, values
+    else:
+        order = np.argsort(edge_message, kind="stable")
+        order_msg, ordered = edge_message[order], values[order]
+    counts = np.bincount(order_msg, minlength=n_messages)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    has = counts > 0
+    floating = np.issubdtype(values.dtype, np.floating)
+    out = np.full(n_messages, default, dtype=np.float64 if how == "mean" or floating else values.dtype)
+    if not has.any():
+        return out
+    s = starts[has]
+    if how == "mean":
+        out[has] = np.add.reduceat(ordered.astype(np.float64), s) / counts[has]
+    elif how == "min":
+        out[has] = (np.fmin if floating else np.minimum).reduceat(ordered, s)
+    else:  # max, any: nan-ignoring for floats (a first contact's nan does not hide a known gap)
+        out[has] = (np.fmax if floating else np.maximum).reduceat(ordered, s)
+    return out
+
+
+class SignalSet:
+    """Several signal providers computed together: the columns a detector consumes.
+
+    Parameters
+    ----------
+    providers : sequence of SignalProvider or str, optional
+        Provider instances or registered names (:func:`provider_registry`);
+        default: the built-ins (:data:`DEFAULT_PROVIDERS`).
+
+    Examples
+    --------
+    >>> from commgraph.baselines import build_baselines
+    >>> from commgraph.graph import validate
+    >>> tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    >>> history = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["1", "2"],
+    ...     "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z"], "sender": "ann@vendor.com",
+    ...     "recipients": "cy@acme.com"}), tenants=tenants)
+    >>> snapshots = build_baselines(history, as_of="2024-05-03")
+    >>> batch = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["3", "4"],
+    ...     "timestamp": "2024-05-03T10:00Z", "sender": ["ann@vendor.com", "eve@rnicrosoft.com"],
+    ...     "recipients": ["cy@acme.com; di@acme.com", "cy@acme.com"]}), tenants=tenants)
+    >>> s = SignalSet(["sender", "pair"])
+    >>> s.compute(batch, snapshots)[["message_id", "recipient", "sender_messages_7d", "pair_is_first_contact"]]
+      message_id    recipient  sender_messages_7d  pair_is_first_contact
+    0          3  cy@acme.com                   2                      0
+    1          3  di@acme.com                   2                      1
+    2          4  cy@acme.com                   0                      1
+    >>> s.compute(batch, snapshots, level="message")[["message_id", "pair_is_first_contact"]]
+      message_id  pair_is_first_contact
+    0          3                      1
+    1          4                      1
+    """
+
+    def __init__(self, providers: Sequence[SignalProvider | str] | None = None):
+        registry = provider_registry()
+        chosen = []
+        for p in DEFAULT_PROVIDERS if providers is None else providers:
+            if isinstance(p, str):
+                if p not in registry:
+                    raise ConfigError(f"The 'providers' parameter of SignalSet must name registered providers "
+                                      f"({', '.join(map(repr, registry))}). Got {p!r} instead.")
+                p = registry[p]()
+            elif not isinstance(p, SignalProvider):
+                raise ConfigError(f"The 'providers' parameter of SignalSet must hold SignalProvider instances or "
+                                  f"names. Got {p!r} instead.")
+            chosen.append(p)
+        names = [s.name for p in chosen for s in p.signals]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ConfigError(f"signal names must be unique within a SignalSet; repeated: {duplicated[:5]}")
+        self.providers: tuple[SignalProvider, ...] = tuple(chosen)
+
+    # ------------------------------------------------------------------ description
+    @property
+    def specs(self) -> list[SignalSpec]:
+        """Every column's :class:`SignalSpec`, in output order."""
+        return [s for p in self.providers for s in p.signals]
+
+    @property
+    def names(self) -> list[str]:
+        """Column names, in output order (stable API)."""
+        return [s.name for s in self.specs]
+
+    def describe(self) -> pd.DataFrame:
+        """One row per signal: name, provider, dtype, unit, aggregation, default, meaning.
+
+        Examples
+        --------
+        >>> SignalSet(["pair"]).describe()[["signal", "dtype", "aggregate"]]
+                           signal    dtype aggregate
+        0           pair_messages    int32       min
+        1   pair_is_first_contact     int8       any
+        2    pair_days_since_last  float32       max
+        3  pair_recipient_replied     int8       any
+        """
+        return pd.DataFrame([{"signal": s.name, "provider": p.name, "level": p.level, "dtype": s.dtype,
+                              "unit": s.unit, "aggregate": s.aggregate,
+                              "default": "prior" if s.default is None else s.default, "description": s.description}
+                             for p in self.providers for s in p.signals])
+
+    # ------------------------------------------------------------------ computing
+    def _views(self, tenants: list[str], snapshots: Mapping[str, Snapshot | SnapshotView],
+               cold_start: bool) -> dict[str, SnapshotView]:
+        views = {}
+        missing = [t for t in tenants if t not in snapshots]
+        if missing and not cold_start:
+            raise CommGraphError(f"no snapshot for tenant {missing[0]!r}" + (f" (and {len(missing) - 1} more: "
+                                 f"{missing[1:6]})" if len(missing) > 1 else "") + f"; snapshots are loaded for "
+                                 f"{sorted(snapshots)[:5]}. Build or publish its baselines, or pass cold_start=True "
+                                 "to score it with the global prior")
+        for t in tenants:
+            if t in snapshots:
+                view = view_of(snapshots[t])
+                if view.tenant_id != t:
+                    raise CommGraphError(f"the snapshot given for tenant {t!r} belongs to tenant {view.tenant_id!r}")
+                views[t] = view
+        if missing:
+            priors = global_priors(view_of(s) for s in snapshots.values())
+            for t in missing:
+                views[t] = SnapshotView(None, tenant_id=t, global_priors=priors)
+        return views
+
+    def compute_columns(self, batch: SignalBatch, views: Mapping[str, SnapshotView], *,
+                        level: Literal["edge", "message"] = "edge") -> dict[str, np.ndarray]:
+        """Every column as a numpy array, one value per edge or per message (views already resolved)."""
+        if level not in LEVELS:
+            raise ConfigError(f"The 'level' parameter must be one of {', '.join(map(repr, LEVELS))}. "
+                              f"Got {level!r} instead.")
+        size = batch.n_edges if level == "edge" else batch.n_messages
+        specs = self.specs
+        dtypes = {s.name: (s.dtype if level == "edge" else s.message_dtype) for s in specs}
+        parts = batch.by_tenant()
+        single = len(parts) == 1
+        out: dict[str, np.ndarray] = {} if single else {
+            s.name: np.empty(size, dtype=dtypes[s.name]) for s in specs}
+        for tenant, msgs, eds, sub in parts:
+            view = views[tenant]
+            for provider in self.providers:
+                values = provider.compute(sub, view)
+                for spec in provider.signals:
+                    v = values[spec.name]
+                    if provider.level == "message" and level == "edge":
+                        v = v[sub.edge_message]
+                    elif provider.level == "edge" and level == "message":
+                        default = np.nan if spec.default is None else spec.default
+                        v = _aggregate(v, sub.edge_message, sub.n_messages, spec.aggregate, default)
+                    v = v.astype(dtypes[spec.name], copy=False)
+                    if single:
+                        out[spec.name] = v
+                    else:
+                        out[spec.name][eds if level == "edge" else msgs] = v
+        return out
+
+    def compute(self, messages: Messages, snapshots: Mapping[str, Snapshot | SnapshotView], *,
+                level: Literal["edge", "message"] = "edge", cold_start: bool = False) -> pd.DataFrame:
+        """Signals for validated messages, each tenant against its own snapshot.
+
+        Parameters
+        ----------
+        messages : Messages
+            Validated messages (:func:`commgraph.graph.validate`), any tenants.
+        snapshots : mapping of str to Snapshot
+            Each tenant's snapshot (as deployed: windowed counts are as of its
+            ``as_of``; ages such as ``*_days_known`` are relative to each message).
+        level : {"edge", "message"}, default "edge"
+            One row per (message, recipient), or per message with each column
+            aggregated by its rule (:meth:`describe`).
+        cold_start : bool, default False
+            Score tenants without a snapshot with the global prior (every
+            entity unknown) instead of raising.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``tenant_id``, ``message_id``, (``recipient`` at edge level), then the
+            signals in :attr:`names` order with their declared dtypes. Edge rows
+            follow ``messages.edges()``; message rows follow ``messages.frame``
+            and keep its index.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> batch = validate(pd.DataFrame({"tenant_id": ["new"], "message_id": "1", "timestamp": "2024-05-03T10:00Z",
+        ...     "sender": "eve@x.com", "recipients": "cy@new.com", "direction": "inbound"}))
+        >>> SignalSet(["sender"]).compute(batch, {}, cold_start=True)[["sender_is_new", "sender_safe_likelihood"]]
+           sender_is_new  sender_safe_likelihood
+        0              1                     0.5
+        >>> SignalSet(["sender"]).compute(batch, {})
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.CommGraphError: no snapshot for tenant 'new'; snapshots are loaded for []. Build or publish its baselines, or pass cold_start=True to score it with the global prior
+        """
+        sb = SignalBatch.from_messages(messages)
+        columns = self.compute_columns(sb, self._views(sb.tenants, snapshots, cold_start), level=level)
+        return self.frame(messages, columns, level=level)
+
+    def compute_array(self, messages: Messages, snapshots: Mapping[str, Snapshot | SnapshotView], *,
+                      level: Literal["edge", "message"] = "edge",
+                      cold_start: bool = False) -> tuple[np.ndarray, list[str]]:
+        """Signals as one 2-D float32 array (rows x :attr:`names`) for model runtimes.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> batch = validate(pd.DataFrame({"tenant_id": ["new"], "message_id": "1", "timestamp": "2024-05-03T10:00Z",
+        ...     "sender": "eve@x.com", "recipients": "cy@new.com", "direction": "inbound"}))
+        >>> X, names = SignalSet(["pair"]).compute_array(batch, {}, cold_start=True)
+        >>> X.dtype, X.shape, names[0]
+        (dtype('float32'), (1, 4), 'pair_messages')
+        """
+        sb = SignalBatch.from_messages(messages)
+        columns = self.compute_columns(sb, self._views(sb.tenants, snapshots, cold_start), level=level)
+        return stack(columns, self.names), self.names
+
+    def frame(self, messages: Messages, columns: Mapping[str, np.ndarray], *,
+              level: Literal["edge", "message"] = "edge") -> pd.DataFrame:
+        """The output table from computed columns (identifiers first)."""
+        frame = messages.frame
+        if level == "edge":
+            edges = messages.edges(message_columns=())
+            positions = edges["message_index"].to_numpy()
+            recipient = edges["recipient"]
+            if isinstance(recipient.dtype, pd.CategoricalDtype):
+                # Decode the dictionary by taking from its categories (Arrow strings stay Arrow strings).
+                codes = recipient.array.codes
+                recipient = recipient.array.categories.array.take(codes, allow_fill=True)
+            else:
+                recipient = recipient.array
+            head = {"tenant_id": frame["tenant_id"].array.take(positions),
+                    "message_id": frame["message_id"].array.take(positions), "recipient": recipient}
+            index = pd.RangeIndex(len(edges))
+        else:
+            head = {"tenant_id": frame["tenant_id"].array, "message_id": frame["message_id"].array}
+            index = frame.index
+        data = dict(head)
+        data.update({name: columns[name] for name in self.names})
+        return pd.DataFrame(data, index=index, copy=False)
+
+    def __repr__(self) -> str:
+        return f"SignalSet({[p.name for p in self.providers]}, {len(self.names)} signals)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SignalSet) and self.providers == other.providers
+
+    def __hash__(self) -> int:
+        return hash(tuple(type(p) for p in self.providers))
+
+
+def stack(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """Columns as one C-ordered float32 matrix."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    out = np.empty((n, len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        out[:, j] = columns[name]
+    return out

@@ -1,0 +1,289 @@
+"""What signals read from one tenant's snapshot, prepared once per snapshot.
+
+Columns are zero-copy numpy views of the snapshot's Arrow tables (memory-mapped
+when the snapshot comes from a store); timestamps are read as int64
+nanoseconds; priors, the tenant hour profile, the known-contact domains and
+their skeletons, and a hash index of (display name, address) pairs are
+computed on first use and kept. A view without a snapshot answers for a
+cold-start tenant: every lookup misses and likelihoods come from the global prior.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from commgraph.baselines import DEFAULT_PRIOR, ENTITY_KINDS, KeyIndex, Snapshot, pair_keys, posterior_lower_bound
+from commgraph.graph import ConfigError
+
+__all__ = ["SnapshotView", "gather"]
+
+_NAT = np.iinfo(np.int64).min
+DAY_NS = 86_400 * 10**9
+
+
+def gather(column: np.ndarray, positions: np.ndarray, default: Any, dtype: str | None = None) -> np.ndarray:
+    """``column[positions]`` with ``default`` where the position is -1 (key never seen)."""
+    dtype = dtype or column.dtype
+    if not len(column):
+        return np.full(len(positions), default, dtype=dtype)
+    out = column.take(positions, mode="clip").astype(dtype, copy=False)  # take always copies
+    missing = positions < 0
+    if missing.any():
+        out[missing] = default
+    return out
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+#: Below this many unresolved keys, the remaining collision chains are walked in Python.
+_TAIL = 32
+
+
+def probe(index: KeyIndex, queries: np.ndarray) -> np.ndarray:
+    """Row positions of uint64 keys in a :class:`KeyIndex` (-1 where absent), as ``index.get``.
+
+    The same layout (Fibonacci hashing, linear probing; part of the snapshot
+    format), probed with fewer numpy calls: one round for every key, further
+    rounds only while many keys are still unresolved, then the few long
+    collision chains in Python. ``KeyIndex.get`` runs a full round of numpy
+    calls per probe step, which costs most at the batch sizes an engine sends.
+    """
+    keys, slots = index.keys, index.slots
+    n = len(queries)
+    out = np.full(n, -1, np.int64)
+    if not len(keys) or not n:
+        return out
+    size = len(slots)
+    mask = size - 1
+    with np.errstate(over="ignore"):
+        pos = ((queries * _GOLDEN) >> np.uint64(64 - (size.bit_length() - 1))).astype(np.int64)
+    row = slots.take(pos)
+    occupied = row >= 0
+    hit = occupied & (keys.take(np.maximum(row, 0)) == queries)
+    out[hit] = row[hit]
+    pending = np.flatnonzero(occupied & ~hit)
+    pos = pos[pending]
+    while len(pending) > _TAIL:
+        pos = (pos + 1) & mask
+        row = slots.take(pos)
+        occupied = row >= 0
+        hit = occupied & (keys.take(np.maximum(row, 0)) == queries[pending])
+        out[pending[hit]] = row[hit]
+        keep = occupied & ~hit
+        pending, pos = pending[keep], pos[keep]
+    for i, p, q in zip(pending.tolist(), pos.tolist(), queries[pending].tolist()):
+        while True:
+            p = (p + 1) & mask
+            r = int(slots[p])
+            if r < 0:
+                break
+            if int(keys[r]) == q:
+                out[i] = r
+                break
+    return out
+
+
+def _flat_lists(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, values) of a list column."""
+    arr = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return arr.offsets.to_numpy().astype(np.int64), arr.flatten().to_numpy(zero_copy_only=False)
+
+
+class SnapshotView:
+    """Prepared reads of one tenant's snapshot (or of none, for a cold start).
+
+    Parameters
+    ----------
+    snapshot : Snapshot or None
+        The tenant's snapshot; None for a tenant without one (cold start).
+    tenant_id : str, optional
+        Required when ``snapshot`` is None.
+    global_priors : mapping, optional
+        Per entity kind ``{"alpha", "beta"}``, for a cold start (default: uniform).
+
+    Examples
+    --------
+    >>> from commgraph.baselines._snapshot import _example
+    >>> view = SnapshotView(_example())
+    >>> view.lookup("sender", np.array([0], dtype=np.uint64)).tolist()
+    [-1]
+    >>> round(SnapshotView(None, tenant_id="new").prior_mean["sender"], 2)
+    0.5
+    """
+
+    def __init__(self, snapshot: Snapshot | None, *, tenant_id: str | None = None,
+                 global_priors: Mapping[str, Mapping[str, float]] | None = None):
+        if snapshot is None and tenant_id is None:
+            raise ConfigError("a SnapshotView without a snapshot needs the tenant_id")
+        if snapshot is not None and snapshot.config.privacy:
+            raise ConfigError(f"snapshot of tenant {snapshot.tenant_id!r} is in privacy mode; scoring privacy-mode "
+                              "snapshots needs the tenant secret to key the batch and is not supported yet")
+        self.snapshot = snapshot
+        self.tenant_id = snapshot.tenant_id if snapshot is not None else str(tenant_id)
+        self.as_of_ns = snapshot.as_of.value if snapshot is not None else None
+        self.cold = snapshot is None
+        self._columns: dict[tuple[str, str], np.ndarray] = {}
+        self._lock = threading.RLock()  # builders may use other built-once values
+        self._cache: dict[str, Any] = {}
+        self._scalar: Any = None  # the single-message path reads it on every call: no lock, no lookup
+        level = snapshot.config.credible_level if snapshot is not None else 0.95
+        self.prior: dict[str, tuple[float, float]] = {}
+        for kind in ENTITY_KINDS:
+            if snapshot is not None:
+                p = snapshot.priors[kind]
+            else:
+                p = (global_priors or {}).get(kind) or {"alpha": DEFAULT_PRIOR[0], "beta": DEFAULT_PRIOR[1]}
+            self.prior[kind] = (float(p["alpha"]), float(p["beta"]))
+        self.prior_mean = {k: a / (a + b) for k, (a, b) in self.prior.items()}
+        self.prior_lower = {k: float(posterior_lower_bound(np.zeros(1), np.zeros(1), a, b, level=level)[0])
+                            for k, (a, b) in self.prior.items()}
+
+    # ------------------------------------------------------------------ columns and lookups
+    def has_column(self, table: str, column: str) -> bool:
+        if self.snapshot is None:
+            return False
+        names = self._once(f"columns.{table}", lambda: frozenset(self.snapshot.arrow(table).column_names))
+        return column in names
+
+    def column(self, table: str, column: str) -> np.ndarray:
+        """A numeric column (timestamps as int64 ns, NaT as the int64 minimum); empty for a cold start."""
+        key = (table, column)
+        found = self._columns.get(key)
+        if found is not None:
+            return found
+        if self.snapshot is None:
+            values = np.zeros(0, np.int64)
+        else:
+            arrow = self.snapshot.arrow(table).column(column)
+            if pa.types.is_timestamp(arrow.type):
+                filled = arrow.cast(pa.int64()).fill_null(_NAT)
+                values = filled.to_numpy()
+            elif pa.types.is_boolean(arrow.type):
+                values = arrow.to_numpy().astype(np.int8)
+            else:
+                values = self.snapshot.column(table, column)
+        self._columns[key] = values
+        return values
+
+    def lookup(self, table: str, keys: np.ndarray) -> np.ndarray:
+        """Row positions (int64) of uint64 keys in a table, -1 where absent."""
+        if self.snapshot is None:
+            return np.full(len(keys), -1, np.int64)
+        return probe(self.snapshot.index(table), np.asarray(keys, dtype=np.uint64))
+
+    def index(self, table: str) -> KeyIndex | None:
+        return None if self.snapshot is None else self.snapshot.index(table)
+
+    def _once(self, name: str, build) -> Any:
+        value = self._cache.get(name)
+        if value is None:
+            with self._lock:
+                value = self._cache.get(name)
+                if value is None:
+                    value = build()
+                    self._cache[name] = value
+        return value
+
+    # ------------------------------------------------------------------ derived, built once
+    def hours(self, table: str) -> np.ndarray:
+        """The (rows, 24) hour histogram of a table (UTC hours)."""
+        def build() -> np.ndarray:
+            if self.snapshot is None:
+                return np.zeros((0, 24), np.int32)
+            col = self.snapshot.arrow(table).column("hour_histogram")
+            arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+            return arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, 24)
+        return self._once(f"hours.{table}", build)
+
+    def tenant_hour_profile(self) -> np.ndarray:
+        """The tenant's hour distribution, Laplace-smoothed (24 floats summing to 1)."""
+        def build() -> np.ndarray:
+            h = self.hours("tenant")
+            counts = h[0].astype(np.float64) if len(h) else np.zeros(24)
+            return (counts + 1.0) / (counts.sum() + 24.0)
+        return self._once("tenant_hours", build)
+
+    def name_pairs(self) -> tuple[KeyIndex | None, np.ndarray, np.ndarray]:
+        """Index of (display name, address) pairs, their message counts and active days (-1: not in the snapshot)."""
+        def build():
+            if self.snapshot is None or not self.snapshot.arrow("display_name").num_rows:
+                return (None, np.zeros(0, np.int32), np.zeros(0, np.int32))
+            table = self.snapshot.arrow("display_name")
+            offsets, address_keys = _flat_lists(table.column("address_keys"))
+            _, counts = _flat_lists(table.column("address_counts"))
+            names = self.column("display_name", "display_name_key")
+            owner = np.repeat(names, np.diff(offsets))
+            keys = pair_keys(owner, address_keys.astype(np.uint64))
+            if "address_active_days" in table.column_names:
+                _, days = _flat_lists(table.column("address_active_days"))
+            else:
+                days = np.full(len(keys), -1, np.int32)
+            return (KeyIndex.build(keys), counts.astype(np.int32), days.astype(np.int32))
+        return self._once("name_pairs", build)
+
+    def written_to(self) -> tuple[KeyIndex | None, np.ndarray, np.ndarray]:
+        """Per address the tenant wrote to: messages sent to it and the last time, from the pair table.
+
+        The sender table's ``n_written_to`` covers only addresses that also sent
+        mail; a vendor's first reply to the tenant is exactly the case it misses,
+        so the signals derive the complete figures from the pairs (outbound and
+        internal messages are the pair's messages minus its inbound ones).
+        """
+        def build():
+            if self.snapshot is None or not self.snapshot.arrow("pair").num_rows:
+                return (None, np.zeros(0, np.int32), np.zeros(0, np.int64))
+            n = self.column("pair", "n_messages").astype(np.int64) - self.column("pair", "n_inbound")
+            wrote = n > 0
+            keys, n, last = self.column("pair", "recipient_key")[wrote], n[wrote], self.column("pair", "last_seen")[wrote]
+            order = np.argsort(keys, kind="stable")
+            keys, n, last = keys[order], n[order], last[order]
+            uniq, start = np.unique(keys, return_index=True)
+            if not len(uniq):
+                return (None, np.zeros(0, np.int32), np.zeros(0, np.int64))
+            return (KeyIndex.build(uniq), np.add.reduceat(n, start).astype(np.int32),
+                    np.maximum.reduceat(last, start))
+        return self._once("written_to", build)
+
+    def known_domains(self) -> tuple[list[str], list[str], dict[str, int]]:
+        """The tenant's own and known-contact domains, their skeletons and positions."""
+        def build():
+            from ._lookalike import skeleton
+
+            if self.snapshot is None or "known_contact_domains" not in self.snapshot.arrow("tenant").column_names:
+                return ([], [], {})
+            values = self.snapshot.arrow("tenant").column("known_contact_domains").to_pylist()
+            known = [d for d in (values[0] or []) if d]
+            return (known, [skeleton(d) for d in known], {d: i for i, d in enumerate(known)})
+        return self._once("known_domains", build)
+
+    def own_domain_keys(self) -> frozenset[int]:
+        """Keys of the tenant's own domains: sender domains that sent internal or outbound mail."""
+        def build():
+            if self.snapshot is None:
+                return frozenset()
+            keys = self.column("sender_domain", "sender_domain_key")
+            return frozenset(int(k) for k in keys[self.own_domain_mask()])
+        return self._once("own_domains", build)
+
+    def scalar(self) -> Any:
+        """Scalar probes and reads for the single-message path (built once)."""
+        found = self._scalar
+        if found is None:
+            from ._scalar import ScalarTables
+
+            found = self._scalar = self._once("scalar", lambda: ScalarTables(self))
+        return found
+
+    def own_domain_mask(self) -> np.ndarray:
+        """Rows of the sender_domain table that are the tenant's own domains (they send as the tenant)."""
+        return (self.column("sender_domain", "n_internal") > 0) | (self.column("sender_domain", "n_outbound") > 0)
+
+    def lookalike_cache(self) -> dict[str, tuple[int, int]]:
+        """Per sender domain already checked: (distance, position of the nearest known domain)."""
+        return self._once("lookalike", dict)
+
+    def __repr__(self) -> str:
+        return f"SnapshotView({self.tenant_id!r}{', cold start' if self.cold else ''})"

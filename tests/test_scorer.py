@@ -1,0 +1,177 @@
+"""The engine-facing Scorer: batch scoring, the scalar single-message path, hot reload."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commgraph.baselines import SnapshotStore, build_baselines, refresh
+from commgraph.graph import CommGraphError, generate, validate
+from commgraph.signals import Scorer, SignalSet
+
+
+@pytest.fixture(scope="module")
+def world():
+    g = generate(tenants=2, days=12, random_state=5)
+    raw = g.messages
+    cut = raw["timestamp"].quantile(0.8)
+    history = validate(raw[raw["timestamp"] < cut], tenants=g.tenants)
+    snapshots = build_baselines(history, as_of=cut)
+    later = raw[raw["timestamp"] >= cut]
+    return g, snapshots, later
+
+
+def _mapping(row: pd.Series, *, with_direction: bool = True) -> dict:
+    m = {c: row[c] for c in ("tenant_id", "message_id", "timestamp", "sender", "sender_display_name", "to", "cc",
+                             "spf", "dkim", "dmarc")}
+    if with_direction and "direction" in row:
+        m["direction"] = row["direction"]
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
+
+
+def _same(a, b) -> bool:
+    return (isinstance(a, float) and math.isnan(a) and math.isnan(float(b))) or a == b
+
+
+def assert_one_equals_batch(scorer: Scorer, raw: pd.DataFrame, configs, *, with_direction=True, cold_start=None):
+    frame = raw if with_direction else raw.drop(columns=["direction"], errors="ignore")
+    batch = scorer.score(validate(frame, tenants=configs), level="message", cold_start=cold_start)
+    for i in range(len(raw)):
+        one = scorer.score_one(_mapping(raw.iloc[i], with_direction=with_direction), cold_start=cold_start)
+        expected = batch.iloc[i]
+        bad = [n for n in scorer.signal_set.names if not _same(one[n], expected[n])]
+        assert not bad, {n: (one[n], expected[n]) for n in bad}
+        assert all(type(one[n]) in (int, float) for n in scorer.signal_set.names)
+
+
+def test_score_one_equals_score_on_generated_mail(world) -> None:
+    g, snapshots, later = world
+    scorer = Scorer(snapshots, tenant_configs=g.tenants)
+    sample = later.sample(400, random_state=0)
+    assert_one_equals_batch(scorer, sample, g.tenants)
+
+
+def test_score_one_derives_the_direction_like_validation(world) -> None:
+    g, snapshots, later = world
+    assert_one_equals_batch(Scorer(snapshots, tenant_configs=g.tenants), later.sample(150, random_state=1),
+                            g.tenants, with_direction=False)
+    # Without configurations the scorer takes the own domains its snapshots saw sending internal mail.
+    assert_one_equals_batch(Scorer(snapshots), later.sample(150, random_state=2), g.tenants, with_direction=False)
+
+
+_ADDRESSES = ["bob@vendor.com", "ann@acme.com", "cy@acme.com", "eve@rnicrosoft.com", "x@gmail.com",
+              "new@unknown.org", "di@acme.com"]
+
+
+@pytest.fixture(scope="module")
+def small():
+    rows = []
+    for day in range(1, 9):
+        rows += [("bob@vendor.com", "cy@acme.com", "Bob"), ("ann@acme.com", "cy@acme.com", "Ann Lee"),
+                 ("cy@acme.com", "bob@vendor.com", "Cy"), ("x@gmail.com", "di@acme.com", "X")]
+        frame = pd.DataFrame(rows, columns=["sender", "recipients", "sender_display_name"])
+    frame = frame.assign(tenant_id="acme", message_id=[f"h{i}" for i in range(len(frame))],
+                         timestamp=[f"2024-05-{1 + i % 8:02d}T{i % 24:02d}:00Z" for i in range(len(frame))])
+    configs = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    return build_baselines(validate(frame, tenants=configs), as_of="2024-05-10"), configs
+
+
+@settings(max_examples=40, deadline=None)
+@given(sender=st.sampled_from(_ADDRESSES), recipients=st.lists(st.sampled_from(_ADDRESSES), min_size=1, max_size=3),
+       name=st.sampled_from([None, "Ann Lee", "Bob", "Someone"]), hour=st.integers(0, 23),
+       dmarc=st.sampled_from([None, "pass", "fail"]))
+def test_score_one_equals_score_property(small, sender, recipients, name, hour, dmarc) -> None:
+    snapshots, configs = small
+    if set(recipients) == {sender} or not any(a.endswith("@acme.com") for a in recipients + [sender]):
+        recipients = recipients + ["di@acme.com"]  # the tenant takes part, so the direction is decidable
+    row = pd.Series({"tenant_id": "acme", "message_id": "p1", "timestamp": pd.Timestamp(f"2024-05-11T{hour:02d}:30Z"),
+                     "sender": sender, "sender_display_name": name, "to": ";".join(recipients), "cc": None,
+                     "spf": None, "dkim": None, "dmarc": dmarc})
+    scorer = Scorer(snapshots, tenant_configs=configs)
+    assert_one_equals_batch(scorer, pd.DataFrame([row]), configs, with_direction=False)
+
+
+def test_cold_start_single_and_batch_agree(small) -> None:
+    snapshots, configs = small
+    scorer = Scorer(snapshots, tenant_configs=configs)
+    raw = pd.DataFrame([{"tenant_id": "newco", "message_id": "1", "timestamp": pd.Timestamp("2024-05-11T10:00Z"),
+                         "sender": "a@b.com", "sender_display_name": None, "to": "c@newco.com", "cc": None,
+                         "spf": None, "dkim": None, "dmarc": None, "direction": "inbound"}])
+    with pytest.raises(CommGraphError, match="'newco'"):
+        scorer.score_one(_mapping(raw.iloc[0]))
+    with pytest.raises(CommGraphError, match="'newco'"):
+        scorer.score(validate(raw))
+    assert_one_equals_batch(scorer, raw, configs, cold_start=True)
+
+
+def test_score_accepts_a_raw_frame(small) -> None:
+    snapshots, _ = small
+    frame = pd.DataFrame({"tenant_id": ["acme"], "message_id": ["r"], "timestamp": ["2024-05-11T09:00Z"],
+                          "sender": ["bob@vendor.com"], "recipients": ["cy@acme.com"]})
+    out = Scorer(snapshots).score(frame)  # own domains come from the snapshot: no inference warning
+    assert out["pair_messages"].tolist() == [8]
+    X, names = Scorer(snapshots).score_array(frame, level="message")
+    assert X.shape == (1, len(names)) and X.dtype == np.float32
+
+
+def test_reload_swaps_atomically_while_other_threads_score(tmp_path, small) -> None:
+    snapshots, configs = small
+    store = SnapshotStore(tmp_path)
+    store.publish(snapshots["acme"])
+    scorer = Scorer.from_store(store, tenant_configs=configs)
+    message = {"tenant_id": "acme", "message_id": "q", "timestamp": "2024-05-12T10:00:00+00:00",
+               "sender": "bob@vendor.com", "recipients": "cy@acme.com"}
+    before = scorer.score_one(message)["pair_messages"]
+    extra = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["n1", "n2"],
+                                   "timestamp": ["2024-05-10T10:00Z", "2024-05-10T11:00Z"],
+                                   "sender": "bob@vendor.com", "recipients": "cy@acme.com"}), tenants=configs)
+    newer = refresh(snapshots["acme"], extra, as_of="2024-05-11")
+    seen, errors, stop = set(), [], threading.Event()
+
+    def work():
+        while not stop.is_set():
+            try:
+                seen.add(scorer.score_one(message)["pair_messages"])
+                seen.add(int(scorer.score(pd.DataFrame([message]))["pair_messages"].iloc[0]))
+            except Exception as exc:  # noqa: BLE001 - any failure is the test's failure
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    store.publish(newer)
+    assert scorer.reload() == ["acme"]
+    after = scorer.score_one(message)["pair_messages"]
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert (before, after) == (8, 10)
+    assert seen <= {8, 10}
+    assert scorer.versions == {"acme": 2} and scorer.reload() == []
+
+
+def test_scorer_snapshots_are_memory_mapped(tmp_path, small) -> None:
+    snapshots, _ = small
+    store = SnapshotStore(tmp_path)
+    store.publish(snapshots["acme"])
+    scorer = Scorer.from_store(store)
+    column = scorer.snapshot("acme").column("sender", "n_messages")
+    assert not column.flags.owndata  # a view of the mapped file, not a copy
+    assert repr(scorer) == "Scorer(1 tenant: acme v1; 35 signals)"
+
+
+def test_signal_set_subset(small) -> None:
+    snapshots, configs = small
+    scorer = Scorer(snapshots, signal_set=SignalSet(["pair"]), tenant_configs=configs)
+    one = scorer.score_one({"tenant_id": "acme", "message_id": "z", "timestamp": "2024-05-12T10:00:00+00:00",
+                            "sender": "bob@vendor.com", "recipients": ["cy@acme.com", "zz@acme.com"]})
+    assert list(one) == ["tenant_id", "message_id", "pair_messages", "pair_is_first_contact", "pair_days_since_last",
+                         "pair_recipient_replied"]
+    assert one["pair_messages"] == 0 and one["pair_is_first_contact"] == 1 and one["pair_days_since_last"] > 1

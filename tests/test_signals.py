@@ -1,0 +1,216 @@
+"""Hand-built cases for the built-in signals, and the provider / SignalSet contract."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from commgraph.baselines import build_baselines
+from commgraph.graph import CommGraphError, ConfigError, validate
+from commgraph.signals import (
+    DEFAULT_PROVIDERS, SignalProvider, SignalSet, SignalSpec, provider_registry, register_provider, skeleton,
+)
+
+TENANTS = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+AS_OF = "2024-05-20"
+
+
+def _history() -> pd.DataFrame:
+    rows = []
+
+    def add(day, sender, recipients, name=None, **auth):
+        rows.append({"tenant_id": "acme", "message_id": f"h{len(rows)}", "timestamp": f"2024-05-{day:02d}T10:00Z",
+                     "sender": sender, "recipients": recipients, "sender_display_name": name,
+                     "spf": auth.get("spf", "pass"), "dkim": auth.get("dkim", "pass"),
+                     "dmarc": auth.get("dmarc", "pass")})
+
+    for day in range(1, 11):
+        add(day, "bob@vendor.com", "cy@acme.com", "Bob Vendor")
+        add(day, "ann@acme.com", "cy@acme.com", "Ann Lee")
+        add(day, "spam@bulk.com", "cy@acme.com", "Bulk", spf="fail", dkim="fail", dmarc="fail")
+    for day in range(1, 6):
+        add(day, "good@partner.com", "cy@acme.com", "Good Partner")
+    add(3, "cy@acme.com", "bob@vendor.com", "Cy")
+    add(4, "cy@acme.com", "sales@supplier.com", "Cy")
+    add(5, "cy@acme.com", "ceo@microsoft.com", "Cy")
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def snapshots():
+    return build_baselines(validate(_history(), tenants=TENANTS), as_of=AS_OF)
+
+
+def score(snapshots, **row) -> pd.Series:
+    base = {"tenant_id": "acme", "message_id": "b1", "timestamp": "2024-05-20T10:00Z", "recipients": "cy@acme.com"}
+    base.update(row)
+    batch = validate(pd.DataFrame([base]), tenants=TENANTS)
+    return SignalSet().compute(batch, snapshots, level="message").iloc[0]
+
+
+def test_first_contact_of_a_known_sender(snapshots) -> None:
+    s = score(snapshots, sender="bob@vendor.com", recipients="di@acme.com")
+    assert s["sender_is_new"] == 0 and s["sender_messages_30d"] == 10 and s["pair_is_first_contact"] == 1
+    assert s["pair_messages"] == 0 and math.isnan(s["pair_days_since_last"])
+    known = score(snapshots, sender="bob@vendor.com")
+    assert known["pair_is_first_contact"] == 0 and known["pair_messages"] == 10
+    assert known["pair_recipient_replied"] == 1 and known["pair_days_since_last"] == pytest.approx(10.0)
+    assert known["sender_days_known"] == pytest.approx(19.0)
+
+
+def test_first_reply_to_a_solicited_address(snapshots) -> None:
+    s = score(snapshots, sender="sales@supplier.com")
+    assert s["sender_is_new"] == 1 and s["pair_is_first_contact"] == 1
+    assert s["sender_solicited_messages"] == 1 and s["sender_days_since_solicited"] == pytest.approx(16.0)
+    assert s["pair_recipient_replied"] == 1  # cy wrote to this address first
+
+
+def test_impersonation_of_an_internal_display_name(snapshots) -> None:
+    s = score(snapshots, sender='"Ann Lee" <ann.lee@gmail.com>')
+    assert s["display_name_matches_internal"] == 1 and s["display_name_is_new_for_address"] == 1
+    assert s["domain_is_freemail"] == 1 and s["domain_is_new"] == 1
+    real = score(snapshots, sender='"Ann Lee" <ann@acme.com>', recipients="cy@acme.com")
+    assert real["display_name_matches_internal"] == 0 and real["display_name_is_new_for_address"] == 0
+    assert real["display_name_address_days"] == 10
+    unnamed = score(snapshots, sender="ann.lee@gmail.com")
+    assert unnamed["display_name_matches_internal"] == 0 and unnamed["display_name_is_new_for_address"] == 0
+
+
+@pytest.mark.parametrize("sender", ["x@rnicrosoft.com", "x@micros0ft.com", "x@xn--mcrosoft-thh.com"])
+def test_homoglyph_of_a_known_contact_domain(snapshots, sender) -> None:
+    s = score(snapshots, sender=sender)
+    assert s["lookalike_domain_distance"] <= 1 and s["lookalike_domain_is_close"] == 1
+
+
+def test_cyrillic_lookalike_of_the_own_domain(snapshots) -> None:
+    assert skeleton("xn--cme-5cd.com") == "acme.com"  # Cyrillic a, then "cme.com"
+    s = score(snapshots, sender="ceo@аcme.com", direction="inbound")
+    assert s["lookalike_domain_distance"] == 0 and s["lookalike_domain_is_close"] == 1
+
+
+def test_the_exact_domain_and_an_unrelated_one_are_not_lookalikes(snapshots) -> None:
+    own = score(snapshots, sender="ceo@microsoft.com")
+    assert own["lookalike_domain_is_close"] == 0  # itself is excluded; the tenant writes to it
+    far = score(snapshots, sender="x@completely-different.org")
+    assert far["lookalike_domain_distance"] == 8 and far["lookalike_domain_is_close"] == 0
+
+
+def test_a_sender_that_always_fails_dmarc_is_not_a_deviation(snapshots) -> None:
+    s = score(snapshots, sender="spam@bulk.com", spf="fail", dkim="fail", dmarc="fail")
+    assert s["auth_deviation"] == 0 and s["sender_auth_fail_rate"] == pytest.approx(1.0)
+    good = score(snapshots, sender="good@partner.com", dmarc="fail")
+    assert good["auth_deviation"] == 1 and good["sender_auth_fail_rate"] == 0.0
+    new = score(snapshots, sender="who@nowhere.com", dmarc="fail")
+    assert new["auth_deviation"] == 0
+
+
+def test_hour_surprise_is_lower_at_the_usual_hour(snapshots) -> None:
+    usual = score(snapshots, sender="bob@vendor.com", timestamp="2024-05-20T10:00Z")
+    odd = score(snapshots, sender="bob@vendor.com", timestamp="2024-05-20T03:00Z")
+    assert usual["sender_hour_surprise"] < odd["sender_hour_surprise"]
+
+
+def test_unknown_everything_gets_documented_defaults(snapshots) -> None:
+    s = score(snapshots, sender="who@nowhere.example", recipients="nobody@acme.com")
+    specs = {sp.name: sp for sp in SignalSet().specs}
+    snap = snapshots["acme"]
+    for name, spec in specs.items():
+        if spec.default is None:
+            assert not math.isnan(s[name]), name
+        elif name not in ("domain_is_freemail", "lookalike_domain_distance", "lookalike_domain_is_close"):
+            expected = spec.default
+            assert (math.isnan(expected) and math.isnan(s[name])) or s[name] == expected, name
+    prior = snap.priors["sender"]
+    assert s["sender_safe_likelihood"] == pytest.approx(prior["alpha"] / (prior["alpha"] + prior["beta"]), rel=1e-6)
+
+
+def test_missing_tenant_is_named_unless_cold_start(snapshots) -> None:
+    batch = validate(pd.DataFrame({"tenant_id": ["acme", "globex"], "message_id": ["1", "2"],
+                                   "timestamp": "2024-05-20T10:00Z", "sender": "x@y.com",
+                                   "recipients": ["cy@acme.com", "z@globex.com"], "direction": "inbound"}))
+    with pytest.raises(CommGraphError, match="'globex'"):
+        SignalSet().compute(batch, snapshots)
+    out = SignalSet().compute(batch, snapshots, cold_start=True)
+    g = snapshots["acme"].priors["global"]["sender"]
+    assert out.loc[1, "sender_is_new"] == 1
+    assert out.loc[1, "sender_safe_likelihood"] == pytest.approx(g["alpha"] / (g["alpha"] + g["beta"]), rel=1e-6)
+
+
+def test_tenants_are_scored_against_their_own_snapshot() -> None:
+    rows = pd.DataFrame({"tenant_id": ["a", "b", "b"], "message_id": ["1", "2", "3"],
+                         "timestamp": ["2024-05-01T10:00Z"] * 3, "sender": "x@out.com",
+                         "recipients": ["u@a.com", "v@b.com", "v@b.com"], "direction": "inbound"})
+    snaps = build_baselines(validate(rows), as_of="2024-05-02")
+    batch = validate(pd.DataFrame({"tenant_id": ["b", "a", "b"], "message_id": ["4", "5", "6"],
+                                   "timestamp": "2024-05-03T10:00Z", "sender": "x@out.com",
+                                   "recipients": ["v@b.com", "u@a.com", "w@b.com"], "direction": "inbound"}))
+    out = SignalSet().compute(batch, snaps)
+    assert out["sender_messages_7d"].tolist() == [2, 1, 2]
+    assert out["pair_messages"].tolist() == [2, 1, 0]
+
+
+def test_message_level_aggregates_by_each_rule(snapshots) -> None:
+    batch = validate(pd.DataFrame([{"tenant_id": "acme", "message_id": "m", "timestamp": "2024-05-20T10:00Z",
+                                    "sender": "bob@vendor.com", "recipients": "cy@acme.com; di@acme.com"}]),
+                     tenants=TENANTS)
+    edges = SignalSet().compute(batch, snapshots)
+    msg = SignalSet().compute(batch, snapshots, level="message").iloc[0]
+    assert msg["pair_messages"] == edges["pair_messages"].min() == 0
+    assert msg["pair_is_first_contact"] == 1 and msg["pair_days_since_last"] == pytest.approx(10.0)
+    assert msg["recipient_inbound_30d"] == pytest.approx(edges["recipient_inbound_30d"].mean())
+
+
+def test_output_contract(snapshots) -> None:
+    batch = validate(_history().head(5), tenants=TENANTS)
+    s = SignalSet()
+    out = s.compute(batch, snapshots)
+    specs = {sp.name: sp for sp in s.specs}
+    assert list(out.columns[3:]) == s.names and len(s.names) == 35
+    for name in s.names:
+        assert str(out[name].dtype) == specs[name].dtype
+    msg = s.compute(batch, snapshots, level="message")
+    assert msg.index.equals(batch.frame.index)
+    for name in s.names:
+        assert str(msg[name].dtype) == specs[name].message_dtype
+    X, names = s.compute_array(batch, snapshots, level="message")
+    assert X.dtype == np.float32 and names == s.names
+    np.testing.assert_array_equal(X, msg[s.names].to_numpy(np.float32))
+    assert [p.name for p in s.providers] == list(DEFAULT_PROVIDERS)
+    assert set(s.describe()["signal"]) == set(s.names)
+
+
+def test_order_invariance(snapshots) -> None:
+    frame = _history().sample(frac=1.0, random_state=1).head(20)
+    a = SignalSet().compute(validate(frame, tenants=TENANTS), snapshots, level="message")
+    b = SignalSet().compute(validate(frame.iloc[::-1], tenants=TENANTS), snapshots, level="message")
+    pd.testing.assert_frame_equal(a, b.loc[a.index])
+
+
+def test_custom_provider_plugs_in(snapshots) -> None:
+    @register_provider
+    class RecipientCount(SignalProvider):
+        name = "recipient_count_test"
+        level = "message"
+        signals = (SignalSpec("n_recipients_in_message", "int32", "Recipients of this message.", "count"),)
+
+        def compute(self, batch, view):
+            return {"n_recipients_in_message": np.bincount(batch.edge_message, minlength=batch.n_messages)}
+
+    assert provider_registry()["recipient_count_test"] is RecipientCount
+    s = SignalSet(["pair", "recipient_count_test"])
+    batch = validate(pd.DataFrame([{"tenant_id": "acme", "message_id": "m", "timestamp": "2024-05-20T10:00Z",
+                                    "sender": "bob@vendor.com", "recipients": "cy@acme.com; di@acme.com"}]),
+                     tenants=TENANTS)
+    assert s.compute(batch, snapshots)["n_recipients_in_message"].tolist() == [2, 2]
+
+
+def test_bad_configuration_is_refused() -> None:
+    with pytest.raises(ConfigError, match="'nope'"):
+        SignalSet(["sender", "nope"])
+    with pytest.raises(ConfigError, match="unique"):
+        SignalSet(["sender", "sender"])
+    with pytest.raises(ConfigError, match="'level'"):
+        SignalSet().compute_columns(None, {}, level="tenant")

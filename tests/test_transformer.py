@@ -1,0 +1,93 @@
+"""BaselineSignals: the scikit-learn contract, inside a Pipeline with a classifier on a time split."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
+
+from commgraph.graph import generate
+from commgraph.signals import BaselineSignals, SignalSet
+
+
+@pytest.fixture(scope="module")
+def mail():
+    g = generate(tenants=2, days=20, random_state=11)
+    raw = g.messages.sort_values("timestamp", kind="stable")
+    t1, t2 = raw["timestamp"].quantile([0.5, 0.75])
+    # Baselines from the first half, a model trained on the next quarter, tested on the last.
+    return g, raw[raw["timestamp"] < t1], raw[(raw["timestamp"] >= t1) & (raw["timestamp"] < t2)], \
+        raw[raw["timestamp"] >= t2]
+
+
+def test_pipeline_with_a_classifier_on_a_time_split(mail) -> None:
+    g, history, train, test = mail
+    signals = BaselineSignals(tenants=g.tenants).fit(history)
+    # Few positives (about 120): small regularised trees, no early stopping on a 10% split of them.
+    classifier = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=8, min_samples_leaf=40,
+                                                l2_regularization=1.0, early_stopping=False, random_state=0)
+    model = Pipeline([("signals", signals), ("model", classifier)])
+    # The transformer is fitted on the earlier period, so the model is trained on features as deployed.
+    X_train = signals.transform(train)
+    model.named_steps["model"].fit(X_train, train["scenario"].notna())
+    scores = model.predict_proba(test)[:, 1]
+    assert scores.shape == (len(test),)
+    assert roc_auc_score(test["scenario"].notna(), scores) > 0.9
+
+    # And the usual whole-pipeline fit, clone and pickle round trip.
+    pipe = Pipeline([("signals", BaselineSignals(tenants=g.tenants)),
+                     ("model", HistGradientBoostingClassifier(max_iter=30, random_state=0))])
+    pipe.fit(train, train["scenario"].notna())
+    again = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(pipe.predict_proba(test.head(500)), again.predict_proba(test.head(500)))
+    cloned = clone(pipe)
+    assert not hasattr(cloned.named_steps["signals"], "snapshots_")
+    assert cloned.get_params()["signals__tenants"] == g.tenants
+
+
+def test_transform_is_aligned_with_the_input(mail) -> None:
+    g, history, train, _ = mail
+    t = BaselineSignals(tenants=g.tenants, signal_set=["sender", "pair"]).fit(history)
+    sample = train.sample(300, random_state=0)
+    sample.index = np.arange(len(sample))[::-1] * 7  # unusual labels: the output keeps them
+    out = t.set_output(transform="pandas").transform(sample)
+    assert list(out.index) == list(sample.index)
+    assert list(out.columns) == SignalSet(["sender", "pair"]).names
+    reversed_ = t.transform(sample.iloc[::-1])
+    pd.testing.assert_frame_equal(out, reversed_.loc[out.index])
+    assert t.set_output(transform="default").transform(sample).dtype == np.float32
+
+
+def test_fit_sets_only_trailing_underscore_state_and_keeps_no_mail(mail) -> None:
+    g, history, _, _ = mail
+    t = BaselineSignals(tenants=g.tenants)
+    params = t.get_params()
+    t.fit(history.head(2000))
+    assert t.get_params() == params
+    learned = {k for k in vars(t) if k.endswith("_") and not k.startswith("_")}
+    assert learned == {"snapshots_", "as_of_", "feature_names_out_"}
+    assert t.as_of_ == history.head(2000)["timestamp"].max() + pd.Timedelta(1, "ns")
+    assert not any(isinstance(v, pd.DataFrame) for v in vars(t).values())
+    assert list(t.get_feature_names_out()) == SignalSet().names
+
+
+def test_explicit_as_of_and_errors(mail) -> None:
+    g, history, train, _ = mail
+    t = BaselineSignals(tenants=g.tenants, as_of="2025-01-08", signal_set=["sender"])
+    with pytest.raises(NotFittedError):
+        t.transform(train)
+    t.fit(history)
+    assert t.as_of_ == pd.Timestamp("2025-01-08", tz="UTC")
+    with pytest.raises(ValueError, match="'cold_start' parameter"):
+        BaselineSignals(cold_start="yes").fit(history)
+    other = train.head(5).assign(tenant_id="unseen")
+    with pytest.raises(Exception, match="'unseen'"):
+        t.transform(other)
+    assert t.set_params(cold_start=True).transform(other)[:, SignalSet(["sender"]).names.index("sender_is_new")].all()
