@@ -13,18 +13,13 @@ from ._builtin_identity import HabitSignals, IdentitySignals, LookalikeSignals
 from ._signal_set import DEFAULT_PROVIDERS, LEVELS, SignalSet
 from ._lookalike import skeleton
 from ._freemail import freemail_domains
+from ._scorer import Scorer
+from ._explain import Explanation, explain
+from ._transformer import BaselineSignals
 
 __all__ = [
     "AGGREGATIONS", "SignalProvider", "SignalSpec", "provider_registry", "register_provider",
     "SenderSignals", "SenderDomainSignals", "PairSignals", "RecipientSignals", "IdentitySignals",
     "LookalikeSignals", "HabitSignals", "DEFAULT_PROVIDERS", "LEVELS", "SignalSet", "skeleton", "freemail_domains",
+    "Scorer", "Explanation", "explain", "BaselineSignals",
 ]
-from ._scorer import Scorer
-
-__all__ += ["Scorer"]
-from ._explain import Explanation, explain
-
-__all__ += ["Explanation", "explain"]
-from ._transformer import BaselineSignals
-
-__all__ += ["BaselineSignals"]
