@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._batch import DIRECTION_CODES, FAIL_CODES
-from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, nearest_known, nearest_one
+from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, nearest_known, nearest_one
 from ._provider import SignalProvider, SignalSpec, register_provider
 from ._scalar import mix64
 from ._view import SnapshotView, gather, probe
@@ -122,7 +122,8 @@ class LookalikeSignals(SignalProvider):
                    f"{DISTANCE_CAP}; {DISTANCE_CAP} also when there is none to compare).", "edits", "min",
                    default=float(DISTANCE_CAP)),
         SignalSpec("lookalike_domain_is_close", "int8", f"1 if that distance is at most {CLOSE_DISTANCE} and the "
-                   "tenant never wrote to the domain nor sends internal mail from it.", "flag", "any"),
+                   "domain is not an established contact: the tenant never wrote to it, sends no internal mail "
+                   f"from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days.", "flag", "any"),
     )
 
     def _distances(self, domains: list[str], view: SnapshotView) -> tuple[list[int], list[int]]:
@@ -145,7 +146,8 @@ class LookalikeSignals(SignalProvider):
                             DISTANCE_CAP).astype(np.int32)
         pos = batch.rows(view, "sender_domain")
         established = (gather(view.column("sender_domain", "n_outbound_to"), pos, 0, "int32") > 0) | \
-                      (gather(view.column("sender_domain", "n_internal"), pos, 0, "int32") > 0)
+                      (gather(view.column("sender_domain", "n_internal"), pos, 0, "int32") > 0) | \
+                      (gather(view.column("sender_domain", "active_days"), pos, 0, "int32") >= ESTABLISHED_DAYS)
         return {"lookalike_domain_distance": distance,
                 "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
 
@@ -160,7 +162,8 @@ class LookalikeSignals(SignalProvider):
         t = view.scalar()
         r = t.domain_row(m)
         established = r >= 0 and (t.col("sender_domain", "n_outbound_to")[r] > 0
-                                  or t.col("sender_domain", "n_internal")[r] > 0)
+                                  or t.col("sender_domain", "n_internal")[r] > 0
+                                  or t.col("sender_domain", "active_days")[r] >= ESTABLISHED_DAYS)
         return {"lookalike_domain_distance": distance,
                 "lookalike_domain_is_close": int(distance <= CLOSE_DISTANCE and not established)}
 

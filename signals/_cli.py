@@ -11,7 +11,7 @@ from typing import Sequence
 from commgraph.graph import CommGraphError, ConfigError, read_messages
 
 from ._cli_generate import add_generate_command
-from ._cli_store import add_inspect_command, add_refresh_command
+from ._cli_store import add_explain_command, add_inspect_command, add_refresh_command, add_score_command
 
 __all__ = ["main", "build_parser"]
 
@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
     add_generate_command(commands)
     add_refresh_command(commands)
+    add_score_command(commands)
+    add_explain_command(commands)
     add_inspect_command(commands)
     return parser
 
@@ -141,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except OSError as exc:  # unreadable input, full disk, missing directory: say which, exit 1
         print(f"commgraph {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 (a scheduler reads the exit code; a person reads the line)
+        print(f"commgraph {args.command}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
 

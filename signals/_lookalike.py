@@ -21,12 +21,16 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["skeleton", "nearest_known", "DISTANCE_CAP", "CLOSE_DISTANCE"]
+__all__ = ["skeleton", "nearest_known", "DISTANCE_CAP", "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
 
 #: Distances are capped: this value means "this far or farther, or nothing to compare with".
 DISTANCE_CAP = 8
 #: A domain at most this many edits from a known domain (after skeletons) is "close".
 CLOSE_DISTANCE = 2
+#: A domain that has sent mail on this many distinct days is an established correspondent,
+#: not a look-alike in waiting: look-alikes are registered for an attack and are new.
+#: (A long-known domain turned hostile is vendor compromise, which other signals cover.)
+ESTABLISHED_DAYS = 14
 
 _DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
 # Digits that imitate letters (Unicode lists 0 ~ O and 1 ~ l); domains are lower case.

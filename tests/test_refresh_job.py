@@ -128,3 +128,25 @@ def test_killed_refresh_leaves_the_store_serving_and_the_next_run_completes(tmp_
     done = subprocess.run(base + ["--as-of", AS_OF], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert main(["inspect", "--store", str(store)]) == 0
+
+
+def test_score_and_explain_commands(tmp_path, mail, archive, capsys):
+    store = tmp_path / "store"
+    assert main(["refresh", "--input", str(archive), "--store", str(store), "--as-of", AS_OF]) == 0
+    out = tmp_path / "signals.parquet"
+    assert main(["score", "--input", str(archive), "--store", str(store), "--output", str(out)]) == 0
+    scored = pd.read_parquet(out)
+    assert len(scored) == len(mail.messages) and "sender_is_new" in scored.columns
+    edges = tmp_path / "edges.parquet"
+    assert main(["score", "--input", str(archive), "--store", str(store), "--output", str(edges),
+                 "--level", "edge"]) == 0
+    assert len(pd.read_parquet(edges)) > len(scored)
+    capsys.readouterr()
+    row = mail.messages.iloc[-1]
+    assert main(["explain", "--store", str(store), "--tenant", row["tenant_id"], "--message-id", row["message_id"],
+                 "--input", str(archive)]) == 0
+    text = capsys.readouterr().out
+    assert "sender_is_new" in text and row["message_id"] in text
+    assert main(["explain", "--store", str(store), "--tenant", row["tenant_id"], "--message-id", "nope",
+                 "--input", str(archive)]) == 1
+    assert "not in the input" in capsys.readouterr().err

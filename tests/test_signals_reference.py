@@ -91,7 +91,8 @@ def reference(history, as_of, batch, snapshots) -> pd.DataFrame:
         # ---- sender domain
         g = h.groupby("sender_domain")
         d = pd.DataFrame({"w30": g["timestamp"].apply(lambda t: int((t >= as_of - pd.Timedelta(days=30)).sum())),
-                          "n": g.size(), "first": g["timestamp"].min(), "senders": g["sender"].nunique()})
+                          "n": g.size(), "first": g["timestamp"].min(), "senders": g["sender"].nunique(),
+                          "days": g["timestamp"].apply(lambda t: t.dt.floor("D").nunique())})
         d = d.join(he[he["direction"] == "outbound"].groupby("recipient_domain").size().rename("out"), how="outer")
         dt = snap.table("sender_domain")[["sender_domain", "likelihood_safe"]].set_index("sender_domain")
         x = e[["domain", "ts"]].merge(d, left_on="domain", right_index=True, how="left").merge(
@@ -156,7 +157,8 @@ def reference(history, as_of, batch, snapshots) -> pd.DataFrame:
             ds = [Levenshtein.distance(skeleton(dom), skeleton(k)) for k in known if k != dom]
             best[dom] = min([min(v, 8) for v in ds] or [8])
         dist = e["domain"].map(best).to_numpy()
-        est = d["out"].fillna(0).gt(0) | d.index.isin(h.loc[h["direction"] == "internal", "sender_domain"].unique())
+        est = (d["out"].fillna(0).gt(0) | d.index.isin(h.loc[h["direction"] == "internal", "sender_domain"].unique())
+               | d["days"].fillna(0).ge(14))  # sent mail on 14 distinct (UTC) days: an established contact
         established = e["domain"].map(est).fillna(False).astype(bool).to_numpy()
         r["lookalike_domain_distance"] = dist
         r["lookalike_domain_is_close"] = ((dist <= 2) & ~established).astype(int)
