@@ -11,10 +11,15 @@ from pandas.api.types import union_categoricals
 
 from ._errors import CommGraphError
 
-__all__ = ["Messages", "REJECT_COLUMNS"]
+__all__ = ["Messages", "REJECT_COLUMNS", "message_index"]
 
 #: The leading columns of a ``rejects`` frame; the original row's columns follow.
 REJECT_COLUMNS = ("reject_column", "reject_reason", "reject_value", "reject_message", "reject_action")
+
+
+def message_index(positions: np.ndarray, n_messages: int) -> np.ndarray:
+    """Positions of edges' messages: int32 while the messages fit (half the memory of int64)."""
+    return positions.astype(np.int32 if n_messages < 2**31 else np.int64, copy=False)
 
 
 class Messages:
@@ -80,7 +85,7 @@ class Messages:
             ``sender_key``, ``recipient``, ``recipient_domain`` (registrable),
             ``recipient_key``, ``recipient_type`` (to/cc/bcc, missing when the input
             did not say), ``direction``, ``message_index`` (the message's position in
-            :attr:`frame`), then the requested message columns. Strings that repeat
+            :attr:`frame`, int32 while the messages fit), then the requested message columns. Strings that repeat
             along edges (tenant, sender, recipient and their domains) are categoricals
             over Arrow-backed strings: 4 bytes a row instead of a copy of the string,
             and already factorised for grouping.
@@ -140,7 +145,7 @@ class Messages:
         edges = self._edges[(self._edges["tenant_id"] == tenant_id).to_numpy()].copy()
         remap = np.full(len(self.frame), -1, dtype=np.int64)
         remap[positions] = np.arange(len(positions))
-        edges["message_index"] = remap[edges["message_index"].to_numpy()]
+        edges["message_index"] = message_index(remap[edges["message_index"].to_numpy()], len(positions))
         rejects = self.rejects
         if "tenant_id" in rejects.columns:
             rejects = rejects[(rejects["tenant_id"].astype("str") == tenant_id).to_numpy()]
@@ -178,7 +183,8 @@ class Messages:
         edges = []
         for offset, part in zip(offsets, parts):
             e = part._edges.copy()
-            e["message_index"] = e["message_index"].to_numpy() + offset
+            e["message_index"] = message_index(e["message_index"].to_numpy(np.int64) + offset,
+                                               sum(len(p) for p in parts))
             edges.append(e)
         joined = pd.concat(edges, ignore_index=True)
         for column, dtype in parts[0]._edges.dtypes.items():

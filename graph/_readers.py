@@ -97,11 +97,14 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
         # One scan of the whole dataset (threads, no per-file conversions); the file
         # of each row comes from the fragments' row counts, in the scan's order.
         counts = np.array([f.count_rows() for f in fragments], dtype=np.int64)
-        frame = dataset.to_table().to_pandas()
-        names = pd.Categorical.from_codes(np.repeat(np.arange(len(fragments)), counts),
+        single = len(fragments) == 1 and not ds.get_partition_keys(fragments[0].partition_expression)
+        frame = (fragments[0] if single else dataset).to_table().to_pandas()
+        code_type = np.int8 if len(fragments) < 2**7 else np.int16 if len(fragments) < 2**15 else np.int32
+        names = pd.Categorical.from_codes(np.repeat(np.arange(len(fragments), dtype=code_type), counts),
                                           categories=[f.path for f in fragments])
-        starts = np.repeat(np.cumsum(counts) - counts, counts)
-        frame.index = pd.Index(np.arange(len(frame), dtype=np.int64) - starts)
+        if len(fragments) > 1:
+            starts = np.repeat(np.cumsum(counts) - counts, counts)
+            frame.index = pd.Index(np.arange(len(frame), dtype=np.int64) - starts)
         yield names, frame
         return
     for fragment in sorted(fragments, key=lambda f: f.path):

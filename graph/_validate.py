@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from ._addresses import ParsedAddresses, normalise_display_names, parse_addresses, split_address_lists
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
-from ._messages import REJECT_COLUMNS, Messages
+from ._messages import REJECT_COLUMNS, Messages, message_index
 from ._schema import (
     AUTH_COLUMNS, AUTH_DTYPE, DIRECTION_DTYPE, DIRECTIONS, EDGE_RECIPIENT_COLUMN, EDGE_RECIPIENT_TYPE_COLUMN,
     LABEL_DTYPE, LABELS, OPTIONAL_COLUMNS, RECIPIENT_TYPE_DTYPE, RECIPIENT_TYPES, REQUIRED_COLUMNS,
@@ -665,7 +665,7 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
         "recipient_key": recipients.key,
         "recipient_type": pd.Categorical.from_codes(edges.rtype[live], dtype=RECIPIENT_TYPE_DTYPE),
         "direction": out["direction"].array.take(msg_index),
-        "message_index": msg_index,
+        "message_index": message_index(msg_index, len(out)),
     }, copy=False)
     return Messages(out, edge_frame, _rejects(original, state, findings))
 
