@@ -383,3 +383,25 @@ def test_splitting_address_lists_matches_plain_python(values, start):
 
     expected = [(i, piece) for i, v in enumerate(series) if isinstance(v, str) for piece in pieces(v)]
     assert list(zip(parent.tolist(), entries.tolist())) == expected
+
+
+@given(st.lists(st.one_of(
+    st.tuples(*[st.integers(0, 300)] * 4).map(lambda t: ".".join(map(str, t))),
+    st.tuples(*[st.sampled_from(["0", "00", "01", "1", "255", "256", "099"])] * 4).map(".".join),
+    st.sampled_from(["::1", "2001:db8::1", "1.2.3", "1.2.3.4.5", "a.b.c.d", ""])), min_size=1, max_size=8))
+def test_sender_ip_acceptance_matches_the_standard_library(ips):
+    import ipaddress
+
+    def valid(v: str) -> bool:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            return False
+        return True
+
+    raw = frame(sender=["ann@acme.com"] * len(ips), recipients=["cy@acme.com"] * len(ips),
+                message_id=[f"m{i}" for i in range(len(ips))], tenant_id=["acme"] * len(ips),
+                timestamp=["2024-05-02T09:00:00Z"] * len(ips), sender_ip=ips)
+    m = validate(raw, strict=False, tenants=ACME)
+    rejected = set(m.rejects.loc[m.rejects["reject_column"] == "sender_ip"].index)
+    assert rejected == {i for i, v in enumerate(ips) if v.strip() and not valid(v.strip())}
