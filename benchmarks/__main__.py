@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks import bench_generate, bench_graph, bench_ingest, bench_signals
+from benchmarks import bench_generate, bench_graph, bench_ingest, bench_refresh, bench_signals
 
 PROFILES = {
     "quick": [
@@ -18,12 +18,14 @@ PROFILES = {
         ("generate", bench_generate.main, ["--edges", "1000000", "--peer-messages", "5000"]),
         ("graph", bench_graph.main, ["--edges", "1000000", "--nx-edges", "200000", "--repeat", "1"]),
         ("signals", bench_signals.main, ["--senders", "100000", "--single", "5000", "--peer-min-time", "1"]),
+        ("refresh", bench_refresh.main, ["--tenants", "10", "--days", "30", "--scale", "0.3"]),
     ],
     "full": [
         ("ingest", bench_ingest.main, ["--messages", "1000000", "--repeat", "3"]),
         ("generate", bench_generate.main, ["--edges", "10000000"]),
         ("graph", bench_graph.main, ["--edges", "10000000", "--nx-edges", "1000000", "--repeat", "3"]),
         ("signals", bench_signals.main, []),
+        ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.3"]),
     ],
 }
 
