@@ -203,7 +203,8 @@ class Peer:
         domains = b["sender_domain"].unique().tolist()
         dist = dict(zip(domains, look._distances(domains, self.view)[0]))
         out["lookalike_domain_distance"] = b["sender_domain"].map(dist)
-        established = (d["n_outbound_to"].fillna(0) > 0) | (d["n_internal"].fillna(0) > 0)
+        established = ((d["n_outbound_to"].fillna(0) > 0) | (d["n_internal"].fillna(0) > 0)
+                       | (d["active_days"].fillna(0) >= 14))
         out["lookalike_domain_is_close"] = ((out["lookalike_domain_distance"] <= 2) & ~established).astype("int8")
         hour = ts.dt.hour.to_numpy()
         hist = x["hour_histogram"]

@@ -9,9 +9,12 @@ broadcast, which saves the lookups of every extra recipient.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from commgraph.baselines import pair_keys
 from xxhash import xxh3_64_intdigest
@@ -29,27 +32,47 @@ AUTH_CODES = {r: i for i, r in enumerate(AUTH_RESULTS)}
 FAIL_CODES = tuple(AUTH_CODES[r] for r in ("fail", "softfail", "permerror"))
 
 
-def _ns(series: pd.Series) -> np.ndarray:
-    if getattr(series.dtype, "unit", None) != "ns":
-        series = series.dt.as_unit("ns")
-    return series.array.asi8
+def _column(frame: pd.DataFrame, name: str) -> Any:
+    """The array behind a column (numpy or extension array), or None when absent; no Series is made."""
+    try:
+        loc = frame.columns.get_loc(name)
+    except KeyError:
+        return None
+    if isinstance(loc, int):
+        try:
+            # ``frame[name]`` builds a Series (about 10 us); a batch reads a dozen columns.
+            return frame._get_column_array(loc)
+        except AttributeError:  # a pandas without the private accessor
+            pass
+    return frame[name].array  # (also duplicated labels: as pandas decides)
+
+
+def _ns(values: Any) -> np.ndarray:
+    if isinstance(values, pd.Series):
+        values = values.array
+    if isinstance(values, np.ndarray):
+        values = pd.array(values)
+    if getattr(values, "unit", None) != "ns":
+        values = values.as_unit("ns")
+    return values.asi8
 
 
 _SAME_CATEGORIES: dict[int, tuple[pd.CategoricalDtype, bool]] = {}
 
 
-def _codes(series: pd.Series | None, categories: tuple[str, ...], n: int) -> np.ndarray:
-    if series is None:
+def _codes(values: Any, categories: tuple[str, ...], n: int) -> np.ndarray:
+    if values is None:
         return np.full(n, -1, np.int8)
-    dtype = series.dtype
+    dtype = values.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         same = _SAME_CATEGORIES.get(id(dtype))
         if same is None or same[0] is not dtype:  # the contract's dtypes are few: decide once per dtype object
             same = (dtype, list(dtype.categories) == list(categories))
             _SAME_CATEGORIES[id(dtype)] = same
         if same[1]:
-            return series.array.codes.astype(np.int8, copy=False)
-    return pd.Categorical(series, categories=list(categories)).codes.astype(np.int8)
+            codes = values.array.codes if isinstance(values, pd.Series) else values.codes
+            return codes.astype(np.int8, copy=False)
+    return pd.Categorical(values, categories=list(categories)).codes.astype(np.int8)
 
 
 def _from_edges(categorical: pd.Categorical, edge_message: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,21 +88,56 @@ def _from_edges(categorical: pd.Categorical, edge_message: np.ndarray, n: int) -
     return codes, categories
 
 
-def _keyed(series: pd.Series | None, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# Stable keys of strings already hashed: display names and domains repeat across batches. Bounded
+# (cleared when full), so memory stays flat whatever the traffic.
+_KEY_CACHE: dict[str, int] = {}
+_KEY_CACHE_LIMIT = 1 << 18
+
+
+def string_keys(values: Any) -> np.ndarray:
+    """XXH3-64 of the UTF-8 of each string (as :func:`commgraph.graph.stable_keys`), memoised per string."""
+    cache = _KEY_CACHE
+    out = np.empty(len(values), np.uint64)
+    for i, v in enumerate(values):
+        k = cache.get(v)
+        if k is None:
+            k = xxh3_64_intdigest(v.encode("utf-8"))
+            if len(cache) >= _KEY_CACHE_LIMIT:
+                cache.clear()
+            cache[v] = k
+        out[i] = k
+    return out
+
+
+def _factorize(values: Any) -> tuple[np.ndarray, list | np.ndarray]:
+    """(codes with -1 where missing, distinct values in order of first appearance), as ``pd.factorize``."""
+    data = getattr(values, "_pa_array", None)
+    if isinstance(data, pa.ChunkedArray) and (pa.types.is_string(data.type) or pa.types.is_large_string(data.type)):
+        # Arrow strings: Arrow's dictionary encoding is the same factorisation (first-appearance
+        # order, nulls apart) without pandas' per-call overhead.
+        array = data.chunk(0) if data.num_chunks == 1 else data.combine_chunks()
+        encoded = pc.dictionary_encode(array)
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        return codes, encoded.dictionary.to_pylist()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object)
+
+
+def _keyed(values: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stable keys of a string column (0 where missing), its codes and its distinct values."""
-    if series is None:
+    if values is None:
         return np.zeros(n, np.uint64), np.full(n, -1, np.int64), np.zeros(0, object)
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    values = np.asarray(uniques, dtype=object)
+    codes, uniques = _factorize(values)
     # The distinct values are hashed with the stable key function itself (XXH3-64 of UTF-8,
     # as commgraph.graph.stable_keys), without a second factorisation.
-    keys = np.fromiter((xxh3_64_intdigest(v.encode("utf-8")) for v in values), np.uint64, len(values))
+    keys = string_keys(uniques)
+    values = np.asarray(uniques, dtype=object) if isinstance(uniques, list) else uniques
     ok = codes >= 0
     if ok.all():
-        return keys[codes], codes.astype(np.int64), values
+        return keys[codes], codes, values
     out = np.zeros(n, np.uint64)
     out[ok] = keys[codes[ok]]
-    return out, codes.astype(np.int64), values
+    return out, codes, values
 
 
 @dataclass
@@ -161,34 +219,31 @@ class SignalBatch:
         frame = messages.frame
         edges = messages.edges(message_columns=())
         n = len(frame)
-        edge_message = edges["message_index"].to_numpy(np.int64)
-        name_key, _, _ = _keyed(frame["sender_display_name"] if "sender_display_name" in frame else None, n)
-        get = frame.get
-        if n and isinstance(edges["tenant_id"].dtype, pd.CategoricalDtype) \
-                and isinstance(edges["sender_domain"].dtype, pd.CategoricalDtype) \
+        edge_message = np.asarray(_column(edges, "message_index"), dtype=np.int64)
+        name_key, _, _ = _keyed(_column(frame, "sender_display_name"), n)
+        edge_tenant, edge_domain = _column(edges, "tenant_id"), _column(edges, "sender_domain")
+        if n and isinstance(edge_tenant, pd.Categorical) and isinstance(edge_domain, pd.Categorical) \
                 and bool((np.bincount(edge_message, minlength=n) > 0).all()):
             # Tenant and sender domain are already factorised along the edges: take each
             # message's codes from its edges instead of factorising the strings again.
-            tenant_code, tenants = _from_edges(edges["tenant_id"].array, edge_message, n)
-            dom_code, domains = _from_edges(edges["sender_domain"].array, edge_message, n)
-            domain_keys = np.fromiter((xxh3_64_intdigest(v.encode("utf-8")) for v in domains), np.uint64,
-                                      len(domains))
-            dom_key = domain_keys[dom_code]
+            tenant_code, tenants = _from_edges(edge_tenant, edge_message, n)
+            dom_code, domains = _from_edges(edge_domain, edge_message, n)
+            dom_key = string_keys(domains)[dom_code]
         else:
             tenant_code, tenant_values = pd.factorize(frame["tenant_id"], sort=True)
             tenants = np.asarray(tenant_values, dtype=object)
-            dom_key, dom_code, domains = _keyed(frame["sender_domain"], n)
+            dom_key, dom_code, domains = _keyed(_column(frame, "sender_domain"), n)
         return cls(
-            timestamp=_ns(frame["timestamp"]),
-            sender_key=frame["sender_key"].to_numpy(np.uint64),
+            timestamp=_ns(_column(frame, "timestamp")),
+            sender_key=np.asarray(_column(frame, "sender_key"), dtype=np.uint64),
             sender_domain_key=dom_key, sender_domain_code=dom_code.astype(np.int64), sender_domains=domains,
             display_name_key=name_key,
-            direction=_codes(get("direction"), DIRECTIONS, n),
-            spf=_codes(get("spf"), AUTH_RESULTS, n), dkim=_codes(get("dkim"), AUTH_RESULTS, n),
-            dmarc=_codes(get("dmarc"), AUTH_RESULTS, n),
+            direction=_codes(_column(frame, "direction"), DIRECTIONS, n),
+            spf=_codes(_column(frame, "spf"), AUTH_RESULTS, n), dkim=_codes(_column(frame, "dkim"), AUTH_RESULTS, n),
+            dmarc=_codes(_column(frame, "dmarc"), AUTH_RESULTS, n),
             tenant_code=tenant_code.astype(np.int64), tenants=[str(t) for t in tenants],
             edge_message=edge_message,
-            recipient_key=edges["recipient_key"].to_numpy(np.uint64),
+            recipient_key=np.asarray(_column(edges, "recipient_key"), dtype=np.uint64),
             frame=frame,
         )
 
@@ -235,6 +290,7 @@ class SignalBatch:
                 found = view.lookup("recipient", self.recipient_key)
             else:
                 raise CommGraphError(f"no batch key for table {table!r}")
+            found.flags.writeable = False  # shared by every provider (and gather's mask memo): read-only
             self._memo[table] = found
         return found
 

@@ -21,6 +21,9 @@ HOUR_PSEUDO_COUNT = 10.0
 #: A sender "normally passes" a check with at least this many passes and a 90% pass rate.
 _MIN_PASSES = 3
 _AUTH = ("spf", "dkim", "dmarc")
+# Whether an authentication code is a failure, indexed by code; -1 (missing) reads the last entry.
+_IS_FAIL = np.zeros(max(FAIL_CODES) + 2, bool)
+_IS_FAIL[list(FAIL_CODES)] = True
 
 
 @register_provider
@@ -128,12 +131,14 @@ class LookalikeSignals(SignalProvider):
 
     def _distances(self, domains: list[str], view: SnapshotView) -> tuple[list[int], list[int]]:
         cache = view.lookalike_cache()
-        missing = [d for d in domains if d not in cache]
-        if missing:
+        found = list(map(cache.get, domains))  # one pass: domains are mostly known already
+        if None in found:
+            missing = [d for d, f in zip(domains, found) if f is None]
             known, skeletons, _ = view.known_domains()
             dist, near = nearest_known(missing, known, skeletons)
             cache.update(zip(missing, zip(dist.tolist(), near.tolist())))
-        return [cache[d][0] for d in domains], [cache[d][1] for d in domains]
+            found = [cache[d] for d in domains]
+        return [f[0] for f in found], [f[1] for f in found]
 
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
         codes = batch.sender_domain_code
@@ -216,7 +221,7 @@ class HabitSignals(SignalProvider):
         deviation = np.zeros(len(pos), bool)
         for a in _AUTH:
             normal = (passes[a] >= _MIN_PASSES) & (passes[a] >= 9 * fails[a])
-            deviation |= normal & np.isin(getattr(batch, a), FAIL_CODES)
+            deviation |= normal & _IS_FAIL[getattr(batch, a)]
         return {"sender_hour_surprise": (-np.log2(p)).astype(np.float32),
                 "sender_auth_fail_rate": rate.astype(np.float32),
                 "auth_deviation": deviation.astype(np.int8)}

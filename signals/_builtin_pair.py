@@ -59,18 +59,26 @@ class PairSignals(SignalProvider):
     def compute_one(self, m: Any, view: SnapshotView) -> dict[str, list]:
         t = view.scalar()
         n_col, last_col = t.bundle("pair", (("pair", "n_messages"), ("pair", "last_seen")))
-        out: dict[str, list] = {s.name: [] for s in self.signals}
-        sk = m.sender_key
-        for rk in m.recipient_keys:
-            r = t.row("pair", mix64(sk, rk))
-            n, last = (0, _NAT) if r < 0 else (n_col[r], last_col[r])
-            back = t.row("pair", mix64(rk, sk))
-            rev = n_col[back] if back >= 0 else 0
-            out["pair_messages"].append(n)
-            out["pair_is_first_contact"].append(int(n == 0))
-            out["pair_days_since_last"].append(days_between_one(m.timestamp, last, NAN))
-            out["pair_recipient_replied"].append(int(rev > 0))
-        return out
+        ts, sk, recipients = m.timestamp, m.sender_key, m.recipient_keys
+        # Forward pairs then reverse pairs, probed in one call.
+        found = t.rows("pair", [mix64(sk, rk) for rk in recipients] + [mix64(rk, sk) for rk in recipients])
+        k = len(recipients)
+        counts: list = []
+        first: list = []
+        since: list = []
+        replied: list = []
+        for r, back in zip(found[:k], found[k:]):
+            if r < 0:
+                n = 0
+                since.append(NAN)
+            else:
+                n = n_col[r]
+                since.append(days_between_one(ts, last_col[r], NAN))
+            counts.append(n)
+            first.append(int(n == 0))
+            replied.append(int(back >= 0 and n_col[back] > 0))
+        return {"pair_messages": counts, "pair_is_first_contact": first, "pair_days_since_last": since,
+                "pair_recipient_replied": replied}
 
 
 @register_provider
@@ -113,16 +121,26 @@ class RecipientSignals(SignalProvider):
 
     def compute_one(self, m: Any, view: SnapshotView) -> dict[str, list]:
         t = view.scalar()
-        like, lower, inbound, share = t.bundle("recipient", tuple(("recipient", c) for c in (
-            "likelihood_safe", "likelihood_safe_lower", "n_inbound_30d", "first_time_share")))
-        out: dict[str, list] = {s.name: [] for s in self.signals}
-        for rk in m.recipient_keys:
-            r = t.row("recipient", rk)
+        like, lower, inbound, share = t.bundle("recipient", _RECIPIENT_COLUMNS)
+        prior, prior_lower = view.prior_mean["recipient"], view.prior_lower["recipient"]
+        likes: list = []
+        lowers: list = []
+        inbounds: list = []
+        shares: list = []
+        for r in t.rows("recipient", m.recipient_keys):
             if r < 0:
-                values = (view.prior_mean["recipient"], view.prior_lower["recipient"], 0, 0.0)
+                likes.append(prior)
+                lowers.append(prior_lower)
+                inbounds.append(0)
+                shares.append(0.0)
             else:
-                values = (like[r], lower[r], inbound[r], share[r])
-            for name, v in zip(("recipient_safe_likelihood", "recipient_safe_likelihood_lower",
-                                "recipient_inbound_30d", "recipient_first_contact_rate"), values):
-                out[name].append(v)
-        return out
+                likes.append(like[r])
+                lowers.append(lower[r])
+                inbounds.append(inbound[r])
+                shares.append(share[r])
+        return {"recipient_safe_likelihood": likes, "recipient_safe_likelihood_lower": lowers,
+                "recipient_inbound_30d": inbounds, "recipient_first_contact_rate": shares}
+
+
+_RECIPIENT_COLUMNS = tuple(("recipient", c) for c in (
+    "likelihood_safe", "likelihood_safe_lower", "n_inbound_30d", "first_time_share"))

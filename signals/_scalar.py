@@ -10,6 +10,7 @@ the snapshot's own (shared page cache), not a per-key Python structure.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -81,6 +82,28 @@ class ScalarTables:
             if keys[r] == key:
                 return r
             slot = (slot + 1) & mask
+
+    def rows(self, table: str, keys: list[int]) -> list[int]:
+        """:meth:`row` for several keys in one call (a message's recipients: one call, one loop)."""
+        probe = self._index.get(table)
+        if probe is None:
+            if self.view.index(table) is None:
+                return [-1] * len(keys)
+            self.row(table, 0)  # prepares the probe
+            probe = self._index[table]
+        index_keys, slots, shift, mask = probe
+        if not len(index_keys):
+            return [-1] * len(keys)
+        out = []
+        for key in keys:
+            slot = ((key * _GOLDEN) & _M64) >> shift
+            while True:
+                r = slots[slot]
+                if r < 0 or index_keys[r] == key:
+                    break
+                slot = (slot + 1) & mask
+            out.append(r)
+        return out
 
     def pair_row(self, name: str, index: Any, key: int) -> int:
         """Row of ``key`` in another :class:`KeyIndex` (cached under ``name``)."""
@@ -169,22 +192,72 @@ class OneMessage:
                  "recipient_keys", "sender_row", "domain_row")
 
 
-_NAME_CACHE: dict[str, tuple[str | None, int]] = {}
-_SENDER_CACHE: dict[str, tuple] = {}
-_RECIPIENT_CACHE: dict[str, list] = {}
-_ADDRESS_CACHE: dict[str, tuple[str | None, int]] = {}
+class _Memo:
+    """A bounded memo that keeps what is used: two generations, the older dropped when the newer fills.
+
+    A hit in the older generation is promoted, so entries in use survive a turnover; clearing
+    everything at the bound instead would make every repeat address a miss again at once (a burst
+    of slow calls at the tail). Lookups cost one or two dictionary probes.
+    """
+
+    __slots__ = ("new", "old", "limit")
+
+    def __init__(self, limit: int):
+        self.new: dict = {}
+        self.old: dict = {}
+        self.limit = limit
+
+    def get(self, key: Any) -> Any:
+        found = self.new.get(key)
+        if found is None:
+            found = self.old.get(key)
+            if found is not None:
+                self.put(key, found)
+        return found
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self.new) >= self.limit:
+            self.old, self.new = self.new, {}
+        self.new[key] = value
+
+
 _CACHE_LIMIT = 1 << 16
+_NAME_CACHE = _Memo(_CACHE_LIMIT)
+_SENDER_CACHE = _Memo(_CACHE_LIMIT)
+_RECIPIENT_CACHE = _Memo(_CACHE_LIMIT)
+_ADDRESS_CACHE = _Memo(_CACHE_LIMIT)
+
+# A bare address already in the form normalise_address gives (ASCII letters, digits and ``._+-``
+# in the local part; host-name labels as the graph layer checks them, at least two; no display
+# name, comment, space or trailing dot), up to upper case. For such a string normalise_address
+# returns ``(raw.lower(), None, None)`` whenever it is at most 254 characters: matching it skips
+# the general parser, the common case for machine-written metadata.
+_LABEL = r"[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?"
+_BARE = re.compile(rf"[a-zA-Z0-9._+\-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
+_MAX_ADDRESS = 254
+
+
+def normalise(raw: str) -> tuple[str | None, str | None]:
+    """(address, raw display name) as :func:`commgraph.graph.normalise_address` gives them.
+
+    Examples
+    --------
+    >>> normalise("Ann.Lee@Example.COM"), normalise('"Ann" <ann@x.com>'), normalise("a b@c.com")
+    (('ann.lee@example.com', None), ('ann@x.com', 'Ann'), (None, None))
+    """
+    if len(raw) <= _MAX_ADDRESS and _BARE.fullmatch(raw):
+        return raw.lower(), None
+    address, name, _ = normalise_address(raw)
+    return address, name
 
 
 def _address(raw: str) -> tuple[str | None, int]:
     """(normalised address, stable key), memoised: addresses repeat across messages."""
     found = _ADDRESS_CACHE.get(raw)
     if found is None:
-        address = normalise_address(raw)[0]
+        address = normalise(raw)[0]
         found = (address, xxh3_64_intdigest(address.encode("utf-8")) if address else 0)
-        if len(_ADDRESS_CACHE) >= _CACHE_LIMIT:
-            _ADDRESS_CACHE.clear()
-        _ADDRESS_CACHE[raw] = found
+        _ADDRESS_CACHE.put(raw, found)
     return found
 
 
@@ -195,9 +268,7 @@ def _display_name(raw: Any) -> int:
     if found is None:
         name = _normalise_display_name(raw)  # memoised: a name costs it once
         found = (name, xxh3_64_intdigest(name.encode("utf-8")) if name else 0)
-        if len(_NAME_CACHE) >= _CACHE_LIMIT:
-            _NAME_CACHE.clear()
-        _NAME_CACHE[raw] = found
+        _NAME_CACHE.put(raw, found)
     return found[1]
 
 
@@ -240,15 +311,13 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None) 
     m.hour = (m.timestamp // 3_600_000_000_000) % 24
     found = _SENDER_CACHE.get(raw_sender)
     if found is None:
-        address, _ = _address(raw_sender)
+        address, header_name = normalise(raw_sender)
         if address is None:
             raise CommGraphError(f"'sender' is not a valid address: {raw_sender!r}")
         domain = registrable(address.rpartition("@")[2])
         found = (address, xxh3_64_intdigest(address.encode("utf-8")), domain,
-                 xxh3_64_intdigest(domain.encode("utf-8")), normalise_address(raw_sender)[1])
-        if len(_SENDER_CACHE) >= _CACHE_LIMIT:
-            _SENDER_CACHE.clear()
-        _SENDER_CACHE[raw_sender] = found
+                 xxh3_64_intdigest(domain.encode("utf-8")), header_name)
+        _SENDER_CACHE.put(raw_sender, found)
     m.sender, m.sender_key, m.sender_domain, m.sender_domain_key, header_name = found
     name = message.get("sender_display_name")
     m.display_name_key = _display_name(header_name if name is None else name)
@@ -262,9 +331,7 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None) 
             parsed = _RECIPIENT_CACHE.get(value)
             if parsed is None:
                 parsed = [_address(raw) for raw in value.replace(",", ";").split(";") if raw.strip()]
-                if len(_RECIPIENT_CACHE) >= _CACHE_LIMIT:
-                    _RECIPIENT_CACHE.clear()
-                _RECIPIENT_CACHE[value] = parsed
+                _RECIPIENT_CACHE.put(value, parsed)
         else:
             parsed = [_address(raw) for raw in value if raw and raw.strip()]
         for address, key in parsed:

@@ -6,11 +6,13 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from pandas.api.internals import create_dataframe_from_blocks
 
 from commgraph.baselines import Snapshot
 from commgraph.graph import CommGraphError, ConfigError, Messages
 
 from ._batch import SignalBatch
+from ._batch import _column as column_array
 from ._provider import SignalProvider, SignalSpec, provider_registry
 from ._view import SnapshotView
 
@@ -278,23 +280,41 @@ class SignalSet:
         frame = messages.frame
         if level == "edge":
             edges = messages.edges(message_columns=())
-            positions = edges["message_index"].to_numpy()
-            recipient = edges["recipient"]
-            if isinstance(recipient.dtype, pd.CategoricalDtype):
+            positions = column_array(edges, "message_index")
+            recipient = column_array(edges, "recipient")
+            if isinstance(recipient, pd.Categorical):
                 # Decode the dictionary by taking from its categories (Arrow strings stay Arrow strings).
-                codes = recipient.array.codes
-                recipient = recipient.array.categories.array.take(codes, allow_fill=True)
-            else:
-                recipient = recipient.array
-            head = {"tenant_id": frame["tenant_id"].array.take(positions),
-                    "message_id": frame["message_id"].array.take(positions), "recipient": recipient}
+                recipient = recipient.categories.array.take(recipient.codes, allow_fill=True)
+            head = {"tenant_id": column_array(frame, "tenant_id").take(positions),
+                    "message_id": column_array(frame, "message_id").take(positions), "recipient": recipient}
             index = pd.RangeIndex(len(edges))
         else:
-            head = {"tenant_id": frame["tenant_id"].array, "message_id": frame["message_id"].array}
+            head = {"tenant_id": column_array(frame, "tenant_id"), "message_id": column_array(frame, "message_id")}
             index = frame.index
+        names = self.names
+        values = [columns[name] for name in names]
+        if all(isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iufb" for v in values) \
+                and all(isinstance(v, pd.api.extensions.ExtensionArray) for v in head.values()):
+            # One block per column, exactly the layout ``pd.DataFrame(dict, copy=False)`` makes, without
+            # its per-column inference and checks (about 1 ms for 38 columns, whatever the batch size).
+            labels = self._labels(tuple(head))
+            blocks = [(v, _PLACEMENTS[j]) for j, v in enumerate(head.values())]
+            offset = len(head)
+            blocks += [(v.reshape(1, -1), _PLACEMENTS[offset + j]) for j, v in enumerate(values)]
+            return create_dataframe_from_blocks(blocks, index, labels)
         data = dict(head)
-        data.update({name: columns[name] for name in self.names})
+        data.update(zip(names, values))
         return pd.DataFrame(data, index=index, copy=False)
+
+    def _labels(self, head: tuple[str, ...]) -> pd.Index:
+        """The output's column labels (an Index as ``pd.DataFrame`` makes them), made once per head."""
+        cache = self.__dict__.setdefault("_labels_cache", {})
+        found = cache.get(head)
+        if found is None:
+            found = cache[head] = pd.DataFrame(columns=[*head, *self.names]).columns
+            while len(_PLACEMENTS) < len(found):
+                _PLACEMENTS.append(np.array([len(_PLACEMENTS)], dtype=np.intp))
+        return found
 
     def __repr__(self) -> str:
         return f"SignalSet({[p.name for p in self.providers]}, {len(self.names)} signals)"
@@ -304,6 +324,10 @@ class SignalSet:
 
     def __hash__(self) -> int:
         return hash(tuple(type(p) for p in self.providers))
+
+
+#: Block placements (one column each), shared by every output frame.
+_PLACEMENTS: list[np.ndarray] = []
 
 
 def stack(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:

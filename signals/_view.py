@@ -25,21 +25,37 @@ _NAT = np.iinfo(np.int64).min
 DAY_NS = 86_400 * 10**9
 
 
+# The rows of the last positions array gathered from that were never seen: each batch gathers a
+# dozen columns at the same positions, so the mask is made once. Only read-only positions (the
+# batch's memoised rows) are remembered, so a caller cannot change them under the mask; the
+# entry holds the array itself (identity means the same array) and is one tuple swapped whole,
+# so threads see either the old entry or the new one and check it is theirs.
+_LAST_MISSING: tuple[Any, np.ndarray, bool] = (None, np.zeros(0, bool), False)
+
+
 def gather(column: np.ndarray, positions: np.ndarray, default: Any, dtype: str | None = None) -> np.ndarray:
     """``column[positions]`` with ``default`` where the position is -1 (key never seen)."""
+    global _LAST_MISSING
     dtype = dtype or column.dtype
     if not len(column):
         return np.full(len(positions), default, dtype=dtype)
     out = column.take(positions, mode="clip").astype(dtype, copy=False)  # take always copies
-    missing = positions < 0
-    if missing.any():
+    last = _LAST_MISSING
+    if last[0] is positions:
+        missing, any_missing = last[1], last[2]
+    else:
+        missing = positions < 0
+        any_missing = bool(missing.any())
+        if isinstance(positions, np.ndarray) and not positions.flags.writeable:
+            _LAST_MISSING = (positions, missing, any_missing)
+    if any_missing:
         out[missing] = default
     return out
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 #: Below this many unresolved keys, the remaining collision chains are walked in Python.
-_TAIL = 32
+_TAIL = 64
 
 
 def probe(index: KeyIndex, queries: np.ndarray) -> np.ndarray:
@@ -74,15 +90,18 @@ def probe(index: KeyIndex, queries: np.ndarray) -> np.ndarray:
         out[pending[hit]] = row[hit]
         keep = occupied & ~hit
         pending, pos = pending[keep], pos[keep]
-    for i, p, q in zip(pending.tolist(), pos.tolist(), queries[pending].tolist()):
-        while True:
-            p = (p + 1) & mask
-            r = int(slots[p])
-            if r < 0:
-                break
-            if int(keys[r]) == q:
-                out[i] = r
-                break
+    if len(pending):
+        # Memoryviews: indexing one with a Python int is several times cheaper than a numpy array.
+        slot_view, key_view = memoryview(np.ascontiguousarray(slots)), memoryview(np.ascontiguousarray(keys))
+        for i, p, q in zip(pending.tolist(), pos.tolist(), queries[pending].tolist()):
+            while True:
+                p = (p + 1) & mask
+                r = slot_view[p]
+                if r < 0:
+                    break
+                if key_view[r] == q:
+                    out[i] = r
+                    break
     return out
 
 
