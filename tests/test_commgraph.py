@@ -89,6 +89,18 @@ def test_edges_frame_input_equals_messages_input(messages):
     assert a.equals(b)
 
 
+def test_plain_string_columns_equal_categorical_columns(messages):
+    # build_graph has a fast path for Messages.edges()'s categoricals; plain columns must give the same graph.
+    edges = messages.edges()
+    plain = edges.assign(sender=edges.sender.astype(str), recipient=edges.recipient.astype(str))
+    every = edges.assign(**{c: edges[c].astype(str) for c in
+                            ("tenant_id", "sender", "recipient", "sender_domain", "recipient_domain", "direction")})
+    for kwargs in ({}, {"as_of": "2024-05-22T00:00Z", "window": "30D"}, {"own_domains": ("acme.com",)}):
+        expected = build_graph(edges, tenant_id="acme", **kwargs)
+        assert build_graph(plain, tenant_id="acme", **kwargs).equals(expected)
+        assert build_graph(every, tenant_id="acme", **kwargs).equals(expected)
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.randoms(use_true_random=False))
 def test_row_order_never_matters(messages, rnd):
