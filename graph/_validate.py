@@ -227,7 +227,8 @@ def validate(
     tenant, message_id, ts, sender, display, optional = checked
 
     edges = _recipients(state, findings, parsed_recipients)
-    state.edge_raw = None  # the raw entries are no longer read (findings hold their values): free them
+    # The raw entries and their types are no longer read (findings hold their values): free them.
+    state.edge_raw = state.edge_type = state.edge_column = None
 
     direction = _direction(optional["direction"], tenant, sender, edges, findings, configs)
     optional["direction"] = direction
@@ -345,6 +346,7 @@ class _State:
             types.append(np.full(len(parent), code, dtype=np.int8))
             columns.append(np.full(len(parent), len(columns), dtype=np.int8))
         parent = np.concatenate(parents) if parents else np.zeros(0, np.int64)
+        parent = message_index(parent, n)  # int32 while messages fit: 4 bytes an entry
         return cls(msgs=msgs, msg_row=positions, edge_parent=parent,
                    edge_raw=pd.concat(raws, ignore_index=True) if raws else pd.Series([], dtype=STRING_DTYPE),
                    edge_type=np.concatenate(types) if types else np.zeros(0, np.int8), edge_row=parent,
@@ -634,7 +636,9 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
         raise SchemaError(_problems(original, state, findings))
     keep = ~findings.rejected
     kept = np.flatnonzero(keep)
-    new_pos = np.full(len(keep), -1, dtype=np.int64)
+    # Positions in the output, in the edges' index dtype (int32 while messages fit): the
+    # per-edge gather below then yields the final column with no 64-bit copy in between.
+    new_pos = message_index(np.full(len(keep), -1, dtype=np.int64), len(kept))
     new_pos[kept] = np.arange(len(kept))
     msgs = state.msgs
     out = pd.DataFrame({
