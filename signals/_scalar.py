@@ -71,17 +71,7 @@ class ScalarTables:
             if index is None:
                 return -1
             probe = self._index[table] = self._prepare(index)
-        keys, slots, shift, mask = probe
-        if not len(keys):
-            return -1
-        slot = ((key * _GOLDEN) & _M64) >> shift
-        while True:  # linear probing, as KeyIndex lays the slots out
-            r = slots[slot]
-            if r < 0:
-                return -1
-            if keys[r] == key:
-                return r
-            slot = (slot + 1) & mask
+        return self._probe(probe, key)
 
     def rows(self, table: str, keys: list[int]) -> list[int]:
         """:meth:`row` for several keys in one call (a message's recipients: one call, one loop)."""
@@ -125,7 +115,7 @@ class ScalarTables:
         if not len(keys):
             return -1
         slot = ((key * _GOLDEN) & _M64) >> shift
-        while True:
+        while True:  # linear probing, as KeyIndex lays the slots out
             r = slots[slot]
             if r < 0:
                 return -1
