@@ -8,6 +8,7 @@ import pytest
 
 from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.graph import generate, stable_keys, validate
+from conftest import enron_sample
 
 DAY = pd.Timedelta(days=1)
 
@@ -170,9 +171,7 @@ def test_labels_count_only_once_known(synthetic) -> None:
 
 
 def test_enron_matches_the_reference(real_data) -> None:
-    raw = pd.read_csv(real_data / "enron_jhu" / "messages.csv.gz")
-    raw = raw[~raw["timestamp_suspect"]].head(6000)
-    raw = raw.assign(tenant_id="enron")[["tenant_id", "message_id", "timestamp", "sender", "to", "cc"]]
+    raw = enron_sample(real_data, 6000)
     m = validate(raw, tenants=[{"tenant_id": "enron", "own_domains": ["enron.com"]}], strict=False)
     as_of = m.frame["timestamp"].quantile(0.8)
     config = BaselineConfig()

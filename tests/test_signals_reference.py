@@ -19,6 +19,7 @@ from rapidfuzz.distance import Levenshtein
 from commgraph.baselines import build_baselines
 from commgraph.graph import generate, validate
 from commgraph.signals import SignalSet, freemail_domains, skeleton
+from conftest import enron_sample
 
 DAY = pd.Timedelta(days=1)
 FAILS = ("fail", "softfail", "permerror")
@@ -232,9 +233,7 @@ def test_no_undocumented_nan(synthetic) -> None:
 
 
 def test_enron_matches_the_reference(real_data) -> None:
-    raw = pd.read_csv(real_data / "enron_jhu" / "messages.csv.gz")
-    raw = raw[~raw["timestamp_suspect"]].head(8000)
-    raw = raw.assign(tenant_id="enron")[["tenant_id", "message_id", "timestamp", "sender", "to", "cc"]]
+    raw = enron_sample(real_data, 8000)
     m = validate(raw, tenants=[{"tenant_id": "enron", "own_domains": ["enron.com"]}], strict=False)
     cut = m.frame["timestamp"].quantile(0.8)
     history = validate(raw[pd.to_datetime(raw["timestamp"]) < cut], strict=False,
