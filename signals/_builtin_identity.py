@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 
 from ._batch import DIRECTION_CODES, FAIL_CODES
-from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, nearest_known, nearest_one
-from ._provider import SignalProvider, SignalSpec, register_provider
-from ._scalar import mix64
+from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, nearest_known
+from ._provider import SignalProvider, SignalSpec, builtin_compute_one, register_provider
 from ._view import SnapshotView, gather, probe
 
 __all__ = ["IdentitySignals", "LookalikeSignals", "HabitSignals", "HOUR_PSEUDO_COUNT"]
@@ -77,31 +76,7 @@ class IdentitySignals(SignalProvider):
             "display_name_is_new_for_address": (has_name & ~seen).astype(np.int8),
         }
 
-    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, Any]:
-        key = m.display_name_key
-        if not key:
-            return {"display_name_matches_internal": 0, "display_name_address_days": 0,
-                    "display_name_is_new_for_address": 0}
-        t = view.scalar()
-        r = t.row("display_name", key)
-        internal = r >= 0 and t.col("display_name", "is_internal")[r] > 0
-        index, counts, days = t.cached("name_pairs", lambda: _name_pairs_scalar(view))
-        p = t.pair_row("name_pairs", index, mix64(key, m.sender_key)) if index is not None else -1
-        seen = p >= 0
-        address_days = 0
-        if seen:
-            address_days = days[p]
-            if address_days < 0:  # the baselines carry no per-pair days: the documented upper bound
-                s = t.sender_row(m)
-                address_days = min(counts[p], t.col("sender", "active_days")[s] if s >= 0 else 0)
-        return {"display_name_matches_internal": int(internal and (m.direction == _INBOUND or not seen)),
-                "display_name_address_days": address_days,
-                "display_name_is_new_for_address": int(not seen)}
-
-
-def _name_pairs_scalar(view: SnapshotView) -> tuple:
-    index, counts, days = view.name_pairs()
-    return index, memoryview(np.ascontiguousarray(counts)), memoryview(np.ascontiguousarray(days))
+    compute_one = builtin_compute_one
 
 
 @register_provider
@@ -156,21 +131,7 @@ class LookalikeSignals(SignalProvider):
         return {"lookalike_domain_distance": distance,
                 "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
 
-    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, Any]:
-        cache = view.lookalike_cache()
-        found = cache.get(m.sender_domain)
-        if found is None:
-            known, skeletons, _ = view.known_domains()
-            found = nearest_one(m.sender_domain, known, skeletons)
-            cache[m.sender_domain] = found
-        distance = found[0]
-        t = view.scalar()
-        r = t.domain_row(m)
-        established = r >= 0 and (t.col("sender_domain", "n_outbound_to")[r] > 0
-                                  or t.col("sender_domain", "n_internal")[r] > 0
-                                  or t.col("sender_domain", "active_days")[r] >= ESTABLISHED_DAYS)
-        return {"lookalike_domain_distance": distance,
-                "lookalike_domain_is_close": int(distance <= CLOSE_DISTANCE and not established)}
+    compute_one = builtin_compute_one
 
 
 @register_provider
@@ -198,9 +159,6 @@ class HabitSignals(SignalProvider):
                    f"normally passes that check (at least {_MIN_PASSES} passes, 90% of results).", "flag"),
     )
 
-    def _totals(self, view: SnapshotView) -> np.ndarray:
-        return view._once("hour_totals", lambda: view.hours("sender").sum(axis=1, dtype=np.int64))
-
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
         pos = batch.rows(view, "sender")
         hour = (batch.timestamp // 3_600_000_000_000) % 24
@@ -209,7 +167,7 @@ class HabitSignals(SignalProvider):
         known = pos >= 0
         safe_pos = np.where(known, pos, 0)
         count = np.where(known, hours[safe_pos, hour], 0) if len(hours) else np.zeros(len(pos))
-        total = gather(self._totals(view), pos, 0, "int64")
+        total = gather(view.hour_totals("sender"), pos, 0, "int64")
         p_t = profile[hour]
         p = (count + HOUR_PSEUDO_COUNT * p_t) / (total + HOUR_PSEUDO_COUNT)
         col = view.column
@@ -226,26 +184,4 @@ class HabitSignals(SignalProvider):
                 "sender_auth_fail_rate": rate.astype(np.float32),
                 "auth_deviation": deviation.astype(np.int8)}
 
-    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, Any]:
-        t = view.scalar()
-        r = t.sender_row(m)
-        hour = m.hour
-        profile, totals, hours, auth = t.cached("habits", lambda: self._scalar_tables(view, t))
-        p_t = profile[hour]
-        if r < 0:
-            return {"sender_hour_surprise": -math.log2(p_t), "sender_auth_fail_rate": 0.0, "auth_deviation": 0}
-        p = (hours[r * 24 + hour] + HOUR_PSEUDO_COUNT * p_t) / (totals[r] + HOUR_PSEUDO_COUNT)
-        n_fail = n_all = 0
-        deviation = 0
-        for (ok_col, bad_col), result in zip(auth, (m.spf, m.dkim, m.dmarc)):
-            ok, bad = ok_col[r], bad_col[r]
-            n_fail += bad
-            n_all += ok + bad
-            if ok >= _MIN_PASSES and ok >= 9 * bad and result in FAIL_CODES:
-                deviation = 1
-        return {"sender_hour_surprise": -math.log2(p), "sender_auth_fail_rate": n_fail / n_all if n_all else 0.0,
-                "auth_deviation": deviation}
-
-    def _scalar_tables(self, view: SnapshotView, t: Any) -> tuple:
-        return (view.tenant_hour_profile().tolist(), memoryview(np.ascontiguousarray(self._totals(view))),
-                t.hours("sender"), tuple((t.col("sender", f"{a}_pass"), t.col("sender", f"{a}_fail")) for a in _AUTH))
+    compute_one = builtin_compute_one

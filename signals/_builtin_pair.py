@@ -8,9 +8,8 @@ import numpy as np
 
 from commgraph.baselines import pair_keys
 
-from ._builtin_sender import NAN, days_between, days_between_one, window_column
-from ._provider import SignalProvider, SignalSpec, register_provider
-from ._scalar import mix64
+from ._builtin_sender import NAN, days_between, window_column
+from ._provider import SignalProvider, SignalSpec, builtin_compute_one, register_provider
 from ._view import SnapshotView, gather
 
 __all__ = ["PairSignals", "RecipientSignals"]
@@ -56,29 +55,7 @@ class PairSignals(SignalProvider):
             "pair_recipient_replied": (gather(col("pair", "n_messages"), reverse, 0, "int32") > 0).astype(np.int8),
         }
 
-    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, list]:
-        t = view.scalar()
-        n_col, last_col = t.bundle("pair", (("pair", "n_messages"), ("pair", "last_seen")))
-        ts, sk, recipients = m.timestamp, m.sender_key, m.recipient_keys
-        # Forward pairs then reverse pairs, probed in one call.
-        found = t.rows("pair", [mix64(sk, rk) for rk in recipients] + [mix64(rk, sk) for rk in recipients])
-        k = len(recipients)
-        counts: list = []
-        first: list = []
-        since: list = []
-        replied: list = []
-        for r, back in zip(found[:k], found[k:]):
-            if r < 0:
-                n = 0
-                since.append(NAN)
-            else:
-                n = n_col[r]
-                since.append(days_between_one(ts, last_col[r], NAN))
-            counts.append(n)
-            first.append(int(n == 0))
-            replied.append(int(back >= 0 and n_col[back] > 0))
-        return {"pair_messages": counts, "pair_is_first_contact": first, "pair_days_since_last": since,
-                "pair_recipient_replied": replied}
+    compute_one = builtin_compute_one
 
 
 @register_provider
@@ -119,28 +96,4 @@ class RecipientSignals(SignalProvider):
             "recipient_first_contact_rate": gather(col("recipient", "first_time_share"), pos, 0.0, "float32"),
         }
 
-    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, list]:
-        t = view.scalar()
-        like, lower, inbound, share = t.bundle("recipient", _RECIPIENT_COLUMNS)
-        prior, prior_lower = view.prior_mean["recipient"], view.prior_lower["recipient"]
-        likes: list = []
-        lowers: list = []
-        inbounds: list = []
-        shares: list = []
-        for r in t.rows("recipient", m.recipient_keys):
-            if r < 0:
-                likes.append(prior)
-                lowers.append(prior_lower)
-                inbounds.append(0)
-                shares.append(0.0)
-            else:
-                likes.append(like[r])
-                lowers.append(lower[r])
-                inbounds.append(inbound[r])
-                shares.append(share[r])
-        return {"recipient_safe_likelihood": likes, "recipient_safe_likelihood_lower": lowers,
-                "recipient_inbound_30d": inbounds, "recipient_first_contact_rate": shares}
-
-
-_RECIPIENT_COLUMNS = tuple(("recipient", c) for c in (
-    "likelihood_safe", "likelihood_safe_lower", "n_inbound_30d", "first_time_share"))
+    compute_one = builtin_compute_one

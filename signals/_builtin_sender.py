@@ -9,14 +9,13 @@ import numpy as np
 from commgraph.graph import ConfigError
 
 from ._freemail import freemail_domains
-from ._provider import SignalProvider, SignalSpec, register_provider
+from ._provider import SignalProvider, SignalSpec, builtin_compute_one, register_provider
 from ._view import DAY_NS, SnapshotView, gather, probe
 
-__all__ = ["SenderSignals", "SenderDomainSignals", "days_between", "days_between_one"]
+__all__ = ["SenderSignals", "SenderDomainSignals", "days_between"]
 
 _NAT = np.iinfo(np.int64).min
 NAN = float("nan")
-_FREEMAIL = freemail_domains()
 
 
 def days_between(ts: np.ndarray, then: np.ndarray, *, never: float) -> np.ndarray:
@@ -25,13 +24,6 @@ def days_between(ts: np.ndarray, then: np.ndarray, *, never: float) -> np.ndarra
     delta = np.where(known, ts - np.where(known, then, 0), 0)
     days = np.maximum(delta, 0) / DAY_NS
     return np.where(known, days, never).astype(np.float32)
-
-
-def days_between_one(ts: int, then: int, never: float) -> float:
-    """Scalar twin of :func:`days_between` (a float64; its float32 rounding equals the batch value)."""
-    if then == _NAT:
-        return never
-    return max(ts - then, 0) / DAY_NS
 
 
 def window_column(view: SnapshotView, table: str, prefix: str, window: str, signal: str) -> str:
@@ -102,45 +94,7 @@ class SenderSignals(SignalProvider):
         out["sender_days_since_solicited"] = days_between(ts, gather(last, wpos, _NAT), never=NAN)
         return out
 
-    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, Any]:
-        t = view.scalar()
-        r = t.sender_row(m)
-        ts = m.timestamp
-        index, counts, last = t.cached("written_to", lambda: _written_to_scalar(view))
-        w = t.pair_row("written_to", index, m.sender_key) if index is not None else -1
-        solicited = counts[w] if w >= 0 else 0
-        since = days_between_one(ts, last[w], NAN) if w >= 0 else NAN
-        if r < 0:
-            return {"sender_messages_7d": 0, "sender_messages_30d": 0, "sender_messages_90d": 0,
-                    "sender_messages_decayed": 0.0, "sender_days_known": 0.0, "sender_active_days": 0,
-                    "sender_is_new": 1, "sender_distinct_recipients": 0,
-                    "sender_safe_likelihood": view.prior_mean["sender"], "sender_attack_messages": 0,
-                    "sender_solicited_messages": solicited, "sender_days_since_solicited": since}
-        (w7, w30, w90, decayed, first, active, n, recipients, likely, attack) = t.bundle("sender", _SENDER_COLUMNS)
-        return {
-            "sender_messages_7d": w7[r], "sender_messages_30d": w30[r], "sender_messages_90d": w90[r],
-            "sender_messages_decayed": decayed[r],
-            "sender_days_known": days_between_one(ts, first[r], 0.0),
-            "sender_active_days": active[r],
-            "sender_is_new": int(n[r] == 0),
-            "sender_distinct_recipients": recipients[r],
-            "sender_safe_likelihood": likely[r],
-            "sender_attack_messages": attack[r],
-            "sender_solicited_messages": solicited,
-            "sender_days_since_solicited": since,
-        }
-
-
-def _written_to_scalar(view: SnapshotView) -> tuple:
-    index, counts, last = view.written_to()
-    return index, memoryview(np.ascontiguousarray(counts)), memoryview(np.ascontiguousarray(last))
-
-
-_SENDER_COLUMNS = tuple(("sender", c) for c in (
-    "n_messages_7d", "n_messages_30d", "n_messages_90d", "decayed_messages", "first_seen", "active_days", "n_messages",
-    "n_distinct_recipients", "likelihood_safe", "n_attack"))
-_DOMAIN_COLUMNS = tuple(("sender_domain", c) for c in (
-    "n_messages_30d", "first_seen", "n_distinct_senders", "n_messages", "likelihood_safe", "n_outbound_to"))
+    compute_one = builtin_compute_one
 
 
 @register_provider
@@ -192,22 +146,4 @@ class SenderDomainSignals(SignalProvider):
         out["domain_solicited_messages"] = gather(col("sender_domain", "n_outbound_to"), pos, 0, "int32")
         return out
 
-    def compute_one(self, m: Any, view: SnapshotView) -> dict[str, Any]:
-        t = view.scalar()
-        r = t.domain_row(m)
-        free = int(m.sender_domain in _FREEMAIL)
-        if r < 0:
-            return {"domain_messages_30d": 0, "domain_days_known": 0.0, "domain_distinct_senders": 0,
-                    "domain_is_new": 1, "domain_is_freemail": free,
-                    "domain_safe_likelihood": view.prior_mean["sender_domain"], "domain_solicited_messages": 0}
-        w30, first, senders, n, likely, out = t.bundle("sender_domain", _DOMAIN_COLUMNS)
-        return {
-            "domain_messages_30d": w30[r],
-            "domain_days_known": days_between_one(m.timestamp, first[r], 0.0),
-            "domain_distinct_senders": senders[r],
-            "domain_is_new": int(n[r] == 0),
-            "domain_is_freemail": free,
-            "domain_safe_likelihood": likely[r],
-            "domain_solicited_messages": out[r],
-        }
-
+    compute_one = builtin_compute_one

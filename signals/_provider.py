@@ -154,6 +154,29 @@ class SignalProvider:
         return hash(type(self))
 
 
+def builtin_compute_one(provider: SignalProvider, message: Any, view: "SnapshotView") -> Mapping[str, Any]:
+    """``compute_one`` of the built-in providers: their columns from the one-pass path of every built-in.
+
+    Each built-in signal's scalar logic is written once, in
+    :meth:`BuiltinOne.values`; a subclass that declares other columns must
+    implement its own ``compute_one``.
+    """
+    from ._builtin_one import BUILTIN_NAMES
+
+    names = provider.names
+    unknown = [n for n in names if n not in BUILTIN_NAMES]
+    if unknown:
+        raise NotImplementedError(f"{type(provider).__name__} declares signals the built-in scalar path does not "
+                                  f"compute ({unknown[:5]}); implement its compute_one")
+    one = view.builtin_one()
+    if provider.level == "message":
+        values = one.values(message, names)
+        return {n: values[n] for n in names}
+    # A mean of integers is a float per message but an integer per recipient.
+    return one.per_recipient(message, names, as_int=[s.name for s in provider.signals
+                                                     if s.aggregate == "mean" and s.dtype != "float32"])
+
+
 _REGISTRY: dict[str, type[SignalProvider]] = {}
 
 

@@ -20,13 +20,15 @@ from xxhash import xxh3_64_intdigest
 from commgraph.graph import AUTH_RESULTS, DIRECTIONS, CommGraphError, normalise_address
 from commgraph.graph import normalise_display_name as _normalise_display_name
 
-__all__ = ["ScalarTables", "OneMessage", "parse_one"]
+__all__ = ["ScalarTables", "OneMessage", "parse_one", "find", "mix64"]
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _M64 = 0xFFFFFFFFFFFFFFFF
 _DIRECTION = {d: i for i, d in enumerate(DIRECTIONS)}
 _AUTH = {r: i for i, r in enumerate(AUTH_RESULTS)}
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+# Every key absent: an index of eight empty slots (a cold start, or a derived index with no keys).
+_EMPTY_PROBE = (memoryview(np.zeros(0, np.uint64)), memoryview(np.full(8, -1, np.int32)), 61, 7)
 
 
 def mix64(a: int, b: int) -> int:
@@ -37,8 +39,31 @@ def mix64(a: int, b: int) -> int:
     return z ^ (z >> 31)
 
 
+def find(probe: tuple, key: int) -> int:
+    """Row of ``key`` in a prepared index ``(keys, slots, shift, mask)``, -1 when absent.
+
+    The layout of :class:`commgraph.baselines.KeyIndex` (Fibonacci hashing, linear
+    probing), walked with Python integers over memoryviews.
+
+    Examples
+    --------
+    >>> from commgraph.baselines import KeyIndex
+    >>> index = KeyIndex.build(np.array([42, 7], dtype=np.uint64))
+    >>> probe = ScalarTables.prepare(index)
+    >>> find(probe, 7), find(probe, 8)
+    (1, -1)
+    """
+    keys, slots, shift, mask = probe
+    slot = ((key * _GOLDEN) & _M64) >> shift
+    r = slots[slot]
+    while r >= 0 and keys[r] != key:
+        slot = (slot + 1) & mask
+        r = slots[slot]
+    return r
+
+
 class ScalarTables:
-    """Scalar probes and column reads over one snapshot view's tables.
+    """Scalar probes and column reads over one snapshot view's tables (memoryviews, made once).
 
     Examples
     --------
@@ -58,112 +83,49 @@ class ScalarTables:
         self._cols: dict[tuple[str, str], Any] = {}
 
     @staticmethod
-    def _prepare(index: Any) -> tuple[Any, Any, int, int]:
+    def prepare(index: Any) -> tuple[Any, Any, int, int]:
+        """``(keys, slots, shift, mask)`` of a :class:`KeyIndex` for :func:`find`; an empty one for None."""
+        if index is None:
+            return _EMPTY_PROBE
         size = len(index.slots)
         return (memoryview(np.ascontiguousarray(index.keys)), memoryview(np.ascontiguousarray(index.slots)),
                 64 - (size.bit_length() - 1), size - 1)
 
+    def probe(self, table: str) -> tuple[Any, Any, int, int]:
+        """The prepared index of a table (every key absent for a cold start)."""
+        found = self._index.get(table)
+        if found is None:
+            found = self._index[table] = self.prepare(self.view.index(table))
+        return found
+
+    def probe_of(self, name: str, index: Any) -> tuple[Any, Any, int, int]:
+        """The prepared form of a derived :class:`KeyIndex` (cached under ``name``)."""
+        found = self._index.get(name)
+        if found is None:
+            found = self._index[name] = self.prepare(index)
+        return found
+
     def row(self, table: str, key: int) -> int:
         """Row of ``key`` in ``table``, -1 when absent."""
-        probe = self._index.get(table)
-        if probe is None:
-            index = self.view.index(table)
-            if index is None:
-                return -1
-            probe = self._index[table] = self._prepare(index)
-        return self._probe(probe, key)
+        return find(self.probe(table), key)
 
-    def rows(self, table: str, keys: list[int]) -> list[int]:
-        """:meth:`row` for several keys in one call (a message's recipients: one call, one loop)."""
-        probe = self._index.get(table)
-        if probe is None:
-            if self.view.index(table) is None:
-                return [-1] * len(keys)
-            self.row(table, 0)  # prepares the probe
-            probe = self._index[table]
-        index_keys, slots, shift, mask = probe
-        if not len(index_keys):
-            return [-1] * len(keys)
-        out = []
-        for key in keys:
-            slot = ((key * _GOLDEN) & _M64) >> shift
-            while True:
-                r = slots[slot]
-                if r < 0 or index_keys[r] == key:
-                    break
-                slot = (slot + 1) & mask
-            out.append(r)
-        return out
+    def col(self, table: str, column: str) -> Any:
+        """A memoryview of a numeric column (timestamps as int64 ns)."""
+        found = self._cols.get((table, column))
+        if found is None:
+            found = self._cols[(table, column)] = memoryview(np.ascontiguousarray(self.view.column(table, column)))
+        return found
 
-    def pair_row(self, name: str, index: Any, key: int) -> int:
-        """Row of ``key`` in another :class:`KeyIndex` (cached under ``name``)."""
-        probe = self._index.get(name)
-        if probe is None:
-            probe = self._index[name] = self._prepare(index)
-        return self._probe(probe, key)
-
-    def list_col(self, name: str, values: np.ndarray) -> Any:
+    def array(self, name: str, values: np.ndarray) -> Any:
         """A memoryview of a derived array (cached under ``name``)."""
         found = self._cols.get(("__", name))
         if found is None:
             found = self._cols[("__", name)] = memoryview(np.ascontiguousarray(values))
         return found
 
-    @staticmethod
-    def _probe(probe: tuple[Any, Any, int, int], key: int) -> int:
-        keys, slots, shift, mask = probe
-        if not len(keys):
-            return -1
-        slot = ((key * _GOLDEN) & _M64) >> shift
-        while True:  # linear probing, as KeyIndex lays the slots out
-            r = slots[slot]
-            if r < 0:
-                return -1
-            if keys[r] == key:
-                return r
-            slot = (slot + 1) & mask
-
-    def col(self, table: str, column: str) -> Any:
-        found = self._cols.get((table, column))
-        if found is None:
-            values = np.ascontiguousarray(self.view.column(table, column))
-            found = memoryview(values) if values.ndim == 1 else values.tolist()
-            self._cols[(table, column)] = found
-        return found
-
-    def bundle(self, name: str, columns: tuple[tuple[str, str], ...]) -> tuple:
-        """Several columns at once (cached under ``name``): one lookup per message instead of one per column."""
-        found = self._cols.get(("__bundle", name))
-        if found is None:
-            found = self._cols[("__bundle", name)] = tuple(self.col(t, c) for t, c in columns)
-        return found
-
-    def cached(self, name: str, build: Any) -> Any:
-        """A derived structure for the scalar path, built once under ``name``."""
-        found = self._cols.get(("__cached", name))
-        if found is None:
-            found = self._cols[("__cached", name)] = build()
-        return found
-
-    def sender_row(self, m: "OneMessage") -> int:
-        """The message's sender row, probed once per message whichever provider asks first."""
-        r = m.sender_row
-        if r is None:
-            r = m.sender_row = self.row("sender", m.sender_key)
-        return r
-
-    def domain_row(self, m: "OneMessage") -> int:
-        r = m.domain_row
-        if r is None:
-            r = m.domain_row = self.row("sender_domain", m.sender_domain_key)
-        return r
-
     def hours(self, table: str) -> memoryview:
-        found = self._cols.get((table, "__hours"))
-        if found is None:
-            found = memoryview(np.ascontiguousarray(self.view.hours(table)).reshape(-1))
-            self._cols[(table, "__hours")] = found
-        return found
+        """A table's (rows, 24) hour histogram, flat: row ``r`` hour ``h`` at ``r * 24 + h``."""
+        return self.array(f"{table}.hours", np.ascontiguousarray(self.view.hours(table)).reshape(-1))
 
 
 class OneMessage:
@@ -179,7 +141,7 @@ class OneMessage:
 
     __slots__ = ("tenant_id", "message_id", "timestamp", "hour", "sender", "sender_key", "sender_domain",
                  "sender_domain_key", "display_name_key", "direction", "spf", "dkim", "dmarc", "recipients",
-                 "recipient_keys", "sender_row", "domain_row")
+                 "recipient_keys")
 
 
 class _Memo:
@@ -288,7 +250,6 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None) 
     tenant's, used to derive ``direction`` when the message does not say.
     """
     m = OneMessage()
-    m.sender_row = m.domain_row = None
     try:
         m.tenant_id = message["tenant_id"]
         raw_sender = message["sender"]

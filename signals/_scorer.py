@@ -17,7 +17,8 @@ from commgraph.graph import CommGraphError, ConfigError, Messages, TenantConfig,
 
 from ._batch import SignalBatch
 from ._scalar import parse_one
-from ._signal_set import SignalSet, global_priors, stack
+from ._provider import provider_registry
+from ._signal_set import DEFAULT_PROVIDERS, SignalSet, global_priors, stack
 from ._view import SnapshotView
 
 __all__ = ["Scorer"]
@@ -49,7 +50,7 @@ class _Loaded:
 def _prepare(view: SnapshotView) -> SnapshotView:
     """Build a view's derived structures before it serves (so no request pays for them)."""
     if view.snapshot is not None:
-        view.scalar()
+        view.builtin_one()
         view.name_pairs()
         view.written_to()
         view.known_domains()
@@ -109,6 +110,39 @@ def _values_of(names: list[str]) -> Any:
 _AGGREGATE_ONE = {"mean": _mean_one, "min": _extreme_one(min), "max": _extreme_one(max), "any": _extreme_one(max)}
 
 
+@dataclass(frozen=True)
+class _OnePlan:
+    """How :meth:`Scorer.score_one` runs a signal set, decided once.
+
+    Built-in providers (exactly the shipped classes) read their columns from
+    the one-pass path (:class:`BuiltinOne`); any other provider runs its own
+    ``compute_one``, its per-recipient lists aggregated by each column's rule
+    and its float columns rounded to float32.
+    """
+
+    default: bool
+    builtin_names: tuple[str, ...]
+    steps: tuple[tuple[Any, Any], ...]
+    floats: tuple[str, ...]
+    floats_of: Any
+
+    @classmethod
+    def of(cls, signal_set: SignalSet) -> "_OnePlan":
+        registry = provider_registry()
+        builtin = {registry[name] for name in DEFAULT_PROVIDERS}
+        steps, builtin_names, floats = [], [], []
+        for p in signal_set.providers:
+            if type(p) in builtin:
+                steps.append((None, tuple(p.names)))
+                builtin_names += p.names
+                continue
+            steps.append((p, None if p.level == "message" else
+                          [(s.name, _AGGREGATE_ONE[s.aggregate]) for s in p.signals]))
+            floats += [s.name for s in p.signals if s.message_dtype == "float32"]
+        default = [type(p) for p in signal_set.providers] == [registry[name] for name in DEFAULT_PROVIDERS]
+        return cls(default, tuple(builtin_names), tuple(steps), tuple(floats), _values_of(floats))
+
+
 class Scorer:
     """Scores mail against the current baseline snapshot of each tenant.
 
@@ -156,12 +190,7 @@ class Scorer:
         self._registrable: dict[str, str] = {}
         self._own: dict[tuple[str, str], bool] = {}
         self._loaded = self._make(dict(snapshots), {t: None for t in snapshots})
-        # The single-message path's plan, made once: which providers give per-recipient lists to
-        # aggregate, and which columns are float32 (rounded as the batch path stores them).
-        floats = [s.name for s in self.signal_set.specs if s.message_dtype == "float32"]
-        self._plan = ([(p, None if p.level == "message" else [(s.name, _AGGREGATE_ONE[s.aggregate]) for s in p.signals])
-                       for p in self.signal_set.providers],
-                      floats, _values_of(floats))
+        self._plan = _OnePlan.of(self.signal_set)
 
     def _make(self, snapshots: Mapping[str, Snapshot], versions: dict[str, int | None]) -> _Loaded:
         views = {}
@@ -416,18 +445,26 @@ class Scorer:
                                      f"{sorted(loaded.views)[:5]}. Publish its baselines and reload, or pass "
                                      "cold_start=True to score it with the global prior")
             view = SnapshotView(None, tenant_id=m.tenant_id, global_priors=loaded.global_priors)
+        plan = self._plan
+        if plan.default:  # the built-in set, in its order: the one-pass path's dict is the answer
+            return view.builtin_one().values(m)
+        values = view.builtin_one().values(m, plan.builtin_names) if plan.builtin_names else None
         out: dict[str, Any] = {"tenant_id": m.tenant_id, "message_id": m.message_id}
-        plan, floats, floats_of = self._plan
-        for provider, edge_specs in plan:
-            values = provider.compute_one(m, view)
-            if edge_specs is None:
-                out.update(values)
+        for provider, columns in plan.steps:
+            if provider is None:  # a built-in provider: its columns from the one-pass path
+                for name in columns:
+                    out[name] = values[name]
                 continue
-            for name, aggregate in edge_specs:
-                v = values[name]
+            computed = provider.compute_one(m, view)
+            if columns is None:
+                out.update(computed)
+                continue
+            for name, aggregate in columns:
+                v = computed[name]
                 out[name] = v[0] if len(v) == 1 else aggregate(v)
-        # Round float columns to float32 as the batch path stores them, in one call.
-        out.update(zip(floats, array("f", floats_of(out)).tolist()))
+        if plan.floats:
+            # Round other providers' float columns to float32 as the batch path stores them, in one call.
+            out.update(zip(plan.floats, array("f", plan.floats_of(out)).tolist()))
         return out
 
     def __repr__(self) -> str:

@@ -147,7 +147,9 @@ class SnapshotView:
         self._columns: dict[tuple[str, str], np.ndarray] = {}
         self._lock = threading.RLock()  # builders may use other built-once values
         self._cache: dict[str, Any] = {}
-        self._scalar: Any = None  # the single-message path reads it on every call: no lock, no lookup
+        # The single-message path reads these on every call: attributes, no lock, no lookup.
+        self._scalar: Any = None
+        self._builtin_one: Any = None
         level = snapshot.config.credible_level if snapshot is not None else 0.95
         self.prior: dict[str, tuple[float, float]] = {}
         for kind in ENTITY_KINDS:
@@ -295,6 +297,19 @@ class SnapshotView:
 
             found = self._scalar = self._once("scalar", lambda: ScalarTables(self))
         return found
+
+    def builtin_one(self) -> Any:
+        """Every built-in signal of one message in one pass (:class:`BuiltinOne`, built once)."""
+        found = self._builtin_one
+        if found is None:
+            from ._builtin_one import BuiltinOne
+
+            found = self._builtin_one = self._once("builtin_one", lambda: BuiltinOne(self))
+        return found
+
+    def hour_totals(self, table: str) -> np.ndarray:
+        """Messages per row of a table's hour histogram (int64)."""
+        return self._once(f"hour_totals.{table}", lambda: self.hours(table).sum(axis=1, dtype=np.int64))
 
     def own_domain_mask(self) -> np.ndarray:
         """Rows of the sender_domain table that are the tenant's own domains (they send as the tenant)."""

@@ -1,0 +1,344 @@
+"""Every built-in signal of one message in one pass: the single-message path of the default signal set.
+
+:meth:`Scorer.score_one` spends its time on fixed costs, not on data: a
+provider call, a dict per provider, a cache lookup per column bundle, a
+probe per provider that wants the same row. Here each key is probed once
+(linear probing over the snapshot's :class:`~commgraph.baselines.KeyIndex`
+slots, as :class:`ScalarTables` does), each row's columns are read once
+through ``memoryview``\\ s of the snapshot's own arrays (memory-mapped when
+the snapshot comes from a store: no per-key Python structure), and the 35
+columns are computed in one function on Python ints and floats. The values
+equal the batch path's (:meth:`SignalSet.compute` at message level), column
+for column: float32 columns are rounded as the batch stores them.
+
+The built-in providers' ``compute_one`` read their columns from here, so
+each signal's scalar logic is written once, in :meth:`BuiltinOne.values`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from array import array
+from typing import Any, Iterable
+
+import numpy as np
+
+from ._batch import DIRECTION_CODES, FAIL_CODES
+from ._builtin_identity import _MIN_PASSES, HOUR_PSEUDO_COUNT
+from ._builtin_sender import window_column
+from ._freemail import freemail_domains
+from ._lookalike import CLOSE_DISTANCE, ESTABLISHED_DAYS, nearest_one
+from ._scalar import find, mix64
+
+__all__ = ["BuiltinOne", "BUILTIN_NAMES"]
+
+_NAT = -(1 << 63)
+_DAY_NS = 86_400 * 10**9
+_NAN = math.nan
+_INBOUND = DIRECTION_CODES["inbound"]
+_FREEMAIL = freemail_domains()
+_LOG2 = math.log2
+
+#: The built-in columns in :data:`DEFAULT_PROVIDERS` order (what :meth:`BuiltinOne.values` returns after
+#: ``tenant_id`` and ``message_id``).
+BUILTIN_NAMES: tuple[str, ...] = (
+    "sender_messages_7d", "sender_messages_30d", "sender_messages_90d", "sender_messages_decayed",
+    "sender_days_known", "sender_active_days", "sender_is_new", "sender_distinct_recipients",
+    "sender_safe_likelihood", "sender_attack_messages", "sender_solicited_messages", "sender_days_since_solicited",
+    "domain_messages_30d", "domain_days_known", "domain_distinct_senders", "domain_is_new", "domain_is_freemail",
+    "domain_safe_likelihood", "domain_solicited_messages",
+    "pair_messages", "pair_is_first_contact", "pair_days_since_last", "pair_recipient_replied",
+    "recipient_safe_likelihood", "recipient_safe_likelihood_lower", "recipient_inbound_30d",
+    "recipient_first_contact_rate",
+    "display_name_matches_internal", "display_name_address_days", "display_name_is_new_for_address",
+    "lookalike_domain_distance", "lookalike_domain_is_close",
+    "sender_hour_surprise", "sender_auth_fail_rate", "auth_deviation",
+)
+
+
+def _f32(value: float) -> float:
+    """A float rounded to float32, as the batch path stores it."""
+    return array("f", (value,))[0]
+
+
+class _Missing:
+    """Stands for a window column the snapshot lacks: reads 0, and :meth:`BuiltinOne.values` raises first
+    when a wanted signal needs it (the batch path's error)."""
+
+    def __getitem__(self, row: int) -> int:
+        return 0
+
+
+class BuiltinOne:
+    """The built-in signals of one message against one tenant's snapshot view, in one pass.
+
+    Made once per snapshot view (:meth:`SnapshotView.builtin_one`); holds only
+    memoryviews of the snapshot's columns, the prepared key indexes and a few
+    constants, so it is safe to share between threads.
+
+    Parameters
+    ----------
+    view : SnapshotView
+        The tenant's prepared view (a cold-start view answers every key as unknown).
+
+    Examples
+    --------
+    >>> from commgraph.baselines._snapshot import _example
+    >>> from commgraph.signals._scalar import parse_one
+    >>> from commgraph.signals._view import SnapshotView
+    >>> one = BuiltinOne(SnapshotView(_example()))
+    >>> m = parse_one({"tenant_id": "acme", "message_id": "9", "timestamp": "2024-05-04T10:00:00+00:00",
+    ...                "sender": "ann@vendor.com", "recipients": ["cy@acme.com", "new@acme.com"],
+    ...                "direction": "inbound"}, lambda d: d)
+    >>> v = one.values(m)
+    >>> v["sender_messages_7d"], v["pair_messages"], v["pair_is_first_contact"]
+    (2, 0, 1)
+    >>> one.per_recipient(m, ["pair_messages", "pair_is_first_contact"])
+    {'pair_messages': [2, 0], 'pair_is_first_contact': [0, 1]}
+    """
+
+    def __init__(self, view: Any):
+        t = view.scalar()
+        col = t.col
+        self.view = view
+        self.lookalike_cache = view.lookalike_cache()
+        self.known_domains = view.known_domains()
+        #: Signal name -> the error its missing window column raises (the batch path's ConfigError).
+        self.missing: dict[str, Exception] = {}
+
+        def windowed(table: str, prefix: str, window: str, signal: str) -> Any:
+            try:
+                return col(table, window_column(view, table, prefix, window, signal))
+            except Exception as exc:  # noqa: BLE001 - kept and raised when that signal is asked for
+                self.missing[signal] = exc
+                return _Missing()
+
+        self.sender = t.probe("sender")
+        self.domain = t.probe("sender_domain")
+        self.pair = t.probe("pair")
+        self.recipient = t.probe("recipient")
+        self.name = t.probe("display_name")
+        index, counts, last = view.written_to()
+        self.written = t.probe_of("written_to", index)
+        self.written_cols = (t.array("written_to.counts", counts), t.array("written_to.last", last))
+        index, counts, days = view.name_pairs()
+        self.name_pair = t.probe_of("name_pairs", index)
+        self.name_pair_cols = (t.array("name_pairs.counts", counts), t.array("name_pairs.days", days))
+        self.sender_cols = (
+            windowed("sender", "n_messages", "7d", "sender_messages_7d"),
+            windowed("sender", "n_messages", "30d", "sender_messages_30d"),
+            windowed("sender", "n_messages", "90d", "sender_messages_90d"),
+            col("sender", "decayed_messages"), col("sender", "first_seen"), col("sender", "active_days"),
+            col("sender", "n_messages"), col("sender", "n_distinct_recipients"), col("sender", "likelihood_safe"),
+            col("sender", "n_attack"))
+        self.habit_cols = (t.hours("sender"), t.array("hour_totals", view.hour_totals("sender")),
+                           col("sender", "spf_pass"), col("sender", "spf_fail"), col("sender", "dkim_pass"),
+                           col("sender", "dkim_fail"), col("sender", "dmarc_pass"), col("sender", "dmarc_fail"))
+        self.domain_cols = (
+            windowed("sender_domain", "n_messages", "30d", "domain_messages_30d"),
+            col("sender_domain", "first_seen"), col("sender_domain", "n_distinct_senders"),
+            col("sender_domain", "n_messages"), col("sender_domain", "likelihood_safe"),
+            col("sender_domain", "n_outbound_to"), col("sender_domain", "n_internal"),
+            col("sender_domain", "active_days"))
+        self.pair_cols = (col("pair", "n_messages"), col("pair", "last_seen"))
+        self.recipient_cols = (col("recipient", "likelihood_safe"), col("recipient", "likelihood_safe_lower"),
+                               windowed("recipient", "n_inbound", "30d", "recipient_inbound_30d"),
+                               col("recipient", "first_time_share"))
+        self.name_internal = col("display_name", "is_internal")
+        # Unknown entities read the prior as the batch gathers it into a float32 column.
+        self.priors = (_f32(view.prior_mean["sender"]), _f32(view.prior_mean["sender_domain"]),
+                       _f32(view.prior_mean["recipient"]), _f32(view.prior_lower["recipient"]))
+        # The tenant's hour profile weighted as pseudo-messages; a new sender has no hours of its own,
+        # so its surprise is the tenant's, computed with the same float operations as the batch path.
+        self.hour_profile = tuple(HOUR_PSEUDO_COUNT * p for p in view.tenant_hour_profile().tolist())
+        self.new_sender_surprise = tuple(_f32(-_LOG2((0 + p) / (0 + HOUR_PSEUDO_COUNT))) for p in self.hour_profile)
+
+    def values(self, m: Any, wanted: Iterable[str] | None = None) -> dict[str, Any]:
+        """``tenant_id``, ``message_id`` and every built-in signal of one parsed message (:func:`parse_one`).
+
+        Parameters
+        ----------
+        m : OneMessage
+        wanted : iterable of str, optional
+            The signals the caller will read (default: all); only they may raise
+            for a window the snapshot lacks.
+        """
+        if self.missing:
+            self._raise_missing(wanted)
+        ts = m.timestamp
+        sk = m.sender_key
+        f32 = array("f")  # the float32 columns computed in float64, rounded together at the end
+
+        # Sender: its row, and the tenant's mail to this address (written_to, from the pair table).
+        r = find(self.sender, sk)
+        w = find(self.written, sk)
+        if w >= 0:
+            counts, last = self.written_cols
+            solicited = counts[w]
+            then = last[w]
+            f32.append(_NAN if then == _NAT else max(ts - then, 0) / _DAY_NS)
+        else:
+            solicited = 0
+            f32.append(_NAN)
+        if r >= 0:
+            n7, n30, n90, decayed, first, active, n, distinct, likely, attack = self.sender_cols
+            sender = (n7[r], n30[r], n90[r])
+            then = first[r]
+            f32.append(decayed[r])
+            f32.append(0.0 if then == _NAT else max(ts - then, 0) / _DAY_NS)
+            sender_active = active[r]
+            sender_more = (sender_active, int(n[r] == 0), distinct[r], likely[r], attack[r])
+        else:
+            sender = (0, 0, 0)
+            f32.append(0.0)
+            f32.append(0.0)
+            sender_active = 0
+            sender_more = (0, 1, 0, self.priors[0], 0)
+
+        # Sender domain (and whether it is an established contact, for the look-alike flag).
+        d = find(self.domain, m.sender_domain_key)
+        if d >= 0:
+            w30, first, senders, n, likely, outbound_to, internal, active = self.domain_cols
+            then = first[d]
+            f32.append(0.0 if then == _NAT else max(ts - then, 0) / _DAY_NS)
+            domain = (w30[d], senders[d], int(n[d] == 0))
+            domain_likely, domain_solicited = likely[d], outbound_to[d]
+            established = domain_solicited > 0 or internal[d] > 0 or active[d] >= ESTABLISHED_DAYS
+        else:
+            f32.append(0.0)
+            domain = (0, 0, 1)
+            domain_likely, domain_solicited = self.priors[1], 0
+            established = False
+
+        # Pairs and recipients, aggregated over the recipients as the batch path's message level does
+        # (nan-ignoring min/max for floats, like numpy's fmin/fmax).
+        pair, box = self.pair, self.recipient
+        pair_n, pair_last = self.pair_cols
+        like, lower, inbound, share = self.recipient_cols
+        prior_like, prior_lower = self.priors[2], self.priors[3]
+        least = None
+        first_contact = replied = 0
+        gap = worst_like = worst_lower = top_share = _NAN
+        inbound_sum = 0
+        for rk in m.recipient_keys:
+            p = find(pair, mix64(sk, rk))
+            if p >= 0:
+                n = pair_n[p]
+                then = pair_last[p]
+                if then != _NAT:
+                    days = max(ts - then, 0) / _DAY_NS
+                    if days > gap or gap != gap:
+                        gap = days
+            else:
+                n = 0
+            if least is None or n < least:
+                least = n
+            if n == 0:
+                first_contact = 1
+            if not replied:
+                back = find(pair, mix64(rk, sk))
+                replied = int(back >= 0 and pair_n[back] > 0)
+            q = find(box, rk)
+            if q >= 0:
+                v, lo, c, s = like[q], lower[q], inbound[q], share[q]
+            else:
+                v, lo, c, s = prior_like, prior_lower, 0, 0.0
+            if v < worst_like or worst_like != worst_like:
+                worst_like = v
+            if lo < worst_lower or worst_lower != worst_lower:
+                worst_lower = lo
+            if s > top_share or top_share != top_share:
+                top_share = s
+            inbound_sum += c
+        f32.append(gap)
+        f32.append(inbound_sum / len(m.recipient_keys))
+
+        # Display name: impersonation of an internal name, a name new for this address.
+        key = m.display_name_key
+        if key:
+            q = find(self.name, key)
+            internal_name = q >= 0 and self.name_internal[q] > 0
+            p = find(self.name_pair, mix64(key, sk))
+            if p >= 0:
+                counts, days = self.name_pair_cols
+                address_days = days[p]
+                if address_days < 0:  # the baselines carry no per-pair days: the documented upper bound
+                    address_days = min(counts[p], sender_active)
+                identity = (int(internal_name and m.direction == _INBOUND), address_days, 0)
+            else:
+                identity = (int(internal_name), 0, 1)
+        else:
+            identity = (0, 0, 0)
+
+        # Look-alike domain: the per-snapshot cache (seeded with every sender domain of the snapshot).
+        found = self.lookalike_cache.get(m.sender_domain)
+        if found is None:
+            known, skeletons, _ = self.known_domains
+            found = self.lookalike_cache[m.sender_domain] = nearest_one(m.sender_domain, known, skeletons)
+        distance = found[0]
+
+        # Habits: the hour against the sender's smoothed profile, authentication against its history.
+        hour = m.hour
+        if r >= 0:
+            hours, totals, spf_ok, spf_bad, dkim_ok, dkim_bad, dmarc_ok, dmarc_bad = self.habit_cols
+            f32.append(-_LOG2((hours[r * 24 + hour] + self.hour_profile[hour]) / (totals[r] + HOUR_PSEUDO_COUNT)))
+            deviation = 0
+            n_fail = n_all = 0
+            for ok, bad, result in ((spf_ok[r], spf_bad[r], m.spf), (dkim_ok[r], dkim_bad[r], m.dkim),
+                                    (dmarc_ok[r], dmarc_bad[r], m.dmarc)):
+                n_fail += bad
+                n_all += ok + bad
+                if ok >= _MIN_PASSES and ok >= 9 * bad and result in FAIL_CODES:
+                    deviation = 1
+            f32.append(n_fail / n_all if n_all else 0.0)
+        else:
+            f32.append(self.new_sender_surprise[hour])
+            f32.append(0.0)
+            deviation = 0
+
+        since, decayed, known_days, domain_days, gap, inbound_mean, surprise, fail_rate = f32
+        return {
+            "tenant_id": m.tenant_id, "message_id": m.message_id,
+            "sender_messages_7d": sender[0], "sender_messages_30d": sender[1], "sender_messages_90d": sender[2],
+            "sender_messages_decayed": decayed, "sender_days_known": known_days,
+            "sender_active_days": sender_more[0], "sender_is_new": sender_more[1],
+            "sender_distinct_recipients": sender_more[2], "sender_safe_likelihood": sender_more[3],
+            "sender_attack_messages": sender_more[4], "sender_solicited_messages": solicited,
+            "sender_days_since_solicited": since,
+            "domain_messages_30d": domain[0], "domain_days_known": domain_days, "domain_distinct_senders": domain[1],
+            "domain_is_new": domain[2], "domain_is_freemail": int(m.sender_domain in _FREEMAIL),
+            "domain_safe_likelihood": domain_likely, "domain_solicited_messages": domain_solicited,
+            "pair_messages": least, "pair_is_first_contact": first_contact, "pair_days_since_last": gap,
+            "pair_recipient_replied": replied,
+            "recipient_safe_likelihood": worst_like, "recipient_safe_likelihood_lower": worst_lower,
+            "recipient_inbound_30d": inbound_mean, "recipient_first_contact_rate": top_share,
+            "display_name_matches_internal": identity[0], "display_name_address_days": identity[1],
+            "display_name_is_new_for_address": identity[2],
+            "lookalike_domain_distance": distance,
+            "lookalike_domain_is_close": int(distance <= CLOSE_DISTANCE and not established),
+            "sender_hour_surprise": surprise, "sender_auth_fail_rate": fail_rate, "auth_deviation": deviation,
+        }
+
+    def per_recipient(self, m: Any, names: Iterable[str], *, as_int: Iterable[str] = ()) -> dict[str, list]:
+        """Edge-level values: for each of ``names``, one value per recipient (the message alone with it).
+
+        ``as_int`` names columns whose message-level value is a mean but whose
+        edge value is an integer. The contract of ``SignalProvider.compute_one``
+        for edge-level providers; the scorer itself never needs it.
+        """
+        names = list(names)
+        ints = set(as_int)
+        out: dict[str, list] = {n: [] for n in names}
+        alone = copy.copy(m)
+        for rk in m.recipient_keys:
+            alone.recipient_keys = [rk]
+            values = self.values(alone, names)
+            for n in names:
+                out[n].append(int(values[n]) if n in ints else values[n])
+        return out
+
+    def _raise_missing(self, wanted: Iterable[str] | None) -> None:
+        for name in (self.missing if wanted is None else wanted):
+            if name in self.missing:
+                raise self.missing[name]
