@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from commgraph.baselines import SnapshotStore, build_baselines, refresh
 from commgraph.graph import CommGraphError, generate, validate
-from commgraph.signals import Scorer, SignalSet
+from commgraph.signals import PairSignals, Scorer, SignalProvider, SignalSet, SignalSpec
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,54 @@ def test_score_one_derives_the_direction_like_validation(world) -> None:
     assert_one_equals_batch(Scorer(snapshots), later.sample(150, random_state=2), g.tenants, with_direction=False)
 
 
+# ---------------------------------------------------------------------------------------------- the one-pass path
+class HourOfWeek(SignalProvider):
+    """A custom message-level provider with a float column: hours since the week began."""
+
+    name = "hour_of_week_test"
+    level = "message"
+    signals = (SignalSpec("test_hour_of_week", "float32", "Hours since Monday 00:00 UTC, over 7.", "hours"),)
+
+    def compute(self, batch, view):
+        hours = (batch.timestamp // 3_600_000_000_000 + 72) % 168  # the epoch was a Thursday
+        return {"test_hour_of_week": (hours / 7.0).astype(np.float32)}
+
+    def compute_one(self, message, view):
+        return {"test_hour_of_week": ((message.timestamp // 3_600_000_000_000 + 72) % 168) / 7.0}
+
+
+class RecipientKeyBits(SignalProvider):
+    """A custom edge-level provider: an int column aggregated by its mean, one by its min."""
+
+    name = "recipient_key_bits_test"
+    level = "edge"
+    signals = (SignalSpec("test_key_low_bits", "int32", "The recipient key's low 4 bits.", "count", "mean"),
+               SignalSpec("test_key_high_bit", "int8", "The recipient key's top bit.", "flag", "min"))
+
+    def compute(self, batch, view):
+        keys = batch.recipient_key
+        return {"test_key_low_bits": (keys & np.uint64(15)).astype(np.int32),
+                "test_key_high_bit": (keys >> np.uint64(63)).astype(np.int8)}
+
+    def compute_one(self, message, view):
+        return {"test_key_low_bits": [k & 15 for k in message.recipient_keys],
+                "test_key_high_bit": [k >> 63 for k in message.recipient_keys]}
+
+
+class RenamedPair(PairSignals):
+    """A subclass of a built-in: not the shipped class, so it runs its own (inherited) compute_one."""
+
+    name = "renamed_pair_test"
+
+
+_MIXED_SETS = [
+    [HourOfWeek(), "pair", RecipientKeyBits(), "sender", "habits"],
+    ["lookalike", "identity", HourOfWeek(), "recipient", "sender_domain"],
+    [RenamedPair(), "recipient", RecipientKeyBits()],
+    ["habits", "sender_domain", "sender", "identity", "lookalike", "recipient", "pair"],  # built-ins, other order
+]
+
+
 _ADDRESSES = ["bob@vendor.com", "ann@acme.com", "cy@acme.com", "eve@rnicrosoft.com", "x@gmail.com",
               "new@unknown.org", "di@acme.com"]
 
@@ -85,15 +133,16 @@ def small():
 @settings(max_examples=40, deadline=None)
 @given(sender=st.sampled_from(_ADDRESSES), recipients=st.lists(st.sampled_from(_ADDRESSES), min_size=1, max_size=3),
        name=st.sampled_from([None, "Ann Lee", "Bob", "Someone"]), hour=st.integers(0, 23),
-       dmarc=st.sampled_from([None, "pass", "fail"]))
-def test_score_one_equals_score_property(small, sender, recipients, name, hour, dmarc) -> None:
+       dmarc=st.sampled_from([None, "pass", "fail"]), providers=st.sampled_from([None, *range(4)]))
+def test_score_one_equals_score_property(small, sender, recipients, name, hour, dmarc, providers) -> None:
     snapshots, configs = small
     if set(recipients) == {sender} or not any(a.endswith("@acme.com") for a in recipients + [sender]):
         recipients = recipients + ["di@acme.com"]  # the tenant takes part, so the direction is decidable
     row = pd.Series({"tenant_id": "acme", "message_id": "p1", "timestamp": pd.Timestamp(f"2024-05-11T{hour:02d}:30Z"),
                      "sender": sender, "sender_display_name": name, "to": ";".join(recipients), "cc": None,
                      "spf": None, "dkim": None, "dmarc": dmarc})
-    scorer = Scorer(snapshots, tenant_configs=configs)
+    signal_set = SignalSet(None if providers is None else _MIXED_SETS[providers])
+    scorer = Scorer(snapshots, signal_set=signal_set, tenant_configs=configs)
     assert_one_equals_batch(scorer, pd.DataFrame([row]), configs, with_direction=False)
 
 
@@ -175,3 +224,73 @@ def test_signal_set_subset(small) -> None:
     assert list(one) == ["tenant_id", "message_id", "pair_messages", "pair_is_first_contact", "pair_days_since_last",
                          "pair_recipient_replied"]
     assert one["pair_messages"] == 0 and one["pair_is_first_contact"] == 1 and one["pair_days_since_last"] > 1
+
+
+@pytest.mark.parametrize("providers", _MIXED_SETS, ids=["custom-first", "custom-middle", "subclass", "reordered"])
+def test_score_one_equals_score_with_custom_providers_mixed_in(world, providers) -> None:
+    g, snapshots, later = world
+    scorer = Scorer(snapshots, signal_set=SignalSet(providers), tenant_configs=g.tenants)
+    assert not scorer._plan.default
+    assert_one_equals_batch(scorer, later.sample(120, random_state=3), g.tenants)
+    one = scorer.score_one(_mapping(later.iloc[0]))
+    assert list(one) == ["tenant_id", "message_id", *scorer.signal_set.names]
+
+
+def test_the_one_pass_path_covers_the_default_set_in_its_order(world) -> None:
+    from commgraph.signals._builtin_one import BUILTIN_NAMES
+
+    g, snapshots, later = world
+    scorer = Scorer(snapshots, tenant_configs=g.tenants)
+    assert scorer._plan.default and list(BUILTIN_NAMES) == SignalSet().names
+    one = scorer.score_one(_mapping(later.iloc[0]))
+    assert list(one) == ["tenant_id", "message_id", *BUILTIN_NAMES]
+
+
+def test_builtin_compute_one_equals_the_batch_per_recipient(world) -> None:
+    """Each built-in provider's scalar contract: message-level values, and per-recipient lists for edge ones."""
+    from commgraph.signals._scalar import parse_one
+
+    g, snapshots, later = world
+    scorer = Scorer(snapshots, tenant_configs=g.tenants)
+    sample = later[later["cc"].notna()].sample(40, random_state=4)  # several recipients each
+    messages = validate(sample, tenants=g.tenants)
+    edges = SignalSet().compute(messages, snapshots)
+    message_level = SignalSet().compute(messages, snapshots, level="message")
+    for i in range(len(sample)):
+        m = parse_one(_mapping(sample.iloc[i]), scorer._registrable_domain, scorer._is_own)
+        view = scorer._loaded.views[m.tenant_id]
+        rows = edges[edges["message_id"] == m.message_id].set_index("recipient").loc[m.recipients]
+        for provider in SignalSet().providers:
+            got = provider.compute_one(m, view)
+            for spec in provider.signals:
+                kind = float if (spec.dtype if provider.level == "edge" else spec.message_dtype) == "float32" else int
+                if provider.level == "edge":
+                    expected = rows[spec.name].tolist()
+                    assert len(got[spec.name]) == len(expected) > 1
+                    assert all(_same(a, b) for a, b in zip(got[spec.name], expected)), (spec.name, got, expected)
+                    assert all(type(v) is kind for v in got[spec.name]), spec.name
+                else:
+                    assert _same(got[spec.name], message_level.iloc[i][spec.name]), spec.name
+                    assert type(got[spec.name]) is kind, spec.name
+
+
+def test_score_one_needs_the_windows_its_signals_read(small) -> None:
+    from commgraph.graph import ConfigError
+
+    snapshots, configs = small
+    history = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["1", "2"],
+                                     "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z"],
+                                     "sender": "bob@vendor.com", "recipients": "cy@acme.com"}), tenants=configs)
+    no_week = build_baselines(history, as_of="2024-05-03", config={"windows": ["30d", "90d"]})
+    message = {"tenant_id": "acme", "message_id": "w", "timestamp": "2024-05-03T10:00:00+00:00",
+               "sender": "bob@vendor.com", "recipients": "cy@acme.com"}
+    for scorer in (Scorer(no_week, tenant_configs=configs),
+                   Scorer(no_week, signal_set=SignalSet(["pair", "sender"]), tenant_configs=configs)):
+        with pytest.raises(ConfigError, match="sender_messages_7d.*7d window") as batch_error:
+            scorer.score(pd.DataFrame([message]))
+        with pytest.raises(ConfigError) as one_error:
+            scorer.score_one(message)
+        assert str(one_error.value) == str(batch_error.value)
+    # Signals that need no 7-day window still score.
+    scorer = Scorer(no_week, signal_set=SignalSet(["pair", "sender_domain", HourOfWeek()]), tenant_configs=configs)
+    assert scorer.score_one(message)["pair_messages"] == 2
