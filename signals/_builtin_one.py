@@ -141,7 +141,7 @@ class BuiltinOne:
             col("sender_domain", "n_messages"), col("sender_domain", "likelihood_safe"),
             col("sender_domain", "n_outbound_to"), col("sender_domain", "n_internal"),
             col("sender_domain", "active_days"))
-        self.pair_cols = (col("pair", "n_messages"), col("pair", "last_seen"))
+        self.pair_cols = (col("pair", "n_messages"), col("pair", "last_seen"), col("pair", "n_reverse"))
         self.recipient_cols = (col("recipient", "likelihood_safe"), col("recipient", "likelihood_safe_lower"),
                                windowed("recipient", "n_inbound", "30d", "recipient_inbound_30d"),
                                col("recipient", "first_time_share"))
@@ -214,7 +214,7 @@ class BuiltinOne:
         # Pairs and recipients, aggregated over the recipients as the batch path's message level does
         # (nan-ignoring min/max for floats, like numpy's fmin/fmax).
         pair, box = self.pair, self.recipient
-        pair_n, pair_last = self.pair_cols
+        pair_n, pair_last, pair_reverse = self.pair_cols
         like, lower, inbound, share = self.recipient_cols
         prior_like, prior_lower = self.priors[2], self.priors[3]
         least = None
@@ -230,15 +230,17 @@ class BuiltinOne:
                     days = max(ts - then, 0) / _DAY_NS
                     if days > gap or gap != gap:
                         gap = days
+                if not replied:  # a pair row carries its reverse's message count
+                    replied = int(pair_reverse[p] > 0)
             else:
                 n = 0
+                if not replied:  # a first reply to a mailbox that wrote first: only the reverse row exists
+                    back = find(pair, mix64(rk, sk))
+                    replied = int(back >= 0 and pair_n[back] > 0)
             if least is None or n < least:
                 least = n
             if n == 0:
                 first_contact = 1
-            if not replied:
-                back = find(pair, mix64(rk, sk))
-                replied = int(back >= 0 and pair_n[back] > 0)
             q = find(box, rk)
             if q >= 0:
                 v, lo, c, s = like[q], lower[q], inbound[q], share[q]
@@ -332,7 +334,7 @@ class BuiltinOne:
         out: dict[str, list] = {n: [] for n in names}
         alone = copy.copy(m)
         for rk in m.recipient_keys:
-            alone.recipient_keys = [rk]
+            alone.recipient_keys = (rk,)
             values = self.values(alone, names)
             for n in names:
                 out[n].append(int(values[n]) if n in ints else values[n])

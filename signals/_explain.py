@@ -259,7 +259,7 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
             sentence = spec.description
         rows.append({"signal": spec.name, "value": v, "evidence": ev, "sentence": sentence})
     summary = {"tenant_id": m.tenant_id, "message_id": m.message_id, "sender": m.sender,
-               "sender_domain": m.sender_domain, "recipients": m.recipients,
+               "sender_domain": m.sender_domain, "recipients": list(m.recipients),
                "timestamp": pd.Timestamp(m.timestamp, tz="UTC").isoformat(),
                "snapshot_as_of": None if cold else view.snapshot.as_of.isoformat()}
     frame = pd.DataFrame(rows, columns=["signal", "value", "evidence", "sentence"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -136,7 +136,7 @@ class OneMessage:
     >>> m = parse_one({"tenant_id": "t", "message_id": "1", "timestamp": "2024-05-01T10:00:00Z",
     ...                "sender": "Ann <Ann@X.com>", "recipients": ["b@t.com", "B@t.com"]}, lambda d: d)
     >>> m.sender, m.recipients, m.hour
-    ('ann@x.com', ['b@t.com'], 10)
+    ('ann@x.com', ('b@t.com',), 10)
     """
 
     __slots__ = ("tenant_id", "message_id", "timestamp", "hour", "sender", "sender_key", "sender_domain",
@@ -213,6 +213,31 @@ def _address(raw: str) -> tuple[str | None, int]:
     return found
 
 
+_RECIPIENT_COLUMNS = ("recipients", "to", "cc", "bcc")
+
+
+def _distinct(parsed: Iterable[tuple[str | None, int]]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """(addresses, keys) of the valid addresses, each once, in order."""
+    addresses: list[str] = []
+    keys: list[int] = []
+    for address, key in parsed:
+        if address is not None and key not in keys:
+            addresses.append(address)
+            keys.append(key)
+    return tuple(addresses), tuple(keys)
+
+
+def _recipient_list(value: Any) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """One recipient column's (addresses, keys), memoised for strings (tuples: shared, never changed)."""
+    if isinstance(value, str):
+        found = _RECIPIENT_CACHE.get(value)
+        if found is None:
+            found = _distinct(_address(raw) for raw in value.replace(",", ";").split(";") if raw.strip())
+            _RECIPIENT_CACHE.put(value, found)
+        return found
+    return _distinct(_address(raw) for raw in value if raw and raw.strip())
+
+
 def _display_name(raw: Any) -> int:
     if raw is None or raw != raw or raw == "":  # None, NaN or blank
         return 0
@@ -272,24 +297,17 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None) 
     m.sender, m.sender_key, m.sender_domain, m.sender_domain_key, header_name = found
     name = message.get("sender_display_name")
     m.display_name_key = _display_name(header_name if name is None else name)
-    recipients: list[str] = []
-    keys: list[int] = []
-    for column in ("recipients", "to", "cc", "bcc"):
+    recipients = keys = None
+    for column in _RECIPIENT_COLUMNS:
         value = message.get(column)
         if value is None or value != value:
             continue
-        if isinstance(value, str):
-            parsed = _RECIPIENT_CACHE.get(value)
-            if parsed is None:
-                parsed = [_address(raw) for raw in value.replace(",", ";").split(";") if raw.strip()]
-                _RECIPIENT_CACHE.put(value, parsed)
-        else:
-            parsed = [_address(raw) for raw in value if raw and raw.strip()]
-        for address, key in parsed:
-            if address is not None and key not in keys:
-                recipients.append(address)
-                keys.append(key)
-    if not recipients:
+        found = _recipient_list(value)
+        if keys is None:
+            recipients, keys = found
+        else:  # several columns: one recipient list, each address once
+            recipients, keys = _distinct(zip(recipients + found[0], keys + found[1]))
+    if not keys:
         raise CommGraphError("score_one needs at least one valid recipient ('recipients' or 'to'/'cc'/'bcc'); "
                              f"got {message.get('recipients', message.get('to'))!r}")
     m.recipients, m.recipient_keys = recipients, keys

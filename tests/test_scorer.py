@@ -259,7 +259,7 @@ def test_builtin_compute_one_equals_the_batch_per_recipient(world) -> None:
     for i in range(len(sample)):
         m = parse_one(_mapping(sample.iloc[i]), scorer._registrable_domain, scorer._is_own)
         view = scorer._loaded.views[m.tenant_id]
-        rows = edges[edges["message_id"] == m.message_id].set_index("recipient").loc[m.recipients]
+        rows = edges[edges["message_id"] == m.message_id].set_index("recipient").loc[list(m.recipients)]
         for provider in SignalSet().providers:
             got = provider.compute_one(m, view)
             for spec in provider.signals:
@@ -294,3 +294,19 @@ def test_score_one_needs_the_windows_its_signals_read(small) -> None:
     # Signals that need no 7-day window still score.
     scorer = Scorer(no_week, signal_set=SignalSet(["pair", "sender_domain", HourOfWeek()]), tenant_configs=configs)
     assert scorer.score_one(message)["pair_messages"] == 2
+
+
+def test_pair_rows_carry_their_reverse_count_after_build_and_refresh(world) -> None:
+    """The one-pass path reads pair_recipient_replied from a known pair's n_reverse (a reverse probe saved):
+    n_reverse must be the reverse pair's n_messages, or 0 without one, in built and refreshed snapshots."""
+    g, snapshots, later = world
+    tenant = sorted(snapshots)[0]
+    newer = refresh(snapshots[tenant], validate(later[later["tenant_id"] == tenant], tenants=g.tenants),
+                    as_of=later["timestamp"].max() + pd.Timedelta(seconds=1))
+    for snap in (*snapshots.values(), newer):
+        pairs = snap.table("pair")[["sender_key", "recipient_key", "n_messages", "n_reverse"]]
+        back = pairs.rename(columns={"sender_key": "recipient_key", "recipient_key": "sender_key",
+                                     "n_messages": "expected"})[["sender_key", "recipient_key", "expected"]]
+        joined = pairs.merge(back, on=["sender_key", "recipient_key"], how="left")
+        assert (joined["expected"].fillna(0).astype(int) == joined["n_reverse"]).all()
+        assert joined["expected"].notna().any() and joined["expected"].isna().any()
