@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ._aggregate import KeyedAggregate
 from ._config import BaselineConfig
 from ._events import mix64
 from ._state import TenantState, expand
@@ -51,8 +50,8 @@ def pair_keys(sender_keys: np.ndarray, recipient_keys: np.ndarray) -> np.ndarray
 
 
 def _align(keys: np.ndarray, agg_keys: np.ndarray, values: np.ndarray, fill: Any = 0) -> np.ndarray:
-    """Values of a sorted keyed aggregate at sorted ``keys`` (fill where absent)."""
-    out = np.full(len(keys), fill, dtype=values.dtype if values.size else np.int64)
+    """Values (rows of ``values``) of a sorted keyed aggregate at sorted ``keys`` (fill where absent)."""
+    out = np.full((len(keys), *values.shape[1:]), fill, dtype=values.dtype if values.size else np.int64)
     if not len(agg_keys) or not len(keys):
         return out
     pos = np.searchsorted(agg_keys, keys)
@@ -76,8 +75,8 @@ def _ts(values: np.ndarray, sentinel: int) -> pa.Array:
     return pa.array(values, type=pa.timestamp("ns", tz="UTC"), mask=values == sentinel)
 
 
-def _hours(agg: KeyedAggregate) -> pa.Array:
-    flat = agg.values["hour_histogram"].astype(np.int32).ravel()
+def _hours(histogram: np.ndarray) -> pa.Array:
+    flat = histogram.astype(np.int32).ravel()
     return pa.FixedSizeListArray.from_arrays(pa.array(flat), 24)
 
 
@@ -151,7 +150,7 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
                                      where=n > 0).astype(np.float32)
     for c in _LABEL_COLUMNS + _AUTH_COLUMNS + ("n_outbound",):
         t[c] = sv[c].astype(np.int32)
-    t["hour_histogram"] = _hours(sender)
+    t["hour_histogram"] = _hours(sv["hour_histogram"])
     disp = aggs["display_name"]
     dn, ds, dc = disp.keys["display_name_key"], disp.keys["sender_key"], disp.values["n_messages"]
     order = np.lexsort((dn, -dc, ds))
@@ -172,8 +171,17 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
 
     # ---------------------------------------------------------------- sender_domain
     dom = aggs["sender_domain"]
+    out = aggs["domain_out"]
     dk = dom.keys["sender_domain_key"]
     dv = expand(dom.values)
+    only_written = np.setdiff1d(out.keys["recipient_domain_key"], dk)
+    if len(only_written):
+        # A domain the tenant only wrote to gets a row too, with nothing received from it (counts 0,
+        # first/last seen null), so that its outbound mail counts where the domain is looked up.
+        keys = np.union1d(dk, only_written)
+        dv = {c: _align(keys, dk, v, _INT64_MAX if c == "first_seen" else _INT64_MIN if c == "last_seen" else 0)
+              for c, v in dv.items()}
+        dk = keys
     t = {"sender_domain_key": dk}
     if not private:
         t["sender_domain"] = names.take(dk)
@@ -187,8 +195,7 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
     t["n_distinct_senders"] = _count_by(dk, sv["sender_domain_key"][n > 0])
     for c in _LABEL_COLUMNS + _AUTH_COLUMNS + ("n_outbound", "n_internal"):
         t[c] = dv[c].astype(np.int32)
-    t["hour_histogram"] = _hours(dom)
-    out = aggs["domain_out"]
+    t["hour_histogram"] = _hours(dv["hour_histogram"])
     t["n_outbound_to"] = _align(dk, out.keys["recipient_domain_key"], out.values["n_messages"]).astype(np.int32)
     t["last_outbound_to"] = _ts(_align(dk, out.keys["recipient_domain_key"], out.values["last_seen"], _INT64_MIN),
                                 _INT64_MIN)
@@ -284,7 +291,7 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
     t["last_seen"] = _ts(np.array([ten["last_seen"][0] if len(aggs["tenant"]) else _INT64_MIN]), _INT64_MIN)
     t["n_senders"] = np.array([int((n > 0).sum())], np.int64)
     t["n_mailboxes"] = np.array([len(rk)], np.int64)
-    t["hour_histogram"] = _hours(aggs["tenant"]) if len(aggs["tenant"]) else \
+    t["hour_histogram"] = _hours(ten["hour_histogram"]) if len(aggs["tenant"]) else \
         pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(24, np.int32)), 24)
     # Known contacts, for look-alike checks: own domains (they send internal
     # mail), then domains the tenant wrote to, then the most corresponded-with.

@@ -101,6 +101,11 @@ class SenderSignals(SignalProvider):
 class SenderDomainSignals(SignalProvider):
     """Signals about the sender's registrable domain.
 
+    A domain the tenant only wrote to is new as a sender domain, like an
+    address it only wrote to (``sender_is_new``): no mail from it, so its
+    counts are 0 and ``domain_is_new`` is 1, while
+    ``domain_solicited_messages`` counts the tenant's mail to it.
+
     Examples
     --------
     >>> SenderDomainSignals().names[-3:]
@@ -115,8 +120,8 @@ class SenderDomainSignals(SignalProvider):
         SignalSpec("domain_days_known", "float32", "Days from the domain's first message to this one (0 if new).",
                    "days"),
         SignalSpec("domain_distinct_senders", "int32", "Distinct addresses that sent from this domain.", "count"),
-        SignalSpec("domain_is_new", "int8", "1 if the tenant never received mail from this domain.", "flag",
-                   default=1.0),
+        SignalSpec("domain_is_new", "int8", "1 if the tenant never received mail from this domain (even if it wrote "
+                   "to it: domain_solicited_messages counts that).", "flag", default=1.0),
         SignalSpec("domain_is_freemail", "int8", "1 if the domain is a consumer mail provider (shipped list).",
                    "flag"),
         SignalSpec("domain_safe_likelihood", "float32", "Smoothed probability that this domain's mail is safe "

@@ -72,7 +72,16 @@ def reference(m, tenant: str, as_of, config: BaselineConfig) -> dict[str, pd.Dat
     d = counts(f.groupby("sender_domain"), f)
     d["n_distinct_senders"] = f.groupby("sender_domain")["sender"].nunique()
     out = e[e["direction"] == "outbound"]
+    # A domain the tenant only wrote to has a row too: nothing received from it, its outbound mail counted.
+    d = d.reindex(d.index.union(pd.Index(out["recipient_domain"].unique())))
+    received = d["n_messages"].notna()
+    for c in d.columns:
+        if c == "hour_histogram":
+            d[c] = [h if ok else np.zeros(24, int) for h, ok in zip(d[c], received)]
+        elif "seen" not in c:
+            d[c] = d[c].fillna(0)
     d["n_outbound_to"] = out.groupby("recipient_domain").size().reindex(d.index).fillna(0)
+    d["last_outbound_to"] = out.groupby("recipient_domain")["timestamp"].max().reindex(d.index)
     tables["sender_domain"] = d
 
     g = e.groupby(["sender", "recipient"])
@@ -178,3 +187,21 @@ def test_enron_matches_the_reference(real_data) -> None:
     snap = build_baselines(m, as_of=as_of, config=config)["enron"]
     assert snap.table("tenant")["n_internal"].iloc[0] > 0
     assert_matches_reference(snap, reference(m, "enron", as_of, config))
+
+
+def test_a_domain_only_written_to_has_a_row() -> None:
+    """The tenant wrote to newvendor.com and never heard from it: a sender_domain row with its outbound mail."""
+    config = BaselineConfig()
+    frame = pd.DataFrame({
+        "tenant_id": "acme", "message_id": ["1", "2", "3", "4"],
+        "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-02T10:00Z", "2024-05-03T08:00Z"],
+        "sender": ["bob@vendor.com", "ann@acme.com", "ann@acme.com", "cy@acme.com"],
+        "recipients": ["ann@acme.com", "x@newvendor.com; y@newvendor.com", "cy@acme.com", "x@newvendor.com"]})
+    m = validate(frame, tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+    snap = build_baselines(m, as_of="2024-05-04", config=config)["acme"]
+    assert_matches_reference(snap, reference(m, "acme", "2024-05-04", config))
+    row = snap.table("sender_domain").set_index("sender_domain").loc["newvendor.com"]
+    assert (row["n_messages"], row["n_outbound_to"], row["n_distinct_senders"], row["active_days"]) == (0, 3, 0, 0)
+    assert pd.isna(row["first_seen"]) and row["last_outbound_to"] == pd.Timestamp("2024-05-03T08:00Z")
+    assert row["likelihood_safe"] == np.float32(snap.priors["sender_domain"]["alpha"] / (
+        snap.priors["sender_domain"]["alpha"] + snap.priors["sender_domain"]["beta"]))

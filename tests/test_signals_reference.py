@@ -104,10 +104,8 @@ def reference(history, as_of, batch, snapshots) -> pd.DataFrame:
         r["domain_is_new"] = (x["n"].fillna(0) == 0).astype(int).to_numpy()
         r["domain_is_freemail"] = e["domain"].isin(freemail_domains()).astype(int).to_numpy()
         r["domain_safe_likelihood"] = x["likelihood_safe"].fillna(prior["sender_domain"]).to_numpy()
-        # Known gap (baselines): n_outbound_to is kept only for domains that also sent
-        # mail, so a domain the tenant wrote to but never heard from reads 0.
-        sent = x["n"].fillna(0).to_numpy() > 0
-        r["domain_solicited_messages"] = np.where(sent, x["out"].fillna(0).to_numpy(), 0)
+        # A domain the tenant only wrote to counts its outbound mail too (and stays new: no mail from it).
+        r["domain_solicited_messages"] = x["out"].fillna(0).to_numpy()
 
         # ---- pair
         g = he.groupby(["sender", "recipient"])
@@ -244,3 +242,30 @@ def test_enron_matches_the_reference(real_data) -> None:
     ours = SignalSet().compute(batch, snapshots)
     assert ours["pair_is_first_contact"].between(0, 1).all() and ours["sender_is_new"].mean() < 0.5
     assert_matches(ours, reference(history, cut, batch, snapshots))
+
+
+def test_a_domain_only_written_to() -> None:
+    """The tenant wrote to newvendor.com and never heard from it; then newvendor.com replies, and a look-alike
+    of it writes: every domain signal against the pandas reference, and the reply read as its documented
+    meaning says (new as a sender domain, solicited, established: not a look-alike)."""
+    tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    history = validate(pd.DataFrame({
+        "tenant_id": "acme", "message_id": ["1", "2", "3", "4"],
+        "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-02T10:00Z", "2024-05-03T08:00Z"],
+        "sender": ["bob@vendor.com", "ann@acme.com", "ann@acme.com", "cy@acme.com"],
+        "recipients": ["ann@acme.com", "x@newvendor.com; y@newvendor.com", "cy@acme.com", "x@newvendor.com"]}),
+        tenants=tenants)
+    as_of = pd.Timestamp("2024-05-04", tz="UTC")
+    snapshots = build_baselines(history, as_of=as_of)
+    batch = validate(pd.DataFrame({
+        "tenant_id": "acme", "message_id": ["r", "l"], "timestamp": ["2024-05-04T09:00Z", "2024-05-04T10:00Z"],
+        "sender": ["x@newvendor.com", "x@newvend0r.com"], "recipients": "ann@acme.com"}), tenants=tenants)
+    ours = SignalSet().compute(batch, snapshots)
+    assert_matches(ours, reference(history, as_of, batch, snapshots))
+    reply, lookalike = ours.iloc[0], ours.iloc[1]
+    solicited = history.edges().query("direction == 'outbound' and recipient_domain == 'newvendor.com'")
+    assert reply["domain_solicited_messages"] == len(solicited) == 3
+    assert (reply["domain_is_new"], reply["domain_messages_30d"], reply["domain_distinct_senders"],
+            reply["domain_days_known"]) == (1, 0, 0, 0.0)
+    assert reply["lookalike_domain_is_close"] == 0  # the tenant wrote to it: an established contact
+    assert (lookalike["lookalike_domain_distance"], lookalike["lookalike_domain_is_close"]) == (0, 1)
