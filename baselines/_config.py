@@ -77,8 +77,11 @@ class BaselineConfig:
     top_display_names : int, default 3
         Display names kept per sender (the most used ones, with counts).
     known_contact_domains : int, default 200
-        Domains kept in the tenant's known-contact list (own and written-to
-        domains first, then the most corresponded-with).
+        How many of the most corresponded-with other domains (mail either way)
+        join the tenant's known-contact list for look-alike checks. The list
+        always holds every own domain and every domain the tenant wrote to,
+        however many: a look-alike of a correspondent is what an attacker
+        registers. 0 keeps only those.
     min_prior_entities : int, default 30
         Entities with at least one counted outcome a tenant needs to fit its own
         prior; below this it borrows the global prior (cold start).
@@ -138,7 +141,7 @@ class BaselineConfig:
         object.__setattr__(self, "settle_delay", delay)
         if not isinstance(self.privacy, bool):
             raise _error("privacy", "a bool", self.privacy)
-        for name, low in (("top_display_names", 1), ("known_contact_domains", 1),
+        for name, low in (("top_display_names", 1), ("known_contact_domains", 0),
                           ("min_prior_entities", 1), ("min_prior_labels", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

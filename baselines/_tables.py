@@ -293,17 +293,14 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
     t["n_mailboxes"] = np.array([len(rk)], np.int64)
     t["hour_histogram"] = _hours(ten["hour_histogram"]) if len(aggs["tenant"]) else \
         pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(24, np.int32)), 24)
-    # Known contacts, for look-alike checks: own domains (they send internal
-    # mail), then domains the tenant wrote to, then the most corresponded-with.
+    # Known contacts, for look-alike checks: every own domain (they send internal mail), then every
+    # domain the tenant wrote to, then the `known_contact_domains` most corresponded-with others.
     own = dv["n_internal"] > 0
-    wrote = _align(dk, out.keys["recipient_domain_key"], out.values["n_messages"])
-    extra_keys = np.setdiff1d(out.keys["recipient_domain_key"], dk)
-    all_keys = np.concatenate([dk, extra_keys])
-    is_own = np.concatenate([own, np.zeros(len(extra_keys), bool)])
-    written = np.concatenate([wrote, out.values["n_messages"][np.isin(out.keys["recipient_domain_key"], extra_keys)]])
-    volume = np.concatenate([dv["n_messages"], np.zeros(len(extra_keys), np.int64)]) + written
-    rank = np.lexsort((all_keys, -volume.astype(np.int64), ~(written > 0), ~is_own))[:config.known_contact_domains]
-    known = all_keys[rank]
+    written = tables["sender_domain"]["n_outbound_to"].astype(np.int64)  # every written-to domain has a row
+    volume = dv["n_messages"].astype(np.int64) + written
+    always = int((own | (written > 0)).sum())
+    rank = np.lexsort((dk, -volume, ~(written > 0), ~own))[:always + config.known_contact_domains]
+    known = dk[rank]
     t["known_contact_domain_keys"] = pa.array([known], type=pa.list_(pa.uint64()))
     if not private:
         t["known_contact_domains"] = pa.array([names.take(known).to_pylist()], type=pa.list_(pa.string()))

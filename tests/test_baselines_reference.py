@@ -189,6 +189,38 @@ def test_enron_matches_the_reference(real_data) -> None:
     assert_matches_reference(snap, reference(m, "enron", as_of, config))
 
 
+def known_contacts_reference(m, tenant: str, as_of, top: int) -> list[str]:
+    """The tenant's known-contact domains the obvious way: every own domain (it sends internal mail), every
+    domain written to, then the ``top`` others with the most mail either way (ties: lower stable key)."""
+    as_of = pd.Timestamp(as_of)
+    f = m.frame[(m.frame["tenant_id"] == tenant) & (m.frame["timestamp"] < as_of)]
+    e = m.edges()
+    e = e[e["message_index"].isin(np.flatnonzero(((m.frame["tenant_id"] == tenant)
+                                                  & (m.frame["timestamp"] < as_of)).to_numpy()))]
+    received = f["sender_domain"].astype(object).value_counts()
+    written = e.loc[e["direction"] == "outbound", "recipient_domain"].astype(object).value_counts()
+    own = set(f.loc[f["direction"] == "internal", "sender_domain"].astype(object))
+    domains = received.index.union(written.index)
+    table = pd.DataFrame({"volume": received.reindex(domains).fillna(0) + written.reindex(domains).fillna(0),
+                          "always": domains.isin(own) | domains.isin(written.index), "own": domains.isin(own),
+                          "written": domains.isin(written.index), "key": stable_keys(pd.Series(domains))},
+                         index=domains)
+    table = table.sort_values(["own", "written", "volume", "key"], ascending=[False, False, False, True])
+    return table.index[table["always"]].tolist() + table.index[~table["always"]][:top].tolist()
+
+
+@pytest.mark.parametrize("top", [0, 7, 200])
+def test_known_contact_domains_keep_every_own_and_written_to_domain(synthetic, top) -> None:
+    as_of = pd.Timestamp("2025-01-30", tz="UTC")
+    snaps = build_baselines(synthetic, as_of=as_of, config=BaselineConfig(known_contact_domains=top))
+    for tenant, snap in snaps.items():
+        expected = known_contacts_reference(synthetic, tenant, as_of, top)
+        written_only = snap.table("sender_domain").query("n_messages == 0 and n_outbound_to > 0")
+        assert list(snap.table("tenant")["known_contact_domains"].iloc[0]) == expected
+        assert set(written_only["sender_domain"]) <= set(expected)
+    assert any(len(known_contacts_reference(synthetic, t, as_of, 0)) > 200 for t in snaps)  # more than the old cap
+
+
 def test_a_domain_only_written_to_has_a_row() -> None:
     """The tenant wrote to newvendor.com and never heard from it: a sender_domain row with its outbound mail."""
     config = BaselineConfig()
@@ -205,3 +237,4 @@ def test_a_domain_only_written_to_has_a_row() -> None:
     assert pd.isna(row["first_seen"]) and row["last_outbound_to"] == pd.Timestamp("2024-05-03T08:00Z")
     assert row["likelihood_safe"] == np.float32(snap.priors["sender_domain"]["alpha"] / (
         snap.priors["sender_domain"]["alpha"] + snap.priors["sender_domain"]["beta"]))
+    assert list(snap.table("tenant")["known_contact_domains"].iloc[0]) == ["acme.com", "newvendor.com", "vendor.com"]
