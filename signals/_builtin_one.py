@@ -121,10 +121,10 @@ class BuiltinOne:
         self.name = t.probe("display_name")
         index, counts, last = view.written_to()
         self.written = t.probe_of("written_to", index)
-        self.written_cols = (t.array("written_to.counts", counts), t.array("written_to.last", last))
+        self.written_counts, self.written_last = t.array("written_to.counts", counts), t.array("written_to.last", last)
         index, counts, days = view.name_pairs()
         self.name_pair = t.probe_of("name_pairs", index)
-        self.name_pair_cols = (t.array("name_pairs.counts", counts), t.array("name_pairs.days", days))
+        self.name_pair_counts, self.name_pair_days = t.array("name_pairs.counts", counts), t.array("name_pairs.days", days)
         self.sender_cols = (
             windowed("sender", "n_messages", "7d", "sender_messages_7d"),
             windowed("sender", "n_messages", "30d", "sender_messages_30d"),
@@ -168,47 +168,42 @@ class BuiltinOne:
             self._raise_missing(wanted)
         ts = m.timestamp
         sk = m.sender_key
-        f32 = array("f")  # the float32 columns computed in float64, rounded together at the end
 
         # Sender: its row, and the tenant's mail to this address (written_to, from the pair table).
-        r = find(self.sender, sk)
         w = find(self.written, sk)
         if w >= 0:
-            counts, last = self.written_cols
-            solicited = counts[w]
-            then = last[w]
-            f32.append(_NAN if then == _NAT else max(ts - then, 0) / _DAY_NS)
+            solicited = self.written_counts[w]
+            then = self.written_last[w]
+            since = _NAN if then == _NAT else max(ts - then, 0) / _DAY_NS
         else:
             solicited = 0
-            f32.append(_NAN)
+            since = _NAN
+        r = find(self.sender, sk)
         if r >= 0:
-            n7, n30, n90, decayed, first, active, n, distinct, likely, attack = self.sender_cols
-            sender = (n7[r], n30[r], n90[r])
+            n7, n30, n90, decayed_col, first, active, n, distinct, likely, attack = self.sender_cols
+            s7, s30, s90, decayed, s_active = n7[r], n30[r], n90[r], decayed_col[r], active[r]
+            s_new, s_distinct, s_likely, s_attack = int(n[r] == 0), distinct[r], likely[r], attack[r]
             then = first[r]
-            f32.append(decayed[r])
-            f32.append(0.0 if then == _NAT else max(ts - then, 0) / _DAY_NS)
-            sender_active = active[r]
-            sender_more = (sender_active, int(n[r] == 0), distinct[r], likely[r], attack[r])
+            known_days = 0.0 if then == _NAT else max(ts - then, 0) / _DAY_NS
         else:
-            sender = (0, 0, 0)
-            f32.append(0.0)
-            f32.append(0.0)
-            sender_active = 0
-            sender_more = (0, 1, 0, self.priors[0], 0)
+            s7 = s30 = s90 = s_active = s_distinct = s_attack = 0
+            s_new = 1
+            decayed = known_days = 0.0
+            s_likely = self.priors[0]
 
         # Sender domain (and whether it is an established contact, for the look-alike flag).
         d = find(self.domain, m.sender_domain_key)
         if d >= 0:
             w30, first, senders, n, likely, outbound_to, internal, active = self.domain_cols
+            d30, d_senders, d_new, d_likely, d_solicited = w30[d], senders[d], int(n[d] == 0), likely[d], outbound_to[d]
             then = first[d]
-            f32.append(0.0 if then == _NAT else max(ts - then, 0) / _DAY_NS)
-            domain = (w30[d], senders[d], int(n[d] == 0))
-            domain_likely, domain_solicited = likely[d], outbound_to[d]
-            established = domain_solicited > 0 or internal[d] > 0 or active[d] >= ESTABLISHED_DAYS
+            domain_days = 0.0 if then == _NAT else max(ts - then, 0) / _DAY_NS
+            established = d_solicited > 0 or internal[d] > 0 or active[d] >= ESTABLISHED_DAYS
         else:
-            f32.append(0.0)
-            domain = (0, 0, 1)
-            domain_likely, domain_solicited = self.priors[1], 0
+            d30 = d_senders = d_solicited = 0
+            d_new = 1
+            domain_days = 0.0
+            d_likely = self.priors[1]
             established = False
 
         # Pairs and recipients, aggregated over the recipients as the batch path's message level does
@@ -216,11 +211,9 @@ class BuiltinOne:
         pair, box = self.pair, self.recipient
         pair_n, pair_last, pair_reverse = self.pair_cols
         like, lower, inbound, share = self.recipient_cols
-        prior_like, prior_lower = self.priors[2], self.priors[3]
         least = None
-        first_contact = replied = 0
+        first_contact = replied = inbound_sum = 0
         gap = worst_like = worst_lower = top_share = _NAN
-        inbound_sum = 0
         for rk in m.recipient_keys:
             p = find(pair, mix64(sk, rk))
             if p >= 0:
@@ -243,9 +236,9 @@ class BuiltinOne:
                 first_contact = 1
             q = find(box, rk)
             if q >= 0:
-                v, lo, c, s = like[q], lower[q], inbound[q], share[q]
+                v, lo, s, c = like[q], lower[q], share[q], inbound[q]
             else:
-                v, lo, c, s = prior_like, prior_lower, 0, 0.0
+                v, lo, s, c = self.priors[2], self.priors[3], 0.0, 0
             if v < worst_like or worst_like != worst_like:
                 worst_like = v
             if lo < worst_lower or worst_lower != worst_lower:
@@ -253,8 +246,6 @@ class BuiltinOne:
             if s > top_share or top_share != top_share:
                 top_share = s
             inbound_sum += c
-        f32.append(gap)
-        f32.append(inbound_sum / len(m.recipient_keys))
 
         # Display name: impersonation of an internal name, a name new for this address.
         key = m.display_name_key
@@ -263,15 +254,14 @@ class BuiltinOne:
             internal_name = q >= 0 and self.name_internal[q] > 0
             p = find(self.name_pair, mix64(key, sk))
             if p >= 0:
-                counts, days = self.name_pair_cols
-                address_days = days[p]
-                if address_days < 0:  # the baselines carry no per-pair days: the documented upper bound
-                    address_days = min(counts[p], sender_active)
-                identity = (int(internal_name and m.direction == _INBOUND), address_days, 0)
+                name_days = self.name_pair_days[p]
+                if name_days < 0:  # the baselines carry no per-pair days: the documented upper bound
+                    name_days = min(self.name_pair_counts[p], s_active)
+                name_internal, name_new = int(internal_name and m.direction == _INBOUND), 0
             else:
-                identity = (int(internal_name), 0, 1)
+                name_internal, name_days, name_new = int(internal_name), 0, 1
         else:
-            identity = (0, 0, 0)
+            name_internal = name_days = name_new = 0
 
         # Look-alike domain: the per-snapshot cache (seeded with every sender domain of the snapshot).
         found = self.lookalike_cache.get(m.sender_domain)
@@ -282,10 +272,10 @@ class BuiltinOne:
 
         # Habits: the hour against the sender's smoothed profile, authentication against its history.
         hour = m.hour
+        deviation = 0
         if r >= 0:
             hours, totals, spf_ok, spf_bad, dkim_ok, dkim_bad, dmarc_ok, dmarc_bad = self.habit_cols
-            f32.append(-_LOG2((hours[r * 24 + hour] + self.hour_profile[hour]) / (totals[r] + HOUR_PSEUDO_COUNT)))
-            deviation = 0
+            surprise = -_LOG2((hours[r * 24 + hour] + self.hour_profile[hour]) / (totals[r] + HOUR_PSEUDO_COUNT))
             n_fail = n_all = 0
             for ok, bad, result in ((spf_ok[r], spf_bad[r], m.spf), (dkim_ok[r], dkim_bad[r], m.dkim),
                                     (dmarc_ok[r], dmarc_bad[r], m.dmarc)):
@@ -293,30 +283,30 @@ class BuiltinOne:
                 n_all += ok + bad
                 if ok >= _MIN_PASSES and ok >= 9 * bad and result in FAIL_CODES:
                     deviation = 1
-            f32.append(n_fail / n_all if n_all else 0.0)
+            fail_rate = n_fail / n_all if n_all else 0.0
         else:
-            f32.append(self.new_sender_surprise[hour])
-            f32.append(0.0)
-            deviation = 0
+            surprise = self.new_sender_surprise[hour]
+            fail_rate = 0.0
 
-        since, decayed, known_days, domain_days, gap, inbound_mean, surprise, fail_rate = f32
+        # The float32 columns computed in float64, rounded as the batch stores them, in one call.
+        since, decayed, known_days, domain_days, gap, inbound_mean, surprise, fail_rate = array("f", (
+            since, decayed, known_days, domain_days, gap, inbound_sum / len(m.recipient_keys), surprise, fail_rate))
         return {
             "tenant_id": m.tenant_id, "message_id": m.message_id,
-            "sender_messages_7d": sender[0], "sender_messages_30d": sender[1], "sender_messages_90d": sender[2],
-            "sender_messages_decayed": decayed, "sender_days_known": known_days,
-            "sender_active_days": sender_more[0], "sender_is_new": sender_more[1],
-            "sender_distinct_recipients": sender_more[2], "sender_safe_likelihood": sender_more[3],
-            "sender_attack_messages": sender_more[4], "sender_solicited_messages": solicited,
+            "sender_messages_7d": s7, "sender_messages_30d": s30, "sender_messages_90d": s90,
+            "sender_messages_decayed": decayed, "sender_days_known": known_days, "sender_active_days": s_active,
+            "sender_is_new": s_new, "sender_distinct_recipients": s_distinct, "sender_safe_likelihood": s_likely,
+            "sender_attack_messages": s_attack, "sender_solicited_messages": solicited,
             "sender_days_since_solicited": since,
-            "domain_messages_30d": domain[0], "domain_days_known": domain_days, "domain_distinct_senders": domain[1],
-            "domain_is_new": domain[2], "domain_is_freemail": int(m.sender_domain in _FREEMAIL),
-            "domain_safe_likelihood": domain_likely, "domain_solicited_messages": domain_solicited,
+            "domain_messages_30d": d30, "domain_days_known": domain_days, "domain_distinct_senders": d_senders,
+            "domain_is_new": d_new, "domain_is_freemail": int(m.sender_domain in _FREEMAIL),
+            "domain_safe_likelihood": d_likely, "domain_solicited_messages": d_solicited,
             "pair_messages": least, "pair_is_first_contact": first_contact, "pair_days_since_last": gap,
             "pair_recipient_replied": replied,
             "recipient_safe_likelihood": worst_like, "recipient_safe_likelihood_lower": worst_lower,
             "recipient_inbound_30d": inbound_mean, "recipient_first_contact_rate": top_share,
-            "display_name_matches_internal": identity[0], "display_name_address_days": identity[1],
-            "display_name_is_new_for_address": identity[2],
+            "display_name_matches_internal": name_internal, "display_name_address_days": name_days,
+            "display_name_is_new_for_address": name_new,
             "lookalike_domain_distance": distance,
             "lookalike_domain_is_close": int(distance <= CLOSE_DISTANCE and not established),
             "sender_hour_surprise": surprise, "sender_auth_fail_rate": fail_rate, "auth_deviation": deviation,
