@@ -50,8 +50,8 @@ def pair_keys(sender_keys: np.ndarray, recipient_keys: np.ndarray) -> np.ndarray
 
 
 def _align(keys: np.ndarray, agg_keys: np.ndarray, values: np.ndarray, fill: Any = 0) -> np.ndarray:
-    """Values (rows of ``values``) of a sorted keyed aggregate at sorted ``keys`` (fill where absent)."""
-    out = np.full((len(keys), *values.shape[1:]), fill, dtype=values.dtype if values.size else np.int64)
+    """Values of a sorted keyed aggregate at sorted ``keys`` (fill where absent)."""
+    out = np.full(len(keys), fill, dtype=values.dtype if values.size else np.int64)
     if not len(agg_keys) or not len(keys):
         return out
     pos = np.searchsorted(agg_keys, keys)
@@ -179,8 +179,11 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
         # A domain the tenant only wrote to gets a row too, with nothing received from it (counts 0,
         # first/last seen null), so that its outbound mail counts where the domain is looked up.
         keys = np.union1d(dk, only_written)
-        dv = {c: _align(keys, dk, v, _INT64_MAX if c == "first_seen" else _INT64_MIN if c == "last_seen" else 0)
-              for c, v in dv.items()}
+        rows = np.searchsorted(keys, dk)
+        fill = {"first_seen": _INT64_MAX, "last_seen": _INT64_MIN}
+        for c, v in dv.items():
+            dv[c] = np.full((len(keys), *v.shape[1:]), fill.get(c, 0), v.dtype)
+            dv[c][rows] = v
         dk = keys
     t = {"sender_domain_key": dk}
     if not private:
