@@ -115,9 +115,10 @@ class _OnePlan:
     """How :meth:`Scorer.score_one` runs a signal set, decided once.
 
     Built-in providers (exactly the shipped classes) read their columns from
-    the one-pass path (:class:`BuiltinOne`); any other provider runs its own
-    ``compute_one``, its per-recipient lists aggregated by each column's rule
-    and its float columns rounded to float32.
+    the one-pass path (:class:`BuiltinOne`, which computes every built-in column
+    at once: the set keeps its own); any other provider, a subclass of a
+    built-in included, runs its own ``compute_one``, its per-recipient lists
+    aggregated by each column's rule and its float columns rounded to float32.
     """
 
     default: bool
