@@ -22,7 +22,7 @@ import math
 from array import array
 from typing import Any, Iterable
 
-import numpy as np
+from commgraph.graph import ConfigError
 
 from ._batch import DIRECTION_CODES, FAIL_CODES
 from ._builtin_identity import _MIN_PASSES, HOUR_PSEUDO_COUNT
@@ -110,7 +110,7 @@ class BuiltinOne:
         def windowed(table: str, prefix: str, window: str, signal: str) -> Any:
             try:
                 return col(table, window_column(view, table, prefix, window, signal))
-            except Exception as exc:  # noqa: BLE001 - kept and raised when that signal is asked for
+            except ConfigError as exc:  # kept, and raised when that signal is asked for
                 self.missing[signal] = exc
                 return _Missing()
 
@@ -121,10 +121,12 @@ class BuiltinOne:
         self.name = t.probe("display_name")
         index, counts, last = view.written_to()
         self.written = t.probe_of("written_to", index)
-        self.written_counts, self.written_last = t.array("written_to.counts", counts), t.array("written_to.last", last)
+        self.written_counts = t.array("written_to.counts", counts)
+        self.written_last = t.array("written_to.last", last)
         index, counts, days = view.name_pairs()
         self.name_pair = t.probe_of("name_pairs", index)
-        self.name_pair_counts, self.name_pair_days = t.array("name_pairs.counts", counts), t.array("name_pairs.days", days)
+        self.name_pair_counts = t.array("name_pairs.counts", counts)
+        self.name_pair_days = t.array("name_pairs.days", days)
         self.sender_cols = (
             windowed("sender", "n_messages", "7d", "sender_messages_7d"),
             windowed("sender", "n_messages", "30d", "sender_messages_30d"),
