@@ -16,6 +16,7 @@ global prior (cold start).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from commgraph.graph import ConfigError
 
@@ -37,15 +38,24 @@ def _check_counts(successes: np.ndarray, trials: np.ndarray, caller: str) -> tup
 
 
 def _distinct_pairs(n: np.ndarray, k: np.ndarray, *, inverse: bool = False):
-    """Distinct (n, k) with their counts (and each row's pair): one integer key, one np.unique."""
+    """Distinct (n, k) with their counts (and each row's pair), in (n, k) order.
+
+    One integer key per entity, factorised by hashing (entities far outnumber
+    distinct pairs, so only the few distinct keys are sorted).
+    """
     n_i, k_i = n.astype(np.int64), k.astype(np.int64)
     width = int(k_i.max()) + 1 if k_i.size else 1
     combined = n_i * width + k_i
+    codes, uniq = pd.factorize(combined, sort=False)
+    order = np.argsort(uniq, kind="stable")
+    uniq = uniq[order]
+    counts = np.bincount(codes, minlength=len(uniq))[order]
+    out = ((uniq // width).astype(np.float64), (uniq % width).astype(np.float64), counts)
     if inverse:
-        uniq, inv, counts = np.unique(combined, return_inverse=True, return_counts=True)
-        return (uniq // width).astype(np.float64), (uniq % width).astype(np.float64), counts, inv.ravel()
-    uniq, counts = np.unique(combined, return_counts=True)
-    return (uniq // width).astype(np.float64), (uniq % width).astype(np.float64), counts
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        return (*out, rank[codes])
+    return out
 
 
 def beta_binomial_loglik(alpha: float, beta: float, successes: np.ndarray, trials: np.ndarray) -> float:
@@ -113,14 +123,14 @@ def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray) -> tuple[f
     def derivatives(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Gradient and Hessian in (log alpha, log beta), from digamma and trigamma.
         a, b = np.exp(theta)
-        ga = weight @ (special.digamma(k_u + a) - special.digamma(n_u + a + b)) - total * (
-            special.digamma(a) - special.digamma(a + b))
-        gb = weight @ (special.digamma(n_u - k_u + b) - special.digamma(n_u + a + b)) - total * (
-            special.digamma(b) - special.digamma(a + b))
-        t_nab = weight @ special.polygamma(1, n_u + a + b)
-        t_ab = total * special.polygamma(1, a + b)
-        haa = weight @ special.polygamma(1, k_u + a) - t_nab - total * special.polygamma(1, a) + t_ab
-        hbb = weight @ special.polygamma(1, n_u - k_u + b) - t_nab - total * special.polygamma(1, b) + t_ab
+        d_nab = special.digamma(n_u + a + b)
+        ga = weight @ (special.digamma(k_u + a) - d_nab) - total * (special.digamma(a) - special.digamma(a + b))
+        gb = weight @ (special.digamma(n_u - k_u + b) - d_nab) - total * (special.digamma(b) - special.digamma(a + b))
+        # Trigamma is zeta(2, x) (what polygamma(1, x) computes, without its wrapper's cost).
+        t_nab = weight @ special.zeta(2, n_u + a + b)
+        t_ab = total * special.zeta(2, a + b)
+        haa = weight @ special.zeta(2, k_u + a) - t_nab - total * special.zeta(2, a) + t_ab
+        hbb = weight @ special.zeta(2, n_u - k_u + b) - t_nab - total * special.zeta(2, b) + t_ab
         hab = -t_nab + t_ab
         grad = np.array([a * ga, b * gb])
         hess = np.array([[a * a * haa + a * ga, a * b * hab], [a * b * hab, b * b * hbb + b * gb]])
