@@ -144,7 +144,9 @@ def _global_priors(infos: list[dict[str, dict[str, Any]]], config: BaselineConfi
         weight = np.concatenate([p[2] for p in parts] or [np.zeros(0, np.int64)])
         explicit = sum(info[kind]["explicit"] for info in infos)
         if weight.sum() >= config.min_prior_entities and explicit >= config.min_prior_labels:
-            a, b = fit_summary(n_u, k_u, weight)  # the same (n, k) from several tenants just adds weight
+            # The same (n, k) from several tenants just adds weight: fit over the distinct pairs.
+            n_u, k_u, _, inverse = _distinct_pairs(n_u, k_u, inverse=True)
+            a, b = fit_summary(n_u, k_u, np.bincount(inverse, weights=weight, minlength=len(n_u)))
             out[kind] = {"alpha": a, "beta": b, "source": "pooled"}
         else:
             out[kind] = {"alpha": DEFAULT_PRIOR[0], "beta": DEFAULT_PRIOR[1], "source": "default"}

@@ -326,6 +326,8 @@ def empty_events() -> dict[str, np.ndarray]:
 def concat_events(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Rows of several event tables, one table."""
     parts = [p for p in parts if len(p["timestamp"])] or [empty_events()]
+    if len(parts) == 1:  # nothing to join: the columns themselves
+        return {c: np.asarray(parts[0][c]).astype(d, copy=False) for c, d in EVENT_COLUMNS.items()}
     return {c: np.concatenate([p[c] for p in parts]).astype(d, copy=False) for c, d in EVENT_COLUMNS.items()}
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate
+from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate, Splice
 from ._events import (
     DAY_NS, EVENT_COLUMNS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, concat_events, time_order,
 )
@@ -341,12 +341,10 @@ class TenantState:
         events = [_slice(c, start, as_of) for c in self.events + [new_events]
                   if len(c["timestamp"]) and c["timestamp"][-1] >= start]
         pending = _slice(_sorted(concat_events([self.pending, new_pending]))[0], as_of - settle_delay, as_of)
-        merged_names = {"key": np.concatenate([self.names["key"], names["key"]]),
-                        "value": pa.concat_arrays([self.names["value"], names["value"]])} if names else self.names
         with np.errstate(over="ignore"):
             fp = int((np.uint64(self.fingerprint) + np.uint64(fingerprint)))
         return TenantState(self.tenant_id, as_of, lifetime, decayed, counts, events, pending,
-                           _dedup_names(merged_names), fp)
+                           _merge_names(self.names, names), fp)
 
     def event_rows(self) -> dict[str, np.ndarray]:
         """Every retained row (message chunks and pending label events), one table."""
@@ -371,6 +369,23 @@ def _split(rows: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str
     if messages.all():
         return rows, {c: v[:0] for c, v in rows.items()}
     return {c: v[messages] for c, v in rows.items()}, {c: v[~messages] for c, v in rows.items()}
+
+
+def _merge_names(names: dict[str, np.ndarray], more: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """Names (sorted, distinct keys) with more names spliced in: a lookup of the new keys, no re-sort."""
+    more = _dedup_names(more)
+    if not len(more["key"]):
+        return names
+    if not len(names.get("key", ())):
+        return more
+    plan = Splice.of([names["key"]], [more["key"]])
+    if not len(plan.new):
+        return names
+    # Strings by position in (old strings, new strings): the kept order of a sorted merge.
+    index = plan.apply(np.arange(len(names["key"])), np.arange(len(more["key"])) + len(names["key"]),
+                       lambda kept, _: kept)
+    return {"key": plan.apply(names["key"], more["key"]),
+            "value": pa.concat_arrays([names["value"], more["value"]]).take(pa.array(index))}
 
 
 def _dedup_names(names: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
