@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from commgraph.graph import AUTH_RESULTS, DIRECTIONS, ConfigError, Messages, stable_keys
+from commgraph.graph import AUTH_RESULTS, DIRECTIONS, ConfigError, Messages, stable_key
 
 from ._aggregate import Grouping
 
@@ -62,7 +62,7 @@ class TenantEvents:
 
 
 def _codes(series: pd.Series) -> np.ndarray:
-    return series.cat.codes.to_numpy().astype(np.int8) if isinstance(series.dtype, pd.CategoricalDtype) \
+    return series.array.codes.astype(np.int8) if isinstance(series.dtype, pd.CategoricalDtype) \
         else np.full(len(series), -1, np.int8)
 
 
@@ -137,20 +137,21 @@ class _Column:
                 local = np.where(local < 0, len(uniques), local)
                 strings = pa.concat_arrays([strings, pa.nulls(1, pa.string())])
         local = local.astype(np.int64, copy=False)
-        missing = strings.is_null().to_numpy(zero_copy_only=False)
+        missing = strings.is_null().to_numpy(zero_copy_only=False) if strings.null_count else None
         if secret is None and self.keys is not None:
             row_keys = self.keys[rows]
             present_keys = row_keys[_first_rows(local)]
         else:
-            present_keys = stable_keys(pd.Series(strings.to_pandas(types_mapper=pd.ArrowDtype), dtype="str"),
-                                       secret=secret)
+            # The strings are distinct already: hash each once, no factorising again.
+            present_keys = np.fromiter((stable_key(v or "", secret=secret) for v in strings.to_pylist()),
+                                       dtype=np.uint64, count=len(strings))
             row_keys = present_keys[local]
-        if missing.any():
-            present_keys = np.where(missing, np.uint64(0), present_keys)
-            row_keys = present_keys[local]
-        named = ~missing
-        return row_keys, _grouping(name, local, present_keys, row_keys), present_keys[named], \
-            strings.filter(pa.array(named))
+        if missing is None:
+            return row_keys, _grouping(name, local, present_keys, row_keys), present_keys, strings
+        present_keys = np.where(missing, np.uint64(0), present_keys)  # missing values: key 0
+        row_keys = present_keys[local]
+        return row_keys, _grouping(name, local, present_keys, row_keys), present_keys[~missing], \
+            strings.filter(pa.array(~missing))
 
 
 def _rows_at(rows: np.ndarray | slice, idx: np.ndarray) -> np.ndarray:
