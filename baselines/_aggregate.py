@@ -158,7 +158,7 @@ class Splice:
     [10, 20, 101, 90]
     """
 
-    __slots__ = ("n_base", "found", "at", "new", "insert", "_base_rows", "_new_rows")
+    __slots__ = ("n_base", "found", "at", "new", "insert", "_kept", "_new_rows")
 
     def __init__(self, n_base: int, positions: np.ndarray, found: np.ndarray):
         self.n_base = n_base
@@ -166,7 +166,7 @@ class Splice:
         self.at = positions[self.found]
         self.new = np.flatnonzero(~found)
         self.insert = positions[self.new]
-        self._base_rows: np.ndarray | None = None
+        self._kept: np.ndarray | None = None
         self._new_rows: np.ndarray | None = None
 
     @classmethod
@@ -186,14 +186,9 @@ class Splice:
     def n_rows(self) -> int:
         return self.n_base + len(self.new)
 
-    def _rows(self) -> tuple[np.ndarray, np.ndarray]:
-        # Output rows of the base rows and of the inserted rows.
-        if self._base_rows is None:
-            self._new_rows = self.insert + np.arange(len(self.insert))
-            taken = np.zeros(self.n_rows, bool)
-            taken[self._new_rows] = True
-            self._base_rows = np.flatnonzero(~taken)
-        return self._base_rows, self._new_rows
+    def output_rows(self, base_rows: np.ndarray) -> np.ndarray:
+        """Where rows of the base end up (each moves down by the insertions before it)."""
+        return base_rows + np.searchsorted(self.insert, base_rows, side="right")
 
     def apply(self, base: np.ndarray, update: np.ndarray, combine=None) -> np.ndarray:
         """One column: the base values, combined with the update where keys match (``combine``
@@ -204,13 +199,24 @@ class Splice:
             rows = self.at
         else:
             out = np.empty((self.n_rows,) + base.shape[1:], dtype=dtype)
-            base_rows, new_rows = self._rows()
-            out[base_rows] = base
-            out[new_rows] = update[self.new]
-            rows = base_rows[self.at]
+            if self._kept is None:  # one mask for every column: which output rows the base fills
+                self._new_rows = self.insert + np.arange(len(self.insert))
+                self._kept = np.ones(self.n_rows, bool)
+                self._kept[self._new_rows] = False
+            _as_rows(out)[self._kept] = _as_rows(base.astype(dtype, copy=False))
+            out[self._new_rows] = update[self.new]
+            rows = self.output_rows(self.at)
         matched = update[self.found]
         out[rows] = matched if combine is None else combine(base[self.at], matched)
         return out
+
+
+def _as_rows(a: np.ndarray) -> np.ndarray:
+    """A 2-D array as one opaque item per row (copying whole rows is many times faster than by element)."""
+    if a.ndim == 1:
+        return a
+    a = np.ascontiguousarray(a)
+    return a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).reshape(len(a))
 
 
 class Histogram:
