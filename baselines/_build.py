@@ -107,15 +107,13 @@ def _add_likelihoods(cols: dict[str, Any], k: np.ndarray, n: np.ndarray, a: floa
                                                           level=config.credible_level).astype(np.float32)[inverse]
 
 
-def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *, summarise: bool,
-                   previous: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *, summarise: bool
+                   ) -> dict[str, dict[str, Any]]:
     """Per entity kind, the tenant's own prior when it has enough labels (likelihood columns added),
     and what pooling across tenants needs: distinct (n, k) with counts, and the explicit labels.
 
     Runs where the tables were derived (a worker process), so only the small
-    summaries travel and the parent fits the global priors from them.
-    ``previous`` (the priors of the snapshot being refreshed) starts each fit
-    from the tenant's last prior."""
+    summaries travel and the parent fits the global priors from them."""
     out: dict[str, dict[str, Any]] = {}
     for kind in ENTITY_KINDS:
         cols = tables[kind]
@@ -125,9 +123,7 @@ def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *,
         if summarise:
             info["summary"] = summary
         if int(summary[2].sum()) >= config.min_prior_entities and info["explicit"] >= config.min_prior_labels:
-            last = (previous or {}).get(kind) or {}
-            start = (last["alpha"], last["beta"]) if last.get("source") == "tenant" else None
-            a, b = fit_summary(*summary, start=start)  # = fit_beta_prior(k, n), from the pairs found once
+            a, b = fit_summary(*summary)  # = fit_beta_prior(k, n), from the distinct pairs found once
             info["prior"] = {"alpha": a, "beta": b, "source": "tenant"}
             _add_likelihoods(cols, outcomes.safe, outcomes.trials, a, b, config, outcomes)
         out[kind] = info
@@ -415,6 +411,6 @@ def refresh(snapshot: Snapshot, new_messages: Messages | None, *, as_of: Any, se
         for kind, prior in global_prior.items():
             globals_[kind] = {"alpha": float(prior["alpha"]), "beta": float(prior["beta"]),
                               "source": prior.get("source", "given")}
-    infos = _tenant_priors(tables, config, summarise=False, previous=snapshot.priors)
+    infos = _tenant_priors(tables, config, summarise=False)
     return _finish(new_state, tables, infos, config, globals_, secret)
 

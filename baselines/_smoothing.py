@@ -124,12 +124,13 @@ def fit_beta_prior(successes: np.ndarray, trials: np.ndarray) -> tuple[float, fl
     return fit_summary(n_u, k_u, weight)
 
 
-def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray,
-                start: tuple[float, float] | None = None) -> tuple[float, float]:
+def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
     """:func:`fit_beta_prior` over distinct ``(n, k)`` pairs and how many entities have each (poolable).
 
-    ``start`` is a first guess of ``(alpha, beta)``, such as the prior fitted
-    before a refresh added a day of mail: Newton's method then needs a step or two.
+    The search always starts from the data's mean rate, never from an earlier
+    fit: where the likelihood is flat along a ridge or the optimum sits on a
+    bound, where the search stops depends on where it started, and a refresh
+    must land exactly where a rebuild does.
     """
     from scipy import special
 
@@ -169,11 +170,8 @@ def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray,
     # Newton's method with a backtracking line search, inside box bounds on the
     # log-parameters (scipy's L-BFGS-B took about 1 ms per iteration here: too
     # slow for four priors per tenant and hundreds of tenants).
-    if start is not None and np.all(np.isfinite(start)) and min(start) > 0:
-        theta = np.clip(np.log(np.asarray(start, dtype=np.float64)), *_LOG_BOUNDS)
-    else:
-        p = float(np.clip((k_u * weight).sum() / (n_u * weight).sum(), 0.01, 0.99))
-        theta = np.log([p * 2.0, (1 - p) * 2.0])
+    p = float(np.clip((k_u * weight).sum() / (n_u * weight).sum(), 0.01, 0.99))
+    theta = np.log([p * 2.0, (1 - p) * 2.0])
     current = None
     for _ in range(200):
         grad, hess = derivatives(theta)
