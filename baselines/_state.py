@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate, Splice
 from ._events import (
-    DAY_NS, EVENT_COLUMNS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, concat_events, time_order,
+    DAY_NS, EVENT_COLUMNS, FAILS, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
 )
 
 __all__ = ["TenantState", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES", "WINDOW_TABLES"]
@@ -42,6 +42,11 @@ DECAYED_TABLES = ("sender", "sender_domain", "tenant")
 WINDOW_TABLES = ("sender", "sender_domain", "recipient", "tenant")
 
 
+def _presumed(ev: dict[str, np.ndarray], cutoff: int) -> np.ndarray:
+    """Each row's (signed) contribution to the presumed-safe count, for rows counted as of ``cutoff``."""
+    return (ev["is_message"].astype(np.int64) - (ev["label"] >= 0)) * (ev["timestamp"] < cutoff)
+
+
 def _label_values(ev: dict[str, np.ndarray], cutoff: int, weight: np.ndarray | None = None
                   ) -> dict[str, np.ndarray | Histogram]:
     label = ev["label"]
@@ -49,10 +54,7 @@ def _label_values(ev: dict[str, np.ndarray], cutoff: int, weight: np.ndarray | N
     # Presumed safe: messages older than the cutoff minus labels on them. A label
     # event for an old message cancels the presumption its message row made, so
     # the count stays a plain (signed) sum and merges by addition.
-    if "presumed" in ev:  # given: the rows only pass the settle delay (see TenantState.advance)
-        presumed = ev["presumed"]
-    else:
-        presumed = (ev["is_message"].astype(np.int64) - labelled) * (ev["timestamp"] < cutoff)
+    presumed = ev["presumed"] if "presumed" in ev else _presumed(ev, cutoff)  # given: see TenantState.advance
     if weight is not None:
         labelled = labelled & weight
         presumed = presumed * weight
@@ -230,8 +232,14 @@ def _counts(grouping: Grouping, codes: np.ndarray) -> KeyedAggregate:
     return KeyedAggregate({k: v[used] for k, v in grouping.keys.items()}, {"n": counts[used]}, {"n": "sum"})
 
 
-def window_counts(ev: dict[str, np.ndarray], start: int | None, end: int | None,
-                  groupings: dict[str, Grouping] | None = None) -> dict[str, KeyedAggregate]:
+def _rows_in(ev: dict[str, np.ndarray], groupings: dict[str, Grouping], rows: slice
+             ) -> tuple[dict[str, np.ndarray], dict[str, Grouping]]:
+    """A slice of rows (views) with their groupings (same groups)."""
+    return ({c: v[rows] for c, v in ev.items()}, {c: Grouping(g.keys, g.codes[rows]) for c, g in groupings.items()})
+
+
+def window_counts(ev: dict[str, np.ndarray], groupings: dict[str, Grouping] | None = None, *,
+                  start: int | None, end: int | None) -> dict[str, KeyedAggregate]:
     """Per table of :data:`WINDOW_TABLES`, the message counts of the rows in ``[start, end)``.
 
     Rows are in time order when a bound is given (None: unbounded), so the window
@@ -304,7 +312,7 @@ class TenantState:
         rows, groupings = _sorted(rows, groupings)
         lifetime, decayed, groupings = aggregate_rows(rows, cutoff=as_of - settle_delay, anchor=as_of,
                                                       half_life=half_life, groupings=groupings)
-        counts = {str(w): window_counts(rows, as_of - w, as_of, groupings) for w in windows}
+        counts = {str(w): window_counts(rows, groupings, start=as_of - w, end=as_of) for w in windows}
         events, pending = _split(rows)
         events = _slice(events, as_of - max(windows), as_of)
         pending = _slice(pending, as_of - settle_delay, as_of)
@@ -316,24 +324,39 @@ class TenantState:
         """The state as of a later ``as_of``, given the event rows of ``[self.as_of, as_of)`` (and label events)."""
         before = self.as_of
         rows, groupings = _sorted(rows, groupings)
-        new, new_decayed, groupings = aggregate_rows(rows, cutoff=as_of - settle_delay, anchor=as_of,
-                                                     half_life=half_life, groupings=groupings)
-        # Retained rows that passed the settle delay since the last refresh: they
-        # add to the presumed-safe counts and to nothing else.
+        n_new = len(rows["timestamp"])
+        # Retained rows that passed the settle delay since the last refresh add to
+        # the presumed-safe counts and to nothing else: aggregated in one pass
+        # with the new rows (one call's fixed cost, not two).
         settled = concat_events([_slice_chunks(self.events, before - settle_delay, as_of - settle_delay),
                                  _slice(self.pending, before - settle_delay, as_of - settle_delay)])
-        n = len(settled["timestamp"])
-        if n:
-            passed = dict(settled, presumed=settled["is_message"].astype(np.int64) - (settled["label"] >= 0),
-                          is_message=np.zeros(n, bool), label=np.full(n, -1, np.int8))
-            extra, extra_decayed, _ = aggregate_rows(passed, cutoff=as_of, anchor=as_of, half_life=half_life)
-            new, new_decayed = merge_partials((new, new_decayed), (extra, extra_decayed))
+        if len(settled["timestamp"]):
+            counted = {c: np.concatenate([rows[c], settled[c]]) for c in EVENT_COLUMNS}
+            counted["presumed"] = np.concatenate([_presumed(rows, as_of - settle_delay),
+                                                  settled["is_message"].astype(np.int64) - (settled["label"] >= 0)])
+            counted["is_message"][n_new:] = False
+            counted["label"][n_new:] = NO_LABEL
+            groupings = None  # the settled rows' keys join the new ones': group them together
+        else:
+            counted = rows
+        new, new_decayed, groupings = aggregate_rows(counted, cutoff=as_of - settle_delay, anchor=as_of,
+                                                     half_life=half_life, groupings=groupings)
         lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
+        # Windows: the new rows entered them, and the retained rows of a slice per
+        # window left them (grouped together, then counted per window).
+        new_rows = _rows_in(counted, groupings, slice(0, n_new))
+        left = [_slice_chunks(self.events, before - w, min(as_of - w, before)) for w in windows]
+        left_bounds = np.cumsum([0] + [len(part["timestamp"]) for part in left])
+        left_all = concat_events(left)
+        left_groupings = {"sender": Grouping.of({"sender_key": left_all["sender_key"]}),
+                          "sender_domain": Grouping.of({"sender_domain_key": left_all["sender_domain_key"]}),
+                          "recipient": Grouping.of({"recipient_key": left_all["recipient_key"]})}
         counts = {}
-        for w in windows:
-            entered = window_counts(rows, as_of - w, as_of, groupings)
-            left = window_counts(_slice_chunks(self.events, before - w, min(as_of - w, before)), None, None)
-            counts[str(w)] = {t: _subtract(self.windows[str(w)][t].merge(entered[t]), left[t]) for t in WINDOW_TABLES}
+        for i, w in enumerate(windows):
+            entered = window_counts(*new_rows, start=as_of - w, end=as_of)
+            gone = window_counts(*_rows_in(left_all, left_groupings, slice(left_bounds[i], left_bounds[i + 1])),
+                                 start=None, end=None)
+            counts[str(w)] = {t: _subtract(self.windows[str(w)][t].merge(entered[t]), gone[t]) for t in WINDOW_TABLES}
         new_events, new_pending = _split(rows)
         # New mail comes after everything kept (it was sent at or after the last
         # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
