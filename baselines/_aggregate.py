@@ -99,8 +99,8 @@ def reduce_groups(codes: np.ndarray, n: int, values: np.ndarray, how: str) -> np
     if how == "sum":
         if values.dtype.kind == "f":
             return np.bincount(codes, weights=values, minlength=n)
-        if values.dtype == np.bool_:
-            return np.bincount(codes[values], minlength=n).astype(np.int64)
+        if values.dtype == np.bool_:  # flags as weights: no gather of the flagged rows' codes
+            return np.bincount(codes, weights=values, minlength=n).astype(np.int64)
         # bincount sums in float64: exact for counts below 2**53.
         return np.rint(np.bincount(codes, weights=values, minlength=n)).astype(np.int64)
     if how in ("min", "max"):
