@@ -2,10 +2,13 @@
 
 Every baseline statistic is a column of a :class:`KeyedAggregate`: a table of
 groups (one or two uint64 key columns) whose value columns each merge by one
-reducer, ``sum``, ``min`` or ``max``. Merging two aggregates concatenates their
-groups and reduces again, so ``merge`` is associative and commutative and
-equals the aggregate over the union of the rows (a monoid, as river's
-``Mean.__iadd__`` or datasketch's ``HyperLogLog.merge``). Distinct counts stay
+reducer, ``sum``, ``min`` or ``max``. Merging two aggregates reduces the groups
+they share and keeps the others, so ``merge`` is associative and commutative
+and equals the aggregate over the union of the rows (a monoid, as river's
+``Mean.__iadd__`` or datasketch's ``HyperLogLog.merge``). Groups are kept
+sorted, so a merge is a lookup of the smaller side in the larger one and one
+splice (:class:`Splice`): a small update costs a copy of the large side, never
+a re-grouping. Distinct counts stay
 exact by keeping the set itself as a keyed aggregate (``(sender, recipient)``
 pairs, ``(sender, day)`` days) and counting groups.
 
@@ -28,11 +31,13 @@ import pandas as pd
 
 from commgraph.graph import CommGraphError
 
-__all__ = ["KeyedAggregate", "Decayed", "Windowed", "Histogram", "Grouping", "REDUCERS", "group_codes", "reduce_groups"]
+__all__ = ["KeyedAggregate", "Decayed", "Windowed", "Histogram", "Grouping", "REDUCERS", "group_codes", "reduce_groups",
+           "sorted_positions", "Splice"]
 
 #: How a value column merges.
 REDUCERS: tuple[str, ...] = ("sum", "min", "max")
 
+_COMBINE = {"sum": np.add, "min": np.minimum, "max": np.maximum}
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
 
@@ -94,8 +99,8 @@ def reduce_groups(codes: np.ndarray, n: int, values: np.ndarray, how: str) -> np
     if how == "sum":
         if values.dtype.kind == "f":
             return np.bincount(codes, weights=values, minlength=n)
-        if values.dtype == np.bool_:
-            return np.bincount(codes[values], minlength=n).astype(np.int64)
+        if values.dtype == np.bool_:  # flags as weights: no gather of the flagged rows' codes
+            return np.bincount(codes, weights=values, minlength=n).astype(np.int64)
         # bincount sums in float64: exact for counts below 2**53.
         return np.rint(np.bincount(codes, weights=values, minlength=n)).astype(np.int64)
     if how in ("min", "max"):
@@ -109,6 +114,109 @@ def reduce_groups(codes: np.ndarray, n: int, values: np.ndarray, how: str) -> np
         (np.minimum if how == "min" else np.maximum).at(out, codes, values)
         return out
     raise CommGraphError(f"unknown reducer {how!r}; use one of {', '.join(map(repr, REDUCERS))}")
+
+
+def sorted_positions(keys: list[np.ndarray], queries: list[np.ndarray]) -> np.ndarray:
+    """Where each query key would go in sorted ``keys`` (lexicographic for two columns; the first
+    row not less than it), like ``np.searchsorted(side="left")``.
+
+    Examples
+    --------
+    >>> keys = [np.array([1, 1, 2], dtype=np.uint64), np.array([5, 9, 0], dtype=np.uint64)]
+    >>> sorted_positions(keys, [np.array([1, 1, 3], dtype=np.uint64), np.array([7, 9, 0], dtype=np.uint64)]).tolist()
+    [1, 1, 3]
+    """
+    lo = np.searchsorted(keys[0], queries[0], side="left")
+    if len(keys) == 1:
+        return lo
+    # Inside each run of equal first keys, bisect on the second: one vectorised
+    # step per halving of the longest run, over the queries still open.
+    hi = np.searchsorted(keys[0], queries[0], side="right")
+    second, wanted = keys[1], queries[1]
+    open_ = np.flatnonzero(lo < hi)
+    while len(open_):
+        left, right = lo[open_], hi[open_]
+        mid = (left + right) >> 1
+        less = second[mid] < wanted[open_]
+        lo[open_] = np.where(less, mid + 1, left)
+        hi[open_] = np.where(less, right, mid)
+        open_ = open_[lo[open_] < hi[open_]]
+    return lo
+
+
+class Splice:
+    """Sorted rows updated and sorted new rows inserted in one pass: the plan of a sorted merge.
+
+    ``found`` rows of the update side land on rows ``at`` of the base; the
+    others are inserted at ``insert`` (base positions, non-decreasing). Applied
+    to each column, the plan costs a copy of the base, not a re-grouping.
+
+    Examples
+    --------
+    >>> plan = Splice.of([np.array([2, 5], dtype=np.uint64)], [np.array([1, 5, 9], dtype=np.uint64)])
+    >>> plan.apply(np.array([20, 50]), np.array([10, 51, 90]), np.add).tolist()
+    [10, 20, 101, 90]
+    """
+
+    __slots__ = ("n_base", "found", "at", "new", "insert", "_kept", "_new_rows")
+
+    def __init__(self, n_base: int, positions: np.ndarray, found: np.ndarray):
+        self.n_base = n_base
+        self.found = np.flatnonzero(found)
+        self.at = positions[self.found]
+        self.new = np.flatnonzero(~found)
+        self.insert = positions[self.new]
+        self._kept: np.ndarray | None = None
+        self._new_rows: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, base_keys: list[np.ndarray], update_keys: list[np.ndarray]) -> "Splice":
+        """The plan for merging sorted, unique ``update_keys`` into sorted, unique ``base_keys``."""
+        n = len(base_keys[0])
+        positions = sorted_positions(base_keys, update_keys)
+        if not n:
+            return cls(0, positions, np.zeros(len(positions), bool))
+        clipped = np.minimum(positions, n - 1)
+        found = positions < n
+        for base, update in zip(base_keys, update_keys):
+            found &= base[clipped] == update
+        return cls(n, positions, found)
+
+    @property
+    def n_rows(self) -> int:
+        return self.n_base + len(self.new)
+
+    def output_rows(self, base_rows: np.ndarray) -> np.ndarray:
+        """Where rows of the base end up (each moves down by the insertions before it)."""
+        return base_rows + np.searchsorted(self.insert, base_rows, side="right")
+
+    def apply(self, base: np.ndarray, update: np.ndarray, combine=None) -> np.ndarray:
+        """One column: the base values, combined with the update where keys match (``combine``
+        a ufunc such as ``np.add``; None: the update replaces), and the update's new rows inserted."""
+        dtype = np.result_type(base, update) if combine is not None else base.dtype
+        if not len(self.new):
+            out = base.astype(dtype, copy=True)
+            rows = self.at
+        else:
+            out = np.empty((self.n_rows,) + base.shape[1:], dtype=dtype)
+            if self._kept is None:  # one mask for every column: which output rows the base fills
+                self._new_rows = self.insert + np.arange(len(self.insert))
+                self._kept = np.ones(self.n_rows, bool)
+                self._kept[self._new_rows] = False
+            _as_rows(out)[self._kept] = _as_rows(base.astype(dtype, copy=False))
+            out[self._new_rows] = update[self.new]
+            rows = self.output_rows(self.at)
+        matched = update[self.found]
+        out[rows] = matched if combine is None else combine(base[self.at], matched)
+        return out
+
+
+def _as_rows(a: np.ndarray) -> np.ndarray:
+    """A 2-D array as one opaque item per row (copying whole rows is many times faster than by element)."""
+    if a.ndim == 1:
+        return a
+    a = np.ascontiguousarray(a)
+    return a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).reshape(len(a))
 
 
 class Histogram:
@@ -291,6 +399,10 @@ class KeyedAggregate:
     def merge(self, other: "KeyedAggregate") -> "KeyedAggregate":
         """The aggregate over the union of both inputs' rows.
 
+        Both sides are sorted, so the smaller one is looked up in the larger
+        one and spliced in: the cost follows the larger side's size once, as a
+        copy, plus the smaller one's lookups (no re-grouping).
+
         Examples
         --------
         >>> a = KeyedAggregate.from_rows({"k": np.array([1], dtype=np.uint64)}, {"n": np.array([2])}, {"n": "sum"})
@@ -298,9 +410,15 @@ class KeyedAggregate:
         [4]
         """
         self._check_compatible(other)
-        keys = {k: np.concatenate([self.keys[k], other.keys[k]]) for k in self.keys}
-        values = {c: np.concatenate([self.values[c], other.values[c]]) for c in self.values}
-        return KeyedAggregate.from_rows(keys, values, self.reducers)
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        big, small = (self, other) if len(self) >= len(other) else (other, self)  # every reducer commutes
+        plan = Splice.of(list(big.keys.values()), list(small.keys.values()))
+        keys = {k: plan.apply(v, small.keys[k]) for k, v in big.keys.items()}
+        values = {c: plan.apply(v, small.values[c], _COMBINE[self.reducers[c]]) for c, v in big.values.items()}
+        return KeyedAggregate(keys, values, self.reducers)
 
     __add__ = merge
 

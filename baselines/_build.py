@@ -17,7 +17,7 @@ from commgraph.graph import ConfigError, Messages, stable_key
 
 from ._config import BaselineConfig
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
-from ._smoothing import _distinct_pairs, fit_beta_prior, fit_summary, posterior_lower_bound, posterior_mean
+from ._smoothing import _distinct_pairs, fit_summary, posterior_lower_bound, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
 from ._state import TenantState
 from ._tables import ENTITY_KINDS, derive_tables, to_arrow
@@ -74,15 +74,37 @@ def _explicit_labels(columns: Mapping[str, Any]) -> int:
     return int(sum(np.asarray(columns[c], np.int64).sum() for c in ("n_safe", "n_attack", "n_spam")))
 
 
-def _enough(columns: Mapping[str, Any], config: BaselineConfig) -> bool:
-    _, trials = _outcomes(columns, config)
-    return int((trials > 0).sum()) >= config.min_prior_entities and _explicit_labels(columns) >= config.min_prior_labels
+class _Outcomes:
+    """Per entity of one table, safe and counted messages, and their distinct (n, k) pairs (found once).
+
+    Entities far outnumber distinct pairs: the prior fit, the pooled summary and
+    the credible bounds all work on the pairs, then map back with ``inverse``.
+    """
+
+    __slots__ = ("safe", "trials", "n_u", "k_u", "counts", "inverse")
+
+    def __init__(self, columns: Mapping[str, Any], config: BaselineConfig):
+        self.safe, self.trials = _outcomes(columns, config)
+        self.n_u, self.k_u, self.counts, self.inverse = _distinct_pairs(self.trials, self.safe, inverse=True)
+
+    def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct (n, k) with n > 0 and how many entities have each (what pooling and fitting need)."""
+        counted = self.n_u > 0
+        return self.n_u[counted], self.k_u[counted], self.counts[counted]
 
 
 def _add_likelihoods(cols: dict[str, Any], k: np.ndarray, n: np.ndarray, a: float, b: float,
-                     config: BaselineConfig) -> None:
-    cols["likelihood_safe"] = posterior_mean(k, n, a, b).astype(np.float32)
-    cols["likelihood_safe_lower"] = posterior_lower_bound(k, n, a, b, level=config.credible_level).astype(np.float32)
+                     config: BaselineConfig, outcomes: _Outcomes | None = None) -> None:
+    if outcomes is None:
+        cols["likelihood_safe"] = posterior_mean(k, n, a, b).astype(np.float32)
+        cols["likelihood_safe_lower"] = posterior_lower_bound(k, n, a, b, level=config.credible_level
+                                                              ).astype(np.float32)
+        return
+    # Both are functions of (n, k): solve them per distinct pair, then spread to the entities.
+    inverse = outcomes.inverse
+    cols["likelihood_safe"] = posterior_mean(outcomes.k_u, outcomes.n_u, a, b).astype(np.float32)[inverse]
+    cols["likelihood_safe_lower"] = posterior_lower_bound(outcomes.k_u, outcomes.n_u, a, b,
+                                                          level=config.credible_level).astype(np.float32)[inverse]
 
 
 def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *, summarise: bool
@@ -95,14 +117,15 @@ def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *,
     out: dict[str, dict[str, Any]] = {}
     for kind in ENTITY_KINDS:
         cols = tables[kind]
-        k, n = _outcomes(cols, config)
+        outcomes = _Outcomes(cols, config)
+        summary = outcomes.summary()
         info: dict[str, Any] = {"prior": None, "explicit": _explicit_labels(cols)}
         if summarise:
-            info["summary"] = _distinct_pairs(n[n > 0], k[n > 0])
-        if _enough(cols, config):
-            a, b = fit_beta_prior(k, n)
+            info["summary"] = summary
+        if int(summary[2].sum()) >= config.min_prior_entities and info["explicit"] >= config.min_prior_labels:
+            a, b = fit_summary(*summary)  # = fit_beta_prior(k, n), from the distinct pairs found once
             info["prior"] = {"alpha": a, "beta": b, "source": "tenant"}
-            _add_likelihoods(cols, k, n, a, b, config)
+            _add_likelihoods(cols, outcomes.safe, outcomes.trials, a, b, config, outcomes)
         out[kind] = info
     return out
 
@@ -121,7 +144,9 @@ def _global_priors(infos: list[dict[str, dict[str, Any]]], config: BaselineConfi
         weight = np.concatenate([p[2] for p in parts] or [np.zeros(0, np.int64)])
         explicit = sum(info[kind]["explicit"] for info in infos)
         if weight.sum() >= config.min_prior_entities and explicit >= config.min_prior_labels:
-            a, b = fit_summary(n_u, k_u, weight)  # the same (n, k) from several tenants just adds weight
+            # The same (n, k) from several tenants just adds weight: fit over the distinct pairs.
+            n_u, k_u, _, inverse = _distinct_pairs(n_u, k_u, inverse=True)
+            a, b = fit_summary(n_u, k_u, np.bincount(inverse, weights=weight, minlength=len(n_u)))
             out[kind] = {"alpha": a, "beta": b, "source": "pooled"}
         else:
             out[kind] = {"alpha": DEFAULT_PRIOR[0], "beta": DEFAULT_PRIOR[1], "source": "default"}
@@ -139,8 +164,8 @@ def _finish(state: "TenantState | _Shipped", tables: dict[str, dict[str, Any]], 
         else:
             g = global_priors[kind]
             priors[kind] = {"alpha": g["alpha"], "beta": g["beta"], "source": "global"}
-            k, n = _outcomes(tables[kind], config)
-            _add_likelihoods(tables[kind], k, n, g["alpha"], g["beta"], config)
+            outcomes = _Outcomes(tables[kind], config)
+            _add_likelihoods(tables[kind], outcomes.safe, outcomes.trials, g["alpha"], g["beta"], config, outcomes)
         tenant[f"prior_alpha_{kind}"] = np.array([priors[kind]["alpha"]])
         tenant[f"prior_beta_{kind}"] = np.array([priors[kind]["beta"]])
         tenant[f"prior_source_{kind}"] = np.array([priors[kind]["source"]], dtype=object)
@@ -156,7 +181,7 @@ def _state(ev: TenantEvents, as_of: int, config: BaselineConfig
            ) -> tuple[TenantState, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     state = TenantState.build(ev.tenant_id, ev.rows, as_of=as_of, windows=_windows(config),
                               settle_delay=_ns(config.settle_delay), half_life=_ns(config.half_life), names=ev.names,
-                              fingerprint=ev.fingerprint)
+                              fingerprint=ev.fingerprint, groupings=ev.groupings)
     tables = derive_tables(state, config)
     return state, tables, _tenant_priors(tables, config, summarise=config.global_prior is None)
 
@@ -375,7 +400,7 @@ def refresh(snapshot: Snapshot, new_messages: Messages | None, *, as_of: Any, se
         ev = TenantEvents(tenant, empty_events(), {}, 0)
     new_state = state.advance(ev.rows, as_of=as_of_ts.value, windows=_windows(config),
                               settle_delay=_ns(config.settle_delay), half_life=_ns(config.half_life),
-                              names=ev.names, fingerprint=ev.fingerprint)
+                              names=ev.names, fingerprint=ev.fingerprint, groupings=ev.groupings)
     tables = derive_tables(new_state, config)
     globals_ = dict(snapshot.priors["global"])
     if global_prior is not None:

@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from commgraph.graph import AUTH_RESULTS, DIRECTIONS, ConfigError, Messages, stable_keys
+from commgraph.graph import AUTH_RESULTS, DIRECTIONS, ConfigError, Messages, stable_key
+
+from ._aggregate import Grouping
 
 __all__ = ["EVENT_COLUMNS", "TenantEvents", "tenant_events", "INBOUND", "OUTBOUND", "INTERNAL", "PASS",
            "FAILS", "NO_LABEL", "DAY_NS", "HOUR_NS"]
@@ -56,32 +58,57 @@ class TenantEvents:
     rows: dict[str, np.ndarray]
     names: dict[str, Any]  # {"key": uint64 ndarray, "value": pyarrow string array}; empty in privacy mode
     fingerprint: int  # sum mod 2**64 of per-event hashes: order-free and mergeable by addition
+    groupings: dict[str, Grouping] | None = None  # per key column, the rows' grouping (rows in time order)
 
 
 def _codes(series: pd.Series) -> np.ndarray:
-    return series.cat.codes.to_numpy().astype(np.int8) if isinstance(series.dtype, pd.CategoricalDtype) \
+    return series.array.codes.astype(np.int8) if isinstance(series.dtype, pd.CategoricalDtype) \
         else np.full(len(series), -1, np.int8)
 
 
 def _ns(series: pd.Series) -> np.ndarray:
-    values = series.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT"))
-    return values.view(np.int64)
+    # Missing times come out as NaT, the smallest int64 (no copy for a tz-aware column).
+    return series.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """The first row of each code, for codes numbered in order of first appearance (as ``pd.factorize`` gives)."""
+    if not len(codes):
+        return np.zeros(0, np.int64)
+    running = np.maximum.accumulate(codes)
+    new = np.empty(len(codes), bool)
+    new[0] = True
+    np.greater(running[1:], running[:-1], out=new[1:])
+    return np.flatnonzero(new)
+
+
+def _grouping(name: str, local: np.ndarray, present_keys: np.ndarray, row_keys: np.ndarray) -> Grouping:
+    """The rows' grouping by key, from codes in any order and the key of each code: one small sort."""
+    order = np.argsort(present_keys, kind="stable")
+    sorted_keys = present_keys[order]
+    if len(sorted_keys) > 1 and (sorted_keys[1:] == sorted_keys[:-1]).any():
+        # Two strings with one 64-bit key (or one key for two codes): group by the key itself.
+        return Grouping.of({name: row_keys})
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return Grouping({name: sorted_keys}, rank[local])
 
 
 class _Column:
-    """One string column of the input: per tenant, the keys of its rows and the strings behind them.
+    """One string column of the input: per tenant, the keys of its rows, their grouping and the strings.
 
     Edge columns are categoricals (codes are a view, no work up front); the
     display name is a message-level string column, factorised per tenant. Keys
     the input already carries (sender, recipient) are reused; the others are
     hashed per tenant for the strings it uses only, so the per-row work runs in
-    the worker processes.
+    the worker processes. Each column is factorised once per tenant and that
+    grouping serves every aggregate keyed by it.
     """
 
     def __init__(self, series: pd.Series, keys: np.ndarray | None = None):
         self.series = series
         self.categorical = isinstance(series.dtype, pd.CategoricalDtype)
-        self.codes = series.cat.codes.to_numpy() if self.categorical else None
+        self.codes = series.array.codes if self.categorical else None
         self.keys = keys
         self._strings: pa.Array | None = None
 
@@ -93,34 +120,43 @@ class _Column:
             self._strings = strings.cast(pa.string())
         return self._strings
 
-    def keys_of(self, rows: np.ndarray, secret: bytes | None) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-        """Keys of the rows (0 where missing), and the distinct keys with their strings."""
+    def group(self, name: str, rows: np.ndarray | slice, secret: bytes | None
+              ) -> tuple[np.ndarray, Grouping, np.ndarray, pa.Array]:
+        """Keys of the rows (0 where missing), their grouping, and the distinct keys present with their strings."""
         if self.categorical:
-            codes = self.codes[rows].astype(np.int64)
-            present, first = np.unique(codes, return_index=True)  # distinct codes of this tenant only
-            keep = present >= 0
-            present, first = present[keep], first[keep]
-            strings = self._category_strings().take(pa.array(present))
+            local, present = pd.factorize(self.codes[rows])  # this tenant's categories, in order of appearance
+            strings = self._category_strings().take(pa.array(present, mask=present < 0))
         else:
-            values = self.series.array.take(rows) if len(rows) else self.series.array[:0]
-            codes, uniques = pd.factorize(values, use_na_sentinel=True)
-            present = np.arange(len(uniques))
+            values = self.series.array[rows]
+            local, uniques = pd.factorize(values, use_na_sentinel=True)
             strings = pa.array(pd.Series(uniques, dtype="str").array)
             if isinstance(strings, pa.ChunkedArray):
                 strings = strings.combine_chunks()
             strings = strings.cast(pa.string())
-            first = None
-        if not len(present):
-            return np.zeros(len(rows), np.uint64), np.zeros(0, np.uint64), pa.array([], pa.string())
+            if (local < 0).any():  # missing values: one more group, key 0, no string
+                local = np.where(local < 0, len(uniques), local)
+                strings = pa.concat_arrays([strings, pa.nulls(1, pa.string())])
+        local = local.astype(np.int64, copy=False)
+        missing = strings.is_null().to_numpy(zero_copy_only=False) if strings.null_count else None
         if secret is None and self.keys is not None:
-            keys = np.where(codes >= 0, self.keys[rows], np.uint64(0))
-            present_keys = keys[first]
+            row_keys = self.keys[rows]
+            present_keys = row_keys[_first_rows(local)]
         else:
-            present_keys = stable_keys(pd.Series(strings.to_pandas(types_mapper=pd.ArrowDtype), dtype="str"),
-                                       secret=secret)
-            local = np.searchsorted(present, codes)
-            keys = np.where(codes >= 0, present_keys[np.minimum(local, len(present) - 1)], np.uint64(0))
-        return keys, present_keys, strings
+            # The strings are distinct already: hash each once, no factorising again.
+            present_keys = np.fromiter((stable_key(v or "", secret=secret) for v in strings.to_pylist()),
+                                       dtype=np.uint64, count=len(strings))
+            row_keys = present_keys[local]
+        if missing is None:
+            return row_keys, _grouping(name, local, present_keys, row_keys), present_keys, strings
+        present_keys = np.where(missing, np.uint64(0), present_keys)  # missing values: key 0
+        row_keys = present_keys[local]
+        return row_keys, _grouping(name, local, present_keys, row_keys), present_keys[~missing], \
+            strings.filter(pa.array(~missing))
+
+
+def _rows_at(rows: np.ndarray | slice, idx: np.ndarray) -> np.ndarray:
+    """Input positions of some of a tenant's rows (``rows`` a slice of the input or positions)."""
+    return idx + rows.start if isinstance(rows, slice) else rows[idx]
 
 
 class EventExtractor:
@@ -139,7 +175,7 @@ class EventExtractor:
         if privacy and not secrets:
             raise ConfigError("privacy mode needs a secret per tenant: pass secrets={tenant_id: bytes}")
         self.privacy, self.secrets = privacy, secrets
-        frame, edges = messages.frame, messages.edges()
+        frame, edges = messages.frame, messages.edges(message_columns=())  # no per-edge message ids
         self.as_of_ns = pd.Timestamp(as_of).value
         self.since_ns = None if since is None else pd.Timestamp(since).value
         self.mi = edges["message_index"].to_numpy()
@@ -151,7 +187,7 @@ class EventExtractor:
         self.n_recipients = frame["n_recipients"].to_numpy()
         self.auth = {a: _codes(frame[a]) if a in frame else None for a in ("spf", "dkim", "dmarc")}
         if isinstance(edges["tenant_id"].dtype, pd.CategoricalDtype):
-            tenant_codes = edges["tenant_id"].cat.codes.to_numpy()
+            tenant_codes = edges["tenant_id"].array.codes
             self.tenant_names = [str(t) for t in edges["tenant_id"].cat.categories]
         else:
             tenant_codes, names = pd.factorize(edges["tenant_id"])
@@ -163,9 +199,14 @@ class EventExtractor:
             "recipient_domain_key": _Column(edges["recipient_domain"]),
             "display_name_key": _Column(frame["sender_display_name"]) if "sender_display_name" in frame else None,
         }
+        counts = np.bincount(tenant_codes, minlength=len(self.tenant_names)) if len(tenant_codes) else \
+            np.zeros(len(self.tenant_names), np.int64)
+        self.bounds = np.concatenate([[0], np.cumsum(counts)])
+        # Input grouped by tenant (as readers and the generator give it): each
+        # tenant's rows are one slice, and every per-row read is a view.
+        grouped = len(tenant_codes) < 2 or bool((tenant_codes[1:] >= tenant_codes[:-1]).all())
         # Stable: rows of a tenant keep their input order (edges of a message together).
-        self.order = np.argsort(tenant_codes, kind="stable")
-        self.bounds = np.searchsorted(tenant_codes[self.order], np.arange(len(self.tenant_names) + 1))
+        self.order = None if grouped else np.argsort(tenant_codes, kind="stable")
 
     def size(self, tenant_id: str) -> int:
         """Edge rows of a tenant (for balancing work across processes)."""
@@ -173,13 +214,14 @@ class EventExtractor:
         return int(self.bounds[t + 1] - self.bounds[t])
 
     def extract(self, tenant_id: str) -> TenantEvents:
-        """The event rows of one tenant; never reads another tenant's rows."""
+        """The event rows of one tenant, in time order; never reads another tenant's rows."""
         t = self.tenant_names.index(tenant_id)
-        rows = self.order[self.bounds[t]:self.bounds[t + 1]]
+        lo, hi = int(self.bounds[t]), int(self.bounds[t + 1])
+        rows: np.ndarray | slice = slice(lo, hi) if self.order is None else self.order[lo:hi]
         mi, ts = self.mi[rows], self.ts[rows]
         label = self.label[mi]
         no_time = np.iinfo(np.int64).min
-        labeled_at = self.labeled_at[mi] if self.labeled_at is not None else np.full(len(rows), no_time)
+        labeled_at = self.labeled_at[mi] if self.labeled_at is not None else np.full(len(mi), no_time)
         label_time = np.where(labeled_at == no_time, ts, labeled_at)  # NaT: known when sent
         known = (label >= 0) & (label_time < self.as_of_ns)
         if self.since_ns is None:
@@ -189,46 +231,68 @@ class EventExtractor:
             is_message = (ts >= self.since_ns) & (ts < self.as_of_ns)
             relabel = (ts < self.since_ns) & known & (label_time >= self.since_ns)
             keep = is_message | relabel
-        rows, mi, ts = rows[keep], mi[keep], ts[keep]
-        head = np.ones(len(rows), bool)
-        if len(rows) > 1:
-            if np.all(mi[1:] >= mi[:-1]):
-                head[1:] = mi[1:] != mi[:-1]
-            else:
-                head[:] = False
-                head[np.unique(mi, return_index=True)[1]] = True
+        # One order for every row: by time, the edges of a message together.
+        order = None if keep.all() else np.flatnonzero(keep)
+        if len(mi) > 1:
+            kept_mi = mi if order is None else mi[order]
+            if not (kept_mi[1:] >= kept_mi[:-1]).all():  # edges of a message apart: bring them together
+                by_message = np.argsort(kept_mi, kind="stable")
+                order = by_message if order is None else order[by_message]
+            kept_ts = ts if order is None else ts[order]
+            if not (kept_ts[1:] >= kept_ts[:-1]).all():
+                # A message's edges share one time, so a stable sort keeps them together.
+                by_time = np.argsort(kept_ts, kind="stable")
+                order = by_time if order is None else order[by_time]
+        if order is not None:
+            rows = _rows_at(rows, order)
+            mi, ts, label, known, is_message = mi[order], ts[order], label[order], known[order], is_message[order]
+        n = len(mi)
+        head = np.ones(n, bool)
+        if n > 1:
+            np.not_equal(mi[1:], mi[:-1], out=head[1:])
+        heads = np.flatnonzero(head)
+        run = np.cumsum(head) - 1  # each row's message, numbered by head
+        head_rows = _rows_at(rows, heads)
         ev = {"timestamp": ts, "direction": self.direction[rows],
-              "label": np.where(known[keep], label[keep], NO_LABEL).astype(np.int8), "head": head,
-              "is_message": is_message[keep], "n_recipients": self.n_recipients[mi].astype(np.int32)}
+              "label": np.where(known, label, NO_LABEL).astype(np.int8), "head": head,
+              "is_message": is_message, "n_recipients": self.n_recipients[mi].astype(np.int32)}
         for a, codes in self.auth.items():
-            ev[a] = codes[mi] if codes is not None else np.full(len(rows), -1, np.int8)
+            ev[a] = codes[mi] if codes is not None else np.full(n, -1, np.int8)
         secret = None
         if self.privacy:
             if tenant_id not in self.secrets:
                 raise ConfigError(f"privacy mode needs a secret for tenant {tenant_id!r}; "
                                   f"secrets were given for {sorted(self.secrets)[:5]}")
             secret = self.secrets[tenant_id]
-        names_key, names_value = [], []
+        names_key, names_value, groupings = [], [], {}
         for column, source in self.columns.items():
             if source is None:
-                ev[column] = np.zeros(len(rows), np.uint64)
+                ev[column] = np.zeros(n, np.uint64)
                 continue
-            keys, present_keys, strings = source.keys_of(mi if column == "display_name_key" else rows, secret)
+            # Message-level strings are factorised over one row per message, then spread along its edges.
+            per_message = column in ("sender_key", "sender_domain_key", "display_name_key")
+            where = mi[heads] if column == "display_name_key" else head_rows if per_message else rows
+            keys, grouping, present_keys, strings = source.group(column, where, secret)
+            if per_message:
+                keys = keys[run]
+                grouping = Grouping(grouping.keys, grouping.codes[run])
             ev[column] = keys
+            groupings[column] = grouping
             if not self.privacy:
                 names_key.append(present_keys)
                 names_value.append(strings)
-        # The fingerprint sums a hash of each event's content (time, sender,
+        # The fingerprint sums a hash of each message's content (time, sender,
         # label): order-free, and a refresh adds to it exactly what it counts.
-        h = mix64(ev["sender_key"], ev["timestamp"].view(np.uint64))
+        h = mix64(ev["sender_key"][heads], ts[heads].view(np.uint64))
         with np.errstate(over="ignore"):
-            contrib = np.where(ev["is_message"] & head, h, np.uint64(0))
-            lab = (ev["label"] >= 0) & head
-            contrib = contrib + np.where(lab, mix64(h, ev["label"].astype(np.uint64) + np.uint64(1)), np.uint64(0))
+            contrib = np.where(is_message[heads], h, np.uint64(0))
+            head_label = ev["label"][heads]
+            contrib = contrib + np.where(head_label >= 0, mix64(h, head_label.astype(np.uint64) + np.uint64(1)),
+                                         np.uint64(0))
             fingerprint = int(contrib.sum(dtype=np.uint64))
         names = {"key": np.concatenate(names_key) if names_key else np.zeros(0, np.uint64),
                  "value": pa.concat_arrays(names_value) if names_value else pa.array([], pa.string())}
-        return TenantEvents(tenant_id, ev, names, fingerprint)
+        return TenantEvents(tenant_id, ev, names, fingerprint, groupings)
 
 
 def tenant_events(messages: Messages, *, as_of: pd.Timestamp, since: pd.Timestamp | None = None,
@@ -263,6 +327,8 @@ def empty_events() -> dict[str, np.ndarray]:
 def concat_events(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Rows of several event tables, one table."""
     parts = [p for p in parts if len(p["timestamp"])] or [empty_events()]
+    if len(parts) == 1:  # nothing to join: the columns themselves
+        return {c: np.asarray(parts[0][c]).astype(d, copy=False) for c, d in EVENT_COLUMNS.items()}
     return {c: np.concatenate([p[c] for p in parts]).astype(d, copy=False) for c, d in EVENT_COLUMNS.items()}
 
 
@@ -277,9 +343,9 @@ def time_order(rows: Mapping[str, np.ndarray]) -> np.ndarray:
 def canonical_order(rows: Mapping[str, np.ndarray]) -> np.ndarray:
     """A row order that depends on content only (for byte-identical stored state in any input order).
 
-    By time; rows at the same instant by a 32-bit hash of the whole row inside
-    their group (one uint64 sort of the tied rows), and the rare rows whose hash
-    also ties by every column.
+    By time; rows at the same instant by a 32-bit hash of their addresses and
+    label inside their group (one uint64 sort of the tied rows), and the rare
+    rows whose hash also ties by every column.
     """
     n = len(rows["timestamp"])
     order = time_order(rows)
@@ -295,9 +361,10 @@ def canonical_order(rows: Mapping[str, np.ndarray]) -> np.ndarray:
     at = np.flatnonzero(involved)
     sub = order[at]
     group = np.cumsum(np.concatenate([[True], ~tie]))[at] - 1  # rank of the instant, increasing
-    h = np.zeros(len(sub), np.uint64)
-    for c in EVENT_COLUMNS:
-        h = mix64(h, rows[c][sub].astype(np.int64).view(np.uint64))
+    # Tied rows are nearly always told apart by their addresses and label: hash
+    # those (the rows that tie on them too are ordered by every column below).
+    h = mix64(rows["sender_key"][sub], rows["recipient_key"][sub])
+    h = mix64(h, (rows["label"][sub].astype(np.uint64) << np.uint64(8)) | rows["is_message"][sub])
     if group.max() >= 2**32:
         inner = np.lexsort((h, group))
     else:

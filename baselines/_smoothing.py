@@ -16,11 +16,13 @@ global prior (cold start).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from commgraph.graph import ConfigError
 
 __all__ = ["fit_beta_prior", "posterior_mean", "posterior_lower_bound", "beta_binomial_loglik"]
 
+_DENSE = 256  # pairs with fewer trials are counted in a dense (n, k) grid
 # Bounds of log(alpha) and log(beta): wide enough for any realistic rate, finite
 # so that all-safe data (a boundary optimum) still gives a usable prior.
 _LOG_BOUNDS = (-7.0, 12.0)
@@ -37,15 +39,38 @@ def _check_counts(successes: np.ndarray, trials: np.ndarray, caller: str) -> tup
 
 
 def _distinct_pairs(n: np.ndarray, k: np.ndarray, *, inverse: bool = False):
-    """Distinct (n, k) with their counts (and each row's pair): one integer key, one np.unique."""
-    n_i, k_i = n.astype(np.int64), k.astype(np.int64)
-    width = int(k_i.max()) + 1 if k_i.size else 1
-    combined = n_i * width + k_i
-    if inverse:
-        uniq, inv, counts = np.unique(combined, return_inverse=True, return_counts=True)
-        return (uniq // width).astype(np.float64), (uniq % width).astype(np.float64), counts, inv.ravel()
-    uniq, counts = np.unique(combined, return_counts=True)
-    return (uniq // width).astype(np.float64), (uniq % width).astype(np.float64), counts
+    """Distinct (n, k) with their counts (and each row's pair), in (n, k) order.
+
+    Most entities have few trials: with enough entities, their pairs are
+    counted in a dense (n, k) grid (one bincount, already in order); the rest
+    are factorised by hashing, and only their few distinct keys are sorted.
+    """
+    n_i, k_i = n.astype(np.int64, copy=False), k.astype(np.int64, copy=False)
+    code = np.empty(len(n_i), np.int64)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (n, k, count) in order
+    rest: np.ndarray | slice = slice(None)
+    if len(n_i) >= _DENSE * _DENSE // 16:  # enough entities to pay for the grid
+        small = n_i < _DENSE
+        rows = slice(None) if small.all() else np.flatnonzero(small)
+        cell = n_i[rows] * _DENSE + k_i[rows]
+        counts = np.bincount(cell, minlength=_DENSE * _DENSE)
+        used = np.flatnonzero(counts)
+        code[rows] = (np.cumsum(counts > 0) - 1)[cell]
+        parts.append((used // _DENSE, used % _DENSE, counts[used]))
+        rest = np.flatnonzero(~small)
+    n_rest, k_rest = n_i[rest], k_i[rest]
+    if len(n_rest):
+        width = int(k_rest.max()) + 1
+        codes, uniq = pd.factorize(n_rest * width + k_rest, sort=False)
+        order = np.argsort(uniq, kind="stable")
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        code[rest] = sum(len(p[0]) for p in parts) + rank[codes]
+        uniq = uniq[order]
+        parts.append((uniq // width, uniq % width, np.bincount(codes, minlength=len(uniq))[order]))
+    n_u, k_u, counts = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(3))
+    out = (n_u.astype(np.float64), k_u.astype(np.float64), counts)
+    return (*out, code) if inverse else out
 
 
 def beta_binomial_loglik(alpha: float, beta: float, successes: np.ndarray, trials: np.ndarray) -> float:
@@ -100,7 +125,13 @@ def fit_beta_prior(successes: np.ndarray, trials: np.ndarray) -> tuple[float, fl
 
 
 def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
-    """:func:`fit_beta_prior` over distinct ``(n, k)`` pairs and how many entities have each (poolable)."""
+    """:func:`fit_beta_prior` over distinct ``(n, k)`` pairs and how many entities have each (poolable).
+
+    The search always starts from the data's mean rate, never from an earlier
+    fit: where the likelihood is flat along a ridge or the optimum sits on a
+    bound, where the search stops depends on where it started, and a refresh
+    must land exactly where a rebuild does.
+    """
     from scipy import special
 
     weight = np.asarray(weight, dtype=np.float64)
@@ -110,18 +141,28 @@ def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray) -> tuple[f
         a, b = np.exp(theta)
         return float(weight @ (special.betaln(k_u + a, n_u - k_u + b) - special.betaln(a, b)))
 
+    # The gradient and Hessian are sums of digamma and trigamma terms of k + a,
+    # n - k + b and n + a + b separately: weigh each distinct value once (the
+    # distinct k, n - k and n are fewer than the distinct pairs).
+    parts = [np.unique(v, return_inverse=True) for v in (k_u, n_u - k_u, n_u)]
+    values = [u for u, _ in parts]
+    weights = [np.bincount(inv.ravel(), weights=weight, minlength=len(u)) for u, inv in parts]
+    bounds = np.cumsum([0] + [len(v) for v in values])
+
     def derivatives(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Gradient and Hessian in (log alpha, log beta), from digamma and trigamma.
+        # Gradient and Hessian in (log alpha, log beta), from digamma and trigamma
+        # (zeta(2, x), what polygamma(1, x) computes), each in one call: calls cost.
         a, b = np.exp(theta)
-        ga = weight @ (special.digamma(k_u + a) - special.digamma(n_u + a + b)) - total * (
-            special.digamma(a) - special.digamma(a + b))
-        gb = weight @ (special.digamma(n_u - k_u + b) - special.digamma(n_u + a + b)) - total * (
-            special.digamma(b) - special.digamma(a + b))
-        t_nab = weight @ special.polygamma(1, n_u + a + b)
-        t_ab = total * special.polygamma(1, a + b)
-        haa = weight @ special.polygamma(1, k_u + a) - t_nab - total * special.polygamma(1, a) + t_ab
-        hbb = weight @ special.polygamma(1, n_u - k_u + b) - t_nab - total * special.polygamma(1, b) + t_ab
-        hab = -t_nab + t_ab
+        x = np.concatenate([values[0] + a, values[1] + b, values[2] + a + b, [a, b, a + b]])
+        psi, tri = special.digamma(x), special.zeta(2, x)
+        (psi_k, psi_j, psi_n), (tri_k, tri_j, tri_n) = (
+            [f[bounds[i]:bounds[i + 1]] @ weights[i] for i in range(3)] for f in (psi, tri))
+        ga = psi_k - psi_n - total * (psi[-3] - psi[-1])
+        gb = psi_j - psi_n - total * (psi[-2] - psi[-1])
+        t_ab = total * tri[-1]
+        haa = tri_k - tri_n - total * tri[-3] + t_ab
+        hbb = tri_j - tri_n - total * tri[-2] + t_ab
+        hab = -tri_n + t_ab
         grad = np.array([a * ga, b * gb])
         hess = np.array([[a * a * haa + a * ga, a * b * hab], [a * b * hab, b * b * hbb + b * gb]])
         return grad, hess
@@ -131,15 +172,27 @@ def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray) -> tuple[f
     # slow for four priors per tenant and hundreds of tenants).
     p = float(np.clip((k_u * weight).sum() / (n_u * weight).sum(), 0.01, 0.99))
     theta = np.log([p * 2.0, (1 - p) * 2.0])
-    current = loglik(theta)
+    current = None
     for _ in range(200):
         grad, hess = derivatives(theta)
-        try:
-            step = -np.linalg.solve(hess, grad)
-        except np.linalg.LinAlgError:
+        det = hess[0, 0] * hess[1, 1] - hess[0, 1] * hess[1, 0]
+        if det != 0 and np.isfinite(det):  # the 2 x 2 Newton system, solved directly
+            step = -np.array([hess[1, 1] * grad[0] - hess[0, 1] * grad[1],
+                              hess[0, 0] * grad[1] - hess[1, 0] * grad[0]]) / det
+        else:
             step = grad
         if grad @ step <= 0:  # not an ascent direction (Hessian not negative definite): use the gradient
             step = grad / max(1.0, float(np.abs(grad).max()))
+        elif np.abs(step).max() < 1e-6:
+            # Next to the optimum a Newton step cannot lower the likelihood: take it unchecked.
+            candidate = np.clip(theta + step, *_LOG_BOUNDS)
+            moved = float(np.abs(candidate - theta).max())
+            theta, current = candidate, None
+            if moved < 1e-9:
+                break
+            continue
+        if current is None:
+            current = loglik(theta)
         scale, improved = 1.0, False
         while scale > 1e-10:
             candidate = np.clip(theta + scale * step, *_LOG_BOUNDS)

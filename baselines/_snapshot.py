@@ -13,7 +13,7 @@ from commgraph.graph import CommGraphError, ConfigError, stable_keys  # stable_k
 
 from ._aggregate import Decayed, KeyedAggregate
 from ._config import BaselineConfig
-from ._events import EVENT_COLUMNS, canonical_order
+from ._events import EVENT_COLUMNS, canonical_order, concat_events
 from ._index import KeyIndex
 from ._state import DECAYED_TABLES, LIFETIME_TABLES, WINDOW_TABLES, TenantState
 from ._tables import KEY_COLUMNS, TABLES, pair_keys
@@ -26,8 +26,9 @@ SCHEMA_VERSION = 1
 
 def to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     """A column as numpy, zero-copy for one chunk of a primitive type without nulls."""
-    if column.num_chunks == 1:
-        return column.chunk(0).to_numpy(zero_copy_only=False)
+    chunks = [c for c in column.chunks if len(c)] if column.num_chunks > 1 else column.chunks
+    if len(chunks) == 1:
+        return chunks[0].to_numpy(zero_copy_only=False)
     return column.to_numpy()
 
 
@@ -290,11 +291,19 @@ def _state_to_arrow(state: TenantState) -> dict[str, pa.Table]:
     for name in DECAYED_TABLES:
         d = state.decayed[name]
         out[f"decayed.{name}"] = _agg_to_arrow(d.aggregate, {"anchor": d.anchor, "half_life": d.half_life})
-    rows = state.event_rows()
-    order = canonical_order(rows)  # content order: same bytes whatever the input order
-    events = pa.table({c: rows[c][order] for c in EVENT_COLUMNS})
+    # Message rows, then label events, each in content order (same bytes whatever
+    # the input order), as two record batches: a reader takes each as a view.
+    schema = pa.schema([(c, pa.from_numpy_dtype(np.dtype(d))) for c, d in EVENT_COLUMNS.items()])
+    batches = []
+    for rows in (concat_events(state.events), state.pending):
+        order = canonical_order(rows)
+        identity = bool((order == np.arange(len(order))).all())
+        batches.append(pa.record_batch([rows[c] if identity else rows[c][order] for c in EVENT_COLUMNS],
+                                       schema=schema))
+    n_messages = batches[0].num_rows
+    events = pa.Table.from_batches([b for b in batches if b.num_rows] or batches[:1], schema=schema)
     out["events"] = events.replace_schema_metadata({"commgraph": json.dumps(
-        {"as_of": state.as_of, "fingerprint": str(state.fingerprint)})})
+        {"as_of": state.as_of, "fingerprint": str(state.fingerprint), "n_messages": n_messages})})
     out["names"] = pa.table({"key": pa.array(state.names["key"], pa.uint64()),
                              "value": state.names["value"]})
     return out
@@ -315,10 +324,16 @@ def _state_from_arrow(tenant_id: str, tables: Mapping[str, pa.Table]) -> TenantS
         decayed[name] = Decayed(agg, anchor=meta["anchor"], half_life=meta["half_life"])
     ev = tables["events"]
     meta = json.loads(ev.schema.metadata[b"commgraph"])
-    rows = {c: to_numpy(ev.column(c)) for c in EVENT_COLUMNS}
-    messages = rows["is_message"]
-    events = [{c: v[messages] for c, v in rows.items()}]
-    pending = {c: v[~messages] for c, v in rows.items()}
+    if "n_messages" in meta:  # message rows first: both parts are views of the stored columns
+        n = int(meta["n_messages"])
+        columns = {c: ev.column(c) for c in EVENT_COLUMNS}
+        events = [{c: to_numpy(v.slice(0, n)) for c, v in columns.items()}]
+        pending = {c: to_numpy(v.slice(n)) for c, v in columns.items()}
+    else:  # rows stored in one time order
+        rows = {c: to_numpy(ev.column(c)) for c in EVENT_COLUMNS}
+        messages = rows["is_message"]
+        events = [{c: v[messages] for c, v in rows.items()}]
+        pending = {c: v[~messages] for c, v in rows.items()}
     names = {"key": to_numpy(tables["names"].column("key")),
              "value": tables["names"].column("value").combine_chunks()}
     return TenantState(tenant_id, int(meta["as_of"]), lifetime, decayed, windows, events, pending, names,

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate
+from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate, Splice
 from ._events import (
-    DAY_NS, EVENT_COLUMNS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, concat_events, time_order,
+    DAY_NS, EVENT_COLUMNS, FAILS, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
 )
 
 __all__ = ["TenantState", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES", "WINDOW_TABLES"]
@@ -42,6 +42,11 @@ DECAYED_TABLES = ("sender", "sender_domain", "tenant")
 WINDOW_TABLES = ("sender", "sender_domain", "recipient", "tenant")
 
 
+def _presumed(ev: dict[str, np.ndarray], cutoff: int) -> np.ndarray:
+    """Each row's (signed) contribution to the presumed-safe count, for rows counted as of ``cutoff``."""
+    return (ev["is_message"].astype(np.int64) - (ev["label"] >= 0)) * (ev["timestamp"] < cutoff)
+
+
 def _label_values(ev: dict[str, np.ndarray], cutoff: int, weight: np.ndarray | None = None
                   ) -> dict[str, np.ndarray | Histogram]:
     label = ev["label"]
@@ -49,10 +54,7 @@ def _label_values(ev: dict[str, np.ndarray], cutoff: int, weight: np.ndarray | N
     # Presumed safe: messages older than the cutoff minus labels on them. A label
     # event for an old message cancels the presumption its message row made, so
     # the count stays a plain (signed) sum and merges by addition.
-    if "presumed" in ev:  # given: the rows only pass the settle delay (see TenantState.advance)
-        presumed = ev["presumed"]
-    else:
-        presumed = (ev["is_message"].astype(np.int64) - labelled) * (ev["timestamp"] < cutoff)
+    presumed = ev["presumed"] if "presumed" in ev else _presumed(ev, cutoff)  # given: see TenantState.advance
     if weight is not None:
         labelled = labelled & weight
         presumed = presumed * weight
@@ -105,70 +107,115 @@ def _day_grouping(day: np.ndarray) -> Grouping:
     return Grouping({"day": np.arange(first, first + span, dtype=np.int64).astype(np.uint64)}, day - first)
 
 
-def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_life: int
+def _cell_counts(first: Grouping, second: Grouping) -> KeyedAggregate:
+    """Rows counted per (first, second) group: one bincount over the cells when they are few, else a grouping."""
+    n_second = max(second.n_groups, 1)
+    cells = first.n_groups * n_second
+    combined = first.codes * n_second + second.codes
+    if cells > max(4 * len(combined), 1 << 16):
+        return first.combine(second).aggregate({"n_messages": np.ones(len(combined), np.int64)},
+                                               {"n_messages": "sum"})
+    counts = np.bincount(combined, minlength=cells)
+    used = np.flatnonzero(counts)
+    keys = {**{k: v[used // n_second] for k, v in first.keys.items()},
+            **{k: v[used % n_second] for k, v in second.keys.items()}}
+    return KeyedAggregate(keys, {"n_messages": counts[used]}, {"n_messages": "sum"})
+
+
+def _rollup(agg: KeyedAggregate, grouping: Grouping, columns: tuple[str, ...] | None = None) -> KeyedAggregate:
+    """An aggregate's groups reduced again into coarser ones (``grouping`` has one row per group of ``agg``)."""
+    columns = tuple(agg.values) if columns is None else columns
+    return grouping.aggregate({c: agg.values[c] for c in columns}, {c: agg.reducers[c] for c in columns})
+
+
+def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_life: int,
+                   groupings: dict[str, Grouping] | None = None
                    ) -> tuple[dict[str, KeyedAggregate], dict[str, Decayed], dict[str, Grouping]]:
     """Every lifetime aggregate over some event rows, and the groupings of the rows.
 
     ``cutoff`` decides which rows are old enough to be presumed safe when
-    unlabelled; ``anchor`` is the instant decayed sums are valued at. Each key
-    column is factorised once and its grouping reused by every aggregate and
-    subset that needs it.
+    unlabelled; ``anchor`` is the instant decayed sums are valued at.
+    ``groupings`` (from :class:`TenantEvents`, aligned with the rows) saves
+    factorising the key columns; each key column is factorised at most once
+    and its grouping reused by every aggregate and subset that needs it.
+    Domain and tenant statistics roll up the senders' (a sender's address has
+    one domain), so they cost the number of senders, not of rows.
     """
-    heads = ev["head"]
+    given = groupings or {}
+
+    def grouping(column: str) -> Grouping:
+        return given[column] if column in given else Grouping.of({column: ev[column]})
+
+    heads = np.flatnonzero(ev["head"])
     m = {c: ev[c][heads] for c in ("timestamp", "sender_key", "sender_domain_key", "display_name_key", "direction",
                                    "label", "is_message", "n_recipients", *_AUTH, "presumed") if c in ev}
     w = m["is_message"]
     mv = _message_values(m, cutoff)
-    g_sender_e = Grouping.of({"sender_key": ev["sender_key"]})
+    g_sender_e = grouping("sender_key")
     g_sender = g_sender_e.subset(heads)
-    g_domain = Grouping.of({"sender_domain_key": m["sender_domain_key"]})
+    g_domain_e = grouping("sender_domain_key")
+    g_domain = g_domain_e.subset(heads)
     g_day = _day_grouping(m["timestamp"] // DAY_NS)
-    one = {"n_messages": np.ones(int(w.sum()), np.int64)}
-    sum_ = {"n_messages": "sum"}
     aggs: dict[str, KeyedAggregate] = {}
-    aggs["sender"] = g_sender.aggregate({"sender_domain_key": m["sender_domain_key"], **mv},
-                                        _reducers({"sender_domain_key": 0, **mv}))
-    aggs["sender_day"] = g_sender.combine(g_day).subset(w).aggregate(one, sum_)
-    domain_values = {c: v for c, v in mv.items() if c != "n_recipients_total"}
-    aggs["sender_domain"] = g_domain.aggregate(domain_values, _reducers(domain_values))
-    aggs["sender_domain_day"] = g_domain.combine(g_day).subset(w).aggregate(one, sum_)
-    named = w & (m["display_name_key"] != 0)
-    g_display = Grouping.of({"display_name_key": m["display_name_key"][named]})
+    # The domain group of each sender, as its minimum and maximum (equal when the address has one domain).
+    sender_values = {"sender_domain_key": m["sender_domain_key"], **mv, "domain_lo": g_domain.codes,
+                     "domain_hi": g_domain.codes}
+    sender = g_sender.aggregate(sender_values, {**_reducers(sender_values), "domain_lo": "min", "domain_hi": "max"})
+    domain_lo, domain_hi = sender.values.pop("domain_lo"), sender.values.pop("domain_hi")
+    sender.reducers.pop("domain_lo"), sender.reducers.pop("domain_hi")
+    aggs["sender"] = sender
+    by_domain = Grouping(g_domain.keys, domain_lo) if np.array_equal(domain_lo, domain_hi) else None
+    messages = np.flatnonzero(w) if not w.all() else slice(None)
+    aggs["sender_day"] = _cell_counts(g_sender.subset(messages), g_day.subset(messages))
+    domain_columns = tuple(c for c in mv if c != "n_recipients_total")
+    if by_domain is not None:
+        aggs["sender_domain"] = _rollup(sender, by_domain, domain_columns)
+    else:
+        aggs["sender_domain"] = g_domain.aggregate({c: mv[c] for c in domain_columns},
+                                                   _reducers({c: mv[c] for c in domain_columns}))
+    aggs["sender_domain_day"] = _cell_counts(g_domain.subset(messages), g_day.subset(messages))
+    named = np.flatnonzero(w & (m["display_name_key"] != 0))
+    g_display = grouping("display_name_key").subset(heads[named])
     aggs["display_name"] = g_display.combine(g_sender.subset(named)).aggregate(
-        {"n_messages": np.ones(int(named.sum()), np.int64), "n_internal": m["direction"][named] != INBOUND},
+        {"n_messages": np.ones(len(named), np.int64), "n_internal": m["direction"][named] != INBOUND},
         {"n_messages": "sum", "n_internal": "sum"})
-    tenant_values = {c: v for c, v in mv.items() if c not in ("n_recipients_total",) + _AUTH}
-    g_tenant = Grouping({"tenant": np.zeros(1, np.uint64)}, np.zeros(len(w), np.int64))
-    aggs["tenant"] = g_tenant.aggregate(tenant_values, _reducers(tenant_values))
+    tenant_columns = tuple(c for c in mv if c not in ("n_recipients_total",) + _AUTH)
+    g_tenant = Grouping({"tenant": np.zeros(1, np.uint64)}, np.zeros(len(sender), np.int64))
+    aggs["tenant"] = _rollup(sender, g_tenant, tenant_columns)
 
     # Edge-level statistics: every row.
     ew = ev["is_message"]
     ts = ev["timestamp"]
     direction = ev["direction"]
-    g_recipient = Grouping.of({"recipient_key": ev["recipient_key"]})
+    g_recipient = grouping("recipient_key")
     pair_values = {"n_messages": ew.astype(np.int64), "first_seen": np.where(ew, ts, _INT64_MAX),
                    "last_seen": np.where(ew, ts, _INT64_MIN), **_label_values(ev, cutoff),
                    "n_inbound": ew & (direction == INBOUND)}
     aggs["pair"] = g_sender_e.combine(g_recipient).aggregate(pair_values, _reducers(pair_values))
-    mailbox = direction != OUTBOUND  # the recipient is one of the tenant's mailboxes
+    mailbox = np.flatnonzero(direction != OUTBOUND)  # the recipient is one of the tenant's mailboxes
     sub = {c: ev[c][mailbox] for c in ("timestamp", "label", "is_message", "direction", "presumed") if c in ev}
     inbound = sub["direction"] == INBOUND
     recipient_values = {"n_inbound": sub["is_message"] & inbound, "n_internal": sub["is_message"] & ~inbound,
                         **_label_values(sub, cutoff, inbound)}
     aggs["recipient"] = g_recipient.subset(mailbox).aggregate(recipient_values, _reducers(recipient_values))
-    wrote = direction != INBOUND  # the sender is one of the tenant's mailboxes
+    wrote = np.flatnonzero(direction != INBOUND)  # the sender is one of the tenant's mailboxes
     last = {"n_messages": "sum", "last_seen": "max"}
     aggs["written_to"] = g_recipient.subset(wrote).aggregate(
         {"n_messages": ew[wrote].astype(np.int64), "last_seen": np.where(ew[wrote], ts[wrote], _INT64_MIN)}, last)
-    out = direction == OUTBOUND
-    aggs["domain_out"] = Grouping.of({"recipient_domain_key": ev["recipient_domain_key"][out]}).aggregate(
+    out = np.flatnonzero(direction == OUTBOUND)
+    aggs["domain_out"] = grouping("recipient_domain_key").subset(out).aggregate(
         {"n_messages": ew[out].astype(np.int64), "last_seen": np.where(ew[out], ts[out], _INT64_MIN)}, last)
 
     factor = np.exp2(-(int(anchor) - m["timestamp"]) / float(half_life)) * w
-    decayed = {name: Decayed(g.aggregate({"n_messages": factor}, sum_), anchor=anchor, half_life=half_life)
-               for name, g in (("sender", g_sender), ("sender_domain", g_domain), ("tenant", g_tenant))}
-    groupings = {"sender": g_sender, "sender_domain": g_domain, "recipient": g_recipient}
-    return aggs, decayed, groupings
+    sum_ = {"n_messages": "sum"}
+    decayed_sender = g_sender.aggregate({"n_messages": factor}, sum_)
+    decayed_domain = _rollup(decayed_sender, by_domain) if by_domain is not None else \
+        g_domain.aggregate({"n_messages": factor}, sum_)
+    decayed = {name: Decayed(agg, anchor=anchor, half_life=half_life) for name, agg in
+               (("sender", decayed_sender), ("sender_domain", decayed_domain),
+                ("tenant", _rollup(decayed_sender, g_tenant)))}
+    # Row-level groupings, for window counts over the same rows.
+    return aggs, decayed, {"sender": g_sender_e, "sender_domain": g_domain_e, "recipient": g_recipient}
 
 
 def merge_partials(a: tuple[dict[str, KeyedAggregate], dict[str, Decayed]],
@@ -178,30 +225,47 @@ def merge_partials(a: tuple[dict[str, KeyedAggregate], dict[str, Decayed]],
     return ({k: a[0][k].merge(b[0][k]) for k in a[0]}, {k: a[1][k].merge(b[1][k]) for k in a[1]})
 
 
-def window_counts(ev: dict[str, np.ndarray], start: int, end: int,
-                  groupings: dict[str, Grouping] | None = None) -> dict[str, KeyedAggregate]:
+def _counts(grouping: Grouping, codes: np.ndarray) -> KeyedAggregate:
+    """Rows counted per group of ``grouping`` (``codes``: the group of each counted row)."""
+    counts = np.bincount(codes, minlength=grouping.n_groups)
+    used = np.flatnonzero(counts)
+    return KeyedAggregate({k: v[used] for k, v in grouping.keys.items()}, {"n": counts[used]}, {"n": "sum"})
+
+
+def _rows_in(ev: dict[str, np.ndarray], groupings: dict[str, Grouping], rows: slice
+             ) -> tuple[dict[str, np.ndarray], dict[str, Grouping]]:
+    """A slice of rows (views) with their groupings (same groups)."""
+    return ({c: v[rows] for c, v in ev.items()}, {c: Grouping(g.keys, g.codes[rows]) for c, g in groupings.items()})
+
+
+def window_counts(ev: dict[str, np.ndarray], groupings: dict[str, Grouping] | None = None, *,
+                  start: int | None, end: int | None) -> dict[str, KeyedAggregate]:
     """Per table of :data:`WINDOW_TABLES`, the message counts of the rows in ``[start, end)``.
 
-    ``groupings`` (from :func:`aggregate_rows` over the same rows) saves factorising again.
+    Rows are in time order when a bound is given (None: unbounded), so the window
+    is one slice. ``groupings`` (from :func:`aggregate_rows` over the same rows)
+    saves factorising again.
     """
-    ts, heads = ev["timestamp"], ev["head"]
-    inside = ev["is_message"] & (ts >= start) & (ts < end)
+    ts = ev["timestamp"]
+    lo = 0 if start is None else int(np.searchsorted(ts, np.int64(start)))
+    hi = len(ts) if end is None else int(np.searchsorted(ts, np.int64(end)))
+    rows = slice(lo, max(lo, hi))
     if groupings is None:
-        groupings = {"sender": Grouping.of({"sender_key": ev["sender_key"][heads]}),
-                     "sender_domain": Grouping.of({"sender_domain_key": ev["sender_domain_key"][heads]}),
-                     "recipient": Grouping.of({"recipient_key": ev["recipient_key"]})}
-    head_inside = inside[heads]
-    inbound = inside & (ev["direction"] == INBOUND)
-    count = {"n": "sum"}
+        groupings = {"sender": Grouping.of({"sender_key": ev["sender_key"][rows]}),
+                     "sender_domain": Grouping.of({"sender_domain_key": ev["sender_domain_key"][rows]}),
+                     "recipient": Grouping.of({"recipient_key": ev["recipient_key"][rows]})}
+        rows = slice(0, rows.stop - rows.start)
+        ev = {c: ev[c][lo:max(lo, hi)] for c in ("head", "is_message", "direction")}
+    messages = ev["is_message"][rows]
+    counted = np.flatnonzero(ev["head"][rows] & messages)
+    inbound = np.flatnonzero(messages & (ev["direction"][rows] == INBOUND))
+    n = len(counted)
     return {
-        "sender": groupings["sender"].subset(head_inside).aggregate({"n": np.ones(int(head_inside.sum()), np.int64)},
-                                                                    count),
-        "sender_domain": groupings["sender_domain"].subset(head_inside).aggregate(
-            {"n": np.ones(int(head_inside.sum()), np.int64)}, count),
-        "recipient": groupings["recipient"].subset(inbound).aggregate({"n": np.ones(int(inbound.sum()), np.int64)},
-                                                                      count),
-        "tenant": KeyedAggregate({"tenant": np.zeros(1, np.uint64)}, {"n": np.array([int(head_inside.sum())])},
-                                 count).take(np.array([bool(head_inside.any())])),
+        "sender": _counts(groupings["sender"], groupings["sender"].codes[rows][counted]),
+        "sender_domain": _counts(groupings["sender_domain"], groupings["sender_domain"].codes[rows][counted]),
+        "recipient": _counts(groupings["recipient"], groupings["recipient"].codes[rows][inbound]),
+        "tenant": KeyedAggregate({"tenant": np.zeros(1 if n else 0, np.uint64)},
+                                 {"n": np.full(1 if n else 0, n, np.int64)}, {"n": "sum"}),
     }
 
 
@@ -243,62 +307,108 @@ class TenantState:
 
     @classmethod
     def build(cls, tenant_id: str, rows: dict[str, np.ndarray], *, as_of: int, windows: tuple[int, ...],
-              settle_delay: int, half_life: int, names: dict[str, np.ndarray], fingerprint: int) -> "TenantState":
-        rows = _sorted(rows)
+              settle_delay: int, half_life: int, names: dict[str, np.ndarray], fingerprint: int,
+              groupings: dict[str, Grouping] | None = None) -> "TenantState":
+        rows, groupings = _sorted(rows, groupings)
         lifetime, decayed, groupings = aggregate_rows(rows, cutoff=as_of - settle_delay, anchor=as_of,
-                                                      half_life=half_life)
-        counts = {str(w): window_counts(rows, as_of - w, as_of, groupings) for w in windows}
-        messages = rows["is_message"]
-        events = _slice({c: v[messages] for c, v in rows.items()}, as_of - max(windows), as_of)
-        pending = _slice({c: v[~messages] for c, v in rows.items()}, as_of - settle_delay, as_of)
+                                                      half_life=half_life, groupings=groupings)
+        counts = {str(w): window_counts(rows, groupings, start=as_of - w, end=as_of) for w in windows}
+        events, pending = _split(rows)
+        events = _slice(events, as_of - max(windows), as_of)
+        pending = _slice(pending, as_of - settle_delay, as_of)
         return cls(tenant_id, as_of, lifetime, decayed, counts, [events], pending, _dedup_names(names), fingerprint)
 
     def advance(self, rows: dict[str, np.ndarray], *, as_of: int, windows: tuple[int, ...], settle_delay: int,
-                half_life: int, names: dict[str, np.ndarray], fingerprint: int) -> "TenantState":
+                half_life: int, names: dict[str, np.ndarray], fingerprint: int,
+                groupings: dict[str, Grouping] | None = None) -> "TenantState":
         """The state as of a later ``as_of``, given the event rows of ``[self.as_of, as_of)`` (and label events)."""
         before = self.as_of
-        rows = _sorted(rows)
-        new, new_decayed, groupings = aggregate_rows(rows, cutoff=as_of - settle_delay, anchor=as_of,
-                                                     half_life=half_life)
-        # Retained rows that passed the settle delay since the last refresh: they
-        # add to the presumed-safe counts and to nothing else.
+        rows, groupings = _sorted(rows, groupings)
+        n_new = len(rows["timestamp"])
+        # Retained rows that passed the settle delay since the last refresh add to
+        # the presumed-safe counts and to nothing else: aggregated in one pass
+        # with the new rows (one call's fixed cost, not two).
         settled = concat_events([_slice_chunks(self.events, before - settle_delay, as_of - settle_delay),
                                  _slice(self.pending, before - settle_delay, as_of - settle_delay)])
-        n = len(settled["timestamp"])
-        if n:
-            passed = dict(settled, presumed=settled["is_message"].astype(np.int64) - (settled["label"] >= 0),
-                          is_message=np.zeros(n, bool), label=np.full(n, -1, np.int8))
-            extra, extra_decayed, _ = aggregate_rows(passed, cutoff=as_of, anchor=as_of, half_life=half_life)
-            new, new_decayed = merge_partials((new, new_decayed), (extra, extra_decayed))
+        if len(settled["timestamp"]):
+            counted = {c: np.concatenate([rows[c], settled[c]]) for c in EVENT_COLUMNS}
+            counted["presumed"] = np.concatenate([_presumed(rows, as_of - settle_delay),
+                                                  settled["is_message"].astype(np.int64) - (settled["label"] >= 0)])
+            counted["is_message"][n_new:] = False
+            counted["label"][n_new:] = NO_LABEL
+            groupings = None  # the settled rows' keys join the new ones': group them together
+        else:
+            counted = rows
+        new, new_decayed, groupings = aggregate_rows(counted, cutoff=as_of - settle_delay, anchor=as_of,
+                                                     half_life=half_life, groupings=groupings)
         lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
+        # Windows: the new rows entered them, and the retained rows of a slice per
+        # window left them (grouped together, then counted per window).
+        new_rows = _rows_in(counted, groupings, slice(0, n_new))
+        left = [_slice_chunks(self.events, before - w, min(as_of - w, before)) for w in windows]
+        left_bounds = np.cumsum([0] + [len(part["timestamp"]) for part in left])
+        left_all = concat_events(left)
+        left_groupings = {"sender": Grouping.of({"sender_key": left_all["sender_key"]}),
+                          "sender_domain": Grouping.of({"sender_domain_key": left_all["sender_domain_key"]}),
+                          "recipient": Grouping.of({"recipient_key": left_all["recipient_key"]})}
         counts = {}
-        for w in windows:
-            entered = window_counts(rows, as_of - w, as_of, groupings)
-            left = window_counts(_slice_chunks(self.events, before - w, min(as_of - w, before)), -np.inf, np.inf)
-            counts[str(w)] = {t: _subtract(self.windows[str(w)][t].merge(entered[t]), left[t]) for t in WINDOW_TABLES}
-        messages = rows["is_message"]
+        for i, w in enumerate(windows):
+            entered = window_counts(*new_rows, start=as_of - w, end=as_of)
+            gone = window_counts(*_rows_in(left_all, left_groupings, slice(left_bounds[i], left_bounds[i + 1])),
+                                 start=None, end=None)
+            counts[str(w)] = {t: _subtract(self.windows[str(w)][t].merge(entered[t]), gone[t]) for t in WINDOW_TABLES}
+        new_events, new_pending = _split(rows)
         # New mail comes after everything kept (it was sent at or after the last
         # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
         start = as_of - max(windows)
-        events = [_slice(c, start, as_of) for c in self.events + [{c: v[messages] for c, v in rows.items()}]
+        events = [_slice(c, start, as_of) for c in self.events + [new_events]
                   if len(c["timestamp"]) and c["timestamp"][-1] >= start]
-        pending = _slice(_sorted(concat_events([self.pending, {c: v[~messages] for c, v in rows.items()}])),
-                         as_of - settle_delay, as_of)
-        merged_names = {"key": np.concatenate([self.names["key"], names["key"]]),
-                        "value": pa.concat_arrays([self.names["value"], names["value"]])} if names else self.names
+        pending = _slice(_sorted(concat_events([self.pending, new_pending]))[0], as_of - settle_delay, as_of)
         with np.errstate(over="ignore"):
             fp = int((np.uint64(self.fingerprint) + np.uint64(fingerprint)))
         return TenantState(self.tenant_id, as_of, lifetime, decayed, counts, events, pending,
-                           _dedup_names(merged_names), fp)
+                           _merge_names(self.names, names), fp)
 
     def event_rows(self) -> dict[str, np.ndarray]:
         """Every retained row (message chunks and pending label events), one table."""
         return concat_events(self.events + [self.pending])
 
 
-def _sorted(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _sorted(rows: dict[str, np.ndarray], groupings: dict[str, Grouping] | None = None
+            ) -> tuple[dict[str, np.ndarray], dict[str, Grouping] | None]:
+    """Rows in time order (no copy when they already are), with their groupings in the same order."""
+    ts = np.asarray(rows["timestamp"])
+    if len(ts) < 2 or (ts[1:] >= ts[:-1]).all():
+        return {c: np.asarray(rows[c]).astype(d, copy=False) for c, d in EVENT_COLUMNS.items()}, groupings
     order = time_order(rows)
-    return {c: np.asarray(rows[c])[order].astype(d, copy=False) for c, d in EVENT_COLUMNS.items()}
+    if groupings is not None:
+        groupings = {c: Grouping(g.keys, g.codes[order]) for c, g in groupings.items()}
+    return {c: np.asarray(rows[c])[order].astype(d, copy=False) for c, d in EVENT_COLUMNS.items()}, groupings
+
+
+def _split(rows: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Message rows and label events (views when there are no label events)."""
+    messages = rows["is_message"]
+    if messages.all():
+        return rows, {c: v[:0] for c, v in rows.items()}
+    return {c: v[messages] for c, v in rows.items()}, {c: v[~messages] for c, v in rows.items()}
+
+
+def _merge_names(names: dict[str, np.ndarray], more: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """Names (sorted, distinct keys) with more names spliced in: a lookup of the new keys, no re-sort."""
+    more = _dedup_names(more)
+    if not len(more["key"]):
+        return names
+    if not len(names.get("key", ())):
+        return more
+    plan = Splice.of([names["key"]], [more["key"]])
+    if not len(plan.new):
+        return names
+    # Strings by position in (old strings, new strings): the kept order of a sorted merge.
+    index = plan.apply(np.arange(len(names["key"])), np.arange(len(more["key"])) + len(names["key"]),
+                       lambda kept, _: kept)
+    return {"key": plan.apply(names["key"], more["key"]),
+            "value": pa.concat_arrays([names["value"], more["value"]]).take(pa.array(index))}
 
 
 def _dedup_names(names: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from ._config import BaselineConfig
@@ -50,9 +51,16 @@ def pair_keys(sender_keys: np.ndarray, recipient_keys: np.ndarray) -> np.ndarray
 
 
 def _align(keys: np.ndarray, agg_keys: np.ndarray, values: np.ndarray, fill: Any = 0) -> np.ndarray:
-    """Values of a sorted keyed aggregate at sorted ``keys`` (fill where absent)."""
+    """Values of a sorted keyed aggregate at sorted, distinct ``keys`` (fill where absent)."""
     out = np.full(len(keys), fill, dtype=values.dtype if values.size else np.int64)
     if not len(agg_keys) or not len(keys):
+        return out
+    if len(agg_keys) == len(keys) and np.array_equal(agg_keys, keys):
+        return values
+    if len(agg_keys) < len(keys):  # look the fewer keys up in the longer array
+        pos = np.minimum(np.searchsorted(keys, agg_keys), len(keys) - 1)
+        found = keys[pos] == agg_keys
+        out[pos[found]] = values[found]
         return out
     pos = np.searchsorted(agg_keys, keys)
     pos_c = np.minimum(pos, len(agg_keys) - 1)
@@ -61,14 +69,28 @@ def _align(keys: np.ndarray, agg_keys: np.ndarray, values: np.ndarray, fill: Any
     return out
 
 
+def _runs(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts, for sorted ``values``."""
+    starts = np.empty(len(values), bool)
+    starts[:1] = True
+    np.not_equal(values[1:], values[:-1], out=starts[1:])
+    return np.flatnonzero(starts)
+
+
 def _count_by(keys: np.ndarray, members: np.ndarray) -> np.ndarray:
     """How many of ``members`` (sorted or not) equal each of the sorted ``keys``."""
-    if not len(keys):
-        return np.zeros(0, np.int32)
-    pos = np.searchsorted(keys, members)
-    pos_c = np.minimum(pos, len(keys) - 1)
-    pos_c = pos_c[keys[pos_c] == members]
-    return np.bincount(pos_c, minlength=len(keys)).astype(np.int32)
+    if not len(keys) or not len(members):
+        return np.zeros(len(keys), np.int32)
+    if (members[1:] >= members[:-1]).all():  # runs of equal members: no lookup per member
+        starts = _runs(members)
+        distinct, counts = members[starts], np.diff(np.append(starts, len(members)))
+    else:
+        codes, distinct = pd.factorize(members)
+        distinct = np.asarray(distinct, dtype=members.dtype)
+        counts = np.bincount(codes, minlength=len(distinct))
+        order = np.argsort(distinct)
+        distinct, counts = distinct[order], counts[order]
+    return _align(keys, distinct, counts).astype(np.int32)
 
 
 def _ts(values: np.ndarray, sentinel: int) -> pa.Array:
@@ -90,12 +112,20 @@ class _Names:
     def __bool__(self) -> bool:
         return bool(len(self.keys))
 
+    def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        return pos, self.keys[pos] == keys
+
     def take(self, keys: np.ndarray) -> pa.Array:
-        pos = np.searchsorted(self.keys, keys)
-        pos_c = np.minimum(pos, max(len(self.keys) - 1, 0))
-        found = self.keys[pos_c] == keys
+        if len(keys) > 64 and not (keys[1:] >= keys[:-1]).all():
+            # Keys that repeat in no order (a pair's recipients): look each distinct one up once.
+            codes, distinct = pd.factorize(keys)
+            pos, found = self._positions(np.asarray(distinct, dtype=np.uint64))
+            pos, found = pos[codes], found[codes]
+        else:
+            pos, found = self._positions(keys)
         # Arrow take: no Python string objects; absent keys become nulls.
-        return self.values.take(pa.array(pos_c, mask=~found))
+        return self.values.take(pa.array(pos, mask=~found))
 
 
 def _lists(owner_keys: np.ndarray, member_owner: np.ndarray, columns: dict[str, np.ndarray],
@@ -220,7 +250,10 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
     if len(pk):
         from ._index import KeyIndex
 
-        reverse = KeyIndex.build(pk).get(pair_keys(pr, ps))
+        # A hash table over the pair keys (unsorted hashes, so pandas does not fall back to binary search).
+        index = pd.Index(pk)
+        reverse = index.get_indexer(pair_keys(pr, ps)) if index.is_unique else KeyIndex.build(pk).get(
+            pair_keys(pr, ps))
         has = reverse >= 0
         rpos = np.maximum(reverse, 0)
         t["n_reverse"] = np.where(has, pv["n_messages"][rpos], 0).astype(np.int32)
@@ -247,7 +280,8 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
         t[c] = rv[c].astype(np.int32)
     # A first-time sender's first message reached this mailbox: the pair began
     # when the sender did (messages at the same instant count once).
-    sender_first = _align(ps, sk, sv["first_seen"], _INT64_MAX)
+    runs = _runs(ps)  # pairs are sorted by sender: look each sender up once
+    sender_first = np.repeat(_align(ps[runs], sk, sv["first_seen"], _INT64_MAX), np.diff(np.append(runs, len(ps))))
     first_time = inbound_pairs & (pv["first_seen"] == sender_first)
     t["n_first_time_inbound"] = _count_by(rk, pr[first_time])
     t["first_time_share"] = np.divide(t["n_first_time_inbound"], t["n_inbound"], out=np.zeros(len(rk)),
@@ -258,14 +292,17 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
     # ---------------------------------------------------------------- display_name
     dn, ds = disp.keys["display_name_key"], disp.keys["sender_key"]
     dc, di = disp.values["n_messages"], disp.values["n_internal"]
-    names_keys = np.unique(dn)
+    starts = _runs(dn)  # sorted by name: one run of rows per name
+    names_keys = dn[starts]
+    first = np.zeros(len(dn), np.int64)
+    first[starts] = 1
+    run = np.cumsum(first) - 1  # each row's name
     t = {"display_name_key": names_keys}
     if not private:
         t["display_name"] = names.take(names_keys)
-    t["n_messages"] = np.bincount(np.searchsorted(names_keys, dn), weights=dc,
-                                  minlength=len(names_keys)).astype(np.int32)
-    t["n_addresses"] = _count_by(names_keys, dn)
-    internal = np.bincount(np.searchsorted(names_keys, dn), weights=di, minlength=len(names_keys)).astype(np.int32)
+    t["n_messages"] = np.bincount(run, weights=dc, minlength=len(names_keys)).astype(np.int32)
+    t["n_addresses"] = np.diff(np.append(starts, len(dn))).astype(np.int32)
+    internal = np.bincount(run, weights=di, minlength=len(names_keys)).astype(np.int32)
     t["n_internal"] = internal
     t["is_internal"] = internal > 0
     lists = {"address_keys": ds, "address_counts": dc.astype(np.int32)}

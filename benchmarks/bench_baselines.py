@@ -378,7 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     import scipy.special  # noqa: F401  (imported once, outside the timings)
 
     ours_s = []
+    snapshots = None
     for _ in range(args.repeat):
+        snapshots = None  # the last run's snapshots are freed before the next run (memory)
         gc.collect()
         t0 = time.perf_counter()
         snapshots = build_baselines(m, as_of=end, config=config, n_jobs=args.jobs)
@@ -394,7 +396,9 @@ def main(argv: list[str] | None = None) -> None:
         con = None
     else:
         duck_s = []
+        con = None
         for _ in range(args.repeat):
+            con = None  # the last run's connection closes before the next run (memory)
             gc.collect()
             con, s = duckdb_build(m, end, args.jobs, config.half_life.total_seconds())
             duck_s.append(s)
@@ -404,6 +408,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ratio (DuckDB time / commgraph time): {duck / ours:.2f}x")
         problems = compare(con, snapshots)
         print("numbers agree" if not problems else f"numbers DIFFER: {problems}")
+        con.close()
+        del con
 
     # Refresh one new day into the day-before snapshots, against a full rebuild; one process each.
     before = end - DAY
@@ -412,8 +418,11 @@ def main(argv: list[str] | None = None) -> None:
     # Cold-start tenants borrow the global prior; give the refresh the one the rebuild pools, so that the
     # comparison below is exact (a refresh job gets it from the pooled fit over all tenants).
     pooled = {k: v for k, v in next(iter(snapshots.values())).priors["global"].items()}
+    del snapshots  # only the refresh section's snapshots from here on (memory)
     refresh_s, rebuild_s = [], []
+    refreshed = rebuilt = None
     for _ in range(args.repeat):
+        refreshed = rebuilt = None
         gc.collect()
         t0 = time.perf_counter()
         refreshed = {t: refresh(s, new_day[t], as_of=end, global_prior=pooled) for t, s in previous.items()}
