@@ -58,6 +58,9 @@ class ParsedAddresses:
         Stable key of each normalised address (0 when invalid).
     index : pandas.Index
         The input's index.
+    normalised_input : pandas.Series or None
+        The input itself (Arrow-backed strings) when every value was already
+        normalised, so ``address`` is the input and shares its memory; else None.
     """
 
     codes: np.ndarray
@@ -67,10 +70,13 @@ class ParsedAddresses:
     unique_problem: np.ndarray
     unique_key: np.ndarray
     index: pd.Index
+    normalised_input: pd.Series | None = None
 
     @functools.cached_property
     def address(self) -> pd.Series:
         """Normalised address per row; missing where missing or invalid."""
+        if self.normalised_input is not None:
+            return self.normalised_input.rename(None)
         return spread(self.unique_address, self.codes, self.index)
 
     @functools.cached_property
@@ -138,6 +144,8 @@ def _fullmatch(text: pd.Series, pattern: str) -> np.ndarray:
 
 
 def _take(values: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
+    if not len(codes) or codes.min() >= 0:  # nothing missing: one gather, no mask
+        return values.take(codes)
     out = np.full(len(codes), missing, dtype=values.dtype)
     present = codes >= 0
     out[present] = values[codes[present]]
@@ -245,10 +253,12 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     >>> parse_addresses(pd.Series(["B@x.com", "b@x.com", None], dtype="category")).address.tolist()
     ['b@x.com', 'b@x.com', nan]
     """
+    text = None
     if isinstance(values.dtype, pd.CategoricalDtype):
         codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
     else:
-        codes, uniques = pd.factorize(values.astype(STRING_DTYPE), use_na_sentinel=True)
+        text = values.astype(STRING_DTYPE)
+        codes, uniques = pd.factorize(text, use_na_sentinel=True)
     uniq = pd.Series(uniques, dtype=STRING_DTYPE)
     stripped = uniq.str.strip()
     lowered = stripped.str.lower()
@@ -271,9 +281,13 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     for i in np.flatnonzero(~fast):
         address[i], display[i], problem[i] = normalise_address(uniq.iat[i], fold_plus=fold_plus)
         domain[i] = address[i].partition("@")[2] if address[i] is not None else None
-    keys = stable_keys(pd.Series(address, dtype=STRING_DTYPE))
+    normalised = pd.Series(address, dtype=STRING_DTYPE)
+    keys = stable_keys(normalised)
+    # Already normal (the common case in archives): the input is the output, no new copy.
+    unchanged = text is not None and bool((normalised == uniq).all())
     # int32 codes: distinct values never reach 2**31, and rows are many.
-    return ParsedAddresses(codes.astype(np.int32, copy=False), address, domain, display, problem, keys, values.index)
+    return ParsedAddresses(codes.astype(np.int32, copy=False), address, domain, display, problem, keys, values.index,
+                           text if unchanged else None)
 
 
 def _split_at(addresses: pd.Series) -> tuple[pd.Series, pd.Series]:

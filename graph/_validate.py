@@ -323,11 +323,13 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     display = normalise_display_names(display)
 
     optional = {}
+    # Text columns the input lacks are all missing: one array serves them all.
+    missing_text = pd.Series(pd.array(pa.nulls(len(msgs), pa.large_string()), dtype=STRING_DTYPE), index=msgs.index)
     for name, (vocabulary, dtype) in _ENUMS.items():
         optional[name] = _enum(msgs, name, vocabulary, dtype, findings)
     for name in ("reply_to", "return_path"):
-        optional[name] = _optional_address(msgs, name, findings, fold_plus_addresses)
-    optional["sender_ip"] = _sender_ip(msgs, findings)
+        optional[name] = _optional_address(msgs, name, findings, fold_plus_addresses, missing_text)
+    optional["sender_ip"] = _sender_ip(msgs, findings, missing_text)
     labeled_at = pd.Series(pd.NaT, index=msgs.index, dtype=TIMESTAMP_DTYPE)
     if "labeled_at" in msgs:
         present = msgs["labeled_at"].notna().to_numpy()
@@ -339,8 +341,7 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
         findings.add(early, "labeled_at", ReasonCode.LABELED_BEFORE_MESSAGE, msgs["labeled_at"][early],
                      "a label cannot be known before its message arrived; correct labeled_at or the timestamp")
     optional["labeled_at"] = labeled_at
-    optional["subject"] = (msgs["subject"].astype(STRING_DTYPE) if "subject" in msgs
-                           else pd.Series(pd.NA, index=msgs.index, dtype=STRING_DTYPE))
+    optional["subject"] = msgs["subject"].astype(STRING_DTYPE) if "subject" in msgs else missing_text
     return tenant, message_id, ts, sender, display, optional
 
 
@@ -505,9 +506,9 @@ def _enum(msgs: pd.DataFrame, column: str, vocabulary, dtype, findings: _Finding
     return pd.Series(pd.Categorical.from_codes(row_category, dtype=dtype), index=msgs.index)
 
 
-def _optional_address(msgs, column, findings, fold_plus) -> pd.Series:
+def _optional_address(msgs, column, findings, fold_plus, missing_text: pd.Series) -> pd.Series:
     if column not in msgs:
-        return pd.Series(pd.NA, index=msgs.index, dtype=STRING_DTYPE)
+        return missing_text
     raw = _blank_to_na(msgs[column])
     # "<>" is the null reverse path of bounces, not an invalid address.
     raw = raw.mask(raw == "<>")
@@ -528,9 +529,9 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"^{_OCTET}(?:\.{_OCTET}){{3}}$"
 
 
-def _sender_ip(msgs, findings) -> pd.Series:
+def _sender_ip(msgs, findings, missing_text: pd.Series) -> pd.Series:
     if "sender_ip" not in msgs:
-        return pd.Series(pd.NA, index=msgs.index, dtype=STRING_DTYPE)
+        return missing_text
     raw = _blank_to_na(msgs["sender_ip"])
     # Dotted-quad IPv4 is checked in Arrow's regex engine; only the rest (IPv6, oddities)
     # goes through the standard library, once per distinct value.
@@ -586,46 +587,58 @@ def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> 
     parent = state.edge_parent if everything else state.edge_parent[keep]
     key = parsed.key if everything else parsed.key[keep]
     rtype = state.edge_type if everything else state.edge_type[keep]
-    # One edge per (message, recipient): the most visible type wins (to > cc > bcc > unknown).
-    # Repeats are rare, so a hash of the pair finds candidates and only those are sorted,
-    # comparing the exact (message, key) pair.
-    pair_hash = key ^ (parent.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-    ordered = np.sort(pair_hash)
-    repeats = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    del ordered
-    if not len(repeats):
-        chosen = np.arange(len(parent))
-    else:
-        repeated = pd.Series(pair_hash).isin(repeats).to_numpy()
-        chosen = np.flatnonzero(~repeated)
-    del pair_hash
-    if len(repeats):
-        rows = np.flatnonzero(repeated)
-        rank = np.where(rtype[rows] < 0, len(RECIPIENT_TYPES), rtype[rows])
-        order = rows[np.lexsort((rows, rank, key[rows], parent[rows]))]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = (parent[order][1:] != parent[order][:-1]) | (key[order][1:] != key[order][:-1])
-        chosen = np.sort(np.concatenate([chosen, order[first]]))
-    chosen_parent = parent if len(chosen) == len(parent) else parent[chosen]
-    if (chosen_parent[1:] < chosen_parent[:-1]).any():
-        chosen = chosen[np.argsort(chosen_parent, kind="stable")]  # message order, then entry order
-    del chosen_parent
-    # Messages whose recipients are all gone.
-    had_entries = np.bincount(state.edge_parent, minlength=len(state.msgs)) > 0
-    has_edges = np.bincount(parent[chosen], minlength=len(state.msgs)) > 0
+    chosen = _one_edge_per_pair(parent, key, rtype)
+    n_messages = len(state.msgs)
+    # Messages whose recipients are all gone. (Reordering entries changes no count.)
+    had_entries = np.bincount(state.edge_parent, minlength=n_messages) > 0
+    has_edges = np.bincount(parent if chosen is None or len(chosen) == len(parent) else parent[chosen],
+                            minlength=n_messages) > 0
     src = "recipients" if state.layout == "list" else ("to/cc/bcc" if state.layout == "typed" else "recipient")
     findings.add(~had_entries, src, ReasonCode.MISSING_VALUE, [None] * int((~had_entries).sum()),
                  "every message needs at least one recipient; fill them or drop those rows")
     findings.add(had_entries & ~has_edges, src, ReasonCode.NO_VALID_RECIPIENTS,
                  [None] * int((had_entries & ~has_edges).sum()),
                  "correct the recipient addresses, or drop those rows")
-    if len(chosen) == len(keep) and (chosen[1:] > chosen[:-1]).all():
-        # Nothing dropped, repeated or reordered: the entries are the edges.
-        return _Edges(parent=parent, parsed=parsed, rtype=rtype, repeated=np.zeros(len(state.msgs), dtype=np.int32))
-    repeated = (np.bincount(parent, minlength=len(state.msgs))
-                - np.bincount(parent[chosen], minlength=len(state.msgs))).astype(np.int32)
+    if chosen is None:  # nothing repeated or reordered: the usable entries are the edges
+        return _Edges(parent=parent, parsed=parsed if everything else parsed.subset(np.flatnonzero(keep)),
+                      rtype=rtype, repeated=np.zeros(n_messages, dtype=np.int32))
+    repeated = (np.bincount(parent, minlength=n_messages)
+                - np.bincount(parent[chosen], minlength=n_messages)).astype(np.int32)
     return _Edges(parent=parent[chosen], parsed=parsed.subset(np.flatnonzero(keep)[chosen]), rtype=rtype[chosen],
                   repeated=repeated)
+
+
+def _one_edge_per_pair(parent: np.ndarray, key: np.ndarray, rtype: np.ndarray) -> np.ndarray | None:
+    """Positions of the entries that become edges, in message order then entry order.
+
+    One edge per (message, recipient): the most visible type wins (to > cc > bcc >
+    unknown). ``None`` when every entry is an edge and already in order, the common
+    case, which then costs no index array.
+    """
+    # Repeats are rare, so a hash of the pair finds candidates and only those are sorted,
+    # comparing the exact (message, key) pair. Built and sorted in place: one 8-byte array.
+    pair_hash = parent.astype(np.uint64)
+    pair_hash *= np.uint64(0x9E3779B97F4A7C15)
+    pair_hash ^= key
+    pair_hash.sort()
+    repeats = np.unique(pair_hash[1:][pair_hash[1:] == pair_hash[:-1]])
+    del pair_hash
+    chosen = None
+    if len(repeats):
+        pair_hash = key ^ (parent.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        repeated = pd.Series(pair_hash).isin(repeats).to_numpy()
+        del pair_hash
+        rows = np.flatnonzero(repeated)
+        rank = np.where(rtype[rows] < 0, len(RECIPIENT_TYPES), rtype[rows])
+        order = rows[np.lexsort((rows, rank, key[rows], parent[rows]))]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (parent[order][1:] != parent[order][:-1]) | (key[order][1:] != key[order][:-1])
+        chosen = np.sort(np.concatenate([np.flatnonzero(~repeated), order[first]]))
+    chosen_parent = parent if chosen is None else parent[chosen]
+    if (chosen_parent[1:] < chosen_parent[:-1]).any():
+        order = np.argsort(chosen_parent, kind="stable")  # message order, then entry order
+        chosen = order if chosen is None else chosen[order]
+    return chosen
 
 
 def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edges: _Edges,
@@ -790,9 +803,19 @@ def reject_rows(original: pd.DataFrame, positions: np.ndarray, column: str, reas
                                     for s, v in zip(sentences, values)], dtype=STRING_DTYPE),
         "reject_action": pd.array([action] * len(positions), dtype=STRING_DTYPE),
     }, index=index)
-    # A take, also when empty: a slice would keep the input's buffers alive in the rejects.
-    rows = original.iloc[np.asarray(positions, dtype=np.intp)]
+    rows = original.iloc[positions] if len(positions) else _no_rows(original)
     return pd.concat([meta, rows.set_axis(index)], axis=1)
+
+
+def _no_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s columns and dtypes with no rows, in new empty arrays.
+
+    ``frame.iloc[:0]`` would keep the input's buffers alive in the rejects, and an
+    empty Arrow take concatenates the chunks first.
+    """
+    empty = pd.DataFrame({i: pd.array([], dtype=dtype) for i, dtype in enumerate(frame.dtypes)})
+    empty.columns = frame.columns
+    return empty
 
 
 def _rejects(original, state, findings) -> pd.DataFrame:
