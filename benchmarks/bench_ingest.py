@@ -2,7 +2,7 @@
 
 Our figure (``read_messages``) beside the floor, plain ``pandas.read_parquet`` of
 the same file, in one run. Each step runs in a fresh process so its peak memory
-(ru_maxrss) is its own.
+(VmHWM) is its own.
 
     python -m benchmarks.bench_ingest --messages 1000000
 """
@@ -105,8 +105,11 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = synthetic_archive(args.messages, Path(tmp) / "mail.parquet")
         arrow_mib = pq.read_table(path).nbytes / 2**20
-        ours = min((_run("commgraph", path) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+        our_runs = [_run("commgraph", path) for _ in range(args.repeat)]
         floor = min((_run("floor", path) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+    ours = min(our_runs, key=lambda r: r["seconds"])
+    # Peak memory moves with thread timing from run to run: every run's figure is kept.
+    memory_runs = [round(r["peak_over_start_mib"] / arrow_mib, 2) for r in our_runs]
     result = {
         "messages": args.messages, "edges": ours["edges"],
         "commgraph_seconds": round(ours["seconds"], 3),
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         # Memory the work added (peak RSS minus RSS once the libraries are imported),
         # over the input's in-memory Arrow size.
         "peak_over_arrow_size": round(ours["peak_over_start_mib"] / arrow_mib, 2),
+        "peak_over_arrow_size_every_run": memory_runs,
     }
     print(f"ingest {args.messages:,} messages ({ours['edges']:,} edges) from Parquet, best of {args.repeat}:")
     for name, r, rate in (("commgraph read_messages", ours, result["commgraph_messages_per_s"]),
@@ -128,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {name:<24}{r['seconds']:7.2f} s  {rate:>10,} msg/s  peak {r['peak_mib']:6.0f} MiB "
               f"(+{r['peak_over_start_mib']:.0f} MiB over the imported libraries)")
     print(f"  ratio (ours / floor)      {result['time_ratio_vs_read_parquet']:.2f}x time; work memory "
-          f"{result['peak_over_arrow_size']:.2f}x the input's Arrow size ({arrow_mib:.0f} MiB)")
+          f"{result['peak_over_arrow_size']:.2f}x the input's Arrow size ({arrow_mib:.0f} MiB); "
+          f"every run: {', '.join(f'{x:.2f}x' for x in memory_runs)}")
     return result
 
 

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from email.utils import parseaddr
+from typing import Iterator
 
 import idna
 import numpy as np
@@ -57,6 +58,9 @@ class ParsedAddresses:
         Stable key of each normalised address (0 when invalid).
     index : pandas.Index
         The input's index.
+    normalised_input : pandas.Series or None
+        The input itself (Arrow-backed strings) when every value was already
+        normalised, so ``address`` is the input and shares its memory; else None.
     """
 
     codes: np.ndarray
@@ -66,10 +70,13 @@ class ParsedAddresses:
     unique_problem: np.ndarray
     unique_key: np.ndarray
     index: pd.Index
+    normalised_input: pd.Series | None = None
 
     @functools.cached_property
     def address(self) -> pd.Series:
         """Normalised address per row; missing where missing or invalid."""
+        if self.normalised_input is not None:
+            return self.normalised_input.rename(None)
         return spread(self.unique_address, self.codes, self.index)
 
     @functools.cached_property
@@ -137,6 +144,8 @@ def _fullmatch(text: pd.Series, pattern: str) -> np.ndarray:
 
 
 def _take(values: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
+    if not len(codes) or codes.min() >= 0:  # nothing missing: one gather, no mask
+        return values.take(codes)
     out = np.full(len(codes), missing, dtype=values.dtype)
     present = codes >= 0
     out[present] = values[codes[present]]
@@ -225,6 +234,8 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     values : pandas.Series
         Raw addresses in any header form; missing values stay missing (they are
         not problems here: the caller decides whether the column may be empty).
+        A categorical is taken as already factorised (its categories are the
+        distinct values).
     fold_plus : bool, default False
         Fold plus-addressing (``ann+tag@x.com`` -> ``ann@x.com``).
 
@@ -239,8 +250,15 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     ['bob@acme.com', nan, nan, 'bob@acme.com']
     >>> p.problem.tolist()
     [nan, 'empty domain', nan, nan]
+    >>> parse_addresses(pd.Series(["B@x.com", "b@x.com", None], dtype="category")).address.tolist()
+    ['b@x.com', 'b@x.com', nan]
     """
-    codes, uniques = pd.factorize(values.astype(STRING_DTYPE), use_na_sentinel=True)
+    text = None
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
+    else:
+        text = values.astype(STRING_DTYPE)
+        codes, uniques = pd.factorize(text, use_na_sentinel=True)
     uniq = pd.Series(uniques, dtype=STRING_DTYPE)
     stripped = uniq.str.strip()
     lowered = stripped.str.lower()
@@ -263,9 +281,13 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     for i in np.flatnonzero(~fast):
         address[i], display[i], problem[i] = normalise_address(uniq.iat[i], fold_plus=fold_plus)
         domain[i] = address[i].partition("@")[2] if address[i] is not None else None
-    keys = stable_keys(pd.Series(address, dtype=STRING_DTYPE))
+    normalised = pd.Series(address, dtype=STRING_DTYPE)
+    keys = stable_keys(normalised)
+    # Already normal (the common case in archives): the input is the output, no new copy.
+    unchanged = text is not None and bool((normalised == uniq).all())
     # int32 codes: distinct values never reach 2**31, and rows are many.
-    return ParsedAddresses(codes.astype(np.int32), address, domain, display, problem, keys, values.index)
+    return ParsedAddresses(codes.astype(np.int32, copy=False), address, domain, display, problem, keys, values.index,
+                           text if unchanged else None)
 
 
 def _split_at(addresses: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -410,52 +432,118 @@ _IS_SPECIAL = np.zeros(256, dtype=bool)
 _IS_SPECIAL[list(_SEPARATOR_BYTES + _QUOTING_BYTES)] = True
 _IS_QUOTING = np.zeros(256, dtype=bool)
 _IS_QUOTING[list(_QUOTING_BYTES)] = True
+_TRIMMED = " \t\r\n;,"
+# Lists are split a slice of rows at a time, so the byte mask and separator positions
+# held at once stay a few MiB whatever the column's size.
+_SLICE_ROWS = 1 << 17
 
 
-def _split_lists(text: pd.Series) -> tuple[np.ndarray, pd.Series, np.ndarray]:
-    """Split ``;``/``,``-separated lists at the byte level, without copying the characters.
+def _row_slices(text: pd.Series) -> Iterator[tuple[int, pa.LargeStringArray]]:
+    """(first row, slice) over the Arrow chunks behind ``text``; the characters are never copied."""
+    array = pa.array(text.array)
+    row = 0
+    for chunk in array.chunks if isinstance(array, pa.ChunkedArray) else [array]:
+        chunk = chunk.cast(pa.large_string())  # a new offsets buffer; the characters are shared
+        for start in range(0, len(chunk), _SLICE_ROWS):
+            yield row + start, chunk.slice(start, _SLICE_ROWS)
+        row += len(chunk)
 
-    Separators are ASCII, so in UTF-8 they never occur inside a multi-byte
-    character: the pieces are new offsets over the same data buffer. Each piece
-    but a row's first starts with its separator, trimmed off with the white space.
-    Rows holding a quote, parenthesis or angle bracket may hide separators inside
-    display names; they are returned in a mask for the quote-aware splitter.
 
-    Returns
-    -------
-    parent, entries, quoted
+def _split_slice(array: pa.LargeStringArray, first_row: int, parent_dtype: type
+                 ) -> tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray]:
+    """One slice's pieces: (parent row, index into the slice's distinct pieces, those pieces, quoted rows).
+
+    Each piece but a row's first starts with its separator; the distinct pieces are
+    trimmed later, once for all slices. Pieces of missing or quoted rows are masked
+    out of the encoding, so they never become distinct values.
     """
-    array = _arrow(text)
     n = len(array)
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + n + 1]
     buffer = array.buffers()[2]
     data = np.frombuffer(buffer, dtype=np.uint8) if buffer is not None else np.zeros(0, np.uint8)
     lo, hi = int(offsets[0]), int(offsets[-1])
-    body = data[lo:hi]
-    special = np.flatnonzero(_IS_SPECIAL[body]) + lo
+    special = np.flatnonzero(_IS_SPECIAL[data[lo:hi]]) + lo
     quoting = _IS_QUOTING[data[special]]
     row = np.searchsorted(offsets, special, side="right") - 1
     quoted = np.zeros(n, dtype=bool)
     quoted[row[quoting]] = True
     is_separator = ~quoting & ~quoted[row]
-    separators, separator_row = special[is_separator], row[is_separator]
-    counts = np.bincount(separator_row, minlength=n)
+    separators = special[is_separator]
+    counts = np.bincount(row[is_separator], minlength=n)
+    del special, quoting, row, is_separator
     # Each row contributes its start, then its separators (both already in order).
-    row_slot = np.arange(n) + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    boundaries = np.empty(n + len(separators), dtype=np.int64)
-    is_start = np.zeros(len(boundaries), dtype=bool)
+    row_slot = np.arange(n) + (np.cumsum(counts) - counts)
+    boundaries = np.empty(n + len(separators) + 1, dtype=np.int64)
+    is_start = np.zeros(len(boundaries) - 1, dtype=bool)
     is_start[row_slot] = True
     boundaries[row_slot] = offsets[:-1]
-    boundaries[~is_start] = separators
-    parent = np.repeat(np.arange(n, dtype=np.int64), counts + 1)
-    pieces = pa.LargeStringArray.from_buffers(len(boundaries), pa.py_buffer(np.append(boundaries, hi)), buffer)
-    pieces = pc.utf8_trim(pieces, characters=" \t\r\n;,")
+    boundaries[:-1][~is_start] = separators
+    boundaries[-1] = hi
+    del separators, is_start, row_slot
+    parent = np.repeat(np.arange(first_row, first_row + n, dtype=parent_dtype), counts + 1)
     valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    keep = np.asarray(pc.greater(pc.binary_length(pieces), 0).to_numpy(zero_copy_only=False), dtype=bool)
-    keep &= valid[parent] & ~quoted[parent]
-    if not keep.all():  # blank pieces, missing or quoted rows: the only copy of the characters
-        parent, pieces = parent[keep], pieces.filter(keep)
-    return parent, pd.Series(pd.array(pieces, dtype=STRING_DTYPE)), quoted & valid
+    usable = valid & ~quoted
+    validity = None
+    if not usable.all():
+        keep = usable[parent - first_row]
+        parent = parent[keep]
+        validity = pa.py_buffer(np.packbits(keep, bitorder="little"))
+    pieces = pa.LargeStringArray.from_buffers(len(boundaries) - 1, pa.py_buffer(boundaries), buffer, validity)
+    encoded = pc.dictionary_encode(pieces)
+    return parent, encoded.indices.drop_null().to_numpy(), encoded.dictionary, quoted & valid
+
+
+def _split_lists(text: pd.Series) -> tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray]:
+    """Split ``;``/``,``-separated lists at the byte level, without copying the characters.
+
+    Separators are ASCII, so in UTF-8 they never occur inside a multi-byte
+    character: the pieces are new offsets over the same data buffer, dictionary
+    encoded as they are found, and only the distinct pieces are trimmed (of
+    separators and white space). Rows holding a quote, parenthesis or angle
+    bracket may hide separators inside display names; they are returned in a
+    mask for the quote-aware splitter.
+
+    Returns
+    -------
+    parent, codes, uniques, quoted
+        Each piece's row (int32 while rows fit), its position in ``uniques``
+        (int32; distinct trimmed pieces in order of first appearance, blanks
+        included), and the rows left to the quote-aware splitter.
+    """
+    parent_dtype = np.int32 if len(text) < 2**31 else np.int64
+    parents, indices, dictionaries, quoted = [], [], [], []
+    for first_row, array in _row_slices(text):
+        parent, index, dictionary, slice_quoted = _split_slice(array, first_row, parent_dtype)
+        parents.append(parent)
+        indices.append(index)
+        dictionaries.append(dictionary)
+        quoted.append(slice_quoted)
+    if not dictionaries:
+        return (np.zeros(0, parent_dtype), np.zeros(0, np.int32), pa.array([], pa.large_string()),
+                np.zeros(len(text), dtype=bool))
+    # Trimming maps pieces that differ only in separators or white space to one value;
+    # encoding the trimmed pieces of every slice together gives one set of codes.
+    trimmed = pc.dictionary_encode(pc.utf8_trim(pa.concat_arrays(dictionaries), characters=_TRIMMED))
+    remap = trimmed.indices.to_numpy()
+    starts = np.cumsum([0] + [len(d) for d in dictionaries[:-1]])
+    codes = [remap[start + index] for start, index in zip(starts, indices)]
+    del indices
+    return (parents[0] if len(parents) == 1 else np.concatenate(parents),
+            codes[0] if len(codes) == 1 else np.concatenate(codes), trimmed.dictionary, np.concatenate(quoted))
+
+
+def _entries(parent: np.ndarray, codes: np.ndarray, uniques: pa.Array) -> tuple[np.ndarray, pd.Series]:
+    """Entries as a categorical over their distinct values, blank entries left out."""
+    blank = np.asarray(pc.equal(pc.binary_length(uniques), 0).to_numpy(zero_copy_only=False), dtype=bool)
+    if blank.any():
+        renumber = np.cumsum(~blank, dtype=np.int32) - 1
+        renumber[blank] = -1
+        codes = renumber[codes]
+        keep = codes >= 0
+        parent, codes = parent[keep], codes[keep]
+        uniques = uniques.filter(pa.array(~blank))
+    categories = pd.Index(pd.array(uniques, dtype=STRING_DTYPE))
+    return parent, pd.Series(pd.Categorical.from_codes(codes, categories=categories, validate=False))
 
 
 def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
@@ -469,10 +557,13 @@ def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
 
     Returns
     -------
-    parent : numpy.ndarray of int64
+    parent : numpy.ndarray of int32 (int64 beyond 2**31 rows)
         Position in ``values`` of each entry.
     entries : pandas.Series
-        The raw entries, stripped; blank entries are left out.
+        The raw entries, stripped, as a categorical over their distinct values
+        (in order of first appearance): 4 bytes an entry instead of a copy of
+        its characters, and already factorised for :func:`parse_addresses`.
+        Blank entries are left out.
 
     Examples
     --------
@@ -481,31 +572,38 @@ def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     ([0, 0, 2], ['a@x.com', 'b@y.com', '"Lee, Ann" <ann@z.com>'])
     """
     n = len(values)
+    parent_dtype = np.int32 if n < 2**31 else np.int64
     if n == 0:
-        return np.zeros(0, dtype=np.int64), pd.Series([], dtype=STRING_DTYPE)
+        return np.zeros(0, dtype=parent_dtype), pd.Series(pd.Categorical([], categories=pd.Index([], dtype=STRING_DTYPE)))
     if values.dtype == object and values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
         # List-valued column (from JSON, Parquet lists or Python records).
         flat = values.reset_index(drop=True).explode()
-        parent = flat.index.to_numpy(dtype=np.int64)
+        parent = flat.index.to_numpy(dtype=parent_dtype)
         entries = flat.astype(STRING_DTYPE)
         # Strings inside a list may still hold several addresses.
         if entries.str.contains(r"[;,]", regex=True, na=False).any():
             sub_parent, entries = split_address_lists(entries.reset_index(drop=True))
-            parent = parent[sub_parent]
-            return parent, entries
-    else:
-        text = values.astype(STRING_DTYPE).reset_index(drop=True)
-        parent, entries, quoted = _split_lists(text)
-        if quoted.any():
-            # Quoted display names may hold separators: the careful splitter, row by row.
-            extra = text[quoted].map(_split_quoted).explode()
-            parent = np.concatenate([parent, extra.index.to_numpy(dtype=np.int64)])
-            entries = pd.concat([entries, extra.astype(STRING_DTYPE).str.strip()], ignore_index=True)
-            order = np.argsort(parent, kind="stable")
-            parent, entries = parent[order], entries.iloc[order].reset_index(drop=True)
-        keep = (entries.str.len() > 0).to_numpy(dtype=bool, na_value=False)
-        return parent[keep], entries[keep].reset_index(drop=True)
-    entries = entries.str.strip()
-    keep = entries.notna() & (entries.str.len() > 0)
-    keep_np = keep.to_numpy(dtype=bool)
-    return parent[keep_np], entries[keep_np].reset_index(drop=True)
+            return parent[sub_parent], entries
+        entries = entries.str.strip()
+        keep = (entries.notna() & (entries.str.len() > 0)).to_numpy(dtype=bool)
+        codes, uniques = pd.factorize(entries[keep], use_na_sentinel=True)
+        return parent[keep], pd.Series(pd.Categorical.from_codes(
+            codes.astype(np.int32), categories=pd.Index(uniques, dtype=STRING_DTYPE), validate=False))
+    text = values.astype(STRING_DTYPE).reset_index(drop=True)
+    parent, codes, uniques, quoted = _split_lists(text)
+    if quoted.any():
+        # Quoted display names may hold separators: the careful splitter, row by row.
+        extra = text[quoted].map(_split_quoted).explode()
+        extra_text = _arrow(extra.astype(STRING_DTYPE).str.strip())
+        both = pc.dictionary_encode(pa.concat_arrays([uniques, extra_text]))
+        remap = both.indices.to_numpy()
+        parent = np.concatenate([parent, extra.index.to_numpy(dtype=parent_dtype)])
+        codes = np.concatenate([remap[codes], remap[len(uniques):]])
+        order = np.argsort(parent, kind="stable")
+        parent, codes = parent[order], codes[order]
+        # Distinct values in order of first appearance, as when there is no quoted row.
+        seen = pd.unique(codes)
+        renumber = np.empty(len(both.dictionary), dtype=np.int32)
+        renumber[seen] = np.arange(len(seen), dtype=np.int32)
+        codes, uniques = renumber[codes], both.dictionary.take(pa.array(seen))
+    return _entries(parent, codes, uniques)

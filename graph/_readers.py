@@ -16,7 +16,7 @@ from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
 from ._messages import Messages
 from ._schema import STRING_DTYPE
-from ._validate import apply_column_mapping, reject_rows, validate
+from ._validate import apply_column_mapping, reject_rows, _validate_handed_over
 
 __all__ = ["read_messages", "read_frame", "list_sources"]
 
@@ -330,7 +330,11 @@ def _validated(frame: pd.DataFrame, strict: bool, columns, seen: _SeenMessageIds
         frame, rejects = seen.split(frame, strict)
         if rejects is not None:
             extra.append(rejects)
-    messages = validate(frame, strict=strict, **options)
+    # Handed over with no name left here: validation then frees the input columns it has
+    # consumed before it builds the output (see _whole).
+    handed = [frame]
+    del frame
+    messages = _validate_handed_over(handed, strict=strict, **options)
     if extra:
         messages = messages.with_rejects(extra)
     return messages
@@ -404,8 +408,20 @@ def read_messages(
         only = _TenantFilter(only_tenants, (columns or {}).get("tenant_id", "tenant_id"))
     parts = _parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only)
     if chunksize:
-        seen = _SeenMessageIds()
-        return (_validated(frame, strict, columns, seen, options) for frame in parts)
+        return _validated_chunks(parts, strict, columns, options)
+    return _validated(_whole(parts), strict, columns, None, options)
+
+
+def _whole(parts: Iterator[pd.DataFrame]) -> pd.DataFrame:
+    # The frame read is returned, never named by the caller: validation is then the only
+    # holder of the input, and frees what it has consumed before building the output.
     frames = list(parts)
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames)
-    return _validated(frame, strict, columns, None, options)
+    return frames[0] if len(frames) == 1 else pd.concat(frames)
+
+
+def _validated_chunks(parts: Iterator[pd.DataFrame], strict: bool, columns, options) -> Iterator[Messages]:
+    seen = _SeenMessageIds()
+    for frame in parts:
+        handed = [frame]
+        del frame  # as in _whole: validation holds the only reference to the chunk
+        yield _validated(handed.pop(), strict, columns, seen, options)

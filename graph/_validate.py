@@ -8,6 +8,7 @@ could not use, each with a reason (lenient). Nothing is dropped silently.
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.api.types import union_categoricals
 
 from ._addresses import ParsedAddresses, normalise_display_names, parse_addresses, split_address_lists
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
@@ -200,6 +202,29 @@ def validate(
     1        sender  invalid_address         m2
     2     timestamp  naive_timestamp         m3
     """
+    return _validate_handed_over([frame], strict=strict, columns=columns, tenants=tenants, timezone=timezone,
+                                timestamp_unit=timestamp_unit, timestamp_origin=timestamp_origin,
+                                time_range=time_range, fold_plus_addresses=fold_plus_addresses)
+
+
+def _validate_handed_over(handed: list, **options: Any) -> Messages:
+    """:func:`validate` on a frame handed over in a one-item list, which it empties.
+
+    When the caller keeps no other reference to the frame (the readers build it and
+    keep none), the input columns consumed into new ones are freed before the
+    output is built, so the input and the output are never both whole in memory.
+    ``options`` are :func:`validate`'s keyword arguments; the ones left out take its
+    defaults.
+    """
+    frame = handed.pop()
+    options = {**_VALIDATE_DEFAULTS, **options}
+    unknown = set(options) - set(_VALIDATE_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"validate got an unexpected option {sorted(unknown)[0]!r}")
+    strict, columns, tenants = options["strict"], options["columns"], options["tenants"]
+    timezone, timestamp_unit = options["timezone"], options["timestamp_unit"]
+    timestamp_origin, time_range = options["timestamp_origin"], options["time_range"]
+    fold_plus_addresses = options["fold_plus_addresses"]
     if not isinstance(frame, pd.DataFrame):
         raise ConfigError(f"validate expects a pandas DataFrame (got {type(frame).__name__}); "
                           "use read_messages for files and iterables of records")
@@ -233,7 +258,37 @@ def validate(
     direction = _direction(optional["direction"], tenant, sender, edges, findings, configs)
     optional["direction"] = direction
 
-    return _assemble(original, state, findings, strict, tenant, message_id, ts, sender, display, optional, edges)
+    # Every finding is known: take what needs the input rows now (the rejects, the row
+    # labels, the columns passed through), then let the input go, so the columns consumed
+    # into new ones (recipient lists, timestamps, enums...) are freed before the output
+    # is built. A caller who keeps the frame keeps them; read_messages keeps none.
+    if strict and findings.items:
+        raise SchemaError(_problems(original, state, findings))
+    rejects = _rejects(original, state, findings)
+    index = original.index[state.msg_row]
+    passthrough = {c: msgs[c].array for c in msgs.columns if c not in _CONSUMED and c not in _OUTPUT_COLUMNS}
+    held = pa.total_allocated_bytes()
+    del frame, original, df, msgs, checked
+    state.msgs = None
+    if held - pa.total_allocated_bytes() > _RELEASE_ABOVE:
+        _release_freed_arrow_memory()
+    return _assemble(index, passthrough, rejects, state, findings, tenant, message_id, ts, sender, display,
+                     optional, edges)
+
+
+# Freeing less than this is not worth a call into the allocator.
+_RELEASE_ABOVE = 32 * 2**20
+
+
+def _release_freed_arrow_memory() -> None:
+    # Arrow's allocator keeps freed pages for reuse, and pages freed by another thread
+    # (the Parquet reader's) are not reused by this one: hand them back to the system, so
+    # the numpy arrays built next can use them instead of growing the process (~1 ms).
+    pa.default_memory_pool().release_unused()
+
+
+_VALIDATE_DEFAULTS = {name: p.default for name, p in inspect.signature(validate).parameters.items()
+                      if p.kind is p.KEYWORD_ONLY}
 
 
 def _parse_entries(state: "_State", fold_plus: bool):
@@ -268,11 +323,13 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     display = normalise_display_names(display)
 
     optional = {}
+    # Text columns the input lacks are all missing: one array serves them all.
+    missing_text = pd.Series(pd.array(pa.nulls(len(msgs), pa.large_string()), dtype=STRING_DTYPE), index=msgs.index)
     for name, (vocabulary, dtype) in _ENUMS.items():
         optional[name] = _enum(msgs, name, vocabulary, dtype, findings)
     for name in ("reply_to", "return_path"):
-        optional[name] = _optional_address(msgs, name, findings, fold_plus_addresses)
-    optional["sender_ip"] = _sender_ip(msgs, findings)
+        optional[name] = _optional_address(msgs, name, findings, fold_plus_addresses, missing_text)
+    optional["sender_ip"] = _sender_ip(msgs, findings, missing_text)
     labeled_at = pd.Series(pd.NaT, index=msgs.index, dtype=TIMESTAMP_DTYPE)
     if "labeled_at" in msgs:
         present = msgs["labeled_at"].notna().to_numpy()
@@ -284,8 +341,7 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
         findings.add(early, "labeled_at", ReasonCode.LABELED_BEFORE_MESSAGE, msgs["labeled_at"][early],
                      "a label cannot be known before its message arrived; correct labeled_at or the timestamp")
     optional["labeled_at"] = labeled_at
-    optional["subject"] = (msgs["subject"].astype(STRING_DTYPE) if "subject" in msgs
-                           else pd.Series(pd.NA, index=msgs.index, dtype=STRING_DTYPE))
+    optional["subject"] = msgs["subject"].astype(STRING_DTYPE) if "subject" in msgs else missing_text
     return tenant, message_id, ts, sender, display, optional
 
 
@@ -345,10 +401,10 @@ class _State:
             code = RECIPIENT_TYPES.index(column) if column in RECIPIENT_TYPES else -1
             types.append(np.full(len(parent), code, dtype=np.int8))
             columns.append(np.full(len(parent), len(columns), dtype=np.int8))
-        parent = np.concatenate(parents) if parents else np.zeros(0, np.int64)
-        parent = message_index(parent, n)  # int32 while messages fit: 4 bytes an entry
-        return cls(msgs=msgs, msg_row=positions, edge_parent=parent,
-                   edge_raw=pd.concat(raws, ignore_index=True) if raws else pd.Series([], dtype=STRING_DTYPE),
+        parent = np.concatenate(parents) if len(parents) > 1 else parents[0]  # int32 while messages fit
+        # Entries are categoricals (4 bytes each); joining the columns' keeps them so.
+        raw = raws[0] if len(raws) == 1 else pd.Series(union_categoricals(raws))
+        return cls(msgs=msgs, msg_row=positions, edge_parent=parent, edge_raw=raw,
                    edge_type=np.concatenate(types) if types else np.zeros(0, np.int8), edge_row=parent,
                    edge_column=np.concatenate(columns) if columns else np.zeros(0, np.int8),
                    edge_columns=tuple(sources), layout=layout)
@@ -450,9 +506,9 @@ def _enum(msgs: pd.DataFrame, column: str, vocabulary, dtype, findings: _Finding
     return pd.Series(pd.Categorical.from_codes(row_category, dtype=dtype), index=msgs.index)
 
 
-def _optional_address(msgs, column, findings, fold_plus) -> pd.Series:
+def _optional_address(msgs, column, findings, fold_plus, missing_text: pd.Series) -> pd.Series:
     if column not in msgs:
-        return pd.Series(pd.NA, index=msgs.index, dtype=STRING_DTYPE)
+        return missing_text
     raw = _blank_to_na(msgs[column])
     # "<>" is the null reverse path of bounces, not an invalid address.
     raw = raw.mask(raw == "<>")
@@ -473,9 +529,9 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"^{_OCTET}(?:\.{_OCTET}){{3}}$"
 
 
-def _sender_ip(msgs, findings) -> pd.Series:
+def _sender_ip(msgs, findings, missing_text: pd.Series) -> pd.Series:
     if "sender_ip" not in msgs:
-        return pd.Series(pd.NA, index=msgs.index, dtype=STRING_DTYPE)
+        return missing_text
     raw = _blank_to_na(msgs["sender_ip"])
     # Dotted-quad IPv4 is checked in Arrow's regex engine; only the rest (IPv6, oddities)
     # goes through the standard library, once per distinct value.
@@ -531,46 +587,58 @@ def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> 
     parent = state.edge_parent if everything else state.edge_parent[keep]
     key = parsed.key if everything else parsed.key[keep]
     rtype = state.edge_type if everything else state.edge_type[keep]
-    # One edge per (message, recipient): the most visible type wins (to > cc > bcc > unknown).
-    # Repeats are rare, so a hash of the pair finds candidates and only those are sorted,
-    # comparing the exact (message, key) pair.
-    pair_hash = key ^ (parent.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-    ordered = np.sort(pair_hash)
-    repeats = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    del ordered
-    if not len(repeats):
-        chosen = np.arange(len(parent))
-    else:
-        repeated = pd.Series(pair_hash).isin(repeats).to_numpy()
-        chosen = np.flatnonzero(~repeated)
-    del pair_hash
-    if len(repeats):
-        rows = np.flatnonzero(repeated)
-        rank = np.where(rtype[rows] < 0, len(RECIPIENT_TYPES), rtype[rows])
-        order = rows[np.lexsort((rows, rank, key[rows], parent[rows]))]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = (parent[order][1:] != parent[order][:-1]) | (key[order][1:] != key[order][:-1])
-        chosen = np.sort(np.concatenate([chosen, order[first]]))
-    chosen_parent = parent if len(chosen) == len(parent) else parent[chosen]
-    if (chosen_parent[1:] < chosen_parent[:-1]).any():
-        chosen = chosen[np.argsort(chosen_parent, kind="stable")]  # message order, then entry order
-    del chosen_parent
-    # Messages whose recipients are all gone.
-    had_entries = np.bincount(state.edge_parent, minlength=len(state.msgs)) > 0
-    has_edges = np.bincount(parent[chosen], minlength=len(state.msgs)) > 0
+    chosen = _one_edge_per_pair(parent, key, rtype)
+    n_messages = len(state.msgs)
+    # Messages whose recipients are all gone. (Reordering entries changes no count.)
+    had_entries = np.bincount(state.edge_parent, minlength=n_messages) > 0
+    has_edges = np.bincount(parent if chosen is None or len(chosen) == len(parent) else parent[chosen],
+                            minlength=n_messages) > 0
     src = "recipients" if state.layout == "list" else ("to/cc/bcc" if state.layout == "typed" else "recipient")
     findings.add(~had_entries, src, ReasonCode.MISSING_VALUE, [None] * int((~had_entries).sum()),
                  "every message needs at least one recipient; fill them or drop those rows")
     findings.add(had_entries & ~has_edges, src, ReasonCode.NO_VALID_RECIPIENTS,
                  [None] * int((had_entries & ~has_edges).sum()),
                  "correct the recipient addresses, or drop those rows")
-    if len(chosen) == len(keep) and (chosen[1:] > chosen[:-1]).all():
-        # Nothing dropped, repeated or reordered: the entries are the edges.
-        return _Edges(parent=parent, parsed=parsed, rtype=rtype, repeated=np.zeros(len(state.msgs), dtype=np.int32))
-    repeated = (np.bincount(parent, minlength=len(state.msgs))
-                - np.bincount(parent[chosen], minlength=len(state.msgs))).astype(np.int32)
+    if chosen is None:  # nothing repeated or reordered: the usable entries are the edges
+        return _Edges(parent=parent, parsed=parsed if everything else parsed.subset(np.flatnonzero(keep)),
+                      rtype=rtype, repeated=np.zeros(n_messages, dtype=np.int32))
+    repeated = (np.bincount(parent, minlength=n_messages)
+                - np.bincount(parent[chosen], minlength=n_messages)).astype(np.int32)
     return _Edges(parent=parent[chosen], parsed=parsed.subset(np.flatnonzero(keep)[chosen]), rtype=rtype[chosen],
                   repeated=repeated)
+
+
+def _one_edge_per_pair(parent: np.ndarray, key: np.ndarray, rtype: np.ndarray) -> np.ndarray | None:
+    """Positions of the entries that become edges, in message order then entry order.
+
+    One edge per (message, recipient): the most visible type wins (to > cc > bcc >
+    unknown). ``None`` when every entry is an edge and already in order, the common
+    case, which then costs no index array.
+    """
+    # Repeats are rare, so a hash of the pair finds candidates and only those are sorted,
+    # comparing the exact (message, key) pair. Built and sorted in place: one 8-byte array.
+    pair_hash = parent.astype(np.uint64)
+    pair_hash *= np.uint64(0x9E3779B97F4A7C15)
+    pair_hash ^= key
+    pair_hash.sort()
+    repeats = np.unique(pair_hash[1:][pair_hash[1:] == pair_hash[:-1]])
+    del pair_hash
+    chosen = None
+    if len(repeats):
+        pair_hash = key ^ (parent.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        repeated = pd.Series(pair_hash).isin(repeats).to_numpy()
+        del pair_hash
+        rows = np.flatnonzero(repeated)
+        rank = np.where(rtype[rows] < 0, len(RECIPIENT_TYPES), rtype[rows])
+        order = rows[np.lexsort((rows, rank, key[rows], parent[rows]))]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (parent[order][1:] != parent[order][:-1]) | (key[order][1:] != key[order][:-1])
+        chosen = np.sort(np.concatenate([np.flatnonzero(~repeated), order[first]]))
+    chosen_parent = parent if chosen is None else parent[chosen]
+    if (chosen_parent[1:] < chosen_parent[:-1]).any():
+        order = np.argsort(chosen_parent, kind="stable")  # message order, then entry order
+        chosen = order if chosen is None else chosen[order]
+    return chosen
 
 
 def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edges: _Edges,
@@ -631,16 +699,17 @@ def _is_internal(tenant_codes: np.ndarray, tenants: list[str], domain_codes: np.
 
 # --- output ------------------------------------------------------------------------------------
 
-def _assemble(original, state, findings, strict, tenant, message_id, ts, sender, display, optional, edges):
-    if strict and findings.items:
-        raise SchemaError(_problems(original, state, findings))
+_OUTPUT_COLUMNS = ("tenant_id", "message_id", "timestamp", "sender", "sender_domain", "sender_display_name",
+                   "direction", "n_recipients", "n_repeated_recipients", "reply_to", "return_path", "sender_ip",
+                   *AUTH_COLUMNS, "label", "labeled_at", "subject", "sender_key")
+_CONSUMED = frozenset({*_CONTRACT, "recipients", *TYPED_RECIPIENT_COLUMNS})
+
+
+def _assemble(index, passthrough, rejects, state, findings, tenant, message_id, ts, sender, display, optional, edges):
     keep = ~findings.rejected
+    everything = keep.all()
     kept = np.flatnonzero(keep)
-    # Positions in the output, in the edges' index dtype (int32 while messages fit): the
-    # per-edge gather below then yields the final column with no 64-bit copy in between.
-    new_pos = message_index(np.full(len(keep), -1, dtype=np.int64), len(kept))
-    new_pos[kept] = np.arange(len(kept))
-    msgs = state.msgs
+    n_messages = len(keep)
     out = pd.DataFrame({
         "tenant_id": tenant.astype(STRING_DTYPE),
         "message_id": message_id.astype(STRING_DTYPE),
@@ -649,24 +718,32 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
         "sender_domain": sender.registrable_domain(),
         "sender_display_name": display,
         "direction": optional["direction"],
-        "n_recipients": np.bincount(edges.parent, minlength=len(msgs)).astype(np.int32),
+        "n_recipients": np.bincount(edges.parent, minlength=n_messages).astype(np.int32),
         "n_repeated_recipients": edges.repeated,
         **{c: optional[c] for c in ("reply_to", "return_path", "sender_ip", *AUTH_COLUMNS, "label", "labeled_at",
                                     "subject")},
         "sender_key": sender.key,
     }, copy=False)
-    consumed = set(_CONTRACT) | {"recipients", *TYPED_RECIPIENT_COLUMNS}
     # Other columns pass through as they are (extension arrays kept: no object copies).
-    extra = {c: msgs[c].array for c in msgs.columns if c not in consumed and c not in out.columns}
-    if extra:
-        out = pd.concat([out, pd.DataFrame(extra, index=out.index, copy=False)], axis=1)
-    if len(kept) < len(out):  # a full take of every column costs as much as building them
+    if passthrough:
+        out = pd.concat([out, pd.DataFrame(passthrough, index=out.index, copy=False)], axis=1)
+    if not everything:  # a full take of every column costs as much as building them
         out = out.iloc[kept]
-    out.index = original.index[state.msg_row[kept]]
+        index = index[kept]
+    out.index = index
 
-    live = keep[edges.parent]
-    recipients = edges.parsed.subset(live)
-    msg_index = new_pos[edges.parent[live]]
+    if everything:
+        # Positions are unchanged: the entries' parents are the edges' message positions.
+        recipients, msg_index, rtype = edges.parsed, message_index(edges.parent, n_messages), edges.rtype
+    else:
+        # Positions in the output, in the edges' index dtype (int32 while messages fit): the
+        # per-edge gather below then yields the final column with no 64-bit copy in between.
+        new_pos = message_index(np.full(n_messages, -1, dtype=np.int64), len(kept))
+        new_pos[kept] = np.arange(len(kept))
+        live = keep[edges.parent]
+        recipients, msg_index, rtype = edges.parsed.subset(live), new_pos[edges.parent[live]], edges.rtype[live]
+        del new_pos, live
+    edges.parent = edges.rtype = None  # the full-length arrays, when a subset was taken above
     edge_frame = pd.DataFrame({
         "tenant_id": categorical_take(out["tenant_id"], msg_index),
         "timestamp": out["timestamp"].array.take(msg_index),
@@ -676,11 +753,11 @@ def _assemble(original, state, findings, strict, tenant, message_id, ts, sender,
         "recipient": recipients.categorical("address"),
         "recipient_domain": recipients.categorical("registrable_domain"),
         "recipient_key": recipients.key,
-        "recipient_type": pd.Categorical.from_codes(edges.rtype[live], dtype=RECIPIENT_TYPE_DTYPE),
+        "recipient_type": pd.Categorical.from_codes(rtype, dtype=RECIPIENT_TYPE_DTYPE),
         "direction": out["direction"].array.take(msg_index),
         "message_index": message_index(msg_index, len(out)),
     }, copy=False)
-    return Messages(out, edge_frame, _rejects(original, state, findings))
+    return Messages(out, edge_frame, rejects)
 
 
 def _expand(state: _State, finding: _Finding) -> tuple[np.ndarray, list, list]:
@@ -726,8 +803,19 @@ def reject_rows(original: pd.DataFrame, positions: np.ndarray, column: str, reas
                                     for s, v in zip(sentences, values)], dtype=STRING_DTYPE),
         "reject_action": pd.array([action] * len(positions), dtype=STRING_DTYPE),
     }, index=index)
-    rows = original.iloc[:0] if not len(positions) else original.iloc[positions]
+    rows = original.iloc[positions] if len(positions) else _no_rows(original)
     return pd.concat([meta, rows.set_axis(index)], axis=1)
+
+
+def _no_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s columns and dtypes with no rows, in new empty arrays.
+
+    ``frame.iloc[:0]`` would keep the input's buffers alive in the rejects, and an
+    empty Arrow take concatenates the chunks first.
+    """
+    empty = pd.DataFrame({i: pd.array([], dtype=dtype) for i, dtype in enumerate(frame.dtypes)})
+    empty.columns = frame.columns
+    return empty
 
 
 def _rejects(original, state, findings) -> pd.DataFrame:

@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 import warnings
+from unittest import mock
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, strategies as st
 
@@ -18,7 +20,10 @@ from commgraph.graph import (
     ConfigError, InferredOwnDomainsWarning, Messages, ReasonCode, SchemaError, TenantConfig, read_messages,
     stable_key, stable_keys, validate,
 )
+from commgraph.graph import _addresses as addresses
+from commgraph.graph import normalise_address, parse_addresses
 from commgraph.graph._addresses import _split_quoted, split_address_lists
+from commgraph.graph._schema import STRING_DTYPE
 from conftest import ACME, frame
 
 
@@ -383,6 +388,72 @@ def test_splitting_address_lists_matches_plain_python(values, start):
 
     expected = [(i, piece) for i, v in enumerate(series) if isinstance(v, str) for piece in pieces(v)]
     assert list(zip(parent.tolist(), entries.tolist())) == expected
+
+
+@given(address_lists, st.lists(st.integers(min_value=0, max_value=12), max_size=3), st.integers(1, 4),
+       st.sampled_from([pa.string(), pa.large_string()]))
+def test_splitting_in_slices_and_arrow_chunks_equals_splitting_at_once(values, cuts, slice_rows, arrow_type):
+    # Lists are split a slice of rows at a time, straight from the Arrow chunks; a
+    # partition into slices and chunks must not change the entries nor their order.
+    bounds = sorted({0, len(values), *(min(c, len(values)) for c in cuts)})
+    chunks = [pa.array(values[a:b], type=arrow_type) for a, b in zip(bounds, bounds[1:])] or [pa.array([], arrow_type)]
+    chunked = pd.Series(pd.array(pa.chunked_array(chunks), dtype=STRING_DTYPE))
+    with mock.patch.object(addresses, "_SLICE_ROWS", slice_rows):
+        parent, entries = split_address_lists(chunked)
+    once_parent, once = split_address_lists(pd.Series(values, dtype="str"))
+    assert parent.tolist() == once_parent.tolist() and entries.tolist() == once.tolist()
+    # Categories are the distinct entries in order of first appearance, blanks left out.
+    assert entries.cat.categories.tolist() == list(dict.fromkeys(once.tolist()))
+    assert parent.dtype == np.int32 and isinstance(entries.dtype, pd.CategoricalDtype)
+
+
+addresses_in_any_form = st.lists(st.one_of(st.none(), st.sampled_from([
+    "ann@acme.com", "Ann@ACME.com", " bob@vendor.com ", "Bob <bob@vendor.com>", "a@", "a b@c.com", "",
+    "j@bücher.de", "ann+news@acme.com", "cy@acme.com (Cy)"])), max_size=10)
+
+
+@given(addresses_in_any_form, st.booleans())
+def test_parsing_a_categorical_equals_parsing_its_strings(values, fold_plus):
+    text = pd.Series(values, dtype="str")
+    as_strings = parse_addresses(text, fold_plus=fold_plus)
+    as_categorical = parse_addresses(text.astype("category"), fold_plus=fold_plus)
+    for name in ("address", "domain", "display_name", "problem"):
+        pd.testing.assert_series_equal(getattr(as_categorical, name), getattr(as_strings, name))
+    assert as_categorical.key.tolist() == as_strings.key.tolist()
+
+
+@given(addresses_in_any_form, st.booleans())
+def test_parsed_address_per_row_matches_the_scalar_normaliser(values, fold_plus):
+    parsed = parse_addresses(pd.Series(values, dtype="str"), fold_plus=fold_plus)
+    expected = [None if v is None else normalise_address(v, fold_plus=fold_plus)[0] for v in values]
+    assert [None if pd.isna(a) else a for a in parsed.address] == expected
+    # Input that is already normal is returned as it is, sharing its memory.
+    assert (parsed.normalised_input is not None) == all(e == v for e, v in zip(expected, values) if v is not None)
+
+
+@given(st.lists(st.tuples(*[st.lists(st.sampled_from(["a@x.com", "A@x.com", "b@x.com", "c@y.org", "bad@", " "]),
+                                     max_size=3)] * 3), min_size=1, max_size=8))
+def test_one_edge_per_recipient_matches_plain_pandas(typed):
+    # Entries are the to, then cc, then bcc lists; a recipient named twice in a message
+    # keeps its most visible type (to > cc > bcc), and a message's edges follow the
+    # position of the entry kept.
+    raw = pd.DataFrame({
+        "tenant_id": "t", "message_id": [f"m{i}" for i in range(len(typed))], "direction": "internal",
+        "timestamp": "2024-05-02T09:00:00Z", "sender": "s@x.com",
+        **{column: [";".join(lists[j]) for lists in typed] for j, column in enumerate(("to", "cc", "bcc"))}})
+    m = validate(raw, strict=False)
+    rows = [(i, j, k, entry.strip().lower()) for j in range(3) for i, lists in enumerate(typed)
+            for k, entry in enumerate(lists[j]) if entry.strip()]
+    entries = pd.DataFrame(rows, columns=["message", "column", "k", "recipient"]).rename_axis("position").reset_index()
+    entries = entries[entries["recipient"] != "bad@"]
+    kept = (entries.sort_values(["message", "recipient", "column", "position"])
+            .drop_duplicates(["message", "recipient"]).sort_values(["message", "position"]))
+    expected = [(f"m{i}", r, ("to", "cc", "bcc")[j]) for i, r, j in zip(kept["message"], kept["recipient"], kept["column"])]
+    e = m.edges()
+    assert list(zip(e["message_id"], e["recipient"].astype(str), e["recipient_type"].astype(str))) == expected
+    merged = entries.groupby("message").size() - kept.groupby("message").size()
+    assert m.frame.set_index("message_id")["n_repeated_recipients"].to_dict() == {
+        f"m{i}": int(merged.get(i, 0)) for i in sorted(set(kept["message"]))}
 
 
 @given(st.lists(st.one_of(

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, strategies as st
 
 from commgraph.graph import ConfigError, Messages, read_frame, read_messages, validate
+from commgraph.graph import _readers as readers, _validate as validation
 from conftest import ACME, frame
 
 
@@ -101,3 +106,60 @@ def test_only_tenants_reads_just_those_tenants(tmp_path):
     assert len(read_messages(tmp_path / "archive", only_tenants=["nobody"])) == 0
     with pytest.raises(ConfigError, match="list of tenant ids"):
         read_messages(raw, only_tenants="beta")
+
+
+def _watch_recipient_lists(monkeypatch) -> list:
+    """Weak references to the recipient lists each read frame holds, and whether each
+    was still alive when validation began to build its output."""
+    watched, alive_at_assembly = [], []
+    whole, assemble = readers._whole, validation._assemble
+
+    def read(parts):
+        frame = whole(parts)
+        watched.append(weakref.ref(frame["recipients"].array.__arrow_array__()))
+        return frame
+
+    def build(*args, **kwargs):
+        gc.collect()
+        alive_at_assembly.append([ref() is not None for ref in watched])
+        return assemble(*args, **kwargs)
+
+    monkeypatch.setattr(readers, "_whole", read)
+    monkeypatch.setattr(validation, "_assemble", build)
+    return alive_at_assembly
+
+
+def test_read_messages_frees_the_input_it_consumed_before_building_the_output(tmp_path, monkeypatch):
+    # The input and the output are never both whole in memory: once every finding is
+    # known, nothing holds the recipient lists read (the edges are built from the parsed ones).
+    raw = mail()
+    raw.iloc[:30].to_parquet(tmp_path / "a.parquet")
+    raw.iloc[30:].assign(sender="not an address").to_parquet(tmp_path / "b.parquet")
+    alive = _watch_recipient_lists(monkeypatch)
+    m = read_messages(tmp_path / "*.parquet", strict=False)
+    assert alive == [[False]]
+    assert len(m) == 30 and m.summary()["rejects_by_reason"] == {"invalid_address": 10}
+    # The rejects keep the original rows, recipient lists included.
+    assert m.rejects["recipients"].tolist() == raw["recipients"].iloc[30:].tolist()
+
+
+def test_validate_leaves_a_frame_the_caller_holds_as_it_was():
+    raw = mail()
+    before = raw.copy(deep=True)
+    m = validate(raw)
+    pd.testing.assert_frame_equal(raw, before)
+    assert len(m) == len(raw)
+
+
+def test_empty_rejects_share_no_memory_with_the_input():
+    # A slice of the input would keep its buffers alive for as long as the messages live.
+    raw = mail().astype({"recipients": "str", "sender": "str"})
+    m = validate(raw)
+    assert len(m.rejects) == 0 and list(m.rejects.columns[5:]) == list(raw.columns)
+
+    def addresses(frame: pd.DataFrame, column: str) -> set[int]:
+        chunks = frame[column].array.__arrow_array__().chunks
+        return {b.address for chunk in chunks for b in chunk.buffers() if b is not None}
+
+    for column in ("recipients", "sender"):
+        assert not addresses(raw, column) & addresses(m.rejects, column)
