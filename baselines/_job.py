@@ -63,8 +63,10 @@ class TenantOutcome:
         Input rows of the tenant, and those set aside by the message contract.
     rejects_by_reason : dict
     seconds : float
+        Time spent on the tenant (on Spark: summed over the tasks that worked on it).
     peak_mib : float
-        Peak resident memory of the process that ran the tenant.
+        Peak resident memory of the process while it ran the tenant (on Spark: the
+        largest among the Python workers that worked on it).
     error : str or None
         The failure, with its type, when ``status == 'failed'``.
 
