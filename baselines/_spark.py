@@ -5,10 +5,11 @@ run here, over Parquet paths or any Spark DataFrame of mail rows in the
 message contract. Two stages, both running the library's own code in the
 executors' Python workers:
 
-1. ``mapInArrow`` over partitions: rows are hashed by (tenant, message id), so
-   every copy of a message meets in one partition, and sorted by tenant, then
-   input file and position, so that the first copy is the one kept, as in a
-   local read. Each partition is validated in chunks of ``chunk_rows`` rows,
+1. ``mapInArrow`` over partitions: rows are hashed by tenant (a tenant of more
+   than ``chunk_rows`` rows is spread by message id over several partitions), so
+   that every copy of a message meets in one partition, and sorted by tenant,
+   then input file and position, so that the first copy is the one kept, as in
+   a local read. Each partition is validated in chunks of ``chunk_rows`` rows,
    each tenant at a time, remembering the message ids already seen; each piece
    becomes a partial :class:`TenantState` (the aggregate code of a local
    build), merged within the partition and shipped as Arrow IPC.
@@ -276,8 +277,11 @@ class _StageOneError(Exception):
 
 # --------------------------------------------------------------------------- driver
 
-def _read_parquet(spark: Any, inputs: Any) -> tuple[Any, dict[str, str | None], int]:
-    """The archive as a Spark DataFrame, its nanosecond timestamp columns, and a partition count for its size."""
+def _read_parquet(spark: Any, inputs: Any, tenant_column: str
+                  ) -> tuple[Any, dict[str, str | None], int, dict[str, int] | None]:
+    """The archive as a Spark DataFrame, its nanosecond timestamp columns, a partition count for its size,
+    and the rows per tenant when every file sits in a tenant partition (read from the files' footers,
+    which saves Spark a scan of the whole archive)."""
     import pyarrow.dataset as ds
 
     paths = list_sources(inputs)
@@ -288,14 +292,22 @@ def _read_parquet(spark: Any, inputs: Any) -> tuple[Any, dict[str, str | None], 
                           "run_refresh(frame, engine='spark', ...)")
     ns_columns: dict[str, str | None] = {}
     size = 0
+    sizes: dict[str, int] | None = {}
     for path in paths:
         dataset = ds.dataset(str(path), format="parquet", partitioning="hive")
         ns_columns.update({f.name: f.type.tz for f in dataset.schema
                            if pa.types.is_timestamp(f.type) and f.type.unit == "ns"})
         size += sum(os.path.getsize(f) for f in dataset.files)
+        for fragment in dataset.get_fragments() if sizes is not None else ():
+            tenant = ds.get_partition_keys(fragment.partition_expression).get(tenant_column)
+            if tenant is None:
+                sizes = None
+                break
+            key = str(tenant).strip()
+            sizes[key] = sizes.get(key, 0) + fragment.count_rows()
     frames = [spark.read.parquet(str(p)) for p in paths]
     frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
-    return frame, ns_columns, math.ceil(size / _BYTES_PER_PARTITION)
+    return frame, ns_columns, math.ceil(size / _BYTES_PER_PARTITION), sizes
 
 
 def refresh_on_spark(
@@ -333,8 +345,8 @@ def refresh_on_spark(
     chunk_rows : int, default 500000
         Rows each task validates and builds at a time.
     partitions : int, optional
-        Partitions of the (tenant, message id) shuffle; default: one per 128 MiB
-        of Parquet read, at least twice the cluster's default parallelism.
+        Partitions of the shuffle by tenant; default: one per 128 MiB of Parquet
+        read, at least twice the cluster's default parallelism.
 
     Returns
     -------
@@ -365,7 +377,8 @@ def refresh_on_spark(
 
     saved: dict[str, str | None] = {}
     ns_columns: dict[str, str | None] = {}
-    hint = 0
+    hint, sizes = 0, None
+    names = {**{"tenant_id": "tenant_id", "message_id": "message_id"}, **(columns or {})}
     if not isinstance(inputs, DataFrame):
         saved = {key: spark.conf.get(key, None) for key in _READ_CONF}
         for key, value in _READ_CONF.items():
@@ -373,8 +386,7 @@ def refresh_on_spark(
     try:
         frame = inputs
         if not isinstance(inputs, DataFrame):
-            frame, ns_columns, hint = _read_parquet(spark, inputs)
-        names = {**{"tenant_id": "tenant_id", "message_id": "message_id"}, **(columns or {})}
+            frame, ns_columns, hint, sizes = _read_parquet(spark, inputs, names["tenant_id"])
         if names["tenant_id"] not in frame.columns:
             raise ConfigError(f"the input has no column {names['tenant_id']!r} (the tenant id); columns present: "
                               f"{frame.columns}. Map yours with columns={{'tenant_id': '<your column>'}}")
@@ -383,8 +395,9 @@ def refresh_on_spark(
             return F.regexp_replace(F.col(f"`{column}`").cast("string"), r"^\s+|\s+$", "")
 
         frame = frame.withColumn(_TENANT, trimmed(names["tenant_id"])).where(F.col(_TENANT).isNotNull())
-        available = sorted(row[0] for row in frame.select(_TENANT).distinct().collect())
-        chosen = choose_tenants(available, tenants)
+        if sizes is None:
+            sizes = {row[0]: row[1] for row in frame.groupBy(_TENANT).count().collect()}
+        chosen = choose_tenants(sorted(sizes), tenants)
         if tenants is not None:
             frame = frame.where(F.col(_TENANT).isin(chosen))
         SnapshotStore(store)  # create the directory (and refuse a bad path) before any task starts
@@ -392,9 +405,17 @@ def refresh_on_spark(
                    ns_columns)
         # The input's file and position, taken at the scan, break ties so the first copy of a message is kept.
         frame = frame.withColumn(_FILE, F.input_file_name()).withColumn(_ORDER, F.monotonically_increasing_id())
+        # A tenant's rows go to one partition, or, for a tenant of more than chunk_rows rows, spread by
+        # message id over one partition per chunk_rows: few partial states, and every copy of a message
+        # (same tenant and id) still meets the others in one partition.
         key = trimmed(names["message_id"]) if names["message_id"] in frame.columns else F.col(_ORDER)
+        spread = {t: math.ceil(sizes[t] / chunk_rows) for t in chosen if sizes[t] > chunk_rows}
+        salt = F.lit(0)
+        if spread:
+            ways = F.create_map(*[F.lit(v) for t, k in sorted(spread.items()) for v in (t, k)])
+            salt = F.pmod(F.xxhash64(key), F.coalesce(ways[F.col(_TENANT)], F.lit(1)))
         n = partitions or max(2 * spark.sparkContext.defaultParallelism, hint)
-        parts = (frame.repartition(n, F.col(_TENANT), key).sortWithinPartitions(_TENANT, _FILE, _ORDER)
+        parts = (frame.repartition(n, F.col(_TENANT), salt).sortWithinPartitions(_TENANT, _FILE, _ORDER)
                  .mapInArrow(lambda batches: _partials(batches, job), _PARTS_SCHEMA))
         rows = parts.groupBy("tenant_id").applyInArrow(lambda table: _publish(table, job), _OUTCOME_SCHEMA).collect()
     finally:

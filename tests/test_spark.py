@@ -38,7 +38,7 @@ def spark():
 
     session = (SparkSession.builder.master("local[2]").appName("commgraph-tests")
                .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.shuffle.partitions", "2").config("spark.default.parallelism", "2")
+               .config("spark.sql.shuffle.partitions", "2").config("spark.default.parallelism", "1")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
     yield session
@@ -88,7 +88,7 @@ def runs(spark, archive, tmp_path_factory):
     local = run_refresh(path, store=work / "local", as_of=AS_OF, tenant_configs=configs, chunk_rows=None)
     report = work / "spark.json"
     code = main(["refresh", "--input", str(path), "--store", str(work / "spark"), "--as-of", AS_OF, "--engine",
-                 "spark", "--chunk-rows", "1000", "--tenant-config", str(_toml(configs, work / "tenants.toml")),
+                 "spark", "--chunk-rows", "2000", "--tenant-config", str(_toml(configs, work / "tenants.toml")),
                  "--report", str(report)])
     return {"local": local, "spark": json.loads(report.read_text()), "code": code, "work": work, "configs": configs}
 
