@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +16,7 @@ from commgraph.baselines._partial import finish_snapshot, merge_states
 from commgraph.baselines._snapshot import table_differences
 from commgraph.baselines._state import TenantState
 from commgraph.graph import CommGraphError, generate, validate
+from conftest import state_differences
 
 AS_OF = pd.Timestamp("2025-01-11T00:00Z")
 # Short windows and settle delay, so that mail falls in and out of every window within the six days.
@@ -43,26 +43,6 @@ def one_shot(mail):
     return out
 
 
-def _same_state(a, b) -> list[str]:
-    """Parts of two snapshots' refresh state that differ (keys and counts exactly, floats within 1e-9)."""
-    sa, sb = a.state_tables(), b.state_tables()
-    out = []
-    for part in sorted(set(sa) | set(sb)):
-        x, y = sa.get(part), sb.get(part)
-        if x is None or y is None or x.schema != y.schema or x.num_rows != y.num_rows:
-            out.append(part)
-            continue
-        for name in x.column_names:
-            cx, cy = x.column(name).combine_chunks(), y.column(name).combine_chunks()
-            if pa.types.is_fixed_size_list(cx.type):
-                cx, cy = cx.flatten(), cy.flatten()
-            vx, vy = cx.to_numpy(zero_copy_only=False), cy.to_numpy(zero_copy_only=False)
-            same = np.allclose(vx, vy, rtol=1e-9, atol=0) if vx.dtype.kind == "f" else np.array_equal(vx, vy)
-            if not same:
-                out.append(f"{part}.{name}")
-    return out
-
-
 @settings(max_examples=6, deadline=None)
 @given(chunk_rows=st.integers(150, 3000))
 def test_chunked_build_equals_the_one_shot_build_for_any_chunk_size(mail, one_shot, chunk_rows):
@@ -70,7 +50,7 @@ def test_chunked_build_equals_the_one_shot_build_for_any_chunk_size(mail, one_sh
     for tenant, (whole, expected) in one_shot.items():
         snapshot, counts = _build_chunked(tenant, raw, AS_OF, CONFIG, chunk_rows, {"tenants": tenants})
         assert table_differences(snapshot, expected, rtol=1e-9) == [], (tenant, chunk_rows)
-        assert _same_state(snapshot, expected) == [], (tenant, chunk_rows)
+        assert state_differences(snapshot, expected) == [], (tenant, chunk_rows)
         assert snapshot.fingerprint == expected.fingerprint and snapshot.priors == expected.priors
         summary = whole.summary()
         assert (counts.messages, counts.rejected) == (summary["messages"], summary["rejected_rows"])
@@ -98,7 +78,7 @@ def test_merged_partial_states_equal_the_state_over_all_rows_in_any_order(mail, 
     merged.fingerprint = whole.fingerprint  # fingerprints are checked through the chunked reads above
     a, b = finish_snapshot(merged, CONFIG), finish_snapshot(whole, CONFIG)
     assert table_differences(a, b, rtol=1e-9) == []
-    assert _same_state(a, b) == []
+    assert state_differences(a, b) == []
 
 
 def test_merge_refuses_states_of_other_tenants_or_instants(mail):

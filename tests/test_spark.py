@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -24,8 +23,7 @@ from commgraph.baselines import SnapshotStore, run_refresh
 from commgraph.baselines._snapshot import table_differences
 from commgraph.graph import ConfigError, TenantConfig, generate, write_generated
 from commgraph.signals._cli import main
-
-pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+from conftest import state_differences
 
 AS_OF = "2025-01-14T00:00Z"
 GOOD = ["tenant-01", "tenant-02", "tenant-03"]
@@ -93,25 +91,6 @@ def runs(spark, archive, tmp_path_factory):
     return {"local": local, "spark": json.loads(report.read_text()), "code": code, "work": work, "configs": configs}
 
 
-def _same_arrays(x: np.ndarray, y: np.ndarray) -> bool:
-    if x.dtype.kind == "f":
-        return np.allclose(x, y, rtol=1e-9, atol=0.0, equal_nan=True)
-    return np.array_equal(x, y)
-
-
-def _same_state_table(a: pa.Table, b: pa.Table) -> bool:
-    """Equal state tables: exact for keys and counts, 1e-9 relative for floats (decayed sums)."""
-    if a.schema != b.schema or a.num_rows != b.num_rows:
-        return False
-    for name in a.column_names:
-        x, y = a.column(name).combine_chunks(), b.column(name).combine_chunks()
-        if pa.types.is_fixed_size_list(x.type):
-            x, y = x.flatten(), y.flatten()
-        if not _same_arrays(x.to_numpy(zero_copy_only=False), y.to_numpy(zero_copy_only=False)):
-            return False
-    return True
-
-
 def test_spark_build_equals_the_local_build_on_every_table(runs):
     local, spark = SnapshotStore(runs["work"] / "local"), SnapshotStore(runs["work"] / "spark")
     assert local.tenants() == spark.tenants() == GOOD
@@ -124,10 +103,7 @@ def test_spark_build_equals_the_local_build_on_every_table(runs):
             for column in ta.column_names:
                 if not pa.types.is_floating(ta.schema.field(column).type):
                     assert ta.column(column).equals(tb.column(column)), (tenant, name, column)
-        sa, sb = a.state_tables(), b.state_tables()
-        assert sorted(sa) == sorted(sb)
-        different = [part for part in sa if not _same_state_table(sa[part], sb[part])]
-        assert different == [], (tenant, different)
+        assert state_differences(a, b) == [], tenant
         assert a.priors == b.priors and a.meta()["row_counts"] == b.meta()["row_counts"]
 
 
