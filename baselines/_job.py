@@ -19,18 +19,29 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import pandas as pd
 
-from commgraph.graph import CommGraphError, ConfigError, TenantConfig, list_sources, load_tenant_configs, read_frame
-from commgraph.graph import read_messages
+from commgraph.graph import ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources, load_tenant_configs
+from commgraph.graph import read_frame, read_messages
 
 from ._build import build_baselines, refresh
 from ._config import BaselineConfig
+from ._events import EventExtractor
+from ._partial import ReadCounts, finish_snapshot, merge_states, no_usable_mail, partial_state
+from ._snapshot import Snapshot
 from ._store import SnapshotStore
 
 __all__ = ["run_refresh", "RefreshReport", "TenantOutcome", "list_input_tenants", "EXIT_OK", "EXIT_FAILED_TENANTS",
-           "EXIT_USAGE", "EXIT_ERROR"]
+           "EXIT_USAGE", "EXIT_ERROR", "DEFAULT_CHUNK_ROWS", "ENGINES"]
 
 #: Exit codes of ``commgraph refresh``.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_TENANTS = 0, 1, 2, 3
+
+#: Input rows (messages) read at a time per tenant. A tenant smaller than this is
+#: read and built in one piece, exactly as without chunks; a larger one costs
+#: one partial build per chunk and their merges (see benchmarks/bench_refresh.py).
+DEFAULT_CHUNK_ROWS = 500_000
+
+#: Where ``run_refresh`` builds: this machine's processes, or an Apache Spark cluster.
+ENGINES: tuple[str, ...] = ("local", "spark")
 
 Status = Literal["published", "unchanged", "failed"]
 
@@ -52,8 +63,10 @@ class TenantOutcome:
         Input rows of the tenant, and those set aside by the message contract.
     rejects_by_reason : dict
     seconds : float
+        Time spent on the tenant (on Spark: summed over the tasks that worked on it).
     peak_mib : float
-        Peak resident memory of the process that ran the tenant.
+        Peak resident memory of the process while it ran the tenant (on Spark: the
+        largest among the Python workers that worked on it).
     error : str or None
         The failure, with its type, when ``status == 'failed'``.
 
@@ -146,7 +159,17 @@ def list_input_tenants(inputs: Any, *, columns: Mapping[str, str] | None = None)
     return sorted(values.dropna().astype(str).str.strip().unique().tolist())
 
 
-def _peak_mib() -> float:
+def reset_peak() -> None:
+    """Start this process's peak-memory figure afresh (Linux), so that it covers the next tenant only."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:  # not Linux, or not allowed: the figure then covers the process's life
+        pass
+
+
+def peak_mib() -> float:
+    """Peak resident memory of this process (since :func:`reset_peak`), in MiB; NaN where unknown."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
@@ -157,42 +180,95 @@ def _peak_mib() -> float:
     return float("nan")
 
 
+def publish_snapshot(store: SnapshotStore, snapshot: Snapshot, force: bool) -> tuple[Status, int]:
+    """Publish unless the current snapshot already describes this input as of this instant (same
+    content fingerprint and ``as_of``), or ``force``; returns the status and the current version."""
+    current = store.current(snapshot.tenant_id)
+    if current is not None and not force:
+        manifest = store.manifest(snapshot.tenant_id)
+        if pd.Timestamp(manifest["as_of"]) == snapshot.as_of and manifest["input_fingerprint"] == snapshot.fingerprint:
+            return "unchanged", current
+    return "published", store.publish(snapshot)
+
+
+class _ChunksNeedWholeTenant(Exception):
+    """Own domains were inferred chunk by chunk: a whole read infers them from all the tenant's mail."""
+
+
+def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: BaselineConfig, chunk_rows: int,
+                   read: Mapping[str, Any]) -> tuple[Snapshot | None, ReadCounts]:
+    """The tenant's snapshot from partial states of chunks of ``chunk_rows`` input rows, merged."""
+    counts = ReadCounts()
+    inferred = False
+    pieces = 0
+
+    def states() -> Iterable:
+        nonlocal inferred, pieces
+        chunks = read_messages(inputs, only_tenants=[tenant_id], strict=False, chunksize=chunk_rows, **read)
+        while True:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                messages = next(chunks, None)
+            if messages is None:
+                return
+            inferred |= any(issubclass(w.category, InferredOwnDomainsWarning) for w in caught)
+            counts.add(messages.summary())
+            if len(messages):
+                pieces += 1
+                extractor = EventExtractor(messages, as_of=as_of, privacy=config.privacy)
+                yield partial_state(extractor.extract(tenant_id), as_of=as_of, config=config)
+
+    state = merge_states(states())
+    if inferred and pieces > 1:
+        raise _ChunksNeedWholeTenant
+    return (finish_snapshot(state, config) if state is not None else None), counts
+
+
 def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Timestamp, config: BaselineConfig,
                     tenant_configs: dict[str, TenantConfig] | None, columns: Mapping[str, str] | None,
-                    incremental: bool, force: bool, read_options: Mapping[str, Any]) -> TenantOutcome:
+                    incremental: bool, force: bool, read_options: Mapping[str, Any],
+                    chunk_rows: int | None) -> TenantOutcome:
     start = time.perf_counter()
+    reset_peak()
     store = SnapshotStore(store_path)
-    with warnings.catch_warnings():
-        # Inferred own domains are named in the validation warning; in a job they go to the report instead.
-        warnings.simplefilter("ignore")
-        messages = read_messages(inputs, only_tenants=[tenant_id], strict=False, columns=columns,
-                                 tenants=tenant_configs, **read_options)
-    summary = messages.summary()
-    read = dict(rows_read=summary["messages"] + summary["rejected_rows"], rows_rejected=summary["rejected_rows"],
-                rejects_by_reason=summary["rejects_by_reason"])
+    read = dict(columns=columns, tenants=tenant_configs, **read_options)
     current = store.current(tenant_id)
-    mode = "full"
-    if incremental and current is not None:
-        previous = store.load(tenant_id)
-        if previous.as_of > as_of:
-            raise ConfigError(f"tenant {tenant_id!r}: the current snapshot is as of {previous.as_of}, later than "
-                              f"--as-of {as_of}; refresh only moves forward (use a full build to go back)")
-        snapshot = refresh(previous, messages, as_of=as_of) if previous.as_of < as_of else previous
-        mode = "incremental"
-    else:
-        if not len(messages):
-            raise CommGraphError(f"tenant {tenant_id!r}: no usable mail in the input "
-                                 f"({read['rows_rejected']} rows rejected: {read['rejects_by_reason']})")
-        snapshot = build_baselines(messages, as_of=as_of, config=config)[tenant_id]
-    if current is not None and not force:
-        manifest = store.manifest(tenant_id)
-        if (pd.Timestamp(manifest["as_of"]) == snapshot.as_of
-                and manifest["input_fingerprint"] == snapshot.fingerprint):
-            return TenantOutcome(tenant_id, "unchanged", mode, current, seconds=time.perf_counter() - start,
-                                 peak_mib=_peak_mib(), **read)
-    version = store.publish(snapshot)
-    return TenantOutcome(tenant_id, "published", mode, version, seconds=time.perf_counter() - start,
-                         peak_mib=_peak_mib(), **read)
+    mode = "incremental" if incremental and current is not None else "full"
+    snapshot = None
+    if mode == "full" and chunk_rows is not None:
+        try:
+            snapshot, counts = _build_chunked(tenant_id, inputs, as_of, config, chunk_rows, read)
+            fields = counts.outcome_fields()
+            if snapshot is None:
+                raise no_usable_mail(tenant_id, fields)
+        except _ChunksNeedWholeTenant:
+            snapshot = None
+    if snapshot is None:
+        with warnings.catch_warnings():
+            # Inferred own domains are named in the validation warning; in a job they go to the report instead.
+            warnings.simplefilter("ignore")
+            messages = read_messages(inputs, only_tenants=[tenant_id], strict=False, **read)
+        counts = ReadCounts()
+        counts.add(messages.summary())
+        fields = counts.outcome_fields()
+        if mode == "incremental":
+            previous = store.load(tenant_id)
+            if previous.as_of > as_of:
+                raise ConfigError(f"tenant {tenant_id!r}: the current snapshot is as of {previous.as_of}, later than "
+                                  f"--as-of {as_of}; refresh only moves forward (use a full build to go back)")
+            snapshot = refresh(previous, messages, as_of=as_of) if previous.as_of < as_of else previous
+        else:
+            if not len(messages):
+                raise no_usable_mail(tenant_id, fields)
+            snapshot = build_baselines(messages, as_of=as_of, config=config)[tenant_id]
+    status, version = publish_snapshot(store, snapshot, force)
+    return TenantOutcome(tenant_id, status, mode, version, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
+                         **fields)
+
+
+def error_text(exc: BaseException) -> str:
+    """A failure as the report shows it: its type and message, on one line."""
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
 def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
@@ -201,9 +277,34 @@ def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
     try:
         return _refresh_tenant(tenant_id, *args)
     except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return TenantOutcome(tenant_id, "failed", seconds=time.perf_counter() - start, peak_mib=_peak_mib(),
-                             error=detail)
+        return TenantOutcome(tenant_id, "failed", seconds=time.perf_counter() - start, peak_mib=peak_mib(),
+                             error=error_text(exc))
+
+
+def job_settings(as_of: Any, config: BaselineConfig | Mapping | str | PathLike | None,
+                 tenant_configs: Iterable[TenantConfig | Mapping] | Mapping | str | PathLike | None
+                 ) -> tuple[pd.Timestamp, BaselineConfig, dict[str, TenantConfig] | None]:
+    """``as_of`` in UTC, the baseline configuration and the tenants' configurations, checked."""
+    as_of_ts = pd.Timestamp(as_of)
+    as_of_ts = as_of_ts.tz_localize("UTC") if as_of_ts.tzinfo is None else as_of_ts.tz_convert("UTC")
+    if isinstance(config, (str, PathLike)):
+        config = BaselineConfig.from_toml(config)
+    elif isinstance(config, Mapping):
+        config = BaselineConfig.from_dict(config)
+    config = config if config is not None else BaselineConfig()
+    configs = load_tenant_configs(tenant_configs) if tenant_configs is not None else None
+    return as_of_ts, config, configs
+
+
+def choose_tenants(available: list[str], tenants: Sequence[str] | None) -> list[str]:
+    """The tenants to refresh: all of the input's, or the ones asked for (each must be in the input)."""
+    if tenants is None:
+        return available
+    chosen = sorted({str(t) for t in tenants})
+    missing = [t for t in chosen if t not in available]
+    if missing:
+        raise ConfigError(f"tenants {missing} are not in the input; tenants present: {available}")
+    return chosen
 
 
 def run_refresh(
@@ -220,13 +321,16 @@ def run_refresh(
     force: bool = False,
     on_outcome: Callable[[TenantOutcome], None] | None = None,
     read_options: Mapping[str, Any] | None = None,
+    chunk_rows: int | None = DEFAULT_CHUNK_ROWS,
+    engine: Literal["local", "spark"] = "local",
 ) -> RefreshReport:
     """Build (or refresh) and publish every tenant's snapshot as of ``as_of``.
 
     Parameters
     ----------
-    inputs : path, glob, list of paths or DataFrame
-        The mail archive (Parquet files or hive-partitioned directories, CSV, JSON Lines).
+    inputs : path, glob, list of paths, DataFrame or Spark DataFrame
+        The mail archive (Parquet files or hive-partitioned directories, CSV, JSON
+        Lines; with ``engine='spark'``, Parquet or a Spark DataFrame).
     store : path
         The :class:`SnapshotStore` directory.
     as_of : timestamp-like
@@ -239,16 +343,27 @@ def run_refresh(
     columns : mapping, optional
         Column mapping for inputs with other names.
     jobs : int, default 1
-        Tenants refreshed at once, each in its own process (joblib); -1: every core.
+        Tenants refreshed at once, each in its own process (joblib); -1: every
+        core. Local engine only (on Spark the executors set the parallelism).
     incremental : bool, default False
         Refresh each tenant's current snapshot with the mail since its ``as_of``
-        (equal to a full build); tenants without one are built in full.
+        (equal to a full build); tenants without one are built in full. Local
+        engine only.
     force : bool, default False
         Publish even when the current snapshot already has this content and ``as_of``.
     on_outcome : callable, optional
         Called with each :class:`TenantOutcome` as it completes (progress, logs).
     read_options : mapping, optional
         More options of :func:`commgraph.graph.read_messages` (``timezone``, ...).
+    chunk_rows : int or None, default :data:`DEFAULT_CHUNK_ROWS`
+        Read and build each tenant's full build in chunks of this many input rows
+        (messages), merging their partial states: memory follows the chunk and
+        the tenant's baselines, not the tenant's raw mail. None reads each
+        tenant whole. On Spark, the rows each task validates at a time.
+    engine : {'local', 'spark'}, default 'local'
+        ``spark`` runs the build on the active Spark session (or a local one):
+        partial states per partition, merged per tenant, published to the same
+        store (needs the ``spark`` extra; see :func:`commgraph.baselines._spark.refresh_on_spark`).
 
     Returns
     -------
@@ -265,8 +380,16 @@ def run_refresh(
     mail only: a tenant with too little labelled mail for its own prior takes the
     configured ``global_prior`` (or the library's default), never one fitted on
     other tenants' mail in this run. With ``global_prior`` set, the snapshots
-    equal :func:`build_baselines` over all tenants at once. Memory is bounded by
-    the largest tenant, not the archive.
+    equal :func:`build_baselines` over all tenants at once.
+
+    Memory: chunked, a tenant's peak follows ``chunk_rows`` and the size of its
+    baselines and retained rows (the longest window), not its whole archive.
+    Chunks equal a whole read (the merge contract), with one exception handled
+    here: a tenant without configured own domains whose input leaves
+    ``direction`` empty has its own domains inferred from all its mail, so when
+    it spans several chunks it is read again whole. Incremental refreshes read
+    the tenant whole. ``peak_mib`` in each outcome is the peak resident memory
+    of the process while it ran that tenant.
 
     Examples
     --------
@@ -278,29 +401,31 @@ def run_refresh(
     >>> report.exit_code, [o.status for o in report.outcomes]
     (0, ['published', 'published'])
     >>> [o.status for o in run_refresh(mail.messages, store=store, as_of="2025-01-09",
-    ...                                 tenant_configs=mail.tenants).outcomes]
+    ...                                 tenant_configs=mail.tenants, chunk_rows=100).outcomes]
     ['unchanged', 'unchanged']
     """
     started = time.perf_counter()
-    as_of_ts = pd.Timestamp(as_of)
-    as_of_ts = as_of_ts.tz_localize("UTC") if as_of_ts.tzinfo is None else as_of_ts.tz_convert("UTC")
-    if isinstance(config, (str, PathLike)):
-        config = BaselineConfig.from_toml(config)
-    elif isinstance(config, Mapping):
-        config = BaselineConfig.from_dict(config)
-    config = config if config is not None else BaselineConfig()
-    configs = load_tenant_configs(tenant_configs) if tenant_configs is not None else None
+    if engine not in ENGINES:
+        raise ConfigError(f"The 'engine' parameter of run_refresh must be one of {ENGINES}. Got {engine!r} instead.")
+    if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1):
+        raise ConfigError(f"The 'chunk_rows' parameter of run_refresh must be a positive integer or None. "
+                          f"Got {chunk_rows!r} instead.")
+    as_of_ts, config, configs = job_settings(as_of, config, tenant_configs)
     if not isinstance(jobs, int) or jobs == 0 or jobs < -1:
         raise ConfigError(f"The 'jobs' parameter of run_refresh must be a positive integer or -1. Got {jobs!r} instead.")
-    available = list_input_tenants(inputs, columns=columns)
-    if tenants is None:
-        chosen = available
-    else:
-        chosen = sorted({str(t) for t in tenants})
-        missing = [t for t in chosen if t not in available]
-        if missing:
-            raise ConfigError(f"tenants {missing} are not in the input; tenants present: {available}")
-    args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}))
+    if engine == "spark":
+        from ._spark import refresh_on_spark
+
+        if jobs != 1 or incremental:
+            raise ConfigError(f"engine='spark' runs full builds with the cluster's parallelism: leave 'jobs' at 1 "
+                              f"and 'incremental' off (got jobs={jobs!r}, incremental={incremental!r}); "
+                              "incremental refreshes run on the local engine")
+        return refresh_on_spark(inputs, store=store, as_of=as_of_ts, tenants=tenants, config=config,
+                                tenant_configs=configs, columns=columns, force=force, on_outcome=on_outcome,
+                                read_options=read_options, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
+    chosen = choose_tenants(list_input_tenants(inputs, columns=columns), tenants)
+    args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
+            chunk_rows)
     SnapshotStore(store)  # create the directory (and refuse a bad path) before any worker starts
     outcomes = []
     if jobs == 1 or len(chosen) < 2:
@@ -309,12 +434,19 @@ def run_refresh(
         from joblib import Parallel, delayed
 
         results = Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(_isolated)(t, *args) for t in chosen)
+    return collect_report(results, as_of_ts, started, on_outcome)
+
+
+def collect_report(results: Iterable[TenantOutcome], as_of: pd.Timestamp, started: float,
+                   on_outcome: Callable[[TenantOutcome], None] | None) -> RefreshReport:
+    """The report of outcomes as they complete (each passed to ``on_outcome``), sorted by tenant."""
+    outcomes = []
     for outcome in results:
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
     outcomes.sort(key=lambda o: o.tenant_id)
-    return RefreshReport(as_of=as_of_ts.isoformat(), outcomes=tuple(outcomes), seconds=time.perf_counter() - started)
+    return RefreshReport(as_of=as_of.isoformat(), outcomes=tuple(outcomes), seconds=time.perf_counter() - started)
 
 
 def write_report(report: RefreshReport, path: str | PathLike) -> None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from commgraph.graph import CommGraphError
+
 from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate, Splice
 from ._events import (
     DAY_NS, EVENT_COLUMNS, FAILS, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
@@ -290,9 +292,9 @@ def _slice_chunks(chunks: list[dict[str, np.ndarray]], start: int, end: int) -> 
 class TenantState:
     """The mergeable state of one tenant as of ``as_of`` (all times in ns since the epoch, UTC).
 
-    ``events`` holds the message rows of the longest window as chunks in time
-    order (a refresh appends one: no copy of what is kept); ``pending`` the label
-    events for mail still inside the settle delay.
+    ``events`` holds the message rows of the longest window as chunks, each in
+    time order (a refresh appends one and a merge keeps both sides': no copy of
+    what is kept); ``pending`` the label events for mail still inside the settle delay.
     """
 
     tenant_id: str
@@ -368,6 +370,29 @@ class TenantState:
             fp = int((np.uint64(self.fingerprint) + np.uint64(fingerprint)))
         return TenantState(self.tenant_id, as_of, lifetime, decayed, counts, events, pending,
                            _merge_names(self.names, names), fp)
+
+    def merge(self, other: "TenantState") -> "TenantState":
+        """The state over both states' mail: partial states of one tenant as of one instant, built from
+        disjoint sets of messages (chunks of an archive, partitions of a Spark job).
+
+        Each part merges as a monoid (aggregates re-reduce, decayed sums share
+        the anchor, windows add, rows and fingerprints concatenate and add), so
+        merging the states of the parts equals the state built over the whole.
+        """
+        if self.tenant_id != other.tenant_id or self.as_of != other.as_of or set(self.windows) != set(other.windows):
+            raise CommGraphError(
+                f"cannot merge the state of tenant {self.tenant_id!r} as of {self.as_of} (windows "
+                f"{sorted(self.windows)}) with that of tenant {other.tenant_id!r} as of {other.as_of} (windows "
+                f"{sorted(other.windows)}); partial states merge only within one tenant, instant and configuration")
+        lifetime, decayed = merge_partials((self.lifetime, self.decayed), (other.lifetime, other.decayed))
+        windows = {w: {t: agg.merge(other.windows[w][t]) for t, agg in tables.items()}
+                   for w, tables in self.windows.items()}
+        events = [c for c in self.events + other.events if len(c["timestamp"])]
+        pending = _sorted(concat_events([self.pending, other.pending]))[0]
+        names = _dedup_names({"key": np.concatenate([self.names["key"], other.names["key"]]),
+                              "value": pa.concat_arrays([self.names["value"], other.names["value"]])})
+        return TenantState(self.tenant_id, self.as_of, lifetime, decayed, windows, events, pending, names,
+                           (self.fingerprint + other.fingerprint) % 2**64)
 
     def event_rows(self) -> dict[str, np.ndarray]:
         """Every retained row (message chunks and pending label events), one table."""

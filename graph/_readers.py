@@ -317,6 +317,28 @@ class _SeenMessageIds:
         return frame.iloc[np.flatnonzero(~seen)], rejects
 
 
+def _coalesced(parts: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
+    """Consecutive small parts joined into chunks of at most ``rows`` rows (as a whole read joins them).
+
+    An archive partitioned by tenant and day holds thousands of small files;
+    one validation per file would cost more than the rows. A part that carries
+    reading state (``attrs``: a salvaged encoding) stays a chunk of its own.
+    """
+    held: list[pd.DataFrame] = []
+    n = 0
+    for frame in parts:
+        if held and (frame.attrs or n + len(frame) > rows):
+            yield held[0] if len(held) == 1 else pd.concat(held)
+            held, n = [], 0
+        if frame.attrs:
+            yield frame
+            continue
+        held.append(frame)
+        n += len(frame)
+    if held:
+        yield held[0] if len(held) == 1 else pd.concat(held)
+
+
 def _validated(frame: pd.DataFrame, strict: bool, columns, seen: _SeenMessageIds | None, options) -> Messages:
     extra = []
     frame, rejects = _encoding_rejects(frame, strict)
@@ -408,7 +430,7 @@ def read_messages(
         only = _TenantFilter(only_tenants, (columns or {}).get("tenant_id", "tenant_id"))
     parts = _parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only)
     if chunksize:
-        return _validated_chunks(parts, strict, columns, options)
+        return _validated_chunks(_coalesced(parts, chunksize), strict, columns, options)
     return _validated(_whole(parts), strict, columns, None, options)
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from commgraph.baselines import SnapshotStore
 from commgraph.baselines import TenantOutcome, run_refresh
-from commgraph.baselines._job import write_report
+from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, write_report
 from commgraph.graph import CommGraphError
 
 __all__ = ["add_refresh_command", "add_inspect_command", "add_score_command", "add_explain_command"]
@@ -69,7 +69,8 @@ def run_refresh_command(args: argparse.Namespace) -> int:
         report = run_refresh(args.input, store=args.store, as_of=args.as_of, tenants=_split(args.tenants),
                              config=args.config, tenant_configs=args.tenant_config,
                              columns=parse_mapping(args.columns), jobs=args.jobs, incremental=args.incremental,
-                             force=args.force, on_outcome=progress)
+                             force=args.force, on_outcome=progress, engine=args.engine,
+                             chunk_rows=args.chunk_rows or None)
     finally:
         progress.close()
     if args.report:
@@ -97,8 +98,8 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
     >>> _ = add_refresh_command(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["refresh", "--input", "archive/", "--store", "store/", "--as-of", "2025-02-01",
     ...                           "--jobs", "2", "--incremental"])
-    >>> args.input, args.jobs, args.incremental, args.engine
-    (['archive/'], 2, True, 'local')
+    >>> args.input, args.jobs, args.incremental, args.engine, args.chunk_rows
+    (['archive/'], 2, True, 'local', 500000)
     """
     p = subparsers.add_parser(
         "refresh", help="build or refresh every tenant's baselines and publish the snapshots",
@@ -110,7 +111,9 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
                "  commgraph refresh --input archive/ --store snapshots/ --as-of 2025-02-01T00:00Z --jobs 2\n"
                "  commgraph refresh --input 'archive/*.parquet' --store snapshots/ --as-of 2025-02-02 --incremental\n"
                "  commgraph refresh --input mail.csv --store snapshots/ --as-of 2025-02-01 --tenants acme,globex \\\n"
-               "      --tenant-config tenants.toml --report refresh.json --log-format json",
+               "      --tenant-config tenants.toml --report refresh.json --log-format json\n"
+               "  commgraph refresh --input /lake/mail/ --store /shared/snapshots --as-of 2025-02-01 \\\n"
+               "      --engine spark --tenant-config tenants.toml   # under spark-submit, or a local Spark",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", nargs="+", required=True, help="archive files, directories or globs")
     p.add_argument("--store", required=True, help="snapshot store directory")
@@ -124,8 +127,13 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
                                                        "-1: every core)")
     p.add_argument("--incremental", action="store_true", help="refresh the current snapshots with only newer mail")
     p.add_argument("--force", action="store_true", help="publish even when the content is unchanged")
-    p.add_argument("--engine", choices=("local",), default="local",
-                   help="where the build runs (default local; distributed engines are not available yet)")
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="where the build runs: local processes (default), or Apache Spark (the active session "
+                        "under spark-submit, else a local one; Parquet input; needs pip install "
+                        "'commgraph[spark]')")
+    p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, dest="chunk_rows",
+                   help=f"input rows read and built at a time per tenant, for bounded memory (default "
+                        f"{DEFAULT_CHUNK_ROWS}; 0 reads each tenant whole)")
     p.add_argument("--report", help="write a JSON report here")
     p.add_argument("--log-format", dest="log_format", choices=("text", "json"), default="text",
                    help="progress: a bar on a terminal, else log lines (default text)")

@@ -54,6 +54,30 @@ def enron(real_data: Path):
     return validate(raw, strict=False, tenants=[{"tenant_id": "enron", "own_domains": ["enron.com"]}])
 
 
+def state_differences(a, b, *, rtol: float = 1e-9) -> list[str]:
+    """Parts (and columns) of two snapshots' refresh state that differ: keys and counts exactly, floats
+    (decayed sums, whose last bits depend on the order of additions) within ``rtol``."""
+    import numpy as np
+    import pyarrow as pa
+
+    sa, sb = a.state_tables(), b.state_tables()
+    out = []
+    for part in sorted(set(sa) | set(sb)):
+        x, y = sa.get(part), sb.get(part)
+        if x is None or y is None or x.schema != y.schema or x.num_rows != y.num_rows:
+            out.append(part)
+            continue
+        for name in x.column_names:
+            cx, cy = x.column(name).combine_chunks(), y.column(name).combine_chunks()
+            if pa.types.is_fixed_size_list(cx.type):
+                cx, cy = cx.flatten(), cy.flatten()
+            vx, vy = cx.to_numpy(zero_copy_only=False), cy.to_numpy(zero_copy_only=False)
+            same = np.allclose(vx, vy, rtol=rtol, atol=0) if vx.dtype.kind == "f" else np.array_equal(vx, vy)
+            if not same:
+                out.append(f"{part}.{name}")
+    return out
+
+
 def enron_sample(real_data: Path, rows: int) -> pd.DataFrame:
     """The first ``rows`` Enron JHU messages with real timestamps, as one tenant, in the contract's columns."""
     raw = pd.read_csv(real_data / "enron_jhu" / "messages.csv.gz")

@@ -65,6 +65,16 @@ def test_chunks_equal_the_whole(chunksize):
     assert sorted(joined.rejects.index) == [40, 41]
 
 
+def test_chunks_of_a_many_file_archive_join_small_files_up_to_the_chunk_size(tmp_path):
+    raw = mail(200)
+    raw.assign(day=raw["timestamp"].str[:10]).to_parquet(tmp_path / "archive", partition_cols=["tenant_id", "day"])
+    files = len(list((tmp_path / "archive").rglob("*.parquet")))
+    parts = list(read_messages(tmp_path / "archive", chunksize=50, strict=False))
+    sizes = [len(p) for p in parts]
+    assert files == 56 and all(40 <= n <= 50 for n in sizes[:-1]) and sum(sizes) == len(raw)
+    same(read_messages(tmp_path / "archive"), Messages.concat(parts))
+
+
 def test_chunked_strict_reading_names_a_duplicate_from_an_earlier_chunk():
     raw = pd.concat([mail(4), mail(4).iloc[[0]]], ignore_index=True)
     with pytest.raises(Exception, match="earlier chunk"):

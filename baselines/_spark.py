@@ -1,0 +1,430 @@
+"""The refresh job on Apache Spark: partial states per partition, merged per tenant, published to the store.
+
+``run_refresh(..., engine="spark")`` and ``commgraph refresh --engine spark``
+run here, over Parquet paths or any Spark DataFrame of mail rows in the
+message contract. Two stages, both running the library's own code in the
+executors' Python workers:
+
+1. ``mapInArrow`` over partitions: rows are hashed by tenant (a tenant of more
+   than ``chunk_rows`` rows is spread by message id over several partitions), so
+   that every copy of a message meets in one partition, and sorted by tenant,
+   then input file and position, so that the first copy is the one kept, as in
+   a local read. Each partition is validated in chunks of ``chunk_rows`` rows,
+   each tenant at a time, remembering the message ids already seen; each piece
+   becomes a partial :class:`TenantState` (the aggregate code of a local
+   build), merged within the partition and shipped as Arrow IPC.
+2. ``groupBy(tenant).applyInArrow``: a tenant's partials are merged (the merge
+   contract: merged parts equal the whole), finished into a snapshot as the
+   local job finishes one, and published through :class:`SnapshotStore` with
+   the same fingerprint and idempotence; each tenant's outcome comes back to
+   the driver as a :class:`TenantOutcome`.
+
+The store's directory must be reachable from the executors (a shared or
+network filesystem on a cluster; any path with ``local[N]``). pyspark is an
+optional dependency (the ``spark`` extra), imported only when a job runs here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from functools import reduce
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from commgraph.graph import CommGraphError, ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources
+from commgraph.graph._readers import _SeenMessageIds, _validated
+
+from ._config import BaselineConfig
+from ._events import EventExtractor
+from ._job import (
+    RefreshReport, TenantOutcome, choose_tenants, collect_report, error_text, peak_mib, publish_snapshot, reset_peak,
+)
+from ._partial import ReadCounts, finish_snapshot, merge_states, no_usable_mail, partial_state
+from ._snapshot import _state_from_arrow, _state_to_arrow
+from ._store import SnapshotStore
+
+__all__ = ["refresh_on_spark", "spark_session"]
+
+# Columns the job adds to the input (and drops before validation).
+_TENANT, _FILE, _ORDER = "__commgraph_tenant", "__commgraph_file", "__commgraph_order"
+# What stage 1 sends to stage 2: per tenant and partition, its read counts, and its partial state
+# (one row per Arrow table of the state) or the error that stopped it.
+_PARTS_SCHEMA = "tenant_id string, piece int, part string, data binary"
+_OUTCOME_SCHEMA = ("tenant_id string, status string, mode string, version long, rows_read long, rows_rejected long, "
+                   "rejects_by_reason string, seconds double, peak_mib double, error string")
+# Spark reads Parquet's nanosecond timestamps only as int64 (its own are microseconds): the job asks for
+# that and turns them back into timestamps in Python, so no nanosecond is lost against a local read.
+_READ_CONF = {"spark.sql.legacy.parquet.nanosAsLong": "true",
+              # tenant_id=007 stays the string "007"
+              "spark.sql.sources.partitionColumnTypeInference.enabled": "false"}
+_BYTES_PER_PARTITION = 128 * 2**20
+
+
+def _pyspark() -> Any:
+    try:
+        import pyspark
+    except ImportError:
+        raise ConfigError("the Spark engine needs pyspark, which is not installed; install the extra: "
+                          "pip install 'commgraph[spark]'") from None
+    return pyspark
+
+
+def spark_session() -> Any:
+    """The active Spark session, or a new local one (every core, no UI) for a job started outside ``spark-submit``.
+
+    Executors' Python workers run this interpreter unless ``PYSPARK_PYTHON`` says otherwise.
+
+    Examples
+    --------
+    >>> spark = spark_session()
+    >>> spark is spark_session()
+    True
+    """
+    _pyspark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return (SparkSession.builder.appName("commgraph refresh").config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What the executors need (pickled into both stages)."""
+
+    store: str
+    as_of: pd.Timestamp
+    config: BaselineConfig
+    tenant_configs: dict[str, TenantConfig] | None
+    columns: Mapping[str, str] | None
+    read_options: dict[str, Any]
+    chunk_rows: int
+    force: bool
+    ns_columns: dict[str, str | None]  # Parquet nanosecond timestamps read as int64: name -> time zone
+
+
+# --------------------------------------------------------------------------- stage 1: partial states per partition
+
+def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """The partition's Arrow batches gathered into tables of about ``rows`` rows."""
+    held: list[pa.RecordBatch] = []
+    n = 0
+    for batch in batches:
+        held.append(batch)
+        n += batch.num_rows
+        if n >= rows:
+            yield pa.Table.from_batches(held)
+            held, n = [], 0
+    if n:
+        yield pa.Table.from_batches(held)
+
+
+def _tenant_pieces(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[tuple[str, pa.Table]]:
+    """(tenant, rows) pieces of a partition sorted by tenant: one per tenant and chunk."""
+    for table in _chunks(batches, rows):
+        tenant = table.column(_TENANT)
+        changes = pc.not_equal(tenant.slice(1), tenant.slice(0, len(table) - 1))
+        bounds = [0, *(pc.indices_nonzero(changes).to_numpy() + 1).tolist(), len(table)]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            yield str(tenant[lo].as_py()).strip(), table.slice(lo, hi - lo)
+
+
+def _frame(piece: pa.Table, ns_columns: Mapping[str, str | None]) -> pd.DataFrame:
+    """Rows as the local reader gives them to validation: the job's columns dropped, nanoseconds restored."""
+    table = piece.drop_columns([c for c in (_TENANT, _FILE, _ORDER) if c in piece.column_names])
+    for name, tz in ns_columns.items():
+        if name in table.column_names and pa.types.is_integer(table.schema.field(name).type):
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, table.column(name).cast(pa.timestamp("ns", tz=tz)))
+    return table.to_pandas()  # a fresh RangeIndex: rejected rows are counted by position, each once
+
+
+class _TenantInPartition:
+    """One tenant's rows in one partition: read counts, then its merged partial state or its failure."""
+
+    def __init__(self, tenant_id: str, job: _Job):
+        self.tenant_id, self.job = tenant_id, job
+        self.counts = ReadCounts()
+        self.error: str | None = None
+        self.seconds = 0.0
+
+    def states(self, pieces: Iterable[pa.Table], seen: _SeenMessageIds) -> Iterator[Any]:
+        job = self.job
+        for piece in pieces:
+            start = time.perf_counter()
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    messages = _validated(_frame(piece, job.ns_columns), False, job.columns, seen,
+                                          {**job.read_options, "tenants": job.tenant_configs})
+                if any(issubclass(w.category, InferredOwnDomainsWarning) for w in caught):
+                    raise ConfigError(
+                        f"tenant {self.tenant_id!r}: the input leaves 'direction' empty and the tenant has no own "
+                        "domains configured; the Spark engine needs them (tenant_configs / --tenant-config), since "
+                        "inferring them takes all of the tenant's mail at once")
+                self.counts.add(messages.summary())
+                if len(messages):
+                    extractor = EventExtractor(messages, as_of=job.as_of, privacy=job.config.privacy)
+                    if extractor.tenant_names != [self.tenant_id]:
+                        raise CommGraphError(f"rows grouped as tenant {self.tenant_id!r} validated as tenants "
+                                             f"{extractor.tenant_names}")
+                    state = partial_state(extractor.extract(self.tenant_id), as_of=job.as_of, config=job.config)
+                else:
+                    state = None
+            except Exception as exc:  # noqa: BLE001 (the tenant fails alone, in stage 2)
+                self.error = error_text(exc)
+                return
+            finally:
+                self.seconds += time.perf_counter() - start
+            if state is not None:
+                yield state
+
+    def batch(self, state: Any, partition: int) -> pa.RecordBatch:
+        start = time.perf_counter()
+        parts: list[tuple[str, bytes]] = []
+        if self.error is not None:
+            parts.append(("error", self.error.encode()))
+        elif state is not None:
+            for name, table in _state_to_arrow(state).items():
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, table.schema) as writer:
+                    writer.write_table(table)
+                parts.append((name, sink.getvalue().to_pybytes()))
+        self.seconds += time.perf_counter() - start
+        counts = {**self.counts.as_summary(), "seconds": self.seconds, "peak_mib": peak_mib()}
+        parts.append(("counts", json.dumps(counts).encode()))
+        return pa.RecordBatch.from_pydict({"tenant_id": [self.tenant_id] * len(parts), "piece": [partition] * len(parts),
+                                           "part": [p[0] for p in parts], "data": [p[1] for p in parts]},
+                                          schema=pa.schema([("tenant_id", pa.string()), ("piece", pa.int32()),
+                                                            ("part", pa.string()), ("data", pa.binary())]))
+
+
+def _partials(batches: Iterable[pa.RecordBatch], job: _Job) -> Iterator[pa.RecordBatch]:
+    """Stage 1 over one partition (sorted by tenant): each tenant's partial state, one at a time."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    partition = context.partitionId() if context is not None else 0
+    seen = _SeenMessageIds()  # repeats of a message id are in this partition: rejected as a local read does
+    for tenant_id, group in itertools.groupby(_tenant_pieces(batches, job.chunk_rows), key=lambda p: p[0]):
+        reset_peak()
+        work = _TenantInPartition(tenant_id, job)
+        state = merge_states(work.states((piece for _, piece in group), seen))
+        yield work.batch(state, partition)
+
+
+# --------------------------------------------------------------------------- stage 2: merge, finish, publish
+
+def _publish(table: pa.Table, job: _Job) -> pa.Table:
+    """Stage 2 for one tenant: merge its partials, finish and publish the snapshot; one outcome row."""
+    start = time.perf_counter()
+    reset_peak()
+    tenant_id = table.column("tenant_id")[0].as_py()
+    counts, seconds, peaks = ReadCounts(), 0.0, []
+    errors: dict[int, str] = {}
+    pieces: dict[int, dict[str, pa.Table]] = {}
+    for piece, part, data in zip(table.column("piece").to_pylist(), table.column("part").to_pylist(),
+                                 table.column("data")):
+        buffer = data.as_buffer()  # zero-copy view of the shipped bytes
+        if part == "counts":
+            summary = json.loads(buffer.to_pybytes())
+            counts.add(summary)
+            seconds += summary["seconds"]
+            peaks.append(summary["peak_mib"])
+        elif part == "error":
+            errors[piece] = buffer.to_pybytes().decode()
+        else:
+            pieces.setdefault(piece, {})[part] = pa.ipc.open_stream(buffer).read_all()
+    try:
+        if errors:
+            raise _StageOneError(errors[min(errors)])
+        fields = counts.outcome_fields()
+        if not counts.messages:
+            raise no_usable_mail(tenant_id, fields)
+        state = merge_states(_state_from_arrow(tenant_id, pieces[p]) for p in sorted(pieces))
+        status, version = publish_snapshot(SnapshotStore(job.store), finish_snapshot(state, job.config), job.force)
+        outcome = TenantOutcome(tenant_id, status, "full", version, **fields)
+    except _StageOneError as exc:
+        outcome = TenantOutcome(tenant_id, "failed", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
+        outcome = TenantOutcome(tenant_id, "failed", error=error_text(exc))
+    row = {"tenant_id": outcome.tenant_id, "status": outcome.status, "mode": outcome.mode, "version": outcome.version,
+           "rows_read": outcome.rows_read, "rows_rejected": outcome.rows_rejected,
+           "rejects_by_reason": json.dumps(outcome.rejects_by_reason), "peak_mib": max([peak_mib(), *peaks]),
+           "seconds": seconds + time.perf_counter() - start, "error": outcome.error}
+    return pa.Table.from_pylist([row], schema=pa.schema([
+        ("tenant_id", pa.string()), ("status", pa.string()), ("mode", pa.string()), ("version", pa.int64()),
+        ("rows_read", pa.int64()), ("rows_rejected", pa.int64()), ("rejects_by_reason", pa.string()),
+        ("seconds", pa.float64()), ("peak_mib", pa.float64()), ("error", pa.string())]))
+
+
+class _StageOneError(Exception):
+    """A tenant's failure in stage 1, already in the report's words."""
+
+
+# --------------------------------------------------------------------------- driver
+
+def _read_parquet(spark: Any, inputs: Any, tenant_column: str
+                  ) -> tuple[Any, dict[str, str | None], int, dict[str, int] | None]:
+    """The archive as a Spark DataFrame, its nanosecond timestamp columns, a partition count for its size,
+    and the rows per tenant when every file sits in a tenant partition (read from the files' footers,
+    which saves Spark a scan of the whole archive)."""
+    import pyarrow.dataset as ds
+
+    paths = list_sources(inputs)
+    other = [str(p) for p in paths if not (p.is_dir() or p.suffix in (".parquet", ".pq"))]
+    if other:
+        raise ConfigError(f"the Spark engine reads Parquet files and directories; {other[0]!r} is not one. Read "
+                          "other formats with spark.read and pass the Spark DataFrame to "
+                          "run_refresh(frame, engine='spark', ...)")
+    ns_columns: dict[str, str | None] = {}
+    size = 0
+    sizes: dict[str, int] | None = {}
+    for path in paths:
+        dataset = ds.dataset(str(path), format="parquet", partitioning="hive")
+        ns_columns.update({f.name: f.type.tz for f in dataset.schema
+                           if pa.types.is_timestamp(f.type) and f.type.unit == "ns"})
+        size += sum(os.path.getsize(f) for f in dataset.files)
+        for fragment in dataset.get_fragments() if sizes is not None else ():
+            tenant = ds.get_partition_keys(fragment.partition_expression).get(tenant_column)
+            if tenant is None:
+                sizes = None
+                break
+            key = str(tenant).strip()
+            sizes[key] = sizes.get(key, 0) + fragment.count_rows()
+    frames = [spark.read.parquet(str(p)) for p in paths]
+    frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+    return frame, ns_columns, math.ceil(size / _BYTES_PER_PARTITION), sizes
+
+
+def refresh_on_spark(
+    inputs: Any,
+    *,
+    store: str | os.PathLike,
+    as_of: pd.Timestamp,
+    config: BaselineConfig,
+    tenant_configs: dict[str, TenantConfig] | None = None,
+    tenants: Sequence[str] | None = None,
+    columns: Mapping[str, str] | None = None,
+    force: bool = False,
+    on_outcome: Callable[[TenantOutcome], None] | None = None,
+    read_options: Mapping[str, Any] | None = None,
+    chunk_rows: int = 500_000,
+    partitions: int | None = None,
+) -> RefreshReport:
+    """Full build and publish of every tenant's snapshot on Spark: what ``run_refresh(..., engine='spark')`` runs.
+
+    Parameters
+    ----------
+    inputs : pyspark.sql.DataFrame, path, glob or list of paths
+        Mail rows in the message contract (one row per message; ``columns``
+        maps other names), or Parquet files and hive-partitioned directories,
+        read on the active Spark session (or a local one, see :func:`spark_session`).
+    store : path
+        The :class:`SnapshotStore` directory, reachable from the executors.
+    as_of : pandas.Timestamp
+        UTC.
+    config : BaselineConfig
+    tenant_configs : dict of str to TenantConfig, optional
+        Own domains per tenant; needed for tenants whose rows leave ``direction`` empty.
+    tenants, columns, force, on_outcome, read_options
+        As in :func:`run_refresh`.
+    chunk_rows : int, default 500000
+        Rows each task validates and builds at a time.
+    partitions : int, optional
+        Partitions of the shuffle by tenant; default: one per 128 MiB of Parquet
+        read, at least twice the cluster's default parallelism.
+
+    Returns
+    -------
+    RefreshReport
+        The same report as the local engine's: per tenant rows read, rejects by
+        reason, status and version; ``seconds`` sums the tenant's work over the
+        tasks, ``peak_mib`` is the largest Python-worker peak among them.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from commgraph.baselines import run_refresh
+    >>> frame = spark_session().createDataFrame([
+    ...     ("acme", "m1", "2024-05-01T09:00Z", "ann@vendor.com", "cy@acme.com"),
+    ...     ("acme", "m2", "2024-05-02T09:00Z", "ann@vendor.com", "cy@acme.com; di@acme.com"),
+    ...     ("globex", "m1", "2024-05-02T10:00Z", "bo@globex.com", "ann@vendor.com")],
+    ...     "tenant_id string, message_id string, timestamp string, sender string, recipients string")
+    >>> report = run_refresh(frame, engine="spark", store=tempfile.mkdtemp(), as_of="2024-05-04",
+    ...                      tenant_configs=[{"tenant_id": "acme", "own_domains": ["acme.com"]},
+    ...                                      {"tenant_id": "globex", "own_domains": ["globex.com"]}])
+    >>> [(o.tenant_id, o.status, o.rows_read) for o in report.outcomes]
+    [('acme', 'published', 2), ('globex', 'published', 1)]
+    """
+    started = time.perf_counter()
+    spark = spark_session()
+    from pyspark.sql import DataFrame
+    from pyspark.sql import functions as F
+
+    saved: dict[str, str | None] = {}
+    ns_columns: dict[str, str | None] = {}
+    hint, sizes = 0, None
+    names = {**{"tenant_id": "tenant_id", "message_id": "message_id"}, **(columns or {})}
+    if not isinstance(inputs, DataFrame):
+        saved = {key: spark.conf.get(key, None) for key in _READ_CONF}
+        for key, value in _READ_CONF.items():
+            spark.conf.set(key, value)
+    try:
+        frame = inputs
+        if not isinstance(inputs, DataFrame):
+            frame, ns_columns, hint, sizes = _read_parquet(spark, inputs, names["tenant_id"])
+        if names["tenant_id"] not in frame.columns:
+            raise ConfigError(f"the input has no column {names['tenant_id']!r} (the tenant id); columns present: "
+                              f"{frame.columns}. Map yours with columns={{'tenant_id': '<your column>'}}")
+
+        def trimmed(column: str) -> Any:  # what str.strip() leaves, as the local reader compares ids
+            return F.regexp_replace(F.col(f"`{column}`").cast("string"), r"^\s+|\s+$", "")
+
+        frame = frame.withColumn(_TENANT, trimmed(names["tenant_id"])).where(F.col(_TENANT).isNotNull())
+        if sizes is None:
+            sizes = {row[0]: row[1] for row in frame.groupBy(_TENANT).count().collect()}
+        chosen = choose_tenants(sorted(sizes), tenants)
+        if tenants is not None:
+            frame = frame.where(F.col(_TENANT).isin(chosen))
+        SnapshotStore(store)  # create the directory (and refuse a bad path) before any task starts
+        job = _Job(str(store), as_of, config, tenant_configs, columns, dict(read_options or {}), chunk_rows, force,
+                   ns_columns)
+        # The input's file and position, taken at the scan, break ties so the first copy of a message is kept.
+        frame = frame.withColumn(_FILE, F.input_file_name()).withColumn(_ORDER, F.monotonically_increasing_id())
+        # A tenant's rows go to one partition, or, for a tenant of more than chunk_rows rows, spread by
+        # message id over one partition per chunk_rows: few partial states, and every copy of a message
+        # (same tenant and id) still meets the others in one partition.
+        key = trimmed(names["message_id"]) if names["message_id"] in frame.columns else F.col(_ORDER)
+        spread = {t: math.ceil(sizes[t] / chunk_rows) for t in chosen if sizes[t] > chunk_rows}
+        salt = F.lit(0)
+        if spread:
+            ways = F.create_map(*[F.lit(v) for t, k in sorted(spread.items()) for v in (t, k)])
+            salt = F.pmod(F.xxhash64(key), F.coalesce(ways[F.col(_TENANT)], F.lit(1)))
+        n = partitions or max(2 * spark.sparkContext.defaultParallelism, hint)
+        parts = (frame.repartition(n, F.col(_TENANT), salt).sortWithinPartitions(_TENANT, _FILE, _ORDER)
+                 .mapInArrow(lambda batches: _partials(batches, job), _PARTS_SCHEMA))
+        rows = parts.groupBy("tenant_id").applyInArrow(lambda table: _publish(table, job), _OUTCOME_SCHEMA).collect()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+    outcomes = (TenantOutcome(r.tenant_id, r.status, r.mode, r.version, r.rows_read, r.rows_rejected,
+                              json.loads(r.rejects_by_reason), r.seconds, r.peak_mib, r.error)
+                for r in sorted(rows, key=lambda r: r.tenant_id))
+    return collect_report(outcomes, as_of, started, on_outcome)

@@ -1,0 +1,162 @@
+"""The Spark engine of the refresh job equals the local engine: same snapshots, outcomes, store semantics.
+
+One local Spark session (``local[2]``, no UI) serves the module; the Spark runs
+are few and small so that the module stays well under a minute on 2 cores.
+The reference is the local job reading each tenant whole (``build_baselines``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from commgraph.baselines import SnapshotStore, run_refresh
+from commgraph.baselines._snapshot import table_differences
+from commgraph.graph import ConfigError, TenantConfig, generate, write_generated
+from commgraph.signals._cli import main
+from conftest import state_differences
+
+AS_OF = "2025-01-14T00:00Z"
+GOOD = ["tenant-01", "tenant-02", "tenant-03"]
+
+
+@pytest.fixture(scope="module")
+def spark():
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("commgraph-tests")
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.shuffle.partitions", "2").config("spark.default.parallelism", "1")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _write_extra(path: Path, tenant: str, date: str, name: str, rows: pd.DataFrame, schema: pa.Schema) -> None:
+    folder = path / f"tenant_id={tenant}" / f"date={date}"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(rows.drop(columns=["tenant_id", "date"]), schema=schema,
+                                        preserve_index=False), folder / name)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> tuple[Path, list[TenantConfig]]:
+    """A generated hive archive (nanosecond timestamps), plus: exact copies of 40 tenant-01 messages in a
+    later file (repeated ids: the first copy counts), 30 tenant-02 rows without a sender (rejected), and a
+    tenant none of whose rows passes the contract."""
+    path = tmp_path_factory.mktemp("spark") / "mail"
+    write_generated(path, tenants=3, days=10, scale=0.1, random_state=5, progress=False)
+    schema = pq.read_schema(next(path.glob("tenant_id=tenant-01/*/*.parquet")))
+    frame = ds.dataset(path, partitioning="hive").to_table().to_pandas()
+    by = {t: frame[frame["tenant_id"] == t] for t in GOOD}
+    _write_extra(path, "tenant-01", "2025-01-08", "zz-copies.parquet", by["tenant-01"].iloc[100:140], schema)
+    broken = by["tenant-02"].iloc[:30].assign(sender=None, message_id=lambda f: f["message_id"] + "-x")
+    _write_extra(path, "tenant-02", "2025-01-09", "zz-broken.parquet", broken, schema)
+    _write_extra(path, "tenant-bad", "2025-01-07", "part-0.parquet", by["tenant-03"].iloc[:25].assign(sender=None),
+                 schema)
+    configs = list(generate(tenants=3, days=1, scale=0.1, random_state=5).tenants)  # same tenants, one day
+    return path, configs + [TenantConfig("tenant-bad", own_domains=configs[2].own_domains)]
+
+
+def _toml(configs: list[TenantConfig], path: Path) -> Path:
+    lines = []
+    for c in configs:
+        lines += ["[[tenant]]", f'tenant_id = "{c.tenant_id}"', f"own_domains = {json.dumps(list(c.own_domains))}",
+                  ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(spark, archive, tmp_path_factory):
+    """The local job (each tenant read whole) and the Spark job (command line, small chunks) on the archive."""
+    path, configs = archive
+    work = tmp_path_factory.mktemp("stores")
+    local = run_refresh(path, store=work / "local", as_of=AS_OF, tenant_configs=configs, chunk_rows=None)
+    report = work / "spark.json"
+    code = main(["refresh", "--input", str(path), "--store", str(work / "spark"), "--as-of", AS_OF, "--engine",
+                 "spark", "--chunk-rows", "2000", "--tenant-config", str(_toml(configs, work / "tenants.toml")),
+                 "--report", str(report)])
+    return {"local": local, "spark": json.loads(report.read_text()), "code": code, "work": work, "configs": configs}
+
+
+def test_spark_build_equals_the_local_build_on_every_table(runs):
+    local, spark = SnapshotStore(runs["work"] / "local"), SnapshotStore(runs["work"] / "spark")
+    assert local.tenants() == spark.tenants() == GOOD
+    for tenant in GOOD:
+        a, b = local.load(tenant), spark.load(tenant)
+        assert a.as_of == b.as_of and a.fingerprint == b.fingerprint
+        assert table_differences(a, b, rtol=1e-9) == [], tenant
+        for name in ("sender", "pair", "recipient", "tenant"):  # counts exactly, not within a tolerance
+            ta, tb = a.arrow(name), b.arrow(name)
+            for column in ta.column_names:
+                if not pa.types.is_floating(ta.schema.field(column).type):
+                    assert ta.column(column).equals(tb.column(column)), (tenant, name, column)
+        assert state_differences(a, b) == [], tenant
+        assert a.priors == b.priors and a.meta()["row_counts"] == b.meta()["row_counts"]
+
+
+def test_outcomes_match_the_local_engine_including_rejects_and_the_failing_tenant(runs):
+    local = {o.tenant_id: o for o in runs["local"].outcomes}
+    spark = {t["tenant_id"]: t for t in runs["spark"]["tenants"]}
+    assert runs["code"] == runs["local"].exit_code == 3 and runs["spark"]["exit_code"] == 3
+    assert sorted(spark) == sorted(local) == [*GOOD, "tenant-bad"]
+    for tenant, outcome in local.items():
+        got = spark[tenant]
+        for field in ("status", "mode", "version", "rows_read", "rows_rejected", "rejects_by_reason", "error"):
+            assert got[field] == getattr(outcome, field), (tenant, field)
+    assert local["tenant-01"].rejects_by_reason == {"duplicate_message_id": 40}
+    assert local["tenant-02"].rejects_by_reason == {"missing_value": 30}
+    assert local["tenant-bad"].status == "failed" and "no usable mail" in local["tenant-bad"].error
+    assert all(t["peak_mib"] > 0 and t["seconds"] > 0 for t in runs["spark"]["tenants"])
+
+
+def test_spark_rerun_over_the_local_store_publishes_nothing_new(runs, archive):
+    # The same fingerprint and as_of as the local build: the Spark job finds nothing new to publish.
+    store = runs["work"] / "local"
+    before = {t: SnapshotStore(store).current(t) for t in GOOD}
+    seen = []
+    report = run_refresh(archive[0], store=store, as_of=AS_OF, tenant_configs=runs["configs"], engine="spark",
+                         tenants=["tenant-02", "tenant-03", "tenant-bad"], on_outcome=seen.append)
+    assert [(o.tenant_id, o.status) for o in report.outcomes] == [
+        ("tenant-02", "unchanged"), ("tenant-03", "unchanged"), ("tenant-bad", "failed")]
+    assert {o.tenant_id: o.version for o in report.outcomes if o.status == "unchanged"} == \
+        {t: before[t] for t in ("tenant-02", "tenant-03")}
+    assert sorted(o.tenant_id for o in seen) == ["tenant-02", "tenant-03", "tenant-bad"]
+
+
+def test_spark_engine_refuses_what_it_does_not_do(tmp_path, archive):
+    with pytest.raises(ConfigError, match="incremental refreshes run on the local engine"):
+        run_refresh(archive[0], store=tmp_path, as_of=AS_OF, engine="spark", incremental=True)
+    with pytest.raises(ConfigError, match="must be one of"):
+        run_refresh(archive[0], store=tmp_path, as_of=AS_OF, engine="dask")
+    csv = tmp_path / "mail.csv"
+    csv.write_text("tenant_id,message_id\n")
+    with pytest.raises(ConfigError, match="reads Parquet"):
+        run_refresh(csv, store=tmp_path, as_of=AS_OF, engine="spark")
+
+
+def test_missing_pyspark_names_the_extra_to_install(monkeypatch):
+    from commgraph.baselines import _spark
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # what an environment without pyspark sees
+    with pytest.raises(ConfigError, match=r"pip install 'commgraph\[spark\]'"):
+        _spark.spark_session()
+
+
+def test_importing_the_baselines_does_not_import_spark():
+    code = ("import sys, commgraph.baselines, commgraph.signals; "
+            "print(sorted(m for m in sys.modules if m == 'pyspark' or m.endswith('_spark')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
