@@ -10,14 +10,14 @@ result is held in ``scipy.sparse`` arrays. networkx is used only at the edge
 from __future__ import annotations
 
 import html
-import os
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy as sp
 
-from ._csr import aggregate_pairs, index_dtype
+from ._background import submit
+from ._csr import EdgeAggregates, aggregate_pairs, index_dtype
 from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
@@ -858,42 +858,52 @@ def _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direct
     # 1. Intern keys to node ids ordered by key (order of input rows never matters).
     src, dst, keys = _intern(edges, rows, sender_key, recipient_key)
     n = len(keys)
+    # Messages sent and internal seeds need only the rows: the second core counts them meanwhile.
+    facts = submit(_row_facts, src, dst, message, direction if own is None else None, n, rows=len(src))
 
     # 2. Aggregate (sender, recipient) pairs into CSR order.
     ts_sorted = len(ts) < 2 or bool((ts[1:] >= ts[:-1]).all())
     agg = aggregate_pairs(src, dst, n, n, ts, label, ts_sorted)
-    indptr, indices, first, last = agg.indptr, agg.indices, agg.first, agg.last
     address, domain, domain_codes = _node_strings(edges, rows, agg.last_sent, agg.last_received)
 
     # 3. Node table.
-    first_node = np.full(n, _INT64_MAX, dtype=np.int64)
-    sends = np.flatnonzero(np.diff(indptr))  # a node's out-edges are one CSR row: a segment, not a scatter
-    first_node[sends] = np.minimum.reduceat(first, indptr[sends]) if len(first) else first_node[sends]
-    np.minimum.at(first_node, indices, first)
-    first_node[first_node == _INT64_MAX] = _NAT
-    if ts_sorted:
-        # In time order, a node's last row (as sender or recipient) holds its last time.
-        last_node = np.maximum(np.where(agg.last_sent >= 0, ts[agg.last_sent], _NAT),
-                               np.where(agg.last_received >= 0, ts[agg.last_received], _NAT))
-    else:
-        last_node = np.full(n, _NAT, dtype=np.int64)
-        edge_rows = np.repeat(np.arange(n, dtype=indices.dtype), np.diff(indptr))
-        for ends in (edge_rows, indices):
-            np.maximum.at(last_node, ends, last)
-    # One received message per (message, recipient) row: the rows' recipients, not the edges, are counted.
-    sent = np.bincount(np.take(src, _first_of_each(message)), minlength=n).astype(np.int64)
-    if own is not None:
-        internal = _is_own(address, own)
-    else:
-        internal = _infer_internal(domain, src, dst, direction, n, domain_codes)
+    first_node, last_node = _node_times(ts, agg, ts_sorted, n)
+    sent, seed = facts.result()
+    internal = _is_own(address, own) if own is not None else _infer_internal(domain, seed, domain_codes)
     nodes = pd.DataFrame({
         "key": keys, "address": address, "domain": domain, "internal": internal,
         "first_seen": _ts_series(first_node.view("M8[ns]")), "last_seen": _ts_series(last_node.view("M8[ns]")),
+        # One received message per (message, recipient) row: the rows' recipients, not the edges, are counted.
         "sent": sent, "received": agg.received,
     })
-    adjacency = sp.sparse.csr_array((agg.count, indices, indptr), shape=(n, n))
-    return CommGraph(nodes, adjacency, first.view("M8[ns]"), last.view("M8[ns]"), agg.label_counts,
+    adjacency = sp.sparse.csr_array((agg.count, agg.indices, agg.indptr), shape=(n, n))
+    return CommGraph(nodes, adjacency, agg.first.view("M8[ns]"), agg.last.view("M8[ns]"), agg.label_counts,
                      tenant_id=tenant_id, as_of=as_of, window=window, own_domains=own)
+
+
+def _node_times(ts: np.ndarray, agg: EdgeAggregates, ts_sorted: bool, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last time of each node, over the rows where it sends or receives (int64 nanoseconds)."""
+    if ts_sorted:
+        # In time order, a node's first and last rows (as sender or recipient) hold its first and last times.
+        first = np.minimum(_at(ts, agg.first_sent, _INT64_MAX), _at(ts, agg.first_received, _INT64_MAX))
+        last = np.maximum(_at(ts, agg.last_sent, _NAT), _at(ts, agg.last_received, _NAT))
+    else:
+        first = np.full(n, _INT64_MAX, dtype=np.int64)
+        sends = np.flatnonzero(np.diff(agg.indptr))  # a node's out-edges are one CSR row: a segment, not a scatter
+        if len(agg.first):
+            first[sends] = np.minimum.reduceat(agg.first, agg.indptr[sends])
+        np.minimum.at(first, agg.indices, agg.first)
+        last = np.full(n, _NAT, dtype=np.int64)
+        edge_rows = np.repeat(np.arange(n, dtype=agg.indices.dtype), np.diff(agg.indptr))
+        for ends in (edge_rows, agg.indices):
+            np.maximum.at(last, ends, agg.last)
+    first[first == _INT64_MAX] = _NAT
+    return first, last
+
+
+def _at(values: np.ndarray, rows: np.ndarray, fill: int) -> np.ndarray:
+    """``values[rows]``, and ``fill`` where the row is -1 (none)."""
+    return np.where(rows >= 0, np.take(values, rows), fill)
 
 
 def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray,
@@ -929,8 +939,7 @@ def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray
             key_of[used] = keys[row_of[used]]
             # Do categories and keys agree on every row? numpy drops the GIL in the gather and the
             # comparison, so a second core checks while this one maps the categories to nodes.
-            checks.append(_worker().submit(_agree, key_of, cat, keys) if len(cat) > 1 << 16
-                          else _done(_agree(key_of, cat, keys)))
+            checks.append(submit(_agree, key_of, cat, keys, rows=len(cat)))
             parts.append((cat, used, key_of[used]))
         else:
             # Several categories may share a key (the same address spelt twice): they become one node.
@@ -962,35 +971,18 @@ def _rank_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.take(rank, codes), uniques[order]
 
 
-_WORKER: dict[int, Any] = {}  # process id -> executor
+def _agree(key_of: np.ndarray, cat: np.ndarray, keys: np.ndarray, chunk: int = 1 << 18) -> bool:
+    """Whether every row's key is the key of its category.
 
-
-def _worker():
-    """One background thread, started on first use, for numpy work that releases the GIL.
-
-    Keyed by process id: a forked child (tenants built in worker processes) has no
-    copy of the parent's thread, and would wait forever on the parent's executor.
+    In chunks that stay in cache, rather than a gather the size of the input.
     """
-    pid = os.getpid()
-    if pid not in _WORKER:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _WORKER.clear()
-        _WORKER[pid] = ThreadPoolExecutor(1, thread_name_prefix="commgraph")
-    return _WORKER[pid]
-
-
-def _agree(key_of: np.ndarray, cat: np.ndarray, keys: np.ndarray) -> bool:
-    """Whether every row's key is the key of its category."""
-    return bool(np.array_equal(np.take(key_of, cat), keys))
-
-
-def _done(value):
-    from concurrent.futures import Future
-
-    future = Future()
-    future.set_result(value)
-    return future
+    buffer = np.empty(min(chunk, len(cat)), dtype=np.uint64)
+    for start in range(0, len(cat), chunk):
+        part = buffer[:len(cat[start:start + chunk])]
+        np.take(key_of, cat[start:start + chunk], out=part)
+        if not np.array_equal(part, keys[start:start + chunk]):
+            return False
+    return True
 
 
 def _node_strings(edges: pd.DataFrame, rows: np.ndarray | None, last_sent: np.ndarray,
@@ -1088,15 +1080,11 @@ def _domain_view(g: CommGraph) -> DomainView:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _infer_internal(domain: pd.Series, src: np.ndarray, dst: np.ndarray, direction: np.ndarray,
-                    n: int, domain_codes: np.ndarray | None = None) -> np.ndarray:
-    """Internal nodes from ``direction`` (codes 0 inbound, 1 outbound, 2 internal), by domain.
+def _internal_seeds(src: np.ndarray, dst: np.ndarray, direction: np.ndarray, n: int) -> np.ndarray:
+    """Nodes the rows' ``direction`` (codes 0 inbound, 1 outbound, 2 internal) shows to be internal.
 
-    Senders of outbound or internal mail and recipients of internal mail are
-    internal; so is every node sharing a registrable domain with one of them (a
-    colleague who only ever received outbound mail is still a colleague). A
-    tenant whose mail is all inbound falls back to the recipients' domains.
-    ``domain_codes``, when given, code the domains already (no missing one).
+    Senders of outbound or internal mail and recipients of internal mail; when
+    the tenant's mail is all inbound, its recipients.
     """
     # ufunc.at over uint8 flags with matching dtypes is about 3x faster than ``seed[src[mask]] = True``.
     seed = np.zeros(n, dtype=np.uint8)
@@ -1104,12 +1092,27 @@ def _infer_internal(domain: pd.Series, src: np.ndarray, dst: np.ndarray, directi
     np.maximum.at(seed, dst, (direction == 2).view(np.uint8))
     if not seed.any():
         np.maximum.at(seed, dst, (direction == 0).view(np.uint8))
-    seed = seed.view(bool)
+    return seed.view(bool)
+
+
+def _infer_internal(domain: pd.Series, seed: np.ndarray, domain_codes: np.ndarray | None = None) -> np.ndarray:
+    """Internal nodes: the ``seed`` nodes and every node sharing a registrable domain with one of them.
+
+    A colleague who only ever received outbound mail is still a colleague.
+    ``domain_codes``, when given, code the domains already (no missing one).
+    """
     codes = domain_codes if domain_codes is not None else pd.factorize(domain)[0]
     own = np.zeros(int(codes.max()) + 2 if len(codes) else 1, dtype=bool)
     own[codes[seed]] = True
     own[-1] = False  # code -1: missing domain
     return own[codes]
+
+
+def _row_facts(src: np.ndarray, dst: np.ndarray, message: np.ndarray, direction: np.ndarray | None,
+               n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per node, from the rows alone: messages sent, and the internal seeds when ``direction`` is given."""
+    sent = np.bincount(np.take(src, _first_of_each(message)), minlength=n).astype(np.int64)
+    return sent, (_internal_seeds(src, dst, direction, n) if direction is not None else None)
 
 
 def _first_of_each(message: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy as sp
 
+from ._background import submit
 from ._schema import LABELS
 
 __all__ = ["PairOrder", "EdgeAggregates", "index_dtype", "pair_order", "aggregate_pairs"]
@@ -120,9 +121,11 @@ class EdgeAggregates(NamedTuple):
     last: np.ndarray
     #: Per edge, rows labelled with each of :data:`LABELS`.
     label_counts: np.ndarray
-    #: Per sender node: its last row as a sender, -1 when it never is one.
+    #: Per sender node: its first and last rows as a sender, -1 when it never is one.
+    first_sent: np.ndarray
     last_sent: np.ndarray
-    #: Per recipient node: its last row as a recipient, -1 when it never is one.
+    #: Per recipient node: its first and last rows as a recipient, -1 when it never is one.
+    first_received: np.ndarray
     last_received: np.ndarray
     #: Per recipient node: rows where it is the recipient.
     received: np.ndarray
@@ -159,17 +162,19 @@ def aggregate_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts
     ([0, 1, 3], [1, 0, 1], [1, 2, 1])
     >>> a.first.tolist(), a.last.tolist(), a.label_counts.tolist()
     ([20, 10, 40], [20, 30, 40], [[0, 1, 0], [0, 1, 0], [0, 0, 0]])
-    >>> a.last_sent.tolist(), a.last_received.tolist(), a.received.tolist()
-    ([1, 3], [2, 3], [2, 2])
+    >>> a.first_sent.tolist(), a.last_sent.tolist(), a.first_received.tolist(), a.last_received.tolist()
+    ([1, 0], [1, 3], [0, 1], [2, 3])
+    >>> a.received.tolist()
+    [2, 2]
     """
     n_rows = len(src)
     if not n_rows:
         idx = index_dtype(max(n_src, n_dst))
-        empty = np.zeros(0, dtype=np.int64)
+        none_src, none_dst = np.full(n_src, -1, dtype=np.int64), np.full(n_dst, -1, dtype=np.int64)
         return EdgeAggregates(np.zeros(n_src + 1, dtype=idx), np.zeros(0, dtype=idx), np.zeros(0, dtype=np.uint32),
-                              empty, empty.copy(), np.zeros((0, len(LABELS)), dtype=np.uint32),
-                              np.full(n_src, -1, dtype=np.int64), np.full(n_dst, -1, dtype=np.int64),
-                              np.zeros(n_dst, dtype=np.int64))
+                              np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                              np.zeros((0, len(LABELS)), dtype=np.uint32), none_src, none_src.copy(), none_dst,
+                              none_dst.copy(), np.zeros(n_dst, dtype=np.int64))
     p = pair_order(src, dst, n_src, n_dst)
     # Each run of equal (sender, recipient) rows is one edge: it starts where the recipient changes
     # or a sender's rows start.
@@ -184,7 +189,9 @@ def aggregate_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts
     ends[:-1] = starts[1:]
     ends[-1] = n_rows
     count = (ends - starts).astype(np.uint32)
-    first, last = _edge_times(ts, p.order, starts, ends, count, ts_sorted)
+    # The times are random gathers, which numpy runs without the GIL: the second core fetches them
+    # while this one counts the labels.
+    times = submit(_edge_times, ts, p.order, starts, ends, count, ts_sorted, rows=n_rows)
     label_counts = np.zeros((m, len(LABELS)), dtype=np.uint32)
     if label is not None and len(label):
         # Most mail carries no label: count only the labelled rows.
@@ -202,14 +209,18 @@ def aggregate_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts
     indptr[senders + 1] = np.add.reduceat(new.view(np.uint8), sender_starts, dtype=idx)
     np.cumsum(indptr, out=indptr)
     del new
-    last_sent = np.full(n_src, -1, dtype=np.int64)
+    first_sent, last_sent = np.full(n_src, -1, dtype=np.int64), np.full(n_src, -1, dtype=np.int64)
+    first_sent[senders] = np.minimum.reduceat(p.order, sender_starts)
     last_sent[senders] = np.maximum.reduceat(p.order, sender_starts)
     # A recipient's rows are one segment of the recipient order, rows increasing.
     received = np.diff(p.dst_indptr).astype(np.int64)
-    last_received = np.full(n_dst, -1, dtype=np.int64)
+    first_received, last_received = np.full(n_dst, -1, dtype=np.int64), np.full(n_dst, -1, dtype=np.int64)
     has = received > 0
+    first_received[has] = np.take(p.dst_rows, p.dst_indptr[:-1][has])
     last_received[has] = np.take(p.dst_rows, p.dst_indptr[1:][has] - 1)
-    return EdgeAggregates(indptr, indices, count, first, last, label_counts, last_sent, last_received, received)
+    first, last = times.result()
+    return EdgeAggregates(indptr, indices, count, first, last, label_counts, first_sent, last_sent, first_received,
+                          last_received, received)
 
 
 def _edge_times(ts: np.ndarray, order: np.ndarray, starts: np.ndarray, ends: np.ndarray, count: np.ndarray,

@@ -67,10 +67,13 @@ def _reference(src, dst, ts, label, n_src, n_dst) -> tuple[pd.DataFrame, pd.Data
         frame[name] = (label == j).astype(np.int64)
     edges = frame.groupby(["src", "dst"], sort=True).agg(
         count=("row", "size"), first=("ts", "min"), last=("ts", "max"), **{n: (n, "sum") for n in LABELS})
+    everyone = range(max(n_src, n_dst))
     nodes = pd.DataFrame({
-        "last_sent": frame.groupby("src")["row"].max().reindex(range(n_src), fill_value=-1),
-        "last_received": frame.groupby("dst")["row"].max().reindex(range(max(n_src, n_dst)), fill_value=-1),
-        "received": frame.groupby("dst").size().reindex(range(max(n_src, n_dst)), fill_value=0),
+        "first_sent": frame.groupby("src")["row"].min().reindex(everyone, fill_value=-1),
+        "last_sent": frame.groupby("src")["row"].max().reindex(everyone, fill_value=-1),
+        "first_received": frame.groupby("dst")["row"].min().reindex(everyone, fill_value=-1),
+        "last_received": frame.groupby("dst")["row"].max().reindex(everyone, fill_value=-1),
+        "received": frame.groupby("dst").size().reindex(everyone, fill_value=0),
     })
     return edges, nodes
 
@@ -86,8 +89,9 @@ def _check_aggregates(src, dst, n_src, n_dst, ts, label, ts_sorted):
     same(a.first, edges["first"])
     same(a.last, edges["last"])
     same(a.label_counts, edges[list(LABELS)].to_numpy().reshape(-1, len(LABELS)))
-    same(a.last_sent, nodes["last_sent"].iloc[:n_src])
-    same(a.last_received, nodes["last_received"].iloc[:n_dst])
+    for side, n in (("sent", n_src), ("received", n_dst)):
+        same(getattr(a, f"first_{side}"), nodes[f"first_{side}"].iloc[:n])
+        same(getattr(a, f"last_{side}"), nodes[f"last_{side}"].iloc[:n])
     same(a.received, nodes["received"].iloc[:n_dst])
 
 
