@@ -923,7 +923,7 @@ def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray
     """
     sender, recipient = edges["sender"], edges["recipient"]
     if isinstance(sender.dtype, pd.CategoricalDtype) and isinstance(recipient.dtype, pd.CategoricalDtype):
-        parts, checks = [], []
+        parts, checks, positions = [], [], None
         for column, keys in ((sender, sender_key), (recipient, recipient_key)):
             cat = _codes(column)
             cat = cat if rows is None else cat[rows]
@@ -932,8 +932,10 @@ def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray
             n_cat = len(column.cat.categories)
             # A row of each category (its last). ufunc.at with matching dtypes runs a tight loop, about
             # twice as fast as the fancy-index assignment ``row_of[cat] = arange``.
-            row_of = np.full(n_cat, -1, dtype=index_dtype(len(cat)))
-            np.maximum.at(row_of, cat, np.arange(len(cat), dtype=row_of.dtype))
+            if positions is None:
+                positions = np.arange(len(cat), dtype=index_dtype(len(cat)))
+            row_of = np.full(n_cat, -1, dtype=positions.dtype)
+            np.maximum.at(row_of, cat, positions)
             used = np.flatnonzero(row_of >= 0)
             key_of = np.zeros(n_cat, dtype=np.uint64)
             key_of[used] = keys[row_of[used]]
@@ -1111,20 +1113,18 @@ def _infer_internal(domain: pd.Series, seed: np.ndarray, domain_codes: np.ndarra
 def _row_facts(src: np.ndarray, dst: np.ndarray, message: np.ndarray, direction: np.ndarray | None,
                n: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Per node, from the rows alone: messages sent, and the internal seeds when ``direction`` is given."""
-    sent = np.bincount(np.take(src, _first_of_each(message)), minlength=n).astype(np.int64)
+    sent = np.bincount(src[_first_of_each(message)], minlength=n).astype(np.int64)
     return sent, (_internal_seeds(src, dst, direction, n) if direction is not None else None)
 
 
 def _first_of_each(message: np.ndarray) -> np.ndarray:
-    """Positions of the first row of each message (edges of one message are usually contiguous)."""
-    if not len(message):
-        return np.zeros(0, dtype=np.int64)
-    if (message[1:] >= message[:-1]).all():
+    """Whether each row is the first of its message (edges of one message are usually contiguous)."""
+    if len(message) and (message[1:] >= message[:-1]).all():
         new = np.empty(len(message), dtype=bool)
         new[0] = True
         np.not_equal(message[1:], message[:-1], out=new[1:])
-        return np.flatnonzero(new)
-    return pd.Series(message).drop_duplicates().index.to_numpy()
+        return new
+    return ~pd.Series(message).duplicated().to_numpy()
 
 
 def _is_own(address: pd.Series, own: tuple[str, ...]) -> np.ndarray:

@@ -48,23 +48,21 @@ class PairOrder(NamedTuple):
     dst_indptr: np.ndarray
 
 
-def pair_order(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, *, pack: bool = True) -> PairOrder:
+def pair_order(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int) -> PairOrder:
     """Stable order of rows by (``src``, ``dst``): ``np.lexsort((dst, src))``, in two linear passes.
 
     Each row becomes the one entry of a row of an ``n_rows x n_dst`` CSR
-    matrix; its CSC form lists, column by column, the rows in increasing order
-    (a stable counting sort by ``dst``). A second transpose, keyed by the
-    sender of those rows, sorts them by sender and keeps the recipient order
-    within each sender.
+    matrix, holding its sender; the CSC form lists, recipient by recipient,
+    the rows in increasing order and their senders (a stable counting sort by
+    ``dst``). Read as the CSR form of a recipient x sender matrix, its
+    transpose to CSC lists, sender by sender, the recipients in increasing
+    order and the rows in increasing order within each recipient.
 
     Parameters
     ----------
     src, dst : numpy.ndarray of int
         Node ids of each row's sender in ``[0, n_src)`` and recipient in ``[0, n_dst)``.
     n_src, n_dst : int
-    pack : bool, default True
-        Move each row's recipient along with its row number in the second pass
-        (when both fit 32 bits) rather than gather the recipients afterwards.
 
     Returns
     -------
@@ -78,35 +76,17 @@ def pair_order(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, *, pack
     ([1, 3, 2, 0, 4], [2, 2, 0, 2, 2], [0, 2, 5])
     >>> p.order.tolist() == np.lexsort((dst, src)).tolist()
     True
-    >>> pair_order(src, dst, 2, 3, pack=False).order.tolist()
-    [1, 3, 2, 0, 4]
     >>> p.dst_rows.tolist(), p.dst_indptr.tolist()
     ([2, 0, 1, 3, 4], [0, 1, 1, 5])
     """
     n_rows = len(src)
-    idx = index_dtype(max(n_rows, n_src, n_dst))
-    one_each = np.arange(n_rows + 1, dtype=idx)
+    one_each = np.arange(n_rows + 1, dtype=index_dtype(max(n_rows, n_src, n_dst)))
     # By recipient: the CSC's row indices are the rows in (recipient, row) order, its data their senders.
     by_dst = sp.sparse.csr_array((src, dst, one_each), shape=(n_rows, n_dst)).tocsc()
-    # The recipient at each position of the recipient order is the column it sits in.
-    dst_at = np.repeat(np.arange(n_dst, dtype=idx), np.diff(by_dst.indptr))
-    if pack and idx == np.int32:
-        # By sender, over those rows, carrying each row's (recipient, row number) as one 64-bit payload:
-        # the recipients come out in the final order without a random gather.
-        payload = np.empty((n_rows, 2), dtype=np.int32)
-        payload[:, 0] = dst_at
-        payload[:, 1] = by_dst.indices
-        del dst_at
-        by_src = sp.sparse.csr_array((payload.view(np.int64).reshape(n_rows), by_dst.data, one_each),
-                                     shape=(n_rows, n_src)).tocsc()
-        moved = by_src.data.view(np.int32).reshape(n_rows, 2)
-        order, dst_sorted = np.ascontiguousarray(moved[:, 1]), np.ascontiguousarray(moved[:, 0])
-    else:
-        # By sender, carrying the row numbers; the CSC's row indices are positions in the recipient
-        # order, which increase within a sender, so the gather of recipients walks forward.
-        by_src = sp.sparse.csr_array((by_dst.indices, by_dst.data, one_each), shape=(n_rows, n_src)).tocsc()
-        order, dst_sorted = by_src.data, np.take(dst_at, by_src.indices)
-    return PairOrder(order, dst_sorted, by_src.indptr, by_dst.indices, by_dst.indptr)
+    del one_each
+    # The same arrays as a recipient x sender CSR (data: the row numbers), transposed: by sender.
+    by_src = sp.sparse.csr_array((by_dst.indices, by_dst.data, by_dst.indptr), shape=(n_dst, n_src)).tocsc()
+    return PairOrder(by_src.data, by_src.indices, by_src.indptr, by_dst.indices, by_dst.indptr)
 
 
 class EdgeAggregates(NamedTuple):
@@ -185,13 +165,12 @@ def aggregate_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts
     new[sender_starts[sender_starts < n_rows]] = True
     starts = np.flatnonzero(new)
     m = len(starts)
-    ends = np.empty(m, dtype=starts.dtype)
-    ends[:-1] = starts[1:]
-    ends[-1] = n_rows
-    count = (ends - starts).astype(np.uint32)
+    count = np.empty(m, dtype=np.uint32)
+    np.subtract(starts[1:], starts[:-1], out=count[:-1], casting="unsafe")
+    count[-1] = n_rows - starts[-1]
     # The times are random gathers, which numpy runs without the GIL: the second core fetches them
     # while this one counts the labels.
-    times = submit(_edge_times, ts, p.order, starts, ends, count, ts_sorted, rows=n_rows)
+    times = submit(_edge_times, ts, p.order, starts, count, ts_sorted, rows=n_rows)
     label_counts = np.zeros((m, len(LABELS)), dtype=np.uint32)
     if label is not None and len(label):
         # Most mail carries no label: count only the labelled rows.
@@ -223,9 +202,9 @@ def aggregate_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts
                           last_received, received)
 
 
-def _edge_times(ts: np.ndarray, order: np.ndarray, starts: np.ndarray, ends: np.ndarray, count: np.ndarray,
+def _edge_times(ts: np.ndarray, order: np.ndarray, starts: np.ndarray, count: np.ndarray,
                 ts_sorted: bool) -> tuple[np.ndarray, np.ndarray]:
-    """First and last time of each edge: rows ``order[starts[i]:ends[i]]`` of ``ts``."""
+    """First and last time of each edge: rows ``order[starts[i]:starts[i] + count[i]]`` of ``ts``."""
     if ts_sorted:
         # Rows in time order stay so within an edge (the order is stable): an edge's first and last
         # rows hold its first and last times.
@@ -233,7 +212,7 @@ def _edge_times(ts: np.ndarray, order: np.ndarray, starts: np.ndarray, ends: np.
         # Most edges carry one message: their last time is their first, only the others are gathered.
         last = first.copy()
         several = np.flatnonzero(count > 1)
-        last[several] = np.take(ts, np.take(order, ends[several] - 1))
+        last[several] = np.take(ts, np.take(order, starts[several] + count[several] - 1))
         return first, last
     t = np.take(ts, order)
     return np.minimum.reduceat(t, starts), np.maximum.reduceat(t, starts)
