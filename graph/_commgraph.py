@@ -17,7 +17,7 @@ import pandas as pd
 import scipy as sp
 
 from ._background import submit
-from ._csr import EdgeAggregates, aggregate_pairs, index_dtype
+from ._csr import PairGroups, edge_label_counts, edge_times, group_pairs, index_dtype
 from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
@@ -861,44 +861,53 @@ def _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direct
     # Messages sent and internal seeds need only the rows: the second core counts them meanwhile.
     facts = submit(_row_facts, src, dst, message, direction if own is None else None, n, rows=len(src))
 
-    # 2. Aggregate (sender, recipient) pairs into CSR order.
+    # 2. Group the rows into (sender, recipient) edges, in CSR order.
+    groups = group_pairs(src, dst, n, n)
     ts_sorted = len(ts) < 2 or bool((ts[1:] >= ts[:-1]).all())
-    agg = aggregate_pairs(src, dst, n, n, ts, label, ts_sorted)
-    address, domain, domain_codes = _node_strings(edges, rows, agg.last_sent, agg.last_received)
+    # The second core gathers the edges' times and reads the nodes' strings while this one counts labels.
+    times = submit(edge_times, groups, ts, ts_sorted, rows=len(src))
+    strings = submit(_node_strings, edges, rows, groups.last_sent, groups.last_received, rows=len(src))
+    label_counts = edge_label_counts(groups, label)
+    first, last = times.result()
+    address, domain, domain_codes = strings.result()
 
     # 3. Node table.
-    first_node, last_node = _node_times(ts, agg, ts_sorted, n)
+    first_node, last_node = _node_times(ts, groups, first, last, ts_sorted, n)
     sent, seed = facts.result()
     internal = _is_own(address, own) if own is not None else _infer_internal(domain, seed, domain_codes)
     nodes = pd.DataFrame({
         "key": keys, "address": address, "domain": domain, "internal": internal,
         "first_seen": _ts_series(first_node.view("M8[ns]")), "last_seen": _ts_series(last_node.view("M8[ns]")),
         # One received message per (message, recipient) row: the rows' recipients, not the edges, are counted.
-        "sent": sent, "received": agg.received,
+        "sent": sent, "received": groups.received,
     })
-    adjacency = sp.sparse.csr_array((agg.count, agg.indices, agg.indptr), shape=(n, n))
-    return CommGraph(nodes, adjacency, agg.first.view("M8[ns]"), agg.last.view("M8[ns]"), agg.label_counts,
+    adjacency = sp.sparse.csr_array((groups.count, groups.indices, groups.indptr), shape=(n, n))
+    return CommGraph(nodes, adjacency, first.view("M8[ns]"), last.view("M8[ns]"), label_counts,
                      tenant_id=tenant_id, as_of=as_of, window=window, own_domains=own)
 
 
-def _node_times(ts: np.ndarray, agg: EdgeAggregates, ts_sorted: bool, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """First and last time of each node, over the rows where it sends or receives (int64 nanoseconds)."""
+def _node_times(ts: np.ndarray, groups: PairGroups, first: np.ndarray, last: np.ndarray, ts_sorted: bool,
+                n: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last time of each node, over the rows where it sends or receives (int64 nanoseconds).
+
+    ``first`` and ``last`` are the edges' first and last times.
+    """
     if ts_sorted:
         # In time order, a node's first and last rows (as sender or recipient) hold its first and last times.
-        first = np.minimum(_at(ts, agg.first_sent, _INT64_MAX), _at(ts, agg.first_received, _INT64_MAX))
-        last = np.maximum(_at(ts, agg.last_sent, _NAT), _at(ts, agg.last_received, _NAT))
+        first_node = np.minimum(_at(ts, groups.first_sent, _INT64_MAX), _at(ts, groups.first_received, _INT64_MAX))
+        last_node = np.maximum(_at(ts, groups.last_sent, _NAT), _at(ts, groups.last_received, _NAT))
     else:
-        first = np.full(n, _INT64_MAX, dtype=np.int64)
-        sends = np.flatnonzero(np.diff(agg.indptr))  # a node's out-edges are one CSR row: a segment, not a scatter
-        if len(agg.first):
-            first[sends] = np.minimum.reduceat(agg.first, agg.indptr[sends])
-        np.minimum.at(first, agg.indices, agg.first)
-        last = np.full(n, _NAT, dtype=np.int64)
-        edge_rows = np.repeat(np.arange(n, dtype=agg.indices.dtype), np.diff(agg.indptr))
-        for ends in (edge_rows, agg.indices):
-            np.maximum.at(last, ends, agg.last)
-    first[first == _INT64_MAX] = _NAT
-    return first, last
+        first_node = np.full(n, _INT64_MAX, dtype=np.int64)
+        sends = np.flatnonzero(np.diff(groups.indptr))  # a node's out-edges are one CSR row: a segment
+        if len(first):
+            first_node[sends] = np.minimum.reduceat(first, groups.indptr[sends])
+        np.minimum.at(first_node, groups.indices, first)
+        last_node = np.full(n, _NAT, dtype=np.int64)
+        edge_rows = np.repeat(np.arange(n, dtype=groups.indices.dtype), np.diff(groups.indptr))
+        for ends in (edge_rows, groups.indices):
+            np.maximum.at(last_node, ends, last)
+    first_node[first_node == _INT64_MAX] = _NAT
+    return first_node, last_node
 
 
 def _at(values: np.ndarray, rows: np.ndarray, fill: int) -> np.ndarray:
@@ -922,42 +931,55 @@ def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray
         The sorted distinct keys: node ``i`` has key ``keys[i]``.
     """
     sender, recipient = edges["sender"], edges["recipient"]
+    n_rows = len(sender_key)
     if isinstance(sender.dtype, pd.CategoricalDtype) and isinstance(recipient.dtype, pd.CategoricalDtype):
-        parts, checks, positions = [], [], None
-        for column, keys in ((sender, sender_key), (recipient, recipient_key)):
-            cat = _codes(column)
-            cat = cat if rows is None else cat[rows]
-            if len(cat) and cat.min() < 0:
-                break
-            n_cat = len(column.cat.categories)
-            # A row of each category (its last). ufunc.at with matching dtypes runs a tight loop, about
-            # twice as fast as the fancy-index assignment ``row_of[cat] = arange``.
-            if positions is None:
-                positions = np.arange(len(cat), dtype=index_dtype(len(cat)))
-            row_of = np.full(n_cat, -1, dtype=positions.dtype)
-            np.maximum.at(row_of, cat, positions)
-            used = np.flatnonzero(row_of >= 0)
-            key_of = np.zeros(n_cat, dtype=np.uint64)
-            key_of[used] = keys[row_of[used]]
-            # Do categories and keys agree on every row? numpy drops the GIL in the gather and the
-            # comparison, so a second core checks while this one maps the categories to nodes.
-            checks.append(submit(_agree, key_of, cat, keys, rows=len(cat)))
-            parts.append((cat, used, key_of[used]))
-        else:
+        positions = np.arange(n_rows, dtype=index_dtype(n_rows))
+        # The senders' categories on the second core while this one reads the recipients'.
+        sender_job = submit(_category_keys, sender, sender_key, rows, positions, rows=n_rows)
+        parts = [_category_keys(recipient, recipient_key, rows, positions)]
+        parts.insert(0, sender_job.result())
+        del positions
+        if parts[0] is not None and parts[1] is not None:
+            # Do categories and keys agree on every row? The second core checks while this one maps
+            # the categories to nodes; nothing is returned before it has.
+            checks = [submit(_agree, key_of, cat, keys, rows=n_rows)
+                      for (cat, _, key_of), keys in zip(parts, (sender_key, recipient_key))]
             # Several categories may share a key (the same address spelt twice): they become one node.
-            node_of_used, node_keys = _rank_keys(np.concatenate([p[2] for p in parts]))
-            out, offset = [], 0
-            for cat, used, _ in parts:
-                to_node = np.zeros(len(used) and int(used[-1]) + 1, dtype=node_of_used.dtype)
-                to_node[used] = node_of_used[offset:offset + len(used)]
+            node_of_used, node_keys = _rank_keys(np.concatenate([key_of[used] for _, used, key_of in parts]))
+            to_node, offset = [], 0
+            for _, used, _ in parts:
+                to_node.append(np.zeros(len(used) and int(used[-1]) + 1, dtype=node_of_used.dtype))
+                to_node[-1][used] = node_of_used[offset:offset + len(used)]
                 offset += len(used)
-                out.append(np.take(to_node, cat))
+            src_job = submit(np.take, to_node[0], parts[0][0], rows=n_rows)
+            dst = np.take(to_node[1], parts[1][0])
+            src = src_job.result()
             if all(check.result() for check in checks):
-                return out[0], out[1], node_keys
-        for check in checks:  # categories and keys disagree: do not trust them
-            check.result()
+                return src, dst, node_keys
+            # Categories and keys disagree: do not trust the categories.
     node, node_keys = _rank_keys(np.concatenate([sender_key, recipient_key]))
     return node[:len(sender_key)], node[len(sender_key):], node_keys
+
+
+def _category_keys(column: pd.Series, keys: np.ndarray, rows: np.ndarray | None,
+                   positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A categorical column's codes (of the kept ``rows``), the categories in use, and each one's key.
+
+    A category's key is read at one of its rows (its last); ``keys`` is aligned
+    with the kept rows and ``positions`` is ``arange`` over them. None when a
+    value is missing (code -1).
+    """
+    cat = _codes(column)
+    cat = cat if rows is None else cat[rows]
+    if len(cat) and cat.min() < 0:
+        return None
+    # ufunc.at with matching dtypes runs a tight loop, about twice as fast as ``row_of[cat] = positions``.
+    row_of = np.full(len(column.cat.categories), -1, dtype=positions.dtype)
+    np.maximum.at(row_of, cat, positions)
+    used = np.flatnonzero(row_of >= 0)
+    key_of = np.zeros(len(row_of), dtype=np.uint64)
+    key_of[used] = keys[row_of[used]]
+    return cat, used, key_of
 
 
 def _rank_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

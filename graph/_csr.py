@@ -1,9 +1,11 @@
-"""Message x recipient rows -> a CSR adjacency with per-edge count, first/last time and label counts.
+"""Message x recipient rows -> CSR edges with per-edge count, first/last time and label counts.
 
 The rows are put in (sender, recipient, row) order by two stable counting sorts
 rather than a comparison sort: transposing a sparse matrix (CSR -> CSC) in
-``scipy.sparse`` is exactly a counting sort of its entries by column, stable
-(the CSC's row indices come out sorted), in time linear in rows + nodes. One
+``scipy.sparse`` is exactly a counting sort of its entries by column, in time
+linear in rows + nodes. It is stable: it visits the CSR row by row and each
+row's entries in the order they are stored, which is why the CSC's row indices
+come out sorted (``tests/test_graph_build.py`` holds it to ``np.lexsort``). One
 pass by recipient, then one by sender, is the least-significant-digit radix sort
 with a digit as wide as the node count: two linear passes whatever the number of
 nodes. Each run of equal (sender, recipient) rows is then one edge.
@@ -16,10 +18,9 @@ from typing import NamedTuple
 import numpy as np
 import scipy as sp
 
-from ._background import submit
 from ._schema import LABELS
 
-__all__ = ["PairOrder", "EdgeAggregates", "index_dtype", "pair_order", "aggregate_pairs"]
+__all__ = ["PairOrder", "PairGroups", "index_dtype", "pair_order", "group_pairs", "edge_times", "edge_label_counts"]
 
 
 def index_dtype(size: int) -> type:
@@ -89,18 +90,17 @@ def pair_order(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int) -> Pair
     return PairOrder(by_src.data, by_src.indices, by_src.indptr, by_dst.indices, by_dst.indptr)
 
 
-class EdgeAggregates(NamedTuple):
-    """The edges of :func:`aggregate_pairs` (aligned with ``indices``) and what it learnt about nodes."""
+class PairGroups(NamedTuple):
+    """Rows grouped into edges by :func:`group_pairs`: the CSR structure, and per node its first and last rows."""
 
     indptr: np.ndarray
     indices: np.ndarray
     #: Rows (messages) per edge.
     count: np.ndarray
-    #: First and last time of each edge (int64 nanoseconds).
-    first: np.ndarray
-    last: np.ndarray
-    #: Per edge, rows labelled with each of :data:`LABELS`.
-    label_counts: np.ndarray
+    #: Row numbers in (sender, recipient, row) order: edge ``e``'s rows are
+    #: ``order[starts[e]:starts[e] + count[e]]``, in increasing order.
+    order: np.ndarray
+    starts: np.ndarray
     #: Per sender node: its first and last rows as a sender, -1 when it never is one.
     first_sent: np.ndarray
     last_sent: np.ndarray
@@ -111,9 +111,8 @@ class EdgeAggregates(NamedTuple):
     received: np.ndarray
 
 
-def aggregate_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts: np.ndarray,
-                    label: np.ndarray | None, ts_sorted: bool = False) -> EdgeAggregates:
-    """(src, dst) rows -> CSR arrays with per-edge count, first/last time and label counts.
+def group_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int) -> PairGroups:
+    """(src, dst) rows -> the CSR structure of their edges, rows per edge, and per node its first/last rows.
 
     Parameters
     ----------
@@ -121,40 +120,31 @@ def aggregate_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts
         Sender and recipient node ids of each row.
     n_src, n_dst : int
         Number of sender and recipient nodes (rows and columns of the adjacency).
-    ts : numpy.ndarray of int64
-        Time of each row.
-    label : numpy.ndarray of int8 or None
-        Index into :data:`LABELS` of each row's label; -1 when it has none.
-    ts_sorted : bool
-        The rows are in time order (``ts`` non-decreasing): an edge's first
-        and last rows then hold its first and last times.
 
     Returns
     -------
-    EdgeAggregates
+    PairGroups
         ``indptr`` and ``indices`` come as int32 when they fit (what scipy keeps).
 
     Examples
     --------
-    >>> a = aggregate_pairs(np.array([1, 0, 1, 1]), np.array([0, 1, 0, 1]), 2, 2,
-    ...                     np.array([10, 20, 30, 40]), np.array([-1, 1, 1, -1], dtype=np.int8), ts_sorted=True)
-    >>> a.indptr.tolist(), a.indices.tolist(), a.count.tolist()
+    >>> g = group_pairs(np.array([1, 0, 1, 1]), np.array([0, 1, 0, 1]), 2, 2)
+    >>> g.indptr.tolist(), g.indices.tolist(), g.count.tolist()
     ([0, 1, 3], [1, 0, 1], [1, 2, 1])
-    >>> a.first.tolist(), a.last.tolist(), a.label_counts.tolist()
-    ([20, 10, 40], [20, 30, 40], [[0, 1, 0], [0, 1, 0], [0, 0, 0]])
-    >>> a.first_sent.tolist(), a.last_sent.tolist(), a.first_received.tolist(), a.last_received.tolist()
+    >>> g.order.tolist(), g.starts.tolist()
+    ([1, 0, 2, 3], [0, 1, 3])
+    >>> g.first_sent.tolist(), g.last_sent.tolist(), g.first_received.tolist(), g.last_received.tolist()
     ([1, 0], [1, 3], [0, 1], [2, 3])
-    >>> a.received.tolist()
+    >>> g.received.tolist()
     [2, 2]
     """
     n_rows = len(src)
+    idx = index_dtype(max(n_src, n_dst, n_rows))
+    none_src, none_dst = np.full(n_src, -1, dtype=np.int64), np.full(n_dst, -1, dtype=np.int64)
     if not n_rows:
-        idx = index_dtype(max(n_src, n_dst))
-        none_src, none_dst = np.full(n_src, -1, dtype=np.int64), np.full(n_dst, -1, dtype=np.int64)
-        return EdgeAggregates(np.zeros(n_src + 1, dtype=idx), np.zeros(0, dtype=idx), np.zeros(0, dtype=np.uint32),
-                              np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64),
-                              np.zeros((0, len(LABELS)), dtype=np.uint32), none_src, none_src.copy(), none_dst,
-                              none_dst.copy(), np.zeros(n_dst, dtype=np.int64))
+        return PairGroups(np.zeros(n_src + 1, dtype=idx), np.zeros(0, dtype=idx), np.zeros(0, dtype=np.uint32),
+                          np.zeros(0, dtype=idx), np.zeros(0, dtype=np.int64), none_src, none_src.copy(), none_dst,
+                          none_dst.copy(), np.zeros(n_dst, dtype=np.int64))
     p = pair_order(src, dst, n_src, n_dst)
     # Each run of equal (sender, recipient) rows is one edge: it starts where the recipient changes
     # or a sender's rows start.
@@ -168,18 +158,6 @@ def aggregate_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts
     count = np.empty(m, dtype=np.uint32)
     np.subtract(starts[1:], starts[:-1], out=count[:-1], casting="unsafe")
     count[-1] = n_rows - starts[-1]
-    # The times are random gathers, which numpy runs without the GIL: the second core fetches them
-    # while this one counts the labels.
-    times = submit(_edge_times, ts, p.order, starts, count, ts_sorted, rows=n_rows)
-    label_counts = np.zeros((m, len(LABELS)), dtype=np.uint32)
-    if label is not None and len(label):
-        # Most mail carries no label: count only the labelled rows.
-        labelled = np.take(label, p.order)
-        hit = np.flatnonzero(labelled >= 0)
-        edge = np.searchsorted(starts, hit, side="right") - 1
-        # Values of the output's dtype keep ufunc.at on its fast path (a Python 1 is 20x slower).
-        np.add.at(label_counts.reshape(-1), edge * len(LABELS) + labelled[hit], np.ones(len(hit), dtype=np.uint32))
-    idx = index_dtype(max(n_src, n_dst, m))
     indices = np.take(p.dst, starts).astype(idx, copy=False)
     # A sender's rows are one segment of the order: its edges are the edge starts in it.
     senders = np.flatnonzero(np.diff(p.src_indptr))
@@ -188,26 +166,38 @@ def aggregate_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts
     indptr[senders + 1] = np.add.reduceat(new.view(np.uint8), sender_starts, dtype=idx)
     np.cumsum(indptr, out=indptr)
     del new
-    first_sent, last_sent = np.full(n_src, -1, dtype=np.int64), np.full(n_src, -1, dtype=np.int64)
+    first_sent, last_sent = none_src, none_src.copy()
     first_sent[senders] = np.minimum.reduceat(p.order, sender_starts)
     last_sent[senders] = np.maximum.reduceat(p.order, sender_starts)
     # A recipient's rows are one segment of the recipient order, rows increasing.
     received = np.diff(p.dst_indptr).astype(np.int64)
-    first_received, last_received = np.full(n_dst, -1, dtype=np.int64), np.full(n_dst, -1, dtype=np.int64)
+    first_received, last_received = none_dst, none_dst.copy()
     has = received > 0
     first_received[has] = np.take(p.dst_rows, p.dst_indptr[:-1][has])
     last_received[has] = np.take(p.dst_rows, p.dst_indptr[1:][has] - 1)
-    first, last = times.result()
-    return EdgeAggregates(indptr, indices, count, first, last, label_counts, first_sent, last_sent, first_received,
-                          last_received, received)
+    return PairGroups(indptr, indices, count, p.order, starts, first_sent, last_sent, first_received, last_received,
+                      received)
 
 
-def _edge_times(ts: np.ndarray, order: np.ndarray, starts: np.ndarray, count: np.ndarray,
-                ts_sorted: bool) -> tuple[np.ndarray, np.ndarray]:
-    """First and last time of each edge: rows ``order[starts[i]:starts[i] + count[i]]`` of ``ts``."""
+def edge_times(groups: PairGroups, ts: np.ndarray, ts_sorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """First and last time of each edge (``ts``: the time of each row, int64).
+
+    ``ts_sorted`` says the rows are in time order (``ts`` non-decreasing): an
+    edge's first and last rows then hold its first and last times.
+
+    Examples
+    --------
+    >>> g = group_pairs(np.array([1, 0, 1, 1]), np.array([0, 1, 0, 1]), 2, 2)
+    >>> [t.tolist() for t in edge_times(g, np.array([10, 20, 30, 40]), ts_sorted=True)]
+    [[20, 10, 40], [20, 30, 40]]
+    >>> [t.tolist() for t in edge_times(g, np.array([40, 20, 30, 10]))]
+    [[20, 30, 10], [20, 40, 10]]
+    """
+    order, starts, count = groups.order, groups.starts, groups.count
+    if not len(starts):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if ts_sorted:
-        # Rows in time order stay so within an edge (the order is stable): an edge's first and last
-        # rows hold its first and last times.
+        # An edge's rows come in increasing order: its first and last rows hold its first and last times.
         first = np.take(ts, np.take(order, starts))
         # Most edges carry one message: their last time is their first, only the others are gathered.
         last = first.copy()
@@ -216,3 +206,26 @@ def _edge_times(ts: np.ndarray, order: np.ndarray, starts: np.ndarray, count: np
         return first, last
     t = np.take(ts, order)
     return np.minimum.reduceat(t, starts), np.maximum.reduceat(t, starts)
+
+
+def edge_label_counts(groups: PairGroups, label: np.ndarray | None) -> np.ndarray:
+    """Rows of each edge labelled with each of :data:`LABELS`: ``(n_edges, 3)`` uint32.
+
+    ``label`` holds, per row, an index into :data:`LABELS`, or -1 for none; None for no labels at all.
+
+    Examples
+    --------
+    >>> g = group_pairs(np.array([1, 0, 1, 1]), np.array([0, 1, 0, 1]), 2, 2)
+    >>> edge_label_counts(g, np.array([-1, 1, 1, 2], dtype=np.int8)).tolist()
+    [[0, 1, 0], [0, 1, 0], [0, 0, 1]]
+    """
+    label_counts = np.zeros((len(groups.starts), len(LABELS)), dtype=np.uint32)
+    if label is None or not len(label):
+        return label_counts
+    # Most mail carries no label: count only the labelled rows.
+    labelled = np.take(label, groups.order)
+    hit = np.flatnonzero(labelled >= 0)
+    edge = np.searchsorted(groups.starts, hit, side="right") - 1
+    # Values of the output's dtype keep ufunc.at on its fast path (a Python 1 is 20x slower).
+    np.add.at(label_counts.reshape(-1), edge * len(LABELS) + labelled[hit], np.ones(len(hit), dtype=np.uint32))
+    return label_counts

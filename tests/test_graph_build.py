@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.graph import LABELS, build_graph, stable_keys
-from commgraph.graph._csr import aggregate_pairs, pair_order
+from commgraph.graph._csr import edge_label_counts, edge_times, group_pairs, pair_order
 
 
 @st.composite
@@ -78,20 +78,26 @@ def _reference(src, dst, ts, label, n_src, n_dst) -> tuple[pd.DataFrame, pd.Data
 
 
 def _check_aggregates(src, dst, n_src, n_dst, ts, label, ts_sorted):
-    a = aggregate_pairs(src, dst, n_src, n_dst, ts, label, ts_sorted=ts_sorted)
+    g = group_pairs(src, dst, n_src, n_dst)
+    first, last = edge_times(g, ts, ts_sorted=ts_sorted)
+    label_counts = edge_label_counts(g, label)
     edges, nodes = _reference(src, dst, ts, label, n_src, n_dst)
     same = np.testing.assert_array_equal
-    same(np.repeat(np.arange(n_src), np.diff(a.indptr)), edges.index.get_level_values("src"))
-    same(a.indices, edges.index.get_level_values("dst"))
-    assert a.indptr[-1] == len(a.indices) == len(a.count)
-    same(a.count, edges["count"])
-    same(a.first, edges["first"])
-    same(a.last, edges["last"])
-    same(a.label_counts, edges[list(LABELS)].to_numpy().reshape(-1, len(LABELS)))
+    same(np.repeat(np.arange(n_src), np.diff(g.indptr)), edges.index.get_level_values("src"))
+    same(g.indices, edges.index.get_level_values("dst"))
+    assert g.indptr[-1] == len(g.indices) == len(g.count) == len(g.starts)
+    same(g.count, edges["count"])
+    same(first, edges["first"])
+    same(last, edges["last"])
+    same(label_counts, edges[list(LABELS)].to_numpy().reshape(-1, len(LABELS)))
     for side, n in (("sent", n_src), ("received", n_dst)):
-        same(getattr(a, f"first_{side}"), nodes[f"first_{side}"].iloc[:n])
-        same(getattr(a, f"last_{side}"), nodes[f"last_{side}"].iloc[:n])
-    same(a.received, nodes["received"].iloc[:n_dst])
+        same(getattr(g, f"first_{side}"), nodes[f"first_{side}"].iloc[:n])
+        same(getattr(g, f"last_{side}"), nodes[f"last_{side}"].iloc[:n])
+    same(g.received, nodes["received"].iloc[:n_dst])
+    # Each edge's rows, in increasing order, are the rows of that (src, dst) pair.
+    rows_of_edge = np.split(g.order, g.starts[1:]) if len(g.starts) else []
+    assert all((np.diff(r) > 0).all() for r in rows_of_edge)
+    same([len(r) for r in rows_of_edge], g.count)
 
 
 @settings(deadline=None)
@@ -212,3 +218,16 @@ def test_two_spellings_of_one_key_are_one_node():
     assert g.nodes.set_index("key").loc[key[0], "address"] == "ann@x.com"  # row 3, its last as a recipient
     assert g.edge("ann@x.com", "bob@x.com")["count"] == 2
     assert g.edge("bob@x.com", "ann@x.com")["count"] == 2
+
+
+def test_categories_that_disagree_with_keys_are_not_trusted(big_edges):
+    # The categorical fast path reads one key per category; a row whose key is not its category's
+    # (here: three rows' sender keys swapped for other addresses' keys) sends the build to the keys.
+    edges = big_edges.copy()
+    keys = edges["sender_key"].to_numpy().copy()
+    keys[[5, 50_000, 300_000]] = edges["recipient_key"].to_numpy()[[7, 8, 9]]
+    edges["sender_key"] = keys
+    g = build_graph(edges, tenant_id="acme")
+    plain = edges.assign(sender=edges["sender"].astype(str), recipient=edges["recipient"].astype(str))
+    assert g.equals(build_graph(plain, tenant_id="acme"))
+    assert g.n_nodes == len(np.unique(np.concatenate([keys, edges["recipient_key"].to_numpy()])))
