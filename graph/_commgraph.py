@@ -10,6 +10,7 @@ result is held in ``scipy.sparse`` arrays. networkx is used only at the edge
 from __future__ import annotations
 
 import html
+from concurrent.futures import Future
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -854,9 +855,9 @@ def build_graph(
 
 
 def _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direction, own, *,
-              tenant_id, as_of, window) -> CommGraph:
+              tenant_id, as_of, window, trust_categories=True) -> CommGraph:
     # 1. Intern keys to node ids ordered by key (order of input rows never matters).
-    src, dst, keys = _intern(edges, rows, sender_key, recipient_key)
+    src, dst, keys, checks = _intern(edges, rows, sender_key, recipient_key, trust_categories)
     n = len(keys)
     # Messages sent and internal seeds need only the rows: the second core counts them meanwhile.
     facts = submit(_row_facts, src, dst, message, direction if own is None else None, n, rows=len(src))
@@ -881,6 +882,10 @@ def _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direct
         # One received message per (message, recipient) row: the rows' recipients, not the edges, are counted.
         "sent": sent, "received": groups.received,
     })
+    if not all(check.result() for check in checks):
+        # Some row's key is not its category's: build again from the keys alone.
+        return _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direction, own,
+                         tenant_id=tenant_id, as_of=as_of, window=window, trust_categories=False)
     adjacency = sp.sparse.csr_array((groups.count, groups.indices, groups.indptr), shape=(n, n))
     return CommGraph(nodes, adjacency, first.view("M8[ns]"), last.view("M8[ns]"), label_counts,
                      tenant_id=tenant_id, as_of=as_of, window=window, own_domains=own)
@@ -915,13 +920,14 @@ def _at(values: np.ndarray, rows: np.ndarray, fill: int) -> np.ndarray:
     return np.where(rows >= 0, np.take(values, rows), fill)
 
 
-def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray,
-            recipient_key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray, recipient_key: np.ndarray,
+            trust_categories: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Future]]:
     """Node ids of the senders and recipients, ordered by stable key.
 
     ``Messages.edges()`` gives sender and recipient as categoricals: their codes
     already name the distinct addresses, so only the categories' keys need a
-    hash table, not every row's. Other inputs factorise the keys themselves.
+    hash table, not every row's. Other inputs, or ``trust_categories=False``,
+    factorise the keys themselves.
 
     Returns
     -------
@@ -929,10 +935,14 @@ def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray
         Node id of each row's sender and recipient.
     keys : numpy.ndarray of uint64
         The sorted distinct keys: node ``i`` has key ``keys[i]``.
+    checks : list of Future
+        Whether every row's key is its category's (the second core checks
+        while the build goes on); the ids are wrong unless all hold True.
     """
     sender, recipient = edges["sender"], edges["recipient"]
     n_rows = len(sender_key)
-    if isinstance(sender.dtype, pd.CategoricalDtype) and isinstance(recipient.dtype, pd.CategoricalDtype):
+    if trust_categories and isinstance(sender.dtype, pd.CategoricalDtype) \
+            and isinstance(recipient.dtype, pd.CategoricalDtype):
         positions = np.arange(n_rows, dtype=index_dtype(n_rows))
         # The senders' categories on the second core while this one reads the recipients'.
         sender_job = submit(_category_keys, sender, sender_key, rows, positions, rows=n_rows)
@@ -940,10 +950,6 @@ def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray
         parts.insert(0, sender_job.result())
         del positions
         if parts[0] is not None and parts[1] is not None:
-            # Do categories and keys agree on every row? The second core checks while this one maps
-            # the categories to nodes; nothing is returned before it has.
-            checks = [submit(_agree, key_of, cat, keys, rows=n_rows)
-                      for (cat, _, key_of), keys in zip(parts, (sender_key, recipient_key))]
             # Several categories may share a key (the same address spelt twice): they become one node.
             node_of_used, node_keys = _rank_keys(np.concatenate([key_of[used] for _, used, key_of in parts]))
             to_node, offset = [], 0
@@ -952,13 +958,14 @@ def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray
                 to_node[-1][used] = node_of_used[offset:offset + len(used)]
                 offset += len(used)
             src_job = submit(np.take, to_node[0], parts[0][0], rows=n_rows)
+            # Do categories and keys agree on every row? The second core checks after its gather,
+            # while this one orders the rows.
+            checks = [submit(_agree, key_of, cat, keys, rows=n_rows)
+                      for (cat, _, key_of), keys in zip(parts, (sender_key, recipient_key))]
             dst = np.take(to_node[1], parts[1][0])
-            src = src_job.result()
-            if all(check.result() for check in checks):
-                return src, dst, node_keys
-            # Categories and keys disagree: do not trust the categories.
+            return src_job.result(), dst, node_keys, checks
     node, node_keys = _rank_keys(np.concatenate([sender_key, recipient_key]))
-    return node[:len(sender_key)], node[len(sender_key):], node_keys
+    return node[:len(sender_key)], node[len(sender_key):], node_keys, []
 
 
 def _category_keys(column: pd.Series, keys: np.ndarray, rows: np.ndarray | None,
