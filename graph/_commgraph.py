@@ -917,7 +917,7 @@ def _node_times(ts: np.ndarray, groups: PairGroups, first: np.ndarray, last: np.
 
 def _at(values: np.ndarray, rows: np.ndarray, fill: int) -> np.ndarray:
     """``values[rows]``, and ``fill`` where the row is -1 (none)."""
-    return np.where(rows >= 0, np.take(values, rows), fill)
+    return np.where(rows >= 0, values[rows], fill)
 
 
 def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray, recipient_key: np.ndarray,
@@ -957,12 +957,13 @@ def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray
                 to_node.append(np.zeros(len(used) and int(used[-1]) + 1, dtype=node_of_used.dtype))
                 to_node[-1][used] = node_of_used[offset:offset + len(used)]
                 offset += len(used)
-            src_job = submit(np.take, to_node[0], parts[0][0], rows=n_rows)
+            # Indexing, not np.take: it reads the 32-bit codes as they are (np.take copies them to 64 bits).
+            src_job = submit(to_node[0].__getitem__, parts[0][0], rows=n_rows)
             # Do categories and keys agree on every row? The second core checks after its gather,
             # while this one orders the rows.
             checks = [submit(_agree, key_of, cat, keys, rows=n_rows)
                       for (cat, _, key_of), keys in zip(parts, (sender_key, recipient_key))]
-            dst = np.take(to_node[1], parts[1][0])
+            dst = to_node[1][parts[1][0]]
             return src_job.result(), dst, node_keys, checks
     node, node_keys = _rank_keys(np.concatenate([sender_key, recipient_key]))
     return node[:len(sender_key)], node[len(sender_key):], node_keys, []
@@ -999,7 +1000,7 @@ def _rank_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(uniques)  # distinct keys: every sort gives this order
     rank = np.empty(len(uniques), dtype=index_dtype(len(uniques)))
     rank[order] = np.arange(len(uniques), dtype=rank.dtype)
-    return np.take(rank, codes), uniques[order]
+    return rank[codes], uniques[order]
 
 
 def _agree(key_of: np.ndarray, cat: np.ndarray, keys: np.ndarray, chunk: int = 1 << 18) -> bool:
@@ -1007,13 +1008,8 @@ def _agree(key_of: np.ndarray, cat: np.ndarray, keys: np.ndarray, chunk: int = 1
 
     In chunks that stay in cache, rather than a gather the size of the input.
     """
-    buffer = np.empty(min(chunk, len(cat)), dtype=np.uint64)
-    for start in range(0, len(cat), chunk):
-        part = buffer[:len(cat[start:start + chunk])]
-        np.take(key_of, cat[start:start + chunk], out=part)
-        if not np.array_equal(part, keys[start:start + chunk]):
-            return False
-    return True
+    return all(np.array_equal(key_of[cat[start:start + chunk]], keys[start:start + chunk])
+               for start in range(0, len(cat), chunk))
 
 
 def _node_strings(edges: pd.DataFrame, rows: np.ndarray | None, last_sent: np.ndarray,

@@ -9,6 +9,10 @@ come out sorted (``tests/test_graph_build.py`` holds it to ``np.lexsort``). One
 pass by recipient, then one by sender, is the least-significant-digit radix sort
 with a digit as wide as the node count: two linear passes whatever the number of
 nodes. Each run of equal (sender, recipient) rows is then one edge.
+
+Gathers are written ``values[positions]``: with 32-bit positions, ``np.take``
+first copies them to 64-bit ones (a temporary twice their size, and slower),
+which indexing does not.
 """
 
 from __future__ import annotations
@@ -139,9 +143,9 @@ def group_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int) -> Pai
     [2, 2]
     """
     n_rows = len(src)
-    idx = index_dtype(max(n_src, n_dst, n_rows))
     none_src, none_dst = np.full(n_src, -1, dtype=np.int64), np.full(n_dst, -1, dtype=np.int64)
     if not n_rows:
+        idx = index_dtype(max(n_src, n_dst))
         return PairGroups(np.zeros(n_src + 1, dtype=idx), np.zeros(0, dtype=idx), np.zeros(0, dtype=np.uint32),
                           np.zeros(0, dtype=idx), np.zeros(0, dtype=np.int64), none_src, none_src.copy(), none_dst,
                           none_dst.copy(), np.zeros(n_dst, dtype=np.int64))
@@ -158,7 +162,8 @@ def group_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int) -> Pai
     count = np.empty(m, dtype=np.uint32)
     np.subtract(starts[1:], starts[:-1], out=count[:-1], casting="unsafe")
     count[-1] = n_rows - starts[-1]
-    indices = np.take(p.dst, starts).astype(idx, copy=False)
+    idx = index_dtype(max(n_src, n_dst, m))
+    indices = p.dst[starts].astype(idx, copy=False)
     # A sender's rows are one segment of the order: its edges are the edge starts in it.
     senders = np.flatnonzero(np.diff(p.src_indptr))
     sender_starts = p.src_indptr[senders]
@@ -173,8 +178,8 @@ def group_pairs(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int) -> Pai
     received = np.diff(p.dst_indptr).astype(np.int64)
     first_received, last_received = none_dst, none_dst.copy()
     has = received > 0
-    first_received[has] = np.take(p.dst_rows, p.dst_indptr[:-1][has])
-    last_received[has] = np.take(p.dst_rows, p.dst_indptr[1:][has] - 1)
+    first_received[has] = p.dst_rows[p.dst_indptr[:-1][has]]
+    last_received[has] = p.dst_rows[p.dst_indptr[1:][has] - 1]
     return PairGroups(indptr, indices, count, p.order, starts, first_sent, last_sent, first_received, last_received,
                       received)
 
@@ -198,13 +203,13 @@ def edge_times(groups: PairGroups, ts: np.ndarray, ts_sorted: bool = False) -> t
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if ts_sorted:
         # An edge's rows come in increasing order: its first and last rows hold its first and last times.
-        first = np.take(ts, np.take(order, starts))
+        first = ts[order[starts]]
         # Most edges carry one message: their last time is their first, only the others are gathered.
         last = first.copy()
         several = np.flatnonzero(count > 1)
-        last[several] = np.take(ts, np.take(order, starts[several] + count[several] - 1))
+        last[several] = ts[order[starts[several] + count[several] - 1]]
         return first, last
-    t = np.take(ts, order)
+    t = ts[order]
     return np.minimum.reduceat(t, starts), np.maximum.reduceat(t, starts)
 
 
@@ -223,7 +228,7 @@ def edge_label_counts(groups: PairGroups, label: np.ndarray | None) -> np.ndarra
     if label is None or not len(label):
         return label_counts
     # Most mail carries no label: count only the labelled rows.
-    labelled = np.take(label, groups.order)
+    labelled = label[groups.order]
     hit = np.flatnonzero(labelled >= 0)
     edge = np.searchsorted(groups.starts, hit, side="right") - 1
     # Values of the output's dtype keep ufunc.at on its fast path (a Python 1 is 20x slower).
