@@ -10,13 +10,15 @@ result is held in ``scipy.sparse`` arrays. networkx is used only at the edge
 from __future__ import annotations
 
 import html
-import os
+from concurrent.futures import Future
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy as sp
 
+from ._background import submit
+from ._csr import PairGroups, edge_label_counts, edge_times, group_pairs, index_dtype
 from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
@@ -853,60 +855,79 @@ def build_graph(
 
 
 def _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direction, own, *,
-              tenant_id, as_of, window) -> CommGraph:
+              tenant_id, as_of, window, trust_categories=True) -> CommGraph:
     # 1. Intern keys to node ids ordered by key (order of input rows never matters).
-    src, dst, keys, last_sent, last_received = _intern(edges, rows, sender_key, recipient_key)
+    src, dst, keys, checks = _intern(edges, rows, sender_key, recipient_key, trust_categories)
     n = len(keys)
-    address, domain, domain_codes = _node_strings(edges, rows, last_sent, last_received)
+    # Messages sent and internal seeds need only the rows: the second core counts them meanwhile.
+    facts = submit(_row_facts, src, dst, message, direction if own is None else None, n, rows=len(src))
 
-    # 2. Aggregate (sender, recipient) pairs into CSR order.
+    # 2. Group the rows into (sender, recipient) edges, in CSR order.
+    groups = group_pairs(src, dst, n, n)
     ts_sorted = len(ts) < 2 or bool((ts[1:] >= ts[:-1]).all())
-    indptr, indices, count, first, last, label_counts = _aggregate(src, dst, n, n, ts, label, ts_sorted)
+    # The second core gathers the edges' times and reads the nodes' strings while this one counts labels.
+    times = submit(edge_times, groups, ts, ts_sorted, rows=len(src))
+    strings = submit(_node_strings, edges, rows, groups.last_sent, groups.last_received, rows=len(src))
+    label_counts = edge_label_counts(groups, label)
+    first, last = times.result()
+    address, domain, domain_codes = strings.result()
 
     # 3. Node table.
-    first_node = np.full(n, _INT64_MAX, dtype=np.int64)
-    sends = np.flatnonzero(np.diff(indptr))  # a node's out-edges are one CSR row: a segment, not a scatter
-    first_node[sends] = np.minimum.reduceat(first, indptr[sends]) if len(first) else first_node[sends]
-    np.minimum.at(first_node, indices, first)
-    first_node[first_node == _INT64_MAX] = _NAT
-    if ts_sorted:
-        # In time order, a node's last row (as sender or recipient) holds its last time.
-        last_node = np.maximum(np.where(last_sent >= 0, ts[last_sent], _NAT),
-                               np.where(last_received >= 0, ts[last_received], _NAT))
-    else:
-        last_node = np.full(n, _NAT, dtype=np.int64)
-        edge_rows = np.repeat(np.arange(n, dtype=indices.dtype), np.diff(indptr))
-        for ends in (edge_rows, indices):
-            np.maximum.at(last_node, ends, last)
-    # One received message per (message, recipient) row: the rows' recipients, not the edges, are counted.
-    received = np.bincount(dst, minlength=n).astype(np.int64)
-    sent = np.bincount(np.take(src, _first_of_each(message)), minlength=n).astype(np.int64)
-    if own is not None:
-        internal = _is_own(address, own)
-    else:
-        internal = _infer_internal(domain, src, dst, direction, n, domain_codes)
+    first_node, last_node = _node_times(ts, groups, first, last, ts_sorted, n)
+    sent, seed = facts.result()
+    internal = _is_own(address, own) if own is not None else _infer_internal(domain, seed, domain_codes)
     nodes = pd.DataFrame({
         "key": keys, "address": address, "domain": domain, "internal": internal,
         "first_seen": _ts_series(first_node.view("M8[ns]")), "last_seen": _ts_series(last_node.view("M8[ns]")),
-        "sent": sent, "received": received,
+        # One received message per (message, recipient) row: the rows' recipients, not the edges, are counted.
+        "sent": sent, "received": groups.received,
     })
-    adjacency = sp.sparse.csr_array((count, indices, indptr), shape=(n, n))
+    if not all(check.result() for check in checks):
+        # Some row's key is not its category's: build again from the keys alone.
+        return _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direction, own,
+                         tenant_id=tenant_id, as_of=as_of, window=window, trust_categories=False)
+    adjacency = sp.sparse.csr_array((groups.count, groups.indices, groups.indptr), shape=(n, n))
     return CommGraph(nodes, adjacency, first.view("M8[ns]"), last.view("M8[ns]"), label_counts,
                      tenant_id=tenant_id, as_of=as_of, window=window, own_domains=own)
 
 
-def _index_dtype(size: int) -> type:
-    """int32 when ids below ``size`` fit: half the memory traffic of int64 in gathers and sorts."""
-    return np.int32 if size < 2**31 else np.int64
+def _node_times(ts: np.ndarray, groups: PairGroups, first: np.ndarray, last: np.ndarray, ts_sorted: bool,
+                n: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last time of each node, over the rows where it sends or receives (int64 nanoseconds).
+
+    ``first`` and ``last`` are the edges' first and last times.
+    """
+    if ts_sorted:
+        # In time order, a node's first and last rows (as sender or recipient) hold its first and last times.
+        first_node = np.minimum(_at(ts, groups.first_sent, _INT64_MAX), _at(ts, groups.first_received, _INT64_MAX))
+        last_node = np.maximum(_at(ts, groups.last_sent, _NAT), _at(ts, groups.last_received, _NAT))
+    else:
+        first_node = np.full(n, _INT64_MAX, dtype=np.int64)
+        sends = np.flatnonzero(np.diff(groups.indptr))  # a node's out-edges are one CSR row: a segment
+        if len(first):
+            first_node[sends] = np.minimum.reduceat(first, groups.indptr[sends])
+        np.minimum.at(first_node, groups.indices, first)
+        last_node = np.full(n, _NAT, dtype=np.int64)
+        edge_rows = np.repeat(np.arange(n, dtype=groups.indices.dtype), np.diff(groups.indptr))
+        for ends in (edge_rows, groups.indices):
+            np.maximum.at(last_node, ends, last)
+    first_node[first_node == _INT64_MAX] = _NAT
+    return first_node, last_node
 
 
-def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray,
-            recipient_key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _at(values: np.ndarray, rows: np.ndarray, fill: int) -> np.ndarray:
+    """``values[rows]``, and ``fill`` where the row is -1 (none)."""
+    return np.where(rows >= 0, values[rows], fill)
+
+
+def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray, recipient_key: np.ndarray,
+            trust_categories: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Future]]:
     """Node ids of the senders and recipients, ordered by stable key.
 
     ``Messages.edges()`` gives sender and recipient as categoricals: their codes
     already name the distinct addresses, so only the categories' keys need a
-    hash table, not every row's. Other inputs factorise the keys themselves.
+    hash table, not every row's. Other inputs, or ``trust_categories=False``,
+    factorise the keys themselves.
 
     Returns
     -------
@@ -914,98 +935,81 @@ def _intern(edges: pd.DataFrame, rows: np.ndarray | None, sender_key: np.ndarray
         Node id of each row's sender and recipient.
     keys : numpy.ndarray of uint64
         The sorted distinct keys: node ``i`` has key ``keys[i]``.
-    last_sent, last_received : numpy.ndarray of int64
-        Per node, the last row (of the kept rows) where it is the sender / the
-        recipient; -1 when it never is.
+    checks : list of Future
+        Whether every row's key is its category's (the second core checks
+        while the build goes on); the ids are wrong unless all hold True.
     """
     sender, recipient = edges["sender"], edges["recipient"]
-    if isinstance(sender.dtype, pd.CategoricalDtype) and isinstance(recipient.dtype, pd.CategoricalDtype):
-        parts, checks = [], []
-        for column, keys in ((sender, sender_key), (recipient, recipient_key)):
-            cat = column.cat.codes.to_numpy()
-            cat = cat if rows is None else cat[rows]
-            if len(cat) and cat.min() < 0:
-                break
-            n_cat = len(column.cat.categories)
-            # The last row of each category. ufunc.at with matching dtypes runs a tight loop, about
-            # twice as fast as the fancy-index assignment ``row_of[cat] = arange``.
-            row_of = np.full(n_cat, -1, dtype=_index_dtype(len(cat)))
-            np.maximum.at(row_of, cat, np.arange(len(cat), dtype=row_of.dtype))
-            used = np.flatnonzero(row_of >= 0)
-            used_rows = row_of[used]
-            key_of = np.zeros(n_cat, dtype=np.uint64)
-            key_of[used] = keys[used_rows]
-            # Do categories and keys agree on every row? numpy drops the GIL in the gather and the
-            # comparison, so a second core checks while this one maps the categories to nodes.
-            checks.append(_worker().submit(_agree, key_of, cat, keys) if len(cat) > 1 << 16
-                          else _done(_agree(key_of, cat, keys)))
-            parts.append((cat, used, used_rows, key_of[used]))
-        else:
-            small_codes, uniques = pd.factorize(np.concatenate([p[3] for p in parts]))
-            uniques = np.asarray(uniques, dtype=np.uint64)
-            n = len(uniques)
-            order = _radix_argsort((uniques,), (1 << 64,))  # distinct keys: any sort gives this order
-            rank = np.empty(n, dtype=_index_dtype(n))
-            rank[order] = np.arange(n, dtype=rank.dtype)
-            out, offset = [], 0
-            for cat, used, used_rows, keys in parts:
-                node_of_used = rank[small_codes[offset:offset + len(keys)]]
-                offset += len(keys)
-                to_node = np.zeros(len(used) and int(used[-1]) + 1, dtype=rank.dtype)
-                to_node[used] = node_of_used
-                # Several categories may share a key (the same address spelt twice): keep the latest row.
-                last = np.full(n, -1, dtype=np.int64)
-                np.maximum.at(last, node_of_used, used_rows.astype(np.int64))
-                out.append((np.take(to_node, cat), last))
-            if all(check.result() for check in checks):
-                return out[0][0], out[1][0], uniques[order], out[0][1], out[1][1]
-        for check in checks:  # categories and keys disagree: do not trust them
-            check.result()
-    codes, uniques = pd.factorize(np.concatenate([sender_key, recipient_key]))
-    uniques = np.asarray(uniques, dtype=np.uint64)
-    n, n_rows = len(uniques), len(sender_key)
-    order = _radix_argsort((uniques,), (1 << 64,))
-    rank = np.empty(n, dtype=_index_dtype(n))
-    rank[order] = np.arange(n, dtype=rank.dtype)
-    node = rank[codes]
-    src, dst = node[:n_rows], node[n_rows:]
-    lasts = []
-    for ends in (src, dst):
-        last = np.full(n, -1, dtype=np.int64)
-        np.maximum.at(last, ends, np.arange(n_rows, dtype=np.int64))
-        lasts.append(last)
-    return src, dst, uniques[order], lasts[0], lasts[1]
+    n_rows = len(sender_key)
+    if trust_categories and isinstance(sender.dtype, pd.CategoricalDtype) \
+            and isinstance(recipient.dtype, pd.CategoricalDtype):
+        positions = np.arange(n_rows, dtype=index_dtype(n_rows))
+        # The senders' categories on the second core while this one reads the recipients'.
+        sender_job = submit(_category_keys, sender, sender_key, rows, positions, rows=n_rows)
+        parts = [_category_keys(recipient, recipient_key, rows, positions)]
+        parts.insert(0, sender_job.result())
+        del positions
+        if parts[0] is not None and parts[1] is not None:
+            # Several categories may share a key (the same address spelt twice): they become one node.
+            node_of_used, node_keys = _rank_keys(np.concatenate([key_of[used] for _, used, key_of in parts]))
+            to_node, offset = [], 0
+            for _, used, _ in parts:
+                to_node.append(np.zeros(len(used) and int(used[-1]) + 1, dtype=node_of_used.dtype))
+                to_node[-1][used] = node_of_used[offset:offset + len(used)]
+                offset += len(used)
+            # Indexing, not np.take: it reads the 32-bit codes as they are (np.take copies them to 64 bits).
+            src_job = submit(to_node[0].__getitem__, parts[0][0], rows=n_rows)
+            # Do categories and keys agree on every row? The second core checks after its gather,
+            # while this one orders the rows.
+            checks = [submit(_agree, key_of, cat, keys, rows=n_rows)
+                      for (cat, _, key_of), keys in zip(parts, (sender_key, recipient_key))]
+            dst = to_node[1][parts[1][0]]
+            return src_job.result(), dst, node_keys, checks
+    node, node_keys = _rank_keys(np.concatenate([sender_key, recipient_key]))
+    return node[:len(sender_key)], node[len(sender_key):], node_keys, []
 
 
-_WORKER: dict[int, Any] = {}  # process id -> executor
+def _category_keys(column: pd.Series, keys: np.ndarray, rows: np.ndarray | None,
+                   positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A categorical column's codes (of the kept ``rows``), the categories in use, and each one's key.
 
-
-def _worker():
-    """One background thread, started on first use, for numpy work that releases the GIL.
-
-    Keyed by process id: a forked child (tenants built in worker processes) has no
-    copy of the parent's thread, and would wait forever on the parent's executor.
+    A category's key is read at one of its rows (its last); ``keys`` is aligned
+    with the kept rows and ``positions`` is ``arange`` over them. None when a
+    value is missing (code -1).
     """
-    pid = os.getpid()
-    if pid not in _WORKER:
-        from concurrent.futures import ThreadPoolExecutor
+    cat = _codes(column)
+    cat = cat if rows is None else cat[rows]
+    if len(cat) and cat.min() < 0:
+        return None
+    # ufunc.at with matching dtypes runs a tight loop, about twice as fast as ``row_of[cat] = positions``.
+    row_of = np.full(len(column.cat.categories), -1, dtype=positions.dtype)
+    np.maximum.at(row_of, cat, positions)
+    used = np.flatnonzero(row_of >= 0)
+    key_of = np.zeros(len(row_of), dtype=np.uint64)
+    key_of[used] = keys[row_of[used]]
+    return cat, used, key_of
 
-        _WORKER.clear()
-        _WORKER[pid] = ThreadPoolExecutor(1, thread_name_prefix="commgraph")
-    return _WORKER[pid]
+
+def _rank_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The node id of each key, nodes numbered in key order, and the sorted distinct keys.
+
+    The keys are hashed to their distinct values first, so only those are sorted.
+    """
+    codes, uniques = pd.factorize(keys)
+    uniques = np.asarray(uniques, dtype=np.uint64)
+    order = np.argsort(uniques)  # distinct keys: every sort gives this order
+    rank = np.empty(len(uniques), dtype=index_dtype(len(uniques)))
+    rank[order] = np.arange(len(uniques), dtype=rank.dtype)
+    return rank[codes], uniques[order]
 
 
-def _agree(key_of: np.ndarray, cat: np.ndarray, keys: np.ndarray) -> bool:
-    """Whether every row's key is the key of its category."""
-    return bool(np.array_equal(np.take(key_of, cat), keys))
+def _agree(key_of: np.ndarray, cat: np.ndarray, keys: np.ndarray, chunk: int = 1 << 18) -> bool:
+    """Whether every row's key is the key of its category.
 
-
-def _done(value):
-    from concurrent.futures import Future
-
-    future = Future()
-    future.set_result(value)
-    return future
+    In chunks that stay in cache, rather than a gather the size of the input.
+    """
+    return all(np.array_equal(key_of[cat[start:start + chunk]], keys[start:start + chunk])
+               for start in range(0, len(cat), chunk))
 
 
 def _node_strings(edges: pd.DataFrame, rows: np.ndarray | None, last_sent: np.ndarray,
@@ -1052,8 +1056,8 @@ def _shared_strings(sender: pd.Series, recipient: pd.Series, from_recipient: np.
     categories = sender.cat.categories
     if not (categories is recipient.cat.categories or categories.equals(recipient.cat.categories)):
         return None
-    codes = np.where(from_recipient, recipient.cat.codes.to_numpy()[recipient_rows],
-                     sender.cat.codes.to_numpy()[sender_rows])
+    codes = np.where(from_recipient, _codes(recipient)[recipient_rows],
+                     _codes(sender)[sender_rows])
     if len(codes) and codes.min() < 0:
         return None
     return pd.Series(categories.take(codes)).astype(STRING_DTYPE), codes
@@ -1062,96 +1066,10 @@ def _shared_strings(sender: pd.Series, recipient: pd.Series, from_recipient: np.
 def _strings_at(column: pd.Series, pos: np.ndarray) -> pd.Series:
     """``column.take(pos).astype(STRING_DTYPE)``; from a categorical, through its categories (no NA case)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy()[pos]
+        codes = _codes(column)[pos]
         if not len(codes) or codes.min() >= 0:
             return pd.Series(column.cat.categories.take(codes)).astype(STRING_DTYPE)
     return column.take(pos).astype(STRING_DTYPE).reset_index(drop=True)
-
-
-def _radix_argsort(keys: Sequence[np.ndarray], upper: Sequence[int]) -> np.ndarray:
-    """Stable argsort by several non-negative integer keys, the last one most significant.
-
-    numpy radix-sorts 16-bit integers in linear time, so each key is sorted
-    digit by digit (least significant first): a few linear passes instead of a
-    comparison sort or a hash table over combined keys. Digits are cut before
-    they are gathered into the current order: 2 bytes moved per row, not 8.
-    """
-    order = None
-    for values, bound in zip(keys, upper):
-        shift = 0
-        while True:
-            digit = ((values >> shift) & 0xFFFF).astype(np.uint16) if bound > 1 << 16 or shift \
-                else values.astype(np.uint16)
-            step = np.argsort(digit if order is None else np.take(digit, order), kind="stable")
-            order = step if order is None else np.take(order, step)
-            shift += 16
-            if bound <= 1 or (bound - 1) >> shift == 0:
-                break
-    return order if order is not None else np.zeros(0, dtype=np.int64)
-
-
-def _aggregate(src: np.ndarray, dst: np.ndarray, n_src: int, n_dst: int, ts: np.ndarray,
-               label: np.ndarray | None, ts_sorted: bool = False):
-    """(src, dst) rows -> CSR arrays with per-edge count, first/last time and label counts.
-
-    ``ts_sorted`` says the rows are in time order (``ts`` non-decreasing).
-
-    ``indptr`` and ``indices`` come as int32 when they fit (what scipy keeps).
-    """
-    n_rows = len(src)
-    if not n_rows:
-        idx = _index_dtype(max(n_src, n_dst))
-        return (np.zeros(n_src + 1, dtype=idx), np.zeros(0, dtype=idx), np.zeros(0, dtype=np.uint32),
-                np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, len(LABELS)), dtype=np.uint32))
-    # Rows in CSR order (by sender, then recipient); each run of equal pairs is one edge.
-    order = _radix_argsort((dst, src), (n_dst, n_src))
-    # Sorted by sender, each sender's rows are a known segment (from its count): no gather of senders.
-    src_end = np.cumsum(np.bincount(src, minlength=n_src))
-    d = np.take(dst, order)
-    new = np.empty(n_rows, dtype=bool)
-    new[0] = True
-    np.not_equal(d[1:], d[:-1], out=new[1:])
-    new[src_end[src_end < n_rows]] = True  # a new sender starts a new edge
-    starts = np.flatnonzero(new)
-    m = len(starts)
-    ends = np.append(starts[1:], n_rows)
-    count = (ends - starts).astype(np.uint32)
-    # The times are random gathers, which numpy runs without the GIL: a second core fetches
-    # them while this one counts the labels.
-    times = _worker().submit(_edge_times, ts, order, starts, ends, count, ts_sorted) if n_rows > 1 << 16 \
-        else _done(_edge_times(ts, order, starts, ends, count, ts_sorted))
-    if label is not None and len(label):
-        # Most mail carries no label: count only the labelled rows.
-        labelled = label[order]
-        hit = np.flatnonzero(labelled >= 0)
-        edge = np.searchsorted(starts, hit, side="right") - 1
-        label_counts = np.zeros((m, len(LABELS)), dtype=np.uint32)
-        # Values of the output's dtype keep ufunc.at on its fast path (a Python 1 is 20x slower).
-        np.add.at(label_counts.reshape(-1), edge * len(LABELS) + labelled[hit], np.ones(len(hit), dtype=np.uint32))
-    else:
-        label_counts = np.zeros((m, len(LABELS)), dtype=np.uint32)
-    idx = _index_dtype(max(n_src, n_dst, m))
-    indices = d[starts].astype(idx, copy=False)
-    indptr = np.zeros(n_src + 1, dtype=idx)
-    indptr[1:] = np.searchsorted(starts, src_end)  # edges starting before each sender's end
-    first, last = times.result()
-    return indptr, indices, count, first, last, label_counts
-
-
-def _edge_times(ts: np.ndarray, order: np.ndarray, starts: np.ndarray, ends: np.ndarray, count: np.ndarray,
-                ts_sorted: bool) -> tuple[np.ndarray, np.ndarray]:
-    """First and last time of each edge: rows ``order[starts[i]:ends[i]]`` of ``ts``."""
-    if ts_sorted:
-        # Rows in time order (as mail usually comes) stay so within an edge (the sort is stable):
-        # an edge's first and last rows hold its first and last times.
-        first = np.take(ts, np.take(order, starts))
-        # Most edges carry one message: their last time is their first, only the others are gathered.
-        last = first.copy()
-        several = np.flatnonzero(count > 1)
-        last[several] = np.take(ts, np.take(order, ends[several] - 1))
-        return first, last
-    t = np.take(ts, order)
-    return np.minimum.reduceat(t, starts), np.maximum.reduceat(t, starts)
 
 
 def _domain_view(g: CommGraph) -> DomainView:
@@ -1189,15 +1107,11 @@ def _domain_view(g: CommGraph) -> DomainView:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _infer_internal(domain: pd.Series, src: np.ndarray, dst: np.ndarray, direction: np.ndarray,
-                    n: int, domain_codes: np.ndarray | None = None) -> np.ndarray:
-    """Internal nodes from ``direction`` (codes 0 inbound, 1 outbound, 2 internal), by domain.
+def _internal_seeds(src: np.ndarray, dst: np.ndarray, direction: np.ndarray, n: int) -> np.ndarray:
+    """Nodes the rows' ``direction`` (codes 0 inbound, 1 outbound, 2 internal) shows to be internal.
 
-    Senders of outbound or internal mail and recipients of internal mail are
-    internal; so is every node sharing a registrable domain with one of them (a
-    colleague who only ever received outbound mail is still a colleague). A
-    tenant whose mail is all inbound falls back to the recipients' domains.
-    ``domain_codes``, when given, code the domains already (no missing one).
+    Senders of outbound or internal mail and recipients of internal mail; when
+    the tenant's mail is all inbound, its recipients.
     """
     # ufunc.at over uint8 flags with matching dtypes is about 3x faster than ``seed[src[mask]] = True``.
     seed = np.zeros(n, dtype=np.uint8)
@@ -1205,7 +1119,15 @@ def _infer_internal(domain: pd.Series, src: np.ndarray, dst: np.ndarray, directi
     np.maximum.at(seed, dst, (direction == 2).view(np.uint8))
     if not seed.any():
         np.maximum.at(seed, dst, (direction == 0).view(np.uint8))
-    seed = seed.view(bool)
+    return seed.view(bool)
+
+
+def _infer_internal(domain: pd.Series, seed: np.ndarray, domain_codes: np.ndarray | None = None) -> np.ndarray:
+    """Internal nodes: the ``seed`` nodes and every node sharing a registrable domain with one of them.
+
+    A colleague who only ever received outbound mail is still a colleague.
+    ``domain_codes``, when given, code the domains already (no missing one).
+    """
     codes = domain_codes if domain_codes is not None else pd.factorize(domain)[0]
     own = np.zeros(int(codes.max()) + 2 if len(codes) else 1, dtype=bool)
     own[codes[seed]] = True
@@ -1213,16 +1135,21 @@ def _infer_internal(domain: pd.Series, src: np.ndarray, dst: np.ndarray, directi
     return own[codes]
 
 
+def _row_facts(src: np.ndarray, dst: np.ndarray, message: np.ndarray, direction: np.ndarray | None,
+               n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per node, from the rows alone: messages sent, and the internal seeds when ``direction`` is given."""
+    sent = np.bincount(src[_first_of_each(message)], minlength=n).astype(np.int64)
+    return sent, (_internal_seeds(src, dst, direction, n) if direction is not None else None)
+
+
 def _first_of_each(message: np.ndarray) -> np.ndarray:
-    """Positions of the first row of each message (edges of one message are usually contiguous)."""
-    if not len(message):
-        return np.zeros(0, dtype=np.int64)
-    if (message[1:] >= message[:-1]).all():
+    """Whether each row is the first of its message (edges of one message are usually contiguous)."""
+    if len(message) and (message[1:] >= message[:-1]).all():
         new = np.empty(len(message), dtype=bool)
         new[0] = True
         np.not_equal(message[1:], message[:-1], out=new[1:])
-        return np.flatnonzero(new)
-    return pd.Series(message).drop_duplicates().index.to_numpy()
+        return new
+    return ~pd.Series(message).duplicated().to_numpy()
 
 
 def _is_own(address: pd.Series, own: tuple[str, ...]) -> np.ndarray:
@@ -1325,7 +1252,7 @@ def _label_codes(series: pd.Series, column: str) -> np.ndarray:
     """Codes into LABELS (-1 for missing); unknown labels are an error, never dropped."""
     cat = series if isinstance(series.dtype, pd.CategoricalDtype) else series.astype("category")
     lut = np.array([LABELS.index(c) if c in LABELS else -2 for c in cat.cat.categories] + [-1], dtype=np.int8)
-    codes = _translate(cat.cat.codes.to_numpy(), lut)
+    codes = _translate(_codes(cat), lut)
     bad = codes == -2 if (lut == -2).any() else None
     if bad is not None and bad.any():
         pos = np.flatnonzero(bad)
@@ -1341,7 +1268,7 @@ def _direction_codes(series: pd.Series) -> np.ndarray:
     cat = series if isinstance(series.dtype, pd.CategoricalDtype) else series.astype("category")
     lut = np.array([DIRECTIONS.index(c) if c in DIRECTIONS else -2 for c in cat.cat.categories] + [-1],
                    dtype=np.int8)
-    codes = _translate(cat.cat.codes.to_numpy(), lut)
+    codes = _translate(_codes(cat), lut)
     if (lut == -2).any() and (codes == -2).any():
         pos = np.flatnonzero(codes == -2)
         raise SchemaError([Problem("direction", ReasonCode.INVALID_VALUE, rows=series.index[pos].tolist(),
@@ -1384,9 +1311,14 @@ def _only_category(col: pd.Series) -> str | None:
     """The value of a categorical column holding one value and no missing ones (else None), from its codes."""
     if not isinstance(col.dtype, pd.CategoricalDtype) or not len(col):
         return None
-    codes = col.cat.codes.to_numpy()
+    codes = _codes(col)
     lo, hi = codes.min(), codes.max()
     return str(col.cat.categories[lo]) if lo == hi and lo >= 0 else None
+
+
+def _codes(categorical: pd.Series) -> np.ndarray:
+    """The codes of a categorical column, read-only and without a copy (``.cat.codes`` copies them)."""
+    return categorical.array.codes
 
 
 def _as_array(values: Any) -> np.ndarray:

@@ -1,0 +1,233 @@
+"""The build's row order and per-edge aggregates, against numpy's lexsort and plain pandas.
+
+``build_graph`` orders rows by two counting sorts (``commgraph.graph._csr``);
+these tests hold that order to ``np.lexsort`` and the aggregates to a pandas
+groupby, on hypothesis-generated rows and past 65,536 nodes (where a key no
+longer fits one 16-bit digit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commgraph.graph import LABELS, build_graph, stable_keys
+from commgraph.graph._csr import edge_label_counts, edge_times, group_pairs, pair_order
+
+
+@st.composite
+def rows(draw, max_nodes: int = 40, max_rows: int = 120):
+    """Sender and recipient ids (repeats, self-loops, unused ids), times with ties, labels."""
+    n_src = draw(st.integers(1, max_nodes))
+    n_dst = draw(st.integers(1, max_nodes))
+    n = draw(st.integers(0, max_rows))
+    ids = st.lists(st.integers(0, n_src - 1), min_size=n, max_size=n)
+    src = np.array(draw(ids), dtype=np.int32)
+    dst = np.array(draw(st.lists(st.integers(0, n_dst - 1), min_size=n, max_size=n)), dtype=np.int32)
+    ts = np.array(draw(st.lists(st.integers(0, 20), min_size=n, max_size=n)), dtype=np.int64)
+    label = np.array(draw(st.lists(st.integers(-1, len(LABELS) - 1), min_size=n, max_size=n)), dtype=np.int8)
+    return src, dst, n_src, n_dst, ts, label
+
+
+def _check_order(src, dst, n_src, n_dst):
+    p = pair_order(src, dst, n_src, n_dst)
+    want = np.lexsort((dst, src))
+    same = np.testing.assert_array_equal
+    same(p.order, want)
+    same(p.dst, dst[want])
+    same(p.src_indptr, np.r_[0, np.cumsum(np.bincount(src, minlength=n_src))])
+    same(p.dst_rows, np.argsort(dst, kind="stable"))
+    same(p.dst_indptr, np.r_[0, np.cumsum(np.bincount(dst, minlength=n_dst))])
+
+
+@settings(deadline=None)
+@given(rows())
+def test_pair_order_is_lexsort(case):
+    src, dst, n_src, n_dst, _, _ = case
+    _check_order(src, dst, n_src, n_dst)
+
+
+def test_pair_order_past_65536_nodes():
+    rng = np.random.default_rng(7)
+    n_nodes, n = 300_000, 400_000
+    # Zipf-heavy senders, so some senders hold many rows and many hold one.
+    src = ((rng.zipf(1.3, n) - 1) % n_nodes).astype(np.int32)
+    dst = rng.integers(0, n_nodes, n).astype(np.int32)
+    _check_order(src, dst, n_nodes, n_nodes)
+
+
+def _reference(src, dst, ts, label, n_src, n_dst) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The edges and the per-node facts with a pandas groupby."""
+    frame = pd.DataFrame({"src": src, "dst": dst, "ts": ts, "row": np.arange(len(src))})
+    for j, name in enumerate(LABELS):
+        frame[name] = (label == j).astype(np.int64)
+    edges = frame.groupby(["src", "dst"], sort=True).agg(
+        count=("row", "size"), first=("ts", "min"), last=("ts", "max"), **{n: (n, "sum") for n in LABELS})
+    everyone = range(max(n_src, n_dst))
+    nodes = pd.DataFrame({
+        "first_sent": frame.groupby("src")["row"].min().reindex(everyone, fill_value=-1),
+        "last_sent": frame.groupby("src")["row"].max().reindex(everyone, fill_value=-1),
+        "first_received": frame.groupby("dst")["row"].min().reindex(everyone, fill_value=-1),
+        "last_received": frame.groupby("dst")["row"].max().reindex(everyone, fill_value=-1),
+        "received": frame.groupby("dst").size().reindex(everyone, fill_value=0),
+    })
+    return edges, nodes
+
+
+def _check_aggregates(src, dst, n_src, n_dst, ts, label, ts_sorted):
+    g = group_pairs(src, dst, n_src, n_dst)
+    first, last = edge_times(g, ts, ts_sorted=ts_sorted)
+    label_counts = edge_label_counts(g, label)
+    edges, nodes = _reference(src, dst, ts, label, n_src, n_dst)
+    same = np.testing.assert_array_equal
+    same(np.repeat(np.arange(n_src), np.diff(g.indptr)), edges.index.get_level_values("src"))
+    same(g.indices, edges.index.get_level_values("dst"))
+    assert g.indptr[-1] == len(g.indices) == len(g.count) == len(g.starts)
+    same(g.count, edges["count"])
+    same(first, edges["first"])
+    same(last, edges["last"])
+    same(label_counts, edges[list(LABELS)].to_numpy().reshape(-1, len(LABELS)))
+    for side, n in (("sent", n_src), ("received", n_dst)):
+        same(getattr(g, f"first_{side}"), nodes[f"first_{side}"].iloc[:n])
+        same(getattr(g, f"last_{side}"), nodes[f"last_{side}"].iloc[:n])
+    same(g.received, nodes["received"].iloc[:n_dst])
+    # Each edge's rows, in increasing order, are the rows of that (src, dst) pair.
+    rows_of_edge = np.split(g.order, g.starts[1:]) if len(g.starts) else []
+    assert all((np.diff(r) > 0).all() for r in rows_of_edge)
+    same([len(r) for r in rows_of_edge], g.count)
+
+
+@settings(deadline=None)
+@given(rows())
+def test_aggregates_match_pandas(case):
+    src, dst, n_src, n_dst, ts, label = case
+    _check_aggregates(src, dst, n_src, n_dst, ts, label, ts_sorted=False)
+    order = np.argsort(ts, kind="stable")  # the same rows in time order take the first/last-row shortcut
+    _check_aggregates(src[order], dst[order], n_src, n_dst, ts[order], label[order], ts_sorted=True)
+
+
+def test_aggregates_past_65536_nodes():
+    rng = np.random.default_rng(11)
+    n_nodes, n = 200_000, 300_000
+    src = ((rng.zipf(1.3, n) - 1) % n_nodes).astype(np.int32)
+    dst = ((rng.zipf(1.2, n) - 1 + rng.integers(0, n_nodes, n)) % n_nodes).astype(np.int32)
+    ts = np.sort(rng.integers(0, 10**6, n))
+    label = np.where(rng.random(n) < 0.05, rng.integers(0, len(LABELS), n), -1).astype(np.int8)
+    _check_aggregates(src, dst, n_nodes, n_nodes, ts, label, ts_sorted=True)
+    shuffled = rng.permutation(n)
+    _check_aggregates(src[shuffled], dst[shuffled], n_nodes, n_nodes, ts[shuffled], label[shuffled], ts_sorted=False)
+
+
+# --- the whole build ----------------------------------------------------------------------------
+
+
+def _edges_frame(n_people: int, n_rows: int, seed: int) -> pd.DataFrame:
+    """A one-tenant edges frame like ``Messages.edges()`` (categoricals over strings, uint64 keys)."""
+    rng = np.random.default_rng(seed)
+    addresses = pd.Series([f"p{i}@{'acme.com' if i % 3 else f'ext{i % 50}.org'}" for i in range(n_people)],
+                          dtype="str")
+    domains = addresses.str.split("@").str[1]
+    keys = stable_keys(addresses)
+    message = np.sort(rng.integers(0, n_rows * 2 // 3, n_rows))
+    first = np.flatnonzero(np.r_[True, message[1:] != message[:-1]])
+    s = np.repeat(((rng.zipf(1.3, len(first)) - 1) % n_people), np.diff(np.r_[first, n_rows]))
+    r = ((rng.zipf(1.2, n_rows) - 1 + rng.integers(0, n_people, n_rows) * (rng.random(n_rows) < 0.5)) % n_people)
+    ts = pd.Timestamp("2024-01-01", tz="UTC").value + message * 60_000_000_000
+    internal_s, internal_r = (s % 3 > 0), (r % 3 > 0)
+    direction = np.where(internal_s & internal_r, "internal", np.where(internal_s, "outbound", "inbound"))
+    label = np.where(rng.random(n_rows) < 0.03, "attack", np.where(rng.random(n_rows) < 0.05, "spam", None))
+
+    def categorical(values: pd.Series, codes: np.ndarray) -> pd.Categorical:
+        return pd.Categorical.from_codes(codes, categories=pd.Index(values, dtype="str"))
+
+    return pd.DataFrame({
+        "tenant_id": pd.Categorical.from_codes(np.zeros(n_rows, dtype=np.int8), categories=["acme"]),
+        "timestamp": pd.to_datetime(ts, utc=True).as_unit("ns"),
+        "sender": categorical(addresses, s), "sender_domain": pd.Categorical(domains.to_numpy()[s]),
+        "sender_key": keys[s],
+        "recipient": categorical(addresses, r), "recipient_domain": pd.Categorical(domains.to_numpy()[r]),
+        "recipient_key": keys[r],
+        "direction": pd.Categorical(direction, categories=["inbound", "outbound", "internal"]),
+        "message_index": message,
+        "label": pd.Categorical(label, categories=list(LABELS)),
+    })
+
+
+def _values(column: pd.Series) -> np.ndarray:
+    """A column as numpy values; UTC times as int64 nanoseconds (not an array of Timestamp objects)."""
+    return column.array.asi8 if isinstance(column.dtype, pd.DatetimeTZDtype) else column.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def big_edges() -> pd.DataFrame:
+    return _edges_frame(n_people=150_000, n_rows=400_000, seed=3)
+
+
+def test_build_past_65536_nodes_matches_pandas(big_edges):
+    g = build_graph(big_edges, tenant_id="acme")
+    assert g.n_nodes > 65_536
+    e = big_edges.assign(sender=big_edges["sender"].astype(str), recipient=big_edges["recipient"].astype(str),
+                         attack=(big_edges["label"] == "attack").astype(int), spam=(big_edges["label"] == "spam").astype(int))
+    want = e.groupby(["sender", "recipient"]).agg(
+        count=("timestamp", "size"), first_seen=("timestamp", "min"), last_seen=("timestamp", "max"),
+        attack=("attack", "sum"), spam=("spam", "sum"))
+    got = g.edges().set_index(["sender", "recipient"]).sort_index()
+    assert got.index.equals(want.index)
+    for column in ("count", "first_seen", "last_seen", "attack", "spam"):
+        np.testing.assert_array_equal(_values(got[column]), _values(want[column]), err_msg=column)
+    nodes = g.nodes.set_index("address")
+    times = pd.concat([e[["sender", "timestamp"]].set_axis(["address", "t"], axis=1),
+                       e[["recipient", "timestamp"]].set_axis(["address", "t"], axis=1)])
+    span = times.groupby("address")["t"].agg(["min", "max"])
+    assert nodes.index.sort_values().equals(span.index)
+    np.testing.assert_array_equal(_values(nodes["first_seen"][span.index]), _values(span["min"]))
+    np.testing.assert_array_equal(_values(nodes["last_seen"][span.index]), _values(span["max"]))
+    received = e.groupby("recipient").size()
+    np.testing.assert_array_equal(nodes["received"][received.index].to_numpy(), received.to_numpy())
+    sent = e.drop_duplicates("message_index").groupby("sender").size()
+    np.testing.assert_array_equal(nodes["sent"][sent.index].to_numpy(), sent.to_numpy())
+    np.testing.assert_array_equal(g.nodes["key"].to_numpy(), np.sort(stable_keys(g.nodes["address"])))
+
+
+def test_build_past_65536_nodes_any_row_order_or_column_type(big_edges):
+    g = build_graph(big_edges, tenant_id="acme")
+    shuffled = big_edges.sample(frac=1.0, random_state=5).reset_index(drop=True)
+    assert build_graph(shuffled, tenant_id="acme").equals(g)
+    plain = big_edges.assign(sender=big_edges["sender"].astype(str), recipient=big_edges["recipient"].astype(str))
+    assert build_graph(plain, tenant_id="acme").equals(g)
+
+
+def test_two_spellings_of_one_key_are_one_node():
+    # Categories are distinct strings; two may carry one stable key (an address spelt twice upstream).
+    # They are one node, named by its last row as a recipient, else its last row as a sender.
+    cats = pd.Index(["ann@x.com", "ANN@x.com", "bob@x.com"], dtype="str")
+    key = stable_keys(["ann@x.com", "bob@x.com"])
+    sender = pd.Categorical.from_codes([0, 2, 1, 2], categories=cats)
+    recipient = pd.Categorical.from_codes([2, 1, 2, 0], categories=cats)
+    frame = pd.DataFrame({
+        "timestamp": pd.to_datetime([1, 2, 3, 4], unit="D", utc=True).as_unit("ns"),
+        "sender": sender, "sender_domain": "x.com", "sender_key": key[[0, 1, 0, 1]],
+        "recipient": recipient, "recipient_domain": "x.com", "recipient_key": key[[1, 0, 1, 0]],
+        "message_index": [0, 1, 2, 3], "direction": "internal",
+    })
+    g = build_graph(frame)
+    assert g.n_nodes == 2
+    assert g.nodes.set_index("key").loc[key[0], "address"] == "ann@x.com"  # row 3, its last as a recipient
+    assert g.edge("ann@x.com", "bob@x.com")["count"] == 2
+    assert g.edge("bob@x.com", "ann@x.com")["count"] == 2
+
+
+def test_categories_that_disagree_with_keys_are_not_trusted(big_edges):
+    # The categorical fast path reads one key per category; a row whose key is not its category's
+    # (here: three rows' sender keys swapped for other addresses' keys) sends the build to the keys.
+    edges = big_edges.copy()
+    keys = edges["sender_key"].to_numpy().copy()
+    keys[[5, 50_000, 300_000]] = edges["recipient_key"].to_numpy()[[7, 8, 9]]
+    edges["sender_key"] = keys
+    g = build_graph(edges, tenant_id="acme")
+    plain = edges.assign(sender=edges["sender"].astype(str), recipient=edges["recipient"].astype(str))
+    assert g.equals(build_graph(plain, tenant_id="acme"))
+    assert g.n_nodes == len(np.unique(np.concatenate([keys, edges["recipient_key"].to_numpy()])))
