@@ -172,9 +172,12 @@ def posterior_mean(successes: np.ndarray, trials: np.ndarray, alpha: float, beta
     return (k + alpha) / (n + alpha + beta)
 
 
-def posterior_lower_bound(successes: np.ndarray, trials: np.ndarray, alpha: float, beta: float, *,
-                          level: float = 0.95) -> np.ndarray:
+def posterior_lower_bound(successes: np.ndarray, trials: np.ndarray, alpha: float | np.ndarray,
+                          beta: float | np.ndarray, *, level: float = 0.95) -> np.ndarray:
     """One-sided lower credible bound: the ``1 - level`` quantile of ``Beta(k + alpha, n - k + beta)``.
+
+    ``alpha`` and ``beta`` are one prior, or one per entity (arrays shaped like
+    ``successes``, as when each entity is valued as of its own instant).
 
     Examples
     --------
@@ -182,10 +185,20 @@ def posterior_lower_bound(successes: np.ndarray, trials: np.ndarray, alpha: floa
     >>> lo = posterior_lower_bound(np.array([9]), np.array([10]), 1.0, 1.0, level=0.9)
     >>> bool(np.isclose(lo[0], stats.beta.ppf(0.1, 10, 2)))
     True
+    >>> posterior_lower_bound(np.array([9, 9]), np.array([10, 10]), np.array([1.0, 2.0]), np.array([1.0, 1.0]),
+    ...                       level=0.9)[0] == lo[0]
+    np.True_
     """
     from scipy import special
 
     k, n = _check_counts(successes, trials, "posterior_lower_bound")
+    if np.ndim(alpha) or np.ndim(beta):
+        a = np.broadcast_to(np.asarray(alpha, dtype=np.float64), k.shape).ravel()
+        b = np.broadcast_to(np.asarray(beta, dtype=np.float64), k.shape).ravel()
+        # Few distinct (prior, k, n): solve each once.
+        rows, inverse = np.unique(np.stack([a, b, k.ravel(), n.ravel()]), axis=1, return_inverse=True)
+        bound = special.betaincinv(rows[2] + rows[0], rows[3] - rows[2] + rows[1], 1.0 - level)
+        return bound[inverse.ravel()].reshape(k.shape)
     # The inverse incomplete beta costs about a microsecond: solve it once per
     # distinct (k, n), of which there are far fewer than entities.
     n_u, k_u, _, inverse = _distinct_pairs(n.ravel(), k.ravel(), inverse=True)
