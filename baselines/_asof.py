@@ -121,12 +121,34 @@ class AsOfTables:
 
     # ------------------------------------------------------------------ timelines, built on first use
     @cached_property
+    def _by_time(self) -> np.ndarray:
+        return np.argsort(self.ts, kind="stable")
+
+    @cached_property
+    def _edges_by_time(self) -> np.ndarray:
+        return np.argsort(self.ets, kind="stable")
+
+    @staticmethod
+    def _subset_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The time order of the rows where ``mask`` holds, from the time order of all rows."""
+        position = np.cumsum(mask) - 1
+        return position[order[mask[order]]]
+
+    def _own(self, instants: np.ndarray, times: np.ndarray) -> bool:
+        """Whether every row is asked about at its own time (fresh): then no binary search is needed."""
+        return instants is times or (len(instants) == len(times) and np.array_equal(instants, times))
+
+    def _before(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, times: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        return tl.before_own() if self._own(instants, times) else tl.before(codes, instants)
+
+    @cached_property
     def _sender(self) -> Timeline:
-        return Timeline(self.s, self.ts, self.n_addr)
+        return Timeline(self.s, self.ts, self.n_addr, self._by_time)
 
     @cached_property
     def _domain(self) -> Timeline:
-        return Timeline(self.d, self.ts, self.n_dom)
+        return Timeline(self.d, self.ts, self.n_dom, self._by_time)
 
     @cached_property
     def _pairs(self) -> tuple[np.ndarray, pd.Index]:
@@ -136,7 +158,7 @@ class AsOfTables:
     @cached_property
     def _pair(self) -> Timeline:
         codes, uniques = self._pairs
-        return Timeline(codes, self.ets, len(uniques))
+        return Timeline(codes, self.ets, len(uniques), self._edges_by_time)
 
     def _first_by(self, codes: np.ndarray, n: int, times: np.ndarray) -> np.ndarray:
         first = np.full(n, np.iinfo(np.int64).max)
@@ -175,12 +197,13 @@ class AsOfTables:
     @cached_property
     def _domain_out(self) -> Timeline:
         out = self._outbound
-        return Timeline(self.rd[out], self.ets[out], self.n_dom)
+        return Timeline(self.rd[out], self.ets[out], self.n_dom, self._subset_order(self._edges_by_time, out))
 
     @cached_property
     def _inbound(self) -> Timeline:
         inbound = self.edir == INBOUND
-        return Timeline(self.r[inbound], self.ets[inbound], self.n_addr)
+        return Timeline(self.r[inbound], self.ets[inbound], self.n_addr,
+                        self._subset_order(self._edges_by_time, inbound))
 
     @cached_property
     def _first_time_inbound(self) -> Timeline:
@@ -208,6 +231,16 @@ class AsOfTables:
 
     def _outcome_rows(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Entity code of each outcome change of a kind, and the changes (see :func:`outcome_events`)."""
+        found = self._outcome_cache.get(kind)
+        if found is None:
+            found = self._outcome_cache[kind] = self._outcome_rows_of(kind)
+        return found
+
+    @cached_property
+    def _outcome_cache(self) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+        return {}
+
+    def _outcome_rows_of(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if kind == "recipient":
             rows = np.flatnonzero(self.edir == INBOUND)  # a mailbox's likelihood counts its inbound mail
             ts, mi = self.ets[rows], self.edge_message[rows]
@@ -250,13 +283,16 @@ class AsOfTables:
                               explicit=ev["explicit"])
 
     # ------------------------------------------------------------------ tables
-    def sender(self, instants: np.ndarray) -> dict[str, np.ndarray]:
-        """Sender-table columns of each message's sender."""
+    def _windows(self, names: tuple[str, ...] | None) -> dict[str, int]:
+        return self.windows if names is None else {n: w for n, w in self.windows.items() if n in names}
+
+    def sender(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Sender-table columns of each message's sender (window counts: those of ``windows``, default all)."""
         q = np.asarray(instants, dtype=np.int64)
         tl = self._sender
-        lo, hi = tl.before(self.s, q)
+        lo, hi = self._before(tl, self.s, q, self.ts)
         out: dict[str, np.ndarray] = {"n_messages": hi - lo}
-        for name, w in self.windows.items():
+        for name, w in self._windows(windows).items():
             out[f"n_messages_{name}"] = tl.count_since(self.s, q - w, hi)
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
         out["first_seen"] = tl.first(lo, hi)
@@ -280,33 +316,36 @@ class AsOfTables:
 
     def sender_hours(self, instants: np.ndarray) -> np.ndarray:
         """Per message, its sender's messages at the same UTC hour of day."""
-        hour = (self.ts // HOUR_NS) % 24
-        tl = self._sender_hour
-        lo, hi = tl.before(self.s * 24 + hour, np.asarray(instants, dtype=np.int64))
+        lo, hi = self._before(self._sender_hour, self.s * 24 + self._hour, np.asarray(instants, dtype=np.int64),
+                              self.ts)
         return hi - lo
 
     @cached_property
+    def _hour(self) -> np.ndarray:
+        return (self.ts // HOUR_NS) % 24
+
+    @cached_property
     def _sender_hour(self) -> Timeline:
-        return Timeline(self.s * 24 + (self.ts // HOUR_NS) % 24, self.ts, self.n_addr * 24)
+        return Timeline(self.s * 24 + self._hour, self.ts, self.n_addr * 24, self._by_time)
 
     @cached_property
     def _tenant_hour(self) -> Timeline:
-        return Timeline((self.ts // HOUR_NS) % 24, self.ts, 24)
+        return Timeline(self._hour, self.ts, 24, self._by_time)
 
     def tenant_hours(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per message, the tenant's messages at its UTC hour of day, and all the tenant's messages."""
         q = np.asarray(instants, dtype=np.int64)
-        lo, hi = self._tenant_hour.before((self.ts // HOUR_NS) % 24, q)
-        return hi - lo, np.searchsorted(np.sort(self.ts), q, side="left")
+        lo, hi = self._before(self._tenant_hour, self._hour, q, self.ts)
+        return hi - lo, np.searchsorted(self.ts[self._by_time], q, side="left")
 
-    def sender_domain(self, instants: np.ndarray) -> dict[str, np.ndarray]:
-        """Sender-domain-table columns of each message's sender domain."""
+    def sender_domain(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Sender-domain-table columns of each message's sender domain (window counts: those of ``windows``)."""
         q = np.asarray(instants, dtype=np.int64)
         tl = self._domain
-        lo, hi = tl.before(self.d, q)
+        lo, hi = self._before(tl, self.d, q, self.ts)
         n = hi - lo
         out: dict[str, np.ndarray] = {"n_messages": n}
-        for name, w in self.windows.items():
+        for name, w in self._windows(windows).items():
             out[f"n_messages_{name}"] = tl.count_since(self.d, q - w, hi)
         out["first_seen"] = tl.first(lo, hi)
         days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
@@ -325,18 +364,18 @@ class AsOfTables:
         q = np.asarray(instants, dtype=np.int64)[self.edge_message]
         codes, uniques = self._pairs
         tl = self._pair
-        lo, hi = tl.before(codes, q)
+        lo, hi = self._before(tl, codes, q, self.ets)
         reverse = uniques.get_indexer(self.r * self.n_addr + self.es)
         rlo, rhi = tl.before(reverse, q)
         return {"n_messages": hi - lo, "last_seen": tl.last(lo, hi), "n_reverse": rhi - rlo}
 
-    def recipient(self, instants: np.ndarray) -> dict[str, np.ndarray]:
-        """Per edge, recipient-table columns of its recipient."""
+    def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
         q = np.asarray(instants, dtype=np.int64)[self.edge_message]
         tl = self._inbound
         lo, hi = tl.before(self.r, q)
         out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
-        for name, w in self.windows.items():
+        for name, w in self._windows(windows).items():
             out[f"n_inbound_{name}"] = tl.count_since(self.r, q - w, hi)
         flo, fhi = self._first_time_inbound.before(self.r, q)
         out["n_first_time_inbound"] = fhi - flo

@@ -58,6 +58,9 @@ class Timeline:
         Event times, nanoseconds since the epoch (UTC).
     n_codes : int
         Size of the code space (queries may use codes no event has).
+    time_order : ndarray of int, optional
+        A stable argsort of ``times``, when the caller has one (timelines over
+        the same events share it).
 
     Examples
     --------
@@ -69,16 +72,22 @@ class Timeline:
     [10, 10, -9223372036854775808, 20]
     """
 
-    __slots__ = ("order", "keys", "times", "starts", "_instants", "_width")
+    __slots__ = ("order", "keys", "times", "starts", "_by_time", "_width")
 
-    def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int):
+    def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int, time_order: np.ndarray | None = None):
         codes = np.asarray(codes, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
-        # Times become ranks among the event times, so (code, rank) fits one int64 sort key.
-        self._instants, rank = np.unique(times, return_inverse=True)
-        self._width = len(self._instants) + 1
-        composite = codes * self._width + rank.ravel()
-        self.order = np.argsort(composite, kind="stable")
+        n = len(times)
+        # Rank = position in time order: an event is before instant q exactly when its rank is
+        # below the number of event times before q, so (code, rank) fits one int64 sort key.
+        # Mail comes nearly in time order, which a stable sort (timsort) handles in linear time.
+        by_time = np.argsort(times, kind="stable") if time_order is None else time_order
+        self._by_time = times[by_time]
+        rank = np.empty(n, np.int64)
+        rank[by_time] = np.arange(n)
+        self._width = n + 1
+        composite = codes * self._width + rank
+        self.order = np.argsort(composite)  # distinct keys: no stability needed
         self.keys = composite[self.order]
         self.times = times[self.order]
         self.starts = np.searchsorted(self.keys, np.arange(n_codes + 1, dtype=np.int64) * self._width)
@@ -95,10 +104,26 @@ class Timeline:
         known = codes >= 0
         c = np.where(known, codes, 0)
         lo = self.starts[c]
-        rank = np.searchsorted(self._instants, np.asarray(instants, dtype=np.int64), side="left")
+        rank = np.searchsorted(self._by_time, np.asarray(instants, dtype=np.int64), side="left")
         hi = np.searchsorted(self.keys, c * self._width + rank, side="left")
         if not known.all():
             lo, hi = np.where(known, lo, 0), np.where(known, hi, 0)
+        return lo, hi
+
+    def before_own(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`before` for each event's own key and time (in event order), without a binary search.
+
+        The events strictly before an event of its key are those ahead of its
+        run of equal times in sorted order.
+        """
+        n = len(self.keys)
+        codes = self.keys // self._width
+        run = np.ones(n, dtype=bool)
+        run[1:] = (codes[1:] != codes[:-1]) | (self.times[1:] != self.times[:-1])
+        hi_sorted = np.maximum.accumulate(np.where(run, np.arange(n), 0))
+        lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
+        lo[self.order] = self.starts[codes]
+        hi[self.order] = hi_sorted
         return lo, hi
 
     def count_since(self, codes: np.ndarray, start: np.ndarray, hi: np.ndarray) -> np.ndarray:

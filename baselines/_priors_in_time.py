@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from ._config import BaselineConfig
 from ._smoothing import fit_summary
@@ -55,41 +54,56 @@ class TenantOutcomes:
     explicit: np.ndarray
 
 
+def _merged(o: TenantOutcomes) -> dict[str, np.ndarray]:
+    """One tenant's changes summed per (entity, instant) (every later snapshot sees them together),
+    with each entity's trials and successes after each, in (entity, instant) order."""
+    order = np.lexsort((o.time, o.entity))
+    entity, time = np.asarray(o.entity, np.int64)[order], np.asarray(o.time, np.int64)[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (entity[1:] != entity[:-1]) | (time[1:] != time[:-1])
+    starts = np.flatnonzero(new)
+    safe = np.add.reduceat(np.asarray(o.safe, np.int64)[order], starts) if len(starts) else np.zeros(0, np.int64)
+    trials = np.add.reduceat(np.asarray(o.trials, np.int64)[order], starts) if len(starts) else safe
+    entity, time = entity[starts], time[starts]
+    keep = (safe != 0) | (trials != 0)
+    entity, time, safe, trials = entity[keep], time[keep], safe[keep], trials[keep]
+    first = np.ones(len(entity), dtype=bool)
+    first[1:] = entity[1:] != entity[:-1]
+    return {"entity": entity, "time": time, "n_after": _running(trials, first), "k_after": _running(safe, first),
+            "trials": trials, "safe": safe}
+
+
+def _running(values: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Cumulative sums restarted where ``first`` holds."""
+    total = np.cumsum(values)
+    segment_start = np.maximum.accumulate(np.where(first, np.arange(len(values)), 0))
+    return total - (total - values)[segment_start]
+
+
 def _states(outcomes: list[TenantOutcomes]) -> dict[str, np.ndarray]:
     """Every tenant's changes merged per (entity, instant), with the state before and after each, in time order."""
-    parts = []
-    for tenant, o in enumerate(outcomes):
-        if not len(o.time):
-            continue
-        frame = pd.DataFrame({"entity": o.entity, "time": o.time, "safe": o.safe, "trials": o.trials})
-        # Changes at one instant are seen together by every later snapshot: merge them first.
-        g = frame.groupby(["entity", "time"], sort=True).sum()
-        g = g[(g["safe"] != 0) | (g["trials"] != 0)]
-        entity = g.index.get_level_values(0).to_numpy()
-        n_after = g["trials"].groupby(level=0).cumsum().to_numpy()
-        k_after = g["safe"].groupby(level=0).cumsum().to_numpy()
-        parts.append(pd.DataFrame({"tenant": tenant, "entity": entity, "time": g.index.get_level_values(1).to_numpy(),
-                                   "n_after": n_after, "k_after": k_after,
-                                   "n_before": n_after - g["trials"].to_numpy(),
-                                   "k_before": k_after - g["safe"].to_numpy()}))
+    parts = [(t, _merged(o)) for t, o in enumerate(outcomes) if len(o.time)]
+    parts = [(t, m) for t, m in parts if len(m["time"])]
     if not parts:
         return {c: np.zeros(0, np.int64) for c in ("tenant", "time", "before", "after", "first_trial")} | {
             "state_tenant": np.zeros(0, np.int64), "state_n": np.zeros(0), "state_k": np.zeros(0)}
-    ev = pd.concat(parts, ignore_index=True)
-    tenant = ev["tenant"].to_numpy(np.int64)
-    width_k = int(ev[["k_after", "k_before"]].to_numpy().max()) + 1
-    width_n = int(ev[["n_after", "n_before"]].to_numpy().max()) + 1
-    after = (tenant * width_n + ev["n_after"].to_numpy()) * width_k + ev["k_after"].to_numpy()
-    before = (tenant * width_n + ev["n_before"].to_numpy()) * width_k + ev["k_before"].to_numpy()
+    tenant = np.concatenate([np.full(len(m["time"]), t, np.int64) for t, m in parts])
+    cols = {c: np.concatenate([m[c] for _, m in parts]) for c in ("time", "n_after", "k_after", "trials", "safe")}
+    n_after, k_after = cols["n_after"], cols["k_after"]
+    n_before, k_before = n_after - cols["trials"], k_after - cols["safe"]
+    width_k = int(max(k_after.max(), k_before.max())) + 1
+    width_n = int(max(n_after.max(), n_before.max())) + 1
+    after = (tenant * width_n + n_after) * width_k + k_after
+    before = (tenant * width_n + n_before) * width_k + k_before
     # States with trials, numbered in (tenant, trials, successes) order: the order a
     # snapshot's distinct pairs come in, tenant by tenant.
-    has_after, has_before = ev["n_after"].to_numpy() > 0, ev["n_before"].to_numpy() > 0
+    has_after, has_before = n_after > 0, n_before > 0
     states = np.unique(after[has_after])
     after_id = np.where(has_after, np.searchsorted(states, after), -1)
     before_id = np.where(has_before, np.searchsorted(states, before), -1)
     first_trial = has_after & ~has_before  # an entity's trials only grow: it enters the fit once
-    order = np.argsort(ev["time"].to_numpy(), kind="stable")
-    return {"tenant": tenant[order], "time": ev["time"].to_numpy()[order], "before": before_id[order],
+    order = np.argsort(cols["time"], kind="stable")
+    return {"tenant": tenant[order], "time": cols["time"][order], "before": before_id[order],
             "after": after_id[order], "first_trial": first_trial[order],
             "state_tenant": states // (width_n * width_k), "state_n": ((states // width_k) % width_n).astype(np.float64),
             "state_k": (states % width_k).astype(np.float64)}

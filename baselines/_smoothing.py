@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pandas as pd
 
 from commgraph.graph import ConfigError
 
@@ -202,10 +203,17 @@ def posterior_lower_bound(successes: np.ndarray, trials: np.ndarray, alpha: floa
     if np.ndim(alpha) or np.ndim(beta):
         a = np.broadcast_to(np.asarray(alpha, dtype=np.float64), k.shape).ravel()
         b = np.broadcast_to(np.asarray(beta, dtype=np.float64), k.shape).ravel()
-        # Few distinct (prior, k, n): solve each once.
-        rows, inverse = np.unique(np.stack([a, b, k.ravel(), n.ravel()]), axis=1, return_inverse=True)
-        bound = special.betaincinv(rows[2] + rows[0], rows[3] - rows[2] + rows[1], 1.0 - level)
-        return bound[inverse.ravel()].reshape(k.shape)
+        # Few distinct (prior, k, n): number the priors, then solve each distinct triple once.
+        prior_a, ua = pd.factorize(a)
+        prior_b, ub = pd.factorize(b)
+        prior = prior_a.astype(np.int64) * len(ub) + prior_b
+        n_i, k_i = n.ravel().astype(np.int64), k.ravel().astype(np.int64)
+        combined = (prior * (int(n_i.max(initial=0)) + 1) + n_i) * (int(k_i.max(initial=0)) + 1) + k_i
+        codes, uniques = pd.factorize(combined)
+        first = np.zeros(len(uniques), np.int64)
+        first[codes[::-1]] = np.arange(len(codes))[::-1]  # a row of each distinct triple
+        bound = special.betaincinv(k_i[first] + a[first], n_i[first] - k_i[first] + b[first], 1.0 - level)
+        return bound[codes].reshape(k.shape)
     # The inverse incomplete beta costs about a microsecond: solve it once per
     # distinct (k, n), of which there are far fewer than entities.
     n_u, k_u, _, inverse = _distinct_pairs(n.ravel(), k.ravel(), inverse=True)

@@ -49,11 +49,11 @@ class TenantAsOf:
 
     @cached_property
     def sender(self) -> dict[str, np.ndarray]:
-        return self.tables.sender(self.instants)
+        return self.tables.sender(self.instants, windows=("7d", "30d", "90d"))
 
     @cached_property
     def sender_domain(self) -> dict[str, np.ndarray]:
-        return self.tables.sender_domain(self.instants)
+        return self.tables.sender_domain(self.instants, windows=("30d",))
 
     def window(self, columns: dict[str, np.ndarray], prefix: str, window: str, signal: str) -> np.ndarray:
         name = f"{prefix}_{window}"
@@ -114,7 +114,7 @@ def pair_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
 
 
 def recipient_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
-    cols = t.tables.recipient(t.instants)
+    cols = t.tables.recipient(t.instants, windows=("30d",))
     mean, lower = t.likelihood("recipient", cols, edges=True, lower=True)
     return {"recipient_safe_likelihood": mean, "recipient_safe_likelihood_lower": lower,
             "recipient_inbound_30d": t.window(cols, "n_inbound", "30d", "recipient_inbound_30d"),
