@@ -114,7 +114,8 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
     """
     if not isinstance(messages, Messages):
         raise ConfigError(f"The 'messages' parameter of backfill must be validated Messages. Got "
-                          f"{type(messages).__name__} instead; call commgraph.graph.validate(frame, tenants=...) first.")
+                          f"{type(messages).__name__} instead; call commgraph.graph.validate(frame, tenants=...) "
+                          "first.")
     if mode not in MODES:
         raise ConfigError(f"The 'mode' parameter of backfill must be one of {', '.join(map(repr, MODES))}. "
                           f"Got {mode!r} instead.")
@@ -134,7 +135,11 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
                           "baselines yet")
     signal_set = _signal_set(signals)
     batch = SignalBatch.from_messages(messages)
-    tenants = [_tenant(part, messages, config, mode, every) for part in sorted(batch.by_tenant(), key=lambda p: p[0])]
+    domains = _column(messages.edges(message_columns=()), "recipient_domain")
+    domain_keys = (np.asarray(domains.categories, dtype=object), string_keys(domains.categories),
+                   np.asarray(domains.codes))
+    tenants = [_tenant(part, messages, domain_keys, config, mode, every)
+               for part in sorted(batch.by_tenant(), key=lambda p: p[0])]
     _add_priors(tenants, signal_set, config, prior_grid)
     size = batch.n_edges if level == "edge" else batch.n_messages
     dtypes = {s.name: (s.dtype if level == "edge" else s.message_dtype) for s in signal_set.specs}
@@ -151,17 +156,18 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
     return signal_set.frame(messages, out, level=level)
 
 
-def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], messages: Messages, config: BaselineConfig,
-            mode: str, every: int) -> TenantAsOf:
+def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], messages: Messages,
+            domain_keys: tuple[np.ndarray, np.ndarray, np.ndarray], config: BaselineConfig, mode: str,
+            every: int) -> TenantAsOf:
+    """One tenant's :class:`TenantAsOf`; ``domain_keys``: the edges' recipient domains (names, keys, codes)."""
     tenant_id, msgs, eds, sub = part
     frame = messages.frame
     rows = sub.message_rows if sub.message_rows is not None else msgs
     label = _codes(frame["label"])[rows] if "label" in frame else np.full(len(rows), -1, np.int8)
     labeled_at = _ns(frame["labeled_at"])[rows] if "labeled_at" in frame else np.full(len(rows), np.iinfo(np.int64).min)
-    domain = _column(messages.edges(message_columns=()), "recipient_domain")
-    categories = np.asarray(domain.categories, dtype=object)
-    codes = np.asarray(domain.codes)[eds]
-    recipient_domain_key = string_keys(categories)[codes]
+    categories, keys, all_codes = domain_keys
+    codes = all_codes[eds]
+    recipient_domain_key = keys[codes]
     tables = AsOfTables(
         {"timestamp": sub.timestamp, "sender_key": sub.sender_key, "sender_domain_key": sub.sender_domain_key,
          "display_name_key": sub.display_name_key, "direction": sub.direction, "label": label,

@@ -73,7 +73,8 @@ class TenantAsOf:
 
 def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     cols, ts = t.sender, t.batch.timestamp
-    out = {f"sender_messages_{w}": t.window(cols, "n_messages", w, f"sender_messages_{w}") for w in ("7d", "30d", "90d")}
+    out = {f"sender_messages_{w}": t.window(cols, "n_messages", w, f"sender_messages_{w}")
+           for w in ("7d", "30d", "90d")}
     out["sender_messages_decayed"] = cols["decayed_messages"].astype(np.float32)
     out["sender_days_known"] = days_between(ts, cols["first_seen"], never=0.0)
     out["sender_active_days"] = cols["active_days"].astype(np.int32)

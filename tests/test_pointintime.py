@@ -17,7 +17,7 @@ from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.baselines._asof import AsOfTables
 from commgraph.baselines._pointintime import NAT, Timeline, outcome_events
 from commgraph.baselines._priors_in_time import priors_at
-from commgraph.graph import validate
+from commgraph.graph import stable_keys, validate
 from commgraph.signals._backfill import _tenant
 from commgraph.signals._batch import SignalBatch
 
@@ -98,7 +98,10 @@ TENANTS = [{"tenant_id": t, "own_domains": ["acme.com"]} for t in ("a", "b", "c"
 
 def _tenants(messages, config):
     batch = SignalBatch.from_messages(messages)
-    return [_tenant(p, messages, config, "fresh", 1) for p in sorted(batch.by_tenant(), key=lambda p: p[0])]
+    domains = messages.edges()["recipient_domain"].array
+    keys = (np.asarray(domains.categories, dtype=object), stable_keys(domains.categories.astype(str)),
+            np.asarray(domains.codes))
+    return [_tenant(p, messages, keys, config, "fresh", 1) for p in sorted(batch.by_tenant(), key=lambda p: p[0])]
 
 
 @settings(max_examples=20, deadline=None)
