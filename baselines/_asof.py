@@ -249,6 +249,8 @@ class AsOfTables:
             mi = np.arange(len(self.ts))
             ts = self.ts
             entity_of_row = self.s if kind == "sender" else self.d
+        # Tables carry the presumed-safe counts whatever the policy; the policy decides what
+        # counts as a success when likelihoods are computed (smoothed, outcomes).
         ev = outcome_events(ts, self.label[mi], self.labeled_at[mi], settle_delay=int(
             self.config.settle_delay.total_seconds() * 10**9), label_policy="presume_safe")
         return entity_of_row[ev["row"]], ev

@@ -135,11 +135,8 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
                           "baselines yet")
     signal_set = _signal_set(signals)
     batch = SignalBatch.from_messages(messages)
-    domains = _column(messages.edges(message_columns=()), "recipient_domain")
-    domain_keys = (np.asarray(domains.categories, dtype=object), string_keys(domains.categories),
-                   np.asarray(domains.codes))
-    tenants = [_tenant(part, messages, domain_keys, config, mode, every)
-               for part in sorted(batch.by_tenant(), key=lambda p: p[0])]
+    columns = _columns(messages)
+    tenants = [_tenant(part, columns, config, mode, every) for part in sorted(batch.by_tenant(), key=lambda p: p[0])]
     _add_priors(tenants, signal_set, config, prior_grid)
     size = batch.n_edges if level == "edge" else batch.n_messages
     dtypes = {s.name: (s.dtype if level == "edge" else s.message_dtype) for s in signal_set.specs}
@@ -156,18 +153,26 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
     return signal_set.frame(messages, out, level=level)
 
 
-def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], messages: Messages,
-            domain_keys: tuple[np.ndarray, np.ndarray, np.ndarray], config: BaselineConfig, mode: str,
-            every: int) -> TenantAsOf:
-    """One tenant's :class:`TenantAsOf`; ``domain_keys``: the edges' recipient domains (names, keys, codes)."""
-    tenant_id, msgs, eds, sub = part
+def _columns(messages: Messages) -> dict[str, np.ndarray]:
+    """What the history needs beyond the signal batch, for every message and edge, read once."""
     frame = messages.frame
+    n = len(frame)
+    domains = _column(messages.edges(message_columns=()), "recipient_domain")
+    return {"label": _codes(frame["label"]) if "label" in frame else np.full(n, -1, np.int8),
+            "labeled_at": _ns(frame["labeled_at"]) if "labeled_at" in frame else np.full(n, np.iinfo(np.int64).min),
+            "domain_names": np.asarray(domains.categories, dtype=object),
+            "domain_keys": string_keys(domains.categories), "domain_codes": np.asarray(domains.codes)}
+
+
+def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict[str, np.ndarray],
+            config: BaselineConfig, mode: str, every: int) -> TenantAsOf:
+    """One tenant's :class:`TenantAsOf` (``columns``: from :func:`_columns`)."""
+    tenant_id, msgs, eds, sub = part
     rows = sub.message_rows if sub.message_rows is not None else msgs
-    label = _codes(frame["label"])[rows] if "label" in frame else np.full(len(rows), -1, np.int8)
-    labeled_at = _ns(frame["labeled_at"])[rows] if "labeled_at" in frame else np.full(len(rows), np.iinfo(np.int64).min)
-    categories, keys, all_codes = domain_keys
-    codes = all_codes[eds]
-    recipient_domain_key = keys[codes]
+    label, labeled_at = columns["label"][rows], columns["labeled_at"][rows]
+    codes = columns["domain_codes"][eds]
+    recipient_domain_key = columns["domain_keys"][codes]
+    categories = columns["domain_names"]
     tables = AsOfTables(
         {"timestamp": sub.timestamp, "sender_key": sub.sender_key, "sender_domain_key": sub.sender_domain_key,
          "display_name_key": sub.display_name_key, "direction": sub.direction, "label": label,
@@ -199,7 +204,7 @@ def _by_snapshots(providers: list[SignalProvider], messages: Messages, tenants: 
     for t in tenants:
         for p in providers:
             size = t.batch.n_messages if p.level == "message" else t.batch.n_edges
-            out[(id(p), t.tenant_id)] = {s.name: np.zeros(size, dtype=np.float64) for s in p.signals}
+            out[(id(p), t.tenant_id)] = {s.name: np.zeros(size, dtype=s.dtype) for s in p.signals}
     instants = np.unique(np.concatenate([t.instants for t in tenants]))
     for instant in instants.tolist():
         snapshots = build_baselines(messages, as_of=pd.Timestamp(instant, tz="UTC"), config=config)
@@ -213,9 +218,5 @@ def _by_snapshots(providers: list[SignalProvider], messages: Messages, tenants: 
             for p in providers:
                 values = p.compute(sub, view)
                 for s in p.signals:
-                    target = out[(id(p), t.tenant_id)][s.name]
-                    v = np.asarray(values[s.name])
-                    if target.dtype != v.dtype:
-                        target = out[(id(p), t.tenant_id)][s.name] = target.astype(v.dtype)
-                    target[here if p.level == "message" else edges] = v
+                    out[(id(p), t.tenant_id)][s.name][here if p.level == "message" else edges] = values[s.name]
     return out

@@ -169,11 +169,12 @@ TENANTS = [{"tenant_id": t, "own_domains": ["acme.com"]} for t in ("t1", "t2")]
 
 
 @settings(max_examples=25, deadline=None)
-@given(histories(), st.sampled_from(["fresh", "as_deployed"]))
-def test_hypothesis_histories_equal_a_snapshot_per_instant(raw, mode) -> None:
+@given(histories(), st.sampled_from(["fresh", "as_deployed"]),
+       st.sampled_from([SMALL, SMALL.evolve(label_policy="ignore"), SMALL.evolve(global_prior=(2.0, 3.0))]))
+def test_hypothesis_histories_equal_a_snapshot_per_instant(raw, mode, config) -> None:
     messages = validate(raw, tenants=TENANTS)
-    ours = backfill(messages, mode=mode, refresh_every="12h", config=SMALL)
-    ref = reference(raw, TENANTS, messages, np.arange(len(messages.frame)), mode=mode, every="12h", config=SMALL)
+    ours = backfill(messages, mode=mode, refresh_every="12h", config=config)
+    ref = reference(raw, TENANTS, messages, np.arange(len(messages.frame)), mode=mode, every="12h", config=config)
     assert_equal_signals(ours, ref)
 
 

@@ -17,8 +17,8 @@ from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.baselines._asof import AsOfTables
 from commgraph.baselines._pointintime import NAT, Timeline, outcome_events
 from commgraph.baselines._priors_in_time import priors_at
-from commgraph.graph import stable_keys, validate
-from commgraph.signals._backfill import _tenant
+from commgraph.graph import validate
+from commgraph.signals._backfill import _columns, _tenant
 from commgraph.signals._batch import SignalBatch
 
 events = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3000)), min_size=1, max_size=60)
@@ -98,10 +98,8 @@ TENANTS = [{"tenant_id": t, "own_domains": ["acme.com"]} for t in ("a", "b", "c"
 
 def _tenants(messages, config):
     batch = SignalBatch.from_messages(messages)
-    domains = messages.edges()["recipient_domain"].array
-    keys = (np.asarray(domains.categories, dtype=object), stable_keys(domains.categories.astype(str)),
-            np.asarray(domains.codes))
-    return [_tenant(p, messages, keys, config, "fresh", 1) for p in sorted(batch.by_tenant(), key=lambda p: p[0])]
+    columns = _columns(messages)
+    return [_tenant(p, columns, config, "fresh", 1) for p in sorted(batch.by_tenant(), key=lambda p: p[0])]
 
 
 @settings(max_examples=20, deadline=None)
