@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks import bench_generate, bench_graph, bench_ingest, bench_refresh, bench_signals
+from benchmarks import bench_backfill, bench_generate, bench_graph, bench_ingest, bench_refresh, bench_signals
 
 PROFILES = {
     "quick": [
@@ -19,6 +19,8 @@ PROFILES = {
         ("graph", bench_graph.main, ["--edges", "1000000", "--nx-edges", "200000", "--repeat", "1"]),
         ("signals", bench_signals.main, ["--senders", "100000", "--single", "5000", "--peer-min-time", "1"]),
         ("refresh", bench_refresh.main, ["--tenants", "10", "--days", "30", "--scale", "0.3"]),
+        ("backfill", bench_backfill.main, ["--messages", "100000", "--tenants", "5", "--naive-messages", "2000",
+                                           "--naive-samples", "20"]),
     ],
     "full": [
         ("ingest", bench_ingest.main, ["--messages", "1000000", "--repeat", "3"]),
@@ -26,6 +28,7 @@ PROFILES = {
         ("graph", bench_graph.main, ["--edges", "10000000", "--nx-edges", "1000000", "--repeat", "3"]),
         ("signals", bench_signals.main, []),
         ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.3"]),
+        ("backfill", bench_backfill.main, []),
     ],
 }
 

@@ -260,18 +260,37 @@ class SignalBatch:
         for t, tenant in enumerate(self.tenants):
             msgs = m_order[m_bounds[t]:m_bounds[t + 1]]
             eds = e_order[e_bounds[t]:e_bounds[t + 1]]
-            remap = np.empty(self.n_messages, np.int64)
-            remap[msgs] = np.arange(len(msgs))
-            sub = SignalBatch(
-                timestamp=self.timestamp[msgs], sender_key=self.sender_key[msgs],
-                sender_domain_key=self.sender_domain_key[msgs], sender_domain_code=self.sender_domain_code[msgs],
-                sender_domains=self.sender_domains, display_name_key=self.display_name_key[msgs],
-                direction=self.direction[msgs], spf=self.spf[msgs], dkim=self.dkim[msgs], dmarc=self.dmarc[msgs],
-                tenant_code=np.zeros(len(msgs), np.int64), tenants=[tenant],
-                edge_message=remap[self.edge_message[eds]], recipient_key=self.recipient_key[eds],
-                frame=self.frame, message_rows=msgs if self.message_rows is None else self.message_rows[msgs])
-            out.append((tenant, msgs, eds, sub))
+            out.append((tenant, msgs, eds, self.take(msgs, eds, tenant=tenant)))
         return out
+
+    def take(self, msgs: np.ndarray, eds: np.ndarray | None = None, *, tenant: str | None = None) -> "SignalBatch":
+        """The sub-batch of some messages (positions, in the order given) and their edges.
+
+        ``eds`` (the edges of exactly those messages, in output order) is found when not given.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> rows = {"tenant_id": "t", "message_id": ["1", "2", "3"], "timestamp": "2024-01-01T00:00Z",
+        ...         "sender": "a@t.com", "recipients": ["b@t.com", "b@t.com; c@t.com", "c@t.com"]}
+        >>> sub = SignalBatch.from_messages(validate(pd.DataFrame(rows).assign(direction="internal"))).take([1])
+        >>> sub.n_messages, sub.n_edges, sub.edge_message.tolist()
+        (1, 2, [0, 0])
+        """
+        msgs = np.asarray(msgs, dtype=np.int64)
+        remap = np.full(self.n_messages, -1, np.int64)
+        remap[msgs] = np.arange(len(msgs))
+        if eds is None:
+            eds = np.flatnonzero(remap[self.edge_message] >= 0)
+        tenant_code = self.tenant_code[msgs] if tenant is None else np.zeros(len(msgs), np.int64)
+        return SignalBatch(
+            timestamp=self.timestamp[msgs], sender_key=self.sender_key[msgs],
+            sender_domain_key=self.sender_domain_key[msgs], sender_domain_code=self.sender_domain_code[msgs],
+            sender_domains=self.sender_domains, display_name_key=self.display_name_key[msgs],
+            direction=self.direction[msgs], spf=self.spf[msgs], dkim=self.dkim[msgs], dmarc=self.dmarc[msgs],
+            tenant_code=tenant_code, tenants=self.tenants if tenant is None else [tenant],
+            edge_message=remap[self.edge_message[eds]], recipient_key=self.recipient_key[eds],
+            frame=self.frame, message_rows=msgs if self.message_rows is None else self.message_rows[msgs])
 
     def rows(self, view, table: str) -> np.ndarray:
         """Row positions of this batch's messages (``sender``, ``sender_domain``, ``display_name``)

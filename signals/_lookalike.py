@@ -21,7 +21,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["skeleton", "nearest_known", "DISTANCE_CAP", "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
+__all__ = ["skeleton", "nearest_known", "distance_matrix", "DISTANCE_CAP", "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
 
 #: Distances are capped: this value means "this far or farther, or nothing to compare with".
 DISTANCE_CAP = 8
@@ -139,23 +139,38 @@ def nearest_known(domains: list[str], known: list[str], known_skeletons: list[st
     >>> d.tolist(), i.tolist()
     ([0, 8, 8], [0, -1, -1])
     """
-    from rapidfuzz.distance import Levenshtein
-    from rapidfuzz.process import cdist
-
     n = len(domains)
     if not n or not known:
         return np.full(n, cap, np.int32), np.full(n, -1, np.int64)
+    matrix = distance_matrix(domains, known, known_skeletons, cap=cap)
+    nearest = matrix.argmin(axis=1)
+    distance = np.minimum(matrix[np.arange(n), nearest], cap).astype(np.int32)
+    return distance, np.where(distance < cap, nearest, -1).astype(np.int64)
+
+
+def distance_matrix(domains: list[str], known: list[str], known_skeletons: list[str], *, cap: int = DISTANCE_CAP,
+                    dtype: type = np.int32) -> np.ndarray:
+    """Skeleton edit distances from each domain to each known domain, above ``cap - 1`` read as ``cap``.
+
+    A domain's distance to itself reads ``cap``: it is not a look-alike of itself.
+
+    Examples
+    --------
+    >>> known = ["microsoft.com", "acme.com"]
+    >>> distance_matrix(["rnicrosoft.com", "acme.com"], known, [skeleton(k) for k in known]).tolist()
+    [[0, 8], [8, 8]]
+    """
+    from rapidfuzz.distance import Levenshtein
+    from rapidfuzz.process import cdist
+
     matrix = cdist([skeleton(d) for d in domains], known_skeletons, scorer=Levenshtein.distance,
-                   score_cutoff=cap - 1, dtype=np.int32, workers=1)
-    # The exact domain is not a look-alike of itself.
+                   score_cutoff=cap - 1, dtype=dtype, workers=1)
     position = {k: i for i, k in enumerate(known)}
     for row, d in enumerate(domains):
         col = position.get(d)
         if col is not None:
             matrix[row, col] = cap
-    nearest = matrix.argmin(axis=1)
-    distance = np.minimum(matrix[np.arange(n), nearest], cap).astype(np.int32)
-    return distance, np.where(distance < cap, nearest, -1).astype(np.int64)
+    return matrix
 
 
 def nearest_one(domain: str, known: list[str], known_skeletons: list[str], *,

@@ -80,6 +80,18 @@ def _aggregate(values: np.ndarray, edge_message: np.ndarray, n_messages: int, ho
     return out
 
 
+def to_level(values: np.ndarray, provider_level: str, spec: SignalSpec, batch: SignalBatch, level: str,
+             dtype: str) -> np.ndarray:
+    """One provider column at the output level: message values broadcast to edges, or edge values
+    aggregated per message by the signal's rule; then the output dtype."""
+    if provider_level == "message" and level == "edge":
+        values = values[batch.edge_message]
+    elif provider_level == "edge" and level == "message":
+        default = np.nan if spec.default is None else spec.default
+        values = _aggregate(values, batch.edge_message, batch.n_messages, spec.aggregate, default)
+    return values.astype(dtype, copy=False)
+
+
 class SignalSet:
     """Several signal providers computed together: the columns a detector consumes.
 
@@ -200,13 +212,7 @@ class SignalSet:
             for provider in self.providers:
                 values = provider.compute(sub, view)
                 for spec in provider.signals:
-                    v = values[spec.name]
-                    if provider.level == "message" and level == "edge":
-                        v = v[sub.edge_message]
-                    elif provider.level == "edge" and level == "message":
-                        default = np.nan if spec.default is None else spec.default
-                        v = _aggregate(v, sub.edge_message, sub.n_messages, spec.aggregate, default)
-                    v = v.astype(dtypes[spec.name], copy=False)
+                    v = to_level(values[spec.name], provider.level, spec, sub, level, dtypes[spec.name])
                     if single:
                         out[spec.name] = v
                     else:

@@ -1,0 +1,517 @@
+"""Baseline columns as of many instants at once: what a snapshot would hold for each message's own keys.
+
+:class:`AsOfTables` takes one tenant's messages and edges and answers, for
+every message (or edge) and an instant of its own, the columns its sender,
+sender domain, pair, recipient and display name would have in a snapshot built
+as of that instant: the same statistics as :func:`derive_tables`, each read off
+a :class:`Timeline` (sorted by key and time) instead of being aggregated again
+per instant. Distinct counts count first occurrences (a pair counts from its
+first edge), and the known-contact domain list follows the ranking a snapshot
+uses, through time.
+
+It is the engine of leak-free backfill (``commgraph.signals.backfill``): with
+each message's own timestamp as its instant, every column uses only mail
+strictly before that message, and labels only once known.
+"""
+
+from __future__ import annotations
+
+import heapq
+from functools import cached_property
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ._build import _outcomes
+from ._config import BaselineConfig
+from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS
+from ._pointintime import NAT, Timeline, dense_codes, outcome_events
+from ._priors_in_time import TenantOutcomes
+from ._smoothing import posterior_lower_bound, posterior_mean
+
+__all__ = ["AsOfTables", "MESSAGE_FIELDS", "EDGE_FIELDS", "smoothed"]
+
+#: Per message: what :class:`AsOfTables` reads (times int64 ns, NaT as int64 min; codes int8, -1 missing).
+MESSAGE_FIELDS = ("timestamp", "sender_key", "sender_domain_key", "display_name_key", "direction", "label",
+                  "labeled_at", "spf", "dkim", "dmarc")
+#: Per edge: its message's position, and the recipient's keys.
+EDGE_FIELDS = ("edge_message", "recipient_key", "recipient_domain_key")
+_AUTH = ("spf", "dkim", "dmarc")
+_LABEL_COLUMNS = ("n_safe", "n_attack", "n_spam", "n_presumed_safe")
+# Packed known-contact ranking: own domain, then written to, then volume (below 2**41).
+_OWN, _WRITTEN = 1 << 42, 1 << 41
+
+
+def smoothed(columns: Mapping[str, np.ndarray], alpha: np.ndarray | float, beta: np.ndarray | float,
+             config: BaselineConfig, *, lower: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``likelihood_safe`` and ``likelihood_safe_lower`` (float32) from label columns and each row's prior.
+
+    The same outcomes (label policy) and posteriors as a snapshot's tables;
+    ``lower=False`` skips the credible bound (None).
+
+    Examples
+    --------
+    >>> cols = {"n_safe": np.array([0, 3]), "n_attack": np.array([0, 1]), "n_spam": np.array([0, 0]),
+    ...         "n_presumed_safe": np.array([0, 0])}
+    >>> mean, lower = smoothed(cols, 1.0, 1.0, BaselineConfig())
+    >>> mean.tolist()
+    [0.5, 0.6666666865348816]
+    """
+    k, n = _outcomes(columns, config)
+    mean = posterior_mean(k, n, alpha, beta).astype(np.float32)
+    if not lower:
+        return mean, None
+    return mean, posterior_lower_bound(k, n, alpha, beta, level=config.credible_level).astype(np.float32)
+
+
+class AsOfTables:
+    """One tenant's baseline columns as of an instant per message (or edge), for the message's own keys.
+
+    Parameters
+    ----------
+    messages : mapping of str to ndarray
+        :data:`MESSAGE_FIELDS`, one value per message.
+    edges : mapping of str to ndarray
+        :data:`EDGE_FIELDS`, one value per (message, recipient).
+    config : BaselineConfig
+        Windows, half-life, label policy, settle delay, known-contact list length.
+
+    Every method takes ``instants`` (int64 ns), one per message; edge-level
+    methods value each edge at its message's instant. Only events strictly
+    before an instant count.
+
+    Examples
+    --------
+    >>> day = 86_400 * 10**9
+    >>> m = {"timestamp": np.array([0, day, 2 * day]), "sender_key": np.array([5, 5, 6], dtype=np.uint64),
+    ...      "sender_domain_key": np.array([1, 1, 2], dtype=np.uint64),
+    ...      "display_name_key": np.zeros(3, np.uint64), "direction": np.zeros(3, np.int8),
+    ...      "label": np.array([-1, -1, -1], dtype=np.int8), "labeled_at": np.full(3, NAT),
+    ...      "spf": np.full(3, -1, np.int8), "dkim": np.full(3, -1, np.int8), "dmarc": np.full(3, -1, np.int8)}
+    >>> e = {"edge_message": np.array([0, 1, 2]), "recipient_key": np.array([9, 9, 9], dtype=np.uint64),
+    ...      "recipient_domain_key": np.array([3, 3, 3], dtype=np.uint64)}
+    >>> t = AsOfTables(m, e, BaselineConfig())
+    >>> t.sender(m["timestamp"])["n_messages"].tolist()  # each message sees the mail before it
+    [0, 1, 0]
+    >>> t.pair(m["timestamp"])["n_messages"].tolist()
+    [0, 1, 0]
+    """
+
+    def __init__(self, messages: Mapping[str, np.ndarray], edges: Mapping[str, np.ndarray], config: BaselineConfig):
+        self.config = config
+        self.ts = np.asarray(messages["timestamp"], dtype=np.int64)
+        self.direction = np.asarray(messages["direction"], dtype=np.int8)
+        self.label = np.asarray(messages["label"], dtype=np.int8)
+        self.labeled_at = np.asarray(messages["labeled_at"], dtype=np.int64)
+        self.auth = {a: np.asarray(messages[a], dtype=np.int8) for a in _AUTH}
+        self.edge_message = np.asarray(edges["edge_message"], dtype=np.int64)
+        (self.s, self.r), self.addresses = dense_codes(messages["sender_key"], edges["recipient_key"])
+        (self.d, self.rd), self.domains = dense_codes(messages["sender_domain_key"], edges["recipient_domain_key"])
+        name_key = np.asarray(messages["display_name_key"], dtype=np.uint64)
+        (name,), _ = dense_codes(name_key)
+        self.name = np.where(name_key != 0, name, -1)
+        self.es = self.s[self.edge_message]
+        self.ets = self.ts[self.edge_message]
+        self.edir = self.direction[self.edge_message]
+        self.n_addr = len(self.addresses)
+        self.n_dom = len(self.domains)
+        self.windows = {n: int(w.total_seconds()) * 10**9 for n, w in zip(config.window_names, config.windows)}
+        self.half_life = int(config.half_life.total_seconds() * 10**9)
+
+    # ------------------------------------------------------------------ timelines, built on first use
+    @cached_property
+    def _by_time(self) -> np.ndarray:
+        return np.argsort(self.ts, kind="stable")
+
+    @cached_property
+    def _edges_by_time(self) -> np.ndarray:
+        return np.argsort(self.ets, kind="stable")
+
+    @staticmethod
+    def _subset_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The time order of the rows where ``mask`` holds, from the time order of all rows."""
+        position = np.cumsum(mask) - 1
+        return position[order[mask[order]]]
+
+    def _own(self, instants: np.ndarray, times: np.ndarray) -> bool:
+        """Whether every row is asked about at its own time (fresh): then no binary search is needed."""
+        return instants is times or (len(instants) == len(times) and np.array_equal(instants, times))
+
+    def _before(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, times: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        return tl.before_own() if self._own(instants, times) else tl.before(codes, instants)
+
+    @cached_property
+    def _sender(self) -> Timeline:
+        return Timeline(self.s, self.ts, self.n_addr, self._by_time)
+
+    @cached_property
+    def _domain(self) -> Timeline:
+        return Timeline(self.d, self.ts, self.n_dom, self._by_time)
+
+    @cached_property
+    def _pairs(self) -> tuple[np.ndarray, pd.Index]:
+        codes, uniques = pd.factorize(self.es * self.n_addr + self.r, sort=False)
+        return codes.astype(np.int64, copy=False), pd.Index(uniques)
+
+    @cached_property
+    def _pair(self) -> Timeline:
+        codes, uniques = self._pairs
+        return Timeline(codes, self.ets, len(uniques), self._edges_by_time)
+
+    def _first_by(self, codes: np.ndarray, n: int, times: np.ndarray) -> np.ndarray:
+        first = np.full(n, np.iinfo(np.int64).max)
+        np.minimum.at(first, codes, times)
+        return first
+
+    @cached_property
+    def _pair_first(self) -> np.ndarray:
+        codes, uniques = self._pairs
+        return self._first_by(codes, len(uniques), self.ets)
+
+    @cached_property
+    def _pair_sender(self) -> np.ndarray:
+        codes, uniques = self._pairs
+        out = np.empty(len(uniques), np.int64)
+        out[codes] = self.es
+        return out
+
+    @cached_property
+    def _distinct_recipients(self) -> Timeline:
+        # A pair counts towards its sender's distinct recipients from its first edge on.
+        return Timeline(self._pair_sender, self._pair_first, self.n_addr)
+
+    @cached_property
+    def _head_of_sender(self) -> np.ndarray:
+        """Per message, whether it is its sender's first (in time): the sender starts to count for its domain."""
+        tl = self._sender
+        flags = np.zeros(len(self.ts), dtype=bool)
+        flags[tl.order] = tl.new_run()
+        return flags
+
+    @cached_property
+    def _outbound(self) -> np.ndarray:
+        return self.edir == OUTBOUND
+
+    @cached_property
+    def _domain_out(self) -> Timeline:
+        out = self._outbound
+        return Timeline(self.rd[out], self.ets[out], self.n_dom, self._subset_order(self._edges_by_time, out))
+
+    @cached_property
+    def _inbound(self) -> Timeline:
+        inbound = self.edir == INBOUND
+        return Timeline(self.r[inbound], self.ets[inbound], self.n_addr,
+                        self._subset_order(self._edges_by_time, inbound))
+
+    @cached_property
+    def _first_time_inbound(self) -> Timeline:
+        # A pair whose first edge came with its sender's first message, counted once it has an inbound edge.
+        codes, uniques = self._pairs
+        inbound = self.edir == INBOUND
+        first_in = self._first_by(codes[inbound], len(uniques), self.ets[inbound])
+        sender_first = self._first_by(self.s, self.n_addr, self.ts)
+        recipient = np.empty(len(uniques), np.int64)
+        recipient[codes] = self.r
+        keep = (first_in != np.iinfo(np.int64).max) & (self._pair_first == sender_first[self._pair_sender])
+        return Timeline(recipient[keep], first_in[keep], self.n_addr)
+
+    @cached_property
+    def _written_to(self) -> tuple[Timeline, np.ndarray, np.ndarray]:
+        # The pairs a mailbox wrote on (outbound or internal edges); each counts, with its last edge
+        # of any direction, from its first such edge on.
+        codes, uniques = self._pairs
+        wrote = self.edir != INBOUND
+        first_wrote = self._first_by(codes[wrote], len(uniques), self.ets[wrote])
+        since = first_wrote[codes]
+        keep = since != np.iinfo(np.int64).max
+        tl = Timeline(self.r[keep], np.maximum(self.ets[keep], since[keep]), self.n_addr)
+        return tl, tl.prefix(wrote[keep]), tl.running_max(self.ets[keep])
+
+    def _outcome_rows(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Entity code of each outcome change of a kind, and the changes (see :func:`outcome_events`)."""
+        found = self._outcome_cache.get(kind)
+        if found is None:
+            found = self._outcome_cache[kind] = self._outcome_rows_of(kind)
+        return found
+
+    @cached_property
+    def _outcome_cache(self) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+        return {}
+
+    def _outcome_rows_of(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if kind == "recipient":
+            rows = np.flatnonzero(self.edir == INBOUND)  # a mailbox's likelihood counts its inbound mail
+            ts, mi = self.ets[rows], self.edge_message[rows]
+            entity_of_row = self.r[rows]
+        else:
+            mi = np.arange(len(self.ts))
+            ts = self.ts
+            entity_of_row = self.s if kind == "sender" else self.d
+        # Tables carry the presumed-safe counts whatever the policy; the policy decides what
+        # counts as a success when likelihoods are computed (smoothed, outcomes).
+        ev = outcome_events(ts, self.label[mi], self.labeled_at[mi], settle_delay=int(
+            self.config.settle_delay.total_seconds() * 10**9), label_policy="presume_safe")
+        return entity_of_row[ev["row"]], ev
+
+    @cached_property
+    def _outcome_timelines(self) -> dict[str, tuple[Timeline, dict[str, np.ndarray]]]:
+        out = {}
+        for kind, n in (("sender", self.n_addr), ("sender_domain", self.n_dom), ("recipient", self.n_addr)):
+            entity, ev = self._outcome_rows(kind)
+            tl = Timeline(entity, ev["time"], n)
+            presumption = ev["label"] < 0
+            weights = {"n_safe": ev["label"] == 0, "n_attack": ev["label"] == 1, "n_spam": ev["label"] == 2,
+                       "n_presumed_safe": np.where(presumption, ev["safe"], 0)}
+            out[kind] = (tl, {c: tl.prefix(w) for c, w in weights.items()})
+        return out
+
+    def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray) -> dict[str, np.ndarray]:
+        tl, prefixes = self._outcome_timelines[kind]
+        lo, hi = tl.before(codes, instants)
+        return {c: p[hi] - p[lo] for c, p in prefixes.items()}
+
+    def outcomes(self, kind: str) -> TenantOutcomes:
+        """The outcome changes of one entity kind (``sender``, ``sender_domain``, ``recipient``), for its priors.
+
+        The label policy decides what counts as a success, as in a snapshot.
+        """
+        entity, ev = self._outcome_rows(kind)
+        if self.config.label_policy == "ignore":
+            keep = ev["label"] >= 0
+            entity, ev = entity[keep], {c: v[keep] for c, v in ev.items()}
+        return TenantOutcomes(entity=entity, time=ev["time"], safe=ev["safe"], trials=ev["trials"],
+                              explicit=ev["explicit"])
+
+    # ------------------------------------------------------------------ tables
+    def _windows(self, names: tuple[str, ...] | None) -> dict[str, int]:
+        return self.windows if names is None else {n: w for n, w in self.windows.items() if n in names}
+
+    def sender(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Sender-table columns of each message's sender (window counts: those of ``windows``, default all)."""
+        q = np.asarray(instants, dtype=np.int64)
+        tl = self._sender
+        lo, hi = self._before(tl, self.s, q, self.ts)
+        out: dict[str, np.ndarray] = {"n_messages": hi - lo}
+        for name, w in self._windows(windows).items():
+            out[f"n_messages_{name}"] = tl.count_since(self.s, q - w, hi)
+        out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
+        out["first_seen"] = tl.first(lo, hi)
+        days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
+        out["active_days"] = days[hi] - days[lo]
+        dlo, dhi = self._distinct_recipients.before(self.s, q)
+        out["n_distinct_recipients"] = dhi - dlo
+        for a in _AUTH:
+            codes = self.auth[a]
+            for suffix, flags in (("pass", codes == PASS), ("fail", np.isin(codes, FAILS))):
+                p = tl.prefix(flags)
+                out[f"{a}_{suffix}"] = p[hi] - p[lo]
+        out.update(self._label_columns("sender", self.s, q))
+        return out
+
+    def written_to(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per message, messages the tenant's mailboxes sent its sender, and the last time of those pairs."""
+        tl, counts, last = self._written_to
+        lo, hi = tl.before(self.s, np.asarray(instants, dtype=np.int64))
+        return counts[hi] - counts[lo], tl.at_last(last, lo, hi, NAT)
+
+    def sender_hours(self, instants: np.ndarray) -> np.ndarray:
+        """Per message, its sender's messages at the same UTC hour of day."""
+        lo, hi = self._before(self._sender_hour, self.s * 24 + self._hour, np.asarray(instants, dtype=np.int64),
+                              self.ts)
+        return hi - lo
+
+    @cached_property
+    def _hour(self) -> np.ndarray:
+        return (self.ts // HOUR_NS) % 24
+
+    @cached_property
+    def _sender_hour(self) -> Timeline:
+        return Timeline(self.s * 24 + self._hour, self.ts, self.n_addr * 24, self._by_time)
+
+    @cached_property
+    def _tenant_hour(self) -> Timeline:
+        return Timeline(self._hour, self.ts, 24, self._by_time)
+
+    def tenant_hours(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per message, the tenant's messages at its UTC hour of day, and all the tenant's messages."""
+        q = np.asarray(instants, dtype=np.int64)
+        lo, hi = self._before(self._tenant_hour, self._hour, q, self.ts)
+        return hi - lo, np.searchsorted(self.ts[self._by_time], q, side="left")
+
+    def sender_domain(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Sender-domain-table columns of each message's sender domain (window counts: those of ``windows``)."""
+        q = np.asarray(instants, dtype=np.int64)
+        tl = self._domain
+        lo, hi = self._before(tl, self.d, q, self.ts)
+        n = hi - lo
+        out: dict[str, np.ndarray] = {"n_messages": n}
+        for name, w in self._windows(windows).items():
+            out[f"n_messages_{name}"] = tl.count_since(self.d, q - w, hi)
+        out["first_seen"] = tl.first(lo, hi)
+        days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
+        out["active_days"] = days[hi] - days[lo]
+        for column, flags in (("n_distinct_senders", self._head_of_sender), ("n_internal", self.direction == INTERNAL)):
+            p = tl.prefix(flags)
+            out[column] = p[hi] - p[lo]
+        olo, ohi = self._domain_out.before(self.d, q)
+        # A domain the tenant only wrote to has a row too: its outbound count is known without inbound mail.
+        out["n_outbound_to"] = ohi - olo
+        out.update(self._label_columns("sender_domain", self.d, q))
+        return out
+
+    def pair(self, instants: np.ndarray) -> dict[str, np.ndarray]:
+        """Per edge, pair-table columns of (sender, recipient), and ``n_reverse`` of (recipient, sender)."""
+        q = np.asarray(instants, dtype=np.int64)[self.edge_message]
+        codes, uniques = self._pairs
+        tl = self._pair
+        lo, hi = self._before(tl, codes, q, self.ets)
+        reverse = uniques.get_indexer(self.r * self.n_addr + self.es)
+        rlo, rhi = tl.before(reverse, q)
+        return {"n_messages": hi - lo, "last_seen": tl.last(lo, hi), "n_reverse": rhi - rlo}
+
+    def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
+        q = np.asarray(instants, dtype=np.int64)[self.edge_message]
+        tl = self._inbound
+        lo, hi = tl.before(self.r, q)
+        out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
+        for name, w in self._windows(windows).items():
+            out[f"n_inbound_{name}"] = tl.count_since(self.r, q - w, hi)
+        flo, fhi = self._first_time_inbound.before(self.r, q)
+        out["n_first_time_inbound"] = fhi - flo
+        out["first_time_share"] = np.divide(out["n_first_time_inbound"], out["n_inbound"],
+                                            out=np.zeros(len(q)), where=out["n_inbound"] > 0).astype(np.float32)
+        out.update(self._label_columns("recipient", self.r, q))
+        return out
+
+    @cached_property
+    def _name_pairs(self) -> tuple[np.ndarray, Timeline]:
+        named = self.name >= 0
+        codes = np.full(len(self.ts), -1, np.int64)
+        pair_codes, uniques = pd.factorize(self.name[named] * self.n_addr + self.s[named], sort=False)
+        codes[named] = pair_codes
+        return codes, Timeline(pair_codes, self.ts[named], len(uniques))
+
+    @cached_property
+    def _internal_names(self) -> Timeline:
+        # A display name is internal once a mailbox sent mail under it.
+        used = (self.name >= 0) & (self.direction != INBOUND)
+        return Timeline(self.name[used], self.ts[used], int(self.name.max()) + 1 if len(self.name) else 0)
+
+    def display_name(self, instants: np.ndarray) -> dict[str, np.ndarray]:
+        """Per message: whether its display name is internal, and messages with this name from this address."""
+        q = np.asarray(instants, dtype=np.int64)
+        lo, hi = self._internal_names.before(self.name, q)
+        codes, tl = self._name_pairs
+        plo, phi = tl.before(codes, q)
+        return {"is_internal": (hi > lo).astype(np.int8), "n_with_name": phi - plo}
+
+    # ------------------------------------------------------------------ known contacts
+    def known_contacts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """When each domain enters and leaves the tenant's known-contact list: (domain code, time, +1 or -1).
+
+        The list of a snapshot (``known_contact_domain_keys``): every own domain
+        (they sent internal mail) and every domain the tenant wrote to, then the
+        ``known_contact_domains`` most corresponded-with others (ties: the smaller
+        key). A domain is on the list for instants after
+        its last change before them (changes at one instant: the last one holds).
+        Every score only grows, so the list is followed event by event with a
+        heap of the weakest member and one of the best waiting domains.
+        """
+        out = self._outbound
+        codes = np.concatenate([self.d, self.rd[out]])
+        times = np.concatenate([self.ts, self.ets[out]])
+        own = np.concatenate([self.direction == INTERNAL, np.zeros(int(out.sum()), bool)])
+        written = np.concatenate([np.zeros(len(self.ts), bool), np.ones(int(out.sum()), bool)])
+        order = np.argsort(times, kind="stable")
+        codes, times, own, written = codes[order], times[order], own[order], written[order]
+        g = pd.DataFrame({"c": codes, "own": own, "written": written}).groupby("c", sort=False)
+        score = ((g["own"].cummax().to_numpy(np.int64) * _OWN) + (g["written"].cummax().to_numpy(np.int64) * _WRITTEN)
+                 + g.cumcount().to_numpy(np.int64) + 1)
+        limit = self.config.known_contact_domains
+        first = np.ones(len(codes), bool)
+        first[pd.Series(codes).duplicated().to_numpy()] = False
+        if int(first.sum()) <= limit:  # every domain fits: each joins when first seen, for good
+            return codes[first], times[first], np.ones(int(first.sum()), np.int64)
+        # Key ranks break ties as the snapshot's sort does (smaller key first).
+        key_rank = np.argsort(np.argsort(self.domains, kind="stable"), kind="stable")
+        return _follow_top(codes, times, score, key_rank, limit)
+
+
+def _follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_rank: np.ndarray,
+                limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Membership changes of the known-contact list under growing scores.
+
+    Members: every domain whose score reached ``_WRITTEN`` (own or written to), for
+    good, plus the best ``limit`` of the others (ties: smaller key rank is better).
+    A domain that turns own or written-to leaves the others' ranking, and the best
+    waiting domain takes its place at that instant.
+    """
+    others: list[tuple[int, int, int]] = []  # min-heap of the others' members (lazy: stale entries skipped)
+    waiting: list[tuple[int, int, int]] = []  # max-heap of the others' non-members (lazy)
+    state = bytearray(int(codes.max()) + 1)  # 0 not a member, 1 member among the others, 2 member for good
+    latest = [-1] * len(state)
+    n_others = 0
+    changes_code: list[int] = []
+    changes_time: list[int] = []
+    changes_sign: list[int] = []
+    ranks = key_rank.tolist()
+
+    def weakest() -> tuple[int, int, int]:
+        while True:  # the top entry must be a current member carrying its current score
+            ws, wr, wc = others[0]
+            if state[wc] != 1:
+                heapq.heappop(others)
+            elif latest[wc] != ws:
+                heapq.heapreplace(others, (latest[wc], wr, wc))
+            else:
+                return ws, wr, wc
+
+    def join(c: int, t: int, s: int) -> None:
+        nonlocal n_others
+        heapq.heappush(others, (s, -ranks[c], c))
+        state[c] = 1
+        n_others += 1
+        changes_code.append(c), changes_time.append(t), changes_sign.append(1)
+
+    for c, t, s in zip(codes.tolist(), times.tolist(), score.tolist()):
+        latest[c] = s
+        if state[c] == 2:
+            continue
+        if s >= _WRITTEN:
+            if state[c] == 0:
+                changes_code.append(c), changes_time.append(t), changes_sign.append(1)
+            else:
+                n_others -= 1  # its heap entry is skipped from now on
+            state[c] = 2
+            while n_others < limit and waiting:  # the best waiting domain takes the free place
+                ns, nr, nc = heapq.heappop(waiting)
+                if state[nc] != 0:
+                    continue
+                if -ns != latest[nc]:
+                    heapq.heappush(waiting, (-latest[nc], nr, nc))
+                    continue
+                join(nc, t, latest[nc])
+            continue
+        if state[c] == 1:
+            continue
+        if n_others < limit:
+            join(c, t, s)
+            continue
+        if limit == 0:
+            heapq.heappush(waiting, (-s, ranks[c], c))
+            continue
+        ws, wr, wc = weakest()
+        if (s, -ranks[c]) > (ws, wr):
+            heapq.heappop(others)
+            state[wc] = 0
+            n_others -= 1
+            heapq.heappush(waiting, (-ws, -wr, wc))
+            changes_code.append(wc), changes_time.append(t), changes_sign.append(-1)
+            join(c, t, s)
+        else:
+            heapq.heappush(waiting, (-s, ranks[c], c))
+    return (np.asarray(changes_code, np.int64), np.asarray(changes_time, np.int64),
+            np.asarray(changes_sign, np.int64))

@@ -1,0 +1,340 @@
+"""Point-in-time statistics: what a snapshot built as of any instant would hold, for many instants at once.
+
+A snapshot as of ``as_of`` counts the events strictly before it. Asked for
+many (key, instant) pairs at once, the answer needs no snapshot: sort the
+events by (key, time) once, and each query's events are one contiguous run,
+found by two binary searches. Sums are then differences of cumulative sums,
+first and last times are the run's ends, window counts a third binary search,
+and decayed sums a running value carried along each key's events. Equal
+timestamps follow the snapshots' rule: an event at the query's own instant is
+not before it.
+
+:func:`outcome_events` states when each label and each presumption of safety
+starts to count, as :func:`build_baselines` counts them, so that smoothed
+likelihoods can be followed through time the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Timeline", "dense_codes", "outcome_events", "search", "NAT"]
+
+#: Missing timestamps, as int64 nanoseconds (numpy's NaT).
+NAT = np.iinfo(np.int64).min
+# Decayed sums are carried along each key in epochs of this many half-lives:
+# 2**512 stays far inside float64, so a cumulative sum of 2**((t - start) / h)
+# inside one epoch neither overflows nor loses relative precision.
+_EPOCH_HALF_LIVES = 512
+
+
+def search(sorted_values: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(sorted_values, needles, side="left")``, sorting large needle arrays first.
+
+    Binary searches in random order miss the cache at every step; in sorted
+    order each starts where the last ended (5x faster for a million needles
+    into three million values, sort included).
+
+    Examples
+    --------
+    >>> search(np.array([1, 3, 5]), np.array([4, 0, 5])).tolist()
+    [2, 0, 2]
+    """
+    needles = np.asarray(needles)
+    if len(needles) < 4096:
+        return np.searchsorted(sorted_values, needles, side="left")
+    order = np.argsort(needles)
+    out = np.empty(len(needles), np.int64)
+    out[order] = np.searchsorted(sorted_values, needles[order], side="left")
+    return out
+
+
+def dense_codes(*keys: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """One code space for several uint64 key arrays: the codes of each array, and the key of each code.
+
+    Examples
+    --------
+    >>> (a, b), uniques = dense_codes(np.array([7, 9, 7], dtype=np.uint64), np.array([9, 4], dtype=np.uint64))
+    >>> a.tolist(), b.tolist(), uniques.tolist()
+    ([0, 1, 0], [1, 2], [7, 9, 4])
+    """
+    sizes = [len(k) for k in keys]
+    codes, uniques = pd.factorize(np.concatenate([np.asarray(k, dtype=np.uint64) for k in keys]), sort=False)
+    bounds = np.cumsum([0] + sizes)
+    return ([codes[bounds[i]:bounds[i + 1]].astype(np.int64, copy=False) for i in range(len(keys))],
+            np.asarray(uniques, dtype=np.uint64))
+
+
+class Timeline:
+    """Events of many keys, sorted by (key, time): what the events strictly before any instant add up to.
+
+    Parameters
+    ----------
+    codes : ndarray of int
+        Dense key code of each event (``0 .. n_codes - 1``).
+    times : ndarray of int64
+        Event times, nanoseconds since the epoch (UTC).
+    n_codes : int
+        Size of the code space (queries may use codes no event has).
+    time_order : ndarray of int, optional
+        A stable argsort of ``times``, when the caller has one (timelines over
+        the same events share it).
+
+    Examples
+    --------
+    >>> tl = Timeline(np.array([0, 0, 1, 0]), np.array([10, 20, 20, 30]), 2)
+    >>> lo, hi = tl.before(np.array([0, 0, 1, 1]), np.array([20, 31, 20, 21]))
+    >>> (hi - lo).tolist()  # events strictly before: an event at the instant itself is not
+    [1, 3, 0, 1]
+    >>> tl.first(lo, hi).tolist()
+    [10, 10, -9223372036854775808, 20]
+    """
+
+    __slots__ = ("order", "keys", "times", "starts", "_by_time", "_width")
+
+    def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int, time_order: np.ndarray | None = None):
+        codes = np.asarray(codes, dtype=np.int64)
+        times = np.asarray(times, dtype=np.int64)
+        n = len(times)
+        # Rank = position in time order: an event is before instant q exactly when its rank is
+        # below the number of event times before q, so (code, rank) fits one int64 sort key.
+        # Mail comes nearly in time order, which a stable sort (timsort) handles in linear time.
+        by_time = np.argsort(times, kind="stable") if time_order is None else time_order
+        self._by_time = times[by_time]
+        rank = np.empty(n, np.int64)
+        rank[by_time] = np.arange(n)
+        self._width = n + 1
+        composite = codes * self._width + rank
+        self.order = np.argsort(composite)  # distinct keys: no stability needed
+        self.keys = composite[self.order]
+        self.times = times[self.order]
+        self.starts = np.searchsorted(self.keys, np.arange(n_codes + 1, dtype=np.int64) * self._width)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def before(self, codes: np.ndarray, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the sorted positions ``lo:hi`` of its key's events strictly before its instant.
+
+        A negative code (a key no event has) gives an empty run.
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        known = codes >= 0
+        c = np.where(known, codes, 0)
+        lo = self.starts[c]
+        rank = search(self._by_time, np.asarray(instants, dtype=np.int64))
+        hi = search(self.keys, c * self._width + rank)
+        if not known.all():
+            lo, hi = np.where(known, lo, 0), np.where(known, hi, 0)
+        return lo, hi
+
+    def before_own(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`before` for each event's own key and time (in event order), without a binary search.
+
+        The events strictly before an event of its key are those ahead of its
+        run of equal times in sorted order.
+        """
+        n = len(self.keys)
+        codes = self.keys // self._width
+        run = np.ones(n, dtype=bool)
+        run[1:] = (codes[1:] != codes[:-1]) | (self.times[1:] != self.times[:-1])
+        hi_sorted = np.maximum.accumulate(np.where(run, np.arange(n), 0))
+        lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
+        lo[self.order] = self.starts[codes]
+        hi[self.order] = hi_sorted
+        return lo, hi
+
+    def count_since(self, codes: np.ndarray, start: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Events of each query's key in ``[start, instant)``, given ``hi`` from :meth:`before`."""
+        return hi - self.before(codes, start)[1]
+
+    def prefix(self, weights: np.ndarray) -> np.ndarray:
+        """Cumulative sums of integer weights (given in event order) along the sorted events, 0 first."""
+        out = np.zeros(len(self.keys) + 1, dtype=np.int64)
+        np.cumsum(np.asarray(weights, dtype=np.int64)[self.order], out=out[1:])
+        return out
+
+    def sorted_flags(self, flags: np.ndarray) -> np.ndarray:
+        """Integer weights given in sorted order, as cumulative sums (see :meth:`prefix`)."""
+        out = np.zeros(len(self.keys) + 1, dtype=np.int64)
+        np.cumsum(np.asarray(flags, dtype=np.int64), out=out[1:])
+        return out
+
+    def first(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Time of the first event of each run, NaT (int64 min) where the run is empty."""
+        return self.at_first(self.times, lo, hi, NAT)
+
+    def last(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Time of the last event of each run, NaT (int64 min) where the run is empty."""
+        return self.at_last(self.times, lo, hi, NAT)
+
+    def at_first(self, sorted_values: np.ndarray, lo: np.ndarray, hi: np.ndarray, fill) -> np.ndarray:
+        """``sorted_values`` at each run's first event, ``fill`` where the run is empty."""
+        if not len(self):
+            return np.full(len(lo), fill, dtype=np.asarray(sorted_values).dtype)
+        return np.where(hi > lo, sorted_values.take(lo, mode="clip"), fill)
+
+    def new_run(self, values: np.ndarray | None = None) -> np.ndarray:
+        """In sorted order, True where an event starts its key (or a new value of ``values`` within its key).
+
+        ``values`` (in event order) must be non-decreasing in time within a key,
+        as a day number is: then the cumulative count of these flags is the
+        number of distinct values seen.
+        """
+        codes = self.keys // self._width
+        new = np.ones(len(codes), dtype=bool)
+        new[1:] = codes[1:] != codes[:-1]
+        if values is not None:
+            v = np.asarray(values)[self.order]
+            new[1:] |= v[1:] != v[:-1]
+        return new
+
+    def running_max(self, values: np.ndarray) -> np.ndarray:
+        """In sorted order, the maximum of ``values`` (int64, in event order) over each key's events so far."""
+        v = np.asarray(values, dtype=np.int64)[self.order]
+        uniq, rank = np.unique(v, return_inverse=True)
+        codes = self.keys // self._width
+        # Key codes dominate the packed value, so one accumulate restarts at every key.
+        packed = codes * (len(uniq) + 1) + rank.ravel()
+        return uniq[np.maximum.accumulate(packed) % (len(uniq) + 1)] if len(v) else v
+
+    def at_last(self, sorted_values: np.ndarray, lo: np.ndarray, hi: np.ndarray, fill) -> np.ndarray:
+        """``sorted_values`` at each run's last event, ``fill`` where the run is empty."""
+        if not len(self):
+            return np.full(len(lo), fill, dtype=np.asarray(sorted_values).dtype)
+        return np.where(hi > lo, sorted_values.take(np.maximum(hi - 1, 0), mode="clip"), fill)
+
+    def decayed(self, lo: np.ndarray, hi: np.ndarray, instants: np.ndarray, half_life: int) -> np.ndarray:
+        """Per query, the sum over its run's events of ``2 ** (-(instant - t) / half_life)``.
+
+        Equals :class:`commgraph.baselines.Decayed` anchored at each query's
+        instant (to rounding): along each key, ``V_j = V_{j-1} * 2 ** (-(t_j - t_{j-1}) / h) + 1``
+        is carried in closed form, as cumulative sums of ``2 ** ((t - s) / h)``
+        inside epochs of 512 half-lives (start ``s``), then decayed from the
+        run's last event to the instant.
+
+        Examples
+        --------
+        >>> day = 86_400 * 10**9
+        >>> tl = Timeline(np.array([0, 0]), np.array([0, day]), 1)
+        >>> lo, hi = tl.before(np.array([0]), np.array([2 * day]))
+        >>> tl.decayed(lo, hi, np.array([2 * day]), day).tolist()  # 1/4 + 1/2
+        [0.75]
+        """
+        running = self._running_decay(half_life)
+        last = np.maximum(hi - 1, 0)
+        out = np.zeros(len(lo))
+        has = hi > lo
+        if has.any():
+            age = (np.asarray(instants, dtype=np.int64)[has] - self.times[last[has]]) / float(half_life)
+            out[has] = running[last[has]] * np.exp2(-age)
+        return out
+
+    def _running_decay(self, half_life: int) -> np.ndarray:
+        n = len(self.times)
+        running = np.zeros(n)
+        if not n:
+            return running
+        h = float(half_life)
+        codes = self.keys // self._width
+        span = _EPOCH_HALF_LIVES * int(half_life)
+        epoch = (self.times - self.times.min()) // span
+        # Segments: one key inside one epoch; contiguous in sorted order.
+        seg_start = np.ones(n, dtype=bool)
+        seg_start[1:] = (codes[1:] != codes[:-1]) | (epoch[1:] != epoch[:-1])
+        seg_id = np.cumsum(seg_start) - 1
+        starts = np.flatnonzero(seg_start)
+        base = self.times.min() + epoch[starts] * span  # epoch start of each segment
+        rel = (self.times - base[seg_id]) / h
+        # A cumulative sum restarted at each segment (a running total across segments would
+        # swamp a small segment after a large one).
+        cum = pd.Series(np.exp2(rel)).groupby(seg_id).cumsum().to_numpy()
+        local = cum * np.exp2(-rel)  # the segment's own events, valued at t_j
+        # Carry the value at each segment's end into the next segment of the same key.
+        ends = np.concatenate([starts[1:] - 1, [n - 1]])
+        same_key_as_previous = np.zeros(len(starts), dtype=bool)
+        same_key_as_previous[1:] = codes[starts[1:]] == codes[starts[:-1]]
+        carry = np.zeros(len(starts))
+        end_value = local[ends].copy()
+        # A key spans few epochs: loop over a segment's rank within its key, vectorised over keys.
+        rank = np.zeros(len(starts), dtype=np.int64)
+        if same_key_as_previous.any():
+            run_id = np.cumsum(~same_key_as_previous) - 1
+            first_of_run = np.flatnonzero(~same_key_as_previous)
+            rank = np.arange(len(starts)) - first_of_run[run_id]
+            for r in range(1, int(rank.max()) + 1):
+                now = np.flatnonzero(rank == r)
+                prev = now - 1
+                carry[now] = end_value[prev] * np.exp2(-(self.times[starts[now]] - self.times[ends[prev]]) / h)
+                end_value[now] = local[ends[now]] + carry[now] * np.exp2(
+                    -(self.times[ends[now]] - self.times[starts[now]]) / h)
+        running = local + carry[seg_id] * np.exp2(-(self.times - self.times[starts[seg_id]]) / h)
+        return running
+
+
+def outcome_events(timestamp: np.ndarray, label: np.ndarray, label_time: np.ndarray, *, settle_delay: int,
+                   label_policy: Literal["presume_safe", "ignore"]) -> dict[str, np.ndarray]:
+    """When each message's label and presumption of safety start to count, as :func:`build_baselines` counts them.
+
+    A snapshot as of ``as_of`` counts a label when both the message and the
+    label were known before it (``max(timestamp, label_time) < as_of``), and,
+    under ``presume_safe``, an unlabelled message as safe once it is older than
+    the settle delay (``timestamp + settle_delay < as_of``) unless a label was
+    known by then. So every message gives at most three step changes of its
+    entity's outcome counts:
+
+    * its label, at ``max(timestamp, label_time)``: ``+1`` safe or ``+1`` trial;
+    * the presumption, at ``timestamp + settle_delay``: ``+1`` safe and trial;
+    * the presumption withdrawn when a label arrives, at
+      ``max(timestamp + settle_delay, label_time)``: ``-1`` safe and trial.
+
+    Parameters
+    ----------
+    timestamp, label_time : ndarray of int64
+        Message and label times (ns); a missing label time (NaT) means the label
+        was known when the message arrived.
+    label : ndarray of int8
+        0 safe, 1 attack, 2 spam, -1 none.
+    settle_delay : int
+        Nanoseconds.
+    label_policy : {"presume_safe", "ignore"}
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``row`` (the message each change belongs to), ``time``, ``safe`` and
+        ``trials`` (the changes of the smoothed likelihood's successes and
+        trials), ``label`` (the class of an explicit label, -1 for the
+        presumption's changes) and ``explicit`` (1 where an explicit label starts to count).
+
+    Examples
+    --------
+    >>> ev = outcome_events(np.array([0, 0]), np.array([-1, 1], dtype=np.int8), np.array([NAT, 50]),
+    ...                     settle_delay=10, label_policy="presume_safe")
+    >>> [(int(r), int(t), int(s), int(n)) for r, t, s, n in zip(ev["row"], ev["time"], ev["safe"], ev["trials"])]
+    [(1, 50, 0, 1), (0, 10, 1, 1), (1, 10, 1, 1), (1, 50, -1, -1)]
+    """
+    ts = np.asarray(timestamp, dtype=np.int64)
+    label = np.asarray(label, dtype=np.int8)
+    lt = np.asarray(label_time, dtype=np.int64)
+    lt = np.where(lt == NAT, ts, lt)
+    rows = np.arange(len(ts), dtype=np.int64)
+    labelled = label >= 0
+    known = np.maximum(ts, lt)
+    parts = [{"row": rows[labelled], "time": known[labelled], "safe": (label[labelled] == 0).astype(np.int64),
+              "trials": np.ones(int(labelled.sum()), np.int64), "label": label[labelled],
+              "explicit": np.ones(int(labelled.sum()), np.int64)}]
+    if label_policy == "presume_safe":
+        presumed = ts + int(settle_delay)
+        # A label known before the presumption starts cancels it at once: leave both out.
+        withdrawn = labelled & (lt > presumed)
+        starts = ~labelled | withdrawn
+        for mask, time, sign in ((starts, presumed, 1), (withdrawn, lt, -1)):
+            k = int(mask.sum())
+            parts.append({"row": rows[mask], "time": time[mask], "safe": np.full(k, sign, np.int64),
+                          "trials": np.full(k, sign, np.int64), "label": np.full(k, -1, np.int8),
+                          "explicit": np.zeros(k, np.int64)})
+    return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}

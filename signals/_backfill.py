@@ -1,0 +1,222 @@
+"""Leak-free backfill: every message's signals as its snapshot would have given them, for a whole history at once."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from commgraph.baselines import BaselineConfig, build_baselines
+from commgraph.baselines._asof import AsOfTables
+from commgraph.baselines._build import _config
+from commgraph.baselines._events import _codes, _ns
+from commgraph.baselines._priors_in_time import priors_at
+from commgraph.graph import ConfigError, Messages
+
+from ._backfill_signals import BUILTIN, PRIOR_KINDS, TenantAsOf
+from ._batch import SignalBatch, _column, string_keys
+from ._provider import SignalProvider
+from ._signal_set import LEVELS, SignalSet, to_level, view_of
+
+__all__ = ["backfill", "MODES"]
+
+#: ``fresh``: as if baselines were current to the instant of each message;
+#: ``as_deployed``: as of the last scheduled refresh before it, as the engine saw it.
+MODES: tuple[str, ...] = ("fresh", "as_deployed")
+
+
+def _duration(value: Any, name: str) -> int:
+    """Nanoseconds of a positive duration given as a timedelta or a pandas string ("1D", "6h")."""
+    try:
+        if isinstance(value, (bool, int, float)):
+            raise TypeError
+        td = pd.Timedelta(value)
+    except (TypeError, ValueError):
+        td = None
+    if td is None or pd.isna(td) or td <= pd.Timedelta(0):
+        raise ConfigError(f"The {name!r} parameter of backfill must be a duration > 0 (a timedelta or a string "
+                          f"such as '1D' or '6h'). Got {value!r} instead.")
+    return int(td.value)
+
+
+def _signal_set(signals: SignalSet | Sequence[SignalProvider | str] | None) -> SignalSet:
+    return signals if isinstance(signals, SignalSet) else SignalSet(signals)
+
+
+def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fresh",
+             refresh_every: str | _dt.timedelta = "1D", level: Literal["edge", "message"] = "edge",
+             config: BaselineConfig | Mapping | None = None,
+             signals: SignalSet | Sequence[SignalProvider | str] | None = None,
+             prior_every: str | _dt.timedelta | None = None) -> pd.DataFrame:
+    """Signals for every message of a history, each from the mail strictly before it: leak-free training data.
+
+    Equals scoring each message with :class:`SignalSet` against the snapshot
+    :func:`commgraph.baselines.build_baselines` builds over the same
+    ``messages`` as of an instant of the message's own: its timestamp
+    (``fresh``) or the last refresh boundary at or before it (``as_deployed``).
+    So a signal never counts the message itself, mail at the same instant or
+    later, or a label not yet known (``labeled_at``) then. Counts are computed
+    vectorised from the whole history at once (sorted by key and time,
+    cumulative sums, binary searches; decay exact), not snapshot by snapshot.
+
+    Parameters
+    ----------
+    messages : Messages
+        Validated messages (:func:`commgraph.graph.validate`) of any tenants, in
+        any order: both the history and the messages scored. Tenants never mix,
+        except through the pooled prior of tenants too new to fit their own, as
+        in a build.
+    mode : {"fresh", "as_deployed"}, default "fresh"
+        Value each message as of its own timestamp, or as of the last refresh
+        boundary (multiples of ``refresh_every`` since the Unix epoch, UTC) at
+        or before it, as an engine refreshed on that schedule saw it.
+    refresh_every : timedelta or str, default "1D"
+        The refresh schedule of ``as_deployed``.
+    level : {"edge", "message"}, default "edge"
+        One row per (message, recipient) or per message, as :meth:`SignalSet.compute`.
+    config : BaselineConfig or mapping, optional
+        The baselines' configuration (default ``BaselineConfig()``); privacy mode
+        is not supported (nor is scoring privacy-mode snapshots).
+    signals : SignalSet or list of providers or names, optional
+        Default: the built-in set. Providers of other classes than the built-in
+        ones are computed against snapshots built per distinct instant (exact,
+        but one build per instant).
+    prior_every : timedelta or str, optional
+        ``fresh`` only. The smoothed likelihoods' empirical-Bayes prior is a
+        tenant-wide fit; by default it is refitted as of every message's
+        instant where the tenant's labelled counts changed (exact, one fit per
+        such instant: costly over long labelled histories). With a duration, it
+        is fitted as of the last multiple of it at or before each message
+        (leak-free); every other count stays exact to the instant.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The layout of :meth:`SignalSet.compute`: ``tenant_id``, ``message_id``,
+        (``recipient``), then the signals.
+
+    Examples
+    --------
+    >>> from commgraph.graph import validate
+    >>> m = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["1", "2", "3"],
+    ...     "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-02T09:00Z"],
+    ...     "sender": "ann@vendor.com", "recipients": ["cy@acme.com", "cy@acme.com", "di@acme.com"]}),
+    ...     tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+    >>> backfill(m)[["message_id", "recipient", "sender_messages_7d", "pair_is_first_contact"]]
+      message_id    recipient  sender_messages_7d  pair_is_first_contact
+    0          1  cy@acme.com                   0                      1
+    1          2  cy@acme.com                   1                      0
+    2          3  di@acme.com                   1                      1
+    >>> backfill(m, mode="as_deployed")["sender_messages_7d"].tolist()  # refreshed at midnight: yesterday's mail
+    [0, 1, 1]
+    """
+    if not isinstance(messages, Messages):
+        raise ConfigError(f"The 'messages' parameter of backfill must be validated Messages. Got "
+                          f"{type(messages).__name__} instead; call commgraph.graph.validate(frame, tenants=...) "
+                          "first.")
+    if mode not in MODES:
+        raise ConfigError(f"The 'mode' parameter of backfill must be one of {', '.join(map(repr, MODES))}. "
+                          f"Got {mode!r} instead.")
+    if level not in LEVELS:
+        raise ConfigError(f"The 'level' parameter of backfill must be one of {', '.join(map(repr, LEVELS))}. "
+                          f"Got {level!r} instead.")
+    every = _duration(refresh_every, "refresh_every")
+    prior_grid = None
+    if prior_every is not None:
+        if mode != "fresh":
+            raise ConfigError("The 'prior_every' parameter of backfill applies to mode='fresh' only (as deployed, "
+                              f"priors are those of each refresh). Got prior_every={prior_every!r} with mode={mode!r}.")
+        prior_grid = _duration(prior_every, "prior_every")
+    config = _config(config, "backfill")
+    if config.privacy:
+        raise ConfigError("backfill does not support privacy mode: signals are not computed from privacy-mode "
+                          "baselines yet")
+    signal_set = _signal_set(signals)
+    batch = SignalBatch.from_messages(messages)
+    columns = _columns(messages)
+    tenants = [_tenant(part, columns, config, mode, every) for part in sorted(batch.by_tenant(), key=lambda p: p[0])]
+    _add_priors(tenants, signal_set, config, prior_grid)
+    size = batch.n_edges if level == "edge" else batch.n_messages
+    dtypes = {s.name: (s.dtype if level == "edge" else s.message_dtype) for s in signal_set.specs}
+    out = {name: np.empty(size, dtype=dtype) for name, dtype in dtypes.items()}
+    custom = [p for p in signal_set.providers if type(p) not in BUILTIN]
+    by_snapshot = _by_snapshots(custom, messages, tenants, config) if custom else {}
+    for t in tenants:
+        for provider in signal_set.providers:
+            computed = by_snapshot.get((id(provider), t.tenant_id))
+            values = computed if computed is not None else BUILTIN[type(provider)](t)
+            for spec in provider.signals:
+                out[spec.name][t.eds if level == "edge" else t.msgs] = to_level(
+                    values[spec.name], provider.level, spec, t.batch, level, dtypes[spec.name])
+    return signal_set.frame(messages, out, level=level)
+
+
+def _columns(messages: Messages) -> dict[str, np.ndarray]:
+    """What the history needs beyond the signal batch, for every message and edge, read once."""
+    frame = messages.frame
+    n = len(frame)
+    domains = _column(messages.edges(message_columns=()), "recipient_domain")
+    return {"label": _codes(frame["label"]) if "label" in frame else np.full(n, -1, np.int8),
+            "labeled_at": _ns(frame["labeled_at"]) if "labeled_at" in frame else np.full(n, np.iinfo(np.int64).min),
+            "domain_names": np.asarray(domains.categories, dtype=object),
+            "domain_keys": string_keys(domains.categories), "domain_codes": np.asarray(domains.codes)}
+
+
+def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict[str, np.ndarray],
+            config: BaselineConfig, mode: str, every: int) -> TenantAsOf:
+    """One tenant's :class:`TenantAsOf` (``columns``: from :func:`_columns`)."""
+    tenant_id, msgs, eds, sub = part
+    rows = sub.message_rows if sub.message_rows is not None else msgs
+    label, labeled_at = columns["label"][rows], columns["labeled_at"][rows]
+    codes = columns["domain_codes"][eds]
+    recipient_domain_key = columns["domain_keys"][codes]
+    categories = columns["domain_names"]
+    tables = AsOfTables(
+        {"timestamp": sub.timestamp, "sender_key": sub.sender_key, "sender_domain_key": sub.sender_domain_key,
+         "display_name_key": sub.display_name_key, "direction": sub.direction, "label": label,
+         "labeled_at": labeled_at, "spf": sub.spf, "dkim": sub.dkim, "dmarc": sub.dmarc},
+        {"edge_message": sub.edge_message, "recipient_key": sub.recipient_key,
+         "recipient_domain_key": recipient_domain_key}, config)
+    names = np.full(tables.n_dom, None, dtype=object)
+    names[tables.rd] = categories[codes]
+    names[tables.d] = np.asarray(sub.sender_domains, dtype=object)[sub.sender_domain_code]
+    instants = sub.timestamp if mode == "fresh" else (sub.timestamp // every) * every
+    return TenantAsOf(tenant_id=tenant_id, batch=sub, tables=tables, instants=instants, config=config,
+                      domain_names=names, msgs=msgs, eds=eds)
+
+
+def _add_priors(tenants: list[TenantAsOf], signal_set: SignalSet, config: BaselineConfig, grid: int | None) -> None:
+    """Each message's prior of every entity kind the signals smooth, as its snapshot would have fitted it."""
+    kinds = sorted({k for p in signal_set.providers for k in PRIOR_KINDS.get(type(p), ())})
+    requests = [t.instants if grid is None else (t.instants // grid) * grid for t in tenants]
+    for kind in kinds:
+        fitted = priors_at([t.tables.outcomes(kind) for t in tenants], requests, config)
+        for t, prior in zip(tenants, fitted):
+            t.priors[kind] = prior
+
+
+def _by_snapshots(providers: list[SignalProvider], messages: Messages, tenants: list[TenantAsOf],
+                  config: BaselineConfig) -> dict[tuple[int, str], dict[str, np.ndarray]]:
+    """Providers without a vectorised backfill, against a snapshot built as of each distinct instant."""
+    out: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+    for t in tenants:
+        for p in providers:
+            size = t.batch.n_messages if p.level == "message" else t.batch.n_edges
+            out[(id(p), t.tenant_id)] = {s.name: np.zeros(size, dtype=s.dtype) for s in p.signals}
+    instants = np.unique(np.concatenate([t.instants for t in tenants]))
+    for instant in instants.tolist():
+        snapshots = build_baselines(messages, as_of=pd.Timestamp(instant, tz="UTC"), config=config)
+        for t in tenants:
+            here = np.flatnonzero(t.instants == instant)
+            if not len(here):
+                continue
+            sub = t.batch.take(here, tenant=t.tenant_id)
+            edges = np.flatnonzero(np.isin(t.batch.edge_message, here))
+            view = view_of(snapshots[t.tenant_id])
+            for p in providers:
+                values = p.compute(sub, view)
+                for s in p.signals:
+                    out[(id(p), t.tenant_id)][s.name][here if p.level == "message" else edges] = values[s.name]
+    return out

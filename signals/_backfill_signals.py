@@ -1,0 +1,173 @@
+"""The built-in providers' signals computed from baseline columns valued per message (for backfill).
+
+Each function mirrors one provider's ``compute``: the same formulas and
+dtypes, but reading :class:`commgraph.baselines._asof.AsOfTables` (each
+message's keys as of its own instant) where the provider reads a snapshot, and
+with a prior per message where the provider has one per tenant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable
+
+import numpy as np
+
+from commgraph.baselines import BaselineConfig
+from commgraph.baselines._asof import AsOfTables, smoothed
+from commgraph.graph import ConfigError
+
+from ._backfill_lookalike import distances_as_of
+from ._batch import DIRECTION_CODES, SignalBatch
+from ._builtin_identity import _IS_FAIL, _MIN_PASSES, HOUR_PSEUDO_COUNT, HabitSignals, IdentitySignals, \
+    LookalikeSignals
+from ._builtin_pair import PairSignals, RecipientSignals
+from ._builtin_sender import NAN, SenderDomainSignals, SenderSignals, days_between
+from ._freemail import freemail_domains
+from ._lookalike import CLOSE_DISTANCE, ESTABLISHED_DAYS
+
+__all__ = ["TenantAsOf", "BUILTIN", "PRIOR_KINDS"]
+
+_INBOUND = DIRECTION_CODES["inbound"]
+_AUTH = ("spf", "dkim", "dmarc")
+
+
+@dataclass
+class TenantAsOf:
+    """One tenant's batch, its baseline columns as of each message's instant, and its priors per message."""
+
+    tenant_id: str
+    batch: SignalBatch
+    tables: AsOfTables
+    instants: np.ndarray
+    config: BaselineConfig
+    domain_names: np.ndarray
+    priors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    msgs: np.ndarray | None = None  # positions of the tenant's messages and edges in the whole batch
+    eds: np.ndarray | None = None
+
+    @cached_property
+    def sender(self) -> dict[str, np.ndarray]:
+        return self.tables.sender(self.instants, windows=("7d", "30d", "90d"))
+
+    @cached_property
+    def sender_domain(self) -> dict[str, np.ndarray]:
+        return self.tables.sender_domain(self.instants, windows=("30d",))
+
+    def window(self, columns: dict[str, np.ndarray], prefix: str, window: str, signal: str) -> np.ndarray:
+        name = f"{prefix}_{window}"
+        if name not in columns:
+            raise ConfigError(f"signal {signal!r} needs the {window} window in the baselines of tenant "
+                              f"{self.tenant_id!r}; their windows are {list(self.config.window_names)}")
+        return columns[name].astype(np.int32)
+
+    def likelihood(self, kind: str, columns: dict[str, np.ndarray], *, edges: bool = False,
+                   lower: bool = False) -> tuple[np.ndarray, ...]:
+        alpha, beta = self.priors[kind]
+        if edges:
+            alpha, beta = alpha[self.batch.edge_message], beta[self.batch.edge_message]
+        mean, low = smoothed(columns, alpha, beta, self.config, lower=lower)
+        return (mean, low) if lower else (mean,)
+
+
+def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
+    cols, ts = t.sender, t.batch.timestamp
+    out = {f"sender_messages_{w}": t.window(cols, "n_messages", w, f"sender_messages_{w}")
+           for w in ("7d", "30d", "90d")}
+    out["sender_messages_decayed"] = cols["decayed_messages"].astype(np.float32)
+    out["sender_days_known"] = days_between(ts, cols["first_seen"], never=0.0)
+    out["sender_active_days"] = cols["active_days"].astype(np.int32)
+    out["sender_is_new"] = (cols["n_messages"] == 0).astype(np.int8)
+    out["sender_distinct_recipients"] = cols["n_distinct_recipients"].astype(np.int32)
+    out["sender_safe_likelihood"], = t.likelihood("sender", cols)
+    out["sender_attack_messages"] = cols["n_attack"].astype(np.int32)
+    counts, last = t.tables.written_to(t.instants)
+    out["sender_solicited_messages"] = counts.astype(np.int32)
+    out["sender_days_since_solicited"] = days_between(ts, last, never=NAN)
+    return out
+
+
+def domain_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
+    cols, b = t.sender_domain, t.batch
+    free = freemail_domains()
+    is_free = np.array([d in free for d in b.sender_domains], dtype=np.int8)
+    codes = b.sender_domain_code
+    return {
+        "domain_messages_30d": t.window(cols, "n_messages", "30d", "domain_messages_30d"),
+        "domain_days_known": days_between(b.timestamp, cols["first_seen"], never=0.0),
+        "domain_distinct_senders": cols["n_distinct_senders"].astype(np.int32),
+        "domain_is_new": (cols["n_messages"] == 0).astype(np.int8),
+        "domain_is_freemail": np.where(codes >= 0, is_free.take(codes, mode="clip") if len(is_free) else 0,
+                                       0).astype(np.int8),
+        "domain_safe_likelihood": t.likelihood("sender_domain", cols)[0],
+        "domain_solicited_messages": cols["n_outbound_to"].astype(np.int32),
+    }
+
+
+def pair_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
+    cols = t.tables.pair(t.instants)
+    n = cols["n_messages"].astype(np.int32)
+    return {"pair_messages": n, "pair_is_first_contact": (n == 0).astype(np.int8),
+            "pair_days_since_last": days_between(t.batch.timestamp[t.batch.edge_message], cols["last_seen"],
+                                                 never=NAN),
+            "pair_recipient_replied": (cols["n_reverse"] > 0).astype(np.int8)}
+
+
+def recipient_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
+    cols = t.tables.recipient(t.instants, windows=("30d",))
+    mean, lower = t.likelihood("recipient", cols, edges=True, lower=True)
+    return {"recipient_safe_likelihood": mean, "recipient_safe_likelihood_lower": lower,
+            "recipient_inbound_30d": t.window(cols, "n_inbound", "30d", "recipient_inbound_30d"),
+            "recipient_first_contact_rate": cols["first_time_share"].astype(np.float32)}
+
+
+def identity_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
+    b = t.batch
+    cols = t.tables.display_name(t.instants)
+    has_name = b.display_name_key != 0
+    seen = (cols["n_with_name"] > 0) & has_name
+    matches = (cols["is_internal"] > 0) & has_name & ((b.direction == _INBOUND) | ~seen)
+    # The baselines carry no per-(name, address) active days: the provider's documented upper bound.
+    address_days = np.minimum(cols["n_with_name"], t.sender["active_days"])
+    return {"display_name_matches_internal": matches.astype(np.int8),
+            "display_name_address_days": np.where(seen, address_days, 0).astype(np.int32),
+            "display_name_is_new_for_address": (has_name & ~seen).astype(np.int8)}
+
+
+def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
+    distance = distances_as_of(t.tables.d, t.instants, t.domain_names, t.tables.known_contacts())
+    cols = t.sender_domain
+    established = (cols["n_outbound_to"] > 0) | (cols["n_internal"] > 0) | (cols["active_days"] >= ESTABLISHED_DAYS)
+    return {"lookalike_domain_distance": distance,
+            "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
+
+
+def habit_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
+    b, cols = t.batch, t.sender
+    at_hour, tenant_total = t.tables.tenant_hours(t.instants)
+    p_t = (at_hour + 1.0) / (tenant_total + 24.0)  # the tenant's Laplace-smoothed hour profile
+    count = t.tables.sender_hours(t.instants)
+    p = (count + HOUR_PSEUDO_COUNT * p_t) / (cols["n_messages"] + HOUR_PSEUDO_COUNT)
+    passes = {a: cols[f"{a}_pass"] for a in _AUTH}
+    fails = {a: cols[f"{a}_fail"] for a in _AUTH}
+    n_fail = sum(fails.values())
+    n_all = n_fail + sum(passes.values())
+    deviation = np.zeros(b.n_messages, bool)
+    for a in _AUTH:
+        deviation |= (passes[a] >= _MIN_PASSES) & (passes[a] >= 9 * fails[a]) & _IS_FAIL[getattr(b, a)]
+    return {"sender_hour_surprise": (-np.log2(p)).astype(np.float32),
+            "sender_auth_fail_rate": np.divide(n_fail, n_all, out=np.zeros(b.n_messages),
+                                               where=n_all > 0).astype(np.float32),
+            "auth_deviation": deviation.astype(np.int8)}
+
+
+#: Built-in provider classes and how their signals are backfilled (exact classes: a subclass may compute otherwise).
+BUILTIN: dict[type, Callable[[TenantAsOf], dict[str, np.ndarray]]] = {
+    SenderSignals: sender_signals, SenderDomainSignals: domain_signals, PairSignals: pair_signals,
+    RecipientSignals: recipient_signals, IdentitySignals: identity_signals, LookalikeSignals: lookalike_signals,
+    HabitSignals: habit_signals,
+}
+#: The entity kinds whose priors each built-in provider reads.
+PRIOR_KINDS: dict[type, tuple[str, ...]] = {SenderSignals: ("sender",), SenderDomainSignals: ("sender_domain",),
+                                            RecipientSignals: ("recipient",)}

@@ -1,0 +1,155 @@
+"""The point-in-time helpers of the baselines against plain references and against snapshots.
+
+Timelines against brute force over every (key, instant); outcome changes
+against the snapshot's definition of label and presumption counts written out
+directly; the known-contact list and the priors through time against the
+snapshots ``build_baselines`` makes as of each instant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commgraph.baselines import BaselineConfig, build_baselines
+from commgraph.baselines._asof import AsOfTables
+from commgraph.baselines._pointintime import NAT, Timeline, outcome_events
+from commgraph.baselines._priors_in_time import priors_at
+from commgraph.graph import validate
+from commgraph.signals._backfill import _columns, _tenant
+from commgraph.signals._batch import SignalBatch
+
+events = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3000)), min_size=1, max_size=60)
+queries = st.lists(st.tuples(st.integers(-1, 5), st.integers(-10, 3100)), min_size=1, max_size=30)
+
+
+@settings(max_examples=80, deadline=None)
+@given(events, queries, st.sampled_from([1, 3, 700]), st.integers(1, 400))
+def test_timeline_against_brute_force(ev, qs, half_life, window) -> None:
+    codes, times = np.array([e[0] for e in ev]), np.array([e[1] for e in ev], dtype=np.int64)
+    values = (times * 7919) % 101
+    qc, qt = np.array([q[0] for q in qs]), np.array([q[1] for q in qs], dtype=np.int64)
+    tl = Timeline(codes, times, 6)
+    lo, hi = tl.before(qc, qt)
+    last_value = tl.at_last(tl.running_max(values), lo, hi, -1)
+    decayed = tl.decayed(lo, hi, qt, half_life)
+    since = tl.count_since(qc, qt - window, hi)
+    days = tl.sorted_flags(tl.new_run(times // 100))
+    for i, (c, t) in enumerate(zip(qc, qt)):
+        mine = (codes == c) & (times < t)  # strictly before: an event at the instant itself does not count
+        assert hi[i] - lo[i] == mine.sum()
+        assert since[i] == (mine & (times >= t - window)).sum()
+        assert days[hi[i]] - days[lo[i]] == len(np.unique(times[mine] // 100))
+        assert tl.first(lo, hi)[i] == (times[mine].min() if mine.any() else NAT)
+        assert tl.last(lo, hi)[i] == (times[mine].max() if mine.any() else NAT)
+        assert last_value[i] == (values[mine].max() if mine.any() else -1)
+        expected = np.exp2(-(t - times[mine]) / half_life).sum()
+        assert np.isclose(decayed[i], expected, rtol=1e-12, atol=0) or (expected < 1e-300 and decayed[i] < 1e-290)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.sampled_from([-1, 0, 1, 2]), st.sampled_from([None, 0, 3, 20])),
+                min_size=1, max_size=25),
+       st.lists(st.integers(0, 90), min_size=1, max_size=10), st.sampled_from(["presume_safe", "ignore"]))
+def test_outcome_events_count_as_a_snapshot_does(rows, instants, policy) -> None:
+    ts = np.array([r[0] for r in rows], dtype=np.int64)
+    label = np.array([r[1] for r in rows], dtype=np.int8)
+    labeled_at = np.array([NAT if r[2] is None else r[0] + r[2] for r in rows], dtype=np.int64)
+    settle = 10
+    ev = outcome_events(ts, label, labeled_at, settle_delay=settle, label_policy=policy)
+    for q in instants:
+        seen = ev["time"] < q
+        # The snapshot's definitions (baselines/_events.py and _state.py), written out.
+        known = (label >= 0) & (np.where(labeled_at == NAT, ts, labeled_at) < q) & (ts < q)
+        presumed = (ts < q - settle) & ~known if policy == "presume_safe" else np.zeros(len(ts), bool)
+        safe = ((label == 0) & known).sum() + presumed.sum()
+        trials = known.sum() + presumed.sum()
+        assert ev["safe"][seen].sum() == safe
+        assert ev["trials"][seen].sum() == trials
+        assert ev["explicit"][seen].sum() == known.sum()
+
+
+# --------------------------------------------------------------------------- against snapshots
+
+DOMAINS = ["acme.com", "vendor.com", "vendr.com", "globex.com", "initech.com", "gmail.com", "umbrella.org",
+           "hooli.io", "stark.com", "wayne.com"]
+
+
+@st.composite
+def mail(draw) -> pd.DataFrame:
+    n = draw(st.integers(3, 30))
+    rows = []
+    for i in range(n):
+        outside = draw(st.sampled_from(DOMAINS[1:]))
+        inbound = draw(st.booleans())
+        rows.append({"tenant_id": draw(st.sampled_from(["a", "b", "c"])), "message_id": f"m{i}",
+                     "timestamp": pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(hours=draw(st.integers(0, 60))),
+                     "sender": f"x{draw(st.integers(0, 2))}@{outside}" if inbound else "me@acme.com",
+                     "recipients": "me@acme.com" if inbound else f"y{draw(st.integers(0, 2))}@{outside}",
+                     "direction": "inbound" if inbound else draw(st.sampled_from(["outbound", "internal"])),
+                     "label": draw(st.sampled_from([None, None, "safe", "attack", "spam"]))})
+    return pd.DataFrame(rows)
+
+
+TENANTS = [{"tenant_id": t, "own_domains": ["acme.com"]} for t in ("a", "b", "c")]
+
+
+def _tenants(messages, config):
+    batch = SignalBatch.from_messages(messages)
+    columns = _columns(messages)
+    return [_tenant(p, columns, config, "fresh", 1) for p in sorted(batch.by_tenant(), key=lambda p: p[0])]
+
+
+@settings(max_examples=20, deadline=None)
+@given(mail(), st.integers(1, 5))
+def test_known_contacts_follow_the_snapshots(raw, limit) -> None:
+    config = BaselineConfig(known_contact_domains=limit)
+    messages = validate(raw, tenants=TENANTS)
+    tenants = _tenants(messages, config)
+    changes = [t.tables.known_contacts() for t in tenants]
+    # Just after each message: the list with that message (and any tied with it) counted.
+    instants = np.unique(np.concatenate([t.instants + 1 for t in tenants]))
+    for instant in instants:
+        snaps = build_baselines(messages, as_of=pd.Timestamp(int(instant), tz="UTC"), config=config)
+        for t, (codes, times, signs) in zip(tenants, changes):
+            expected = set(snaps[t.tenant_id].table("tenant")["known_contact_domains"].iloc[0])
+            before = times < instant
+            last = pd.DataFrame({"c": codes[before], "s": signs[before]}).groupby("c")["s"].last()
+            assert {t.domain_names[c] for c in last.index[last.to_numpy() > 0]} == expected
+
+
+@settings(max_examples=15, deadline=None)
+@given(mail(), st.sampled_from(["presume_safe", "ignore"]))
+def test_priors_follow_the_snapshots(raw, policy) -> None:
+    # Thresholds low enough that some tenants fit their own prior and others borrow the pooled one.
+    config = BaselineConfig(min_prior_entities=2, min_prior_labels=2, settle_delay="1d", label_policy=policy)
+    messages = validate(raw, tenants=TENANTS)
+    tenants = _tenants(messages, config)
+    instants = np.unique(np.concatenate([t.instants for t in tenants]))
+    kinds = ("sender", "sender_domain", "recipient")
+    fitted = {k: priors_at([t.tables.outcomes(k) for t in tenants], [instants] * len(tenants), config) for k in kinds}
+    for i, instant in enumerate(instants):
+        snaps = build_baselines(messages, as_of=pd.Timestamp(int(instant), tz="UTC"), config=config)
+        for kind in kinds:
+            for t, (alpha, beta) in zip(tenants, fitted[kind]):
+                prior = snaps[t.tenant_id].priors[kind]
+                assert (alpha[i], beta[i]) == (prior["alpha"], prior["beta"]), (kind, t.tenant_id, instant)
+
+
+def test_asof_tables_value_each_message_at_its_own_instant() -> None:
+    raw = pd.DataFrame({"tenant_id": "a", "message_id": ["1", "2", "3", "4"],
+                        "timestamp": ["2024-01-01T09:00Z", "2024-01-01T09:00Z", "2024-01-02T09:00Z",
+                                      "2024-01-05T09:00Z"],
+                        "sender": ["x@out.com", "x@out.com", "me@acme.com", "x@out.com"],
+                        "recipients": ["me@acme.com", "you@acme.com", "x@out.com", "me@acme.com"]})
+    messages = validate(raw, tenants=TENANTS)
+    (t,) = _tenants(messages, BaselineConfig())
+    assert isinstance(t.tables, AsOfTables)
+    sender = t.tables.sender(t.instants)
+    assert sender["n_messages"].tolist() == [0, 0, 0, 2]  # messages 1 and 2 tie: neither sees the other
+    assert sender["n_distinct_recipients"].tolist() == [0, 0, 0, 2]
+    counts, last = t.tables.written_to(t.instants)
+    assert counts.tolist() == [0, 0, 0, 1] and last[3] == pd.Timestamp("2024-01-02T09:00Z").value
+    assert t.tables.pair(t.instants)["n_reverse"].tolist() == [0, 0, 1, 1]  # me@acme.com wrote to x on day 2
