@@ -16,10 +16,13 @@ from ._freemail import freemail_domains
 from ._scorer import Scorer
 from ._explain import Explanation, explain
 from ._transformer import BaselineSignals
+from ._evaluate import alerts_within_budget, evaluate, suspicious_directions
+from ._anomaly import directed_anomaly_score
 
 __all__ = [
     "AGGREGATIONS", "SignalProvider", "SignalSpec", "provider_registry", "register_provider",
     "SenderSignals", "SenderDomainSignals", "PairSignals", "RecipientSignals", "IdentitySignals",
     "LookalikeSignals", "HabitSignals", "DEFAULT_PROVIDERS", "LEVELS", "SignalSet", "skeleton", "freemail_domains",
-    "Scorer", "Explanation", "explain", "BaselineSignals",
+    "Scorer", "Explanation", "explain", "BaselineSignals", "evaluate", "alerts_within_budget", "suspicious_directions",
+    "directed_anomaly_score",
 ]
