@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks import bench_generate, bench_graph, bench_ingest, bench_refresh, bench_signals
+from benchmarks import bench_generate, bench_graph, bench_ingest, bench_refresh, bench_scale, bench_signals
 
 PROFILES = {
     "quick": [
@@ -19,6 +19,7 @@ PROFILES = {
         ("graph", bench_graph.main, ["--edges", "1000000", "--nx-edges", "200000", "--repeat", "1"]),
         ("signals", bench_signals.main, ["--senders", "100000", "--single", "5000", "--peer-min-time", "1"]),
         ("refresh", bench_refresh.main, ["--tenants", "10", "--days", "30", "--scale", "0.3"]),
+        ("scale", bench_scale.main, ["--edges", "1000000", "3000000"]),
     ],
     "full": [
         ("ingest", bench_ingest.main, ["--messages", "1000000", "--repeat", "3"]),
@@ -26,6 +27,7 @@ PROFILES = {
         ("graph", bench_graph.main, ["--edges", "10000000", "--nx-edges", "1000000", "--repeat", "3"]),
         ("signals", bench_signals.main, []),
         ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.3"]),
+        ("scale", bench_scale.main, ["--edges", "1000000", "3000000", "10000000", "30000000"]),
     ],
 }
 
