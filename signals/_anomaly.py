@@ -35,6 +35,9 @@ __all__ = ["directed_anomaly_score"]
 
 # Bytes of the per-block working set: the AND of one block's bitsets is (block, words) uint64.
 _BLOCK_BYTES = 32 << 20
+# Default ranges per signal: enough that few reference rows share a message's range (those are compared by
+# value), within a memory budget for the bitsets.
+_MIN_LEVELS, _MAX_LEVELS, _BITSET_BYTES = 256, 4096, 256 << 20
 
 
 def _levels(query: np.ndarray, reference: np.ndarray, max_levels: int) -> tuple[np.ndarray, np.ndarray, int, bool]:
@@ -57,9 +60,16 @@ def _levels(query: np.ndarray, reference: np.ndarray, max_levels: int) -> tuple[
     return query_levels, ref_levels, len(edges), True
 
 
+def _set_bits(owner: np.ndarray, word: np.ndarray, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (owner, row) pairs of the set bits of uint64 ``bits`` found at word ``word`` of ``owner``'s bitset."""
+    unpacked = np.unpackbits(bits.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    entry, bit = np.nonzero(unpacked)
+    return owner[entry], word[entry] * 64 + bit
+
+
 def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | None = None,
                            directions: Mapping[str, str] | None = None, columns: list[str] | None = None,
-                           max_levels: int = 256) -> pd.Series:
+                           max_levels: int | None = None) -> pd.Series:
     """For each row, how many reference rows are at least as suspicious on every signal (lower = more anomalous).
 
     Parameters
@@ -75,10 +85,11 @@ def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | N
         directions (see :func:`commgraph.signals.suspicious_directions`).
     columns : list of str, optional
         The signals to use; default every numeric column of ``signals``.
-    max_levels : int, default 256
+    max_levels : int, optional
         Signals with more distinct reference values are grouped into this many
         quantile ranges for the bitsets; the count stays exact (rows sharing a
         range with a message are compared by value), only the work changes.
+        Default: between 256 and 4096, as many as keep the bitsets within 256 MiB.
 
     Returns
     -------
@@ -98,7 +109,7 @@ def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | N
     """
     if not isinstance(signals, pd.DataFrame):
         raise ConfigError(f"signals must be a DataFrame of signal columns. Got {type(signals).__name__} instead.")
-    if not isinstance(max_levels, (int, np.integer)) or max_levels < 2:
+    if max_levels is not None and (not isinstance(max_levels, (int, np.integer)) or max_levels < 2):
         raise ConfigError(f"The 'max_levels' parameter of directed_anomaly_score must be an integer >= 2. "
                           f"Got {max_levels!r} instead.")
     names = columns if columns is not None else [c for c in signals.columns
@@ -119,9 +130,19 @@ def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | N
     ref = query if reference is None else np.column_stack(
         [oriented(ref_frame[c].to_numpy(dtype=np.float64, na_value=np.nan), heading[c]) for c in names])
     # Distinct reference rows with their multiplicities: mail repeats, so there are far fewer than n_ref.
-    rows, weights = np.unique(ref, axis=0, return_counts=True)
+    group = pd.DataFrame(ref).groupby(list(range(ref.shape[1])), sort=False).ngroup().to_numpy()
+    weights = np.bincount(group)
+    rows = ref[np.unique(group, return_index=True)[1]]
+    # Rows that occur more than once go first, so that a popcount counts every row once and only the
+    # first words need a second look for the extra occurrences.
+    repeated_first = np.argsort(weights == 1, kind="stable")
+    rows, weights = rows[repeated_first], weights[repeated_first]
+    repeated_words = (int(np.count_nonzero(weights > 1)) + 63) // 64
     n_words = (len(rows) + 63) // 64
 
+    if max_levels is None:  # as many ranges as keep the bitsets of the ranged signals within the memory budget
+        many = sum(len(np.unique(rows[:, j])) > _MIN_LEVELS for j in range(len(names)))
+        max_levels = int(np.clip(_BITSET_BYTES // (8 * n_words * max(many, 1)), _MIN_LEVELS, _MAX_LEVELS))
     query_levels = np.empty(query.shape, dtype=np.int64)
     row_levels = np.empty(rows.shape, dtype=np.int64)
     n_levels, cut = [], np.zeros(len(names), dtype=bool)
@@ -131,19 +152,18 @@ def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | N
     offsets = np.concatenate([[0], np.cumsum(n_levels)])
     query_levels += offsets[:-1]
 
-    def packed(mask: np.ndarray) -> np.ndarray:  # bool (..., rows) -> uint64 (..., words)
-        pad = [(0, 0)] * (mask.ndim - 1) + [(0, n_words * 64 - mask.shape[-1])]
-        return np.packbits(np.pad(mask, pad), axis=-1, bitorder="little").view(np.uint64)
-
-    # at_or_above[offsets[j] + v]: rows whose level of signal j is >= v; one extra, empty, level per signal
-    # so that "strictly above the last level" exists.
-    at_or_above = np.concatenate(
-        [packed(row_levels[:, j][None, :] >= np.arange(k + 1)[:, None]) for j, k in enumerate(n_levels)])
+    # at_or_above[offsets[j] + j + v]: rows whose level of signal j is >= v, one extra, empty, level per
+    # signal so that "strictly above the last level" exists. Each row's bit is set at its own level, then
+    # OR-ed down from the top level.
+    at_or_above = np.zeros((int(offsets[-1]) + len(names), n_words), dtype=np.uint64)
+    word_of_row, bit_of_row = np.divmod(np.arange(len(rows)), 64)
+    for j in range(len(names)):
+        table = at_or_above[offsets[j] + j:offsets[j + 1] + j + 1]
+        np.bitwise_or.at(table, (row_levels[:, j], word_of_row), np.uint64(1) << bit_of_row.astype(np.uint64))
+        table[:] = np.bitwise_or.accumulate(table[::-1], axis=0)[::-1]
     at_or_above_index = query_levels + np.arange(len(names))  # each signal's table is one row longer
-    # A weight w is the sum of its binary digits: count each digit's plane and scale.
-    planes = [(1 << b, packed(((weights >> b) & 1).astype(bool)[None, :])[0])
-              for b in range(int(weights.max()).bit_length())]
     cut_columns = np.flatnonzero(cut)
+    ranged_rows, ranged_query = rows[:, cut_columns], query[:, cut_columns]
 
     # AND the most selective signals first (least of the reference at or above the message's level), exact
     # signals before ranged ones; once a block's candidates are sparse, carry on with the non-zero words only.
@@ -177,18 +197,17 @@ def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | N
             certain_words = certain_words & at_or_above[levels + cut[j], word]
             keep = candidate_words != 0
             q, word, candidate_words, certain_words = q[keep], word[keep], candidate_words[keep], certain_words[keep]
-        total = np.zeros(len(index), dtype=np.int64)
-        for weight, plane in planes:
-            total += weight * np.bincount(q, weights=np.bitwise_count(certain_words & plane[word]),
-                                          minlength=len(index)).astype(np.int64)
+        total = np.bincount(q, weights=np.bitwise_count(certain_words), minlength=len(index)).astype(np.int64)
+        in_repeated = word < repeated_words
+        if in_repeated.any():
+            q_of_row, row = _set_bits(q[in_repeated], word[in_repeated], certain_words[in_repeated])
+            total += np.bincount(q_of_row, weights=weights[row] - 1, minlength=len(index)).astype(np.int64)
         # The rest of the candidates share a range with the message on some ranged signal: compare by value.
         boundary = candidate_words & ~certain_words
         if len(cut_columns) and boundary.any():
             has = boundary != 0
-            bits = np.unpackbits(boundary[has].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-            pair, bit = np.nonzero(bits)
-            q_of_pair, row = q[has][pair], word[has][pair] * 64 + bit
-            dominates = (rows[row][:, cut_columns] >= query[start + q_of_pair][:, cut_columns]).all(axis=1)
+            q_of_pair, row = _set_bits(q[has], word[has], boundary[has])
+            dominates = (ranged_rows[row] >= ranged_query[start + q_of_pair]).all(axis=1)
             total += np.bincount(q_of_pair[dominates], weights=weights[row[dominates]],
                                  minlength=len(index)).astype(np.int64)
         scores[start:start + block] = total
