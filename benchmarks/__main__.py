@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks import bench_backfill, bench_generate, bench_graph, bench_ingest, bench_refresh, bench_signals
+from benchmarks import (bench_backfill, bench_generate, bench_graph, bench_ingest, bench_refresh, bench_scale,
+                        bench_signals)
 
 PROFILES = {
     "quick": [
@@ -21,6 +22,7 @@ PROFILES = {
         ("refresh", bench_refresh.main, ["--tenants", "10", "--days", "30", "--scale", "0.3"]),
         ("backfill", bench_backfill.main, ["--messages", "100000", "--tenants", "5", "--naive-messages", "2000",
                                            "--naive-samples", "20"]),
+        ("scale", bench_scale.main, ["--edges", "1000000", "3000000"]),
     ],
     "full": [
         ("ingest", bench_ingest.main, ["--messages", "1000000", "--repeat", "3"]),
@@ -29,6 +31,7 @@ PROFILES = {
         ("signals", bench_signals.main, []),
         ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.3"]),
         ("backfill", bench_backfill.main, []),
+        ("scale", bench_scale.main, ["--edges", "1000000", "3000000", "10000000", "30000000"]),
     ],
 }
 

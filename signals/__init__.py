@@ -18,11 +18,14 @@ from ._explain import Explanation, explain
 from ._transformer import BaselineSignals
 from ._backfill import MODES, backfill
 from ._consistency import ConsistencyReport, consistency_report
+from ._evaluate import alerts_within_budget, evaluate, suspicious_directions
+from ._anomaly import directed_anomaly_score
 
 __all__ = [
     "AGGREGATIONS", "SignalProvider", "SignalSpec", "provider_registry", "register_provider",
     "SenderSignals", "SenderDomainSignals", "PairSignals", "RecipientSignals", "IdentitySignals",
     "LookalikeSignals", "HabitSignals", "DEFAULT_PROVIDERS", "LEVELS", "SignalSet", "skeleton", "freemail_domains",
     "Scorer", "Explanation", "explain", "BaselineSignals", "backfill", "MODES",
-    "consistency_report", "ConsistencyReport",
+    "consistency_report", "ConsistencyReport", "evaluate", "alerts_within_budget", "suspicious_directions",
+    "directed_anomaly_score",
 ]

@@ -43,11 +43,12 @@ class IdentitySignals(SignalProvider):
     level = "message"
     signals = (
         SignalSpec("display_name_matches_internal", "int8", "1 if the display name is used by an internal "
-                   "mailbox and this sender is not that mailbox (0 without a display name).", "flag"),
+                   "mailbox and this sender is not that mailbox (0 without a display name).", "flag",
+                   suspicious="high"),
         SignalSpec("display_name_address_days", "int32", "Days on which this display name was seen with this "
-                   "address before (see the class notes).", "days"),
+                   "address before (see the class notes).", "days", suspicious="low"),
         SignalSpec("display_name_is_new_for_address", "int8", "1 if this address never used this display name "
-                   "before (0 without a display name).", "flag"),
+                   "before (0 without a display name).", "flag", suspicious="high"),
     )
 
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
@@ -97,10 +98,11 @@ class LookalikeSignals(SignalProvider):
         SignalSpec("lookalike_domain_distance", "int32", "Smallest edit distance, after confusable-character "
                    f"skeletons, from the sender domain to a different own or known-contact domain (capped at "
                    f"{DISTANCE_CAP}; {DISTANCE_CAP} also when there is none to compare).", "edits", "min",
-                   default=float(DISTANCE_CAP)),
+                   default=float(DISTANCE_CAP), suspicious="low"),
         SignalSpec("lookalike_domain_is_close", "int8", f"1 if that distance is at most {CLOSE_DISTANCE} and the "
                    "domain is not an established contact: the tenant never wrote to it, sends no internal mail "
-                   f"from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days.", "flag", "any"),
+                   f"from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days.", "flag", "any",
+                   suspicious="high"),
     )
 
     def _distances(self, domains: list[str], view: SnapshotView) -> tuple[list[int], list[int]]:
@@ -151,11 +153,12 @@ class HabitSignals(SignalProvider):
     level = "message"
     signals = (
         SignalSpec("sender_hour_surprise", "float32", "How unusual this UTC hour is for this sender, in bits "
-                   "(smoothed toward the tenant's hours).", "bits", default=None),
+                   "(smoothed toward the tenant's hours).", "bits", default=None, suspicious="high"),
         SignalSpec("sender_auth_fail_rate", "float32", "Share of this sender's SPF, DKIM and DMARC results that "
-                   "failed (0 without results).", "rate"),
+                   "failed (0 without results).", "rate", suspicious="high"),
         SignalSpec("auth_deviation", "int8", "1 if this message fails SPF, DKIM or DMARC while the sender "
-                   f"normally passes that check (at least {_MIN_PASSES} passes, 90% of results).", "flag"),
+                   f"normally passes that check (at least {_MIN_PASSES} passes, 90% of results).", "flag",
+                   suspicious="high"),
     )
 
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:

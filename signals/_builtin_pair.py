@@ -31,13 +31,14 @@ class PairSignals(SignalProvider):
     level = "edge"
     signals = (
         SignalSpec("pair_messages", "int32", "Messages this sender sent this recipient (message level: the "
-                   "least-known recipient).", "count", "min"),
+                   "least-known recipient).", "count", "min", suspicious="low"),
         SignalSpec("pair_is_first_contact", "int8", "1 if this sender never wrote to this recipient before "
-                   "(message level: any recipient).", "flag", "any", default=1.0),
+                   "(message level: any recipient).", "flag", "any", default=1.0, suspicious="high"),
         SignalSpec("pair_days_since_last", "float32", "Days since this sender last wrote to this recipient "
-                   "(nan: never; message level: the longest gap among known pairs).", "days", "max", default=NAN),
+                   "(nan: never; message level: the longest gap among known pairs).", "days", "max", default=NAN,
+                   suspicious="high"),
         SignalSpec("pair_recipient_replied", "int8", "1 if this recipient has written to this sender "
-                   "(message level: any recipient).", "flag", "any"),
+                   "(message level: any recipient).", "flag", "any", suspicious="low"),
     )
 
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
@@ -73,14 +74,15 @@ class RecipientSignals(SignalProvider):
     signals = (
         SignalSpec("recipient_safe_likelihood", "float32", "Smoothed probability that mail to this recipient is "
                    "safe (the tenant prior mean for an unknown recipient; message level: the lowest).",
-                   "probability", "min", default=None),
+                   "probability", "min", default=None, suspicious="low"),
         SignalSpec("recipient_safe_likelihood_lower", "float32", "Lower credible bound of that probability "
                    "(the prior's bound for an unknown recipient; message level: the lowest).", "probability", "min",
-                   default=None),
+                   default=None, suspicious="low"),
         SignalSpec("recipient_inbound_30d", "int32", "Inbound messages this recipient received in the 30 days "
                    "before the snapshot (message level: the mean).", "count", "mean"),
         SignalSpec("recipient_first_contact_rate", "float32", "Share of this recipient's inbound mail that came "
-                   "from first-time senders (0 if unknown; message level: the highest).", "rate", "max"),
+                   "from first-time senders (0 if unknown; message level: the highest).", "rate", "max",
+                   suspicious="high"),
     )
 
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:

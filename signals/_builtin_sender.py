@@ -48,27 +48,30 @@ class SenderSignals(SignalProvider):
     level = "message"
     signals = (
         SignalSpec("sender_messages_7d", "int32", "Messages from this sender in the 7 days before the snapshot.",
-                   "count"),
+                   "count", suspicious="low"),
         SignalSpec("sender_messages_30d", "int32", "Messages from this sender in the 30 days before the snapshot.",
-                   "count"),
+                   "count", suspicious="low"),
         SignalSpec("sender_messages_90d", "int32", "Messages from this sender in the 90 days before the snapshot.",
-                   "count"),
+                   "count", suspicious="low"),
         SignalSpec("sender_messages_decayed", "float32", "Exponentially decayed message count of this sender "
-                   "(baseline half-life), as of the snapshot.", "count"),
+                   "(baseline half-life), as of the snapshot.", "count", suspicious="low"),
         SignalSpec("sender_days_known", "float32", "Days from the sender's first message to this one (0 if new).",
-                   "days"),
-        SignalSpec("sender_active_days", "int32", "Distinct days on which this sender sent mail.", "count"),
+                   "days", suspicious="low"),
+        SignalSpec("sender_active_days", "int32", "Distinct days on which this sender sent mail.", "count",
+                   suspicious="low"),
         SignalSpec("sender_is_new", "int8", "1 if the tenant never received mail from this sender.", "flag",
-                   default=1.0),
+                   default=1.0, suspicious="high"),
         SignalSpec("sender_distinct_recipients", "int32", "Distinct recipients this sender has written to.",
-                   "count"),
+                   "count", suspicious="low"),
         SignalSpec("sender_safe_likelihood", "float32", "Smoothed probability that this sender's mail is safe "
                    "(Beta-binomial posterior mean; the tenant prior mean for a new sender).", "probability",
-                   default=None),
-        SignalSpec("sender_attack_messages", "int32", "Messages from this sender labelled attack.", "count"),
-        SignalSpec("sender_solicited_messages", "int32", "Messages the tenant sent to this address.", "count"),
+                   default=None, suspicious="low"),
+        SignalSpec("sender_attack_messages", "int32", "Messages from this sender labelled attack.", "count",
+                   suspicious="high"),
+        SignalSpec("sender_solicited_messages", "int32", "Messages the tenant sent to this address.", "count",
+                   suspicious="low"),
         SignalSpec("sender_days_since_solicited", "float32", "Days since the tenant last wrote to this address "
-                   "(nan: never).", "days", default=NAN),
+                   "(nan: never).", "days", default=NAN, suspicious="high"),
     )
 
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
@@ -116,17 +119,19 @@ class SenderDomainSignals(SignalProvider):
     level = "message"
     signals = (
         SignalSpec("domain_messages_30d", "int32", "Messages from this domain in the 30 days before the snapshot.",
-                   "count"),
+                   "count", suspicious="low"),
         SignalSpec("domain_days_known", "float32", "Days from the domain's first message to this one (0 if new).",
-                   "days"),
-        SignalSpec("domain_distinct_senders", "int32", "Distinct addresses that sent from this domain.", "count"),
+                   "days", suspicious="low"),
+        SignalSpec("domain_distinct_senders", "int32", "Distinct addresses that sent from this domain.", "count",
+                   suspicious="low"),
         SignalSpec("domain_is_new", "int8", "1 if the tenant never received mail from this domain (even if it wrote "
-                   "to it: domain_solicited_messages counts that).", "flag", default=1.0),
+                   "to it: domain_solicited_messages counts that).", "flag", default=1.0, suspicious="high"),
         SignalSpec("domain_is_freemail", "int8", "1 if the domain is a consumer mail provider (shipped list).",
-                   "flag"),
+                   "flag", suspicious="high"),
         SignalSpec("domain_safe_likelihood", "float32", "Smoothed probability that this domain's mail is safe "
-                   "(the tenant prior mean for a new domain).", "probability", default=None),
-        SignalSpec("domain_solicited_messages", "int32", "Messages the tenant sent to this domain.", "count"),
+                   "(the tenant prior mean for a new domain).", "probability", default=None, suspicious="low"),
+        SignalSpec("domain_solicited_messages", "int32", "Messages the tenant sent to this domain.", "count",
+                   suspicious="low"),
     )
 
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:

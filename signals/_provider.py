@@ -41,6 +41,11 @@ class SignalSpec:
         The value for a never-seen entity (``nan`` only where documented, e.g.
         "days since" something that never happened); None for likelihoods, which
         take the tenant's prior instead (their description says so).
+    suspicious : {"high", "low"} or None
+        Which way the value points when a message is suspicious (``"low"`` for
+        ``sender_active_days``: few active days is the rare, risky case), used
+        by :func:`evaluate` and :func:`directed_anomaly_score`; None when
+        neither direction is suspicious by itself.
 
     Examples
     --------
@@ -59,6 +64,7 @@ class SignalSpec:
     unit: str
     aggregate: str = "max"
     default: float | None = 0.0
+    suspicious: str | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -67,6 +73,9 @@ class SignalSpec:
         if self.aggregate not in AGGREGATIONS:
             raise ConfigError(f"The 'aggregate' of signal {self.name!r} must be one of "
                               + ", ".join(repr(a) for a in AGGREGATIONS) + f". Got {self.aggregate!r} instead.")
+        if self.suspicious not in (None, "high", "low"):
+            raise ConfigError(f"The 'suspicious' direction of signal {self.name!r} must be 'high', 'low' or None. "
+                              f"Got {self.suspicious!r} instead.")
         if self.default is not None and math.isnan(self.default) and self.dtype != "float32":
             raise ConfigError(f"signal {self.name!r}: only float32 columns may default to nan")
 

@@ -156,7 +156,7 @@ class SignalSet:
         return [s.name for s in self.specs]
 
     def describe(self) -> pd.DataFrame:
-        """One row per signal: name, provider, dtype, unit, aggregation, default, meaning.
+        """One row per signal: name, provider, dtype, unit, aggregation, default, suspicious direction, meaning.
 
         Examples
         --------
@@ -169,7 +169,8 @@ class SignalSet:
         """
         return pd.DataFrame([{"signal": s.name, "provider": p.name, "level": p.level, "dtype": s.dtype,
                               "unit": s.unit, "aggregate": s.aggregate,
-                              "default": "prior" if s.default is None else s.default, "description": s.description}
+                              "default": "prior" if s.default is None else s.default, "suspicious": s.suspicious,
+                              "description": s.description}
                              for p in self.providers for s in p.signals])
 
     # ------------------------------------------------------------------ computing
