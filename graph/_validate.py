@@ -277,7 +277,7 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
 
 
 # Freeing less than this is not worth a call into the allocator.
-_RELEASE_ABOVE = 32 * 2**20
+_RELEASE_ABOVE = 8 * 2**20
 
 
 def _release_freed_arrow_memory() -> None:
