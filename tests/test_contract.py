@@ -449,7 +449,8 @@ def test_one_edge_per_recipient_matches_plain_pandas(typed):
     entries = entries[entries["recipient"] != "bad@"]
     kept = (entries.sort_values(["message", "recipient", "column", "position"])
             .drop_duplicates(["message", "recipient"]).sort_values(["message", "position"]))
-    expected = [(f"m{i}", r, ("to", "cc", "bcc")[j]) for i, r, j in zip(kept["message"], kept["recipient"], kept["column"])]
+    expected = [(f"m{i}", r, ("to", "cc", "bcc")[j])
+                for i, r, j in zip(kept["message"], kept["recipient"], kept["column"])]
     e = m.edges()
     assert list(zip(e["message_id"], e["recipient"].astype(str), e["recipient_type"].astype(str))) == expected
     merged = entries.groupby("message").size() - kept.groupby("message").size()
