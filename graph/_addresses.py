@@ -574,7 +574,8 @@ def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     n = len(values)
     parent_dtype = np.int32 if n < 2**31 else np.int64
     if n == 0:
-        return np.zeros(0, dtype=parent_dtype), pd.Series(pd.Categorical([], categories=pd.Index([], dtype=STRING_DTYPE)))
+        no_entries = pd.Categorical([], categories=pd.Index([], dtype=STRING_DTYPE))
+        return np.zeros(0, dtype=parent_dtype), pd.Series(no_entries)
     if values.dtype == object and values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
         # List-valued column (from JSON, Parquet lists or Python records).
         flat = values.reset_index(drop=True).explode()

@@ -277,7 +277,7 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
 
 
 # Freeing less than this is not worth a call into the allocator.
-_RELEASE_ABOVE = 32 * 2**20
+_RELEASE_ABOVE = 8 * 2**20
 
 
 def _release_freed_arrow_memory() -> None:
@@ -303,8 +303,7 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     """Every message-level column: ids, duplicates, timestamps, sender, optional columns."""
     tenant = _required_text(msgs, "tenant_id", findings, "add the tenant id (one customer organisation per value)")
     message_id = _required_text(msgs, "message_id", findings, "give every message an id, or drop those rows")
-    dup = (pd.DataFrame({"t": tenant, "m": message_id}).duplicated(keep="first").to_numpy()
-           & tenant.notna().to_numpy() & message_id.notna().to_numpy())
+    dup = _repeated_ids(tenant, message_id)
     findings.add(dup, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, message_id[dup],
                  "nothing to do if these are copies of one mail filed in several folders (the first copy is kept); "
                  "otherwise give distinct messages distinct ids")
@@ -343,6 +342,18 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     optional["labeled_at"] = labeled_at
     optional["subject"] = msgs["subject"].astype(STRING_DTYPE) if "subject" in msgs else missing_text
     return tenant, message_id, ts, sender, display, optional
+
+
+def _repeated_ids(tenant: pd.Series, message_id: pd.Series) -> np.ndarray:
+    """Rows whose (tenant, message id) appeared in an earlier row; a missing value never repeats."""
+    id_codes, ids = pd.factorize(message_id, use_na_sentinel=True)
+    present = id_codes >= 0
+    if len(ids) == present.sum():  # every id distinct (the common case): no pair can repeat
+        return np.zeros(len(id_codes), dtype=bool)
+    tenant_codes, tenants = pd.factorize(tenant, use_na_sentinel=True)
+    # One integer per pair; a missing tenant gets its own slot (0), a missing id a negative key.
+    pair = id_codes.astype(np.int64) * (len(tenants) + 1) + (tenant_codes + 1)
+    return pd.Series(pair).duplicated(keep="first").to_numpy() & present & (tenant_codes >= 0)
 
 
 # --- structure ---------------------------------------------------------------------------------

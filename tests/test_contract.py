@@ -24,6 +24,7 @@ from commgraph.graph import _addresses as addresses
 from commgraph.graph import normalise_address, parse_addresses
 from commgraph.graph._addresses import _split_quoted, split_address_lists
 from commgraph.graph._schema import STRING_DTYPE
+from commgraph.graph._validate import _repeated_ids
 from conftest import ACME, frame
 
 
@@ -448,12 +449,20 @@ def test_one_edge_per_recipient_matches_plain_pandas(typed):
     entries = entries[entries["recipient"] != "bad@"]
     kept = (entries.sort_values(["message", "recipient", "column", "position"])
             .drop_duplicates(["message", "recipient"]).sort_values(["message", "position"]))
-    expected = [(f"m{i}", r, ("to", "cc", "bcc")[j]) for i, r, j in zip(kept["message"], kept["recipient"], kept["column"])]
+    expected = [(f"m{i}", r, ("to", "cc", "bcc")[j])
+                for i, r, j in zip(kept["message"], kept["recipient"], kept["column"])]
     e = m.edges()
     assert list(zip(e["message_id"], e["recipient"].astype(str), e["recipient_type"].astype(str))) == expected
     merged = entries.groupby("message").size() - kept.groupby("message").size()
     assert m.frame.set_index("message_id")["n_repeated_recipients"].to_dict() == {
         f"m{i}": int(merged.get(i, 0)) for i in sorted(set(kept["message"]))}
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from(["1", "2", "3", None])), max_size=12))
+def test_repeated_message_ids_match_plain_pandas(pairs):
+    ids = pd.DataFrame(pairs, columns=["tenant_id", "message_id"], dtype="str")
+    expected = (ids.duplicated(keep="first") & ids["tenant_id"].notna() & ids["message_id"].notna()).tolist()
+    assert _repeated_ids(ids["tenant_id"], ids["message_id"]).tolist() == expected
 
 
 @given(st.lists(st.one_of(
