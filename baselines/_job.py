@@ -220,12 +220,12 @@ def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: Bas
             counts.add(messages.summary())
             if len(messages):
                 pieces += 1
+                if inferred and pieces > 1:
+                    raise _ChunksNeedWholeTenant
                 extractor = EventExtractor(messages, as_of=as_of, privacy=config.privacy)
                 yield partial_state(extractor.extract(tenant_id), as_of=as_of, config=config)
 
     state = merge_states(states())
-    if inferred and pieces > 1:
-        raise _ChunksNeedWholeTenant
     return (finish_snapshot(state, config) if state is not None else None), counts
 
 
