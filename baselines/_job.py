@@ -144,6 +144,11 @@ def list_input_tenants(inputs: Any, *, columns: Mapping[str, str] | None = None)
     >>> list_input_tenants(pd.DataFrame({"tenant_id": ["b", "a", "b"]}))
     ['a', 'b']
     """
+    return sorted(_tenant_rows(inputs, columns=columns))
+
+
+def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Input rows per tenant, from the tenant column alone."""
     column = (columns or {}).get("tenant_id", "tenant_id")
     if isinstance(inputs, pd.DataFrame):
         values = inputs[column]
@@ -156,7 +161,7 @@ def list_input_tenants(inputs: Any, *, columns: Mapping[str, str] | None = None)
                                 .column(column).to_pandas() for p in paths])
         else:
             values = read_frame(inputs)[column]
-    return sorted(values.dropna().astype(str).str.strip().unique().tolist())
+    return {str(k): int(v) for k, v in values.dropna().astype(str).str.strip().value_counts().items()}
 
 
 def reset_peak() -> None:
@@ -215,12 +220,12 @@ def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: Bas
             counts.add(messages.summary())
             if len(messages):
                 pieces += 1
+                if inferred and pieces > 1:
+                    raise _ChunksNeedWholeTenant
                 extractor = EventExtractor(messages, as_of=as_of, privacy=config.privacy)
                 yield partial_state(extractor.extract(tenant_id), as_of=as_of, config=config)
 
     state = merge_states(states())
-    if inferred and pieces > 1:
-        raise _ChunksNeedWholeTenant
     return (finish_snapshot(state, config) if state is not None else None), counts
 
 
@@ -356,10 +361,11 @@ def run_refresh(
     read_options : mapping, optional
         More options of :func:`commgraph.graph.read_messages` (``timezone``, ...).
     chunk_rows : int or None, default :data:`DEFAULT_CHUNK_ROWS`
-        Read and build each tenant's full build in chunks of this many input rows
-        (messages), merging their partial states: memory follows the chunk and
-        the tenant's baselines, not the tenant's raw mail. None reads each
-        tenant whole. On Spark, the rows each task validates at a time.
+        Read and build a tenant with more input rows (messages) than this in
+        chunks of this many, merging their partial states: memory follows the
+        chunk and the tenant's baselines, not the tenant's raw mail. Smaller
+        tenants, and every tenant when None, are read whole. On Spark, the rows
+        each task validates at a time.
     engine : {'local', 'spark'}, default 'local'
         ``spark`` runs the build on the active Spark session (or a local one):
         partial states per partition, merged per tenant, published to the same
@@ -423,17 +429,19 @@ def run_refresh(
         return refresh_on_spark(inputs, store=store, as_of=as_of_ts, tenants=tenants, config=config,
                                 tenant_configs=configs, columns=columns, force=force, on_outcome=on_outcome,
                                 read_options=read_options, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
-    chosen = choose_tenants(list_input_tenants(inputs, columns=columns), tenants)
-    args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
-            chunk_rows)
+    sizes = _tenant_rows(inputs, columns=columns)
+    chosen = choose_tenants(sorted(sizes), tenants)
+    args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}))
+    # A tenant that fits in one chunk is read whole: the same result, without reading file by file.
+    chunks = {t: chunk_rows if chunk_rows is not None and sizes[t] > chunk_rows else None for t in chosen}
     SnapshotStore(store)  # create the directory (and refuse a bad path) before any worker starts
-    outcomes = []
     if jobs == 1 or len(chosen) < 2:
-        results: Iterable[TenantOutcome] = (_isolated(t, *args) for t in chosen)
+        results: Iterable[TenantOutcome] = (_isolated(t, *args, chunks[t]) for t in chosen)
     else:
         from joblib import Parallel, delayed
 
-        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(_isolated)(t, *args) for t in chosen)
+        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+            delayed(_isolated)(t, *args, chunks[t]) for t in chosen)
     return collect_report(results, as_of_ts, started, on_outcome)
 
 
