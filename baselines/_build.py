@@ -81,11 +81,11 @@ class _Outcomes:
     the credible bounds all work on the pairs, then map back with ``inverse``.
     """
 
-    __slots__ = ("safe", "trials", "n_u", "k_u", "counts", "inverse")
+    __slots__ = ("n_u", "k_u", "counts", "inverse")
 
     def __init__(self, columns: Mapping[str, Any], config: BaselineConfig):
-        self.safe, self.trials = _outcomes(columns, config)
-        self.n_u, self.k_u, self.counts, self.inverse = _distinct_pairs(self.trials, self.safe, inverse=True)
+        safe, trials = _outcomes(columns, config)
+        self.n_u, self.k_u, self.counts, self.inverse = _distinct_pairs(trials, safe, inverse=True)
 
     def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Distinct (n, k) with n > 0 and how many entities have each (what pooling and fitting need)."""
@@ -93,13 +93,7 @@ class _Outcomes:
         return self.n_u[counted], self.k_u[counted], self.counts[counted]
 
 
-def _add_likelihoods(cols: dict[str, Any], k: np.ndarray, n: np.ndarray, a: float, b: float,
-                     config: BaselineConfig, outcomes: _Outcomes | None = None) -> None:
-    if outcomes is None:
-        cols["likelihood_safe"] = posterior_mean(k, n, a, b).astype(np.float32)
-        cols["likelihood_safe_lower"] = posterior_lower_bound(k, n, a, b, level=config.credible_level
-                                                              ).astype(np.float32)
-        return
+def _add_likelihoods(cols: dict[str, Any], outcomes: _Outcomes, a: float, b: float, config: BaselineConfig) -> None:
     # Both are functions of (n, k): solve them per distinct pair, then spread to the entities.
     inverse = outcomes.inverse
     cols["likelihood_safe"] = posterior_mean(outcomes.k_u, outcomes.n_u, a, b).astype(np.float32)[inverse]
@@ -125,7 +119,7 @@ def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *,
         if int(summary[2].sum()) >= config.min_prior_entities and info["explicit"] >= config.min_prior_labels:
             a, b = fit_summary(*summary)  # = fit_beta_prior(k, n), from the distinct pairs found once
             info["prior"] = {"alpha": a, "beta": b, "source": "tenant"}
-            _add_likelihoods(cols, outcomes.safe, outcomes.trials, a, b, config, outcomes)
+            _add_likelihoods(cols, outcomes, a, b, config)
         out[kind] = info
     return out
 
@@ -165,7 +159,7 @@ def _finish(state: "TenantState | _Shipped", tables: dict[str, dict[str, Any]], 
             g = global_priors[kind]
             priors[kind] = {"alpha": g["alpha"], "beta": g["beta"], "source": "global"}
             outcomes = _Outcomes(tables[kind], config)
-            _add_likelihoods(tables[kind], outcomes.safe, outcomes.trials, g["alpha"], g["beta"], config, outcomes)
+            _add_likelihoods(tables[kind], outcomes, g["alpha"], g["beta"], config)
         tenant[f"prior_alpha_{kind}"] = np.array([priors[kind]["alpha"]])
         tenant[f"prior_beta_{kind}"] = np.array([priors[kind]["beta"]])
         tenant[f"prior_source_{kind}"] = np.array([priors[kind]["source"]], dtype=object)

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from commgraph.graph import AUTH_RESULTS, DIRECTIONS, ConfigError, Messages, stable_key
 
@@ -110,22 +111,24 @@ class _Column:
         self.categorical = isinstance(series.dtype, pd.CategoricalDtype)
         self.codes = series.array.codes if self.categorical else None
         self.keys = keys
-        self._strings: pa.Array | None = None
 
-    def _category_strings(self) -> pa.Array:
-        if self._strings is None:
-            strings = pa.array(pd.Series(self.series.cat.categories, dtype="str").array)
-            if isinstance(strings, pa.ChunkedArray):
-                strings = strings.combine_chunks()
-            self._strings = strings.cast(pa.string())
-        return self._strings
+    def _category_strings(self, present: np.ndarray) -> pa.Array:
+        """The strings of some category codes (null for -1): only these are converted, not every category."""
+        taken = self.series.cat.categories.take(np.maximum(present, 0))
+        strings = pa.array(pd.Series(taken, dtype="str").array)
+        if isinstance(strings, pa.ChunkedArray):
+            strings = strings.combine_chunks()
+        strings = strings.cast(pa.string())
+        if (present < 0).any():
+            strings = pc.if_else(pa.array(present >= 0), strings, pa.scalar(None, pa.string()))
+        return strings
 
     def group(self, name: str, rows: np.ndarray | slice, secret: bytes | None
               ) -> tuple[np.ndarray, Grouping, np.ndarray, pa.Array]:
         """Keys of the rows (0 where missing), their grouping, and the distinct keys present with their strings."""
         if self.categorical:
             local, present = pd.factorize(self.codes[rows])  # this tenant's categories, in order of appearance
-            strings = self._category_strings().take(pa.array(present, mask=present < 0))
+            strings = self._category_strings(present)
         else:
             values = self.series.array[rows]
             local, uniques = pd.factorize(values, use_na_sentinel=True)

@@ -311,7 +311,7 @@ class TenantState:
     def build(cls, tenant_id: str, rows: dict[str, np.ndarray], *, as_of: int, windows: tuple[int, ...],
               settle_delay: int, half_life: int, names: dict[str, np.ndarray], fingerprint: int,
               groupings: dict[str, Grouping] | None = None) -> "TenantState":
-        rows, groupings = _sorted(rows, groupings)
+        rows, groupings = _sorted_grouped(rows, groupings)
         lifetime, decayed, groupings = aggregate_rows(rows, cutoff=as_of - settle_delay, anchor=as_of,
                                                       half_life=half_life, groupings=groupings)
         counts = {str(w): window_counts(rows, groupings, start=as_of - w, end=as_of) for w in windows}
@@ -325,7 +325,7 @@ class TenantState:
                 groupings: dict[str, Grouping] | None = None) -> "TenantState":
         """The state as of a later ``as_of``, given the event rows of ``[self.as_of, as_of)`` (and label events)."""
         before = self.as_of
-        rows, groupings = _sorted(rows, groupings)
+        rows, groupings = _sorted_grouped(rows, groupings)
         n_new = len(rows["timestamp"])
         # Retained rows that passed the settle delay since the last refresh add to
         # the presumed-safe counts and to nothing else: aggregated in one pass
@@ -365,7 +365,7 @@ class TenantState:
         start = as_of - max(windows)
         events = [_slice(c, start, as_of) for c in self.events + [new_events]
                   if len(c["timestamp"]) and c["timestamp"][-1] >= start]
-        pending = _slice(_sorted(concat_events([self.pending, new_pending]))[0], as_of - settle_delay, as_of)
+        pending = _slice(_sorted(concat_events([self.pending, new_pending])), as_of - settle_delay, as_of)
         with np.errstate(over="ignore"):
             fp = int((np.uint64(self.fingerprint) + np.uint64(fingerprint)))
         return TenantState(self.tenant_id, as_of, lifetime, decayed, counts, events, pending,
@@ -399,8 +399,13 @@ class TenantState:
         return concat_events(self.events + [self.pending])
 
 
-def _sorted(rows: dict[str, np.ndarray], groupings: dict[str, Grouping] | None = None
-            ) -> tuple[dict[str, np.ndarray], dict[str, Grouping] | None]:
+def _sorted(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rows in time order (no copy when they already are)."""
+    return _sorted_grouped(rows, None)[0]
+
+
+def _sorted_grouped(rows: dict[str, np.ndarray], groupings: dict[str, Grouping] | None
+                    ) -> tuple[dict[str, np.ndarray], dict[str, Grouping] | None]:
     """Rows in time order (no copy when they already are), with their groupings in the same order."""
     ts = np.asarray(rows["timestamp"])
     if len(ts) < 2 or (ts[1:] >= ts[:-1]).all():

@@ -117,13 +117,17 @@ class _Names:
         return pos, self.keys[pos] == keys
 
     def take(self, keys: np.ndarray) -> pa.Array:
-        if len(keys) > 64 and not (keys[1:] >= keys[:-1]).all():
-            # Keys that repeat in no order (a pair's recipients): look each distinct one up once.
+        if len(keys) <= 64:
+            pos, found = self._positions(keys)
+        elif (keys[1:] >= keys[:-1]).all():  # sorted (a pair's senders): look each run up once
+            starts = _runs(keys)
+            pos, found = self._positions(keys[starts])
+            lengths = np.diff(np.append(starts, len(keys)))
+            pos, found = np.repeat(pos, lengths), np.repeat(found, lengths)
+        else:  # keys that repeat in no order (a pair's recipients): look each distinct one up once
             codes, distinct = pd.factorize(keys)
             pos, found = self._positions(np.asarray(distinct, dtype=np.uint64))
             pos, found = pos[codes], found[codes]
-        else:
-            pos, found = self._positions(keys)
         # Arrow take: no Python string objects; absent keys become nulls.
         return self.values.take(pa.array(pos, mask=~found))
 
