@@ -388,7 +388,7 @@ class TenantState:
         windows = {w: {t: agg.merge(other.windows[w][t]) for t, agg in tables.items()}
                    for w, tables in self.windows.items()}
         events = [c for c in self.events + other.events if len(c["timestamp"])]
-        pending = _sorted(concat_events([self.pending, other.pending]))[0]
+        pending = _sorted(concat_events([self.pending, other.pending]))
         names = _dedup_names({"key": np.concatenate([self.names["key"], other.names["key"]]),
                               "value": pa.concat_arrays([self.names["value"], other.names["value"]])})
         return TenantState(self.tenant_id, self.as_of, lifetime, decayed, windows, events, pending, names,
