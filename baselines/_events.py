@@ -250,14 +250,14 @@ class EventExtractor:
             rows = _rows_at(rows, order)
             mi, ts, label, known, is_message = mi[order], ts[order], label[order], known[order], is_message[order]
         n = len(mi)
-        head = np.ones(n, bool)
+        first = np.ones(n, bool)  # the first row of each message
         if n > 1:
-            np.not_equal(mi[1:], mi[:-1], out=head[1:])
-        heads = np.flatnonzero(head)
-        run = np.cumsum(head) - 1  # each row's message, numbered by head
+            np.not_equal(mi[1:], mi[:-1], out=first[1:])
+        heads = np.flatnonzero(first)
+        run = np.cumsum(first) - 1  # each row's message
         head_rows = _rows_at(rows, heads)
         ev = {"timestamp": ts, "direction": self.direction[rows],
-              "label": np.where(known, label, NO_LABEL).astype(np.int8), "head": head,
+              "label": np.where(known, label, NO_LABEL).astype(np.int8),
               "is_message": is_message, "n_recipients": self.n_recipients[mi].astype(np.int32)}
         for a, codes in self.auth.items():
             ev[a] = codes[mi] if codes is not None else np.full(n, -1, np.int8)
@@ -284,6 +284,17 @@ class EventExtractor:
             if not self.privacy:
                 names_key.append(present_keys)
                 names_value.append(strings)
+        # The head of a message (the row its message-level statistics count on)
+        # is its edge to the smallest recipient key, not its first edge: the
+        # stored rows then do not depend on the order of a message's recipients.
+        head = np.zeros(n, bool)
+        if n:
+            recipient = ev["recipient_key"]
+            lowest = np.flatnonzero(recipient == np.minimum.reduceat(recipient, heads)[run])
+            once = np.ones(len(lowest), bool)  # one head per message, even if two edges shared a key
+            np.not_equal(run[lowest][1:], run[lowest][:-1], out=once[1:])
+            head[lowest[once]] = True
+        ev["head"] = head
         # The fingerprint sums a hash of each message's content (time, sender,
         # label): order-free, and a refresh adds to it exactly what it counts.
         h = mix64(ev["sender_key"][heads], ts[heads].view(np.uint64))
