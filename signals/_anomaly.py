@@ -40,12 +40,13 @@ _BLOCK_BYTES = 32 << 20
 _MIN_LEVELS, _MAX_LEVELS, _BITSET_BYTES = 256, 4096, 256 << 20
 
 
-def _levels(query: np.ndarray, reference: np.ndarray, max_levels: int) -> tuple[np.ndarray, np.ndarray, int, bool]:
+def _levels(query: np.ndarray, reference: np.ndarray, distinct: np.ndarray, max_levels: int
+            ) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """Integer levels (larger = more suspicious) of one oriented signal, their count, and whether it was cut.
 
-    A reference row counts for a query row when its level is at least the query's.
+    ``distinct`` holds the reference's sorted distinct values. A reference row is a
+    candidate for a query row when its level is at least the query's.
     """
-    distinct = np.unique(reference)
     if len(distinct) <= max_levels:
         # Exact: a reference value's level is its rank among the distinct values, a query's the rank of the
         # first value >= it (len(distinct), an empty level, when it exceeds them all).
@@ -53,7 +54,7 @@ def _levels(query: np.ndarray, reference: np.ndarray, max_levels: int) -> tuple[
         query_levels = np.searchsorted(distinct, query, side="left")
         return query_levels, ref_levels, len(distinct) + 1, False
     # Cut: quantile edges of the reference; a level holds a range of values, so a reference value below the
-    # query's but in its level counts too (an upper bound). Below every edge is level 0.
+    # query's but in its level is a candidate too (the caller compares those by value). Below every edge: 0.
     edges = np.unique(np.quantile(reference, np.linspace(0.0, 1.0, max_levels), method="lower"))
     ref_levels = np.searchsorted(edges, reference, side="right") - 1
     query_levels = np.maximum(np.searchsorted(edges, query, side="right") - 1, 0)
@@ -140,14 +141,15 @@ def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | N
     repeated_words = (int(np.count_nonzero(weights > 1)) + 63) // 64
     n_words = (len(rows) + 63) // 64
 
+    distinct = [np.unique(rows[:, j]) for j in range(len(names))]
     if max_levels is None:  # as many ranges as keep the bitsets of the ranged signals within the memory budget
-        many = sum(len(np.unique(rows[:, j])) > _MIN_LEVELS for j in range(len(names)))
+        many = sum(len(values) > _MIN_LEVELS for values in distinct)
         max_levels = int(np.clip(_BITSET_BYTES // (8 * n_words * max(many, 1)), _MIN_LEVELS, _MAX_LEVELS))
     query_levels = np.empty(query.shape, dtype=np.int64)
     row_levels = np.empty(rows.shape, dtype=np.int64)
     n_levels, cut = [], np.zeros(len(names), dtype=bool)
     for j in range(len(names)):
-        query_levels[:, j], row_levels[:, j], k, cut[j] = _levels(query[:, j], rows[:, j], max_levels)
+        query_levels[:, j], row_levels[:, j], k, cut[j] = _levels(query[:, j], rows[:, j], distinct[j], max_levels)
         n_levels.append(k)
     offsets = np.concatenate([[0], np.cumsum(n_levels)])
     query_levels += offsets[:-1]
