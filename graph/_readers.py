@@ -303,8 +303,19 @@ class _SeenMessageIds:
         joined = (frame["tenant_id"].astype(STRING_DTYPE).str.strip() + "\x1f"
                   + frame["message_id"].astype(STRING_DTYPE).str.strip())
         keys = stable_keys(joined)
-        seen = np.isin(keys, self.keys) & joined.notna().to_numpy()
-        self.keys = np.union1d(self.keys, keys[joined.notna().to_numpy()])
+        present = joined.notna().to_numpy()
+        # Sorted distinct needles make the binary searches walk the sorted
+        # array in order (cache-friendly); the chunk's new keys are then
+        # inserted with one copy, where re-sorting the union every chunk made
+        # a long archive quadratic in its number of chunks.
+        distinct, inverse = np.unique(keys[present], return_inverse=True)
+        at = np.searchsorted(self.keys, distinct)
+        known = np.zeros(len(distinct), dtype=bool)
+        inside = at < len(self.keys)
+        known[inside] = self.keys[at[inside]] == distinct[inside]
+        seen = np.zeros(len(keys), dtype=bool)
+        seen[present] = known[inverse]
+        self.keys = np.insert(self.keys, at[~known], distinct[~known])
         if not seen.any():
             return frame, None
         fix = "nothing to do if these are copies of one mail filed in several folders (the first copy is kept)"

@@ -65,6 +65,16 @@ def test_chunks_equal_the_whole(chunksize):
     assert sorted(joined.rejects.index) == [40, 41]
 
 
+@given(st.lists(st.integers(min_value=0, max_value=30), min_size=1, max_size=80),
+       st.integers(min_value=1, max_value=20))
+def test_chunked_reading_rejects_exactly_the_repeats_pandas_finds(ids, chunksize):
+    raw = mail(len(ids)).assign(message_id=[f"m{i}" for i in ids])
+    repeats = raw.duplicated(["tenant_id", "message_id"])
+    parts = list(read_messages(raw, chunksize=chunksize, strict=False))
+    rejected = sorted(i for p in parts if p.rejects is not None for i in p.rejects.index)
+    assert rejected == sorted(raw.index[repeats])
+
+
 def test_chunks_of_a_many_file_archive_join_small_files_up_to_the_chunk_size(tmp_path):
     raw = mail(200)
     raw.assign(day=raw["timestamp"].str[:10]).to_parquet(tmp_path / "archive", partition_cols=["tenant_id", "day"])
