@@ -22,6 +22,17 @@ def message_index(positions: np.ndarray, n_messages: int) -> np.ndarray:
     return positions.astype(np.int32 if n_messages < 2**31 else np.int64, copy=False)
 
 
+
+def _distinct_rows(rejects: pd.DataFrame) -> int:
+    """Input rows among ``rejects`` (a row with several problems counts once).
+
+    Row labels restart in every file an archive read as a whole, so a row is
+    its (source file, label) pair where the file is known.
+    """
+    if "source_file" not in rejects:
+        return int(rejects.index.nunique())
+    return len(pd.MultiIndex.from_arrays([rejects["source_file"].astype(object), rejects.index]).unique())
+
 class Messages:
     """Messages that satisfy the contract: one row per message, plus one row per edge.
 
@@ -209,7 +220,7 @@ class Messages:
             "messages": len(self.frame),
             "edges": len(self._edges),
             "tenants": int(self.frame["tenant_id"].nunique()),
-            "rejected_rows": int(rows_rejected.index.nunique()),
+            "rejected_rows": _distinct_rows(rows_rejected),
             "repeated_recipients_merged": int(self.frame["n_repeated_recipients"].sum()),
             "rejects_by_reason": {str(k): int(v) for k, v in
                                   self.rejects["reject_reason"].value_counts().sort_index().items()},

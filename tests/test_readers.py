@@ -183,3 +183,12 @@ def test_empty_rejects_share_no_memory_with_the_input():
 
     for column in ("recipients", "sender"):
         assert not addresses(raw, column) & addresses(m.rejects, column)
+
+
+def test_summary_counts_rejected_rows_of_every_file_read_whole(tmp_path):
+    # Each file's row labels start at 0: the same label in three files is three rows.
+    for k in range(3):
+        bad = mail(2).assign(message_id=[f"{k}a", f"{k}b"], timestamp=["2024-05-01T00:00:00Z", "not a time"])
+        bad.to_csv(tmp_path / f"part{k}.csv", index=False)
+    summary = read_messages(str(tmp_path / "*.csv"), strict=False).summary()
+    assert summary["rejected_rows"] == 3 and summary["rejects_by_reason"] == {"unparseable_timestamp": 3}
