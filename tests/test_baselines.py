@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from commgraph.baselines import (
     TABLES, BaselineConfig, KeyIndex, build_baselines, fit_beta_prior, pair_keys, posterior_lower_bound,
@@ -70,6 +70,16 @@ def test_prior_fit_is_the_maximum_of_scipys_betabinom_likelihood() -> None:
     assert nll(np.log([a, b])) <= reference.fun + 1e-6
     np.testing.assert_allclose([a, b], np.exp(reference.x), rtol=2e-3)
     assert abs(a / (a + b) - 0.8) < 0.02
+
+
+def test_trigamma_of_the_prior_fit_equals_scipys_hurwitz_zeta() -> None:
+    from commgraph.baselines._smoothing import _SERIES_FROM, _trigamma
+
+    # Every regime the fit meets: priors near their bounds (exp(-7), exp(12)), small counts plus a
+    # prior, both sides of where the series takes over, and counts in the millions.
+    x = np.concatenate([np.geomspace(np.exp(-7), 1e7, 20_001), np.arange(0, 200) + np.exp(-7),
+                        np.nextafter(_SERIES_FROM, [0.0, np.inf]), np.arange(1, 5000) + 0.37])
+    np.testing.assert_allclose(_trigamma(x), special.zeta(2, x), rtol=5e-14, atol=0)
 
 
 def test_posterior_and_lower_bound() -> None:
