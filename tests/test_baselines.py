@@ -132,6 +132,26 @@ def test_key_index_matches_a_dictionary() -> None:
     assert index.nbytes / len(keys) <= 16
 
 
+def test_key_index_wraps_keys_homed_at_the_end_of_the_table_around_to_its_start() -> None:
+    """Keys crafted to crowd the last slots (and the first) spill past the end while the index is
+    built; every key is still found, every row is placed once, and absent keys miss."""
+    golden_inverse = pow(0x9E3779B97F4A7C15, -1, 2**64)
+    rng = np.random.default_rng(5)
+    for n in (1, 3, 4, 17, 200, 3000):
+        size = 8
+        while size < 2 * n:
+            size *= 2
+        shift = 64 - (size.bit_length() - 1)
+        homes = np.concatenate([rng.integers(size - 3, size, n - n // 3), rng.integers(0, 3, n // 3)])
+        low = rng.integers(0, 2**min(shift, 62), n)
+        keys = np.array(sorted({((int(h) << shift) | int(v)) * golden_inverse % 2**64 for h, v in zip(homes, low)}),
+                        dtype=np.uint64)
+        index = KeyIndex.build(keys)
+        assert np.array_equal(np.sort(index.slots[index.slots >= 0]), np.arange(len(keys)))
+        queries = np.concatenate([keys, keys ^ np.uint64(1)])
+        np.testing.assert_array_equal(index.get(queries), pd.Index(keys).get_indexer(queries))
+
+
 def test_lookup_by_address_and_pair(mail) -> None:
     snap = build_baselines(mail, as_of="2025-01-18")["tenant-02"]
     pairs = snap.table("pair").sample(50, random_state=0)
