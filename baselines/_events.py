@@ -114,10 +114,17 @@ class _Column:
 
     def _category_strings(self, present: np.ndarray) -> pa.Array:
         """The strings of some category codes (null for -1): only these are converted, not every category."""
-        taken = self.series.cat.categories.take(np.maximum(present, 0))
-        strings = pa.array(pd.Series(taken, dtype="str").array)
-        if isinstance(strings, pa.ChunkedArray):
-            strings = strings.combine_chunks()
+        categories = self.series.cat.categories
+        if isinstance(categories.array, pd.arrays.ArrowStringArray):
+            # Arrow-backed categories (the default strings): an Arrow take, no pandas objects per call.
+            whole = pa.array(categories.array)
+            if isinstance(whole, pa.ChunkedArray):
+                whole = whole.combine_chunks()
+            strings = whole.take(pa.array(np.maximum(present, 0)))
+        else:
+            strings = pa.array(pd.Series(categories.take(np.maximum(present, 0)), dtype="str").array)
+            if isinstance(strings, pa.ChunkedArray):
+                strings = strings.combine_chunks()
         strings = strings.cast(pa.string())
         if (present < 0).any():
             strings = pc.if_else(pa.array(present >= 0), strings, pa.scalar(None, pa.string()))

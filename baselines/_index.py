@@ -10,8 +10,10 @@ beside the table and memory-mapped with it, so loading costs nothing.
 
 Layout (part of the snapshot format): slots has a power-of-two size; the home
 slot of a key is ``(key * 0x9E3779B97F4A7C15 mod 2**64) >> (64 - log2(size))``
-(Fibonacci hashing); collisions probe linearly. Building and probing run in
-rounds, each a handful of numpy operations over the keys still unresolved.
+(Fibonacci hashing); collisions probe linearly. Probing runs in rounds, each a
+handful of numpy operations over the keys still unresolved. Building places the
+keys in order of home slot (ties by row), so a key's slot is one running
+maximum: ``slot[i] = i + max(home[j] - j for j <= i)`` over that order.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 def _home(keys: np.ndarray, shift: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         return ((keys * _GOLDEN) >> np.uint64(shift)).astype(np.int64)
+
+
+def _first_free(wanted: np.ndarray) -> np.ndarray:
+    """Slots of keys inserted in order of their (non-decreasing) wanted slots, by linear probing
+    without wrapping: each takes its wanted slot or the one after the previous key's."""
+    step = np.arange(len(wanted), dtype=np.int64)
+    return step + np.maximum.accumulate(wanted - step)
 
 
 class KeyIndex:
@@ -69,20 +78,26 @@ class KeyIndex:
         while size < 2 * len(keys):
             size *= 2
         slots = np.full(size, -1, dtype=np.int32)
-        shift, mask = 64 - (size.bit_length() - 1), size - 1
-        pending = np.arange(len(keys), dtype=np.int64)
-        probe = _home(keys, shift)
-        while pending.size:
-            free = slots[probe] == -1
-            candidates = np.flatnonzero(free)
-            # Several keys may want the same free slot in one round: the first wins.
-            chosen, first = np.unique(probe[candidates], return_index=True)
-            winners = candidates[first]
-            slots[chosen] = pending[winners].astype(np.int32)
-            placed = np.zeros(pending.size, dtype=bool)
-            placed[winners] = True
-            pending = pending[~placed]
-            probe = (probe[~placed] + 1) & mask
+        home = _home(keys, 64 - (size.bit_length() - 1))
+        # Inserting keys in order of home slot, each lands on the first free slot
+        # from its home: past the slot of the key before it, so the slots follow
+        # from one running maximum instead of a probe per key and collision.
+        # One sort of (home, row) packed in 64 bits (rows < 2**31 fit below the
+        # home): numpy's vectorised sort, several times faster than an argsort.
+        packed = np.sort((home << 32) | np.arange(len(keys), dtype=np.int64))
+        rows, wanted = (packed & 0xFFFFFFFF).astype(np.int32), packed >> 32
+        while True:
+            place = _first_free(wanted)
+            spilled = int(np.searchsorted(place, size))  # past the end: they wrap to the start
+            if spilled == len(place):
+                break
+            # A wrapped key goes first where it lands (it was inserted before the
+            # keys homed there); lay the keys out again with it, until none spills.
+            wanted = np.concatenate([place[spilled:] - size, wanted[:spilled]])
+            rows = np.concatenate([rows[spilled:], rows[:spilled]])
+            order = np.argsort(wanted, kind="stable")
+            wanted, rows = wanted[order], rows[order]
+        slots[place] = rows
         return cls(keys, slots)
 
     def get(self, queries: np.ndarray) -> np.ndarray:

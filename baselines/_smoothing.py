@@ -15,6 +15,8 @@ global prior (cold start).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -26,6 +28,11 @@ _DENSE = 256  # pairs with fewer trials are counted in a dense (n, k) grid
 # Bounds of log(alpha) and log(beta): wide enough for any realistic rate, finite
 # so that all-safe data (a boundary optimum) still gives a usable prior.
 _LOG_BOUNDS = (-7.0, 12.0)
+# Trigamma by its asymptotic series from here up (error below 3e-14 relative);
+# scipy's Hurwitz zeta, below it.
+_SERIES_FROM = 12.0
+# Bernoulli numbers B2, B4, ..., B12 of psi1(x) ~ 1/x + 1/(2x^2) + sum B2k / x^(2k+1).
+_BERNOULLI = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730)
 
 
 def _check_counts(successes: np.ndarray, trials: np.ndarray, caller: str) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +78,29 @@ def _distinct_pairs(n: np.ndarray, k: np.ndarray, *, inverse: bool = False):
     n_u, k_u, counts = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(3))
     out = (n_u.astype(np.float64), k_u.astype(np.float64), counts)
     return (*out, code) if inverse else out
+
+
+def _trigamma(x: np.ndarray) -> np.ndarray:
+    """psi1(x) = zeta(2, x) for x > 0, within 3e-14 relative.
+
+    scipy's ``zeta(2, x)`` costs about 0.4 us per value, ten times its digamma;
+    the prior fit needs trigamma at every distinct count plus the prior, and
+    counts are mostly large, where the asymptotic series (a few multiply-adds)
+    is exact to rounding. The few small values still go through scipy.
+    """
+    from scipy import special
+
+    small = x < _SERIES_FROM
+    y = np.where(small, _SERIES_FROM, x)
+    inv = 1.0 / y
+    inv2 = inv * inv
+    series = _BERNOULLI[-1]
+    for b in _BERNOULLI[-2::-1]:  # Horner in 1/x^2
+        series = series * inv2 + b
+    out = inv + 0.5 * inv2 + series * inv2 * inv
+    if small.any():
+        out[small] = special.zeta(2, x[small])
+    return out
 
 
 def beta_binomial_loglik(alpha: float, beta: float, successes: np.ndarray, trials: np.ndarray) -> float:
@@ -135,10 +165,10 @@ def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray) -> tuple[f
     from scipy import special
 
     weight = np.asarray(weight, dtype=np.float64)
-    total = weight.sum()
+    total = float(weight.sum())
 
-    def loglik(theta: np.ndarray) -> float:
-        a, b = np.exp(theta)
+    def loglik(la: float, lb: float) -> float:
+        a, b = math.exp(la), math.exp(lb)
         return float(weight @ (special.betaln(k_u + a, n_u - k_u + b) - special.betaln(a, b)))
 
     # The gradient and Hessian are sums of digamma and trigamma terms of k + a,
@@ -147,69 +177,74 @@ def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray) -> tuple[f
     parts = [np.unique(v, return_inverse=True) for v in (k_u, n_u - k_u, n_u)]
     values = [u for u, _ in parts]
     weights = [np.bincount(inv.ravel(), weights=weight, minlength=len(u)) for u, inv in parts]
-    bounds = np.cumsum([0] + [len(v) for v in values])
+    bounds = np.cumsum([0] + [len(v) for v in values]).tolist()
 
-    def derivatives(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Gradient and Hessian in (log alpha, log beta), from digamma and trigamma
-        # (zeta(2, x), what polygamma(1, x) computes), each in one call: calls cost.
-        a, b = np.exp(theta)
-        x = np.concatenate([values[0] + a, values[1] + b, values[2] + a + b, [a, b, a + b]])
-        psi, tri = special.digamma(x), special.zeta(2, x)
-        (psi_k, psi_j, psi_n), (tri_k, tri_j, tri_n) = (
-            [f[bounds[i]:bounds[i + 1]] @ weights[i] for i in range(3)] for f in (psi, tri))
-        ga = psi_k - psi_n - total * (psi[-3] - psi[-1])
-        gb = psi_j - psi_n - total * (psi[-2] - psi[-1])
-        t_ab = total * tri[-1]
-        haa = tri_k - tri_n - total * tri[-3] + t_ab
-        hbb = tri_j - tri_n - total * tri[-2] + t_ab
+    def derivatives(la: float, lb: float) -> tuple[float, float, float, float, float]:
+        # Gradient (ga, gb) and Hessian (haa, hab, hbb) in (log alpha, log beta),
+        # from digamma and trigamma, each in one call over every value: calls
+        # cost, so the rest is arithmetic on Python floats.
+        a, b = math.exp(la), math.exp(lb)
+        x = np.concatenate([values[0] + a, values[1] + b, values[2] + (a + b), [a, b, a + b]])
+        psi, tri = special.digamma(x), _trigamma(x)
+        psi_k, psi_j, psi_n = (float(psi[bounds[i]:bounds[i + 1]] @ weights[i]) for i in range(3))
+        tri_k, tri_j, tri_n = (float(tri[bounds[i]:bounds[i + 1]] @ weights[i]) for i in range(3))
+        psi_a, psi_b, psi_ab = psi[-3:].tolist()
+        tri_a, tri_b, tri_ab = tri[-3:].tolist()
+        ga = psi_k - psi_n - total * (psi_a - psi_ab)
+        gb = psi_j - psi_n - total * (psi_b - psi_ab)
+        t_ab = total * tri_ab
+        haa = tri_k - tri_n - total * tri_a + t_ab
+        hbb = tri_j - tri_n - total * tri_b + t_ab
         hab = -tri_n + t_ab
-        grad = np.array([a * ga, b * gb])
-        hess = np.array([[a * a * haa + a * ga, a * b * hab], [a * b * hab, b * b * hbb + b * gb]])
-        return grad, hess
+        return a * ga, b * gb, a * a * haa + a * ga, a * b * hab, b * b * hbb + b * gb
+
+    def clip(t: float) -> float:
+        return min(max(t, low), high)
 
     # Newton's method with a backtracking line search, inside box bounds on the
     # log-parameters (scipy's L-BFGS-B took about 1 ms per iteration here: too
-    # slow for four priors per tenant and hundreds of tenants).
-    p = float(np.clip((k_u * weight).sum() / (n_u * weight).sum(), 0.01, 0.99))
-    theta = np.log([p * 2.0, (1 - p) * 2.0])
+    # slow for four priors per tenant and hundreds of tenants). The 2 x 2 steps
+    # are Python float arithmetic: numpy's per-call cost on two-element arrays
+    # was most of a small tenant's fit.
+    p = min(max(float((k_u * weight).sum() / (n_u * weight).sum()), 0.01), 0.99)
+    la, lb = math.log(p * 2.0), math.log((1 - p) * 2.0)
     low, high = _LOG_BOUNDS
     current = None
     for _ in range(200):
-        grad, hess = derivatives(theta)
-        det = hess[0, 0] * hess[1, 1] - hess[0, 1] * hess[1, 0]
-        if det != 0 and np.isfinite(det):  # the 2 x 2 Newton system, solved directly
-            step = -np.array([hess[1, 1] * grad[0] - hess[0, 1] * grad[1],
-                              hess[0, 0] * grad[1] - hess[1, 0] * grad[0]]) / det
+        g0, g1, h00, h01, h11 = derivatives(la, lb)
+        det = h00 * h11 - h01 * h01
+        if det != 0 and math.isfinite(det):  # the 2 x 2 Newton system, solved directly
+            s0, s1 = -(h11 * g0 - h01 * g1) / det, -(h00 * g1 - h01 * g0) / det
         else:
-            step = grad
-        if grad @ step <= 0:  # not an ascent direction (Hessian not negative definite): use the gradient
-            step = grad / max(1.0, float(np.abs(grad).max()))
-        elif np.abs(step).max() < 1e-6:
+            s0, s1 = g0, g1
+        if g0 * s0 + g1 * s1 <= 0:  # not an ascent direction (Hessian not negative definite): use the gradient
+            norm = max(1.0, abs(g0), abs(g1))
+            s0, s1 = g0 / norm, g1 / norm
+        elif max(abs(s0), abs(s1)) < 1e-6:
             # Next to the optimum a Newton step cannot lower the likelihood: take it unchecked.
-            candidate = np.clip(theta + step, *_LOG_BOUNDS)
-            moved = float(np.abs(candidate - theta).max())
-            theta, current = candidate, None
+            c0, c1 = clip(la + s0), clip(lb + s1)
+            moved = max(abs(c0 - la), abs(c1 - lb))
+            la, lb, current = c0, c1, None
             if moved < 1e-9:
                 break
             continue
         if current is None:
-            current = loglik(theta)
+            current = loglik(la, lb)
         scale, improved = 1.0, False
         while scale > 1e-10:
-            candidate = np.minimum(np.maximum(theta + scale * step, low), high)  # np.clip, without its overhead
-            value = loglik(candidate)
+            c0, c1 = clip(la + scale * s0), clip(lb + scale * s1)
+            value = loglik(c0, c1)
             if value >= current - 1e-12 * abs(current):
                 improved = True
                 break
             scale *= 0.5
         if not improved:
             break
-        moved = float(np.abs(candidate - theta).max())
-        theta, current = candidate, value
+        moved = max(abs(c0 - la), abs(c1 - lb))
+        la, lb, current = c0, c1, value
         if moved < 1e-9:
             break
-    a, b = np.exp(theta)
-    return float(a), float(b)
+    return math.exp(la), math.exp(lb)
 
 
 def posterior_mean(successes: np.ndarray, trials: np.ndarray, alpha: float, beta: float) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from commgraph.baselines import (
     TABLES, BaselineConfig, KeyIndex, build_baselines, fit_beta_prior, pair_keys, posterior_lower_bound,
@@ -72,6 +72,16 @@ def test_prior_fit_is_the_maximum_of_scipys_betabinom_likelihood() -> None:
     assert abs(a / (a + b) - 0.8) < 0.02
 
 
+def test_trigamma_of_the_prior_fit_equals_scipys_hurwitz_zeta() -> None:
+    from commgraph.baselines._smoothing import _SERIES_FROM, _trigamma
+
+    # Every regime the fit meets: priors near their bounds (exp(-7), exp(12)), small counts plus a
+    # prior, both sides of where the series takes over, and counts in the millions.
+    x = np.concatenate([np.geomspace(np.exp(-7), 1e7, 20_001), np.arange(0, 200) + np.exp(-7),
+                        np.nextafter(_SERIES_FROM, [0.0, np.inf]), np.arange(1, 5000) + 0.37])
+    np.testing.assert_allclose(_trigamma(x), special.zeta(2, x), rtol=5e-14, atol=0)
+
+
 def test_posterior_and_lower_bound() -> None:
     k, n = np.array([0, 5, 10]), np.array([0, 10, 10])
     np.testing.assert_allclose(posterior_mean(k, n, 2.0, 2.0), (k + 2) / (n + 4))
@@ -120,6 +130,26 @@ def test_key_index_matches_a_dictionary() -> None:
     expected = pd.Index(keys).get_indexer(queries)
     np.testing.assert_array_equal(index.get(queries), expected)
     assert index.nbytes / len(keys) <= 16
+
+
+def test_key_index_wraps_keys_homed_at_the_end_of_the_table_around_to_its_start() -> None:
+    """Keys crafted to crowd the last slots (and the first) spill past the end while the index is
+    built; every key is still found, every row is placed once, and absent keys miss."""
+    golden_inverse = pow(0x9E3779B97F4A7C15, -1, 2**64)
+    rng = np.random.default_rng(5)
+    for n in (1, 3, 4, 17, 200, 3000):
+        size = 8
+        while size < 2 * n:
+            size *= 2
+        shift = 64 - (size.bit_length() - 1)
+        homes = np.concatenate([rng.integers(size - 3, size, n - n // 3), rng.integers(0, 3, n // 3)])
+        low = rng.integers(0, 2**min(shift, 62), n)
+        keys = np.array(sorted({((int(h) << shift) | int(v)) * golden_inverse % 2**64 for h, v in zip(homes, low)}),
+                        dtype=np.uint64)
+        index = KeyIndex.build(keys)
+        assert np.array_equal(np.sort(index.slots[index.slots >= 0]), np.arange(len(keys)))
+        queries = np.concatenate([keys, keys ^ np.uint64(1)])
+        np.testing.assert_array_equal(index.get(queries), pd.Index(keys).get_indexer(queries))
 
 
 def test_lookup_by_address_and_pair(mail) -> None:
