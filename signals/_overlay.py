@@ -70,8 +70,10 @@ class Overlay:
     Parameters
     ----------
     prepare : callable, optional
-        Applied to each combined view before it serves (the scorer builds its
-        indexes there, so no request pays for them); default: none.
+        ``prepare(view, lookalikes=bool)``, applied to each combined view before
+        it serves (the scorer builds its indexes there, so no request pays for
+        them); ``lookalikes`` says whether checking every sender domain for
+        look-alikes is cheap (the base view's results were shared). Default: none.
 
     Notes
     -----
@@ -100,7 +102,7 @@ class Overlay:
     {'acme': 1}
     """
 
-    def __init__(self, prepare: Callable[[SnapshotView], SnapshotView] | None = None):
+    def __init__(self, prepare: Callable[..., SnapshotView] | None = None):
         self.prepare = prepare
         self.as_of: pd.Timestamp | None = None
         self._parts: dict[str, list[Messages]] = {}
@@ -167,8 +169,11 @@ class Overlay:
             if found is not None and found[0] is base and found[1] == generation and found[2] == as_of.value:
                 return found[3]  # another thread built it meanwhile
             view = SnapshotView(refresh(base.snapshot, delta, as_of=as_of))
+            shared = view.share_lookalikes(base)
             if self.prepare is not None:
-                view = self.prepare(view)
+                # With the base's look-alike results, checking the new sender domains is cheap; without
+                # them, every domain of the snapshot would be: lookups check the ones they meet instead.
+                view = self.prepare(view, lookalikes=shared)
             self._views[tenant] = (base, generation, as_of.value, view)
             return view
 

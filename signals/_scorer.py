@@ -49,8 +49,13 @@ class _Loaded:
     global_priors: dict[str, Any] | None
 
 
-def _prepare(view: SnapshotView) -> SnapshotView:
-    """Build a view's derived structures before it serves (so no request pays for them)."""
+def _prepare(view: SnapshotView, *, lookalikes: bool = True) -> SnapshotView:
+    """Build a view's derived structures before it serves (so no request pays for them).
+
+    ``lookalikes=False`` leaves sender domains to be checked as lookups meet
+    them: a view of the live overlay lives until the next observe, in which
+    far fewer domains are looked up than the snapshot holds.
+    """
     if view.snapshot is not None:
         view.builtin_one()
         view.name_pairs()
@@ -60,7 +65,8 @@ def _prepare(view: SnapshotView) -> SnapshotView:
         view.tenant_hour_profile()
         for table in ("sender", "sender_domain", "pair", "recipient", "display_name"):
             view.index(table)
-        _seed_lookalikes(view)
+        if lookalikes:
+            _seed_lookalikes(view)
     return view
 
 

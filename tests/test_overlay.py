@@ -126,6 +126,9 @@ def test_observed_mail_equals_the_snapshot_built_later(mail) -> None:
         served = scorer._view(scorer._loaded, tenant).snapshot
         assert served.as_of == t2
         assert table_differences(served, snap) == [], tenant
+    # Four days changed the known-contact lists: look-alikes are checked afresh, as lookups meet domains.
+    assert not any(scorer._view(scorer._loaded, tenant).lookalike_cache() is view.lookalike_cache()
+                   for tenant, view in scorer._loaded.views.items())
     probe = probe_mail(raw, t2)
     assert probe["tenant_id"].nunique() == 3
     reference = Scorer(reference_snaps, tenant_configs=g.tenants)
@@ -258,3 +261,17 @@ def test_any_split_into_observe_calls_equals_the_rebuild(mail, seed, n_batches) 
         scorer.observe(batch, as_of=t2)
     rebuilt = build_baselines(messages, as_of=t2, config=CONFIG)[tenant]
     assert table_differences(scorer._view(scorer._loaded, tenant).snapshot, rebuilt) == []
+
+
+def test_a_view_that_knows_the_same_domains_shares_the_look_alike_results(mail) -> None:
+    g, raw, history, t, _, _ = mail
+    tenant = raw["tenant_id"].value_counts().index[-1]
+    snaps = build_baselines(history, as_of=t, config=CONFIG)
+    scorer = Scorer(snaps, tenant_configs=g.tenants)
+    hour = raw[(raw["timestamp"] >= t) & (raw["timestamp"] < t + HOUR) & (raw["tenant_id"] == tenant)]
+    scorer.observe(hour.assign(label=None, labeled_at=None), as_of=t + HOUR)
+    base, served = scorer._loaded.views[tenant], scorer._view(scorer._loaded, tenant)
+    assert served.lookalike_cache() is base.lookalike_cache()  # the known-contact list did not change in an hour
+    reference = Scorer(build_baselines(history, as_of=t + HOUR, config=CONFIG), tenant_configs=g.tenants)
+    probe = probe_mail(raw[raw["tenant_id"] == tenant], t + HOUR, n=200)
+    assert_scores_equal(scorer, reference, probe, g.tenants)
