@@ -29,7 +29,7 @@ at that instant over the snapshot's mail plus the delta.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -112,8 +112,13 @@ class Overlay:
         self._lock = threading.Lock()  # guards parts, generations and as_of (held briefly)
         self._building: dict[str, threading.Lock] = {}  # one combined view built at a time per tenant
 
-    def observe(self, messages: Messages, *, as_of: pd.Timestamp) -> None:
+    def observe(self, messages: Messages, *, as_of: pd.Timestamp,
+                covered: Mapping[str, pd.Timestamp] | None = None) -> None:
         """Add validated messages (of tenants the caller checked it serves) and move as_of forward.
+
+        ``covered`` gives, per tenant, the as_of of the snapshot served: rows it
+        already counted (mail before it, with any label known before it) are
+        not kept, since no view would read them.
 
         Examples
         --------
@@ -130,8 +135,12 @@ class Overlay:
                 raise ConfigError(f"The 'as_of' parameter of observe must not move back: the overlay is complete "
                                   f"up to {self.as_of.isoformat()}. Got {as_of.isoformat()!r} instead.")
             for tenant in messages.tenants if len(messages) else ():
-                self._parts.setdefault(tenant, []).append(messages.for_tenant(tenant))
-                self._generation[tenant] = self._generation.get(tenant, 0) + 1
+                part = messages.for_tenant(tenant)
+                if covered is not None and tenant in covered:
+                    part = part.subset(_uncovered(part, covered[tenant]))
+                if len(part):
+                    self._parts.setdefault(tenant, []).append(part)
+                    self._generation[tenant] = self._generation.get(tenant, 0) + 1
             self.as_of = as_of
 
     def _delta(self, tenant: str) -> tuple[Messages | None, int, pd.Timestamp | None]:

@@ -385,7 +385,8 @@ class Scorer:
             raise ConfigError(f"The 'batch' parameter of Scorer.observe must be Messages or a DataFrame in the "
                               f"message contract. Got {type(batch).__name__} instead.")
         self._check_served(messages.tenants if len(messages) else [])
-        self._overlay.observe(messages, as_of=as_of_ts)
+        covered = {t: v.snapshot.as_of for t, v in self._loaded.views.items() if v.snapshot is not None}
+        self._overlay.observe(messages, as_of=as_of_ts, covered=covered)
         return messages.rejects
 
     def _check_served(self, tenants: list[str]) -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from commgraph.baselines import BaselineConfig, SnapshotStore, build_baselines, refresh
 from commgraph.baselines._snapshot import table_differences
 from commgraph.graph import CommGraphError, ConfigError, generate, validate
-from commgraph.signals import Scorer
+from commgraph.signals import Scorer, explain
 
 # A configured global prior: a tenant without enough labels of its own borrows the same prior at
 # every instant (pooled over tenants it would move with the pool, which refresh leaves to the
@@ -213,6 +213,29 @@ def test_rejected_rows_come_back_with_reasons_and_the_rest_is_observed(mail) -> 
     assert set(rejects["reject_column"]) == {"sender", "timestamp"}
     assert rejects["reject_reason"].notna().all()
     assert sum(scorer.overlay.pending().values()) == 18
+    # Mail the snapshot already counted is not kept (a label that became known after it would be).
+    older = raw[raw["timestamp"] < t].tail(10).assign(label=None, labeled_at=None)
+    assert scorer.observe(older, as_of=t2).empty
+    assert sum(scorer.overlay.pending().values()) == 18
+
+
+def test_explain_reads_the_observed_mail(mail) -> None:
+    g, raw, history, t, _, t2 = mail
+    scorer = Scorer(build_baselines(history, as_of=t, config=CONFIG), tenant_configs=g.tenants)
+    first = raw[raw["timestamp"] >= t].iloc[[0]].assign(label=None, labeled_at=None,
+                                                       sender="brand.new@first-time.example")
+    message = _mapping(first.assign(message_id="next", timestamp=t2).iloc[0])
+    def value(e, name):
+        return e.frame.loc[e.frame["signal"] == name, "value"].iloc[0]
+
+    assert value(explain(message, scorer), "sender_is_new") == 1
+    scorer.observe(first, as_of=t2)
+    e = explain(message, scorer)
+    assert value(e, "sender_is_new") == 0
+    evidence = e.frame.loc[e.frame["signal"] == "sender_is_new", "evidence"].iloc[0]
+    assert evidence["n_messages"] == 1 and evidence["first_seen"] == first["timestamp"].iloc[0]  # the overlay's row
+    one = scorer.score_one(message)
+    assert value(e, "sender_messages_7d") == one["sender_messages_7d"] == 1
 
 
 def test_observe_refuses_unknown_tenants_bad_instants_and_types(mail) -> None:
@@ -275,3 +298,23 @@ def test_a_view_that_knows_the_same_domains_shares_the_look_alike_results(mail) 
     reference = Scorer(build_baselines(history, as_of=t + HOUR, config=CONFIG), tenant_configs=g.tenants)
     probe = probe_mail(raw[raw["tenant_id"] == tenant], t + HOUR, n=200)
     assert_scores_equal(scorer, reference, probe, g.tenants)
+
+
+@settings(max_examples=6, deadline=None)
+@given(cut=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_after_a_reload_at_any_instant_between_the_retained_delta_still_equals_the_rebuild(tmp_path_factory, mail,
+                                                                                         cut, seed) -> None:
+    g, raw, _, t, _, t2 = mail
+    small = raw[raw["tenant_id"] == raw["tenant_id"].value_counts().index[-1]]
+    messages = validate(small, tenants=g.tenants)
+    store = SnapshotStore(tmp_path_factory.mktemp("store"))
+    (tenant, snap), = build_baselines(messages, as_of=t, config=CONFIG).items()
+    store.publish(snap)
+    scorer = Scorer.from_store(store, tenant_configs=g.tenants)
+    for batch in observed_batches(small, t, t2, n_batches=3, seed=seed):
+        scorer.observe(batch, as_of=t2)
+    t3 = t + (t2 - t) * cut
+    store.publish(build_baselines(messages, as_of=t3, config=CONFIG)[tenant])
+    scorer.reload()
+    rebuilt = build_baselines(messages, as_of=t2, config=CONFIG)[tenant]
+    assert table_differences(scorer._view(scorer._loaded, tenant).snapshot, rebuilt) == []
