@@ -197,6 +197,7 @@ class Overlay:
         {}
         """
         with self._lock:  # a reload is rare: hold observes back while the delta shrinks
+            self._views.pop(tenant, None)  # built on the replaced snapshot: let it go
             parts = self._parts.pop(tenant, None)
             if not parts:
                 return
