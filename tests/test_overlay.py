@@ -318,3 +318,36 @@ def test_after_a_reload_at_any_instant_between_the_retained_delta_still_equals_t
     scorer.reload()
     rebuilt = build_baselines(messages, as_of=t2, config=CONFIG)[tenant]
     assert table_differences(scorer._view(scorer._loaded, tenant).snapshot, rebuilt) == []
+
+
+def test_lookups_in_other_threads_while_mail_is_observed(mail) -> None:
+    import threading
+
+    g, raw, _, t, _, t2 = mail
+    small = raw[raw["tenant_id"] == raw["tenant_id"].value_counts().index[-1]]
+    messages = validate(small, tenants=g.tenants)
+    (tenant, snap), = build_baselines(messages, as_of=t, config=CONFIG).items()
+    scorer = Scorer({tenant: snap}, tenant_configs=g.tenants)
+    probe = [_mapping(r) for _, r in probe_mail(small, t2, n=40).iterrows()]
+    stop, errors = threading.Event(), []
+
+    def lookups() -> None:
+        try:
+            while not stop.is_set():
+                for m in probe:
+                    scorer.score_one(m)
+        except Exception as exc:  # surfaced in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=lookups) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for i, batch in enumerate(observed_batches(small, t, t2, n_batches=4, seed=5)):
+        scorer.observe(batch, as_of=t2 if i == 3 else t + (i + 1) * HOUR)
+        scorer.score_one(probe[0])
+    stop.set()
+    for th in threads:
+        th.join()
+    assert errors == []
+    rebuilt = build_baselines(messages, as_of=t2, config=CONFIG)[tenant]
+    assert table_differences(scorer._view(scorer._loaded, tenant).snapshot, rebuilt) == []
