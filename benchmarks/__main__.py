@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks import (bench_backfill, bench_generate, bench_graph, bench_ingest, bench_refresh, bench_scale,
-                        bench_signals)
+from benchmarks import (bench_backfill, bench_generate, bench_graph, bench_ingest, bench_overlay, bench_refresh,
+                        bench_scale, bench_signals)
 
 PROFILES = {
     "quick": [
@@ -19,6 +19,7 @@ PROFILES = {
         ("generate", bench_generate.main, ["--edges", "1000000", "--peer-messages", "5000"]),
         ("graph", bench_graph.main, ["--edges", "1000000", "--nx-edges", "200000", "--repeat", "1"]),
         ("signals", bench_signals.main, ["--senders", "100000", "--single", "5000", "--peer-min-time", "1"]),
+        ("overlay", bench_overlay.main, ["--senders", "100000", "--rounds", "3"]),
         ("refresh", bench_refresh.main, ["--tenants", "10", "--days", "30", "--scale", "0.3"]),
         ("backfill", bench_backfill.main, ["--messages", "100000", "--tenants", "5", "--naive-messages", "2000",
                                            "--naive-samples", "20"]),
@@ -29,6 +30,7 @@ PROFILES = {
         ("generate", bench_generate.main, ["--edges", "10000000"]),
         ("graph", bench_graph.main, ["--edges", "10000000", "--nx-edges", "1000000", "--repeat", "3"]),
         ("signals", bench_signals.main, []),
+        ("overlay", bench_overlay.main, []),
         ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.3"]),
         ("backfill", bench_backfill.main, []),
         ("scale", bench_scale.main, ["--edges", "1000000", "3000000", "10000000", "30000000"]),

@@ -152,15 +152,39 @@ class Messages:
         mask = (self.frame["tenant_id"] == tenant_id).to_numpy()
         if not mask.any():
             raise CommGraphError(f"tenant {tenant_id!r} has no messages here; tenants present: {self.tenants}")
-        positions = np.flatnonzero(mask)
-        edges = self._edges[(self._edges["tenant_id"] == tenant_id).to_numpy()].copy()
-        remap = np.full(len(self.frame), -1, dtype=np.int64)
-        remap[positions] = np.arange(len(positions))
-        edges["message_index"] = message_index(remap[edges["message_index"].to_numpy()], len(positions))
         rejects = self.rejects
         if "tenant_id" in rejects.columns:
             rejects = rejects[(rejects["tenant_id"].astype("str") == tenant_id).to_numpy()]
-        return Messages(self.frame.iloc[positions], edges.reset_index(drop=True), rejects)
+        part = self.subset(mask)
+        return Messages(part.frame, part._edges, rejects)
+
+    def subset(self, mask: np.ndarray) -> "Messages":
+        """The messages where ``mask`` (one bool per row of :attr:`frame`) is true, with their edges.
+
+        Order is kept; the rejects stay as they are (they belong to the input, not to a message).
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> m = validate(pd.DataFrame({"tenant_id": ["t", "t"], "message_id": ["1", "2"], "direction": ["internal"] * 2,
+        ...     "timestamp": ["2024-01-01T00:00Z"] * 2, "sender": ["a@t.com"] * 2,
+        ...     "recipients": ["b@t.com", "b@t.com; c@t.com"]}))
+        >>> m.subset(np.array([False, True])).edges()[["message_id", "recipient", "message_index"]]
+          message_id recipient  message_index
+        0          2   b@t.com              0
+        1          2   c@t.com              0
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (len(self.frame),):
+            raise CommGraphError(f"Messages.subset needs one bool per message ({len(self.frame)}); got an array of "
+                                 f"shape {mask.shape}")
+        positions = np.flatnonzero(mask)
+        edge_messages = self._edges["message_index"].to_numpy()
+        edges = self._edges[mask[edge_messages]].copy()
+        remap = np.full(len(self.frame), -1, dtype=np.int64)
+        remap[positions] = np.arange(len(positions))
+        edges["message_index"] = message_index(remap[edges["message_index"].to_numpy()], len(positions))
+        return Messages(self.frame.iloc[positions], edges.reset_index(drop=True), self.rejects)
 
     def with_rejects(self, rejects: Iterable[pd.DataFrame]) -> "Messages":
         """The same messages with more rejected rows (found before validation, e.g. by a reader).

@@ -192,7 +192,7 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
                           f"Got {type(scorer).__name__} instead.")
     values = scorer.score_one(message, cold_start=cold_start)
     m = parse_one(message, scorer._registrable_domain, scorer._is_own)
-    view = scorer._loaded.views.get(m.tenant_id)
+    view = scorer._view(scorer._loaded, m.tenant_id)  # with the mail the scorer observed, as score_one read it
     if view is None:
         from ._view import SnapshotView
 

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 
 from commgraph.baselines import Snapshot, SnapshotStore
+from commgraph.baselines._build import _timestamp
 from commgraph.graph import CommGraphError, ConfigError, Messages, TenantConfig, validate
 
 from ._batch import SignalBatch
+from ._overlay import Overlay
 from ._scalar import parse_one
 from ._provider import provider_registry
 from ._signal_set import DEFAULT_PROVIDERS, SignalSet, global_priors, stack
@@ -47,8 +49,13 @@ class _Loaded:
     global_priors: dict[str, Any] | None
 
 
-def _prepare(view: SnapshotView) -> SnapshotView:
-    """Build a view's derived structures before it serves (so no request pays for them)."""
+def _prepare(view: SnapshotView, *, lookalikes: bool = True) -> SnapshotView:
+    """Build a view's derived structures before it serves (so no request pays for them).
+
+    ``lookalikes=False`` leaves sender domains to be checked as lookups meet
+    them: a view of the live overlay lives until the next observe, in which
+    far fewer domains are looked up than the snapshot holds.
+    """
     if view.snapshot is not None:
         view.builtin_one()
         view.name_pairs()
@@ -58,7 +65,8 @@ def _prepare(view: SnapshotView) -> SnapshotView:
         view.tenant_hour_profile()
         for table in ("sender", "sender_domain", "pair", "recipient", "display_name"):
             view.index(table)
-        _seed_lookalikes(view)
+        if lookalikes:
+            _seed_lookalikes(view)
     return view
 
 
@@ -192,6 +200,7 @@ class Scorer:
         self._own: dict[tuple[str, str], bool] = {}
         self._loaded = self._make(dict(snapshots), {t: None for t in snapshots})
         self._plan = _OnePlan.of(self.signal_set)
+        self._overlay = Overlay(_prepare)
 
     def _make(self, snapshots: Mapping[str, Snapshot], versions: dict[str, int | None]) -> _Loaded:
         views = {}
@@ -272,6 +281,7 @@ class Scorer:
             for t in changed:
                 snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
                 views[t] = _prepare(SnapshotView(snap))
+                self._overlay.retire(t, snap.as_of)  # the observed mail the new snapshot counted
             self._loaded = _Loaded(views, versions, global_priors(views.values()))
             return changed
 
@@ -298,6 +308,107 @@ class Scorer:
         if view is None:
             raise CommGraphError(f"no snapshot for tenant {tenant_id!r}; loaded: {self.tenants[:5]}")
         return view.snapshot
+
+    # ------------------------------------------------------------------ the live overlay
+    def observe(self, batch: Messages | pd.DataFrame, *, as_of: Any) -> pd.DataFrame:
+        """Fold mail scored since the last refresh into the baselines served, complete up to ``as_of``.
+
+        Later lookups (:meth:`score`, :meth:`score_array`, :meth:`score_one`,
+        :func:`explain`) see each tenant as the snapshot :func:`build_baselines`
+        would build at ``as_of`` over the served snapshot's mail plus all the
+        mail observed: counts, windows, decayed sums, first/last times, labels
+        and likelihoods (a sender seen five minutes ago is no longer new). A
+        tenant without a prior of its own keeps the global prior of its
+        snapshot until the next one is published.
+
+        Cost: validation and an append. The combined baselines of a tenant are
+        built on its first lookup after an observe or reload (one
+        :func:`commgraph.baselines.refresh` of that tenant) and kept until the
+        next, so lookups in between cost what they cost without observed mail.
+        :meth:`reload` drops the observed mail a newer snapshot counted (sent
+        before its as_of, label known before it) and keeps the rest.
+
+        Parameters
+        ----------
+        batch : Messages or DataFrame
+            Mail of tenants this scorer serves, validated or a raw frame in the
+            message contract (validated here leniently). A message observed
+            again replaces its earlier version: send a message's row again with
+            ``label`` and ``labeled_at`` when its verdict arrives. Messages sent
+            before the served snapshot's as_of add only labels that became known
+            after it (the snapshot counted them).
+        as_of : timestamp-like
+            The instant up to which the scorer has now seen all the mail of the
+            tenants it serves (naive values are UTC); it never moves back. Mail
+            and labels count only strictly before it, as in a snapshot built at
+            it: later rows wait until an observe moves as_of past them. It is an
+            argument, not read off the data, so that one skewed clock cannot
+            move every window and no clock is read inside. The usual loop:
+            ``score(batch)``, then ``observe(batch, as_of=end)`` where ``end`` is
+            the instant the next batch starts from.
+
+        Returns
+        -------
+        DataFrame
+            The rows the message contract rejected, with reasons (see
+            :attr:`commgraph.graph.Messages.rejects`); empty when all were used.
+
+        Examples
+        --------
+        >>> from commgraph.baselines._snapshot import _example
+        >>> scorer = Scorer({"acme": _example()})
+        >>> mail = {"tenant_id": "acme", "message_id": "9", "timestamp": "2024-05-04T10:00:00+00:00",
+        ...         "sender": "x@new.com", "recipients": "cy@acme.com"}
+        >>> scorer.score_one(mail)["sender_is_new"]
+        1
+        >>> rejects = scorer.observe(pd.DataFrame([mail, {**mail, "message_id": "10", "sender": "no address"}]),
+        ...                          as_of="2024-05-04T10:05Z")
+        >>> rejects[["reject_column", "reject_reason"]]
+          reject_column    reject_reason
+        1        sender  invalid_address
+        >>> later = {**mail, "message_id": "11", "timestamp": "2024-05-04T10:06:00+00:00"}
+        >>> scorer.score_one(later)["sender_is_new"], scorer.score_one(later)["sender_messages_7d"]
+        (0, 1)
+        >>> scorer.observe(pd.DataFrame([{**mail, "tenant_id": "other"}]), as_of="2024-05-04T10:06Z")
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.CommGraphError: cannot observe mail of tenant 'other': this scorer serves no snapshot of it (it serves ['acme']). Publish its baselines and reload first
+        """
+        as_of_ts = _timestamp(as_of, "as_of", "Scorer.observe")
+        if isinstance(batch, pd.DataFrame):
+            if "tenant_id" in batch:  # before validating: no own domains are inferred for a tenant not served
+                self._check_served(batch["tenant_id"].dropna().astype(str).unique().tolist())
+            messages = validate(batch, tenants=self._configs(), strict=False)
+        elif isinstance(batch, Messages):
+            messages = batch
+        else:
+            raise ConfigError(f"The 'batch' parameter of Scorer.observe must be Messages or a DataFrame in the "
+                              f"message contract. Got {type(batch).__name__} instead.")
+        self._check_served(messages.tenants if len(messages) else [])
+        covered = {t: v.snapshot.as_of for t, v in self._loaded.views.items() if v.snapshot is not None}
+        self._overlay.observe(messages, as_of=as_of_ts, covered=covered)
+        return messages.rejects
+
+    def _check_served(self, tenants: list[str]) -> None:
+        served = self._loaded.views
+        unknown = sorted(set(tenants) - set(served))
+        if unknown:
+            raise CommGraphError(f"cannot observe mail of tenant{'s' if len(unknown) > 1 else ''} "
+                                 f"{', '.join(map(repr, unknown[:5]))}: this scorer serves no snapshot of "
+                                 f"{'them' if len(unknown) > 1 else 'it'} (it serves {sorted(served)[:5]}). "
+                                 "Publish its baselines and reload first")
+
+    @property
+    def overlay(self) -> Overlay:
+        """The mail observed since each tenant's snapshot (:meth:`observe`): its as_of and what it holds."""
+        return self._overlay
+
+    def _view(self, loaded: _Loaded, tenant: str) -> SnapshotView | None:
+        """The view a lookup of a tenant reads: its snapshot, with the observed mail folded in if any."""
+        view = loaded.views.get(tenant)
+        if view is not None and self._overlay.as_of is not None:
+            return self._overlay.view(tenant, view)
+        return view
 
     # ------------------------------------------------------------------ batches
     def _configs(self) -> list[TenantConfig]:
@@ -328,6 +439,8 @@ class Scorer:
         cold = self.cold_start if cold_start is None else cold_start
         sb = SignalBatch.from_messages(messages)
         views = dict(loaded.views)
+        if self._overlay.as_of is not None:
+            views.update((t, self._view(loaded, t)) for t in sb.tenants if t in views)
         missing = [t for t in sb.tenants if t not in views]
         if missing and not cold:
             raise CommGraphError(f"no snapshot for tenant {missing[0]!r}; this scorer serves {sorted(views)[:5]}. "
@@ -439,7 +552,7 @@ class Scorer:
         """
         loaded = self._loaded
         m = parse_one(message, self._registrable_domain, self._is_own)
-        view = loaded.views.get(m.tenant_id)
+        view = self._view(loaded, m.tenant_id)
         if view is None:
             if not (self.cold_start if cold_start is None else cold_start):
                 raise CommGraphError(f"no snapshot for tenant {m.tenant_id!r}; this scorer serves "

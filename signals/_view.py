@@ -270,15 +270,17 @@ class SnapshotView:
 
     def known_domains(self) -> tuple[list[str], list[str], dict[str, int]]:
         """The tenant's own and known-contact domains, their skeletons and positions."""
-        def build():
-            from ._lookalike import skeleton
+        return self._once("known_domains", lambda: self._known_domains({}))
 
-            if self.snapshot is None or "known_contact_domains" not in self.snapshot.arrow("tenant").column_names:
-                return ([], [], {})
-            values = self.snapshot.arrow("tenant").column("known_contact_domains").to_pylist()
-            known = [d for d in (values[0] or []) if d]
-            return (known, [skeleton(d) for d in known], {d: i for i, d in enumerate(known)})
-        return self._once("known_domains", build)
+    def _known_domains(self, skeletons: Mapping[str, str]) -> tuple[list[str], list[str], dict[str, int]]:
+        """:meth:`known_domains`, taking the skeletons of the domains in ``skeletons`` from there."""
+        from ._lookalike import skeleton
+
+        if self.snapshot is None or "known_contact_domains" not in self.snapshot.arrow("tenant").column_names:
+            return ([], [], {})
+        values = self.snapshot.arrow("tenant").column("known_contact_domains").to_pylist()
+        known = [d for d in (values[0] or []) if d]
+        return (known, [skeletons.get(d) or skeleton(d) for d in known], {d: i for i, d in enumerate(known)})
 
     def own_domain_keys(self) -> frozenset[int]:
         """Keys of the tenant's own domains: sender domains that sent internal or outbound mail."""
@@ -318,6 +320,37 @@ class SnapshotView:
     def lookalike_cache(self) -> dict[str, tuple[int, int]]:
         """Per sender domain already checked: (distance, position of the nearest known domain)."""
         return self._once("lookalike", dict)
+
+    def share_lookalikes(self, other: "SnapshotView") -> bool:
+        """Reuse another view's known domains and look-alike results when both know the same domains.
+
+        A sender domain's nearest known domain depends on that list alone: when
+        both views have the same list, the refreshed one (the live overlay)
+        skips re-skeletonising it and re-checking every domain. When the lists
+        differ, only the skeletons of the domains in both are taken, and False
+        is returned (the look-alike results are not shared).
+
+        Examples
+        --------
+        >>> from commgraph.baselines._snapshot import _example
+        >>> base, again = SnapshotView(_example()), SnapshotView(_example())
+        >>> again.share_lookalikes(base), again.lookalike_cache() is base.lookalike_cache()
+        (True, True)
+        """
+        if self.snapshot is None or other.snapshot is None:
+            return False
+        mine, theirs = self.snapshot.arrow("tenant"), other.snapshot.arrow("tenant")
+        name = "known_contact_domains"
+        if name not in mine.column_names or name not in theirs.column_names:
+            return False
+        known, cache = other.known_domains(), other.lookalike_cache()
+        if not mine.column(name).equals(theirs.column(name)):
+            self._once("known_domains", lambda: self._known_domains(dict(zip(known[0], known[1]))))
+            return False
+        with self._lock:
+            self._cache["known_domains"] = known
+            self._cache["lookalike"] = cache  # one dict: a domain checked through either view serves both
+        return True
 
     def __repr__(self) -> str:
         return f"SnapshotView({self.tenant_id!r}{', cold start' if self.cold else ''})"

@@ -1,0 +1,353 @@
+"""The live overlay: a snapshot plus the mail observed since equals the snapshot built later.
+
+Reference: ``build_baselines`` over the whole history at the overlay's as_of,
+scored by a scorer without an overlay (counts exact, floats within 1e-9).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commgraph.baselines import BaselineConfig, SnapshotStore, build_baselines, refresh
+from commgraph.baselines._snapshot import table_differences
+from commgraph.graph import CommGraphError, ConfigError, generate, validate
+from commgraph.signals import Scorer, explain
+
+# A configured global prior: a tenant without enough labels of its own borrows the same prior at
+# every instant (pooled over tenants it would move with the pool, which refresh leaves to the
+# next published snapshot).
+CONFIG = BaselineConfig(global_prior=(2.0, 1.0))
+HOUR = pd.Timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def mail():
+    g = generate(tenants=3, days=20, random_state=11, scale=0.1, attack_rate=0.04)
+    raw = g.messages.reset_index(drop=True)
+    raw["timestamp"] = pd.to_datetime(raw["timestamp"], utc=True)
+    raw["labeled_at"] = pd.to_datetime(raw["labeled_at"], utc=True)
+    start = raw["timestamp"].min().ceil("D")
+    # Mid-day instants: windows and the settle delay cut through days.
+    t, t3, t2 = start + pd.Timedelta(days=10, hours=7), start + pd.Timedelta(days=12, hours=2), \
+        start + pd.Timedelta(days=14, hours=15)
+    history = validate(raw, tenants=g.tenants)
+    return g, raw, history, t, t3, t2
+
+
+def observed_batches(raw: pd.DataFrame, t: pd.Timestamp, t2: pd.Timestamp, *, n_batches: int, seed: int
+                     ) -> list[pd.DataFrame]:
+    """What an engine observes between t and t2, in shuffled batches.
+
+    Mail sent in [t, t2 + 2h) arrives without its label unless the label was known when sent
+    (mail after t2 must wait in the overlay); a label that becomes known later arrives as the
+    message's row again, with ``label`` and ``labeled_at``, in a later batch than the message
+    (labels known after t2 included: they must not count).
+    """
+    rng = np.random.default_rng(seed)
+    ts, labeled_at = raw["timestamp"], raw["labeled_at"]
+    late_label = raw["label"].notna() & labeled_at.notna()
+    sent = raw[(ts >= t) & (ts < t2 + 2 * HOUR)].copy()
+    unlabelled_then = late_label[sent.index]
+    sent.loc[unlabelled_then, ["label", "labeled_at"]] = None
+    relabels = raw[late_label & (labeled_at >= t) & (labeled_at < t2 + 2 * HOUR) & (ts < t2 + 2 * HOUR)]
+    sent_batch = pd.Series(rng.integers(0, n_batches - 1, len(sent)), index=sent.index)
+    label_batch = pd.Series(rng.integers(0, n_batches, len(relabels)), index=relabels.index)
+    seen = relabels.index.intersection(sent.index)
+    # A verdict comes after the message was observed: a later batch.
+    label_batch[seen] = np.maximum(label_batch[seen], sent_batch[seen] + 1).clip(upper=n_batches - 1)
+    batches = []
+    for b in range(n_batches):
+        part = pd.concat([sent[sent_batch == b], relabels[label_batch == b]])
+        batches.append(part.sample(frac=1.0, random_state=int(rng.integers(1 << 31))))  # out of order
+    return batches
+
+
+def probe_mail(raw: pd.DataFrame, t2: pd.Timestamp, n: int = 600) -> pd.DataFrame:
+    """Mail to score after t2: what comes next, plus earlier mail re-sent (senders the overlay saw)."""
+    after = raw[raw["timestamp"] >= t2].head(n // 2)
+    before = raw[raw["timestamp"] < t2].tail(3000).sample(n // 2, random_state=3)
+    again = before.assign(timestamp=t2 + pd.Timedelta(minutes=30), message_id="again-" + before["message_id"])
+    return pd.concat([after, again], ignore_index=True).assign(label=None, labeled_at=None)
+
+
+def _same_frames(got: pd.DataFrame, want: pd.DataFrame, names: list[str]) -> list[str]:
+    bad = []
+    for name in names:
+        x, y = got[name].to_numpy(), want[name].to_numpy()
+        if x.dtype.kind == "f" or y.dtype.kind == "f":
+            same = np.allclose(x.astype(float), y.astype(float), rtol=1e-9, atol=0, equal_nan=True)
+        else:
+            same = np.array_equal(x, y)
+        if not same:
+            bad.append(name)
+    return bad
+
+
+def _mapping(row: pd.Series) -> dict:
+    m = {c: row[c] for c in ("tenant_id", "message_id", "timestamp", "sender", "sender_display_name", "to", "cc",
+                             "direction", "spf", "dkim", "dmarc")}
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
+
+
+def assert_scores_equal(scorer: Scorer, reference: Scorer, probe: pd.DataFrame, configs) -> None:
+    names = scorer.signal_set.names
+    batch = validate(probe, tenants=configs)
+    for level in ("edge", "message"):
+        got, want = scorer.score(batch, level=level), reference.score(batch, level=level)
+        assert len(got) == len(want) > 0
+        assert _same_frames(got, want, names) == [], level
+    X, _ = scorer.score_array(batch)
+    Y, _ = reference.score_array(batch)
+    np.testing.assert_array_equal(X, Y)
+    for i in range(0, len(probe), 7):
+        one, ref = scorer.score_one(_mapping(probe.iloc[i])), reference.score_one(_mapping(probe.iloc[i]))
+        bad = [n for n in names if not (one[n] == ref[n] or (one[n] != one[n] and ref[n] != ref[n]))
+               and not (isinstance(ref[n], float) and math.isclose(one[n], ref[n], rel_tol=1e-9))]
+        assert not bad, {n: (one[n], ref[n]) for n in bad}
+
+
+def test_observed_mail_equals_the_snapshot_built_later(mail) -> None:
+    g, raw, history, t, _, t2 = mail
+    snaps = build_baselines(history, as_of=t, config=CONFIG)
+    scorer = Scorer(snaps, tenant_configs=g.tenants)
+    batches = observed_batches(raw, t, t2, n_batches=4, seed=1)
+    instants = [t + (t2 - t) * f for f in (0.3, 0.3, 0.8)] + [t2]  # as_of may stay, never moves back
+    for batch, as_of in zip(batches, instants):
+        rejects = scorer.observe(batch, as_of=as_of)
+        assert rejects.empty
+    reference_snaps = build_baselines(history, as_of=t2, config=CONFIG)
+    for tenant, snap in reference_snaps.items():
+        served = scorer._view(scorer._loaded, tenant).snapshot
+        assert served.as_of == t2
+        assert table_differences(served, snap) == [], tenant
+    # Four days changed the known-contact lists: look-alikes are checked afresh, as lookups meet domains.
+    assert not any(scorer._view(scorer._loaded, tenant).lookalike_cache() is view.lookalike_cache()
+                   for tenant, view in scorer._loaded.views.items())
+    probe = probe_mail(raw, t2)
+    assert probe["tenant_id"].nunique() == 3
+    reference = Scorer(reference_snaps, tenant_configs=g.tenants)
+    assert_scores_equal(scorer, reference, probe, g.tenants)
+    # The overlay changed what the scorer says: a sender first seen after t is no longer new.
+    plain = Scorer(snaps, tenant_configs=g.tenants).score(validate(probe, tenants=g.tenants), level="message")
+    now = scorer.score(validate(probe, tenants=g.tenants), level="message")
+    assert (plain["sender_is_new"] > now["sender_is_new"]).any()
+
+
+def test_reload_retires_what_the_new_snapshot_counted_and_keeps_the_rest(tmp_path, mail) -> None:
+    g, raw, history, t, t3, t2 = mail
+    store = SnapshotStore(tmp_path / "store")
+    for snap in build_baselines(history, as_of=t, config=CONFIG).values():
+        store.publish(snap)
+    scorer = Scorer.from_store(store, tenant_configs=g.tenants)
+    for i, batch in enumerate(observed_batches(raw, t, t2, n_batches=3, seed=2)):
+        scorer.observe(batch, as_of=t2 if i == 2 else t + (i + 1) * HOUR)
+    reference = Scorer(build_baselines(history, as_of=t2, config=CONFIG), tenant_configs=g.tenants)
+    probe = probe_mail(raw, t2, n=300)
+    assert_scores_equal(scorer, reference, probe, g.tenants)
+    held = scorer.overlay.pending()
+    for snap in build_baselines(history, as_of=t3, config=CONFIG).values():
+        store.publish(snap)
+    assert scorer.reload() == sorted(held)
+    after = scorer.overlay.pending()
+    assert all(0 < after[tenant] < held[tenant] for tenant in held)
+    assert_scores_equal(scorer, reference, probe, g.tenants)
+    # What stayed is exactly what the snapshot at t3 did not count.
+    kept = pd.concat([p.frame for parts in scorer.overlay._parts.values() for p in parts])
+    late = kept["label"].notna() & (kept["labeled_at"].fillna(kept["timestamp"]) >= t3)
+    assert ((kept["timestamp"] >= t3) | late).all()
+
+
+def test_mail_at_or_after_as_of_waits_until_as_of_passes_it(mail) -> None:
+    g, raw, history, t, _, _ = mail
+    snaps = build_baselines(history, as_of=t, config=CONFIG)
+    scorer = Scorer(snaps, tenant_configs=g.tenants)
+    row = raw[raw["timestamp"] >= t].iloc[[0]].assign(label=None, labeled_at=None)
+    sent = row["timestamp"].iloc[0]
+    probe = row.assign(message_id="next", timestamp=sent + HOUR)
+    scorer.observe(row, as_of=sent)  # strictly before: the message itself does not count yet
+    first = scorer.score_one(_mapping(probe.iloc[0]))
+    assert scorer._view(scorer._loaded, row["tenant_id"].iloc[0]).snapshot.table("sender")["n_messages"].sum() == \
+        snaps[row["tenant_id"].iloc[0]].table("sender")["n_messages"].sum()
+    scorer.observe(row.iloc[:0], as_of=sent + pd.Timedelta(1, "ns"))
+    reference = Scorer(build_baselines(history, as_of=sent + pd.Timedelta(1, "ns"), config=CONFIG),
+                       tenant_configs=g.tenants)
+    second = scorer.score_one(_mapping(probe.iloc[0]))
+    assert second == reference.score_one(_mapping(probe.iloc[0]))
+    assert second["sender_messages_7d"] == first["sender_messages_7d"] + 1
+
+
+def test_tenants_never_mix(mail) -> None:
+    g, raw, history, t, _, t2 = mail
+    snaps = build_baselines(history, as_of=t, config=CONFIG)
+    batch = pd.concat(observed_batches(raw, t, t2, n_batches=2, seed=3))
+    batch = batch[~batch["message_id"].duplicated(keep="last")]
+    # The same message id in two tenants is two messages.
+    a, b = sorted(batch["tenant_id"].unique())[:2]
+    twin = batch[batch["tenant_id"] == a].iloc[[0]].assign(tenant_id=b, sender="twin@elsewhere.example")
+    both = pd.concat([batch, twin])
+    only_b = both[both["tenant_id"] == b]
+    together, alone = Scorer(snaps, tenant_configs=g.tenants), Scorer(snaps, tenant_configs=g.tenants)
+    together.observe(both, as_of=t2)
+    alone.observe(only_b, as_of=t2)
+    assert table_differences(together._view(together._loaded, b).snapshot,
+                             alone._view(alone._loaded, b).snapshot) == []
+    assert together.overlay.pending()[b] == alone.overlay.pending()[b] == len(only_b)
+    # Tenant a saw nothing in `alone`: only time passed (its own snapshot refreshed to t2 with no mail).
+    assert table_differences(alone._view(alone._loaded, a).snapshot, refresh(snaps[a], None, as_of=t2)) == []
+
+
+def test_rejected_rows_come_back_with_reasons_and_the_rest_is_observed(mail) -> None:
+    g, raw, history, t, _, t2 = mail
+    scorer = Scorer(build_baselines(history, as_of=t, config=CONFIG), tenant_configs=g.tenants)
+    batch = raw[(raw["timestamp"] >= t) & (raw["timestamp"] < t2)].head(20).copy()
+    batch.loc[batch.index[3], "sender"] = "not an address"
+    batch.loc[batch.index[5], "timestamp"] = pd.NaT
+    rejects = scorer.observe(batch, as_of=t2)
+    assert sorted(rejects.index.unique().tolist()) == [batch.index[3], batch.index[5]]
+    assert set(rejects["reject_column"]) == {"sender", "timestamp"}
+    assert rejects["reject_reason"].notna().all()
+    assert sum(scorer.overlay.pending().values()) == 18
+    # Mail the snapshot already counted is not kept (a label that became known after it would be).
+    older = raw[raw["timestamp"] < t].tail(10).assign(label=None, labeled_at=None)
+    assert scorer.observe(older, as_of=t2).empty
+    assert sum(scorer.overlay.pending().values()) == 18
+
+
+def test_explain_reads_the_observed_mail(mail) -> None:
+    g, raw, history, t, _, t2 = mail
+    scorer = Scorer(build_baselines(history, as_of=t, config=CONFIG), tenant_configs=g.tenants)
+    first = raw[raw["timestamp"] >= t].iloc[[0]].assign(label=None, labeled_at=None,
+                                                       sender="brand.new@first-time.example")
+    message = _mapping(first.assign(message_id="next", timestamp=t2).iloc[0])
+    def value(e, name):
+        return e.frame.loc[e.frame["signal"] == name, "value"].iloc[0]
+
+    assert value(explain(message, scorer), "sender_is_new") == 1
+    scorer.observe(first, as_of=t2)
+    e = explain(message, scorer)
+    assert value(e, "sender_is_new") == 0
+    evidence = e.frame.loc[e.frame["signal"] == "sender_is_new", "evidence"].iloc[0]
+    assert evidence["n_messages"] == 1 and evidence["first_seen"] == first["timestamp"].iloc[0]  # the overlay's row
+    one = scorer.score_one(message)
+    assert value(e, "sender_messages_7d") == one["sender_messages_7d"] == 1
+
+
+def test_observe_refuses_unknown_tenants_bad_instants_and_types(mail) -> None:
+    g, raw, history, t, _, t2 = mail
+    scorer = Scorer(build_baselines(history, as_of=t, config=CONFIG), tenant_configs=g.tenants)
+    batch = raw[raw["timestamp"] >= t].head(5)
+    stranger = batch.assign(tenant_id="stranger-co")
+    with pytest.raises(CommGraphError, match="tenant 'stranger-co'"):
+        scorer.observe(pd.concat([batch, stranger]), as_of=t2)
+    with pytest.raises(CommGraphError, match="tenant 'stranger-co'"):
+        scorer.observe(validate(stranger, tenants=[{"tenant_id": "stranger-co", "own_domains": ["x.com"]}]),
+                       as_of=t2)
+    assert scorer.overlay.pending() == {} and scorer.overlay.as_of is None  # nothing was observed
+    scorer.observe(batch, as_of=t2)
+    with pytest.raises(ConfigError, match="must not move back"):
+        scorer.observe(batch, as_of=t2 - HOUR)
+    with pytest.raises(ConfigError, match="'as_of' parameter of Scorer.observe must be a timestamp"):
+        scorer.observe(batch, as_of="yesterday-ish")
+    with pytest.raises(ConfigError, match="'batch' parameter of Scorer.observe"):
+        scorer.observe(batch.to_dict("records"), as_of=t2)
+
+
+def test_the_combined_view_is_built_once_per_observe_and_only_for_tenants_looked_up(mail) -> None:
+    g, raw, history, t, _, t2 = mail
+    scorer = Scorer(build_baselines(history, as_of=t, config=CONFIG), tenant_configs=g.tenants)
+    batch = raw[(raw["timestamp"] >= t) & (raw["timestamp"] < t2)]
+    scorer.observe(batch, as_of=t2)
+    tenant = batch["tenant_id"].iloc[0]
+    assert scorer.overlay._views == {}  # nothing built by observe
+    first = scorer._view(scorer._loaded, tenant)
+    assert scorer._view(scorer._loaded, tenant) is first
+    assert list(scorer.overlay._views) == [tenant]
+    scorer.observe(batch.iloc[:0], as_of=t2 + HOUR)
+    assert scorer._view(scorer._loaded, tenant) is not first
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), n_batches=st.integers(2, 6))
+def test_any_split_into_observe_calls_equals_the_rebuild(mail, seed, n_batches) -> None:
+    g, raw, _, t, _, t2 = mail
+    small = raw[raw["tenant_id"] == raw["tenant_id"].value_counts().index[-1]]  # the smallest tenant: fast
+    messages = validate(small, tenants=g.tenants)
+    (tenant, snap), = build_baselines(messages, as_of=t, config=CONFIG).items()
+    scorer = Scorer({tenant: snap}, tenant_configs=g.tenants)
+    for batch in observed_batches(small, t, t2, n_batches=n_batches, seed=seed):
+        scorer.observe(batch, as_of=t2)
+    rebuilt = build_baselines(messages, as_of=t2, config=CONFIG)[tenant]
+    assert table_differences(scorer._view(scorer._loaded, tenant).snapshot, rebuilt) == []
+
+
+def test_a_view_that_knows_the_same_domains_shares_the_look_alike_results(mail) -> None:
+    g, raw, history, t, _, _ = mail
+    tenant = raw["tenant_id"].value_counts().index[-1]
+    snaps = build_baselines(history, as_of=t, config=CONFIG)
+    scorer = Scorer(snaps, tenant_configs=g.tenants)
+    hour = raw[(raw["timestamp"] >= t) & (raw["timestamp"] < t + HOUR) & (raw["tenant_id"] == tenant)]
+    scorer.observe(hour.assign(label=None, labeled_at=None), as_of=t + HOUR)
+    base, served = scorer._loaded.views[tenant], scorer._view(scorer._loaded, tenant)
+    assert served.lookalike_cache() is base.lookalike_cache()  # the known-contact list did not change in an hour
+    reference = Scorer(build_baselines(history, as_of=t + HOUR, config=CONFIG), tenant_configs=g.tenants)
+    probe = probe_mail(raw[raw["tenant_id"] == tenant], t + HOUR, n=200)
+    assert_scores_equal(scorer, reference, probe, g.tenants)
+
+
+@settings(max_examples=6, deadline=None)
+@given(cut=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_after_a_reload_at_any_instant_between_the_retained_delta_still_equals_the_rebuild(tmp_path_factory, mail,
+                                                                                         cut, seed) -> None:
+    g, raw, _, t, _, t2 = mail
+    small = raw[raw["tenant_id"] == raw["tenant_id"].value_counts().index[-1]]
+    messages = validate(small, tenants=g.tenants)
+    store = SnapshotStore(tmp_path_factory.mktemp("store"))
+    (tenant, snap), = build_baselines(messages, as_of=t, config=CONFIG).items()
+    store.publish(snap)
+    scorer = Scorer.from_store(store, tenant_configs=g.tenants)
+    for batch in observed_batches(small, t, t2, n_batches=3, seed=seed):
+        scorer.observe(batch, as_of=t2)
+    t3 = t + (t2 - t) * cut
+    store.publish(build_baselines(messages, as_of=t3, config=CONFIG)[tenant])
+    scorer.reload()
+    rebuilt = build_baselines(messages, as_of=t2, config=CONFIG)[tenant]
+    assert table_differences(scorer._view(scorer._loaded, tenant).snapshot, rebuilt) == []
+
+
+def test_lookups_in_other_threads_while_mail_is_observed(mail) -> None:
+    import threading
+
+    g, raw, _, t, _, t2 = mail
+    small = raw[raw["tenant_id"] == raw["tenant_id"].value_counts().index[-1]]
+    messages = validate(small, tenants=g.tenants)
+    (tenant, snap), = build_baselines(messages, as_of=t, config=CONFIG).items()
+    scorer = Scorer({tenant: snap}, tenant_configs=g.tenants)
+    probe = [_mapping(r) for _, r in probe_mail(small, t2, n=40).iterrows()]
+    stop, errors = threading.Event(), []
+
+    def lookups() -> None:
+        try:
+            while not stop.is_set():
+                for m in probe:
+                    scorer.score_one(m)
+        except Exception as exc:  # surfaced in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=lookups) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for i, batch in enumerate(observed_batches(small, t, t2, n_batches=4, seed=5)):
+        scorer.observe(batch, as_of=t2 if i == 3 else t + (i + 1) * HOUR)
+        scorer.score_one(probe[0])
+    stop.set()
+    for th in threads:
+        th.join()
+    assert errors == []
+    rebuilt = build_baselines(messages, as_of=t2, config=CONFIG)[tenant]
+    assert table_differences(scorer._view(scorer._loaded, tenant).snapshot, rebuilt) == []
