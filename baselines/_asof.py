@@ -196,7 +196,8 @@ class AsOfTables:
 
     @cached_property
     def _domain_out(self) -> Timeline:
-        out = self._outbound
+        # Messages, not recipients: one outbound edge per (message, recipient domain).
+        out = self._outbound & ~pd.Series(self.edge_message * self.n_dom + self.rd).duplicated().to_numpy()
         return Timeline(self.rd[out], self.ets[out], self.n_dom, self._subset_order(self._edges_by_time, out))
 
     @cached_property

@@ -12,6 +12,9 @@ Two kinds of rows share the layout:
 
 ``head`` marks one row per message, so message-level statistics (sender, domain,
 tenant) sum over heads and edge-level ones (pair, recipient) over all rows.
+``domain_head`` (:data:`DOMAIN_HEAD`, not stored: only the aggregation of fresh
+rows reads it) marks one outbound row per (message, recipient domain), so the
+tenant's mail to a domain counts messages, as its mail to an address does.
 
 Strings are factorised once for the whole input (edge columns are already
 categoricals) and keys are taken by code, so each distinct string is hashed once.
@@ -32,7 +35,7 @@ from commgraph.graph import AUTH_RESULTS, DIRECTIONS, ConfigError, Messages, sta
 from ._aggregate import Grouping
 
 __all__ = ["EVENT_COLUMNS", "TenantEvents", "tenant_events", "INBOUND", "OUTBOUND", "INTERNAL", "PASS",
-           "FAILS", "NO_LABEL", "DAY_NS", "HOUR_NS"]
+           "FAILS", "NO_LABEL", "DAY_NS", "HOUR_NS", "DOMAIN_HEAD"]
 
 INBOUND, OUTBOUND, INTERNAL = (DIRECTIONS.index(d) for d in ("inbound", "outbound", "internal"))
 PASS = AUTH_RESULTS.index("pass")
@@ -42,6 +45,9 @@ FAILS = tuple(AUTH_RESULTS.index(r) for r in ("fail", "softfail", "permerror"))
 NO_LABEL = -1
 DAY_NS = 86_400 * 10**9
 HOUR_NS = 3_600 * 10**9
+
+#: The extracted rows' flag of one outbound row per (message, recipient domain); not part of the stored layout.
+DOMAIN_HEAD = "domain_head"
 
 #: Columns of an event table, with dtypes (the on-disk layout of the state).
 EVENT_COLUMNS: dict[str, str] = {
@@ -162,6 +168,17 @@ class _Column:
         row_keys = present_keys[local]
         return row_keys, _grouping(name, local, present_keys, row_keys), present_keys[~missing], \
             strings.filter(pa.array(~missing))
+
+
+def _domain_heads(message: np.ndarray, direction: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    """One outbound row per (message, recipient domain): a message counts once towards a domain it wrote to,
+    however many of its recipients are there (``message``, ``domain``: int codes per row)."""
+    out = np.flatnonzero(direction == OUTBOUND)
+    flags = np.zeros(len(direction), bool)
+    if len(out):
+        width = np.int64(domain.max()) + 1
+        flags[out[~pd.Index(message[out] * width + domain[out]).duplicated()]] = True
+    return flags
 
 
 def _rows_at(rows: np.ndarray | slice, idx: np.ndarray) -> np.ndarray:
@@ -302,6 +319,7 @@ class EventExtractor:
             np.not_equal(run[lowest][1:], run[lowest][:-1], out=once[1:])
             head[lowest[once]] = True
         ev["head"] = head
+        ev[DOMAIN_HEAD] = _domain_heads(run, ev["direction"], groupings["recipient_domain_key"].codes)
         # The fingerprint sums a hash of each message's content (time, sender,
         # label): order-free, and a refresh adds to it exactly what it counts.
         h = mix64(ev["sender_key"][heads], ts[heads].view(np.uint64))
@@ -341,8 +359,8 @@ def mix64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def empty_events() -> dict[str, np.ndarray]:
-    """An event table with no rows."""
-    return {c: np.zeros(0, dtype=d) for c, d in EVENT_COLUMNS.items()}
+    """An event table with no rows (as extracted: with the :data:`DOMAIN_HEAD` flags)."""
+    return {c: np.zeros(0, dtype=d) for c, d in {**EVENT_COLUMNS, DOMAIN_HEAD: "bool"}.items()}
 
 
 def concat_events(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

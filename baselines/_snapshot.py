@@ -21,7 +21,8 @@ from ._tables import KEY_COLUMNS, TABLES, pair_keys
 __all__ = ["Snapshot", "SCHEMA_VERSION", "check_tenant"]
 
 #: Version of the snapshot layout (tables, state, index, manifest). Readers refuse others.
-SCHEMA_VERSION = 1
+#: 2: ``n_outbound_to`` and the state's ``domain_out`` count messages, not recipient addresses.
+SCHEMA_VERSION = 2
 
 
 def to_numpy(column: pa.ChunkedArray) -> np.ndarray:

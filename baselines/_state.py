@@ -28,7 +28,7 @@ from commgraph.graph import CommGraphError
 
 from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate, Splice
 from ._events import (
-    DAY_NS, EVENT_COLUMNS, FAILS, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
+    DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILS, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
 )
 
 __all__ = ["TenantState", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES", "WINDOW_TABLES"]
@@ -141,7 +141,9 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
     factorising the key columns; each key column is factorised at most once
     and its grouping reused by every aggregate and subset that needs it.
     Domain and tenant statistics roll up the senders' (a sender's address has
-    one domain), so they cost the number of senders, not of rows.
+    one domain), so they cost the number of senders, not of rows. The
+    tenant's mail to a domain counts the rows flagged :data:`DOMAIN_HEAD`
+    (messages, not recipients).
     """
     given = groupings or {}
 
@@ -204,7 +206,7 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
     last = {"n_messages": "sum", "last_seen": "max"}
     aggs["written_to"] = g_recipient.subset(wrote).aggregate(
         {"n_messages": ew[wrote].astype(np.int64), "last_seen": np.where(ew[wrote], ts[wrote], _INT64_MIN)}, last)
-    out = np.flatnonzero(direction == OUTBOUND)
+    out = np.flatnonzero(ev[DOMAIN_HEAD])  # outbound, each message once per recipient domain
     aggs["domain_out"] = grouping("recipient_domain_key").subset(out).aggregate(
         {"n_messages": ew[out].astype(np.int64), "last_seen": np.where(ew[out], ts[out], _INT64_MIN)}, last)
 
@@ -336,6 +338,7 @@ class TenantState:
             counted = {c: np.concatenate([rows[c], settled[c]]) for c in EVENT_COLUMNS}
             counted["presumed"] = np.concatenate([_presumed(rows, as_of - settle_delay),
                                                   settled["is_message"].astype(np.int64) - (settled["label"] >= 0)])
+            counted[DOMAIN_HEAD] = np.concatenate([rows[DOMAIN_HEAD], np.zeros(len(settled["timestamp"]), bool)])
             counted["is_message"][n_new:] = False
             counted["label"][n_new:] = NO_LABEL
             groupings = None  # the settled rows' keys join the new ones': group them together
@@ -406,14 +409,18 @@ def _sorted(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _sorted_grouped(rows: dict[str, np.ndarray], groupings: dict[str, Grouping] | None
                     ) -> tuple[dict[str, np.ndarray], dict[str, Grouping] | None]:
-    """Rows in time order (no copy when they already are), with their groupings in the same order."""
+    """Rows in time order (no copy when they already are), with their groupings in the same order.
+
+    Extracted rows keep their :data:`DOMAIN_HEAD` flags (stored rows have none).
+    """
     ts = np.asarray(rows["timestamp"])
+    columns = {**EVENT_COLUMNS, DOMAIN_HEAD: "bool"} if DOMAIN_HEAD in rows else EVENT_COLUMNS
     if len(ts) < 2 or (ts[1:] >= ts[:-1]).all():
-        return {c: np.asarray(rows[c]).astype(d, copy=False) for c, d in EVENT_COLUMNS.items()}, groupings
+        return {c: np.asarray(rows[c]).astype(d, copy=False) for c, d in columns.items()}, groupings
     order = time_order(rows)
     if groupings is not None:
         groupings = {c: Grouping(g.keys, g.codes[order]) for c, g in groupings.items()}
-    return {c: np.asarray(rows[c])[order].astype(d, copy=False) for c, d in EVENT_COLUMNS.items()}, groupings
+    return {c: np.asarray(rows[c])[order].astype(d, copy=False) for c, d in columns.items()}, groupings
 
 
 def _split(rows: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -290,7 +290,7 @@ class SnapshotStore:
         >>> store = SnapshotStore(tempfile.mkdtemp()); _ = store.publish(_example())
         >>> m = store.manifest("acme")
         >>> m["schema_version"], m["tenant_id"], m["row_counts"]["sender"]
-        (1, 'acme', 2)
+        (2, 'acme', 2)
         """
         folder = self._version_dir(tenant_id, version)
         try:

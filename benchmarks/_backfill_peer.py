@@ -261,7 +261,7 @@ class StreamingBackfill:
                 d.window.popleft()
             msg += [len(d.window), max(t - d.first, 0) / DAY, len(d.senders), 0]
         msg += [int(domain in self.free), self._likelihood(tenant, "sender_domain", domain),
-                self.out_to[(tenant, domain)] if d is not None else 0]
+                self.out_to[(tenant, domain)]]  # a domain only written to counts its outbound mail too
         # identity
         with_name = self.name_pairs[(tenant, name, sender)] if name is not None else 0
         seen = with_name > 0
@@ -270,7 +270,7 @@ class StreamingBackfill:
                 int(name is not None and not seen)]
         # look-alike
         distance = self._distance(tenant, domain)
-        established = d is not None and (self.out_to[(tenant, domain)] > 0 or d.internal > 0 or d.days >= 14)
+        established = self.out_to[(tenant, domain)] > 0 or (d is not None and (d.internal > 0 or d.days >= 14))
         msg += [distance, int(distance <= 2 and not established)]
         # habits
         hour = (t // HOUR) % 24
@@ -345,6 +345,7 @@ class StreamingBackfill:
         self._schedule(t, m["label"], m["labeled_at"], tenant, "sender_domain", domain)
         contacts = self.contacts[tenant]
         contacts.seen(domain, direction == "internal", False)
+        written: set = set()  # the domains this message wrote to: it counts once per domain
         for recipient, recipient_domain in edges:
             s.recipients.add(recipient)
             p = self.pairs.get((tenant, sender, recipient))
@@ -370,7 +371,8 @@ class StreamingBackfill:
                     box.first_time += p.first == s.first
                 self._schedule(t, m["label"], m["labeled_at"], tenant, "recipient", recipient)
             elif direction == "outbound":
-                self.out_to[(tenant, recipient_domain)] += 1
+                self.out_to[(tenant, recipient_domain)] += recipient_domain not in written
+                written.add(recipient_domain)
                 contacts.seen(recipient_domain, False, True)
 
     # ------------------------------------------------------------ the pass

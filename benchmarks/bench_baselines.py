@@ -141,7 +141,7 @@ SELECT d.*, coalesce(o.n, 0) AS n_outbound_to FROM (
          sum(pow(2, -(epoch($as_of) - epoch(ts)) / $half_life)) AS decayed_messages,
          count(*) FILTER (WHERE label = 'attack') AS n_attack
   FROM ev WHERE head GROUP BY ALL) d
-LEFT JOIN (SELECT tenant_id, recipient_domain AS sender_domain, count(*) AS n FROM ev
+LEFT JOIN (SELECT tenant_id, recipient_domain AS sender_domain, count(DISTINCT message_index) AS n FROM ev
            WHERE direction = 'outbound' GROUP BY ALL) o USING (tenant_id, sender_domain);
 
 CREATE OR REPLACE TEMP TABLE d_first AS

@@ -25,7 +25,7 @@ from ._builtin_identity import _IS_FAIL, _MIN_PASSES, HOUR_PSEUDO_COUNT, HabitSi
 from ._builtin_pair import PairSignals, RecipientSignals
 from ._builtin_sender import NAN, SenderDomainSignals, SenderSignals, days_between
 from ._freemail import freemail_domains
-from ._lookalike import CLOSE_DISTANCE, ESTABLISHED_DAYS
+from ._lookalike import CLOSE_DISTANCE, is_established
 
 __all__ = ["TenantAsOf", "BUILTIN", "PRIOR_KINDS"]
 
@@ -138,7 +138,7 @@ def identity_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
 def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     distance = distances_as_of(t.tables.d, t.instants, t.domain_names, t.tables.known_contacts())
     cols = t.sender_domain
-    established = (cols["n_outbound_to"] > 0) | (cols["n_internal"] > 0) | (cols["active_days"] >= ESTABLISHED_DAYS)
+    established = is_established(cols["n_outbound_to"], cols["n_internal"], cols["active_days"])
     return {"lookalike_domain_distance": distance,
             "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
 

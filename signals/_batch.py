@@ -97,16 +97,15 @@ _KEY_CACHE_LIMIT = 1 << 18
 def string_keys(values: Any) -> np.ndarray:
     """XXH3-64 of the UTF-8 of each string (as :func:`commgraph.graph.stable_keys`), memoised per string."""
     cache = _KEY_CACHE
-    out = np.empty(len(values), np.uint64)
-    for i, v in enumerate(values):
-        k = cache.get(v)
-        if k is None:
-            k = xxh3_64_intdigest(v.encode("utf-8"))
-            if len(cache) >= _KEY_CACHE_LIMIT:
-                cache.clear()
-            cache[v] = k
-        out[i] = k
-    return out
+    found = list(map(cache.get, values))  # one C-level pass: most strings were seen before
+    if None in found:
+        for i, v in enumerate(values):
+            if found[i] is None:
+                k = xxh3_64_intdigest(v.encode("utf-8"))
+                if len(cache) >= _KEY_CACHE_LIMIT:
+                    cache.clear()
+                cache[v] = found[i] = k
+    return np.array(found, dtype=np.uint64)
 
 
 def _factorize(values: Any) -> tuple[np.ndarray, list | np.ndarray]:

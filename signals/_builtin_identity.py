@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ._batch import DIRECTION_CODES, FAIL_CODES
-from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, nearest_known
+from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, is_established, nearest_known
 from ._provider import SignalProvider, SignalSpec, builtin_compute_one, register_provider
 from ._view import SnapshotView, gather, probe
 
@@ -126,9 +126,8 @@ class LookalikeSignals(SignalProvider):
         distance = np.where(codes >= 0, per_code.take(codes, mode="clip") if len(per_code) else DISTANCE_CAP,
                             DISTANCE_CAP).astype(np.int32)
         pos = batch.rows(view, "sender_domain")
-        established = (gather(view.column("sender_domain", "n_outbound_to"), pos, 0, "int32") > 0) | \
-                      (gather(view.column("sender_domain", "n_internal"), pos, 0, "int32") > 0) | \
-                      (gather(view.column("sender_domain", "active_days"), pos, 0, "int32") >= ESTABLISHED_DAYS)
+        established = is_established(*(gather(view.column("sender_domain", c), pos, 0, "int32")
+                                       for c in ("n_outbound_to", "n_internal", "active_days")))
         return {"lookalike_domain_distance": distance,
                 "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
 

@@ -28,7 +28,7 @@ from ._batch import DIRECTION_CODES, FAIL_CODES
 from ._builtin_identity import _MIN_PASSES, HOUR_PSEUDO_COUNT
 from ._builtin_sender import window_column
 from ._freemail import freemail_domains
-from ._lookalike import CLOSE_DISTANCE, ESTABLISHED_DAYS, nearest_one
+from ._lookalike import CLOSE_DISTANCE, is_established, nearest_one
 from ._scalar import find, mix64
 
 __all__ = ["BuiltinOne", "BUILTIN_NAMES"]
@@ -200,7 +200,7 @@ class BuiltinOne:
             d30, d_senders, d_new, d_likely, d_solicited = w30[d], senders[d], int(n[d] == 0), likely[d], outbound_to[d]
             then = first[d]
             domain_days = 0.0 if then == _NAT else max(ts - then, 0) / _DAY_NS
-            established = d_solicited > 0 or internal[d] > 0 or active[d] >= ESTABLISHED_DAYS
+            established = is_established(d_solicited, internal[d], active[d])
         else:
             d30 = d_senders = d_solicited = 0
             d_new = 1

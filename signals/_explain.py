@@ -12,7 +12,7 @@ from commgraph.baselines import Snapshot
 from commgraph.graph import ConfigError
 
 from ._builtin_identity import HOUR_PSEUDO_COUNT
-from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP
+from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, is_established
 from ._scalar import mix64, parse_one
 from ._scorer import Scorer
 
@@ -228,7 +228,8 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
                    for r in ("pass", "fail")},
                 "message_auth": {a: message.get(a) for a in ("spf", "dkim", "dmarc")}}
     look_ev = {"domain": m.sender_domain, "resembles": resembles, "close_at_most": CLOSE_DISTANCE,
-               "established": bool(domain and (domain.get("n_outbound_to", 0) or domain.get("n_internal", 0)))}
+               "established": bool(domain and is_established(*(domain.get(c) or 0 for c in (
+                   "n_outbound_to", "n_internal", "active_days"))))}
 
     evidence_of = {}
     for spec in scorer.signal_set.specs:

@@ -21,7 +21,8 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["skeleton", "nearest_known", "distance_matrix", "DISTANCE_CAP", "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
+__all__ = ["skeleton", "nearest_known", "distance_matrix", "is_established", "DISTANCE_CAP", "CLOSE_DISTANCE",
+           "ESTABLISHED_DAYS"]
 
 #: Distances are capped: this value means "this far or farther, or nothing to compare with".
 DISTANCE_CAP = 8
@@ -31,6 +32,35 @@ CLOSE_DISTANCE = 2
 #: not a look-alike in waiting: look-alikes are registered for an attack and are new.
 #: (A long-known domain turned hostile is vendor compromise, which other signals cover.)
 ESTABLISHED_DAYS = 14
+
+
+def is_established(n_outbound_to: np.ndarray | int, n_internal: np.ndarray | int,
+                   active_days: np.ndarray | int) -> np.ndarray | bool:
+    """Whether a sender domain is an established contact (so never flagged as a look-alike).
+
+    The one definition behind ``lookalike_domain_is_close`` in the batch, single-message
+    and backfill paths and behind ``explain``: the tenant wrote to the domain, or it
+    sends internal mail (an own domain), or it sent mail on at least
+    :data:`ESTABLISHED_DAYS` distinct days. Elementwise on numpy arrays; plain
+    numbers give one bool.
+
+    Parameters
+    ----------
+    n_outbound_to, n_internal, active_days : int or ndarray
+        The sender-domain table's columns of those names (0 for an unknown domain).
+
+    Returns
+    -------
+    bool or ndarray of bool
+
+    Examples
+    --------
+    >>> is_established(np.array([0, 2, 0, 0]), np.array([0, 0, 1, 0]), np.array([3, 0, 0, 14])).tolist()
+    [False, True, True, True]
+    >>> bool(is_established(0, 0, ESTABLISHED_DAYS - 1))
+    False
+    """
+    return (n_outbound_to > 0) | (n_internal > 0) | (active_days >= ESTABLISHED_DAYS)
 
 _DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
 # Digits that imitate letters (Unicode lists 0 ~ O and 1 ~ l); domains are lower case.

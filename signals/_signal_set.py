@@ -302,16 +302,33 @@ class SignalSet:
         values = [columns[name] for name in names]
         if all(isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iufb" for v in values) \
                 and all(isinstance(v, pd.api.extensions.ExtensionArray) for v in head.values()):
-            # One block per column, exactly the layout ``pd.DataFrame(dict, copy=False)`` makes, without
-            # its per-column inference and checks (about 1 ms for 38 columns, whatever the batch size).
+            # One 2-D block per dtype (the consolidated layout ``pd.DataFrame(dict)`` makes), built
+            # directly: no per-column inference and checks, and four blocks to make instead of 35.
             labels = self._labels(tuple(head))
             blocks = [(v, _PLACEMENTS[j]) for j, v in enumerate(head.values())]
-            offset = len(head)
-            blocks += [(v.reshape(1, -1), _PLACEMENTS[offset + j]) for j, v in enumerate(values)]
+            for dtype, members, placement in self._dtype_groups(tuple(v.dtype for v in values), len(head)):
+                block = np.empty((len(members), len(index)), dtype)
+                for row, j in enumerate(members):
+                    block[row] = values[j]
+                blocks.append((block, placement))
             return create_dataframe_from_blocks(blocks, index, labels)
         data = dict(head)
         data.update(zip(names, values))
         return pd.DataFrame(data, index=index, copy=False)
+
+    def _dtype_groups(self, dtypes: tuple[np.dtype, ...], offset: int
+                      ) -> list[tuple[np.dtype, list[int], np.ndarray]]:
+        """Signal columns grouped by dtype: (dtype, their positions among the signals, their output
+        column positions), in order of first appearance; made once per dtype layout."""
+        cache = self.__dict__.setdefault("_groups_cache", {})
+        found = cache.get((dtypes, offset))
+        if found is None:
+            members: dict[np.dtype, list[int]] = {}
+            for j, dtype in enumerate(dtypes):
+                members.setdefault(dtype, []).append(j)
+            found = cache[(dtypes, offset)] = [(dtype, js, np.asarray(js, dtype=np.intp) + offset)
+                                               for dtype, js in members.items()]
+        return found
 
     def _labels(self, head: tuple[str, ...]) -> pd.Index:
         """The output's column labels (an Index as ``pd.DataFrame`` makes them), made once per head."""

@@ -80,7 +80,8 @@ def reference(m, tenant: str, as_of, config: BaselineConfig) -> dict[str, pd.Dat
             d[c] = [h if ok else np.zeros(24, int) for h, ok in zip(d[c], received)]
         elif "seen" not in c:
             d[c] = d[c].fillna(0)
-    d["n_outbound_to"] = out.groupby("recipient_domain").size().reindex(d.index).fillna(0)
+    # Messages written to the domain: one to several of its addresses counts once.
+    d["n_outbound_to"] = out.groupby("recipient_domain")["message_index"].nunique().reindex(d.index).fillna(0)
     d["last_outbound_to"] = out.groupby("recipient_domain")["timestamp"].max().reindex(d.index)
     tables["sender_domain"] = d
 
@@ -198,7 +199,8 @@ def known_contacts_reference(m, tenant: str, as_of, top: int) -> list[str]:
     e = e[e["message_index"].isin(np.flatnonzero(((m.frame["tenant_id"] == tenant)
                                                   & (m.frame["timestamp"] < as_of)).to_numpy()))]
     received = f["sender_domain"].astype(object).value_counts()
-    written = e.loc[e["direction"] == "outbound", "recipient_domain"].astype(object).value_counts()
+    written = e.loc[e["direction"] == "outbound"].drop_duplicates(["message_index", "recipient_domain"])[
+        "recipient_domain"].astype(object).value_counts()  # messages written to each domain
     own = set(f.loc[f["direction"] == "internal", "sender_domain"].astype(object))
     domains = received.index.union(written.index)
     table = pd.DataFrame({"volume": received.reindex(domains).fillna(0) + written.reindex(domains).fillna(0),
@@ -233,7 +235,8 @@ def test_a_domain_only_written_to_has_a_row() -> None:
     snap = build_baselines(m, as_of="2024-05-04", config=config)["acme"]
     assert_matches_reference(snap, reference(m, "acme", "2024-05-04", config))
     row = snap.table("sender_domain").set_index("sender_domain").loc["newvendor.com"]
-    assert (row["n_messages"], row["n_outbound_to"], row["n_distinct_senders"], row["active_days"]) == (0, 3, 0, 0)
+    # Two messages to it (three recipients): the tenant's mail to a domain counts messages.
+    assert (row["n_messages"], row["n_outbound_to"], row["n_distinct_senders"], row["active_days"]) == (0, 2, 0, 0)
     assert pd.isna(row["first_seen"]) and row["last_outbound_to"] == pd.Timestamp("2024-05-03T08:00Z")
     assert row["likelihood_safe"] == np.float32(snap.priors["sender_domain"]["alpha"] / (
         snap.priors["sender_domain"]["alpha"] + snap.priors["sender_domain"]["beta"]))

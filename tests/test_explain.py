@@ -74,3 +74,27 @@ def test_explain_from_a_snapshot_and_errors(scorer) -> None:
         explain(_message(), "nope")
     cold = explain(_message(tenant_id="newco", recipients="a@newco.com"), scorer, cold_start=True)
     assert cold.frame.set_index("signal").loc["sender_is_new", "value"] == 1
+
+
+def test_lookalike_evidence_agrees_with_the_signal_on_a_domain_established_by_active_days() -> None:
+    """contoso.co resembles contoso.com (the tenant writes to it) but has sent mail on 14 distinct days: an
+    established correspondent by the 14-day rule alone (never written to, no internal mail), so the signal does
+    not flag it, and explain's evidence must say so too; with one day fewer it is flagged, and explain agrees."""
+    from commgraph.signals._lookalike import ESTABLISHED_DAYS
+
+    for days, close in ((ESTABLISHED_DAYS, 0), (ESTABLISHED_DAYS - 1, 1)):
+        rows = [("cy@acme.com", "ceo@contoso.com", f"2024-04-{1 + d:02d}T09:00Z") for d in range(3)]
+        rows += [("sue@contoso.co", "cy@acme.com", f"2024-04-{1 + d:02d}T10:00Z") for d in range(days)]
+        frame = pd.DataFrame(rows, columns=["sender", "recipients", "timestamp"]).assign(
+            tenant_id="acme", message_id=[f"h{i}" for i in range(len(rows))])
+        scorer = Scorer(build_baselines(validate(frame, tenants=TENANTS), as_of="2024-05-01"), tenant_configs=TENANTS)
+        message = _message(sender="sue@contoso.co", timestamp="2024-05-01T09:00:00+00:00")
+        values = scorer.score_one(message)
+        assert (values["lookalike_domain_distance"], values["lookalike_domain_is_close"]) == (1, close)
+        e = explain(message, scorer).frame.set_index("signal")
+        evidence = e.loc["lookalike_domain_is_close", "evidence"]
+        domain = e.loc["domain_solicited_messages", "evidence"]
+        assert (domain["n_outbound_to"], domain["active_days"]) == (0, days)
+        assert evidence["resembles"] == "contoso.com"
+        assert evidence["established"] is (not close)
+        assert e.loc["lookalike_domain_is_close", "value"] == close

@@ -94,7 +94,9 @@ def reference(history, as_of, batch, snapshots) -> pd.DataFrame:
         d = pd.DataFrame({"w30": g["timestamp"].apply(lambda t: int((t >= as_of - pd.Timedelta(days=30)).sum())),
                           "n": g.size(), "first": g["timestamp"].min(), "senders": g["sender"].nunique(),
                           "days": g["timestamp"].apply(lambda t: t.dt.floor("D").nunique())})
-        d = d.join(he[he["direction"] == "outbound"].groupby("recipient_domain").size().rename("out"), how="outer")
+        # Messages to the domain: one written to several of its addresses counts once.
+        d = d.join(he[he["direction"] == "outbound"].groupby("recipient_domain")["message_index"].nunique()
+                   .rename("out"), how="outer")
         dt = snap.table("sender_domain")[["sender_domain", "likelihood_safe"]].set_index("sender_domain")
         x = e[["domain", "ts"]].merge(d, left_on="domain", right_index=True, how="left").merge(
             dt, left_on="domain", right_index=True, how="left")
@@ -264,8 +266,58 @@ def test_a_domain_only_written_to() -> None:
     assert_matches(ours, reference(history, as_of, batch, snapshots))
     reply, lookalike = ours.iloc[0], ours.iloc[1]
     solicited = history.edges().query("direction == 'outbound' and recipient_domain == 'newvendor.com'")
-    assert reply["domain_solicited_messages"] == len(solicited) == 3
+    # Two messages, one of them to two addresses there: the unit is messages, as for a sender.
+    assert reply["domain_solicited_messages"] == solicited["message_index"].nunique() == 2
     assert (reply["domain_is_new"], reply["domain_messages_30d"], reply["domain_distinct_senders"],
             reply["domain_days_known"]) == (1, 0, 0, 0.0)
     assert reply["lookalike_domain_is_close"] == 0  # the tenant wrote to it: an established contact
     assert (lookalike["lookalike_domain_distance"], lookalike["lookalike_domain_is_close"]) == (0, 1)
+
+
+def test_solicited_messages_count_messages_on_every_path() -> None:
+    """The tenant's mail to a domain counts messages, as its mail to an address does: a message to three
+    addresses at partner.com counts once (two messages from one sender at one instant count twice), the same
+    in the snapshot, the batch and single-message signals, explain and the point-in-time backfill."""
+    from commgraph.signals import Scorer, backfill, explain
+
+    tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    history = pd.DataFrame({
+        "tenant_id": "acme", "message_id": ["1", "2", "3", "4", "5"],
+        "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-03T09:00Z", "2024-05-03T09:00Z",
+                      "2024-05-04T09:00Z"],
+        "sender": ["ann@acme.com", "ann@acme.com", "cy@acme.com", "cy@acme.com", "x@partner.com"],
+        "recipients": ["x@partner.com; y@partner.com; z@partner.com", "x@partner.com; bob@other.org",
+                       "y@partner.com", "x@partner.com; z@partner.com", "ann@acme.com"]})
+    later = pd.DataFrame({"tenant_id": "acme", "message_id": ["6"], "timestamp": ["2024-05-06T09:00Z"],
+                          "sender": ["y@partner.com"], "recipients": ["cy@acme.com"]})
+    m = validate(history, tenants=tenants)
+
+    def solicited(before: pd.Timestamp) -> pd.Series:  # plain pandas: messages written to each domain
+        e = m.edges(message_columns=("message_id",))
+        e = e[(e["direction"] == "outbound") & (e["timestamp"] < before)]
+        return e.groupby(e["recipient_domain"].astype(str))["message_id"].nunique()
+
+    as_of = pd.Timestamp("2024-05-05", tz="UTC")
+    expected = solicited(as_of)
+    assert expected.to_dict() == {"other.org": 1, "partner.com": 4}  # 7 edges to partner.com
+    snapshots = build_baselines(m, as_of=as_of)
+    table = snapshots["acme"].table("sender_domain").set_index("sender_domain")
+    assert table["n_outbound_to"].reindex(expected.index).tolist() == expected.tolist()
+
+    batch = validate(later, tenants=tenants)
+    assert SignalSet().compute(batch, snapshots)["domain_solicited_messages"].tolist() == [4]
+    scorer = Scorer(snapshots, tenant_configs=tenants)
+    one = later.iloc[0].to_dict()
+    assert scorer.score_one(one)["domain_solicited_messages"] == 4
+    e = explain(one, scorer).frame.set_index("signal")
+    assert e.loc["domain_solicited_messages", "value"] == 4
+    assert e.loc["domain_solicited_messages", "evidence"]["n_outbound_to"] == 4
+
+    # Point in time: each message sees the messages written to its sender domain strictly before it.
+    everything = validate(pd.concat([history, later], ignore_index=True), tenants=tenants)
+    ours = backfill(everything).set_index("message_id")
+    for message_id, sender_domain, ts in everything.frame[["message_id", "sender_domain", "timestamp"]].itertuples(
+            index=False):
+        want = solicited(ts).get(str(sender_domain), 0)
+        assert (ours.loc[[message_id], "domain_solicited_messages"] == want).all(), message_id
+    assert ours.loc["5", "domain_solicited_messages"] == ours.loc["6", "domain_solicited_messages"] == 4

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from commgraph.baselines import (
-    BaselineConfig, CorruptSnapshotError, SnapshotStore, build_baselines, refresh,
+    SCHEMA_VERSION, BaselineConfig, CorruptSnapshotError, SnapshotStore, build_baselines, refresh,
 )
 from commgraph.graph import CommGraphError, ConfigError, generate, stable_keys, validate
 
@@ -82,7 +82,11 @@ def test_a_corrupt_or_unknown_snapshot_is_refused(tmp_path, snaps) -> None:
     manifest = json.loads((tmp_path / tenant / "v000002" / "manifest.json").read_text())
     manifest["schema_version"] = 99
     (tmp_path / tenant / "v000002" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(CorruptSnapshotError, match="schema version 99; this library reads version 1"):
+    with pytest.raises(CorruptSnapshotError, match=f"schema version 99; this library reads version {SCHEMA_VERSION}"):
+        store.load(tenant)
+    manifest["schema_version"] = 1  # counted mail to a domain in recipients, not messages
+    (tmp_path / tenant / "v000002" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptSnapshotError, match="schema version 1; .* Rebuild the snapshot"):
         store.load(tenant)
 
 
