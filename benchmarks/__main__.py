@@ -10,14 +10,16 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks import (bench_backfill, bench_generate, bench_graph, bench_ingest, bench_refresh, bench_scale,
-                        bench_signals)
+from benchmarks import (bench_backfill, bench_baselines, bench_generate, bench_graph, bench_ingest, bench_refresh,
+                        bench_scale, bench_signals)
 
 PROFILES = {
     "quick": [
         ("ingest", bench_ingest.main, ["--messages", "200000", "--repeat", "1"]),
         ("generate", bench_generate.main, ["--edges", "1000000", "--peer-messages", "5000"]),
         ("graph", bench_graph.main, ["--edges", "1000000", "--nx-edges", "200000", "--repeat", "1"]),
+        ("baselines", bench_baselines.main, ["--scale", "0.05", "--tenants", "20", "--repeat", "1",
+                                             "--senders", "100000"]),
         ("signals", bench_signals.main, ["--senders", "100000", "--single", "5000", "--peer-min-time", "1"]),
         ("refresh", bench_refresh.main, ["--tenants", "10", "--days", "30", "--scale", "0.3"]),
         ("backfill", bench_backfill.main, ["--messages", "100000", "--tenants", "5", "--naive-messages", "2000",
@@ -28,6 +30,7 @@ PROFILES = {
         ("ingest", bench_ingest.main, ["--messages", "1000000", "--repeat", "3"]),
         ("generate", bench_generate.main, ["--edges", "10000000"]),
         ("graph", bench_graph.main, ["--edges", "10000000", "--nx-edges", "1000000", "--repeat", "3"]),
+        ("baselines", bench_baselines.main, []),
         ("signals", bench_signals.main, []),
         ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.3"]),
         ("backfill", bench_backfill.main, []),
