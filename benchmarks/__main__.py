@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks import (bench_backfill, bench_generate, bench_graph, bench_ingest, bench_overlay, bench_refresh,
+from benchmarks import (bench_backfill, bench_baselines, bench_generate, bench_graph, bench_ingest, bench_overlay,
+                        bench_refresh,
                         bench_scale, bench_signals)
 
 PROFILES = {
@@ -18,6 +19,8 @@ PROFILES = {
         ("ingest", bench_ingest.main, ["--messages", "200000", "--repeat", "1"]),
         ("generate", bench_generate.main, ["--edges", "1000000", "--peer-messages", "5000"]),
         ("graph", bench_graph.main, ["--edges", "1000000", "--nx-edges", "200000", "--repeat", "1"]),
+        ("baselines", bench_baselines.main, ["--scale", "0.05", "--tenants", "20", "--repeat", "1",
+                                             "--senders", "100000"]),
         ("signals", bench_signals.main, ["--senders", "100000", "--single", "5000", "--peer-min-time", "1"]),
         ("overlay", bench_overlay.main, ["--senders", "100000", "--rounds", "3"]),
         ("refresh", bench_refresh.main, ["--tenants", "10", "--days", "30", "--scale", "0.3"]),
@@ -29,6 +32,7 @@ PROFILES = {
         ("ingest", bench_ingest.main, ["--messages", "1000000", "--repeat", "3"]),
         ("generate", bench_generate.main, ["--edges", "10000000"]),
         ("graph", bench_graph.main, ["--edges", "10000000", "--nx-edges", "1000000", "--repeat", "3"]),
+        ("baselines", bench_baselines.main, []),
         ("signals", bench_signals.main, []),
         ("overlay", bench_overlay.main, []),
         ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.3"]),

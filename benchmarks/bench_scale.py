@@ -104,7 +104,9 @@ def machine() -> dict:
                 if line.startswith("model name")), platform.processor())
     mem = next(int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
                if line.startswith("MemTotal"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "python": platform.python_version(),
+    # Other work stretches wall times on a shared machine: the load average says how much there was.
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "load_average_1_5_15m": list(os.getloadavg()),
+            "python": platform.python_version(),
             "platform": platform.platform(), "numpy": numpy.__version__, "pandas": pandas.__version__,
             "pyarrow": pyarrow.__version__}
 
