@@ -11,8 +11,7 @@ import sys
 import time
 
 from benchmarks import (bench_backfill, bench_baselines, bench_generate, bench_graph, bench_ingest, bench_overlay,
-                        bench_refresh,
-                        bench_scale, bench_signals)
+                        bench_refresh, bench_scale, bench_signals)
 
 PROFILES = {
     "quick": [
