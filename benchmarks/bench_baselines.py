@@ -131,8 +131,10 @@ LEFT JOIN (SELECT tenant_id, sender, count(*) AS n FROM d_pair GROUP BY ALL) dr 
 LEFT JOIN (SELECT tenant_id, recipient AS sender, count(*) AS n, max(ts) AS last FROM ev
            WHERE direction <> 'inbound' GROUP BY ALL) w USING (tenant_id, sender);
 
+-- Domains the tenant only wrote to have a row too (counts 0): the look-alike check trusts them.
 CREATE OR REPLACE TEMP TABLE d_domain AS
-SELECT d.*, coalesce(o.n, 0) AS n_outbound_to FROM (
+SELECT * EXCLUDE (n) REPLACE (coalesce(decayed_messages, 0) AS decayed_messages), coalesce(n, 0) AS n_outbound_to
+FROM (
   SELECT tenant_id, sender_domain, count(*) AS n_messages,
          count(*) FILTER (WHERE ts >= $as_of - INTERVAL 7 DAY) AS n_messages_7d,
          count(*) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY) AS n_messages_30d,
@@ -141,7 +143,7 @@ SELECT d.*, coalesce(o.n, 0) AS n_outbound_to FROM (
          sum(pow(2, -(epoch($as_of) - epoch(ts)) / $half_life)) AS decayed_messages,
          count(*) FILTER (WHERE label = 'attack') AS n_attack
   FROM ev WHERE head GROUP BY ALL) d
-LEFT JOIN (SELECT tenant_id, recipient_domain AS sender_domain, count(DISTINCT message_index) AS n FROM ev
+FULL JOIN (SELECT tenant_id, recipient_domain AS sender_domain, count(DISTINCT message_index) AS n FROM ev
            WHERE direction = 'outbound' GROUP BY ALL) o USING (tenant_id, sender_domain);
 
 CREATE OR REPLACE TEMP TABLE d_first AS
