@@ -466,7 +466,12 @@ class AsOfTables:
             return codes[first], times[first], np.ones(int(first.sum()), np.int64)
         # Key ranks break ties as the snapshot's sort does (smaller key first).
         key_rank = np.argsort(np.argsort(self.domains, kind="stable"), kind="stable")
-        return _follow_top(codes, times, score, key_rank, limit)
+        # Once own or written to, a domain is a member for good and the sweep skips its events (it
+        # never reads their scores again): hand it only each domain's first such event. Scores only
+        # grow, so that is the first event at or above _WRITTEN; most of the mail drops out.
+        reached = score >= _WRITTEN
+        keep = ~reached | (pd.Series(reached).groupby(codes).cumsum().to_numpy() == 1)
+        return _follow_top(codes[keep], times[keep], score[keep], key_rank, limit)
 
 
 def _follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_rank: np.ndarray,
