@@ -26,7 +26,7 @@ import pandas as pd
 from ._build import _outcomes
 from ._config import BaselineConfig
 from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS
-from ._pointintime import NAT, Timeline, dense_codes, outcome_events
+from ._pointintime import NAT, QueryOrder, Timeline, dense_codes, outcome_events
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
 
@@ -140,7 +140,32 @@ class AsOfTables:
 
     def _before(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, times: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
-        return tl.before_own() if self._own(instants, times) else tl.before(codes, instants)
+        return tl.before_own() if self._own(instants, times) else tl.before(codes, instants,
+                                                                             self._order(codes, instants))
+
+    @cached_property
+    def _orders(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray, QueryOrder]]:
+        return {}
+
+    def _order(self, codes: np.ndarray, instants: np.ndarray) -> QueryOrder:
+        """The :class:`QueryOrder` of (codes, instants), sorted once per pair of arrays and reused by every
+        timeline asked about them (the arrays are kept with it, so their ids stay theirs)."""
+        key = (id(codes), id(instants))
+        found = self._orders.get(key)
+        if found is None or found[0] is not codes or found[1] is not instants:
+            found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants))
+        return found[2]
+
+    @cached_property
+    def _edge_instants(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        return {}
+
+    def _at_edges(self, instants: np.ndarray) -> np.ndarray:
+        """Each edge's instant (its message's), one array per instants array (so query orders are reused)."""
+        found = self._edge_instants.get(id(instants))
+        if found is None or found[0] is not instants:
+            found = self._edge_instants[id(instants)] = (instants, instants[self.edge_message])
+        return found[1]
 
     @cached_property
     def _sender(self) -> Timeline:
@@ -270,7 +295,7 @@ class AsOfTables:
 
     def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray) -> dict[str, np.ndarray]:
         tl, prefixes = self._outcome_timelines[kind]
-        lo, hi = tl.before(codes, instants)
+        lo, hi = tl.before(codes, instants, self._order(codes, instants))
         return {c: p[hi] - p[lo] for c, p in prefixes.items()}
 
     def outcomes(self, kind: str) -> TenantOutcomes:
@@ -295,13 +320,14 @@ class AsOfTables:
         tl = self._sender
         lo, hi = self._before(tl, self.s, q, self.ts)
         out: dict[str, np.ndarray] = {"n_messages": hi - lo}
+        order = self._order(self.s, q)
         for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = tl.count_since(self.s, q - w, hi)
+            out[f"n_messages_{name}"] = tl.count_since(self.s, q - w, hi, order)
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
         out["first_seen"] = tl.first(lo, hi)
         days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
         out["active_days"] = days[hi] - days[lo]
-        dlo, dhi = self._distinct_recipients.before(self.s, q)
+        dlo, dhi = self._distinct_recipients.before(self.s, q, order)
         out["n_distinct_recipients"] = dhi - dlo
         for a in _AUTH:
             codes = self.auth[a]
@@ -314,7 +340,8 @@ class AsOfTables:
     def written_to(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per message, messages the tenant's mailboxes sent its sender, and the last time of those pairs."""
         tl, counts, last = self._written_to
-        lo, hi = tl.before(self.s, np.asarray(instants, dtype=np.int64))
+        q = np.asarray(instants, dtype=np.int64)
+        lo, hi = tl.before(self.s, q, self._order(self.s, q))
         return counts[hi] - counts[lo], tl.at_last(last, lo, hi, NAT)
 
     def sender_hours(self, instants: np.ndarray) -> np.ndarray:
@@ -348,15 +375,16 @@ class AsOfTables:
         lo, hi = self._before(tl, self.d, q, self.ts)
         n = hi - lo
         out: dict[str, np.ndarray] = {"n_messages": n}
+        order = self._order(self.d, q)
         for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = tl.count_since(self.d, q - w, hi)
+            out[f"n_messages_{name}"] = tl.count_since(self.d, q - w, hi, order)
         out["first_seen"] = tl.first(lo, hi)
         days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
         out["active_days"] = days[hi] - days[lo]
         for column, flags in (("n_distinct_senders", self._head_of_sender), ("n_internal", self.direction == INTERNAL)):
             p = tl.prefix(flags)
             out[column] = p[hi] - p[lo]
-        olo, ohi = self._domain_out.before(self.d, q)
+        olo, ohi = self._domain_out.before(self.d, q, order)
         # A domain the tenant only wrote to has a row too: its outbound count is known without inbound mail.
         out["n_outbound_to"] = ohi - olo
         out.update(self._label_columns("sender_domain", self.d, q))
@@ -364,7 +392,7 @@ class AsOfTables:
 
     def pair(self, instants: np.ndarray) -> dict[str, np.ndarray]:
         """Per edge, pair-table columns of (sender, recipient), and ``n_reverse`` of (recipient, sender)."""
-        q = np.asarray(instants, dtype=np.int64)[self.edge_message]
+        q = self._at_edges(np.asarray(instants, dtype=np.int64))
         codes, uniques = self._pairs
         tl = self._pair
         lo, hi = self._before(tl, codes, q, self.ets)
@@ -374,13 +402,14 @@ class AsOfTables:
 
     def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
-        q = np.asarray(instants, dtype=np.int64)[self.edge_message]
+        q = self._at_edges(np.asarray(instants, dtype=np.int64))
         tl = self._inbound
-        lo, hi = tl.before(self.r, q)
+        order = self._order(self.r, q)
+        lo, hi = tl.before(self.r, q, order)
         out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
         for name, w in self._windows(windows).items():
-            out[f"n_inbound_{name}"] = tl.count_since(self.r, q - w, hi)
-        flo, fhi = self._first_time_inbound.before(self.r, q)
+            out[f"n_inbound_{name}"] = tl.count_since(self.r, q - w, hi, order)
+        flo, fhi = self._first_time_inbound.before(self.r, q, order)
         out["n_first_time_inbound"] = fhi - flo
         out["first_time_share"] = np.divide(out["n_first_time_inbound"], out["n_inbound"],
                                             out=np.zeros(len(q)), where=out["n_inbound"] > 0).astype(np.float32)
@@ -438,7 +467,12 @@ class AsOfTables:
             return codes[first], times[first], np.ones(int(first.sum()), np.int64)
         # Key ranks break ties as the snapshot's sort does (smaller key first).
         key_rank = np.argsort(np.argsort(self.domains, kind="stable"), kind="stable")
-        return _follow_top(codes, times, score, key_rank, limit)
+        # Once own or written to, a domain is a member for good and the sweep skips its events (it
+        # never reads their scores again): hand it only each domain's first such event. Scores only
+        # grow, so that is the first event at or above _WRITTEN; most of the mail drops out.
+        reached = score >= _WRITTEN
+        keep = ~reached | (pd.Series(reached).groupby(codes).cumsum().to_numpy() == 1)
+        return _follow_top(codes[keep], times[keep], score[keep], key_rank, limit)
 
 
 def _follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_rank: np.ndarray,

@@ -67,7 +67,9 @@ def distances_as_of(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
             cols, sgn = column[applied:upto], signs[applied:upto]
             levels = matrix[:, cols].astype(np.int64)  # asked x changes
             rows, which = np.nonzero(levels < DISTANCE_CAP)
-            np.add.at(count, (rows, levels[rows, which]), sgn[which])
+            # One bincount over the flat (asked, distance) cells: many times faster than np.add.at.
+            cells = rows * DISTANCE_CAP + levels[rows, which]
+            count += np.bincount(cells, weights=sgn[which], minlength=count.size).astype(np.int32).reshape(count.shape)
             applied = upto
         have = count[row[group]] > 0
         out[group] = np.where(have.any(axis=1), have.argmax(axis=1), DISTANCE_CAP)

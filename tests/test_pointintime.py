@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.baselines._asof import AsOfTables
-from commgraph.baselines._pointintime import NAT, Timeline, outcome_events
+from commgraph.baselines._pointintime import NAT, QueryOrder, Timeline, outcome_events
 from commgraph.baselines._priors_in_time import priors_at
 from commgraph.graph import validate
 from commgraph.signals._backfill import _columns, _tenant
@@ -47,6 +47,30 @@ def test_timeline_against_brute_force(ev, qs, half_life, window) -> None:
         assert last_value[i] == (values[mine].max() if mine.any() else -1)
         expected = np.exp2(-(t - times[mine]) / half_life).sum()
         assert np.isclose(decayed[i], expected, rtol=1e-12, atol=0) or (expected < 1e-300 and decayed[i] < 1e-290)
+
+
+@settings(max_examples=80, deadline=None)
+@given(events, queries, st.integers(0, 400))
+def test_timeline_with_a_query_order_against_brute_force(ev, qs, window) -> None:
+    # The sorted-query path: one QueryOrder reused for the instants and for window starts shifted from them.
+    codes, times = np.array([e[0] for e in ev]), np.array([e[1] for e in ev], dtype=np.int64)
+    qc, qt = np.array([q[0] for q in qs]), np.array([q[1] for q in qs], dtype=np.int64)
+    tl = Timeline(codes, times, 6)
+    order = QueryOrder.of(qc, qt)
+    assert sorted(order.by_time.tolist()) == list(range(len(qt)))
+    lo, hi = tl.before(qc, qt, order)
+    since = tl.count_since(qc, qt - window, hi, order)
+    for i, (c, t) in enumerate(zip(qc, qt)):
+        mine = (codes == c) & (times < t)
+        assert hi[i] - lo[i] == mine.sum()
+        assert since[i] == (mine & (times >= t - window)).sum()
+    assert np.array_equal(np.stack(tl.before(qc, qt)), np.stack((lo, hi)))  # the same runs as without an order
+    # Any permutation gives these answers; the order's job is speed: it must sort the packed needles
+    # (code, rank of the instant) of the instants and of every constant shift of them.
+    for shift in (0, window):
+        rank = np.searchsorted(tl._by_time, qt - shift, side="left")
+        assert (np.diff(np.maximum(qc, 0)[order.by_key] * tl._width + rank[order.by_key]) >= 0).all()
+        assert (np.diff((qt - shift)[order.by_time]) >= 0).all()
 
 
 @settings(max_examples=80, deadline=None)
