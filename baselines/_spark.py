@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from commgraph.graph import CommGraphError, ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources
-from commgraph.graph._readers import _SeenMessageIds, _validated
+from commgraph.graph._readers import _SeenMessageIds, _validated, parquet_dataset, partition_rows
 
 from ._config import BaselineConfig
 from ._events import EventExtractor
@@ -282,8 +282,6 @@ def _read_parquet(spark: Any, inputs: Any, tenant_column: str
     """The archive as a Spark DataFrame, its nanosecond timestamp columns, a partition count for its size,
     and the rows per tenant when every file sits in a tenant partition (read from the files' footers,
     which saves Spark a scan of the whole archive)."""
-    import pyarrow.dataset as ds
-
     paths = list_sources(inputs)
     other = [str(p) for p in paths if not (p.is_dir() or p.suffix in (".parquet", ".pq"))]
     if other:
@@ -292,19 +290,12 @@ def _read_parquet(spark: Any, inputs: Any, tenant_column: str
                           "run_refresh(frame, engine='spark', ...)")
     ns_columns: dict[str, str | None] = {}
     size = 0
-    sizes: dict[str, int] | None = {}
     for path in paths:
-        dataset = ds.dataset(str(path), format="parquet", partitioning="hive")
+        dataset = parquet_dataset(path)
         ns_columns.update({f.name: f.type.tz for f in dataset.schema
                            if pa.types.is_timestamp(f.type) and f.type.unit == "ns"})
         size += sum(os.path.getsize(f) for f in dataset.files)
-        for fragment in dataset.get_fragments() if sizes is not None else ():
-            tenant = ds.get_partition_keys(fragment.partition_expression).get(tenant_column)
-            if tenant is None:
-                sizes = None
-                break
-            key = str(tenant).strip()
-            sizes[key] = sizes.get(key, 0) + fragment.count_rows()
+    sizes = partition_rows(paths, tenant_column)
     frames = [spark.read.parquet(str(p)) for p in paths]
     frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
     return frame, ns_columns, math.ceil(size / _BYTES_PER_PARTITION), sizes
