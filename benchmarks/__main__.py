@@ -29,7 +29,7 @@ PROFILES = {
         ("generate", bench_generate.main, ["--edges", "10000000"]),
         ("graph", bench_graph.main, ["--edges", "10000000", "--nx-edges", "1000000", "--repeat", "3"]),
         ("signals", bench_signals.main, []),
-        ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.3"]),
+        ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.26"]),
         ("backfill", bench_backfill.main, []),
         ("scale", bench_scale.main, ["--edges", "1000000", "3000000", "10000000", "30000000"]),
     ],
