@@ -21,6 +21,7 @@ import pandas as pd
 
 from commgraph.graph import ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources, load_tenant_configs
 from commgraph.graph import read_frame, read_messages
+from commgraph.graph._readers import parquet_dataset, partition_rows, partition_values
 
 from ._build import build_baselines, refresh
 from ._config import BaselineConfig
@@ -147,18 +148,22 @@ def list_input_tenants(inputs: Any, *, columns: Mapping[str, str] | None = None)
     return sorted(_tenant_rows(inputs, columns=columns))
 
 
-def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Input rows per tenant, from the tenant column alone."""
+def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None) -> dict[str, int | None]:
+    """Input rows per tenant, from the tenant column alone; None (not counted yet) for the tenants of an
+    archive partitioned by tenant, whose folder names list them without opening a file."""
     column = (columns or {}).get("tenant_id", "tenant_id")
     if isinstance(inputs, pd.DataFrame):
         values = inputs[column]
     else:
+        # Each tenant's worker counts its own rows (from its files' footers) if it needs the figure:
+        # reading every footer here, before any worker starts, took as long as refreshing ten tenants.
+        listed = partition_values(inputs, column)
+        if listed is not None:
+            return dict.fromkeys(listed)
         paths = list_sources(inputs)
         if all(p.is_dir() or p.suffix in (".parquet", ".pq") for p in paths):
-            import pyarrow.dataset as ds
-
-            values = pd.concat([ds.dataset(p, format="parquet", partitioning="hive").to_table(columns=[column])
-                                .column(column).to_pandas() for p in paths])
+            values = pd.concat([parquet_dataset(p).to_table(columns=[column]).column(column).to_pandas()
+                                for p in paths])
         else:
             values = read_frame(inputs)[column]
     return {str(k): int(v) for k, v in values.dropna().astype(str).str.strip().value_counts().items()}
@@ -232,7 +237,7 @@ def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: Bas
 def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Timestamp, config: BaselineConfig,
                     tenant_configs: dict[str, TenantConfig] | None, columns: Mapping[str, str] | None,
                     incremental: bool, force: bool, read_options: Mapping[str, Any],
-                    chunk_rows: int | None) -> TenantOutcome:
+                    chunk_rows: int | None, rows: int | None) -> TenantOutcome:
     start = time.perf_counter()
     reset_peak()
     store = SnapshotStore(store_path)
@@ -240,7 +245,10 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
     current = store.current(tenant_id)
     mode = "incremental" if incremental and current is not None else "full"
     snapshot = None
-    if mode == "full" and chunk_rows is not None:
+    if mode == "full" and chunk_rows is not None and rows is None:
+        rows = partition_rows(inputs, (columns or {}).get("tenant_id", "tenant_id"), only=[tenant_id])[tenant_id]
+    # A tenant that fits in one chunk is read whole: the same result, without reading file by file.
+    if mode == "full" and chunk_rows is not None and rows > chunk_rows:
         try:
             snapshot, counts = _build_chunked(tenant_id, inputs, as_of, config, chunk_rows, read)
             fields = counts.outcome_fields()
@@ -431,17 +439,16 @@ def run_refresh(
                                 read_options=read_options, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
     sizes = _tenant_rows(inputs, columns=columns)
     chosen = choose_tenants(sorted(sizes), tenants)
-    args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}))
-    # A tenant that fits in one chunk is read whole: the same result, without reading file by file.
-    chunks = {t: chunk_rows if chunk_rows is not None and sizes[t] > chunk_rows else None for t in chosen}
+    args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
+            chunk_rows)
     SnapshotStore(store)  # create the directory (and refuse a bad path) before any worker starts
     if jobs == 1 or len(chosen) < 2:
-        results: Iterable[TenantOutcome] = (_isolated(t, *args, chunks[t]) for t in chosen)
+        results: Iterable[TenantOutcome] = (_isolated(t, *args, sizes[t]) for t in chosen)
     else:
         from joblib import Parallel, delayed
 
         results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(_isolated)(t, *args, chunks[t]) for t in chosen)
+            delayed(_isolated)(t, *args, sizes[t]) for t in chosen)
     return collect_report(results, as_of_ts, started, on_outcome)
 
 

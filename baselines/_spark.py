@@ -5,7 +5,13 @@ run here, over Parquet paths or any Spark DataFrame of mail rows in the
 message contract. Two stages, both running the library's own code in the
 executors' Python workers:
 
-1. ``mapInArrow`` over partitions: rows are hashed by tenant (a tenant of more
+1. ``mapInArrow``: partial states. An archive partitioned by tenant at the top
+   (``tenant_id=<id>/...`` folders, counted from the files' footers) needs no
+   shuffle: each task reads one tenant's folder itself (a tenant of more than
+   ``chunk_rows`` rows is read by several tasks, each keeping its share of
+   message ids), file by file in path order as a local read does, so that the
+   first copy of a message is the one kept. Any other input (a Spark
+   DataFrame, or Parquet not partitioned by tenant) is shuffled: rows are hashed by tenant (a tenant of more
    than ``chunk_rows`` rows is spread by message id over several partitions), so
    that every copy of a message meets in one partition, and sorted by tenant,
    then input file and position, so that the first copy is the one kept, as in
@@ -35,6 +41,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from functools import reduce
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
@@ -42,7 +49,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from commgraph.graph import CommGraphError, ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources
-from commgraph.graph._readers import _SeenMessageIds, _validated
+from commgraph.graph._keys import stable_keys
+from commgraph.graph._readers import (
+    _parquet_dataset_of, _SeenMessageIds, _TenantFilter, _validated, parquet_dataset, partition_rows,
+)
 
 from ._config import BaselineConfig
 from ._events import EventExtractor
@@ -226,6 +236,44 @@ def _partials(batches: Iterable[pa.RecordBatch], job: _Job) -> Iterator[pa.Recor
         yield work.batch(state, partition)
 
 
+def _tenant_tasks(sizes: Mapping[str, int], chosen: Sequence[str], chunk_rows: int) -> list[tuple[str, int, int]]:
+    """(tenant, share, shares): one task per tenant, or one per ``chunk_rows`` rows of a larger tenant (its
+    messages spread by id, so every copy of a message meets the others in one task); largest first, so that
+    the longest tasks do not start last."""
+    tasks = [(t, share, shares) for t in chosen for shares in [max(1, math.ceil(sizes[t] / chunk_rows))]
+             for share in range(shares)]
+    return sorted(tasks, key=lambda task: (-sizes[task[0]] / task[2], task))
+
+
+def _tenant_rows_read(paths: Sequence[str], task: tuple[str, int, int], job: _Job) -> Iterator[pa.RecordBatch]:
+    """A task's rows, read from its tenant's partition folders file by file in path order (the order of a
+    local read, so the first copy of a message is the one kept), its share of message ids only."""
+    tenant, share, shares = task
+    names = {"tenant_id": "tenant_id", "message_id": "message_id", **(job.columns or {})}
+    for path in paths:
+        dataset = _parquet_dataset_of(Path(path), _TenantFilter([tenant], names["tenant_id"]))
+        for batch in dataset.to_batches(batch_size=job.chunk_rows):
+            if shares > 1 and batch.num_rows:
+                ids = batch.column(names["message_id"]).cast(pa.string())
+                keys = stable_keys(pd.Series(pc.utf8_trim_whitespace(ids).to_pandas()))
+                batch = batch.filter(pa.array(keys % shares == share))
+            yield batch
+
+
+def _tenant_partials(tasks_batches: Iterable[pa.RecordBatch], job: _Job, paths: Sequence[str],
+                     tasks: Sequence[tuple[str, int, int]]) -> Iterator[pa.RecordBatch]:
+    """Stage 1 over tasks (ids into ``tasks``): each task's tenant read from its folders, its partial state."""
+    for ids in tasks_batches:
+        for task_id in ids.column(0).to_pylist():
+            reset_peak()
+            tenant_id = tasks[task_id][0]
+            work = _TenantInPartition(tenant_id, job)
+            seen = _SeenMessageIds()
+            state = merge_states(work.states(_chunks(_tenant_rows_read(paths, tasks[task_id], job), job.chunk_rows),
+                                             seen))
+            yield work.batch(state, task_id)
+
+
 # --------------------------------------------------------------------------- stage 2: merge, finish, publish
 
 def _publish(table: pa.Table, job: _Job) -> pa.Table:
@@ -277,37 +325,19 @@ class _StageOneError(Exception):
 
 # --------------------------------------------------------------------------- driver
 
-def _read_parquet(spark: Any, inputs: Any, tenant_column: str
-                  ) -> tuple[Any, dict[str, str | None], int, dict[str, int] | None]:
-    """The archive as a Spark DataFrame, its nanosecond timestamp columns, a partition count for its size,
-    and the rows per tenant when every file sits in a tenant partition (read from the files' footers,
-    which saves Spark a scan of the whole archive)."""
-    import pyarrow.dataset as ds
-
-    paths = list_sources(inputs)
-    other = [str(p) for p in paths if not (p.is_dir() or p.suffix in (".parquet", ".pq"))]
-    if other:
-        raise ConfigError(f"the Spark engine reads Parquet files and directories; {other[0]!r} is not one. Read "
-                          "other formats with spark.read and pass the Spark DataFrame to "
-                          "run_refresh(frame, engine='spark', ...)")
+def _read_parquet(spark: Any, inputs: Any) -> tuple[Any, dict[str, str | None], int]:
+    """The archive as a Spark DataFrame, its nanosecond timestamp columns, and a partition count for its size."""
+    paths = _parquet_paths(inputs)
     ns_columns: dict[str, str | None] = {}
     size = 0
-    sizes: dict[str, int] | None = {}
     for path in paths:
-        dataset = ds.dataset(str(path), format="parquet", partitioning="hive")
+        dataset = parquet_dataset(path)
         ns_columns.update({f.name: f.type.tz for f in dataset.schema
                            if pa.types.is_timestamp(f.type) and f.type.unit == "ns"})
         size += sum(os.path.getsize(f) for f in dataset.files)
-        for fragment in dataset.get_fragments() if sizes is not None else ():
-            tenant = ds.get_partition_keys(fragment.partition_expression).get(tenant_column)
-            if tenant is None:
-                sizes = None
-                break
-            key = str(tenant).strip()
-            sizes[key] = sizes.get(key, 0) + fragment.count_rows()
     frames = [spark.read.parquet(str(p)) for p in paths]
     frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
-    return frame, ns_columns, math.ceil(size / _BYTES_PER_PARTITION), sizes
+    return frame, ns_columns, math.ceil(size / _BYTES_PER_PARTITION)
 
 
 def refresh_on_spark(
@@ -384,9 +414,23 @@ def refresh_on_spark(
         for key, value in _READ_CONF.items():
             spark.conf.set(key, value)
     try:
+        # An archive partitioned by tenant: each task reads its tenant's folders itself, no shuffle of the rows.
+        by_tenant = None if isinstance(inputs, DataFrame) else _tenant_partitioned(inputs, names["tenant_id"])
+        if by_tenant is not None:
+            chosen = choose_tenants(sorted(by_tenant), tenants)
+            SnapshotStore(store)  # create the directory (and refuse a bad path) before any task starts
+            job = _Job(str(store), as_of, config, tenant_configs, columns, dict(read_options or {}), chunk_rows,
+                       force, {})
+            tasks = _tenant_tasks(by_tenant, chosen, chunk_rows)
+            paths = [str(p) for p in list_sources(inputs)]
+            parts = spark.range(0, len(tasks), 1, max(len(tasks), 1)).mapInArrow(
+                lambda batches: _tenant_partials(batches, job, paths, tasks), _PARTS_SCHEMA)
+            rows = parts.groupBy("tenant_id").applyInArrow(lambda table: _publish(table, job),
+                                                           _OUTCOME_SCHEMA).collect()
+            return _report(rows, as_of, started, on_outcome)
         frame = inputs
         if not isinstance(inputs, DataFrame):
-            frame, ns_columns, hint, sizes = _read_parquet(spark, inputs, names["tenant_id"])
+            frame, ns_columns, hint = _read_parquet(spark, inputs)
         if names["tenant_id"] not in frame.columns:
             raise ConfigError(f"the input has no column {names['tenant_id']!r} (the tenant id); columns present: "
                               f"{frame.columns}. Map yours with columns={{'tenant_id': '<your column>'}}")
@@ -424,6 +468,27 @@ def refresh_on_spark(
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+    return _report(rows, as_of, started, on_outcome)
+
+
+def _tenant_partitioned(inputs: Any, column: str) -> dict[str, int] | None:
+    """Rows per tenant of Parquet inputs partitioned by tenant at the top (from the footers); None otherwise."""
+    return partition_rows(_parquet_paths(inputs), column)
+
+
+def _parquet_paths(inputs: Any) -> list[Path]:
+    """The Parquet files and directories the inputs name; any other format is refused with the way to read it."""
+    paths = list_sources(inputs)
+    other = [str(p) for p in paths if not (p.is_dir() or p.suffix in (".parquet", ".pq"))]
+    if other:
+        raise ConfigError(f"the Spark engine reads Parquet files and directories; {other[0]!r} is not one. Read "
+                          "other formats with spark.read and pass the Spark DataFrame to "
+                          "run_refresh(frame, engine='spark', ...)")
+    return paths
+
+
+def _report(rows: list, as_of: pd.Timestamp, started: float,
+            on_outcome: Callable[[TenantOutcome], None] | None) -> RefreshReport:
     outcomes = (TenantOutcome(r.tenant_id, r.status, r.mode, r.version, r.rows_read, r.rows_rejected,
                               json.loads(r.rejects_by_reason), r.seconds, r.peak_mib, r.error)
                 for r in sorted(rows, key=lambda r: r.tenant_id))

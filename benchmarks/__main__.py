@@ -34,7 +34,7 @@ PROFILES = {
         ("baselines", bench_baselines.main, []),
         ("signals", bench_signals.main, []),
         ("overlay", bench_overlay.main, []),
-        ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.3"]),
+        ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.26"]),
         ("backfill", bench_backfill.main, []),
         ("scale", bench_scale.main, ["--edges", "1000000", "3000000", "10000000", "30000000"]),
     ],

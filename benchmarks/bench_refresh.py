@@ -1,22 +1,29 @@
 """Refresh-job benchmark: a full refresh of a multi-tenant Parquet archive, each engine and setting in one run.
 
-    python -m benchmarks.bench_refresh --tenants 100 --days 90 --scale 0.3 --repeat 3
+    python -m benchmarks.bench_refresh --archive /data/refresh-10m --repeat 3
 
-Writes a generated hive-partitioned archive (``--scale 0.3``, 100 tenants, 90
-days: about 10M edges), then runs ``commgraph refresh`` over it, each run in a
-fresh process as a scheduler would start it:
+The issue's scale by default: 100 tenants, 90 days, ``--scale 0.26``, which the
+generator turns into 8.8M messages and 10.3M edges (it prints the counts). The
+archive is generated once, hive-partitioned by tenant and day (9,090 files),
+into ``--archive DIR`` and reused by later runs with the same parameters (a
+temporary directory, removed afterwards, without ``--archive``). Then
+``commgraph refresh`` runs over it, each run in a fresh process as a scheduler
+would start it, settings interleaved so that load on the machine hits them alike:
 
-* ``--jobs 2``: tenants in two processes (the default ``--chunk-rows``: tenants of
-  more than 500k messages read in chunks, here none);
-* ``--jobs 2 --chunk-rows 20000``: every tenant of more than 20k messages read in
-  chunks (what chunks cost, and the memory they save);
-* one process (``--jobs 1``): the speed-up from parallel tenants is measured against it;
-* ``--engine spark`` on ``local[2]`` (skipped with a note when pyspark is missing).
+* ``jobs2``: ``--jobs 2``, tenants in two processes (the default ``--chunk-rows``:
+  tenants of more than 500k messages read in chunks, here none);
+* ``jobs2-chunks``: ``--jobs 2 --chunk-rows 20000``, every tenant of more than 20k
+  messages read in chunks (what chunks cost, and the memory they save);
+* ``serial``: one process (``--jobs 1``): the speed-up from parallel tenants is
+  measured against it;
+* ``spark``: ``--engine spark`` on ``local[2]`` (skipped with a note when pyspark is missing).
 
 Printed per setting, best of ``--repeat`` runs (and the slowest, to show the
 noise): wall time of the process, the job's own time (the report's, without
-interpreter start), edges/s, the peak memory of the whole process tree
-(proportional set size of the job and every worker, the JVM included, sampled
+interpreter start), edges/s, CPU seconds of the whole process tree (every
+worker, the JVM included) and CPU/wall (how many cores the run kept busy: on a
+loaded machine the speed-up a setting could give shows here when the wall time
+cannot), the peak memory of the process tree (proportional set size, sampled
 every 0.2 s), the largest per-tenant peak the report gives, and the ratio of
 one process's wall time to each setting's.
 """
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,32 +41,39 @@ import threading
 import time
 from pathlib import Path
 
-import pyarrow.dataset as ds
+SETTINGS = ("jobs2", "jobs2-chunks", "serial", "spark")
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _edges(archive: Path) -> tuple[int, int]:
-    table = ds.dataset(archive, partitioning="hive").to_table(columns=["to", "cc"])
-    edges = 0
-    for column in ("to", "cc"):
-        values = table.column(column).to_pandas().dropna()
-        edges += int(values.str.count(";").sum()) + len(values)
-    return table.num_rows, edges
-
-
-def _tree_pss_mib(session: int) -> float:
-    """Proportional set size of every process in a session (forked workers' shared pages counted once)."""
-    total = 0
+def _session_pids(session: int) -> list[int]:
+    pids = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry)) != session:
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == session:
+                    pids.append(int(entry))
+            except OSError:  # the process ended meanwhile
                 continue
-            with open(f"/proc/{entry}/smaps_rollup") as fh:
-                total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:"))
-        except (OSError, StopIteration):  # the process ended meanwhile
-            continue
-    return total / 1024
+    return pids
+
+
+def _pss_mib(pid: int) -> float:
+    """Proportional set size (forked workers' shared pages counted once), in MiB; 0 once the process ended."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("Pss:")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far; 0 once it ended."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14 and 15 of stat)
+    except (OSError, IndexError):
+        return 0.0
 
 
 def _run_job(archive: Path, work: Path, as_of: str, name: str, extra: list[str]) -> dict:
@@ -71,12 +86,16 @@ def _run_job(archive: Path, work: Path, as_of: str, name: str, extra: list[str])
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     peak = 0.0
+    cpu: dict[int, float] = {}  # the last CPU figure seen per process of the tree
     stop = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, _tree_pss_mib(proc.pid))
+            pids = _session_pids(proc.pid)
+            peak = max(peak, sum(_pss_mib(p) for p in pids))
+            for p in pids:
+                cpu[p] = max(cpu.get(p, 0.0), _cpu_s(p))
             stop.wait(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -88,10 +107,35 @@ def _run_job(archive: Path, work: Path, as_of: str, name: str, extra: list[str])
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{err[-3000:]}")
     done = json.loads(report.read_text())
-    subprocess.run(["rm", "-rf", str(store)], check=True)  # the next run builds from scratch
-    return {"wall_s": wall, "job_s": done["seconds"], "peak_tree_mib": peak,
+    shutil.rmtree(store)  # the next run builds from scratch
+    return {"wall_s": wall, "job_s": done["seconds"], "cpu_s": sum(cpu.values()), "peak_tree_mib": peak,
             "tenant_peak_mib": max(t["peak_mib"] for t in done["tenants"]),
             "published": sum(t["status"] == "published" for t in done["tenants"])}
+
+
+def prepare_archive(directory: Path, *, tenants: int, days: int, scale: float) -> dict:
+    """The generated archive under ``directory/mail``, written once and reused by later runs.
+
+    ``directory/archive.json`` records the generator's parameters and counts; a
+    later run with the same parameters reads the archive as it is (generating
+    10M edges takes minutes), one with other parameters is refused rather than
+    silently measuring another archive.
+    """
+    params = {"tenants": tenants, "days": days, "scale": scale, "random_state": 0}
+    marker, mail = directory / "archive.json", directory / "mail"
+    if marker.exists():
+        recorded = json.loads(marker.read_text())
+        if recorded["params"] != params:
+            raise SystemExit(f"{directory} holds an archive generated with {recorded['params']}, not {params}: "
+                             "pass another --archive directory, or the same --tenants/--days/--scale")
+        return recorded["stats"]
+    if mail.exists():  # an earlier generation was interrupted: start it over
+        shutil.rmtree(mail)
+    from commgraph.graph import write_generated
+
+    stats = write_generated(mail, progress=False, **params)
+    marker.write_text(json.dumps({"params": params, "stats": stats}, indent=2))
+    return stats
 
 
 def _has_pyspark() -> bool:
@@ -106,46 +150,63 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--scale", type=float, default=0.3)
+    parser.add_argument("--scale", type=float, default=0.26,
+                        help="mailboxes per tenant, relative (0.26 with 100 tenants and 90 days: 10.3M edges)")
+    parser.add_argument("--archive", type=Path,
+                        help="directory holding the generated archive, kept and reused between runs "
+                             "(default: a temporary one, removed at the end)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per setting, each in a fresh process (best kept)")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help=f"comma-separated settings to run, among {','.join(SETTINGS)} (default: all; "
+                             "serial is always run, as the reference)")
     parser.add_argument("--no-spark", action="store_true", help="leave the Spark engine out")
     parser.add_argument("--small-chunks", type=int, default=20_000,
-                        help="--chunk-rows of the chunked setting: every tenant larger is read in chunks")
+                        help="--chunk-rows of the jobs2-chunks setting: every tenant larger is read in chunks")
     args = parser.parse_args(argv)
-    from commgraph.graph import write_generated
-
-    settings = [("--jobs 2", ["--jobs", "2"]),
-                (f"--jobs 2, chunks of {args.small_chunks // 1000}k", ["--jobs", "2", "--chunk-rows",
-                                                                        str(args.small_chunks)]),
-                ("one process", ["--jobs", "1"])]
+    wanted = {s.strip() for s in args.settings.split(",") if s.strip()} | {"serial"}
+    unknown = wanted - set(SETTINGS)
+    if unknown:
+        parser.error(f"unknown settings {sorted(unknown)}; choose among {list(SETTINGS)}")
     if args.no_spark:
-        pass
-    elif _has_pyspark():
-        settings.append(("spark local[2]", ["--engine", "spark"]))
-    else:
+        wanted.discard("spark")
+    if "spark" in wanted and not _has_pyspark():
         print("(spark skipped: pyspark is not installed; pip install -e '.[spark]')")
+        wanted.discard("spark")
+    commands = {"jobs2": ("--jobs 2", ["--jobs", "2"]),
+                "jobs2-chunks": (f"--jobs 2, chunks of {args.small_chunks // 1000}k",
+                                 ["--jobs", "2", "--chunk-rows", str(args.small_chunks)]),
+                "serial": ("one process", ["--jobs", "1"]),
+                "spark": ("spark local[2]", ["--engine", "spark"])}
+    settings = [commands[s] for s in SETTINGS if s in wanted]
     results: dict[str, list[dict]] = {name: [] for name, _ in settings}
     with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "archive"
-        write_generated(archive, tenants=args.tenants, days=args.days, scale=args.scale, random_state=0,
-                        progress=False)
-        messages, edges = _edges(archive)
+        directory = args.archive if args.archive is not None else Path(tmp) / "archive"
+        directory.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        stats = prepare_archive(directory, tenants=args.tenants, days=args.days, scale=args.scale)
+        print(f"archive {directory / 'mail'}: {stats['messages']:,} messages, {stats['edges']:,} edges, "
+              f"{args.tenants} tenants, {args.days} days ({time.perf_counter() - started:.0f} s to prepare)",
+              flush=True)
         as_of = "2025-06-01T00:00Z"
         for _ in range(args.repeat):  # settings interleaved, so that load on the machine hits them alike
             for i, (name, extra) in enumerate(settings):
-                results[name].append(_run_job(archive, Path(tmp), as_of, f"setting{i}", extra))
+                results[name].append(_run_job(directory / "mail", Path(tmp), as_of, f"setting{i}", extra))
+                r = results[name][-1]
+                print(f"  ({name}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, load "
+                      f"{os.getloadavg()[0]:.1f})", flush=True)
+    edges = stats["edges"]
     best = {name: min(runs, key=lambda r: r["wall_s"]) for name, runs in results.items()}
     serial = best["one process"]["wall_s"]
-    print(f"full refresh of {messages:,} messages ({edges:,} edges), {args.tenants} tenants, {args.days} days; "
-          f"best of {args.repeat} (slowest in brackets):")
-    print(f"  {'setting':<24} {'wall s':>15} {'job s':>7} {'k edges/s':>9} {'peak MiB (tree)':>15} "
-          f"{'tenant peak':>11} {'vs one process':>14}")
+    print(f"full refresh of {stats['messages']:,} messages ({edges:,} edges), {args.tenants} tenants, "
+          f"{args.days} days; best of {args.repeat} (slowest in brackets):")
+    print(f"  {'setting':<24} {'wall s':>15} {'job s':>7} {'k edges/s':>9} {'CPU s':>7} {'CPU/wall':>8} "
+          f"{'peak MiB (tree)':>15} {'tenant peak':>11} {'vs one process':>14}")
     for name, r in best.items():
         slowest = max(x["wall_s"] for x in results[name])
         print(f"  {name:<24} {r['wall_s']:6.1f} [{slowest:6.1f}] {r['job_s']:7.1f} {edges / r['wall_s'] / 1e3:9.1f} "
-              f"{r['peak_tree_mib']:15.0f} {r['tenant_peak_mib']:11.0f} {serial / r['wall_s']:13.2f}x"
-              f"   ({r['published']} published)")
-    return {"edges": edges, "messages": messages, "runs": results}
+              f"{r['cpu_s']:7.1f} {r['cpu_s'] / r['wall_s']:8.2f} {r['peak_tree_mib']:15.0f} "
+              f"{r['tenant_peak_mib']:11.0f} {serial / r['wall_s']:13.2f}x   ({r['published']} published)")
+    return {"edges": edges, "messages": stats["messages"], "runs": results}
 
 
 if __name__ == "__main__":

@@ -83,8 +83,110 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None) -> pd.DataFr
                        engine="python")
 
 
-def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None = None
-                   ) -> Iterator[tuple[str | pd.Categorical, pd.DataFrame]]:
+def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os.PathLike | None = None) -> Any:
+    """A Parquet file or directory (or files under ``base_dir``) as a pyarrow dataset, hive partition values as text.
+
+    pyarrow infers a partition's type from its values: ``tenant_id=007`` would
+    become the integer 7, and tenant "007" would turn into tenant "7". Every
+    partition column is read as the string written in the path instead, as
+    Spark reads it with ``partitionColumnTypeInference`` off.
+
+    Examples
+    --------
+    >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "tenant_id=007").mkdir()
+    >>> pq.write_table(pa.table({"message_id": ["m1"]}), root / "tenant_id=007" / "part-0.parquet")
+    >>> parquet_dataset(root).to_table().column("tenant_id").to_pylist()
+    ['007']
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
+    # Partitions are read from the paths below a directory (pyarrow's default), and from a file's whole path.
+    base = os.fspath(base_dir) if base_dir is not None else source if isinstance(source, str) and os.path.isdir(
+        source) else None
+    found = ds.dataset(source, format="parquet", partitioning="hive", partition_base_dir=base)
+    # The partitioning's schema may list the files' columns too: its keys are the names seen as `/name=` in paths.
+    candidates = found.partitioning.schema.names if found.partitioning is not None else []
+    below = ["/" + f[len(base):] if base is not None else f for f in found.files]
+    names = [n for n in candidates if any(f"/{n}=" in f.replace(os.sep, "/") for f in below)]
+    if not names:
+        return found
+    # The same files again (no second walk of the directory), with every partition key declared a string.
+    strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
+    return ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
+
+
+def partition_values(source: Any, column: str) -> list[str] | None:
+    """The values of ``column`` in Parquet directories partitioned by it at the top (``column=value`` folders),
+    from the folder names alone; None for any other input (read the column instead).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for tenant in ("acme", "007"): (root / f"tenant_id={tenant}").mkdir()
+    >>> partition_values(root, "tenant_id")
+    ['007', 'acme']
+    >>> partition_values(pd.DataFrame({"tenant_id": ["acme"]}), "tenant_id") is None
+    True
+    """
+    from urllib.parse import unquote
+
+    items = [source] if isinstance(source, (str, os.PathLike)) else source
+    if not isinstance(items, (list, tuple)) or not all(isinstance(s, (str, os.PathLike)) for s in items):
+        return None
+    values: set[str] = set()
+    for path in list_sources(source):
+        if not path.is_dir():
+            return None
+        children = [c for c in path.iterdir() if not c.name.startswith((".", "_"))]
+        if not children or not all(c.is_dir() and c.name.startswith(f"{column}=") for c in children):
+            return None
+        # Hive writers escape a value as in a URI (pyarrow's default segment encoding).
+        values.update(unquote(c.name[len(column) + 1:]).strip() for c in children)
+    return sorted(values)
+
+
+def partition_rows(source: Any, column: str, *, only: Iterable[str] | None = None) -> dict[str, int] | None:
+    """Rows per value of ``column`` (every value, or those in ``only``) in Parquet directories partitioned by
+    it at the top, from the files' footers (a threaded count per partition, no column read); None for any
+    other input.
+
+    Examples
+    --------
+    >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for tenant, rows in (("acme", 3), ("007", 2)):
+    ...     (root / f"tenant_id={tenant}").mkdir()
+    ...     pq.write_table(pa.table({"message_id": ["m"] * rows}), root / f"tenant_id={tenant}" / "part-0.parquet")
+    >>> partition_rows(root, "tenant_id")
+    {'007': 2, 'acme': 3}
+    >>> partition_rows(root, "tenant_id", only=["acme"])
+    {'acme': 3}
+    """
+    values = partition_values(source, column)
+    if values is None:
+        return None
+    if only is not None:
+        wanted = {str(v) for v in only}
+        values = [v for v in values if v in wanted]
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = list_sources(source)
+
+    def rows(value: str) -> int:
+        return sum(_parquet_dataset_of(p, _TenantFilter([value], column)).count_rows() for p in paths)
+
+    # Footer reads wait on the filesystem more than they compute: several partitions at once.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(zip(values, pool.map(rows, values)))
+
+
+def _parquet_dataset_of(path: Path, only: _TenantFilter | None) -> Any:
+    """The Parquet dataset at ``path``, narrowed to the files that may hold ``only``'s tenants."""
     import pyarrow.dataset as ds
 
     dataset = None
@@ -94,28 +196,43 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
         files = sorted(str(f) for t in only.tenants for f in (path / f"{only.column}={t}").glob("**/*")
                        if f.is_file() and not f.name.startswith((".", "_")))
         if files:  # none: the full listing below gives the (empty) result its columns
-            dataset = ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(path))
-    dataset = dataset if dataset is not None else ds.dataset(path, format="parquet", partitioning="hive")
-    fragments = list(dataset.get_fragments())
+            dataset = parquet_dataset(files, base_dir=path)
+    dataset = dataset if dataset is not None else parquet_dataset(path)
     if only is not None:
         # Files partitioned by tenant that hold none of the wanted tenants are never opened.
-        fragments = [f for f in fragments if only.may_hold(ds.get_partition_keys(f.partition_expression))]
+        fragments = [f for f in dataset.get_fragments()
+                     if only.may_hold(ds.get_partition_keys(f.partition_expression))]
         dataset = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+    return dataset
+
+
+def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None = None
+                   ) -> Iterator[tuple[str | pd.Categorical, pd.DataFrame]]:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    dataset = _parquet_dataset_of(path, only)
     if not chunksize:
-        # One scan of the whole dataset (threads, no per-file conversions); the file
-        # of each row comes from the fragments' row counts, in the scan's order.
-        counts = np.array([f.count_rows() for f in fragments], dtype=np.int64)
-        single = len(fragments) == 1 and not ds.get_partition_keys(fragments[0].partition_expression)
-        frame = (fragments[0] if single else dataset).to_table().to_pandas()
-        code_type = np.int8 if len(fragments) < 2**7 else np.int16 if len(fragments) < 2**15 else np.int32
-        names = pd.Categorical.from_codes(np.repeat(np.arange(len(fragments), dtype=code_type), counts),
-                                          categories=[f.path for f in fragments])
-        if len(fragments) > 1:
-            starts = np.repeat(np.cumsum(counts) - counts, counts)
+        # One threaded scan of the whole dataset; each batch comes tagged with its file, so rows are
+        # numbered within their file without opening any file a second time for its row count.
+        batches, files = [], []
+        for tagged in dataset.scanner().scan_batches():
+            batches.append(tagged.record_batch)
+            files.append(tagged.fragment.path)
+        frame = pa.Table.from_batches(batches, schema=dataset.schema).to_pandas()
+        counts = np.array([b.num_rows for b in batches], dtype=np.int64)
+        codes, paths = pd.factorize(pd.Series(files, dtype=object), sort=False)
+        code_type = np.int8 if len(paths) < 2**7 else np.int16 if len(paths) < 2**15 else np.int32
+        names = pd.Categorical.from_codes(np.repeat(codes.astype(code_type), counts), categories=list(paths))
+        if len(paths) > 1:
+            # The scan is ordered: a file's batches are consecutive, and its rows start where its first batch does.
+            batch_starts = np.cumsum(counts) - counts
+            first_batch = np.unique(codes, return_index=True)[1]
+            starts = np.repeat(batch_starts[first_batch][codes], counts)
             frame.index = pd.Index(np.arange(len(frame), dtype=np.int64) - starts)
         yield names, frame
         return
-    for fragment in sorted(fragments, key=lambda f: f.path):
+    for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
         keys = ds.get_partition_keys(fragment.partition_expression)
         for batch in fragment.to_batches(batch_size=chunksize):
             frame = batch.to_pandas()

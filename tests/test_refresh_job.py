@@ -15,6 +15,7 @@ import pytest
 
 from commgraph.baselines import SnapshotStore, build_baselines
 from commgraph.baselines import run_refresh
+from commgraph.baselines._snapshot import table_differences
 from commgraph.graph import generate, validate, write_generated
 from commgraph.signals._cli import main
 
@@ -150,3 +151,33 @@ def test_score_and_explain_commands(tmp_path, mail, archive, capsys):
     assert main(["explain", "--store", str(store), "--tenant", row["tenant_id"], "--message-id", "nope",
                  "--input", str(archive)]) == 1
     assert "not in the input" in capsys.readouterr().err
+
+
+def test_numeric_looking_tenant_partitions_stay_the_tenants_written(tmp_path, mail):
+    # pyarrow infers `tenant_id=007` as the integer 7: the job must still refresh tenant "007" (not "7"),
+    # whole or in chunks, with the rows a DataFrame of the same mail gives, and count rows from the footers.
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from commgraph.baselines._job import list_input_tenants
+    from commgraph.graph import TenantConfig
+
+    names = {"tenant-01": "007", "tenant-02": "010", "tenant-03": "200"}
+    raw = mail.messages.assign(tenant_id=mail.messages["tenant_id"].map(names))
+    configs = [TenantConfig(names[c.tenant_id], own_domains=c.own_domains) for c in mail.tenants]
+    ds.write_dataset(pa.Table.from_pandas(raw, preserve_index=False), tmp_path / "mail", format="parquet",
+                     partitioning=["tenant_id"], partitioning_flavor="hive")
+    assert ds.dataset(tmp_path / "mail", partitioning="hive").schema.field("tenant_id").type == pa.int32()
+    assert list_input_tenants(tmp_path / "mail") == ["007", "010", "200"]
+    expected = raw["tenant_id"].value_counts().to_dict()
+    frame = run_refresh(raw, store=tmp_path / "frame", as_of=AS_OF, tenant_configs=configs)
+    for chunk_rows in (None, 500):
+        report = run_refresh(tmp_path / "mail", store=tmp_path / f"hive-{chunk_rows}", as_of=AS_OF,
+                             tenant_configs=configs, chunk_rows=chunk_rows, jobs=2)
+        assert report.exit_code == 0 and {o.tenant_id: o.rows_read for o in report.outcomes} == expected
+        store = SnapshotStore(tmp_path / f"hive-{chunk_rows}")
+        assert store.tenants() == ["007", "010", "200"]
+        for tenant in store.tenants():
+            assert store.load(tenant).tenant_id == tenant
+            assert table_differences(store.load(tenant), SnapshotStore(tmp_path / "frame").load(tenant)) == []
+    assert [o.status for o in frame.outcomes] == ["published"] * 3
