@@ -73,43 +73,85 @@ class _Mailbox:
 
 
 class _Contacts:
-    """The known-contact list of a tenant: own, then written-to, then busiest domains, smaller key first."""
+    """The known-contact list of a tenant, kept as mail streams by.
+
+    Every own domain (it sends internal mail) and every domain the tenant wrote
+    to is a member for good; of the others, the ``limit`` busiest (messages from
+    the domain plus messages to it), the smaller key first on ties. Scores only
+    grow, so the others' top is a min-heap of members beside a max-heap of the
+    waiting, both with stale entries skipped when met.
+    """
 
     def __init__(self, limit: int):
         self.limit = limit
         self.score: dict[str, int] = {}
-        self.heap: list = []
+        self.always: set = set()
+        self.top: set = set()       # the others' current top
+        self.heap: list = []        # (score, key, domain) of the top, weakest first
+        self.waiting: list = []     # (-score, -key, domain) of the other others, strongest first
         self.members: set = set()
         self.version = 0
         self.listed: tuple | None = None
 
-    def seen(self, domain: str, own: bool, written: bool) -> None:
+    @staticmethod
+    def _key(domain: str) -> int:
         from xxhash import xxh3_64_intdigest
 
-        score = self.score.get(domain, 0) + 1
-        if own:
-            score |= 1 << 42
-        if written:
-            score |= 1 << 41
-        self.score[domain] = score
-        if domain in self.members:
-            return
-        key = -xxh3_64_intdigest(domain.encode("utf-8"))
-        if len(self.heap) < self.limit:
-            heapq.heappush(self.heap, (score, key, domain))
+        return -xxh3_64_intdigest(domain.encode("utf-8"))  # larger is the smaller hash: it wins a tie
+
+    def _weakest(self) -> tuple:
+        while True:
+            score, key, domain = self.heap[0]
+            if domain not in self.top:
+                heapq.heappop(self.heap)
+            elif self.score[domain] != score:
+                heapq.heapreplace(self.heap, (self.score[domain], key, domain))
+            else:
+                return score, key, domain
+
+    def _fill(self) -> None:
+        while len(self.top) < self.limit and self.waiting:
+            score, key, domain = heapq.heappop(self.waiting)
+            if domain in self.always or domain in self.top or self.score[domain] != -score:
+                continue  # stale: promoted, already back in the top, or pushed again since
+            self.top.add(domain)
             self.members.add(domain)
+            heapq.heappush(self.heap, (-score, -key, domain))
+            self.version += 1
+
+    def seen(self, domain: str, own: bool, written: bool) -> None:
+        score = self.score[domain] = self.score.get(domain, 0) + 1
+        if domain in self.always:
+            return
+        if own or written:
+            self.always.add(domain)
+            if domain in self.top:
+                self.top.discard(domain)  # its heap entry goes stale; a waiting domain takes its place
+                self._fill()
+            else:
+                self.members.add(domain)
+                self.version += 1
+            return
+        if domain in self.top:
+            return  # its heap entry is refreshed when it is met as the weakest
+        key = self._key(domain)
+        if len(self.top) < self.limit:
+            self.top.add(domain)
+            self.members.add(domain)
+            heapq.heappush(self.heap, (score, key, domain))
             self.version += 1
             return
-        while True:
-            weakest = self.heap[0]
-            if self.score[weakest[2]] == weakest[0]:
-                break
-            heapq.heapreplace(self.heap, (self.score[weakest[2]], weakest[1], weakest[2]))
+        weakest = self._weakest()
         if (score, key) > weakest[:2]:
             heapq.heapreplace(self.heap, (score, key, domain))
+            self.top.discard(weakest[2])
             self.members.discard(weakest[2])
+            heapq.heappush(self.waiting, (-weakest[0], -weakest[1], weakest[2]))
+            self.top.add(domain)
             self.members.add(domain)
             self.version += 1
+        else:
+            heapq.heappush(self.waiting, (-score, -key, domain))
 
 
 class StreamingBackfill:
@@ -371,9 +413,10 @@ class StreamingBackfill:
                     box.first_time += p.first == s.first
                 self._schedule(t, m["label"], m["labeled_at"], tenant, "recipient", recipient)
             elif direction == "outbound":
-                self.out_to[(tenant, recipient_domain)] += recipient_domain not in written
-                written.add(recipient_domain)
-                contacts.seen(recipient_domain, False, True)
+                if recipient_domain not in written:  # a message counts once per domain it wrote to
+                    self.out_to[(tenant, recipient_domain)] += 1
+                    written.add(recipient_domain)
+                    contacts.seen(recipient_domain, False, True)
 
     # ------------------------------------------------------------ the pass
     def run(self, frame: pd.DataFrame, edges: pd.DataFrame) -> pd.DataFrame:
