@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import heapq
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
 from ._build import _outcomes
 from ._config import BaselineConfig
-from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS
+from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, domain_heads
 from ._pointintime import NAT, QueryOrder, Timeline, dense_codes, outcome_events
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
@@ -220,9 +220,13 @@ class AsOfTables:
         return self.edir == OUTBOUND
 
     @cached_property
+    def _domain_heads(self) -> np.ndarray:
+        """One outbound edge per (message, recipient domain): the tenant's mail to a domain counts messages."""
+        return domain_heads(self.edge_message, self._outbound, self.rd)
+
+    @cached_property
     def _domain_out(self) -> Timeline:
-        # Messages, not recipients: one outbound edge per (message, recipient domain).
-        out = self._outbound & ~pd.Series(self.edge_message * self.n_dom + self.rd).duplicated().to_numpy()
+        out = self._domain_heads
         return Timeline(self.rd[out], self.ets[out], self.n_dom, self._subset_order(self._edges_by_time, out))
 
     @cached_property
@@ -450,7 +454,7 @@ class AsOfTables:
         Every score only grows, so the list is followed event by event with a
         heap of the weakest member and one of the best waiting domains.
         """
-        out = self._outbound
+        out = self._domain_heads  # a message counts once towards each domain it wrote to, as in the snapshot
         codes = np.concatenate([self.d, self.rd[out]])
         times = np.concatenate([self.ts, self.ets[out]])
         own = np.concatenate([self.direction == INTERNAL, np.zeros(int(out.sum()), bool)])

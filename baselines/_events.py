@@ -35,7 +35,7 @@ from commgraph.graph import AUTH_RESULTS, DIRECTIONS, ConfigError, Messages, sta
 from ._aggregate import Grouping
 
 __all__ = ["EVENT_COLUMNS", "TenantEvents", "tenant_events", "INBOUND", "OUTBOUND", "INTERNAL", "PASS",
-           "FAILS", "NO_LABEL", "DAY_NS", "HOUR_NS", "DOMAIN_HEAD"]
+           "FAILS", "NO_LABEL", "DAY_NS", "HOUR_NS", "DOMAIN_HEAD", "domain_heads"]
 
 INBOUND, OUTBOUND, INTERNAL = (DIRECTIONS.index(d) for d in ("inbound", "outbound", "internal"))
 PASS = AUTH_RESULTS.index("pass")
@@ -170,14 +170,23 @@ class _Column:
             strings.filter(pa.array(~missing))
 
 
-def _domain_heads(message: np.ndarray, direction: np.ndarray, domain: np.ndarray) -> np.ndarray:
-    """One outbound row per (message, recipient domain): a message counts once towards a domain it wrote to,
-    however many of its recipients are there (``message``, ``domain``: int codes per row)."""
-    out = np.flatnonzero(direction == OUTBOUND)
-    flags = np.zeros(len(direction), bool)
+def domain_heads(message: np.ndarray, outbound: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    """One outbound row per (message, recipient domain): a message counts once towards a domain it wrote
+    to, however many of its recipients are there.
+
+    ``message`` and ``domain`` are non-negative int codes per row, ``outbound`` a
+    mask of the outbound rows. The first row of each pair is flagged.
+
+    Examples
+    --------
+    >>> domain_heads(np.array([0, 0, 0, 1]), np.array([True, True, True, False]), np.array([5, 5, 2, 5])).tolist()
+    [True, False, True, False]
+    """
+    out = np.flatnonzero(outbound)
+    flags = np.zeros(len(outbound), bool)
     if len(out):
-        width = np.int64(domain.max()) + 1
-        flags[out[~pd.Index(message[out] * width + domain[out]).duplicated()]] = True
+        width = np.int64(domain[out].max()) + 1
+        flags[out[~pd.Index(message[out].astype(np.int64) * width + domain[out]).duplicated()]] = True
     return flags
 
 
@@ -319,7 +328,7 @@ class EventExtractor:
             np.not_equal(run[lowest][1:], run[lowest][:-1], out=once[1:])
             head[lowest[once]] = True
         ev["head"] = head
-        ev[DOMAIN_HEAD] = _domain_heads(run, ev["direction"], groupings["recipient_domain_key"].codes)
+        ev[DOMAIN_HEAD] = domain_heads(run, ev["direction"] == OUTBOUND, groupings["recipient_domain_key"].codes)
         # The fingerprint sums a hash of each message's content (time, sender,
         # label): order-free, and a refresh adds to it exactly what it counts.
         h = mix64(ev["sender_key"][heads], ts[heads].view(np.uint64))

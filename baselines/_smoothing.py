@@ -144,8 +144,6 @@ def fit_beta_prior(successes: np.ndarray, trials: np.ndarray) -> tuple[float, fl
     >>> round(a / (a + b), 2)
     0.8
     """
-    from scipy import special
-
     k, n = _check_counts(successes, trials, "fit_beta_prior")
     keep = n > 0
     if not keep.any():

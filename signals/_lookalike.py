@@ -62,6 +62,7 @@ def is_established(n_outbound_to: np.ndarray | int, n_internal: np.ndarray | int
     """
     return (n_outbound_to > 0) | (n_internal > 0) | (active_days >= ESTABLISHED_DAYS)
 
+
 _DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
 # Digits that imitate letters (Unicode lists 0 ~ O and 1 ~ l); domains are lower case.
 _DIGITS = {"0": "o", "1": "l"}

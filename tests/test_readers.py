@@ -6,13 +6,11 @@ import gc
 import weakref
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 from hypothesis import given, strategies as st
 
 from commgraph.graph import ConfigError, Messages, read_frame, read_messages, validate
 from commgraph.graph import _readers as readers, _validate as validation
-from conftest import ACME, frame
 
 
 def mail(n: int = 40) -> pd.DataFrame:
