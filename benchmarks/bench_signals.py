@@ -202,7 +202,7 @@ class Peer:
         out["display_name_is_new_for_address"] = (b["display_name"].notna() & ~seen).astype("int8")
         look = LookalikeSignals()
         domains = b["sender_domain"].unique().tolist()
-        dist = dict(zip(domains, look._distances(domains, self.view)[0]))
+        dist = dict(zip(domains, look._distances(domains, self.view)))
         out["lookalike_domain_distance"] = b["sender_domain"].map(dist)
         established = ((d["n_outbound_to"].fillna(0) > 0) | (d["n_internal"].fillna(0) > 0)
                        | (d["active_days"].fillna(0) >= 14))

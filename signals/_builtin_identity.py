@@ -105,24 +105,23 @@ class LookalikeSignals(SignalProvider):
                    suspicious="high"),
     )
 
-    def _distances(self, domains: list[str], view: SnapshotView) -> tuple[list[int], list[int]]:
+    def _distances(self, domains: list[str], view: SnapshotView) -> list[int]:
         cache = view.lookalike_cache()
-        found = list(map(cache.get, domains))  # one pass: domains are mostly known already
+        found = list(map(cache.distance.get, domains))  # one pass: domains are mostly known already
         if None in found:
             missing = [d for d, f in zip(domains, found) if f is None]
             known, skeletons, _ = view.known_domains()
             dist, near = nearest_known(missing, known, skeletons)
-            cache.update(zip(missing, zip(dist.tolist(), near.tolist())))
-            found = [cache[d] for d in domains]
-        return [f[0] for f in found], [f[1] for f in found]
+            cache.add(missing, dist.tolist(), near.tolist())
+            found = list(map(cache.distance.__getitem__, domains))
+        return found
 
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
         codes = batch.sender_domain_code
         present = np.unique(codes[codes >= 0])
         per_code = np.full(len(batch.sender_domains), DISTANCE_CAP, np.int32)
         if len(present):
-            dist, _ = self._distances([batch.sender_domains[c] for c in present], view)
-            per_code[present] = dist
+            per_code[present] = self._distances([batch.sender_domains[c] for c in present], view)
         distance = np.where(codes >= 0, per_code.take(codes, mode="clip") if len(per_code) else DISTANCE_CAP,
                             DISTANCE_CAP).astype(np.int32)
         pos = batch.rows(view, "sender_domain")

@@ -103,6 +103,7 @@ class BuiltinOne:
         col = t.col
         self.view = view
         self.lookalike_cache = view.lookalike_cache()
+        self.lookalike_distance = self.lookalike_cache.distance.get
         self.known_domains = view.known_domains()
         #: Signal name -> the error its missing window column raises (the batch path's ConfigError).
         self.missing: dict[str, Exception] = {}
@@ -266,11 +267,11 @@ class BuiltinOne:
             name_internal = name_days = name_new = 0
 
         # Look-alike domain: the per-snapshot cache (seeded with every sender domain of the snapshot).
-        found = self.lookalike_cache.get(m.sender_domain)
-        if found is None:
+        distance = self.lookalike_distance(m.sender_domain)
+        if distance is None:
             known, skeletons, _ = self.known_domains
-            found = self.lookalike_cache[m.sender_domain] = nearest_one(m.sender_domain, known, skeletons)
-        distance = found[0]
+            distance, nearest = nearest_one(m.sender_domain, known, skeletons)
+            self.lookalike_cache.add([m.sender_domain], [distance], [nearest])
 
         # Habits: the hour against the sender's smoothed profile, authentication against its history.
         hour = m.hour

@@ -205,7 +205,7 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
              zip(m.recipients, m.recipient_keys)}
     mailboxes = {r: (None if cold else _row(view, "recipient", k)) for r, k in zip(m.recipients, m.recipient_keys)}
     known, _, _ = view.known_domains()
-    nearest = view.lookalike_cache().get(m.sender_domain, (DISTANCE_CAP, -1))[1]
+    nearest = view.lookalike_cache().nearest_of(m.sender_domain)
     resembles = known[nearest] if nearest >= 0 else None
 
     sender_ev = {**_pick(sender), "sender": m.sender, "prior_mean": view.prior_mean["sender"]}

@@ -21,7 +21,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["skeleton", "nearest_known", "distance_matrix", "is_established", "DISTANCE_CAP", "CLOSE_DISTANCE",
+__all__ = ["skeleton", "LookalikeCache", "nearest_known", "distance_matrix", "is_established", "DISTANCE_CAP", "CLOSE_DISTANCE",
            "ESTABLISHED_DAYS"]
 
 #: Distances are capped: this value means "this far or farther, or nothing to compare with".
@@ -142,6 +142,48 @@ def skeleton(domain: str) -> str:
         if seq in text:
             text = text.replace(seq, letter)
     return text
+
+
+class LookalikeCache:
+    """Sender domains already checked: each one's distance to the nearest known domain, and which that is.
+
+    Two dictionaries of integers, not one of ``(distance, position)`` tuples: a
+    dictionary holding only atoms is invisible to the cyclic garbage collector,
+    so a domain checked inside a ``score_one`` call leaves nothing the collector
+    must visit (a tuple per domain did, and the collections it triggered sat in
+    the latency tail). ``nearest`` is written before ``distance``, so a reader
+    that finds a distance also finds its position.
+
+    Examples
+    --------
+    >>> cache = LookalikeCache()
+    >>> cache.add(["rnicrosoft.com", "example.org"], [0, DISTANCE_CAP], [3, -1])
+    >>> cache.distance.get("rnicrosoft.com"), cache.nearest_of("rnicrosoft.com"), cache.nearest_of("new.com")
+    (0, 3, -1)
+    >>> len(cache)
+    2
+    """
+
+    __slots__ = ("distance", "nearest")
+
+    def __init__(self) -> None:
+        self.distance: dict[str, int] = {}
+        self.nearest: dict[str, int] = {}
+
+    def add(self, domains: list[str], distances: list[int], nearest: list[int]) -> None:
+        """Record checked domains: their distances and the positions of their nearest known domains (-1: none)."""
+        self.nearest.update(zip(domains, nearest))
+        self.distance.update(zip(domains, distances))
+
+    def nearest_of(self, domain: str) -> int:
+        """Position of the known domain that ``domain`` resembles most, -1 when none or not checked."""
+        return self.nearest.get(domain, -1)
+
+    def __len__(self) -> int:
+        return len(self.distance)
+
+    def __repr__(self) -> str:
+        return f"LookalikeCache({len(self)} domains checked)"
 
 
 def nearest_known(domains: list[str], known: list[str], known_skeletons: list[str], *,

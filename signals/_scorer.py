@@ -84,10 +84,10 @@ def _seed_lookalikes(view: SnapshotView) -> None:
     known, skeletons, _ = view.known_domains()
     cache = view.lookalike_cache()
     names = view.snapshot.arrow("sender_domain").column("sender_domain").to_pylist()
-    missing = [d for d in names if d and d not in cache]
+    missing = [d for d in names if d and d not in cache.distance]
     if missing:
         dist, near = nearest_known(missing, known, skeletons)
-        cache.update(zip(missing, zip(dist.tolist(), near.tolist())))
+        cache.add(missing, dist.tolist(), near.tolist())
 
 
 def _mean_one(values: list) -> Any:
@@ -197,7 +197,8 @@ class Scorer:
         self._tenants = _tenants
         self._reload_lock = threading.Lock()
         self._registrable: dict[str, str] = {}
-        self._own: dict[tuple[str, str], bool] = {}
+        # tenant -> {domain: own?}: nested, so no tuple key per domain for the garbage collector to track.
+        self._own: dict[str, dict[str, bool]] = {}
         self._loaded = self._make(dict(snapshots), {t: None for t in snapshots})
         self._plan = _OnePlan.of(self.signal_set)
         self._overlay = Overlay(_prepare)
@@ -282,6 +283,7 @@ class Scorer:
                 snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
                 views[t] = _prepare(SnapshotView(snap))
                 self._overlay.retire(t, snap.as_of)  # the observed mail the new snapshot counted
+                self._own.pop(t, None)  # a tenant without a configuration takes its own domains from the snapshot
             self._loaded = _Loaded(views, versions, global_priors(views.values()))
             return changed
 
@@ -503,8 +505,10 @@ class Scorer:
         return found
 
     def _is_own(self, tenant: str, domain: str) -> bool:
-        key = (tenant, domain)
-        found = self._own.get(key)
+        known = self._own.get(tenant)
+        if known is None:
+            known = self._own[tenant] = {}
+        found = known.get(domain)
         if found is None:
             config = self.tenant_configs.get(tenant)
             if config is not None:
@@ -515,9 +519,9 @@ class Scorer:
                 view = self._loaded.views.get(tenant)
                 own = view.own_domain_keys() if view is not None else frozenset()
                 found = xxh3_64_intdigest(self._registrable_domain(domain).encode("utf-8")) in own
-            if len(self._own) > 1 << 16:
-                self._own.clear()
-            self._own[key] = found
+            if len(known) > 1 << 16:
+                known.clear()
+            known[domain] = found
         return found
 
     def score_one(self, message: Mapping[str, Any], *, cold_start: bool | None = None) -> dict[str, Any]:

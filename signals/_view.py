@@ -317,9 +317,11 @@ class SnapshotView:
         """Rows of the sender_domain table that are the tenant's own domains (they send as the tenant)."""
         return (self.column("sender_domain", "n_internal") > 0) | (self.column("sender_domain", "n_outbound") > 0)
 
-    def lookalike_cache(self) -> dict[str, tuple[int, int]]:
-        """Per sender domain already checked: (distance, position of the nearest known domain)."""
-        return self._once("lookalike", dict)
+    def lookalike_cache(self) -> "LookalikeCache":
+        """Sender domains already checked: distance and position of the nearest known domain."""
+        from ._lookalike import LookalikeCache
+
+        return self._once("lookalike", LookalikeCache)
 
     def share_lookalikes(self, other: "SnapshotView") -> bool:
         """Reuse another view's known domains and look-alike results when both know the same domains.
@@ -349,7 +351,7 @@ class SnapshotView:
             return False
         with self._lock:
             self._cache["known_domains"] = known
-            self._cache["lookalike"] = cache  # one dict: a domain checked through either view serves both
+            self._cache["lookalike"] = cache  # one cache: a domain checked through either view serves both
         return True
 
     def __repr__(self) -> str:
