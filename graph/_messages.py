@@ -69,7 +69,7 @@ class Messages:
     >>> m.edges()[["message_id", "recipient", "direction"]]
       message_id       recipient direction
     0         m1  bob@vendor.com  outbound
-    1         m1    cy@acme.com  outbound
+    1         m1     cy@acme.com  outbound
     2         m2    ann@acme.com   inbound
     """
 
