@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import py_compile
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TEMPLATES = {"airflow_dag.py"}
 # Modules named "_*.py" hold code several examples share; they are imported, not run.
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if p.name not in TEMPLATES and not p.name.startswith("_"))
+# Efficacy targets of the detection issue that an example prints: (line pattern with the figure in %, minimum).
+TARGETS = {"detector_unsupervised.py": (r"attacks within the budget: ([\d.]+)%", 80.0)}
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -22,6 +25,11 @@ def test_example_runs(script: str, tmp_path: Path) -> None:
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip(), "an example shows what it did"
+    if script in TARGETS:
+        pattern, minimum = TARGETS[script]
+        found = re.search(pattern, done.stdout)
+        assert found, f"{script} no longer prints {pattern!r}"
+        assert float(found.group(1)) >= minimum, f"{script}: {found.group(0)}, the target is {minimum}%"
 
 
 @pytest.mark.parametrize("script", sorted(TEMPLATES))
