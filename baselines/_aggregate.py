@@ -158,7 +158,7 @@ class Splice:
     [10, 20, 101, 90]
     """
 
-    __slots__ = ("n_base", "found", "at", "new", "insert", "_kept", "_new_rows")
+    __slots__ = ("n_base", "found", "at", "new", "insert", "_kept", "_new_rows", "_at_rows")
 
     def __init__(self, n_base: int, positions: np.ndarray, found: np.ndarray):
         self.n_base = n_base
@@ -168,6 +168,7 @@ class Splice:
         self.insert = positions[self.new]
         self._kept: np.ndarray | None = None
         self._new_rows: np.ndarray | None = None
+        self._at_rows: np.ndarray | None = None
 
     @classmethod
     def of(cls, base_keys: list[np.ndarray], update_keys: list[np.ndarray]) -> "Splice":
@@ -199,13 +200,14 @@ class Splice:
             rows = self.at
         else:
             out = np.empty((self.n_rows,) + base.shape[1:], dtype=dtype)
-            if self._kept is None:  # one mask for every column: which output rows the base fills
+            if self._kept is None:  # one mask and one set of rows for every column
                 self._new_rows = self.insert + np.arange(len(self.insert))
                 self._kept = np.ones(self.n_rows, bool)
                 self._kept[self._new_rows] = False
+                self._at_rows = self.output_rows(self.at)
             _as_rows(out)[self._kept] = _as_rows(base.astype(dtype, copy=False))
             out[self._new_rows] = update[self.new]
-            rows = self.output_rows(self.at)
+            rows = self._at_rows
         matched = update[self.found]
         out[rows] = matched if combine is None else combine(base[self.at], matched)
         return out

@@ -17,7 +17,7 @@ from commgraph.graph import ConfigError, Messages, stable_key
 
 from ._config import BaselineConfig
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
-from ._smoothing import _distinct_pairs, fit_summary, posterior_lower_bound, posterior_mean
+from ._smoothing import _distinct_pairs, fit_summary, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
 from ._state import TenantState
 from ._tables import ENTITY_KINDS, derive_tables, to_arrow
@@ -95,23 +95,30 @@ class _Outcomes:
 
 def _add_likelihoods(cols: dict[str, Any], outcomes: _Outcomes, a: float, b: float, config: BaselineConfig) -> None:
     # Both are functions of (n, k): solve them per distinct pair, then spread to the entities.
-    inverse = outcomes.inverse
-    cols["likelihood_safe"] = posterior_mean(outcomes.k_u, outcomes.n_u, a, b).astype(np.float32)[inverse]
-    cols["likelihood_safe_lower"] = posterior_lower_bound(outcomes.k_u, outcomes.n_u, a, b,
-                                                          level=config.credible_level).astype(np.float32)[inverse]
+    # The pairs are distinct already, so the lower bound is the quantile itself (what
+    # posterior_lower_bound computes after finding the distinct pairs a second time).
+    from scipy import special
+
+    inverse, k_u, n_u = outcomes.inverse, outcomes.k_u, outcomes.n_u
+    cols["likelihood_safe"] = posterior_mean(k_u, n_u, a, b).astype(np.float32)[inverse]
+    cols["likelihood_safe_lower"] = special.betaincinv(k_u + a, n_u - k_u + b,
+                                                       1.0 - config.credible_level).astype(np.float32)[inverse]
 
 
-def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *, summarise: bool
-                   ) -> dict[str, dict[str, Any]]:
+def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *, summarise: bool,
+                   keep: dict[str, _Outcomes] | None = None) -> dict[str, dict[str, Any]]:
     """Per entity kind, the tenant's own prior when it has enough labels (likelihood columns added),
     and what pooling across tenants needs: distinct (n, k) with counts, and the explicit labels.
 
     Runs where the tables were derived (a worker process), so only the small
-    summaries travel and the parent fits the global priors from them."""
+    summaries travel and the parent fits the global priors from them. ``keep``
+    (same process only) receives each kind's outcomes, for :func:`_finish`."""
     out: dict[str, dict[str, Any]] = {}
     for kind in ENTITY_KINDS:
         cols = tables[kind]
         outcomes = _Outcomes(cols, config)
+        if keep is not None:
+            keep[kind] = outcomes
         summary = outcomes.summary()
         info: dict[str, Any] = {"prior": None, "explicit": _explicit_labels(cols)}
         if summarise:
@@ -148,8 +155,11 @@ def _global_priors(infos: list[dict[str, dict[str, Any]]], config: BaselineConfi
 
 
 def _finish(state: "TenantState | _Shipped", tables: dict[str, dict[str, Any]], infos: dict[str, dict[str, Any]],
-            config: BaselineConfig, global_priors: dict[str, Any], secret: bytes | None) -> Snapshot:
-    """Borrow the global prior where the tenant has none of its own, and wrap it all up."""
+            config: BaselineConfig, global_priors: dict[str, Any], secret: bytes | None,
+            outcomes: dict[str, _Outcomes] | None = None) -> Snapshot:
+    """Borrow the global prior where the tenant has none of its own, and wrap it all up.
+
+    ``outcomes``: per kind, the outcomes :func:`_tenant_priors` found (else found again here)."""
     priors: dict[str, Any] = {"global": global_priors}
     tenant = tables["tenant"]
     for kind in ENTITY_KINDS:
@@ -158,8 +168,8 @@ def _finish(state: "TenantState | _Shipped", tables: dict[str, dict[str, Any]], 
         else:
             g = global_priors[kind]
             priors[kind] = {"alpha": g["alpha"], "beta": g["beta"], "source": "global"}
-            outcomes = _Outcomes(tables[kind], config)
-            _add_likelihoods(tables[kind], outcomes, g["alpha"], g["beta"], config)
+            found = outcomes[kind] if outcomes is not None else _Outcomes(tables[kind], config)
+            _add_likelihoods(tables[kind], found, g["alpha"], g["beta"], config)
         tenant[f"prior_alpha_{kind}"] = np.array([priors[kind]["alpha"]])
         tenant[f"prior_beta_{kind}"] = np.array([priors[kind]["beta"]])
         tenant[f"prior_source_{kind}"] = np.array([priors[kind]["source"]], dtype=object)
@@ -405,6 +415,7 @@ def refresh(snapshot: Snapshot, new_messages: Messages | None, *, as_of: Any, se
         for kind, prior in global_prior.items():
             globals_[kind] = {"alpha": float(prior["alpha"]), "beta": float(prior["beta"]),
                               "source": prior.get("source", "given")}
-    infos = _tenant_priors(tables, config, summarise=False)
-    return _finish(new_state, tables, infos, config, globals_, secret)
+    outcomes: dict[str, _Outcomes] = {}
+    infos = _tenant_priors(tables, config, summarise=False, keep=outcomes)
+    return _finish(new_state, tables, infos, config, globals_, secret, outcomes)
 

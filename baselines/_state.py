@@ -273,11 +273,17 @@ def window_counts(ev: dict[str, np.ndarray], groupings: dict[str, Grouping] | No
     }
 
 
-def _subtract(a: KeyedAggregate, b: KeyedAggregate) -> KeyedAggregate:
-    """``a`` minus ``b`` for count aggregates; groups that reach zero are dropped (as a rebuild has none)."""
-    negative = KeyedAggregate(b.keys, {c: -v for c, v in b.values.items()}, b.reducers)
-    out = a.merge(negative)
-    return out.take(out.values["n"] != 0) if len(out) else out
+def _shift(counts: KeyedAggregate, entered: KeyedAggregate, gone: KeyedAggregate) -> KeyedAggregate:
+    """Window counts plus the rows that entered minus the rows that left; groups that reach zero are
+    dropped (as a rebuild has none).
+
+    The two small sides net out first, so the window's (larger) counts are spliced once, not twice."""
+    negative = KeyedAggregate(gone.keys, {c: -v for c, v in gone.values.items()}, gone.reducers)
+    out = counts.merge(entered.merge(negative))
+    if not len(out):
+        return out
+    zero = out.values["n"] == 0
+    return out.take(~zero) if zero.any() else out
 
 
 def _slice(ev: dict[str, np.ndarray], start: int, end: int) -> dict[str, np.ndarray]:
@@ -357,11 +363,17 @@ class TenantState:
                           "sender_domain": Grouping.of({"sender_domain_key": left_all["sender_domain_key"]}),
                           "recipient": Grouping.of({"recipient_key": left_all["recipient_key"]})}
         counts = {}
+        entering: dict[int | None, dict[str, KeyedAggregate]] = {}
         for i, w in enumerate(windows):
-            entered = window_counts(*new_rows, start=as_of - w, end=as_of)
+            # New mail was sent at or after the last as_of, and only mail counts in a window (label events
+            # do not): a window reaching back that far takes all of it, so such windows share one count.
+            start = None if as_of - w <= before else as_of - w
+            if start not in entering:
+                entering[start] = window_counts(*new_rows, start=start, end=as_of)
+            entered = entering[start]
             gone = window_counts(*_rows_in(left_all, left_groupings, slice(left_bounds[i], left_bounds[i + 1])),
                                  start=None, end=None)
-            counts[str(w)] = {t: _subtract(self.windows[str(w)][t].merge(entered[t]), gone[t]) for t in WINDOW_TABLES}
+            counts[str(w)] = {t: _shift(self.windows[str(w)][t], entered[t], gone[t]) for t in WINDOW_TABLES}
         new_events, new_pending = _split(rows)
         # New mail comes after everything kept (it was sent at or after the last
         # as_of): append it as a chunk, and drop or trim chunks that left the longest window.

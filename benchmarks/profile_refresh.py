@@ -1,0 +1,130 @@
+"""Where a one-day refresh spends its time, phase by phase, beside the same phases of a rebuild.
+
+    python -m benchmarks.profile_refresh                 # ~10M edges, 100 tenants (as bench_baselines)
+    python -m benchmarks.profile_refresh --scale 0.05    # ~2M edges, a quick run
+    python -m benchmarks.profile_refresh --cprofile 25   # and the top 25 functions by cumulative and own time
+
+The input and the refresh are those of ``bench_baselines``: snapshots of every
+tenant as of the last midnight but one, then one full new day of mail per tenant,
+one process; the rebuild is ``build_baselines`` over the 90 days in one process.
+A timer wraps each phase (best of ``--repeat`` runs, wall seconds):
+
+* refresh: ``tenant_events`` (the new rows; ``extract`` is its per-tenant part),
+  ``advance`` (merging them into the state: lifetime, windows, settled labels),
+  ``derive_tables``, ``_tenant_priors`` (fits and likelihood columns), ``_finish``;
+* rebuild: ``extract``, ``state_build``, then the same three last phases.
+
+The last three phases do the same work in both (the same tables come out), so
+they bound the speed-up a refresh can reach while it derives every table again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import time
+from collections import defaultdict
+from typing import Any, Callable
+
+from .bench_baselines import DAY, load_messages, time_slice
+
+
+class _PhaseTimer:
+    """Wall time per phase, by wrapping module-level functions and methods for the duration of a run."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._undo: list[tuple[Any, str, Callable]] = []
+
+    def wrap(self, owner: Any, name: str, label: str | None = None) -> None:
+        original = getattr(owner, name)  # bound, for classmethods
+        seconds = self.seconds
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                seconds[label or name] += time.perf_counter() - start
+
+        # Restored as it was defined (a classmethod stays one), not as the bound method called above.
+        self._undo.append((owner, name, vars(owner)[name]))
+        setattr(owner, name, timed)
+
+    def restore(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        self._undo.clear()
+
+
+def _best(run: Callable[[], None], timer: _PhaseTimer, repeat: int) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        timer.seconds.clear()
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        timer.seconds["total"] = time.perf_counter() - start
+        if not best or timer.seconds["total"] < best["total"]:
+            best = dict(timer.seconds)
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=0.25, help="tenant size multiplier (0.25: ~10M edges)")
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best)")
+    parser.add_argument("--cache", default=None, help="pickle of the validated messages, reused when present")
+    parser.add_argument("--cprofile", type=int, default=0, help="also profile one refresh: top N functions")
+    parser.add_argument("--skip-rebuild", action="store_true")
+    args = parser.parse_args(argv)
+
+    from commgraph.baselines import BaselineConfig, _build, _events, _state, build_baselines, refresh
+
+    m = load_messages(args.scale, args.days, args.tenants, args.cache)
+    end = m.frame["timestamp"].max().floor("D")
+    config = BaselineConfig()
+    previous = build_baselines(m, as_of=end - DAY, config=config, n_jobs=2)
+    for snapshot in previous.values():
+        snapshot.tenant_state()  # decoded once, as in bench_baselines' later runs
+    new_day = {t: time_slice(m, end - DAY, end, t) for t in previous}
+    pooled = dict(next(iter(build_baselines(m, as_of=end, config=config, n_jobs=2).values())).priors["global"])
+    print(f"input: {len(m.edges()):,} edges, {len(previous)} tenants; new day: "
+          f"{sum(len(x.edges()) for x in new_day.values()):,} edges; as_of {end}")
+
+    def run_refresh() -> None:
+        for tenant, snapshot in previous.items():
+            refresh(snapshot, new_day[tenant], as_of=end, global_prior=pooled)
+
+    timer = _PhaseTimer()
+    for name in ("tenant_events", "derive_tables", "_tenant_priors", "_finish"):
+        timer.wrap(_build, name)
+    timer.wrap(_events.EventExtractor, "extract")
+    timer.wrap(_state.TenantState, "advance")
+    timer.wrap(_state.TenantState, "build", "state_build")
+    try:
+        phases = _best(run_refresh, timer, args.repeat)
+        print("refresh, one process (best of %d): %s" % (args.repeat, _line(phases)))
+        if not args.skip_rebuild:
+            phases = _best(lambda: build_baselines(m, as_of=end, config=config, n_jobs=1), timer, args.repeat)
+            print("rebuild, one process (best of %d): %s" % (args.repeat, _line(phases)))
+    finally:
+        timer.restore()
+    if args.cprofile:
+        profile = cProfile.Profile()
+        profile.runcall(run_refresh)
+        stats = pstats.Stats(profile)
+        stats.sort_stats("cumulative").print_stats(args.cprofile)
+        stats.sort_stats("tottime").print_stats(args.cprofile)
+
+
+def _line(phases: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.3f} s" for name, seconds in phases.items())
+
+
+if __name__ == "__main__":
+    main()
