@@ -21,8 +21,8 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["skeleton", "LookalikeCache", "nearest_known", "distance_matrix", "is_established", "DISTANCE_CAP", "CLOSE_DISTANCE",
-           "ESTABLISHED_DAYS"]
+__all__ = ["skeleton", "LookalikeCache", "nearest_known", "distance_matrix", "is_established", "DISTANCE_CAP",
+           "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
 
 #: Distances are capped: this value means "this far or farther, or nothing to compare with".
 DISTANCE_CAP = 8

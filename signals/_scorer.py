@@ -18,7 +18,7 @@ from commgraph.graph import CommGraphError, ConfigError, Messages, TenantConfig,
 
 from ._batch import SignalBatch
 from ._overlay import Overlay
-from ._scalar import parse_one
+from ._scalar import _key, parse_one
 from ._provider import provider_registry
 from ._signal_set import DEFAULT_PROVIDERS, SignalSet, global_priors, stack
 from ._view import SnapshotView
@@ -197,8 +197,10 @@ class Scorer:
         self._tenants = _tenants
         self._reload_lock = threading.Lock()
         self._registrable: dict[str, str] = {}
-        # tenant -> {domain: own?}: nested, so no tuple key per domain for the garbage collector to track.
-        self._own: dict[str, dict[str, bool]] = {}
+        # "tenant\0domain" -> own? for configured tenants: string keys, so nothing for the garbage collector
+        # to track. A tenant without a configuration memoises on its view (its own domains come from the
+        # snapshot, so a reload that brings a new one starts afresh).
+        self._own: dict[str, bool] = {}
         self._loaded = self._make(dict(snapshots), {t: None for t in snapshots})
         self._plan = _OnePlan.of(self.signal_set)
         self._overlay = Overlay(_prepare)
@@ -283,7 +285,6 @@ class Scorer:
                 snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
                 views[t] = _prepare(SnapshotView(snap))
                 self._overlay.retire(t, snap.as_of)  # the observed mail the new snapshot counted
-                self._own.pop(t, None)  # a tenant without a configuration takes its own domains from the snapshot
             self._loaded = _Loaded(views, versions, global_priors(views.values()))
             return changed
 
@@ -505,23 +506,24 @@ class Scorer:
         return found
 
     def _is_own(self, tenant: str, domain: str) -> bool:
-        known = self._own.get(tenant)
-        if known is None:
-            known = self._own[tenant] = {}
-        found = known.get(domain)
+        """Whether ``domain`` is one of the tenant's own: from its configuration, else from its snapshot."""
+        config = self.tenant_configs.get(tenant)
+        if config is not None:
+            memo, key = self._own, f"{tenant}\0{domain}"
+        else:
+            view = self._loaded.views.get(tenant)
+            if view is None:  # not served: nothing is own, and nothing is memoised for it
+                return False
+            memo, key = view.memo("own_domain"), domain
+        found = memo.get(key)
         if found is None:
-            config = self.tenant_configs.get(tenant)
             if config is not None:
                 found = config.is_own_domain(domain)
             else:
-                from xxhash import xxh3_64_intdigest
-
-                view = self._loaded.views.get(tenant)
-                own = view.own_domain_keys() if view is not None else frozenset()
-                found = xxh3_64_intdigest(self._registrable_domain(domain).encode("utf-8")) in own
-            if len(known) > 1 << 16:
-                known.clear()
-            known[domain] = found
+                found = _key(self._registrable_domain(domain)) in view.own_domain_keys()
+            if len(memo) > 1 << 16:
+                memo.clear()
+            memo[key] = found
         return found
 
     def score_one(self, message: Mapping[str, Any], *, cold_start: bool | None = None) -> dict[str, Any]:

@@ -11,13 +11,16 @@ cold-start tenant: every lookup misses and likelihoods come from the global prio
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pyarrow as pa
 
 from commgraph.baselines import DEFAULT_PRIOR, ENTITY_KINDS, KeyIndex, Snapshot, pair_keys, posterior_lower_bound
 from commgraph.graph import ConfigError
+
+if TYPE_CHECKING:
+    from ._lookalike import LookalikeCache
 
 __all__ = ["SnapshotView", "gather"]
 
@@ -208,6 +211,20 @@ class SnapshotView:
                     self._cache[name] = value
         return value
 
+    def memo(self, name: str) -> dict:
+        """A dictionary that lives as long as this view: a caller's memo of answers derived from it.
+
+        A reload brings a new view, so such a memo never outlives the snapshot it was derived from.
+
+        Examples
+        --------
+        >>> from commgraph.baselines._snapshot import _example
+        >>> view = SnapshotView(_example())
+        >>> view.memo("own_domain") is view.memo("own_domain"), view.memo("own_domain") is view.memo("other")
+        (True, False)
+        """
+        return self._once(f"memo:{name}", dict)
+
     # ------------------------------------------------------------------ derived, built once
     def hours(self, table: str) -> np.ndarray:
         """The (rows, 24) hour histogram of a table (UTC hours)."""
@@ -317,7 +334,7 @@ class SnapshotView:
         """Rows of the sender_domain table that are the tenant's own domains (they send as the tenant)."""
         return (self.column("sender_domain", "n_internal") > 0) | (self.column("sender_domain", "n_outbound") > 0)
 
-    def lookalike_cache(self) -> "LookalikeCache":
+    def lookalike_cache(self) -> LookalikeCache:
         """Sender domains already checked: distance and position of the nearest known domain."""
         from ._lookalike import LookalikeCache
 

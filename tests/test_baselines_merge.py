@@ -159,9 +159,10 @@ def test_daily_refreshes_equal_rebuilds_through_window_expiry_late_labels_and_a_
 
 def test_tenants_that_share_addresses_refresh_apart_through_window_expiry() -> None:
     """Two tenants hear from the same outside addresses and their mailboxes share local parts; one
-    Messages holds both tenants' mail and labels. Refreshed daily (the 2-day window expires rows, a
-    window of 30 days takes every new day whole, labels arrive a day late), each tenant's sender and
-    recipient counts equal plain pandas over that tenant's rows only, and its snapshot a rebuild."""
+    Messages holds both tenants' mail and labels. Refreshed at uneven steps (the 2-day window expires
+    rows; a 30-day window takes every step whole; one step of 3.5 days outruns the 2-day window, so
+    that window is counted afresh from its own start; labels arrive a day late), each tenant's sender
+    and recipient counts equal plain pandas over that tenant's rows only, and its snapshot a rebuild."""
     rng = np.random.default_rng(11)
     start = pd.Timestamp("2024-03-01", tz="UTC")
     n = 600
@@ -177,7 +178,7 @@ def test_tenants_that_share_addresses_refresh_apart_through_window_expiry() -> N
     m = validate(frame, tenants=tenants)
     config = BaselineConfig(windows=("2d", "30d"), half_life="2d", settle_delay="1d", global_prior=(2.0, 1.0))
     snaps = build_baselines(m, as_of=start + 2 * DAY, config=config)
-    for day in range(3, 9):
+    for day in (2.5, 3, 6.5, 7, 8.25, 9):
         now = start + day * DAY
         snaps = {t: refresh(s, m, as_of=now) for t, s in snaps.items()}
         rebuilt = build_baselines(m, as_of=now, config=config)

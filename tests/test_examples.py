@@ -19,7 +19,7 @@ SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if p.name not in TEMPLATE
 # in the printed unit). The model: recall at a 1e-4 false-positive rate, the third figure of its "all attacks"
 # row (attacks, ROC AUC, recall@1e-4); the unsupervised ranker: attack messages within 10 alerts per tenant-day.
 TARGETS = {"detector_unsupervised.py": (r"attacks within the budget: ([\d.]+)%", 80.0),
-           "detector_model.py": (r"signals \+ message all attacks +[\d.]+ +[\d.]+ +([\d.]+)", 0.90)}
+           "detector_model.py": (r"signals \+ message\s+all attacks\s+[\d.]+\s+[\d.]+\s+([\d.]+)", 0.90)}
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

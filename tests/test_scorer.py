@@ -222,6 +222,54 @@ def test_score_accepts_a_raw_frame(small) -> None:
     assert X.shape == (1, len(names)) and X.dtype == np.float32
 
 
+def test_own_domains_of_an_unconfigured_tenant_follow_its_current_snapshot(tmp_path, monkeypatch) -> None:
+    # Without a tenant configuration the scorer takes a tenant's own domains from its snapshot, so a
+    # message without a direction is read by the snapshot being served: after a reload that brings
+    # mail sent from a new own domain, the answer changes, even when a request for that tenant ran
+    # while the reload was preparing another tenant's snapshot (the memo belongs to the view).
+    from commgraph.signals import _scorer
+
+    def snapshots(with_newco: bool) -> dict:
+        rows = []
+        for t in ("acme", "beta"):
+            for d in range(1, 6):
+                rows += [(t, f"ann@{t}.com", "bob@vendor.com", f"2024-05-0{d}T10:00Z"),
+                         (t, "bob@vendor.com", f"ann@{t}.com", f"2024-05-0{d}T11:00Z")]
+                if with_newco and t == "acme":
+                    rows.append((t, "cy@newco.com", "bob@vendor.com", f"2024-05-0{d}T12:00Z"))
+        frame = pd.DataFrame(rows, columns=["tenant_id", "sender", "recipients", "timestamp"])
+        frame["message_id"] = [f"m{i}" for i in range(len(frame))]
+        configs = [{"tenant_id": "acme", "own_domains": ["acme.com"] + (["newco.com"] if with_newco else [])},
+                   {"tenant_id": "beta", "own_domains": ["beta.com"]}]
+        return build_baselines(validate(frame, tenants=configs), as_of="2024-05-07")
+
+    store = SnapshotStore(tmp_path)
+    for snap in snapshots(False).values():
+        store.publish(snap)
+    scorer = Scorer.from_store(store)
+    message = {"tenant_id": "acme", "message_id": "x", "timestamp": "2024-05-08T09:00Z",
+               "sender": "cy@newco.com", "recipients": "bob@vendor.com"}
+    assert not scorer._is_own("acme", "newco.com")
+    first = scorer.score_one(message)
+    for snap in snapshots(True).values():
+        store.publish(snap)
+    prepare = _scorer._prepare
+
+    def prepare_while_acme_is_scored(view, **kwargs):
+        if view.tenant_id == "beta":
+            scorer.score_one(message)  # acme's new view is prepared, not yet served
+        return prepare(view, **kwargs)
+
+    monkeypatch.setattr(_scorer, "_prepare", prepare_while_acme_is_scored)
+    assert scorer.reload() == ["acme", "beta"]
+    assert scorer._is_own("acme", "newco.com") and Scorer.from_store(store)._is_own("acme", "newco.com")
+    after, fresh = scorer.score_one(message), Scorer.from_store(store).score_one(message)
+    assert after.keys() == fresh.keys() and all(_same(after[k], v) for k, v in fresh.items())
+    assert after["sender_messages_7d"] == 5 and first["sender_messages_7d"] == 0
+    # A tenant the scorer does not serve owns nothing and leaves no memo behind.
+    assert not scorer._is_own("nobody", "acme.com") and not scorer._own
+
+
 def test_reload_swaps_atomically_while_other_threads_score(tmp_path, small) -> None:
     snapshots, configs = small
     store = SnapshotStore(tmp_path)
