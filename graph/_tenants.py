@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import tomllib
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Iterable, Mapping
 
-import numpy as np
 import pandas as pd
 
 from ._addresses import _normalise_domain, normalise_address

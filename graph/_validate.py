@@ -22,7 +22,7 @@ from pandas.api.types import union_categoricals
 
 from ._addresses import ParsedAddresses, normalise_display_names, parse_addresses, split_address_lists
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
-from ._messages import REJECT_COLUMNS, Messages, message_index
+from ._messages import Messages, message_index
 from ._schema import (
     AUTH_COLUMNS, AUTH_DTYPE, DIRECTION_DTYPE, DIRECTIONS, EDGE_RECIPIENT_COLUMN, EDGE_RECIPIENT_TYPE_COLUMN,
     LABEL_DTYPE, LABELS, OPTIONAL_COLUMNS, RECIPIENT_TYPE_DTYPE, RECIPIENT_TYPES, REQUIRED_COLUMNS,
