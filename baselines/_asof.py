@@ -153,7 +153,12 @@ class AsOfTables:
         key = (id(codes), id(instants))
         found = self._orders.get(key)
         if found is None or found[0] is not codes or found[1] is not instants:
-            found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants))
+            order = None
+            if self._own(instants, self.ts):  # a message's own keys at its own time: a timeline's order
+                timeline = "_sender" if codes is self.s else "_domain" if codes is self.d else None
+                if timeline is not None:
+                    order = QueryOrder(self._by_time, getattr(self, timeline).order)
+            found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants) if order is None else order)
         return found[2]
 
     @cached_property
@@ -394,15 +399,34 @@ class AsOfTables:
         out.update(self._label_columns("sender_domain", self.d, q))
         return out
 
-    def pair(self, instants: np.ndarray) -> dict[str, np.ndarray]:
-        """Per edge, pair-table columns of (sender, recipient), and ``n_reverse`` of (recipient, sender)."""
+    def pair(self, instants: np.ndarray, *, reverse: bool = True) -> dict[str, np.ndarray]:
+        """Per edge, pair-table columns of (sender, recipient), and ``n_reverse`` of (recipient, sender).
+
+        ``reverse=False`` leaves ``n_reverse`` out (:meth:`replied` answers whether it is above 0, cheaper).
+        """
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
         codes, uniques = self._pairs
         tl = self._pair
         lo, hi = self._before(tl, codes, q, self.ets)
-        reverse = uniques.get_indexer(self.r * self.n_addr + self.es)
-        rlo, rhi = tl.before(reverse, q)
-        return {"n_messages": hi - lo, "last_seen": tl.last(lo, hi), "n_reverse": rhi - rlo}
+        out = {"n_messages": hi - lo, "last_seen": tl.last(lo, hi)}
+        if reverse:
+            rlo, rhi = tl.before(self._reverse_pair, q)
+            out["n_reverse"] = rhi - rlo
+        return out
+
+    def replied(self, instants: np.ndarray) -> np.ndarray:
+        """Per edge, whether its recipient wrote to its sender before the edge's instant (``n_reverse > 0``).
+
+        The reverse pair's first edge decides it: a comparison per edge, no search.
+        """
+        q = self._at_edges(np.asarray(instants, dtype=np.int64))
+        reverse = self._reverse_pair
+        return (reverse >= 0) & (self._pair_first[np.maximum(reverse, 0)] < q)
+
+    @cached_property
+    def _reverse_pair(self) -> np.ndarray:
+        """Per edge, the pair code of (recipient, sender), -1 where that pair never had an edge."""
+        return self._pairs[1].get_indexer(self.r * self.n_addr + self.es)
 
     def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
