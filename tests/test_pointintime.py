@@ -172,6 +172,16 @@ def test_priors_follow_the_snapshots(raw, policy) -> None:
             for t, (alpha, beta) in zip(tenants, fitted[kind]):
                 prior = snaps[t.tenant_id].priors[kind]
                 assert (alpha[i], beta[i]) == (prior["alpha"], prior["beta"]), (kind, t.tenant_id, instant)
+    # Asked at fewer instants, the changes between them are merged per entity: still the snapshots' priors,
+    # at every third instant and one nanosecond after every other one (between events).
+    for coarse in (instants[::3], instants[1::2] + 1):
+        asked = {k: priors_at([t.tables.outcomes(k) for t in tenants], [coarse] * len(tenants), config) for k in kinds}
+        for i, instant in enumerate(coarse):
+            snaps = build_baselines(messages, as_of=pd.Timestamp(int(instant), tz="UTC"), config=config)
+            for kind in kinds:
+                for t, (alpha, beta) in zip(tenants, asked[kind]):
+                    prior = snaps[t.tenant_id].priors[kind]
+                    assert (alpha[i], beta[i]) == (prior["alpha"], prior["beta"]), (kind, t.tenant_id, instant)
 
 
 def test_asof_tables_value_each_message_at_its_own_instant() -> None:
