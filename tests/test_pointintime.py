@@ -165,21 +165,14 @@ def test_priors_follow_the_snapshots(raw, policy) -> None:
     tenants = _tenants(messages, config)
     instants = np.unique(np.concatenate([t.instants for t in tenants]))
     kinds = ("sender", "sender_domain", "recipient")
-    fitted = {k: priors_at([t.tables.outcomes(k) for t in tenants], [instants] * len(tenants), config) for k in kinds}
-    for i, instant in enumerate(instants):
-        snaps = build_baselines(messages, as_of=pd.Timestamp(int(instant), tz="UTC"), config=config)
-        for kind in kinds:
-            for t, (alpha, beta) in zip(tenants, fitted[kind]):
-                prior = snaps[t.tenant_id].priors[kind]
-                assert (alpha[i], beta[i]) == (prior["alpha"], prior["beta"]), (kind, t.tenant_id, instant)
-    # Asked at fewer instants, the changes between them are merged per entity: still the snapshots' priors,
-    # at every third instant and one nanosecond after every other one (between events).
-    for coarse in (instants[::3], instants[1::2] + 1):
-        asked = {k: priors_at([t.tables.outcomes(k) for t in tenants], [coarse] * len(tenants), config) for k in kinds}
-        for i, instant in enumerate(coarse):
+    # At every message's instant; then at fewer instants, where the changes between them are merged per
+    # entity: every third instant, and one nanosecond after every other one (between events).
+    for asked in (instants, instants[::3], instants[1::2] + 1):
+        fitted = {k: priors_at([t.tables.outcomes(k) for t in tenants], [asked] * len(tenants), config) for k in kinds}
+        for i, instant in enumerate(asked):
             snaps = build_baselines(messages, as_of=pd.Timestamp(int(instant), tz="UTC"), config=config)
             for kind in kinds:
-                for t, (alpha, beta) in zip(tenants, asked[kind]):
+                for t, (alpha, beta) in zip(tenants, fitted[kind]):
                     prior = snaps[t.tenant_id].priors[kind]
                     assert (alpha[i], beta[i]) == (prior["alpha"], prior["beta"]), (kind, t.tenant_id, instant)
 
