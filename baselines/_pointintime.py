@@ -69,7 +69,7 @@ def code_order(codes: np.ndarray, by_time: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> code_order(np.array([1, 0, 1, 0]), np.array([3, 2, 1, 0])).tolist()
-    [2, 0, 3, 1]
+    [3, 1, 2, 0]
     """
     by_time = np.asarray(by_time)
     c = np.asarray(codes, dtype=np.int64)[by_time]
