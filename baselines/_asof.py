@@ -62,7 +62,7 @@ def smoothed(columns: Mapping[str, np.ndarray], alpha: np.ndarray | float, beta:
     mean = posterior_mean(k, n, alpha, beta).astype(np.float32)
     if not lower:
         return mean, None
-    return mean, posterior_lower_bound(k, n, alpha, beta, level=config.credible_level).astype(np.float32)
+    return mean, posterior_lower_bound(k, n, alpha, beta, level=config.credible_level, dtype=np.float32)
 
 
 class AsOfTables:
