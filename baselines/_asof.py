@@ -26,7 +26,7 @@ import pandas as pd
 from ._build import _outcomes
 from ._config import BaselineConfig
 from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, domain_heads
-from ._pointintime import NAT, QueryOrder, Timeline, dense_codes, outcome_events
+from ._pointintime import NAT, QueryOrder, Timeline, code_order, dense_codes, outcome_events
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
 
@@ -154,10 +154,13 @@ class AsOfTables:
         found = self._orders.get(key)
         if found is None or found[0] is not codes or found[1] is not instants:
             order = None
-            if self._own(instants, self.ts):  # a message's own keys at its own time: a timeline's order
+            if self._own(instants, self.ts):  # messages at their own time (fresh): their time order is known
                 timeline = "_sender" if codes is self.s else "_domain" if codes is self.d else None
-                if timeline is not None:
-                    order = QueryOrder(self._by_time, getattr(self, timeline).order)
+                by_key = getattr(self, timeline).order if timeline is not None else code_order(
+                    np.maximum(codes, 0), self._by_time)  # (the sender and domain timelines' own order)
+                order = QueryOrder(self._by_time, by_key)
+            elif self._own(instants, self.ets):
+                order = QueryOrder(self._edges_by_time, code_order(np.maximum(codes, 0), self._edges_by_time))
             found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants) if order is None else order)
         return found[2]
 
@@ -461,9 +464,9 @@ class AsOfTables:
     def display_name(self, instants: np.ndarray) -> dict[str, np.ndarray]:
         """Per message: whether its display name is internal, and messages with this name from this address."""
         q = np.asarray(instants, dtype=np.int64)
-        lo, hi = self._internal_names.before(self.name, q)
+        lo, hi = self._internal_names.before(self.name, q, self._order(self.name, q))
         codes, tl = self._name_pairs
-        plo, phi = tl.before(codes, q)
+        plo, phi = tl.before(codes, q, self._order(codes, q))
         return {"is_internal": (hi > lo).astype(np.int8), "n_with_name": phi - plo}
 
     # ------------------------------------------------------------------ known contacts
