@@ -60,11 +60,12 @@ def search(sorted_values: np.ndarray, needles: np.ndarray, order: np.ndarray | N
 def code_order(codes: np.ndarray, by_time: np.ndarray) -> np.ndarray:
     """The argsort of (code, rank in time): ``by_time`` reordered stably by code.
 
-    ``codes`` are non-negative integers and ``by_time`` a stable time order of
-    them. Sorting the time-ordered codes stably keeps time order within a code,
-    and numpy sorts 16-bit integers stably by radix (linear time): one pass per
-    16 bits of the largest code, 2-3x faster than a comparison sort of packed
-    (code, rank) keys, with the very same result (the packed keys are distinct).
+    ``codes`` are integers (non-negative ones take the fast path) and
+    ``by_time`` a stable time order of them. Sorting the time-ordered codes
+    stably keeps time order within a code, and numpy sorts 16-bit integers
+    stably by radix (linear time): one pass per 16 bits of the largest code,
+    2-3x faster than a comparison sort of packed (code, rank) keys, with the
+    very same result (the packed keys are distinct).
 
     Examples
     --------
@@ -73,6 +74,8 @@ def code_order(codes: np.ndarray, by_time: np.ndarray) -> np.ndarray:
     """
     by_time = np.asarray(by_time)
     c = np.asarray(codes, dtype=np.int64)[by_time]
+    if len(c) and int(c.min()) < 0:  # not a code space: a stable comparison sort, as correct, slower
+        return by_time[np.argsort(c, kind="stable")]
     perm: np.ndarray | None = None
     top = int(c.max()) if len(c) else 0
     shift = 0

@@ -51,10 +51,11 @@ def test_timeline_against_brute_force(ev, qs, half_life, window) -> None:
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([0, 1, 7, 65535, 65536, 70000, 2**32 - 1, 2**32 + 5, 2**40]),
-                          st.integers(0, 50)), max_size=80))
-def test_code_order_sorts_by_code_then_time(rows) -> None:
-    # The radix passes (one per 16 bits of the largest code) against a comparison sort of (code, time, position).
-    codes = np.array([r[0] for r in rows], dtype=np.int64)
+                          st.integers(0, 50)), max_size=80), st.booleans())
+def test_code_order_sorts_by_code_then_time(rows, negative) -> None:
+    # The radix passes (one per 16 bits of the largest code) against a comparison sort of (code, time, position);
+    # negative codes (not a code space) take a comparison sort.
+    codes = np.array([r[0] for r in rows], dtype=np.int64) * (-1 if negative else 1)
     times = np.array([r[1] for r in rows], dtype=np.int64)
     by_time = np.argsort(times, kind="stable")
     expected = np.lexsort((np.arange(len(rows)), times, codes))
