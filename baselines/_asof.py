@@ -26,7 +26,7 @@ import pandas as pd
 from ._build import _outcomes
 from ._config import BaselineConfig
 from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, domain_heads
-from ._pointintime import NAT, QueryOrder, Timeline, dense_codes, outcome_events
+from ._pointintime import NAT, QueryOrder, Timeline, code_order, dense_codes, outcome_events
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
 
@@ -62,7 +62,7 @@ def smoothed(columns: Mapping[str, np.ndarray], alpha: np.ndarray | float, beta:
     mean = posterior_mean(k, n, alpha, beta).astype(np.float32)
     if not lower:
         return mean, None
-    return mean, posterior_lower_bound(k, n, alpha, beta, level=config.credible_level).astype(np.float32)
+    return mean, posterior_lower_bound(k, n, alpha, beta, level=config.credible_level, dtype=np.float32)
 
 
 class AsOfTables:
@@ -153,7 +153,15 @@ class AsOfTables:
         key = (id(codes), id(instants))
         found = self._orders.get(key)
         if found is None or found[0] is not codes or found[1] is not instants:
-            found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants))
+            order = None
+            if self._own(instants, self.ts):  # messages at their own time (fresh): their time order is known
+                timeline = "_sender" if codes is self.s else "_domain" if codes is self.d else None
+                by_key = getattr(self, timeline).order if timeline is not None else code_order(
+                    np.maximum(codes, 0), self._by_time)  # (the sender and domain timelines' own order)
+                order = QueryOrder(self._by_time, by_key)
+            elif self._own(instants, self.ets):
+                order = QueryOrder(self._edges_by_time, code_order(np.maximum(codes, 0), self._edges_by_time))
+            found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants) if order is None else order)
         return found[2]
 
     @cached_property
@@ -394,15 +402,34 @@ class AsOfTables:
         out.update(self._label_columns("sender_domain", self.d, q))
         return out
 
-    def pair(self, instants: np.ndarray) -> dict[str, np.ndarray]:
-        """Per edge, pair-table columns of (sender, recipient), and ``n_reverse`` of (recipient, sender)."""
+    def pair(self, instants: np.ndarray, *, reverse: bool = True) -> dict[str, np.ndarray]:
+        """Per edge, pair-table columns of (sender, recipient), and ``n_reverse`` of (recipient, sender).
+
+        ``reverse=False`` leaves ``n_reverse`` out (:meth:`replied` answers whether it is above 0, cheaper).
+        """
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
         codes, uniques = self._pairs
         tl = self._pair
         lo, hi = self._before(tl, codes, q, self.ets)
-        reverse = uniques.get_indexer(self.r * self.n_addr + self.es)
-        rlo, rhi = tl.before(reverse, q)
-        return {"n_messages": hi - lo, "last_seen": tl.last(lo, hi), "n_reverse": rhi - rlo}
+        out = {"n_messages": hi - lo, "last_seen": tl.last(lo, hi)}
+        if reverse:
+            rlo, rhi = tl.before(self._reverse_pair, q)
+            out["n_reverse"] = rhi - rlo
+        return out
+
+    def replied(self, instants: np.ndarray) -> np.ndarray:
+        """Per edge, whether its recipient wrote to its sender before the edge's instant (``n_reverse > 0``).
+
+        The reverse pair's first edge decides it: a comparison per edge, no search.
+        """
+        q = self._at_edges(np.asarray(instants, dtype=np.int64))
+        reverse = self._reverse_pair
+        return (reverse >= 0) & (self._pair_first[np.maximum(reverse, 0)] < q)
+
+    @cached_property
+    def _reverse_pair(self) -> np.ndarray:
+        """Per edge, the pair code of (recipient, sender), -1 where that pair never had an edge."""
+        return self._pairs[1].get_indexer(self.r * self.n_addr + self.es)
 
     def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
@@ -437,9 +464,9 @@ class AsOfTables:
     def display_name(self, instants: np.ndarray) -> dict[str, np.ndarray]:
         """Per message: whether its display name is internal, and messages with this name from this address."""
         q = np.asarray(instants, dtype=np.int64)
-        lo, hi = self._internal_names.before(self.name, q)
+        lo, hi = self._internal_names.before(self.name, q, self._order(self.name, q))
         codes, tl = self._name_pairs
-        plo, phi = tl.before(codes, q)
+        plo, phi = tl.before(codes, q, self._order(codes, q))
         return {"is_internal": (hi > lo).astype(np.int8), "n_with_name": phi - plo}
 
     # ------------------------------------------------------------------ known contacts

@@ -21,7 +21,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-__all__ = ["Timeline", "QueryOrder", "dense_codes", "outcome_events", "search", "NAT"]
+__all__ = ["Timeline", "QueryOrder", "code_order", "dense_codes", "outcome_events", "search", "NAT"]
 
 #: Missing timestamps, as int64 nanoseconds (numpy's NaT).
 NAT = np.iinfo(np.int64).min
@@ -57,6 +57,37 @@ def search(sorted_values: np.ndarray, needles: np.ndarray, order: np.ndarray | N
     return out
 
 
+def code_order(codes: np.ndarray, by_time: np.ndarray) -> np.ndarray:
+    """The argsort of (code, rank in time): ``by_time`` reordered stably by code.
+
+    ``codes`` are integers (non-negative ones take the fast path) and
+    ``by_time`` a stable time order of them. Sorting the time-ordered codes
+    stably keeps time order within a code, and numpy sorts 16-bit integers
+    stably by radix (linear time): one pass per 16 bits of the largest code,
+    2-3x faster than a comparison sort of packed (code, rank) keys, with the
+    very same result (the packed keys are distinct).
+
+    Examples
+    --------
+    >>> code_order(np.array([1, 0, 1, 0]), np.array([3, 2, 1, 0])).tolist()
+    [3, 1, 2, 0]
+    """
+    by_time = np.asarray(by_time)
+    c = np.asarray(codes, dtype=np.int64)[by_time]
+    if len(c) and int(c.min()) < 0:  # not a code space: a stable comparison sort, as correct, slower
+        return by_time[np.argsort(c, kind="stable")]
+    perm: np.ndarray | None = None
+    top = int(c.max()) if len(c) else 0
+    shift = 0
+    while True:  # least significant digit first: each stable pass keeps the order of the ones before
+        digit = ((c if perm is None else c[perm]) >> shift) & 0xFFFF
+        step = np.argsort(digit.astype(np.uint16), kind="stable")
+        perm = step if perm is None else perm[step]
+        shift += 16
+        if top >> shift == 0:
+            return by_time[perm]
+
+
 class QueryOrder(NamedTuple):
     """Two sort orders of a set of (key code, instant) queries, for :meth:`Timeline.before` to reuse.
 
@@ -77,13 +108,8 @@ class QueryOrder(NamedTuple):
 
     @classmethod
     def of(cls, codes: np.ndarray, instants: np.ndarray) -> "QueryOrder":
-        instants = np.asarray(instants, dtype=np.int64)
-        n = len(instants)
-        by_time = np.argsort(instants, kind="stable")
-        rank = np.empty(n, np.int64)
-        rank[by_time] = np.arange(n)
-        c = np.maximum(np.asarray(codes, dtype=np.int64), 0)
-        return cls(by_time, np.argsort(c * (n + 1) + rank))
+        by_time = np.argsort(np.asarray(instants, dtype=np.int64), kind="stable")
+        return cls(by_time, code_order(np.maximum(np.asarray(codes, dtype=np.int64), 0), by_time))
 
 
 def dense_codes(*keys: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -141,9 +167,8 @@ class Timeline:
         rank = np.empty(n, np.int64)
         rank[by_time] = np.arange(n)
         self._width = n + 1
-        composite = codes * self._width + rank
-        self.order = np.argsort(composite)  # distinct keys: no stability needed
-        self.keys = composite[self.order]
+        self.order = code_order(codes, by_time)  # = argsort(codes * width + rank)
+        self.keys = codes[self.order] * self._width + rank[self.order]
         self.times = times[self.order]
         self.starts = np.searchsorted(self.keys, np.arange(n_codes + 1, dtype=np.int64) * self._width)
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import BaselineConfig
+from ._pointintime import code_order
 from ._smoothing import fit_summary
 
 __all__ = ["TenantOutcomes", "priors_at"]
@@ -61,17 +62,31 @@ class TenantOutcomes:
     explicit: np.ndarray
 
 
-def _merged(o: TenantOutcomes) -> dict[str, np.ndarray]:
-    """One tenant's changes summed per (entity, instant) (every later snapshot sees them together),
-    with each entity's trials and successes after each, in (entity, instant) order."""
-    order = np.lexsort((o.time, o.entity))
-    entity, time = np.asarray(o.entity, np.int64)[order], np.asarray(o.time, np.int64)[order]
+def _merged(o: TenantOutcomes, instants: np.ndarray) -> dict[str, np.ndarray]:
+    """One tenant's changes summed per entity between consecutive ``instants`` (sorted; every snapshot
+    asked about sees them together), with each entity's trials and successes after each, in (entity,
+    time) order. Each sum carries its last change's time; changes at or after the last instant drop out.
+
+    Merged this way a busy entity's thousands of changes between two asked instants become one, and
+    the fits see the same histograms at the asked instants.
+    """
+    time = np.asarray(o.time, np.int64)
+    step = np.searchsorted(instants, time, side="right")  # the first asked instant each change counts for
+    asked = np.flatnonzero(step < len(instants))
+    entity = np.asarray(o.entity, np.int64)[asked]
+    step, time = step[asked], time[asked]
+    by_step = np.argsort(step.astype(np.uint16) if len(instants) < 1 << 16 else step, kind="stable")
+    order = code_order(entity, by_step)  # (entity, step), stable
+    entity, step = entity[order], step[order]
     new = np.ones(len(order), dtype=bool)
-    new[1:] = (entity[1:] != entity[:-1]) | (time[1:] != time[:-1])
+    new[1:] = (entity[1:] != entity[:-1]) | (step[1:] != step[:-1])
     starts = np.flatnonzero(new)
-    safe = np.add.reduceat(np.asarray(o.safe, np.int64)[order], starts) if len(starts) else np.zeros(0, np.int64)
-    trials = np.add.reduceat(np.asarray(o.trials, np.int64)[order], starts) if len(starts) else safe
-    entity, time = entity[starts], time[starts]
+    if not len(starts):
+        starts = np.zeros(0, np.int64)
+    safe = np.add.reduceat(np.asarray(o.safe, np.int64)[asked][order], starts) if len(starts) else starts
+    trials = np.add.reduceat(np.asarray(o.trials, np.int64)[asked][order], starts) if len(starts) else starts
+    time = np.maximum.reduceat(time[order], starts) if len(starts) else starts
+    entity = entity[starts]
     keep = (safe != 0) | (trials != 0)
     entity, time, safe, trials = entity[keep], time[keep], safe[keep], trials[keep]
     first = np.ones(len(entity), dtype=bool)
@@ -87,9 +102,10 @@ def _running(values: np.ndarray, first: np.ndarray) -> np.ndarray:
     return total - (total - values)[segment_start]
 
 
-def _states(outcomes: list[TenantOutcomes]) -> dict[str, np.ndarray]:
-    """Every tenant's changes merged per (entity, instant), with the state before and after each, in time order."""
-    parts = [(t, _merged(o)) for t, o in enumerate(outcomes) if len(o.time)]
+def _states(outcomes: list[TenantOutcomes], instants: np.ndarray) -> dict[str, np.ndarray]:
+    """Every tenant's changes merged per entity between asked ``instants`` (sorted, distinct), with the
+    state before and after each, in time order."""
+    parts = [(t, _merged(o, instants)) for t, o in enumerate(outcomes) if len(o.time)]
     parts = [(t, m) for t, m in parts if len(m["time"])]
     if not parts:
         return {c: np.zeros(0, np.int64) for c in ("tenant", "time", "before", "after", "first_trial")} | {
@@ -159,9 +175,18 @@ def priors_at(outcomes: list[TenantOutcomes], requests: list[np.ndarray], config
     n_tenants = len(outcomes)
     if len(requests) != n_tenants:
         raise ValueError(f"priors_at needs one request array per tenant; got {len(requests)} for {n_tenants} tenants")
-    requests = [np.asarray(r, dtype=np.int64) for r in requests]
+    # Messages share instants (a day's, with a prior per day): answer each distinct one once.
+    distinct = [np.unique(np.asarray(r, dtype=np.int64), return_inverse=True) for r in requests]
+    fitted = _priors_at_distinct(outcomes, [u for u, _ in distinct], config)
+    return [(alpha[inverse], beta[inverse]) for (alpha, beta), (_, inverse) in zip(fitted, distinct)]
+
+
+def _priors_at_distinct(outcomes: list[TenantOutcomes], requests: list[np.ndarray], config: BaselineConfig
+                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`priors_at` for sorted, distinct instants per tenant."""
+    n_tenants = len(outcomes)
     out = [(np.empty(len(r)), np.empty(len(r))) for r in requests]
-    ev = _states(outcomes)
+    ev = _states(outcomes, np.unique(np.concatenate(requests + [np.zeros(0, np.int64)])))
     # Vectorised: does each tenant (and the pool) have enough to fit its own prior at each instant?
     first_trial = [ev["time"][ev["first_trial"] & (ev["tenant"] == t)] for t in range(n_tenants)]
     explicit = [np.repeat(o.time, np.asarray(o.explicit, np.int64)) for o in outcomes]

@@ -306,15 +306,42 @@ class SignalSet:
             # directly: no per-column inference and checks, and four blocks to make instead of 35.
             labels = self._labels(tuple(head))
             blocks = [(v, _PLACEMENTS[j]) for j, v in enumerate(head.values())]
+            filled = columns.blocks if isinstance(columns, OutputColumns) else {}
             for dtype, members, placement in self._dtype_groups(tuple(v.dtype for v in values), len(head)):
-                block = np.empty((len(members), len(index)), dtype)
-                for row, j in enumerate(members):
-                    block[row] = values[j]
+                block = filled.get(tuple(members))
+                if block is None or block.shape[1] != len(index) or not all(
+                        _is_row(values[j], block, row) for row, j in enumerate(members)):
+                    block = np.empty((len(members), len(index)), dtype)
+                    for row, j in enumerate(members):
+                        block[row] = values[j]
                 blocks.append((block, placement))
             return create_dataframe_from_blocks(blocks, index, labels)
         data = dict(head)
         data.update(zip(names, values))
         return pd.DataFrame(data, index=index, copy=False)
+
+    def empty_columns(self, size: int, dtypes: Mapping[str, Any]) -> "OutputColumns":
+        """Uninitialised output columns (``dtypes``: one per signal name) to fill in place before :meth:`frame`.
+
+        They are the rows of the blocks the output frame is made of, so
+        :meth:`frame` hands them over without copying the signals again.
+
+        Examples
+        --------
+        >>> s = SignalSet(["pair"])
+        >>> columns = s.empty_columns(2, {spec.name: spec.dtype for spec in s.specs})
+        >>> columns["pair_messages"][:] = [3, 0]
+        >>> sorted(columns) == sorted(s.names), columns["pair_messages"].tolist()
+        (True, [3, 0])
+        """
+        names = self.names
+        out = OutputColumns()
+        for dtype, members, _ in self._dtype_groups(tuple(np.dtype(dtypes[name]) for name in names), 0):
+            block = np.empty((len(members), size), dtype)
+            out.blocks[tuple(members)] = block
+            for row, j in enumerate(members):
+                out[names[j]] = block[row]
+        return out
 
     def _dtype_groups(self, dtypes: tuple[np.dtype, ...], offset: int
                       ) -> list[tuple[np.dtype, list[int], np.ndarray]]:
@@ -348,6 +375,28 @@ class SignalSet:
 
     def __hash__(self) -> int:
         return hash(tuple(type(p) for p in self.providers))
+
+
+class OutputColumns(dict):
+    """Signal columns by name that are the rows of 2-D blocks, one per dtype (:meth:`SignalSet.empty_columns`).
+
+    Examples
+    --------
+    >>> columns = SignalSet(["pair"]).empty_columns(3, {"pair_messages": "int32", "pair_is_first_contact": "int8",
+    ...     "pair_days_since_last": "float32", "pair_recipient_replied": "int8"})
+    >>> [block.shape for block in columns.blocks.values()]
+    [(1, 3), (2, 3), (1, 3)]
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: dict[tuple[int, ...], np.ndarray] = {}  #: signal positions (in set order) -> their block
+
+
+def _is_row(values: np.ndarray, block: np.ndarray, row: int) -> bool:
+    """Whether ``values`` is still row ``row`` of ``block`` (not an array put in its place)."""
+    return (values.base is block and values.shape == block.shape[1:] and values.strides == block.strides[1:]
+            and values.ctypes.data == block.ctypes.data + row * block.strides[0])
 
 
 #: Block placements (one column each), shared by every output frame.

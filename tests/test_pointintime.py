@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.baselines._asof import AsOfTables
-from commgraph.baselines._pointintime import NAT, QueryOrder, Timeline, outcome_events
+from commgraph.baselines._pointintime import NAT, QueryOrder, Timeline, code_order, outcome_events
 from commgraph.baselines._priors_in_time import priors_at
 from commgraph.graph import validate
 from commgraph.signals._backfill import _columns, _tenant
@@ -47,6 +47,19 @@ def test_timeline_against_brute_force(ev, qs, half_life, window) -> None:
         assert last_value[i] == (values[mine].max() if mine.any() else -1)
         expected = np.exp2(-(t - times[mine]) / half_life).sum()
         assert np.isclose(decayed[i], expected, rtol=1e-12, atol=0) or (expected < 1e-300 and decayed[i] < 1e-290)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 7, 65535, 65536, 70000, 2**32 - 1, 2**32 + 5, 2**40]),
+                          st.integers(0, 50)), max_size=80), st.booleans())
+def test_code_order_sorts_by_code_then_time(rows, negative) -> None:
+    # The radix passes (one per 16 bits of the largest code) against a comparison sort of (code, time, position);
+    # negative codes (not a code space) take a comparison sort.
+    codes = np.array([r[0] for r in rows], dtype=np.int64) * (-1 if negative else 1)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    by_time = np.argsort(times, kind="stable")
+    expected = np.lexsort((np.arange(len(rows)), times, codes))
+    assert code_order(codes, by_time).tolist() == expected.tolist()
 
 
 @settings(max_examples=80, deadline=None)
@@ -153,13 +166,16 @@ def test_priors_follow_the_snapshots(raw, policy) -> None:
     tenants = _tenants(messages, config)
     instants = np.unique(np.concatenate([t.instants for t in tenants]))
     kinds = ("sender", "sender_domain", "recipient")
-    fitted = {k: priors_at([t.tables.outcomes(k) for t in tenants], [instants] * len(tenants), config) for k in kinds}
-    for i, instant in enumerate(instants):
-        snaps = build_baselines(messages, as_of=pd.Timestamp(int(instant), tz="UTC"), config=config)
-        for kind in kinds:
-            for t, (alpha, beta) in zip(tenants, fitted[kind]):
-                prior = snaps[t.tenant_id].priors[kind]
-                assert (alpha[i], beta[i]) == (prior["alpha"], prior["beta"]), (kind, t.tenant_id, instant)
+    # At every message's instant; then at fewer instants, where the changes between them are merged per
+    # entity: every third instant, and one nanosecond after every other one (between events).
+    for asked in (instants, instants[::3], instants[1::2] + 1):
+        fitted = {k: priors_at([t.tables.outcomes(k) for t in tenants], [asked] * len(tenants), config) for k in kinds}
+        for i, instant in enumerate(asked):
+            snaps = build_baselines(messages, as_of=pd.Timestamp(int(instant), tz="UTC"), config=config)
+            for kind in kinds:
+                for t, (alpha, beta) in zip(tenants, fitted[kind]):
+                    prior = snaps[t.tenant_id].priors[kind]
+                    assert (alpha[i], beta[i]) == (prior["alpha"], prior["beta"]), (kind, t.tenant_id, instant)
 
 
 def test_asof_tables_value_each_message_at_its_own_instant() -> None:
@@ -177,3 +193,5 @@ def test_asof_tables_value_each_message_at_its_own_instant() -> None:
     counts, last = t.tables.written_to(t.instants)
     assert counts.tolist() == [0, 0, 0, 1] and last[3] == pd.Timestamp("2024-01-02T09:00Z").value
     assert t.tables.pair(t.instants)["n_reverse"].tolist() == [0, 0, 1, 1]  # me@acme.com wrote to x on day 2
+    assert t.tables.replied(t.instants).tolist() == [False, False, True, True]
+    assert "n_reverse" not in t.tables.pair(t.instants, reverse=False)
