@@ -17,7 +17,7 @@ from commgraph.graph import ConfigError, Messages, stable_key
 
 from ._config import BaselineConfig
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
-from ._smoothing import _distinct_pairs, fit_summary, posterior_mean
+from ._smoothing import _distinct_pairs, beta_quantile, fit_summary, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
 from ._state import TenantState
 from ._tables import ENTITY_KINDS, derive_tables, to_arrow
@@ -96,13 +96,12 @@ class _Outcomes:
 def _add_likelihoods(cols: dict[str, Any], outcomes: _Outcomes, a: float, b: float, config: BaselineConfig) -> None:
     # Both are functions of (n, k): solve them per distinct pair, then spread to the entities.
     # The pairs are distinct already, so the lower bound is the quantile itself (what
-    # posterior_lower_bound computes after finding the distinct pairs a second time).
-    from scipy import special
-
+    # posterior_lower_bound computes after finding the distinct pairs a second time), in the
+    # float32 the table stores (scipy's value rounded, as the backfill computes it too).
     inverse, k_u, n_u = outcomes.inverse, outcomes.k_u, outcomes.n_u
     cols["likelihood_safe"] = posterior_mean(k_u, n_u, a, b).astype(np.float32)[inverse]
-    cols["likelihood_safe_lower"] = special.betaincinv(k_u + a, n_u - k_u + b,
-                                                       1.0 - config.credible_level).astype(np.float32)[inverse]
+    cols["likelihood_safe_lower"] = beta_quantile(k_u + a, n_u - k_u + b, 1.0 - config.credible_level,
+                                                  np.float32)[inverse]
 
 
 def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *, summarise: bool,

@@ -297,16 +297,25 @@ def posterior_lower_bound(successes: np.ndarray, trials: np.ndarray, alpha: floa
         codes, uniques = pd.factorize(combined)
         first = np.zeros(len(uniques), np.int64)
         first[codes[::-1]] = np.arange(len(codes))[::-1]  # a row of each distinct triple
-        bound = _inverse(k_i[first] + a[first], n_i[first] - k_i[first] + b[first], 1.0 - level, dtype)
+        bound = beta_quantile(k_i[first] + a[first], n_i[first] - k_i[first] + b[first], 1.0 - level, dtype)
         return bound[codes].reshape(k.shape)
     # The inverse incomplete beta costs about a microsecond: solve it once per
     # distinct (k, n), of which there are far fewer than entities.
     n_u, k_u, _, inverse = _distinct_pairs(n.ravel(), k.ravel(), inverse=True)
-    bound = _inverse(k_u + alpha, n_u - k_u + beta, 1.0 - level, dtype)
+    bound = beta_quantile(k_u + alpha, n_u - k_u + beta, 1.0 - level, dtype)
     return bound[inverse].reshape(k.shape)
 
 
-def _inverse(a: np.ndarray, b: np.ndarray, p: float, dtype: Any) -> np.ndarray:
+def beta_quantile(a: np.ndarray, b: np.ndarray, p: float, dtype: Any = np.float64) -> np.ndarray:
+    """The ``p`` quantile of ``Beta(a, b)`` per element: scipy's, or for float32 the same rounded, faster.
+
+    Examples
+    --------
+    >>> from scipy import special
+    >>> a, b = np.array([10.0, 900.0]), np.array([2.0, 30.0])
+    >>> bool((beta_quantile(a, b, 0.05, np.float32) == special.betaincinv(a, b, 0.05).astype(np.float32)).all())
+    True
+    """
     from scipy import special
 
     if np.dtype(dtype) == np.float32:
