@@ -112,8 +112,11 @@ class LookalikeSignals(SignalProvider):
             missing = [d for d, f in zip(domains, found) if f is None]
             known, skeletons, _ = view.known_domains()
             dist, near = nearest_known(missing, known, skeletons)
-            cache.add(missing, dist.tolist(), near.tolist())
-            found = list(map(cache.distance.__getitem__, domains))
+            dist = dist.tolist()
+            cache.add(missing, dist, near.tolist())
+            checked = dict(zip(missing, dist))
+            # From what was just checked, not the cache again: adding may have made it forget others.
+            found = [checked[d] if f is None else f for d, f in zip(domains, found)]
         return found
 
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:

@@ -154,26 +154,49 @@ class LookalikeCache:
     the latency tail). ``nearest`` is written before ``distance``, so a reader
     that finds a distance also finds its position.
 
+    The snapshot's own sender domains are :meth:`seed`-ed and kept for the
+    view's life; domains met while serving are :meth:`add`-ed, and once more
+    than ``limit`` of them are held they are forgotten together (the next
+    lookups check them again), so a long-lived view's memory stays bounded
+    whatever new domains the mail brings.
+
     Examples
     --------
-    >>> cache = LookalikeCache()
-    >>> cache.add(["rnicrosoft.com", "example.org"], [0, DISTANCE_CAP], [3, -1])
+    >>> cache = LookalikeCache(limit=3)
+    >>> cache.seed(["rnicrosoft.com", "example.org"], [0, DISTANCE_CAP], [3, -1])
     >>> cache.distance.get("rnicrosoft.com"), cache.nearest_of("rnicrosoft.com"), cache.nearest_of("new.com")
     (0, 3, -1)
-    >>> len(cache)
-    2
+    >>> cache.add(["a.com", "b.com"], [8, 8], [-1, -1])
+    >>> cache.add(["c.com", "d.com"], [8, 1], [-1, 0])
+    >>> sorted(cache.distance), cache
+    (['c.com', 'd.com', 'example.org', 'rnicrosoft.com'], LookalikeCache(4 domains checked))
     """
 
-    __slots__ = ("distance", "nearest")
+    __slots__ = ("distance", "nearest", "limit", "_added")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 1 << 20) -> None:
         self.distance: dict[str, int] = {}
         self.nearest: dict[str, int] = {}
+        self.limit = limit
+        self._added: list[str] = []  # domains added while serving, in order (seeded ones are kept)
 
-    def add(self, domains: list[str], distances: list[int], nearest: list[int]) -> None:
-        """Record checked domains: their distances and the positions of their nearest known domains (-1: none)."""
+    def seed(self, domains: list[str], distances: list[int], nearest: list[int]) -> None:
+        """Record checked domains that stay for the cache's life (the snapshot's own sender domains)."""
         self.nearest.update(zip(domains, nearest))
         self.distance.update(zip(domains, distances))
+
+    def add(self, domains: list[str], distances: list[int], nearest: list[int]) -> None:
+        """Record domains checked while serving: their distances and nearest known domains (-1: none)."""
+        if len(self._added) + len(domains) > self.limit:
+            # Forget every domain added while serving (distance first: see the class notes), one pass
+            # per ``limit`` new domains; a reader that misses one checks it again.
+            for domain in self._added:
+                self.distance.pop(domain, None)
+            for domain in self._added:
+                self.nearest.pop(domain, None)
+            self._added.clear()
+        self.seed(domains, distances, nearest)
+        self._added.extend(domains)
 
     def nearest_of(self, domain: str) -> int:
         """Position of the known domain that ``domain`` resembles most, -1 when none or not checked."""

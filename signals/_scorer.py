@@ -87,7 +87,7 @@ def _seed_lookalikes(view: SnapshotView) -> None:
     missing = [d for d in names if d and d not in cache.distance]
     if missing:
         dist, near = nearest_known(missing, known, skeletons)
-        cache.add(missing, dist.tolist(), near.tolist())
+        cache.seed(missing, dist.tolist(), near.tolist())
 
 
 def _mean_one(values: list) -> Any:

@@ -171,6 +171,28 @@ def test_score_one_is_the_same_whichever_memo_has_dropped_an_entry(small, drop) 
     assert first["display_name_matches_internal"] == 0 and first["display_name_is_new_for_address"] == 0
 
 
+def test_lookalike_checks_stay_bounded_and_the_same_after_they_are_forgotten(small) -> None:
+    # Domains met while serving are remembered up to a limit, then forgotten together; the snapshot's
+    # own sender domains stay. Signals do not change when a domain is checked again.
+    snapshots, configs = small
+    scorer = Scorer(snapshots, tenant_configs=configs)
+    cache = scorer._view(scorer._loaded, "acme").lookalike_cache()
+    cache.limit = 2
+    seeded = set(cache.distance)
+    domains = ["rnicrosoft.com", "acrne.com", "vendor.co", "example.org", "gmai1.com", "acme.co", "vend0r.com"]
+    frame = pd.DataFrame({"tenant_id": "acme", "message_id": [f"l{i}" for i in range(len(domains))],
+                          "timestamp": "2024-05-11T09:30:00Z", "sender": [f"x@{d}" for d in domains],
+                          "sender_display_name": None, "to": "cy@acme.com", "cc": None, "spf": None,
+                          "dkim": None, "dmarc": None})
+    for _ in range(2):
+        for i in range(len(frame)):
+            scorer.score_one(_mapping(frame.iloc[i]))
+            assert seeded <= set(cache.distance) and len(cache) <= len(seeded) + cache.limit
+    assert_one_equals_batch(scorer, frame, configs, with_direction=False)
+    assert scorer.score(frame)["lookalike_domain_is_close"].tolist() == [
+        scorer.score_one(_mapping(frame.iloc[i]))["lookalike_domain_is_close"] for i in range(len(frame))]
+
+
 def test_first_sightings_leave_nothing_for_the_garbage_collector(small) -> None:
     # New addresses, names and recipient lists are memoised as strings and ints, which the cyclic
     # collector never tracks: a stream of first sightings must not feed it (each collection it
