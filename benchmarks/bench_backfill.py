@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._memory import status_mib
+from benchmarks._timing import PhaseTimer
 
 DAY = 86_400
 
@@ -121,28 +122,16 @@ def _ours(messages, **kwargs) -> tuple[float, float, pd.DataFrame, float]:
 
 def _prior_time(messages, **kwargs) -> float:
     """CPU seconds our run spends fitting priors (the part a snapshot refresh also pays, per tenant and day)."""
-    from commgraph.baselines import _smoothing
-
-    spent = [0.0]
-    fit = _smoothing.fit_summary
-
-    def timed(*a, **k):
-        start = time.process_time()
-        try:
-            return fit(*a, **k)
-        finally:
-            spent[0] += time.process_time() - start
-
     from commgraph.baselines import _priors_in_time
+    from commgraph.signals import backfill
 
-    _priors_in_time.fit_summary = timed
+    timer = PhaseTimer(time.process_time)
+    timer.wrap(_priors_in_time, "fit_summary")
     try:
-        from commgraph.signals import backfill
-
         backfill(messages, **kwargs)
     finally:
-        _priors_in_time.fit_summary = fit
-    return spent[0]
+        timer.restore()
+    return timer.seconds["fit_summary"]
 
 
 def _compare(ours: pd.DataFrame, theirs: pd.DataFrame) -> list[str]:
@@ -173,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     from benchmarks._backfill_peer import StreamingBackfill
     from commgraph.baselines import BaselineConfig, build_baselines
     from commgraph.graph import validate
-    from commgraph.signals import SignalSet, backfill
+    from commgraph.signals import SignalSet
 
     t0 = time.perf_counter()
     raw, tenants = synthetic_history(args.messages, tenants=args.tenants, days=args.days)

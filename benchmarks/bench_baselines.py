@@ -43,6 +43,14 @@ DAY = pd.Timedelta(days=1)
 
 # --------------------------------------------------------------------------- input
 
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the generated input (:func:`load_messages`), shared with profile_refresh."""
+    parser.add_argument("--scale", type=float, default=0.25, help="tenant size multiplier (0.25: ~10M edges)")
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--cache", default=None, help="pickle of the validated messages, reused when present")
+
+
 def load_messages(scale: float, days: int, tenants: int, cache: str | None):
     from commgraph.graph import generate, tenant_specs, validate
 
@@ -354,13 +362,10 @@ def measure_store(n_senders: int, repeat: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=0.25, help="tenant size multiplier (0.25: ~10M edges)")
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--tenants", type=int, default=100)
+    add_input_arguments(parser)
     parser.add_argument("--jobs", type=int, default=2, help="processes (ours) and threads (DuckDB)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--senders", type=int, default=1_000_000, help="distinct senders of the store tenant")
-    parser.add_argument("--cache", default=None, help="pickle of the validated messages, reused when present")
     parser.add_argument("--skip-store", action="store_true")
     parser.add_argument("--store-only", action="store_true", help="only the store measurements")
     args = parser.parse_args(argv)

@@ -9,7 +9,9 @@ tenant as of the last midnight but one, then one full new day of mail per tenant
 one process; the rebuild is ``build_baselines`` over the 90 days in one process.
 A timer wraps each phase (best of ``--repeat`` runs, wall seconds):
 
-* refresh: ``tenant_events`` (the new rows; ``extract`` is its per-tenant part),
+* refresh: ``state_decode`` (the previous state from its Arrow form, as a job
+  loading the snapshots from the store pays it), ``tenant_events`` (the new
+  rows; ``extract`` is its per-tenant part),
   ``advance`` (merging them into the state: lifetime, windows, settled labels),
   ``derive_tables``, ``_tenant_priors`` (fits and likelihood columns), ``_finish``;
 * rebuild: ``extract``, ``state_build``, then the same three last phases.
@@ -25,41 +27,13 @@ import cProfile
 import gc
 import pstats
 import time
-from collections import defaultdict
-from typing import Any, Callable
+from typing import Callable
 
-from .bench_baselines import DAY, load_messages, time_slice
-
-
-class _PhaseTimer:
-    """Wall time per phase, by wrapping module-level functions and methods for the duration of a run."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._undo: list[tuple[Any, str, Callable]] = []
-
-    def wrap(self, owner: Any, name: str, label: str | None = None) -> None:
-        original = getattr(owner, name)  # bound, for classmethods
-        seconds = self.seconds
-
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                seconds[label or name] += time.perf_counter() - start
-
-        # Restored as it was defined (a classmethod stays one), not as the bound method called above.
-        self._undo.append((owner, name, vars(owner)[name]))
-        setattr(owner, name, timed)
-
-    def restore(self) -> None:
-        for owner, name, original in reversed(self._undo):
-            setattr(owner, name, original)
-        self._undo.clear()
+from ._timing import PhaseTimer
+from .bench_baselines import DAY, add_input_arguments, load_messages, time_slice
 
 
-def _best(run: Callable[[], None], timer: _PhaseTimer, repeat: int) -> dict[str, float]:
+def _best(run: Callable[[], None], timer: PhaseTimer, repeat: int) -> dict[str, float]:
     best: dict[str, float] = {}
     for _ in range(repeat):
         timer.seconds.clear()
@@ -74,11 +48,8 @@ def _best(run: Callable[[], None], timer: _PhaseTimer, repeat: int) -> dict[str,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=0.25, help="tenant size multiplier (0.25: ~10M edges)")
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--tenants", type=int, default=100)
+    add_input_arguments(parser)
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best)")
-    parser.add_argument("--cache", default=None, help="pickle of the validated messages, reused when present")
     parser.add_argument("--cprofile", type=int, default=0, help="also profile one refresh: top N functions")
     parser.add_argument("--skip-rebuild", action="store_true")
     args = parser.parse_args(argv)
@@ -102,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         for tenant, snapshot in previous.items():
             refresh(snapshot, new_day[tenant], as_of=end, global_prior=pooled)
 
-    timer = _PhaseTimer()
+    timer = PhaseTimer()
     for name in ("tenant_events", "derive_tables", "_tenant_priors", "_finish"):
         timer.wrap(_build, name)
     timer.wrap(_events.EventExtractor, "extract")
