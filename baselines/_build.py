@@ -17,7 +17,7 @@ from commgraph.graph import ConfigError, Messages, stable_key
 
 from ._config import BaselineConfig
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
-from ._smoothing import _distinct_pairs, beta_quantile, fit_summary, posterior_mean
+from ._smoothing import _distinct_pairs, beta_quantile, fit_summaries, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
 from ._state import TenantState
 from ._tables import ENTITY_KINDS, derive_tables, to_arrow
@@ -113,6 +113,7 @@ def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *,
     summaries travel and the parent fits the global priors from them. ``keep``
     (same process only) receives each kind's outcomes, for :func:`_finish`."""
     out: dict[str, dict[str, Any]] = {}
+    fits: list[tuple[str, _Outcomes, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
     for kind in ENTITY_KINDS:
         cols = tables[kind]
         outcomes = _Outcomes(cols, config)
@@ -123,16 +124,27 @@ def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *,
         if summarise:
             info["summary"] = summary
         if int(summary[2].sum()) >= config.min_prior_entities and info["explicit"] >= config.min_prior_labels:
-            a, b = fit_summary(*summary)  # = fit_beta_prior(k, n), from the distinct pairs found once
-            info["prior"] = {"alpha": a, "beta": b, "source": "tenant"}
-            _add_likelihoods(cols, outcomes, a, b, config)
+            fits.append((kind, outcomes, summary))  # = fit_beta_prior(k, n), from the distinct pairs found once
         out[kind] = info
+    for (kind, outcomes, _), a, b in zip(fits, *_fit_all([summary for _, _, summary in fits])):
+        out[kind]["prior"] = {"alpha": a, "beta": b, "source": "tenant"}
+        _add_likelihoods(tables[kind], outcomes, a, b, config)
     return out
+
+
+def _fit_all(summaries: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[list[float], list[float]]:
+    """The priors of several (n, k, weight) summaries, fitted together (each as if alone)."""
+    if not summaries:
+        return [], []
+    bounds = np.cumsum([0] + [len(n) for n, _, _ in summaries])
+    alpha, beta = fit_summaries(*(np.concatenate([s[i] for s in summaries]) for i in range(3)), bounds)
+    return alpha.tolist(), beta.tolist()
 
 
 def _global_priors(infos: list[dict[str, dict[str, Any]]], config: BaselineConfig) -> dict[str, Any]:
     """One prior per entity kind for cold-start tenants: configured, pooled over tenants, or uniform."""
     out: dict[str, Any] = {}
+    pooled: list[tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
     for kind in ENTITY_KINDS:
         if config.global_prior is not None:
             a, b = config.global_prior
@@ -146,11 +158,12 @@ def _global_priors(infos: list[dict[str, dict[str, Any]]], config: BaselineConfi
         if weight.sum() >= config.min_prior_entities and explicit >= config.min_prior_labels:
             # The same (n, k) from several tenants just adds weight: fit over the distinct pairs.
             n_u, k_u, _, inverse = _distinct_pairs(n_u, k_u, inverse=True)
-            a, b = fit_summary(n_u, k_u, np.bincount(inverse, weights=weight, minlength=len(n_u)))
-            out[kind] = {"alpha": a, "beta": b, "source": "pooled"}
+            pooled.append((kind, (n_u, k_u, np.bincount(inverse, weights=weight, minlength=len(n_u)))))
         else:
             out[kind] = {"alpha": DEFAULT_PRIOR[0], "beta": DEFAULT_PRIOR[1], "source": "default"}
-    return out
+    for (kind, _), a, b in zip(pooled, *_fit_all([summary for _, summary in pooled])):
+        out[kind] = {"alpha": a, "beta": b, "source": "pooled"}
+    return {kind: out[kind] for kind in ENTITY_KINDS}
 
 
 def _finish(state: "TenantState | _Shipped", tables: dict[str, dict[str, Any]], infos: dict[str, dict[str, Any]],

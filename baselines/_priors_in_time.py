@@ -9,18 +9,18 @@ through time (:func:`commgraph.baselines._pointintime.outcome_events`) as one
 histogram over the ``(tenant, trials, successes)`` states that ever occur,
 updated between consecutive instants by the changes in between, and fits only
 where the answer can differ from the last fit: at instants where a tenant (or
-the pool) has enough labels and its histogram changed since. Each fit runs the
-very function a snapshot runs on the very arrays it would build, so the priors
-are the snapshots' to the bit.
+the pool) has enough labels and its histogram changed since. The fits are
+collected as the histogram moves, then solved together by
+:func:`commgraph.baselines._smoothing.fit_summaries`, the very function a
+snapshot fits its priors with, on the very arrays it would build; each fit's
+result does not depend on the others in the batch, so the priors are the
+snapshots' to the bit.
 
-What does it cost? The tests and the decision logic are vectorised; each fit is
-a Newton optimisation over the distinct states (a few milliseconds), so asking
-for every distinct message time of a tenant with labels costs one fit per time.
-Why not one vectorised Newton over all instants? Its sums would run in another
-order than the snapshot's dot products, its line search would take other
-steps, and where the likelihood is flat along a ridge (entities with a single
-trial) the point reached depends on the path: the priors would be close to the
-snapshots', not equal. Callers that can do with a prior per day (fitted as of
+What does it cost? The tests and the decision logic are vectorised; the fits
+are one Newton optimisation for all of them at once (one special-function call
+per step over every fit still searching), so asking for every distinct message
+time of a tenant with labels costs the work of one fit per time, not its
+per-call overhead. Callers that can do with a prior per day (fitted as of
 midnight, still leak-free) ask for those instants instead.
 """
 
@@ -33,7 +33,7 @@ import pandas as pd
 
 from ._config import BaselineConfig
 from ._pointintime import code_order
-from ._smoothing import fit_summary
+from ._smoothing import fit_summaries
 
 __all__ = ["TenantOutcomes", "priors_at"]
 
@@ -213,11 +213,11 @@ def _priors_at_distinct(outcomes: list[TenantOutcomes], requests: list[np.ndarra
     hist = np.zeros(len(ev["state_n"]), np.int64)
     seg = np.searchsorted(ev["state_tenant"], np.arange(n_tenants + 1))
     version = np.zeros(n_tenants, np.int64)
-    fitted: dict[int, tuple[int, tuple[float, float]]] = {}  # tenant (-1: pool) -> (version, prior)
+    fits = _Fits(ev)
     applied = 0
     ends = np.searchsorted(ev["time"], instants, side="left")
-    per_tenant_fit: list[dict[int, tuple[float, float]]] = [{} for _ in range(n_tenants)]
-    pooled_fit: dict[int, tuple[float, float]] = {}
+    per_tenant_fit: list[dict[int, int]] = [{} for _ in range(n_tenants)]  # instant -> fit number
+    pooled_fit: dict[int, int] = {}
     own_at = [set(np.unique(requests[t][own[t]]).tolist()) for t in range(n_tenants)]
     pool_at = set(np.unique(np.concatenate([requests[t][pooled[t]] for t in range(n_tenants)])).tolist())
     for instant, end in zip(instants.tolist(), ends.tolist()):
@@ -229,26 +229,48 @@ def _priors_at_distinct(outcomes: list[TenantOutcomes], requests: list[np.ndarra
             applied = end
         for t in range(n_tenants):
             if instant in own_at[t]:
-                per_tenant_fit[t][instant] = _fit(hist, ev, seg[t], seg[t + 1], t, int(version[t]), fitted)
+                per_tenant_fit[t][instant] = fits.ask(hist, seg[t], seg[t + 1], t, int(version[t]))
         if instant in pool_at:
-            pooled_fit[instant] = _fit(hist, ev, 0, len(hist), -1, int(version.sum()), fitted)
+            pooled_fit[instant] = fits.ask(hist, 0, len(hist), -1, int(version.sum()))
+    alpha, beta = fits.solve()
     for t in range(n_tenants):
         for mask, table in ((own[t], per_tenant_fit[t]), (pooled[t], pooled_fit)):
             if mask.any():
                 times = requests[t][mask]
                 keys, inverse = np.unique(times, return_inverse=True)
-                values = np.array([table[k] for k in keys.tolist()], dtype=np.float64).reshape(-1, 2)
-                out[t][0][mask], out[t][1][mask] = values[inverse, 0], values[inverse, 1]
+                number = np.array([table[k] for k in keys.tolist()], dtype=np.int64)[inverse]
+                out[t][0][mask], out[t][1][mask] = alpha[number], beta[number]
     return out
 
 
-def _fit(hist: np.ndarray, ev: dict[str, np.ndarray], lo: int, hi: int, who: int, version: int,
-         fitted: dict[int, tuple[int, tuple[float, float]]]) -> tuple[float, float]:
-    """The prior fitted on the states ``lo:hi`` of the histogram, reused while nothing changed."""
-    known = fitted.get(who)
-    if known is not None and known[0] == version:
-        return known[1]
-    nz = lo + np.flatnonzero(hist[lo:hi])
-    prior = fit_summary(ev["state_n"][nz], ev["state_k"][nz], hist[nz])
-    fitted[who] = (version, prior)
-    return prior
+class _Fits:
+    """The fits asked for while the histogram moves through time, solved together at the end.
+
+    Each is the histogram's states ``lo:hi`` as they were when asked, numbered;
+    a tenant (or the pool, -1) asking again before its states changed gets the
+    number of its last fit."""
+
+    def __init__(self, ev: dict[str, np.ndarray]):
+        self.ev = ev
+        self.states: list[np.ndarray] = []
+        self.counts: list[np.ndarray] = []
+        self.last: dict[int, tuple[int, int]] = {}  # who -> (version, fit number)
+
+    def ask(self, hist: np.ndarray, lo: int, hi: int, who: int, version: int) -> int:
+        known = self.last.get(who)
+        if known is not None and known[0] == version:
+            return known[1]
+        nz = lo + np.flatnonzero(hist[lo:hi])
+        self.states.append(nz)
+        self.counts.append(hist[nz])
+        self.last[who] = (version, len(self.states) - 1)
+        return len(self.states) - 1
+
+    def solve(self) -> tuple[np.ndarray, np.ndarray]:
+        """``alpha`` and ``beta`` of every fit asked, by number."""
+        if not self.states:
+            return np.zeros(0), np.zeros(0)
+        states = np.concatenate(self.states)
+        bounds = np.cumsum([0] + [len(s) for s in self.states])
+        return fit_summaries(self.ev["state_n"][states], self.ev["state_k"][states], np.concatenate(self.counts),
+                             bounds)

@@ -25,7 +25,7 @@ from commgraph.graph import ConfigError
 
 from ._beta_quantile import betaincinv_float32
 
-__all__ = ["fit_beta_prior", "posterior_mean", "posterior_lower_bound", "beta_binomial_loglik"]
+__all__ = ["fit_beta_prior", "fit_summaries", "posterior_mean", "posterior_lower_bound", "beta_binomial_loglik"]
 
 _DENSE = 256  # pairs with fewer trials are counted in a dense (n, k) grid
 # Bounds of log(alpha) and log(beta): wide enough for any realistic rate, finite
@@ -160,112 +160,154 @@ def fit_beta_prior(successes: np.ndarray, trials: np.ndarray) -> tuple[float, fl
 def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
     """:func:`fit_beta_prior` over distinct ``(n, k)`` pairs and how many entities have each (poolable).
 
-    The search always starts from the data's mean rate, never from an earlier
-    fit: where the likelihood is flat along a ridge or the optimum sits on a
-    bound, where the search stops depends on where it started, and a refresh
-    must land exactly where a rebuild does.
+    One fit of :func:`fit_summaries`, which gives it the same bits alone or among others.
+    """
+    alpha, beta = fit_summaries(n_u, k_u, weight, np.array([0, len(n_u)]))
+    return float(alpha[0]), float(beta[0])
 
-    It stops when a Newton step is below 1e-6 in the log-parameters (taken,
-    unchecked: the next would be below 1e-12), or when an accepted step gains
-    less than ``_FTOL`` of the log-likelihood (scipy's L-BFGS-B default): on a
-    ridge (overdispersion too small to measure, alpha and beta both large) the
-    likelihood keeps rising by millionths for hundreds of steps, a difference
-    no detector can tell from the optimum.
+
+def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Many independent prior fits at once: fit ``i`` over the pairs ``bounds[i]:bounds[i + 1]``.
+
+    Each fit is :func:`fit_beta_prior` over its distinct ``(n, k)`` pairs and
+    their weights (how many entities have each), and its result does not
+    depend on the other fits in the batch: every step is elementwise or a sum
+    within one fit, in that fit's own order. So a snapshot fitting one prior
+    and a backfill fitting thousands (one per tenant and day) agree to the bit.
+
+    Newton's method with a backtracking line search, inside box bounds on the
+    log-parameters, run for all fits together (one call per special function
+    and step, over the fits still searching: per-fit calls were most of the
+    time of a backfill's thousands of small fits). The search always starts
+    from the data's mean rate, never from an earlier fit: where the likelihood
+    is flat along a ridge or the optimum sits on a bound, where the search
+    stops depends on where it started, and a refresh must land exactly where
+    a rebuild does. It stops when a Newton step is below 1e-6 in the
+    log-parameters (taken, unchecked: the next would be below the rounding of
+    the derivatives), or when an accepted step gains less than ``_FTOL`` of
+    the log-likelihood (scipy's L-BFGS-B default): on a ridge (overdispersion
+    too small to measure, alpha and beta both large) the likelihood keeps
+    rising by millionths for hundreds of steps, a difference no detector can
+    tell from the optimum.
+
+    Examples
+    --------
+    >>> n, k = np.array([10.0, 10.0, 4.0, 20.0]), np.array([9.0, 2.0, 4.0, 15.0])
+    >>> alpha, beta = fit_summaries(n, k, np.array([30, 5, 12, 8]), np.array([0, 3, 4]))
+    >>> (float(alpha[0]), float(beta[0])) == fit_summary(n[:3], k[:3], np.array([30, 5, 12]))
+    True
     """
     from scipy import special
 
+    bounds = np.asarray(bounds, np.int64)
+    n_fits = len(bounds) - 1
+    lengths = np.diff(bounds)
+    fit_of_pair = np.repeat(np.arange(n_fits), lengths)
     weight = np.asarray(weight, dtype=np.float64)
-    total = float(weight.sum())
-    # Everything below is a weighted sum over the distinct values of k + alpha,
-    # n - k + beta and n + alpha + beta (fewer than the distinct pairs), plus
-    # the prior's own terms: one matrix product over a row per special function.
-    parts = [np.unique(v, return_inverse=True) for v in (k_u, n_u - k_u, n_u)]
-    offsets = np.concatenate([u for u, _ in parts])
-    sizes = [len(u) for u, _ in parts]
-    mix = np.zeros((len(offsets) + 3, 3))  # column i sums part i; the prior's three terms come last, unweighted
-    row = 0
-    for i, (u, inv) in enumerate(parts):
-        mix[row:row + len(u), i] = np.bincount(inv.ravel(), weights=weight, minlength=len(u))
-        row += len(u)
-    first_b, first_ab = sizes[0], sizes[0] + sizes[1]
-    x = np.empty(len(offsets) + 3)
+    total = np.bincount(fit_of_pair, weights=weight, minlength=n_fits)
+    # Every sum is over the distinct values of k + alpha, n - k + beta and n +
+    # alpha + beta of a fit (fewer than its pairs), weighted: value ``e`` adds
+    # to sum ``part[e]`` (0, 1, 2) of fit ``fit[e]``.
+    k_i = np.asarray(k_u).astype(np.int64)
+    n_i = np.asarray(n_u).astype(np.int64)
+    width = int(n_i.max(initial=0)) + 1
+    raw = np.concatenate([(fit_of_pair * 3 + part) * width + v for part, v in enumerate((k_i, n_i - k_i, n_i))])
+    codes, inverse = np.unique(raw, return_inverse=True)
+    value_weight = np.bincount(inverse, weights=np.tile(weight, 3), minlength=len(codes))
+    distinct = (codes % width).astype(np.float64)
+    bin_of = codes // width  # fit * 3 + part, increasing
+    values_of_fit = np.bincount(bin_of // 3, minlength=n_fits)
+    value_start = np.concatenate([[0], np.cumsum(values_of_fit)])
 
-    def at(a: float, b: float) -> np.ndarray:
-        x[:first_b] = offsets[:first_b] + a
-        x[first_b:first_ab] = offsets[first_b:first_ab] + b
-        x[first_ab:-3] = offsets[first_ab:] + (a + b)
-        x[-3:] = (a, b, a + b)
-        return x
+    def gather(fits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The value positions of ``fits`` (in their order) and each one's local sum (row * 3 + part)."""
+        counts = values_of_fit[fits]
+        rows = np.repeat(np.arange(len(fits)), counts)
+        pos = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + value_start[fits][rows]
+        return pos, rows * 3 + bin_of[pos] % 3
 
-    def loglik(la: float, lb: float) -> float:
-        # log B(k + a, n - k + b) - log B(a, b), summed with weights, as log-gammas of the
-        # distinct values (four times cheaper per value than betaln on every pair).
-        g = special.gammaln(at(math.exp(la), math.exp(lb)))
-        s_k, s_j, s_n = (g @ mix).tolist()
-        g_a, g_b, g_ab = g[-3:].tolist()
-        return s_k + s_j - s_n - total * (g_a + g_b - g_ab)
+    def sums(fn: Any, fits: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per fit, the weighted sums of ``fn`` at its three parts (rows), and ``fn`` at a, b, a + b."""
+        pos, local = gather(fits)
+        shift = np.stack([a, b, a + b], axis=1)
+        out = fn(distinct[pos] + shift.ravel()[local])
+        prior = fn(shift)
+        return np.bincount(local, weights=out * value_weight[pos], minlength=3 * len(fits)).reshape(-1, 3), prior
 
-    def derivatives(la: float, lb: float) -> tuple[float, float, float, float, float]:
-        # Gradient (ga, gb) and Hessian (haa, hab, hbb) in (log alpha, log beta),
-        # from digamma and trigamma: calls cost, so the rest is arithmetic on Python floats.
-        a, b = math.exp(la), math.exp(lb)
-        v = at(a, b)
-        sums = np.stack([special.digamma(v), _trigamma(v)])
-        (psi_k, psi_j, psi_n), (tri_k, tri_j, tri_n) = (sums @ mix).tolist()
-        psi_a, psi_b, psi_ab = sums[0, -3:].tolist()
-        tri_a, tri_b, tri_ab = sums[1, -3:].tolist()
-        ga = psi_k - psi_n - total * (psi_a - psi_ab)
-        gb = psi_j - psi_n - total * (psi_b - psi_ab)
-        t_ab = total * tri_ab
-        haa = tri_k - tri_n - total * tri_a + t_ab
-        hbb = tri_j - tri_n - total * tri_b + t_ab
-        hab = -tri_n + t_ab
+    def loglik(fits: np.ndarray, la: np.ndarray, lb: np.ndarray) -> np.ndarray:
+        # log B(k + a, n - k + b) - log B(a, b), weighted, as log-gammas of the
+        # distinct values (four times cheaper per value than betaln on each pair).
+        s, g = sums(special.gammaln, fits, np.exp(la), np.exp(lb))
+        return s[:, 0] + s[:, 1] - s[:, 2] - total[fits] * (g[:, 0] + g[:, 1] - g[:, 2])
+
+    def derivatives(fits: np.ndarray, la: np.ndarray, lb: np.ndarray) -> tuple[np.ndarray, ...]:
+        # Gradient (ga, gb) and Hessian (haa, hab, hbb) in (log alpha, log beta).
+        a, b = np.exp(la), np.exp(lb)
+        psi, psi_p = sums(special.digamma, fits, a, b)
+        tri, tri_p = sums(_trigamma, fits, a, b)
+        t = total[fits]
+        ga = psi[:, 0] - psi[:, 2] - t * (psi_p[:, 0] - psi_p[:, 2])
+        gb = psi[:, 1] - psi[:, 2] - t * (psi_p[:, 1] - psi_p[:, 2])
+        t_ab = t * tri_p[:, 2]
+        haa = tri[:, 0] - tri[:, 2] - t * tri_p[:, 0] + t_ab
+        hbb = tri[:, 1] - tri[:, 2] - t * tri_p[:, 1] + t_ab
+        hab = -tri[:, 2] + t_ab
         return a * ga, b * gb, a * a * haa + a * ga, a * b * hab, b * b * hbb + b * gb
 
-    def clip(t: float) -> float:
-        return min(max(t, low), high)
-
-    # Newton's method with a backtracking line search, inside box bounds on the
-    # log-parameters (scipy's L-BFGS-B took about 1 ms per iteration here: too
-    # slow for four priors per tenant and hundreds of tenants). The 2 x 2 steps
-    # are Python float arithmetic: numpy's per-call cost on two-element arrays
-    # was most of a small tenant's fit.
-    p = min(max(float((k_u * weight).sum() / (n_u * weight).sum()), 0.01), 0.99)
-    la, lb = math.log(p * 2.0), math.log((1 - p) * 2.0)
     low, high = _LOG_BOUNDS
-    current = None
+    rate = np.bincount(fit_of_pair, weights=k_i * weight, minlength=n_fits) / np.bincount(
+        fit_of_pair, weights=n_i * weight, minlength=n_fits)
+    p = np.clip(rate, 0.01, 0.99)
+    la, lb = np.log(p * 2.0), np.log((1 - p) * 2.0)
+    current = np.full(n_fits, np.nan)  # the log-likelihood at (la, lb), once known
+    active = np.arange(n_fits)
     for _ in range(200):
-        g0, g1, h00, h01, h11 = derivatives(la, lb)
-        det = h00 * h11 - h01 * h01
-        if det != 0 and math.isfinite(det):  # the 2 x 2 Newton system, solved directly
-            s0, s1 = -(h11 * g0 - h01 * g1) / det, -(h00 * g1 - h01 * g0) / det
-        else:
-            s0, s1 = g0, g1
-        if g0 * s0 + g1 * s1 <= 0:  # not an ascent direction (Hessian not negative definite): use the gradient
-            norm = max(1.0, abs(g0), abs(g1))
-            s0, s1 = g0 / norm, g1 / norm
-        elif max(abs(s0), abs(s1)) < 1e-6:
-            # Next to the optimum a Newton step cannot lower the likelihood, and
-            # the one after it would be below the rounding of the derivatives.
-            la, lb = clip(la + s0), clip(lb + s1)
+        if not len(active):
             break
-        if current is None:
-            current = loglik(la, lb)
-        scale, improved = 1.0, False
-        while scale > 1e-10:
-            c0, c1 = clip(la + scale * s0), clip(lb + scale * s1)
-            value = loglik(c0, c1)
-            if value >= current - 1e-12 * abs(current):
-                improved = True
-                break
-            scale *= 0.5
-        if not improved:
-            break
-        moved, gain = max(abs(c0 - la), abs(c1 - lb)), value - current
-        la, lb, current = c0, c1, value
-        if moved < 1e-9 or gain <= _FTOL * max(abs(value), 1.0):
-            break
-    return math.exp(la), math.exp(lb)
+        g0, g1, h00, h01, h11 = derivatives(active, la[active], lb[active])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            det = h00 * h11 - h01 * h01
+            newton = (det != 0) & np.isfinite(det)  # the 2 x 2 Newton system, solved directly
+            s0 = np.where(newton, -(h11 * g0 - h01 * g1) / det, g0)
+            s1 = np.where(newton, -(h00 * g1 - h01 * g0) / det, g1)
+        # Not an ascent direction (Hessian not negative definite): use the gradient.
+        uphill = g0 * s0 + g1 * s1 <= 0
+        norm = np.maximum(np.maximum(1.0, np.abs(g0)), np.abs(g1))
+        s0, s1 = np.where(uphill, g0 / norm, s0), np.where(uphill, g1 / norm, s1)
+        # Next to the optimum a Newton step cannot lower the likelihood: take it and stop.
+        last = ~uphill & (np.maximum(np.abs(s0), np.abs(s1)) < 1e-6)
+        done = active[last]
+        la[done] = np.clip(la[done] + s0[last], low, high)
+        lb[done] = np.clip(lb[done] + s1[last], low, high)
+        search, s0, s1 = active[~last], s0[~last], s1[~last]
+        unknown = np.isnan(current[search])
+        if unknown.any():
+            fits = search[unknown]
+            current[fits] = loglik(fits, la[fits], lb[fits])
+        # Backtracking: halve each fit's step until the likelihood does not drop.
+        scale = np.ones(len(search))
+        accepted = np.zeros(len(search), bool)
+        c0, c1, value = np.empty(len(search)), np.empty(len(search)), np.empty(len(search))
+        trying = np.arange(len(search))
+        while len(trying):
+            fits = search[trying]
+            t0 = np.clip(la[fits] + scale[trying] * s0[trying], low, high)
+            t1 = np.clip(lb[fits] + scale[trying] * s1[trying], low, high)
+            v = loglik(fits, t0, t1)
+            ok = v >= current[fits] - 1e-12 * np.abs(current[fits])
+            hit = trying[ok]
+            accepted[hit], c0[hit], c1[hit], value[hit] = True, t0[ok], t1[ok], v[ok]
+            trying = trying[~ok]
+            scale[trying] *= 0.5
+            trying = trying[scale[trying] > 1e-10]
+        moved = np.maximum(np.abs(c0 - la[search]), np.abs(c1 - lb[search]))
+        gain = value - current[search]
+        moving = search[accepted]
+        la[moving], lb[moving], current[moving] = c0[accepted], c1[accepted], value[accepted]
+        more = accepted & (moved >= 1e-9) & (gain > _FTOL * np.maximum(np.abs(value), 1.0))
+        active = search[more]
+    return np.exp(la), np.exp(lb)
 
 
 def posterior_mean(successes: np.ndarray, trials: np.ndarray, alpha: float, beta: float) -> np.ndarray:

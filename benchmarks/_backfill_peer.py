@@ -221,30 +221,34 @@ class StreamingBackfill:
             self.seq += 1
 
     def _refit(self) -> None:
-        from commgraph.baselines._smoothing import fit_summary
+        from commgraph.baselines._smoothing import fit_summaries
 
+        # Every tenant's and the pool's prior of each kind as of this instant, in one batch (each
+        # fit as if alone): (tenant or None for the pool, kind) -> the (n, k) states and their counts.
         cfg = self.config
+        wanted: dict[tuple[str | None, str], list] = {}
         for kind in ("sender", "sender_domain", "recipient"):
             parts = [sorted(self.states.get((t, kind), Counter()).items()) for t in self.tenants]
-            own = {}
             for t, items in zip(self.tenants, parts):
                 if sum(c for _, c in items) >= cfg.min_prior_entities and \
                         self.explicit[(t, kind)] >= cfg.min_prior_labels:
-                    own[t] = fit_summary(np.array([s[0] for s, _ in items], np.float64),
-                                         np.array([s[1] for s, _ in items], np.float64),
-                                         np.array([c for _, c in items], np.int64))
+                    wanted[(t, kind)] = items
             pooled = [item for items in parts for item in items]
-            if cfg.global_prior is not None:
-                borrowed = cfg.global_prior
-            elif sum(c for _, c in pooled) >= cfg.min_prior_entities and \
+            if cfg.global_prior is None and sum(c for _, c in pooled) >= cfg.min_prior_entities and \
                     sum(self.explicit[(t, kind)] for t in self.tenants) >= cfg.min_prior_labels:
-                borrowed = fit_summary(np.array([s[0] for s, _ in pooled], np.float64),
-                                       np.array([s[1] for s, _ in pooled], np.float64),
-                                       np.array([c for _, c in pooled], np.int64))
-            else:
-                borrowed = (1.0, 1.0)
+                wanted[(None, kind)] = pooled
+        fitted = {}
+        if wanted:
+            items = [item for found in wanted.values() for item in found]
+            bounds = np.cumsum([0] + [len(found) for found in wanted.values()])
+            alpha, beta = fit_summaries(np.array([s[0] for s, _ in items], np.float64),
+                                        np.array([s[1] for s, _ in items], np.float64),
+                                        np.array([c for _, c in items], np.int64), bounds)
+            fitted = dict(zip(wanted, zip(alpha.tolist(), beta.tolist())))
+        for kind in ("sender", "sender_domain", "recipient"):
+            borrowed = cfg.global_prior if cfg.global_prior is not None else fitted.get((None, kind), (1.0, 1.0))
             for t in self.tenants:
-                self.prior[(t, kind)] = own.get(t, borrowed)
+                self.prior[(t, kind)] = fitted.get((t, kind), borrowed)
 
     def _likelihood(self, tenant: str, kind: str, entity: str) -> float:
         a, b = self.prior[(tenant, kind)]

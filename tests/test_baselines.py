@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import optimize, special, stats
 
 from commgraph.baselines import (
@@ -70,6 +72,75 @@ def test_prior_fit_is_the_maximum_of_scipys_betabinom_likelihood() -> None:
     assert nll(np.log([a, b])) <= reference.fun + 1e-6
     np.testing.assert_allclose([a, b], np.exp(reference.x), rtol=2e-3)
     assert abs(a / (a + b) - 0.8) < 0.02
+
+
+def _distinct(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pairs, counts = np.unique(np.stack([n, k], axis=1), axis=0, return_counts=True)
+    return pairs[:, 0].astype(float), pairs[:, 1].astype(float), counts
+
+
+def _datasets() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(k, n) per entity: interior optima, a ridge (no overdispersion: binomial data, alpha and beta
+    both run large), all-safe data (an optimum on the bound), single trials, a few entities."""
+    rng = np.random.default_rng(7)
+    out = []
+    for a, b, size, top in ((6.0, 1.5, 3000, 40), (0.4, 0.3, 800, 12), (40.0, 3.0, 500, 200)):
+        n = rng.integers(1, top, size)
+        out.append((stats.betabinom.rvs(n, a, b, random_state=rng), n))
+    n = rng.integers(1, 60, 2000)
+    out.append((rng.binomial(n, 0.97), n))  # the binomial limit: a ridge towards the upper bounds
+    out.append((rng.integers(0, 2, 500), np.ones(500, np.int64)))  # one trial each: flat along a ridge
+    out.append((np.array([3, 0, 5]), np.array([4, 2, 5])))
+    return out
+
+
+def test_batched_prior_fits_reach_scipys_optimum_each_as_if_alone() -> None:
+    from commgraph.baselines._smoothing import _LOG_BOUNDS, fit_summaries, fit_summary
+
+    data = _datasets()
+    summaries = [_distinct(k, n) for k, n in data]
+    bounds = np.cumsum([0] + [len(s[0]) for s in summaries])
+    alpha, beta = fit_summaries(*(np.concatenate([s[i] for s in summaries]) for i in range(3)), bounds)
+    for (k, n), (n_u, k_u, w), a, b in zip(data, summaries, alpha, beta):
+        assert (a, b) == fit_summary(n_u, k_u, w)  # the same bits alone
+
+        def nll(theta, k=k, n=n):
+            return -stats.betabinom.logpmf(k, n, *np.exp(np.clip(theta, *_LOG_BOUNDS))).sum()
+
+        best = min((optimize.minimize(nll, start, method="Nelder-Mead",
+                                      options={"xatol": 1e-9, "fatol": 1e-9, "maxiter": 8000})
+                    for start in (np.log([1.0, 1.0]), np.log([a, b]))), key=lambda r: r.fun)
+        # Within a likelihood ratio of e^0.02 of scipy's best: on a ridge the likelihood rises by
+        # millionths per step towards the bounds, and the fit stops rather than crawl there.
+        assert nll(np.log([a, b])) <= best.fun + max(1e-6, 1e-5 * abs(best.fun))
+
+
+def test_prior_fit_of_all_safe_mail_has_a_mean_of_one() -> None:
+    # The optimum sits in a corner (alpha up, beta down): the fit stops on the beta bound with
+    # alpha moderate, where the likelihood is within 0.7 of the corner's and the prior mean 0.9995.
+    n = np.random.default_rng(0).integers(1, 30, 300)
+    a, b = fit_beta_prior(n, n)
+    assert b == pytest.approx(np.exp(-7.0)) and a / (a + b) > 0.999
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 60), st.floats(0.0, 1.0), st.integers(1, 400)), min_size=1, max_size=6),
+       st.randoms(use_true_random=False))
+def test_a_prior_fit_does_not_depend_on_the_others_in_its_batch(specs, rnd) -> None:
+    from commgraph.baselines._smoothing import fit_summaries, fit_summary
+
+    summaries = []
+    for top, rate, size in specs:
+        rng = np.random.default_rng(rnd.randrange(2**32))
+        n = rng.integers(1, top + 1, size)
+        summaries.append(_distinct(rng.binomial(n, rate), n))
+    order = list(range(len(summaries)))
+    rnd.shuffle(order)
+    shuffled = [summaries[i] for i in order]
+    bounds = np.cumsum([0] + [len(s[0]) for s in shuffled])
+    alpha, beta = fit_summaries(*(np.concatenate([s[i] for s in shuffled]) for i in range(3)), bounds)
+    for i, a, b in zip(order, alpha.tolist(), beta.tolist()):
+        assert (a, b) == fit_summary(*summaries[i])
 
 
 def test_trigamma_of_the_prior_fit_equals_scipys_hurwitz_zeta() -> None:
