@@ -220,32 +220,52 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     values_of_fit = np.bincount(bin_of // 3, minlength=n_fits)
     value_start = np.concatenate([[0], np.cumsum(values_of_fit)])
 
-    def gather(fits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The value positions of ``fits`` (in their order) and each one's local sum (row * 3 + part)."""
-        counts = values_of_fit[fits]
-        rows = np.repeat(np.arange(len(fits)), counts)
-        pos = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + value_start[fits][rows]
-        return pos, rows * 3 + bin_of[pos] % 3
+    gathered: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def sums(fn: Any, fits: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per fit, the weighted sums of ``fn`` at its three parts (rows), and ``fn`` at a, b, a + b."""
-        pos, local = gather(fits)
-        shift = np.stack([a, b, a + b], axis=1)
-        out = fn(distinct[pos] + shift.ravel()[local])
-        prior = fn(shift)
-        return np.bincount(local, weights=out * value_weight[pos], minlength=3 * len(fits)).reshape(-1, 3), prior
+    def gather(fits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct values of ``fits`` (increasing), their weights, and each one's sum (row * 3 + part).
+
+        Remembered: the fits still searching are often the same from one step to the next."""
+        key = fits.tobytes()
+        found = gathered.get(key)
+        if found is None:
+            if len(fits) == n_fits:  # all of them
+                found = (distinct, value_weight, bin_of)
+            else:
+                counts = values_of_fit[fits]
+                rows = np.repeat(np.arange(len(fits)), counts)
+                pos = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts) + value_start[fits][rows]
+                found = (distinct[pos], value_weight[pos], rows * 3 + bin_of[pos] % 3)
+            if len(gathered) > 64:
+                gathered.clear()
+            gathered[key] = found
+        return found
+
+    def evaluate(fns: tuple[Any, ...], fits: np.ndarray, a: np.ndarray, b: np.ndarray
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per function, each fit's weighted sums over its three parts and the function at a, b, a + b
+        (rows of fits, columns of parts): one call per function over every value of every fit."""
+        values, weights, local = gather(fits)
+        shift = np.stack([a, b, a + b], axis=1).ravel()
+        x = np.concatenate([values + shift[local], shift])
+        m = len(shift)
+        out = []
+        for fn in fns:
+            y = fn(x)
+            out.append((np.bincount(local, weights=y[:-m] * weights, minlength=m).reshape(-1, 3),
+                        y[-m:].reshape(-1, 3)))
+        return out
 
     def loglik(fits: np.ndarray, la: np.ndarray, lb: np.ndarray) -> np.ndarray:
         # log B(k + a, n - k + b) - log B(a, b), weighted, as log-gammas of the
         # distinct values (four times cheaper per value than betaln on each pair).
-        s, g = sums(special.gammaln, fits, np.exp(la), np.exp(lb))
+        [(s, g)] = evaluate((special.gammaln,), fits, np.exp(la), np.exp(lb))
         return s[:, 0] + s[:, 1] - s[:, 2] - total[fits] * (g[:, 0] + g[:, 1] - g[:, 2])
 
     def derivatives(fits: np.ndarray, la: np.ndarray, lb: np.ndarray) -> tuple[np.ndarray, ...]:
         # Gradient (ga, gb) and Hessian (haa, hab, hbb) in (log alpha, log beta).
         a, b = np.exp(la), np.exp(lb)
-        psi, psi_p = sums(special.digamma, fits, a, b)
-        tri, tri_p = sums(_trigamma, fits, a, b)
+        (psi, psi_p), (tri, tri_p) = evaluate((special.digamma, _trigamma), fits, a, b)
         t = total[fits]
         ga = psi[:, 0] - psi[:, 2] - t * (psi_p[:, 0] - psi_p[:, 2])
         gb = psi[:, 1] - psi[:, 2] - t * (psi_p[:, 1] - psi_p[:, 2])
@@ -254,6 +274,9 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
         hbb = tri[:, 1] - tri[:, 2] - t * tri_p[:, 1] + t_ab
         hab = -tri[:, 2] + t_ab
         return a * ga, b * gb, a * a * haa + a * ga, a * b * hab, b * b * hbb + b * gb
+
+    def clip(x: np.ndarray) -> np.ndarray:
+        return np.minimum(np.maximum(x, low), high)
 
     low, high = _LOG_BOUNDS
     rate = np.bincount(fit_of_pair, weights=k_i * weight, minlength=n_fits) / np.bincount(
@@ -278,8 +301,7 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
         # Next to the optimum a Newton step cannot lower the likelihood: take it and stop.
         last = ~uphill & (np.maximum(np.abs(s0), np.abs(s1)) < 1e-6)
         done = active[last]
-        la[done] = np.clip(la[done] + s0[last], low, high)
-        lb[done] = np.clip(lb[done] + s1[last], low, high)
+        la[done], lb[done] = clip(la[done] + s0[last]), clip(lb[done] + s1[last])
         search, s0, s1 = active[~last], s0[~last], s1[~last]
         unknown = np.isnan(current[search])
         if unknown.any():
@@ -292,8 +314,7 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
         trying = np.arange(len(search))
         while len(trying):
             fits = search[trying]
-            t0 = np.clip(la[fits] + scale[trying] * s0[trying], low, high)
-            t1 = np.clip(lb[fits] + scale[trying] * s1[trying], low, high)
+            t0, t1 = clip(la[fits] + scale[trying] * s0[trying]), clip(lb[fits] + scale[trying] * s1[trying])
             v = loglik(fits, t0, t1)
             ok = v >= current[fits] - 1e-12 * np.abs(current[fits])
             hit = trying[ok]
