@@ -27,6 +27,7 @@ midnight, still leak-free) ask for those instants instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ from ._config import BaselineConfig
 from ._pointintime import code_order
 from ._smoothing import fit_summaries
 
-__all__ = ["TenantOutcomes", "priors_at"]
+__all__ = ["TenantOutcomes", "priors_at", "priors_at_kinds"]
 
 #: The prior of last resort (as :data:`commgraph.baselines.DEFAULT_PRIOR`).
 _UNIFORM = (1.0, 1.0)
@@ -172,18 +173,45 @@ def priors_at(outcomes: list[TenantOutcomes], requests: list[np.ndarray], config
     >>> (float(alpha[1]), float(beta[1])) == fit_beta_prior(np.bincount(entity, safe), np.bincount(entity))
     True
     """
-    n_tenants = len(outcomes)
-    if len(requests) != n_tenants:
-        raise ValueError(f"priors_at needs one request array per tenant; got {len(requests)} for {n_tenants} tenants")
+    return priors_at_kinds({"kind": outcomes}, requests, config)["kind"]
+
+
+def priors_at_kinds(outcomes: Mapping[str, list[TenantOutcomes]], requests: list[np.ndarray],
+                    config: BaselineConfig) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`priors_at` for several entity kinds at the same instants, their fits solved in one batch.
+
+    Examples
+    --------
+    >>> from commgraph.baselines import BaselineConfig
+    >>> entity, safe = np.repeat(np.arange(40), 5), (np.arange(200) % 7 != 0).astype(np.int64)
+    >>> o = TenantOutcomes(entity=entity, time=np.arange(200), safe=safe, trials=np.ones(200, np.int64),
+    ...                    explicit=np.ones(200, np.int64))
+    >>> both = priors_at_kinds({"sender": [o], "recipient": [o]}, [np.array([200])], BaselineConfig())
+    >>> both["sender"][0][0] == priors_at([o], [np.array([200])], BaselineConfig())[0][0]
+    array([ True])
+    """
+    for kind, per_tenant in outcomes.items():
+        if len(requests) != len(per_tenant):
+            raise ValueError(f"priors_at needs one request array per tenant; got {len(requests)} for "
+                             f"{len(per_tenant)} tenants of {kind!r}")
     # Messages share instants (a day's, with a prior per day): answer each distinct one once.
     distinct = [np.unique(np.asarray(r, dtype=np.int64), return_inverse=True) for r in requests]
-    fitted = _priors_at_distinct(outcomes, [u for u, _ in distinct], config)
-    return [(alpha[inverse], beta[inverse]) for (alpha, beta), (_, inverse) in zip(fitted, distinct)]
+    fits = _Fits()
+    finish = {kind: _priors_at_distinct(per_tenant, [u for u, _ in distinct], config, fits, kind)
+              for kind, per_tenant in outcomes.items()}
+    alpha, beta = fits.solve()
+    out = {}
+    for kind, done in finish.items():
+        fitted = done(alpha, beta)
+        out[kind] = [(a[inverse], b[inverse]) for (a, b), (_, inverse) in zip(fitted, distinct)]
+    return out
 
 
-def _priors_at_distinct(outcomes: list[TenantOutcomes], requests: list[np.ndarray], config: BaselineConfig
-                        ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`priors_at` for sorted, distinct instants per tenant."""
+def _priors_at_distinct(outcomes: list[TenantOutcomes], requests: list[np.ndarray], config: BaselineConfig,
+                        fits: "_Fits", scope: str) -> Callable[[np.ndarray, np.ndarray], list[tuple[np.ndarray,
+                                                                                                      np.ndarray]]]:
+    """:func:`priors_at` for sorted, distinct instants per tenant: asks ``fits`` for the fits it needs and
+    returns what turns their solution (alpha and beta by fit number) into the priors."""
     n_tenants = len(outcomes)
     out = [(np.empty(len(r)), np.empty(len(r))) for r in requests]
     ev = _states(outcomes, np.unique(np.concatenate(requests + [np.zeros(0, np.int64)])))
@@ -209,11 +237,10 @@ def _priors_at_distinct(outcomes: list[TenantOutcomes], requests: list[np.ndarra
     wanted = [(requests[t][own[t] | pooled[t]]) for t in range(n_tenants)]
     instants = np.unique(np.concatenate(wanted + [np.zeros(0, np.int64)]))
     if not len(instants):
-        return out
+        return lambda alpha, beta: out
     hist = np.zeros(len(ev["state_n"]), np.int64)
     seg = np.searchsorted(ev["state_tenant"], np.arange(n_tenants + 1))
     version = np.zeros(n_tenants, np.int64)
-    fits = _Fits(ev)
     applied = 0
     ends = np.searchsorted(ev["time"], instants, side="left")
     per_tenant_fit: list[dict[int, int]] = [{} for _ in range(n_tenants)]  # instant -> fit number
@@ -229,48 +256,47 @@ def _priors_at_distinct(outcomes: list[TenantOutcomes], requests: list[np.ndarra
             applied = end
         for t in range(n_tenants):
             if instant in own_at[t]:
-                per_tenant_fit[t][instant] = fits.ask(hist, seg[t], seg[t + 1], t, int(version[t]))
+                per_tenant_fit[t][instant] = fits.ask(ev, hist, seg[t], seg[t + 1], (scope, t), int(version[t]))
         if instant in pool_at:
-            pooled_fit[instant] = fits.ask(hist, 0, len(hist), -1, int(version.sum()))
-    alpha, beta = fits.solve()
-    for t in range(n_tenants):
-        for mask, table in ((own[t], per_tenant_fit[t]), (pooled[t], pooled_fit)):
-            if mask.any():
-                times = requests[t][mask]
-                keys, inverse = np.unique(times, return_inverse=True)
-                number = np.array([table[k] for k in keys.tolist()], dtype=np.int64)[inverse]
-                out[t][0][mask], out[t][1][mask] = alpha[number], beta[number]
-    return out
+            pooled_fit[instant] = fits.ask(ev, hist, 0, len(hist), (scope, -1), int(version.sum()))
+
+    def finish(alpha: np.ndarray, beta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        for t in range(n_tenants):
+            for mask, table in ((own[t], per_tenant_fit[t]), (pooled[t], pooled_fit)):
+                if mask.any():
+                    times = requests[t][mask]
+                    keys, inverse = np.unique(times, return_inverse=True)
+                    number = np.array([table[k] for k in keys.tolist()], dtype=np.int64)[inverse]
+                    out[t][0][mask], out[t][1][mask] = alpha[number], beta[number]
+        return out
+
+    return finish
 
 
 class _Fits:
-    """The fits asked for while the histogram moves through time, solved together at the end.
+    """The fits asked for while histograms move through time, solved together at the end.
 
-    Each is the histogram's states ``lo:hi`` as they were when asked, numbered;
-    a tenant (or the pool, -1) asking again before its states changed gets the
-    number of its last fit."""
+    Each is a histogram's states ``lo:hi`` with their counts as they were when
+    asked, numbered; a tenant (or the pool, -1) of a scope (an entity kind)
+    asking again before its states changed gets the number of its last fit."""
 
-    def __init__(self, ev: dict[str, np.ndarray]):
-        self.ev = ev
-        self.states: list[np.ndarray] = []
-        self.counts: list[np.ndarray] = []
-        self.last: dict[int, tuple[int, int]] = {}  # who -> (version, fit number)
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (n, k, count) of each fit
+        self.last: dict[tuple[str, int], tuple[int, int]] = {}  # (scope, who) -> (version, fit number)
 
-    def ask(self, hist: np.ndarray, lo: int, hi: int, who: int, version: int) -> int:
+    def ask(self, ev: dict[str, np.ndarray], hist: np.ndarray, lo: int, hi: int, who: tuple[str, int],
+            version: int) -> int:
         known = self.last.get(who)
         if known is not None and known[0] == version:
             return known[1]
         nz = lo + np.flatnonzero(hist[lo:hi])
-        self.states.append(nz)
-        self.counts.append(hist[nz])
-        self.last[who] = (version, len(self.states) - 1)
-        return len(self.states) - 1
+        self.parts.append((ev["state_n"][nz], ev["state_k"][nz], hist[nz]))
+        self.last[who] = (version, len(self.parts) - 1)
+        return len(self.parts) - 1
 
     def solve(self) -> tuple[np.ndarray, np.ndarray]:
         """``alpha`` and ``beta`` of every fit asked, by number."""
-        if not self.states:
+        if not self.parts:
             return np.zeros(0), np.zeros(0)
-        states = np.concatenate(self.states)
-        bounds = np.cumsum([0] + [len(s) for s in self.states])
-        return fit_summaries(self.ev["state_n"][states], self.ev["state_k"][states], np.concatenate(self.counts),
-                             bounds)
+        bounds = np.cumsum([0] + [len(p[0]) for p in self.parts])
+        return fit_summaries(*(np.concatenate([p[i] for p in self.parts]) for i in range(3)), bounds)

@@ -12,7 +12,7 @@ from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.baselines._asof import AsOfTables
 from commgraph.baselines._build import _config
 from commgraph.baselines._events import _codes, _ns
-from commgraph.baselines._priors_in_time import priors_at
+from commgraph.baselines._priors_in_time import priors_at_kinds
 from commgraph.graph import ConfigError, Messages
 
 from ._backfill_signals import BUILTIN, PRIOR_KINDS, TenantAsOf
@@ -207,9 +207,9 @@ def _add_priors(tenants: list[TenantAsOf], signal_set: SignalSet, config: Baseli
     """Each message's prior of every entity kind the signals smooth, as its snapshot would have fitted it."""
     kinds = sorted({k for p in signal_set.providers for k in PRIOR_KINDS.get(type(p), ())})
     requests = [t.instants if grid is None else (t.instants // grid) * grid for t in tenants]
+    fitted = priors_at_kinds({kind: [t.tables.outcomes(kind) for t in tenants] for kind in kinds}, requests, config)
     for kind in kinds:
-        fitted = priors_at([t.tables.outcomes(kind) for t in tenants], requests, config)
-        for t, prior in zip(tenants, fitted):
+        for t, prior in zip(tenants, fitted[kind]):
             t.priors[kind] = prior
 
 
