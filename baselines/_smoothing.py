@@ -15,7 +15,6 @@ global prior (cold start).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -203,6 +202,9 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     bounds = np.asarray(bounds, np.int64)
     n_fits = len(bounds) - 1
     lengths = np.diff(bounds)
+    if n_fits < 0 or bounds[0] != 0 or bounds[-1] != len(n_u) or (lengths < 1).any():
+        raise ConfigError(f"fit_summaries: 'bounds' must run from 0 to the number of pairs ({len(n_u)}) with at "
+                          f"least one pair per fit; got {bounds[:8].tolist()}{' ...' if len(bounds) > 8 else ''}")
     fit_of_pair = np.repeat(np.arange(n_fits), lengths)
     weight = np.asarray(weight, dtype=np.float64)
     total = np.bincount(fit_of_pair, weights=weight, minlength=n_fits)
