@@ -286,6 +286,7 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     p = np.clip(rate, 0.01, 0.99)
     la, lb = np.log(p * 2.0), np.log((1 - p) * 2.0)
     current = np.full(n_fits, np.nan)  # the log-likelihood at (la, lb), once known
+    first_scale = np.ones(n_fits)
     active = np.arange(n_fits)
     for _ in range(200):
         if not len(active):
@@ -309,8 +310,9 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
         if unknown.any():
             fits = search[unknown]
             current[fits] = loglik(fits, la[fits], lb[fits])
-        # Backtracking: halve each fit's step until the likelihood does not drop.
-        scale = np.ones(len(search))
+        # Backtracking: halve each fit's step until the likelihood does not drop, starting from twice the
+        # last accepted scale (a fit whose Newton steps overshoot keeps overshooting for a few steps).
+        scale = first_scale[search].copy()
         accepted = np.zeros(len(search), bool)
         c0, c1, value = np.empty(len(search)), np.empty(len(search)), np.empty(len(search))
         trying = np.arange(len(search))
@@ -328,6 +330,7 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
         gain = value - current[search]
         moving = search[accepted]
         la[moving], lb[moving], current[moving] = c0[accepted], c1[accepted], value[accepted]
+        first_scale[moving] = np.minimum(1.0, 2.0 * scale[accepted])
         more = accepted & (moved >= 1e-9) & (gain > _FTOL * np.maximum(np.abs(value), 1.0))
         active = search[more]
     return np.exp(la), np.exp(lb)
