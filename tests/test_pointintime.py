@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.baselines._asof import AsOfTables
-from commgraph.baselines._pointintime import NAT, QueryOrder, Timeline, code_order, outcome_events
+from commgraph.baselines._pointintime import NAT, QueryOrder, Timeline, code_order, merge_search, outcome_events
 from commgraph.baselines._priors_in_time import priors_at
 from commgraph.graph import validate
 from commgraph.signals._backfill import _columns, _tenant
@@ -60,6 +60,22 @@ def test_code_order_sorts_by_code_then_time(rows, negative) -> None:
     by_time = np.argsort(times, kind="stable")
     expected = np.lexsort((np.arange(len(rows)), times, codes))
     assert code_order(codes, by_time).tolist() == expected.tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 70_000), st.integers(1, 20_000), st.sampled_from([3, 1000, 10**15]),
+       st.sampled_from(["sorted", "shuffled", "uint64"]))
+def test_merge_search_equals_searchsorted(seed, n_values, n_needles, span, case) -> None:
+    # Sizes on both sides of the merge's thresholds (4096 needles, a sixteenth of the values); small spans make
+    # ties between needles and values, which must land left of the equal values.
+    rng = np.random.default_rng(seed)
+    values = np.sort(rng.integers(0, span, n_values))
+    needles = np.sort(rng.integers(-1, span + 1, n_needles))
+    if case == "shuffled":  # out of order: the binary search, not a (wrong) merge
+        rng.shuffle(needles)
+    if case == "uint64":  # another dtype than the values': no concatenation into floats
+        needles = needles.clip(0).astype(np.uint64)
+    assert merge_search(values, needles).tolist() == np.searchsorted(values, needles, side="left").tolist()
 
 
 @settings(max_examples=80, deadline=None)
