@@ -26,7 +26,7 @@ import pandas as pd
 from ._build import _outcomes
 from ._config import BaselineConfig
 from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, domain_heads
-from ._pointintime import NAT, QueryOrder, Timeline, code_order, dense_codes, outcome_events
+from ._pointintime import NAT, QueryOrder, Timeline, code_order, dense_codes, outcome_events, subset_order
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
 
@@ -128,12 +128,6 @@ class AsOfTables:
     def _edges_by_time(self) -> np.ndarray:
         return np.argsort(self.ets, kind="stable")
 
-    @staticmethod
-    def _subset_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """The time order of the rows where ``mask`` holds, from the time order of all rows."""
-        position = np.cumsum(mask) - 1
-        return position[order[mask[order]]]
-
     def _own(self, instants: np.ndarray, times: np.ndarray) -> bool:
         """Whether every row is asked about at its own time (fresh): then no binary search is needed."""
         return instants is times or (len(instants) == len(times) and np.array_equal(instants, times))
@@ -150,6 +144,7 @@ class AsOfTables:
     def _order(self, codes: np.ndarray, instants: np.ndarray) -> QueryOrder:
         """The :class:`QueryOrder` of (codes, instants), sorted once per pair of arrays and reused by every
         timeline asked about them (the arrays are kept with it, so their ids stay theirs)."""
+        instants = self._canonical(instants)
         key = (id(codes), id(instants))
         found = self._orders.get(key)
         if found is None or found[0] is not codes or found[1] is not instants:
@@ -163,6 +158,14 @@ class AsOfTables:
                 order = QueryOrder(self._edges_by_time, code_order(np.maximum(codes, 0), self._edges_by_time))
             found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants) if order is None else order)
         return found[2]
+
+    def _canonical(self, instants: np.ndarray) -> np.ndarray:
+        """``self.ts`` or ``self.ets`` when ``instants`` equals them (the rows' own times), else ``instants``:
+        query orders of equal arrays are sorted once."""
+        for times in (self.ts, self.ets):
+            if self._own(instants, times):
+                return times
+        return instants
 
     @cached_property
     def _edge_instants(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -200,20 +203,15 @@ class AsOfTables:
 
     @cached_property
     def _pair_first(self) -> np.ndarray:
-        codes, uniques = self._pairs
-        return self._first_by(codes, len(uniques), self.ets)
+        """Per pair, the time of its first edge."""
+        pair = self._pair
+        return pair.times[pair.starts[:-1]]
 
     @cached_property
-    def _pair_sender(self) -> np.ndarray:
-        codes, uniques = self._pairs
-        out = np.empty(len(uniques), np.int64)
-        out[codes] = self.es
-        return out
-
-    @cached_property
-    def _distinct_recipients(self) -> Timeline:
-        # A pair counts towards its sender's distinct recipients from its first edge on.
-        return Timeline(self._pair_sender, self._pair_first, self.n_addr)
+    def _new_pairs(self) -> np.ndarray:
+        """Per message, the pairs whose first edge it carries: its sender's distinct recipients grow by these."""
+        pair = self._pair
+        return np.bincount(self.edge_message[pair.order[pair.starts[:-1]]], minlength=len(self.ts))
 
     @cached_property
     def _head_of_sender(self) -> np.ndarray:
@@ -235,25 +233,30 @@ class AsOfTables:
     @cached_property
     def _domain_out(self) -> Timeline:
         out = self._domain_heads
-        return Timeline(self.rd[out], self.ets[out], self.n_dom, self._subset_order(self._edges_by_time, out))
+        return Timeline(self.rd[out], self.ets[out], self.n_dom, subset_order(self._edges_by_time, out))
 
     @cached_property
     def _inbound(self) -> Timeline:
-        inbound = self.edir == INBOUND
-        return Timeline(self.r[inbound], self.ets[inbound], self.n_addr,
-                        self._subset_order(self._edges_by_time, inbound))
+        # Of all edges' rows: an edge asked about at its own instant needs no search.
+        return Timeline.of_rows(self.r, self.ets, self.n_addr, self._order(self.r, self.ets), self.edir == INBOUND)
 
     @cached_property
-    def _first_time_inbound(self) -> Timeline:
-        # A pair whose first edge came with its sender's first message, counted once it has an inbound edge.
-        codes, uniques = self._pairs
+    def _first_time_inbound(self) -> np.ndarray:
+        """Per inbound edge (edge order), 1 where a recipient's first-time inbound count grows: the first inbound
+        edge of a pair whose first edge came with its sender's first message."""
+        pair = self._pair
         inbound = self.edir == INBOUND
-        first_in = self._first_by(codes[inbound], len(uniques), self.ets[inbound])
-        sender_first = self._first_by(self.s, self.n_addr, self.ts)
-        recipient = np.empty(len(uniques), np.int64)
-        recipient[codes] = self.r
-        keep = (first_in != np.iinfo(np.int64).max) & (self._pair_first == sender_first[self._pair_sender])
-        return Timeline(recipient[keep], first_in[keep], self.n_addr)
+        # In (pair, time) order, the first inbound edge of each pair.
+        edge = pair.order[inbound[pair.order]]
+        code = self._pairs[0][edge]
+        first = np.ones(len(edge), dtype=bool)
+        first[1:] = code[1:] != code[:-1]
+        edge, code = edge[first], code[first]
+        sender = self._sender
+        keep = self._pair_first[code] == sender.times[sender.starts[self.es[edge]]]
+        flags = np.zeros(len(self.ets), np.int64)
+        flags[edge[keep]] = 1
+        return flags[inbound]
 
     @cached_property
     def _written_to(self) -> tuple[Timeline, np.ndarray, np.ndarray]:
@@ -339,8 +342,8 @@ class AsOfTables:
         out["first_seen"] = tl.first(lo, hi)
         days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
         out["active_days"] = days[hi] - days[lo]
-        dlo, dhi = self._distinct_recipients.before(self.s, q, order)
-        out["n_distinct_recipients"] = dhi - dlo
+        new_pairs = tl.prefix(self._new_pairs)
+        out["n_distinct_recipients"] = new_pairs[hi] - new_pairs[lo]
         for a in _AUTH:
             codes = self.auth[a]
             for suffix, flags in (("pass", codes == PASS), ("fail", np.isin(codes, FAILS))):
@@ -436,12 +439,12 @@ class AsOfTables:
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
         tl = self._inbound
         order = self._order(self.r, q)
-        lo, hi = tl.before(self.r, q, order)
+        lo, hi = self._before(tl, self.r, q, self.ets)
         out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
         for name, w in self._windows(windows).items():
             out[f"n_inbound_{name}"] = tl.count_since(self.r, q - w, hi, order)
-        flo, fhi = self._first_time_inbound.before(self.r, q, order)
-        out["n_first_time_inbound"] = fhi - flo
+        first = tl.prefix(self._first_time_inbound)
+        out["n_first_time_inbound"] = first[hi] - first[lo]
         out["first_time_share"] = np.divide(out["n_first_time_inbound"], out["n_inbound"],
                                             out=np.zeros(len(q)), where=out["n_inbound"] > 0).astype(np.float32)
         out.update(self._label_columns("recipient", self.r, q))
@@ -453,20 +456,21 @@ class AsOfTables:
         codes = np.full(len(self.ts), -1, np.int64)
         pair_codes, uniques = pd.factorize(self.name[named] * self.n_addr + self.s[named], sort=False)
         codes[named] = pair_codes
-        return codes, Timeline(pair_codes, self.ts[named], len(uniques))
+        return codes, Timeline.of_rows(codes, self.ts, len(uniques), self._order(codes, self.ts), named)
 
     @cached_property
     def _internal_names(self) -> Timeline:
         # A display name is internal once a mailbox sent mail under it.
         used = (self.name >= 0) & (self.direction != INBOUND)
-        return Timeline(self.name[used], self.ts[used], int(self.name.max()) + 1 if len(self.name) else 0)
+        return Timeline.of_rows(self.name, self.ts, int(self.name.max()) + 1 if len(self.name) else 0,
+                                self._order(self.name, self.ts), used)
 
     def display_name(self, instants: np.ndarray) -> dict[str, np.ndarray]:
         """Per message: whether its display name is internal, and messages with this name from this address."""
         q = np.asarray(instants, dtype=np.int64)
-        lo, hi = self._internal_names.before(self.name, q, self._order(self.name, q))
+        lo, hi = self._before(self._internal_names, self.name, q, self.ts)
         codes, tl = self._name_pairs
-        plo, phi = tl.before(codes, q, self._order(codes, q))
+        plo, phi = self._before(tl, codes, q, self.ts)
         return {"is_internal": (hi > lo).astype(np.int8), "n_with_name": phi - plo}
 
     # ------------------------------------------------------------------ known contacts

@@ -21,7 +21,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-__all__ = ["Timeline", "QueryOrder", "code_order", "dense_codes", "outcome_events", "search", "merge_search", "NAT"]
+__all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events", "search",
+           "merge_search", "NAT"]
 
 #: Missing timestamps, as int64 nanoseconds (numpy's NaT).
 NAT = np.iinfo(np.int64).min
@@ -112,6 +113,21 @@ def code_order(codes: np.ndarray, by_time: np.ndarray) -> np.ndarray:
             return by_time[perm]
 
 
+def subset_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A sort order of the rows where ``mask`` holds (numbered among themselves), from a sort order of all rows.
+
+    Dropping rows from a sorted sequence leaves it sorted: stable time orders
+    and (code, time) orders of a subset come from the whole set's without a sort.
+
+    Examples
+    --------
+    >>> subset_order(np.array([3, 0, 2, 1]), np.array([True, False, True, True])).tolist()
+    [2, 0, 1]
+    """
+    position = np.cumsum(mask) - 1
+    return position[order[mask[order]]]
+
+
 class QueryOrder(NamedTuple):
     """Two sort orders of a set of (key code, instant) queries, for :meth:`Timeline.before` to reuse.
 
@@ -166,6 +182,8 @@ class Timeline:
     time_order : ndarray of int, optional
         A stable argsort of ``times``, when the caller has one (timelines over
         the same events share it).
+    key_order : ndarray of int, optional
+        ``code_order(codes, time_order)``, when the caller has it.
 
     Examples
     --------
@@ -177,9 +195,10 @@ class Timeline:
     [10, 10, -9223372036854775808, 20]
     """
 
-    __slots__ = ("order", "keys", "times", "starts", "_by_time", "_width")
+    __slots__ = ("order", "keys", "times", "starts", "_by_time", "_width", "_rows")
 
-    def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int, time_order: np.ndarray | None = None):
+    def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int, time_order: np.ndarray | None = None,
+                 key_order: np.ndarray | None = None):
         codes = np.asarray(codes, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
         n = len(times)
@@ -191,11 +210,38 @@ class Timeline:
         rank = np.empty(n, np.int64)
         rank[by_time] = np.arange(n)
         self._width = n + 1
-        self.order = code_order(codes, by_time)  # = argsort(codes * width + rank)
+        self.order = code_order(codes, by_time) if key_order is None else key_order  # = argsort(codes * width + rank)
         self.keys = codes[self.order] * self._width + rank[self.order]
         self.times = times[self.order]
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
+        self._rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def of_rows(cls, codes: np.ndarray, times: np.ndarray, n_codes: int, rows: QueryOrder, events: np.ndarray
+                ) -> "Timeline":
+        """The timeline of the rows where ``events`` holds, whose :meth:`before_own` answers for every row.
+
+        ``rows`` is the :class:`QueryOrder` of all rows (``codes``, ``times``;
+        negative codes: keys without events). The events' orders are taken
+        from it, and a row asked about at its own code and time needs no
+        search: the events ahead of its (code, time) run in the rows' order.
+
+        Examples
+        --------
+        >>> codes, times = np.array([0, 0, 1, 0, -1]), np.array([10, 20, 20, 30, 30])
+        >>> tl = Timeline.of_rows(codes, times, 2, QueryOrder.of(codes, times), np.array([1, 0, 1, 1, 0], bool))
+        >>> lo, hi = tl.before_own()
+        >>> (hi - lo).tolist()  # events of each row's code strictly before its time
+        [0, 1, 0, 1, 0]
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        times = np.asarray(times, dtype=np.int64)
+        events = np.asarray(events, dtype=bool)
+        tl = cls(codes[events], times[events], n_codes, subset_order(rows.by_time, events),
+                 subset_order(rows.by_key, events))
+        tl._rows = (codes, times, rows.by_key, events)
+        return tl
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -223,8 +269,11 @@ class Timeline:
         """:meth:`before` for each event's own key and time (in event order), without a binary search.
 
         The events strictly before an event of its key are those ahead of its
-        run of equal times in sorted order.
+        run of equal times in sorted order. A timeline made :meth:`of_rows`
+        answers for each of its rows (in row order), events or not.
         """
+        if self._rows is not None:
+            return self._before_rows(*self._rows)
         n = len(self.keys)
         codes = self.keys // self._width
         run = np.ones(n, dtype=bool)
@@ -233,6 +282,24 @@ class Timeline:
         lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
         lo[self.order] = self.starts[codes]
         hi[self.order] = hi_sorted
+        return lo, hi
+
+    def _before_rows(self, codes: np.ndarray, times: np.ndarray, by_key: np.ndarray, events: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        # In the rows' (code, time) order, the events ahead of a row's run of equal (code, time) are the
+        # timeline's events before it: those of smaller codes, and of its code at earlier times.
+        n = len(by_key)
+        c, t = np.maximum(codes, 0)[by_key], times[by_key]
+        is_event = events[by_key]
+        ahead = np.cumsum(is_event) - is_event
+        run = np.ones(n, dtype=bool)
+        run[1:] = (c[1:] != c[:-1]) | (t[1:] != t[:-1])
+        hi = np.empty(n, np.int64)
+        hi[by_key] = ahead[np.maximum.accumulate(np.where(run, np.arange(n), 0))]
+        lo = self.starts[np.maximum(codes, 0)]
+        known = codes >= 0
+        if not known.all():  # keys without events: empty runs
+            lo, hi = np.where(known, lo, 0), np.where(known, hi, 0)
         return lo, hi
 
     def count_since(self, codes: np.ndarray, start: np.ndarray, hi: np.ndarray, order: QueryOrder | None = None

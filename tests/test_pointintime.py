@@ -79,6 +79,25 @@ def test_merge_search_equals_searchsorted(seed, n_values, n_needles, span, case)
 
 
 @settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 40), st.booleans()), min_size=1, max_size=60))
+def test_timeline_of_rows_answers_each_row_at_its_own_time(rows) -> None:
+    # Rows asked about at their own (code, time), events among them or not (ties, keys without events),
+    # against brute force and against the binary searches of the same timeline.
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    events = np.array([r[2] for r in rows]) & (codes >= 0)
+    tl = Timeline.of_rows(codes, times, 5, QueryOrder.of(codes, times), events)
+    lo, hi = tl.before_own()
+    assert np.array_equal(np.stack((lo, hi)), np.stack(tl.before(codes, times)))
+    for i, (c, t) in enumerate(zip(codes, times)):
+        mine = events & (codes == c) & (times < t)
+        assert hi[i] - lo[i] == mine.sum()
+        assert tl.last(lo, hi)[i] == (times[mine].max() if mine.any() else NAT)
+    ordinary = Timeline(codes[events], times[events], 5)
+    assert np.array_equal(tl.keys, ordinary.keys) and np.array_equal(tl.order, ordinary.order)
+
+
+@settings(max_examples=80, deadline=None)
 @given(events, queries, st.integers(0, 400))
 def test_timeline_with_a_query_order_against_brute_force(ev, qs, window) -> None:
     # The sorted-query path: one QueryOrder reused for the instants and for window starts shifted from them.
