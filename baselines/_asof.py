@@ -500,12 +500,24 @@ class AsOfTables:
         written = np.concatenate([np.zeros(len(self.ts), bool), np.ones(int(out.sum()), bool)])
         order = np.argsort(times, kind="stable")
         codes, times, own, written = codes[order], times[order], own[order], written[order]
-        g = pd.DataFrame({"c": codes, "own": own, "written": written}).groupby("c", sort=False)
-        score = ((g["own"].cummax().to_numpy(np.int64) * _OWN) + (g["written"].cummax().to_numpy(np.int64) * _WRITTEN)
-                 + g.cumcount().to_numpy(np.int64) + 1)
+        # Each domain's events side by side, in time order (a stable sort by code), for running values per domain.
+        by_code = code_order(codes, np.arange(len(codes)))
+        n = len(codes)
+        position = np.arange(n)
+        start = np.ones(n, dtype=bool)
+        start[1:] = codes[by_code[1:]] != codes[by_code[:-1]]
+        domain_start = np.maximum.accumulate(np.where(start, position, 0))
+
+        def held(flags: np.ndarray) -> np.ndarray:  # the flag was set at or before, within the domain
+            return np.maximum.accumulate(np.where(flags[by_code], position, -1)) >= domain_start
+
+        # Score: own domain, then written to, then the domain's events so far.
+        sorted_score = held(own) * _OWN + held(written) * _WRITTEN + (position - domain_start) + 1
+        score = np.empty(n, np.int64)
+        score[by_code] = sorted_score
         limit = self.config.known_contact_domains
-        first = np.ones(len(codes), bool)
-        first[pd.Series(codes).duplicated().to_numpy()] = False
+        first = np.zeros(n, dtype=bool)
+        first[by_code[start]] = True
         if int(first.sum()) <= limit:  # every domain fits: each joins when first seen, for good
             return codes[first], times[first], np.ones(int(first.sum()), np.int64)
         # Key ranks break ties as the snapshot's sort does (smaller key first).
@@ -513,8 +525,11 @@ class AsOfTables:
         # Once own or written to, a domain is a member for good and the sweep skips its events (it
         # never reads their scores again): hand it only each domain's first such event. Scores only
         # grow, so that is the first event at or above _WRITTEN; most of the mail drops out.
-        reached = score >= _WRITTEN
-        keep = ~reached | (pd.Series(reached).groupby(codes).cumsum().to_numpy() == 1)
+        reached = sorted_score >= _WRITTEN
+        first_reached = reached.copy()
+        first_reached[1:] &= start[1:] | ~reached[:-1]
+        keep = np.zeros(n, dtype=bool)
+        keep[by_code] = ~reached | first_reached
         return _follow_top(codes[keep], times[keep], score[keep], key_rank, limit)
 
 
