@@ -98,9 +98,13 @@ def code_order(codes: np.ndarray, by_time: np.ndarray) -> np.ndarray:
     [3, 1, 2, 0]
     """
     by_time = np.asarray(by_time)
-    c = np.asarray(codes, dtype=np.int64)[by_time]
+    return by_time[_stable_code_sort(np.asarray(codes, dtype=np.int64)[by_time])]
+
+
+def _stable_code_sort(c: np.ndarray) -> np.ndarray:
+    """``np.argsort(c, kind="stable")`` for int64 codes, by 16-bit radix passes when they are non-negative."""
     if len(c) and int(c.min()) < 0:  # not a code space: a stable comparison sort, as correct, slower
-        return by_time[np.argsort(c, kind="stable")]
+        return np.argsort(c, kind="stable")
     perm: np.ndarray | None = None
     top = int(c.max()) if len(c) else 0
     shift = 0
@@ -110,7 +114,7 @@ def code_order(codes: np.ndarray, by_time: np.ndarray) -> np.ndarray:
         perm = step if perm is None else perm[step]
         shift += 16
         if top >> shift == 0:
-            return by_time[perm]
+            return perm
 
 
 def subset_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -195,7 +199,8 @@ class Timeline:
     [10, 10, -9223372036854775808, 20]
     """
 
-    __slots__ = ("order", "keys", "times", "starts", "_by_time", "_width", "_rows")
+    __slots__ = ("order", "codes", "times", "starts", "_width", "_rows", "_keys", "_ranks", "_time_order",
+                 "_event_times", "_sorted_times")
 
     def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int, time_order: np.ndarray | None = None,
                  key_order: np.ndarray | None = None):
@@ -205,17 +210,44 @@ class Timeline:
         # Rank = position in time order: an event is before instant q exactly when its rank is
         # below the number of event times before q, so (code, rank) fits one int64 sort key.
         # Mail comes nearly in time order, which a stable sort (timsort) handles in linear time.
-        by_time = np.argsort(times, kind="stable") if time_order is None else time_order
-        self._by_time = times[by_time]
-        rank = np.empty(n, np.int64)
-        rank[by_time] = np.arange(n)
+        by_time = np.argsort(times, kind="stable") if time_order is None else np.asarray(time_order)
         self._width = n + 1
-        self.order = code_order(codes, by_time) if key_order is None else key_order  # = argsort(codes * width + rank)
-        self.keys = codes[self.order] * self._width + rank[self.order]
+        # order = argsort(codes * width + rank). Sorting the time-ordered codes gives each sorted event's
+        # rank too (its position in time order); a caller's order leaves it to be found when needed.
+        self._ranks: np.ndarray | None = None
+        if key_order is None:
+            self._ranks = _stable_code_sort(codes[by_time])
+            self.order = by_time[self._ranks]
+        else:
+            self.order = np.asarray(key_order)
+        self.codes = codes[self.order]  #: the key code of each sorted event
         self.times = times[self.order]
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
         self._rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        # Packed keys and sorted times serve binary searches only (not a row's own instant): built on first use.
+        self._time_order, self._event_times = by_time, times
+        self._keys: np.ndarray | None = None
+        self._sorted_times: np.ndarray | None = None
+
+    @property
+    def keys(self) -> np.ndarray:
+        """The sort keys of the sorted events, ``code * (len + 1) + rank in time order`` (increasing)."""
+        if self._keys is None:
+            ranks = self._ranks
+            if ranks is None:
+                rank = np.empty(len(self.order), np.int64)
+                rank[self._time_order] = np.arange(len(self.order))
+                ranks = rank[self.order]
+            self._keys = self.codes * self._width + ranks
+        return self._keys
+
+    @property
+    def _by_time(self) -> np.ndarray:
+        """The event times in time order."""
+        if self._sorted_times is None:
+            self._sorted_times = self._event_times[self._time_order]
+        return self._sorted_times
 
     @classmethod
     def of_rows(cls, codes: np.ndarray, times: np.ndarray, n_codes: int, rows: QueryOrder, events: np.ndarray
@@ -244,7 +276,7 @@ class Timeline:
         return tl
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.order)
 
     def before(self, codes: np.ndarray, instants: np.ndarray, order: QueryOrder | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -274,8 +306,8 @@ class Timeline:
         """
         if self._rows is not None:
             return self._before_rows(*self._rows)
-        n = len(self.keys)
-        codes = self.keys // self._width
+        n = len(self.order)
+        codes = self.codes
         run = np.ones(n, dtype=bool)
         run[1:] = (codes[1:] != codes[:-1]) | (self.times[1:] != self.times[:-1])
         hi_sorted = np.maximum.accumulate(np.where(run, np.arange(n), 0))
@@ -309,13 +341,13 @@ class Timeline:
 
     def prefix(self, weights: np.ndarray) -> np.ndarray:
         """Cumulative sums of integer weights (given in event order) along the sorted events, 0 first."""
-        out = np.zeros(len(self.keys) + 1, dtype=np.int64)
+        out = np.zeros(len(self.order) + 1, dtype=np.int64)
         np.cumsum(np.asarray(weights, dtype=np.int64)[self.order], out=out[1:])
         return out
 
     def sorted_flags(self, flags: np.ndarray) -> np.ndarray:
         """Integer weights given in sorted order, as cumulative sums (see :meth:`prefix`)."""
-        out = np.zeros(len(self.keys) + 1, dtype=np.int64)
+        out = np.zeros(len(self.order) + 1, dtype=np.int64)
         np.cumsum(np.asarray(flags, dtype=np.int64), out=out[1:])
         return out
 
@@ -340,7 +372,7 @@ class Timeline:
         as a day number is: then the cumulative count of these flags is the
         number of distinct values seen.
         """
-        codes = self.keys // self._width
+        codes = self.codes
         new = np.ones(len(codes), dtype=bool)
         new[1:] = codes[1:] != codes[:-1]
         if values is not None:
@@ -369,7 +401,7 @@ class Timeline:
             rank = rank.ravel()
         else:
             rank, by_rank = np.asarray(ranked[0], dtype=np.int64)[self.order], ranked[1]
-        codes = self.keys // self._width
+        codes = self.codes
         # Key codes dominate the packed value, so one accumulate restarts at every key.
         width = len(by_rank) + 1
         return by_rank[np.maximum.accumulate(codes * width + rank) % width] if len(rank) else by_rank[rank]
@@ -412,7 +444,7 @@ class Timeline:
         if not n:
             return running
         h = float(half_life)
-        codes = self.keys // self._width
+        codes = self.codes
         span = _EPOCH_HALF_LIVES * int(half_life)
         epoch = (self.times - self.times.min()) // span
         # Segments: one key inside one epoch; contiguous in sorted order.
