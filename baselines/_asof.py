@@ -300,26 +300,47 @@ class AsOfTables:
             entity_of_row = self.s if kind == "sender" else self.d
         # Tables carry the presumed-safe counts whatever the policy; the policy decides what
         # counts as a success when likelihoods are computed (smoothed, outcomes).
-        ev = outcome_events(ts, self.label[mi], self.labeled_at[mi], settle_delay=int(
-            self.config.settle_delay.total_seconds() * 10**9), label_policy="presume_safe")
+        ev = outcome_events(ts, self.label[mi], self.labeled_at[mi], settle_delay=self._settle_delay,
+                            label_policy="presume_safe")
         return entity_of_row[ev["row"]], ev
 
     @cached_property
-    def _outcome_timelines(self) -> dict[str, tuple[Timeline, dict[str, np.ndarray]]]:
+    def _settle_delay(self) -> int:
+        return int(self.config.settle_delay.total_seconds() * 10**9)
+
+    @cached_property
+    def _outcome_timelines(self) -> dict[str, tuple[Timeline, dict[str, np.ndarray], Timeline, np.ndarray]]:
+        """Per entity kind: a timeline of the explicit labels and withdrawn presumptions (a few) with their
+        cumulative counts; and the rows' own timeline with the cumulative count of presumptions they start.
+
+        Nearly every row starts a presumption, exactly the settle delay after its own time: counting the
+        rows before ``instant - settle_delay`` on the timeline the tables already have needs no timeline
+        of a million presumption events.
+        """
         out = {}
-        for kind, n in (("sender", self.n_addr), ("sender_domain", self.n_dom), ("recipient", self.n_addr)):
+        for kind, n, rows in (("sender", self.n_addr, self._sender), ("sender_domain", self.n_dom, self._domain),
+                              ("recipient", self.n_addr, self._inbound)):
             entity, ev = self._outcome_rows(kind)
-            tl = Timeline(entity, ev["time"], n)
-            presumption = ev["label"] < 0
-            weights = {"n_safe": ev["label"] == 0, "n_attack": ev["label"] == 1, "n_spam": ev["label"] == 2,
-                       "n_presumed_safe": np.where(presumption, ev["safe"], 0)}
-            out[kind] = (tl, {c: tl.prefix(w) for c, w in weights.items()})
+            starts = (ev["label"] < 0) & (ev["safe"] > 0)
+            started = np.zeros(len(rows), np.int64)  # per row (its message, or its inbound edge), in row order
+            started[ev["row"][starts]] = 1
+            few = ~starts
+            label = ev["label"][few]
+            tl = Timeline(entity[few], ev["time"][few], n)
+            weights = {"n_safe": label == 0, "n_attack": label == 1, "n_spam": label == 2,
+                       "n_presumed_safe": np.where(label < 0, ev["safe"][few], 0)}
+            out[kind] = (tl, {c: tl.prefix(w) for c, w in weights.items()}, rows, rows.prefix(started))
         return out
 
     def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray) -> dict[str, np.ndarray]:
-        tl, prefixes = self._outcome_timelines[kind]
-        lo, hi = tl.before(codes, instants, self._order(codes, instants))
-        return {c: p[hi] - p[lo] for c, p in prefixes.items()}
+        tl, prefixes, rows, started = self._outcome_timelines[kind]
+        order = self._order(codes, instants)
+        lo, hi = tl.before(codes, instants, order)
+        out = {c: p[hi] - p[lo] for c, p in prefixes.items()}
+        # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
+        rlo, rhi = rows.before(codes, instants - self._settle_delay, order)
+        out["n_presumed_safe"] += started[rhi] - started[rlo]
+        return out
 
     def outcomes(self, kind: str) -> TenantOutcomes:
         """The outcome changes of one entity kind (``sender``, ``sender_domain``, ``recipient``), for its priors.
