@@ -137,6 +137,23 @@ class AsOfTables:
         return tl.before_own() if self._own(instants, times) else tl.before(codes, instants,
                                                                              self._order(codes, instants))
 
+    def _before_shifted(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, shift: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """``tl.before(codes, instants - shift)``, searched once per timeline, arrays and shift: a window as
+        long as the settle delay (7 days by default) asks the sender timeline what the presumptions ask."""
+        instants = self._canonical(instants)
+        key = (id(tl), id(codes), id(instants), shift)
+        found = self._shifted.get(key)
+        if found is None or found[0] is not tl or found[1] is not codes or found[2] is not instants:
+            # (the arrays are kept with the answer, so their ids stay theirs)
+            found = self._shifted[key] = (tl, codes, instants,
+                                          tl.before(codes, instants - shift, self._order(codes, instants)))
+        return found[3]
+
+    @cached_property
+    def _shifted(self) -> dict[tuple[int, int, int, int], tuple]:
+        return {}
+
     @cached_property
     def _orders(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray, QueryOrder]]:
         return {}
@@ -334,11 +351,10 @@ class AsOfTables:
 
     def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray) -> dict[str, np.ndarray]:
         tl, prefixes, rows, started = self._outcome_timelines[kind]
-        order = self._order(codes, instants)
-        lo, hi = tl.before(codes, instants, order)
+        lo, hi = tl.before(codes, instants, self._order(codes, instants))
         out = {c: p[hi] - p[lo] for c, p in prefixes.items()}
         # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
-        rlo, rhi = rows.before(codes, instants - self._settle_delay, order)
+        rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
         out["n_presumed_safe"] += started[rhi] - started[rlo]
         return out
 
@@ -364,9 +380,8 @@ class AsOfTables:
         tl = self._sender
         lo, hi = self._before(tl, self.s, q, self.ts)
         out: dict[str, np.ndarray] = {"n_messages": hi - lo}
-        order = self._order(self.s, q)
         for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = tl.count_since(self.s, q - w, hi, order)
+            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w)[1]
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
         out["first_seen"] = tl.first(lo, hi)
         days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
@@ -421,7 +436,7 @@ class AsOfTables:
         out: dict[str, np.ndarray] = {"n_messages": n}
         order = self._order(self.d, q)
         for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = tl.count_since(self.d, q - w, hi, order)
+            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w)[1]
         out["first_seen"] = tl.first(lo, hi)
         days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
         out["active_days"] = days[hi] - days[lo]
@@ -467,11 +482,10 @@ class AsOfTables:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
         tl = self._inbound
-        order = self._order(self.r, q)
         lo, hi = self._before(tl, self.r, q, self.ets)
         out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
         for name, w in self._windows(windows).items():
-            out[f"n_inbound_{name}"] = tl.count_since(self.r, q - w, hi, order)
+            out[f"n_inbound_{name}"] = hi - self._before_shifted(tl, self.r, q, w)[1]
         first = tl.prefix(self._first_time_inbound)
         out["n_first_time_inbound"] = first[hi] - first[lo]
         out["first_time_share"] = np.divide(out["n_first_time_inbound"], out["n_inbound"],
