@@ -26,7 +26,8 @@ import pandas as pd
 from ._build import _outcomes
 from ._config import BaselineConfig
 from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, domain_heads
-from ._pointintime import NAT, QueryOrder, Timeline, code_order, dense_codes, outcome_events, subset_order
+from ._pointintime import (NAT, QueryOrder, Timeline, code_order, dense_codes, merge_search, outcome_events,
+                           subset_order)
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
 
@@ -211,19 +212,34 @@ class AsOfTables:
         return Timeline(self.d, self.ts, self.n_dom, self._by_time)
 
     @cached_property
-    def _pairs(self) -> tuple[np.ndarray, pd.Index]:
-        codes, uniques = pd.factorize(self.es * self.n_addr + self.r, sort=False)
-        return codes.astype(np.int64, copy=False), pd.Index(uniques)
+    def _pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per edge its (sender, recipient) pair's code; the edges sorted by (pair, time); and each pair's key
+        ``sender * n_addr + recipient``, increasing (pairs are numbered in that order).
+
+        The edges' (recipient, time) order, sorted stably by sender, is the (pair, time) order: one radix
+        pass instead of hashing every edge's pair and sorting the codes again.
+        """
+        order = code_order(self.es, self._order(self.r, self.ets).by_key)
+        s, r = self.es[order], self.r[order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = (s[1:] != s[:-1]) | (r[1:] != r[:-1])
+        codes = np.empty(len(order), np.int64)
+        codes[order] = np.cumsum(new) - 1
+        return codes, order, s[new] * self.n_addr + r[new]
 
     @cached_property
     def _pair(self) -> Timeline:
-        codes, uniques = self._pairs
-        return Timeline(codes, self.ets, len(uniques), self._edges_by_time)
+        codes, order, keys = self._pairs
+        return Timeline(codes, self.ets, len(keys), self._edges_by_time, order)
 
-    def _first_by(self, codes: np.ndarray, n: int, times: np.ndarray) -> np.ndarray:
-        first = np.full(n, np.iinfo(np.int64).max)
-        np.minimum.at(first, codes, times)
-        return first
+    def _first_in_pairs(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first edge (in time) among ``edges`` (a mask) of each pair that has one, and that pair's code."""
+        codes, order, _ = self._pairs
+        first = order[edges[order]]
+        code = codes[first]
+        keep = np.ones(len(first), dtype=bool)
+        keep[1:] = code[1:] != code[:-1]
+        return first[keep], code[keep]
 
     @cached_property
     def _pair_first(self) -> np.ndarray:
@@ -268,14 +284,8 @@ class AsOfTables:
     def _first_time_inbound(self) -> np.ndarray:
         """Per inbound edge (edge order), 1 where a recipient's first-time inbound count grows: the first inbound
         edge of a pair whose first edge came with its sender's first message."""
-        pair = self._pair
         inbound = self.edir == INBOUND
-        # In (pair, time) order, the first inbound edge of each pair.
-        edge = pair.order[inbound[pair.order]]
-        code = self._pairs[0][edge]
-        first = np.ones(len(edge), dtype=bool)
-        first[1:] = code[1:] != code[:-1]
-        edge, code = edge[first], code[first]
+        edge, code = self._first_in_pairs(inbound)
         sender = self._sender
         keep = self._pair_first[code] == sender.times[sender.starts[self.es[edge]]]
         flags = np.zeros(len(self.ets), np.int64)
@@ -286,9 +296,10 @@ class AsOfTables:
     def _written_to(self) -> tuple[Timeline, np.ndarray, np.ndarray]:
         # The pairs a mailbox wrote on (outbound or internal edges); each counts, with its last edge
         # of any direction, from its first such edge on.
-        codes, uniques = self._pairs
+        codes, _, keys = self._pairs
         wrote = self.edir != INBOUND
-        first_wrote = self._first_by(codes[wrote], len(uniques), self.ets[wrote])
+        first_wrote = np.full(len(keys), np.iinfo(np.int64).max)
+        np.minimum.at(first_wrote, codes[wrote], self.ets[wrote])
         since = first_wrote[codes]
         keep = since != np.iinfo(np.int64).max
         tl = Timeline(self.r[keep], np.maximum(self.ets[keep], since[keep]), self.n_addr)
@@ -455,7 +466,7 @@ class AsOfTables:
         ``reverse=False`` leaves ``n_reverse`` out (:meth:`replied` answers whether it is above 0, cheaper).
         """
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
-        codes, uniques = self._pairs
+        codes = self._pairs[0]
         tl = self._pair
         lo, hi = self._before(tl, codes, q, self.ets)
         out = {"n_messages": hi - lo, "last_seen": tl.last(lo, hi)}
@@ -476,7 +487,15 @@ class AsOfTables:
     @cached_property
     def _reverse_pair(self) -> np.ndarray:
         """Per edge, the pair code of (recipient, sender), -1 where that pair never had an edge."""
-        return self._pairs[1].get_indexer(self.r * self.n_addr + self.es)
+        codes, _, keys = self._pairs
+        sender, recipient = keys // self.n_addr, keys % self.n_addr
+        # Pairs sorted by (recipient, sender) have increasing reverse keys: one merge with the keys finds them.
+        by_reverse = code_order(recipient, np.arange(len(keys)))
+        reverse = recipient[by_reverse] * self.n_addr + sender[by_reverse]
+        at = merge_search(keys, reverse)
+        of_pair = np.empty(len(keys), np.int64)
+        of_pair[by_reverse] = np.where(keys.take(at, mode="clip") == reverse, at, -1) if len(keys) else -1
+        return of_pair[codes]
 
     def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""

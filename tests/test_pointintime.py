@@ -234,3 +234,36 @@ def test_asof_tables_value_each_message_at_its_own_instant() -> None:
     assert t.tables.pair(t.instants)["n_reverse"].tolist() == [0, 0, 1, 1]  # me@acme.com wrote to x on day 2
     assert t.tables.replied(t.instants).tolist() == [False, False, True, True]
     assert "n_reverse" not in t.tables.pair(t.instants, reverse=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.lists(st.integers(0, 4), min_size=1, max_size=3, unique=True),
+                          st.integers(0, 6), st.sampled_from([0, 1, 2])), min_size=1, max_size=25),
+       st.integers(0, 3))
+def test_pair_columns_against_brute_force(rows, shift) -> None:
+    # Pairs numbered by sorting (sender, recipient) and reverse pairs found by a merge, against a direct count over
+    # the edges; at each message's own instant (no search) and at instants shifted back (searches).
+    ts = np.array([r[2] for r in rows], dtype=np.int64)
+    addresses = np.array([11, 7, 3, 29, 5], dtype=np.uint64)  # keys in another order than their codes
+    m = {"timestamp": ts, "sender_key": addresses[[r[0] for r in rows]],
+         "sender_domain_key": np.ones(len(rows), np.uint64), "display_name_key": np.zeros(len(rows), np.uint64),
+         "direction": np.array([r[3] for r in rows], dtype=np.int8), "label": np.full(len(rows), -1, np.int8),
+         "labeled_at": np.full(len(rows), NAT), **{a: np.full(len(rows), -1, np.int8) for a in ("spf", "dkim", "dmarc")}}
+    edge_message = np.array([i for i, r in enumerate(rows) for _ in r[1]])
+    recipient = np.array([a for r in rows for a in r[1]])
+    e = {"edge_message": edge_message, "recipient_key": addresses[recipient],
+         "recipient_domain_key": np.ones(len(recipient), np.uint64)}
+    tables = AsOfTables(m, e, BaselineConfig())
+    sender = np.array([r[0] for r in rows])[edge_message]
+    ets = ts[edge_message]
+    for instants in (ts, ts - shift):
+        q = instants[edge_message]
+        cols = tables.pair(instants)
+        replied = tables.replied(instants)
+        for j in range(len(ets)):
+            same = (sender == sender[j]) & (recipient == recipient[j]) & (ets < q[j])
+            reverse = (sender == recipient[j]) & (recipient == sender[j]) & (ets < q[j])
+            assert cols["n_messages"][j] == same.sum()
+            assert cols["last_seen"][j] == (ets[same].max() if same.any() else NAT)
+            assert cols["n_reverse"][j] == reverse.sum()
+            assert replied[j] == reverse.any()
