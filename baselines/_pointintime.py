@@ -59,7 +59,7 @@ def search(sorted_values: np.ndarray, needles: np.ndarray, order: np.ndarray | N
 
 
 def merge_search(sorted_values: np.ndarray, sorted_needles: np.ndarray) -> np.ndarray:
-    """``np.searchsorted(sorted_values, sorted_needles, side="left")`` for sorted needles, by a merge when they are many.
+    """``np.searchsorted(sorted_values, sorted_needles, side="left")`` for sorted needles: a merge when they are many.
 
     A stable sort of the needles followed by the values is one timsort merge
     of two runs (linear, galloping through long stretches of either); each

@@ -248,7 +248,8 @@ def test_pair_columns_against_brute_force(rows, shift) -> None:
     m = {"timestamp": ts, "sender_key": addresses[[r[0] for r in rows]],
          "sender_domain_key": np.ones(len(rows), np.uint64), "display_name_key": np.zeros(len(rows), np.uint64),
          "direction": np.array([r[3] for r in rows], dtype=np.int8), "label": np.full(len(rows), -1, np.int8),
-         "labeled_at": np.full(len(rows), NAT), **{a: np.full(len(rows), -1, np.int8) for a in ("spf", "dkim", "dmarc")}}
+         "labeled_at": np.full(len(rows), NAT),
+         **{a: np.full(len(rows), -1, np.int8) for a in ("spf", "dkim", "dmarc")}}
     edge_message = np.array([i for i, r in enumerate(rows) for _ in r[1]])
     recipient = np.array([a for r in rows for a in r[1]])
     e = {"edge_message": edge_message, "recipient_key": addresses[recipient],
