@@ -26,7 +26,8 @@ import pandas as pd
 from ._build import _outcomes
 from ._config import BaselineConfig
 from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, domain_heads
-from ._pointintime import NAT, QueryOrder, Timeline, code_order, dense_codes, outcome_events
+from ._pointintime import (NAT, QueryOrder, Timeline, code_order, dense_codes, merge_search, outcome_events,
+                           subset_order)
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
 
@@ -128,12 +129,6 @@ class AsOfTables:
     def _edges_by_time(self) -> np.ndarray:
         return np.argsort(self.ets, kind="stable")
 
-    @staticmethod
-    def _subset_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """The time order of the rows where ``mask`` holds, from the time order of all rows."""
-        position = np.cumsum(mask) - 1
-        return position[order[mask[order]]]
-
     def _own(self, instants: np.ndarray, times: np.ndarray) -> bool:
         """Whether every row is asked about at its own time (fresh): then no binary search is needed."""
         return instants is times or (len(instants) == len(times) and np.array_equal(instants, times))
@@ -143,6 +138,23 @@ class AsOfTables:
         return tl.before_own() if self._own(instants, times) else tl.before(codes, instants,
                                                                              self._order(codes, instants))
 
+    def _before_shifted(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, shift: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """``tl.before(codes, instants - shift)``, searched once per timeline, arrays and shift: a window as
+        long as the settle delay (7 days by default) asks the sender timeline what the presumptions ask."""
+        instants = self._canonical(instants)
+        key = (id(tl), id(codes), id(instants), shift)
+        found = self._shifted.get(key)
+        if found is None or found[0] is not tl or found[1] is not codes or found[2] is not instants:
+            # (the arrays are kept with the answer, so their ids stay theirs)
+            found = self._shifted[key] = (tl, codes, instants,
+                                          tl.before(codes, instants - shift, self._order(codes, instants)))
+        return found[3]
+
+    @cached_property
+    def _shifted(self) -> dict[tuple[int, int, int, int], tuple]:
+        return {}
+
     @cached_property
     def _orders(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray, QueryOrder]]:
         return {}
@@ -150,6 +162,7 @@ class AsOfTables:
     def _order(self, codes: np.ndarray, instants: np.ndarray) -> QueryOrder:
         """The :class:`QueryOrder` of (codes, instants), sorted once per pair of arrays and reused by every
         timeline asked about them (the arrays are kept with it, so their ids stay theirs)."""
+        instants = self._canonical(instants)
         key = (id(codes), id(instants))
         found = self._orders.get(key)
         if found is None or found[0] is not codes or found[1] is not instants:
@@ -163,6 +176,21 @@ class AsOfTables:
                 order = QueryOrder(self._edges_by_time, code_order(np.maximum(codes, 0), self._edges_by_time))
             found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants) if order is None else order)
         return found[2]
+
+    @cached_property
+    def _edge_time_rank(self) -> np.ndarray:
+        """Each edge's position in the edges' time order."""
+        rank = np.empty(len(self.ets), np.int64)
+        rank[self._edges_by_time] = np.arange(len(self.ets))
+        return rank
+
+    def _canonical(self, instants: np.ndarray) -> np.ndarray:
+        """``self.ts`` or ``self.ets`` when ``instants`` equals them (the rows' own times), else ``instants``:
+        query orders of equal arrays are sorted once."""
+        for times in (self.ts, self.ets):
+            if self._own(instants, times):
+                return times
+        return instants
 
     @cached_property
     def _edge_instants(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -184,36 +212,46 @@ class AsOfTables:
         return Timeline(self.d, self.ts, self.n_dom, self._by_time)
 
     @cached_property
-    def _pairs(self) -> tuple[np.ndarray, pd.Index]:
-        codes, uniques = pd.factorize(self.es * self.n_addr + self.r, sort=False)
-        return codes.astype(np.int64, copy=False), pd.Index(uniques)
+    def _pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per edge its (sender, recipient) pair's code; the edges sorted by (pair, time); and each pair's key
+        ``sender * n_addr + recipient``, increasing (pairs are numbered in that order).
+
+        The edges' (recipient, time) order, sorted stably by sender, is the (pair, time) order: one radix
+        pass instead of hashing every edge's pair and sorting the codes again.
+        """
+        order = code_order(self.es, self._order(self.r, self.ets).by_key)
+        s, r = self.es[order], self.r[order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = (s[1:] != s[:-1]) | (r[1:] != r[:-1])
+        codes = np.empty(len(order), np.int64)
+        codes[order] = np.cumsum(new) - 1
+        return codes, order, s[new] * self.n_addr + r[new]
 
     @cached_property
     def _pair(self) -> Timeline:
-        codes, uniques = self._pairs
-        return Timeline(codes, self.ets, len(uniques), self._edges_by_time)
+        codes, order, keys = self._pairs
+        return Timeline(codes, self.ets, len(keys), self._edges_by_time, order)
 
-    def _first_by(self, codes: np.ndarray, n: int, times: np.ndarray) -> np.ndarray:
-        first = np.full(n, np.iinfo(np.int64).max)
-        np.minimum.at(first, codes, times)
-        return first
+    def _first_in_pairs(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first edge (in time) among ``edges`` (a mask) of each pair that has one, and that pair's code."""
+        codes, order, _ = self._pairs
+        first = order[edges[order]]
+        code = codes[first]
+        keep = np.ones(len(first), dtype=bool)
+        keep[1:] = code[1:] != code[:-1]
+        return first[keep], code[keep]
 
     @cached_property
     def _pair_first(self) -> np.ndarray:
-        codes, uniques = self._pairs
-        return self._first_by(codes, len(uniques), self.ets)
+        """Per pair, the time of its first edge."""
+        pair = self._pair
+        return pair.times[pair.starts[:-1]]
 
     @cached_property
-    def _pair_sender(self) -> np.ndarray:
-        codes, uniques = self._pairs
-        out = np.empty(len(uniques), np.int64)
-        out[codes] = self.es
-        return out
-
-    @cached_property
-    def _distinct_recipients(self) -> Timeline:
-        # A pair counts towards its sender's distinct recipients from its first edge on.
-        return Timeline(self._pair_sender, self._pair_first, self.n_addr)
+    def _new_pairs(self) -> np.ndarray:
+        """Per message, the pairs whose first edge it carries: its sender's distinct recipients grow by these."""
+        pair = self._pair
+        return np.bincount(self.edge_message[pair.order[pair.starts[:-1]]], minlength=len(self.ts))
 
     @cached_property
     def _head_of_sender(self) -> np.ndarray:
@@ -235,37 +273,38 @@ class AsOfTables:
     @cached_property
     def _domain_out(self) -> Timeline:
         out = self._domain_heads
-        return Timeline(self.rd[out], self.ets[out], self.n_dom, self._subset_order(self._edges_by_time, out))
+        return Timeline(self.rd[out], self.ets[out], self.n_dom, subset_order(self._edges_by_time, out))
 
     @cached_property
     def _inbound(self) -> Timeline:
-        inbound = self.edir == INBOUND
-        return Timeline(self.r[inbound], self.ets[inbound], self.n_addr,
-                        self._subset_order(self._edges_by_time, inbound))
+        # Of all edges' rows: an edge asked about at its own instant needs no search.
+        return Timeline.of_rows(self.r, self.ets, self.n_addr, self._order(self.r, self.ets), self.edir == INBOUND)
 
     @cached_property
-    def _first_time_inbound(self) -> Timeline:
-        # A pair whose first edge came with its sender's first message, counted once it has an inbound edge.
-        codes, uniques = self._pairs
+    def _first_time_inbound(self) -> np.ndarray:
+        """Per inbound edge (edge order), 1 where a recipient's first-time inbound count grows: the first inbound
+        edge of a pair whose first edge came with its sender's first message."""
         inbound = self.edir == INBOUND
-        first_in = self._first_by(codes[inbound], len(uniques), self.ets[inbound])
-        sender_first = self._first_by(self.s, self.n_addr, self.ts)
-        recipient = np.empty(len(uniques), np.int64)
-        recipient[codes] = self.r
-        keep = (first_in != np.iinfo(np.int64).max) & (self._pair_first == sender_first[self._pair_sender])
-        return Timeline(recipient[keep], first_in[keep], self.n_addr)
+        edge, code = self._first_in_pairs(inbound)
+        sender = self._sender
+        keep = self._pair_first[code] == sender.times[sender.starts[self.es[edge]]]
+        flags = np.zeros(len(self.ets), np.int64)
+        flags[edge[keep]] = 1
+        return flags[inbound]
 
     @cached_property
     def _written_to(self) -> tuple[Timeline, np.ndarray, np.ndarray]:
         # The pairs a mailbox wrote on (outbound or internal edges); each counts, with its last edge
         # of any direction, from its first such edge on.
-        codes, uniques = self._pairs
+        codes, _, keys = self._pairs
         wrote = self.edir != INBOUND
-        first_wrote = self._first_by(codes[wrote], len(uniques), self.ets[wrote])
+        first_wrote = np.full(len(keys), np.iinfo(np.int64).max)
+        np.minimum.at(first_wrote, codes[wrote], self.ets[wrote])
         since = first_wrote[codes]
         keep = since != np.iinfo(np.int64).max
         tl = Timeline(self.r[keep], np.maximum(self.ets[keep], since[keep]), self.n_addr)
-        return tl, tl.prefix(wrote[keep]), tl.running_max(self.ets[keep])
+        return tl, tl.prefix(wrote[keep]), tl.running_max(self.ets[keep], (self._edge_time_rank[keep],
+                                                                             self.ets[self._edges_by_time]))
 
     def _outcome_rows(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Entity code of each outcome change of a kind, and the changes (see :func:`outcome_events`)."""
@@ -289,26 +328,46 @@ class AsOfTables:
             entity_of_row = self.s if kind == "sender" else self.d
         # Tables carry the presumed-safe counts whatever the policy; the policy decides what
         # counts as a success when likelihoods are computed (smoothed, outcomes).
-        ev = outcome_events(ts, self.label[mi], self.labeled_at[mi], settle_delay=int(
-            self.config.settle_delay.total_seconds() * 10**9), label_policy="presume_safe")
+        ev = outcome_events(ts, self.label[mi], self.labeled_at[mi], settle_delay=self._settle_delay,
+                            label_policy="presume_safe")
         return entity_of_row[ev["row"]], ev
 
     @cached_property
-    def _outcome_timelines(self) -> dict[str, tuple[Timeline, dict[str, np.ndarray]]]:
+    def _settle_delay(self) -> int:
+        return int(self.config.settle_delay.total_seconds() * 10**9)
+
+    @cached_property
+    def _outcome_timelines(self) -> dict[str, tuple[Timeline, dict[str, np.ndarray], Timeline, np.ndarray]]:
+        """Per entity kind: a timeline of the explicit labels and withdrawn presumptions (a few) with their
+        cumulative counts; and the rows' own timeline with the cumulative count of presumptions they start.
+
+        Nearly every row starts a presumption, exactly the settle delay after its own time: counting the
+        rows before ``instant - settle_delay`` on the timeline the tables already have needs no timeline
+        of a million presumption events.
+        """
         out = {}
-        for kind, n in (("sender", self.n_addr), ("sender_domain", self.n_dom), ("recipient", self.n_addr)):
+        for kind, n, rows in (("sender", self.n_addr, self._sender), ("sender_domain", self.n_dom, self._domain),
+                              ("recipient", self.n_addr, self._inbound)):
             entity, ev = self._outcome_rows(kind)
-            tl = Timeline(entity, ev["time"], n)
-            presumption = ev["label"] < 0
-            weights = {"n_safe": ev["label"] == 0, "n_attack": ev["label"] == 1, "n_spam": ev["label"] == 2,
-                       "n_presumed_safe": np.where(presumption, ev["safe"], 0)}
-            out[kind] = (tl, {c: tl.prefix(w) for c, w in weights.items()})
+            starts = (ev["label"] < 0) & (ev["safe"] > 0)
+            started = np.zeros(len(rows), np.int64)  # per row (its message, or its inbound edge), in row order
+            started[ev["row"][starts]] = 1
+            few = ~starts
+            label = ev["label"][few]
+            tl = Timeline(entity[few], ev["time"][few], n)
+            weights = {"n_safe": label == 0, "n_attack": label == 1, "n_spam": label == 2,
+                       "n_presumed_safe": np.where(label < 0, ev["safe"][few], 0)}
+            out[kind] = (tl, {c: tl.prefix(w) for c, w in weights.items()}, rows, rows.prefix(started))
         return out
 
     def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray) -> dict[str, np.ndarray]:
-        tl, prefixes = self._outcome_timelines[kind]
+        tl, prefixes, rows, started = self._outcome_timelines[kind]
         lo, hi = tl.before(codes, instants, self._order(codes, instants))
-        return {c: p[hi] - p[lo] for c, p in prefixes.items()}
+        out = {c: p[hi] - p[lo] for c, p in prefixes.items()}
+        # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
+        rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
+        out["n_presumed_safe"] += started[rhi] - started[rlo]
+        return out
 
     def outcomes(self, kind: str) -> TenantOutcomes:
         """The outcome changes of one entity kind (``sender``, ``sender_domain``, ``recipient``), for its priors.
@@ -332,15 +391,14 @@ class AsOfTables:
         tl = self._sender
         lo, hi = self._before(tl, self.s, q, self.ts)
         out: dict[str, np.ndarray] = {"n_messages": hi - lo}
-        order = self._order(self.s, q)
         for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = tl.count_since(self.s, q - w, hi, order)
+            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w)[1]
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
         out["first_seen"] = tl.first(lo, hi)
         days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
         out["active_days"] = days[hi] - days[lo]
-        dlo, dhi = self._distinct_recipients.before(self.s, q, order)
-        out["n_distinct_recipients"] = dhi - dlo
+        new_pairs = tl.prefix(self._new_pairs)
+        out["n_distinct_recipients"] = new_pairs[hi] - new_pairs[lo]
         for a in _AUTH:
             codes = self.auth[a]
             for suffix, flags in (("pass", codes == PASS), ("fail", np.isin(codes, FAILS))):
@@ -389,7 +447,7 @@ class AsOfTables:
         out: dict[str, np.ndarray] = {"n_messages": n}
         order = self._order(self.d, q)
         for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = tl.count_since(self.d, q - w, hi, order)
+            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w)[1]
         out["first_seen"] = tl.first(lo, hi)
         days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
         out["active_days"] = days[hi] - days[lo]
@@ -408,7 +466,7 @@ class AsOfTables:
         ``reverse=False`` leaves ``n_reverse`` out (:meth:`replied` answers whether it is above 0, cheaper).
         """
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
-        codes, uniques = self._pairs
+        codes = self._pairs[0]
         tl = self._pair
         lo, hi = self._before(tl, codes, q, self.ets)
         out = {"n_messages": hi - lo, "last_seen": tl.last(lo, hi)}
@@ -429,19 +487,26 @@ class AsOfTables:
     @cached_property
     def _reverse_pair(self) -> np.ndarray:
         """Per edge, the pair code of (recipient, sender), -1 where that pair never had an edge."""
-        return self._pairs[1].get_indexer(self.r * self.n_addr + self.es)
+        codes, _, keys = self._pairs
+        sender, recipient = keys // self.n_addr, keys % self.n_addr
+        # Pairs sorted by (recipient, sender) have increasing reverse keys: one merge with the keys finds them.
+        by_reverse = code_order(recipient, np.arange(len(keys)))
+        reverse = recipient[by_reverse] * self.n_addr + sender[by_reverse]
+        at = merge_search(keys, reverse)
+        of_pair = np.empty(len(keys), np.int64)
+        of_pair[by_reverse] = np.where(keys.take(at, mode="clip") == reverse, at, -1) if len(keys) else -1
+        return of_pair[codes]
 
     def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
         tl = self._inbound
-        order = self._order(self.r, q)
-        lo, hi = tl.before(self.r, q, order)
+        lo, hi = self._before(tl, self.r, q, self.ets)
         out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
         for name, w in self._windows(windows).items():
-            out[f"n_inbound_{name}"] = tl.count_since(self.r, q - w, hi, order)
-        flo, fhi = self._first_time_inbound.before(self.r, q, order)
-        out["n_first_time_inbound"] = fhi - flo
+            out[f"n_inbound_{name}"] = hi - self._before_shifted(tl, self.r, q, w)[1]
+        first = tl.prefix(self._first_time_inbound)
+        out["n_first_time_inbound"] = first[hi] - first[lo]
         out["first_time_share"] = np.divide(out["n_first_time_inbound"], out["n_inbound"],
                                             out=np.zeros(len(q)), where=out["n_inbound"] > 0).astype(np.float32)
         out.update(self._label_columns("recipient", self.r, q))
@@ -453,20 +518,21 @@ class AsOfTables:
         codes = np.full(len(self.ts), -1, np.int64)
         pair_codes, uniques = pd.factorize(self.name[named] * self.n_addr + self.s[named], sort=False)
         codes[named] = pair_codes
-        return codes, Timeline(pair_codes, self.ts[named], len(uniques))
+        return codes, Timeline.of_rows(codes, self.ts, len(uniques), self._order(codes, self.ts), named)
 
     @cached_property
     def _internal_names(self) -> Timeline:
         # A display name is internal once a mailbox sent mail under it.
         used = (self.name >= 0) & (self.direction != INBOUND)
-        return Timeline(self.name[used], self.ts[used], int(self.name.max()) + 1 if len(self.name) else 0)
+        return Timeline.of_rows(self.name, self.ts, int(self.name.max()) + 1 if len(self.name) else 0,
+                                self._order(self.name, self.ts), used)
 
     def display_name(self, instants: np.ndarray) -> dict[str, np.ndarray]:
         """Per message: whether its display name is internal, and messages with this name from this address."""
         q = np.asarray(instants, dtype=np.int64)
-        lo, hi = self._internal_names.before(self.name, q, self._order(self.name, q))
+        lo, hi = self._before(self._internal_names, self.name, q, self.ts)
         codes, tl = self._name_pairs
-        plo, phi = tl.before(codes, q, self._order(codes, q))
+        plo, phi = self._before(tl, codes, q, self.ts)
         return {"is_internal": (hi > lo).astype(np.int8), "n_with_name": phi - plo}
 
     # ------------------------------------------------------------------ known contacts
@@ -488,12 +554,24 @@ class AsOfTables:
         written = np.concatenate([np.zeros(len(self.ts), bool), np.ones(int(out.sum()), bool)])
         order = np.argsort(times, kind="stable")
         codes, times, own, written = codes[order], times[order], own[order], written[order]
-        g = pd.DataFrame({"c": codes, "own": own, "written": written}).groupby("c", sort=False)
-        score = ((g["own"].cummax().to_numpy(np.int64) * _OWN) + (g["written"].cummax().to_numpy(np.int64) * _WRITTEN)
-                 + g.cumcount().to_numpy(np.int64) + 1)
+        # Each domain's events side by side, in time order (a stable sort by code), for running values per domain.
+        by_code = code_order(codes, np.arange(len(codes)))
+        n = len(codes)
+        position = np.arange(n)
+        start = np.ones(n, dtype=bool)
+        start[1:] = codes[by_code[1:]] != codes[by_code[:-1]]
+        domain_start = np.maximum.accumulate(np.where(start, position, 0))
+
+        def held(flags: np.ndarray) -> np.ndarray:  # the flag was set at or before, within the domain
+            return np.maximum.accumulate(np.where(flags[by_code], position, -1)) >= domain_start
+
+        # Score: own domain, then written to, then the domain's events so far.
+        sorted_score = held(own) * _OWN + held(written) * _WRITTEN + (position - domain_start) + 1
+        score = np.empty(n, np.int64)
+        score[by_code] = sorted_score
         limit = self.config.known_contact_domains
-        first = np.ones(len(codes), bool)
-        first[pd.Series(codes).duplicated().to_numpy()] = False
+        first = np.zeros(n, dtype=bool)
+        first[by_code[start]] = True
         if int(first.sum()) <= limit:  # every domain fits: each joins when first seen, for good
             return codes[first], times[first], np.ones(int(first.sum()), np.int64)
         # Key ranks break ties as the snapshot's sort does (smaller key first).
@@ -501,8 +579,11 @@ class AsOfTables:
         # Once own or written to, a domain is a member for good and the sweep skips its events (it
         # never reads their scores again): hand it only each domain's first such event. Scores only
         # grow, so that is the first event at or above _WRITTEN; most of the mail drops out.
-        reached = score >= _WRITTEN
-        keep = ~reached | (pd.Series(reached).groupby(codes).cumsum().to_numpy() == 1)
+        reached = sorted_score >= _WRITTEN
+        first_reached = reached.copy()
+        first_reached[1:] &= start[1:] | ~reached[:-1]
+        keep = np.zeros(n, dtype=bool)
+        keep[by_code] = ~reached | first_reached
         return _follow_top(codes[keep], times[keep], score[keep], key_rank, limit)
 
 

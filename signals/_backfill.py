@@ -196,8 +196,14 @@ def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict
         {"edge_message": sub.edge_message, "recipient_key": sub.recipient_key,
          "recipient_domain_key": recipient_domain_key}, config)
     names = np.full(tables.n_dom, None, dtype=object)
-    names[tables.rd] = categories[codes]
-    names[tables.d] = np.asarray(sub.sender_domains, dtype=object)[sub.sender_domain_code]
+    # Each domain's name read from one row of it (the last, as a scatter keeps): an integer scatter per row,
+    # then an object gather per domain instead of per row.
+    for domain, name_code, name_of in ((tables.rd, codes, categories), (
+            tables.d, sub.sender_domain_code, np.asarray(sub.sender_domains, dtype=object))):
+        row = np.full(tables.n_dom, -1, np.int64)
+        row[domain] = np.arange(len(domain))
+        has = row >= 0
+        names[has] = name_of[name_code[row[has]]]
     instants = sub.timestamp if mode == "fresh" else (sub.timestamp // every) * every
     return TenantAsOf(tenant_id=tenant_id, batch=sub, tables=tables, instants=instants, config=config,
                       domain_names=names, msgs=msgs, eds=eds)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.baselines._asof import AsOfTables
-from commgraph.baselines._pointintime import NAT, QueryOrder, Timeline, code_order, outcome_events
+from commgraph.baselines._pointintime import NAT, QueryOrder, Timeline, code_order, merge_search, outcome_events
 from commgraph.baselines._priors_in_time import priors_at
 from commgraph.graph import validate
 from commgraph.signals._backfill import _columns, _tenant
@@ -34,6 +34,10 @@ def test_timeline_against_brute_force(ev, qs, half_life, window) -> None:
     tl = Timeline(codes, times, 6)
     lo, hi = tl.before(qc, qt)
     last_value = tl.at_last(tl.running_max(values), lo, hi, -1)
+    by_value = np.argsort(values, kind="stable")  # positions in a sort of the values: the caller's ranks
+    rank = np.empty(len(values), np.int64)
+    rank[by_value] = np.arange(len(values))
+    assert np.array_equal(tl.running_max(values, (rank, values[by_value])), tl.running_max(values))
     decayed = tl.decayed(lo, hi, qt, half_life)
     since = tl.count_since(qc, qt - window, hi)
     days = tl.sorted_flags(tl.new_run(times // 100))
@@ -60,6 +64,41 @@ def test_code_order_sorts_by_code_then_time(rows, negative) -> None:
     by_time = np.argsort(times, kind="stable")
     expected = np.lexsort((np.arange(len(rows)), times, codes))
     assert code_order(codes, by_time).tolist() == expected.tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 70_000), st.integers(1, 20_000), st.sampled_from([3, 1000, 10**15]),
+       st.sampled_from(["sorted", "shuffled", "uint64"]))
+def test_merge_search_equals_searchsorted(seed, n_values, n_needles, span, case) -> None:
+    # Sizes on both sides of the merge's thresholds (4096 needles, a sixteenth of the values); small spans make
+    # ties between needles and values, which must land left of the equal values.
+    rng = np.random.default_rng(seed)
+    values = np.sort(rng.integers(0, span, n_values))
+    needles = np.sort(rng.integers(-1, span + 1, n_needles))
+    if case == "shuffled":  # out of order: the binary search, not a (wrong) merge
+        rng.shuffle(needles)
+    if case == "uint64":  # another dtype than the values': no concatenation into floats
+        needles = needles.clip(0).astype(np.uint64)
+    assert merge_search(values, needles).tolist() == np.searchsorted(values, needles, side="left").tolist()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 40), st.booleans()), min_size=1, max_size=60))
+def test_timeline_of_rows_answers_each_row_at_its_own_time(rows) -> None:
+    # Rows asked about at their own (code, time), events among them or not (ties, keys without events),
+    # against brute force and against the binary searches of the same timeline.
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    events = np.array([r[2] for r in rows]) & (codes >= 0)
+    tl = Timeline.of_rows(codes, times, 5, QueryOrder.of(codes, times), events)
+    lo, hi = tl.before_own()
+    assert np.array_equal(np.stack((lo, hi)), np.stack(tl.before(codes, times)))
+    for i, (c, t) in enumerate(zip(codes, times)):
+        mine = events & (codes == c) & (times < t)
+        assert hi[i] - lo[i] == mine.sum()
+        assert tl.last(lo, hi)[i] == (times[mine].max() if mine.any() else NAT)
+    ordinary = Timeline(codes[events], times[events], 5)
+    assert np.array_equal(tl.keys, ordinary.keys) and np.array_equal(tl.order, ordinary.order)
 
 
 @settings(max_examples=80, deadline=None)
@@ -195,3 +234,37 @@ def test_asof_tables_value_each_message_at_its_own_instant() -> None:
     assert t.tables.pair(t.instants)["n_reverse"].tolist() == [0, 0, 1, 1]  # me@acme.com wrote to x on day 2
     assert t.tables.replied(t.instants).tolist() == [False, False, True, True]
     assert "n_reverse" not in t.tables.pair(t.instants, reverse=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.lists(st.integers(0, 4), min_size=1, max_size=3, unique=True),
+                          st.integers(0, 6), st.sampled_from([0, 1, 2])), min_size=1, max_size=25),
+       st.integers(0, 3))
+def test_pair_columns_against_brute_force(rows, shift) -> None:
+    # Pairs numbered by sorting (sender, recipient) and reverse pairs found by a merge, against a direct count over
+    # the edges; at each message's own instant (no search) and at instants shifted back (searches).
+    ts = np.array([r[2] for r in rows], dtype=np.int64)
+    addresses = np.array([11, 7, 3, 29, 5], dtype=np.uint64)  # keys in another order than their codes
+    m = {"timestamp": ts, "sender_key": addresses[[r[0] for r in rows]],
+         "sender_domain_key": np.ones(len(rows), np.uint64), "display_name_key": np.zeros(len(rows), np.uint64),
+         "direction": np.array([r[3] for r in rows], dtype=np.int8), "label": np.full(len(rows), -1, np.int8),
+         "labeled_at": np.full(len(rows), NAT),
+         **{a: np.full(len(rows), -1, np.int8) for a in ("spf", "dkim", "dmarc")}}
+    edge_message = np.array([i for i, r in enumerate(rows) for _ in r[1]])
+    recipient = np.array([a for r in rows for a in r[1]])
+    e = {"edge_message": edge_message, "recipient_key": addresses[recipient],
+         "recipient_domain_key": np.ones(len(recipient), np.uint64)}
+    tables = AsOfTables(m, e, BaselineConfig())
+    sender = np.array([r[0] for r in rows])[edge_message]
+    ets = ts[edge_message]
+    for instants in (ts, ts - shift):
+        q = instants[edge_message]
+        cols = tables.pair(instants)
+        replied = tables.replied(instants)
+        for j in range(len(ets)):
+            same = (sender == sender[j]) & (recipient == recipient[j]) & (ets < q[j])
+            reverse = (sender == recipient[j]) & (recipient == sender[j]) & (ets < q[j])
+            assert cols["n_messages"][j] == same.sum()
+            assert cols["last_seen"][j] == (ets[same].max() if same.any() else NAT)
+            assert cols["n_reverse"][j] == reverse.sum()
+            assert replied[j] == reverse.any()
