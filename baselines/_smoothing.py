@@ -37,6 +37,8 @@ _SERIES_FROM = 12.0
 _BERNOULLI = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730)
 # The prior fit stops once a step gains less than this share of the log-likelihood.
 _FTOL = 2.2e-9
+# A log-parameter this close to its bound, with the gradient pointing out, is put on it.
+_PIN = 1e-3
 
 
 def _check_counts(successes: np.ndarray, trials: np.ndarray, caller: str) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +163,9 @@ def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray) -> tuple[f
 
     One fit of :func:`fit_summaries`, which gives it the same bits alone or among others.
     """
-    alpha, beta = fit_summaries(n_u, k_u, weight, np.array([0, len(n_u)]))
+    if not np.size(n_u):
+        raise ConfigError("fit_summary needs at least one (n, k) pair; got none")
+    alpha, beta = fit_summaries(n_u, k_u, weight, np.array([0, np.size(n_u)]))
     return float(alpha[0]), float(beta[0])
 
 
@@ -199,20 +203,13 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     """
     from scipy import special
 
-    bounds = np.asarray(bounds, np.int64)
+    n_i, k_i, weight, bounds = _check_summaries(n_u, k_u, weight, bounds)
     n_fits = len(bounds) - 1
-    lengths = np.diff(bounds)
-    if n_fits < 0 or bounds[0] != 0 or bounds[-1] != len(n_u) or (lengths < 1).any():
-        raise ConfigError(f"fit_summaries: 'bounds' must run from 0 to the number of pairs ({len(n_u)}) with at "
-                          f"least one pair per fit; got {bounds[:8].tolist()}{' ...' if len(bounds) > 8 else ''}")
-    fit_of_pair = np.repeat(np.arange(n_fits), lengths)
-    weight = np.asarray(weight, dtype=np.float64)
+    fit_of_pair = np.repeat(np.arange(n_fits), np.diff(bounds))
     total = np.bincount(fit_of_pair, weights=weight, minlength=n_fits)
     # Every sum is over the distinct values of k + alpha, n - k + beta and n +
     # alpha + beta of a fit (fewer than its pairs), weighted: value ``e`` adds
     # to sum ``part[e]`` (0, 1, 2) of fit ``fit[e]``.
-    k_i = np.asarray(k_u).astype(np.int64)
-    n_i = np.asarray(n_u).astype(np.int64)
     width = int(n_i.max(initial=0)) + 1
     raw = np.concatenate([(fit_of_pair * 3 + part) * width + v for part, v in enumerate((k_i, n_i - k_i, n_i))])
     codes, inverse = np.unique(raw, return_inverse=True)
@@ -238,7 +235,7 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
                 rows = np.repeat(np.arange(len(fits)), counts)
                 pos = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts) + value_start[fits][rows]
                 found = (distinct[pos], value_weight[pos], rows * 3 + bin_of[pos] % 3)
-            if len(gathered) > 64:
+            if len(gathered) > 2:  # the sets of the current step and its line search
                 gathered.clear()
             gathered[key] = found
         return found
@@ -285,24 +282,20 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
         fit_of_pair, weights=n_i * weight, minlength=n_fits)
     p = np.clip(rate, 0.01, 0.99)
     la, lb = np.log(p * 2.0), np.log((1 - p) * 2.0)
+    # The log-likelihood's constant part (sum of w log C(n, k)), left out of ``loglik``: the stopping
+    # rule compares a step's gain with the whole log-likelihood.
+    constant = np.bincount(fit_of_pair, weights=weight * (special.gammaln(n_i + 1.0) - special.gammaln(k_i + 1.0)
+                                                          - special.gammaln(n_i - k_i + 1.0)), minlength=n_fits)
     current = np.full(n_fits, np.nan)  # the log-likelihood at (la, lb), once known
-    first_scale = np.ones(n_fits)
     active = np.arange(n_fits)
     for _ in range(200):
         if not len(active):
             break
         g0, g1, h00, h01, h11 = derivatives(active, la[active], lb[active])
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            det = h00 * h11 - h01 * h01
-            newton = (det != 0) & np.isfinite(det)  # the 2 x 2 Newton system, solved directly
-            s0 = np.where(newton, -(h11 * g0 - h01 * g1) / det, g0)
-            s1 = np.where(newton, -(h00 * g1 - h01 * g0) / det, g1)
-        # Not an ascent direction (Hessian not negative definite): use the gradient.
-        uphill = g0 * s0 + g1 * s1 <= 0
-        norm = np.maximum(np.maximum(1.0, np.abs(g0)), np.abs(g1))
-        s0, s1 = np.where(uphill, g0 / norm, s0), np.where(uphill, g1 / norm, s1)
-        # Next to the optimum a Newton step cannot lower the likelihood: take it and stop.
-        last = ~uphill & (np.maximum(np.abs(s0), np.abs(s1)) < 1e-6)
+        s0, s1, pinned = _ascent_step(la[active], lb[active], g0, g1, h00, h01, h11)
+        # Next to the optimum a Newton step cannot lower the likelihood: take it and stop (and stop
+        # in a corner of the box the gradient pushes against).
+        last = pinned | (np.maximum(np.abs(s0), np.abs(s1)) < 1e-6)
         done = active[last]
         la[done], lb[done] = clip(la[done] + s0[last]), clip(lb[done] + s1[last])
         search, s0, s1 = active[~last], s0[~last], s1[~last]
@@ -310,11 +303,10 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
         if unknown.any():
             fits = search[unknown]
             current[fits] = loglik(fits, la[fits], lb[fits])
-        # Backtracking: halve each fit's step until the likelihood does not drop, starting from twice the
-        # last accepted scale (a fit whose Newton steps overshoot keeps overshooting for a few steps).
-        scale = first_scale[search].copy()
+        # Backtracking: halve each fit's step until the likelihood does not drop.
+        scale = np.ones(len(search))
         accepted = np.zeros(len(search), bool)
-        c0, c1, value = np.empty(len(search)), np.empty(len(search)), np.empty(len(search))
+        c0, c1, value = np.full(len(search), np.nan), np.full(len(search), np.nan), np.full(len(search), np.nan)
         trying = np.arange(len(search))
         while len(trying):
             fits = search[trying]
@@ -326,14 +318,86 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
             trying = trying[~ok]
             scale[trying] *= 0.5
             trying = trying[scale[trying] > 1e-10]
+        search, c0, c1, value = search[accepted], c0[accepted], c1[accepted], value[accepted]
         moved = np.maximum(np.abs(c0 - la[search]), np.abs(c1 - lb[search]))
         gain = value - current[search]
-        moving = search[accepted]
-        la[moving], lb[moving], current[moving] = c0[accepted], c1[accepted], value[accepted]
-        first_scale[moving] = np.minimum(1.0, 2.0 * scale[accepted])
-        more = accepted & (moved >= 1e-9) & (gain > _FTOL * np.maximum(np.abs(value), 1.0))
-        active = search[more]
+        la[search], lb[search], current[search] = c0, c1, value
+        active = search[(moved >= 1e-9) & (gain > _FTOL * np.maximum(np.abs(value + constant[search]), 1.0))]
     return np.exp(la), np.exp(lb)
+
+
+def _check_summaries(n_u: Any, k_u: Any, weight: Any, bounds: Any
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays of :func:`fit_summaries` as int64 counts, float weights and int64 bounds, or a ConfigError
+    naming what is wrong (a fit's values are coded next to its neighbours': bad counts would mix them)."""
+    n = np.asarray(n_u, dtype=np.float64)
+    k = np.asarray(k_u, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    b = np.asarray(bounds)
+    if n.ndim != 1 or k.shape != n.shape or w.shape != n.shape:
+        raise ConfigError(f"fit_summaries: 'n_u', 'k_u' and 'weight' must be 1-D arrays of one length; got shapes "
+                          f"{n.shape}, {k.shape} and {w.shape}")
+    bad = ~(np.isfinite(n) & np.isfinite(k) & (n == np.round(n)) & (k == np.round(k)) & (n >= 1) & (k >= 0)
+            & (k <= n) & np.isfinite(w) & (w >= 0))
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5]
+        raise ConfigError(f"fit_summaries: each pair needs whole counts 1 <= n, 0 <= k <= n and a finite weight "
+                          f">= 0; pairs {rows.tolist()} have (n, k, weight) "
+                          f"{list(zip(n[rows].tolist(), k[rows].tolist(), w[rows].tolist()))}")
+    if b.ndim != 1 or not len(b) or not (np.issubdtype(b.dtype, np.integer) or (b == np.round(b)).all()):
+        raise ConfigError(f"fit_summaries: 'bounds' must be a 1-D array of whole offsets; got {b.tolist()!r:.80}")
+    b = b.astype(np.int64)
+    if b[0] != 0 or b[-1] != len(n) or (np.diff(b) < 1).any():
+        raise ConfigError(f"fit_summaries: 'bounds' must run from 0 to the number of pairs ({len(n)}) with at "
+                          f"least one pair per fit; got {b[:8].tolist()}{' ...' if len(b) > 8 else ''}")
+    if len(b) > 1 and not (np.add.reduceat(w, b[:-1]) > 0).all():
+        raise ConfigError("fit_summaries: every fit needs a total weight > 0")
+    return n.astype(np.int64), k.astype(np.int64), w, b
+
+
+def _ascent_step(la: np.ndarray, lb: np.ndarray, g0: np.ndarray, g1: np.ndarray, h00: np.ndarray,
+                 h01: np.ndarray, h11: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per fit, the step in (log alpha, log beta) from the gradient and Hessian, and whether both are pinned.
+
+    Newton's step where the Hessian is negative definite; elsewhere the
+    saddle-free one (the Hessian's eigenvalues taken by absolute value, floored),
+    which still ascends and, unlike a gradient step, keeps its scale along an
+    ill-conditioned valley. A parameter on its bound whose gradient points out
+    of the box is pinned: the other takes its own one-dimensional step (the full
+    step, clipped, would leave it the tiny share of the coupled solve and crawl).
+    Only sums, products, quotients and square roots: each fit's step is the
+    same bits whatever the batch (no vectorised transcendental functions).
+    """
+    low, high = _LOG_BOUNDS
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        half = 0.5 * (h00 + h11)
+        rad = np.sqrt(0.25 * (h00 - h11) ** 2 + h01 * h01)
+        l1, l2 = half + rad, half - rad  # eigenvalues, l1 >= l2
+        det = h00 * h11 - h01 * h01
+        newton0, newton1 = -(h11 * g0 - h01 * g1) / det, -(h00 * g1 - h01 * g0) / det
+        floor = 1e-8 * np.maximum(np.abs(l1), np.abs(l2)) + 1e-300
+        m1, m2 = np.maximum(np.abs(l1), floor), np.maximum(np.abs(l2), floor)
+        # |H|^-1 g through the spectral projectors: P1 = (H - l2 I) / (l1 - l2), P2 = I - P1.
+        p0, p1 = ((h00 - l2) * g0 + h01 * g1) / (l1 - l2), (h01 * g0 + (h11 - l2) * g1) / (l1 - l2)
+        split = rad > 0
+        free0 = np.where(split, p0 / m1 + (g0 - p0) / m2, g0 / m1)
+        free1 = np.where(split, p1 / m1 + (g1 - p1) / m2, g1 / m1)
+        definite = l1 < 0
+        s0, s1 = np.where(definite, newton0, free0), np.where(definite, newton1, free1)
+        # Within _PIN of a bound counts as on it: clipped steps only approach a bound, never reach it.
+        pin0 = ((la <= low + _PIN) & (g0 < 0)) | ((la >= high - _PIN) & (g0 > 0))
+        pin1 = ((lb <= low + _PIN) & (g1 < 0)) | ((lb >= high - _PIN) & (g1 > 0))
+        own0 = np.where(h00 < 0, -g0 / h00, g0 / np.maximum(np.abs(h00), np.maximum(np.abs(g0), 1.0)))
+        own1 = np.where(h11 < 0, -g1 / h11, g1 / np.maximum(np.abs(h11), np.maximum(np.abs(g1), 1.0)))
+    # A pinned parameter steps onto its bound; the other takes its own step.
+    s0 = np.where(pin0, np.where(g0 < 0, low, high) - la, np.where(pin1, own0, s0))
+    s1 = np.where(pin1, np.where(g1 < 0, low, high) - lb, np.where(pin0, own1, s1))
+    # A step that does not ascend (the derivatives lost to rounding): a short gradient step instead.
+    g0p, g1p = np.where(pin0, 0.0, g0), np.where(pin1, 0.0, g1)
+    uphill = ~(g0p * np.where(pin0, 0.0, s0) + g1p * np.where(pin1, 0.0, s1) > 0) & ~(pin0 & pin1)
+    norm = np.maximum(np.maximum(1.0, np.abs(g0p)), np.abs(g1p))
+    s0, s1 = np.where(uphill, np.where(pin0, s0, g0p / norm), s0), np.where(uphill, np.where(pin1, s1, g1p / norm), s1)
+    return s0, s1, pin0 & pin1
 
 
 def posterior_mean(successes: np.ndarray, trials: np.ndarray, alpha: float, beta: float) -> np.ndarray:
