@@ -154,25 +154,8 @@ def _neighbours(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.
     with np.errstate(all="ignore"):
         at_c = special.betainc(a_c, b_c, x_c)
         term0 = np.exp(log_density(a_c, b_c, x_c)) * x_c * (1.0 - x_c) / a_c  # x^a (1 - x)^b / (a B(a, b))
-        # Terms of the recurrence, term_i = term_0 * prod_{l<i} x (a + l + b) / (a + l + 1), per run up to
-        # its width, in one flat table: runs of one width side by side as a (runs x width) block, so that each
-        # run's products and sums start afresh.
-        by_width = np.argsort(width, kind="stable")
-        offset = np.empty(len(width), np.int64)
-        offset[by_width] = np.cumsum(width[by_width]) - width[by_width]
-        ratio = np.empty(int(width.sum()))
-        sums = np.empty(len(ratio))
-        for w in np.unique(width):
-            rows = by_width[np.searchsorted(width[by_width], w):np.searchsorted(width[by_width], w, "right")]
-            cells = slice(offset[rows[0]], offset[rows[0]] + len(rows) * w)
-            table, total = ratio[cells].reshape(len(rows), w), sums[cells].reshape(len(rows), w)
-            table[:, 0] = 1.0
-            upper = a_c[rows, None] + np.arange(1.0, w)  # a + l + 1
-            np.multiply(x_c[rows, None], 1.0 + (b_c[rows, None] - 1.0) / upper, out=table[:, 1:])
-            np.cumprod(table, axis=1, out=table)
-            np.subtract(np.cumsum(table, axis=1, out=total), table, out=total)
-        cell = offset[run] + np.where(member, steps, 0)  # (a shape in another's run is answered elsewhere)
-        relative, before = ratio[cell], sums[cell]  # term_steps / term_0, and the sum before it
+        # (A shape in another's run, through a hash collision, is answered elsewhere.)
+        relative, before = _recurrence(a_c, b_c, x_c, width, run, np.where(member, steps, 0))
         scale = term0[run]
         cdf = at_c[run] - scale * before  # I_x(a, b) of each shape
         x = x_c[run]
@@ -204,6 +187,36 @@ def _neighbours(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.
         done = (member & (10.0 * np.abs(k5 * dd * dd * d) < _LEFT * x) & (dd * -g2 < _RUN_SD * _RUN_SD)
                 & _settled(x))
     return x, done
+
+
+def _recurrence(a: np.ndarray, b: np.ndarray, x: np.ndarray, width: np.ndarray, run: np.ndarray,
+                steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per shape, ``term_steps / term_0`` and ``sum_{i < steps} term_i / term_0`` of its run's recurrence.
+
+    ``a``, ``b``, ``x`` and ``width`` are per run (its base shapes, its point,
+    its number of terms), ``run`` and ``steps`` per shape.
+    ``term_i = x^(a + i) (1 - x)^b / ((a + i) B(a + i, b))`` is what ``I_x`` loses
+    from ``a + i`` to ``a + i + 1``; successive terms differ by the factor
+    ``x (a + i + b) / (a + i + 1)``. Each run's terms up to its width form one
+    row of a (runs x width) block per width, so that each run's products and
+    sums start afresh.
+    """
+    by_width = np.argsort(width, kind="stable")
+    offset = np.empty(len(width), np.int64)
+    offset[by_width] = np.cumsum(width[by_width]) - width[by_width]
+    ratio = np.empty(int(width.sum()))
+    sums = np.empty(len(ratio))
+    for w in np.unique(width):
+        rows = by_width[np.searchsorted(width[by_width], w):np.searchsorted(width[by_width], w, "right")]
+        cells = slice(offset[rows[0]], offset[rows[0]] + len(rows) * w)
+        table, total = ratio[cells].reshape(len(rows), w), sums[cells].reshape(len(rows), w)
+        table[:, 0] = 1.0
+        upper = a[rows, None] + np.arange(1.0, w)  # a + i + 1
+        np.multiply(x[rows, None], 1.0 + (b[rows, None] - 1.0) / upper, out=table[:, 1:])
+        np.cumprod(table, axis=1, out=table)
+        np.subtract(np.cumsum(table, axis=1, out=total), table, out=total)
+    cell = offset[run] + steps
+    return ratio[cell], sums[cell]
 
 
 def _halley(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
