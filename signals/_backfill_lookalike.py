@@ -81,9 +81,10 @@ def _first_present_level(matrix: np.ndarray, column: np.ndarray, signs: np.ndarr
     first_change = np.concatenate([[0], np.cumsum(n_changes)[:-1]])
     answer = np.full(len(q_row), DISTANCE_CAP, np.int32)
     open_ = np.arange(len(q_row))
-    for level in range(DISTANCE_CAP):
+    levels = np.bincount(matrix.ravel(), minlength=DISTANCE_CAP + 1)[:DISTANCE_CAP]
+    for level in np.flatnonzero(levels):  # (few pairs are at 0: equal skeletons)
         rows = np.unique(q_row[open_])
-        sub, member = np.nonzero(matrix[rows] == level)
+        sub, member = np.nonzero((matrix if len(rows) == len(matrix) else matrix[rows]) == level)
         if not len(sub):
             continue
         # One event per (asked row, member at this level, change of that member).
