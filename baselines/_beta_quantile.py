@@ -112,8 +112,9 @@ def _settled(x: np.ndarray) -> np.ndarray:
     return (x > 0.0) & (x < 1.0) & (x - below > margin) & (above - x > margin)
 
 
-def _runs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Runs of neighbours: each shape's run, steps from the run's base and membership; each run's shape and width.
+def _runs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                  np.ndarray]:
+    """Runs of neighbouring shapes: ``(run, steps, member)`` per shape, ``(a, b, terms)`` per run.
 
     A run holds shapes of equal ``b`` and equal fractional part of ``a`` (one
     prior: the first shapes differ by integers) whose integer parts fall in one
@@ -121,10 +122,11 @@ def _runs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     the block spans at most ``_RUN_SD`` standard deviations of the quantile,
     which moves about ``sqrt(b / (a (a + b)))`` of one per unit of ``a``: taken
     at the power of two below ``a``, so that every shape of a block (all in its
-    binade) gets the same width. The run's base is the block's start plus the
-    fractional part, ``a - steps`` (exact). Runs are found through a hash of
-    (``b``, base); ``member`` is False where a collision put a shape in a run
-    that is not its own.
+    binade) gets the same width. A run's ``a`` is its smallest member's, each
+    shape's ``steps`` how many units of ``a`` above it (exact), and ``terms``
+    the largest ``steps`` plus one. Runs are found through a hash of ``b`` and
+    the block's start; ``member`` is False where a collision put a shape in a
+    run that is not its own (its ``steps`` then read 0).
     """
     import pandas as pd
 
@@ -132,30 +134,32 @@ def _runs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     exponent = np.floor(np.log2(np.clip(_RUN_SD * np.sqrt(low * (low + b) / b), 1.0, _RUN_TERMS)))
     width = np.left_shift(1, exponent.astype(np.int64))
     # Integer parts exact and far from overflow: shapes beyond 2^31 stay runs of their own.
-    steps = np.where(a < 2.0 ** 31, np.floor(np.minimum(a, 2.0 ** 31)).astype(np.int64) & (width - 1), 0)
-    base = a - steps
+    in_block = np.where(a < 2.0 ** 31, np.floor(np.minimum(a, 2.0 ** 31)).astype(np.int64) & (width - 1), 0)
+    start = a - in_block  # exact: the same fractional part, a smaller integer part in the same binade
     with np.errstate(over="ignore"):
-        key = b.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ base.view(np.uint64)
+        key = b.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ start.view(np.uint64)
     run = pd.factorize(key)[0]
     first = np.empty(int(run.max()) + 1, np.int64)
     first[run[::-1]] = np.arange(len(run))[::-1]
-    member = (b[first][run] == b) & (base[first][run] == base)
-    return run, steps, member, first, width[first]
+    member = (b[first][run] == b) & (start[first][run] == start)
+    lowest, highest = np.full(len(first), _RUN_TERMS), np.zeros(len(first), np.int64)
+    np.minimum.at(lowest, run[member], in_block[member])
+    np.maximum.at(highest, run[member], in_block[member])
+    steps = np.where(member, in_block - lowest[run], 0)
+    return run, steps, member, start[first] + lowest, b[first], highest - lowest + 1
 
 
 def _neighbours(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
     """The quantile from one ``betainc`` per run of neighbours, and where float32 rounding of it is certain."""
     from scipy import special
 
-    run, steps, member, first, width = _runs(a, b)
-    a_c, b_c = a[first] - steps[first], b[first]
+    run, steps, member, a_c, b_c, terms = _runs(a, b)
     # Each run's distributions are evaluated at the start's quantile for its members' mean first shape.
     x_c = _start(np.bincount(run, a) / np.bincount(run), b_c, p)[0]
     with np.errstate(all="ignore"):
         at_c = special.betainc(a_c, b_c, x_c)
         term0 = np.exp(log_density(a_c, b_c, x_c)) * x_c * (1.0 - x_c) / a_c  # x^a (1 - x)^b / (a B(a, b))
-        # (A shape in another's run, through a hash collision, is answered elsewhere.)
-        relative, before = _recurrence(a_c, b_c, x_c, width, run, np.where(member, steps, 0))
+        relative, before = _recurrence(a_c, b_c, x_c, terms, run, steps)
         scale = term0[run]
         cdf = at_c[run] - scale * before  # I_x(a, b) of each shape
         x = x_c[run]
@@ -189,25 +193,25 @@ def _neighbours(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.
     return x, done
 
 
-def _recurrence(a: np.ndarray, b: np.ndarray, x: np.ndarray, width: np.ndarray, run: np.ndarray,
+def _recurrence(a: np.ndarray, b: np.ndarray, x: np.ndarray, terms: np.ndarray, run: np.ndarray,
                 steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per shape, ``term_steps / term_0`` and ``sum_{i < steps} term_i / term_0`` of its run's recurrence.
 
-    ``a``, ``b``, ``x`` and ``width`` are per run (its base shapes, its point,
-    its number of terms), ``run`` and ``steps`` per shape.
+    ``a``, ``b``, ``x`` and ``terms`` are per run (its base shapes, its point,
+    how many terms), ``run`` and ``steps`` per shape.
     ``term_i = x^(a + i) (1 - x)^b / ((a + i) B(a + i, b))`` is what ``I_x`` loses
     from ``a + i`` to ``a + i + 1``; successive terms differ by the factor
-    ``x (a + i + b) / (a + i + 1)``. Each run's terms up to its width form one
-    row of a (runs x width) block per width, so that each run's products and
-    sums start afresh.
+    ``x (a + i + b) / (a + i + 1)``. The runs with ``w`` terms form one
+    (runs x w) block, so that each run's products and sums start afresh.
     """
-    by_width = np.argsort(width, kind="stable")
-    offset = np.empty(len(width), np.int64)
-    offset[by_width] = np.cumsum(width[by_width]) - width[by_width]
-    ratio = np.empty(int(width.sum()))
+    by_terms = np.argsort(terms, kind="stable")
+    offset = np.empty(len(terms), np.int64)
+    offset[by_terms] = np.cumsum(terms[by_terms]) - terms[by_terms]
+    ratio = np.empty(int(terms.sum()))
     sums = np.empty(len(ratio))
-    for w in np.unique(width):
-        rows = by_width[np.searchsorted(width[by_width], w):np.searchsorted(width[by_width], w, "right")]
+    ordered = terms[by_terms]
+    for w in np.unique(terms):
+        rows = by_terms[np.searchsorted(ordered, w):np.searchsorted(ordered, w, "right")]
         cells = slice(offset[rows[0]], offset[rows[0]] + len(rows) * w)
         table, total = ratio[cells].reshape(len(rows), w), sums[cells].reshape(len(rows), w)
         table[:, 0] = 1.0

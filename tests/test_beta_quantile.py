@@ -79,9 +79,10 @@ def test_runs_of_neighbours_share_one_evaluation_and_equal_scipy() -> None:
     k = k0[:, None] + np.cumsum(rng.integers(1, 4, (n_senders, per_sender)), axis=1)
     m = m0[:, None] + (rng.random((n_senders, per_sender)) < 0.05).cumsum(axis=1)
     a, b = (k + alpha[:, None]).ravel(), (m + beta[:, None]).ravel()
-    run, steps, member, first, width = _runs(a, b)
-    assert member.all() and len(first) < len(a) / 3  # most share a betainc with neighbours
-    assert (b[first][run] == b).all() and (a[first][run] - steps[first][run] + steps == a).all()
+    run, steps, member, a_run, b_run, terms = _runs(a, b)
+    assert member.all() and len(a_run) < len(a) / 3  # most share a betainc with neighbours
+    assert (b_run[run] == b).all() and (a_run[run] + steps == a).all() and (steps < terms[run]).all()
+    assert (np.bincount(run, steps == 0) > 0).all()  # each run starts at a member
     for p in (0.05, 0.01):
         exact = special.betaincinv(a, b, p)
         x, done = _neighbours(a, b, p)
