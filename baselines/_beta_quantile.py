@@ -201,17 +201,19 @@ def _recurrence(a: np.ndarray, b: np.ndarray, x: np.ndarray, terms: np.ndarray, 
     how many terms), ``run`` and ``steps`` per shape.
     ``term_i = x^(a + i) (1 - x)^b / ((a + i) B(a + i, b))`` is what ``I_x`` loses
     from ``a + i`` to ``a + i + 1``; successive terms differ by the factor
-    ``x (a + i + b) / (a + i + 1)``. The runs with ``w`` terms form one
-    (runs x w) block, so that each run's products and sums start afresh.
+    ``x (a + i + b) / (a + i + 1)``. The runs whose number of terms rounds up
+    to the power of two ``w`` form one (runs x w) block, so that each run's
+    products and sums start afresh (a few blocks: each costs a dozen calls).
     """
-    by_terms = np.argsort(terms, kind="stable")
-    offset = np.empty(len(terms), np.int64)
-    offset[by_terms] = np.cumsum(terms[by_terms]) - terms[by_terms]
-    ratio = np.empty(int(terms.sum()))
+    size = np.left_shift(1, np.ceil(np.log2(terms)).astype(np.int64))
+    by_size = np.argsort(size, kind="stable")
+    offset = np.empty(len(size), np.int64)
+    offset[by_size] = np.cumsum(size[by_size]) - size[by_size]
+    ratio = np.empty(int(size.sum()))
     sums = np.empty(len(ratio))
-    ordered = terms[by_terms]
-    for w in np.unique(terms):
-        rows = by_terms[np.searchsorted(ordered, w):np.searchsorted(ordered, w, "right")]
+    ordered = size[by_size]
+    for w in np.unique(size):
+        rows = by_size[np.searchsorted(ordered, w):np.searchsorted(ordered, w, "right")]
         cells = slice(offset[rows[0]], offset[rows[0]] + len(rows) * w)
         table, total = ratio[cells].reshape(len(rows), w), sums[cells].reshape(len(rows), w)
         table[:, 0] = 1.0
