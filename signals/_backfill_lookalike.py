@@ -3,14 +3,19 @@
 The list changes when a domain joins or leaves it
 (:meth:`commgraph.baselines._asof.AsOfTables.known_contacts`). Distances are
 computed once, between the distinct sender domains asked about and the domains
-ever on the list (one RapidFuzz ``cdist``, as the batch path computes them);
-then a sweep through time keeps, per asked domain, how many list members sit at
-each distance, and answers each message with the smallest distance present.
+ever on the list (one RapidFuzz ``cdist``, as the batch path computes them).
+A message's answer depends only on its domain and on how many list changes
+precede it, so each distinct (domain, changes applied) pair is answered once:
+distance level by level from 0, a pair is settled at the first level where the
+list members at that distance, counted through time, are present; only the
+pairs still open reach the next level. Most domains have a close neighbour
+that joins early, so the higher levels see few (domain, member) cells.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ._lookalike import DISTANCE_CAP, distance_matrix, skeleton
 
@@ -44,33 +49,59 @@ def distances_as_of(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
     [8, 0, 7]
     """
     n = len(domain)
-    out = np.full(n, DISTANCE_CAP, np.int32)
     codes, times, signs = changes
     if not n or not len(codes):
-        return out
-    asked, row = np.unique(domain, return_inverse=True)
-    members, column = np.unique(codes, return_inverse=True)
+        return np.full(n, DISTANCE_CAP, np.int32)
+    # The first ``done`` changes (those strictly before the instant) are the list a message sees.
+    stride = len(codes) + 1
+    done = np.searchsorted(times, instants, side="left")
+    query, distinct = pd.factorize(np.asarray(domain, dtype=np.int64) * stride + done)
+    q_row, asked = pd.factorize(distinct // stride)
+    column, members = pd.factorize(np.asarray(codes, dtype=np.int64))
     present = np.array([isinstance(names[c], str) and bool(names[c]) for c in members])
     known = [names[c] if ok else "" for c, ok in zip(members, present)]
     matrix = distance_matrix([str(names[c]) for c in asked], known,
                              [skeleton(k) if k else "" for k in known], dtype=np.int8)
     matrix[:, ~present] = DISTANCE_CAP  # a domain without a name is not on the list (as a snapshot drops it)
-    # Sweep: per asked domain, list members at each distance below the cap.
-    count = np.zeros((len(asked), DISTANCE_CAP), np.int32)
-    done = np.searchsorted(times, instants, side="left")  # changes strictly before each message
-    order = np.argsort(done, kind="stable")
-    bounds = np.flatnonzero(np.diff(done[order])) + 1
-    applied = 0
-    for group in np.split(order, bounds):
-        upto = int(done[group[0]])
-        if upto > applied:
-            cols, sgn = column[applied:upto], signs[applied:upto]
-            levels = matrix[:, cols].astype(np.int64)  # asked x changes
-            rows, which = np.nonzero(levels < DISTANCE_CAP)
-            # One bincount over the flat (asked, distance) cells: many times faster than np.add.at.
-            cells = rows * DISTANCE_CAP + levels[rows, which]
-            count += np.bincount(cells, weights=sgn[which], minlength=count.size).astype(np.int32).reshape(count.shape)
-            applied = upto
-        have = count[row[group]] > 0
-        out[group] = np.where(have.any(axis=1), have.argmax(axis=1), DISTANCE_CAP)
-    return out
+    answer = _first_present_level(matrix, column, np.asarray(signs, dtype=np.int64), q_row, distinct % stride,
+                                  stride)
+    return answer[query]
+
+
+def _first_present_level(matrix: np.ndarray, column: np.ndarray, signs: np.ndarray, q_row: np.ndarray,
+                         q_done: np.ndarray, stride: int) -> np.ndarray:
+    """Per query (asked row, changes applied): the smallest distance at which a list member is present.
+
+    A level is present when the signs of its members' changes among the first
+    ``q_done`` sum above zero (as one running count per level would).
+    """
+    # The change positions of each member, grouped by member in order of position.
+    by_member = np.argsort(column, kind="stable")
+    n_changes = np.bincount(column, minlength=matrix.shape[1])
+    first_change = np.concatenate([[0], np.cumsum(n_changes)[:-1]])
+    answer = np.full(len(q_row), DISTANCE_CAP, np.int32)
+    open_ = np.arange(len(q_row))
+    levels = np.bincount(matrix.ravel(), minlength=DISTANCE_CAP + 1)[:DISTANCE_CAP]
+    for level in np.flatnonzero(levels):  # (few pairs are at 0: equal skeletons)
+        rows = np.unique(q_row[open_])
+        sub, member = np.nonzero((matrix if len(rows) == len(matrix) else matrix[rows]) == level)
+        if not len(sub):
+            continue
+        # One event per (asked row, member at this level, change of that member).
+        per_cell = n_changes[member]
+        cell = np.repeat(np.arange(len(sub)), per_cell)
+        offset = np.arange(len(cell)) - np.repeat(np.cumsum(per_cell) - per_cell, per_cell)
+        position = by_member[first_change[member[cell]] + offset]
+        key = rows[sub[cell]].astype(np.int64) * stride + position
+        order = np.argsort(key)
+        key = key[order]
+        running = np.concatenate([[0], np.cumsum(signs[position[order]])])
+        asked_at = q_row[open_].astype(np.int64) * stride
+        # Sum of the row's events before the query's position: changes strictly before it.
+        count = running[np.searchsorted(key, asked_at + q_done[open_])] - running[np.searchsorted(key, asked_at)]
+        hit = count > 0
+        answer[open_[hit]] = level
+        open_ = open_[~hit]
+        if not len(open_):
+            break
+    return answer

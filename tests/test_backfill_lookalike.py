@@ -1,0 +1,71 @@
+"""Look-alike distances as of each message against the live path's check on the list replayed to that instant.
+
+The reference replays the known-contact list's changes strictly before each
+message, one message at a time, and asks :func:`nearest_known` (what a
+snapshot's look-alike check calls) for the distance to the members present
+then. Hypothesis draws confusable names (``rn`` / ``m``, ``0`` / ``o``),
+unnamed members, ties in time, members that leave and join again, and
+messages before, between and after the changes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commgraph.signals._backfill_lookalike import distances_as_of
+from commgraph.signals._lookalike import DISTANCE_CAP, nearest_known, skeleton
+
+
+def replayed(domain, instants, names, changes) -> np.ndarray:
+    codes, times, signs = changes
+    out = []
+    for d, t in zip(domain, instants):
+        net: dict[int, int] = {}
+        for c, s in zip(codes[times < t], signs[times < t]):
+            net[int(c)] = net.get(int(c), 0) + int(s)
+        known = [names[c] for c, v in net.items() if v > 0 and isinstance(names[c], str) and names[c]]
+        out.append(int(nearest_known([str(names[d])], known, [skeleton(k) for k in known])[0][0]))
+    return np.array(out, np.int32)
+
+
+# Distinct domains (a code is one domain), some unknown (None).
+names_st = st.lists(st.text("amnr0o1l", min_size=1, max_size=6), min_size=1, max_size=12, unique=True).flatmap(
+    lambda labels: st.lists(st.booleans(), min_size=len(labels), max_size=len(labels)).map(
+        lambda unknown: [None if u else label + ".com" for label, u in zip(labels, unknown)]))
+
+
+@st.composite
+def histories(draw):
+    names = draw(names_st)
+    k = len(names)
+    # Per member: alternately joins and leaves the list (as AsOfTables.known_contacts reports), at times 0..20.
+    events = []
+    for code in draw(st.lists(st.integers(0, k - 1), max_size=10, unique=True)):
+        moments = sorted(draw(st.lists(st.integers(0, 20), min_size=1, max_size=4)))
+        events += [(t, code, 1 if i % 2 == 0 else -1) for i, t in enumerate(moments)]
+    events.sort(key=lambda e: e[0])  # stable: a member's own changes keep their order at a tie
+    changes = (np.array([e[1] for e in events], np.int64), np.array([e[0] for e in events], np.int64),
+               np.array([e[2] for e in events], np.int64))
+    n = draw(st.integers(0, 30))
+    domain = np.array(draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)), np.int64)
+    instants = np.array(draw(st.lists(st.integers(-1, 22), min_size=n, max_size=n)), np.int64)
+    return domain, instants, np.array(names, dtype=object), changes
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories())
+def test_distances_equal_the_live_check_on_the_replayed_list(history) -> None:
+    domain, instants, names, changes = history
+    ours = distances_as_of(domain, instants, names, changes)
+    assert ours.dtype == np.int32
+    assert np.array_equal(ours, replayed(domain, instants, names, changes))
+
+
+def test_levels_are_settled_in_order() -> None:
+    # acme.com's closest member (distance 0 by skeleton) leaves; the next closest (1 edit) stays.
+    names = np.array(["acme.com", "acrne.com", "acme.co", "zzzzzzzzzz.org"], dtype=object)
+    changes = (np.array([1, 2, 3, 1]), np.array([10, 10, 10, 30]), np.array([1, 1, 1, -1]))
+    got = distances_as_of(np.array([0, 0, 0, 3]), np.array([10, 11, 31, 31]), names, changes)
+    assert got.tolist() == [DISTANCE_CAP, 0, 1, DISTANCE_CAP]
