@@ -120,7 +120,7 @@ class _Column:
 
     def _category_strings(self, present: np.ndarray) -> pa.Array:
         """The strings of some category codes (null for -1): only these are converted, not every category."""
-        categories = self.series.cat.categories
+        categories = self.series.dtype.categories  # (the .cat accessor costs more than the take below)
         if isinstance(categories.array, pd.arrays.ArrowStringArray):
             # Arrow-backed categories (the default strings): an Arrow take, no pandas objects per call.
             whole = pa.array(categories.array)
@@ -131,7 +131,8 @@ class _Column:
             strings = pa.array(pd.Series(categories.take(np.maximum(present, 0)), dtype="str").array)
             if isinstance(strings, pa.ChunkedArray):
                 strings = strings.combine_chunks()
-        strings = strings.cast(pa.string())
+        if strings.type != pa.string():
+            strings = strings.cast(pa.string())
         if (present < 0).any():
             strings = pc.if_else(pa.array(present >= 0), strings, pa.scalar(None, pa.string()))
         return strings
@@ -145,10 +146,13 @@ class _Column:
         else:
             values = self.series.array[rows]
             local, uniques = pd.factorize(values, use_na_sentinel=True)
-            strings = pa.array(pd.Series(uniques, dtype="str").array)
+            # Arrow-backed strings (the default) are already an Arrow array: no Series around them.
+            strings = pa.array(uniques if isinstance(uniques, pd.arrays.ArrowStringArray) else
+                               pd.Series(uniques, dtype="str").array)
             if isinstance(strings, pa.ChunkedArray):
                 strings = strings.combine_chunks()
-            strings = strings.cast(pa.string())
+            if strings.type != pa.string():
+                strings = strings.cast(pa.string())
             if (local < 0).any():  # missing values: one more group, key 0, no string
                 local = np.where(local < 0, len(uniques), local)
                 strings = pa.concat_arrays([strings, pa.nulls(1, pa.string())])
