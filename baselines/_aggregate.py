@@ -133,7 +133,7 @@ def sorted_positions(keys: list[np.ndarray], queries: list[np.ndarray]) -> np.nd
     # step per halving of the longest run, over the queries still open.
     hi = np.searchsorted(keys[0], queries[0], side="right")
     second, wanted = keys[1], queries[1]
-    open_ = np.flatnonzero(lo < hi)
+    open_ = (lo < hi).nonzero()[0]
     while len(open_):
         left, right = lo[open_], hi[open_]
         mid = (left + right) >> 1
@@ -162,9 +162,9 @@ class Splice:
 
     def __init__(self, n_base: int, positions: np.ndarray, found: np.ndarray):
         self.n_base = n_base
-        self.found = np.flatnonzero(found)
+        self.found = found.nonzero()[0]  # (1-D: flatnonzero's ravel and wrapping cost more than the scan here)
         self.at = positions[self.found]
-        self.new = np.flatnonzero(~found)
+        self.new = (~found).nonzero()[0]
         self.insert = positions[self.new]
         self._kept: np.ndarray | None = None
         self._new_rows: np.ndarray | None = None
@@ -194,7 +194,7 @@ class Splice:
     def apply(self, base: np.ndarray, update: np.ndarray, combine=None) -> np.ndarray:
         """One column: the base values, combined with the update where keys match (``combine``
         a ufunc such as ``np.add``; None: the update replaces), and the update's new rows inserted."""
-        dtype = np.result_type(base, update) if combine is not None else base.dtype
+        dtype = base.dtype if combine is None or base.dtype == update.dtype else np.result_type(base, update)
         if not len(self.new):
             out = base.astype(dtype, copy=True)
             rows = self.at
