@@ -28,7 +28,7 @@ from commgraph.graph import CommGraphError
 
 from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate, Splice
 from ._events import (
-    DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILS, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
+    DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILED, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
 )
 
 __all__ = ["TenantState", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES", "WINDOW_TABLES"]
@@ -77,7 +77,7 @@ def _message_values(m: dict[str, np.ndarray], cutoff: int) -> dict[str, np.ndarr
         "hour_histogram": Histogram((ts // HOUR_NS) % 24, 24, w),
     }
     for a in _AUTH:
-        passed, failed = m[a] == PASS, np.isin(m[a], FAILS)
+        passed, failed = m[a] == PASS, FAILED[m[a].astype(np.intp) + 1]
         out[a] = Histogram(failed, 2, w & (passed | failed))  # bin 0: pass, bin 1: fail
     return out
 
