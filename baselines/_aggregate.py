@@ -24,6 +24,7 @@ any row order.
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping
 
 import numpy as np
@@ -104,16 +105,20 @@ def reduce_groups(codes: np.ndarray, n: int, values: np.ndarray, how: str) -> np
         # bincount sums in float64: exact for counts below 2**53.
         return np.rint(np.bincount(codes, weights=values, minlength=n)).astype(np.int64)
     if how in ("min", "max"):
-        if values.dtype.kind == "f":
-            fill = np.inf if how == "min" else -np.inf
-        elif values.dtype.kind == "u":
-            fill = np.iinfo(values.dtype).max if how == "min" else 0
-        else:
-            fill = np.iinfo(values.dtype).max if how == "min" else np.iinfo(values.dtype).min
-        out = np.full(n, fill, dtype=values.dtype)
+        out = np.full(n, _identity(how, values.dtype), dtype=values.dtype)
         (np.minimum if how == "min" else np.maximum).at(out, codes, values)
         return out
     raise CommGraphError(f"unknown reducer {how!r}; use one of {', '.join(map(repr, REDUCERS))}")
+
+
+@functools.lru_cache(maxsize=64)
+def _identity(how: str, dtype: np.dtype) -> "int | float":
+    """The value a ``min`` or ``max`` starts from (looked up once per dtype: ``np.iinfo`` is slow to make)."""
+    if dtype.kind == "f":
+        return np.inf if how == "min" else -np.inf
+    if dtype.kind == "u":
+        return np.iinfo(dtype).max if how == "min" else 0
+    return np.iinfo(dtype).max if how == "min" else np.iinfo(dtype).min
 
 
 def sorted_positions(keys: list[np.ndarray], queries: list[np.ndarray]) -> np.ndarray:
