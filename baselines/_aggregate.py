@@ -24,6 +24,7 @@ any row order.
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping
 
 import numpy as np
@@ -104,16 +105,20 @@ def reduce_groups(codes: np.ndarray, n: int, values: np.ndarray, how: str) -> np
         # bincount sums in float64: exact for counts below 2**53.
         return np.rint(np.bincount(codes, weights=values, minlength=n)).astype(np.int64)
     if how in ("min", "max"):
-        if values.dtype.kind == "f":
-            fill = np.inf if how == "min" else -np.inf
-        elif values.dtype.kind == "u":
-            fill = np.iinfo(values.dtype).max if how == "min" else 0
-        else:
-            fill = np.iinfo(values.dtype).max if how == "min" else np.iinfo(values.dtype).min
-        out = np.full(n, fill, dtype=values.dtype)
+        out = np.full(n, _identity(how, values.dtype), dtype=values.dtype)
         (np.minimum if how == "min" else np.maximum).at(out, codes, values)
         return out
     raise CommGraphError(f"unknown reducer {how!r}; use one of {', '.join(map(repr, REDUCERS))}")
+
+
+@functools.lru_cache(maxsize=64)
+def _identity(how: str, dtype: np.dtype) -> "int | float":
+    """The value a ``min`` or ``max`` starts from (looked up once per dtype: ``np.iinfo`` is slow to make)."""
+    if dtype.kind == "f":
+        return np.inf if how == "min" else -np.inf
+    if dtype.kind == "u":
+        return np.iinfo(dtype).max if how == "min" else 0
+    return np.iinfo(dtype).max if how == "min" else np.iinfo(dtype).min
 
 
 def sorted_positions(keys: list[np.ndarray], queries: list[np.ndarray]) -> np.ndarray:
@@ -133,7 +138,7 @@ def sorted_positions(keys: list[np.ndarray], queries: list[np.ndarray]) -> np.nd
     # step per halving of the longest run, over the queries still open.
     hi = np.searchsorted(keys[0], queries[0], side="right")
     second, wanted = keys[1], queries[1]
-    open_ = np.flatnonzero(lo < hi)
+    open_ = (lo < hi).nonzero()[0]
     while len(open_):
         left, right = lo[open_], hi[open_]
         mid = (left + right) >> 1
@@ -162,9 +167,9 @@ class Splice:
 
     def __init__(self, n_base: int, positions: np.ndarray, found: np.ndarray):
         self.n_base = n_base
-        self.found = np.flatnonzero(found)
+        self.found = found.nonzero()[0]  # (1-D: flatnonzero's ravel and wrapping cost more than the scan here)
         self.at = positions[self.found]
-        self.new = np.flatnonzero(~found)
+        self.new = (~found).nonzero()[0]
         self.insert = positions[self.new]
         self._kept: np.ndarray | None = None
         self._new_rows: np.ndarray | None = None
@@ -194,7 +199,7 @@ class Splice:
     def apply(self, base: np.ndarray, update: np.ndarray, combine=None) -> np.ndarray:
         """One column: the base values, combined with the update where keys match (``combine``
         a ufunc such as ``np.add``; None: the update replaces), and the update's new rows inserted."""
-        dtype = np.result_type(base, update) if combine is not None else base.dtype
+        dtype = base.dtype if combine is None or base.dtype == update.dtype else np.result_type(base, update)
         if not len(self.new):
             out = base.astype(dtype, copy=True)
             rows = self.at
@@ -416,6 +421,11 @@ class KeyedAggregate:
             return self
         if not len(self):
             return other
+        if len(self) == len(other) and all(np.array_equal(v, other.keys[k]) for k, v in self.keys.items()):
+            # The same groups on both sides (a tenant's one row, a window whose mailboxes all had mail
+            # again): combine the columns row by row, no plan.
+            return KeyedAggregate(self.keys, {c: _COMBINE[self.reducers[c]](v, other.values[c])
+                                              for c, v in self.values.items()}, self.reducers)
         big, small = (self, other) if len(self) >= len(other) else (other, self)  # every reducer commutes
         plan = Splice.of(list(big.keys.values()), list(small.keys.values()))
         keys = {k: plan.apply(v, small.keys[k]) for k, v in big.keys.items()}

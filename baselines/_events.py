@@ -35,12 +35,14 @@ from commgraph.graph import AUTH_RESULTS, DIRECTIONS, ConfigError, Messages, sta
 from ._aggregate import Grouping
 
 __all__ = ["EVENT_COLUMNS", "TenantEvents", "tenant_events", "INBOUND", "OUTBOUND", "INTERNAL", "PASS",
-           "FAILS", "NO_LABEL", "DAY_NS", "HOUR_NS", "DOMAIN_HEAD", "domain_heads"]
+           "FAILS", "FAILED", "NO_LABEL", "DAY_NS", "HOUR_NS", "DOMAIN_HEAD", "domain_heads"]
 
 INBOUND, OUTBOUND, INTERNAL = (DIRECTIONS.index(d) for d in ("inbound", "outbound", "internal"))
 PASS = AUTH_RESULTS.index("pass")
 #: Results counted as a failure: a hard or soft fail, or a permanent error.
 FAILS = tuple(AUTH_RESULTS.index(r) for r in ("fail", "softfail", "permerror"))
+#: Whether an authentication code (-1: none) is a failure, indexed by the code plus one (a gather, not ``np.isin``).
+FAILED = np.isin(np.arange(-1, len(AUTH_RESULTS)), FAILS)
 #: Label codes follow commgraph.graph.LABELS (0 safe, 1 attack, 2 spam); -1: none known.
 NO_LABEL = -1
 DAY_NS = 86_400 * 10**9
@@ -120,7 +122,7 @@ class _Column:
 
     def _category_strings(self, present: np.ndarray) -> pa.Array:
         """The strings of some category codes (null for -1): only these are converted, not every category."""
-        categories = self.series.cat.categories
+        categories = self.series.dtype.categories  # (the .cat accessor costs more than the take below)
         if isinstance(categories.array, pd.arrays.ArrowStringArray):
             # Arrow-backed categories (the default strings): an Arrow take, no pandas objects per call.
             whole = pa.array(categories.array)
@@ -131,7 +133,8 @@ class _Column:
             strings = pa.array(pd.Series(categories.take(np.maximum(present, 0)), dtype="str").array)
             if isinstance(strings, pa.ChunkedArray):
                 strings = strings.combine_chunks()
-        strings = strings.cast(pa.string())
+        if strings.type != pa.string():
+            strings = strings.cast(pa.string())
         if (present < 0).any():
             strings = pc.if_else(pa.array(present >= 0), strings, pa.scalar(None, pa.string()))
         return strings
@@ -145,10 +148,13 @@ class _Column:
         else:
             values = self.series.array[rows]
             local, uniques = pd.factorize(values, use_na_sentinel=True)
-            strings = pa.array(pd.Series(uniques, dtype="str").array)
+            # Arrow-backed strings (the default) are already an Arrow array: no Series around them.
+            strings = pa.array(uniques if isinstance(uniques, pd.arrays.ArrowStringArray) else
+                               pd.Series(uniques, dtype="str").array)
             if isinstance(strings, pa.ChunkedArray):
                 strings = strings.combine_chunks()
-            strings = strings.cast(pa.string())
+            if strings.type != pa.string():
+                strings = strings.cast(pa.string())
             if (local < 0).any():  # missing values: one more group, key 0, no string
                 local = np.where(local < 0, len(uniques), local)
                 strings = pa.concat_arrays([strings, pa.nulls(1, pa.string())])
@@ -222,11 +228,12 @@ class EventExtractor:
         self.labeled_at = _ns(frame["labeled_at"]) if "labeled_at" in frame else None
         self.n_recipients = frame["n_recipients"].to_numpy()
         self.auth = {a: _codes(frame[a]) if a in frame else None for a in ("spf", "dkim", "dmarc")}
-        if isinstance(edges["tenant_id"].dtype, pd.CategoricalDtype):
-            tenant_codes = edges["tenant_id"].array.codes
-            self.tenant_names = [str(t) for t in edges["tenant_id"].cat.categories]
+        tenant_column = edges["tenant_id"]  # (each column read costs a Series: read it once)
+        if isinstance(tenant_column.dtype, pd.CategoricalDtype):
+            tenant_codes = tenant_column.array.codes
+            self.tenant_names = [str(t) for t in tenant_column.dtype.categories]
         else:
-            tenant_codes, names = pd.factorize(edges["tenant_id"])
+            tenant_codes, names = pd.factorize(tenant_column)
             self.tenant_names = [str(t) for t in names]
         self.columns = {
             "sender_key": _Column(edges["sender"], edges["sender_key"].to_numpy()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Mapping
 
@@ -27,7 +28,9 @@ SCHEMA_VERSION = 2
 
 def to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     """A column as numpy, zero-copy for one chunk of a primitive type without nulls."""
-    chunks = [c for c in column.chunks if len(c)] if column.num_chunks > 1 else column.chunks
+    if column.num_chunks == 1:  # the usual case, without a list of the chunks
+        return column.chunk(0).to_numpy(zero_copy_only=False)
+    chunks = [c for c in column.chunks if len(c)]
     if len(chunks) == 1:
         return chunks[0].to_numpy(zero_copy_only=False)
     return column.to_numpy()
@@ -269,17 +272,27 @@ def _agg_to_arrow(agg: KeyedAggregate, extra: Mapping[str, Any] | None = None) -
     return table.replace_schema_metadata({"commgraph": json.dumps(meta, sort_keys=True)})
 
 
+@functools.lru_cache(maxsize=256)
+def _meta(raw: bytes) -> dict[str, Any]:
+    """A state table's layout (parsed once: every tenant's tables of one kind carry the same bytes).
+    Shared between callers: read it, never change it."""
+    return json.loads(raw)
+
+
+def _fixed_lists(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size list column as a 2-D array (its value buffer, zero-copy when it is exactly the lists')."""
+    size = column.type.list_size
+    if column.num_chunks == 1:
+        chunk = column.chunk(0)
+        if chunk.offset == 0 and not chunk.null_count and len(chunk.values) == len(chunk) * size:
+            return chunk.values.to_numpy(zero_copy_only=False).reshape(-1, size)
+    return to_numpy(pa.chunked_array([c.flatten() for c in column.chunks], column.type.value_type)).reshape(-1, size)
+
+
 def _agg_from_arrow(table: pa.Table) -> tuple[KeyedAggregate, dict[str, Any]]:
-    meta = json.loads(table.schema.metadata[b"commgraph"])
-    cols = {}
-    for name in table.column_names:
-        column = table.column(name)
-        if pa.types.is_fixed_size_list(column.type):
-            size = column.type.list_size
-            cols[name] = to_numpy(pa.chunked_array([c.flatten() for c in column.chunks], column.type.value_type)
-                                  ).reshape(-1, size)
-        else:
-            cols[name] = to_numpy(column)
+    meta = _meta(table.schema.metadata[b"commgraph"])
+    cols = {field.name: _fixed_lists(column) if pa.types.is_fixed_size_list(field.type) else to_numpy(column)
+            for field, column in zip(table.schema, table.columns)}
     keys = {k: cols.pop(k) for k in meta["keys"]}
     return KeyedAggregate(keys, cols, meta["reducers"]), meta
 
@@ -326,10 +339,9 @@ def _state_from_arrow(tenant_id: str, tables: Mapping[str, pa.Table]) -> TenantS
     ev = tables["events"]
     meta = json.loads(ev.schema.metadata[b"commgraph"])
     if "n_messages" in meta:  # message rows first: both parts are views of the stored columns
-        n = int(meta["n_messages"])
-        columns = {c: ev.column(c) for c in EVENT_COLUMNS}
-        events = [{c: to_numpy(v.slice(0, n)) for c, v in columns.items()}]
-        pending = {c: to_numpy(v.slice(n)) for c, v in columns.items()}
+        parts = {c: _split_at(ev.column(c), int(meta["n_messages"])) for c in EVENT_COLUMNS}
+        events = [{c: v[0] for c, v in parts.items()}]
+        pending = {c: v[1] for c, v in parts.items()}
     else:  # rows stored in one time order
         rows = {c: to_numpy(ev.column(c)) for c in EVENT_COLUMNS}
         messages = rows["is_message"]
@@ -339,6 +351,17 @@ def _state_from_arrow(tenant_id: str, tables: Mapping[str, pa.Table]) -> TenantS
              "value": tables["names"].column("value").combine_chunks()}
     return TenantState(tenant_id, int(meta["as_of"]), lifetime, decayed, windows, events, pending, names,
                        int(meta["fingerprint"]))
+
+
+def _split_at(column: pa.ChunkedArray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A column's first ``n`` values and the rest, as numpy (the stored message rows and label events are one
+    chunk each, or one chunk together: no Arrow slices)."""
+    if column.num_chunks == 1:
+        values = column.chunk(0).to_numpy(zero_copy_only=False)
+        return values[:n], values[n:]
+    if column.num_chunks == 2 and len(column.chunk(0)) == n:
+        return column.chunk(0).to_numpy(zero_copy_only=False), column.chunk(1).to_numpy(zero_copy_only=False)
+    return to_numpy(column.slice(0, n)), to_numpy(column.slice(n))
 
 
 def _example() -> Snapshot:

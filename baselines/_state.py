@@ -28,7 +28,7 @@ from commgraph.graph import CommGraphError
 
 from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate, Splice
 from ._events import (
-    DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILS, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
+    DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILED, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
 )
 
 __all__ = ["TenantState", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES", "WINDOW_TABLES"]
@@ -77,7 +77,7 @@ def _message_values(m: dict[str, np.ndarray], cutoff: int) -> dict[str, np.ndarr
         "hour_histogram": Histogram((ts // HOUR_NS) % 24, 24, w),
     }
     for a in _AUTH:
-        passed, failed = m[a] == PASS, np.isin(m[a], FAILS)
+        passed, failed = m[a] == PASS, FAILED[m[a].astype(np.intp) + 1]
         out[a] = Histogram(failed, 2, w & (passed | failed))  # bin 0: pass, bin 1: fail
     return out
 
@@ -236,12 +236,6 @@ def _counts(grouping: Grouping, codes: np.ndarray) -> KeyedAggregate:
     return KeyedAggregate({k: v[used] for k, v in grouping.keys.items()}, {"n": counts[used]}, {"n": "sum"})
 
 
-def _rows_in(ev: dict[str, np.ndarray], groupings: dict[str, Grouping], rows: slice
-             ) -> tuple[dict[str, np.ndarray], dict[str, Grouping]]:
-    """A slice of rows (views) with their groupings (same groups)."""
-    return ({c: v[rows] for c, v in ev.items()}, {c: Grouping(g.keys, g.codes[rows]) for c, g in groupings.items()})
-
-
 def window_counts(ev: dict[str, np.ndarray], groupings: dict[str, Grouping] | None = None, *,
                   start: int | None, end: int | None) -> dict[str, KeyedAggregate]:
     """Per table of :data:`WINDOW_TABLES`, the message counts of the rows in ``[start, end)``.
@@ -273,13 +267,27 @@ def window_counts(ev: dict[str, np.ndarray], groupings: dict[str, Grouping] | No
     }
 
 
-def _shift(counts: KeyedAggregate, entered: KeyedAggregate, gone: KeyedAggregate) -> KeyedAggregate:
-    """Window counts plus the rows that entered minus the rows that left; groups that reach zero are
-    dropped (as a rebuild has none).
+def _net_counts(groupings: dict[str, Grouping], counted: dict[str, np.ndarray], entered: slice, left: slice
+                ) -> dict[str, KeyedAggregate]:
+    """Per table of :data:`WINDOW_TABLES`, the counted rows of ``entered`` minus those of ``left``, for the
+    groups where they differ (``counted``: the rows each table counts, ``sender`` also for domains and tenant)."""
+    out = {}
+    for table, flags in (("sender", "sender"), ("sender_domain", "sender"), ("recipient", "recipient")):
+        g = groupings[table]
+        plus, minus = g.codes[entered][counted[flags][entered]], g.codes[left][counted[flags][left]]
+        net = np.bincount(plus, minlength=g.n_groups) - np.bincount(minus, minlength=g.n_groups)
+        used = net.nonzero()[0]
+        out[table] = KeyedAggregate({k: v[used] for k, v in g.keys.items()}, {"n": net[used]}, {"n": "sum"})
+    n = int(np.count_nonzero(counted["sender"][entered])) - int(np.count_nonzero(counted["sender"][left]))
+    out["tenant"] = KeyedAggregate({"tenant": np.zeros(1 if n else 0, np.uint64)},
+                                   {"n": np.full(1 if n else 0, n, np.int64)}, {"n": "sum"})
+    return out
 
-    The two small sides net out first, so the window's (larger) counts are spliced once, not twice."""
-    negative = KeyedAggregate(gone.keys, {c: -v for c, v in gone.values.items()}, gone.reducers)
-    out = counts.merge(entered.merge(negative))
+
+def _shift(counts: KeyedAggregate, delta: KeyedAggregate) -> KeyedAggregate:
+    """Window counts plus the net change of the rows that entered and left; groups that reach zero are
+    dropped (as a rebuild has none)."""
+    out = counts.merge(delta)
     if not len(out):
         return out
     zero = out.values["n"] == 0
@@ -354,26 +362,24 @@ class TenantState:
                                                      half_life=half_life, groupings=groupings)
         lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
         # Windows: the new rows entered them, and the retained rows of a slice per
-        # window left them (grouped together, then counted per window).
-        new_rows = _rows_in(counted, groupings, slice(0, n_new))
+        # window left them: grouped together, then netted per window and table in
+        # one signed count, so each window's counts are spliced once.
         left = [_slice_chunks(self.events, before - w, min(as_of - w, before)) for w in windows]
-        left_bounds = np.cumsum([0] + [len(part["timestamp"]) for part in left])
-        left_all = concat_events(left)
-        left_groupings = {"sender": Grouping.of({"sender_key": left_all["sender_key"]}),
-                          "sender_domain": Grouping.of({"sender_domain_key": left_all["sender_domain_key"]}),
-                          "recipient": Grouping.of({"recipient_key": left_all["recipient_key"]})}
+        bounds = np.cumsum([0, n_new] + [len(part["timestamp"]) for part in left])
+        both = concat_events([rows] + left)
+        both_groupings = {"sender": Grouping.of({"sender_key": both["sender_key"]}),
+                          "sender_domain": Grouping.of({"sender_domain_key": both["sender_domain_key"]}),
+                          "recipient": Grouping.of({"recipient_key": both["recipient_key"]})}
+        messages = both["is_message"]
+        counted_rows = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
+        ts = rows["timestamp"]
+        end = int(np.searchsorted(ts, np.int64(as_of)))
         counts = {}
-        entering: dict[int | None, dict[str, KeyedAggregate]] = {}
         for i, w in enumerate(windows):
-            # New mail was sent at or after the last as_of, and only mail counts in a window (label events
-            # do not): a window reaching back that far takes all of it, so such windows share one count.
-            start = None if as_of - w <= before else as_of - w
-            if start not in entering:
-                entering[start] = window_counts(*new_rows, start=start, end=as_of)
-            entered = entering[start]
-            gone = window_counts(*_rows_in(left_all, left_groupings, slice(left_bounds[i], left_bounds[i + 1])),
-                                 start=None, end=None)
-            counts[str(w)] = {t: _shift(self.windows[str(w)][t], entered[t], gone[t]) for t in WINDOW_TABLES}
+            # New mail was sent at or after the last as_of: a window reaching back that far takes all of it.
+            start = 0 if as_of - w <= before else min(int(np.searchsorted(ts, np.int64(as_of - w))), end)
+            delta = _net_counts(both_groupings, counted_rows, slice(start, end), slice(bounds[i + 1], bounds[i + 2]))
+            counts[str(w)] = {t: _shift(self.windows[str(w)][t], delta[t]) for t in WINDOW_TABLES}
         new_events, new_pending = _split(rows)
         # New mail comes after everything kept (it was sent at or after the last
         # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
