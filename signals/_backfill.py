@@ -143,7 +143,11 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
     out = signal_set.empty_columns(size, dtypes)  # filled in place: the frame takes them without a copy
     custom = [p for p in signal_set.providers if type(p) not in BUILTIN]
     by_snapshot = _by_snapshots(custom, messages, tenants, config) if custom else {}
-    for t in tenants:
+    tenants.reverse()
+    while tenants:
+        # Each tenant's tables (and the timelines they cache) are dropped once its rows are written:
+        # memory holds one tenant's at a time, not all of them.
+        t = tenants.pop()
         rows = _as_slice(t.eds if level == "edge" else t.msgs)
         for provider in signal_set.providers:
             computed = by_snapshot.get((id(provider), t.tenant_id))
