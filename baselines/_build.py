@@ -17,7 +17,7 @@ from commgraph.graph import ConfigError, Messages, stable_key
 
 from ._config import BaselineConfig
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
-from ._smoothing import _distinct_pairs, beta_quantile, fit_summaries, posterior_mean
+from ._smoothing import _distinct_pairs, beta_quantile, fit_summary_list, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
 from ._state import TenantState
 from ._tables import ENTITY_KINDS, derive_tables, to_arrow
@@ -126,19 +126,14 @@ def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *,
         if int(summary[2].sum()) >= config.min_prior_entities and info["explicit"] >= config.min_prior_labels:
             fits.append((kind, outcomes, summary))  # = fit_beta_prior(k, n), from the distinct pairs found once
         out[kind] = info
-    for (kind, outcomes, _), a, b in zip(fits, *_fit_all([summary for _, _, summary in fits])):
+    for (kind, outcomes, _), a, b in zip(fits, *_tolists(fit_summary_list([summary for _, _, summary in fits]))):
         out[kind]["prior"] = {"alpha": a, "beta": b, "source": "tenant"}
         _add_likelihoods(tables[kind], outcomes, a, b, config)
     return out
 
 
-def _fit_all(summaries: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[list[float], list[float]]:
-    """The priors of several (n, k, weight) summaries, fitted together (each as if alone)."""
-    if not summaries:
-        return [], []
-    bounds = np.cumsum([0] + [len(n) for n, _, _ in summaries])
-    alpha, beta = fit_summaries(*(np.concatenate([s[i] for s in summaries]) for i in range(3)), bounds)
-    return alpha.tolist(), beta.tolist()
+def _tolists(fitted: tuple[np.ndarray, np.ndarray]) -> tuple[list[float], list[float]]:
+    return fitted[0].tolist(), fitted[1].tolist()  # Python floats, as the priors are stored
 
 
 def _global_priors(infos: list[dict[str, dict[str, Any]]], config: BaselineConfig) -> dict[str, Any]:
@@ -161,7 +156,7 @@ def _global_priors(infos: list[dict[str, dict[str, Any]]], config: BaselineConfi
             pooled.append((kind, (n_u, k_u, np.bincount(inverse, weights=weight, minlength=len(n_u)))))
         else:
             out[kind] = {"alpha": DEFAULT_PRIOR[0], "beta": DEFAULT_PRIOR[1], "source": "default"}
-    for (kind, _), a, b in zip(pooled, *_fit_all([summary for _, summary in pooled])):
+    for (kind, _), a, b in zip(pooled, *_tolists(fit_summary_list([summary for _, summary in pooled]))):
         out[kind] = {"alpha": a, "beta": b, "source": "pooled"}
     return {kind: out[kind] for kind in ENTITY_KINDS}
 

@@ -11,7 +11,7 @@ updated between consecutive instants by the changes in between, and fits only
 where the answer can differ from the last fit: at instants where a tenant (or
 the pool) has enough labels and its histogram changed since. The fits are
 collected as the histogram moves, then solved together by
-:func:`commgraph.baselines._smoothing.fit_summaries`, the very function a
+:func:`commgraph.baselines._smoothing.fit_summary_list`, the very function a
 snapshot fits its priors with, on the very arrays it would build; each fit's
 result does not depend on the others in the batch, so the priors are the
 snapshots' to the bit.
@@ -34,7 +34,7 @@ import pandas as pd
 
 from ._config import BaselineConfig
 from ._pointintime import code_order
-from ._smoothing import fit_summaries
+from ._smoothing import fit_summary_list
 
 __all__ = ["TenantOutcomes", "priors_at", "priors_at_kinds"]
 
@@ -296,7 +296,4 @@ class _Fits:
 
     def solve(self) -> tuple[np.ndarray, np.ndarray]:
         """``alpha`` and ``beta`` of every fit asked, by number."""
-        if not self.parts:
-            return np.zeros(0), np.zeros(0)
-        bounds = np.cumsum([0] + [len(p[0]) for p in self.parts])
-        return fit_summaries(*(np.concatenate([p[i] for p in self.parts]) for i in range(3)), bounds)
+        return fit_summary_list(self.parts)

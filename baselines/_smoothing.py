@@ -24,7 +24,8 @@ from commgraph.graph import ConfigError
 
 from ._beta_quantile import betaincinv_float32
 
-__all__ = ["fit_beta_prior", "fit_summaries", "posterior_mean", "posterior_lower_bound", "beta_binomial_loglik"]
+__all__ = ["fit_beta_prior", "fit_summaries", "fit_summary_list", "posterior_mean", "posterior_lower_bound",
+           "beta_binomial_loglik"]
 
 _DENSE = 256  # pairs with fewer trials are counted in a dense (n, k) grid
 # Bounds of log(alpha) and log(beta): wide enough for any realistic rate, finite
@@ -167,6 +168,23 @@ def fit_summary(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray) -> tuple[f
         raise ConfigError("fit_summary needs at least one (n, k) pair; got none")
     alpha, beta = fit_summaries(n_u, k_u, weight, np.array([0, np.size(n_u)]))
     return float(alpha[0]), float(beta[0])
+
+
+def fit_summary_list(summaries: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fit_summaries` over a list of ``(n_u, k_u, weight)`` summaries, one fit each (none: empty arrays).
+
+    Examples
+    --------
+    >>> one, two = (np.array([10.0, 4.0]), np.array([9.0, 4.0]), np.array([30, 12])), (np.array([20.0]),
+    ...     np.array([15.0]), np.array([8]))
+    >>> alpha, beta = fit_summary_list([one, two])
+    >>> (float(alpha[0]), float(beta[0])) == fit_summary(*one)
+    True
+    """
+    if not summaries:
+        return np.zeros(0), np.zeros(0)
+    bounds = np.cumsum([0] + [len(s[0]) for s in summaries])
+    return fit_summaries(*(np.concatenate([s[i] for s in summaries]) for i in range(3)), bounds)
 
 
 def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: np.ndarray

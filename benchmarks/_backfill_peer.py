@@ -221,7 +221,7 @@ class StreamingBackfill:
             self.seq += 1
 
     def _refit(self) -> None:
-        from commgraph.baselines._smoothing import fit_summaries
+        from commgraph.baselines._smoothing import fit_summary_list
 
         # Every tenant's and the pool's prior of each kind as of this instant, in one batch (each
         # fit as if alone): (tenant or None for the pool, kind) -> the (n, k) states and their counts.
@@ -239,11 +239,9 @@ class StreamingBackfill:
                 wanted[(None, kind)] = pooled
         fitted = {}
         if wanted:
-            items = [item for found in wanted.values() for item in found]
-            bounds = np.cumsum([0] + [len(found) for found in wanted.values()])
-            alpha, beta = fit_summaries(np.array([s[0] for s, _ in items], np.float64),
-                                        np.array([s[1] for s, _ in items], np.float64),
-                                        np.array([c for _, c in items], np.int64), bounds)
+            alpha, beta = fit_summary_list([(np.array([s[0] for s, _ in found], np.float64),
+                                             np.array([s[1] for s, _ in found], np.float64),
+                                             np.array([c for _, c in found], np.int64)) for found in wanted.values()])
             fitted = dict(zip(wanted, zip(alpha.tolist(), beta.tolist())))
         for kind in ("sender", "sender_domain", "recipient"):
             borrowed = cfg.global_prior if cfg.global_prior is not None else fitted.get((None, kind), (1.0, 1.0))

@@ -140,12 +140,12 @@ def _prior_time(messages, **kwargs) -> float:
     from commgraph.signals import backfill
 
     timer = PhaseTimer(time.process_time)
-    timer.wrap(_priors_in_time, "fit_summaries")
+    timer.wrap(_priors_in_time, "fit_summary_list")
     try:
         backfill(messages, **kwargs)
     finally:
         timer.restore()
-    return timer.seconds["fit_summaries"]
+    return timer.seconds["fit_summary_list"]
 
 
 def _compare(ours: pd.DataFrame, theirs: pd.DataFrame) -> list[str]:

@@ -95,12 +95,11 @@ def _datasets() -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def test_batched_prior_fits_reach_scipys_optimum_each_as_if_alone() -> None:
-    from commgraph.baselines._smoothing import fit_summaries, fit_summary
+    from commgraph.baselines._smoothing import fit_summary, fit_summary_list
 
     data = _datasets()
     summaries = [_distinct(k, n) for k, n in data]
-    bounds = np.cumsum([0] + [len(s[0]) for s in summaries])
-    alpha, beta = fit_summaries(*(np.concatenate([s[i] for s in summaries]) for i in range(3)), bounds)
+    alpha, beta = fit_summary_list(summaries)
     for (n_u, k_u, w), a, b in zip(summaries, alpha, beta):
         assert (a, b) == fit_summary(n_u, k_u, w)  # the same bits alone
         best = _lbfgsb_best(k_u, n_u, w, [[0.0, 0.0], [5.0, 2.0], np.log([a, b])])
@@ -141,7 +140,7 @@ def test_prior_fit_reaches_the_optimum_where_a_newton_search_stalls() -> None:
 def test_prior_fits_of_varied_data_reach_scipys_optimum() -> None:
     # Zipf-distributed trials as entities have them, rates from all-safe to mostly attacks, from
     # overdispersed to binomial (a ridge): within max(1e-3, 1e-6 relative) of L-BFGS-B's best.
-    from commgraph.baselines._smoothing import fit_summaries
+    from commgraph.baselines._smoothing import fit_summary_list
 
     rng = np.random.default_rng(21)
     data = []
@@ -150,8 +149,7 @@ def test_prior_fits_of_varied_data_reach_scipys_optimum() -> None:
         a, b = np.exp(rng.uniform(-3, 9)), np.exp(rng.uniform(-5, 6))
         k = stats.betabinom.rvs(n, a, b, random_state=rng) if rng.random() < 0.8 else rng.binomial(n, rng.random())
         data.append(_distinct(k, n))
-    bounds = np.cumsum([0] + [len(d[0]) for d in data])
-    alpha, beta = fit_summaries(*(np.concatenate([d[i] for d in data]) for i in range(3)), bounds)
+    alpha, beta = fit_summary_list(data)
     for (n_u, k_u, w), a, b in zip(data, alpha, beta):
         best = _lbfgsb_best(k_u, n_u, w, [[0.0, 0.0], [6.0, 3.0], np.log([a, b])])
         assert _loglik(k_u, n_u, w, a, b) >= best - max(1e-3, 1e-6 * abs(best)), np.log([a, b])
@@ -187,7 +185,7 @@ def test_prior_fits_refuse_bad_summaries(n, k, weight, bounds, message) -> None:
 @given(st.lists(st.tuples(st.integers(1, 60), st.floats(0.0, 1.0), st.integers(1, 400)), min_size=1, max_size=6),
        st.randoms(use_true_random=False))
 def test_a_prior_fit_does_not_depend_on_the_others_in_its_batch(specs, rnd) -> None:
-    from commgraph.baselines._smoothing import fit_summaries, fit_summary
+    from commgraph.baselines._smoothing import fit_summary, fit_summary_list
 
     summaries = []
     for top, rate, size in specs:
@@ -197,8 +195,7 @@ def test_a_prior_fit_does_not_depend_on_the_others_in_its_batch(specs, rnd) -> N
     order = list(range(len(summaries)))
     rnd.shuffle(order)
     shuffled = [summaries[i] for i in order]
-    bounds = np.cumsum([0] + [len(s[0]) for s in shuffled])
-    alpha, beta = fit_summaries(*(np.concatenate([s[i] for s in shuffled]) for i in range(3)), bounds)
+    alpha, beta = fit_summary_list(shuffled)
     for i, a, b in zip(order, alpha.tolist(), beta.tolist()):
         assert (a, b) == fit_summary(*summaries[i])
 
