@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import BaselineConfig
-from ._pointintime import code_order
+from ._pointintime import _stable_code_sort
 from ._smoothing import fit_summary_list
 
 __all__ = ["TenantOutcomes", "priors_at", "priors_at_kinds"]
@@ -64,35 +64,45 @@ class TenantOutcomes:
 
 
 def _merged(o: TenantOutcomes, instants: np.ndarray) -> dict[str, np.ndarray]:
-    """One tenant's changes summed per entity between consecutive ``instants`` (sorted; every snapshot
-    asked about sees them together), with each entity's trials and successes after each, in (entity,
-    time) order. Each sum carries its last change's time; changes at or after the last instant drop out.
+    """One tenant's changes summed per entity and step, with each entity's trials and successes after each,
+    in (entity, step) order.
 
-    Merged this way a busy entity's thousands of changes between two asked instants become one, and
-    the fits see the same histograms at the asked instants.
+    A change's ``step`` is how many of the asked ``instants`` (sorted) are at
+    or before it: a snapshot as of ``instants[j]`` counts it when ``step <= j``,
+    so the changes of one step (between two consecutive asked instants) are
+    seen together by every snapshot asked about, and a busy entity's thousands
+    of changes between two asked instants become one. Changes at or after the
+    last instant drop out. Steps stand in for times from here on: they compare
+    with the asked instants as the times do, and sort in a linear radix pass.
+
+    Examples
+    --------
+    >>> o = TenantOutcomes(entity=np.array([1, 0, 1, 1]), time=np.array([5, 5, 15, 30]),
+    ...                    safe=np.array([1, 0, 1, 1]), trials=np.array([1, 1, 1, 1]), explicit=np.zeros(4, np.int64))
+    >>> m = _merged(o, np.array([10, 20]))
+    >>> m["entity"].tolist(), m["step"].tolist(), m["n_after"].tolist(), m["k_after"].tolist()
+    ([0, 1, 1], [0, 0, 1], [1, 1, 2], [0, 1, 2])
     """
-    time = np.asarray(o.time, np.int64)
-    step = np.searchsorted(instants, time, side="right")  # the first asked instant each change counts for
-    asked = np.flatnonzero(step < len(instants))
-    entity = np.asarray(o.entity, np.int64)[asked]
-    step, time = step[asked], time[asked]
-    by_step = np.argsort(step.astype(np.uint16) if len(instants) < 1 << 16 else step, kind="stable")
-    order = code_order(entity, by_step)  # (entity, step), stable
-    entity, step = entity[order], step[order]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = (entity[1:] != entity[:-1]) | (step[1:] != step[:-1])
+    width = len(instants)
+    step = np.searchsorted(instants, np.asarray(o.time, np.int64), side="right")
+    asked = np.flatnonzero(step < width)
+    key = np.asarray(o.entity, np.int64)[asked] * width + step[asked]
+    # Any order of (entity, step) groups will do for their sums; the radix sort of the codes is the fastest.
+    order = _stable_code_sort(key)
+    key = key[order]
+    new = np.ones(len(key), dtype=bool)
+    new[1:] = key[1:] != key[:-1]
     starts = np.flatnonzero(new)
-    if not len(starts):
-        starts = np.zeros(0, np.int64)
-    safe = np.add.reduceat(np.asarray(o.safe, np.int64)[asked][order], starts) if len(starts) else starts
-    trials = np.add.reduceat(np.asarray(o.trials, np.int64)[asked][order], starts) if len(starts) else starts
-    time = np.maximum.reduceat(time[order], starts) if len(starts) else starts
-    entity = entity[starts]
+    rows = asked[order]
+    safe = np.add.reduceat(np.asarray(o.safe, np.int64)[rows], starts) if len(starts) else np.zeros(0, np.int64)
+    trials = np.add.reduceat(np.asarray(o.trials, np.int64)[rows], starts) if len(starts) else np.zeros(0, np.int64)
+    key = key[starts]
     keep = (safe != 0) | (trials != 0)
-    entity, time, safe, trials = entity[keep], time[keep], safe[keep], trials[keep]
+    key, safe, trials = key[keep], safe[keep], trials[keep]
+    entity, step = np.divmod(key, max(width, 1))
     first = np.ones(len(entity), dtype=bool)
     first[1:] = entity[1:] != entity[:-1]
-    return {"entity": entity, "time": time, "n_after": _running(trials, first), "k_after": _running(safe, first),
+    return {"entity": entity, "step": step, "n_after": _running(trials, first), "k_after": _running(safe, first),
             "trials": trials, "safe": safe}
 
 
@@ -104,40 +114,40 @@ def _running(values: np.ndarray, first: np.ndarray) -> np.ndarray:
 
 
 def _states(outcomes: list[TenantOutcomes], instants: np.ndarray) -> dict[str, np.ndarray]:
-    """Every tenant's changes merged per entity between asked ``instants`` (sorted, distinct), with the
-    state before and after each, in time order."""
+    """Every tenant's changes merged per entity and step between asked ``instants`` (sorted, distinct), with
+    the state before and after each, in step order (:func:`_merged`)."""
     parts = [(t, _merged(o, instants)) for t, o in enumerate(outcomes) if len(o.time)]
-    parts = [(t, m) for t, m in parts if len(m["time"])]
+    parts = [(t, m) for t, m in parts if len(m["step"])]
     if not parts:
-        return {c: np.zeros(0, np.int64) for c in ("tenant", "time", "before", "after", "first_trial")} | {
+        return {c: np.zeros(0, np.int64) for c in ("tenant", "step", "before", "after", "first_trial")} | {
             "state_tenant": np.zeros(0, np.int64), "state_n": np.zeros(0), "state_k": np.zeros(0)}
-    tenant = np.concatenate([np.full(len(m["time"]), t, np.int64) for t, m in parts])
-    cols = {c: np.concatenate([m[c] for _, m in parts]) for c in ("time", "n_after", "k_after", "trials", "safe")}
+    tenant = np.concatenate([np.full(len(m["step"]), t, np.int64) for t, m in parts])
+    cols = {c: np.concatenate([m[c] for _, m in parts]) for c in ("step", "n_after", "k_after", "trials", "safe")}
     n_after, k_after = cols["n_after"], cols["k_after"]
     n_before, k_before = n_after - cols["trials"], k_after - cols["safe"]
     width_k = int(max(k_after.max(), k_before.max())) + 1
     width_n = int(max(n_after.max(), n_before.max())) + 1
     after = (tenant * width_n + n_after) * width_k + k_after
-    before = (tenant * width_n + n_before) * width_k + k_before
     # States with trials, numbered in (tenant, trials, successes) order: the order a
     # snapshot's distinct pairs come in, tenant by tenant.
     has_after, has_before = n_after > 0, n_before > 0
     # Hash first, then sort the distinct states only (np.unique's hash path was slower here).
-    states = np.sort(pd.unique(after[has_after]))
-    after_id = np.where(has_after, np.searchsorted(states, after), -1)
-    before_id = np.where(has_before, np.searchsorted(states, before), -1)
+    codes, distinct = pd.factorize(after[has_after])
+    by_state = np.argsort(distinct)
+    states = distinct[by_state]
+    rank = np.empty(len(distinct), np.int64)
+    rank[by_state] = np.arange(len(distinct))
+    after_id = np.full(len(after), -1, np.int64)
+    after_id[has_after] = rank[codes]
+    # Each entity's changes are consecutive, in step order: a change's state before is its predecessor's after.
+    before_id = np.where(has_before, np.roll(after_id, 1), -1)
     first_trial = has_after & ~has_before  # an entity's trials only grow: it enters the fit once
-    order = np.argsort(cols["time"], kind="stable")
-    return {"tenant": tenant[order], "time": cols["time"][order], "before": before_id[order],
+    order = _stable_code_sort(cols["step"])
+    return {"tenant": tenant[order], "step": cols["step"][order], "before": before_id[order],
             "after": after_id[order], "first_trial": first_trial[order],
             "state_tenant": states // (width_n * width_k),
             "state_n": ((states // width_k) % width_n).astype(np.float64),
             "state_k": (states % width_k).astype(np.float64)}
-
-
-def _counts_before(times: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """How many of ``times`` are strictly before each of ``at``."""
-    return np.searchsorted(np.sort(times), at, side="left")
 
 
 def priors_at(outcomes: list[TenantOutcomes], requests: list[np.ndarray], config: BaselineConfig
@@ -214,16 +224,19 @@ def _priors_at_distinct(outcomes: list[TenantOutcomes], requests: list[np.ndarra
     returns what turns their solution (alpha and beta by fit number) into the priors."""
     n_tenants = len(outcomes)
     out = [(np.empty(len(r)), np.empty(len(r))) for r in requests]
-    ev = _states(outcomes, np.unique(np.concatenate(requests + [np.zeros(0, np.int64)])))
-    # Vectorised: does each tenant (and the pool) have enough to fit its own prior at each instant?
-    first_trial = [ev["time"][ev["first_trial"] & (ev["tenant"] == t)] for t in range(n_tenants)]
-    explicit = [np.repeat(o.time, np.asarray(o.explicit, np.int64)) for o in outcomes]
-    all_entities, all_explicit = np.concatenate(first_trial + [np.zeros(0, np.int64)]), np.concatenate(
-        explicit + [np.zeros(0, np.int64)])
+    asked = np.unique(np.concatenate(requests + [np.zeros(0, np.int64)]))
+    ev = _states(outcomes, asked)
+    # Vectorised: does each tenant (and the pool) have enough to fit its own prior at each instant? Entities
+    # enter at a step (in step order already), explicit labels at a time (sorted once).
+    first_trial = [ev["step"][ev["first_trial"] & (ev["tenant"] == t)] for t in range(n_tenants)]
+    explicit = [np.sort(np.repeat(o.time, np.asarray(o.explicit, np.int64))) for o in outcomes]
+    all_entities = ev["step"][ev["first_trial"]]
+    all_explicit = np.sort(np.concatenate(explicit + [np.zeros(0, np.int64)]))
 
     def enough(entities: np.ndarray, labels: np.ndarray, at: np.ndarray) -> np.ndarray:
-        return (_counts_before(entities, at) >= config.min_prior_entities) & (
-            _counts_before(labels, at) >= config.min_prior_labels)
+        # Entities of steps up to an instant's position among the asked ones; labels strictly before it.
+        return (np.searchsorted(entities, np.searchsorted(asked, at), side="right") >= config.min_prior_entities) & (
+            np.searchsorted(labels, at, side="left") >= config.min_prior_labels)
 
     own = [enough(first_trial[t], explicit[t], requests[t]) for t in range(n_tenants)]
     # Tenants without enough borrow the global prior: pooled when the pool has enough.
@@ -242,7 +255,7 @@ def _priors_at_distinct(outcomes: list[TenantOutcomes], requests: list[np.ndarra
     seg = np.searchsorted(ev["state_tenant"], np.arange(n_tenants + 1))
     version = np.zeros(n_tenants, np.int64)
     applied = 0
-    ends = np.searchsorted(ev["time"], instants, side="left")
+    ends = np.searchsorted(ev["step"], np.searchsorted(asked, instants), side="right")  # changes counted by then
     per_tenant_fit: list[dict[int, int]] = [{} for _ in range(n_tenants)]  # instant -> fit number
     pooled_fit: dict[int, int] = {}
     own_at = [set(np.unique(requests[t][own[t]]).tolist()) for t in range(n_tenants)]
