@@ -152,9 +152,15 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
         for provider in signal_set.providers:
             computed = by_snapshot.get((id(provider), t.tenant_id))
             values = computed if computed is not None else BUILTIN[type(provider)](t)
+            broadcast = provider.level == "message" and level == "edge" and isinstance(rows, slice)
             for spec in provider.signals:
-                out[spec.name][rows] = to_level(values[spec.name], provider.level, spec, t.batch, level,
-                                                dtypes[spec.name])
+                value = values[spec.name]
+                if broadcast and value.dtype == dtypes[spec.name]:
+                    # A message's value gathered to its edges straight into the output rows: no temporary
+                    # column to allocate (and first touch) and copy. Positions are valid: clip never clips.
+                    np.take(value, t.batch.edge_message, out=out[spec.name][rows], mode="clip")
+                else:
+                    out[spec.name][rows] = to_level(value, provider.level, spec, t.batch, level, dtypes[spec.name])
     return signal_set.frame(messages, out, level=level)
 
 
