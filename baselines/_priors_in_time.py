@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import BaselineConfig
-from ._pointintime import _stable_code_sort
+from ._pointintime import code_order
 from ._smoothing import fit_summary_list
 
 __all__ = ["TenantOutcomes", "priors_at", "priors_at_kinds"]
@@ -86,10 +86,9 @@ def _merged(o: TenantOutcomes, instants: np.ndarray) -> dict[str, np.ndarray]:
     width = len(instants)
     step = np.searchsorted(instants, np.asarray(o.time, np.int64), side="right")
     asked = np.flatnonzero(step < width)
-    key = np.asarray(o.entity, np.int64)[asked] * width + step[asked]
-    # Any order of (entity, step) groups will do for their sums; the radix sort of the codes is the fastest.
-    order = _stable_code_sort(key)
-    key = key[order]
+    entity, step = np.asarray(o.entity, np.int64)[asked], step[asked]
+    order = code_order(entity, _step_order(step))  # (entity, step): radix passes
+    key = (entity * width + step)[order]
     new = np.ones(len(key), dtype=bool)
     new[1:] = key[1:] != key[:-1]
     starts = np.flatnonzero(new)
@@ -104,6 +103,12 @@ def _merged(o: TenantOutcomes, instants: np.ndarray) -> dict[str, np.ndarray]:
     first[1:] = entity[1:] != entity[:-1]
     return {"entity": entity, "step": step, "n_after": _running(trials, first), "k_after": _running(safe, first),
             "trials": trials, "safe": safe}
+
+
+def _step_order(step: np.ndarray) -> np.ndarray:
+    """A stable sort order of steps: numpy sorts 16-bit integers stably by radix (a day's steps over
+    years fit), others by merging."""
+    return np.argsort(step.astype(np.uint16) if len(step) and int(step.max()) < 1 << 16 else step, kind="stable")
 
 
 def _running(values: np.ndarray, first: np.ndarray) -> np.ndarray:
@@ -142,7 +147,7 @@ def _states(outcomes: list[TenantOutcomes], instants: np.ndarray) -> dict[str, n
     # Each entity's changes are consecutive, in step order: a change's state before is its predecessor's after.
     before_id = np.where(has_before, np.roll(after_id, 1), -1)
     first_trial = has_after & ~has_before  # an entity's trials only grow: it enters the fit once
-    order = _stable_code_sort(cols["step"])
+    order = _step_order(cols["step"])
     return {"tenant": tenant[order], "step": cols["step"][order], "before": before_id[order],
             "after": after_id[order], "first_trial": first_trial[order],
             "state_tenant": states // (width_n * width_k),
