@@ -36,10 +36,8 @@ import pstats
 import time
 from typing import Callable
 
-import pyarrow as pa
-
 from ._timing import PhaseTimer
-from .bench_baselines import DAY, add_input_arguments, load_messages, time_slice
+from .bench_baselines import DAY, add_input_arguments, load_messages, snapshot_digest, time_slice
 
 
 def _best(run: Callable[[], object], timer: PhaseTimer, repeat: int) -> dict[str, float]:
@@ -91,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         return refresh_many(previous, whole_day, as_of=end, global_prior=pooled)
 
     loop, many = run_refresh(), run_refresh_many()
-    same = all(_bytes(loop[t]) == _bytes(many[t]) for t in previous)
+    same = all(snapshot_digest(loop[t]) == snapshot_digest(many[t]) for t in previous)
     print(f"refresh_many gives each tenant's refresh, byte for byte: {same}")
     del loop, many
 
@@ -122,18 +120,6 @@ def main(argv: list[str] | None = None) -> None:
         stats = pstats.Stats(profile)
         stats.sort_stats("cumulative").print_stats(args.cprofile)
         stats.sort_stats("tottime").print_stats(args.cprofile)
-
-
-def _bytes(snapshot) -> list[bytes]:
-    """A snapshot's tables and refresh state as Arrow IPC bytes, and its manifest record."""
-    tables = [*snapshot.tables.values(), *snapshot.state_tables().values()]
-    out = []
-    for table in tables:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        out.append(sink.getvalue().to_pybytes())
-    return out + [repr(snapshot.meta()).encode()]
 
 
 def _line(phases: dict[str, float]) -> str:
