@@ -32,7 +32,8 @@ from ._snapshot import Snapshot
 from ._store import SnapshotStore
 
 __all__ = ["run_refresh", "RefreshReport", "TenantOutcome", "list_input_tenants", "EXIT_OK", "EXIT_FAILED_TENANTS",
-           "EXIT_USAGE", "EXIT_ERROR", "DEFAULT_CHUNK_ROWS", "ENGINES", "REFRESH_BATCH"]
+           "EXIT_USAGE", "EXIT_ERROR", "DEFAULT_CHUNK_ROWS", "ENGINES", "REFRESH_BATCH",
+           "REFRESH_BATCH_ROWS"]
 
 #: Exit codes of ``commgraph refresh``.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_TENANTS = 0, 1, 2, 3
@@ -46,6 +47,10 @@ DEFAULT_CHUNK_ROWS = 500_000
 #: :func:`refresh_many` (a tenant's refresh is mostly a fixed cost of small-array
 #: calls, which a batch pays once); each is still published, and fails, alone.
 REFRESH_BATCH = 16
+#: And at most this many rows in their current snapshots' tables (from the
+#: manifests), so that a batch of large tenants holds no more memory than a few
+#: of them (a tenant above it is a batch of its own).
+REFRESH_BATCH_ROWS = 1_000_000
 
 #: Where ``run_refresh`` builds: this machine's processes, or an Apache Spark cluster.
 ENGINES: tuple[str, ...] = ("local", "spark")
@@ -353,12 +358,28 @@ def _refresh_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | 
     return outcomes
 
 
-def _batches(tenant_ids: list[str], workers: int) -> list[list[str]]:
-    """Tenants in batches of at most :data:`REFRESH_BATCH`, at least one per worker when there are enough."""
-    if not tenant_ids:
-        return []
+def _batches(tenant_ids: list[str], rows: Mapping[str, int], workers: int) -> list[list[str]]:
+    """Tenants in order, in batches of at most :data:`REFRESH_BATCH` tenants (fewer when that gives each
+    worker one) and :data:`REFRESH_BATCH_ROWS` snapshot rows (``rows``: per tenant)."""
     size = max(1, min(REFRESH_BATCH, -(-len(tenant_ids) // workers)))
-    return [tenant_ids[i:i + size] for i in range(0, len(tenant_ids), size)]
+    batches: list[list[str]] = []
+    held = 0
+    for tenant_id in tenant_ids:
+        if not batches or len(batches[-1]) == size or held + rows[tenant_id] > REFRESH_BATCH_ROWS:
+            batches.append([])
+            held = 0
+        batches[-1].append(tenant_id)
+        held += rows[tenant_id]
+    return batches
+
+
+def _snapshot_rows(store: SnapshotStore, tenant_id: str) -> int:
+    """Rows in the tables of a tenant's current snapshot, from its manifest (0 when unreadable: loading it
+    then fails, in its batch and again alone, where the failure is reported)."""
+    try:
+        return int(sum(store.manifest(tenant_id)["row_counts"].values()))
+    except Exception:  # noqa: BLE001 (reported when the tenant runs)
+        return 0
 
 
 def error_text(exc: BaseException) -> str:
@@ -444,7 +465,8 @@ def run_refresh(
         Refresh each tenant's current snapshot with the mail since its ``as_of``
         (equal to a full build); tenants without one are built in full. Local
         engine only. Tenants are refreshed :data:`REFRESH_BATCH` at a time (one
-        read of their mail, one :func:`~commgraph.baselines.refresh_many`), and
+        read of their mail, one :func:`~commgraph.baselines.refresh_many`; fewer
+        when their snapshots hold more than :data:`REFRESH_BATCH_ROWS` rows), and
         each is published alone; when a batch fails, its tenants run one by one,
         so only a failing tenant fails, with the error it gives alone.
     force : bool, default False
@@ -531,7 +553,8 @@ def run_refresh(
     together = [t for t in chosen if opened.current(t) is not None] if incremental else []
     alone = [t for t in chosen if t not in set(together)]
     workers = (os.cpu_count() or 1) if jobs == -1 else jobs
-    units = [(_refresh_batch, (batch, *args), {"sizes": sizes}) for batch in _batches(together, workers)]
+    rows = {t: _snapshot_rows(opened, t) for t in together}
+    units = [(_refresh_batch, (batch, *args), {"sizes": sizes}) for batch in _batches(together, rows, workers)]
     units += [(_isolated, (t, *args, sizes[t]), {}) for t in alone]
     if jobs == 1 or len(units) < 2:
         results: Iterable[list[TenantOutcome] | TenantOutcome] = (fn(*a, **kw) for fn, a, kw in units)

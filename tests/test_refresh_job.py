@@ -243,3 +243,17 @@ def test_a_failing_tenant_in_a_batch_fails_alone_with_its_own_error(tmp_path, ma
     for tenant in ("tenant-01", "tenant-03"):
         assert _stored_bytes(SnapshotStore(tmp_path / "batch"), tenant) == _stored_bytes(
             SnapshotStore(tmp_path / "alone"), tenant)
+
+
+def test_batches_hold_at_most_their_tenants_and_rows(monkeypatch):
+    from commgraph.baselines import _job
+
+    monkeypatch.setattr(_job, "REFRESH_BATCH", 3)
+    monkeypatch.setattr(_job, "REFRESH_BATCH_ROWS", 100)
+    tenants = [f"t{i}" for i in range(8)]
+    rows = dict(zip(tenants, [10, 10, 10, 10, 90, 500, 5, 5]))
+    # Three at most; a tenant that would take its batch past 100 rows starts the next; one above it is alone.
+    assert _job._batches(tenants, rows, workers=1) == [["t0", "t1", "t2"], ["t3", "t4"], ["t5"], ["t6", "t7"]]
+    # Two workers and four tenants: two batches, one per worker.
+    assert _job._batches(tenants[:4], rows, workers=2) == [["t0", "t1"], ["t2", "t3"]]
+    assert _job._batches([], rows, workers=2) == []
