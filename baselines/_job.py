@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from os import PathLike
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from commgraph.graph import ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources, load_tenant_configs
@@ -296,14 +297,16 @@ def _tenant_counts(messages: Messages, tenant_ids: list[str]) -> dict[str, dict[
     tenant id, so its rejects are the rows whose stripped tenant id is the tenant's)."""
     per_message = messages.frame["tenant_id"].astype("str").value_counts()
     rejects = messages.rejects
-    owner = rejects["tenant_id"].astype("str").str.strip().to_numpy() if "tenant_id" in rejects else None
+    owner = rejects["tenant_id"].astype("str").str.strip().to_numpy() if len(rejects) and "tenant_id" in rejects \
+        else np.zeros(0, object)
+    no_rows = messages.frame.iloc[:0]
     fields = {}
     for tenant_id in tenant_ids:
-        own = rejects[owner == tenant_id] if owner is not None else rejects.iloc[:0]
         counts = ReadCounts()
-        # (the counts of the tenant's rejects, as Messages.summary counts them)
-        counts.add({**Messages(messages.frame.iloc[:0], messages.edges().iloc[:0], own).summary(),
-                    "messages": int(per_message.get(tenant_id, 0))})
+        counts.add({"messages": int(per_message.get(tenant_id, 0)), "rejected_rows": 0, "rejects_by_reason": {}})
+        own = owner == tenant_id
+        if own.any():  # its rejects, counted as Messages.summary counts them (rows with several problems once)
+            counts.add({**Messages(no_rows, no_rows, rejects[own]).summary(), "messages": 0})
         fields[tenant_id] = counts.outcome_fields()
     return fields
 
