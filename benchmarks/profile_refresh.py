@@ -14,7 +14,8 @@ wraps each phase (best of ``--repeat`` runs, wall seconds):
 
 * refresh: ``state_decode`` (the previous state from its Arrow form, as a job
   loading the snapshots from the store pays it), ``tenant_events`` (the new
-  rows, including ``extract``, its per-tenant part),
+  rows, including ``extract``, the pass over the tenants' rows: one per tenant,
+  or one for all with ``refresh_many``),
   ``advance`` (merging them into the state: lifetime, windows, settled labels),
   ``derive_tables``, ``_prior_requests`` (each kind's distinct (n, k) pairs),
   ``_fit_priors`` (the prior fits), ``_add_likelihoods`` (likelihood and
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("tenant_events", "derive_tables", "_prior_requests", "_fit_priors", "_add_likelihoods", "_wrap",
                  "_tenant_priors", "_finish"):
         timer.wrap(_build, name)
-    timer.wrap(_events.EventExtractor, "extract")
+    timer.wrap(_events.EventExtractor, "extract_many", "extract")
     timer.wrap(_state.TenantState, "advance")
     timer.wrap(_state.TenantState, "build", "state_build")
     timer.wrap(_snapshot, "_state_from_arrow", "state_decode")
