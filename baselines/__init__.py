@@ -7,7 +7,7 @@ published to a versioned, checksummed, memory-mapped snapshot store.
 """
 
 from ._aggregate import REDUCERS, Decayed, KeyedAggregate, Windowed
-from ._build import DEFAULT_PRIOR, build_baselines, refresh
+from ._build import DEFAULT_PRIOR, build_baselines, refresh, refresh_many
 from ._config import LABEL_POLICIES, BaselineConfig
 from ._index import KeyIndex
 from ._job import RefreshReport, TenantOutcome, list_input_tenants, run_refresh
@@ -17,8 +17,9 @@ from ._store import CorruptSnapshotError, SnapshotStore
 from ._tables import ENTITY_KINDS, KEY_COLUMNS, TABLES, pair_keys
 
 __all__ = [
-    "BaselineConfig", "LABEL_POLICIES", "build_baselines", "refresh", "DEFAULT_PRIOR", "Snapshot", "SCHEMA_VERSION",
-    "TABLES", "ENTITY_KINDS", "KEY_COLUMNS", "pair_keys", "KeyIndex", "KeyedAggregate", "Decayed", "Windowed",
-    "REDUCERS", "SnapshotStore", "CorruptSnapshotError", "fit_beta_prior", "posterior_mean", "posterior_lower_bound",
-    "beta_binomial_loglik", "RefreshReport", "TenantOutcome", "list_input_tenants", "run_refresh",
+    "BaselineConfig", "LABEL_POLICIES", "build_baselines", "refresh", "refresh_many", "DEFAULT_PRIOR", "Snapshot",
+    "SCHEMA_VERSION", "TABLES", "ENTITY_KINDS", "KEY_COLUMNS", "pair_keys", "KeyIndex", "KeyedAggregate", "Decayed",
+    "Windowed", "REDUCERS", "SnapshotStore", "CorruptSnapshotError", "fit_beta_prior", "posterior_mean",
+    "posterior_lower_bound", "beta_binomial_loglik", "RefreshReport", "TenantOutcome", "list_input_tenants",
+    "run_refresh",
 ]

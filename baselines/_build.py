@@ -6,8 +6,9 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from ._snapshot import Snapshot, _state_to_arrow, check_tenant
 from ._state import TenantState
 from ._tables import ENTITY_KINDS, derive_tables, to_arrow
 
-__all__ = ["build_baselines", "refresh", "DEFAULT_PRIOR"]
+__all__ = ["build_baselines", "refresh", "refresh_many", "DEFAULT_PRIOR"]
 
 #: The prior of last resort: uniform, used when no tenant has enough labels to fit one.
 DEFAULT_PRIOR = (1.0, 1.0)
@@ -93,27 +94,50 @@ class _Outcomes:
         return self.n_u[counted], self.k_u[counted], self.counts[counted]
 
 
-def _add_likelihoods(cols: dict[str, Any], outcomes: _Outcomes, a: float, b: float, config: BaselineConfig) -> None:
-    # Both are functions of (n, k): solve them per distinct pair, then spread to the entities.
-    # The pairs are distinct already, so the lower bound is the quantile itself (what
-    # posterior_lower_bound computes after finding the distinct pairs a second time), in the
-    # float32 the table stores (scipy's value rounded, as the backfill computes it too).
-    inverse, k_u, n_u = outcomes.inverse, outcomes.k_u, outcomes.n_u
-    cols["likelihood_safe"] = posterior_mean(k_u, n_u, a, b).astype(np.float32)[inverse]
-    cols["likelihood_safe_lower"] = beta_quantile(k_u + a, n_u - k_u + b, 1.0 - config.credible_level,
-                                                  np.float32)[inverse]
+#: The likelihood columns of one table to add: its columns, outcomes, prior (alpha, beta) and credible level.
+_Likelihood = tuple[dict[str, Any], _Outcomes, float, float, float]
 
 
-def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *, summarise: bool,
-                   keep: dict[str, _Outcomes] | None = None) -> dict[str, dict[str, Any]]:
-    """Per entity kind, the tenant's own prior when it has enough labels (likelihood columns added),
-    and what pooling across tenants needs: distinct (n, k) with counts, and the explicit labels.
+def _add_likelihoods(jobs: list[_Likelihood]) -> None:
+    """The likelihood columns of several tables at once: ``(columns, outcomes, alpha, beta, level)`` each.
 
-    Runs where the tables were derived (a worker process), so only the small
-    summaries travel and the parent fits the global priors from them. ``keep``
-    (same process only) receives each kind's outcomes, for :func:`_finish`."""
+    Both columns are functions of (n, k) and the prior: solved per distinct pair
+    of each table, then spread to its entities. The pairs of every table go
+    through one call each, with the priors as arrays (elementwise: each value
+    is the one a call of its own gives, so a tenant refreshed with others gets
+    the bytes it gets alone). The pairs are distinct already, so the lower
+    bound is the quantile itself (what posterior_lower_bound computes after
+    finding the distinct pairs a second time), in the float32 the table stores
+    (scipy's value rounded, as the backfill computes it too).
+    """
+    by_level: dict[float, list[_Likelihood]] = {}
+    for job in jobs:  # (one level in practice: snapshots of one configuration)
+        by_level.setdefault(job[4], []).append(job)
+    for level, same in by_level.items():
+        lengths = [len(outcomes.n_u) for _, outcomes, *_ in same]
+        k_u = np.concatenate([outcomes.k_u for _, outcomes, *_ in same])
+        n_u = np.concatenate([outcomes.n_u for _, outcomes, *_ in same])
+        a = np.repeat(np.array([job[2] for job in same], np.float64), lengths)
+        b = np.repeat(np.array([job[3] for job in same], np.float64), lengths)
+        mean = posterior_mean(k_u, n_u, a, b).astype(np.float32)
+        lower = beta_quantile(k_u + a, n_u - k_u + b, 1.0 - level, np.float32)
+        starts = np.cumsum([0] + lengths)
+        for (cols, outcomes, *_), lo, hi in zip(same, starts[:-1], starts[1:]):
+            cols["likelihood_safe"] = mean[lo:hi][outcomes.inverse]
+            cols["likelihood_safe_lower"] = lower[lo:hi][outcomes.inverse]
+
+
+#: A prior fit a tenant asks for: its tables, the entity kind, the kind's outcomes, their (n, k) summary and
+#: the credible level of the bound.
+_Fit = tuple[dict[str, dict[str, Any]], str, _Outcomes, tuple[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+def _prior_requests(tables: dict[str, dict[str, Any]], config: BaselineConfig, *, summarise: bool,
+                    keep: dict[str, _Outcomes] | None = None) -> tuple[dict[str, dict[str, Any]], list[_Fit]]:
+    """Per entity kind, what pooling across tenants needs (distinct (n, k) with counts, and the explicit
+    labels), and the fits of the kinds with enough labels for a prior of the tenant's own (not run yet)."""
     out: dict[str, dict[str, Any]] = {}
-    fits: list[tuple[str, _Outcomes, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+    fits: list[_Fit] = []
     for kind in ENTITY_KINDS:
         cols = tables[kind]
         outcomes = _Outcomes(cols, config)
@@ -124,12 +148,35 @@ def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *,
         if summarise:
             info["summary"] = summary
         if int(summary[2].sum()) >= config.min_prior_entities and info["explicit"] >= config.min_prior_labels:
-            fits.append((kind, outcomes, summary))  # = fit_beta_prior(k, n), from the distinct pairs found once
+            # = fit_beta_prior(k, n), from the distinct pairs found once
+            fits.append((tables, kind, outcomes, summary, config.credible_level))
         out[kind] = info
-    for (kind, outcomes, _), a, b in zip(fits, *_tolists(fit_summary_list([summary for _, _, summary in fits]))):
-        out[kind]["prior"] = {"alpha": a, "beta": b, "source": "tenant"}
-        _add_likelihoods(tables[kind], outcomes, a, b, config)
-    return out
+    return out, fits
+
+
+def _fit_priors(requests: list[tuple[dict[str, dict[str, Any]], list[_Fit]]]) -> list[_Likelihood]:
+    """Every requested prior fit in one batch (each fit's bits do not depend on the others: see
+    :func:`fit_summaries`), recorded in its tenant's infos; returns the likelihood jobs they call for."""
+    fits = [(infos, fit) for infos, asked in requests for fit in asked]
+    jobs = []
+    for (infos, (tables, kind, outcomes, _, level)), a, b in zip(
+            fits, *_tolists(fit_summary_list([fit[3] for _, fit in fits]))):
+        infos[kind]["prior"] = {"alpha": a, "beta": b, "source": "tenant"}
+        jobs.append((tables[kind], outcomes, a, b, level))
+    return jobs
+
+
+def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *, summarise: bool,
+                   keep: dict[str, _Outcomes] | None = None) -> dict[str, dict[str, Any]]:
+    """Per entity kind, the tenant's own prior when it has enough labels (likelihood columns added),
+    and what pooling across tenants needs: distinct (n, k) with counts, and the explicit labels.
+
+    Runs where the tables were derived (a worker process), so only the small
+    summaries travel and the parent fits the global priors from them. ``keep``
+    (same process only) receives each kind's outcomes, for :func:`_finish`."""
+    infos, fits = _prior_requests(tables, config, summarise=summarise, keep=keep)
+    _add_likelihoods(_fit_priors([(infos, fits)]))
+    return infos
 
 
 def _tolists(fitted: tuple[np.ndarray, np.ndarray]) -> tuple[list[float], list[float]]:
@@ -167,8 +214,19 @@ def _finish(state: "TenantState | _Shipped", tables: dict[str, dict[str, Any]], 
     """Borrow the global prior where the tenant has none of its own, and wrap it all up.
 
     ``outcomes``: per kind, the outcomes :func:`_tenant_priors` found (else found again here)."""
+    priors, jobs = _borrow_global(tables, infos, config, global_priors, outcomes)
+    _add_likelihoods(jobs)
+    return _wrap(state, tables, priors, config, secret)
+
+
+def _borrow_global(tables: dict[str, dict[str, Any]], infos: dict[str, dict[str, Any]], config: BaselineConfig,
+                   global_priors: dict[str, Any], outcomes: dict[str, _Outcomes] | None
+                   ) -> tuple[dict[str, Any], list[_Likelihood]]:
+    """The tenant's priors per kind (its own, or the global one borrowed), recorded in its tenant table, and the
+    likelihood jobs of the borrowed ones (for :func:`_add_likelihoods`)."""
     priors: dict[str, Any] = {"global": global_priors}
     tenant = tables["tenant"]
+    jobs = []
     for kind in ENTITY_KINDS:
         if infos[kind]["prior"] is not None:
             priors[kind] = infos[kind]["prior"]
@@ -176,10 +234,16 @@ def _finish(state: "TenantState | _Shipped", tables: dict[str, dict[str, Any]], 
             g = global_priors[kind]
             priors[kind] = {"alpha": g["alpha"], "beta": g["beta"], "source": "global"}
             found = outcomes[kind] if outcomes is not None else _Outcomes(tables[kind], config)
-            _add_likelihoods(tables[kind], found, g["alpha"], g["beta"], config)
+            jobs.append((tables[kind], found, g["alpha"], g["beta"], config.credible_level))
         tenant[f"prior_alpha_{kind}"] = np.array([priors[kind]["alpha"]])
         tenant[f"prior_beta_{kind}"] = np.array([priors[kind]["beta"]])
         tenant[f"prior_source_{kind}"] = np.array([priors[kind]["source"]], dtype=object)
+    return priors, jobs
+
+
+def _wrap(state: "TenantState | _Shipped", tables: dict[str, dict[str, Any]], priors: dict[str, Any],
+          config: BaselineConfig, secret: bytes | None) -> Snapshot:
+    """The snapshot of finished tables (every likelihood column added)."""
     arrow = {name: to_arrow(cols) for name, cols in tables.items()}
     fingerprint = f"xsum64:{state.fingerprint % 2**64:016x}"
     shipped = isinstance(state, _Shipped)
@@ -389,40 +453,158 @@ def refresh(snapshot: Snapshot, new_messages: Messages | None, *, as_of: Any, se
     if not isinstance(snapshot, Snapshot):
         raise ConfigError(f"The 'snapshot' parameter of refresh must be a Snapshot. Got {type(snapshot).__name__} "
                           "instead.")
-    config = snapshot.config
-    as_of_ts = _timestamp(as_of, "as_of", "refresh")
-    if as_of_ts < snapshot.as_of:
-        raise ConfigError(f"The 'as_of' parameter of refresh must be a timestamp >= the snapshot's as_of "
-                          f"({snapshot.as_of.isoformat()}). Got {as_of_ts.isoformat()!r} instead.")
     tenant = snapshot.tenant_id
-    if config.privacy:
-        if secret is None:
-            raise ConfigError(f"snapshot of tenant {tenant!r} is in privacy mode: pass its secret to refresh")
-        if _secret_check(secret) != snapshot.secret_check:
-            raise ConfigError(f"the secret given for tenant {tenant!r} is not the one its snapshot was built with")
-    state = snapshot.tenant_state()
-    check_tenant(state.tenant_id, tenant, "refresh state")
-    ev = None
-    if new_messages is not None:
-        ev = tenant_events(new_messages, as_of=as_of_ts, since=snapshot.as_of, tenants=[tenant],
-                           secrets={tenant: secret} if secret is not None else None,
-                           privacy=config.privacy).get(tenant)
-    if ev is None:
-        ev = TenantEvents(tenant, empty_events(), {}, 0)
-    new_state = state.advance(ev.rows, as_of=as_of_ts.value, windows=_windows(config),
-                              settle_delay=_ns(config.settle_delay), half_life=_ns(config.half_life),
-                              names=ev.names, fingerprint=ev.fingerprint, groupings=ev.groupings)
-    tables = derive_tables(new_state, config)
+    return _refresh_all({tenant: snapshot}, new_messages, as_of, {tenant: secret} if secret is not None else {},
+                        global_prior, "refresh")[tenant]
+
+
+def refresh_many(snapshots: Mapping[str, Snapshot], new_messages: Messages | None, *, as_of: Any,
+                 secrets: Mapping[str, bytes] | None = None, global_prior: Mapping[str, Any] | None = None
+                 ) -> dict[str, Snapshot]:
+    """:func:`refresh` of several tenants' snapshots at once, from one input holding their new mail.
+
+    Each result is the snapshot :func:`refresh` gives that tenant alone, to the
+    byte, and so equals a rebuild; the work that does not depend on the tenant
+    is done once for all of them: the new mail is read in one pass (per
+    previous ``as_of``), every tenant's prior fits run as one batch and every
+    likelihood and credible-bound column in one call. A refresh job's worker
+    refreshes its tenants this way, so the fixed cost of a tenant (hundreds of
+    small-array calls) is paid per batch. Tenants never mix: each snapshot
+    reads only its own tenant's rows of ``new_messages``.
+
+    Parameters
+    ----------
+    snapshots : mapping of str to Snapshot
+        The previous snapshots, keyed by their tenant ids.
+    new_messages : Messages or None
+        Validated messages of any of the tenants (see :func:`refresh` for what
+        they must hold); None when only time passes.
+    as_of : timestamp-like
+        The new instant, not before any snapshot's ``as_of``.
+    secrets : mapping of str to bytes, optional
+        Per-tenant secrets, required for the snapshots in privacy mode.
+    global_prior : mapping, optional
+        Per entity kind, ``{"alpha": .., "beta": ..}`` for cold-start tenants
+        to borrow instead of their snapshots' global priors.
+
+    Returns
+    -------
+    dict of str to Snapshot
+        Keyed by tenant id, sorted.
+
+    Raises
+    ------
+    ConfigError
+        For bad parameters, naming the tenant; an error while refreshing one
+        tenant carries a note naming it.
+
+    Examples
+    --------
+    >>> from commgraph.graph import validate
+    >>> rows = pd.DataFrame({"tenant_id": ["a", "a", "b", "b"], "message_id": ["1", "2", "1", "2"],
+    ...     "timestamp": ["2024-05-01T09:00Z", "2024-05-03T09:00Z", "2024-05-01T10:00Z", "2024-05-03T10:00Z"],
+    ...     "sender": "x@out.com", "recipients": ["u@a.com", "u@a.com", "v@b.com", "v@b.com"]})
+    >>> m = validate(rows, tenants=[{"tenant_id": "a", "own_domains": ["a.com"]},
+    ...                             {"tenant_id": "b", "own_domains": ["b.com"]}])
+    >>> first = build_baselines(m, as_of="2024-05-02")
+    >>> later = refresh_many(first, m, as_of="2024-05-04")
+    >>> [s.table("sender")["n_messages"].tolist() for s in later.values()]
+    [[2], [2]]
+    >>> all(later[t].equals(refresh(first[t], m, as_of="2024-05-04")) for t in later)
+    True
+    """
+    if not isinstance(snapshots, Mapping):
+        raise ConfigError(f"The 'snapshots' parameter of refresh_many must be a mapping of tenant ids to Snapshots. "
+                          f"Got {type(snapshots).__name__} instead.")
+    for tenant, snapshot in snapshots.items():
+        if not isinstance(snapshot, Snapshot):
+            raise ConfigError(f"The 'snapshots' parameter of refresh_many must map tenant ids to Snapshots. Got "
+                              f"{type(snapshot).__name__} for tenant {tenant!r} instead.")
+        if snapshot.tenant_id != tenant:
+            raise ConfigError(f"The 'snapshots' parameter of refresh_many must key each snapshot by its tenant id. "
+                              f"Got the snapshot of tenant {snapshot.tenant_id!r} under {tenant!r} instead.")
+    if secrets is not None and not isinstance(secrets, Mapping):
+        raise ConfigError(f"The 'secrets' parameter of refresh_many must be a mapping of tenant ids to bytes. Got "
+                          f"{type(secrets).__name__} instead.")
+    refreshed = _refresh_all(snapshots, new_messages, as_of, secrets or {}, global_prior, "refresh_many")
+    return dict(sorted(refreshed.items()))
+
+
+@contextmanager
+def _naming(tenant: str, many: bool) -> Iterator[None]:
+    """Notes the tenant on an error raised while refreshing it among others (alone, the error is as it was)."""
+    try:
+        yield
+    except Exception as exc:
+        if many:
+            exc.add_note(f"(while refreshing tenant {tenant!r})")
+        raise
+
+
+def _given_globals(snapshot: Snapshot, global_prior: Mapping[str, Any] | None, caller: str) -> dict[str, Any]:
+    """The global priors a cold-start tenant borrows: its snapshot's, or the ones given."""
     globals_ = dict(snapshot.priors["global"])
     if global_prior is not None:
         unknown = sorted(set(global_prior) - set(globals_))
         if unknown:
-            raise ConfigError(f"The 'global_prior' parameter of refresh must map entity kinds "
+            raise ConfigError(f"The 'global_prior' parameter of {caller} must map entity kinds "
                               f"({', '.join(map(repr, globals_))}) to priors. Got kinds {unknown} instead.")
         for kind, prior in global_prior.items():
             globals_[kind] = {"alpha": float(prior["alpha"]), "beta": float(prior["beta"]),
                               "source": prior.get("source", "given")}
-    outcomes: dict[str, _Outcomes] = {}
-    infos = _tenant_priors(tables, config, summarise=False, keep=outcomes)
-    return _finish(new_state, tables, infos, config, globals_, secret, outcomes)
+    return globals_
 
+
+def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | None, as_of: Any,
+                 secrets: Mapping[str, bytes], global_prior: Mapping[str, Any] | None, caller: str
+                 ) -> dict[str, Snapshot]:
+    """:func:`refresh` of each snapshot (checked: keyed by its tenant), the shared work done once."""
+    as_of_ts = _timestamp(as_of, "as_of", caller)
+    many = len(snapshots) > 1
+    for tenant, snapshot in snapshots.items():
+        if as_of_ts < snapshot.as_of:
+            whose = "the snapshot's" if not many else f"tenant {tenant!r}'s snapshot's"
+            raise ConfigError(f"The 'as_of' parameter of {caller} must be a timestamp >= {whose} as_of "
+                              f"({snapshot.as_of.isoformat()}). Got {as_of_ts.isoformat()!r} instead.")
+        if snapshot.config.privacy:
+            secret = secrets.get(tenant)
+            if secret is None:
+                raise ConfigError(f"snapshot of tenant {tenant!r} is in privacy mode: pass its secret to {caller}")
+            if _secret_check(secret) != snapshot.secret_check:
+                raise ConfigError(f"the secret given for tenant {tenant!r} is not the one its snapshot was built "
+                                  "with")
+    globals_ = {tenant: _given_globals(snapshot, global_prior, caller) for tenant, snapshot in snapshots.items()}
+    # The new rows: one extraction per previous as_of (and privacy mode), over every tenant that shares it.
+    events: dict[str, TenantEvents] = {}
+    if new_messages is not None:
+        groups: dict[tuple[pd.Timestamp, bool], list[str]] = {}
+        for tenant, snapshot in snapshots.items():
+            groups.setdefault((snapshot.as_of, snapshot.config.privacy), []).append(tenant)
+        for (since, privacy), tenants in groups.items():
+            given = {t: secrets[t] for t in tenants if secrets.get(t) is not None}
+            events.update(tenant_events(new_messages, as_of=as_of_ts, since=since, tenants=tenants,
+                                        secrets=given or None, privacy=privacy))
+    done = []
+    for tenant, snapshot in snapshots.items():
+        config = snapshot.config
+        with _naming(tenant, many):
+            state = snapshot.tenant_state()
+            check_tenant(state.tenant_id, tenant, "refresh state")
+            ev = events.get(tenant) or TenantEvents(tenant, empty_events(), {}, 0)
+            new_state = state.advance(ev.rows, as_of=as_of_ts.value, windows=_windows(config),
+                                      settle_delay=_ns(config.settle_delay), half_life=_ns(config.half_life),
+                                      names=ev.names, fingerprint=ev.fingerprint, groupings=ev.groupings)
+            tables = derive_tables(new_state, config)
+            outcomes: dict[str, _Outcomes] = {}
+            infos, fits = _prior_requests(tables, config, summarise=False, keep=outcomes)
+        done.append((tenant, new_state, tables, outcomes, infos, fits))
+    # Every tenant's prior fits in one batch, then every likelihood column (own priors and borrowed) in one call.
+    jobs = _fit_priors([(infos, fits) for *_, infos, fits in done])
+    finished = []
+    for tenant, new_state, tables, outcomes, infos, _ in done:
+        priors, borrowed = _borrow_global(tables, infos, snapshots[tenant].config, globals_[tenant], outcomes)
+        jobs += borrowed
+        finished.append((tenant, new_state, tables, priors))
+    _add_likelihoods(jobs)
+    return {tenant: _wrap(new_state, tables, priors, snapshots[tenant].config, secrets.get(tenant))
+            for tenant, new_state, tables, priors in finished}

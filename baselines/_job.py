@@ -10,6 +10,7 @@ fail alone: the others still publish, and the report says which failed and why.
 from __future__ import annotations
 
 import json
+import os
 import time
 import traceback
 import warnings
@@ -17,13 +18,14 @@ from dataclasses import asdict, dataclass, field
 from os import PathLike
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from commgraph.graph import ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources, load_tenant_configs
-from commgraph.graph import read_frame, read_messages
+from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._readers import parquet_dataset, partition_rows, partition_values
 
-from ._build import build_baselines, refresh
+from ._build import build_baselines, refresh, refresh_many
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._partial import ReadCounts, finish_snapshot, merge_states, no_usable_mail, partial_state
@@ -31,7 +33,8 @@ from ._snapshot import Snapshot
 from ._store import SnapshotStore
 
 __all__ = ["run_refresh", "RefreshReport", "TenantOutcome", "list_input_tenants", "EXIT_OK", "EXIT_FAILED_TENANTS",
-           "EXIT_USAGE", "EXIT_ERROR", "DEFAULT_CHUNK_ROWS", "ENGINES"]
+           "EXIT_USAGE", "EXIT_ERROR", "DEFAULT_CHUNK_ROWS", "ENGINES", "REFRESH_BATCH",
+           "REFRESH_BATCH_ROWS"]
 
 #: Exit codes of ``commgraph refresh``.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_TENANTS = 0, 1, 2, 3
@@ -40,6 +43,15 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_TENANTS = 0, 1, 2, 3
 #: read and built in one piece, exactly as without chunks; a larger one costs
 #: one partial build per chunk and their merges (see benchmarks/bench_refresh.py).
 DEFAULT_CHUNK_ROWS = 500_000
+
+#: Tenants an incremental job refreshes together: one read of their mail and one
+#: :func:`refresh_many` (a tenant's refresh is mostly a fixed cost of small-array
+#: calls, which a batch pays once); each is still published, and fails, alone.
+REFRESH_BATCH = 16
+#: And at most this many rows in their current snapshots' tables (from the
+#: manifests), so that a batch of large tenants holds no more memory than a few
+#: of them (a tenant above it is a batch of its own).
+REFRESH_BATCH_ROWS = 1_000_000
 
 #: Where ``run_refresh`` builds: this machine's processes, or an Apache Spark cluster.
 ENGINES: tuple[str, ...] = ("local", "spark")
@@ -64,10 +76,11 @@ class TenantOutcome:
         Input rows of the tenant, and those set aside by the message contract.
     rejects_by_reason : dict
     seconds : float
-        Time spent on the tenant (on Spark: summed over the tasks that worked on it).
+        Time spent on the tenant (on Spark: summed over the tasks that worked on it;
+        refreshed in a batch: its even share of the batch's time, and its publishing).
     peak_mib : float
         Peak resident memory of the process while it ran the tenant (on Spark: the
-        largest among the Python workers that worked on it).
+        largest among the Python workers that worked on it; in a batch: the batch's).
     error : str or None
         The failure, with its type, when ``status == 'failed'``.
 
@@ -279,6 +292,99 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
                          **fields)
 
 
+def _tenant_counts(messages: Messages, tenant_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per tenant, the outcome fields a read of its mail alone reports (a read filters rows by their stripped
+    tenant id, so its rejects are the rows whose stripped tenant id is the tenant's)."""
+    per_message = messages.frame["tenant_id"].astype("str").value_counts()
+    rejects = messages.rejects
+    owner = rejects["tenant_id"].astype("str").str.strip().to_numpy() if len(rejects) and "tenant_id" in rejects \
+        else np.zeros(0, object)
+    no_rows = messages.frame.iloc[:0]
+    fields = {}
+    for tenant_id in tenant_ids:
+        counts = ReadCounts()
+        counts.add({"messages": int(per_message.get(tenant_id, 0)), "rejected_rows": 0, "rejects_by_reason": {}})
+        own = owner == tenant_id
+        if own.any():  # its rejects, counted as Messages.summary counts them (rows with several problems once)
+            counts.add({**Messages(no_rows, no_rows, rejects[own]).summary(), "messages": 0})
+        fields[tenant_id] = counts.outcome_fields()
+    return fields
+
+
+def _refresh_together(tenant_ids: list[str], inputs: Any, store_path: str, as_of: pd.Timestamp,
+                      tenant_configs: dict[str, TenantConfig] | None, columns: Mapping[str, str] | None,
+                      read_options: Mapping[str, Any]) -> tuple[dict[str, Snapshot], dict[str, dict[str, Any]]]:
+    """The refreshed snapshots of tenants that each have a current one, and their outcome fields: their mail
+    read at once, their snapshots refreshed by one :func:`refresh_many` (as each alone, to the byte)."""
+    store = SnapshotStore(store_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as in _refresh_tenant: inferred own domains go to the report
+        messages = read_messages(inputs, only_tenants=tenant_ids, strict=False, columns=columns,
+                                 tenants=tenant_configs, **read_options)
+    fields = _tenant_counts(messages, tenant_ids)
+    previous = {t: store.load(t) for t in tenant_ids}
+    if any(p.as_of > as_of for p in previous.values()):
+        raise ConfigError("a current snapshot is later than --as-of")  # each tenant alone names its own
+    moving = {t: p for t, p in previous.items() if p.as_of < as_of}
+    return {**previous, **refresh_many(moving, messages, as_of=as_of)}, fields
+
+
+def _refresh_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | None]) -> list[TenantOutcome]:
+    """Incremental refreshes of tenants that each have a current snapshot, together, each published alone.
+
+    ``args`` are :func:`_refresh_tenant`'s after the tenant. If the batch fails
+    before publishing, each tenant runs alone (:func:`_isolated`): only a
+    failing tenant fails, with the error it gives alone. The batch's shared
+    time is split evenly among its tenants; ``peak_mib`` is the batch's.
+    """
+    inputs, store_path, as_of, _, tenant_configs, columns, _, force, read_options, _ = args
+    start = time.perf_counter()
+    reset_peak()
+    try:
+        snapshots, fields = _refresh_together(tenant_ids, inputs, store_path, as_of, tenant_configs, columns,
+                                              read_options)
+    except Exception:  # noqa: BLE001 (found again, and reported, per tenant)
+        return [_isolated(t, *args, sizes.get(t)) for t in tenant_ids]
+    shared = (time.perf_counter() - start) / len(tenant_ids)
+    store = SnapshotStore(store_path)
+    outcomes = []
+    for tenant_id in tenant_ids:
+        begun = time.perf_counter()
+        try:
+            status, version = publish_snapshot(store, snapshots[tenant_id], force)
+        except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
+            outcomes.append(TenantOutcome(tenant_id, "failed", seconds=shared + time.perf_counter() - begun,
+                                          peak_mib=peak_mib(), error=error_text(exc)))
+            continue
+        outcomes.append(TenantOutcome(tenant_id, status, "incremental", version, peak_mib=peak_mib(),
+                                      seconds=shared + time.perf_counter() - begun, **fields[tenant_id]))
+    return outcomes
+
+
+def _batches(tenant_ids: list[str], rows: Mapping[str, int], workers: int) -> list[list[str]]:
+    """Tenants in order, in batches of at most :data:`REFRESH_BATCH` tenants (fewer when that gives each
+    worker one) and :data:`REFRESH_BATCH_ROWS` snapshot rows (``rows``: per tenant)."""
+    size = max(1, min(REFRESH_BATCH, -(-len(tenant_ids) // workers)))
+    batches: list[list[str]] = []
+    held = 0
+    for tenant_id in tenant_ids:
+        if not batches or len(batches[-1]) == size or held + rows[tenant_id] > REFRESH_BATCH_ROWS:
+            batches.append([])
+            held = 0
+        batches[-1].append(tenant_id)
+        held += rows[tenant_id]
+    return batches
+
+
+def _snapshot_rows(store: SnapshotStore, tenant_id: str) -> int:
+    """Rows in the tables of a tenant's current snapshot, from its manifest (0 when unreadable: loading it
+    then fails, in its batch and again alone, where the failure is reported)."""
+    try:
+        return int(sum(store.manifest(tenant_id)["row_counts"].values()))
+    except Exception:  # noqa: BLE001 (reported when the tenant runs)
+        return 0
+
+
 def error_text(exc: BaseException) -> str:
     """A failure as the report shows it: its type and message, on one line."""
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -361,7 +467,11 @@ def run_refresh(
     incremental : bool, default False
         Refresh each tenant's current snapshot with the mail since its ``as_of``
         (equal to a full build); tenants without one are built in full. Local
-        engine only.
+        engine only. Tenants are refreshed :data:`REFRESH_BATCH` at a time (one
+        read of their mail, one :func:`~commgraph.baselines.refresh_many`; fewer
+        when their snapshots hold more than :data:`REFRESH_BATCH_ROWS` rows), and
+        each is published alone; when a batch fails, its tenants run one by one,
+        so only a failing tenant fails, with the error it gives alone.
     force : bool, default False
         Publish even when the current snapshot already has this content and ``as_of``.
     on_outcome : callable, optional
@@ -441,15 +551,22 @@ def run_refresh(
     chosen = choose_tenants(sorted(sizes), tenants)
     args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
             chunk_rows)
-    SnapshotStore(store)  # create the directory (and refuse a bad path) before any worker starts
-    if jobs == 1 or len(chosen) < 2:
-        results: Iterable[TenantOutcome] = (_isolated(t, *args, sizes[t]) for t in chosen)
+    opened = SnapshotStore(store)  # create the directory (and refuse a bad path) before any worker starts
+    # Tenants with a current snapshot refresh incrementally, in batches; the others build alone.
+    together = [t for t in chosen if opened.current(t) is not None] if incremental else []
+    alone = [t for t in chosen if t not in set(together)]
+    workers = (os.cpu_count() or 1) if jobs == -1 else jobs
+    rows = {t: _snapshot_rows(opened, t) for t in together}
+    units = [(_refresh_batch, (batch, *args), {"sizes": sizes}) for batch in _batches(together, rows, workers)]
+    units += [(_isolated, (t, *args, sizes[t]), {}) for t in alone]
+    if jobs == 1 or len(units) < 2:
+        results: Iterable[list[TenantOutcome] | TenantOutcome] = (fn(*a, **kw) for fn, a, kw in units)
     else:
         from joblib import Parallel, delayed
 
-        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(_isolated)(t, *args, sizes[t]) for t in chosen)
-    return collect_report(results, as_of_ts, started, on_outcome)
+        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(fn)(*a, **kw) for fn, a, kw in units)
+    return collect_report((o for r in results for o in (r if isinstance(r, list) else [r])), as_of_ts, started,
+                          on_outcome)
 
 
 def collect_report(results: Iterable[TenantOutcome], as_of: pd.Timestamp, started: float,

@@ -15,7 +15,10 @@ Reported:
   that the numbers agree (sender, sender_domain, pair, recipient and tenant
   counts, windows, first/last seen, active days, distinct counts, decayed counts);
 * refresh: one new full day of mail into the snapshots of the day before, against a full
-  rebuild over the 90 days (one process each);
+  rebuild over the 90 days (one process each): tenant by tenant (``refresh`` of each
+  with its own day's mail) and all at once (``refresh_many`` over the day's mail of
+  every tenant), each with its ratio to the rebuild, and a check that both give the
+  same bytes and equal the rebuild;
 * store: a one-tenant snapshot with ``--senders`` distinct senders, published,
   then loaded (memory-mapped, with and without checksum verification), its
   bytes per sender row and per key of the lookup index, lookup speed, and the
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import pickle
 import statistics
 import tempfile
@@ -64,6 +68,18 @@ def load_messages(scale: float, days: int, tenants: int, cache: str | None):
         with open(cache, "wb") as fh:
             pickle.dump(m, fh, protocol=5)
     return m
+
+
+def snapshot_digest(snapshot) -> str:
+    """SHA-256 of what a store writes of a snapshot: its tables and refresh state (Arrow IPC) and its manifest
+    record (to compare snapshots byte for byte without holding two sets of them)."""
+    digest = hashlib.sha256(repr(snapshot.meta()).encode())
+    for table in [*snapshot.tables.values(), *snapshot.state_tables().values()]:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        digest.update(sink.getvalue())
+    return digest.hexdigest()
 
 
 def time_slice(m, start: pd.Timestamp, end: pd.Timestamp, tenant: str | None = None):
@@ -370,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store-only", action="store_true", help="only the store measurements")
     args = parser.parse_args(argv)
 
-    from commgraph.baselines import BaselineConfig, build_baselines, refresh
+    from commgraph.baselines import BaselineConfig, build_baselines, refresh, refresh_many
 
     if args.store_only:
         _print_store(measure_store(args.senders, args.repeat))
@@ -427,36 +443,48 @@ def main(argv: list[str] | None = None) -> None:
     before = end - DAY
     previous = build_baselines(m, as_of=before, config=config, n_jobs=args.jobs)
     new_day = {t: time_slice(m, before, end, t) for t in previous}  # the refresh job's per-tenant input
+    whole_day = time_slice(m, before, end)  # every tenant's, for refresh_many
     # Cold-start tenants borrow the global prior; give the refresh the one the rebuild pools, so that the
     # comparison below is exact (a refresh job gets it from the pooled fit over all tenants).
     pooled = {k: v for k, v in next(iter(snapshots.values())).priors["global"].items()}
     del snapshots  # only the refresh section's snapshots from here on (memory)
-    refresh_s, rebuild_s, refresh_cpu, rebuild_cpu = [], [], [], []
-    refreshed = rebuilt = None
+    times: dict[str, list[float]] = {"loop": [], "many": [], "rebuild": []}
+    cpu: dict[str, list[float]] = {"loop": [], "many": [], "rebuild": []}
+    runs = {"loop": lambda: {t: refresh(s, new_day[t], as_of=end, global_prior=pooled) for t, s in previous.items()},
+            "many": lambda: refresh_many(previous, whole_day, as_of=end, global_prior=pooled),
+            "rebuild": lambda: build_baselines(m, as_of=end, config=config, n_jobs=1)}
+    results: dict[str, dict] = {}
     for _ in range(args.repeat):
-        refreshed = rebuilt = None
-        for s in previous.values():
-            # Every run decodes the previous state from its Arrow form, as a refresh job that loads the
-            # snapshots from the store does (a decoded state kept from the first run would flatter it).
-            s.state_tables()
-            s.state = None
-        gc.collect()
-        c0, t0 = _cpu_s(), time.perf_counter()
-        refreshed = {t: refresh(s, new_day[t], as_of=end, global_prior=pooled) for t, s in previous.items()}
-        refresh_s.append(time.perf_counter() - t0)
-        refresh_cpu.append(_cpu_s() - c0)
-        gc.collect()
-        c0, t0 = _cpu_s(), time.perf_counter()
-        rebuilt = build_baselines(m, as_of=end, config=config, n_jobs=1)
-        rebuild_s.append(time.perf_counter() - t0)
-        rebuild_cpu.append(_cpu_s() - c0)
-    same = all(refreshed[t].equals(rebuilt[t], rtol=1e-6) for t in rebuilt)
-    r, b = statistics.median(refresh_s), statistics.median(rebuild_s)
-    rc, bc = statistics.median(refresh_cpu), statistics.median(rebuild_cpu)
-    print(f"refresh of one day: {r:.2f} s (runs {', '.join(f'{x:.2f}' for x in refresh_s)}); full {args.days}-day "
-          f"rebuild: {b:.2f} s (runs {', '.join(f'{x:.2f}' for x in rebuild_s)}; one process each); "
-          f"speed-up {b / r:.1f}x; by CPU time {rc:.2f} s against {bc:.2f} s, {bc / rc:.1f}x; "
-          f"refresh equals rebuild: {same}")
+        for name, run in runs.items():
+            results.pop(name, None)
+            for s in previous.values():
+                # Every run decodes the previous state from its Arrow form, as a refresh job that loads the
+                # snapshots from the store does (a decoded state kept from the first run would flatter it).
+                s.state_tables()
+                s.state = None
+            gc.collect()
+            c0, t0 = _cpu_s(), time.perf_counter()
+            results[name] = run()
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(_cpu_s() - c0)
+            if name == "loop":  # its bytes, to compare with refresh_many's (memory: one set of snapshots at a time)
+                digests = {t: snapshot_digest(x) for t, x in results.pop("loop").items()}
+    rebuilt = results["rebuild"]
+    same = all(results["many"][t].equals(rebuilt[t], rtol=1e-6) for t in rebuilt)
+    same_bytes = digests == {t: snapshot_digest(x) for t, x in results["many"].items()}
+    r, rm, b = (statistics.median(times[k]) for k in ("loop", "many", "rebuild"))
+    rc, rmc, bc = (statistics.median(cpu[k]) for k in ("loop", "many", "rebuild"))
+
+    def runs_of(name: str) -> str:
+        return ", ".join(f"{x:.2f}" for x in times[name])
+
+    print(f"refresh of one day, tenant by tenant: {r:.2f} s (runs {runs_of('loop')}); refresh_many: {rm:.2f} s "
+          f"(runs {runs_of('many')}); full {args.days}-day rebuild: {b:.2f} s (runs {runs_of('rebuild')}; one "
+          f"process each)")
+    print(f"speed-up against the rebuild: tenant by tenant {b / r:.1f}x, refresh_many {b / rm:.1f}x; by CPU time "
+          f"{rc:.2f} s and {rmc:.2f} s against {bc:.2f} s, {bc / rc:.1f}x and {bc / rmc:.1f}x; refresh_many equals "
+          f"rebuild: {same}; the same bytes as tenant by tenant: {same_bytes}")
+    del results, rebuilt
 
     if not args.skip_store:
         _print_store(measure_store(args.senders, args.repeat))

@@ -2,22 +2,30 @@
 
     python -m benchmarks.profile_refresh                 # ~10M edges, 100 tenants (as bench_baselines)
     python -m benchmarks.profile_refresh --scale 0.05    # ~2M edges, a quick run
-    python -m benchmarks.profile_refresh --cprofile 25   # and the top 25 functions by cumulative and own time
+    python -m benchmarks.profile_refresh --cprofile 25   # and refresh_many's top 25 functions (cumulative, own)
 
 The input and the refresh are those of ``bench_baselines``: snapshots of every
-tenant as of the last midnight but one, then one full new day of mail per tenant,
-one process; the rebuild is ``build_baselines`` over the 90 days in one process.
-A timer wraps each phase (best of ``--repeat`` runs, wall seconds):
+tenant as of the last midnight but one, then one full new day of mail, one
+process: refreshed tenant by tenant (``refresh`` of each, with its own day's
+mail, as ``bench_baselines`` times it) and all at once (``refresh_many`` over
+the day's mail of every tenant); the rebuild is ``build_baselines`` over the 90
+days in one process. Both refreshes must give the same bytes (checked). A timer
+wraps each phase (best of ``--repeat`` runs, wall seconds):
 
 * refresh: ``state_decode`` (the previous state from its Arrow form, as a job
   loading the snapshots from the store pays it), ``tenant_events`` (the new
-  rows; ``extract`` is its per-tenant part),
+  rows, including ``extract``, the pass over the tenants' rows: one per tenant,
+  or one for all with ``refresh_many``),
   ``advance`` (merging them into the state: lifetime, windows, settled labels),
-  ``derive_tables``, ``_tenant_priors`` (fits and likelihood columns), ``_finish``;
-* rebuild: ``extract``, ``state_build``, then the same three last phases.
+  ``derive_tables``, ``_prior_requests`` (each kind's distinct (n, k) pairs),
+  ``_fit_priors`` (the prior fits), ``_add_likelihoods`` (likelihood and
+  credible-bound columns), ``_wrap`` (Arrow tables and the snapshot);
+* rebuild: ``extract``, ``state_build``, then ``derive_tables``,
+  ``_tenant_priors`` (the three prior phases above, per tenant) and ``_finish``.
 
-The last three phases do the same work in both (the same tables come out), so
-they bound the speed-up a refresh can reach while it derives every table again.
+The phases after ``advance`` do the same work in both (the same tables come
+out), so they bound the speed-up a refresh can reach while it derives every
+table again.
 """
 
 from __future__ import annotations
@@ -30,10 +38,10 @@ import time
 from typing import Callable
 
 from ._timing import PhaseTimer
-from .bench_baselines import DAY, add_input_arguments, load_messages, time_slice
+from .bench_baselines import DAY, add_input_arguments, load_messages, snapshot_digest, time_slice
 
 
-def _best(run: Callable[[], None], timer: PhaseTimer, repeat: int) -> dict[str, float]:
+def _best(run: Callable[[], object], timer: PhaseTimer, repeat: int) -> dict[str, float]:
     best: dict[str, float] = {}
     for _ in range(repeat):
         timer.seconds.clear()
@@ -54,7 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-rebuild", action="store_true")
     args = parser.parse_args(argv)
 
-    from commgraph.baselines import BaselineConfig, _build, _events, _snapshot, _state, build_baselines, refresh
+    from commgraph.baselines import (
+        BaselineConfig, _build, _events, _snapshot, _state, build_baselines, refresh, refresh_many,
+    )
 
     m = load_messages(args.scale, args.days, args.tenants, args.cache)
     end = m.frame["timestamp"].max().floor("D")
@@ -63,34 +73,51 @@ def main(argv: list[str] | None = None) -> None:
     for snapshot in previous.values():
         snapshot.state_tables()  # the Arrow form the store holds; each run decodes it, as a refresh job does
     new_day = {t: time_slice(m, end - DAY, end, t) for t in previous}
+    whole_day = time_slice(m, end - DAY, end)  # every tenant's, for refresh_many
     pooled = dict(next(iter(build_baselines(m, as_of=end, config=config, n_jobs=2).values())).priors["global"])
     print(f"input: {len(m.edges()):,} edges, {len(previous)} tenants; new day: "
           f"{sum(len(x.edges()) for x in new_day.values()):,} edges; as_of {end}")
 
-    def run_refresh() -> None:
+    def run_refresh() -> dict:
         for snapshot in previous.values():
             snapshot.state = None
-        for tenant, snapshot in previous.items():
-            refresh(snapshot, new_day[tenant], as_of=end, global_prior=pooled)
+        return {tenant: refresh(snapshot, new_day[tenant], as_of=end, global_prior=pooled)
+                for tenant, snapshot in previous.items()}
+
+    def run_refresh_many() -> dict:
+        for snapshot in previous.values():
+            snapshot.state = None
+        return refresh_many(previous, whole_day, as_of=end, global_prior=pooled)
+
+    loop, many = run_refresh(), run_refresh_many()
+    same = all(snapshot_digest(loop[t]) == snapshot_digest(many[t]) for t in previous)
+    print(f"refresh_many gives each tenant's refresh, byte for byte: {same}")
+    del loop, many
 
     timer = PhaseTimer()
-    for name in ("tenant_events", "derive_tables", "_tenant_priors", "_finish"):
+    for name in ("tenant_events", "derive_tables", "_prior_requests", "_fit_priors", "_add_likelihoods", "_wrap",
+                 "_tenant_priors", "_finish"):
         timer.wrap(_build, name)
-    timer.wrap(_events.EventExtractor, "extract")
+    timer.wrap(_events.EventExtractor, "extract_many", "extract")
     timer.wrap(_state.TenantState, "advance")
     timer.wrap(_state.TenantState, "build", "state_build")
     timer.wrap(_snapshot, "_state_from_arrow", "state_decode")
     try:
-        phases = _best(run_refresh, timer, args.repeat)
-        print("refresh, one process (best of %d): %s" % (args.repeat, _line(phases)))
+        looped = _best(run_refresh, timer, args.repeat)
+        print("refresh, tenant by tenant, one process (best of %d): %s" % (args.repeat, _line(looped)))
+        batched = _best(run_refresh_many, timer, args.repeat)
+        print("refresh_many, one process (best of %d): %s" % (args.repeat, _line(batched)))
+        print(f"refresh_many against tenant by tenant: {looped['total'] / batched['total']:.2f}x")
         if not args.skip_rebuild:
             phases = _best(lambda: build_baselines(m, as_of=end, config=config, n_jobs=1), timer, args.repeat)
             print("rebuild, one process (best of %d): %s" % (args.repeat, _line(phases)))
+            print(f"speed-up against the rebuild: tenant by tenant {phases['total'] / looped['total']:.1f}x, "
+                  f"refresh_many {phases['total'] / batched['total']:.1f}x")
     finally:
         timer.restore()
     if args.cprofile:
         profile = cProfile.Profile()
-        profile.runcall(run_refresh)
+        profile.runcall(run_refresh_many)
         stats = pstats.Stats(profile)
         stats.sort_stats("cumulative").print_stats(args.cprofile)
         stats.sort_stats("tottime").print_stats(args.cprofile)

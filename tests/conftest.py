@@ -83,3 +83,46 @@ def enron_sample(real_data: Path, rows: int) -> pd.DataFrame:
     raw = pd.read_csv(real_data / "enron_jhu" / "messages.csv.gz")
     raw = raw[~raw["timestamp_suspect"]].head(rows)
     return raw.assign(tenant_id="enron")[["tenant_id", "message_id", "timestamp", "sender", "to", "cc"]]
+
+def ipc_bytes(table) -> bytes:
+    """An Arrow table as the bytes of an Arrow IPC file (for "same input, same bytes" checks)."""
+    import io
+
+    import pyarrow as pa
+
+    sink = io.BytesIO()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def mail_frames(*, start: pd.Timestamp, tenants: list[str], addresses: list[str], max_messages: int = 30,
+                step_minutes: int = 1, labels: tuple = (None, None, "safe", "attack", "spam"),
+                spf: tuple = (None, "pass", "fail", "softfail")):
+    """A hypothesis strategy of raw mail over eight days from ``start``: tenants, senders and recipients drawn
+    from the lists given, times on a grid of ``step_minutes`` (coarser: more messages tie on their instant),
+    labels known at once, later (some after a refresh) or never, display names and SPF results."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def mail(draw) -> pd.DataFrame:
+        n = draw(st.integers(1, max_messages))
+        rows = []
+        for i in range(n):
+            tenant = draw(st.sampled_from(tenants))
+            sender = draw(st.sampled_from(addresses))
+            recipients = draw(st.lists(st.sampled_from(addresses), min_size=1, max_size=3, unique=True))
+            ts = start + pd.Timedelta(minutes=step_minutes * draw(st.integers(0, 8 * 24 * 60 // step_minutes)))
+            label = draw(st.sampled_from(labels))
+            delay = draw(st.sampled_from([None, 0, 30, 60 * 30, 60 * 24 * 3]))
+            rows.append({"tenant_id": tenant, "message_id": f"m{i}", "timestamp": ts, "sender": sender,
+                         "recipients": "; ".join(recipients), "label": label,
+                         "labeled_at": None if label is None or delay is None else ts + pd.Timedelta(minutes=delay),
+                         "sender_display_name": draw(st.sampled_from([None, "Ann", "Boss", "Vendor Billing"])),
+                         "spf": draw(st.sampled_from(spf))})
+        frame = pd.DataFrame(rows)
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        frame["labeled_at"] = pd.to_datetime(frame["labeled_at"], utc=True)
+        return frame
+
+    return mail()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from conftest import ipc_bytes, mail_frames
 
 from commgraph.baselines import BaselineConfig, Decayed, KeyedAggregate, Windowed, build_baselines, refresh
 from commgraph.graph import validate
@@ -72,38 +71,12 @@ def test_windowed_matches_a_filter(times, as_of) -> None:
 
 # --------------------------------------------------------------------------- build and refresh
 
-@st.composite
-def mail(draw) -> pd.DataFrame:
-    n = draw(st.integers(1, 30))
-    rows = []
-    for i in range(n):
-        tenant = draw(st.sampled_from(["acme", "beta"]))
-        sender = draw(st.sampled_from(ADDRESSES))
-        recipients = draw(st.lists(st.sampled_from(ADDRESSES), min_size=1, max_size=3, unique=True))
-        minutes = draw(st.integers(0, 8 * 24 * 60))
-        ts = START + pd.Timedelta(minutes=minutes)
-        label = draw(st.sampled_from([None, None, "safe", "attack", "spam"]))
-        delay = draw(st.sampled_from([None, 0, 30, 60 * 30, 60 * 24 * 3]))
-        rows.append({"tenant_id": tenant, "message_id": f"m{i}", "timestamp": ts, "sender": sender,
-                     "recipients": "; ".join(recipients), "label": label,
-                     "labeled_at": None if label is None or delay is None else ts + pd.Timedelta(minutes=delay),
-                     "sender_display_name": draw(st.sampled_from([None, "Ann", "Boss", "Vendor Billing"])),
-                     "spf": draw(st.sampled_from([None, "pass", "fail", "softfail"]))})
-    frame = pd.DataFrame(rows)
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
-    frame["labeled_at"] = pd.to_datetime(frame["labeled_at"], utc=True)
-    return frame
+def mail():
+    return mail_frames(start=START, tenants=["acme", "beta"], addresses=ADDRESSES)
 
 
 def _validate(frame: pd.DataFrame):
     return validate(frame, tenants=TENANTS, strict=False)
-
-
-def _ipc(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
 
 
 def _assert_same(a, b) -> None:
@@ -145,9 +118,9 @@ def test_input_order_never_matters_and_bytes_are_stable(frame, seed, hours) -> N
     assert sorted(a) == sorted(b)
     for tenant in a:
         for name, table in a[tenant].tables.items():
-            assert _ipc(table) == _ipc(b[tenant].tables[name]), name
+            assert ipc_bytes(table) == ipc_bytes(b[tenant].tables[name]), name
         for name, table in a[tenant].state_tables().items():
-            assert _ipc(table) == _ipc(b[tenant].state_tables()[name]), name
+            assert ipc_bytes(table) == ipc_bytes(b[tenant].state_tables()[name]), name
 
 
 def test_refresh_refuses_going_back_in_time() -> None:
@@ -183,7 +156,7 @@ def test_worker_processes_give_the_same_snapshots() -> None:
     for tenant in one:
         _assert_same(one[tenant], two[tenant])
         for name, table in one[tenant].state_tables().items():
-            assert _ipc(table) == _ipc(two[tenant].state_tables()[name]), name
+            assert ipc_bytes(table) == ipc_bytes(two[tenant].state_tables()[name]), name
     later = "2025-01-12T00:00Z"
     for tenant in one:  # a snapshot built in a worker refreshes like any other
         _assert_same(refresh(two[tenant], m, as_of=later), refresh(one[tenant], m, as_of=later))

@@ -181,3 +181,79 @@ def test_numeric_looking_tenant_partitions_stay_the_tenants_written(tmp_path, ma
             assert store.load(tenant).tenant_id == tenant
             assert table_differences(store.load(tenant), SnapshotStore(tmp_path / "frame").load(tenant)) == []
     assert [o.status for o in frame.outcomes] == ["published"] * 3
+
+
+def _stored_bytes(store: SnapshotStore, tenant: str) -> dict[str, bytes]:
+    from conftest import ipc_bytes
+
+    snapshot = store.load(tenant)
+    return {**{f"table:{k}": ipc_bytes(v) for k, v in snapshot.tables.items()},
+            **{f"state:{k}": ipc_bytes(v) for k, v in snapshot.state_tables().items()}}
+
+
+def test_incremental_batches_equal_one_tenant_at_a_time(tmp_path, mail, monkeypatch):
+    from commgraph.baselines import _job
+
+    raw = mail.messages.copy()
+    raw.loc[raw.index[raw["tenant_id"] == "tenant-01"][:3], "sender"] = "not an address"  # rejects, counted per tenant
+    calls = []
+    batched = _job.refresh_many
+    monkeypatch.setattr(_job, "refresh_many", lambda snaps, *a, **kw: calls.append(sorted(snaps)) or batched(
+        snaps, *a, **kw))
+    outcomes = {}
+    for size in (1, 3):
+        monkeypatch.setattr(_job, "REFRESH_BATCH", size)
+        store = tmp_path / f"batch{size}"
+        run_refresh(raw, store=store, as_of="2025-01-10T00:00Z", tenant_configs=mail.tenants)
+        report = run_refresh(raw, store=store, as_of=AS_OF, tenant_configs=mail.tenants, incremental=True)
+        assert report.exit_code == 0 and {o.mode for o in report.outcomes} == {"incremental"}
+        outcomes[size] = [(o.tenant_id, o.status, o.version, o.rows_read, o.rows_rejected, o.rejects_by_reason)
+                          for o in report.outcomes]
+    assert calls == [["tenant-01"], ["tenant-02"], ["tenant-03"], ["tenant-01", "tenant-02", "tenant-03"]]
+    assert outcomes[3] == outcomes[1] and outcomes[3][0][4] == 3
+    one, three = SnapshotStore(tmp_path / "batch1"), SnapshotStore(tmp_path / "batch3")
+    for tenant in one.tenants():
+        assert _stored_bytes(three, tenant) == _stored_bytes(one, tenant), tenant
+
+
+def test_a_failing_tenant_in_a_batch_fails_alone_with_its_own_error(tmp_path, mail, monkeypatch):
+    from commgraph.baselines import BaselineConfig, _job
+
+    monkeypatch.setattr(_job, "REFRESH_BATCH", 3)
+    messages = validate(mail.messages, tenants=mail.tenants)
+    errors = {}
+    for name in ("batch", "alone"):
+        store = tmp_path / name
+        run_refresh(mail.messages, store=store, as_of="2025-01-10T00:00Z", tenant_configs=mail.tenants)
+        # tenant-02's current snapshot is in privacy mode, and the job has no secret to refresh it with.
+        private = build_baselines(messages, as_of="2025-01-10T00:00Z", config=BaselineConfig(privacy=True),
+                                  secrets={t: b"s" for t in messages.tenants})["tenant-02"]
+        SnapshotStore(store).publish(private)
+        if name == "alone":
+            monkeypatch.setattr(_job, "REFRESH_BATCH", 1)
+        report = run_refresh(mail.messages, store=store, as_of=AS_OF, tenant_configs=mail.tenants,
+                             incremental=True)
+        assert report.failed == ["tenant-02"] and report.exit_code == 3
+        errors[name] = next(o.error for o in report.outcomes if o.tenant_id == "tenant-02")
+        store = SnapshotStore(store)
+        for tenant in ("tenant-01", "tenant-03"):
+            assert store.load(tenant).as_of == pd.Timestamp(AS_OF)
+    assert errors["batch"] == errors["alone"] == ("commgraph.graph._errors.ConfigError: snapshot of tenant "
+                                                  "'tenant-02' is in privacy mode: pass its secret to refresh")
+    for tenant in ("tenant-01", "tenant-03"):
+        assert _stored_bytes(SnapshotStore(tmp_path / "batch"), tenant) == _stored_bytes(
+            SnapshotStore(tmp_path / "alone"), tenant)
+
+
+def test_batches_hold_at_most_their_tenants_and_rows(monkeypatch):
+    from commgraph.baselines import _job
+
+    monkeypatch.setattr(_job, "REFRESH_BATCH", 3)
+    monkeypatch.setattr(_job, "REFRESH_BATCH_ROWS", 100)
+    tenants = [f"t{i}" for i in range(8)]
+    rows = dict(zip(tenants, [10, 10, 10, 10, 90, 500, 5, 5]))
+    # Three at most; a tenant that would take its batch past 100 rows starts the next; one above it is alone.
+    assert _job._batches(tenants, rows, workers=1) == [["t0", "t1", "t2"], ["t3", "t4"], ["t5"], ["t6", "t7"]]
+    # Two workers and four tenants: two batches, one per worker.
+    assert _job._batches(tenants[:4], rows, workers=2) == [["t0", "t1"], ["t2", "t3"]]
+    assert _job._batches([], rows, workers=2) == []
