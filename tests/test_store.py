@@ -65,6 +65,41 @@ def test_versions_and_retention(tmp_path, snaps) -> None:
     assert store.tenants() == [tenant]
 
 
+def test_every_file_of_a_version_is_on_disk_before_it_is_renamed_into_place(tmp_path, snaps, monkeypatch) -> None:
+    # The files are fsynced together (from threads): each must still be flushed
+    # before the rename that makes the version visible, and the pointer after it.
+    import os
+
+    synced: set[str] = set()
+    real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
+    renamed: list[tuple[set[str], bool]] = []
+
+    def fsync(fd: int) -> None:
+        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def rename(src, dst) -> None:
+        files = {str(p) for p in Path(src).iterdir()}
+        renamed.append((files - synced, str(src) in synced))
+        real_rename(src, dst)
+
+    def replace(src, dst) -> None:
+        assert str(src) in synced, "the CURRENT pointer must be on disk before it replaces the old one"
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "replace", replace)
+    store = SnapshotStore(tmp_path)
+    tenant, snap = next(iter(snaps.items()))
+    store.publish(snap)
+    (unflushed, directory_flushed), = renamed
+    assert not unflushed and directory_flushed, sorted(unflushed)
+    assert len(synced) > 30 and any(f.endswith("manifest.json") for f in synced)
+    monkeypatch.undo()
+    assert store.load(tenant).equals(snap)
+
+
 def test_a_corrupt_or_unknown_snapshot_is_refused(tmp_path, snaps) -> None:
     store = SnapshotStore(tmp_path)
     tenant, snap = next(iter(snaps.items()))
