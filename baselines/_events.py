@@ -279,8 +279,14 @@ class EventExtractor:
         self.auth = {a: _codes(frame[a]) if a in frame else None for a in ("spf", "dkim", "dmarc")}
         tenant_column = edges["tenant_id"]  # (each column read costs a Series: read it once)
         if isinstance(tenant_column.dtype, pd.CategoricalDtype):
-            tenant_codes = tenant_column.array.codes
-            self.tenant_names = [str(t) for t in tenant_column.dtype.categories]
+            tenant_codes, categories = tenant_column.array.codes, tenant_column.dtype.categories
+            present = np.bincount(tenant_codes, minlength=len(categories)) > 0
+            if not present.all():
+                # Categories without rows (kept by a subset such as Messages.for_tenant)
+                # are not tenants of this input: no snapshot, no secret asked for them.
+                tenant_codes = (np.cumsum(present) - 1)[tenant_codes]
+                categories = categories[present]
+            self.tenant_names = [str(t) for t in categories]
         else:
             tenant_codes, names = pd.factorize(tenant_column)
             self.tenant_names = [str(t) for t in names]

@@ -145,6 +145,23 @@ def test_refresh_reads_only_its_own_tenant() -> None:
     assert later.table("sender")["sender"].tolist() == ["ann@acme.com"]
 
 
+def test_a_subset_of_one_tenant_builds_that_tenant_alone() -> None:
+    # Messages.for_tenant keeps the other tenants as unused categories of the
+    # tenant column: they have no mail here, so no (empty) snapshot and no secret.
+    frame = pd.DataFrame({"tenant_id": ["acme", "beta", "beta"], "message_id": ["1", "1", "2"],
+                          "timestamp": [START] * 3, "sender": ["ann@acme.com", "x@beta.org", "x@beta.org"],
+                          "recipients": ["bob@acme.com", "y@beta.org", "y@beta.org"]})
+    m = _validate(frame)
+    beta = m.for_tenant("beta")
+    assert list(beta.edges()["tenant_id"].dtype.categories) == ["acme", "beta"]
+    later = START + pd.Timedelta(hours=1)
+    snaps = build_baselines(beta, as_of=later)
+    assert list(snaps) == ["beta"] and snaps["beta"].table("tenant")["n_messages"].iloc[0] == 2
+    assert snaps["beta"].equals(build_baselines(m, as_of=later)["beta"])
+    private = build_baselines(beta, as_of=later, config=BaselineConfig(privacy=True), secrets={"beta": b"s" * 32})
+    assert list(private) == ["beta"]
+
+
 def test_worker_processes_give_the_same_snapshots() -> None:
     from commgraph.graph import generate
 
