@@ -16,7 +16,15 @@ would start it, settings interleaved so that load on the machine hits them alike
   messages read in chunks (what chunks cost, and the memory they save);
 * ``serial``: one process (``--jobs 1``): the speed-up from parallel tenants is
   measured against it;
-* ``spark``: ``--engine spark`` on ``local[2]`` (skipped with a note when pyspark is missing).
+* ``spark``: ``--engine spark`` on ``local[2]`` (skipped with a note when pyspark is missing);
+* ``incremental``: the daily job, ``--incremental`` in one process: a store
+  holding every tenant's snapshot of the day before (built once, untimed, with
+  ``--jobs 2``, and copied before each run) is refreshed with the archive's last
+  day of mail (``refresh_many`` in batches, each tenant published on its own);
+  ``incremental-jobs2`` the same with ``--jobs 2``.
+
+Every setting computes the snapshots as of the midnight after the archive's
+last day, so a full refresh and an incremental one publish the same tables.
 
 Printed per setting, best of ``--repeat`` runs (and the slowest, to show the
 noise): wall time of the process, the job's own time (the report's, without
@@ -41,7 +49,9 @@ import threading
 import time
 from pathlib import Path
 
-SETTINGS = ("jobs2", "jobs2-chunks", "serial", "spark")
+import pandas as pd
+
+SETTINGS = ("jobs2", "jobs2-chunks", "serial", "spark", "incremental", "incremental-jobs2")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -76,8 +86,13 @@ def _cpu_s(pid: int) -> float:
         return 0.0
 
 
-def _run_job(archive: Path, work: Path, as_of: str, name: str, extra: list[str]) -> dict:
+def _run_job(archive: Path, work: Path, as_of: str, name: str, extra: list[str], *, base: Path | None = None,
+             keep: bool = False) -> dict:
+    """One job in a fresh process, timed and sampled; ``base``: a store to start from (copied, untimed);
+    ``keep``: leave the store in place (else removed, so that the next run starts over)."""
     store, report = work / f"store-{name}", work / f"report-{name}.json"
+    if base is not None:
+        shutil.copytree(base, store)
     command = [sys.executable, "-m", "commgraph.signals._cli", "refresh", "--input", str(archive), "--store",
                str(store), "--as-of", as_of, "--report", str(report), *extra]
     env = dict(os.environ, PYSPARK_SUBMIT_ARGS="--master local[2] --driver-memory 2g pyspark-shell",
@@ -107,7 +122,8 @@ def _run_job(archive: Path, work: Path, as_of: str, name: str, extra: list[str])
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{err[-3000:]}")
     done = json.loads(report.read_text())
-    shutil.rmtree(store)  # the next run builds from scratch
+    if not keep:
+        shutil.rmtree(store)  # the next run builds from scratch
     return {"wall_s": wall, "job_s": done["seconds"], "cpu_s": sum(cpu.values()), "peak_tree_mib": peak,
             "tenant_peak_mib": max(t["peak_mib"] for t in done["tenants"]),
             "published": sum(t["status"] == "published" for t in done["tenants"])}
@@ -136,6 +152,11 @@ def prepare_archive(directory: Path, *, tenants: int, days: int, scale: float) -
     stats = write_generated(mail, progress=False, **params)
     marker.write_text(json.dumps({"params": params, "stats": stats}, indent=2))
     return stats
+
+
+def _last_day(mail: Path) -> str:
+    """The last ``date=`` partition of the archive (YYYY-MM-DD)."""
+    return max(p.name.split("=", 1)[1] for p in mail.glob("*/date=*"))
 
 
 def _has_pyspark() -> bool:
@@ -176,7 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
                 "jobs2-chunks": (f"--jobs 2, chunks of {args.small_chunks // 1000}k",
                                  ["--jobs", "2", "--chunk-rows", str(args.small_chunks)]),
                 "serial": ("one process", ["--jobs", "1"]),
-                "spark": ("spark local[2]", ["--engine", "spark"])}
+                "spark": ("spark local[2]", ["--engine", "spark"]),
+                "incremental": ("--incremental, one day", ["--incremental", "--jobs", "1"]),
+                "incremental-jobs2": ("--incremental --jobs 2", ["--incremental", "--jobs", "2"])}
     settings = [commands[s] for s in SETTINGS if s in wanted]
     results: dict[str, list[dict]] = {name: [] for name, _ in settings}
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,23 +210,33 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"archive {directory / 'mail'}: {stats['messages']:,} messages, {stats['edges']:,} edges, "
               f"{args.tenants} tenants, {args.days} days ({time.perf_counter() - started:.0f} s to prepare)",
               flush=True)
-        as_of = "2025-06-01T00:00Z"
+        last = pd.Timestamp(_last_day(directory / "mail"), tz="UTC")
+        as_of = (last + pd.Timedelta(days=1)).isoformat()
+        base = None
+        if any(name.startswith("--incremental") for name, _ in settings):
+            started = time.perf_counter()
+            _run_job(directory / "mail", Path(tmp), last.isoformat(), "base", ["--jobs", "2"], keep=True)
+            base = Path(tmp) / "store-base"
+            print(f"store as of {last.date()} for the incremental runs ({time.perf_counter() - started:.0f} s); "
+                  f"every setting refreshes to {as_of}", flush=True)
         for _ in range(args.repeat):  # settings interleaved, so that load on the machine hits them alike
             for i, (name, extra) in enumerate(settings):
-                results[name].append(_run_job(directory / "mail", Path(tmp), as_of, f"setting{i}", extra))
+                results[name].append(_run_job(directory / "mail", Path(tmp), as_of, f"setting{i}", extra,
+                                              base=base if "--incremental" in extra else None))
                 r = results[name][-1]
                 print(f"  ({name}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, load "
                       f"{os.getloadavg()[0]:.1f})", flush=True)
     edges = stats["edges"]
     best = {name: min(runs, key=lambda r: r["wall_s"]) for name, runs in results.items()}
     serial = best["one process"]["wall_s"]
-    print(f"full refresh of {stats['messages']:,} messages ({edges:,} edges), {args.tenants} tenants, "
+    print(f"refresh (full, or --incremental: the last day) of {stats['messages']:,} messages ({edges:,} edges), {args.tenants} tenants, "
           f"{args.days} days; best of {args.repeat} (slowest in brackets):")
     print(f"  {'setting':<24} {'wall s':>15} {'job s':>7} {'k edges/s':>9} {'CPU s':>7} {'CPU/wall':>8} "
           f"{'peak MiB (tree)':>15} {'tenant peak':>11} {'vs one process':>14}")
     for name, r in best.items():
+        rate = "-" if name.startswith("--incremental") else f"{edges / r['wall_s'] / 1e3:.1f}"  # (one day read)
         slowest = max(x["wall_s"] for x in results[name])
-        print(f"  {name:<24} {r['wall_s']:6.1f} [{slowest:6.1f}] {r['job_s']:7.1f} {edges / r['wall_s'] / 1e3:9.1f} "
+        print(f"  {name:<24} {r['wall_s']:6.1f} [{slowest:6.1f}] {r['job_s']:7.1f} {rate:>9} "
               f"{r['cpu_s']:7.1f} {r['cpu_s'] / r['wall_s']:8.2f} {r['peak_tree_mib']:15.0f} "
               f"{r['tenant_peak_mib']:11.0f} {serial / r['wall_s']:13.2f}x   ({r['published']} published)")
     return {"edges": edges, "messages": stats["messages"], "runs": results}
