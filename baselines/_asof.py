@@ -138,18 +138,27 @@ class AsOfTables:
         return tl.before_own() if self._own(instants, times) else tl.before(codes, instants,
                                                                              self._order(codes, instants))
 
-    def _before_shifted(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, shift: int
-                        ) -> tuple[np.ndarray, np.ndarray]:
-        """``tl.before(codes, instants - shift)``, searched once per timeline, arrays and shift: a window as
-        long as the settle delay (7 days by default) asks the sender timeline what the presumptions ask."""
+    def _before_shifted(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, shift: int,
+                        also: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """``tl.before(codes, instants - shift)``, found once per timeline, arrays and shift: a window as
+        long as the settle delay (7 days by default) asks the sender timeline what the presumptions ask.
+
+        ``also``: the other shifts the caller asks next (window lengths, the settle delay): walked in
+        the same pass (:meth:`Timeline.before_shifts`).
+        """
         instants = self._canonical(instants)
-        key = (id(tl), id(codes), id(instants), shift)
-        found = self._shifted.get(key)
-        if found is None or found[0] is not tl or found[1] is not codes or found[2] is not instants:
+
+        def found(s: int) -> tuple | None:
             # (the arrays are kept with the answer, so their ids stay theirs)
-            found = self._shifted[key] = (tl, codes, instants,
-                                          tl.before(codes, instants - shift, self._order(codes, instants)))
-        return found[3]
+            hit = self._shifted.get((id(tl), id(codes), id(instants), s))
+            return hit if hit is not None and hit[0] is tl and hit[1] is codes and hit[2] is instants else None
+
+        if found(shift) is None:
+            missing = [s for s in dict.fromkeys((shift, *also)) if found(s) is None]
+            lo, his = tl.before_shifts(codes, instants, missing, self._order(codes, instants))
+            for s, hi in zip(missing, his):
+                self._shifted[(id(tl), id(codes), id(instants), s)] = (tl, codes, instants, (lo, hi))
+        return found(shift)[3]
 
     @cached_property
     def _shifted(self) -> dict[tuple[int, int, int, int], tuple]:
@@ -391,8 +400,9 @@ class AsOfTables:
         tl = self._sender
         lo, hi = self._before(tl, self.s, q, self.ts)
         out: dict[str, np.ndarray] = {"n_messages": hi - lo}
+        shifts = (*self._windows(windows).values(), self._settle_delay)  # one walk for all
         for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w)[1]
+            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w, shifts)[1]
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
         out["first_seen"] = tl.first(lo, hi)
         days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
@@ -446,8 +456,9 @@ class AsOfTables:
         n = hi - lo
         out: dict[str, np.ndarray] = {"n_messages": n}
         order = self._order(self.d, q)
+        shifts = (*self._windows(windows).values(), self._settle_delay)  # one walk for all
         for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w)[1]
+            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w, shifts)[1]
         out["first_seen"] = tl.first(lo, hi)
         days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
         out["active_days"] = days[hi] - days[lo]
@@ -503,8 +514,9 @@ class AsOfTables:
         tl = self._inbound
         lo, hi = self._before(tl, self.r, q, self.ets)
         out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
+        shifts = (*self._windows(windows).values(), self._settle_delay)  # one walk for all
         for name, w in self._windows(windows).items():
-            out[f"n_inbound_{name}"] = hi - self._before_shifted(tl, self.r, q, w)[1]
+            out[f"n_inbound_{name}"] = hi - self._before_shifted(tl, self.r, q, w, shifts)[1]
         first = tl.prefix(self._first_time_inbound)
         out["n_first_time_inbound"] = first[hi] - first[lo]
         out["first_time_share"] = np.divide(out["n_first_time_inbound"], out["n_inbound"],

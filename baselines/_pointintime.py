@@ -16,10 +16,12 @@ likelihoods can be followed through time the same way.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
+
+from ._sweeps import own_runs, rows_runs, runs_before
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events", "search",
            "merge_search", "NAT"]
@@ -199,25 +201,17 @@ class Timeline:
     [10, 10, -9223372036854775808, 20]
     """
 
-    __slots__ = ("order", "codes", "times", "starts", "_width", "_rows", "_keys", "_ranks", "_time_order",
-                 "_event_times", "_sorted_times")
+    __slots__ = ("order", "codes", "times", "starts", "_rows")
 
     def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int, time_order: np.ndarray | None = None,
                  key_order: np.ndarray | None = None):
         codes = np.asarray(codes, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
-        n = len(times)
-        # Rank = position in time order: an event is before instant q exactly when its rank is
-        # below the number of event times before q, so (code, rank) fits one int64 sort key.
-        # Mail comes nearly in time order, which a stable sort (timsort) handles in linear time.
-        by_time = np.argsort(times, kind="stable") if time_order is None else np.asarray(time_order)
-        self._width = n + 1
-        # order = argsort(codes * width + rank). Sorting the time-ordered codes gives each sorted event's
-        # rank too (its position in time order); a caller's order leaves it to be found when needed.
-        self._ranks: np.ndarray | None = None
         if key_order is None:
-            self._ranks = _stable_code_sort(codes[by_time])
-            self.order = by_time[self._ranks]
+            # Sorting the time-ordered codes stably (radix) keeps time order within a key. Mail comes
+            # nearly in time order, which a stable sort (timsort) handles in linear time.
+            by_time = np.argsort(times, kind="stable") if time_order is None else np.asarray(time_order)
+            self.order = by_time[_stable_code_sort(codes[by_time])]
         else:
             self.order = np.asarray(key_order)
         self.codes = codes[self.order]  #: the key code of each sorted event
@@ -225,29 +219,6 @@ class Timeline:
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
         self._rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        # Packed keys and sorted times serve binary searches only (not a row's own instant): built on first use.
-        self._time_order, self._event_times = by_time, times
-        self._keys: np.ndarray | None = None
-        self._sorted_times: np.ndarray | None = None
-
-    @property
-    def keys(self) -> np.ndarray:
-        """The sort keys of the sorted events, ``code * (len + 1) + rank in time order`` (increasing)."""
-        if self._keys is None:
-            ranks = self._ranks
-            if ranks is None:
-                rank = np.empty(len(self.order), np.int64)
-                rank[self._time_order] = np.arange(len(self.order))
-                ranks = rank[self.order]
-            self._keys = self.codes * self._width + ranks
-        return self._keys
-
-    @property
-    def _by_time(self) -> np.ndarray:
-        """The event times in time order."""
-        if self._sorted_times is None:
-            self._sorted_times = self._event_times[self._time_order]
-        return self._sorted_times
 
     @classmethod
     def of_rows(cls, codes: np.ndarray, times: np.ndarray, n_codes: int, rows: QueryOrder, events: np.ndarray
@@ -286,16 +257,29 @@ class Timeline:
         queries' :class:`QueryOrder` (of these codes and these instants, or
         instants shifted by a constant), when the caller has one.
         """
+        lo, his = self.before_shifts(codes, instants, (0,), order)
+        return lo, his[0]
+
+    def before_shifts(self, codes: np.ndarray, instants: np.ndarray, shifts: Sequence[int],
+                      order: QueryOrder | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`before` at ``instants - shift`` for each shift (one row of ``his`` each), in one walk.
+
+        Window starts and the settle delay ask the same queries at instants
+        shifted back by constants: one compiled pass in the queries' (code,
+        instant) order moves a pointer per shift forward along each key's
+        events (:func:`commgraph.baselines._sweeps.runs_before`).
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([0, 0, 1, 0]), np.array([10, 20, 20, 30]), 2)
+        >>> lo, his = tl.before_shifts(np.array([0, 0]), np.array([31, 25]), [0, 15])
+        >>> (his - lo).tolist()  # before 31 and 25; before 16 and 10
+        [[3, 2], [1, 0]]
+        """
         codes = np.asarray(codes, dtype=np.int64)
-        known = codes >= 0
-        c = np.where(known, codes, 0)
-        lo = self.starts[c]
-        rank = search(self._by_time, np.asarray(instants, dtype=np.int64), None if order is None else order.by_time)
-        # Rank grows with the instant: the (code, instant) order sorts the packed needles too.
-        hi = search(self.keys, c * self._width + rank, None if order is None else order.by_key)
-        if not known.all():
-            lo, hi = np.where(known, lo, 0), np.where(known, hi, 0)
-        return lo, hi
+        instants = np.asarray(instants, dtype=np.int64)
+        by_key = (QueryOrder.of(codes, instants) if order is None else order).by_key
+        return runs_before(self.times, self.starts, codes, instants, by_key, shifts)
 
     def before_own(self) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`before` for each event's own key and time (in event order), without a binary search.
@@ -305,34 +289,9 @@ class Timeline:
         answers for each of its rows (in row order), events or not.
         """
         if self._rows is not None:
-            return self._before_rows(*self._rows)
-        n = len(self.order)
-        codes = self.codes
-        run = np.ones(n, dtype=bool)
-        run[1:] = (codes[1:] != codes[:-1]) | (self.times[1:] != self.times[:-1])
-        hi_sorted = np.maximum.accumulate(np.where(run, np.arange(n), 0))
-        lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
-        lo[self.order] = self.starts[codes]
-        hi[self.order] = hi_sorted
-        return lo, hi
-
-    def _before_rows(self, codes: np.ndarray, times: np.ndarray, by_key: np.ndarray, events: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        # In the rows' (code, time) order, the events ahead of a row's run of equal (code, time) are the
-        # timeline's events before it: those of smaller codes, and of its code at earlier times.
-        n = len(by_key)
-        c, t = np.maximum(codes, 0)[by_key], times[by_key]
-        is_event = events[by_key]
-        ahead = np.cumsum(is_event) - is_event
-        run = np.ones(n, dtype=bool)
-        run[1:] = (c[1:] != c[:-1]) | (t[1:] != t[:-1])
-        hi = np.empty(n, np.int64)
-        hi[by_key] = ahead[np.maximum.accumulate(np.where(run, np.arange(n), 0))]
-        lo = self.starts[np.maximum(codes, 0)]
-        known = codes >= 0
-        if not known.all():  # keys without events: empty runs
-            lo, hi = np.where(known, lo, 0), np.where(known, hi, 0)
-        return lo, hi
+            codes, times, by_key, events = self._rows
+            return rows_runs(codes, times, by_key, events, self.starts)
+        return own_runs(self.codes, self.times, self.order, self.starts)
 
     def count_since(self, codes: np.ndarray, start: np.ndarray, hi: np.ndarray, order: QueryOrder | None = None
                     ) -> np.ndarray:

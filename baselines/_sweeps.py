@@ -1,0 +1,236 @@
+"""Compiled single passes over events sorted by (key, time): run edges of many queries in one walk.
+
+The point-in-time tables (:mod:`._pointintime`) ask, for millions of (key,
+instant) queries, where each key's events strictly before the instant end, and
+the same again at instants shifted back by each window length and the settle
+delay. Done with numpy, every such answer is a binary search or a merge by
+sort, with its temporaries: a dozen full passes over the arrays per table.
+Walked in the queries' (key, instant) order, each answer is instead a pointer
+that only moves forward along the sorted events, so one compiled pass answers
+every shift at once and writes the results straight into their rows. Nothing
+in numpy, pandas or scipy sweeps per-key time windows like this.
+
+The kernels are private (``_..._kernel``, compiled by numba with
+``cache=True``: the machine code is kept in ``__pycache__`` beside this file,
+or under ``NUMBA_CACHE_DIR`` when that is set, or in the user's cache
+directory when neither is writable; without any, each process compiles them
+once). The public functions check their inputs (the kernels do not check
+bounds) and allocate the outputs. They are plain functions of numpy arrays,
+deterministic, single-threaded (no ``parallel``, no ``fastmath``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numba
+import numpy as np
+
+__all__ = ["runs_before", "own_runs", "rows_runs", "warm_up"]
+
+
+def _compiled(fn: Callable) -> Callable:
+    """``numba.njit(cache=True, nogil=True)``; without caching when no cache directory can be written."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # numba found no writable cache location (read-only install, no home directory)
+        return numba.njit(cache=False, nogil=True)(fn)
+
+
+@_compiled
+def _runs_before_kernel(times, starts, codes, instants, order, shifts, lo, his):  # pragma: no cover - compiled
+    n_shifts = len(shifts)
+    pointer = np.zeros(n_shifts, np.int64)
+    previous_code = -1
+    previous_instant = 0
+    for j in range(len(order)):
+        i = order[j]
+        c = codes[i]
+        if c < 0:  # a key without events: an empty run
+            lo[i] = 0
+            for k in range(n_shifts):
+                his[k, i] = 0
+            continue
+        t = instants[i]
+        begin = starts[c]
+        if c != previous_code or t < previous_instant:  # a new key (or queries out of order): from its start
+            for k in range(n_shifts):
+                pointer[k] = begin
+        end = starts[c + 1]
+        for k in range(n_shifts):
+            bound = t - shifts[k]
+            p = pointer[k]
+            while p < end and times[p] < bound:  # strictly before: an event at the bound itself stays out
+                p += 1
+            pointer[k] = p
+            his[k, i] = p
+        lo[i] = begin
+        previous_code = c
+        previous_instant = t
+
+
+@_compiled
+def _own_runs_kernel(codes, times, order, starts, lo, hi):  # pragma: no cover - compiled
+    run = 0
+    for j in range(len(order)):
+        c = codes[j]
+        if j == 0 or c != codes[j - 1] or times[j] != times[j - 1]:
+            run = j
+        i = order[j]
+        lo[i] = starts[c]
+        hi[i] = run
+
+
+@_compiled
+def _rows_runs_kernel(codes, times, by_key, events, starts, lo, hi):  # pragma: no cover - compiled
+    ahead = 0  # events passed so far in the rows' (key, time) order
+    at_run = 0  # ... at the start of the current run of equal (key, time)
+    previous_code = -1
+    previous_time = 0
+    for j in range(len(by_key)):
+        i = by_key[j]
+        raw = codes[i]
+        c = raw if raw > 0 else 0  # the order reads keys without events as key 0
+        t = times[i]
+        if j == 0 or c != previous_code or t != previous_time:
+            at_run = ahead
+        if raw < 0:
+            lo[i] = 0
+            hi[i] = 0
+        else:
+            lo[i] = starts[c]
+            hi[i] = at_run
+        if events[i]:
+            ahead += 1
+        previous_code = c
+        previous_time = t
+
+
+def _check_codes(codes: np.ndarray, n_codes: int, what: str) -> None:
+    if len(codes) and int(codes.max()) >= n_codes:
+        raise ValueError(f"{what}: key code {int(codes.max())} is outside the code space 0 .. {n_codes - 1}; "
+                         "pass the n_codes the events were coded with")
+
+
+def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray, order: np.ndarray,
+                shifts: np.ndarray | list[int] = (0,)) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the sorted positions ``lo:hi`` of its key's events strictly before its instant, per shift.
+
+    One forward walk per shift along the events, visiting the queries in
+    ``order``: for a query of key ``c`` at instant ``t`` and a shift ``s``,
+    ``hi`` is the first position in ``starts[c]:starts[c + 1]`` whose time is
+    not before ``t - s`` (``np.searchsorted(times[starts[c]:starts[c+1]], t - s)``
+    plus ``starts[c]``). A negative code (a key no event has) gives ``0:0``.
+
+    Parameters
+    ----------
+    times : ndarray of int64
+        Event times sorted by (key code, time).
+    starts : ndarray of int64
+        ``n_codes + 1`` offsets: key ``c``'s events are ``times[starts[c]:starts[c + 1]]``.
+    codes, instants : ndarray of int64
+        Each query's key code and instant (ns).
+    order : ndarray of int64
+        A permutation of the queries, best sorted by (code, instant) with
+        negative codes read as 0 (then every pointer only moves forward: one
+        pass). Any permutation gives the same answer; a query before the
+        previous one in (code, instant) restarts its key's walk.
+    shifts : sequence of int, default (0,)
+        Look-back shifts (ns): ``hi`` is taken at ``instant - shift``.
+
+    Returns
+    -------
+    lo : ndarray of int64
+        ``starts[code]`` per query (0 for a negative code).
+    his : ndarray of int64, shape (len(shifts), len(codes))
+        ``hi`` per shift and query.
+
+    Examples
+    --------
+    >>> times = np.array([10, 20, 20, 30, 5])  # key 0: 10, 20, 20, 30; key 1: 5
+    >>> starts = np.array([0, 4, 5])
+    >>> codes, instants = np.array([0, 0, 1, -1]), np.array([20, 31, 6, 9])
+    >>> lo, his = runs_before(times, starts, codes, instants, np.array([0, 1, 3, 2]), shifts=[0, 15])
+    >>> lo.tolist(), his.tolist()  # events strictly before 20: one; before 20 - 15 = 5: none
+    ([0, 0, 4, 0], [[1, 4, 5, 0], [0, 1, 4, 0]])
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    _check_codes(codes, len(starts) - 1, "runs_before")
+    shifts = np.asarray(shifts, dtype=np.int64).reshape(-1)
+    lo = np.empty(len(codes), np.int64)
+    his = np.empty((len(shifts), len(codes)), np.int64)
+    _runs_before_kernel(np.asarray(times, dtype=np.int64), np.asarray(starts, dtype=np.int64), codes,
+                        np.asarray(instants, dtype=np.int64), np.asarray(order, dtype=np.int64), shifts, lo, his)
+    return lo, his
+
+
+def own_runs(codes: np.ndarray, times: np.ndarray, order: np.ndarray, starts: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Per event (in event order), the sorted positions ``lo:hi`` of its key's events strictly before its own time.
+
+    ``codes`` and ``times`` are sorted by (code, time) and ``order`` is the
+    sort (event ``order[j]`` sits at sorted position ``j``): the events before
+    one are those of its key ahead of its run of equal times.
+
+    Examples
+    --------
+    >>> codes, times = np.array([0, 0, 0, 1]), np.array([10, 20, 20, 20])
+    >>> lo, hi = own_runs(codes, times, np.array([2, 0, 1, 3]), np.array([0, 3, 4]))
+    >>> lo.tolist(), hi.tolist()  # event 2 is first (10); events 0 and 1 share 20, so neither counts the other
+    ([0, 0, 0, 3], [1, 1, 0, 3])
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    _check_codes(codes, len(starts) - 1, "own_runs")
+    n = len(codes)
+    lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
+    _own_runs_kernel(codes, np.asarray(times, dtype=np.int64), np.asarray(order, dtype=np.int64),
+                     np.asarray(starts, dtype=np.int64), lo, hi)
+    return lo, hi
+
+
+def rows_runs(codes: np.ndarray, times: np.ndarray, by_key: np.ndarray, events: np.ndarray, starts: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the positions ``lo:hi`` of the events of its key strictly before its time, the events being some rows.
+
+    ``events`` marks the rows that are events of a timeline sorted by (code,
+    time) with offsets ``starts``; ``by_key`` sorts all rows by (code, time),
+    negative codes read as 0 (rows of keys without events: ``0:0``). The
+    events ahead of a row's run of equal (code, time) in that order are the
+    timeline's events before it.
+
+    Examples
+    --------
+    >>> codes, times = np.array([0, 0, 1, 0, -1]), np.array([10, 20, 20, 30, 30])
+    >>> events = np.array([True, False, True, True, False])  # key 0: times 10, 30; key 1: 20
+    >>> lo, hi = rows_runs(codes, times, np.array([0, 1, 3, 4, 2]), events, np.array([0, 2, 3]))
+    >>> (hi - lo).tolist()
+    [0, 1, 0, 1, 0]
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    _check_codes(codes, len(starts) - 1, "rows_runs")
+    n = len(codes)
+    lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
+    _rows_runs_kernel(codes, np.asarray(times, dtype=np.int64), np.asarray(by_key, dtype=np.int64),
+                      np.asarray(events, dtype=np.bool_), np.asarray(starts, dtype=np.int64), lo, hi)
+    return lo, hi
+
+
+def warm_up() -> float:
+    """Compile (or load from numba's cache) every kernel on a tiny input; the seconds it took.
+
+    The first call of a kernel in a process compiles it, or loads its machine
+    code from the cache: callers that time the kernels' work (benchmarks) call
+    this first and report its time apart.
+
+    Examples
+    --------
+    >>> warm_up() >= 0.0
+    True
+    """
+    start = time.perf_counter()
+    one = np.zeros(1, np.int64)
+    runs_before(one, np.array([0, 1]), one, one, one)
+    own_runs(one, one, one, np.array([0, 1]))
+    rows_runs(one, one, one, np.ones(1, bool), np.array([0, 1]))
+    return time.perf_counter() - start

@@ -1,0 +1,127 @@
+"""The compiled sweeps against plain references: per-key binary searches, and brute force over every query.
+
+Each kernel walks events sorted by (key, time) once; the references search
+or scan each query on its own, so a pointer that skips or stops early shows.
+Ties on equal timestamps follow the "strictly before" rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commgraph.baselines._pointintime import QueryOrder, Timeline
+from commgraph.baselines._sweeps import own_runs, rows_runs, runs_before, warm_up
+
+
+def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Events sorted by (code, time) through pandas (an independent sort), their order, and the key offsets."""
+    frame = pd.DataFrame({"code": codes, "time": times}).sort_values(["code", "time"], kind="stable")
+    starts = np.zeros(n_codes + 1, np.int64)
+    np.cumsum(np.bincount(codes, minlength=n_codes), out=starts[1:])
+    return frame["time"].to_numpy(np.int64), frame.index.to_numpy(np.int64), starts
+
+
+def _reference_hi(times: np.ndarray, starts: np.ndarray, code: int, instant: int) -> int:
+    if code < 0:
+        return 0
+    run = times[starts[code]:starts[code + 1]]
+    return int(starts[code] + np.searchsorted(run, instant, side="left"))
+
+
+events = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 60)), max_size=60)
+queries = st.lists(st.tuples(st.integers(-1, 5), st.integers(-10, 80)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events, queries, st.lists(st.integers(0, 70), min_size=1, max_size=4), st.booleans())
+def test_runs_before_equals_a_search_per_key(ev, qs, shifts, sorted_queries) -> None:
+    codes = np.array([e[0] for e in ev], dtype=np.int64)
+    times = np.array([e[1] for e in ev], dtype=np.int64)
+    sorted_times, _, starts = _sorted_events(codes, times, 6)
+    qc = np.array([q[0] for q in qs], dtype=np.int64)
+    qt = np.array([q[1] for q in qs], dtype=np.int64)
+    # Sorted queries walk forward only; any other order restarts a key's walk and must agree.
+    order = QueryOrder.of(qc, qt).by_key if sorted_queries else np.arange(len(qc))[::-1].copy()
+    lo, his = runs_before(sorted_times, starts, qc, qt, order, shifts)
+    assert his.shape == (len(shifts), len(qc))
+    for i, (c, t) in enumerate(zip(qc.tolist(), qt.tolist())):
+        assert lo[i] == (starts[c] if c >= 0 else 0)
+        for k, s in enumerate(shifts):
+            assert his[k, i] == _reference_hi(sorted_times, starts, c, t - s)
+            mine = (codes == c) & (times < t - s)  # brute force: strictly before the shifted instant
+            assert his[k, i] - lo[i] == mine.sum()
+
+
+def test_runs_before_ties_empty_and_one_row() -> None:
+    times, starts = np.array([5, 5, 5, 9]), np.array([0, 4])
+    # Three events at the query's own instant: none of them is before it.
+    lo, his = runs_before(times, starts, np.array([0, 0, 0]), np.array([5, 6, 9]), np.array([0, 1, 2]))
+    assert (his[0] - lo).tolist() == [0, 3, 3]
+    lo, his = runs_before(np.array([], np.int64), np.array([0, 0, 0]), np.array([], np.int64),
+                          np.array([], np.int64), np.array([], np.int64), [0, 1])
+    assert lo.shape == (0,) and his.shape == (2, 0)
+    lo, his = runs_before(np.array([], np.int64), np.array([0, 0]), np.array([0]), np.array([3]), np.array([0]))
+    assert lo.tolist() == [0] and his.tolist() == [[0]]  # a key with no events: an empty run
+    lo, his = runs_before(np.array([3]), np.array([0, 1]), np.array([0]), np.array([4]), np.array([0]), [0, 1])
+    assert his.tolist() == [[1], [0]]  # 3 < 4, but 3 is not before 4 - 1
+
+
+def test_runs_before_rejects_a_code_outside_the_code_space() -> None:
+    with pytest.raises(ValueError, match="key code 2 is outside the code space 0 .. 1"):
+        runs_before(np.array([1, 2]), np.array([0, 1, 2]), np.array([2]), np.array([5]), np.array([0]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 12)), max_size=60))
+def test_own_runs_equal_brute_force_and_the_numpy_timeline(ev) -> None:
+    codes = np.array([e[0] for e in ev], dtype=np.int64)
+    times = np.array([e[1] for e in ev], dtype=np.int64)
+    sorted_times, order, starts = _sorted_events(codes, times, 5)
+    lo, hi = own_runs(codes[order], sorted_times, order, starts)
+    for i, (c, t) in enumerate(zip(codes.tolist(), times.tolist())):
+        assert lo[i] == starts[c]
+        assert hi[i] - lo[i] == ((codes == c) & (times < t)).sum()
+    # Bit for bit what the numpy passes of a Timeline give.
+    tl = Timeline(codes, times, 5)
+    ref_lo, ref_hi = tl.before(codes, times)
+    assert np.array_equal(lo, ref_lo) and np.array_equal(hi, ref_hi)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 12), st.booleans()), max_size=60))
+def test_rows_runs_equal_brute_force(rows) -> None:
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    events = np.array([r[2] for r in rows], dtype=bool) & (codes >= 0)  # rows of keys without events are none
+    by_key = QueryOrder.of(codes, times).by_key
+    starts = np.zeros(6, np.int64)
+    np.cumsum(np.bincount(codes[events], minlength=5), out=starts[1:])
+    lo, hi = rows_runs(codes, times, by_key, events, starts)
+    for i, (c, t) in enumerate(zip(codes.tolist(), times.tolist())):
+        if c < 0:
+            assert lo[i] == 0 and hi[i] == 0
+            continue
+        assert lo[i] == starts[c]
+        assert hi[i] - lo[i] == (events & (codes == c) & (times < t)).sum()
+
+
+def test_empty_and_one_row_inputs() -> None:
+    empty = np.array([], np.int64)
+    for lo, hi in (own_runs(empty, empty, empty, np.zeros(1, np.int64)),
+                   rows_runs(empty, empty, empty, np.array([], bool), np.zeros(1, np.int64))):
+        assert lo.shape == hi.shape == (0,)
+    one = np.array([0])
+    assert [a.tolist() for a in own_runs(one, np.array([7]), one, np.array([0, 1]))] == [[0], [0]]
+    assert [a.tolist() for a in rows_runs(one, np.array([7]), one, np.array([True]), np.array([0, 1]))] == [[0], [0]]
+
+
+def test_warm_up_leaves_the_kernels_compiled() -> None:
+    from commgraph.baselines import _sweeps
+
+    warm_up()
+    for kernel in (_sweeps._runs_before_kernel, _sweeps._own_runs_kernel, _sweeps._rows_runs_kernel):
+        assert kernel.signatures, kernel  # compiled (or loaded) for the arguments the public functions pass
