@@ -346,7 +346,7 @@ class AsOfTables:
         return int(self.config.settle_delay.total_seconds() * 10**9)
 
     @cached_property
-    def _outcome_timelines(self) -> dict[str, tuple[Timeline, dict[str, np.ndarray], Timeline, np.ndarray]]:
+    def _outcome_timelines(self) -> dict[str, tuple[Timeline, np.ndarray, Timeline, np.ndarray]]:
         """Per entity kind: a timeline of the explicit labels and withdrawn presumptions (a few) with their
         cumulative counts; and the rows' own timeline with the cumulative count of presumptions they start.
 
@@ -364,15 +364,15 @@ class AsOfTables:
             few = ~starts
             label = ev["label"][few]
             tl = Timeline(entity[few], ev["time"][few], n)
-            weights = {"n_safe": label == 0, "n_attack": label == 1, "n_spam": label == 2,
-                       "n_presumed_safe": np.where(label < 0, ev["safe"][few], 0)}
-            out[kind] = (tl, {c: tl.prefix(w) for c, w in weights.items()}, rows, rows.prefix(started))
+            # In the order of _LABEL_COLUMNS.
+            weights = [label == 0, label == 1, label == 2, np.where(label < 0, ev["safe"][few], 0)]
+            out[kind] = (tl, tl.prefixes(weights), rows, rows.prefix(started))
         return out
 
     def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray) -> dict[str, np.ndarray]:
         tl, prefixes, rows, started = self._outcome_timelines[kind]
         lo, hi = tl.before(codes, instants, self._order(codes, instants))
-        out = {c: p[hi] - p[lo] for c, p in prefixes.items()}
+        out = dict(zip(_LABEL_COLUMNS, tl.sums(lo, hi, prefixes)))
         # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
         rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
         out["n_presumed_safe"] += started[rhi] - started[rlo]
@@ -405,15 +405,14 @@ class AsOfTables:
             out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w, shifts)[1]
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
         out["first_seen"] = tl.first(lo, hi)
-        days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
-        out["active_days"] = days[hi] - days[lo]
-        new_pairs = tl.prefix(self._new_pairs)
-        out["n_distinct_recipients"] = new_pairs[hi] - new_pairs[lo]
+        # Counts over each run, all read in one pass: active days (in sorted order), distinct recipients,
+        # and each authentication result's passes and fails.
+        names, weights = ["active_days", "n_distinct_recipients"], [tl.new_run(self.ts // DAY_NS), self._new_pairs]
         for a in _AUTH:
             codes = self.auth[a]
-            for suffix, flags in (("pass", codes == PASS), ("fail", np.isin(codes, FAILS))):
-                p = tl.prefix(flags)
-                out[f"{a}_{suffix}"] = p[hi] - p[lo]
+            names += [f"{a}_pass", f"{a}_fail"]
+            weights += [codes == PASS, np.isin(codes, FAILS)]
+        out.update(zip(names, tl.sums(lo, hi, tl.prefixes(weights, [True] + [False] * (len(weights) - 1)))))
         out.update(self._label_columns("sender", self.s, q))
         return out
 
@@ -460,11 +459,9 @@ class AsOfTables:
         for name, w in self._windows(windows).items():
             out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w, shifts)[1]
         out["first_seen"] = tl.first(lo, hi)
-        days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
-        out["active_days"] = days[hi] - days[lo]
-        for column, flags in (("n_distinct_senders", self._head_of_sender), ("n_internal", self.direction == INTERNAL)):
-            p = tl.prefix(flags)
-            out[column] = p[hi] - p[lo]
+        weights = [tl.new_run(self.ts // DAY_NS), self._head_of_sender, self.direction == INTERNAL]  # days: sorted
+        out.update(zip(("active_days", "n_distinct_senders", "n_internal"),
+                       tl.sums(lo, hi, tl.prefixes(weights, [True, False, False]))))
         olo, ohi = self._domain_out.before(self.d, q, order)
         # A domain the tenant only wrote to has a row too: its outbound count is known without inbound mail.
         out["n_outbound_to"] = ohi - olo

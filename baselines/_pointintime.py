@@ -21,7 +21,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import own_runs, rows_runs, runs_before
+from ._sweeps import own_runs, rows_runs, run_sums, runs_before
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events", "search",
            "merge_search", "NAT"]
@@ -303,6 +303,35 @@ class Timeline:
         out = np.zeros(len(self.order) + 1, dtype=np.int64)
         np.cumsum(np.asarray(weights, dtype=np.int64)[self.order], out=out[1:])
         return out
+
+    def prefixes(self, weights: Sequence[np.ndarray], sorted_order: Sequence[bool] | None = None) -> np.ndarray:
+        """Cumulative sums of several integer weights along the sorted events, 0 first: one row per position.
+
+        Each weight is given in event order (as :meth:`prefix`) or, where
+        ``sorted_order`` says so, in sorted order (as :meth:`sorted_flags`).
+        Column ``k`` equals ``prefix(weights[k])``; :meth:`sums` reads them all
+        per run in one pass.
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([1, 0, 0]), np.array([5, 6, 7]), 2)
+        >>> p = tl.prefixes([np.array([1, 0, 1]), np.array([0, 1, 1])])
+        >>> p.T.tolist()  # sorted events: (0, 6), (0, 7), (1, 5)
+        [[0, 0, 1, 2], [0, 1, 2, 2]]
+        >>> tl.sums(np.array([0, 2]), np.array([2, 3]), p).tolist()
+        [[1, 1], [2, 0]]
+        """
+        n = len(self.order)
+        out = np.zeros((n + 1, len(weights)), dtype=np.int64)
+        for k, w in enumerate(weights):
+            w = np.asarray(w, dtype=np.int64)
+            np.cumsum(w if sorted_order is not None and sorted_order[k] else w[self.order], out=out[1:, k])
+        return out
+
+    @staticmethod
+    def sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+        """Per run ``lo:hi``, the sum of each weight of :meth:`prefixes`: one row per weight."""
+        return run_sums(lo, hi, prefixes)
 
     def sorted_flags(self, flags: np.ndarray) -> np.ndarray:
         """Integer weights given in sorted order, as cumulative sums (see :meth:`prefix`)."""

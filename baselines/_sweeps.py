@@ -27,7 +27,7 @@ from typing import Callable
 import numba
 import numpy as np
 
-__all__ = ["runs_before", "own_runs", "rows_runs", "warm_up"]
+__all__ = ["runs_before", "own_runs", "rows_runs", "run_sums", "warm_up"]
 
 
 def _compiled(fn: Callable) -> Callable:
@@ -107,6 +107,21 @@ def _rows_runs_kernel(codes, times, by_key, events, starts, lo, hi):  # pragma: 
         previous_time = t
 
 
+@_compiled
+def _run_sums_kernel(lo, hi, prefixes, out):  # pragma: no cover - compiled
+    n_columns = prefixes.shape[1]
+    for i in range(len(lo)):
+        a = lo[i]
+        b = hi[i]
+        for k in range(n_columns):  # one row of the prefixes holds every column: one cache line or two
+            out[k, i] = prefixes[b, k] - prefixes[a, k]
+
+
+def _c(values: np.ndarray) -> np.ndarray:
+    # One array type per argument (contiguous int64): the signatures warm_up compiled, no new compile mid-run.
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
 def _check_codes(codes: np.ndarray, n_codes: int, what: str) -> None:
     if len(codes) and int(codes.max()) >= n_codes:
         raise ValueError(f"{what}: key code {int(codes.max())} is outside the code space 0 .. {n_codes - 1}; "
@@ -155,13 +170,12 @@ def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instan
     >>> lo.tolist(), his.tolist()  # events strictly before 20: one; before 20 - 15 = 5: none
     ([0, 0, 4, 0], [[1, 4, 5, 0], [0, 1, 4, 0]])
     """
-    codes = np.asarray(codes, dtype=np.int64)
+    codes = _c(codes)
     _check_codes(codes, len(starts) - 1, "runs_before")
-    shifts = np.asarray(shifts, dtype=np.int64).reshape(-1)
+    shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
     lo = np.empty(len(codes), np.int64)
     his = np.empty((len(shifts), len(codes)), np.int64)
-    _runs_before_kernel(np.asarray(times, dtype=np.int64), np.asarray(starts, dtype=np.int64), codes,
-                        np.asarray(instants, dtype=np.int64), np.asarray(order, dtype=np.int64), shifts, lo, his)
+    _runs_before_kernel(_c(times), _c(starts), codes, _c(instants), _c(order), shifts, lo, his)
     return lo, his
 
 
@@ -180,12 +194,11 @@ def own_runs(codes: np.ndarray, times: np.ndarray, order: np.ndarray, starts: np
     >>> lo.tolist(), hi.tolist()  # event 2 is first (10); events 0 and 1 share 20, so neither counts the other
     ([0, 0, 0, 3], [1, 1, 0, 3])
     """
-    codes = np.asarray(codes, dtype=np.int64)
+    codes = _c(codes)
     _check_codes(codes, len(starts) - 1, "own_runs")
     n = len(codes)
     lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
-    _own_runs_kernel(codes, np.asarray(times, dtype=np.int64), np.asarray(order, dtype=np.int64),
-                     np.asarray(starts, dtype=np.int64), lo, hi)
+    _own_runs_kernel(codes, _c(times), _c(order), _c(starts), lo, hi)
     return lo, hi
 
 
@@ -207,13 +220,46 @@ def rows_runs(codes: np.ndarray, times: np.ndarray, by_key: np.ndarray, events: 
     >>> (hi - lo).tolist()
     [0, 1, 0, 1, 0]
     """
-    codes = np.asarray(codes, dtype=np.int64)
+    codes = _c(codes)
     _check_codes(codes, len(starts) - 1, "rows_runs")
     n = len(codes)
     lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
-    _rows_runs_kernel(codes, np.asarray(times, dtype=np.int64), np.asarray(by_key, dtype=np.int64),
-                      np.asarray(events, dtype=np.bool_), np.asarray(starts, dtype=np.int64), lo, hi)
+    events = np.ascontiguousarray(events, dtype=np.bool_)
+    _rows_runs_kernel(codes, _c(times), _c(by_key), events, _c(starts), lo, hi)
     return lo, hi
+
+
+def run_sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+    """Per run ``lo:hi`` and per column of ``prefixes``, ``prefixes[hi] - prefixes[lo]``: sums over runs, in one pass.
+
+    ``prefixes`` (int64, shape ``(n_events + 1, n_columns)``) holds cumulative
+    sums of several weights along the sorted events, 0 first
+    (:meth:`Timeline.prefixes <commgraph.baselines._pointintime.Timeline.prefixes>`);
+    every column's sums come out of one read of ``lo`` and ``hi``, with no
+    temporaries of gathered prefixes.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_columns, len(lo))
+        One contiguous row per column.
+
+    Examples
+    --------
+    >>> prefixes = np.cumsum(np.array([[0, 0], [1, 0], [1, 1], [0, 1]]), axis=0)  # two weights over 3 events
+    >>> run_sums(np.array([0, 1, 2]), np.array([3, 3, 2]), prefixes).tolist()
+    [[2, 1, 0], [2, 2, 0]]
+    """
+    lo = np.ascontiguousarray(lo, dtype=np.int64)
+    hi = np.ascontiguousarray(hi, dtype=np.int64)
+    prefixes = np.ascontiguousarray(prefixes, dtype=np.int64)
+    if len(lo) != len(hi):
+        raise ValueError(f"run_sums: lo has {len(lo)} runs and hi {len(hi)}; pass one lo and one hi per run")
+    if len(lo) and (int(lo.min()) < 0 or int(hi.max()) >= len(prefixes)):
+        raise ValueError(f"run_sums: runs reach positions {int(lo.min())} .. {int(hi.max())}, outside the "
+                         f"{len(prefixes)} prefix rows 0 .. {len(prefixes) - 1}; pass the prefixes of the same timeline")
+    out = np.empty((prefixes.shape[1], len(lo)), np.int64)
+    _run_sums_kernel(lo, hi, prefixes, out)
+    return out
 
 
 def warm_up() -> float:
@@ -233,4 +279,5 @@ def warm_up() -> float:
     runs_before(one, np.array([0, 1]), one, one, one)
     own_runs(one, one, one, np.array([0, 1]))
     rows_runs(one, one, one, np.ones(1, bool), np.array([0, 1]))
+    run_sums(one, one, np.zeros((1, 1), np.int64))
     return time.perf_counter() - start

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import own_runs, rows_runs, runs_before, warm_up
+from commgraph.baselines._sweeps import own_runs, rows_runs, run_sums, runs_before, warm_up
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,6 +109,39 @@ def test_rows_runs_equal_brute_force(rows) -> None:
         assert hi[i] - lo[i] == (events & (codes == c) & (times < t)).sum()
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 9), st.integers(-2, 2), st.booleans()), max_size=50),
+       st.lists(st.tuples(st.integers(-1, 4), st.integers(-1, 11)), max_size=30))
+def test_run_sums_equal_the_gathered_prefix_differences(ev, qs) -> None:
+    # Timeline.prefixes + sums (one compiled pass) against prefix() and p[hi] - p[lo] per weight, and a plain
+    # pandas sum of the events strictly before each query.
+    codes = np.array([e[0] for e in ev], dtype=np.int64)
+    times = np.array([e[1] for e in ev], dtype=np.int64)
+    weights = [np.array([e[2] for e in ev], dtype=np.int64), np.array([e[3] for e in ev], dtype=bool)]
+    tl = Timeline(codes, times, 5)
+    qc = np.array([q[0] for q in qs], dtype=np.int64)
+    qt = np.array([q[1] for q in qs], dtype=np.int64)
+    lo, hi = tl.before(qc, qt)
+    sums = tl.sums(lo, hi, tl.prefixes(weights))
+    assert sums.shape == (2, len(qs))
+    frame = pd.DataFrame({"code": codes, "time": times, "w0": weights[0], "w1": weights[1].astype(np.int64)})
+    for k, w in enumerate(weights):
+        p = tl.prefix(w)
+        assert np.array_equal(sums[k], p[hi] - p[lo])
+    for i, (c, t) in enumerate(zip(qc.tolist(), qt.tolist())):
+        before = frame[(frame["code"] == c) & (frame["time"] < t)]
+        assert sums[:, i].tolist() == [int(before["w0"].sum()), int(before["w1"].sum())]
+    # Weights already in sorted order (flags such as a new day per key) give the same columns.
+    in_sorted = [w[tl.order] for w in weights]
+    assert np.array_equal(tl.prefixes(in_sorted, [True, True]), tl.prefixes(weights))
+
+
+def test_run_sums_rejects_runs_outside_the_prefixes() -> None:
+    with pytest.raises(ValueError, match=r"runs reach positions 0 \.\. 4, outside the 3 prefix rows 0 \.\. 2"):
+        run_sums(np.array([0]), np.array([4]), np.zeros((3, 1), np.int64))
+    assert run_sums(np.array([], np.int64), np.array([], np.int64), np.zeros((1, 2), np.int64)).shape == (2, 0)
+
+
 def test_empty_and_one_row_inputs() -> None:
     empty = np.array([], np.int64)
     for lo, hi in (own_runs(empty, empty, empty, np.zeros(1, np.int64)),
@@ -123,5 +156,6 @@ def test_warm_up_leaves_the_kernels_compiled() -> None:
     from commgraph.baselines import _sweeps
 
     warm_up()
-    for kernel in (_sweeps._runs_before_kernel, _sweeps._own_runs_kernel, _sweeps._rows_runs_kernel):
+    for kernel in (_sweeps._runs_before_kernel, _sweeps._own_runs_kernel, _sweeps._rows_runs_kernel,
+                   _sweeps._run_sums_kernel):
         assert kernel.signatures, kernel  # compiled (or loaded) for the arguments the public functions pass
