@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple
 import numba
 import numpy as np
 
-__all__ = ["runs_before", "own_runs", "rows_runs", "run_sums", "warm_up", "WarmUp"]
+__all__ = ["runs_before", "own_runs", "rows_runs", "run_sums", "counting_order", "warm_up", "WarmUp"]
 
 
 def _compiled(fn: Callable) -> Callable:
@@ -115,6 +115,26 @@ def _run_sums_kernel(lo, hi, prefixes, out):  # pragma: no cover - compiled
         b = hi[i]
         for k in range(n_columns):  # one row of the prefixes holds every column: one cache line or two
             out[k, i] = prefixes[b, k] - prefixes[a, k]
+
+
+@_compiled
+def _counting_order_kernel(codes, by_time, n_codes, out):  # pragma: no cover - compiled
+    offsets = np.zeros(n_codes + 1, np.int64)
+    for i in range(len(codes)):
+        offsets[codes[i] + 1] += 1
+    for c in range(n_codes):
+        offsets[c + 1] += offsets[c]
+    ends = offsets[1:].copy()
+    n = len(codes)
+    for j in range(len(by_time)):  # in time order: each key's slots fill in time order (a stable sort)
+        i = by_time[j]
+        if i < 0 or i >= n:
+            raise ValueError("counting_order: by_time holds a position outside the events")
+        c = codes[i]
+        if offsets[c] >= ends[c]:
+            raise ValueError("counting_order: by_time is not a permutation of the events (a position twice)")
+        out[offsets[c]] = i
+        offsets[c] += 1
 
 
 def _c(values: np.ndarray) -> np.ndarray:
@@ -262,6 +282,35 @@ def run_sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray
     return out
 
 
+def counting_order(codes: np.ndarray, by_time: np.ndarray, n_codes: int) -> np.ndarray:
+    """The argsort of (code, rank in time) for codes ``0 .. n_codes - 1``: a stable counting sort, one pass.
+
+    ``by_time`` is a stable time order of the events (a permutation of
+    ``0 .. len(codes) - 1``; not checked in full: the kernel refuses a position
+    outside the events, or a code's slots overflowing, so memory stays safe). Events are dealt, in time order, into their
+    code's slots: the same permutation as a stable sort of the time-ordered
+    codes (:func:`commgraph.baselines._pointintime.code_order`), without its
+    radix passes and their temporaries. Costs ``n_codes`` counters: for code
+    spaces about as large as the events or smaller.
+
+    Examples
+    --------
+    >>> counting_order(np.array([1, 0, 1, 0]), np.array([3, 2, 1, 0]), 2).tolist()
+    [3, 1, 2, 0]
+    """
+    codes = _c(codes)
+    by_time = _c(by_time)
+    if len(by_time) != len(codes):
+        raise ValueError(f"counting_order: {len(codes)} codes and a time order of {len(by_time)}; pass one time "
+                         "order of all the events")
+    if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= n_codes):
+        raise ValueError(f"counting_order: codes {int(codes.min())} .. {int(codes.max())} are outside the code space "
+                         f"0 .. {n_codes - 1}; pass non-negative codes and their number")
+    out = np.empty(len(codes), np.int64)
+    _counting_order_kernel(codes, by_time, int(n_codes), out)
+    return out
+
+
 class WarmUp(NamedTuple):
     """What :func:`warm_up` did: seconds, and how many kernels it compiled or loaded from numba's cache."""
 
@@ -270,7 +319,7 @@ class WarmUp(NamedTuple):
     loaded: int  #: kernels whose machine code came from the cache
 
 
-_KERNELS = (_runs_before_kernel, _own_runs_kernel, _rows_runs_kernel, _run_sums_kernel)
+_KERNELS = (_runs_before_kernel, _own_runs_kernel, _rows_runs_kernel, _run_sums_kernel, _counting_order_kernel)
 
 
 def _cache_hits(kernel: Callable) -> int:
@@ -301,6 +350,7 @@ def warm_up() -> WarmUp:
     own_runs(one, one, one, np.array([0, 1]))
     rows_runs(one, one, one, np.ones(1, bool), np.array([0, 1]))
     run_sums(one, one, np.zeros((1, 1), np.int64))
+    counting_order(one, one, 1)
     seconds = time.perf_counter() - start
     loaded = sum(_cache_hits(k) > hits[id(k)] for k in cold)
     return WarmUp(seconds, len(cold) - loaded, loaded)

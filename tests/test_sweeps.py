@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import own_runs, rows_runs, run_sums, runs_before, warm_up
+from commgraph.baselines._sweeps import counting_order, own_runs, rows_runs, run_sums, runs_before, warm_up
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -140,6 +140,26 @@ def test_run_sums_rejects_runs_outside_the_prefixes() -> None:
     with pytest.raises(ValueError, match=r"runs reach positions 0 \.\. 4, outside the 3 prefix rows 0 \.\. 2"):
         run_sums(np.array([0]), np.array([4]), np.zeros((3, 1), np.int64))
     assert run_sums(np.array([], np.int64), np.array([], np.int64), np.zeros((1, 2), np.int64)).shape == (2, 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5)), max_size=60))
+def test_counting_order_equals_a_stable_sort_by_code_then_time(rows) -> None:
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    by_time = np.argsort(times, kind="stable")
+    expected = np.lexsort((np.arange(len(rows)), times, codes))  # (code, time, position): the stable order
+    assert np.array_equal(counting_order(codes, by_time, 7), expected)
+
+
+def test_counting_order_rejects_what_is_not_a_code_space_or_a_permutation() -> None:
+    with pytest.raises(ValueError, match="codes -1 .. 2 are outside the code space 0 .. 2"):
+        counting_order(np.array([-1, 2]), np.array([0, 1]), 3)
+    with pytest.raises(ValueError, match="not a permutation of the events"):
+        counting_order(np.array([0, 1]), np.array([1, 1]), 2)  # key 1's one slot, filled twice
+    with pytest.raises(ValueError, match="a position outside the events"):
+        counting_order(np.array([0, 0]), np.array([0, 5]), 1)
+    assert counting_order(np.array([], np.int64), np.array([], np.int64), 0).shape == (0,)
 
 
 def test_empty_and_one_row_inputs() -> None:
