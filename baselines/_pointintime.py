@@ -21,7 +21,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import counting_order, own_runs, rows_runs, run_sums, runs_before
+from ._sweeps import counting_order, kept_order, own_runs, rows_runs, run_sums, runs_before
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events", "search",
            "merge_search", "NAT"]
@@ -132,15 +132,15 @@ def subset_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """A sort order of the rows where ``mask`` holds (numbered among themselves), from a sort order of all rows.
 
     Dropping rows from a sorted sequence leaves it sorted: stable time orders
-    and (code, time) orders of a subset come from the whole set's without a sort.
+    and (code, time) orders of a subset come from the whole set's without a sort
+    (one compiled pass, :func:`commgraph.baselines._sweeps.kept_order`).
 
     Examples
     --------
     >>> subset_order(np.array([3, 0, 2, 1]), np.array([True, False, True, True])).tolist()
     [2, 0, 1]
     """
-    position = np.cumsum(mask) - 1
-    return position[order[mask[order]]]
+    return kept_order(order, mask)
 
 
 class QueryOrder(NamedTuple):
@@ -250,8 +250,9 @@ class Timeline:
         codes = np.asarray(codes, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
         events = np.asarray(events, dtype=bool)
-        tl = cls(codes[events], times[events], n_codes, subset_order(rows.by_time, events),
-                 subset_order(rows.by_key, events))
+        # The (code, time) order of the events is the rows' with the other rows left out (no sort, and no
+        # time order needed).
+        tl = cls(codes[events], times[events], n_codes, key_order=subset_order(rows.by_key, events))
         tl._rows = (codes, times, rows.by_key, events)
         return tl
 

@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple
 import numba
 import numpy as np
 
-__all__ = ["runs_before", "own_runs", "rows_runs", "run_sums", "counting_order", "warm_up", "WarmUp"]
+__all__ = ["runs_before", "own_runs", "rows_runs", "run_sums", "counting_order", "kept_order", "warm_up", "WarmUp"]
 
 
 def _compiled(fn: Callable) -> Callable:
@@ -135,6 +135,28 @@ def _counting_order_kernel(codes, by_time, n_codes, out):  # pragma: no cover - 
             raise ValueError("counting_order: by_time is not a permutation of the events (a position twice)")
         out[offsets[c]] = i
         offsets[c] += 1
+
+
+@_compiled
+def _kept_order_kernel(order, mask, out):  # pragma: no cover - compiled
+    n = len(mask)
+    position = np.empty(n, np.int64)  # each kept row's number among the kept rows
+    kept = 0
+    for i in range(n):
+        position[i] = kept
+        if mask[i]:
+            kept += 1
+    m = 0
+    for j in range(len(order)):
+        i = order[j]
+        if i < 0 or i >= n:
+            raise ValueError("kept_order: the order holds a position outside the rows")
+        if mask[i]:
+            if m >= len(out):
+                raise ValueError("kept_order: the order is not a permutation of the rows (a kept row twice)")
+            out[m] = position[i]
+            m += 1
+    return m
 
 
 def _c(values: np.ndarray) -> np.ndarray:
@@ -311,6 +333,29 @@ def counting_order(codes: np.ndarray, by_time: np.ndarray, n_codes: int) -> np.n
     return out
 
 
+def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``order`` with the rows where ``mask`` is False left out, the kept rows numbered among themselves.
+
+    A sort order of all rows (a permutation) gives the same sort order of the
+    kept rows: ``(np.cumsum(mask) - 1)[order[mask[order]]]`` in one pass and
+    one small counter array, without the three temporaries.
+
+    Examples
+    --------
+    >>> kept_order(np.array([3, 0, 2, 1]), np.array([True, False, True, True])).tolist()
+    [2, 0, 1]
+    """
+    order = _c(order)
+    mask = np.ascontiguousarray(mask, dtype=np.bool_)
+    if len(order) != len(mask):
+        raise ValueError(f"kept_order: an order of {len(order)} rows and a mask of {len(mask)}; pass one mask "
+                         "value per row of the order")
+    out = np.empty(int(np.count_nonzero(mask)), np.int64)
+    if _kept_order_kernel(order, mask, out) != len(out):
+        raise ValueError("kept_order: the order is not a permutation of the rows (a kept row missing)")
+    return out
+
+
 class WarmUp(NamedTuple):
     """What :func:`warm_up` did: seconds, and how many kernels it compiled or loaded from numba's cache."""
 
@@ -319,7 +364,8 @@ class WarmUp(NamedTuple):
     loaded: int  #: kernels whose machine code came from the cache
 
 
-_KERNELS = (_runs_before_kernel, _own_runs_kernel, _rows_runs_kernel, _run_sums_kernel, _counting_order_kernel)
+_KERNELS = (_runs_before_kernel, _own_runs_kernel, _rows_runs_kernel, _run_sums_kernel, _counting_order_kernel,
+            _kept_order_kernel)
 
 
 def _cache_hits(kernel: Callable) -> int:
@@ -351,6 +397,7 @@ def warm_up() -> WarmUp:
     rows_runs(one, one, one, np.ones(1, bool), np.array([0, 1]))
     run_sums(one, one, np.zeros((1, 1), np.int64))
     counting_order(one, one, 1)
+    kept_order(one, np.ones(1, bool))
     seconds = time.perf_counter() - start
     loaded = sum(_cache_hits(k) > hits[id(k)] for k in cold)
     return WarmUp(seconds, len(cold) - loaded, loaded)

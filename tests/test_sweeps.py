@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import counting_order, own_runs, rows_runs, run_sums, runs_before, warm_up
+from commgraph.baselines._sweeps import counting_order, kept_order, own_runs, rows_runs, run_sums, runs_before, warm_up
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,6 +160,26 @@ def test_counting_order_rejects_what_is_not_a_code_space_or_a_permutation() -> N
     with pytest.raises(ValueError, match="a position outside the events"):
         counting_order(np.array([0, 0]), np.array([0, 5]), 1)
     assert counting_order(np.array([], np.int64), np.array([], np.int64), 0).shape == (0,)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.permutations(list(range(12))), st.lists(st.booleans(), min_size=12, max_size=12))
+def test_kept_order_equals_the_numpy_formula(order, mask) -> None:
+    order, mask = np.array(order, dtype=np.int64), np.array(mask, dtype=bool)
+    expected = (np.cumsum(mask) - 1)[order[mask[order]]]  # the numpy passes it replaces
+    assert np.array_equal(kept_order(order, mask), expected)
+    kept = np.flatnonzero(mask)  # and by hand: the kept rows' numbers, in the order's sequence
+    assert kept_order(order, mask).tolist() == [int(np.searchsorted(kept, i)) for i in order if mask[i]]
+
+
+def test_kept_order_rejects_an_order_that_is_not_a_permutation() -> None:
+    with pytest.raises(ValueError, match="a position outside the rows"):
+        kept_order(np.array([0, 7]), np.array([True, True]))
+    with pytest.raises(ValueError, match="a kept row missing"):
+        kept_order(np.array([0, 0]), np.array([False, True]))
+    with pytest.raises(ValueError, match="a mask of 1"):
+        kept_order(np.array([0, 1]), np.array([True]))
+    assert kept_order(np.array([], np.int64), np.array([], bool)).shape == (0,)
 
 
 def test_empty_and_one_row_inputs() -> None:
