@@ -133,10 +133,18 @@ class AsOfTables:
         """Whether every row is asked about at its own time (fresh): then no binary search is needed."""
         return instants is times or (len(instants) == len(times) and np.array_equal(instants, times))
 
-    def _before(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, times: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-        return tl.before_own() if self._own(instants, times) else tl.before(codes, instants,
-                                                                             self._order(codes, instants))
+    def _before(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, times: np.ndarray,
+                shifts: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """``tl.before(codes, instants)``; rows asked at their own times (fresh) need no search, and their
+        answers at ``instants - shift`` for each of ``shifts`` come out of the same walk, for
+        :meth:`_before_shifted` to find."""
+        if not self._own(instants, times):
+            return tl.before(codes, instants, self._order(codes, instants))
+        lo, hi, his = tl.before_own_shifts(shifts)
+        times = self._canonical(instants)
+        for s, shifted in zip(shifts, his):
+            self._shifted[(id(tl), id(codes), id(times), s)] = (tl, codes, times, (lo, shifted))
+        return lo, hi
 
     def _before_shifted(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, shift: int,
                         also: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
@@ -398,9 +406,9 @@ class AsOfTables:
         """Sender-table columns of each message's sender (window counts: those of ``windows``, default all)."""
         q = np.asarray(instants, dtype=np.int64)
         tl = self._sender
-        lo, hi = self._before(tl, self.s, q, self.ts)
+        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
+        lo, hi = self._before(tl, self.s, q, self.ts, shifts)
         out: dict[str, np.ndarray] = {"n_messages": hi - lo}
-        shifts = (*self._windows(windows).values(), self._settle_delay)  # one walk for all
         for name, w in self._windows(windows).items():
             out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w, shifts)[1]
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
@@ -451,11 +459,11 @@ class AsOfTables:
         """Sender-domain-table columns of each message's sender domain (window counts: those of ``windows``)."""
         q = np.asarray(instants, dtype=np.int64)
         tl = self._domain
-        lo, hi = self._before(tl, self.d, q, self.ts)
+        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
+        lo, hi = self._before(tl, self.d, q, self.ts, shifts)
         n = hi - lo
         out: dict[str, np.ndarray] = {"n_messages": n}
         order = self._order(self.d, q)
-        shifts = (*self._windows(windows).values(), self._settle_delay)  # one walk for all
         for name, w in self._windows(windows).items():
             out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w, shifts)[1]
         out["first_seen"] = tl.first(lo, hi)
@@ -509,9 +517,9 @@ class AsOfTables:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
         tl = self._inbound
-        lo, hi = self._before(tl, self.r, q, self.ets)
+        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
+        lo, hi = self._before(tl, self.r, q, self.ets, shifts)
         out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
-        shifts = (*self._windows(windows).values(), self._settle_delay)  # one walk for all
         for name, w in self._windows(windows).items():
             out[f"n_inbound_{name}"] = hi - self._before_shifted(tl, self.r, q, w, shifts)[1]
         first = tl.prefix(self._first_time_inbound)

@@ -298,10 +298,27 @@ class Timeline:
         run of equal times in sorted order. A timeline made :meth:`of_rows`
         answers for each of its rows (in row order), events or not.
         """
+        lo, hi, _ = self.before_own_shifts(())
+        return lo, hi
+
+    def before_own_shifts(self, shifts: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`before_own`, and in the same walk the ``hi`` of each event (or row) at its time less each shift.
+
+        ``his[k]`` equals ``before(codes, times - shifts[k])[1]`` for the
+        events' (or the rows') own codes and times: window starts and the
+        settle delay found with no pass of their own.
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([0, 0, 0]), np.array([10, 20, 30]), 1)
+        >>> lo, hi, his = tl.before_own_shifts([10])
+        >>> (hi - lo).tolist(), (his[0] - lo).tolist()  # before 10, 20, 30; before 0, 10, 20
+        ([0, 1, 2], [0, 0, 1])
+        """
         if self._rows is not None:
             codes, times, by_key, events = self._rows
-            return rows_runs(codes, times, by_key, events, self.starts)
-        return own_runs(self.codes, self.times, self.order, self.starts)
+            return rows_runs(codes, times, by_key, events, self.starts, self.times, shifts)
+        return own_runs(self.codes, self.times, self.order, self.starts, shifts)
 
     def count_since(self, codes: np.ndarray, start: np.ndarray, hi: np.ndarray, order: QueryOrder | None = None
                     ) -> np.ndarray:

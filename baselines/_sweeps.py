@@ -39,6 +39,19 @@ def _compiled(fn: Callable) -> Callable:
 
 
 @_compiled
+def _advance(pointer, times, end, instant, shifts, his, i):  # pragma: no cover - compiled
+    # Each shift's pointer moves on along the key's sorted event times (up to ``end``) to the first one not
+    # strictly before ``instant - shift``: that is the query's ``hi`` for the shift.
+    for k in range(len(shifts)):
+        bound = instant - shifts[k]
+        p = pointer[k]
+        while p < end and times[p] < bound:  # strictly before: an event at the bound itself stays out
+            p += 1
+        pointer[k] = p
+        his[k, i] = p
+
+
+@_compiled
 def _runs_before_kernel(times, starts, codes, instants, order, shifts, lo, his):  # pragma: no cover - compiled
     n_shifts = len(shifts)
     pointer = np.zeros(n_shifts, np.int64)
@@ -57,33 +70,39 @@ def _runs_before_kernel(times, starts, codes, instants, order, shifts, lo, his):
         if c != previous_code or t < previous_instant:  # a new key (or queries out of order): from its start
             for k in range(n_shifts):
                 pointer[k] = begin
-        end = starts[c + 1]
-        for k in range(n_shifts):
-            bound = t - shifts[k]
-            p = pointer[k]
-            while p < end and times[p] < bound:  # strictly before: an event at the bound itself stays out
-                p += 1
-            pointer[k] = p
-            his[k, i] = p
+        _advance(pointer, times, starts[c + 1], t, shifts, his, i)
         lo[i] = begin
         previous_code = c
         previous_instant = t
 
 
 @_compiled
-def _own_runs_kernel(codes, times, order, starts, lo, hi):  # pragma: no cover - compiled
+def _own_runs_kernel(codes, times, order, starts, shifts, lo, hi, his):  # pragma: no cover - compiled
+    n_shifts = len(shifts)
+    pointer = np.zeros(n_shifts, np.int64)
     run = 0
     for j in range(len(order)):
         c = codes[j]
-        if j == 0 or c != codes[j - 1] or times[j] != times[j - 1]:
+        t = times[j]
+        new_key = j == 0 or c != codes[j - 1]
+        if new_key or t != times[j - 1]:
             run = j
+        if new_key:
+            for k in range(n_shifts):
+                pointer[k] = starts[c]
         i = order[j]
         lo[i] = starts[c]
         hi[i] = run
+        _advance(pointer, times, starts[c + 1], t, shifts, his, i)  # the key's own events, in sorted order
 
 
 @_compiled
-def _rows_runs_kernel(codes, times, by_key, events, starts, lo, hi):  # pragma: no cover - compiled
+def _rows_runs_kernel(codes, times, by_key, events, starts, event_times, shifts, lo, hi, his
+                      ):  # pragma: no cover - compiled
+    n_shifts = len(shifts)
+    pointer = np.zeros(n_shifts, np.int64)
+    pointer_code = -1
+    pointer_time = 0
     ahead = 0  # events passed so far in the rows' (key, time) order
     at_run = 0  # ... at the start of the current run of equal (key, time)
     previous_code = -1
@@ -98,9 +117,17 @@ def _rows_runs_kernel(codes, times, by_key, events, starts, lo, hi):  # pragma: 
         if raw < 0:
             lo[i] = 0
             hi[i] = 0
+            for k in range(n_shifts):
+                his[k, i] = 0
         else:
             lo[i] = starts[c]
             hi[i] = at_run
+            if c != pointer_code or t < pointer_time:  # a new key (or rows out of order): from its start
+                for k in range(n_shifts):
+                    pointer[k] = starts[c]
+            pointer_code = c
+            pointer_time = t
+            _advance(pointer, event_times, starts[c + 1], t, shifts, his, i)
         if events[i]:
             ahead += 1
         previous_code = c
@@ -221,54 +248,84 @@ def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instan
     return lo, his
 
 
-def own_runs(codes: np.ndarray, times: np.ndarray, order: np.ndarray, starts: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
+def own_runs(codes: np.ndarray, times: np.ndarray, order: np.ndarray, starts: np.ndarray,
+             shifts: np.ndarray | list[int] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per event (in event order), the sorted positions ``lo:hi`` of its key's events strictly before its own time.
 
     ``codes`` and ``times`` are sorted by (code, time) and ``order`` is the
     sort (event ``order[j]`` sits at sorted position ``j``): the events before
-    one are those of its key ahead of its run of equal times.
+    one are those of its key ahead of its run of equal times. For each of
+    ``shifts`` (ns), ``his`` holds where the events strictly before
+    ``time - shift`` end (:func:`runs_before` at each event's own time), found
+    in the same walk.
+
+    Returns
+    -------
+    lo, hi : ndarray of int64
+        Per event.
+    his : ndarray of int64, shape (len(shifts), len(codes))
 
     Examples
     --------
     >>> codes, times = np.array([0, 0, 0, 1]), np.array([10, 20, 20, 20])
-    >>> lo, hi = own_runs(codes, times, np.array([2, 0, 1, 3]), np.array([0, 3, 4]))
+    >>> lo, hi, his = own_runs(codes, times, np.array([2, 0, 1, 3]), np.array([0, 3, 4]), shifts=[5])
     >>> lo.tolist(), hi.tolist()  # event 2 is first (10); events 0 and 1 share 20, so neither counts the other
     ([0, 0, 0, 3], [1, 1, 0, 3])
+    >>> his.tolist()  # before 15, 15, 5 and 15
+    [[1, 1, 0, 3]]
     """
     codes = _c(codes)
     _check_codes(codes, len(starts) - 1, "own_runs")
+    shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
     n = len(codes)
-    lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
-    _own_runs_kernel(codes, _c(times), _c(order), _c(starts), lo, hi)
-    return lo, hi
+    lo, hi, his = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((len(shifts), n), np.int64)
+    _own_runs_kernel(codes, _c(times), _c(order), _c(starts), shifts, lo, hi, his)
+    return lo, hi, his
 
 
-def rows_runs(codes: np.ndarray, times: np.ndarray, by_key: np.ndarray, events: np.ndarray, starts: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
+def rows_runs(codes: np.ndarray, times: np.ndarray, by_key: np.ndarray, events: np.ndarray, starts: np.ndarray,
+              event_times: np.ndarray | None = None, shifts: np.ndarray | list[int] = ()
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row, the positions ``lo:hi`` of the events of its key strictly before its time, the events being some rows.
 
     ``events`` marks the rows that are events of a timeline sorted by (code,
     time) with offsets ``starts``; ``by_key`` sorts all rows by (code, time),
     negative codes read as 0 (rows of keys without events: ``0:0``). The
     events ahead of a row's run of equal (code, time) in that order are the
-    timeline's events before it.
+    timeline's events before it. For each of ``shifts`` (ns), ``his`` holds
+    where the events strictly before ``time - shift`` end, walking the
+    timeline's sorted ``event_times`` in the same pass (needed with shifts).
+
+    Returns
+    -------
+    lo, hi : ndarray of int64
+        Per row.
+    his : ndarray of int64, shape (len(shifts), len(codes))
 
     Examples
     --------
     >>> codes, times = np.array([0, 0, 1, 0, -1]), np.array([10, 20, 20, 30, 30])
     >>> events = np.array([True, False, True, True, False])  # key 0: times 10, 30; key 1: 20
-    >>> lo, hi = rows_runs(codes, times, np.array([0, 1, 3, 4, 2]), events, np.array([0, 2, 3]))
-    >>> (hi - lo).tolist()
-    [0, 1, 0, 1, 0]
+    >>> lo, hi, his = rows_runs(codes, times, np.array([0, 1, 3, 4, 2]), events, np.array([0, 2, 3]),
+    ...                         np.array([10, 30, 20]), [15])
+    >>> (hi - lo).tolist(), (his - lo).tolist()  # before each row's time; before it less 15
+    ([0, 1, 0, 1, 0], [[0, 0, 0, 1, 0]])
     """
     codes = _c(codes)
     _check_codes(codes, len(starts) - 1, "rows_runs")
+    shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
+    if event_times is None:
+        if len(shifts):
+            raise ValueError("rows_runs: shifts need the timeline's sorted event_times; pass them")
+        event_times = np.zeros(0, np.int64)
+    elif len(event_times) != int(starts[-1]):
+        raise ValueError(f"rows_runs: {len(event_times)} event_times for a timeline of {int(starts[-1])} events; "
+                         "pass the timeline's sorted times")
     n = len(codes)
-    lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
+    lo, hi, his = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((len(shifts), n), np.int64)
     events = np.ascontiguousarray(events, dtype=np.bool_)
-    _rows_runs_kernel(codes, _c(times), _c(by_key), events, _c(starts), lo, hi)
-    return lo, hi
+    _rows_runs_kernel(codes, _c(times), _c(by_key), events, _c(starts), _c(event_times), shifts, lo, hi, his)
+    return lo, hi, his
 
 
 def run_sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
@@ -394,7 +451,7 @@ def warm_up() -> WarmUp:
     one = np.zeros(1, np.int64)
     runs_before(one, np.array([0, 1]), one, one, one)
     own_runs(one, one, one, np.array([0, 1]))
-    rows_runs(one, one, one, np.ones(1, bool), np.array([0, 1]))
+    rows_runs(one, one, one, np.ones(1, bool), np.array([0, 1]), one, [0])
     run_sums(one, one, np.zeros((1, 1), np.int64))
     counting_order(one, one, 1)
     kept_order(one, np.ones(1, bool))
