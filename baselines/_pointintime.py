@@ -21,7 +21,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import counting_order, kept_order, own_runs, rows_runs, run_sums, runs_before
+from ._sweeps import counting_order, kept_order, run_sums, runs_before, sorted_runs_before
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events", "search",
            "merge_search", "NAT"]
@@ -227,7 +227,7 @@ class Timeline:
         self.times = times[self.order]
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
-        self._rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def of_rows(cls, codes: np.ndarray, times: np.ndarray, n_codes: int, rows: QueryOrder, events: np.ndarray
@@ -253,7 +253,7 @@ class Timeline:
         # The (code, time) order of the events is the rows' with the other rows left out (no sort, and no
         # time order needed).
         tl = cls(codes[events], times[events], n_codes, key_order=subset_order(rows.by_key, events))
-        tl._rows = (codes, times, rows.by_key, events)
+        tl._rows = (codes, times, rows.by_key)
         return tl
 
     def __len__(self) -> int:
@@ -315,10 +315,14 @@ class Timeline:
         >>> (hi - lo).tolist(), (his[0] - lo).tolist()  # before 10, 20, 30; before 0, 10, 20
         ([0, 1, 2], [0, 0, 1])
         """
+        # The events strictly before a row's own time are those of its key ahead of that time (shift 0).
+        shifts = (0, *shifts)
         if self._rows is not None:
-            codes, times, by_key, events = self._rows
-            return rows_runs(codes, times, by_key, events, self.starts, self.times, shifts)
-        return own_runs(self.codes, self.times, self.order, self.starts, shifts)
+            codes, times, by_key = self._rows
+            lo, his = runs_before(self.times, self.starts, codes, times, by_key, shifts)
+        else:  # the events themselves, already in (code, time) order
+            lo, his = sorted_runs_before(self.times, self.starts, self.codes, self.times, shifts, self.order)
+        return lo, his[0], his[1:]
 
     def count_since(self, codes: np.ndarray, start: np.ndarray, hi: np.ndarray, order: QueryOrder | None = None
                     ) -> np.ndarray:

@@ -22,12 +22,12 @@ deterministic, single-threaded (no ``parallel``, no ``fastmath``).
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import numba
 import numpy as np
 
-__all__ = ["runs_before", "own_runs", "rows_runs", "run_sums", "counting_order", "kept_order", "warm_up", "WarmUp"]
+__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "warm_up", "WarmUp"]
 
 
 def _compiled(fn: Callable) -> Callable:
@@ -39,99 +39,37 @@ def _compiled(fn: Callable) -> Callable:
 
 
 @_compiled
-def _advance(pointer, times, end, instant, shifts, his, i):  # pragma: no cover - compiled
-    # Each shift's pointer moves on along the key's sorted event times (up to ``end``) to the first one not
-    # strictly before ``instant - shift``: that is the query's ``hi`` for the shift.
-    for k in range(len(shifts)):
-        bound = instant - shifts[k]
-        p = pointer[k]
-        while p < end and times[p] < bound:  # strictly before: an event at the bound itself stays out
-            p += 1
-        pointer[k] = p
-        his[k, i] = p
-
-
-@_compiled
-def _runs_before_kernel(times, starts, codes, instants, order, shifts, lo, his):  # pragma: no cover - compiled
+def _runs_before_kernel(times, starts, codes, instants, shifts, lo, his):  # pragma: no cover - compiled
+    # Queries come sorted by (code, instant), negative codes anywhere: each shift's pointer moves on along
+    # the key's sorted event times to the first one not strictly before ``instant - shift``. Inputs and
+    # outputs are read and written in order: a load that a branch waits on never misses the cache.
     n_shifts = len(shifts)
     pointer = np.zeros(n_shifts, np.int64)
     previous_code = -1
     previous_instant = 0
-    for j in range(len(order)):
-        i = order[j]
-        c = codes[i]
+    for j in range(len(codes)):
+        c = codes[j]
         if c < 0:  # a key without events: an empty run
-            lo[i] = 0
+            lo[j] = 0
             for k in range(n_shifts):
-                his[k, i] = 0
+                his[k, j] = 0
             continue
-        t = instants[i]
+        t = instants[j]
         begin = starts[c]
         if c != previous_code or t < previous_instant:  # a new key (or queries out of order): from its start
             for k in range(n_shifts):
                 pointer[k] = begin
-        _advance(pointer, times, starts[c + 1], t, shifts, his, i)
-        lo[i] = begin
+        end = starts[c + 1]
+        for k in range(n_shifts):
+            bound = t - shifts[k]
+            p = pointer[k]
+            while p < end and times[p] < bound:  # strictly before: an event at the bound itself stays out
+                p += 1
+            pointer[k] = p
+            his[k, j] = p
+        lo[j] = begin
         previous_code = c
         previous_instant = t
-
-
-@_compiled
-def _own_runs_kernel(codes, times, order, starts, shifts, lo, hi, his):  # pragma: no cover - compiled
-    n_shifts = len(shifts)
-    pointer = np.zeros(n_shifts, np.int64)
-    run = 0
-    for j in range(len(order)):
-        c = codes[j]
-        t = times[j]
-        new_key = j == 0 or c != codes[j - 1]
-        if new_key or t != times[j - 1]:
-            run = j
-        if new_key:
-            for k in range(n_shifts):
-                pointer[k] = starts[c]
-        i = order[j]
-        lo[i] = starts[c]
-        hi[i] = run
-        _advance(pointer, times, starts[c + 1], t, shifts, his, i)  # the key's own events, in sorted order
-
-
-@_compiled
-def _rows_runs_kernel(codes, times, by_key, events, starts, event_times, shifts, lo, hi, his
-                      ):  # pragma: no cover - compiled
-    n_shifts = len(shifts)
-    pointer = np.zeros(n_shifts, np.int64)
-    pointer_code = -1
-    pointer_time = 0
-    ahead = 0  # events passed so far in the rows' (key, time) order
-    at_run = 0  # ... at the start of the current run of equal (key, time)
-    previous_code = -1
-    previous_time = 0
-    for j in range(len(by_key)):
-        i = by_key[j]
-        raw = codes[i]
-        c = raw if raw > 0 else 0  # the order reads keys without events as key 0
-        t = times[i]
-        if j == 0 or c != previous_code or t != previous_time:
-            at_run = ahead
-        if raw < 0:
-            lo[i] = 0
-            hi[i] = 0
-            for k in range(n_shifts):
-                his[k, i] = 0
-        else:
-            lo[i] = starts[c]
-            hi[i] = at_run
-            if c != pointer_code or t < pointer_time:  # a new key (or rows out of order): from its start
-                for k in range(n_shifts):
-                    pointer[k] = starts[c]
-            pointer_code = c
-            pointer_time = t
-            _advance(pointer, event_times, starts[c + 1], t, shifts, his, i)
-        if events[i]:
-            ahead += 1
-        previous_code = c
-        previous_time = t
 
 
 @_compiled
@@ -197,15 +135,48 @@ def _check_codes(codes: np.ndarray, n_codes: int, what: str) -> None:
                          "pass the n_codes the events were coded with")
 
 
+def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
+                       shifts: np.ndarray | Sequence[int] = (0,), order: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`runs_before` for queries already sorted by (code, instant): answers in that order, or put back.
+
+    One forward walk (per shift, a pointer along the key's events): the
+    events of a timeline asked about at their own times (its sorted codes and
+    times) need no gather at all. ``order``, when given, says where each
+    sorted query belongs (query ``order[j]`` is sorted ``j``th): the answers
+    are then put back in the queries' own order.
+
+    Examples
+    --------
+    >>> times, starts = np.array([10, 20, 20, 30]), np.array([0, 4])  # one key
+    >>> lo, his = sorted_runs_before(times, starts, np.array([0, 0, 0, 0]), times, [0, 10])
+    >>> lo.tolist(), his.tolist()  # each event: the events strictly before it, and before it less 10
+    ([0, 0, 0, 0], [[0, 1, 1, 3], [0, 0, 0, 1]])
+    """
+    codes = _c(codes)
+    _check_codes(codes, len(starts) - 1, "sorted_runs_before")
+    shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
+    instants = _c(instants)
+    if len(instants) != len(codes):
+        raise ValueError(f"sorted_runs_before: {len(codes)} codes and {len(instants)} instants; pass one instant "
+                         "per query")
+    lo = np.empty(len(codes), np.int64)
+    his = np.empty((len(shifts), len(codes)), np.int64)
+    _runs_before_kernel(_c(times), _c(starts), codes, instants, shifts, lo, his)
+    return (lo, his) if order is None else _put_back(_c(order), lo, his)
+
+
 def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray, order: np.ndarray,
-                shifts: np.ndarray | list[int] = (0,)) -> tuple[np.ndarray, np.ndarray]:
+                shifts: np.ndarray | Sequence[int] = (0,)) -> tuple[np.ndarray, np.ndarray]:
     """Per query, the sorted positions ``lo:hi`` of its key's events strictly before its instant, per shift.
 
-    One forward walk per shift along the events, visiting the queries in
-    ``order``: for a query of key ``c`` at instant ``t`` and a shift ``s``,
-    ``hi`` is the first position in ``starts[c]:starts[c + 1]`` whose time is
-    not before ``t - s`` (``np.searchsorted(times[starts[c]:starts[c+1]], t - s)``
-    plus ``starts[c]``). A negative code (a key no event has) gives ``0:0``.
+    The queries are taken in ``order`` (numpy gathers), walked once
+    (:func:`sorted_runs_before`: for a query of key ``c`` at instant ``t``
+    and a shift ``s``, ``hi`` is the first position in
+    ``starts[c]:starts[c + 1]`` whose time is not before ``t - s``, that is
+    ``starts[c] + np.searchsorted(times[starts[c]:starts[c+1]], t - s)``),
+    and the answers put back in the queries' own order (numpy scatters). A
+    negative code (a key no event has) gives ``0:0``.
 
     Parameters
     ----------
@@ -239,93 +210,21 @@ def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instan
     >>> lo.tolist(), his.tolist()  # events strictly before 20: one; before 20 - 15 = 5: none
     ([0, 0, 4, 0], [[1, 4, 5, 0], [0, 1, 4, 0]])
     """
-    codes = _c(codes)
-    _check_codes(codes, len(starts) - 1, "runs_before")
-    shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
-    lo = np.empty(len(codes), np.int64)
-    his = np.empty((len(shifts), len(codes)), np.int64)
-    _runs_before_kernel(_c(times), _c(starts), codes, _c(instants), _c(order), shifts, lo, his)
-    return lo, his
+    order = _c(order)
+    if len(order) != len(codes):
+        raise ValueError(f"runs_before: an order of {len(order)} queries for {len(codes)}; pass a permutation of "
+                         "the queries")
+    return sorted_runs_before(times, starts, _c(codes)[order], _c(instants)[order], shifts, order)
 
 
-def own_runs(codes: np.ndarray, times: np.ndarray, order: np.ndarray, starts: np.ndarray,
-             shifts: np.ndarray | list[int] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per event (in event order), the sorted positions ``lo:hi`` of its key's events strictly before its own time.
-
-    ``codes`` and ``times`` are sorted by (code, time) and ``order`` is the
-    sort (event ``order[j]`` sits at sorted position ``j``): the events before
-    one are those of its key ahead of its run of equal times. For each of
-    ``shifts`` (ns), ``his`` holds where the events strictly before
-    ``time - shift`` end (:func:`runs_before` at each event's own time), found
-    in the same walk.
-
-    Returns
-    -------
-    lo, hi : ndarray of int64
-        Per event.
-    his : ndarray of int64, shape (len(shifts), len(codes))
-
-    Examples
-    --------
-    >>> codes, times = np.array([0, 0, 0, 1]), np.array([10, 20, 20, 20])
-    >>> lo, hi, his = own_runs(codes, times, np.array([2, 0, 1, 3]), np.array([0, 3, 4]), shifts=[5])
-    >>> lo.tolist(), hi.tolist()  # event 2 is first (10); events 0 and 1 share 20, so neither counts the other
-    ([0, 0, 0, 3], [1, 1, 0, 3])
-    >>> his.tolist()  # before 15, 15, 5 and 15
-    [[1, 1, 0, 3]]
-    """
-    codes = _c(codes)
-    _check_codes(codes, len(starts) - 1, "own_runs")
-    shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
-    n = len(codes)
-    lo, hi, his = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((len(shifts), n), np.int64)
-    _own_runs_kernel(codes, _c(times), _c(order), _c(starts), shifts, lo, hi, his)
-    return lo, hi, his
-
-
-def rows_runs(codes: np.ndarray, times: np.ndarray, by_key: np.ndarray, events: np.ndarray, starts: np.ndarray,
-              event_times: np.ndarray | None = None, shifts: np.ndarray | list[int] = ()
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row, the positions ``lo:hi`` of the events of its key strictly before its time, the events being some rows.
-
-    ``events`` marks the rows that are events of a timeline sorted by (code,
-    time) with offsets ``starts``; ``by_key`` sorts all rows by (code, time),
-    negative codes read as 0 (rows of keys without events: ``0:0``). The
-    events ahead of a row's run of equal (code, time) in that order are the
-    timeline's events before it. For each of ``shifts`` (ns), ``his`` holds
-    where the events strictly before ``time - shift`` end, walking the
-    timeline's sorted ``event_times`` in the same pass (needed with shifts).
-
-    Returns
-    -------
-    lo, hi : ndarray of int64
-        Per row.
-    his : ndarray of int64, shape (len(shifts), len(codes))
-
-    Examples
-    --------
-    >>> codes, times = np.array([0, 0, 1, 0, -1]), np.array([10, 20, 20, 30, 30])
-    >>> events = np.array([True, False, True, True, False])  # key 0: times 10, 30; key 1: 20
-    >>> lo, hi, his = rows_runs(codes, times, np.array([0, 1, 3, 4, 2]), events, np.array([0, 2, 3]),
-    ...                         np.array([10, 30, 20]), [15])
-    >>> (hi - lo).tolist(), (his - lo).tolist()  # before each row's time; before it less 15
-    ([0, 1, 0, 1, 0], [[0, 0, 0, 1, 0]])
-    """
-    codes = _c(codes)
-    _check_codes(codes, len(starts) - 1, "rows_runs")
-    shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
-    if event_times is None:
-        if len(shifts):
-            raise ValueError("rows_runs: shifts need the timeline's sorted event_times; pass them")
-        event_times = np.zeros(0, np.int64)
-    elif len(event_times) != int(starts[-1]):
-        raise ValueError(f"rows_runs: {len(event_times)} event_times for a timeline of {int(starts[-1])} events; "
-                         "pass the timeline's sorted times")
-    n = len(codes)
-    lo, hi, his = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((len(shifts), n), np.int64)
-    events = np.ascontiguousarray(events, dtype=np.bool_)
-    _rows_runs_kernel(codes, _c(times), _c(by_key), events, _c(starts), _c(event_times), shifts, lo, hi, his)
-    return lo, hi, his
+def _put_back(order: np.ndarray, lo: np.ndarray, his: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Answers found in ``order`` (sorted), put back in the queries' own order (numpy scatters: many stores in
+    flight, where the kernel's would each wait for its branch)."""
+    lo_out = np.empty_like(lo)
+    lo_out[order] = lo
+    his_out = np.empty_like(his)
+    his_out[:, order] = his
+    return lo_out, his_out
 
 
 def run_sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
@@ -421,8 +320,7 @@ class WarmUp(NamedTuple):
     loaded: int  #: kernels whose machine code came from the cache
 
 
-_KERNELS = (_runs_before_kernel, _own_runs_kernel, _rows_runs_kernel, _run_sums_kernel, _counting_order_kernel,
-            _kept_order_kernel)
+_KERNELS = (_runs_before_kernel, _run_sums_kernel, _counting_order_kernel, _kept_order_kernel)
 
 
 def _cache_hits(kernel: Callable) -> int:
@@ -450,8 +348,6 @@ def warm_up() -> WarmUp:
     start = time.perf_counter()
     one = np.zeros(1, np.int64)
     runs_before(one, np.array([0, 1]), one, one, one)
-    own_runs(one, one, one, np.array([0, 1]))
-    rows_runs(one, one, one, np.ones(1, bool), np.array([0, 1]), one, [0])
     run_sums(one, one, np.zeros((1, 1), np.int64))
     counting_order(one, one, 1)
     kept_order(one, np.ones(1, bool))

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, kept_order, own_runs, rows_runs, run_sums, runs_before,
+from commgraph.baselines._sweeps import (counting_order, kept_order, run_sums, runs_before, sorted_runs_before,
                                          warm_up)
 
 
@@ -79,34 +79,35 @@ def test_runs_before_rejects_a_code_outside_the_code_space() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 12)), max_size=60),
        st.lists(st.integers(0, 14), max_size=3))
-def test_own_runs_equal_brute_force_and_the_numpy_timeline(ev, shifts) -> None:
+def test_events_at_their_own_times_equal_brute_force_and_a_search_per_query(ev, shifts) -> None:
+    # A timeline's events asked about at their own times (ties: none of a run counts the others), in one walk.
     codes = np.array([e[0] for e in ev], dtype=np.int64)
     times = np.array([e[1] for e in ev], dtype=np.int64)
-    sorted_times, order, starts = _sorted_events(codes, times, 5)
-    lo, hi, his = own_runs(codes[order], sorted_times, order, starts, shifts)
+    tl = Timeline(codes, times, 5)
+    lo, hi, his = tl.before_own_shifts(shifts)
     assert his.shape == (len(shifts), len(codes))
+    sorted_times, _, starts = _sorted_events(codes, times, 5)
     for i, (c, t) in enumerate(zip(codes.tolist(), times.tolist())):
         assert lo[i] == starts[c]
         assert hi[i] - lo[i] == ((codes == c) & (times < t)).sum()
+        assert hi[i] == _reference_hi(sorted_times, starts, c, t)
         for k, s in enumerate(shifts):
             assert his[k, i] - lo[i] == ((codes == c) & (times < t - s)).sum()
-    # Bit for bit what the numpy passes of a Timeline gave, and the separate walk per query.
-    tl = Timeline(codes, times, 5)
-    ref_lo, ref_hi = tl.before(codes, times)
-    assert np.array_equal(lo, ref_lo) and np.array_equal(hi, ref_hi)
-    assert np.array_equal(his, tl.before_shifts(codes, times, shifts)[1])
+    # The answers in sorted order, as the walk finds them.
+    lo_sorted, his_sorted = sorted_runs_before(tl.times, tl.starts, tl.codes, tl.times, [0, *shifts])
+    assert np.array_equal(lo_sorted, lo[tl.order]) and np.array_equal(his_sorted[0], hi[tl.order])
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 12), st.booleans()), max_size=60),
        st.lists(st.integers(0, 14), max_size=3))
-def test_rows_runs_equal_brute_force(rows, shifts) -> None:
+def test_rows_at_their_own_times_equal_brute_force(rows, shifts) -> None:
+    # A timeline of some rows (events), asked about every row at its own time, keys without events included.
     codes = np.array([r[0] for r in rows], dtype=np.int64)
     times = np.array([r[1] for r in rows], dtype=np.int64)
     events = np.array([r[2] for r in rows], dtype=bool) & (codes >= 0)  # rows of keys without events are none
-    order = QueryOrder.of(codes, times)
-    tl = Timeline.of_rows(codes, times, 5, order, events)
-    lo, hi, his = rows_runs(codes, times, order.by_key, events, tl.starts, tl.times, shifts)
+    tl = Timeline.of_rows(codes, times, 5, QueryOrder.of(codes, times), events)
+    lo, hi, his = tl.before_own_shifts(shifts)
     for i, (c, t) in enumerate(zip(codes.tolist(), times.tolist())):
         if c < 0:
             assert lo[i] == 0 and hi[i] == 0 and (his[:, i] == 0).all()
@@ -116,13 +117,6 @@ def test_rows_runs_equal_brute_force(rows, shifts) -> None:
         for k, s in enumerate(shifts):
             assert his[k, i] - lo[i] == (events & (codes == c) & (times < t - s)).sum()
     assert np.array_equal(his, tl.before_shifts(codes, times, shifts)[1])
-
-
-def test_rows_runs_need_the_event_times_for_shifts() -> None:
-    with pytest.raises(ValueError, match="shifts need the timeline's sorted event_times"):
-        rows_runs(np.array([0]), np.array([1]), np.array([0]), np.array([True]), np.array([0, 1]), shifts=[3])
-    with pytest.raises(ValueError, match="2 event_times for a timeline of 1 events"):
-        rows_runs(np.array([0]), np.array([1]), np.array([0]), np.array([True]), np.array([0, 1]), np.array([1, 2]))
 
 
 @settings(max_examples=100, deadline=None)
@@ -200,13 +194,14 @@ def test_kept_order_rejects_an_order_that_is_not_a_permutation() -> None:
 
 def test_empty_and_one_row_inputs() -> None:
     empty = np.array([], np.int64)
-    for lo, hi, his in (own_runs(empty, empty, empty, np.zeros(1, np.int64), [1]),
-                        rows_runs(empty, empty, empty, np.array([], bool), np.zeros(1, np.int64), empty, [1])):
-        assert lo.shape == hi.shape == (0,) and his.shape == (1, 0)
-    one = np.array([0])
-    assert [a.tolist() for a in own_runs(one, np.array([7]), one, np.array([0, 1]))] == [[0], [0], []]
-    assert [a.tolist() for a in rows_runs(one, np.array([7]), one, np.array([True]), np.array([0, 1]),
-                                          np.array([7]), [0])] == [[0], [0], [[0]]]
+    lo, his = sorted_runs_before(empty, np.zeros(1, np.int64), empty, empty, [0, 1])
+    assert lo.shape == (0,) and his.shape == (2, 0)
+    lo, his = sorted_runs_before(np.array([7]), np.array([0, 1]), np.array([0]), np.array([7]), [0, -1], np.array([0]))
+    assert lo.tolist() == [0] and his.tolist() == [[0], [1]]  # itself: not before; before 7 + 1: yes
+    with pytest.raises(ValueError, match="2 codes and 1 instants"):
+        sorted_runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7]))
+    with pytest.raises(ValueError, match="an order of 1 queries for 2"):
+        runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), np.array([0]))
 
 
 def test_warm_up_leaves_the_kernels_compiled() -> None:
