@@ -21,7 +21,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import counting_order, kept_order, run_sums, runs_before, sorted_runs_before
+from ._sweeps import counting_order, kept_order, run_sums, runs_before, segment_cumsum, sorted_runs_before
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events", "search",
            "merge_search", "NAT"]
@@ -474,8 +474,8 @@ class Timeline:
         base = self.times.min() + epoch[starts] * span  # epoch start of each segment
         rel = (self.times - base[seg_id]) / h
         # A cumulative sum restarted at each segment (a running total across segments would
-        # swamp a small segment after a large one).
-        cum = pd.Series(np.exp2(rel)).groupby(seg_id).cumsum().to_numpy()
+        # swamp a small segment after a large one), compensated as pandas' groupby cumsum is.
+        cum = segment_cumsum(np.exp2(rel), seg_start)
         local = cum * np.exp2(-rel)  # the segment's own events, valued at t_j
         # Carry the value at each segment's end into the next segment of the same key.
         ends = np.concatenate([starts[1:] - 1, [n - 1]])

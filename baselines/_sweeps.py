@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple, Sequence
 import numba
 import numpy as np
 
-__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "warm_up", "WarmUp"]
+__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum", "warm_up", "WarmUp"]
 
 
 def _compiled(fn: Callable) -> Callable:
@@ -122,6 +122,22 @@ def _kept_order_kernel(order, mask, out):  # pragma: no cover - compiled
             out[m] = position[i]
             m += 1
     return m
+
+
+@_compiled
+def _segment_cumsum_kernel(values, new_segment, out):  # pragma: no cover - compiled
+    total = 0.0
+    compensation = 0.0
+    for i in range(len(values)):
+        if new_segment[i]:
+            total = 0.0
+            compensation = 0.0
+        # Kahan summation, step for step as pandas' groupby cumsum (so results agree to the bit).
+        y = values[i] - compensation
+        t = total + y
+        compensation = t - total - y
+        total = t
+        out[i] = total
 
 
 def _c(values: np.ndarray) -> np.ndarray:
@@ -313,6 +329,28 @@ def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def segment_cumsum(values: np.ndarray, new_segment: np.ndarray) -> np.ndarray:
+    """Cumulative sums of float64 ``values`` restarted where ``new_segment`` is True, compensated (Kahan).
+
+    Equals ``pd.Series(values).groupby(segment_id).cumsum()`` for contiguous
+    segments, bit for bit (pandas compensates its running sums the same
+    way), without factorising the segment ids. Values are finite.
+
+    Examples
+    --------
+    >>> segment_cumsum(np.array([1.0, 2.0, 3.0, 4.0]), np.array([True, False, True, False])).tolist()
+    [1.0, 3.0, 3.0, 7.0]
+    """
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    new_segment = np.ascontiguousarray(new_segment, dtype=np.bool_)
+    if len(values) != len(new_segment):
+        raise ValueError(f"segment_cumsum: {len(values)} values and {len(new_segment)} segment flags; pass one flag "
+                         "per value")
+    out = np.empty(len(values), np.float64)
+    _segment_cumsum_kernel(values, new_segment, out)
+    return out
+
+
 class WarmUp(NamedTuple):
     """What :func:`warm_up` did: seconds, and how many kernels it compiled or loaded from numba's cache."""
 
@@ -321,7 +359,8 @@ class WarmUp(NamedTuple):
     loaded: int  #: kernels whose machine code came from the cache
 
 
-_KERNELS = (_runs_before_kernel, _run_sums_kernel, _counting_order_kernel, _kept_order_kernel)
+_KERNELS = (_runs_before_kernel, _run_sums_kernel, _counting_order_kernel, _kept_order_kernel,
+            _segment_cumsum_kernel)
 
 
 def _cache_hits(kernel: Callable) -> int:
@@ -352,6 +391,7 @@ def warm_up() -> WarmUp:
     run_sums(one, one, np.zeros((1, 1), np.int64))
     counting_order(one, one, 1)
     kept_order(one, np.ones(1, bool))
+    segment_cumsum(np.ones(1), np.ones(1, bool))
     seconds = time.perf_counter() - start
     loaded = sum(_cache_hits(k) > hits[id(k)] for k in cold)
     return WarmUp(seconds, len(cold) - loaded, loaded)

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, kept_order, run_sums, runs_before, sorted_runs_before,
-                                         warm_up)
+from commgraph.baselines._sweeps import (counting_order, kept_order, run_sums, runs_before, segment_cumsum,
+                                         sorted_runs_before, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,6 +190,25 @@ def test_kept_order_rejects_an_order_that_is_not_a_permutation() -> None:
     with pytest.raises(ValueError, match="a mask of 1"):
         kept_order(np.array([0, 1]), np.array([True]))
     assert kept_order(np.array([], np.int64), np.array([], bool)).shape == (0,)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 2.0**500, allow_nan=False), st.booleans()), max_size=80))
+def test_segment_cumsum_equals_pandas_groupby_cumsum_to_the_bit(rows) -> None:
+    values = np.array([r[0] for r in rows], dtype=np.float64)
+    new = np.array([r[1] for r in rows], dtype=bool)
+    if len(new):
+        new[0] = True
+    expected = pd.Series(values).groupby(np.cumsum(new)).cumsum().to_numpy()
+    assert segment_cumsum(values, new).tobytes() == expected.tobytes()
+
+
+def test_segment_cumsum_compensates_like_pandas() -> None:
+    # 1 + 2**-53 + 2**-53: a plain running sum loses both halves, a compensated one keeps them.
+    values = np.array([1.0, 2.0**-53, 2.0**-53])
+    out = segment_cumsum(values, np.array([True, False, False]))
+    assert out[-1] == 1.0 + 2.0**-52
+    assert out.tobytes() == pd.Series(values).groupby(np.zeros(3, int)).cumsum().to_numpy().tobytes()
 
 
 def test_empty_and_one_row_inputs() -> None:
