@@ -194,13 +194,6 @@ class AsOfTables:
             found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants) if order is None else order)
         return found[2]
 
-    @cached_property
-    def _edge_time_rank(self) -> np.ndarray:
-        """Each edge's position in the edges' time order."""
-        rank = np.empty(len(self.ets), np.int64)
-        rank[self._edges_by_time] = np.arange(len(self.ets))
-        return rank
-
     def _canonical(self, instants: np.ndarray) -> np.ndarray:
         """``self.ts`` or ``self.ets`` when ``instants`` equals them (the rows' own times), else ``instants``:
         query orders of equal arrays are sorted once."""
@@ -320,8 +313,7 @@ class AsOfTables:
         since = first_wrote[codes]
         keep = since != np.iinfo(np.int64).max
         tl = Timeline(self.r[keep], np.maximum(self.ets[keep], since[keep]), self.n_addr)
-        return tl, tl.prefix(wrote[keep]), tl.running_max(self.ets[keep], (self._edge_time_rank[keep],
-                                                                             self.ets[self._edges_by_time]))
+        return tl, tl.prefix(wrote[keep]), tl.running_max(self.ets[keep])
 
     def _outcome_rows(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Entity code of each outcome change of a kind, and the changes (see :func:`outcome_events`)."""

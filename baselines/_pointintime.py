@@ -21,7 +21,8 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import counting_order, kept_order, run_sums, runs_before, segment_cumsum, sorted_runs_before
+from ._sweeps import (counting_order, kept_order, run_sums, running_max, runs_before, segment_cumsum,
+                      sorted_runs_before)
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events", "search",
            "merge_search", "NAT"]
@@ -399,31 +400,19 @@ class Timeline:
             new[1:] |= v[1:] != v[:-1]
         return new
 
-    def running_max(self, values: np.ndarray, ranked: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    def running_max(self, values: np.ndarray) -> np.ndarray:
         """In sorted order, the maximum of ``values`` (int64, in event order) over each key's events so far.
 
-        ``ranked``, when the caller has it: ``(rank, by_rank)``, ``by_rank``
-        sorted and ``by_rank[rank]`` equal to ``values`` (positions in a sort
-        of a superset of them, such as all edges' time order): no sort here.
+        One compiled pass along the sorted events, restarting at each key
+        (:func:`commgraph.baselines._sweeps.running_max`).
 
         Examples
         --------
         >>> tl = Timeline(np.array([0, 0, 1]), np.array([1, 2, 3]), 2)
         >>> tl.running_max(np.array([7, 5, 6])).tolist()
         [7, 7, 6]
-        >>> tl.running_max(np.array([7, 5, 6]), (np.array([2, 0, 1]), np.array([5, 6, 7]))).tolist()
-        [7, 7, 6]
         """
-        if ranked is None:
-            v = np.asarray(values, dtype=np.int64)[self.order]
-            by_rank, rank = np.unique(v, return_inverse=True)
-            rank = rank.ravel()
-        else:
-            rank, by_rank = np.asarray(ranked[0], dtype=np.int64)[self.order], ranked[1]
-        codes = self.codes
-        # Key codes dominate the packed value, so one accumulate restarts at every key.
-        width = len(by_rank) + 1
-        return by_rank[np.maximum.accumulate(codes * width + rank) % width] if len(rank) else by_rank[rank]
+        return running_max(self.codes, np.asarray(values, dtype=np.int64)[self.order])
 
     def at_last(self, sorted_values: np.ndarray, lo: np.ndarray, hi: np.ndarray, fill) -> np.ndarray:
         """``sorted_values`` at each run's last event, ``fill`` where the run is empty."""

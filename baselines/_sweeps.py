@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple, Sequence
 import numba
 import numpy as np
 
-__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum", "warm_up", "WarmUp"]
+__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum", "running_max", "warm_up", "WarmUp"]
 
 
 def _compiled(fn: Callable) -> Callable:
@@ -138,6 +138,15 @@ def _segment_cumsum_kernel(values, new_segment, out):  # pragma: no cover - comp
         compensation = t - total - y
         total = t
         out[i] = total
+
+
+@_compiled
+def _running_max_kernel(codes, values, out):  # pragma: no cover - compiled
+    top = 0
+    for j in range(len(codes)):
+        if j == 0 or codes[j] != codes[j - 1] or values[j] > top:
+            top = values[j]
+        out[j] = top
 
 
 def _c(values: np.ndarray) -> np.ndarray:
@@ -351,6 +360,23 @@ def segment_cumsum(values: np.ndarray, new_segment: np.ndarray) -> np.ndarray:
     return out
 
 
+def running_max(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per position, the maximum of ``values`` over its key's positions so far (codes sorted: keys contiguous).
+
+    Examples
+    --------
+    >>> running_max(np.array([0, 0, 0, 1]), np.array([7, 5, 9, 6])).tolist()
+    [7, 7, 9, 6]
+    """
+    codes = _c(codes)
+    values = _c(values)
+    if len(values) != len(codes):
+        raise ValueError(f"running_max: {len(codes)} codes and {len(values)} values; pass one value per code")
+    out = np.empty(len(values), np.int64)
+    _running_max_kernel(codes, values, out)
+    return out
+
+
 class WarmUp(NamedTuple):
     """What :func:`warm_up` did: seconds, and how many kernels it compiled or loaded from numba's cache."""
 
@@ -360,7 +386,7 @@ class WarmUp(NamedTuple):
 
 
 _KERNELS = (_runs_before_kernel, _run_sums_kernel, _counting_order_kernel, _kept_order_kernel,
-            _segment_cumsum_kernel)
+            _segment_cumsum_kernel, _running_max_kernel)
 
 
 def _cache_hits(kernel: Callable) -> int:
@@ -392,6 +418,7 @@ def warm_up() -> WarmUp:
     counting_order(one, one, 1)
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))
+    running_max(one, one)
     seconds = time.perf_counter() - start
     loaded = sum(_cache_hits(k) > hits[id(k)] for k in cold)
     return WarmUp(seconds, len(cold) - loaded, loaded)

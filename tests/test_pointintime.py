@@ -34,10 +34,6 @@ def test_timeline_against_brute_force(ev, qs, half_life, window) -> None:
     tl = Timeline(codes, times, 6)
     lo, hi = tl.before(qc, qt)
     last_value = tl.at_last(tl.running_max(values), lo, hi, -1)
-    by_value = np.argsort(values, kind="stable")  # positions in a sort of the values: the caller's ranks
-    rank = np.empty(len(values), np.int64)
-    rank[by_value] = np.arange(len(values))
-    assert np.array_equal(tl.running_max(values, (rank, values[by_value])), tl.running_max(values))
     decayed = tl.decayed(lo, hi, qt, half_life)
     since = tl.count_since(qc, qt - window, hi)
     days = tl.sorted_flags(tl.new_run(times // 100))

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, kept_order, run_sums, runs_before, segment_cumsum,
-                                         sorted_runs_before, warm_up)
+from commgraph.baselines._sweeps import (counting_order, kept_order, run_sums, running_max, runs_before,
+                                         segment_cumsum, sorted_runs_before, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -211,6 +211,15 @@ def test_segment_cumsum_compensates_like_pandas() -> None:
     assert out.tobytes() == pd.Series(values).groupby(np.zeros(3, int)).cumsum().to_numpy().tobytes()
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(-5, 30)), max_size=60))
+def test_running_max_equals_pandas_cummax_per_key(rows) -> None:
+    codes = np.sort(np.array([r[0] for r in rows], dtype=np.int64))  # keys contiguous, as along a timeline
+    values = np.array([r[1] for r in rows], dtype=np.int64)
+    expected = pd.Series(values).groupby(codes).cummax().to_numpy(np.int64)
+    assert np.array_equal(running_max(codes, values), expected)
+
+
 def test_empty_and_one_row_inputs() -> None:
     empty = np.array([], np.int64)
     lo, his = sorted_runs_before(empty, np.zeros(1, np.int64), empty, empty, [0, 1])
@@ -219,6 +228,7 @@ def test_empty_and_one_row_inputs() -> None:
     assert lo.tolist() == [0] and his.tolist() == [[0], [1]]  # itself: not before; before 7 + 1: yes
     with pytest.raises(ValueError, match="2 codes and 1 instants"):
         sorted_runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7]))
+    assert running_max(empty, empty).shape == (0,) and running_max(np.array([3]), np.array([-4])).tolist() == [-4]
     with pytest.raises(ValueError, match="an order of 1 queries for 2"):
         runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), np.array([0]))
 
