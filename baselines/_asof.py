@@ -331,15 +331,20 @@ class AsOfTables:
             rows = np.flatnonzero(self.edir == INBOUND)  # a mailbox's likelihood counts its inbound mail
             ts, mi = self.ets[rows], self.edge_message[rows]
             entity_of_row = self.r[rows]
-        else:
-            mi = np.arange(len(self.ts))
-            ts = self.ts
+            ev = self._outcome_events(ts, self.label[mi], self.labeled_at[mi])
+        else:  # senders and sender domains: the same messages' changes, counted for another entity
             entity_of_row = self.s if kind == "sender" else self.d
+            ev = self._message_outcomes
+        return entity_of_row[ev["row"]], ev
+
+    @cached_property
+    def _message_outcomes(self) -> dict[str, np.ndarray]:
+        return self._outcome_events(self.ts, self.label, self.labeled_at)
+
+    def _outcome_events(self, ts: np.ndarray, label: np.ndarray, labeled_at: np.ndarray) -> dict[str, np.ndarray]:
         # Tables carry the presumed-safe counts whatever the policy; the policy decides what
         # counts as a success when likelihoods are computed (smoothed, outcomes).
-        ev = outcome_events(ts, self.label[mi], self.labeled_at[mi], settle_delay=self._settle_delay,
-                            label_policy="presume_safe")
-        return entity_of_row[ev["row"]], ev
+        return outcome_events(ts, label, labeled_at, settle_delay=self._settle_delay, label_policy="presume_safe")
 
     @cached_property
     def _settle_delay(self) -> int:
