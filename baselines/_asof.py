@@ -30,6 +30,7 @@ from ._pointintime import (NAT, QueryOrder, Timeline, code_order, dense_codes, m
                            subset_order)
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
+from ._sweeps import standing
 
 __all__ = ["AsOfTables", "MESSAGE_FIELDS", "EDGE_FIELDS", "smoothed"]
 
@@ -571,16 +572,8 @@ class AsOfTables:
         # Each domain's events side by side, in time order (a stable sort by code), for running values per domain.
         by_code = code_order(codes, np.arange(len(codes)))
         n = len(codes)
-        position = np.arange(n)
-        start = np.ones(n, dtype=bool)
-        start[1:] = codes[by_code[1:]] != codes[by_code[:-1]]
-        domain_start = np.maximum.accumulate(np.where(start, position, 0))
-
-        def held(flags: np.ndarray) -> np.ndarray:  # the flag was set at or before, within the domain
-            return np.maximum.accumulate(np.where(flags[by_code], position, -1)) >= domain_start
-
-        # Score: own domain, then written to, then the domain's events so far.
-        sorted_score = held(own) * _OWN + held(written) * _WRITTEN + (position - domain_start) + 1
+        # Score: own domain, then written to, then the domain's events so far (one compiled pass).
+        sorted_score, start, sorted_keep = standing(codes[by_code], own[by_code], written[by_code], _OWN, _WRITTEN)
         score = np.empty(n, np.int64)
         score[by_code] = sorted_score
         limit = self.config.known_contact_domains
@@ -593,11 +586,8 @@ class AsOfTables:
         # Once own or written to, a domain is a member for good and the sweep skips its events (it
         # never reads their scores again): hand it only each domain's first such event. Scores only
         # grow, so that is the first event at or above _WRITTEN; most of the mail drops out.
-        reached = sorted_score >= _WRITTEN
-        first_reached = reached.copy()
-        first_reached[1:] &= start[1:] | ~reached[:-1]
         keep = np.zeros(n, dtype=bool)
-        keep[by_code] = ~reached | first_reached
+        keep[by_code] = sorted_keep
         return _follow_top(codes[keep], times[keep], score[keep], key_rank, limit)
 
 

@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple, Sequence
 import numba
 import numpy as np
 
-__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum", "running_max", "warm_up", "WarmUp"]
+__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum", "running_max", "standing", "warm_up", "WarmUp"]
 
 
 def _compiled(fn: Callable) -> Callable:
@@ -140,6 +140,29 @@ def _running_max_kernel(codes, values, out):  # pragma: no cover - compiled
         if j == 0 or codes[j] != codes[j - 1] or values[j] > top:
             top = values[j]
         out[j] = top
+
+
+@_compiled
+def _standing_kernel(codes, own, written, own_weight, written_weight, score, start, keep):  # pragma: no cover
+    key_start = 0
+    has_own = False
+    has_written = False
+    reached_before = False
+    for j in range(len(codes)):
+        new_key = j == 0 or codes[j] != codes[j - 1]
+        if new_key:
+            key_start = j
+            has_own = False
+            has_written = False
+            reached_before = False
+        has_own = has_own or own[j]
+        has_written = has_written or written[j]
+        value = own_weight * has_own + written_weight * has_written + (j - key_start) + 1
+        reached = value >= written_weight
+        score[j] = value
+        start[j] = new_key
+        keep[j] = not reached or not reached_before  # below the threshold, or its first position at or above it
+        reached_before = reached
 
 
 def _c(values: np.ndarray) -> np.ndarray:
@@ -371,6 +394,43 @@ def running_max(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
+def standing(codes: np.ndarray, own: np.ndarray, written: np.ndarray, own_weight: int, written_weight: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per position of keys sorted contiguously, a standing score that only grows, and where it matters.
+
+    The score of a position is ``own_weight`` once any position of its key so
+    far was ``own``, plus ``written_weight`` once any was ``written``, plus
+    its rank within its key (1 first): the known-contact ranking's score of a
+    domain after each of its events (:meth:`AsOfTables.known_contacts
+    <commgraph.baselines._asof.AsOfTables.known_contacts>`), weights chosen
+    above any count. Also returns each key's first position, and ``keep``:
+    the positions below ``written_weight`` and each key's first one at or
+    above it (past that, a domain is a member for good).
+
+    Returns
+    -------
+    score : ndarray of int64
+    start, keep : ndarray of bool
+
+    Examples
+    --------
+    >>> codes = np.array([0, 0, 0, 1, 1])
+    >>> score, start, keep = standing(codes, np.zeros(5, bool), np.array([0, 1, 0, 0, 0], bool), 1000, 100)
+    >>> score.tolist(), start.tolist(), keep.tolist()
+    ([1, 102, 103, 1, 2], [True, False, False, True, False], [True, True, False, True, True])
+    """
+    codes = _c(codes)
+    own = np.ascontiguousarray(own, dtype=np.bool_)
+    written = np.ascontiguousarray(written, dtype=np.bool_)
+    if not len(codes) == len(own) == len(written):
+        raise ValueError(f"standing: {len(codes)} codes, {len(own)} own and {len(written)} written flags; pass one "
+                         "of each per position")
+    n = len(codes)
+    score, start, keep = np.empty(n, np.int64), np.empty(n, np.bool_), np.empty(n, np.bool_)
+    _standing_kernel(codes, own, written, int(own_weight), int(written_weight), score, start, keep)
+    return score, start, keep
+
+
 class WarmUp(NamedTuple):
     """What :func:`warm_up` did: seconds, and how many kernels it compiled or loaded from numba's cache."""
 
@@ -380,7 +440,7 @@ class WarmUp(NamedTuple):
 
 
 _KERNELS = (_runs_before_kernel, _run_sums_kernel, _counting_order_kernel, _kept_order_kernel,
-            _segment_cumsum_kernel, _running_max_kernel)
+            _segment_cumsum_kernel, _running_max_kernel, _standing_kernel)
 
 
 def _cache_hits(kernel: Callable) -> int:
@@ -413,6 +473,7 @@ def warm_up() -> WarmUp:
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))
     running_max(one, one)
+    standing(one, np.ones(1, bool), np.ones(1, bool), 2, 1)
     seconds = time.perf_counter() - start
     loaded = sum(_cache_hits(k) > hits[id(k)] for k in cold)
     return WarmUp(seconds, len(cold) - loaded, loaded)
