@@ -24,18 +24,44 @@ from __future__ import annotations
 import time
 from typing import Callable, NamedTuple, Sequence
 
-import numba
 import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum", "running_max", "standing", "warm_up", "WarmUp"]
 
 
-def _compiled(fn: Callable) -> Callable:
-    """``numba.njit(cache=True, nogil=True)``; without caching when no cache directory can be written."""
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # numba found no writable cache location (read-only install, no home directory)
-        return numba.njit(cache=False, nogil=True)(fn)
+class _Kernel:
+    """A function that numba compiles, ``njit(cache=True, nogil=True)``, on its first call.
+
+    numba (and LLVM) are imported then, not when commgraph is: importing
+    ``commgraph.signals`` to score mail stays as fast as before, and only a
+    process that backfills pays for them. Without a writable cache directory,
+    the kernel is compiled without caching.
+    """
+
+    __slots__ = ("py_func", "_dispatcher")
+
+    def __init__(self, fn: Callable):
+        self.py_func = fn
+        self._dispatcher = None
+
+    @property
+    def dispatcher(self):
+        """The numba dispatcher, made on first use."""
+        if self._dispatcher is None:
+            import numba
+
+            try:
+                self._dispatcher = numba.njit(cache=True, nogil=True)(self.py_func)
+            except RuntimeError:  # numba found no writable cache location (read-only install, no home directory)
+                self._dispatcher = numba.njit(cache=False, nogil=True)(self.py_func)
+        return self._dispatcher
+
+    def __call__(self, *args):
+        return self.dispatcher(*args)
+
+
+def _compiled(fn: Callable) -> _Kernel:
+    return _Kernel(fn)
 
 
 @_compiled
@@ -443,9 +469,9 @@ _KERNELS = (_runs_before_kernel, _run_sums_kernel, _counting_order_kernel, _kept
             _segment_cumsum_kernel, _running_max_kernel, _standing_kernel)
 
 
-def _cache_hits(kernel: Callable) -> int:
+def _cache_hits(kernel: _Kernel) -> int:
     try:
-        return sum(kernel.stats.cache_hits.values())
+        return sum(kernel.dispatcher.stats.cache_hits.values())
     except AttributeError:  # compiled without a cache
         return 0
 
@@ -463,7 +489,7 @@ def warm_up() -> WarmUp:
     >>> done.seconds >= 0.0, warm_up().compiled + warm_up().loaded
     (True, 0)
     """
-    cold = [k for k in _KERNELS if not k.signatures]
+    cold = [k for k in _KERNELS if not k.dispatcher.signatures]
     hits = {id(k): _cache_hits(k) for k in cold}
     start = time.perf_counter()
     one = np.zeros(1, np.int64)

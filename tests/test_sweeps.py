@@ -7,6 +7,10 @@ Ties on equal timestamps follow the "strictly before" rule.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -251,10 +255,32 @@ def test_empty_and_one_row_inputs() -> None:
         runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), np.array([0]))
 
 
+def test_importing_commgraph_does_not_import_numba() -> None:
+    # numba and LLVM load when a kernel first runs (a backfill), not for scoring mail.
+    code = "import sys, commgraph.signals, commgraph.baselines._pointintime; print('numba' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_kernels_work_where_no_cache_can_be_written(tmp_path) -> None:
+    # A read-only install without a writable home: numba finds no cache location, the kernels compile
+    # in the process (every run) instead of failing at import or first call.
+    import commgraph.baselines._sweeps as sweeps
+
+    (tmp_path / "sweeps_copy.py").write_text(open(sweeps.__file__).read())
+    (tmp_path / "__pycache__").write_text("")  # the in-tree cache directory cannot be made
+    env = dict(os.environ, NUMBA_CACHE_DIR="/dev/null/numba", HOME="/dev/null", XDG_CACHE_HOME="/dev/null/cache")
+    code = ("import sweeps_copy as s; done = s.warm_up(); "
+            "print(done.compiled, type(s._KERNELS[0].dispatcher._cache).__name__, "
+            "s.runs_before([1, 2], [0, 2], [0], [2], [0])[1].tolist())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env)
+    assert done.stdout.split() == [str(len(sweeps._KERNELS)), "NullCache", "[[1]]"]
+
+
 def test_warm_up_leaves_the_kernels_compiled() -> None:
     from commgraph.baselines import _sweeps
 
     warm_up()
     for kernel in _sweeps._KERNELS:
-        assert kernel.signatures, kernel  # compiled (or loaded) for the arguments the public functions pass
+        assert kernel.dispatcher.signatures, kernel  # compiled (or loaded) for the arguments the wrappers pass
     assert warm_up().compiled == warm_up().loaded == 0  # once per process
