@@ -7,16 +7,24 @@ delay. Done with numpy, every such answer is a binary search or a merge by
 sort, with its temporaries: a dozen full passes over the arrays per table.
 Walked in the queries' (key, instant) order, each answer is instead a pointer
 that only moves forward along the sorted events, so one compiled pass answers
-every shift at once and writes the results straight into their rows. Nothing
-in numpy, pandas or scipy sweeps per-key time windows like this.
+every shift at once. Nothing in numpy, pandas or scipy sweeps per-key time
+windows like this. The same module holds the other single passes of the
+point-in-time tables: a stable counting sort by key, sums over runs, running
+maxima and compensated running sums per key, and the known-contact scores.
 
-The kernels are private (``_..._kernel``, compiled by numba with
-``cache=True``: the machine code is kept in ``__pycache__`` beside this file,
-or under ``NUMBA_CACHE_DIR`` when that is set, or in the user's cache
-directory when neither is writable; without any, each process compiles them
-once). The public functions check their inputs (the kernels do not check
-bounds) and allocate the outputs. They are plain functions of numpy arrays,
-deterministic, single-threaded (no ``parallel``, no ``fastmath``).
+Kernels read their inputs in order: the queries are gathered into sorted order
+by numpy first and the answers scattered back by numpy after (a kernel that
+reads through a permutation waits on a cache miss at every branch; numpy keeps
+many loads in flight).
+
+The kernels are private (``_..._kernel``), compiled by numba with
+``cache=True`` on their first call, when numba is imported (importing
+commgraph does not load it): the machine code is kept in ``__pycache__``
+beside this file, or under ``NUMBA_CACHE_DIR`` when that is set, or in the
+user's cache directory when neither is writable; without any, each process
+compiles them once. The public functions check their inputs (the kernels do
+not check bounds) and allocate the outputs. They are plain functions of numpy
+arrays, deterministic, single-threaded (no ``parallel``, no ``fastmath``).
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum", "running_max", "standing", "warm_up", "WarmUp"]
+__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum",
+           "running_max", "standing", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -322,7 +331,8 @@ def run_sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray
         raise ValueError(f"run_sums: lo has {len(lo)} runs and hi {len(hi)}; pass one lo and one hi per run")
     if len(lo) and (int(lo.min()) < 0 or int(hi.max()) >= len(prefixes)):
         raise ValueError(f"run_sums: runs reach positions {int(lo.min())} .. {int(hi.max())}, outside the "
-                         f"{len(prefixes)} prefix rows 0 .. {len(prefixes) - 1}; pass the prefixes of the same timeline")
+                         f"{len(prefixes)} prefix rows 0 .. {len(prefixes) - 1}; pass the prefixes of the same "
+                         "timeline")
     out = np.empty((prefixes.shape[1], len(lo)), np.int64)
     _run_sums_kernel(lo, hi, prefixes, out)
     return out

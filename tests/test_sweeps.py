@@ -273,7 +273,8 @@ def test_kernels_work_where_no_cache_can_be_written(tmp_path) -> None:
     code = ("import sweeps_copy as s; done = s.warm_up(); "
             "print(done.compiled, type(s._KERNELS[0].dispatcher._cache).__name__, "
             "s.runs_before([1, 2], [0, 2], [0], [2], [0])[1].tolist())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                          env=env)
     assert done.stdout.split() == [str(len(sweeps._KERNELS)), "NullCache", "[[1]]"]
 
 
