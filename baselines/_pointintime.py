@@ -3,11 +3,12 @@
 A snapshot as of ``as_of`` counts the events strictly before it. Asked for
 many (key, instant) pairs at once, the answer needs no snapshot: sort the
 events by (key, time) once, and each query's events are one contiguous run,
-found by two binary searches. Sums are then differences of cumulative sums,
-first and last times are the run's ends, window counts a third binary search,
-and decayed sums a running value carried along each key's events. Equal
-timestamps follow the snapshots' rule: an event at the query's own instant is
-not before it.
+found by one compiled walk of the queries in (key, instant) order
+(:mod:`._sweeps`), which also finds where each window (an instant shifted
+back) starts. Sums are then differences of cumulative sums, first and last
+times are the run's ends, and decayed sums a running value carried along each
+key's events. Equal timestamps follow the snapshots' rule: an event at the
+query's own instant is not before it.
 
 :func:`outcome_events` states when each label and each presumption of safety
 starts to count, as :func:`build_baselines` counts them, so that smoothed
@@ -24,7 +25,7 @@ import pandas as pd
 from ._sweeps import (counting_order, kept_order, run_sums, running_max, runs_before, segment_cumsum,
                       sorted_runs_before)
 
-__all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events", "search",
+__all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events",
            "merge_search", "NAT"]
 
 #: Missing timestamps, as int64 nanoseconds (numpy's NaT).
@@ -33,32 +34,6 @@ NAT = np.iinfo(np.int64).min
 # 2**512 stays far inside float64, so a cumulative sum of 2**((t - start) / h)
 # inside one epoch neither overflows nor loses relative precision.
 _EPOCH_HALF_LIVES = 512
-
-
-def search(sorted_values: np.ndarray, needles: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
-    """``np.searchsorted(sorted_values, needles, side="left")``, sorting large needle arrays first.
-
-    Binary searches in random order miss the cache at every step; in sorted
-    order each starts where the last ended (5x faster for a million needles
-    into three million values, sort included). ``order``, when given, is a
-    permutation that sorts ``needles`` (the caller knows one: no sort). Any
-    permutation gives the same answer; one that sorts makes it fast.
-
-    Examples
-    --------
-    >>> search(np.array([1, 3, 5]), np.array([4, 0, 5])).tolist()
-    [2, 0, 2]
-    >>> search(np.array([1, 3, 5]), np.array([4, 0, 5]), order=np.array([1, 0, 2])).tolist()
-    [2, 0, 2]
-    """
-    needles = np.asarray(needles)
-    if order is None:
-        if len(needles) < 4096:
-            return np.searchsorted(sorted_values, needles, side="left")
-        order = np.argsort(needles)
-    out = np.empty(len(needles), np.int64)
-    out[order] = merge_search(sorted_values, needles[order])
-    return out
 
 
 def merge_search(sorted_values: np.ndarray, sorted_needles: np.ndarray) -> np.ndarray:
