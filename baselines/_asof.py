@@ -30,6 +30,7 @@ from ._pointintime import (NAT, QueryOrder, Timeline, code_order, dense_codes, m
                            subset_order)
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
+from ._sweeps import standing
 
 __all__ = ["AsOfTables", "MESSAGE_FIELDS", "EDGE_FIELDS", "smoothed"]
 
@@ -133,23 +134,40 @@ class AsOfTables:
         """Whether every row is asked about at its own time (fresh): then no binary search is needed."""
         return instants is times or (len(instants) == len(times) and np.array_equal(instants, times))
 
-    def _before(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, times: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-        return tl.before_own() if self._own(instants, times) else tl.before(codes, instants,
-                                                                             self._order(codes, instants))
+    def _before(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, times: np.ndarray,
+                shifts: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """``tl.before(codes, instants)``; rows asked at their own times (fresh) need no search, and their
+        answers at ``instants - shift`` for each of ``shifts`` come out of the same walk, for
+        :meth:`_before_shifted` to find."""
+        if not self._own(instants, times):
+            return tl.before(codes, instants, self._order(codes, instants))
+        lo, hi, his = tl.before_own_shifts(shifts)
+        times = self._canonical(instants)
+        for s, shifted in zip(shifts, his):
+            self._shifted[(id(tl), id(codes), id(times), s)] = (tl, codes, times, (lo, shifted))
+        return lo, hi
 
-    def _before_shifted(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, shift: int
-                        ) -> tuple[np.ndarray, np.ndarray]:
-        """``tl.before(codes, instants - shift)``, searched once per timeline, arrays and shift: a window as
-        long as the settle delay (7 days by default) asks the sender timeline what the presumptions ask."""
+    def _before_shifted(self, tl: Timeline, codes: np.ndarray, instants: np.ndarray, shift: int,
+                        also: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """``tl.before(codes, instants - shift)``, found once per timeline, arrays and shift: a window as
+        long as the settle delay (7 days by default) asks the sender timeline what the presumptions ask.
+
+        ``also``: the other shifts the caller asks next (window lengths, the settle delay): walked in
+        the same pass (:meth:`Timeline.before_shifts`).
+        """
         instants = self._canonical(instants)
-        key = (id(tl), id(codes), id(instants), shift)
-        found = self._shifted.get(key)
-        if found is None or found[0] is not tl or found[1] is not codes or found[2] is not instants:
+
+        def found(s: int) -> tuple | None:
             # (the arrays are kept with the answer, so their ids stay theirs)
-            found = self._shifted[key] = (tl, codes, instants,
-                                          tl.before(codes, instants - shift, self._order(codes, instants)))
-        return found[3]
+            hit = self._shifted.get((id(tl), id(codes), id(instants), s))
+            return hit if hit is not None and hit[0] is tl and hit[1] is codes and hit[2] is instants else None
+
+        if found(shift) is None:
+            missing = [s for s in dict.fromkeys((shift, *also)) if found(s) is None]
+            lo, his = tl.before_shifts(codes, instants, missing, self._order(codes, instants))
+            for s, hi in zip(missing, his):
+                self._shifted[(id(tl), id(codes), id(instants), s)] = (tl, codes, instants, (lo, hi))
+        return found(shift)[3]
 
     @cached_property
     def _shifted(self) -> dict[tuple[int, int, int, int], tuple]:
@@ -176,13 +194,6 @@ class AsOfTables:
                 order = QueryOrder(self._edges_by_time, code_order(np.maximum(codes, 0), self._edges_by_time))
             found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants) if order is None else order)
         return found[2]
-
-    @cached_property
-    def _edge_time_rank(self) -> np.ndarray:
-        """Each edge's position in the edges' time order."""
-        rank = np.empty(len(self.ets), np.int64)
-        rank[self._edges_by_time] = np.arange(len(self.ets))
-        return rank
 
     def _canonical(self, instants: np.ndarray) -> np.ndarray:
         """``self.ts`` or ``self.ets`` when ``instants`` equals them (the rows' own times), else ``instants``:
@@ -303,8 +314,7 @@ class AsOfTables:
         since = first_wrote[codes]
         keep = since != np.iinfo(np.int64).max
         tl = Timeline(self.r[keep], np.maximum(self.ets[keep], since[keep]), self.n_addr)
-        return tl, tl.prefix(wrote[keep]), tl.running_max(self.ets[keep], (self._edge_time_rank[keep],
-                                                                             self.ets[self._edges_by_time]))
+        return tl, tl.prefix(wrote[keep]), tl.running_max(self.ets[keep])
 
     def _outcome_rows(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Entity code of each outcome change of a kind, and the changes (see :func:`outcome_events`)."""
@@ -322,22 +332,27 @@ class AsOfTables:
             rows = np.flatnonzero(self.edir == INBOUND)  # a mailbox's likelihood counts its inbound mail
             ts, mi = self.ets[rows], self.edge_message[rows]
             entity_of_row = self.r[rows]
-        else:
-            mi = np.arange(len(self.ts))
-            ts = self.ts
+            ev = self._outcome_events(ts, self.label[mi], self.labeled_at[mi])
+        else:  # senders and sender domains: the same messages' changes, counted for another entity
             entity_of_row = self.s if kind == "sender" else self.d
+            ev = self._message_outcomes
+        return entity_of_row[ev["row"]], ev
+
+    @cached_property
+    def _message_outcomes(self) -> dict[str, np.ndarray]:
+        return self._outcome_events(self.ts, self.label, self.labeled_at)
+
+    def _outcome_events(self, ts: np.ndarray, label: np.ndarray, labeled_at: np.ndarray) -> dict[str, np.ndarray]:
         # Tables carry the presumed-safe counts whatever the policy; the policy decides what
         # counts as a success when likelihoods are computed (smoothed, outcomes).
-        ev = outcome_events(ts, self.label[mi], self.labeled_at[mi], settle_delay=self._settle_delay,
-                            label_policy="presume_safe")
-        return entity_of_row[ev["row"]], ev
+        return outcome_events(ts, label, labeled_at, settle_delay=self._settle_delay, label_policy="presume_safe")
 
     @cached_property
     def _settle_delay(self) -> int:
         return int(self.config.settle_delay.total_seconds() * 10**9)
 
     @cached_property
-    def _outcome_timelines(self) -> dict[str, tuple[Timeline, dict[str, np.ndarray], Timeline, np.ndarray]]:
+    def _outcome_timelines(self) -> dict[str, tuple[Timeline, np.ndarray, Timeline, np.ndarray]]:
         """Per entity kind: a timeline of the explicit labels and withdrawn presumptions (a few) with their
         cumulative counts; and the rows' own timeline with the cumulative count of presumptions they start.
 
@@ -355,15 +370,15 @@ class AsOfTables:
             few = ~starts
             label = ev["label"][few]
             tl = Timeline(entity[few], ev["time"][few], n)
-            weights = {"n_safe": label == 0, "n_attack": label == 1, "n_spam": label == 2,
-                       "n_presumed_safe": np.where(label < 0, ev["safe"][few], 0)}
-            out[kind] = (tl, {c: tl.prefix(w) for c, w in weights.items()}, rows, rows.prefix(started))
+            # In the order of _LABEL_COLUMNS.
+            weights = [label == 0, label == 1, label == 2, np.where(label < 0, ev["safe"][few], 0)]
+            out[kind] = (tl, tl.prefixes(weights), rows, rows.prefix(started))
         return out
 
     def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray) -> dict[str, np.ndarray]:
         tl, prefixes, rows, started = self._outcome_timelines[kind]
         lo, hi = tl.before(codes, instants, self._order(codes, instants))
-        out = {c: p[hi] - p[lo] for c, p in prefixes.items()}
+        out = dict(zip(_LABEL_COLUMNS, tl.sums(lo, hi, prefixes)))
         # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
         rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
         out["n_presumed_safe"] += started[rhi] - started[rlo]
@@ -389,21 +404,21 @@ class AsOfTables:
         """Sender-table columns of each message's sender (window counts: those of ``windows``, default all)."""
         q = np.asarray(instants, dtype=np.int64)
         tl = self._sender
-        lo, hi = self._before(tl, self.s, q, self.ts)
+        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
+        lo, hi = self._before(tl, self.s, q, self.ts, shifts)
         out: dict[str, np.ndarray] = {"n_messages": hi - lo}
         for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w)[1]
+            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w, shifts)[1]
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
         out["first_seen"] = tl.first(lo, hi)
-        days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
-        out["active_days"] = days[hi] - days[lo]
-        new_pairs = tl.prefix(self._new_pairs)
-        out["n_distinct_recipients"] = new_pairs[hi] - new_pairs[lo]
+        # Counts over each run, all read in one pass: active days (in sorted order), distinct recipients,
+        # and each authentication result's passes and fails.
+        names, weights = ["active_days", "n_distinct_recipients"], [tl.new_run(self.ts // DAY_NS), self._new_pairs]
         for a in _AUTH:
             codes = self.auth[a]
-            for suffix, flags in (("pass", codes == PASS), ("fail", np.isin(codes, FAILS))):
-                p = tl.prefix(flags)
-                out[f"{a}_{suffix}"] = p[hi] - p[lo]
+            names += [f"{a}_pass", f"{a}_fail"]
+            weights += [codes == PASS, np.isin(codes, FAILS)]
+        out.update(zip(names, tl.sums(lo, hi, tl.prefixes(weights, [True] + [False] * (len(weights) - 1)))))
         out.update(self._label_columns("sender", self.s, q))
         return out
 
@@ -442,18 +457,17 @@ class AsOfTables:
         """Sender-domain-table columns of each message's sender domain (window counts: those of ``windows``)."""
         q = np.asarray(instants, dtype=np.int64)
         tl = self._domain
-        lo, hi = self._before(tl, self.d, q, self.ts)
+        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
+        lo, hi = self._before(tl, self.d, q, self.ts, shifts)
         n = hi - lo
         out: dict[str, np.ndarray] = {"n_messages": n}
         order = self._order(self.d, q)
         for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w)[1]
+            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w, shifts)[1]
         out["first_seen"] = tl.first(lo, hi)
-        days = tl.sorted_flags(tl.new_run(self.ts // DAY_NS))
-        out["active_days"] = days[hi] - days[lo]
-        for column, flags in (("n_distinct_senders", self._head_of_sender), ("n_internal", self.direction == INTERNAL)):
-            p = tl.prefix(flags)
-            out[column] = p[hi] - p[lo]
+        weights = [tl.new_run(self.ts // DAY_NS), self._head_of_sender, self.direction == INTERNAL]  # days: sorted
+        out.update(zip(("active_days", "n_distinct_senders", "n_internal"),
+                       tl.sums(lo, hi, tl.prefixes(weights, [True, False, False]))))
         olo, ohi = self._domain_out.before(self.d, q, order)
         # A domain the tenant only wrote to has a row too: its outbound count is known without inbound mail.
         out["n_outbound_to"] = ohi - olo
@@ -501,10 +515,11 @@ class AsOfTables:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
         tl = self._inbound
-        lo, hi = self._before(tl, self.r, q, self.ets)
+        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
+        lo, hi = self._before(tl, self.r, q, self.ets, shifts)
         out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
         for name, w in self._windows(windows).items():
-            out[f"n_inbound_{name}"] = hi - self._before_shifted(tl, self.r, q, w)[1]
+            out[f"n_inbound_{name}"] = hi - self._before_shifted(tl, self.r, q, w, shifts)[1]
         first = tl.prefix(self._first_time_inbound)
         out["n_first_time_inbound"] = first[hi] - first[lo]
         out["first_time_share"] = np.divide(out["n_first_time_inbound"], out["n_inbound"],
@@ -557,16 +572,8 @@ class AsOfTables:
         # Each domain's events side by side, in time order (a stable sort by code), for running values per domain.
         by_code = code_order(codes, np.arange(len(codes)))
         n = len(codes)
-        position = np.arange(n)
-        start = np.ones(n, dtype=bool)
-        start[1:] = codes[by_code[1:]] != codes[by_code[:-1]]
-        domain_start = np.maximum.accumulate(np.where(start, position, 0))
-
-        def held(flags: np.ndarray) -> np.ndarray:  # the flag was set at or before, within the domain
-            return np.maximum.accumulate(np.where(flags[by_code], position, -1)) >= domain_start
-
-        # Score: own domain, then written to, then the domain's events so far.
-        sorted_score = held(own) * _OWN + held(written) * _WRITTEN + (position - domain_start) + 1
+        # Score: own domain, then written to, then the domain's events so far (one compiled pass).
+        sorted_score, start, sorted_keep = standing(codes[by_code], own[by_code], written[by_code], _OWN, _WRITTEN)
         score = np.empty(n, np.int64)
         score[by_code] = sorted_score
         limit = self.config.known_contact_domains
@@ -579,11 +586,8 @@ class AsOfTables:
         # Once own or written to, a domain is a member for good and the sweep skips its events (it
         # never reads their scores again): hand it only each domain's first such event. Scores only
         # grow, so that is the first event at or above _WRITTEN; most of the mail drops out.
-        reached = sorted_score >= _WRITTEN
-        first_reached = reached.copy()
-        first_reached[1:] &= start[1:] | ~reached[:-1]
         keep = np.zeros(n, dtype=bool)
-        keep[by_code] = ~reached | first_reached
+        keep[by_code] = sorted_keep
         return _follow_top(codes[keep], times[keep], score[keep], key_rank, limit)
 
 

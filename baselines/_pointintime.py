@@ -3,11 +3,12 @@
 A snapshot as of ``as_of`` counts the events strictly before it. Asked for
 many (key, instant) pairs at once, the answer needs no snapshot: sort the
 events by (key, time) once, and each query's events are one contiguous run,
-found by two binary searches. Sums are then differences of cumulative sums,
-first and last times are the run's ends, window counts a third binary search,
-and decayed sums a running value carried along each key's events. Equal
-timestamps follow the snapshots' rule: an event at the query's own instant is
-not before it.
+found by one compiled walk of the queries in (key, instant) order
+(:mod:`._sweeps`), which also finds where each window (an instant shifted
+back) starts. Sums are then differences of cumulative sums, first and last
+times are the run's ends, and decayed sums a running value carried along each
+key's events. Equal timestamps follow the snapshots' rule: an event at the
+query's own instant is not before it.
 
 :func:`outcome_events` states when each label and each presumption of safety
 starts to count, as :func:`build_baselines` counts them, so that smoothed
@@ -16,12 +17,15 @@ likelihoods can be followed through time the same way.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events", "search",
+from ._sweeps import (counting_order, kept_order, run_sums, running_max, runs_before, segment_cumsum,
+                      sorted_runs_before)
+
+__all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events",
            "merge_search", "NAT"]
 
 #: Missing timestamps, as int64 nanoseconds (numpy's NaT).
@@ -30,32 +34,6 @@ NAT = np.iinfo(np.int64).min
 # 2**512 stays far inside float64, so a cumulative sum of 2**((t - start) / h)
 # inside one epoch neither overflows nor loses relative precision.
 _EPOCH_HALF_LIVES = 512
-
-
-def search(sorted_values: np.ndarray, needles: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
-    """``np.searchsorted(sorted_values, needles, side="left")``, sorting large needle arrays first.
-
-    Binary searches in random order miss the cache at every step; in sorted
-    order each starts where the last ended (5x faster for a million needles
-    into three million values, sort included). ``order``, when given, is a
-    permutation that sorts ``needles`` (the caller knows one: no sort). Any
-    permutation gives the same answer; one that sorts makes it fast.
-
-    Examples
-    --------
-    >>> search(np.array([1, 3, 5]), np.array([4, 0, 5])).tolist()
-    [2, 0, 2]
-    >>> search(np.array([1, 3, 5]), np.array([4, 0, 5]), order=np.array([1, 0, 2])).tolist()
-    [2, 0, 2]
-    """
-    needles = np.asarray(needles)
-    if order is None:
-        if len(needles) < 4096:
-            return np.searchsorted(sorted_values, needles, side="left")
-        order = np.argsort(needles)
-    out = np.empty(len(needles), np.int64)
-    out[order] = merge_search(sorted_values, needles[order])
-    return out
 
 
 def merge_search(sorted_values: np.ndarray, sorted_needles: np.ndarray) -> np.ndarray:
@@ -85,20 +63,29 @@ def merge_search(sorted_values: np.ndarray, sorted_needles: np.ndarray) -> np.nd
 def code_order(codes: np.ndarray, by_time: np.ndarray) -> np.ndarray:
     """The argsort of (code, rank in time): ``by_time`` reordered stably by code.
 
-    ``codes`` are integers (non-negative ones take the fast path) and
+    ``codes`` are integers (non-negative ones take the fast paths) and
     ``by_time`` a stable time order of them. Sorting the time-ordered codes
-    stably keeps time order within a code, and numpy sorts 16-bit integers
-    stably by radix (linear time): one pass per 16 bits of the largest code,
-    2-3x faster than a comparison sort of packed (code, rank) keys, with the
-    very same result (the packed keys are distinct).
+    stably keeps time order within a code. A code space up to about twice
+    the events is sorted by one compiled counting pass (4-5x faster)
+    (:func:`commgraph.baselines._sweeps.counting_order`); larger ones by
+    numpy's stable radix sort of 16-bit integers, one pass per 16 bits of the
+    largest code. Both give the very same permutation as a comparison sort of
+    packed (code, rank) keys (the packed keys are distinct).
 
     Examples
     --------
     >>> code_order(np.array([1, 0, 1, 0]), np.array([3, 2, 1, 0])).tolist()
     [3, 1, 2, 0]
     """
+    codes = np.asarray(codes, dtype=np.int64)
     by_time = np.asarray(by_time)
-    return by_time[_stable_code_sort(np.asarray(codes, dtype=np.int64)[by_time])]
+    if len(codes) == len(by_time) and len(codes):
+        low, high = int(codes.min()), int(codes.max())
+        # A code space not much larger than the events: one counting pass (compiled) instead of radix passes;
+        # past about twice the events its counters cost more than the radix passes save.
+        if low >= 0 and high < 2 * len(codes) + 65536:
+            return counting_order(codes, by_time, high + 1)
+    return by_time[_stable_code_sort(codes[by_time])]
 
 
 def _stable_code_sort(c: np.ndarray) -> np.ndarray:
@@ -121,15 +108,15 @@ def subset_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """A sort order of the rows where ``mask`` holds (numbered among themselves), from a sort order of all rows.
 
     Dropping rows from a sorted sequence leaves it sorted: stable time orders
-    and (code, time) orders of a subset come from the whole set's without a sort.
+    and (code, time) orders of a subset come from the whole set's without a sort
+    (one compiled pass, :func:`commgraph.baselines._sweeps.kept_order`).
 
     Examples
     --------
     >>> subset_order(np.array([3, 0, 2, 1]), np.array([True, False, True, True])).tolist()
     [2, 0, 1]
     """
-    position = np.cumsum(mask) - 1
-    return position[order[mask[order]]]
+    return kept_order(order, mask)
 
 
 class QueryOrder(NamedTuple):
@@ -199,55 +186,24 @@ class Timeline:
     [10, 10, -9223372036854775808, 20]
     """
 
-    __slots__ = ("order", "codes", "times", "starts", "_width", "_rows", "_keys", "_ranks", "_time_order",
-                 "_event_times", "_sorted_times")
+    __slots__ = ("order", "codes", "times", "starts", "_rows")
 
     def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int, time_order: np.ndarray | None = None,
                  key_order: np.ndarray | None = None):
         codes = np.asarray(codes, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
-        n = len(times)
-        # Rank = position in time order: an event is before instant q exactly when its rank is
-        # below the number of event times before q, so (code, rank) fits one int64 sort key.
-        # Mail comes nearly in time order, which a stable sort (timsort) handles in linear time.
-        by_time = np.argsort(times, kind="stable") if time_order is None else np.asarray(time_order)
-        self._width = n + 1
-        # order = argsort(codes * width + rank). Sorting the time-ordered codes gives each sorted event's
-        # rank too (its position in time order); a caller's order leaves it to be found when needed.
-        self._ranks: np.ndarray | None = None
         if key_order is None:
-            self._ranks = _stable_code_sort(codes[by_time])
-            self.order = by_time[self._ranks]
+            # Sorting the time-ordered codes stably (radix) keeps time order within a key. Mail comes
+            # nearly in time order, which a stable sort (timsort) handles in linear time.
+            by_time = np.argsort(times, kind="stable") if time_order is None else np.asarray(time_order)
+            self.order = code_order(codes, by_time)
         else:
             self.order = np.asarray(key_order)
         self.codes = codes[self.order]  #: the key code of each sorted event
         self.times = times[self.order]
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
-        self._rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        # Packed keys and sorted times serve binary searches only (not a row's own instant): built on first use.
-        self._time_order, self._event_times = by_time, times
-        self._keys: np.ndarray | None = None
-        self._sorted_times: np.ndarray | None = None
-
-    @property
-    def keys(self) -> np.ndarray:
-        """The sort keys of the sorted events, ``code * (len + 1) + rank in time order`` (increasing)."""
-        if self._keys is None:
-            ranks = self._ranks
-            if ranks is None:
-                rank = np.empty(len(self.order), np.int64)
-                rank[self._time_order] = np.arange(len(self.order))
-                ranks = rank[self.order]
-            self._keys = self.codes * self._width + ranks
-        return self._keys
-
-    @property
-    def _by_time(self) -> np.ndarray:
-        """The event times in time order."""
-        if self._sorted_times is None:
-            self._sorted_times = self._event_times[self._time_order]
-        return self._sorted_times
+        self._rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def of_rows(cls, codes: np.ndarray, times: np.ndarray, n_codes: int, rows: QueryOrder, events: np.ndarray
@@ -270,9 +226,10 @@ class Timeline:
         codes = np.asarray(codes, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
         events = np.asarray(events, dtype=bool)
-        tl = cls(codes[events], times[events], n_codes, subset_order(rows.by_time, events),
-                 subset_order(rows.by_key, events))
-        tl._rows = (codes, times, rows.by_key, events)
+        # The (code, time) order of the events is the rows' with the other rows left out (no sort, and no
+        # time order needed).
+        tl = cls(codes[events], times[events], n_codes, key_order=subset_order(rows.by_key, events))
+        tl._rows = (codes, times, rows.by_key)
         return tl
 
     def __len__(self) -> int:
@@ -286,16 +243,29 @@ class Timeline:
         queries' :class:`QueryOrder` (of these codes and these instants, or
         instants shifted by a constant), when the caller has one.
         """
+        lo, his = self.before_shifts(codes, instants, (0,), order)
+        return lo, his[0]
+
+    def before_shifts(self, codes: np.ndarray, instants: np.ndarray, shifts: Sequence[int],
+                      order: QueryOrder | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`before` at ``instants - shift`` for each shift (one row of ``his`` each), in one walk.
+
+        Window starts and the settle delay ask the same queries at instants
+        shifted back by constants: one compiled pass in the queries' (code,
+        instant) order moves a pointer per shift forward along each key's
+        events (:func:`commgraph.baselines._sweeps.runs_before`).
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([0, 0, 1, 0]), np.array([10, 20, 20, 30]), 2)
+        >>> lo, his = tl.before_shifts(np.array([0, 0]), np.array([31, 25]), [0, 15])
+        >>> (his - lo).tolist()  # before 31 and 25; before 16 and 10
+        [[3, 2], [1, 0]]
+        """
         codes = np.asarray(codes, dtype=np.int64)
-        known = codes >= 0
-        c = np.where(known, codes, 0)
-        lo = self.starts[c]
-        rank = search(self._by_time, np.asarray(instants, dtype=np.int64), None if order is None else order.by_time)
-        # Rank grows with the instant: the (code, instant) order sorts the packed needles too.
-        hi = search(self.keys, c * self._width + rank, None if order is None else order.by_key)
-        if not known.all():
-            lo, hi = np.where(known, lo, 0), np.where(known, hi, 0)
-        return lo, hi
+        instants = np.asarray(instants, dtype=np.int64)
+        by_key = (QueryOrder.of(codes, instants) if order is None else order).by_key
+        return runs_before(self.times, self.starts, codes, instants, by_key, shifts)
 
     def before_own(self) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`before` for each event's own key and time (in event order), without a binary search.
@@ -304,35 +274,31 @@ class Timeline:
         run of equal times in sorted order. A timeline made :meth:`of_rows`
         answers for each of its rows (in row order), events or not.
         """
-        if self._rows is not None:
-            return self._before_rows(*self._rows)
-        n = len(self.order)
-        codes = self.codes
-        run = np.ones(n, dtype=bool)
-        run[1:] = (codes[1:] != codes[:-1]) | (self.times[1:] != self.times[:-1])
-        hi_sorted = np.maximum.accumulate(np.where(run, np.arange(n), 0))
-        lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
-        lo[self.order] = self.starts[codes]
-        hi[self.order] = hi_sorted
+        lo, hi, _ = self.before_own_shifts(())
         return lo, hi
 
-    def _before_rows(self, codes: np.ndarray, times: np.ndarray, by_key: np.ndarray, events: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        # In the rows' (code, time) order, the events ahead of a row's run of equal (code, time) are the
-        # timeline's events before it: those of smaller codes, and of its code at earlier times.
-        n = len(by_key)
-        c, t = np.maximum(codes, 0)[by_key], times[by_key]
-        is_event = events[by_key]
-        ahead = np.cumsum(is_event) - is_event
-        run = np.ones(n, dtype=bool)
-        run[1:] = (c[1:] != c[:-1]) | (t[1:] != t[:-1])
-        hi = np.empty(n, np.int64)
-        hi[by_key] = ahead[np.maximum.accumulate(np.where(run, np.arange(n), 0))]
-        lo = self.starts[np.maximum(codes, 0)]
-        known = codes >= 0
-        if not known.all():  # keys without events: empty runs
-            lo, hi = np.where(known, lo, 0), np.where(known, hi, 0)
-        return lo, hi
+    def before_own_shifts(self, shifts: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`before_own`, and in the same walk the ``hi`` of each event (or row) at its time less each shift.
+
+        ``his[k]`` equals ``before(codes, times - shifts[k])[1]`` for the
+        events' (or the rows') own codes and times: window starts and the
+        settle delay found with no pass of their own.
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([0, 0, 0]), np.array([10, 20, 30]), 1)
+        >>> lo, hi, his = tl.before_own_shifts([10])
+        >>> (hi - lo).tolist(), (his[0] - lo).tolist()  # before 10, 20, 30; before 0, 10, 20
+        ([0, 1, 2], [0, 0, 1])
+        """
+        # The events strictly before a row's own time are those of its key ahead of that time (shift 0).
+        shifts = (0, *shifts)
+        if self._rows is not None:
+            codes, times, by_key = self._rows
+            lo, his = runs_before(self.times, self.starts, codes, times, by_key, shifts)
+        else:  # the events themselves, already in (code, time) order
+            lo, his = sorted_runs_before(self.times, self.starts, self.codes, self.times, shifts, self.order)
+        return lo, his[0], his[1:]
 
     def count_since(self, codes: np.ndarray, start: np.ndarray, hi: np.ndarray, order: QueryOrder | None = None
                     ) -> np.ndarray:
@@ -344,6 +310,35 @@ class Timeline:
         out = np.zeros(len(self.order) + 1, dtype=np.int64)
         np.cumsum(np.asarray(weights, dtype=np.int64)[self.order], out=out[1:])
         return out
+
+    def prefixes(self, weights: Sequence[np.ndarray], sorted_order: Sequence[bool] | None = None) -> np.ndarray:
+        """Cumulative sums of several integer weights along the sorted events, 0 first: one row per position.
+
+        Each weight is given in event order (as :meth:`prefix`) or, where
+        ``sorted_order`` says so, in sorted order (as :meth:`sorted_flags`).
+        Column ``k`` equals ``prefix(weights[k])``; :meth:`sums` reads them all
+        per run in one pass.
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([1, 0, 0]), np.array([5, 6, 7]), 2)
+        >>> p = tl.prefixes([np.array([1, 0, 1]), np.array([0, 1, 1])])
+        >>> p.T.tolist()  # sorted events: (0, 6), (0, 7), (1, 5)
+        [[0, 0, 1, 2], [0, 1, 2, 2]]
+        >>> tl.sums(np.array([0, 2]), np.array([2, 3]), p).tolist()
+        [[1, 1], [2, 0]]
+        """
+        n = len(self.order)
+        out = np.zeros((n + 1, len(weights)), dtype=np.int64)
+        for k, w in enumerate(weights):
+            w = np.asarray(w, dtype=np.int64)
+            np.cumsum(w if sorted_order is not None and sorted_order[k] else w[self.order], out=out[1:, k])
+        return out
+
+    @staticmethod
+    def sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+        """Per run ``lo:hi``, the sum of each weight of :meth:`prefixes`: one row per weight."""
+        return run_sums(lo, hi, prefixes)
 
     def sorted_flags(self, flags: np.ndarray) -> np.ndarray:
         """Integer weights given in sorted order, as cumulative sums (see :meth:`prefix`)."""
@@ -380,31 +375,19 @@ class Timeline:
             new[1:] |= v[1:] != v[:-1]
         return new
 
-    def running_max(self, values: np.ndarray, ranked: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    def running_max(self, values: np.ndarray) -> np.ndarray:
         """In sorted order, the maximum of ``values`` (int64, in event order) over each key's events so far.
 
-        ``ranked``, when the caller has it: ``(rank, by_rank)``, ``by_rank``
-        sorted and ``by_rank[rank]`` equal to ``values`` (positions in a sort
-        of a superset of them, such as all edges' time order): no sort here.
+        One compiled pass along the sorted events, restarting at each key
+        (:func:`commgraph.baselines._sweeps.running_max`).
 
         Examples
         --------
         >>> tl = Timeline(np.array([0, 0, 1]), np.array([1, 2, 3]), 2)
         >>> tl.running_max(np.array([7, 5, 6])).tolist()
         [7, 7, 6]
-        >>> tl.running_max(np.array([7, 5, 6]), (np.array([2, 0, 1]), np.array([5, 6, 7]))).tolist()
-        [7, 7, 6]
         """
-        if ranked is None:
-            v = np.asarray(values, dtype=np.int64)[self.order]
-            by_rank, rank = np.unique(v, return_inverse=True)
-            rank = rank.ravel()
-        else:
-            rank, by_rank = np.asarray(ranked[0], dtype=np.int64)[self.order], ranked[1]
-        codes = self.codes
-        # Key codes dominate the packed value, so one accumulate restarts at every key.
-        width = len(by_rank) + 1
-        return by_rank[np.maximum.accumulate(codes * width + rank) % width] if len(rank) else by_rank[rank]
+        return running_max(self.codes, np.asarray(values, dtype=np.int64)[self.order])
 
     def at_last(self, sorted_values: np.ndarray, lo: np.ndarray, hi: np.ndarray, fill) -> np.ndarray:
         """``sorted_values`` at each run's last event, ``fill`` where the run is empty."""
@@ -455,8 +438,8 @@ class Timeline:
         base = self.times.min() + epoch[starts] * span  # epoch start of each segment
         rel = (self.times - base[seg_id]) / h
         # A cumulative sum restarted at each segment (a running total across segments would
-        # swamp a small segment after a large one).
-        cum = pd.Series(np.exp2(rel)).groupby(seg_id).cumsum().to_numpy()
+        # swamp a small segment after a large one), compensated as pandas' groupby cumsum is.
+        cum = segment_cumsum(np.exp2(rel), seg_start)
         local = cum * np.exp2(-rel)  # the segment's own events, valued at t_j
         # Carry the value at each segment's end into the next segment of the same key.
         ends = np.concatenate([starts[1:] - 1, [n - 1]])

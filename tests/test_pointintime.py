@@ -34,10 +34,6 @@ def test_timeline_against_brute_force(ev, qs, half_life, window) -> None:
     tl = Timeline(codes, times, 6)
     lo, hi = tl.before(qc, qt)
     last_value = tl.at_last(tl.running_max(values), lo, hi, -1)
-    by_value = np.argsort(values, kind="stable")  # positions in a sort of the values: the caller's ranks
-    rank = np.empty(len(values), np.int64)
-    rank[by_value] = np.arange(len(values))
-    assert np.array_equal(tl.running_max(values, (rank, values[by_value])), tl.running_max(values))
     decayed = tl.decayed(lo, hi, qt, half_life)
     since = tl.count_since(qc, qt - window, hi)
     days = tl.sorted_flags(tl.new_run(times // 100))
@@ -98,7 +94,8 @@ def test_timeline_of_rows_answers_each_row_at_its_own_time(rows) -> None:
         assert hi[i] - lo[i] == mine.sum()
         assert tl.last(lo, hi)[i] == (times[mine].max() if mine.any() else NAT)
     ordinary = Timeline(codes[events], times[events], 5)
-    assert np.array_equal(tl.keys, ordinary.keys) and np.array_equal(tl.order, ordinary.order)
+    assert np.array_equal(tl.order, ordinary.order) and np.array_equal(tl.codes, ordinary.codes)
+    assert np.array_equal(tl.times, ordinary.times) and np.array_equal(tl.starts, ordinary.starts)
 
 
 @settings(max_examples=80, deadline=None)
@@ -117,11 +114,13 @@ def test_timeline_with_a_query_order_against_brute_force(ev, qs, window) -> None
         assert hi[i] - lo[i] == mine.sum()
         assert since[i] == (mine & (times >= t - window)).sum()
     assert np.array_equal(np.stack(tl.before(qc, qt)), np.stack((lo, hi)))  # the same runs as without an order
-    # Any permutation gives these answers; the order's job is speed: it must sort the packed needles
-    # (code, rank of the instant) of the instants and of every constant shift of them.
+    # Any permutation gives these answers; the order's job is speed: sorting the queries by (code, instant),
+    # for the instants and every constant shift of them, lets one walk move each pointer forward only.
+    lo2, his = tl.before_shifts(qc, qt, [0, window], order)
+    assert np.array_equal(lo2, lo) and np.array_equal(his[0], hi) and np.array_equal(hi - his[1], since)
     for shift in (0, window):
-        rank = np.searchsorted(tl._by_time, qt - shift, side="left")
-        assert (np.diff(np.maximum(qc, 0)[order.by_key] * tl._width + rank[order.by_key]) >= 0).all()
+        by_key = pd.DataFrame({"c": np.maximum(qc, 0)[order.by_key], "t": (qt - shift)[order.by_key]})
+        assert by_key.equals(by_key.sort_values(["c", "t"], kind="stable"))
         assert (np.diff((qt - shift)[order.by_time]) >= 0).all()
 
 

@@ -1,0 +1,515 @@
+"""Compiled single passes over events sorted by (key, time): run edges of many queries in one walk.
+
+The point-in-time tables (:mod:`._pointintime`) ask, for millions of (key,
+instant) queries, where each key's events strictly before the instant end, and
+the same again at instants shifted back by each window length and the settle
+delay. Done with numpy, every such answer is a binary search or a merge by
+sort, with its temporaries: a dozen full passes over the arrays per table.
+Walked in the queries' (key, instant) order, each answer is instead a pointer
+that only moves forward along the sorted events, so one compiled pass answers
+every shift at once. Nothing in numpy, pandas or scipy sweeps per-key time
+windows like this. The same module holds the other single passes of the
+point-in-time tables: a stable counting sort by key, sums over runs, running
+maxima and compensated running sums per key, and the known-contact scores.
+
+Kernels read their inputs in order: the queries are gathered into sorted order
+by numpy first and the answers scattered back by numpy after (a kernel that
+reads through a permutation waits on a cache miss at every branch; numpy keeps
+many loads in flight).
+
+The kernels are private (``_..._kernel``), compiled by numba with
+``cache=True`` on their first call, when numba is imported (importing
+commgraph does not load it): the machine code is kept in ``__pycache__``
+beside this file, or under ``NUMBA_CACHE_DIR`` when that is set, or in the
+user's cache directory when neither is writable; without any, each process
+compiles them once. The public functions check their inputs (the kernels do
+not check bounds) and allocate the outputs. They are plain functions of numpy
+arrays, deterministic, single-threaded (no ``parallel``, no ``fastmath``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum",
+           "running_max", "standing", "warm_up", "WarmUp"]
+
+
+class _Kernel:
+    """A function that numba compiles, ``njit(cache=True, nogil=True)``, on its first call.
+
+    numba (and LLVM) are imported then, not when commgraph is: importing
+    ``commgraph.signals`` to score mail stays as fast as before, and only a
+    process that backfills pays for them. Without a writable cache directory,
+    the kernel is compiled without caching.
+    """
+
+    __slots__ = ("py_func", "_dispatcher")
+
+    def __init__(self, fn: Callable):
+        self.py_func = fn
+        self._dispatcher = None
+
+    @property
+    def dispatcher(self):
+        """The numba dispatcher, made on first use."""
+        if self._dispatcher is None:
+            import numba
+
+            try:
+                self._dispatcher = numba.njit(cache=True, nogil=True)(self.py_func)
+            except RuntimeError:  # numba found no writable cache location (read-only install, no home directory)
+                self._dispatcher = numba.njit(cache=False, nogil=True)(self.py_func)
+        return self._dispatcher
+
+    def __call__(self, *args):
+        return self.dispatcher(*args)
+
+
+def _compiled(fn: Callable) -> _Kernel:
+    return _Kernel(fn)
+
+
+@_compiled
+def _runs_before_kernel(times, starts, codes, instants, shifts, lo, his):  # pragma: no cover - compiled
+    # Queries come sorted by (code, instant), negative codes anywhere: each shift's pointer moves on along
+    # the key's sorted event times to the first one not strictly before ``instant - shift``. Inputs and
+    # outputs are read and written in order: a load that a branch waits on never misses the cache.
+    n_shifts = len(shifts)
+    pointer = np.zeros(n_shifts, np.int64)
+    previous_code = -1
+    previous_instant = 0
+    for j in range(len(codes)):
+        c = codes[j]
+        if c < 0:  # a key without events: an empty run
+            lo[j] = 0
+            for k in range(n_shifts):
+                his[k, j] = 0
+            continue
+        t = instants[j]
+        begin = starts[c]
+        if c != previous_code or t < previous_instant:  # a new key (or queries out of order): from its start
+            for k in range(n_shifts):
+                pointer[k] = begin
+        end = starts[c + 1]
+        for k in range(n_shifts):
+            bound = t - shifts[k]
+            p = pointer[k]
+            while p < end and times[p] < bound:  # strictly before: an event at the bound itself stays out
+                p += 1
+            pointer[k] = p
+            his[k, j] = p
+        lo[j] = begin
+        previous_code = c
+        previous_instant = t
+
+
+@_compiled
+def _run_sums_kernel(lo, hi, prefixes, out):  # pragma: no cover - compiled
+    n_columns = prefixes.shape[1]
+    for i in range(len(lo)):
+        a = lo[i]
+        b = hi[i]
+        for k in range(n_columns):  # one row of the prefixes holds every column: one cache line or two
+            out[k, i] = prefixes[b, k] - prefixes[a, k]
+
+
+@_compiled
+def _counting_order_kernel(codes_in_order, by_time, n_codes, out):  # pragma: no cover - compiled
+    offsets = np.zeros(n_codes + 1, np.int64)
+    for j in range(len(codes_in_order)):
+        offsets[codes_in_order[j] + 1] += 1
+    for c in range(n_codes):
+        offsets[c + 1] += offsets[c]
+    for j in range(len(by_time)):  # in time order: each key's slots fill in time order (a stable sort)
+        c = codes_in_order[j]
+        out[offsets[c]] = by_time[j]
+        offsets[c] += 1
+
+
+@_compiled
+def _kept_order_kernel(order, mask, out):  # pragma: no cover - compiled
+    n = len(mask)
+    position = np.empty(n, np.int64)  # each kept row's number among the kept rows
+    kept = 0
+    for i in range(n):
+        position[i] = kept
+        if mask[i]:
+            kept += 1
+    m = 0
+    for j in range(len(order)):
+        i = order[j]
+        if i < 0 or i >= n:
+            raise ValueError("kept_order: the order holds a position outside the rows")
+        if mask[i]:
+            if m >= len(out):
+                raise ValueError("kept_order: the order is not a permutation of the rows (a kept row twice)")
+            out[m] = position[i]
+            m += 1
+    return m
+
+
+@_compiled
+def _segment_cumsum_kernel(values, new_segment, out):  # pragma: no cover - compiled
+    total = 0.0
+    compensation = 0.0
+    for i in range(len(values)):
+        if new_segment[i]:
+            total = 0.0
+            compensation = 0.0
+        # Kahan summation, step for step as pandas' groupby cumsum (so results agree to the bit).
+        y = values[i] - compensation
+        t = total + y
+        compensation = t - total - y
+        total = t
+        out[i] = total
+
+
+@_compiled
+def _running_max_kernel(codes, values, out):  # pragma: no cover - compiled
+    top = 0
+    for j in range(len(codes)):
+        if j == 0 or codes[j] != codes[j - 1] or values[j] > top:
+            top = values[j]
+        out[j] = top
+
+
+@_compiled
+def _standing_kernel(codes, own, written, own_weight, written_weight, score, start, keep):  # pragma: no cover
+    key_start = 0
+    has_own = False
+    has_written = False
+    reached_before = False
+    for j in range(len(codes)):
+        new_key = j == 0 or codes[j] != codes[j - 1]
+        if new_key:
+            key_start = j
+            has_own = False
+            has_written = False
+            reached_before = False
+        has_own = has_own or own[j]
+        has_written = has_written or written[j]
+        value = own_weight * has_own + written_weight * has_written + (j - key_start) + 1
+        reached = value >= written_weight
+        score[j] = value
+        start[j] = new_key
+        keep[j] = not reached or not reached_before  # below the threshold, or its first position at or above it
+        reached_before = reached
+
+
+def _c(values: np.ndarray) -> np.ndarray:
+    # One array type per argument (contiguous int64): the signatures warm_up compiled, no new compile mid-run.
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+def _check_codes(codes: np.ndarray, n_codes: int, what: str) -> None:
+    if len(codes) and int(codes.max()) >= n_codes:
+        raise ValueError(f"{what}: key code {int(codes.max())} is outside the code space 0 .. {n_codes - 1}; "
+                         "pass the n_codes the events were coded with")
+
+
+def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
+                       shifts: np.ndarray | Sequence[int] = (0,), order: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`runs_before` for queries already sorted by (code, instant): answers in that order, or put back.
+
+    One forward walk (per shift, a pointer along the key's events): the
+    events of a timeline asked about at their own times (its sorted codes and
+    times) need no gather at all. ``order``, when given, says where each
+    sorted query belongs (query ``order[j]`` is sorted ``j``th): the answers
+    are then put back in the queries' own order.
+
+    Examples
+    --------
+    >>> times, starts = np.array([10, 20, 20, 30]), np.array([0, 4])  # one key
+    >>> lo, his = sorted_runs_before(times, starts, np.array([0, 0, 0, 0]), times, [0, 10])
+    >>> lo.tolist(), his.tolist()  # each event: the events strictly before it, and before it less 10
+    ([0, 0, 0, 0], [[0, 1, 1, 3], [0, 0, 0, 1]])
+    """
+    codes = _c(codes)
+    _check_codes(codes, len(starts) - 1, "sorted_runs_before")
+    shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
+    instants = _c(instants)
+    if len(instants) != len(codes):
+        raise ValueError(f"sorted_runs_before: {len(codes)} codes and {len(instants)} instants; pass one instant "
+                         "per query")
+    lo = np.empty(len(codes), np.int64)
+    his = np.empty((len(shifts), len(codes)), np.int64)
+    _runs_before_kernel(_c(times), _c(starts), codes, instants, shifts, lo, his)
+    return (lo, his) if order is None else _put_back(_c(order), lo, his)
+
+
+def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray, order: np.ndarray,
+                shifts: np.ndarray | Sequence[int] = (0,)) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the sorted positions ``lo:hi`` of its key's events strictly before its instant, per shift.
+
+    The queries are taken in ``order`` (numpy gathers), walked once
+    (:func:`sorted_runs_before`: for a query of key ``c`` at instant ``t``
+    and a shift ``s``, ``hi`` is the first position in
+    ``starts[c]:starts[c + 1]`` whose time is not before ``t - s``, that is
+    ``starts[c] + np.searchsorted(times[starts[c]:starts[c+1]], t - s)``),
+    and the answers put back in the queries' own order (numpy scatters). A
+    negative code (a key no event has) gives ``0:0``.
+
+    Parameters
+    ----------
+    times : ndarray of int64
+        Event times sorted by (key code, time).
+    starts : ndarray of int64
+        ``n_codes + 1`` offsets: key ``c``'s events are ``times[starts[c]:starts[c + 1]]``.
+    codes, instants : ndarray of int64
+        Each query's key code and instant (ns).
+    order : ndarray of int64
+        A permutation of the queries, best sorted by (code, instant) with
+        negative codes read as 0 (then every pointer only moves forward: one
+        pass). Any permutation gives the same answer; a query before the
+        previous one in (code, instant) restarts its key's walk.
+    shifts : sequence of int, default (0,)
+        Look-back shifts (ns): ``hi`` is taken at ``instant - shift``.
+
+    Returns
+    -------
+    lo : ndarray of int64
+        ``starts[code]`` per query (0 for a negative code).
+    his : ndarray of int64, shape (len(shifts), len(codes))
+        ``hi`` per shift and query.
+
+    Examples
+    --------
+    >>> times = np.array([10, 20, 20, 30, 5])  # key 0: 10, 20, 20, 30; key 1: 5
+    >>> starts = np.array([0, 4, 5])
+    >>> codes, instants = np.array([0, 0, 1, -1]), np.array([20, 31, 6, 9])
+    >>> lo, his = runs_before(times, starts, codes, instants, np.array([0, 1, 3, 2]), shifts=[0, 15])
+    >>> lo.tolist(), his.tolist()  # events strictly before 20: one; before 20 - 15 = 5: none
+    ([0, 0, 4, 0], [[1, 4, 5, 0], [0, 1, 4, 0]])
+    """
+    order = _c(order)
+    if len(order) != len(codes):
+        raise ValueError(f"runs_before: an order of {len(order)} queries for {len(codes)}; pass a permutation of "
+                         "the queries")
+    return sorted_runs_before(times, starts, _c(codes)[order], _c(instants)[order], shifts, order)
+
+
+def _put_back(order: np.ndarray, lo: np.ndarray, his: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Answers found in ``order`` (sorted), put back in the queries' own order (numpy scatters: many stores in
+    flight, where the kernel's would each wait for its branch)."""
+    lo_out = np.empty_like(lo)
+    lo_out[order] = lo
+    his_out = np.empty_like(his)
+    for k in range(len(his)):  # row by row: numpy's 1-d scatter is 3x faster than a 2-d one along axis 1
+        his_out[k][order] = his[k]
+    return lo_out, his_out
+
+
+def run_sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+    """Per run ``lo:hi`` and per column of ``prefixes``, ``prefixes[hi] - prefixes[lo]``: sums over runs, in one pass.
+
+    ``prefixes`` (int64, shape ``(n_events + 1, n_columns)``) holds cumulative
+    sums of several weights along the sorted events, 0 first
+    (:meth:`Timeline.prefixes <commgraph.baselines._pointintime.Timeline.prefixes>`);
+    every column's sums come out of one read of ``lo`` and ``hi``, with no
+    temporaries of gathered prefixes.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_columns, len(lo))
+        One contiguous row per column.
+
+    Examples
+    --------
+    >>> prefixes = np.cumsum(np.array([[0, 0], [1, 0], [1, 1], [0, 1]]), axis=0)  # two weights over 3 events
+    >>> run_sums(np.array([0, 1, 2]), np.array([3, 3, 2]), prefixes).tolist()
+    [[2, 1, 0], [2, 2, 0]]
+    """
+    lo = np.ascontiguousarray(lo, dtype=np.int64)
+    hi = np.ascontiguousarray(hi, dtype=np.int64)
+    prefixes = np.ascontiguousarray(prefixes, dtype=np.int64)
+    if len(lo) != len(hi):
+        raise ValueError(f"run_sums: lo has {len(lo)} runs and hi {len(hi)}; pass one lo and one hi per run")
+    if len(lo) and (int(lo.min()) < 0 or int(hi.max()) >= len(prefixes)):
+        raise ValueError(f"run_sums: runs reach positions {int(lo.min())} .. {int(hi.max())}, outside the "
+                         f"{len(prefixes)} prefix rows 0 .. {len(prefixes) - 1}; pass the prefixes of the same "
+                         "timeline")
+    out = np.empty((prefixes.shape[1], len(lo)), np.int64)
+    _run_sums_kernel(lo, hi, prefixes, out)
+    return out
+
+
+def counting_order(codes: np.ndarray, by_time: np.ndarray, n_codes: int) -> np.ndarray:
+    """The argsort of (code, rank in time) for codes ``0 .. n_codes - 1``: a stable counting sort, one pass.
+
+    ``by_time`` is a stable time order of the events (a permutation of
+    ``0 .. len(codes) - 1``). Events are dealt, in time order, into their
+    code's slots: the same permutation as a stable sort of the time-ordered
+    codes (:func:`commgraph.baselines._pointintime.code_order`), without its
+    radix passes and their temporaries. The codes are read in time order by
+    one numpy gather first (the kernel then reads them in order, never waiting
+    on a cache miss). Costs ``n_codes`` counters: for code spaces about as
+    large as the events or smaller.
+
+    Examples
+    --------
+    >>> counting_order(np.array([1, 0, 1, 0]), np.array([3, 2, 1, 0]), 2).tolist()
+    [3, 1, 2, 0]
+    """
+    codes = _c(codes)
+    by_time = _c(by_time)
+    if len(by_time) != len(codes):
+        raise ValueError(f"counting_order: {len(codes)} codes and a time order of {len(by_time)}; pass one time "
+                         "order of all the events")
+    if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= n_codes):
+        raise ValueError(f"counting_order: codes {int(codes.min())} .. {int(codes.max())} are outside the code space "
+                         f"0 .. {n_codes - 1}; pass non-negative codes and their number")
+    out = np.empty(len(codes), np.int64)
+    _counting_order_kernel(codes[by_time], by_time, int(n_codes), out)
+    return out
+
+
+def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``order`` with the rows where ``mask`` is False left out, the kept rows numbered among themselves.
+
+    A sort order of all rows (a permutation) gives the same sort order of the
+    kept rows: ``(np.cumsum(mask) - 1)[order[mask[order]]]`` in one pass and
+    one small counter array, without the three temporaries.
+
+    Examples
+    --------
+    >>> kept_order(np.array([3, 0, 2, 1]), np.array([True, False, True, True])).tolist()
+    [2, 0, 1]
+    """
+    order = _c(order)
+    mask = np.ascontiguousarray(mask, dtype=np.bool_)
+    if len(order) != len(mask):
+        raise ValueError(f"kept_order: an order of {len(order)} rows and a mask of {len(mask)}; pass one mask "
+                         "value per row of the order")
+    out = np.empty(int(np.count_nonzero(mask)), np.int64)
+    if _kept_order_kernel(order, mask, out) != len(out):
+        raise ValueError("kept_order: the order is not a permutation of the rows (a kept row missing)")
+    return out
+
+
+def segment_cumsum(values: np.ndarray, new_segment: np.ndarray) -> np.ndarray:
+    """Cumulative sums of float64 ``values`` restarted where ``new_segment`` is True, compensated (Kahan).
+
+    Equals ``pd.Series(values).groupby(segment_id).cumsum()`` for contiguous
+    segments, bit for bit (pandas compensates its running sums the same
+    way), without factorising the segment ids. Values are finite.
+
+    Examples
+    --------
+    >>> segment_cumsum(np.array([1.0, 2.0, 3.0, 4.0]), np.array([True, False, True, False])).tolist()
+    [1.0, 3.0, 3.0, 7.0]
+    """
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    new_segment = np.ascontiguousarray(new_segment, dtype=np.bool_)
+    if len(values) != len(new_segment):
+        raise ValueError(f"segment_cumsum: {len(values)} values and {len(new_segment)} segment flags; pass one flag "
+                         "per value")
+    out = np.empty(len(values), np.float64)
+    _segment_cumsum_kernel(values, new_segment, out)
+    return out
+
+
+def running_max(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per position, the maximum of ``values`` over its key's positions so far (codes sorted: keys contiguous).
+
+    Examples
+    --------
+    >>> running_max(np.array([0, 0, 0, 1]), np.array([7, 5, 9, 6])).tolist()
+    [7, 7, 9, 6]
+    """
+    codes = _c(codes)
+    values = _c(values)
+    if len(values) != len(codes):
+        raise ValueError(f"running_max: {len(codes)} codes and {len(values)} values; pass one value per code")
+    out = np.empty(len(values), np.int64)
+    _running_max_kernel(codes, values, out)
+    return out
+
+
+def standing(codes: np.ndarray, own: np.ndarray, written: np.ndarray, own_weight: int, written_weight: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per position of keys sorted contiguously, a standing score that only grows, and where it matters.
+
+    The score of a position is ``own_weight`` once any position of its key so
+    far was ``own``, plus ``written_weight`` once any was ``written``, plus
+    its rank within its key (1 first): the known-contact ranking's score of a
+    domain after each of its events (:meth:`AsOfTables.known_contacts
+    <commgraph.baselines._asof.AsOfTables.known_contacts>`), weights chosen
+    above any count. Also returns each key's first position, and ``keep``:
+    the positions below ``written_weight`` and each key's first one at or
+    above it (past that, a domain is a member for good).
+
+    Returns
+    -------
+    score : ndarray of int64
+    start, keep : ndarray of bool
+
+    Examples
+    --------
+    >>> codes = np.array([0, 0, 0, 1, 1])
+    >>> score, start, keep = standing(codes, np.zeros(5, bool), np.array([0, 1, 0, 0, 0], bool), 1000, 100)
+    >>> score.tolist(), start.tolist(), keep.tolist()
+    ([1, 102, 103, 1, 2], [True, False, False, True, False], [True, True, False, True, True])
+    """
+    codes = _c(codes)
+    own = np.ascontiguousarray(own, dtype=np.bool_)
+    written = np.ascontiguousarray(written, dtype=np.bool_)
+    if not len(codes) == len(own) == len(written):
+        raise ValueError(f"standing: {len(codes)} codes, {len(own)} own and {len(written)} written flags; pass one "
+                         "of each per position")
+    n = len(codes)
+    score, start, keep = np.empty(n, np.int64), np.empty(n, np.bool_), np.empty(n, np.bool_)
+    _standing_kernel(codes, own, written, int(own_weight), int(written_weight), score, start, keep)
+    return score, start, keep
+
+
+class WarmUp(NamedTuple):
+    """What :func:`warm_up` did: seconds, and how many kernels it compiled or loaded from numba's cache."""
+
+    seconds: float
+    compiled: int  #: kernels compiled now (cache empty, stale, or not writable)
+    loaded: int  #: kernels whose machine code came from the cache
+
+
+_KERNELS = (_runs_before_kernel, _run_sums_kernel, _counting_order_kernel, _kept_order_kernel,
+            _segment_cumsum_kernel, _running_max_kernel, _standing_kernel)
+
+
+def _cache_hits(kernel: _Kernel) -> int:
+    try:
+        return sum(kernel.dispatcher.stats.cache_hits.values())
+    except AttributeError:  # compiled without a cache
+        return 0
+
+
+def warm_up() -> WarmUp:
+    """Compile (or load from numba's cache) every kernel on a tiny input, once per process.
+
+    The first call of a kernel in a process compiles it, or loads its machine
+    code from the cache: callers that time the kernels' work (benchmarks) call
+    this first and report its time apart. Later calls find nothing to do.
+
+    Examples
+    --------
+    >>> done = warm_up()
+    >>> done.seconds >= 0.0, warm_up().compiled + warm_up().loaded
+    (True, 0)
+    """
+    cold = [k for k in _KERNELS if not k.dispatcher.signatures]
+    hits = {id(k): _cache_hits(k) for k in cold}
+    start = time.perf_counter()
+    one = np.zeros(1, np.int64)
+    runs_before(one, np.array([0, 1]), one, one, one)
+    run_sums(one, one, np.zeros((1, 1), np.int64))
+    counting_order(one, one, 1)
+    kept_order(one, np.ones(1, bool))
+    segment_cumsum(np.ones(1), np.ones(1, bool))
+    running_max(one, one)
+    standing(one, np.ones(1, bool), np.ones(1, bool), 2, 1)
+    seconds = time.perf_counter() - start
+    loaded = sum(_cache_hits(k) > hits[id(k)] for k in cold)
+    return WarmUp(seconds, len(cold) - loaded, loaded)

@@ -1,0 +1,287 @@
+"""The compiled sweeps against plain references: per-key binary searches, and brute force over every query.
+
+Each kernel walks events sorted by (key, time) once; the references search
+or scan each query on its own, so a pointer that skips or stops early shows.
+Ties on equal timestamps follow the "strictly before" rule.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commgraph.baselines._pointintime import QueryOrder, Timeline
+from commgraph.baselines._sweeps import (counting_order, kept_order, run_sums, running_max, runs_before,
+                                         segment_cumsum, sorted_runs_before, standing, warm_up)
+
+
+def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Events sorted by (code, time) through pandas (an independent sort), their order, and the key offsets."""
+    frame = pd.DataFrame({"code": codes, "time": times}).sort_values(["code", "time"], kind="stable")
+    starts = np.zeros(n_codes + 1, np.int64)
+    np.cumsum(np.bincount(codes, minlength=n_codes), out=starts[1:])
+    return frame["time"].to_numpy(np.int64), frame.index.to_numpy(np.int64), starts
+
+
+def _reference_hi(times: np.ndarray, starts: np.ndarray, code: int, instant: int) -> int:
+    if code < 0:
+        return 0
+    run = times[starts[code]:starts[code + 1]]
+    return int(starts[code] + np.searchsorted(run, instant, side="left"))
+
+
+events = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 60)), max_size=60)
+queries = st.lists(st.tuples(st.integers(-1, 5), st.integers(-10, 80)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events, queries, st.lists(st.integers(0, 70), min_size=1, max_size=4), st.booleans())
+def test_runs_before_equals_a_search_per_key(ev, qs, shifts, sorted_queries) -> None:
+    codes = np.array([e[0] for e in ev], dtype=np.int64)
+    times = np.array([e[1] for e in ev], dtype=np.int64)
+    sorted_times, _, starts = _sorted_events(codes, times, 6)
+    qc = np.array([q[0] for q in qs], dtype=np.int64)
+    qt = np.array([q[1] for q in qs], dtype=np.int64)
+    # Sorted queries walk forward only; any other order restarts a key's walk and must agree.
+    order = QueryOrder.of(qc, qt).by_key if sorted_queries else np.arange(len(qc))[::-1].copy()
+    lo, his = runs_before(sorted_times, starts, qc, qt, order, shifts)
+    assert his.shape == (len(shifts), len(qc))
+    for i, (c, t) in enumerate(zip(qc.tolist(), qt.tolist())):
+        assert lo[i] == (starts[c] if c >= 0 else 0)
+        for k, s in enumerate(shifts):
+            assert his[k, i] == _reference_hi(sorted_times, starts, c, t - s)
+            mine = (codes == c) & (times < t - s)  # brute force: strictly before the shifted instant
+            assert his[k, i] - lo[i] == mine.sum()
+
+
+def test_runs_before_ties_empty_and_one_row() -> None:
+    times, starts = np.array([5, 5, 5, 9]), np.array([0, 4])
+    # Three events at the query's own instant: none of them is before it.
+    lo, his = runs_before(times, starts, np.array([0, 0, 0]), np.array([5, 6, 9]), np.array([0, 1, 2]))
+    assert (his[0] - lo).tolist() == [0, 3, 3]
+    lo, his = runs_before(np.array([], np.int64), np.array([0, 0, 0]), np.array([], np.int64),
+                          np.array([], np.int64), np.array([], np.int64), [0, 1])
+    assert lo.shape == (0,) and his.shape == (2, 0)
+    lo, his = runs_before(np.array([], np.int64), np.array([0, 0]), np.array([0]), np.array([3]), np.array([0]))
+    assert lo.tolist() == [0] and his.tolist() == [[0]]  # a key with no events: an empty run
+    lo, his = runs_before(np.array([3]), np.array([0, 1]), np.array([0]), np.array([4]), np.array([0]), [0, 1])
+    assert his.tolist() == [[1], [0]]  # 3 < 4, but 3 is not before 4 - 1
+
+
+def test_runs_before_rejects_a_code_outside_the_code_space() -> None:
+    with pytest.raises(ValueError, match="key code 2 is outside the code space 0 .. 1"):
+        runs_before(np.array([1, 2]), np.array([0, 1, 2]), np.array([2]), np.array([5]), np.array([0]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 12)), max_size=60),
+       st.lists(st.integers(0, 14), max_size=3))
+def test_events_at_their_own_times_equal_brute_force_and_a_search_per_query(ev, shifts) -> None:
+    # A timeline's events asked about at their own times (ties: none of a run counts the others), in one walk.
+    codes = np.array([e[0] for e in ev], dtype=np.int64)
+    times = np.array([e[1] for e in ev], dtype=np.int64)
+    tl = Timeline(codes, times, 5)
+    lo, hi, his = tl.before_own_shifts(shifts)
+    assert his.shape == (len(shifts), len(codes))
+    sorted_times, _, starts = _sorted_events(codes, times, 5)
+    for i, (c, t) in enumerate(zip(codes.tolist(), times.tolist())):
+        assert lo[i] == starts[c]
+        assert hi[i] - lo[i] == ((codes == c) & (times < t)).sum()
+        assert hi[i] == _reference_hi(sorted_times, starts, c, t)
+        for k, s in enumerate(shifts):
+            assert his[k, i] - lo[i] == ((codes == c) & (times < t - s)).sum()
+    # The answers in sorted order, as the walk finds them.
+    lo_sorted, his_sorted = sorted_runs_before(tl.times, tl.starts, tl.codes, tl.times, [0, *shifts])
+    assert np.array_equal(lo_sorted, lo[tl.order]) and np.array_equal(his_sorted[0], hi[tl.order])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 12), st.booleans()), max_size=60),
+       st.lists(st.integers(0, 14), max_size=3))
+def test_rows_at_their_own_times_equal_brute_force(rows, shifts) -> None:
+    # A timeline of some rows (events), asked about every row at its own time, keys without events included.
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    events = np.array([r[2] for r in rows], dtype=bool) & (codes >= 0)  # rows of keys without events are none
+    tl = Timeline.of_rows(codes, times, 5, QueryOrder.of(codes, times), events)
+    lo, hi, his = tl.before_own_shifts(shifts)
+    for i, (c, t) in enumerate(zip(codes.tolist(), times.tolist())):
+        if c < 0:
+            assert lo[i] == 0 and hi[i] == 0 and (his[:, i] == 0).all()
+            continue
+        assert lo[i] == tl.starts[c]
+        assert hi[i] - lo[i] == (events & (codes == c) & (times < t)).sum()
+        for k, s in enumerate(shifts):
+            assert his[k, i] - lo[i] == (events & (codes == c) & (times < t - s)).sum()
+    assert np.array_equal(his, tl.before_shifts(codes, times, shifts)[1])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 9), st.integers(-2, 2), st.booleans()), max_size=50),
+       st.lists(st.tuples(st.integers(-1, 4), st.integers(-1, 11)), max_size=30))
+def test_run_sums_equal_the_gathered_prefix_differences(ev, qs) -> None:
+    # Timeline.prefixes + sums (one compiled pass) against prefix() and p[hi] - p[lo] per weight, and a plain
+    # pandas sum of the events strictly before each query.
+    codes = np.array([e[0] for e in ev], dtype=np.int64)
+    times = np.array([e[1] for e in ev], dtype=np.int64)
+    weights = [np.array([e[2] for e in ev], dtype=np.int64), np.array([e[3] for e in ev], dtype=bool)]
+    tl = Timeline(codes, times, 5)
+    qc = np.array([q[0] for q in qs], dtype=np.int64)
+    qt = np.array([q[1] for q in qs], dtype=np.int64)
+    lo, hi = tl.before(qc, qt)
+    sums = tl.sums(lo, hi, tl.prefixes(weights))
+    assert sums.shape == (2, len(qs))
+    frame = pd.DataFrame({"code": codes, "time": times, "w0": weights[0], "w1": weights[1].astype(np.int64)})
+    for k, w in enumerate(weights):
+        p = tl.prefix(w)
+        assert np.array_equal(sums[k], p[hi] - p[lo])
+    for i, (c, t) in enumerate(zip(qc.tolist(), qt.tolist())):
+        before = frame[(frame["code"] == c) & (frame["time"] < t)]
+        assert sums[:, i].tolist() == [int(before["w0"].sum()), int(before["w1"].sum())]
+    # Weights already in sorted order (flags such as a new day per key) give the same columns.
+    in_sorted = [w[tl.order] for w in weights]
+    assert np.array_equal(tl.prefixes(in_sorted, [True, True]), tl.prefixes(weights))
+
+
+def test_run_sums_rejects_runs_outside_the_prefixes() -> None:
+    with pytest.raises(ValueError, match=r"runs reach positions 0 \.\. 4, outside the 3 prefix rows 0 \.\. 2"):
+        run_sums(np.array([0]), np.array([4]), np.zeros((3, 1), np.int64))
+    assert run_sums(np.array([], np.int64), np.array([], np.int64), np.zeros((1, 2), np.int64)).shape == (2, 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5)), max_size=60))
+def test_counting_order_equals_a_stable_sort_by_code_then_time(rows) -> None:
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    by_time = np.argsort(times, kind="stable")
+    expected = np.lexsort((np.arange(len(rows)), times, codes))  # (code, time, position): the stable order
+    assert np.array_equal(counting_order(codes, by_time, 7), expected)
+
+
+def test_counting_order_rejects_what_is_not_a_code_space_or_a_time_order() -> None:
+    with pytest.raises(ValueError, match="codes -1 .. 2 are outside the code space 0 .. 2"):
+        counting_order(np.array([-1, 2]), np.array([0, 1]), 3)
+    with pytest.raises(IndexError):  # numpy's gather of the codes in time order checks the positions
+        counting_order(np.array([0, 0]), np.array([0, 5]), 1)
+    with pytest.raises(ValueError, match="2 codes and a time order of 1"):
+        counting_order(np.array([0, 0]), np.array([0]), 1)
+    assert counting_order(np.array([], np.int64), np.array([], np.int64), 0).shape == (0,)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.permutations(list(range(12))), st.lists(st.booleans(), min_size=12, max_size=12))
+def test_kept_order_equals_the_numpy_formula(order, mask) -> None:
+    order, mask = np.array(order, dtype=np.int64), np.array(mask, dtype=bool)
+    expected = (np.cumsum(mask) - 1)[order[mask[order]]]  # the numpy passes it replaces
+    assert np.array_equal(kept_order(order, mask), expected)
+    kept = np.flatnonzero(mask)  # and by hand: the kept rows' numbers, in the order's sequence
+    assert kept_order(order, mask).tolist() == [int(np.searchsorted(kept, i)) for i in order if mask[i]]
+
+
+def test_kept_order_rejects_an_order_that_is_not_a_permutation() -> None:
+    with pytest.raises(ValueError, match="a position outside the rows"):
+        kept_order(np.array([0, 7]), np.array([True, True]))
+    with pytest.raises(ValueError, match="a kept row missing"):
+        kept_order(np.array([0, 0]), np.array([False, True]))
+    with pytest.raises(ValueError, match="a mask of 1"):
+        kept_order(np.array([0, 1]), np.array([True]))
+    assert kept_order(np.array([], np.int64), np.array([], bool)).shape == (0,)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 2.0**500, allow_nan=False), st.booleans()), max_size=80))
+def test_segment_cumsum_equals_pandas_groupby_cumsum_to_the_bit(rows) -> None:
+    values = np.array([r[0] for r in rows], dtype=np.float64)
+    new = np.array([r[1] for r in rows], dtype=bool)
+    if len(new):
+        new[0] = True
+    expected = pd.Series(values).groupby(np.cumsum(new)).cumsum().to_numpy()
+    assert segment_cumsum(values, new).tobytes() == expected.tobytes()
+
+
+def test_segment_cumsum_compensates_like_pandas() -> None:
+    # 1 + 2**-53 + 2**-53: a plain running sum loses both halves, a compensated one keeps them.
+    values = np.array([1.0, 2.0**-53, 2.0**-53])
+    out = segment_cumsum(values, np.array([True, False, False]))
+    assert out[-1] == 1.0 + 2.0**-52
+    assert out.tobytes() == pd.Series(values).groupby(np.zeros(3, int)).cumsum().to_numpy().tobytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(-5, 30)), max_size=60))
+def test_running_max_equals_pandas_cummax_per_key(rows) -> None:
+    codes = np.sort(np.array([r[0] for r in rows], dtype=np.int64))  # keys contiguous, as along a timeline
+    values = np.array([r[1] for r in rows], dtype=np.int64)
+    expected = pd.Series(values).groupby(codes).cummax().to_numpy(np.int64)
+    assert np.array_equal(running_max(codes, values), expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.booleans(), st.booleans()), max_size=50), st.integers(1, 8))
+def test_standing_equals_the_running_flags_written_out(rows, weight) -> None:
+    # Brute force per position: the key's flags at or before it, and its rank in the key.
+    codes = np.sort(np.array([r[0] for r in rows], dtype=np.int64))
+    own = np.array([r[1] for r in rows], dtype=bool)
+    written = np.array([r[2] for r in rows], dtype=bool)
+    own_weight, written_weight = 4 * weight * 64, weight * 64  # above any rank here, as in the ranking
+    score, start, keep = standing(codes, own, written, own_weight, written_weight)
+    for j in range(len(codes)):
+        first = int(np.flatnonzero(codes == codes[j])[0])
+        expected = own_weight * own[first:j + 1].any() + written_weight * written[first:j + 1].any() + j - first + 1
+        assert score[j] == expected and start[j] == (j == first)
+        earlier_reached = j > first and score[j - 1] >= written_weight
+        assert keep[j] == (score[j] < written_weight or not earlier_reached)
+
+
+def test_empty_and_one_row_inputs() -> None:
+    empty = np.array([], np.int64)
+    lo, his = sorted_runs_before(empty, np.zeros(1, np.int64), empty, empty, [0, 1])
+    assert lo.shape == (0,) and his.shape == (2, 0)
+    lo, his = sorted_runs_before(np.array([7]), np.array([0, 1]), np.array([0]), np.array([7]), [0, -1], np.array([0]))
+    assert lo.tolist() == [0] and his.tolist() == [[0], [1]]  # itself: not before; before 7 + 1: yes
+    with pytest.raises(ValueError, match="2 codes and 1 instants"):
+        sorted_runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7]))
+    assert [a.shape for a in standing(empty, np.array([], bool), np.array([], bool), 2, 1)] == [(0,)] * 3
+    assert running_max(empty, empty).shape == (0,) and running_max(np.array([3]), np.array([-4])).tolist() == [-4]
+    with pytest.raises(ValueError, match="an order of 1 queries for 2"):
+        runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), np.array([0]))
+
+
+def test_importing_commgraph_does_not_import_numba() -> None:
+    # numba and LLVM load when a kernel first runs (a backfill), not for scoring mail.
+    code = "import sys, commgraph.signals, commgraph.baselines._pointintime; print('numba' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_kernels_work_where_no_cache_can_be_written(tmp_path) -> None:
+    # A read-only install without a writable home: numba finds no cache location, the kernels compile
+    # in the process (every run) instead of failing at import or first call.
+    import commgraph.baselines._sweeps as sweeps
+
+    (tmp_path / "sweeps_copy.py").write_text(open(sweeps.__file__).read())
+    (tmp_path / "__pycache__").write_text("")  # the in-tree cache directory cannot be made
+    env = dict(os.environ, NUMBA_CACHE_DIR="/dev/null/numba", HOME="/dev/null", XDG_CACHE_HOME="/dev/null/cache")
+    code = ("import sweeps_copy as s; done = s.warm_up(); "
+            "print(done.compiled, type(s._KERNELS[0].dispatcher._cache).__name__, "
+            "s.runs_before([1, 2], [0, 2], [0], [2], [0])[1].tolist())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                          env=env)
+    assert done.stdout.split() == [str(len(sweeps._KERNELS)), "NullCache", "[[1]]"]
+
+
+def test_warm_up_leaves_the_kernels_compiled() -> None:
+    from commgraph.baselines import _sweeps
+
+    warm_up()
+    for kernel in _sweeps._KERNELS:
+        assert kernel.dispatcher.signatures, kernel  # compiled (or loaded) for the arguments the wrappers pass
+    assert warm_up().compiled == warm_up().loaded == 0  # once per process
