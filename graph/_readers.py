@@ -241,23 +241,52 @@ class _SinceFilter:
         return tests[0] if len(tests) == 1 else tests[0] | tests[1]
 
 
-def _pruned(dataset: Any, expression: Any) -> tuple[Any, dict[tuple[str, int], int]]:
-    """The row groups of ``dataset`` whose statistics (and partition values) may hold rows matching
-    ``expression``, as a dataset of one fragment per row group, with each row group's first row in its file."""
+def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int], int]]:
+    """The row groups of ``dataset`` that may hold rows sent or labelled at or after ``since``, as a dataset of
+    one fragment per row group, with each row group's first row in its file.
+
+    Decided from each row group's statistics, not by pyarrow's filter pruning: that keeps a row group
+    whose ``labeled_at`` holds any null (most mail is never labelled), as ``null >= since`` is not false.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow.dataset as ds
 
-    pieces, first_rows = [], {}
-    for fragment in dataset.get_fragments(filter=expression):
-        groups = fragment.split_by_row_group(filter=expression)
-        if not groups:
-            continue
+    def may_hold(statistics: Any, num_rows: int, when_absent: bool) -> bool:
+        if statistics is None:
+            return when_absent
+        if statistics.has_null_count and statistics.null_count == num_rows:
+            return False  # every value null: no row is at or after since
+        if not statistics.has_min_max:
+            return True
+        largest = pd.Timestamp(statistics.max)
+        # A file whose column is naive (unlike the dataset's schema) is not compared: it is read.
+        return largest.tzinfo is None or largest >= since.since
+
+    def kept(fragment: Any) -> list[tuple[Any, int]]:
         metadata = fragment.metadata
-        starts = np.cumsum([0] + [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)])
-        for piece in groups:
-            group = piece.row_groups[0].id
-            first_rows[(piece.path, group)] = int(starts[group])
-            pieces.append(piece)
-    return ds.FileSystemDataset(pieces, dataset.schema, dataset.format, dataset.filesystem), first_rows
+        names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+        start, pieces = 0, []
+        for number, piece in enumerate(fragment.split_by_row_group()):
+            group = metadata.row_group(number)
+
+            def statistics(name: str) -> Any:
+                return group.column(names.index(name)).statistics if name in names else None
+
+            # A file without labeled_at holds no label (the dataset reads it as null); one without statistics
+            # on timestamp may hold anything.
+            if (may_hold(statistics(since.timestamp), group.num_rows, True)
+                    or may_hold(statistics(since.labeled_at), group.num_rows, False)):
+                pieces.append((piece, start))
+            start += group.num_rows
+        return pieces
+
+    # Each file's footer is read for its row groups' statistics: mostly waiting on the filesystem, so several
+    # at once (an archive by tenant and day holds a file per day).
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = [p for pieces in pool.map(kept, dataset.get_fragments()) for p in pieces]
+    first_rows = {(piece.path, piece.row_groups[0].id): start for piece, start in found}
+    return ds.FileSystemDataset([p for p, _ in found], dataset.schema, dataset.format, dataset.filesystem), first_rows
 
 
 def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None = None,
@@ -273,7 +302,7 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
         if expression is not None:
             # Files and row groups whose statistics rule out every wanted row are never read; the rest
             # are read whole, so that rows keep their numbers in their file, then filtered.
-            dataset, first_rows = _pruned(dataset, expression)
+            dataset, first_rows = _pruned(dataset, since)
         # One threaded scan of the whole dataset; each batch comes tagged with its file, so rows are
         # numbered within their file without opening any file a second time for its row count.
         batches, files, offsets = [], [], []

@@ -102,8 +102,14 @@ def test_since_keeps_row_numbers_of_rejects_and_honours_the_column_mapping(tmp_p
     # The reject among the rows read is named by its row in the file; the older one is not read.
     assert filtered.rejects.index.tolist() == [late_bad]
     assert sorted(whole.rejects.index.tolist()) == sorted([late_bad, old_bad])
-    # Fewer rows are read than the file holds, and row groups wholly before PREVIOUS are skipped.
-    assert len(filtered.frame) < len(whole.frame)
+    # Exactly the row groups holding a row sent or labelled since are read (statistics hold exact maxima).
+    from commgraph.graph._readers import _pruned, _SinceFilter, parquet_dataset
+
+    pruned, first_rows = _pruned(parquet_dataset(path), _SinceFilter(PREVIOUS, mapping))
+    needed = sorted(set(np.flatnonzero(_since(renamed, PREVIOUS, "sent_at", "label_time")) // 50))
+    assert sorted(group for _, group in first_rows) == needed
+    assert {group: row for (_, group), row in first_rows.items()} == {g: 50 * g for g in needed}
+    assert 0 < len(needed) < pq.ParquetFile(path).num_row_groups
 
 
 def test_since_reads_whole_inputs_whose_timestamps_are_not_zoned_timestamps(tmp_path, frame, configs):
