@@ -110,6 +110,8 @@ def test_since_keeps_row_numbers_of_rejects_and_honours_the_column_mapping(tmp_p
     assert sorted(group for _, group in first_rows) == needed
     assert {group: row for (_, group), row in first_rows.items()} == {g: 50 * g for g in needed}
     assert 0 < len(needed) < pq.ParquetFile(path).num_row_groups
+    # Nothing since: no row group is read, and the result is empty with its columns.
+    assert len(_read(path, columns=mapping, tenants=configs, since="2030-01-01")) == 0
 
 
 def test_since_reads_whole_inputs_whose_timestamps_are_not_zoned_timestamps(tmp_path, frame, configs):
