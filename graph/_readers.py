@@ -221,24 +221,17 @@ class _SinceFilter:
 
         return pa.scalar(self.since.value, type=pa.timestamp("ns", tz=type.tz))
 
-    def expression(self, schema: Any) -> Any | None:
-        """The pyarrow filter on ``schema``, or None when a column it needs is not a zoned timestamp there.
+    def applies(self, schema: Any) -> bool:
+        """Whether the rows of ``schema`` can be filtered before validation: its timestamp columns are zoned.
 
         Only zoned timestamps name an instant without validation's help: a naive one is read in
         ``timezone``, text and numbers are parsed by validation; such inputs are read whole.
         """
         import pyarrow as pa
-        import pyarrow.dataset as ds
 
         names = [self.timestamp] + ([self.labeled_at] if self.labeled_at in schema.names else [])
-        if self.timestamp not in schema.names:
-            return None
-        types = [schema.field(n).type for n in names]
-        if not all(pa.types.is_timestamp(t) and t.tz is not None for t in types):
-            return None
-        tests = [ds.field(n) >= self.at(t) for n, t in zip(names, types)]
-        # Kleene OR: a missing labeled_at leaves the row to its timestamp (a null test keeps no row).
-        return tests[0] if len(tests) == 1 else tests[0] | tests[1]
+        return self.timestamp in schema.names and all(
+            pa.types.is_timestamp(schema.field(n).type) and schema.field(n).type.tz is not None for n in names)
 
 
 def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int], int]]:
@@ -296,10 +289,10 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
     import pyarrow.dataset as ds
 
     dataset = _parquet_dataset_of(path, only)
-    expression = since.expression(dataset.schema) if since is not None and not chunksize else None
+    filtered = since is not None and not chunksize and since.applies(dataset.schema)
     if not chunksize:
         first_rows = None
-        if expression is not None:
+        if filtered:
             # Files and row groups whose statistics rule out every wanted row are never read; the rest
             # are read whole, so that rows keep their numbers in their file, then filtered.
             dataset, first_rows = _pruned(dataset, since)
@@ -328,7 +321,7 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
             numbers = np.arange(len(table), dtype=np.int64) - starts
             if first_rows is not None:
                 numbers += np.repeat(np.asarray(offsets, dtype=np.int64), counts)
-        if expression is not None:
+        if filtered:
             keep = np.asarray(pc.fill_null(_evaluate(table, since), False), dtype=bool)
             table, names, numbers = table.filter(keep), names[keep], numbers[keep]
         frame = table.to_pandas()
@@ -648,9 +641,9 @@ def read_messages(
         after it, and older ones labelled at or after it (``labeled_at``); naive
         means UTC. For Parquet whose ``timestamp`` (and ``labeled_at``, if
         present) columns, after the ``columns`` mapping, are zoned timestamps,
-        exactly those rows are read: the filter goes to pyarrow, which skips
-        files and row groups whose statistics rule them all out, and rows keep
-        their numbers in their file. Other inputs (CSV, JSON Lines, records,
+        exactly those rows are read: files and row groups whose statistics rule
+        them all out are never read, the others are filtered with pyarrow, and
+        rows keep their numbers in their file. Other inputs (CSV, JSON Lines, records,
         DataFrames, text or naive timestamps, ``chunksize``) are read whole.
         Validation sees only the rows read: rejects are counted among them, and
         a message id is a duplicate only of another row read.
