@@ -206,30 +206,127 @@ def _parquet_dataset_of(path: Path, only: _TenantFilter | None) -> Any:
     return dataset
 
 
-def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None = None
-                   ) -> Iterator[tuple[str | pd.Categorical, pd.DataFrame]]:
+class _SinceFilter:
+    """Read only the rows a refresh from ``since`` uses: sent at or after it, or labelled at or after it."""
+
+    def __init__(self, since: Any, columns: Mapping[str, str] | None):
+        since = pd.Timestamp(since)
+        self.since = since.tz_localize("UTC") if since.tzinfo is None else since.tz_convert("UTC")
+        self.timestamp = (columns or {}).get("timestamp", "timestamp")
+        self.labeled_at = (columns or {}).get("labeled_at", "labeled_at")
+
+    def at(self, type: Any) -> Any:
+        """``since`` as a pyarrow scalar in the zone of a column of ``type`` (the same instant)."""
+        import pyarrow as pa
+
+        return pa.scalar(self.since.value, type=pa.timestamp("ns", tz=type.tz))
+
+    def applies(self, schema: Any) -> bool:
+        """Whether the rows of ``schema`` can be filtered before validation: its timestamp columns are zoned.
+
+        Only zoned timestamps name an instant without validation's help: a naive one is read in
+        ``timezone``, text and numbers are parsed by validation; such inputs are read whole.
+        """
+        import pyarrow as pa
+
+        names = [self.timestamp] + ([self.labeled_at] if self.labeled_at in schema.names else [])
+        return self.timestamp in schema.names and all(
+            pa.types.is_timestamp(schema.field(n).type) and schema.field(n).type.tz is not None for n in names)
+
+
+def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int], int]]:
+    """The row groups of ``dataset`` that may hold rows sent or labelled at or after ``since``, as a dataset of
+    one fragment per row group, with each row group's first row in its file.
+
+    Decided from each row group's statistics, not by pyarrow's filter pruning: that keeps a row group
+    whose ``labeled_at`` holds any null (most mail is never labelled), as ``null >= since`` is not false.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.dataset as ds
+
+    def may_hold(statistics: Any, num_rows: int, when_absent: bool) -> bool:
+        if statistics is None:
+            return when_absent
+        if statistics.has_null_count and statistics.null_count == num_rows:
+            return False  # every value null: no row is at or after since
+        if not statistics.has_min_max:
+            return True
+        largest = pd.Timestamp(statistics.max)
+        # A file whose column is naive (unlike the dataset's schema) is not compared: it is read.
+        return largest.tzinfo is None or largest >= since.since
+
+    def kept(fragment: Any) -> list[tuple[Any, int]]:
+        metadata = fragment.metadata
+        names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+        start, pieces = 0, []
+        for number, piece in enumerate(fragment.split_by_row_group()):
+            group = metadata.row_group(number)
+
+            def statistics(name: str) -> Any:
+                return group.column(names.index(name)).statistics if name in names else None
+
+            # A file without labeled_at holds no label (the dataset reads it as null); one without statistics
+            # on timestamp may hold anything.
+            if (may_hold(statistics(since.timestamp), group.num_rows, True)
+                    or may_hold(statistics(since.labeled_at), group.num_rows, False)):
+                pieces.append((piece, start))
+            start += group.num_rows
+        return pieces
+
+    # Each file's footer is read for its row groups' statistics: mostly waiting on the filesystem, so several
+    # at once (an archive by tenant and day holds a file per day).
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = [p for pieces in pool.map(kept, dataset.get_fragments()) for p in pieces]
+    first_rows = {(piece.path, piece.row_groups[0].id): start for piece, start in found}
+    return ds.FileSystemDataset([p for p, _ in found], dataset.schema, dataset.format, dataset.filesystem), first_rows
+
+
+def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None = None,
+                   since: _SinceFilter | None = None) -> Iterator[tuple[str | pd.Categorical, pd.DataFrame]]:
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     dataset = _parquet_dataset_of(path, only)
+    filtered = since is not None and not chunksize and since.applies(dataset.schema)
     if not chunksize:
+        first_rows = None
+        if filtered:
+            # Files and row groups whose statistics rule out every wanted row are never read; the rest
+            # are read whole, so that rows keep their numbers in their file, then filtered.
+            dataset, first_rows = _pruned(dataset, since)
         # One threaded scan of the whole dataset; each batch comes tagged with its file, so rows are
         # numbered within their file without opening any file a second time for its row count.
-        batches, files = [], []
+        batches, files, offsets = [], [], []
         for tagged in dataset.scanner().scan_batches():
             batches.append(tagged.record_batch)
             files.append(tagged.fragment.path)
-        frame = pa.Table.from_batches(batches, schema=dataset.schema).to_pandas()
+            if first_rows is not None:
+                offsets.append(first_rows[(tagged.fragment.path, tagged.fragment.row_groups[0].id)])
+        table = pa.Table.from_batches(batches, schema=dataset.schema)
         counts = np.array([b.num_rows for b in batches], dtype=np.int64)
-        codes, paths = pd.factorize(pd.Series(files, dtype=object), sort=False)
+        pieces = files if first_rows is None else [f"{f}\x1f{o}" for f, o in zip(files, offsets)]
+        codes, _ = pd.factorize(pd.Series(pieces, dtype=object), sort=False)
+        file_codes, paths = pd.factorize(pd.Series(files, dtype=object), sort=False)
         code_type = np.int8 if len(paths) < 2**7 else np.int16 if len(paths) < 2**15 else np.int32
-        names = pd.Categorical.from_codes(np.repeat(codes.astype(code_type), counts), categories=list(paths))
-        if len(paths) > 1:
-            # The scan is ordered: a file's batches are consecutive, and its rows start where its first batch does.
+        names = pd.Categorical.from_codes(np.repeat(file_codes.astype(code_type), counts), categories=list(paths))
+        numbers = None
+        if len(pieces) > 1 or first_rows is not None:
+            # The scan is ordered: a piece's (file's or row group's) batches are consecutive, and its rows
+            # start where its first batch does, at the piece's first row in its file.
             batch_starts = np.cumsum(counts) - counts
             first_batch = np.unique(codes, return_index=True)[1]
             starts = np.repeat(batch_starts[first_batch][codes], counts)
-            frame.index = pd.Index(np.arange(len(frame), dtype=np.int64) - starts)
+            numbers = np.arange(len(table), dtype=np.int64) - starts
+            if first_rows is not None:
+                numbers += np.repeat(np.asarray(offsets, dtype=np.int64), counts)
+        if filtered:
+            keep = np.asarray(pc.fill_null(_evaluate(table, since), False), dtype=bool)
+            table, names, numbers = table.filter(keep), names[keep], numbers[keep]
+        frame = table.to_pandas()
+        if numbers is not None:
+            frame.index = pd.Index(numbers)
         yield names, frame
         return
     for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
@@ -240,6 +337,15 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
                 if name not in frame.columns:
                     frame[name] = pd.Series([value] * len(frame), dtype=STRING_DTYPE)
             yield fragment.path, frame
+
+
+def _evaluate(table: Any, since: _SinceFilter) -> Any:
+    """Per row of ``table``, whether it was sent, or labelled, at or after ``since`` (null when unknown)."""
+    import pyarrow.compute as pc
+
+    tests = [pc.greater_equal(table.column(n), since.at(table.schema.field(n).type))
+             for n in (since.timestamp, since.labeled_at) if n in table.column_names]
+    return tests[0] if len(tests) == 1 else pc.or_kleene(*tests)
 
 
 class _TenantFilter:
@@ -261,10 +367,10 @@ class _TenantFilter:
 
 
 def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep: str | None,
-                only: _TenantFilter | None = None):
+                only: _TenantFilter | None = None, since: _SinceFilter | None = None):
     """Yield (file name, frame) parts of one file or directory."""
     if fmt == "parquet":
-        for name, frame in _parquet_parts(path, chunksize, only):
+        for name, frame in _parquet_parts(path, chunksize, only, since):
             yield name, frame
         return
     if fmt == "jsonl":
@@ -312,8 +418,10 @@ def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8
     return pd.concat(parts) if len(parts) > 1 else parts[0]
 
 
-def _parts(source, *, format, encoding, sep, chunksize, only: _TenantFilter | None = None) -> Iterator[pd.DataFrame]:
-    parts = _unfiltered_parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only)
+def _parts(source, *, format, encoding, sep, chunksize, only: _TenantFilter | None = None,
+           since: _SinceFilter | None = None) -> Iterator[pd.DataFrame]:
+    parts = _unfiltered_parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only,
+                              since=since)
     if only is None:
         yield from parts
         return
@@ -321,7 +429,7 @@ def _parts(source, *, format, encoding, sep, chunksize, only: _TenantFilter | No
         yield only.rows(frame)
 
 
-def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only) -> Iterator[pd.DataFrame]:
+def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only, since=None) -> Iterator[pd.DataFrame]:
     if isinstance(source, pd.DataFrame):
         if chunksize:
             for start in range(0, max(len(source), 1), chunksize):
@@ -334,7 +442,7 @@ def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only) -> Iter
         for path in list_sources(source):
             fmt = _format_of(path, format)
             offset_by_file: dict[str, int] = {}
-            for name, frame in _file_parts(path, fmt, chunksize, encoding, sep, only):
+            for name, frame in _file_parts(path, fmt, chunksize, encoding, sep, only, since):
                 if isinstance(name, pd.Categorical):  # a whole dataset: files and row numbers already known
                     frame["source_file"] = name
                     yield frame
@@ -500,6 +608,7 @@ def read_messages(
     encoding: str = "utf-8",
     sep: str | None = None,
     only_tenants: Iterable[str] | None = None,
+    since: Any = None,
     **options: Any,
 ) -> Messages | Iterator[Messages]:
     """Read and validate mail metadata from any supported source.
@@ -527,6 +636,17 @@ def read_messages(
     only_tenants : iterable of str, optional
         Read only these tenants' mail. Parquet datasets partitioned by
         ``tenant_id`` open only those partitions; other inputs are filtered as read.
+    since : timestamp-like, optional
+        Read at least the rows a refresh from ``since`` uses: those sent at or
+        after it, and older ones labelled at or after it (``labeled_at``); naive
+        means UTC. For Parquet whose ``timestamp`` (and ``labeled_at``, if
+        present) columns, after the ``columns`` mapping, are zoned timestamps,
+        exactly those rows are read: files and row groups whose statistics rule
+        them all out are never read, the others are filtered with pyarrow, and
+        rows keep their numbers in their file. Other inputs (CSV, JSON Lines, records,
+        DataFrames, text or naive timestamps, ``chunksize``) are read whole.
+        Validation sees only the rows read: rejects are counted among them, and
+        a message id is a duplicate only of another row read.
     **options
         Passed to :func:`validate` (``tenants``, ``timezone``, ``timestamp_unit``, ...).
 
@@ -544,6 +664,16 @@ def read_messages(
     [1, 0]
     >>> len(read_messages(records, only_tenants=["other"]))
     0
+
+    Reading only what a refresh from 2024-05-02 uses, from Parquet:
+
+    >>> import tempfile
+    >>> frame = pd.DataFrame(records * 2).assign(message_id=["m1", "m2"],
+    ...     timestamp=pd.to_datetime(["2024-05-01T09:00Z", "2024-05-02T09:00Z"]))
+    >>> path = Path(tempfile.mkdtemp()) / "mail.parquet"
+    >>> frame.to_parquet(path)
+    >>> read_messages(path, since="2024-05-02").frame["message_id"].tolist()
+    ['m2']
     """
     unknown = [k for k in options if k not in ("tenants", "timezone", "timestamp_unit", "timestamp_origin",
                                                "time_range", "fold_plus_addresses")]
@@ -556,7 +686,8 @@ def read_messages(
         if isinstance(only_tenants, str):
             raise ConfigError(f"'only_tenants' must be a list of tenant ids (got the string {only_tenants!r})")
         only = _TenantFilter(only_tenants, (columns or {}).get("tenant_id", "tenant_id"))
-    parts = _parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only)
+    parts = _parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only,
+                   since=_SinceFilter(since, columns) if since is not None else None)
     if chunksize:
         return _validated_chunks(_coalesced(parts, chunksize), strict, columns, options)
     return _validated(_whole(parts), strict, columns, None, options)
