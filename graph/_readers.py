@@ -245,9 +245,11 @@ def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int
 
     import pyarrow.dataset as ds
 
-    def may_hold(statistics: Any, num_rows: int, when_absent: bool) -> bool:
+    def may_hold(statistics: Any, num_rows: int, when_absent: bool, nulls_wanted: bool = False) -> bool:
         if statistics is None:
             return when_absent
+        if nulls_wanted and (not statistics.has_null_count or statistics.null_count > 0):
+            return True
         if statistics.has_null_count and statistics.null_count == num_rows:
             return False  # every value null: no row is at or after since
         if not statistics.has_min_max:
@@ -267,8 +269,8 @@ def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int
                 return group.column(names.index(name)).statistics if name in names else None
 
             # A file without labeled_at holds no label (the dataset reads it as null); one without statistics
-            # on timestamp may hold anything.
-            if (may_hold(statistics(since.timestamp), group.num_rows, True)
+            # on timestamp may hold anything, and a missing timestamp is read (validation rejects it, naming why).
+            if (may_hold(statistics(since.timestamp), group.num_rows, True, nulls_wanted=True)
                     or may_hold(statistics(since.labeled_at), group.num_rows, False)):
                 pieces.append((piece, start))
             start += group.num_rows
@@ -340,12 +342,17 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
 
 
 def _evaluate(table: Any, since: _SinceFilter) -> Any:
-    """Per row of ``table``, whether it was sent, or labelled, at or after ``since`` (null when unknown)."""
+    """Per row of ``table``, whether it was sent, or labelled, at or after ``since`` (null when unknown), or
+    has no timestamp: such a row is never dropped unseen, validation rejects it with its reason."""
     import pyarrow.compute as pc
 
     tests = [pc.greater_equal(table.column(n), since.at(table.schema.field(n).type))
              for n in (since.timestamp, since.labeled_at) if n in table.column_names]
-    return tests[0] if len(tests) == 1 else pc.or_kleene(*tests)
+    tests.append(pc.is_null(table.column(since.timestamp)))
+    result = tests[0]
+    for test in tests[1:]:
+        result = pc.or_kleene(result, test)
+    return result
 
 
 class _TenantFilter:
@@ -643,7 +650,8 @@ def read_messages(
         present) columns, after the ``columns`` mapping, are zoned timestamps,
         exactly those rows are read: files and row groups whose statistics rule
         them all out are never read, the others are filtered with pyarrow, and
-        rows keep their numbers in their file. Other inputs (CSV, JSON Lines, records,
+        rows keep their numbers in their file (rows without a timestamp are
+        read too, and rejected with their reason). Other inputs (CSV, JSON Lines, records,
         DataFrames, text or naive timestamps, ``chunksize``) are read whole.
         Validation sees only the rows read: rejects are counted among them, and
         a message id is a duplicate only of another row read.

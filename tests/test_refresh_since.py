@@ -59,7 +59,7 @@ def configs(mail):
 
 
 def _since(frame: pd.DataFrame, since: pd.Timestamp, timestamp="timestamp", labeled_at="labeled_at") -> np.ndarray:
-    return ((frame[timestamp] >= since) | (frame[labeled_at] >= since)).to_numpy(dtype=bool)
+    return ((frame[timestamp] >= since) | (frame[labeled_at] >= since) | frame[timestamp].isna()).to_numpy(dtype=bool)
 
 
 def _read(source, **kwargs):
@@ -110,6 +110,13 @@ def test_since_keeps_row_numbers_of_rejects_and_honours_the_column_mapping(tmp_p
     assert sorted(group for _, group in first_rows) == needed
     assert {group: row for (_, group), row in first_rows.items()} == {g: 50 * g for g in needed}
     assert 0 < len(needed) < pq.ParquetFile(path).num_row_groups
+    # A row without a timestamp is read wherever it is (validation rejects it, naming why), never dropped unseen.
+    missing = raw.index[(raw["timestamp"] < PREVIOUS).to_numpy()][7]
+    holed = pa.Table.from_pandas(renamed.assign(sent_at=renamed["sent_at"].mask(renamed.index == missing)),
+                                 preserve_index=False)
+    pq.write_table(holed, tmp_path / "holed.parquet", row_group_size=50)
+    rejects = _read(tmp_path / "holed.parquet", columns=mapping, tenants=configs, since=PREVIOUS).rejects
+    assert sorted(rejects.index.tolist()) == sorted([late_bad, missing])
     # Nothing since: no row group is read, and the result is empty with its columns.
     assert len(_read(path, columns=mapping, tenants=configs, since="2030-01-01")) == 0
 
