@@ -1,4 +1,5 @@
-"""The float32 Beta quantile against scipy's float64 one rounded: equal to the bit, for any shapes and level."""
+"""The float32 Beta quantile against scipy's float64 one rounded: equal to the bit, for any shapes and level,
+except where scipy's own value is off (very lopsided shapes), where ours is the nearer float32."""
 
 from __future__ import annotations
 
@@ -21,11 +22,39 @@ def scipy_rounded(a, b, p) -> bytes:
     return special.betaincinv(a, b, p).astype(np.float32).tobytes()
 
 
+def assert_scipy_rounded_or_nearer(got: np.ndarray, a: np.ndarray, b: np.ndarray, p: float) -> None:
+    """``got`` is scipy's value rounded to float32, except where scipy's own ``betaincinv`` is off by more than
+    the margin (lopsided shapes: at Beta(1000, 4562393), p = 0.5625 its value is 3.5e-8 off, ``betainc`` of it
+    4.4e-7 from p): there ``got`` must be nearer the quantile than scipy's, and than either float32 next to it,
+    judged by ``betainc``."""
+    want = special.betaincinv(a, b, p).astype(np.float32)
+    differ = got.view(np.uint32) != want.view(np.uint32)
+    if differ.any():
+        g, w, ga, gb = got[differ], want[differ], a[differ], b[differ]
+
+        def miss(x: np.ndarray) -> np.ndarray:
+            return np.abs(special.betainc(ga, gb, x.astype(np.float64)) - p)
+
+        assert (miss(g) < miss(w)).all(), (ga, gb, g, w)
+        for side in (np.float32(0.0), np.float32(1.0)):
+            assert (miss(g) <= miss(np.nextafter(g, side))).all(), (ga, gb, g)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(shapes, shapes), min_size=1, max_size=40), st.floats(1e-6, 1 - 1e-6))
 def test_equals_scipy_rounded(pairs, p) -> None:
     a, b = np.array([x[0] for x in pairs]), np.array([x[1] for x in pairs])
-    assert betaincinv_float32(a, b, p).tobytes() == scipy_rounded(a, b, p)
+    assert_scipy_rounded_or_nearer(betaincinv_float32(a, b, p), a, b, p)
+
+
+def test_where_scipy_is_off_the_nearer_float32_is_given() -> None:
+    # Found by the test above: scipy's betaincinv is 3.5e-8 off at the first, two float32 steps at the second;
+    # ours is the float32 nearer the quantile.
+    a, b, p = np.array([1000.0, 1000.0]), np.array([4562393.0, 3915752.0]), 0.5625
+    for p in (0.5625, 0.9375):
+        got = betaincinv_float32(a, b, p)
+        assert got.tobytes() != scipy_rounded(a, b, p)
+        assert_scipy_rounded_or_nearer(got, a, b, p)
 
 
 @st.composite
@@ -49,13 +78,13 @@ def posteriors(draw):
 @given(posteriors(), st.sampled_from([0.05, 0.01, 0.1, 0.5, 0.9, 0.975]) | st.floats(1e-6, 1 - 1e-6))
 def test_posteriors_of_one_prior_equal_scipy_rounded(shapes_, p) -> None:
     a, b = shapes_
-    assert betaincinv_float32(a, b, p).tobytes() == scipy_rounded(a, b, p)
-    assert betaincinv_float32(a[::-1], b[::-1], p).tobytes() == scipy_rounded(a[::-1], b[::-1], p)
+    assert_scipy_rounded_or_nearer(betaincinv_float32(a, b, p), a, b, p)
+    assert_scipy_rounded_or_nearer(betaincinv_float32(a[::-1], b[::-1], p), a[::-1], b[::-1], p)
     # Calls this small go to Halley: the neighbours' way, asked directly, where it answers.
     fit = (a >= 5) & (b >= 5)
     if fit.any():
         x, done = _neighbours(a[fit], b[fit], p)
-        assert x[done].astype(np.float32).tobytes() == scipy_rounded(a[fit][done], b[fit][done], p)
+        assert_scipy_rounded_or_nearer(x[done].astype(np.float32), a[fit][done], b[fit][done], p)
 
 
 def test_equals_scipy_rounded_on_many_large_shapes() -> None:
