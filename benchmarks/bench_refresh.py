@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     edges = stats["edges"]
     best = {name: min(runs, key=lambda r: r["wall_s"]) for name, runs in results.items()}
     serial = best["one process"]["wall_s"]
-    print(f"refresh (full, or --incremental: the last day) of {stats['messages']:,} messages ({edges:,} edges), {args.tenants} tenants, "
-          f"{args.days} days; best of {args.repeat} (slowest in brackets):")
+    print(f"refresh (full, or --incremental: the last day) of {stats['messages']:,} messages ({edges:,} edges), "
+          f"{args.tenants} tenants, {args.days} days; best of {args.repeat} (slowest in brackets):")
     print(f"  {'setting':<24} {'wall s':>15} {'job s':>7} {'k edges/s':>9} {'CPU s':>7} {'CPU/wall':>8} "
           f"{'peak MiB (tree)':>15} {'tenant peak':>11} {'vs one process':>14}")
     for name, r in best.items():
