@@ -85,10 +85,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    _fsync_path(path)
-
-
 def _fsync_all(paths: list[Path]) -> None:
     """Flush the files to disk together: fsyncs issued from threads (they release the GIL) share the
     filesystem's journal commits, where one after the other each waits for its own (40 files of a
@@ -98,6 +94,7 @@ def _fsync_all(paths: list[Path]) -> None:
 
 
 def _fsync_path(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -271,10 +268,10 @@ class SnapshotStore:
             # Every file on disk before the directory is renamed into place: a crash
             # after the rename finds a complete version.
             _fsync_all([tmp / filename for filename in [*files, "manifest.json"]])
-            _fsync_dir(tmp)
+            _fsync_path(tmp)
             self._on_step("manifest")
             os.rename(tmp, root / name)
-            _fsync_dir(root)
+            _fsync_path(root)
             self._on_step("rename")
             pointer = root / f".CURRENT.tmp-{os.getpid()}"
             with open(pointer, "w") as fh:
@@ -282,7 +279,7 @@ class SnapshotStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(pointer, root / "CURRENT")
-            _fsync_dir(root)
+            _fsync_path(root)
             self._on_step("current")
             self._apply_retention(tenant, keep=version)
         return version
