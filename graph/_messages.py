@@ -10,6 +10,7 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from ._errors import CommGraphError
+from ._schema import STRING_DTYPE
 
 __all__ = ["Messages", "REJECT_COLUMNS", "message_index"]
 
@@ -154,7 +155,10 @@ class Messages:
             raise CommGraphError(f"tenant {tenant_id!r} has no messages here; tenants present: {self.tenants}")
         rejects = self.rejects
         if "tenant_id" in rejects.columns:
-            rejects = rejects[(rejects["tenant_id"].astype("str") == tenant_id).to_numpy()]
+            # Rejected rows keep their raw values; a tenant id counts as validation and the readers count it,
+            # stripped of surrounding white space ("b " is tenant "b").
+            owner = rejects["tenant_id"].astype(STRING_DTYPE).str.strip()
+            rejects = rejects[(owner == tenant_id).fillna(False).to_numpy(dtype=bool)]
         part = self.subset(mask)
         return Messages(part.frame, part._edges, rejects)
 

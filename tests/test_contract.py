@@ -485,3 +485,15 @@ def test_sender_ip_acceptance_matches_the_standard_library(ips):
     m = validate(raw, strict=False, tenants=ACME)
     rejected = set(m.rejects.loc[m.rejects["reject_column"] == "sender_ip"].index)
     assert rejected == {i for i, v in enumerate(ips) if v.strip() and not valid(v.strip())}
+
+
+def test_for_tenant_keeps_the_rejects_whose_tenant_id_is_the_tenant_once_stripped():
+    # A reader filters rows by the stripped tenant id and validation strips it; the rejects of one
+    # tenant follow the same rule, so a rejected row written " beta " stays with beta.
+    raw = pd.concat([frame(), frame(tenant_id=["beta", " beta ", "beta"], sender=["x@beta.io", "", "x@beta.io"],
+                                    recipients=["y@beta.io", "x@beta.io", "z@beta.io"])], ignore_index=True)
+    m = validate(raw, strict=False, tenants=ACME + [{"tenant_id": "beta", "own_domains": ["beta.io"]}])
+    assert m.rejects["tenant_id"].tolist() == [" beta "]
+    beta = m.for_tenant("beta")
+    assert beta.rejects.index.tolist() == m.rejects.index.tolist()
+    assert len(m.for_tenant("acme").rejects) == 0
