@@ -505,6 +505,11 @@ def run_refresh(
         a message id repeated from older mail is not seen as a duplicate. Own
         domains inferred from the rows read make it read the tenants whole
         again (as do other inputs), so that they are inferred as a rebuild does.
+        Inference follows the mail, so it can change as mail accumulates: the
+        refresh then reads the new mail with the domains inferred now, while
+        the mail its snapshot already counted keeps the directions it had, and
+        only a rebuild reads all of it anew. Configure ``own_domains``
+        (``tenant_configs``) for refreshes that always equal a rebuild.
     force : bool, default False
         Publish even when the current snapshot already has this content and ``as_of``.
     on_outcome : callable, optional
