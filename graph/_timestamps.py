@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._errors import ConfigError, ReasonCode
-from ._schema import TIMESTAMP_DTYPE
+from ._schema import STRING_DTYPE, TIMESTAMP_DTYPE
 
 __all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE"]
 
@@ -174,7 +176,10 @@ def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timez
     if values.dtype == object:
         # Python datetime objects: spell them out so a naive one is seen as naive.
         text = values.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v).astype("str").str.strip()
-    has_zone = text.str.contains(_TZ_SUFFIX, regex=True, na=False).to_numpy()
+    # pyarrow's RE2 directly: pandas' str.contains runs this pattern through Python's re row by row
+    # (0.9 s per million rows, most of a text column's parse).
+    has_zone = np.asarray(pc.fill_null(pc.match_substring_regex(pa.array(text.astype(STRING_DTYPE).array),
+                                                                _TZ_SUFFIX), False), dtype=bool)
     # pandas reads a naive string as UTC under utc=True; the zone test above is what
     # tells naive values apart, and they are re-localised below.
     parsed = pd.to_datetime(text.where(present), format="ISO8601", utc=True, errors="coerce")

@@ -175,6 +175,24 @@ def test_timestamps_naive_out_of_range_and_unparseable():
     assert m.frame["timestamp"].iloc[0] == pd.Timestamp("2024-05-02T07:00:00Z")
 
 
+@given(base=st.sampled_from(["2024-05-02T09:00:00", "2024-05-02 09:00", "Thu, 02 May 2024 09:00:00"]),
+       zone=st.sampled_from(["", "Z", "z", "UTC", "GMT", "+01:00", "-0530", "+02", " +0100 (CET)", "+0100 (CET)",
+                             "+1", "CET", " (UTC)"]),
+       pad=st.sampled_from(["", " ", "\t"]))
+def test_naive_timestamps_are_told_apart_as_the_zone_pattern_says(base, zone, pad):
+    # The zone test runs in pyarrow (RE2); the same pattern in Python's re is the reference.
+    import re
+
+    from commgraph.graph._timestamps import _TZ_SUFFIX, parse_timestamps
+
+    value = f"{pad}{base}{zone}{pad}"
+    parsed = parse_timestamps(pd.Series([value, None]))
+    has_zone = re.search(_TZ_SUFFIX, value.strip()) is not None
+    reason = parsed.reason[0]
+    if reason is None or reason.value == "naive_timestamp":
+        assert (reason is None) == has_zone, value
+
+
 def test_timestamps_epoch_seconds_milliseconds_and_datetimes():
     seconds = validate(frame(timestamp=[1714640400, 1714640460, 1714640520]), tenants=ACME)
     millis = validate(frame(timestamp=[1714640400000, 1714640460000, 1714640520000]), tenants=ACME)
