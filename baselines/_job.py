@@ -497,14 +497,15 @@ def run_refresh(
         when their snapshots hold more than :data:`REFRESH_BATCH_ROWS` rows), and
         each is published alone; when a batch fails, its tenants run one by one,
         so only a failing tenant fails, with the error it gives alone.
-        From a Parquet archive with zoned ``timestamp`` and ``labeled_at``
-        columns, a refresh reads only the mail sent since the current snapshot's
+        A refresh validates only the mail sent since the current snapshot's
         ``as_of`` (the batch's earliest) and older mail labelled since (the
-        ``since`` of :func:`~commgraph.graph.read_messages`), so its outcome's
+        ``since`` of :func:`~commgraph.graph.read_messages`: from a Parquet
+        archive with zoned ``timestamp`` and ``labeled_at`` columns only those
+        rows are read, other inputs are read whole and filtered), so its outcome's
         ``rows_read`` and ``rows_rejected`` count what that period brought, and
         a message id repeated from older mail is not seen as a duplicate. Own
         domains inferred from the rows read make it read the tenants whole
-        again (as do other inputs), so that they are inferred as a rebuild does.
+        again, so that they are inferred as a rebuild does.
         Inference follows the mail, so it can change as mail accumulates: the
         refresh then reads the new mail with the domains inferred now, while
         the mail its snapshot already counted keeps the directions it had, and

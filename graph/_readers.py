@@ -16,6 +16,7 @@ from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
 from ._messages import Messages
 from ._schema import STRING_DTYPE
+from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
 from ._validate import apply_column_mapping, reject_rows, _validate_handed_over
 
 __all__ = ["read_messages", "read_frame", "list_sources"]
@@ -214,6 +215,25 @@ class _SinceFilter:
         self.since = since.tz_localize("UTC") if since.tzinfo is None else since.tz_convert("UTC")
         self.timestamp = (columns or {}).get("timestamp", "timestamp")
         self.labeled_at = (columns or {}).get("labeled_at", "labeled_at")
+
+    def rows(self, frame: pd.DataFrame, options: Mapping[str, Any]) -> pd.DataFrame:
+        """The rows of ``frame`` a refresh from ``since`` may use, judged by validation's own parse of their
+        times (``options``: :func:`validate`'s), so naive, text and numeric timestamps count as validation
+        counts them: rows sent or labelled at or after ``since``, and rows whose ``timestamp`` or present
+        ``labeled_at`` validation refuses (it rejects them with their reason, never a filter unseen)."""
+        if self.timestamp not in frame.columns or not len(frame):
+            return frame  # validation names the missing column
+        parse = {"timezone": options.get("timezone"), "unit": options.get("timestamp_unit"),
+                 "origin": options.get("timestamp_origin", "unix"),
+                 "time_range": options.get("time_range", DEFAULT_TIME_RANGE)}
+        sent = parse_timestamps(frame[self.timestamp], **parse).values
+        keep = ~(sent < self.since).to_numpy(dtype=bool, na_value=False)  # refused (NaT) rows stay
+        if self.labeled_at in frame.columns and not keep.all():
+            labelled = parse_timestamps(frame[self.labeled_at], **parse)
+            present = frame[self.labeled_at].notna().to_numpy()
+            keep |= (labelled.values >= self.since).to_numpy(dtype=bool, na_value=False)
+            keep |= present & (labelled.reason != None)  # noqa: E711 (element-wise)
+        return frame if keep.all() else frame[keep]
 
     def at(self, type: Any) -> Any:
         """``since`` as a pyarrow scalar in the zone of a column of ``type`` (the same instant)."""
@@ -426,14 +446,20 @@ def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8
 
 
 def _parts(source, *, format, encoding, sep, chunksize, only: _TenantFilter | None = None,
-           since: _SinceFilter | None = None) -> Iterator[pd.DataFrame]:
+           since: _SinceFilter | None = None, options: Mapping[str, Any] | None = None) -> Iterator[pd.DataFrame]:
     parts = _unfiltered_parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only,
                               since=since)
-    if only is None:
+    if only is None and since is None:
         yield from parts
         return
     for frame in parts:
-        yield only.rows(frame)
+        if only is not None:
+            frame = only.rows(frame)
+        if since is not None:
+            # Parquet with zoned timestamps arrives filtered already (kept rows stay); every other input is
+            # filtered here, before validation, its most expensive step.
+            frame = since.rows(frame, options or {})
+        yield frame
 
 
 def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only, since=None) -> Iterator[pd.DataFrame]:
@@ -652,9 +678,13 @@ def read_messages(
         them all out are never read, the others are filtered with pyarrow, and
         rows keep their numbers in their file (rows without a timestamp are
         read too, and rejected with their reason). Other inputs (CSV, JSON Lines, records,
-        DataFrames, text or naive timestamps, ``chunksize``) are read whole.
-        Validation sees only the rows read: rejects are counted among them, and
-        a message id is a duplicate only of another row read.
+        DataFrames, text, numeric or naive timestamps, ``chunksize``) are read
+        whole and filtered before validation, their times parsed as validation
+        parses them (``timezone``, ``timestamp_unit``, ...); rows whose
+        ``timestamp`` or ``labeled_at`` validation would refuse are kept, so it
+        rejects them with their reason. Validation sees only the rows kept:
+        rejects are counted among them, and a message id is a duplicate only of
+        another row kept.
     **options
         Passed to :func:`validate` (``tenants``, ``timezone``, ``timestamp_unit``, ...).
 
@@ -682,6 +712,13 @@ def read_messages(
     >>> frame.to_parquet(path)
     >>> read_messages(path, since="2024-05-02").frame["message_id"].tolist()
     ['m2']
+
+    Any other input is filtered before validation, its naive times read in ``timezone`` (09:00 in
+    Paris is 07:00 UTC):
+
+    >>> naive = frame.assign(timestamp=["2024-05-01 09:00", "2024-05-02 09:00"])
+    >>> read_messages(naive, since="2024-05-02T06:00Z", timezone="Europe/Paris").frame["message_id"].tolist()
+    ['m2']
     """
     unknown = [k for k in options if k not in ("tenants", "timezone", "timestamp_unit", "timestamp_origin",
                                                "time_range", "fold_plus_addresses")]
@@ -695,7 +732,7 @@ def read_messages(
             raise ConfigError(f"'only_tenants' must be a list of tenant ids (got the string {only_tenants!r})")
         only = _TenantFilter(only_tenants, (columns or {}).get("tenant_id", "tenant_id"))
     parts = _parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only,
-                   since=_SinceFilter(since, columns) if since is not None else None)
+                   since=_SinceFilter(since, columns) if since is not None else None, options=options)
     if chunksize:
         return _validated_chunks(_coalesced(parts, chunksize), strict, columns, options)
     return _validated(_whole(parts), strict, columns, None, options)

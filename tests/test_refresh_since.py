@@ -121,16 +121,44 @@ def test_since_keeps_row_numbers_of_rejects_and_honours_the_column_mapping(tmp_p
     assert len(_read(path, columns=mapping, tenants=configs, since="2030-01-01")) == 0
 
 
-def test_since_reads_whole_inputs_whose_timestamps_are_not_zoned_timestamps(tmp_path, frame, configs):
-    raw = frame[frame["tenant_id"] == "tenant-01"].drop(columns="date")
-    text = raw.assign(timestamp=raw["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-    naive = raw.assign(timestamp=raw["timestamp"].dt.tz_localize(None))
-    for name, data in (("text", text), ("naive", naive)):
-        path = tmp_path / f"{name}.parquet"
-        data.to_parquet(path)
-        assert len(_read(path, tenants=configs, since=PREVIOUS).frame) == len(_read(path, tenants=configs).frame)
-    # A DataFrame, CSV and chunked reads are read whole too.
-    assert len(_read(raw, tenants=configs, since=PREVIOUS).frame) == len(_read(raw, tenants=configs).frame)
+def test_since_filters_every_other_input_as_validation_reads_its_times(tmp_path, frame, configs):
+    raw = frame[frame["tenant_id"] == "tenant-01"].drop(columns="date").reset_index(drop=True)
+    whole = _read(raw, tenants=configs)
+    keep = _since(whole.frame, PREVIOUS)
+    assert 0 < keep.sum() < len(keep)
+    iso = "%Y-%m-%dT%H:%M:%S.%fZ"
+    text = raw.assign(timestamp=raw["timestamp"].dt.strftime(iso),
+                      labeled_at=raw["labeled_at"].dt.strftime(iso).astype(object).where(raw["labeled_at"].notna()))
+    paris = raw.assign(timestamp=raw["timestamp"].dt.tz_convert("Europe/Paris").dt.tz_localize(None),
+                       labeled_at=raw["labeled_at"].dt.tz_convert("Europe/Paris").dt.tz_localize(None))
+    epoch = raw.assign(timestamp=raw["timestamp"].astype("int64") // 10**9)
+    raw.to_parquet(tmp_path / "zoned.parquet")
+    paris.to_parquet(tmp_path / "naive.parquet")
+    text.to_csv(tmp_path / "mail.csv", index=False)
+    text.to_json(tmp_path / "mail.jsonl", orient="records", lines=True)
+    sources = {"dataframe": (raw, {}), "text dataframe": (text, {}), "epoch seconds": (epoch, {}),
+               "naive in a zone": (paris, {"timezone": "Europe/Paris"}),
+               "naive parquet": (tmp_path / "naive.parquet", {"timezone": "Europe/Paris"}),
+               "csv": (tmp_path / "mail.csv", {}), "json lines": (tmp_path / "mail.jsonl", {})}
+    for name, (source, options) in sources.items():
+        got = _read(source, tenants=configs, since=PREVIOUS, **options)
+        assert got.frame["message_id"].astype(str).tolist() == \
+            whole.frame["message_id"][keep].astype(str).tolist(), name
+        assert got.frame.index.tolist() == whole.frame.index[keep].tolist(), name
+    chunks = _read(tmp_path / "zoned.parquet", tenants=configs, since=PREVIOUS, chunksize=40)
+    assert [i for m in chunks for i in m.frame["message_id"].astype(str)] == \
+        whole.frame["message_id"][keep].astype(str).tolist()
+    # Times validation refuses stay, so that it rejects them with their reason; an old, unlabelled row goes.
+    old = np.flatnonzero(~keep & whole.frame["labeled_at"].isna().to_numpy())
+    broken = text.copy()
+    broken.loc[old[0], "timestamp"] = "soon"
+    broken.loc[old[1], "labeled_at"] = "not a time"
+    broken.loc[old[2], "timestamp"] = "1980-01-01T00:00:00Z"
+    got = _read(broken, tenants=configs, since=PREVIOUS)
+    assert sorted(got.rejects.index.tolist()) == sorted(old[:3].tolist())
+    assert dict(zip(got.rejects.index, got.rejects["reject_reason"])) == {
+        old[0]: "unparseable_timestamp", old[1]: "unparseable_timestamp", old[2]: "timestamp_out_of_range"}
+    assert len(got.frame) == int(keep.sum())
 
 
 def _tables(store: SnapshotStore, tenant: str) -> dict[str, pd.DataFrame]:
