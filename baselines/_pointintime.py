@@ -509,20 +509,34 @@ def outcome_events(timestamp: np.ndarray, label: np.ndarray, label_time: np.ndar
     label = np.asarray(label, dtype=np.int8)
     lt = np.asarray(label_time, dtype=np.int64)
     lt = np.where(lt == NAT, ts, lt)
-    rows = np.arange(len(ts), dtype=np.int64)
     labelled = label >= 0
-    known = np.maximum(ts, lt)
-    parts = [{"row": rows[labelled], "time": known[labelled], "safe": (label[labelled] == 0).astype(np.int64),
-              "trials": np.ones(int(labelled.sum()), np.int64), "label": label[labelled],
-              "explicit": np.ones(int(labelled.sum()), np.int64)}]
+    # Three segments (labels, presumptions, withdrawals) written straight into the output columns: no
+    # per-segment arrays to allocate, fill and concatenate again.
+    segments = [(labelled, np.maximum(ts, lt), None)]
     if label_policy == "presume_safe":
         presumed = ts + int(settle_delay)
         # A label known before the presumption starts cancels it at once: leave both out.
         withdrawn = labelled & (lt > presumed)
-        starts = ~labelled | withdrawn
-        for mask, time, sign in ((starts, presumed, 1), (withdrawn, lt, -1)):
-            k = int(mask.sum())
-            parts.append({"row": rows[mask], "time": time[mask], "safe": np.full(k, sign, np.int64),
-                          "trials": np.full(k, sign, np.int64), "label": np.full(k, -1, np.int8),
-                          "explicit": np.zeros(k, np.int64)})
-    return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+        segments += [(~labelled | withdrawn, presumed, 1), (withdrawn, lt, -1)]
+    sizes = [int(np.count_nonzero(mask)) for mask, _, _ in segments]
+    total = sum(sizes)
+    out = {"row": np.empty(total, np.int64), "time": np.empty(total, np.int64), "safe": np.empty(total, np.int64),
+           "trials": np.empty(total, np.int64), "label": np.empty(total, np.int8),
+           "explicit": np.empty(total, np.int64)}
+    end = 0
+    for (mask, time, sign), size in zip(segments, sizes):
+        part = slice(end, end + size)
+        end += size
+        out["row"][part] = np.flatnonzero(mask)
+        np.compress(mask, time, out=out["time"][part])
+        if sign is None:  # explicit labels: +1 safe or +1 trial
+            np.compress(mask, label, out=out["label"][part])
+            np.equal(out["label"][part], 0, out=out["safe"][part], casting="unsafe")
+            out["trials"][part] = 1
+            out["explicit"][part] = 1
+        else:
+            out["safe"][part] = sign
+            out["trials"][part] = sign
+            out["label"][part] = -1
+            out["explicit"][part] = 0
+    return out

@@ -146,6 +146,36 @@ def test_outcome_events_count_as_a_snapshot_does(rows, instants, policy) -> None
         assert ev["explicit"][seen].sum() == known.sum()
 
 
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.sampled_from([-1, 0, 1, 2]), st.sampled_from([None, 0, 3, 20])),
+                max_size=25), st.sampled_from(["presume_safe", "ignore"]))
+def test_outcome_events_are_the_changes_written_out_row_by_row(rows, policy) -> None:
+    # Each column, dtype and order against the docstring's three kinds of change, listed row by row: the
+    # labels, then the presumptions, then their withdrawals, each in row order.
+    ts = np.array([r[0] for r in rows], dtype=np.int64)
+    label = np.array([r[1] for r in rows], dtype=np.int8)
+    labeled_at = np.array([NAT if r[2] is None else r[0] + r[2] for r in rows], dtype=np.int64)
+    settle = 10
+    labels, presumptions, withdrawals = [], [], []
+    for i, (t, c, delay) in enumerate(rows):
+        lt = t if delay is None else t + delay
+        if c >= 0:
+            labels.append((i, max(t, lt), int(c == 0), 1, c, 1))
+        if policy == "presume_safe":
+            if c < 0 or lt > t + settle:
+                presumptions.append((i, t + settle, 1, 1, -1, 0))
+            if c >= 0 and lt > t + settle:
+                withdrawals.append((i, lt, -1, -1, -1, 0))
+    expected = labels + presumptions + withdrawals
+    ev = outcome_events(ts, label, labeled_at, settle_delay=settle, label_policy=policy)
+    dtypes = {"row": np.int64, "time": np.int64, "safe": np.int64, "trials": np.int64, "label": np.int8,
+              "explicit": np.int64}
+    assert list(ev) == list(dtypes)
+    for k, (name, dtype) in enumerate(dtypes.items()):
+        assert ev[name].dtype == dtype
+        assert ev[name].tolist() == [e[k] for e in expected], name
+
 # --------------------------------------------------------------------------- against snapshots
 
 DOMAINS = ["acme.com", "vendor.com", "vendr.com", "globex.com", "initech.com", "gmail.com", "umbrella.org",
