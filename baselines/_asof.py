@@ -179,7 +179,8 @@ class AsOfTables:
 
     def _order(self, codes: np.ndarray, instants: np.ndarray) -> QueryOrder:
         """The :class:`QueryOrder` of (codes, instants), sorted once per pair of arrays and reused by every
-        timeline asked about them (the arrays are kept with it, so their ids stay theirs)."""
+        timeline asked about them (the arrays are kept with it, so their ids stay theirs), with the queries
+        gathered in its order once for every walk over them."""
         instants = self._canonical(instants)
         key = (id(codes), id(instants))
         found = self._orders.get(key)
@@ -187,12 +188,17 @@ class AsOfTables:
             order = None
             if self._own(instants, self.ts):  # messages at their own time (fresh): their time order is known
                 timeline = "_sender" if codes is self.s else "_domain" if codes is self.d else None
-                by_key = getattr(self, timeline).order if timeline is not None else code_order(
-                    np.maximum(codes, 0), self._by_time)  # (the sender and domain timelines' own order)
-                order = QueryOrder(self._by_time, by_key)
+                if timeline is not None:  # the timeline's own order, and its events are these queries sorted
+                    tl = getattr(self, timeline)
+                    order = QueryOrder(self._by_time, tl.order).keeping(codes, instants, tl.codes, tl.times)
+                else:
+                    order = QueryOrder(self._by_time, code_order(np.maximum(codes, 0), self._by_time)).keeping(
+                        codes, instants)
             elif self._own(instants, self.ets):
-                order = QueryOrder(self._edges_by_time, code_order(np.maximum(codes, 0), self._edges_by_time))
-            found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants) if order is None else order)
+                order = QueryOrder(self._edges_by_time, code_order(np.maximum(codes, 0), self._edges_by_time)
+                                   ).keeping(codes, instants)
+            found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants, keep=True)
+                                         if order is None else order)
         return found[2]
 
     def _canonical(self, instants: np.ndarray) -> np.ndarray:

@@ -22,8 +22,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import (counting_order, kept_order, run_sums, running_max, runs_before, segment_cumsum,
-                      sorted_runs_before)
+from ._sweeps import counting_order, kept_order, run_sums, running_max, segment_cumsum, sorted_runs_before
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events",
            "merge_search", "NAT"]
@@ -126,21 +125,51 @@ class QueryOrder(NamedTuple):
     message counts, its labels, its distinct recipients...), or about the same
     codes at instants shifted by a constant (window starts): both orders hold
     for all of them, so they are sorted once instead of once per search.
+    ``queries``, when given, holds the codes and instants the order was made
+    of with both gathered into ``by_key`` order: every walk over these very
+    queries then reads them as they are, instead of gathering them again (a
+    random gather of each array per walk).
 
     Examples
     --------
     >>> o = QueryOrder.of(np.array([1, 0, 1]), np.array([30, 20, 10]))
     >>> o.by_time.tolist(), o.by_key.tolist()
     ([2, 1, 0], [1, 2, 0])
+    >>> codes, instants = np.array([1, 0, 1]), np.array([30, 20, 10])
+    >>> o = QueryOrder.of(codes, instants, keep=True)
+    >>> [a.tolist() for a in o.gathered(codes, instants)]  # from o.queries: no gather
+    [[0, 1, 1], [20, 10, 30]]
     """
 
     by_time: np.ndarray  #: a stable argsort of the instants
     by_key: np.ndarray  #: an argsort of (code, instant), negative codes as 0 (as :meth:`Timeline.before` reads them)
+    #: (codes, instants, codes[by_key], instants[by_key]) of the queries the order was made of, or None
+    queries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
-    def of(cls, codes: np.ndarray, instants: np.ndarray) -> "QueryOrder":
-        by_time = np.argsort(np.asarray(instants, dtype=np.int64), kind="stable")
-        return cls(by_time, code_order(np.maximum(np.asarray(codes, dtype=np.int64), 0), by_time))
+    def of(cls, codes: np.ndarray, instants: np.ndarray, keep: bool = False) -> "QueryOrder":
+        """The orders of these queries (``keep``: with the queries gathered in ``by_key`` order, for reuse)."""
+        instants = np.asarray(instants, dtype=np.int64)
+        by_time = np.argsort(instants, kind="stable")
+        order = cls(by_time, code_order(np.maximum(np.asarray(codes, dtype=np.int64), 0), by_time))
+        return order.keeping(codes, instants) if keep else order
+
+    def keeping(self, codes: np.ndarray, instants: np.ndarray, sorted_codes: np.ndarray | None = None,
+                sorted_instants: np.ndarray | None = None) -> "QueryOrder":
+        """This order with ``queries`` set: ``codes`` and ``instants`` gathered in ``by_key`` order (or given so)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        instants = np.asarray(instants, dtype=np.int64)
+        return self._replace(queries=(codes, instants, codes[self.by_key] if sorted_codes is None else sorted_codes,
+                                      instants[self.by_key] if sorted_instants is None else sorted_instants))
+
+    def gathered(self, codes: np.ndarray, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``codes[by_key]`` and ``instants[by_key]`` (int64): kept ones when these are the queries the order was
+        made of (the very codes array, and equal instants), else gathered now."""
+        q = self.queries
+        if q is not None and codes is q[0] and (instants is q[1] or (
+                len(instants) == len(q[1]) and np.array_equal(instants, q[1]))):
+            return q[2], q[3]
+        return (np.asarray(codes, dtype=np.int64)[self.by_key], np.asarray(instants, dtype=np.int64)[self.by_key])
 
 
 def dense_codes(*keys: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -203,7 +232,7 @@ class Timeline:
         self.times = times[self.order]
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
-        self._rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._rows: tuple[np.ndarray, np.ndarray, QueryOrder] | None = None
 
     @classmethod
     def of_rows(cls, codes: np.ndarray, times: np.ndarray, n_codes: int, rows: QueryOrder, events: np.ndarray
@@ -229,7 +258,7 @@ class Timeline:
         # The (code, time) order of the events is the rows' with the other rows left out (no sort, and no
         # time order needed).
         tl = cls(codes[events], times[events], n_codes, key_order=subset_order(rows.by_key, events))
-        tl._rows = (codes, times, rows.by_key)
+        tl._rows = (codes, times, rows)
         return tl
 
     def __len__(self) -> int:
@@ -264,8 +293,13 @@ class Timeline:
         """
         codes = np.asarray(codes, dtype=np.int64)
         instants = np.asarray(instants, dtype=np.int64)
-        by_key = (QueryOrder.of(codes, instants) if order is None else order).by_key
-        return runs_before(self.times, self.starts, codes, instants, by_key, shifts)
+        if order is None:
+            order = QueryOrder.of(codes, instants)
+        elif len(order.by_key) != len(codes):
+            raise ValueError(f"Timeline.before: an order of {len(order.by_key)} queries for {len(codes)}; pass the "
+                             "QueryOrder of these queries")
+        sorted_codes, sorted_instants = order.gathered(codes, instants)
+        return sorted_runs_before(self.times, self.starts, sorted_codes, sorted_instants, shifts, order.by_key)
 
     def before_own(self) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`before` for each event's own key and time (in event order), without a binary search.
@@ -294,8 +328,9 @@ class Timeline:
         # The events strictly before a row's own time are those of its key ahead of that time (shift 0).
         shifts = (0, *shifts)
         if self._rows is not None:
-            codes, times, by_key = self._rows
-            lo, his = runs_before(self.times, self.starts, codes, times, by_key, shifts)
+            codes, times, rows = self._rows
+            sorted_codes, sorted_times = rows.gathered(codes, times)
+            lo, his = sorted_runs_before(self.times, self.starts, sorted_codes, sorted_times, shifts, rows.by_key)
         else:  # the events themselves, already in (code, time) order
             lo, his = sorted_runs_before(self.times, self.starts, self.codes, self.times, shifts, self.order)
         return lo, his[0], his[1:]
@@ -509,20 +544,34 @@ def outcome_events(timestamp: np.ndarray, label: np.ndarray, label_time: np.ndar
     label = np.asarray(label, dtype=np.int8)
     lt = np.asarray(label_time, dtype=np.int64)
     lt = np.where(lt == NAT, ts, lt)
-    rows = np.arange(len(ts), dtype=np.int64)
     labelled = label >= 0
-    known = np.maximum(ts, lt)
-    parts = [{"row": rows[labelled], "time": known[labelled], "safe": (label[labelled] == 0).astype(np.int64),
-              "trials": np.ones(int(labelled.sum()), np.int64), "label": label[labelled],
-              "explicit": np.ones(int(labelled.sum()), np.int64)}]
+    # Three segments (labels, presumptions, withdrawals) written straight into the output columns: no
+    # per-segment arrays to allocate, fill and concatenate again.
+    segments = [(labelled, np.maximum(ts, lt), None)]
     if label_policy == "presume_safe":
         presumed = ts + int(settle_delay)
         # A label known before the presumption starts cancels it at once: leave both out.
         withdrawn = labelled & (lt > presumed)
-        starts = ~labelled | withdrawn
-        for mask, time, sign in ((starts, presumed, 1), (withdrawn, lt, -1)):
-            k = int(mask.sum())
-            parts.append({"row": rows[mask], "time": time[mask], "safe": np.full(k, sign, np.int64),
-                          "trials": np.full(k, sign, np.int64), "label": np.full(k, -1, np.int8),
-                          "explicit": np.zeros(k, np.int64)})
-    return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+        segments += [(~labelled | withdrawn, presumed, 1), (withdrawn, lt, -1)]
+    sizes = [int(np.count_nonzero(mask)) for mask, _, _ in segments]
+    total = sum(sizes)
+    out = {"row": np.empty(total, np.int64), "time": np.empty(total, np.int64), "safe": np.empty(total, np.int64),
+           "trials": np.empty(total, np.int64), "label": np.empty(total, np.int8),
+           "explicit": np.empty(total, np.int64)}
+    end = 0
+    for (mask, time, sign), size in zip(segments, sizes):
+        part = slice(end, end + size)
+        end += size
+        out["row"][part] = np.flatnonzero(mask)
+        np.compress(mask, time, out=out["time"][part])
+        if sign is None:  # explicit labels: +1 safe or +1 trial
+            np.compress(mask, label, out=out["label"][part])
+            np.equal(out["label"][part], 0, out=out["safe"][part], casting="unsafe")
+            out["trials"][part] = 1
+            out["explicit"][part] = 1
+        else:
+            out["safe"][part] = sign
+            out["trials"][part] = sign
+            out["label"][part] = -1
+            out["explicit"][part] = 0
+    return out

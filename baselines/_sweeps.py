@@ -10,7 +10,8 @@ that only moves forward along the sorted events, so one compiled pass answers
 every shift at once. Nothing in numpy, pandas or scipy sweeps per-key time
 windows like this. The same module holds the other single passes of the
 point-in-time tables: a stable counting sort by key, sums over runs, running
-maxima and compensated running sums per key, and the known-contact scores.
+maxima and compensated running sums per key, the known-contact scores, and the
+nearest level present on a list followed through its changes (look-alike distances).
 
 Kernels read their inputs in order: the queries are gathered into sorted order
 by numpy first and the answers scattered back by numpy after (a kernel that
@@ -35,7 +36,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum",
-           "running_max", "standing", "warm_up", "WarmUp"]
+           "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -198,6 +199,32 @@ def _standing_kernel(codes, own, written, own_weight, written_weight, score, sta
         start[j] = new_key
         keep[j] = not reached or not reached_before  # below the threshold, or its first position at or above it
         reached_before = reached
+
+
+@_compiled
+def _first_present_kernel(levels, member, sign, row, done, by_done, cap, out):  # pragma: no cover - compiled
+    # levels: (members, rows), each member's level for every row. Changes are applied in order as the
+    # queries (taken by increasing ``done``) need them, each to every row's count at the member's level.
+    n_rows = levels.shape[1]
+    counts = np.zeros((n_rows, cap), np.int64)
+    applied = 0
+    for j in range(len(by_done)):
+        q = by_done[j]
+        while applied < done[q]:
+            m = member[applied]
+            s = sign[applied]
+            for r in range(n_rows):
+                level = levels[m, r]
+                if level < cap:
+                    counts[r, level] += s
+            applied += 1
+        answer = cap
+        r = row[q]
+        for level in range(cap):
+            if counts[r, level] > 0:
+                answer = level
+                break
+        out[q] = answer
 
 
 def _c(values: np.ndarray) -> np.ndarray:
@@ -467,6 +494,53 @@ def standing(codes: np.ndarray, own: np.ndarray, written: np.ndarray, own_weight
     return score, start, keep
 
 
+def first_present_level(levels: np.ndarray, member: np.ndarray, sign: np.ndarray, row: np.ndarray, done: np.ndarray,
+                        cap: int) -> np.ndarray:
+    """Per query, the smallest level below ``cap`` whose members are present after its first ``done`` changes.
+
+    ``levels[i, m]`` is the level (0 .. ``cap``; ``cap`` and above: never
+    counted) of member ``m`` for row ``i``; changes ``member[k]``,
+    ``sign[k]`` (+1 joins, -1 leaves) happen in order. A level is present for
+    query ``(row[q], done[q])`` when the signs of the changes among the first
+    ``done[q]`` whose member is at that level for the row sum above zero;
+    ``cap`` when none is. One pass: the queries by increasing ``done``, each
+    change applied once to every row's count at its member's level (what a
+    level-by-level search over the (row, member) cells does in many passes).
+
+    Returns
+    -------
+    ndarray of int32
+
+    Examples
+    --------
+    >>> levels = np.array([[0, 3], [2, 1]], np.int8)  # row 0: member 0 at 0, member 1 at 3; row 1: 2 and 1
+    >>> first_present_level(levels, np.array([1, 0, 1]), np.array([1, 1, -1]), np.array([0, 1, 0, 1]),
+    ...                     np.array([1, 1, 3, 3]), 4).tolist()
+    [3, 1, 0, 2]
+    """
+    levels = np.asarray(levels)
+    if levels.ndim != 2:
+        raise ValueError(f"first_present_level: levels must be a (rows, members) matrix; got shape {levels.shape}")
+    member, sign, row, done = _c(member), _c(sign), _c(row), _c(done)
+    if len(member) != len(sign) or len(row) != len(done):
+        raise ValueError(f"first_present_level: {len(member)} change members and {len(sign)} signs, {len(row)} query "
+                         f"rows and {len(done)} counts of changes; pass one of each per change and per query")
+    if len(member) and (int(member.min()) < 0 or int(member.max()) >= levels.shape[1]):
+        raise ValueError(f"first_present_level: change members {int(member.min())} .. {int(member.max())} are outside "
+                         f"the matrix's {levels.shape[1]} columns")
+    if len(row) and (int(row.min()) < 0 or int(row.max()) >= levels.shape[0]
+                     or int(done.min()) < 0 or int(done.max()) > len(member)):
+        raise ValueError(f"first_present_level: query rows {int(row.min())} .. {int(row.max())} or counts of changes "
+                         f"{int(done.min())} .. {int(done.max())} are outside the matrix's {levels.shape[0]} rows or "
+                         f"the {len(member)} changes")
+    # Members by row in memory (each change reads its member's levels for every row in order), as int64 so
+    # that one compiled signature serves every level dtype.
+    by_member = np.ascontiguousarray(levels.T, dtype=np.int64)
+    out = np.empty(len(row), np.int32)
+    _first_present_kernel(by_member, member, sign, row, done, _c(np.argsort(done, kind="stable")), int(cap), out)
+    return out
+
+
 class WarmUp(NamedTuple):
     """What :func:`warm_up` did: seconds, and how many kernels it compiled or loaded from numba's cache."""
 
@@ -476,7 +550,7 @@ class WarmUp(NamedTuple):
 
 
 _KERNELS = (_runs_before_kernel, _run_sums_kernel, _counting_order_kernel, _kept_order_kernel,
-            _segment_cumsum_kernel, _running_max_kernel, _standing_kernel)
+            _segment_cumsum_kernel, _running_max_kernel, _standing_kernel, _first_present_kernel)
 
 
 def _cache_hits(kernel: _Kernel) -> int:
@@ -510,6 +584,7 @@ def warm_up() -> WarmUp:
     segment_cumsum(np.ones(1), np.ones(1, bool))
     running_max(one, one)
     standing(one, np.ones(1, bool), np.ones(1, bool), 2, 1)
+    first_present_level(np.zeros((1, 1), np.int8), one, one, one, one, 1)
     seconds = time.perf_counter() - start
     loaded = sum(_cache_hits(k) > hits[id(k)] for k in cold)
     return WarmUp(seconds, len(cold) - loaded, loaded)

@@ -6,16 +6,18 @@ computed once, between the distinct sender domains asked about and the domains
 ever on the list (one RapidFuzz ``cdist``, as the batch path computes them).
 A message's answer depends only on its domain and on how many list changes
 precede it, so each distinct (domain, changes applied) pair is answered once:
-distance level by level from 0, a pair is settled at the first level where the
-list members at that distance, counted through time, are present; only the
-pairs still open reach the next level. Most domains have a close neighbour
-that joins early, so the higher levels see few (domain, member) cells.
+the smallest distance at which a list member is present then. All pairs are
+answered in one compiled pass over the list's changes in order, each change
+counted at its member's distance from every asked domain, each pair read off
+its domain's counts once its changes are applied.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from commgraph.baselines._sweeps import first_present_level
 
 from ._lookalike import DISTANCE_CAP, distance_matrix, skeleton
 
@@ -63,45 +65,17 @@ def distances_as_of(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
     matrix = distance_matrix([str(names[c]) for c in asked], known,
                              [skeleton(k) if k else "" for k in known], dtype=np.int8)
     matrix[:, ~present] = DISTANCE_CAP  # a domain without a name is not on the list (as a snapshot drops it)
-    answer = _first_present_level(matrix, column, np.asarray(signs, dtype=np.int64), q_row, distinct % stride,
-                                  stride)
+    answer = _first_present_level(matrix, column, np.asarray(signs, dtype=np.int64), q_row, distinct % stride)
     return answer[query]
 
 
 def _first_present_level(matrix: np.ndarray, column: np.ndarray, signs: np.ndarray, q_row: np.ndarray,
-                         q_done: np.ndarray, stride: int) -> np.ndarray:
+                         q_done: np.ndarray) -> np.ndarray:
     """Per query (asked row, changes applied): the smallest distance at which a list member is present.
 
     A level is present when the signs of its members' changes among the first
-    ``q_done`` sum above zero (as one running count per level would).
+    ``q_done`` sum above zero (as one running count per level would): one
+    compiled pass over the changes in order, the queries taken as their
+    changes are applied (:func:`commgraph.baselines._sweeps.first_present_level`).
     """
-    # The change positions of each member, grouped by member in order of position.
-    by_member = np.argsort(column, kind="stable")
-    n_changes = np.bincount(column, minlength=matrix.shape[1])
-    first_change = np.concatenate([[0], np.cumsum(n_changes)[:-1]])
-    answer = np.full(len(q_row), DISTANCE_CAP, np.int32)
-    open_ = np.arange(len(q_row))
-    levels = np.bincount(matrix.ravel(), minlength=DISTANCE_CAP + 1)[:DISTANCE_CAP]
-    for level in np.flatnonzero(levels):  # (few pairs are at 0: equal skeletons)
-        rows = np.unique(q_row[open_])
-        sub, member = np.nonzero((matrix if len(rows) == len(matrix) else matrix[rows]) == level)
-        if not len(sub):
-            continue
-        # One event per (asked row, member at this level, change of that member).
-        per_cell = n_changes[member]
-        cell = np.repeat(np.arange(len(sub)), per_cell)
-        offset = np.arange(len(cell)) - np.repeat(np.cumsum(per_cell) - per_cell, per_cell)
-        position = by_member[first_change[member[cell]] + offset]
-        key = rows[sub[cell]].astype(np.int64) * stride + position
-        order = np.argsort(key)
-        key = key[order]
-        running = np.concatenate([[0], np.cumsum(signs[position[order]])])
-        asked_at = q_row[open_].astype(np.int64) * stride
-        # Sum of the row's events before the query's position: changes strictly before it.
-        count = running[np.searchsorted(key, asked_at + q_done[open_])] - running[np.searchsorted(key, asked_at)]
-        hit = count > 0
-        answer[open_[hit]] = level
-        open_ = open_[~hit]
-        if not len(open_):
-            break
-    return answer
+    return first_present_level(matrix, column, signs, q_row, q_done, DISTANCE_CAP)

@@ -18,7 +18,7 @@ import pandas as pd
 from commgraph.baselines import BaselineConfig
 from commgraph.baselines._asof import AsOfTables, smoothed
 from commgraph.baselines._build import _outcomes
-from commgraph.baselines._smoothing import beta_quantile
+from commgraph.baselines._smoothing import beta_quantile, posterior_mean
 from commgraph.graph import ConfigError
 
 from ._backfill_lookalike import distances_as_of
@@ -97,24 +97,36 @@ def smoothed_by_prior(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: n
     >>> mean.tolist() == expected[0].tolist() and low.tolist() == expected[1].tolist()
     True
     """
-    row_alpha, row_beta = (alpha, beta) if message is None else (alpha[message], beta[message])
     safe, trials = _outcomes(columns, config)
     a_code, a_values = pd.factorize(alpha)
     b_code, b_values = pd.factorize(beta)
-    prior = a_code.astype(np.int64) * len(b_values) + b_code
+    key = a_code.astype(np.int64)
+    key *= len(b_values)
+    key += b_code
     if message is not None:
-        prior = prior[message]
+        key = key[message]
     n_width, k_width = int(trials.max(initial=0)) + 1, int(safe.max(initial=0)) + 1
     if len(a_values) * len(b_values) * n_width * k_width >= 1 << 62:  # no room for one key: the general way
-        return smoothed(columns, row_alpha, row_beta, config)
-    mean, _ = smoothed(columns, row_alpha, row_beta, config, lower=False)
-    codes, distinct = pd.factorize((prior * n_width + trials) * k_width + safe)
+        rows = slice(None) if message is None else message
+        return smoothed(columns, alpha[rows], beta[rows], config)
+    # (prior, trials, successes) in one integer, built in place: no row-sized temporaries per step.
+    key *= n_width
+    key += trials
+    key *= k_width
+    key += safe
+    codes, distinct = pd.factorize(key)
+    del key
     first = np.empty(len(distinct), np.int64)
     first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # a row of each distinct key
-    k, n, a, b = safe[first], trials[first], row_alpha[first], row_beta[first]
+    k, n = safe[first], trials[first]
+    at = first if message is None else message[first]
+    a, b = alpha[at], beta[at]
+    # The mean and the bound depend on the key alone: each is computed once per distinct key, from the same
+    # float64 values as per row (so to the same bits), and gathered to the rows as float32.
+    mean = posterior_mean(k, n, a, b).astype(np.float32)
     # posterior_lower_bound's quantile of Beta(k + alpha, n - k + beta), from the same float64 shapes.
     low = beta_quantile(k + a, n - k + b, 1.0 - config.credible_level, np.float32)
-    return mean, low[codes]
+    return mean[codes], low[codes]
 
 
 def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:

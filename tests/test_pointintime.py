@@ -79,14 +79,16 @@ def test_merge_search_equals_searchsorted(seed, n_values, n_needles, span, case)
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 40), st.booleans()), min_size=1, max_size=60))
-def test_timeline_of_rows_answers_each_row_at_its_own_time(rows) -> None:
+@given(st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 40), st.booleans()), min_size=1, max_size=60),
+       st.booleans())
+def test_timeline_of_rows_answers_each_row_at_its_own_time(rows, keep) -> None:
     # Rows asked about at their own (code, time), events among them or not (ties, keys without events),
-    # against brute force and against the binary searches of the same timeline.
+    # against brute force and against the binary searches of the same timeline; with the rows' order
+    # keeping the rows gathered (read as they are) or not (gathered by each walk).
     codes = np.array([r[0] for r in rows], dtype=np.int64)
     times = np.array([r[1] for r in rows], dtype=np.int64)
     events = np.array([r[2] for r in rows]) & (codes >= 0)
-    tl = Timeline.of_rows(codes, times, 5, QueryOrder.of(codes, times), events)
+    tl = Timeline.of_rows(codes, times, 5, QueryOrder.of(codes, times, keep=keep), events)
     lo, hi = tl.before_own()
     assert np.array_equal(np.stack((lo, hi)), np.stack(tl.before(codes, times)))
     for i, (c, t) in enumerate(zip(codes, times)):
@@ -99,13 +101,18 @@ def test_timeline_of_rows_answers_each_row_at_its_own_time(rows) -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(events, queries, st.integers(0, 400))
-def test_timeline_with_a_query_order_against_brute_force(ev, qs, window) -> None:
-    # The sorted-query path: one QueryOrder reused for the instants and for window starts shifted from them.
+@given(events, queries, st.integers(0, 400), st.booleans())
+def test_timeline_with_a_query_order_against_brute_force(ev, qs, window, keep) -> None:
+    # The sorted-query path: one QueryOrder reused for the instants and for window starts shifted from them
+    # (an order keeping its queries gathered reads them for these instants, and gathers the shifted ones).
     codes, times = np.array([e[0] for e in ev]), np.array([e[1] for e in ev], dtype=np.int64)
-    qc, qt = np.array([q[0] for q in qs]), np.array([q[1] for q in qs], dtype=np.int64)
+    qc, qt = np.array([q[0] for q in qs], dtype=np.int64), np.array([q[1] for q in qs], dtype=np.int64)
     tl = Timeline(codes, times, 6)
-    order = QueryOrder.of(qc, qt)
+    order = QueryOrder.of(qc, qt, keep=keep)
+    if keep:  # kept for these very codes, and instants equal to these
+        assert order.gathered(qc, qt.copy())[0] is order.queries[2]
+        assert order.gathered(qc.copy(), qt)[0] is not order.queries[2]
+        assert np.array_equal(order.gathered(qc, qt - window)[1], (qt - window)[order.by_key])
     assert sorted(order.by_time.tolist()) == list(range(len(qt)))
     lo, hi = tl.before(qc, qt, order)
     since = tl.count_since(qc, qt - window, hi, order)
@@ -145,6 +152,36 @@ def test_outcome_events_count_as_a_snapshot_does(rows, instants, policy) -> None
         assert ev["trials"][seen].sum() == trials
         assert ev["explicit"][seen].sum() == known.sum()
 
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.sampled_from([-1, 0, 1, 2]), st.sampled_from([None, 0, 3, 20])),
+                max_size=25), st.sampled_from(["presume_safe", "ignore"]))
+def test_outcome_events_are_the_changes_written_out_row_by_row(rows, policy) -> None:
+    # Each column, dtype and order against the docstring's three kinds of change, listed row by row: the
+    # labels, then the presumptions, then their withdrawals, each in row order.
+    ts = np.array([r[0] for r in rows], dtype=np.int64)
+    label = np.array([r[1] for r in rows], dtype=np.int8)
+    labeled_at = np.array([NAT if r[2] is None else r[0] + r[2] for r in rows], dtype=np.int64)
+    settle = 10
+    labels, presumptions, withdrawals = [], [], []
+    for i, (t, c, delay) in enumerate(rows):
+        lt = t if delay is None else t + delay
+        if c >= 0:
+            labels.append((i, max(t, lt), int(c == 0), 1, c, 1))
+        if policy == "presume_safe":
+            if c < 0 or lt > t + settle:
+                presumptions.append((i, t + settle, 1, 1, -1, 0))
+            if c >= 0 and lt > t + settle:
+                withdrawals.append((i, lt, -1, -1, -1, 0))
+    expected = labels + presumptions + withdrawals
+    ev = outcome_events(ts, label, labeled_at, settle_delay=settle, label_policy=policy)
+    dtypes = {"row": np.int64, "time": np.int64, "safe": np.int64, "trials": np.int64, "label": np.int8,
+              "explicit": np.int64}
+    assert list(ev) == list(dtypes)
+    for k, (name, dtype) in enumerate(dtypes.items()):
+        assert ev[name].dtype == dtype
+        assert ev[name].tolist() == [e[k] for e in expected], name
 
 # --------------------------------------------------------------------------- against snapshots
 

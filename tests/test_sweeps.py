@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, kept_order, run_sums, running_max, runs_before,
-                                         segment_cumsum, sorted_runs_before, standing, warm_up)
+from commgraph.baselines._sweeps import (counting_order, first_present_level, kept_order, run_sums, running_max,
+                                         runs_before, segment_cumsum, sorted_runs_before, standing, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -254,6 +254,45 @@ def test_empty_and_one_row_inputs() -> None:
     with pytest.raises(ValueError, match="an order of 1 queries for 2"):
         runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), np.array([0]))
 
+
+@st.composite
+def level_lists(draw):
+    n_rows, n_members, cap = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 5))
+    levels = np.array(draw(st.lists(st.integers(0, cap + 1), min_size=n_rows * n_members,
+                                    max_size=n_rows * n_members)), np.int8).reshape(n_rows, n_members)
+    # Members join and leave (also twice in a row: counts above one and below zero are summed as they come).
+    n_changes = draw(st.integers(0, 15))
+    member = np.array(draw(st.lists(st.integers(0, n_members - 1), min_size=n_changes, max_size=n_changes)), np.int64)
+    sign = np.array(draw(st.lists(st.sampled_from([1, -1]), min_size=n_changes, max_size=n_changes)), np.int64)
+    n_queries = draw(st.integers(0, 12))
+    row = np.array(draw(st.lists(st.integers(0, n_rows - 1), min_size=n_queries, max_size=n_queries)), np.int64)
+    done = np.array(draw(st.lists(st.integers(0, n_changes), min_size=n_queries, max_size=n_queries)), np.int64)
+    return levels, member, sign, row, done, cap
+
+
+@settings(max_examples=200, deadline=None)
+@given(level_lists())
+def test_first_present_level_equals_the_sums_per_level_of_each_query(case) -> None:
+    levels, member, sign, row, done, cap = case
+    expected = []
+    for r, d in zip(row.tolist(), done.tolist()):  # the definition, query by query, level by level
+        sums = [sum(int(s) for m, s in zip(member[:d], sign[:d]) if levels[r, m] == level) for level in range(cap)]
+        expected.append(next((level for level, total in enumerate(sums) if total > 0), cap))
+    got = first_present_level(levels, member, sign, row, done, cap)
+    assert got.dtype == np.int32 and got.tolist() == expected
+
+
+def test_first_present_level_rejects_changes_or_queries_outside_the_matrix() -> None:
+    levels = np.zeros((2, 3), np.int8)
+    one = np.array([1])
+    with pytest.raises(ValueError, match="change members 3 .. 3"):
+        first_present_level(levels, np.array([3]), one, one, one, 4)
+    with pytest.raises(ValueError, match="query rows 2 .. 2"):
+        first_present_level(levels, one, one, np.array([2]), one, 4)
+    with pytest.raises(ValueError, match="counts of changes 2 .. 2"):
+        first_present_level(levels, one, one, one, np.array([2]), 4)
+    with pytest.raises(ValueError, match="one of each per change"):
+        first_present_level(levels, one, np.array([1, 1]), one, one, 4)
 
 def test_importing_commgraph_does_not_import_numba() -> None:
     # numba and LLVM load when a kernel first runs (a backfill), not for scoring mail.
