@@ -378,11 +378,32 @@ class TenantState:
 
     def _advanced(self, rows: dict[str, np.ndarray], new: dict[str, KeyedAggregate], new_decayed: dict[str, Decayed],
                   *, as_of: int, windows: tuple[int, ...], settle_delay: int, names: dict[str, np.ndarray],
-                  fingerprint: int) -> "TenantState":
-        """The state as of ``as_of`` from the new rows and the aggregates of :meth:`_counted`'s rows."""
+                  fingerprint: int, deltas: dict[str, dict[str, KeyedAggregate]] | None = None) -> "TenantState":
+        """The state as of ``as_of`` from the new rows and the aggregates of :meth:`_counted`'s rows
+        (``deltas``: each window's net counts, as :meth:`_window_deltas` finds them, when found already)."""
+        lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
+        if deltas is None:
+            deltas = self._window_deltas(rows, as_of=as_of, windows=windows)
+        counts = {str(w): {t: _shift(self.windows[str(w)][t], deltas[str(w)][t]) for t in WINDOW_TABLES}
+                  for w in windows}
+        new_events, new_pending = _split(rows)
+        # New mail comes after everything kept (it was sent at or after the last
+        # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
+        start = as_of - max(windows)
+        events = [_slice(c, start, as_of) for c in self.events + [new_events]
+                  if len(c["timestamp"]) and c["timestamp"][-1] >= start]
+        pending = _slice(_sorted(concat_events([self.pending, new_pending])), as_of - settle_delay, as_of)
+        with np.errstate(over="ignore"):
+            fp = int((np.uint64(self.fingerprint) + np.uint64(fingerprint)))
+        return TenantState(self.tenant_id, as_of, lifetime, decayed, counts, events, pending,
+                           _merge_names(self.names, names), fp)
+
+    def _window_deltas(self, rows: dict[str, np.ndarray], *, as_of: int, windows: tuple[int, ...]
+                       ) -> dict[str, dict[str, KeyedAggregate]]:
+        """Per window and table, the counts of the new rows that entered it minus those of the retained rows
+        that left it (``rows``: the time-ordered new rows)."""
         before = self.as_of
         n_new = len(rows["timestamp"])
-        lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
         # Windows: the new rows entered them, and the retained rows of a slice per
         # window left them: grouped together, then netted per window and table in
         # one signed count, so each window's counts are spliced once.
@@ -396,23 +417,13 @@ class TenantState:
         counted_rows = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
         ts = rows["timestamp"]
         end = int(np.searchsorted(ts, np.int64(as_of)))
-        counts = {}
+        deltas = {}
         for i, w in enumerate(windows):
             # New mail was sent at or after the last as_of: a window reaching back that far takes all of it.
             start = 0 if as_of - w <= before else min(int(np.searchsorted(ts, np.int64(as_of - w))), end)
-            delta = _net_counts(both_groupings, counted_rows, slice(start, end), slice(bounds[i + 1], bounds[i + 2]))
-            counts[str(w)] = {t: _shift(self.windows[str(w)][t], delta[t]) for t in WINDOW_TABLES}
-        new_events, new_pending = _split(rows)
-        # New mail comes after everything kept (it was sent at or after the last
-        # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
-        start = as_of - max(windows)
-        events = [_slice(c, start, as_of) for c in self.events + [new_events]
-                  if len(c["timestamp"]) and c["timestamp"][-1] >= start]
-        pending = _slice(_sorted(concat_events([self.pending, new_pending])), as_of - settle_delay, as_of)
-        with np.errstate(over="ignore"):
-            fp = int((np.uint64(self.fingerprint) + np.uint64(fingerprint)))
-        return TenantState(self.tenant_id, as_of, lifetime, decayed, counts, events, pending,
-                           _merge_names(self.names, names), fp)
+            deltas[str(w)] = _net_counts(both_groupings, counted_rows, slice(start, end),
+                                         slice(bounds[i + 1], bounds[i + 2]))
+        return deltas
 
     def merge(self, other: "TenantState") -> "TenantState":
         """The state over both states' mail: partial states of one tenant as of one instant, built from
@@ -466,9 +477,56 @@ def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *
     ordered = [_sorted(r) for r in rows]
     counted = [state._counted(r, as_of=as_of, settle_delay=settle_delay) for state, r in zip(states, ordered)]
     parts = _split_tenants_all(counted, cutoff=cutoff, anchor=as_of, half_life=half_life)
+    deltas = _window_deltas_many(states, ordered, as_of=as_of, windows=windows)
     return [state._advanced(r, new, new_decayed, as_of=as_of, windows=windows, settle_delay=settle_delay,
-                            names=n, fingerprint=fp)
-            for state, r, (new, new_decayed), n, fp in zip(states, ordered, parts, names, fingerprints)]
+                            names=n, fingerprint=fp, deltas=d)
+            for state, r, (new, new_decayed), n, fp, d in zip(states, ordered, parts, names, fingerprints, deltas)]
+
+
+def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *, as_of: int,
+                        windows: tuple[int, ...]) -> list[dict[str, dict[str, KeyedAggregate]]]:
+    """:meth:`TenantState._window_deltas` of each state, counted over every tenant's rows stacked (the
+    tenant leading every grouping) and split into per-tenant views."""
+    n_tenants = len(states)
+    parts, segment, owner, before = [], [], [], []
+    for t, (state, new) in enumerate(zip(states, rows)):
+        # Each tenant's new rows (segment 0), then the retained rows that left each window (segment i + 1).
+        left = [_slice_chunks(state.events, state.as_of - w, min(as_of - w, state.as_of)) for w in windows]
+        parts += [new, *left]
+        segment += range(len(windows) + 1)
+        owner += [t] * (len(windows) + 1)
+        before.append(state.as_of)
+    part = np.repeat(np.arange(len(parts)), [len(p["timestamp"]) for p in parts])
+    both = concat_events(parts)
+    seg, tenant = np.asarray(segment)[part], np.asarray(owner, np.int64)[part]
+    g_tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)}, tenant)
+    groupings = {table: g_tenant.combine(Grouping.of({f"{table}_key": both[f"{table}_key"]}))
+                 for table in ("sender", "sender_domain", "recipient")}
+    messages = both["is_message"]
+    counted = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
+    ts, new_rows = both["timestamp"], seg == 0
+    since = np.asarray(before, np.int64)[tenant]
+    out: list[dict[str, dict[str, KeyedAggregate]]] = [{} for _ in states]
+    for i, w in enumerate(windows):
+        # The new rows before as_of that entered the window: all of them when it reaches back to the
+        # tenant's last as_of (as the single-state slice takes them), else those sent inside it.
+        entered = new_rows & (ts < as_of) & ((ts >= as_of - w) | (since >= as_of - w))
+        gone = seg == i + 1
+        split = {}
+        for table, flags in (("sender", "sender"), ("sender_domain", "sender"), ("recipient", "recipient")):
+            g = groupings[table]
+            net = (np.bincount(g.codes[counted[flags] & entered], minlength=g.n_groups)
+                   - np.bincount(g.codes[counted[flags] & gone], minlength=g.n_groups))
+            used = net.nonzero()[0]
+            split[table] = _split_tenants(KeyedAggregate({k: v[used] for k, v in g.keys.items()}, {"n": net[used]},
+                                                         {"n": "sum"}), n_tenants)
+        n = (np.bincount(tenant[counted["sender"] & entered], minlength=n_tenants)
+             - np.bincount(tenant[counted["sender"] & gone], minlength=n_tenants)).tolist()
+        for t in range(n_tenants):
+            out[t][str(w)] = {**{table: parts_[t] for table, parts_ in split.items()},
+                              "tenant": KeyedAggregate({"tenant": np.zeros(1 if n[t] else 0, np.uint64)},
+                                                       {"n": np.full(1 if n[t] else 0, n[t], np.int64)}, {"n": "sum"})}
+    return out
 
 
 def _split_tenants_all(counted: list[dict[str, np.ndarray]], *, cutoff: int, anchor: int, half_life: int
