@@ -600,7 +600,14 @@ def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
     advanced: dict[str, TenantState] = {}
     for (windows, settle_delay, half_life), tenants in batches.items():
         evs = [events.get(t) or TenantEvents(t, empty_events(), {}, 0) for t in tenants]
-        with _naming(tenants if len(tenants) > 1 else tenants[0], many):
+        if len(tenants) == 1:  # alone: the single-state path, which reuses the extraction's groupings
+            with _naming(tenants[0], many):
+                advanced[tenants[0]] = states[tenants[0]].advance(
+                    evs[0].rows, as_of=as_of_ts.value, windows=windows, settle_delay=settle_delay,
+                    half_life=half_life, names=evs[0].names, fingerprint=evs[0].fingerprint,
+                    groupings=evs[0].groupings)
+            continue
+        with _naming(tenants, many):
             advanced.update(zip(tenants, advance_many(
                 [states[t] for t in tenants], [ev.rows for ev in evs], as_of=as_of_ts.value, windows=windows,
                 settle_delay=settle_delay, half_life=half_life, names=[ev.names for ev in evs],
