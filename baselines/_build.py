@@ -20,7 +20,7 @@ from ._config import BaselineConfig
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
 from ._smoothing import _distinct_pairs, beta_quantile, fit_summary_list, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
-from ._state import TenantState
+from ._state import TenantState, advance_many
 from ._tables import ENTITY_KINDS, derive_tables, to_arrow
 
 __all__ = ["build_baselines", "refresh", "refresh_many", "DEFAULT_PRIOR"]
@@ -531,13 +531,15 @@ def refresh_many(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
 
 
 @contextmanager
-def _naming(tenant: str, many: bool) -> Iterator[None]:
-    """Notes the tenant on an error raised while refreshing it among others (alone, the error is as it was)."""
+def _naming(tenant: str | list[str], many: bool) -> Iterator[None]:
+    """Notes the tenant on an error raised while refreshing it among others (alone, the error is as it was);
+    a list: the tenants whose batch was refreshing (a step that works on all of them at once)."""
     try:
         yield
     except Exception as exc:
         if many:
-            exc.add_note(f"(while refreshing tenant {tenant!r})")
+            exc.add_note(f"(while refreshing tenant {tenant!r})" if isinstance(tenant, str) or len(tenant) == 1
+                         else f"(while refreshing tenants {', '.join(map(repr, tenant))} together)")
         raise
 
 
@@ -584,16 +586,37 @@ def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
             given = {t: secrets[t] for t in tenants if secrets.get(t) is not None}
             events.update(tenant_events(new_messages, as_of=as_of_ts, since=since, tenants=tenants,
                                         secrets=given or None, privacy=privacy))
+    states = {}
+    for tenant, snapshot in snapshots.items():
+        with _naming(tenant, many):
+            states[tenant] = snapshot.tenant_state()
+            check_tenant(states[tenant].tenant_id, tenant, "refresh state")
+    # The states advance in batches of one configuration each (as the tenants' mail was extracted): every
+    # batch's new rows aggregated together.
+    batches: dict[tuple[tuple[int, ...], int, int], list[str]] = {}
+    for tenant, snapshot in snapshots.items():
+        config = snapshot.config
+        batches.setdefault((_windows(config), _ns(config.settle_delay), _ns(config.half_life)), []).append(tenant)
+    advanced: dict[str, TenantState] = {}
+    for (windows, settle_delay, half_life), tenants in batches.items():
+        evs = [events.get(t) or TenantEvents(t, empty_events(), {}, 0) for t in tenants]
+        if len(tenants) == 1:  # alone: the single-state path, which reuses the extraction's groupings
+            with _naming(tenants[0], many):
+                advanced[tenants[0]] = states[tenants[0]].advance(
+                    evs[0].rows, as_of=as_of_ts.value, windows=windows, settle_delay=settle_delay,
+                    half_life=half_life, names=evs[0].names, fingerprint=evs[0].fingerprint,
+                    groupings=evs[0].groupings)
+            continue
+        with _naming(tenants, many):
+            advanced.update(zip(tenants, advance_many(
+                [states[t] for t in tenants], [ev.rows for ev in evs], as_of=as_of_ts.value, windows=windows,
+                settle_delay=settle_delay, half_life=half_life, names=[ev.names for ev in evs],
+                fingerprints=[ev.fingerprint for ev in evs])))
     done = []
     for tenant, snapshot in snapshots.items():
         config = snapshot.config
         with _naming(tenant, many):
-            state = snapshot.tenant_state()
-            check_tenant(state.tenant_id, tenant, "refresh state")
-            ev = events.get(tenant) or TenantEvents(tenant, empty_events(), {}, 0)
-            new_state = state.advance(ev.rows, as_of=as_of_ts.value, windows=_windows(config),
-                                      settle_delay=_ns(config.settle_delay), half_life=_ns(config.half_life),
-                                      names=ev.names, fingerprint=ev.fingerprint, groupings=ev.groupings)
+            new_state = advanced[tenant]
             tables = derive_tables(new_state, config)
             outcomes: dict[str, _Outcomes] = {}
             infos, fits = _prior_requests(tables, config, summarise=False, keep=outcomes)

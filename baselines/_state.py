@@ -31,7 +31,8 @@ from ._events import (
     DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILED, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
 )
 
-__all__ = ["TenantState", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES", "WINDOW_TABLES"]
+__all__ = ["TenantState", "advance_many", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES",
+           "WINDOW_TABLES"]
 
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
@@ -169,6 +170,10 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
     sender.reducers.pop("domain_lo"), sender.reducers.pop("domain_hi")
     aggs["sender"] = sender
     by_domain = Grouping(g_domain.keys, domain_lo) if np.array_equal(domain_lo, domain_hi) else None
+    if by_domain is None and "tenant" in sender.keys:
+        # Summing domains from their rows instead of their senders can round floats differently: stacked
+        # tenants must get the path each would get alone (see advance_many).
+        raise _NoRollup
     messages = np.flatnonzero(w) if not w.all() else slice(None)
     aggs["sender_day"] = _cell_counts(g_sender.subset(messages), g_day.subset(messages))
     domain_columns = tuple(c for c in mv if c != "n_recipients_total")
@@ -184,7 +189,11 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
         {"n_messages": np.ones(len(named), np.int64), "n_internal": m["direction"][named] != INBOUND},
         {"n_messages": "sum", "n_internal": "sum"})
     tenant_columns = tuple(c for c in mv if c not in ("n_recipients_total",) + _AUTH)
-    g_tenant = Grouping({"tenant": np.zeros(1, np.uint64)}, np.zeros(len(sender), np.int64))
+    if "tenant" in sender.keys:  # tenants stacked (advance_many): one row per tenant, keyed by its number
+        n_tenants = int(sender.keys["tenant"][-1]) + 1 if len(sender) else 0
+        g_tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)}, sender.keys["tenant"].astype(np.int64))
+    else:
+        g_tenant = Grouping({"tenant": np.zeros(1, np.uint64)}, np.zeros(len(sender), np.int64))
     aggs["tenant"] = _rollup(sender, g_tenant, tenant_columns)
 
     # Edge-level statistics: every row.
@@ -340,27 +349,61 @@ class TenantState:
                 half_life: int, names: dict[str, np.ndarray], fingerprint: int,
                 groupings: dict[str, Grouping] | None = None) -> "TenantState":
         """The state as of a later ``as_of``, given the event rows of ``[self.as_of, as_of)`` (and label events)."""
-        before = self.as_of
         rows, groupings = _sorted_grouped(rows, groupings)
+        counted = self._counted(rows, as_of=as_of, settle_delay=settle_delay)
+        new, new_decayed, _ = aggregate_rows(counted, cutoff=as_of - settle_delay, anchor=as_of, half_life=half_life,
+                                             groupings=groupings if counted is rows else None)
+        return self._advanced(rows, new, new_decayed, as_of=as_of, windows=windows, settle_delay=settle_delay,
+                              names=names, fingerprint=fingerprint)
+
+    def _counted(self, rows: dict[str, np.ndarray], *, as_of: int, settle_delay: int) -> dict[str, np.ndarray]:
+        """The rows whose lifetime aggregates a refresh to ``as_of`` adds: ``rows`` (time-ordered new rows)
+        themselves, or with the retained rows that passed the settle delay since the last refresh."""
+        before = self.as_of
         n_new = len(rows["timestamp"])
         # Retained rows that passed the settle delay since the last refresh add to
         # the presumed-safe counts and to nothing else: aggregated in one pass
         # with the new rows (one call's fixed cost, not two).
         settled = concat_events([_slice_chunks(self.events, before - settle_delay, as_of - settle_delay),
                                  _slice(self.pending, before - settle_delay, as_of - settle_delay)])
-        if len(settled["timestamp"]):
-            counted = {c: np.concatenate([rows[c], settled[c]]) for c in EVENT_COLUMNS}
-            counted["presumed"] = np.concatenate([_presumed(rows, as_of - settle_delay),
-                                                  settled["is_message"].astype(np.int64) - (settled["label"] >= 0)])
-            counted[DOMAIN_HEAD] = np.concatenate([rows[DOMAIN_HEAD], np.zeros(len(settled["timestamp"]), bool)])
-            counted["is_message"][n_new:] = False
-            counted["label"][n_new:] = NO_LABEL
-            groupings = None  # the settled rows' keys join the new ones': group them together
-        else:
-            counted = rows
-        new, new_decayed, groupings = aggregate_rows(counted, cutoff=as_of - settle_delay, anchor=as_of,
-                                                     half_life=half_life, groupings=groupings)
+        if not len(settled["timestamp"]):
+            return rows
+        counted = {c: np.concatenate([rows[c], settled[c]]) for c in EVENT_COLUMNS}
+        counted["presumed"] = np.concatenate([_presumed(rows, as_of - settle_delay),
+                                              settled["is_message"].astype(np.int64) - (settled["label"] >= 0)])
+        counted[DOMAIN_HEAD] = np.concatenate([rows[DOMAIN_HEAD], np.zeros(len(settled["timestamp"]), bool)])
+        counted["is_message"][n_new:] = False
+        counted["label"][n_new:] = NO_LABEL
+        return counted
+
+    def _advanced(self, rows: dict[str, np.ndarray], new: dict[str, KeyedAggregate], new_decayed: dict[str, Decayed],
+                  *, as_of: int, windows: tuple[int, ...], settle_delay: int, names: dict[str, np.ndarray],
+                  fingerprint: int, deltas: dict[str, dict[str, KeyedAggregate]] | None = None) -> "TenantState":
+        """The state as of ``as_of`` from the new rows and the aggregates of :meth:`_counted`'s rows
+        (``deltas``: each window's net counts, as :meth:`_window_deltas` finds them, when found already)."""
         lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
+        if deltas is None:
+            deltas = self._window_deltas(rows, as_of=as_of, windows=windows)
+        counts = {str(w): {t: _shift(self.windows[str(w)][t], deltas[str(w)][t]) for t in WINDOW_TABLES}
+                  for w in windows}
+        new_events, new_pending = _split(rows)
+        # New mail comes after everything kept (it was sent at or after the last
+        # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
+        start = as_of - max(windows)
+        events = [_slice(c, start, as_of) for c in self.events + [new_events]
+                  if len(c["timestamp"]) and c["timestamp"][-1] >= start]
+        pending = _slice(_sorted(concat_events([self.pending, new_pending])), as_of - settle_delay, as_of)
+        with np.errstate(over="ignore"):
+            fp = int((np.uint64(self.fingerprint) + np.uint64(fingerprint)))
+        return TenantState(self.tenant_id, as_of, lifetime, decayed, counts, events, pending,
+                           _merge_names(self.names, names), fp)
+
+    def _window_deltas(self, rows: dict[str, np.ndarray], *, as_of: int, windows: tuple[int, ...]
+                       ) -> dict[str, dict[str, KeyedAggregate]]:
+        """Per window and table, the counts of the new rows that entered it minus those of the retained rows
+        that left it (``rows``: the time-ordered new rows)."""
+        before = self.as_of
+        n_new = len(rows["timestamp"])
         # Windows: the new rows entered them, and the retained rows of a slice per
         # window left them: grouped together, then netted per window and table in
         # one signed count, so each window's counts are spliced once.
@@ -374,23 +417,13 @@ class TenantState:
         counted_rows = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
         ts = rows["timestamp"]
         end = int(np.searchsorted(ts, np.int64(as_of)))
-        counts = {}
+        deltas = {}
         for i, w in enumerate(windows):
             # New mail was sent at or after the last as_of: a window reaching back that far takes all of it.
             start = 0 if as_of - w <= before else min(int(np.searchsorted(ts, np.int64(as_of - w))), end)
-            delta = _net_counts(both_groupings, counted_rows, slice(start, end), slice(bounds[i + 1], bounds[i + 2]))
-            counts[str(w)] = {t: _shift(self.windows[str(w)][t], delta[t]) for t in WINDOW_TABLES}
-        new_events, new_pending = _split(rows)
-        # New mail comes after everything kept (it was sent at or after the last
-        # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
-        start = as_of - max(windows)
-        events = [_slice(c, start, as_of) for c in self.events + [new_events]
-                  if len(c["timestamp"]) and c["timestamp"][-1] >= start]
-        pending = _slice(_sorted(concat_events([self.pending, new_pending])), as_of - settle_delay, as_of)
-        with np.errstate(over="ignore"):
-            fp = int((np.uint64(self.fingerprint) + np.uint64(fingerprint)))
-        return TenantState(self.tenant_id, as_of, lifetime, decayed, counts, events, pending,
-                           _merge_names(self.names, names), fp)
+            deltas[str(w)] = _net_counts(both_groupings, counted_rows, slice(start, end),
+                                         slice(bounds[i + 1], bounds[i + 2]))
+        return deltas
 
     def merge(self, other: "TenantState") -> "TenantState":
         """The state over both states' mail: partial states of one tenant as of one instant, built from
@@ -418,6 +451,120 @@ class TenantState:
     def event_rows(self) -> dict[str, np.ndarray]:
         """Every retained row (message chunks and pending label events), one table."""
         return concat_events(self.events + [self.pending])
+
+
+class _NoRollup(Exception):
+    """Stacked tenants' domain statistics cannot roll up from their senders (a sender with two domains)."""
+
+
+#: The key columns :func:`aggregate_rows` groups rows by.
+_GROUPED = ("sender_key", "sender_domain_key", "display_name_key", "recipient_key", "recipient_domain_key")
+
+
+def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *, as_of: int,
+                 windows: tuple[int, ...], settle_delay: int, half_life: int, names: list[dict[str, np.ndarray]],
+                 fingerprints: list[int]) -> list[TenantState]:
+    """:meth:`TenantState.advance` of several tenants' states (one configuration), each to the same bytes.
+
+    The rows every state adds to its lifetime aggregates are stacked and
+    aggregated in one pass, the tenant leading every grouping (a ``tenant`` key
+    column: its number in ``states``), then split at the tenant boundaries
+    into views; each state merges its own part. The fixed cost of the many
+    small steps of an aggregation is paid once, not per tenant, and tenants
+    never mix: every group holds rows of one tenant only.
+    """
+    cutoff = as_of - settle_delay
+    ordered = [_sorted(r) for r in rows]
+    counted = [state._counted(r, as_of=as_of, settle_delay=settle_delay) for state, r in zip(states, ordered)]
+    parts = _split_tenants_all(counted, cutoff=cutoff, anchor=as_of, half_life=half_life)
+    deltas = _window_deltas_many(states, ordered, as_of=as_of, windows=windows)
+    return [state._advanced(r, new, new_decayed, as_of=as_of, windows=windows, settle_delay=settle_delay,
+                            names=n, fingerprint=fp, deltas=d)
+            for state, r, (new, new_decayed), n, fp, d in zip(states, ordered, parts, names, fingerprints, deltas)]
+
+
+def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *, as_of: int,
+                        windows: tuple[int, ...]) -> list[dict[str, dict[str, KeyedAggregate]]]:
+    """:meth:`TenantState._window_deltas` of each state, counted over every tenant's rows stacked (the
+    tenant leading every grouping) and split into per-tenant views."""
+    n_tenants = len(states)
+    parts, segment, owner, before = [], [], [], []
+    for t, (state, new) in enumerate(zip(states, rows)):
+        # Each tenant's new rows (segment 0), then the retained rows that left each window (segment i + 1).
+        left = [_slice_chunks(state.events, state.as_of - w, min(as_of - w, state.as_of)) for w in windows]
+        parts += [new, *left]
+        segment += range(len(windows) + 1)
+        owner += [t] * (len(windows) + 1)
+        before.append(state.as_of)
+    part = np.repeat(np.arange(len(parts)), [len(p["timestamp"]) for p in parts])
+    both = concat_events(parts)
+    seg, tenant = np.asarray(segment)[part], np.asarray(owner, np.int64)[part]
+    g_tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)}, tenant)
+    groupings = {table: g_tenant.combine(Grouping.of({f"{table}_key": both[f"{table}_key"]}))
+                 for table in ("sender", "sender_domain", "recipient")}
+    messages = both["is_message"]
+    counted = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
+    ts, new_rows = both["timestamp"], seg == 0
+    since = np.asarray(before, np.int64)[tenant]
+    out: list[dict[str, dict[str, KeyedAggregate]]] = [{} for _ in states]
+    for i, w in enumerate(windows):
+        # The new rows before as_of that entered the window: all of them when it reaches back to the
+        # tenant's last as_of (as the single-state slice takes them), else those sent inside it.
+        entered = new_rows & (ts < as_of) & ((ts >= as_of - w) | (since >= as_of - w))
+        gone = seg == i + 1
+        split = {}
+        for table, flags in (("sender", "sender"), ("sender_domain", "sender"), ("recipient", "recipient")):
+            g = groupings[table]
+            net = (np.bincount(g.codes[counted[flags] & entered], minlength=g.n_groups)
+                   - np.bincount(g.codes[counted[flags] & gone], minlength=g.n_groups))
+            used = net.nonzero()[0]
+            split[table] = _split_tenants(KeyedAggregate({k: v[used] for k, v in g.keys.items()}, {"n": net[used]},
+                                                         {"n": "sum"}), n_tenants)
+        n = (np.bincount(tenant[counted["sender"] & entered], minlength=n_tenants)
+             - np.bincount(tenant[counted["sender"] & gone], minlength=n_tenants)).tolist()
+        for t in range(n_tenants):
+            out[t][str(w)] = {**{table: parts_[t] for table, parts_ in split.items()},
+                              "tenant": KeyedAggregate({"tenant": np.zeros(1 if n[t] else 0, np.uint64)},
+                                                       {"n": np.full(1 if n[t] else 0, n[t], np.int64)}, {"n": "sum"})}
+    return out
+
+
+def _split_tenants_all(counted: list[dict[str, np.ndarray]], *, cutoff: int, anchor: int, half_life: int
+                       ) -> list[tuple[dict[str, KeyedAggregate], dict[str, Decayed]]]:
+    """Per tenant, :func:`aggregate_rows` of its rows, computed over every tenant's rows stacked."""
+    n_tenants = len(counted)
+    # Every part with the presumed-safe contributions precomputed (what aggregate_rows computes from the
+    # rows when they are not given: the same values), so that the parts share one set of columns.
+    columns = (*EVENT_COLUMNS, DOMAIN_HEAD)
+    stacked = {c: np.concatenate([part[c] for part in counted]) for c in columns}
+    stacked["presumed"] = np.concatenate([part["presumed"] if "presumed" in part else _presumed(part, cutoff)
+                                          for part in counted])
+    tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)},
+                      np.repeat(np.arange(n_tenants), [len(part["timestamp"]) for part in counted]))
+    groupings = {c: tenant.combine(Grouping.of({c: stacked[c]})) for c in _GROUPED}
+    try:
+        aggs, decayed, _ = aggregate_rows(stacked, cutoff=cutoff, anchor=anchor, half_life=half_life,
+                                          groupings=groupings)
+    except _NoRollup:  # each tenant alone, as advance does it
+        return [aggregate_rows(part, cutoff=cutoff, anchor=anchor, half_life=half_life)[:2] for part in counted]
+    split_aggs = {name: _split_tenants(agg, n_tenants) for name, agg in aggs.items()}
+    split_decayed = {name: _split_tenants(d.aggregate, n_tenants) for name, d in decayed.items()}
+    return [({name: parts[i] for name, parts in split_aggs.items()},
+             {name: Decayed(parts[i], anchor=anchor, half_life=half_life) for name, parts in split_decayed.items()})
+            for i in range(n_tenants)]
+
+
+def _split_tenants(agg: KeyedAggregate, n_tenants: int) -> list[KeyedAggregate]:
+    """An aggregate of stacked tenants (``tenant`` its leading key) as one aggregate per tenant (views),
+    without the ``tenant`` key (the tenant table keeps it, as 0: the key a tenant's own aggregate has)."""
+    tenant = agg.keys["tenant"]
+    bounds = np.searchsorted(tenant, np.arange(n_tenants + 1, dtype=np.uint64)).tolist()
+    own = [k for k in agg.keys if k != "tenant"]
+    out = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        keys = {k: agg.keys[k][lo:hi] for k in own} if own else {"tenant": np.zeros(hi - lo, np.uint64)}
+        out.append(KeyedAggregate(keys, {c: v[lo:hi] for c, v in agg.values.items()}, agg.reducers))
+    return out
 
 
 def _sorted(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

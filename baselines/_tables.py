@@ -77,6 +77,30 @@ def _runs(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(starts)
 
 
+class _Factorized:
+    """Keys that repeat in no order (a pair's recipients), factorised once for every lookup and count over them.
+
+    ``distinct`` is sorted, and ``codes`` gives each key's position in it.
+    """
+
+    __slots__ = ("codes", "distinct")
+
+    def __init__(self, keys: np.ndarray):
+        codes, distinct = pd.factorize(keys)
+        distinct = np.asarray(distinct, dtype=keys.dtype)
+        order = np.argsort(distinct)
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        self.codes, self.distinct = rank[codes], distinct[order]
+
+    def count_by(self, keys: np.ndarray, members: np.ndarray) -> np.ndarray:
+        """:func:`_count_by` of the keys where the boolean ``members`` is true."""
+        if not len(keys) or not len(self.codes):
+            return np.zeros(len(keys), np.int32)
+        counts = np.bincount(self.codes[members], minlength=len(self.distinct))
+        return _align(keys, self.distinct, counts).astype(np.int32)
+
+
 def _count_by(keys: np.ndarray, members: np.ndarray) -> np.ndarray:
     """How many of ``members`` (sorted or not) equal each of the sorted ``keys``."""
     if not len(keys) or not len(members):
@@ -84,13 +108,8 @@ def _count_by(keys: np.ndarray, members: np.ndarray) -> np.ndarray:
     if (members[1:] >= members[:-1]).all():  # runs of equal members: no lookup per member
         starts = _runs(members)
         distinct, counts = members[starts], np.diff(np.append(starts, len(members)))
-    else:
-        codes, distinct = pd.factorize(members)
-        distinct = np.asarray(distinct, dtype=members.dtype)
-        counts = np.bincount(codes, minlength=len(distinct))
-        order = np.argsort(distinct)
-        distinct, counts = distinct[order], counts[order]
-    return _align(keys, distinct, counts).astype(np.int32)
+        return _align(keys, distinct, counts).astype(np.int32)
+    return _Factorized(members).count_by(keys, np.ones(len(members), bool))
 
 
 def _ts(values: np.ndarray, sentinel: int) -> pa.Array:
@@ -120,23 +139,27 @@ class _Names:
         return bool(len(self.keys))
 
     def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pos = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        if not len(self.keys):  # (no strings at all: every key is absent)
+            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
         return pos, self.keys[pos] == keys
 
-    def take(self, keys: np.ndarray) -> pa.Array:
-        if len(keys) <= 64:
+    def take(self, keys: np.ndarray | _Factorized) -> pa.Array:
+        """The string of each key (null where there is none); ``keys`` factorised already: looked up once each."""
+        if isinstance(keys, _Factorized):
+            pos, found = self._positions(keys.distinct)
+            pos, found = pos[keys.codes], (found if found.all() else found[keys.codes])
+        elif len(keys) <= 64:
             pos, found = self._positions(keys)
         elif (keys[1:] >= keys[:-1]).all():  # sorted (a pair's senders): look each run up once
             starts = _runs(keys)
             pos, found = self._positions(keys[starts])
             lengths = np.diff(np.append(starts, len(keys)))
-            pos, found = np.repeat(pos, lengths), np.repeat(found, lengths)
-        else:  # keys that repeat in no order (a pair's recipients): look each distinct one up once
-            codes, distinct = pd.factorize(keys)
-            pos, found = self._positions(np.asarray(distinct, dtype=np.uint64))
-            pos, found = pos[codes], found[codes]
-        # Arrow take: no Python string objects; absent keys become nulls.
-        return self.values.take(pa.array(pos, mask=~found))
+            pos, found = np.repeat(pos, lengths), (found if found.all() else np.repeat(found, lengths))
+        else:  # keys that repeat in no order: look each distinct one up once
+            return self.take(_Factorized(keys))
+        # Arrow take: no Python string objects; absent keys become nulls (a mask only when some are absent).
+        return self.values.take(pa.array(pos) if found.all() else pa.array(pos, mask=~found))
 
 
 def _lists(owner_keys: np.ndarray, member_owner: np.ndarray, columns: dict[str, np.ndarray],
@@ -249,9 +272,10 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
     pv = expand(pair.values)
     pk = pair_keys(ps, pr)
     t = {"pair_key": pk, "sender_key": ps, "recipient_key": pr}
+    recipients = _Factorized(pr)  # in no order: factorised once, for their strings and the mailboxes' counts
     if not private:
         t["sender"] = names.take(ps)
-        t["recipient"] = names.take(pr)
+        t["recipient"] = names.take(recipients)
     t["n_messages"] = pv["n_messages"].astype(np.int32)
     t["n_inbound"] = pv["n_inbound"].astype(np.int32)
     t["first_seen"] = _ts(pv["first_seen"], _INT64_MAX)
@@ -286,7 +310,7 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
     t["n_inbound"] = rv["n_inbound"].astype(np.int32)
     t["n_internal"] = rv["n_internal"].astype(np.int32)
     inbound_pairs = pv["n_inbound"] > 0
-    t["n_distinct_senders"] = _count_by(rk, pr[inbound_pairs])
+    t["n_distinct_senders"] = recipients.count_by(rk, inbound_pairs)
     for c in _LABEL_COLUMNS:
         t[c] = rv[c].astype(np.int32)
     # A first-time sender's first message reached this mailbox: the pair began
@@ -294,7 +318,7 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
     runs = _runs(ps)  # pairs are sorted by sender: look each sender up once
     sender_first = np.repeat(_align(ps[runs], sk, sv["first_seen"], _INT64_MAX), np.diff(np.append(runs, len(ps))))
     first_time = inbound_pairs & (pv["first_seen"] == sender_first)
-    t["n_first_time_inbound"] = _count_by(rk, pr[first_time])
+    t["n_first_time_inbound"] = recipients.count_by(rk, first_time)
     t["first_time_share"] = np.divide(t["n_first_time_inbound"], t["n_inbound"], out=np.zeros(len(rk)),
                                       where=t["n_inbound"] > 0).astype(np.float32)
     t["n_outbound"] = _align(rk, sk, sv["n_outbound"]).astype(np.int32)

@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
                  "_tenant_priors", "_finish"):
         timer.wrap(_build, name)
     timer.wrap(_events.EventExtractor, "extract_many", "extract")
-    timer.wrap(_state.TenantState, "advance")
+    timer.wrap(_build, "advance_many", "advance")  # the states of a batch together (refresh_many)
+    timer.wrap(_state.TenantState, "advance")  # one state alone (refresh)
     timer.wrap(_state.TenantState, "build", "state_build")
     timer.wrap(_snapshot, "_state_from_arrow", "state_decode")
     try:

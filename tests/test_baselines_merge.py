@@ -102,6 +102,29 @@ def test_spliced_names_equal_names_deduplicated_from_scratch(old, new) -> None:
     assert got["value"].to_pylist() == expected["value"].to_pylist()
 
 
+@given(known=st.lists(st.integers(0, 40), max_size=30), asked=st.lists(st.integers(0, 45), max_size=150),
+       in_order=st.booleans(), data=st.data())
+def test_name_lookups_and_counts_equal_a_pandas_map_and_value_counts(known, asked, in_order, data) -> None:
+    # Every path of the table columns' string lookup (few keys, sorted runs, keys in no order,
+    # factorised once) against a plain dict; absent keys must come back null, not as a neighbour.
+    import pyarrow as pa
+
+    from commgraph.baselines._tables import _count_by, _Factorized, _Names
+
+    keys = np.array(sorted(set(known)), dtype=np.uint64)
+    names = _Names({"key": keys, "value": pa.array([f"s{k}" for k in keys.tolist()])})
+    asked = np.array(sorted(asked) if in_order else asked, dtype=np.uint64)
+    expected = pd.Series(asked.astype(np.int64)).map({k: f"s{k}" for k in known}).tolist()
+    expected = [None if pd.isna(v) else v for v in expected]
+    assert names.take(asked).to_pylist() == expected
+    assert names.take(_Factorized(asked)).to_pylist() == expected
+    owners = np.array(sorted(set(data.draw(st.lists(st.integers(0, 45), max_size=20)))), dtype=np.uint64)
+    counted = np.array(data.draw(st.lists(st.booleans(), min_size=len(asked), max_size=len(asked))), dtype=bool)
+    reference = pd.Series(asked[counted]).value_counts().reindex(owners, fill_value=0).tolist()
+    assert _Factorized(asked).count_by(owners, counted).tolist() == reference
+    assert _count_by(owners, asked[counted]).tolist() == reference
+
+
 @settings(max_examples=30)
 @given(seed=st.integers(0, 2**16), entities=st.sampled_from([0, 1, 50, 5000]), top=st.sampled_from([20, 600]))
 def test_distinct_pairs_match_numpy_unique(seed, entities, top) -> None:

@@ -119,6 +119,46 @@ def test_tenants_sharing_senders_and_names_never_mix() -> None:
     assert many["acme"].table("sender")["n_messages"].sum() == 2 * many["beta"].table("sender")["n_messages"].sum()
 
 
+@settings(max_examples=30, deadline=None)
+@given(frame=mail(), hours=st.lists(st.integers(0, 9 * 24), min_size=2, max_size=4, unique=True),
+       privacy=st.booleans(), order=st.permutations(["acme", "beta", "gamma"]))
+def test_states_advanced_together_are_each_advanced_alone(frame, hours, privacy, order) -> None:
+    # advance_many aggregates every tenant's new rows stacked (the tenant leading every grouping), then
+    # splits them: against TenantState.advance of each state alone, which aggregates only its own rows.
+    # Tenants share addresses and display names (a leak would add one's rows to another's groups), mail
+    # ties on its instant, labels arrive late and settle, rows leave the windows, and a tenant may have no
+    # state yet (all its mail later) or no new rows in a step.
+    from commgraph.baselines._build import _ns, _windows
+    from commgraph.baselines._events import TenantEvents, empty_events, tenant_events
+    from commgraph.baselines._snapshot import _state_to_arrow
+    from commgraph.baselines._state import advance_many
+
+    config = BaselineConfig(**CONFIG, privacy=privacy)
+    secrets = SECRETS if privacy else None
+    m = _validate(frame)
+    hours = sorted(hours)
+    snaps = build_baselines(m, as_of=START + pd.Timedelta(hours=hours[0]), config=config, secrets=secrets)
+    tenants = [t for t in order if t in snaps]  # any batch order: each tenant's own bytes
+    states = {t: snaps[t].tenant_state() for t in tenants}
+    windows, settle, half_life = _windows(config), _ns(config.settle_delay), _ns(config.half_life)
+    for h in hours[1:]:
+        since, now = START + pd.Timedelta(hours=h - 1), START + pd.Timedelta(hours=h)
+        since = pd.Timestamp(next(iter(states.values())).as_of, tz="UTC") if states else since
+        events = tenant_events(m, as_of=now, since=since, tenants=tenants, secrets=secrets, privacy=privacy)
+        evs = [events.get(t) or TenantEvents(t, empty_events(), {}, 0) for t in tenants]
+        together = advance_many([states[t] for t in tenants], [ev.rows for ev in evs], as_of=now.value,
+                                windows=windows, settle_delay=settle, half_life=half_life,
+                                names=[ev.names for ev in evs], fingerprints=[ev.fingerprint for ev in evs])
+        for t, ev, state in zip(tenants, evs, together):
+            alone = states[t].advance(ev.rows, as_of=now.value, windows=windows, settle_delay=settle,
+                                      half_life=half_life, names=ev.names, fingerprint=ev.fingerprint,
+                                      groupings=ev.groupings)
+            assert state.tenant_id == t
+            expected = {name: ipc_bytes(table) for name, table in _state_to_arrow(alone).items()}
+            assert {name: ipc_bytes(table) for name, table in _state_to_arrow(state).items()} == expected, t
+        states = dict(zip(tenants, together))
+
+
 def test_errors_name_the_tenant() -> None:
     m = _validate(_shared_mail())
     config = BaselineConfig(**CONFIG)
