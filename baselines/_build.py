@@ -629,5 +629,8 @@ def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
         jobs += borrowed
         finished.append((tenant, new_state, tables, priors))
     _add_likelihoods(jobs)
-    return {tenant: _wrap(new_state, tables, priors, snapshots[tenant].config, secrets.get(tenant))
+    # A secret proves itself only for a privacy snapshot: recorded for a plain one, the manifest would differ
+    # from the rebuild's (which records none).
+    return {tenant: _wrap(new_state, tables, priors, snapshots[tenant].config,
+                          secrets.get(tenant) if snapshots[tenant].config.privacy else None)
             for tenant, new_state, tables, priors in finished}

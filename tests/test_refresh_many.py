@@ -176,6 +176,14 @@ def test_errors_name_the_tenant() -> None:
         refresh_many(private, m, as_of=START + pd.Timedelta(days=2), secrets={"acme": SECRETS["acme"]})
     with pytest.raises(ConfigError, match="secret given for tenant 'acme' is not the one"):
         refresh_many(private, m, as_of=START + pd.Timedelta(days=2), secrets={**SECRETS, "acme": b"wrong"})
+    # A secret given for a snapshot not in privacy mode proves nothing and is not recorded: the refresh's
+    # manifest stays the one a refresh without it writes (and records no secret, as the rebuild records none).
+    later = START + pd.Timedelta(days=2)
+    keyed = refresh_many(early, m, as_of=later, secrets=SECRETS)
+    rebuilt = build_baselines(m, as_of=later, config=config, secrets=SECRETS)
+    for tenant in early:
+        assert keyed[tenant].secret_check is None and rebuilt[tenant].secret_check is None
+        assert _bytes(keyed[tenant]) == _bytes(refresh(early[tenant], m, as_of=later))
     # A failure inside one tenant's refresh (a stored state missing its rows) names that tenant.
     broken = early["beta"]
     tables = {k: v for k, v in broken.state_tables().items() if k != "events"}
