@@ -351,7 +351,8 @@ def _repeated_ids(tenant: pd.Series, message_id: pd.Series) -> np.ndarray:
     if len(ids) == present.sum():  # every id distinct (the common case): no pair can repeat
         return np.zeros(len(id_codes), dtype=bool)
     tenant_codes, tenants = pd.factorize(tenant, use_na_sentinel=True)
-    # One integer per pair; a missing tenant gets its own slot (0), a missing id a negative key.
+    # One integer per pair (a missing tenant takes slot 0, a missing id a negative key); rows missing
+    # either never count as repeats: validation rejects them as missing values already.
     pair = id_codes.astype(np.int64) * (len(tenants) + 1) + (tenant_codes + 1)
     return pd.Series(pair).duplicated(keep="first").to_numpy() & present & (tenant_codes >= 0)
 
