@@ -158,7 +158,7 @@ class Messages:
             # Rejected rows keep their raw values; a tenant id counts as validation and the readers count it,
             # stripped of surrounding white space ("b " is tenant "b").
             owner = rejects["tenant_id"].astype(STRING_DTYPE).str.strip()
-            rejects = rejects[(owner == tenant_id).fillna(False).to_numpy(dtype=bool)]
+            rejects = rejects[(owner == tenant_id).to_numpy(dtype=bool)]
         part = self.subset(mask)
         return Messages(part.frame, part._edges, rejects)
 

@@ -16,7 +16,7 @@ from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
 from ._messages import Messages
 from ._schema import STRING_DTYPE
-from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
+from ._timestamps import parse_timestamps
 from ._validate import apply_column_mapping, reject_rows, _validate_handed_over
 
 __all__ = ["read_messages", "read_frame", "list_sources"]
@@ -223,9 +223,10 @@ class _SinceFilter:
         ``labeled_at`` validation refuses (it rejects them with their reason, never a filter unseen)."""
         if self.timestamp not in frame.columns or not len(frame):
             return frame  # validation names the missing column
-        parse = {"timezone": options.get("timezone"), "unit": options.get("timestamp_unit"),
-                 "origin": options.get("timestamp_origin", "unix"),
-                 "time_range": options.get("time_range", DEFAULT_TIME_RANGE)}
+        # validate's option names, as parse_timestamps names them; absent ones keep the defaults both share.
+        parse = {name: options[option] for option, name in (("timezone", "timezone"), ("timestamp_unit", "unit"),
+                                                             ("timestamp_origin", "origin"),
+                                                             ("time_range", "time_range")) if option in options}
         sent = parse_timestamps(frame[self.timestamp], **parse).values
         keep = ~(sent < self.since).to_numpy(dtype=bool, na_value=False)  # refused (NaT) rows stay
         if self.labeled_at in frame.columns and not keep.all():
