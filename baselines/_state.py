@@ -271,15 +271,21 @@ def window_counts(ev: dict[str, np.ndarray], groupings: dict[str, Grouping] | No
         "sender": _counts(groupings["sender"], groupings["sender"].codes[rows][counted]),
         "sender_domain": _counts(groupings["sender_domain"], groupings["sender_domain"].codes[rows][counted]),
         "recipient": _counts(groupings["recipient"], groupings["recipient"].codes[rows][inbound]),
-        "tenant": KeyedAggregate({"tenant": np.zeros(1 if n else 0, np.uint64)},
-                                 {"n": np.full(1 if n else 0, n, np.int64)}, {"n": "sum"}),
+        "tenant": _tenant_total(n),
     }
 
 
-def _net_counts(groupings: dict[str, Grouping], counted: dict[str, np.ndarray], entered: slice, left: slice
-                ) -> dict[str, KeyedAggregate]:
-    """Per table of :data:`WINDOW_TABLES`, the counted rows of ``entered`` minus those of ``left``, for the
-    groups where they differ (``counted``: the rows each table counts, ``sender`` also for domains and tenant)."""
+def _tenant_total(n: int) -> KeyedAggregate:
+    """The tenant table's count: one row holding ``n``, or none when it is 0 (as a rebuild has none)."""
+    return KeyedAggregate({"tenant": np.zeros(1 if n else 0, np.uint64)}, {"n": np.full(1 if n else 0, n, np.int64)},
+                          {"n": "sum"})
+
+
+def _net_counts(groupings: dict[str, Grouping], counted: dict[str, np.ndarray], entered: slice | np.ndarray,
+                left: slice | np.ndarray) -> dict[str, KeyedAggregate]:
+    """Per table of :data:`WINDOW_TABLES`, the counted rows of ``entered`` minus those of ``left`` (slices or
+    boolean masks of the rows), for the groups where they differ (``counted``: the rows each table counts,
+    ``sender`` also for domains and tenant)."""
     out = {}
     for table, flags in (("sender", "sender"), ("sender_domain", "sender"), ("recipient", "recipient")):
         g = groupings[table]
@@ -288,8 +294,7 @@ def _net_counts(groupings: dict[str, Grouping], counted: dict[str, np.ndarray], 
         used = net.nonzero()[0]
         out[table] = KeyedAggregate({k: v[used] for k, v in g.keys.items()}, {"n": net[used]}, {"n": "sum"})
     n = int(np.count_nonzero(counted["sender"][entered])) - int(np.count_nonzero(counted["sender"][left]))
-    out["tenant"] = KeyedAggregate({"tenant": np.zeros(1 if n else 0, np.uint64)},
-                                   {"n": np.full(1 if n else 0, n, np.int64)}, {"n": "sum"})
+    out["tenant"] = _tenant_total(n)
     return out
 
 
@@ -512,20 +517,13 @@ def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarr
         # tenant's last as_of (as the single-state slice takes them), else those sent inside it.
         entered = new_rows & (ts < as_of) & ((ts >= as_of - w) | (since >= as_of - w))
         gone = seg == i + 1
-        split = {}
-        for table, flags in (("sender", "sender"), ("sender_domain", "sender"), ("recipient", "recipient")):
-            g = groupings[table]
-            net = (np.bincount(g.codes[counted[flags] & entered], minlength=g.n_groups)
-                   - np.bincount(g.codes[counted[flags] & gone], minlength=g.n_groups))
-            used = net.nonzero()[0]
-            split[table] = _split_tenants(KeyedAggregate({k: v[used] for k, v in g.keys.items()}, {"n": net[used]},
-                                                         {"n": "sum"}), n_tenants)
+        # The tenant leads every grouping's keys: each table's net counts split into per-tenant views.
+        net = _net_counts(groupings, counted, entered, gone)
+        split = {table: _split_tenants(net[table], n_tenants) for table in ("sender", "sender_domain", "recipient")}
         n = (np.bincount(tenant[counted["sender"] & entered], minlength=n_tenants)
              - np.bincount(tenant[counted["sender"] & gone], minlength=n_tenants)).tolist()
         for t in range(n_tenants):
-            out[t][str(w)] = {**{table: parts_[t] for table, parts_ in split.items()},
-                              "tenant": KeyedAggregate({"tenant": np.zeros(1 if n[t] else 0, np.uint64)},
-                                                       {"n": np.full(1 if n[t] else 0, n[t], np.int64)}, {"n": "sum"})}
+            out[t][str(w)] = {**{table: parts_[t] for table, parts_ in split.items()}, "tenant": _tenant_total(n[t])}
     return out
 
 
