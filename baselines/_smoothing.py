@@ -310,10 +310,20 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     # The start's size alpha + beta from the moments: the spread of the k's beyond the binomial's gives the
     # intra-class correlation rho = 1 / (alpha + beta + 1). No spread beyond it (binomial data, a ridge
     # towards large sizes): start high on the ridge; no information about it (single trials): size 2.
-    spread = np.bincount(fit_of_pair, weights=weight * ((k_i - n_i * rate[fit_of_pair]) ** 2
-                                                        - n_i * rate[fit_of_pair] * (1 - rate[fit_of_pair])),
-                         minlength=n_fits)
-    room = np.bincount(fit_of_pair, weights=weight * n_i * (n_i - 1.0), minlength=n_fits) * rate * (1 - rate)
+    # Only sums of whole numbers, in integers (exact, so the same bits in any order of the pairs: the
+    # backfill lists a fit's pairs in another order than a snapshot does), combined per fit afterwards.
+    whole = weight.astype(np.int64)
+    exact = bool((whole == weight).all())
+
+    def weighted(values: np.ndarray) -> np.ndarray:
+        if exact:
+            return np.add.reduceat(whole * values, bounds[:-1]).astype(np.float64)
+        return np.bincount(fit_of_pair, weights=weight * values, minlength=n_fits)
+
+    sum_k2, sum_kn, sum_n2 = weighted(k_i * k_i), weighted(k_i * n_i), weighted(n_i * n_i)
+    sum_n = weighted(n_i)
+    spread = sum_k2 - 2.0 * rate * sum_kn + rate * rate * sum_n2 - rate * (1.0 - rate) * sum_n
+    room = (sum_n2 - sum_n) * rate * (1.0 - rate)
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = spread / room
     size = np.where(room > 0, np.where(rho > 0, 1.0 / np.maximum(rho, 1e-300) - 1.0, np.inf), 2.0)
