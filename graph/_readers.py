@@ -237,10 +237,16 @@ class _SinceFilter:
         return frame if keep.all() else frame[keep]
 
     def at(self, type: Any) -> Any:
-        """``since`` as a pyarrow scalar in the zone of a column of ``type`` (the same instant)."""
+        """``since`` as a pyarrow scalar in the unit and zone of a column of ``type``, rounded up to the unit.
+
+        A column's values are whole units, so ``value >= since`` is ``value >= since rounded up`` exactly;
+        in the column's own unit, no value is cast (a far-future placeholder in microseconds, 9999-12-31,
+        does not fit in nanoseconds: the comparison would fail instead of keeping it for validation).
+        """
         import pyarrow as pa
 
-        return pa.scalar(self.since.value, type=pa.timestamp("ns", tz=type.tz))
+        per_unit = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[type.unit]
+        return pa.scalar(-(-self.since.value // per_unit), type=pa.timestamp(type.unit, tz=type.tz))
 
     def applies(self, schema: Any) -> bool:
         """Whether the rows of ``schema`` can be filtered before validation: its timestamp columns are zoned.
@@ -289,10 +295,12 @@ def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int
             def statistics(name: str) -> Any:
                 return group.column(names.index(name)).statistics if name in names else None
 
-            # A file without labeled_at holds no label (the dataset reads it as null); one without statistics
-            # on timestamp may hold anything, and a missing timestamp is read (validation rejects it, naming why).
+            # A file without labeled_at holds no label (the dataset reads it as null); a column without
+            # statistics may hold anything (writers may skip them per column), and a missing timestamp is
+            # read (validation rejects it, naming why).
             if (may_hold(statistics(since.timestamp), group.num_rows, True, nulls_wanted=True)
-                    or may_hold(statistics(since.labeled_at), group.num_rows, False)):
+                    or (since.labeled_at in names
+                        and may_hold(statistics(since.labeled_at), group.num_rows, True))):
                 pieces.append((piece, start))
             start += group.num_rows
         return pieces

@@ -121,6 +121,47 @@ def test_since_keeps_row_numbers_of_rejects_and_honours_the_column_mapping(tmp_p
     assert len(_read(path, columns=mapping, tenants=configs, since="2030-01-01")) == 0
 
 
+def test_since_reads_row_groups_whose_labeled_at_has_no_statistics(tmp_path, frame, configs):
+    # Writers may skip statistics per column: a row group of old mail whose labeled_at has none may hold a
+    # label given since, so it is read (only a file without the column holds no label).
+    raw = frame[frame["tenant_id"] == "tenant-01"].drop(columns="date").reset_index(drop=True)
+    labelled_since = (raw["labeled_at"] >= PREVIOUS) & (raw["timestamp"] < PREVIOUS)
+    assert labelled_since.any()
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    path = tmp_path / "mail.parquet"
+    pq.write_table(table, path, row_group_size=50,
+                   write_statistics=[c for c in table.column_names if c != "labeled_at"])
+    assert pq.ParquetFile(path).metadata.row_group(0).column(table.column_names.index("labeled_at")).statistics \
+        is None
+    whole = _read(path, tenants=configs)
+    filtered = _read(path, tenants=configs, since=PREVIOUS)
+    _same_rows(filtered, whole, _since(whole.frame, PREVIOUS))
+    assert set(raw.loc[labelled_since, "message_id"]) <= set(filtered.frame["message_id"].astype(str))
+
+
+@pytest.mark.parametrize("column", ["timestamp", "labeled_at"])
+def test_since_keeps_far_future_placeholders_for_validation_to_reject(tmp_path, frame, configs, column):
+    # Microsecond columns (as pandas 3 and Spark write them) may hold a 9999-12-31 "never": out of the
+    # nanosecond range, so a comparison in nanoseconds would fail; validation rejects it, naming why.
+    raw = frame[frame["tenant_id"] == "tenant-01"].drop(columns="date").reset_index(drop=True)
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    micro = pa.timestamp("us", tz="UTC")
+    for name in ("timestamp", "labeled_at"):
+        table = table.set_column(table.column_names.index(name), name, table.column(name).cast(micro, safe=False))
+    values = table.column(column).to_pylist()
+    old = int(np.flatnonzero((raw["timestamp"] < PREVIOUS).to_numpy())[5])
+    values[old] = pd.Timestamp("9999-12-31").to_pydatetime()
+    table = table.set_column(table.column_names.index(column), column, pa.array(values, micro))
+    path = tmp_path / "mail.parquet"
+    pq.write_table(table, path, row_group_size=50)
+    whole = _read(path, tenants=configs)
+    filtered = _read(path, tenants=configs, since=PREVIOUS)
+    assert old in whole.rejects.index and old in filtered.rejects.index
+    assert (whole.rejects.loc[old, "reject_reason"] == filtered.rejects.loc[old, "reject_reason"]
+            == "timestamp_out_of_range")
+    _same_rows(filtered, whole, _since(whole.frame, PREVIOUS))
+
+
 def test_since_filters_every_other_input_as_validation_reads_its_times(tmp_path, frame, configs):
     raw = frame[frame["tenant_id"] == "tenant-01"].drop(columns="date").reset_index(drop=True)
     whole = _read(raw, tenants=configs)
