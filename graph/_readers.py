@@ -113,11 +113,46 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
     candidates = found.partitioning.schema.names if found.partitioning is not None else []
     below = ["/" + f[len(base):] if base is not None else f for f in found.files]
     names = [n for n in candidates if any(f"/{n}=" in f.replace(os.sep, "/") for f in below)]
-    if not names:
-        return found
-    # The same files again (no second walk of the directory), with every partition key declared a string.
-    strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
-    return ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
+    if names:
+        # The same files again (no second walk of the directory), with every partition key declared a string.
+        strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
+        found = ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
+    return _with_every_column(found)
+
+
+def _complete_schema(fragment: Any) -> Any:
+    """A Parquet fragment's schema, its footer read and kept (row groups and statistics too, for pruning)."""
+    fragment.ensure_complete_metadata()
+    return fragment.physical_schema
+
+
+def _with_every_column(dataset: Any) -> Any:
+    """``dataset`` with the columns of every file, not only of the first one pyarrow looks at.
+
+    pyarrow takes a directory's columns from its first file, and a scan reads only those: an archive
+    whose early files have no ``labeled_at`` (labels began later) would lose every label. Columns that
+    later files add are appended, each with its type in the first file that has it (the types of the
+    columns already there are left as they are). Every footer is read for this, several at once; they
+    stay with the fragments, so a scan or the ``since`` pruning does not read them again.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    fragments = list(dataset.get_fragments())
+    if len(fragments) < 2:
+        return dataset
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        schemas = list(pool.map(_complete_schema, fragments))
+    schema = dataset.schema
+    for file_schema in schemas:
+        for field in file_schema:
+            if schema.get_field_index(field.name) < 0:
+                schema = schema.append(field)
+    if schema.equals(dataset.schema):
+        return dataset
+    return ds.FileSystemDataset(fragments, schema, dataset.format, dataset.filesystem)
 
 
 def partition_values(source: Any, column: str) -> list[str] | None:
