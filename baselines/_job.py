@@ -503,7 +503,8 @@ def run_refresh(
         archive with zoned ``timestamp`` and ``labeled_at`` columns only those
         rows are read, other inputs are read whole and filtered), so its outcome's
         ``rows_read`` and ``rows_rejected`` count what that period brought, and
-        a message id repeated from older mail is not seen as a duplicate. Own
+        a copy of an older message in another file is not seen as a duplicate
+        (the rows of a message in one file are read together). Own
         domains inferred from the rows read make it read the tenants whole
         again, so that they are inferred as a rebuild does.
         Inference follows the mail, so it can change as mail accumulates: the

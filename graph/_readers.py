@@ -250,6 +250,8 @@ class _SinceFilter:
         self.since = since.tz_localize("UTC") if since.tzinfo is None else since.tz_convert("UTC")
         self.timestamp = (columns or {}).get("timestamp", "timestamp")
         self.labeled_at = (columns or {}).get("labeled_at", "labeled_at")
+        self.tenant_id = (columns or {}).get("tenant_id", "tenant_id")
+        self.message_id = (columns or {}).get("message_id", "message_id")
 
     def rows(self, frame: pd.DataFrame, options: Mapping[str, Any]) -> pd.DataFrame:
         """The rows of ``frame`` a refresh from ``since`` may use, judged by validation's own parse of their
@@ -269,6 +271,8 @@ class _SinceFilter:
             present = frame[self.labeled_at].notna().to_numpy()
             keep |= (labelled.values >= self.since).to_numpy(dtype=bool, na_value=False)
             keep |= present & (labelled.reason != None)  # noqa: E711 (element-wise)
+        if self.tenant_id in frame.columns and self.message_id in frame.columns:
+            keep = _whole_messages(keep, frame[self.tenant_id], frame[self.message_id])
         return frame if keep.all() else frame[keep]
 
     def at(self, type: Any) -> Any:
@@ -389,6 +393,8 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
                 numbers += np.repeat(np.asarray(offsets, dtype=np.int64), counts)
         if filtered:
             keep = np.asarray(pc.fill_null(_evaluate(table, since), False), dtype=bool)
+            if since.tenant_id in table.column_names and since.message_id in table.column_names:
+                keep = _whole_messages(keep, table.column(since.tenant_id), table.column(since.message_id))
             table, names, numbers = table.filter(keep), names[keep], numbers[keep]
         frame = table.to_pandas()
         if numbers is not None:
@@ -417,6 +423,49 @@ def _evaluate(table: Any, since: _SinceFilter) -> Any:
     for test in tests[1:]:
         result = pc.or_kleene(result, test)
     return result
+
+
+def _whole_messages(keep: np.ndarray, tenant: Any, message_id: Any) -> np.ndarray:
+    """``keep``, and every row sharing its tenant and message id with a kept row (white space stripped, as
+    validation compares them), so that validation judges those rows together as a whole read does.
+
+    Rows of one message given one row per recipient stay together (sent on both sides of ``since``, or
+    labelled on some rows only: inconsistent, rejected), and an older copy of a kept message is read with
+    it (the later copy is then rejected as a duplicate, as without ``since``). Only within the rows read
+    at once (a file, a chunk): a copy in another file is not seen.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if keep.all() or not keep.any():
+        return keep
+
+    def text(values: Any) -> Any:
+        array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(
+            values.astype(STRING_DTYPE).array)
+        return pc.utf8_trim_whitespace(pc.cast(array, pa.large_string()))
+
+    def one(values: Any) -> Any:  # a lookup's value set is one array
+        return pa.concat_arrays(values.chunks) if isinstance(values, pa.ChunkedArray) else values
+
+    def found(values: Any, among: Any) -> np.ndarray:
+        return np.asarray(pc.fill_null(pc.is_in(values, value_set=one(among), skip_nulls=True), False), dtype=bool)
+
+    ids = text(message_id)
+    kept = np.flatnonzero(keep)
+    # The few kept ids hashed once, every row's id looked up in them; then the tenants of the few found.
+    rows = np.flatnonzero(found(ids, ids.take(kept)) & ~keep)
+    if not len(rows):
+        return keep
+    tenants = text(tenant)
+
+    def pairs(at: np.ndarray) -> Any:
+        return pc.binary_join_element_wise(tenants.take(at), ids.take(at), pa.scalar("\x1f", pa.large_string()))
+
+    same = found(pairs(rows), pairs(kept))
+    keep = keep.copy()
+    keep[rows[same]] = True
+    return keep
 
 
 class _TenantFilter:
@@ -726,9 +775,13 @@ def read_messages(
         whole and filtered before validation, their times parsed as validation
         parses them (``timezone``, ``timestamp_unit``, ...); rows whose
         ``timestamp`` or ``labeled_at`` validation would refuse are kept, so it
-        rejects them with their reason. Validation sees only the rows kept:
-        rejects are counted among them, and a message id is a duplicate only of
-        another row kept.
+        rejects them with their reason. Every row sharing its tenant and message
+        id with a kept row in the same file (or chunk) is kept with it, so that
+        validation judges a message's rows together as a whole read does (one
+        row per recipient that disagree, an older copy before a later one, which
+        is then the duplicate). Validation sees only the rows kept: rejects are
+        counted among them, and a copy of an older message in another file is
+        not seen as a duplicate.
     **options
         Passed to :func:`validate` (``tenants``, ``timezone``, ``timestamp_unit``, ...).
 

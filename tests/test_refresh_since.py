@@ -162,6 +162,50 @@ def test_since_keeps_far_future_placeholders_for_validation_to_reject(tmp_path, 
     _same_rows(filtered, whole, _since(whole.frame, PREVIOUS))
 
 
+def _edge(message_id: str, sent: str, recipient: str, **more) -> dict:
+    return {"tenant_id": "t", "message_id": message_id, "timestamp": sent, "sender": "x@out.com",
+            "recipient": recipient, "label": more.get("label"), "labeled_at": more.get("labeled_at")}
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_rows_of_a_message_on_both_sides_of_since_are_judged_together(tmp_path, kind):
+    # Validation judges a message's rows together: one row per recipient must agree (m1 labelled on one
+    # row only, m2 sent on both sides of since: both inconsistent), and a later copy of a message is a
+    # duplicate (m4, here the other tenant's m4 is not). Filtered row by row, a since read would accept
+    # the kept halves; it keeps every row of a message with a row kept, so it rejects what a whole read does.
+    rows = pd.DataFrame([
+        _edge("m1", "2024-05-01T10:00Z", "u@a.com", label="attack", labeled_at="2024-05-03T09:00Z"),
+        _edge("m1", "2024-05-01T10:00Z", "v@a.com", label="attack"),
+        _edge("m2", "2024-05-01T23:59Z", "u@a.com"), _edge("m2", "2024-05-02T00:01Z", "v@a.com"),
+        _edge("m3", "2024-05-03T10:00Z", "u@a.com")])
+    copies = pd.DataFrame({"tenant_id": ["t", "t", "t", "s"], "message_id": [" m4", "m5", "m4", "m4"],
+                           "timestamp": ["2024-05-01T08:00Z", "2024-05-01T09:00Z", "2024-05-03T08:00Z",
+                                         "2024-05-03T09:00Z"],
+                           "sender": "x@out.com", "recipients": "u@a.com"})
+    tenants = [{"tenant_id": "t", "own_domains": ["a.com"]}, {"tenant_id": "s", "own_domains": ["a.com"]}]
+    since = pd.Timestamp("2024-05-02T00:00Z")
+    for name, frame in (("edges", rows), ("copies", copies)):
+        path = tmp_path / f"{name}.{kind}"
+        if kind == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.assign(**{c: pd.to_datetime(frame[c], utc=True) for c in ("timestamp", "labeled_at")
+                            if c in frame}).to_parquet(path)
+        whole, filtered = _read(path, tenants=tenants), _read(path, tenants=tenants, since=since)
+        # Every reject of a message with a row sent or labelled since is the whole read's, for the same reason.
+        expected = whole.rejects[whole.rejects["message_id"].astype(str).str.strip().isin(
+            filtered.rejects["message_id"].astype(str).str.strip())]
+        assert sorted(filtered.rejects.index) == sorted(expected.index)
+        assert filtered.rejects["reject_reason"].astype(str).tolist() == \
+            expected.loc[filtered.rejects.index, "reject_reason"].astype(str).tolist()
+        reasons = dict(zip(filtered.rejects["message_id"].astype(str).str.strip() + "@"
+                           + filtered.rejects["tenant_id"].astype(str), filtered.rejects["reject_reason"].astype(str)))
+        assert reasons == ({"m1@t": "inconsistent_message", "m2@t": "inconsistent_message"} if name == "edges"
+                           else {"m4@t": "duplicate_message_id"})
+        assert sorted(filtered.frame["message_id"].astype(str).str.strip()) == (
+            ["m3"] if name == "edges" else ["m4", "m4"])  # t's first copy (older, not counted again) and s's
+
+
 def test_since_filters_every_other_input_as_validation_reads_its_times(tmp_path, frame, configs):
     raw = frame[frame["tenant_id"] == "tenant-01"].drop(columns="date").reset_index(drop=True)
     whole = _read(raw, tenants=configs)
