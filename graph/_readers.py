@@ -16,7 +16,7 @@ from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
 from ._messages import Messages
 from ._schema import STRING_DTYPE
-from ._timestamps import parse_timestamps
+from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
 from ._validate import apply_column_mapping, reject_rows, _validate_handed_over
 
 __all__ = ["read_messages", "read_frame", "list_sources"]
@@ -242,12 +242,24 @@ def _parquet_dataset_of(path: Path, only: _TenantFilter | None) -> Any:
     return dataset
 
 
+_NANOSECONDS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # per unit of a timestamp
+
+
+def _utc(instant: Any) -> pd.Timestamp:
+    """An instant as a UTC timestamp (naive means UTC)."""
+    instant = pd.Timestamp(instant)
+    return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
+
+
 class _SinceFilter:
     """Read only the rows a refresh from ``since`` uses: sent at or after it, or labelled at or after it."""
 
-    def __init__(self, since: Any, columns: Mapping[str, str] | None):
-        since = pd.Timestamp(since)
-        self.since = since.tz_localize("UTC") if since.tzinfo is None else since.tz_convert("UTC")
+    def __init__(self, since: Any, columns: Mapping[str, str] | None,
+                 time_range: tuple | None = DEFAULT_TIME_RANGE):
+        self.since = _utc(since)
+        # Times validation refuses as out of range are read wherever they are, so it rejects them (a 1980
+        # placeholder), as the filter of other inputs keeps every refused time.
+        self.range = tuple(_utc(t) for t in time_range) if time_range is not None else None
         self.timestamp = (columns or {}).get("timestamp", "timestamp")
         self.labeled_at = (columns or {}).get("labeled_at", "labeled_at")
         self.tenant_id = (columns or {}).get("tenant_id", "tenant_id")
@@ -275,17 +287,23 @@ class _SinceFilter:
             keep = _whole_messages(keep, frame[self.tenant_id], frame[self.message_id])
         return frame if keep.all() else frame[keep]
 
-    def at(self, type: Any) -> Any:
-        """``since`` as a pyarrow scalar in the unit and zone of a column of ``type``, rounded up to the unit.
+    def at(self, type: Any, instant: pd.Timestamp | None = None) -> Any:
+        """``since`` (or ``instant``) as a pyarrow scalar in the unit and zone of a column of ``type``, rounded
+        up to the unit.
 
-        A column's values are whole units, so ``value >= since`` is ``value >= since rounded up`` exactly;
-        in the column's own unit, no value is cast (a far-future placeholder in microseconds, 9999-12-31,
-        does not fit in nanoseconds: the comparison would fail instead of keeping it for validation).
+        A column's values are whole units, so ``value >= t`` is ``value >= t rounded up`` exactly (and
+        ``value < t`` is ``value < t rounded up``); in the column's own unit, no value is cast (a far-future
+        placeholder in microseconds, 9999-12-31, does not fit in nanoseconds: the comparison would fail
+        instead of keeping it for validation).
         """
         import pyarrow as pa
 
-        per_unit = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[type.unit]
-        return pa.scalar(-(-self.since.value // per_unit), type=pa.timestamp(type.unit, tz=type.tz))
+        instant = self.since if instant is None else instant
+        # In Python integers (a range's end may lie beyond nanoseconds: 2500-01-01), clamped to the column's
+        # range: an instant beyond every value it can hold compares as its extreme value does.
+        nanoseconds = int(instant.asm8.view("i8")) * _NANOSECONDS[instant.unit]
+        value = min(max(-(-nanoseconds // _NANOSECONDS[type.unit]), -2**63 + 1), 2**63 - 1)
+        return pa.scalar(value, type=pa.timestamp(type.unit, tz=type.tz))
 
     def applies(self, schema: Any) -> bool:
         """Whether the rows of ``schema`` can be filtered before validation: its timestamp columns are zoned.
@@ -320,9 +338,11 @@ def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int
             return False  # every value null: no row is at or after since
         if not statistics.has_min_max:
             return True
-        largest = pd.Timestamp(statistics.max)
+        smallest, largest = pd.Timestamp(statistics.min), pd.Timestamp(statistics.max)
         # A file whose column is naive (unlike the dataset's schema) is not compared: it is read.
-        return largest.tzinfo is None or largest >= since.since
+        if largest.tzinfo is None or largest >= since.since:
+            return True
+        return since.range is not None and (smallest < since.range[0] or largest >= since.range[1])
 
     def kept(fragment: Any) -> list[tuple[Any, int]]:
         metadata = fragment.metadata
@@ -416,8 +436,14 @@ def _evaluate(table: Any, since: _SinceFilter) -> Any:
     has no timestamp: such a row is never dropped unseen, validation rejects it with its reason."""
     import pyarrow.compute as pc
 
-    tests = [pc.greater_equal(table.column(n), since.at(table.schema.field(n).type))
-             for n in (since.timestamp, since.labeled_at) if n in table.column_names]
+    tests = []
+    for name in (since.timestamp, since.labeled_at):
+        if name in table.column_names:
+            column, type = table.column(name), table.schema.field(name).type
+            tests.append(pc.greater_equal(column, since.at(type)))
+            if since.range is not None:  # refused by validation for its range: read, so it is rejected
+                tests.append(pc.or_kleene(pc.less(column, since.at(type, since.range[0])),
+                                          pc.greater_equal(column, since.at(type, since.range[1]))))
     tests.append(pc.is_null(table.column(since.timestamp)))
     result = tests[0]
     for test in tests[1:]:
@@ -829,7 +855,8 @@ def read_messages(
             raise ConfigError(f"'only_tenants' must be a list of tenant ids (got the string {only_tenants!r})")
         only = _TenantFilter(only_tenants, (columns or {}).get("tenant_id", "tenant_id"))
     parts = _parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only,
-                   since=_SinceFilter(since, columns) if since is not None else None, options=options)
+                   since=_SinceFilter(since, columns, options.get("time_range", DEFAULT_TIME_RANGE))
+                   if since is not None else None, options=options)
     if chunksize:
         return _validated_chunks(_coalesced(parts, chunksize), strict, columns, options)
     return _validated(_whole(parts), strict, columns, None, options)

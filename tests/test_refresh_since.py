@@ -162,6 +162,33 @@ def test_since_keeps_far_future_placeholders_for_validation_to_reject(tmp_path, 
     _same_rows(filtered, whole, _since(whole.frame, PREVIOUS))
 
 
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+@pytest.mark.parametrize("time_range", ["default", None, ("1900-01-01", "2500-01-01")])
+def test_since_reads_old_rows_whose_times_validation_refuses(tmp_path, kind, time_range):
+    # A 1980 placeholder (timestamp or labeled_at) is refused by validation's time range: every input
+    # reads it, so the since read rejects it as the whole read does (a range that admits it reads neither).
+    raw = pd.DataFrame({"tenant_id": "t", "message_id": ["ph", "lab", "old", "new"],
+                        "timestamp": ["1980-01-01T00:00Z", "2024-05-01T10:00Z", "2024-05-01T11:00Z",
+                                      "2024-05-03T10:00Z"],
+                        "sender": "x@out.com", "recipients": "u@a.com", "label": [None, "attack", None, None],
+                        "labeled_at": [None, "1980-01-01T00:00Z", None, None]})
+    path = tmp_path / f"mail.{kind}"
+    if kind == "csv":
+        raw.to_csv(path, index=False)
+    else:
+        raw.assign(timestamp=pd.to_datetime(raw["timestamp"], utc=True),
+                   labeled_at=pd.to_datetime(raw["labeled_at"], utc=True)).to_parquet(path)
+    options = {} if time_range == "default" else {"time_range": time_range}
+    tenants = [{"tenant_id": "t", "own_domains": ["a.com"]}]
+    whole = _read(path, tenants=tenants, **options)
+    filtered = _read(path, tenants=tenants, since="2024-05-02T00:00Z", **options)
+    def out_of_range(m):
+        return sorted(m.rejects["message_id"][m.rejects["reject_reason"] == "timestamp_out_of_range"].astype(str))
+
+    assert out_of_range(whole) == out_of_range(filtered) == (["lab", "ph"] if time_range == "default" else [])
+    assert filtered.frame["message_id"].astype(str).tolist() == ["new"]
+
+
 def _edge(message_id: str, sent: str, recipient: str, **more) -> dict:
     return {"tenant_id": "t", "message_id": message_id, "timestamp": sent, "sender": "x@out.com",
             "recipient": recipient, "label": more.get("label"), "labeled_at": more.get("labeled_at")}
