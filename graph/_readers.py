@@ -120,6 +120,13 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
     return _with_every_column(found)
 
 
+def _zone_differs(a: Any, b: Any) -> bool:
+    """Whether two column types are timestamps, one naive and the other zoned."""
+    import pyarrow as pa
+
+    return pa.types.is_timestamp(a) and pa.types.is_timestamp(b) and (a.tz is None) != (b.tz is None)
+
+
 def _complete_schema(fragment: Any) -> Any:
     """A Parquet fragment's schema, its footer read and kept (row groups and statistics too, for pruning)."""
     fragment.ensure_complete_metadata()
@@ -146,10 +153,19 @@ def _with_every_column(dataset: Any) -> Any:
     with ThreadPoolExecutor(max_workers=8) as pool:
         schemas = list(pool.map(_complete_schema, fragments))
     schema = dataset.schema
-    for file_schema in schemas:
+    for fragment, file_schema in zip(fragments, schemas):
         for field in file_schema:
-            if schema.get_field_index(field.name) < 0:
+            at = schema.get_field_index(field.name)
+            if at < 0:
                 schema = schema.append(field)
+            elif _zone_differs(schema.field(at).type, field.type):
+                first = next(f for f, s in zip(fragments, schemas) if s.get_field_index(field.name) >= 0
+                             and not _zone_differs(s.field(field.name).type, schema.field(at).type))
+                raise ConfigError(
+                    f"Parquet files disagree on the time zone of column {field.name!r}: {first.path} holds "
+                    f"{schema.field(at).type}, {fragment.path} holds {field.type}. Read as one column, the naive "
+                    "times would be taken as UTC (whatever timezone= says) or the zoned ones lose their zone; "
+                    "rewrite the naive files with their zone, or read the two kinds of files apart")
     if schema.equals(dataset.schema):
         return dataset
     return ds.FileSystemDataset(fragments, schema, dataset.format, dataset.filesystem)

@@ -74,6 +74,23 @@ def test_a_directory_reads_the_columns_of_every_file_not_only_the_first(tmp_path
     assert got["sender_display_name"].notna().sum() == expected["sender_display_name"].notna().sum() > 0
 
 
+def test_a_directory_whose_files_disagree_on_a_time_zone_is_refused(tmp_path):
+    # One column cannot hold naive and zoned times: read together, the naive ones would silently be UTC.
+    raw = mail().assign(timestamp=lambda f: pd.to_datetime(f["timestamp"], utc=True))
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    raw.iloc[:20].to_parquet(folder / "part-0.parquet")
+    raw.iloc[20:].assign(timestamp=lambda f: f["timestamp"].dt.tz_convert("Europe/Paris").dt.tz_localize(None)) \
+        .to_parquet(folder / "part-1.parquet")
+    for since in (None, "2024-05-10"):
+        with pytest.raises(ConfigError, match=r"disagree on the time zone of column 'timestamp'.*part-0.parquet.*"
+                                              r"part-1.parquet"):
+            read_messages(folder, since=since, timezone="Europe/Paris")
+    # Each kind read apart is read right.
+    apart = read_messages(folder / "part-1.parquet", timezone="Europe/Paris")
+    assert apart.frame["timestamp"].tolist() == raw["timestamp"].iloc[20:].tolist()
+
+
 @given(st.integers(min_value=1, max_value=45))
 def test_chunks_equal_the_whole(chunksize):
     raw = pd.concat([mail(), mail().iloc[[3, 8]]], ignore_index=True)  # two ids filed twice
