@@ -822,8 +822,11 @@ def read_messages(
         validation judges a message's rows together as a whole read does (one
         row per recipient that disagree, an older copy before a later one, which
         is then the duplicate). Validation sees only the rows kept: rejects are
-        counted among them, and a copy of an older message in another file is
-        not seen as a duplicate.
+        counted among them, a copy of an older message in another file is not
+        seen as a duplicate, and how a column's times are written (text or
+        numbers, the epoch unit) is judged on the rows kept, so an archive that
+        writes them one way in some files and another way in others needs a
+        whole read to be judged as one.
     **options
         Passed to :func:`validate` (``tenants``, ``timezone``, ``timestamp_unit``, ...).
 
