@@ -14,9 +14,10 @@ maxima and compensated running sums per key, the known-contact scores, and the
 nearest level present on a list followed through its changes (look-alike distances).
 
 Kernels read their inputs in order: the queries are gathered into sorted order
-by numpy first and the answers scattered back by numpy after (a kernel that
-reads through a permutation waits on a cache miss at every branch; numpy keeps
-many loads in flight).
+by numpy first (a kernel that reads through a permutation waits on a cache miss
+at every branch; numpy keeps many loads in flight). Answers may be written
+through a permutation: a store waits on nothing, so the walk puts each answer
+straight in its query's own place.
 
 The kernels are private (``_..._kernel``), compiled by numba with
 ``cache=True`` on their first call, when numba is imported (importing
@@ -75,20 +76,28 @@ def _compiled(fn: Callable) -> _Kernel:
 
 
 @_compiled
-def _runs_before_kernel(times, starts, codes, instants, shifts, lo, his):  # pragma: no cover - compiled
+def _runs_before_kernel(times, starts, codes, instants, shifts, order, lo, his):  # pragma: no cover - compiled
     # Queries come sorted by (code, instant), negative codes anywhere: each shift's pointer moves on along
-    # the key's sorted event times to the first one not strictly before ``instant - shift``. Inputs and
-    # outputs are read and written in order: a load that a branch waits on never misses the cache.
+    # the key's sorted event times to the first one not strictly before ``instant - shift``. Inputs are
+    # read in order: a load that a branch waits on never misses the cache. Answers go straight to their
+    # query's own place, ``order[j]`` (or ``j`` when ``order`` is empty): a store waits on nothing.
     n_shifts = len(shifts)
+    n = len(codes)
+    put = len(order) > 0
     pointer = np.zeros(n_shifts, np.int64)
     previous_code = -1
     previous_instant = 0
-    for j in range(len(codes)):
+    for j in range(n):
+        i = j
+        if put:
+            i = order[j]
+            if i < 0 or i >= n:
+                raise ValueError("sorted_runs_before: the order holds a position outside the queries")
         c = codes[j]
         if c < 0:  # a key without events: an empty run
-            lo[j] = 0
+            lo[i] = 0
             for k in range(n_shifts):
-                his[k, j] = 0
+                his[k, i] = 0
             continue
         t = instants[j]
         begin = starts[c]
@@ -102,8 +111,8 @@ def _runs_before_kernel(times, starts, codes, instants, shifts, lo, his):  # pra
             while p < end and times[p] < bound:  # strictly before: an event at the bound itself stays out
                 p += 1
             pointer[k] = p
-            his[k, j] = p
-        lo[j] = begin
+            his[k, i] = p
+        lo[i] = begin
         previous_code = c
         previous_instant = t
 
@@ -232,6 +241,9 @@ def _c(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.int64)
 
 
+_NO_ORDER = np.zeros(0, np.int64)  # the answers stay in sorted order
+
+
 def _check_codes(codes: np.ndarray, n_codes: int, what: str) -> None:
     if len(codes) and int(codes.max()) >= n_codes:
         raise ValueError(f"{what}: key code {int(codes.max())} is outside the code space 0 .. {n_codes - 1}; "
@@ -246,8 +258,8 @@ def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray,
     One forward walk (per shift, a pointer along the key's events): the
     events of a timeline asked about at their own times (its sorted codes and
     times) need no gather at all. ``order``, when given, says where each
-    sorted query belongs (query ``order[j]`` is sorted ``j``th): the answers
-    are then put back in the queries' own order.
+    sorted query belongs (query ``order[j]`` is sorted ``j``th): the walk
+    then writes each answer in its query's own place.
 
     Examples
     --------
@@ -263,10 +275,16 @@ def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray,
     if len(instants) != len(codes):
         raise ValueError(f"sorted_runs_before: {len(codes)} codes and {len(instants)} instants; pass one instant "
                          "per query")
+    if order is not None and len(order) != len(codes):
+        raise ValueError(f"sorted_runs_before: an order of {len(order)} queries for {len(codes)}; pass where each "
+                         "sorted query belongs")
     lo = np.empty(len(codes), np.int64)
     his = np.empty((len(shifts), len(codes)), np.int64)
-    _runs_before_kernel(_c(times), _c(starts), codes, instants, shifts, lo, his)
-    return (lo, his) if order is None else _put_back(_c(order), lo, his)
+    # With an order, the walk writes each answer straight to its query's place: no answers in sorted order
+    # to allocate, fill, and scatter again.
+    _runs_before_kernel(_c(times), _c(starts), codes, instants, shifts, _NO_ORDER if order is None else _c(order),
+                        lo, his)
+    return lo, his
 
 
 def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray, order: np.ndarray,
@@ -278,7 +296,7 @@ def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instan
     and a shift ``s``, ``hi`` is the first position in
     ``starts[c]:starts[c + 1]`` whose time is not before ``t - s``, that is
     ``starts[c] + np.searchsorted(times[starts[c]:starts[c+1]], t - s)``),
-    and the answers put back in the queries' own order (numpy scatters). A
+    and the answers written in the queries' own order by the walk. A
     negative code (a key no event has) gives ``0:0``.
 
     Parameters
@@ -318,17 +336,6 @@ def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instan
         raise ValueError(f"runs_before: an order of {len(order)} queries for {len(codes)}; pass a permutation of "
                          "the queries")
     return sorted_runs_before(times, starts, _c(codes)[order], _c(instants)[order], shifts, order)
-
-
-def _put_back(order: np.ndarray, lo: np.ndarray, his: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Answers found in ``order`` (sorted), put back in the queries' own order (numpy scatters: many stores in
-    flight, where the kernel's would each wait for its branch)."""
-    lo_out = np.empty_like(lo)
-    lo_out[order] = lo
-    his_out = np.empty_like(his)
-    for k in range(len(his)):  # row by row: numpy's 1-d scatter is 3x faster than a 2-d one along axis 1
-        his_out[k][order] = his[k]
-    return lo_out, his_out
 
 
 def run_sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray:

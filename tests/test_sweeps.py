@@ -253,6 +253,11 @@ def test_empty_and_one_row_inputs() -> None:
     assert running_max(empty, empty).shape == (0,) and running_max(np.array([3]), np.array([-4])).tolist() == [-4]
     with pytest.raises(ValueError, match="an order of 1 queries for 2"):
         runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), np.array([0]))
+    # The walk writes each answer at its query's place: an order that points outside the queries is refused.
+    with pytest.raises(ValueError, match="outside the queries"):
+        sorted_runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), [0], np.array([0, 2]))
+    with pytest.raises(ValueError, match="an order of 1 queries for 2"):
+        sorted_runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), [0], np.array([0]))
 
 
 @st.composite
