@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commgraph.baselines import build_baselines
 from commgraph.graph import CommGraphError, ConfigError, validate
@@ -89,6 +91,19 @@ def test_cyrillic_lookalike_of_the_own_domain(snapshots) -> None:
     assert skeleton("xn--cme-5cd.com") == "acme.com"  # Cyrillic a, then "cme.com"
     s = score(snapshots, sender="ceo@аcme.com", direction="inbound")
     assert s["lookalike_domain_distance"] == 0 and s["lookalike_domain_is_close"] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abcilmnorvwxyzAMNOX019-.", max_size=24))
+def test_skeleton_of_plain_ascii_equals_the_character_walk(domain) -> None:
+    # ASCII domains skip the per-character walk (decode, decompose, map): the same text, sequences folded.
+    from commgraph.signals._lookalike import _characters, _tables
+
+    expected = _characters(domain)
+    for seq, letter in _tables()[1]:
+        if seq in expected:
+            expected = expected.replace(seq, letter)
+    assert skeleton(domain) == expected
 
 
 def test_the_exact_domain_and_an_unrelated_one_are_not_lookalikes(snapshots) -> None:
