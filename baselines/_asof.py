@@ -419,12 +419,14 @@ class AsOfTables:
         out["first_seen"] = tl.first(lo, hi)
         # Counts over each run, all read in one pass: active days (in sorted order), distinct recipients,
         # and each authentication result's passes and fails.
-        names, weights = ["active_days", "n_distinct_recipients"], [tl.new_run(self.ts // DAY_NS), self._new_pairs]
+        # The authentication results are gathered into sorted order once each (a byte per message), their
+        # flags made there.
+        names, weights = ["active_days", "n_distinct_recipients"], [tl.new_period(DAY_NS), self._new_pairs]
         for a in _AUTH:
-            codes = self.auth[a]
+            codes = self.auth[a][tl.order]
             names += [f"{a}_pass", f"{a}_fail"]
             weights += [codes == PASS, np.isin(codes, FAILS)]
-        out.update(zip(names, tl.sums(lo, hi, tl.prefixes(weights, [True] + [False] * (len(weights) - 1)))))
+        out.update(zip(names, tl.sums(lo, hi, tl.prefixes(weights, [True, False] + [True] * (len(weights) - 2)))))
         out.update(self._label_columns("sender", self.s, q))
         return out
 
@@ -471,7 +473,7 @@ class AsOfTables:
         for name, w in self._windows(windows).items():
             out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w, shifts)[1]
         out["first_seen"] = tl.first(lo, hi)
-        weights = [tl.new_run(self.ts // DAY_NS), self._head_of_sender, self.direction == INTERNAL]  # days: sorted
+        weights = [tl.new_period(DAY_NS), self._head_of_sender, self.direction == INTERNAL]  # days: sorted
         out.update(zip(("active_days", "n_distinct_senders", "n_internal"),
                        tl.sums(lo, hi, tl.prefixes(weights, [True, False, False]))))
         olo, ohi = self._domain_out.before(self.d, q, order)

@@ -188,6 +188,20 @@ def dense_codes(*keys: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
             np.asarray(uniques, dtype=np.uint64))
 
 
+def _summable(weights: np.ndarray) -> np.ndarray:
+    """Weights as they are when flags or signed integers, else as int64: gathered in their own width (a flag
+    is one byte, not eight) and summed into int64, as numpy sums narrower integers and flags anyway.
+
+    Examples
+    --------
+    >>> out = np.empty(3, np.int64)
+    >>> np.cumsum(_summable(np.array([100, 100, 100], np.int8)), out=out).tolist()  # no int8 overflow
+    [100, 200, 300]
+    """
+    weights = np.asarray(weights)
+    return weights if weights.dtype.kind in "bi" else weights.astype(np.int64)
+
+
 class Timeline:
     """Events of many keys, sorted by (key, time): what the events strictly before any instant add up to.
 
@@ -343,7 +357,7 @@ class Timeline:
     def prefix(self, weights: np.ndarray) -> np.ndarray:
         """Cumulative sums of integer weights (given in event order) along the sorted events, 0 first."""
         out = np.zeros(len(self.order) + 1, dtype=np.int64)
-        np.cumsum(np.asarray(weights, dtype=np.int64)[self.order], out=out[1:])
+        np.cumsum(_summable(weights)[self.order], out=out[1:])
         return out
 
     def prefixes(self, weights: Sequence[np.ndarray], sorted_order: Sequence[bool] | None = None) -> np.ndarray:
@@ -366,7 +380,7 @@ class Timeline:
         n = len(self.order)
         out = np.zeros((n + 1, len(weights)), dtype=np.int64)
         for k, w in enumerate(weights):
-            w = np.asarray(w, dtype=np.int64)
+            w = _summable(w)
             np.cumsum(w if sorted_order is not None and sorted_order[k] else w[self.order], out=out[1:, k])
         return out
 
@@ -408,6 +422,21 @@ class Timeline:
         if values is not None:
             v = np.asarray(values)[self.order]
             new[1:] |= v[1:] != v[:-1]
+        return new
+
+    def new_period(self, length: int) -> np.ndarray:
+        """:meth:`new_run` of the events' own times cut into periods of ``length`` ns (days): read off the sorted
+        times, with no gather of per-event values.
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([0, 0, 0, 1]), np.array([5, 9, 12, 12]), 2)
+        >>> tl.new_period(10).tolist(), tl.new_run(np.array([5, 9, 12, 12]) // 10).tolist()
+        ([True, False, True, True], [True, False, True, True])
+        """
+        new = self.new_run()
+        period = self.times // length
+        new[1:] |= period[1:] != period[:-1]
         return new
 
     def running_max(self, values: np.ndarray) -> np.ndarray:
