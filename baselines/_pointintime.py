@@ -5,8 +5,9 @@ many (key, instant) pairs at once, the answer needs no snapshot: sort the
 events by (key, time) once, and each query's events are one contiguous run,
 found by one compiled walk of the queries in (key, instant) order
 (:mod:`._sweeps`), which also finds where each window (an instant shifted
-back) starts. Sums are then differences of cumulative sums, first and last
-times are the run's ends, and decayed sums a running value carried along each
+back) starts. Sums of several weights are carried along the same kind of
+walk (or read as differences of cumulative sums), first and last times are the
+run's ends, and decayed sums a running value carried along each
 key's events. Equal timestamps follow the snapshots' rule: an event at the
 query's own instant is not before it.
 
@@ -22,7 +23,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import counting_order, kept_order, run_sums, running_max, segment_cumsum, sorted_runs_before
+from ._sweeps import counting_order, kept_order, running_max, segment_cumsum, sorted_runs_before, sorted_sums_before
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events",
            "merge_search", "NAT"]
@@ -315,6 +316,34 @@ class Timeline:
         sorted_codes, sorted_instants = order.gathered(codes, instants)
         return sorted_runs_before(self.times, self.starts, sorted_codes, sorted_instants, shifts, order.by_key)
 
+    def sums_before(self, codes: np.ndarray, instants: np.ndarray, sorted_weights: np.ndarray,
+                    order: QueryOrder | None = None) -> np.ndarray:
+        """Per query, each weight summed over its key's events strictly before its instant: one row per weight.
+
+        ``sorted_weights`` (from :meth:`sorted_weights`) holds the events'
+        weights in sorted order. Equals ``p[hi] - p[lo]`` for ``lo, hi`` from
+        :meth:`before` and ``p`` each weight's :meth:`prefix`, in one compiled walk
+        (:func:`commgraph.baselines._sweeps.sorted_sums_before`), with no run
+        edges or prefix sums in between.
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([1, 0, 0]), np.array([5, 6, 7]), 2)
+        >>> w = tl.sorted_weights([np.array([1, 0, 1]), np.array([0, 1, 1])])
+        >>> tl.sums_before(np.array([0, 1, -1]), np.array([8, 9, 9]), w).tolist()
+        [[1, 1, 0], [2, 0, 0]]
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        instants = np.asarray(instants, dtype=np.int64)
+        if order is None:
+            order = QueryOrder.of(codes, instants)
+        elif len(order.by_key) != len(codes):
+            raise ValueError(f"Timeline.sums_before: an order of {len(order.by_key)} queries for {len(codes)}; pass "
+                             "the QueryOrder of these queries")
+        sorted_codes, sorted_instants = order.gathered(codes, instants)
+        return sorted_sums_before(self.times, self.starts, sorted_weights, sorted_codes, sorted_instants,
+                                  order.by_key)
+
     def before_own(self) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`before` for each event's own key and time (in event order), without a binary search.
 
@@ -360,34 +389,18 @@ class Timeline:
         np.cumsum(_summable(weights)[self.order], out=out[1:])
         return out
 
-    def prefixes(self, weights: Sequence[np.ndarray], sorted_order: Sequence[bool] | None = None) -> np.ndarray:
-        """Cumulative sums of several integer weights along the sorted events, 0 first: one row per position.
+    def sorted_weights(self, weights: Sequence[np.ndarray], sorted_order: Sequence[bool] | None = None
+                       ) -> np.ndarray:
+        """Integer weights side by side in sorted order, one row per event, for :meth:`sums_before`.
 
-        Each weight is given in event order (as :meth:`prefix`) or, where
-        ``sorted_order`` says so, in sorted order (as :meth:`sorted_flags`).
-        Column ``k`` equals ``prefix(weights[k])``; :meth:`sums` reads them all
-        per run in one pass.
-
-        Examples
-        --------
-        >>> tl = Timeline(np.array([1, 0, 0]), np.array([5, 6, 7]), 2)
-        >>> p = tl.prefixes([np.array([1, 0, 1]), np.array([0, 1, 1])])
-        >>> p.T.tolist()  # sorted events: (0, 6), (0, 7), (1, 5)
-        [[0, 0, 1, 2], [0, 1, 2, 2]]
-        >>> tl.sums(np.array([0, 2]), np.array([2, 3]), p).tolist()
-        [[1, 1], [2, 0]]
+        Each weight is given in event order or, where ``sorted_order`` says
+        so, already in sorted order (as :meth:`new_period` makes them).
         """
-        n = len(self.order)
-        out = np.zeros((n + 1, len(weights)), dtype=np.int64)
+        out = np.empty((len(self.order), len(weights)), dtype=np.int64)
         for k, w in enumerate(weights):
             w = _summable(w)
-            np.cumsum(w if sorted_order is not None and sorted_order[k] else w[self.order], out=out[1:, k])
+            out[:, k] = w if sorted_order is not None and sorted_order[k] else w[self.order]
         return out
-
-    @staticmethod
-    def sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
-        """Per run ``lo:hi``, the sum of each weight of :meth:`prefixes`: one row per weight."""
-        return run_sums(lo, hi, prefixes)
 
     def sorted_flags(self, flags: np.ndarray) -> np.ndarray:
         """Integer weights given in sorted order, as cumulative sums (see :meth:`prefix`)."""
