@@ -189,6 +189,20 @@ def dense_codes(*keys: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
             np.asarray(uniques, dtype=np.uint64))
 
 
+def _sorted_queries(codes: np.ndarray, instants: np.ndarray, order: QueryOrder | None, what: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The queries' codes and instants in (code, instant) order, and where each belongs (``order.by_key``);
+    ``order`` is sorted now when not given."""
+    codes = np.asarray(codes, dtype=np.int64)
+    instants = np.asarray(instants, dtype=np.int64)
+    if order is None:
+        order = QueryOrder.of(codes, instants)
+    elif len(order.by_key) != len(codes):
+        raise ValueError(f"{what}: an order of {len(order.by_key)} queries for {len(codes)}; pass the QueryOrder "
+                         "of these queries")
+    return (*order.gathered(codes, instants), order.by_key)
+
+
 def _summable(weights: np.ndarray) -> np.ndarray:
     """Weights as they are when flags or signed integers, else as int64: gathered in their own width (a flag
     is one byte, not eight) and summed into int64, as numpy sums narrower integers and flags anyway.
@@ -306,15 +320,8 @@ class Timeline:
         >>> (his - lo).tolist()  # before 31 and 25; before 16 and 10
         [[3, 2], [1, 0]]
         """
-        codes = np.asarray(codes, dtype=np.int64)
-        instants = np.asarray(instants, dtype=np.int64)
-        if order is None:
-            order = QueryOrder.of(codes, instants)
-        elif len(order.by_key) != len(codes):
-            raise ValueError(f"Timeline.before: an order of {len(order.by_key)} queries for {len(codes)}; pass the "
-                             "QueryOrder of these queries")
-        sorted_codes, sorted_instants = order.gathered(codes, instants)
-        return sorted_runs_before(self.times, self.starts, sorted_codes, sorted_instants, shifts, order.by_key)
+        sorted_codes, sorted_instants, by_key = _sorted_queries(codes, instants, order, "Timeline.before")
+        return sorted_runs_before(self.times, self.starts, sorted_codes, sorted_instants, shifts, by_key)
 
     def sums_before(self, codes: np.ndarray, instants: np.ndarray, sorted_weights: np.ndarray,
                     order: QueryOrder | None = None) -> np.ndarray:
@@ -333,16 +340,8 @@ class Timeline:
         >>> tl.sums_before(np.array([0, 1, -1]), np.array([8, 9, 9]), w).tolist()
         [[1, 1, 0], [2, 0, 0]]
         """
-        codes = np.asarray(codes, dtype=np.int64)
-        instants = np.asarray(instants, dtype=np.int64)
-        if order is None:
-            order = QueryOrder.of(codes, instants)
-        elif len(order.by_key) != len(codes):
-            raise ValueError(f"Timeline.sums_before: an order of {len(order.by_key)} queries for {len(codes)}; pass "
-                             "the QueryOrder of these queries")
-        sorted_codes, sorted_instants = order.gathered(codes, instants)
-        return sorted_sums_before(self.times, self.starts, sorted_weights, sorted_codes, sorted_instants,
-                                  order.by_key)
+        sorted_codes, sorted_instants, by_key = _sorted_queries(codes, instants, order, "Timeline.sums_before")
+        return sorted_sums_before(self.times, self.starts, sorted_weights, sorted_codes, sorted_instants, by_key)
 
     def before_own(self) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`before` for each event's own key and time (in event order), without a binary search.
