@@ -93,6 +93,23 @@ def test_cyrillic_lookalike_of_the_own_domain(snapshots) -> None:
     assert s["lookalike_domain_distance"] == 0 and s["lookalike_domain_is_close"] == 1
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-10**15, 10**15), st.one_of(st.none(), st.integers(-10**15, 10**15))),
+                max_size=30), st.sampled_from([0.0, float("nan")]))
+def test_days_between_equals_pandas_timedeltas(rows, never) -> None:
+    # Days from a time to each message (at least 0), ``never`` where there is no time: against pandas' own
+    # timedelta arithmetic on nullable datetimes.
+    from commgraph.signals._builtin_sender import days_between
+
+    ts = np.array([r[0] for r in rows], dtype=np.int64)
+    then = np.array([np.iinfo(np.int64).min if r[1] is None else r[1] for r in rows], dtype=np.int64)
+    got = days_between(ts, then, never=never)
+    delta = pd.to_datetime(pd.Series(ts)) - pd.to_datetime(pd.Series([r[1] for r in rows], dtype="Int64"))
+    expected = (delta.clip(lower=pd.Timedelta(0)) / pd.Timedelta(days=1)).fillna(never).to_numpy(np.float64)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, expected.astype(np.float32), equal_nan=True)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="abcilmnorvwxyzAMNOX019-.", max_size=24))
 def test_skeleton_of_plain_ascii_equals_the_character_walk(domain) -> None:
