@@ -299,14 +299,14 @@ class AsOfTables:
 
     @cached_property
     def _first_time_inbound(self) -> np.ndarray:
-        """Per inbound edge (edge order), 1 where a recipient's first-time inbound count grows: the first inbound
+        """Per inbound edge (edge order), True where a recipient's first-time inbound count grows: the first inbound
         edge of a pair whose first edge came with its sender's first message."""
         inbound = self.edir == INBOUND
         edge, code = self._first_in_pairs(inbound)
         sender = self._sender
         keep = self._pair_first[code] == sender.times[sender.starts[self.es[edge]]]
-        flags = np.zeros(len(self.ets), np.int64)
-        flags[edge[keep]] = 1
+        flags = np.zeros(len(self.ets), bool)  # a byte per edge: its prefix gathers bytes, not int64
+        flags[edge[keep]] = True
         return flags[inbound]
 
     @cached_property
@@ -371,8 +371,8 @@ class AsOfTables:
                               ("recipient", self.n_addr, self._inbound)):
             entity, ev = self._outcome_rows(kind)
             starts = (ev["label"] < 0) & (ev["safe"] > 0)
-            started = np.zeros(len(rows), np.int64)  # per row (its message, or its inbound edge), in row order
-            started[ev["row"][starts]] = 1
+            started = np.zeros(len(rows), bool)  # per row (its message, or its inbound edge), in row order
+            started[ev["row"][starts]] = True
             few = ~starts
             label = ev["label"][few]
             tl = Timeline(entity[few], ev["time"][few], n)

@@ -488,14 +488,17 @@ class Timeline:
         >>> tl.decayed(lo, hi, np.array([2 * day]), day).tolist()  # 1/4 + 1/2
         [0.75]
         """
+        if not len(self):
+            return np.zeros(len(lo))
         running = self._running_decay(half_life)
+        # Every query read at its run's last event (an empty run at event 0, its value discarded below): the
+        # same arithmetic per query as on the queries that have a run, without compressing four arrays to
+        # them and scattering back; the discarded values may overflow.
         last = np.maximum(hi - 1, 0)
-        out = np.zeros(len(lo))
-        has = hi > lo
-        if has.any():
-            age = (np.asarray(instants, dtype=np.int64)[has] - self.times[last[has]]) / float(half_life)
-            out[has] = running[last[has]] * np.exp2(-age)
-        return out
+        age = (np.asarray(instants, dtype=np.int64) - self.times.take(last)) / float(half_life)
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = running.take(last) * np.exp2(-age)
+        return np.where(hi > lo, value, 0.0)
 
     def _running_decay(self, half_life: int) -> np.ndarray:
         n = len(self.times)
