@@ -16,7 +16,7 @@ from commgraph.baselines._priors_in_time import priors_at_kinds
 from commgraph.graph import ConfigError, Messages
 
 from ._backfill_signals import BUILTIN, PRIOR_KINDS, TenantAsOf
-from ._batch import SignalBatch, _column, string_keys
+from ._batch import SignalBatch, _as_slice, _column, string_keys
 from ._provider import SignalProvider
 from ._signal_set import LEVELS, SignalSet, to_level, view_of
 
@@ -162,21 +162,6 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
                 else:
                     out[spec.name][rows] = to_level(value, provider.level, spec, t.batch, level, dtypes[spec.name])
     return signal_set.frame(messages, out, level=level)
-
-
-def _as_slice(positions: np.ndarray) -> np.ndarray | slice:
-    """Positions as a slice when they are one increasing run (a tenant's rows of tenant-ordered input):
-    copying into a slice is a memory copy, into scattered positions a scatter per value.
-
-    Examples
-    --------
-    >>> _as_slice(np.array([3, 4, 5])), _as_slice(np.array([3, 5])).tolist(), _as_slice(np.array([3, 5, 4, 6]))
-    (slice(3, 6, None), [3, 5], array([3, 5, 4, 6]))
-    """
-    if len(positions) and int(positions[-1]) - int(positions[0]) + 1 == len(positions) and bool(
-            (positions[1:] > positions[:-1]).all()):
-        return slice(int(positions[0]), int(positions[-1]) + 1)
-    return positions
 
 
 def _columns(messages: Messages) -> dict[str, np.ndarray]:
