@@ -186,9 +186,10 @@ def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict
             config: BaselineConfig, mode: str, every: int) -> TenantAsOf:
     """One tenant's :class:`TenantAsOf` (``columns``: from :func:`_columns`)."""
     tenant_id, msgs, eds, sub = part
-    rows = sub.message_rows if sub.message_rows is not None else msgs
+    # A tenant of tenant-ordered input reads its runs of the columns as views, not copies.
+    rows = _as_slice(sub.message_rows if sub.message_rows is not None else msgs)
     label, labeled_at = columns["label"][rows], columns["labeled_at"][rows]
-    codes = columns["domain_codes"][eds]
+    codes = columns["domain_codes"][_as_slice(eds)]
     recipient_domain_key = columns["domain_keys"][codes]
     categories = columns["domain_names"]
     tables = AsOfTables(
