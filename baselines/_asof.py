@@ -299,14 +299,14 @@ class AsOfTables:
 
     @cached_property
     def _first_time_inbound(self) -> np.ndarray:
-        """Per inbound edge (edge order), 1 where a recipient's first-time inbound count grows: the first inbound
+        """Per inbound edge (edge order), True where a recipient's first-time inbound count grows: the first inbound
         edge of a pair whose first edge came with its sender's first message."""
         inbound = self.edir == INBOUND
         edge, code = self._first_in_pairs(inbound)
         sender = self._sender
         keep = self._pair_first[code] == sender.times[sender.starts[self.es[edge]]]
-        flags = np.zeros(len(self.ets), np.int64)
-        flags[edge[keep]] = 1
+        flags = np.zeros(len(self.ets), bool)  # a byte per edge: its prefix gathers bytes, not int64
+        flags[edge[keep]] = True
         return flags[inbound]
 
     @cached_property
@@ -360,7 +360,7 @@ class AsOfTables:
     @cached_property
     def _outcome_timelines(self) -> dict[str, tuple[Timeline, np.ndarray, Timeline, np.ndarray]]:
         """Per entity kind: a timeline of the explicit labels and withdrawn presumptions (a few) with their
-        cumulative counts; and the rows' own timeline with the cumulative count of presumptions they start.
+        counts (in sorted order); and the rows' own timeline with the cumulative count of presumptions they start.
 
         Nearly every row starts a presumption, exactly the settle delay after its own time: counting the
         rows before ``instant - settle_delay`` on the timeline the tables already have needs no timeline
@@ -371,20 +371,19 @@ class AsOfTables:
                               ("recipient", self.n_addr, self._inbound)):
             entity, ev = self._outcome_rows(kind)
             starts = (ev["label"] < 0) & (ev["safe"] > 0)
-            started = np.zeros(len(rows), np.int64)  # per row (its message, or its inbound edge), in row order
-            started[ev["row"][starts]] = 1
+            started = np.zeros(len(rows), bool)  # per row (its message, or its inbound edge), in row order
+            started[ev["row"][starts]] = True
             few = ~starts
             label = ev["label"][few]
             tl = Timeline(entity[few], ev["time"][few], n)
             # In the order of _LABEL_COLUMNS.
             weights = [label == 0, label == 1, label == 2, np.where(label < 0, ev["safe"][few], 0)]
-            out[kind] = (tl, tl.prefixes(weights), rows, rows.prefix(started))
+            out[kind] = (tl, tl.sorted_weights(weights), rows, rows.prefix(started))
         return out
 
     def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray) -> dict[str, np.ndarray]:
-        tl, prefixes, rows, started = self._outcome_timelines[kind]
-        lo, hi = tl.before(codes, instants, self._order(codes, instants))
-        out = dict(zip(_LABEL_COLUMNS, tl.sums(lo, hi, prefixes)))
+        tl, weights, rows, started = self._outcome_timelines[kind]
+        out = dict(zip(_LABEL_COLUMNS, tl.sums_before(codes, instants, weights, self._order(codes, instants))))
         # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
         rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
         out["n_presumed_safe"] += started[rhi] - started[rlo]
@@ -417,14 +416,16 @@ class AsOfTables:
             out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w, shifts)[1]
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
         out["first_seen"] = tl.first(lo, hi)
-        # Counts over each run, all read in one pass: active days (in sorted order), distinct recipients,
-        # and each authentication result's passes and fails.
-        names, weights = ["active_days", "n_distinct_recipients"], [tl.new_run(self.ts // DAY_NS), self._new_pairs]
+        # Counts over each run, summed in one walk: active days (in sorted order), distinct recipients, and
+        # each authentication result's passes and fails (the results gathered into sorted order once each,
+        # a byte per message, and their flags made there).
+        names, weights = ["active_days", "n_distinct_recipients"], [tl.new_period(DAY_NS), self._new_pairs]
         for a in _AUTH:
-            codes = self.auth[a]
+            codes = self.auth[a][tl.order]
             names += [f"{a}_pass", f"{a}_fail"]
             weights += [codes == PASS, np.isin(codes, FAILS)]
-        out.update(zip(names, tl.sums(lo, hi, tl.prefixes(weights, [True] + [False] * (len(weights) - 1)))))
+        weights = tl.sorted_weights(weights, [True, False] + [True] * (len(weights) - 2))
+        out.update(zip(names, tl.sums_before(self.s, q, weights, self._order(self.s, q))))
         out.update(self._label_columns("sender", self.s, q))
         return out
 
@@ -471,9 +472,9 @@ class AsOfTables:
         for name, w in self._windows(windows).items():
             out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w, shifts)[1]
         out["first_seen"] = tl.first(lo, hi)
-        weights = [tl.new_run(self.ts // DAY_NS), self._head_of_sender, self.direction == INTERNAL]  # days: sorted
+        weights = [tl.new_period(DAY_NS), self._head_of_sender, self.direction == INTERNAL]  # days: sorted
         out.update(zip(("active_days", "n_distinct_senders", "n_internal"),
-                       tl.sums(lo, hi, tl.prefixes(weights, [True, False, False]))))
+                       tl.sums_before(self.d, q, tl.sorted_weights(weights, [True, False, False]), order)))
         olo, ohi = self._domain_out.before(self.d, q, order)
         # A domain the tenant only wrote to has a row too: its outbound count is known without inbound mail.
         out["n_outbound_to"] = ohi - olo

@@ -5,8 +5,9 @@ many (key, instant) pairs at once, the answer needs no snapshot: sort the
 events by (key, time) once, and each query's events are one contiguous run,
 found by one compiled walk of the queries in (key, instant) order
 (:mod:`._sweeps`), which also finds where each window (an instant shifted
-back) starts. Sums are then differences of cumulative sums, first and last
-times are the run's ends, and decayed sums a running value carried along each
+back) starts. Sums of several weights are carried along the same kind of
+walk (or read as differences of cumulative sums), first and last times are the
+run's ends, and decayed sums a running value carried along each
 key's events. Equal timestamps follow the snapshots' rule: an event at the
 query's own instant is not before it.
 
@@ -22,7 +23,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import counting_order, kept_order, run_sums, running_max, segment_cumsum, sorted_runs_before
+from ._sweeps import counting_order, kept_order, running_max, segment_cumsum, sorted_runs_before, sorted_sums_before
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events",
            "merge_search", "NAT"]
@@ -188,6 +189,34 @@ def dense_codes(*keys: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
             np.asarray(uniques, dtype=np.uint64))
 
 
+def _sorted_queries(codes: np.ndarray, instants: np.ndarray, order: QueryOrder | None, what: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The queries' codes and instants in (code, instant) order, and where each belongs (``order.by_key``);
+    ``order`` is sorted now when not given."""
+    codes = np.asarray(codes, dtype=np.int64)
+    instants = np.asarray(instants, dtype=np.int64)
+    if order is None:
+        order = QueryOrder.of(codes, instants)
+    elif len(order.by_key) != len(codes):
+        raise ValueError(f"{what}: an order of {len(order.by_key)} queries for {len(codes)}; pass the QueryOrder "
+                         "of these queries")
+    return (*order.gathered(codes, instants), order.by_key)
+
+
+def _summable(weights: np.ndarray) -> np.ndarray:
+    """Weights as they are when flags or signed integers, else as int64: gathered in their own width (a flag
+    is one byte, not eight) and summed into int64, as numpy sums narrower integers and flags anyway.
+
+    Examples
+    --------
+    >>> out = np.empty(3, np.int64)
+    >>> np.cumsum(_summable(np.array([100, 100, 100], np.int8)), out=out).tolist()  # no int8 overflow
+    [100, 200, 300]
+    """
+    weights = np.asarray(weights)
+    return weights if weights.dtype.kind in "bi" else weights.astype(np.int64)
+
+
 class Timeline:
     """Events of many keys, sorted by (key, time): what the events strictly before any instant add up to.
 
@@ -291,15 +320,28 @@ class Timeline:
         >>> (his - lo).tolist()  # before 31 and 25; before 16 and 10
         [[3, 2], [1, 0]]
         """
-        codes = np.asarray(codes, dtype=np.int64)
-        instants = np.asarray(instants, dtype=np.int64)
-        if order is None:
-            order = QueryOrder.of(codes, instants)
-        elif len(order.by_key) != len(codes):
-            raise ValueError(f"Timeline.before: an order of {len(order.by_key)} queries for {len(codes)}; pass the "
-                             "QueryOrder of these queries")
-        sorted_codes, sorted_instants = order.gathered(codes, instants)
-        return sorted_runs_before(self.times, self.starts, sorted_codes, sorted_instants, shifts, order.by_key)
+        sorted_codes, sorted_instants, by_key = _sorted_queries(codes, instants, order, "Timeline.before")
+        return sorted_runs_before(self.times, self.starts, sorted_codes, sorted_instants, shifts, by_key)
+
+    def sums_before(self, codes: np.ndarray, instants: np.ndarray, sorted_weights: np.ndarray,
+                    order: QueryOrder | None = None) -> np.ndarray:
+        """Per query, each weight summed over its key's events strictly before its instant: one row per weight.
+
+        ``sorted_weights`` (from :meth:`sorted_weights`) holds the events'
+        weights in sorted order. Equals ``p[hi] - p[lo]`` for ``lo, hi`` from
+        :meth:`before` and ``p`` each weight's :meth:`prefix`, in one compiled walk
+        (:func:`commgraph.baselines._sweeps.sorted_sums_before`), with no run
+        edges or prefix sums in between.
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([1, 0, 0]), np.array([5, 6, 7]), 2)
+        >>> w = tl.sorted_weights([np.array([1, 0, 1]), np.array([0, 1, 1])])
+        >>> tl.sums_before(np.array([0, 1, -1]), np.array([8, 9, 9]), w).tolist()
+        [[1, 1, 0], [2, 0, 0]]
+        """
+        sorted_codes, sorted_instants, by_key = _sorted_queries(codes, instants, order, "Timeline.sums_before")
+        return sorted_sums_before(self.times, self.starts, sorted_weights, sorted_codes, sorted_instants, by_key)
 
     def before_own(self) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`before` for each event's own key and time (in event order), without a binary search.
@@ -343,37 +385,21 @@ class Timeline:
     def prefix(self, weights: np.ndarray) -> np.ndarray:
         """Cumulative sums of integer weights (given in event order) along the sorted events, 0 first."""
         out = np.zeros(len(self.order) + 1, dtype=np.int64)
-        np.cumsum(np.asarray(weights, dtype=np.int64)[self.order], out=out[1:])
+        np.cumsum(_summable(weights)[self.order], out=out[1:])
         return out
 
-    def prefixes(self, weights: Sequence[np.ndarray], sorted_order: Sequence[bool] | None = None) -> np.ndarray:
-        """Cumulative sums of several integer weights along the sorted events, 0 first: one row per position.
+    def sorted_weights(self, weights: Sequence[np.ndarray], sorted_order: Sequence[bool] | None = None
+                       ) -> np.ndarray:
+        """Integer weights side by side in sorted order, one row per event, for :meth:`sums_before`.
 
-        Each weight is given in event order (as :meth:`prefix`) or, where
-        ``sorted_order`` says so, in sorted order (as :meth:`sorted_flags`).
-        Column ``k`` equals ``prefix(weights[k])``; :meth:`sums` reads them all
-        per run in one pass.
-
-        Examples
-        --------
-        >>> tl = Timeline(np.array([1, 0, 0]), np.array([5, 6, 7]), 2)
-        >>> p = tl.prefixes([np.array([1, 0, 1]), np.array([0, 1, 1])])
-        >>> p.T.tolist()  # sorted events: (0, 6), (0, 7), (1, 5)
-        [[0, 0, 1, 2], [0, 1, 2, 2]]
-        >>> tl.sums(np.array([0, 2]), np.array([2, 3]), p).tolist()
-        [[1, 1], [2, 0]]
+        Each weight is given in event order or, where ``sorted_order`` says
+        so, already in sorted order (as :meth:`new_period` makes them).
         """
-        n = len(self.order)
-        out = np.zeros((n + 1, len(weights)), dtype=np.int64)
+        out = np.empty((len(self.order), len(weights)), dtype=np.int64)
         for k, w in enumerate(weights):
-            w = np.asarray(w, dtype=np.int64)
-            np.cumsum(w if sorted_order is not None and sorted_order[k] else w[self.order], out=out[1:, k])
+            w = _summable(w)
+            out[:, k] = w if sorted_order is not None and sorted_order[k] else w[self.order]
         return out
-
-    @staticmethod
-    def sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
-        """Per run ``lo:hi``, the sum of each weight of :meth:`prefixes`: one row per weight."""
-        return run_sums(lo, hi, prefixes)
 
     def sorted_flags(self, flags: np.ndarray) -> np.ndarray:
         """Integer weights given in sorted order, as cumulative sums (see :meth:`prefix`)."""
@@ -408,6 +434,21 @@ class Timeline:
         if values is not None:
             v = np.asarray(values)[self.order]
             new[1:] |= v[1:] != v[:-1]
+        return new
+
+    def new_period(self, length: int) -> np.ndarray:
+        """:meth:`new_run` of the events' own times cut into periods of ``length`` ns (days): read off the sorted
+        times, with no gather of per-event values.
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([0, 0, 0, 1]), np.array([5, 9, 12, 12]), 2)
+        >>> tl.new_period(10).tolist(), tl.new_run(np.array([5, 9, 12, 12]) // 10).tolist()
+        ([True, False, True, True], [True, False, True, True])
+        """
+        new = self.new_run()
+        period = self.times // length
+        new[1:] |= period[1:] != period[:-1]
         return new
 
     def running_max(self, values: np.ndarray) -> np.ndarray:
@@ -447,14 +488,17 @@ class Timeline:
         >>> tl.decayed(lo, hi, np.array([2 * day]), day).tolist()  # 1/4 + 1/2
         [0.75]
         """
+        if not len(self):
+            return np.zeros(len(lo))
         running = self._running_decay(half_life)
+        # Every query read at its run's last event (an empty run at event 0, its value discarded below): the
+        # same arithmetic per query as on the queries that have a run, without compressing four arrays to
+        # them and scattering back; the discarded values may overflow.
         last = np.maximum(hi - 1, 0)
-        out = np.zeros(len(lo))
-        has = hi > lo
-        if has.any():
-            age = (np.asarray(instants, dtype=np.int64)[has] - self.times[last[has]]) / float(half_life)
-            out[has] = running[last[has]] * np.exp2(-age)
-        return out
+        age = (np.asarray(instants, dtype=np.int64) - self.times.take(last)) / float(half_life)
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = running.take(last) * np.exp2(-age)
+        return np.where(hi > lo, value, 0.0)
 
     def _running_decay(self, half_life: int) -> np.ndarray:
         n = len(self.times)

@@ -9,14 +9,16 @@ Walked in the queries' (key, instant) order, each answer is instead a pointer
 that only moves forward along the sorted events, so one compiled pass answers
 every shift at once. Nothing in numpy, pandas or scipy sweeps per-key time
 windows like this. The same module holds the other single passes of the
-point-in-time tables: a stable counting sort by key, sums over runs, running
+point-in-time tables: a stable counting sort by key, sums of weights before
+each query (the same walk, carrying the sums), running
 maxima and compensated running sums per key, the known-contact scores, and the
 nearest level present on a list followed through its changes (look-alike distances).
 
 Kernels read their inputs in order: the queries are gathered into sorted order
-by numpy first and the answers scattered back by numpy after (a kernel that
-reads through a permutation waits on a cache miss at every branch; numpy keeps
-many loads in flight).
+by numpy first (a kernel that reads through a permutation waits on a cache miss
+at every branch; numpy keeps many loads in flight). Answers may be written
+through a permutation: a store waits on nothing, so the walk puts each answer
+straight in its query's own place.
 
 The kernels are private (``_..._kernel``), compiled by numba with
 ``cache=True`` on their first call, when numba is imported (importing
@@ -35,8 +37,8 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["runs_before", "sorted_runs_before", "run_sums", "counting_order", "kept_order", "segment_cumsum",
-           "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
+__all__ = ["runs_before", "sorted_runs_before", "sorted_sums_before", "counting_order", "kept_order",
+           "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -75,20 +77,28 @@ def _compiled(fn: Callable) -> _Kernel:
 
 
 @_compiled
-def _runs_before_kernel(times, starts, codes, instants, shifts, lo, his):  # pragma: no cover - compiled
+def _runs_before_kernel(times, starts, codes, instants, shifts, order, lo, his):  # pragma: no cover - compiled
     # Queries come sorted by (code, instant), negative codes anywhere: each shift's pointer moves on along
-    # the key's sorted event times to the first one not strictly before ``instant - shift``. Inputs and
-    # outputs are read and written in order: a load that a branch waits on never misses the cache.
+    # the key's sorted event times to the first one not strictly before ``instant - shift``. Inputs are
+    # read in order: a load that a branch waits on never misses the cache. Answers go straight to their
+    # query's own place, ``order[j]`` (or ``j`` when ``order`` is empty): a store waits on nothing.
     n_shifts = len(shifts)
+    n = len(codes)
+    put = len(order) > 0
     pointer = np.zeros(n_shifts, np.int64)
     previous_code = -1
     previous_instant = 0
-    for j in range(len(codes)):
+    for j in range(n):
+        i = j
+        if put:
+            i = order[j]
+            if i < 0 or i >= n:
+                raise ValueError("sorted_runs_before: the order holds a position outside the queries")
         c = codes[j]
         if c < 0:  # a key without events: an empty run
-            lo[j] = 0
+            lo[i] = 0
             for k in range(n_shifts):
-                his[k, j] = 0
+                his[k, i] = 0
             continue
         t = instants[j]
         begin = starts[c]
@@ -102,20 +112,49 @@ def _runs_before_kernel(times, starts, codes, instants, shifts, lo, his):  # pra
             while p < end and times[p] < bound:  # strictly before: an event at the bound itself stays out
                 p += 1
             pointer[k] = p
-            his[k, j] = p
-        lo[j] = begin
+            his[k, i] = p
+        lo[i] = begin
         previous_code = c
         previous_instant = t
 
 
 @_compiled
-def _run_sums_kernel(lo, hi, prefixes, out):  # pragma: no cover - compiled
-    n_columns = prefixes.shape[1]
-    for i in range(len(lo)):
-        a = lo[i]
-        b = hi[i]
-        for k in range(n_columns):  # one row of the prefixes holds every column: one cache line or two
-            out[k, i] = prefixes[b, k] - prefixes[a, k]
+def _sums_before_kernel(times, starts, weights, codes, instants, order, out):  # pragma: no cover - compiled
+    # The walk of _runs_before_kernel with one pointer, carrying each weight's sum over the key's events it
+    # passes: a query's sums are read off as the pointer stops, written straight to the query's own place.
+    # A kernel of its own: carrying the sums in that walk (a branch per event) slowed it by 15-20%.
+    n_weights = weights.shape[1]
+    n = len(codes)
+    put = len(order) > 0
+    total = np.zeros(n_weights, np.int64)
+    p = 0
+    previous_code = -1
+    previous_instant = 0
+    for j in range(n):
+        i = j
+        if put:
+            i = order[j]
+            if i < 0 or i >= n:
+                raise ValueError("sorted_sums_before: the order holds a position outside the queries")
+        c = codes[j]
+        if c < 0:  # a key without events: empty sums
+            for k in range(n_weights):
+                out[i, k] = 0
+            continue
+        t = instants[j]
+        if c != previous_code or t < previous_instant:  # a new key (or queries out of order): from its start
+            p = starts[c]
+            for k in range(n_weights):
+                total[k] = 0
+        end = starts[c + 1]
+        while p < end and times[p] < t:  # strictly before: an event at the instant itself stays out
+            for k in range(n_weights):  # one row of the weights holds every column: one cache line or two
+                total[k] += weights[p, k]
+            p += 1
+        for k in range(n_weights):  # a query's sums side by side: one cache line to write, not one per weight
+            out[i, k] = total[k]
+        previous_code = c
+        previous_instant = t
 
 
 @_compiled
@@ -232,6 +271,9 @@ def _c(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.int64)
 
 
+_NO_ORDER = np.zeros(0, np.int64)  # the answers stay in sorted order
+
+
 def _check_codes(codes: np.ndarray, n_codes: int, what: str) -> None:
     if len(codes) and int(codes.max()) >= n_codes:
         raise ValueError(f"{what}: key code {int(codes.max())} is outside the code space 0 .. {n_codes - 1}; "
@@ -246,8 +288,8 @@ def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray,
     One forward walk (per shift, a pointer along the key's events): the
     events of a timeline asked about at their own times (its sorted codes and
     times) need no gather at all. ``order``, when given, says where each
-    sorted query belongs (query ``order[j]`` is sorted ``j``th): the answers
-    are then put back in the queries' own order.
+    sorted query belongs (query ``order[j]`` is sorted ``j``th): the walk
+    then writes each answer in its query's own place.
 
     Examples
     --------
@@ -263,10 +305,16 @@ def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray,
     if len(instants) != len(codes):
         raise ValueError(f"sorted_runs_before: {len(codes)} codes and {len(instants)} instants; pass one instant "
                          "per query")
+    if order is not None and len(order) != len(codes):
+        raise ValueError(f"sorted_runs_before: an order of {len(order)} queries for {len(codes)}; pass where each "
+                         "sorted query belongs")
     lo = np.empty(len(codes), np.int64)
     his = np.empty((len(shifts), len(codes)), np.int64)
-    _runs_before_kernel(_c(times), _c(starts), codes, instants, shifts, lo, his)
-    return (lo, his) if order is None else _put_back(_c(order), lo, his)
+    # With an order, the walk writes each answer straight to its query's place: no answers in sorted order
+    # to allocate, fill, and scatter again.
+    _runs_before_kernel(_c(times), _c(starts), codes, instants, shifts, _NO_ORDER if order is None else _c(order),
+                        lo, his)
+    return lo, his
 
 
 def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray, order: np.ndarray,
@@ -278,7 +326,7 @@ def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instan
     and a shift ``s``, ``hi`` is the first position in
     ``starts[c]:starts[c + 1]`` whose time is not before ``t - s``, that is
     ``starts[c] + np.searchsorted(times[starts[c]:starts[c+1]], t - s)``),
-    and the answers put back in the queries' own order (numpy scatters). A
+    and the answers written in the queries' own order by the walk. A
     negative code (a key no event has) gives ``0:0``.
 
     Parameters
@@ -320,49 +368,58 @@ def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instan
     return sorted_runs_before(times, starts, _c(codes)[order], _c(instants)[order], shifts, order)
 
 
-def _put_back(order: np.ndarray, lo: np.ndarray, his: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Answers found in ``order`` (sorted), put back in the queries' own order (numpy scatters: many stores in
-    flight, where the kernel's would each wait for its branch)."""
-    lo_out = np.empty_like(lo)
-    lo_out[order] = lo
-    his_out = np.empty_like(his)
-    for k in range(len(his)):  # row by row: numpy's 1-d scatter is 3x faster than a 2-d one along axis 1
-        his_out[k][order] = his[k]
-    return lo_out, his_out
+def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarray, codes: np.ndarray,
+                       instants: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+    """Per query sorted by (code, instant), each weight summed over its key's events strictly before its instant.
 
+    Equals the differences of the weights' cumulative sums at the run edges
+    ``lo:hi`` that :func:`sorted_runs_before` finds, in one walk: no run
+    edges or prefix sums to write and read back. ``order``, when given, says where each sorted query belongs (query
+    ``order[j]`` is sorted ``j``th): the walk writes its sums there.
 
-def run_sums(lo: np.ndarray, hi: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
-    """Per run ``lo:hi`` and per column of ``prefixes``, ``prefixes[hi] - prefixes[lo]``: sums over runs, in one pass.
-
-    ``prefixes`` (int64, shape ``(n_events + 1, n_columns)``) holds cumulative
-    sums of several weights along the sorted events, 0 first
-    (:meth:`Timeline.prefixes <commgraph.baselines._pointintime.Timeline.prefixes>`);
-    every column's sums come out of one read of ``lo`` and ``hi``, with no
-    temporaries of gathered prefixes.
+    Parameters
+    ----------
+    times : ndarray of int64
+        Event times sorted by (key code, time).
+    starts : ndarray of int64
+        ``n_codes + 1`` offsets: key ``c``'s events are ``times[starts[c]:starts[c + 1]]``.
+    weights : ndarray of int64, shape (n_events, n_weights)
+        Each event's weights, in the same sorted order.
+    codes, instants : ndarray of int64
+        The queries' key codes (negative: a key without events) and instants (ns), sorted by (code, instant)
+        (queries out of order are answered too, restarting their key's walk).
+    order : ndarray of int64, optional
 
     Returns
     -------
-    ndarray of int64, shape (n_columns, len(lo))
-        One contiguous row per column.
+    ndarray of int64, shape (n_weights, len(codes))
+        One row per weight: a view of the queries' sums stored side by side
+        (each query's in one cache line, written once).
 
     Examples
     --------
-    >>> prefixes = np.cumsum(np.array([[0, 0], [1, 0], [1, 1], [0, 1]]), axis=0)  # two weights over 3 events
-    >>> run_sums(np.array([0, 1, 2]), np.array([3, 3, 2]), prefixes).tolist()
-    [[2, 1, 0], [2, 2, 0]]
+    >>> times, starts = np.array([10, 20, 20, 30]), np.array([0, 4])  # one key
+    >>> weights = np.array([[1, 0], [1, 1], [0, 1], [1, 0]])
+    >>> sorted_sums_before(times, starts, weights, np.array([0, 0, 0]), np.array([20, 21, 31])).tolist()
+    [[1, 2, 3], [0, 2, 2]]
     """
-    lo = np.ascontiguousarray(lo, dtype=np.int64)
-    hi = np.ascontiguousarray(hi, dtype=np.int64)
-    prefixes = np.ascontiguousarray(prefixes, dtype=np.int64)
-    if len(lo) != len(hi):
-        raise ValueError(f"run_sums: lo has {len(lo)} runs and hi {len(hi)}; pass one lo and one hi per run")
-    if len(lo) and (int(lo.min()) < 0 or int(hi.max()) >= len(prefixes)):
-        raise ValueError(f"run_sums: runs reach positions {int(lo.min())} .. {int(hi.max())}, outside the "
-                         f"{len(prefixes)} prefix rows 0 .. {len(prefixes) - 1}; pass the prefixes of the same "
-                         "timeline")
-    out = np.empty((prefixes.shape[1], len(lo)), np.int64)
-    _run_sums_kernel(lo, hi, prefixes, out)
-    return out
+    codes = _c(codes)
+    _check_codes(codes, len(starts) - 1, "sorted_sums_before")
+    instants = _c(instants)
+    weights = np.ascontiguousarray(weights, dtype=np.int64)
+    if len(instants) != len(codes):
+        raise ValueError(f"sorted_sums_before: {len(codes)} codes and {len(instants)} instants; pass one instant "
+                         "per query")
+    if weights.ndim != 2 or len(weights) != len(times):
+        raise ValueError(f"sorted_sums_before: weights of shape {weights.shape} for {len(times)} events; pass one "
+                         "row of weights per event")
+    if order is not None and len(order) != len(codes):
+        raise ValueError(f"sorted_sums_before: an order of {len(order)} queries for {len(codes)}; pass where each "
+                         "sorted query belongs")
+    out = np.empty((len(codes), weights.shape[1]), np.int64)
+    _sums_before_kernel(_c(times), _c(starts), weights, codes, instants, _NO_ORDER if order is None else _c(order),
+                        out)
+    return out.T
 
 
 def counting_order(codes: np.ndarray, by_time: np.ndarray, n_codes: int) -> np.ndarray:
@@ -549,7 +606,7 @@ class WarmUp(NamedTuple):
     loaded: int  #: kernels whose machine code came from the cache
 
 
-_KERNELS = (_runs_before_kernel, _run_sums_kernel, _counting_order_kernel, _kept_order_kernel,
+_KERNELS = (_runs_before_kernel, _sums_before_kernel, _counting_order_kernel, _kept_order_kernel,
             _segment_cumsum_kernel, _running_max_kernel, _standing_kernel, _first_present_kernel)
 
 
@@ -578,7 +635,7 @@ def warm_up() -> WarmUp:
     start = time.perf_counter()
     one = np.zeros(1, np.int64)
     runs_before(one, np.array([0, 1]), one, one, one)
-    run_sums(one, one, np.zeros((1, 1), np.int64))
+    sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int64), one, one, one)
     counting_order(one, one, 1)
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))

@@ -16,7 +16,7 @@ from commgraph.baselines._priors_in_time import priors_at_kinds
 from commgraph.graph import ConfigError, Messages
 
 from ._backfill_signals import BUILTIN, PRIOR_KINDS, TenantAsOf
-from ._batch import SignalBatch, _column, string_keys
+from ._batch import SignalBatch, _as_slice, _column, string_keys
 from ._provider import SignalProvider
 from ._signal_set import LEVELS, SignalSet, to_level, view_of
 
@@ -143,40 +143,32 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
     out = signal_set.empty_columns(size, dtypes)  # filled in place: the frame takes them without a copy
     custom = [p for p in signal_set.providers if type(p) not in BUILTIN]
     by_snapshot = _by_snapshots(custom, messages, tenants, config) if custom else {}
-    tenants.reverse()
+    # Largest tenant last (popped from the end): each tenant's tables (and the timelines and outcomes they
+    # cache) are dropped once its rows are written, so the largest tables are built when every other
+    # tenant's are gone, and the process's peak memory (all of it first touched) is lower. Each tenant
+    # writes its own rows: the order changes nothing else.
+    tenants.sort(key=lambda t: len(t.eds) + len(t.msgs), reverse=True)
     while tenants:
-        # Each tenant's tables (and the timelines they cache) are dropped once its rows are written:
-        # memory holds one tenant's at a time, not all of them.
-        t = tenants.pop()
-        rows = _as_slice(t.eds if level == "edge" else t.msgs)
-        for provider in signal_set.providers:
-            computed = by_snapshot.get((id(provider), t.tenant_id))
-            values = computed if computed is not None else BUILTIN[type(provider)](t)
-            broadcast = provider.level == "message" and level == "edge" and isinstance(rows, slice)
-            for spec in provider.signals:
-                value = values[spec.name]
-                if broadcast and value.dtype == dtypes[spec.name]:
-                    # A message's value gathered to its edges straight into the output rows: no temporary
-                    # column to allocate (and first touch) and copy. Positions are valid: clip never clips.
-                    np.take(value, t.batch.edge_message, out=out[spec.name][rows], mode="clip")
-                else:
-                    out[spec.name][rows] = to_level(value, provider.level, spec, t.batch, level, dtypes[spec.name])
+        _write(tenants.pop(), signal_set, by_snapshot, out, dtypes, level)  # no reference kept past its call
     return signal_set.frame(messages, out, level=level)
 
 
-def _as_slice(positions: np.ndarray) -> np.ndarray | slice:
-    """Positions as a slice when they are one increasing run (a tenant's rows of tenant-ordered input):
-    copying into a slice is a memory copy, into scattered positions a scatter per value.
-
-    Examples
-    --------
-    >>> _as_slice(np.array([3, 4, 5])), _as_slice(np.array([3, 5])).tolist(), _as_slice(np.array([3, 5, 4, 6]))
-    (slice(3, 6, None), [3, 5], array([3, 5, 4, 6]))
-    """
-    if len(positions) and int(positions[-1]) - int(positions[0]) + 1 == len(positions) and bool(
-            (positions[1:] > positions[:-1]).all()):
-        return slice(int(positions[0]), int(positions[-1]) + 1)
-    return positions
+def _write(t: TenantAsOf, signal_set: SignalSet, by_snapshot: dict[tuple[int, str], dict[str, np.ndarray]],
+           out: Mapping[str, np.ndarray], dtypes: Mapping[str, Any], level: str) -> None:
+    """One tenant's signals written into its rows of the output columns."""
+    rows = _as_slice(t.eds if level == "edge" else t.msgs)
+    for provider in signal_set.providers:
+        computed = by_snapshot.get((id(provider), t.tenant_id))
+        values = computed if computed is not None else BUILTIN[type(provider)](t)
+        broadcast = provider.level == "message" and level == "edge" and isinstance(rows, slice)
+        for spec in provider.signals:
+            value = values[spec.name]
+            if broadcast and value.dtype == dtypes[spec.name]:
+                # A message's value gathered to its edges straight into the output rows: no temporary
+                # column to allocate (and first touch) and copy. Positions are valid: clip never clips.
+                np.take(value, t.batch.edge_message, out=out[spec.name][rows], mode="clip")
+            else:
+                out[spec.name][rows] = to_level(value, provider.level, spec, t.batch, level, dtypes[spec.name])
 
 
 def _columns(messages: Messages) -> dict[str, np.ndarray]:
@@ -194,9 +186,10 @@ def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict
             config: BaselineConfig, mode: str, every: int) -> TenantAsOf:
     """One tenant's :class:`TenantAsOf` (``columns``: from :func:`_columns`)."""
     tenant_id, msgs, eds, sub = part
-    rows = sub.message_rows if sub.message_rows is not None else msgs
+    # A tenant of tenant-ordered input reads its runs of the columns as views, not copies.
+    rows = _as_slice(sub.message_rows if sub.message_rows is not None else msgs)
     label, labeled_at = columns["label"][rows], columns["labeled_at"][rows]
-    codes = columns["domain_codes"][eds]
+    codes = columns["domain_codes"][_as_slice(eds)]
     recipient_domain_key = columns["domain_keys"][codes]
     categories = columns["domain_names"]
     tables = AsOfTables(

@@ -167,8 +167,7 @@ def pair_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     cols = t.tables.pair(t.instants, reverse=False)
     n = cols["n_messages"].astype(np.int32)
     return {"pair_messages": n, "pair_is_first_contact": (n == 0).astype(np.int8),
-            "pair_days_since_last": days_between(t.batch.timestamp[t.batch.edge_message], cols["last_seen"],
-                                                 never=NAN),
+            "pair_days_since_last": days_between(t.tables.ets, cols["last_seen"], never=NAN),  # edges' times
             "pair_recipient_replied": t.tables.replied(t.instants).astype(np.int8)}
 
 

@@ -139,6 +139,21 @@ def _keyed(values: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return out, codes, values
 
 
+def _as_slice(positions: np.ndarray) -> np.ndarray | slice:
+    """Positions as a slice when they are one increasing run (a tenant's rows of tenant-ordered input):
+    a slice reads and writes in place (a view, a memory copy) where positions gather or scatter each value.
+
+    Examples
+    --------
+    >>> _as_slice(np.array([3, 4, 5])), _as_slice(np.array([3, 5])).tolist(), _as_slice(np.array([3, 5, 4, 6]))
+    (slice(3, 6, None), [3, 5], array([3, 5, 4, 6]))
+    """
+    if len(positions) and int(positions[-1]) - int(positions[0]) + 1 == len(positions) and bool(
+            (positions[1:] > positions[:-1]).all()):
+        return slice(int(positions[0]), int(positions[-1]) + 1)
+    return positions
+
+
 @dataclass
 class SignalBatch:
     """Messages and their edges as numpy arrays (one tenant once routed).
@@ -277,19 +292,27 @@ class SignalBatch:
         (1, 2, [0, 0])
         """
         msgs = np.asarray(msgs, dtype=np.int64)
-        remap = np.full(self.n_messages, -1, np.int64)
-        remap[msgs] = np.arange(len(msgs))
-        if eds is None:
-            eds = np.flatnonzero(remap[self.edge_message] >= 0)
-        tenant_code = self.tenant_code[msgs] if tenant is None else np.zeros(len(msgs), np.int64)
+        m, e = _as_slice(msgs), None if eds is None else _as_slice(np.asarray(eds, dtype=np.int64))
+        if isinstance(m, slice) and isinstance(e, slice):
+            # One run of messages and one of their edges (a tenant of tenant-ordered input): the columns are
+            # views of this batch's (only ever read), not copies; edges point at messages from the run's start.
+            edge_message = self.edge_message[e] - m.start
+        else:
+            remap = np.full(self.n_messages, -1, np.int64)
+            remap[msgs] = np.arange(len(msgs))
+            if eds is None:
+                eds = np.flatnonzero(remap[self.edge_message] >= 0)
+            m, e = msgs, eds
+            edge_message = remap[self.edge_message[eds]]
+        tenant_code = self.tenant_code[m] if tenant is None else np.zeros(len(msgs), np.int64)
         return SignalBatch(
-            timestamp=self.timestamp[msgs], sender_key=self.sender_key[msgs],
-            sender_domain_key=self.sender_domain_key[msgs], sender_domain_code=self.sender_domain_code[msgs],
-            sender_domains=self.sender_domains, display_name_key=self.display_name_key[msgs],
-            direction=self.direction[msgs], spf=self.spf[msgs], dkim=self.dkim[msgs], dmarc=self.dmarc[msgs],
+            timestamp=self.timestamp[m], sender_key=self.sender_key[m],
+            sender_domain_key=self.sender_domain_key[m], sender_domain_code=self.sender_domain_code[m],
+            sender_domains=self.sender_domains, display_name_key=self.display_name_key[m],
+            direction=self.direction[m], spf=self.spf[m], dkim=self.dkim[m], dmarc=self.dmarc[m],
             tenant_code=tenant_code, tenants=self.tenants if tenant is None else [tenant],
-            edge_message=remap[self.edge_message[eds]], recipient_key=self.recipient_key[eds],
-            frame=self.frame, message_rows=msgs if self.message_rows is None else self.message_rows[msgs])
+            edge_message=edge_message, recipient_key=self.recipient_key[e],
+            frame=self.frame, message_rows=msgs if self.message_rows is None else self.message_rows[m])
 
     def rows(self, view, table: str) -> np.ndarray:
         """Row positions of this batch's messages (``sender``, ``sender_domain``, ``display_name``)

@@ -21,9 +21,10 @@ NAN = float("nan")
 def days_between(ts: np.ndarray, then: np.ndarray, *, never: float) -> np.ndarray:
     """Days from ``then`` (int64 ns, NaT = int64 min) to ``ts``, at least 0; ``never`` where ``then`` is NaT."""
     known = then != _NAT
-    delta = np.where(known, ts - np.where(known, then, 0), 0)
-    days = np.maximum(delta, 0) / DAY_NS
-    return np.where(known, days, never).astype(np.float32)
+    # NaT rows subtract garbage (integer arrays wrap, silently) that ``never`` replaces: one pass to mask, not three.
+    delta = np.subtract(ts, then)
+    np.maximum(delta, 0, out=delta)
+    return np.where(known, delta / DAY_NS, never).astype(np.float32)
 
 
 def window_column(view: SnapshotView, table: str, prefix: str, window: str, signal: str) -> str:

@@ -48,3 +48,24 @@ def test_message_values_reach_every_edge_of_their_message(history) -> None:
     assert len(joined) == len(edges)
     for name in message_level:
         assert np.array_equal(joined[name].to_numpy(), joined[f"{name}_message"].to_numpy(), equal_nan=True), name
+
+
+def test_a_tenant_run_is_taken_as_views_equal_to_the_general_take(history) -> None:
+    # Tenant-ordered input: each tenant's sub-batch is views of the batch's columns (no copies), with the
+    # very values the general take (positions, edges found through a remap) gives.
+    from commgraph.signals._batch import SignalBatch
+
+    raw, tenants = history
+    batch = SignalBatch.from_messages(validate(raw, tenants=tenants))
+    parts = batch.by_tenant()
+    assert len(parts) == 3
+    for tenant, msgs, eds, sub in parts:
+        general = batch.take(msgs, tenant=tenant)  # edges not given: found through the remap
+        assert np.shares_memory(sub.timestamp, batch.timestamp) and np.shares_memory(sub.recipient_key,
+                                                                                     batch.recipient_key)
+        assert not np.shares_memory(general.timestamp, batch.timestamp)
+        for name in ("timestamp", "sender_key", "sender_domain_key", "sender_domain_code", "display_name_key",
+                     "direction", "spf", "dkim", "dmarc", "tenant_code", "edge_message", "recipient_key",
+                     "message_rows"):
+            assert np.array_equal(getattr(sub, name), getattr(general, name)), name
+        assert sub.tenants == general.tenants == [tenant]

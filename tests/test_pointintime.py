@@ -37,6 +37,10 @@ def test_timeline_against_brute_force(ev, qs, half_life, window) -> None:
     decayed = tl.decayed(lo, hi, qt, half_life)
     since = tl.count_since(qc, qt - window, hi)
     days = tl.sorted_flags(tl.new_run(times // 100))
+    assert np.array_equal(tl.new_period(100), tl.new_run(times // 100))  # read off the sorted times
+    weights = (times % 5 == 0, (times % 7).astype(np.int8), (times % 3).astype(np.uint8))  # flags, narrow ints
+    assert np.array_equal(tl.sorted_weights(weights), np.stack([w.astype(np.int64)[tl.order] for w in weights], axis=1))
+    assert np.array_equal(tl.prefix(weights[1]), np.concatenate([[0], np.cumsum(weights[1][tl.order].astype(int))]))
     for i, (c, t) in enumerate(zip(qc, qt)):
         mine = (codes == c) & (times < t)  # strictly before: an event at the instant itself does not count
         assert hi[i] - lo[i] == mine.sum()

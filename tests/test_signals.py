@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commgraph.baselines import build_baselines
 from commgraph.graph import CommGraphError, ConfigError, validate
@@ -89,6 +91,36 @@ def test_cyrillic_lookalike_of_the_own_domain(snapshots) -> None:
     assert skeleton("xn--cme-5cd.com") == "acme.com"  # Cyrillic a, then "cme.com"
     s = score(snapshots, sender="ceo@аcme.com", direction="inbound")
     assert s["lookalike_domain_distance"] == 0 and s["lookalike_domain_is_close"] == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-10**15, 10**15), st.one_of(st.none(), st.integers(-10**15, 10**15))),
+                max_size=30), st.sampled_from([0.0, float("nan")]))
+def test_days_between_equals_pandas_timedeltas(rows, never) -> None:
+    # Days from a time to each message (at least 0), ``never`` where there is no time: against pandas' own
+    # timedelta arithmetic on nullable datetimes.
+    from commgraph.signals._builtin_sender import days_between
+
+    ts = np.array([r[0] for r in rows], dtype=np.int64)
+    then = np.array([np.iinfo(np.int64).min if r[1] is None else r[1] for r in rows], dtype=np.int64)
+    got = days_between(ts, then, never=never)
+    delta = pd.to_datetime(pd.Series(ts)) - pd.to_datetime(pd.Series([r[1] for r in rows], dtype="Int64"))
+    expected = (delta.clip(lower=pd.Timedelta(0)) / pd.Timedelta(days=1)).fillna(never).to_numpy(np.float64)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, expected.astype(np.float32), equal_nan=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abcilmnorvwxyzAMNOX019-.", max_size=24))
+def test_skeleton_of_plain_ascii_equals_the_character_walk(domain) -> None:
+    # ASCII domains skip the per-character walk (decode, decompose, map): the same text, sequences folded.
+    from commgraph.signals._lookalike import _characters, _tables
+
+    expected = _characters(domain)
+    for seq, letter in _tables()[1]:
+        if seq in expected:
+            expected = expected.replace(seq, letter)
+    assert skeleton(domain) == expected
 
 
 def test_the_exact_domain_and_an_unrelated_one_are_not_lookalikes(snapshots) -> None:

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, first_present_level, kept_order, run_sums, running_max,
-                                         runs_before, segment_cumsum, sorted_runs_before, standing, warm_up)
+from commgraph.baselines._sweeps import (counting_order, first_present_level, kept_order, running_max, runs_before,
+                                         segment_cumsum, sorted_runs_before, sorted_sums_before, standing, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,37 +123,44 @@ def test_rows_at_their_own_times_equal_brute_force(rows, shifts) -> None:
     assert np.array_equal(his, tl.before_shifts(codes, times, shifts)[1])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 9), st.integers(-2, 2), st.booleans()), max_size=50),
-       st.lists(st.tuples(st.integers(-1, 4), st.integers(-1, 11)), max_size=30))
-def test_run_sums_equal_the_gathered_prefix_differences(ev, qs) -> None:
-    # Timeline.prefixes + sums (one compiled pass) against prefix() and p[hi] - p[lo] per weight, and a plain
-    # pandas sum of the events strictly before each query.
+       st.lists(st.tuples(st.integers(-1, 4), st.integers(-1, 11)), max_size=30), st.booleans())
+def test_sums_before_equal_a_pandas_sum_per_query(ev, qs, sorted_queries) -> None:
+    # Timeline.sums_before (one compiled walk) against prefix() differences at the run edges of before(), and a
+    # plain pandas sum of the events strictly before each query; queries sorted or in any other order.
     codes = np.array([e[0] for e in ev], dtype=np.int64)
     times = np.array([e[1] for e in ev], dtype=np.int64)
     weights = [np.array([e[2] for e in ev], dtype=np.int64), np.array([e[3] for e in ev], dtype=bool)]
     tl = Timeline(codes, times, 5)
     qc = np.array([q[0] for q in qs], dtype=np.int64)
     qt = np.array([q[1] for q in qs], dtype=np.int64)
-    lo, hi = tl.before(qc, qt)
-    sums = tl.sums(lo, hi, tl.prefixes(weights))
+    order = QueryOrder.of(qc, qt) if sorted_queries else QueryOrder(np.arange(len(qc)), np.arange(len(qc))[::-1].copy())
+    sums = tl.sums_before(qc, qt, tl.sorted_weights(weights), order)
     assert sums.shape == (2, len(qs))
-    frame = pd.DataFrame({"code": codes, "time": times, "w0": weights[0], "w1": weights[1].astype(np.int64)})
+    lo, hi = tl.before(qc, qt)
     for k, w in enumerate(weights):
         p = tl.prefix(w)
         assert np.array_equal(sums[k], p[hi] - p[lo])
+    frame = pd.DataFrame({"code": codes, "time": times, "w0": weights[0], "w1": weights[1].astype(np.int64)})
     for i, (c, t) in enumerate(zip(qc.tolist(), qt.tolist())):
         before = frame[(frame["code"] == c) & (frame["time"] < t)]
         assert sums[:, i].tolist() == [int(before["w0"].sum()), int(before["w1"].sum())]
-    # Weights already in sorted order (flags such as a new day per key) give the same columns.
+    # Weights already in sorted order (flags such as a new day per key) give the same rows.
     in_sorted = [w[tl.order] for w in weights]
-    assert np.array_equal(tl.prefixes(in_sorted, [True, True]), tl.prefixes(weights))
+    assert np.array_equal(tl.sorted_weights(in_sorted, [True, True]), tl.sorted_weights(weights))
 
 
-def test_run_sums_rejects_runs_outside_the_prefixes() -> None:
-    with pytest.raises(ValueError, match=r"runs reach positions 0 \.\. 4, outside the 3 prefix rows 0 \.\. 2"):
-        run_sums(np.array([0]), np.array([4]), np.zeros((3, 1), np.int64))
-    assert run_sums(np.array([], np.int64), np.array([], np.int64), np.zeros((1, 2), np.int64)).shape == (2, 0)
+def test_sums_before_rejects_mismatched_inputs() -> None:
+    times, starts, one = np.array([3]), np.array([0, 1]), np.array([0])
+    with pytest.raises(ValueError, match=r"weights of shape \(2, 1\) for 1 events"):
+        sorted_sums_before(times, starts, np.zeros((2, 1), np.int64), one, one)
+    with pytest.raises(ValueError, match="outside the queries"):
+        sorted_sums_before(times, starts, np.ones((1, 1), np.int64), one, one, np.array([1]))
+    with pytest.raises(ValueError, match="key code 1 is outside the code space 0 .. 0"):
+        sorted_sums_before(times, starts, np.ones((1, 1), np.int64), np.array([1]), one)
+    empty = np.array([], np.int64)
+    assert sorted_sums_before(empty, np.zeros(1, np.int64), np.zeros((0, 2), np.int64), empty, empty).shape == (2, 0)
 
 
 @settings(max_examples=150, deadline=None)
@@ -253,6 +260,11 @@ def test_empty_and_one_row_inputs() -> None:
     assert running_max(empty, empty).shape == (0,) and running_max(np.array([3]), np.array([-4])).tolist() == [-4]
     with pytest.raises(ValueError, match="an order of 1 queries for 2"):
         runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), np.array([0]))
+    # The walk writes each answer at its query's place: an order that points outside the queries is refused.
+    with pytest.raises(ValueError, match="outside the queries"):
+        sorted_runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), [0], np.array([0, 2]))
+    with pytest.raises(ValueError, match="an order of 1 queries for 2"):
+        sorted_runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), [0], np.array([0]))
 
 
 @st.composite
