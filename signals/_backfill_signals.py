@@ -27,7 +27,7 @@ from ._builtin_identity import _IS_FAIL, _MIN_PASSES, HOUR_PSEUDO_COUNT, HabitSi
     LookalikeSignals
 from ._builtin_pair import PairSignals, RecipientSignals
 from ._builtin_sender import NAN, SenderDomainSignals, SenderSignals, days_between
-from ._freemail import freemail_domains
+from ._freemail import freemail_flags
 from ._lookalike import CLOSE_DISTANCE, is_established
 
 __all__ = ["TenantAsOf", "BUILTIN", "PRIOR_KINDS"]
@@ -148,16 +148,12 @@ def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
 
 def domain_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     cols, b = t.sender_domain, t.batch
-    free = freemail_domains()
-    is_free = np.array([d in free for d in b.sender_domains], dtype=np.int8)
-    codes = b.sender_domain_code
     return {
         "domain_messages_30d": t.window(cols, "n_messages", "30d", "domain_messages_30d"),
         "domain_days_known": days_between(b.timestamp, cols["first_seen"], never=0.0),
         "domain_distinct_senders": cols["n_distinct_senders"].astype(np.int32),
         "domain_is_new": (cols["n_messages"] == 0).astype(np.int8),
-        "domain_is_freemail": np.where(codes >= 0, is_free.take(codes, mode="clip") if len(is_free) else 0,
-                                       0).astype(np.int8),
+        "domain_is_freemail": freemail_flags(b.sender_domain_code, b.sender_domains),
         "domain_safe_likelihood": t.likelihood("sender_domain", cols)[0],
         "domain_solicited_messages": cols["n_outbound_to"].astype(np.int32),
     }

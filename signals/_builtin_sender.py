@@ -8,7 +8,7 @@ import numpy as np
 
 from commgraph.graph import ConfigError
 
-from ._freemail import freemail_domains
+from ._freemail import freemail_flags
 from ._provider import SignalProvider, SignalSpec, builtin_compute_one, register_provider
 from ._view import DAY_NS, SnapshotView, gather, probe
 
@@ -146,12 +146,7 @@ class SenderDomainSignals(SignalProvider):
                                                 never=0.0)
         out["domain_distinct_senders"] = gather(col("sender_domain", "n_distinct_senders"), pos, 0, "int32")
         out["domain_is_new"] = (gather(col("sender_domain", "n_messages"), pos, 0, "int32") == 0).astype(np.int8)
-        free = freemail_domains()
-        per_domain = np.fromiter((d in free for d in batch.sender_domains), dtype=np.int8,
-                                 count=len(batch.sender_domains))
-        codes = batch.sender_domain_code
-        out["domain_is_freemail"] = np.where(codes >= 0, per_domain.take(codes, mode="clip") if len(per_domain)
-                                             else 0, 0).astype(np.int8)
+        out["domain_is_freemail"] = freemail_flags(batch.sender_domain_code, batch.sender_domains)
         out["domain_safe_likelihood"] = gather(col("sender_domain", "likelihood_safe"), pos,
                                                view.prior_mean["sender_domain"], "float32")
         out["domain_solicited_messages"] = gather(col("sender_domain", "n_outbound_to"), pos, 0, "int32")

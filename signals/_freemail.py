@@ -11,7 +11,10 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-__all__ = ["freemail_domains", "is_freemail"]
+import numpy as np
+import pandas as pd
+
+__all__ = ["freemail_domains", "is_freemail", "freemail_flags"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,3 +42,25 @@ def is_freemail(domain: str) -> bool:
     True
     """
     return domain in freemail_domains()
+
+
+@functools.lru_cache(maxsize=1)
+def _freemail_index() -> pd.Index:
+    # A hash table over the list: a batch's distinct domains are looked up in it at once.
+    return pd.Index(sorted(freemail_domains()), dtype=object)
+
+
+def freemail_flags(codes: np.ndarray, domains: np.ndarray) -> np.ndarray:
+    """Per message, 1 where its sender domain (``domains[code]``; a negative code: none) is a consumer provider.
+
+    Each distinct domain is looked up once, all at once (a hash lookup per domain, no Python loop).
+
+    Examples
+    --------
+    >>> freemail_flags(np.array([0, 1, -1, 0]), np.array(["gmail.com", "acme.com"], dtype=object)).tolist()
+    [1, 0, 0, 1]
+    """
+    per_domain = pd.Index(domains, dtype=object).isin(_freemail_index()).astype(np.int8)
+    if not len(per_domain):
+        return np.zeros(len(codes), np.int8)
+    return np.where(codes >= 0, per_domain.take(codes, mode="clip"), 0).astype(np.int8)
