@@ -30,6 +30,7 @@ from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate, Splice
 from ._events import (
     DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILED, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
 )
+from ._stacked import merge_many, merge_order, merge_stacked, split_stacked, stackable
 
 __all__ = ["TenantState", "advance_many", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES",
            "WINDOW_TABLES"]
@@ -358,8 +359,12 @@ class TenantState:
         counted = self._counted(rows, as_of=as_of, settle_delay=settle_delay)
         new, new_decayed, _ = aggregate_rows(counted, cutoff=as_of - settle_delay, anchor=as_of, half_life=half_life,
                                              groupings=groupings if counted is rows else None)
-        return self._advanced(rows, new, new_decayed, as_of=as_of, windows=windows, settle_delay=settle_delay,
-                              names=names, fingerprint=fingerprint)
+        lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
+        deltas = self._window_deltas(rows, as_of=as_of, windows=windows)
+        counts = {str(w): {t: _shift(self.windows[str(w)][t], deltas[str(w)][t]) for t in WINDOW_TABLES}
+                  for w in windows}
+        return self._advanced(rows, lifetime, decayed, counts, as_of=as_of, windows=windows,
+                              settle_delay=settle_delay, names=names, fingerprint=fingerprint)
 
     def _counted(self, rows: dict[str, np.ndarray], *, as_of: int, settle_delay: int) -> dict[str, np.ndarray]:
         """The rows whose lifetime aggregates a refresh to ``as_of`` adds: ``rows`` (time-ordered new rows)
@@ -381,16 +386,12 @@ class TenantState:
         counted["label"][n_new:] = NO_LABEL
         return counted
 
-    def _advanced(self, rows: dict[str, np.ndarray], new: dict[str, KeyedAggregate], new_decayed: dict[str, Decayed],
-                  *, as_of: int, windows: tuple[int, ...], settle_delay: int, names: dict[str, np.ndarray],
-                  fingerprint: int, deltas: dict[str, dict[str, KeyedAggregate]] | None = None) -> "TenantState":
-        """The state as of ``as_of`` from the new rows and the aggregates of :meth:`_counted`'s rows
-        (``deltas``: each window's net counts, as :meth:`_window_deltas` finds them, when found already)."""
-        lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
-        if deltas is None:
-            deltas = self._window_deltas(rows, as_of=as_of, windows=windows)
-        counts = {str(w): {t: _shift(self.windows[str(w)][t], deltas[str(w)][t]) for t in WINDOW_TABLES}
-                  for w in windows}
+    def _advanced(self, rows: dict[str, np.ndarray], lifetime: dict[str, KeyedAggregate],
+                  decayed: dict[str, Decayed], counts: dict[str, dict[str, KeyedAggregate]], *, as_of: int,
+                  windows: tuple[int, ...], settle_delay: int, names: dict[str, np.ndarray], fingerprint: int
+                  ) -> "TenantState":
+        """The state as of ``as_of`` from the new rows and the merged aggregates: lifetime and decayed (with the
+        aggregates of :meth:`_counted`'s rows), and each window's counts (shifted by its net change)."""
         new_events, new_pending = _split(rows)
         # New mail comes after everything kept (it was sent at or after the last
         # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
@@ -474,18 +475,58 @@ def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *
     The rows every state adds to its lifetime aggregates are stacked and
     aggregated in one pass, the tenant leading every grouping (a ``tenant`` key
     column: its number in ``states``), then split at the tenant boundaries
-    into views; each state merges its own part. The fixed cost of the many
-    small steps of an aggregation is paid once, not per tenant, and tenants
-    never mix: every group holds rows of one tenant only.
+    into views. The merges into the states' lifetime tables, decayed sums and
+    window counts run stacked too (:func:`merge_many`: one splice per table
+    for every tenant). The fixed cost of the many small steps of an
+    aggregation and a merge is paid once, not per tenant, and tenants never
+    mix: every group holds rows of one tenant only.
     """
+    if not states:  # (nothing to stack)
+        return []
     cutoff = as_of - settle_delay
     ordered = [_sorted(r) for r in rows]
     counted = [state._counted(r, as_of=as_of, settle_delay=settle_delay) for state, r in zip(states, ordered)]
     parts = _split_tenants_all(counted, cutoff=cutoff, anchor=as_of, half_life=half_life)
     deltas = _window_deltas_many(states, ordered, as_of=as_of, windows=windows)
-    return [state._advanced(r, new, new_decayed, as_of=as_of, windows=windows, settle_delay=settle_delay,
-                            names=n, fingerprint=fp, deltas=d)
-            for state, r, (new, new_decayed), n, fp, d in zip(states, ordered, parts, names, fingerprints, deltas)]
+    # Each table merged for every tenant at once (one stacked splice), each tenant's result a view of it.
+    lifetime = {name: merge_many([s.lifetime[name] for s in states], [new[name] for new, _ in parts])
+                for name in states[0].lifetime}
+    decayed = _decayed_many([s.decayed for s in states], [d for _, d in parts], as_of=as_of, half_life=half_life)
+    counts = {str(w): {t: _shift_many([s.windows[str(w)][t] for s in states], [d[str(w)][t] for d in deltas])
+                       for t in WINDOW_TABLES} for w in windows}
+    return [state._advanced(r, {name: lifetime[name][i] for name in state.lifetime},
+                            {name: decayed[name][i] for name in state.decayed},
+                            {w: {t: counts[w][t][i] for t in WINDOW_TABLES} for w in counts}, as_of=as_of,
+                            windows=windows, settle_delay=settle_delay, names=n, fingerprint=fp)
+            for i, (state, r, n, fp) in enumerate(zip(states, ordered, names, fingerprints))]
+
+
+def _decayed_many(bases: list[dict[str, Decayed]], new: list[dict[str, Decayed]], *, as_of: int, half_life: int
+                  ) -> dict[str, list[Decayed]]:
+    """Per table, each tenant's ``Decayed.merge`` of its decayed sums with those of its new rows (valued at
+    ``as_of``): the sums brought to ``as_of`` by each tenant's own factor, then merged stacked."""
+    if any(d.half_life != half_life or d.anchor > as_of for b in bases for d in b.values()):
+        # (merged one by one, the mismatch raises the error Decayed.merge gives)
+        return {name: [b[name].merge(n[name]) for b, n in zip(bases, new)] for name in bases[0]}
+    out = {}
+    for name in bases[0]:
+        # The factor Decayed.decay_to applies, computed as it does (a scalar per tenant: the same bits).
+        scale = [np.exp2(-(as_of - b[name].anchor) / float(half_life)) for b in bases]
+        merged = merge_many([b[name].aggregate for b in bases], [n[name].aggregate for n in new], scale)
+        out[name] = [Decayed(agg, anchor=as_of, half_life=half_life) for agg in merged]
+    return out
+
+
+def _shift_many(counts: list[KeyedAggregate], deltas: list[KeyedAggregate]) -> list[KeyedAggregate]:
+    """:func:`_shift` of each tenant's window counts, merged stacked and the zero groups dropped at once."""
+    if not counts or not stackable([*counts, *deltas]):
+        return [_shift(c, d) for c, d in zip(counts, deltas)]
+    stacked, bounds = merge_stacked(counts, deltas)
+    keep = stacked.values["n"] != 0
+    if not keep.all():
+        bounds = np.concatenate([[0], np.cumsum(keep)])[bounds]
+        stacked = stacked.take(keep)
+    return split_stacked(stacked, bounds, [merge_order(c, d) for c, d in zip(counts, deltas)])
 
 
 def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *, as_of: int,
