@@ -19,7 +19,7 @@ every reducer is applied to the same pairs of values).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from commgraph.graph import CommGraphError
 
 from ._aggregate import _COMBINE, KeyedAggregate, Splice, bisect_runs
 
-__all__ = ["merge_many", "merge_stacked", "split_stacked", "segment_positions", "stackable", "merge_order"]
+__all__ = ["Stacked", "merge_many", "merge_stacked", "merge_layouts", "segment_positions", "stackable"]
 
 
 def segment_positions(keys: list[np.ndarray], queries: list[np.ndarray], key_bounds: np.ndarray,
@@ -84,35 +84,127 @@ def stackable(parts: Sequence[KeyedAggregate]) -> bool:
                and {c: (v.dtype, v.shape[1:]) for c, v in p.values.items()} == layout for p in parts)
 
 
-def merge_stacked(bases: Sequence[KeyedAggregate], updates: Sequence[KeyedAggregate],
-                  scale: Sequence[float] | None = None) -> tuple[KeyedAggregate, np.ndarray]:
-    """Each ``bases[i].merge(updates[i])`` as one stacked aggregate, and each result's row bounds in it.
+class Stacked(NamedTuple):
+    """Several tenants' aggregates as one: tenant ``i``'s groups are rows ``bounds[i]:bounds[i + 1]``.
+
+    Examples
+    --------
+    >>> agg = KeyedAggregate({"k": np.array([4, 2], dtype=np.uint64)}, {"n": np.array([1, 3])}, {"n": "sum"})
+    >>> [len(part) for part in Stacked(agg, np.array([0, 0, 2])).parts()]
+    [0, 2]
+    """
+
+    aggregate: KeyedAggregate
+    bounds: np.ndarray
+
+    @classmethod
+    def of(cls, parts: Sequence[KeyedAggregate]) -> "Stacked":
+        """Aggregates of one layout stacked in order (the first one's order of value columns).
+
+        Examples
+        --------
+        >>> agg = KeyedAggregate({"k": np.array([4], dtype=np.uint64)}, {"n": np.array([1])}, {"n": "sum"})
+        >>> Stacked.of([agg, agg]).bounds.tolist()
+        [0, 1, 2]
+        """
+        first = parts[0]
+        keys = {k: np.concatenate([p.keys[k] for p in parts]) for k in first.keys}
+        values = {c: np.concatenate([p.values[c] for p in parts]) for c in first.values}
+        return cls(KeyedAggregate(keys, values, first.reducers), np.cumsum([0] + [len(p) for p in parts]))
+
+    @classmethod
+    def by_tenant(cls, agg: KeyedAggregate, n_tenants: int) -> "Stacked":
+        """An aggregate of stacked tenants (``tenant``, their numbers, its leading key), without that key (the
+        tenant table keeps it, as 0: the key a tenant's own aggregate has).
+
+        Examples
+        --------
+        >>> agg = KeyedAggregate({"tenant": np.array([0, 2], dtype=np.uint64), "k": np.array([9, 9], dtype=np.uint64)},
+        ...                      {"n": np.array([1, 3])}, {"n": "sum"})
+        >>> s = Stacked.by_tenant(agg, 3)
+        >>> list(s.aggregate.keys), s.bounds.tolist()
+        (['k'], [0, 1, 1, 2])
+        """
+        tenant = agg.keys["tenant"]
+        bounds = np.searchsorted(tenant, np.arange(n_tenants + 1, dtype=np.uint64))
+        own = {k: v for k, v in agg.keys.items() if k != "tenant"} or {"tenant": np.zeros(len(tenant), np.uint64)}
+        return cls(KeyedAggregate(own, agg.values, agg.reducers), bounds)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """How many groups each tenant has."""
+        return np.diff(self.bounds)
+
+    def parts(self, layouts: Sequence[tuple[list[str], dict[str, str]]] | None = None) -> list[KeyedAggregate]:
+        """The aggregate of each tenant, as views; ``layouts``: per tenant, the order of the value columns and
+        the reducers its part takes (see :func:`merge_layouts`)."""
+        agg = self.aggregate
+        edges = np.asarray(self.bounds).tolist()
+        if layouts is None:
+            layouts = [(list(agg.values), agg.reducers)] * (len(edges) - 1)
+        return [KeyedAggregate({k: v[lo:hi] for k, v in agg.keys.items()},
+                               {c: agg.values[c][lo:hi] for c in order}, reducers)
+                for lo, hi, (order, reducers) in zip(edges[:-1], edges[1:], layouts)]
+
+
+def merge_layouts(bases: Sequence[KeyedAggregate], updates: Sequence[KeyedAggregate] | Stacked
+                  ) -> list[tuple[list[str], dict[str, str]]]:
+    """Per pair, the order of value columns and the reducers ``base.merge(update)`` keeps (see
+    :meth:`KeyedAggregate.merge`: the larger side's columns, the base's reducers unless it is empty).
+
+    Examples
+    --------
+    >>> a = KeyedAggregate({"k": np.zeros(0, dtype=np.uint64)}, {"n": np.zeros(0), "m": np.zeros(0)},
+    ...                    {"n": "sum", "m": "sum"})
+    >>> b = KeyedAggregate({"k": np.ones(1, dtype=np.uint64)}, {"m": np.ones(1), "n": np.ones(1)},
+    ...                    {"m": "sum", "n": "sum"})
+    >>> [order for order, _ in merge_layouts([a, b], [b, a])]
+    [['m', 'n'], ['m', 'n']]
+    """
+    if isinstance(updates, Stacked):
+        lengths = updates.lengths.tolist()
+        likes = [updates.aggregate] * len(lengths)
+    else:
+        lengths, likes = [len(u) for u in updates], list(updates)
+    out = []
+    for base, n, like in zip(bases, lengths, likes):
+        if len(base) >= n or not n:
+            out.append((list(base.values), base.reducers))
+        else:
+            out.append((list(like.values), like.reducers if not len(base) else base.reducers))
+    return out
+
+
+def merge_stacked(bases: Sequence[KeyedAggregate], updates: Stacked, scale: Sequence[float] | None = None
+                  ) -> Stacked:
+    """Each ``bases[i].merge(part i of updates)`` as one stacked aggregate (the first base's order of value
+    columns: see :func:`merge_layouts` for each part's).
 
     ``scale``: per pair, a factor every value column of the base is multiplied
     by first (decayed sums brought to the updates' anchor). Tenants are the
-    positions in the sequences; the stacked aggregate has no tenant column.
+    positions in ``bases`` and the parts of ``updates``; the stacked aggregate
+    has no tenant column.
 
     Examples
     --------
     >>> agg = lambda k, n: KeyedAggregate({"k": np.array(k, dtype=np.uint64)}, {"n": np.array(n)}, {"n": "sum"})
-    >>> merged, bounds = merge_stacked([agg([1, 5], [1, 1]), agg([5], [2])], [agg([5], [3]), agg([1], [4])])
-    >>> merged.keys["k"].tolist(), merged.values["n"].tolist(), bounds.tolist()
+    >>> merged = merge_stacked([agg([1, 5], [1, 1]), agg([5], [2])], Stacked.of([agg([5], [3]), agg([1], [4])]))
+    >>> merged.aggregate.keys["k"].tolist(), merged.aggregate.values["n"].tolist(), merged.bounds.tolist()
     ([1, 5, 1, 5], [1, 4, 4, 2], [0, 2, 4])
     """
     n_base = np.array([len(b) for b in bases], dtype=np.int64)
-    n_update = np.array([len(u) for u in updates], dtype=np.int64)
     base_bounds = np.concatenate([[0], np.cumsum(n_base)])
-    first = bases[0]
+    first, update = bases[0], updates.aggregate
     names = list(first.keys)
     base_keys = [np.concatenate([b.keys[k] for b in bases]) for k in names]
-    update_keys = [np.concatenate([u.keys[k] for u in updates]) for k in names]
-    owner = np.repeat(np.arange(len(bases)), n_update)
-    positions = segment_positions(base_keys, update_keys, base_bounds, np.concatenate([[0], np.cumsum(n_update)]))
+    update_keys = [update.keys[k] for k in names]
+    owner = np.repeat(np.arange(len(bases)), updates.lengths)
+    positions = segment_positions(base_keys, update_keys, base_bounds, updates.bounds)
     found = positions < base_bounds[owner + 1]
     if len(base_keys[0]):
         clipped = np.minimum(positions, len(base_keys[0]) - 1)
-        for base, update in zip(base_keys, update_keys):
-            found &= base[clipped] == update
+        for base, keys in zip(base_keys, update_keys):
+            found &= base[clipped] == keys
     # Every update row lands inside its own tenant's segment, and segments follow the tenants' order:
     # the positions never decrease, so one plan splices every tenant.
     plan = Splice(len(base_keys[0]), positions, found)
@@ -123,63 +215,24 @@ def merge_stacked(bases: Sequence[KeyedAggregate], updates: Sequence[KeyedAggreg
         base = np.concatenate([b.values[c] for b in bases])
         if factor is not None:
             base = base * (factor if base.ndim == 1 else factor[:, None])
-        values[c] = plan.apply(base, np.concatenate([u.values[c] for u in updates]), _COMBINE[first.reducers[c]])
+        values[c] = plan.apply(base, update.values[c], _COMBINE[first.reducers[c]])
     inserted = np.bincount(owner[plan.new], minlength=len(bases))
-    bounds = base_bounds + np.concatenate([[0], np.cumsum(inserted)])
-    return KeyedAggregate(keys, values, first.reducers), bounds
-
-
-def split_stacked(stacked: KeyedAggregate, bounds: np.ndarray, like: Sequence[KeyedAggregate] | None = None
-                  ) -> list[KeyedAggregate]:
-    """The aggregate of each tenant (rows ``bounds[i]:bounds[i + 1]``), as views.
-
-    ``like``: per tenant, the aggregate whose order of value columns and
-    reducers the part takes (a merge keeps its larger side's: a stored
-    table's columns come back in the order they were written).
-
-    Examples
-    --------
-    >>> agg = KeyedAggregate({"k": np.array([4, 2], dtype=np.uint64)}, {"n": np.array([1, 3])}, {"n": "sum"})
-    >>> [len(part) for part in split_stacked(agg, np.array([0, 0, 2]))]
-    [0, 2]
-    """
-    edges = np.asarray(bounds).tolist()
-    orders = [stacked] * (len(edges) - 1) if like is None else like
-    return [KeyedAggregate({k: v[lo:hi] for k, v in stacked.keys.items()},
-                           {c: stacked.values[c][lo:hi] for c in order.values}, order.reducers)
-            for lo, hi, order in zip(edges[:-1], edges[1:], orders)]
-
-
-def merge_order(base: KeyedAggregate, update: KeyedAggregate) -> KeyedAggregate:
-    """The side whose order of value columns and reducers ``base.merge(update)`` keeps (see
-    :meth:`KeyedAggregate.merge`: the larger side's columns, the base's reducers unless it is empty).
-
-    Examples
-    --------
-    >>> a = KeyedAggregate({"k": np.zeros(0, dtype=np.uint64)}, {"n": np.zeros(0)}, {"n": "sum"})
-    >>> b = KeyedAggregate({"k": np.ones(1, dtype=np.uint64)}, {"n": np.ones(1)}, {"n": "sum"})
-    >>> merge_order(a, b) is b, merge_order(b, a) is b
-    (True, True)
-    """
-    if len(base) >= len(update) or not len(update):
-        return base
-    if not len(base):
-        return update
-    return KeyedAggregate(update.keys, update.values, base.reducers)
+    return Stacked(KeyedAggregate(keys, values, first.reducers), base_bounds + np.concatenate([[0], np.cumsum(inserted)]))
 
 
 def _scaled(agg: KeyedAggregate, factor: float) -> KeyedAggregate:
     return KeyedAggregate(agg.keys, {c: v * factor for c, v in agg.values.items()}, agg.reducers)
 
 
-def merge_many(bases: Sequence[KeyedAggregate], updates: Sequence[KeyedAggregate],
+def merge_many(bases: Sequence[KeyedAggregate], updates: Sequence[KeyedAggregate] | Stacked,
                scale: Sequence[float] | None = None) -> list[KeyedAggregate]:
     """``[b.merge(u) for b, u in zip(bases, updates)]``, each to the byte, in one stacked splice.
 
-    ``scale``: per pair, a factor every value column of the base is multiplied
-    by first (as :meth:`Decayed.decay_to` does; the stacked path takes float
-    columns only, whose dtype scaling keeps). Aggregates whose layouts or
-    dtypes differ merge one by one (a stacked column would promote them).
+    ``updates``: one aggregate per base, or all of them stacked. ``scale``: per
+    pair, a factor every value column of the base is multiplied by first (as
+    :meth:`Decayed.decay_to` does; the stacked path takes float columns only,
+    whose dtype scaling keeps). Aggregates whose layouts or dtypes differ merge
+    one by one (a stacked column would promote them).
 
     Examples
     --------
@@ -188,15 +241,18 @@ def merge_many(bases: Sequence[KeyedAggregate], updates: Sequence[KeyedAggregate
     >>> [(m.keys["k"].tolist(), m.values["n"].tolist()) for m in merged]
     [([1], [6]), ([2, 3], [2, 1])]
     """
-    if len(bases) != len(updates):
-        raise CommGraphError(f"merge_many pairs each base with an update; got {len(bases)} bases and {len(updates)} "
-                         "updates")
+    n_updates = len(updates.bounds) - 1 if isinstance(updates, Stacked) else len(updates)
+    if len(bases) != n_updates:
+        raise CommGraphError(f"merge_many pairs each base with an update; got {len(bases)} bases and {n_updates} "
+                             "updates")
     if not bases:
         return []
-    if not stackable([*bases, *updates]) or (
+    stacked = updates if isinstance(updates, Stacked) else None
+    if not stackable([*bases, *([stacked.aggregate] if stacked else updates)]) or (
             scale is not None and any(v.dtype != np.float64 for v in bases[0].values.values())):
+        parts = stacked.parts() if stacked else updates
         if scale is None:
-            return [b.merge(u) for b, u in zip(bases, updates)]
+            return [b.merge(u) for b, u in zip(bases, parts)]
         # As Decayed.merge: both sides brought to the later anchor (the updates' factor is 1.0), then merged.
-        return [_scaled(b, f).merge(_scaled(u, np.exp2(-0.0))) for b, u, f in zip(bases, updates, scale)]
-    return split_stacked(*merge_stacked(bases, updates, scale), [merge_order(b, u) for b, u in zip(bases, updates)])
+        return [_scaled(b, f).merge(_scaled(u, np.exp2(-0.0))) for b, u, f in zip(bases, parts, scale)]
+    return merge_stacked(bases, stacked or Stacked.of(updates), scale).parts(merge_layouts(bases, updates))
