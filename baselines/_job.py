@@ -21,7 +21,9 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from commgraph.graph import ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources, load_tenant_configs
+from commgraph.graph import (
+    CommGraphError, ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources, load_tenant_configs,
+)
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._readers import parquet_dataset, partition_rows, partition_values
 
@@ -256,7 +258,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
     store = SnapshotStore(store_path)
     read = dict(columns=columns, tenants=tenant_configs, **read_options)
     current = store.current(tenant_id)
-    mode = "incremental" if incremental and current is not None else "full"
+    mode = _mode(incremental, current)
     snapshot = None
     if mode == "full" and chunk_rows is not None and rows is None:
         rows = partition_rows(inputs, (columns or {}).get("tenant_id", "tenant_id"), only=[tenant_id])[tenant_id]
@@ -378,8 +380,8 @@ def _refresh_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | 
         try:
             status, version = publish_snapshot(store, snapshots[tenant_id], force)
         except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
-            outcomes.append(TenantOutcome(tenant_id, "failed", seconds=shared + time.perf_counter() - begun,
-                                          peak_mib=peak_mib(), error=error_text(exc)))
+            outcomes.append(TenantOutcome(tenant_id, "failed", "incremental", peak_mib=peak_mib(),
+                                          seconds=shared + time.perf_counter() - begun, error=error_text(exc)))
             continue
         outcomes.append(TenantOutcome(tenant_id, status, "incremental", version, peak_mib=peak_mib(),
                                       seconds=shared + time.perf_counter() - begun, **fields[tenant_id]))
@@ -415,13 +417,24 @@ def error_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+def _mode(incremental: bool, current: int | None) -> str:
+    """How a tenant is refreshed: from its current snapshot when asked to and it has one, else in full."""
+    return "incremental" if incremental and current is not None else "full"
+
+
 def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
-    """Run one tenant; any failure becomes its outcome instead of stopping the others."""
+    """Run one tenant; any failure becomes its outcome instead of stopping the others (in the mode it
+    was refreshed in, as far as the store still tells)."""
     start = time.perf_counter()
     try:
         return _refresh_tenant(tenant_id, *args)
     except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
-        return TenantOutcome(tenant_id, "failed", seconds=time.perf_counter() - start, peak_mib=peak_mib(),
+        store_path, incremental = args[1], args[6]
+        try:
+            mode = _mode(incremental, SnapshotStore(store_path).current(tenant_id))
+        except CommGraphError:  # the store cannot say (a corrupt pointer): the refresh could not read it either
+            mode = "full"
+        return TenantOutcome(tenant_id, "failed", mode, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
                              error=error_text(exc))
 
 
@@ -503,7 +516,8 @@ def run_refresh(
         archive with zoned ``timestamp`` and ``labeled_at`` columns only those
         rows are read, other inputs are read whole and filtered), so its outcome's
         ``rows_read`` and ``rows_rejected`` count what that period brought, and
-        a message id repeated from older mail is not seen as a duplicate. Own
+        a copy of an older message in another file is not seen as a duplicate
+        (the rows of a message in one file are read together). Own
         domains inferred from the rows read make it read the tenants whole
         again, so that they are inferred as a rebuild does.
         Inference follows the mail, so it can change as mail accumulates: the

@@ -98,13 +98,17 @@ def _trigamma(x: np.ndarray) -> np.ndarray:
     from scipy import special
 
     small = x < _SERIES_FROM
-    y = np.where(small, _SERIES_FROM, x)
-    inv = 1.0 / y
+    inv = np.divide(1.0, np.maximum(x, _SERIES_FROM))
     inv2 = inv * inv
-    series = _BERNOULLI[-1]
+    # In place: each pass over the values reuses the arrays (fresh ones cost a page fault per 4 KiB).
+    out = inv2 * _BERNOULLI[-1]
     for b in _BERNOULLI[-2::-1]:  # Horner in 1/x^2
-        series = series * inv2 + b
-    out = inv + 0.5 * inv2 + series * inv2 * inv
+        out += b
+        out *= inv2
+    out *= inv
+    out += inv
+    inv2 *= 0.5
+    out += inv2
     if small.any():
         out[small] = special.zeta(2, x[small])
     return out
@@ -201,10 +205,12 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     log-parameters, run for all fits together (one call per special function
     and step, over the fits still searching: per-fit calls were most of the
     time of a backfill's thousands of small fits). The search always starts
-    from the data's mean rate, never from an earlier fit: where the likelihood
-    is flat along a ridge or the optimum sits on a bound, where the search
-    stops depends on where it started, and a refresh must land exactly where
-    a rebuild does. It stops when a Newton step is below 1e-6 in the
+    from the data's own moments (the mean rate, and the spread beyond the
+    binomial's for the size ``alpha + beta``), never from an earlier fit:
+    where the likelihood is flat along a ridge or the optimum sits on a bound,
+    where the search stops depends on where it started, and a refresh must
+    land exactly where a rebuild does. Starting at the moments' size saves
+    about a fifth of the steps of a backfill's daily fits. It stops when a Newton step is below 1e-6 in the
     log-parameters (taken, unchecked: the next would be below the rounding of
     the derivatives), or when an accepted step gains less than ``_FTOL`` of
     the log-likelihood (scipy's L-BFGS-B default): on a ridge (overdispersion
@@ -264,13 +270,15 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
         (rows of fits, columns of parts): one call per function over every value of every fit."""
         values, weights, local = gather(fits)
         shift = np.stack([a, b, a + b], axis=1).ravel()
-        x = np.concatenate([values + shift[local], shift])
-        m = len(shift)
+        n, m = len(values), len(shift)
+        x = np.empty(n + m)
+        np.add(values, shift[local], out=x[:n])
+        x[n:] = shift
         out = []
         for fn in fns:
             y = fn(x)
-            out.append((np.bincount(local, weights=y[:-m] * weights, minlength=m).reshape(-1, 3),
-                        y[-m:].reshape(-1, 3)))
+            np.multiply(y[:n], weights, out=y[:n])
+            out.append((np.bincount(local, weights=y[:n], minlength=m).reshape(-1, 3), y[n:].reshape(-1, 3)))
         return out
 
     def loglik(fits: np.ndarray, la: np.ndarray, lb: np.ndarray) -> np.ndarray:
@@ -299,7 +307,28 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     rate = np.bincount(fit_of_pair, weights=k_i * weight, minlength=n_fits) / np.bincount(
         fit_of_pair, weights=n_i * weight, minlength=n_fits)
     p = np.clip(rate, 0.01, 0.99)
-    la, lb = np.log(p * 2.0), np.log((1 - p) * 2.0)
+    # The start's size alpha + beta from the moments: the spread of the k's beyond the binomial's gives the
+    # intra-class correlation rho = 1 / (alpha + beta + 1). No spread beyond it (binomial data, a ridge
+    # towards large sizes): start high on the ridge; no information about it (single trials): size 2.
+    # Only sums of whole numbers, in integers (exact, so the same bits in any order of the pairs: the
+    # backfill lists a fit's pairs in another order than a snapshot does), combined per fit afterwards.
+    whole = weight.astype(np.int64)
+    exact = bool((whole == weight).all())
+
+    def weighted(values: np.ndarray) -> np.ndarray:
+        if exact:
+            return np.add.reduceat(whole * values, bounds[:-1]).astype(np.float64)
+        return np.bincount(fit_of_pair, weights=weight * values, minlength=n_fits)
+
+    sum_k2, sum_kn, sum_n2 = weighted(k_i * k_i), weighted(k_i * n_i), weighted(n_i * n_i)
+    sum_n = weighted(n_i)
+    spread = sum_k2 - 2.0 * rate * sum_kn + rate * rate * sum_n2 - rate * (1.0 - rate) * sum_n
+    room = (sum_n2 - sum_n) * rate * (1.0 - rate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = spread / room
+    size = np.where(room > 0, np.where(rho > 0, 1.0 / np.maximum(rho, 1e-300) - 1.0, np.inf), 2.0)
+    size = np.minimum(np.maximum(size, 0.1), np.exp(high - 1.0))
+    la, lb = clip(np.log(p * size)), clip(np.log((1 - p) * size))
     # The log-likelihood's constant part (sum of w log C(n, k)), left out of ``loglik``: the stopping
     # rule compares a step's gain with the whole log-likelihood.
     constant = np.bincount(fit_of_pair, weights=weight * (special.gammaln(n_i + 1.0) - special.gammaln(k_i + 1.0)

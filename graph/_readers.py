@@ -16,7 +16,7 @@ from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
 from ._messages import Messages
 from ._schema import STRING_DTYPE
-from ._timestamps import parse_timestamps
+from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
 from ._validate import apply_column_mapping, reject_rows, _validate_handed_over
 
 __all__ = ["read_messages", "read_frame", "list_sources"]
@@ -113,11 +113,46 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
     candidates = found.partitioning.schema.names if found.partitioning is not None else []
     below = ["/" + f[len(base):] if base is not None else f for f in found.files]
     names = [n for n in candidates if any(f"/{n}=" in f.replace(os.sep, "/") for f in below)]
-    if not names:
-        return found
-    # The same files again (no second walk of the directory), with every partition key declared a string.
-    strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
-    return ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
+    if names:
+        # The same files again (no second walk of the directory), with every partition key declared a string.
+        strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
+        found = ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
+    return _with_every_column(found)
+
+
+def _complete_schema(fragment: Any) -> Any:
+    """A Parquet fragment's schema, its footer read and kept (row groups and statistics too, for pruning)."""
+    fragment.ensure_complete_metadata()
+    return fragment.physical_schema
+
+
+def _with_every_column(dataset: Any) -> Any:
+    """``dataset`` with the columns of every file, not only of the first one pyarrow looks at.
+
+    pyarrow takes a directory's columns from its first file, and a scan reads only those: an archive
+    whose early files have no ``labeled_at`` (labels began later) would lose every label. Columns that
+    later files add are appended, each with its type in the first file that has it (the types of the
+    columns already there are left as they are). Every footer is read for this, several at once; they
+    stay with the fragments, so a scan or the ``since`` pruning does not read them again.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    fragments = list(dataset.get_fragments())
+    if len(fragments) < 2:
+        return dataset
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        schemas = list(pool.map(_complete_schema, fragments))
+    schema = dataset.schema
+    for file_schema in schemas:
+        for field in file_schema:
+            if schema.get_field_index(field.name) < 0:
+                schema = schema.append(field)
+    if schema.equals(dataset.schema):
+        return dataset
+    return ds.FileSystemDataset(fragments, schema, dataset.format, dataset.filesystem)
 
 
 def partition_values(source: Any, column: str) -> list[str] | None:
@@ -207,14 +242,28 @@ def _parquet_dataset_of(path: Path, only: _TenantFilter | None) -> Any:
     return dataset
 
 
+_NANOSECONDS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # per unit of a timestamp
+
+
+def _utc(instant: Any) -> pd.Timestamp:
+    """An instant as a UTC timestamp (naive means UTC)."""
+    instant = pd.Timestamp(instant)
+    return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
+
+
 class _SinceFilter:
     """Read only the rows a refresh from ``since`` uses: sent at or after it, or labelled at or after it."""
 
-    def __init__(self, since: Any, columns: Mapping[str, str] | None):
-        since = pd.Timestamp(since)
-        self.since = since.tz_localize("UTC") if since.tzinfo is None else since.tz_convert("UTC")
+    def __init__(self, since: Any, columns: Mapping[str, str] | None,
+                 time_range: tuple | None = DEFAULT_TIME_RANGE):
+        self.since = _utc(since)
+        # Times validation refuses as out of range are read wherever they are, so it rejects them (a 1980
+        # placeholder), as the filter of other inputs keeps every refused time.
+        self.range = tuple(_utc(t) for t in time_range) if time_range is not None else None
         self.timestamp = (columns or {}).get("timestamp", "timestamp")
         self.labeled_at = (columns or {}).get("labeled_at", "labeled_at")
+        self.tenant_id = (columns or {}).get("tenant_id", "tenant_id")
+        self.message_id = (columns or {}).get("message_id", "message_id")
 
     def rows(self, frame: pd.DataFrame, options: Mapping[str, Any]) -> pd.DataFrame:
         """The rows of ``frame`` a refresh from ``since`` may use, judged by validation's own parse of their
@@ -234,13 +283,27 @@ class _SinceFilter:
             present = frame[self.labeled_at].notna().to_numpy()
             keep |= (labelled.values >= self.since).to_numpy(dtype=bool, na_value=False)
             keep |= present & (labelled.reason != None)  # noqa: E711 (element-wise)
+        if self.tenant_id in frame.columns and self.message_id in frame.columns:
+            keep = _whole_messages(keep, frame[self.tenant_id], frame[self.message_id])
         return frame if keep.all() else frame[keep]
 
-    def at(self, type: Any) -> Any:
-        """``since`` as a pyarrow scalar in the zone of a column of ``type`` (the same instant)."""
+    def at(self, type: Any, instant: pd.Timestamp | None = None) -> Any:
+        """``since`` (or ``instant``) as a pyarrow scalar in the unit and zone of a column of ``type``, rounded
+        up to the unit.
+
+        A column's values are whole units, so ``value >= t`` is ``value >= t rounded up`` exactly (and
+        ``value < t`` is ``value < t rounded up``); in the column's own unit, no value is cast (a far-future
+        placeholder in microseconds, 9999-12-31, does not fit in nanoseconds: the comparison would fail
+        instead of keeping it for validation).
+        """
         import pyarrow as pa
 
-        return pa.scalar(self.since.value, type=pa.timestamp("ns", tz=type.tz))
+        instant = self.since if instant is None else instant
+        # In Python integers (a range's end may lie beyond nanoseconds: 2500-01-01), clamped to the column's
+        # range: an instant beyond every value it can hold compares as its extreme value does.
+        nanoseconds = int(instant.asm8.view("i8")) * _NANOSECONDS[instant.unit]
+        value = min(max(-(-nanoseconds // _NANOSECONDS[type.unit]), -2**63 + 1), 2**63 - 1)
+        return pa.scalar(value, type=pa.timestamp(type.unit, tz=type.tz))
 
     def applies(self, schema: Any) -> bool:
         """Whether the rows of ``schema`` can be filtered before validation: its timestamp columns are zoned.
@@ -275,9 +338,11 @@ def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int
             return False  # every value null: no row is at or after since
         if not statistics.has_min_max:
             return True
-        largest = pd.Timestamp(statistics.max)
+        smallest, largest = pd.Timestamp(statistics.min), pd.Timestamp(statistics.max)
         # A file whose column is naive (unlike the dataset's schema) is not compared: it is read.
-        return largest.tzinfo is None or largest >= since.since
+        if largest.tzinfo is None or largest >= since.since:
+            return True
+        return since.range is not None and (smallest < since.range[0] or largest >= since.range[1])
 
     def kept(fragment: Any) -> list[tuple[Any, int]]:
         metadata = fragment.metadata
@@ -289,10 +354,12 @@ def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int
             def statistics(name: str) -> Any:
                 return group.column(names.index(name)).statistics if name in names else None
 
-            # A file without labeled_at holds no label (the dataset reads it as null); one without statistics
-            # on timestamp may hold anything, and a missing timestamp is read (validation rejects it, naming why).
+            # A file without labeled_at holds no label (the dataset reads it as null); a column without
+            # statistics may hold anything (writers may skip them per column), and a missing timestamp is
+            # read (validation rejects it, naming why).
             if (may_hold(statistics(since.timestamp), group.num_rows, True, nulls_wanted=True)
-                    or may_hold(statistics(since.labeled_at), group.num_rows, False)):
+                    or (since.labeled_at in names
+                        and may_hold(statistics(since.labeled_at), group.num_rows, True))):
                 pieces.append((piece, start))
             start += group.num_rows
         return pieces
@@ -346,6 +413,8 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
                 numbers += np.repeat(np.asarray(offsets, dtype=np.int64), counts)
         if filtered:
             keep = np.asarray(pc.fill_null(_evaluate(table, since), False), dtype=bool)
+            if since.tenant_id in table.column_names and since.message_id in table.column_names:
+                keep = _whole_messages(keep, table.column(since.tenant_id), table.column(since.message_id))
             table, names, numbers = table.filter(keep), names[keep], numbers[keep]
         frame = table.to_pandas()
         if numbers is not None:
@@ -367,13 +436,62 @@ def _evaluate(table: Any, since: _SinceFilter) -> Any:
     has no timestamp: such a row is never dropped unseen, validation rejects it with its reason."""
     import pyarrow.compute as pc
 
-    tests = [pc.greater_equal(table.column(n), since.at(table.schema.field(n).type))
-             for n in (since.timestamp, since.labeled_at) if n in table.column_names]
+    tests = []
+    for name in (since.timestamp, since.labeled_at):
+        if name in table.column_names:
+            column, type = table.column(name), table.schema.field(name).type
+            tests.append(pc.greater_equal(column, since.at(type)))
+            if since.range is not None:  # refused by validation for its range: read, so it is rejected
+                tests.append(pc.or_kleene(pc.less(column, since.at(type, since.range[0])),
+                                          pc.greater_equal(column, since.at(type, since.range[1]))))
     tests.append(pc.is_null(table.column(since.timestamp)))
     result = tests[0]
     for test in tests[1:]:
         result = pc.or_kleene(result, test)
     return result
+
+
+def _whole_messages(keep: np.ndarray, tenant: Any, message_id: Any) -> np.ndarray:
+    """``keep``, and every row sharing its tenant and message id with a kept row (white space stripped, as
+    validation compares them), so that validation judges those rows together as a whole read does.
+
+    Rows of one message given one row per recipient stay together (sent on both sides of ``since``, or
+    labelled on some rows only: inconsistent, rejected), and an older copy of a kept message is read with
+    it (the later copy is then rejected as a duplicate, as without ``since``). Only within the rows read
+    at once (a file, a chunk): a copy in another file is not seen.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if keep.all() or not keep.any():
+        return keep
+
+    def text(values: Any) -> Any:
+        array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(
+            values.astype(STRING_DTYPE).array)
+        return pc.utf8_trim_whitespace(pc.cast(array, pa.large_string()))
+
+    def one(values: Any) -> Any:  # a lookup's value set is one array
+        return pa.concat_arrays(values.chunks) if isinstance(values, pa.ChunkedArray) else values
+
+    def found(values: Any, among: Any) -> np.ndarray:
+        return np.asarray(pc.fill_null(pc.is_in(values, value_set=one(among), skip_nulls=True), False), dtype=bool)
+
+    ids = text(message_id)
+    kept = np.flatnonzero(keep)
+    # The few kept ids hashed once, every row's id looked up in them; then the tenants of the few found.
+    rows = np.flatnonzero(found(ids, ids.take(kept)) & ~keep)
+    if not len(rows):
+        return keep
+    tenants = text(tenant)
+
+    def pairs(at: np.ndarray) -> Any:
+        return pc.binary_join_element_wise(tenants.take(at), ids.take(at), pa.scalar("\x1f", pa.large_string()))
+
+    same = found(pairs(rows), pairs(kept))
+    keep = keep.copy()
+    keep[rows[same]] = True
+    return keep
 
 
 class _TenantFilter:
@@ -683,9 +801,13 @@ def read_messages(
         whole and filtered before validation, their times parsed as validation
         parses them (``timezone``, ``timestamp_unit``, ...); rows whose
         ``timestamp`` or ``labeled_at`` validation would refuse are kept, so it
-        rejects them with their reason. Validation sees only the rows kept:
-        rejects are counted among them, and a message id is a duplicate only of
-        another row kept.
+        rejects them with their reason. Every row sharing its tenant and message
+        id with a kept row in the same file (or chunk) is kept with it, so that
+        validation judges a message's rows together as a whole read does (one
+        row per recipient that disagree, an older copy before a later one, which
+        is then the duplicate). Validation sees only the rows kept: rejects are
+        counted among them, and a copy of an older message in another file is
+        not seen as a duplicate.
     **options
         Passed to :func:`validate` (``tenants``, ``timezone``, ``timestamp_unit``, ...).
 
@@ -733,7 +855,8 @@ def read_messages(
             raise ConfigError(f"'only_tenants' must be a list of tenant ids (got the string {only_tenants!r})")
         only = _TenantFilter(only_tenants, (columns or {}).get("tenant_id", "tenant_id"))
     parts = _parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only,
-                   since=_SinceFilter(since, columns) if since is not None else None, options=options)
+                   since=_SinceFilter(since, columns, options.get("time_range", DEFAULT_TIME_RANGE))
+                   if since is not None else None, options=options)
     if chunksize:
         return _validated_chunks(_coalesced(parts, chunksize), strict, columns, options)
     return _validated(_whole(parts), strict, columns, None, options)

@@ -31,6 +31,10 @@ DEFAULT_TIME_RANGE = ("1990-01-01", "2100-01-01")
 _SECONDS_BELOW = 1e11
 _MILLIS_BELOW = 1e14
 _TZ_SUFFIX = r"(?:[zZ]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)(?:\s*\([^)]*\))?$"
+# The same pattern for pyarrow's RE2, whose \s and \d are ASCII only: spelled out as Python's re reads them
+# in text (any Unicode white space, any decimal digit), so '+0200\xa0(CEST)' keeps its zone.
+_UNICODE_SPACE = r"[\t-\r\x{1c}-\x{20}\x{85}\p{Z}]"
+_TZ_SUFFIX_RE2 = _TZ_SUFFIX.replace(r"\s", _UNICODE_SPACE).replace(r"\d", r"\p{Nd}")
 _NUMERIC = r"[+-]?\d+(?:\.\d*)?"
 
 
@@ -179,7 +183,7 @@ def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timez
     # pyarrow's RE2 directly: pandas' str.contains runs this pattern through Python's re row by row
     # (0.9 s per million rows, most of a text column's parse).
     has_zone = np.asarray(pc.fill_null(pc.match_substring_regex(pa.array(text.astype(STRING_DTYPE).array),
-                                                                _TZ_SUFFIX), False), dtype=bool)
+                                                                _TZ_SUFFIX_RE2), False), dtype=bool)
     # pandas reads a naive string as UTC under utc=True; the zone test above is what
     # tells naive values apart, and they are re-localised below.
     parsed = pd.to_datetime(text.where(present), format="ISO8601", utc=True, errors="coerce")

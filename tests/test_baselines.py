@@ -200,6 +200,26 @@ def test_a_prior_fit_does_not_depend_on_the_others_in_its_batch(specs, rnd) -> N
         assert (a, b) == fit_summary(*summaries[i])
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 2000), st.floats(0.0, 1.0), st.integers(1, 300), st.integers(1, 50)),
+                min_size=1, max_size=5), st.randoms(use_true_random=False))
+def test_a_prior_fit_does_not_depend_on_the_order_of_its_pairs(specs, rnd) -> None:
+    # A backfill lists a fit's distinct (n, k) in another order than a snapshot does; both must land on
+    # the same bits (sums of whole numbers, values sorted before the search), from the start onwards.
+    from commgraph.baselines._smoothing import fit_summary_list
+
+    summaries, shuffled = [], []
+    for top, rate, size, most in specs:
+        rng = np.random.default_rng(rnd.randrange(2**32))
+        n = rng.integers(1, top + 1, size)
+        n_u, k_u, w = _distinct(rng.binomial(n, rate), n)
+        w = w * rng.integers(1, most + 1, len(w))  # pooled weights: several tenants per pair
+        order = rng.permutation(len(n_u))
+        summaries.append((n_u, k_u, w))
+        shuffled.append((n_u[order], k_u[order], w[order]))
+    assert [x.tolist() for x in fit_summary_list(summaries)] == [x.tolist() for x in fit_summary_list(shuffled)]
+
+
 def test_trigamma_of_the_prior_fit_equals_scipys_hurwitz_zeta() -> None:
     from commgraph.baselines._smoothing import _SERIES_FROM, _trigamma
 

@@ -13,6 +13,7 @@ from unittest import mock
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, strategies as st
 
@@ -177,8 +178,9 @@ def test_timestamps_naive_out_of_range_and_unparseable():
 
 @given(base=st.sampled_from(["2024-05-02T09:00:00", "2024-05-02 09:00", "Thu, 02 May 2024 09:00:00"]),
        zone=st.sampled_from(["", "Z", "z", "UTC", "GMT", "+01:00", "-0530", "+02", " +0100 (CET)", "+0100 (CET)",
-                             "+1", "CET", " (UTC)"]),
-       pad=st.sampled_from(["", " ", "\t"]))
+                             "+1", "CET", " (UTC)", " +0200\xa0(CEST)", " +0200\u2009(CEST)", "+\u0660\u0662:00",
+                             "+\uff10\uff12", " +0200\x1f(CEST)"]),
+       pad=st.sampled_from(["", " ", "\t", "\u3000", "\xa0"]))
 def test_naive_timestamps_are_told_apart_as_the_zone_pattern_says(base, zone, pad):
     # The zone test runs in pyarrow (RE2); the same pattern in Python's re is the reference.
     import re
@@ -191,6 +193,22 @@ def test_naive_timestamps_are_told_apart_as_the_zone_pattern_says(base, zone, pa
     reason = parsed.reason[0]
     if reason is None or reason.value == "naive_timestamp":
         assert (reason is None) == has_zone, value
+
+
+def test_zone_pattern_reads_white_space_and_digits_in_re2_as_pythons_re_does():
+    # RE2's \s and \d are ASCII only; the pattern spells out what Python's re reads in text, checked on
+    # every character Python's Unicode database knows (RE2's may know newer digits).
+    import re
+    import unicodedata
+
+    from commgraph.graph._timestamps import _UNICODE_SPACE
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and unicodedata.category(chr(c)) != "Cn"]
+    text = pa.array(chars)
+    for python, re2 in ((r"\s", _UNICODE_SPACE), (r"\d", r"\p{Nd}")):
+        got = np.asarray(pc.match_substring_regex(text, f"^{re2}$"), dtype=bool)
+        expected = np.array([re.fullmatch(python, c) is not None for c in chars])
+        assert expected.sum() > 20 and [hex(ord(c)) for c in np.array(chars)[got != expected]] == []
 
 
 def test_timestamps_epoch_seconds_milliseconds_and_datetimes():

@@ -52,6 +52,28 @@ def test_hive_partitioned_directory_and_globs(tmp_path):
     assert set(globbed.tenants) == {"beta"} and len(globbed) == (raw["tenant_id"] == "beta").sum()
 
 
+@pytest.mark.parametrize("since", [None, "2024-05-10T00:00Z"])
+def test_a_directory_reads_the_columns_of_every_file_not_only_the_first(tmp_path, since):
+    # Labels began later: the first files have no label columns, later ones do (and one adds display names).
+    # pyarrow takes a directory's columns from its first file; every file's must be read, or labels vanish.
+    raw = mail().assign(timestamp=lambda f: pd.to_datetime(f["timestamp"], utc=True))
+    early, late = raw.iloc[:20], raw.iloc[20:].assign(label="attack", labeled_at=pd.Timestamp("2024-06-01", tz="UTC"))
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    early.to_parquet(folder / "part-0.parquet")
+    late.iloc[:10].to_parquet(folder / "part-1.parquet")
+    late.iloc[10:].assign(sender_display_name="Vendor Billing").to_parquet(folder / "part-2.parquet")
+    got = read_messages(folder, since=since).frame.set_index("message_id")
+    expected = validate(pd.concat([early, late.iloc[:10], late.iloc[10:].assign(sender_display_name="Vendor Billing")]),
+                        ).frame.set_index("message_id")
+    if since is not None:  # sent or labelled since: all of the late files, the early mail sent since
+        expected = expected[(expected["timestamp"] >= since) | expected["labeled_at"].notna()]
+    assert sorted(got.index) == sorted(expected.index)
+    assert got["label"].astype(str).to_dict() == expected.loc[got.index, "label"].astype(str).to_dict()
+    assert (got["labeled_at"].notna() == got.index.isin(late["message_id"])).all()
+    assert got["sender_display_name"].notna().sum() == expected["sender_display_name"].notna().sum() > 0
+
+
 @given(st.integers(min_value=1, max_value=45))
 def test_chunks_equal_the_whole(chunksize):
     raw = pd.concat([mail(), mail().iloc[[3, 8]]], ignore_index=True)  # two ids filed twice

@@ -236,7 +236,9 @@ def test_a_failing_tenant_in_a_batch_fails_alone_with_its_own_error(tmp_path, ma
         report = run_refresh(mail.messages, store=store, as_of=AS_OF, tenant_configs=mail.tenants,
                              incremental=True)
         assert report.failed == ["tenant-02"] and report.exit_code == 3
-        errors[name] = next(o.error for o in report.outcomes if o.tenant_id == "tenant-02")
+        failed = next(o for o in report.outcomes if o.tenant_id == "tenant-02")
+        assert failed.mode == "incremental"  # the mode it failed in, as the report tells operators
+        errors[name] = failed.error
         store = SnapshotStore(store)
         for tenant in ("tenant-01", "tenant-03"):
             assert store.load(tenant).as_of == pd.Timestamp(AS_OF)

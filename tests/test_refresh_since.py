@@ -121,6 +121,118 @@ def test_since_keeps_row_numbers_of_rejects_and_honours_the_column_mapping(tmp_p
     assert len(_read(path, columns=mapping, tenants=configs, since="2030-01-01")) == 0
 
 
+def test_since_reads_row_groups_whose_labeled_at_has_no_statistics(tmp_path, frame, configs):
+    # Writers may skip statistics per column: a row group of old mail whose labeled_at has none may hold a
+    # label given since, so it is read (only a file without the column holds no label).
+    raw = frame[frame["tenant_id"] == "tenant-01"].drop(columns="date").reset_index(drop=True)
+    labelled_since = (raw["labeled_at"] >= PREVIOUS) & (raw["timestamp"] < PREVIOUS)
+    assert labelled_since.any()
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    path = tmp_path / "mail.parquet"
+    pq.write_table(table, path, row_group_size=50,
+                   write_statistics=[c for c in table.column_names if c != "labeled_at"])
+    assert pq.ParquetFile(path).metadata.row_group(0).column(table.column_names.index("labeled_at")).statistics \
+        is None
+    whole = _read(path, tenants=configs)
+    filtered = _read(path, tenants=configs, since=PREVIOUS)
+    _same_rows(filtered, whole, _since(whole.frame, PREVIOUS))
+    assert set(raw.loc[labelled_since, "message_id"]) <= set(filtered.frame["message_id"].astype(str))
+
+
+@pytest.mark.parametrize("column", ["timestamp", "labeled_at"])
+def test_since_keeps_far_future_placeholders_for_validation_to_reject(tmp_path, frame, configs, column):
+    # Microsecond columns (as pandas 3 and Spark write them) may hold a 9999-12-31 "never": out of the
+    # nanosecond range, so a comparison in nanoseconds would fail; validation rejects it, naming why.
+    raw = frame[frame["tenant_id"] == "tenant-01"].drop(columns="date").reset_index(drop=True)
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    micro = pa.timestamp("us", tz="UTC")
+    for name in ("timestamp", "labeled_at"):
+        table = table.set_column(table.column_names.index(name), name, table.column(name).cast(micro, safe=False))
+    values = table.column(column).to_pylist()
+    old = int(np.flatnonzero((raw["timestamp"] < PREVIOUS).to_numpy())[5])
+    values[old] = pd.Timestamp("9999-12-31").to_pydatetime()
+    table = table.set_column(table.column_names.index(column), column, pa.array(values, micro))
+    path = tmp_path / "mail.parquet"
+    pq.write_table(table, path, row_group_size=50)
+    whole = _read(path, tenants=configs)
+    filtered = _read(path, tenants=configs, since=PREVIOUS)
+    assert old in whole.rejects.index and old in filtered.rejects.index
+    assert (whole.rejects.loc[old, "reject_reason"] == filtered.rejects.loc[old, "reject_reason"]
+            == "timestamp_out_of_range")
+    _same_rows(filtered, whole, _since(whole.frame, PREVIOUS))
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+@pytest.mark.parametrize("time_range", ["default", None, ("1900-01-01", "2500-01-01")])
+def test_since_reads_old_rows_whose_times_validation_refuses(tmp_path, kind, time_range):
+    # A 1980 placeholder (timestamp or labeled_at) is refused by validation's time range: every input
+    # reads it, so the since read rejects it as the whole read does (a range that admits it reads neither).
+    raw = pd.DataFrame({"tenant_id": "t", "message_id": ["ph", "lab", "old", "new"],
+                        "timestamp": ["1980-01-01T00:00Z", "2024-05-01T10:00Z", "2024-05-01T11:00Z",
+                                      "2024-05-03T10:00Z"],
+                        "sender": "x@out.com", "recipients": "u@a.com", "label": [None, "attack", None, None],
+                        "labeled_at": [None, "1980-01-01T00:00Z", None, None]})
+    path = tmp_path / f"mail.{kind}"
+    if kind == "csv":
+        raw.to_csv(path, index=False)
+    else:
+        raw.assign(timestamp=pd.to_datetime(raw["timestamp"], utc=True),
+                   labeled_at=pd.to_datetime(raw["labeled_at"], utc=True)).to_parquet(path)
+    options = {} if time_range == "default" else {"time_range": time_range}
+    tenants = [{"tenant_id": "t", "own_domains": ["a.com"]}]
+    whole = _read(path, tenants=tenants, **options)
+    filtered = _read(path, tenants=tenants, since="2024-05-02T00:00Z", **options)
+    def out_of_range(m):
+        return sorted(m.rejects["message_id"][m.rejects["reject_reason"] == "timestamp_out_of_range"].astype(str))
+
+    assert out_of_range(whole) == out_of_range(filtered) == (["lab", "ph"] if time_range == "default" else [])
+    assert filtered.frame["message_id"].astype(str).tolist() == ["new"]
+
+
+def _edge(message_id: str, sent: str, recipient: str, **more) -> dict:
+    return {"tenant_id": "t", "message_id": message_id, "timestamp": sent, "sender": "x@out.com",
+            "recipient": recipient, "label": more.get("label"), "labeled_at": more.get("labeled_at")}
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_rows_of_a_message_on_both_sides_of_since_are_judged_together(tmp_path, kind):
+    # Validation judges a message's rows together: one row per recipient must agree (m1 labelled on one
+    # row only, m2 sent on both sides of since: both inconsistent), and a later copy of a message is a
+    # duplicate (m4, here the other tenant's m4 is not). Filtered row by row, a since read would accept
+    # the kept halves; it keeps every row of a message with a row kept, so it rejects what a whole read does.
+    rows = pd.DataFrame([
+        _edge("m1", "2024-05-01T10:00Z", "u@a.com", label="attack", labeled_at="2024-05-03T09:00Z"),
+        _edge("m1", "2024-05-01T10:00Z", "v@a.com", label="attack"),
+        _edge("m2", "2024-05-01T23:59Z", "u@a.com"), _edge("m2", "2024-05-02T00:01Z", "v@a.com"),
+        _edge("m3", "2024-05-03T10:00Z", "u@a.com")])
+    copies = pd.DataFrame({"tenant_id": ["t", "t", "t", "s"], "message_id": [" m4", "m5", "m4", "m4"],
+                           "timestamp": ["2024-05-01T08:00Z", "2024-05-01T09:00Z", "2024-05-03T08:00Z",
+                                         "2024-05-03T09:00Z"],
+                           "sender": "x@out.com", "recipients": "u@a.com"})
+    tenants = [{"tenant_id": "t", "own_domains": ["a.com"]}, {"tenant_id": "s", "own_domains": ["a.com"]}]
+    since = pd.Timestamp("2024-05-02T00:00Z")
+    for name, frame in (("edges", rows), ("copies", copies)):
+        path = tmp_path / f"{name}.{kind}"
+        if kind == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.assign(**{c: pd.to_datetime(frame[c], utc=True) for c in ("timestamp", "labeled_at")
+                            if c in frame}).to_parquet(path)
+        whole, filtered = _read(path, tenants=tenants), _read(path, tenants=tenants, since=since)
+        # Every reject of a message with a row sent or labelled since is the whole read's, for the same reason.
+        expected = whole.rejects[whole.rejects["message_id"].astype(str).str.strip().isin(
+            filtered.rejects["message_id"].astype(str).str.strip())]
+        assert sorted(filtered.rejects.index) == sorted(expected.index)
+        assert filtered.rejects["reject_reason"].astype(str).tolist() == \
+            expected.loc[filtered.rejects.index, "reject_reason"].astype(str).tolist()
+        reasons = dict(zip(filtered.rejects["message_id"].astype(str).str.strip() + "@"
+                           + filtered.rejects["tenant_id"].astype(str), filtered.rejects["reject_reason"].astype(str)))
+        assert reasons == ({"m1@t": "inconsistent_message", "m2@t": "inconsistent_message"} if name == "edges"
+                           else {"m4@t": "duplicate_message_id"})
+        assert sorted(filtered.frame["message_id"].astype(str).str.strip()) == (
+            ["m3"] if name == "edges" else ["m4", "m4"])  # t's first copy (older, not counted again) and s's
+
+
 def test_since_filters_every_other_input_as_validation_reads_its_times(tmp_path, frame, configs):
     raw = frame[frame["tenant_id"] == "tenant-01"].drop(columns="date").reset_index(drop=True)
     whole = _read(raw, tenants=configs)
