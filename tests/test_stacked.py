@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._aggregate import Decayed, KeyedAggregate
+from commgraph.baselines import _stacked
 from commgraph.baselines._stacked import Stacked, merge_many, merge_stacked, segment_positions
 from commgraph.graph import CommGraphError
 
@@ -79,6 +80,10 @@ def test_merge_many_is_each_tenants_own_merge(data, two_keys, n_tenants, decay, 
     assert len(got) == n_tenants
     for g, e in zip(got, expected):
         _same(g, e)
+    with pytest.MonkeyPatch.context() as patch:  # large tables merge one by one: the same bytes
+        patch.setattr(_stacked, "STACK_MAX_BYTES", -1)
+        for g, e in zip(merge_many(bases, updates, scale), expected):
+            _same(g, e)
     if len({tuple(u.values) for u in updates}) == 1:  # the updates stacked already (as a batch aggregates them)
         for g, e in zip(merge_many(bases, Stacked.of(updates), scale), expected):
             _same(g, e)
