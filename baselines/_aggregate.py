@@ -33,7 +33,7 @@ import pandas as pd
 from commgraph.graph import CommGraphError
 
 __all__ = ["KeyedAggregate", "Decayed", "Windowed", "Histogram", "Grouping", "REDUCERS", "group_codes", "reduce_groups",
-           "sorted_positions", "Splice"]
+           "sorted_positions", "bisect_runs", "Splice"]
 
 #: How a value column merges.
 REDUCERS: tuple[str, ...] = ("sum", "min", "max")
@@ -134,10 +134,20 @@ def sorted_positions(keys: list[np.ndarray], queries: list[np.ndarray]) -> np.nd
     lo = np.searchsorted(keys[0], queries[0], side="left")
     if len(keys) == 1:
         return lo
-    # Inside each run of equal first keys, bisect on the second: one vectorised
-    # step per halving of the longest run, over the queries still open.
-    hi = np.searchsorted(keys[0], queries[0], side="right")
-    second, wanted = keys[1], queries[1]
+    return bisect_runs(lo, np.searchsorted(keys[0], queries[0], side="right"), keys[1], queries[1])
+
+
+def bisect_runs(lo: np.ndarray, hi: np.ndarray, second: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """For each query, the first row of ``second[lo:hi]`` (its run of equal first keys, sorted by the second)
+    not less than ``wanted``; ``lo`` is updated in place and returned.
+
+    One vectorised step per halving of the longest run, over the queries still open.
+
+    Examples
+    --------
+    >>> bisect_runs(np.array([0, 0]), np.array([3, 3]), np.array([2, 4, 6]), np.array([4, 9])).tolist()
+    [1, 3]
+    """
     open_ = (lo < hi).nonzero()[0]
     while len(open_):
         left, right = lo[open_], hi[open_]

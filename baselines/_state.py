@@ -30,6 +30,7 @@ from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate, Splice
 from ._events import (
     DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILED, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
 )
+from ._stacked import Stacked, merge_layouts, merge_many, merge_stacked, stackable
 
 __all__ = ["TenantState", "advance_many", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES",
            "WINDOW_TABLES"]
@@ -358,8 +359,12 @@ class TenantState:
         counted = self._counted(rows, as_of=as_of, settle_delay=settle_delay)
         new, new_decayed, _ = aggregate_rows(counted, cutoff=as_of - settle_delay, anchor=as_of, half_life=half_life,
                                              groupings=groupings if counted is rows else None)
-        return self._advanced(rows, new, new_decayed, as_of=as_of, windows=windows, settle_delay=settle_delay,
-                              names=names, fingerprint=fingerprint)
+        lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
+        deltas = self._window_deltas(rows, as_of=as_of, windows=windows)
+        counts = {str(w): {t: _shift(self.windows[str(w)][t], deltas[str(w)][t]) for t in WINDOW_TABLES}
+                  for w in windows}
+        return self._advanced(rows, lifetime, decayed, counts, as_of=as_of, windows=windows,
+                              settle_delay=settle_delay, names=names, fingerprint=fingerprint)
 
     def _counted(self, rows: dict[str, np.ndarray], *, as_of: int, settle_delay: int) -> dict[str, np.ndarray]:
         """The rows whose lifetime aggregates a refresh to ``as_of`` adds: ``rows`` (time-ordered new rows)
@@ -381,16 +386,12 @@ class TenantState:
         counted["label"][n_new:] = NO_LABEL
         return counted
 
-    def _advanced(self, rows: dict[str, np.ndarray], new: dict[str, KeyedAggregate], new_decayed: dict[str, Decayed],
-                  *, as_of: int, windows: tuple[int, ...], settle_delay: int, names: dict[str, np.ndarray],
-                  fingerprint: int, deltas: dict[str, dict[str, KeyedAggregate]] | None = None) -> "TenantState":
-        """The state as of ``as_of`` from the new rows and the aggregates of :meth:`_counted`'s rows
-        (``deltas``: each window's net counts, as :meth:`_window_deltas` finds them, when found already)."""
-        lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
-        if deltas is None:
-            deltas = self._window_deltas(rows, as_of=as_of, windows=windows)
-        counts = {str(w): {t: _shift(self.windows[str(w)][t], deltas[str(w)][t]) for t in WINDOW_TABLES}
-                  for w in windows}
+    def _advanced(self, rows: dict[str, np.ndarray], lifetime: dict[str, KeyedAggregate],
+                  decayed: dict[str, Decayed], counts: dict[str, dict[str, KeyedAggregate]], *, as_of: int,
+                  windows: tuple[int, ...], settle_delay: int, names: dict[str, np.ndarray], fingerprint: int
+                  ) -> "TenantState":
+        """The state as of ``as_of`` from the new rows and the merged aggregates: lifetime and decayed (with the
+        aggregates of :meth:`_counted`'s rows), and each window's counts (shifted by its net change)."""
         new_events, new_pending = _split(rows)
         # New mail comes after everything kept (it was sent at or after the last
         # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
@@ -474,24 +475,69 @@ def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *
     The rows every state adds to its lifetime aggregates are stacked and
     aggregated in one pass, the tenant leading every grouping (a ``tenant`` key
     column: its number in ``states``), then split at the tenant boundaries
-    into views; each state merges its own part. The fixed cost of the many
-    small steps of an aggregation is paid once, not per tenant, and tenants
-    never mix: every group holds rows of one tenant only.
+    into views. The merges into the states' lifetime tables, decayed sums and
+    window counts run stacked too (:func:`merge_many`: one splice per table
+    for every tenant). The fixed cost of the many small steps of an
+    aggregation and a merge is paid once, not per tenant, and tenants never
+    mix: every group holds rows of one tenant only.
     """
+    if not states:  # (nothing to stack)
+        return []
     cutoff = as_of - settle_delay
     ordered = [_sorted(r) for r in rows]
     counted = [state._counted(r, as_of=as_of, settle_delay=settle_delay) for state, r in zip(states, ordered)]
-    parts = _split_tenants_all(counted, cutoff=cutoff, anchor=as_of, half_life=half_life)
+    new, new_decayed = _aggregate_stacked(counted, cutoff=cutoff, anchor=as_of, half_life=half_life)
     deltas = _window_deltas_many(states, ordered, as_of=as_of, windows=windows)
-    return [state._advanced(r, new, new_decayed, as_of=as_of, windows=windows, settle_delay=settle_delay,
-                            names=n, fingerprint=fp, deltas=d)
-            for state, r, (new, new_decayed), n, fp, d in zip(states, ordered, parts, names, fingerprints, deltas)]
+    # Each table merged for every tenant at once (one stacked splice), each tenant's result a view of it.
+    lifetime = {name: merge_many([s.lifetime[name] for s in states], new[name]) for name in states[0].lifetime}
+    decayed = _decayed_many([s.decayed for s in states], new_decayed, as_of=as_of, half_life=half_life)
+    counts = {str(w): {t: _shift_many([s.windows[str(w)][t] for s in states], deltas[str(w)][t])
+                       for t in WINDOW_TABLES} for w in windows}
+    return [state._advanced(r, {name: lifetime[name][i] for name in state.lifetime},
+                            {name: decayed[name][i] for name in state.decayed},
+                            {w: {t: counts[w][t][i] for t in WINDOW_TABLES} for w in counts}, as_of=as_of,
+                            windows=windows, settle_delay=settle_delay, names=n, fingerprint=fp)
+            for i, (state, r, n, fp) in enumerate(zip(states, ordered, names, fingerprints))]
+
+
+def _decayed_many(bases: list[dict[str, Decayed]], new: dict[str, Stacked | list[KeyedAggregate]], *, as_of: int,
+                  half_life: int) -> dict[str, list[Decayed]]:
+    """Per table, each tenant's ``Decayed.merge`` of its decayed sums with those of its new rows (valued at
+    ``as_of``; stacked, or one per tenant): the sums brought to ``as_of`` by each tenant's own factor, then
+    merged stacked."""
+    if any(d.half_life != half_life or d.anchor > as_of for b in bases for d in b.values()):
+        # (merged one by one, the mismatch raises the error Decayed.merge gives)
+        return {name: [b[name].merge(Decayed(n, anchor=as_of, half_life=half_life))
+                       for b, n in zip(bases, _parts(new[name]))] for name in bases[0]}
+    out = {}
+    for name in bases[0]:
+        # The factor Decayed.decay_to applies, computed as it does (a scalar per tenant: the same bits).
+        scale = [np.exp2(-(as_of - b[name].anchor) / float(half_life)) for b in bases]
+        merged = merge_many([b[name].aggregate for b in bases], new[name], scale)
+        out[name] = [Decayed(agg, anchor=as_of, half_life=half_life) for agg in merged]
+    return out
+
+
+def _parts(aggs: Stacked | list[KeyedAggregate]) -> list[KeyedAggregate]:
+    return aggs.parts() if isinstance(aggs, Stacked) else aggs
+
+
+def _shift_many(counts: list[KeyedAggregate], deltas: Stacked) -> list[KeyedAggregate]:
+    """:func:`_shift` of each tenant's window counts, merged stacked and the zero groups dropped at once."""
+    if not stackable([*counts, deltas.aggregate]):
+        return [_shift(c, d) for c, d in zip(counts, deltas.parts())]
+    merged, bounds = merge_stacked(counts, deltas)
+    keep = merged.values["n"] != 0
+    if not keep.all():
+        bounds = np.concatenate([[0], np.cumsum(keep)])[bounds]
+        merged = merged.take(keep)
+    return Stacked(merged, bounds).parts(merge_layouts(counts, deltas))
 
 
 def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *, as_of: int,
-                        windows: tuple[int, ...]) -> list[dict[str, dict[str, KeyedAggregate]]]:
+                        windows: tuple[int, ...]) -> dict[str, dict[str, Stacked]]:
     """:meth:`TenantState._window_deltas` of each state, counted over every tenant's rows stacked (the
-    tenant leading every grouping) and split into per-tenant views."""
+    tenant leading every grouping): per window and table, the tenants' net counts stacked."""
     n_tenants = len(states)
     parts, segment, owner, before = [], [], [], []
     for t, (state, new) in enumerate(zip(states, rows)):
@@ -511,25 +557,34 @@ def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarr
     counted = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
     ts, new_rows = both["timestamp"], seg == 0
     since = np.asarray(before, np.int64)[tenant]
-    out: list[dict[str, dict[str, KeyedAggregate]]] = [{} for _ in states]
+    out: dict[str, dict[str, Stacked]] = {}
     for i, w in enumerate(windows):
         # The new rows before as_of that entered the window: all of them when it reaches back to the
         # tenant's last as_of (as the single-state slice takes them), else those sent inside it.
         entered = new_rows & (ts < as_of) & ((ts >= as_of - w) | (since >= as_of - w))
         gone = seg == i + 1
-        # The tenant leads every grouping's keys: each table's net counts split into per-tenant views.
+        # The tenant leads every grouping's keys: each table's net counts, stacked by tenant.
         net = _net_counts(groupings, counted, entered, gone)
-        split = {table: _split_tenants(net[table], n_tenants) for table in ("sender", "sender_domain", "recipient")}
         n = (np.bincount(tenant[counted["sender"] & entered], minlength=n_tenants)
-             - np.bincount(tenant[counted["sender"] & gone], minlength=n_tenants)).tolist()
-        for t in range(n_tenants):
-            out[t][str(w)] = {**{table: parts_[t] for table, parts_ in split.items()}, "tenant": _tenant_total(n[t])}
+             - np.bincount(tenant[counted["sender"] & gone], minlength=n_tenants))
+        out[str(w)] = {**{table: Stacked.by_tenant(net[table], n_tenants)
+                          for table in ("sender", "sender_domain", "recipient")}, "tenant": _tenant_totals(n)}
     return out
 
 
-def _split_tenants_all(counted: list[dict[str, np.ndarray]], *, cutoff: int, anchor: int, half_life: int
-                       ) -> list[tuple[dict[str, KeyedAggregate], dict[str, Decayed]]]:
-    """Per tenant, :func:`aggregate_rows` of its rows, computed over every tenant's rows stacked."""
+def _tenant_totals(n: np.ndarray) -> Stacked:
+    """:func:`_tenant_total` of each tenant's count, stacked."""
+    nonzero = n != 0
+    agg = KeyedAggregate({"tenant": np.zeros(int(nonzero.sum()), np.uint64)}, {"n": n[nonzero].astype(np.int64)},
+                         {"n": "sum"})
+    return Stacked(agg, np.concatenate([[0], np.cumsum(nonzero)]))
+
+
+def _aggregate_stacked(counted: list[dict[str, np.ndarray]], *, cutoff: int, anchor: int, half_life: int
+                       ) -> tuple[dict[str, Stacked | list[KeyedAggregate]], dict[str, Stacked | list[KeyedAggregate]]]:
+    """Per table, :func:`aggregate_rows` of each tenant's rows (and the aggregates of its decayed sums),
+    computed over every tenant's rows stacked: the tenants' aggregates stacked (one per tenant when a
+    sender has two domains: each tenant's own rows then, as advance aggregates them)."""
     n_tenants = len(counted)
     # Every part with the presumed-safe contributions precomputed (what aggregate_rows computes from the
     # rows when they are not given: the same values), so that the parts share one set of columns.
@@ -544,25 +599,11 @@ def _split_tenants_all(counted: list[dict[str, np.ndarray]], *, cutoff: int, anc
         aggs, decayed, _ = aggregate_rows(stacked, cutoff=cutoff, anchor=anchor, half_life=half_life,
                                           groupings=groupings)
     except _NoRollup:  # each tenant alone, as advance does it
-        return [aggregate_rows(part, cutoff=cutoff, anchor=anchor, half_life=half_life)[:2] for part in counted]
-    split_aggs = {name: _split_tenants(agg, n_tenants) for name, agg in aggs.items()}
-    split_decayed = {name: _split_tenants(d.aggregate, n_tenants) for name, d in decayed.items()}
-    return [({name: parts[i] for name, parts in split_aggs.items()},
-             {name: Decayed(parts[i], anchor=anchor, half_life=half_life) for name, parts in split_decayed.items()})
-            for i in range(n_tenants)]
-
-
-def _split_tenants(agg: KeyedAggregate, n_tenants: int) -> list[KeyedAggregate]:
-    """An aggregate of stacked tenants (``tenant`` its leading key) as one aggregate per tenant (views),
-    without the ``tenant`` key (the tenant table keeps it, as 0: the key a tenant's own aggregate has)."""
-    tenant = agg.keys["tenant"]
-    bounds = np.searchsorted(tenant, np.arange(n_tenants + 1, dtype=np.uint64)).tolist()
-    own = [k for k in agg.keys if k != "tenant"]
-    out = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        keys = {k: agg.keys[k][lo:hi] for k in own} if own else {"tenant": np.zeros(hi - lo, np.uint64)}
-        out.append(KeyedAggregate(keys, {c: v[lo:hi] for c, v in agg.values.items()}, agg.reducers))
-    return out
+        alone = [aggregate_rows(part, cutoff=cutoff, anchor=anchor, half_life=half_life)[:2] for part in counted]
+        return ({name: [a[name] for a, _ in alone] for name in alone[0][0]},
+                {name: [d[name].aggregate for _, d in alone] for name in alone[0][1]})
+    return ({name: Stacked.by_tenant(agg, n_tenants) for name, agg in aggs.items()},
+            {name: Stacked.by_tenant(d.aggregate, n_tenants) for name, d in decayed.items()})
 
 
 def _sorted(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
