@@ -422,18 +422,28 @@ class EventExtractor:
         domain_codes = groupings[0]["recipient_domain_key"].codes if n_tenants == 1 else np.concatenate(
             [g["recipient_domain_key"].codes for g in groupings] or [np.zeros(0, np.int64)])
         ev[DOMAIN_HEAD] = domain_heads(run, ev["direction"] == OUTBOUND, domain_codes)
-        # The fingerprint sums a hash of each message's content (time, sender,
-        # label): order-free, and a refresh adds to it exactly what it counts.
-        h = mix64(ev["sender_key"][heads], ts[heads].view(np.uint64))
+        # The fingerprint sums a hash of each message's content, every column a
+        # snapshot counts (each edge: time, sender, recipient, display name,
+        # direction, recipient count, authentication results), and of each label
+        # known: order-free, and a refresh adds to it exactly what it counts.
         with np.errstate(over="ignore"):
-            contrib = np.where(is_message[heads], h, np.uint64(0))
+            small = (ev["direction"].astype(np.uint64) & np.uint64(0xFF)) | (
+                (ev["spf"].astype(np.uint64) & np.uint64(0xFF)) << np.uint64(8)) | (
+                (ev["dkim"].astype(np.uint64) & np.uint64(0xFF)) << np.uint64(16)) | (
+                (ev["dmarc"].astype(np.uint64) & np.uint64(0xFF)) << np.uint64(24)) | (
+                ev["n_recipients"].astype(np.uint64) << np.uint64(32))
+            edge = mix64(mix64(mix64(mix64(ev["sender_key"], ts.view(np.uint64)), ev["recipient_key"]),
+                               ev["display_name_key"]), small)
+            edge = np.where(is_message, edge, np.uint64(0))
+            h = mix64(ev["sender_key"][heads], ts[heads].view(np.uint64))
             head_label = ev["label"][heads]
-            contrib = contrib + np.where(head_label >= 0, mix64(h, head_label.astype(np.uint64) + np.uint64(1)),
-                                         np.uint64(0))
-            # Each tenant's sum, modulo 2**64: differences of the running sum.
-            running = np.concatenate([np.zeros(1, np.uint64), np.cumsum(contrib, dtype=np.uint64)])
+            label = np.where(head_label >= 0, mix64(h, head_label.astype(np.uint64) + np.uint64(1)), np.uint64(0))
+            # Each tenant's sums, modulo 2**64: differences of the running sums.
+            running = np.concatenate([np.zeros(1, np.uint64), np.cumsum(edge, dtype=np.uint64)])
+            labels = np.concatenate([np.zeros(1, np.uint64), np.cumsum(label, dtype=np.uint64)])
             head_bounds = np.searchsorted(heads, bounds)
-            fingerprints = (running[head_bounds[1:]] - running[head_bounds[:-1]]).tolist()
+            fingerprints = ((running[bounds[1:]] - running[bounds[:-1]])
+                            + (labels[head_bounds[1:]] - labels[head_bounds[:-1]])).tolist()
         out = {}
         for i, tenant_id in enumerate(tenant_ids):
             lo, hi = bounds[i], bounds[i + 1]

@@ -206,12 +206,24 @@ def peak_mib() -> float:
 
 
 def publish_snapshot(store: SnapshotStore, snapshot: Snapshot, force: bool) -> tuple[Status, int]:
-    """Publish unless the current snapshot already describes this input as of this instant (same
-    content fingerprint and ``as_of``), or ``force``; returns the status and the current version."""
+    """Publish unless the current snapshot already describes this input as of this instant with this
+    configuration (same content fingerprint, ``as_of`` and configuration), or ``force``; returns the status
+    and the current version.
+
+    A snapshot that would replace a privacy-mode one with raw addresses and display names is refused,
+    ``force`` or not: the store keeps no raw string of that tenant, and a job does not change that unseen.
+    """
     current = store.current(snapshot.tenant_id)
-    if current is not None and not force:
+    if current is not None:
         manifest = store.manifest(snapshot.tenant_id)
-        if pd.Timestamp(manifest["as_of"]) == snapshot.as_of and manifest["input_fingerprint"] == snapshot.fingerprint:
+        stored = BaselineConfig.from_dict(manifest["config"])
+        if stored.privacy and not snapshot.config.privacy:
+            raise ConfigError(f"tenant {snapshot.tenant_id!r}: the current snapshot is in privacy mode (keyed "
+                              "hashes, no raw address or display name) and this job's configuration is not; "
+                              "publishing would write the tenant's raw strings. Refresh it with privacy = true "
+                              "and its secret, or remove the tenant from the store first")
+        if (not force and pd.Timestamp(manifest["as_of"]) == snapshot.as_of and stored == snapshot.config
+                and manifest["input_fingerprint"] == snapshot.fingerprint):
             return "unchanged", current
     return "published", store.publish(snapshot)
 
@@ -257,8 +269,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
     reset_peak()
     store = SnapshotStore(store_path)
     read = dict(columns=columns, tenants=tenant_configs, **read_options)
-    current = store.current(tenant_id)
-    mode = _mode(incremental, current)
+    mode = _mode(incremental, store, tenant_id, config)
     snapshot = None
     if mode == "full" and chunk_rows is not None and rows is None:
         rows = partition_rows(inputs, (columns or {}).get("tenant_id", "tenant_id"), only=[tenant_id])[tenant_id]
@@ -417,9 +428,21 @@ def error_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
-def _mode(incremental: bool, current: int | None) -> str:
-    """How a tenant is refreshed: from its current snapshot when asked to and it has one, else in full."""
-    return "incremental" if incremental and current is not None else "full"
+def _mode(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig) -> str:
+    """How a tenant is refreshed: from its current snapshot when asked to and it has one built with the job's
+    configuration (a refresh keeps its snapshot's: another one needs a full build), else in full."""
+    if not incremental or store.current(tenant_id) is None:
+        return "full"
+    return "incremental" if BaselineConfig.from_dict(store.manifest(tenant_id)["config"]) == config else "full"
+
+
+def _batchable(store: SnapshotStore, tenant_id: str, config: BaselineConfig) -> bool:
+    """Whether a tenant refreshes incrementally with others; one whose id or store is unusable runs alone,
+    where its failure is reported."""
+    try:
+        return _mode(True, store, tenant_id, config) == "incremental"
+    except CommGraphError:
+        return False
 
 
 def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
@@ -429,9 +452,9 @@ def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
     try:
         return _refresh_tenant(tenant_id, *args)
     except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
-        store_path, incremental = args[1], args[6]
+        store_path, config, incremental = args[1], args[3], args[6]
         try:
-            mode = _mode(incremental, SnapshotStore(store_path).current(tenant_id))
+            mode = _mode(incremental, SnapshotStore(store_path), tenant_id, config)
         except CommGraphError:  # the store cannot say (a corrupt pointer): the refresh could not read it either
             mode = "full"
         return TenantOutcome(tenant_id, "failed", mode, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
@@ -604,8 +627,9 @@ def run_refresh(
     args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
             chunk_rows)
     opened = SnapshotStore(store)  # create the directory (and refuse a bad path) before any worker starts
-    # Tenants with a current snapshot refresh incrementally, in batches; the others build alone.
-    together = [t for t in chosen if opened.current(t) is not None] if incremental else []
+    # Tenants with a current snapshot of this configuration refresh incrementally, in batches; the others
+    # build alone (and a tenant the store cannot hold fails alone, reported).
+    together = [t for t in chosen if _batchable(opened, t, config)] if incremental else []
     alone = [t for t in chosen if t not in set(together)]
     workers = (os.cpu_count() or 1) if jobs == -1 else jobs
     rows = {t: _snapshot_rows(opened, t) for t in together}

@@ -70,6 +70,53 @@ def test_same_as_of_and_input_publishes_nothing_new_unless_forced(tmp_path, mail
     assert {o.status for o in later.outcomes} == {"published"}
 
 
+def test_a_change_of_configuration_or_of_any_counted_column_is_published(tmp_path, mail):
+    # "unchanged" means: this input, this instant and this configuration. A new configuration, or new
+    # recipients, display names or authentication results, publish (and an incremental job under a new
+    # configuration builds in full: a refresh keeps its snapshot's configuration).
+    from commgraph.baselines import BaselineConfig
+
+    run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    store = SnapshotStore(tmp_path)
+    messages = validate(mail.messages, tenants=mail.tenants)
+    for incremental in (False, True):
+        config = BaselineConfig(half_life="3d" if incremental else "5d", windows=["7d", "30d"],
+                                global_prior=(9.0, 1.0))  # given, so one tenant alone equals the all-tenant build
+        report = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, config=config,
+                             incremental=incremental)
+        assert [(o.status, o.mode) for o in report.outcomes] == [("published", "full")] * 3
+        expected = build_baselines(messages, as_of=AS_OF, config=config)
+        assert all(not table_differences(store.load(t), expected[t]) for t in expected)
+    config = BaselineConfig(half_life="3d", windows=["7d", "30d"], global_prior=(9.0, 1.0))
+    frame = mail.messages
+    rows = frame.index[(frame["tenant_id"] == "tenant-01").to_numpy()][:5]
+    for column, value in (("to", "someone.new@elsewhere.example"), ("sender_display_name", "New Name"),
+                          ("spf", "fail")):
+        frame = frame.copy()
+        frame.loc[rows, column] = value
+        report = run_refresh(frame, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, config=config)
+        assert {o.tenant_id: o.status for o in report.outcomes} == {
+            "tenant-01": "published", "tenant-02": "unchanged", "tenant-03": "unchanged"}, column
+        expected = build_baselines(validate(frame, tenants=mail.tenants), as_of=AS_OF, config=config)["tenant-01"]
+        assert not table_differences(store.load("tenant-01"), expected), column
+
+
+def test_a_privacy_snapshot_is_never_replaced_by_raw_strings(tmp_path, mail):
+    from commgraph.baselines import BaselineConfig
+
+    messages = validate(mail.messages, tenants=mail.tenants)
+    private = build_baselines(messages, as_of=AS_OF, config=BaselineConfig(privacy=True),
+                              secrets={t: b"s" for t in messages.tenants})["tenant-02"]
+    SnapshotStore(tmp_path).publish(private)
+    for force in (False, True):
+        report = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, force=force)
+        assert report.failed == ["tenant-02"] and report.exit_code == 3
+        failed = next(o for o in report.outcomes if o.tenant_id == "tenant-02")
+        assert "privacy mode" in failed.error and "raw strings" in failed.error
+    assert SnapshotStore(tmp_path).versions("tenant-02") == [1]
+    assert "sender" not in SnapshotStore(tmp_path).load("tenant-02").table("sender")
+
+
 def test_incremental_refresh_equals_a_full_rebuild(tmp_path, mail):
     run_refresh(mail.messages, store=tmp_path / "inc", as_of="2025-01-10T00:00Z", tenant_configs=mail.tenants)
     inc = run_refresh(mail.messages, store=tmp_path / "inc", as_of=AS_OF, tenant_configs=mail.tenants,
@@ -219,18 +266,18 @@ def test_incremental_batches_equal_one_tenant_at_a_time(tmp_path, mail, monkeypa
 
 
 def test_a_failing_tenant_in_a_batch_fails_alone_with_its_own_error(tmp_path, mail, monkeypatch):
-    from commgraph.baselines import BaselineConfig, _job
+    from commgraph.baselines import _job
 
     monkeypatch.setattr(_job, "REFRESH_BATCH", 3)
-    messages = validate(mail.messages, tenants=mail.tenants)
     errors = {}
     for name in ("batch", "alone"):
         store = tmp_path / name
         run_refresh(mail.messages, store=store, as_of="2025-01-10T00:00Z", tenant_configs=mail.tenants)
-        # tenant-02's current snapshot is in privacy mode, and the job has no secret to refresh it with.
-        private = build_baselines(messages, as_of="2025-01-10T00:00Z", config=BaselineConfig(privacy=True),
-                                  secrets={t: b"s" for t in messages.tenants})["tenant-02"]
-        SnapshotStore(store).publish(private)
+        # A byte of tenant-02's stored refresh state is damaged: its snapshot fails its checksum.
+        damaged = store / "tenant-02" / "v000001" / "state.events.arrow"
+        data = bytearray(damaged.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        damaged.write_bytes(bytes(data))
         if name == "alone":
             monkeypatch.setattr(_job, "REFRESH_BATCH", 1)
         report = run_refresh(mail.messages, store=store, as_of=AS_OF, tenant_configs=mail.tenants,
@@ -238,12 +285,11 @@ def test_a_failing_tenant_in_a_batch_fails_alone_with_its_own_error(tmp_path, ma
         assert report.failed == ["tenant-02"] and report.exit_code == 3
         failed = next(o for o in report.outcomes if o.tenant_id == "tenant-02")
         assert failed.mode == "incremental"  # the mode it failed in, as the report tells operators
-        errors[name] = failed.error
+        errors[name] = failed.error.replace(str(store), "<store>")
         store = SnapshotStore(store)
         for tenant in ("tenant-01", "tenant-03"):
             assert store.load(tenant).as_of == pd.Timestamp(AS_OF)
-    assert errors["batch"] == errors["alone"] == ("commgraph.graph._errors.ConfigError: snapshot of tenant "
-                                                  "'tenant-02' is in privacy mode: pass its secret to refresh")
+    assert errors["batch"] == errors["alone"] and "fails its SHA-256 checksum" in errors["alone"]
     for tenant in ("tenant-01", "tenant-03"):
         assert _stored_bytes(SnapshotStore(tmp_path / "batch"), tenant) == _stored_bytes(
             SnapshotStore(tmp_path / "alone"), tenant)
