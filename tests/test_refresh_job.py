@@ -117,6 +117,19 @@ def test_a_privacy_snapshot_is_never_replaced_by_raw_strings(tmp_path, mail):
     assert "sender" not in SnapshotStore(tmp_path).load("tenant-02").table("sender")
 
 
+def test_a_tenant_id_the_store_cannot_hold_fails_alone_in_an_incremental_run(tmp_path, mail):
+    frame = mail.messages.copy()
+    odd = frame.index[(frame["tenant_id"] == "tenant-03").to_numpy()][:4]
+    frame["tenant_id"] = frame["tenant_id"].astype(object)
+    frame.loc[odd, "tenant_id"] = "a/b"
+    run_refresh(frame, store=tmp_path, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants)
+    report = run_refresh(frame, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, incremental=True)
+    assert report.failed == ["a/b"] and report.exit_code == 3
+    assert "cannot name a store directory" in next(o.error for o in report.outcomes if o.tenant_id == "a/b")
+    assert {o.tenant_id: o.mode for o in report.outcomes if o.status == "published"} == {
+        "tenant-01": "incremental", "tenant-02": "incremental", "tenant-03": "incremental"}
+
+
 def test_incremental_refresh_equals_a_full_rebuild(tmp_path, mail):
     run_refresh(mail.messages, store=tmp_path / "inc", as_of="2025-01-10T00:00Z", tenant_configs=mail.tenants)
     inc = run_refresh(mail.messages, store=tmp_path / "inc", as_of=AS_OF, tenant_configs=mail.tenants,
