@@ -25,12 +25,12 @@ from commgraph.graph import (
     CommGraphError, ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources, load_tenant_configs,
 )
 from commgraph.graph import Messages, read_frame, read_messages
-from commgraph.graph._readers import parquet_dataset, partition_rows, partition_values
+from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
 
 from ._build import build_baselines, refresh, refresh_many
 from ._config import BaselineConfig
 from ._events import EventExtractor
-from ._partial import ReadCounts, finish_snapshot, merge_states, no_usable_mail, partial_state
+from ._partial import NoUsableMail, ReadCounts, finish_snapshot, merge_states, no_usable_mail, partial_state
 from ._snapshot import Snapshot
 from ._store import SnapshotStore
 
@@ -229,7 +229,8 @@ def publish_snapshot(store: SnapshotStore, snapshot: Snapshot, force: bool) -> t
 
 
 class _ChunksNeedWholeTenant(Exception):
-    """Own domains were inferred chunk by chunk: a whole read infers them from all the tenant's mail."""
+    """Own domains were inferred chunk by chunk (a whole read infers them from all the tenant's mail), or the
+    input has one row per recipient (a message's rows may straddle chunks): the tenant is read whole."""
 
 
 def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: BaselineConfig, chunk_rows: int,
@@ -245,7 +246,10 @@ def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: Bas
         while True:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                messages = next(chunks, None)
+                try:
+                    messages = next(chunks, None)
+                except RowPerRecipientChunksError:  # a message's rows may straddle chunks: read it whole
+                    raise _ChunksNeedWholeTenant from None
             if messages is None:
                 return
             inferred |= any(issubclass(w.category, InferredOwnDomainsWarning) for w in caught)
@@ -457,8 +461,10 @@ def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
             mode = _mode(incremental, SnapshotStore(store_path), tenant_id, config)
         except CommGraphError:  # the store cannot say (a corrupt pointer): the refresh could not read it either
             mode = "full"
+        # A tenant without usable mail reports what was read and rejected, as a published one does.
+        fields = exc.fields if isinstance(exc, NoUsableMail) else {}
         return TenantOutcome(tenant_id, "failed", mode, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
-                             error=error_text(exc))
+                             error=error_text(exc), **fields)
 
 
 def job_settings(as_of: Any, config: BaselineConfig | Mapping | str | PathLike | None,

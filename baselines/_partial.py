@@ -61,10 +61,19 @@ class ReadCounts:
                 "rejects_by_reason": dict(sorted(self.by_reason.items()))}
 
 
-def no_usable_mail(tenant_id: str, counts: dict[str, Any]) -> CommGraphError:
+class NoUsableMail(CommGraphError):
+    """A tenant none of whose rows passed the message contract; ``fields`` are its outcome's read counts
+    (rows read and rejected, rejects by reason), for the job's report."""
+
+    def __init__(self, message: str, fields: dict[str, Any]):
+        super().__init__(message)
+        self.fields = fields
+
+
+def no_usable_mail(tenant_id: str, counts: dict[str, Any]) -> NoUsableMail:
     """The failure of a tenant none of whose rows passed the message contract (``counts``: outcome fields)."""
-    return CommGraphError(f"tenant {tenant_id!r}: no usable mail in the input "
-                          f"({counts['rows_rejected']} rows rejected: {counts['rejects_by_reason']})")
+    return NoUsableMail(f"tenant {tenant_id!r}: no usable mail in the input "
+                        f"({counts['rows_rejected']} rows rejected: {counts['rejects_by_reason']})", dict(counts))
 
 
 def partial_state(events: TenantEvents, *, as_of: pd.Timestamp, config: BaselineConfig) -> TenantState:

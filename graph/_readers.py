@@ -144,7 +144,6 @@ def _with_every_column(dataset: Any) -> Any:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    import pyarrow as pa
     import pyarrow.dataset as ds
 
     fragments = list(dataset.get_fragments())
@@ -684,6 +683,10 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, 
     return good, pd.concat(rejects) if rejects else None
 
 
+class RowPerRecipientChunksError(ConfigError):
+    """Chunked reading was asked of an input with one row per recipient (a message's rows may straddle chunks)."""
+
+
 class _SeenMessageIds:
     """Remembers (tenant_id, message_id) across chunks: 8 bytes per message."""
 
@@ -751,8 +754,8 @@ def _validated(frame: pd.DataFrame, strict: bool, columns, seen: _SeenMessageIds
     frame = apply_column_mapping(frame, columns)
     if seen is not None:
         if "recipient" in frame.columns and not any(c in frame.columns for c in ("recipients", "to", "cc", "bcc")):
-            raise ConfigError("chunked reading needs one row per message; read inputs with one row per recipient "
-                              "('recipient' column) without chunksize")
+            raise RowPerRecipientChunksError("chunked reading needs one row per message; read inputs with one row "
+                                             "per recipient ('recipient' column) without chunksize")
         frame, rejects = seen.split(frame, strict)
         if rejects is not None:
             extra.append(rejects)

@@ -119,6 +119,29 @@ def test_chunked_job_equals_the_whole_read_job_outcomes_included(tmp_path, mail)
     assert {o.status for o in again.outcomes} == {"unchanged"}
 
 
+def test_a_tenant_given_one_row_per_recipient_is_read_whole_however_large(tmp_path, mail):
+    # A message's recipient rows may straddle chunks, so such input is not read in chunks: the tenant is
+    # read whole (as below chunk_rows), not failed.
+    raw, tenants = mail
+    messages = validate(raw, tenants=tenants, strict=False)
+    edges = messages.edges()
+    rows = pd.DataFrame({"tenant_id": edges["tenant_id"].astype(str).to_numpy(),
+                         "message_id": messages.frame["message_id"].astype(str).to_numpy()[
+                             edges["message_index"].to_numpy()],
+                         "timestamp": messages.frame["timestamp"].to_numpy()[edges["message_index"].to_numpy()],
+                         "sender": messages.frame["sender"].astype(str).to_numpy()[edges["message_index"].to_numpy()],
+                         "recipient": edges["recipient"].astype(str).to_numpy()})
+    whole = run_refresh(rows, store=tmp_path / "whole", as_of=AS_OF, config=CONFIG, tenant_configs=tenants,
+                        chunk_rows=None)
+    chunked = run_refresh(rows, store=tmp_path / "chunked", as_of=AS_OF, config=CONFIG, tenant_configs=tenants,
+                          chunk_rows=150)
+    assert chunked.exit_code == whole.exit_code == 0
+    a, b = SnapshotStore(tmp_path / "whole"), SnapshotStore(tmp_path / "chunked")
+    assert a.tenants() == b.tenants() and a.tenants()
+    for tenant in a.tenants():
+        assert table_differences(a.load(tenant), b.load(tenant)) == [], tenant
+
+
 def test_own_domains_inferred_from_all_the_mail_even_when_chunked(tmp_path):
     # Without tenant configurations or a direction column, own domains are inferred from all of a tenant's
     # mail: acme.com receives most of it. The first chunk alone would take vendor.com for acme's own domain

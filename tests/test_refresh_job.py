@@ -148,7 +148,9 @@ def test_a_failing_tenant_does_not_stop_the_others(tmp_path, mail):
     report = run_refresh(raw, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, jobs=2)
     assert report.exit_code == 3 and report.failed == ["tenant-02"]
     failed = next(o for o in report.outcomes if o.tenant_id == "tenant-02")
-    assert "no usable mail" in failed.error and failed.rows_rejected == 0  # the failure names the cause
+    assert "no usable mail" in failed.error  # the failure names the cause, and the report counts what was read
+    assert failed.rows_read == failed.rows_rejected == int(broken.sum()) > 0
+    assert sum(failed.rejects_by_reason.values()) == int(broken.sum())
     assert sorted(SnapshotStore(tmp_path).tenants()) == ["tenant-01", "tenant-03"]
 
 
