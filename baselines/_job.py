@@ -163,9 +163,11 @@ def list_input_tenants(inputs: Any, *, columns: Mapping[str, str] | None = None)
     return sorted(_tenant_rows(inputs, columns=columns))
 
 
-def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None) -> dict[str, int | None]:
+def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
+                 read_options: Mapping[str, Any] | None = None) -> dict[str, int | None]:
     """Input rows per tenant, from the tenant column alone; None (not counted yet) for the tenants of an
-    archive partitioned by tenant, whose folder names list them without opening a file."""
+    archive partitioned by tenant, whose folder names list them without opening a file (``read_options``:
+    the job's, of which the format and encoding of text files apply here)."""
     column = (columns or {}).get("tenant_id", "tenant_id")
     if isinstance(inputs, pd.DataFrame):
         values = inputs[column]
@@ -180,7 +182,8 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None) -> di
             values = pd.concat([parquet_dataset(p).to_table(columns=[column]).column(column).to_pandas()
                                 for p in paths])
         else:
-            values = read_frame(inputs)[column]
+            how = {k: v for k, v in (read_options or {}).items() if k in ("format", "encoding", "sep")}
+            values = read_frame(inputs, **how)[column]
     return {str(k): int(v) for k, v in values.dropna().astype(str).str.strip().value_counts().items()}
 
 
@@ -628,7 +631,7 @@ def run_refresh(
         return refresh_on_spark(inputs, store=store, as_of=as_of_ts, tenants=tenants, config=config,
                                 tenant_configs=configs, columns=columns, force=force, on_outcome=on_outcome,
                                 read_options=read_options, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
-    sizes = _tenant_rows(inputs, columns=columns)
+    sizes = _tenant_rows(inputs, columns=columns, read_options=read_options)
     chosen = choose_tenants(sorted(sizes), tenants)
     args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
             chunk_rows)

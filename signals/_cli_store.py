@@ -60,6 +60,11 @@ class _Progress:
             self.bar.close()
 
 
+def _read_options(args: argparse.Namespace) -> dict[str, str]:
+    """How to read the input (as ``commgraph validate`` reads it): only the options given."""
+    return {name: getattr(args, name) for name in ("timezone", "format", "encoding") if getattr(args, name)}
+
+
 def run_refresh_command(args: argparse.Namespace) -> int:
     """Run ``commgraph refresh``; the exit code is the report's (0 all published, 3 some tenants failed)."""
     from ._cli import parse_mapping
@@ -70,7 +75,7 @@ def run_refresh_command(args: argparse.Namespace) -> int:
                              config=args.config, tenant_configs=args.tenant_config,
                              columns=parse_mapping(args.columns), jobs=args.jobs, incremental=args.incremental,
                              force=args.force, on_outcome=progress, engine=args.engine,
-                             chunk_rows=args.chunk_rows or None)
+                             chunk_rows=args.chunk_rows or None, read_options=_read_options(args))
     finally:
         progress.close()
     if args.report:
@@ -134,6 +139,9 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, dest="chunk_rows",
                    help=f"input rows read and built at a time per tenant, for bounded memory (default "
                         f"{DEFAULT_CHUNK_ROWS}; 0 reads each tenant whole)")
+    p.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
+    p.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="input format when names do not say")
+    p.add_argument("--encoding", help="text encoding of CSV/JSON Lines (default utf-8)")
     p.add_argument("--report", help="write a JSON report here")
     p.add_argument("--log-format", dest="log_format", choices=("text", "json"), default="text",
                    help="progress: a bar on a terminal, else log lines (default text)")

@@ -172,6 +172,20 @@ def test_command_line_exit_codes_and_report(tmp_path, mail, archive, capsys):
     assert capsys.readouterr().out.count(" ok") == 3
 
 
+def test_command_line_reads_naive_times_in_the_zone_given(tmp_path, mail, capsys):
+    # An archive of local wall-clock times: `commgraph refresh --timezone` reads it as `commgraph validate` does.
+    frame = mail.messages[mail.messages["tenant_id"] == "tenant-01"].copy()
+    frame["timestamp"] = frame["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).astype(str)
+    frame.to_csv(tmp_path / "mail.csv", index=False)
+    base = ["refresh", "--input", str(tmp_path / "mail.csv"), "--as-of", AS_OF, "--tenant-config",
+            str(tenants_toml(mail, tmp_path / "tenants.toml"))]
+    assert main(base + ["--store", str(tmp_path / "naive")]) == 3  # naive times refused without a zone
+    assert main(base + ["--store", str(tmp_path / "zoned"), "--timezone", "America/New_York"]) == 0
+    capsys.readouterr()
+    expected = build_baselines(validate(frame, tenants=mail.tenants, timezone="America/New_York"), as_of=AS_OF)
+    assert not table_differences(SnapshotStore(tmp_path / "zoned").load("tenant-01"), expected["tenant-01"])
+
+
 def test_killed_refresh_leaves_the_store_serving_and_the_next_run_completes(tmp_path, archive):
     store = tmp_path / "store"
     base = [sys.executable, "-m", "commgraph.signals._cli", "refresh", "--input", str(archive), "--store", str(store)]
