@@ -30,7 +30,7 @@ from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset
 from ._build import build_baselines, refresh, refresh_many
 from ._config import BaselineConfig
 from ._events import EventExtractor
-from ._partial import NoUsableMail, ReadCounts, finish_snapshot, merge_states, no_usable_mail, partial_state
+from ._partial import ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state
 from ._snapshot import Snapshot
 from ._store import SnapshotStore
 
@@ -124,6 +124,9 @@ class RefreshReport:
     as_of: str
     outcomes: tuple[TenantOutcome, ...]
     seconds: float
+    #: Input rows with no tenant id (missing or blank, or in a hive folder for missing values): no tenant's
+    #: snapshot can count them, and each tenant's outcome leaves them out, so the report counts them here.
+    rows_without_tenant: int = 0
 
     @property
     def failed(self) -> list[str]:
@@ -144,12 +147,14 @@ class RefreshReport:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--report FILE`` (JSON)."""
         return {"as_of": self.as_of, "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
-                "tenants": [asdict(o) for o in self.outcomes]}
+                "rows_without_tenant": self.rows_without_tenant, "tenants": [asdict(o) for o in self.outcomes]}
 
     def __repr__(self) -> str:
         counts = pd.Series([o.status for o in self.outcomes]).value_counts().to_dict()
+        unassigned = f"; {self.rows_without_tenant:,} rows without a tenant id" if self.rows_without_tenant else ""
         return (f"RefreshReport(as_of {self.as_of}: {len(self.outcomes)} tenants, "
-                + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"; {self.seconds:.1f} s)")
+                + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + unassigned
+                + f"; {self.seconds:.1f} s)")
 
 
 def list_input_tenants(inputs: Any, *, columns: Mapping[str, str] | None = None) -> list[str]:
@@ -160,14 +165,18 @@ def list_input_tenants(inputs: Any, *, columns: Mapping[str, str] | None = None)
     >>> list_input_tenants(pd.DataFrame({"tenant_id": ["b", "a", "b"]}))
     ['a', 'b']
     """
-    return sorted(_tenant_rows(inputs, columns=columns))
+    return sorted(_tenant_rows(inputs, columns=columns)[0])
+
+
+#: The folder name hive writers give a partition of missing values.
+_HIVE_MISSING = "__HIVE_DEFAULT_PARTITION__"
 
 
 def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
-                 read_options: Mapping[str, Any] | None = None) -> dict[str, int | None]:
-    """Input rows per tenant, from the tenant column alone; None (not counted yet) for the tenants of an
-    archive partitioned by tenant, whose folder names list them without opening a file (``read_options``:
-    the job's, of which the format and encoding of text files apply here)."""
+                 read_options: Mapping[str, Any] | None = None) -> tuple[dict[str, int | None], int]:
+    """Input rows per tenant, from the tenant column alone, and how many rows have no tenant id; None (not
+    counted yet) for the tenants of an archive partitioned by tenant, whose folder names list them without
+    opening a file (``read_options``: the job's, of which the format and encoding of text files apply)."""
     column = (columns or {}).get("tenant_id", "tenant_id")
     if isinstance(inputs, pd.DataFrame):
         values = inputs[column]
@@ -176,7 +185,9 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
         # reading every footer here, before any worker starts, took as long as refreshing ten tenants.
         listed = partition_values(inputs, column)
         if listed is not None:
-            return dict.fromkeys(listed)
+            missing = sum(parquet_dataset(folder).count_rows() for p in list_sources(inputs)
+                          for folder in [p / f"{column}={_HIVE_MISSING}"] if folder.is_dir())
+            return dict.fromkeys(t for t in listed if t != _HIVE_MISSING), missing
         paths = list_sources(inputs)
         if all(p.is_dir() or p.suffix in (".parquet", ".pq") for p in paths):
             values = pd.concat([parquet_dataset(p).to_table(columns=[column]).column(column).to_pandas()
@@ -184,7 +195,10 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
         else:
             how = {k: v for k, v in (read_options or {}).items() if k in ("format", "encoding", "sep")}
             values = read_frame(inputs, **how)[column]
-    return {str(k): int(v) for k, v in values.dropna().astype(str).str.strip().value_counts().items()}
+    # A tenant id is its text with white space stripped (as validation reads it); none left: no tenant.
+    text = values.astype("string").str.strip()
+    text = text[text.notna() & (text != "")]
+    return {str(k): int(v) for k, v in text.value_counts().items()}, len(values) - len(text)
 
 
 def reset_peak() -> None:
@@ -465,9 +479,8 @@ def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
         except CommGraphError:  # the store cannot say (a corrupt pointer): the refresh could not read it either
             mode = "full"
         # A tenant without usable mail reports what was read and rejected, as a published one does.
-        fields = exc.fields if isinstance(exc, NoUsableMail) else {}
         return TenantOutcome(tenant_id, "failed", mode, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
-                             error=error_text(exc), **fields)
+                             error=error_text(exc), **failure_counts(exc))
 
 
 def job_settings(as_of: Any, config: BaselineConfig | Mapping | str | PathLike | None,
@@ -631,7 +644,7 @@ def run_refresh(
         return refresh_on_spark(inputs, store=store, as_of=as_of_ts, tenants=tenants, config=config,
                                 tenant_configs=configs, columns=columns, force=force, on_outcome=on_outcome,
                                 read_options=read_options, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
-    sizes = _tenant_rows(inputs, columns=columns, read_options=read_options)
+    sizes, without_tenant = _tenant_rows(inputs, columns=columns, read_options=read_options)
     chosen = choose_tenants(sorted(sizes), tenants)
     args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
             chunk_rows)
@@ -651,11 +664,12 @@ def run_refresh(
 
         results = Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(fn)(*a, **kw) for fn, a, kw in units)
     return collect_report((o for r in results for o in (r if isinstance(r, list) else [r])), as_of_ts, started,
-                          on_outcome)
+                          on_outcome, rows_without_tenant=without_tenant)
 
 
 def collect_report(results: Iterable[TenantOutcome], as_of: pd.Timestamp, started: float,
-                   on_outcome: Callable[[TenantOutcome], None] | None) -> RefreshReport:
+                   on_outcome: Callable[[TenantOutcome], None] | None, *, rows_without_tenant: int = 0
+                   ) -> RefreshReport:
     """The report of outcomes as they complete (each passed to ``on_outcome``), sorted by tenant."""
     outcomes = []
     for outcome in results:
@@ -663,7 +677,8 @@ def collect_report(results: Iterable[TenantOutcome], as_of: pd.Timestamp, starte
         if on_outcome is not None:
             on_outcome(outcome)
     outcomes.sort(key=lambda o: o.tenant_id)
-    return RefreshReport(as_of=as_of.isoformat(), outcomes=tuple(outcomes), seconds=time.perf_counter() - started)
+    return RefreshReport(as_of=as_of.isoformat(), outcomes=tuple(outcomes), seconds=time.perf_counter() - started,
+                         rows_without_tenant=rows_without_tenant)
 
 
 def write_report(report: RefreshReport, path: str | PathLike) -> None:

@@ -70,6 +70,11 @@ class NoUsableMail(CommGraphError):
         self.fields = fields
 
 
+def failure_counts(exc: BaseException) -> dict[str, Any]:
+    """The read counts a tenant's failure carries (a tenant without usable mail), for its outcome; else none."""
+    return dict(exc.fields) if isinstance(exc, NoUsableMail) else {}
+
+
 def no_usable_mail(tenant_id: str, counts: dict[str, Any]) -> NoUsableMail:
     """The failure of a tenant none of whose rows passed the message contract (``counts``: outcome fields)."""
     return NoUsableMail(f"tenant {tenant_id!r}: no usable mail in the input "

@@ -59,7 +59,7 @@ from ._events import EventExtractor
 from ._job import (
     RefreshReport, TenantOutcome, choose_tenants, collect_report, error_text, peak_mib, publish_snapshot, reset_peak,
 )
-from ._partial import ReadCounts, finish_snapshot, merge_states, no_usable_mail, partial_state
+from ._partial import ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state
 from ._snapshot import _state_from_arrow, _state_to_arrow
 from ._store import SnapshotStore
 
@@ -308,7 +308,7 @@ def _publish(table: pa.Table, job: _Job) -> pa.Table:
     except _StageOneError as exc:
         outcome = TenantOutcome(tenant_id, "failed", error=str(exc))
     except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
-        outcome = TenantOutcome(tenant_id, "failed", error=error_text(exc))
+        outcome = TenantOutcome(tenant_id, "failed", error=error_text(exc), **failure_counts(exc))
     row = {"tenant_id": outcome.tenant_id, "status": outcome.status, "mode": outcome.mode, "version": outcome.version,
            "rows_read": outcome.rows_read, "rows_rejected": outcome.rows_rejected,
            "rejects_by_reason": json.dumps(outcome.rejects_by_reason), "peak_mib": max([peak_mib(), *peaks]),

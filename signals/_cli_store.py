@@ -91,6 +91,9 @@ def run_refresh_command(args: argparse.Namespace) -> int:
     for outcome in report.outcomes:
         if outcome.error:
             print(f"failed: {outcome.tenant_id}: {outcome.error}", file=sys.stderr)
+    if report.rows_without_tenant:
+        print(f"{report.rows_without_tenant:,} input rows have no tenant id: no snapshot counts them; fill "
+              "tenant_id", file=sys.stderr)
     return report.exit_code
 
 

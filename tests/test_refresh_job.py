@@ -186,6 +186,26 @@ def test_command_line_reads_naive_times_in_the_zone_given(tmp_path, mail, capsys
     assert not table_differences(SnapshotStore(tmp_path / "zoned").load("tenant-01"), expected["tenant-01"])
 
 
+@pytest.mark.parametrize("kind", ["frame", "hive"])
+def test_rows_without_a_tenant_id_are_counted_in_the_report(tmp_path, mail, kind, capsys):
+    frame = mail.messages.copy()
+    frame["tenant_id"] = frame["tenant_id"].astype(object)
+    frame.loc[frame.index[:3], "tenant_id"] = None
+    if kind == "frame":
+        frame.loc[frame.index[3:5], "tenant_id"] = "  "
+        source = frame
+    else:  # missing values land in hive's folder for them, which names no tenant
+        source = tmp_path / "archive"
+        frame.to_parquet(source, partition_cols=["tenant_id"])
+        assert (source / "tenant_id=__HIVE_DEFAULT_PARTITION__").is_dir()
+    expected = 5 if kind == "frame" else 3
+    report = run_refresh(source, store=tmp_path / "store", as_of=AS_OF, tenant_configs=mail.tenants)
+    assert report.rows_without_tenant == expected and report.to_dict()["rows_without_tenant"] == expected
+    assert [o.tenant_id for o in report.outcomes] == ["tenant-01", "tenant-02", "tenant-03"]
+    assert report.exit_code == 0 and f"{expected:,} rows without a tenant id" in repr(report)
+    assert sum(o.rows_read for o in report.outcomes) + expected == len(frame)
+
+
 def test_killed_refresh_leaves_the_store_serving_and_the_next_run_completes(tmp_path, archive):
     store = tmp_path / "store"
     base = [sys.executable, "-m", "commgraph.signals._cli", "refresh", "--input", str(archive), "--store", str(store)]
