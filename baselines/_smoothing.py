@@ -210,10 +210,10 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     where the likelihood is flat along a ridge or the optimum sits on a bound,
     where the search stops depends on where it started, and a refresh must
     land exactly where a rebuild does. Starting at the moments' size saves
-    about a fifth of the steps of a backfill's daily fits. It stops when a Newton step is below 1e-6 in the
-    log-parameters (taken, unchecked: the next would be below the rounding of
-    the derivatives), or when an accepted step gains less than ``_FTOL`` of
-    the log-likelihood (scipy's L-BFGS-B default): on a ridge (overdispersion
+    about a fifth of the steps of a backfill's daily fits. It stops when a
+    Newton step is below 1e-6 in the log-parameters (taken, unchecked: the
+    next would be below the rounding of the derivatives), or when an accepted
+    step gains less than ``_FTOL`` of the log-likelihood (scipy's L-BFGS-B default): on a ridge (overdispersion
     too small to measure, alpha and beta both large) the likelihood keeps
     rising by millionths for hundreds of steps, a difference no detector can
     tell from the optimum.

@@ -46,7 +46,7 @@ def is_freemail(domain: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _freemail_index() -> pd.Index:
-    # A hash table over the list: a batch's distinct domains are looked up in it at once.
+    # The list as an index, made once: isin hashes it and looks a batch's distinct domains up in one call.
     return pd.Index(sorted(freemail_domains()), dtype=object)
 
 
