@@ -213,10 +213,10 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     about a fifth of the steps of a backfill's daily fits. It stops when a
     Newton step is below 1e-6 in the log-parameters (taken, unchecked: the
     next would be below the rounding of the derivatives), or when an accepted
-    step gains less than ``_FTOL`` of the log-likelihood (scipy's L-BFGS-B default): on a ridge (overdispersion
-    too small to measure, alpha and beta both large) the likelihood keeps
-    rising by millionths for hundreds of steps, a difference no detector can
-    tell from the optimum.
+    step gains less than ``_FTOL`` of the log-likelihood (scipy's L-BFGS-B
+    default): on a ridge (overdispersion too small to measure, alpha and beta
+    both large) the likelihood keeps rising by millionths for hundreds of
+    steps, a difference no detector can tell from the optimum.
 
     Examples
     --------
