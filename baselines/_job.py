@@ -127,6 +127,9 @@ class RefreshReport:
     #: Input rows with no tenant id (missing or blank, or in a hive folder for missing values): no tenant's
     #: snapshot can count them, and each tenant's outcome leaves them out, so the report counts them here.
     rows_without_tenant: int = 0
+    #: Tenants with a snapshot in the store but no row in this input (a job over every tenant of the input):
+    #: their snapshots stay as they were, ageing, so the report names them.
+    not_in_input: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[str]:
@@ -147,13 +150,15 @@ class RefreshReport:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--report FILE`` (JSON)."""
         return {"as_of": self.as_of, "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
-                "rows_without_tenant": self.rows_without_tenant, "tenants": [asdict(o) for o in self.outcomes]}
+                "rows_without_tenant": self.rows_without_tenant, "not_in_input": list(self.not_in_input),
+                "tenants": [asdict(o) for o in self.outcomes]}
 
     def __repr__(self) -> str:
         counts = pd.Series([o.status for o in self.outcomes]).value_counts().to_dict()
         unassigned = f"; {self.rows_without_tenant:,} rows without a tenant id" if self.rows_without_tenant else ""
+        absent = f"; {len(self.not_in_input)} stored tenants not in the input" if self.not_in_input else ""
         return (f"RefreshReport(as_of {self.as_of}: {len(self.outcomes)} tenants, "
-                + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + unassigned
+                + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + unassigned + absent
                 + f"; {self.seconds:.1f} s)")
 
 
@@ -649,6 +654,7 @@ def run_refresh(
     args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
             chunk_rows)
     opened = SnapshotStore(store)  # create the directory (and refuse a bad path) before any worker starts
+    not_in_input = tuple(t for t in opened.tenants() if t not in sizes) if tenants is None else ()
     # Tenants with a current snapshot of this configuration refresh incrementally, in batches; the others
     # build alone (and a tenant the store cannot hold fails alone, reported).
     together = [t for t in chosen if _batchable(opened, t, config)] if incremental else []
@@ -664,12 +670,12 @@ def run_refresh(
 
         results = Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(fn)(*a, **kw) for fn, a, kw in units)
     return collect_report((o for r in results for o in (r if isinstance(r, list) else [r])), as_of_ts, started,
-                          on_outcome, rows_without_tenant=without_tenant)
+                          on_outcome, rows_without_tenant=without_tenant, not_in_input=not_in_input)
 
 
 def collect_report(results: Iterable[TenantOutcome], as_of: pd.Timestamp, started: float,
-                   on_outcome: Callable[[TenantOutcome], None] | None, *, rows_without_tenant: int = 0
-                   ) -> RefreshReport:
+                   on_outcome: Callable[[TenantOutcome], None] | None, *, rows_without_tenant: int = 0,
+                   not_in_input: tuple[str, ...] = ()) -> RefreshReport:
     """The report of outcomes as they complete (each passed to ``on_outcome``), sorted by tenant."""
     outcomes = []
     for outcome in results:
@@ -678,7 +684,7 @@ def collect_report(results: Iterable[TenantOutcome], as_of: pd.Timestamp, starte
             on_outcome(outcome)
     outcomes.sort(key=lambda o: o.tenant_id)
     return RefreshReport(as_of=as_of.isoformat(), outcomes=tuple(outcomes), seconds=time.perf_counter() - started,
-                         rows_without_tenant=rows_without_tenant)
+                         rows_without_tenant=rows_without_tenant, not_in_input=not_in_input)
 
 
 def write_report(report: RefreshReport, path: str | PathLike) -> None:

@@ -91,6 +91,10 @@ def run_refresh_command(args: argparse.Namespace) -> int:
     for outcome in report.outcomes:
         if outcome.error:
             print(f"failed: {outcome.tenant_id}: {outcome.error}", file=sys.stderr)
+    if report.not_in_input:
+        print(f"{len(report.not_in_input)} tenants of the store have no mail in this input; their snapshots stay "
+              f"as they were: {', '.join(report.not_in_input[:10])}{' ...' if len(report.not_in_input) > 10 else ''}",
+              file=sys.stderr)
     if report.rows_without_tenant:
         print(f"{report.rows_without_tenant:,} input rows have no tenant id: no snapshot counts them; fill "
               "tenant_id", file=sys.stderr)

@@ -206,6 +206,18 @@ def test_rows_without_a_tenant_id_are_counted_in_the_report(tmp_path, mail, kind
     assert sum(o.rows_read for o in report.outcomes) + expected == len(frame)
 
 
+def test_stored_tenants_without_mail_in_the_input_are_named_in_the_report(tmp_path, mail, capsys):
+    run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    later = mail.messages[mail.messages["tenant_id"] != "tenant-02"]
+    report = run_refresh(later, store=tmp_path, as_of="2025-01-15T00:00Z", tenant_configs=mail.tenants)
+    assert report.not_in_input == ("tenant-02",) and report.to_dict()["not_in_input"] == ["tenant-02"]
+    assert "1 stored tenants not in the input" in repr(report) and report.exit_code == 0
+    assert SnapshotStore(tmp_path).load("tenant-02").as_of == pd.Timestamp(AS_OF)  # left as it was
+    chosen = run_refresh(later, store=tmp_path, as_of="2025-01-15T00:00Z", tenant_configs=mail.tenants,
+                         tenants=["tenant-01"])
+    assert chosen.not_in_input == ()  # a job over named tenants says nothing of the others
+
+
 def test_killed_refresh_leaves_the_store_serving_and_the_next_run_completes(tmp_path, archive):
     store = tmp_path / "store"
     base = [sys.executable, "-m", "commgraph.signals._cli", "refresh", "--input", str(archive), "--store", str(store)]
