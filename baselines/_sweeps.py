@@ -89,11 +89,7 @@ def _runs_before_kernel(times, starts, codes, instants, shifts, order, lo, his):
     previous_code = -1
     previous_instant = 0
     for j in range(n):
-        i = j
-        if put:
-            i = order[j]
-            if i < 0 or i >= n:
-                raise ValueError("sorted_runs_before: the order holds a position outside the queries")
+        i = order[j] if put else j  # (checked by the caller: a position among the queries)
         c = codes[j]
         if c < 0:  # a key without events: an empty run
             lo[i] = 0
@@ -131,11 +127,7 @@ def _sums_before_kernel(times, starts, weights, codes, instants, order, out):  #
     previous_code = -1
     previous_instant = 0
     for j in range(n):
-        i = j
-        if put:
-            i = order[j]
-            if i < 0 or i >= n:
-                raise ValueError("sorted_sums_before: the order holds a position outside the queries")
+        i = order[j] if put else j  # (checked by the caller: a position among the queries)
         c = codes[j]
         if c < 0:  # a key without events: empty sums
             for k in range(n_weights):
@@ -274,6 +266,19 @@ def _c(values: np.ndarray) -> np.ndarray:
 _NO_ORDER = np.zeros(0, np.int64)  # the answers stay in sorted order
 
 
+def _query_order(order: np.ndarray | None, n: int, what: str) -> np.ndarray:
+    """Where each of ``n`` sorted queries' answers go, checked (the walks write through it unchecked), or
+    :data:`_NO_ORDER` for answers in sorted order."""
+    if order is None:
+        return _NO_ORDER
+    order = _c(order)
+    if len(order) != n:
+        raise ValueError(f"{what}: an order of {len(order)} queries for {n}; pass where each sorted query belongs")
+    if n and (int(order.min()) < 0 or int(order.max()) >= n):
+        raise ValueError(f"{what}: the order holds a position outside the queries (0 .. {n - 1})")
+    return order
+
+
 def _check_codes(codes: np.ndarray, n_codes: int, what: str) -> None:
     if len(codes) and int(codes.max()) >= n_codes:
         raise ValueError(f"{what}: key code {int(codes.max())} is outside the code space 0 .. {n_codes - 1}; "
@@ -305,15 +310,12 @@ def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray,
     if len(instants) != len(codes):
         raise ValueError(f"sorted_runs_before: {len(codes)} codes and {len(instants)} instants; pass one instant "
                          "per query")
-    if order is not None and len(order) != len(codes):
-        raise ValueError(f"sorted_runs_before: an order of {len(order)} queries for {len(codes)}; pass where each "
-                         "sorted query belongs")
+    order = _query_order(order, len(codes), "sorted_runs_before")
     lo = np.empty(len(codes), np.int64)
     his = np.empty((len(shifts), len(codes)), np.int64)
     # With an order, the walk writes each answer straight to its query's place: no answers in sorted order
     # to allocate, fill, and scatter again.
-    _runs_before_kernel(_c(times), _c(starts), codes, instants, shifts, _NO_ORDER if order is None else _c(order),
-                        lo, his)
+    _runs_before_kernel(_c(times), _c(starts), codes, instants, shifts, order, lo, his)
     return lo, his
 
 
@@ -413,12 +415,9 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
     if weights.ndim != 2 or len(weights) != len(times):
         raise ValueError(f"sorted_sums_before: weights of shape {weights.shape} for {len(times)} events; pass one "
                          "row of weights per event")
-    if order is not None and len(order) != len(codes):
-        raise ValueError(f"sorted_sums_before: an order of {len(order)} queries for {len(codes)}; pass where each "
-                         "sorted query belongs")
+    order = _query_order(order, len(codes), "sorted_sums_before")
     out = np.empty((len(codes), weights.shape[1]), np.int64)
-    _sums_before_kernel(_c(times), _c(starts), weights, codes, instants, _NO_ORDER if order is None else _c(order),
-                        out)
+    _sums_before_kernel(_c(times), _c(starts), weights, codes, instants, order, out)
     return out.T
 
 
