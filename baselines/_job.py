@@ -31,6 +31,7 @@ from ._build import build_baselines, refresh, refresh_many
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._partial import ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state
+from ._secrets import load_secrets
 from ._snapshot import Snapshot
 from ._store import SnapshotStore
 
@@ -234,6 +235,9 @@ def publish_snapshot(store: SnapshotStore, snapshot: Snapshot, force: bool) -> t
 
     A snapshot that would replace a privacy-mode one with raw addresses and display names is refused,
     ``force`` or not: the store keeps no raw string of that tenant, and a job does not change that unseen.
+    One keyed with another secret than the current one's is refused unless ``force``: its keys match
+    none of the current snapshot's, so a wrong secrets file would silently make every sender new, while
+    rotating a tenant's secret is a deliberate full build with ``force``.
     """
     current = store.current(snapshot.tenant_id)
     if current is not None:
@@ -244,8 +248,13 @@ def publish_snapshot(store: SnapshotStore, snapshot: Snapshot, force: bool) -> t
                               "hashes, no raw address or display name) and this job's configuration is not; "
                               "publishing would write the tenant's raw strings. Refresh it with privacy = true "
                               "and its secret, or remove the tenant from the store first")
+        same_secret = manifest.get("secret_check") == snapshot.secret_check
+        if stored.privacy and snapshot.config.privacy and not same_secret and not force:
+            raise ConfigError(f"tenant {snapshot.tenant_id!r}: the current snapshot was keyed with another secret "
+                              "than the one given; check the secrets file, or, to rotate the tenant's secret, "
+                              "run a full build (not --incremental) with --force")
         if (not force and pd.Timestamp(manifest["as_of"]) == snapshot.as_of and stored == snapshot.config
-                and manifest["input_fingerprint"] == snapshot.fingerprint):
+                and manifest["input_fingerprint"] == snapshot.fingerprint and same_secret):
             return "unchanged", current
     return "published", store.publish(snapshot)
 
@@ -256,7 +265,7 @@ class _ChunksNeedWholeTenant(Exception):
 
 
 def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: BaselineConfig, chunk_rows: int,
-                   read: Mapping[str, Any]) -> tuple[Snapshot | None, ReadCounts]:
+                   read: Mapping[str, Any], secret: bytes | None) -> tuple[Snapshot | None, ReadCounts]:
     """The tenant's snapshot from partial states of chunks of ``chunk_rows`` input rows, merged."""
     counts = ReadCounts()
     inferred = False
@@ -280,19 +289,21 @@ def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: Bas
                 pieces += 1
                 if inferred and pieces > 1:
                     raise _ChunksNeedWholeTenant
-                extractor = EventExtractor(messages, as_of=as_of, privacy=config.privacy)
+                extractor = EventExtractor(messages, as_of=as_of, privacy=config.privacy,
+                                           secrets={tenant_id: secret} if secret is not None else None)
                 yield partial_state(extractor.extract(tenant_id), as_of=as_of, config=config)
 
     state = merge_states(states())
-    return (finish_snapshot(state, config) if state is not None else None), counts
+    return (finish_snapshot(state, config, secret) if state is not None else None), counts
 
 
 def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Timestamp, config: BaselineConfig,
                     tenant_configs: dict[str, TenantConfig] | None, columns: Mapping[str, str] | None,
                     incremental: bool, force: bool, read_options: Mapping[str, Any],
-                    chunk_rows: int | None, rows: int | None) -> TenantOutcome:
+                    chunk_rows: int | None, secrets: Mapping[str, bytes], rows: int | None) -> TenantOutcome:
     start = time.perf_counter()
     reset_peak()
+    secret = _tenant_secret(tenant_id, config, secrets)
     store = SnapshotStore(store_path)
     read = dict(columns=columns, tenants=tenant_configs, **read_options)
     mode = _mode(incremental, store, tenant_id, config)
@@ -302,7 +313,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
     # A tenant that fits in one chunk is read whole: the same result, without reading file by file.
     if mode == "full" and chunk_rows is not None and rows > chunk_rows:
         try:
-            snapshot, counts = _build_chunked(tenant_id, inputs, as_of, config, chunk_rows, read)
+            snapshot, counts = _build_chunked(tenant_id, inputs, as_of, config, chunk_rows, read, secret)
             fields = counts.outcome_fields()
             if snapshot is None:
                 raise no_usable_mail(tenant_id, fields)
@@ -318,14 +329,26 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
         counts.add(messages.summary())
         fields = counts.outcome_fields()
         if previous is not None:
-            snapshot = refresh(previous, messages, as_of=as_of) if previous.as_of < as_of else previous
+            snapshot = refresh(previous, messages, as_of=as_of, secret=secret) if previous.as_of < as_of \
+                else previous
         else:
             if not len(messages):
                 raise no_usable_mail(tenant_id, fields)
-            snapshot = build_baselines(messages, as_of=as_of, config=config)[tenant_id]
+            snapshot = build_baselines(messages, as_of=as_of, config=config,
+                                       secrets={tenant_id: secret} if secret is not None else None)[tenant_id]
     status, version = publish_snapshot(store, snapshot, force)
     return TenantOutcome(tenant_id, status, mode, version, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
                          **fields)
+
+
+def _tenant_secret(tenant_id: str, config: BaselineConfig, secrets: Mapping[str, bytes]) -> bytes | None:
+    """The tenant's secret in privacy mode (None otherwise); a tenant without one fails alone, before any read."""
+    if not config.privacy:
+        return None
+    if tenant_id not in secrets:
+        raise ConfigError(f"tenant {tenant_id!r}: the configuration has privacy = true and the secrets hold none "
+                          "for this tenant; add a line for it to the secrets file (hex, 16 to 64 bytes)")
+    return secrets[tenant_id]
 
 
 def _read_since(inputs: Any, tenant_ids: list[str], since: pd.Timestamp | None,
@@ -377,11 +400,13 @@ def _tenant_counts(messages: Messages, tenant_ids: list[str]) -> dict[str, dict[
 
 def _refresh_together(tenant_ids: list[str], inputs: Any, store_path: str, as_of: pd.Timestamp,
                       tenant_configs: dict[str, TenantConfig] | None, columns: Mapping[str, str] | None,
-                      read_options: Mapping[str, Any]) -> tuple[dict[str, Snapshot], dict[str, dict[str, Any]]]:
+                      read_options: Mapping[str, Any], secrets: Mapping[str, bytes]
+                      ) -> tuple[dict[str, Snapshot], dict[str, dict[str, Any]]]:
     """The refreshed snapshots of tenants that each have a current one, and their outcome fields: their mail
     read at once, their snapshots refreshed by one :func:`refresh_many` (as each alone, to the byte)."""
     store = SnapshotStore(store_path)
     previous = {t: store.load(t) for t in tenant_ids}
+    given = {t: secrets[t] for t in tenant_ids if previous[t].config.privacy and t in secrets}
     if any(p.as_of > as_of for p in previous.values()):
         raise ConfigError("a current snapshot is later than --as-of")  # each tenant alone names its own
     snapshots, fields = dict(previous), {}
@@ -389,7 +414,7 @@ def _refresh_together(tenant_ids: list[str], inputs: Any, store_path: str, as_of
                                        dict(columns=columns, tenants=tenant_configs, **read_options)):
         fields.update(_tenant_counts(messages, group))
         moving = {t: previous[t] for t in group if previous[t].as_of < as_of}
-        snapshots.update(refresh_many(moving, messages, as_of=as_of))
+        snapshots.update(refresh_many(moving, messages, as_of=as_of, secrets=given or None))
     return snapshots, fields
 
 
@@ -401,12 +426,12 @@ def _refresh_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | 
     failing tenant fails, with the error it gives alone. The batch's shared
     time is split evenly among its tenants; ``peak_mib`` is the batch's.
     """
-    inputs, store_path, as_of, _, tenant_configs, columns, _, force, read_options, _ = args
+    inputs, store_path, as_of, _, tenant_configs, columns, _, force, read_options, _, secrets = args
     start = time.perf_counter()
     reset_peak()
     try:
         snapshots, fields = _refresh_together(tenant_ids, inputs, store_path, as_of, tenant_configs, columns,
-                                              read_options)
+                                              read_options, secrets)
     except Exception:  # noqa: BLE001 (found again, and reported, per tenant)
         return [_isolated(t, *args, sizes.get(t)) for t in tenant_ids]
     shared = (time.perf_counter() - start) / len(tenant_ids)
@@ -503,6 +528,24 @@ def job_settings(as_of: Any, config: BaselineConfig | Mapping | str | PathLike |
     return as_of_ts, config, configs
 
 
+def job_secrets(secrets: Mapping[str, bytes | str] | str | PathLike | None, config: BaselineConfig
+                ) -> dict[str, bytes]:
+    """The tenants' secrets (see :func:`load_secrets`), checked against the configuration's privacy mode.
+
+    Secrets without privacy mode are refused rather than ignored: whoever passes them expects keyed hashes,
+    and the job would write raw addresses."""
+    if secrets is None:
+        if config.privacy:
+            raise ConfigError("the configuration has privacy = true: pass each tenant's secret (secrets= of "
+                              "run_refresh, or --secrets FILE on the command line)")
+        return {}
+    loaded = load_secrets(secrets)
+    if not config.privacy:
+        raise ConfigError("secrets were given but the configuration has privacy = false, so the snapshots would "
+                          "hold raw addresses and display names; set privacy = true in the configuration")
+    return loaded
+
+
 def choose_tenants(available: list[str], tenants: Sequence[str] | None) -> list[str]:
     """The tenants to refresh: all of the input's, or the ones asked for (each must be in the input)."""
     if tenants is None:
@@ -522,6 +565,7 @@ def run_refresh(
     tenants: Sequence[str] | None = None,
     config: BaselineConfig | Mapping | str | PathLike | None = None,
     tenant_configs: Iterable[TenantConfig | Mapping] | Mapping | str | PathLike | None = None,
+    secrets: Mapping[str, bytes | str] | str | PathLike | None = None,
     columns: Mapping[str, str] | None = None,
     jobs: int = 1,
     incremental: bool = False,
@@ -547,6 +591,15 @@ def run_refresh(
     config : BaselineConfig, mapping or TOML path, optional
     tenant_configs : TenantConfig list, mapping or TOML path, optional
         Own domains per tenant (see :func:`commgraph.graph.validate`).
+    secrets : mapping or TOML path, optional
+        Each tenant's secret, required when the configuration has ``privacy``
+        (and refused without it): a mapping of tenant id to bytes or hex text,
+        or a file only its owner can read (see
+        :func:`~commgraph.baselines.load_secrets`). A tenant without one fails
+        alone. A snapshot keyed with another secret than the current one's is
+        not published (the keys would match none of the current snapshot's):
+        rotating a secret is a full build with ``force``. Each worker receives
+        only its own tenants' secrets.
     columns : mapping, optional
         Column mapping for inputs with other names.
     jobs : int, default 1
@@ -637,6 +690,7 @@ def run_refresh(
         raise ConfigError(f"The 'chunk_rows' parameter of run_refresh must be a positive integer or None. "
                           f"Got {chunk_rows!r} instead.")
     as_of_ts, config, configs = job_settings(as_of, config, tenant_configs)
+    keys = job_secrets(secrets, config)
     if not isinstance(jobs, int) or jobs == 0 or jobs < -1:
         raise ConfigError(f"The 'jobs' parameter of run_refresh must be a positive integer or -1. Got {jobs!r} instead.")
     if engine == "spark":
@@ -647,7 +701,8 @@ def run_refresh(
                               f"and 'incremental' off (got jobs={jobs!r}, incremental={incremental!r}); "
                               "incremental refreshes run on the local engine")
         return refresh_on_spark(inputs, store=store, as_of=as_of_ts, tenants=tenants, config=config,
-                                tenant_configs=configs, columns=columns, force=force, on_outcome=on_outcome,
+                                tenant_configs=configs, secrets=keys, columns=columns, force=force,
+                                on_outcome=on_outcome,
                                 read_options=read_options, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
     sizes, without_tenant = _tenant_rows(inputs, columns=columns, read_options=read_options)
     chosen = choose_tenants(sorted(sizes), tenants)
@@ -661,8 +716,13 @@ def run_refresh(
     alone = [t for t in chosen if t not in set(together)]
     workers = (os.cpu_count() or 1) if jobs == -1 else jobs
     rows = {t: _snapshot_rows(opened, t) for t in together}
-    units = [(_refresh_batch, (batch, *args), {"sizes": sizes}) for batch in _batches(together, rows, workers)]
-    units += [(_isolated, (t, *args, sizes[t]), {}) for t in alone]
+
+    def own(ids: list[str]) -> dict[str, bytes]:  # a unit's tenants' secrets, and no other's
+        return {t: keys[t] for t in ids if t in keys}
+
+    units = [(_refresh_batch, (batch, *args, own(batch)), {"sizes": sizes})
+             for batch in _batches(together, rows, workers)]
+    units += [(_isolated, (t, *args, own([t]), sizes[t]), {}) for t in alone]
     if jobs == 1 or len(units) < 2:
         results: Iterable[list[TenantOutcome] | TenantOutcome] = (fn(*a, **kw) for fn, a, kw in units)
     else:

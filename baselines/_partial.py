@@ -109,12 +109,13 @@ def merge_states(states: Iterable[TenantState]) -> TenantState | None:
     return merged
 
 
-def finish_snapshot(state: TenantState, config: BaselineConfig) -> Snapshot:
+def finish_snapshot(state: TenantState, config: BaselineConfig, secret: bytes | None = None) -> Snapshot:
     """The snapshot of a tenant built on its own, from its (merged) state.
 
     As in the refresh job, the tenant's cold-start prior comes from its own mail
-    or the configuration, never from other tenants.
+    or the configuration, never from other tenants. ``secret``: the tenant's, in
+    privacy mode (the state's keys were hashed with it; the snapshot records its check).
     """
     tables = derive_tables(state, config)
     infos = _tenant_priors(tables, config, summarise=config.global_prior is None)
-    return _finish(state, tables, infos, config, _global_priors([infos], config), None)
+    return _finish(state, tables, infos, config, _global_priors([infos], config), secret)

@@ -57,7 +57,8 @@ from commgraph.graph._readers import (
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._job import (
-    RefreshReport, TenantOutcome, choose_tenants, collect_report, error_text, peak_mib, publish_snapshot, reset_peak,
+    RefreshReport, TenantOutcome, _tenant_secret, choose_tenants, collect_report, error_text, peak_mib,
+    publish_snapshot, reset_peak,
 )
 from ._partial import ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state
 from ._snapshot import _state_from_arrow, _state_to_arrow
@@ -124,6 +125,7 @@ class _Job:
     chunk_rows: int
     force: bool
     ns_columns: dict[str, str | None]  # Parquet nanosecond timestamps read as int64: name -> time zone
+    secrets: dict[str, bytes]  # privacy mode: the chosen tenants' (the executors key their rows with them)
 
 
 # --------------------------------------------------------------------------- stage 1: partial states per partition
@@ -187,7 +189,9 @@ class _TenantInPartition:
                         "inferring them takes all of the tenant's mail at once")
                 self.counts.add(messages.summary())
                 if len(messages):
-                    extractor = EventExtractor(messages, as_of=job.as_of, privacy=job.config.privacy)
+                    secret = _tenant_secret(self.tenant_id, job.config, job.secrets)
+                    extractor = EventExtractor(messages, as_of=job.as_of, privacy=job.config.privacy,
+                                               secrets={self.tenant_id: secret} if secret is not None else None)
                     if extractor.tenant_names != [self.tenant_id]:
                         raise CommGraphError(f"rows grouped as tenant {self.tenant_id!r} validated as tenants "
                                              f"{extractor.tenant_names}")
@@ -234,6 +238,11 @@ def _partials(batches: Iterable[pa.RecordBatch], job: _Job) -> Iterator[pa.Recor
         work = _TenantInPartition(tenant_id, job)
         state = merge_states(work.states((piece for _, piece in group), seen))
         yield work.batch(state, partition)
+
+
+def _chosen_secrets(secrets: Mapping[str, bytes] | None, chosen: Sequence[str]) -> dict[str, bytes]:
+    """The secrets the job ships to its executors: the chosen tenants' only."""
+    return {t: secrets[t] for t in chosen if t in secrets} if secrets else {}
 
 
 def _tenant_tasks(sizes: Mapping[str, int], chosen: Sequence[str], chunk_rows: int) -> list[tuple[str, int, int]]:
@@ -303,7 +312,8 @@ def _publish(table: pa.Table, job: _Job) -> pa.Table:
         if not counts.messages:
             raise no_usable_mail(tenant_id, fields)
         state = merge_states(_state_from_arrow(tenant_id, pieces[p]) for p in sorted(pieces))
-        status, version = publish_snapshot(SnapshotStore(job.store), finish_snapshot(state, job.config), job.force)
+        snapshot = finish_snapshot(state, job.config, _tenant_secret(tenant_id, job.config, job.secrets))
+        status, version = publish_snapshot(SnapshotStore(job.store), snapshot, job.force)
         outcome = TenantOutcome(tenant_id, status, "full", version, **fields)
     except _StageOneError as exc:
         outcome = TenantOutcome(tenant_id, "failed", error=str(exc))
@@ -347,6 +357,7 @@ def refresh_on_spark(
     as_of: pd.Timestamp,
     config: BaselineConfig,
     tenant_configs: dict[str, TenantConfig] | None = None,
+    secrets: Mapping[str, bytes] | None = None,
     tenants: Sequence[str] | None = None,
     columns: Mapping[str, str] | None = None,
     force: bool = False,
@@ -370,6 +381,9 @@ def refresh_on_spark(
     config : BaselineConfig
     tenant_configs : dict of str to TenantConfig, optional
         Own domains per tenant; needed for tenants whose rows leave ``direction`` empty.
+    secrets : mapping of str to bytes, optional
+        Per-tenant secrets in privacy mode (checked as by :func:`run_refresh`);
+        the job's tasks carry the chosen tenants' secrets to the executors.
     tenants, columns, force, on_outcome, read_options
         As in :func:`run_refresh`.
     chunk_rows : int, default 500000
@@ -420,7 +434,7 @@ def refresh_on_spark(
             chosen = choose_tenants(sorted(by_tenant), tenants)
             SnapshotStore(store)  # create the directory (and refuse a bad path) before any task starts
             job = _Job(str(store), as_of, config, tenant_configs, columns, dict(read_options or {}), chunk_rows,
-                       force, {})
+                       force, {}, _chosen_secrets(secrets, chosen))
             tasks = _tenant_tasks(by_tenant, chosen, chunk_rows)
             paths = [str(p) for p in list_sources(inputs)]
             parts = spark.range(0, len(tasks), 1, max(len(tasks), 1)).mapInArrow(
@@ -446,7 +460,7 @@ def refresh_on_spark(
             frame = frame.where(F.col(_TENANT).isin(chosen))
         SnapshotStore(store)  # create the directory (and refuse a bad path) before any task starts
         job = _Job(str(store), as_of, config, tenant_configs, columns, dict(read_options or {}), chunk_rows, force,
-                   ns_columns)
+                   ns_columns, _chosen_secrets(secrets, chosen))
         # The input's file and position, taken at the scan, break ties so the first copy of a message is kept.
         frame = frame.withColumn(_FILE, F.input_file_name()).withColumn(_ORDER, F.monotonically_increasing_id())
         # A tenant's rows go to one partition, or, for a tenant of more than chunk_rows rows, spread by

@@ -72,7 +72,7 @@ def run_refresh_command(args: argparse.Namespace) -> int:
     progress = _Progress(args.log_format)
     try:
         report = run_refresh(args.input, store=args.store, as_of=args.as_of, tenants=_split(args.tenants),
-                             config=args.config, tenant_configs=args.tenant_config,
+                             config=args.config, tenant_configs=args.tenant_config, secrets=args.secrets,
                              columns=parse_mapping(args.columns), jobs=args.jobs, incremental=args.incremental,
                              force=args.force, on_outcome=progress, engine=args.engine,
                              chunk_rows=args.chunk_rows or None, read_options=_read_options(args))
@@ -124,6 +124,8 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
                "  commgraph refresh --input 'archive/*.parquet' --store snapshots/ --as-of 2025-02-02 --incremental\n"
                "  commgraph refresh --input mail.csv --store snapshots/ --as-of 2025-02-01 --tenants acme,globex \\\n"
                "      --tenant-config tenants.toml --report refresh.json --log-format json\n"
+               "  commgraph refresh --input archive/ --store private/ --as-of 2025-02-01 --config privacy.toml \\\n"
+               "      --secrets /run/secrets/commgraph.toml   # privacy = true: keyed hashes, no raw address stored\n"
                "  commgraph refresh --input /lake/mail/ --store /shared/snapshots --as-of 2025-02-01 \\\n"
                "      --engine spark --tenant-config tenants.toml   # under spark-submit, or a local Spark",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,6 +136,8 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tenants", help="comma-separated tenants (default: all in the input)")
     p.add_argument("--config", help="baseline configuration (TOML)")
     p.add_argument("--tenant-config", dest="tenant_config", help="tenants' own domains (TOML, [[tenant]] tables)")
+    p.add_argument("--secrets", help="tenants' secrets for privacy = true (TOML: a [secrets] table of tenant_id = "
+                                     "\"hex\" lines; readable by its owner only, chmod 600)")
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
     p.add_argument("--jobs", type=int, default=1, help="tenants refreshed at once, one process each (default 1; "
                                                        "-1: every core)")

@@ -183,3 +183,22 @@ def test_an_archive_not_partitioned_by_tenant_is_shuffled_and_still_equals_the_l
     for tenant in GOOD:
         assert table_differences(a.load(tenant), b.load(tenant), rtol=1e-9) == [], tenant
         assert state_differences(a.load(tenant), b.load(tenant)) == [], tenant
+
+
+def test_privacy_mode_on_spark_equals_the_local_engine_and_a_tenant_without_its_secret_fails_alone(
+        spark, archive, tmp_path):
+    path, configs = archive
+    config = {"privacy": True, "global_prior": (9.0, 1.0)}
+    secrets = {"tenant-01": b"\x01" * 32, "tenant-03": b"\x03" * 16}  # none for tenant-02
+    reports = {engine: run_refresh(path, store=tmp_path / engine, as_of=AS_OF, tenant_configs=configs,
+                                   tenants=GOOD, config=config, secrets=secrets, engine=engine, chunk_rows=2000)
+               for engine in ("local", "spark")}
+    columns = ["tenant_id", "status", "version", "rows_read", "rows_rejected", "error"]
+    assert reports["spark"].table()[columns].equals(reports["local"].table()[columns])
+    assert reports["spark"].failed == ["tenant-02"]
+    assert "secrets hold none for this tenant" in reports["spark"].outcomes[1].error
+    a, b = SnapshotStore(tmp_path / "local"), SnapshotStore(tmp_path / "spark")
+    for tenant in secrets:
+        assert table_differences(a.load(tenant), b.load(tenant), rtol=1e-9) == [], tenant
+        assert a.manifest(tenant)["secret_check"] == b.manifest(tenant)["secret_check"] is not None
+        assert "sender" not in b.load(tenant).table("sender")  # keys only
