@@ -189,11 +189,9 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
     else:
         # Each tenant's worker counts its own rows (from its files' footers) if it needs the figure:
         # reading every footer here, before any worker starts, took as long as refreshing ten tenants.
-        listed = partition_values(inputs, column)
+        listed = hive_tenants(inputs, column)
         if listed is not None:
-            missing = sum(parquet_dataset(folder).count_rows() for p in list_sources(inputs)
-                          for folder in [p / f"{column}={_HIVE_MISSING}"] if folder.is_dir())
-            return dict.fromkeys(t for t in listed if t != _HIVE_MISSING), missing
+            return dict.fromkeys(listed[0]), listed[1]
         paths = list_sources(inputs)
         if all(p.is_dir() or p.suffix in (".parquet", ".pq") for p in paths):
             values = pd.concat([parquet_dataset(p).to_table(columns=[column]).column(column).to_pandas()
@@ -205,6 +203,27 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
     text = values.astype("string").str.strip()
     text = text[text.notna() & (text != "")]
     return {str(k): int(v) for k, v in text.value_counts().items()}, len(values) - len(text)
+
+
+def hive_tenants(inputs: Any, column: str) -> tuple[list[str], int] | None:
+    """The tenants an archive partitioned by tenant at the top names in its folders, and the rows of hive's
+    folder for missing values (rows without a tenant id, which names no tenant); None for other inputs."""
+    listed = partition_values(inputs, column)
+    if listed is None:
+        return None
+    missing = sum(parquet_dataset(folder).count_rows() for p in list_sources(inputs)
+                  for folder in [p / f"{column}={_HIVE_MISSING}"] if folder.is_dir())
+    return [t for t in listed if t != _HIVE_MISSING], missing
+
+
+def stored_not_in_input(store: SnapshotStore, present: Iterable[str], tenants: Sequence[str] | None
+                        ) -> tuple[str, ...]:
+    """Tenants with a snapshot in the store but no mail in the input (none named when the job names its
+    tenants: it says nothing of the others)."""
+    if tenants is not None:
+        return ()
+    present = set(present)
+    return tuple(t for t in store.tenants() if t not in present)
 
 
 def reset_peak() -> None:
@@ -709,7 +728,7 @@ def run_refresh(
     args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
             chunk_rows)
     opened = SnapshotStore(store)  # create the directory (and refuse a bad path) before any worker starts
-    not_in_input = tuple(t for t in opened.tenants() if t not in sizes) if tenants is None else ()
+    not_in_input = stored_not_in_input(opened, sizes, tenants)
     # Tenants with a current snapshot of this configuration refresh incrementally, in batches; the others
     # build alone (and a tenant the store cannot hold fails alone, reported).
     together = [t for t in chosen if _batchable(opened, t, config)] if incremental else []

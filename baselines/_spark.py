@@ -57,8 +57,8 @@ from commgraph.graph._readers import (
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._job import (
-    RefreshReport, TenantOutcome, _tenant_secret, choose_tenants, collect_report, error_text, peak_mib,
-    publish_snapshot, reset_peak,
+    RefreshReport, TenantOutcome, _tenant_secret, choose_tenants, collect_report, error_text, hive_tenants, peak_mib,
+    publish_snapshot, reset_peak, stored_not_in_input,
 )
 from ._partial import ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state
 from ._snapshot import _state_from_arrow, _state_to_arrow
@@ -421,7 +421,7 @@ def refresh_on_spark(
 
     saved: dict[str, str | None] = {}
     ns_columns: dict[str, str | None] = {}
-    hint, sizes = 0, None
+    hint = 0
     names = {**{"tenant_id": "tenant_id", "message_id": "message_id"}, **(columns or {})}
     if not isinstance(inputs, DataFrame):
         saved = {key: spark.conf.get(key, None) for key in _READ_CONF}
@@ -431,8 +431,9 @@ def refresh_on_spark(
         # An archive partitioned by tenant: each task reads its tenant's folders itself, no shuffle of the rows.
         by_tenant = None if isinstance(inputs, DataFrame) else _tenant_partitioned(inputs, names["tenant_id"])
         if by_tenant is not None:
+            by_tenant, without_tenant = by_tenant
             chosen = choose_tenants(sorted(by_tenant), tenants)
-            SnapshotStore(store)  # create the directory (and refuse a bad path) before any task starts
+            not_in_input = stored_not_in_input(SnapshotStore(store), by_tenant, tenants)  # (creates the directory)
             job = _Job(str(store), as_of, config, tenant_configs, columns, dict(read_options or {}), chunk_rows,
                        force, {}, _chosen_secrets(secrets, chosen))
             tasks = _tenant_tasks(by_tenant, chosen, chunk_rows)
@@ -441,7 +442,7 @@ def refresh_on_spark(
                 lambda batches: _tenant_partials(batches, job, paths, tasks), _PARTS_SCHEMA)
             rows = parts.groupBy("tenant_id").applyInArrow(lambda table: _publish(table, job),
                                                            _OUTCOME_SCHEMA).collect()
-            return _report(rows, as_of, started, on_outcome)
+            return _report(rows, as_of, started, on_outcome, without_tenant, not_in_input)
         frame = inputs
         if not isinstance(inputs, DataFrame):
             frame, ns_columns, hint = _read_parquet(spark, inputs)
@@ -452,13 +453,16 @@ def refresh_on_spark(
         def trimmed(column: str) -> Any:  # what str.strip() leaves, as the local reader compares ids
             return F.regexp_replace(F.col(f"`{column}`").cast("string"), r"^\s+|\s+$", "")
 
-        frame = frame.withColumn(_TENANT, trimmed(names["tenant_id"])).where(F.col(_TENANT).isNotNull())
-        if sizes is None:
-            sizes = {row[0]: row[1] for row in frame.groupBy(_TENANT).count().collect()}
+        frame = frame.withColumn(_TENANT, trimmed(names["tenant_id"]))
+        counted = {row[0]: row[1] for row in frame.groupBy(_TENANT).count().collect()}
+        # A tenant id is its stripped text; none left (missing or blank): the row has no tenant, as locally.
+        sizes = {t: n for t, n in counted.items() if t}
+        without_tenant = sum(n for t, n in counted.items() if not t)
+        frame = frame.where(F.col(_TENANT).isNotNull() & (F.col(_TENANT) != ""))
         chosen = choose_tenants(sorted(sizes), tenants)
         if tenants is not None:
             frame = frame.where(F.col(_TENANT).isin(chosen))
-        SnapshotStore(store)  # create the directory (and refuse a bad path) before any task starts
+        not_in_input = stored_not_in_input(SnapshotStore(store), sizes, tenants)  # (creates the directory)
         job = _Job(str(store), as_of, config, tenant_configs, columns, dict(read_options or {}), chunk_rows, force,
                    ns_columns, _chosen_secrets(secrets, chosen))
         # The input's file and position, taken at the scan, break ties so the first copy of a message is kept.
@@ -482,12 +486,17 @@ def refresh_on_spark(
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
-    return _report(rows, as_of, started, on_outcome)
+    return _report(rows, as_of, started, on_outcome, without_tenant, not_in_input)
 
 
-def _tenant_partitioned(inputs: Any, column: str) -> dict[str, int] | None:
-    """Rows per tenant of Parquet inputs partitioned by tenant at the top (from the footers); None otherwise."""
-    return partition_rows(_parquet_paths(inputs), column)
+def _tenant_partitioned(inputs: Any, column: str) -> tuple[dict[str, int], int] | None:
+    """Rows per tenant of Parquet inputs partitioned by tenant at the top (from the footers), and the rows of
+    hive's folder for missing values (no tenant id); None otherwise."""
+    paths = _parquet_paths(inputs)
+    listed = hive_tenants(paths, column)
+    if listed is None:
+        return None
+    return partition_rows(paths, column, only=listed[0]) or {}, listed[1]
 
 
 def _parquet_paths(inputs: Any) -> list[Path]:
@@ -501,9 +510,10 @@ def _parquet_paths(inputs: Any) -> list[Path]:
     return paths
 
 
-def _report(rows: list, as_of: pd.Timestamp, started: float,
-            on_outcome: Callable[[TenantOutcome], None] | None) -> RefreshReport:
+def _report(rows: list, as_of: pd.Timestamp, started: float, on_outcome: Callable[[TenantOutcome], None] | None,
+            rows_without_tenant: int, not_in_input: tuple[str, ...]) -> RefreshReport:
     outcomes = (TenantOutcome(r.tenant_id, r.status, r.mode, r.version, r.rows_read, r.rows_rejected,
                               json.loads(r.rejects_by_reason), r.seconds, r.peak_mib, r.error)
                 for r in sorted(rows, key=lambda r: r.tenant_id))
-    return collect_report(outcomes, as_of, started, on_outcome)
+    return collect_report(outcomes, as_of, started, on_outcome, rows_without_tenant=rows_without_tenant,
+                          not_in_input=not_in_input)

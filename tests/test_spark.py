@@ -202,3 +202,35 @@ def test_privacy_mode_on_spark_equals_the_local_engine_and_a_tenant_without_its_
         assert table_differences(a.load(tenant), b.load(tenant), rtol=1e-9) == [], tenant
         assert a.manifest(tenant)["secret_check"] == b.manifest(tenant)["secret_check"] is not None
         assert "sender" not in b.load(tenant).table("sender")  # keys only
+
+
+@pytest.mark.parametrize("kind", ["hive", "frame"])
+def test_rows_without_a_tenant_and_stored_tenants_missing_from_the_input_are_reported_as_locally(
+        spark, tmp_path, kind):
+    # As the local engine: rows whose tenant id is missing or blank (hive's folder for missing values names no
+    # tenant) are counted, not built as a tenant; stored tenants absent from the input are named.
+    mail = generate(tenants=3, days=4, scale=0.05, random_state=7)
+    frame = mail.messages.copy()
+    frame["tenant_id"] = frame["tenant_id"].astype(object)
+    frame.loc[frame.index[:3], "tenant_id"] = None
+    if kind == "frame":
+        frame.loc[frame.index[3:5], "tenant_id"] = "  "
+    later = frame[frame["tenant_id"] != "tenant-02"]
+    if kind == "hive":
+        source = tmp_path / "archive"
+        later.to_parquet(source, partition_cols=["tenant_id"])
+        assert (source / "tenant_id=__HIVE_DEFAULT_PARTITION__").is_dir()
+        inputs = {"local": source, "spark": source}
+    else:
+        inputs = {"local": later, "spark": spark.createDataFrame(later.astype({"timestamp": str, "labeled_at": str}))}
+    reports = {}
+    for engine in ("local", "spark"):
+        store = tmp_path / engine
+        run_refresh(mail.messages, store=store, as_of="2025-01-09", tenant_configs=mail.tenants, tenants=["tenant-02"])
+        reports[engine] = run_refresh(inputs[engine], store=store, as_of="2025-01-10", tenant_configs=mail.tenants,
+                                      engine=engine)
+    local, remote = reports["local"], reports["spark"]
+    assert local.rows_without_tenant == (3 if kind == "hive" else 5) and local.not_in_input == ("tenant-02",)
+    assert (remote.rows_without_tenant, remote.not_in_input) == (local.rows_without_tenant, local.not_in_input)
+    columns = ["tenant_id", "status", "version", "rows_read", "rows_rejected", "error"]
+    assert remote.table()[columns].equals(local.table()[columns])
