@@ -228,19 +228,35 @@ class SnapshotStore:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     # ------------------------------------------------------------------ publish
-    def publish(self, snapshot: Snapshot) -> int:
+    def publish(self, snapshot: Snapshot, *,
+                decide: Callable[[int, dict[str, Any]], int | None] | None = None) -> int:
         """Write a snapshot as the tenant's next version and make it current, atomically.
+
+        Parameters
+        ----------
+        snapshot : Snapshot
+        decide : callable, optional
+            ``decide(current_version, current_manifest)``, called when the
+            tenant has a current version, under the lock that serialises the
+            tenant's publishers (other processes included): so what it checks
+            cannot change before the new version is current. It returns None
+            to publish, or a version number to publish nothing and return that
+            number (say, the current version, when it already holds this
+            content); raising aborts the publish and leaves the store as it was.
 
         Returns
         -------
         int
-            The new version number.
+            The new version number (or what ``decide`` returned).
 
         Examples
         --------
         >>> import tempfile
         >>> from commgraph.baselines._snapshot import _example
-        >>> SnapshotStore(tempfile.mkdtemp()).publish(_example())
+        >>> store = SnapshotStore(tempfile.mkdtemp())
+        >>> store.publish(_example())
+        1
+        >>> store.publish(_example(), decide=lambda version, manifest: version)  # already current: kept
         1
         """
         if not isinstance(snapshot, Snapshot):
@@ -249,6 +265,11 @@ class SnapshotStore:
         tenant = snapshot.tenant_id
         root = self._tenant_dir(tenant)
         with self._lock(tenant):
+            current = self.current(tenant) if decide is not None else None
+            if current is not None:
+                kept = decide(current, self.manifest(tenant, current))
+                if kept is not None:
+                    return kept
             for stale in root.glob(".tmp-*"):  # left by a publish that died
                 shutil.rmtree(stale, ignore_errors=True)
             version = max(self.versions(tenant), default=0) + 1
