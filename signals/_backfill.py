@@ -20,25 +20,48 @@ from ._batch import SignalBatch, _as_slice, _column, string_keys
 from ._provider import SignalProvider
 from ._signal_set import LEVELS, SignalSet, to_level, view_of
 
-__all__ = ["backfill", "MODES"]
+__all__ = ["backfill", "deployed_instants", "MODES"]
 
 #: ``fresh``: as if baselines were current to the instant of each message;
 #: ``as_deployed``: as of the last scheduled refresh before it, as the engine saw it.
 MODES: tuple[str, ...] = ("fresh", "as_deployed")
 
 
-def _duration(value: Any, name: str) -> int:
-    """Nanoseconds of a positive duration given as a timedelta or a pandas string ("1D", "6h")."""
+def _duration(value: Any, name: str, *, zero: bool = False) -> int:
+    """Nanoseconds of a positive (or, with ``zero``, non-negative) duration given as a timedelta or a pandas
+    string ("1D", "6h")."""
     try:
         if isinstance(value, (bool, int, float)):
             raise TypeError
         td = pd.Timedelta(value)
     except (TypeError, ValueError):
         td = None
-    if td is None or pd.isna(td) or td <= pd.Timedelta(0):
-        raise ConfigError(f"The {name!r} parameter of backfill must be a duration > 0 (a timedelta or a string "
-                          f"such as '1D' or '6h'). Got {value!r} instead.")
+    if td is None or pd.isna(td) or td < pd.Timedelta(0) or (td == pd.Timedelta(0) and not zero):
+        raise ConfigError(f"The {name!r} parameter of backfill must be a duration {'>=' if zero else '>'} 0 (a "
+                          f"timedelta or a string such as '1D' or '6h'). Got {value!r} instead.")
     return int(td.value)
+
+
+def deployed_instants(timestamps: np.ndarray, every: int, offset: int = 0, delay: int = 0) -> np.ndarray:
+    """The as-of instant of the snapshot an engine on a refresh schedule scored each message with (ns).
+
+    Refreshes run at ``offset + k * every`` since the Unix epoch (UTC), each
+    building a snapshot as of its own instant that serves from ``delay`` later
+    on: a message at ``t`` was scored with the latest refresh ``b`` such that
+    ``b + delay <= t``.
+
+    Examples
+    --------
+    >>> hour = 3_600 * 10**9
+    >>> t = np.array([1, 2, 3]) * hour + 30 * 60 * 10**9  # 01:30, 02:30, 03:30 on 1970-01-01
+    >>> (deployed_instants(t, 24 * hour) // hour).tolist()  # at midnight
+    [0, 0, 0]
+    >>> (deployed_instants(t, 24 * hour, offset=2 * hour) // hour).tolist()  # at 02:00: before it, the day before's
+    [-22, 2, 2]
+    >>> (deployed_instants(t, 24 * hour, offset=2 * hour, delay=hour) // hour).tolist()  # live at 03:00
+    [-22, -22, 2]
+    """
+    return ((timestamps - offset - delay) // every) * every + offset
 
 
 def _signal_set(signals: SignalSet | Sequence[SignalProvider | str] | None) -> SignalSet:
@@ -46,7 +69,8 @@ def _signal_set(signals: SignalSet | Sequence[SignalProvider | str] | None) -> S
 
 
 def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fresh",
-             refresh_every: str | _dt.timedelta = "1D", level: Literal["edge", "message"] = "edge",
+             refresh_every: str | _dt.timedelta = "1D", refresh_offset: str | _dt.timedelta = "0s",
+             publish_delay: str | _dt.timedelta = "0s", level: Literal["edge", "message"] = "edge",
              config: BaselineConfig | Mapping | None = None,
              signals: SignalSet | Sequence[SignalProvider | str] | None = None,
              prior_every: str | _dt.timedelta | None = None) -> pd.DataFrame:
@@ -70,10 +94,18 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
         in a build.
     mode : {"fresh", "as_deployed"}, default "fresh"
         Value each message as of its own timestamp, or as of the last refresh
-        boundary (multiples of ``refresh_every`` since the Unix epoch, UTC) at
-        or before it, as an engine refreshed on that schedule saw it.
+        boundary (``refresh_offset`` plus multiples of ``refresh_every`` since
+        the Unix epoch, UTC) whose snapshot served at its time, as an engine
+        refreshed on that schedule saw it (see :func:`deployed_instants`).
     refresh_every : timedelta or str, default "1D"
         The refresh schedule of ``as_deployed``.
+    refresh_offset : timedelta or str, default "0s"
+        ``as_deployed``: when in each period the refresh runs ("2h": daily at
+        02:00 UTC with the default ``refresh_every``); less than ``refresh_every``.
+    publish_delay : timedelta or str, default "0s"
+        ``as_deployed``: how long after its instant a refresh's snapshot starts
+        serving (the job's run time): mail in between was scored with the
+        snapshot before.
     level : {"edge", "message"}, default "edge"
         One row per (message, recipient) or per message, as :meth:`SignalSet.compute`.
     config : BaselineConfig or mapping, optional
@@ -123,6 +155,14 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
         raise ConfigError(f"The 'level' parameter of backfill must be one of {', '.join(map(repr, LEVELS))}. "
                           f"Got {level!r} instead.")
     every = _duration(refresh_every, "refresh_every")
+    offset, delay = _duration(refresh_offset, "refresh_offset", zero=True), _duration(publish_delay, "publish_delay",
+                                                                                       zero=True)
+    if offset >= every:
+        raise ConfigError(f"The 'refresh_offset' parameter of backfill must be shorter than refresh_every "
+                          f"({pd.Timedelta(every)}). Got {refresh_offset!r} instead.")
+    if (offset or delay) and mode != "as_deployed":
+        raise ConfigError("The 'refresh_offset' and 'publish_delay' parameters of backfill describe the refreshes "
+                          f"of mode='as_deployed'. Got mode={mode!r}.")
     prior_grid = None
     if prior_every is not None:
         if mode != "fresh":
@@ -136,7 +176,8 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
     signal_set = _signal_set(signals)
     batch = SignalBatch.from_messages(messages)
     columns = _columns(messages)
-    tenants = [_tenant(part, columns, config, mode, every) for part in sorted(batch.by_tenant(), key=lambda p: p[0])]
+    tenants = [_tenant(part, columns, config, mode, (every, offset, delay))
+               for part in sorted(batch.by_tenant(), key=lambda p: p[0])]
     _add_priors(tenants, signal_set, config, prior_grid)
     size = batch.n_edges if level == "edge" else batch.n_messages
     dtypes = {s.name: (s.dtype if level == "edge" else s.message_dtype) for s in signal_set.specs}
@@ -183,7 +224,7 @@ def _columns(messages: Messages) -> dict[str, np.ndarray]:
 
 
 def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict[str, np.ndarray],
-            config: BaselineConfig, mode: str, every: int) -> TenantAsOf:
+            config: BaselineConfig, mode: str, schedule: tuple[int, int, int]) -> TenantAsOf:
     """One tenant's :class:`TenantAsOf` (``columns``: from :func:`_columns`)."""
     tenant_id, msgs, eds, sub = part
     # A tenant of tenant-ordered input reads its runs of the columns as views, not copies.
@@ -207,7 +248,7 @@ def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict
         row[domain] = np.arange(len(domain))
         has = row >= 0
         names[has] = name_of[name_code[row[has]]]
-    instants = sub.timestamp if mode == "fresh" else (sub.timestamp // every) * every
+    instants = sub.timestamp if mode == "fresh" else deployed_instants(sub.timestamp, *schedule)
     return TenantAsOf(tenant_id=tenant_id, batch=sub, tables=tables, instants=instants, config=config,
                       domain_names=names, msgs=msgs, eds=eds)
 

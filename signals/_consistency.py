@@ -101,6 +101,7 @@ class ConsistencyReport:
 
 def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
                        mode: Literal["as_deployed", "fresh"] = "as_deployed", refresh_every: str | _dt.timedelta = "1D",
+                       refresh_offset: str | _dt.timedelta = "0s", publish_delay: str | _dt.timedelta = "0s",
                        config: BaselineConfig | Mapping | None = None,
                        signals: SignalSet | Sequence[SignalProvider | str] | None = None, rtol: float = 1e-6,
                        atol: float = 1e-9) -> ConsistencyReport:
@@ -121,8 +122,11 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
     mode : {"as_deployed", "fresh"}, default "as_deployed"
         How the engine's snapshots relate to the mail: refreshed every
         ``refresh_every`` (as deployed) or current to the message (fresh).
-    refresh_every : timedelta or str, default "1D"
-        The engine's refresh schedule (as deployed).
+    refresh_every, refresh_offset, publish_delay : timedelta or str
+        The engine's refresh schedule (as deployed): every ``refresh_every``
+        (default "1D"), at ``refresh_offset`` into each period (default "0s":
+        midnight UTC), each snapshot serving from ``publish_delay`` after its
+        instant (default "0s"); see :func:`~commgraph.signals.backfill`.
     config : BaselineConfig or mapping, optional
         The configuration the engine's baselines were built with.
     signals : SignalSet or list, optional
@@ -178,8 +182,8 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
         raise ConfigError(f"online_log has none of the signals of the set ({signal_set.names[:_SHOWN]} ...); "
                           f"its columns are {list(online_log.columns)[:10]}")
     level = "edge" if "recipient" in keys else "message"
-    offline = backfill(messages, mode=mode, refresh_every=refresh_every, level=level, config=config,
-                       signals=signal_set)
+    offline = backfill(messages, mode=mode, refresh_every=refresh_every, refresh_offset=refresh_offset,
+                       publish_delay=publish_delay, level=level, config=config, signals=signal_set)
     log = online_log[keys + compared].astype({k: str for k in keys})
     offline = offline[keys + compared].astype({k: str for k in keys})
     repeated = log.duplicated(keys, keep="first")

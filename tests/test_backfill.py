@@ -25,20 +25,22 @@ SIGNALS = SignalSet().names
 KEYS = ["tenant_id", "message_id", "recipient"]
 
 
-def _instants(messages, mode: str, every: str) -> np.ndarray:
+def _instants(messages, mode: str, every: str, offset: str = "0s", delay: str = "0s") -> np.ndarray:
     ts = messages.frame["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
     if mode == "fresh":
         return ts
-    step = pd.Timedelta(every).value
-    return (ts // step) * step
+    # The last refresh (at offset into each period) whose snapshot was serving (delay after it) at the message.
+    shift = pd.Timedelta(offset) + pd.Timedelta(delay)
+    served = (pd.DatetimeIndex(ts, tz="UTC") - shift).floor(every) + pd.Timedelta(offset)
+    return served.asi8
 
 
 def reference(raw: pd.DataFrame, tenants, messages, positions, *, mode: str = "fresh", every: str = "1D",
-              config: BaselineConfig | None = None, level: str = "edge", signals: SignalSet | None = None
-              ) -> pd.DataFrame:
+              config: BaselineConfig | None = None, level: str = "edge", signals: SignalSet | None = None,
+              offset: str = "0s", delay: str = "0s") -> pd.DataFrame:
     """Signals of the messages at ``positions``, each against a snapshot built as of its instant."""
     signals = signals or SignalSet()
-    instants = _instants(messages, mode, every)
+    instants = _instants(messages, mode, every, offset, delay)
     parts = []
     for instant in np.unique(instants[positions]):
         here = positions[instants[positions] == instant]
@@ -170,11 +172,17 @@ TENANTS = [{"tenant_id": t, "own_domains": ["acme.com"]} for t in ("t1", "t2")]
 
 @settings(max_examples=20, deadline=None)
 @given(histories(), st.sampled_from(["fresh", "as_deployed"]),
-       st.sampled_from([SMALL, SMALL.evolve(label_policy="ignore"), SMALL.evolve(global_prior=(2.0, 3.0))]))
-def test_hypothesis_histories_equal_a_snapshot_per_instant(raw, mode, config) -> None:
+       st.sampled_from([SMALL, SMALL.evolve(label_policy="ignore"), SMALL.evolve(global_prior=(2.0, 3.0))]),
+       st.sampled_from([("0s", "0s"), ("5h", "0s"), ("3h", "90min"), ("0s", "13h")]))
+def test_hypothesis_histories_equal_a_snapshot_per_instant(raw, mode, config, schedule) -> None:
+    # As deployed: refreshed every 12 hours, at an offset into each period, each snapshot serving some time
+    # after its instant (longer than a period, too).
+    offset, delay = schedule if mode == "as_deployed" else ("0s", "0s")
     messages = validate(raw, tenants=TENANTS)
-    ours = backfill(messages, mode=mode, refresh_every="12h", config=config)
-    ref = reference(raw, TENANTS, messages, np.arange(len(messages.frame)), mode=mode, every="12h", config=config)
+    ours = backfill(messages, mode=mode, refresh_every="12h", refresh_offset=offset, publish_delay=delay,
+                    config=config)
+    ref = reference(raw, TENANTS, messages, np.arange(len(messages.frame)), mode=mode, every="12h", config=config,
+                    offset=offset, delay=delay)
     assert_equal_signals(ours, ref)
 
 
@@ -283,6 +291,12 @@ def test_parameters_are_checked() -> None:
         backfill(messages, mode="as_deployed", refresh_every="-1D")
     with pytest.raises(ConfigError, match="'level' parameter of backfill"):
         backfill(messages, level="tenant")
+    with pytest.raises(ConfigError, match="'refresh_offset' parameter of backfill must be shorter than refresh_every"):
+        backfill(messages, mode="as_deployed", refresh_offset="1D")
+    with pytest.raises(ConfigError, match="'publish_delay' parameter of backfill must be a duration >= 0"):
+        backfill(messages, mode="as_deployed", publish_delay="-1h")
+    with pytest.raises(ConfigError, match="describe the refreshes of mode='as_deployed'"):
+        backfill(messages, refresh_offset="2h")
     with pytest.raises(ConfigError, match="applies to mode='fresh' only"):
         backfill(messages, mode="as_deployed", prior_every="1D")
     with pytest.raises(ConfigError, match="privacy mode"):

@@ -127,3 +127,24 @@ def test_a_tenant_the_engine_stopped_logging_shows_its_mail_as_missing(history, 
     alone = consistency_report(engine_log[(engine_log["tenant_id"] == "tenant-01").to_numpy()], messages)
     assert alone.consistent and alone.unlogged_tenants == ["tenant-02"]
     assert "nothing logged: 1 (tenant-02)" in str(alone)
+
+
+def test_an_engine_refreshed_at_six_and_live_half_an_hour_later_is_consistent_on_its_schedule(history) -> None:
+    # The refresh job runs daily at 06:00 UTC and its snapshots serve from 06:30: mail in between was scored
+    # with the day before's. Described as such, the log is consistent; as a midnight schedule, it is not.
+    raw, tenants, messages = history
+    ts = messages.frame["timestamp"]
+    runs = sorted((ts - pd.Timedelta("6h")).dt.floor("D").unique())[-4:]
+    logged = []
+    for run in runs:
+        instant = run + pd.Timedelta("6h")
+        live = (ts >= instant + pd.Timedelta("30min")) & (ts < instant + pd.Timedelta("1D30min"))
+        if not live.any():
+            continue
+        scorer = Scorer(build_baselines(messages, as_of=instant), tenant_configs=tenants)
+        logged.append(scorer.score(validate(raw.loc[messages.frame.index[live.to_numpy()]], tenants=tenants)))
+    log = pd.concat(logged, ignore_index=True)
+    report = consistency_report(log, messages, refresh_offset="6h", publish_delay="30min")
+    assert report.consistent, str(report)
+    assert not consistency_report(log, messages).consistent
+    assert not consistency_report(log, messages, refresh_offset="6h").consistent
