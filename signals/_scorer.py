@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
+import warnings
 from array import array
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Mapping
@@ -23,7 +24,17 @@ from ._provider import provider_registry
 from ._signal_set import DEFAULT_PROVIDERS, SignalSet, global_priors, stack
 from ._view import SnapshotView
 
-__all__ = ["Scorer"]
+__all__ = ["ReloadWarning", "Scorer"]
+
+
+class ReloadWarning(UserWarning):
+    """A reload that could not do everything: a tenant kept its old snapshot, or was served an older one.
+
+    Examples
+    --------
+    >>> issubclass(ReloadWarning, UserWarning)
+    True
+    """
 
 
 _PSL: Any = None
@@ -254,9 +265,23 @@ class Scorer:
     def reload(self) -> list[str]:
         """Pick up newly published versions; returns the tenants whose snapshot changed.
 
-        New snapshots are loaded and prepared first, then one reference is
-        swapped: calls already running finish on the old snapshots, later
-        calls see the new ones, none sees a mix.
+        Every changed tenant's new snapshot is loaded and prepared first, then
+        one reference is swapped: calls already running finish on the old
+        snapshots, later calls see the new ones, none sees a mix. Only after
+        the swap is the observed mail each new snapshot counted dropped from
+        the live overlay (:meth:`observe`), so no call ever reads a snapshot
+        with a delta trimmed for another.
+
+        A tenant whose new version cannot be loaded (checksum mismatch,
+        missing file, ...) fails alone: it keeps serving its current snapshot
+        with all its observed mail, the others move on, and a
+        :class:`ReloadWarning` names it and the error; it is not in the
+        returned list, so the next reload tries it again. A tenant whose new
+        snapshot is older than the one served (a rollback, or a slow job
+        publishing last) is served, with a :class:`ReloadWarning` naming the
+        gap: the overlay keeps only what the newest snapshot it served did not
+        count, so mail observed in that gap is missing from the view until a
+        snapshot covering it is published.
 
         Examples
         --------
@@ -281,12 +306,41 @@ class Scorer:
             if not changed and set(wanted) == set(current.views):
                 return []
             views = {t: v for t, v in current.views.items() if t in versions and t not in changed}
+            loaded, failed = [], {}
             for t in changed:
-                snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
-                views[t] = _prepare(SnapshotView(snap))
-                self._overlay.retire(t, snap.as_of)  # the observed mail the new snapshot counted
+                try:
+                    snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
+                    views[t] = _prepare(SnapshotView(snap))
+                except Exception as exc:  # noqa: BLE001 (one tenant's bad version must not stop the others)
+                    failed[t] = (versions[t], exc)
+                    if t in current.views:  # keep serving what it served, delta and all
+                        views[t], versions[t] = current.views[t], current.versions.get(t)
+                    else:
+                        del versions[t]
+                    continue
+                loaded.append(t)
             self._loaded = _Loaded(views, versions, global_priors(views.values()))
-            return changed
+            # Only now that no call can read the old snapshots with it: trim the delta.
+            for t in loaded:
+                new_as_of = views[t].snapshot.as_of
+                old = current.views.get(t)
+                if old is not None and old.snapshot is not None and new_as_of < old.snapshot.as_of:
+                    warnings.warn(ReloadWarning(
+                        f"tenant {t!r}: the snapshot now served (version {versions[t]}, as of "
+                        f"{new_as_of.isoformat()}) is older than the one it replaces (version "
+                        f"{current.versions.get(t)}, as of {old.snapshot.as_of.isoformat()}); mail observed in "
+                        f"[{new_as_of.isoformat()}, {old.snapshot.as_of.isoformat()}) was counted by the newer "
+                        "snapshot and dropped from the live overlay, so the served baselines miss it until a "
+                        "snapshot as of that end or later is published"), stacklevel=2)
+                self._overlay.retire(t, new_as_of)
+            if failed:
+                warnings.warn(ReloadWarning(
+                    f"{len(failed)} tenant{'s' if len(failed) > 1 else ''} kept {'their' if len(failed) > 1 else 'its'}"
+                    f" current snapshot, the new version failing to load: "
+                    + "; ".join(f"{t!r} version {v}: {type(e).__name__}: {e}" for t, (v, e) in list(failed.items())[:5])
+                    + ("; ..." if len(failed) > 5 else "")
+                    + ". Their observed mail is kept; republish those versions and reload again"), stacklevel=2)
+            return loaded
 
     @property
     def tenants(self) -> list[str]:

@@ -351,3 +351,107 @@ def test_lookups_in_other_threads_while_mail_is_observed(mail) -> None:
     assert errors == []
     rebuilt = build_baselines(messages, as_of=t2, config=CONFIG)[tenant]
     assert table_differences(scorer._view(scorer._loaded, tenant).snapshot, rebuilt) == []
+
+
+# --- reviewed cases: small hand-made mail, each compared with build_baselines at the overlay's as_of --------------
+
+TWO = [{"tenant_id": t, "own_domains": [f"{t}.com"]} for t in ("a", "b")]
+T_SNAP, T_MID, T_END = (pd.Timestamp(x) for x in ("2024-05-04T00:00Z", "2024-05-04T06:00Z", "2024-05-05T00:00Z"))
+
+
+def _two_tenants() -> pd.DataFrame:
+    """Per tenant: six messages from a known sender before T_SNAP, four from a new one after it."""
+    rows = []
+    for t in ("a", "b"):
+        rows += [(t, f"{t}h{i}", f"2024-05-0{1 + i % 3}T09:00Z", "ann@vendor.com", f"cy@{t}.com") for i in range(6)]
+        rows += [(t, f"{t}n{i}", f"2024-05-04T0{i}:00Z", "bob@new.com", f"cy@{t}.com") for i in range(4)]
+    return pd.DataFrame(rows, columns=["tenant_id", "message_id", "timestamp", "sender", "recipients"])
+
+
+def _assert_served_equals_rebuild(scorer: Scorer, frame: pd.DataFrame, as_of: pd.Timestamp, configs) -> None:
+    rebuilt = build_baselines(validate(frame, tenants=configs), as_of=as_of, config=CONFIG)
+    for tenant, snap in rebuilt.items():
+        assert table_differences(scorer._view(scorer._loaded, tenant).snapshot, snap) == [], tenant
+
+
+def _differing(one: dict, other: dict) -> list[str]:
+    """Keys whose values differ between two score_one dicts (nan equals nan)."""
+    return [k for k in other if not (one[k] == other[k] or (one[k] != one[k] and other[k] != other[k]))]
+
+
+def _store_scorer(tmp_path, frame: pd.DataFrame) -> tuple[SnapshotStore, Scorer]:
+    store = SnapshotStore(tmp_path / "store")
+    for snap in build_baselines(validate(frame, tenants=TWO), as_of=T_SNAP, config=CONFIG).values():
+        store.publish(snap)
+    scorer = Scorer.from_store(store, tenant_configs=TWO)
+    scorer.observe(frame[frame["timestamp"].str.startswith("2024-05-04")], as_of=T_END)
+    return store, scorer
+
+
+def test_a_tenant_whose_new_version_fails_to_load_keeps_its_snapshot_and_all_its_observed_mail(tmp_path) -> None:
+    frame = _two_tenants()
+    store, scorer = _store_scorer(tmp_path, frame)
+    held = scorer.overlay.pending()
+    newer = build_baselines(validate(frame, tenants=TWO), as_of=T_MID, config=CONFIG)
+    store.publish(newer["a"])
+    version = store.publish(newer["b"])
+    damaged = tmp_path / "store" / "b" / f"v{version:06d}" / "sender.arrow"
+    data = bytearray(damaged.read_bytes())
+    data[200] ^= 0xFF  # bit rot: the checksum no longer matches
+    damaged.write_bytes(bytes(data))
+    for _ in range(2):  # and again: the failed tenant is tried on every reload, the others stay put
+        with pytest.warns(UserWarning, match=r"'b' version 2: CorruptSnapshotError"):
+            changed = scorer.reload()
+        assert changed == (["a"] if _ == 0 else [])
+        assert scorer.versions == {"a": 2, "b": 1}
+        assert scorer.overlay.pending()["b"] == held["b"]
+        _assert_served_equals_rebuild(scorer, frame, T_END, TWO)
+    store.publish(newer["b"])
+    assert scorer.reload() == ["b"] and scorer.versions == {"a": 2, "b": 3}
+    _assert_served_equals_rebuild(scorer, frame, T_END, TWO)
+
+
+def test_a_lookup_during_a_reload_never_reads_a_delta_trimmed_for_a_snapshot_not_yet_served(tmp_path,
+                                                                                          monkeypatch) -> None:
+    import commgraph.signals._scorer as scorer_module
+
+    frame = _two_tenants()
+    store, scorer = _store_scorer(tmp_path, frame)
+    for snap in build_baselines(validate(frame, tenants=TWO), as_of=T_MID, config=CONFIG).values():
+        store.publish(snap)
+    probe = {"tenant_id": "a", "message_id": "p", "timestamp": "2024-05-05T01:00:00+00:00", "sender": "bob@new.com",
+             "recipients": "cy@a.com"}
+    reference = Scorer(build_baselines(validate(frame, tenants=TWO), as_of=T_END, config=CONFIG), tenant_configs=TWO)
+    want = reference.score_one(probe)
+    assert want["sender_messages_7d"] == 4
+    seen, prepare = [], scorer_module._prepare
+
+    def prepare_and_look_up(view, **kw):  # while the reload prepares tenant b, tenant a is looked up
+        if view.tenant_id == "b" and view.snapshot.as_of == T_MID:
+            seen.append(scorer.score_one(probe))
+        return prepare(view, **kw)
+
+    monkeypatch.setattr(scorer_module, "_prepare", prepare_and_look_up)
+    assert scorer.reload() == ["a", "b"]
+    assert len(seen) == 1 and _differing(seen[0], want) == []
+    assert _differing(scorer.score_one(probe), want) == []
+
+
+def test_reloading_an_older_snapshot_warns_naming_the_tenant_and_the_gap(tmp_path) -> None:
+    frame = _two_tenants()
+    store, scorer = _store_scorer(tmp_path, frame)
+    messages = validate(frame, tenants=TWO)
+    store.publish(build_baselines(messages, as_of=T_MID, config=CONFIG)["a"])
+    assert scorer.reload() == ["a"]
+    store.publish(build_baselines(messages, as_of=T_SNAP, config=CONFIG)["a"])  # a rollback
+    with pytest.warns(UserWarning, match=r"tenant 'a': the snapshot now served \(version 3, as of "
+                                         r"2024-05-04T00:00:00\+00:00\) is older .* \[2024-05-04T00:00:00\+00:00, "
+                                         r"2024-05-04T06:00:00\+00:00\)"):
+        assert scorer.reload() == ["a"]
+    # A reload that goes forward says nothing.
+    store.publish(build_baselines(messages, as_of=T_MID, config=CONFIG)["a"])
+    import warnings as _warnings
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        assert scorer.reload() == ["a"]
+    _assert_served_equals_rebuild(scorer, frame, T_END, TWO)
