@@ -16,6 +16,7 @@ import pandas as pd
 from commgraph.baselines import Snapshot, SnapshotStore
 from commgraph.baselines._build import _timestamp
 from commgraph.graph import CommGraphError, ConfigError, Messages, TenantConfig, validate
+from commgraph.graph._messages import REJECT_COLUMNS
 
 from ._batch import SignalBatch
 from ._overlay import Overlay
@@ -99,6 +100,18 @@ def _seed_lookalikes(view: SnapshotView) -> None:
     if missing:
         dist, near = nearest_known(missing, known, skeletons)
         cache.seed(missing, dist.tolist(), near.tolist())
+
+
+def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
+    """The reject columns of messages the overlay set aside, then each input row of those messages as given."""
+    meta = set_aside[list(REJECT_COLUMNS)]
+    first = batch.loc[set_aside.index, ["tenant_id", "message_id"]].astype(str)
+    keys = batch[["tenant_id", "message_id"]].astype(str)
+    # Rows of one message are those with its raw tenant and id, as validation gathers them.
+    owner = pd.MultiIndex.from_frame(first).get_indexer(pd.MultiIndex.from_frame(keys))
+    rows = np.flatnonzero(owner >= 0)
+    out = meta.iloc[owner[rows]].set_axis(batch.index[rows])
+    return pd.concat([out, batch.iloc[rows]], axis=1)
 
 
 def _mean_one(values: list) -> Any:
@@ -389,11 +402,19 @@ class Scorer:
         ----------
         batch : Messages or DataFrame
             Mail of tenants this scorer serves, validated or a raw frame in the
-            message contract (validated here leniently). A message observed
-            again replaces its earlier version: send a message's row again with
-            ``label`` and ``labeled_at`` when its verdict arrives. Messages sent
-            before the served snapshot's as_of add only labels that became known
-            after it (the snapshot counted them).
+            message contract (validated here leniently). A message (tenant and
+            id) observed more than once, in one call or several, is one
+            message, its copies merged: its recipients are the union of the
+            copies' (so one-row-per-recipient input may be split over calls);
+            a label once known is kept, the one with the latest ``labeled_at``
+            winning (a label without it counts as known when sent); a copy
+            that adds an outside recipient to internal mail makes it
+            ``outbound``, as validation would; every other column comes from
+            the latest copy. So send a message's row again with ``label`` and
+            ``labeled_at`` when its verdict arrives, and replays (at-least-once
+            delivery) change nothing. The served baselines equal a rebuild
+            given each message so merged. (Within one one-row-per-recipient
+            frame a message's rows must agree, as validation requires.)
         as_of : timestamp-like
             The instant up to which the scorer has now seen all the mail of the
             tenants it serves (naive values are UTC); it never moves back. Mail
@@ -407,8 +428,18 @@ class Scorer:
         Returns
         -------
         DataFrame
-            The rows the message contract rejected, with reasons (see
-            :attr:`commgraph.graph.Messages.rejects`); empty when all were used.
+            The rows not used, with reasons (see
+            :attr:`commgraph.graph.Messages.rejects`); empty when all were used:
+            rows the message contract rejected, and rows of mail sent before
+            the served snapshot's as_of whose label, if any, was known before
+            it (``reject_reason`` ``before_snapshot``). The snapshot counted
+            such mail if the refresh that built it read it; mail that reached
+            the archive after that refresh is counted by the next rebuild (a
+            refresh counts mail only in the period it was sent), and a label
+            known only later must come with its ``labeled_at``. A verdict
+            known after the snapshot for such mail is kept and counts; if the
+            snapshot never saw the message itself, only the label counts until
+            a rebuild.
 
         Examples
         --------
@@ -435,7 +466,7 @@ class Scorer:
         if isinstance(batch, pd.DataFrame):
             if "tenant_id" in batch:  # before validating: no own domains are inferred for a tenant not served
                 self._check_served(batch["tenant_id"].dropna().astype(str).unique().tolist())
-            messages = validate(batch, tenants=self._configs(), strict=False)
+            messages = self._validate_copies(batch)
         elif isinstance(batch, Messages):
             messages = batch
         else:
@@ -443,8 +474,35 @@ class Scorer:
                               f"message contract. Got {type(batch).__name__} instead.")
         self._check_served(messages.tenants if len(messages) else [])
         covered = {t: v.snapshot.as_of for t, v in self._loaded.views.items() if v.snapshot is not None}
-        self._overlay.observe(messages, as_of=as_of_ts, covered=covered)
-        return messages.rejects
+        set_aside = self._overlay.observe(messages, as_of=as_of_ts, covered=covered)
+        if set_aside.empty:
+            return messages.rejects
+        if isinstance(batch, pd.DataFrame) and batch.index.is_unique:
+            # The row as given, as for every other reject (one row per recipient: each of the message's rows).
+            set_aside = _input_rows(batch, set_aside)
+        rejects = pd.concat([messages.rejects, set_aside])
+        if isinstance(batch, pd.DataFrame) and batch.index.is_unique:
+            rejects = rejects.iloc[np.argsort(batch.index.get_indexer_for(rejects.index), kind="stable")]
+        return rejects
+
+    def _validate_copies(self, batch: pd.DataFrame) -> Messages:
+        """Validate a raw batch leniently, keeping every copy of a message given on its own row.
+
+        Validation keeps the first of several rows with one message id (copies
+        filed in several folders); here a later row may be the message's
+        verdict, so each copy is validated apart and the overlay merges them as
+        copies observed in separate calls. Rows of one message in
+        one-row-per-recipient input are gathered by validation, as always.
+        """
+        configs = self._configs()
+        if "recipient" in batch.columns or not {"tenant_id", "message_id"} <= set(batch.columns):
+            return validate(batch, tenants=configs, strict=False)
+        keys = batch[["tenant_id", "message_id"]].astype(str)
+        copy_number = keys.groupby(["tenant_id", "message_id"], sort=False).cumcount().to_numpy()
+        if not copy_number.any():
+            return validate(batch, tenants=configs, strict=False)
+        return Messages.concat([validate(batch[copy_number == k], tenants=configs, strict=False)
+                                for k in range(int(copy_number.max()) + 1)])
 
     def _check_served(self, tenants: list[str]) -> None:
         served = self._loaded.views

@@ -213,9 +213,14 @@ def test_rejected_rows_come_back_with_reasons_and_the_rest_is_observed(mail) -> 
     assert set(rejects["reject_column"]) == {"sender", "timestamp"}
     assert rejects["reject_reason"].notna().all()
     assert sum(scorer.overlay.pending().values()) == 18
-    # Mail the snapshot already counted is not kept (a label that became known after it would be).
+    # Mail sent before the snapshot's as_of is not kept (a label that became known after it would be): it comes
+    # back, each row as given, saying why (the snapshot counted it, or the next rebuild will).
     older = raw[raw["timestamp"] < t].tail(10).assign(label=None, labeled_at=None)
-    assert scorer.observe(older, as_of=t2).empty
+    back = scorer.observe(older, as_of=t2)
+    assert back.index.tolist() == older.index.tolist()
+    assert set(back["reject_reason"]) == {"before_snapshot"} and set(back["reject_column"]) == {"timestamp"}
+    assert back["reject_message"].str.contains("counted by the next rebuild").all()
+    pd.testing.assert_frame_equal(back[older.columns], older)
     assert sum(scorer.overlay.pending().values()) == 18
 
 
@@ -455,3 +460,125 @@ def test_reloading_an_older_snapshot_warns_naming_the_tenant_and_the_gap(tmp_pat
         _warnings.simplefilter("error")
         assert scorer.reload() == ["a"]
     _assert_served_equals_rebuild(scorer, frame, T_END, TWO)
+
+
+ACME = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+T_DAY, T_NEXT = pd.Timestamp("2024-05-06T00:00Z"), pd.Timestamp("2024-05-07T00:00Z")
+
+
+def _acme_history() -> pd.DataFrame:
+    return pd.DataFrame({"tenant_id": "acme", "message_id": [f"h{i}" for i in range(4)],
+                         "timestamp": [f"2024-05-0{1 + i}T09:00Z" for i in range(4)], "sender": "ann@vendor.com",
+                         "recipients": "cy@acme.com"})
+
+
+def _acme_scorer() -> Scorer:
+    return Scorer(build_baselines(validate(_acme_history(), tenants=ACME), as_of=T_DAY, config=CONFIG),
+                  tenant_configs=ACME)
+
+
+def _message(**columns) -> pd.DataFrame:
+    return pd.DataFrame([{"tenant_id": "acme", "message_id": "M", "timestamp": "2024-05-06T10:00Z",
+                          "sender": "eve@evil.com", "recipients": "cy@acme.com; di@acme.com", **columns}])
+
+
+def test_a_message_replayed_after_its_verdict_keeps_the_verdict() -> None:
+    scorer = _acme_scorer()
+    verdict = _message(label="attack", labeled_at="2024-05-06T12:00Z")
+    scorer.observe(_message(), as_of="2024-05-06T11:00Z")
+    scorer.observe(verdict, as_of="2024-05-06T13:00Z")
+    assert scorer.observe(_message(), as_of=T_NEXT).empty  # at-least-once delivery: the plain row again
+    # The reference: the message once, with its verdict.
+    _assert_served_equals_rebuild(scorer, pd.concat([_acme_history(), verdict]), T_NEXT, ACME)
+    assert scorer.overlay.pending() == {"acme": 1}
+
+
+def test_a_message_and_its_verdict_in_one_batch_are_one_labelled_message() -> None:
+    scorer = _acme_scorer()
+    verdict = _message(label="attack", labeled_at="2024-05-06T11:00Z")
+    for order in ([_message(), verdict], [verdict, _message()]):
+        scorer = _acme_scorer()
+        assert scorer.observe(pd.concat(order, ignore_index=True), as_of=T_NEXT).empty
+        _assert_served_equals_rebuild(scorer, pd.concat([_acme_history(), verdict]), T_NEXT, ACME)
+        sender = scorer._view(scorer._loaded, "acme").snapshot.table("sender").set_index("sender")
+        assert sender.loc["eve@evil.com", ["n_messages", "n_attack"]].tolist() == [1, 1]
+
+
+def test_the_latest_known_label_wins_and_recipients_add_up() -> None:
+    scorer = _acme_scorer()
+    scorer.observe(_message(recipients="cy@acme.com", label="spam", labeled_at="2024-05-06T11:00Z"),
+                   as_of="2024-05-06T12:00Z")
+    scorer.observe(_message(recipients="di@acme.com", label="attack", labeled_at="2024-05-06T14:00Z"),
+                   as_of="2024-05-06T15:00Z")
+    scorer.observe(_message(recipients="ed@acme.com"), as_of=T_NEXT)  # no label: the known one stays
+    merged = _message(recipients="cy@acme.com; di@acme.com; ed@acme.com", label="attack",
+                      labeled_at="2024-05-06T14:00Z")
+    _assert_served_equals_rebuild(scorer, pd.concat([_acme_history(), merged]), T_NEXT, ACME)
+
+
+def test_an_internal_message_whose_later_copy_adds_an_outside_recipient_is_outbound() -> None:
+    history = _acme_history()
+    internal = dict(sender="zoe@acme.com", recipients="cy@acme.com")
+    scorer = _acme_scorer()
+    # The outside recipient first: the later, internal-only copy alone would say "internal".
+    scorer.observe(_message(**{**internal, "recipients": "out@partner.com"}), as_of="2024-05-06T11:00Z")
+    scorer.observe(_message(**internal), as_of=T_NEXT)
+    whole = _message(sender="zoe@acme.com", recipients="cy@acme.com; out@partner.com")
+    assert validate(whole, tenants=ACME).frame["direction"].tolist() == ["outbound"]
+    _assert_served_equals_rebuild(scorer, pd.concat([history, whole]), T_NEXT, ACME)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), n_batches=st.integers(2, 5))
+def test_one_row_per_recipient_split_replayed_and_relabelled_in_any_order_equals_the_rebuild(mail, seed,
+                                                                                             n_batches) -> None:
+    g, raw, _, t, _, t2 = mail
+    small = raw[raw["tenant_id"] == raw["tenant_id"].value_counts().index[-1]]
+    # The whole mail as one row per recipient: the snapshot's and the reference's input, and what is observed.
+    edges = validate(small, tenants=g.tenants).edges(message_columns=("message_id", "label", "labeled_at"))
+    rows = pd.DataFrame({c: edges[c].astype(object) if isinstance(edges[c].dtype, pd.CategoricalDtype) else edges[c]
+                         for c in ("tenant_id", "message_id", "timestamp", "sender", "recipient", "recipient_type",
+                                   "direction", "label", "labeled_at")})
+    messages = validate(rows, tenants=g.tenants)
+    (tenant, snap), = build_baselines(messages, as_of=t, config=CONFIG).items()
+    rng = np.random.default_rng(seed)
+    plain = rows[rows["timestamp"] >= t].assign(label=None, labeled_at=pd.NaT)
+    replayed = plain.sample(frac=0.2, random_state=seed)
+    # A verdict is one row of its message (its recipients add nothing), for older mail too if it became known
+    # after the snapshot.
+    known = rows["labeled_at"].fillna(rows["timestamp"])
+    verdicts = rows[rows["label"].notna() & (known >= t)].drop_duplicates("message_id")
+    where = {"plain": rng.integers(0, n_batches, len(plain)), "replayed": rng.integers(0, n_batches, len(replayed)),
+             "verdicts": rng.integers(0, n_batches, len(verdicts))}
+    scorer = Scorer({tenant: snap}, tenant_configs=g.tenants)
+    for b in range(n_batches):
+        # A replayed row in the batch of its original is an exact repeat: validation drops it as a duplicate edge.
+        parts = [plain[where["plain"] == b], replayed[where["replayed"] == b], verdicts[where["verdicts"] == b]]
+        for part in (pd.concat(parts[:2]), parts[2]):  # plain rows and verdicts: separate calls, any order
+            rejects = scorer.observe(part.sample(frac=1.0, random_state=seed), as_of=t2)
+            assert set(rejects["reject_reason"]) <= {"duplicate_edge"}
+    rebuilt = build_baselines(messages, as_of=t2, config=CONFIG)[tenant]
+    assert table_differences(scorer._view(scorer._loaded, tenant).snapshot, rebuilt) == []
+
+
+def test_mail_sent_before_the_snapshot_comes_back_saying_why_instead_of_vanishing() -> None:
+    late = pd.DataFrame({"tenant_id": "acme", "message_id": ["L"], "timestamp": ["2024-05-05T23:59Z"],
+                         "sender": ["eve@evil.com"], "recipients": ["cy@acme.com"]}, index=[7])
+    scorer = _acme_scorer()
+    back = scorer.observe(late, as_of=T_NEXT)  # sent before the snapshot's as_of, logged after its refresh
+    assert back[["reject_column", "reject_reason", "reject_value"]].to_dict("records") == [
+        {"reject_column": "timestamp", "reject_reason": "before_snapshot", "reject_value": "2024-05-05 23:59:00+00:00"}]
+    assert "2024-05-06T00:00:00+00:00" in back["reject_message"].iloc[0]
+    assert back.index.tolist() == [7] and back["message_id"].tolist() == ["L"]
+    # A verdict without labeled_at reads as known when sent: before the snapshot too, and said so.
+    back = scorer.observe(late.assign(label="attack"), as_of=T_NEXT)
+    assert back[["reject_column", "reject_reason"]].values.tolist() == [["labeled_at", "before_snapshot"]]
+    assert "give labeled_at" in back["reject_message"].iloc[0]
+    # One row per recipient: every row of the message comes back.
+    rows = pd.DataFrame({"tenant_id": "acme", "message_id": "R", "timestamp": "2024-05-05T22:00Z",
+                         "sender": "eve@evil.com", "recipient": ["cy@acme.com", "di@acme.com"]})
+    back = scorer.observe(rows, as_of=T_NEXT)
+    assert back.index.tolist() == [0, 1] and set(back["reject_reason"]) == {"before_snapshot"}
+    # A verdict known after the snapshot counts, and nothing comes back.
+    assert scorer.observe(late.assign(label="attack", labeled_at="2024-05-06T08:00Z"), as_of=T_NEXT).empty
+    assert scorer.overlay.pending() == {"acme": 1}
