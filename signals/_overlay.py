@@ -143,13 +143,27 @@ def _before_snapshot(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     label = ("sent, and its label known, before the served snapshot's as_of " + cut + " (a label without "
              "labeled_at counts as known when sent): the snapshot holds both if its refresh read them; give "
              "labeled_at when a verdict became known later, or rebuild to count mail that reached the archive late")
-    column = np.where(labelled, "labeled_at", "timestamp")
+    return _reject_records(frame, np.where(labelled, "labeled_at", "timestamp"), "before_snapshot", when,
+                           np.where(labelled, label, sent))
+
+
+def _label_counted(frame: pd.DataFrame, counted: pd.Series) -> pd.DataFrame:
+    """Reject records for labels of messages whose label a served snapshot already counted."""
+    before = counted.reindex(frame["message_id"]).astype(str).to_numpy()
+    explain = [f"the served snapshot already counted this message's label {b!r} (the overlay held it until the "
+               "reload that brought that snapshot); a refresh counts one label per message, so another label, or "
+               "the same one again, counts only in a rebuild" for b in before]
+    return _reject_records(frame, np.full(len(frame), "label"), "label_counted", frame["label"].astype(str), explain)
+
+
+def _reject_records(frame: pd.DataFrame, column, reason: str, value, explain) -> pd.DataFrame:
+    """The reject columns of :attr:`commgraph.graph.Messages.rejects` for messages of ``frame``, then the rows."""
     meta = pd.DataFrame({
         "reject_column": pd.array(column, dtype=STRING_DTYPE),
-        "reject_reason": pd.array(["before_snapshot"] * len(frame), dtype=STRING_DTYPE),
-        "reject_value": pd.array(when, dtype=STRING_DTYPE),
-        "reject_message": pd.array([f"{c}={w!r}; before_snapshot: {label if lab else sent}"
-                                    for c, w, lab in zip(column, when, labelled)], dtype=STRING_DTYPE),
+        "reject_reason": pd.array([reason] * len(frame), dtype=STRING_DTYPE),
+        "reject_value": pd.array(value, dtype=STRING_DTYPE),
+        "reject_message": pd.array([f"{c}={v!r}; {reason}: {e}" for c, v, e in zip(column, value, explain)],
+                                   dtype=STRING_DTYPE),
         "reject_action": pd.array(["row_rejected"] * len(frame), dtype=STRING_DTYPE),
     }, index=frame.index)
     return pd.concat([meta, frame], axis=1)
@@ -203,6 +217,8 @@ class Overlay:
         self._views: dict[str, tuple[SnapshotView, int, int, SnapshotView]] = {}
         self._lock = threading.Lock()  # guards parts, generations and as_of (held briefly)
         self._building: dict[str, threading.Lock] = {}  # one combined view built at a time per tenant
+        # tenant -> label per message id that a served snapshot counted after the overlay held it
+        self._counted: dict[str, pd.Series] = {}
 
     def observe(self, messages: Messages, *, as_of: pd.Timestamp,
                 covered: Mapping[str, pd.Timestamp] | None = None) -> pd.DataFrame:
@@ -216,8 +232,11 @@ class Overlay:
         -------
         DataFrame
             The messages not kept, one row each: the reject columns of
-            :attr:`commgraph.graph.Messages.rejects` (``reject_reason``
-            ``before_snapshot``) then the validated message row.
+            :attr:`commgraph.graph.Messages.rejects` then the validated message
+            row. ``reject_reason`` is ``before_snapshot`` (the served snapshot
+            would have counted it) or ``label_counted`` (a label for a message
+            whose label a snapshot took over from this overlay in
+            :meth:`retire`: it would count twice).
 
         Examples
         --------
@@ -243,6 +262,12 @@ class Overlay:
                     if not keep.all():
                         set_aside.append(_before_snapshot(part.frame[~keep], covered[tenant]))
                         part = part.subset(keep)
+                counted = self._counted.get(tenant)
+                if counted is not None and len(part):
+                    again = (part.frame["label"].notna() & part.frame["message_id"].isin(counted.index)).to_numpy()
+                    if again.any():
+                        set_aside.append(_label_counted(part.frame[again], counted))
+                        part = part.subset(~again)
                 if len(part):
                     self._parts.setdefault(tenant, []).append(part)
                     self._generation[tenant] = self._generation.get(tenant, 0) + 1
@@ -297,6 +322,10 @@ class Overlay:
     def retire(self, tenant: str, as_of: pd.Timestamp) -> None:
         """Drop what a newly served snapshot as of ``as_of`` covers: mail before it whose label (if any) was known.
 
+        The labels so dropped are remembered by message id (for as long as the
+        overlay lives: labels are few), so that :meth:`observe` sets aside a
+        later label for one of those messages instead of counting a second.
+
         Examples
         --------
         >>> overlay = Overlay()
@@ -310,7 +339,16 @@ class Overlay:
             if not parts:
                 return
             delta = _merged(parts[0] if len(parts) == 1 else Messages.concat(parts))
-            kept = delta.subset(_uncovered(delta, as_of))
+            keep = _uncovered(delta, as_of)
+            labelled = delta.frame[~keep & delta.frame["label"].notna().to_numpy()]
+            if len(labelled):  # the snapshot counts these labels now: a later label for them would count twice
+                counted = pd.Series(labelled["label"].astype(str).to_numpy(), index=labelled["message_id"].to_numpy())
+                before = self._counted.get(tenant)
+                if before is not None:
+                    counted = pd.concat([before, counted])
+                    counted = counted[~counted.index.duplicated(keep="last")]
+                self._counted[tenant] = counted
+            kept = delta.subset(keep)
             if len(kept):
                 self._parts[tenant] = [kept]
             self._generation[tenant] = self._generation.get(tenant, 0) + 1

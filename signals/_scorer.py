@@ -439,7 +439,14 @@ class Scorer:
             known only later must come with its ``labeled_at``. A verdict
             known after the snapshot for such mail is kept and counts; if the
             snapshot never saw the message itself, only the label counts until
-            a rebuild.
+            a rebuild. And labels of messages whose label a snapshot brought by
+            :meth:`reload` counted while this scorer held the message
+            (``label_counted``: a refresh counts one label per message, so a
+            reversed verdict counts only in a rebuild); the scorer remembers
+            those message ids and labels for as long as it runs. A reversal of
+            a label the served snapshot counted before this scorer saw the
+            message cannot be told apart from a first verdict (a snapshot keeps
+            counts, not message ids) and counts both labels until a rebuild.
 
         Examples
         --------

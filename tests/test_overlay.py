@@ -582,3 +582,23 @@ def test_mail_sent_before_the_snapshot_comes_back_saying_why_instead_of_vanishin
     # A verdict known after the snapshot counts, and nothing comes back.
     assert scorer.observe(late.assign(label="attack", labeled_at="2024-05-06T08:00Z"), as_of=T_NEXT).empty
     assert scorer.overlay.pending() == {"acme": 1}
+
+
+def test_a_label_for_a_message_whose_label_a_reloaded_snapshot_counted_comes_back_instead_of_counting_twice(
+        tmp_path) -> None:
+    frame = _two_tenants()
+    store, scorer = _store_scorer(tmp_path, frame)
+    safe = frame[frame["message_id"] == "an1"].assign(label="safe", labeled_at="2024-05-04T02:00Z")
+    assert scorer.observe(safe, as_of=T_END).empty  # the user's verdict, observed
+    with_safe = pd.concat([frame[frame["message_id"] != "an1"], safe])
+    store.publish(build_baselines(validate(with_safe, tenants=TWO), as_of=T_MID, config=CONFIG)["a"])
+    assert scorer.reload() == ["a"]  # its snapshot counts the message and its label now
+    attack = safe.assign(label="attack", labeled_at="2024-05-04T09:00Z")  # the SOC reverses it, after T_MID
+    back = scorer.observe(attack, as_of=T_END)
+    assert back[["reject_column", "reject_reason", "reject_value"]].values.tolist() == [
+        ["label", "label_counted", "attack"]]
+    assert "already counted this message's label 'safe'" in back["reject_message"].iloc[0]
+    # Served: one label for the message, the one counted (a rebuild over the reversed label would count 'attack').
+    _assert_served_equals_rebuild(scorer, with_safe, T_END, TWO)
+    # Tenants never mix: the same id in tenant b is another message.
+    assert scorer.observe(attack.assign(tenant_id="b", recipients="cy@b.com"), as_of=T_END).empty
