@@ -482,13 +482,12 @@ class Scorer:
         self._check_served(messages.tenants if len(messages) else [])
         covered = {t: v.snapshot.as_of for t, v in self._loaded.views.items() if v.snapshot is not None}
         set_aside = self._overlay.observe(messages, as_of=as_of_ts, covered=covered)
-        if set_aside.empty:
-            return messages.rejects
-        if isinstance(batch, pd.DataFrame) and batch.index.is_unique:
+        rejects = messages.rejects
+        as_given = isinstance(batch, pd.DataFrame) and batch.index.is_unique
+        if not set_aside.empty:
             # The row as given, as for every other reject (one row per recipient: each of the message's rows).
-            set_aside = _input_rows(batch, set_aside)
-        rejects = pd.concat([messages.rejects, set_aside])
-        if isinstance(batch, pd.DataFrame) and batch.index.is_unique:
+            rejects = pd.concat([rejects, _input_rows(batch, set_aside) if as_given else set_aside])
+        if as_given and len(rejects) > 1:  # in input order (copies of a message were validated apart)
             rejects = rejects.iloc[np.argsort(batch.index.get_indexer_for(rejects.index), kind="stable")]
         return rejects
 
