@@ -503,10 +503,10 @@ class Scorer:
         configs = self._configs()
         if "recipient" in batch.columns or not {"tenant_id", "message_id"} <= set(batch.columns):
             return validate(batch, tenants=configs, strict=False)
+        if not batch.duplicated(subset=["tenant_id", "message_id"]).any():  # the common case, checked cheaply
+            return validate(batch, tenants=configs, strict=False)
         keys = batch[["tenant_id", "message_id"]].astype(str)
         copy_number = keys.groupby(["tenant_id", "message_id"], sort=False).cumcount().to_numpy()
-        if not copy_number.any():
-            return validate(batch, tenants=configs, strict=False)
         return Messages.concat([validate(batch[copy_number == k], tenants=configs, strict=False)
                                 for k in range(int(copy_number.max()) + 1)])
 
