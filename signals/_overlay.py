@@ -36,7 +36,7 @@ import pandas as pd
 
 from commgraph.baselines import refresh
 from commgraph.graph import ConfigError, Messages
-from commgraph.graph._messages import message_index
+from commgraph.graph._messages import REJECT_COLUMNS, message_index
 from commgraph.graph._schema import STRING_DTYPE
 
 from ._view import SnapshotView
@@ -124,6 +124,9 @@ def _uncovered(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
         label_time = ts
     labelled = frame["label"].notna() if "label" in frame else pd.Series(False, index=frame.index)
     return ((ts >= as_of) | (labelled & (label_time >= as_of))).to_numpy()
+
+
+_NOTHING_SET_ASIDE = pd.DataFrame({c: pd.array([], dtype=STRING_DTYPE) for c in REJECT_COLUMNS})
 
 
 def _before_snapshot(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -233,7 +236,7 @@ class Overlay:
         DataFrame
             The messages not kept, one row each: the reject columns of
             :attr:`commgraph.graph.Messages.rejects` then the validated message
-            row. ``reject_reason`` is ``before_snapshot`` (the served snapshot
+            row (only the reject columns when every message was kept). ``reject_reason`` is ``before_snapshot`` (the served snapshot
             would have counted it) or ``label_counted`` (a label for a message
             whose label a snapshot took over from this overlay in
             :meth:`retire`: it would count twice).
@@ -274,7 +277,7 @@ class Overlay:
             self.as_of = as_of
         if set_aside:
             return pd.concat(set_aside)
-        return _before_snapshot(messages.frame.iloc[:0], as_of)
+        return _NOTHING_SET_ASIDE.copy()  # the common case: no columns of the messages' built for nothing
 
     def _delta(self, tenant: str) -> tuple[Messages | None, int, pd.Timestamp | None]:
         """The tenant's delta as one table (latest version of each message), its generation and the as_of."""
