@@ -236,10 +236,11 @@ class Overlay:
         DataFrame
             The messages not kept, one row each: the reject columns of
             :attr:`commgraph.graph.Messages.rejects` then the validated message
-            row (only the reject columns when every message was kept). ``reject_reason`` is ``before_snapshot`` (the served snapshot
-            would have counted it) or ``label_counted`` (a label for a message
-            whose label a snapshot took over from this overlay in
-            :meth:`retire`: it would count twice).
+            row (only the reject columns when every message was kept).
+            ``reject_reason`` is ``before_snapshot`` (the served snapshot would
+            have counted it) or ``label_counted`` (a label for a message whose
+            label a snapshot took over from this overlay in :meth:`retire`: it
+            would count twice).
 
         Examples
         --------
@@ -277,7 +278,7 @@ class Overlay:
             self.as_of = as_of
         if set_aside:
             return pd.concat(set_aside)
-        return _NOTHING_SET_ASIDE.copy()  # the common case: no columns of the messages' built for nothing
+        return _NOTHING_SET_ASIDE.copy()  # the common case: no frame of the messages built for nothing
 
     def _delta(self, tenant: str) -> tuple[Messages | None, int, pd.Timestamp | None]:
         """The tenant's delta as one table (latest version of each message), its generation and the as_of."""
