@@ -337,7 +337,8 @@ class Scorer:
             for t in loaded:
                 new_as_of = views[t].snapshot.as_of
                 old = current.views.get(t)
-                if old is not None and old.snapshot is not None and new_as_of < old.snapshot.as_of:
+                if old is not None and old.snapshot is not None and new_as_of < old.snapshot.as_of \
+                        and self._overlay.as_of is not None:  # without observed mail, going back loses nothing
                     warnings.warn(ReloadWarning(
                         f"tenant {t!r}: the snapshot now served (version {versions[t]}, as of "
                         f"{new_as_of.isoformat()}) is older than the one it replaces (version "

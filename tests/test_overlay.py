@@ -7,6 +7,7 @@ scored by a scorer without an overlay (counts exact, floats within 1e-9).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -455,11 +456,16 @@ def test_reloading_an_older_snapshot_warns_naming_the_tenant_and_the_gap(tmp_pat
         assert scorer.reload() == ["a"]
     # A reload that goes forward says nothing.
     store.publish(build_baselines(messages, as_of=T_MID, config=CONFIG)["a"])
-    import warnings as _warnings
-    with _warnings.catch_warnings():
-        _warnings.simplefilter("error")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert scorer.reload() == ["a"]
     _assert_served_equals_rebuild(scorer, frame, T_END, TWO)
+    # Without observed mail, going back loses nothing and says nothing.
+    plain = Scorer.from_store(store, tenant_configs=TWO)
+    store.publish(build_baselines(messages, as_of=T_SNAP, config=CONFIG)["a"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plain.reload() == ["a"]
 
 
 ACME = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
