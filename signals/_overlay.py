@@ -36,16 +36,78 @@ import pandas as pd
 
 from commgraph.baselines import refresh
 from commgraph.graph import ConfigError, Messages
+from commgraph.graph._messages import REJECT_COLUMNS, message_index
+from commgraph.graph._schema import STRING_DTYPE
 
 from ._view import SnapshotView
 
 __all__ = ["Overlay"]
 
 
-def _latest_versions(messages: Messages) -> Messages:
-    """One row per message id: the one observed last (a message observed again carries its late label)."""
-    repeated = messages.frame["message_id"].duplicated(keep="last").to_numpy()
-    return messages.subset(~repeated) if repeated.any() else messages
+def _merged(messages: Messages) -> Messages:
+    """One row per message id (of one tenant): copies of a message observed more than once merged into one.
+
+    The rule (documented on :meth:`Scorer.observe`): the recipients are the
+    union of the copies' (each recipient once, its most visible type winning,
+    as :func:`commgraph.graph.validate` gathers one-row-per-recipient input);
+    a label once known is kept, the one with the latest ``labeled_at`` (a label
+    without it was known when sent) winning; ``direction`` is ``outbound`` if
+    any copy says so and the latest says ``internal`` (what validation infers
+    for the united recipients); every other column comes from the latest copy.
+    """
+    repeated = messages.frame["message_id"].duplicated(keep=False).to_numpy()
+    if not repeated.any():
+        return messages
+    merged = _merge_copies(messages.subset(repeated))
+    if repeated.all():
+        return merged
+    return Messages.concat([messages.subset(~repeated), merged])
+
+
+def _merge_copies(copies: Messages) -> Messages:
+    """:func:`_merged` for rows that all have copies: one row per id, in order of first appearance."""
+    frame = copies.frame
+    group, _ = pd.factorize(frame["message_id"])
+    n = int(group.max()) + 1
+    position = np.arange(len(frame))
+    latest = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(latest, group, position)
+    # The copy whose label counts: the latest labelling time (ties: the later copy); unlabelled groups keep latest.
+    labelled = frame["label"].notna().to_numpy()
+    label_from = latest.copy()
+    if labelled.any():
+        label_time = frame["labeled_at"].fillna(frame["timestamp"]).to_numpy("datetime64[ns]").view(np.int64)
+        order = np.lexsort((position[labelled], label_time[labelled], group[labelled]))
+        g, p = group[labelled][order], position[labelled][order]
+        last = np.r_[g[1:] != g[:-1], True]
+        label_from[g[last]] = p[last]
+    out = frame.iloc[latest].copy()
+    for column in ("label", "labeled_at"):
+        out[column] = frame[column].iloc[label_from].set_axis(out.index)
+    outbound = np.zeros(n, dtype=bool)
+    outbound[group[(frame["direction"] == "outbound").to_numpy()]] = True
+    out["direction"] = out["direction"].mask(pd.Series(outbound, index=out.index) & (out["direction"] == "internal"),
+                                             "outbound")
+    edges = copies.edges(message_columns=())
+    edge_group = group[edges["message_index"].to_numpy()]
+    rank = edges["recipient_type"].cat.codes.to_numpy().astype(np.int64)
+    rank[rank < 0] = len(edges["recipient_type"].cat.categories)  # a recipient without a type: least visible
+    edge_order = np.arange(len(edges))
+    key = edges["recipient_key"].to_numpy()
+    chosen = np.lexsort((edge_order, rank, key, edge_group))
+    first = np.r_[True, (edge_group[chosen][1:] != edge_group[chosen][:-1]) | (key[chosen][1:] != key[chosen][:-1])]
+    keep = np.sort(chosen[first])
+    keep = keep[np.argsort(edge_group[keep], kind="stable")]  # message order, then the order observed
+    edges = edges.iloc[keep].reset_index(drop=True)
+    index = message_index(edge_group[keep], n)
+    for column in ("tenant_id", "timestamp", "sender", "sender_domain", "sender_key", "direction"):
+        values = out[column]
+        if isinstance(edges[column].dtype, pd.CategoricalDtype):
+            values = values.astype("category")
+        edges[column] = values.array.take(index)
+    edges["message_index"] = index
+    out["n_recipients"] = np.bincount(index, minlength=n).astype(out["n_recipients"].dtype)
+    return Messages(out, edges, copies.rejects.iloc[:0])
 
 
 def _uncovered(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
@@ -62,6 +124,52 @@ def _uncovered(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
         label_time = ts
     labelled = frame["label"].notna() if "label" in frame else pd.Series(False, index=frame.index)
     return ((ts >= as_of) | (labelled & (label_time >= as_of))).to_numpy()
+
+
+_NOTHING_SET_ASIDE = pd.DataFrame({c: pd.array([], dtype=STRING_DTYPE) for c in REJECT_COLUMNS})
+
+
+def _before_snapshot(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Reject records for messages the served snapshot (as of ``as_of``) would have counted, and why.
+
+    The snapshot holds counts, not message ids: whether it did count a message
+    (a refresh read it) or not (it reached the archive after that refresh)
+    cannot be told, so both are named, with what counts them.
+    """
+    labelled = frame["label"].notna().to_numpy()
+    cut = as_of.isoformat()
+    when = np.where(labelled, frame["labeled_at"].fillna(frame["timestamp"]).astype(str),
+                    frame["timestamp"].astype(str))
+    sent = ("sent before the served snapshot's as_of " + cut + ": the snapshot counted it if its refresh read "
+            "it; mail that reached the archive after that refresh is counted by the next rebuild (a refresh "
+            "counts mail only in the period it was sent)")
+    label = ("sent, and its label known, before the served snapshot's as_of " + cut + " (a label without "
+             "labeled_at counts as known when sent): the snapshot holds both if its refresh read them; give "
+             "labeled_at when a verdict became known later, or rebuild to count mail that reached the archive late")
+    return _reject_records(frame, np.where(labelled, "labeled_at", "timestamp"), "before_snapshot", when,
+                           np.where(labelled, label, sent))
+
+
+def _label_counted(frame: pd.DataFrame, counted: pd.Series) -> pd.DataFrame:
+    """Reject records for labels of messages whose label a served snapshot already counted."""
+    before = counted.reindex(frame["message_id"]).astype(str).to_numpy()
+    explain = [f"the served snapshot already counted this message's label {b!r} (the overlay held it until the "
+               "reload that brought that snapshot); a refresh counts one label per message, so another label, or "
+               "the same one again, counts only in a rebuild" for b in before]
+    return _reject_records(frame, np.full(len(frame), "label"), "label_counted", frame["label"].astype(str), explain)
+
+
+def _reject_records(frame: pd.DataFrame, column, reason: str, value, explain) -> pd.DataFrame:
+    """The reject columns of :attr:`commgraph.graph.Messages.rejects` for messages of ``frame``, then the rows."""
+    meta = pd.DataFrame({
+        "reject_column": pd.array(column, dtype=STRING_DTYPE),
+        "reject_reason": pd.array([reason] * len(frame), dtype=STRING_DTYPE),
+        "reject_value": pd.array(value, dtype=STRING_DTYPE),
+        "reject_message": pd.array([f"{c}={v!r}; {reason}: {e}" for c, v, e in zip(column, value, explain)],
+                                   dtype=STRING_DTYPE),
+        "reject_action": pd.array(["row_rejected"] * len(frame), dtype=STRING_DTYPE),
+    }, index=frame.index)
+    return pd.concat([meta, frame], axis=1)
 
 
 class Overlay:
@@ -92,7 +200,8 @@ class Overlay:
     >>> mail = validate(pd.DataFrame({"tenant_id": ["acme"], "message_id": ["n1"],
     ...     "timestamp": ["2024-05-04T09:00Z"], "sender": ["x@new.com"], "recipients": ["cy@acme.com"]}),
     ...     tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
-    >>> overlay.observe(mail, as_of=pd.Timestamp("2024-05-04T09:01Z"))
+    >>> overlay.observe(mail, as_of=pd.Timestamp("2024-05-04T09:01Z")).empty
+    True
     >>> view = overlay.view("acme", base)
     >>> view.snapshot.as_of, int(view.lookup("sender", mail.frame["sender_key"].to_numpy())[0]) >= 0
     (Timestamp('2024-05-04 09:01:00+0000', tz='UTC'), True)
@@ -111,14 +220,27 @@ class Overlay:
         self._views: dict[str, tuple[SnapshotView, int, int, SnapshotView]] = {}
         self._lock = threading.Lock()  # guards parts, generations and as_of (held briefly)
         self._building: dict[str, threading.Lock] = {}  # one combined view built at a time per tenant
+        # tenant -> label per message id that a served snapshot counted after the overlay held it
+        self._counted: dict[str, pd.Series] = {}
 
     def observe(self, messages: Messages, *, as_of: pd.Timestamp,
-                covered: Mapping[str, pd.Timestamp] | None = None) -> None:
+                covered: Mapping[str, pd.Timestamp] | None = None) -> pd.DataFrame:
         """Add validated messages (of tenants the caller checked it serves) and move as_of forward.
 
-        ``covered`` gives, per tenant, the as_of of the snapshot served: rows it
-        already counted (mail before it, with any label known before it) are
-        not kept, since no view would read them.
+        ``covered`` gives, per tenant, the as_of of the snapshot served: rows
+        it would have counted (mail before it, with any label known before it)
+        are not kept, since no view would read them, and come back instead.
+
+        Returns
+        -------
+        DataFrame
+            The messages not kept, one row each: the reject columns of
+            :attr:`commgraph.graph.Messages.rejects` then the validated message
+            row (only the reject columns when every message was kept).
+            ``reject_reason`` is ``before_snapshot`` (the served snapshot would
+            have counted it) or ``label_counted`` (a label for a message whose
+            label a snapshot took over from this overlay in :meth:`retire`: it
+            would count twice).
 
         Examples
         --------
@@ -130,18 +252,33 @@ class Overlay:
         if not isinstance(messages, Messages):
             raise ConfigError(f"The 'messages' parameter of Overlay.observe must be Messages. "
                               f"Got {type(messages).__name__} instead.")
+        set_aside = []
         with self._lock:
             if self.as_of is not None and as_of < self.as_of:
                 raise ConfigError(f"The 'as_of' parameter of observe must not move back: the overlay is complete "
                                   f"up to {self.as_of.isoformat()}. Got {as_of.isoformat()!r} instead.")
             for tenant in messages.tenants if len(messages) else ():
                 part = messages.for_tenant(tenant)
+                # The caller has the rejects: the delta keeps messages only.
+                part = Messages(part.frame, part.edges(message_columns=()), part.rejects.iloc[:0])
                 if covered is not None and tenant in covered:
-                    part = part.subset(_uncovered(part, covered[tenant]))
+                    keep = _uncovered(part, covered[tenant])
+                    if not keep.all():
+                        set_aside.append(_before_snapshot(part.frame[~keep], covered[tenant]))
+                        part = part.subset(keep)
+                counted = self._counted.get(tenant)
+                if counted is not None and len(part):
+                    again = (part.frame["label"].notna() & part.frame["message_id"].isin(counted.index)).to_numpy()
+                    if again.any():
+                        set_aside.append(_label_counted(part.frame[again], counted))
+                        part = part.subset(~again)
                 if len(part):
                     self._parts.setdefault(tenant, []).append(part)
                     self._generation[tenant] = self._generation.get(tenant, 0) + 1
             self.as_of = as_of
+        if set_aside:
+            return pd.concat(set_aside)
+        return _NOTHING_SET_ASIDE.copy()  # the common case: no frame of the messages built for nothing
 
     def _delta(self, tenant: str) -> tuple[Messages | None, int, pd.Timestamp | None]:
         """The tenant's delta as one table (latest version of each message), its generation and the as_of."""
@@ -151,7 +288,7 @@ class Overlay:
             as_of = self.as_of
         if not parts:
             return None, generation, as_of
-        joined = _latest_versions(parts[0] if len(parts) == 1 else Messages.concat(parts))
+        joined = _merged(parts[0] if len(parts) == 1 else Messages.concat(parts))
         if len(parts) > 1:
             with self._lock:  # keep the joined table, unless an observe came in between
                 if self._generation.get(tenant, 0) == generation:
@@ -189,6 +326,10 @@ class Overlay:
     def retire(self, tenant: str, as_of: pd.Timestamp) -> None:
         """Drop what a newly served snapshot as of ``as_of`` covers: mail before it whose label (if any) was known.
 
+        The labels so dropped are remembered by message id (for as long as the
+        overlay lives: labels are few), so that :meth:`observe` sets aside a
+        later label for one of those messages instead of counting a second.
+
         Examples
         --------
         >>> overlay = Overlay()
@@ -201,8 +342,17 @@ class Overlay:
             parts = self._parts.pop(tenant, None)
             if not parts:
                 return
-            delta = _latest_versions(parts[0] if len(parts) == 1 else Messages.concat(parts))
-            kept = delta.subset(_uncovered(delta, as_of))
+            delta = _merged(parts[0] if len(parts) == 1 else Messages.concat(parts))
+            keep = _uncovered(delta, as_of)
+            labelled = delta.frame[~keep & delta.frame["label"].notna().to_numpy()]
+            if len(labelled):  # the snapshot counts these labels now: a later label for them would count twice
+                counted = pd.Series(labelled["label"].astype(str).to_numpy(), index=labelled["message_id"].to_numpy())
+                before = self._counted.get(tenant)
+                if before is not None:
+                    counted = pd.concat([before, counted])
+                    counted = counted[~counted.index.duplicated(keep="last")]
+                self._counted[tenant] = counted
+            kept = delta.subset(keep)
             if len(kept):
                 self._parts[tenant] = [kept]
             self._generation[tenant] = self._generation.get(tenant, 0) + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
+import warnings
 from array import array
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Mapping
@@ -15,6 +16,7 @@ import pandas as pd
 from commgraph.baselines import Snapshot, SnapshotStore
 from commgraph.baselines._build import _timestamp
 from commgraph.graph import CommGraphError, ConfigError, Messages, TenantConfig, validate
+from commgraph.graph._messages import REJECT_COLUMNS
 
 from ._batch import SignalBatch
 from ._overlay import Overlay
@@ -23,7 +25,17 @@ from ._provider import provider_registry
 from ._signal_set import DEFAULT_PROVIDERS, SignalSet, global_priors, stack
 from ._view import SnapshotView
 
-__all__ = ["Scorer"]
+__all__ = ["ReloadWarning", "Scorer"]
+
+
+class ReloadWarning(UserWarning):
+    """A reload that could not do everything: a tenant kept its old snapshot, or was served an older one.
+
+    Examples
+    --------
+    >>> issubclass(ReloadWarning, UserWarning)
+    True
+    """
 
 
 _PSL: Any = None
@@ -88,6 +100,18 @@ def _seed_lookalikes(view: SnapshotView) -> None:
     if missing:
         dist, near = nearest_known(missing, known, skeletons)
         cache.seed(missing, dist.tolist(), near.tolist())
+
+
+def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
+    """The reject columns of messages the overlay set aside, then each input row of those messages as given."""
+    meta = set_aside[list(REJECT_COLUMNS)]
+    first = batch.loc[set_aside.index, ["tenant_id", "message_id"]].astype(str)
+    keys = batch[["tenant_id", "message_id"]].astype(str)
+    # Rows of one message are those with its raw tenant and id, as validation gathers them.
+    owner = pd.MultiIndex.from_frame(first).get_indexer(pd.MultiIndex.from_frame(keys))
+    rows = np.flatnonzero(owner >= 0)
+    out = meta.iloc[owner[rows]].set_axis(batch.index[rows])
+    return pd.concat([out, batch.iloc[rows]], axis=1)
 
 
 def _mean_one(values: list) -> Any:
@@ -254,9 +278,23 @@ class Scorer:
     def reload(self) -> list[str]:
         """Pick up newly published versions; returns the tenants whose snapshot changed.
 
-        New snapshots are loaded and prepared first, then one reference is
-        swapped: calls already running finish on the old snapshots, later
-        calls see the new ones, none sees a mix.
+        Every changed tenant's new snapshot is loaded and prepared first, then
+        one reference is swapped: calls already running finish on the old
+        snapshots, later calls see the new ones, none sees a mix. Only after
+        the swap is the observed mail each new snapshot counted dropped from
+        the live overlay (:meth:`observe`), so no call ever reads a snapshot
+        with a delta trimmed for another.
+
+        A tenant whose new version cannot be loaded (checksum mismatch,
+        missing file, ...) fails alone: it keeps serving its current snapshot
+        with all its observed mail, the others move on, and a
+        :class:`ReloadWarning` names it and the error; it is not in the
+        returned list, so the next reload tries it again. A tenant whose new
+        snapshot is older than the one served (a rollback, or a slow job
+        publishing last) is served, with a :class:`ReloadWarning` naming the
+        gap: the overlay keeps only what the newest snapshot it served did not
+        count, so mail observed in that gap is missing from the view until a
+        snapshot covering it is published.
 
         Examples
         --------
@@ -281,12 +319,42 @@ class Scorer:
             if not changed and set(wanted) == set(current.views):
                 return []
             views = {t: v for t, v in current.views.items() if t in versions and t not in changed}
+            loaded, failed = [], {}
             for t in changed:
-                snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
-                views[t] = _prepare(SnapshotView(snap))
-                self._overlay.retire(t, snap.as_of)  # the observed mail the new snapshot counted
+                try:
+                    snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
+                    views[t] = _prepare(SnapshotView(snap))
+                except Exception as exc:  # noqa: BLE001 (one tenant's bad version must not stop the others)
+                    failed[t] = (versions[t], exc)
+                    if t in current.views:  # keep serving what it served, delta and all
+                        views[t], versions[t] = current.views[t], current.versions.get(t)
+                    else:
+                        del versions[t]
+                    continue
+                loaded.append(t)
             self._loaded = _Loaded(views, versions, global_priors(views.values()))
-            return changed
+            # Only now that no call can read the old snapshots with it: trim the delta.
+            for t in loaded:
+                new_as_of = views[t].snapshot.as_of
+                old = current.views.get(t)
+                if old is not None and old.snapshot is not None and new_as_of < old.snapshot.as_of \
+                        and self._overlay.as_of is not None:  # without observed mail, going back loses nothing
+                    warnings.warn(ReloadWarning(
+                        f"tenant {t!r}: the snapshot now served (version {versions[t]}, as of "
+                        f"{new_as_of.isoformat()}) is older than the one it replaces (version "
+                        f"{current.versions.get(t)}, as of {old.snapshot.as_of.isoformat()}); mail observed in "
+                        f"[{new_as_of.isoformat()}, {old.snapshot.as_of.isoformat()}) was counted by the newer "
+                        "snapshot and dropped from the live overlay, so the served baselines miss it until a "
+                        "snapshot as of that end or later is published"), stacklevel=2)
+                self._overlay.retire(t, new_as_of)
+            if failed:
+                warnings.warn(ReloadWarning(
+                    f"{len(failed)} tenant{'s' if len(failed) > 1 else ''} kept {'their' if len(failed) > 1 else 'its'}"
+                    f" current snapshot, the new version failing to load: "
+                    + "; ".join(f"{t!r} version {v}: {type(e).__name__}: {e}" for t, (v, e) in list(failed.items())[:5])
+                    + ("; ..." if len(failed) > 5 else "")
+                    + ". Their observed mail is kept; republish those versions and reload again"), stacklevel=2)
+            return loaded
 
     @property
     def tenants(self) -> list[str]:
@@ -335,11 +403,19 @@ class Scorer:
         ----------
         batch : Messages or DataFrame
             Mail of tenants this scorer serves, validated or a raw frame in the
-            message contract (validated here leniently). A message observed
-            again replaces its earlier version: send a message's row again with
-            ``label`` and ``labeled_at`` when its verdict arrives. Messages sent
-            before the served snapshot's as_of add only labels that became known
-            after it (the snapshot counted them).
+            message contract (validated here leniently). A message (tenant and
+            id) observed more than once, in one call or several, is one
+            message, its copies merged: its recipients are the union of the
+            copies' (so one-row-per-recipient input may be split over calls);
+            a label once known is kept, the one with the latest ``labeled_at``
+            winning (a label without it counts as known when sent); a copy
+            that adds an outside recipient to internal mail makes it
+            ``outbound``, as validation would; every other column comes from
+            the latest copy. So send a message's row again with ``label`` and
+            ``labeled_at`` when its verdict arrives, and replays (at-least-once
+            delivery) change nothing. The served baselines equal a rebuild
+            given each message so merged. (Within one one-row-per-recipient
+            frame a message's rows must agree, as validation requires.)
         as_of : timestamp-like
             The instant up to which the scorer has now seen all the mail of the
             tenants it serves (naive values are UTC); it never moves back. Mail
@@ -353,8 +429,25 @@ class Scorer:
         Returns
         -------
         DataFrame
-            The rows the message contract rejected, with reasons (see
-            :attr:`commgraph.graph.Messages.rejects`); empty when all were used.
+            The rows not used, with reasons (see
+            :attr:`commgraph.graph.Messages.rejects`); empty when all were used:
+            rows the message contract rejected, and rows of mail sent before
+            the served snapshot's as_of whose label, if any, was known before
+            it (``reject_reason`` ``before_snapshot``). The snapshot counted
+            such mail if the refresh that built it read it; mail that reached
+            the archive after that refresh is counted by the next rebuild (a
+            refresh counts mail only in the period it was sent), and a label
+            known only later must come with its ``labeled_at``. A verdict
+            known after the snapshot for such mail is kept and counts; if the
+            snapshot never saw the message itself, only the label counts until
+            a rebuild. And labels of messages whose label a snapshot brought by
+            :meth:`reload` counted while this scorer held the message
+            (``label_counted``: a refresh counts one label per message, so a
+            reversed verdict counts only in a rebuild); the scorer remembers
+            those message ids and labels for as long as it runs. A reversal of
+            a label the served snapshot counted before this scorer saw the
+            message cannot be told apart from a first verdict (a snapshot keeps
+            counts, not message ids) and counts both labels until a rebuild.
 
         Examples
         --------
@@ -381,7 +474,7 @@ class Scorer:
         if isinstance(batch, pd.DataFrame):
             if "tenant_id" in batch:  # before validating: no own domains are inferred for a tenant not served
                 self._check_served(batch["tenant_id"].dropna().astype(str).unique().tolist())
-            messages = validate(batch, tenants=self._configs(), strict=False)
+            messages = self._validate_copies(batch)
         elif isinstance(batch, Messages):
             messages = batch
         else:
@@ -389,8 +482,34 @@ class Scorer:
                               f"message contract. Got {type(batch).__name__} instead.")
         self._check_served(messages.tenants if len(messages) else [])
         covered = {t: v.snapshot.as_of for t, v in self._loaded.views.items() if v.snapshot is not None}
-        self._overlay.observe(messages, as_of=as_of_ts, covered=covered)
-        return messages.rejects
+        set_aside = self._overlay.observe(messages, as_of=as_of_ts, covered=covered)
+        rejects = messages.rejects
+        as_given = isinstance(batch, pd.DataFrame) and batch.index.is_unique
+        if not set_aside.empty:
+            # The row as given, as for every other reject (one row per recipient: each of the message's rows).
+            rejects = pd.concat([rejects, _input_rows(batch, set_aside) if as_given else set_aside])
+        if as_given and len(rejects) > 1:  # in input order (copies of a message were validated apart)
+            rejects = rejects.iloc[np.argsort(batch.index.get_indexer_for(rejects.index), kind="stable")]
+        return rejects
+
+    def _validate_copies(self, batch: pd.DataFrame) -> Messages:
+        """Validate a raw batch leniently, keeping every copy of a message given on its own row.
+
+        Validation keeps the first of several rows with one message id (copies
+        filed in several folders); here a later row may be the message's
+        verdict, so each copy is validated apart and the overlay merges them as
+        copies observed in separate calls. Rows of one message in
+        one-row-per-recipient input are gathered by validation, as always.
+        """
+        configs = self._configs()
+        if "recipient" in batch.columns or not {"tenant_id", "message_id"} <= set(batch.columns):
+            return validate(batch, tenants=configs, strict=False)
+        if not batch.duplicated(subset=["tenant_id", "message_id"]).any():  # the common case, checked cheaply
+            return validate(batch, tenants=configs, strict=False)
+        keys = batch[["tenant_id", "message_id"]].astype(str)
+        copy_number = keys.groupby(["tenant_id", "message_id"], sort=False).cumcount().to_numpy()
+        return Messages.concat([validate(batch[copy_number == k], tenants=configs, strict=False)
+                                for k in range(int(copy_number.max()) + 1)])
 
     def _check_served(self, tenants: list[str]) -> None:
         served = self._loaded.views
