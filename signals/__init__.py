@@ -13,7 +13,7 @@ from ._builtin_identity import HabitSignals, IdentitySignals, LookalikeSignals
 from ._signal_set import DEFAULT_PROVIDERS, LEVELS, SignalSet
 from ._lookalike import skeleton
 from ._freemail import freemail_domains
-from ._scorer import Scorer
+from ._scorer import ReloadWarning, Scorer
 from ._explain import Explanation, explain
 from ._backfill import MODES, backfill
 from ._consistency import ConsistencyReport, consistency_report
@@ -24,7 +24,7 @@ __all__ = [
     "AGGREGATIONS", "SignalProvider", "SignalSpec", "provider_registry", "register_provider",
     "SenderSignals", "SenderDomainSignals", "PairSignals", "RecipientSignals", "IdentitySignals",
     "LookalikeSignals", "HabitSignals", "DEFAULT_PROVIDERS", "LEVELS", "SignalSet", "skeleton", "freemail_domains",
-    "Scorer", "Explanation", "explain", "BaselineSignals", "backfill", "MODES",
+    "Scorer", "ReloadWarning", "Explanation", "explain", "BaselineSignals", "backfill", "MODES",
     "consistency_report", "ConsistencyReport", "evaluate", "alerts_within_budget", "suspicious_directions",
     "directed_anomaly_score",
 ]
