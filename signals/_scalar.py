@@ -267,10 +267,12 @@ def text_value(value: Any) -> str | None:
     return value
 
 
-def _required_text(message: Mapping[str, Any], column: str, fix: str) -> str:
-    text = text_value(message[column])
+def _required_text(value: Any, column: str, fix: str) -> str:
+    if type(value) is str and value and value[0] not in _EDGE_SPACE and value[-1] not in _EDGE_SPACE:
+        return value  # the common case, tidy already
+    text = text_value(value)
     if text is None:
-        raise CommGraphError(f"score_one: {column!r} is missing (got {message[column]!r}); {fix}")
+        raise CommGraphError(f"score_one: {column!r} is missing (got {value!r}); {fix}")
     return text
 
 
@@ -300,7 +302,8 @@ def _enum(message: Mapping[str, Any], column: str, codes: dict[str, int]) -> int
 _ISO_PLAIN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
                         r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)")
 _EPOCH_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?")
-_TIME_RANGE_NS = tuple(pd.Timestamp(t, tz="UTC").value for t in DEFAULT_TIME_RANGE)
+_LOW_NS, _HIGH_NS = (pd.Timestamp(t, tz="UTC").value for t in DEFAULT_TIME_RANGE)
+_TIMESTAMP = pd.Timestamp
 _TIME_FIX = ("give an aware datetime, an ISO 8601 string with an offset (2024-05-04T10:00:00+00:00), or epoch "
              "seconds or milliseconds")
 
@@ -363,7 +366,9 @@ def timestamp_ns(value: Any) -> int:
     ...
     commgraph.graph._errors.CommGraphError: score_one: 'timestamp' 0 lies outside [1990-01-01, 2100-01-01), where validation refuses times (placeholder dates such as epoch 0); correct it
     """
-    if type(value) is str:
+    if type(value) is _TIMESTAMP and value.tzinfo is not None:  # the common case first
+        ns = value.value
+    elif type(value) is str:
         text = value.strip()
         if _ISO_PLAIN.fullmatch(text):
             try:
@@ -382,8 +387,7 @@ def timestamp_ns(value: Any) -> int:
         ns = _epoch_ns(float(value), value)
     else:
         return _validated_timestamp_ns(value)
-    low, high = _TIME_RANGE_NS
-    if not low <= ns < high:
+    if not _LOW_NS <= ns < _HIGH_NS:
         raise CommGraphError(f"score_one: 'timestamp' {value!r} lies outside [{DEFAULT_TIME_RANGE[0]}, "
                              f"{DEFAULT_TIME_RANGE[1]}), where validation refuses times (placeholder dates such as "
                              "epoch 0); correct it")
@@ -441,19 +445,23 @@ def _recipient_list(value: Any, column: str) -> tuple[str, ...]:
 
 
 def _recipients(message: Mapping[str, Any]) -> tuple[str, ...]:
-    columns = [c for c in _TYPED_COLUMNS if c in message] or [c for c in _LIST_COLUMNS if c in message]
-    if not columns:
+    if "to" in message or "cc" in message or "bcc" in message:
+        recipients: tuple[str, ...] = ()
+        for column in _TYPED_COLUMNS:
+            value = message.get(column)
+            if value is not None:
+                found = _recipient_list(value, column)
+                # Several columns: one recipient list, each address once.
+                recipients = found if not recipients else _distinct(recipients + found)
+    elif "recipients" in message:
+        recipients = _recipient_list(message["recipients"], "recipients")
+    else:
         raise CommGraphError("score_one needs the recipients: 'recipients' (a list, or a string separated by ';' "
                              "or ','), or 'to'/'cc'/'bcc'")
-    recipients: tuple[str, ...] = ()
-    for column in columns:
-        found = _recipient_list(message[column], column)
-        # Several columns: one recipient list, each address once.
-        recipients = found if not recipients else _distinct(recipients + found)
     if not recipients:
-        given = {c: message[c] for c in columns}
+        given = {c: message[c] for c in (*_TYPED_COLUMNS, *_LIST_COLUMNS) if c in message}
         ignored = " ('recipients' is not read when 'to'/'cc'/'bcc' are given, as in validation)" \
-            if "recipients" in message and columns[0] != "recipients" else ""
+            if "recipients" in given and len(given) > 1 else ""
         raise CommGraphError(f"score_one needs at least one recipient; got {given}{ignored}")
     return recipients
 
@@ -480,8 +488,8 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None) 
     """
     m = OneMessage()
     try:
-        m.tenant_id = _required_text(message, "tenant_id", "give the tenant id (one customer organisation)")
-        m.message_id = _required_text(message, "message_id", "give every message an id")
+        m.tenant_id = _required_text(message["tenant_id"], "tenant_id", "give the tenant id (one customer organisation)")
+        m.message_id = _required_text(message["message_id"], "message_id", "give every message an id")
         raw_sender = message["sender"]
         ts = message["timestamp"]
     except KeyError as exc:
