@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
+from collections import Counter
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -466,6 +467,30 @@ def _recipients(message: Mapping[str, Any]) -> tuple[str, ...]:
     return recipients
 
 
+def _inferred_own(recipients: tuple[str, ...], registrable: Any) -> Any:
+    """Own domains as validation infers them for a tenant without any (``infer_own_domains``): the
+    top receiving registrable domain of the mail, and any receiving more than half as many."""
+    counts = Counter(registrable(r.rpartition("@")[2]) for r in recipients)
+    top = max(counts.values())
+    own = [d for d, n in counts.items() if n > 0.5 * top]
+    return lambda tenant, domain: any(domain == o or domain.endswith("." + o) for o in own)
+
+
+def _derive_direction(m: OneMessage, registrable: Any, is_own: Any) -> int:
+    """The direction validation derives from the tenant's own domains (subdomains included)."""
+    if is_own is None:
+        is_own = _inferred_own(m.recipients, registrable)
+    tenant = m.tenant_id
+    n_own = sum(1 for r in m.recipients if is_own(tenant, r.rpartition("@")[2]))
+    if is_own(tenant, m.sender.rpartition("@")[2]):
+        return _DIRECTION["internal" if n_own == len(m.recipients) else "outbound"]
+    if n_own:
+        return _DIRECTION["inbound"]
+    raise CommGraphError(f"score_one cannot derive the direction: neither the sender ({m.sender}) nor any recipient "
+                         f"({', '.join(m.recipients[:5])}) is in tenant {tenant!r}'s own domains; give 'direction', or "
+                         "configure the tenant's own_domains (validation refuses the message too)")
+
+
 def _display_name(raw: Any) -> int:
     """The stable key of a normalised display name, 0 for none; memoised per raw name."""
     if raw is None:
@@ -478,12 +503,15 @@ def _display_name(raw: Any) -> int:
     return found
 
 
-def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None) -> OneMessage:
+def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None, own_known: Any = None) -> OneMessage:
     """Normalise and key one message mapping (the contract's columns), as validation would.
 
     ``registrable`` maps a domain to its registrable domain (memoised by the
     caller); ``is_own(tenant_id, domain)`` says whether a domain is one of the
-    tenant's, used to derive ``direction`` when the message does not say.
+    tenant's, used to derive ``direction`` when the message does not say;
+    ``own_known(tenant_id)`` whether the tenant has own domains to ask about
+    (default: it has when ``is_own`` is given). A tenant without them gets
+    them inferred from the message's recipients, as validation infers them.
     Raises :class:`CommGraphError` where validation would refuse the message.
     """
     m = OneMessage()
@@ -529,11 +557,8 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None) 
     m.recipients, m.recipient_keys = recipients, tuple([xxh3_64_intdigest(r.encode("utf-8")) for r in recipients])
     direction = _enum(message, "direction", _DIRECTION)
     if direction < 0:
-        # As validation derives it: from the tenant's own domains (subdomains included).
-        tenant = m.tenant_id
-        sender_own = is_own(tenant, m.sender.rpartition("@")[2]) if is_own is not None else False
-        all_own = is_own is not None and all(is_own(tenant, r.rpartition("@")[2]) for r in recipients)
-        direction = _DIRECTION["internal" if all_own else "outbound"] if sender_own else _DIRECTION["inbound"]
+        known = is_own is not None and (own_known is None or own_known(m.tenant_id))
+        direction = _derive_direction(m, registrable, is_own if known else None)
     m.direction = direction
     m.spf = _enum(message, "spf", _AUTH)
     m.dkim = _enum(message, "dkim", _AUTH)

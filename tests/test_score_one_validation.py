@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines import build_baselines
-from commgraph.graph import CommGraphError, SchemaError, generate, parse_timestamps, validate
+from commgraph.graph import DIRECTIONS, CommGraphError, SchemaError, generate, parse_timestamps, validate
 from commgraph.graph._validate import _blank_to_na
 from commgraph.signals import Scorer
 from commgraph.signals._scalar import parse_one, text_value, timestamp_ns
@@ -239,6 +239,31 @@ def test_timestamp_ns_equals_validation_property(value) -> None:
 def test_enum_columns_are_case_folded_and_unknown_words_refused(acme) -> None:
     assert_one_equals_batch(acme, _message(direction=" Inbound", spf="PASS", dkim="", dmarc="Fail "))
     assert_both_refuse(acme, _message(dmarc="passed"), "'dmarc'", "'passed'")
+
+
+# ------------------------------------------------------------------------------------ derived direction
+@pytest.mark.filterwarnings("ignore::commgraph.graph.InferredOwnDomainsWarning")
+@pytest.mark.parametrize("configured", [True, False])
+@pytest.mark.parametrize("tenant, sender, recipients", [
+    ("acme", "ann@vendor.com", "cy@acme.com"),
+    ("acme", "cy@acme.com", "di@acme.com; ann@vendor.com"),
+    ("acme", "cy@mail.acme.com", "di@acme.com"),
+    ("acme", "ann@vendor.com", "bob@other.com"),  # no own domain takes part: validation cannot tell
+    ("newco", "a@newco.com", "b@newco.com"),  # no own domains known: inferred from the recipients
+    ("newco", "a@x.com", "b@newco.com; c@hq.newco.com; d@y.com"),
+    ("newco", "a@newco.com", "b@y.com; c@z.com"),
+])
+def test_the_direction_is_derived_as_validation_derives_it(acme, configured, tenant, sender, recipients) -> None:
+    scorer = acme if configured else Scorer({"acme": acme.snapshot("acme")})
+    message = {"tenant_id": tenant, "message_id": "d", "timestamp": WHEN, "sender": sender, "recipients": recipients}
+    try:
+        expected = validate(pd.DataFrame([message]), tenants=scorer._configs()).frame["direction"].iloc[0]
+    except SchemaError:
+        assert_both_refuse(scorer, message, "direction")
+        return
+    m = parse_one(message, scorer._registrable_domain, scorer._is_own, scorer._own_domains_known)
+    assert DIRECTIONS[m.direction] == expected
+    assert_one_equals_batch(scorer, message, cold_start=True)
 
 
 # ------------------------------------------------------------------------------------ generated mail, as records
