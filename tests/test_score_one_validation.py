@@ -330,3 +330,43 @@ def test_generated_records_with_names_only_in_the_from_header(generated) -> None
     sample = sample.assign(sender=quoted + "<" + sample["sender"] + ">", sender_display_name=float("nan"))
     assert (sample["scenario"] == "exec_impersonation").sum() >= 5
     _assert_records_equal_batch(scorer, sample)
+
+
+# ------------------------------------------------------------------------------------ any mix of the above
+_NAN = float("nan")
+_REQUIRED = {
+    "tenant_id": ["acme", " acme", "acme\t", "ACME", None, _NAN, "", "newco"],
+    "message_id": ["m1", 7, 7.5, " m ", None, _NAN],
+    "timestamp": [WHEN, _SECONDS, _SECONDS + 0.5, str(_SECONDS), pd.Timestamp(WHEN), "2024-05-04T10:00",
+                  "Sat, 04 May 2024 10:00:00 +0000", _SECONDS * 1000, _NAN, "2024-05-04T15:30:00.5+05:30"],
+    "sender": ["ann@vendor.com", "Ann <ANN@vendor.com>", '"Boss, Cy" <boss@evil.com>', "Cy Boss <cy@acme.com>",
+               " cy@acme.com", "bad", None, _NAN, "x@bücher.de"],
+}
+_OPTIONAL = {
+    "sender_display_name": ["Cy Boss", "  ", "", _NAN, None, " cy  boss ", 5, "\xa0"],
+    "recipients": ["cy@acme.com", "di@acme.com, cy@acme.com", '"Lee, Di" <di@acme.com>', ["cy@acme.com", "DI@acme.com"],
+                   "bob@other.com", "", _NAN, "cy@acme.com; bad"],
+    "to": ["cy@acme.com", '"Lee; Di" <di@acme.com>; x@y.com', _NAN, None],
+    "cc": ["di@acme.com", _NAN, ["di@acme.com"]],
+    "direction": ["inbound", "Outbound", " internal", "", _NAN, "sideways"],
+    "spf": ["pass", "FAIL", " none", _NAN, "", "softfail", "bogus"],
+    "dmarc": ["pass", "fail", _NAN],
+}
+
+
+@pytest.mark.filterwarnings("ignore::commgraph.graph.InferredOwnDomainsWarning")
+@settings(max_examples=60, deadline=None)  # a one-row batch costs ~30 ms
+@given(message=st.fixed_dictionaries({k: st.sampled_from(v) for k, v in _REQUIRED.items()},
+                                     optional={k: st.sampled_from(v) for k, v in _OPTIONAL.items()}),
+       configured=st.booleans(), cold_start=st.booleans())
+def test_any_message_scores_or_is_refused_as_in_the_batch(acme, message, configured, cold_start) -> None:
+    scorer = acme if configured else Scorer({"acme": acme.snapshot("acme")})
+    try:
+        batch = scorer.score(pd.DataFrame([message]), level="message", cold_start=cold_start).iloc[0]
+    except CommGraphError:
+        with pytest.raises(CommGraphError):
+            scorer.score_one(message, cold_start=cold_start)
+        return
+    one = scorer.score_one(message, cold_start=cold_start)
+    assert (one["tenant_id"], one["message_id"]) == (batch["tenant_id"], batch["message_id"])
+    assert {n: one[n] for n in scorer.signal_set.names if not _same(one[n], batch[n])} == {}
