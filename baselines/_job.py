@@ -256,26 +256,41 @@ def publish_snapshot(store: SnapshotStore, snapshot: Snapshot, force: bool) -> t
     ``force`` or not: the store keeps no raw string of that tenant, and a job does not change that unseen.
     One keyed with another secret than the current one's is refused unless ``force``: its keys match
     none of the current snapshot's, so a wrong secrets file would silently make every sender new, while
-    rotating a tenant's secret is a deliberate full build with ``force``.
+    rotating a tenant's secret is a deliberate full build with ``force``. One older than the current
+    snapshot is refused unless ``force``: a late or overlapping run must not move the engine back in
+    time (rolling back is deliberate). The checks run under the store's lock for the tenant, so a job
+    publishing at the same moment cannot slip in between check and publish.
     """
-    current = store.current(snapshot.tenant_id)
-    if current is not None:
-        manifest = store.manifest(snapshot.tenant_id)
+    status: Status = "published"
+
+    def decide(current: int, manifest: dict[str, Any]) -> int | None:
+        nonlocal status
+        tenant = snapshot.tenant_id
         stored = BaselineConfig.from_dict(manifest["config"])
         if stored.privacy and not snapshot.config.privacy:
-            raise ConfigError(f"tenant {snapshot.tenant_id!r}: the current snapshot is in privacy mode (keyed "
+            raise ConfigError(f"tenant {tenant!r}: the current snapshot is in privacy mode (keyed "
                               "hashes, no raw address or display name) and this job's configuration is not; "
                               "publishing would write the tenant's raw strings. Refresh it with privacy = true "
                               "and its secret, or remove the tenant from the store first")
         same_secret = manifest.get("secret_check") == snapshot.secret_check
         if stored.privacy and snapshot.config.privacy and not same_secret and not force:
-            raise ConfigError(f"tenant {snapshot.tenant_id!r}: the current snapshot was keyed with another secret "
+            raise ConfigError(f"tenant {tenant!r}: the current snapshot was keyed with another secret "
                               "than the one given; check the secrets file, or, to rotate the tenant's secret, "
                               "run a full build (not --incremental) with --force")
-        if (not force and pd.Timestamp(manifest["as_of"]) == snapshot.as_of and stored == snapshot.config
+        as_of = pd.Timestamp(manifest["as_of"])
+        if snapshot.as_of < as_of and not force:
+            raise ConfigError(f"tenant {tenant!r}: the current snapshot (version {current}) is as of "
+                              f"{as_of.isoformat()}, later than this job's {snapshot.as_of.isoformat()}; a job does "
+                              "not move a tenant back in time unseen (a late or overlapping run?). To roll back, "
+                              "run it again with --force")
+        if (not force and as_of == snapshot.as_of and stored == snapshot.config
                 and manifest["input_fingerprint"] == snapshot.fingerprint and same_secret):
-            return "unchanged", current
-    return "published", store.publish(snapshot)
+            status = "unchanged"
+            return current
+        return None
+
+    version = store.publish(snapshot, decide=decide)
+    return status, version
 
 
 class _ChunksNeedWholeTenant(Exception):
@@ -284,7 +299,7 @@ class _ChunksNeedWholeTenant(Exception):
 
 
 def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: BaselineConfig, chunk_rows: int,
-                   read: Mapping[str, Any], secret: bytes | None) -> tuple[Snapshot | None, ReadCounts]:
+                   read: Mapping[str, Any], secret: bytes | None = None) -> tuple[Snapshot | None, ReadCounts]:
     """The tenant's snapshot from partial states of chunks of ``chunk_rows`` input rows, merged."""
     counts = ReadCounts()
     inferred = False
@@ -342,7 +357,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
         previous = store.load(tenant_id) if mode == "incremental" else None
         if previous is not None and previous.as_of > as_of:
             raise ConfigError(f"tenant {tenant_id!r}: the current snapshot is as of {previous.as_of}, later than "
-                              f"--as-of {as_of}; refresh only moves forward (use a full build to go back)")
+                              f"--as-of {as_of}; refresh only moves forward (a full build with --force goes back)")
         [(_, messages)] = _read_since(inputs, [tenant_id], previous.as_of if previous is not None else None, read)
         counts = ReadCounts()
         counts.add(messages.summary())

@@ -13,7 +13,8 @@ Publishing writes a new version under a temporary name, fsyncs every file
 swaps ``CURRENT`` with a temporary file and ``os.replace``: each step is atomic, so a reader sees the old version
 or the new one, never a mix, and a publish killed at any point leaves the
 previous version current (a stray temporary directory is removed by the next
-publish).
+publish). The manifest lists every file's SHA-256 and carries its own (over its
+canonical JSON), checked on every load, so a changed ``as_of`` or prior is refused too.
 
 Format, chosen by measurement (benchmarks/bench_baselines.py, a tenant with 1M
 senders): the tables signals read are uncompressed Arrow IPC, memory-mapped on
@@ -83,6 +84,13 @@ def _sha256(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _manifest_digest(manifest: dict[str, Any]) -> str:
+    """SHA-256 of a manifest's content, itself aside, in a canonical JSON form (sorted keys, no white space):
+    the manifest carries as_of, priors, configuration and the files' checksums, so it is checked too."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _fsync_all(paths: list[Path]) -> None:
@@ -220,19 +228,35 @@ class SnapshotStore:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     # ------------------------------------------------------------------ publish
-    def publish(self, snapshot: Snapshot) -> int:
+    def publish(self, snapshot: Snapshot, *,
+                decide: Callable[[int, dict[str, Any]], int | None] | None = None) -> int:
         """Write a snapshot as the tenant's next version and make it current, atomically.
+
+        Parameters
+        ----------
+        snapshot : Snapshot
+        decide : callable, optional
+            ``decide(current_version, current_manifest)``, called when the
+            tenant has a current version, under the lock that serialises the
+            tenant's publishers (other processes included): so what it checks
+            cannot change before the new version is current. It returns None
+            to publish, or a version number to publish nothing and return that
+            number (say, the current version, when it already holds this
+            content); raising aborts the publish and leaves the store as it was.
 
         Returns
         -------
         int
-            The new version number.
+            The new version number (or what ``decide`` returned).
 
         Examples
         --------
         >>> import tempfile
         >>> from commgraph.baselines._snapshot import _example
-        >>> SnapshotStore(tempfile.mkdtemp()).publish(_example())
+        >>> store = SnapshotStore(tempfile.mkdtemp())
+        >>> store.publish(_example())
+        1
+        >>> store.publish(_example(), decide=lambda version, manifest: version)  # already current: kept
         1
         """
         if not isinstance(snapshot, Snapshot):
@@ -241,6 +265,11 @@ class SnapshotStore:
         tenant = snapshot.tenant_id
         root = self._tenant_dir(tenant)
         with self._lock(tenant):
+            current = self.current(tenant) if decide is not None else None
+            if current is not None:
+                kept = decide(current, self.manifest(tenant, current))
+                if kept is not None:
+                    return kept
             for stale in root.glob(".tmp-*"):  # left by a publish that died
                 shutil.rmtree(stale, ignore_errors=True)
             version = max(self.versions(tenant), default=0) + 1
@@ -263,6 +292,7 @@ class SnapshotStore:
                 "schema_version": SCHEMA_VERSION, "library_version": _library_version(), "version": version,
                 **snapshot.meta(), "files": checksums,
             }
+            manifest["manifest_sha256"] = _manifest_digest(manifest)
             with open(tmp / "manifest.json", "w") as fh:
                 json.dump(manifest, fh, indent=1, sort_keys=True)
             # Every file on disk before the directory is renamed into place: a crash
@@ -312,6 +342,12 @@ class SnapshotStore:
             raise CorruptSnapshotError(
                 f"{folder} has snapshot schema version {manifest.get('schema_version')!r}; this library reads "
                 f"version {SCHEMA_VERSION} only. Rebuild the snapshot, or load it with a matching commgraph.")
+        # Always checked (a few microseconds): a damaged as_of or prior would load silently otherwise.
+        # Manifests written before the check existed have no digest and are read as they are.
+        if "manifest_sha256" in manifest and manifest["manifest_sha256"] != _manifest_digest(manifest):
+            raise CorruptSnapshotError(f"{folder / 'manifest.json'} fails its SHA-256 checksum: its content was "
+                                       "changed after publishing; the snapshot is refused: load an earlier version "
+                                       "or republish")
         check_tenant(manifest.get("tenant_id"), tenant_id, f"stored snapshot {folder}")
         return manifest
 

@@ -15,7 +15,6 @@ from ._lookalike import skeleton
 from ._freemail import freemail_domains
 from ._scorer import Scorer
 from ._explain import Explanation, explain
-from ._transformer import BaselineSignals
 from ._backfill import MODES, backfill
 from ._consistency import ConsistencyReport, consistency_report
 from ._evaluate import alerts_within_budget, evaluate, suspicious_directions
@@ -29,3 +28,17 @@ __all__ = [
     "consistency_report", "ConsistencyReport", "evaluate", "alerts_within_budget", "suspicious_directions",
     "directed_anomaly_score",
 ]
+
+
+def __getattr__(name: str):
+    # The scikit-learn transformer loads scikit-learn (about a second): the refresh job, the engine and the
+    # command line import this package without it; ``from commgraph.signals import BaselineSignals`` loads it.
+    if name == "BaselineSignals":
+        from ._transformer import BaselineSignals
+
+        return BaselineSignals
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

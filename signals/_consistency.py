@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
 
 import numpy as np
@@ -35,7 +35,9 @@ class ConsistencyReport:
         most (``worst``: their keys, ``logged`` and ``offline`` values).
     missing : pandas.DataFrame
         Keys of rows the history says were scored in the logged period that the
-        log does not have.
+        log does not have. A tenant's period runs from its first logged message
+        (tenants may go live on different days) to the last logged message of
+        any tenant: a tenant the engine stopped logging shows the rest as missing.
     extra : pandas.DataFrame
         Logged rows (keys) the history has no message for, or repeats of a logged row.
     largest : pandas.DataFrame
@@ -44,6 +46,10 @@ class ConsistencyReport:
         Logged columns that are neither keys nor signals of the set (not compared).
     mode : str
         How the offline side was computed (``as_deployed`` or ``fresh``).
+    unlogged_tenants : list of str
+        Tenants of the history with mail in the log's period and no logged row
+        at all (named in the summary; a log may cover some tenants only, so
+        they do not make the report inconsistent).
 
     Examples
     --------
@@ -60,6 +66,7 @@ class ConsistencyReport:
     largest: pd.DataFrame
     unknown_columns: list[str]
     mode: str
+    unlogged_tenants: list[str] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
@@ -73,6 +80,9 @@ class ConsistencyReport:
                  f"{'consistent' if self.consistent else 'INCONSISTENT'}",
                  f"  missing rows (scored per the history, not logged): {len(self.missing):,}",
                  f"  extra rows (logged, not in the history or repeated): {len(self.extra):,}"]
+        if self.unlogged_tenants:
+            lines.append(f"  tenants with mail in the logged period and nothing logged: {len(self.unlogged_tenants)} "
+                         f"({', '.join(self.unlogged_tenants[:_SHOWN])}{' ...' if len(self.unlogged_tenants) > _SHOWN else ''})")
         differ = self.frame[self.frame["mismatches"] > 0].sort_values("mismatch_rate", ascending=False)
         if len(differ):
             lines.append(f"  signals that differ: {len(differ)}")
@@ -119,7 +129,10 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
         The set the engine ran (default: the built-in set).
     rtol, atol : float
         Tolerance for float signals (the engine logs float32); missing values
-        (nan) on both sides agree.
+        (nan) on both sides agree. Counts and flags (integer signals) are
+        compared exactly, in the logged column's own dtype (a count logged as
+        float32 is compared with the recomputed count rounded to float32, as
+        the engine's own cast rounds it).
 
     Returns
     -------
@@ -159,6 +172,7 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
                           "recipient for edge-level logs")
     signal_set = signals if isinstance(signals, SignalSet) else SignalSet(signals)
     compared = [n for n in signal_set.names if n in online_log.columns]
+    level_dtype = {s.name: s.dtype if "recipient" in keys else s.message_dtype for s in signal_set.specs}
     unknown = [c for c in online_log.columns if c not in keys and c not in signal_set.names]
     if not compared:
         raise ConfigError(f"online_log has none of the signals of the set ({signal_set.names[:_SHOWN]} ...); "
@@ -172,13 +186,18 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
     merged = log[~repeated].merge(offline, on=keys, how="outer", suffixes=("_logged", ""), indicator=True)
     extra = pd.concat([merged.loc[merged["_merge"] == "left_only", keys], log.loc[repeated, keys]],
                       ignore_index=True)
-    missing = _in_logged_period(merged.loc[merged["_merge"] == "right_only", keys], log, messages, keys)
+    missing, unlogged = _in_logged_period(merged.loc[merged["_merge"] == "right_only", keys], log, messages, keys)
     both = merged[merged["_merge"] == "both"].reset_index(drop=True)
     rows, largest = [], []
     for name in compared:
         logged = pd.to_numeric(both[f"{name}_logged"], errors="coerce").to_numpy(np.float64)
         recomputed = both[name].to_numpy(np.float64)
-        same = np.isclose(logged, recomputed, rtol=rtol, atol=atol, equal_nan=True)
+        if level_dtype[name] == "float32":
+            same = np.isclose(logged, recomputed, rtol=rtol, atol=atol, equal_nan=True)
+        else:  # a count is right or wrong: a tolerance would pass 1,000,001 for 1,000,000
+            if online_log[name].dtype == np.float32:
+                recomputed = recomputed.astype(np.float32).astype(np.float64)
+            same = (logged == recomputed) | (np.isnan(logged) & np.isnan(recomputed))
         diff = np.where(same, 0.0, np.abs(logged - recomputed))
         diff = np.where(~same & np.isnan(diff), np.inf, diff)  # a value on one side only: as far apart as can be
         worst = np.argsort(-diff, kind="stable")[:_SHOWN]
@@ -195,21 +214,28 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
     largest_frame = (pd.concat(largest, ignore_index=True).sort_values("diff", ascending=False, kind="stable")
                      .reset_index(drop=True) if largest else
                      pd.DataFrame(columns=keys + ["signal", "logged", "offline", "diff"]))
-    return ConsistencyReport(pd.DataFrame(rows), missing.reset_index(drop=True), extra, largest_frame, unknown, mode)
+    return ConsistencyReport(pd.DataFrame(rows), missing.reset_index(drop=True), extra, largest_frame, unknown, mode,
+                             unlogged)
 
 
-def _in_logged_period(missing: pd.DataFrame, log: pd.DataFrame, messages: Messages, keys: list[str]) -> pd.DataFrame:
-    """Rows of the history missing from the log, within the logged tenants and period (the log may cover less)."""
-    if missing.empty:
-        return missing
+def _in_logged_period(missing: pd.DataFrame, log: pd.DataFrame, messages: Messages, keys: list[str]
+                      ) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of the history missing from the log within the logged period (the history may reach further
+    back or forward than the log), and the tenants with mail in the log's period of which nothing was logged.
+
+    A tenant's period starts at its own first logged message and ends at the log's last one: a tenant the
+    engine stopped logging shows the rest of its mail as missing instead of shrinking its period."""
     frame = messages.frame
     times = pd.DataFrame({"tenant_id": frame["tenant_id"].astype(str).to_numpy(),
                           "message_id": frame["message_id"].astype(str).to_numpy(),
                           "timestamp": frame["timestamp"].to_numpy()})
     logged = times.merge(log[["tenant_id", "message_id"]].drop_duplicates(), on=["tenant_id", "message_id"])
     if logged.empty:
-        return missing.iloc[:0]
-    span = logged.groupby("tenant_id")["timestamp"].agg(["min", "max"])
-    found = missing.merge(times, on=["tenant_id", "message_id"]).merge(span, left_on="tenant_id", right_index=True)
-    inside = (found["timestamp"] >= found["min"]) & (found["timestamp"] <= found["max"])
-    return found.loc[inside, keys]
+        return missing.iloc[:0], []
+    end = logged["timestamp"].max()
+    in_span = times["timestamp"].between(logged["timestamp"].min(), end)
+    unlogged = sorted(set(times.loc[in_span, "tenant_id"]) - set(logged["tenant_id"]))
+    first = logged.groupby("tenant_id")["timestamp"].min().rename("first")
+    found = missing.merge(times, on=["tenant_id", "message_id"]).merge(first, left_on="tenant_id", right_index=True)
+    inside = (found["timestamp"] >= found["first"]) & (found["timestamp"] <= end)
+    return found.loc[inside, keys], unlogged

@@ -13,7 +13,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from commgraph.graph import ConfigError, SchemaError
 from commgraph.graph._errors import Problem, ReasonCode
@@ -188,6 +187,8 @@ def _at_fpr(y: np.ndarray, s: np.ndarray, rates: Sequence[float], floor: float) 
 
     Scores at or below ``floor`` (missing values) never alert.
     """
+    from sklearn.metrics import roc_curve  # (here: importing commgraph.signals does not load scikit-learn)
+
     # roc_curve's points are the distinct thresholds (alert when score >= threshold), in growing FPR order;
     # the first point (threshold inf) alerts nothing.
     fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
@@ -288,7 +289,7 @@ def evaluate(scores: pd.DataFrame | pd.Series | np.ndarray, labels: Any, *,
         # Missing values rank below every value; roc_curve needs finite scores, so they sit just below the lowest.
         present = np.isfinite(s)
         finite = np.where(present, s, s[present].min() - 1.0 if present.any() else 0.0)
-        row["roc_auc"] = float(roc_auc_score(y, finite)) if two_classes else np.nan
+        row["roc_auc"] = float(_roc_auc(y, finite)) if two_classes else np.nan
         if two_classes:
             floor = float(finite[np.isneginf(s)][0]) if np.isneginf(s).any() else -np.inf
             row.update(_at_fpr(y, finite, rates, floor))
@@ -305,3 +306,9 @@ def evaluate(scores: pd.DataFrame | pd.Series | np.ndarray, labels: Any, *,
             row[f"precision@budget={budget}"] = tp / int(alerted.sum()) if alerted.any() else np.nan
         rows.append(row)
     return pd.DataFrame(rows, index=pd.Index(frame.columns, name="signal"))
+
+
+def _roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score  # (here: importing commgraph.signals does not load scikit-learn)
+
+    return roc_auc_score(y, scores)

@@ -87,3 +87,43 @@ def test_bad_logs_are_refused(history) -> None:
         consistency_report(pd.DataFrame({"tenant_id": ["a"], "message_id": ["1"], "score": [0.5]}), messages)
     with pytest.raises(ConfigError, match="must be a DataFrame"):
         consistency_report([{"tenant_id": "a"}], messages)
+
+
+def test_counts_are_compared_exactly_in_the_logged_dtype(history, engine_log, monkeypatch) -> None:
+    # A relative tolerance would let an off-by-one pass on a large count; a count logged as float32 is compared
+    # with the recomputed count as float32 holds it, so the engine's own rounding is not a mismatch.
+    from commgraph.signals import _consistency
+
+    _, _, messages = history
+    offline = backfill(messages, mode="as_deployed")
+    big = (offline["sender_messages_90d"].astype(np.int64) + 16_777_217).astype(np.int32)
+    offline["sender_messages_90d"] = big
+    monkeypatch.setattr(_consistency, "backfill", lambda *a, **kw: offline.copy())
+    log = engine_log.merge(offline[["tenant_id", "message_id", "recipient", "sender_messages_90d"]],
+                           on=["tenant_id", "message_id", "recipient"], suffixes=("_old", ""))
+    log = log.drop(columns=["sender_messages_90d_old"])
+    assert consistency_report(log, messages).consistent
+    as_float32 = log.assign(sender_messages_90d=log["sender_messages_90d"].astype(np.float32))
+    assert (as_float32["sender_messages_90d"].astype(np.int64) != log["sender_messages_90d"]).any()  # rounded
+    assert consistency_report(as_float32, messages).consistent
+    off_by_one = log.copy()
+    off_by_one.loc[3, "sender_messages_90d"] += 1
+    by_signal = consistency_report(off_by_one, messages).frame.set_index("signal")
+    assert by_signal.loc["sender_messages_90d", "mismatches"] == 1
+    assert by_signal.loc["sender_messages_90d", "max_abs_diff"] == 1.0
+
+
+def test_a_tenant_the_engine_stopped_logging_shows_its_mail_as_missing(history, engine_log) -> None:
+    _, _, messages = history
+    keys = ["tenant_id", "message_id"]
+    times = messages.frame[keys + ["timestamp"]].astype({k: str for k in keys})
+    logged_at = engine_log[keys].astype(str).merge(times, on=keys, how="left")["timestamp"]
+    stop = logged_at.sort_values().iloc[len(logged_at) // 2]
+    quiet = ((engine_log["tenant_id"] == "tenant-02") & (logged_at > stop)).to_numpy()
+    report = consistency_report(engine_log[~quiet], messages)
+    assert not report.consistent and len(report.missing) == int(quiet.sum()) > 0
+    assert set(report.missing["tenant_id"]) == {"tenant-02"} and report.unlogged_tenants == []
+    # A log of one tenant: the other is named, and its mail is not counted as missing.
+    alone = consistency_report(engine_log[(engine_log["tenant_id"] == "tenant-01").to_numpy()], messages)
+    assert alone.consistent and alone.unlogged_tenants == ["tenant-02"]
+    assert "nothing logged: 1 (tenant-02)" in str(alone)

@@ -35,6 +35,17 @@ def test_public_names_exist() -> None:
         assert hasattr(commgraph.graph, name), name
 
 
+def test_public_names_of_every_layer_exist_and_the_engine_does_not_load_scikit_learn() -> None:
+    # The transformer's scikit-learn (about a second to import) loads only when BaselineSignals is asked for:
+    # the refresh job, the engine and the command line start without it.
+    code = ("import sys, commgraph.baselines as b, commgraph.signals as s, commgraph.signals._cli; "
+            "loaded = 'sklearn' in sys.modules; "
+            "missing = [n for m in (b, s) for n in m.__all__ if not hasattr(m, n)]; "
+            "print(loaded, missing, 'BaselineSignals' in dir(s), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "[]", "True", "True"]
+
+
 def test_version_and_validate_commands(capsys, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--version"])

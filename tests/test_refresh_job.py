@@ -16,7 +16,7 @@ import pytest
 from commgraph.baselines import SnapshotStore, build_baselines
 from commgraph.baselines import run_refresh
 from commgraph.baselines._snapshot import table_differences
-from commgraph.graph import generate, validate, write_generated
+from commgraph.graph import ConfigError, generate, validate, write_generated
 from commgraph.signals._cli import main
 
 AS_OF = "2025-01-14T00:00Z"
@@ -368,3 +368,54 @@ def test_batches_hold_at_most_their_tenants_and_rows(monkeypatch):
     # Two workers and four tenants: two batches, one per worker.
     assert _job._batches(tenants[:4], rows, workers=2) == [["t0", "t1"], ["t2", "t3"]]
     assert _job._batches([], rows, workers=2) == []
+
+
+def test_a_job_never_moves_a_tenant_back_in_time_unless_forced(tmp_path, mail):
+    run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    late = run_refresh(mail.messages, store=tmp_path, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants)
+    assert late.exit_code == 3 and late.failed == ["tenant-01", "tenant-02", "tenant-03"]
+    assert all("later than this job's" in o.error and "--force" in o.error for o in late.outcomes)
+    assert SnapshotStore(tmp_path).versions("tenant-01") == [1]
+    rolled_back = run_refresh(mail.messages, store=tmp_path, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants,
+                              force=True)
+    assert {o.status for o in rolled_back.outcomes} == {"published"}
+    assert SnapshotStore(tmp_path).load("tenant-01").as_of == pd.Timestamp("2025-01-12T00:00Z")
+
+
+def test_publish_checks_see_what_a_concurrent_publisher_made(tmp_path, mail):
+    # Two jobs at once: the check of one runs under the tenant's publish lock, so it sees the newer version
+    # the other published while it waited, instead of checking first and then publishing an older snapshot.
+    import threading
+
+    from commgraph.baselines._job import publish_snapshot
+
+    messages = validate(mail.messages, tenants=mail.tenants)
+    snap = {day: build_baselines(messages, as_of=f"2025-01-{day}T00:00Z")["tenant-01"] for day in (12, 13, 14)}
+    SnapshotStore(tmp_path).publish(snap[12])
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(step):
+        if step == "mkdir":  # the lock is held from here until the new version is current
+            inside.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=SnapshotStore(tmp_path, _on_step=hold).publish, args=(snap[14],))
+    holder.start()
+    assert inside.wait(30)
+    outcome = {}
+
+    def late_job():
+        try:
+            outcome["result"] = publish_snapshot(SnapshotStore(tmp_path), snap[13], force=False)
+        except ConfigError as exc:
+            outcome["error"] = str(exc)
+
+    other = threading.Thread(target=late_job)
+    other.start()
+    time.sleep(0.3)  # it waits for the lock (and, checking first, would have found version 1 current)
+    release.set()
+    holder.join(30)
+    other.join(30)
+    assert "later than this job's" in outcome.get("error", ""), outcome
+    store = SnapshotStore(tmp_path)
+    assert store.versions("tenant-01") == [1, 2] and store.load("tenant-01").as_of == snap[14].as_of

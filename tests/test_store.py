@@ -123,6 +123,29 @@ def test_a_corrupt_or_unknown_snapshot_is_refused(tmp_path, snaps) -> None:
         store.load(tenant)
 
 
+def test_a_changed_manifest_is_refused(tmp_path, snaps) -> None:
+    # The manifest carries as_of, the priors and the files' checksums: a change to any of them is refused,
+    # where before only the data files were checked (a year's difference in as_of loaded silently).
+    store = SnapshotStore(tmp_path)
+    tenant, snap = next(iter(snaps.items()))
+    store.publish(snap)
+    path = tmp_path / tenant / "v000001" / "manifest.json"
+    text = path.read_text()
+    year = snap.as_of.year
+    for changed in (text.replace(f'"as_of": "{year}', f'"as_of": "{year - 1}', 1),
+                    text.replace('"alpha": ', '"alpha": 1', 1)):
+        assert changed != text
+        path.write_text(changed)
+        for verify in (True, False):
+            with pytest.raises(CorruptSnapshotError, match="manifest.json fails its SHA-256 checksum"):
+                store.load(tenant, verify=verify)
+    # A manifest written before manifests carried their digest loads as it is.
+    manifest = json.loads(text)
+    del manifest["manifest_sha256"]
+    path.write_text(json.dumps(manifest))
+    assert store.load(tenant).equals(snap)
+
+
 def test_tenant_isolation(tmp_path, snaps) -> None:
     store = SnapshotStore(tmp_path)
     (a, snap_a), (b, _) = list(snaps.items())[:2]
