@@ -191,7 +191,7 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
         raise ConfigError(f"The 'scorer' parameter of explain must be a Scorer or a Snapshot. "
                           f"Got {type(scorer).__name__} instead.")
     values = scorer.score_one(message, cold_start=cold_start)
-    m = parse_one(message, scorer._registrable_domain, scorer._is_own)
+    m = parse_one(message, scorer._registrable_domain, scorer._is_own, scorer._own_domains_known)
     view = scorer._view(scorer._loaded, m.tenant_id)  # with the mail the scorer observed, as score_one read it
     if view is None:
         from ._view import SnapshotView

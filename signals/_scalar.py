@@ -10,17 +10,23 @@ the snapshot's own (shared page cache), not a per-key Python structure.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
+from collections import Counter
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 from xxhash import xxh3_64_intdigest
 
-from commgraph.graph import AUTH_RESULTS, DIRECTIONS, CommGraphError, normalise_address
+from commgraph.graph import (
+    AUTH_RESULTS, DEFAULT_TIME_RANGE, DIRECTIONS, CommGraphError, normalise_address, parse_timestamps,
+)
 from commgraph.graph import normalise_display_name as _normalise_display_name
+from commgraph.graph._addresses import _split_quoted
+from commgraph.graph._timestamps import _MILLIS_BELOW, _SECONDS_BELOW
 
-__all__ = ["ScalarTables", "OneMessage", "parse_one", "find", "mix64"]
+__all__ = ["ScalarTables", "OneMessage", "parse_one", "find", "mix64", "text_value", "timestamp_ns"]
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _M64 = 0xFFFFFFFFFFFFFFFF
@@ -223,28 +229,271 @@ def _address(raw: str) -> str:
     return found
 
 
-_RECIPIENT_COLUMNS = ("recipients", "to", "cc", "bcc")
+# --- values as validation reads them ----------------------------------------------------------
+# Each rule below is the scalar twin of the one :func:`commgraph.graph.validate` applies to a
+# column, so that score_one(m) equals score(DataFrame([m])) or raises where validation refuses m.
+
+# Validation strips a text value only when its untidy test (RE2's ASCII ``\s`` at either end, or
+# an empty string) fires; then it strips all Unicode white space, as ``str.strip`` does.
+_EDGE_SPACE = frozenset("\t\n\f\r ")
+
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN (float or numpy), pd.NA or NaT: what pandas reads as a missing value."""
+    return (value is None or value is pd.NA or value is pd.NaT
+            or (isinstance(value, (float, np.floating)) and value != value))
+
+
+def _as_text(value: Any) -> str:
+    """A present value as pandas' string dtype spells it (bytes decoded, numbers as ``str``)."""
+    if type(value) is str:
+        return value
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def text_value(value: Any) -> str | None:
+    """A text column's value as validation keeps it: missing or blank is None, else tidied.
+
+    Examples
+    --------
+    >>> text_value(" 5"), text_value(5), text_value(float("nan")), text_value("  "), text_value("acme")
+    ('5', '5', None, None, 'acme')
+    """
+    if type(value) is not str:
+        if _is_missing(value):
+            return None
+        value = _as_text(value)
+    if not value or value[0] in _EDGE_SPACE or value[-1] in _EDGE_SPACE:
+        return value.strip() or None
+    return value
+
+
+def _required_text(value: Any, column: str, fix: str) -> str:
+    if type(value) is str and value and value[0] not in _EDGE_SPACE and value[-1] not in _EDGE_SPACE:
+        return value  # the common case, tidy already
+    text = text_value(value)
+    if text is None:
+        raise CommGraphError(f"score_one: {column!r} is missing (got {value!r}); {fix}")
+    return text
+
+
+def _enum(message: Mapping[str, Any], column: str, codes: dict[str, int]) -> int:
+    """The code of an enum column's value (-1 when missing), read as validation reads it."""
+    value = message.get(column)
+    if type(value) is str:
+        found = codes.get(value)  # the common case: already a vocabulary word
+        if found is not None:
+            return found
+    elif _is_missing(value):
+        return -1
+    text = _as_text(value).strip().lower()
+    if not text:
+        return -1
+    found = codes.get(text)
+    if found is None:
+        raise CommGraphError(f"score_one: {column!r} is {value!r}, not one of {list(codes)}; use one of them or "
+                             "leave it empty (validation refuses the message too)")
+    return found
+
+
+# Timestamps. The forms read here without pandas are ones Python and pandas read alike: ISO 8601
+# with an offset (up to microseconds; datetime.fromisoformat truncates finer fractions and also
+# takes week dates, which validation does not), epoch numbers, aware datetimes. Anything else is
+# given to validation's own parser (one value: about a millisecond, for rare forms).
+_ISO_PLAIN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+                        r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)")
+_EPOCH_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?")
+_LOW_NS, _HIGH_NS = (pd.Timestamp(t, tz="UTC").value for t in DEFAULT_TIME_RANGE)
+_TIMESTAMP = pd.Timestamp
+_TIME_FIX = ("give an aware datetime, an ISO 8601 string with an offset (2024-05-04T10:00:00+00:00), or epoch "
+             "seconds or milliseconds")
+
+
+def _epoch_ns(number: int | float, raw: Any) -> int:
+    """Epoch seconds or milliseconds by magnitude, as validation infers the unit, in nanoseconds."""
+    magnitude = abs(number)
+    if magnitude != magnitude:
+        raise CommGraphError(f"score_one: 'timestamp' is missing (got {raw!r}); {_TIME_FIX}")
+    if magnitude == math.inf:
+        raise CommGraphError(f"score_one: 'timestamp' is {raw!r}, not a time; {_TIME_FIX}")
+    if magnitude < _SECONDS_BELOW:
+        scale, places = 10**9, 1e9
+    elif magnitude < _MILLIS_BELOW:
+        scale, places = 10**6, 1e6
+    else:
+        raise CommGraphError(f"score_one: 'timestamp' is {raw!r}: epoch numbers are read as seconds (below 1e11) "
+                             "or milliseconds (below 1e14), as validation reads them; larger ones (microseconds, "
+                             f"nanoseconds) are ambiguous there too: {_TIME_FIX}")
+    if type(number) is int:
+        return number * scale
+    base = int(number)  # toward zero, as numpy's astype("i8")
+    if base == number:
+        return base * scale
+    # pandas' cast_from_unit_vectorized: the fraction rounded to the unit's precision
+    # (np.round: multiply, round half to even, divide), then truncated to nanoseconds.
+    fraction = round((number - base) * places) / places
+    return base * scale + int(fraction * scale)
+
+
+def _datetime_ns(value: _dt.datetime) -> int:
+    if value.tzinfo is None:
+        raise CommGraphError(f"score_one: 'timestamp' {value!r} is naive (no zone), and validation refuses naive "
+                             f"times without a zone to read them in; {_TIME_FIX}")
+    if isinstance(value, pd.Timestamp):
+        return int(value.value)
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+def _validated_timestamp_ns(value: Any) -> int:
+    """A timestamp in a rare form, through validation's own parser (the batch path's answer, exactly)."""
+    parsed = parse_timestamps(pd.Series([value]))
+    reason = parsed.reason[0]
+    if reason is None:
+        return int(parsed.values.iloc[0].value)
+    raise CommGraphError(f"score_one: 'timestamp' {value!r} is refused ({reason.value}): {parsed.fixes[reason]}; "
+                         f"{_TIME_FIX}")
+
+
+def timestamp_ns(value: Any) -> int:
+    """Nanoseconds since the epoch (UTC) of a timestamp, read and range-checked as validation does.
+
+    Examples
+    --------
+    >>> timestamp_ns("2024-05-04T10:00:00+02:00") == timestamp_ns(1714809600) == timestamp_ns(1714809600000)
+    True
+    >>> timestamp_ns(0)
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.CommGraphError: score_one: 'timestamp' 0 lies outside [1990-01-01, 2100-01-01), where validation refuses times (placeholder dates such as epoch 0); correct it
+    """
+    if type(value) is _TIMESTAMP and value.tzinfo is not None:  # the common case first
+        ns = value.value
+    elif type(value) is str:
+        text = value.strip()
+        if _ISO_PLAIN.fullmatch(text):
+            try:
+                ns = _datetime_ns(_dt.datetime.fromisoformat(text))
+            except ValueError:  # out-of-range fields (month 13, hour 24...): validation says what is wrong
+                return _validated_timestamp_ns(value)
+        elif _EPOCH_NUMBER.fullmatch(text):
+            ns = _epoch_ns(float(text) if "." in text else int(text), value)
+        else:
+            return _validated_timestamp_ns(value)
+    elif isinstance(value, _dt.datetime) and value is not pd.NaT:
+        ns = _datetime_ns(value)
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        ns = _epoch_ns(int(value), value)
+    elif isinstance(value, (float, np.floating)):
+        ns = _epoch_ns(float(value), value)
+    else:
+        return _validated_timestamp_ns(value)
+    if not _LOW_NS <= ns < _HIGH_NS:
+        raise CommGraphError(f"score_one: 'timestamp' {value!r} lies outside [{DEFAULT_TIME_RANGE[0]}, "
+                             f"{DEFAULT_TIME_RANGE[1]}), where validation refuses times (placeholder dates such as "
+                             "epoch 0); correct it")
+    return ns
+
+
+# Recipients. Validation reads to/cc/bcc when the message has any of them, else ``recipients``.
+_TYPED_COLUMNS = ("to", "cc", "bcc")
+_LIST_COLUMNS = ("recipients",)
+# A list holding a quote, an angle bracket or a comment may hide separators inside display names:
+# those go to the graph layer's quote-aware splitter; the rest split at every separator, each piece
+# trimmed of these characters (validation's byte-level splitter does the same).
+_TRIMMED = " \t\r\n"
+
+
+def _entries(text: str) -> list[str]:
+    """The non-blank entries of an address list, split as validation splits them."""
+    if '"' in text or "<" in text or "(" in text:
+        return [e for e in (piece.strip() for piece in _split_quoted(text)) if e]
+    return [e for e in (piece.strip(_TRIMMED) for piece in text.replace(",", ";").split(";")) if e]
+
+
+def _valid(raw: str, column: str) -> str:
+    """The normalised address of one entry; an invalid one raises, as validation rejects its message."""
+    address = _address(raw)
+    if not address:
+        raise CommGraphError(f"score_one: {column!r} holds an invalid address {raw!r} ({normalise_address(raw)[2]}); "
+                             "correct or remove it (validation refuses the message too)")
+    return address
 
 
 def _distinct(addresses: Iterable[str]) -> tuple[str, ...]:
-    """The valid addresses (non-empty), each once, in order."""
-    return tuple(dict.fromkeys(a for a in addresses if a))
+    """The addresses, each once, in order."""
+    return tuple(dict.fromkeys(addresses))
 
 
-def _recipient_list(value: Any) -> tuple[str, ...]:
-    """One recipient column's distinct valid addresses; for a string memoised as one string (see :class:`_Memo`)."""
-    if isinstance(value, str):
+def _recipient_list(value: Any, column: str) -> tuple[str, ...]:
+    """One recipient column's distinct addresses; for a string memoised as one string (see :class:`_Memo`)."""
+    if type(value) is str:
         found = _RECIPIENT_CACHE.get(value)
         if found is None:
-            found = ";".join(_distinct(_address(raw) for raw in value.replace(",", ";").split(";") if raw.strip()))
+            found = ";".join(_distinct(_valid(raw, column) for raw in _entries(value)))
             _RECIPIENT_CACHE.put(value, found)
         return tuple(found.split(";")) if found else ()
-    return _distinct(_address(raw) for raw in value if raw and raw.strip())
+    if _is_missing(value):
+        return ()
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        return _recipient_list(_as_text(value), column)
+    items = [_as_text(v) for v in value if not _is_missing(v)]
+    if any(";" in t or "," in t for t in items):  # validation then splits every item as a list
+        raws = [e for t in items for e in _entries(t)]
+    else:
+        raws = [e for e in (t.strip() for t in items) if e]
+    return _distinct(_valid(raw, column) for raw in raws)
+
+
+def _recipients(message: Mapping[str, Any]) -> tuple[str, ...]:
+    if "to" in message or "cc" in message or "bcc" in message:
+        recipients: tuple[str, ...] = ()
+        for column in _TYPED_COLUMNS:
+            value = message.get(column)
+            if value is not None:
+                found = _recipient_list(value, column)
+                # Several columns: one recipient list, each address once.
+                recipients = found if not recipients else _distinct(recipients + found)
+    elif "recipients" in message:
+        recipients = _recipient_list(message["recipients"], "recipients")
+    else:
+        raise CommGraphError("score_one needs the recipients: 'recipients' (a list, or a string separated by ';' "
+                             "or ','), or 'to'/'cc'/'bcc'")
+    if not recipients:
+        given = {c: message[c] for c in (*_TYPED_COLUMNS, *_LIST_COLUMNS) if c in message}
+        ignored = " ('recipients' is not read when 'to'/'cc'/'bcc' are given, as in validation)" \
+            if "recipients" in given and len(given) > 1 else ""
+        raise CommGraphError(f"score_one needs at least one recipient; got {given}{ignored}")
+    return recipients
+
+
+def _inferred_own(recipients: tuple[str, ...], registrable: Any) -> Any:
+    """Own domains as validation infers them for a tenant without any (``infer_own_domains``): the
+    top receiving registrable domain of the mail, and any receiving more than half as many."""
+    counts = Counter(registrable(r.rpartition("@")[2]) for r in recipients)
+    top = max(counts.values())
+    own = [d for d, n in counts.items() if n > 0.5 * top]
+    return lambda tenant, domain: any(domain == o or domain.endswith("." + o) for o in own)
+
+
+def _derive_direction(m: OneMessage, registrable: Any, is_own: Any) -> int:
+    """The direction validation derives from the tenant's own domains (subdomains included)."""
+    if is_own is None:
+        is_own = _inferred_own(m.recipients, registrable)
+    tenant = m.tenant_id
+    n_own = sum(1 for r in m.recipients if is_own(tenant, r.rpartition("@")[2]))
+    if is_own(tenant, m.sender.rpartition("@")[2]):
+        return _DIRECTION["internal" if n_own == len(m.recipients) else "outbound"]
+    if n_own:
+        return _DIRECTION["inbound"]
+    raise CommGraphError(f"score_one cannot derive the direction: neither the sender ({m.sender}) nor any recipient "
+                         f"({', '.join(m.recipients[:5])}) is in tenant {tenant!r}'s own domains; give 'direction', or "
+                         "configure the tenant's own_domains (validation refuses the message too)")
 
 
 def _display_name(raw: Any) -> int:
     """The stable key of a normalised display name, 0 for none; memoised per raw name."""
-    if raw is None or raw != raw or raw == "":  # None, NaN or blank
+    if raw is None:
         return 0
     found = _NAME_CACHE.get(raw)
     if found is None:
@@ -254,47 +503,38 @@ def _display_name(raw: Any) -> int:
     return found
 
 
-def _timestamp_ns(value: Any) -> int:
-    if isinstance(value, pd.Timestamp):
-        if value.tzinfo is None:
-            raise CommGraphError(f"'timestamp' must be timezone-aware; got {value!r}")
-        return int(value.value)
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            raise CommGraphError(f"'timestamp' must be timezone-aware; got {value!r}")
-        delta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
-    if isinstance(value, str):
-        return _timestamp_ns(_dt.datetime.fromisoformat(value))
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)  # nanoseconds since the epoch
-    raise CommGraphError(f"'timestamp' must be a timezone-aware datetime, an ISO 8601 string or int nanoseconds; "
-                         f"got {value!r}")
-
-
-def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None) -> OneMessage:
-    """Normalise and key one message mapping (the contract's columns).
+def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None, own_known: Any = None) -> OneMessage:
+    """Normalise and key one message mapping (the contract's columns), as validation would.
 
     ``registrable`` maps a domain to its registrable domain (memoised by the
     caller); ``is_own(tenant_id, domain)`` says whether a domain is one of the
-    tenant's, used to derive ``direction`` when the message does not say.
+    tenant's, used to derive ``direction`` when the message does not say;
+    ``own_known(tenant_id)`` whether the tenant has own domains to ask about
+    (default: it has when ``is_own`` is given). A tenant without them gets
+    them inferred from the message's recipients, as validation infers them.
+    Raises :class:`CommGraphError` where validation would refuse the message.
     """
     m = OneMessage()
     try:
-        m.tenant_id = message["tenant_id"]
+        m.tenant_id = _required_text(message["tenant_id"], "tenant_id", "give the tenant id (one customer organisation)")
+        m.message_id = _required_text(message["message_id"], "message_id", "give every message an id")
         raw_sender = message["sender"]
         ts = message["timestamp"]
     except KeyError as exc:
         raise CommGraphError(f"score_one needs the column {exc.args[0]!r}; required: 'tenant_id', 'message_id', "
                              "'timestamp', 'sender', and 'recipients' (or 'to'/'cc'/'bcc')") from None
-    m.message_id = message.get("message_id")
-    m.timestamp = _timestamp_ns(ts)
+    m.timestamp = timestamp_ns(ts)
     m.hour = (m.timestamp // 3_600_000_000_000) % 24
+    if type(raw_sender) is not str:
+        raw_sender = text_value(raw_sender)
+        if raw_sender is None:
+            raise CommGraphError(f"score_one: 'sender' is missing (got {message['sender']!r}); fill the sender")
     address = _SENDER_CACHE.get(raw_sender)
     if address is None:
         address, header_name = normalise(raw_sender)
         if address is None:
-            raise CommGraphError(f"'sender' is not a valid address: {raw_sender!r}")
+            raise CommGraphError(f"score_one: 'sender' is not a valid address: {raw_sender!r} "
+                                 f"({normalise_address(raw_sender)[2]}); correct it")
         _SENDER_CACHE.put(raw_sender, address)
         if raw_sender != address:
             _HEADER_NAME_CACHE.put(raw_sender, header_name or "")
@@ -310,30 +550,17 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None) 
     # Keys hashed in line (cheaper than a memo probe, and than a call to _key).
     m.sender, m.sender_key = address, xxh3_64_intdigest(address.encode("utf-8"))
     m.sender_domain, m.sender_domain_key = domain, xxh3_64_intdigest(domain.encode("utf-8"))
-    name = message.get("sender_display_name")
+    # A missing or blank name falls back to the From header's, as validation fills it.
+    name = text_value(message.get("sender_display_name"))
     m.display_name_key = _display_name(header_name if name is None else name)
-    recipients = None
-    for column in _RECIPIENT_COLUMNS:
-        value = message.get(column)
-        if value is None or value != value:
-            continue
-        found = _recipient_list(value)
-        # Several columns: one recipient list, each address once.
-        recipients = found if recipients is None else _distinct(recipients + found)
-    if not recipients:
-        raise CommGraphError("score_one needs at least one valid recipient ('recipients' or 'to'/'cc'/'bcc'); "
-                             f"got {message.get('recipients', message.get('to'))!r}")
+    recipients = _recipients(message)
     m.recipients, m.recipient_keys = recipients, tuple([xxh3_64_intdigest(r.encode("utf-8")) for r in recipients])
-    direction = message.get("direction")
-    if direction is None or direction != direction:
-        # As validation derives it: from the tenant's own domains (subdomains included).
-        tenant = m.tenant_id
-        sender_own = is_own(tenant, m.sender.rpartition("@")[2]) if is_own is not None else False
-        all_own = is_own is not None and all(is_own(tenant, r.rpartition("@")[2]) for r in recipients)
-        direction = ("internal" if all_own else "outbound") if sender_own else "inbound"
-    m.direction = _DIRECTION.get(direction, -1)
-    get = _AUTH.get
-    m.spf = get(message.get("spf"), -1)
-    m.dkim = get(message.get("dkim"), -1)
-    m.dmarc = get(message.get("dmarc"), -1)
+    direction = _enum(message, "direction", _DIRECTION)
+    if direction < 0:
+        known = is_own is not None and (own_known is None or own_known(m.tenant_id))
+        direction = _derive_direction(m, registrable, is_own if known else None)
+    m.direction = direction
+    m.spf = _enum(message, "spf", _AUTH)
+    m.dkim = _enum(message, "dkim", _AUTH)
+    m.dmarc = _enum(message, "dmarc", _AUTH)
     return m

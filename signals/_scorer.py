@@ -645,26 +645,44 @@ class Scorer:
             memo[key] = found
         return found
 
+    def _own_domains_known(self, tenant: str) -> bool:
+        """Whether validation has own domains for a tenant (configured, or its snapshot's); else it infers them."""
+        if tenant in self.tenant_configs:
+            return True
+        view = self._loaded.views.get(tenant)
+        return view is not None and bool(view.own_domain_keys())
+
     def score_one(self, message: Mapping[str, Any], *, cold_start: bool | None = None) -> dict[str, Any]:
         """Signals of one message, aggregated over its recipients: a dict of Python scalars.
 
         A scalar path over the same tables as :meth:`score` (no pandas or numpy
-        per message), equal to ``score(batch of this message, level="message")``
-        column by column.
+        per message), equal to ``score(pd.DataFrame([message]), level="message")``
+        column by column: the message is read as validation reads that frame.
 
         Parameters
         ----------
         message : mapping
             ``tenant_id``, ``message_id``, ``timestamp`` (aware datetime, ISO
-            string or int nanoseconds), ``sender``, ``recipients`` (list or a
-            string separated by ``;``/``,``; or ``to``/``cc``/``bcc``), and
-            optionally ``sender_display_name``, ``direction``, ``spf``,
-            ``dkim``, ``dmarc``.
+            8601 string with an offset, or epoch seconds or milliseconds),
+            ``sender``, ``recipients`` (list or a string separated by
+            ``;``/``,``; or ``to``/``cc``/``bcc``, which take its place when
+            present), and optionally ``sender_display_name`` (missing or blank:
+            the From header's), ``direction``, ``spf``, ``dkim``, ``dmarc``.
+            Missing values may be None or NaN (as ``to_dict("records")`` gives).
 
         Returns
         -------
         dict
             ``tenant_id``, ``message_id``, then every signal by name.
+
+        Raises
+        ------
+        CommGraphError
+            Where validation refuses the message (a missing id, an invalid
+            sender or recipient, a timestamp it cannot read or places outside
+            its time range, an unknown enum value, a direction it cannot
+            derive), naming the field, the value and the fix; or when the
+            tenant has no snapshot and ``cold_start`` is off.
 
         Examples
         --------
@@ -676,7 +694,7 @@ class Scorer:
         (1, nan)
         """
         loaded = self._loaded
-        m = parse_one(message, self._registrable_domain, self._is_own)
+        m = parse_one(message, self._registrable_domain, self._is_own, self._own_domains_known)
         view = self._view(loaded, m.tenant_id)
         if view is None:
             if not (self.cold_start if cold_start is None else cold_start):

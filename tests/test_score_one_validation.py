@@ -1,0 +1,372 @@
+"""Scorer.score_one reads a message as validation reads a one-row frame of it.
+
+The batch path (``Scorer.score``, which validates with the graph layer) is the
+reference: ``score_one(m)`` must equal ``score(pd.DataFrame([m]), level="message")``
+on every signal, or raise where validation refuses ``m``. The messages here are
+raw: NaN where a record has no value (what ``DataFrame.to_dict("records")``
+gives), numbers where ids and times are numbers, header forms with quoted names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import zoneinfo
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commgraph.baselines import build_baselines
+from commgraph.graph import DIRECTIONS, CommGraphError, SchemaError, generate, parse_timestamps, validate
+from commgraph.graph._validate import _blank_to_na
+from commgraph.signals import Scorer
+from commgraph.signals._scalar import parse_one, text_value, timestamp_ns
+
+ACME = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+T5 = [{"tenant_id": "5", "own_domains": ["acme.com"]}]
+WHEN = "2024-05-04T10:00:00+00:00"
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        a, b = float(a), float(b)
+        return (math.isnan(a) and math.isnan(b)) or a == b
+    return a == b
+
+
+def assert_one_equals_batch(scorer: Scorer, message: dict, **options) -> dict:
+    """score_one(message) against the batch path on a one-row frame of the same message."""
+    one = scorer.score_one(message, **options)
+    batch = scorer.score(pd.DataFrame([message]), level="message", **options).iloc[0]
+    assert (one["tenant_id"], one["message_id"]) == (batch["tenant_id"], batch["message_id"])
+    bad = {n: (one[n], batch[n]) for n in scorer.signal_set.names if not _same(one[n], batch[n])}
+    assert not bad, bad
+    return one
+
+
+def assert_both_refuse(scorer: Scorer, message: dict, *words: str) -> None:
+    """Validation refuses the message; score_one raises too, naming what is wrong."""
+    with pytest.raises(SchemaError):
+        scorer.score(pd.DataFrame([message]), level="message")
+    with pytest.raises(CommGraphError) as raised:
+        scorer.score_one(message)
+    for word in words:
+        assert word in str(raised.value), (word, str(raised.value))
+
+
+def _history(tenant: str, sender: str, recipients: str, configs) -> dict:
+    rows = pd.DataFrame({"tenant_id": tenant, "message_id": [f"h{i}" for i in range(6)],
+                         "timestamp": [f"2024-05-0{1 + i % 3}T09:00Z" for i in range(6)],
+                         "sender": sender, "recipients": recipients})
+    return build_baselines(validate(rows, tenants=configs), as_of="2024-05-04")
+
+
+@pytest.fixture(scope="module")
+def acme() -> Scorer:
+    # Cy Boss writes internally (his name is an internal one); ann@vendor.com writes to cy only.
+    rows = pd.DataFrame({"tenant_id": "acme", "message_id": [f"h{i}" for i in range(8)],
+                         "timestamp": [f"2024-05-0{1 + i % 3}T0{i}:00Z" for i in range(8)],
+                         "sender": ["Cy Boss <cy@acme.com>", "ann@vendor.com"] * 4,
+                         "recipients": ["di@acme.com", "cy@acme.com"] * 4})
+    return Scorer(build_baselines(validate(rows, tenants=ACME), as_of="2024-05-04"), tenant_configs=ACME)
+
+
+def _message(**fields) -> dict:
+    return {"tenant_id": "acme", "message_id": "x", "timestamp": WHEN, "sender": "ann@vendor.com",
+            "recipients": "cy@acme.com", **fields}
+
+
+# ------------------------------------------------------------------------------------ display names
+@pytest.mark.parametrize("given_name", [None, float("nan"), np.nan, "", "   ", pd.NA])
+def test_a_missing_or_blank_display_name_falls_back_to_the_from_header(acme, given_name) -> None:
+    # An outsider using an internal name in the From header; the display name column holds no value.
+    one = assert_one_equals_batch(acme, _message(sender="Cy Boss <boss@evil.com>", sender_display_name=given_name,
+                                                 recipients="di@acme.com"))
+    assert one["display_name_matches_internal"] == 1
+
+
+def test_a_given_display_name_wins_over_the_header(acme) -> None:
+    one = assert_one_equals_batch(acme, _message(sender="Cy Boss <boss@evil.com>", sender_display_name=" Someone "))
+    assert one["display_name_matches_internal"] == 0
+
+
+# ------------------------------------------------------------------------------------ recipient lists
+@pytest.mark.parametrize("column, value, expected", [
+    ("to", '"Lee, Di" <di@acme.com>, cy@acme.com', ("di@acme.com", "cy@acme.com")),
+    ("to", '"Lee; Di" <di@acme.com>', ("di@acme.com",)),
+    ("recipients", "di@acme.com (Lee, Di); cy@acme.com", ("di@acme.com", "cy@acme.com")),
+    ("recipients", ['"Lee, Di" <di@acme.com>', "cy@acme.com"], ("di@acme.com", "cy@acme.com")),
+    ("recipients", ["di@acme.com", " cy@acme.com ", None, ""], ("di@acme.com", "cy@acme.com")),
+    ("to", "cy@acme.com;; ,DI@acme.com, cy@acme.com", ("cy@acme.com", "di@acme.com")),
+    ("to", "<cy@acme.com>", ("cy@acme.com",)),
+])
+def test_recipient_lists_split_as_validation_splits_them(acme, column, value, expected) -> None:
+    message = _message(**{column: value})
+    if column != "recipients":
+        del message["recipients"]
+    assert parse_one(message, lambda d: d).recipients == expected
+    assert validate(pd.DataFrame([message]), tenants=ACME).edges()["recipient"].tolist() == list(expected)
+    assert_one_equals_batch(acme, message)
+
+
+def test_a_quoted_name_with_a_comma_keeps_its_recipient_a_first_contact(acme) -> None:
+    # ann has written to cy before, never to di: splitting inside the quotes lost di and hid the first contact.
+    one = assert_one_equals_batch(acme, {**_message(), "recipients": '"Lee, Di" <di@acme.com>, cy@acme.com'})
+    assert one["pair_is_first_contact"] == 1
+
+
+@pytest.mark.parametrize("column, value", [
+    ("to", "cy@acme.com; bad address"),
+    ("to", '"Lee, Di" <di@acme>, cy@acme.com'),
+    ("recipients", ["cy@acme.com", "nobody"]),
+    ("recipients", "cy@acme.com, a@@acme.com"),
+])
+def test_an_invalid_recipient_is_refused_not_skipped(acme, column, value) -> None:
+    message = _message(**{column: value})
+    if column != "recipients":
+        del message["recipients"]
+    assert_both_refuse(acme, message, repr(column), "invalid address")
+
+
+_ENTRIES = st.sampled_from(["cy@acme.com", "DI@acme.com", '"Lee, Di" <di@acme.com>', '"Lee; Di" <di@acme.com>',
+                            "di@acme.com (Lee, Di)", " cy@acme.com ", "<ann@x.com>", "Ann <ann@x.com>", "", " ", "\xa0",
+                            "bad address", "a@@x.com", '"Un, closed <q@x.com>', "q@x.com\t", None])
+
+
+@settings(max_examples=60, deadline=None)  # validation of a one-row frame costs ~30 ms
+@given(to=st.lists(_ENTRIES, min_size=1, max_size=4), cc=st.none() | st.lists(_ENTRIES, max_size=2),
+       separator=st.sampled_from([";", ",", "; ", " , ", ";;"]), as_lists=st.booleans())
+def test_recipient_lists_equal_validation_property(to, cc, separator, as_lists) -> None:
+    def column(entries):
+        if entries is None or as_lists:
+            return entries
+        return separator.join(e for e in entries if e is not None)
+
+    message = _message(direction="inbound", to=column(to), cc=column(cc))
+    del message["recipients"]
+    try:
+        expected = validate(pd.DataFrame([message]), tenants=ACME).edges()["recipient"].tolist()
+    except SchemaError:
+        expected = None
+    try:
+        got = list(parse_one(message, lambda d: d).recipients)
+    except CommGraphError:
+        got = None
+    assert got == expected
+
+
+def test_recipients_is_not_read_when_typed_columns_are_given(acme) -> None:
+    # Validation reads to/cc/bcc when any is present; a 'recipients' beside them is not read.
+    assert_one_equals_batch(acme, _message(to="di@acme.com", cc=None, recipients="cy@acme.com"))
+    assert_both_refuse(acme, _message(to=None, recipients="cy@acme.com"), "'recipients' is not read")
+
+
+# ------------------------------------------------------------------------------------ tenant and message ids
+@pytest.fixture(scope="module")
+def five() -> Scorer:
+    return Scorer({"5": _history("5", "ann@vendor.com", "cy@acme.com", T5)["5"]}, tenant_configs=T5)
+
+
+@pytest.mark.parametrize("tenant", ["5", 5, " 5", "5\n", np.int64(5)])
+@pytest.mark.parametrize("cold_start", [False, True])
+def test_the_tenant_id_is_read_as_text_as_validation_reads_it(five, tenant, cold_start) -> None:
+    message = {"tenant_id": tenant, "message_id": 7, "timestamp": WHEN, "sender": "ann@vendor.com",
+               "recipients": "cy@acme.com"}
+    one = assert_one_equals_batch(five, message, cold_start=cold_start)
+    # Its own snapshot, not a cold start: ann is known.
+    assert (one["tenant_id"], one["message_id"], one["sender_is_new"], one["sender_messages_7d"]) == ("5", "7", 0, 6)
+
+
+@pytest.mark.parametrize("column", ["tenant_id", "message_id", "sender"])
+@pytest.mark.parametrize("value", [None, float("nan"), "", "  "])
+def test_missing_ids_and_senders_are_refused(acme, column, value) -> None:
+    assert_both_refuse(acme, _message(**{column: value}), repr(column))
+
+
+_TIDY_ALPHABET = st.sampled_from(list("ab5 \t\n\r\f\v") + ["\xa0", "\u2003", "\x1c", "\x85", "\u200b"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(_TIDY_ALPHABET, max_size=6) | st.integers(-3, 3) | st.floats(allow_nan=True, width=64)
+       | st.none())
+def test_text_values_are_tidied_exactly_as_validation_tidies_them(value) -> None:
+    expected = _blank_to_na(pd.Series([value])).iloc[0]
+    assert text_value(value) == (None if pd.isna(expected) else expected)
+
+
+# ------------------------------------------------------------------------------------ timestamps
+_SECONDS = int(pd.Timestamp(WHEN).timestamp())
+
+
+@pytest.mark.parametrize("value", [
+    _SECONDS, np.int64(_SECONDS), float(_SECONDS), _SECONDS + 0.123456, np.float32(_SECONDS), _SECONDS * 1000,
+    _SECONDS * 1000 + 7, _SECONDS * 1000.0 + 0.5, str(_SECONDS), f" {_SECONDS} ", f"+{_SECONDS}.25",
+    WHEN, "2024-05-04T12:00+02:00", "2024-05-04 10:00:00.5Z", "20240504T100000Z", "2024-05-04T10:00:00.123456789Z",
+    "Sat, 04 May 2024 10:00:00 +0000", "2024-05-04T10:00:00+00:00 (UTC)",
+    dt.datetime(2024, 5, 4, 12, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")), pd.Timestamp(WHEN),
+    pd.Timestamp("2024-05-04T10:00:00.000000001Z"), pd.Timestamp(WHEN).tz_convert("America/New_York"),
+])
+def test_timestamps_are_read_as_validation_reads_them(acme, value) -> None:
+    message = _message(timestamp=value)
+    assert parse_one(message, lambda d: d).timestamp == validate(pd.DataFrame([message]),
+                                                                 tenants=ACME).frame["timestamp"].iloc[0].value
+    one = assert_one_equals_batch(acme, message)
+    assert one["sender_days_known"] > 2  # epoch seconds are not read as nanoseconds of 1970
+
+
+@pytest.mark.parametrize("value, words", [
+    (0, "1990-01-01"), (-5, "1990-01-01"), (_SECONDS * 10**9, "ambiguous"), (_SECONDS * 10**6, "ambiguous"),
+    (_SECONDS * 1000 * 10, "1990-01-01"), (float("inf"), "not a time"), (float("nan"), "missing"), (None, "missing"),
+    ("1980-01-01T00:00:00Z", "1990-01-01"), ("2100-01-01T00:00:00Z", "2100-01-01"), ("2024-05-04T10:00", "naive"),
+    (dt.datetime(2024, 5, 4, 10), "naive"), (pd.Timestamp("2024-05-04T10:00"), "naive"), (pd.NaT, "missing"),
+    ("soon", "unparseable"), ("2024-13-04T10:00Z", "unparseable"), (True, "unparseable"),
+    ("2024-W18-6T10:00Z", "unparseable"),
+])
+def test_timestamps_validation_refuses_are_refused(acme, value, words) -> None:
+    assert_both_refuse(acme, _message(timestamp=value), "'timestamp'", words)
+
+
+def _batch_ns(value) -> int | None:
+    parsed = parse_timestamps(pd.DataFrame([{"t": value}])["t"])
+    return None if parsed.reason[0] is not None else int(parsed.values.iloc[0].value)
+
+
+def _scalar_ns(value) -> int | None:
+    try:
+        return timestamp_ns(value)
+    except CommGraphError:
+        return None
+
+
+_IN_RANGE = st.datetimes(min_value=dt.datetime(1985, 1, 1), max_value=dt.datetime(2105, 1, 1),
+                         timezones=st.sampled_from([dt.timezone.utc, dt.timezone(dt.timedelta(hours=5, minutes=30)),
+                                                    dt.timezone(-dt.timedelta(hours=8))]))
+_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S.%f%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M:%S.%f",
+            "%a, %d %b %Y %H:%M:%S %z", "%Y%m%dT%H%M%S%z"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.floats(min_value=-1e15, max_value=1e15, allow_nan=False),
+    st.floats(min_value=6e8, max_value=4.2e9),  # epoch seconds with fractions, around the accepted range
+    st.floats(min_value=6e11, max_value=4.2e12),  # and milliseconds
+    st.integers(min_value=-10**15, max_value=10**15),
+    st.integers(min_value=6 * 10**8, max_value=42 * 10**11).map(str),
+    _IN_RANGE,
+    st.tuples(_IN_RANGE, st.sampled_from(_FORMATS)).map(lambda p: p[0].strftime(p[1])),
+))
+def test_timestamp_ns_equals_validation_property(value) -> None:
+    assert _scalar_ns(value) == _batch_ns(value)
+
+
+# ------------------------------------------------------------------------------------ enumerations
+def test_enum_columns_are_case_folded_and_unknown_words_refused(acme) -> None:
+    assert_one_equals_batch(acme, _message(direction=" Inbound", spf="PASS", dkim="", dmarc="Fail "))
+    assert_both_refuse(acme, _message(dmarc="passed"), "'dmarc'", "'passed'")
+
+
+# ------------------------------------------------------------------------------------ derived direction
+@pytest.mark.filterwarnings("ignore::commgraph.graph.InferredOwnDomainsWarning")
+@pytest.mark.parametrize("configured", [True, False])
+@pytest.mark.parametrize("tenant, sender, recipients", [
+    ("acme", "ann@vendor.com", "cy@acme.com"),
+    ("acme", "cy@acme.com", "di@acme.com; ann@vendor.com"),
+    ("acme", "cy@mail.acme.com", "di@acme.com"),
+    ("acme", "ann@vendor.com", "bob@other.com"),  # no own domain takes part: validation cannot tell
+    ("newco", "a@newco.com", "b@newco.com"),  # no own domains known: inferred from the recipients
+    ("newco", "a@x.com", "b@newco.com; c@hq.newco.com; d@y.com"),
+    ("newco", "a@newco.com", "b@y.com; c@z.com"),
+])
+def test_the_direction_is_derived_as_validation_derives_it(acme, configured, tenant, sender, recipients) -> None:
+    scorer = acme if configured else Scorer({"acme": acme.snapshot("acme")})
+    message = {"tenant_id": tenant, "message_id": "d", "timestamp": WHEN, "sender": sender, "recipients": recipients}
+    try:
+        expected = validate(pd.DataFrame([message]), tenants=scorer._configs()).frame["direction"].iloc[0]
+    except SchemaError:
+        assert_both_refuse(scorer, message, "direction")
+        return
+    m = parse_one(message, scorer._registrable_domain, scorer._is_own, scorer._own_domains_known)
+    assert DIRECTIONS[m.direction] == expected
+    assert_one_equals_batch(scorer, message, cold_start=True)
+
+
+# ------------------------------------------------------------------------------------ generated mail, as records
+@pytest.fixture(scope="module")
+def generated():
+    g = generate(tenants=2, days=10, scale=0.05, random_state=7, attack_rate=0.05)
+    raw = g.messages
+    cut = raw["timestamp"].quantile(0.8)
+    snapshots = build_baselines(validate(raw[raw["timestamp"] < cut], tenants=g.tenants), as_of=cut)
+    later = raw[raw["timestamp"] >= cut].drop(columns=["label", "labeled_at"])
+    return Scorer(snapshots, tenant_configs=g.tenants), later
+
+
+def _assert_records_equal_batch(scorer: Scorer, frame: pd.DataFrame) -> None:
+    batch = scorer.score(frame, level="message")
+    names = scorer.signal_set.names
+    differ = {}
+    for i, record in enumerate(frame.to_dict("records")):  # raw: NaN where a value is missing
+        one = scorer.score_one(record)
+        expected = batch.iloc[i]
+        for n in names:
+            if not _same(one[n], expected[n]):
+                differ.setdefault(n, []).append((record["message_id"], one[n], expected[n]))
+    assert not differ, {n: (len(v), v[:3]) for n, v in differ.items()}
+
+
+def test_generated_records_score_as_in_the_batch(generated) -> None:
+    scorer, later = generated
+    _assert_records_equal_batch(scorer, later.sample(300, random_state=0))
+
+
+def test_generated_records_with_names_only_in_the_from_header(generated) -> None:
+    # What an engine gets from a header parser: the From header as the sender, no display name column value.
+    scorer, later = generated
+    sample = pd.concat([later[later["scenario"].notna()], later[later["scenario"].isna()].sample(150, random_state=1)])
+    quoted = sample["sender_display_name"].fillna("").map(lambda n: f'"{n}" ' if n else "")
+    sample = sample.assign(sender=quoted + "<" + sample["sender"] + ">", sender_display_name=float("nan"))
+    assert (sample["scenario"] == "exec_impersonation").sum() >= 5
+    _assert_records_equal_batch(scorer, sample)
+
+
+# ------------------------------------------------------------------------------------ any mix of the above
+_NAN = float("nan")
+_REQUIRED = {
+    "tenant_id": ["acme", " acme", "acme\t", "ACME", None, _NAN, "", "newco"],
+    "message_id": ["m1", 7, 7.5, " m ", None, _NAN],
+    "timestamp": [WHEN, _SECONDS, _SECONDS + 0.5, str(_SECONDS), pd.Timestamp(WHEN), "2024-05-04T10:00",
+                  "Sat, 04 May 2024 10:00:00 +0000", _SECONDS * 1000, _NAN, "2024-05-04T15:30:00.5+05:30"],
+    "sender": ["ann@vendor.com", "Ann <ANN@vendor.com>", '"Boss, Cy" <boss@evil.com>', "Cy Boss <cy@acme.com>",
+               " cy@acme.com", "bad", None, _NAN, "x@bücher.de"],
+}
+_OPTIONAL = {
+    "sender_display_name": ["Cy Boss", "  ", "", _NAN, None, " cy  boss ", 5, "\xa0"],
+    "recipients": ["cy@acme.com", "di@acme.com, cy@acme.com", '"Lee, Di" <di@acme.com>', ["cy@acme.com", "DI@acme.com"],
+                   "bob@other.com", "", _NAN, "cy@acme.com; bad"],
+    "to": ["cy@acme.com", '"Lee; Di" <di@acme.com>; x@y.com', _NAN, None],
+    "cc": ["di@acme.com", _NAN, ["di@acme.com"]],
+    "direction": ["inbound", "Outbound", " internal", "", _NAN, "sideways"],
+    "spf": ["pass", "FAIL", " none", _NAN, "", "softfail", "bogus"],
+    "dmarc": ["pass", "fail", _NAN],
+}
+
+
+@pytest.mark.filterwarnings("ignore::commgraph.graph.InferredOwnDomainsWarning")
+@settings(max_examples=60, deadline=None)  # a one-row batch costs ~30 ms
+@given(message=st.fixed_dictionaries({k: st.sampled_from(v) for k, v in _REQUIRED.items()},
+                                     optional={k: st.sampled_from(v) for k, v in _OPTIONAL.items()}),
+       configured=st.booleans(), cold_start=st.booleans())
+def test_any_message_scores_or_is_refused_as_in_the_batch(acme, message, configured, cold_start) -> None:
+    scorer = acme if configured else Scorer({"acme": acme.snapshot("acme")})
+    try:
+        batch = scorer.score(pd.DataFrame([message]), level="message", cold_start=cold_start).iloc[0]
+    except CommGraphError:
+        with pytest.raises(CommGraphError):
+            scorer.score_one(message, cold_start=cold_start)
+        return
+    one = scorer.score_one(message, cold_start=cold_start)
+    assert (one["tenant_id"], one["message_id"]) == (batch["tenant_id"], batch["message_id"])
+    assert {n: one[n] for n in scorer.signal_set.names if not _same(one[n], batch[n])} == {}
