@@ -23,7 +23,8 @@ from commgraph.baselines import build_baselines
 from commgraph.graph import DIRECTIONS, CommGraphError, SchemaError, generate, parse_timestamps, validate
 from commgraph.graph._validate import _blank_to_na
 from commgraph.signals import Scorer
-from commgraph.signals._scalar import parse_one, text_value, timestamp_ns
+from commgraph.signals._scalar import parse_one
+from commgraph.signals._scalar_fields import text_value, timestamp_ns
 
 ACME = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
 T5 = [{"tenant_id": "5", "own_domains": ["acme.com"]}]
