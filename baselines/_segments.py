@@ -72,9 +72,10 @@ def lookup(keys: np.ndarray, key_bounds: np.ndarray, table: np.ndarray, table_bo
     Examples
     --------
     >>> table = np.array([3, 7, 1, 5], dtype=np.uint64)  # segments [3, 7] and [1, 5]
-    >>> pos, found = lookup(np.array([7, 3, 5], dtype=np.uint64), np.array([0, 2, 3]), table, np.array([0, 2, 4]))
+    >>> keys = np.array([7, 4, 3, 5], dtype=np.uint64)  # segments [7, 4] and [3, 5]: 3 is only in the first one's
+    >>> pos, found = lookup(keys, np.array([0, 2, 4]), table, np.array([0, 2, 4]))
     >>> pos[found].tolist(), found.tolist()
-    ([1, 3], [True, False, True])
+    ([1, 3], [True, False, False, True])
     """
     if not len(keys) or not len(table):
         return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)

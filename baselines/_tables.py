@@ -1,26 +1,29 @@
-"""Baseline tables as of ``as_of``, derived from a tenant's state.
+"""Baseline tables as of ``as_of``, derived from tenants' states.
 
 Lifetime statistics and windowed counts come from the state as they are;
 distinct counts from the keyed sets (pairs, days); the likelihood columns are added once the priors
 are fitted (:mod:`._build`). Every table is sorted by its key, so the same
 state always gives the same arrays.
+
+Several tenants are derived together (:func:`derive_many`): their aggregates
+stacked, each tenant a segment (:mod:`._segments`), so that the few thousand
+small-array calls of a derive are paid once per batch rather than per tenant;
+a tenant alone is a batch of one (:func:`derive_tables`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ._aggregate import KeyedAggregate
 from ._config import BaselineConfig
 from ._events import mix64
-from ._segments import (
-    Factorized, align, count_by, lookup, one_segment, owners, runs, sorted_in_segments, union,
-)
+from ._segments import Factorized, align, count_by, lookup, owners, runs, sorted_in_segments, union
 from ._stacked import segment_positions
-from ._aggregate import KeyedAggregate
 from ._state import TenantState, expand
 
 __all__ = ["TABLES", "ENTITY_KINDS", "pair_keys", "derive_tables", "derive_many", "KEY_COLUMNS"]
@@ -71,17 +74,12 @@ def _hours(histogram: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(flat), 24)
 
 
-class _Column:
-    """An Arrow column of stacked tenants, made tenant by tenant (:meth:`part`): an Arrow array sliced out of a
-    stacked one would keep the bytes around its slice, and an IPC writer writes some of them."""
-
-    __slots__ = ()
-
-    def part(self, lo: int, hi: int) -> pa.Array:
-        raise NotImplementedError
+# The Arrow columns of stacked tenants are made tenant by tenant (``part(lo, hi)``, the rows of one tenant):
+# an Arrow array sliced out of a stacked one keeps the bytes around its slice, and an IPC writer writes some of
+# them (a snapshot would not have the bytes of the tenant's own derive).
 
 
-class _Timestamps(_Column):
+class _Timestamps:
     """Timestamps (ns, UTC), null where the value is the sentinel."""
 
     __slots__ = ("values", "sentinel")
@@ -93,7 +91,7 @@ class _Timestamps(_Column):
         return _ts(self.values[lo:hi], self.sentinel)
 
 
-class _Hours(_Column):
+class _Hours:
     """Hour-of-day histograms, 24 counts a row."""
 
     __slots__ = ("histogram",)
@@ -105,7 +103,7 @@ class _Hours(_Column):
         return _hours(self.histogram[lo:hi])
 
 
-class _Values(_Column):
+class _Values:
     """One Python value a row (the tenant table's)."""
 
     __slots__ = ("values", "type")
@@ -117,7 +115,7 @@ class _Values(_Column):
         return pa.array(self.values[lo:hi], type=self.type)
 
 
-class _Strings(_Column):
+class _Strings:
     """Strings by position in a string array (null where ``found`` is false)."""
 
     __slots__ = ("values", "pos", "found")
@@ -131,19 +129,22 @@ class _Strings(_Column):
         return self.values.take(pa.array(pos) if found.all() else pa.array(pos, mask=~found))
 
 
-class _Lists(_Column):
+class _Lists:
     """A list a row: row ``i`` holds values ``offsets[i]:offsets[i + 1]``."""
 
     __slots__ = ("offsets", "values", "type")
 
-    def __init__(self, offsets: np.ndarray, values: np.ndarray | _Column, type: pa.DataType):
+    def __init__(self, offsets: np.ndarray, values: np.ndarray | _Strings, type: pa.DataType):
         self.offsets, self.values, self.type = offsets, values, type
 
     def part(self, lo: int, hi: int) -> pa.Array:
         start, end = int(self.offsets[lo]), int(self.offsets[hi])
-        values = self.values.part(start, end) if isinstance(self.values, _Column) else \
+        values = self.values.part(start, end) if isinstance(self.values, _Strings) else \
             pa.array(self.values[start:end], type=self.type)
         return pa.ListArray.from_arrays(pa.array((self.offsets[lo:hi + 1] - start).astype(np.int32)), values)
+
+
+_COLUMNS = (_Timestamps, _Hours, _Values, _Strings, _Lists)
 
 
 class _Names:
@@ -176,7 +177,7 @@ class _Names:
 
 
 def _lists(owner_keys: np.ndarray, owner_bounds: np.ndarray, member_owner: np.ndarray, member_bounds: np.ndarray,
-           columns: dict[str, np.ndarray | _Column], types: dict[str, pa.DataType]) -> dict[str, _Lists]:
+           columns: dict[str, np.ndarray | _Strings], types: dict[str, pa.DataType]) -> dict[str, _Lists]:
     """List columns per owner from member rows sorted by owner in each segment (every member's owner is in its
     segment's ``owner_keys``)."""
     offs = np.empty(len(owner_keys) + 1, np.int64)
@@ -214,9 +215,11 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
     Examples
     --------
     >>> from commgraph.baselines._events import empty_events
-    >>> state = TenantState.build("t", empty_events(), as_of=0, windows=(10**9,), settle_delay=1, half_life=1,
+    >>> config = BaselineConfig()
+    >>> windows = tuple(int(w.total_seconds()) * 10**9 for w in config.windows)
+    >>> state = TenantState.build("t", empty_events(), as_of=0, windows=windows, settle_delay=1, half_life=1,
     ...                           names=None, fingerprint=0)
-    >>> tables = derive_tables(state, BaselineConfig())
+    >>> tables = derive_tables(state, config)
     >>> len(tables["sender"]["sender_key"]), tables["tenant"]["tenant_id"].to_pylist()
     (0, ['t'])
     """
@@ -249,9 +252,11 @@ def derive_many(states: Sequence[TenantState], config: BaselineConfig) -> list[d
     Examples
     --------
     >>> from commgraph.baselines._events import empty_events
-    >>> states = [TenantState.build(t, empty_events(), as_of=0, windows=(10**9,), settle_delay=1, half_life=1,
+    >>> config = BaselineConfig()
+    >>> windows = tuple(int(w.total_seconds()) * 10**9 for w in config.windows)
+    >>> states = [TenantState.build(t, empty_events(), as_of=0, windows=windows, settle_delay=1, half_life=1,
     ...                             names=None, fingerprint=0) for t in ("a", "b")]
-    >>> [tables["tenant"]["tenant_id"].to_pylist() for tables in derive_many(states, BaselineConfig())]
+    >>> [tables["tenant"]["tenant_id"].to_pylist() for tables in derive_many(states, config)]
     [['a'], ['b']]
     """
     groups: dict[bool, list[int]] = {}
@@ -318,7 +323,7 @@ def _reverse_pairs(pk: np.ndarray, ps: np.ndarray, pr: np.ndarray, bounds: np.nd
 def _split(columns: dict[str, Any], bounds: np.ndarray) -> list[dict[str, Any]]:
     """Each segment's rows of stacked columns: numpy views, and Arrow arrays of their own."""
     edges = bounds.tolist()
-    return [{name: col.part(lo, hi) if isinstance(col, _Column) else col[lo:hi] for name, col in columns.items()}
+    return [{name: col.part(lo, hi) if isinstance(col, _COLUMNS) else col[lo:hi] for name, col in columns.items()}
             for lo, hi in zip(edges[:-1], edges[1:])]
 
 
