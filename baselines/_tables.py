@@ -22,8 +22,8 @@ import pyarrow as pa
 from ._aggregate import KeyedAggregate
 from ._config import BaselineConfig
 from ._events import mix64
-from ._segments import Factorized, align, count_by, lookup, owners, runs, sorted_in_segments, union
-from ._stacked import segment_positions
+from ._columns import COLUMNS, Hours, Lists, Names, Timestamps, Values, lists as list_columns
+from ._segments import Factorized, align, count_by, owners, runs, union
 from ._state import TenantState, expand
 
 __all__ = ["TABLES", "ENTITY_KINDS", "pair_keys", "derive_tables", "derive_many", "KEY_COLUMNS"]
@@ -56,135 +56,6 @@ def pair_keys(sender_keys: np.ndarray, recipient_keys: np.ndarray) -> np.ndarray
     (dtype('uint64'), True)
     """
     return mix64(sender_keys, recipient_keys)
-
-
-def _ts(values: np.ndarray, sentinel: int) -> pa.Array:
-    """Timestamps (ns, UTC), null where ``values`` holds the sentinel: the values as the data buffer and
-    a packed validity bitmap (``pa.array(..., mask=)`` converts value by value, twice as slow)."""
-    values = np.ascontiguousarray(values, dtype=np.int64)
-    valid = values != sentinel
-    n_null = len(values) - int(np.count_nonzero(valid))
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if n_null else None
-    return pa.Array.from_buffers(pa.timestamp("ns", tz="UTC"), len(values), [bitmap, pa.py_buffer(values)],
-                                 null_count=n_null)
-
-
-def _hours(histogram: np.ndarray) -> pa.Array:
-    flat = histogram.astype(np.int32).ravel()
-    return pa.FixedSizeListArray.from_arrays(pa.array(flat), 24)
-
-
-# The Arrow columns of stacked tenants are made tenant by tenant (``part(lo, hi)``, the rows of one tenant):
-# an Arrow array sliced out of a stacked one keeps the bytes around its slice, and an IPC writer writes some of
-# them (a snapshot would not have the bytes of the tenant's own derive).
-
-
-class _Timestamps:
-    """Timestamps (ns, UTC), null where the value is the sentinel."""
-
-    __slots__ = ("values", "sentinel")
-
-    def __init__(self, values: np.ndarray, sentinel: int):
-        self.values, self.sentinel = values, sentinel
-
-    def part(self, lo: int, hi: int) -> pa.Array:
-        return _ts(self.values[lo:hi], self.sentinel)
-
-
-class _Hours:
-    """Hour-of-day histograms, 24 counts a row."""
-
-    __slots__ = ("histogram",)
-
-    def __init__(self, histogram: np.ndarray):
-        self.histogram = histogram
-
-    def part(self, lo: int, hi: int) -> pa.Array:
-        return _hours(self.histogram[lo:hi])
-
-
-class _Values:
-    """One Python value a row (the tenant table's)."""
-
-    __slots__ = ("values", "type")
-
-    def __init__(self, values: list, type: pa.DataType | None = None):
-        self.values, self.type = values, type
-
-    def part(self, lo: int, hi: int) -> pa.Array:
-        return pa.array(self.values[lo:hi], type=self.type)
-
-
-class _Strings:
-    """Strings by position in a string array (null where ``found`` is false)."""
-
-    __slots__ = ("values", "pos", "found")
-
-    def __init__(self, values: pa.Array, pos: np.ndarray, found: np.ndarray):
-        self.values, self.pos, self.found = values, pos, found
-
-    def part(self, lo: int, hi: int) -> pa.Array:
-        # Arrow take: no Python string objects; absent keys become nulls (a mask only when some are absent).
-        pos, found = self.pos[lo:hi], self.found[lo:hi]
-        return self.values.take(pa.array(pos) if found.all() else pa.array(pos, mask=~found))
-
-
-class _Lists:
-    """A list a row: row ``i`` holds values ``offsets[i]:offsets[i + 1]``."""
-
-    __slots__ = ("offsets", "values", "type")
-
-    def __init__(self, offsets: np.ndarray, values: np.ndarray | _Strings, type: pa.DataType):
-        self.offsets, self.values, self.type = offsets, values, type
-
-    def part(self, lo: int, hi: int) -> pa.Array:
-        start, end = int(self.offsets[lo]), int(self.offsets[hi])
-        values = self.values.part(start, end) if isinstance(self.values, _Strings) else \
-            pa.array(self.values[start:end], type=self.type)
-        return pa.ListArray.from_arrays(pa.array((self.offsets[lo:hi + 1] - start).astype(np.int32)), values)
-
-
-_COLUMNS = (_Timestamps, _Hours, _Values, _Strings, _Lists)
-
-
-class _Names:
-    """Strings behind keys (absent in privacy mode), each segment's own sorted keys and their strings."""
-
-    def __init__(self, keys: np.ndarray, values: pa.Array, bounds: np.ndarray):
-        self.keys, self.values, self.bounds = keys, values, bounds
-
-    @classmethod
-    def of(cls, names: Sequence[dict[str, Any]]) -> "_Names":
-        values = [n["value"].combine_chunks() if isinstance(n["value"], pa.ChunkedArray) else n["value"]
-                  for n in names]
-        return cls(np.concatenate([n["key"] for n in names]), values[0] if len(values) == 1 else
-                   pa.concat_arrays(values), np.cumsum([0] + [len(n["key"]) for n in names]))
-
-    def take(self, keys: np.ndarray | Factorized, bounds: np.ndarray | None = None) -> _Strings:
-        """The string of each key (null where its segment has none); ``keys`` in segments ``bounds`` (sorted in
-        each: each run looked up once), or factorised already (each distinct key looked up once)."""
-        if isinstance(keys, Factorized):
-            pos, found = lookup(keys.distinct, keys.bounds, self.keys, self.bounds)
-            pos, found = pos[keys.codes], found[keys.codes]
-        elif len(keys) > 64 and not sorted_in_segments(keys, bounds):
-            return self.take(Factorized(keys, bounds))
-        else:
-            starts = runs(keys, bounds)
-            pos, found = lookup(keys[starts], np.searchsorted(starts, bounds), self.keys, self.bounds)
-            lengths = np.diff(np.append(starts, len(keys)))
-            pos, found = np.repeat(pos, lengths), np.repeat(found, lengths)
-        return _Strings(self.values, pos, found)
-
-
-def _lists(owner_keys: np.ndarray, owner_bounds: np.ndarray, member_owner: np.ndarray, member_bounds: np.ndarray,
-           columns: dict[str, np.ndarray | _Strings], types: dict[str, pa.DataType]) -> dict[str, _Lists]:
-    """List columns per owner from member rows sorted by owner in each segment (every member's owner is in its
-    segment's ``owner_keys``)."""
-    offs = np.empty(len(owner_keys) + 1, np.int64)
-    offs[:-1] = segment_positions([member_owner], [owner_keys], member_bounds, owner_bounds) if len(owner_keys) \
-        else np.zeros(0, np.int64)
-    offs[-1] = len(member_owner)
-    return {name: _Lists(offs, values, types[name]) for name, values in columns.items()}
 
 
 class _Stack:
@@ -325,7 +196,7 @@ def _reverse_pairs(pk: np.ndarray, ps: np.ndarray, pr: np.ndarray, bounds: np.nd
 def _split(columns: dict[str, Any], bounds: np.ndarray) -> list[dict[str, Any]]:
     """Each segment's rows of stacked columns: numpy views, and Arrow arrays of their own."""
     edges = bounds.tolist()
-    return [{name: col.part(lo, hi) if isinstance(col, _COLUMNS) else col[lo:hi] for name, col in columns.items()}
+    return [{name: col.part(lo, hi) if isinstance(col, COLUMNS) else col[lo:hi] for name, col in columns.items()}
             for lo, hi in zip(edges[:-1], edges[1:])]
 
 
@@ -338,7 +209,7 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
             stacks[table] = _Stack([s.lifetime[table] for s in states], values)
         return stacks[table]
 
-    names = _Names.of([s.names for s in states])
+    names = Names.of([s.names for s in states])
     windows = [(name, str(int(w.total_seconds() * 1e9))) for name, w in zip(config.window_names, config.windows)]
 
     def window_counts(table: str, column: str, keys: np.ndarray, bounds: np.ndarray) -> dict[str, np.ndarray]:
@@ -373,8 +244,8 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     t.update(window_counts("sender", "n_messages", sk, sb))
     t["n_messages"] = n.astype(np.int32)
     t["decayed_messages"] = decayed("sender", sk, sb)
-    t["first_seen"] = _Timestamps(sv["first_seen"], _INT64_MAX)
-    t["last_seen"] = _Timestamps(sv["last_seen"], _INT64_MIN)
+    t["first_seen"] = Timestamps(sv["first_seen"], _INT64_MAX)
+    t["last_seen"] = Timestamps(sv["last_seen"], _INT64_MIN)
     sender_day = stack("sender_day", values=False)
     t["active_days"] = count_by(sk, sb, sender_day.keys["sender_key"], sender_day.bounds)
     sent = pv["n_messages"] > 0
@@ -383,7 +254,7 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
                                      where=n > 0).astype(np.float32)
     for c in _LABEL_COLUMNS + _AUTH_COLUMNS + ("n_outbound",):
         t[c] = sv[c].astype(np.int32)
-    t["hour_histogram"] = _Hours(sv["hour_histogram"])
+    t["hour_histogram"] = Hours(sv["hour_histogram"])
     disp = stack("display_name")
     dn, ds, dc = disp.keys["display_name_key"], disp.keys["sender_key"], disp.values["n_messages"]
     db = disp.bounds
@@ -399,10 +270,10 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     if not private:
         lists["display_names"] = names.take(dn_o[top], top_bounds)
         types["display_names"] = pa.string()
-    t.update(_lists(sk, sb, ds_o[top], top_bounds, lists, types))
+    t.update(list_columns(sk, sb, ds_o[top], top_bounds, lists, types))
     wt = stack("written_to")
     t["n_written_to"] = align(sk, sb, wt.keys["recipient_key"], wt.bounds, wt.values["n_messages"]).astype(np.int32)
-    t["last_written_to"] = _Timestamps(align(sk, sb, wt.keys["recipient_key"], wt.bounds, wt.values["last_seen"],
+    t["last_written_to"] = Timestamps(align(sk, sb, wt.keys["recipient_key"], wt.bounds, wt.values["last_seen"],
                                      _INT64_MIN), _INT64_MIN)
     stacked["sender"] = (t, sb)
 
@@ -425,17 +296,17 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     t.update(window_counts("sender_domain", "n_messages", dk, dkb))
     t["n_messages"] = dv["n_messages"].astype(np.int32)
     t["decayed_messages"] = decayed("sender_domain", dk, dkb)
-    t["first_seen"] = _Timestamps(dv["first_seen"], _INT64_MAX)
-    t["last_seen"] = _Timestamps(dv["last_seen"], _INT64_MIN)
+    t["first_seen"] = Timestamps(dv["first_seen"], _INT64_MAX)
+    t["last_seen"] = Timestamps(dv["last_seen"], _INT64_MIN)
     domain_day = stack("sender_domain_day", values=False)
     t["active_days"] = count_by(dk, dkb, domain_day.keys["sender_domain_key"], domain_day.bounds)
     t["n_distinct_senders"] = count_by(dk, dkb, sv["sender_domain_key"][n > 0], _bounds_of(n > 0, sb))
     for c in _LABEL_COLUMNS + _AUTH_COLUMNS + ("n_outbound", "n_internal"):
         t[c] = dv[c].astype(np.int32)
-    t["hour_histogram"] = _Hours(dv["hour_histogram"])
+    t["hour_histogram"] = Hours(dv["hour_histogram"])
     ok, ob = out.keys["recipient_domain_key"], out.bounds
     t["n_outbound_to"] = align(dk, dkb, ok, ob, out.values["n_messages"]).astype(np.int32)
-    t["last_outbound_to"] = _Timestamps(align(dk, dkb, ok, ob, out.values["last_seen"], _INT64_MIN), _INT64_MIN)
+    t["last_outbound_to"] = Timestamps(align(dk, dkb, ok, ob, out.values["last_seen"], _INT64_MIN), _INT64_MIN)
     stacked["sender_domain"] = (t, dkb)
 
     # ---------------------------------------------------------------- pair
@@ -447,15 +318,15 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
         t["recipient"] = names.take(recipients)
     t["n_messages"] = pv["n_messages"].astype(np.int32)
     t["n_inbound"] = pv["n_inbound"].astype(np.int32)
-    t["first_seen"] = _Timestamps(pv["first_seen"], _INT64_MAX)
-    t["last_seen"] = _Timestamps(pv["last_seen"], _INT64_MIN)
+    t["first_seen"] = Timestamps(pv["first_seen"], _INT64_MAX)
+    t["last_seen"] = Timestamps(pv["last_seen"], _INT64_MIN)
     for c in _LABEL_COLUMNS:
         t[c] = pv[c].astype(np.int32)
     reverse = _reverse_pairs(pk, ps, pr, pb)
     has = reverse >= 0
     rpos = np.maximum(reverse, 0)
     t["n_reverse"] = np.where(has, pv["n_messages"][rpos], 0).astype(np.int32) if len(pk) else np.zeros(0, np.int32)
-    t["last_reverse"] = _Timestamps(np.where(has, pv["last_seen"][rpos], _INT64_MIN) if len(pk) else np.zeros(0, np.int64),
+    t["last_reverse"] = Timestamps(np.where(has, pv["last_seen"][rpos], _INT64_MIN) if len(pk) else np.zeros(0, np.int64),
                             _INT64_MIN)
     stacked["pair"] = (t, pb)
 
@@ -505,7 +376,7 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     if not private:
         lists["addresses"] = names.take(ds, db)
         types["addresses"] = pa.string()
-    t.update(_lists(names_keys, nb, dn, db, lists, types))
+    t.update(list_columns(names_keys, nb, dn, db, lists, types))
     stacked["display_name"] = (t, nb)
 
     # ---------------------------------------------------------------- tenant
@@ -522,8 +393,8 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
         return total[bounds[1:]] - total[bounds[:-1]]
 
     n_msg = per_tenant(ten["n_messages"])
-    t = {"tenant_key": np.zeros(n_states, np.uint64), "tenant_id": _Values([s.tenant_id for s in states]),
-         "as_of": _Values([s.as_of for s in states], pa.timestamp("ns", tz="UTC"))}
+    t = {"tenant_key": np.zeros(n_states, np.uint64), "tenant_id": Values([s.tenant_id for s in states]),
+         "as_of": Values([s.as_of for s in states], pa.timestamp("ns", tz="UTC"))}
     t.update(window_counts("tenant", "n_messages", t["tenant_key"], np.arange(n_states + 1)))
     t["n_messages"] = n_msg
     t["n_edges"] = sums(pv["n_messages"], pb)
@@ -534,11 +405,11 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     dec = _Stack([s.decayed["tenant"].aggregate for s in states])
     t["decayed_messages"] = np.zeros(n_states)
     t["decayed_messages"][np.diff(dec.bounds) > 0] = dec.values["n_messages"]
-    t["first_seen"] = _Timestamps(per_tenant(ten["first_seen"], _INT64_MAX), _INT64_MAX)
-    t["last_seen"] = _Timestamps(per_tenant(ten["last_seen"], _INT64_MIN), _INT64_MIN)
+    t["first_seen"] = Timestamps(per_tenant(ten["first_seen"], _INT64_MAX), _INT64_MAX)
+    t["last_seen"] = Timestamps(per_tenant(ten["last_seen"], _INT64_MIN), _INT64_MIN)
     t["n_senders"] = sums(n > 0, sb)
     t["n_mailboxes"] = np.diff(rb).astype(np.int64)
-    t["hour_histogram"] = _Hours(per_tenant(ten["hour_histogram"]))
+    t["hour_histogram"] = Hours(per_tenant(ten["hour_histogram"]))
     # Known contacts, for look-alike checks: every own domain (they send internal mail), then every
     # domain the tenant wrote to, then the `known_contact_domains` most corresponded-with others.
     own = dv["n_internal"] > 0
@@ -549,9 +420,9 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     order = np.lexsort((dk, -volume, ~(written > 0), ~own, domain_owner))  # each tenant's rows stay in its segment
     keep = np.arange(len(dk)) - dkb[domain_owner] < (always + config.known_contact_domains)[domain_owner]
     known, known_bounds = dk[order][keep], _bounds_of(keep, dkb)
-    t["known_contact_domain_keys"] = _Lists(known_bounds, known, pa.uint64())
+    t["known_contact_domain_keys"] = Lists(known_bounds, known, pa.uint64())
     if not private:
-        t["known_contact_domains"] = _Lists(known_bounds, names.take(known, known_bounds), pa.string())
+        t["known_contact_domains"] = Lists(known_bounds, names.take(known, known_bounds), pa.string())
     stacked["tenant"] = (t, np.arange(n_states + 1))
     per_table = {table: _split(columns, bounds) for table, (columns, bounds) in stacked.items()}
     return [{table: per_table[table][i] for table in TABLES} for i in range(n_states)]

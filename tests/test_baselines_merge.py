@@ -110,10 +110,10 @@ def test_name_lookups_and_counts_equal_a_pandas_map_and_value_counts(known, aske
     import pyarrow as pa
 
     from commgraph.baselines._segments import Factorized, count_by, one_segment
-    from commgraph.baselines._tables import _Names
+    from commgraph.baselines._columns import Names
 
     keys = np.array(sorted(set(known)), dtype=np.uint64)
-    names = _Names(keys, pa.array([f"s{k}" for k in keys.tolist()]), one_segment(len(keys)))
+    names = Names(keys, pa.array([f"s{k}" for k in keys.tolist()]), one_segment(len(keys)))
     asked = np.array(sorted(asked) if in_order else asked, dtype=np.uint64)
     bounds = one_segment(len(asked))
     expected = pd.Series(asked.astype(np.int64)).map({k: f"s{k}" for k in known}).tolist()
