@@ -147,7 +147,7 @@ def derive_many(states: Sequence[TenantState], config: BaselineConfig) -> list[d
 #: tenants of 10M edges (1.2M pairs, 1.9M sender days; CPU seconds, best of 3, on a busy machine): each tenant
 #: alone 0.49, batches of 16k rows 0.45, 64k 0.42, 256k 0.41, all 100 at once 0.51 (the previous derive, tenant
 #: by tenant, 0.43); 90 tenants without the 10 largest: 0.29 before, 0.25 in batches of 256k.
-DERIVE_BATCH_ROWS = 64 * 1024
+DERIVE_BATCH_ROWS = 256 * 1024
 
 
 def _size(state: TenantState) -> int:
