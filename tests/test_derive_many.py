@@ -112,3 +112,32 @@ def test_tenants_never_mix() -> None:
 
 def test_no_states_derive_nothing() -> None:
     assert derive_many([], BaselineConfig()) == []
+
+
+@given(data=st.data(), n_segments=st.integers(1, 5))
+def test_segment_lookups_counts_and_unions_are_numpy_on_each_segment(data, n_segments) -> None:
+    from commgraph.baselines._segments import Factorized, align, count_by, union
+
+    keys = st.lists(st.integers(0, 12), max_size=8)
+    a_parts = [sorted(set(data.draw(keys))) for _ in range(n_segments)]
+    b_parts = [sorted(set(data.draw(keys))) for _ in range(n_segments)]
+    m_parts = [data.draw(st.lists(st.integers(0, 12), max_size=10)) for _ in range(n_segments)]
+
+    def stacked(parts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([x for p in parts for x in p], dtype=np.uint64), np.cumsum([0] + [len(p) for p in parts])
+
+    (a, ab), (b, bb), (m, mb) = stacked(a_parts), stacked(b_parts), stacked(m_parts)
+    merged, merged_bounds, rows = union(a, ab, b, bb)
+    aligned = align(a, ab, b, bb, np.arange(len(b)) + 100, -1)
+    counts = count_by(a, ab, m, mb)
+    factorized = Factorized(m, mb)
+    assert merged[rows].tolist() == a.tolist()
+    for i in range(n_segments):
+        assert merged[merged_bounds[i]:merged_bounds[i + 1]].tolist() == np.union1d(a_parts[i], b_parts[i]).tolist()
+        seg = slice(ab[i], ab[i + 1])
+        assert aligned[seg].tolist() == [bb[i] + b_parts[i].index(k) + 100 if k in b_parts[i] else -1
+                                         for k in a_parts[i]]
+        assert counts[seg].tolist() == [m_parts[i].count(k) for k in a_parts[i]]
+        distinct = factorized.distinct[factorized.bounds[i]:factorized.bounds[i + 1]]
+        assert distinct.tolist() == sorted(set(m_parts[i]))
+        assert factorized.distinct[factorized.codes[mb[i]:mb[i + 1]]].tolist() == m_parts[i]
