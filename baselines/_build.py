@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
 from ._smoothing import _distinct_pairs, beta_quantile, fit_summary_list, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
 from ._state import TenantState, advance_many
-from ._tables import ENTITY_KINDS, derive_tables, to_arrow
+from ._tables import ENTITY_KINDS, derive_many, to_arrow
 
 __all__ = ["build_baselines", "refresh", "refresh_many", "DEFAULT_PRIOR"]
 
@@ -252,13 +252,14 @@ def _wrap(state: "TenantState | _Shipped", tables: dict[str, dict[str, Any]], pr
                     secret_check=_secret_check(secret), state_tables=state.state_tables if shipped else None)
 
 
-def _state(ev: TenantEvents, as_of: int, config: BaselineConfig
-           ) -> tuple[TenantState, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    state = TenantState.build(ev.tenant_id, ev.rows, as_of=as_of, windows=_windows(config),
-                              settle_delay=_ns(config.settle_delay), half_life=_ns(config.half_life), names=ev.names,
-                              fingerprint=ev.fingerprint, groupings=ev.groupings)
-    tables = derive_tables(state, config)
-    return state, tables, _tenant_priors(tables, config, summarise=config.global_prior is None)
+def _states(evs: Iterable[TenantEvents], as_of: int, config: BaselineConfig
+            ) -> list[tuple[TenantState, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]]:
+    """Each tenant's state built from its events, its tables (derived together) and its own priors."""
+    states = [TenantState.build(ev.tenant_id, ev.rows, as_of=as_of, windows=_windows(config),
+                                settle_delay=_ns(config.settle_delay), half_life=_ns(config.half_life), names=ev.names,
+                                fingerprint=ev.fingerprint, groupings=ev.groupings) for ev in evs]
+    return [(state, tables, _tenant_priors(tables, config, summarise=config.global_prior is None))
+            for state, tables in zip(states, derive_many(states, config))]
 
 
 # Work shared with forked worker processes: they inherit it (copy-on-write), so
@@ -299,7 +300,8 @@ def _work(job: tuple[int, list[str]]) -> list["_Shipped"]:
     extractor, as_of_ns, config, folder = _SHARED["job"]
     out = []
     for i, t in enumerate(tenants):
-        state, tables, infos = _state(extractor.extract(t), as_of_ns, config)
+        # (one tenant at a time: its files are written before the next one is built, which bounds memory)
+        [(state, tables, infos)] = _states([extractor.extract(t)], as_of_ns, config)
         files = {}
         parts = [(f"table:{name}", to_arrow(cols)) for name, cols in tables.items()]
         parts += [(f"state:{part}", table) for part, table in _state_to_arrow(state).items()]
@@ -387,7 +389,7 @@ def build_baselines(messages: Messages, *, as_of: Any, config: BaselineConfig | 
     tenants = extractor.tenant_names
     workers = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
     if workers == 1 or len(tenants) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        built = [_state(extractor.extract(t), as_of_ns, config) for t in tenants]
+        built = _states((extractor.extract(t) for t in tenants), as_of_ns, config)
     else:
         built = _parallel(extractor, tenants, as_of_ns, config, workers)
     built.sort(key=lambda item: item[0].tenant_id)  # pooled sums in one order: the same bytes with any n_jobs
@@ -612,12 +614,20 @@ def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
                 [states[t] for t in tenants], [ev.rows for ev in evs], as_of=as_of_ts.value, windows=windows,
                 settle_delay=settle_delay, half_life=half_life, names=[ev.names for ev in evs],
                 fingerprints=[ev.fingerprint for ev in evs])))
+    # Every table of the tenants of one configuration derived together.
+    derived: dict[str, dict[str, dict[str, Any]]] = {}
+    by_config: dict[BaselineConfig, list[str]] = {}
+    for tenant, snapshot in snapshots.items():
+        by_config.setdefault(snapshot.config, []).append(tenant)
+    for config, tenants in by_config.items():
+        with _naming(tenants, many):
+            derived.update(zip(tenants, derive_many([advanced[t] for t in tenants], config)))
     done = []
     for tenant, snapshot in snapshots.items():
         config = snapshot.config
         with _naming(tenant, many):
             new_state = advanced[tenant]
-            tables = derive_tables(new_state, config)
+            tables = derived[tenant]
             outcomes: dict[str, _Outcomes] = {}
             infos, fits = _prior_requests(tables, config, summarise=False, keep=outcomes)
         done.append((tenant, new_state, tables, outcomes, infos, fits))

@@ -17,10 +17,10 @@ wraps each phase (best of ``--repeat`` runs, wall seconds):
   rows, including ``extract``, the pass over the tenants' rows: one per tenant,
   or one for all with ``refresh_many``),
   ``advance`` (merging them into the state: lifetime, windows, settled labels),
-  ``derive_tables``, ``_prior_requests`` (each kind's distinct (n, k) pairs),
+  ``derive_many`` (every table of the tenants, derived together), ``_prior_requests`` (each kind's distinct (n, k) pairs),
   ``_fit_priors`` (the prior fits), ``_add_likelihoods`` (likelihood and
   credible-bound columns), ``_wrap`` (Arrow tables and the snapshot);
-* rebuild: ``extract``, ``state_build``, then ``derive_tables``,
+* rebuild: ``extract``, ``state_build``, then ``derive_many``,
   ``_tenant_priors`` (the three prior phases above, per tenant) and ``_finish``.
 
 The phases after ``advance`` do the same work in both (the same tables come
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     del loop, many
 
     timer = PhaseTimer()
-    for name in ("tenant_events", "derive_tables", "_prior_requests", "_fit_priors", "_add_likelihoods", "_wrap",
+    for name in ("tenant_events", "derive_many", "_prior_requests", "_fit_priors", "_add_likelihoods", "_wrap",
                  "_tenant_priors", "_finish"):
         timer.wrap(_build, name)
     timer.wrap(_events.EventExtractor, "extract_many", "extract")

@@ -109,20 +109,23 @@ def test_name_lookups_and_counts_equal_a_pandas_map_and_value_counts(known, aske
     # factorised once) against a plain dict; absent keys must come back null, not as a neighbour.
     import pyarrow as pa
 
-    from commgraph.baselines._tables import _count_by, _Factorized, _Names
+    from commgraph.baselines._segments import Factorized, count_by, one_segment
+    from commgraph.baselines._columns import Names
 
     keys = np.array(sorted(set(known)), dtype=np.uint64)
-    names = _Names({"key": keys, "value": pa.array([f"s{k}" for k in keys.tolist()])})
+    names = Names(keys, pa.array([f"s{k}" for k in keys.tolist()]), one_segment(len(keys)))
     asked = np.array(sorted(asked) if in_order else asked, dtype=np.uint64)
+    bounds = one_segment(len(asked))
     expected = pd.Series(asked.astype(np.int64)).map({k: f"s{k}" for k in known}).tolist()
     expected = [None if pd.isna(v) else v for v in expected]
-    assert names.take(asked).to_pylist() == expected
-    assert names.take(_Factorized(asked)).to_pylist() == expected
+    assert names.take(asked, bounds).part(0, len(asked)).to_pylist() == expected
+    assert names.take(Factorized(asked, bounds)).part(0, len(asked)).to_pylist() == expected
     owners = np.array(sorted(set(data.draw(st.lists(st.integers(0, 45), max_size=20)))), dtype=np.uint64)
     counted = np.array(data.draw(st.lists(st.booleans(), min_size=len(asked), max_size=len(asked))), dtype=bool)
     reference = pd.Series(asked[counted]).value_counts().reindex(owners, fill_value=0).tolist()
-    assert _Factorized(asked).count_by(owners, counted).tolist() == reference
-    assert _count_by(owners, asked[counted]).tolist() == reference
+    assert Factorized(asked, bounds).count_by(owners, one_segment(len(owners)), counted).tolist() == reference
+    assert count_by(owners, one_segment(len(owners)), asked[counted], one_segment(int(counted.sum()))).tolist() == \
+        reference
 
 
 @settings(max_examples=30)

@@ -1,0 +1,143 @@
+"""derive_many: the tables of several tenants derived together are, column by column and byte for byte, the
+tables each tenant's own derive gives (tenants never mix, whatever their sizes, order or batches)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import mail_frames
+
+from commgraph.baselines import BaselineConfig, build_baselines
+from commgraph.baselines import _tables
+from commgraph.baselines._events import empty_events
+from commgraph.baselines._state import TenantState
+from commgraph.baselines._tables import TABLES, derive_many, derive_tables
+from commgraph.graph import validate
+
+START = pd.Timestamp("2024-03-01", tz="UTC")
+TENANTS = ["acme", "beta", "gamma", "solo"]
+ADDRESSES = ["ann@acme.com", "bob@acme.com", "eve@evil.com", "v@vendor.com", "w@vendor.com", "x@beta.org",
+             "g@gamma.net"]
+CONFIG = dict(windows=("1d", "3d"), half_life="1d", settle_delay="1d", top_display_names=1, known_contact_domains=1)
+SECRETS = {t: f"{t}-secret".encode() for t in TENANTS}
+
+
+def _column_bytes(column) -> tuple:
+    """What a column is, to the byte: an Arrow column as the IPC bytes of a one-column table, numpy as its
+    dtype, shape and buffer."""
+    if isinstance(column, (pa.Array, pa.ChunkedArray)):
+        table = pa.table({"c": column})
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return ("arrow", sink.getvalue().to_pybytes())
+    column = np.asarray(column)
+    return ("numpy", column.dtype.str, column.shape, np.ascontiguousarray(column).tobytes())
+
+
+def _states(frame: pd.DataFrame, as_of: pd.Timestamp, privacy: bool) -> list[TenantState]:
+    tenants = [{"tenant_id": t, "own_domains": [f"{t}.com"]} for t in TENANTS]
+    m = validate(frame, tenants=tenants, strict=False)
+    config = BaselineConfig(**CONFIG, privacy=privacy)
+    snapshots = build_baselines(m, as_of=as_of, config=config, secrets=SECRETS if privacy else None)
+    return [snapshot.tenant_state() for snapshot in snapshots.values()]
+
+
+def _empty(tenant: str) -> TenantState:
+    return TenantState.build(tenant, empty_events(), as_of=START.value, windows=(86_400 * 10**9, 3 * 86_400 * 10**9),
+                             settle_delay=86_400 * 10**9, half_life=86_400 * 10**9, names=None, fingerprint=0)
+
+
+def _solo() -> pd.DataFrame:
+    """A tenant with one message to one recipient and no label."""
+    return pd.DataFrame({"tenant_id": ["solo"], "message_id": ["s1"], "timestamp": [START + pd.Timedelta(hours=1)],
+                         "sender": ["eve@evil.com"], "recipients": ["ann@solo.com"], "label": [None],
+                         "labeled_at": [pd.NaT]})
+
+
+@settings(max_examples=40, deadline=None)
+@given(frame=mail_frames(start=START, tenants=["acme", "acme", "beta", "gamma"], addresses=ADDRESSES,
+                         max_messages=40, step_minutes=60, labels=(None, None, None, "safe", "attack")),
+       hours=st.integers(0, 9 * 24), privacy=st.sampled_from(["off", "on", "mixed"]), data=st.data(),
+       batch_rows=st.sampled_from([0, 40, 10**9]))
+def test_derive_many_is_each_tenants_own_derive(frame, hours, privacy, data, batch_rows) -> None:
+    as_of = START + pd.Timedelta(hours=hours)
+    frame = pd.concat([frame, _solo()], ignore_index=True)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["labeled_at"] = pd.to_datetime(frame["labeled_at"], utc=True)
+    states = _states(frame, as_of, privacy == "on")
+    if privacy == "mixed":  # strings for some tenants, none for others: derived apart, in one call
+        states += [s for s in _states(frame, as_of, True) if s.tenant_id in ("beta", "solo")]
+    states += [_empty("nobody"), _empty("none-either")]  # tenants with no mail at all
+    states = data.draw(st.permutations(states))
+    config = BaselineConfig(**CONFIG, privacy=privacy != "off")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_tables, "DERIVE_BATCH_ROWS", batch_rows)  # one batch, a few, or every tenant alone
+        together = derive_many(states, config)
+    assert len(together) == len(states)
+    for state, tables in zip(states, together):
+        alone = derive_tables(state, config)
+        assert list(tables) == list(alone) == list(TABLES)
+        for name in TABLES:
+            assert list(tables[name]) == list(alone[name]), (state.tenant_id, name)
+            for column in alone[name]:
+                assert _column_bytes(tables[name][column]) == _column_bytes(alone[name][column]), \
+                    (state.tenant_id, name, column)
+        assert tables["tenant"]["tenant_id"].to_pylist() == [state.tenant_id]
+
+
+def test_tenants_never_mix() -> None:
+    # The same sender in two tenants, each with its own counts: each tenant reads only its own (a lookup that
+    # ran past its segment's end would find the next tenant's row with the same key).
+    def mail(tenant: str, n: int) -> pd.DataFrame:
+        return pd.DataFrame({"tenant_id": tenant, "message_id": [f"{tenant}{i}" for i in range(n)],
+                             "timestamp": [START + pd.Timedelta(hours=i) for i in range(n)],
+                             "sender": "eve@evil.com", "recipients": f"ann@{tenant}.com"})
+
+    frame = pd.concat([mail("acme", 3), mail("beta", 5)], ignore_index=True)
+    tenants = [{"tenant_id": t, "own_domains": [f"{t}.com"]} for t in ("acme", "beta")]
+    m = validate(frame, tenants=tenants)
+    states = [s.tenant_state() for s in build_baselines(m, as_of=START + pd.Timedelta(days=1)).values()]
+    acme, beta = derive_many(states, BaselineConfig())
+    assert acme["sender"]["n_messages"].tolist() == [3] and beta["sender"]["n_messages"].tolist() == [5]
+    assert acme["sender"]["active_days"].tolist() == [1] and beta["tenant"]["n_messages"].tolist() == [5]
+    assert acme["recipient"]["recipient"].to_pylist() == ["ann@acme.com"]
+    assert beta["pair"]["recipient"].to_pylist() == ["ann@beta.com"]
+
+
+def test_no_states_derive_nothing() -> None:
+    assert derive_many([], BaselineConfig()) == []
+
+
+@given(data=st.data(), n_segments=st.integers(1, 5))
+def test_segment_lookups_counts_and_unions_are_numpy_on_each_segment(data, n_segments) -> None:
+    from commgraph.baselines._segments import Factorized, align, count_by, union
+
+    keys = st.lists(st.integers(0, 12), max_size=8)
+    a_parts = [sorted(set(data.draw(keys))) for _ in range(n_segments)]
+    b_parts = [sorted(set(data.draw(keys))) for _ in range(n_segments)]
+    m_parts = [data.draw(st.lists(st.integers(0, 12), max_size=10)) for _ in range(n_segments)]
+
+    def stacked(parts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([x for p in parts for x in p], dtype=np.uint64), np.cumsum([0] + [len(p) for p in parts])
+
+    (a, ab), (b, bb), (m, mb) = stacked(a_parts), stacked(b_parts), stacked(m_parts)
+    merged, merged_bounds, rows = union(a, ab, b, bb)
+    aligned = align(a, ab, b, bb, np.arange(len(b)) + 100, -1)
+    counts = count_by(a, ab, m, mb)
+    factorized = Factorized(m, mb)
+    assert merged[rows].tolist() == a.tolist()
+    for i in range(n_segments):
+        assert merged[merged_bounds[i]:merged_bounds[i + 1]].tolist() == np.union1d(a_parts[i], b_parts[i]).tolist()
+        seg = slice(ab[i], ab[i + 1])
+        assert aligned[seg].tolist() == [bb[i] + b_parts[i].index(k) + 100 if k in b_parts[i] else -1
+                                         for k in a_parts[i]]
+        assert counts[seg].tolist() == [m_parts[i].count(k) for k in a_parts[i]]
+        distinct = factorized.distinct[factorized.bounds[i]:factorized.bounds[i + 1]]
+        assert distinct.tolist() == sorted(set(m_parts[i]))
+        assert factorized.distinct[factorized.codes[mb[i]:mb[i + 1]]].tolist() == m_parts[i]
