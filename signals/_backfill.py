@@ -211,7 +211,9 @@ def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict
         has = row >= 0
         names[has] = name_of[name_code[row[has]]]
     instants = sub.timestamp if mode == "fresh" else (sub.timestamp // every) * every
-    freemail = columns["freemail"] if sub.sender_domains is columns["sender_domains"] else None
+    # The batch's freemail flags, when the caller looked them up (backfill does) and the sub-batch kept its domains.
+    shared = columns.get("sender_domains")
+    freemail = columns["freemail"] if shared is not None and sub.sender_domains is shared else None
     return TenantAsOf(tenant_id=tenant_id, batch=sub, tables=tables, instants=instants, config=config,
                       domain_names=names, msgs=msgs, eds=eds, freemail=freemail)
 
