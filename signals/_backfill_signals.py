@@ -49,6 +49,8 @@ class TenantAsOf:
     priors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     msgs: np.ndarray | None = None  # positions of the tenant's messages and edges in the whole batch
     eds: np.ndarray | None = None
+    #: freemail_domain_flags of ``batch.sender_domains`` (shared by a batch's tenants), or None: looked up here
+    freemail: np.ndarray | None = None
 
     @cached_property
     def sender(self) -> dict[str, np.ndarray]:
@@ -153,7 +155,7 @@ def domain_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
         "domain_days_known": days_between(b.timestamp, cols["first_seen"], never=0.0),
         "domain_distinct_senders": cols["n_distinct_senders"].astype(np.int32),
         "domain_is_new": (cols["n_messages"] == 0).astype(np.int8),
-        "domain_is_freemail": freemail_flags(b.sender_domain_code, b.sender_domains),
+        "domain_is_freemail": freemail_flags(b.sender_domain_code, b.sender_domains, t.freemail),
         "domain_safe_likelihood": t.likelihood("sender_domain", cols)[0],
         "domain_solicited_messages": cols["n_outbound_to"].astype(np.int32),
     }

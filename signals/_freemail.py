@@ -14,7 +14,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-__all__ = ["freemail_domains", "is_freemail", "freemail_flags"]
+__all__ = ["freemail_domains", "is_freemail", "freemail_flags", "freemail_domain_flags"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,17 +50,31 @@ def _freemail_index() -> pd.Index:
     return pd.Index(sorted(freemail_domains()), dtype=object)
 
 
-def freemail_flags(codes: np.ndarray, domains: np.ndarray) -> np.ndarray:
+def freemail_flags(codes: np.ndarray, domains: np.ndarray, per_domain: np.ndarray | None = None) -> np.ndarray:
     """Per message, 1 where its sender domain (``domains[code]``; a negative code: none) is a consumer provider.
 
     Each distinct domain is looked up once, all at once (a hash lookup per domain, no Python loop).
+    ``per_domain``: :func:`freemail_domain_flags` of ``domains``, when the caller
+    has it (tenants of one batch share its domains: looked up once, not once per tenant).
 
     Examples
     --------
     >>> freemail_flags(np.array([0, 1, -1, 0]), np.array(["gmail.com", "acme.com"], dtype=object)).tolist()
     [1, 0, 0, 1]
     """
-    per_domain = pd.Index(domains, dtype=object).isin(_freemail_index()).astype(np.int8)
+    if per_domain is None:
+        per_domain = freemail_domain_flags(domains)
     if not len(per_domain):
         return np.zeros(len(codes), np.int8)
     return np.where(codes >= 0, per_domain.take(codes, mode="clip"), 0).astype(np.int8)
+
+
+def freemail_domain_flags(domains: np.ndarray) -> np.ndarray:
+    """Per domain name, 1 where it is a consumer provider (int8): one hash lookup per domain, all at once.
+
+    Examples
+    --------
+    >>> freemail_domain_flags(np.array(["acme.com", "gmail.com"], dtype=object)).tolist()
+    [0, 1]
+    """
+    return pd.Index(domains, dtype=object).isin(_freemail_index()).astype(np.int8)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from commgraph.baselines import build_baselines
 from commgraph.graph import CommGraphError, ConfigError, validate
 from commgraph.signals import (
-    DEFAULT_PROVIDERS, SignalProvider, SignalSet, SignalSpec, provider_registry, register_provider, skeleton,
+    DEFAULT_PROVIDERS, SignalProvider, SignalSet, SignalSpec, freemail_domains, provider_registry, register_provider,
+    skeleton,
 )
 
 TENANTS = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
@@ -265,3 +266,20 @@ def test_bad_configuration_is_refused() -> None:
         SignalSet(["sender", "sender"])
     with pytest.raises(ConfigError, match="'level'"):
         SignalSet().compute_columns(None, {}, level="tenant")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from(["gmail.com", "outlook.com", "acme.com", "GMAIL.COM", "gmail.co", ""]), max_size=8),
+       st.lists(st.integers(-1, 7), max_size=20))
+def test_freemail_flags_from_shared_domain_flags_equal_a_lookup_per_message(names, codes):
+    # Backfill looks a batch's domains up once and hands the flags to every tenant: the same flags as a lookup
+    # per message in the provider list (a negative code: no domain, 0).
+    from commgraph.signals._freemail import freemail_domain_flags, freemail_flags
+
+    domains = np.array(names, dtype=object)
+    codes = np.array([c for c in codes if c < len(names)], dtype=np.int64)
+    expected = [int(c >= 0 and names[c] in freemail_domains()) for c in codes.tolist()]
+    shared = freemail_domain_flags(domains)
+    assert shared.dtype == np.int8 and shared.tolist() == [int(n in freemail_domains()) for n in names]
+    assert freemail_flags(codes, domains, shared).tolist() == expected
+    assert freemail_flags(codes, domains).tolist() == expected
