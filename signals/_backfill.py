@@ -12,6 +12,7 @@ from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.baselines._asof import AsOfTables
 from commgraph.baselines._build import _config
 from commgraph.baselines._events import _codes, _ns
+from commgraph.baselines._pages import no_hugepage_stalls
 from commgraph.baselines._priors_in_time import priors_at_kinds
 from commgraph.graph import ConfigError, Messages
 
@@ -69,6 +70,7 @@ def _signal_set(signals: SignalSet | Sequence[SignalProvider | str] | None) -> S
     return signals if isinstance(signals, SignalSet) else SignalSet(signals)
 
 
+@no_hugepage_stalls()  # a backfill fills hundreds of fresh large arrays once each (see baselines/_pages.py)
 def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fresh",
              refresh_every: str | _dt.timedelta = "1D", refresh_offset: str | _dt.timedelta = "0s",
              publish_delay: str | _dt.timedelta = "0s", level: Literal["edge", "message"] = "edge",
