@@ -144,7 +144,8 @@ def validate(
     Parameters
     ----------
     frame : pandas.DataFrame
-        One row per message (recipients in ``recipients`` or ``to``/``cc``/``bcc``),
+        One row per message (recipients in ``recipients`` or ``to``/``cc``/``bcc``;
+        a ``recipients`` beside typed columns adds its recipients without a type),
         or one row per recipient (a ``recipient`` column, optionally
         ``recipient_type``): rows of one message are then gathered into it.
     strict : bool, default True
@@ -405,7 +406,10 @@ class _State:
             return cls._from_edge_rows(df)
         msgs = df.reset_index(drop=True) if msgs is None else msgs
         parents, raws, types, columns = [], [], [], []
-        sources = [c for c in TYPED_RECIPIENT_COLUMNS if c in df.columns] if layout == "typed" else ["recipients"]
+        # With to/cc/bcc, a 'recipients' column is read too (its entries have no type): a recipient listed
+        # only there is still a recipient, and one listed in both keeps its type (see _drop_repeats).
+        sources = [c for c in (*TYPED_RECIPIENT_COLUMNS, "recipients") if c in df.columns] if layout == "typed" \
+            else ["recipients"]
         for column in sources:
             parent, entries = split_address_lists(msgs[column])
             parents.append(parent)
@@ -605,7 +609,8 @@ def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> 
     had_entries = np.bincount(state.edge_parent, minlength=n_messages) > 0
     has_edges = np.bincount(parent if chosen is None or len(chosen) == len(parent) else parent[chosen],
                             minlength=n_messages) > 0
-    src = "recipients" if state.layout == "list" else ("to/cc/bcc" if state.layout == "typed" else "recipient")
+    src = "recipients" if state.layout == "list" else (
+        "/".join(state.edge_columns) if state.layout == "typed" else "recipient")
     findings.add(~had_entries, src, ReasonCode.MISSING_VALUE, [None] * int((~had_entries).sum()),
                  "every message needs at least one recipient; fill them or drop those rows")
     findings.add(had_entries & ~has_edges, src, ReasonCode.NO_VALID_RECIPIENTS,

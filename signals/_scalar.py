@@ -280,7 +280,7 @@ def _recipient_list(value: Any, column: str) -> tuple[str, ...]:
 def _recipients(message: Mapping[str, Any]) -> tuple[str, ...]:
     if "to" in message or "cc" in message or "bcc" in message:
         recipients: tuple[str, ...] = ()
-        for column in _TYPED_COLUMNS:
+        for column in (*_TYPED_COLUMNS, *_LIST_COLUMNS):  # 'recipients' beside them adds untyped ones, as in validation
             value = message.get(column)
             if value is not None:
                 found = _recipient_list(value, column)
@@ -293,9 +293,7 @@ def _recipients(message: Mapping[str, Any]) -> tuple[str, ...]:
                              "or ','), or 'to'/'cc'/'bcc'")
     if not recipients:
         given = {c: message[c] for c in (*_TYPED_COLUMNS, *_LIST_COLUMNS) if c in message}
-        ignored = " ('recipients' is not read when 'to'/'cc'/'bcc' are given, as in validation)" \
-            if "recipients" in given and len(given) > 1 else ""
-        raise CommGraphError(f"score_one needs at least one recipient; got {given}{ignored}")
+        raise CommGraphError(f"score_one needs at least one recipient; got {given}")
     return recipients
 
 

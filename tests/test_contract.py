@@ -158,6 +158,19 @@ def test_typed_recipients_keep_the_most_visible_type_once():
         ("m3", "cy@acme.com", "cc")]
 
 
+def test_a_recipients_column_beside_typed_columns_adds_its_recipients_untyped():
+    # Nothing in 'recipients' is dropped because to/cc/bcc are present: a recipient listed only there is a
+    # recipient (no type); one also in a typed column keeps that type, and the repeat is counted.
+    raw = frame(to=["bob@vendor.com", None, "ann@acme.com"], cc=[None, None, "cy@acme.com"],
+                recipients=["cy@acme.com", "ann@acme.com; cy@acme.com", "CY@acme.com"])
+    m = validate(raw, tenants=ACME)
+    e = m.edges()
+    assert list(zip(e["message_id"], e["recipient"], e["recipient_type"].astype(object).fillna("-"))) == [
+        ("m1", "bob@vendor.com", "to"), ("m1", "cy@acme.com", "-"), ("m2", "ann@acme.com", "-"),
+        ("m2", "cy@acme.com", "-"), ("m3", "ann@acme.com", "to"), ("m3", "cy@acme.com", "cc")]
+    assert m.frame["n_repeated_recipients"].tolist() == [0, 0, 1]
+
+
 def test_ten_thousand_recipient_message():
     recipients = "; ".join(f"user{i}@acme.com" for i in range(10_000))
     m = validate(frame(recipients=[recipients, "ann@acme.com", "cy@acme.com"]), tenants=ACME)

@@ -159,10 +159,14 @@ def test_recipient_lists_equal_validation_property(to, cc, separator, as_lists) 
     assert got == expected
 
 
-def test_recipients_is_not_read_when_typed_columns_are_given(acme) -> None:
-    # Validation reads to/cc/bcc when any is present; a 'recipients' beside them is not read.
-    assert_one_equals_batch(acme, _message(to="di@acme.com", cc=None, recipients="cy@acme.com"))
-    assert_both_refuse(acme, _message(to=None, recipients="cy@acme.com"), "'recipients' is not read")
+def test_recipients_beside_typed_columns_adds_untyped_recipients(acme) -> None:
+    # A recipient listed only in 'recipients' beside to/cc/bcc is still a recipient (both paths read it); one
+    # listed in both keeps its type.
+    message = _message(to="di@acme.com", cc=None, recipients="cy@acme.com")
+    assert_one_equals_batch(acme, message)
+    assert list(parse_one(message, lambda d: d).recipients) == ["di@acme.com", "cy@acme.com"]
+    assert_one_equals_batch(acme, _message(to=None, recipients="cy@acme.com"))
+    assert_one_equals_batch(acme, _message(to="cy@acme.com", recipients="cy@acme.com; di@acme.com"))
 
 
 # ------------------------------------------------------------------------------------ tenant and message ids
