@@ -576,7 +576,8 @@ def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
                 raise ConfigError(f"snapshot of tenant {tenant!r} is in privacy mode: pass its secret to {caller}")
             if _secret_check(secret) != snapshot.secret_check:
                 raise ConfigError(f"the secret given for tenant {tenant!r} is not the one its snapshot was built "
-                                  "with")
+                                  "with; check the secrets, or, to rotate the tenant's secret, build it in full "
+                                  "with the new one (commgraph refresh without --incremental, with --force)")
     globals_ = {tenant: _given_globals(snapshot, global_prior, caller) for tenant, snapshot in snapshots.items()}
     # The new rows: one extraction per previous as_of (and privacy mode), over every tenant that shares it.
     events: dict[str, TenantEvents] = {}

@@ -263,9 +263,11 @@ def publish_snapshot(store: SnapshotStore, snapshot: Snapshot, force: bool) -> t
     """
     status: Status = "published"
 
-    def decide(current: int, manifest: dict[str, Any]) -> int | None:
+    def decide(current: int, manifest: dict[str, Any] | None) -> int | None:
         nonlocal status
         tenant = snapshot.tenant_id
+        if manifest is None:
+            return _replacing_unreadable(store, snapshot, current, force)
         stored = BaselineConfig.from_dict(manifest["config"])
         if stored.privacy and not snapshot.config.privacy:
             raise ConfigError(f"tenant {tenant!r}: the current snapshot is in privacy mode (keyed "
@@ -291,6 +293,42 @@ def publish_snapshot(store: SnapshotStore, snapshot: Snapshot, force: bool) -> t
 
     version = store.publish(snapshot, decide=decide)
     return status, version
+
+
+def _replacing_unreadable(store: SnapshotStore, snapshot: Snapshot, current: int, force: bool) -> None:
+    """Whether a snapshot may replace a current version whose manifest cannot be read (None: it may; else
+    raises): only with ``force``, and never with raw strings over a tenant any version of which is, or may
+    be, in privacy mode."""
+    tenant = snapshot.tenant_id
+    if not force:
+        raise ConfigError(f"tenant {tenant!r}: the current snapshot (version {current}) cannot be read (its "
+                          "manifest fails its checksum or is missing); the engine refuses it too. Run the job with "
+                          "--force to publish this one over it")
+    if snapshot.config.privacy:
+        return None
+    private = {v: _in_privacy_mode(store, tenant, v) for v in store.versions(tenant)}
+    if private.get(current) is not False or any(private.values()):
+        raise ConfigError(f"tenant {tenant!r}: the current snapshot (version {current}) cannot be read, and the "
+                          "tenant's versions are, or may be, in privacy mode (keyed hashes, no raw address); "
+                          "publishing raw addresses over them is refused even with --force. Rebuild it with "
+                          "privacy = true and its secret, or remove the tenant from the store first")
+    return None
+
+
+def _in_privacy_mode(store: SnapshotStore, tenant_id: str, version: int) -> bool | None:
+    """Whether a stored version is in privacy mode, from its manifest, checked or (damaged) as it reads,
+    else from its sender table, which holds raw addresses only outside privacy mode; None: nothing tells."""
+    import pyarrow as pa
+
+    folder = store.path / tenant_id / f"v{version:06d}"
+    try:
+        return bool(json.loads((folder / "manifest.json").read_text())["config"]["privacy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        return "sender" not in pa.ipc.open_file(str(folder / "sender.arrow")).schema.names
+    except (OSError, pa.ArrowInvalid):
+        return None
 
 
 class _ChunksNeedWholeTenant(Exception):
@@ -632,8 +670,10 @@ def run_refresh(
         :func:`~commgraph.baselines.load_secrets`). A tenant without one fails
         alone. A snapshot keyed with another secret than the current one's is
         not published (the keys would match none of the current snapshot's):
-        rotating a secret is a full build with ``force``. Each worker receives
-        only its own tenants' secrets.
+        rotating a secret is a full build with ``force``. On the local engine
+        each unit of work receives only its own tenants' secrets; on Spark
+        every executor receives the chosen tenants' (see
+        :func:`~commgraph.baselines._spark.refresh_on_spark`).
     columns : mapping, optional
         Column mapping for inputs with other names.
     jobs : int, default 1

@@ -72,24 +72,40 @@ def load_secrets(source: str | PathLike | Mapping[str, Any]) -> dict[str, bytes]
 
 
 def _read_file(path: str | PathLike) -> Mapping[str, Any]:
-    """The ``[secrets]`` table of a file only its owner can use."""
+    """The ``[secrets]`` table of a regular file only its owner (the job's user, or root) can use.
+
+    The file is checked once opened (``fstat``), so it cannot be swapped between the check and the read.
+    """
+    where = os.fspath(path)
     try:
-        mode = os.stat(path).st_mode
+        fh = open(path, "rb")
     except OSError as exc:
-        raise ConfigError(f"cannot read the secrets file {os.fspath(path)}: {exc.strerror}") from None
-    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"the secrets file {os.fspath(path)} can be used by other users (mode "
-                          f"{stat.S_IMODE(mode):03o}); make it private to the job's user: chmod 600 {os.fspath(path)}")
-    with open(path, "rb") as fh:
+        raise ConfigError(f"cannot read the secrets file {where}: {exc.strerror}") from None
+    with fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"the secrets file {where} is not a regular file; give the path of a TOML file")
+        if os.name == "posix":
+            if info.st_uid not in (os.geteuid(), 0):
+                raise ConfigError(f"the secrets file {where} belongs to user id {info.st_uid}, not to the job's user "
+                                  f"({os.geteuid()}) or root: another user could replace the secrets. Give it to "
+                                  f"the job's user: chown {os.geteuid()} {where}")
+            if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise ConfigError(f"the secrets file {where} can be used by other users (mode "
+                                  f"{stat.S_IMODE(info.st_mode):03o}); make it private to the job's user: "
+                                  f"chmod 600 {where}")
         try:
             data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:  # its message may quote a character of a secret: say only where
             position = str(exc).rpartition(" (")[2].rstrip(")") or "somewhere"
-            raise ConfigError(f"the secrets file {os.fspath(path)} is not valid TOML ({position})") from None
+            raise ConfigError(f"the secrets file {where} is not valid TOML ({position})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"the secrets file {where} is not UTF-8 text (byte {exc.start}); write it as UTF-8 "
+                              "TOML") from None
     unknown = [key for key in data if key != "secrets"]
     if unknown or not isinstance(data.get("secrets", {}), dict):
-        raise ConfigError(f"the secrets file {os.fspath(path)} must hold one [secrets] table of tenant_id = \"hex\" "
-                          f"lines; found {'key ' + repr(unknown[0]) if unknown else 'secrets that is not a table'}")
+        raise ConfigError(f"the secrets file {where} must hold one [secrets] table of tenant_id = \"hex\" lines; "
+                          f"found {'key ' + repr(unknown[0]) if unknown else 'secrets that is not a table'}")
     return data.get("secrets", {})
 
 

@@ -39,7 +39,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -125,7 +125,8 @@ class _Job:
     chunk_rows: int
     force: bool
     ns_columns: dict[str, str | None]  # Parquet nanosecond timestamps read as int64: name -> time zone
-    secrets: dict[str, bytes]  # privacy mode: the chosen tenants' (the executors key their rows with them)
+    # Privacy mode: the chosen tenants' (the executors key their rows with them); never in a repr or a log.
+    secrets: dict[str, bytes] = field(repr=False)
 
 
 # --------------------------------------------------------------------------- stage 1: partial states per partition
@@ -382,8 +383,11 @@ def refresh_on_spark(
     tenant_configs : dict of str to TenantConfig, optional
         Own domains per tenant; needed for tenants whose rows leave ``direction`` empty.
     secrets : mapping of str to bytes, optional
-        Per-tenant secrets in privacy mode (checked as by :func:`run_refresh`);
-        the job's tasks carry the chosen tenants' secrets to the executors.
+        Per-tenant secrets in privacy mode (checked as by :func:`run_refresh`).
+        Spark ships one pickled job to every task, so every executor receives
+        the chosen tenants' secrets (a large job's closure is broadcast through
+        the driver's local directory: enable ``spark.io.encryption.enabled``
+        where that disk is not trusted).
     tenants, columns, force, on_outcome, read_options
         As in :func:`run_refresh`.
     chunk_rows : int, default 500000
@@ -451,7 +455,8 @@ def refresh_on_spark(
                               f"{frame.columns}. Map yours with columns={{'tenant_id': '<your column>'}}")
 
         def trimmed(column: str) -> Any:  # what str.strip() leaves, as the local reader compares ids
-            return F.regexp_replace(F.col(f"`{column}`").cast("string"), r"^\s+|\s+$", "")
+            # (?U): Unicode white space (a no-break space too), plus the separators str.strip also removes.
+            return F.regexp_replace(F.col(f"`{column}`").cast("string"), r"(?U)^[\s\x1c-\x1f]+|[\s\x1c-\x1f]+$", "")
 
         frame = frame.withColumn(_TENANT, trimmed(names["tenant_id"]))
         counted = {row[0]: row[1] for row in frame.groupBy(_TENANT).count().collect()}

@@ -14,7 +14,9 @@ swaps ``CURRENT`` with a temporary file and ``os.replace``: each step is atomic,
 or the new one, never a mix, and a publish killed at any point leaves the
 previous version current (a stray temporary directory is removed by the next
 publish). The manifest lists every file's SHA-256 and carries its own (over its
-canonical JSON), checked on every load, so a changed ``as_of`` or prior is refused too.
+canonical JSON), checked on every load, so a damaged ``as_of`` or prior is refused
+too. These checksums catch corruption, not tampering: whoever can write the store
+can recompute them (or remove the manifest's, as manifests written before it have none).
 
 Format, chosen by measurement (benchmarks/bench_baselines.py, a tenant with 1M
 senders): the tables signals read are uncompressed Arrow IPC, memory-mapped on
@@ -239,9 +241,10 @@ class SnapshotStore:
             ``decide(current_version, current_manifest)``, called when the
             tenant has a current version, under the lock that serialises the
             tenant's publishers (other processes included): so what it checks
-            cannot change before the new version is current. It returns None
-            to publish, or a version number to publish nothing and return that
-            number (say, the current version, when it already holds this
+            cannot change before the new version is current. The manifest is
+            None when it cannot be read (it fails its checksum, say). It returns
+            None to publish, or a version number to publish nothing and return
+            that number (say, the current version, when it already holds this
             content); raising aborts the publish and leaves the store as it was.
 
         Returns
@@ -267,7 +270,11 @@ class SnapshotStore:
         with self._lock(tenant):
             current = self.current(tenant) if decide is not None else None
             if current is not None:
-                kept = decide(current, self.manifest(tenant, current))
+                try:
+                    manifest: dict[str, Any] | None = self.manifest(tenant, current)
+                except CorruptSnapshotError:  # decide says whether the new version may replace it
+                    manifest = None
+                kept = decide(current, manifest)
                 if kept is not None:
                     return kept
             for stale in root.glob(".tmp-*"):  # left by a publish that died

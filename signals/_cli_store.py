@@ -142,7 +142,9 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="tenants refreshed at once, one process each (default 1; "
                                                        "-1: every core)")
     p.add_argument("--incremental", action="store_true", help="refresh the current snapshots with only newer mail")
-    p.add_argument("--force", action="store_true", help="publish even when the content is unchanged")
+    p.add_argument("--force", action="store_true",
+                   help="publish even when the content is unchanged; also what rolls a tenant back to an earlier "
+                        "--as-of, rotates a privacy tenant's secret, or replaces a snapshot that cannot be read")
     p.add_argument("--engine", choices=ENGINES, default="local",
                    help="where the build runs: local processes (default), or Apache Spark (the active session "
                         "under spark-submit, else a local one; Parquet input; needs pip install "
@@ -171,8 +173,9 @@ def run_inspect_command(args: argparse.Namespace) -> int:
     for tenant in tenants:
         current = store.current(tenant)
         for version in store.versions(tenant):
-            manifest = store.manifest(tenant, version)
-            try:
+            manifest: dict = {}
+            try:  # a manifest failing its checksum is a row that says so, as a data file failing its own
+                manifest = store.manifest(tenant, version)
                 store.load(tenant, version, verify=True)
                 checksum = "ok"
             except CommGraphError as exc:

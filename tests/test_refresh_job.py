@@ -20,6 +20,7 @@ from commgraph.graph import ConfigError, generate, validate, write_generated
 from commgraph.signals._cli import main
 
 AS_OF = "2025-01-14T00:00Z"
+GENERATED_TENANTS = ("tenant-01", "tenant-02", "tenant-03")
 
 
 @pytest.fixture(scope="module")
@@ -419,3 +420,46 @@ def test_publish_checks_see_what_a_concurrent_publisher_made(tmp_path, mail):
     assert "later than this job's" in outcome.get("error", ""), outcome
     store = SnapshotStore(tmp_path)
     assert store.versions("tenant-01") == [1, 2] and store.load("tenant-01").as_of == snap[14].as_of
+
+
+def test_a_current_snapshot_that_cannot_be_read_is_replaced_only_with_force(tmp_path, mail):
+    # A damaged current manifest: the engine refuses the snapshot, and the job must be able to replace it
+    # (deliberately, with --force), never with raw strings over a privacy tenant.
+    import json
+
+    run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    path = tmp_path / "tenant-01" / "v000001" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "as_of": "2025-01-13T00:00:00+00:00"}))
+    plain = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, tenants=["tenant-01"])
+    assert plain.failed == ["tenant-01"] and "--force" in plain.outcomes[0].error
+    forced = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants,
+                         tenants=["tenant-01"], force=True)
+    assert [(o.status, o.version) for o in forced.outcomes] == [("published", 2)]
+    assert SnapshotStore(tmp_path).load("tenant-01").as_of == pd.Timestamp(AS_OF)
+    # A privacy tenant whose current manifest is damaged: raw strings are refused even with --force.
+    from commgraph.baselines import BaselineConfig
+
+    private = build_baselines(validate(mail.messages, tenants=mail.tenants), as_of=AS_OF,
+                              config=BaselineConfig(privacy=True), secrets={t: b"k" * 16 for t in GENERATED_TENANTS})["tenant-02"]
+    store = SnapshotStore(tmp_path / "private")
+    store.publish(private)
+    store.publish(private)
+    damaged = tmp_path / "private" / "tenant-02" / "v000002" / "manifest.json"
+    damaged.write_text(damaged.read_text().replace('"privacy": true', '"privacy": false'))
+    raw = run_refresh(mail.messages, store=tmp_path / "private", as_of=AS_OF, tenant_configs=mail.tenants,
+                      tenants=["tenant-02"], force=True)
+    assert raw.failed == ["tenant-02"] and "are, or may be, in privacy mode" in raw.outcomes[0].error
+    assert SnapshotStore(tmp_path / "private").versions("tenant-02") == [1, 2]
+
+
+def test_inspect_lists_every_version_and_marks_a_damaged_manifest(tmp_path, mail, capsys):
+    run_refresh(mail.messages, store=tmp_path, as_of="2025-01-13T00:00Z", tenant_configs=mail.tenants)
+    run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    path = tmp_path / "tenant-01" / "v000001" / "manifest.json"
+    path.write_text(path.read_text().replace("2025-01-13", "2025-01-12", 1))
+    capsys.readouterr()
+    assert main(["inspect", "--store", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("tenant-")]
+    assert len(lines) == 6 and sum("FAILED" in line and "manifest.json fails" in line for line in lines) == 1

@@ -172,6 +172,20 @@ def test_load_secrets_checks_every_entry_and_never_prints_a_secret(tmp_path):
         assert good not in str(caught.value) and "xyz" not in str(caught.value)
     with pytest.raises(ConfigError, match="cannot read the secrets file"):
         load_secrets(tmp_path / "absent.toml")
+    folder = tmp_path / "folder.toml"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(ConfigError, match="Is a directory|is not a regular file"):
+        load_secrets(folder)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'[secrets]\nacme = "\xff"\n')
+    os.chmod(latin, 0o600)
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_secrets(latin)
+    if os.geteuid() == 0:  # root can give a file away: one owned by another user is refused
+        foreign = secrets_file(tmp_path / "foreign.toml", {"acme": bytes.fromhex(good)})
+        os.chown(foreign, 65534, 65534)
+        with pytest.raises(ConfigError, match="belongs to user id 65534"):
+            load_secrets(foreign)
     with pytest.raises(ConfigError, match="a TOML file path or a mapping"):
         load_secrets([("acme", good)])
     assert load_secrets({"acme": bytearray(16)}) == {"acme": bytes(16)}
