@@ -320,7 +320,7 @@ def _in_privacy_mode(store: SnapshotStore, tenant_id: str, version: int) -> bool
     else from its sender table, which holds raw addresses only outside privacy mode; None: nothing tells."""
     import pyarrow as pa
 
-    folder = store.path / tenant_id / f"v{version:06d}"
+    folder = store._version_dir(tenant_id, version)
     try:
         return bool(json.loads((folder / "manifest.json").read_text())["config"]["privacy"])
     except (OSError, ValueError, KeyError, TypeError):

@@ -29,12 +29,14 @@ _previous = True
 
 
 def _toggle() -> Callable[[bool], bool] | None:
-    """numpy's switch for its huge-page requests (it returns the previous setting), where it has one."""
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray
+    """numpy's switch for its huge-page requests (it returns the previous setting); None should a later
+    numpy drop it (the block then runs as it is: the requests only cost time)."""
+    from numpy._core import multiarray
+
     return getattr(multiarray, "_set_madvise_hugepage", None)
+
+
+_switch = _toggle  # (tests substitute a recording switch)
 
 
 def _stalls(policy_file: str) -> bool:
@@ -64,7 +66,7 @@ def no_hugepage_stalls(policy_file: str = DEFRAG_POLICY) -> Iterator[bool]:
     False
     """
     global _holders, _previous
-    toggle = _toggle()
+    toggle = _switch()
     if toggle is None or not _stalls(policy_file):
         yield False
         return
