@@ -2,9 +2,9 @@
 
 Accepted: ISO-8601 strings with an offset (or ``Z``), RFC 2822 dates with an
 offset, epoch seconds or milliseconds (by explicit unit or an unambiguous
-magnitude), tz-aware datetimes. Naive values are refused unless the caller says
-which zone they are in: guessing a zone shifts every "first seen" and every
-hour-of-day habit by hours.
+magnitude), tz-aware datetimes. Naive values (a date alone among them) are
+refused unless the caller says which zone they are in: guessing a zone shifts
+every "first seen" and every hour-of-day habit by hours.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ _TZ_SUFFIX = r"(?:[zZ]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)(?:\s*\([^)]*\))?$"
 _UNICODE_SPACE = r"[\t-\r\x{1c}-\x{20}\x{85}\p{Z}]"
 _TZ_SUFFIX_RE2 = _TZ_SUFFIX.replace(r"\s", _UNICODE_SPACE).replace(r"\d", r"\p{Nd}")
 _NUMERIC = r"[+-]?\d+(?:\.\d*)?"
+# A calendar date alone ('2024-03-01', '2024-03') ends in what the zone pattern reads as an offset ('-01'):
+# it carries no zone, so it is naive like any other local time (midnight where, otherwise?).
+_DATE_ONLY = r"^[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?$"
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,8 @@ def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timez
     # (0.9 s per million rows, most of a text column's parse).
     has_zone = np.asarray(pc.fill_null(pc.match_substring_regex(pa.array(text.astype(STRING_DTYPE).array),
                                                                 _TZ_SUFFIX_RE2), False), dtype=bool)
+    has_zone &= ~np.asarray(pc.fill_null(pc.match_substring_regex(pa.array(text.astype(STRING_DTYPE).array),
+                                                                  _DATE_ONLY), False), dtype=bool)
     # pandas reads a naive string as UTC under utc=True; the zone test above is what
     # tells naive values apart, and they are re-localised below.
     parsed = pd.to_datetime(text.where(present), format="ISO8601", utc=True, errors="coerce")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import pickle
 import socket
@@ -189,7 +190,24 @@ def test_timestamps_naive_out_of_range_and_unparseable():
     assert m.frame["timestamp"].iloc[0] == pd.Timestamp("2024-05-02T07:00:00Z")
 
 
-@given(base=st.sampled_from(["2024-05-02T09:00:00", "2024-05-02 09:00", "Thu, 02 May 2024 09:00:00"]),
+def test_a_date_alone_is_naive_and_read_in_the_zone_given():
+    # '2024-05-02' ends in what reads like an offset ('-02'): it was taken for UTC midnight, even with a zone.
+    raw = frame(timestamp=["2024-05-02", " 2024-05-02 ", "2024-05-02T09:00:00-02"],
+                labeled_at=["2024-05-03", None, None], label=["safe", None, None])
+    with pytest.raises(SchemaError) as info:
+        validate(raw, tenants=ACME)
+    assert info.value.reasons == ["naive_timestamp"] * 2 and "timezone=" in str(info.value)
+    assert "column 'timestamp': 2 rows naive_timestamp (rows 0, 1;" in str(info.value)
+    assert "column 'labeled_at': 1 row naive_timestamp" in str(info.value)
+    m = validate(raw, tenants=ACME, timezone="Europe/Paris")
+    assert m.frame["timestamp"].tolist() == [pd.Timestamp("2024-05-01T22:00:00Z")] * 2 + [
+        pd.Timestamp("2024-05-02T11:00:00Z")]
+    assert m.frame["labeled_at"].iloc[0] == pd.Timestamp("2024-05-02T22:00:00Z")
+    dates = validate(frame(timestamp=[dt.date(2024, 5, 2)] * 3), tenants=ACME, timezone="Asia/Tokyo")
+    assert (dates.frame["timestamp"] == pd.Timestamp("2024-05-01T15:00:00Z")).all()
+
+
+@given(base=st.sampled_from(["2024-05-02T09:00:00", "2024-05-02 09:00", "Thu, 02 May 2024 09:00:00", "2024-05-02"]),
        zone=st.sampled_from(["", "Z", "z", "UTC", "GMT", "+01:00", "-0530", "+02", " +0100 (CET)", "+0100 (CET)",
                              "+1", "CET", " (UTC)", " +0200\xa0(CEST)", " +0200\u2009(CEST)", "+\u0660\u0662:00",
                              "+\uff10\uff12", " +0200\x1f(CEST)"]),
@@ -202,7 +220,7 @@ def test_naive_timestamps_are_told_apart_as_the_zone_pattern_says(base, zone, pa
 
     value = f"{pad}{base}{zone}{pad}"
     parsed = parse_timestamps(pd.Series([value, None]))
-    has_zone = re.search(_TZ_SUFFIX, value.strip()) is not None
+    has_zone = re.search(_TZ_SUFFIX, value.strip()) is not None and base + zone != "2024-05-02"  # a date alone
     reason = parsed.reason[0]
     if reason is None or reason.value == "naive_timestamp":
         assert (reason is None) == has_zone, value

@@ -228,7 +228,7 @@ def test_timestamps_are_read_as_validation_reads_them(acme, value) -> None:
     ("1980-01-01T00:00:00Z", "1990-01-01"), ("2100-01-01T00:00:00Z", "2100-01-01"), ("2024-05-04T10:00", "naive"),
     (dt.datetime(2024, 5, 4, 10), "naive"), (pd.Timestamp("2024-05-04T10:00"), "naive"), (pd.NaT, "missing"),
     ("soon", "unparseable"), ("2024-13-04T10:00Z", "unparseable"), (True, "unparseable"),
-    ("2024-W18-6T10:00Z", "unparseable"),
+    ("2024-W18-6T10:00Z", "unparseable"), ("2024-05-04", "naive"), (" 2024-05 ", "naive"),
 ])
 def test_timestamps_validation_refuses_are_refused(acme, value, words) -> None:
     assert_both_refuse(acme, _message(timestamp=value), "'timestamp'", words)
