@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import datetime as _dt
-import tomllib
 from dataclasses import dataclass
 from os import PathLike
 from typing import Any, Literal, Mapping
@@ -13,6 +12,7 @@ from typing import Any, Literal, Mapping
 import pandas as pd
 
 from commgraph.graph import ConfigError
+from commgraph.graph._toml import read_toml
 
 __all__ = ["BaselineConfig", "LABEL_POLICIES"]
 
@@ -190,6 +190,9 @@ class BaselineConfig:
                               + ", ".join(repr(n) for n in names))
         values = dict(data)
         if "global_prior" in values and values["global_prior"] is not None:
+            if isinstance(values["global_prior"], (str, bytes)) or not hasattr(values["global_prior"], "__iter__"):
+                raise ConfigError(f"The 'global_prior' parameter of {_CALLER} must be None or a pair of positive "
+                                  f"numbers (alpha, beta), e.g. [9.0, 1.0]. Got {values['global_prior']!r} instead.")
             values["global_prior"] = tuple(values["global_prior"])
         return cls(**values)
 
@@ -205,8 +208,7 @@ class BaselineConfig:
         >>> BaselineConfig.from_toml(p).window_names
         ('1d', '7d')
         """
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = read_toml(path, "the baseline configuration")
         if set(data) == {"baselines"}:
             data = data["baselines"]
         return cls.from_dict(data)

@@ -14,8 +14,10 @@ import os
 import time
 import traceback
 import warnings
+import zoneinfo
 from dataclasses import asdict, dataclass, field
 from os import PathLike
+from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -25,15 +27,19 @@ from commgraph.graph import (
     CommGraphError, ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources, load_tenant_configs,
 )
 from commgraph.graph import Messages, read_frame, read_messages
+from commgraph.graph._toml import read_toml
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
 
 from ._build import build_baselines, refresh, refresh_many
 from ._config import BaselineConfig
 from ._events import EventExtractor
-from ._partial import ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state
+from ._partial import (
+    NoUsableMail, ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state,
+)
 from ._secrets import load_secrets
 from ._snapshot import Snapshot
 from ._store import SnapshotStore
+from ._workers import Unit, run_units
 
 __all__ = ["run_refresh", "RefreshReport", "TenantOutcome", "list_input_tenants", "EXIT_OK", "EXIT_FAILED_TENANTS",
            "EXIT_USAGE", "EXIT_ERROR", "DEFAULT_CHUNK_ROWS", "ENGINES", "REFRESH_BATCH",
@@ -316,19 +322,25 @@ def _replacing_unreadable(store: SnapshotStore, snapshot: Snapshot, current: int
 
 
 def _in_privacy_mode(store: SnapshotStore, tenant_id: str, version: int) -> bool | None:
-    """Whether a stored version is in privacy mode, from its manifest, checked or (damaged) as it reads,
-    else from its sender table, which holds raw addresses only outside privacy mode; None: nothing tells."""
+    """Whether a stored version is in privacy mode: yes when its manifest (checked or, damaged, as it reads)
+    or its sender table (raw addresses only outside privacy mode) says so, no when what can be read says
+    not; None: nothing tells."""
     import pyarrow as pa
 
     folder = store._version_dir(tenant_id, version)
+    flag = table = None
     try:
-        return bool(json.loads((folder / "manifest.json").read_text())["config"]["privacy"])
+        flag = bool(json.loads((folder / "manifest.json").read_text())["config"]["privacy"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
-        return "sender" not in pa.ipc.open_file(str(folder / "sender.arrow")).schema.names
+        table = "sender" not in pa.ipc.open_file(str(folder / "sender.arrow")).schema.names
     except (OSError, pa.ArrowInvalid):
-        return None
+        pass
+    # Any sign of privacy wins: a damaged manifest's flag may be the damage, the keys-only table is not.
+    if flag or table:
+        return True
+    return False if flag is False or table is False else None
 
 
 class _ChunksNeedWholeTenant(Exception):
@@ -408,9 +420,18 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
                 raise no_usable_mail(tenant_id, fields)
             snapshot = build_baselines(messages, as_of=as_of, config=config,
                                        secrets={tenant_id: secret} if secret is not None else None)[tenant_id]
+    if mode == "full" and not force and not _counted_messages(snapshot):
+        raise NoUsableMail(f"tenant {tenant_id!r}: none of its mail is before --as-of {as_of.isoformat()}, so its "
+                           "snapshot would count nothing and every sender would be new to the engine; check "
+                           "--as-of (--force publishes it anyway)", dict(fields))
     status, version = publish_snapshot(store, snapshot, force)
     return TenantOutcome(tenant_id, status, mode, version, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
                          **fields)
+
+
+def _counted_messages(snapshot: Snapshot) -> int:
+    """The messages a snapshot counts (before its ``as_of``)."""
+    return int(snapshot.table("tenant")["n_messages"].sum())
 
 
 def _tenant_secret(tenant_id: str, config: BaselineConfig, secrets: Mapping[str, bytes]) -> bytes | None:
@@ -576,28 +597,81 @@ def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
         return _refresh_tenant(tenant_id, *args)
     except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
         store_path, config, incremental = args[1], args[3], args[6]
-        try:
-            mode = _mode(incremental, SnapshotStore(store_path), tenant_id, config)
-        except CommGraphError:  # the store cannot say (a corrupt pointer): the refresh could not read it either
-            mode = "full"
+        mode = _mode_or_full(incremental, SnapshotStore(store_path), tenant_id, config)
         # A tenant without usable mail reports what was read and rejected, as a published one does.
         return TenantOutcome(tenant_id, "failed", mode, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
                              error=error_text(exc), **failure_counts(exc))
+
+
+def _mode_or_full(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig) -> str:
+    """The mode a failed tenant was refreshed in, as far as the store still tells."""
+    try:
+        return _mode(incremental, store, tenant_id, config)
+    except CommGraphError:  # the store cannot say (a corrupt pointer): the refresh could not read it either
+        return "full"
 
 
 def job_settings(as_of: Any, config: BaselineConfig | Mapping | str | PathLike | None,
                  tenant_configs: Iterable[TenantConfig | Mapping] | Mapping | str | PathLike | None
                  ) -> tuple[pd.Timestamp, BaselineConfig, dict[str, TenantConfig] | None]:
     """``as_of`` in UTC, the baseline configuration and the tenants' configurations, checked."""
-    as_of_ts = pd.Timestamp(as_of)
-    as_of_ts = as_of_ts.tz_localize("UTC") if as_of_ts.tzinfo is None else as_of_ts.tz_convert("UTC")
+    as_of_ts = _instant(as_of)
     if isinstance(config, (str, PathLike)):
         config = BaselineConfig.from_toml(config)
     elif isinstance(config, Mapping):
         config = BaselineConfig.from_dict(config)
     config = config if config is not None else BaselineConfig()
+    if isinstance(tenant_configs, (str, PathLike)):
+        read_toml(tenant_configs, "the tenants' configuration")  # a missing or malformed file, said plainly
     configs = load_tenant_configs(tenant_configs) if tenant_configs is not None else None
     return as_of_ts, config, configs
+
+
+#: Words pandas reads as the clock's time: a snapshot as of one can be neither repeated nor rebuilt.
+_CLOCK_WORDS = ("now", "today", "yesterday", "tomorrow")
+#: How far ahead of the clock ``as_of`` may be (clocks and zones differ a little).
+AS_OF_AHEAD = pd.Timedelta(hours=1)
+
+
+def _instant(as_of: Any) -> pd.Timestamp:
+    """``as_of`` in UTC (a naive time is read as UTC); anything that is not one instant raises ConfigError."""
+    if isinstance(as_of, str) and as_of.strip().lower() in _CLOCK_WORDS:
+        raise ConfigError(f"as_of (--as-of) {as_of!r} names a moment of the clock, which a rerun cannot repeat; give "
+                          "the instant the snapshots describe, e.g. 2025-02-01T00:00Z (the last midnight)")
+    try:
+        stamp = pd.Timestamp(as_of)
+    except (ValueError, TypeError, OverflowError):
+        raise ConfigError(f"as_of (--as-of) {as_of!r} is not a time; give an ISO 8601 instant such as "
+                          "2025-02-01T00:00Z") from None
+    if stamp is pd.NaT:
+        raise ConfigError(f"as_of (--as-of) is empty ({as_of!r}); give an ISO 8601 instant such as 2025-02-01T00:00Z")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _wall_clock() -> pd.Timestamp:
+    """The time now: only to refuse an ``as_of`` in the future, never an input of what is computed."""
+    return pd.Timestamp.now(tz="UTC")
+
+
+def _check_job(as_of: pd.Timestamp, store: str | PathLike, incremental: bool, force: bool,
+               read_options: Mapping[str, Any] | None) -> None:
+    """Refuse, before any tenant is read, what would make every tenant fail or publish a wrong snapshot."""
+    now = _wall_clock()
+    if as_of > now + AS_OF_AHEAD and not force:
+        raise ConfigError(f"as_of (--as-of) {as_of.isoformat()} is in the future (it is {now:%Y-%m-%d %H:%M} UTC): "
+                          "its snapshots would miss for good the mail still to come, and every later run would be "
+                          "refused as moving the tenants back in time. Give the last midnight (--force for a "
+                          "deliberate one)")
+    if incremental and not Path(store).is_dir():
+        raise ConfigError(f"--incremental refreshes the snapshots of a store, and there is none at {str(store)!r}: "
+                          "check --store, or build the store first without --incremental")
+    timezone = (read_options or {}).get("timezone")
+    if timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(str(timezone))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"--timezone {timezone!r} is not a time zone; give an IANA name such as "
+                              "Europe/Paris") from None
 
 
 def job_secrets(secrets: Mapping[str, bytes | str] | str | PathLike | None, config: BaselineConfig
@@ -643,6 +717,7 @@ def run_refresh(
     incremental: bool = False,
     force: bool = False,
     on_outcome: Callable[[TenantOutcome], None] | None = None,
+    on_start: Callable[[list[str]], None] | None = None,
     read_options: Mapping[str, Any] | None = None,
     chunk_rows: int | None = DEFAULT_CHUNK_ROWS,
     engine: Literal["local", "spark"] = "local",
@@ -706,6 +781,8 @@ def run_refresh(
         Publish even when the current snapshot already has this content and ``as_of``.
     on_outcome : callable, optional
         Called with each :class:`TenantOutcome` as it completes (progress, logs).
+    on_start : callable, optional
+        Called once with the tenants the job will run, before the first starts (a progress bar's total).
     read_options : mapping, optional
         More options of :func:`commgraph.graph.read_messages` (``timezone``, ...).
     chunk_rows : int or None, default :data:`DEFAULT_CHUNK_ROWS`
@@ -764,6 +841,7 @@ def run_refresh(
         raise ConfigError(f"The 'chunk_rows' parameter of run_refresh must be a positive integer or None. "
                           f"Got {chunk_rows!r} instead.")
     as_of_ts, config, configs = job_settings(as_of, config, tenant_configs)
+    _check_job(as_of_ts, store, incremental, force, read_options)
     keys = job_secrets(secrets, config)
     if not isinstance(jobs, int) or jobs == 0 or jobs < -1:
         raise ConfigError(f"The 'jobs' parameter of run_refresh must be a positive integer or -1. Got {jobs!r} instead.")
@@ -779,6 +857,10 @@ def run_refresh(
                                 on_outcome=on_outcome,
                                 read_options=read_options, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
     sizes, without_tenant = _tenant_rows(inputs, columns=columns, read_options=read_options)
+    if not sizes:  # an export that delivered nothing: not a night on which every tenant is fine
+        raise ConfigError("the input holds no mail" + (f" with a tenant id ({without_tenant:,} rows without one: "
+                                                        "fill tenant_id)" if without_tenant else "")
+                          + "; no snapshot was published")
     chosen = choose_tenants(sorted(sizes), tenants)
     args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
             chunk_rows)
@@ -794,15 +876,25 @@ def run_refresh(
     def own(ids: list[str]) -> dict[str, bytes]:  # a unit's tenants' secrets, and no other's
         return {t: keys[t] for t in ids if t in keys}
 
-    units = [(_refresh_batch, (batch, *args, own(batch)), {"sizes": sizes})
-             for batch in _batches(together, rows, workers)]
-    units += [(_isolated, (t, *args, own([t]), sizes[t]), {}) for t in alone]
-    if jobs == 1 or len(units) < 2:
-        results: Iterable[list[TenantOutcome] | TenantOutcome] = (fn(*a, **kw) for fn, a, kw in units)
-    else:
-        from joblib import Parallel, delayed
+    def one(t: str) -> Unit:
+        return Unit(_isolated, (t, *args, own([t]), sizes[t]), {}, (t,))
 
-        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(fn)(*a, **kw) for fn, a, kw in units)
+    units = [Unit(_refresh_batch, (batch, *args, own(batch)), {"sizes": sizes}, tuple(batch),
+                  tuple(one(t) for t in batch)) for batch in _batches(together, rows, workers)]
+    units += [one(t) for t in alone]
+    if on_start is not None:
+        on_start(chosen)
+
+    def died(unit: Unit, cause: str) -> list[TenantOutcome]:  # a worker killed on this tenant alone
+        return [TenantOutcome(t, "failed", _mode_or_full(incremental, opened, t, config),
+                              error=f"its worker process died ({cause}), most likely killed for want of memory; "
+                                    "run it again with a smaller --chunk-rows or fewer --jobs")
+                for t in unit.tenants]
+
+    if jobs == 1 or len(units) < 2:
+        results: Iterable[list[TenantOutcome] | TenantOutcome] = (u.fn(*u.args, **u.kwargs) for u in units)
+    else:
+        results = run_units(units, jobs if jobs > 0 else workers, died)
     return collect_report((o for r in results for o in (r if isinstance(r, list) else [r])), as_of_ts, started,
                           on_outcome, rows_without_tenant=without_tenant, not_in_input=not_in_input)
 
@@ -822,6 +914,22 @@ def collect_report(results: Iterable[TenantOutcome], as_of: pd.Timestamp, starte
 
 
 def write_report(report: RefreshReport, path: str | PathLike) -> None:
-    """Write the JSON report of a refresh job."""
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(report.to_dict(), fh, indent=2, default=str)
+    """Write the JSON report of a refresh job, whole or not at all (a reader never sees half of it)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as fh:
+            json.dump(report.to_dict(), fh, indent=2, default=str)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def check_report_path(path: str | PathLike) -> None:
+    """Refuse, before a job runs, a report path it could not write at the end (ConfigError)."""
+    folder = Path(path).resolve().parent
+    if Path(path).is_dir():
+        raise ConfigError(f"--report {str(path)!r} is a directory; give a file path")
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--report {str(path)!r}: its folder {str(folder)!r} does not exist or cannot be "
+                          "written; the report could not be written at the end of the job")

@@ -30,10 +30,12 @@ with DAG(
 ) as dag:
     BashOperator(
         task_id="refresh_baselines",
-        # as_of is the start of the run's data interval end: only mail before it counts.
+        # as_of is the midnight the run's data interval ends at, not 00:15: mail of the minutes after
+        # midnight has not all landed yet, and an incremental refresh never comes back for late mail
+        # (only a full build counts it).
         bash_command=(
             "commgraph refresh --input {{ params.archive }} --store {{ params.store }} "
-            "--as-of {{ data_interval_end.isoformat() }} --tenant-config {{ params.tenants }} "
+            "--as-of {{ data_interval_end.start_of('day').isoformat() }} --tenant-config {{ params.tenants }} "
             "--incremental --jobs 4 --log-format json --report /tmp/commgraph-refresh-{{ ds }}.json"
         ),
         params={"archive": ARCHIVE, "store": STORE, "tenants": TENANTS},

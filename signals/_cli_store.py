@@ -12,8 +12,8 @@ import pandas as pd
 
 from commgraph.baselines import SnapshotStore
 from commgraph.baselines import TenantOutcome, run_refresh
-from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, write_report
-from commgraph.graph import CommGraphError
+from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_report_path, write_report
+from commgraph.graph import CommGraphError, ConfigError
 
 __all__ = ["add_refresh_command", "add_inspect_command", "add_score_command", "add_explain_command"]
 
@@ -69,18 +69,26 @@ def run_refresh_command(args: argparse.Namespace) -> int:
     """Run ``commgraph refresh``; the exit code is the report's (0 all published, 3 some tenants failed)."""
     from ._cli import parse_mapping
 
+    if args.report:
+        check_report_path(args.report)  # before the night's work, not after it
     progress = _Progress(args.log_format)
     try:
         report = run_refresh(args.input, store=args.store, as_of=args.as_of, tenants=_split(args.tenants),
                              config=args.config, tenant_configs=args.tenant_config, secrets=args.secrets,
                              columns=parse_mapping(args.columns), jobs=args.jobs, incremental=args.incremental,
-                             force=args.force, on_outcome=progress, engine=args.engine,
-                             chunk_rows=args.chunk_rows or None, read_options=_read_options(args))
+                             force=args.force, on_outcome=progress, on_start=lambda t: progress.start(len(t)),
+                             engine=args.engine, chunk_rows=args.chunk_rows or None, read_options=_read_options(args))
     finally:
         progress.close()
+    _print_summary(report, args.log_format)
     if args.report:
         write_report(report, args.report)
-    if args.log_format == "json":
+    return report.exit_code
+
+
+def _print_summary(report, log_format: str) -> None:
+    """The job's table and failures (stdout and stderr)."""
+    if log_format == "json":
         print(json.dumps({"event": "refresh_done", **{k: v for k, v in report.to_dict().items() if k != "tenants"}}),
               file=sys.stderr)
     table = report.table().drop(columns=["error"])
@@ -98,7 +106,6 @@ def run_refresh_command(args: argparse.Namespace) -> int:
     if report.rows_without_tenant:
         print(f"{report.rows_without_tenant:,} input rows have no tenant id: no snapshot counts them; fill "
               "tenant_id", file=sys.stderr)
-    return report.exit_code
 
 
 def add_refresh_command(subparsers) -> argparse.ArgumentParser:
@@ -164,6 +171,8 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
 
 def run_inspect_command(args: argparse.Namespace) -> int:
     """Run ``commgraph inspect``: tenants, versions, as_of, sizes, row counts and checksum status."""
+    if not Path(args.store).is_dir():  # a mistyped path is not an empty store: a monitoring check must fail
+        raise ConfigError(f"no store at {args.store!r}")
     store = SnapshotStore(args.store)
     tenants = [args.tenant] if args.tenant else store.tenants()
     if args.tenant and args.tenant not in store.tenants():

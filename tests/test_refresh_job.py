@@ -240,6 +240,56 @@ def test_killed_refresh_leaves_the_store_serving_and_the_next_run_completes(tmp_
     assert main(["inspect", "--store", str(store)]) == 0
 
 
+def _unit_result(name: str) -> str:
+    return name
+
+
+def _kill_own_worker(name: str) -> str:
+    os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's out-of-memory killer does
+    return name
+
+
+def test_a_unit_that_kills_its_worker_fails_alone_and_every_other_unit_completes():
+    from commgraph.baselines._workers import Unit, run_units
+
+    units = [Unit(_unit_result, (f"t{i}",), tenants=(f"t{i}",)) for i in range(5)]
+    # A batch of two tenants whose worker dies: each runs again alone, and only the one at fault fails.
+    units.insert(2, Unit(_kill_own_worker, ("batch",), tenants=("d1", "d2"),
+                         alone=(Unit(_kill_own_worker, ("d1",), tenants=("d1",)), Unit(_unit_result, ("d2",)))))
+    died = []
+    results = list(run_units(units, 2, lambda unit, cause: died.append((unit.tenants, cause)) or "died"))
+    assert sorted(results) == ["d2", "died", "t0", "t1", "t2", "t3", "t4"]
+    assert died == [(("d1",), "SIGKILL(-9)")]
+
+
+def test_a_worker_killed_mid_job_leaves_no_tenant_behind(tmp_path, archive):
+    # Before, the broken pool ended the job: no report, the queued tenants never ran, exit 1.
+    store, report = tmp_path / "store", tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "commgraph.signals._cli", "refresh", "--input", str(archive),
+                             "--store", str(store), "--as-of", AS_OF, "--jobs", "2", "--report", str(report)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed: list[str] = []
+    while not killed and proc.poll() is None:
+        # Once the first tenant publishes, the workers are mid-unit: kill them all (a worker idle between
+        # units is replaced unseen; one killed on a unit broke the pool).
+        if store.exists() and any(store.iterdir()):
+            for child in Path(f"/proc/{proc.pid}/task").glob("*/children"):
+                for pid in child.read_text().split():
+                    try:
+                        if b"popen_loky" in Path(f"/proc/{pid}/cmdline").read_bytes():  # a worker
+                            os.kill(int(pid), signal.SIGKILL)
+                            killed.append(pid)
+                    except OSError:  # it ended meanwhile
+                        pass
+        time.sleep(0.01)
+    out, err = proc.communicate(timeout=600)
+    assert killed, "the job ended before it could be killed"
+    assert proc.returncode == 0, err  # the units the dead worker held ran again, alone
+    outcomes = json.loads(report.read_text())["tenants"]
+    assert sorted(o["tenant_id"] for o in outcomes) == list(GENERATED_TENANTS)
+    assert {o["status"] for o in outcomes} == {"published"}
+
+
 def test_score_and_explain_commands(tmp_path, mail, archive, capsys):
     store = tmp_path / "store"
     assert main(["refresh", "--input", str(archive), "--store", str(store), "--as-of", AS_OF]) == 0
@@ -463,3 +513,90 @@ def test_inspect_lists_every_version_and_marks_a_damaged_manifest(tmp_path, mail
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("tenant-")]
     assert len(lines) == 6 and sum("FAILED" in line and "manifest.json fails" in line for line in lines) == 1
+
+
+# ------------------------------------------------------------------ what a job refuses before any tenant runs
+@pytest.mark.parametrize("as_of, words", [("", "empty"), ("yesterday", "moment of the clock"), ("today", "clock"),
+                                          ("soon-ish", "not a time"), (None, "empty")])
+def test_an_as_of_that_is_no_instant_is_refused_up_front(tmp_path, mail, as_of, words):
+    with pytest.raises(ConfigError, match=words):
+        run_refresh(mail.messages, store=tmp_path, as_of=as_of, tenant_configs=mail.tenants)
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_as_of_in_the_future_is_refused_unless_forced(tmp_path, mail, monkeypatch):
+    from commgraph.baselines import _job
+
+    monkeypatch.setattr(_job, "_wall_clock", lambda: pd.Timestamp("2025-01-13T12:00Z"))
+    with pytest.raises(ConfigError, match="in the future"):  # a year's typo: every later night refused
+        run_refresh(mail.messages, store=tmp_path, as_of="2026-01-14T00:00Z", tenant_configs=mail.tenants)
+    assert run_refresh(mail.messages, store=tmp_path, as_of="2025-01-13T12:30Z", tenant_configs=mail.tenants,
+                       tenants=["tenant-01"]).exit_code == 0  # within the clocks' leeway
+    forced = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, force=True)
+    assert forced.exit_code == 0
+
+
+def test_a_tenant_with_no_mail_before_as_of_fails_alone_unless_forced(tmp_path, mail):
+    frame = mail.messages.copy()
+    late = (frame["tenant_id"] == "tenant-02").to_numpy()
+    frame.loc[late, "timestamp"] = pd.to_datetime(frame.loc[late, "timestamp"], utc=True) + pd.Timedelta(days=30)
+    report = run_refresh(frame, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    assert report.failed == ["tenant-02"] and report.exit_code == 3
+    failed = next(o for o in report.outcomes if o.tenant_id == "tenant-02")
+    assert "none of its mail is before --as-of" in failed.error and failed.rows_read == late.sum()
+    assert SnapshotStore(tmp_path).tenants() == ["tenant-01", "tenant-03"]
+    forced = run_refresh(frame, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, tenants=["tenant-02"],
+                         force=True)
+    assert forced.exit_code == 0 and SnapshotStore(tmp_path).load("tenant-02").table("sender").empty
+
+
+def test_an_empty_input_or_a_mistyped_store_is_refused(tmp_path, mail):
+    with pytest.raises(ConfigError, match="holds no mail"):
+        run_refresh(mail.messages.iloc[:0], store=tmp_path / "s", as_of=AS_OF, tenant_configs=mail.tenants)
+    blank = mail.messages.assign(tenant_id=None)
+    with pytest.raises(ConfigError, match=f"{len(blank):,} rows without one"):
+        run_refresh(blank, store=tmp_path / "s", as_of=AS_OF)
+    with pytest.raises(ConfigError, match="there is none at"):
+        run_refresh(mail.messages, store=tmp_path / "typo", as_of=AS_OF, tenant_configs=mail.tenants,
+                    incremental=True)
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "s").exists()
+
+
+def test_configuration_errors_name_the_file_and_exit_2(tmp_path, mail, archive, capsys):
+    base = ["refresh", "--input", str(archive), "--store", str(tmp_path / "s"), "--as-of", AS_OF]
+    (tmp_path / "bad.toml").write_text("windows = [7d]\n")
+    (tmp_path / "prior.toml").write_text("global_prior = 5\n")
+    cases = [(["--config", str(tmp_path / "bad.toml")], "is not valid TOML"),
+             (["--config", str(tmp_path / "missing.toml")], "does not exist"),
+             (["--config", str(tmp_path / "prior.toml")], "'global_prior'"),
+             (["--tenant-config", str(tmp_path / "bad.toml")], "tenants' configuration file"),
+             (["--timezone", "Mars/Olympus"], "is not a time zone"),
+             (["--report", str(tmp_path / "no" / "r.json")], "cannot be written")]
+    for extra, words in cases:
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert words in err and "unexpected" not in err, (extra, err)
+    assert not (tmp_path / "s").exists()  # nothing was built before the error
+    assert main(["inspect", "--store", str(tmp_path / "nostore")]) == 2
+
+
+def test_the_report_is_written_whole_and_after_the_summary(tmp_path, archive, capsys):
+    report = tmp_path / "r.json"
+    assert main(["refresh", "--input", str(archive), "--store", str(tmp_path / "s"), "--as-of", AS_OF,
+                 "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["exit_code"] == 0 and "RefreshReport" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_a_damaged_manifest_saying_raw_cannot_open_a_privacy_tenant_to_raw_strings(tmp_path, mail):
+    from commgraph.baselines import BaselineConfig
+
+    run_refresh(mail.messages, store=tmp_path, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants,
+                config=BaselineConfig(privacy=True), secrets={t: b"k" * 16 for t in GENERATED_TENANTS},
+                tenants=["tenant-01"])
+    manifest = tmp_path / "tenant-01" / "v000001" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"privacy": true', '"privacy": false'))
+    report = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants,
+                         tenants=["tenant-01"], force=True)
+    assert report.failed == ["tenant-01"] and "refused even with --force" in report.outcomes[0].error
+    assert SnapshotStore(tmp_path).versions("tenant-01") == [1]
