@@ -71,12 +71,15 @@ def main() -> None:
     print("highest PageRank:")
     print(top[["address", "internal", "sent", "received", "pagerank"]].to_string(index=False))
 
-    step("5. refresh: build every tenant's baselines as of the last day and publish them to a snapshot store")
+    step("5. refresh: build every tenant's baselines as of three days before the end, publish them to a store")
     store = OUT / "snapshots"
     # Baselines as of three days before the end; those last days' mail is the "fresh" mail scored below.
     as_of = (messages.frame["timestamp"].max() - pd.Timedelta(days=3)).floor("D")
     report = run_refresh(archive, store=store, as_of=as_of, jobs=2)
     print(report.table()[["tenant_id", "status", "version", "rows_read", "seconds"]].to_string(index=False))
+    if report.exit_code:  # as the scheduled job's exit code would say
+        raise SystemExit(f"the refresh failed for {report.failed}: " + "; ".join(
+            f"{o.tenant_id}: {o.error}" for o in report.outcomes if o.error))
     snapshot = SnapshotStore(store).load(tenant)
     print(f"{snapshot!r}")
     senders = snapshot.table("sender")
@@ -108,7 +111,7 @@ def main() -> None:
     first = int(np.flatnonzero(truth.notna().to_numpy())[0])
     row = scored.iloc[first]
     print(f"\none attack ({truth.iloc[first]}), message {row['message_id']}; its non-zero signals:")
-    print(row.drop(["tenant_id", "message_id"]).loc[lambda r: r != 0].to_string())
+    print(row.drop(["tenant_id", "message_id"]).loc[lambda r: r.notna() & (r != 0)].to_string())
 
     step("7. one attack through the graph's eyes")
     attack = attacks[attacks["tenant_id"] == tenant].iloc[0]
