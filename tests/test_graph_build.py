@@ -222,10 +222,12 @@ def test_two_spellings_of_one_key_are_one_node():
 
 def test_categories_that_disagree_with_keys_are_not_trusted(big_edges):
     # The categorical fast path reads one key per category; a row whose key is not its category's
-    # (here: three rows' sender keys swapped for other addresses' keys) sends the build to the keys.
+    # (here: three messages' sender keys swapped for other addresses' keys) sends the build to the keys.
     edges = big_edges.copy()
     keys = edges["sender_key"].to_numpy().copy()
-    keys[[5, 50_000, 300_000]] = edges["recipient_key"].to_numpy()[[7, 8, 9]]
+    message = edges["message_index"].to_numpy()
+    for row, other in zip([5, 50_000, 300_000], [7, 8, 9]):
+        keys[message == message[row]] = edges["recipient_key"].to_numpy()[other]  # one sender per message
     edges["sender_key"] = keys
     g = build_graph(edges, tenant_id="acme")
     plain = edges.assign(sender=edges["sender"].astype(str), recipient=edges["recipient"].astype(str))
