@@ -258,24 +258,33 @@ def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, sh
     ...                   messages=np.array([0, 1, 2, 3, 3]))
     {'t': ('acme.com',)}
     """
-    frame = pd.DataFrame({"t": tenant_ids.to_numpy(), "d": recipient_domains.to_numpy()})
+    t_codes, t_names = pd.factorize(tenant_ids, use_na_sentinel=True)
+    d_codes, d_names = pd.factorize(recipient_domains, use_na_sentinel=True)
+    known = (t_codes >= 0) & (d_codes >= 0)
+    # Integer codes, not strings, are hashed: one (tenant, domain) pair per code, distinct messages per pair.
+    rows = pd.DataFrame({"pair": t_codes[known].astype(np.int64) * max(len(d_names), 1) + d_codes[known]})
     if messages is not None:
-        frame["m"] = np.asarray(messages)
-        frame = frame.drop_duplicates()
-    counts = frame.dropna(subset=["t", "d"]).value_counts(["t", "d"]).rename("n").reset_index()
+        rows["m"] = pd.factorize(np.asarray(messages)[known])[0]
+        rows = rows.drop_duplicates()
+    n = rows["pair"].value_counts(sort=False)
+    pair = n.index.to_numpy(dtype=np.int64)
+    counts = pd.DataFrame({"t": np.asarray(t_names, dtype=object)[pair // max(len(d_names), 1)],
+                           "d": np.asarray(d_names, dtype=object)[pair % max(len(d_names), 1)],
+                           "n": n.to_numpy()})
     counts = counts[~counts["d"].isin(list(freemail_domains()))]
     psl = _public_suffix_list()
-    result: dict[str, tuple[str, ...]] = {str(t): () for t in frame["t"].dropna().unique()}
+    result: dict[str, tuple[str, ...]] = {str(t): () for t in t_names}
     for tenant, group in counts.groupby("t", sort=True):
         chosen: list[str] = []
         top = None
         # Most messages first; a public suffix is skipped (checked only for the few domains looked at).
-        for domain, n in group.sort_values(["n", "d"], ascending=[False, True])[["d", "n"]].itertuples(index=False):
-            if top is not None and n <= share * top:
+        ranked = group.sort_values(["n", "d"], ascending=[False, True])[["d", "n"]]
+        for domain, messages_in in ranked.itertuples(index=False):
+            if top is not None and messages_in <= share * top:
                 break
             if psl.privatesuffix(domain) is None:
                 continue
-            top = n if top is None else top
+            top = messages_in if top is None else top
             chosen.append(str(domain))
         result[str(tenant)] = tuple(chosen)
     return dict(sorted(result.items()))
