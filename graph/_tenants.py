@@ -16,7 +16,7 @@ from ._errors import ConfigError
 from ._freemail import freemail_domains
 
 __all__ = ["TenantConfig", "load_tenant_configs", "InferredOwnDomainsWarning", "infer_own_domains",
-           "normalise_own_domain"]
+           "normalise_own_domain", "may_be_own_domain"]
 
 _FIELDS = ("tenant_id", "own_domains", "vip_addresses", "name")
 
@@ -226,6 +226,18 @@ def normalise_own_domain(domain: str, where: str = "own domain") -> str:
     return norm
 
 
+def may_be_own_domain(domain: str) -> bool:
+    """Whether inference may take a registrable domain as a tenant's own: not a consumer mail
+    provider (the shipped list), not a public suffix.
+
+    Examples
+    --------
+    >>> may_be_own_domain("acme.co.uk"), may_be_own_domain("gmail.com"), may_be_own_domain("co.uk")
+    (True, False, False)
+    """
+    return domain not in freemail_domains() and _public_suffix_list().privatesuffix(domain) is not None
+
+
 def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, share: float = 0.5,
                       messages: pd.Series | np.ndarray | None = None) -> dict[str, tuple[str, ...]]:
     """Guess each tenant's own domains from the domains that receive most of its messages.
@@ -271,18 +283,16 @@ def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, sh
     counts = pd.DataFrame({"t": np.asarray(t_names, dtype=object)[pair // max(len(d_names), 1)],
                            "d": np.asarray(d_names, dtype=object)[pair % max(len(d_names), 1)],
                            "n": n.to_numpy()})
-    counts = counts[~counts["d"].isin(list(freemail_domains()))]
-    psl = _public_suffix_list()
     result: dict[str, tuple[str, ...]] = {str(t): () for t in t_names}
     for tenant, group in counts.groupby("t", sort=True):
         chosen: list[str] = []
         top = None
-        # Most messages first; a public suffix is skipped (checked only for the few domains looked at).
+        # Most messages first; checked only for the few domains looked at, not all.
         ranked = group.sort_values(["n", "d"], ascending=[False, True])[["d", "n"]]
         for domain, messages_in in ranked.itertuples(index=False):
             if top is not None and messages_in <= share * top:
                 break
-            if psl.privatesuffix(domain) is None:
+            if not may_be_own_domain(domain):
                 continue
             top = messages_in if top is None else top
             chosen.append(str(domain))
