@@ -8,10 +8,13 @@ function here factorises its input, does the string work once per distinct value
 
 from __future__ import annotations
 
+import binascii
 import functools
 import re
 import unicodedata
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.utils import parseaddr
 from typing import Iterator
 
@@ -143,6 +146,12 @@ def _fullmatch(text: pd.Series, pattern: str) -> np.ndarray:
     return np.asarray(matched.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _is_ascii(text: pd.Series) -> np.ndarray:
+    if not len(text):
+        return np.zeros(0, dtype=bool)
+    return np.asarray(pc.string_is_ascii(_arrow(text)).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _take(values: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
     if not len(codes) or codes.min() >= 0:  # nothing missing: one gather, no mask
         return values.take(codes)
@@ -193,16 +202,27 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
     >>> normalise_address("a b@c.com")
     (None, None, 'whitespace in the address')
     """
-    text = raw.strip()
+    text = _FOLDING.sub(" ", raw).strip()  # a header folded over lines is one line
     if not text:
         return None, None, "empty"
     if not re.search(r'[<"(]', text):
         # Bare form: check it as it stands, so the problem named is the real one.
         name, addr = "", text
     else:
-        name, addr = parseaddr(text)
-        if not addr:
-            return None, None, "not an address"
+        angles = _angle_addresses(text)
+        if len(angles) > 1:
+            return None, None, f"{len(angles)} addresses in angle brackets; one entry holds one address"
+        if angles:
+            # The address is what the angle brackets hold, whatever the name before them looks like:
+            # 'ceo@acme.com <x@evil.com>' is mail from x@evil.com (a classic display-name spoof), and
+            # 'Lee, Ann <ann@x.com>' or "'bob@x.com' <bob@x.com>" are names, not addresses.
+            start, end = angles[0]
+            addr = text[start + 1:end - 1].strip()
+            name = _phrase(text[:start] + " " + text[end:])
+        else:
+            name, addr = parseaddr(text)
+            if not addr:
+                return None, None, "not an address"
     if re.search(r"\s", addr):
         return None, None, "whitespace in the address"
     if addr.count("@") != 1:
@@ -215,15 +235,100 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
     domain, problem = _normalise_domain(domain)
     if problem:
         return None, None, problem
-    local = local.lower()
+    # One spelling per mailbox: composed (NFC) and lower-cased as Python does, whatever form arrived.
+    local = unicodedata.normalize("NFC", local).lower() if not local.isascii() else local.lower()
     if fold_plus and "+" in local.strip("+"):
         local = local.split("+", 1)[0] or local
     address = f"{local}@{domain}"
     if len(address) > _MAX_ADDRESS:
         return None, None, f"longer than {_MAX_ADDRESS} characters"
-    # An RFC 5322 comment next to a display name is not part of the name.
-    name = re.sub(r"\([^()]*\)", " ", name).strip() if "<" in text else name.strip()
-    return address, (name or None), None
+    return address, (decode_encoded_words(name.strip()) or None), None
+
+
+# CRLF (or LF) followed by white space: where a long header was folded.
+_FOLDING = re.compile(r"\r?\n(?=[ \t])|\r?\n")
+
+
+def _angle_addresses(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each ``<...>`` outside quoted strings and comments (``end`` past the ``>``)."""
+    found, quoted, escaped, depth, start = [], False, False, 0, -1
+    for i, ch in enumerate(text):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif quoted:
+            quoted = ch != '"'
+        elif ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif depth:
+            continue
+        elif ch == '"' and start < 0:
+            quoted = True
+        elif ch == "<" and start < 0:
+            start = i
+        elif ch == ">" and start >= 0:
+            found.append((start, i + 1))
+            start = -1
+    return found
+
+
+def _phrase(text: str) -> str:
+    """A display name as written around an angle address: comments dropped, quoted strings unquoted."""
+    out, quoted, escaped, depth = [], False, False, 0
+    for ch in text:
+        if escaped:
+            escaped = False
+            if depth:
+                continue
+        elif ch == "\\":
+            escaped = True
+            continue
+        elif quoted:
+            if ch == '"':
+                quoted = False
+                continue
+        elif ch == "(":
+            depth += 1
+            continue
+        elif ch == ")" and depth:
+            depth -= 1
+            if not depth:
+                out.append(" ")
+            continue
+        elif depth:
+            continue
+        elif ch == '"':
+            quoted = True
+            continue
+        out.append(ch)
+    return " ".join("".join(out).split())
+
+
+def decode_encoded_words(text: str) -> str:
+    """A header text with its RFC 2047 encoded words (``=?charset?B|Q?...?=``) decoded.
+
+    Mail clients show the decoded name, so baselines and impersonation checks
+    must compare it: the encoded form hides "John Smith, CEO" from them. Text
+    that cannot be decoded (an unknown charset, broken base64) is kept as it is.
+
+    Examples
+    --------
+    >>> decode_encoded_words("=?UTF-8?B?Sm9obiBTbWl0aCwgQ0VP?=")
+    'John Smith, CEO'
+    >>> decode_encoded_words("=?iso-8859-1?q?J=F6rg?= Meier")
+    'Jörg Meier'
+    >>> decode_encoded_words("=?x-unknown?B?QUJD?=")
+    '=?x-unknown?B?QUJD?='
+    """
+    if "=?" not in text:
+        return text
+    try:
+        return str(make_header(decode_header(text)))
+    except (HeaderParseError, LookupError, UnicodeError, binascii.Error, ValueError):
+        return text
 
 
 def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddresses:
@@ -262,8 +367,9 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     uniq = pd.Series(uniques, dtype=STRING_DTYPE)
     stripped = uniq.str.strip()
     lowered = stripped.str.lower()
-    # Fast path: bare ASCII addresses whose domain is already a host name.
-    simple = _fullmatch(lowered, _SIMPLE)
+    # Fast path: bare ASCII addresses whose domain is already a host name (others are lower-cased and
+    # composed one by one, as normalise_address does: Arrow's lower case differs from Python's for 'İ').
+    simple = _fullmatch(lowered, _SIMPLE) & _is_ascii(stripped)
     local_part, domain_part = _split_at(lowered)
     local_ok = local_part.str.len().between(1, 64).to_numpy(dtype=bool, na_value=False)
     domain_ok = _fullmatch(domain_part, _HOSTNAME)
@@ -343,7 +449,8 @@ def registrable_domains(domains: pd.Series) -> pd.Series:
 
 
 def normalise_display_name(name: str) -> str | None:
-    """Normalise one display name: Unicode NFKC, case-folded, whitespace collapsed, quotes removed.
+    """Normalise one display name: encoded words decoded, Unicode NFKC, case-folded, whitespace collapsed,
+    quotes removed.
 
     The scalar form of :func:`normalise_display_names`, for single-message paths.
 
@@ -354,7 +461,7 @@ def normalise_display_name(name: str) -> str | None:
     >>> normalise_display_name("  ") is None
     True
     """
-    text = unicodedata.normalize("NFKC", name).casefold()
+    text = unicodedata.normalize("NFKC", decode_encoded_words(name)).casefold()
     text = " ".join(text.split())
     while len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
@@ -362,7 +469,8 @@ def normalise_display_name(name: str) -> str | None:
 
 
 def normalise_display_names(names: pd.Series) -> pd.Series:
-    """Normalise display names: Unicode NFKC, case-folded, whitespace collapsed, quotes removed.
+    """Normalise display names: RFC 2047 encoded words decoded, Unicode NFKC, case-folded, whitespace
+    collapsed, quotes removed.
 
     Parameters
     ----------
@@ -383,10 +491,13 @@ def normalise_display_names(names: pd.Series) -> pd.Series:
 
 
 def _split_quoted(text: str) -> list[str]:
-    """Split on ``;`` and ``,`` outside quotes, angle brackets and comments.
+    """Split on ``;`` and ``,`` outside quotes, angle brackets and comments; groups give their members.
 
     ``email.utils.getaddresses`` splits only on commas and returns parsed pairs,
     which would hide malformed entries; we need the raw entries to report them.
+    A group (``Board: ann@x.com, bob@x.com;``, ``undisclosed-recipients:;``)
+    gives its members: its name, up to the colon, is not an address (text
+    holding an ``@`` before a colon is no group's name, and stays an entry).
     """
     entries, current, quoted, depth_angle, depth_paren = [], [], False, 0, 0
     escaped = False
@@ -412,6 +523,9 @@ def _split_quoted(text: str) -> list[str]:
                 entries.append("".join(current))
                 current = []
                 continue
+            elif ch == ":" and not depth_angle and not depth_paren and "@" not in "".join(current):
+                current = []  # what came before was a group's name (a name: an '@' says it was not)
+                continue
         current.append(ch)
     entries.append("".join(current))
     return entries
@@ -426,7 +540,8 @@ def _arrow(text: pd.Series) -> pa.LargeStringArray:
 
 
 _SEPARATOR_BYTES = (ord(";"), ord(","))
-_QUOTING_BYTES = (ord('"'), ord("("), ord("<"))
+# Rows holding these go to the careful splitter: separators may sit inside names, and a colon starts a group.
+_QUOTING_BYTES = (ord('"'), ord("("), ord("<"), ord(":"))
 # Byte lookup tables: one gather over the buffer instead of a comparison per byte value.
 _IS_SPECIAL = np.zeros(256, dtype=bool)
 _IS_SPECIAL[list(_SEPARATOR_BYTES + _QUOTING_BYTES)] = True
@@ -500,8 +615,8 @@ def _split_lists(text: pd.Series) -> tuple[np.ndarray, np.ndarray, pa.Array, np.
     character: the pieces are new offsets over the same data buffer, dictionary
     encoded as they are found, and only the distinct pieces are trimmed (of
     separators and white space). Rows holding a quote, parenthesis or angle
-    bracket may hide separators inside display names; they are returned in a
-    mask for the quote-aware splitter.
+    bracket may hide separators inside display names, and a colon starts a
+    group; they are returned in a mask for the quote-aware splitter.
 
     Returns
     -------
@@ -576,13 +691,17 @@ def split_address_lists(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     if n == 0:
         no_entries = pd.Categorical([], categories=pd.Index([], dtype=STRING_DTYPE))
         return np.zeros(0, dtype=parent_dtype), pd.Series(no_entries)
+    if isinstance(values.dtype, pd.ArrowDtype) and (pa.types.is_list(values.dtype.pyarrow_dtype)
+                                                    or pa.types.is_large_list(values.dtype.pyarrow_dtype)):
+        # An Arrow list column (pandas' pyarrow dtype backend): a list of addresses per row, as below.
+        values = pd.Series(values.to_numpy(dtype=object, na_value=None), index=values.index, dtype=object)
     if values.dtype == object and values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
         # List-valued column (from JSON, Parquet lists or Python records).
         flat = values.reset_index(drop=True).explode()
         parent = flat.index.to_numpy(dtype=parent_dtype)
         entries = flat.astype(STRING_DTYPE)
         # Strings inside a list may still hold several addresses.
-        if entries.str.contains(r"[;,]", regex=True, na=False).any():
+        if entries.str.contains(r"[;,:]", regex=True, na=False).any():
             sub_parent, entries = split_address_lists(entries.reset_index(drop=True))
             return parent[sub_parent], entries
         entries = entries.str.strip()

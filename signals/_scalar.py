@@ -230,15 +230,15 @@ def _address(raw: str) -> str:
 
 _TYPED_COLUMNS = ("to", "cc", "bcc")
 _LIST_COLUMNS = ("recipients",)
-# A list holding a quote, an angle bracket or a comment may hide separators inside display names:
-# those go to the graph layer's quote-aware splitter; the rest split at every separator, each piece
+# A list holding a quote, an angle bracket or a comment may hide separators inside display names, and
+# a colon starts a group: those go to the graph layer's quote-aware splitter; the rest split at every separator, each piece
 # trimmed of these characters (validation's byte-level splitter does the same).
 _TRIMMED = " \t\r\n"
 
 
 def _entries(text: str) -> list[str]:
     """The non-blank entries of an address list, split as validation splits them."""
-    if '"' in text or "<" in text or "(" in text:
+    if '"' in text or "<" in text or "(" in text or ":" in text:
         return [e for e in (piece.strip() for piece in _split_quoted(text)) if e]
     return [e for e in (piece.strip(_TRIMMED) for piece in text.replace(",", ";").split(";")) if e]
 

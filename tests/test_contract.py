@@ -190,6 +190,71 @@ def test_timestamps_naive_out_of_range_and_unparseable():
     assert m.frame["timestamp"].iloc[0] == pd.Timestamp("2024-05-02T07:00:00Z")
 
 
+@pytest.mark.parametrize("raw, address, name", [
+    ("ceo@acme.com <attacker@evil.com>", "attacker@evil.com", "ceo@acme.com"),  # a display-name spoof
+    ("'bob@vendor.com' <bob@vendor.com>", "bob@vendor.com", "'bob@vendor.com'"),  # Outlook's form
+    ("Lee, Ann <ann@vendor.com>", "ann@vendor.com", "Lee, Ann"),
+    ('"Doe,\r\n John" <j@y.com>', "j@y.com", "Doe, John"),  # folded over two lines
+    ('"a <b@c.com>" (note) <D@E.com> (home)', "d@e.com", "a <b@c.com>"),
+    ('Ann \\"Q\\" <a@b.com>', "a@b.com", 'Ann "Q"'),
+    ("=?UTF-8?B?Sm9obiBTbWl0aCwgQ0VP?= <js.ceo@gmail.com>", "js.ceo@gmail.com", "John Smith, CEO"),
+    ("=?iso-8859-1?q?J=F6rg?= Meier <j@x.com>", "j@x.com", "Jörg Meier"),
+    ("=?x-unknown?B?QUJD?= <j@x.com>", "j@x.com", "=?x-unknown?B?QUJD?="),  # kept when it cannot be decoded
+    ("ann@x.com (Ann Lee)", "ann@x.com", "Ann Lee"),
+])
+def test_header_forms_give_the_address_in_angle_brackets_and_the_name_decoded(raw, address, name):
+    assert addresses.normalise_address(raw) == (address, name, None)
+
+
+def test_two_angle_addresses_in_one_entry_are_refused():
+    address, _, problem = addresses.normalise_address("Ann <a@x.com> <b@y.com>")
+    assert address is None and "2 addresses in angle brackets" in problem
+
+
+_NAME = st.text(st.sampled_from("abcXYZ @.,;'-_!=?0"), max_size=12)
+_ADDRESS = st.tuples(st.text(st.sampled_from("abcxyz09._-+"), min_size=1, max_size=8),
+                     st.sampled_from(["acme.com", "Vendor.CO.uk", "mail.x.org"])).map(lambda p: f"{p[0]}@{p[1]}")
+
+
+@given(name=_NAME, address=_ADDRESS, quoted=st.booleans())
+def test_the_address_is_what_the_angle_brackets_hold_whatever_the_name(name, address, quoted):
+    # The reference is the message as written: a name (quoted or not, holding '@', commas or quotes of
+    # its own) followed by the address in angle brackets; mail clients show that address.
+    written = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"' if quoted else name
+    got, got_name, problem = addresses.normalise_address(f"{written} <{address}>")
+    if address.split("@")[0].strip(".") and ".." not in address:
+        assert got == address.lower() and problem is None, (written, address, problem)
+        assert got_name == (" ".join(name.split()) or None) or not quoted, (written, got_name)
+
+
+def test_groups_give_their_members_and_an_empty_group_nothing():
+    m = validate(frame(recipients=[None] * 3, to=["Board: ann@acme.com, bob@acme.com;", "Legal: cy@acme.com;",
+                           "undisclosed-recipients:;"], bcc=[None, None, "dee@acme.com"]), tenants=ACME)
+    assert len(m.rejects) == 0
+    pairs = list(zip(m.edges()["message_id"].astype(str), m.edges()["recipient"].astype(str)))
+    assert pairs == [("m1", "ann@acme.com"), ("m1", "bob@acme.com"), ("m2", "cy@acme.com"), ("m3", "dee@acme.com")]
+    parent, entries = split_address_lists(pd.Series([["Team: a@x.com, b@x.com;"], "c@x.com"]))
+    assert parent.tolist() == [0, 0, 1] and entries.astype(str).tolist() == ["a@x.com", "b@x.com", "c@x.com"]
+
+
+def test_an_arrow_list_column_of_recipients_is_read_as_a_list():
+    table = pa.table({"tenant_id": ["acme"] * 2, "message_id": ["m1", "m2"],
+                      "timestamp": pa.array([1714640400] * 2).cast(pa.timestamp("s", tz="UTC")),
+                      "sender": ["a@x.com"] * 2,
+                      "recipients": pa.array([["b@acme.com", "c@acme.com"], None], pa.list_(pa.string()))})
+    m = validate(table.to_pandas(types_mapper=pd.ArrowDtype), tenants=ACME, strict=False)
+    assert m.edges()["recipient"].astype(str).tolist() == ["b@acme.com", "c@acme.com"]
+    assert m.rejects["message_id"].tolist() == ["m2"]  # no recipient at all: rejected, not lost
+
+
+def test_one_mailbox_one_address_whatever_unicode_form_it_arrives_in():
+    forms = ["jörg@x.com", "jo\u0308rg@x.com", "JÖRG@X.com", "Jörg <JO\u0308RG@x.com>",
+             "İSMAİL@x.com", "Ismail <İSMAİL@x.com>", "i\u0307smai\u0307l@x.com"]
+    parsed = addresses.parse_addresses(pd.Series(forms))
+    assert len(set(parsed.address[:4])) == 1 and len(set(parsed.address[4:])) == 1
+    assert parsed.address.tolist() == [addresses.normalise_address(f)[0] for f in forms]
+
+
 def test_a_date_alone_is_naive_and_read_in_the_zone_given():
     # '2024-05-02' ends in what reads like an offset ('-02'): it was taken for UTC midnight, even with a zone.
     raw = frame(timestamp=["2024-05-02", " 2024-05-02 ", "2024-05-02T09:00:00-02"],

@@ -89,6 +89,31 @@ def test_a_missing_or_blank_display_name_falls_back_to_the_from_header(acme, giv
     assert one["display_name_matches_internal"] == 1
 
 
+@pytest.mark.parametrize("sender, address, name_matches", [
+    ("cy@acme.com <boss@evil.com>", "boss@evil.com", 0),  # the spoof: the address is in the brackets
+    ("Cy Boss, CEO <boss@evil.com>", "boss@evil.com", 0),
+    ("'cy boss' <boss@evil.com>", "boss@evil.com", 1),  # Outlook's single quotes are not part of the name
+    ('"Cy\r\n Boss" <boss@evil.com>', "boss@evil.com", 1),  # a folded header
+    ("=?UTF-8?B?Q3kgQm9zcw==?= <boss@evil.com>", "boss@evil.com", 1),  # 'Cy Boss', encoded
+    ("=?iso-8859-1?q?Cy_Boss?= <boss@evil.com>", "boss@evil.com", 1),
+])
+def test_header_forms_give_the_address_in_brackets_and_the_decoded_name(acme, sender, address, name_matches) -> None:
+    one = assert_one_equals_batch(acme, _message(sender=sender, recipients="di@acme.com"))
+    assert one["display_name_matches_internal"] == name_matches
+    assert validate(pd.DataFrame([_message(sender=sender)]), tenants=ACME).frame["sender"].iloc[0] == address
+
+
+@pytest.mark.parametrize("recipients, expected", [
+    ("Board: cy@acme.com, di@acme.com;", ["cy@acme.com", "di@acme.com"]),
+    ("Legal: di@acme.com;", ["di@acme.com"]),
+    ("undisclosed-recipients:; cy@acme.com", ["cy@acme.com"]),
+])
+def test_groups_give_their_members_as_validation_reads_them(acme, recipients, expected) -> None:
+    assert_one_equals_batch(acme, _message(recipients=recipients))
+    edges = validate(pd.DataFrame([_message(recipients=recipients)]), tenants=ACME).edges()
+    assert edges["recipient"].astype(str).tolist() == expected
+
+
 def test_a_given_display_name_wins_over_the_header(acme) -> None:
     one = assert_one_equals_batch(acme, _message(sender="Cy Boss <boss@evil.com>", sender_display_name=" Someone "))
     assert one["display_name_matches_internal"] == 0
