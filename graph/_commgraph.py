@@ -76,8 +76,9 @@ class CommGraph:
     window : pandas.Timedelta or None
         Only messages in ``[as_of - window, as_of)`` were counted.
     own_domains : tuple of str or None
-        The tenant's own domains used to mark nodes internal; ``None`` when
-        that was inferred from ``direction``.
+        The tenant's own domains used to mark nodes internal (given, those
+        validation used, or guessed for a tenant whose mail is all inbound);
+        ``None`` when internal was inferred from ``direction``.
 
     Attributes
     ----------
