@@ -10,6 +10,7 @@ result is held in ``scipy.sparse`` arrays. networkx is used only at the edge
 from __future__ import annotations
 
 import html
+import warnings
 from concurrent.futures import Future
 from typing import Any, Iterable, Sequence
 
@@ -17,11 +18,13 @@ import numpy as np
 import pandas as pd
 import scipy as sp
 
+from ._addresses import parse_addresses
 from ._background import submit
 from ._csr import PairGroups, edge_label_counts, edge_times, group_pairs, index_dtype
 from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
+from ._tenants import InferredOwnDomainsWarning, infer_own_domains, normalise_own_domain
 
 __all__ = ["CommGraph", "DomainView", "build_graph", "EDGE_COLUMNS", "NODE_COLUMNS", "GRAPH_INPUT_COLUMNS"]
 
@@ -73,8 +76,9 @@ class CommGraph:
     window : pandas.Timedelta or None
         Only messages in ``[as_of - window, as_of)`` were counted.
     own_domains : tuple of str or None
-        The tenant's own domains used to mark nodes internal; ``None`` when
-        that was inferred from ``direction``.
+        The tenant's own domains used to mark nodes internal (given, those
+        validation used, or guessed for a tenant whose mail is all inbound);
+        ``None`` when internal was inferred from ``direction``.
 
     Attributes
     ----------
@@ -184,8 +188,11 @@ class CommGraph:
         Parameters
         ----------
         values : str, sequence of str, uint64 array, or integers
-            Strings are addresses; ``numpy.uint64`` values are stable keys; other
-            integers are node ids and are returned as they are (after a range check).
+            Strings are addresses, in any form validation accepts: an address not
+            found as given is normalised as validation does (``Ann@Acme.COM`` and
+            ``"Ann" <ann@acme.com>`` find ``ann@acme.com``); ``numpy.uint64`` values
+            are stable keys; other integers are node ids and are returned as they
+            are (after a range check).
 
         Returns
         -------
@@ -199,8 +206,8 @@ class CommGraph:
         ...     "direction": "internal"})))
         >>> g.nodes["address"].tolist()
         ['b@t.com', 'a@t.com']
-        >>> g.node_ids(["b@t.com", "nobody@t.com"]).tolist()
-        [0, -1]
+        >>> g.node_ids(["b@t.com", "nobody@t.com", "B@T.com"]).tolist()
+        [0, -1, 0]
         >>> g.node_ids(stable_keys(["a@t.com"])).tolist() == g.node_ids(["a@t.com"]).tolist()
         True
         """
@@ -213,7 +220,14 @@ class CommGraph:
             if index is None:
                 index = pd.Index(self.nodes["address"].astype(STRING_DTYPE))
                 self._cache["address_index"] = index
-            return index.get_indexer(pd.Index(arr, dtype=STRING_DTYPE)).astype(np.int64)
+            query = pd.Index(arr, dtype=STRING_DTYPE)
+            ids = index.get_indexer(query).astype(np.int64)
+            miss = np.flatnonzero(ids < 0)
+            if len(miss):
+                # Only the addresses not found as given are normalised (most lookups are already normal).
+                normal = parse_addresses(pd.Series(query[miss], dtype=STRING_DTYPE)).address
+                ids[miss] = index.get_indexer(pd.Index(normal, dtype=STRING_DTYPE))
+            return ids
         if arr.dtype == np.uint64:
             keys = self.nodes["key"].to_numpy()
             pos = np.searchsorted(keys, arr)
@@ -233,14 +247,16 @@ class CommGraph:
     def node_id(self, node: str | int | np.integer) -> int:
         """The node id of one address, stable key (``numpy.uint64``) or node id; raises when unknown.
 
+        Addresses are normalised as in :meth:`node_ids`.
+
         Examples
         --------
         >>> from commgraph.graph import validate, build_graph
         >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
         ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"],
         ...     "direction": "internal"})))
-        >>> g.node_id("a@t.com")
-        1
+        >>> g.node_id("a@t.com"), g.node_id("A@T.com")
+        (1, 1)
         >>> g.node_id("z@t.com")
         Traceback (most recent call last):
         ...
@@ -731,8 +747,11 @@ def build_graph(
         The output of :func:`validate`/``read_messages``, or an edges frame like
         ``Messages.edges()``. An edges frame needs the columns
         :data:`GRAPH_INPUT_COLUMNS` (``timestamp`` as UTC datetimes, ``*_key`` as
-        uint64 stable keys), plus ``message_index`` or ``message_id`` (to count
-        messages sent). Optional: ``tenant_id``, ``direction`` (needed unless
+        uint64 stable keys), plus ``message_id`` or ``message_index`` (to count
+        messages sent: with ``message_id``, rows of one tenant with one id are
+        one message, so edges of chunks concatenated count right; with
+        ``message_index`` alone, an index shared by several senders or times is
+        refused). Optional: ``tenant_id``, ``direction`` (needed unless
         ``own_domains`` is given), ``label`` and ``labeled_at``. With a
         :class:`Messages`, ``label`` and ``labeled_at`` come from its frame.
     tenant_id : str, optional
@@ -743,13 +762,20 @@ def build_graph(
     window : str or Timedelta, optional
         With ``as_of``: only messages in ``[as_of - window, as_of)`` count (``"30D"``).
     own_domains : sequence of str, optional
-        The tenant's own domains; a node is internal when its address's domain is
-        one of them or a subdomain of one. Without it, internal is inferred from
+        The tenant's own domains (normalised as :class:`TenantConfig` does: IDN to
+        punycode, trailing dot dropped; an invalid one or a public suffix is an
+        error); a node is internal when its address's domain is one of them or a
+        subdomain of one. Without it, a :class:`Messages` input uses the own
+        domains validation decided ``direction`` by (:attr:`Messages.own_domains`:
+        configured, or inferred). Failing both, internal is inferred from
         ``direction``: the sender of outbound or internal mail and the recipient
         of internal mail are internal, and so is every node of the same registrable
         domain as one of those (a colleague who only received outbound mail is
-        still internal); when the tenant's mail is all inbound, the recipients'
-        domains are used.
+        still internal). Inbound mail alone cannot tell an internal recipient from
+        a partner in Cc: when the tenant's mail is all inbound, the own domains are
+        guessed as validation infers them (the recipients' domains that receive most
+        messages, never a consumer provider) and an
+        :class:`InferredOwnDomainsWarning` says so.
 
     Returns
     -------
@@ -790,7 +816,9 @@ def build_graph(
     """
     as_of_ts, window_td = _check_time_params(as_of, window)
     own = _check_own_domains(own_domains)
+    validated_own: dict[str, tuple[str, ...]] = {}
     if isinstance(messages_or_edges, Messages):
+        validated_own = messages_or_edges.own_domains
         frame = messages_or_edges.frame
         edges = messages_or_edges.edges()
         if "label" in frame.columns and "message_index" in edges.columns:
@@ -815,6 +843,9 @@ def build_graph(
                           f"internal; columns present: {list(edges.columns)}")
 
     mask, tenant_id = _tenant_mask(edges, tenant_id)
+    if own is None and validated_own.get(tenant_id):
+        # The domains validation decided direction by: a node is internal exactly when they say so.
+        own = tuple(sorted(validated_own[tenant_id]))
     ts = _ns(edges["timestamp"], "timestamp")
     if as_of_ts is not None:
         in_time = ts < as_of_ts.value
@@ -828,10 +859,7 @@ def build_graph(
     sender_key = take(_keys(edges["sender_key"], "sender_key"))
     recipient_key = take(_keys(edges["recipient_key"], "recipient_key"))
     ts = take(ts)
-    if "message_index" in edges.columns:
-        message = take(edges["message_index"].to_numpy(dtype=np.int64))
-    else:
-        message = take(pd.factorize(edges["message_id"])[0].astype(np.int64))
+    message = _message_numbers(edges, mask, per_message, sender_key, ts)
 
     # Labels of the edges: per message (Messages) or per row (edges frame); -1 = none or not yet known.
     label = None
@@ -875,6 +903,8 @@ def _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direct
     # 3. Node table.
     first_node, last_node = _node_times(ts, groups, first, last, ts_sorted, n)
     sent, seed = facts.result()
+    if own is None and not seed.any() and len(dst):
+        own = _guess_own_domains(domain, dst, message, tenant_id)
     internal = _is_own(address, own) if own is not None else _infer_internal(domain, seed, domain_codes)
     nodes = pd.DataFrame({
         "key": keys, "address": address, "domain": domain, "internal": internal,
@@ -1110,16 +1140,37 @@ def _domain_view(g: CommGraph) -> DomainView:
 def _internal_seeds(src: np.ndarray, dst: np.ndarray, direction: np.ndarray, n: int) -> np.ndarray:
     """Nodes the rows' ``direction`` (codes 0 inbound, 1 outbound, 2 internal) shows to be internal.
 
-    Senders of outbound or internal mail and recipients of internal mail; when
-    the tenant's mail is all inbound, its recipients.
+    Senders of outbound or internal mail and recipients of internal mail. Inbound
+    mail shows none: an external partner in Cc receives it as the tenant does.
     """
     # ufunc.at over uint8 flags with matching dtypes is about 3x faster than ``seed[src[mask]] = True``.
     seed = np.zeros(n, dtype=np.uint8)
     np.maximum.at(seed, src, (direction >= 1).view(np.uint8))  # codes are -1 (missing), 0, 1, 2
     np.maximum.at(seed, dst, (direction == 2).view(np.uint8))
-    if not seed.any():
-        np.maximum.at(seed, dst, (direction == 0).view(np.uint8))
     return seed.view(bool)
+
+
+def _guess_own_domains(domain: pd.Series, dst: np.ndarray, message: np.ndarray, tenant_id: str | None
+                       ) -> tuple[str, ...]:
+    """The tenant's mail is all inbound and its own domains are unknown: guess them, with a warning.
+
+    The recipients' domains that receive most messages, as validation infers them
+    (:func:`infer_own_domains`): not every recipient, since partners in Cc receive
+    the tenant's inbound mail too.
+    """
+    codes, uniques = pd.factorize(domain)
+    row_domain = codes.astype(np.int64)[dst]
+    pairs = np.unique(message * (len(uniques) + 1) + row_domain)  # a message counts once per domain
+    pair_domain = pairs % (len(uniques) + 1)
+    pair_domain = pair_domain[pair_domain < len(uniques)]  # code -1 (no domain) wraps to len(uniques)
+    names = pd.Series(np.asarray(uniques, dtype=object)[pair_domain], dtype=object)
+    guessed = infer_own_domains(pd.Series(["t"] * len(names), dtype=object), names).get("t", ())
+    warnings.warn(
+        f"build_graph: the mail of tenant {tenant_id!r} is all inbound and its own domains are unknown (an edges "
+        f"frame, or Messages whose direction was given without a tenant configuration); guessed {list(guessed)} "
+        "from the domains that receive most of its messages to mark nodes internal. Pass own_domains=(...) to "
+        "set them.", InferredOwnDomainsWarning, stacklevel=4)
+    return guessed
 
 
 def _infer_internal(domain: pd.Series, seed: np.ndarray, domain_codes: np.ndarray | None = None) -> np.ndarray:
@@ -1142,6 +1193,68 @@ def _row_facts(src: np.ndarray, dst: np.ndarray, message: np.ndarray, direction:
     return sent, (_internal_seeds(src, dst, direction, n) if direction is not None else None)
 
 
+def _message_numbers(edges: pd.DataFrame, mask: np.ndarray | None, per_message: bool, sender_key: np.ndarray,
+                     ts: np.ndarray) -> np.ndarray:
+    """Each kept row's message as an int64 number: rows of one message, and only they, share one.
+
+    From :class:`Messages`, ``message_index`` (the message's row) is exact. An edges
+    frame may be a concatenation of ``Messages.edges()`` of chunks, where
+    ``message_index`` restarts in every chunk: with ``message_id`` the messages are
+    numbered by it (the tenant's rows only, so ids of other tenants never merge),
+    ``message_index`` serving only when it agrees with it; without ``message_id``, a
+    ``message_index`` shared by rows of several senders or timestamps is refused.
+    """
+    def take(column: str) -> pd.Series:
+        values = edges[column]
+        return values if mask is None else values[mask]
+
+    has_index, has_id = "message_index" in edges.columns, "message_id" in edges.columns
+    if has_index:
+        message = take("message_index").to_numpy(dtype=np.int64)
+        if per_message:
+            return message
+        if not has_id:
+            _check_message_index(message, sender_key, ts, take("message_index").index)
+            return message
+    ids = take("message_id")
+    if ids.isna().any():
+        rows = ids.index[ids.isna().to_numpy()][:5].tolist()
+        raise SchemaError([Problem("message_id", ReasonCode.MISSING_VALUE, rows=rows,
+                                   fix="fill message_id (it numbers the messages sent), or build from Messages")])
+    if has_index and _index_matches_ids(message, ids):
+        return message  # the common case (one Messages' edges): no hashing of the ids
+    return pd.factorize(ids)[0].astype(np.int64)
+
+
+def _index_matches_ids(message: np.ndarray, ids: pd.Series) -> bool:
+    """Whether sorted ``message`` numbers change exactly where the (adjacent) ids change."""
+    if len(message) < 2:
+        return True
+    if (message[1:] < message[:-1]).any():
+        return False
+    same_id = ids.iloc[1:].reset_index(drop=True).eq(ids.iloc[:-1].reset_index(drop=True))
+    return bool(np.array_equal(same_id.to_numpy(dtype=bool, na_value=False), message[1:] == message[:-1]))
+
+
+def _check_message_index(message: np.ndarray, sender_key: np.ndarray, ts: np.ndarray, index: pd.Index) -> None:
+    """Refuse a ``message_index`` shared by rows of different senders or times: several messages share it."""
+    if len(message) < 2:
+        return
+    order = None if not (message[1:] < message[:-1]).any() else np.argsort(message, kind="stable")
+    m, k, t = (message, sender_key, ts) if order is None else (message[order], sender_key[order], ts[order])
+    clash = (m[1:] == m[:-1]) & ((k[1:] != k[:-1]) | (t[1:] != t[:-1]))
+    if clash.any():
+        pos = np.flatnonzero(clash)[:5] + 1
+        pos = pos if order is None else order[pos]
+        raise SchemaError([Problem(
+            "message_index", ReasonCode.INCONSISTENT_MESSAGE, rows=index[pos].tolist(),
+            values=message[pos].tolist(),
+            detail="rows of different senders or timestamps share a message_index, so several messages would "
+                   "count as one (message_index restarts in every chunk: edges of chunks were concatenated?)",
+            fix="add the message_id column (messages are then numbered by it), or join chunks with "
+                "Messages.concat before build_graph")])
+
+
 def _first_of_each(message: np.ndarray) -> np.ndarray:
     """Whether each row is the first of its message (edges of one message are usually contiguous)."""
     if len(message) and (message[1:] >= message[:-1]).all():
@@ -1162,12 +1275,14 @@ def _is_own(address: pd.Series, own: tuple[str, ...]) -> np.ndarray:
 
 
 def _check_own_domains(own_domains) -> tuple[str, ...] | None:
+    """The domains normalised as :class:`TenantConfig` does (punycode, no trailing dot), sorted, distinct."""
     if own_domains is None:
         return None
     if isinstance(own_domains, str) or not all(isinstance(d, str) for d in own_domains):
         raise ConfigError(f"The 'own_domains' parameter of build_graph must be a sequence of domains such as "
                           f"('acme.com',). Got {own_domains!r} instead.")
-    own = tuple(sorted({d.strip().lower().lstrip("@") for d in own_domains if d.strip()}))
+    own = tuple(sorted({normalise_own_domain(d, "The 'own_domains' parameter of build_graph")
+                        for d in own_domains if d.strip()}))
     if not own:
         raise ConfigError("The 'own_domains' parameter of build_graph must name at least one domain. "
                           f"Got {own_domains!r} instead.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -55,6 +55,11 @@ class Messages:
         :data:`REJECT_COLUMNS` then the original row as it was given.
         ``reject_action`` is ``row_rejected`` (the message was left out) or
         ``value_dropped`` (one recipient was left out, the message kept).
+    own_domains : dict of str to tuple of str
+        Each tenant's own domains as validation used them to decide ``direction``
+        (configured, or inferred from the mail and warned about); a tenant whose
+        direction was given in full, without a configuration, is absent.
+        :func:`build_graph` marks nodes internal by them.
 
     Examples
     --------
@@ -74,12 +79,14 @@ class Messages:
     2         m2    ann@acme.com   inbound
     """
 
-    __slots__ = ("frame", "rejects", "_edges")
+    __slots__ = ("frame", "rejects", "_edges", "own_domains")
 
-    def __init__(self, frame: pd.DataFrame, edges: pd.DataFrame, rejects: pd.DataFrame):
+    def __init__(self, frame: pd.DataFrame, edges: pd.DataFrame, rejects: pd.DataFrame,
+                 own_domains: Mapping[str, tuple[str, ...]] | None = None):
         self.frame = frame
         self._edges = edges
         self.rejects = rejects
+        self.own_domains: dict[str, tuple[str, ...]] = dict(own_domains or {})
 
     def edges(self, *, message_columns: Iterable[str] = ("message_id",)) -> pd.DataFrame:
         """One row per (message, recipient), recipients de-duplicated within a message.
@@ -160,7 +167,8 @@ class Messages:
             owner = rejects["tenant_id"].astype(STRING_DTYPE).str.strip()
             rejects = rejects[(owner == tenant_id).to_numpy(dtype=bool)]
         part = self.subset(mask)
-        return Messages(part.frame, part._edges, rejects)
+        own = {tenant_id: self.own_domains[tenant_id]} if tenant_id in self.own_domains else {}
+        return Messages(part.frame, part._edges, rejects, own)
 
     def subset(self, mask: np.ndarray) -> "Messages":
         """The messages where ``mask`` (one bool per row of :attr:`frame`) is true, with their edges.
@@ -188,7 +196,7 @@ class Messages:
         remap = np.full(len(self.frame), -1, dtype=np.int64)
         remap[positions] = np.arange(len(positions))
         edges["message_index"] = message_index(remap[edges["message_index"].to_numpy()], len(positions))
-        return Messages(self.frame.iloc[positions], edges.reset_index(drop=True), self.rejects)
+        return Messages(self.frame.iloc[positions], edges.reset_index(drop=True), self.rejects, self.own_domains)
 
     def with_rejects(self, rejects: Iterable[pd.DataFrame]) -> "Messages":
         """The same messages with more rejected rows (found before validation, e.g. by a reader).
@@ -201,11 +209,13 @@ class Messages:
         >>> len(m.with_rejects([m.rejects]).rejects)
         0
         """
-        return Messages(self.frame, self._edges, pd.concat([self.rejects, *rejects]))
+        return Messages(self.frame, self._edges, pd.concat([self.rejects, *rejects]), self.own_domains)
 
     @classmethod
     def concat(cls, parts: Iterable["Messages"]) -> "Messages":
         """Join messages validated separately (for example chunk by chunk).
+
+        A tenant's :attr:`own_domains` are those of every part that has them, joined.
 
         Examples
         --------
@@ -230,7 +240,11 @@ class Messages:
             if isinstance(dtype, pd.CategoricalDtype) and not isinstance(joined[column].dtype, pd.CategoricalDtype):
                 # Each part has its own categories: keep the column dictionary-encoded.
                 joined[column] = union_categoricals([e[column] for e in edges])
-        return cls(pd.concat([p.frame for p in parts]), joined, pd.concat([p.rejects for p in parts]))
+        own: dict[str, tuple[str, ...]] = {}
+        for part in parts:
+            for tenant, domains in part.own_domains.items():
+                own[tenant] = tuple(dict.fromkeys(own.get(tenant, ()) + tuple(domains)))
+        return cls(pd.concat([p.frame for p in parts]), joined, pd.concat([p.rejects for p in parts]), own)
 
     def summary(self) -> dict:
         """Counts for reports: messages, edges, tenants, rejects by reason.

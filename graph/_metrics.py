@@ -32,6 +32,19 @@ def _check_graph(G: Any, caller: str) -> CommGraph:
     return G
 
 
+def _known_ids(G: CommGraph, values: Any, what: str, caller: str) -> np.ndarray:
+    """Node ids of ``values``; an unknown one raises, naming it (an answer for it would look like a real one)."""
+    ids = G.node_ids(values)
+    unknown = np.flatnonzero(ids < 0)
+    if len(unknown):
+        given = np.asarray(values, dtype=object).reshape(-1) if not isinstance(values, str) else np.array([values])
+        shown = ", ".join(repr(v) for v in given[unknown[:5]].tolist()) + (", ..." if len(unknown) > 5 else "")
+        raise CommGraphError(f"{caller}: {len(unknown)} of the {what} {'is' if len(unknown) == 1 else 'are'} not "
+                             f"a node of tenant {G.tenant_id!r} ({shown}); look addresses up in G.nodes['address'] "
+                             "or check them with G.node_ids(...) >= 0 first")
+    return ids
+
+
 def out_degree(G: CommGraph, *, weighted: bool = False) -> np.ndarray:
     """Out-degree of every node: distinct recipients, or messages sent to them (``weighted``).
 
@@ -351,7 +364,7 @@ def hop_distance(G: CommGraph, sources: Any, targets: Any = None, *, max_hops: i
     ----------
     G : CommGraph
     sources : addresses, uint64 stable keys or node ids
-        Unknown sources are ignored.
+        Addresses are normalised (see :meth:`CommGraph.node_ids`).
     targets : addresses, uint64 stable keys or node ids, optional
         Default: every node.
     max_hops : int, default 3
@@ -361,7 +374,13 @@ def hop_distance(G: CommGraph, sources: Any, targets: Any = None, *, max_hops: i
     -------
     numpy.ndarray of int64
         Aligned with ``targets`` (or ``G.nodes``): 0 for a source, -1 when farther
-        than ``max_hops``, unreachable, or unknown.
+        than ``max_hops`` or unreachable.
+
+    Raises
+    ------
+    CommGraphError
+        When a source or target is not a node of the graph (naming it): -1 for it
+        would read as "unreachable".
 
     Examples
     --------
@@ -371,17 +390,21 @@ def hop_distance(G: CommGraph, sources: Any, targets: Any = None, *, max_hops: i
     ...     "recipients": ["b@t.com", "c@t.com", "d@t.com"], "direction": "internal"})))
     >>> dict(zip(g.nodes["address"], hop_distance(g, ["a@t.com"]).tolist()))
     {'b@t.com': 1, 'a@t.com': 0, 'd@t.com': 3, 'c@t.com': 2}
-    >>> hop_distance(g, ["a@t.com"], ["d@t.com", "a@t.com", "x@t.com"], max_hops=2).tolist()
-    [-1, 0, -1]
+    >>> hop_distance(g, ["A@T.com"], ["d@t.com", "a@t.com"], max_hops=2).tolist()
+    [-1, 0]
+    >>> hop_distance(g, ["typo@t.com"])
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.CommGraphError: hop_distance: 1 of the sources is not a node of tenant 't' ('typo@t.com'); look addresses up in G.nodes['address'] or check them with G.node_ids(...) >= 0 first
     """
     G = _check_graph(G, "hop_distance")
     hops = _check_hops(max_hops, "hop_distance")
-    src = G.node_ids(sources)
-    dist = _bfs(G.adjacency, src[src >= 0], hops)
+    src = _known_ids(G, sources, "sources", "hop_distance")
+    dist = _bfs(G.adjacency, src, hops)
     if targets is None:
         return dist
-    tgt = G.node_ids(targets)
-    return np.where(tgt >= 0, dist[np.maximum(tgt, 0)], -1) if len(dist) else np.full(len(tgt), -1, np.int64)
+    tgt = _known_ids(G, targets, "targets", "hop_distance")
+    return dist[tgt]
 
 
 def pairwise_hop_distance(G: CommGraph, senders: Any, recipients: Any, *, max_hops: int = 3,
@@ -454,7 +477,8 @@ def pairwise_hop_distance(G: CommGraph, senders: Any, recipients: Any, *, max_ho
 
 
 def neighbourhood_overlap(G: CommGraph, senders: Any, recipients: Any, *,
-                          method: Literal["jaccard", "adamic_adar"] = "jaccard") -> np.ndarray:
+                          method: Literal["jaccard", "adamic_adar"] = "jaccard",
+                          missing: Literal["raise", "nan"] = "raise") -> np.ndarray:
     """Overlap between each sender's recipients and its recipient's correspondents.
 
     For a pair (s, r): ``A`` = the nodes s wrote to, ``B`` = the nodes r wrote to
@@ -469,8 +493,12 @@ def neighbourhood_overlap(G: CommGraph, senders: Any, recipients: Any, *,
     ----------
     G : CommGraph
     senders, recipients : addresses, uint64 stable keys or node ids
-        Aligned with each other; unknown nodes give 0.0.
+        Aligned with each other; addresses are normalised (see :meth:`CommGraph.node_ids`).
     method : {'jaccard', 'adamic_adar'}, default 'jaccard'
+    missing : {'raise', 'nan'}, default 'raise'
+        A sender or recipient that is not a node: raise :class:`CommGraphError`
+        naming it, or (for a vectorised caller scoring mail from strangers) give
+        NaN for its pair. Never 0.0, which would read as "no overlap".
 
     Returns
     -------
@@ -486,16 +514,24 @@ def neighbourhood_overlap(G: CommGraph, senders: Any, recipients: Any, *,
     [0.5]
     >>> neighbourhood_overlap(g, ["a@t.com"], ["d@t.com"], method="adamic_adar").round(4).tolist()
     [1.4427]
+    >>> neighbourhood_overlap(g, ["a@t.com", "new@x.org"], ["d@t.com", "d@t.com"], missing="nan").tolist()
+    [0.5, nan]
     """
     G = _check_graph(G, "neighbourhood_overlap")
     if method not in ("jaccard", "adamic_adar"):
         raise ConfigError(f"The 'method' parameter of neighbourhood_overlap must be 'jaccard' or 'adamic_adar'. "
                           f"Got {method!r} instead.")
-    s = G.node_ids(senders)
-    r = G.node_ids(recipients)
+    if missing not in ("raise", "nan"):
+        raise ConfigError(f"The 'missing' parameter of neighbourhood_overlap must be 'raise' or 'nan'. "
+                          f"Got {missing!r} instead.")
+    if missing == "raise":
+        s = _known_ids(G, senders, "senders", "neighbourhood_overlap")
+        r = _known_ids(G, recipients, "recipients", "neighbourhood_overlap")
+    else:
+        s, r = G.node_ids(senders), G.node_ids(recipients)
     if len(s) != len(r):
         raise ConfigError(f"senders and recipients must have the same length (got {len(s)} and {len(r)})")
-    out = np.zeros(len(s), dtype=np.float64)
+    out = np.full(len(s), np.nan)
     ok = np.flatnonzero((s >= 0) & (r >= 0))
     if not len(ok):
         return out

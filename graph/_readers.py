@@ -16,6 +16,7 @@ from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
 from ._messages import Messages
 from ._schema import STRING_DTYPE
+from ._tenants import with_own_domains
 from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
 from ._validate import apply_column_mapping, reject_rows, _validate_handed_over
 
@@ -893,7 +894,11 @@ def _whole(parts: Iterator[pd.DataFrame]) -> pd.DataFrame:
 
 def _validated_chunks(parts: Iterator[pd.DataFrame], strict: bool, columns, options) -> Iterator[Messages]:
     seen = _SeenMessageIds()
+    options = dict(options)
     for frame in parts:
         handed = [frame]
         del frame  # as in _whole: validation holds the only reference to the chunk
-        yield _validated(handed.pop(), strict, columns, seen, options)
+        messages = _validated(handed.pop(), strict, columns, seen, options)
+        # Own domains inferred from a tenant's first chunk serve its later chunks (one guess, one warning).
+        options["tenants"] = with_own_domains(options.get("tenants"), messages.own_domains)
+        yield messages

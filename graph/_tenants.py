@@ -8,18 +8,24 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
-from ._addresses import _normalise_domain, normalise_address
+from ._addresses import _normalise_domain, _public_suffix_list, normalise_address
 from ._errors import ConfigError
+from ._freemail import freemail_domains
 
-__all__ = ["TenantConfig", "load_tenant_configs", "InferredOwnDomainsWarning", "infer_own_domains"]
+__all__ = ["TenantConfig", "load_tenant_configs", "InferredOwnDomainsWarning", "infer_own_domains",
+           "normalise_own_domain", "may_be_own_domain"]
 
 _FIELDS = ("tenant_id", "own_domains", "vip_addresses", "name")
 
 
 class InferredOwnDomainsWarning(UserWarning):
     """A tenant had no configured own domains and commgraph inferred them from its mail.
+
+    Raised once per tenant and read: a chunked ``read_messages`` infers them from
+    the first chunk the tenant appears in and reuses them for its other chunks.
 
     Examples
     --------
@@ -46,6 +52,10 @@ class TenantConfig:
         Executives and other high-value mailboxes.
     name : str, optional
         A human-readable name for reports.
+
+    A public suffix (``co.uk``, ``com``) is refused: it would make every
+    address under it internal. A consumer mail provider (``gmail.com``) is
+    accepted with a warning: only the provider itself owns it.
 
     Examples
     --------
@@ -83,12 +93,7 @@ class TenantConfig:
         if not isinstance(tenant_id, str) or not tenant_id.strip():
             raise ConfigError(f"'tenant_id' must be a non-empty string (got {tenant_id!r})")
         domains = _string_list(data.get("own_domains", ()), "own_domains")
-        normalised = []
-        for d in domains:
-            norm, problem = _normalise_domain(d)
-            if problem:
-                raise ConfigError(f"'own_domains' of tenant {tenant_id!r} holds {d!r}: {problem}")
-            normalised.append(norm)
+        normalised = [normalise_own_domain(d, f"'own_domains' of tenant {tenant_id!r}") for d in domains]
         vips = []
         for a in _string_list(data.get("vip_addresses", ()), "vip_addresses"):
             addr, _, problem = normalise_address(a)
@@ -182,17 +187,78 @@ def load_tenant_configs(source: str | PathLike | Iterable[TenantConfig | Mapping
     return configs
 
 
-def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, share: float = 0.5) -> dict[str, tuple[str, ...]]:
-    """Guess each tenant's own domains from the domains that receive most of its mail.
+def normalise_own_domain(domain: str, where: str = "own domain") -> str:
+    """One own domain as the rest of the library spells domains: IDN as punycode, lower case, no trailing dot.
 
-    The top receiving registrable domain, plus any other receiving more than
-    ``share`` times as many edges as the top one, is taken as the tenant's own.
+    Raises :class:`ConfigError` for a value that is not a host name, or that is
+    a public suffix (``co.uk``: every address under it would become internal);
+    warns (``UserWarning``) for a consumer mail provider, which only the provider
+    itself owns. A leading ``@`` is dropped (``@acme.com``).
+
+    Parameters
+    ----------
+    domain : str
+    where : str
+        Names the setting in error messages.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> normalise_own_domain("Bücher.DE."), normalise_own_domain("@acme.com")
+    ('xn--bcher-kva.de', 'acme.com')
+    >>> normalise_own_domain("co.uk")
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: own domain holds 'co.uk': it is a public suffix, shared by every domain registered under it; give the tenant's registered domain (as 'acme.co.uk')
+    """
+    norm, problem = _normalise_domain(domain.strip().lstrip("@")) if isinstance(domain, str) else (None, "not a string")
+    if problem:
+        raise ConfigError(f"{where} holds {domain!r}: {problem}")
+    if _public_suffix_list().privatesuffix(norm) is None:
+        raise ConfigError(f"{where} holds {domain!r}: it is a public suffix, shared by every domain registered "
+                          f"under it; give the tenant's registered domain (as 'acme.{norm}')")
+    if norm in freemail_domains():
+        warnings.warn(f"{where} holds {domain!r}, a consumer mail provider: every mailbox there will count as "
+                      "the tenant's own; list it only if the tenant is that provider", UserWarning, stacklevel=3)
+    return norm
+
+
+def may_be_own_domain(domain: str) -> bool:
+    """Whether inference may take a registrable domain as a tenant's own: not a consumer mail
+    provider (the shipped list), not a public suffix.
+
+    Examples
+    --------
+    >>> may_be_own_domain("acme.co.uk"), may_be_own_domain("gmail.com"), may_be_own_domain("co.uk")
+    (True, False, False)
+    """
+    return domain not in freemail_domains() and _public_suffix_list().privatesuffix(domain) is not None
+
+
+def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, share: float = 0.5,
+                      messages: pd.Series | np.ndarray | None = None) -> dict[str, tuple[str, ...]]:
+    """Guess each tenant's own domains from the domains that receive most of its messages.
+
+    A message counts once per domain however many of its recipients are there
+    (one mailing to sixteen addresses at a partner is one message). The top
+    receiving registrable domain, plus any other receiving more than ``share``
+    times as many messages as the top one, is taken as the tenant's own.
+    Consumer mail providers (``gmail.com``, the shipped list) and public
+    suffixes are never taken: a tenant's mail to its customers' mailboxes does
+    not make their provider the tenant's. A tenant whose recipients are all at
+    such domains gets no own domains (an empty tuple).
 
     Parameters
     ----------
     tenant_ids, recipient_domains : pandas.Series
-        One value per edge (message x recipient), aligned.
+        One value per edge (message x recipient), aligned; domains registrable.
     share : float, default 0.5
+    messages : pandas.Series or numpy.ndarray, optional
+        Each edge's message (any id that is equal for the edges of one message
+        of a tenant). Without it every edge counts as a message of its own.
 
     Returns
     -------
@@ -200,22 +266,63 @@ def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, sh
 
     Examples
     --------
-    >>> infer_own_domains(pd.Series(["t"] * 5), pd.Series(["acme.com"] * 4 + ["gmail.com"]))
+    >>> infer_own_domains(pd.Series(["t"] * 5), pd.Series(["acme.com"] * 2 + ["gmail.com"] + ["partner.org"] * 2),
+    ...                   messages=np.array([0, 1, 2, 3, 3]))
     {'t': ('acme.com',)}
     """
-    counts = (pd.DataFrame({"t": tenant_ids.to_numpy(), "d": recipient_domains.to_numpy()})
-              .dropna().value_counts(["t", "d"]).rename("n").reset_index())
-    result: dict[str, tuple[str, ...]] = {}
+    t_codes, t_names = pd.factorize(tenant_ids, use_na_sentinel=True)
+    d_codes, d_names = pd.factorize(recipient_domains, use_na_sentinel=True)
+    known = (t_codes >= 0) & (d_codes >= 0)
+    # Integer codes, not strings, are hashed: one (tenant, domain) pair per code, distinct messages per pair.
+    rows = pd.DataFrame({"pair": t_codes[known].astype(np.int64) * max(len(d_names), 1) + d_codes[known]})
+    if messages is not None:
+        rows["m"] = pd.factorize(np.asarray(messages)[known])[0]
+        rows = rows.drop_duplicates()
+    n = rows["pair"].value_counts(sort=False)
+    pair = n.index.to_numpy(dtype=np.int64)
+    counts = pd.DataFrame({"t": np.asarray(t_names, dtype=object)[pair // max(len(d_names), 1)],
+                           "d": np.asarray(d_names, dtype=object)[pair % max(len(d_names), 1)],
+                           "n": n.to_numpy()})
+    result: dict[str, tuple[str, ...]] = {str(t): () for t in t_names}
     for tenant, group in counts.groupby("t", sort=True):
-        top = group["n"].max()
-        chosen = group.loc[group["n"] > share * top].sort_values(["n", "d"], ascending=[False, True])["d"]
+        chosen: list[str] = []
+        top = None
+        # Most messages first; checked only for the few domains looked at, not all.
+        ranked = group.sort_values(["n", "d"], ascending=[False, True])[["d", "n"]]
+        for domain, messages_in in ranked.itertuples(index=False):
+            if top is not None and messages_in <= share * top:
+                break
+            if not may_be_own_domain(domain):
+                continue
+            top = messages_in if top is None else top
+            chosen.append(str(domain))
         result[str(tenant)] = tuple(chosen)
-    return result
+    return dict(sorted(result.items()))
 
 
 def warn_inferred(inferred: Mapping[str, tuple[str, ...]]) -> None:
     for tenant, domains in inferred.items():
+        if not domains:
+            warnings.warn(
+                f"tenant {tenant!r}: no own domains configured, and none could be inferred (its recipients are "
+                f"all at consumer mail providers or public suffixes). Pass tenants=[TenantConfig({tenant!r}, "
+                "own_domains=[...])] to set them.", InferredOwnDomainsWarning, stacklevel=4)
+            continue
         warnings.warn(
             f"tenant {tenant!r}: no own domains configured; inferred {list(domains)} from the domains that "
             f"receive most of its mail. Pass tenants=[TenantConfig({tenant!r}, own_domains=[...])] to set them.",
             InferredOwnDomainsWarning, stacklevel=4)
+
+
+def with_own_domains(tenants: Any, own_domains: Mapping[str, tuple[str, ...]]) -> dict[str, TenantConfig]:
+    """The tenant configurations ``tenants`` (as :func:`load_tenant_configs` takes them), plus a
+    configuration for each tenant of ``own_domains`` that has none: its own domains as inferred.
+
+    A chunked read infers a tenant's own domains from the first chunk it appears in and
+    reuses them for the others, so every chunk gives the same mail the same direction.
+    """
+    configs = load_tenant_configs(tenants) if tenants is not None else {}
+    for tenant, domains in own_domains.items():
+        if tenant not in configs and domains:
+            configs[tenant] = TenantConfig(tenant_id=tenant, own_domains=tuple(domains))
+    return configs

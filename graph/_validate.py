@@ -256,7 +256,7 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
     # The raw entries and their types are no longer read (findings hold their values): free them.
     state.edge_raw = state.edge_type = state.edge_column = None
 
-    direction = _direction(optional["direction"], tenant, sender, edges, findings, configs)
+    direction, own_domains = _direction(optional["direction"], tenant, sender, edges, findings, configs)
     optional["direction"] = direction
 
     # Every finding is known: take what needs the input rows now (the rejects, the row
@@ -273,8 +273,10 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
     state.msgs = None
     if held - pa.total_allocated_bytes() > _RELEASE_ABOVE:
         _release_freed_arrow_memory()
-    return _assemble(index, passthrough, rejects, state, findings, tenant, message_id, ts, sender, display,
-                     optional, edges)
+    messages = _assemble(index, passthrough, rejects, state, findings, tenant, message_id, ts, sender, display,
+                         optional, edges)
+    messages.own_domains = own_domains  # build_graph marks nodes internal by the domains direction used
+    return messages
 
 
 # Freeing less than this is not worth a call into the allocator.
@@ -659,10 +661,11 @@ def _one_edge_per_pair(parent: np.ndarray, key: np.ndarray, rtype: np.ndarray) -
 
 
 def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edges: _Edges,
-               findings: _Findings, configs: Mapping[str, TenantConfig]) -> pd.Series:
+               findings: _Findings, configs: Mapping[str, TenantConfig]) -> tuple[pd.Series, dict]:
+    """The direction column filled in, and each tenant's own domains used (configured or inferred)."""
     need = (given.isna() & ~pd.Series(findings.rejected, index=given.index)).to_numpy()
     if not need.any():
-        return given
+        return given, {t: c.own_domains for t, c in configs.items()}
     tenant_codes, tenants = pd.factorize(tenant, use_na_sentinel=True)
     tenants = [str(t) for t in tenants]
     edge_tenant = tenant_codes[edges.parent]
@@ -673,7 +676,8 @@ def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edg
     if unconfigured:
         mask = live_edge & np.isin(edge_tenant, [tenants.index(t) for t in unconfigured])
         inferred = infer_own_domains(pd.Series(np.asarray(tenants, dtype=object)[edge_tenant[mask]]),
-                                     edges.parsed.subset(mask).registrable_domain().reset_index(drop=True))
+                                     edges.parsed.subset(mask).registrable_domain().reset_index(drop=True),
+                                     messages=edges.parent[mask])
         warn_inferred(inferred)
         own.update(inferred)
     sender_internal = _is_internal(tenant_codes, tenants, *sender.domain_codes(), own)
@@ -693,7 +697,7 @@ def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edg
     filled = given.copy()
     fill = need & ~undecidable & (inferred_dir != None)  # noqa: E711
     filled[fill] = inferred_dir[fill]
-    return filled
+    return filled, own
 
 
 def _is_internal(tenant_codes: np.ndarray, tenants: list[str], domain_codes: np.ndarray, domains: np.ndarray,

@@ -10,7 +10,6 @@ the snapshot's own (shared page cache), not a per-key Python structure.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -19,6 +18,7 @@ from xxhash import xxh3_64_intdigest
 from commgraph.graph import AUTH_RESULTS, DIRECTIONS, CommGraphError, normalise_address
 from commgraph.graph import normalise_display_name as _normalise_display_name
 from commgraph.graph._addresses import _split_quoted
+from commgraph.graph._tenants import may_be_own_domain
 
 from ._scalar_fields import _as_text, _enum, _is_missing, _required_text, text_value, timestamp_ns
 
@@ -298,11 +298,10 @@ def _recipients(message: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _inferred_own(recipients: tuple[str, ...], registrable: Any) -> Any:
-    """Own domains as validation infers them for a tenant without any (``infer_own_domains``): the
-    top receiving registrable domain of the mail, and any receiving more than half as many."""
-    counts = Counter(registrable(r.rpartition("@")[2]) for r in recipients)
-    top = max(counts.values())
-    own = [d for d, n in counts.items() if n > 0.5 * top]
+    """Own domains as validation infers them for a tenant without any (``infer_own_domains``): a
+    message counts once per domain, so every registrable recipient domain of the one message that
+    may be a tenant's own (not a consumer provider, not a public suffix)."""
+    own = [d for d in dict.fromkeys(registrable(r.rpartition("@")[2]) for r in recipients) if may_be_own_domain(d)]
     return lambda tenant, domain: any(domain == o or domain.endswith("." + o) for o in own)
 
 

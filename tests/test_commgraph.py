@@ -85,8 +85,12 @@ def test_edges_frame_input_equals_messages_input(messages):
     edges["label"] = frame["label"].take(edges["message_index"]).to_numpy()
     edges["labeled_at"] = frame["labeled_at"].take(edges["message_index"]).to_numpy()
     a = build_graph(messages, tenant_id="acme", as_of="2024-05-30T00:00Z")
-    b = build_graph(edges, tenant_id="acme", as_of="2024-05-30T00:00Z")
-    assert a.equals(b)
+    # Messages carry the own domains validation used; an edges frame is given them.
+    b = build_graph(edges, tenant_id="acme", as_of="2024-05-30T00:00Z", own_domains=messages.own_domains["acme"])
+    assert a.own_domains == ("acme.com",) and a.equals(b)
+    # Without them the frame's direction decides internal, here to the same nodes.
+    by_direction = build_graph(edges, tenant_id="acme", as_of="2024-05-30T00:00Z")
+    assert by_direction.own_domains is None and by_direction.nodes.equals(a.nodes)
 
 
 def test_plain_string_columns_equal_categorical_columns(messages):

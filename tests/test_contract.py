@@ -629,3 +629,67 @@ def test_for_tenant_keeps_the_rejects_whose_tenant_id_is_the_tenant_once_strippe
     beta = m.for_tenant("beta")
     assert beta.rejects.index.tolist() == m.rejects.index.tolist()
     assert len(m.for_tenant("acme").rejects) == 0
+
+
+# --- own domains inferred from messages, once per read ---------------------------------------
+
+
+def _mailing_frame() -> pd.DataFrame:
+    """acme: 8 inbound messages to ann, 8 outbound to two gmail recipients each, then eve@gmail.com -> ann."""
+    rows = ([dict(message_id=f"a{i}", sender=f"v{i}@vendor.com", recipients="ann@acme.com") for i in range(8)]
+            + [dict(message_id=f"b{i}", sender="ann@acme.com", recipients=f"c{i}@gmail.com; d{i}@gmail.com")
+               for i in range(8)]
+            + [dict(message_id="c0", sender="eve@gmail.com", recipients="ann@acme.com")])
+    return pd.DataFrame(rows).assign(tenant_id="acme", timestamp="2024-05-02T09:00:00Z")
+
+
+def test_inferred_own_domains_count_messages_and_never_a_consumer_provider():
+    # Before: counting edges made gmail.com (16 edges) an own domain, so eve@gmail.com -> ann was 'internal'.
+    with pytest.warns(InferredOwnDomainsWarning) as caught:
+        m = read_messages(_mailing_frame())
+    assert [str(w.message) for w in caught if "inferred ['acme.com']" in str(w.message)] and len(caught) == 1
+    direction = m.frame.set_index("message_id")["direction"]
+    assert direction["b0"] == "outbound" and direction["c0"] == "inbound" and direction["a0"] == "inbound"
+    assert m.own_domains == {"acme": ("acme.com",)}
+
+
+def test_chunked_reads_infer_own_domains_once():
+    # Before: each chunk inferred its own domains (acme.com, then gmail.com), with a warning per chunk, so
+    # acme's own outbound mail turned inbound in one chunk.
+    whole = read_messages(_mailing_frame(), tenants=ACME).frame.set_index("message_id")["direction"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chunks = list(read_messages(_mailing_frame(), chunksize=8))
+    assert [type(w.message) for w in caught] == [InferredOwnDomainsWarning]
+    joined = Messages.concat(chunks)
+    assert joined.frame.set_index("message_id")["direction"].equals(whole)
+    assert joined.own_domains == {"acme": ("acme.com",)} and all(c.own_domains == joined.own_domains
+                                                                   for c in chunks)
+
+
+@given(rows=st.lists(st.tuples(st.sampled_from(["t", "u"]), st.integers(0, 6),
+                               st.sampled_from(["acme.com", "gmail.com", "co.uk", "b.org", "c.net"])),
+                     min_size=1, max_size=40))
+def test_infer_own_domains_matches_a_pandas_reference(rows):
+    from commgraph.graph import infer_own_domains
+
+    edges = pd.DataFrame(rows, columns=["t", "m", "d"])
+    got = infer_own_domains(edges["t"], edges["d"], messages=edges["m"].to_numpy())
+    # Reference: distinct messages per (tenant, domain), consumer providers and public suffixes left out,
+    # the top domain and every domain above half its count, most messages first then by name.
+    n = (edges[~edges["d"].isin(["gmail.com", "co.uk"])].groupby(["t", "d"])["m"].nunique()
+         .rename("n").reset_index())
+    want = {t: () for t in edges["t"].unique()}
+    for t, g in n.groupby("t"):
+        g = g[g["n"] > 0.5 * g["n"].max()].sort_values(["n", "d"], ascending=[False, True])
+        want[t] = tuple(g["d"])
+    assert got == dict(sorted(want.items()))
+
+
+def test_tenant_configs_refuse_public_suffixes_and_warn_on_consumer_providers():
+    with pytest.raises(ConfigError, match=r"'own_domains' of tenant 'acme' holds 'co.uk': it is a public suffix"):
+        TenantConfig.from_dict({"tenant_id": "acme", "own_domains": ["acme.co.uk", "co.uk"]})
+    with pytest.warns(UserWarning, match=r"holds 'gmail.com', a consumer mail provider"):
+        cfg = TenantConfig.from_dict({"tenant_id": "google", "own_domains": ["gmail.com"]})
+    assert cfg.own_domains == ("gmail.com",)
+    assert TenantConfig.from_dict({"tenant_id": "acme", "own_domains": ["Acme.CO.uk."]}).own_domains == ("acme.co.uk",)

@@ -222,12 +222,125 @@ def test_two_spellings_of_one_key_are_one_node():
 
 def test_categories_that_disagree_with_keys_are_not_trusted(big_edges):
     # The categorical fast path reads one key per category; a row whose key is not its category's
-    # (here: three rows' sender keys swapped for other addresses' keys) sends the build to the keys.
+    # (here: three messages' sender keys swapped for other addresses' keys) sends the build to the keys.
     edges = big_edges.copy()
     keys = edges["sender_key"].to_numpy().copy()
-    keys[[5, 50_000, 300_000]] = edges["recipient_key"].to_numpy()[[7, 8, 9]]
+    message = edges["message_index"].to_numpy()
+    for row, other in zip([5, 50_000, 300_000], [7, 8, 9]):
+        keys[message == message[row]] = edges["recipient_key"].to_numpy()[other]  # one sender per message
     edges["sender_key"] = keys
     g = build_graph(edges, tenant_id="acme")
     plain = edges.assign(sender=edges["sender"].astype(str), recipient=edges["recipient"].astype(str))
     assert g.equals(build_graph(plain, tenant_id="acme"))
     assert g.n_nodes == len(np.unique(np.concatenate([keys, edges["recipient_key"].to_numpy()])))
+
+
+# --- review fixes: messages of concatenated chunks, own domains ------------------------------
+
+
+def _mail(senders: list[str], recipients: list[str], direction: str | None = "internal") -> pd.DataFrame:
+    n = len(senders)
+    df = pd.DataFrame({"tenant_id": "t", "message_id": [f"m{i}" for i in range(n)],
+                       "timestamp": [f"2024-05-{1 + i % 28:02d}T09:00:00Z" for i in range(n)],
+                       "sender": senders, "recipients": recipients})
+    return df if direction is None else df.assign(direction=direction)
+
+
+def _sent_reference(df: pd.DataFrame) -> dict:
+    """Messages sent per sender, by plain pandas (distinct message ids)."""
+    return df.groupby("sender")["message_id"].nunique().to_dict()
+
+
+@settings(max_examples=40, deadline=None)
+@given(senders=st.lists(st.sampled_from(["a@t.com", "b@t.com", "c@t.com"]), min_size=1, max_size=12),
+       fanout=st.lists(st.integers(1, 3), min_size=12, max_size=12), chunksize=st.integers(1, 5))
+def test_concatenated_chunk_edges_count_messages_like_messages_concat(senders, fanout, chunksize):
+    # Before: message_index restarts in every chunk, so the concatenated edges of chunks merged unrelated
+    # messages (f5: n_messages 2 instead of 6) while edge counts stayed right.
+    from commgraph.graph import Messages, read_messages
+
+    recipients = ["; ".join(f"r{j}@t.com" for j in range(k)) for k in fanout[:len(senders)]]
+    df = _mail(senders, recipients)
+    chunks = list(read_messages(df, chunksize=chunksize))
+    edges = pd.concat([m.edges() for m in chunks], ignore_index=True)
+    g = build_graph(edges)
+    assert g.equals(build_graph(Messages.concat(chunks)))
+    assert g.n_messages == len(df)
+    sent = dict(zip(g.nodes["address"], g.nodes["sent"]))
+    assert {a: s for a, s in sent.items() if s} == _sent_reference(df)
+
+
+def test_message_index_shared_by_several_senders_is_refused():
+    from commgraph.graph import SchemaError, read_messages
+
+    df = _mail(["a@t.com", "b@t.com", "c@t.com", "b@t.com"], ["z@t.com"] * 4)
+    edges = pd.concat([m.edges() for m in read_messages(df, chunksize=2)], ignore_index=True)
+    with pytest.raises(SchemaError, match=r"column 'message_index'.*inconsistent_message.*rows 2.*Messages.concat"):
+        build_graph(edges.drop(columns="message_id"))
+    # One Messages' own edges (message_index exact) need no message_id.
+    whole = next(iter([read_messages(df)]))
+    assert build_graph(whole.edges().drop(columns="message_id")).n_messages == 4
+    holes = edges.assign(message_id=edges["message_id"].where(edges.index != 3))
+    with pytest.raises(SchemaError, match=r"column 'message_id'.*missing_value.*rows 3"):
+        build_graph(holes)
+
+
+def test_message_ids_number_messages_within_the_tenant_only():
+    from commgraph.graph import read_messages
+
+    df = pd.concat([_mail(["a@t.com", "b@t.com"], ["z@t.com"] * 2),
+                    _mail(["a@u.com", "b@u.com"], ["z@u.com"] * 2).assign(tenant_id="u")], ignore_index=True)
+    edges = pd.concat([m.edges() for m in read_messages(df, chunksize=1)], ignore_index=True)
+    for tenant in ("t", "u"):
+        g = build_graph(edges, tenant_id=tenant)
+        assert g.n_messages == 2 and set(g.nodes.loc[g.nodes["sent"] > 0, "address"]) == {f"a@{tenant}.com",
+                                                                                       f"b@{tenant}.com"}
+
+
+def test_inbound_only_tenant_keeps_cc_partners_external():
+    # Before: with all mail inbound, build_graph marked every recipient internal, partner@other.org included.
+    from commgraph.graph import InferredOwnDomainsWarning, TenantConfig, validate
+
+    df = _mail(["v@vendor.com", "eve@evil.io", "v@vendor.com"], ["ann@acme.com; partner@other.org",
+                                                                 "ann@acme.com", "bob@acme.com"], direction=None)
+    df["tenant_id"] = "acme"
+    want = {"v@vendor.com": False, "eve@evil.io": False, "ann@acme.com": True, "bob@acme.com": True,
+            "partner@other.org": False}
+    configured = validate(df, tenants=[TenantConfig("acme", ("acme.com",))])
+    assert configured.own_domains["acme"] == ("acme.com",)
+    with pytest.warns(InferredOwnDomainsWarning, match=r"inferred \['acme.com'\]"):
+        inferred = validate(df)
+    assert inferred.own_domains["acme"] == ("acme.com",)
+    for m in (configured, inferred, inferred.for_tenant("acme"), inferred.subset(np.ones(3, bool))):
+        g = build_graph(m)
+        assert dict(zip(g.nodes["address"], g.nodes["internal"])) == want
+        assert g.own_domains == ("acme.com",)
+        assert g.internal_subgraph().nodes["address"].tolist() == sorted(
+            [a for a, v in want.items() if v], key=lambda a: g.nodes.set_index("address")["key"][a])
+    # An edges frame does not know the own domains: the guess is the same, and is said.
+    with pytest.warns(InferredOwnDomainsWarning, match=r"all inbound .* guessed \['acme.com'\]"):
+        g = build_graph(configured.edges())
+    assert dict(zip(g.nodes["address"], g.nodes["internal"])) == want
+    # Direction given in full, no configuration: the Messages know no own domains either.
+    given = validate(df.assign(direction="inbound"))
+    assert given.own_domains == {}
+    with pytest.warns(InferredOwnDomainsWarning, match="all inbound"):
+        assert dict(zip(*build_graph(given).nodes[["address", "internal"]].to_numpy().T)) == want
+
+
+def test_own_domains_are_normalised_like_tenant_configs():
+    # Before: build_graph only lower-cased own_domains, so an IDN or a trailing dot made every node external.
+    from commgraph.graph import ConfigError, TenantConfig, validate
+
+    df = _mail(["a@bücher.de"], ["b@mail.bücher.de; x@y.org"], direction=None).assign(tenant_id="acme")
+    m = validate(df, tenants=[{"tenant_id": "acme", "own_domains": ["bücher.de"]}])
+    want = {"a@xn--bcher-kva.de": True, "b@mail.xn--bcher-kva.de": True, "x@y.org": False}
+    for spelling in ("bücher.de", "BÜCHER.de", "xn--bcher-kva.de.", "xn--bcher-kva.de", "@bücher.de"):
+        g = build_graph(m, own_domains=(spelling,))
+        assert dict(zip(g.nodes["address"], g.nodes["internal"])) == want, spelling
+        assert g.own_domains == TenantConfig.from_dict({"tenant_id": "x", "own_domains": [spelling.lstrip("@")]}
+                                                       ).own_domains
+    for bad, why in (("bü cher.de", "not a valid internationalised name"), ("co.uk", "public suffix"),
+                     ("a_b..de", "not a host name")):
+        with pytest.raises(ConfigError, match=rf"'own_domains' parameter of build_graph holds '{bad}'.*{why}"):
+            build_graph(m, own_domains=(bad,))

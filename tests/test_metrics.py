@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from commgraph.graph import (
-    build_graph, communities, from_networkx, hop_distance, in_degree, neighbourhood_overlap, node_reciprocity,
-    out_degree, pagerank, pairwise_hop_distance, reciprocity, stable_keys, validate,
+    CommGraphError, build_graph, communities, from_networkx, hop_distance, in_degree, neighbourhood_overlap,
+    node_reciprocity, out_degree, pagerank, pairwise_hop_distance, reciprocity, stable_keys, validate,
 )
 
 
@@ -96,7 +96,7 @@ def check_against_networkx(g, ref: nx.DiGraph, sources=None) -> None:
 
 def overlap_reference(ref: nx.DiGraph, s: str, r: str) -> tuple[float, float]:
     if s not in ref or r not in ref:
-        return 0.0, 0.0
+        return math.nan, math.nan  # not a node: no answer (missing="nan")
 
     def corr(z):
         return (set(ref.predecessors(z)) | set(ref.successors(z))) - {z}
@@ -139,12 +139,18 @@ def test_pairwise_hops_and_overlap_match_reference(pairs, queries):
     for i, (a, b) in enumerate(zip(s, r)):
         want = nx.single_source_shortest_path_length(ref, a, cutoff=3).get(b, -1) if a in ref else -1
         assert hops[i] == want
-    jac = neighbourhood_overlap(g, s, r)
-    aa = neighbourhood_overlap(g, s, r, method="adamic_adar")
+    jac = neighbourhood_overlap(g, s, r, missing="nan")
+    aa = neighbourhood_overlap(g, s, r, method="adamic_adar", missing="nan")
     for i, (a, b) in enumerate(zip(s, r)):
         want_j, want_aa = overlap_reference(ref, a, b)
+        if math.isnan(want_j):
+            assert math.isnan(jac[i]) and math.isnan(aa[i])
+            continue
         assert jac[i] == want_j
         assert math.isclose(aa[i], want_aa, rel_tol=1e-12, abs_tol=1e-12)
+    if any(a not in ref or b not in ref for a, b in zip(s, r)):
+        with pytest.raises(CommGraphError, match="not a node of tenant 't'"):
+            neighbourhood_overlap(g, s, r)
 
 
 @FAST
@@ -168,14 +174,16 @@ def test_overlap_equals_networkx_link_prediction_on_symmetric_graphs(pairs):
 def test_multi_source_hop_distance_is_min_over_sources(pairs, sources):
     g = build_graph(edge_frame(pairs), own_domains=("d0.com",))
     ref = reference(pairs)
-    srcs = [address(i) for i in sources]
+    srcs = [address(i) for i in sources if address(i) in ref]
     want = {}
     for s in srcs:
-        if s in ref:
-            for node, d in nx.single_source_shortest_path_length(ref, s, cutoff=3).items():
-                want[node] = min(d, want.get(node, 99))
+        for node, d in nx.single_source_shortest_path_length(ref, s, cutoff=3).items():
+            want[node] = min(d, want.get(node, 99))
     assert hop_distance(g, srcs).tolist() == aligned(g, want, -1)
-    assert hop_distance(g, srcs, ["nobody@x.com"]).tolist() == [-1]
+    with pytest.raises(CommGraphError, match=r"1 of the targets is not a node .*'nobody@x.com'"):
+        hop_distance(g, srcs, ["nobody@x.com"])
+    with pytest.raises(CommGraphError, match=r"1 of the sources is not a node .*'nobody@x.com'"):
+        hop_distance(g, srcs + ["nobody@x.com"])
 
 
 # --- behaviour --------------------------------------------------------------------------------
@@ -211,10 +219,36 @@ def test_max_hops_is_bounded():
                                                                   for a in g.nodes["address"]]
 
 
-def test_unknown_nodes_are_values_not_errors():
+def test_unknown_nodes_never_look_like_answers():
+    # Before: hop_distance from an unknown source was -1 everywhere ("unreachable") and the overlap of
+    # an unknown sender 0.0 ("no overlap"). Now they raise naming the address, or give NaN on request.
     g = build_graph(edge_frame([(0, 1), (1, 2)]), own_domains=("d0.com",))
     assert pairwise_hop_distance(g, ["x@y.com", address(0)], [address(1), "x@y.com"]).tolist() == [-1, -1]
-    assert neighbourhood_overlap(g, ["x@y.com"], [address(1)]).tolist() == [0.0]
+    with pytest.raises(CommGraphError, match=r"neighbourhood_overlap: 1 of the senders is not a node of tenant "
+                                             r"'t' \('x@y.com'\)"):
+        neighbourhood_overlap(g, ["x@y.com"], [address(1)])
+    with pytest.raises(CommGraphError, match=r"2 of the recipients are not .*\('a@y.com', 'b@y.com'\)"):
+        neighbourhood_overlap(g, [address(0)] * 3, ["a@y.com", address(1), "b@y.com"])
+    got = neighbourhood_overlap(g, ["x@y.com", address(0)], [address(1), address(1)], missing="nan")
+    assert math.isnan(got[0]) and got[1] == overlap_reference(reference([(0, 1), (1, 2)]), address(0), address(1))[0]
+    with pytest.raises(ValueError, match="'missing' parameter of neighbourhood_overlap must be 'raise' or 'nan'"):
+        neighbourhood_overlap(g, [address(0)], [address(1)], missing="zero")
+    with pytest.raises(CommGraphError, match=r"hop_distance: 1 of the sources is not a node .*'x@y.com'"):
+        hop_distance(g, ["x@y.com"])
+
+
+def test_lookups_normalise_addresses_as_validation_does():
+    # Before: "U0@D0.com" was "not a node" although u0@d0.com is one.
+    g = build_graph(edge_frame([(0, 1), (1, 2)]), own_domains=("d0.com",))
+    want = g.node_ids([address(0), address(1)]).tolist()
+    assert min(want) >= 0
+    queries = [address(0).upper(), f'"U Zero" <{address(1).title()}>']
+    assert g.node_ids(queries).tolist() == want
+    assert g.node_id(address(0).upper()) == want[0]
+    assert g.node_ids(pd.Series(queries, dtype="str")).tolist() == want
+    assert g.node_ids(["not an address", None]).tolist() == [-1, -1]
+    assert hop_distance(g, [address(0).upper()], [f" {address(2)} "]).tolist() == [2]
+    assert g.edge(address(0).upper(), address(1))["count"] == 1
 
 
 def test_communities_are_seeded_and_match_networkx_louvain():

@@ -309,6 +309,9 @@ def test_enum_columns_are_case_folded_and_unknown_words_refused(acme) -> None:
     ("newco", "a@newco.com", "b@newco.com"),  # no own domains known: inferred from the recipients
     ("newco", "a@x.com", "b@newco.com; c@hq.newco.com; d@y.com"),
     ("newco", "a@newco.com", "b@y.com; c@z.com"),
+    # A message counts once per domain, and a consumer provider is never a tenant's own: outbound.
+    ("newco", "a@newco.com", "b@gmail.com; c@gmail.com; d@newco.com"),
+    ("newco", "a@x.com", "b@gmail.com; c@gmail.com; d@newco.com"),
 ])
 def test_the_direction_is_derived_as_validation_derives_it(acme, configured, tenant, sender, recipients) -> None:
     scorer = acme if configured else Scorer({"acme": acme.snapshot("acme")})
