@@ -24,6 +24,7 @@ def test_wheel_holds_the_three_layers_under_the_namespace(tmp_path: Path) -> Non
     for layer in ("graph", "baselines", "signals"):
         assert f"commgraph/{layer}/__init__.py" in names
         assert f"commgraph/{layer}/py.typed" in names
+    assert "commgraph/graph/data/freemail_extra.txt" in names  # the consumer-provider list travels with the code
     assert not any(n.startswith(("graph/", "baselines/", "signals/", "tests/")) for n in names)
     assert not any(n == "commgraph/__init__.py" for n in names), "commgraph must stay a namespace"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
