@@ -643,7 +643,9 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
             try:
                 frame = pd.read_json(io.StringIO("".join(part)), lines=True, dtype=False)
                 bad = []
-            except ValueError:
+                if not all(isinstance(name, str) for name in frame.columns):
+                    raise ValueError("lines of JSON arrays or values, not objects")  # read as numbered columns
+            except (ValueError, TypeError):  # pandas raises TypeError for objects mixed with arrays
                 frame, bad = _jsonl_salvaged(part, str(path), record, line)
             frame.index = pd.RangeIndex(record, record + len(frame)) if not bad else frame.index
             records = len(frame) + len(bad)
