@@ -97,13 +97,15 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None) -> pd.DataFr
                        engine="python")
 
 
-def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os.PathLike | None = None) -> Any:
+def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os.PathLike | None = None,
+                    text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Any:
     """A Parquet file or directory (or files under ``base_dir``) as a pyarrow dataset, hive partition values as text.
 
     pyarrow infers a partition's type from its values: ``tenant_id=007`` would
     become the integer 7, and tenant "007" would turn into tenant "7". Every
     partition column is read as the string written in the path instead, as
-    Spark reads it with ``partitionColumnTypeInference`` off.
+    Spark reads it with ``partitionColumnTypeInference`` off. Files that hold a column of ``text``
+    (identifiers, addresses, names) as text in one and numbers in another are refused.
 
     Examples
     --------
@@ -130,7 +132,7 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
         # The same files again (no second walk of the directory), with every partition key declared a string.
         strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
         found = ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
-    return _with_every_column(found)
+    return _with_every_column(found, text)
 
 
 def _zone_differs(a: Any, b: Any) -> bool:
@@ -194,14 +196,14 @@ def _complete_schema(fragment: Any) -> Any:
     return fragment.physical_schema
 
 
-def _with_every_column(dataset: Any) -> Any:
+def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Any:
     """``dataset`` with the columns of every file, not only of the first one pyarrow looks at.
 
     pyarrow takes a directory's columns from its first file, and a scan reads only those: an archive
     whose early files have no ``labeled_at`` (labels began later) would lose every label. Columns that
     later files add are appended, each with its type in the first file that has it (the types of the
-    columns already there are left as they are). Files that disagree on a column's time zone, or hold it as
-    text in one and numbers in another, are refused, naming two of them. Every footer is read for this, several at once; they
+    columns already there are left as they are). Files that disagree on a column's time zone, or hold a
+    column of ``text`` as text in one and numbers in another, are refused, naming two of them. Every footer is read for this, several at once; they
     stay with the fragments, so a scan or the ``since`` pruning does not read them again.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -221,7 +223,7 @@ def _with_every_column(dataset: Any) -> Any:
                 schema = schema.append(field)
                 continue
             for differs, (what, why) in _DISAGREEMENTS.items():
-                if differs(schema.field(at).type, field.type):
+                if differs(schema.field(at).type, field.type) and (differs is _zone_differs or field.name in text):
                     first = next(f for f, s in zip(fragments, schemas) if s.get_field_index(field.name) >= 0
                                  and not differs(s.field(field.name).type, schema.field(at).type))
                     raise ConfigError(
@@ -298,7 +300,8 @@ def partition_rows(source: Any, column: str, *, only: Iterable[str] | None = Non
         return dict(zip(values, pool.map(rows, values)))
 
 
-def _parquet_dataset_of(path: Path, only: _TenantFilter | None) -> Any:
+def _parquet_dataset_of(path: Path, only: _TenantFilter | None,
+                        text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Any:
     """The Parquet dataset at ``path``, narrowed to the files that may hold ``only``'s tenants."""
     import pyarrow.dataset as ds
 
@@ -309,8 +312,8 @@ def _parquet_dataset_of(path: Path, only: _TenantFilter | None) -> Any:
         files = sorted(str(f) for t in only.tenants for f in (path / f"{only.column}={t}").glob("**/*")
                        if f.is_file() and not f.name.startswith((".", "_")))
         if files:  # none: the full listing below gives the (empty) result its columns
-            dataset = parquet_dataset(files, base_dir=path)
-    dataset = dataset if dataset is not None else parquet_dataset(path)
+            dataset = parquet_dataset(files, base_dir=path, text=text)
+    dataset = dataset if dataset is not None else parquet_dataset(path, text=text)
     if only is not None:
         # Files partitioned by tenant that hold none of the wanted tenants are never opened.
         fragments = [f for f in dataset.get_fragments()
@@ -456,7 +459,7 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    dataset = _parquet_dataset_of(path, only)
+    dataset = _parquet_dataset_of(path, only, text)
     filtered = since is not None and not chunksize and since.applies(dataset.schema)
     if not chunksize:
         first_rows = None
@@ -783,7 +786,7 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, 
     encoding = frame.attrs.get("salvaged_encoding")
     if encoding is None:
         return frame, None
-    text = frame.attrs.get("text_columns", frozenset(_TEXT_COLUMNS))
+    text_columns = frame.attrs.get("text_columns", frozenset(_TEXT_COLUMNS))
     bad_rows = np.zeros(len(frame), dtype=bool)
     problems, findings = [], []
     for column in frame.columns:
@@ -802,17 +805,18 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, 
     if strict and problems:
         raise SchemaError(problems)
     clean = frame.copy()
-    for column in clean.columns:
-        if clean[column].dtype == object:
-            clean[column] = clean[column].map(
-                lambda v: v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                if isinstance(v, str) else v)
+    for _, column, _, _ in findings:
+        # Only the columns holding undecodable bytes, kept object: map() would infer text for a column of
+        # other files' lists too (JSON Lines recipients), writing each list as its repr.
+        clean[column] = pd.Series([v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                                   if isinstance(v, str) else v for v in clean[column]], index=clean.index,
+                                  dtype=object)
     rejects = [reject_rows(clean, positions, column, ReasonCode.INVALID_ENCODING, values, fix)
                for positions, column, values, fix in findings]
     good = clean.iloc[np.flatnonzero(~bad_rows)]
     # Columns read as text only because of the salvage: let numbers be numbers again (not identifiers).
     for column in good.columns:
-        if good[column].dtype == object and column != "source_file" and column not in text:
+        if good[column].dtype == object and column != "source_file" and column not in text_columns:
             converted = pd.to_numeric(good[column], errors="coerce")
             if converted.notna().sum() == good[column].notna().sum() and good[column].notna().any():
                 good[column] = converted

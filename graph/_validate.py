@@ -56,6 +56,7 @@ class _Finding:
 class _Findings:
     n_messages: int
     items: list = field(default_factory=list)
+    ids_repeat: bool = True  # whether some (tenant, message id) repeats among every row, usable or not
 
     def __post_init__(self) -> None:
         self.rejected = np.zeros(self.n_messages, dtype=bool)
@@ -304,7 +305,7 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
     optional["direction"] = direction
     # Copies are told apart among the messages every other check keeps: the first usable copy is kept,
     # also when an earlier copy is refused (a placeholder date, no valid recipient).
-    dup = _repeated_ids(tenant, message_id, usable=~findings.rejected)
+    dup = _repeated_ids(tenant, message_id, usable=~findings.rejected) if findings.ids_repeat else []
     findings.add(dup, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, message_id[dup],
                  "nothing to do if these are copies of one mail filed in several folders (the first usable copy "
                  "is kept); otherwise give distinct messages distinct ids")
@@ -354,6 +355,9 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     """Every message-level column: ids, timestamps, sender, optional columns (duplicates come last)."""
     tenant = _required_text(msgs, "tenant_id", findings, "add the tenant id (one customer organisation per value)")
     message_id = _required_text(msgs, "message_id", findings, "give every message an id, or drop those rows")
+    # Whether any id repeats at all (rarely): decided now, while the input's ids are the only large thing held;
+    # which rows are the repeats is decided once every other check is done (see _validate_handed_over).
+    findings.ids_repeat = bool(_repeated_ids(tenant, message_id).any())
 
     ts = _timestamps(msgs["timestamp"], "timestamp", findings, timezone, timestamp_unit, timestamp_origin, time_range)
 

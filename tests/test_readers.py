@@ -422,3 +422,16 @@ def test_chunked_reading_keeps_the_first_usable_copy_as_plain_pandas_finds_it(ro
     duplicates = set(rejected.index[rejected["reject_reason"] == "duplicate_message_id"])
     assert set(good.index[good.duplicated("message_id")]) <= duplicates
     assert duplicates <= set(raw.index[raw.duplicated("message_id")])
+
+
+def test_rows_set_aside_while_reading_one_file_of_several_are_rejected(tmp_path):
+    # pandas keeps a frame's attrs through concat only when every part has the same: the undecodable bytes
+    # of one CSV, or the broken lines of one JSON Lines file, must still reach validation in a whole read.
+    (tmp_path / "a.csv").write_text(_HEADER + "t,m1" + _ROW)
+    (tmp_path / "b.csv").write_bytes((_HEADER + "007,m2,2024-05-02T09:00:00Z,a@x.com,b@y.com,inbound\n"
+                                      "t,m3,2024-05-02T09:00:00Z,caf\xe9@x.com,b@y.com,inbound\n").encode("latin-1"))
+    (tmp_path / "c.jsonl").write_text(json.dumps(_record("j1")) + '\n{"tenant_id": "t"\n')
+    m = read_messages([tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.jsonl"], strict=False)
+    assert _ids(m) == [["t", "m1"], ["007", "m2"], ["t", "j1"]]  # read again as text, the ids stay as written
+    assert sorted(m.rejects["reject_reason"]) == ["invalid_encoding", "invalid_json"]
+    assert sorted(m.rejects["source_file"].astype(str).map(lambda p: p.rsplit("/", 1)[-1])) == ["b.csv", "c.jsonl"]
