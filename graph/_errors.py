@@ -51,6 +51,7 @@ class ReasonCode(str, enum.Enum):
     DIRECTION_UNDECIDABLE = "direction_undecidable"
     INVALID_ENCODING = "invalid_encoding"
     TENANT_MISMATCH = "tenant_mismatch"
+    INVALID_JSON = "invalid_json"
 
 
 class CommGraphError(Exception):
@@ -98,6 +99,9 @@ class Problem:
         What the caller can do about it.
     detail : str, optional
         A sentence with more context (for example the columns that exist).
+    files : sequence of str, optional
+        The file each row was read from, aligned with ``rows`` (row numbers restart in every file);
+        empty when the rows were not read from files.
 
     Examples
     --------
@@ -105,6 +109,9 @@ class Problem:
     ...             fix="correct the addresses or drop those rows")
     >>> print(p)
     column 'sender': 2 rows invalid_address (rows 3, 9; values 'a@', '@b'); fix: correct the addresses or drop those rows
+    >>> print(Problem("sender", ReasonCode.INVALID_ADDRESS, rows=[1, 0], values=["a@", "@b"],
+    ...               files=["day1.csv", "day2.csv"]))
+    column 'sender': 2 rows invalid_address (rows day1.csv:1, day2.csv:0; values 'a@', '@b')
     """
 
     column: str
@@ -113,12 +120,16 @@ class Problem:
     values: Sequence[Any] = field(default_factory=tuple)
     fix: str = ""
     detail: str = ""
+    files: Sequence[str] = field(default_factory=tuple)
 
     def __str__(self) -> str:
         n = len(self.rows)
         where = ""
         if n:
-            where = f"{n} row{'s' if n != 1 else ''} {self.reason.value} (rows {_show(self.rows)}"
+            rows = _show(self.rows) if not len(self.files) else ", ".join(
+                f"{f}:{r}" for f, r in zip(list(self.files)[:MAX_SHOWN], list(self.rows)[:MAX_SHOWN])) + (
+                ", ..." if n > MAX_SHOWN else "")
+            where = f"{n} row{'s' if n != 1 else ''} {self.reason.value} (rows {rows}"
             if len(self.values):
                 where += f"; values {_show(self.values)}"
             where += ")"
@@ -147,7 +158,8 @@ class SchemaError(CommGraphError, ValueError):
     ----------
     problems : tuple of Problem
     failure_cases : pandas.DataFrame
-        One row per offending (row, column): ``row``, ``column``, ``reason``, ``value``.
+        One row per offending (row, column): ``row``, ``column``, ``reason``, ``value``, and ``file``
+        when the rows were read from files.
 
     Examples
     --------
@@ -181,10 +193,14 @@ class SchemaError(CommGraphError, ValueError):
         """Every offending (row, column) as a frame, for filtering."""
         records = [
             {"row": row, "column": p.column, "reason": p.reason.value,
-             "value": p.values[i] if i < len(p.values) else None}
+             "value": p.values[i] if i < len(p.values) else None,
+             "file": p.files[i] if i < len(p.files) else None}
             for p in self.problems for i, row in enumerate(p.rows)
         ]
         if not records:
-            records = [{"row": None, "column": p.column, "reason": p.reason.value, "value": None}
+            records = [{"row": None, "column": p.column, "reason": p.reason.value, "value": None, "file": None}
                        for p in self.problems]
-        return pd.DataFrame.from_records(records, columns=["row", "column", "reason", "value"])
+        columns = ["row", "column", "reason", "value"]
+        if any(len(p.files) for p in self.problems):
+            columns.append("file")
+        return pd.DataFrame.from_records(records, columns=columns)

@@ -4,6 +4,7 @@ iterables of records and globs, whole or in bounded-memory chunks."""
 from __future__ import annotations
 
 import glob as globlib
+import io
 import itertools
 import os
 from pathlib import Path
@@ -15,10 +16,10 @@ import pandas as pd
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
 from ._messages import Messages
-from ._schema import STRING_DTYPE
+from ._schema import EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
 from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
-from ._validate import apply_column_mapping, reject_rows, _validate_handed_over
+from ._validate import apply_column_mapping, id_text, reject_rows, _validate_handed_over
 
 __all__ = ["read_messages", "read_frame", "list_sources"]
 
@@ -29,6 +30,16 @@ _FORMATS = {
 }
 _COMPRESSION = (".gz", ".bz2", ".zst", ".xz", ".zip")
 _SURROGATES = r"[\udc80-\udcff]"
+# Identifiers, addresses and names are text however they look: a reader that infers types turns tenant
+# "007" into 7 (merged with tenant "7") and message id "1e3" into 1000.0 (a false duplicate of "1000").
+_TEXT_COLUMNS = ("tenant_id", "message_id", "sender", "sender_display_name", "recipients",
+                 *TYPED_RECIPIENT_COLUMNS, EDGE_RECIPIENT_COLUMN, "reply_to", "return_path", "subject")
+
+
+def _text_columns(columns: Mapping[str, str] | None) -> frozenset[str]:
+    """The input's names (after the ``columns`` mapping) of the columns read as text."""
+    columns = columns or {}
+    return frozenset(columns.get(name, name) for name in _TEXT_COLUMNS)
 
 
 def _format_of(path: Path, format: str | None) -> str:
@@ -73,9 +84,11 @@ def list_sources(source: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
     return paths
 
 
-def _read_csv(path: Path, encoding: str, chunksize: int | None, sep: str | None):
+def _read_csv(path: Path, encoding: str, chunksize: int | None, sep: str | None, text: frozenset[str]):
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
-    return pd.read_csv(path, sep=sep, encoding=encoding, chunksize=chunksize, low_memory=False)
+    # Text columns named here and absent from the file are ignored by pandas.
+    return pd.read_csv(path, sep=sep, encoding=encoding, chunksize=chunksize, low_memory=False,
+                       dtype={name: STRING_DTYPE for name in text})
 
 
 def _read_csv_salvaging(path: Path, encoding: str, sep: str | None) -> pd.DataFrame:
@@ -85,13 +98,15 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None) -> pd.DataFr
                        engine="python")
 
 
-def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os.PathLike | None = None) -> Any:
+def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os.PathLike | None = None,
+                    text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Any:
     """A Parquet file or directory (or files under ``base_dir``) as a pyarrow dataset, hive partition values as text.
 
     pyarrow infers a partition's type from its values: ``tenant_id=007`` would
     become the integer 7, and tenant "007" would turn into tenant "7". Every
     partition column is read as the string written in the path instead, as
-    Spark reads it with ``partitionColumnTypeInference`` off.
+    Spark reads it with ``partitionColumnTypeInference`` off. Files that hold a column of ``text``
+    (identifiers, addresses, names) as text in one and numbers in another are refused.
 
     Examples
     --------
@@ -118,7 +133,7 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
         # The same files again (no second walk of the directory), with every partition key declared a string.
         strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
         found = ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
-    return _with_every_column(found)
+    return _with_every_column(found, text)
 
 
 def _zone_differs(a: Any, b: Any) -> bool:
@@ -128,19 +143,68 @@ def _zone_differs(a: Any, b: Any) -> bool:
     return pa.types.is_timestamp(a) and pa.types.is_timestamp(b) and (a.tz is None) != (b.tz is None)
 
 
+def _kind(type: Any) -> str | None:
+    """'text' or 'number' for a column type that is one of them, else None."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(type):
+        return _kind(type.value_type)
+    if pa.types.is_string(type) or pa.types.is_large_string(type) or pa.types.is_string_view(type):
+        return "text"
+    if pa.types.is_integer(type) or pa.types.is_floating(type) or pa.types.is_decimal(type):
+        return "number"
+    return None
+
+
+def _kind_differs(a: Any, b: Any) -> bool:
+    """Whether one column type is text and the other numbers."""
+    kinds = {_kind(a), _kind(b)}
+    return kinds == {"text", "number"}
+
+
+# Why each disagreement between files is refused rather than read one way.
+_DISAGREEMENTS = {
+    _zone_differs: ("time zone", "Read as one column, the naive times would be taken as UTC (whatever timezone= "
+                                 "says) or the zoned ones lose their zone; rewrite the naive files with their zone, "
+                                 "or read the two kinds of files apart"),
+    # Read as numbers, the text '007' would become 7 (another tenant's or message's id); read as text, a number
+    # 7 may be an id that lost its leading zeros upstream ('007' read by a tool that inferred types), which
+    # then stays apart from its text form unseen: only the writer knows which ids are the same.
+    _kind_differs: ("type", "Read as one column, text would be cast to numbers ('007' becomes 7, another id) or "
+                            "numbers that lost their leading zeros upstream would pass as ids of their own; "
+                            "rewrite the files with one type (identifiers as text), or read them apart"),
+}
+
+
+def _integers_as_text(table: Any, text: frozenset[str]) -> Any:
+    """``table`` (or a record batch) with its integer columns among ``text`` as the strings of their values.
+
+    ``to_pandas`` turns an integer column holding a null into floats, which are then written '7.0'; as text
+    each value is written as it was (7 -> '7', nulls kept).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for at, field in enumerate(table.schema):
+        if field.name in text and pa.types.is_integer(field.type):
+            table = table.set_column(at, field.name, pc.cast(table.column(at), pa.large_string()))
+    return table
+
+
 def _complete_schema(fragment: Any) -> Any:
     """A Parquet fragment's schema, its footer read and kept (row groups and statistics too, for pruning)."""
     fragment.ensure_complete_metadata()
     return fragment.physical_schema
 
 
-def _with_every_column(dataset: Any) -> Any:
+def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Any:
     """``dataset`` with the columns of every file, not only of the first one pyarrow looks at.
 
     pyarrow takes a directory's columns from its first file, and a scan reads only those: an archive
     whose early files have no ``labeled_at`` (labels began later) would lose every label. Columns that
     later files add are appended, each with its type in the first file that has it (the types of the
-    columns already there are left as they are). Every footer is read for this, several at once; they
+    columns already there are left as they are). Files that disagree on a column's time zone, or hold a
+    column of ``text`` as text in one and numbers in another, are refused, naming two of them. Every footer is read for this, several at once; they
     stay with the fragments, so a scan or the ``since`` pruning does not read them again.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -158,14 +222,14 @@ def _with_every_column(dataset: Any) -> Any:
             at = schema.get_field_index(field.name)
             if at < 0:
                 schema = schema.append(field)
-            elif _zone_differs(schema.field(at).type, field.type):
-                first = next(f for f, s in zip(fragments, schemas) if s.get_field_index(field.name) >= 0
-                             and not _zone_differs(s.field(field.name).type, schema.field(at).type))
-                raise ConfigError(
-                    f"Parquet files disagree on the time zone of column {field.name!r}: {first.path} holds "
-                    f"{schema.field(at).type}, {fragment.path} holds {field.type}. Read as one column, the naive "
-                    "times would be taken as UTC (whatever timezone= says) or the zoned ones lose their zone; "
-                    "rewrite the naive files with their zone, or read the two kinds of files apart")
+                continue
+            for differs, (what, why) in _DISAGREEMENTS.items():
+                if differs(schema.field(at).type, field.type) and (differs is _zone_differs or field.name in text):
+                    first = next(f for f, s in zip(fragments, schemas) if s.get_field_index(field.name) >= 0
+                                 and not differs(s.field(field.name).type, schema.field(at).type))
+                    raise ConfigError(
+                        f"Parquet files disagree on the {what} of column {field.name!r}: {first.path} holds "
+                        f"{schema.field(at).type}, {fragment.path} holds {field.type}. {why}")
     if schema.equals(dataset.schema):
         return dataset
     return ds.FileSystemDataset(fragments, schema, dataset.format, dataset.filesystem)
@@ -237,7 +301,8 @@ def partition_rows(source: Any, column: str, *, only: Iterable[str] | None = Non
         return dict(zip(values, pool.map(rows, values)))
 
 
-def _parquet_dataset_of(path: Path, only: _TenantFilter | None) -> Any:
+def _parquet_dataset_of(path: Path, only: _TenantFilter | None,
+                        text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Any:
     """The Parquet dataset at ``path``, narrowed to the files that may hold ``only``'s tenants."""
     import pyarrow.dataset as ds
 
@@ -248,8 +313,8 @@ def _parquet_dataset_of(path: Path, only: _TenantFilter | None) -> Any:
         files = sorted(str(f) for t in only.tenants for f in (path / f"{only.column}={t}").glob("**/*")
                        if f.is_file() and not f.name.startswith((".", "_")))
         if files:  # none: the full listing below gives the (empty) result its columns
-            dataset = parquet_dataset(files, base_dir=path)
-    dataset = dataset if dataset is not None else parquet_dataset(path)
+            dataset = parquet_dataset(files, base_dir=path, text=text)
+    dataset = dataset if dataset is not None else parquet_dataset(path, text=text)
     if only is not None:
         # Files partitioned by tenant that hold none of the wanted tenants are never opened.
         fragments = [f for f in dataset.get_fragments()
@@ -389,12 +454,13 @@ def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int
 
 
 def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None = None,
-                   since: _SinceFilter | None = None) -> Iterator[tuple[str | pd.Categorical, pd.DataFrame]]:
+                   since: _SinceFilter | None = None, text: frozenset[str] = frozenset(_TEXT_COLUMNS),
+                   ) -> Iterator[tuple[str | pd.Categorical, pd.DataFrame]]:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    dataset = _parquet_dataset_of(path, only)
+    dataset = _parquet_dataset_of(path, only, text)
     filtered = since is not None and not chunksize and since.applies(dataset.schema)
     if not chunksize:
         first_rows = None
@@ -410,7 +476,7 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
             files.append(tagged.fragment.path)
             if first_rows is not None:
                 offsets.append(first_rows[(tagged.fragment.path, tagged.fragment.row_groups[0].id)])
-        table = pa.Table.from_batches(batches, schema=dataset.schema)
+        table = _integers_as_text(pa.Table.from_batches(batches, schema=dataset.schema), text)
         counts = np.array([b.num_rows for b in batches], dtype=np.int64)
         pieces = files if first_rows is None else [f"{f}\x1f{o}" for f, o in zip(files, offsets)]
         codes, _ = pd.factorize(pd.Series(pieces, dtype=object), sort=False)
@@ -440,7 +506,7 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
     for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
         keys = ds.get_partition_keys(fragment.partition_expression)
         for batch in fragment.to_batches(batch_size=chunksize):
-            frame = batch.to_pandas()
+            frame = _integers_as_text(batch, text).to_pandas()
             for name, value in keys.items():
                 if name not in frame.columns:
                     frame[name] = pd.Series([value] * len(frame), dtype=STRING_DTYPE)
@@ -524,33 +590,104 @@ class _TenantFilter:
     def rows(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.column not in frame.columns:
             raise ConfigError(f"only_tenants needs a {self.column!r} column; columns present: {list(frame.columns)}")
-        keep = frame[self.column].astype(STRING_DTYPE).str.strip().isin(self.tenants).to_numpy(dtype=bool)
+        keep = id_text(frame[self.column])[0].isin(self.tenants).to_numpy(dtype=bool)
         return frame if keep.all() else frame[keep]
 
 
 def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep: str | None,
-                only: _TenantFilter | None = None, since: _SinceFilter | None = None):
-    """Yield (file name, frame) parts of one file or directory."""
+                only: _TenantFilter | None = None, since: _SinceFilter | None = None,
+                text: frozenset[str] = frozenset(_TEXT_COLUMNS)):
+    """Yield (file name, frame) parts of one file or directory; an empty file yields none (it holds no row)."""
     if fmt == "parquet":
-        for name, frame in _parquet_parts(path, chunksize, only, since):
+        for name, frame in _parquet_parts(path, chunksize, only, since, text):
             yield name, frame
         return
     if fmt == "jsonl":
-        reader = pd.read_json(path, lines=True, chunksize=chunksize, encoding=encoding,
-                              dtype=False)
-        for frame in (reader if chunksize else [reader]):
+        for frame in _jsonl_parts(path, chunksize, encoding):
             yield str(path), frame
         return
     try:
-        reader = _read_csv(path, encoding, chunksize, sep)
+        reader = _read_csv(path, encoding, chunksize, sep, text)
         for frame in (reader if chunksize else [reader]):
             yield str(path), frame
+    except pd.errors.EmptyDataError:
+        return  # a 0-byte file (no header either): no rows, whole or in chunks
     except UnicodeDecodeError:
         # Start over on the whole file, keeping undecodable bytes visible so the
         # rows holding them can be named and set aside.
         frame = _read_csv_salvaging(path, encoding, sep)
         frame.attrs["salvaged_encoding"] = encoding
+        frame.attrs["text_columns"] = text
         yield str(path), frame
+
+
+def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[pd.DataFrame]:
+    """A JSON Lines file whole, or ``chunksize`` lines at a time, its rows labelled by record number (blank
+    lines are no record, as pandas reads them).
+
+    UTF-8 is read as ``utf-8-sig``: a byte-order mark (Windows tools write one) is not part of the first
+    record. A part pandas cannot parse is parsed again line by line: lines that are not JSON objects (an
+    export cut off mid-line) are set aside in ``attrs['invalid_json']`` as (file, record number, line
+    number, line, why), for validation to reject naming the file and line, and the other lines are read.
+    Values are read as written (``dtype=False``): an id written "007" stays text, 7 stays a number.
+    """
+    import codecs
+
+    from pandas.io.common import get_handle
+
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"
+    with get_handle(path, "r", encoding=encoding, compression="infer") as handles:
+        lines = iter(handles.handle)
+        record = line = 0
+        while True:
+            part = list(itertools.islice(lines, chunksize or None))
+            if not part:
+                return
+            try:
+                frame = pd.read_json(io.StringIO("".join(part)), lines=True, dtype=False)
+                bad = []
+                if not all(isinstance(name, str) for name in frame.columns):
+                    raise ValueError("lines of JSON arrays or values, not objects")  # read as numbered columns
+            except (ValueError, TypeError):  # pandas raises TypeError for objects mixed with arrays
+                frame, bad = _jsonl_salvaged(part, str(path), record, line)
+            frame.index = pd.RangeIndex(record, record + len(frame)) if not bad else frame.index
+            records = len(frame) + len(bad)
+            if bad:
+                frame.attrs["invalid_json"] = bad
+            if records:  # a part of blank lines holds no row
+                yield frame
+            record += records
+            line += len(part)
+            if not chunksize:
+                return
+
+
+def _jsonl_salvaged(lines: list[str], name: str, first_record: int, first_line: int,
+                    ) -> tuple[pd.DataFrame, list[tuple]]:
+    """The JSON objects among ``lines`` (of file ``name``) as a frame labelled by record number, and the
+    other lines as (file, record number, line number counted from 1, line, why)."""
+    import json
+
+    good, labels, bad = [], [], []
+    record = first_record
+    for number, line in enumerate(lines, start=first_line + 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line.strip())
+            why = None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
+        except ValueError as error:
+            why = str(error)
+        if why is None:
+            good.append(value)
+            labels.append(record)
+        else:
+            bad.append((name, record, number, line.rstrip("\r\n"), why))
+        record += 1
+    frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
+    frame.index = pd.Index(labels, dtype=np.int64)
+    return frame, bad
 
 
 def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8", sep: str | None = None) -> pd.DataFrame:
@@ -577,13 +714,14 @@ def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8
     0         t          1
     """
     parts = list(_parts(source, format=format, encoding=encoding, sep=sep, chunksize=None))
-    return pd.concat(parts) if len(parts) > 1 else parts[0]
+    return pd.concat(parts) if len(parts) > 1 else parts[0] if parts else pd.DataFrame()
 
 
 def _parts(source, *, format, encoding, sep, chunksize, only: _TenantFilter | None = None,
-           since: _SinceFilter | None = None, options: Mapping[str, Any] | None = None) -> Iterator[pd.DataFrame]:
+           since: _SinceFilter | None = None, options: Mapping[str, Any] | None = None,
+           text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Iterator[pd.DataFrame]:
     parts = _unfiltered_parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only,
-                              since=since)
+                              since=since, text=text)
     if only is None and since is None:
         yield from parts
         return
@@ -597,7 +735,8 @@ def _parts(source, *, format, encoding, sep, chunksize, only: _TenantFilter | No
         yield frame
 
 
-def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only, since=None) -> Iterator[pd.DataFrame]:
+def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only, since=None,
+                      text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Iterator[pd.DataFrame]:
     if isinstance(source, pd.DataFrame):
         if chunksize:
             for start in range(0, max(len(source), 1), chunksize):
@@ -610,14 +749,15 @@ def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only, since=N
         for path in list_sources(source):
             fmt = _format_of(path, format)
             offset_by_file: dict[str, int] = {}
-            for name, frame in _file_parts(path, fmt, chunksize, encoding, sep, only, since):
+            for name, frame in _file_parts(path, fmt, chunksize, encoding, sep, only, since, text):
                 if isinstance(name, pd.Categorical):  # a whole dataset: files and row numbers already known
                     frame["source_file"] = name
                     yield frame
                     continue
-                start = offset_by_file.get(name, 0)
-                offset_by_file[name] = start + len(frame)
-                frame.index = pd.RangeIndex(start, start + len(frame))
+                if fmt != "jsonl":  # JSON Lines parts come labelled by record, lines set aside counted
+                    start = offset_by_file.get(name, 0)
+                    offset_by_file[name] = start + len(frame)
+                    frame.index = pd.RangeIndex(start, start + len(frame))
                 frame["source_file"] = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), categories=[name])
                 yield frame
         return
@@ -647,6 +787,7 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, 
     encoding = frame.attrs.get("salvaged_encoding")
     if encoding is None:
         return frame, None
+    text_columns = frame.attrs.get("text_columns", frozenset(_TEXT_COLUMNS))
     bad_rows = np.zeros(len(frame), dtype=bool)
     problems, findings = [], []
     for column in frame.columns:
@@ -665,17 +806,18 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, 
     if strict and problems:
         raise SchemaError(problems)
     clean = frame.copy()
-    for column in clean.columns:
-        if clean[column].dtype == object:
-            clean[column] = clean[column].map(
-                lambda v: v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                if isinstance(v, str) else v)
+    for _, column, _, _ in findings:
+        # Only the columns holding undecodable bytes, kept object: map() would infer text for a column of
+        # other files' lists too (JSON Lines recipients), writing each list as its repr.
+        clean[column] = pd.Series([v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                                   if isinstance(v, str) else v for v in clean[column]], index=clean.index,
+                                  dtype=object)
     rejects = [reject_rows(clean, positions, column, ReasonCode.INVALID_ENCODING, values, fix)
                for positions, column, values, fix in findings]
     good = clean.iloc[np.flatnonzero(~bad_rows)]
-    # Columns read as text only because of the salvage: let numbers be numbers again.
+    # Columns read as text only because of the salvage: let numbers be numbers again (not identifiers).
     for column in good.columns:
-        if good[column].dtype == object and column != "source_file":
+        if good[column].dtype == object and column != "source_file" and column not in text_columns:
             converted = pd.to_numeric(good[column], errors="coerce")
             if converted.notna().sum() == good[column].notna().sum() and good[column].notna().any():
                 good[column] = converted
@@ -689,40 +831,61 @@ class RowPerRecipientChunksError(ConfigError):
 
 
 class _SeenMessageIds:
-    """Remembers (tenant_id, message_id) across chunks: 8 bytes per message."""
+    """Remembers the (tenant_id, message_id) of the messages kept from earlier chunks: 8 bytes per message.
+
+    Only kept messages are remembered: a copy whose first copy was rejected (a placeholder date, no valid
+    recipient) is the first usable copy, kept as a whole read keeps it.
+    """
 
     def __init__(self) -> None:
         self.keys = np.empty(0, dtype=np.uint64)
 
+    @staticmethod
+    def _keys(tenant: pd.Series, message_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        joined = tenant + "\x1f" + message_id
+        return stable_keys(joined), joined.notna().to_numpy()
+
     def split(self, frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-        if "tenant_id" not in frame or "message_id" not in frame or not len(frame):
+        """``frame`` without the rows repeating a message kept from an earlier chunk, and those rows as rejects."""
+        if "tenant_id" not in frame or "message_id" not in frame or not len(frame) or not len(self.keys):
             return frame, None
-        joined = (frame["tenant_id"].astype(STRING_DTYPE).str.strip() + "\x1f"
-                  + frame["message_id"].astype(STRING_DTYPE).str.strip())
-        keys = stable_keys(joined)
-        present = joined.notna().to_numpy()
-        # Sorted distinct needles make the binary searches walk the sorted
-        # array in order (cache-friendly); the chunk's new keys are then
-        # inserted with one copy, where re-sorting the union every chunk made
-        # a long archive quadratic in its number of chunks.
-        distinct, inverse = np.unique(keys[present], return_inverse=True)
-        at = np.searchsorted(self.keys, distinct)
-        known = np.zeros(len(distinct), dtype=bool)
+        # The ids as validation reads them (tidied; a float column's integers as integers).
+        keys, present = self._keys(id_text(frame["tenant_id"])[0], id_text(frame["message_id"])[0])
+        at = np.searchsorted(self.keys, keys[present])
+        found = np.zeros(present.sum(), dtype=bool)
         inside = at < len(self.keys)
-        known[inside] = self.keys[at[inside]] == distinct[inside]
+        found[inside] = self.keys[at[inside]] == keys[present][inside]
         seen = np.zeros(len(keys), dtype=bool)
-        seen[present] = known[inverse]
-        self.keys = np.insert(self.keys, at[~known], distinct[~known])
+        seen[present] = found
         if not seen.any():
             return frame, None
         fix = "nothing to do if these are copies of one mail filed in several folders (the first copy is kept)"
         if strict:
             raise SchemaError([Problem("message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
                                        rows=frame.index[seen].tolist(), values=frame["message_id"][seen].tolist(),
-                                       fix=fix, detail="first seen in an earlier chunk")])
+                                       fix=fix, detail="first seen in an earlier chunk",
+                                       files=_files_of(frame, np.flatnonzero(seen)))])
         rejects = reject_rows(frame, np.flatnonzero(seen), "message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
                               frame["message_id"][seen].tolist(), fix)
         return frame.iloc[np.flatnonzero(~seen)], rejects
+
+    def remember(self, kept: pd.DataFrame) -> None:
+        """Add the messages of a validated chunk (their ids tidy already, and distinct)."""
+        if not len(kept):
+            return
+        keys, _ = self._keys(kept["tenant_id"].astype(STRING_DTYPE), kept["message_id"].astype(STRING_DTYPE))
+        # Sorted needles make the binary search walk the sorted array in order (cache-friendly), and the new
+        # keys go in with one copy, where re-sorting the union every chunk made a long archive quadratic in
+        # its number of chunks.
+        keys = np.unique(keys)
+        self.keys = np.insert(self.keys, np.searchsorted(self.keys, keys), keys)
+
+
+def _files_of(frame: pd.DataFrame, positions: np.ndarray) -> list[str]:
+    """The ``source_file`` of the rows at ``positions``, or none when the rows were not read from files."""
+    if "source_file" not in frame.columns:
+        return []
+    return frame["source_file"].iloc[positions].astype(str).tolist()
 
 
 def _coalesced(parts: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
@@ -747,11 +910,16 @@ def _coalesced(parts: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFram
         yield held[0] if len(held) == 1 else pd.concat(held)
 
 
-def _validated(frame: pd.DataFrame, strict: bool, columns, seen: _SeenMessageIds | None, options) -> Messages:
+def _validated(frame: pd.DataFrame | None, strict: bool, columns, seen: _SeenMessageIds | None,
+               options) -> Messages:
     extra = []
-    frame, rejects = _encoding_rejects(frame, strict)
-    if rejects is not None:
-        extra.append(rejects)
+    for set_aside in (_json_rejects, _encoding_rejects):
+        if frame is not None:
+            frame, rejects = set_aside(frame, strict)
+            if rejects is not None:
+                extra.append(rejects)
+    if frame is None or (not len(frame) and set(frame.columns) <= {"source_file"}):
+        frame = _empty_input(columns)  # no row read (every file empty, or every line set aside)
     frame = apply_column_mapping(frame, columns)
     if seen is not None:
         if "recipient" in frame.columns and not any(c in frame.columns for c in ("recipients", "to", "cc", "bcc")):
@@ -765,9 +933,39 @@ def _validated(frame: pd.DataFrame, strict: bool, columns, seen: _SeenMessageIds
     handed = [frame]
     del frame
     messages = _validate_handed_over(handed, strict=strict, **options)
+    if seen is not None:
+        seen.remember(messages.frame)
     if extra:
         messages = messages.with_rejects(extra)
     return messages
+
+
+def _empty_input(columns: Mapping[str, str] | None) -> pd.DataFrame:
+    """The frame of an input without a single row: the contract's columns (and every mapped one) under the
+    input's names, so that it validates to no message, as a chunked read of it yields no chunk."""
+    columns = columns or {}
+    names = [columns.get(c, c) for c in REQUIRED_COLUMNS] + list(columns.values())
+    if not any(c in columns for c in ("recipients", *TYPED_RECIPIENT_COLUMNS, EDGE_RECIPIENT_COLUMN)):
+        names.append("recipients")
+    return pd.DataFrame({name: pd.Series(dtype=STRING_DTYPE) for name in dict.fromkeys(names)})
+
+
+def _json_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Reject records for the lines of JSON Lines files that are not JSON objects (see :func:`_jsonl_parts`)."""
+    bad = frame.attrs.pop("invalid_json", None)
+    if not bad:
+        return frame, None
+    files, records, numbers, lines, whys = (list(v) for v in zip(*bad))
+    shown = [line if len(line) <= 200 else line[:200] + "..." for line in lines]
+    fix = ("the line is not a JSON object (an export cut off mid-line ends so); correct or remove it, or export "
+           "the file again")
+    if strict:
+        raise SchemaError([Problem("record", ReasonCode.INVALID_JSON, rows=records, values=shown, fix=fix,
+                                   detail="; ".join(f"line {n}: {w}" for n, w in list(zip(numbers, whys))[:5]),
+                                   files=files)])
+    lines_read = pd.DataFrame({"source_file": pd.Categorical(files)}, index=pd.Index(records, dtype=np.int64))
+    return frame, reject_rows(lines_read, np.arange(len(bad)), "record", ReasonCode.INVALID_JSON, shown, fix,
+                              sentences=[f"line {n} of {f}: {w}" for f, n, w in zip(files, numbers, whys)])
 
 
 def read_messages(
@@ -879,17 +1077,27 @@ def read_messages(
         only = _TenantFilter(only_tenants, (columns or {}).get("tenant_id", "tenant_id"))
     parts = _parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only,
                    since=_SinceFilter(since, columns, options.get("time_range", DEFAULT_TIME_RANGE))
-                   if since is not None else None, options=options)
+                   if since is not None else None, options=options, text=_text_columns(columns))
     if chunksize:
         return _validated_chunks(_coalesced(parts, chunksize), strict, columns, options)
     return _validated(_whole(parts), strict, columns, None, options)
 
 
-def _whole(parts: Iterator[pd.DataFrame]) -> pd.DataFrame:
+def _whole(parts: Iterator[pd.DataFrame]) -> pd.DataFrame | None:
     # The frame read is returned, never named by the caller: validation is then the only
     # holder of the input, and frees what it has consumed before building the output.
     frames = list(parts)
-    return frames[0] if len(frames) == 1 else pd.concat(frames)
+    if len(frames) < 2:
+        return frames[0] if frames else None
+    # pandas keeps attrs through concat only when every part has the same: the lines and bytes set aside
+    # while reading some files must reach validation, which rejects them.
+    attrs: dict[str, Any] = {}
+    for frame in frames:
+        for name, value in frame.attrs.items():
+            attrs[name] = attrs.get(name, []) + value if name == "invalid_json" else attrs.get(name, value)
+    whole = pd.concat(frames)
+    whole.attrs = attrs
+    return whole
 
 
 def _validated_chunks(parts: Iterator[pd.DataFrame], strict: bool, columns, options) -> Iterator[Messages]:

@@ -2,7 +2,7 @@
 
 Accepted: ISO-8601 strings with an offset (or ``Z``), RFC 2822 dates with an
 offset, epoch seconds or milliseconds (by explicit unit or an unambiguous
-magnitude), tz-aware datetimes. Naive values (a date alone among them) are
+magnitude, also among text in one column), tz-aware datetimes. Naive values (a date alone among them) are
 refused unless the caller says which zone they are in: guessing a zone shifts
 every "first seen" and every hour-of-day habit by hours.
 """
@@ -110,6 +110,8 @@ def parse_timestamps(
     Timestamp('2024-03-01 08:30:00+0000', tz='UTC')
     >>> [r.value if r else None for r in p.reason]
     [None, 'naive_timestamp', 'unparseable_timestamp', 'timestamp_out_of_range', 'missing_value']
+    >>> parse_timestamps(pd.Series(["2024-03-01T09:30:00Z", "1709285400"])).values.tolist()
+    [Timestamp('2024-03-01 09:30:00+0000', tz='UTC'), Timestamp('2024-03-01 09:30:00+0000', tz='UTC')]
     >>> parse_timestamps(pd.Series([1709281800, 1709281800123])).reason.tolist()
     [<ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT: 'ambiguous_timestamp_unit'>, <ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT: 'ambiguous_timestamp_unit'>]
     """
@@ -143,12 +145,18 @@ def parse_timestamps(
         out = _from_numbers(values.astype("float64"), ~missing, unit, origin, refuse)
     else:
         text = values.astype("str").str.strip()
-        numeric = text.str.fullmatch(_NUMERIC).to_numpy(dtype=bool, na_value=False)
+        numeric = text.str.fullmatch(_NUMERIC).to_numpy(dtype=bool, na_value=False) & ~missing
         present = ~missing
         if numeric[present].all() and present.any():
             out = _from_numbers(pd.to_numeric(text, errors="coerce"), present, unit, origin, refuse)
         else:
-            out = _from_strings(values, text, present, timezone, refuse, naive_fix)
+            out = _from_strings(values, text, present & ~numeric, timezone, refuse, naive_fix)
+            if numeric.any():
+                # A column mixing text and epoch numbers (an export that wrote some rows one way): the
+                # numbers are read as a numeric column is, their unit judged on them alone.
+                numbers = _from_numbers(pd.to_numeric(text.where(numeric), errors="coerce"), numeric, unit,
+                                        origin, refuse)
+                out = out.where(~numeric, numbers)
 
     if time_range is not None:
         lo, hi = (pd.Timestamp(t, tz="UTC") if pd.Timestamp(t).tzinfo is None else pd.Timestamp(t)

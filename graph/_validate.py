@@ -29,10 +29,10 @@ from ._schema import (
     STRING_DTYPE, TIMESTAMP_DTYPE, TYPED_RECIPIENT_COLUMNS, AUTH_RESULTS,
 )
 from ._tenants import TenantConfig, infer_own_domains, load_tenant_configs, warn_inferred
-from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
+from ._timestamps import _UNICODE_SPACE, DEFAULT_TIME_RANGE, parse_timestamps
 from ._uniques import categorical_take, map_unique_strings
 
-__all__ = ["validate", "apply_column_mapping", "reject_rows"]
+__all__ = ["validate", "apply_column_mapping", "reject_rows", "id_text"]
 
 _CONTRACT = (*REQUIRED_COLUMNS, "recipients", *TYPED_RECIPIENT_COLUMNS, EDGE_RECIPIENT_COLUMN,
              EDGE_RECIPIENT_TYPE_COLUMN, *OPTIONAL_COLUMNS)
@@ -56,6 +56,7 @@ class _Finding:
 class _Findings:
     n_messages: int
     items: list = field(default_factory=list)
+    ids_repeat: bool = True  # whether some (tenant, message id) repeats among every row, usable or not
 
     def __post_init__(self) -> None:
         self.rejected = np.zeros(self.n_messages, dtype=bool)
@@ -114,17 +115,61 @@ def apply_column_mapping(frame: pd.DataFrame, columns: Mapping[str, str] | None)
     return frame.rename(columns=rename)
 
 
+# A value is untidy when it begins or ends with white space as ``str.strip`` reads it (any Unicode white
+# space, which is also what Arrow's trim removes), or is empty. An ASCII-only test would leave "\xa0acme"
+# alone in a batch of tidy values and strip it in a batch holding another untidy one.
+_UNTIDY = f"^{_UNICODE_SPACE}|{_UNICODE_SPACE}$|^$"
+
+
 def _blank_to_na(values: pd.Series) -> pd.Series:
-    """Strings with surrounding white space removed and blanks missing; the input itself when already so."""
+    """Strings with surrounding white space removed and blanks missing; the input itself when already so.
+
+    Each value's result depends on that value alone.
+
+    Examples
+    --------
+    >>> _blank_to_na(pd.Series(["\xa0acme", "acme", " ", None])).tolist()
+    ['acme', 'acme', nan, nan]
+    """
     text = values.astype(STRING_DTYPE)
     if not len(text):
         return text
     array = pa.array(text.array)
-    untidy = pc.match_substring_regex(array, r"^\s|\s$|^$")
+    untidy = pc.match_substring_regex(array, _UNTIDY)
     if not pc.any(untidy).as_py():  # the common case: no copy of the strings
         return text
     text = text.str.strip()
     return text.mask(text.str.len() == 0)
+
+
+# Floats hold every integer exactly below this magnitude; above it, neighbouring integers share a float.
+_EXACT_FLOAT_INTEGERS = 2**53
+
+
+def id_text(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Identifiers as text, tidied (blank is missing), and where a float column's value is not an id.
+
+    An integer column's ids are their digits. A float column is what pandas makes of an integer column
+    holding a missing value (7 becomes 7.0): its whole numbers are read back as the integers they were
+    ('7', never '7.0'). A fraction, or a magnitude of 2**53 or more (where floats no longer hold every
+    integer, so the id may have been rounded), cannot be read back: those rows are flagged (and missing).
+
+    Examples
+    --------
+    >>> text, inexact = id_text(pd.Series([7.0, None, 2.5, 9007199254740993.0]))
+    >>> text.tolist(), inexact.tolist()
+    (['7', nan, nan, nan], [False, False, True, True])
+    >>> id_text(pd.Series([" 007", "7"]))[0].tolist()
+    ['007', '7']
+    """
+    inexact = np.zeros(len(values), dtype=bool)
+    if pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+        whole = np.isfinite(numbers) & (np.trunc(numbers) == numbers) & (np.abs(numbers) < _EXACT_FLOAT_INTEGERS)
+        inexact = ~np.isnan(numbers) & ~whole
+        values = pd.Series(pd.array(np.where(whole, numbers, 0).astype(np.int64), dtype="Int64"),
+                           index=values.index).where(whole).astype(STRING_DTYPE)
+    return _blank_to_na(values), inexact
 
 
 def validate(
@@ -258,6 +303,12 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
 
     direction, own_domains = _direction(optional["direction"], tenant, sender, edges, findings, configs)
     optional["direction"] = direction
+    # Copies are told apart among the messages every other check keeps: the first usable copy is kept,
+    # also when an earlier copy is refused (a placeholder date, no valid recipient).
+    dup = _repeated_ids(tenant, message_id, usable=~findings.rejected) if findings.ids_repeat else []
+    findings.add(dup, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, message_id[dup],
+                 "nothing to do if these are copies of one mail filed in several folders (the first usable copy "
+                 "is kept); otherwise give distinct messages distinct ids")
 
     # Every finding is known: take what needs the input rows now (the rejects, the row
     # labels, the columns passed through), then let the input go, so the columns consumed
@@ -303,13 +354,12 @@ def _split_and_parse_entries(df: pd.DataFrame, msgs: pd.DataFrame, layout: str, 
 
 
 def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range, fold_plus_addresses):
-    """Every message-level column: ids, duplicates, timestamps, sender, optional columns."""
+    """Every message-level column: ids, timestamps, sender, optional columns (duplicates come last)."""
     tenant = _required_text(msgs, "tenant_id", findings, "add the tenant id (one customer organisation per value)")
     message_id = _required_text(msgs, "message_id", findings, "give every message an id, or drop those rows")
-    dup = _repeated_ids(tenant, message_id)
-    findings.add(dup, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, message_id[dup],
-                 "nothing to do if these are copies of one mail filed in several folders (the first copy is kept); "
-                 "otherwise give distinct messages distinct ids")
+    # Whether any id repeats at all (rarely): decided now, while the input's ids are the only large thing held;
+    # which rows are the repeats is decided once every other check is done (see _validate_handed_over).
+    findings.ids_repeat = bool(_repeated_ids(tenant, message_id).any())
 
     ts = _timestamps(msgs["timestamp"], "timestamp", findings, timezone, timestamp_unit, timestamp_origin, time_range)
 
@@ -347,17 +397,26 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     return tenant, message_id, ts, sender, display, optional
 
 
-def _repeated_ids(tenant: pd.Series, message_id: pd.Series) -> np.ndarray:
-    """Rows whose (tenant, message id) appeared in an earlier row; a missing value never repeats."""
+def _repeated_ids(tenant: pd.Series, message_id: pd.Series, usable: np.ndarray | None = None) -> np.ndarray:
+    """Rows whose (tenant, message id) appeared in an earlier row; a missing value never repeats.
+
+    With ``usable``, only those rows count: a row repeats an earlier usable one, and rows that are not
+    usable never repeat nor are repeated.
+    """
     id_codes, ids = pd.factorize(message_id, use_na_sentinel=True)
     present = id_codes >= 0
     if len(ids) == present.sum():  # every id distinct (the common case): no pair can repeat
         return np.zeros(len(id_codes), dtype=bool)
     tenant_codes, tenants = pd.factorize(tenant, use_na_sentinel=True)
-    # One integer per pair (a missing tenant takes slot 0, a missing id a negative key); rows missing
-    # either never count as repeats: validation rejects them as missing values already.
-    pair = id_codes.astype(np.int64) * (len(tenants) + 1) + (tenant_codes + 1)
-    return pd.Series(pair).duplicated(keep="first").to_numpy() & present & (tenant_codes >= 0)
+    # Rows missing either value never count as repeats: validation rejects them as missing values already.
+    candidates = present & (tenant_codes >= 0)
+    if usable is not None:
+        candidates &= usable
+    rows = np.flatnonzero(candidates)
+    pair = id_codes[rows].astype(np.int64) * len(tenants) + tenant_codes[rows]
+    repeated = np.zeros(len(id_codes), dtype=bool)
+    repeated[rows] = pd.Series(pair).duplicated(keep="first").to_numpy()
+    return repeated
 
 
 # --- structure ---------------------------------------------------------------------------------
@@ -468,8 +527,11 @@ class _State:
 # --- columns -----------------------------------------------------------------------------------
 
 def _required_text(msgs: pd.DataFrame, column: str, findings: _Findings, fix: str) -> pd.Series:
-    text = _blank_to_na(msgs[column])
-    missing = text.isna().to_numpy()
+    text, inexact = id_text(msgs[column])
+    findings.add(inexact, column, ReasonCode.INVALID_VALUE, msgs[column][inexact],
+                 "write the ids as text: a float column (an integer column holding a missing value, as pandas "
+                 "reads it) holds no fraction of an id, nor every integer beyond 2**53")
+    missing = text.isna().to_numpy() & ~inexact
     findings.add(missing, column, ReasonCode.MISSING_VALUE, msgs[column][missing], fix)
     return text
 
@@ -801,11 +863,14 @@ def _expand(state: _State, finding: _Finding) -> tuple[np.ndarray, list, list]:
 
 
 def _problems(original, state, findings) -> list[Problem]:
+    # Rows read from files are named with their file: row numbers restart in every file.
+    files = original["source_file"] if "source_file" in original.columns else None
     problems = []
     for f in findings.items:
         rows, values, _ = _expand(state, f)
         problems.append(Problem(f.column, f.reason, rows=original.index[rows].tolist(), values=values,
-                                fix=f.fix, detail=f.detail))
+                                fix=f.fix, detail=f.detail,
+                                files=files.iloc[rows].astype(str).tolist() if files is not None else ()))
     return problems
 
 

@@ -26,6 +26,7 @@ from commgraph.graph import _addresses as addresses
 from commgraph.graph import normalise_address, parse_addresses
 from commgraph.graph._addresses import _split_quoted, split_address_lists
 from commgraph.graph._schema import STRING_DTYPE
+from commgraph.graph import _validate as validation_module
 from commgraph.graph._validate import _repeated_ids
 from conftest import ACME, frame
 
@@ -693,3 +694,75 @@ def test_tenant_configs_refuse_public_suffixes_and_warn_on_consumer_providers():
         cfg = TenantConfig.from_dict({"tenant_id": "google", "own_domains": ["gmail.com"]})
     assert cfg.own_domains == ("gmail.com",)
     assert TenantConfig.from_dict({"tenant_id": "acme", "own_domains": ["Acme.CO.uk."]}).own_domains == ("acme.co.uk",)
+
+
+def test_a_copy_whose_first_copy_is_refused_is_kept():
+    # A placeholder date refuses the first copy: the second, usable, copy is the one kept.
+    raw = frame(message_id=["m1", "m1", "m3"], timestamp=["1980-01-01T00:00:00Z", "2024-05-02T09:00:00Z",
+                                                          "2024-05-02T09:00:00Z"])
+    m = validate(raw, strict=False, tenants=ACME)
+    assert m.frame.index.tolist() == [1, 2] and reasons(m) == ["timestamp_out_of_range"]
+    # Both copies usable: the first is kept, and the message says so.
+    m = validate(frame(message_id=["m1", "m1", "m3"]), strict=False, tenants=ACME)
+    assert m.frame.index.tolist() == [0, 2] and "the first usable copy is kept" in m.rejects["reject_message"].iloc[0]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from(["1", "2", None]), st.booleans()),
+                max_size=12))
+def test_repeated_message_ids_among_usable_rows_match_plain_pandas(rows):
+    ids = pd.DataFrame([r[:2] for r in rows], columns=["tenant_id", "message_id"], dtype="str")
+    usable = np.array([r[2] for r in rows], dtype=bool)
+    complete = ids[usable].dropna()
+    expected = set(complete.index[complete.duplicated(keep="first")])
+    got = _repeated_ids(ids["tenant_id"], ids["message_id"], usable=usable)
+    assert set(np.flatnonzero(got)) == expected
+
+
+def test_id_columns_of_numbers_are_read_as_the_integers_they_were():
+    # An int column is its digits; a float column is what pandas makes of an int column holding a missing
+    # value (7 -> 7.0): read back as the integer, never '7.0'. Fractions and floats beyond 2**53 (where
+    # floats skip integers, so the id may have been rounded) are refused, not guessed.
+    inbound = ["inbound"] * 3  # no own domains to infer for tenants 7 and 12
+    m = validate(frame(tenant_id=[7, 7, 12], message_id=[1, 2, 3], direction=inbound), strict=False, tenants=ACME)
+    assert m.frame[["tenant_id", "message_id"]].values.tolist() == [["7", "1"], ["7", "2"], ["12", "3"]]
+    raw = frame(tenant_id=[7.0, np.nan, 7.0], message_id=[1.0, 2.0, 2.5], direction=inbound)
+    m = validate(raw, strict=False, tenants=ACME)
+    assert m.frame[["tenant_id", "message_id"]].values.tolist() == [["7", "1"]]
+    assert m.rejects[["reject_column", "reject_reason"]].values.tolist() == [
+        ["tenant_id", "missing_value"], ["message_id", "invalid_value"]]
+    big = validate(frame(message_id=[2.0**53 - 1, 2.0**53, 1.0]), strict=False, tenants=ACME)
+    assert big.frame["message_id"].tolist() == [str(2**53 - 1), "1"] and reasons(big) == ["invalid_value"]
+    with pytest.raises(SchemaError, match="write the ids as text"):
+        validate(raw, tenants=ACME)
+
+
+_TIDY = st.text(st.sampled_from(list("ab \t\n\x0b\x0c\r") + ["\xa0", "\u2003", "\u3000", "\x1c", "\x85", "\u2028",
+                                                              "\u200b", "\ufeff"]), max_size=4)
+
+
+@given(st.lists(_TIDY, min_size=1, max_size=6))
+def test_tidying_a_value_depends_on_that_value_alone(values):
+    # Reference: Python's str.strip (any Unicode white space), blank as missing; in any batch, alone too.
+    tidied = validation_module._blank_to_na(pd.Series(values, dtype="str"))
+    expected = [v.strip() or None for v in values]
+    assert [None if pd.isna(t) else t for t in tidied] == expected
+
+
+def test_a_tenant_written_with_a_no_break_space_is_one_tenant_in_any_batch():
+    one = validate(frame(tenant_id=["\xa0acme", "acme", "acme"]), tenants=ACME)
+    other = validate(frame(tenant_id=["\xa0acme", "acme ", "acme"]), tenants=ACME)
+    assert one.tenants == other.tenants == ["acme"]
+
+
+def test_epoch_numbers_among_iso_timestamps_are_read_as_a_numeric_column_reads_them():
+    seconds = int(pd.Timestamp("2024-05-02T09:00:00Z").timestamp())
+    raw = frame(timestamp=["2024-05-02T09:00:00Z", seconds, f" {seconds + 60} "])
+    m = validate(raw, tenants=ACME)
+    assert m.frame["timestamp"].tolist() == [pd.Timestamp("2024-05-02T09:00:00Z"),
+                                             pd.Timestamp("2024-05-02T09:00:00Z"), pd.Timestamp("2024-05-02T09:01Z")]
+    # Milliseconds among text are read as such (the magnitude rule, on the numbers alone) ...
+    ms = validate(frame(timestamp=["2024-05-02T09:00:00Z", seconds * 1000, seconds * 1000]), tenants=ACME)
+    assert ms.frame["timestamp"].nunique() == 1
+    # ... and numbers mixing both magnitudes are refused as in a numeric column; the text rows stay read.
+    mixed = validate(frame(timestamp=["2024-05-02T09:00:00Z", seconds, seconds * 1000]), strict=False, tenants=ACME)
+    assert mixed.frame.index.tolist() == [0] and reasons(mixed) == ["ambiguous_timestamp_unit"] * 2

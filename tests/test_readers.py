@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gc
+import json
 import weakref
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, strategies as st
 
-from commgraph.graph import ConfigError, Messages, read_frame, read_messages, validate
+from commgraph.graph import ConfigError, Messages, SchemaError, read_frame, read_messages, validate
 from commgraph.graph import _readers as readers, _validate as validation
 
 
@@ -229,3 +232,206 @@ def test_summary_counts_rejected_rows_of_every_file_read_whole(tmp_path):
         bad.to_csv(tmp_path / f"part{k}.csv", index=False)
     summary = read_messages(str(tmp_path / "*.csv"), strict=False).summary()
     assert summary["rejected_rows"] == 3 and summary["rejects_by_reason"] == {"unparseable_timestamp": 3}
+
+
+# --- identifiers as written, odd files, duplicates across chunks ----------------------------------
+
+_HEADER = "tenant_id,message_id,timestamp,sender,recipients,direction\n"
+_ROW = ",2024-05-02T09:00:00Z,a@x.com,b@y.com,inbound\n"
+
+
+def _ids(messages: Messages) -> list[list[str]]:
+    return messages.frame[["tenant_id", "message_id"]].values.tolist()
+
+
+@pytest.mark.parametrize("chunksize", [None, 1, 2, 3])
+def test_csv_ids_that_look_like_numbers_are_read_as_written(tmp_path, chunksize):
+    # '007' is not tenant '7' and '1e3' is not message '1000': pandas' type inference would retype them
+    # (per chunk, so chunks would differ from the whole), merge two messages and split one tenant.
+    path = tmp_path / "mail.csv"
+    path.write_text(_HEADER + "007,1e3" + _ROW + "007,1000" + _ROW + ",m3" + _ROW + "007,00123" + _ROW
+                    + "7,1e3" + _ROW)
+    read = read_messages(path, strict=False, chunksize=chunksize)
+    messages = read if chunksize is None else Messages.concat(list(read))
+    assert _ids(messages) == [["007", "1e3"], ["007", "1000"], ["007", "00123"], ["7", "1e3"]]
+    assert messages.rejects["reject_reason"].tolist() == ["missing_value"]
+    assert messages.tenants == ["007", "7"]
+    assert _ids(read_messages(path, strict=False, only_tenants=["007"])) == [
+        ["007", "1e3"], ["007", "1000"], ["007", "00123"]]
+    assert read_frame(path)["message_id"].tolist()[:2] == ["1e3", "1000"]
+
+
+def test_csv_column_mapping_names_the_text_columns(tmp_path):
+    path = tmp_path / "mail.csv"
+    path.write_text(_HEADER.replace("tenant_id", "org").replace("message_id", "id") + "007,00123" + _ROW)
+    assert _ids(read_messages(path, columns={"tenant_id": "org", "message_id": "id"})) == [["007", "00123"]]
+
+
+def test_jsonl_ids_are_read_as_written(tmp_path):
+    # JSON says what is text: "007" stays text, and a number 7 is the id '7' (never '7.0', also when another
+    # row has no tenant and pandas makes the column float).
+    lines = [{"tenant_id": 7, "message_id": "007"}, {"tenant_id": None, "message_id": 8},
+             {"tenant_id": 7, "message_id": 12345678901234567}, {"tenant_id": 12, "message_id": 7}]
+    path = tmp_path / "mail.jsonl"
+    path.write_text("".join(json.dumps({**line, "timestamp": "2024-05-02T09:00:00Z", "sender": "a@x.com",
+                                        "recipients": ["b@y.com"], "direction": "inbound"}) + "\n"
+                            for line in lines))
+    for chunksize in (None, 1, 3):
+        read = read_messages(path, strict=False, chunksize=chunksize)
+        messages = read if chunksize is None else Messages.concat(list(read))
+        assert _ids(messages) == [["7", "007"], ["7", "12345678901234567"], ["12", "7"]]
+        assert messages.rejects["reject_reason"].tolist() == ["missing_value"]
+
+
+def test_parquet_integer_ids_are_read_as_their_digits(tmp_path):
+    # An integer column holding a null becomes float in pandas (7.0): it is read as text in Arrow first.
+    table = pa.table({"tenant_id": pa.array([7, None, 12], pa.int64()),
+                      "message_id": pa.array([1, 2, 2**62], pa.int64()),
+                      "timestamp": pa.array([1714640400] * 3).cast(pa.timestamp("s", tz="UTC")),
+                      "sender": ["a@x.com"] * 3, "recipients": ["b@y.com"] * 3, "direction": ["inbound"] * 3})
+    pq.write_table(table, tmp_path / "mail.parquet")
+    whole = read_messages(tmp_path / "mail.parquet", strict=False)
+    assert _ids(whole) == [["7", "1"], ["12", str(2**62)]] and whole.rejects["reject_reason"].tolist() == [
+        "missing_value"]
+    for chunksize in (1, 2):
+        assert _ids(Messages.concat(list(read_messages(tmp_path / "mail.parquet", strict=False,
+                                                       chunksize=chunksize)))) == _ids(whole)
+
+
+@pytest.mark.parametrize("chunksize", [None, 2])
+def test_parquet_files_holding_an_id_as_numbers_and_as_text_are_refused_naming_both(tmp_path, chunksize):
+    # Read as numbers, tenant '007' would become 7 (another tenant); read as text, a number 7 that lost its
+    # zeros upstream would pass as a tenant of its own. Only the writer knows: refused, naming both files.
+    def write(tenant: pa.Array, name: str) -> None:
+        n = len(tenant)
+        pq.write_table(pa.table({"tenant_id": tenant, "message_id": [f"{name}{i}" for i in range(n)],
+                                 "timestamp": pa.array([1714640400] * n).cast(pa.timestamp("s", tz="UTC")),
+                                 "sender": ["a@x.com"] * n, "recipients": ["b@y.com"] * n}),
+                       tmp_path / "archive" / f"{name}.parquet")
+
+    (tmp_path / "archive").mkdir()
+    write(pa.array([7, None], pa.int64()), "part-0")
+    write(pa.array(["007"]), "part-1")
+    with pytest.raises(ConfigError, match=r"disagree on the type of column 'tenant_id'.*part-0.parquet holds "
+                                          r"int64.*part-1.parquet holds string"):
+        result = read_messages(tmp_path / "archive", strict=False, chunksize=chunksize)
+        list(result) if chunksize else None
+    # Each file read apart keeps its ids.
+    assert read_messages(tmp_path / "archive" / "part-1.parquet").tenants == ["007"]
+
+
+@pytest.mark.parametrize("chunksize", [None, 1, 2])
+def test_an_empty_file_is_zero_rows(tmp_path, chunksize):
+    # A 0-byte file (an export of a quiet day) holds no row: it neither aborts the read nor adds a reject.
+    (tmp_path / "day1.csv").write_text(_HEADER + "t,m1" + _ROW + "t,m2" + _ROW)
+    (tmp_path / "day2.csv").write_text("")
+    (tmp_path / "empty.jsonl").write_text("")
+
+    def read(source, **kwargs):
+        result = read_messages(source, chunksize=chunksize, **kwargs)
+        return result if chunksize is None else list(result)
+
+    for strict in (True, False):
+        got = read(str(tmp_path / "*.csv"), strict=strict)
+        got = got if chunksize is None else Messages.concat(got)
+        same(got, read_messages(tmp_path / "day1.csv"))
+        assert len(got.rejects) == 0
+    for empty in (tmp_path / "day2.csv", tmp_path / "empty.jsonl", [tmp_path / "day2.csv", tmp_path / "empty.jsonl"]):
+        got = read(empty)
+        # Whole: no message; in chunks: no chunk (an empty whole read is not an error either).
+        assert (len(got) == 0 and len(got.rejects) == 0) if chunksize is None else got == []
+    assert len(read_frame(tmp_path / "day2.csv")) == 0
+
+
+def _record(message_id: str) -> dict:
+    return {"tenant_id": "t", "message_id": message_id, "timestamp": "2024-05-02T09:00:00Z",
+            "sender": "a@x.com", "recipients": ["b@y.com"], "direction": "inbound"}
+
+
+def test_jsonl_with_a_byte_order_mark_reads_as_without(tmp_path):
+    body = "".join(json.dumps(_record(f"j{i}")) + "\n" for i in range(3))
+    (tmp_path / "bom.jsonl").write_text(body, encoding="utf-8-sig")
+    (tmp_path / "plain.jsonl").write_text(body, encoding="utf-8")
+    assert (tmp_path / "bom.jsonl").read_bytes().startswith(b"\xef\xbb\xbf")
+    same(read_messages(tmp_path / "bom.jsonl"), read_messages(tmp_path / "plain.jsonl"))
+    same(Messages.concat(list(read_messages(tmp_path / "bom.jsonl", chunksize=2))),
+         read_messages(tmp_path / "plain.jsonl"))
+
+
+@pytest.mark.parametrize("chunksize", [None, 1, 2, 3, 10])
+def test_jsonl_lines_that_are_not_json_objects_are_rejected_with_file_and_line(tmp_path, chunksize):
+    # An interrupted export ends mid-line; a stray line may hold a list. Those lines are rejected, naming
+    # the file and the line; the other lines are read as they would be alone.
+    good = [json.dumps(_record(f"j{i}")) for i in range(4)]
+    lines = [good[0], "", good[1], "[1, 2]", good[2], good[3], '{"tenant_id": "t", "mess']
+    path = tmp_path / "cut.jsonl"
+    path.write_text("\n".join(lines))
+    (tmp_path / "good.jsonl").write_text("\n".join(good) + "\n")
+    read = read_messages(path, strict=False, chunksize=chunksize)
+    messages = read if chunksize is None else Messages.concat(list(read))
+    same(messages, read_messages(tmp_path / "good.jsonl"))
+    # Rows are numbered by record, as pandas numbers a JSON Lines file (the blank line is no record).
+    assert messages.frame.index.tolist() == [0, 1, 3, 4]
+    rejects = messages.rejects
+    assert rejects["reject_reason"].tolist() == ["invalid_json"] * 2 and rejects.index.tolist() == [2, 5]
+    assert rejects["source_file"].astype(str).tolist() == [str(path)] * 2
+    assert rejects["reject_value"].tolist() == ["[1, 2]", '{"tenant_id": "t", "mess']
+    assert [m.split(":")[0] for m in rejects["reject_message"]] == [f"line 4 of {path}", f"line 7 of {path}"]
+    # Strict: a whole read names every such line; a chunked one stops at the first chunk holding one.
+    named = rf"{path}:2, {path}:5" if chunksize is None or chunksize >= len(lines) else rf"{path}:2"
+    with pytest.raises(SchemaError, match=rf"invalid_json \(rows {named};"):
+        list(read_messages(path, chunksize=chunksize)) if chunksize else read_messages(path)
+
+
+def test_strict_errors_over_several_files_name_the_file_of_each_row(tmp_path):
+    (tmp_path / "day1.csv").write_text(_HEADER + "t,m1" + _ROW + "t,m2,2024-05-02T09:00:00Z,a@,b@y.com,inbound\n")
+    (tmp_path / "day2.csv").write_text(_HEADER + "t,m3,2024-05-02T09:00:00Z,@b.com,b@y.com,inbound\n")
+    with pytest.raises(SchemaError) as info:
+        read_messages([tmp_path / "day1.csv", tmp_path / "day2.csv"])
+    day1, day2 = tmp_path / "day1.csv", tmp_path / "day2.csv"
+    assert f"rows {day1}:1, {day2}:0;" in str(info.value)
+    assert info.value.failure_cases[["row", "file"]].values.tolist() == [[1, str(day1)], [0, str(day2)]]
+
+
+def test_a_copy_whose_first_copy_was_rejected_in_an_earlier_chunk_is_kept():
+    raw = pd.concat([mail(3), mail(3).iloc[[0, 1]]], ignore_index=True)
+    raw.loc[0, "timestamp"] = "1980-01-01T00:00:00Z"  # a placeholder date: the first copy of m0 is refused
+    for chunksize in (1, 2, 3, 5):
+        joined = Messages.concat(list(read_messages(raw, chunksize=chunksize, strict=False)))
+        same(joined, validate(raw, strict=False))
+        assert joined.frame.index.tolist() == [1, 2, 3]
+        assert sorted(joined.rejects["reject_reason"]) == ["duplicate_message_id", "timestamp_out_of_range"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=1, max_size=40),
+       st.integers(min_value=1, max_value=12))
+def test_chunked_reading_keeps_the_first_usable_copy_as_plain_pandas_finds_it(rows, chunksize):
+    # Reference: among the rows with a usable timestamp, pandas' duplicated() on the id.
+    ids, usable = [f"m{i}" for i, _ in rows], [u for _, u in rows]
+    raw = mail(len(rows)).assign(tenant_id="acme", message_id=ids, timestamp=[
+        "2024-05-02T09:00:00Z" if u else "1980-01-01T00:00:00Z" for u in usable])
+    good = raw[usable]
+    expected = good.index[~good.duplicated("message_id")].tolist()
+    assert validate(raw, strict=False).frame.index.tolist() == expected
+    parts = list(read_messages(raw, chunksize=chunksize, strict=False))
+    assert [i for p in parts for i in p.frame.index] == expected
+    rejected = Messages.concat(parts).rejects
+    assert set(rejected.index) == set(raw.index) - set(expected)
+    # Every usable later copy is rejected as a duplicate; a refused copy of a message kept from an earlier
+    # chunk may be too (it is set aside before its chunk is validated), a whole read names its own reason.
+    duplicates = set(rejected.index[rejected["reject_reason"] == "duplicate_message_id"])
+    assert set(good.index[good.duplicated("message_id")]) <= duplicates
+    assert duplicates <= set(raw.index[raw.duplicated("message_id")])
+
+
+def test_rows_set_aside_while_reading_one_file_of_several_are_rejected(tmp_path):
+    # pandas keeps a frame's attrs through concat only when every part has the same: the undecodable bytes
+    # of one CSV, or the broken lines of one JSON Lines file, must still reach validation in a whole read.
+    (tmp_path / "a.csv").write_text(_HEADER + "t,m1" + _ROW)
+    (tmp_path / "b.csv").write_bytes((_HEADER + "007,m2,2024-05-02T09:00:00Z,a@x.com,b@y.com,inbound\n"
+                                      "t,m3,2024-05-02T09:00:00Z,caf\xe9@x.com,b@y.com,inbound\n").encode("latin-1"))
+    (tmp_path / "c.jsonl").write_text(json.dumps(_record("j1")) + '\n{"tenant_id": "t"\n')
+    m = read_messages([tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.jsonl"], strict=False)
+    assert _ids(m) == [["t", "m1"], ["007", "m2"], ["t", "j1"]]  # read again as text, the ids stay as written
+    assert sorted(m.rejects["reject_reason"]) == ["invalid_encoding", "invalid_json"]
+    assert sorted(m.rejects["source_file"].astype(str).map(lambda p: p.rsplit("/", 1)[-1])) == ["b.csv", "c.jsonl"]
