@@ -17,6 +17,7 @@ import pandas as pd
 
 from commgraph.graph import DEFAULT_TIME_RANGE, CommGraphError, parse_timestamps
 from commgraph.graph._timestamps import _MILLIS_BELOW, _SECONDS_BELOW
+from commgraph.graph._validate import _EXACT_FLOAT_INTEGERS
 
 __all__ = ["text_value", "timestamp_ns"]
 
@@ -24,7 +25,6 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 # Validation strips a text value only when its untidy test (RE2's ASCII ``\s`` at either end, or
 # an empty string) fires; then it strips all Unicode white space, as ``str.strip`` does.
-_EDGE_SPACE = frozenset("\t\n\f\r ")
 
 
 def _is_missing(value: Any) -> bool:
@@ -52,14 +52,21 @@ def text_value(value: Any) -> str | None:
         if _is_missing(value):
             return None
         value = _as_text(value)
-    if not value or value[0] in _EDGE_SPACE or value[-1] in _EDGE_SPACE:
+    if not value or value[0].isspace() or value[-1].isspace():  # any Unicode white space, as validation
         return value.strip() or None
     return value
 
 
 def _required_text(value: Any, column: str, fix: str) -> str:
-    if type(value) is str and value and value[0] not in _EDGE_SPACE and value[-1] not in _EDGE_SPACE:
+    if type(value) is str and value and not value[0].isspace() and not value[-1].isspace():
         return value  # the common case, tidy already
+    if isinstance(value, (float, np.floating)) and value == value:
+        # What pandas makes of an integer id column holding a missing value: the integer it was, when a
+        # float still holds it exactly (validation's id_text); anything else is no id.
+        if not (math.isfinite(value) and value == math.trunc(value) and abs(value) < _EXACT_FLOAT_INTEGERS):
+            raise CommGraphError(f"score_one: {column!r} {value!r} is a number that is no exact integer, so not "
+                                 "an id validation reads back; write the ids as text")
+        return str(int(value))
     text = text_value(value)
     if text is None:
         raise CommGraphError(f"score_one: {column!r} is missing (got {value!r}); {fix}")

@@ -219,38 +219,20 @@ def test_missing_ids_and_senders_are_refused(acme, column, value) -> None:
 _TIDY_ALPHABET = st.sampled_from(list("ab5 \t\n\r\f\v") + ["\xa0", "\u2003", "\x1c", "\x85", "\u200b"])
 
 
-# Validation now tidies a value that begins or ends with any Unicode white space (str.strip's), whatever the
-# other rows of its batch hold; score_one's text_value still tests ASCII white space only at either end
-# (signals/_scalar_fields.py, _EDGE_SPACE), a change owed in signals/. Until it is made, values whose ends
-# are Unicode-only white space are pinned below as a strict xfail: it fails loudly once score_one agrees.
-_ASCII_EDGE = frozenset("\t\n\f\r ")
-
-
-def _unicode_only_space_at_an_end(value) -> bool:
-    return isinstance(value, str) and bool(value) and any(
-        c.isspace() and c not in _ASCII_EDGE for c in (value[0], value[-1]))
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.text(_TIDY_ALPHABET, max_size=6) | st.integers(-3, 3) | st.floats(allow_nan=True, width=64)
        | st.none())
 def test_text_values_are_tidied_exactly_as_validation_tidies_them(value) -> None:
-    assume(not _unicode_only_space_at_an_end(value))
     expected = _blank_to_na(pd.Series([value])).iloc[0]
     assert text_value(value) == (None if pd.isna(expected) else expected)
 
 
-@pytest.mark.xfail(strict=True, reason="score_one's text_value still strips only when an end is ASCII white "
-                                       "space; signals/_scalar_fields.py must test str.isspace at either end")
 @pytest.mark.parametrize("value", ["\xa0acme", "acme\u2003", "\x1c", "\x85a", "a\u2028", "\x0b"])
 def test_text_values_with_unicode_white_space_at_an_end_are_tidied_as_validation_tidies_them(value) -> None:
     expected = _blank_to_na(pd.Series([value])).iloc[0]
     assert text_value(value) == (None if pd.isna(expected) else expected)
 
 
-@pytest.mark.xfail(strict=True, reason="score_one still writes a float id as str(value) ('7.0', '7.5'); "
-                                       "signals/_scalar_fields.py _required_text must read a whole float below 2**53 "
-                                       "as its integer and refuse any other float, as validation's id_text does")
 @pytest.mark.filterwarnings("ignore::commgraph.graph.InferredOwnDomainsWarning")
 @pytest.mark.parametrize("column", ["tenant_id", "message_id"])
 @pytest.mark.parametrize("value", [7.0, 7.5, 2.0**53])
