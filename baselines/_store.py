@@ -12,8 +12,18 @@ Publishing writes a new version under a temporary name, fsyncs every file
 (together, from threads) and the directory, renames it into place, then
 swaps ``CURRENT`` with a temporary file and ``os.replace``: each step is atomic, so a reader sees the old version
 or the new one, never a mix, and a publish killed at any point leaves the
-previous version current (a stray temporary directory is removed by the next
-publish). The manifest lists every file's SHA-256 and carries its own (over its
+previous version current (a publish that fails with an error, a full disk say,
+removes its temporary directory; one killed leaves it to the next publish).
+Version numbers only grow: a new one is above every folder and above the one
+``CURRENT`` names, even when that folder is gone. An unreadable current version
+(damaged ``CURRENT``, folder gone, manifest failing its checksum) is handed to
+the publisher's ``decide`` to replace or keep; one written by a newer commgraph
+is never replaced by an older one. A snapshot loaded from the store reads its
+refresh state only when a refresh needs it, and says so if that version was
+pruned meanwhile. Root entries whose names are no tenant id are not tenants
+(:meth:`SnapshotStore.foreign` lists them).
+
+The manifest lists every file's SHA-256 and carries its own (over its
 canonical JSON), checked on every load, so a damaged ``as_of`` or prior is refused
 too. These checksums catch corruption, not tampering: whoever can write the store
 can recompute them (or remove the manifest's, as manifests written before it have none).
@@ -36,6 +46,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from os import PathLike
@@ -56,19 +67,57 @@ from ._tables import KEY_COLUMNS, TABLES
 __all__ = ["SnapshotStore", "CorruptSnapshotError"]
 
 _FSYNC_THREADS = 16  # a version has about 40 files
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
-_VERSION = re.compile(r"^v(\d{6,})$")
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")  # always fullmatch: "$" accepts a final newline
+_VERSION = re.compile(r"v(\d{6,})")
 _CHUNK = 1 << 22
 
 
 class CorruptSnapshotError(CommGraphError):
     """A stored snapshot failed its checksum, or has a layout this library cannot read.
 
+    Parameters
+    ----------
+    message : str
+    reason : str, default "damaged"
+        Why, one of :attr:`REASONS`, so that a caller can act on it without
+        parsing the message: ``"newer_schema"`` (written by a newer commgraph:
+        upgrade, never replace it with an older build), ``"older_schema"``
+        (written by an older commgraph: rebuild it), ``"checksum"`` (a file or
+        the manifest fails its SHA-256), ``"missing"`` (the version folder, its
+        manifest or a file it lists is gone), ``"damaged"`` (a manifest that is
+        not a JSON object), ``"pointer"`` (the tenant's ``CURRENT`` names no
+        version), ``"other_tenant"`` (the manifest names another tenant).
+    schema_version : int, optional
+        The snapshot schema the manifest declares, for the two schema reasons.
+
     Examples
     --------
     >>> issubclass(CorruptSnapshotError, CommGraphError)
     True
+    >>> err = CorruptSnapshotError("written by a newer commgraph", reason="newer_schema", schema_version=3)
+    >>> err.reason, err.schema_version
+    ('newer_schema', 3)
+    >>> import pickle; pickle.loads(pickle.dumps(err)).reason
+    'newer_schema'
     """
+
+    REASONS = ("newer_schema", "older_schema", "checksum", "missing", "damaged", "pointer", "other_tenant")
+
+    def __init__(self, message: str, *, reason: str = "damaged", schema_version: int | None = None):
+        if reason not in self.REASONS:
+            raise ValueError(f"The 'reason' parameter of CorruptSnapshotError must be one of {self.REASONS}. "
+                             f"Got {reason!r} instead.")
+        super().__init__(message)
+        self.reason = reason
+        self.schema_version = schema_version
+
+    def __reduce__(self):
+        # Keyword-only fields survive pickling (errors cross the refresh job's worker processes).
+        return (_corrupt, (str(self), self.reason, self.schema_version))
+
+
+def _corrupt(message: str, reason: str, schema_version: int | None) -> CorruptSnapshotError:
+    return CorruptSnapshotError(message, reason=reason, schema_version=schema_version)
 
 
 def _library_version() -> str:
@@ -127,13 +176,18 @@ def _read_ipc(path: Path) -> pa.Table:
     return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
 
+def _is_tenant_id(name: object) -> bool:
+    return isinstance(name, str) and _TENANT.fullmatch(name) is not None
+
+
 class SnapshotStore:
     """Versioned snapshots of many tenants under one directory.
 
     Parameters
     ----------
     path : str or PathLike
-        Root directory (created when missing).
+        Root directory. Nothing is created until the first publish (or
+        :meth:`ensure_writable`, which a job calls before it starts).
     retain : int, default 5
         Versions kept per tenant after each publish (the current one always is).
 
@@ -164,9 +218,45 @@ class SnapshotStore:
         # Fault injection for crash tests: called with the name of each publish step.
         self._on_step = _on_step or (lambda step: None)
 
+    def ensure_writable(self) -> None:
+        """Create the root directory when missing and check that this process can write in it.
+
+        A job calls it before it starts, so an unwritable store fails at once
+        rather than after every tenant was built.
+
+        Raises
+        ------
+        ConfigError
+            The root cannot be created, or a file cannot be written in it (the
+            message names the path and the operating system's error).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> root = os.path.join(tempfile.mkdtemp(), "snapshots")
+        >>> store = SnapshotStore(root)
+        >>> os.path.isdir(root)
+        False
+        >>> store.ensure_writable()
+        >>> os.listdir(root)  # the probe file is gone
+        []
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=self.path)
+            try:
+                os.write(fd, b"probe")
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(f"the snapshot store {str(self.path)!r} is not writable: {exc.strerror or exc} "
+                              f"({type(exc).__name__}, errno {exc.errno}); create it or give this process write "
+                              "access to it, or use another directory") from None
+
     # ------------------------------------------------------------------ paths
     def _tenant_dir(self, tenant_id: str) -> Path:
-        if not isinstance(tenant_id, str) or not _TENANT.match(tenant_id) or tenant_id in (".", ".."):
+        if not _is_tenant_id(tenant_id):
             raise ConfigError(f"tenant id {tenant_id!r} cannot name a store directory; use letters, digits and "
                               "'.', '_', '@', '+', '-' (at most 128 characters)")
         return self.path / tenant_id
@@ -174,15 +264,39 @@ class SnapshotStore:
     def tenants(self) -> list[str]:
         """Tenants with a current version, sorted.
 
+        A folder whose name no tenant can have (``old backup``, say) is not a
+        tenant, whatever it holds: :meth:`foreign` lists those names.
+
         Examples
         --------
         >>> import tempfile
         >>> SnapshotStore(tempfile.mkdtemp()).tenants()
         []
         """
-        if not self.path.exists():
+        if not self.path.is_dir():
             return []
-        return sorted(p.name for p in self.path.iterdir() if (p / "CURRENT").exists())
+        return sorted(p.name for p in self.path.iterdir() if _is_tenant_id(p.name) and (p / "CURRENT").exists())
+
+    def foreign(self) -> list[str]:
+        """Entries of the root directory that are not tenants' (their names are no tenant id), sorted.
+
+        The store never reads them; a caller may report them (a copy of a
+        tenant's folder under a valid name, such as ``acme.bak``, is listed
+        by :meth:`tenants` instead, and refused when loaded: its manifest
+        names another tenant).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from commgraph.baselines._snapshot import _example
+        >>> store = SnapshotStore(tempfile.mkdtemp()); _ = store.publish(_example())
+        >>> os.mkdir(store.path / "old backup")
+        >>> store.tenants(), store.foreign()
+        (['acme'], ['old backup'])
+        """
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if not _is_tenant_id(p.name))
 
     def versions(self, tenant_id: str) -> list[int]:
         """Complete versions of a tenant, oldest first.
@@ -196,11 +310,17 @@ class SnapshotStore:
         root = self._tenant_dir(tenant_id)
         if not root.exists():
             return []
-        found = (_VERSION.match(p.name) for p in root.iterdir() if p.is_dir())
+        found = (_VERSION.fullmatch(p.name) for p in root.iterdir() if p.is_dir())
         return sorted(int(m.group(1)) for m in found if m)
 
     def current(self, tenant_id: str) -> int | None:
         """The version readers load, or None before the first publish.
+
+        Raises
+        ------
+        CorruptSnapshotError
+            ``CURRENT`` names no version (it is empty or damaged); its
+            ``reason`` is ``"pointer"``.
 
         Examples
         --------
@@ -213,10 +333,63 @@ class SnapshotStore:
             text = pointer.read_text().strip()
         except FileNotFoundError:
             return None
-        m = _VERSION.match(text)
+        except (UnicodeDecodeError, IsADirectoryError) as exc:
+            raise CorruptSnapshotError(f"{pointer} cannot be read as a version name ({exc})", reason="pointer") from None
+        m = _VERSION.fullmatch(text)
         if not m:
-            raise CorruptSnapshotError(f"{pointer} holds {text!r}, not a version name like 'v000001'")
+            raise CorruptSnapshotError(f"{pointer} holds {text!r}, not a version name like 'v000001'", reason="pointer")
         return int(m.group(1))
+
+    def current_problem(self, tenant_id: str) -> CorruptSnapshotError | None:
+        """Why the tenant's current version cannot be read, or None (it can, or there is none).
+
+        Checks what :meth:`publish` checks before calling ``decide``: the
+        ``CURRENT`` pointer, the version folder it names and that version's
+        manifest (checksum, schema, tenant); not the data files, whose
+        checksums :meth:`load` checks. ``decide`` receives no manifest when
+        there is a problem; it can call this (under the same lock, so the
+        answer is the one ``publish`` saw) to learn its ``reason``.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from commgraph.baselines._snapshot import _example
+        >>> store = SnapshotStore(tempfile.mkdtemp()); _ = store.publish(_example())
+        >>> store.current_problem("acme") is None
+        True
+        >>> _ = (store.path / "acme" / "CURRENT").write_text("")
+        >>> store.current_problem("acme").reason
+        'pointer'
+        """
+        return self._current_state(tenant_id)[2]
+
+    def _current_state(self, tenant_id: str) -> tuple[int | None, dict[str, Any] | None, CorruptSnapshotError | None]:
+        """The current version, its manifest, and why that cannot be read. When ``CURRENT`` itself cannot be
+        read the version is the newest one on disk (0 when none): the one the damaged pointer most likely named."""
+        try:
+            current = self.current(tenant_id)
+        except CorruptSnapshotError as exc:
+            return max(self.versions(tenant_id), default=0), None, exc
+        if current is None:
+            return None, None, None
+        folder = self._tenant_dir(tenant_id) / f"v{current:06d}"
+        if not folder.is_dir():
+            return current, None, self._pointer_to_nothing(tenant_id, current)
+        try:
+            return current, self._read_manifest(tenant_id, folder), None
+        except CorruptSnapshotError as exc:
+            return current, None, exc
+
+    def _pointer_to_nothing(self, tenant_id: str, version: int) -> CorruptSnapshotError:
+        root = self._tenant_dir(tenant_id)
+        return CorruptSnapshotError(f"{root / 'CURRENT'} names version {version}, whose folder is gone; versions: "
+                                    f"{self.versions(tenant_id)}", reason="missing")
+
+    def _next_version(self, tenant_id: str, current: int | None) -> int:
+        """One more than any version number in use: folders, files with a version's name, and the one
+        ``CURRENT`` names even when its folder is gone (a reader that loaded it must see a new number)."""
+        taken = (_VERSION.fullmatch(p.name) for p in self._tenant_dir(tenant_id).iterdir())
+        return max([int(m.group(1)) for m in taken if m] + [current or 0]) + 1
 
     @contextmanager
     def _lock(self, tenant_id: str) -> Iterator[None]:
@@ -231,7 +404,7 @@ class SnapshotStore:
 
     # ------------------------------------------------------------------ publish
     def publish(self, snapshot: Snapshot, *,
-                decide: Callable[[int, dict[str, Any]], int | None] | None = None) -> int:
+                decide: Callable[[int, dict[str, Any] | None], int | None] | None = None) -> int:
         """Write a snapshot as the tenant's next version and make it current, atomically.
 
         Parameters
@@ -242,15 +415,25 @@ class SnapshotStore:
             tenant has a current version, under the lock that serialises the
             tenant's publishers (other processes included): so what it checks
             cannot change before the new version is current. The manifest is
-            None when it cannot be read (it fails its checksum, say). It returns
-            None to publish, or a version number to publish nothing and return
-            that number (say, the current version, when it already holds this
-            content); raising aborts the publish and leaves the store as it was.
+            None when the current version cannot be read: its manifest fails
+            its checksum or is missing, its folder is gone, or ``CURRENT``
+            names no version (then ``current_version`` is the newest version
+            on disk, 0 when none); :meth:`current_problem` says which. It
+            returns None to publish, or a version number to publish nothing
+            and return that number (say, the current version, when it already
+            holds this content); raising aborts the publish and leaves the
+            store as it was.
 
         Returns
         -------
         int
             The new version number (or what ``decide`` returned).
+
+        Raises
+        ------
+        CorruptSnapshotError
+            The current version was written by a newer commgraph (``reason``
+            ``"newer_schema"``): an older one never replaces it.
 
         Examples
         --------
@@ -268,58 +451,79 @@ class SnapshotStore:
         tenant = snapshot.tenant_id
         root = self._tenant_dir(tenant)
         with self._lock(tenant):
-            current = self.current(tenant) if decide is not None else None
-            if current is not None:
-                try:
-                    manifest: dict[str, Any] | None = self.manifest(tenant, current)
-                except CorruptSnapshotError:  # decide says whether the new version may replace it
-                    manifest = None
+            current, manifest, problem = self._current_state(tenant)
+            if problem is not None and problem.reason == "newer_schema":
+                # A mixed-version rollout: replacing it would move the tenant back to an older format.
+                raise CorruptSnapshotError(
+                    f"tenant {tenant!r}: the current snapshot (version {current}) was written by a newer commgraph "
+                    f"(snapshot schema {problem.schema_version}; this one writes {SCHEMA_VERSION}); an older "
+                    "commgraph never replaces it: upgrade commgraph where this runs (to roll the tenant back, "
+                    "remove its newer versions from the store first)",
+                    reason="newer_schema", schema_version=problem.schema_version)
+            if decide is not None and current is not None:
                 kept = decide(current, manifest)
                 if kept is not None:
                     return kept
-            for stale in root.glob(".tmp-*"):  # left by a publish that died
-                shutil.rmtree(stale, ignore_errors=True)
-            version = max(self.versions(tenant), default=0) + 1
+            for stale in [*root.glob(".tmp-*"), *root.glob(".CURRENT.tmp-*")]:  # left by a publish that died
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
+            version = self._next_version(tenant, current)
             name = f"v{version:06d}"
             tmp = root / f".tmp-{name}-{os.getpid()}"
-            tmp.mkdir()
-            self._on_step("mkdir")
-            files: dict[str, pa.Table] = {f"{t}.arrow": snapshot.arrow(t) for t in TABLES}
-            for t in TABLES:
-                slots = snapshot.index(t).slots
-                files[f"index.{t}.arrow"] = pa.table({"slot": pa.array(slots)})
-            for part, table in snapshot.state_tables().items():
-                files[f"state.{part}.arrow"] = table
-            checksums = {}
-            for filename, table in files.items():
-                _write_ipc(tmp / filename, table, compress=filename.startswith("state."))
-                checksums[filename] = _sha256(tmp / filename)
-                self._on_step(f"write:{filename}")
-            manifest = {
-                "schema_version": SCHEMA_VERSION, "library_version": _library_version(), "version": version,
-                **snapshot.meta(), "files": checksums,
-            }
-            manifest["manifest_sha256"] = _manifest_digest(manifest)
-            with open(tmp / "manifest.json", "w") as fh:
-                json.dump(manifest, fh, indent=1, sort_keys=True)
-            # Every file on disk before the directory is renamed into place: a crash
-            # after the rename finds a complete version.
-            _fsync_all([tmp / filename for filename in [*files, "manifest.json"]])
-            _fsync_path(tmp)
-            self._on_step("manifest")
-            os.rename(tmp, root / name)
+            try:
+                self._write_version(snapshot, tmp, version)
+                os.rename(tmp, root / name)
+            except BaseException:
+                # Disk full, an error, an interrupt: nothing of this publish stays behind (the current
+                # version is another folder, untouched).
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             _fsync_path(root)
             self._on_step("rename")
             pointer = root / f".CURRENT.tmp-{os.getpid()}"
-            with open(pointer, "w") as fh:
-                fh.write(name + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(pointer, root / "CURRENT")
+            try:
+                with open(pointer, "w") as fh:
+                    fh.write(name + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(pointer, root / "CURRENT")
+            except BaseException:
+                pointer.unlink(missing_ok=True)
+                raise
             _fsync_path(root)
             self._on_step("current")
             self._apply_retention(tenant, keep=version)
         return version
+
+    def _write_version(self, snapshot: Snapshot, tmp: Path, version: int) -> None:
+        """Every file of a version and its manifest, under a temporary name, flushed to disk."""
+        tmp.mkdir()
+        self._on_step("mkdir")
+        files: dict[str, pa.Table] = {f"{t}.arrow": snapshot.arrow(t) for t in TABLES}
+        for t in TABLES:
+            slots = snapshot.index(t).slots
+            files[f"index.{t}.arrow"] = pa.table({"slot": pa.array(slots)})
+        for part, table in snapshot.state_tables().items():
+            files[f"state.{part}.arrow"] = table
+        checksums = {}
+        for filename, table in files.items():
+            _write_ipc(tmp / filename, table, compress=filename.startswith("state."))
+            checksums[filename] = _sha256(tmp / filename)
+            self._on_step(f"write:{filename}")
+        manifest = {
+            "schema_version": SCHEMA_VERSION, "library_version": _library_version(), "version": version,
+            **snapshot.meta(), "files": checksums,
+        }
+        manifest["manifest_sha256"] = _manifest_digest(manifest)
+        with open(tmp / "manifest.json", "w") as fh:
+            json.dump(manifest, fh, indent=1, sort_keys=True)
+        # Every file on disk before the directory is renamed into place: a crash
+        # after the rename finds a complete version.
+        _fsync_all([tmp / filename for filename in [*files, "manifest.json"]])
+        _fsync_path(tmp)
+        self._on_step("manifest")
 
     def _apply_retention(self, tenant_id: str, *, keep: int) -> None:
         versions = self.versions(tenant_id)
@@ -331,6 +535,11 @@ class SnapshotStore:
     def manifest(self, tenant_id: str, version: int | None = None) -> dict[str, Any]:
         """The manifest of the current (or a named) version.
 
+        Raises
+        ------
+        CorruptSnapshotError
+            It cannot be read; ``reason`` says why (see the exception).
+
         Examples
         --------
         >>> import tempfile
@@ -340,35 +549,61 @@ class SnapshotStore:
         >>> m["schema_version"], m["tenant_id"], m["row_counts"]["sender"]
         (2, 'acme', 2)
         """
-        folder = self._version_dir(tenant_id, version)
+        return self._read_manifest(tenant_id, self._locate(tenant_id, version)[1])
+
+    def _read_manifest(self, tenant_id: str, folder: Path) -> dict[str, Any]:
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError) as exc:
-            raise CorruptSnapshotError(f"{folder} has no readable manifest.json ({exc})") from None
-        if manifest.get("schema_version") != SCHEMA_VERSION:
+        except FileNotFoundError:
+            raise CorruptSnapshotError(f"{folder} has no manifest.json", reason="missing") from None
+        except ValueError as exc:  # not JSON, or not text
+            raise CorruptSnapshotError(f"{folder} has no readable manifest.json ({exc})", reason="damaged") from None
+        if not isinstance(manifest, dict):
+            raise CorruptSnapshotError(f"{folder / 'manifest.json'} holds a JSON {type(manifest).__name__}, not an "
+                                       "object", reason="damaged")
+        schema = manifest.get("schema_version")
+        if schema != SCHEMA_VERSION:
+            known = isinstance(schema, int) and not isinstance(schema, bool)
+            if known and schema > SCHEMA_VERSION:
+                raise CorruptSnapshotError(
+                    f"{folder} has snapshot schema version {schema}; this library reads version {SCHEMA_VERSION} "
+                    f"only: it was written by a newer commgraph ({manifest.get('library_version', 'unknown')}). "
+                    "Upgrade commgraph to load it.", reason="newer_schema", schema_version=schema)
             raise CorruptSnapshotError(
-                f"{folder} has snapshot schema version {manifest.get('schema_version')!r}; this library reads "
-                f"version {SCHEMA_VERSION} only. Rebuild the snapshot, or load it with a matching commgraph.")
+                f"{folder} has snapshot schema version {schema!r}; this library reads "
+                f"version {SCHEMA_VERSION} only. Rebuild the snapshot, or load it with a matching commgraph.",
+                reason="older_schema" if known else "damaged", schema_version=schema if known else None)
         # Always checked (a few microseconds): a damaged as_of or prior would load silently otherwise.
         # Manifests written before the check existed have no digest and are read as they are.
         if "manifest_sha256" in manifest and manifest["manifest_sha256"] != _manifest_digest(manifest):
             raise CorruptSnapshotError(f"{folder / 'manifest.json'} fails its SHA-256 checksum: its content was "
                                        "changed after publishing; the snapshot is refused: load an earlier version "
-                                       "or republish")
-        check_tenant(manifest.get("tenant_id"), tenant_id, f"stored snapshot {folder}")
+                                       "or republish", reason="checksum")
+        try:
+            check_tenant(manifest.get("tenant_id"), tenant_id, f"stored snapshot {folder}")
+        except CommGraphError as exc:
+            raise CorruptSnapshotError(str(exc), reason="other_tenant") from None
         return manifest
 
-    def _version_dir(self, tenant_id: str, version: int | None) -> Path:
+    def _locate(self, tenant_id: str, version: int | None) -> tuple[int, Path]:
+        """A version and its folder; ``CURRENT`` is read once, when no version is named."""
         root = self._tenant_dir(tenant_id)
         if version is None:
             version = self.current(tenant_id)
             if version is None:
                 raise CommGraphError(f"tenant {tenant_id!r} has no published snapshot in this store")
+            folder = root / f"v{version:06d}"
+            if not folder.is_dir():
+                raise self._pointer_to_nothing(tenant_id, version)
+            return version, folder
         folder = root / f"v{int(version):06d}"
         if not folder.is_dir():
             raise CommGraphError(f"tenant {tenant_id!r} has no version {version}; versions: "
                                  f"{self.versions(tenant_id)}")
-        return folder
+        return int(version), folder
+
+    def _version_dir(self, tenant_id: str, version: int | None) -> Path:
+        return self._locate(tenant_id, version)[1]
 
     def load(self, tenant_id: str, version: int | None = None, *, verify: bool = True) -> Snapshot:
         """Memory-map the current (or a named) version of a tenant's snapshot.
@@ -377,11 +612,14 @@ class SnapshotStore:
         ----------
         tenant_id : str
         version : int, optional
-            Default: the current version.
+            Default: the current version (``CURRENT`` is read once, so a
+            publish landing meanwhile never mixes two versions).
         verify : bool, default True
             Check every file's SHA-256 against the manifest first (reads every
             byte once). Without it, loading only maps the files. The refresh
-            state is read later, when a refresh first needs it.
+            state is read later, when a refresh first needs it: if retention
+            has pruned the version by then, that refresh is refused (load the
+            tenant again).
 
         Returns
         -------
@@ -400,26 +638,38 @@ class SnapshotStore:
         >>> store.load("acme", 1, verify=False)
         Snapshot('acme' as of 2024-05-04 00:00 UTC: 2 senders, 3 pairs, 3 mailboxes)
         """
+        version, folder = self._locate(tenant_id, version)
         manifest = self.manifest(tenant_id, version)
-        folder = self._version_dir(tenant_id, version)
         files = manifest["files"]
         for filename, expected in files.items():
             path = folder / filename
             if not path.exists():
-                raise CorruptSnapshotError(f"{path} is missing; the manifest lists it")
+                raise CorruptSnapshotError(f"{path} is missing; the manifest lists it", reason="missing")
             if verify and _sha256(path) != expected:
                 raise CorruptSnapshotError(f"{path} fails its SHA-256 checksum (manifest {expected[:12]}...); "
-                                           "the snapshot is refused: load an earlier version or republish")
+                                           "the snapshot is refused: load an earlier version or republish",
+                                           reason="checksum")
         tables = {t: _read_ipc(folder / f"{t}.arrow") for t in TABLES}
         indexes = {}
         for t in TABLES:
             keys = to_numpy(tables[t].column(KEY_COLUMNS[t])) if tables[t].num_rows else np.zeros(0, np.uint64)
             slots = to_numpy(_read_ipc(folder / f"index.{t}.arrow").column("slot"))
             indexes[t] = KeyIndex(keys, slots)
-        state_files = [f for f in files if f.startswith("state.")]
+        state_files = {f: digest for f, digest in files.items() if f.startswith("state.")}
 
         def load_state() -> dict[str, pa.Table]:
-            return {f[len("state."):-len(".arrow")]: _read_ipc(folder / f) for f in state_files}
+            # Read by path when a refresh first needs it (an engine never does): by then retention may have
+            # pruned the version, or the tenant been rebuilt under the same number. Its manifest must still
+            # list these very files, else the state would belong to another snapshot.
+            try:
+                now = self._read_manifest(tenant_id, folder)["files"]
+                if {f: now.get(f) for f in state_files} == state_files:
+                    return {f[len("state."):-len(".arrow")]: _read_ipc(folder / f) for f in state_files}
+            except (CorruptSnapshotError, FileNotFoundError):
+                pass
+            raise CommGraphError(f"version {version} of tenant {tenant_id!r} was pruned (or replaced) in "
+                                 f"{self.path} since it was loaded, and a refresh reads its state then; load the "
+                                 "tenant again and refresh that")
 
         return Snapshot(tenant_id=manifest["tenant_id"], as_of=pd.Timestamp(manifest["as_of"]),
                         config=BaselineConfig.from_dict(manifest["config"]), tables=tables, state=None,

@@ -249,3 +249,250 @@ def test_sigkill_at_random_moments_never_leaves_a_half_written_version(tmp_path)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         _assert_consistent(SnapshotStore(tmp_path), 1)
+
+
+# ---------------------------------------------------------------------- review fixes: an unreadable current version
+def _damage(root: Path, how: str) -> None:
+    """Damage tenant acme's current version the ways operators and crashes do."""
+    if how == "empty pointer":
+        (root / "acme" / "CURRENT").write_text("")
+    elif how == "garbage pointer":
+        (root / "acme" / "CURRENT").write_text("garbage\n")
+    elif how == "binary pointer":
+        (root / "acme" / "CURRENT").write_bytes(b"\xff\xfe\x00v1")
+    elif how == "folder gone":
+        shutil.rmtree(root / "acme" / "v000002")
+    elif how == "manifest checksum":
+        path = root / "acme" / "v000002" / "manifest.json"
+        path.write_text(path.read_text().replace('"as_of": "2024', '"as_of": "2023', 1))
+
+
+@pytest.mark.parametrize("how, reason", [("empty pointer", "pointer"), ("garbage pointer", "pointer"),
+                                         ("binary pointer", "pointer"), ("folder gone", "missing"),
+                                         ("manifest checksum", "checksum")])
+def test_an_unreadable_current_version_goes_to_decide_and_can_be_replaced(tmp_path, how, reason) -> None:
+    # Before, only a manifest failing its checksum reached decide (the job's --force): a damaged CURRENT raised
+    # CorruptSnapshotError and a version folder gone a plain CommGraphError, before decide, so --force could not
+    # recover the tenant.
+    from commgraph.baselines._snapshot import _example
+
+    store = SnapshotStore(tmp_path)
+    snap = _example()
+    store.publish(snap), store.publish(snap)
+    _damage(tmp_path, how)
+    seen = []
+
+    def refuse(current, manifest):
+        seen.append((current, manifest, store.current_problem("acme").reason))
+        raise ConfigError("not without --force")
+
+    with pytest.raises(ConfigError, match="without --force"):
+        store.publish(snap, decide=refuse)
+    # The version CURRENT names, folder or not; the newest one on disk when it names none (2 either way here).
+    assert seen == [(2, None, reason)]
+    assert not list((tmp_path / "acme").glob(".tmp-*"))
+    # Replaced: a number above every one in use, the one a gone folder's pointer names included (a reader
+    # that loaded version 2 must see a new number, not 2 again).
+    assert store.publish(snap, decide=lambda current, manifest: None) == 3
+    assert store.current("acme") == 3 and store.current_problem("acme") is None
+    assert store.load("acme").equals(snap)
+
+
+def test_the_job_replaces_an_unreadable_pointer_with_force_only(tmp_path) -> None:
+    # The command-line repro: `echo garbage > CURRENT; commgraph refresh --force` failed with rc=3.
+    from commgraph.baselines._job import publish_snapshot
+    from commgraph.baselines._snapshot import _example
+
+    store = SnapshotStore(tmp_path)
+    snap = _example()
+    store.publish(snap)
+    _damage(tmp_path, "garbage pointer")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        publish_snapshot(store, snap, force=False)
+    assert (tmp_path / "acme" / "CURRENT").read_text() == "garbage\n"
+    assert publish_snapshot(store, snap, force=True) == ("published", 2)
+    assert store.load("acme").equals(snap)
+
+
+def _rewrite_manifest(path: Path, **changes) -> None:
+    from commgraph.baselines._store import _manifest_digest
+
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_the_store_says_why_a_manifest_cannot_be_read_and_never_downgrades_a_newer_schema(tmp_path) -> None:
+    # A newer commgraph's snapshot was reported as "fails its checksum or is missing" and --force replaced it
+    # with an older format during a mixed-version rollout.
+    import pickle
+
+    from commgraph.baselines._job import publish_snapshot
+    from commgraph.baselines._snapshot import _example
+
+    store = SnapshotStore(tmp_path)
+    snap = _example()
+    store.publish(snap)
+    path = tmp_path / "acme" / "v000001" / "manifest.json"
+    text = path.read_text()
+    _rewrite_manifest(path, schema_version=SCHEMA_VERSION + 1, library_version="9.0.0")
+    with pytest.raises(CorruptSnapshotError, match=r"written by a newer commgraph \(9\.0\.0\)") as info:
+        store.load("acme")
+    assert (info.value.reason, info.value.schema_version) == ("newer_schema", SCHEMA_VERSION + 1)
+    again = pickle.loads(pickle.dumps(info.value))  # errors cross the job's worker processes
+    assert (type(again), str(again), again.reason, again.schema_version) == \
+        (CorruptSnapshotError, str(info.value), "newer_schema", SCHEMA_VERSION + 1)
+    problem = store.current_problem("acme")
+    assert (problem.reason, problem.schema_version) == ("newer_schema", SCHEMA_VERSION + 1)
+    called = []
+    for attempt in (lambda: store.publish(snap, decide=lambda c, m: called.append(c)),
+                    lambda: store.publish(snap), lambda: publish_snapshot(store, snap, force=True)):
+        with pytest.raises(CorruptSnapshotError, match="newer commgraph .* never replaces it: upgrade commgraph"):
+            attempt()
+    assert not called and store.versions("acme") == [1] and store.current("acme") == 1
+    # An older schema, a damaged manifest, a changed one: each says so, and decide may replace them.
+    for changes, reason, schema in [({"schema_version": 1}, "older_schema", 1),
+                                    ({"schema_version": "2"}, "damaged", None)]:
+        path.write_text(text)
+        _rewrite_manifest(path, **changes)
+        problem = store.current_problem("acme")
+        assert (problem.reason, problem.schema_version) == (reason, schema)
+        with pytest.raises(CorruptSnapshotError) as info:
+            store.manifest("acme")
+        assert info.value.reason == reason
+    for damaged, reason in [("[1, 2]", "damaged"), ("{not json", "damaged"),
+                            (text.replace('"as_of": "2024', '"as_of": "2023', 1), "checksum")]:
+        path.write_text(damaged)
+        assert store.current_problem("acme").reason == reason
+    path.unlink()
+    assert store.current_problem("acme").reason == "missing"
+    assert store.publish(snap, decide=lambda current, manifest: None) == 2
+
+
+def test_load_reads_current_once_so_a_publish_meanwhile_never_mixes_versions(tmp_path, mail, snaps) -> None:
+    # load() read CURRENT in manifest() and again for the folder: a publish in between gave version N's
+    # manifest (as_of, priors) over version N+1's tables, or a false checksum alarm.
+    tenant, early = next(iter(snaps.items()))
+    late = refresh(early, mail, as_of="2025-01-14T17:00Z")
+    assert not late.equals(early)
+
+    class PublishMeanwhile(SnapshotStore):
+        def manifest(self, tenant_id, version=None):
+            manifest = super().manifest(tenant_id, version)
+            if not getattr(self, "raced", False):
+                self.raced = True
+                SnapshotStore(self.path).publish(late)  # another process's publish lands here
+            return manifest
+
+    SnapshotStore(tmp_path).publish(early)
+    for verify in (True, False):
+        store = PublishMeanwhile(tmp_path)
+        before = store.current(tenant)
+        loaded = store.load(tenant, verify=verify)
+        assert store.current(tenant) == before + 1  # the publish did land
+        assert loaded.as_of == early.as_of and loaded.equals(early), verify
+        SnapshotStore(tmp_path).publish(early)
+
+
+def test_a_failed_publish_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
+    # A disk-full publish left its .tmp-v00000N-PID folder (the size of a snapshot) until the next publish.
+    import errno
+    import os
+
+    from commgraph.baselines._snapshot import _example
+
+    snap = _example()
+    SnapshotStore(tmp_path).publish(snap)
+    before = sorted(os.listdir(tmp_path / "acme"))
+
+    def fail_at(step_name, exc):
+        def step(name):
+            if name == step_name:
+                raise exc
+        return step
+
+    for step_name, exc in [("write:pair.arrow", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))),
+                           ("manifest", KeyboardInterrupt()), ("mkdir", MemoryError())]:
+        with pytest.raises(type(exc)):
+            SnapshotStore(tmp_path, _on_step=fail_at(step_name, exc)).publish(snap)
+        assert sorted(os.listdir(tmp_path / "acme")) == before, step_name
+    # The pointer swap failing: its temporary file goes; the complete new folder stays, not current.
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):
+        SnapshotStore(tmp_path).publish(snap)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert sorted(os.listdir(tmp_path / "acme")) == sorted([*before, "v000002"])
+    store = SnapshotStore(tmp_path)
+    assert store.current("acme") == 1 and store.load("acme").equals(snap)
+    assert store.publish(snap) == 3
+
+
+def test_a_snapshot_whose_version_was_pruned_says_so_when_refreshed(tmp_path, mail, snaps) -> None:
+    # Its tables stay readable (memory-mapped), but its refresh state is read by path when a refresh needs
+    # it: a FileNotFoundError then, or, worse, the state of another snapshot published under the same number.
+    tenant, snap = next(iter(snaps.items()))
+    later = "2025-01-14T17:00Z"
+    store = SnapshotStore(tmp_path, retain=2)
+    store.publish(snap)
+    held = store.load(tenant)
+    store.publish(snap), store.publish(snap)
+    assert store.versions(tenant) == [2, 3]
+    assert len(held.table("sender")) == len(snap.table("sender"))
+    with pytest.raises(CommGraphError, match=f"version 1 of tenant {tenant!r} was pruned .* load the tenant again"):
+        refresh(held, mail, as_of=later)
+    # The tenant removed and rebuilt: version 1 again, another snapshot's state.
+    held = store.load(tenant, 3)
+    shutil.rmtree(tmp_path / tenant)
+    other = refresh(snap, mail, as_of="2025-01-13T08:00Z")
+    store.publish(other), store.publish(other), store.publish(other)
+    with pytest.raises(CommGraphError, match="version 3 .* was pruned \\(or replaced\\)"):
+        refresh(held, mail, as_of=later)
+    # A version still in place refreshes as the original does.
+    assert refresh(store.load(tenant), mail, as_of=later).equals(refresh(other, mail, as_of=later))
+
+
+def test_foreign_folders_in_the_root_are_not_tenants(tmp_path, snaps) -> None:
+    # `tenants()` listed any folder holding a CURRENT file: `old backup/` made Scorer.from_store (and
+    # `commgraph score`, `inspect`) fail for every tenant.
+    from commgraph.signals import Scorer
+
+    store = SnapshotStore(tmp_path)
+    (a, snap_a), (b, snap_b) = list(snaps.items())[:2]
+    store.publish(snap_a), store.publish(snap_b)
+    shutil.copytree(tmp_path / a, tmp_path / "old backup")
+    (tmp_path / ".DS_Store").write_text("")
+    (tmp_path / "notes\n").mkdir()
+    assert store.tenants() == sorted([a, b])
+    assert store.foreign() == [".DS_Store", "notes\n", "old backup"]
+    assert sorted(Scorer.from_store(store).versions) == sorted([a, b])
+    # A copy under a valid name is listed, and fails alone when loaded: its manifest names another tenant.
+    shutil.copytree(tmp_path / a, tmp_path / f"{a}.bak")
+    assert store.tenants() == sorted([a, b, f"{a}.bak"])
+    with pytest.raises(CorruptSnapshotError, match=f"belongs to tenant {a!r}, not '{a}.bak'") as info:
+        store.load(f"{a}.bak")
+    assert info.value.reason == "other_tenant" and store.load(a).equals(snap_a) and store.load(b).equals(snap_b)
+
+
+@pytest.mark.parametrize("tenant", ["acme\n", "acme\n\n", "\nacme", "acme/x", "", "a" * 129])
+def test_a_tenant_id_must_be_whole(tmp_path, tenant) -> None:
+    # `re.match` with `$` accepted a trailing newline: 'acme\n' named a folder 'acme\n'.
+    store = SnapshotStore(tmp_path)
+    for call in (store.load, store.versions, store.current):
+        with pytest.raises(ConfigError, match="cannot name a store directory"):
+            call(tenant)
+
+
+def test_ensure_writable_creates_the_root_and_names_the_path_when_it_cannot(tmp_path) -> None:
+    root = tmp_path / "a" / "b" / "store"
+    store = SnapshotStore(root)
+    assert not (tmp_path / "a").exists()  # constructing creates nothing
+    store.ensure_writable()
+    assert root.is_dir() and not list(root.iterdir())
+    store.ensure_writable()  # again: it exists
+    (tmp_path / "file").write_text("")
+    for bad in (tmp_path / "file", tmp_path / "file" / "store"):
+        with pytest.raises(ConfigError, match=f"snapshot store {str(bad)!r} is not writable: .*(File exists|Not a "
+                                              "directory)"):
+            SnapshotStore(bad).ensure_writable()
