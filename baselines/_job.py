@@ -306,10 +306,14 @@ def _replacing_unreadable(store: SnapshotStore, snapshot: Snapshot, current: int
     raises): only with ``force``, and never with raw strings over a tenant any version of which is, or may
     be, in privacy mode."""
     tenant = snapshot.tenant_id
+    problem = store.current_problem(tenant)  # (under the publish lock: what publish saw)
+    if problem is not None and problem.reason == "newer_schema":
+        raise ConfigError(f"tenant {tenant!r}: the current snapshot (version {current}) was written by a newer "
+                          f"commgraph (schema {problem.schema_version}); upgrade commgraph where this job runs "
+                          "(--force does not downgrade it)")
     if not force:
-        raise ConfigError(f"tenant {tenant!r}: the current snapshot (version {current}) cannot be read (its "
-                          "manifest fails its checksum or is missing); the engine refuses it too. Run the job with "
-                          "--force to publish this one over it")
+        raise ConfigError(f"tenant {tenant!r}: the current snapshot (version {current}) cannot be read ({problem}); "
+                          "the engine refuses it too. Run the job with --force to publish this one over it")
     if snapshot.config.privacy:
         return None
     private = {v: _in_privacy_mode(store, tenant, v) for v in store.versions(tenant)}
@@ -575,8 +579,8 @@ def error_text(exc: BaseException) -> str:
 def _mode(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig) -> str:
     """How a tenant is refreshed: from its current snapshot when asked to and it has one built with the job's
     configuration (a refresh keeps its snapshot's: another one needs a full build), else in full."""
-    if not incremental or store.current(tenant_id) is None:
-        return "full"
+    if not incremental or store.current_problem(tenant_id) is not None or store.current(tenant_id) is None:
+        return "full"  # (an unreadable current version is replaced by a full build, only with --force)
     return "incremental" if BaselineConfig.from_dict(store.manifest(tenant_id)["config"]) == config else "full"
 
 
@@ -864,7 +868,8 @@ def run_refresh(
     chosen = choose_tenants(sorted(sizes), tenants)
     args = (inputs, str(store), as_of_ts, config, configs, columns, incremental, force, dict(read_options or {}),
             chunk_rows)
-    opened = SnapshotStore(store)  # create the directory (and refuse a bad path) before any worker starts
+    opened = SnapshotStore(store)
+    opened.ensure_writable()  # create the directory (and refuse a bad path) before any worker starts
     not_in_input = stored_not_in_input(opened, sizes, tenants)
     # Tenants with a current snapshot of this configuration refresh incrementally, in batches; the others
     # build alone (and a tenant the store cannot hold fails alone, reported).
