@@ -144,7 +144,8 @@ def _tenant_keyed(values: Any, positions: np.ndarray, tenant_keys: Any) -> np.nd
     """Keys of some rows of a string column with one privacy tenant's keying (0 where missing)."""
     if values is None:
         return np.zeros(len(positions), np.uint64)
-    codes, uniques = _factorize(values[positions])
+    # A batch of one tenant (the usual case) keys the whole column: no copy of its rows.
+    codes, uniques = _factorize(values if len(positions) == len(values) else values[positions])
     keys = tenant_keys.keys(uniques)
     return np.where(codes >= 0, keys.take(np.maximum(codes, 0)) if len(keys) else np.uint64(0), np.uint64(0))
 

@@ -90,8 +90,11 @@ class TenantKeys:
 
     def keys(self, values: Any) -> np.ndarray:
         """Keys of distinct normalised strings (a sequence; None where missing gives 0), as ``uint64``."""
-        key = self.key
-        return np.fromiter((0 if v is None else key(v) for v in values), dtype=np.uint64, count=len(values))
+        found = list(map(self._memo.new.get, values))  # one C-level pass: most strings were keyed before
+        if None in found:
+            key = self.key
+            found = [f if f is not None else 0 if v is None else key(v) for f, v in zip(found, values)]
+        return np.array(found, dtype=np.uint64)
 
     def name_key(self, raw: str | None) -> int:
         """The key of a display name as validation normalises it; 0 for none (as the batch keys it)."""
