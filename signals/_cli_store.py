@@ -1,4 +1,5 @@
-"""``commgraph refresh`` and ``commgraph inspect``: thin layers over the refresh job and the store."""
+"""``commgraph refresh``, ``inspect``, ``score`` and ``explain``: thin layers over the refresh job, the store and
+the scorer (privacy-mode tenants scored with ``--secrets``, the file the job used)."""
 
 from __future__ import annotations
 

@@ -153,7 +153,8 @@ def tenant_keys(snapshot: Snapshot, secret: bytes | None) -> TenantKeys | None:
     if secret is None:
         raise ConfigError(f"tenant {tenant!r}: its snapshot is in privacy mode (keys hashed with the tenant's "
                           f"secret), so mail is scored only with that secret: pass it (Scorer(..., secrets="
-                          f"{{{tenant!r}: bytes}}), or --secrets FILE on the command line)")
+                          f"{{{tenant!r}: bytes}}), SnapshotView(snapshot, secret=...) for SignalSet.compute, or "
+                          "--secrets FILE on the command line)")
     keys = TenantKeys(tenant, secret)
     if _secret_check(keys.secret) != snapshot.secret_check:
         raise ConfigError(f"tenant {tenant!r}: the secret given is not the one its snapshot was keyed with (the "
