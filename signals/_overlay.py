@@ -316,7 +316,7 @@ class Overlay:
                 return found[3]  # another thread built it meanwhile
             # A privacy-mode tenant's observed mail is keyed with its secret, as its snapshot was.
             secret = base.keys.secret if base.keys is not None else None
-            view = SnapshotView(refresh(base.snapshot, delta, as_of=as_of, secret=secret), _keys=base.keys)
+            view = SnapshotView(refresh(base.snapshot, delta, as_of=as_of, secret=secret), secret=base.keys)
             shared = view.share_lookalikes(base)
             if self.prepare is not None:
                 # With the base's look-alike results, checking the new sender domains is cheap; without

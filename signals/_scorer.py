@@ -108,14 +108,15 @@ def _seed_lookalikes(view: SnapshotView) -> None:
         cache.seed(missing, dist.tolist(), near.tolist())
 
 
-def _secrets(secrets: Mapping[str, bytes] | None, caller: str) -> dict[str, bytes]:
-    """The tenants' secrets, checked as the refresh job checks them (never echoed)."""
+def _keyings(secrets: Mapping[str, bytes] | None, caller: str) -> dict[str, TenantKeys]:
+    """Each tenant's keying from its secret, checked as the refresh job checks secrets (held only inside
+    :class:`TenantKeys`, which never shows it)."""
     if secrets is None:
         return {}
     if not isinstance(secrets, Mapping):
         raise ConfigError(f"The 'secrets' parameter of {caller} must be a mapping of tenant ids to bytes (read a "
                           f"secrets file with commgraph.baselines.load_secrets). Got {type(secrets).__name__} instead.")
-    return load_secrets(secrets)
+    return {tenant: TenantKeys(tenant, secret) for tenant, secret in load_secrets(secrets).items()}
 
 
 def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
@@ -215,7 +216,9 @@ class Scorer:
         tenant, checked against its snapshot's ``secret_check``, and refused
         for a tenant not in privacy mode: a missing or wrong secret raises
         :class:`ConfigError` naming the tenant (:meth:`reload` keeps that
-        tenant's current snapshot instead). Never shown in a repr or message.
+        tenant's current snapshot instead). The secret of a tenant not served
+        yet is kept for the reload that brings it. Never shown in a repr or
+        message.
 
     Notes
     -----
@@ -262,7 +265,7 @@ class Scorer:
                                                          for c in tenant_configs)} if tenant_configs else {})
         self._store = _store
         self._tenants = _tenants
-        self._secrets = _secrets(secrets, "Scorer")
+        self._keyings = _keyings(secrets, "Scorer")
         self._reload_lock = threading.Lock()
         self._registrable: dict[str, str] = {}
         # "tenant\0domain" -> own? for configured tenants: string keys, so nothing for the garbage collector
@@ -280,7 +283,7 @@ class Scorer:
                 raise ConfigError(f"The 'snapshots' parameter of Scorer must map tenant ids to Snapshot objects. "
                                   f"Got {type(snap).__name__} for tenant {tenant!r} instead.")
             snap.check_tenant(tenant)
-            views[tenant] = _prepare(SnapshotView(snap, secret=self._secrets.get(tenant)))
+            views[tenant] = _prepare(SnapshotView(snap, secret=self._keyings.get(tenant)))
         return _Loaded.of(views, versions)
 
     # ------------------------------------------------------------------ loading
@@ -364,9 +367,9 @@ class Scorer:
         if self._store is None:
             raise CommGraphError("this Scorer was made from snapshots, not a store: make it with Scorer.from_store "
                                  "to reload")
-        given = _secrets(secrets, "Scorer.reload")
+        given = _keyings(secrets, "Scorer.reload")
         with self._reload_lock:  # one reload at a time; scoring never waits for it
-            self._secrets = {**self._secrets, **given}
+            self._keyings = {**self._keyings, **given}
             current = self._loaded
             wanted = self._tenants if self._tenants is not None else self._store.tenants()
             versions = {t: self._store.current(t) for t in wanted}
@@ -378,7 +381,7 @@ class Scorer:
             for t in changed:
                 try:
                     snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
-                    views[t] = _prepare(SnapshotView(snap, secret=self._secrets.get(t)))
+                    views[t] = _prepare(SnapshotView(snap, secret=self._keyings.get(t)))
                 except Exception as exc:  # noqa: BLE001 (one tenant's bad version must not stop the others)
                     failed[t] = (versions[t], exc)
                     if t in current.views:  # keep serving what it served, delta and all

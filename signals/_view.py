@@ -127,10 +127,11 @@ class SnapshotView:
         Required when ``snapshot`` is None.
     global_priors : mapping, optional
         Per entity kind ``{"alpha", "beta"}``, for a cold start (default: uniform).
-    secret : bytes, optional
+    secret : bytes or TenantKeys, optional
         The tenant's secret, required for a privacy-mode snapshot and refused
-        for any other (see :func:`tenant_keys`); the view's :attr:`keys` then
-        key mail as the snapshot was keyed.
+        for any other (see :func:`tenant_keys`); the view's ``keys`` then key
+        mail as the snapshot was keyed. A :class:`TenantKeys` (checked the
+        same way) is used as it is: views of one tenant share its memo.
 
     Examples
     --------
@@ -143,17 +144,17 @@ class SnapshotView:
     """
 
     def __init__(self, snapshot: Snapshot | None, *, tenant_id: str | None = None,
-                 global_priors: Mapping[str, Mapping[str, float]] | None = None, secret: bytes | None = None,
-                 _keys: TenantKeys | None = None):
+                 global_priors: Mapping[str, Mapping[str, float]] | None = None,
+                 secret: bytes | TenantKeys | None = None):
         if snapshot is None and tenant_id is None:
             raise ConfigError("a SnapshotView without a snapshot needs the tenant_id")
         #: How mail is keyed for this snapshot: None for plain keys, else the tenant's secret keying.
-        #: (``_keys``: the keying of a view over an earlier snapshot of the tenant, checked again here.)
         self.keys: TenantKeys | None = None
         if snapshot is not None:
-            self.keys = tenant_keys(snapshot, _keys.secret if _keys is not None else secret)
-            if _keys is not None and self.keys is not None:
-                self.keys = _keys  # the same secret: one memo for the tenant
+            given = secret if isinstance(secret, TenantKeys) else None
+            self.keys = tenant_keys(snapshot, given.secret if given is not None else secret)
+            if given is not None and self.keys is not None:
+                self.keys = given  # the same secret, checked: one memo for the tenant
         self.snapshot = snapshot
         self.tenant_id = snapshot.tenant_id if snapshot is not None else str(tenant_id)
         self.as_of_ns = snapshot.as_of.value if snapshot is not None else None

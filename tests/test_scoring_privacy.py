@@ -173,7 +173,7 @@ def test_a_missing_wrong_or_needless_secret_is_refused_by_name_and_never_shown(w
         Scorer(private, secrets={**secrets, tenant: b"short"})
     scorer = Scorer(private, secrets=secrets)
     view = scorer._loaded.views[tenant]
-    shown += [repr(scorer), repr(view), repr(view.keys), str(vars(scorer.signal_set)), repr(scorer._loaded)]
+    shown += [repr(scorer), repr(view), repr(view.keys), str(vars(scorer)), repr(scorer._loaded)]
     assert "privacy mode" in repr(view)
     for secret in secrets.values():
         for text in shown:
