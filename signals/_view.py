@@ -152,6 +152,9 @@ class SnapshotView:
         self.keys: TenantKeys | None = None
         if snapshot is not None:
             given = secret if isinstance(secret, TenantKeys) else None
+            if given is not None and given.tenant_id != snapshot.tenant_id:
+                raise ConfigError(f"the keying of tenant {given.tenant_id!r} was given for the snapshot of tenant "
+                                  f"{snapshot.tenant_id!r}; tenants never share secrets: give each its own")
             self.keys = tenant_keys(snapshot, given.secret if given is not None else secret)
             if given is not None and self.keys is not None:
                 self.keys = given  # the same secret, checked: one memo for the tenant

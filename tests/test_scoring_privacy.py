@@ -171,6 +171,9 @@ def test_a_missing_wrong_or_needless_secret_is_refused_by_name_and_never_shown(w
     shown.append(str(info.value))
     with pytest.raises(ConfigError, match="has 5 bytes"):
         Scorer(private, secrets={**secrets, tenant: b"short"})
+    other = sorted(private)[1]
+    with pytest.raises(ConfigError, match=f"keying of tenant '{other}' was given for the snapshot of tenant"):
+        SnapshotView(private[tenant], secret=TenantKeys(other, secrets[tenant]))
     scorer = Scorer(private, secrets=secrets)
     view = scorer._loaded.views[tenant]
     shown += [repr(scorer), repr(view), repr(view.keys), str(vars(scorer)), repr(scorer._loaded)]
