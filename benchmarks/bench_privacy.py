@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from commgraph.baselines import BaselineConfig, build_baselines
     from commgraph.graph import stable_key, validate
     from commgraph.signals import Scorer
-    from commgraph.signals._privacy import PRIVACY_LOSSES
+    from commgraph.signals._privacy import KEY_MEMO_LIMIT, PRIVACY_LOSSES
 
     sizes = [int(s) for s in args.batches.split(",") if s]
     history, later, configs = synthetic_mail(args.senders)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         stable_key(s)
     plain_hash = (time.perf_counter() - start) / len(strings)
     print(f"stable_key per string: keyed BLAKE2b {keyed * 1e9:.0f} ns, XXH3 {plain_hash * 1e9:.0f} ns "
-          f"({keyed / plain_hash:.1f}x); the privacy tenant's memo keeps up to 2 x 65,536 strings")
+          f"({keyed / plain_hash:.1f}x); a privacy tenant's memo keeps up to 2 x {KEY_MEMO_LIMIT:,} strings")
     return 0
 
 

@@ -35,8 +35,11 @@ PRIVACY_LOSSES: dict[str, str] = {
     "lookalike_domain_is_close": "follows the distance, which is always the cap: always 0",
 }
 
-#: Distinct strings whose keys one tenant keeps (two generations of this many at most).
-KEY_MEMO_LIMIT = 1 << 16
+#: Distinct strings whose keys one tenant keeps (two generations of this many at most: about 9 MB with the
+#: strings, per privacy tenant served; a process serving hundreds of them must not hold gigabytes of memos).
+KEY_MEMO_LIMIT = 1 << 15
+#: Raw display names whose keys one tenant keeps (two generations; names repeat far less than addresses).
+NAME_MEMO_LIMIT = 1 << 12
 
 
 class TenantKeys:
@@ -73,7 +76,7 @@ class TenantKeys:
         self.tenant_id = tenant_id
         self._secret = bytes(secret)
         self._memo = _Memo(KEY_MEMO_LIMIT)  # normalised string -> key
-        self._names = _Memo(KEY_MEMO_LIMIT)  # raw display name -> key of its normalised form (0: none)
+        self._names = _Memo(NAME_MEMO_LIMIT)  # raw display name -> key of its normalised form (0: none)
 
     @property
     def secret(self) -> bytes:
