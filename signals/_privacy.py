@@ -23,6 +23,7 @@ from commgraph.baselines._build import _secret_check
 from commgraph.baselines._secrets import MAX_SECRET_BYTES, MIN_SECRET_BYTES
 from commgraph.graph import ConfigError, stable_key
 from commgraph.graph import normalise_display_name as _normalise_display_name
+from commgraph.graph._keys import keyed_key_function
 
 from ._scalar import _Memo
 
@@ -65,7 +66,7 @@ class TenantKeys:
     (0, TenantKeys('acme', secret hidden))
     """
 
-    __slots__ = ("tenant_id", "_secret", "_memo", "_names")
+    __slots__ = ("tenant_id", "_secret", "_hash", "_memo", "_names")
 
     def __init__(self, tenant_id: str, secret: bytes):
         if not isinstance(secret, (bytes, bytearray)) or not MIN_SECRET_BYTES <= len(secret) <= MAX_SECRET_BYTES:
@@ -75,6 +76,7 @@ class TenantKeys:
                               + " (read secrets files with commgraph.baselines.load_secrets)")
         self.tenant_id = tenant_id
         self._secret = bytes(secret)
+        self._hash = keyed_key_function(self._secret)  # stable_key with this secret, keyed once
         self._memo = _Memo(KEY_MEMO_LIMIT)  # normalised string -> key
         self._names = _Memo(NAME_MEMO_LIMIT)  # raw display name -> key of its normalised form (0: none)
 
@@ -87,16 +89,26 @@ class TenantKeys:
         """The key of one normalised string."""
         found = self._memo.get(text)
         if found is None:
-            found = stable_key(text, secret=self._secret)
+            found = self._hash(text)
             self._memo.put(text, found)
         return found
 
     def keys(self, values: Any) -> np.ndarray:
         """Keys of distinct normalised strings (a sequence; None where missing gives 0), as ``uint64``."""
-        found = list(map(self._memo.new.get, values))  # one C-level pass: most strings were keyed before
+        memo = self._memo
+        found = list(map(memo.new.get, values))  # one C-level pass: most strings were keyed before
         if None in found:
-            key = self.key
-            found = [f if f is not None else 0 if v is None else key(v) for f, v in zip(found, values)]
+            # The rest in bulk: the older generation in one pass, then a keyed hash for what neither holds;
+            # all of them join the newer generation at once (turning it over first if they would overflow it).
+            where = [i for i, f in enumerate(found) if f is None]
+            missing = [values[i] for i in where]
+            got = list(map(memo.old.get, missing))
+            got = [self._hash(v) if g is None and v is not None else g or 0 for v, g in zip(missing, got)]
+            if len(memo.new) + len(missing) > memo.limit:
+                memo.old, memo.new = memo.new, {}
+            memo.new.update(zip(missing[-memo.limit:], got[-memo.limit:]))
+            for i, g in zip(where, got):
+                found[i] = g
         return np.array(found, dtype=np.uint64)
 
     def name_key(self, raw: str | None) -> int:
