@@ -104,9 +104,10 @@ class TenantKeys:
             missing = [values[i] for i in where]
             got = list(map(memo.old.get, missing))
             got = [self._hash(v) if g is None and v is not None else g or 0 for v, g in zip(missing, got)]
-            if len(memo.new) + len(missing) > memo.limit:
+            promoted = [(v, g) for v, g in zip(missing, got) if v is not None][-memo.limit:]
+            if len(memo.new) + len(promoted) > memo.limit:
                 memo.old, memo.new = memo.new, {}
-            memo.new.update(zip(missing[-memo.limit:], got[-memo.limit:]))
+            memo.new.update(promoted)
             for i, g in zip(where, got):
                 found[i] = g
         return np.array(found, dtype=np.uint64)
