@@ -11,7 +11,7 @@ import sys
 import time
 
 from benchmarks import (bench_backfill, bench_baselines, bench_generate, bench_graph, bench_ingest, bench_overlay,
-                        bench_refresh, bench_scale, bench_signals)
+                        bench_privacy, bench_refresh, bench_scale, bench_signals)
 
 PROFILES = {
     "quick": [
@@ -22,6 +22,7 @@ PROFILES = {
                                              "--senders", "100000"]),
         ("signals", bench_signals.main, ["--senders", "100000", "--single", "5000", "--peer-min-time", "1"]),
         ("overlay", bench_overlay.main, ["--senders", "100000", "--rounds", "3"]),
+        ("privacy", bench_privacy.main, ["--senders", "50000", "--batches", "100,1000,10000", "--single", "3000"]),
         ("refresh", bench_refresh.main, ["--tenants", "10", "--days", "30", "--scale", "0.3"]),
         ("backfill", bench_backfill.main, ["--messages", "100000", "--tenants", "5", "--naive-messages", "2000",
                                            "--naive-samples", "20"]),
@@ -34,6 +35,7 @@ PROFILES = {
         ("baselines", bench_baselines.main, []),
         ("signals", bench_signals.main, []),
         ("overlay", bench_overlay.main, []),
+        ("privacy", bench_privacy.main, []),
         ("refresh", bench_refresh.main, ["--tenants", "100", "--days", "90", "--scale", "0.26"]),
         ("backfill", bench_backfill.main, []),
         ("scale", bench_scale.main, ["--edges", "1000000", "3000000", "10000000", "30000000"]),

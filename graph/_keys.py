@@ -20,13 +20,13 @@ Only distinct values are hashed: callers factorise first and map back with ``tak
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 import xxhash
 
-__all__ = ["stable_key", "stable_keys", "KEY_ALGORITHM"]
+__all__ = ["stable_key", "stable_keys", "keyed_key_function", "KEY_ALGORITHM"]
 
 KEY_ALGORITHM = "xxh3_64(utf-8); privacy: blake2b-64 keyed"
 _PERSON = b"commgraph"
@@ -58,6 +58,28 @@ def stable_key(value: str, *, secret: bytes | None = None) -> int:
     if secret is None:
         return xxhash.xxh3_64_intdigest(data)
     return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=secret, person=_PERSON).digest(), "little")
+
+
+def keyed_key_function(secret: bytes) -> Callable[[str], int]:
+    """:func:`stable_key` with one secret, prepared once: for hashing many strings with a tenant's secret.
+
+    The BLAKE2b state keyed with the secret is built once and copied for each
+    string, which skips re-keying (about a third of a keyed hash's cost).
+
+    Examples
+    --------
+    >>> key = keyed_key_function(b"tenant-secret")
+    >>> key("alice@example.com") == stable_key("alice@example.com", secret=b"tenant-secret")
+    True
+    """
+    keyed = hashlib.blake2b(digest_size=8, key=secret, person=_PERSON)
+    from_bytes = int.from_bytes
+
+    def key(value: str) -> int:
+        h = keyed.copy()
+        h.update(value.encode("utf-8"))
+        return from_bytes(h.digest(), "little")
+    return key
 
 
 def stable_keys(values: Iterable[str] | pd.Series | np.ndarray, *, secret: bytes | None = None) -> np.ndarray:

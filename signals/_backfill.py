@@ -113,7 +113,7 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
         One row per (message, recipient) or per message, as :meth:`SignalSet.compute`.
     config : BaselineConfig or mapping, optional
         The baselines' configuration (default ``BaselineConfig()``); privacy mode
-        is not supported (nor is scoring privacy-mode snapshots).
+        is not supported (backfill computes from the raw history itself).
     signals : SignalSet or list of providers or names, optional
         Default: the built-in set. Providers of other classes than the built-in
         ones are computed against snapshots built per distinct instant (exact,
@@ -174,8 +174,11 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
         prior_grid = _duration(prior_every, "prior_every")
     config = _config(config, "backfill")
     if config.privacy:
-        raise ConfigError("backfill does not support privacy mode: signals are not computed from privacy-mode "
-                          "baselines yet")
+        raise ConfigError("backfill does not support privacy mode: it computes each message's signals from the "
+                          "raw history it is given (addresses and display names in the clear), which privacy mode "
+                          "exists to keep out of reach; backfill a tenant's mail without privacy mode where raw "
+                          "history may be read, or score it against published privacy-mode snapshots with "
+                          "Scorer(..., secrets=...)")
     signal_set = _signal_set(signals)
     batch = SignalBatch.from_messages(messages)
     columns = _columns(messages)

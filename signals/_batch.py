@@ -8,8 +8,9 @@ broadcast, which saves the lookups of every extra recipient.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -139,6 +140,16 @@ def _keyed(values: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return out, codes, values
 
 
+def _tenant_keyed(values: Any, positions: np.ndarray, tenant_keys: Any) -> np.ndarray:
+    """Keys of some rows of a string column with one privacy tenant's keying (0 where missing)."""
+    if values is None:
+        return np.zeros(len(positions), np.uint64)
+    # A batch of one tenant (the usual case) keys the whole column: no copy of its rows.
+    codes, uniques = _factorize(values if len(positions) == len(values) else values[positions])
+    keys = tenant_keys.keys(uniques)
+    return np.where(codes >= 0, keys.take(np.maximum(codes, 0)) if len(keys) else np.uint64(0), np.uint64(0))
+
+
 def _as_slice(positions: np.ndarray) -> np.ndarray | slice:
     """Positions as a slice when they are one increasing run (a tenant's rows of tenant-ordered input):
     a slice reads and writes in place (a view, a memory copy) where positions gather or scatter each value.
@@ -260,6 +271,50 @@ class SignalBatch:
             recipient_key=np.asarray(_column(edges, "recipient_key"), dtype=np.uint64),
             frame=frame,
         )
+
+    def with_tenant_keys(self, messages: Messages, keys: Mapping[str, Any]) -> "SignalBatch":
+        """This batch with the rows of privacy-mode tenants keyed with their own secrets.
+
+        ``keys`` maps a tenant to its :class:`TenantKeys`; the rows of each such
+        tenant of the batch get their sender, sender domain, display name and
+        recipient keys from it (each distinct string keyed once per tenant), the
+        other tenants' rows keep their plain keys. ``messages`` are those the
+        batch was made from (the strings behind the keys).
+
+        Examples
+        --------
+        >>> from commgraph.graph import stable_key, validate
+        >>> from commgraph.signals._privacy import TenantKeys
+        >>> m = validate(pd.DataFrame({"tenant_id": ["a", "b"], "message_id": "1", "direction": "internal",
+        ...     "timestamp": "2024-01-01T00:00Z", "sender": "x@a.com", "recipients": "z@a.com"}))
+        >>> b = SignalBatch.from_messages(m).with_tenant_keys(m, {"b": TenantKeys("b", b"0123456789abcdef")})
+        >>> b.sender_key.tolist() == [stable_key("x@a.com"), stable_key("x@a.com", secret=b"0123456789abcdef")]
+        True
+        """
+        private = [(i, keys[t]) for i, t in enumerate(self.tenants) if t in keys]
+        if not private:
+            return self
+        frame = messages.frame
+        senders, names = _column(frame, "sender"), _column(frame, "sender_display_name")
+        recipients = _column(messages.edges(message_columns=()), "recipient")
+        sender_key, domain_key, name_key = self.sender_key.copy(), self.sender_domain_key.copy(), \
+            self.display_name_key.copy()
+        recipient_key = self.recipient_key.copy()
+        edge_tenant = self.tenant_code[self.edge_message]
+        for code, tenant_keys in private:
+            rows = np.flatnonzero(self.tenant_code == code)
+            edges = np.flatnonzero(edge_tenant == code)
+            sender_key[rows] = _tenant_keyed(senders, rows, tenant_keys)
+            name_key[rows] = _tenant_keyed(names, rows, tenant_keys)
+            recipient_key[edges] = _tenant_keyed(recipients, edges, tenant_keys)
+            # The batch's distinct domains, each keyed once for this tenant.
+            codes = self.sender_domain_code[rows]
+            used = np.unique(codes[codes >= 0])
+            per_code = np.zeros(len(self.sender_domains), np.uint64)
+            per_code[used] = tenant_keys.keys([self.sender_domains[c] for c in used.tolist()])
+            domain_key[rows] = np.where(codes >= 0, per_code.take(np.maximum(codes, 0)), np.uint64(0))
+        return dataclasses.replace(self, sender_key=sender_key, sender_domain_key=domain_key,
+                                   display_name_key=name_key, recipient_key=recipient_key, _memo={})
 
     def by_tenant(self) -> list[tuple[str, np.ndarray, np.ndarray, "SignalBatch"]]:
         """Per tenant: its id, its message positions, its edge positions and its sub-batch."""

@@ -84,7 +84,8 @@ class LookalikeSignals(SignalProvider):
     """Look-alike sender domains: edit distance to the tenant's own and known-contact domains after skeletons.
 
     Privacy-mode snapshots keep no domain names, so there is nothing to compare
-    with: the distance is then the cap.
+    with: the distance is then the cap and ``lookalike_domain_is_close`` is 0
+    (the one loss of scoring in privacy mode; see :class:`Scorer`).
 
     Examples
     --------
@@ -97,11 +98,13 @@ class LookalikeSignals(SignalProvider):
     signals = (
         SignalSpec("lookalike_domain_distance", "int32", "Smallest edit distance, after confusable-character "
                    f"skeletons, from the sender domain to a different own or known-contact domain (capped at "
-                   f"{DISTANCE_CAP}; {DISTANCE_CAP} also when there is none to compare).", "edits", "min",
+                   f"{DISTANCE_CAP}; {DISTANCE_CAP} also when there is none to compare, so always {DISTANCE_CAP} "
+                   "against a privacy-mode snapshot, which keeps no domain names).", "edits", "min",
                    default=float(DISTANCE_CAP), suspicious="low"),
         SignalSpec("lookalike_domain_is_close", "int8", f"1 if that distance is at most {CLOSE_DISTANCE} and the "
                    "domain is not an established contact: the tenant never wrote to it, sends no internal mail "
-                   f"from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days.", "flag", "any",
+                   f"from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days (always 0 against a "
+                   "privacy-mode snapshot: the distance is the cap).", "flag", "any",
                    suspicious="high"),
     )
 

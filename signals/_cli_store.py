@@ -1,4 +1,5 @@
-"""``commgraph refresh`` and ``commgraph inspect``: thin layers over the refresh job and the store."""
+"""``commgraph refresh``, ``inspect``, ``score`` and ``explain``: thin layers over the refresh job, the store and
+the scorer (privacy-mode tenants scored with ``--secrets``, the file the job used)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from commgraph.baselines import SnapshotStore
+from commgraph.baselines import SnapshotStore, load_secrets
 from commgraph.baselines import TenantOutcome, run_refresh
 from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_report_path, write_report
 from commgraph.graph import CommGraphError, ConfigError
@@ -229,6 +230,15 @@ def add_inspect_command(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _scoring_secrets(path: str | None) -> dict[str, bytes] | None:
+    """The secrets file of ``--secrets`` read as the refresh job reads it (owner-only TOML); None without one."""
+    return None if path is None else load_secrets(path)
+
+
+_SECRETS_HELP = ("secrets of the tenants in privacy mode, the file the refresh job used (TOML: a [secrets] table "
+                 "of tenant_id = \"hex\" lines; readable by its owner only, chmod 600)")
+
+
 def run_score_command(args: argparse.Namespace) -> int:
     """Run ``commgraph score``: signals for every message (or edge) of the input, written to Parquet."""
     import time
@@ -239,7 +249,8 @@ def run_score_command(args: argparse.Namespace) -> int:
     from ._scorer import Scorer
 
     start = time.perf_counter()
-    scorer = Scorer.from_store(SnapshotStore(args.store), tenants=_split(args.tenants))
+    scorer = Scorer.from_store(SnapshotStore(args.store), tenants=_split(args.tenants),
+                               secrets=_scoring_secrets(args.secrets))
     frame = read_frame(args.input)
     mapping = parse_mapping(args.columns)
     if mapping:
@@ -267,7 +278,9 @@ def add_score_command(subparsers) -> argparse.ArgumentParser:
         description="Score every message (or every message x recipient edge) of the input against each tenant's "
                     "current snapshot and write the signals to Parquet.",
         epilog="examples:\n  commgraph score --input today/ --store snapshots/ --output signals.parquet\n"
-               "  commgraph score --input mail.csv --store snapshots/ --output edges.parquet --level edge",
+               "  commgraph score --input mail.csv --store snapshots/ --output edges.parquet --level edge\n"
+               "  commgraph score --input today/ --store private/ --output signals.parquet \\\n"
+               "      --secrets /run/secrets/commgraph.toml   # privacy-mode tenants: keyed with their secrets",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", nargs="+", required=True, help="mail files, directories or globs")
     p.add_argument("--store", required=True, help="snapshot store directory")
@@ -278,6 +291,7 @@ def add_score_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
     p.add_argument("--cold-start", dest="cold_start", action="store_true",
                    help="score tenants without a snapshot against the global prior instead of failing")
+    p.add_argument("--secrets", help=_SECRETS_HELP)
     p.set_defaults(func=run_score_command)
     return p
 
@@ -300,7 +314,7 @@ def run_explain_command(args: argparse.Namespace) -> int:
     if match.empty:
         raise CommGraphError(f"message {args.message_id!r} of tenant {args.tenant!r} is not in the input")
     message = {k: v for k, v in match.iloc[0].to_dict().items() if not (isinstance(v, float) and v != v)}
-    scorer = Scorer.from_store(SnapshotStore(args.store), tenants=[args.tenant])
+    scorer = Scorer.from_store(SnapshotStore(args.store), tenants=[args.tenant], secrets=_scoring_secrets(args.secrets))
     explanation = explain(message, scorer)
     with pd.option_context("display.max_colwidth", 120, "display.width", 200):
         print(explanation)
@@ -329,5 +343,6 @@ def add_explain_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tenant", required=True, help="the message's tenant")
     p.add_argument("--message-id", dest="message_id", required=True, help="the message's id")
     p.add_argument("--input", nargs="+", required=True, help="mail files, directories or globs holding it")
+    p.add_argument("--secrets", help=_SECRETS_HELP)
     p.set_defaults(func=run_explain_command)
     return p

@@ -160,7 +160,8 @@ class Explanation:
                 f"{rows}</table></div>")
 
 
-def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start: bool = False) -> Explanation:
+def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start: bool = False,
+            secret: bytes | None = None) -> Explanation:
     """Explain every signal of one message: its value, the baseline evidence and one sentence.
 
     Parameters
@@ -171,6 +172,11 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
         What the engine scores with, or the tenant's snapshot.
     cold_start : bool, default False
         Explain a tenant without a snapshot against the global prior.
+    secret : bytes, optional
+        The tenant's secret when ``scorer`` is a privacy-mode snapshot (a
+        :class:`Scorer` holds its tenants' secrets). Privacy-mode snapshots
+        store no addresses or display names: the evidence then holds counts
+        and times only, besides the message's own strings.
 
     Returns
     -------
@@ -186,12 +192,16 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
     [[1, 'This sender is new to the tenant.']]
     """
     if isinstance(scorer, Snapshot):
-        scorer = Scorer({scorer.tenant_id: scorer})
+        scorer = Scorer({scorer.tenant_id: scorer},
+                        secrets=None if secret is None else {scorer.tenant_id: secret})
+    elif secret is not None:
+        raise ConfigError("The 'secret' parameter of explain applies to a Snapshot; a Scorer holds its tenants' "
+                          "secrets (Scorer(..., secrets=...)). Got a secret with a Scorer instead.")
     if not isinstance(scorer, Scorer):
         raise ConfigError(f"The 'scorer' parameter of explain must be a Scorer or a Snapshot. "
                           f"Got {type(scorer).__name__} instead.")
     values = scorer.score_one(message, cold_start=cold_start)
-    m = parse_one(message, scorer._registrable_domain, scorer._is_own, scorer._own_domains_known)
+    m = parse_one(message, scorer._registrable_domain, scorer._is_own, scorer._own_domains_known, scorer._loaded.keys)
     view = scorer._view(scorer._loaded, m.tenant_id)  # with the mail the scorer observed, as score_one read it
     if view is None:
         from ._view import SnapshotView

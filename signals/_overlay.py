@@ -314,7 +314,9 @@ class Overlay:
             found = self._views.get(tenant)
             if found is not None and found[0] is base and found[1] == generation and found[2] == as_of.value:
                 return found[3]  # another thread built it meanwhile
-            view = SnapshotView(refresh(base.snapshot, delta, as_of=as_of))
+            # A privacy-mode tenant's observed mail is keyed with its secret, as its snapshot was.
+            secret = base.keys.secret if base.keys is not None else None
+            view = SnapshotView(refresh(base.snapshot, delta, as_of=as_of, secret=secret), secret=base.keys)
             shared = view.share_lookalikes(base)
             if self.prepare is not None:
                 # With the base's look-alike results, checking the new sender domains is cheap; without

@@ -332,7 +332,8 @@ def _display_name(raw: Any) -> int:
     return found
 
 
-def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None, own_known: Any = None) -> OneMessage:
+def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None, own_known: Any = None,
+              keys: Mapping[str, Any] | None = None) -> OneMessage:
     """Normalise and key one message mapping (the contract's columns), as validation would.
 
     ``registrable`` maps a domain to its registrable domain (memoised by the
@@ -341,6 +342,8 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None, 
     ``own_known(tenant_id)`` whether the tenant has own domains to ask about
     (default: it has when ``is_own`` is given). A tenant without them gets
     them inferred from the message's recipients, as validation infers them.
+    ``keys`` maps privacy-mode tenants to their keying (:class:`TenantKeys`):
+    such a tenant's message is keyed with its secret instead of XXH3.
     Raises :class:`CommGraphError` where validation would refuse the message.
     """
     m = OneMessage()
@@ -381,9 +384,15 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None, 
     m.sender_domain, m.sender_domain_key = domain, xxh3_64_intdigest(domain.encode("utf-8"))
     # A missing or blank name falls back to the From header's, as validation fills it.
     name = text_value(message.get("sender_display_name"))
-    m.display_name_key = _display_name(header_name if name is None else name)
+    if name is None:
+        name = header_name
+    m.display_name_key = _display_name(name)
     recipients = _recipients(message)
     m.recipients, m.recipient_keys = recipients, tuple([xxh3_64_intdigest(r.encode("utf-8")) for r in recipients])
+    if keys:  # a privacy-mode tenant served: its keys come from its secret
+        tenant_keys = keys.get(m.tenant_id)
+        if tenant_keys is not None:
+            tenant_keys.key_message(m, name)
     direction = _enum(message, "direction", _DIRECTION)
     if direction < 0:
         known = is_own is not None and (own_known is None or own_known(m.tenant_id))

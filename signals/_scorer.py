@@ -13,13 +13,14 @@ from typing import Any, Iterable, Literal, Mapping
 import numpy as np
 import pandas as pd
 
-from commgraph.baselines import Snapshot, SnapshotStore
+from commgraph.baselines import Snapshot, SnapshotStore, load_secrets
 from commgraph.baselines._build import _timestamp
 from commgraph.graph import CommGraphError, ConfigError, Messages, TenantConfig, validate
 from commgraph.graph._messages import REJECT_COLUMNS
 
 from ._batch import SignalBatch
 from ._overlay import Overlay
+from ._privacy import TenantKeys, batch_keys
 from ._scalar import _key, parse_one
 from ._provider import provider_registry
 from ._signal_set import DEFAULT_PROVIDERS, SignalSet, global_priors, stack
@@ -59,6 +60,11 @@ class _Loaded:
     views: dict[str, SnapshotView]
     versions: dict[str, int | None]
     global_priors: dict[str, Any] | None
+    keys: dict[str, TenantKeys]  # the privacy-mode tenants' keying (empty when none is)
+
+    @classmethod
+    def of(cls, views: dict[str, SnapshotView], versions: dict[str, int | None]) -> "_Loaded":
+        return cls(views, versions, global_priors(views.values()), batch_keys(views))
 
 
 def _prepare(view: SnapshotView, *, lookalikes: bool = True) -> SnapshotView:
@@ -100,6 +106,17 @@ def _seed_lookalikes(view: SnapshotView) -> None:
     if missing:
         dist, near = nearest_known(missing, known, skeletons)
         cache.seed(missing, dist.tolist(), near.tolist())
+
+
+def _keyings(secrets: Mapping[str, bytes] | None, caller: str) -> dict[str, TenantKeys]:
+    """Each tenant's keying from its secret, checked as the refresh job checks secrets (held only inside
+    :class:`TenantKeys`, which never shows it)."""
+    if secrets is None:
+        return {}
+    if not isinstance(secrets, Mapping):
+        raise ConfigError(f"The 'secrets' parameter of {caller} must be a mapping of tenant ids to bytes (read a "
+                          f"secrets file with commgraph.baselines.load_secrets). Got {type(secrets).__name__} instead.")
+    return {tenant: TenantKeys(tenant, secret) for tenant, secret in load_secrets(secrets).items()}
 
 
 def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
@@ -191,6 +208,34 @@ class Scorer:
         sending internal mail.
     cold_start : bool, default False
         Score tenants without a snapshot with the global prior instead of raising.
+    secrets : mapping of str to bytes, optional
+        The secret of each tenant served in privacy mode
+        (``BaselineConfig(privacy=True)``), as the refresh job used it (bytes or
+        hex text, or a secrets file through
+        :func:`commgraph.baselines.load_secrets`). Required for each such
+        tenant, checked against its snapshot's ``secret_check``, and refused
+        for a tenant not in privacy mode: a missing or wrong secret raises
+        :class:`ConfigError` naming the tenant (:meth:`reload` keeps that
+        tenant's current snapshot instead). The secret of a tenant not served
+        yet is kept for the reload that brings it. Never shown in a repr or
+        message.
+
+    Notes
+    -----
+    **Privacy mode.** A privacy tenant's mail is keyed with its own secret
+    (keyed BLAKE2b, each distinct string once per tenant, memoised within a
+    bound) in every path: :meth:`score`, :meth:`score_array`,
+    :meth:`score_one`, :meth:`observe` and :func:`explain`. Every signal
+    computed from keys (counts, windows, pairs, reciprocity, recipients,
+    display names by key, likelihoods, habits, freemail flags, which read the
+    message's own domain) equals the value against a snapshot built without
+    privacy from the same history. What privacy-mode snapshots cannot give,
+    having no stored strings: ``lookalike_domain_distance`` is always the cap
+    and ``lookalike_domain_is_close`` always 0 (no known domain names to
+    compare with); own domains are not read off the snapshot, so messages
+    without ``direction`` take it from ``tenant_configs`` (else it is inferred
+    from the batch, as for a tenant without own domains); :func:`explain`
+    shows no stored addresses or display names.
 
     Examples
     --------
@@ -209,7 +254,8 @@ class Scorer:
 
     def __init__(self, snapshots: Mapping[str, Snapshot], *, signal_set: SignalSet | None = None,
                  tenant_configs: Iterable[TenantConfig | Mapping] | None = None, cold_start: bool = False,
-                 _store: SnapshotStore | None = None, _tenants: list[str] | None = None):
+                 secrets: Mapping[str, bytes] | None = None, _store: SnapshotStore | None = None,
+                 _tenants: list[str] | None = None):
         self.signal_set = signal_set if signal_set is not None else SignalSet()
         if not isinstance(self.signal_set, SignalSet):
             raise ConfigError(f"The 'signal_set' parameter of Scorer must be a SignalSet. "
@@ -219,6 +265,7 @@ class Scorer:
                                                          for c in tenant_configs)} if tenant_configs else {})
         self._store = _store
         self._tenants = _tenants
+        self._keyings = _keyings(secrets, "Scorer")
         self._reload_lock = threading.Lock()
         self._registrable: dict[str, str] = {}
         # "tenant\0domain" -> own? for configured tenants: string keys, so nothing for the garbage collector
@@ -236,14 +283,15 @@ class Scorer:
                 raise ConfigError(f"The 'snapshots' parameter of Scorer must map tenant ids to Snapshot objects. "
                                   f"Got {type(snap).__name__} for tenant {tenant!r} instead.")
             snap.check_tenant(tenant)
-            views[tenant] = _prepare(SnapshotView(snap))
-        return _Loaded(views, versions, global_priors(views.values()))
+            views[tenant] = _prepare(SnapshotView(snap, secret=self._keyings.get(tenant)))
+        return _Loaded.of(views, versions)
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_store(cls, store: SnapshotStore, tenants: Iterable[str] | None = None, *,
                    signal_set: SignalSet | None = None, tenant_configs: Iterable[TenantConfig | Mapping] | None = None,
-                   cold_start: bool = False, verify: bool = True) -> "Scorer":
+                   cold_start: bool = False, verify: bool = True,
+                   secrets: Mapping[str, bytes] | None = None) -> "Scorer":
         """A scorer over the current published version of each tenant's snapshot (memory-mapped).
 
         Parameters
@@ -253,6 +301,8 @@ class Scorer:
             Tenants to serve; default every tenant in the store.
         verify : bool, default True
             Check checksums when loading.
+        secrets : mapping of str to bytes, optional
+            The secrets of the tenants in privacy mode (see :class:`Scorer`).
 
         Examples
         --------
@@ -270,13 +320,19 @@ class Scorer:
         versions = {t: store.current(t) for t in wanted}
         snapshots = {t: store.load(t, versions[t], verify=verify) for t in wanted}
         scorer = cls(snapshots, signal_set=signal_set, tenant_configs=tenant_configs, cold_start=cold_start,
-                     _store=store, _tenants=None if tenants is None else wanted)
+                     secrets=secrets, _store=store, _tenants=None if tenants is None else wanted)
         scorer._loaded = scorer._make(snapshots, versions)
         scorer._verify = verify
         return scorer
 
-    def reload(self) -> list[str]:
+    def reload(self, *, secrets: Mapping[str, bytes] | None = None) -> list[str]:
         """Pick up newly published versions; returns the tenants whose snapshot changed.
+
+        ``secrets`` (optional) replaces the secrets held for the tenants it
+        names (a rotated secret comes with the snapshot keyed with it; the
+        others are kept). A privacy tenant whose new snapshot is keyed with a
+        secret the scorer does not hold (a rotation without the new secret)
+        fails alone, as below: no mail is ever scored with the wrong keys.
 
         Every changed tenant's new snapshot is loaded and prepared first, then
         one reference is swapped: calls already running finish on the old
@@ -311,7 +367,9 @@ class Scorer:
         if self._store is None:
             raise CommGraphError("this Scorer was made from snapshots, not a store: make it with Scorer.from_store "
                                  "to reload")
+        given = _keyings(secrets, "Scorer.reload")
         with self._reload_lock:  # one reload at a time; scoring never waits for it
+            self._keyings = {**self._keyings, **given}
             current = self._loaded
             wanted = self._tenants if self._tenants is not None else self._store.tenants()
             versions = {t: self._store.current(t) for t in wanted}
@@ -323,7 +381,7 @@ class Scorer:
             for t in changed:
                 try:
                     snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
-                    views[t] = _prepare(SnapshotView(snap))
+                    views[t] = _prepare(SnapshotView(snap, secret=self._keyings.get(t)))
                 except Exception as exc:  # noqa: BLE001 (one tenant's bad version must not stop the others)
                     failed[t] = (versions[t], exc)
                     if t in current.views:  # keep serving what it served, delta and all
@@ -332,7 +390,7 @@ class Scorer:
                         del versions[t]
                     continue
                 loaded.append(t)
-            self._loaded = _Loaded(views, versions, global_priors(views.values()))
+            self._loaded = _Loaded.of(views, versions)
             # Only now that no call can read the old snapshots with it: trim the delta.
             for t in loaded:
                 new_as_of = views[t].snapshot.as_of
@@ -560,6 +618,8 @@ class Scorer:
         loaded = self._loaded  # one read: a concurrent reload never mixes snapshots within a call
         cold = self.cold_start if cold_start is None else cold_start
         sb = SignalBatch.from_messages(messages)
+        if loaded.keys:  # privacy-mode tenants: their rows keyed with their own secrets
+            sb = sb.with_tenant_keys(messages, loaded.keys)
         views = dict(loaded.views)
         if self._overlay.as_of is not None:
             views.update((t, self._view(loaded, t)) for t in sb.tenants if t in views)
@@ -650,7 +710,9 @@ class Scorer:
         if tenant in self.tenant_configs:
             return True
         view = self._loaded.views.get(tenant)
-        return view is not None and bool(view.own_domain_keys())
+        # A privacy-mode snapshot's own domains are keys only: validation of a batch cannot use them, so neither
+        # does this path (both infer them from the mail), and the two stay equal.
+        return view is not None and view.keys is None and bool(view.own_domain_keys())
 
     def score_one(self, message: Mapping[str, Any], *, cold_start: bool | None = None) -> dict[str, Any]:
         """Signals of one message, aggregated over its recipients: a dict of Python scalars.
@@ -694,7 +756,7 @@ class Scorer:
         (1, nan)
         """
         loaded = self._loaded
-        m = parse_one(message, self._registrable_domain, self._is_own, self._own_domains_known)
+        m = parse_one(message, self._registrable_domain, self._is_own, self._own_domains_known, loaded.keys)
         view = self._view(loaded, m.tenant_id)
         if view is None:
             if not (self.cold_start if cold_start is None else cold_start):

@@ -14,6 +14,7 @@ from commgraph.graph import CommGraphError, ConfigError, Messages
 from ._batch import SignalBatch
 from ._batch import _column as column_array
 from ._provider import SignalProvider, SignalSpec, provider_registry
+from ._privacy import batch_keys
 from ._view import SnapshotView
 
 __all__ = ["SignalSet", "DEFAULT_PROVIDERS", "LEVELS"]
@@ -228,9 +229,11 @@ class SignalSet:
         ----------
         messages : Messages
             Validated messages (:func:`commgraph.graph.validate`), any tenants.
-        snapshots : mapping of str to Snapshot
+        snapshots : mapping of str to Snapshot or SnapshotView
             Each tenant's snapshot (as deployed: windowed counts are as of its
             ``as_of``; ages such as ``*_days_known`` are relative to each message).
+            A privacy-mode snapshot is given as ``SnapshotView(snapshot,
+            secret=...)`` (or scored through :class:`Scorer` with ``secrets``).
         level : {"edge", "message"}, default "edge"
             One row per (message, recipient), or per message with each column
             aggregated by its rule (:meth:`describe`).
@@ -259,9 +262,7 @@ class SignalSet:
         ...
         commgraph.graph._errors.CommGraphError: no snapshot for tenant 'new'; snapshots are loaded for []. Build or publish its baselines, or pass cold_start=True to score it with the global prior
         """
-        sb = SignalBatch.from_messages(messages)
-        columns = self.compute_columns(sb, self._views(sb.tenants, snapshots, cold_start), level=level)
-        return self.frame(messages, columns, level=level)
+        return self.frame(messages, self._computed(messages, snapshots, level, cold_start), level=level)
 
     def compute_array(self, messages: Messages, snapshots: Mapping[str, Snapshot | SnapshotView], *,
                       level: Literal["edge", "message"] = "edge",
@@ -277,9 +278,16 @@ class SignalSet:
         >>> X.dtype, X.shape, names[0]
         (dtype('float32'), (1, 4), 'pair_messages')
         """
+        return stack(self._computed(messages, snapshots, level, cold_start), self.names), self.names
+
+    def _computed(self, messages: Messages, snapshots: Mapping[str, Snapshot | SnapshotView], level: str,
+                  cold_start: bool) -> dict[str, np.ndarray]:
         sb = SignalBatch.from_messages(messages)
-        columns = self.compute_columns(sb, self._views(sb.tenants, snapshots, cold_start), level=level)
-        return stack(columns, self.names), self.names
+        views = self._views(sb.tenants, snapshots, cold_start)
+        keys = batch_keys(views)
+        if keys:  # views of privacy-mode snapshots (made with their secrets): their rows keyed with them
+            sb = sb.with_tenant_keys(messages, keys)
+        return self.compute_columns(sb, views, level=level)
 
     def frame(self, messages: Messages, columns: Mapping[str, np.ndarray], *,
               level: Literal["edge", "message"] = "edge") -> pd.DataFrame:

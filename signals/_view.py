@@ -19,6 +19,8 @@ import pyarrow as pa
 from commgraph.baselines import DEFAULT_PRIOR, ENTITY_KINDS, KeyIndex, Snapshot, pair_keys, posterior_lower_bound
 from commgraph.graph import ConfigError
 
+from ._privacy import TenantKeys, tenant_keys
+
 if TYPE_CHECKING:
     from ._lookalike import LookalikeCache
 
@@ -125,6 +127,11 @@ class SnapshotView:
         Required when ``snapshot`` is None.
     global_priors : mapping, optional
         Per entity kind ``{"alpha", "beta"}``, for a cold start (default: uniform).
+    secret : bytes or TenantKeys, optional
+        The tenant's secret, required for a privacy-mode snapshot and refused
+        for any other (see :func:`tenant_keys`); the view's ``keys`` then key
+        mail as the snapshot was keyed. A :class:`TenantKeys` (checked the
+        same way) is used as it is: views of one tenant share its memo.
 
     Examples
     --------
@@ -137,12 +144,20 @@ class SnapshotView:
     """
 
     def __init__(self, snapshot: Snapshot | None, *, tenant_id: str | None = None,
-                 global_priors: Mapping[str, Mapping[str, float]] | None = None):
+                 global_priors: Mapping[str, Mapping[str, float]] | None = None,
+                 secret: bytes | TenantKeys | None = None):
         if snapshot is None and tenant_id is None:
             raise ConfigError("a SnapshotView without a snapshot needs the tenant_id")
-        if snapshot is not None and snapshot.config.privacy:
-            raise ConfigError(f"snapshot of tenant {snapshot.tenant_id!r} is in privacy mode; scoring privacy-mode "
-                              "snapshots needs the tenant secret to key the batch and is not supported yet")
+        #: How mail is keyed for this snapshot: None for plain keys, else the tenant's secret keying.
+        self.keys: TenantKeys | None = None
+        if snapshot is not None:
+            given = secret if isinstance(secret, TenantKeys) else None
+            if given is not None and given.tenant_id != snapshot.tenant_id:
+                raise ConfigError(f"the keying of tenant {given.tenant_id!r} was given for the snapshot of tenant "
+                                  f"{snapshot.tenant_id!r}; tenants never share secrets: give each its own")
+            self.keys = tenant_keys(snapshot, given.secret if given is not None else secret)
+            if given is not None and self.keys is not None:
+                self.keys = given  # the same secret, checked: one memo for the tenant
         self.snapshot = snapshot
         self.tenant_id = snapshot.tenant_id if snapshot is not None else str(tenant_id)
         self.as_of_ns = snapshot.as_of.value if snapshot is not None else None
@@ -372,4 +387,5 @@ class SnapshotView:
         return True
 
     def __repr__(self) -> str:
-        return f"SnapshotView({self.tenant_id!r}{', cold start' if self.cold else ''})"
+        mode = ", cold start" if self.cold else ", privacy mode" if self.keys is not None else ""
+        return f"SnapshotView({self.tenant_id!r}{mode})"

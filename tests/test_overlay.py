@@ -140,19 +140,27 @@ def test_observed_mail_equals_the_snapshot_built_later(mail) -> None:
     assert (plain["sender_is_new"] > now["sender_is_new"]).any()
 
 
-def test_reload_retires_what_the_new_snapshot_counted_and_keeps_the_rest(tmp_path, mail) -> None:
+@pytest.mark.parametrize("privacy", [False, True], ids=["plain", "privacy"])
+def test_reload_retires_what_the_new_snapshot_counted_and_keeps_the_rest(tmp_path, mail, privacy) -> None:
     g, raw, history, t, t3, t2 = mail
+    # In privacy mode each tenant's snapshots, observed mail and probes are keyed with its own secret.
+    secrets = {tenant: bytes([i + 1]) * 32 for i, tenant in enumerate(sorted(history.tenants))} if privacy else None
+    config = CONFIG.evolve(privacy=privacy)
+
+    def built(as_of):
+        return build_baselines(history, as_of=as_of, config=config, secrets=secrets)
+
     store = SnapshotStore(tmp_path / "store")
-    for snap in build_baselines(history, as_of=t, config=CONFIG).values():
+    for snap in built(t).values():
         store.publish(snap)
-    scorer = Scorer.from_store(store, tenant_configs=g.tenants)
+    scorer = Scorer.from_store(store, tenant_configs=g.tenants, secrets=secrets)
     for i, batch in enumerate(observed_batches(raw, t, t2, n_batches=3, seed=2)):
         scorer.observe(batch, as_of=t2 if i == 2 else t + (i + 1) * HOUR)
-    reference = Scorer(build_baselines(history, as_of=t2, config=CONFIG), tenant_configs=g.tenants)
+    reference = Scorer(built(t2), tenant_configs=g.tenants, secrets=secrets)
     probe = probe_mail(raw, t2, n=300)
     assert_scores_equal(scorer, reference, probe, g.tenants)
     held = scorer.overlay.pending()
-    for snap in build_baselines(history, as_of=t3, config=CONFIG).values():
+    for snap in built(t3).values():
         store.publish(snap)
     assert scorer.reload() == sorted(held)
     after = scorer.overlay.pending()

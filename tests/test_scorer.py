@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commgraph.baselines import SnapshotStore, build_baselines, refresh
-from commgraph.graph import CommGraphError, generate, validate
+from commgraph.baselines import BaselineConfig, SnapshotStore, build_baselines, refresh
+from commgraph.graph import CommGraphError, InferredOwnDomainsWarning, generate, validate
 from commgraph.signals import PairSignals, Scorer, SignalProvider, SignalSet, SignalSpec
 
 
@@ -25,6 +26,31 @@ def world():
     snapshots = build_baselines(history, as_of=cut)
     later = raw[raw["timestamp"] >= cut]
     return g, snapshots, later
+
+
+def _privately(history, as_of) -> tuple[dict, dict[str, bytes]]:
+    """The same history's snapshots in privacy mode, each tenant keyed with its own secret."""
+    secrets = {t: bytes([i + 1]) * 32 for i, t in enumerate(sorted(history.tenants))}
+    return build_baselines(history, as_of=as_of, config=BaselineConfig(privacy=True), secrets=secrets), secrets
+
+
+@pytest.fixture(scope="module")
+def private_world(world):
+    g, _, _ = world
+    raw = g.messages
+    cut = raw["timestamp"].quantile(0.8)
+    return _privately(validate(raw[raw["timestamp"] < cut], tenants=g.tenants), cut)
+
+
+def _scorer(request, snapshots, privacy: bool, fixture: str, **kwargs) -> Scorer:
+    """A scorer over the plain snapshots, or over the same history's privacy-mode ones with their secrets."""
+    if not privacy:
+        return Scorer(snapshots, **kwargs)
+    private, secrets = request.getfixturevalue(fixture)
+    return Scorer(private, secrets=secrets, **kwargs)
+
+
+PRIVACY = pytest.mark.parametrize("privacy", [False, True], ids=["plain", "privacy"])
 
 
 def _mapping(row: pd.Series, *, with_direction: bool = True) -> dict:
@@ -50,19 +76,33 @@ def assert_one_equals_batch(scorer: Scorer, raw: pd.DataFrame, configs, *, with_
         assert all(type(one[n]) in (int, float) for n in scorer.signal_set.names)
 
 
-def test_score_one_equals_score_on_generated_mail(world) -> None:
+@PRIVACY
+def test_score_one_equals_score_on_generated_mail(request, world, privacy) -> None:
     g, snapshots, later = world
-    scorer = Scorer(snapshots, tenant_configs=g.tenants)
+    scorer = _scorer(request, snapshots, privacy, "private_world", tenant_configs=g.tenants)
     sample = later.sample(400, random_state=0)
     assert_one_equals_batch(scorer, sample, g.tenants)
 
 
-def test_score_one_derives_the_direction_like_validation(world) -> None:
+@PRIVACY
+def test_score_one_derives_the_direction_like_validation(request, world, privacy) -> None:
     g, snapshots, later = world
-    assert_one_equals_batch(Scorer(snapshots, tenant_configs=g.tenants), later.sample(150, random_state=1),
-                            g.tenants, with_direction=False)
+    assert_one_equals_batch(_scorer(request, snapshots, privacy, "private_world", tenant_configs=g.tenants),
+                            later.sample(150, random_state=1), g.tenants, with_direction=False)
     # Without configurations the scorer takes the own domains its snapshots saw sending internal mail.
-    assert_one_equals_batch(Scorer(snapshots), later.sample(150, random_state=2), g.tenants, with_direction=False)
+    scorer = _scorer(request, snapshots, privacy, "private_world")
+    if not privacy:
+        assert_one_equals_batch(scorer, later.sample(150, random_state=2), g.tenants, with_direction=False)
+        return
+    # Privacy mode stores them as keys only, which validation cannot use: both paths infer them from the mail
+    # given, so a message alone is scored as the one-row frame of it.
+    sample = later.sample(40, random_state=2).drop(columns=["direction"])
+    for i in range(len(sample)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InferredOwnDomainsWarning)
+            expected = scorer.score(sample.iloc[[i]], level="message").iloc[0]
+        one = scorer.score_one(_mapping(sample.iloc[i], with_direction=False))
+        assert [n for n in scorer.signal_set.names if not _same(one[n], expected[n])] == []
 
 
 # ---------------------------------------------------------------------------------------------- the one-pass path
@@ -117,24 +157,36 @@ _ADDRESSES = ["bob@vendor.com", "ann@acme.com", "cy@acme.com", "eve@rnicrosoft.c
               "new@unknown.org", "di@acme.com"]
 
 
-@pytest.fixture(scope="module")
-def small():
+def _small_frame() -> pd.DataFrame:
     rows = []
     for day in range(1, 9):
         rows += [("bob@vendor.com", "cy@acme.com", "Bob"), ("ann@acme.com", "cy@acme.com", "Ann Lee"),
                  ("cy@acme.com", "bob@vendor.com", "Cy"), ("x@gmail.com", "di@acme.com", "X")]
         frame = pd.DataFrame(rows, columns=["sender", "recipients", "sender_display_name"])
-    frame = frame.assign(tenant_id="acme", message_id=[f"h{i}" for i in range(len(frame))],
-                         timestamp=[f"2024-05-{1 + i % 8:02d}T{i % 24:02d}:00Z" for i in range(len(frame))])
+    return frame.assign(tenant_id="acme", message_id=[f"h{i}" for i in range(len(frame))],
+                        timestamp=[f"2024-05-{1 + i % 8:02d}T{i % 24:02d}:00Z" for i in range(len(frame))])
+
+
+@pytest.fixture(scope="module")
+def small():
     configs = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
-    return build_baselines(validate(frame, tenants=configs), as_of="2024-05-10"), configs
+    return build_baselines(validate(_small_frame(), tenants=configs), as_of="2024-05-10"), configs
 
 
+@pytest.fixture(scope="module")
+def private_small(small):
+    snapshots, configs = small
+    history = validate(_small_frame(), tenants=configs)
+    return _privately(history, "2024-05-10")
+
+
+@PRIVACY
 @settings(max_examples=40, deadline=None)
 @given(sender=st.sampled_from(_ADDRESSES), recipients=st.lists(st.sampled_from(_ADDRESSES), min_size=1, max_size=3),
        name=st.sampled_from([None, "Ann Lee", "Bob", "Someone"]), hour=st.integers(0, 23),
        dmarc=st.sampled_from([None, "pass", "fail"]), providers=st.sampled_from([None, *range(4)]))
-def test_score_one_equals_score_property(small, sender, recipients, name, hour, dmarc, providers) -> None:
+def test_score_one_equals_score_property(request, small, privacy, sender, recipients, name, hour, dmarc,
+                                         providers) -> None:
     snapshots, configs = small
     if set(recipients) == {sender} or not any(a.endswith("@acme.com") for a in recipients + [sender]):
         recipients = recipients + ["di@acme.com"]  # the tenant takes part, so the direction is decidable
@@ -142,25 +194,33 @@ def test_score_one_equals_score_property(small, sender, recipients, name, hour, 
                      "sender": sender, "sender_display_name": name, "to": ";".join(recipients), "cc": None,
                      "spf": None, "dkim": None, "dmarc": dmarc})
     signal_set = SignalSet(None if providers is None else _MIXED_SETS[providers])
-    scorer = Scorer(snapshots, signal_set=signal_set, tenant_configs=configs)
+    scorer = _scorer(request, snapshots, privacy, "private_small", signal_set=signal_set, tenant_configs=configs)
     assert_one_equals_batch(scorer, pd.DataFrame([row]), configs, with_direction=False)
 
 
-@pytest.mark.parametrize("drop", [None, "_SENDER_CACHE", "_HEADER_NAME_CACHE", "_RECIPIENT_CACHE", "_ADDRESS_CACHE",
-                                  "_NAME_CACHE"])
-def test_score_one_is_the_same_whichever_memo_has_dropped_an_entry(small, drop) -> None:
+_MEMOS = [None, "_SENDER_CACHE", "_HEADER_NAME_CACHE", "_RECIPIENT_CACHE", "_ADDRESS_CACHE", "_NAME_CACHE"]
+
+
+# A privacy tenant's keyed strings have memos of their own (its TenantKeys'), dropped too.
+@pytest.mark.parametrize("privacy, drop", [(False, d) for d in _MEMOS]
+                         + [(True, d) for d in _MEMOS + ["keys._memo", "keys._names"]])
+def test_score_one_is_the_same_whichever_memo_has_dropped_an_entry(request, small, privacy, drop) -> None:
     # The scalar path memoises raw strings in separate bounded memos that turn over independently:
     # a header display name, a recipient list or a key must come out the same when any one of them
     # has lost its entry (the second call) as when all had it (the first) and as the batch path says.
     from commgraph.signals import _scalar
 
     snapshots, configs = small
-    scorer = Scorer(snapshots, tenant_configs=configs)
+    scorer = _scorer(request, snapshots, privacy, "private_small", tenant_configs=configs)
     message = {"tenant_id": "acme", "message_id": "m1", "timestamp": "2024-05-11T09:30:00Z",
                "sender": '"Ann Lee" <Ann@ACME.com>', "to": "cy@acme.com, Di@acme.com;cy@acme.com",
                "cc": "bob@vendor.com", "dmarc": "pass"}
     first = scorer.score_one(message)
-    if drop is not None:
+    if drop is not None and drop.startswith("keys."):  # a privacy tenant's memos of keyed strings
+        memo = getattr(scorer._loaded.keys["acme"], drop.removeprefix("keys."))
+        memo.new.clear()
+        memo.old.clear()
+    elif drop is not None:
         memo = getattr(_scalar, drop)
         memo.new.clear()
         memo.old.clear()
@@ -350,10 +410,12 @@ def test_signal_set_subset(small) -> None:
     assert one["pair_messages"] == 0 and one["pair_is_first_contact"] == 1 and one["pair_days_since_last"] > 1
 
 
+@PRIVACY
 @pytest.mark.parametrize("providers", _MIXED_SETS, ids=["custom-first", "custom-middle", "subclass", "reordered"])
-def test_score_one_equals_score_with_custom_providers_mixed_in(world, providers) -> None:
+def test_score_one_equals_score_with_custom_providers_mixed_in(request, world, privacy, providers) -> None:
     g, snapshots, later = world
-    scorer = Scorer(snapshots, signal_set=SignalSet(providers), tenant_configs=g.tenants)
+    scorer = _scorer(request, snapshots, privacy, "private_world", signal_set=SignalSet(providers),
+                     tenant_configs=g.tenants)
     assert not scorer._plan.default
     assert_one_equals_batch(scorer, later.sample(120, random_state=3), g.tenants)
     one = scorer.score_one(_mapping(later.iloc[0]))
