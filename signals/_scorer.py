@@ -317,8 +317,19 @@ class Scorer:
             raise ConfigError(f"The 'store' parameter of Scorer.from_store must be a SnapshotStore. "
                               f"Got {type(store).__name__} instead.")
         wanted = list(tenants) if tenants is not None else store.tenants()
-        versions = {t: store.current(t) for t in wanted}
-        snapshots = {t: store.load(t, versions[t], verify=verify) for t in wanted}
+        versions, snapshots = {}, {}
+        for t in wanted:
+            try:
+                versions[t] = store.current(t)
+                snapshots[t] = store.load(t, versions[t], verify=verify)
+            except CommGraphError as exc:
+                if tenants is not None:  # asked for by name: serving without it is not what was asked
+                    raise
+                # Every tenant of the store: one that cannot be loaded (a damaged version, a copy of another
+                # tenant's folder) is left out, named, instead of keeping the engine from starting for all.
+                versions.pop(t, None)
+                warnings.warn(ReloadWarning(f"tenant {t!r} is not served: its snapshot cannot be loaded ({exc}); "
+                                            "a reload tries it again"), stacklevel=2)
         scorer = cls(snapshots, signal_set=signal_set, tenant_configs=tenant_configs, cold_start=cold_start,
                      secrets=secrets, _store=store, _tenants=None if tenants is None else wanted)
         scorer._loaded = scorer._make(snapshots, versions)
@@ -372,12 +383,19 @@ class Scorer:
             self._keyings = {**self._keyings, **given}
             current = self._loaded
             wanted = self._tenants if self._tenants is not None else self._store.tenants()
-            versions = {t: self._store.current(t) for t in wanted}
-            changed = sorted(t for t in wanted if versions[t] != current.versions.get(t))
-            if not changed and set(wanted) == set(current.views):
+            versions, failed = {}, {}
+            for t in wanted:  # a damaged pointer is that tenant's failure (it keeps what it served), not all's
+                try:
+                    versions[t] = self._store.current(t)
+                except CommGraphError as exc:
+                    failed[t] = (None, exc)
+                    if t in current.views:
+                        versions[t] = current.versions.get(t)
+            changed = sorted(t for t in versions if versions[t] != current.versions.get(t))
+            if not changed and not failed and set(wanted) == set(current.views):
                 return []
             views = {t: v for t, v in current.views.items() if t in versions and t not in changed}
-            loaded, failed = [], {}
+            loaded = []
             for t in changed:
                 try:
                     snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))

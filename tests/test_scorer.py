@@ -496,3 +496,33 @@ def test_pair_rows_carry_their_reverse_count_after_build_and_refresh(world) -> N
         joined = pairs.merge(back, on=["sender_key", "recipient_key"], how="left")
         assert (joined["expected"].fillna(0).astype(int) == joined["n_reverse"]).all()
         assert joined["expected"].notna().any() and joined["expected"].isna().any()
+
+
+def test_one_damaged_tenant_folder_keeps_the_engine_serving_the_others(tmp_path):
+    # Before: a copy of a tenant's folder (or a damaged pointer) made from_store and reload fail for every tenant.
+    import shutil
+    import warnings as _warnings
+
+    from commgraph.baselines import SnapshotStore, build_baselines
+    from commgraph.graph import generate, validate
+    from commgraph.signals import ReloadWarning
+
+    mail = generate(tenants=2, days=4, scale=0.05, random_state=2)
+    store = SnapshotStore(tmp_path)
+    for snap in build_baselines(validate(mail.messages, tenants=mail.tenants), as_of="2025-01-09").values():
+        store.publish(snap)
+    shutil.copytree(tmp_path / "tenant-02", tmp_path / "tenant-02.bak")  # its manifest names tenant-02
+    with pytest.warns(ReloadWarning, match="'tenant-02.bak' is not served"):
+        scorer = Scorer.from_store(store)
+    assert scorer.tenants == ["tenant-01", "tenant-02"]
+    (tmp_path / "tenant-01" / "CURRENT").write_text("garbage")
+    with pytest.warns(ReloadWarning, match="tenant-01"):
+        assert scorer.reload() == []
+    assert scorer.versions == {"tenant-01": 1, "tenant-02": 1}  # still serving what it served
+    with pytest.raises(Exception):
+        Scorer.from_store(store, tenants=["tenant-02.bak"])  # asked for by name: the error, not a warning
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        (tmp_path / "tenant-01" / "CURRENT").write_text("v000001")
+        shutil.rmtree(tmp_path / "tenant-02.bak")
+        assert Scorer.from_store(store).tenants == ["tenant-01", "tenant-02"]
