@@ -233,6 +233,8 @@ class Timeline:
         the same events share it).
     key_order : ndarray of int, optional
         ``code_order(codes, time_order)``, when the caller has it.
+    sorted_codes : ndarray of int64, optional
+        ``codes[key_order]``, when the caller has it too.
 
     Examples
     --------
@@ -247,7 +249,7 @@ class Timeline:
     __slots__ = ("order", "codes", "times", "starts", "_rows")
 
     def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int, time_order: np.ndarray | None = None,
-                 key_order: np.ndarray | None = None):
+                 key_order: np.ndarray | None = None, sorted_codes: np.ndarray | None = None):
         codes = np.asarray(codes, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
         if key_order is None:
@@ -257,7 +259,9 @@ class Timeline:
             self.order = code_order(codes, by_time)
         else:
             self.order = np.asarray(key_order)
-        self.codes = codes[self.order]  #: the key code of each sorted event
+        #: the key code of each sorted event
+        self.codes = codes[self.order] if sorted_codes is None or key_order is None else np.asarray(sorted_codes,
+                                                                                                  dtype=np.int64)
         self.times = times[self.order]
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
