@@ -248,7 +248,7 @@ class AsOfTables:
     @cached_property
     def _pair(self) -> Timeline:
         codes, order, keys = self._pairs
-        return Timeline(codes, self.ets, len(keys), self._edges_by_time, order, sorted_codes=self._sorted_pair_codes)
+        return Timeline(self._sorted_pair_codes, self.ets[order], len(keys), key_order=order, presorted=True)
 
     def _first_in_pairs(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The first edge (in time) among ``edges`` (a mask) of each pair that has one, and that pair's code."""

@@ -233,8 +233,9 @@ class Timeline:
         the same events share it).
     key_order : ndarray of int, optional
         ``code_order(codes, time_order)``, when the caller has it.
-    sorted_codes : ndarray of int64, optional
-        ``codes[key_order]``, when the caller has it too.
+    presorted : bool, default False
+        ``codes`` and ``times`` are given in ``key_order`` already (the caller
+        has them so): they are kept, not gathered again.
 
     Examples
     --------
@@ -249,7 +250,7 @@ class Timeline:
     __slots__ = ("order", "codes", "times", "starts", "_rows")
 
     def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int, time_order: np.ndarray | None = None,
-                 key_order: np.ndarray | None = None, sorted_codes: np.ndarray | None = None):
+                 key_order: np.ndarray | None = None, presorted: bool = False):
         codes = np.asarray(codes, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
         if key_order is None:
@@ -259,10 +260,9 @@ class Timeline:
             self.order = code_order(codes, by_time)
         else:
             self.order = np.asarray(key_order)
-        #: the key code of each sorted event
-        self.codes = codes[self.order] if sorted_codes is None or key_order is None else np.asarray(sorted_codes,
-                                                                                                  dtype=np.int64)
-        self.times = times[self.order]
+        presorted = presorted and key_order is not None
+        self.codes = codes if presorted else codes[self.order]  #: the key code of each sorted event
+        self.times = times if presorted else times[self.order]
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
         self._rows: tuple[np.ndarray, np.ndarray, QueryOrder] | None = None
