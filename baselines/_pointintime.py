@@ -378,7 +378,7 @@ class Timeline:
             sorted_codes, sorted_times = rows.gathered(codes, times)
             lo, his = sorted_runs_before(self.times, self.starts, sorted_codes, sorted_times, shifts, rows.by_key)
         else:  # the events themselves, already in (code, time) order
-            lo, his = sorted_runs_before(self.times, self.starts, self.codes, self.times, shifts, self.order)
+            lo, his = sorted_runs_before(self.times, self.starts, self.codes, self.times, shifts, self.order, own=True)
         return lo, his[0], his[1:]
 
     def count_since(self, codes: np.ndarray, start: np.ndarray, hi: np.ndarray, order: QueryOrder | None = None
