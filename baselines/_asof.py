@@ -240,14 +240,15 @@ class AsOfTables:
         s, r = self.es[order], self.r[order]
         new = np.ones(len(order), dtype=bool)
         new[1:] = (s[1:] != s[:-1]) | (r[1:] != r[:-1])
+        sorted_codes = self._sorted_pair_codes = np.cumsum(new) - 1  # (for the pair timeline: no gather again)
         codes = np.empty(len(order), np.int64)
-        codes[order] = np.cumsum(new) - 1
+        codes[order] = sorted_codes
         return codes, order, s[new] * self.n_addr + r[new]
 
     @cached_property
     def _pair(self) -> Timeline:
         codes, order, keys = self._pairs
-        return Timeline(codes, self.ets, len(keys), self._edges_by_time, order)
+        return Timeline(self._sorted_pair_codes, self.ets[order], len(keys), key_order=order, presorted=True)
 
     def _first_in_pairs(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The first edge (in time) among ``edges`` (a mask) of each pair that has one, and that pair's code."""
@@ -316,7 +317,8 @@ class AsOfTables:
         codes, _, keys = self._pairs
         wrote = self.edir != INBOUND
         first_wrote = np.full(len(keys), np.iinfo(np.int64).max)
-        np.minimum.at(first_wrote, codes[wrote], self.ets[wrote])
+        edge, code = self._first_in_pairs(wrote)  # the earliest (pairs sorted by time): no ufunc.at minimum
+        first_wrote[code] = self.ets[edge]
         since = first_wrote[codes]
         keep = since != np.iinfo(np.int64).max
         tl = Timeline(self.r[keep], np.maximum(self.ets[keep], since[keep]), self.n_addr)

@@ -233,6 +233,9 @@ class Timeline:
         the same events share it).
     key_order : ndarray of int, optional
         ``code_order(codes, time_order)``, when the caller has it.
+    presorted : bool, default False
+        ``codes`` and ``times`` are given in ``key_order`` already (the caller
+        has them so): they are kept, not gathered again.
 
     Examples
     --------
@@ -247,7 +250,7 @@ class Timeline:
     __slots__ = ("order", "codes", "times", "starts", "_rows")
 
     def __init__(self, codes: np.ndarray, times: np.ndarray, n_codes: int, time_order: np.ndarray | None = None,
-                 key_order: np.ndarray | None = None):
+                 key_order: np.ndarray | None = None, presorted: bool = False):
         codes = np.asarray(codes, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
         if key_order is None:
@@ -257,8 +260,9 @@ class Timeline:
             self.order = code_order(codes, by_time)
         else:
             self.order = np.asarray(key_order)
-        self.codes = codes[self.order]  #: the key code of each sorted event
-        self.times = times[self.order]
+        presorted = presorted and key_order is not None
+        self.codes = codes if presorted else codes[self.order]  #: the key code of each sorted event
+        self.times = times if presorted else times[self.order]
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
         self._rows: tuple[np.ndarray, np.ndarray, QueryOrder] | None = None
@@ -374,7 +378,7 @@ class Timeline:
             sorted_codes, sorted_times = rows.gathered(codes, times)
             lo, his = sorted_runs_before(self.times, self.starts, sorted_codes, sorted_times, shifts, rows.by_key)
         else:  # the events themselves, already in (code, time) order
-            lo, his = sorted_runs_before(self.times, self.starts, self.codes, self.times, shifts, self.order)
+            lo, his = sorted_runs_before(self.times, self.starts, self.codes, self.times, shifts, self.order, own=True)
         return lo, his[0], his[1:]
 
     def count_since(self, codes: np.ndarray, start: np.ndarray, hi: np.ndarray, order: QueryOrder | None = None

@@ -32,6 +32,9 @@ def test_timeline_against_brute_force(ev, qs, half_life, window) -> None:
     values = (times * 7919) % 101
     qc, qt = np.array([q[0] for q in qs]), np.array([q[1] for q in qs], dtype=np.int64)
     tl = Timeline(codes, times, 6)
+    # Given its codes and times in key order already (as the pair table has them), the same timeline.
+    again = Timeline(tl.codes, tl.times, 6, key_order=tl.order, presorted=True)
+    assert all(np.array_equal(getattr(again, a), getattr(tl, a)) for a in ("order", "codes", "times", "starts"))
     lo, hi = tl.before(qc, qt)
     last_value = tl.at_last(tl.running_max(values), lo, hi, -1)
     decayed = tl.decayed(lo, hi, qt, half_life)

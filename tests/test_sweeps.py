@@ -75,6 +75,16 @@ def test_runs_before_ties_empty_and_one_row() -> None:
     assert his.tolist() == [[1], [0]]  # 3 < 4, but 3 is not before 4 - 1
 
 
+def test_runs_before_of_the_events_themselves() -> None:
+    # own=True reads shift 0 off the runs of equal times: the same answers as the searches; other queries refused.
+    times, starts, codes = np.array([5, 5, 7, 2, 9, 9]), np.array([0, 3, 6]), np.array([0, 0, 0, 1, 1, 1])
+    searched = sorted_runs_before(times, starts, codes, times, [0, 2])
+    own = sorted_runs_before(times, starts, codes, times, [0, 2], own=True)
+    assert own[1].tolist() == searched[1].tolist() == [[0, 0, 2, 3, 4, 4], [0, 0, 0, 3, 4, 4]]
+    with pytest.raises(ValueError, match="own=True asks the events about themselves"):
+        sorted_runs_before(times, starts, codes, times + 1, [0], own=True)
+
+
 def test_runs_before_rejects_a_code_outside_the_code_space() -> None:
     with pytest.raises(ValueError, match="key code 2 is outside the code space 0 .. 1"):
         runs_before(np.array([1, 2]), np.array([0, 1, 2]), np.array([2]), np.array([5]), np.array([0]))
