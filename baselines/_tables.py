@@ -75,7 +75,45 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
     """Parts in one array, of the dtype of the non-empty ones (an empty part takes no say in it: a tenant with
     no rows has int64 columns where others hold floats)."""
     full = [p for p in parts if len(p)] or parts[:1]
-    return full[0] if len(full) == 1 else np.concatenate(full)
+    if len(full) == 1:
+        return full[0]
+    joined = adjacent_view(full)
+    return np.concatenate(full) if joined is None else joined
+
+
+def adjacent_view(parts: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Consecutive slices of one array (first rows first), as the one view of it they make up; None for parts
+    that are anything else.
+
+    The tenants' aggregates that :func:`._state.advance_many` merged stacked are
+    views of one array each, in tenant order: stacking them again for a derive
+    needs no copy.
+
+    Examples
+    --------
+    >>> a = np.arange(10)
+    >>> adjacent_view([a[2:4], a[4:7]]).tolist(), adjacent_view([a[2:4], a[5:7]])
+    ([2, 3, 4, 5, 6], None)
+    """
+    base = parts[0].base
+    if not isinstance(base, np.ndarray) or not base.flags.c_contiguous or base.ndim != parts[0].ndim:
+        return None
+    if any(p.base is not base or p.dtype != base.dtype or p.shape[1:] != base.shape[1:] or not p.flags.c_contiguous
+           for p in parts):
+        return None
+    row = base.itemsize * (base[:1].size if len(base) else 1)
+    if row == 0:
+        return None
+    offset = parts[0].__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    first, misaligned = divmod(offset, row)
+    if misaligned or first < 0:
+        return None
+    end = first
+    for p in parts:
+        if p.__array_interface__["data"][0] - base.__array_interface__["data"][0] != end * row:
+            return None
+        end += len(p)
+    return base[first:end] if end <= len(base) else None
 
 
 def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[str, Any]]:
