@@ -181,7 +181,12 @@ def run_inspect_command(args: argparse.Namespace) -> int:
                              f"{store.tenants()}")
     rows, bad = [], 0
     for tenant in tenants:
-        current = store.current(tenant)
+        try:
+            current = store.current(tenant)
+        except CommGraphError as exc:  # a damaged pointer: a row that says so, the other tenants listed
+            rows.append({"tenant_id": tenant, "version": None, "current": "?", "checksum": f"FAILED: {exc}"})
+            bad += 1
+            current = None
         for version in store.versions(tenant):
             manifest: dict = {}
             try:  # a manifest failing its checksum is a row that says so, as a data file failing its own
@@ -201,6 +206,9 @@ def run_inspect_command(args: argparse.Namespace) -> int:
                 **{f"{name}_rows": counts.get(name) for name in ("sender", "sender_domain", "pair", "recipient")},
                 "checksum": checksum,
             })
+    foreign = [] if args.tenant else store.foreign()
+    if foreign:
+        print(f"not tenants (the store does not read them): {', '.join(map(repr, foreign))}", file=sys.stderr)
     if not rows:
         print(f"no snapshots in {args.store}")
         return 0

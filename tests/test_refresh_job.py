@@ -600,3 +600,13 @@ def test_a_damaged_manifest_saying_raw_cannot_open_a_privacy_tenant_to_raw_strin
                          tenants=["tenant-01"], force=True)
     assert report.failed == ["tenant-01"] and "refused even with --force" in report.outcomes[0].error
     assert SnapshotStore(tmp_path).versions("tenant-01") == [1]
+
+
+def test_inspect_lists_a_damaged_pointer_as_a_row_and_names_foreign_folders(tmp_path, mail, capsys):
+    run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    (tmp_path / "tenant-01" / "CURRENT").write_text("garbage")
+    (tmp_path / "old backup").mkdir()
+    assert main(["inspect", "--store", str(tmp_path)]) == 1  # a failure to see, not a crash for every tenant
+    out, err = capsys.readouterr()
+    assert "FAILED" in out and "tenant-02" in out and "tenant-03" in out
+    assert "'old backup'" in err
