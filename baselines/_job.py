@@ -9,6 +9,7 @@ fail alone: the others still publish, and the report says which failed and why.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -394,7 +395,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
     secret = _tenant_secret(tenant_id, config, secrets)
     store = SnapshotStore(store_path)
     read = dict(columns=columns, tenants=tenant_configs, **read_options)
-    mode = _mode(incremental, store, tenant_id, config)
+    mode = _mode(incremental, store, tenant_id, config, tenant_configs)
     snapshot = None
     if mode == "full" and chunk_rows is not None and rows is None:
         rows = partition_rows(inputs, (columns or {}).get("tenant_id", "tenant_id"), only=[tenant_id])[tenant_id]
@@ -428,6 +429,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
         raise NoUsableMail(f"tenant {tenant_id!r}: none of its mail is before --as-of {as_of.isoformat()}, so its "
                            "snapshot would count nothing and every sender would be new to the engine; check "
                            "--as-of (--force publishes it anyway)", dict(fields))
+    snapshot.own_domains_digest = own_domains_digest(tenant_configs, tenant_id)
     status, version = publish_snapshot(store, snapshot, force)
     return TenantOutcome(tenant_id, status, mode, version, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
                          **fields)
@@ -537,6 +539,7 @@ def _refresh_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | 
     for tenant_id in tenant_ids:
         begun = time.perf_counter()
         try:
+            snapshots[tenant_id].own_domains_digest = own_domains_digest(tenant_configs, tenant_id)
             status, version = publish_snapshot(store, snapshots[tenant_id], force)
         except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
             outcomes.append(TenantOutcome(tenant_id, "failed", "incremental", peak_mib=peak_mib(),
@@ -576,19 +579,43 @@ def error_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
-def _mode(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig) -> str:
+def _mode(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig,
+          tenant_configs: Mapping[str, TenantConfig] | None) -> str:
     """How a tenant is refreshed: from its current snapshot when asked to and it has one built with the job's
-    configuration (a refresh keeps its snapshot's: another one needs a full build), else in full."""
+    configuration and the tenant's own domains (a refresh keeps what its snapshot counted: mail read with
+    other own domains has other directions, so another configuration needs a full build), else in full."""
     if not incremental or store.current_problem(tenant_id) is not None or store.current(tenant_id) is None:
         return "full"  # (an unreadable current version is replaced by a full build, only with --force)
-    return "incremental" if BaselineConfig.from_dict(store.manifest(tenant_id)["config"]) == config else "full"
+    manifest = store.manifest(tenant_id)
+    same = (BaselineConfig.from_dict(manifest["config"]) == config
+            and manifest.get("own_domains_sha256") == own_domains_digest(tenant_configs, tenant_id))
+    return "incremental" if same else "full"
 
 
-def _batchable(store: SnapshotStore, tenant_id: str, config: BaselineConfig) -> bool:
+def own_domains_digest(tenant_configs: Mapping[str, TenantConfig] | None, tenant_id: str) -> str:
+    """What a snapshot records of the own domains its mail was read with (inferred ones: 'inferred').
+
+    Examples
+    --------
+    >>> from commgraph.graph import TenantConfig
+    >>> own_domains_digest(None, "acme")
+    'inferred'
+    >>> cfg = {"acme": TenantConfig("acme", ("acme.com",))}
+    >>> own_domains_digest(cfg, "acme") == own_domains_digest(cfg, "acme") != own_domains_digest(None, "acme")
+    True
+    """
+    found = (tenant_configs or {}).get(tenant_id)
+    if found is None:
+        return "inferred"
+    return hashlib.sha256(json.dumps(sorted(found.own_domains)).encode()).hexdigest()[:16]
+
+
+def _batchable(store: SnapshotStore, tenant_id: str, config: BaselineConfig,
+               tenant_configs: Mapping[str, TenantConfig] | None) -> bool:
     """Whether a tenant refreshes incrementally with others; one whose id or store is unusable runs alone,
     where its failure is reported."""
     try:
-        return _mode(True, store, tenant_id, config) == "incremental"
+        return _mode(True, store, tenant_id, config, tenant_configs) == "incremental"
     except CommGraphError:
         return False
 
@@ -601,16 +628,17 @@ def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
         return _refresh_tenant(tenant_id, *args)
     except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
         store_path, config, incremental = args[1], args[3], args[6]
-        mode = _mode_or_full(incremental, SnapshotStore(store_path), tenant_id, config)
+        mode = _mode_or_full(incremental, SnapshotStore(store_path), tenant_id, config, args[4])
         # A tenant without usable mail reports what was read and rejected, as a published one does.
         return TenantOutcome(tenant_id, "failed", mode, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
                              error=error_text(exc), **failure_counts(exc))
 
 
-def _mode_or_full(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig) -> str:
+def _mode_or_full(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig,
+                  tenant_configs: Mapping[str, TenantConfig] | None) -> str:
     """The mode a failed tenant was refreshed in, as far as the store still tells."""
     try:
-        return _mode(incremental, store, tenant_id, config)
+        return _mode(incremental, store, tenant_id, config, tenant_configs)
     except CommGraphError:  # the store cannot say (a corrupt pointer): the refresh could not read it either
         return "full"
 
@@ -760,7 +788,9 @@ def run_refresh(
         core. Local engine only (on Spark the executors set the parallelism).
     incremental : bool, default False
         Refresh each tenant's current snapshot with the mail since its ``as_of``
-        (equal to a full build); tenants without one are built in full. Local
+        (equal to a full build); tenants without one, or whose snapshot was built
+        with another configuration or other own domains (``tenant_configs``),
+        are built in full. Local
         engine only. Tenants are refreshed :data:`REFRESH_BATCH` at a time (one
         read of their mail, one :func:`~commgraph.baselines.refresh_many`; fewer
         when their snapshots hold more than :data:`REFRESH_BATCH_ROWS` rows), and
@@ -873,7 +903,7 @@ def run_refresh(
     not_in_input = stored_not_in_input(opened, sizes, tenants)
     # Tenants with a current snapshot of this configuration refresh incrementally, in batches; the others
     # build alone (and a tenant the store cannot hold fails alone, reported).
-    together = [t for t in chosen if _batchable(opened, t, config)] if incremental else []
+    together = [t for t in chosen if _batchable(opened, t, config, configs)] if incremental else []
     alone = [t for t in chosen if t not in set(together)]
     workers = (os.cpu_count() or 1) if jobs == -1 else jobs
     rows = {t: _snapshot_rows(opened, t) for t in together}
@@ -891,7 +921,7 @@ def run_refresh(
         on_start(chosen)
 
     def died(unit: Unit, cause: str) -> list[TenantOutcome]:  # a worker killed on this tenant alone
-        return [TenantOutcome(t, "failed", _mode_or_full(incremental, opened, t, config),
+        return [TenantOutcome(t, "failed", _mode_or_full(incremental, opened, t, config, configs),
                               error=f"its worker process died ({cause}), most likely killed for want of memory; "
                                     "run it again with a smaller --chunk-rows or fewer --jobs")
                 for t in unit.tenants]

@@ -83,12 +83,12 @@ class Snapshot:
     """
 
     __slots__ = ("tenant_id", "as_of", "config", "tables", "state", "priors", "fingerprint", "secret_check",
-                 "_indexes", "_state_tables", "_state_loader")
+                 "own_domains_digest", "_indexes", "_state_tables", "_state_loader")
 
     def __init__(self, *, tenant_id: str, as_of: pd.Timestamp, config: BaselineConfig, tables: dict[str, pa.Table],
                  state: TenantState | None, priors: dict[str, Any], fingerprint: str, secret_check: str | None = None,
                  indexes: dict[str, KeyIndex] | None = None, state_tables: dict[str, pa.Table] | None = None,
-                 state_loader: Any = None):
+                 state_loader: Any = None, own_domains_digest: str | None = None):
         self.tenant_id = tenant_id
         self.as_of = pd.Timestamp(as_of)
         self.config = config
@@ -97,6 +97,8 @@ class Snapshot:
         self.priors = priors
         self.fingerprint = fingerprint
         self.secret_check = secret_check
+        # The own domains its mail was read with, as the refresh job records them (None: not recorded).
+        self.own_domains_digest = own_domains_digest
         self._indexes = dict(indexes or {})
         self._state_tables = state_tables
         # A store reads the refresh state only when a refresh needs it (it is
@@ -220,6 +222,7 @@ class Snapshot:
         """What a manifest records about the snapshot (JSON-ready)."""
         return {"tenant_id": self.tenant_id, "as_of": self.as_of.isoformat(), "config": self.config.to_dict(),
                 "priors": self.priors, "input_fingerprint": self.fingerprint, "secret_check": self.secret_check,
+                "own_domains_sha256": self.own_domains_digest,
                 "row_counts": {name: self.tables[name].num_rows for name in TABLES}}
 
     def equals(self, other: "Snapshot", *, rtol: float = 1e-9) -> bool:

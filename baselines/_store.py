@@ -674,7 +674,8 @@ class SnapshotStore:
         return Snapshot(tenant_id=manifest["tenant_id"], as_of=pd.Timestamp(manifest["as_of"]),
                         config=BaselineConfig.from_dict(manifest["config"]), tables=tables, state=None,
                         priors=manifest["priors"], fingerprint=manifest["input_fingerprint"],
-                        secret_check=manifest.get("secret_check"), indexes=indexes, state_loader=load_state)
+                        secret_check=manifest.get("secret_check"), indexes=indexes, state_loader=load_state,
+                        own_domains_digest=manifest.get("own_domains_sha256"))
 
     def __repr__(self) -> str:
         return f"SnapshotStore({str(self.path)!r}, retain={self.retain})"

@@ -610,3 +610,20 @@ def test_inspect_lists_a_damaged_pointer_as_a_row_and_names_foreign_folders(tmp_
     out, err = capsys.readouterr()
     assert "FAILED" in out and "tenant-02" in out and "tenant-03" in out
     assert "'old backup'" in err
+
+
+def test_incremental_after_a_change_of_own_domains_builds_in_full(tmp_path, mail):
+    # Mail already counted keeps the directions it was read with: a refresh with other own domains would
+    # differ from a rebuild, so the job builds in full (it refreshed incrementally, silently, before).
+    frame = mail.messages.drop(columns=["direction"])
+    first = [{"tenant_id": t.tenant_id, "own_domains": list(t.own_domains)} for t in mail.tenants]
+    run_refresh(frame, store=tmp_path, as_of="2025-01-12T00:00Z", tenant_configs=first)
+    same = run_refresh(frame, store=tmp_path, as_of="2025-01-13T00:00Z", tenant_configs=first, incremental=True)
+    assert {o.mode for o in same.outcomes} == {"incremental"}
+    wider = [{**c, "own_domains": c["own_domains"] + ["partner-new.example"]} if c["tenant_id"] == "tenant-01"
+             else c for c in first]
+    changed = run_refresh(frame, store=tmp_path, as_of=AS_OF, tenant_configs=wider, incremental=True)
+    assert {o.tenant_id: o.mode for o in changed.outcomes} == {
+        "tenant-01": "full", "tenant-02": "incremental", "tenant-03": "incremental"}
+    rebuilt = build_baselines(validate(frame, tenants=wider), as_of=AS_OF)["tenant-01"]
+    assert not table_differences(SnapshotStore(tmp_path).load("tenant-01"), rebuilt)
