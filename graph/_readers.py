@@ -7,6 +7,7 @@ import glob as globlib
 import io
 import itertools
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -645,11 +646,16 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
             if not part:
                 return
             try:
-                frame = pd.read_json(io.StringIO("".join(part)), lines=True, dtype=False)
+                with warnings.catch_warnings():
+                    # Objects mixed with arrays of other lengths: pandas pads them with a deprecation warning
+                    # (an error in later releases); either way the part is read line by line below.
+                    warnings.simplefilter("error", DeprecationWarning)
+                    warnings.simplefilter("error", FutureWarning)
+                    frame = pd.read_json(io.StringIO("".join(part)), lines=True, dtype=False)
                 bad = []
                 if not all(isinstance(name, str) for name in frame.columns):
                     raise ValueError("lines of JSON arrays or values, not objects")  # read as numbered columns
-            except (ValueError, TypeError):  # pandas raises TypeError for objects mixed with arrays
+            except (ValueError, TypeError, DeprecationWarning, FutureWarning):  # TypeError: objects mixed with arrays
                 frame, bad = _jsonl_salvaged(part, str(path), record, line)
             frame.index = pd.RangeIndex(record, record + len(frame)) if not bad else frame.index
             records = len(frame) + len(bad)

@@ -255,7 +255,7 @@ class Scorer:
     def __init__(self, snapshots: Mapping[str, Snapshot], *, signal_set: SignalSet | None = None,
                  tenant_configs: Iterable[TenantConfig | Mapping] | None = None, cold_start: bool = False,
                  secrets: Mapping[str, bytes] | None = None, _store: SnapshotStore | None = None,
-                 _tenants: list[str] | None = None):
+                 _tenants: list[str] | None = None, _versions: dict[str, int | None] | None = None):
         self.signal_set = signal_set if signal_set is not None else SignalSet()
         if not isinstance(self.signal_set, SignalSet):
             raise ConfigError(f"The 'signal_set' parameter of Scorer must be a SignalSet. "
@@ -272,7 +272,8 @@ class Scorer:
         # to track. A tenant without a configuration memoises on its view (its own domains come from the
         # snapshot, so a reload that brings a new one starts afresh).
         self._own: dict[str, bool] = {}
-        self._loaded = self._make(dict(snapshots), {t: None for t in snapshots})
+        self._loaded = self._make(dict(snapshots),
+                                  _versions if _versions is not None else {t: None for t in snapshots})
         self._plan = _OnePlan.of(self.signal_set)
         self._overlay = Overlay(_prepare)
 
@@ -331,8 +332,8 @@ class Scorer:
                 warnings.warn(ReloadWarning(f"tenant {t!r} is not served: its snapshot cannot be loaded ({exc}); "
                                             "a reload tries it again"), stacklevel=2)
         scorer = cls(snapshots, signal_set=signal_set, tenant_configs=tenant_configs, cold_start=cold_start,
-                     secrets=secrets, _store=store, _tenants=None if tenants is None else wanted)
-        scorer._loaded = scorer._make(snapshots, versions)
+                     secrets=secrets, _store=store, _tenants=None if tenants is None else wanted,
+                     _versions=versions)  # each view prepared once
         scorer._verify = verify
         return scorer
 
