@@ -1,5 +1,5 @@
-"""numpy's huge-page requests are off, and Arrow allocates from the system allocator, inside
-no_hugepage_stalls where the kernel would stall on huge-page requests; both as they were afterwards."""
+"""numpy's huge-page requests are off inside no_hugepage_stalls where the kernel would stall on them, and as
+numpy had them afterwards."""
 
 from __future__ import annotations
 
@@ -65,71 +65,5 @@ def test_the_setting_is_restored_when_the_block_fails_and_nothing_happens_withou
         raise RuntimeError("boom")
     assert switch.on is True
     monkeypatch.setattr(_pages, "_switch", lambda: None)
-    monkeypatch.setattr(_pages, "_pool_switch", lambda: None)
     with no_hugepage_stalls(policy("[madvise]")) as off:
         assert off is False
-
-
-class PoolSwitch:
-    """A stand-in for pyarrow's default-pool switch: given a pool (None: the system one), sets it and returns
-    the previous default, as the real one does."""
-
-    def __init__(self, pool: str):
-        self.pool = pool
-
-    def __call__(self, pool: str | None) -> str:
-        previous, self.pool = self.pool, "system" if pool is None else pool
-        return previous
-
-
-@pytest.mark.parametrize("text, stalls", [("always defer defer+madvise [madvise] never", True),
-                                          ("[always] defer defer+madvise madvise never", False)])
-def test_arrow_allocates_from_the_system_inside_only_where_requests_stall_and_its_pool_is_restored(
-        monkeypatch, policy, text, stalls) -> None:
-    pools = PoolSwitch("mimalloc")
-    monkeypatch.setattr(_pages, "_switch", lambda: Switch(True))
-    monkeypatch.setattr(_pages, "_pool_switch", lambda: pools)
-    with no_hugepage_stalls(policy(text)) as off:
-        assert off is stalls
-        assert pools.pool == ("system" if stalls else "mimalloc")
-        with no_hugepage_stalls(policy(text)):  # nested: the inner block restores nothing
-            pass
-        assert pools.pool == ("system" if stalls else "mimalloc")
-    assert pools.pool == "mimalloc"
-    with pytest.raises(RuntimeError), no_hugepage_stalls(policy(text)):
-        raise RuntimeError("boom")
-    assert pools.pool == "mimalloc"
-
-
-def test_either_switch_alone_is_used_and_neither_means_nothing_to_do(monkeypatch, policy) -> None:
-    pools, switch = PoolSwitch("jemalloc"), Switch(True)
-    monkeypatch.setattr(_pages, "_switch", lambda: None)
-    monkeypatch.setattr(_pages, "_pool_switch", lambda: pools)
-    with no_hugepage_stalls(policy("[madvise]")) as off:
-        assert off is True and pools.pool == "system"
-    assert pools.pool == "jemalloc"
-    monkeypatch.setattr(_pages, "_switch", lambda: switch)
-    monkeypatch.setattr(_pages, "_pool_switch", lambda: None)
-    with no_hugepage_stalls(policy("[madvise]")) as off:
-        assert off is True and switch.on is False
-    assert switch.on is True
-    monkeypatch.setattr(_pages, "_switch", lambda: None)
-    with no_hugepage_stalls(policy("[madvise]")) as off:
-        assert off is False
-
-
-def test_the_real_arrow_switch_sets_and_restores_pyarrows_default_pool() -> None:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    swap = _pages._pool_toggle()
-    before = pa.default_memory_pool()
-    previous = swap(None)
-    try:
-        assert previous.backend_name == before.backend_name
-        assert pa.default_memory_pool().backend_name == "system"
-        taken = pc.take(pa.array(["a", "b"]), pa.array([1, 1, 0]))  # compute allocates from the default pool
-        assert taken.to_pylist() == ["b", "b", "a"]
-    finally:
-        swap(previous)
-    assert pa.default_memory_pool().backend_name == before.backend_name
