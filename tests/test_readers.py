@@ -298,6 +298,7 @@ def test_parquet_integer_ids_are_read_as_their_digits(tmp_path):
                                                        chunksize=chunksize)))) == _ids(whole)
 
 
+@pytest.mark.filterwarnings("ignore::commgraph.graph.InferredOwnDomainsWarning")  # no tenant configuration here
 @pytest.mark.parametrize("chunksize", [None, 2])
 def test_parquet_files_holding_an_id_as_numbers_and_as_text_are_refused_naming_both(tmp_path, chunksize):
     # Read as numbers, tenant '007' would become 7 (another tenant); read as text, a number 7 that lost its
