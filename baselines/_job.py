@@ -318,11 +318,15 @@ def _replacing_unreadable(store: SnapshotStore, snapshot: Snapshot, current: int
     if snapshot.config.privacy:
         return None
     private = {v: _in_privacy_mode(store, tenant, v) for v in store.versions(tenant)}
-    if private.get(current) is not False or any(private.values()):
+    # The current version's own evidence when its folder is there; when it is gone, the versions left must all
+    # read as holding raw strings (with none left, nothing tells whether it was private).
+    unknown = private.get(current) is None if current in private else not private
+    if unknown or any(private.values()):
         raise ConfigError(f"tenant {tenant!r}: the current snapshot (version {current}) cannot be read, and the "
                           "tenant's versions are, or may be, in privacy mode (keyed hashes, no raw address); "
                           "publishing raw addresses over them is refused even with --force. Rebuild it with "
-                          "privacy = true and its secret, or remove the tenant from the store first")
+                          "privacy = true and its secret if it was private, or else remove the tenant's folder "
+                          "from the store first")
     return None
 
 
@@ -425,19 +429,22 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
                 raise no_usable_mail(tenant_id, fields)
             snapshot = build_baselines(messages, as_of=as_of, config=config,
                                        secrets={tenant_id: secret} if secret is not None else None)[tenant_id]
-    if mode == "full" and not force and not _counted_messages(snapshot):
-        raise NoUsableMail(f"tenant {tenant_id!r}: none of its mail is before --as-of {as_of.isoformat()}, so its "
-                           "snapshot would count nothing and every sender would be new to the engine; check "
-                           "--as-of (--force publishes it anyway)", dict(fields))
-    snapshot.own_domains_digest = own_domains_digest(tenant_configs, tenant_id)
+    ready_to_publish(snapshot, tenant_configs, force=force, fields=fields, built_in_full=mode == "full")
     status, version = publish_snapshot(store, snapshot, force)
     return TenantOutcome(tenant_id, status, mode, version, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
                          **fields)
 
 
-def _counted_messages(snapshot: Snapshot) -> int:
-    """The messages a snapshot counts (before its ``as_of``)."""
-    return int(snapshot.table("tenant")["n_messages"].sum())
+def ready_to_publish(snapshot: Snapshot, tenant_configs: Mapping[str, TenantConfig] | None, *, force: bool,
+                     fields: Mapping[str, Any], built_in_full: bool) -> None:
+    """Record the own domains the tenant's mail was read with, and refuse (unless ``force``) a full build
+    that counts no mail: with an ``as_of`` before the tenant's mail, every sender would be new to the engine."""
+    tenant_id = snapshot.tenant_id
+    if built_in_full and not force and not int(snapshot.table("tenant")["n_messages"].sum()):
+        raise NoUsableMail(f"tenant {tenant_id!r}: none of its mail is before --as-of {snapshot.as_of.isoformat()}, "
+                           "so its snapshot would count nothing and every sender would be new to the engine; check "
+                           "--as-of (--force publishes it anyway)", dict(fields))
+    snapshot.own_domains_digest = own_domains_digest(tenant_configs, tenant_id)
 
 
 def _tenant_secret(tenant_id: str, config: BaselineConfig, secrets: Mapping[str, bytes]) -> bytes | None:
@@ -539,7 +546,8 @@ def _refresh_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | 
     for tenant_id in tenant_ids:
         begun = time.perf_counter()
         try:
-            snapshots[tenant_id].own_domains_digest = own_domains_digest(tenant_configs, tenant_id)
+            ready_to_publish(snapshots[tenant_id], tenant_configs, force=force, fields=fields[tenant_id],
+                             built_in_full=False)
             status, version = publish_snapshot(store, snapshots[tenant_id], force)
         except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
             outcomes.append(TenantOutcome(tenant_id, "failed", "incremental", peak_mib=peak_mib(),

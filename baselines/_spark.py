@@ -58,7 +58,7 @@ from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._job import (
     RefreshReport, TenantOutcome, _tenant_secret, choose_tenants, collect_report, error_text, hive_tenants, peak_mib,
-    publish_snapshot, reset_peak, stored_not_in_input,
+    publish_snapshot, ready_to_publish, reset_peak, stored_not_in_input,
 )
 from ._partial import ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state
 from ._snapshot import _state_from_arrow, _state_to_arrow
@@ -314,6 +314,7 @@ def _publish(table: pa.Table, job: _Job) -> pa.Table:
             raise no_usable_mail(tenant_id, fields)
         state = merge_states(_state_from_arrow(tenant_id, pieces[p]) for p in sorted(pieces))
         snapshot = finish_snapshot(state, job.config, _tenant_secret(tenant_id, job.config, job.secrets))
+        ready_to_publish(snapshot, job.tenant_configs, force=job.force, fields=fields, built_in_full=True)
         status, version = publish_snapshot(SnapshotStore(job.store), snapshot, job.force)
         outcome = TenantOutcome(tenant_id, status, "full", version, **fields)
     except _StageOneError as exc:

@@ -67,6 +67,13 @@ def run_units(units: list[Unit], jobs: int, died: Callable[[Unit, str], Any]) ->
     ------
     object
         What each unit returned, or ``died``'s answer for it, in order of completion.
+
+    Notes
+    -----
+    A unit's function reports its own failures in what it returns (the refresh
+    job's units catch every exception per tenant): an exception it raises ends
+    the run, as it would in the caller's process. Only the death of a worker
+    process, which no function can catch, is turned into ``died``'s answer.
     """
     from joblib import Parallel, delayed
 

@@ -318,19 +318,25 @@ class Scorer:
             raise ConfigError(f"The 'store' parameter of Scorer.from_store must be a SnapshotStore. "
                               f"Got {type(store).__name__} instead.")
         wanted = list(tenants) if tenants is not None else store.tenants()
-        versions, snapshots = {}, {}
+        versions, snapshots, failures = {}, {}, {}
         for t in wanted:
             try:
                 versions[t] = store.current(t)
                 snapshots[t] = store.load(t, versions[t], verify=verify)
             except CommGraphError as exc:
-                if tenants is not None:  # asked for by name: serving without it is not what was asked
+                # Asked for by name, or written by a newer commgraph (every tenant will be, in a rollout):
+                # serving without it is not what was asked.
+                if tenants is not None or getattr(exc, "reason", None) == "newer_schema":
                     raise
+                failures[t] = exc
                 # Every tenant of the store: one that cannot be loaded (a damaged version, a copy of another
                 # tenant's folder) is left out, named, instead of keeping the engine from starting for all.
                 versions.pop(t, None)
                 warnings.warn(ReloadWarning(f"tenant {t!r} is not served: its snapshot cannot be loaded ({exc}); "
                                             "a reload tries it again"), stacklevel=2)
+        if failures and not snapshots:  # nothing to serve is no engine: say so at start, not at every call
+            raise CommGraphError(f"no tenant of {store.path} can be loaded: " + "; ".join(
+                f"{t!r}: {e}" for t, e in list(failures.items())[:5]) + ("; ..." if len(failures) > 5 else ""))
         scorer = cls(snapshots, signal_set=signal_set, tenant_configs=tenant_configs, cold_start=cold_start,
                      secrets=secrets, _store=store, _tenants=None if tenants is None else wanted,
                      _versions=versions)  # each view prepared once

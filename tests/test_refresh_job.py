@@ -287,7 +287,9 @@ def test_a_worker_killed_mid_job_leaves_no_tenant_behind(tmp_path, archive):
     assert proc.returncode == 0, err  # the units the dead worker held ran again, alone
     outcomes = json.loads(report.read_text())["tenants"]
     assert sorted(o["tenant_id"] for o in outcomes) == list(GENERATED_TENANTS)
-    assert {o["status"] for o in outcomes} == {"published"}
+    # A tenant published just before the kill, its outcome not yet collected, runs again: 'unchanged'.
+    assert {o["status"] for o in outcomes} <= {"published", "unchanged"}
+    assert all(SnapshotStore(store).load(t).as_of == pd.Timestamp(AS_OF) for t in GENERATED_TENANTS)
 
 
 def test_score_and_explain_commands(tmp_path, mail, archive, capsys):
@@ -627,3 +629,30 @@ def test_incremental_after_a_change_of_own_domains_builds_in_full(tmp_path, mail
         "tenant-01": "full", "tenant-02": "incremental", "tenant-03": "incremental"}
     rebuilt = build_baselines(validate(frame, tenants=wider), as_of=AS_OF)["tenant-01"]
     assert not table_differences(SnapshotStore(tmp_path).load("tenant-01"), rebuilt)
+
+
+def test_force_replaces_a_plain_tenant_whose_current_version_folder_is_gone(tmp_path, mail):
+    import shutil
+
+    run_refresh(mail.messages, store=tmp_path, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants,
+                tenants=["tenant-01"])
+    run_refresh(mail.messages, store=tmp_path, as_of="2025-01-13T00:00Z", tenant_configs=mail.tenants,
+                tenants=["tenant-01"])
+    shutil.rmtree(tmp_path / "tenant-01" / "v000002")  # the version left (1) holds raw strings: nothing private
+    refused = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants,
+                          tenants=["tenant-01"])
+    assert refused.failed == ["tenant-01"] and "--force" in refused.outcomes[0].error
+    forced = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants,
+                         tenants=["tenant-01"], force=True)
+    assert forced.exit_code == 0 and SnapshotStore(tmp_path).load("tenant-01").as_of == pd.Timestamp(AS_OF)
+
+
+def test_every_publishing_path_records_the_own_domains(tmp_path, mail):
+    from commgraph.baselines._job import own_domains_digest, ready_to_publish
+
+    snap = build_baselines(validate(mail.messages, tenants=mail.tenants), as_of=AS_OF)["tenant-01"]
+    configs = {c.tenant_id: c for c in mail.tenants}
+    ready_to_publish(snap, configs, force=False, fields={}, built_in_full=True)  # as the Spark engine calls it
+    SnapshotStore(tmp_path).publish(snap)
+    assert SnapshotStore(tmp_path).manifest("tenant-01")["own_domains_sha256"] == own_domains_digest(configs,
+                                                                                                      "tenant-01")

@@ -526,3 +526,15 @@ def test_one_damaged_tenant_folder_keeps_the_engine_serving_the_others(tmp_path)
         (tmp_path / "tenant-01" / "CURRENT").write_text("v000001")
         shutil.rmtree(tmp_path / "tenant-02.bak")
         assert Scorer.from_store(store).tenants == ["tenant-01", "tenant-02"]
+
+
+def test_a_store_none_of_whose_tenants_loads_is_refused_at_start(tmp_path):
+    from commgraph.baselines import SnapshotStore
+    from commgraph.baselines._snapshot import _example
+    from commgraph.graph import CommGraphError
+
+    store = SnapshotStore(tmp_path)
+    store.publish(_example())
+    (tmp_path / "acme" / "CURRENT").write_text("garbage")
+    with pytest.warns(Warning), pytest.raises(CommGraphError, match="no tenant of .* can be loaded"):
+        Scorer.from_store(store)  # before: a scorer serving nothing, every call failing (or cold-starting)
