@@ -501,7 +501,7 @@ def _split_quoted(text: str) -> list[str]:
     """
     entries, current, quoted, depth_angle, depth_paren = [], [], False, 0, 0
     escaped = False
-    for ch in text:
+    for i, ch in enumerate(text):
         if escaped:
             current.append(ch)
             escaped = False
@@ -523,8 +523,11 @@ def _split_quoted(text: str) -> list[str]:
                 entries.append("".join(current))
                 current = []
                 continue
-            elif ch == ":" and not depth_angle and not depth_paren and "@" not in "".join(current):
-                current = []  # what came before was a group's name (a name: an '@' says it was not)
+            elif (ch == ":" and not depth_angle and not depth_paren and "@" not in "".join(current)
+                  and not (current and current[-1].isdigit() and text[i + 1:i + 2].isdigit())):
+                # What came before was a group's name (an '@' says it was not, and a colon between digits,
+                # 'Meeting 10:30 <a@x.com>', is a time in a name).
+                current = []
                 continue
         current.append(ch)
     entries.append("".join(current))

@@ -234,6 +234,7 @@ def test_groups_give_their_members_and_an_empty_group_nothing():
     assert len(m.rejects) == 0
     pairs = list(zip(m.edges()["message_id"].astype(str), m.edges()["recipient"].astype(str)))
     assert pairs == [("m1", "ann@acme.com"), ("m1", "bob@acme.com"), ("m2", "cy@acme.com"), ("m3", "dee@acme.com")]
+    assert _split_quoted("Meeting 10:30 <a@x.com>, Ops:b@x.com;") == ["Meeting 10:30 <a@x.com>", "b@x.com", ""]
     parent, entries = split_address_lists(pd.Series([["Team: a@x.com, b@x.com;"], "c@x.com"]))
     assert parent.tolist() == [0, 0, 1] and entries.astype(str).tolist() == ["a@x.com", "b@x.com", "c@x.com"]
 
