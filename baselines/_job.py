@@ -28,7 +28,6 @@ from commgraph.graph import (
     CommGraphError, ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources, load_tenant_configs,
 )
 from commgraph.graph import Messages, read_frame, read_messages
-from commgraph.graph._toml import read_toml
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
 
 from ._build import build_baselines, refresh, refresh_many
@@ -661,8 +660,6 @@ def job_settings(as_of: Any, config: BaselineConfig | Mapping | str | PathLike |
     elif isinstance(config, Mapping):
         config = BaselineConfig.from_dict(config)
     config = config if config is not None else BaselineConfig()
-    if isinstance(tenant_configs, (str, PathLike)):
-        read_toml(tenant_configs, "the tenants' configuration")  # a missing or malformed file, said plainly
     configs = load_tenant_configs(tenant_configs) if tenant_configs is not None else None
     return as_of_ts, config, configs
 

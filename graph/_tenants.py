@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from os import PathLike
@@ -14,6 +13,7 @@ import pandas as pd
 from ._addresses import _normalise_domain, _public_suffix_list, normalise_address
 from ._errors import ConfigError
 from ._freemail import freemail_domains
+from ._toml import read_toml
 
 __all__ = ["TenantConfig", "load_tenant_configs", "InferredOwnDomainsWarning", "infer_own_domains",
            "normalise_own_domain", "may_be_own_domain"]
@@ -118,8 +118,7 @@ class TenantConfig:
         >>> TenantConfig.from_toml(p)
         TenantConfig(tenant_id='acme', own_domains=('acme.com',), vip_addresses=(), name=None)
         """
-        with open(path, "rb") as fh:
-            return cls.from_dict(tomllib.load(fh))
+        return cls.from_dict(read_toml(path, "the tenant configuration"))
 
     def evolve(self, **changes: Any) -> "TenantConfig":
         """A copy with some fields changed (validated again).
@@ -168,8 +167,7 @@ def load_tenant_configs(source: str | PathLike | Iterable[TenantConfig | Mapping
     ['a', 'b']
     """
     if isinstance(source, (str, PathLike)):
-        with open(source, "rb") as fh:
-            data = tomllib.load(fh)
+        data = read_toml(source, "the tenants' configuration")
         unknown = [k for k in data if k != "tenant"]
         if unknown:
             raise ConfigError(f"unknown top-level key {unknown[0]!r} in {source}; tenants go in [[tenant]] tables")

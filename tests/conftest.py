@@ -31,6 +31,17 @@ def real_data() -> Path:
     return path
 
 
+def generated_raw(**options):
+    """Generated mail (``commgraph.graph.generate(**options)``) and its raw rows, times as zoned timestamps."""
+    from commgraph.graph import generate
+
+    g = generate(**options)
+    raw = g.messages.reset_index(drop=True)
+    raw["timestamp"] = pd.to_datetime(raw["timestamp"], utc=True)
+    raw["labeled_at"] = pd.to_datetime(raw["labeled_at"], utc=True)
+    return g, raw
+
+
 def frame(**overrides) -> pd.DataFrame:
     """A valid one-tenant frame of three messages; keyword arguments replace columns."""
     base = {

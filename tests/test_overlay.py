@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from commgraph.baselines import BaselineConfig, SnapshotStore, build_baselines, refresh
 from commgraph.baselines._snapshot import table_differences
-from commgraph.graph import CommGraphError, ConfigError, generate, validate
+from commgraph.graph import CommGraphError, ConfigError, validate
+from conftest import generated_raw
 from commgraph.signals import Scorer, explain
 
 # A configured global prior: a tenant without enough labels of its own borrows the same prior at
@@ -29,10 +30,7 @@ HOUR = pd.Timedelta(hours=1)
 
 @pytest.fixture(scope="module")
 def mail():
-    g = generate(tenants=3, days=20, random_state=11, scale=0.1, attack_rate=0.04)
-    raw = g.messages.reset_index(drop=True)
-    raw["timestamp"] = pd.to_datetime(raw["timestamp"], utc=True)
-    raw["labeled_at"] = pd.to_datetime(raw["labeled_at"], utc=True)
+    g, raw = generated_raw(tenants=3, days=20, random_state=11, scale=0.1, attack_rate=0.04)
     start = raw["timestamp"].min().ceil("D")
     # Mid-day instants: windows and the settle delay cut through days.
     t, t3, t2 = start + pd.Timedelta(days=10, hours=7), start + pd.Timedelta(days=12, hours=2), \

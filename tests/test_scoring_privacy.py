@@ -21,7 +21,8 @@ import pytest
 
 from commgraph.baselines import BaselineConfig, SnapshotStore, build_baselines, refresh
 from commgraph.baselines._snapshot import table_differences
-from commgraph.graph import ConfigError, generate, stable_key, validate
+from commgraph.graph import ConfigError, stable_key, validate
+from conftest import generated_raw
 from commgraph.signals import LookalikeSignals, ReloadWarning, Scorer, SignalSet, backfill, explain
 from commgraph.signals._cli import main
 from commgraph.signals._privacy import PRIVACY_LOSSES, TenantKeys
@@ -42,10 +43,7 @@ def _secrets(tenants) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def world():
-    g = generate(tenants=3, days=16, random_state=7, scale=0.1, attack_rate=0.04)
-    raw = g.messages.reset_index(drop=True)
-    raw["timestamp"] = pd.to_datetime(raw["timestamp"], utc=True)
-    raw["labeled_at"] = pd.to_datetime(raw["labeled_at"], utc=True)
+    g, raw = generated_raw(tenants=3, days=16, random_state=7, scale=0.1, attack_rate=0.04)
     cut = raw["timestamp"].quantile(0.75).ceil("h")
     history = validate(raw[raw["timestamp"] < cut], tenants=g.tenants)
     secrets = _secrets(history.tenants)
