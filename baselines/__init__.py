@@ -14,6 +14,7 @@ from ._job import RefreshReport, TenantOutcome, list_input_tenants, run_refresh
 from ._secrets import load_secrets
 from ._smoothing import beta_binomial_loglik, fit_beta_prior, posterior_lower_bound, posterior_mean
 from ._snapshot import SCHEMA_VERSION, Snapshot
+from ._state import NoLabelLedgerWarning
 from ._store import CorruptSnapshotError, SnapshotStore
 from ._tables import ENTITY_KINDS, KEY_COLUMNS, TABLES, pair_keys
 
@@ -22,5 +23,5 @@ __all__ = [
     "SCHEMA_VERSION", "TABLES", "ENTITY_KINDS", "KEY_COLUMNS", "pair_keys", "KeyIndex", "KeyedAggregate", "Decayed",
     "Windowed", "REDUCERS", "SnapshotStore", "CorruptSnapshotError", "fit_beta_prior", "posterior_mean",
     "posterior_lower_bound", "beta_binomial_loglik", "RefreshReport", "TenantOutcome", "list_input_tenants",
-    "run_refresh", "load_secrets",
+    "run_refresh", "load_secrets", "NoLabelLedgerWarning",
 ]

@@ -237,7 +237,8 @@ def _as_rows(a: np.ndarray) -> np.ndarray:
 
 
 class Histogram:
-    """Row contributions to a per-group histogram: the bin of each row, counted where ``weight`` is true.
+    """Row contributions to a per-group histogram: the bin of each row, counted where ``weight`` is true
+    (or ``weight`` times, for an integer weight).
 
     A value of :meth:`KeyedAggregate.from_rows` that becomes one 2-D ``(groups, n_bins)``
     column in a single pass (rather than ``n_bins`` columns of flags).
@@ -258,8 +259,12 @@ class Histogram:
 
     def reduce(self, codes: np.ndarray, n: int) -> np.ndarray:
         flat = codes * self.n_bins + self.bins
-        if self.weight is not None:
-            flat = flat[np.asarray(self.weight, dtype=bool)]
+        weight = None if self.weight is None else np.asarray(self.weight)
+        if weight is not None and weight.dtype != bool:  # signed counts (a retracted label counts -1)
+            counts = np.bincount(flat, weights=weight, minlength=n * self.n_bins)
+            return np.rint(counts).astype(np.int64).reshape(n, self.n_bins)
+        if weight is not None:
+            flat = flat[weight]
         return np.bincount(flat, minlength=n * self.n_bins).reshape(n, self.n_bins).astype(np.int64)
 
 

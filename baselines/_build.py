@@ -411,7 +411,11 @@ def refresh(snapshot: Snapshot, new_messages: Messages | None, *, as_of: Any, se
     known, or that have none, are skipped, so passing the whole archive is
     correct, only slower. Mail that arrives late (sent before
     ``snapshot.as_of`` but never counted) needs a rebuild: refresh counts each
-    message in the period it was sent. A message carries at most one label.
+    message in the period it was sent. A message carries at most one label:
+    when its label changes after the snapshot counted it (the row holds the
+    new label with a later ``labeled_at``), the old label is retracted where
+    it was counted (the snapshot's ledger of counted labels says which) and
+    the new one counted.
 
     The result equals :func:`build_baselines` over all the mail as of ``as_of``
     (on every table; the prior of a cold-start tenant is the global one carried

@@ -31,11 +31,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from commgraph.graph import AUTH_RESULTS, DIRECTIONS, ConfigError, Messages, stable_key
+from commgraph.graph._keys import each_key
 
 from ._aggregate import Grouping
 
 __all__ = ["EVENT_COLUMNS", "TenantEvents", "tenant_events", "INBOUND", "OUTBOUND", "INTERNAL", "PASS",
-           "FAILS", "FAILED", "NO_LABEL", "DAY_NS", "HOUR_NS", "DOMAIN_HEAD", "domain_heads"]
+           "FAILS", "FAILED", "NO_LABEL", "DAY_NS", "HOUR_NS", "DOMAIN_HEAD", "MESSAGE_KEY", "domain_heads"]
 
 INBOUND, OUTBOUND, INTERNAL = (DIRECTIONS.index(d) for d in ("inbound", "outbound", "internal"))
 PASS = AUTH_RESULTS.index("pass")
@@ -50,6 +51,9 @@ HOUR_NS = 3_600 * 10**9
 
 #: The extracted rows' flag of one outbound row per (message, recipient domain); not part of the stored layout.
 DOMAIN_HEAD = "domain_head"
+#: The extracted rows' key of their message's id where its label is known (0 elsewhere): how a refresh tells a
+#: changed label from a first one (see TenantState.labelled); not part of the stored layout.
+MESSAGE_KEY = "message_key"
 
 #: Columns of an event table, with dtypes (the on-disk layout of the state).
 EVENT_COLUMNS: dict[str, str] = {
@@ -274,6 +278,7 @@ class EventExtractor:
         self.direction = _codes(edges["direction"])
         # Message-level columns: one value per message, taken along edges per tenant.
         self.label = _codes(frame["label"])
+        self.message_id = frame["message_id"]
         self.labeled_at = _ns(frame["labeled_at"]) if "labeled_at" in frame else None
         self.n_recipients = frame["n_recipients"].to_numpy()
         self.auth = {a: _codes(frame[a]) if a in frame else None for a in ("spf", "dkim", "dmarc")}
@@ -385,6 +390,7 @@ class EventExtractor:
                                       f"secrets were given for {sorted(self.secrets)[:5]}")
                 secrets[i] = self.secrets[tenant_id]
         bounds = [0, n] if tenant is None else np.searchsorted(tenant, np.arange(n_tenants + 1))  # each tenant's rows
+        ev[MESSAGE_KEY] = self._message_keys(mi, ev["label"] >= 0, tenant, secrets)
         names_key: list[list[np.ndarray]] = [[] for _ in tenant_ids]
         names_value: list[list[pa.Array]] = [[] for _ in tenant_ids]
         groupings: list[dict[str, Grouping]] = [{} for _ in tenant_ids]
@@ -452,6 +458,25 @@ class EventExtractor:
             out[tenant_id] = TenantEvents(tenant_id, {c: v[lo:hi] for c, v in ev.items()}, names, int(fingerprints[i]),
                                           groupings[i])
         return out
+
+
+    def _message_keys(self, mi: np.ndarray, labelled: np.ndarray, tenant: np.ndarray | None,
+                      secrets: list[bytes | None]) -> np.ndarray:
+        """Each row's key of its message's id where its label is known, else 0 (keyed with the tenant's secret
+        in privacy mode): each labelled message's id hashed once."""
+        keys = np.zeros(len(mi), np.uint64)
+        at = np.flatnonzero(labelled)
+        if not len(at):
+            return keys
+        messages, first, inverse = np.unique(mi[at], return_index=True, return_inverse=True)
+        ids = self.message_id.iloc[messages].to_numpy(dtype=object)
+        owner = np.zeros(len(messages), np.int64) if tenant is None else tenant[at][first]
+        hashed = np.zeros(len(messages), np.uint64)
+        for i in np.unique(owner).tolist():  # (one secret per tenant)
+            mine = owner == i
+            hashed[mine] = each_key(ids[mine], secret=secrets[i])  # (one id a message)
+        keys[at] = hashed[inverse.ravel()]
+        return keys
 
 
 def _ascending(values: np.ndarray, tenant: np.ndarray | None) -> bool:

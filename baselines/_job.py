@@ -45,6 +45,9 @@ __all__ = ["run_refresh", "RefreshReport", "TenantOutcome", "list_input_tenants"
            "EXIT_USAGE", "EXIT_ERROR", "DEFAULT_CHUNK_ROWS", "ENGINES", "REFRESH_BATCH",
            "REFRESH_BATCH_ROWS"]
 
+#: The state file that holds a snapshot's ledger of counted labels (absent from snapshots written before it).
+LEDGER_FILE = "state.labelled.arrow"
+
 #: Exit codes of ``commgraph refresh``.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_TENANTS = 0, 1, 2, 3
 
@@ -590,12 +593,14 @@ def _mode(incremental: bool, store: SnapshotStore, tenant_id: str, config: Basel
           tenant_configs: Mapping[str, TenantConfig] | None) -> str:
     """How a tenant is refreshed: from its current snapshot when asked to and it has one built with the job's
     configuration and the tenant's own domains (a refresh keeps what its snapshot counted: mail read with
-    other own domains has other directions, so another configuration needs a full build), else in full."""
+    other own domains has other directions, so another configuration needs a full build) and a ledger of its
+    counted labels (without one a changed label would count twice), else in full."""
     if not incremental or store.current_problem(tenant_id) is not None or store.current(tenant_id) is None:
         return "full"  # (an unreadable current version is replaced by a full build, only with --force)
     manifest = store.manifest(tenant_id)
     same = (BaselineConfig.from_dict(manifest["config"]) == config
-            and manifest.get("own_domains_sha256") == own_domains_digest(tenant_configs, tenant_id))
+            and manifest.get("own_domains_sha256") == own_domains_digest(tenant_configs, tenant_id)
+            and LEDGER_FILE in manifest.get("files", {}))
     return "incremental" if same else "full"
 
 

@@ -323,6 +323,9 @@ def _state_to_arrow(state: TenantState) -> dict[str, pa.Table]:
         {"as_of": state.as_of, "fingerprint": str(state.fingerprint), "n_messages": n_messages})})
     out["names"] = pa.table({"key": pa.array(state.names["key"], pa.uint64()),
                              "value": state.names["value"]})
+    if state.labelled is not None:
+        out["labelled"] = pa.table({"key": pa.array(state.labelled["key"], pa.uint64()),
+                                    "label": pa.array(state.labelled["label"], pa.int8())})
     return out
 
 
@@ -352,8 +355,10 @@ def _state_from_arrow(tenant_id: str, tables: Mapping[str, pa.Table]) -> TenantS
         pending = {c: v[~messages] for c, v in rows.items()}
     names = {"key": to_numpy(tables["names"].column("key")),
              "value": tables["names"].column("value").combine_chunks()}
+    labelled = {"key": to_numpy(tables["labelled"].column("key")),
+                "label": to_numpy(tables["labelled"].column("label"))} if "labelled" in tables else None
     return TenantState(tenant_id, int(meta["as_of"]), lifetime, decayed, windows, events, pending, names,
-                       int(meta["fingerprint"]))
+                       int(meta["fingerprint"]), labelled)
 
 
 def _split_at(column: pa.ChunkedArray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ inverse for sums, so the result equals a rebuild from scratch.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,11 +29,12 @@ from commgraph.graph import CommGraphError
 
 from ._aggregate import Decayed, Grouping, Histogram, KeyedAggregate, Splice
 from ._events import (
-    DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILED, HOUR_NS, INBOUND, INTERNAL, NO_LABEL, OUTBOUND, PASS, concat_events, time_order,
+    DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILED, HOUR_NS, INBOUND, INTERNAL, MESSAGE_KEY, NO_LABEL, OUTBOUND, PASS,
+    concat_events, mix64, time_order,
 )
 from ._stacked import Stacked, merge_layouts, merge_many, merge_stacked, stackable
 
-__all__ = ["TenantState", "advance_many", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES",
+__all__ = ["TenantState", "NoLabelLedgerWarning", "advance_many", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES",
            "WINDOW_TABLES"]
 
 _INT64_MAX = np.iinfo(np.int64).max
@@ -44,6 +46,8 @@ LIFETIME_TABLES = ("sender", "sender_day", "sender_domain", "sender_domain_day",
 DECAYED_TABLES = ("sender", "sender_domain", "tenant")
 #: Tables with windowed counts (messages; inbound edges for recipients).
 WINDOW_TABLES = ("sender", "sender_domain", "recipient", "tenant")
+#: The aggregated rows' sign of their label: -1 on the rows that retract a changed label's old value.
+LABEL_SIGN = "label_sign"
 
 
 def _presumed(ev: dict[str, np.ndarray], cutoff: int) -> np.ndarray:
@@ -62,6 +66,8 @@ def _label_values(ev: dict[str, np.ndarray], cutoff: int, weight: np.ndarray | N
     if weight is not None:
         labelled = labelled & weight
         presumed = presumed * weight
+    if LABEL_SIGN in ev:  # a changed label's old value, retracted (see TenantState._counted)
+        labelled = labelled * ev[LABEL_SIGN].astype(np.int64)
     return {"labels": Histogram(np.maximum(label, 0), 3, labelled), "n_presumed_safe": presumed}
 
 
@@ -154,7 +160,7 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
 
     heads = np.flatnonzero(ev["head"])
     m = {c: ev[c][heads] for c in ("timestamp", "sender_key", "sender_domain_key", "display_name_key", "direction",
-                                   "label", "is_message", "n_recipients", *_AUTH, "presumed") if c in ev}
+                                   "label", "is_message", "n_recipients", *_AUTH, "presumed", LABEL_SIGN) if c in ev}
     w = m["is_message"]
     mv = _message_values(m, cutoff)
     g_sender_e = grouping("sender_key")
@@ -207,7 +213,8 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
                    "n_inbound": ew & (direction == INBOUND)}
     aggs["pair"] = g_sender_e.combine(g_recipient).aggregate(pair_values, _reducers(pair_values))
     mailbox = np.flatnonzero(direction != OUTBOUND)  # the recipient is one of the tenant's mailboxes
-    sub = {c: ev[c][mailbox] for c in ("timestamp", "label", "is_message", "direction", "presumed") if c in ev}
+    sub = {c: ev[c][mailbox] for c in ("timestamp", "label", "is_message", "direction", "presumed", LABEL_SIGN)
+           if c in ev}
     inbound = sub["direction"] == INBOUND
     recipient_values = {"n_inbound": sub["is_message"] & inbound, "n_internal": sub["is_message"] & ~inbound,
                         **_label_values(sub, cutoff, inbound)}
@@ -326,6 +333,12 @@ class TenantState:
     ``events`` holds the message rows of the longest window as chunks, each in
     time order (a refresh appends one and a merge keeps both sides': no copy of
     what is kept); ``pending`` the label events for mail still inside the settle delay.
+    ``labelled`` is the ledger of every message whose label the lifetime
+    aggregates count: its id's key and that label (sorted by key; None in a
+    state written before ledgers, which cannot be refreshed). A label that
+    changes later (an analyst's verdict replacing a user's report) is then
+    retracted where it was counted before the new one counts, as a rebuild over
+    the corrected archive counts only the new one.
     """
 
     tenant_id: str
@@ -337,6 +350,7 @@ class TenantState:
     pending: dict[str, np.ndarray]
     names: dict[str, np.ndarray] = field(default_factory=dict)
     fingerprint: int = 0
+    labelled: dict[str, np.ndarray] | None = field(default_factory=lambda: _ledger({}))
 
     @classmethod
     def build(cls, tenant_id: str, rows: dict[str, np.ndarray], *, as_of: int, windows: tuple[int, ...],
@@ -349,12 +363,14 @@ class TenantState:
         events, pending = _split(rows)
         events = _slice(events, as_of - max(windows), as_of)
         pending = _slice(pending, as_of - settle_delay, as_of)
-        return cls(tenant_id, as_of, lifetime, decayed, counts, [events], pending, _dedup_names(names), fingerprint)
+        return cls(tenant_id, as_of, lifetime, decayed, counts, [events], pending, _dedup_names(names), fingerprint,
+                   _ledger(rows))
 
     def advance(self, rows: dict[str, np.ndarray], *, as_of: int, windows: tuple[int, ...], settle_delay: int,
                 half_life: int, names: dict[str, np.ndarray], fingerprint: int,
                 groupings: dict[str, Grouping] | None = None) -> "TenantState":
         """The state as of a later ``as_of``, given the event rows of ``[self.as_of, as_of)`` (and label events)."""
+        self.check_ledger(rows)
         rows, groupings = _sorted_grouped(rows, groupings)
         counted = self._counted(rows, as_of=as_of, settle_delay=settle_delay)
         new, new_decayed, _ = aggregate_rows(counted, cutoff=as_of - settle_delay, anchor=as_of, half_life=half_life,
@@ -376,15 +392,49 @@ class TenantState:
         # with the new rows (one call's fixed cost, not two).
         settled = concat_events([_slice_chunks(self.events, before - settle_delay, as_of - settle_delay),
                                  _slice(self.pending, before - settle_delay, as_of - settle_delay)])
-        if not len(settled["timestamp"]):
+        changed, old_labels = self._relabels(rows)
+        n_settled, n_changed = len(settled["timestamp"]), len(changed)
+        if not n_settled and not n_changed:
             return rows
-        counted = {c: np.concatenate([rows[c], settled[c]]) for c in EVENT_COLUMNS}
-        counted["presumed"] = np.concatenate([_presumed(rows, as_of - settle_delay),
-                                              settled["is_message"].astype(np.int64) - (settled["label"] >= 0)])
-        counted[DOMAIN_HEAD] = np.concatenate([rows[DOMAIN_HEAD], np.zeros(len(settled["timestamp"]), bool)])
+        # A changed label's rows count the new label; rows retracting the old one
+        # (the same edges, the old label, sign -1) are aggregated with them. Neither
+        # touches the presumed-safe counts: the old label already withdrew the presumption.
+        retracted = {c: rows[c][changed] for c in EVENT_COLUMNS}
+        retracted["label"] = old_labels
+        presumed = _presumed(rows, as_of - settle_delay)
+        presumed[changed] = 0
+        counted = {c: np.concatenate([rows[c], settled[c], retracted[c]]) for c in EVENT_COLUMNS}
+        counted["presumed"] = np.concatenate([presumed, settled["is_message"].astype(np.int64) - (settled["label"] >= 0),
+                                              np.zeros(n_changed, np.int64)])
+        counted[DOMAIN_HEAD] = np.concatenate([rows[DOMAIN_HEAD], np.zeros(n_settled + n_changed, bool)])
         counted["is_message"][n_new:] = False
-        counted["label"][n_new:] = NO_LABEL
+        counted["label"][n_new:n_new + n_settled] = NO_LABEL
+        if n_changed:
+            counted[LABEL_SIGN] = np.concatenate([np.ones(n_new + n_settled, np.int8), np.full(n_changed, -1, np.int8)])
         return counted
+
+    def check_ledger(self, rows: dict[str, np.ndarray]) -> None:
+        """Warn when labels of older mail arrive for a state with no ledger (written before commgraph kept one):
+        a changed label among them cannot be retracted, and counts beside the old one until a full build."""
+        if self.labelled is None and len(rows["is_message"]) and not rows["is_message"].all():
+            warnings.warn(
+                f"the refresh state of tenant {self.tenant_id!r} was written before commgraph kept a ledger of "
+                "counted labels: a label that changed since it was counted is counted beside the old one. "
+                "Build this tenant's snapshot again in full (build_baselines, or commgraph refresh, which "
+                "does so by itself for such snapshots) to count each message's latest label once",
+                NoLabelLedgerWarning, stacklevel=4)
+
+    def _relabels(self, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The label events among ``rows`` whose message's label is counted already (the rows' positions), and
+        that counted label of each."""
+        keys = rows.get(MESSAGE_KEY)
+        ledger = self.labelled
+        if keys is None or ledger is None or not len(ledger["key"]):
+            return np.zeros(0, np.int64), np.zeros(0, np.int8)
+        at = np.flatnonzero(~rows["is_message"] & (keys != 0))
+        pos = np.minimum(np.searchsorted(ledger["key"], keys[at]), len(ledger["key"]) - 1)
+        hit = ledger["key"][pos] == keys[at]
+        return at[hit], ledger["label"][pos[hit]]
 
     def _advanced(self, rows: dict[str, np.ndarray], lifetime: dict[str, KeyedAggregate],
                   decayed: dict[str, Decayed], counts: dict[str, dict[str, KeyedAggregate]], *, as_of: int,
@@ -392,7 +442,12 @@ class TenantState:
                   ) -> "TenantState":
         """The state as of ``as_of`` from the new rows and the merged aggregates: lifetime and decayed (with the
         aggregates of :meth:`_counted`'s rows), and each window's counts (shifted by its net change)."""
+        changed, old_labels = self._relabels(rows)
         new_events, new_pending = _split(rows)
+        if len(changed):  # (a changed label stays out of the settle delay's events: it withdraws no presumption)
+            keep = np.ones(len(rows["timestamp"]), bool)
+            keep[changed] = False
+            new_pending = {c: v[keep[~rows["is_message"]]] for c, v in new_pending.items()}
         # New mail comes after everything kept (it was sent at or after the last
         # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
         start = as_of - max(windows)
@@ -400,9 +455,13 @@ class TenantState:
                   if len(c["timestamp"]) and c["timestamp"][-1] >= start]
         pending = _slice(_sorted(concat_events([self.pending, new_pending])), as_of - settle_delay, as_of)
         with np.errstate(over="ignore"):
-            fp = int((np.uint64(self.fingerprint) + np.uint64(fingerprint)))
+            # The input fingerprint counts each message's label once: the old one of a changed label goes.
+            heads = changed[rows["head"][changed]]
+            gone = mix64(mix64(rows["sender_key"][heads], rows["timestamp"][heads].view(np.uint64)),
+                         old_labels[rows["head"][changed]].astype(np.uint64) + np.uint64(1))
+            fp = int(np.uint64(self.fingerprint) + np.uint64(fingerprint) - np.sum(gone, dtype=np.uint64))
         return TenantState(self.tenant_id, as_of, lifetime, decayed, counts, events, pending,
-                           _merge_names(self.names, names), fp)
+                           _merge_names(self.names, names), fp, _merge_ledgers(self.labelled, _ledger(rows)))
 
     def _window_deltas(self, rows: dict[str, np.ndarray], *, as_of: int, windows: tuple[int, ...]
                        ) -> dict[str, dict[str, KeyedAggregate]]:
@@ -451,12 +510,31 @@ class TenantState:
         pending = _sorted(concat_events([self.pending, other.pending]))
         names = _dedup_names({"key": np.concatenate([self.names["key"], other.names["key"]]),
                               "value": pa.concat_arrays([self.names["value"], other.names["value"]])})
+        ledger = None if self.labelled is None or other.labelled is None else \
+            _merge_ledgers(self.labelled, other.labelled)
         return TenantState(self.tenant_id, self.as_of, lifetime, decayed, windows, events, pending, names,
-                           (self.fingerprint + other.fingerprint) % 2**64)
+                           (self.fingerprint + other.fingerprint) % 2**64, ledger)
 
     def event_rows(self) -> dict[str, np.ndarray]:
         """Every retained row (message chunks and pending label events), one table."""
         return concat_events(self.events + [self.pending])
+
+
+class NoLabelLedgerWarning(UserWarning):
+    """A refresh read labels of older mail for a state written before commgraph kept a ledger of counted labels.
+
+    Such a state cannot retract a label that changed since it was counted; a
+    full build (which ``commgraph refresh`` runs by itself for such snapshots)
+    counts each message's latest label once from then on.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", NoLabelLedgerWarning)  # (a known old store, rebuilt tonight)
+    ...     issubclass(NoLabelLedgerWarning, UserWarning)
+    True
+    """
 
 
 class _NoRollup(Exception):
@@ -484,6 +562,8 @@ def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *
     if not states:  # (nothing to stack)
         return []
     cutoff = as_of - settle_delay
+    for state, r in zip(states, rows):
+        state.check_ledger(r)
     ordered = [_sorted(r) for r in rows]
     counted = [state._counted(r, as_of=as_of, settle_delay=settle_delay) for state, r in zip(states, ordered)]
     new, new_decayed = _aggregate_stacked(counted, cutoff=cutoff, anchor=as_of, half_life=half_life)
@@ -592,6 +672,9 @@ def _aggregate_stacked(counted: list[dict[str, np.ndarray]], *, cutoff: int, anc
     stacked = {c: np.concatenate([part[c] for part in counted]) for c in columns}
     stacked["presumed"] = np.concatenate([part["presumed"] if "presumed" in part else _presumed(part, cutoff)
                                           for part in counted])
+    if any(LABEL_SIGN in part for part in counted):
+        stacked[LABEL_SIGN] = np.concatenate([part[LABEL_SIGN] if LABEL_SIGN in part else
+                                              np.ones(len(part["timestamp"]), np.int8) for part in counted])
     tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)},
                       np.repeat(np.arange(n_tenants), [len(part["timestamp"]) for part in counted]))
     groupings = {c: tenant.combine(Grouping.of({c: stacked[c]})) for c in _GROUPED}
@@ -615,10 +698,10 @@ def _sorted_grouped(rows: dict[str, np.ndarray], groupings: dict[str, Grouping] 
                     ) -> tuple[dict[str, np.ndarray], dict[str, Grouping] | None]:
     """Rows in time order (no copy when they already are), with their groupings in the same order.
 
-    Extracted rows keep their :data:`DOMAIN_HEAD` flags (stored rows have none).
+    Extracted rows keep their :data:`DOMAIN_HEAD` flags and :data:`MESSAGE_KEY` keys (stored rows have none).
     """
     ts = np.asarray(rows["timestamp"])
-    columns = {**EVENT_COLUMNS, DOMAIN_HEAD: "bool"} if DOMAIN_HEAD in rows else EVENT_COLUMNS
+    columns = {**EVENT_COLUMNS, **{c: d for c, d in ((DOMAIN_HEAD, "bool"), (MESSAGE_KEY, "uint64")) if c in rows}}
     if len(ts) < 2 or (ts[1:] >= ts[:-1]).all():
         return {c: np.asarray(rows[c]).astype(d, copy=False) for c, d in columns.items()}, groupings
     order = time_order(rows)
@@ -658,3 +741,27 @@ def _dedup_names(names: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     keys = np.asarray(names["key"], np.uint64)
     uniq, first = np.unique(keys, return_index=True)
     return {"key": uniq, "value": names["value"].take(pa.array(first))}
+
+
+def _ledger(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The ledger of the labelled messages among some rows: each message's key once, with its label."""
+    keys = rows.get(MESSAGE_KEY)
+    if keys is None or not len(keys):
+        return {"key": np.zeros(0, np.uint64), "label": np.zeros(0, np.int8)}
+    at = np.flatnonzero(keys != 0)
+    unique, first = np.unique(keys[at], return_index=True)
+    return {"key": unique, "label": rows["label"][at[first]].astype(np.int8)}
+
+
+def _merge_ledgers(old: dict[str, np.ndarray] | None, new: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """A ledger updated by a later one: a key in both takes the later label (None, no ledger, stays None: what
+    it counted before is unknown)."""
+    if old is None or not len(new["key"]):
+        return old
+    keys = np.concatenate([old["key"], new["key"]])
+    labels = np.concatenate([old["label"], new["label"]])
+    order = np.argsort(keys, kind="stable")  # (the later of two equal keys comes second)
+    keys, labels = keys[order], labels[order]
+    last = np.ones(len(keys), bool)
+    np.not_equal(keys[1:], keys[:-1], out=last[:-1])
+    return {"key": keys[last], "label": labels[last]}

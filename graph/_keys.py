@@ -20,13 +20,13 @@ Only distinct values are hashed: callers factorise first and map back with ``tak
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import xxhash
 
-__all__ = ["stable_key", "stable_keys", "keyed_key_function", "KEY_ALGORITHM"]
+__all__ = ["stable_key", "stable_keys", "each_key", "keyed_key_function", "KEY_ALGORITHM"]
 
 KEY_ALGORITHM = "xxh3_64(utf-8); privacy: blake2b-64 keyed"
 _PERSON = b"commgraph"
@@ -58,6 +58,23 @@ def stable_key(value: str, *, secret: bytes | None = None) -> int:
     if secret is None:
         return xxhash.xxh3_64_intdigest(data)
     return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=secret, person=_PERSON).digest(), "little")
+
+
+def each_key(values: Sequence[str] | np.ndarray, *, secret: bytes | None = None) -> np.ndarray:
+    """:func:`stable_key` of each string, as ``uint64``: no factorising, for strings that are (nearly all)
+    distinct, or that :func:`stable_keys` has made so.
+
+    Examples
+    --------
+    >>> each_key(["alice@example.com", "bob@example.com"]).tolist() == [stable_key("alice@example.com"),
+    ...                                                                  stable_key("bob@example.com")]
+    True
+    """
+    if secret is None:
+        xxh3 = xxhash.xxh3_64_intdigest
+        return np.fromiter((xxh3(v.encode("utf-8")) for v in values), dtype=np.uint64, count=len(values))
+    key = keyed_key_function(secret)
+    return np.fromiter((key(v) for v in values), dtype=np.uint64, count=len(values))
 
 
 def keyed_key_function(secret: bytes) -> Callable[[str], int]:
@@ -108,12 +125,7 @@ def stable_keys(values: Iterable[str] | pd.Series | np.ndarray, *, secret: bytes
     codes, uniques = pd.factorize(pd.Series(values, dtype="str") if not isinstance(values, pd.Series)
                                   else values, use_na_sentinel=True)
     uniques = uniques.to_numpy(dtype=object) if hasattr(uniques, "to_numpy") else uniques
-    if secret is None:
-        hashed = np.fromiter((xxhash.xxh3_64_intdigest(u.encode("utf-8")) for u in uniques),
-                             dtype=np.uint64, count=len(uniques))
-    else:
-        hashed = np.fromiter((stable_key(u, secret=secret) for u in uniques), dtype=np.uint64,
-                             count=len(uniques))
+    hashed = each_key(uniques, secret=secret)
     out = np.zeros(len(codes), dtype=np.uint64)
     present = codes >= 0
     out[present] = hashed[codes[present]]

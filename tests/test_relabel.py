@@ -1,0 +1,207 @@
+"""A label that changes after a snapshot counted it (a user's report overturned by an analyst, spam found to
+be an attack): the refresh retracts the old label where it was counted and counts the new one, so it equals a
+rebuild over the corrected archive, which holds only the new label."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import mail_frames
+
+from commgraph.baselines import (
+    BaselineConfig, NoLabelLedgerWarning, build_baselines, refresh, refresh_many, run_refresh,
+)
+from commgraph.baselines._job import LEDGER_FILE
+from commgraph.baselines._snapshot import table_differences
+from commgraph.baselines._store import SnapshotStore
+from commgraph.graph import generate, validate
+
+START = pd.Timestamp("2024-03-01", tz="UTC")
+TENANTS = [{"tenant_id": "acme", "own_domains": ["acme.com"]}, {"tenant_id": "beta", "own_domains": ["beta.org"]}]
+ADDRESSES = ["ann@acme.com", "bob@acme.com", "eve@evil.com", "v@vendor.com", "x@beta.org", "y@beta.org"]
+# Short windows and settle delay: relabelled mail has often left every window, or is still settling.
+CONFIG = BaselineConfig(windows=("1d", "3d"), half_life="1d", settle_delay="1d", min_prior_entities=3,
+                        min_prior_labels=2)
+LABELS = ("safe", "attack", "spam")
+SECRETS = {"acme": b"acme-secret-0123", "beta": b"beta-secret-01234"}
+
+
+def _validate(frame: pd.DataFrame):
+    return validate(frame, tenants=TENANTS, strict=False)
+
+
+def _archive_at(frame: pd.DataFrame, changes: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    """The archive as it reads at ``now``: each message with its latest label changed before ``now``."""
+    out = frame.copy()
+    done = changes[changes["changed_at"] < now]
+    out.loc[done.index, "label"] = done["label"]
+    out.loc[done.index, "labeled_at"] = done["changed_at"]
+    return out
+
+
+def _read_since(archive: pd.DataFrame, prev: pd.Timestamp, now: pd.Timestamp):
+    """What an incremental job reads: the mail sent in [prev, now) and older mail whose label became known since."""
+    sent = (archive["timestamp"] >= prev) & (archive["timestamp"] < now)
+    labelled = archive["label"].notna() & (archive["labeled_at"].fillna(archive["timestamp"]) >= prev)
+    return _validate(archive[sent | labelled]) if (sent | labelled).any() else None
+
+
+@st.composite
+def relabelled(draw):
+    """Mail, and label changes of some of it: a new label (or the same one again) some hours to days after the
+    message's first label was known (or after the message, for one that had none)."""
+    frame = draw(mail_frames(start=START, tenants=["acme", "acme", "beta"], addresses=ADDRESSES, max_messages=30,
+                             step_minutes=60, labels=(None, "safe", "safe", "attack", "spam")))
+    picks = draw(st.lists(st.integers(0, len(frame) - 1), unique=True, max_size=max(1, len(frame) // 2)))
+    rows = []
+    for i in picks:
+        known = frame.at[i, "labeled_at"]
+        after = frame.at[i, "timestamp"] if pd.isna(known) else known
+        rows.append({"index": i, "label": draw(st.sampled_from(LABELS)),
+                     "changed_at": after + pd.Timedelta(hours=draw(st.integers(1, 5 * 24)))})
+    changes = pd.DataFrame(rows, columns=["index", "label", "changed_at"]).set_index("index")
+    return frame, changes
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=relabelled(), hours=st.lists(st.integers(12, 12 * 24), min_size=2, max_size=5, unique=True),
+       together=st.booleans(), stored=st.booleans(), privacy=st.booleans())
+def test_refreshes_across_label_changes_equal_a_rebuild_of_the_corrected_archive(case, hours, together,
+                                                                                stored, privacy) -> None:
+    frame, changes = case
+    config = dataclasses.replace(CONFIG, privacy=privacy)
+    secrets = SECRETS if privacy else None
+    times = [START + pd.Timedelta(hours=h) for h in sorted(hours)]
+    first = _validate(_archive_at(frame, changes, times[0]))
+    snaps = build_baselines(first, as_of=times[0], config=config, secrets=secrets)
+    final = _archive_at(frame, changes, times[-1])
+    full = build_baselines(_validate(final), as_of=times[-1], config=config, secrets=secrets)
+    pooled = next(iter(full.values())).priors["global"] if full else None
+    for prev, now in zip(times, times[1:]):
+        if stored:  # the state as a job loads it from the store: decoded from its Arrow tables
+            for s in snaps.values():
+                s.state_tables()
+                s.state = None
+        new = _read_since(_archive_at(frame, changes, now), prev, now)
+        if together:
+            snaps = refresh_many(snaps, new, as_of=now, global_prior=pooled, secrets=secrets)
+        else:
+            snaps = {t: refresh(s, new, as_of=now, global_prior=pooled, secret=(secrets or {}).get(t))
+                     for t, s in snaps.items()}
+    for tenant, rebuilt in full.items():
+        assert table_differences(snaps[tenant], rebuilt) == [], tenant
+        assert snaps[tenant].fingerprint == rebuilt.fingerprint, tenant  # each message's label once
+
+
+def _one_sender(label: str | None, labeled_at: str | None, n: int = 6) -> pd.DataFrame:
+    """Six messages an hour apart from eve to ann; the third carries ``label``."""
+    frame = pd.DataFrame({
+        "tenant_id": "acme", "message_id": [f"m{i}" for i in range(n)],
+        "timestamp": [START + pd.Timedelta(hours=i) for i in range(n)], "sender": "eve@evil.com",
+        "recipients": "ann@acme.com; bob@acme.com", "direction": "inbound",
+        "label": [label if i == 2 else None for i in range(n)],
+        "labeled_at": pd.to_datetime([labeled_at if i == 2 else None for i in range(n)], utc=True)})
+    return frame
+
+
+@pytest.mark.parametrize("before, after", [("attack", "safe"), ("safe", "attack"), ("spam", "spam")])
+def test_a_verdict_overturned_long_after_the_mail_left_every_window_counts_once(before, after) -> None:
+    # Counted as `before` on day 2; overturned on day 9, when the message is older than the longest window
+    # (3 days), so only the ledger remembers what was counted.
+    config = BaselineConfig(windows=("1d", "3d"), half_life="1d", settle_delay="1d")
+    snap = build_baselines(_validate(_one_sender(before, "2024-03-02")), as_of=START + pd.Timedelta(days=3),
+                           config=config)["acme"]
+    corrected = _one_sender(after, "2024-03-09")
+    now = START + pd.Timedelta(days=10)
+    refreshed = refresh(snap, _read_since(corrected, snap.as_of, now), as_of=now)
+    rebuilt = build_baselines(_validate(corrected), as_of=now, config=config)["acme"]
+    assert table_differences(refreshed, rebuilt) == []
+    # Hand-counted: one labelled message of six, with the new label only, on the sender, the pair of each
+    # recipient and each recipient; the five others presumed safe.
+    expected = {f"n_{name}": int(name == after) for name in LABELS}
+    sender = refreshed.table("sender").iloc[0]
+    assert {c: int(sender[c]) for c in expected} == expected
+    assert int(sender["n_presumed_safe"]) == 5
+    for table in ("pair", "recipient"):
+        rows = refreshed.table(table)
+        rows = rows[rows["n_inbound"] > 0]
+        assert len(rows) == 2
+        assert all(rows[c].tolist() == [v, v] for c, v in expected.items()), table
+
+
+def test_a_label_changed_while_the_mail_is_still_settling_withdraws_the_presumption_once() -> None:
+    # Labelled on arrival, relabelled an hour later, both inside the one-day settle delay: when the message
+    # settles it is not presumed safe, and nothing is presumed twice away.
+    config = BaselineConfig(windows=("1d", "3d"), half_life="1d", settle_delay="1d")
+    first = _one_sender("spam", None)
+    snap = build_baselines(_validate(first), as_of=START + pd.Timedelta(hours=4), config=config)["acme"]
+    corrected = _one_sender("attack", "2024-03-01T05:00Z")
+    mid = START + pd.Timedelta(hours=8)
+    snap = refresh(snap, _read_since(corrected, snap.as_of, mid), as_of=mid)
+    end = START + pd.Timedelta(days=3)
+    snap = refresh(snap, _read_since(corrected, mid, end), as_of=end)
+    rebuilt = build_baselines(_validate(corrected), as_of=end, config=config)["acme"]
+    assert table_differences(snap, rebuilt) == []
+    sender = snap.table("sender").iloc[0]
+    assert (int(sender["n_attack"]), int(sender["n_spam"]), int(sender["n_presumed_safe"])) == (1, 0, 5)
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_labels_of_older_mail_for_a_state_without_a_ledger_warn_with_the_fix(together) -> None:
+    config = BaselineConfig(windows=("1d", "3d"), half_life="1d", settle_delay="1d")
+    snap = build_baselines(_validate(_one_sender("spam", "2024-03-01T03:00Z")), as_of=START + pd.Timedelta(hours=4),
+                           config=config)["acme"]
+    snap.state.labelled = None  # as a snapshot written before the ledger decodes
+
+    def run(new, now):
+        return refresh_many({"acme": snap}, new, as_of=now)["acme"] if together else refresh(snap, new, as_of=now)
+
+    later = _one_sender("spam", "2024-03-01T03:00Z", n=8)  # new mail only: nothing to retract, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = run(_read_since(later, snap.as_of, START + pd.Timedelta(hours=8)), START + pd.Timedelta(hours=8))
+    assert quiet.tenant_state().labelled is None  # (what it counted before is still unknown)
+    changed = _one_sender("attack", "2024-03-01T05:00Z")
+    with pytest.warns(NoLabelLedgerWarning, match="again in full"):
+        run(_read_since(changed, snap.as_of, START + pd.Timedelta(hours=8)), START + pd.Timedelta(hours=8))
+
+
+def test_the_job_builds_in_full_over_a_stored_snapshot_without_a_ledger_and_refreshes_relabels(tmp_path) -> None:
+    mail = generate(tenants=2, days=8, scale=0.05, random_state=5)
+    frame = mail.messages.copy()
+    day6, day7, day8 = (pd.Timestamp(f"2025-01-{d}T00:00Z") for d in (11, 12, 13))  # (mail from the 6th)
+    labelled = frame.index[frame["label"].notna() & (frame["labeled_at"].fillna(frame["timestamp"]) < day6)]
+    assert len(labelled) >= 4
+    run_refresh(frame, store=tmp_path, as_of=day6, tenant_configs=mail.tenants)
+    # Overturn some verdicts on the 11th: the next night's incremental run reads them as labels known since.
+    corrected = frame.copy()
+    flip = labelled[::3]
+    corrected.loc[flip, "label"] = np.where(corrected.loc[flip, "label"] == "safe", "attack", "safe")
+    corrected.loc[flip, "labeled_at"] = day6 + pd.Timedelta(hours=5)
+    report = run_refresh(corrected, store=tmp_path, as_of=day7, tenant_configs=mail.tenants, incremental=True)
+    assert {o.mode for o in report.outcomes} == {"incremental"}
+    # Against a full run over the corrected archive (the job pools the global prior the same way).
+    run_refresh(corrected, store=tmp_path / "full", as_of=day7, tenant_configs=mail.tenants)
+    store, full = SnapshotStore(tmp_path), SnapshotStore(tmp_path / "full")
+    for cfg in mail.tenants:
+        assert not table_differences(store.load(cfg.tenant_id), full.load(cfg.tenant_id)), cfg.tenant_id
+        assert LEDGER_FILE in store.manifest(cfg.tenant_id)["files"]
+    # A snapshot written before ledgers (its state has none): the next incremental night builds it in full.
+    old = store.load(mail.tenants[0].tenant_id)
+    state = old.tenant_state()
+    state.labelled = None
+    old._state_tables = None
+    store.publish(old)
+    assert LEDGER_FILE not in store.manifest(old.tenant_id)["files"]
+    report = run_refresh(corrected, store=tmp_path, as_of=day8, tenant_configs=mail.tenants, incremental=True)
+    assert {o.tenant_id: o.mode for o in report.outcomes} == {mail.tenants[0].tenant_id: "full",
+                                                                mail.tenants[1].tenant_id: "incremental"}
+    run_refresh(corrected, store=tmp_path / "full", as_of=day8, tenant_configs=mail.tenants)
+    assert all(not table_differences(store.load(c.tenant_id), full.load(c.tenant_id)) for c in mail.tenants)
