@@ -51,8 +51,9 @@ HOUR_NS = 3_600 * 10**9
 
 #: The extracted rows' flag of one outbound row per (message, recipient domain); not part of the stored layout.
 DOMAIN_HEAD = "domain_head"
-#: The extracted rows' key of their message's id where its label is known (0 elsewhere): how a refresh tells a
-#: changed label from a first one (see TenantState.labelled); not part of the stored layout.
+#: The extracted rows' key of their message (its id's key mixed with its sender and time) where its label is
+#: known, 0 elsewhere: how a refresh tells a changed label from a first one (see TenantState.labelled); not part
+#: of the stored layout.
 MESSAGE_KEY = "message_key"
 
 #: Columns of an event table, with dtypes (the on-disk layout of the state).
@@ -390,7 +391,6 @@ class EventExtractor:
                                       f"secrets were given for {sorted(self.secrets)[:5]}")
                 secrets[i] = self.secrets[tenant_id]
         bounds = [0, n] if tenant is None else np.searchsorted(tenant, np.arange(n_tenants + 1))  # each tenant's rows
-        ev[MESSAGE_KEY] = self._message_keys(mi, ev["label"] >= 0, tenant, secrets)
         names_key: list[list[np.ndarray]] = [[] for _ in tenant_ids]
         names_value: list[list[pa.Array]] = [[] for _ in tenant_ids]
         groupings: list[dict[str, Grouping]] = [{} for _ in tenant_ids]
@@ -424,6 +424,12 @@ class EventExtractor:
             np.not_equal(run[lowest][1:], run[lowest][:-1], out=once[1:])
             head[lowest[once]] = True
         ev["head"] = head
+        # A labelled message's ledger key: its id's key mixed with its sender and time, so that an id
+        # reused by another message (ids are whatever the sender wrote) names another entry.
+        ids = self._message_keys(mi, ev["label"] >= 0, tenant, secrets)
+        with np.errstate(over="ignore"):
+            ev[MESSAGE_KEY] = np.where(ids != 0, mix64(ids, mix64(ev["sender_key"], ts.view(np.uint64))),
+                                       np.uint64(0))
         # (a message is one tenant's: the domain codes of each tenant need not differ from another's)
         domain_codes = groupings[0]["recipient_domain_key"].codes if n_tenants == 1 else np.concatenate(
             [g["recipient_domain_key"].codes for g in groupings] or [np.zeros(0, np.int64)])

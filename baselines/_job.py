@@ -38,15 +38,12 @@ from ._partial import (
 )
 from ._secrets import load_secrets
 from ._snapshot import Snapshot
-from ._store import SnapshotStore
+from ._store import LEDGER_FILE, SnapshotStore
 from ._workers import Unit, run_units
 
 __all__ = ["run_refresh", "RefreshReport", "TenantOutcome", "list_input_tenants", "EXIT_OK", "EXIT_FAILED_TENANTS",
            "EXIT_USAGE", "EXIT_ERROR", "DEFAULT_CHUNK_ROWS", "ENGINES", "REFRESH_BATCH",
            "REFRESH_BATCH_ROWS"]
-
-#: The state file that holds a snapshot's ledger of counted labels (absent from snapshots written before it).
-LEDGER_FILE = "state.labelled.arrow"
 
 #: Exit codes of ``commgraph refresh``.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_TENANTS = 0, 1, 2, 3

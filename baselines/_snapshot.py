@@ -83,12 +83,12 @@ class Snapshot:
     """
 
     __slots__ = ("tenant_id", "as_of", "config", "tables", "state", "priors", "fingerprint", "secret_check",
-                 "own_domains_digest", "_indexes", "_state_tables", "_state_loader")
+                 "own_domains_digest", "_indexes", "_state_tables", "_state_loader", "_ledger_stored")
 
     def __init__(self, *, tenant_id: str, as_of: pd.Timestamp, config: BaselineConfig, tables: dict[str, pa.Table],
                  state: TenantState | None, priors: dict[str, Any], fingerprint: str, secret_check: str | None = None,
                  indexes: dict[str, KeyIndex] | None = None, state_tables: dict[str, pa.Table] | None = None,
-                 state_loader: Any = None, own_domains_digest: str | None = None):
+                 state_loader: Any = None, own_domains_digest: str | None = None, ledger_stored: bool = False):
         self.tenant_id = tenant_id
         self.as_of = pd.Timestamp(as_of)
         self.config = config
@@ -104,6 +104,7 @@ class Snapshot:
         # A store reads the refresh state only when a refresh needs it (it is
         # compressed on disk, and an engine serving signals never does).
         self._state_loader = state_loader
+        self._ledger_stored = ledger_stored  # (loaded from a store: whether its state files hold the ledger)
 
     # ------------------------------------------------------------------ reading
     def table(self, name: str) -> pd.DataFrame:
@@ -217,6 +218,22 @@ class Snapshot:
         if self.state is None:
             self.state = _state_from_arrow(self.tenant_id, self.state_tables())
         return self.state
+
+    @property
+    def has_label_ledger(self) -> bool:
+        """Whether the refresh state keeps the ledger of counted labels, so that a refresh retracts a label that
+        changed (False for snapshots written before commgraph kept one); read without decoding the state.
+
+        Examples
+        --------
+        >>> _example().has_label_ledger
+        True
+        """
+        if self.state is not None:
+            return self.state.labelled is not None
+        if self._state_tables is not None:
+            return "labelled" in self._state_tables
+        return self._ledger_stored
 
     def meta(self) -> dict[str, Any]:
         """What a manifest records about the snapshot (JSON-ready)."""

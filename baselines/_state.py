@@ -334,8 +334,9 @@ class TenantState:
     time order (a refresh appends one and a merge keeps both sides': no copy of
     what is kept); ``pending`` the label events for mail still inside the settle delay.
     ``labelled`` is the ledger of every message whose label the lifetime
-    aggregates count: its id's key and that label (sorted by key; None in a
-    state written before ledgers, which cannot be refreshed). A label that
+    aggregates count: its key (of its id, sender and time) and that label,
+    sorted by key (None in a state written before ledgers: such a state counts
+    a changed label beside the old one, and warns). A label that
     changes later (an analyst's verdict replacing a user's report) is then
     retracted where it was counted before the new one counts, as a rebuild over
     the corrected archive counts only the new one.

@@ -161,6 +161,9 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+#: The state file that holds a snapshot's ledger of counted labels (absent from snapshots written before it).
+LEDGER_FILE = "state.labelled.arrow"
+
 def _write_ipc(path: Path, table: pa.Table, *, compress: bool = False) -> None:
     # Tables that signals read stay uncompressed (memory-mapped, zero-copy); the
     # refresh state is read once per refresh, so it is compressed (zstd) to save disk.
@@ -675,7 +678,8 @@ class SnapshotStore:
                         config=BaselineConfig.from_dict(manifest["config"]), tables=tables, state=None,
                         priors=manifest["priors"], fingerprint=manifest["input_fingerprint"],
                         secret_check=manifest.get("secret_check"), indexes=indexes, state_loader=load_state,
-                        own_domains_digest=manifest.get("own_domains_sha256"))
+                        own_domains_digest=manifest.get("own_domains_sha256"),
+                        ledger_stored=LEDGER_FILE in state_files)
 
     def __repr__(self) -> str:
         return f"SnapshotStore({str(self.path)!r}, retain={self.retain})"

@@ -154,8 +154,9 @@ def _label_counted(frame: pd.DataFrame, counted: pd.Series) -> pd.DataFrame:
     """Reject records for labels of messages whose label a served snapshot already counted."""
     before = counted.reindex(frame["message_id"]).astype(str).to_numpy()
     explain = [f"the served snapshot already counted this message's label {b!r} (the overlay held it until the "
-               "reload that brought that snapshot); a refresh counts one label per message, so another label, or "
-               "the same one again, counts only in a rebuild" for b in before]
+               "reload that brought that snapshot), and was written before snapshots kept a ledger of counted "
+               "labels, so it cannot retract that one: another label, or the same one again, counts only in a "
+               "rebuild" for b in before]
     return _reject_records(frame, np.full(len(frame), "label"), "label_counted", frame["label"].astype(str), explain)
 
 
@@ -239,8 +240,8 @@ class Overlay:
             row (only the reject columns when every message was kept).
             ``reject_reason`` is ``before_snapshot`` (the served snapshot would
             have counted it) or ``label_counted`` (a label for a message whose
-            label a snapshot took over from this overlay in :meth:`retire`: it
-            would count twice).
+            label a snapshot without a ledger of counted labels took over from
+            this overlay in :meth:`retire`: it would count twice).
 
         Examples
         --------
@@ -325,12 +326,16 @@ class Overlay:
             self._views[tenant] = (base, generation, as_of.value, view)
             return view
 
-    def retire(self, tenant: str, as_of: pd.Timestamp) -> None:
+    def retire(self, tenant: str, as_of: pd.Timestamp, *, ledger: bool = True) -> None:
         """Drop what a newly served snapshot as of ``as_of`` covers: mail before it whose label (if any) was known.
 
-        The labels so dropped are remembered by message id (for as long as the
-        overlay lives: labels are few), so that :meth:`observe` sets aside a
-        later label for one of those messages instead of counting a second.
+        A snapshot with a ledger of counted labels (``ledger``, as every
+        snapshot written since commgraph keeps one) retracts a label that
+        changes later, so a later label for such a message counts as any other.
+        For one without (``ledger=False``), the labels so dropped are
+        remembered by message id (for as long as the overlay lives: labels are
+        few), so that :meth:`observe` sets aside a later label for one of those
+        messages instead of counting a second.
 
         Examples
         --------
@@ -341,13 +346,15 @@ class Overlay:
         """
         with self._lock:  # a reload is rare: hold observes back while the delta shrinks
             self._views.pop(tenant, None)  # built on the replaced snapshot: let it go
+            if ledger:  # (labels are remembered only while the snapshot served cannot retract one)
+                self._counted.pop(tenant, None)
             parts = self._parts.pop(tenant, None)
             if not parts:
                 return
             delta = _merged(parts[0] if len(parts) == 1 else Messages.concat(parts))
             keep = _uncovered(delta, as_of)
             labelled = delta.frame[~keep & delta.frame["label"].notna().to_numpy()]
-            if len(labelled):  # the snapshot counts these labels now: a later label for them would count twice
+            if len(labelled) and not ledger:  # it counts these labels now: a later label for them would count twice
                 counted = pd.Series(labelled["label"].astype(str).to_numpy(), index=labelled["message_id"].to_numpy())
                 before = self._counted.get(tenant)
                 if before is not None:

@@ -429,7 +429,7 @@ class Scorer:
                         f"[{new_as_of.isoformat()}, {old.snapshot.as_of.isoformat()}) was counted by the newer "
                         "snapshot and dropped from the live overlay, so the served baselines miss it until a "
                         "snapshot as of that end or later is published"), stacklevel=2)
-                self._overlay.retire(t, new_as_of)
+                self._overlay.retire(t, new_as_of, ledger=views[t].snapshot.has_label_ledger)
             if failed:
                 warnings.warn(ReloadWarning(
                     f"{len(failed)} tenant{'s' if len(failed) > 1 else ''} kept {'their' if len(failed) > 1 else 'its'}"
@@ -523,14 +523,15 @@ class Scorer:
             known only later must come with its ``labeled_at``. A verdict
             known after the snapshot for such mail is kept and counts; if the
             snapshot never saw the message itself, only the label counts until
-            a rebuild. And labels of messages whose label a snapshot brought by
-            :meth:`reload` counted while this scorer held the message
-            (``label_counted``: a refresh counts one label per message, so a
-            reversed verdict counts only in a rebuild); the scorer remembers
-            those message ids and labels for as long as it runs. A reversal of
-            a label the served snapshot counted before this scorer saw the
-            message cannot be told apart from a first verdict (a snapshot keeps
-            counts, not message ids) and counts both labels until a rebuild.
+            a rebuild. A verdict that reverses one the served snapshot counted
+            (the same message id, sender and time, a new label) replaces it: the
+            snapshot's ledger of counted labels says which label to retract.
+            Snapshots written before commgraph kept that ledger cannot retract:
+            there a label for a message whose label a snapshot brought by
+            :meth:`reload` counted while this scorer held the message comes
+            back (``label_counted``; the scorer remembers those message ids for
+            as long as it runs), and a reversal of a label counted before this
+            scorer saw the message counts both labels until a rebuild.
 
         Examples
         --------

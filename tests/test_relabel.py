@@ -18,9 +18,8 @@ from conftest import mail_frames
 from commgraph.baselines import (
     BaselineConfig, NoLabelLedgerWarning, build_baselines, refresh, refresh_many, run_refresh,
 )
-from commgraph.baselines._job import LEDGER_FILE
 from commgraph.baselines._snapshot import table_differences
-from commgraph.baselines._store import SnapshotStore
+from commgraph.baselines._store import LEDGER_FILE, SnapshotStore
 from commgraph.graph import generate, validate
 
 START = pd.Timestamp("2024-03-01", tz="UTC")
@@ -205,3 +204,54 @@ def test_the_job_builds_in_full_over_a_stored_snapshot_without_a_ledger_and_refr
                                                                 mail.tenants[1].tenant_id: "incremental"}
     run_refresh(corrected, store=tmp_path / "full", as_of=day8, tenant_configs=mail.tenants)
     assert all(not table_differences(store.load(c.tenant_id), full.load(c.tenant_id)) for c in mail.tenants)
+
+
+def _mail(rows: list[tuple]) -> pd.DataFrame:
+    """Messages of acme from (id, hour, sender, recipients, label, hour its label was known or None)."""
+    frame = pd.DataFrame([{"tenant_id": "acme", "message_id": i, "timestamp": START + pd.Timedelta(hours=h),
+                           "sender": s, "recipients": r, "label": label,
+                           "labeled_at": None if at is None else START + pd.Timedelta(hours=at)}
+                          for i, h, s, r, label, at in rows])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["labeled_at"] = pd.to_datetime(frame["labeled_at"], utc=True)
+    return frame
+
+
+def test_a_message_id_reused_by_another_message_names_another_ledger_entry() -> None:
+    # Ids are whatever the sender wrote: a later message with the id of a counted one (read in a later
+    # period, so never merged with it) gets its first verdict; nothing of the first message's is retracted.
+    config = BaselineConfig(windows=("1d", "3d"), half_life="1d", settle_delay="1d")
+    first = _mail([("<X@host>", 1, "eve@evil.com", "ann@acme.com", "attack", 2)])
+    snap = build_baselines(_validate(first), as_of=START + pd.Timedelta(hours=10), config=config)["acme"]
+    reused = _mail([("<X@host>", 30, "mal@bad.com", "bob@acme.com; ann@acme.com", None, None)])
+    snap = refresh(snap, _validate(reused), as_of=START + pd.Timedelta(hours=40))
+    reused["label"], reused["labeled_at"] = "safe", START + pd.Timedelta(hours=45)
+    snap = refresh(snap, _validate(reused), as_of=START + pd.Timedelta(hours=50))
+    senders = snap.table("sender").set_index("sender")
+    assert senders.loc["eve@evil.com", ["n_attack", "n_safe"]].tolist() == [1, 0]
+    assert senders.loc["mal@bad.com", ["n_attack", "n_safe"]].tolist() == [0, 1]
+    recipients = snap.table("recipient").set_index("recipient")
+    assert recipients.loc["ann@acme.com", ["n_attack", "n_safe"]].tolist() == [1, 1]
+    assert recipients.loc["bob@acme.com", ["n_attack", "n_safe"]].tolist() == [0, 1]
+
+
+def test_the_live_overlay_takes_a_reversed_verdict_of_a_message_a_reloaded_snapshot_counted(tmp_path) -> None:
+    from commgraph.signals import Scorer
+
+    config = BaselineConfig(windows=("1d", "3d"), half_life="1d", settle_delay="1d")
+    store = SnapshotStore(tmp_path)
+    base = _mail([("a0", 1, "v@vendor.com", "ann@acme.com", None, None)])
+    store.publish(build_baselines(_validate(base), as_of=START + pd.Timedelta(hours=5), config=config)["acme"])
+    scorer = Scorer.from_store(store)
+    attack = _mail([("m0", 6, "eve@evil.com", "ann@acme.com", "attack", 6.5)])
+    assert not len(scorer.observe(_validate(attack), as_of=START + pd.Timedelta(hours=8)))
+    # The night's job counts m0 as an attack; the engine reloads; then an analyst clears it.
+    store.publish(build_baselines(_validate(pd.concat([base, attack], ignore_index=True)),
+                                  as_of=START + pd.Timedelta(hours=10), config=config)["acme"])
+    scorer.reload()
+    cleared = attack.assign(label="safe", labeled_at=START + pd.Timedelta(hours=11))
+    assert not len(scorer.observe(_validate(cleared), as_of=START + pd.Timedelta(hours=12)))  # kept, not set aside
+    served = scorer._overlay.view("acme", scorer._loaded.views["acme"]).snapshot
+    rebuilt = build_baselines(_validate(pd.concat([base, cleared], ignore_index=True)),
+                              as_of=START + pd.Timedelta(hours=12), config=config)["acme"]
+    assert table_differences(served, rebuilt) == []
