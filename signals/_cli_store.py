@@ -14,6 +14,7 @@ import pandas as pd
 from commgraph.baselines import SnapshotStore, load_secrets
 from commgraph.baselines import TenantOutcome, run_refresh
 from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_report_path, write_report
+from commgraph.baselines._store import LEDGER_FILE
 from commgraph.graph import CommGraphError, ConfigError
 
 __all__ = ["add_refresh_command", "add_inspect_command", "add_score_command", "add_explain_command"]
@@ -187,7 +188,10 @@ def run_inspect_command(args: argparse.Namespace) -> int:
             rows.append({"tenant_id": tenant, "version": None, "current": "?", "checksum": f"FAILED: {exc}"})
             bad += 1
             current = None
-        for version in store.versions(tenant):
+        versions = store.versions(tenant)
+        if args.current_only:  # (a damaged pointer is the row above: no version is current)
+            versions = [v for v in versions if v == current]
+        for version in versions:
             manifest: dict = {}
             try:  # a manifest failing its checksum is a row that says so, as a data file failing its own
                 manifest = store.manifest(tenant, version)
@@ -204,6 +208,8 @@ def run_inspect_command(args: argparse.Namespace) -> int:
                 "tenant_id": tenant, "version": version, "current": "*" if version == current else "",
                 "as_of": manifest.get("as_of"), "size_mib": round(size / 2**20, 2),
                 **{f"{name}_rows": counts.get(name) for name in ("sender", "sender_domain", "pair", "recipient")},
+                # Whether a refresh can retract a changed label (else --incremental builds the tenant in full).
+                "label_ledger": ("yes" if LEDGER_FILE in manifest["files"] else "no") if "files" in manifest else None,
                 "checksum": checksum,
             })
     foreign = [] if args.tenant else store.foreign()
@@ -228,12 +234,17 @@ def add_inspect_command(subparsers) -> argparse.ArgumentParser:
     """
     p = subparsers.add_parser(
         "inspect", help="list the store's tenants and versions, and verify their checksums",
-        description="Show each tenant's snapshot versions (as_of, size, row counts) and verify every file's "
-                    "SHA-256 checksum. Exits 1 when a checksum fails.",
-        epilog="examples:\n  commgraph inspect --store snapshots/\n  commgraph inspect --store snapshots/ --tenant acme",
+        description="Show each tenant's snapshot versions (as_of, size, row counts, whether the snapshot keeps "
+                    "the ledger of counted labels) and verify every file's SHA-256 checksum. Exits 1 when a "
+                    "checksum fails.",
+        epilog="examples:\n  commgraph inspect --store snapshots/\n  commgraph inspect --store snapshots/ --tenant acme"
+               "\n  commgraph inspect --store snapshots/ --current-only   # what is served, quickly",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", required=True, help="snapshot store directory")
     p.add_argument("--tenant", help="one tenant (default: all)")
+    p.add_argument("--current-only", action="store_true",
+                   help="list and verify only each tenant's current version (the one served and refreshed), "
+                        "not the older versions retention keeps: for large stores")
     p.set_defaults(func=run_inspect_command)
     return p
 

@@ -656,3 +656,19 @@ def test_every_publishing_path_records_the_own_domains(tmp_path, mail):
     SnapshotStore(tmp_path).publish(snap)
     assert SnapshotStore(tmp_path).manifest("tenant-01")["own_domains_sha256"] == own_domains_digest(configs,
                                                                                                       "tenant-01")
+
+
+def test_inspect_current_only_verifies_what_is_served_and_shows_the_label_ledger(tmp_path, mail, capsys):
+    run_refresh(mail.messages, store=tmp_path, as_of="2025-01-13T00:00Z", tenant_configs=mail.tenants)
+    run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    old = tmp_path / "tenant-01" / "v000001" / "sender.arrow"
+    old.write_bytes(old.read_bytes()[:-8] + b"\0" * 8)  # an old version damaged: not what is served
+    capsys.readouterr()
+    assert main(["inspect", "--store", str(tmp_path), "--current-only"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("tenant-")]
+    assert len(lines) == 3 and all(" * " in line and line.split()[-2:] == ["yes", "ok"] for line in lines), out
+    assert "label_ledger" in out
+    assert main(["inspect", "--store", str(tmp_path)]) == 1  # every version: the damaged one fails
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tenant-")]
+    assert len(lines) == 6 and sum("FAILED" in line for line in lines) == 1
