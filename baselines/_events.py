@@ -465,7 +465,6 @@ class EventExtractor:
                                           groupings[i])
         return out
 
-
     def _message_keys(self, mi: np.ndarray, labelled: np.ndarray, tenant: np.ndarray | None,
                       secrets: list[bytes | None]) -> np.ndarray:
         """Each row's key of its message's id where its label is known, else 0 (keyed with the tenant's secret

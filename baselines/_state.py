@@ -34,8 +34,8 @@ from ._events import (
 )
 from ._stacked import Stacked, merge_layouts, merge_many, merge_stacked, stackable
 
-__all__ = ["TenantState", "NoLabelLedgerWarning", "advance_many", "aggregate_rows", "merge_partials", "LIFETIME_TABLES", "DECAYED_TABLES",
-           "WINDOW_TABLES"]
+__all__ = ["TenantState", "NoLabelLedgerWarning", "advance_many", "aggregate_rows", "merge_partials",
+           "LIFETIME_TABLES", "DECAYED_TABLES", "WINDOW_TABLES"]
 
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
@@ -405,8 +405,8 @@ class TenantState:
         presumed = _presumed(rows, as_of - settle_delay)
         presumed[changed] = 0
         counted = {c: np.concatenate([rows[c], settled[c], retracted[c]]) for c in EVENT_COLUMNS}
-        counted["presumed"] = np.concatenate([presumed, settled["is_message"].astype(np.int64) - (settled["label"] >= 0),
-                                              np.zeros(n_changed, np.int64)])
+        settling = settled["is_message"].astype(np.int64) - (settled["label"] >= 0)
+        counted["presumed"] = np.concatenate([presumed, settling, np.zeros(n_changed, np.int64)])
         counted[DOMAIN_HEAD] = np.concatenate([rows[DOMAIN_HEAD], np.zeros(n_settled + n_changed, bool)])
         counted["is_message"][n_new:] = False
         counted["label"][n_new:n_new + n_settled] = NO_LABEL
