@@ -7,8 +7,8 @@ Two kinds of rows share the layout:
 * **message events** (``is_message = 1``): the message happened, and its label
   if that was known before ``as_of``;
 * **label events** (``is_message = 0``): a label that became known after an
-  earlier snapshot, for a message that snapshot had already counted. They add to
-  label counts only.
+  earlier snapshot, for a message that snapshot had already counted, or one
+  withdrawn since (no label, ``labeled_at`` since). They change label counts only.
 
 ``head`` marks one row per message, so message-level statistics (sender, domain,
 tenant) sum over heads and edge-level ones (pair, recipient) over all rows.
@@ -52,8 +52,8 @@ HOUR_NS = 3_600 * 10**9
 #: The extracted rows' flag of one outbound row per (message, recipient domain); not part of the stored layout.
 DOMAIN_HEAD = "domain_head"
 #: The extracted rows' key of their message (its id's key mixed with its sender and time) where its label is
-#: known, 0 elsewhere: how a refresh tells a changed label from a first one (see TenantState.labelled); not part
-#: of the stored layout.
+#: known or was withdrawn (a label event without a label), 0 elsewhere: how a refresh tells a changed label
+#: from a first one (see TenantState.labelled); not part of the stored layout.
 MESSAGE_KEY = "message_key"
 
 #: Columns of an event table, with dtypes (the on-disk layout of the state).
@@ -350,10 +350,14 @@ class EventExtractor:
         if self.since_ns is None:
             is_message = ts < self.as_of_ns
             keep = is_message
+            withdrawn = np.zeros(len(mi), bool)
         else:
             is_message = (ts >= self.since_ns) & (ts < self.as_of_ns)
             relabel = (ts < self.since_ns) & known & (label_time >= self.since_ns)
-            keep = is_message | relabel
+            # A label withdrawn since (no label, labelled then): a refresh retracts what it counted.
+            withdrawn = (ts < self.since_ns) & (label < 0) & (labeled_at >= self.since_ns) & (
+                labeled_at < self.as_of_ns)
+            keep = is_message | relabel | withdrawn
         # One order for every row: by tenant, then time, the edges of a message together.
         order = None if keep.all() else np.flatnonzero(keep)
         if len(mi) > 1:
@@ -370,6 +374,7 @@ class EventExtractor:
         if order is not None:
             rows = _rows_at(rows, order)
             mi, ts, label, known, is_message = mi[order], ts[order], label[order], known[order], is_message[order]
+            withdrawn = withdrawn[order]
             tenant = None if tenant is None else tenant[order]
         n = len(mi)
         first = np.ones(n, bool)  # the first row of each message
@@ -426,7 +431,7 @@ class EventExtractor:
         ev["head"] = head
         # A labelled message's ledger key: its id's key mixed with its sender and time, so that an id
         # reused by another message (ids are whatever the sender wrote) names another entry.
-        ids = self._message_keys(mi, ev["label"] >= 0, tenant, secrets)
+        ids = self._message_keys(mi, (ev["label"] >= 0) | withdrawn, tenant, secrets)
         with np.errstate(over="ignore"):
             ev[MESSAGE_KEY] = np.where(ids != 0, mix64(ids, mix64(ev["sender_key"], ts.view(np.uint64))),
                                        np.uint64(0))

@@ -339,7 +339,8 @@ class TenantState:
     a changed label beside the old one, and warns). A label that
     changes later (an analyst's verdict replacing a user's report) is then
     retracted where it was counted before the new one counts, as a rebuild over
-    the corrected archive counts only the new one.
+    the corrected archive counts only the new one; a label withdrawn is
+    retracted, and the message presumed safe again once it settles.
     """
 
     tenant_id: str
@@ -399,14 +400,19 @@ class TenantState:
             return rows
         # A changed label's rows count the new label; rows retracting the old one
         # (the same edges, the old label, sign -1) are aggregated with them. Neither
-        # touches the presumed-safe counts: the old label already withdrew the presumption.
+        # touches the presumed-safe counts (the old label already withdrew the
+        # presumption), unless the label was withdrawn.
         retracted = {c: rows[c][changed] for c in EVENT_COLUMNS}
         retracted["label"] = old_labels
         presumed = _presumed(rows, as_of - settle_delay)
         presumed[changed] = 0
+        # A withdrawn label (none now) gives a settled message its presumption back (one still settling gets
+        # it when it settles: see _advanced).
+        settled_now = rows["timestamp"][changed] < as_of - settle_delay
+        restored = ((rows["label"][changed] < 0) & settled_now).astype(np.int64)
         counted = {c: np.concatenate([rows[c], settled[c], retracted[c]]) for c in EVENT_COLUMNS}
         settling = settled["is_message"].astype(np.int64) - (settled["label"] >= 0)
-        counted["presumed"] = np.concatenate([presumed, settling, np.zeros(n_changed, np.int64)])
+        counted["presumed"] = np.concatenate([presumed, settling, restored])
         counted[DOMAIN_HEAD] = np.concatenate([rows[DOMAIN_HEAD], np.zeros(n_settled + n_changed, bool)])
         counted["is_message"][n_new:] = False
         counted["label"][n_new:n_new + n_settled] = NO_LABEL
@@ -445,10 +451,16 @@ class TenantState:
         aggregates of :meth:`_counted`'s rows), and each window's counts (shifted by its net change)."""
         changed, old_labels = self._relabels(rows)
         new_events, new_pending = _split(rows)
-        if len(changed):  # (a changed label stays out of the settle delay's events: it withdraws no presumption)
-            keep = np.ones(len(rows["timestamp"]), bool)
+        if len(new_pending["timestamp"]):
+            # A changed label stays out of the settle delay's events (it withdraws no presumption), as does a
+            # label event without a label (a withdrawal). A withdrawn label of mail still settling gives the
+            # presumption back when it settles: a row that counts +1 there (as an unlabelled message row does).
+            keep = rows["label"] >= 0
             keep[changed] = False
-            new_pending = {c: v[keep[~rows["is_message"]]] for c, v in new_pending.items()}
+            settling = changed[(rows["label"][changed] < 0) & (rows["timestamp"][changed] >= as_of - settle_delay)]
+            restore = {c: v[settling] for c, v in rows.items()}
+            restore["is_message"] = np.ones(len(settling), bool)
+            new_pending = concat_events([{c: v[keep[~rows["is_message"]]] for c, v in new_pending.items()}, restore])
         # New mail comes after everything kept (it was sent at or after the last
         # as_of): append it as a chunk, and drop or trim chunks that left the longest window.
         start = as_of - max(windows)
@@ -755,8 +767,8 @@ def _ledger(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _merge_ledgers(old: dict[str, np.ndarray] | None, new: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-    """A ledger updated by a later one: a key in both takes the later label (None, no ledger, stays None: what
-    it counted before is unknown)."""
+    """A ledger updated by a later one: a key in both takes the later label, and a withdrawn label (-1) leaves
+    (None, no ledger, stays None: what it counted before is unknown)."""
     if old is None or not len(new["key"]):
         return old
     keys = np.concatenate([old["key"], new["key"]])
@@ -765,4 +777,5 @@ def _merge_ledgers(old: dict[str, np.ndarray] | None, new: dict[str, np.ndarray]
     keys, labels = keys[order], labels[order]
     last = np.ones(len(keys), bool)
     np.not_equal(keys[1:], keys[:-1], out=last[:-1])
+    last &= labels >= 0
     return {"key": keys[last], "label": labels[last]}

@@ -46,16 +46,16 @@ def _archive_at(frame: pd.DataFrame, changes: pd.DataFrame, now: pd.Timestamp) -
 
 
 def _read_since(archive: pd.DataFrame, prev: pd.Timestamp, now: pd.Timestamp):
-    """What an incremental job reads: the mail sent in [prev, now) and older mail whose label became known since."""
+    """What an incremental job reads: the mail sent in [prev, now) and older mail labelled (or unlabelled) since."""
     sent = (archive["timestamp"] >= prev) & (archive["timestamp"] < now)
-    labelled = archive["label"].notna() & (archive["labeled_at"].fillna(archive["timestamp"]) >= prev)
+    labelled = archive["labeled_at"] >= prev  # (a label set, changed or withdrawn since; as the readers filter)
     return _validate(archive[sent | labelled]) if (sent | labelled).any() else None
 
 
 @st.composite
 def relabelled(draw):
-    """Mail, and label changes of some of it: a new label (or the same one again) some hours to days after the
-    message's first label was known (or after the message, for one that had none)."""
+    """Mail, and label changes of some of it: a new label (or the same one again, or none: withdrawn) some hours
+    to days after the message's first label was known (or after the message, for one that had none)."""
     frame = draw(mail_frames(start=START, tenants=["acme", "acme", "beta"], addresses=ADDRESSES, max_messages=30,
                              step_minutes=60, labels=(None, "safe", "safe", "attack", "spam")))
     picks = draw(st.lists(st.integers(0, len(frame) - 1), unique=True, max_size=max(1, len(frame) // 2)))
@@ -63,13 +63,13 @@ def relabelled(draw):
     for i in picks:
         known = frame.at[i, "labeled_at"]
         after = frame.at[i, "timestamp"] if pd.isna(known) else known
-        rows.append({"index": i, "label": draw(st.sampled_from(LABELS)),
+        rows.append({"index": i, "label": draw(st.sampled_from(LABELS + (None,))),
                      "changed_at": after + pd.Timedelta(hours=draw(st.integers(1, 5 * 24)))})
     changes = pd.DataFrame(rows, columns=["index", "label", "changed_at"]).set_index("index")
     return frame, changes
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(case=relabelled(), hours=st.lists(st.integers(12, 12 * 24), min_size=2, max_size=5, unique=True),
        together=st.booleans(), stored=st.booleans(), privacy=st.booleans())
 def test_refreshes_across_label_changes_equal_a_rebuild_of_the_corrected_archive(case, hours, together,
@@ -255,3 +255,25 @@ def test_the_live_overlay_takes_a_reversed_verdict_of_a_message_a_reloaded_snaps
     rebuilt = build_baselines(_validate(pd.concat([base, cleared], ignore_index=True)),
                               as_of=START + pd.Timedelta(hours=12), config=config)["acme"]
     assert table_differences(served, rebuilt) == []
+
+
+@pytest.mark.parametrize("labelled_at", [None, "2024-03-01T03:00Z"])  # on arrival, or as a later label event
+@pytest.mark.parametrize("withdrawn_after_hours", [5, 60])  # while the mail still settles, or after
+def test_a_withdrawn_label_is_retracted_and_gives_the_presumption_back_when_the_mail_settles(
+        labelled_at, withdrawn_after_hours) -> None:
+    config = BaselineConfig(windows=("1d", "3d"), half_life="1d", settle_delay="1d")
+    snap = build_baselines(_validate(_one_sender("spam", labelled_at)), as_of=START + pd.Timedelta(hours=4),
+                           config=config)["acme"]
+    withdrawn = _one_sender("spam", None)  # the label set back to none, at the time labeled_at says
+    withdrawn["label"] = None
+    withdrawn.loc[2, "labeled_at"] = START + pd.Timedelta(hours=withdrawn_after_hours)
+    times = [snap.as_of, START + pd.Timedelta(hours=withdrawn_after_hours + 3), START + pd.Timedelta(days=4)]
+    for prev, now in zip(times, times[1:]):
+        snap = refresh(snap, _read_since(withdrawn, prev, now), as_of=now)
+    rebuilt = build_baselines(_validate(withdrawn), as_of=times[-1], config=config)["acme"]
+    assert table_differences(snap, rebuilt) == []
+    assert snap.fingerprint == rebuilt.fingerprint
+    sender = snap.table("sender").iloc[0]
+    # Hand-counted: no label left, and all six messages settled and presumed safe.
+    assert [int(sender[c]) for c in ("n_safe", "n_attack", "n_spam", "n_presumed_safe")] == [0, 0, 0, 6]
+    assert not len(snap.tenant_state().labelled["key"])  # the message left the ledger
