@@ -415,8 +415,10 @@ def refresh(snapshot: Snapshot, new_messages: Messages | None, *, as_of: Any, se
     when its label changes after the snapshot counted it (the row holds the
     new label with a later ``labeled_at``), the old label is retracted where
     it was counted (the snapshot's ledger of counted labels says which) and
-    the new one counted; a label withdrawn (no label, ``labeled_at`` saying
-    when) is retracted, and its message presumed safe again once it settles.
+    the new one counted; a label withdrawn (no label, ``labeled_at`` set to
+    when) is retracted, and its message presumed safe again once it settles
+    (a withdrawal that clears ``labeled_at`` looks like mail never labelled:
+    only a rebuild drops its old label).
 
     The result equals :func:`build_baselines` over all the mail as of ``as_of``
     (on every table; the prior of a cold-start tenant is the global one carried

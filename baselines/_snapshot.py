@@ -325,8 +325,10 @@ def _state_to_arrow(state: TenantState) -> dict[str, pa.Table]:
     for name in DECAYED_TABLES:
         d = state.decayed[name]
         out[f"decayed.{name}"] = _agg_to_arrow(d.aggregate, {"anchor": d.anchor, "half_life": d.half_life})
-    # Message rows, then label events, each in content order (same bytes whatever
-    # the input order), as two record batches: a reader takes each as a view.
+    # Message rows, then the pending rows (label events, and rows that give a withdrawn
+    # label's presumption back: flagged as messages, hence the stored split), each in
+    # content order (same bytes whatever the input order), as two record batches: a
+    # reader takes each as a view.
     schema = pa.schema([(c, pa.from_numpy_dtype(np.dtype(d))) for c, d in EVENT_COLUMNS.items()])
     batches = []
     for rows in (concat_events(state.events), state.pending):

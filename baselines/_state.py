@@ -332,7 +332,9 @@ class TenantState:
 
     ``events`` holds the message rows of the longest window as chunks, each in
     time order (a refresh appends one and a merge keeps both sides': no copy of
-    what is kept); ``pending`` the label events for mail still inside the settle delay.
+    what is kept); ``pending`` the label events for mail still inside the settle delay, and
+    for each message there whose label was withdrawn, rows flagged as messages with no label
+    that give its presumption back when it settles (they count there, and nowhere else).
     ``labelled`` is the ledger of every message whose label the lifetime
     aggregates count: its key (of its id, sender and time) and that label,
     sorted by key (None in a state written before ledgers: such a state counts
@@ -373,7 +375,8 @@ class TenantState:
                 groupings: dict[str, Grouping] | None = None) -> "TenantState":
         """The state as of a later ``as_of``, given the event rows of ``[self.as_of, as_of)`` (and label events)."""
         self.check_ledger(rows)
-        rows, groupings = _sorted_grouped(rows, groupings)
+        rows, kept = self._without_stray_withdrawals(rows)
+        rows, groupings = _sorted_grouped(rows, groupings if kept else None)
         counted = self._counted(rows, as_of=as_of, settle_delay=settle_delay)
         new, new_decayed, _ = aggregate_rows(counted, cutoff=as_of - settle_delay, anchor=as_of, half_life=half_life,
                                              groupings=groupings if counted is rows else None)
@@ -430,6 +433,18 @@ class TenantState:
                 "Build this tenant's snapshot again in full (build_baselines, or commgraph refresh, which "
                 "does so by itself for such snapshots) to count each message's latest label once",
                 NoLabelLedgerWarning, stacklevel=4)
+
+    def _without_stray_withdrawals(self, rows: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
+        """``rows`` without the withdrawals of labels this state never counted (mail archived late, or labelled
+        and withdrawn in one period): label events with nothing to count, which would only add empty rows to
+        the tables; and whether every row was kept (then ``rows`` itself)."""
+        stray = ~rows["is_message"] & (rows["label"] < 0)
+        if not stray.any():
+            return rows, True
+        stray[self._relabels(rows)[0]] = False
+        if not stray.any():
+            return rows, True
+        return {c: v[~stray] for c, v in rows.items()}, False
 
     def _relabels(self, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The label events among ``rows`` whose message's label is counted already (the rows' positions), and
@@ -528,10 +543,6 @@ class TenantState:
         return TenantState(self.tenant_id, self.as_of, lifetime, decayed, windows, events, pending, names,
                            (self.fingerprint + other.fingerprint) % 2**64, ledger)
 
-    def event_rows(self) -> dict[str, np.ndarray]:
-        """Every retained row (message chunks and pending label events), one table."""
-        return concat_events(self.events + [self.pending])
-
 
 class NoLabelLedgerWarning(UserWarning):
     """A refresh read labels of older mail for a state written before commgraph kept a ledger of counted labels.
@@ -577,6 +588,7 @@ def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *
     cutoff = as_of - settle_delay
     for state, r in zip(states, rows):
         state.check_ledger(r)
+    rows = [state._without_stray_withdrawals(r)[0] for state, r in zip(states, rows)]
     ordered = [_sorted(r) for r in rows]
     counted = [state._counted(r, as_of=as_of, settle_delay=settle_delay) for state, r in zip(states, ordered)]
     new, new_decayed = _aggregate_stacked(counted, cutoff=cutoff, anchor=as_of, half_life=half_life)

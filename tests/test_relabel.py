@@ -277,3 +277,19 @@ def test_a_withdrawn_label_is_retracted_and_gives_the_presumption_back_when_the_
     # Hand-counted: no label left, and all six messages settled and presumed safe.
     assert [int(sender[c]) for c in ("n_safe", "n_attack", "n_spam", "n_presumed_safe")] == [0, 0, 0, 6]
     assert not len(snap.tenant_state().labelled["key"])  # the message left the ledger
+
+
+def test_the_withdrawal_of_a_label_never_counted_adds_nothing() -> None:
+    # Mail archived late without a label but with a recent labeled_at (or labelled and withdrawn within one
+    # period): a label event with nothing to retract, which must not add empty rows for its sender and pair.
+    config = BaselineConfig(windows=("1d", "3d"), half_life="1d", settle_delay="1d")
+    first = _mail([("a0", 1, "v@vendor.com", "ann@acme.com", None, None)])
+    snap = build_baselines(_validate(first), as_of=START + pd.Timedelta(hours=10), config=config)["acme"]
+    late = _mail([("a0", 1, "v@vendor.com", "ann@acme.com", None, None),
+                  ("x9", 5, "new@phish.com", "carl@acme.com", None, None)])
+    late["labeled_at"] = pd.to_datetime([None, START + pd.Timedelta(hours=12)], utc=True)
+    refreshed = refresh(snap, _read_since(late, snap.as_of, START + pd.Timedelta(hours=20)),
+                        as_of=START + pd.Timedelta(hours=20))
+    assert refreshed.table("sender")["sender"].tolist() == ["v@vendor.com"]
+    assert refreshed.table("pair")["recipient"].tolist() == ["ann@acme.com"]
+    assert table_differences(refreshed, refresh(snap, None, as_of=START + pd.Timedelta(hours=20))) == []
