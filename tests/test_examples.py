@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import data_dir
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # Needs Apache Airflow, which is not a dependency: checked to compile, not run.
 TEMPLATES = {"airflow_dag.py"}
@@ -27,9 +25,9 @@ TARGETS = {"detector_unsupervised.py": (r"attacks within the budget: ([\d.]+)%",
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_example_runs(script: str, tmp_path: Path) -> None:
-    if script in NEEDS_CORPORA and not (data_dir() / "README.md").exists():
-        pytest.skip(f"real corpora not found at {data_dir()}; set COMMGRAPH_DATA to the shared/data folder")
+def test_example_runs(script: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if script in NEEDS_CORPORA:
+        request.getfixturevalue("real_data")  # (skips where the corpora are absent)
     done = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, cwd=tmp_path,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
