@@ -51,7 +51,8 @@ def _merged(messages: Messages) -> Messages:
     union of the copies' (each recipient once, its most visible type winning,
     as :func:`commgraph.graph.validate` gathers one-row-per-recipient input);
     a label once known is kept, the one with the latest ``labeled_at`` (a label
-    without it was known when sent) winning; ``direction`` is ``outbound`` if
+    without it was known when sent) winning, a withdrawal (no label, a
+    ``labeled_at``) counting as one; ``direction`` is ``outbound`` if
     any copy says so and the latest says ``internal`` (what validation infers
     for the united recipients); every other column comes from the latest copy.
     """
@@ -73,7 +74,8 @@ def _merge_copies(copies: Messages) -> Messages:
     latest = np.full(n, -1, dtype=np.int64)
     np.maximum.at(latest, group, position)
     # The copy whose label counts: the latest labelling time (ties: the later copy); unlabelled groups keep latest.
-    labelled = frame["label"].notna().to_numpy()
+    # A withdrawal (no label, labeled_at saying when) is a labelling too: a later one replaces a verdict.
+    labelled = _labelling(frame).to_numpy()
     label_from = latest.copy()
     if labelled.any():
         label_time = frame["labeled_at"].fillna(frame["timestamp"]).to_numpy("datetime64[ns]").view(np.int64)
@@ -111,7 +113,8 @@ def _merge_copies(copies: Messages) -> Messages:
 
 
 def _uncovered(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
-    """Rows a snapshot as of ``as_of`` has not counted: mail at or after it, or a label known at or after it.
+    """Rows a snapshot as of ``as_of`` has not counted: mail at or after it, or a label known (or withdrawn) at
+    or after it.
 
     A refresh from that snapshot reads nothing else of the delta (older mail is
     counted, older labels known), so dropping the rest changes no view.
@@ -122,8 +125,13 @@ def _uncovered(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
         label_time = frame["labeled_at"].fillna(ts)  # unknown labelling time: known when sent
     else:
         label_time = ts
+    return ((ts >= as_of) | (_labelling(frame) & (label_time >= as_of))).to_numpy()
+
+
+def _labelling(frame: pd.DataFrame) -> pd.Series:
+    """Rows that say something of their message's label: a label, or a withdrawn one (no label, a labeled_at)."""
     labelled = frame["label"].notna() if "label" in frame else pd.Series(False, index=frame.index)
-    return ((ts >= as_of) | (labelled & (label_time >= as_of))).to_numpy()
+    return labelled | frame["labeled_at"].notna() if "labeled_at" in frame else labelled
 
 
 _NOTHING_SET_ASIDE = pd.DataFrame({c: pd.array([], dtype=STRING_DTYPE) for c in REJECT_COLUMNS})

@@ -524,8 +524,9 @@ class Scorer:
             known after the snapshot for such mail is kept and counts; if the
             snapshot never saw the message itself, only the label counts until
             a rebuild. A verdict that reverses one the served snapshot counted
-            (the same message id, sender and time, a new label) replaces it: the
-            snapshot's ledger of counted labels says which label to retract.
+            (the same message id, sender and time, a new label, or none with a
+            ``labeled_at``: withdrawn) replaces it: the snapshot's ledger of
+            counted labels says which label to retract.
             Snapshots written before commgraph kept that ledger cannot retract:
             there a label for a message whose label a snapshot brought by
             :meth:`reload` counted while this scorer held the message comes

@@ -235,21 +235,29 @@ def test_a_message_id_reused_by_another_message_names_another_ledger_entry() -> 
     assert recipients.loc["bob@acme.com", ["n_attack", "n_safe"]].tolist() == [0, 1]
 
 
-def test_the_live_overlay_takes_a_reversed_verdict_of_a_message_a_reloaded_snapshot_counted(tmp_path) -> None:
+def _served(tmp_path):
+    """A store with acme's snapshot as of 05:00 (one message), a scorer serving it, and the mail it then
+    observes: an attack sent at 06:00, labelled at 06:30."""
     from commgraph.signals import Scorer
 
     config = BaselineConfig(windows=("1d", "3d"), half_life="1d", settle_delay="1d")
     store = SnapshotStore(tmp_path)
     base = _mail([("a0", 1, "v@vendor.com", "ann@acme.com", None, None)])
     store.publish(build_baselines(_validate(base), as_of=START + pd.Timedelta(hours=5), config=config)["acme"])
-    scorer = Scorer.from_store(store)
-    attack = _mail([("m0", 6, "eve@evil.com", "ann@acme.com", "attack", 6.5)])
+    return config, store, Scorer.from_store(store), base, _mail([("m0", 6, "eve@evil.com", "ann@acme.com",
+                                                                  "attack", 6.5)])
+
+
+@pytest.mark.parametrize("new_label", ["safe", None])  # reversed, or withdrawn
+def test_the_live_overlay_takes_a_reversed_verdict_of_a_message_a_reloaded_snapshot_counted(tmp_path,
+                                                                                           new_label) -> None:
+    config, store, scorer, base, attack = _served(tmp_path)
     assert not len(scorer.observe(_validate(attack), as_of=START + pd.Timedelta(hours=8)))
     # The night's job counts m0 as an attack; the engine reloads; then an analyst clears it.
     store.publish(build_baselines(_validate(pd.concat([base, attack], ignore_index=True)),
                                   as_of=START + pd.Timedelta(hours=10), config=config)["acme"])
     scorer.reload()
-    cleared = attack.assign(label="safe", labeled_at=START + pd.Timedelta(hours=11))
+    cleared = attack.assign(label=new_label, labeled_at=START + pd.Timedelta(hours=11))
     assert not len(scorer.observe(_validate(cleared), as_of=START + pd.Timedelta(hours=12)))  # kept, not set aside
     served = scorer._overlay.view("acme", scorer._loaded.views["acme"]).snapshot
     rebuilt = build_baselines(_validate(pd.concat([base, cleared], ignore_index=True)),
@@ -293,3 +301,15 @@ def test_the_withdrawal_of_a_label_never_counted_adds_nothing() -> None:
     assert refreshed.table("sender")["sender"].tolist() == ["v@vendor.com"]
     assert refreshed.table("pair")["recipient"].tolist() == ["ann@acme.com"]
     assert table_differences(refreshed, refresh(snap, None, as_of=START + pd.Timedelta(hours=20))) == []
+
+
+def test_the_live_overlay_merges_a_verdict_and_its_withdrawal_observed_before_any_reload(tmp_path) -> None:
+    config, store, scorer, base, attack = _served(tmp_path)
+    withdrawn = attack.assign(label=None, labeled_at=START + pd.Timedelta(hours=7))
+    for batch in (attack, withdrawn):  # the copies merge: the later labelling (the withdrawal) wins
+        assert not len(scorer.observe(_validate(batch), as_of=START + pd.Timedelta(hours=8)))
+    served = scorer._overlay.view("acme", scorer._loaded.views["acme"]).snapshot
+    rebuilt = build_baselines(_validate(pd.concat([base, withdrawn], ignore_index=True)),
+                              as_of=START + pd.Timedelta(hours=8), config=config)["acme"]
+    assert table_differences(served, rebuilt) == []
+    assert served.table("sender").set_index("sender").loc["eve@evil.com", "n_attack"] == 0
