@@ -375,21 +375,24 @@ class TenantState:
                 groupings: dict[str, Grouping] | None = None) -> "TenantState":
         """The state as of a later ``as_of``, given the event rows of ``[self.as_of, as_of)`` (and label events)."""
         self.check_ledger(rows)
-        rows, kept = self._without_stray_withdrawals(rows)
-        rows, groupings = _sorted_grouped(rows, groupings if kept else None)
-        counted = self._counted(rows, as_of=as_of, settle_delay=settle_delay)
+        rows, groupings = _sorted_grouped(rows, groupings)
+        kept, changes = self._label_changes(rows)
+        rows, groupings = kept, groupings if kept is rows else None
+        counted = self._counted(rows, changes, as_of=as_of, settle_delay=settle_delay)
         new, new_decayed, _ = aggregate_rows(counted, cutoff=as_of - settle_delay, anchor=as_of, half_life=half_life,
                                              groupings=groupings if counted is rows else None)
         lifetime, decayed = merge_partials((self.lifetime, self.decayed), (new, new_decayed))
         deltas = self._window_deltas(rows, as_of=as_of, windows=windows)
         counts = {str(w): {t: _shift(self.windows[str(w)][t], deltas[str(w)][t]) for t in WINDOW_TABLES}
                   for w in windows}
-        return self._advanced(rows, lifetime, decayed, counts, as_of=as_of, windows=windows,
+        return self._advanced(rows, changes, lifetime, decayed, counts, as_of=as_of, windows=windows,
                               settle_delay=settle_delay, names=names, fingerprint=fingerprint)
 
-    def _counted(self, rows: dict[str, np.ndarray], *, as_of: int, settle_delay: int) -> dict[str, np.ndarray]:
+    def _counted(self, rows: dict[str, np.ndarray], changes: tuple[np.ndarray, np.ndarray], *, as_of: int,
+                 settle_delay: int) -> dict[str, np.ndarray]:
         """The rows whose lifetime aggregates a refresh to ``as_of`` adds: ``rows`` (time-ordered new rows)
-        themselves, or with the retained rows that passed the settle delay since the last refresh."""
+        themselves, or with the retained rows that passed the settle delay since the last refresh and the rows
+        retracting changed labels (``changes``: :meth:`_label_changes`'s)."""
         before = self.as_of
         n_new = len(rows["timestamp"])
         # Retained rows that passed the settle delay since the last refresh add to
@@ -397,7 +400,7 @@ class TenantState:
         # with the new rows (one call's fixed cost, not two).
         settled = concat_events([_slice_chunks(self.events, before - settle_delay, as_of - settle_delay),
                                  _slice(self.pending, before - settle_delay, as_of - settle_delay)])
-        changed, old_labels = self._relabels(rows)
+        changed, old_labels = changes
         n_settled, n_changed = len(settled["timestamp"]), len(changed)
         if not n_settled and not n_changed:
             return rows
@@ -434,17 +437,19 @@ class TenantState:
                 "does so by itself for such snapshots) to count each message's latest label once",
                 NoLabelLedgerWarning, stacklevel=4)
 
-    def _without_stray_withdrawals(self, rows: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
-        """``rows`` without the withdrawals of labels this state never counted (mail archived late, or labelled
-        and withdrawn in one period): label events with nothing to count, which would only add empty rows to
-        the tables; and whether every row was kept (then ``rows`` itself)."""
+    def _label_changes(self, rows: dict[str, np.ndarray]
+                       ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Time-ordered ``rows`` without the withdrawals of labels this state never counted (mail archived late,
+        or labelled and withdrawn in one period: label events with nothing to count, which would only add empty
+        rows to the tables; ``rows`` itself when there are none), and the label events among them that change a
+        counted label (their positions, and the label counted): what a refresh retracts."""
+        changed, old_labels = self._relabels(rows)
         stray = ~rows["is_message"] & (rows["label"] < 0)
+        stray[changed] = False
         if not stray.any():
-            return rows, True
-        stray[self._relabels(rows)[0]] = False
-        if not stray.any():
-            return rows, True
-        return {c: v[~stray] for c, v in rows.items()}, False
+            return rows, (changed, old_labels)
+        keep = ~stray
+        return {c: v[keep] for c, v in rows.items()}, ((np.cumsum(keep) - 1)[changed], old_labels)
 
     def _relabels(self, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The label events among ``rows`` whose message's label is counted already (the rows' positions), and
@@ -458,13 +463,14 @@ class TenantState:
         hit = ledger["key"][pos] == keys[at]
         return at[hit], ledger["label"][pos[hit]]
 
-    def _advanced(self, rows: dict[str, np.ndarray], lifetime: dict[str, KeyedAggregate],
+    def _advanced(self, rows: dict[str, np.ndarray], changes: tuple[np.ndarray, np.ndarray],
+                  lifetime: dict[str, KeyedAggregate],
                   decayed: dict[str, Decayed], counts: dict[str, dict[str, KeyedAggregate]], *, as_of: int,
                   windows: tuple[int, ...], settle_delay: int, names: dict[str, np.ndarray], fingerprint: int
                   ) -> "TenantState":
         """The state as of ``as_of`` from the new rows and the merged aggregates: lifetime and decayed (with the
         aggregates of :meth:`_counted`'s rows), and each window's counts (shifted by its net change)."""
-        changed, old_labels = self._relabels(rows)
+        changed, old_labels = changes
         new_events, new_pending = _split(rows)
         if len(new_pending["timestamp"]):
             # A changed label stays out of the settle delay's events (it withdraws no presumption), as does a
@@ -588,9 +594,10 @@ def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *
     cutoff = as_of - settle_delay
     for state, r in zip(states, rows):
         state.check_ledger(r)
-    rows = [state._without_stray_withdrawals(r)[0] for state, r in zip(states, rows)]
-    ordered = [_sorted(r) for r in rows]
-    counted = [state._counted(r, as_of=as_of, settle_delay=settle_delay) for state, r in zip(states, ordered)]
+    prepared = [state._label_changes(_sorted(r)) for state, r in zip(states, rows)]
+    ordered, changes = [r for r, _ in prepared], [c for _, c in prepared]
+    counted = [state._counted(r, c, as_of=as_of, settle_delay=settle_delay)
+               for state, r, c in zip(states, ordered, changes)]
     new, new_decayed = _aggregate_stacked(counted, cutoff=cutoff, anchor=as_of, half_life=half_life)
     deltas = _window_deltas_many(states, ordered, as_of=as_of, windows=windows)
     # Each table merged for every tenant at once (one stacked splice), each tenant's result a view of it.
@@ -598,7 +605,7 @@ def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *
     decayed = _decayed_many([s.decayed for s in states], new_decayed, as_of=as_of, half_life=half_life)
     counts = {str(w): {t: _shift_many([s.windows[str(w)][t] for s in states], deltas[str(w)][t])
                        for t in WINDOW_TABLES} for w in windows}
-    return [state._advanced(r, {name: lifetime[name][i] for name in state.lifetime},
+    return [state._advanced(r, changes[i], {name: lifetime[name][i] for name in state.lifetime},
                             {name: decayed[name][i] for name in state.decayed},
                             {w: {t: counts[w][t][i] for t in WINDOW_TABLES} for w in counts}, as_of=as_of,
                             windows=windows, settle_delay=settle_delay, names=n, fingerprint=fp)
@@ -779,15 +786,11 @@ def _ledger(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _merge_ledgers(old: dict[str, np.ndarray] | None, new: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-    """A ledger updated by a later one: a key in both takes the later label, and a withdrawn label (-1) leaves
-    (None, no ledger, stays None: what it counted before is unknown)."""
+    """A ledger (sorted, unique keys) updated by a later one: a key in both takes the later label, and a withdrawn
+    label (-1) leaves (None, no ledger, stays None: what it counted before is unknown)."""
     if old is None or not len(new["key"]):
         return old
-    keys = np.concatenate([old["key"], new["key"]])
-    labels = np.concatenate([old["label"], new["label"]])
-    order = np.argsort(keys, kind="stable")  # (the later of two equal keys comes second)
-    keys, labels = keys[order], labels[order]
-    last = np.ones(len(keys), bool)
-    np.not_equal(keys[1:], keys[:-1], out=last[:-1])
-    last &= labels >= 0
-    return {"key": keys[last], "label": labels[last]}
+    plan = Splice.of([old["key"]], [new["key"]])
+    keys, labels = plan.apply(old["key"], new["key"]), plan.apply(old["label"], new["label"])
+    kept = labels >= 0
+    return {"key": keys[kept], "label": labels[kept]}
