@@ -218,7 +218,13 @@ def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLU
     with ThreadPoolExecutor(max_workers=8) as pool:
         schemas = list(pool.map(_complete_schema, fragments))
     schema = dataset.schema
+    # An archive's files nearly all share one schema: each distinct one is checked once, at its first file
+    # (a schema seen before adds no column and disagrees with none it did not disagree with then).
+    checked: list[Any] = []
     for fragment, file_schema in zip(fragments, schemas):
+        if any(file_schema.equals(s) for s in checked):  # (equals: in C++; a schema's hash is costlier)
+            continue
+        checked.append(file_schema)
         for field in file_schema:
             at = schema.get_field_index(field.name)
             if at < 0:
@@ -426,25 +432,37 @@ def _pruned(dataset: Any, since: _SinceFilter) -> tuple[Any, dict[tuple[str, int
             return True
         return since.range is not None and (smallest < since.range[0] or largest >= since.range[1])
 
+    known: list[tuple[Any, dict[str, int]]] = []  # (Parquet schema, column positions by path): files share a few
+
+    def columns_of(schema: Any) -> dict[str, int]:
+        for seen, at in known:
+            if schema.equals(seen):
+                return at
+        at = {schema.column(i).path: i for i in range(len(schema))}
+        known.append((schema, at))  # (threads may add one twice: harmless)
+        return at
+
     def kept(fragment: Any) -> list[tuple[Any, int]]:
         metadata = fragment.metadata
-        names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
-        start, pieces = 0, []
-        for number, piece in enumerate(fragment.split_by_row_group()):
+        at = columns_of(metadata.schema)
+        start, wanted = 0, []
+        for number in range(metadata.num_row_groups):
             group = metadata.row_group(number)
 
             def statistics(name: str) -> Any:
-                return group.column(names.index(name)).statistics if name in names else None
+                return group.column(at[name]).statistics if name in at else None
 
             # A file without labeled_at holds no label (the dataset reads it as null); a column without
             # statistics may hold anything (writers may skip them per column), and a missing timestamp is
             # read (validation rejects it, naming why).
             if (may_hold(statistics(since.timestamp), group.num_rows, True, nulls_wanted=True)
-                    or (since.labeled_at in names
-                        and may_hold(statistics(since.labeled_at), group.num_rows, True))):
-                pieces.append((piece, start))
+                    or (since.labeled_at in at and may_hold(statistics(since.labeled_at), group.num_rows, True))):
+                wanted.append((number, start))
             start += group.num_rows
-        return pieces
+        if not wanted:
+            return []  # most files of an archive by day: not split into row groups at all
+        pieces = fragment.split_by_row_group()
+        return [(pieces[number], first) for number, first in wanted]
 
     # Each file's footer is read for its row groups' statistics: mostly waiting on the filesystem, so several
     # at once (an archive by tenant and day holds a file per day).
