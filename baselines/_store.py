@@ -564,6 +564,14 @@ class SnapshotStore:
         if not isinstance(manifest, dict):
             raise CorruptSnapshotError(f"{folder / 'manifest.json'} holds a JSON {type(manifest).__name__}, not an "
                                        "object", reason="damaged")
+        # Always checked (a few microseconds): a damaged as_of or prior would load silently otherwise. First:
+        # the digest covers the schema version too, and a flipped bit there must read as damage (replaceable),
+        # not as a newer commgraph's snapshot (which a job refuses to replace, even with --force).
+        # Manifests written before the check existed have no digest and are read as they are.
+        if "manifest_sha256" in manifest and manifest["manifest_sha256"] != _manifest_digest(manifest):
+            raise CorruptSnapshotError(f"{folder / 'manifest.json'} fails its SHA-256 checksum: its content was "
+                                       "changed after publishing; the snapshot is refused: load an earlier version "
+                                       "or republish", reason="checksum")
         schema = manifest.get("schema_version")
         if schema != SCHEMA_VERSION:
             known = isinstance(schema, int) and not isinstance(schema, bool)
@@ -576,12 +584,6 @@ class SnapshotStore:
                 f"{folder} has snapshot schema version {schema!r}; this library reads "
                 f"version {SCHEMA_VERSION} only. Rebuild the snapshot, or load it with a matching commgraph.",
                 reason="older_schema" if known else "damaged", schema_version=schema if known else None)
-        # Always checked (a few microseconds): a damaged as_of or prior would load silently otherwise.
-        # Manifests written before the check existed have no digest and are read as they are.
-        if "manifest_sha256" in manifest and manifest["manifest_sha256"] != _manifest_digest(manifest):
-            raise CorruptSnapshotError(f"{folder / 'manifest.json'} fails its SHA-256 checksum: its content was "
-                                       "changed after publishing; the snapshot is refused: load an earlier version "
-                                       "or republish", reason="checksum")
         try:
             check_tenant(manifest.get("tenant_id"), tenant_id, f"stored snapshot {folder}")
         except CommGraphError as exc:

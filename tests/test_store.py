@@ -362,7 +362,11 @@ def test_the_store_says_why_a_manifest_cannot_be_read_and_never_downgrades_a_new
             store.manifest("acme")
         assert info.value.reason == reason
     for damaged, reason in [("[1, 2]", "damaged"), ("{not json", "damaged"),
-                            (text.replace('"as_of": "2024', '"as_of": "2023', 1), "checksum")]:
+                            (text.replace('"as_of": "2024', '"as_of": "2023', 1), "checksum"),
+                            # A flipped bit in the version reads as damage (replaceable), not a newer commgraph's.
+                            (text.replace(f'"schema_version": {SCHEMA_VERSION}',
+                                          f'"schema_version": {SCHEMA_VERSION + 1}', 1), "checksum")]:
+        assert damaged != text
         path.write_text(damaged)
         assert store.current_problem("acme").reason == reason
     path.unlink()
