@@ -189,7 +189,16 @@ def run_inspect_command(args: argparse.Namespace) -> int:
             bad += 1
             current = None
         versions = store.versions(tenant)
-        if args.current_only:  # (a damaged pointer is the row above: no version is current)
+        if current is not None and current not in versions:
+            # The pointer names a version whose folder is gone: what the engine serves cannot load.
+            try:
+                store.manifest(tenant)
+                problem = f"version {current} is current but absent"  # (manifest always raises here)
+            except CommGraphError as exc:
+                problem = str(exc)
+            rows.append({"tenant_id": tenant, "version": current, "current": "*", "checksum": f"FAILED: {problem}"})
+            bad += 1
+        if args.current_only:  # (a damaged or dangling pointer is a row above)
             versions = [v for v in versions if v == current]
         for version in versions:
             manifest: dict = {}

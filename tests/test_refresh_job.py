@@ -672,3 +672,18 @@ def test_inspect_current_only_verifies_what_is_served_and_shows_the_label_ledger
     assert main(["inspect", "--store", str(tmp_path)]) == 1  # every version: the damaged one fails
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tenant-")]
     assert len(lines) == 6 and sum("FAILED" in line for line in lines) == 1
+
+
+def test_inspect_fails_a_tenant_whose_current_version_folder_is_gone(tmp_path, mail, capsys):
+    # The pointer names a version that was removed by hand: the engine cannot load the tenant, and inspect
+    # passed (exit 0, the older version "ok"; with --current-only, "no snapshots").
+    import shutil
+
+    for as_of in ("2025-01-13T00:00Z", AS_OF):
+        run_refresh(mail.messages, store=tmp_path, as_of=as_of, tenant_configs=mail.tenants, tenants=["tenant-01"])
+    shutil.rmtree(tmp_path / "tenant-01" / "v000002")
+    capsys.readouterr()
+    for extra in ([], ["--current-only"]):
+        assert main(["inspect", "--store", str(tmp_path), *extra]) == 1
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tenant-01")]
+        assert any(" 2 " in line and " * " in line and "FAILED" in line and "gone" in line for line in lines), lines
