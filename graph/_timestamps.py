@@ -202,10 +202,15 @@ def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timez
     parsed = pd.to_datetime(text.where(present), format="ISO8601", utc=True, errors="coerce")
     failed = present & parsed.isna().to_numpy()
     if failed.any():
-        # RFC 2822 and other forms: the general parser, only for what ISO-8601 missed.
-        parsed = parsed.astype("datetime64[s, UTC]") if parsed.dt.unit == "ns" else parsed
-        parsed[failed] = pd.Series([_parse_other(v) for v in text[failed]], index=text.index[failed],
-                                   dtype=parsed.dtype)
+        # RFC 2822 and other forms: the general parser, only for what ISO-8601 missed, into the column's own
+        # unit. A date nanoseconds cannot hold is refused here, so that no other row gives up its fraction
+        # of a second (.7500000Z) to a coarser unit made to fit it.
+        other = pd.Series([_parse_other(v) for v in text[failed]], index=text.index[failed],
+                          dtype="datetime64[us, UTC]")
+        far = np.zeros(len(text), dtype=bool)
+        far[failed] = _beyond_ns(other)
+        refuse(far, ReasonCode.TIMESTAMP_OUT_OF_RANGE, _FAR_FIX)
+        parsed[failed] = other.mask(far[failed]).astype(parsed.dtype)
     parsed = _to_ns(parsed, refuse)
     refuse(present & parsed.isna().to_numpy(), ReasonCode.UNPARSEABLE_TIMESTAMP,
            "write timestamps as ISO-8601 with an offset (2024-03-01T09:30:00+01:00) or epoch seconds")
@@ -222,11 +227,19 @@ def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timez
     return parsed
 
 
-def _to_ns(parsed: pd.Series, refuse) -> pd.Series:
-    """Nanosecond UTC, refusing dates nanoseconds cannot hold (years before 1677 or after 2262)."""
+_FAR_FIX = "correct the dates: they lie centuries away"
+
+
+def _beyond_ns(parsed: pd.Series) -> np.ndarray:
+    """Where zoned times lie beyond what nanoseconds hold (years before 1677 or after 2262)."""
     lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
-    overflow = (parsed.notna() & ((parsed < lo) | (parsed > hi))).to_numpy()
-    refuse(overflow, ReasonCode.TIMESTAMP_OUT_OF_RANGE, "correct the dates: they lie centuries away")
+    return (parsed.notna() & ((parsed < lo) | (parsed > hi))).to_numpy()
+
+
+def _to_ns(parsed: pd.Series, refuse) -> pd.Series:
+    """Nanosecond UTC, refusing dates nanoseconds cannot hold."""
+    overflow = _beyond_ns(parsed)
+    refuse(overflow, ReasonCode.TIMESTAMP_OUT_OF_RANGE, _FAR_FIX)
     return parsed.where(~overflow).astype(TIMESTAMP_DTYPE)
 
 

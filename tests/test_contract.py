@@ -191,6 +191,20 @@ def test_timestamps_naive_out_of_range_and_unparseable():
     assert m.frame["timestamp"].iloc[0] == pd.Timestamp("2024-05-02T07:00:00Z")
 
 
+@pytest.mark.parametrize("other", ["Fri, 01 Mar 2024 10:00:00 +0000", "soon", "Fri, 01 Mar 1500 10:00:00 +0000"])
+def test_a_row_read_by_the_general_parser_leaves_the_others_their_fraction_of_a_second(other):
+    # An RFC 2822 date, an unparseable value or a date centuries away beside ISO times with seven to nine
+    # fractional digits (.NET and Exchange exports) cast the whole column to whole seconds: every message
+    # moved up to a second earlier, before an as_of it came after.
+    from commgraph.graph._timestamps import parse_timestamps
+
+    values = ["2024-03-01T09:30:00.7500000Z", "2024-03-01T09:30:00.123456789Z", other]
+    parsed = parse_timestamps(pd.Series(values)).values
+    assert parsed.iloc[:2].astype("int64").tolist() == [pd.Timestamp(v).value for v in values[:2]]
+    m = validate(frame(timestamp=values, message_id=["m1", "m2", "m3"]), strict=False, tenants=ACME)
+    assert m.frame["timestamp"].astype("int64").tolist()[:2] == [pd.Timestamp(v).value for v in values[:2]]
+
+
 @pytest.mark.parametrize("raw, address, name", [
     ("ceo@acme.com <attacker@evil.com>", "attacker@evil.com", "ceo@acme.com"),  # a display-name spoof
     ("'bob@vendor.com' <bob@vendor.com>", "bob@vendor.com", "'bob@vendor.com'"),  # Outlook's form
