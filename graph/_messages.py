@@ -79,14 +79,25 @@ class Messages:
     2         m2    ann@acme.com   inbound
     """
 
-    __slots__ = ("frame", "rejects", "_edges", "own_domains")
+    __slots__ = ("frame", "rejects", "_edges", "own_domains", "_reject_tenant_column")
 
     def __init__(self, frame: pd.DataFrame, edges: pd.DataFrame, rejects: pd.DataFrame,
-                 own_domains: Mapping[str, tuple[str, ...]] | None = None):
+                 own_domains: Mapping[str, tuple[str, ...]] | None = None, *, reject_tenant_column: str = "tenant_id"):
         self.frame = frame
         self._edges = edges
         self.rejects = rejects
         self.own_domains: dict[str, tuple[str, ...]] = dict(own_domains or {})
+        self._reject_tenant_column = reject_tenant_column
+
+    @property
+    def reject_tenant_column(self) -> str:
+        """The column of :attr:`rejects` that holds the tenant id: rejected rows keep the input's column names
+        (``validate``'s ``columns=``). (Messages pickled before it was kept have ``tenant_id``.)"""
+        return getattr(self, "_reject_tenant_column", "tenant_id")
+
+    @reject_tenant_column.setter
+    def reject_tenant_column(self, column: str) -> None:
+        self._reject_tenant_column = column
 
     def edges(self, *, message_columns: Iterable[str] = ("message_id",)) -> pd.DataFrame:
         """One row per (message, recipient), recipients de-duplicated within a message.
@@ -160,15 +171,18 @@ class Messages:
         mask = (self.frame["tenant_id"] == tenant_id).to_numpy()
         if not mask.any():
             raise CommGraphError(f"tenant {tenant_id!r} has no messages here; tenants present: {self.tenants}")
-        rejects = self.rejects
-        if "tenant_id" in rejects.columns:
-            # Rejected rows keep their raw values; a tenant id counts as validation and the readers count it,
-            # stripped of surrounding white space ("b " is tenant "b").
-            owner = rejects["tenant_id"].astype(STRING_DTYPE).str.strip()
-            rejects = rejects[(owner == tenant_id).to_numpy(dtype=bool)]
+        from ._validate import id_text
+
+        rejects, column = self.rejects, self.reject_tenant_column
+        if column in rejects.columns:
+            # Rejected rows keep their raw values (and the caller's column name); a tenant id counts as
+            # validation reads it: stripped of surrounding white space ("b " is tenant "b"), a float
+            # column's 7.0 is tenant "7".
+            owner = id_text(rejects[column])[0]
+            rejects = rejects[(owner == tenant_id).to_numpy(dtype=bool, na_value=False)]
         part = self.subset(mask)
         own = {tenant_id: self.own_domains[tenant_id]} if tenant_id in self.own_domains else {}
-        return Messages(part.frame, part._edges, rejects, own)
+        return Messages(part.frame, part._edges, rejects, own, reject_tenant_column=column)
 
     def subset(self, mask: np.ndarray) -> "Messages":
         """The messages where ``mask`` (one bool per row of :attr:`frame`) is true, with their edges.
@@ -196,7 +210,8 @@ class Messages:
         remap = np.full(len(self.frame), -1, dtype=np.int64)
         remap[positions] = np.arange(len(positions))
         edges["message_index"] = message_index(remap[edges["message_index"].to_numpy()], len(positions))
-        return Messages(self.frame.iloc[positions], edges.reset_index(drop=True), self.rejects, self.own_domains)
+        return Messages(self.frame.iloc[positions], edges.reset_index(drop=True), self.rejects, self.own_domains,
+                        reject_tenant_column=self.reject_tenant_column)
 
     def with_rejects(self, rejects: Iterable[pd.DataFrame]) -> "Messages":
         """The same messages with more rejected rows (found before validation, e.g. by a reader).
@@ -209,7 +224,8 @@ class Messages:
         >>> len(m.with_rejects([m.rejects]).rejects)
         0
         """
-        return Messages(self.frame, self._edges, pd.concat([self.rejects, *rejects]), self.own_domains)
+        return Messages(self.frame, self._edges, pd.concat([self.rejects, *rejects]), self.own_domains,
+                        reject_tenant_column=self.reject_tenant_column)
 
     @classmethod
     def concat(cls, parts: Iterable["Messages"]) -> "Messages":
@@ -244,7 +260,8 @@ class Messages:
         for part in parts:
             for tenant, domains in part.own_domains.items():
                 own[tenant] = tuple(dict.fromkeys(own.get(tenant, ()) + tuple(domains)))
-        return cls(pd.concat([p.frame for p in parts]), joined, pd.concat([p.rejects for p in parts]), own)
+        return cls(pd.concat([p.frame for p in parts]), joined, pd.concat([p.rejects for p in parts]), own,
+                   reject_tenant_column=parts[0].reject_tenant_column)
 
     def summary(self) -> dict:
         """Counts for reports: messages, edges, tenants, rejects by reason.

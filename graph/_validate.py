@@ -327,6 +327,7 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
     messages = _assemble(index, passthrough, rejects, state, findings, tenant, message_id, ts, sender, display,
                          optional, edges)
     messages.own_domains = own_domains  # build_graph marks nodes internal by the domains direction used
+    messages.reject_tenant_column = (columns or {}).get("tenant_id", "tenant_id")  # the rejects keep the input's
     return messages
 
 

@@ -647,6 +647,24 @@ def test_for_tenant_keeps_the_rejects_whose_tenant_id_is_the_tenant_once_strippe
     assert len(m.for_tenant("acme").rejects) == 0
 
 
+def test_for_tenant_finds_the_tenant_of_rejects_under_the_callers_column_name():
+    # Rejects keep the input's column names: with columns={"tenant_id": "org"}, for_tenant found no tenant_id
+    # column and gave every tenant all the rejects, another tenant's raw rows (addresses) included.
+    raw = pd.concat([frame(), frame(tenant_id=["beta"] * 3, timestamp=["soon", "2024-05-02T09:00:00Z", "later"],
+                                    sender=["x@beta.io"] * 3, recipients=["y@beta.io"] * 3)], ignore_index=True)
+    configs = ACME + [{"tenant_id": "beta", "own_domains": ["beta.io"]}]
+    m = validate(raw.rename(columns={"tenant_id": "org"}), strict=False, columns={"tenant_id": "org"},
+                 tenants=configs)
+    assert m.reject_tenant_column == "org" and m.rejects["org"].tolist() == ["beta", "beta"]
+    assert len(m.for_tenant("acme").rejects) == 0 and m.for_tenant("acme").summary()["rejected_rows"] == 0
+    assert m.for_tenant("beta").rejects.index.tolist() == m.rejects.index.tolist()
+    # A float column of ids (7 read as 7.0 beside a missing one) is read as validation reads it: tenant "7".
+    numbered = raw.assign(tenant_id=[7.0] * 3 + [8.0, 8.0, None])
+    m = validate(numbered, strict=False, tenants=[{"tenant_id": "7", "own_domains": ["acme.com"]},
+                                                  {"tenant_id": "8", "own_domains": ["beta.io"]}])
+    assert len(m.for_tenant("8").rejects) == 1 and len(m.for_tenant("7").rejects) == 0
+
+
 # --- own domains inferred from messages, once per read ---------------------------------------
 
 
