@@ -85,18 +85,23 @@ def list_sources(source: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
     return paths
 
 
+#: A CSV field is missing when empty only: pandas' default list of missing spellings would read a tenant
+#: "NA", a message id "null", a display name "N/A" or a subject "NULL" as missing values.
+_ONLY_EMPTY_IS_MISSING = {"keep_default_na": False, "na_values": [""]}
+
+
 def _read_csv(path: Path, encoding: str, chunksize: int | None, sep: str | None, text: frozenset[str]):
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
     # Text columns named here and absent from the file are ignored by pandas.
     return pd.read_csv(path, sep=sep, encoding=encoding, chunksize=chunksize, low_memory=False,
-                       dtype={name: STRING_DTYPE for name in text})
+                       dtype={name: STRING_DTYPE for name in text}, **_ONLY_EMPTY_IS_MISSING)
 
 
 def _read_csv_salvaging(path: Path, encoding: str, sep: str | None) -> pd.DataFrame:
     """Read a CSV whose bytes are not all valid in ``encoding``; bad bytes become lone surrogates."""
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
     return pd.read_csv(path, sep=sep, encoding=encoding, encoding_errors="surrogateescape", dtype=object,
-                       engine="python")
+                       engine="python", **_ONLY_EMPTY_IS_MISSING)
 
 
 def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os.PathLike | None = None,

@@ -436,3 +436,21 @@ def test_rows_set_aside_while_reading_one_file_of_several_are_rejected(tmp_path)
     assert _ids(m) == [["t", "m1"], ["007", "m2"], ["t", "j1"]]  # read again as text, the ids stay as written
     assert sorted(m.rejects["reject_reason"]) == ["invalid_encoding", "invalid_json"]
     assert sorted(m.rejects["source_file"].astype(str).map(lambda p: p.rsplit("/", 1)[-1])) == ["b.csv", "c.jsonl"]
+
+
+def test_csv_text_that_spells_missing_is_text(tmp_path):
+    # pandas reads "NA", "null", "None", "N/A", "NULL" as missing by default: tenant "NA" lost all its mail
+    # (tenant_id missing), a message id "null" was rejected, a display name and subjects silently changed.
+    (tmp_path / "m.csv").write_text(
+        "tenant_id,message_id,timestamp,sender,sender_display_name,recipients,subject\n"
+        "NA,m1,2024-05-02T09:00:00Z,ann@na-corp.com,Ann,bob@vendor.com,hello\n"
+        "NA,null,2024-05-02T09:01:00Z,ann@na-corp.com,None,bob@vendor.com,NULL\n"
+        "EU,m3,2024-05-02T09:02:00Z,eve@eu-corp.com,N/A,bob@vendor.com,n/a\n"
+        "EU,m4,2024-05-02T09:03:00Z,eve@eu-corp.com,,bob@vendor.com,\n")
+    tenants = [{"tenant_id": "NA", "own_domains": ["na-corp.com"]}, {"tenant_id": "EU", "own_domains": ["eu-corp.com"]}]
+    m = read_messages(tmp_path / "m.csv", strict=False, tenants=tenants)
+    assert len(m.rejects) == 0
+    got = m.frame[["tenant_id", "message_id", "sender_display_name", "subject"]].astype(object)
+    assert got.where(got.notna(), None).values.tolist() == [
+        ["NA", "m1", "ann", "hello"], ["NA", "null", "none", "NULL"], ["EU", "m3", "n/a", "n/a"],
+        ["EU", "m4", None, None]]  # (display names are compared lower-cased); an empty field is still missing
