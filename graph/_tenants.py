@@ -89,22 +89,29 @@ class TenantConfig:
         if unknown:
             raise ConfigError(f"unknown field {unknown[0]!r} in tenant configuration; allowed fields are "
                               + ", ".join(repr(f) for f in _FIELDS))
-        tenant_id = data.get("tenant_id")
+        return cls(tenant_id=data.get("tenant_id"), own_domains=data.get("own_domains", ()),
+                   vip_addresses=data.get("vip_addresses", ()), name=data.get("name"))
+
+    def __post_init__(self) -> None:
+        # Checked and normalised however the configuration is made (the constructor, from_dict, TOML):
+        # an own domain spelled 'ACME.com' or 'bücher.de' matched no mail, and a tenant id with stray white
+        # space matched no row (its own domains were then inferred from the mail).
+        tenant_id = self.tenant_id
         if not isinstance(tenant_id, str) or not tenant_id.strip():
             raise ConfigError(f"'tenant_id' must be a non-empty string (got {tenant_id!r})")
-        domains = _string_list(data.get("own_domains", ()), "own_domains")
+        domains = _string_list(self.own_domains, "own_domains")
         normalised = [normalise_own_domain(d, f"'own_domains' of tenant {tenant_id!r}") for d in domains]
         vips = []
-        for a in _string_list(data.get("vip_addresses", ()), "vip_addresses"):
+        for a in _string_list(self.vip_addresses, "vip_addresses"):
             addr, _, problem = normalise_address(a)
             if problem:
                 raise ConfigError(f"'vip_addresses' of tenant {tenant_id!r} holds {a!r}: {problem}")
             vips.append(addr)
-        name = data.get("name")
-        if name is not None and not isinstance(name, str):
-            raise ConfigError(f"'name' must be a string (got {name!r})")
-        return cls(tenant_id=tenant_id.strip(), own_domains=tuple(dict.fromkeys(normalised)),
-                   vip_addresses=tuple(dict.fromkeys(vips)), name=name)
+        if self.name is not None and not isinstance(self.name, str):
+            raise ConfigError(f"'name' must be a string (got {self.name!r})")
+        object.__setattr__(self, "tenant_id", tenant_id.strip())  # (frozen: set once, here)
+        object.__setattr__(self, "own_domains", tuple(dict.fromkeys(normalised)))
+        object.__setattr__(self, "vip_addresses", tuple(dict.fromkeys(vips)))
 
     @classmethod
     def from_toml(cls, path: str | PathLike) -> "TenantConfig":

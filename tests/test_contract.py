@@ -799,3 +799,21 @@ def test_epoch_numbers_among_iso_timestamps_are_read_as_a_numeric_column_reads_t
     # ... and numbers mixing both magnitudes are refused as in a numeric column; the text rows stay read.
     mixed = validate(frame(timestamp=["2024-05-02T09:00:00Z", seconds, seconds * 1000]), strict=False, tenants=ACME)
     assert mixed.frame.index.tolist() == [0] and reasons(mixed) == ["ambiguous_timestamp_unit"] * 2
+
+
+def test_a_tenant_configuration_is_checked_and_normalised_however_it_is_made():
+    # The constructor (the README's form) checked nothing: 'ACME.com' and 'bücher.de' matched no mail (every
+    # message undecidable), 'com' was accepted, a string was read one character at a time, and a tenant id
+    # with a trailing space matched no row (its own domains were then inferred from the mail).
+    made = TenantConfig("acme ", own_domains=("ACME.com", "bücher.de"), vip_addresses=["CEO@acme.com"])
+    assert made == TenantConfig.from_dict({"tenant_id": "acme", "own_domains": ["ACME.com", "bücher.de"],
+                                           "vip_addresses": ["CEO@acme.com"]})
+    assert (made.tenant_id, made.own_domains, made.vip_addresses) == ("acme", ("acme.com", "xn--bcher-kva.de"),
+                                                                       ("ceo@acme.com",))
+    raw = frame(sender=["ann@acme.com", "x@vendor.com", "ann@bücher.de"],
+                recipients=["bob@vendor.com", "ann@acme.com", "x@vendor.com"])
+    assert validate(raw, tenants=[made]).frame["direction"].tolist() == ["outbound", "inbound", "outbound"]
+    for bad in (dict(own_domains=("com",)), dict(own_domains="acme.com"), dict(tenant_id=" "),
+                dict(vip_addresses=("not an address",))):
+        with pytest.raises(ConfigError):
+            TenantConfig(**{"tenant_id": "acme", "own_domains": ("acme.com",), **bad})
