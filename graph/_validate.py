@@ -490,7 +490,10 @@ class _State:
     @classmethod
     def _from_edge_rows(cls, df: pd.DataFrame) -> "_State":
         flat = df.reset_index(drop=True)
-        keys = pd.DataFrame({"t": flat["tenant_id"].astype(STRING_DTYPE), "m": flat["message_id"].astype(STRING_DTYPE)})
+        # Rows are gathered on the ids as validation reads them ('acme' and ' acme' are one tenant; a float
+        # column's 7.0 is id '7'): on the raw ids, the rows of one message could become two, the second then
+        # refused as a repeated message id and its recipients lost.
+        keys = pd.DataFrame({"t": id_text(flat["tenant_id"])[0], "m": id_text(flat["message_id"])[0]})
         codes, _ = pd.factorize(pd.MultiIndex.from_frame(keys.fillna("\0missing")))
         first = pd.Series(np.arange(len(flat))).groupby(codes, sort=False).transform("min").to_numpy()
         msg_first = np.unique(first)
@@ -674,6 +677,14 @@ def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> 
     had_entries = np.bincount(state.edge_parent, minlength=n_messages) > 0
     has_edges = np.bincount(parent if chosen is None or len(chosen) == len(parent) else parent[chosen],
                             minlength=n_messages) > 0
+    if state.layout == "edge":
+        # A row of one recipient with the recipient missing, in a message kept with its other rows'
+        # recipients: set aside with its reason, never dropped unseen (a message left with none is refused
+        # below).
+        blank = usable_entry & _blank_to_na(raw).isna().to_numpy() & has_edges[state.edge_parent]
+        findings.add(blank, EDGE_RECIPIENT_COLUMN, ReasonCode.MISSING_VALUE, raw[blank],
+                     "fill the recipient or drop those rows; the message is kept with its other recipients",
+                     level="edge")
     src = "recipients" if state.layout == "list" else (
         "/".join(state.edge_columns) if state.layout == "typed" else "recipient")
     findings.add(~had_entries, src, ReasonCode.MISSING_VALUE, [None] * int((~had_entries).sum()),
@@ -909,7 +920,7 @@ def _rejects(original, state, findings) -> pd.DataFrame:
     parts = []
     for f in findings.items:
         rows, values, sentences = _expand(state, f)
-        dropped = f.level == "edge" and f.reason is ReasonCode.INVALID_RECIPIENT
+        dropped = f.level == "edge" and f.reason in (ReasonCode.INVALID_RECIPIENT, ReasonCode.MISSING_VALUE)
         parts.append(reject_rows(original, rows, f.column, f.reason, values, f.fix, sentences=sentences,
                                  action="value_dropped" if dropped else "row_rejected"))
     if not parts:

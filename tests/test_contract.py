@@ -817,3 +817,19 @@ def test_a_tenant_configuration_is_checked_and_normalised_however_it_is_made():
                 dict(vip_addresses=("not an address",))):
         with pytest.raises(ConfigError):
             TenantConfig(**{"tenant_id": "acme", "own_domains": ("acme.com",), **bad})
+
+
+def test_rows_of_one_recipient_gather_on_tidied_ids_and_a_missing_recipient_is_set_aside():
+    raw = pd.DataFrame({"tenant_id": ["acme", "acme", "acme", " acme"], "message_id": ["m1", "m1", "m2", "m2 "],
+                        "timestamp": "2024-05-02T09:00:00Z", "sender": "ann@acme.com",
+                        "recipient": ["bob@x.com", None, "c@x.com", "d@x.com"]})
+    m = validate(raw, strict=False, tenants=ACME)
+    # ' acme' / 'm2 ' is the message of 'acme' / 'm2' (as a recipient list reads it): not a repeated id.
+    edges = m.edges()
+    assert sorted(zip(edges["message_id"].astype(str), edges["recipient"].astype(str))) == [
+        ("m1", "bob@x.com"), ("m2", "c@x.com"), ("m2", "d@x.com")]
+    # The row without a recipient was neither an edge nor a reject: it is set aside, its message kept.
+    assert m.rejects.index.tolist() == [1]
+    assert m.rejects[["reject_column", "reject_reason", "reject_action"]].values.tolist() == [
+        ["recipient", "missing_value", "value_dropped"]]
+    assert m.summary()["messages"] == 2
