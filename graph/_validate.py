@@ -385,8 +385,9 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     optional["sender_ip"] = _sender_ip(msgs, findings, missing_text)
     labeled_at = pd.Series(pd.NaT, index=msgs.index, dtype=TIMESTAMP_DTYPE)
     if "labeled_at" in msgs:
-        present = msgs["labeled_at"].notna().to_numpy()
-        parsed = parse_timestamps(msgs["labeled_at"], timezone=timezone, unit=timestamp_unit,
+        given = _blank_text_missing(msgs["labeled_at"])  # optional: blank is missing, as in every other column
+        present = given.notna().to_numpy()
+        parsed = parse_timestamps(given, timezone=timezone, unit=timestamp_unit,
                                   origin=timestamp_origin, time_range=time_range)
         _timestamp_problems(parsed, msgs["labeled_at"], "labeled_at", findings, present)
         labeled_at = parsed.values
@@ -396,6 +397,20 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     optional["labeled_at"] = labeled_at
     optional["subject"] = msgs["subject"].astype(STRING_DTYPE) if "subject" in msgs else missing_text
     return tenant, message_id, ts, sender, display, optional
+
+
+def _blank_text_missing(values: pd.Series) -> pd.Series:
+    """A column with its blank strings ('' or white space) missing; other values, dates included, as they are.
+
+    Examples
+    --------
+    >>> _blank_text_missing(pd.Series(["2024-05-02T09:00Z", " ", "", None])).isna().tolist()
+    [False, True, True, True]
+    """
+    if not (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
+        return values
+    blank = (values.astype(STRING_DTYPE).str.strip() == "").to_numpy(dtype=bool, na_value=False)
+    return values.mask(blank) if blank.any() else values
 
 
 def _repeated_ids(tenant: pd.Series, message_id: pd.Series, usable: np.ndarray | None = None) -> np.ndarray:

@@ -833,3 +833,11 @@ def test_rows_of_one_recipient_gather_on_tidied_ids_and_a_missing_recipient_is_s
     assert m.rejects[["reject_column", "reject_reason", "reject_action"]].values.tolist() == [
         ["recipient", "missing_value", "value_dropped"]]
     assert m.summary()["messages"] == 2
+
+
+def test_a_blank_labeled_at_is_no_label_time():
+    # labeled_at is optional: blank ('' or spaces, as a CSV export writes) means none, as in every other
+    # optional column; it rejected the whole message as an unparseable timestamp.
+    raw = frame(label=["attack", None, None], labeled_at=["2024-05-04T00:00:00Z", "", "   "])
+    m = validate(raw, tenants=ACME)
+    assert len(m) == 3 and m.frame["labeled_at"].isna().tolist() == [False, True, True]
