@@ -142,19 +142,21 @@ def parse_timestamps(
             refuse(out.isna().to_numpy() & ~missing, ReasonCode.UNPARSEABLE_TIMESTAMP,
                    f"the local times do not exist or are ambiguous in {timezone} (daylight saving); add offsets")
     elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
-        out = _from_numbers(values.astype("float64"), ~missing, unit, origin, refuse)
+        # Integers stay integers (a nanosecond epoch through float64 moves by tens of nanoseconds).
+        numbers = values.astype("Int64") if pd.api.types.is_integer_dtype(dtype) else values.astype("float64")
+        out = _from_numbers(numbers, ~missing, unit, origin, refuse)
     else:
         text = values.astype("str").str.strip()
         numeric = text.str.fullmatch(_NUMERIC).to_numpy(dtype=bool, na_value=False) & ~missing
         present = ~missing
         if numeric[present].all() and present.any():
-            out = _from_numbers(pd.to_numeric(text, errors="coerce"), present, unit, origin, refuse)
+            out = _from_numbers(_numbers(text), present, unit, origin, refuse)
         else:
             out = _from_strings(values, text, present & ~numeric, timezone, refuse, naive_fix)
             if numeric.any():
                 # A column mixing text and epoch numbers (an export that wrote some rows one way): the
                 # numbers are read as a numeric column is, their unit judged on them alone.
-                numbers = _from_numbers(pd.to_numeric(text.where(numeric), errors="coerce"), numeric, unit,
+                numbers = _from_numbers(_numbers(text.where(numeric)), numeric, unit,
                                         origin, refuse)
                 out = out.where(~numeric, numbers)
 
@@ -167,6 +169,11 @@ def parse_timestamps(
                "or pass time_range=None (or a wider range) for archives that really span it")
     out = out.mask(reason != None)  # noqa: E711
     return ParsedTimestamps(values=out.astype(TIMESTAMP_DTYPE), reason=reason, fixes=fixes)
+
+
+def _numbers(text: pd.Series) -> pd.Series:
+    """Epoch numbers written as text: whole numbers as (nullable) integers, exact, others as floats."""
+    return pd.to_numeric(text, errors="coerce", dtype_backend="numpy_nullable")
 
 
 def _from_numbers(numbers: pd.Series, present: np.ndarray, unit, origin, refuse) -> pd.Series:

@@ -337,6 +337,15 @@ def test_timestamps_epoch_seconds_milliseconds_and_datetimes():
         validate(frame(timestamp=naive), tenants=ACME)
 
 
+def test_nanosecond_epoch_integers_are_read_exactly():
+    # Integers went through float64: 1709281800123456789 came back 21 ns off (and a refresh could order
+    # two messages a few nanoseconds apart otherwise than they were sent).
+    ns = [1709281800123456789, 1709281800123456790, 1709281800999999999]
+    for given in (ns, [str(v) for v in ns], pd.array(ns[:2] + [None], dtype="Int64")):
+        parsed = validate(frame(timestamp=given), strict=False, tenants=ACME, timestamp_unit="ns").frame["timestamp"]
+        assert parsed.astype("int64").tolist() == [v for v, g in zip(ns, given) if g is not pd.NA]
+
+
 def test_label_outside_the_vocabulary_is_refused():
     m = validate(frame(label=["safe", "phish", None], labeled_at=["2024-05-03T00:00Z", None, None]),
                  strict=False, tenants=ACME)
