@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from xxhash import xxh3_64_intdigest
 
-from commgraph.graph import AUTH_RESULTS, DIRECTIONS, CommGraphError, normalise_address
+from commgraph.graph import AUTH_RESULTS, DIRECTIONS, CommGraphError, ConfigError, normalise_address
 from commgraph.graph import normalise_display_name as _normalise_display_name
 from commgraph.graph._addresses import _split_quoted
 from commgraph.graph._tenants import may_be_own_domain
@@ -346,6 +346,9 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None, 
     such a tenant's message is keyed with its secret instead of XXH3.
     Raises :class:`CommGraphError` where validation would refuse the message.
     """
+    if not hasattr(message, "keys"):  # a mapping of the contract's columns (a dict, a DataFrame row)
+        raise ConfigError(f"score_one and explain take one message as a mapping of its columns (a dict, or a "
+                          f"DataFrame row: frame.iloc[i]); got {type(message).__name__}: {message!r:.80}")
     m = OneMessage()
     try:
         m.tenant_id = _required_text(message["tenant_id"], "tenant_id", "give the tenant id (one customer organisation)")

@@ -427,3 +427,20 @@ def test_any_message_scores_or_is_refused_as_in_the_batch(acme, message, configu
     one = scorer.score_one(message, cold_start=cold_start)
     assert (one["tenant_id"], one["message_id"]) == (batch["tenant_id"], batch["message_id"])
     assert {n: one[n] for n in scorer.signal_set.names if not _same(one[n], batch[n])} == {}
+
+
+def test_a_message_that_is_not_a_mapping_is_refused_naming_what_was_given(acme) -> None:
+    # A list, None or an itertuples row raised a bare TypeError from deep inside the parser.
+    from collections import namedtuple
+
+    from commgraph.graph import ConfigError
+    from commgraph.signals import explain
+
+    row = namedtuple("Pandas", "tenant_id message_id timestamp sender recipients")(*_message().values())
+    for given, name in ((["x"], "list"), (None, "NoneType"), (row, "Pandas")):
+        for call in (acme.score_one, lambda m: explain(m, acme)):
+            with pytest.raises(ConfigError, match=f"mapping of its columns.*got {name}"):
+                call(given)
+    # A DataFrame row is a mapping of its columns: taken, as a dict is.
+    row_result, dict_result = acme.score_one(pd.DataFrame([_message()]).iloc[0]), acme.score_one(_message())
+    assert row_result.keys() == dict_result.keys() and all(_same(row_result[k], dict_result[k]) for k in row_result)
