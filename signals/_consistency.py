@@ -194,7 +194,11 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
     both = merged[merged["_merge"] == "both"].reset_index(drop=True)
     rows, largest = [], []
     for name in compared:
-        logged = pd.to_numeric(both[f"{name}_logged"], errors="coerce").to_numpy(np.float64)
+        given = both[f"{name}_logged"]
+        logged = pd.to_numeric(given, errors="coerce").to_numpy(np.float64)
+        # A value the engine logged that is no number ('ERR: timeout') is a mismatch, even beside a missing
+        # offline value (a first contact's days since the last message): read as NaN, it passed as equal.
+        junk = given.notna().to_numpy() & np.isnan(logged)
         recomputed = both[name].to_numpy(np.float64)
         if level_dtype[name] == "float32":
             same = np.isclose(logged, recomputed, rtol=rtol, atol=atol, equal_nan=True)
@@ -202,6 +206,7 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
             if online_log[name].dtype == np.float32:
                 recomputed = recomputed.astype(np.float32).astype(np.float64)
             same = (logged == recomputed) | (np.isnan(logged) & np.isnan(recomputed))
+        same &= ~junk
         diff = np.where(same, 0.0, np.abs(logged - recomputed))
         diff = np.where(~same & np.isnan(diff), np.inf, diff)  # a value on one side only: as far apart as can be
         worst = np.argsort(-diff, kind="stable")[:_SHOWN]

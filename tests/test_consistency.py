@@ -148,3 +148,21 @@ def test_an_engine_refreshed_at_six_and_live_half_an_hour_later_is_consistent_on
     assert report.consistent, str(report)
     assert not consistency_report(log, messages).consistent
     assert not consistency_report(log, messages, refresh_offset="6h").consistent
+
+
+def test_a_logged_value_that_is_no_number_is_a_mismatch(history, engine_log) -> None:
+    # Read as NaN, junk the engine wrote passed as equal wherever the offline value is missing too (the days
+    # since the last message of a first contact), and the report said consistent.
+    _, _, messages = history
+    log = engine_log.copy()
+    first_contact = np.flatnonzero(log["pair_days_since_last"].isna().to_numpy())[:2]
+    counted = np.flatnonzero(log["pair_messages"].to_numpy() > 0)[:1]
+    log["pair_days_since_last"] = log["pair_days_since_last"].astype(object)
+    log.loc[first_contact, "pair_days_since_last"] = "ERR: lookup timeout"
+    log["pair_messages"] = log["pair_messages"].astype(object)
+    log.loc[counted, "pair_messages"] = "n/a"
+    report = consistency_report(log, messages)
+    assert not report.consistent and len(first_contact) == 2
+    by_signal = report.frame.set_index("signal")
+    assert by_signal.loc["pair_days_since_last", "mismatches"] == 2 and by_signal.loc["pair_messages", "mismatches"] == 1
+    assert by_signal["mismatches"].sum() == 3
