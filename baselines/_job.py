@@ -678,9 +678,11 @@ def _instant(as_of: Any) -> pd.Timestamp:
         raise ConfigError(f"as_of (--as-of) {as_of!r} names a moment of the clock, which a rerun cannot repeat; give "
                           "the instant the snapshots describe, e.g. 2025-02-01T00:00Z (the last midnight)")
     try:
-        stamp = pd.Timestamp(as_of)
+        # Text is read as ISO 8601 only: '01/02/2025' would be read month first (2 January), silently a month
+        # off for whoever meant 1 February.
+        stamp = pd.Timestamp(pd.to_datetime(as_of, format="ISO8601") if isinstance(as_of, str) else as_of)
     except (ValueError, TypeError, OverflowError):
-        raise ConfigError(f"as_of (--as-of) {as_of!r} is not a time; give an ISO 8601 instant such as "
+        raise ConfigError(f"as_of (--as-of) {as_of!r} is not an ISO 8601 time; give an instant such as "
                           "2025-02-01T00:00Z") from None
     if stamp is pd.NaT:
         raise ConfigError(f"as_of (--as-of) is empty ({as_of!r}); give an ISO 8601 instant such as 2025-02-01T00:00Z")

@@ -580,6 +580,11 @@ def test_configuration_errors_name_the_file_and_exit_2(tmp_path, mail, archive, 
         assert words in err and "unexpected" not in err, (extra, err)
     assert not (tmp_path / "s").exists()  # nothing was built before the error
     assert main(["inspect", "--store", str(tmp_path / "nostore")]) == 2
+    # A date that is not ISO 8601 is refused: '01/02/2025' was read month first and published as of 2 January.
+    for not_iso in ("01/02/2025", "Feb 1 2025"):
+        assert main(base[:-1] + [not_iso]) == 2
+        assert "is not an ISO 8601 time" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
 
 
 def test_the_report_is_written_whole_and_after_the_summary(tmp_path, archive, capsys):
