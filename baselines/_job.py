@@ -515,11 +515,18 @@ def _refresh_together(tenant_ids: list[str], inputs: Any, store_path: str, as_of
     if any(p.as_of > as_of for p in previous.values()):
         raise ConfigError("a current snapshot is later than --as-of")  # each tenant alone names its own
     snapshots, fields = dict(previous), {}
-    for group, messages in _read_since(inputs, tenant_ids, min(p.as_of for p in previous.values()),
-                                       dict(columns=columns, tenants=tenant_configs, **read_options)):
-        fields.update(_tenant_counts(messages, group))
-        moving = {t: previous[t] for t in group if previous[t].as_of < as_of}
-        snapshots.update(refresh_many(moving, messages, as_of=as_of, secrets=given or None))
+    # Tenants read together from the same instant, their own snapshot's: a tenant's report counts what its
+    # period brought (read from an earlier tenant's as_of, it counted, and rejected again, mail its last
+    # run had read). A nightly job's tenants share one as_of: one read.
+    since: dict[pd.Timestamp, list[str]] = {}
+    for t in tenant_ids:
+        since.setdefault(previous[t].as_of, []).append(t)
+    for instant, same in since.items():
+        for group, messages in _read_since(inputs, same, instant,
+                                           dict(columns=columns, tenants=tenant_configs, **read_options)):
+            fields.update(_tenant_counts(messages, group))
+            moving = {t: previous[t] for t in group if previous[t].as_of < as_of}
+            snapshots.update(refresh_many(moving, messages, as_of=as_of, secrets=given or None))
     return snapshots, fields
 
 

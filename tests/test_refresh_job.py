@@ -692,3 +692,29 @@ def test_inspect_fails_a_tenant_whose_current_version_folder_is_gone(tmp_path, m
         assert main(["inspect", "--store", str(tmp_path), *extra]) == 1
         lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tenant-01")]
         assert any(" 2 " in line and " * " in line and "FAILED" in line and "gone" in line for line in lines), lines
+
+
+def test_a_batch_of_tenants_refreshed_from_other_instants_counts_each_tenants_own_period(tmp_path, mail, monkeypatch):
+    # Read from the batch's earliest as_of, a tenant refreshed since counted (and rejected again) mail its
+    # last run had read: its report depended on which tenants shared its batch.
+    from commgraph.baselines import _job
+
+    raw = mail.messages.copy()
+    day11 = (raw["tenant_id"] == "tenant-01") & (raw["timestamp"] >= pd.Timestamp("2025-01-11T00:00Z")) & (
+        raw["timestamp"] < pd.Timestamp("2025-01-11T12:00Z"))
+    raw.loc[raw.index[day11.to_numpy()][0], "sender"] = "not an address"  # reported by the day-12 run
+    outcomes = {}
+    for size in (1, 3):
+        monkeypatch.setattr(_job, "REFRESH_BATCH", size)
+        store = tmp_path / f"batch{size}"
+        run_refresh(raw, store=store, as_of="2025-01-10T00:00Z", tenant_configs=mail.tenants)
+        day12 = run_refresh(raw, store=store, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants,
+                            tenants=["tenant-01"], incremental=True)
+        assert day12.outcomes[0].rows_rejected == 1
+        report = run_refresh(raw, store=store, as_of=AS_OF, tenant_configs=mail.tenants, incremental=True)
+        outcomes[size] = {o.tenant_id: (o.rows_read, o.rows_rejected) for o in report.outcomes}
+    own = raw[raw["tenant_id"] == "tenant-01"]
+    since = pd.Timestamp("2025-01-12T00:00Z")
+    sent_or_labelled = int(((pd.to_datetime(own["timestamp"], utc=True) >= since)
+                            | (pd.to_datetime(own["labeled_at"], utc=True) >= since)).sum())
+    assert outcomes[3] == outcomes[1] and outcomes[3]["tenant-01"] == (sent_or_labelled, 0)
