@@ -636,6 +636,11 @@ def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep:
             yield str(path), frame
     except pd.errors.EmptyDataError:
         return  # a 0-byte file (no header either): no rows, whole or in chunks
+    except pd.errors.ParserError as exc:
+        # A line with more fields than the header (a separator inside an unquoted value): which values
+        # belong to which column cannot be told, so nothing of the file is guessed at.
+        raise ConfigError(f"{path} is not well-formed CSV: {str(exc).strip()}. Quote the values that hold the "
+                          "separator, or remove that line, then read the file again") from None
     except UnicodeDecodeError:
         # Start over on the whole file, keeping undecodable bytes visible so the
         # rows holding them can be named and set aside.

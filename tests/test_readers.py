@@ -454,3 +454,14 @@ def test_csv_text_that_spells_missing_is_text(tmp_path):
     assert got.where(got.notna(), None).values.tolist() == [
         ["NA", "m1", "ann", "hello"], ["NA", "null", "none", "NULL"], ["EU", "m3", "n/a", "n/a"],
         ["EU", "m4", None, None]]  # (display names are compared lower-cased); an empty field is still missing
+
+
+def test_a_csv_line_with_more_fields_than_the_header_names_the_file_and_line(tmp_path):
+    # It raised pandas' ParserError as an "unexpected" error, without the file.
+    (tmp_path / "m.csv").write_text(
+        "tenant_id,message_id,timestamp,sender,recipients\n"
+        "acme,m1,2024-05-02T09:00:00Z,ann@acme.com,bob@vendor.com\n"
+        "acme,m2,2024-05-02T09:01:00Z,Lee, Ann <ann@acme.com>,bob@vendor.com\n")
+    for strict in (True, False):
+        with pytest.raises(ConfigError, match=r"m\.csv is not well-formed CSV: .*line 3.*Quote the values"):
+            read_messages(tmp_path / "m.csv", strict=strict, tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
