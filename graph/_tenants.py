@@ -127,6 +127,17 @@ class TenantConfig:
         """
         return cls.from_dict(read_toml(path, "the tenant configuration"))
 
+    @classmethod
+    def _derived(cls, tenant_id: str, own_domains: tuple[str, ...]) -> "TenantConfig":
+        """A configuration commgraph derives itself (a snapshot's own domains, normalised already), taken as it
+        is: a domain an input's own ``direction`` made internal (a public suffix such as ``github.io``, a
+        consumer provider) is what that tenant's mail says, not a user's setting to check."""
+        config = object.__new__(cls)
+        for name, value in (("tenant_id", tenant_id), ("own_domains", tuple(own_domains)), ("vip_addresses", ()),
+                            ("name", None)):
+            object.__setattr__(config, name, value)
+        return config
+
     def evolve(self, **changes: Any) -> "TenantConfig":
         """A copy with some fields changed (validated again).
 

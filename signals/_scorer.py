@@ -628,8 +628,8 @@ class Scorer:
             if tenant not in configs and view.has_column("sender_domain", "sender_domain"):
                 names = view.snapshot.arrow("sender_domain").column("sender_domain").to_numpy(zero_copy_only=False)
                 own = tuple(str(d) for d in names[view.own_domain_mask()] if isinstance(d, str))
-                if own:
-                    configs[tenant] = TenantConfig(tenant, own)
+                if own:  # (derived from the snapshot: not a user's setting, so not checked as one)
+                    configs[tenant] = TenantConfig._derived(tenant, own)
         self._configs_cache = (loaded, list(configs.values()))
         return self._configs_cache[1]
 

@@ -538,3 +538,22 @@ def test_a_store_none_of_whose_tenants_loads_is_refused_at_start(tmp_path):
     (tmp_path / "acme" / "CURRENT").write_text("garbage")
     with pytest.warns(Warning), pytest.raises(CommGraphError, match="no tenant of .* can be loaded"):
         Scorer.from_store(store)  # before: a scorer serving nothing, every call failing (or cold-starting)
+
+
+def test_own_domains_a_snapshot_gives_the_scorer_are_taken_as_the_mail_said() -> None:
+    # A tenant whose gateway marks mail outbound from a public-suffix domain (github.io) or a consumer
+    # provider: the scorer's configuration derived from the snapshot failed every batch (a public suffix is
+    # refused as a user's setting) once configurations were checked.
+    import warnings
+
+    rows = [dict(message_id=f"m{i}", timestamp=f"2025-01-{1 + i:02d}T10:00:00Z", sender="ann@acme.com")
+            for i in range(20)] + [dict(message_id="mx", timestamp="2025-01-05T11:00:00Z", sender="bot@github.io"),
+                                   dict(message_id="my", timestamp="2025-01-06T11:00:00Z", sender="a@gmail.com")]
+    history = pd.DataFrame(rows).assign(tenant_id="t", recipients="bob@partner.org", direction="outbound")
+    scorer = Scorer(build_baselines(validate(history), as_of="2025-02-01T00:00Z"))
+    new = pd.DataFrame([dict(tenant_id="t", message_id="n1", timestamp="2025-02-01T10:00:00Z",
+                             sender="eve@evil.com", recipients="ann@acme.com")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scored = scorer.score(new)
+    assert len(scored) == 1 and scored["sender_is_new"].tolist() == [1]
