@@ -85,23 +85,45 @@ def list_sources(source: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
     return paths
 
 
-#: A CSV field is missing when empty only: pandas' default list of missing spellings would read a tenant
-#: "NA", a message id "null", a display name "N/A" or a subject "NULL" as missing values.
-_ONLY_EMPTY_IS_MISSING = {"keep_default_na": False, "na_values": [""]}
+def _csv_header(path: Path, encoding: str, sep: str, **options: Any) -> list[str]:
+    """The column names of a CSV file, its first data line checked against them.
+
+    pandas takes a first data line with more fields than the header as the row's index and every value
+    one column to the left; read without a header, such a line raises ParserError ("Expected 5 fields in
+    line 2, saw 6") as any other line with too many fields does.
+    """
+    head = pd.read_csv(path, sep=sep, encoding=encoding, header=None, nrows=2, dtype=object,
+                       keep_default_na=False, **options)
+    return [str(name) for name in head.iloc[0]] if len(head) else []
+
+
+def _missing_spellings(columns: list[str], text: frozenset[str]) -> dict[str, Any]:
+    """read_csv's options for missing values: in text columns (identifiers, addresses, names, subjects) only
+    an empty field is missing, in the others pandas' usual spellings ('NA', 'NULL', 'n/a') too.
+
+    With pandas' defaults everywhere, a tenant "NA" lost its mail (tenant_id missing), a message id "null"
+    was refused and a display name "N/A" or a subject "NULL" silently changed; with none anywhere, a label,
+    labeled_at or spf column written NULL for "none" was refused."""
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    usual = sorted(STR_NA_VALUES | {""})
+    return {"keep_default_na": False, "na_values": {c: [""] if c in text else usual for c in columns}}
 
 
 def _read_csv(path: Path, encoding: str, chunksize: int | None, sep: str | None, text: frozenset[str]):
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
+    missing = _missing_spellings(_csv_header(path, encoding, sep), text)
     # Text columns named here and absent from the file are ignored by pandas.
-    return pd.read_csv(path, sep=sep, encoding=encoding, chunksize=chunksize, low_memory=False,
-                       dtype={name: STRING_DTYPE for name in text}, **_ONLY_EMPTY_IS_MISSING)
+    return pd.read_csv(path, sep=sep, encoding=encoding, chunksize=chunksize, low_memory=False, index_col=False,
+                       dtype={name: STRING_DTYPE for name in text}, **missing)
 
 
-def _read_csv_salvaging(path: Path, encoding: str, sep: str | None) -> pd.DataFrame:
+def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozenset[str]) -> pd.DataFrame:
     """Read a CSV whose bytes are not all valid in ``encoding``; bad bytes become lone surrogates."""
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
-    return pd.read_csv(path, sep=sep, encoding=encoding, encoding_errors="surrogateescape", dtype=object,
-                       engine="python", **_ONLY_EMPTY_IS_MISSING)
+    salvage = {"encoding_errors": "surrogateescape", "engine": "python"}
+    missing = _missing_spellings(_csv_header(path, encoding, sep, **salvage), text)
+    return pd.read_csv(path, sep=sep, encoding=encoding, dtype=object, index_col=False, **salvage, **missing)
 
 
 def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os.PathLike | None = None,
@@ -631,8 +653,16 @@ def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep:
             yield str(path), frame
         return
     try:
-        reader = _read_csv(path, encoding, chunksize, sep, text)
-        for frame in (reader if chunksize else [reader]):
+        try:
+            reader = _read_csv(path, encoding, chunksize, sep, text)
+            for frame in (reader if chunksize else [reader]):
+                yield str(path), frame
+        except UnicodeDecodeError:
+            # Start over on the whole file, keeping undecodable bytes visible so the
+            # rows holding them can be named and set aside.
+            frame = _read_csv_salvaging(path, encoding, sep, text)
+            frame.attrs["salvaged_encoding"] = encoding
+            frame.attrs["text_columns"] = text
             yield str(path), frame
     except pd.errors.EmptyDataError:
         return  # a 0-byte file (no header either): no rows, whole or in chunks
@@ -641,13 +671,6 @@ def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep:
         # belong to which column cannot be told, so nothing of the file is guessed at.
         raise ConfigError(f"{path} is not well-formed CSV: {str(exc).strip()}. Quote the values that hold the "
                           "separator, or remove that line, then read the file again") from None
-    except UnicodeDecodeError:
-        # Start over on the whole file, keeping undecodable bytes visible so the
-        # rows holding them can be named and set aside.
-        frame = _read_csv_salvaging(path, encoding, sep)
-        frame.attrs["salvaged_encoding"] = encoding
-        frame.attrs["text_columns"] = text
-        yield str(path), frame
 
 
 def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[pd.DataFrame]:

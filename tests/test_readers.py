@@ -451,6 +451,15 @@ def test_csv_text_that_spells_missing_is_text(tmp_path):
     m = read_messages(tmp_path / "m.csv", strict=False, tenants=tenants)
     assert len(m.rejects) == 0
     got = m.frame[["tenant_id", "message_id", "sender_display_name", "subject"]].astype(object)
+    # Other columns keep pandas' usual spellings of missing: an export writing NULL or NA for "no label".
+    (tmp_path / "n.csv").write_text(
+        "tenant_id,message_id,timestamp,sender,recipients,label,labeled_at,spf\n"
+        "NA,m1,2024-05-02T09:00:00Z,ann@na-corp.com,bob@vendor.com,attack,2024-05-03T00:00:00Z,pass\n"
+        "NA,m2,2024-05-02T09:01:00Z,ann@na-corp.com,bob@vendor.com,NULL,NULL,NA\n"
+        "NA,m3,2024-05-02T09:02:00Z,ann@na-corp.com,bob@vendor.com,NA,n/a,NULL\n")
+    n = read_messages(tmp_path / "n.csv", strict=False, tenants=tenants)
+    assert len(n.rejects) == 0 and n.frame["message_id"].tolist() == ["m1", "m2", "m3"]
+    assert n.frame["label"].isna().tolist() == [False, True, True] and n.frame["spf"].isna().tolist()[1:] == [True] * 2
     assert got.where(got.notna(), None).values.tolist() == [
         ["NA", "m1", "ann", "hello"], ["NA", "null", "none", "NULL"], ["EU", "m3", "n/a", "n/a"],
         ["EU", "m4", None, None]]  # (display names are compared lower-cased); an empty field is still missing
@@ -465,3 +474,15 @@ def test_a_csv_line_with_more_fields_than_the_header_names_the_file_and_line(tmp
     for strict in (True, False):
         with pytest.raises(ConfigError, match=r"m\.csv is not well-formed CSV: .*line 3.*Quote the values"):
             read_messages(tmp_path / "m.csv", strict=strict, tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+    # On the first data line, pandas took the extra field as the row's index and shifted every value left.
+    lines = (tmp_path / "m.csv").read_text().splitlines()
+    (tmp_path / "first.csv").write_text("\n".join([lines[0], lines[2], lines[1]]) + "\n")
+    with pytest.raises(ConfigError, match=r"first\.csv is not well-formed CSV: .*line 2"):
+        read_messages(tmp_path / "first.csv", strict=False)
+    # In chunks, after a chunk with a byte that is not UTF-8 (the whole file is read again to salvage it).
+    body = [f"acme,m{i},2024-05-02T09:00:00Z,ann@acme.com,bob@vendor.com" for i in range(3000)]
+    body[10] = body[10].replace("ann@", "\udcffann@")
+    body[2500] = "acme,bad,2024-05-02T09:00:00Z,Lee, Ann <ann@acme.com>,bob@vendor.com"
+    (tmp_path / "late.csv").write_bytes(("\n".join([lines[0]] + body) + "\n").encode("utf-8", "surrogateescape"))
+    with pytest.raises(ConfigError, match=r"late\.csv is not well-formed CSV"):
+        list(read_messages(tmp_path / "late.csv", strict=False, chunksize=1000))
