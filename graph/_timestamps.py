@@ -217,6 +217,8 @@ def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timez
         far = np.zeros(len(text), dtype=bool)
         far[failed] = _beyond_ns(other)
         refuse(far, ReasonCode.TIMESTAMP_OUT_OF_RANGE, _FAR_FIX)
+        if parsed.dt.unit in ("s", "ms"):  # (no ISO row at all: pandas gives the empty result whole seconds)
+            parsed = parsed.astype("datetime64[us, UTC]")
         parsed[failed] = other.mask(far[failed]).astype(parsed.dtype)
     parsed = _to_ns(parsed, refuse)
     refuse(present & parsed.isna().to_numpy(), ReasonCode.UNPARSEABLE_TIMESTAMP,

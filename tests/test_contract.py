@@ -203,6 +203,9 @@ def test_a_row_read_by_the_general_parser_leaves_the_others_their_fraction_of_a_
     assert parsed.iloc[:2].astype("int64").tolist() == [pd.Timestamp(v).value for v in values[:2]]
     m = validate(frame(timestamp=values, message_id=["m1", "m2", "m3"]), strict=False, tenants=ACME)
     assert m.frame["timestamp"].astype("int64").tolist()[:2] == [pd.Timestamp(v).value for v in values[:2]]
+    # A column the general parser reads whole (no ISO row: a chunk, one day's mail, score_one) keeps them too.
+    rfc = pd.Series(["Fri, 01 Mar 2024 09:30:00.75 +0000", other])
+    assert parse_timestamps(rfc).values.iloc[0] == pd.Timestamp("2024-03-01T09:30:00.75Z")
 
 
 @pytest.mark.parametrize("raw, address, name", [
