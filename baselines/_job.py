@@ -29,6 +29,7 @@ from commgraph.graph import (
 )
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
+from commgraph.graph._validate import id_text
 
 from ._build import build_baselines, refresh, refresh_many
 from ._config import BaselineConfig
@@ -488,8 +489,9 @@ def _tenant_counts(messages: Messages, tenant_ids: list[str]) -> dict[str, dict[
     """Per tenant, the outcome fields a read of its mail alone reports (a read filters rows by their stripped
     tenant id, so its rejects are the rows whose stripped tenant id is the tenant's)."""
     per_message = messages.frame["tenant_id"].astype("str").value_counts()
-    rejects = messages.rejects
-    owner = rejects["tenant_id"].astype("str").str.strip().to_numpy() if len(rejects) and "tenant_id" in rejects \
+    rejects, column = messages.rejects, messages.reject_tenant_column
+    # Each reject's tenant as validation reads the id (stripped; a float column's 7.0 is '7').
+    owner = id_text(rejects[column])[0].to_numpy(dtype=object, na_value=None) if len(rejects) and column in rejects \
         else np.zeros(0, object)
     no_rows = messages.frame.iloc[:0]
     fields = {}

@@ -974,7 +974,9 @@ def _validated(frame: pd.DataFrame | None, strict: bool, columns, seen: _SeenMes
         if frame is not None:
             frame, rejects = set_aside(frame, strict)
             if rejects is not None:
-                extra.append(rejects)
+                # Set aside before the columns are renamed: named as validation's rejects are (the contract's
+                # names), so that a tenant's rejects are found under one column.
+                extra.append(rejects.rename(columns={theirs: ours for ours, theirs in (columns or {}).items()}))
     if frame is None or (not len(frame) and set(frame.columns) <= {"source_file"}):
         frame = _empty_input(columns)  # no row read (every file empty, or every line set aside)
     frame = apply_column_mapping(frame, columns)

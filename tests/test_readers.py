@@ -486,3 +486,19 @@ def test_a_csv_line_with_more_fields_than_the_header_names_the_file_and_line(tmp
     (tmp_path / "late.csv").write_bytes(("\n".join([lines[0]] + body) + "\n").encode("utf-8", "surrogateescape"))
     with pytest.raises(ConfigError, match=r"late\.csv is not well-formed CSV"):
         list(read_messages(tmp_path / "late.csv", strict=False, chunksize=1000))
+
+
+def test_rows_set_aside_before_validation_are_named_as_validations_rejects(tmp_path):
+    # Rows set aside for bytes that are not UTF-8 kept the input's column names ('org'), while validation's
+    # rejects take the contract's: with columns={'tenant_id': 'org'}, tenant a's reject belonged to no tenant.
+    from commgraph.baselines._job import _tenant_counts
+
+    (tmp_path / "m.csv").write_bytes(b"org,message_id,timestamp,sender,recipients\n"
+                                     b"a,m1,2024-05-02T09:00Z,ann@a.com,bob@a.com\n"
+                                     b"b,m2,2024-05-02T09:00Z,cat@b.com,dan@b.com\n"
+                                     b"a,m3,2024-05-02T09:00Z,ann@a.com,x\xffy@a.com\n")
+    m = read_messages(tmp_path / "m.csv", columns={"tenant_id": "org"}, strict=False,
+                      tenants=[{"tenant_id": "a", "own_domains": ["a.com"]}, {"tenant_id": "b", "own_domains": ["b.com"]}])
+    assert "tenant_id" in m.rejects and "org" not in m.rejects
+    assert m.for_tenant("a").rejects["message_id"].tolist() == ["m3"] and len(m.for_tenant("b").rejects) == 0
+    assert _tenant_counts(m, ["a", "b"])["a"]["rows_rejected"] == 1
