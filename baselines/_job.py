@@ -691,7 +691,7 @@ def _instant(as_of: Any) -> pd.Timestamp:
         # off for whoever meant 1 February.
         stamp = pd.Timestamp(pd.to_datetime(as_of, format="ISO8601") if isinstance(as_of, str) else as_of)
     except (ValueError, TypeError, OverflowError):
-        raise ConfigError(f"as_of (--as-of) {as_of!r} is not an ISO 8601 time; give an instant such as "
+        raise ConfigError(f"as_of (--as-of) {as_of!r} is not a time in ISO 8601; give an instant such as "
                           "2025-02-01T00:00Z") from None
     if stamp is pd.NaT:
         raise ConfigError(f"as_of (--as-of) is empty ({as_of!r}); give an ISO 8601 instant such as 2025-02-01T00:00Z")

@@ -583,7 +583,7 @@ def test_configuration_errors_name_the_file_and_exit_2(tmp_path, mail, archive, 
     # A date that is not ISO 8601 is refused: '01/02/2025' was read month first and published as of 2 January.
     for not_iso in ("01/02/2025", "Feb 1 2025"):
         assert main(base[:-1] + [not_iso]) == 2
-        assert "is not an ISO 8601 time" in capsys.readouterr().err
+        assert "is not a time in ISO 8601" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 
