@@ -37,11 +37,18 @@ def _windows(config: BaselineConfig) -> tuple[int, ...]:
     return tuple(_ns(w) for w in config.windows)
 
 
+def iso_instant(value: Any) -> pd.Timestamp:
+    """``pd.Timestamp(value)``, text read as ISO 8601 only: '01/02/2025' is no instant (read month first, it
+    was 2 January, silently a month off for whoever meant 1 February). Raises ValueError or TypeError."""
+    return pd.Timestamp(pd.to_datetime(value, format="ISO8601") if isinstance(value, str) else value)
+
+
 def _timestamp(value: Any, name: str, caller: str) -> pd.Timestamp:
     try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"The {name!r} parameter of {caller} must be a timestamp. Got {value!r} instead.") from None
+        ts = iso_instant(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"The {name!r} parameter of {caller} must be a timestamp (text in ISO 8601, such as "
+                          f"2025-02-01T00:00Z). Got {value!r} instead.") from None
     if pd.isna(ts):
         raise ConfigError(f"The {name!r} parameter of {caller} must be a timestamp. Got {value!r} instead.")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

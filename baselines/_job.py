@@ -31,7 +31,7 @@ from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
 from commgraph.graph._validate import id_text
 
-from ._build import build_baselines, refresh, refresh_many
+from ._build import build_baselines, iso_instant, refresh, refresh_many
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._partial import (
@@ -687,9 +687,7 @@ def _instant(as_of: Any) -> pd.Timestamp:
         raise ConfigError(f"as_of (--as-of) {as_of!r} names a moment of the clock, which a rerun cannot repeat; give "
                           "the instant the snapshots describe, e.g. 2025-02-01T00:00Z (the last midnight)")
     try:
-        # Text is read as ISO 8601 only: '01/02/2025' would be read month first (2 January), silently a month
-        # off for whoever meant 1 February.
-        stamp = pd.Timestamp(pd.to_datetime(as_of, format="ISO8601") if isinstance(as_of, str) else as_of)
+        stamp = iso_instant(as_of)  # (text in ISO 8601 only)
     except (ValueError, TypeError, OverflowError):
         raise ConfigError(f"as_of (--as-of) {as_of!r} is not a time in ISO 8601; give an instant such as "
                           "2025-02-01T00:00Z") from None

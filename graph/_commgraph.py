@@ -1293,7 +1293,8 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
     as_of_ts = None
     if as_of is not None:
         try:
-            as_of_ts = pd.Timestamp(as_of)
+            # Text in ISO 8601 only: '01/02/2025 00:00Z' read month first would be 2 January.
+            as_of_ts = pd.Timestamp(pd.to_datetime(as_of, format="ISO8601") if isinstance(as_of, str) else as_of)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"The 'as_of' parameter of build_graph must be a timestamp. Got {as_of!r} instead.") \
                 from exc

@@ -323,3 +323,21 @@ def test_tables_and_bytes_per_sender_row(mail) -> None:
     read_by_signals = ["sender_key", "n_messages_30d", "n_messages", "first_seen", "last_seen", "active_days",
                        "n_written_to", "likelihood_safe"]
     assert (sender.select(read_by_signals).nbytes + snap.index("sender").nbytes) / sender.num_rows <= 100
+
+
+def test_an_as_of_given_as_text_is_read_as_iso_8601_only() -> None:
+    # '01/02/2025' was read month first: snapshots as of 2 January for whoever meant 1 February (the job's
+    # --as-of refused it; build_baselines, refresh, observe and build_graph took it).
+    from commgraph.baselines import refresh
+    from commgraph.graph import ConfigError, build_graph, validate
+    from commgraph.signals import Scorer
+
+    m = validate(pd.DataFrame([dict(tenant_id="t", message_id="m1", timestamp="2024-12-15T10:00:00Z",
+                                    sender="a@x.com", recipients="b@t.com", direction="inbound")]))
+    snap = build_baselines(m, as_of="2025-01-02T00:00Z")["t"]
+    for call in (lambda: build_baselines(m, as_of="01/02/2025"), lambda: refresh(snap, None, as_of="01/03/2025"),
+                 lambda: Scorer({"t": snap}).observe(m, as_of="01/03/2025"),
+                 lambda: build_graph(m, tenant_id="t", as_of="01/02/2025 00:00+00:00")):
+        with pytest.raises(ConfigError, match="ISO 8601|must be a timestamp"):
+            call()
+    assert build_baselines(m, as_of="2025-01-02")["t"].as_of == snap.as_of  # ISO dates and instants still do
