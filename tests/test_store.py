@@ -112,13 +112,11 @@ def test_a_corrupt_or_unknown_snapshot_is_refused(tmp_path, snaps) -> None:
     with pytest.raises(CorruptSnapshotError, match="sender.arrow fails its SHA-256 checksum"):
         store.load(tenant)
     store.publish(snap)
-    manifest = json.loads((tmp_path / tenant / "v000002" / "manifest.json").read_text())
-    manifest["schema_version"] = 99
-    (tmp_path / tenant / "v000002" / "manifest.json").write_text(json.dumps(manifest))
+    path = tmp_path / tenant / "v000002" / "manifest.json"
+    _rewrite_manifest(path, schema_version=99)  # (its digest made anew: written so, not damaged)
     with pytest.raises(CorruptSnapshotError, match=f"schema version 99; this library reads version {SCHEMA_VERSION}"):
         store.load(tenant)
-    manifest["schema_version"] = 1  # counted mail to a domain in recipients, not messages
-    (tmp_path / tenant / "v000002" / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite_manifest(path, schema_version=1)  # counted mail to a domain in recipients, not messages
     with pytest.raises(CorruptSnapshotError, match="schema version 1; .* Rebuild the snapshot"):
         store.load(tenant)
 
