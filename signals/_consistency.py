@@ -195,6 +195,8 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
     rows, largest = [], []
     for name in compared:
         given = both[f"{name}_logged"]
+        if given.dtype == object or pd.api.types.is_string_dtype(given.dtype):
+            given = given.mask(given.astype("string").str.strip() == "")  # a blank logged value is a missing one
         logged = pd.to_numeric(given, errors="coerce").to_numpy(np.float64)
         # A value the engine logged that is no number ('ERR: timeout') is a mismatch, even beside a missing
         # offline value (a first contact's days since the last message): read as NaN, it passed as equal.

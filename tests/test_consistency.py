@@ -159,6 +159,8 @@ def test_a_logged_value_that_is_no_number_is_a_mismatch(history, engine_log) -> 
     counted = np.flatnonzero(log["pair_messages"].to_numpy() > 0)[:1]
     log["pair_days_since_last"] = log["pair_days_since_last"].astype(object)
     log.loc[first_contact, "pair_days_since_last"] = "ERR: lookup timeout"
+    blank = np.flatnonzero(log["pair_days_since_last"].isna().to_numpy())[:2]
+    log.loc[blank, "pair_days_since_last"] = ["", " "]  # a blank logged value is a missing one: no mismatch
     log["pair_messages"] = log["pair_messages"].astype(object)
     log.loc[counted, "pair_messages"] = "n/a"
     report = consistency_report(log, messages)
