@@ -20,7 +20,7 @@ from ._messages import Messages
 from ._schema import EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
 from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
-from ._validate import apply_column_mapping, id_text, reject_rows, _validate_handed_over
+from ._validate import _blank_text_missing, _validate_handed_over, apply_column_mapping, id_text, reject_rows
 
 __all__ = ["read_messages", "read_frame", "list_sources"]
 
@@ -394,8 +394,9 @@ class _SinceFilter:
         sent = parse_timestamps(frame[self.timestamp], **parse).values
         keep = ~(sent < self.since).to_numpy(dtype=bool, na_value=False)  # refused (NaT) rows stay
         if self.labeled_at in frame.columns and not keep.all():
-            labelled = parse_timestamps(frame[self.labeled_at], **parse)
-            present = frame[self.labeled_at].notna().to_numpy()
+            given = _blank_text_missing(frame[self.labeled_at])  # blank is no label time, as validation reads it
+            labelled = parse_timestamps(given, **parse)
+            present = given.notna().to_numpy()
             keep |= (labelled.values >= self.since).to_numpy(dtype=bool, na_value=False)
             keep |= present & (labelled.reason != None)  # noqa: E711 (element-wise)
         if self.tenant_id in frame.columns and self.message_id in frame.columns:

@@ -266,6 +266,7 @@ def test_since_filters_every_other_input_as_validation_reads_its_times(tmp_path,
     broken.loc[old[0], "timestamp"] = "soon"
     broken.loc[old[1], "labeled_at"] = "not a time"
     broken.loc[old[2], "timestamp"] = "1980-01-01T00:00:00Z"
+    broken.loc[old[3], "labeled_at"] = " "  # blank: no label time (it kept the old row, read as refused)
     got = _read(broken, tenants=configs, since=PREVIOUS)
     assert sorted(got.rejects.index.tolist()) == sorted(old[:3].tolist())
     assert dict(zip(got.rejects.index, got.rejects["reject_reason"])) == {
