@@ -964,16 +964,25 @@ def collect_report(results: Iterable[TenantOutcome], as_of: pd.Timestamp, starte
                          rows_without_tenant=rows_without_tenant, not_in_input=not_in_input)
 
 
-def write_report(report: RefreshReport, path: str | PathLike) -> None:
-    """Write the JSON report of a refresh job, whole or not at all (a reader never sees half of it)."""
+def write_whole(path: str | PathLike, write: Callable[[Path], Any]) -> None:
+    """``write(temporary)`` beside ``path``, then the temporary file renamed over ``path``: a reader sees the
+    previous file or the new one whole, never half of it (a full disk keeps the previous file)."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "w", encoding="utf-8") as fh:
-            json.dump(report.to_dict(), fh, indent=2, default=str)
+        write(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_report(report: RefreshReport, path: str | PathLike) -> None:
+    """Write the JSON report of a refresh job, whole or not at all (a reader never sees half of it)."""
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", encoding="utf-8") as fh:
+            json.dump(report.to_dict(), fh, indent=2, default=str)
+
+    write_whole(path, write)
 
 
 def check_report_path(path: str | PathLike) -> None:

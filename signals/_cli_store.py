@@ -13,7 +13,7 @@ import pandas as pd
 
 from commgraph.baselines import SnapshotStore, load_secrets
 from commgraph.baselines import TenantOutcome, run_refresh
-from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_report_path, write_report
+from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_report_path, write_report, write_whole
 from commgraph.baselines._store import LEDGER_FILE
 from commgraph.graph import CommGraphError, ConfigError
 
@@ -284,7 +284,8 @@ def run_score_command(args: argparse.Namespace) -> int:
     if mapping:
         frame = frame.rename(columns={v: k for k, v in mapping.items()})
     scored = scorer.score(frame, level=args.level, cold_start=args.cold_start)
-    scored.to_parquet(args.output, index=False)
+    # Whole or not at all: a write that fails half-way (a full disk) keeps the previous output readable.
+    write_whole(args.output, lambda temporary: scored.to_parquet(temporary, index=False))
     print(f"scored {len(scored):,} {args.level}s of {scored['tenant_id'].nunique()} tenants with "
           f"{scored.shape[1] - (3 if args.level == 'edge' else 2)} signals in {time.perf_counter() - start:.1f} s "
           f"-> {args.output}")

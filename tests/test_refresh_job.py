@@ -303,6 +303,18 @@ def test_score_and_explain_commands(tmp_path, mail, archive, capsys):
     assert main(["score", "--input", str(archive), "--store", str(store), "--output", str(edges),
                  "--level", "edge"]) == 0
     assert len(pd.read_parquet(edges)) > len(scored)
+    # A write that fails half-way (a full disk) keeps the previous output whole: it truncated it in place.
+    import pandas
+    from unittest import mock
+
+    def half_written(frame, path, **kwargs):
+        Path(path).write_bytes(b"PAR1 cut short")
+        raise OSError(28, "No space left on device")
+
+    before = out.read_bytes()
+    with mock.patch.object(pandas.DataFrame, "to_parquet", half_written):
+        assert main(["score", "--input", str(archive), "--store", str(store), "--output", str(out)]) == 1
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     capsys.readouterr()
     row = mail.messages.iloc[-1]
     assert main(["explain", "--store", str(store), "--tenant", row["tenant_id"], "--message-id", row["message_id"],
