@@ -191,7 +191,15 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
     counted yet) for the tenants of an archive partitioned by tenant, whose folder names list them without
     opening a file (``read_options``: the job's, of which the format and encoding of text files apply)."""
     column = (columns or {}).get("tenant_id", "tenant_id")
+
+    def absent(present: Iterable[str]) -> ConfigError:
+        return ConfigError(f"the input has no {column!r} column, which names each message's tenant; columns "
+                           f"present: {sorted(map(str, present))[:20]}. Name yours with --columns "
+                           "tenant_id=<your column> (columns={'tenant_id': ...}), or add one")
+
     if isinstance(inputs, pd.DataFrame):
+        if column not in inputs.columns:
+            raise absent(inputs.columns)
         values = inputs[column]
     else:
         # Each tenant's worker counts its own rows (from its files' footers) if it needs the figure:
@@ -201,11 +209,17 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
             return dict.fromkeys(listed[0]), listed[1]
         paths = list_sources(inputs)
         if all(p.is_dir() or p.suffix in (".parquet", ".pq") for p in paths):
-            values = pd.concat([parquet_dataset(p).to_table(columns=[column]).column(column).to_pandas()
-                                for p in paths])
+            datasets = [parquet_dataset(p) for p in paths]
+            for dataset in datasets:
+                if column not in dataset.schema.names:
+                    raise absent(dataset.schema.names)
+            values = pd.concat([d.to_table(columns=[column]).column(column).to_pandas() for d in datasets])
         else:
             how = {k: v for k, v in (read_options or {}).items() if k in ("format", "encoding", "sep")}
-            values = read_frame(inputs, **how)[column]
+            frame = read_frame(inputs, **how)
+            if column not in frame.columns:
+                raise absent(frame.columns)
+            values = frame[column]
     # A tenant id is its text with white space stripped (as validation reads it); none left: no tenant.
     text = values.astype("string").str.strip()
     text = text[text.notna() & (text != "")]

@@ -274,6 +274,8 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
     if not isinstance(frame, pd.DataFrame):
         raise ConfigError(f"validate expects a pandas DataFrame (got {type(frame).__name__}); "
                           "use read_messages for files and iterables of records")
+    if timezone is not None:
+        _check_zone(timezone)
     configs = load_tenant_configs(tenants) if tenants is not None else {}
     original = frame
     df = apply_column_mapping(frame, columns)
@@ -397,6 +399,26 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     optional["labeled_at"] = labeled_at
     optional["subject"] = msgs["subject"].astype(STRING_DTYPE) if "subject" in msgs else missing_text
     return tenant, message_id, ts, sender, display, optional
+
+
+def _check_zone(timezone: Any) -> None:
+    """Refuse a ``timezone`` that names no zone, before any row is read in it (ConfigError).
+
+    Examples
+    --------
+    >>> _check_zone("Europe/Paris")
+    >>> _check_zone("Mars/Base")
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: The 'timezone' parameter of validate must be an IANA time zone such as 'Europe/Paris'. Got 'Mars/Base' instead.
+    """
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(str(timezone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"The 'timezone' parameter of validate must be an IANA time zone such as 'Europe/Paris'. "
+                          f"Got {timezone!r} instead.") from None
 
 
 def _blank_text_missing(values: pd.Series) -> pd.Series:

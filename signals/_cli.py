@@ -39,7 +39,11 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
         return None
     text = text.strip()
     if text.startswith("{"):
-        mapping = json.loads(text)
+        try:
+            mapping = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--columns {text!r} is not valid JSON ({exc}); give {{\"contract\": \"column\"}} or "
+                              "contract=column pairs separated by commas") from None
     else:
         mapping = {}
         for item in filter(None, (part.strip() for part in text.split(","))):

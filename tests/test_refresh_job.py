@@ -730,3 +730,22 @@ def test_a_batch_of_tenants_refreshed_from_other_instants_counts_each_tenants_ow
     sent_or_labelled = int(((pd.to_datetime(own["timestamp"], utc=True) >= since)
                             | (pd.to_datetime(own["labeled_at"], utc=True) >= since)).sum())
     assert outcomes[3] == outcomes[1] and outcomes[3]["tenant-01"] == (sent_or_labelled, 0)
+
+
+def test_bad_command_line_input_is_a_usage_error_naming_the_fix(tmp_path, mail, capsys):
+    # Each was an "unexpected" error (exit 1): an input without the tenant column (KeyError, ArrowInvalid), an
+    # unknown --timezone for validate (ZoneInfoNotFoundError), --columns of malformed JSON (JSONDecodeError).
+    raw = mail.messages.drop(columns=["scenario"], errors="ignore").rename(columns={"tenant_id": "org"})
+    raw.to_csv(tmp_path / "org.csv", index=False)
+    raw.to_parquet(tmp_path / "org.parquet")
+    for source in ("org.csv", "org.parquet"):
+        assert main(["refresh", "--input", str(tmp_path / source), "--store", str(tmp_path / "s"),
+                     "--as-of", AS_OF]) == 2
+        err = capsys.readouterr().err
+        assert "no 'tenant_id' column" in err and "--columns tenant_id=" in err and "unexpected" not in err, err
+    assert main(["refresh", "--input", str(tmp_path / "org.csv"), "--store", str(tmp_path / "s"), "--as-of", AS_OF,
+                 "--columns", "tenant_id=org"]) == 0
+    for extra, words in ((["--timezone", "Mars/Base"], "IANA time zone"), (["--columns", "{bad json"], "not valid JSON")):
+        assert main(["validate", str(tmp_path / "org.csv"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "unexpected" not in err, err
