@@ -83,7 +83,8 @@ class TenantOutcome:
     version : int or None
         The current version after the job (the new one when published).
     rows_read, rows_rejected : int
-        Input rows of the tenant, and those set aside by the message contract.
+        Input rows of the tenant, and those set aside by the message contract (an input of one row per
+        recipient counts a message kept once, however many rows it had).
     rejects_by_reason : dict
     seconds : float
         Time spent on the tenant (on Spark: summed over the tasks that worked on it;
@@ -823,11 +824,12 @@ def run_refresh(
         are built in full. Local
         engine only. Tenants are refreshed :data:`REFRESH_BATCH` at a time (one
         read of their mail, one :func:`~commgraph.baselines.refresh_many`; fewer
-        when their snapshots hold more than :data:`REFRESH_BATCH_ROWS` rows), and
+        when their snapshots hold more than :data:`REFRESH_BATCH_ROWS` rows; a batch's
+        tenants whose snapshots have other ``as_of`` are read apart), and
         each is published alone; when a batch fails, its tenants run one by one,
         so only a failing tenant fails, with the error it gives alone.
         A refresh validates only the mail sent since the current snapshot's
-        ``as_of`` (the batch's earliest) and older mail labelled since (the
+        ``as_of`` and older mail labelled since (the
         ``since`` of :func:`~commgraph.graph.read_messages`: from a Parquet
         archive with zoned ``timestamp`` and ``labeled_at`` columns only those
         rows are read, other inputs are read whole and filtered), so its outcome's
