@@ -217,7 +217,7 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
             values = pd.concat([d.to_table(columns=[column]).column(column).to_pandas() for d in datasets])
         else:
             how = {k: v for k, v in (read_options or {}).items() if k in ("format", "encoding", "sep")}
-            frame = read_frame(inputs, **how)
+            frame = read_frame(inputs, columns=columns, **how)  # (the tenant column read as text: tenant "NA")
             if column not in frame.columns:
                 raise absent(frame.columns)
             values = frame[column]

@@ -17,10 +17,10 @@ import pandas as pd
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
 from ._messages import Messages
-from ._schema import EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
+from ._schema import AUTH_COLUMNS, EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
 from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
-from ._validate import _blank_text_missing, _validate_handed_over, apply_column_mapping, id_text, reject_rows
+from ._validate import _blank_text_missing, _check_zone, _validate_handed_over, apply_column_mapping, id_text, reject_rows
 
 __all__ = ["read_messages", "read_frame", "list_sources"]
 
@@ -107,7 +107,10 @@ def _missing_spellings(columns: list[str], text: frozenset[str]) -> dict[str, An
     from pandas._libs.parsers import STR_NA_VALUES
 
     usual = sorted(STR_NA_VALUES | {""})
-    return {"keep_default_na": False, "na_values": {c: [""] if c in text else usual for c in columns}}
+    # 'None' is an authentication result of its own (no SPF record, say), not a missing one.
+    results = [v for v in usual if v.lower() != "none"]
+    return {"keep_default_na": False,
+            "na_values": {c: [""] if c in text else results if c in AUTH_COLUMNS else usual for c in columns}}
 
 
 def _read_csv(path: Path, encoding: str, chunksize: int | None, sep: str | None, text: frozenset[str]):
@@ -361,8 +364,12 @@ _NANOSECONDS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # per unit of a 
 
 
 def _utc(instant: Any) -> pd.Timestamp:
-    """An instant as a UTC timestamp (naive means UTC)."""
-    instant = pd.Timestamp(instant)
+    """An instant as a UTC timestamp (naive means UTC); text in ISO 8601 only ('01/02/2025' is refused: read
+    month first it would be 2 January)."""
+    try:
+        instant = pd.Timestamp(pd.to_datetime(instant, format="ISO8601") if isinstance(instant, str) else instant)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{instant!r} is not an instant; give one in ISO 8601, such as 2025-02-01T00:00Z") from exc
     return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
 
 
@@ -654,17 +661,22 @@ def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep:
             yield str(path), frame
         return
     try:
+        handed = 0  # rows already handed out (in chunks before the one with a bad byte)
         try:
             reader = _read_csv(path, encoding, chunksize, sep, text)
             for frame in (reader if chunksize else [reader]):
                 yield str(path), frame
+                handed += len(frame)
         except UnicodeDecodeError:
-            # Start over on the whole file, keeping undecodable bytes visible so the
-            # rows holding them can be named and set aside.
-            frame = _read_csv_salvaging(path, encoding, sep, text)
-            frame.attrs["salvaged_encoding"] = encoding
-            frame.attrs["text_columns"] = text
-            yield str(path), frame
+            # Start over on the whole file, keeping undecodable bytes visible so the rows holding them can
+            # be named and set aside; the rows handed out already are not handed out again (they would be
+            # repeats of themselves), and the rest goes in chunks as before.
+            whole = _read_csv_salvaging(path, encoding, sep, text)
+            step = chunksize or max(len(whole) - handed, 1)
+            for start in range(handed, max(len(whole), handed + 1), step):
+                frame = whole.iloc[start:start + step]
+                frame.attrs = {"salvaged_encoding": encoding, "text_columns": text}
+                yield str(path), frame
     except pd.errors.EmptyDataError:
         return  # a 0-byte file (no header either): no rows, whole or in chunks
     except pd.errors.ParserError as exc:
@@ -748,7 +760,8 @@ def _jsonl_salvaged(lines: list[str], name: str, first_record: int, first_line: 
     return frame, bad
 
 
-def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8", sep: str | None = None) -> pd.DataFrame:
+def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8", sep: str | None = None,
+               columns: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Read raw mail metadata into one DataFrame, without validating it.
 
     Parameters
@@ -759,6 +772,9 @@ def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8
     encoding : str, default 'utf-8'
     sep : str, optional
         CSV separator (default ``,``, or tab for ``.tsv``).
+    columns : mapping, optional
+        ``{contract name: your column}``, as :func:`read_messages` takes it: your names of the identifier
+        and text columns are read as text (a tenant "NA" or "007" stays itself). The columns keep your names.
 
     Returns
     -------
@@ -771,7 +787,7 @@ def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8
       tenant_id message_id
     0         t          1
     """
-    parts = list(_parts(source, format=format, encoding=encoding, sep=sep, chunksize=None))
+    parts = list(_parts(source, format=format, encoding=encoding, sep=sep, chunksize=None, text=_text_columns(columns)))
     return pd.concat(parts) if len(parts) > 1 else parts[0] if parts else pd.DataFrame()
 
 
@@ -1130,6 +1146,8 @@ def read_messages(
         raise ConfigError(f"read_messages got an unexpected option {unknown[0]!r}")
     if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
         raise ConfigError(f"'chunksize' must be a positive integer (got {chunksize!r})")
+    if options.get("timezone") is not None:
+        _check_zone(options["timezone"])  # before any row is read in it (the since filter reads some first)
     only = None
     if only_tenants is not None:
         if isinstance(only_tenants, str):

@@ -412,11 +412,9 @@ def _check_zone(timezone: Any) -> None:
     ...
     commgraph.graph._errors.ConfigError: The 'timezone' parameter of validate must be an IANA time zone such as 'Europe/Paris'. Got 'Mars/Base' instead.
     """
-    import zoneinfo
-
-    try:
-        zoneinfo.ZoneInfo(str(timezone))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    try:  # whatever the parser will localise in: an IANA name, 'utc', '+02:00', a tzinfo
+        pd.Timestamp("2000-01-01").tz_localize(timezone)
+    except (ValueError, TypeError, LookupError):  # (ZoneInfoNotFoundError is a KeyError)
         raise ConfigError(f"The 'timezone' parameter of validate must be an IANA time zone such as 'Europe/Paris'. "
                           f"Got {timezone!r} instead.") from None
 

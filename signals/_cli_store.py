@@ -267,23 +267,39 @@ _SECRETS_HELP = ("secrets of the tenants in privacy mode, the file the refresh j
                  "of tenant_id = \"hex\" lines; readable by its owner only, chmod 600)")
 
 
+def _read_input(args: argparse.Namespace) -> pd.DataFrame:
+    """The command's ``--input`` with its read options (``--format``, ``--encoding``), columns renamed by
+    ``--columns`` (your identifier and text columns read as text: a tenant "NA" stays itself)."""
+    from commgraph.graph import read_frame
+
+    from ._cli import parse_mapping
+
+    mapping = parse_mapping(getattr(args, "columns", None))
+    frame = read_frame(args.input, format=args.format, encoding=args.encoding, columns=mapping)
+    return frame.rename(columns={v: k for k, v in mapping.items()}) if mapping else frame
+
+
+def _add_format_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="input format when names do not say")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON Lines (default utf-8)")
+
+
 def run_score_command(args: argparse.Namespace) -> int:
     """Run ``commgraph score``: signals for every message (or edge) of the input, written to Parquet."""
     import time
 
-    from commgraph.graph import read_frame
-
-    from ._cli import parse_mapping
     from ._scorer import Scorer
 
     start = time.perf_counter()
     scorer = Scorer.from_store(SnapshotStore(args.store), tenants=_split(args.tenants),
                                secrets=_scoring_secrets(args.secrets))
-    frame = read_frame(args.input)
-    mapping = parse_mapping(args.columns)
-    if mapping:
-        frame = frame.rename(columns={v: k for k, v in mapping.items()})
-    scored = scorer.score(frame, level=args.level, cold_start=args.cold_start)
+    frame = _read_input(args)
+    batch = frame
+    if args.timezone is not None:  # naive times read in the given zone, as validate and refresh read them
+        from commgraph.graph import validate
+
+        batch = validate(frame, tenants=scorer._configs(), timezone=args.timezone)
+    scored = scorer.score(batch, level=args.level, cold_start=args.cold_start)
     # Whole or not at all: a write that fails half-way (a full disk) keeps the previous output readable.
     write_whole(args.output, lambda temporary: scored.to_parquet(temporary, index=False))
     print(f"scored {len(scored):,} {args.level}s of {scored['tenant_id'].nunique()} tenants with "
@@ -318,6 +334,8 @@ def add_score_command(subparsers) -> argparse.ArgumentParser:
                                                                                       "or per edge")
     p.add_argument("--tenants", help="comma-separated tenants to load (default: all in the store)")
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
+    p.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
+    _add_format_options(p)
     p.add_argument("--cold-start", dest="cold_start", action="store_true",
                    help="score tenants without a snapshot against the global prior instead of failing")
     p.add_argument("--secrets", help=_SECRETS_HELP)
@@ -327,12 +345,10 @@ def add_score_command(subparsers) -> argparse.ArgumentParser:
 
 def run_explain_command(args: argparse.Namespace) -> int:
     """Run ``commgraph explain``: every signal of one message, with its evidence and a sentence."""
-    from commgraph.graph import read_frame
-
     from ._explain import explain
     from ._scorer import Scorer
 
-    frame = read_frame(args.input)
+    frame = _read_input(args)
     missing = [c for c in ("tenant_id", "message_id") if c not in frame.columns]
     if missing:
         raise CommGraphError(f"the input has no {missing} column; columns present: {list(frame.columns)} (a "
@@ -343,6 +359,16 @@ def run_explain_command(args: argparse.Namespace) -> int:
     if match.empty:
         raise CommGraphError(f"message {args.message_id!r} of tenant {args.tenant!r} is not in the input")
     message = {k: v for k, v in match.iloc[0].to_dict().items() if not (isinstance(v, float) and v != v)}
+    if "recipient" in match.columns:  # one row per recipient: the message's rows gathered into its lists
+        message.pop("recipient", None)
+        kinds = match["recipient_type"].astype("string").str.strip().str.lower() if "recipient_type" in match \
+            else pd.Series(pd.NA, index=match.index, dtype="string")
+        message.pop("recipient_type", None)
+        for kind in ("to", "cc", "bcc", None):
+            rows = kinds.isna() if kind is None else kinds == kind
+            found = [r for r in match["recipient"][rows.fillna(False).to_numpy(bool)] if isinstance(r, str)]
+            if found:
+                message["recipients" if kind is None else kind] = found
     scorer = Scorer.from_store(SnapshotStore(args.store), tenants=[args.tenant], secrets=_scoring_secrets(args.secrets))
     explanation = explain(message, scorer)
     with pd.option_context("display.max_colwidth", 120, "display.width", 200):
@@ -372,6 +398,8 @@ def add_explain_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tenant", required=True, help="the message's tenant")
     p.add_argument("--message-id", dest="message_id", required=True, help="the message's id")
     p.add_argument("--input", nargs="+", required=True, help="mail files, directories or globs holding it")
+    p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
+    _add_format_options(p)
     p.add_argument("--secrets", help=_SECRETS_HELP)
     p.set_defaults(func=run_explain_command)
     return p

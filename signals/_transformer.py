@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from commgraph.baselines import BaselineConfig, build_baselines
+from commgraph.baselines._build import _timestamp
 from commgraph.graph import ConfigError, Messages, validate
 
 from ._signal_set import SignalSet, stack
@@ -115,7 +116,7 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
         """
         messages = self._messages(X)
         if self.as_of is not None:
-            as_of = pd.Timestamp(self.as_of)
+            as_of = _timestamp(self.as_of, "as_of", "BaselineSignals")  # (text in ISO 8601 only, as build_baselines)
         else:
             if not len(messages):
                 raise ConfigError("BaselineSignals.fit needs at least one message (or an explicit as_of)")

@@ -502,3 +502,46 @@ def test_rows_set_aside_before_validation_are_named_as_validations_rejects(tmp_p
     assert "tenant_id" in m.rejects and "org" not in m.rejects
     assert m.for_tenant("a").rejects["message_id"].tolist() == ["m3"] and len(m.for_tenant("b").rejects) == 0
     assert _tenant_counts(m, ["a", "b"])["a"]["rows_rejected"] == 1
+
+
+def test_csv_reads_keep_mapped_text_columns_auth_results_and_chunks_as_a_whole_read_does(tmp_path):
+    from commgraph.baselines._job import _tenant_rows
+
+    tenants = [{"tenant_id": "NA", "own_domains": ["na-corp.com"]}, {"tenant_id": "EU", "own_domains": ["eu-corp.com"]}]
+    rows = "".join(f"{t},m{t}{i},2024-05-02T09:00:00Z,ann@{d},bob@vendor.com,None,pass,none\n"
+                   for i in range(3) for t, d in (("NA", "na-corp.com"), ("EU", "eu-corp.com")))
+    (tmp_path / "m.csv").write_text("org,message_id,timestamp,sender,recipients,spf,dkim,dmarc\n" + rows)
+    # A renamed tenant column is read as text by the job's tenant listing too (tenant "NA" was dropped).
+    assert _tenant_rows(tmp_path / "m.csv", columns={"tenant_id": "org"}) == ({"NA": 3, "EU": 3}, 0)
+    assert read_frame(tmp_path / "m.csv", columns={"tenant_id": "org"})["org"].tolist()[:2] == ["NA", "EU"]
+    # 'None' is an authentication result of its own, not a missing one.
+    m = read_messages(tmp_path / "m.csv", columns={"tenant_id": "org"}, tenants=tenants)
+    assert m.frame["spf"].astype(str).unique().tolist() == ["none"] and m.frame["dmarc"].notna().all()
+    # In chunks, a byte that is not UTF-8 in a later chunk: the earlier chunks' rows are not handed out again
+    # (each was rejected as a repeat of itself) and the rest still comes in chunks.
+    body = [f"acme,m{i},2024-05-02T09:00:00Z,ann@acme.com,bob@vendor.com" for i in range(5000)]
+    body[3500] = body[3500].replace("ann@", "\udcffann@")
+    (tmp_path / "big.csv").write_bytes(("tenant_id,message_id,timestamp,sender,recipients\n" + "\n".join(body)
+                                        + "\n").encode("utf-8", "surrogateescape"))
+    acme = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    whole = read_messages(tmp_path / "big.csv", strict=False, tenants=acme)
+    chunks = list(read_messages(tmp_path / "big.csv", strict=False, tenants=acme, chunksize=1000))
+    assert whole.summary()["rejects_by_reason"] == {"invalid_encoding": 1}
+    assert [len(c) + len(c.rejects) for c in chunks] == [1000] * 5
+    assert sum(len(c) for c in chunks) == len(whole) == 4999
+    assert [c.rejects["reject_reason"].tolist() for c in chunks if len(c.rejects)] == [["invalid_encoding"]]
+
+
+def test_read_messages_refuses_a_since_that_is_not_iso_and_a_zone_that_is_none_before_reading(tmp_path):
+    frame = mail(4)
+    with pytest.raises(ConfigError, match="ISO 8601"):
+        read_messages(frame, since="01/02/2025")
+    for since in (None, "2024-05-02T00:00Z"):
+        with pytest.raises(ConfigError, match="IANA time zone"):
+            read_messages(frame, since=since, timezone="Mars/Base")
+    # Zones given otherwise than by IANA name are taken, as the parser takes them.
+    import datetime
+
+    naive = frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True).dt.tz_localize(None).astype(str))
+    for zone in ("utc", "+02:00", datetime.timezone(datetime.timedelta(hours=2))):
+        assert len(read_messages(naive, timezone=zone)) == len(frame)

@@ -749,3 +749,32 @@ def test_bad_command_line_input_is_a_usage_error_naming_the_fix(tmp_path, mail, 
         assert main(["validate", str(tmp_path / "org.csv"), *extra]) == 2
         err = capsys.readouterr().err
         assert words in err and "unexpected" not in err, err
+
+
+def test_score_and_explain_read_what_validate_and_refresh_read(tmp_path, mail, archive, capsys):
+    # score had no --timezone, --format or --encoding, explain no --columns, and explain took only the first
+    # row of a message given one row per recipient ("score_one needs the recipients").
+    store = tmp_path / "store"
+    assert main(["refresh", "--input", str(archive), "--store", str(store), "--as-of", AS_OF]) == 0
+    day = mail.messages[pd.to_datetime(mail.messages["timestamp"], utc=True) >= pd.Timestamp("2025-01-13T00:00Z")]
+    day = day.drop(columns=["scenario"], errors="ignore").head(30)
+    paris = day.assign(timestamp=pd.to_datetime(day["timestamp"], utc=True).dt.tz_convert("Europe/Paris")
+                       .dt.tz_localize(None).astype(str))
+    paris.rename(columns={"tenant_id": "org"}).to_csv(tmp_path / "paris.txt", index=False)
+    out, reference = tmp_path / "paris.parquet", tmp_path / "utc.parquet"
+    day.to_csv(tmp_path / "utc.csv", index=False)
+    assert main(["score", "--input", str(tmp_path / "paris.txt"), "--store", str(store), "--output", str(out),
+                 "--format", "csv", "--timezone", "Europe/Paris", "--columns", "tenant_id=org"]) == 0
+    assert main(["score", "--input", str(tmp_path / "utc.csv"), "--store", str(store), "--output",
+                 str(reference)]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(reference))
+    edges = validate(day, tenants=mail.tenants).edges(message_columns=("message_id", "timestamp", "sender"))
+    many = edges[edges.groupby("message_id", observed=True)["recipient"].transform("size") > 1]
+    row = many.iloc[0]
+    per_recipient = edges[["tenant_id", "message_id", "timestamp", "sender", "recipient"]].rename(
+        columns={"tenant_id": "org"})
+    per_recipient.astype(str).to_csv(tmp_path / "rows.csv", index=False)
+    capsys.readouterr()
+    assert main(["explain", "--store", str(store), "--tenant", str(row["tenant_id"]), "--message-id",
+                 str(row["message_id"]), "--input", str(tmp_path / "rows.csv"), "--columns", "tenant_id=org"]) == 0
+    assert str(row["message_id"]) in capsys.readouterr().out

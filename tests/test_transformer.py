@@ -91,3 +91,20 @@ def test_explicit_as_of_and_errors(mail) -> None:
     with pytest.raises(Exception, match="'unseen'"):
         t.transform(other)
     assert t.set_params(cold_start=True).transform(other)[:, SignalSet(["sender"]).names.index("sender_is_new")].all()
+
+
+def test_an_as_of_given_as_text_is_read_as_iso_8601_only() -> None:
+    # '01/02/2025' was read month first (2 January), as build_baselines no longer does; 'yesterday' raised a
+    # bare pandas error.
+    import pandas as pd
+    import pytest
+
+    from commgraph.graph import ConfigError
+    from commgraph.signals import BaselineSignals
+
+    frame = pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"], "timestamp": ["2024-05-01T09:00Z"],
+                          "sender": ["a@t.com"], "recipients": ["b@t.com"], "direction": ["internal"]})
+    for text in ("01/02/2025", "yesterday"):
+        with pytest.raises(ConfigError, match="'as_of' parameter of BaselineSignals"):
+            BaselineSignals(as_of=text).fit(frame)
+    assert BaselineSignals(as_of="2025-01-02").fit(frame).as_of_ == pd.Timestamp("2025-01-02T00:00Z")
