@@ -43,6 +43,17 @@ def check_tenant(expected: str, got: str, what: str) -> None:
                              "its own tenant")
 
 
+def _key_array(keys: Any, name: str) -> np.ndarray:
+    """Lookup keys as uint64, refusing what is no key: addresses (strings) and floats, which a key column
+    becomes once a merge adds a missing row (an exact float key is rare, a rounded one silently misses)."""
+    array = np.asarray(keys)
+    if array.dtype.kind not in "ui":
+        raise ConfigError(f"Snapshot.lookup takes 64-bit keys in {name!r}, got {array.dtype} values; key addresses "
+                          "and names with stable_keys(...) (privacy mode: with the tenant's secret), and keep key "
+                          "columns unsigned integers (a merge that adds missing rows makes them floats)")
+    return array.astype(np.uint64, copy=False)
+
+
 class Snapshot:
     """Every baseline of one tenant as of ``as_of``: tables for notebooks, a key lookup for signals.
 
@@ -185,11 +196,12 @@ class Snapshot:
         >>> snap.lookup("pair", s, stable_keys(["di@acme.com", "zed@acme.com"])).tolist()
         [1, -1]
         """
+        keys = _key_array(keys, "keys")
         if recipient_keys is not None:
             if name != "pair":
                 raise CommGraphError(f"recipient_keys is for the 'pair' table only; got table {name!r}")
-            keys = pair_keys(keys, recipient_keys)
-        return self.index(name).get(np.asarray(keys, dtype=np.uint64))
+            keys = pair_keys(keys, _key_array(recipient_keys, "recipient_keys"))
+        return self.index(name).get(keys)
 
     def check_tenant(self, tenant_id: str) -> None:
         """Raise unless this snapshot is ``tenant_id``'s.

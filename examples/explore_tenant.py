@@ -53,7 +53,7 @@ plt.close(ax.figure)
 # The neighbourhood of the busiest internal mailbox.
 mailbox = graph.top_correspondents(50).query("internal")["address"].iloc[0]
 ego = graph.ego(mailbox)
-print(f"{mailbox}: {ego.n_nodes} neighbours and itself, {ego.n_edges} edges")
+print(f"{mailbox} and its neighbours: {ego.n_nodes} nodes, {ego.n_edges} edges")
 ax = plot_ego(graph, mailbox, max_nodes=40)
 ax.figure.savefig(out / "ego.png", dpi=90)
 plt.close(ax.figure)

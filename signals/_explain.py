@@ -60,7 +60,10 @@ _SENTENCES = {
     "sender_distinct_recipients": lambda v, e: f"The sender has written to {v} distinct recipients here.",
     "sender_safe_likelihood": lambda v, e: f"Smoothed, this sender's mail is safe with probability {v:.3f} "
                                            f"({e.get('n_safe', 0)} safe, {e.get('n_attack', 0)} attack, "
-                                           f"{e.get('n_spam', 0)} spam labels; prior mean {e['prior_mean']:.3f}).",
+                                           f"{e.get('n_spam', 0)} spam labels"
+                                           + (f", and {e['presumed_counted']} unreported messages past the settle "
+                                              "delay presumed safe" if e.get("presumed_counted") else "")
+                                           + f"; prior mean {e['prior_mean']:.3f}).",
     "sender_attack_messages": lambda v, e: f"{v} of this sender's messages were labelled attack.",
     "sender_solicited_messages": lambda v, e: f"The tenant wrote to this address {v} times." if v
     else "The tenant never wrote to this address.",
@@ -219,6 +222,10 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
     resembles = known[nearest] if nearest >= 0 else None
 
     sender_ev = {**_pick(sender), "sender": m.sender, "prior_mean": view.prior_mean["sender"]}
+    # What the likelihood counts besides the labels: presumed-safe mail, under the default label policy.
+    policy = view.snapshot.config.label_policy if view.snapshot is not None else "presume_safe"
+    sender_ev["presumed_counted"] = max(int(sender_ev.get("n_presumed_safe") or 0), 0) \
+        if policy == "presume_safe" else 0
     domain_ev = {**_pick(domain, _ENTITY_FIELDS + ("n_distinct_senders", "n_outbound_to")), "domain": m.sender_domain}
     pair_ev = {r: _pick(p, ("n_messages", "first_seen", "last_seen", "n_safe", "n_attack")) for r, p in pairs.items()}
     box_ev = {r: _pick(b, ("n_inbound", "n_inbound_30d", "first_time_share", "n_safe", "n_attack",

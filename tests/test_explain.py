@@ -98,3 +98,22 @@ def test_lookalike_evidence_agrees_with_the_signal_on_a_domain_established_by_ac
         assert evidence["resembles"] == "contoso.com"
         assert evidence["established"] is (not close)
         assert e.loc["lookalike_domain_is_close", "value"] == close
+
+
+@pytest.mark.parametrize("policy", ["presume_safe", "ignore"])
+def test_the_likelihood_sentence_names_the_presumed_safe_mail_it_counts(policy) -> None:
+    # Under the default policy the value counts unreported mail past the settle delay as safe; the sentence
+    # named only the labels ("0 safe, 0 attack, 0 spam labels; prior mean 0.500" beside a value of 0.875).
+    hist = pd.DataFrame({"tenant_id": "acme", "message_id": [f"m{i}" for i in range(12)],
+                         "timestamp": [f"2025-01-{i + 1:02d}T09:00Z" for i in range(12)],
+                         "sender": ["bob@vendor.com"] * 6 + [f"x{i}@other{i}.com" for i in range(6)],
+                         "recipients": "ann@acme.com", "direction": "inbound",
+                         "label": [None] * 6 + ["attack", "safe", "spam", "attack", "safe", None],
+                         "labeled_at": [None] * 6 + ["2025-01-20T00:00Z"] * 5 + [None]})
+    snap = build_baselines(validate(hist, tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}]),
+                           as_of="2025-01-25T00:00Z", config={"label_policy": policy})["acme"]
+    row = explain({"tenant_id": "acme", "message_id": "new", "timestamp": "2025-01-25T10:00Z",
+                   "sender": "bob@vendor.com", "recipients": "ann@acme.com"}, snap).frame.set_index(
+        "signal").loc["sender_safe_likelihood"]
+    presumed = "6 unreported messages past the settle delay presumed safe"
+    assert (presumed in row.sentence) == (policy == "presume_safe"), row.sentence

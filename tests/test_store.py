@@ -498,3 +498,18 @@ def test_ensure_writable_creates_the_root_and_names_the_path_when_it_cannot(tmp_
         with pytest.raises(ConfigError, match=f"snapshot store {str(bad)!r} is not writable: .*(File exists|Not a "
                                               "directory)"):
             SnapshotStore(bad).ensure_writable()
+
+
+def test_lookup_refuses_what_is_no_key(snaps) -> None:
+    # Addresses gave numpy's "invalid literal for int()"; float keys (a key column after a merge added a
+    # missing row) silently missed a known sender.
+    from commgraph.graph import ConfigError, stable_keys
+
+    snap = next(iter(snaps.values()))
+    known = snap.table("sender")["sender_key"].to_numpy()[:3]
+    assert (snap.lookup("sender", known) >= 0).all()
+    assert (snap.lookup("sender", known.astype(np.int64)) >= 0).all()  # the same bits, signed
+    for bad in (known.astype(np.float64), np.array(["ann@vendor.com"]), [1.5]):
+        with pytest.raises(ConfigError, match="stable_keys"):
+            snap.lookup("sender", bad)
+    assert snap.lookup("sender", stable_keys(["nobody@nowhere.example"])).tolist() == [-1]
