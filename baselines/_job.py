@@ -15,7 +15,6 @@ import os
 import time
 import traceback
 import warnings
-import zoneinfo
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -29,7 +28,7 @@ from commgraph.graph import (
 )
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
-from commgraph.graph._validate import id_text
+from commgraph.graph._validate import _check_zone, id_text
 
 from ._build import build_baselines, iso_instant, refresh, refresh_many
 from ._config import BaselineConfig
@@ -731,8 +730,8 @@ def _check_job(as_of: pd.Timestamp, store: str | PathLike, incremental: bool, fo
     timezone = (read_options or {}).get("timezone")
     if timezone is not None:
         try:
-            zoneinfo.ZoneInfo(str(timezone))
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            _check_zone(timezone)  # every zone validation reads times in ('utc', '+02:00' too)
+        except ConfigError:
             raise ConfigError(f"--timezone {timezone!r} is not a time zone; give an IANA name such as "
                               "Europe/Paris") from None
 

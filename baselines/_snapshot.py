@@ -46,6 +46,13 @@ def check_tenant(expected: str, got: str, what: str) -> None:
 def _key_array(keys: Any, name: str) -> np.ndarray:
     """Lookup keys as uint64, refusing what is no key: addresses (strings) and floats, which a key column
     becomes once a merge adds a missing row (an exact float key is rare, a rounded one silently misses)."""
+    if not isinstance(keys, np.ndarray) and not hasattr(keys, "dtype"):  # a list of Python ints, or none
+        keys = list(keys)
+        if all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in keys):
+            try:  # (asarray makes floats of ints on both sides of 2**63, and of an empty list)
+                return np.array(keys, dtype=np.uint64)
+            except OverflowError:
+                pass
     array = np.asarray(keys)
     if array.dtype.kind not in "ui":
         raise ConfigError(f"Snapshot.lookup takes 64-bit keys in {name!r}, got {array.dtype} values; key addresses "

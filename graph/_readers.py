@@ -43,6 +43,12 @@ def _text_columns(columns: Mapping[str, str] | None) -> frozenset[str]:
     return frozenset(columns.get(name, name) for name in _TEXT_COLUMNS)
 
 
+def _auth_columns(columns: Mapping[str, str] | None) -> frozenset[str]:
+    """The input's names (after the ``columns`` mapping) of the authentication-result columns."""
+    columns = columns or {}
+    return frozenset(columns.get(name, name) for name in AUTH_COLUMNS)
+
+
 def _format_of(path: Path, format: str | None) -> str:
     if format is not None:
         if format not in ("parquet", "csv", "jsonl"):
@@ -97,7 +103,7 @@ def _csv_header(path: Path, encoding: str, sep: str, **options: Any) -> list[str
     return [str(name) for name in head.iloc[0]] if len(head) else []
 
 
-def _missing_spellings(columns: list[str], text: frozenset[str]) -> dict[str, Any]:
+def _missing_spellings(columns: list[str], text: frozenset[str], auth: frozenset[str]) -> dict[str, Any]:
     """read_csv's options for missing values: in text columns (identifiers, addresses, names, subjects) only
     an empty field is missing, in the others pandas' usual spellings ('NA', 'NULL', 'n/a') too.
 
@@ -110,23 +116,29 @@ def _missing_spellings(columns: list[str], text: frozenset[str]) -> dict[str, An
     # 'None' is an authentication result of its own (no SPF record, say), not a missing one.
     results = [v for v in usual if v.lower() != "none"]
     return {"keep_default_na": False,
-            "na_values": {c: [""] if c in text else results if c in AUTH_COLUMNS else usual for c in columns}}
+            "na_values": {c: [""] if c in text else results if c in auth else usual for c in columns}}
 
 
-def _read_csv(path: Path, encoding: str, chunksize: int | None, sep: str | None, text: frozenset[str]):
+def _read_csv(path: Path, encoding: str, chunksize: int | None, sep: str | None, text: frozenset[str],
+              auth: frozenset[str]):
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
-    missing = _missing_spellings(_csv_header(path, encoding, sep), text)
+    missing = _missing_spellings(_csv_header(path, encoding, sep), text, auth)
     # Text columns named here and absent from the file are ignored by pandas.
     return pd.read_csv(path, sep=sep, encoding=encoding, chunksize=chunksize, low_memory=False, index_col=False,
                        dtype={name: STRING_DTYPE for name in text}, **missing)
 
 
-def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozenset[str]) -> pd.DataFrame:
-    """Read a CSV whose bytes are not all valid in ``encoding``; bad bytes become lone surrogates."""
+def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozenset[str],
+                        auth: frozenset[str]) -> pd.DataFrame:
+    """Read a CSV whose bytes are not all valid in ``encoding``; bad bytes become lone surrogates.
+
+    With the same parser as :func:`_read_csv`, which counts rows as it does (the python engine skips a line
+    holding only a quoted empty field or a form feed, the C one reads it as a row): a chunked read that
+    salvages after its first chunks skips exactly the rows it handed out."""
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
-    salvage = {"encoding_errors": "surrogateescape", "engine": "python"}
-    missing = _missing_spellings(_csv_header(path, encoding, sep, **salvage), text)
-    return pd.read_csv(path, sep=sep, encoding=encoding, dtype=object, index_col=False, **salvage, **missing)
+    missing = _missing_spellings(_csv_header(path, encoding, sep, encoding_errors="surrogateescape"), text, auth)
+    return pd.read_csv(path, sep=sep, encoding=encoding, encoding_errors="surrogateescape", dtype=object,
+                       index_col=False, low_memory=False, **missing)
 
 
 def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os.PathLike | None = None,
@@ -363,13 +375,16 @@ def _parquet_dataset_of(path: Path, only: _TenantFilter | None,
 _NANOSECONDS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # per unit of a timestamp
 
 
-def _utc(instant: Any) -> pd.Timestamp:
-    """An instant as a UTC timestamp (naive means UTC); text in ISO 8601 only ('01/02/2025' is refused: read
-    month first it would be 2 January)."""
-    try:
-        instant = pd.Timestamp(pd.to_datetime(instant, format="ISO8601") if isinstance(instant, str) else instant)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{instant!r} is not an instant; give one in ISO 8601, such as 2025-02-01T00:00Z") from exc
+def _utc(instant: Any, *, iso: bool = False) -> pd.Timestamp:
+    """An instant as a UTC timestamp (naive means UTC). ``iso``: text in ISO 8601 only ('01/02/2025' is
+    refused: read month first it would be 2 January)."""
+    if iso and isinstance(instant, str):
+        try:
+            instant = pd.to_datetime(instant.strip(), format="ISO8601")
+        except ValueError as exc:
+            raise ConfigError(f"since={instant!r} is not an instant; give one in ISO 8601, such as "
+                              "2025-02-01T00:00Z") from exc
+    instant = pd.Timestamp(instant)
     return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
 
 
@@ -378,7 +393,7 @@ class _SinceFilter:
 
     def __init__(self, since: Any, columns: Mapping[str, str] | None,
                  time_range: tuple | None = DEFAULT_TIME_RANGE):
-        self.since = _utc(since)
+        self.since = _utc(since, iso=True)
         # Times validation refuses as out of range are read wherever they are, so it rejects them (a 1980
         # placeholder), as the filter of other inputs keeps every refused time.
         self.range = tuple(_utc(t) for t in time_range) if time_range is not None else None
@@ -650,8 +665,11 @@ class _TenantFilter:
 
 def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep: str | None,
                 only: _TenantFilter | None = None, since: _SinceFilter | None = None,
-                text: frozenset[str] = frozenset(_TEXT_COLUMNS)):
-    """Yield (file name, frame) parts of one file or directory; an empty file yields none (it holds no row)."""
+                text: frozenset[str] = frozenset(_TEXT_COLUMNS), auth: frozenset[str] = frozenset(AUTH_COLUMNS)):
+    """Yield (file name, frame) parts of one file or directory; an empty file yields none (it holds no row).
+
+    ``text`` and ``auth``: the input's names (after the ``columns`` mapping) of the columns read as text, and
+    of the authentication results (in CSV, 'None' is one of those, not a missing value)."""
     if fmt == "parquet":
         for name, frame in _parquet_parts(path, chunksize, only, since, text):
             yield name, frame
@@ -663,7 +681,7 @@ def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep:
     try:
         handed = 0  # rows already handed out (in chunks before the one with a bad byte)
         try:
-            reader = _read_csv(path, encoding, chunksize, sep, text)
+            reader = _read_csv(path, encoding, chunksize, sep, text, auth)
             for frame in (reader if chunksize else [reader]):
                 yield str(path), frame
                 handed += len(frame)
@@ -671,7 +689,7 @@ def _file_parts(path: Path, fmt: str, chunksize: int | None, encoding: str, sep:
             # Start over on the whole file, keeping undecodable bytes visible so the rows holding them can
             # be named and set aside; the rows handed out already are not handed out again (they would be
             # repeats of themselves), and the rest goes in chunks as before.
-            whole = _read_csv_salvaging(path, encoding, sep, text)
+            whole = _read_csv_salvaging(path, encoding, sep, text, auth)
             step = chunksize or max(len(whole) - handed, 1)
             for start in range(handed, max(len(whole), handed + 1), step):
                 frame = whole.iloc[start:start + step]
@@ -787,15 +805,17 @@ def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8
       tenant_id message_id
     0         t          1
     """
-    parts = list(_parts(source, format=format, encoding=encoding, sep=sep, chunksize=None, text=_text_columns(columns)))
+    parts = list(_parts(source, format=format, encoding=encoding, sep=sep, chunksize=None, text=_text_columns(columns),
+                        auth=_auth_columns(columns)))
     return pd.concat(parts) if len(parts) > 1 else parts[0] if parts else pd.DataFrame()
 
 
 def _parts(source, *, format, encoding, sep, chunksize, only: _TenantFilter | None = None,
            since: _SinceFilter | None = None, options: Mapping[str, Any] | None = None,
-           text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Iterator[pd.DataFrame]:
+           text: frozenset[str] = frozenset(_TEXT_COLUMNS),
+           auth: frozenset[str] = frozenset(AUTH_COLUMNS)) -> Iterator[pd.DataFrame]:
     parts = _unfiltered_parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only,
-                              since=since, text=text)
+                              since=since, text=text, auth=auth)
     if only is None and since is None:
         yield from parts
         return
@@ -810,7 +830,8 @@ def _parts(source, *, format, encoding, sep, chunksize, only: _TenantFilter | No
 
 
 def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only, since=None,
-                      text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Iterator[pd.DataFrame]:
+                      text: frozenset[str] = frozenset(_TEXT_COLUMNS),
+                      auth: frozenset[str] = frozenset(AUTH_COLUMNS)) -> Iterator[pd.DataFrame]:
     if isinstance(source, pd.DataFrame):
         if chunksize:
             for start in range(0, max(len(source), 1), chunksize):
@@ -823,7 +844,7 @@ def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only, since=N
         for path in list_sources(source):
             fmt = _format_of(path, format)
             offset_by_file: dict[str, int] = {}
-            for name, frame in _file_parts(path, fmt, chunksize, encoding, sep, only, since, text):
+            for name, frame in _file_parts(path, fmt, chunksize, encoding, sep, only, since, text, auth):
                 if isinstance(name, pd.Categorical):  # a whole dataset: files and row numbers already known
                     frame["source_file"] = name
                     yield frame
@@ -1155,7 +1176,8 @@ def read_messages(
         only = _TenantFilter(only_tenants, (columns or {}).get("tenant_id", "tenant_id"))
     parts = _parts(source, format=format, encoding=encoding, sep=sep, chunksize=chunksize, only=only,
                    since=_SinceFilter(since, columns, options.get("time_range", DEFAULT_TIME_RANGE))
-                   if since is not None else None, options=options, text=_text_columns(columns))
+                   if since is not None else None, options=options, text=_text_columns(columns),
+                   auth=_auth_columns(columns))
     if chunksize:
         return _validated_chunks(_coalesced(parts, chunksize), strict, columns, options)
     return _validated(_whole(parts), strict, columns, None, options)

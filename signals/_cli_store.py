@@ -369,6 +369,14 @@ def run_explain_command(args: argparse.Namespace) -> int:
             found = [r for r in match["recipient"][rows.fillna(False).to_numpy(bool)] if isinstance(r, str)]
             if found:
                 message["recipients" if kind is None else kind] = found
+    if args.timezone is not None:  # naive times read in the zone, as score --timezone reads them
+        from commgraph.graph import parse_timestamps
+
+        for column in ("timestamp", "labeled_at"):
+            if column in message:
+                parsed = parse_timestamps(pd.Series([message[column]]), timezone=args.timezone).values.iloc[0]
+                if parsed is not pd.NaT:  # (else explain refuses the value, naming why)
+                    message[column] = parsed.isoformat()
     scorer = Scorer.from_store(SnapshotStore(args.store), tenants=[args.tenant], secrets=_scoring_secrets(args.secrets))
     explanation = explain(message, scorer)
     with pd.option_context("display.max_colwidth", 120, "display.width", 200):
@@ -399,6 +407,7 @@ def add_explain_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--message-id", dest="message_id", required=True, help="the message's id")
     p.add_argument("--input", nargs="+", required=True, help="mail files, directories or globs holding it")
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
+    p.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
     _add_format_options(p)
     p.add_argument("--secrets", help=_SECRETS_HELP)
     p.set_defaults(func=run_explain_command)

@@ -511,6 +511,9 @@ def test_csv_reads_keep_mapped_text_columns_auth_results_and_chunks_as_a_whole_r
     rows = "".join(f"{t},m{t}{i},2024-05-02T09:00:00Z,ann@{d},bob@vendor.com,None,pass,none\n"
                    for i in range(3) for t, d in (("NA", "na-corp.com"), ("EU", "eu-corp.com")))
     (tmp_path / "m.csv").write_text("org,message_id,timestamp,sender,recipients,spf,dkim,dmarc\n" + rows)
+    (tmp_path / "r.csv").write_text("org,message_id,timestamp,sender,recipients,spf_result,dkim,dmarc\n" + rows)
+    renamed = read_messages(tmp_path / "r.csv", columns={"tenant_id": "org", "spf": "spf_result"}, tenants=tenants)
+    assert renamed.frame["spf"].astype(str).unique().tolist() == ["none"]  # under the input's own name too
     # A renamed tenant column is read as text by the job's tenant listing too (tenant "NA" was dropped).
     assert _tenant_rows(tmp_path / "m.csv", columns={"tenant_id": "org"}) == ({"NA": 3, "EU": 3}, 0)
     assert read_frame(tmp_path / "m.csv", columns={"tenant_id": "org"})["org"].tolist()[:2] == ["NA", "EU"]
@@ -521,15 +524,16 @@ def test_csv_reads_keep_mapped_text_columns_auth_results_and_chunks_as_a_whole_r
     # (each was rejected as a repeat of itself) and the rest still comes in chunks.
     body = [f"acme,m{i},2024-05-02T09:00:00Z,ann@acme.com,bob@vendor.com" for i in range(5000)]
     body[3500] = body[3500].replace("ann@", "\udcffann@")
+    body[500] = '""'  # a line one parser reads as a row and another skipped: the salvage must count as the first
     (tmp_path / "big.csv").write_bytes(("tenant_id,message_id,timestamp,sender,recipients\n" + "\n".join(body)
                                         + "\n").encode("utf-8", "surrogateescape"))
     acme = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
     whole = read_messages(tmp_path / "big.csv", strict=False, tenants=acme)
     chunks = list(read_messages(tmp_path / "big.csv", strict=False, tenants=acme, chunksize=1000))
-    assert whole.summary()["rejects_by_reason"] == {"invalid_encoding": 1}
-    assert [len(c) + len(c.rejects) for c in chunks] == [1000] * 5
-    assert sum(len(c) for c in chunks) == len(whole) == 4999
-    assert [c.rejects["reject_reason"].tolist() for c in chunks if len(c.rejects)] == [["invalid_encoding"]]
+    assert whole.summary()["rejects_by_reason"] == {"invalid_encoding": 1, "missing_value": 5}
+    assert sum(len(c) for c in chunks) == len(whole) == 4998
+    assert sorted(i for c in chunks for i in c.frame["message_id"]) == sorted(whole.frame["message_id"])
+    assert sorted(r for c in chunks for r in c.rejects["reject_reason"]) == sorted(whole.rejects["reject_reason"])
 
 
 def test_read_messages_refuses_a_since_that_is_not_iso_and_a_zone_that_is_none_before_reading(tmp_path):
@@ -539,6 +543,9 @@ def test_read_messages_refuses_a_since_that_is_not_iso_and_a_zone_that_is_none_b
     for since in (None, "2024-05-02T00:00Z"):
         with pytest.raises(ConfigError, match="IANA time zone"):
             read_messages(frame, since=since, timezone="Mars/Base")
+    # The time range is read as validation reads it, since or not.
+    assert len(read_messages(frame, since="2024-05-02 ", time_range=("01/01/1990", "01/01/2100"))) == \
+        len(read_messages(frame, since="2024-05-02"))
     # Zones given otherwise than by IANA name are taken, as the parser takes them.
     import datetime
 

@@ -778,3 +778,10 @@ def test_score_and_explain_read_what_validate_and_refresh_read(tmp_path, mail, a
     assert main(["explain", "--store", str(store), "--tenant", str(row["tenant_id"]), "--message-id",
                  str(row["message_id"]), "--input", str(tmp_path / "rows.csv"), "--columns", "tenant_id=org"]) == 0
     assert str(row["message_id"]) in capsys.readouterr().out
+    # explain reads naive times in --timezone as score does; refresh takes every zone validate takes.
+    first = paris.iloc[0]
+    assert main(["explain", "--store", str(store), "--tenant", str(first["tenant_id"]), "--message-id",
+                 str(first["message_id"]), "--input", str(tmp_path / "paris.txt"), "--format", "csv",
+                 "--columns", "tenant_id=org", "--timezone", "Europe/Paris"]) == 0
+    assert main(["refresh", "--input", str(tmp_path / "paris.txt"), "--format", "csv", "--columns", "tenant_id=org",
+                 "--store", str(tmp_path / "offset"), "--as-of", AS_OF, "--timezone", "+01:00"]) == 0

@@ -513,3 +513,6 @@ def test_lookup_refuses_what_is_no_key(snaps) -> None:
         with pytest.raises(ConfigError, match="stable_keys"):
             snap.lookup("sender", bad)
     assert snap.lookup("sender", stable_keys(["nobody@nowhere.example"])).tolist() == [-1]
+    # Python ints (on both sides of 2**63, which asarray makes floats of) and an empty list are keys.
+    assert snap.lookup("sender", known.tolist()).tolist() == snap.lookup("sender", known).tolist()
+    assert snap.lookup("sender", []).tolist() == []
