@@ -46,14 +46,15 @@ def check_tenant(expected: str, got: str, what: str) -> None:
 def _key_array(keys: Any, name: str) -> np.ndarray:
     """Lookup keys as uint64, refusing what is no key: addresses (strings) and floats, which a key column
     becomes once a merge adds a missing row (an exact float key is rare, a rounded one silently misses)."""
-    if not isinstance(keys, np.ndarray) and not hasattr(keys, "dtype"):  # a list of Python ints, or none
-        keys = list(keys)
-        if all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in keys):
-            try:  # (asarray makes floats of ints on both sides of 2**63, and of an empty list)
-                return np.array(keys, dtype=np.uint64)
-            except OverflowError:
-                pass
-    array = np.asarray(keys)
+    if isinstance(keys, (list, tuple)) and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+                                               for k in keys):
+        try:  # Python ints (asarray makes floats of ints on both sides of 2**63, and of an empty list)
+            return np.array(keys, dtype=np.uint64)
+        except OverflowError:
+            pass
+    array = np.asarray(keys)  # (numpy, pandas and Arrow arrays; one key)
+    if array.ndim == 0:
+        array = array.reshape(1)
     if array.dtype.kind not in "ui":
         raise ConfigError(f"Snapshot.lookup takes 64-bit keys in {name!r}, got {array.dtype} values; key addresses "
                           "and names with stable_keys(...) (privacy mode: with the tenant's secret), and keep key "

@@ -132,13 +132,25 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozen
                         auth: frozenset[str]) -> pd.DataFrame:
     """Read a CSV whose bytes are not all valid in ``encoding``; bad bytes become lone surrogates.
 
-    With the same parser as :func:`_read_csv`, which counts rows as it does (the python engine skips a line
-    holding only a quoted empty field or a form feed, the C one reads it as a row): a chunked read that
-    salvages after its first chunks skips exactly the rows it handed out."""
+    UTF-8 with the same parser as :func:`_read_csv`, which counts rows as it does (the python engine skips a
+    line holding only a quoted empty field or a form feed, the C one reads it as a row): a chunked read that
+    salvages after its first chunks skips exactly the rows it handed out. Other encodings with the python
+    parser: the C one hands their bad bytes back as UTF-8, where some spell valid text and would pass unseen.
+    A bad byte in the header is refused, naming the column (no row can be read under a garbled name)."""
+    import codecs
+
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
-    missing = _missing_spellings(_csv_header(path, encoding, sep, encoding_errors="surrogateescape"), text, auth)
+    engine = "c" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else "python"
+    header = _csv_header(path, encoding, sep, encoding_errors="surrogateescape", engine=engine)
+    garbled = [name for name in header if any("\udc80" <= ch <= "\udcff" for ch in name)]
+    if garbled:
+        shown = garbled[0].encode(encoding, "surrogateescape")
+        raise ConfigError(f"the header of {path} holds bytes that are not {encoding} in the column name {shown!r}; "
+                          "give the file's encoding (encoding=, --encoding), or re-save it in "
+                          f"{encoding}")
     return pd.read_csv(path, sep=sep, encoding=encoding, encoding_errors="surrogateescape", dtype=object,
-                       index_col=False, low_memory=False, **missing)
+                       index_col=False, engine=engine, **({"low_memory": False} if engine == "c" else {}),
+                       **_missing_spellings(header, text, auth))
 
 
 def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os.PathLike | None = None,
@@ -378,13 +390,12 @@ _NANOSECONDS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # per unit of a 
 def _utc(instant: Any, *, iso: bool = False) -> pd.Timestamp:
     """An instant as a UTC timestamp (naive means UTC). ``iso``: text in ISO 8601 only ('01/02/2025' is
     refused: read month first it would be 2 January)."""
-    if iso and isinstance(instant, str):
-        try:
+    try:
+        if iso and isinstance(instant, str):
             instant = pd.to_datetime(instant.strip(), format="ISO8601")
-        except ValueError as exc:
-            raise ConfigError(f"since={instant!r} is not an instant; give one in ISO 8601, such as "
-                              "2025-02-01T00:00Z") from exc
-    instant = pd.Timestamp(instant)
+        instant = pd.Timestamp(instant)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{instant!r} is not an instant; give one in ISO 8601, such as 2025-02-01T00:00Z") from exc
     return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
 
 

@@ -374,9 +374,12 @@ def run_explain_command(args: argparse.Namespace) -> int:
 
         for column in ("timestamp", "labeled_at"):
             if column in message:
-                parsed = parse_timestamps(pd.Series([message[column]]), timezone=args.timezone).values.iloc[0]
-                if parsed is not pd.NaT:  # (else explain refuses the value, naming why)
-                    message[column] = parsed.isoformat()
+                parsed = parse_timestamps(pd.Series([message[column]]), timezone=args.timezone)
+                reason = parsed.reason[0]
+                if reason is not None:  # (a local time daylight saving skips or repeats, say)
+                    raise CommGraphError(f"{column} {message[column]!r} is refused ({reason.value}): "
+                                         f"{parsed.fixes[reason]}")
+                message[column] = parsed.values.iloc[0].isoformat()
     scorer = Scorer.from_store(SnapshotStore(args.store), tenants=[args.tenant], secrets=_scoring_secrets(args.secrets))
     explanation = explain(message, scorer)
     with pd.option_context("display.max_colwidth", 120, "display.width", 200):

@@ -552,3 +552,32 @@ def test_read_messages_refuses_a_since_that_is_not_iso_and_a_zone_that_is_none_b
     naive = frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True).dt.tz_localize(None).astype(str))
     for zone in ("utc", "+02:00", datetime.timezone(datetime.timedelta(hours=2))):
         assert len(read_messages(naive, timezone=zone)) == len(frame)
+
+
+@pytest.mark.parametrize("encoding, bad", [("utf-8", b"caf\xe9"), ("ascii", b"caf\xc3\xa9"),
+                                           ("iso-8859-3", b"\xc3\xa5ngstrom"), ("cp1253", b"x\xd2\x81y")])
+def test_bytes_that_are_not_the_encoding_are_rejected_whole_and_in_chunks(tmp_path, encoding, bad):
+    # Salvaged with pandas' C parser, bad bytes of an encoding other than UTF-8 came back as UTF-8, where some
+    # spell valid text: 'café' read from an ASCII file passed unseen.
+    lines = [b"tenant_id,message_id,timestamp,sender,recipients,subject",
+             b"acme,m0,2024-05-02T09:00:00Z,ann@acme.com,bob@v.com,hello",
+             b"acme,m1,2024-05-02T09:00:00Z,ann@acme.com,bob@v.com," + bad,
+             b"acme,m2,2024-05-02T09:00:00Z,ann@acme.com,bob@v.com,bye"]
+    (tmp_path / "m.csv").write_bytes(b"\n".join(lines) + b"\n")
+    acme = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    for chunks in (None, 2):
+        read = read_messages(tmp_path / "m.csv", strict=False, tenants=acme, encoding=encoding, chunksize=chunks)
+        parts = list(read) if chunks else [read]
+        assert [(i, r) for p in parts for i, r in zip(p.rejects.index, p.rejects["reject_reason"])] == [
+            (1, "invalid_encoding")]
+        assert [m for p in parts for m in p.frame["message_id"]] == ["m0", "m2"]
+    # A bad byte in the header: no row can be read under a garbled name; refused, naming the column.
+    (tmp_path / "h.csv").write_bytes(b"\n".join([lines[0].replace(b"subject", b"subj" + bad)] + lines[1:]) + b"\n")
+    with pytest.raises(ConfigError, match=r"header of .*h\.csv holds bytes that are not .* column name"):
+        read_messages(tmp_path / "h.csv", strict=False, tenants=acme, encoding=encoding)
+
+
+def test_since_of_a_type_that_is_no_instant_is_refused(tmp_path):
+    for since in (object(), ["2024-05-02"], {"day": 2}):
+        with pytest.raises(ConfigError, match="is not an instant"):
+            read_messages(mail(4), since=since)

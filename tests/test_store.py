@@ -516,3 +516,8 @@ def test_lookup_refuses_what_is_no_key(snaps) -> None:
     # Python ints (on both sides of 2**63, which asarray makes floats of) and an empty list are keys.
     assert snap.lookup("sender", known.tolist()).tolist() == snap.lookup("sender", known).tolist()
     assert snap.lookup("sender", []).tolist() == []
+    import pyarrow as pa  # the snapshot's own Arrow key columns, and one key
+
+    assert snap.lookup("sender", pa.array(known)).tolist() == snap.lookup("sender", known).tolist()
+    assert snap.lookup("sender", pa.chunked_array([known])).tolist() == snap.lookup("sender", known).tolist()
+    assert snap.lookup("sender", int(known[0])).tolist() == snap.lookup("sender", known[:1]).tolist()
