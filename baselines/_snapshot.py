@@ -46,8 +46,9 @@ def check_tenant(expected: str, got: str, what: str) -> None:
 def _key_array(keys: Any, name: str) -> np.ndarray:
     """Lookup keys as uint64, refusing what is no key: addresses (strings) and floats, which a key column
     becomes once a merge adds a missing row (an exact float key is rare, a rounded one silently misses)."""
-    if isinstance(keys, (list, tuple)) and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool)
-                                               for k in keys):
+    if not hasattr(keys, "__array__") and not np.isscalar(keys) and hasattr(keys, "__iter__"):
+        keys = list(keys)  # a list, tuple, set or generator of keys
+    if isinstance(keys, list) and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in keys):
         try:  # Python ints (asarray makes floats of ints on both sides of 2**63, and of an empty list)
             return np.array(keys, dtype=np.uint64)
         except OverflowError:
@@ -55,6 +56,8 @@ def _key_array(keys: Any, name: str) -> np.ndarray:
     array = np.asarray(keys)  # (numpy, pandas and Arrow arrays; one key)
     if array.ndim == 0:
         array = array.reshape(1)
+    if not array.size:
+        return np.zeros(0, np.uint64)  # (an empty array of no type: nothing to look up)
     if array.dtype.kind not in "ui":
         raise ConfigError(f"Snapshot.lookup takes 64-bit keys in {name!r}, got {array.dtype} values; key addresses "
                           "and names with stable_keys(...) (privacy mode: with the tenant's secret), and keep key "

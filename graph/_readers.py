@@ -91,7 +91,7 @@ def list_sources(source: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
     return paths
 
 
-def _csv_header(path: Path, encoding: str, sep: str, **options: Any) -> list[str]:
+def _csv_header(path: Any, encoding: str, sep: str, **options: Any) -> list[str]:
     """The column names of a CSV file, its first data line checked against them.
 
     pandas takes a first data line with more fields than the header as the row's index and every value
@@ -132,24 +132,30 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozen
                         auth: frozenset[str]) -> pd.DataFrame:
     """Read a CSV whose bytes are not all valid in ``encoding``; bad bytes become lone surrogates.
 
-    UTF-8 with the same parser as :func:`_read_csv`, which counts rows as it does (the python engine skips a
-    line holding only a quoted empty field or a form feed, the C one reads it as a row): a chunked read that
-    salvages after its first chunks skips exactly the rows it handed out. Other encodings with the python
-    parser: the C one hands their bad bytes back as UTF-8, where some spell valid text and would pass unseen.
-    A bad byte in the header is refused, naming the column (no row can be read under a garbled name)."""
-    import codecs
+    The file is decoded here, each bad byte kept as a lone surrogate, and handed to the parser of
+    :func:`_read_csv` as UTF-8 whose surrogates pass through: one parser, which counts rows as the first read
+    did (the python parser skips a line of only a quoted empty field, the C one reads it as a row, so a
+    chunked read that salvages after its first chunks skips exactly the rows it handed out), and no bad byte
+    of another encoding is read back as valid UTF-8. A bad byte in the header is refused, naming the column
+    (no row can be read under a garbled name)."""
+    import io
+
+    from pandas.io.common import get_handle
 
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
-    engine = "c" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else "python"
-    header = _csv_header(path, encoding, sep, encoding_errors="surrogateescape", engine=engine)
+    with get_handle(path, "rb", compression="infer", is_text=False) as handles:
+        decoded = handles.handle.read().decode(encoding, "surrogateescape")
+    data = decoded.encode("utf-8", "surrogatepass")
+    del decoded
+    salvage = {"encoding": "utf-8", "encoding_errors": "surrogatepass"}
+    header = _csv_header(io.BytesIO(data), "utf-8", sep, encoding_errors="surrogatepass")
     garbled = [name for name in header if any("\udc80" <= ch <= "\udcff" for ch in name)]
     if garbled:
         shown = garbled[0].encode(encoding, "surrogateescape")
         raise ConfigError(f"the header of {path} holds bytes that are not {encoding} in the column name {shown!r}; "
                           "give the file's encoding (encoding=, --encoding), or re-save it in "
                           f"{encoding}")
-    return pd.read_csv(path, sep=sep, encoding=encoding, encoding_errors="surrogateescape", dtype=object,
-                       index_col=False, engine=engine, **({"low_memory": False} if engine == "c" else {}),
+    return pd.read_csv(io.BytesIO(data), sep=sep, dtype=object, index_col=False, low_memory=False, **salvage,
                        **_missing_spellings(header, text, auth))
 
 
@@ -395,7 +401,8 @@ def _utc(instant: Any, *, iso: bool = False) -> pd.Timestamp:
             instant = pd.to_datetime(instant.strip(), format="ISO8601")
         instant = pd.Timestamp(instant)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{instant!r} is not an instant; give one in ISO 8601, such as 2025-02-01T00:00Z") from exc
+        raise ConfigError(f"{'since=' if iso else ''}{instant!r} is not an instant; give one in ISO 8601, such as "
+                          "2025-02-01T00:00Z") from exc
     return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
 
 

@@ -373,7 +373,7 @@ def run_explain_command(args: argparse.Namespace) -> int:
         from commgraph.graph import parse_timestamps
 
         for column in ("timestamp", "labeled_at"):
-            if column in message:
+            if column in message and not pd.isna(message[column]):  # (missing: no label time, or refused later)
                 parsed = parse_timestamps(pd.Series([message[column]]), timezone=args.timezone)
                 reason = parsed.reason[0]
                 if reason is not None:  # (a local time daylight saving skips or repeats, say)

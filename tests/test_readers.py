@@ -559,8 +559,11 @@ def test_read_messages_refuses_a_since_that_is_not_iso_and_a_zone_that_is_none_b
 def test_bytes_that_are_not_the_encoding_are_rejected_whole_and_in_chunks(tmp_path, encoding, bad):
     # Salvaged with pandas' C parser, bad bytes of an encoding other than UTF-8 came back as UTF-8, where some
     # spell valid text: 'café' read from an ASCII file passed unseen.
+    # (A line of only a quoted empty field is a row to one parser and none to another: the rows a chunked
+    # read salvages after its first chunks must be counted by the parser that counted those.)
     lines = [b"tenant_id,message_id,timestamp,sender,recipients,subject",
              b"acme,m0,2024-05-02T09:00:00Z,ann@acme.com,bob@v.com,hello",
+             b'""',
              b"acme,m1,2024-05-02T09:00:00Z,ann@acme.com,bob@v.com," + bad,
              b"acme,m2,2024-05-02T09:00:00Z,ann@acme.com,bob@v.com,bye"]
     (tmp_path / "m.csv").write_bytes(b"\n".join(lines) + b"\n")
@@ -568,8 +571,8 @@ def test_bytes_that_are_not_the_encoding_are_rejected_whole_and_in_chunks(tmp_pa
     for chunks in (None, 2):
         read = read_messages(tmp_path / "m.csv", strict=False, tenants=acme, encoding=encoding, chunksize=chunks)
         parts = list(read) if chunks else [read]
-        assert [(i, r) for p in parts for i, r in zip(p.rejects.index, p.rejects["reject_reason"])] == [
-            (1, "invalid_encoding")]
+        got = sorted((i, r) for p in parts for i, r in zip(p.rejects.index, p.rejects["reject_reason"]))
+        assert (1, "missing_value") in got and (2, "invalid_encoding") in got and {i for i, _ in got} == {1, 2}
         assert [m for p in parts for m in p.frame["message_id"]] == ["m0", "m2"]
     # A bad byte in the header: no row can be read under a garbled name; refused, naming the column.
     (tmp_path / "h.csv").write_bytes(b"\n".join([lines[0].replace(b"subject", b"subj" + bad)] + lines[1:]) + b"\n")

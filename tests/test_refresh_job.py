@@ -785,6 +785,11 @@ def test_score_and_explain_read_what_validate_and_refresh_read(tmp_path, mail, a
                  "--columns", "tenant_id=org", "--timezone", "Europe/Paris"]) == 0
     assert main(["refresh", "--input", str(tmp_path / "paris.txt"), "--format", "csv", "--columns", "tenant_id=org",
                  "--store", str(tmp_path / "offset"), "--as-of", AS_OF, "--timezone", "+01:00"]) == 0
+    # An unlabelled message read from Parquet (labeled_at NaT) is explained with --timezone too.
+    paris.assign(labeled_at=pd.NaT).iloc[:1].to_parquet(tmp_path / "one.parquet")
+    assert main(["explain", "--store", str(store), "--tenant", str(first["tenant_id"]), "--message-id",
+                 str(first["message_id"]), "--input", str(tmp_path / "one.parquet"), "--timezone",
+                 "Europe/Paris"]) == 0
     # A local time that daylight saving skips is refused for what it is (not as "naive: pass timezone=").
     skipped = paris.iloc[:1].assign(timestamp="2024-03-31T02:30:00")
     skipped.rename(columns={"tenant_id": "org"}).to_csv(tmp_path / "skipped.csv", index=False)

@@ -521,3 +521,5 @@ def test_lookup_refuses_what_is_no_key(snaps) -> None:
     assert snap.lookup("sender", pa.array(known)).tolist() == snap.lookup("sender", known).tolist()
     assert snap.lookup("sender", pa.chunked_array([known])).tolist() == snap.lookup("sender", known).tolist()
     assert snap.lookup("sender", int(known[0])).tolist() == snap.lookup("sender", known[:1]).tolist()
+    assert snap.lookup("sender", (int(k) for k in known)).tolist() == snap.lookup("sender", known).tolist()
+    assert snap.lookup("sender", pa.array([])).tolist() == []
