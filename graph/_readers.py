@@ -3,6 +3,7 @@ iterables of records and globs, whole or in bounded-memory chunks."""
 
 from __future__ import annotations
 
+import codecs
 import glob as globlib
 import io
 import itertools
@@ -30,7 +31,30 @@ _FORMATS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
 }
 _COMPRESSION = (".gz", ".bz2", ".zst", ".xz", ".zip")
-_SURROGATES = r"[\udc80-\udcff]"
+
+
+def _keep_bad_bytes(error: UnicodeDecodeError) -> tuple[str, int]:
+    """A decode error handler: each byte the encoding cannot decode becomes the lone surrogate U+DC00 + byte.
+
+    As 'surrogateescape' does for bytes from 0x80, and for lower ones too (a UTF-16 file's unpaired
+    surrogate, an odd trailing byte), which 'surrogateescape' cannot keep: the row holding them is rejected,
+    naming its bytes, where the decode failed for the whole file."""
+    bad = error.object[error.start:error.end]
+    return "".join(chr(0xDC00 + b) for b in bad), error.end
+
+
+_BAD_BYTES = "commgraph.keep-bad-bytes"
+codecs.register_error(_BAD_BYTES, _keep_bad_bytes)
+
+
+def _is_bad_byte(ch: str) -> bool:
+    return "\udc00" <= ch <= "\udcff"
+
+
+def _shown(value: str) -> str:
+    """A value with the bytes its encoding could not decode written as \\xNN (never decoded as other text)."""
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if _is_bad_byte(ch) else ch for ch in value)
+
 # Identifiers, addresses and names are text however they look: a reader that infers types turns tenant
 # "007" into 7 (merged with tenant "7") and message id "1e3" into 1000.0 (a false duplicate of "1000").
 _TEXT_COLUMNS = ("tenant_id", "message_id", "sender", "sender_display_name", "recipients",
@@ -144,14 +168,14 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozen
 
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
     with get_handle(path, "rb", compression="infer", is_text=False) as handles:
-        decoded = handles.handle.read().decode(encoding, "surrogateescape")
+        decoded = handles.handle.read().decode(encoding, _BAD_BYTES)
     data = decoded.encode("utf-8", "surrogatepass")
     del decoded
     salvage = {"encoding": "utf-8", "encoding_errors": "surrogatepass"}
     header = _csv_header(io.BytesIO(data), "utf-8", sep, encoding_errors="surrogatepass")
-    garbled = [name for name in header if any("\udc80" <= ch <= "\udcff" for ch in name)]
+    garbled = [name for name in header if any(map(_is_bad_byte, name))]
     if garbled:
-        shown = garbled[0].encode(encoding, "surrogateescape")
+        shown = _shown(garbled[0])
         raise ConfigError(f"the header of {path} holds bytes that are not {encoding} in the column name {shown!r}; "
                           "give the file's encoding (encoding=, --encoding), or re-save it in "
                           f"{encoding}")
@@ -396,12 +420,15 @@ _NANOSECONDS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # per unit of a 
 def _utc(instant: Any, *, iso: bool = False) -> pd.Timestamp:
     """An instant as a UTC timestamp (naive means UTC). ``iso``: text in ISO 8601 only ('01/02/2025' is
     refused: read month first it would be 2 January)."""
+    given = instant
     try:
         if iso and isinstance(instant, str):
             instant = pd.to_datetime(instant.strip(), format="ISO8601")
         instant = pd.Timestamp(instant)
+        if instant is pd.NaT:
+            raise ValueError("no instant")
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{'since=' if iso else ''}{instant!r} is not an instant; give one in ISO 8601, such as "
+        raise ConfigError(f"{'since=' if iso else ''}{given!r} is not an instant; give one in ISO 8601, such as "
                           "2025-02-01T00:00Z") from exc
     return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
 
@@ -907,9 +934,9 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, 
         if frame[column].dtype != object:
             continue
         text = frame[column].astype(object)
-        bad = text.map(lambda v: isinstance(v, str) and any("\udc80" <= ch <= "\udcff" for ch in v)).to_numpy(bool)
+        bad = text.map(lambda v: isinstance(v, str) and any(map(_is_bad_byte, v))).to_numpy(bool)
         if bad.any():
-            shown = [v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for v in text[bad]]
+            shown = [_shown(v) for v in text[bad]]
             fix = (f"the bytes are not valid {encoding}; read again with encoding='<the file's encoding>' "
                    "(for example 'cp1252'), or strict=False to set these rows aside")
             problems.append(Problem(column, ReasonCode.INVALID_ENCODING, rows=frame.index[bad].tolist(),
@@ -922,9 +949,8 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, 
     for _, column, _, _ in findings:
         # Only the columns holding undecodable bytes, kept object: map() would infer text for a column of
         # other files' lists too (JSON Lines recipients), writing each list as its repr.
-        clean[column] = pd.Series([v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                                   if isinstance(v, str) else v for v in clean[column]], index=clean.index,
-                                  dtype=object)
+        clean[column] = pd.Series([_shown(v) if isinstance(v, str) else v for v in clean[column]],
+                                  index=clean.index, dtype=object)
     rejects = [reject_rows(clean, positions, column, ReasonCode.INVALID_ENCODING, values, fix)
                for positions, column, values, fix in findings]
     good = clean.iloc[np.flatnonzero(~bad_rows)]

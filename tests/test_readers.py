@@ -584,3 +584,27 @@ def test_since_of_a_type_that_is_no_instant_is_refused(tmp_path):
     for since in (object(), ["2024-05-02"], {"day": 2}):
         with pytest.raises(ConfigError, match="is not an instant"):
             read_messages(mail(4), since=since)
+
+
+def test_bytes_no_decoder_keeps_are_rejected_and_shown_as_bytes(tmp_path):
+    # A UTF-16 file with an unpaired surrogate crashed the read (surrogateescape keeps bytes from 0x80 only),
+    # a bad byte in a UTF-16 header crashed the message naming it, and the reject of UTF-8 bytes in an ASCII
+    # file showed them decoded ('café') where the bytes are the point.
+    acme = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    head = "tenant_id,message_id,timestamp,sender,recipients,subject\n"
+    rows = [f"acme,m{i},2024-05-02T09:00:00Z,ann@acme.com,bob@v.com,s{i}\n" for i in range(3)]
+    data = (head + "".join(rows)).encode("utf-16-le")
+    at = data.index("s1".encode("utf-16-le"))
+    (tmp_path / "u16.csv").write_bytes(data[:at] + b"\x3d\xd8" + data[at:])  # an unpaired high surrogate
+    m = read_messages(tmp_path / "u16.csv", strict=False, tenants=acme, encoding="utf-16-le")
+    assert m.frame["message_id"].tolist() == ["m0", "m2"] and m.rejects["reject_reason"].tolist() == ["invalid_encoding"]
+    (tmp_path / "u16h.csv").write_bytes(head.replace("subject\n", "subj").encode("utf-16-le") + b"\x3d\xd8"
+                                        + ("\n" + "".join(rows)).encode("utf-16-le"))
+    with pytest.raises(ConfigError, match=r"header of .*u16h\.csv holds bytes"):
+        read_messages(tmp_path / "u16h.csv", strict=False, tenants=acme, encoding="utf-16-le")
+    (tmp_path / "a.csv").write_bytes((head + rows[0]).encode() + rows[1].replace("s1", "caf\u00e9").encode())
+    m = read_messages(tmp_path / "a.csv", strict=False, tenants=acme, encoding="ascii")
+    assert m.rejects["reject_value"].tolist() == ["caf\\xc3\\xa9"]
+    for since in ("", "NaT", pd.NaT):
+        with pytest.raises(ConfigError, match="since=.* is not an instant"):
+            read_messages(tmp_path / "a.csv", strict=False, tenants=acme, encoding="ascii", since=since)
