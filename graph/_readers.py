@@ -8,6 +8,7 @@ import glob as globlib
 import io
 import itertools
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -45,6 +46,9 @@ def _keep_bad_bytes(error: UnicodeDecodeError) -> tuple[str, int]:
 
 _BAD_BYTES = "commgraph.keep-bad-bytes"
 codecs.register_error(_BAD_BYTES, _keep_bad_bytes)
+
+
+_BAD_BYTE_RE = re.compile("[\udc00-\udcff]")
 
 
 def _is_bad_byte(ch: str) -> bool:
@@ -418,18 +422,21 @@ _NANOSECONDS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # per unit of a 
 
 
 def _utc(instant: Any, *, iso: bool = False) -> pd.Timestamp:
-    """An instant as a UTC timestamp (naive means UTC). ``iso``: text in ISO 8601 only ('01/02/2025' is
-    refused: read month first it would be 2 January)."""
+    """An instant as a UTC timestamp (naive means UTC). ``iso`` (``since=``): text in ISO 8601 only
+    ('01/02/2025' is refused: read month first it would be 2 January), and no instant (NaT, '') refused;
+    otherwise (a ``time_range`` end) read as validation reads it, NaT meaning no bound."""
     given = instant
     try:
         if iso and isinstance(instant, str):
             instant = pd.to_datetime(instant.strip(), format="ISO8601")
         instant = pd.Timestamp(instant)
-        if instant is pd.NaT:
+        if instant is pd.NaT and iso:
             raise ValueError("no instant")
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{'since=' if iso else ''}{given!r} is not an instant; give one in ISO 8601, such as "
-                          "2025-02-01T00:00Z") from exc
+        raise ConfigError(f"{'since=' if iso else 'time_range end '}{given!r} is not an instant; give one in ISO "
+                          "8601, such as 2025-02-01T00:00Z") from exc
+    if instant is pd.NaT:
+        return instant
     return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
 
 
@@ -638,8 +645,11 @@ def _evaluate(table: Any, since: _SinceFilter) -> Any:
             column, type = table.column(name), table.schema.field(name).type
             tests.append(pc.greater_equal(column, since.at(type)))
             if since.range is not None:  # refused by validation for its range: read, so it is rejected
-                tests.append(pc.or_kleene(pc.less(column, since.at(type, since.range[0])),
-                                          pc.greater_equal(column, since.at(type, since.range[1]))))
+                low, high = since.range  # (an open end, NaT, bounds nothing)
+                if low is not pd.NaT:
+                    tests.append(pc.less(column, since.at(type, low)))
+                if high is not pd.NaT:
+                    tests.append(pc.greater_equal(column, since.at(type, high)))
     tests.append(pc.is_null(table.column(since.timestamp)))
     result = tests[0]
     for test in tests[1:]:
@@ -765,7 +775,9 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
 
     if codecs.lookup(encoding).name == "utf-8":
         encoding = "utf-8-sig"
-    with get_handle(path, "r", encoding=encoding, compression="infer") as handles:
+    # Bytes the encoding cannot decode are kept (as in CSV): the records holding them are rejected as
+    # invalid_encoding, naming their bytes, where the read failed for the whole file.
+    with get_handle(path, "r", encoding=encoding, compression="infer", errors=_BAD_BYTES) as handles:
         lines = iter(handles.handle)
         record = line = 0
         while True:
@@ -783,11 +795,15 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
                 if not all(isinstance(name, str) for name in frame.columns):
                     raise ValueError("lines of JSON arrays or values, not objects")  # read as numbered columns
             except (ValueError, TypeError, DeprecationWarning, FutureWarning):  # TypeError: objects mixed with arrays
-                frame, bad = _jsonl_salvaged(part, str(path), record, line)
+                # (and bytes the encoding could not decode: pandas' strings refuse the surrogates keeping them)
+                frame, bad = _jsonl_salvaged(part, str(path), record, line,
+                                             keep_objects=bool(_BAD_BYTE_RE.search("".join(part))))
             frame.index = pd.RangeIndex(record, record + len(frame)) if not bad else frame.index
             records = len(frame) + len(bad)
             if bad:
                 frame.attrs["invalid_json"] = bad
+            if _BAD_BYTE_RE.search("".join(part)):
+                frame.attrs["salvaged_encoding"] = encoding
             if records:  # a part of blank lines holds no row
                 yield frame
             record += records
@@ -797,9 +813,11 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
 
 
 def _jsonl_salvaged(lines: list[str], name: str, first_record: int, first_line: int,
-                    ) -> tuple[pd.DataFrame, list[tuple]]:
+                    keep_objects: bool = False) -> tuple[pd.DataFrame, list[tuple]]:
     """The JSON objects among ``lines`` (of file ``name``) as a frame labelled by record number, and the
-    other lines as (file, record number, line number counted from 1, line, why)."""
+    other lines as (file, record number, line number counted from 1, line, why). ``keep_objects``: columns
+    of Python objects, for values holding bytes the encoding could not decode (pandas' strings refuse them;
+    the encoding's rejects set those rows aside and give the other columns their types back)."""
     import json
 
     good, labels, bad = [], [], []
@@ -818,7 +836,8 @@ def _jsonl_salvaged(lines: list[str], name: str, first_record: int, first_line: 
         else:
             bad.append((name, record, number, line.rstrip("\r\n"), why))
         record += 1
-    frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
+    frame = (pd.DataFrame(good, dtype=object) if keep_objects else pd.DataFrame.from_records(good)) if good \
+        else pd.DataFrame()
     frame.index = pd.Index(labels, dtype=np.int64)
     return frame, bad
 

@@ -608,3 +608,28 @@ def test_bytes_no_decoder_keeps_are_rejected_and_shown_as_bytes(tmp_path):
     for since in ("", "NaT", pd.NaT):
         with pytest.raises(ConfigError, match="since=.* is not an instant"):
             read_messages(tmp_path / "a.csv", strict=False, tenants=acme, encoding="ascii", since=since)
+
+
+def test_json_lines_with_bytes_the_encoding_cannot_decode_are_rejected_as_csv_ones_are(tmp_path):
+    # The read failed for the whole file (UnicodeDecodeError); the docstring promises invalid_encoding rejects.
+    acme = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    rows = [b'{"tenant_id":"acme","message_id":"m%d","timestamp":"2024-05-02T09:00:00Z","sender":"ann@acme.com",'
+            b'"recipients":"bob@v.com","subject":"%s"}' % (i, s) for i, s in enumerate([b"x", b"caf\xe9", b"y"])]
+    (tmp_path / "a.jsonl").write_bytes(b"\n".join(rows) + b"\n")
+    for chunks in (None, 1, 2):
+        read = read_messages(tmp_path / "a.jsonl", strict=False, tenants=acme, chunksize=chunks)
+        parts = list(read) if chunks else [read]
+        assert [m for p in parts for m in p.frame["message_id"]] == ["m0", "m2"]
+        assert [(r, v) for p in parts for r, v in zip(p.rejects["reject_reason"], p.rejects["reject_value"])] == [
+            ("invalid_encoding", "caf\\xe9")]
+
+
+def test_since_with_an_open_ended_time_range(tmp_path):
+    # validate reads an open end (None) as no bound; read_messages(since=) refused it ("None is not an
+    # instant"), and on Parquet crashed.
+    frame = mail(6)
+    frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True)).to_parquet(tmp_path / "m.parquet")
+    since = pd.to_datetime(frame["timestamp"], utc=True).sort_values().iloc[3]
+    for source in (frame, tmp_path / "m.parquet"):
+        got = read_messages(source, since=since, time_range=("1990-01-01", None))
+        assert sorted(got.frame["message_id"]) == sorted(read_messages(source, since=since).frame["message_id"])
