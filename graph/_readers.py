@@ -22,7 +22,8 @@ from ._messages import Messages
 from ._schema import AUTH_COLUMNS, EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
 from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
-from ._validate import _blank_text_missing, _check_zone, _validate_handed_over, apply_column_mapping, id_text, reject_rows
+from ._validate import (_blank_text_missing, _check_zone, _validate_handed_over, apply_column_mapping, id_text,
+                        reject_rows)
 
 __all__ = ["read_messages", "read_frame", "list_sources"]
 
@@ -166,8 +167,6 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozen
     chunked read that salvages after its first chunks skips exactly the rows it handed out), and no bad byte
     of another encoding is read back as valid UTF-8. A bad byte in the header is refused, naming the column
     (no row can be read under a garbled name)."""
-    import io
-
     from pandas.io.common import get_handle
 
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")

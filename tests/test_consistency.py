@@ -166,5 +166,6 @@ def test_a_logged_value_that_is_no_number_is_a_mismatch(history, engine_log) -> 
     report = consistency_report(log, messages)
     assert not report.consistent and len(first_contact) == 2
     by_signal = report.frame.set_index("signal")
-    assert by_signal.loc["pair_days_since_last", "mismatches"] == 2 and by_signal.loc["pair_messages", "mismatches"] == 1
+    assert by_signal.loc["pair_days_since_last", "mismatches"] == 2
+    assert by_signal.loc["pair_messages", "mismatches"] == 1
     assert by_signal["mismatches"].sum() == 3

@@ -473,7 +473,8 @@ def test_a_csv_line_with_more_fields_than_the_header_names_the_file_and_line(tmp
         "acme,m2,2024-05-02T09:01:00Z,Lee, Ann <ann@acme.com>,bob@vendor.com\n")
     for strict in (True, False):
         with pytest.raises(ConfigError, match=r"m\.csv is not well-formed CSV: .*line 3.*Quote the values"):
-            read_messages(tmp_path / "m.csv", strict=strict, tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+            read_messages(tmp_path / "m.csv", strict=strict,
+                          tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
     # On the first data line, pandas took the extra field as the row's index and shifted every value left.
     lines = (tmp_path / "m.csv").read_text().splitlines()
     (tmp_path / "first.csv").write_text("\n".join([lines[0], lines[2], lines[1]]) + "\n")
@@ -498,7 +499,8 @@ def test_rows_set_aside_before_validation_are_named_as_validations_rejects(tmp_p
                                      b"b,m2,2024-05-02T09:00Z,cat@b.com,dan@b.com\n"
                                      b"a,m3,2024-05-02T09:00Z,ann@a.com,x\xffy@a.com\n")
     m = read_messages(tmp_path / "m.csv", columns={"tenant_id": "org"}, strict=False,
-                      tenants=[{"tenant_id": "a", "own_domains": ["a.com"]}, {"tenant_id": "b", "own_domains": ["b.com"]}])
+                      tenants=[{"tenant_id": "a", "own_domains": ["a.com"]},
+                               {"tenant_id": "b", "own_domains": ["b.com"]}])
     assert "tenant_id" in m.rejects and "org" not in m.rejects
     assert m.for_tenant("a").rejects["message_id"].tolist() == ["m3"] and len(m.for_tenant("b").rejects) == 0
     assert _tenant_counts(m, ["a", "b"])["a"]["rows_rejected"] == 1
@@ -597,7 +599,8 @@ def test_bytes_no_decoder_keeps_are_rejected_and_shown_as_bytes(tmp_path):
     at = data.index("s1".encode("utf-16-le"))
     (tmp_path / "u16.csv").write_bytes(data[:at] + b"\x3d\xd8" + data[at:])  # an unpaired high surrogate
     m = read_messages(tmp_path / "u16.csv", strict=False, tenants=acme, encoding="utf-16-le")
-    assert m.frame["message_id"].tolist() == ["m0", "m2"] and m.rejects["reject_reason"].tolist() == ["invalid_encoding"]
+    assert m.frame["message_id"].tolist() == ["m0", "m2"]
+    assert m.rejects["reject_reason"].tolist() == ["invalid_encoding"]
     (tmp_path / "u16h.csv").write_bytes(head.replace("subject\n", "subj").encode("utf-16-le") + b"\x3d\xd8"
                                         + ("\n" + "".join(rows)).encode("utf-16-le"))
     with pytest.raises(ConfigError, match=r"header of .*u16h\.csv holds bytes"):

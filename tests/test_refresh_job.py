@@ -745,7 +745,8 @@ def test_bad_command_line_input_is_a_usage_error_naming_the_fix(tmp_path, mail, 
         assert "no 'tenant_id' column" in err and "--columns tenant_id=" in err and "unexpected" not in err, err
     assert main(["refresh", "--input", str(tmp_path / "org.csv"), "--store", str(tmp_path / "s"), "--as-of", AS_OF,
                  "--columns", "tenant_id=org"]) == 0
-    for extra, words in ((["--timezone", "Mars/Base"], "IANA time zone"), (["--columns", "{bad json"], "not valid JSON")):
+    for extra, words in ((["--timezone", "Mars/Base"], "IANA time zone"),
+                         (["--columns", "{bad json"], "not valid JSON")):
         assert main(["validate", str(tmp_path / "org.csv"), *extra]) == 2
         err = capsys.readouterr().err
         assert words in err and "unexpected" not in err, err
