@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from commgraph.graph import ConfigError, Messages, stable_key
+from commgraph.graph._timestamps import iso_instant
 
 from ._config import BaselineConfig
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
@@ -35,12 +36,6 @@ def _ns(td: Any) -> int:
 
 def _windows(config: BaselineConfig) -> tuple[int, ...]:
     return tuple(_ns(w) for w in config.windows)
-
-
-def iso_instant(value: Any) -> pd.Timestamp:
-    """``pd.Timestamp(value)``, text read as ISO 8601 only: '01/02/2025' is no instant (read month first, it
-    was 2 January, silently a month off for whoever meant 1 February). Raises ValueError or TypeError."""
-    return pd.Timestamp(pd.to_datetime(value, format="ISO8601") if isinstance(value, str) else value)
 
 
 def _timestamp(value: Any, name: str, caller: str) -> pd.Timestamp:

@@ -28,9 +28,10 @@ from commgraph.graph import (
 )
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
-from commgraph.graph._validate import _check_zone, id_text
+from commgraph.graph._timestamps import iso_instant
+from commgraph.graph._validate import _check_zone
 
-from ._build import build_baselines, iso_instant, refresh, refresh_many
+from ._build import build_baselines, refresh, refresh_many
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._partial import (
@@ -503,10 +504,7 @@ def _tenant_counts(messages: Messages, tenant_ids: list[str]) -> dict[str, dict[
     """Per tenant, the outcome fields a read of its mail alone reports (a read filters rows by their stripped
     tenant id, so its rejects are the rows whose stripped tenant id is the tenant's)."""
     per_message = messages.frame["tenant_id"].astype("str").value_counts()
-    rejects, column = messages.rejects, messages.reject_tenant_column
-    # Each reject's tenant as validation reads the id (stripped; a float column's 7.0 is '7').
-    owner = id_text(rejects[column])[0].to_numpy(dtype=object, na_value=None) if len(rejects) and column in rejects \
-        else np.zeros(0, object)
+    rejects, owner = messages.rejects, messages.reject_tenants()
     no_rows = messages.frame.iloc[:0]
     fields = {}
     for tenant_id in tenant_ids:

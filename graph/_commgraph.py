@@ -25,6 +25,7 @@ from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaErr
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
 from ._tenants import InferredOwnDomainsWarning, infer_own_domains, normalise_own_domain
+from ._timestamps import iso_instant
 
 __all__ = ["CommGraph", "DomainView", "build_graph", "EDGE_COLUMNS", "NODE_COLUMNS", "GRAPH_INPUT_COLUMNS"]
 
@@ -1293,8 +1294,7 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
     as_of_ts = None
     if as_of is not None:
         try:
-            # Text in ISO 8601 only: '01/02/2025 00:00Z' read month first would be 2 January.
-            as_of_ts = pd.Timestamp(pd.to_datetime(as_of, format="ISO8601") if isinstance(as_of, str) else as_of)
+            as_of_ts = iso_instant(as_of)  # (text in ISO 8601 only)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"The 'as_of' parameter of build_graph must be a timestamp. Got {as_of!r} instead.") \
                 from exc

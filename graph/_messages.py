@@ -171,18 +171,33 @@ class Messages:
         mask = (self.frame["tenant_id"] == tenant_id).to_numpy()
         if not mask.any():
             raise CommGraphError(f"tenant {tenant_id!r} has no messages here; tenants present: {self.tenants}")
-        from ._validate import id_text
-
-        rejects, column = self.rejects, self.reject_tenant_column
-        if column in rejects.columns:
-            # Rejected rows keep their raw values (and the caller's column name); a tenant id counts as
-            # validation reads it: stripped of surrounding white space ("b " is tenant "b"), a float
-            # column's 7.0 is tenant "7".
-            owner = id_text(rejects[column])[0]
-            rejects = rejects[(owner == tenant_id).to_numpy(dtype=bool, na_value=False)]
+        rejects = self.rejects[self.reject_tenants() == tenant_id]
         part = self.subset(mask)
         own = {tenant_id: self.own_domains[tenant_id]} if tenant_id in self.own_domains else {}
-        return Messages(part.frame, part._edges, rejects, own, reject_tenant_column=column)
+        return Messages(part.frame, part._edges, rejects, own, reject_tenant_column=self.reject_tenant_column)
+
+    def reject_tenants(self) -> np.ndarray:
+        """The tenant of each rejected row (object array; None where it has none), as validation reads ids.
+
+        Rejected rows keep their raw values under the input's column names; a tenant id counts stripped
+        of surrounding white space (" b" is tenant "b"), and a float column's 7.0 is tenant "7".
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> m = validate(pd.DataFrame({"org": [" b", None], "message_id": ["1", "2"],
+        ...     "timestamp": ["soon", "2024-01-01T00:00Z"], "sender": ["x@b.com"] * 2,
+        ...     "recipients": ["y@b.com"] * 2, "direction": ["internal"] * 2}), strict=False,
+        ...     columns={"tenant_id": "org"})
+        >>> m.reject_tenants().tolist()  # ' b' is tenant 'b'; the second row has no tenant
+        ['b', None]
+        """
+        from ._validate import id_text
+
+        column = self.reject_tenant_column
+        if column not in self.rejects.columns:
+            return np.full(len(self.rejects), None, dtype=object)
+        return id_text(self.rejects[column])[0].to_numpy(dtype=object, na_value=None)
 
     def subset(self, mask: np.ndarray) -> "Messages":
         """The messages where ``mask`` (one bool per row of :attr:`frame`) is true, with their edges.

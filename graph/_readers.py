@@ -21,7 +21,7 @@ from ._keys import stable_keys
 from ._messages import Messages
 from ._schema import AUTH_COLUMNS, EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
-from ._timestamps import DEFAULT_TIME_RANGE, parse_timestamps
+from ._timestamps import DEFAULT_TIME_RANGE, iso_instant, parse_timestamps
 from ._validate import (_blank_text_missing, _check_zone, _validate_handed_over, apply_column_mapping, id_text,
                         reject_rows)
 
@@ -49,16 +49,12 @@ _BAD_BYTES = "commgraph.keep-bad-bytes"
 codecs.register_error(_BAD_BYTES, _keep_bad_bytes)
 
 
-_BAD_BYTE_RE = re.compile("[\udc00-\udcff]")
-
-
-def _is_bad_byte(ch: str) -> bool:
-    return "\udc00" <= ch <= "\udcff"
+_BAD_BYTE = re.compile("[\udc00-\udcff]")  # a byte kept by _keep_bad_bytes
 
 
 def _shown(value: str) -> str:
     """A value with the bytes its encoding could not decode written as \\xNN (never decoded as other text)."""
-    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if _is_bad_byte(ch) else ch for ch in value)
+    return _BAD_BYTE.sub(lambda byte: f"\\x{ord(byte.group()) - 0xDC00:02x}", value)
 
 # Identifiers, addresses and names are text however they look: a reader that infers types turns tenant
 # "007" into 7 (merged with tenant "7") and message id "1e3" into 1000.0 (a false duplicate of "1000").
@@ -176,7 +172,7 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozen
     del decoded
     salvage = {"encoding": "utf-8", "encoding_errors": "surrogatepass"}
     header = _csv_header(io.BytesIO(data), "utf-8", sep, encoding_errors="surrogatepass")
-    garbled = [name for name in header if any(map(_is_bad_byte, name))]
+    garbled = [name for name in header if _BAD_BYTE.search(name)]
     if garbled:
         shown = _shown(garbled[0])
         raise ConfigError(f"the header of {path} holds bytes that are not {encoding} in the column name {shown!r}; "
@@ -426,9 +422,7 @@ def _utc(instant: Any, *, iso: bool = False) -> pd.Timestamp:
     otherwise (a ``time_range`` end) read as validation reads it, NaT meaning no bound."""
     given = instant
     try:
-        if iso and isinstance(instant, str):
-            instant = pd.to_datetime(instant.strip(), format="ISO8601")
-        instant = pd.Timestamp(instant)
+        instant = iso_instant(instant) if iso else pd.Timestamp(instant)
         if instant is pd.NaT and iso:
             raise ValueError("no instant")
     except (ValueError, TypeError) as exc:
@@ -783,6 +777,7 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
             part = list(itertools.islice(lines, chunksize or None))
             if not part:
                 return
+            undecodable = any(_BAD_BYTE.search(text) for text in part)
             try:
                 with warnings.catch_warnings():
                     # Objects mixed with arrays of other lengths: pandas pads them with a deprecation warning
@@ -795,13 +790,12 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
                     raise ValueError("lines of JSON arrays or values, not objects")  # read as numbered columns
             except (ValueError, TypeError, DeprecationWarning, FutureWarning):  # TypeError: objects mixed with arrays
                 # (and bytes the encoding could not decode: pandas' strings refuse the surrogates keeping them)
-                frame, bad = _jsonl_salvaged(part, str(path), record, line,
-                                             keep_objects=bool(_BAD_BYTE_RE.search("".join(part))))
+                frame, bad = _jsonl_salvaged(part, str(path), record, line, keep_objects=undecodable)
             frame.index = pd.RangeIndex(record, record + len(frame)) if not bad else frame.index
             records = len(frame) + len(bad)
             if bad:
                 frame.attrs["invalid_json"] = bad
-            if _BAD_BYTE_RE.search("".join(part)):
+            if undecodable:
                 frame.attrs["salvaged_encoding"] = encoding
             if records:  # a part of blank lines holds no row
                 yield frame
@@ -952,7 +946,7 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, 
         if frame[column].dtype != object:
             continue
         text = frame[column].astype(object)
-        bad = text.map(lambda v: isinstance(v, str) and any(map(_is_bad_byte, v))).to_numpy(bool)
+        bad = text.map(lambda v: isinstance(v, str) and _BAD_BYTE.search(v) is not None).to_numpy(bool)
         if bad.any():
             shown = [_shown(v) for v in text[bad]]
             fix = (f"the bytes are not valid {encoding}; read again with encoding='<the file's encoding>' "

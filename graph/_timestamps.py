@@ -19,7 +19,26 @@ import pyarrow.compute as pc
 from ._errors import ConfigError, ReasonCode
 from ._schema import STRING_DTYPE, TIMESTAMP_DTYPE
 
-__all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE"]
+__all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE", "iso_instant"]
+
+
+def iso_instant(value: object) -> pd.Timestamp:
+    """``pd.Timestamp(value)``, text read as ISO 8601 only (surrounding white space aside): '01/02/2025' is no
+    instant (read month first it was 2 January, silently a month off for whoever meant 1 February).
+
+    Raises ValueError or TypeError; naive stays naive (callers say what it means).
+
+    Examples
+    --------
+    >>> iso_instant(" 2025-02-01T00:00Z")
+    Timestamp('2025-02-01 00:00:00+0000', tz='UTC')
+    >>> try:
+    ...     iso_instant("01/02/2025")
+    ... except ValueError:
+    ...     print("refused")
+    refused
+    """
+    return pd.Timestamp(pd.to_datetime(value.strip(), format="ISO8601") if isinstance(value, str) else value)
 
 #: Timestamps outside this range are refused as ``timestamp_out_of_range``. The
 #: floor catches the placeholders mail systems write for unknown dates (epoch 0,

@@ -11,6 +11,7 @@ import pandas as pd
 
 from commgraph.baselines import BaselineConfig
 from commgraph.graph import ConfigError, Messages
+from commgraph.graph._validate import _blank_text_missing
 
 from ._backfill import backfill
 from ._provider import SignalProvider
@@ -194,9 +195,7 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
     both = merged[merged["_merge"] == "both"].reset_index(drop=True)
     rows, largest = [], []
     for name in compared:
-        given = both[f"{name}_logged"]
-        if given.dtype == object or pd.api.types.is_string_dtype(given.dtype):
-            given = given.mask(given.astype("string").str.strip() == "")  # a blank logged value is a missing one
+        given = _blank_text_missing(both[f"{name}_logged"])  # a blank logged value is a missing one
         logged = pd.to_numeric(given, errors="coerce").to_numpy(np.float64)
         # A value the engine logged that is no number ('ERR: timeout') is a mismatch, even beside a missing
         # offline value (a first contact's days since the last message): read as NaN, it passed as equal.
