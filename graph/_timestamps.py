@@ -22,9 +22,15 @@ from ._schema import STRING_DTYPE, TIMESTAMP_DTYPE
 __all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE", "iso_instant"]
 
 
+#: Words pandas reads as the time on the clock ('now', 'today'), or that name a day relative to it: no
+#: instant a rerun can repeat, so neither an ``as_of`` nor a message's time.
+CLOCK_WORDS = ("now", "today", "yesterday", "tomorrow")
+
+
 def iso_instant(value: object) -> pd.Timestamp:
     """``pd.Timestamp(value)``, text read as ISO 8601 only (surrounding white space aside): '01/02/2025' is no
-    instant (read month first it was 2 January, silently a month off for whoever meant 1 February).
+    instant (read month first it was 2 January, silently a month off for whoever meant 1 February), nor is
+    'now' or 'today' (the clock: a rerun would compute something else).
 
     Raises ValueError or TypeError; naive stays naive (callers say what it means).
 
@@ -32,13 +38,19 @@ def iso_instant(value: object) -> pd.Timestamp:
     --------
     >>> iso_instant(" 2025-02-01T00:00Z")
     Timestamp('2025-02-01 00:00:00+0000', tz='UTC')
-    >>> try:
-    ...     iso_instant("01/02/2025")
-    ... except ValueError:
-    ...     print("refused")
-    refused
+    >>> for text in ("01/02/2025", "now"):
+    ...     try:
+    ...         iso_instant(text)
+    ...     except ValueError:
+    ...         print("refused", text)
+    refused 01/02/2025
+    refused now
     """
-    return pd.Timestamp(pd.to_datetime(value.strip(), format="ISO8601") if isinstance(value, str) else value)
+    if not isinstance(value, str):
+        return pd.Timestamp(value)
+    if value.strip().lower() in CLOCK_WORDS:
+        raise ValueError(f"{value!r} names a moment of the clock, which a rerun cannot repeat")
+    return pd.Timestamp(pd.to_datetime(value.strip(), format="ISO8601"))
 
 #: Timestamps outside this range are refused as ``timestamp_out_of_range``. The
 #: floor catches the placeholders mail systems write for unknown dates (epoch 0,
@@ -58,6 +70,7 @@ _NUMERIC = r"[+-]?\d+(?:\.\d*)?"
 # A calendar date alone ('2024-03-01', '2024-03') ends in what the zone pattern reads as an offset ('-01'):
 # it carries no zone, so it is naive like any other local time (midnight where, otherwise?).
 _DATE_ONLY = r"^[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?$"
+_CLOCK_WORD_RE2 = f"(?i)^{_UNICODE_SPACE}*(?:{'|'.join(CLOCK_WORDS)}){_UNICODE_SPACE}*$"
 
 
 @dataclass(frozen=True)
@@ -219,14 +232,18 @@ def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timez
         text = values.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v).astype("str").str.strip()
     # pyarrow's RE2 directly: pandas' str.contains runs this pattern through Python's re row by row
     # (0.9 s per million rows, most of a text column's parse).
-    has_zone = np.asarray(pc.fill_null(pc.match_substring_regex(pa.array(text.astype(STRING_DTYPE).array),
-                                                                _TZ_SUFFIX_RE2), False), dtype=bool)
-    has_zone &= ~np.asarray(pc.fill_null(pc.match_substring_regex(pa.array(text.astype(STRING_DTYPE).array),
-                                                                  _DATE_ONLY), False), dtype=bool)
+    arrow = pa.array(text.astype(STRING_DTYPE).array)
+
+    def matches(pattern: str) -> np.ndarray:
+        return np.asarray(pc.fill_null(pc.match_substring_regex(arrow, pattern), False), dtype=bool)
+
+    has_zone = matches(_TZ_SUFFIX_RE2) & ~matches(_DATE_ONLY)
+    # 'now' and 'today' are the clock to pandas, which no rerun repeats: never parsed, refused as unparseable.
+    parseable = present & ~matches(_CLOCK_WORD_RE2)
     # pandas reads a naive string as UTC under utc=True; the zone test above is what
     # tells naive values apart, and they are re-localised below.
-    parsed = pd.to_datetime(text.where(present), format="ISO8601", utc=True, errors="coerce")
-    failed = present & parsed.isna().to_numpy()
+    parsed = pd.to_datetime(text.where(parseable), format="ISO8601", utc=True, errors="coerce")
+    failed = parseable & parsed.isna().to_numpy()
     if failed.any():
         # RFC 2822 and other forms: the general parser, only for what ISO-8601 missed, into the column's own
         # unit. A date nanoseconds cannot hold is refused here, so that no other row gives up its fraction

@@ -337,7 +337,11 @@ def test_an_as_of_given_as_text_is_read_as_iso_8601_only() -> None:
     snap = build_baselines(m, as_of="2025-01-02T00:00Z")["t"]
     for call in (lambda: build_baselines(m, as_of="01/02/2025"), lambda: refresh(snap, None, as_of="01/03/2025"),
                  lambda: Scorer({"t": snap}).observe(m, as_of="01/03/2025"),
-                 lambda: build_graph(m, tenant_id="t", as_of="01/02/2025 00:00+00:00")):
+                 lambda: build_graph(m, tenant_id="t", as_of="01/02/2025 00:00+00:00"),
+                 # 'now' and 'today' were the clock to pandas: a snapshot no rerun repeats, against the contract.
+                 lambda: build_baselines(m, as_of="now"), lambda: refresh(snap, None, as_of=" Today"),
+                 lambda: Scorer({"t": snap}).observe(m, as_of="NOW"), lambda: build_graph(m, tenant_id="t",
+                                                                                           as_of="today")):
         with pytest.raises(ConfigError, match="ISO 8601|must be a timestamp"):
             call()
     assert build_baselines(m, as_of="2025-01-02")["t"].as_of == snap.as_of  # ISO dates and instants still do

@@ -291,6 +291,19 @@ def test_a_date_alone_is_naive_and_read_in_the_zone_given():
     assert (dates.frame["timestamp"] == pd.Timestamp("2024-05-01T15:00:00Z")).all()
 
 
+def test_now_and_today_are_no_message_time_even_with_a_zone():
+    # pandas reads 'now' and 'today' as the clock: with a zone given, a message timed 'now' was kept at the
+    # moment of validation (a different time at every rerun) and its label counted from then.
+    raw = frame(timestamp=["now", " Today ", "2024-05-02T09:00:00Z"], labeled_at=[None, None, None],
+                label=[None, None, None])
+    raw.loc[3] = ["acme", "m4", "2024-05-02T10:00:00Z", "ann@acme.com", "cy@acme.com", "NOW", "safe"]
+    m = validate(raw, tenants=ACME, timezone="Europe/Paris", strict=False)
+    assert m.frame["timestamp"].tolist() == [pd.Timestamp("2024-05-02T09:00:00Z")]
+    got = m.rejects[["reject_column", "reject_reason"]].apply(tuple, axis=1).tolist()
+    assert sorted(got) == [("labeled_at", "unparseable_timestamp"), ("timestamp", "unparseable_timestamp"),
+                           ("timestamp", "unparseable_timestamp")]
+
+
 @given(base=st.sampled_from(["2024-05-02T09:00:00", "2024-05-02 09:00", "Thu, 02 May 2024 09:00:00", "2024-05-02"]),
        zone=st.sampled_from(["", "Z", "z", "UTC", "GMT", "+01:00", "-0530", "+02", " +0100 (CET)", "+0100 (CET)",
                              "+1", "CET", " (UTC)", " +0200\xa0(CEST)", " +0200\u2009(CEST)", "+\u0660\u0662:00",

@@ -540,8 +540,9 @@ def test_csv_reads_keep_mapped_text_columns_auth_results_and_chunks_as_a_whole_r
 
 def test_read_messages_refuses_a_since_that_is_not_iso_and_a_zone_that_is_none_before_reading(tmp_path):
     frame = mail(4)
-    with pytest.raises(ConfigError, match="ISO 8601"):
-        read_messages(frame, since="01/02/2025")
+    for since in ("01/02/2025", "now", "today"):  # ('now' and 'today': the clock, which a rerun does not repeat)
+        with pytest.raises(ConfigError, match="ISO 8601"):
+            read_messages(frame, since=since)
     for since in (None, "2024-05-02T00:00Z"):
         with pytest.raises(ConfigError, match="IANA time zone"):
             read_messages(frame, since=since, timezone="Mars/Base")
