@@ -50,6 +50,10 @@ codecs.register_error(_BAD_BYTES, _keep_bad_bytes)
 
 
 _BAD_BYTE = re.compile("[\udc00-\udcff]")  # a byte kept by _keep_bad_bytes
+# A JSON escape of a UTF-16 surrogate without its other half: a high one not followed by a low one, or a low one
+# not preceded by a high one.
+_LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                                    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
 
 def _shown(value: str) -> str:
@@ -778,7 +782,12 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
             if not part:
                 return
             undecodable = any(_BAD_BYTE.search(text) for text in part)
+            # pandas' JSON parser silently drops a \\ud800 escape without its pair ('a\\ud800@x.com' read as
+            # 'a@x.com', another sender); such lines are parsed again below and set aside.
+            lone = any(_LONE_SURROGATE_ESCAPE.search(text) for text in part)
             try:
+                if lone:
+                    raise ValueError("a UTF-16 surrogate escape without its pair")
                 with warnings.catch_warnings():
                     # Objects mixed with arrays of other lengths: pandas pads them with a deprecation warning
                     # (an error in later releases); either way the part is read line by line below.
@@ -823,6 +832,10 @@ def _jsonl_salvaged(lines: list[str], name: str, first_record: int, first_line: 
             why = None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
         except ValueError as error:
             why = str(error)
+        lone = _LONE_SURROGATE_ESCAPE.search(line) if why is None else None
+        if lone:
+            why = (f"the escape {lone.group()} is half of a UTF-16 surrogate pair, without its other half: no "
+                   "character (a string cut inside an emoji writes one)")
         if why is None:
             good.append(value)
             labels.append(record)
@@ -1110,8 +1123,8 @@ def _json_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, pd.D
         return frame, None
     files, records, numbers, lines, whys = (list(v) for v in zip(*bad))
     shown = [line if len(line) <= 200 else line[:200] + "..." for line in lines]
-    fix = ("the line is not a JSON object (an export cut off mid-line ends so); correct or remove it, or export "
-           "the file again")
+    fix = ("correct or remove the line, or export the file again (an export cut off mid-line ends in a line that "
+           "is not a JSON object)")
     if strict:
         raise SchemaError([Problem("record", ReasonCode.INVALID_JSON, rows=records, values=shown, fix=fix,
                                    detail="; ".join(f"line {n}: {w}" for n, w in list(zip(numbers, whys))[:5]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -262,6 +263,93 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
     ``options`` are :func:`validate`'s keyword arguments; the ones left out take its
     defaults.
     """
+    try:
+        return _validate_taken(handed, **options)
+    except _LoneSurrogates as found:  # rare: the rows are found again, and set aside, only then
+        frame, error = found.frame, found.error
+    # (Out of the except clause: the failed attempt's traceback, and the arrays it made, are gone.)
+    strict, columns = options.get("strict", True), options.get("columns")
+    good, rejects, problems = _lone_surrogate_rejects(frame, columns)
+    if not problems:
+        raise error
+    del frame
+    try:
+        messages = _validate_handed_over([good], **options)
+    except SchemaError as more:  # strict: one error lists every problem
+        raise SchemaError(problems + list(more.problems)) from None
+    if strict:
+        raise SchemaError(problems)
+    return messages.with_rejects([rejects])
+
+
+class _LoneSurrogates(Exception):
+    """Text that UTF-8 cannot hold met Arrow: the input, handed back for its rows to be set aside."""
+
+    def __init__(self, frame: pd.DataFrame, error: UnicodeEncodeError):
+        super().__init__(str(error))
+        self.frame, self.error = frame, error
+
+
+# A UTF-16 surrogate alone: Python text holds one (JSON's "\ud83d" escape without its pair, a string cut inside
+# an emoji's pair, bytes decoded with errors="surrogateescape"), UTF-8 and Arrow cannot.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_FIX = ("the text holds a UTF-16 surrogate without its pair, which UTF-8 cannot hold (a string cut inside "
+                  "an emoji is the usual cause): correct it at the source, or strict=False to set these rows aside")
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, (list, tuple, np.ndarray)):  # recipients given as lists
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def _escaped(value: object) -> object:
+    """A value with each lone surrogate written as its escape (\\ud83d), so the reject can be stored and shown."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_escaped(v) for v in value]
+    return value
+
+
+def _lone_surrogate_rejects(frame: pd.DataFrame, columns: Mapping[str, str] | None
+                            ) -> tuple[pd.DataFrame, pd.DataFrame, list[Problem]]:
+    """The rows without a lone surrogate in any text column; the others as ``invalid_encoding`` rejects (their
+    text escaped), and the problems a strict validation reports."""
+    contract_name = {source: name for name, source in (columns or {}).items()}
+    bad_rows = np.zeros(len(frame), dtype=bool)
+    found = []
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        if contract_name.get(column, column) not in _CONTRACT or not (
+                dtype == object or (isinstance(dtype, pd.StringDtype) and dtype.storage == "python")):
+            continue  # (the columns validation reads as text; Arrow-backed text cannot hold one)
+        values = frame[column].to_numpy(dtype=object)
+        bad = np.fromiter((_has_lone_surrogate(v) for v in values), dtype=bool, count=len(values))
+        if bad.any():
+            found.append((column, np.flatnonzero(bad), [_escaped(v) for v in values[bad]]))
+            bad_rows |= bad
+    clean = frame.copy()  # the rejects carry the rows as given, their text escaped
+    for column, positions, values in found:
+        escaped = clean[column].to_numpy(dtype=object).copy()
+        for position, value in zip(positions.tolist(), values):
+            escaped[position] = value
+        clean[column] = pd.Series(escaped, index=clean.index, dtype=object)
+    problems, rejects = [], []
+    for column, positions, values in found:
+        name = contract_name.get(column, column)
+        text = [str(v) for v in values]
+        problems.append(Problem(name, ReasonCode.INVALID_ENCODING, rows=frame.index[positions].tolist(),
+                                values=text, fix=_SURROGATE_FIX))
+        rejects.append(reject_rows(clean, positions, name, ReasonCode.INVALID_ENCODING, text, _SURROGATE_FIX))
+    return frame.iloc[np.flatnonzero(~bad_rows)], pd.concat(rejects) if rejects else None, problems
+
+
+def _validate_taken(handed: list, **options: Any) -> Messages:
+    """:func:`_validate_handed_over`, which sets aside rows whose text UTF-8 cannot hold when this raises
+    :class:`_LoneSurrogates`."""
     frame = handed.pop()
     options = {**_VALIDATE_DEFAULTS, **options}
     unknown = set(options) - set(_VALIDATE_DEFAULTS)
@@ -278,47 +366,50 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
         _check_zone(timezone)
     configs = load_tenant_configs(tenants) if tenants is not None else {}
     original = frame
-    df = apply_column_mapping(frame, columns)
-    _check_columns(df, columns)
-    layout = _layout(df)
+    try:
+        df = apply_column_mapping(frame, columns)
+        _check_columns(df, columns)
+        layout = _layout(df)
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # Recipient lists (the bulk of the string work: split, parse, hash) go to a
-        # second thread; Arrow kernels and numpy release the GIL, so the message-level
-        # checks below run meanwhile.
-        if layout == "edge":
-            state = _State.start(df, layout)
-            msgs = state.msgs
-            recipients = pool.submit(_parse_entries, state, fold_plus_addresses)
-        else:
-            msgs = df.reset_index(drop=True)
-            recipients = pool.submit(_split_and_parse_entries, df, msgs, layout, fold_plus_addresses)
-        findings = _Findings(len(msgs))
-        checked = _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range,
-                                  fold_plus_addresses)
-        state, parsed_recipients = recipients.result()
-    tenant, message_id, ts, sender, display, optional = checked
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # Recipient lists (the bulk of the string work: split, parse, hash) go to a
+            # second thread; Arrow kernels and numpy release the GIL, so the message-level
+            # checks below run meanwhile.
+            if layout == "edge":
+                state = _State.start(df, layout)
+                msgs = state.msgs
+                recipients = pool.submit(_parse_entries, state, fold_plus_addresses)
+            else:
+                msgs = df.reset_index(drop=True)
+                recipients = pool.submit(_split_and_parse_entries, df, msgs, layout, fold_plus_addresses)
+            findings = _Findings(len(msgs))
+            checked = _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range,
+                                      fold_plus_addresses)
+            state, parsed_recipients = recipients.result()
+        tenant, message_id, ts, sender, display, optional = checked
 
-    edges = _recipients(state, findings, parsed_recipients)
-    # The raw entries and their types are no longer read (findings hold their values): free them.
-    state.edge_raw = state.edge_type = state.edge_column = None
+        edges = _recipients(state, findings, parsed_recipients)
+        # The raw entries and their types are no longer read (findings hold their values): free them.
+        state.edge_raw = state.edge_type = state.edge_column = None
 
-    direction, own_domains = _direction(optional["direction"], tenant, sender, edges, findings, configs)
-    optional["direction"] = direction
-    # Copies are told apart among the messages every other check keeps: the first usable copy is kept,
-    # also when an earlier copy is refused (a placeholder date, no valid recipient).
-    dup = _repeated_ids(tenant, message_id, usable=~findings.rejected) if findings.ids_repeat else []
-    findings.add(dup, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, message_id[dup],
-                 "nothing to do if these are copies of one mail filed in several folders (the first usable copy "
-                 "is kept); otherwise give distinct messages distinct ids")
+        direction, own_domains = _direction(optional["direction"], tenant, sender, edges, findings, configs)
+        optional["direction"] = direction
+        # Copies are told apart among the messages every other check keeps: the first usable copy is kept,
+        # also when an earlier copy is refused (a placeholder date, no valid recipient).
+        dup = _repeated_ids(tenant, message_id, usable=~findings.rejected) if findings.ids_repeat else []
+        findings.add(dup, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, message_id[dup],
+                     "nothing to do if these are copies of one mail filed in several folders (the first usable copy "
+                     "is kept); otherwise give distinct messages distinct ids")
 
-    # Every finding is known: take what needs the input rows now (the rejects, the row
-    # labels, the columns passed through), then let the input go, so the columns consumed
-    # into new ones (recipient lists, timestamps, enums...) are freed before the output
-    # is built. A caller who keeps the frame keeps them; read_messages keeps none.
-    if strict and findings.items:
-        raise SchemaError(_problems(original, state, findings))
-    rejects = _rejects(original, state, findings)
+        # Every finding is known: take what needs the input rows now (the rejects, the row
+        # labels, the columns passed through), then let the input go, so the columns consumed
+        # into new ones (recipient lists, timestamps, enums...) are freed before the output
+        # is built. A caller who keeps the frame keeps them; read_messages keeps none.
+        if strict and findings.items:
+            raise SchemaError(_problems(original, state, findings))
+        rejects = _rejects(original, state, findings)
+    except UnicodeEncodeError as exc:  # text UTF-8 cannot hold (a lone UTF-16 surrogate) reached Arrow
+        raise _LoneSurrogates(original, exc) from None
     index = original.index[state.msg_row]
     passthrough = {c: msgs[c].array for c in msgs.columns if c not in _CONSUMED and c not in _OUTPUT_COLUMNS}
     held = pa.total_allocated_bytes()

@@ -291,6 +291,31 @@ def test_a_date_alone_is_naive_and_read_in_the_zone_given():
     assert (dates.frame["timestamp"] == pd.Timestamp("2024-05-01T15:00:00Z")).all()
 
 
+@pytest.mark.parametrize("layout", ["message", "recipient"])
+def test_text_utf8_cannot_hold_is_rejected_naming_the_column_not_a_crash(layout, tmp_path):
+    # A lone UTF-16 surrogate (a string cut inside an emoji) in a column of Python strings reached Arrow,
+    # and validation died with a UnicodeEncodeError naming no column, row or fix.
+    raw = pd.DataFrame({"tenant_id": "acme", "message_id": ["m1", "m2", "m3", "m4"],
+                        "timestamp": "2024-05-02T09:00:00Z", "direction": "inbound",
+                        "from": ["ann@vendor.com", "b\udcff@vendor.com", "ann@vendor.com", "ann@vendor.com"],
+                        "subject": ["hi", "hi", "x\ud83dy", "fine \U0001F600"], "n": [1, 2, 3, 4]}, dtype=object)
+    if layout == "message":
+        raw["recipients"] = [["cy@acme.com"], ["cy@acme.com"], ["cy@acme.com"], ["cy@acme.com", "d\ud800@acme.com"]]
+    else:
+        raw["recipient"] = pd.Series(["cy@acme.com", "cy@acme.com", "cy@acme.com", "d\ud800@acme.com"], dtype=object)
+    column = "recipients" if layout == "message" else "recipient"
+    m = validate(raw, tenants=ACME, strict=False, columns={"sender": "from"})
+    assert m.frame["message_id"].tolist() == ["m1"]
+    rejects = m.rejects
+    assert sorted(zip(rejects.index, rejects["reject_column"], rejects["reject_reason"])) == [
+        (1, "sender", "invalid_encoding"), (2, "subject", "invalid_encoding"), (3, column, "invalid_encoding")]
+    assert rejects.loc[2, "reject_value"] == "x\\ud83dy" and "surrogate" in rejects.loc[2, "reject_message"]
+    rejects.to_parquet(tmp_path / "rejects.parquet")  # escaped: the rejects can be stored
+    with pytest.raises(SchemaError) as info:
+        validate(raw, tenants=ACME, columns={"sender": "from"})
+    assert sorted(p.column for p in info.value.problems) == sorted(["sender", "subject", column])
+
+
 def test_now_and_today_are_no_message_time_even_with_a_zone():
     # pandas reads 'now' and 'today' as the clock: with a zone given, a message timed 'now' was kept at the
     # moment of validation (a different time at every rerun) and its label counted from then.

@@ -384,6 +384,27 @@ def test_jsonl_lines_that_are_not_json_objects_are_rejected_with_file_and_line(t
         list(read_messages(path, chunksize=chunksize)) if chunksize else read_messages(path)
 
 
+@pytest.mark.parametrize("chunksize", [None, 1, 3])
+def test_jsonl_lines_with_half_a_surrogate_pair_are_rejected_not_read_as_another_address(tmp_path, chunksize):
+    # pandas' JSON parser drops a \ud800 escape without its pair: 'a\ud800@x.com' was read as 'a@x.com',
+    # another sender; a lone low half reached Arrow and failed the whole read. A whole pair is an emoji.
+    lines = [json.dumps(dict(_record("j0"), sender="ann\ud800@vendor.com")), json.dumps(_record("j1")),
+             json.dumps(dict(_record("j2"), recipients=["cy\udcff@t.com"])),
+             json.dumps(dict(_record("j3"), sender_display_name="Ann \U0001F600"))]
+    assert "\\ud83d\\ude00" in lines[3] and "\\ud800" in lines[0]  # (json.dumps writes them as escapes)
+    path = tmp_path / "cut.jsonl"
+    path.write_text("\n".join(lines))
+    read = read_messages(path, strict=False, chunksize=chunksize)
+    messages = read if chunksize is None else Messages.concat(list(read))
+    assert messages.frame["message_id"].tolist() == ["j1", "j3"]
+    assert messages.frame["sender_display_name"].tolist()[1] == "ann \U0001F600"
+    rejects = messages.rejects
+    assert rejects["reject_reason"].tolist() == ["invalid_json"] * 2 and rejects.index.tolist() == [0, 2]
+    assert ["\\ud800" in m and "\\udcff" not in m for m in rejects["reject_message"]] == [True, False]
+    with pytest.raises(SchemaError, match=r"invalid_json .*half of a UTF-16 surrogate pair"):
+        read_messages(path)
+
+
 def test_strict_errors_over_several_files_name_the_file_of_each_row(tmp_path):
     (tmp_path / "day1.csv").write_text(_HEADER + "t,m1" + _ROW + "t,m2,2024-05-02T09:00:00Z,a@,b@y.com,inbound\n")
     (tmp_path / "day2.csv").write_text(_HEADER + "t,m3,2024-05-02T09:00:00Z,@b.com,b@y.com,inbound\n")
