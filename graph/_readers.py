@@ -79,17 +79,31 @@ def _auth_columns(columns: Mapping[str, str] | None) -> frozenset[str]:
 
 
 def _format_of(path: Path, format: str | None) -> str:
-    if format is not None:
-        if format not in ("parquet", "csv", "jsonl"):
-            raise ConfigError(f"'format' must be one of 'parquet', 'csv', 'jsonl' (got {format!r})")
-        return format
+    if format is not None and format not in ("parquet", "csv", "jsonl"):
+        raise ConfigError(f"'format' must be one of 'parquet', 'csv', 'jsonl' (got {format!r})")
     if path.is_dir():
+        _check_parquet_directory(path, format)
         return "parquet"
+    if format is not None:
+        return format
     suffixes = [s for s in path.suffixes if s not in _COMPRESSION]
     if suffixes and suffixes[-1].lower() in _FORMATS:
         return _FORMATS[suffixes[-1].lower()]
     raise ConfigError(f"cannot tell the format of {str(path)!r} from its name; pass format='parquet', 'csv' "
                       "or 'jsonl'")
+
+
+def _check_parquet_directory(path: Path, format: str | None) -> None:
+    """Refuse a directory that is no Parquet dataset (a folder of CSV or JSON Lines files), naming the glob
+    that reads it, instead of pyarrow's "Is this a 'parquet' file?" about its first file."""
+    kinds = {_FORMATS.get(next((x.lower() for x in reversed(f.suffixes) if x not in _COMPRESSION), ""))
+             for f in path.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))}
+    other = sorted(kinds & {"csv", "jsonl"})
+    if (format is not None and format != "parquet") or (other and "parquet" not in kinds):
+        shown = format if format not in (None, "parquet") else other[0]
+        raise ConfigError(f"{str(path)!r} is a directory, read as a Parquet dataset (hive-partitioned folders); "
+                          f"to read its {'CSV' if shown == 'csv' else 'JSON Lines'} files give them, or a glob such "
+                          f"as {str(path / '**' / ('*.' + shown))!r}")
 
 
 def list_sources(source: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:

@@ -317,17 +317,18 @@ def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, sh
 
 
 def warn_inferred(inferred: Mapping[str, tuple[str, ...]]) -> None:
+    # stacklevel 6: warn_inferred, _direction, _validate_taken, _validate_handed_over, validate, its caller.
     for tenant, domains in inferred.items():
         if not domains:
             warnings.warn(
                 f"tenant {tenant!r}: no own domains configured, and none could be inferred (its recipients are "
                 f"all at consumer mail providers or public suffixes). Pass tenants=[TenantConfig({tenant!r}, "
-                "own_domains=[...])] to set them.", InferredOwnDomainsWarning, stacklevel=4)
+                "own_domains=[...])] to set them.", InferredOwnDomainsWarning, stacklevel=6)
             continue
         warnings.warn(
             f"tenant {tenant!r}: no own domains configured; inferred {list(domains)} from the domains that "
             f"receive most of its mail. Pass tenants=[TenantConfig({tenant!r}, own_domains=[...])] to set them.",
-            InferredOwnDomainsWarning, stacklevel=4)
+            InferredOwnDomainsWarning, stacklevel=6)
 
 
 def with_own_domains(tenants: Any, own_domains: Mapping[str, tuple[str, ...]]) -> dict[str, TenantConfig]:

@@ -144,7 +144,7 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
                                                                  "when no offset)")
     p.add_argument("--tenants", help="comma-separated tenants (default: all in the input)")
     p.add_argument("--config", help="baseline configuration (TOML)")
-    p.add_argument("--tenant-config", dest="tenant_config", help="tenants' own domains (TOML, [[tenant]] tables)")
+    _add_tenant_config_option(p)
     p.add_argument("--secrets", help="tenants' secrets for privacy = true (TOML: a [secrets] table of tenant_id = "
                                      "\"hex\" lines; readable by its owner only, chmod 600)")
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
@@ -279,6 +279,18 @@ def _read_input(args: argparse.Namespace) -> pd.DataFrame:
     return frame.rename(columns={v: k for k, v in mapping.items()}) if mapping else frame
 
 
+def _tenant_configs(args: argparse.Namespace) -> list | None:
+    """The tenants' configurations of ``--tenant-config`` (None: each tenant's own domains as its snapshot's mail
+    shows them, which misses a domain that only ever receives mail)."""
+    from commgraph.graph import load_tenant_configs
+
+    return None if args.tenant_config is None else list(load_tenant_configs(args.tenant_config).values())
+
+
+def _add_tenant_config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tenant-config", dest="tenant_config", help="tenants' own domains (TOML, [[tenant]] tables)")
+
+
 def _add_format_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="input format when names do not say")
     p.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON Lines (default utf-8)")
@@ -292,7 +304,7 @@ def run_score_command(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     scorer = Scorer.from_store(SnapshotStore(args.store), tenants=_split(args.tenants),
-                               secrets=_scoring_secrets(args.secrets))
+                               secrets=_scoring_secrets(args.secrets), tenant_configs=_tenant_configs(args))
     frame = _read_input(args)
     batch = frame
     if args.timezone is not None:  # naive times read in the given zone, as validate and refresh read them
@@ -336,6 +348,7 @@ def add_score_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
     p.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
     _add_format_options(p)
+    _add_tenant_config_option(p)
     p.add_argument("--cold-start", dest="cold_start", action="store_true",
                    help="score tenants without a snapshot against the global prior instead of failing")
     p.add_argument("--secrets", help=_SECRETS_HELP)
@@ -380,7 +393,8 @@ def run_explain_command(args: argparse.Namespace) -> int:
                     raise CommGraphError(f"{column} {message[column]!r} is refused ({reason.value}): "
                                          f"{parsed.fixes[reason]}")
                 message[column] = parsed.values.iloc[0].isoformat()
-    scorer = Scorer.from_store(SnapshotStore(args.store), tenants=[args.tenant], secrets=_scoring_secrets(args.secrets))
+    scorer = Scorer.from_store(SnapshotStore(args.store), tenants=[args.tenant], secrets=_scoring_secrets(args.secrets),
+                               tenant_configs=_tenant_configs(args))
     explanation = explain(message, scorer)
     with pd.option_context("display.max_colwidth", 120, "display.width", 200):
         print(explanation)
@@ -412,6 +426,7 @@ def add_explain_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
     p.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
     _add_format_options(p)
+    _add_tenant_config_option(p)
     p.add_argument("--secrets", help=_SECRETS_HELP)
     p.set_defaults(func=run_explain_command)
     return p

@@ -317,6 +317,9 @@ class Scorer:
         if not isinstance(store, SnapshotStore):
             raise ConfigError(f"The 'store' parameter of Scorer.from_store must be a SnapshotStore. "
                               f"Got {type(store).__name__} instead.")
+        if not store.path.is_dir():  # a mistyped path is no empty store: it would serve nothing, or cold-start all
+            raise ConfigError(f"no snapshot store at {str(store.path)!r}: give the directory the refresh job "
+                              "publishes to (commgraph refresh --store)")
         wanted = list(tenants) if tenants is not None else store.tenants()
         versions, snapshots, failures = {}, {}, {}
         for t in wanted:

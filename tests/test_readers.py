@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, strategies as st
 
-from commgraph.graph import ConfigError, Messages, SchemaError, read_frame, read_messages, validate
+from commgraph.graph import (ConfigError, InferredOwnDomainsWarning, Messages, SchemaError, read_frame, read_messages,
+                             validate)
 from commgraph.graph import _readers as readers, _validate as validation
 
 
@@ -658,3 +659,21 @@ def test_since_with_an_open_ended_time_range(tmp_path):
     for source in (frame, tmp_path / "m.parquet"):
         got = read_messages(source, since=since, time_range=("1990-01-01", None))
         assert sorted(got.frame["message_id"]) == sorted(read_messages(source, since=since).frame["message_id"])
+
+
+@pytest.mark.parametrize("format", [None, "csv", "parquet"])
+def test_a_directory_of_csv_files_is_refused_naming_the_glob_that_reads_it(tmp_path, format):
+    # Directories are Parquet datasets: a folder of CSV files failed with pyarrow's "Is this a 'parquet'
+    # file?" about its first file (or, with format='csv', "[Errno 21] Is a directory").
+    folder = tmp_path / "day"
+    (folder / "tenant_id=t").mkdir(parents=True)
+    (folder / "tenant_id=t" / "mail.csv").write_text(_HEADER + "t,m1" + _ROW)
+    with pytest.raises(ConfigError, match=r"is a directory, read as a Parquet dataset .*'\S+/day/\*\*/\*\.csv'"):
+        read_messages(folder, format=format)
+    assert len(read_messages(str(folder / "**" / "*.csv"))) == 1
+
+
+def test_the_inferred_own_domains_warning_points_at_the_callers_line():
+    with pytest.warns(InferredOwnDomainsWarning) as caught:
+        validate(pd.DataFrame([_record("w1")]).drop(columns="direction"))  # (told from the own domains)
+    assert caught[0].filename == __file__

@@ -799,3 +799,31 @@ def test_score_and_explain_read_what_validate_and_refresh_read(tmp_path, mail, a
                  str(first["message_id"]), "--input", str(tmp_path / "skipped.csv"), "--columns", "tenant_id=org",
                  "--timezone", "Europe/Paris"]) == 1
     assert "daylight saving" in capsys.readouterr().err
+
+
+def test_score_and_explain_take_the_tenants_own_domains_and_refuse_a_store_that_is_not_there(tmp_path, capsys):
+    # A domain that only receives mail (acme-group.com) is no own domain to a snapshot's mail: with no
+    # --tenant-config option, score and explain refused the whole batch (direction_undecidable) that validate
+    # and refresh took. A mistyped --store was served as an empty store (--cold-start: every sender new, exit 0).
+    history = [dict(tenant_id="acme", message_id=f"h{i}", timestamp=f"2025-01-{i % 9 + 1:02d}T1{i % 10}:00Z",
+                    sender=["bob@vendor.com", "ann@acme.com", "sue@partner.com"][i % 3],
+                    recipients=["ann@acme.com", "bob@vendor.com", "info@acme-group.com"][i % 3]) for i in range(20)]
+    pd.DataFrame(history).to_csv(tmp_path / "history.csv", index=False)
+    pd.DataFrame([dict(tenant_id="acme", message_id="n1", timestamp="2025-01-12T10:00Z", sender="sue@partner.com",
+                       recipients="info@acme-group.com")]).to_csv(tmp_path / "today.csv", index=False)
+    (tmp_path / "tenants.toml").write_text('[[tenant]]\ntenant_id = "acme"\nown_domains = ["acme.com", '
+                                           '"acme-group.com"]\n')
+    store, out, config = str(tmp_path / "store"), str(tmp_path / "out.parquet"), str(tmp_path / "tenants.toml")
+    assert main(["refresh", "--input", str(tmp_path / "history.csv"), "--store", store, "--as-of",
+                 "2025-01-12T00:00Z", "--tenant-config", config]) == 0
+    today = str(tmp_path / "today.csv")
+    assert main(["score", "--input", today, "--store", store, "--output", out]) == 1  # (as the snapshot saw it)
+    assert main(["score", "--input", today, "--store", store, "--output", out, "--tenant-config", config]) == 0
+    assert pd.read_parquet(out)["sender_messages_30d"].tolist() == [6]
+    capsys.readouterr()
+    assert main(["explain", "--store", store, "--tenant", "acme", "--message-id", "n1", "--input", today,
+                 "--tenant-config", config]) == 0
+    assert "info@acme-group.com" in capsys.readouterr().out
+    for command in (["score", "--output", out, "--cold-start"], ["explain", "--tenant", "acme", "--message-id", "n1"]):
+        assert main([*command, "--input", today, "--store", str(tmp_path / "stroe")]) == 2
+        assert "no snapshot store at" in capsys.readouterr().err
