@@ -294,12 +294,12 @@ class _Shipped:
         return tables
 
 
-def _work(job: tuple[int, list[str]]) -> list["_Shipped"]:
+def _work(job: tuple[str, int, list[str]]) -> list["_Shipped"]:
     # Results go back through files in shared memory (/dev/shm where there is
     # one), not through pickles: pickling the state costs ~2.5 s per 10M edges
     # each way, writing it ~0.3 s, and the parent maps it without copying.
-    number, tenants = job
-    extractor, as_of_ns, config, folder = _SHARED["job"]
+    token, number, tenants = job
+    extractor, as_of_ns, config, folder = _SHARED[token]
     out = []
     for i, t in enumerate(tenants):
         # (one tenant at a time: its files are written before the next one is built, which bounds memory)
@@ -329,13 +329,15 @@ def _parallel(extractor: EventExtractor, tenants: list[str], as_of_ns: int, conf
         load[i] += extractor.size(t)
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     folder = tempfile.mkdtemp(prefix="commgraph-build-", dir=shm)
-    _SHARED["job"] = (extractor, as_of_ns, config, folder)
+    # The workers find the job under the call's own name (its folder's): calls in two threads each fork workers
+    # that read their own job, never the other's (one shared name handed a call the other's snapshots).
+    _SHARED[folder] = (extractor, as_of_ns, config, folder)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_work, list(enumerate(buckets)), chunksize=1)
+            parts = pool.map(_work, [(folder, i, b) for i, b in enumerate(buckets)], chunksize=1)
         return [(item, item.open(), item.infos) for part in parts for item in part]
     finally:
-        _SHARED.pop("job", None)
+        _SHARED.pop(folder, None)
         shutil.rmtree(folder, ignore_errors=True)
 
 

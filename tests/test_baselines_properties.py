@@ -177,3 +177,41 @@ def test_worker_processes_give_the_same_snapshots() -> None:
     later = "2025-01-12T00:00Z"
     for tenant in one:  # a snapshot built in a worker refreshes like any other
         _assert_same(refresh(two[tenant], m, as_of=later), refresh(one[tenant], m, as_of=later))
+
+
+
+def test_builds_with_workers_in_two_threads_each_get_their_own_snapshots(monkeypatch) -> None:
+    # The workers read their job from one module-wide name: a second thread's build replaced it, so a call
+    # as of 8 January could return snapshots as of the 11th (its future) or fail on the other's files.
+    import multiprocessing
+    import threading
+
+    from commgraph.baselines import _build
+    from commgraph.graph import generate
+
+    g = generate(tenants=3, days=6, random_state=2, scale=0.02)
+    m = validate(g.messages, tenants=g.tenants)
+    instants = ("2025-01-08T00:00Z", "2025-01-11T00:00Z")
+    expected = {at: build_baselines(m, as_of=at, config=CONFIG) for at in instants}
+    both_ready, get_context = threading.Barrier(2, timeout=60), multiprocessing.get_context
+
+    def together(method: str):  # each call forks its workers only once both have handed over their jobs
+        both_ready.wait()
+        return get_context(method)
+
+    monkeypatch.setattr(_build.multiprocessing, "get_context", together)
+    got: dict = {}
+
+    def build(at: str) -> None:
+        got[at] = build_baselines(m, as_of=at, config=CONFIG, n_jobs=2)
+
+    threads = [threading.Thread(target=build, args=(at,)) for at in instants]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(instants)  # (an exception in a thread leaves its result out)
+    for at, snapshots in got.items():
+        for tenant, snapshot in snapshots.items():
+            assert snapshot.as_of == expected[at][tenant].as_of
+            _assert_same(snapshot, expected[at][tenant])
