@@ -122,6 +122,10 @@ def _keyings(secrets: Mapping[str, bytes] | None, caller: str) -> dict[str, Tena
 def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
     """The reject columns of messages the overlay set aside, then each input row of those messages as given."""
     meta = set_aside[list(REJECT_COLUMNS)]
+    if "recipient" not in batch.columns:
+        # A row per message: each set-aside copy is its own row (copies of one message, a replay or its verdict,
+        # are validated apart, and another copy may have been kept and counted).
+        return pd.concat([meta, batch.loc[set_aside.index]], axis=1)
     first = batch.loc[set_aside.index, ["tenant_id", "message_id"]].astype(str)
     keys = batch[["tenant_id", "message_id"]].astype(str)
     # Rows of one message are those with its raw tenant and id, as validation gathers them.

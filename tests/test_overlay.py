@@ -596,6 +596,25 @@ def test_mail_sent_before_the_snapshot_comes_back_saying_why_instead_of_vanishin
     assert scorer.overlay.pending() == {"acme": 1}
 
 
+
+def test_copies_of_a_message_in_one_batch_come_back_each_for_itself() -> None:
+    # Copies were matched back to the input by (tenant, id): two set-aside copies (a replay) crashed with
+    # pandas' InvalidIndexError after the overlay had taken the batch, and a kept, counted verdict row came
+    # back as before_snapshot beside its set-aside copy.
+    sent = {"tenant_id": "acme", "message_id": "L", "timestamp": "2024-05-05T23:59Z", "sender": "eve@evil.com",
+            "recipients": "cy@acme.com"}
+    scorer = _acme_scorer()
+    replay = pd.DataFrame([sent, sent, {**sent, "message_id": "bad", "sender": "no address"}], index=[4, 5, 6])
+    back = scorer.observe(replay, as_of=T_NEXT)
+    assert list(zip(back.index, back["reject_reason"])) == [(4, "before_snapshot"), (5, "before_snapshot"),
+                                                            (6, "invalid_address")]
+    verdict = {**sent, "label": "attack", "labeled_at": "2024-05-06T08:00Z"}  # known after the snapshot: counts
+    back = scorer.observe(pd.DataFrame([sent, verdict], index=[8, 9]), as_of=T_NEXT)
+    assert back.index.tolist() == [8] and back["label"].isna().all()
+    probe = {**sent, "message_id": "P", "timestamp": "2024-05-06T09:00Z"}
+    assert scorer.score_one(probe)["sender_attack_messages"] == 1
+
+
 @pytest.mark.parametrize("ledger", [True, False])
 def test_a_reversed_label_of_a_message_a_reloaded_snapshot_counted_replaces_it_or_comes_back_without_a_ledger(
         tmp_path, ledger) -> None:
