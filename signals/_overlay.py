@@ -231,6 +231,9 @@ class Overlay:
         self._building: dict[str, threading.Lock] = {}  # one combined view built at a time per tenant
         # tenant -> label per message id that a served snapshot counted after the overlay held it
         self._counted: dict[str, pd.Series] = {}
+        # tenant -> (as_of of the last retire, the mail it dropped): what a call still reading the snapshot served
+        # before that retire (it read the scorer's snapshots just before a reload swapped them) needs back
+        self._retired: dict[str, tuple[pd.Timestamp, Messages | None]] = {}
 
     def observe(self, messages: Messages, *, as_of: pd.Timestamp,
                 covered: Mapping[str, pd.Timestamp] | None = None) -> pd.DataFrame:
@@ -323,6 +326,10 @@ class Overlay:
             found = self._views.get(tenant)
             if found is not None and found[0] is base and found[1] == generation and found[2] == as_of.value:
                 return found[3]  # another thread built it meanwhile
+            retired = self._retired.get(tenant)
+            stale = retired is not None and base.snapshot.as_of < retired[0]
+            if stale and retired[1] is not None:  # a base the last reload replaced: the mail it dropped, back
+                delta = retired[1] if delta is None else _merged(Messages.concat([retired[1], delta]))
             # A privacy-mode tenant's observed mail is keyed with its secret, as its snapshot was.
             secret = base.keys.secret if base.keys is not None else None
             view = SnapshotView(refresh(base.snapshot, delta, as_of=as_of, secret=secret), secret=base.keys)
@@ -331,7 +338,8 @@ class Overlay:
                 # With the base's look-alike results, checking the new sender domains is cheap; without
                 # them, every domain of the snapshot would be: lookups check the ones they meet instead.
                 view = self.prepare(view, lookalikes=shared)
-            self._views[tenant] = (base, generation, as_of.value, view)
+            if not stale:  # (a call on a replaced base is the last: its view is not kept)
+                self._views[tenant] = (base, generation, as_of.value, view)
             return view
 
     def retire(self, tenant: str, as_of: pd.Timestamp, *, ledger: bool = True) -> None:
@@ -358,9 +366,13 @@ class Overlay:
                 self._counted.pop(tenant, None)
             parts = self._parts.pop(tenant, None)
             if not parts:
+                self._retired[tenant] = (as_of, None)
                 return
             delta = _merged(parts[0] if len(parts) == 1 else Messages.concat(parts))
             keep = _uncovered(delta, as_of)
+            # Kept until the next reload of the tenant: a call that read the replaced snapshot just before the swap
+            # reads it with this mail too, never with a delta trimmed for the new one.
+            self._retired[tenant] = (as_of, delta.subset(~keep) if (~keep).any() else None)
             labelled = delta.frame[~keep & delta.frame["label"].notna().to_numpy()]
             if len(labelled) and not ledger:  # it counts these labels now: a later label for them would count twice
                 counted = pd.Series(labelled["label"].astype(str).to_numpy(), index=labelled["message_id"].to_numpy())

@@ -119,6 +119,26 @@ def _keyings(secrets: Mapping[str, bytes] | None, caller: str) -> dict[str, Tena
     return {tenant: TenantKeys(tenant, secret) for tenant, secret in load_secrets(secrets).items()}
 
 
+def _hold_state(view: SnapshotView, tenant: str) -> bool:
+    """Map the refresh state of a served snapshot the overlay will refresh, while its version is in the store.
+
+    Read when a refresh first needs it, the state of a version retention has pruned since it was loaded
+    (a job publishing more versions than the store retains before the engine reloads) could not be read,
+    and every lookup of the tenant would fail; mapped, its files outlive their removal. False (and a
+    :class:`ReloadWarning`) when it is already gone: the tenant is then served its snapshot alone.
+    """
+    if view.snapshot is None:
+        return True
+    try:
+        view.snapshot.state_tables()
+    except CommGraphError as exc:
+        warnings.warn(ReloadWarning(f"tenant {tenant!r} is served without the mail observed since its snapshot: "
+                                    f"{exc}. Reload the scorer (Scorer.reload) to serve the current version; the "
+                                    "observed mail is kept"), stacklevel=3)
+        return False
+    return True
+
+
 def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
     """The reject columns of messages the overlay set aside, then each input row of those messages as given."""
     meta = set_aside[list(REJECT_COLUMNS)]
@@ -280,6 +300,8 @@ class Scorer:
                                   _versions if _versions is not None else {t: None for t in snapshots})
         self._plan = _OnePlan.of(self.signal_set)
         self._overlay = Overlay(_prepare)
+        # Served views whose snapshot's refresh state was pruned before it could be mapped (see _hold_state)
+        self._stateless: dict[int, SnapshotView] = {}
 
     def _make(self, snapshots: Mapping[str, Snapshot], versions: dict[str, int | None]) -> _Loaded:
         views = {}
@@ -363,7 +385,8 @@ class Scorer:
         one reference is swapped: calls already running finish on the old
         snapshots, later calls see the new ones, none sees a mix. Only after
         the swap is the observed mail each new snapshot counted dropped from
-        the live overlay (:meth:`observe`), so no call ever reads a snapshot
+        the live overlay (:meth:`observe`), and a call still reading a replaced
+        snapshot reads it with that mail, so no call ever reads a snapshot
         with a delta trimmed for another.
 
         A tenant whose new version cannot be loaded (checksum mismatch,
@@ -414,6 +437,8 @@ class Scorer:
                 try:
                     snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
                     views[t] = _prepare(SnapshotView(snap, secret=self._keyings.get(t)))
+                    if self._overlay.as_of is not None and not _hold_state(views[t], t):  # (observing: refreshed)
+                        self._stateless[id(views[t])] = views[t]
                 except Exception as exc:  # noqa: BLE001 (one tenant's bad version must not stop the others)
                     failed[t] = (versions[t], exc)
                     if t in current.views:  # keep serving what it served, delta and all
@@ -423,6 +448,9 @@ class Scorer:
                     continue
                 loaded.append(t)
             self._loaded = _Loaded.of(views, versions)
+            live = {id(v) for v in views.values()}
+            for replaced in [k for k in self._stateless if k not in live]:
+                self._stateless.pop(replaced, None)
             # Only now that no call can read the old snapshots with it: trim the delta.
             for t in loaded:
                 new_as_of = views[t].snapshot.as_of
@@ -573,7 +601,12 @@ class Scorer:
             raise ConfigError(f"The 'batch' parameter of Scorer.observe must be Messages or a DataFrame in the "
                               f"message contract. Got {type(batch).__name__} instead.")
         self._check_served(messages.tenants if len(messages) else [])
-        covered = {t: v.snapshot.as_of for t, v in self._loaded.views.items() if v.snapshot is not None}
+        loaded = self._loaded
+        # Once mail is observed every served snapshot is refreshed to the overlay's as_of, observed mail or not.
+        for tenant, view in loaded.views.items():
+            if id(view) not in self._stateless and not _hold_state(view, tenant):
+                self._stateless[id(view)] = view  # (the view is kept: its id names no other meanwhile)
+        covered = {t: v.snapshot.as_of for t, v in loaded.views.items() if v.snapshot is not None}
         set_aside = self._overlay.observe(messages, as_of=as_of_ts, covered=covered)
         rejects = messages.rejects
         as_given = isinstance(batch, pd.DataFrame) and batch.index.is_unique
@@ -620,7 +653,7 @@ class Scorer:
     def _view(self, loaded: _Loaded, tenant: str) -> SnapshotView | None:
         """The view a lookup of a tenant reads: its snapshot, with the observed mail folded in if any."""
         view = loaded.views.get(tenant)
-        if view is not None and self._overlay.as_of is not None:
+        if view is not None and self._overlay.as_of is not None and id(view) not in self._stateless:
             return self._overlay.view(tenant, view)
         return view
 

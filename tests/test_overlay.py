@@ -449,6 +449,70 @@ def test_a_lookup_during_a_reload_never_reads_a_delta_trimmed_for_a_snapshot_not
     assert _differing(scorer.score_one(probe), want) == []
 
 
+def test_a_call_that_read_the_snapshots_just_before_a_reload_swapped_them_keeps_the_mail_observed_since(
+        tmp_path, monkeypatch) -> None:
+    # The call read the old snapshot; the reload swapped in the new one and dropped the mail it counted from
+    # the overlay before the call built its view: the old snapshot was read without that mail (a sender
+    # observed minutes ago was new again, for that call).
+    import commgraph.signals._scorer as scorer_module
+
+    frame = _two_tenants()
+    store, scorer = _store_scorer(tmp_path, frame)
+    for snap in build_baselines(validate(frame, tenants=TWO), as_of=T_MID, config=CONFIG).values():
+        store.publish(snap)
+    probe = {"tenant_id": "a", "message_id": "p", "timestamp": "2024-05-05T01:00:00+00:00", "sender": "bob@new.com",
+             "recipients": "cy@a.com"}
+    want = Scorer(build_baselines(validate(frame, tenants=TWO), as_of=T_END, config=CONFIG),
+                  tenant_configs=TWO).score(pd.DataFrame([probe]))
+    from_messages = scorer_module.SignalBatch.from_messages
+
+    def reload_meanwhile(messages):  # the engine's reload thread runs while this call is under way
+        monkeypatch.setattr(scorer_module.SignalBatch, "from_messages", from_messages)
+        assert scorer.reload() == ["a", "b"]
+        return from_messages(messages)
+
+    monkeypatch.setattr(scorer_module.SignalBatch, "from_messages", staticmethod(reload_meanwhile))
+    during = scorer.score(pd.DataFrame([probe]))
+    assert scorer.versions == {"a": 2, "b": 2}
+    pd.testing.assert_frame_equal(during, want)
+    pd.testing.assert_frame_equal(scorer.score(pd.DataFrame([probe])), want)
+
+
+def test_observed_mail_is_served_after_retention_prunes_the_served_version(tmp_path) -> None:
+    # The overlay refreshes the served snapshot, whose state was read from its version's files on the first
+    # lookup: once the job had published more versions than the store retains, every lookup of the tenant
+    # failed, the other tenants of a batch with it. Mapped at observe, the state outlives the files.
+    from commgraph.signals import ReloadWarning
+
+    frame = _two_tenants()
+    store, scorer = _store_scorer(tmp_path, frame)  # (observed mail of both tenants)
+    newer = build_baselines(validate(frame, tenants=TWO), as_of=T_MID, config=CONFIG)
+    for _ in range(store.retain):
+        store.publish(newer["a"])
+    assert 1 not in store.versions("a")
+    probes = pd.DataFrame([{"tenant_id": t, "message_id": "p", "timestamp": "2024-05-05T01:00:00+00:00",
+                            "sender": "bob@new.com", "recipients": f"cy@{t}.com"} for t in ("a", "b")])
+    want = Scorer(build_baselines(validate(frame, tenants=TWO), as_of=T_END, config=CONFIG),
+                  tenant_configs=TWO).score(probes)
+    pd.testing.assert_frame_equal(scorer.score(probes), want)
+    assert scorer.score_one(probes.iloc[0].to_dict())["sender_messages_7d"] == 4
+    # Pruned before any mail was observed: that tenant is served its snapshot alone, said so; the others not.
+    store = SnapshotStore(tmp_path / "late")
+    at_snap = build_baselines(validate(frame, tenants=TWO), as_of=T_SNAP, config=CONFIG)
+    for snap in at_snap.values():
+        store.publish(snap)
+    late = Scorer.from_store(store, tenant_configs=TWO)
+    for _ in range(store.retain):
+        store.publish(newer["a"])
+    with pytest.warns(ReloadWarning, match=r"tenant 'a' is served without the mail observed since its snapshot"):
+        late.observe(frame[frame["timestamp"].str.startswith("2024-05-04")], as_of=T_END)
+    got = late.score(probes)
+    pd.testing.assert_frame_equal(got.iloc[:1], Scorer(at_snap, tenant_configs=TWO).score(probes).iloc[:1])
+    pd.testing.assert_frame_equal(got.iloc[1:], want.iloc[1:])
+    assert late.reload() == ["a"]
+    pd.testing.assert_frame_equal(late.score(probes), want)
+
+
 def test_reloading_an_older_snapshot_warns_naming_the_tenant_and_the_gap(tmp_path) -> None:
     frame = _two_tenants()
     store, scorer = _store_scorer(tmp_path, frame)
