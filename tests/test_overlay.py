@@ -423,17 +423,24 @@ def test_a_tenant_whose_new_version_fails_to_load_keeps_its_snapshot_and_all_its
     _assert_served_equals_rebuild(scorer, frame, T_END, TWO)
 
 
-def test_a_lookup_during_a_reload_never_reads_a_delta_trimmed_for_a_snapshot_not_yet_served(tmp_path,
-                                                                                          monkeypatch) -> None:
-    import commgraph.signals._scorer as scorer_module
-
+def _mid_reload(tmp_path) -> tuple[pd.DataFrame, Scorer, dict, Scorer]:
+    """Mail of two tenants, a scorer observing it with snapshots as of T_MID published but not served yet, a probe
+    of tenant a, and a reference scorer over snapshots rebuilt as of T_END."""
     frame = _two_tenants()
     store, scorer = _store_scorer(tmp_path, frame)
     for snap in build_baselines(validate(frame, tenants=TWO), as_of=T_MID, config=CONFIG).values():
         store.publish(snap)
     probe = {"tenant_id": "a", "message_id": "p", "timestamp": "2024-05-05T01:00:00+00:00", "sender": "bob@new.com",
              "recipients": "cy@a.com"}
-    reference = Scorer(build_baselines(validate(frame, tenants=TWO), as_of=T_END, config=CONFIG), tenant_configs=TWO)
+    return frame, scorer, probe, Scorer(build_baselines(validate(frame, tenants=TWO), as_of=T_END, config=CONFIG),
+                                        tenant_configs=TWO)
+
+
+def test_a_lookup_during_a_reload_never_reads_a_delta_trimmed_for_a_snapshot_not_yet_served(tmp_path,
+                                                                                          monkeypatch) -> None:
+    import commgraph.signals._scorer as scorer_module
+
+    _, scorer, probe, reference = _mid_reload(tmp_path)
     want = reference.score_one(probe)
     assert want["sender_messages_7d"] == 4
     seen, prepare = [], scorer_module._prepare
@@ -456,14 +463,8 @@ def test_a_call_that_read_the_snapshots_just_before_a_reload_swapped_them_keeps_
     # observed minutes ago was new again, for that call).
     import commgraph.signals._scorer as scorer_module
 
-    frame = _two_tenants()
-    store, scorer = _store_scorer(tmp_path, frame)
-    for snap in build_baselines(validate(frame, tenants=TWO), as_of=T_MID, config=CONFIG).values():
-        store.publish(snap)
-    probe = {"tenant_id": "a", "message_id": "p", "timestamp": "2024-05-05T01:00:00+00:00", "sender": "bob@new.com",
-             "recipients": "cy@a.com"}
-    want = Scorer(build_baselines(validate(frame, tenants=TWO), as_of=T_END, config=CONFIG),
-                  tenant_configs=TWO).score(pd.DataFrame([probe]))
+    _, scorer, probe, reference = _mid_reload(tmp_path)
+    want = reference.score(pd.DataFrame([probe]))
     from_messages = scorer_module.SignalBatch.from_messages
 
     def reload_meanwhile(messages):  # the engine's reload thread runs while this call is under way
