@@ -29,7 +29,7 @@ from commgraph.graph import (
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
 from commgraph.graph._timestamps import CLOCK_WORDS, iso_instant
-from commgraph.graph._validate import _check_zone
+from commgraph.graph._validate import _check_zone, id_text
 
 from ._build import build_baselines, refresh, refresh_many
 from ._config import BaselineConfig
@@ -221,9 +221,10 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
             if column not in frame.columns:
                 raise absent(frame.columns)
             values = frame[column]
-    # A tenant id is its text with white space stripped (as validation reads it); none left: no tenant.
-    text = values.astype("string").str.strip()
-    text = text[text.notna() & (text != "")]
+    # A tenant id is read as validation reads it: its text, white space stripped (none left: no tenant), and a
+    # whole number in a float column (ids with a missing value beside them) its digits, 1.0 naming tenant '1'.
+    text = id_text(values.reset_index(drop=True))[0]
+    text = text[text.notna()]
     return {str(k): int(v) for k, v in text.value_counts().items()}, len(values) - len(text)
 
 

@@ -67,7 +67,7 @@ from ._store import SnapshotStore
 __all__ = ["refresh_on_spark", "spark_session"]
 
 # Columns the job adds to the input (and drops before validation).
-_TENANT, _FILE, _ORDER = "__commgraph_tenant", "__commgraph_file", "__commgraph_order"
+_TENANT, _FILE, _ORDER, _SOURCE = "__commgraph_tenant", "__commgraph_file", "__commgraph_order", "__commgraph_source"
 # What stage 1 sends to stage 2: per tenant and partition, its read counts, and its partial state
 # (one row per Arrow table of the state) or the error that stopped it.
 _PARTS_SCHEMA = "tenant_id string, piece int, part string, data binary"
@@ -157,7 +157,7 @@ def _tenant_pieces(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[tup
 
 def _frame(piece: pa.Table, ns_columns: Mapping[str, str | None]) -> pd.DataFrame:
     """Rows as the local reader gives them to validation: the job's columns dropped, nanoseconds restored."""
-    table = piece.drop_columns([c for c in (_TENANT, _FILE, _ORDER) if c in piece.column_names])
+    table = piece.drop_columns([c for c in (_TENANT, _FILE, _ORDER, _SOURCE) if c in piece.column_names])
     for name, tz in ns_columns.items():
         if name in table.column_names and pa.types.is_integer(table.schema.field(name).type):
             i = table.column_names.index(name)
@@ -176,9 +176,14 @@ class _TenantInPartition:
 
     def states(self, pieces: Iterable[pa.Table], seen: _SeenMessageIds) -> Iterator[Any]:
         job = self.job
-        for piece in pieces:
+        pieces = iter(pieces)
+        while True:
             start = time.perf_counter()
             try:
+                # (a task reading its tenant's folders itself reads here: an unreadable file fails the tenant alone)
+                piece = next(pieces, None)
+                if piece is None:
+                    return
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     messages = _validated(_frame(piece, job.ns_columns), False, job.columns, seen,
@@ -264,6 +269,9 @@ def _tenant_rows_read(paths: Sequence[str], task: tuple[str, int, int], job: _Jo
         dataset = _parquet_dataset_of(Path(path), _TenantFilter([tenant], names["tenant_id"]))
         for batch in dataset.to_batches(batch_size=job.chunk_rows):
             if shares > 1 and batch.num_rows:
+                if names["message_id"] not in batch.schema.names:  # (as validation says it, for a tenant alone)
+                    raise ConfigError(f"the input has no {names['message_id']!r} column (the message id); columns "
+                                      f"present: {batch.schema.names}")
                 ids = batch.column(names["message_id"]).cast(pa.string())
                 keys = stable_keys(pd.Series(pc.utf8_trim_whitespace(ids).to_pandas()))
                 batch = batch.filter(pa.array(keys % shares == share))
@@ -347,7 +355,11 @@ def _read_parquet(spark: Any, inputs: Any) -> tuple[Any, dict[str, str | None], 
         ns_columns.update({f.name: f.type.tz for f in dataset.schema
                            if pa.types.is_timestamp(f.type) and f.type.unit == "ns"})
         size += sum(os.path.getsize(f) for f in dataset.files)
-    frames = [spark.read.parquet(str(p)) for p in paths]
+    from pyspark.sql import functions as F
+
+    # Each path's rows carry its place in the list: copies of a message are taken in the list's order, as a
+    # local read takes them, then by file (a directory's files in path order, as pyarrow lists them).
+    frames = [spark.read.parquet(str(p)).withColumn(_SOURCE, F.lit(i)) for i, p in enumerate(paths)]
     frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
     return frame, ns_columns, math.ceil(size / _BYTES_PER_PARTITION)
 
@@ -437,6 +449,11 @@ def refresh_on_spark(
         by_tenant = None if isinstance(inputs, DataFrame) else _tenant_partitioned(inputs, names["tenant_id"])
         if by_tenant is not None:
             by_tenant, without_tenant = by_tenant
+            try:
+                present = [n for p in _parquet_paths(inputs) for n in parquet_dataset(p).schema.names]
+            except Exception:  # noqa: BLE001 (files that cannot be read fail their tenants alone, in their tasks)
+                present = []
+            _one_row_per_message(present, columns)
             chosen = choose_tenants(sorted(by_tenant), tenants)
             not_in_input = stored_not_in_input(SnapshotStore(store), by_tenant, tenants)  # (creates the directory)
             job = _Job(str(store), as_of, config, tenant_configs, columns, dict(read_options or {}), chunk_rows,
@@ -454,10 +471,17 @@ def refresh_on_spark(
         if names["tenant_id"] not in frame.columns:
             raise ConfigError(f"the input has no column {names['tenant_id']!r} (the tenant id); columns present: "
                               f"{frame.columns}. Map yours with columns={{'tenant_id': '<your column>'}}")
+        _one_row_per_message(frame.columns, columns)
 
         def trimmed(column: str) -> Any:  # what str.strip() leaves, as the local reader compares ids
+            value = F.col(f"`{column}`")
+            if dict(frame.dtypes).get(column) in ("float", "double"):
+                # A float column of ids (whole numbers beside a missing value): 1.0 is id '1', as validation
+                # reads it; a fraction, or a magnitude where floats skip integers, is no id.
+                exact = (value == F.floor(value)) & (F.abs(value) < 2.0**53)
+                return F.when(exact, value.cast("long").cast("string"))
             # (?U): Unicode white space (a no-break space too), plus the separators str.strip also removes.
-            return F.regexp_replace(F.col(f"`{column}`").cast("string"), r"(?U)^[\s\x1c-\x1f]+|[\s\x1c-\x1f]+$", "")
+            return F.regexp_replace(value.cast("string"), r"(?U)^[\s\x1c-\x1f]+|[\s\x1c-\x1f]+$", "")
 
         frame = frame.withColumn(_TENANT, trimmed(names["tenant_id"]))
         counted = {row[0]: row[1] for row in frame.groupBy(_TENANT).count().collect()}
@@ -473,6 +497,8 @@ def refresh_on_spark(
                    ns_columns, _chosen_secrets(secrets, chosen))
         # The input's file and position, taken at the scan, break ties so the first copy of a message is kept.
         frame = frame.withColumn(_FILE, F.input_file_name()).withColumn(_ORDER, F.monotonically_increasing_id())
+        if _SOURCE not in frame.columns:  # (a Spark DataFrame given: one source)
+            frame = frame.withColumn(_SOURCE, F.lit(0))
         # A tenant's rows go to one partition, or, for a tenant of more than chunk_rows rows, spread by
         # message id over one partition per chunk_rows: few partial states, and every copy of a message
         # (same tenant and id) still meets the others in one partition.
@@ -483,7 +509,7 @@ def refresh_on_spark(
             ways = F.create_map(*[F.lit(v) for t, k in sorted(spread.items()) for v in (t, k)])
             salt = F.pmod(F.xxhash64(key), F.coalesce(ways[F.col(_TENANT)], F.lit(1)))
         n = partitions or max(2 * spark.sparkContext.defaultParallelism, hint)
-        parts = (frame.repartition(n, F.col(_TENANT), salt).sortWithinPartitions(_TENANT, _FILE, _ORDER)
+        parts = (frame.repartition(n, F.col(_TENANT), salt).sortWithinPartitions(_TENANT, _SOURCE, _FILE, _ORDER)
                  .mapInArrow(lambda batches: _partials(batches, job), _PARTS_SCHEMA))
         rows = parts.groupBy("tenant_id").applyInArrow(lambda table: _publish(table, job), _OUTCOME_SCHEMA).collect()
     finally:
@@ -495,6 +521,19 @@ def refresh_on_spark(
     return _report(rows, as_of, started, on_outcome, without_tenant, not_in_input)
 
 
+def _one_row_per_message(present: Iterable[str], columns: Mapping[str, str] | None) -> None:
+    """Refuse input with one row per recipient up front: its rows of one message are gathered only by a whole
+    read, which the Spark engine (reading in chunks) never does."""
+    name = {"recipients": "recipients", "to": "to", "cc": "cc", "bcc": "bcc", "recipient": "recipient",
+            **(columns or {})}
+    present = set(present)
+    if name["recipient"] in present and not any(name[c] in present for c in ("recipients", "to", "cc", "bcc")):
+        raise ConfigError(f"the Spark engine reads one row per message (recipients in {name['recipients']!r}, or "
+                          f"'to'/'cc'/'bcc'); this input has one row per recipient ({name['recipient']!r}). Gather "
+                          "each message's rows into one (a list of its recipients), or run the local engine, which "
+                          "reads such input whole per tenant")
+
+
 def _tenant_partitioned(inputs: Any, column: str) -> tuple[dict[str, int], int] | None:
     """Rows per tenant of Parquet inputs partitioned by tenant at the top (from the footers), and the rows of
     hive's folder for missing values (no tenant id); None otherwise."""
@@ -502,7 +541,16 @@ def _tenant_partitioned(inputs: Any, column: str) -> tuple[dict[str, int], int] 
     listed = hive_tenants(paths, column)
     if listed is None:
         return None
-    return partition_rows(paths, column, only=listed[0]) or {}, listed[1]
+    try:
+        return partition_rows(paths, column, only=listed[0]) or {}, listed[1]
+    except Exception:  # noqa: BLE001 (a file whose footer cannot be read fails its tenant alone, in its task)
+        sizes = {}
+        for tenant in listed[0]:
+            try:
+                sizes[tenant] = partition_rows(paths, column, only=[tenant])[tenant]
+            except Exception:  # noqa: BLE001 (one task, which reads the folder again and reports the error)
+                sizes[tenant] = 1
+        return sizes, listed[1]
 
 
 def _parquet_paths(inputs: Any) -> list[Path]:

@@ -235,3 +235,68 @@ def test_rows_without_a_tenant_and_stored_tenants_missing_from_the_input_are_rep
     assert (remote.rows_without_tenant, remote.not_in_input) == (local.rows_without_tenant, local.not_in_input)
     columns = ["tenant_id", "status", "version", "rows_read", "rows_rejected", "error"]
     assert remote.table()[columns].equals(local.table()[columns])
+
+
+def _both_engines(inputs, tmp_path: Path, configs, **options) -> dict[str, list[tuple]]:
+    """Each engine's outcomes (tenant, status, error's first words) and its store, on the same input."""
+    found = {}
+    for engine in ("local", "spark"):
+        report = run_refresh(inputs, store=tmp_path / engine, as_of=AS_OF, tenant_configs=configs, engine=engine,
+                             **options)
+        found[engine] = [(o.tenant_id, o.status, (o.error or "").split(":")[0]) for o in report.outcomes]
+    return found
+
+
+def test_spark_takes_copies_of_a_message_in_the_order_of_the_listed_files_as_locally(spark, archive, tmp_path):
+    # Spark ordered rows by file name, the local read by the list's order: given [b, a] with b holding copies
+    # labelled attack, the engines kept different copies and published different snapshots.
+    from commgraph.graph._readers import parquet_dataset
+
+    path, configs = archive
+    whole = parquet_dataset(path / "tenant_id=tenant-03").to_table().to_pandas().assign(tenant_id="tenant-03")
+    whole.to_parquet(tmp_path / "a.parquet", index=False)
+    whole.iloc[:20].assign(label="attack", labeled_at=whole["timestamp"].iloc[:20]).to_parquet(
+        tmp_path / "b.parquet", index=False)
+    found = _both_engines([tmp_path / "b.parquet", tmp_path / "a.parquet"], tmp_path, configs)
+    assert found["spark"] == found["local"] == [("tenant-03", "published", "")]
+    local, shuffled = SnapshotStore(tmp_path / "local").load("tenant-03"), SnapshotStore(tmp_path / "spark").load(
+        "tenant-03")
+    assert local.table("tenant")["n_attack"].sum() >= 20
+    assert table_differences(local, shuffled, rtol=1e-9) == [] and local.fingerprint == shuffled.fingerprint
+
+
+def test_spark_fails_a_tenant_alone_for_an_unreadable_file_and_reads_float_tenant_ids_as_locally(
+        spark, archive, tmp_path):
+    # A corrupt file in one tenant's folder stopped the whole Spark job from the driver (the local engine fails
+    # that tenant alone); tenant ids in a float column (1.0 beside a missing value) were tenant '1.0' to both
+    # engines' listing and '1' to validation, so every tenant failed.
+    import shutil
+
+    path, configs = archive
+    hive = tmp_path / "hive"
+    shutil.copytree(path, hive)
+    day = next((hive / "tenant_id=tenant-02").iterdir())
+    (day / "zz.parquet").write_bytes(b"PAR1 not parquet PAR1")
+    found = _both_engines(hive, tmp_path / "corrupt", configs)
+    assert found["spark"] == found["local"]
+    assert ("tenant-02", "failed", "pyarrow.lib.ArrowInvalid") in found["spark"]
+    assert ("tenant-01", "published", "") in found["spark"]
+    from commgraph.graph._readers import parquet_dataset
+
+    rows = parquet_dataset(path).to_table().to_pandas()
+    rows = rows[rows["tenant_id"].isin(["tenant-01", "tenant-03"])]
+    rows["tenant_id"] = rows["tenant_id"].str[-1].astype(float)
+    rows.loc[rows.index[:1], "tenant_id"] = float("nan")
+    rows.to_parquet(tmp_path / "floats.parquet", index=False)
+    numbered = [TenantConfig(c.tenant_id[-1], own_domains=c.own_domains) for c in configs
+                if c.tenant_id in ("tenant-01", "tenant-03")]
+    found = _both_engines(tmp_path / "floats.parquet", tmp_path / "floats", numbered)
+    assert found["spark"] == found["local"] == [("1", "published", ""), ("3", "published", "")]
+
+
+def test_spark_refuses_one_row_per_recipient_up_front(spark, tmp_path):
+    # Rows of a message are gathered only by a whole read: every tenant failed, told to read "without chunksize".
+    pd.DataFrame({"tenant_id": "t", "message_id": ["m1", "m1"], "timestamp": pd.Timestamp("2025-01-10", tz="UTC"),
+                  "sender": "a@x.com", "recipient": ["b@t.com", "c@t.com"]}).to_parquet(tmp_path / "rows.parquet")
+    with pytest.raises(ConfigError, match=r"one row per message .* one row per recipient \('recipient'\)"):
+        run_refresh(tmp_path / "rows.parquet", store=tmp_path / "store", as_of=AS_OF, engine="spark")
