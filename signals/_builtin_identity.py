@@ -43,7 +43,8 @@ class IdentitySignals(SignalProvider):
     level = "message"
     signals = (
         SignalSpec("display_name_matches_internal", "int8", "1 if the display name is used by an internal "
-                   "mailbox and this sender is not that mailbox (0 without a display name).", "flag",
+                   "mailbox and the message is inbound (from outside: under that mailbox's own address too, "
+                   "spoofed), or comes from an address that never used it (0 without a display name).", "flag",
                    suspicious="high"),
         SignalSpec("display_name_address_days", "int32", "Days on which this display name was seen with this "
                    "address before (see the class notes).", "days", suspicious="low"),

@@ -11,6 +11,7 @@ import pandas as pd
 from commgraph.baselines import Snapshot
 from commgraph.graph import ConfigError
 
+from ._batch import DIRECTION_CODES
 from ._builtin_identity import HOUR_PSEUDO_COUNT
 from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, is_established
 from ._scalar import mix64, parse_one
@@ -45,6 +46,19 @@ def _pick(row: dict | None, fields=_ENTITY_FIELDS) -> dict[str, Any]:
 
 def _days(v: float) -> str:
     return "never" if isinstance(v, float) and math.isnan(v) else f"{v:.1f} days"
+
+
+def _impersonation(e: Mapping[str, Any]) -> str:
+    """Why ``display_name_matches_internal`` is 1: the name of an internal mailbox on mail from outside (under
+    that mailbox's own address too: inbound mail from it is spoofed), or on mail from an address inside that
+    never used it."""
+    owners = ", ".join(e.get("internal_addresses", [])[:3])
+    said = f"The display name {e.get('display_name')!r} belongs to an internal mailbox ({owners})"
+    if not e.get("inbound"):
+        return f"{said} and this address never used it before."
+    if e.get("sender") in e.get("internal_addresses", []):
+        return f"{said} and this message came from outside the organisation under that mailbox's own address."
+    return f"{said} and this message came from outside the organisation."
 
 
 _SENTENCES = {
@@ -92,9 +106,7 @@ _SENTENCES = {
                                           "30 days before the snapshot.",
     "recipient_first_contact_rate": lambda v, e: f"Up to {v:.1%} of a recipient's inbound mail came from first-time "
                                                  "senders.",
-    "display_name_matches_internal": lambda v, e: f"The display name {e.get('display_name')!r} belongs to an "
-                                                  f"internal mailbox ({', '.join(e.get('internal_addresses', [])[:3])})"
-                                                  " and this sender is not it." if v
+    "display_name_matches_internal": lambda v, e: _impersonation(e) if v
     else "The display name does not impersonate an internal mailbox.",
     "display_name_address_days": lambda v, e: f"This name was seen with this address on up to {v} days.",
     "display_name_is_new_for_address": lambda v, e: "This address never used this display name before." if v
@@ -236,7 +248,8 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
     name_ev = {"display_name": None if name is None else name.get("display_name"),
                "name_seen": name is not None, "is_internal": bool(name and name.get("is_internal")),
                "addresses": [] if name is None else (name.get("addresses") or [])[:5],
-               "internal_addresses": internal}
+               "internal_addresses": internal, "inbound": m.direction == DIRECTION_CODES["inbound"],
+               "sender": m.sender}
     hour = m.hour
     hist = (sender or {}).get("hour_histogram") or [0] * 24
     habit_ev = {"hour": hour, "sender_at_hour": hist[hour], "sender_total": sum(hist),

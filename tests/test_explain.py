@@ -51,6 +51,21 @@ def test_the_evidence_names_what_a_lookalike_resembles_and_who_is_impersonated(s
     assert "ann@acme.com" in name["sentence"]
 
 
+@pytest.mark.parametrize("sender, direction, said", [
+    ('"Ann Lee" <ann.lee@rnicrosoft.com>', None, "this message came from outside the organisation."),
+    ('"Ann Lee" <ann@acme.com>', "inbound", "this message came from outside the organisation under that mailbox's "
+                                              "own address."),
+    ('"Ann Lee" <cy@acme.com>', None, "this address never used it before.")])
+def test_the_impersonation_sentence_says_why_the_signal_fired(scorer, sender, direction, said) -> None:
+    # The sentence said "this sender is not it" also for inbound mail under the mailbox's own address (spoofed),
+    # which the signal flags as the mail from outside it is.
+    message = _message(sender=sender, recipients="bo@acme.com") if direction is None else _message(
+        sender=sender, recipients="bo@acme.com", direction=direction)
+    name = explain(message, scorer).frame.set_index("signal").loc["display_name_matches_internal"]
+    assert name["value"] == 1 == scorer.score_one(message)["display_name_matches_internal"]
+    assert name["sentence"] == f"The display name 'ann lee' belongs to an internal mailbox (ann@acme.com) and {said}"
+
+
 def test_known_sender_evidence_has_counts_and_first_seen(scorer) -> None:
     e = explain(_message(sender="bob@vendor.com"), scorer)
     row = e.frame.set_index("signal").loc["sender_days_known"]
