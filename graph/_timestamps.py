@@ -198,7 +198,7 @@ def parse_timestamps(
         bad = (out.notna() & ((out < lo) | (out >= hi))).to_numpy()
         refuse(bad, ReasonCode.TIMESTAMP_OUT_OF_RANGE,
                f"timestamps must fall in [{lo.date()}, {hi.date()}); correct placeholder dates, "
-               "or pass time_range=None (or a wider range) for archives that really span it")
+               "or, reading in Python, pass time_range=None (or a wider range) for archives that really span it")
     out = out.mask(reason != None)  # noqa: E711
     return ParsedTimestamps(values=out.astype(TIMESTAMP_DTYPE), reason=reason, fixes=fixes)
 

@@ -693,8 +693,8 @@ class Scorer:
         missing = [t for t in sb.tenants if t not in views]
         if missing and not cold:
             raise CommGraphError(f"no snapshot for tenant {missing[0]!r}; this scorer serves {sorted(views)[:5]}. "
-                                 "Publish its baselines and reload, or pass cold_start=True to score it with the "
-                                 "global prior")
+                                 "Publish its baselines and reload, or pass cold_start=True (commgraph score "
+                                 "--cold-start) to score it with the global prior")
         for t in missing:
             views[t] = SnapshotView(None, tenant_id=t, global_priors=loaded.global_priors)
         return self.signal_set.compute_columns(sb, views, level=level)

@@ -50,7 +50,8 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
     deployed. ``fit_transform`` on the training mail therefore scores it
     against baselines that already contain it (no message looks new to
     itself): fit on an earlier period than the one you train the model on,
-    or use the point-in-time backfill once it exists.
+    or train on :func:`commgraph.signals.backfill`, which values each message
+    from the mail strictly before it.
 
     Examples
     --------
