@@ -128,6 +128,42 @@ def _uncovered(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
     return ((ts >= as_of) | (_labelling(frame) & (label_time >= as_of))).to_numpy()
 
 
+def _compacted(parts: list[Messages], as_of: pd.Timestamp) -> list[Messages]:
+    """The observed rows as one table of one row per message, and apart from it (a second table) the rows whose
+    label becomes known only at or after ``as_of``.
+
+    Merged with its message's other copies, such a label would replace one known before ``as_of`` (the latest
+    labelling wins) and hide it until then; kept apart, each lookup reads the message with the latest label
+    known by its as_of, and a later compaction merges it once as_of has passed it.
+    """
+    rows = parts[0] if len(parts) == 1 else Messages.concat(parts)
+    waiting = _waiting(rows, as_of)
+    if not waiting.any():
+        return [_merged(rows)]
+    if waiting.all():
+        return [rows.subset(~waiting), rows]  # (no message known yet: an empty table, then the waiting rows)
+    return [_merged(rows.subset(~waiting)), rows.subset(waiting)]
+
+
+def _waiting(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
+    """Rows whose labelling (a label, or a withdrawal) becomes known only at or after ``as_of``."""
+    frame = messages.frame
+    if "labeled_at" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    label_time = frame["labeled_at"].fillna(frame["timestamp"])  # unknown labelling time: known when sent
+    return (_labelling(frame) & (label_time >= as_of)).to_numpy()
+
+
+def _without_labels(messages: Messages) -> Messages:
+    """The messages with no label and no labelling time: the mail alone, its verdict not known yet."""
+    frame = messages.frame.copy()
+    for column in ("label", "labeled_at"):
+        if column in frame:
+            frame[column] = pd.Series(pd.NA if column == "label" else pd.NaT, index=frame.index,
+                                      dtype=frame[column].dtype)
+    return Messages(frame, messages._edges, messages.rejects.iloc[:0])
+
+
 def _labelling(frame: pd.DataFrame) -> pd.Series:
     """Rows that say something of their message's label: a label, or a withdrawn one (no label, a labeled_at)."""
     labelled = frame["label"].notna() if "label" in frame else pd.Series(False, index=frame.index)
@@ -300,11 +336,13 @@ class Overlay:
             as_of = self.as_of
         if not parts:
             return None, generation, as_of
-        joined = _merged(parts[0] if len(parts) == 1 else Messages.concat(parts))
-        if len(parts) > 1:
-            with self._lock:  # keep the joined table, unless an observe came in between
+        kept = _compacted(parts, as_of)
+        # A label known only after the overlay's as_of waits (see _compacted): its message is read without it.
+        joined = kept[0] if len(kept) == 1 else _merged(Messages.concat([kept[0], _without_labels(kept[1])]))
+        if len(parts) > 1 or len(kept) > 1:
+            with self._lock:  # keep the compacted parts, unless an observe came in between
                 if self._generation.get(tenant, 0) == generation:
-                    self._parts[tenant] = [joined]
+                    self._parts[tenant] = kept
         return joined, generation, as_of
 
     def view(self, tenant: str, base: SnapshotView) -> SnapshotView:
@@ -368,7 +406,8 @@ class Overlay:
             if not parts:
                 self._retired[tenant] = (as_of, None)
                 return
-            delta = _merged(parts[0] if len(parts) == 1 else Messages.concat(parts))
+            compacted = _compacted(parts, self.as_of)
+            delta = compacted[0] if len(compacted) == 1 else Messages.concat(compacted)
             keep = _uncovered(delta, as_of)
             # Kept until the next reload of the tenant: a call that read the replaced snapshot just before the swap
             # reads it with this mail too, never with a delta trimmed for the new one.

@@ -526,7 +526,9 @@ class Scorer:
             message, its copies merged: its recipients are the union of the
             copies' (so one-row-per-recipient input may be split over calls);
             a label once known is kept, the one with the latest ``labeled_at``
-            winning (a label without it counts as known when sent); a copy
+            known by the overlay's as_of winning (a label without it counts as
+            known when sent; one known later waits, the earlier one read
+            meanwhile); a copy
             that adds an outside recipient to internal mail makes it
             ``outbound``, as validation would; every other column comes from
             the latest copy. So send a message's row again with ``label`` and

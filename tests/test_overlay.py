@@ -662,6 +662,29 @@ def test_mail_sent_before_the_snapshot_comes_back_saying_why_instead_of_vanishin
 
 
 
+def test_a_label_known_only_after_the_overlays_as_of_does_not_hide_the_one_known_before_it() -> None:
+    # Copies were merged keeping the latest labelling before asking whether it was known yet: a relabel observed
+    # ahead of its labeled_at made its message unlabelled until then, where a build at as_of counts the verdict
+    # known before it.
+    sent = {"tenant_id": "acme", "message_id": "M", "timestamp": "2024-05-06T09:00Z", "sender": "eve@evil.com",
+            "recipients": "cy@acme.com"}
+    attack = {**sent, "label": "attack", "labeled_at": "2024-05-06T12:00Z"}
+    spam = {**sent, "label": "spam", "labeled_at": "2024-05-07T01:00Z"}  # known only after the as_of below
+    probe = {**sent, "message_id": "P", "timestamp": "2024-05-07T00:30Z"}
+    as_of, later = pd.Timestamp("2024-05-07T00:00Z"), pd.Timestamp("2024-05-07T02:00Z")
+    for batches in ([[sent, attack], [spam]], [[spam], [sent, attack]], [[sent, spam, attack]]):
+        scorer = _acme_scorer()
+        for batch in batches:
+            assert scorer.observe(pd.DataFrame(batch), as_of=as_of).empty
+        for instant, known in ((as_of, [attack]), (later, [spam])):
+            if instant == later:
+                scorer.observe(pd.DataFrame(columns=list(sent)), as_of=later)
+            reference = Scorer(build_baselines(validate(pd.concat([_acme_history(), pd.DataFrame(known)]),
+                                                        tenants=ACME), as_of=instant, config=CONFIG),
+                               tenant_configs=ACME)
+            assert _differing(scorer.score_one(probe), reference.score_one(probe)) == [], (batches, instant)
+
+
 def test_copies_of_a_message_in_one_batch_come_back_each_for_itself() -> None:
     # Copies were matched back to the input by (tenant, id): two set-aside copies (a replay) crashed with
     # pandas' InvalidIndexError after the overlay had taken the batch, and a kept, counted verdict row came
