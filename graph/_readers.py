@@ -95,15 +95,28 @@ def _format_of(path: Path, format: str | None) -> str:
 
 def _check_parquet_directory(path: Path, format: str | None) -> None:
     """Refuse a directory that is no Parquet dataset (a folder of CSV or JSON Lines files), naming the glob
-    that reads it, instead of pyarrow's "Is this a 'parquet' file?" about its first file."""
-    kinds = {_FORMATS.get(next((x.lower() for x in reversed(f.suffixes) if x not in _COMPRESSION), ""))
-             for f in path.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))}
-    other = sorted(kinds & {"csv", "jsonl"})
-    if (format is not None and format != "parquet") or (other and "parquet" not in kinds):
-        shown = format if format not in (None, "parquet") else other[0]
-        raise ConfigError(f"{str(path)!r} is a directory, read as a Parquet dataset (hive-partitioned folders); "
-                          f"to read its {'CSV' if shown == 'csv' else 'JSON Lines'} files give them, or a glob such "
-                          f"as {str(path / '**' / ('*.' + shown))!r}")
+    that reads it, instead of pyarrow's "Is this a 'parquet' file?" about its first file.
+
+    The walk stops at the first Parquet file: an archive's check costs a few directory reads, not one per file
+    (a job reads the archive once per tenant)."""
+    other: dict[str, str] = {}  # format -> the first suffix seen of it
+    if format in (None, "parquet"):
+        for found in path.rglob("*"):
+            if found.name.startswith((".", "_")):
+                continue
+            suffix = next((x.lower() for x in reversed(found.suffixes) if x not in _COMPRESSION), "")
+            kind = _FORMATS.get(suffix)
+            if kind == "parquet":
+                return
+            if kind is not None and found.is_file():
+                other.setdefault(kind, suffix)
+        if not other:
+            return  # (no file says what it is: read as Parquet, as pyarrow's own errors then say)
+    kind = format if format not in (None, "parquet") else min(other)
+    suffix = other.get(kind, ".csv" if kind == "csv" else ".jsonl")
+    raise ConfigError(f"{str(path)!r} is a directory, read as a Parquet dataset (hive-partitioned folders); "
+                      f"to read its {'CSV' if kind == 'csv' else 'JSON Lines'} files give them, or a glob such "
+                      f"as {str(path / '**' / ('*' + suffix))!r}")
 
 
 def list_sources(source: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
