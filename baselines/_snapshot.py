@@ -236,6 +236,21 @@ class Snapshot:
                 self._state_tables = _state_to_arrow(self.state)
         return self._state_tables
 
+    def hold_state(self) -> None:
+        """Map a stored snapshot's refresh state now, so that a refresh later needs no file of its version.
+
+        A snapshot loaded from a store reads its state when a refresh first needs it; by then retention may
+        have pruned the version. Mapped, the files outlive their removal. Nothing to do for a snapshot built in
+        memory (it holds its state) or one whose state is read already.
+
+        Examples
+        --------
+        >>> snap = _example()
+        >>> snap.hold_state()  # built in memory: it holds its state
+        """
+        if self._state_tables is None and self.state is None and self._state_loader is not None:
+            self._state_tables = self._state_loader()
+
     def tenant_state(self) -> TenantState:
         """The refresh state (decoded from the state tables when loaded from a store)."""
         if self.state is None:

@@ -130,7 +130,7 @@ def _hold_state(view: SnapshotView, tenant: str) -> bool:
     if view.snapshot is None:
         return True
     try:
-        view.snapshot.state_tables()
+        view.snapshot.hold_state()
     except CommGraphError as exc:
         warnings.warn(ReloadWarning(f"tenant {tenant!r} is served without the mail observed since its snapshot: "
                                     f"{exc}. Reload the scorer (Scorer.reload) to serve the current version; the "
