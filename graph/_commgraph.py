@@ -9,6 +9,7 @@ result is held in ``scipy.sparse`` arrays. networkx is used only at the edge
 
 from __future__ import annotations
 
+import datetime as _dt
 import html
 import warnings
 from concurrent.futures import Future
@@ -874,9 +875,17 @@ def build_graph(
         if as_of_ts is not None and known_at is not None:
             label = np.where((known_at == _NAT) | (known_at < as_of_ts.value), label, -1)
 
+    for column in ("sender", "recipient"):  # keys alone (a privacy-mode frame) name no node, domain or address
+        _no_missing(edges[column] if mask is None else edges[column][mask], column,
+                    "give the addresses: the graph's nodes are addresses (keys alone, as a privacy-mode frame "
+                    "holds, tell neither the node's name nor its domain)")
     direction = None
     if own is None:
         direction = take(_direction_codes(edges["direction"]))
+        # A missing direction read as inbound marked the tenant's own mailboxes external (and guessed its domain).
+        _no_missing(pd.Series(direction == -1, index=edges.index if mask is None else edges.index[mask]),
+                    "direction", "give each row's direction, or pass own_domains (the tenant's domains tell "
+                    "internal from external)", flags=True)
 
     rows = np.flatnonzero(mask) if mask is not None else None
     return _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direction, own,
@@ -1105,7 +1114,8 @@ def _strings_at(column: pd.Series, pos: np.ndarray) -> pd.Series:
 
 def _domain_view(g: CommGraph) -> DomainView:
     rows = g._row_of_edge()
-    node_domain = g.nodes["domain"].astype(STRING_DTYPE).reset_index(drop=True)
+    # A node without a domain (a name that is no address, from networkx) is grouped under the empty domain.
+    node_domain = g.nodes["domain"].astype(STRING_DTYPE).fillna("").reset_index(drop=True)
     dom_codes, domains = pd.factorize(node_domain.take(rows), sort=True)
     domains = pd.Index(domains, dtype=STRING_DTYPE)
     src = dom_codes.astype(np.int64)
@@ -1308,6 +1318,10 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
     if window is not None:
         if as_of_ts is None:
             raise ConfigError(f"build_graph got window={window!r} without as_of; a window looks back from as_of")
+        if not isinstance(window, (str, pd.Timedelta, _dt.timedelta, np.timedelta64)) or (
+                isinstance(window, str) and window.strip().lstrip("+-").replace(".", "", 1).isdigit()):
+            raise ConfigError(f"The 'window' parameter of build_graph must be a timedelta such as '30D' (a number "
+                              f"alone has no unit). Got {window!r} instead.")
         try:
             window_td = pd.Timedelta(window)
         except (ValueError, TypeError) as exc:
@@ -1317,6 +1331,14 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
             raise ConfigError(f"The 'window' parameter of build_graph must be a timedelta > 0. Got {window!r} "
                               "instead.")
     return as_of_ts, window_td
+
+
+def _no_missing(values: pd.Series, column: str, fix: str, *, flags: bool = False) -> None:
+    """Refuse rows without a value in ``column`` (``flags``: ``values`` already says where one is missing)."""
+    missing = values.to_numpy(dtype=bool) if flags else values.isna().to_numpy(dtype=bool)
+    if missing.any():
+        rows = values.index[np.flatnonzero(missing)]
+        raise SchemaError([Problem(column, ReasonCode.MISSING_VALUE, rows=rows.tolist(), fix=fix)])
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], detail: str = "") -> None:
@@ -1404,6 +1426,9 @@ def _translate(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
 
 
 def _tenant_mask(edges: pd.DataFrame, tenant_id: str | None) -> tuple[np.ndarray | None, str | None]:
+    if tenant_id is not None and not isinstance(tenant_id, str):
+        raise ConfigError(f"The 'tenant_id' parameter of build_graph must be a tenant id as text, such as "
+                          f"{str(tenant_id)!r}. Got {tenant_id!r} instead.")
     if "tenant_id" not in edges.columns:
         return None, tenant_id
     col = edges["tenant_id"]
@@ -1415,12 +1440,16 @@ def _tenant_mask(edges: pd.DataFrame, tenant_id: str | None) -> tuple[np.ndarray
         if len(present) > 1:
             raise ConfigError(f"the input holds {len(present)} tenants {present[:20]}"
                               f"{' ...' if len(present) > 20 else ''}; pass tenant_id= to choose one")
-        return None, (present[0] if present else None)
-    if tenant_id not in present:
+        if not present:
+            return None, None
+        tenant_id = present[0]
+    elif tenant_id not in present:
         raise CommGraphError(f"tenant {tenant_id!r} has no edges here; tenants present: {present[:20]}")
     if len(present) == 1 and not col.isna().any():
         return None, tenant_id
-    return (col == tenant_id).to_numpy(dtype=bool, na_value=False), tenant_id
+    # Ids compared as text (as listed above: tenant 1 of an integer column is '1'); a row without one is no
+    # tenant's, whether one tenant is present or several.
+    return (col.astype("string") == tenant_id).to_numpy(dtype=bool, na_value=False), tenant_id
 
 
 def _only_category(col: pd.Series) -> str | None:

@@ -81,6 +81,16 @@ def to_networkx(G: CommGraph) -> Any:
     return nxg
 
 
+def _label_counts(given: np.ndarray, count: np.ndarray, label: str, weight: str, edge_list: list) -> np.ndarray:
+    """An edge attribute of label counts, checked: a whole number of messages from 0 to the edge's count."""
+    bad = ~np.isfinite(given) | (given < 0) | (given != np.floor(given)) | (given > count)
+    if bad.any():
+        shown = [(u, v, d.get(label)) for (u, v, d), b in zip(edge_list, bad) if b][:5]
+        raise ConfigError(f"from_networkx: edge attribute {label!r} must be a whole number of messages from 0 to "
+                          f"the edge's {weight!r}; got {shown}")
+    return given.astype(np.uint32)
+
+
 def from_networkx(graph: Any, *, tenant_id: str | None = None, weight: str = "count",
                   own_domains: Sequence[str] | None = None) -> CommGraph:
     """A CommGraph from a ``networkx.DiGraph`` whose nodes are addresses.
@@ -167,7 +177,13 @@ def from_networkx(graph: Any, *, tenant_id: str | None = None, weight: str = "co
     last = _times([d.get("last_seen") for _, _, d in edge_list])
     labels = np.zeros((m, len(LABELS)), dtype=np.uint32)
     for j, lab in enumerate(LABELS):
-        labels[:, j] = np.fromiter((d.get(lab, 0) for _, _, d in edge_list), dtype=np.int64, count=m)
+        given = np.fromiter((d.get(lab, 0) for _, _, d in edge_list), dtype=np.float64, count=m)
+        labels[:, j] = _label_counts(given, count, lab, weight, edge_list)
+    over = labels.sum(axis=1, dtype=np.int64) > count
+    if over.any():
+        bad = [(u, v) for (u, v, _), o in zip(edge_list, over) if o][:5]
+        raise ConfigError(f"from_networkx: the label counts of an edge ({', '.join(map(repr, LABELS))}) add up to "
+                          f"more than its {weight!r} (a message has one label); edges {bad}")
     idx_dtype = np.int32 if max(n, m) < 2**31 else np.int64
     indptr = np.zeros(n + 1, dtype=idx_dtype)
     np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
@@ -180,6 +196,9 @@ def from_networkx(graph: Any, *, tenant_id: str | None = None, weight: str = "co
               else address.str.extract(r"@([^@]*)$", expand=False).astype(STRING_DTYPE))
     internal = column("internal")
     if internal is not None:
+        odd = [v for v in internal if not isinstance(v, (bool, np.bool_))]
+        if odd:  # np.asarray(..., bool) makes the text 'False' True
+            raise ConfigError(f"from_networkx: node attribute 'internal' must be True or False; got {odd[:5]}")
         internal = np.asarray(internal, dtype=bool)[order]
     elif own is not None:
         internal = _is_own(address, own)

@@ -344,3 +344,66 @@ def test_own_domains_are_normalised_like_tenant_configs():
                      ("a_b..de", "not a host name")):
         with pytest.raises(ConfigError, match=rf"'own_domains' parameter of build_graph holds '{bad}'.*{why}"):
             build_graph(m, own_domains=(bad,))
+
+
+def _hand_made_edges(**columns) -> pd.DataFrame:
+    """Three rows of an edges frame as a user might build one (keys from the addresses)."""
+    edges = pd.DataFrame({
+        "tenant_id": ["acme", "acme", "acme"], "message_id": ["m1", "m2", "m3"],
+        "timestamp": pd.to_datetime(["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-03T09:00Z"], utc=True),
+        "sender": ["ann@acme.com", "bob@vendor.com", "eve@other.org"],
+        "sender_domain": ["acme.com", "vendor.com", "other.org"],
+        "recipient": ["bob@vendor.com", "ann@acme.com", "ann@acme.com"],
+        "recipient_domain": ["vendor.com", "acme.com", "acme.com"],
+        "direction": ["outbound", "inbound", "inbound"]})
+    edges["sender_key"], edges["recipient_key"] = stable_keys(edges["sender"]), stable_keys(edges["recipient"])
+    return edges.assign(**columns)
+
+
+def test_hand_made_edges_with_holes_are_refused_or_read_as_validation_would():
+    from commgraph.graph import ConfigError, SchemaError
+
+    # Keys alone (no addresses): accepted, then no node was internal and networkx merged every node into one.
+    with pytest.raises(SchemaError, match=r"column 'sender': 3 rows missing_value .*give the addresses"):
+        build_graph(_hand_made_edges(sender=None), own_domains=["acme.com"])
+    # A missing direction was read as inbound: the tenant's own mailbox marked external, its domain guessed.
+    with pytest.raises(SchemaError, match=r"column 'direction': 2 rows missing_value \(rows 0, 1\).*own_domains"):
+        build_graph(_hand_made_edges(direction=[None, None, "inbound"]))
+    # A row without a tenant was counted into the only tenant (but not with tenant_id=).
+    holes = _hand_made_edges(tenant_id=["acme", "acme", None])
+    assert build_graph(holes, own_domains=["acme.com"]).n_edges == 2 == build_graph(
+        holes, tenant_id="acme", own_domains=["acme.com"]).n_edges
+    # Integer tenant ids are compared as text (tenant '1' of an integer column matched no row: an empty graph).
+    numbered = _hand_made_edges(tenant_id=[1, 1, 2])
+    assert build_graph(numbered, tenant_id="1", own_domains=["acme.com"]).n_edges == 2
+    with pytest.raises(ConfigError, match=r"'tenant_id' parameter of build_graph must be a tenant id as text, "
+                                          r"such as '1'"):
+        build_graph(numbered, tenant_id=1, own_domains=["acme.com"])
+    # A number alone is no window (it was nanoseconds: an empty graph).
+    for window in (30, "30", 86400.0):
+        with pytest.raises(ConfigError, match="a number alone has no unit"):
+            build_graph(_hand_made_edges(), as_of="2024-05-04T00:00Z", window=window)
+    assert build_graph(_hand_made_edges(), as_of="2024-05-04T00:00Z", window="2D", own_domains=["acme.com"]).n_edges == 2
+
+
+def test_from_networkx_checks_label_counts_and_internal_flags_and_a_node_without_a_domain_has_a_view():
+    import networkx as nx
+
+    from commgraph.graph import ConfigError, from_networkx
+
+    def graph(**edge):
+        d = nx.DiGraph()
+        d.add_edge("a@t.com", "b@x.org", count=2, **edge)
+        return d
+
+    for edge in ({"attack": -1}, {"spam": 7}, {"safe": 1.5}, {"safe": 1, "attack": 1, "spam": 1}):
+        with pytest.raises(ConfigError, match="from_networkx"):  # -1 wrapped to 4294967295; 7 of 2 accepted
+            from_networkx(graph(**edge), tenant_id="t")
+    assert from_networkx(graph(safe=1, attack=1), tenant_id="t").edges()[["safe", "attack"]].values.tolist() == \
+        [[1, 1]]
+    flagged = graph()
+    nx.set_node_attributes(flagged, "False", "internal")  # text: np.asarray(..., bool) made it True
+    with pytest.raises(ConfigError, match="'internal' must be True or False"):
+        from_networkx(flagged, tenant_id="t")
+    view = from_networkx(nx.DiGraph([("alice", "bob@x.com")]), tenant_id="t").domain_view()  # (crashed)
+    assert view.edges()[["sender_domain", "recipient", "count"]].values.tolist() == [["", "bob@x.com", 1]]
