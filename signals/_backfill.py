@@ -19,7 +19,7 @@ from commgraph.graph import ConfigError, Messages
 from ._backfill_signals import BUILTIN, PRIOR_KINDS, TenantAsOf
 from ._batch import SignalBatch, _as_slice, _column, string_keys
 from ._freemail import freemail_domain_flags
-from ._provider import SignalProvider
+from ._provider import SignalProvider, checked_output
 from ._signal_set import LEVELS, SignalSet, to_level, view_of
 
 __all__ = ["backfill", "deployed_instants", "MODES"]
@@ -293,7 +293,7 @@ def _by_snapshots(providers: list[SignalProvider], messages: Messages, tenants: 
             edges = np.flatnonzero(np.isin(t.batch.edge_message, here))
             view = view_of(snapshots[t.tenant_id])
             for p in providers:
-                values = p.compute(sub, view)
+                values = checked_output(p, p.compute(sub, view), sub)
                 for s in p.signals:
                     out[(id(p), t.tenant_id)][s.name][here if p.level == "message" else edges] = values[s.name]
     return out

@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # pragma: no cover - imported for annotations only
     from ._batch import SignalBatch
     from ._view import SnapshotView
 
-__all__ = ["SignalSpec", "SignalProvider", "AGGREGATIONS", "register_provider", "provider_registry"]
+__all__ = ["SignalSpec", "SignalProvider", "AGGREGATIONS", "register_provider", "provider_registry", "checked_output",
+           "IDENTIFIER_COLUMNS"]
 
 #: How a recipient-level column becomes one value per message.
 AGGREGATIONS: tuple[str, ...] = ("min", "max", "any", "mean")
@@ -220,3 +221,63 @@ def provider_registry() -> dict[str, type[SignalProvider]]:
     from . import _builtin_sender, _builtin_pair, _builtin_identity  # noqa: F401,I001  (registers, in column order)
 
     return dict(_REGISTRY)
+
+
+#: Output columns every frame of signals starts with: no signal may take one of these names.
+IDENTIFIER_COLUMNS: tuple[str, ...] = ("tenant_id", "message_id", "recipient")
+
+
+def checked_output(provider: SignalProvider, values: Any, batch: Any) -> Mapping[str, np.ndarray]:
+    """A provider's ``compute`` result, checked against what it declares: every column, one value per message
+    (or edge, by its level), integers that fit the declared dtype.
+
+    The built-in providers are trusted (their columns are tested); a user's provider that returns one value per
+    recipient for a message-level signal, a single value, a NaN for an int32 column or no such column at all
+    would otherwise be broadcast, cast or indexed into wrong values without an error.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> class Flag(SignalProvider):
+    ...     name, level = "flag", "message"
+    ...     signals = (SignalSpec("flag", "int8", "1 always.", "flag"),)
+    ...     def compute(self, batch, view):
+    ...         return {"flag": np.ones(batch.n_messages, np.int8)}
+    >>> batch = SimpleNamespace(n_messages=3, n_edges=5)  # (what is read of a SignalBatch)
+    >>> checked_output(Flag(), Flag().compute(batch, None), batch)["flag"].tolist()
+    [1, 1, 1]
+    >>> try:
+    ...     checked_output(Flag(), {"flag": np.ones(5, np.int8)}, batch)
+    ... except ConfigError as exc:
+    ...     print(exc)
+    provider 'flag' (Flag) returned column 'flag' with shape (5,); a message-level provider returns one value per message: 3 here
+    """
+    if type(provider).__module__.startswith("commgraph.signals._builtin"):
+        return values
+    who = f"provider {provider.name!r} ({type(provider).__name__})"
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{who}.compute must return a mapping of column name to array; got "
+                          f"{type(values).__name__}")
+    missing = [s.name for s in provider.signals if s.name not in values]
+    if missing:
+        raise ConfigError(f"{who} declares {missing} but its compute returned no such column (it returned "
+                          f"{sorted(map(str, values))[:10]})")
+    size = batch.n_messages if provider.level == "message" else batch.n_edges
+    out = {}
+    for spec in provider.signals:
+        value = np.asarray(values[spec.name])
+        if value.ndim != 1 or len(value) != size:
+            unit = "message" if provider.level == "message" else "edge (message x recipient)"
+            raise ConfigError(f"{who} returned column {spec.name!r} with shape {value.shape}; a "
+                              f"{provider.level}-level provider returns one value per {unit}: {size} here")
+        target = np.dtype(spec.dtype)
+        if target.kind in "iu" and value.dtype.kind in "fiu" and len(value):
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ConfigError(f"{who} returned NaN or infinite values for the {spec.dtype} column {spec.name!r}; "
+                                  "return whole numbers, or declare a float dtype")
+            low, high = np.iinfo(target).min, np.iinfo(target).max
+            if value.min() < low or value.max() > high:
+                raise ConfigError(f"{who} returned values from {value.min()} to {value.max()} for the {spec.dtype} "
+                                  f"column {spec.name!r}, which holds {low} to {high}; declare a wider dtype")
+        out[spec.name] = value
+    return out

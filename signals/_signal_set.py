@@ -13,7 +13,7 @@ from commgraph.graph import CommGraphError, ConfigError, Messages
 
 from ._batch import SignalBatch
 from ._batch import _column as column_array
-from ._provider import SignalProvider, SignalSpec, provider_registry
+from ._provider import IDENTIFIER_COLUMNS, SignalProvider, SignalSpec, checked_output, provider_registry
 from ._privacy import batch_keys
 from ._view import SnapshotView
 
@@ -138,8 +138,15 @@ class SignalSet:
             elif not isinstance(p, SignalProvider):
                 raise ConfigError(f"The 'providers' parameter of SignalSet must hold SignalProvider instances or "
                                   f"names. Got {p!r} instead.")
+            if p.level not in LEVELS:
+                raise ConfigError(f"provider {p.name!r} ({type(p).__name__}) has level {p.level!r}; a provider's "
+                                  f"level is one of {', '.join(map(repr, LEVELS))}")
             chosen.append(p)
         names = [s.name for p in chosen for s in p.signals]
+        taken = sorted(set(names) & set(IDENTIFIER_COLUMNS))
+        if taken:
+            raise ConfigError(f"signal names {taken} are the names of the identifier columns every frame of signals "
+                              f"starts with ({', '.join(IDENTIFIER_COLUMNS)}); name the signals otherwise")
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ConfigError(f"signal names must be unique within a SignalSet; repeated: {duplicated[:5]}")
@@ -212,7 +219,7 @@ class SignalSet:
         for tenant, msgs, eds, sub in parts:
             view = views[tenant]
             for provider in self.providers:
-                values = provider.compute(sub, view)
+                values = checked_output(provider, provider.compute(sub, view), sub)
                 for spec in provider.signals:
                     v = to_level(values[spec.name], provider.level, spec, sub, level, dtypes[spec.name])
                     if single:

@@ -283,3 +283,55 @@ def test_freemail_flags_from_shared_domain_flags_equal_a_lookup_per_message(name
     assert shared.dtype == np.int8 and shared.tolist() == [int(n in freemail_domains()) for n in names]
     assert freemail_flags(codes, domains, shared).tolist() == expected
     assert freemail_flags(codes, domains).tolist() == expected
+
+
+def _provider(level: str, dtype: str, returns):
+    """A user's provider of one column ``v`` whose compute returns ``returns(batch)``."""
+    class Custom(SignalProvider):
+        name = "custom"
+        signals = (SignalSpec("v", dtype, "a user's column.", "count"),)
+
+        def compute(self, batch, view):
+            return returns(batch)
+
+    Custom.level = level
+    return Custom()
+
+
+@pytest.mark.parametrize("level", ["edge", "message"])
+def test_a_users_provider_is_held_to_what_it_declares(level) -> None:
+    # Its output was taken as given: one value per recipient from a message-level provider was indexed into
+    # wrong values at edge level, one value broadcast to every message, NaN cast to -2147483648, and a
+    # missing column a bare KeyError.
+    tenants = [{"tenant_id": t, "own_domains": [f"{t}.com"]} for t in ("a", "b")]
+    mail = validate(pd.DataFrame({"tenant_id": ["a", "a", "b"], "message_id": ["1", "2", "3"],
+                                  "timestamp": ["2025-01-01T00:00Z", "2025-01-02T00:00Z", "2025-01-02T00:00Z"],
+                                  "sender": "x@v.com", "recipients": ["p@a.com;q@a.com", "p@a.com", "r@b.com"]}),
+                    tenants=tenants)
+    snapshots = build_baselines(mail, as_of="2025-01-03")
+    cases = [
+        (_provider("message", "int32", lambda b: {"v": np.arange(b.n_edges)}), "one value per message"),
+        (_provider("message", "int32", lambda b: {"v": np.full(1, 7)}), "one value per message"),
+        (_provider("edge", "int32", lambda b: {"v": np.full(b.n_edges, np.nan)}), "NaN or infinite"),
+        (_provider("message", "int8", lambda b: {"v": np.full(b.n_messages, 300)}), "from 300 to 300"),
+        (_provider("message", "int32", lambda b: {"w": np.zeros(b.n_messages)}), r"declares \['v'\]"),
+        (_provider("message", "int32", lambda b: np.zeros(b.n_messages)), "must return a mapping"),
+    ]
+    for provider, said in cases:
+        with pytest.raises(ConfigError, match=said):
+            SignalSet([provider]).compute(mail, snapshots, level=level)
+    fine = _provider("message", "int32", lambda b: {"v": np.arange(b.n_messages, dtype=np.float64)})
+    assert SignalSet([fine]).compute(mail, snapshots, level=level)["v"].dtype == np.int32
+    for provider, said in ((_provider("recipient", "int32", lambda b: {}), "level 'recipient'"),):
+        with pytest.raises(ConfigError, match=said):
+            SignalSet([provider])
+
+    class Named(SignalProvider):
+        name, level = "named", "edge"
+        signals = (SignalSpec("recipient", "int8", "a column named like an identifier.", "flag"),)
+
+        def compute(self, batch, view):
+            return {"recipient": np.zeros(batch.n_edges, np.int8)}
+
+    with pytest.raises(ConfigError, match="names of the identifier columns"):
+        SignalSet([Named()])
