@@ -22,7 +22,7 @@ plus those few comparisons.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -70,7 +70,7 @@ def _set_bits(owner: np.ndarray, word: np.ndarray, bits: np.ndarray) -> tuple[np
 
 def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | None = None,
                            directions: Mapping[str, str] | None = None, columns: list[str] | None = None,
-                           max_levels: int | None = None) -> pd.Series:
+                           max_levels: int | None = None, signal_set: Any = None) -> pd.Series:
     """For each row, how many reference rows are at least as suspicious on every signal (lower = more anomalous).
 
     Parameters
@@ -86,6 +86,9 @@ def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | N
         directions (see :func:`commgraph.signals.suspicious_directions`).
     columns : list of str, optional
         The signals to use; default every numeric column of ``signals``.
+    signal_set : SignalSet, optional
+        The set that computed ``signals``: the directions its providers declare
+        are read (see :func:`commgraph.signals.suspicious_directions`).
     max_levels : int, optional
         Signals with more distinct reference values are grouped into this many
         quantile ranges for the bitsets; the count stays exact (rows sharing a
@@ -121,7 +124,12 @@ def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | N
         raise ConfigError(f"signal columns {missing[:5]} are missing from "
                           f"{'signals' if reference is None else 'signals or reference'}; "
                           f"pass columns= with the signals both frames have.")
-    heading = suspicious_directions(names, {k: v for k, v in (directions or {}).items() if k in names})
+    typos = sorted(set(directions or {}) - set(signals.columns))
+    if typos:  # (a direction for a column of the frame not scored here is fine: one mapping serves many calls)
+        raise ConfigError(f"directions were given for columns that signals does not have: {typos[:5]}. Its "
+                          f"columns: {list(signals.columns)[:5]}{' ...' if len(signals.columns) > 5 else ''}.")
+    heading = suspicious_directions(names, {k: v for k, v in (directions or {}).items() if k in names},
+                                    signal_set=signal_set, declared=signals.attrs.get("suspicious"))
     n_query, n_ref = len(signals), len(ref_frame)
     if not names or n_query == 0 or n_ref == 0:
         return pd.Series(np.full(n_query, max(n_ref - (reference is None), 0), dtype=np.int64), index=signals.index)

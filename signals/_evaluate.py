@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from commgraph.graph import ConfigError, SchemaError
+from commgraph.graph import LABELS, ConfigError, SchemaError
 from commgraph.graph._errors import Problem, ReasonCode
 
 __all__ = ["evaluate", "alerts_within_budget", "suspicious_directions", "DIRECTIONS"]
@@ -26,7 +26,8 @@ DIRECTIONS: tuple[str, ...] = ("high", "low")
 DEFAULT_FPRS: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2)
 
 
-def suspicious_directions(columns: Sequence[str], directions: Mapping[str, str] | None = None) -> dict[str, str]:
+def suspicious_directions(columns: Sequence[str], directions: Mapping[str, str] | None = None, *,
+                          signal_set: Any = None, declared: Mapping[str, str] | None = None) -> dict[str, str]:
     """The suspicious direction of each column: given, else the signal's declared one, else ``"high"``.
 
     Built-in signals declare theirs (``SignalSpec.suspicious``): ``sender_is_new``
@@ -40,6 +41,12 @@ def suspicious_directions(columns: Sequence[str], directions: Mapping[str, str] 
         Column names.
     directions : mapping of str to {"high", "low"}, optional
         Directions that override the declared ones.
+    signal_set : SignalSet, optional
+        The set that computed the columns: its providers' declared directions
+        count (a provider never registered declares its own only here).
+    declared : mapping, optional
+        More declared directions (the ``attrs["suspicious"]`` of a frame that
+        :meth:`SignalSet.compute`, :meth:`Scorer.score` or ``backfill`` made).
 
     Returns
     -------
@@ -54,11 +61,14 @@ def suspicious_directions(columns: Sequence[str], directions: Mapping[str, str] 
     """
     from ._provider import provider_registry  # the registry fills as providers import
 
-    declared: dict[str, str] = {}
-    for provider in provider_registry().values():
+    extra = dict(declared or {})
+    declared = {}
+    providers = [*provider_registry().values(), *(signal_set.providers if signal_set is not None else ())]
+    for provider in providers:
         for spec in provider.signals:
             if getattr(spec, "suspicious", None) is not None:
                 declared[spec.name] = spec.suspicious
+    declared.update(extra)
     given = dict(directions or {})
     unknown = sorted(set(given) - set(columns))
     if unknown:
@@ -179,6 +189,19 @@ def _as_labels(labels: Any, n: int, positive: Any) -> np.ndarray:
             raise SchemaError([Problem("labels", ReasonCode.INVALID_VALUE, [int(r) for r in bad],
                                        list(values[bad]), "numeric labels must be 1 (attack) or 0 (safe).")])
         return values.astype(bool)
+    # Text is compared with ``positive`` exactly: "Attack", or "1" read from a CSV, would silently be safe mail.
+    if positive in LABELS:
+        odd = ~series.isin(LABELS).to_numpy(dtype=bool)
+        if odd.any():
+            bad = np.flatnonzero(odd)
+            raise SchemaError([Problem("labels", ReasonCode.INVALID_VALUE, [int(r) for r in bad],
+                                       list(series.iloc[bad]),
+                                       f"text labels must be one of {', '.join(map(repr, LABELS))} ({positive!r} "
+                                       "marks an attack): 1 and 0 go as numbers, and a label of your own with "
+                                       "positive=")])
+    elif not (series == positive).any():
+        raise ConfigError(f"no label equals positive={positive!r}, so no row would count as an attack; labels seen: "
+                          f"{sorted(map(str, pd.unique(series)))[:10]}")
     return (series == positive).to_numpy(dtype=bool)
 
 
@@ -209,7 +232,8 @@ def _at_fpr(y: np.ndarray, s: np.ndarray, rates: Sequence[float], floor: float) 
 def evaluate(scores: pd.DataFrame | pd.Series | np.ndarray, labels: Any, *,
              fpr: Sequence[float] = DEFAULT_FPRS, budget: int | None = None,
              groups: np.ndarray | pd.Series | pd.DataFrame | None = None,
-             directions: Mapping[str, str] | None = None, positive: Any = "attack") -> pd.DataFrame:
+             directions: Mapping[str, str] | None = None, positive: Any = "attack",
+             signal_set: Any = None) -> pd.DataFrame:
     """Detection efficacy of every signal or detector score: AUC, recall at a false-positive rate, budgets.
 
     Each column is read in its suspicious direction (see
@@ -237,6 +261,9 @@ def evaluate(scores: pd.DataFrame | pd.Series | np.ndarray, labels: Any, *,
         The budget's groups (say, tenant and day); one group when omitted.
     directions : mapping, optional
         ``{"column": "high" | "low"}``, overriding declared directions.
+    signal_set : SignalSet, optional
+        The set that computed ``scores``: the directions its providers declare
+        (a provider of your own that was never registered, say) are read.
     positive : object, default "attack"
         The label value that marks an attack when labels are not numeric.
 
@@ -247,8 +274,8 @@ def evaluate(scores: pd.DataFrame | pd.Series | np.ndarray, labels: Any, *,
         ``coverage`` (share of rows with a value), ``roc_auc`` (``nan`` when
         only one class is present), then ``recall@fpr=R``, ``precision@fpr=R``,
         ``fnr@fpr=R`` and ``threshold@fpr=R`` per rate (in the column's units: alert
-        at values >= it, or <= it for a ``"low"`` column; ``inf`` when no
-        threshold stays within the rate), and with a budget
+        at values >= it, or <= it for a ``"low"`` column; ``inf``, or ``-inf`` for a
+        ``"low"`` column, when no threshold stays within the rate), and with a budget
         ``alerts@budget=K``, ``recall@budget=K`` and ``precision@budget=K``.
 
     Examples
@@ -272,7 +299,8 @@ def evaluate(scores: pd.DataFrame | pd.Series | np.ndarray, labels: Any, *,
     for rate in rates:
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"The 'fpr' parameter of evaluate must hold rates in [0, 1]. Got {rate!r} instead.")
-    heading = suspicious_directions(list(frame.columns), directions)
+    heading = suspicious_directions(list(frame.columns), directions, signal_set=signal_set,
+                                    declared=getattr(scores, "attrs", {}).get("suspicious"))
     codes = _group_codes(groups, len(frame)) if budget is not None else None
     n_pos = int(y.sum())
     rows = []

@@ -330,10 +330,18 @@ class SignalSet:
                     for row, j in enumerate(members):
                         block[row] = values[j]
                 blocks.append((block, placement))
-            return create_dataframe_from_blocks(blocks, index, labels)
-        data = dict(head)
-        data.update(zip(names, values))
-        return pd.DataFrame(data, index=index, copy=False)
+            out = create_dataframe_from_blocks(blocks, index, labels)
+        else:
+            data = dict(head)
+            data.update(zip(names, values))
+            out = pd.DataFrame(data, index=index, copy=False)
+        # The directions the providers declare travel with the frame: evaluate and directed_anomaly_score read
+        # them, a provider never registered included.
+        out.attrs["suspicious"] = self._suspicious()
+        return out
+
+    def _suspicious(self) -> dict[str, str]:
+        return {s.name: s.suspicious for s in self.specs if getattr(s, "suspicious", None) is not None}
 
     def empty_columns(self, size: int, dtypes: Mapping[str, Any]) -> "OutputColumns":
         """Uninitialised output columns (``dtypes``: one per signal name) to fill in place before :meth:`frame`.

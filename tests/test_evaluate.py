@@ -182,3 +182,42 @@ def test_directed_anomaly_score_bad_input():
     with pytest.raises(ConfigError, match="DataFrame"):
         directed_anomaly_score(np.zeros((2, 2)))
     assert directed_anomaly_score(frame.iloc[:0]).empty
+
+
+def test_directions_a_users_provider_declares_are_read_and_text_labels_are_the_contracts() -> None:
+    # A provider never registered declared suspicious="low": evaluate read its column as "high" (roc_auc 0.0
+    # instead of 1.0) and directed_anomaly_score ranked the trusted mail as the anomalies.
+    import numpy as np
+
+    from commgraph.baselines import build_baselines
+    from commgraph.graph import ConfigError, SchemaError, validate
+    from commgraph.signals import SignalProvider, SignalSet, SignalSpec, directed_anomaly_score
+
+    class TrustScore(SignalProvider):
+        name, level = "trust_x", "message"
+        signals = (SignalSpec("trust_score", "float32", "Higher: a more trusted sender.", "rate", suspicious="low"),)
+
+        def compute(self, batch, view):
+            return {"trust_score": np.linspace(0.1, 0.9, batch.n_messages).astype(np.float32)}
+
+    trust = SignalSet([TrustScore()])
+    scores = pd.DataFrame({"trust_score": [0.1, 0.9, 0.2, 0.8]})
+    labels = ["attack", "safe", "attack", "safe"]  # the attacks have LOW trust
+    assert evaluate(scores, labels, fpr=(0.5,), signal_set=trust)["roc_auc"].tolist() == [1.0]
+    assert directed_anomaly_score(scores, signal_set=trust).tolist() == [0, 3, 1, 2]
+    # A frame the set computed carries the directions itself.
+    mail = validate(pd.DataFrame({"tenant_id": "t", "message_id": list("abcd"), "sender": "x@v.com",
+                                  "timestamp": "2025-01-02T00:00Z", "recipients": "y@t.com"}),
+                    tenants=[{"tenant_id": "t", "own_domains": ["t.com"]}])
+    computed = trust.compute(mail, build_baselines(mail, as_of="2025-01-03"), level="message")
+    assert computed.attrs["suspicious"] == {"trust_score": "low"}
+    assert evaluate(computed[["trust_score"]], labels, fpr=(0.5,))["direction"].tolist() == ["low"]
+    with pytest.raises(ConfigError, match=r"signals does not have: \['trust_scor'\]"):  # (was dropped silently)
+        directed_anomaly_score(scores, directions={"trust_scor": "low"})
+    # Text labels are the contract's: '1'/'0' read from a CSV, or 'Attack', were silently all safe mail.
+    for text in (["1", "0", "1", "0"], ["Attack", "safe", "attack", "safe"]):
+        with pytest.raises(SchemaError, match="text labels must be one of 'safe', 'attack', 'spam'"):
+            evaluate(scores, text, signal_set=trust)
+    with pytest.raises(ConfigError, match="no label equals positive='phish'"):
+        evaluate(scores, ["bad", "good", "bad", "good"], positive="phish", signal_set=trust)
+    assert evaluate(scores, ["bad", "good", "bad", "good"], positive="bad", signal_set=trust)["attacks"].tolist() == [2]
