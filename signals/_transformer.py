@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.baselines._build import _timestamp
-from commgraph.graph import ConfigError, Messages, validate
+from commgraph.graph import ConfigError, Messages, TenantConfig, validate
 
 from ._signal_set import SignalSet, stack
 
@@ -43,6 +43,11 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
         The baselines built at ``fit`` (counts and keys, not the messages).
     as_of_ : pandas.Timestamp
     feature_names_out_ : ndarray of str
+    own_domains_ : dict of str to tuple of str
+        Each tenant's own domains as ``fit`` read its mail (configured, or
+        inferred from all of it); ``transform`` reads batches with them when
+        ``tenants`` is not given, so a message's values never depend on the
+        other mail of its batch.
 
     Notes
     -----
@@ -92,7 +97,12 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
         if not isinstance(X, pd.DataFrame):
             raise ConfigError(f"BaselineSignals takes mail as a DataFrame in the message contract (or Messages). "
                               f"Got {type(X).__name__} instead.")
-        return validate(X, tenants=self.tenants)
+        tenants = self.tenants
+        if tenants is None and getattr(self, "own_domains_", None):
+            # The own domains fit used (inferred from all of its mail): a transform batch read with its own
+            # inferences would give a message other values beside other mail than alone.
+            tenants = [TenantConfig._derived(t, d) for t, d in self.own_domains_.items() if d]
+        return validate(X, tenants=tenants)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> "BaselineSignals":
@@ -115,7 +125,15 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
         >>> BaselineSignals().fit(frame).as_of_
         Timestamp('2024-05-01 09:00:00.000000001+0000', tz='UTC')
         """
+        if getattr(self.baseline_config, "privacy", False) or (
+                isinstance(self.baseline_config, dict) and self.baseline_config.get("privacy")):
+            raise ConfigError("BaselineSignals builds and scores baselines of the mail it is given in the clear, "
+                              "which privacy mode exists to keep out of reach; score privacy-mode snapshots with "
+                              "Scorer(snapshots, secrets=...) (or Scorer.from_store), or fit without privacy mode "
+                              "where raw mail may be read")
+        self.own_domains_ = {}  # (a refit reads its mail afresh)
         messages = self._messages(X)
+        self.own_domains_ = dict(messages.own_domains)
         if self.as_of is not None:
             as_of = _timestamp(self.as_of, "as_of", "BaselineSignals")  # (text in ISO 8601 only, as build_baselines)
         else:

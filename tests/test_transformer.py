@@ -72,7 +72,7 @@ def test_fit_sets_only_trailing_underscore_state_and_keeps_no_mail(mail) -> None
     t.fit(history.head(2000))
     assert t.get_params() == params
     learned = {k for k in vars(t) if k.endswith("_") and not k.startswith("_")}
-    assert learned == {"snapshots_", "as_of_", "feature_names_out_"}
+    assert learned == {"snapshots_", "as_of_", "feature_names_out_", "own_domains_"}
     assert t.as_of_ == history.head(2000)["timestamp"].max() + pd.Timedelta(1, "ns")
     assert not any(isinstance(v, pd.DataFrame) for v in vars(t).values())
     assert list(t.get_feature_names_out()) == SignalSet().names
@@ -108,3 +108,26 @@ def test_an_as_of_given_as_text_is_read_as_iso_8601_only() -> None:
         with pytest.raises(ConfigError, match="'as_of' parameter of BaselineSignals"):
             BaselineSignals(as_of=text).fit(frame)
     assert BaselineSignals(as_of="2025-01-02").fit(frame).as_of_ == pd.Timestamp("2025-01-02T00:00Z")
+
+
+def test_transform_reads_each_message_with_the_own_domains_fit_used_and_privacy_mode_is_refused() -> None:
+    # Without tenants=, each transform batch inferred the tenants' own domains from itself: a message's
+    # signals depended on the other mail of its batch (and some were refused alone, direction_undecidable).
+    import warnings
+
+    from commgraph.graph import ConfigError, InferredOwnDomainsWarning
+
+    raw = generate(tenants=2, days=4, scale=0.01, random_state=3, attack_rate=0.05).messages
+    raw = raw.sort_values("timestamp", kind="stable").reset_index(drop=True).drop(columns="direction")
+    cut = len(raw) * 3 // 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InferredOwnDomainsWarning)  # (fit infers them, once, from all its mail)
+        t = BaselineSignals().fit(raw.iloc[:cut])
+    batch = raw.iloc[cut:cut + 60]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InferredOwnDomainsWarning)  # transform infers nothing more
+        together = t.transform(batch)
+        alone = np.vstack([t.transform(batch.iloc[[i]]) for i in range(len(batch))])
+    np.testing.assert_array_equal(together, alone)
+    with pytest.raises(ConfigError, match="privacy mode exists to keep out of reach"):
+        BaselineSignals(baseline_config={"privacy": True}).fit(raw.head(10))
