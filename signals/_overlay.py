@@ -29,7 +29,8 @@ at that instant over the snapshot's mail plus the delta.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Mapping
+import weakref
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -143,6 +144,13 @@ def _compacted(parts: list[Messages], as_of: pd.Timestamp) -> list[Messages]:
     if waiting.all():
         return [rows.subset(~waiting), rows]  # (no message known yet: an empty table, then the waiting rows)
     return [_merged(rows.subset(~waiting)), rows.subset(waiting)]
+
+
+def _as_read(compacted: list[Messages]) -> Messages:
+    """The delta a lookup reads from :func:`_compacted`'s tables: the waiting rows' messages without their label."""
+    if len(compacted) == 1:
+        return compacted[0]
+    return _merged(Messages.concat([compacted[0], _without_labels(compacted[1])]))
 
 
 def _waiting(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
@@ -267,9 +275,10 @@ class Overlay:
         self._building: dict[str, threading.Lock] = {}  # one combined view built at a time per tenant
         # tenant -> label per message id that a served snapshot counted after the overlay held it
         self._counted: dict[str, pd.Series] = {}
-        # tenant -> (as_of of the last retire, the mail it dropped): what a call still reading the snapshot served
-        # before that retire (it read the scorer's snapshots just before a reload swapped them) needs back
-        self._retired: dict[str, tuple[pd.Timestamp, Messages | None]] = {}
+        # tenant -> (as_of of the last retire, the mail it dropped, whether the replaced view is alive): what a
+        # call still reading the snapshot served before that retire (it read the scorer's snapshots just before a
+        # reload swapped them) needs back
+        self._retired: dict[str, tuple[pd.Timestamp, Messages, Callable[[], Any]]] = {}
 
     def observe(self, messages: Messages, *, as_of: pd.Timestamp,
                 covered: Mapping[str, pd.Timestamp] | None = None) -> pd.DataFrame:
@@ -302,6 +311,8 @@ class Overlay:
                               f"Got {type(messages).__name__} instead.")
         set_aside = []
         with self._lock:
+            for gone in [t for t, held in self._retired.items() if held[2]() is None]:
+                del self._retired[gone]  # no call can read the snapshot it was kept for any more
             if self.as_of is not None and as_of < self.as_of:
                 raise ConfigError(f"The 'as_of' parameter of observe must not move back: the overlay is complete "
                                   f"up to {self.as_of.isoformat()}. Got {as_of.isoformat()!r} instead.")
@@ -337,8 +348,7 @@ class Overlay:
         if not parts:
             return None, generation, as_of
         kept = _compacted(parts, as_of)
-        # A label known only after the overlay's as_of waits (see _compacted): its message is read without it.
-        joined = kept[0] if len(kept) == 1 else _merged(Messages.concat([kept[0], _without_labels(kept[1])]))
+        joined = _as_read(kept)
         if len(parts) > 1 or len(kept) > 1:
             with self._lock:  # keep the compacted parts, unless an observe came in between
                 if self._generation.get(tenant, 0) == generation:
@@ -365,9 +375,14 @@ class Overlay:
             if found is not None and found[0] is base and found[1] == generation and found[2] == as_of.value:
                 return found[3]  # another thread built it meanwhile
             retired = self._retired.get(tenant)
+            if retired is not None and retired[2]() is None:  # no call can still read the replaced snapshot
+                self._retired.pop(tenant, None)
+                retired = None
             stale = retired is not None and base.snapshot.as_of < retired[0]
             if stale and retired[1] is not None:  # a base the last reload replaced: the mail it dropped, back
-                delta = retired[1] if delta is None else _merged(Messages.concat([retired[1], delta]))
+                with self._lock:
+                    held = list(self._parts.get(tenant, ()))
+                delta = _as_read(_compacted([retired[1], *held], as_of))
             # A privacy-mode tenant's observed mail is keyed with its secret, as its snapshot was.
             secret = base.keys.secret if base.keys is not None else None
             view = SnapshotView(refresh(base.snapshot, delta, as_of=as_of, secret=secret), secret=base.keys)
@@ -380,7 +395,7 @@ class Overlay:
                 self._views[tenant] = (base, generation, as_of.value, view)
             return view
 
-    def retire(self, tenant: str, as_of: pd.Timestamp, *, ledger: bool = True) -> None:
+    def retire(self, tenant: str, as_of: pd.Timestamp, *, ledger: bool = True, replaced: Any = None) -> None:
         """Drop what a newly served snapshot as of ``as_of`` covers: mail before it whose label (if any) was known.
 
         A snapshot with a ledger of counted labels (``ledger``, as every
@@ -390,6 +405,10 @@ class Overlay:
         remembered by message id (for as long as the overlay lives: labels are
         few), so that :meth:`observe` sets aside a later label for one of those
         messages instead of counting a second.
+
+        The mail dropped is kept for a lookup still reading the snapshot
+        ``replaced`` (the view served before): until that view is gone, or,
+        without ``replaced``, until the tenant's next retire.
 
         Examples
         --------
@@ -404,15 +423,21 @@ class Overlay:
                 self._counted.pop(tenant, None)
             parts = self._parts.pop(tenant, None)
             if not parts:
-                self._retired[tenant] = (as_of, None)
+                self._retired.pop(tenant, None)
                 return
             compacted = _compacted(parts, self.as_of)
             delta = compacted[0] if len(compacted) == 1 else Messages.concat(compacted)
             keep = _uncovered(delta, as_of)
-            # Kept until the next reload of the tenant: a call that read the replaced snapshot just before the swap
-            # reads it with this mail too, never with a delta trimmed for the new one.
-            self._retired[tenant] = (as_of, delta.subset(~keep) if (~keep).any() else None)
-            labelled = delta.frame[~keep & delta.frame["label"].notna().to_numpy()]
+            if (~keep).any():
+                # A call that read the replaced snapshot just before the swap reads it with this mail too, never
+                # with a delta trimmed for the new one; kept while such a call may run (the replaced view alive).
+                alive = weakref.ref(replaced) if replaced is not None else (lambda: True)
+                self._retired[tenant] = (as_of, delta.subset(~keep), alive)
+            else:
+                self._retired.pop(tenant, None)
+            # The labels the new snapshot counted, one per message: the latest known before its as_of.
+            covered = _merged(delta.subset(~keep)) if (~keep).any() else delta.subset(~keep)
+            labelled = covered.frame[covered.frame["label"].notna().to_numpy()]
             if len(labelled) and not ledger:  # it counts these labels now: a later label for them would count twice
                 counted = pd.Series(labelled["label"].astype(str).to_numpy(), index=labelled["message_id"].to_numpy())
                 before = self._counted.get(tenant)

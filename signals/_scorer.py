@@ -464,7 +464,8 @@ class Scorer:
                         f"[{new_as_of.isoformat()}, {old.snapshot.as_of.isoformat()}) was counted by the newer "
                         "snapshot and dropped from the live overlay, so the served baselines miss it until a "
                         "snapshot as of that end or later is published"), stacklevel=2)
-                self._overlay.retire(t, new_as_of, ledger=views[t].snapshot.has_label_ledger)
+                self._overlay.retire(t, new_as_of, ledger=views[t].snapshot.has_label_ledger,
+                                     replaced=current.views.get(t))
             if failed:
                 warnings.warn(ReloadWarning(
                     f"{len(failed)} tenant{'s' if len(failed) > 1 else ''} kept {'their' if len(failed) > 1 else 'its'}"

@@ -729,3 +729,46 @@ def test_a_reversed_label_of_a_message_a_reloaded_snapshot_counted_replaces_it_o
         _assert_served_equals_rebuild(scorer, with_safe, T_END, TWO)
     # Tenants never mix: the same id in tenant b is another message.
     assert scorer.observe(attack.assign(tenant_id="b", recipients="cy@b.com"), as_of=T_END).empty
+
+
+@pytest.mark.parametrize("ledger", [True, False])
+def test_an_early_relabel_across_a_reload_is_neither_counted_twice_nor_a_crash(tmp_path, monkeypatch, ledger) -> None:
+    # A relabel observed ahead of its labeled_at, then a reload to a snapshot as of after the overlay's as_of:
+    # a call straddling the reload counted the message twice (the mail given back unmerged) or lost its verdict,
+    # and without a label ledger the next observe of a label for it crashed (the covered labels indexed twice).
+    import commgraph.signals._scorer as scorer_module
+
+    def build(frame: pd.DataFrame, at: str):
+        snap = build_baselines(validate(frame, tenants=ACME), as_of=at, config=CONFIG)["acme"]
+        if not ledger:
+            snap.state.labelled = None  # as written before snapshots kept a ledger
+        return snap
+
+    history = _acme_history()
+    store = SnapshotStore(tmp_path / "store")
+    store.publish(build(history, "2024-05-05T00:00Z"))
+    scorer = Scorer.from_store(store, tenant_configs=ACME)
+    sent = {"tenant_id": "acme", "message_id": "M", "timestamp": "2024-05-05T09:00Z", "sender": "eve@evil.com",
+            "recipients": "cy@acme.com"}
+    attack = {**sent, "label": "attack", "labeled_at": "2024-05-05T10:00Z"}
+    spam = {**sent, "label": "spam", "labeled_at": "2024-05-05T13:00Z"}  # observed ahead of its labeled_at
+    at = "2024-05-05T12:00Z"
+    assert scorer.observe(pd.DataFrame([attack]), as_of=at).empty and scorer.observe(pd.DataFrame([spam]),
+                                                                                     as_of=at).empty
+    probe = pd.DataFrame([{**sent, "message_id": "P", "timestamp": "2024-05-05T12:30Z"}])
+    want = Scorer({"acme": build(pd.concat([history, pd.DataFrame([attack])]), at)},
+                  tenant_configs=ACME).score(probe)
+    pd.testing.assert_frame_equal(scorer.score(probe), want)
+    store.publish(build(pd.concat([history, pd.DataFrame([spam])]), "2024-05-05T14:00Z"))
+    from_messages = scorer_module.SignalBatch.from_messages
+
+    def reload_meanwhile(messages):
+        monkeypatch.setattr(scorer_module.SignalBatch, "from_messages", from_messages)
+        assert scorer.reload() == ["acme"]
+        return from_messages(messages)
+
+    monkeypatch.setattr(scorer_module.SignalBatch, "from_messages", staticmethod(reload_meanwhile))
+    pd.testing.assert_frame_equal(scorer.score(probe), want)  # the call that read the replaced snapshot
+    back = scorer.observe(pd.DataFrame([{**sent, "label": "safe", "labeled_at": "2024-05-05T15:00Z"}]),
+                          as_of="2024-05-05T16:00Z")
+    assert back["reject_reason"].tolist() == ([] if ledger else ["label_counted"])
