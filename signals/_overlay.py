@@ -376,7 +376,9 @@ class Overlay:
                 return found[3]  # another thread built it meanwhile
             retired = self._retired.get(tenant)
             if retired is not None and retired[2]() is None:  # no call can still read the replaced snapshot
-                self._retired.pop(tenant, None)
+                with self._lock:
+                    if self._retired.get(tenant) is retired:
+                        del self._retired[tenant]
                 retired = None
             stale = retired is not None and base.snapshot.as_of < retired[0]
             if stale and retired[1] is not None:  # a base the last reload replaced: the mail it dropped, back

@@ -449,7 +449,7 @@ class Scorer:
                 loaded.append(t)
             self._loaded = _Loaded.of(views, versions)
             live = {id(v) for v in views.values()}
-            for replaced in [k for k in self._stateless if k not in live]:
+            for replaced in [k for k in list(self._stateless) if k not in live]:  # (list: one atomic copy)
                 self._stateless.pop(replaced, None)
             # Only now that no call can read the old snapshots with it: trim the delta.
             for t in loaded:
