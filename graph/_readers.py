@@ -50,10 +50,22 @@ codecs.register_error(_BAD_BYTES, _keep_bad_bytes)
 
 
 _BAD_BYTE = re.compile("[\udc00-\udcff]")  # a byte kept by _keep_bad_bytes
-# A JSON escape of a UTF-16 surrogate without its other half: a high one not followed by a low one, or a low one
-# not preceded by a high one.
-_LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-                                    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escaped_surrogate(line: str, value: Any) -> str | None:
+    """The first UTF-16 surrogate without its other half that a JSON line's escapes wrote into its values, as
+    its escape (``\\ud800``); None when there is none. json.loads joins a whole pair into its character and reads
+    an escaped backslash as one (``"C:\\\\udb"`` is no escape), so a surrogate left in a value was written alone.
+    A line holding bytes its encoding could not decode (kept as surrogates) is the encoding's to reject."""
+    if ("\\ud" not in line and "\\uD" not in line) or _BAD_BYTE.search(line):
+        return None
+    for item in value.values():
+        for text in (item if isinstance(item, list) else [item]):
+            found = _SURROGATE.search(text) if isinstance(text, str) else None
+            if found:
+                return f"\\u{ord(found.group()):04x}"
+    return None
 
 
 def _shown(value: str) -> str:
@@ -811,12 +823,12 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
             body = "".join(part)
             undecodable = _BAD_BYTE.search(body) is not None
             # pandas' JSON parser silently drops a \\ud800 escape without its pair ('a\\ud800@x.com' read as
-            # 'a@x.com', another sender); such lines are parsed again below and set aside. (The exact pattern
-            # only where a surrogate escape is written at all: a substring test is 20 times quicker.)
-            lone = ("\\ud" in body or "\\uD" in body) and _LONE_SURROGATE_ESCAPE.search(body) is not None
+            # 'a@x.com', another sender): a part that writes surrogate escapes at all (an emoji's pair, say) is
+            # parsed line by line below, where such a line is set aside.
+            escapes = "\\ud" in body or "\\uD" in body
             try:
-                if lone:
-                    raise ValueError("a UTF-16 surrogate escape without its pair")
+                if escapes:
+                    raise ValueError("UTF-16 surrogate escapes: read line by line")
                 with warnings.catch_warnings():
                     # Objects mixed with arrays of other lengths: pandas pads them with a deprecation warning
                     # (an error in later releases); either way the part is read line by line below.
@@ -861,10 +873,10 @@ def _jsonl_salvaged(lines: list[str], name: str, first_record: int, first_line: 
             why = None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
         except ValueError as error:
             why = str(error)
-        lone = _LONE_SURROGATE_ESCAPE.search(line) if why is None else None
+        lone = _escaped_surrogate(line, value) if why is None else None
         if lone:
-            why = (f"the escape {lone.group()} is half of a UTF-16 surrogate pair, without its other half: no "
-                   "character (a string cut inside an emoji writes one)")
+            why = (f"the escape {lone} is half of a UTF-16 surrogate pair, without its other half: no character (a "
+                   "string cut inside an emoji writes one)")
         if why is None:
             good.append(value)
             labels.append(record)

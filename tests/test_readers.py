@@ -391,14 +391,15 @@ def test_jsonl_lines_with_half_a_surrogate_pair_are_rejected_not_read_as_another
     # another sender; a lone low half reached Arrow and failed the whole read. A whole pair is an emoji.
     lines = [json.dumps(dict(_record("j0"), sender="ann\ud800@vendor.com")), json.dumps(_record("j1")),
              json.dumps(dict(_record("j2"), recipients=["cy\udcff@t.com"])),
-             json.dumps(dict(_record("j3"), sender_display_name="Ann \U0001F600"))]
+             json.dumps(dict(_record("j3"), sender_display_name="Ann \U0001F600")),
+             json.dumps(dict(_record("j4"), sender_display_name="CORP" + chr(92) + "udcadmin"))]  # a backslash
     assert "\\ud83d\\ude00" in lines[3] and "\\ud800" in lines[0]  # (json.dumps writes them as escapes)
     path = tmp_path / "cut.jsonl"
     path.write_text("\n".join(lines))
     read = read_messages(path, strict=False, chunksize=chunksize)
     messages = read if chunksize is None else Messages.concat(list(read))
-    assert messages.frame["message_id"].tolist() == ["j1", "j3"]
-    assert messages.frame["sender_display_name"].tolist()[1] == "ann \U0001F600"
+    assert messages.frame["message_id"].tolist() == ["j1", "j3", "j4"]  # (j4: an escaped backslash, then 'udca')
+    assert messages.frame["sender_display_name"].tolist()[1:] == ["ann \U0001F600", "corp" + chr(92) + "udcadmin"]
     rejects = messages.rejects
     assert rejects["reject_reason"].tolist() == ["invalid_json"] * 2 and rejects.index.tolist() == [0, 2]
     assert ["\\ud800" in m and "\\udcff" not in m for m in rejects["reject_message"]] == [True, False]
