@@ -21,7 +21,7 @@ from ._keys import stable_keys
 from ._messages import Messages
 from ._schema import AUTH_COLUMNS, EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
-from ._timestamps import DEFAULT_TIME_RANGE, iso_instant, parse_timestamps
+from ._timestamps import DEFAULT_TIME_RANGE, iso_instant, parse_timestamps, refuse_clock_words
 from ._validate import (_blank_text_missing, _check_zone, _validate_handed_over, apply_column_mapping, id_text,
                         reject_rows)
 
@@ -464,6 +464,8 @@ def _utc(instant: Any, *, iso: bool = False) -> pd.Timestamp:
     ('01/02/2025' is refused: read month first it would be 2 January), and no instant (NaT, '') refused;
     otherwise (a ``time_range`` end) read as validation reads it, NaT meaning no bound."""
     given = instant
+    if not iso:
+        refuse_clock_words({"time_range end": instant})
     try:
         instant = iso_instant(instant) if iso else pd.Timestamp(instant)
         if instant is pd.NaT and iso:

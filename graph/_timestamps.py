@@ -27,6 +27,24 @@ __all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE", "iso_in
 CLOCK_WORDS = ("now", "today", "yesterday", "tomorrow")
 
 
+def refuse_clock_words(given: dict[str, object]) -> None:
+    """Refuse a setting given as a word pandas reads as the clock ('now', 'today'): a rerun would read another time.
+
+    Examples
+    --------
+    >>> refuse_clock_words({"time_range end": "2100-01-01"})
+    >>> try:
+    ...     refuse_clock_words({"time_range end": "now"})
+    ... except ConfigError as exc:
+    ...     print(exc)
+    time_range end 'now' names a moment of the clock, which a rerun cannot repeat; give the instant itself (ISO 8601)
+    """
+    for name, value in given.items():
+        if isinstance(value, str) and value.strip().lower() in CLOCK_WORDS:
+            raise ConfigError(f"{name} {value!r} names a moment of the clock, which a rerun cannot repeat; give the "
+                              "instant itself (ISO 8601)")
+
+
 def iso_instant(value: object) -> pd.Timestamp:
     """``pd.Timestamp(value)``, text read as ISO 8601 only (surrounding white space aside): '01/02/2025' is no
     instant (read month first it was 2 January, silently a month off for whoever meant 1 February), nor is
@@ -147,6 +165,9 @@ def parse_timestamps(
     >>> parse_timestamps(pd.Series([1709281800, 1709281800123])).reason.tolist()
     [<ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT: 'ambiguous_timestamp_unit'>, <ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT: 'ambiguous_timestamp_unit'>]
     """
+    refuse_clock_words({"timestamp_origin": origin,
+                        **({"time_range start": time_range[0], "time_range end": time_range[1]}
+                           if time_range is not None and len(time_range) == 2 else {})})
     n = len(values)
     reason = np.full(n, None, dtype=object)
     fixes: dict = {}

@@ -327,6 +327,15 @@ def test_now_and_today_are_no_message_time_even_with_a_zone():
     got = m.rejects[["reject_column", "reject_reason"]].apply(tuple, axis=1).tolist()
     assert sorted(got) == [("labeled_at", "unparseable_timestamp"), ("timestamp", "unparseable_timestamp"),
                            ("timestamp", "unparseable_timestamp")]
+    # Nor a time range's end, or the origin of epoch numbers: the same call kept a row it refused a second before.
+    from commgraph.graph import ConfigError, read_messages
+
+    for options in ({"time_range": ("1990-01-01", "now")}, {"time_range": ("today", "2100-01-01")},
+                    {"timestamp_origin": "now"}):
+        with pytest.raises(ConfigError, match="names a moment of the clock"):
+            validate(raw, tenants=ACME, strict=False, **options)
+        with pytest.raises(ConfigError, match="names a moment of the clock"):
+            read_messages(raw, tenants=ACME, strict=False, since="2024-01-01", **options)
 
 
 @given(base=st.sampled_from(["2024-05-02T09:00:00", "2024-05-02 09:00", "Thu, 02 May 2024 09:00:00", "2024-05-02"]),
