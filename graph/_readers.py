@@ -891,6 +891,18 @@ def _jsonl_salvaged(lines: list[str], name: str, first_record: int, first_line: 
     return frame, bad
 
 
+def _records_as_objects(records: list) -> pd.DataFrame:
+    """Records as a frame whose columns holding text UTF-8 cannot hold stay Python objects (pandas' text is
+    Arrow's, which refuses it); the other columns are typed as ``from_records`` types them."""
+    frame = pd.DataFrame(records, dtype=object)
+    for column in frame.columns:
+        try:
+            frame[column] = frame[column].infer_objects()
+        except UnicodeEncodeError:
+            pass
+    return frame
+
+
 def read_frame(source: Any, *, format: str | None = None, encoding: str = "utf-8", sep: str | None = None,
                columns: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Read raw mail metadata into one DataFrame, without validating it.
@@ -980,7 +992,10 @@ def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only, since=N
                 if start == 0 and not chunksize:
                     yield pd.DataFrame()
                 return
-            frame = pd.DataFrame.from_records(batch)
+            try:
+                frame = pd.DataFrame.from_records(batch)
+            except UnicodeEncodeError:  # text UTF-8 cannot hold (a lone surrogate): validation sets its rows aside
+                frame = _records_as_objects(batch)
             frame.index = pd.RangeIndex(start, start + len(frame))
             start += len(frame)
             yield frame

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from os import PathLike
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -316,19 +319,39 @@ def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, sh
     return dict(sorted(result.items()))
 
 
+# commgraph's three layers, siblings of this folder (in a checkout and when installed): a warning is about the
+# line of the caller outside them that asked for the work.
+_LAYERS = tuple(str(Path(__file__).resolve().parent.parent / layer) + os.sep for layer in ("graph", "baselines",
+                                                                                         "signals"))
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning name the first caller outside commgraph (as seen from the caller
+    of ``warnings.warn``): validate, read_messages and Scorer.score reach the same warning at different depths.
+
+    Examples
+    --------
+    >>> caller_stacklevel() >= 1
+    True
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_LAYERS):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def warn_inferred(inferred: Mapping[str, tuple[str, ...]]) -> None:
-    # stacklevel 6: warn_inferred, _direction, _validate_taken, _validate_handed_over, validate, its caller.
     for tenant, domains in inferred.items():
         if not domains:
             warnings.warn(
                 f"tenant {tenant!r}: no own domains configured, and none could be inferred (its recipients are "
                 f"all at consumer mail providers or public suffixes). Pass tenants=[TenantConfig({tenant!r}, "
-                "own_domains=[...])] to set them.", InferredOwnDomainsWarning, stacklevel=6)
+                "own_domains=[...])] to set them.", InferredOwnDomainsWarning, stacklevel=caller_stacklevel())
             continue
         warnings.warn(
             f"tenant {tenant!r}: no own domains configured; inferred {list(domains)} from the domains that "
             f"receive most of its mail. Pass tenants=[TenantConfig({tenant!r}, own_domains=[...])] to set them.",
-            InferredOwnDomainsWarning, stacklevel=6)
+            InferredOwnDomainsWarning, stacklevel=caller_stacklevel())
 
 
 def with_own_domains(tenants: Any, own_domains: Mapping[str, tuple[str, ...]]) -> dict[str, TenantConfig]:

@@ -293,8 +293,9 @@ class _LoneSurrogates(Exception):
 # A UTF-16 surrogate alone: Python text holds one (JSON's "\ud83d" escape without its pair, a string cut inside
 # an emoji's pair, bytes decoded with errors="surrogateescape"), UTF-8 and Arrow cannot.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_FIX = ("the text holds a UTF-16 surrogate without its pair, which UTF-8 cannot hold (a string cut inside "
-                  "an emoji is the usual cause): correct it at the source, or strict=False to set these rows aside")
+_SURROGATE_WHY = ("the text holds a UTF-16 surrogate without its pair, which UTF-8 cannot hold (a string cut inside "
+                  "an emoji is the usual cause)")
+_SURROGATE_FIX = f"{_SURROGATE_WHY}: correct it at the source, or strict=False to set these rows aside"
 
 
 def _has_lone_surrogate(value: object) -> bool:

@@ -334,6 +334,21 @@ def _display_name(raw: Any) -> int:
 
 def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None, own_known: Any = None,
               keys: Mapping[str, Any] | None = None) -> OneMessage:
+    """:func:`_parse_one`, naming the fields whose text UTF-8 cannot hold (a lone surrogate) where encoding
+    them for their keys failed."""
+    try:
+        return _parse_one(message, registrable, is_own, own_known, keys)
+    except UnicodeEncodeError:
+        from commgraph.graph._validate import _SURROGATE_WHY, _has_lone_surrogate
+
+        fields = [str(k) for k, v in message.items() if _has_lone_surrogate(v)] if isinstance(message, Mapping) \
+            else []
+        raise CommGraphError(f"the message's {', '.join(map(repr, fields)) or 'text'} cannot be read: "
+                             f"{_SURROGATE_WHY}; correct it at the source") from None
+
+
+def _parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None, own_known: Any = None,
+               keys: Mapping[str, Any] | None = None) -> OneMessage:
     """Normalise and key one message mapping (the contract's columns), as validation would.
 
     ``registrable`` maps a domain to its registrable domain (memoised by the

@@ -674,7 +674,16 @@ def test_a_directory_of_csv_files_is_refused_naming_the_glob_that_reads_it(tmp_p
     assert len(read_messages(str(folder / "**" / "*.csv"))) == 1
 
 
-def test_the_inferred_own_domains_warning_points_at_the_callers_line():
-    with pytest.warns(InferredOwnDomainsWarning) as caught:
-        validate(pd.DataFrame([_record("w1")]).drop(columns="direction"))  # (told from the own domains)
-    assert caught[0].filename == __file__
+def test_the_inferred_own_domains_warning_points_at_the_callers_line(tmp_path):
+    # From read_messages and Scorer.score it named a line inside commgraph (each reached it at another depth).
+    from commgraph.baselines._snapshot import _example
+    from commgraph.signals import Scorer
+
+    frame = pd.DataFrame([_record("w1")]).drop(columns="direction")  # (told from the own domains)
+    frame.to_json(tmp_path / "w.jsonl", orient="records", lines=True)
+    for call in (lambda: validate(frame), lambda: read_messages(frame), lambda: read_messages(tmp_path / "w.jsonl"),
+                 lambda: list(read_messages(tmp_path / "w.jsonl", chunksize=1)),
+                 lambda: Scorer({"acme": _example()}, cold_start=True).score(frame)):
+        with pytest.warns(InferredOwnDomainsWarning) as caught:
+            call()
+        assert [w.filename for w in caught if w.category is InferredOwnDomainsWarning][0] == __file__

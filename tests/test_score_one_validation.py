@@ -444,3 +444,21 @@ def test_a_message_that_is_not_a_mapping_is_refused_naming_what_was_given(acme) 
     # A DataFrame row is a mapping of its columns: taken, as a dict is.
     row_result, dict_result = acme.score_one(pd.DataFrame([_message()]).iloc[0]), acme.score_one(_message())
     assert row_result.keys() == dict_result.keys() and all(_same(row_result[k], dict_result[k]) for k in row_result)
+
+
+def test_half_a_surrogate_pair_is_named_on_every_path() -> None:
+    # score_one and explain died with a bare UnicodeEncodeError, and read_messages of records in pandas' frame.
+    from commgraph.baselines._snapshot import _example
+    from commgraph.graph import CommGraphError, read_messages
+    from commgraph.signals import Scorer, explain
+
+    scorer = Scorer({"acme": _example()})
+    mail = {"tenant_id": "acme", "message_id": "9", "timestamp": "2024-05-04T10:00:00+00:00",
+            "sender": "x\ud800@new.com", "recipients": "cy@acme.com"}
+    for call in (scorer.score_one, lambda m: explain(m, scorer)):
+        with pytest.raises(CommGraphError, match=r"the message's 'sender' cannot be read: .*surrogate"):
+            call(mail)
+    read = read_messages([mail, {**mail, "message_id": "10", "sender": "x@new.com"}], strict=False,
+                         tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+    assert read.frame["message_id"].tolist() == ["10"]
+    assert read.rejects[["reject_column", "reject_reason"]].values.tolist() == [["sender", "invalid_encoding"]]
