@@ -116,12 +116,13 @@ def _check_parquet_directory(path: Path, format: str | None) -> None:
         for found in path.rglob("*"):
             if found.name.startswith((".", "_")):
                 continue
-            suffix = next((x.lower() for x in reversed(found.suffixes) if x not in _COMPRESSION), "")
-            kind = _FORMATS.get(suffix)
+            suffixes = [x.lower() for x in found.suffixes]
+            at = next((i for i in range(len(suffixes) - 1, -1, -1) if suffixes[i] not in _COMPRESSION), None)
+            kind = _FORMATS.get(suffixes[at]) if at is not None else None
             if kind == "parquet":
                 return
             if kind is not None and found.is_file():
-                other.setdefault(kind, suffix)
+                other.setdefault(kind, "".join(suffixes[at:]))  # (with its compression: '.csv.gz')
         if not other:
             return  # (no file says what it is: read as Parquet, as pyarrow's own errors then say)
     kind = format if format not in (None, "parquet") else min(other)

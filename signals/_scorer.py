@@ -17,6 +17,7 @@ from commgraph.baselines import Snapshot, SnapshotStore, load_secrets
 from commgraph.baselines._build import _timestamp
 from commgraph.graph import CommGraphError, ConfigError, Messages, TenantConfig, validate
 from commgraph.graph._messages import REJECT_COLUMNS
+from commgraph.graph._validate import id_text
 
 from ._batch import SignalBatch
 from ._overlay import Overlay
@@ -324,6 +325,10 @@ class Scorer:
         Parameters
         ----------
         store : SnapshotStore
+            Its directory must exist (a mistyped path is refused, not served
+            as an empty store); an engine started before the first refresh
+            job publishes serves an empty store that exists, and ``reload``
+            picks the tenants up as they are published.
         tenants : iterable of str, optional
             Tenants to serve; default every tenant in the store.
         verify : bool, default True
@@ -632,10 +637,11 @@ class Scorer:
         configs = self._configs()
         if "recipient" in batch.columns or not {"tenant_id", "message_id"} <= set(batch.columns):
             return validate(batch, tenants=configs, strict=False)
-        if not batch.duplicated(subset=["tenant_id", "message_id"]).any():  # the common case, checked cheaply
+        # Copies are told apart by their ids as validation reads them ('9 ' is message '9').
+        keys = pd.DataFrame({c: id_text(batch[c].reset_index(drop=True))[0] for c in ("tenant_id", "message_id")})
+        if not keys.duplicated().any():  # the common case: one validation
             return validate(batch, tenants=configs, strict=False)
-        keys = batch[["tenant_id", "message_id"]].astype(str)
-        copy_number = keys.groupby(["tenant_id", "message_id"], sort=False).cumcount().to_numpy()
+        copy_number = keys.groupby(["tenant_id", "message_id"], sort=False, dropna=False).cumcount().to_numpy()
         return Messages.concat([validate(batch[copy_number == k], tenants=configs, strict=False)
                                 for k in range(int(copy_number.max()) + 1)])
 

@@ -701,6 +701,14 @@ def test_copies_of_a_message_in_one_batch_come_back_each_for_itself() -> None:
     assert back.index.tolist() == [8] and back["label"].isna().all()
     probe = {**sent, "message_id": "P", "timestamp": "2024-05-06T09:00Z"}
     assert scorer.score_one(probe)["sender_attack_messages"] == 1
+    # Copies are told apart by their ids as validation reads them: the verdict of '9 ' beside '9' was rejected
+    # as a duplicate_message_id, its label lost.
+    scorer = _acme_scorer()
+    fresh = {**sent, "message_id": "9", "timestamp": "2024-05-06T09:00Z"}
+    assert scorer.observe(pd.DataFrame([fresh, {**verdict, "message_id": "9 ", "timestamp": "2024-05-06T09:00Z",
+                                                "labeled_at": "2024-05-06T10:00Z"}]),
+                          as_of=T_NEXT).empty
+    assert scorer.score_one({**probe, "timestamp": "2024-05-07T09:00Z"})["sender_attack_messages"] == 1
 
 
 @pytest.mark.parametrize("ledger", [True, False])

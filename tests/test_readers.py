@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import gzip
 import json
 import weakref
 
@@ -672,6 +673,11 @@ def test_a_directory_of_csv_files_is_refused_naming_the_glob_that_reads_it(tmp_p
     with pytest.raises(ConfigError, match=r"is a directory, read as a Parquet dataset .*'\S+/day/\*\*/\*\.csv'"):
         read_messages(folder, format=format)
     assert len(read_messages(str(folder / "**" / "*.csv"))) == 1
+    (folder / "tenant_id=t" / "mail.csv").unlink()
+    (folder / "tenant_id=t" / "mail.csv.gz").write_bytes(gzip.compress((_HEADER + "t,m1" + _ROW).encode()))
+    with pytest.raises(ConfigError, match=r"a glob such as '\S+/day/\*\*/\*\.csv\.gz'"):  # (its '.csv' matched nothing)
+        read_messages(folder)
+    assert len(read_messages(str(folder / "**" / "*.csv.gz"))) == 1
 
 
 def test_the_inferred_own_domains_warning_points_at_the_callers_line(tmp_path):
