@@ -129,7 +129,7 @@ class TenantSpec:
                               f"starting with a letter or digit (got {self.tenant_id!r})")
         if isinstance(self.mailboxes, bool) or not isinstance(self.mailboxes, (int, np.integer)) \
                 or not 10 <= self.mailboxes <= 5_000_000:
-            raise ConfigError(f"'mailboxes' must be an int >= 10 (got {self.mailboxes!r})")
+            raise ConfigError(f"'mailboxes' must be an int from 10 to 5,000,000 (got {self.mailboxes!r})")
         object.__setattr__(self, "mailboxes", int(self.mailboxes))
         if isinstance(self.domains, str) or not all(isinstance(d, str) for d in self.domains):
             raise ConfigError(f"'domains' must be a tuple of domain names (got {self.domains!r})")

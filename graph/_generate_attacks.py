@@ -160,10 +160,12 @@ def attack_batch(w: World, rng: np.random.Generator, *, day0: int, n_days: int, 
     """
     batches: list[Batch] = []
     warmup = min(7, days // 2)
+    # The rate is shared among the scenarios enabled: attack_rate attack messages per benign one, whichever they are.
+    enabled_share = sum(_SHARE[code] for code, name in enumerate(ATTACK_SCENARIOS) if name in enabled)
     for code, name in enumerate(ATTACK_SCENARIOS):
         if name not in enabled:
             continue
-        lam = attack_rate * n_benign * _SHARE[code] / _SHARE.sum() / _MEAN_SIZE[code]
+        lam = attack_rate * n_benign * _SHARE[code] / enabled_share / _MEAN_SIZE[code]
         n_incidents = int(rng.poisson(lam))
         first_day = max(day0, warmup) if name in ("lookalike_domain", "vendor_compromise") else day0
         if first_day >= day0 + n_days:

@@ -322,6 +322,11 @@ def test_scenarios_can_be_turned_off_and_rate_zero_means_none():
     kept = ("credential_phishing", "lateral_phishing")
     m = generate(tenants=2, days=10, attack_rate=0.02, scenarios=kept, scale=0.1, random_state=2).messages
     assert set(m["scenario"].dropna()) == set(kept)
+    # attack_rate is per benign message whichever scenarios are enabled (a subset made only its share of it).
+    for scenarios in (["lateral_phishing"], None):
+        m = generate(tenants=1, days=21, attack_rate=0.02, scenarios=scenarios, scale=0.5, random_state=3).messages
+        attacks = int(m["scenario"].notna().sum())
+        assert 0.01 < attacks / (len(m) - attacks) < 0.03, scenarios  # (a subset alone: 0.003 to 0.006)
     m0 = generate(tenants=2, days=10, attack_rate=0.0, scale=0.1, random_state=2).messages
     assert m0["scenario"].isna().all() and not ((m0["label"] == "attack") & m0["scenario"].notna()).any()
 
@@ -431,7 +436,8 @@ def test_bad_parameters_name_field_allowed_and_received(kwargs, names):
 
 @pytest.mark.parametrize("kwargs, names", [
     ({"tenant_id": "a/b", "mailboxes": 20}, ["'tenant_id'", "'a/b'"]),
-    ({"tenant_id": "a", "mailboxes": 5}, ["'mailboxes'", ">= 10", "5"]),
+    ({"tenant_id": "a", "mailboxes": 5}, ["'mailboxes'", "from 10 to 5,000,000", "5"]),
+    ({"tenant_id": "a", "mailboxes": 6_000_000}, ["'mailboxes'", "from 10 to 5,000,000", "6000000"]),
     ({"tenant_id": "a", "mailboxes": 20, "domains": ("Acme.COM",)}, ["'domains'", "'Acme.COM'"]),
     ({"tenant_id": "a", "mailboxes": 20, "domains": "acme.com"}, ["'domains'", "'acme.com'"]),
     ({"tenant_id": "a", "mailboxes": 20, "timezone": "Mars/Olympus"}, ["'timezone'", "'Mars/Olympus'"]),
