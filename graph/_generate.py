@@ -369,7 +369,8 @@ class _Calendar:
     midnight_utc: np.ndarray  # day -> UTC ns of local midnight (using the day's noon offset)
     offset: np.ndarray  # day -> local minus UTC, ns
     mult: dict[str, np.ndarray]
-    end_utc: int
+    end_utc: int  # the period's end: the UTC of the local midnight after its last day
+    start_utc: int = np.iinfo(np.int64).min  # its start: the UTC of its first local midnight
 
 
 def _calendar(w: World, start: pd.Timestamp, days: int) -> _Calendar:
@@ -390,7 +391,12 @@ def _calendar(w: World, start: pd.Timestamp, days: int) -> _Calendar:
         m[is_hol] = np.minimum(m[is_hol], holiday)
         mult[kind] = m
     midnight_utc = local_midnight - offset
-    return _Calendar(midnight_utc[:days], offset[:days], mult, int(midnight_utc[days]))
+    # The period's bounds are the true local midnights: on a day daylight saving changes, the day's one offset
+    # (its noon's) put a few small-hours messages before the first day or after the last.
+    start_utc, end_utc = (pd.Timestamp(int(local_midnight[d])).tz_localize(w.timezone, ambiguous=True,
+                                                                           nonexistent="shift_forward").value
+                          for d in (0, days))
+    return _Calendar(midnight_utc[:days], offset[:days], mult, end_utc, start_utc)
 
 
 # --------------------------------------------------------------------------- one chunk
@@ -683,8 +689,10 @@ def _chunk(w: World, cal: _Calendar, p: _Params, tenant_index: int, chunk_index:
         b = Batch.concat([benign, attacks])
     else:
         b = benign
-    # Keep the period: replies and bursts past its end are dropped.
-    b = b.take(np.flatnonzero(b.msg["ts"] < cal.end_utc))
+    # Keep the period: replies and bursts past its end are dropped (and the small hours a daylight-saving
+    # change moves out of it).
+    ts = b.msg["ts"]
+    b = b.take(np.flatnonzero((ts >= cal.start_utc) & (ts < cal.end_utc)))
     _labels(rng, w, b)
     counter = (np.uint64(tenant_index) << np.uint64(44)) | (np.uint64(chunk_index) << np.uint64(26)) \
         | np.arange(len(b), dtype=np.uint64)

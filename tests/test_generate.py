@@ -504,3 +504,14 @@ def test_command_line(tmp_path: Path, capsys):
     assert run_generate(none) == 0
     assert ds.dataset(tmp_path / "y", partitioning="hive").to_table(columns=["scenario"])["scenario"].null_count \
         == ds.dataset(tmp_path / "y", partitioning="hive").count_rows()
+
+
+@pytest.mark.parametrize("start", ["2025-03-30", "2025-10-24"])
+def test_mail_stays_in_the_requested_local_days_when_daylight_saving_changes(start):
+    # Days were placed with their noon's offset: starting on a spring-forward day put mail on the day before,
+    # ending on a fall-back day put mail after the end.
+    spec = TenantSpec("t1", mailboxes=400, domains=("acme.example",), timezone="Europe/Paris")
+    local = generate(tenants=[spec], days=2, start=start, random_state=0).messages["timestamp"].dt.tz_convert(
+        "Europe/Paris")
+    first = pd.Timestamp(start, tz="Europe/Paris")
+    assert first <= local.min() and local.max() < first + pd.DateOffset(days=2)
