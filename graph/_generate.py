@@ -114,7 +114,7 @@ class TenantSpec:
     >>> TenantSpec("acme", mailboxes=3)
     Traceback (most recent call last):
     ...
-    commgraph.graph._errors.ConfigError: 'mailboxes' must be an int >= 10 (got 3)
+    commgraph.graph._errors.ConfigError: 'mailboxes' must be an int from 10 to 5,000,000 (got 3)
     """
 
     tenant_id: str
