@@ -9,7 +9,6 @@ result is held in ``scipy.sparse`` arrays. networkx is used only at the edge
 
 from __future__ import annotations
 
-import datetime as _dt
 import html
 import warnings
 from concurrent.futures import Future
@@ -1318,7 +1317,7 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
     if window is not None:
         if as_of_ts is None:
             raise ConfigError(f"build_graph got window={window!r} without as_of; a window looks back from as_of")
-        if not isinstance(window, (str, pd.Timedelta, _dt.timedelta, np.timedelta64)) or (
+        if isinstance(window, (int, float, np.number)) or (
                 isinstance(window, str) and window.strip().lstrip("+-").replace(".", "", 1).isdigit()):
             raise ConfigError(f"The 'window' parameter of build_graph must be a timedelta such as '30D' (a number "
                               f"alone has no unit). Got {window!r} instead.")

@@ -196,9 +196,13 @@ def from_networkx(graph: Any, *, tenant_id: str | None = None, weight: str = "co
               else address.str.extract(r"@([^@]*)$", expand=False).astype(STRING_DTYPE))
     internal = column("internal")
     if internal is not None:
-        odd = [v for v in internal if not isinstance(v, (bool, np.bool_))]
-        if odd:  # np.asarray(..., bool) makes the text 'False' True
-            raise ConfigError(f"from_networkx: node attribute 'internal' must be True or False; got {odd[:5]}")
+        # True/False, or 1/0 (GML has no booleans; a DataFrame column gives numpy integers); np.asarray(..., bool)
+        # made the text 'False' True.
+        odd = [v for v in internal if not (isinstance(v, (bool, np.bool_)) or (
+            isinstance(v, (int, np.integer)) and v in (0, 1)))]
+        if odd:
+            raise ConfigError(f"from_networkx: node attribute 'internal' must be True or False (or 1 or 0); got "
+                              f"{odd[:5]}")
         internal = np.asarray(internal, dtype=bool)[order]
     elif own is not None:
         internal = _is_own(address, own)

@@ -54,15 +54,23 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _escaped_surrogate(line: str, value: Any) -> str | None:
-    """The first UTF-16 surrogate without its other half that a JSON line's escapes wrote into its values, as
-    its escape (``\\ud800``); None when there is none. json.loads joins a whole pair into its character and reads
-    an escaped backslash as one (``"C:\\\\udb"`` is no escape), so a surrogate left in a value was written alone.
-    A line holding bytes its encoding could not decode (kept as surrogates) is the encoding's to reject."""
+    """The first UTF-16 surrogate without its other half that a JSON line's escapes wrote into its keys or values
+    (nested ones too), as its escape (``\\ud800``); None when there is none. json.loads joins a whole pair into its
+    character and reads an escaped backslash as one (``"C:\\\\udb"`` is no escape), so a surrogate left in a string
+    was written alone. A line holding bytes its encoding could not decode (kept as surrogates) is the
+    encoding's to reject."""
     if ("\\ud" not in line and "\\uD" not in line) or _BAD_BYTE.search(line):
         return None
-    for item in value.values():
-        for text in (item if isinstance(item, list) else [item]):
-            found = _SURROGATE.search(text) if isinstance(text, str) else None
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            found = _SURROGATE.search(item)
             if found:
                 return f"\\u{ord(found.group()):04x}"
     return None
@@ -71,6 +79,7 @@ def _escaped_surrogate(line: str, value: Any) -> str | None:
 def _shown(value: str) -> str:
     """A value with the bytes its encoding could not decode written as \\xNN (never decoded as other text)."""
     return _BAD_BYTE.sub(lambda byte: f"\\x{ord(byte.group()) - 0xDC00:02x}", value)
+
 
 # Identifiers, addresses and names are text however they look: a reader that infers types turns tenant
 # "007" into 7 (merged with tenant "7") and message id "1e3" into 1000.0 (a false duplicate of "1000").
@@ -837,7 +846,8 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
                     # (an error in later releases); either way the part is read line by line below.
                     warnings.simplefilter("error", DeprecationWarning)
                     warnings.simplefilter("error", FutureWarning)
-                    frame = pd.read_json(io.StringIO(body), lines=True, dtype=False)
+                    # precise_float: floats read to the bit, as json.loads reads a part read line by line.
+                    frame = pd.read_json(io.StringIO(body), lines=True, dtype=False, precise_float=True)
                 bad = []
                 if not all(isinstance(name, str) for name in frame.columns):
                     raise ValueError("lines of JSON arrays or values, not objects")  # read as numbered columns

@@ -334,8 +334,11 @@ def caller_stacklevel() -> int:
     >>> caller_stacklevel() >= 1
     True
     """
+    # scikit-learn's wrappers (fit's context) stand between BaselineSignals and its caller: skipped too.
+    sklearn = sys.modules.get("sklearn")
+    skipped = _LAYERS + ((str(Path(sklearn.__file__).resolve().parent) + os.sep,) if sklearn is not None else ())
     frame, level = sys._getframe(1), 1
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_LAYERS):
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(skipped):
         frame, level = frame.f_back, level + 1
     return level
 

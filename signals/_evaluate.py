@@ -182,6 +182,8 @@ def _as_labels(labels: Any, n: int, positive: Any) -> np.ndarray:
         raise SchemaError([Problem("labels", ReasonCode.MISSING_VALUE, [int(r) for r in rows], [None] * len(rows),
                                    f"{int(missing.sum())} scored rows have no label; evaluate labelled rows only "
                                    f"(for example scores[labels.notna()]).")])
+    if isinstance(series.dtype, pd.CategoricalDtype):  # read as its categories' values (1 and 0 are numbers)
+        series = series.astype(series.cat.categories.dtype)
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series.infer_objects()):
         values = series.infer_objects().to_numpy()
         if not np.isin(values, (0, 1, True, False)).all():
@@ -199,9 +201,6 @@ def _as_labels(labels: Any, n: int, positive: Any) -> np.ndarray:
                                        f"text labels must be one of {', '.join(map(repr, LABELS))} ({positive!r} "
                                        "marks an attack): 1 and 0 go as numbers, and a label of your own with "
                                        "positive=")])
-    elif not (series == positive).any():
-        raise ConfigError(f"no label equals positive={positive!r}, so no row would count as an attack; labels seen: "
-                          f"{sorted(map(str, pd.unique(series)))[:10]}")
     return (series == positive).to_numpy(dtype=bool)
 
 
@@ -263,7 +262,10 @@ def evaluate(scores: pd.DataFrame | pd.Series | np.ndarray, labels: Any, *,
         ``{"column": "high" | "low"}``, overriding declared directions.
     signal_set : SignalSet, optional
         The set that computed ``scores``: the directions its providers declare
-        (a provider of your own that was never registered, say) are read.
+        (a provider of your own that was never registered, say) are read. A
+        frame from :meth:`SignalSet.compute`, :meth:`Scorer.score` or
+        ``backfill`` carries them (``attrs["suspicious"]``), but pandas drops
+        them in a merge (and a concat of frames that differ): pass the set then.
     positive : object, default "attack"
         The label value that marks an attack when labels are not numeric.
 

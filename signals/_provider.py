@@ -272,9 +272,10 @@ def checked_output(provider: SignalProvider, values: Any, batch: Any) -> Mapping
                               f"{provider.level}-level provider returns one value per {unit}: {size} here")
         target = np.dtype(spec.dtype)
         if target.kind in "iu" and value.dtype.kind in "fiu" and len(value):
-            if value.dtype.kind == "f" and not np.isfinite(value).all():
-                raise ConfigError(f"{who} returned NaN or infinite values for the {spec.dtype} column {spec.name!r}; "
-                                  "return whole numbers, or declare a float dtype")
+            if value.dtype.kind == "f" and not (np.isfinite(value) & (value == np.floor(value))).all():
+                raise ConfigError(f"{who} returned NaN, infinite or fractional values for the {spec.dtype} column "
+                                  f"{spec.name!r} (a cast would truncate them); return whole numbers, or declare a "
+                                  "float dtype")
             low, high = np.iinfo(target).min, np.iinfo(target).max
             if value.min() < low or value.max() > high:
                 raise ConfigError(f"{who} returned values from {value.min()} to {value.max()} for the {spec.dtype} "

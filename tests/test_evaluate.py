@@ -218,6 +218,7 @@ def test_directions_a_users_provider_declares_are_read_and_text_labels_are_the_c
     for text in (["1", "0", "1", "0"], ["Attack", "safe", "attack", "safe"]):
         with pytest.raises(SchemaError, match="text labels must be one of 'safe', 'attack', 'spam'"):
             evaluate(scores, text, signal_set=trust)
-    with pytest.raises(ConfigError, match="no label equals positive='phish'"):
-        evaluate(scores, ["bad", "good", "bad", "good"], positive="phish", signal_set=trust)
+    # A label of your own: one class alone (a quiet tenant's day) is a nan AUC, as with the contract's labels.
+    assert np.isnan(evaluate(scores, ["good"] * 4, positive="bad", signal_set=trust)["roc_auc"].iloc[0])
+    assert evaluate(scores, pd.Series([1, 0, 1, 0], dtype="category"), signal_set=trust)["attacks"].tolist() == [2]
     assert evaluate(scores, ["bad", "good", "bad", "good"], positive="bad", signal_set=trust)["attacks"].tolist() == [2]

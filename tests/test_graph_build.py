@@ -383,7 +383,9 @@ def test_hand_made_edges_with_holes_are_refused_or_read_as_validation_would():
     for window in (30, "30", 86400.0):
         with pytest.raises(ConfigError, match="a number alone has no unit"):
             build_graph(_hand_made_edges(), as_of="2024-05-04T00:00Z", window=window)
-    assert build_graph(_hand_made_edges(), as_of="2024-05-04T00:00Z", window="2D", own_domains=["acme.com"]).n_edges == 2
+    for window in ("2D", pd.offsets.Day(2), pd.Timedelta(days=2)):
+        assert build_graph(_hand_made_edges(), as_of="2024-05-04T00:00Z", window=window,
+                           own_domains=["acme.com"]).n_edges == 2
 
 
 def test_from_networkx_checks_label_counts_and_internal_flags_and_a_node_without_a_domain_has_a_view():
@@ -405,5 +407,7 @@ def test_from_networkx_checks_label_counts_and_internal_flags_and_a_node_without
     nx.set_node_attributes(flagged, "False", "internal")  # text: np.asarray(..., bool) made it True
     with pytest.raises(ConfigError, match="'internal' must be True or False"):
         from_networkx(flagged, tenant_id="t")
+    nx.set_node_attributes(flagged, {"a@t.com": 1, "b@x.org": 0}, "internal")  # (as GML, which has no booleans)
+    assert from_networkx(flagged, tenant_id="t").nodes["internal"].tolist() == [True, False]
     view = from_networkx(nx.DiGraph([("alice", "bob@x.com")]), tenant_id="t").domain_view()  # (crashed)
     assert view.edges()[["sender_domain", "recipient", "count"]].values.tolist() == [["", "bob@x.com", 1]]

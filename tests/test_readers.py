@@ -393,7 +393,9 @@ def test_jsonl_lines_with_half_a_surrogate_pair_are_rejected_not_read_as_another
     lines = [json.dumps(dict(_record("j0"), sender="ann\ud800@vendor.com")), json.dumps(_record("j1")),
              json.dumps(dict(_record("j2"), recipients=["cy\udcff@t.com"])),
              json.dumps(dict(_record("j3"), sender_display_name="Ann \U0001F600")),
-             json.dumps(dict(_record("j4"), sender_display_name="CORP" + chr(92) + "udcadmin"))]  # a backslash
+             json.dumps(dict(_record("j4"), sender_display_name="CORP" + chr(92) + "udcadmin")),  # a backslash
+             json.dumps(dict(_record("j5"), headers={"x-tag": "cut \ud83d"})),  # nested: failed at to_parquet
+             json.dumps({**_record("j6"), "x\udc00": 1})]  # a key: crashed the read
     assert "\\ud83d\\ude00" in lines[3] and "\\ud800" in lines[0]  # (json.dumps writes them as escapes)
     path = tmp_path / "cut.jsonl"
     path.write_text("\n".join(lines))
@@ -402,8 +404,8 @@ def test_jsonl_lines_with_half_a_surrogate_pair_are_rejected_not_read_as_another
     assert messages.frame["message_id"].tolist() == ["j1", "j3", "j4"]  # (j4: an escaped backslash, then 'udca')
     assert messages.frame["sender_display_name"].tolist()[1:] == ["ann \U0001F600", "corp" + chr(92) + "udcadmin"]
     rejects = messages.rejects
-    assert rejects["reject_reason"].tolist() == ["invalid_json"] * 2 and rejects.index.tolist() == [0, 2]
-    assert ["\\ud800" in m and "\\udcff" not in m for m in rejects["reject_message"]] == [True, False]
+    assert rejects["reject_reason"].tolist() == ["invalid_json"] * 4 and rejects.index.tolist() == [0, 2, 5, 6]
+    assert ["\\ud800" in m and "\\udcff" not in m for m in rejects["reject_message"]] == [True, False, False, False]
     with pytest.raises(SchemaError, match=r"invalid_json .*half of a UTF-16 surrogate pair"):
         read_messages(path)
 
@@ -683,13 +685,26 @@ def test_a_directory_of_csv_files_is_refused_naming_the_glob_that_reads_it(tmp_p
 def test_the_inferred_own_domains_warning_points_at_the_callers_line(tmp_path):
     # From read_messages and Scorer.score it named a line inside commgraph (each reached it at another depth).
     from commgraph.baselines._snapshot import _example
-    from commgraph.signals import Scorer
+    from commgraph.signals import BaselineSignals, Scorer
 
     frame = pd.DataFrame([_record("w1")]).drop(columns="direction")  # (told from the own domains)
     frame.to_json(tmp_path / "w.jsonl", orient="records", lines=True)
     for call in (lambda: validate(frame), lambda: read_messages(frame), lambda: read_messages(tmp_path / "w.jsonl"),
                  lambda: list(read_messages(tmp_path / "w.jsonl", chunksize=1)),
-                 lambda: Scorer({"acme": _example()}, cold_start=True).score(frame)):
+                 lambda: Scorer({"acme": _example()}, cold_start=True).score(frame),
+                 lambda: BaselineSignals().fit(frame)):
         with pytest.warns(InferredOwnDomainsWarning) as caught:
             call()
         assert [w.filename for w in caught if w.category is InferredOwnDomainsWarning][0] == __file__
+
+
+def test_jsonl_floats_are_read_to_the_bit_whether_a_part_is_read_whole_or_line_by_line(tmp_path):
+    # pandas' JSON parser rounded floats (precise_float=False) where a part holding a surrogate escape, read line
+    # by line with json.loads, kept them exact: a value depended on the other lines of its part.
+    scores = [0.1 + i / 7 for i in range(50)]
+    lines = [json.dumps(dict(_record(f"f{i}"), spam_score=v)) for i, v in enumerate(scores)]
+    (tmp_path / "plain.jsonl").write_text("\n".join(lines))
+    (tmp_path / "emoji.jsonl").write_text("\n".join(lines + [json.dumps(dict(_record("e"), subject="\U0001F600"))]))
+    for name in ("plain.jsonl", "emoji.jsonl"):
+        read = read_messages(tmp_path / name).frame
+        assert read["spam_score"].iloc[:50].tolist() == scores, name

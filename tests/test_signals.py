@@ -312,7 +312,8 @@ def test_a_users_provider_is_held_to_what_it_declares(level) -> None:
     cases = [
         (_provider("message", "int32", lambda b: {"v": np.arange(b.n_edges)}), "one value per message"),
         (_provider("message", "int32", lambda b: {"v": np.full(1, 7)}), "one value per message"),
-        (_provider("edge", "int32", lambda b: {"v": np.full(b.n_edges, np.nan)}), "NaN or infinite"),
+        (_provider("edge", "int32", lambda b: {"v": np.full(b.n_edges, np.nan)}), "NaN, infinite or fractional"),
+        (_provider("edge", "int8", lambda b: {"v": np.full(b.n_edges, 0.7)}), "NaN, infinite or fractional"),
         (_provider("message", "int8", lambda b: {"v": np.full(b.n_messages, 300)}), "from 300 to 300"),
         (_provider("message", "int32", lambda b: {"w": np.zeros(b.n_messages)}), r"declares \['v'\]"),
         (_provider("message", "int32", lambda b: np.zeros(b.n_messages)), "must return a mapping"),
