@@ -28,7 +28,7 @@ from commgraph.graph import (
 )
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
-from commgraph.graph._timestamps import CLOCK_WORDS, iso_instant
+from commgraph.graph._timestamps import is_clock_word, iso_instant
 from commgraph.graph._validate import _check_zone, id_text
 
 from ._build import build_baselines, refresh, refresh_many
@@ -694,7 +694,7 @@ AS_OF_AHEAD = pd.Timedelta(hours=1)
 
 def _instant(as_of: Any) -> pd.Timestamp:
     """``as_of`` in UTC (a naive time is read as UTC); anything that is not one instant raises ConfigError."""
-    if isinstance(as_of, str) and as_of.strip().lower() in CLOCK_WORDS:
+    if is_clock_word(as_of):
         raise ConfigError(f"as_of (--as-of) {as_of!r} names a moment of the clock, which a rerun cannot repeat; give "
                           "the instant the snapshots describe, e.g. 2025-02-01T00:00Z (the last midnight)")
     try:

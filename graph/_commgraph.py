@@ -1317,7 +1317,8 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
     if window is not None:
         if as_of_ts is None:
             raise ConfigError(f"build_graph got window={window!r} without as_of; a window looks back from as_of")
-        if isinstance(window, (int, float, np.number)) or (
+        if (isinstance(window, (int, float, np.integer, np.floating))
+                and not isinstance(window, (bool, np.timedelta64))) or (
                 isinstance(window, str) and window.strip().lstrip("+-").replace(".", "", 1).isdigit()):
             raise ConfigError(f"The 'window' parameter of build_graph must be a timedelta such as '30D' (a number "
                               f"alone has no unit). Got {window!r} instead.")

@@ -370,7 +370,7 @@ class _Calendar:
     offset: np.ndarray  # day -> local minus UTC, ns
     mult: dict[str, np.ndarray]
     end_utc: int  # the period's end: the UTC of the local midnight after its last day
-    start_utc: int = np.iinfo(np.int64).min  # its start: the UTC of its first local midnight
+    start_utc: int  # its start: the UTC of its first local midnight
 
 
 def _calendar(w: World, start: pd.Timestamp, days: int) -> _Calendar:

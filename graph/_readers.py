@@ -22,8 +22,8 @@ from ._messages import Messages
 from ._schema import AUTH_COLUMNS, EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
 from ._timestamps import DEFAULT_TIME_RANGE, iso_instant, parse_timestamps, refuse_clock_words
-from ._validate import (_blank_text_missing, _check_zone, _validate_handed_over, apply_column_mapping, id_text,
-                        reject_rows)
+from ._validate import (_blank_text_missing, _check_zone, _validate_handed_over, apply_column_mapping,
+                        first_lone_surrogate, id_text, reject_rows)
 
 __all__ = ["read_messages", "read_frame", "list_sources"]
 
@@ -50,30 +50,25 @@ codecs.register_error(_BAD_BYTES, _keep_bad_bytes)
 
 
 _BAD_BYTE = re.compile("[\udc00-\udcff]")  # a byte kept by _keep_bad_bytes
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _escaped_surrogate(line: str, value: Any) -> str | None:
     """The first UTF-16 surrogate without its other half that a JSON line's escapes wrote into its keys or values
     (nested ones too), as its escape (``\\ud800``); None when there is none. json.loads joins a whole pair into its
     character and reads an escaped backslash as one (``"C:\\\\udb"`` is no escape), so a surrogate left in a string
     was written alone. A line holding bytes its encoding could not decode (kept as surrogates) is the
     encoding's to reject."""
-    if ("\\ud" not in line and "\\uD" not in line) or _BAD_BYTE.search(line):
+    if not _writes_surrogate_escape(line) or _BAD_BYTE.search(line):
         return None
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str):
-            found = _SURROGATE.search(item)
-            if found:
-                return f"\\u{ord(found.group()):04x}"
-    return None
+    return first_lone_surrogate(value)
+
+
+def _writes_surrogate_escape(text: str) -> bool:
+    """Whether JSON text writes a UTF-16 surrogate escape at all (an emoji's pair, say): a substring test, many
+    times quicker than parsing."""
+    return "\\ud" in text or "\\uD" in text
+
+
+class _ReadLineByLine(Exception):
+    """A JSON Lines part that pandas must not parse whole (it drops a lone surrogate escape)."""
 
 
 def _shown(value: str) -> str:
@@ -258,6 +253,8 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
     import pyarrow.dataset as ds
 
     source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
+    if isinstance(source, str) and os.path.isdir(source):
+        _check_parquet_directory(Path(source), None)  # (a folder of CSV files: say which glob reads it)
     # Partitions are read from the paths below a directory (pyarrow's default), and from a file's whole path.
     base = os.fspath(base_dir) if base_dir is not None else source if isinstance(source, str) and os.path.isdir(
         source) else None
@@ -455,6 +452,9 @@ def _parquet_dataset_of(path: Path, only: _TenantFilter | None,
         # over one tenant of thousands does not walk every other tenant's files.
         files = sorted(str(f) for t in only.tenants for f in (path / f"{only.column}={t}").glob("**/*")
                        if f.is_file() and not f.name.startswith((".", "_")))
+        for t in only.tenants:  # (a tenant's folder of CSV files: say which glob reads it)
+            if (path / f"{only.column}={t}").is_dir():
+                _check_parquet_directory(path / f"{only.column}={t}", None)
         if files:  # none: the full listing below gives the (empty) result its columns
             dataset = parquet_dataset(files, base_dir=path, text=text)
     dataset = dataset if dataset is not None else parquet_dataset(path, text=text)
@@ -469,19 +469,19 @@ def _parquet_dataset_of(path: Path, only: _TenantFilter | None,
 _NANOSECONDS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # per unit of a timestamp
 
 
-def _utc(instant: Any, *, iso: bool = False) -> pd.Timestamp:
+def _utc(instant: Any, *, iso: bool = False, name: str = "time_range end") -> pd.Timestamp:
     """An instant as a UTC timestamp (naive means UTC). ``iso`` (``since=``): text in ISO 8601 only
     ('01/02/2025' is refused: read month first it would be 2 January), and no instant (NaT, '') refused;
     otherwise (a ``time_range`` end) read as validation reads it, NaT meaning no bound."""
     given = instant
     if not iso:
-        refuse_clock_words({"time_range end": instant})
+        refuse_clock_words({name: instant})
     try:
         instant = iso_instant(instant) if iso else pd.Timestamp(instant)
         if instant is pd.NaT and iso:
             raise ValueError("no instant")
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{'since=' if iso else 'time_range end '}{given!r} is not an instant; give one in ISO "
+        raise ConfigError(f"{'since=' if iso else name + ' '}{given!r} is not an instant; give one in ISO "
                           "8601, such as 2025-02-01T00:00Z") from exc
     if instant is pd.NaT:
         return instant
@@ -496,7 +496,8 @@ class _SinceFilter:
         self.since = _utc(since, iso=True)
         # Times validation refuses as out of range are read wherever they are, so it rejects them (a 1980
         # placeholder), as the filter of other inputs keeps every refused time.
-        self.range = tuple(_utc(t) for t in time_range) if time_range is not None else None
+        self.range = tuple(_utc(t, name=f"time_range {end}") for t, end in zip(time_range, ("start", "end"))) \
+            if time_range is not None else None
         self.timestamp = (columns or {}).get("timestamp", "timestamp")
         self.labeled_at = (columns or {}).get("labeled_at", "labeled_at")
         self.tenant_id = (columns or {}).get("tenant_id", "tenant_id")
@@ -837,10 +838,10 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
             # pandas' JSON parser silently drops a \\ud800 escape without its pair ('a\\ud800@x.com' read as
             # 'a@x.com', another sender): a part that writes surrogate escapes at all (an emoji's pair, say) is
             # parsed line by line below, where such a line is set aside.
-            escapes = "\\ud" in body or "\\uD" in body
+            escapes = _writes_surrogate_escape(body)
             try:
                 if escapes:
-                    raise ValueError("UTF-16 surrogate escapes: read line by line")
+                    raise _ReadLineByLine
                 with warnings.catch_warnings():
                     # Objects mixed with arrays of other lengths: pandas pads them with a deprecation warning
                     # (an error in later releases); either way the part is read line by line below.
@@ -851,7 +852,8 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
                 bad = []
                 if not all(isinstance(name, str) for name in frame.columns):
                     raise ValueError("lines of JSON arrays or values, not objects")  # read as numbered columns
-            except (ValueError, TypeError, DeprecationWarning, FutureWarning):  # TypeError: objects mixed with arrays
+            except (_ReadLineByLine, ValueError, TypeError, DeprecationWarning, FutureWarning):  # (TypeError: objects
+                # mixed with arrays)
                 # (and bytes the encoding could not decode: pandas' strings refuse the surrogates keeping them)
                 frame, bad = _jsonl_salvaged(part, str(path), record, line, keep_objects=undecodable)
             frame.index = pd.RangeIndex(record, record + len(frame)) if not bad else frame.index

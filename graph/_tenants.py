@@ -331,8 +331,10 @@ def caller_stacklevel() -> int:
 
     Examples
     --------
-    >>> caller_stacklevel() >= 1
-    True
+    >>> def warns():  # a function outside commgraph that would call warnings.warn: its own line is named
+    ...     return caller_stacklevel()
+    >>> warns()
+    1
     """
     # scikit-learn's wrappers (fit's context) stand between BaselineSignals and its caller: skipped too.
     sklearn = sys.modules.get("sklearn")

@@ -27,6 +27,17 @@ __all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE", "iso_in
 CLOCK_WORDS = ("now", "today", "yesterday", "tomorrow")
 
 
+def is_clock_word(value: object) -> bool:
+    """Whether a value is one of :data:`CLOCK_WORDS` (white space and case aside).
+
+    Examples
+    --------
+    >>> is_clock_word(" Now "), is_clock_word("2025-02-01")
+    (True, False)
+    """
+    return isinstance(value, str) and value.strip().lower() in CLOCK_WORDS
+
+
 def refuse_clock_words(given: dict[str, object]) -> None:
     """Refuse a setting given as a word pandas reads as the clock ('now', 'today'): a rerun would read another time.
 
@@ -40,7 +51,7 @@ def refuse_clock_words(given: dict[str, object]) -> None:
     time_range end 'now' names a moment of the clock, which a rerun cannot repeat; give the instant itself (ISO 8601)
     """
     for name, value in given.items():
-        if isinstance(value, str) and value.strip().lower() in CLOCK_WORDS:
+        if is_clock_word(value):
             raise ConfigError(f"{name} {value!r} names a moment of the clock, which a rerun cannot repeat; give the "
                               "instant itself (ISO 8601)")
 
@@ -66,7 +77,7 @@ def iso_instant(value: object) -> pd.Timestamp:
     """
     if not isinstance(value, str):
         return pd.Timestamp(value)
-    if value.strip().lower() in CLOCK_WORDS:
+    if is_clock_word(value):
         raise ValueError(f"{value!r} names a moment of the clock, which a rerun cannot repeat")
     return pd.Timestamp(pd.to_datetime(value.strip(), format="ISO8601"))
 

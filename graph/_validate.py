@@ -298,12 +298,32 @@ _SURROGATE_WHY = ("the text holds a UTF-16 surrogate without its pair, which UTF
 _SURROGATE_FIX = f"{_SURROGATE_WHY}: correct it at the source, or strict=False to set these rows aside"
 
 
+def first_lone_surrogate(value: object) -> str | None:
+    """The first UTF-16 surrogate without its other half in a value (text, or lists, tuples, arrays and mappings
+    of them, keys included), as its escape (``\\ud83d``); None when there is none.
+
+    Examples
+    --------
+    >>> print(first_lone_surrogate({"to": ["ok", "cut " + chr(0xD83D)]}), first_lone_surrogate("whole " + chr(0x1F600)))
+    \\ud83d None
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            found = _LONE_SURROGATE.search(item)
+            if found:
+                return f"\\u{ord(found.group()):04x}"
+        elif isinstance(item, Mapping):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple, np.ndarray)):  # (recipients given as lists)
+            pending.extend(item)
+    return None
+
+
 def _has_lone_surrogate(value: object) -> bool:
-    if isinstance(value, str):
-        return _LONE_SURROGATE.search(value) is not None
-    if isinstance(value, (list, tuple, np.ndarray)):  # recipients given as lists
-        return any(_has_lone_surrogate(v) for v in value)
-    return False
+    return first_lone_surrogate(value) is not None
 
 
 def _escaped(value: object) -> object:

@@ -86,14 +86,14 @@ def directed_anomaly_score(signals: pd.DataFrame, *, reference: pd.DataFrame | N
         directions (see :func:`commgraph.signals.suspicious_directions`).
     columns : list of str, optional
         The signals to use; default every numeric column of ``signals``.
-    signal_set : SignalSet, optional
-        The set that computed ``signals``: the directions its providers declare
-        are read (see :func:`commgraph.signals.suspicious_directions`).
     max_levels : int, optional
         Signals with more distinct reference values are grouped into this many
         quantile ranges for the bitsets; the count stays exact (rows sharing a
         range with a message are compared by value), only the work changes.
         Default: between 256 and 4096, as many as keep the bitsets within 256 MiB.
+    signal_set : SignalSet, optional
+        The set that computed ``signals``: the directions its providers declare
+        are read (see :func:`commgraph.signals.suspicious_directions`).
 
     Returns
     -------

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -127,6 +127,14 @@ def _uncovered(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
     else:
         label_time = ts
     return ((ts >= as_of) | (_labelling(frame) & (label_time >= as_of))).to_numpy()
+
+
+class _Retired(NamedTuple):
+    """The mail a retire dropped, kept for a call still reading the snapshot it replaced."""
+
+    as_of: pd.Timestamp  #: the new snapshot's as_of: a base older than it is a replaced one
+    mail: Messages  #: what the new snapshot counted
+    replaced: Callable[[], Any]  #: the replaced view, or None once no call can hold it (a weak reference)
 
 
 def _compacted(parts: list[Messages], as_of: pd.Timestamp) -> list[Messages]:
@@ -275,10 +283,9 @@ class Overlay:
         self._building: dict[str, threading.Lock] = {}  # one combined view built at a time per tenant
         # tenant -> label per message id that a served snapshot counted after the overlay held it
         self._counted: dict[str, pd.Series] = {}
-        # tenant -> (as_of of the last retire, the mail it dropped, whether the replaced view is alive): what a
-        # call still reading the snapshot served before that retire (it read the scorer's snapshots just before a
-        # reload swapped them) needs back
-        self._retired: dict[str, tuple[pd.Timestamp, Messages, Callable[[], Any]]] = {}
+        # tenant -> what a call still reading the snapshot served before the last retire (it read the scorer's
+        # snapshots just before a reload swapped them) needs back
+        self._retired: dict[str, _Retired] = {}
 
     def observe(self, messages: Messages, *, as_of: pd.Timestamp,
                 covered: Mapping[str, pd.Timestamp] | None = None) -> pd.DataFrame:
@@ -311,7 +318,7 @@ class Overlay:
                               f"Got {type(messages).__name__} instead.")
         set_aside = []
         with self._lock:
-            for gone in [t for t, held in self._retired.items() if held[2]() is None]:
+            for gone in [t for t, held in self._retired.items() if held.replaced() is None]:
                 del self._retired[gone]  # no call can read the snapshot it was kept for any more
             if self.as_of is not None and as_of < self.as_of:
                 raise ConfigError(f"The 'as_of' parameter of observe must not move back: the overlay is complete "
@@ -375,16 +382,16 @@ class Overlay:
             if found is not None and found[0] is base and found[1] == generation and found[2] == as_of.value:
                 return found[3]  # another thread built it meanwhile
             retired = self._retired.get(tenant)
-            if retired is not None and retired[2]() is None:  # no call can still read the replaced snapshot
+            if retired is not None and retired.replaced() is None:  # no call can read the replaced snapshot
                 with self._lock:
                     if self._retired.get(tenant) is retired:
                         del self._retired[tenant]
                 retired = None
-            stale = retired is not None and base.snapshot.as_of < retired[0]
-            if stale and retired[1] is not None:  # a base the last reload replaced: the mail it dropped, back
+            stale = retired is not None and base.snapshot.as_of < retired.as_of
+            if stale:  # a base the last reload replaced: the mail it dropped, back
                 with self._lock:
                     held = list(self._parts.get(tenant, ()))
-                delta = _as_read(_compacted([retired[1], *held], as_of))
+                delta = _as_read(_compacted([retired.mail, *held], as_of))
             # A privacy-mode tenant's observed mail is keyed with its secret, as its snapshot was.
             secret = base.keys.secret if base.keys is not None else None
             view = SnapshotView(refresh(base.snapshot, delta, as_of=as_of, secret=secret), secret=base.keys)
@@ -434,7 +441,7 @@ class Overlay:
                 # A call that read the replaced snapshot just before the swap reads it with this mail too, never
                 # with a delta trimmed for the new one; kept while such a call may run (the replaced view alive).
                 alive = weakref.ref(replaced) if replaced is not None else (lambda: True)
-                self._retired[tenant] = (as_of, delta.subset(~keep), alive)
+                self._retired[tenant] = _Retired(as_of, delta.subset(~keep), alive)
             else:
                 self._retired.pop(tenant, None)
             # The labels the new snapshot counted, one per message: the latest known before its as_of.

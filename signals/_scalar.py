@@ -339,9 +339,9 @@ def parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None, 
     try:
         return _parse_one(message, registrable, is_own, own_known, keys)
     except UnicodeEncodeError:
-        from commgraph.graph._validate import _SURROGATE_WHY, _has_lone_surrogate
+        from commgraph.graph._validate import _SURROGATE_WHY, first_lone_surrogate
 
-        fields = [str(k) for k, v in message.items() if _has_lone_surrogate(v)] if isinstance(message, Mapping) \
+        fields = [str(k) for k, v in message.items() if first_lone_surrogate(v)] if isinstance(message, Mapping) \
             else []
         raise CommGraphError(f"the message's {', '.join(map(repr, fields)) or 'text'} cannot be read: "
                              f"{_SURROGATE_WHY}; correct it at the source") from None

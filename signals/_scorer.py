@@ -147,9 +147,9 @@ def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
         # A row per message: each set-aside copy is its own row (copies of one message, a replay or its verdict,
         # are validated apart, and another copy may have been kept and counted).
         return pd.concat([meta, batch.loc[set_aside.index]], axis=1)
-    first = batch.loc[set_aside.index, ["tenant_id", "message_id"]].astype(str)
-    keys = batch[["tenant_id", "message_id"]].astype(str)
-    # Rows of one message are those with its raw tenant and id, as validation gathers them.
+    # Rows of one message are those with its tenant and id as validation reads them ('9 ' is message '9').
+    keys = pd.DataFrame({c: id_text(batch[c].reset_index(drop=True))[0] for c in ("tenant_id", "message_id")})
+    first = keys.iloc[batch.index.get_indexer(set_aside.index)]
     owner = pd.MultiIndex.from_frame(first).get_indexer(pd.MultiIndex.from_frame(keys))
     rows = np.flatnonzero(owner >= 0)
     out = meta.iloc[owner[rows]].set_axis(batch.index[rows])
@@ -601,7 +601,7 @@ class Scorer:
         as_of_ts = _timestamp(as_of, "as_of", "Scorer.observe")
         if isinstance(batch, pd.DataFrame):
             if "tenant_id" in batch:  # before validating: no own domains are inferred for a tenant not served
-                self._check_served(batch["tenant_id"].dropna().astype(str).unique().tolist())
+                self._check_served(id_text(batch["tenant_id"])[0].dropna().unique().tolist())
             messages = self._validate_copies(batch)
         elif isinstance(batch, Messages):
             messages = batch

@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from commgraph.baselines import BaselineConfig, build_baselines
-from commgraph.baselines._build import _timestamp
+from commgraph.baselines._build import _config, _timestamp
 from commgraph.graph import ConfigError, Messages, TenantConfig, validate
 
 from ._signal_set import SignalSet, stack
@@ -125,8 +125,7 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
         >>> BaselineSignals().fit(frame).as_of_
         Timestamp('2024-05-01 09:00:00.000000001+0000', tz='UTC')
         """
-        if getattr(self.baseline_config, "privacy", False) or (
-                isinstance(self.baseline_config, dict) and self.baseline_config.get("privacy")):
+        if _config(self.baseline_config, "BaselineSignals").privacy:
             raise ConfigError("BaselineSignals builds and scores baselines of the mail it is given in the clear, "
                               "which privacy mode exists to keep out of reach; score privacy-mode snapshots with "
                               "Scorer(snapshots, secrets=...) (or Scorer.from_store), or fit without privacy mode "

@@ -179,7 +179,6 @@ def test_worker_processes_give_the_same_snapshots() -> None:
         _assert_same(refresh(two[tenant], m, as_of=later), refresh(one[tenant], m, as_of=later))
 
 
-
 def test_builds_with_workers_in_two_threads_each_get_their_own_snapshots(monkeypatch) -> None:
     # The workers read their job from one module-wide name: a second thread's build replaced it, so a call
     # as of 8 January could return snapshots as of the 11th (its future) or fail on the other's files.

@@ -383,7 +383,7 @@ def test_hand_made_edges_with_holes_are_refused_or_read_as_validation_would():
     for window in (30, "30", 86400.0):
         with pytest.raises(ConfigError, match="a number alone has no unit"):
             build_graph(_hand_made_edges(), as_of="2024-05-04T00:00Z", window=window)
-    for window in ("2D", pd.offsets.Day(2), pd.Timedelta(days=2)):
+    for window in ("2D", pd.offsets.Day(2), pd.Timedelta(days=2), np.timedelta64(2, "D")):
         assert build_graph(_hand_made_edges(), as_of="2024-05-04T00:00Z", window=window,
                            own_domains=["acme.com"]).n_edges == 2
 

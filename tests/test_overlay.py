@@ -651,8 +651,9 @@ def test_mail_sent_before_the_snapshot_comes_back_saying_why_instead_of_vanishin
     back = scorer.observe(late.assign(label="attack"), as_of=T_NEXT)
     assert back[["reject_column", "reject_reason"]].values.tolist() == [["labeled_at", "before_snapshot"]]
     assert "give labeled_at" in back["reject_message"].iloc[0]
-    # One row per recipient: every row of the message comes back.
-    rows = pd.DataFrame({"tenant_id": "acme", "message_id": "R", "timestamp": "2024-05-05T22:00Z",
+    # One row per recipient: every row of the message comes back, ids (and the tenant) read as validation reads
+    # them ('R ' beside 'R' was neither observed nor given back; tenant ' acme' was refused as not served).
+    rows = pd.DataFrame({"tenant_id": ["acme", " acme"], "message_id": ["R", "R "], "timestamp": "2024-05-05T22:00Z",
                          "sender": "eve@evil.com", "recipient": ["cy@acme.com", "di@acme.com"]})
     back = scorer.observe(rows, as_of=T_NEXT)
     assert back.index.tolist() == [0, 1] and set(back["reject_reason"]) == {"before_snapshot"}

@@ -569,6 +569,8 @@ def test_read_messages_refuses_a_since_that_is_not_iso_and_a_zone_that_is_none_b
     for since in ("01/02/2025", "now", "today"):  # ('now' and 'today': the clock, which a rerun does not repeat)
         with pytest.raises(ConfigError, match="ISO 8601"):
             read_messages(frame, since=since)
+    with pytest.raises(ConfigError, match="time_range start '1990-13-01' is not an instant"):  # (was "end")
+        read_messages(frame, since="2024-05-02", time_range=("1990-13-01", "2100-01-01"))
     for since in (None, "2024-05-02T00:00Z"):
         with pytest.raises(ConfigError, match="IANA time zone"):
             read_messages(frame, since=since, timezone="Mars/Base")
@@ -680,6 +682,14 @@ def test_a_directory_of_csv_files_is_refused_naming_the_glob_that_reads_it(tmp_p
     with pytest.raises(ConfigError, match=r"a glob such as '\S+/day/\*\*/\*\.csv\.gz'"):  # (its '.csv' matched nothing)
         read_messages(folder)
     assert len(read_messages(str(folder / "**" / "*.csv.gz"))) == 1
+    # The refresh job reads directories too: the whole input, or a tenant's folder (that tenant fails alone).
+    from commgraph.baselines import run_refresh
+
+    with pytest.raises(ConfigError, match="is a directory, read as a Parquet dataset"):
+        run_refresh(folder / "tenant_id=t", store=tmp_path / "store", as_of="2024-06-01T00:00Z")
+    report = run_refresh(folder, store=tmp_path / "store", as_of="2024-06-01T00:00Z")
+    assert [(o.tenant_id, o.status) for o in report.outcomes] == [("t", "failed")]
+    assert "is a directory, read as a Parquet dataset" in report.outcomes[0].error
 
 
 def test_the_inferred_own_domains_warning_points_at_the_callers_line(tmp_path):

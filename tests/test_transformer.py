@@ -129,5 +129,8 @@ def test_transform_reads_each_message_with_the_own_domains_fit_used_and_privacy_
         together = t.transform(batch)
         alone = np.vstack([t.transform(batch.iloc[[i]]) for i in range(len(batch))])
     np.testing.assert_array_equal(together, alone)
-    with pytest.raises(ConfigError, match="privacy mode exists to keep out of reach"):
-        BaselineSignals(baseline_config={"privacy": True}).fit(raw.head(10))
+    from commgraph.baselines import BaselineConfig
+
+    for privacy in ({"privacy": True}, BaselineConfig(privacy=True)):
+        with pytest.raises(ConfigError, match="privacy mode exists to keep out of reach"):
+            BaselineSignals(baseline_config=privacy).fit(raw.head(10))
