@@ -82,6 +82,20 @@ def snapshot_digest(snapshot) -> str:
     return digest.hexdigest()
 
 
+def refresh_day(m, end: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp, int]:
+    """The day a refresh benchmark adds: the last full day before ``end`` (a midnight) whose mail is at least the
+    median day's (a working day: the archive's last day may be a Saturday, with a quarter of a weekday's mail,
+    which flatters a refresh); its start, its end and its edges."""
+    day = m.frame["timestamp"].dt.floor("D")
+    per_day = m.frame["n_recipients"].groupby(day).sum().sort_index()  # edges a day
+    per_day = per_day[per_day.index < end]
+    typical = per_day.median()
+    for start in per_day.index[::-1]:
+        if per_day[start] >= typical:
+            return start, start + DAY, int(per_day[start])
+    return end - DAY, end, int(per_day.get(end - DAY, 0))
+
+
 def time_slice(m, start: pd.Timestamp, end: pd.Timestamp, tenant: str | None = None):
     """What a refresh over [start, end) reads: the mail sent then, and older mail whose label became known
     then (of one tenant), as Messages, without validating again."""
@@ -439,15 +453,17 @@ def main(argv: list[str] | None = None) -> None:
         con.close()
         del con
 
-    # Refresh one new day into the day-before snapshots, against a full rebuild; one process each.
-    before = end - DAY
+    # Refresh one new day (a working day: see refresh_day) into the day-before snapshots, against a full rebuild
+    # as of its end; one process each.
+    before, end, day_edges = refresh_day(m, end)
+    print(f"refresh: the new day is {before:%A %Y-%m-%d} ({day_edges:,} edges), the rebuild as of {end}")
     previous = build_baselines(m, as_of=before, config=config, n_jobs=args.jobs)
     new_day = {t: time_slice(m, before, end, t) for t in previous}  # the refresh job's per-tenant input
     whole_day = time_slice(m, before, end)  # every tenant's, for refresh_many
     # Cold-start tenants borrow the global prior; give the refresh the one the rebuild pools, so that the
     # comparison below is exact (a refresh job gets it from the pooled fit over all tenants).
-    pooled = {k: v for k, v in next(iter(snapshots.values())).priors["global"].items()}
     del snapshots  # only the refresh section's snapshots from here on (memory)
+    pooled = dict(next(iter(build_baselines(m, as_of=end, config=config, n_jobs=args.jobs).values())).priors["global"])
     times: dict[str, list[float]] = {"loop": [], "many": [], "rebuild": []}
     cpu: dict[str, list[float]] = {"loop": [], "many": [], "rebuild": []}
     runs = {"loop": lambda: {t: refresh(s, new_day[t], as_of=end, global_prior=pooled) for t, s in previous.items()},

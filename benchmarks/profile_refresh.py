@@ -38,7 +38,7 @@ import time
 from typing import Callable
 
 from ._timing import PhaseTimer
-from .bench_baselines import DAY, add_input_arguments, load_messages, snapshot_digest, time_slice
+from .bench_baselines import add_input_arguments, load_messages, refresh_day, snapshot_digest, time_slice
 
 
 def _best(run: Callable[[], object], timer: PhaseTimer, repeat: int) -> dict[str, float]:
@@ -67,15 +67,16 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     m = load_messages(args.scale, args.days, args.tenants, args.cache)
-    end = m.frame["timestamp"].max().floor("D")
+    # The new day is a working day (see refresh_day: the archive's last day may be a quiet Saturday).
+    start, end, _ = refresh_day(m, m.frame["timestamp"].max().floor("D"))
     config = BaselineConfig()
-    previous = build_baselines(m, as_of=end - DAY, config=config, n_jobs=2)
+    previous = build_baselines(m, as_of=start, config=config, n_jobs=2)
     for snapshot in previous.values():
         snapshot.state_tables()  # the Arrow form the store holds; each run decodes it, as a refresh job does
-    new_day = {t: time_slice(m, end - DAY, end, t) for t in previous}
-    whole_day = time_slice(m, end - DAY, end)  # every tenant's, for refresh_many
+    new_day = {t: time_slice(m, start, end, t) for t in previous}
+    whole_day = time_slice(m, start, end)  # every tenant's, for refresh_many
     pooled = dict(next(iter(build_baselines(m, as_of=end, config=config, n_jobs=2).values())).priors["global"])
-    print(f"input: {len(m.edges()):,} edges, {len(previous)} tenants; new day: "
+    print(f"input: {len(m.edges()):,} edges, {len(previous)} tenants; new day: {start:%A %Y-%m-%d}, "
           f"{sum(len(x.edges()) for x in new_day.values()):,} edges; as_of {end}")
 
     def run_refresh() -> dict:

@@ -343,6 +343,7 @@ def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLU
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     fragments = list(dataset.get_fragments())
@@ -362,6 +363,11 @@ def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLU
             at = schema.get_field_index(field.name)
             if at < 0:
                 schema = schema.append(field)
+                continue
+            if pa.types.is_null(schema.field(at).type) and not pa.types.is_null(field.type):
+                # A column with no value in the first files (pandas writes an all-None column as type null: a
+                # day without labels) takes the type of the first file with values, which the null ones cast to.
+                schema = schema.set(at, schema.field(at).with_type(field.type))
                 continue
             for differs, (what, why) in _DISAGREEMENTS.items():
                 if differs(schema.field(at).type, field.type) and (differs is _zone_differs or field.name in text):

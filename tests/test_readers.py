@@ -718,3 +718,16 @@ def test_jsonl_floats_are_read_to_the_bit_whether_a_part_is_read_whole_or_line_b
     for name in ("plain.jsonl", "emoji.jsonl"):
         read = read_messages(tmp_path / name).frame
         assert read["spam_score"].iloc[:50].tolist() == scores, name
+
+
+def test_a_column_without_values_in_the_first_file_takes_the_type_of_the_files_with_values(tmp_path):
+    # pandas writes an all-None column as Arrow type null (a day without labels): as the first file of a
+    # directory it failed every read ('Unsupported cast from large_string to null'), naming no column or file.
+    first = pd.DataFrame([_record("n1")]).assign(label=None, labeled_at=None)
+    later = pd.DataFrame([_record("n2")]).assign(label="attack", labeled_at="2024-05-02T10:00:00Z")
+    assert pa.Table.from_pandas(first).schema.field("label").type == pa.null()
+    first.to_parquet(tmp_path / "a.parquet")
+    later.to_parquet(tmp_path / "b.parquet")
+    read = read_messages(tmp_path)
+    assert read.frame["label"].tolist()[1] == "attack" and pd.isna(read.frame["label"].tolist()[0])
+    assert len(read_messages(tmp_path, since="2024-05-02T00:00Z")) == 2
