@@ -495,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
         return ", ".join(f"{x:.2f}" for x in times[name])
 
     print(f"refresh of one day, tenant by tenant: {r:.2f} s (runs {runs_of('loop')}); refresh_many: {rm:.2f} s "
-          f"(runs {runs_of('many')}); full {args.days}-day rebuild: {b:.2f} s (runs {runs_of('rebuild')}; one "
+          f"(runs {runs_of('many')}); full rebuild as of that day's end: {b:.2f} s (runs {runs_of('rebuild')}; one "
           f"process each)")
     print(f"speed-up against the rebuild: tenant by tenant {b / r:.1f}x, refresh_many {b / rm:.1f}x; by CPU time "
           f"{rc:.2f} s and {rmc:.2f} s against {bc:.2f} s, {bc / rc:.1f}x and {bc / rmc:.1f}x; refresh_many equals "

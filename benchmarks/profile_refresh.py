@@ -5,7 +5,8 @@
     python -m benchmarks.profile_refresh --cprofile 25   # and refresh_many's top 25 functions (cumulative, own)
 
 The input and the refresh are those of ``bench_baselines``: snapshots of every
-tenant as of the last midnight but one, then one full new day of mail, one
+tenant as of the start of the last working day (``refresh_day``: the last day
+with at least the median day's mail), then that day's mail, one
 process: refreshed tenant by tenant (``refresh`` of each, with its own day's
 mail, as ``bench_baselines`` times it) and all at once (``refresh_many`` over
 the day's mail of every tenant); the rebuild is ``build_baselines`` over the 90

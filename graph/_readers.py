@@ -372,6 +372,7 @@ def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLU
             for differs, (what, why) in _DISAGREEMENTS.items():
                 if differs(schema.field(at).type, field.type) and (differs is _zone_differs or field.name in text):
                     first = next(f for f, s in zip(fragments, schemas) if s.get_field_index(field.name) >= 0
+                                 and not pa.types.is_null(s.field(field.name).type)  # (a file without values)
                                  and not differs(s.field(field.name).type, schema.field(at).type))
                     raise ConfigError(
                         f"Parquet files disagree on the {what} of column {field.name!r}: {first.path} holds "

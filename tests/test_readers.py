@@ -731,3 +731,14 @@ def test_a_column_without_values_in_the_first_file_takes_the_type_of_the_files_w
     read = read_messages(tmp_path)
     assert read.frame["label"].tolist()[1] == "attack" and pd.isna(read.frame["label"].tolist()[0])
     assert len(read_messages(tmp_path, since="2024-05-02T00:00Z")) == 2
+
+
+def test_files_that_disagree_are_named_past_a_file_without_values(tmp_path):
+    # The file named as holding the first type could be one whose column had no value (type null).
+    rows = pd.DataFrame([_record("z1")])
+    for name, labeled_at in (("a", None), ("b", pd.Timestamp("2024-05-03", tz="UTC")),
+                             ("c", pd.Timestamp("2024-05-03"))):
+        rows.assign(label="safe" if labeled_at is not None else None, labeled_at=labeled_at).to_parquet(
+            tmp_path / f"{name}.parquet")
+    with pytest.raises(ConfigError, match=r"b\.parquet holds timestamp\[\w+, tz=UTC\], \S*c\.parquet holds"):
+        read_messages(tmp_path)
