@@ -27,7 +27,9 @@ would start it, settings interleaved so that load on the machine hits them alike
 With an incremental setting, every setting computes the snapshots as of the
 midnight after that day (the archive's edges after it, a few per cent, are not
 read), so a full refresh and an incremental one publish the same tables;
-without, as of the midnight after the archive's last partition.
+without, as of the midnight after the archive's last partition. Every run's
+snapshots are checked equal to the first one-process run's (every table; run
+first in each round), after its timing.
 
 Printed per setting, best of ``--repeat`` runs (and the slowest, to show the
 noise): wall time of the process, the job's own time (the report's, without
@@ -89,10 +91,22 @@ def _cpu_s(pid: int) -> float:
         return 0.0
 
 
+def _differing_tenants(store: Path, reference: Path) -> list[str]:
+    """Tenants whose current snapshot in ``store`` differs from ``reference``'s on some table (counts exactly,
+    decayed sums to 1e-9: a refresh adds them in another order), or is missing."""
+    from commgraph.baselines import SnapshotStore
+    from commgraph.baselines._snapshot import table_differences
+
+    ours, theirs = SnapshotStore(store), SnapshotStore(reference)
+    return [t for t in theirs.tenants() if t not in ours.tenants()
+            or table_differences(ours.load(t, verify=False), theirs.load(t, verify=False), rtol=1e-9)]
+
+
 def _run_job(archive: Path, work: Path, as_of: str, name: str, extra: list[str], *, base: Path | None = None,
-             keep: bool = False) -> dict:
+             keep: bool = False, reference: Path | None = None) -> dict:
     """One job in a fresh process, timed and sampled; ``base``: a store to start from (copied, untimed);
-    ``keep``: leave the store in place (else removed, so that the next run starts over)."""
+    ``keep``: leave the store in place (else removed, so that the next run starts over); ``reference``: a
+    store whose snapshots this run's must equal (checked after the timing)."""
     store, report = work / f"store-{name}", work / f"report-{name}.json"
     if base is not None:
         shutil.copytree(base, store)
@@ -125,11 +139,12 @@ def _run_job(archive: Path, work: Path, as_of: str, name: str, extra: list[str],
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{err[-3000:]}")
     done = json.loads(report.read_text())
+    differ = _differing_tenants(store, reference) if reference is not None else []
     if not keep:
         shutil.rmtree(store)  # the next run builds from scratch
     return {"wall_s": wall, "job_s": done["seconds"], "cpu_s": sum(cpu.values()), "peak_tree_mib": peak,
             "tenant_peak_mib": max(t["peak_mib"] for t in done["tenants"]),
-            "published": sum(t["status"] == "published" for t in done["tenants"])}
+            "published": sum(t["status"] == "published" for t in done["tenants"]), "differ": differ}
 
 
 def prepare_archive(directory: Path, *, tenants: int, days: int, scale: float) -> dict:
@@ -240,10 +255,16 @@ def main(argv: list[str] | None = None) -> dict:
             base = Path(tmp) / "store-base"
             print(f"store as of {last.date()} for the incremental runs ({time.perf_counter() - started:.0f} s); "
                   f"every setting refreshes to {as_of}", flush=True)
+        reference = Path(tmp) / "store-reference"  # the first serial run's store: every other run must equal it
+        order = sorted(range(len(settings)), key=lambda i: settings[i][0] != "one process")  # (serial first)
         for _ in range(args.repeat):  # settings interleaved, so that load on the machine hits them alike
-            for i, (name, extra) in enumerate(settings):
-                results[name].append(_run_job(directory / "mail", Path(tmp), as_of, f"setting{i}", extra,
-                                              base=base if "--incremental" in extra else None))
+            for i in order:
+                name, extra = settings[i]
+                first_serial = name == "one process" and not reference.exists()
+                results[name].append(_run_job(directory / "mail", Path(tmp), as_of,
+                                              "reference" if first_serial else f"setting{i}", extra,
+                                              base=base if "--incremental" in extra else None, keep=first_serial,
+                                              reference=None if first_serial else reference))
                 r = results[name][-1]
                 print(f"  ({name}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, load "
                       f"{os.getloadavg()[0]:.1f})", flush=True)
@@ -261,6 +282,10 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {name:<24} {r['wall_s']:6.1f} [{slowest:6.1f}] {r['job_s']:7.1f} {rate:>9} "
               f"{r['cpu_s']:7.1f} {r['cpu_s'] / r['wall_s']:8.2f} {r['peak_tree_mib']:15.0f} "
               f"{r['tenant_peak_mib']:11.0f} {serial / r['wall_s']:13.2f}x   ({r['published']} published)")
+    differing = {name: sorted({t for r in runs for t in r["differ"]}) for name, runs in results.items()}
+    print("every setting's snapshots equal the one-process job's (every table): " + (
+        "yes" if not any(differing.values()) else
+        "NO: " + "; ".join(f"{n}: {d[:5]}" for n, d in differing.items() if d)))
     return {"edges": edges, "messages": stats["messages"], "runs": results}
 
 
