@@ -47,9 +47,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from commgraph.graph import CommGraphError, ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources
 from commgraph.graph._keys import stable_keys
+from commgraph.graph._schema import EDGE_RECIPIENT_COLUMN, RECIPIENT_COLUMNS, TYPED_RECIPIENT_COLUMNS
 from commgraph.graph._readers import (
     _parquet_dataset_of, _SeenMessageIds, _TenantFilter, _validated, parquet_dataset, partition_rows,
 )
@@ -449,8 +451,9 @@ def refresh_on_spark(
         by_tenant = None if isinstance(inputs, DataFrame) else _tenant_partitioned(inputs, names["tenant_id"])
         if by_tenant is not None:
             by_tenant, without_tenant = by_tenant
-            try:
-                present = [n for p in _parquet_paths(inputs) for n in parquet_dataset(p).schema.names]
+            try:  # (the schema of one file per path: reading every footer again is the tasks' work)
+                present = [n for p in _parquet_paths(inputs)
+                           for n in ds.dataset(str(p), format="parquet", partitioning="hive").schema.names]
             except Exception:  # noqa: BLE001 (files that cannot be read fail their tenants alone, in their tasks)
                 present = []
             _one_row_per_message(present, columns)
@@ -524,12 +527,13 @@ def refresh_on_spark(
 def _one_row_per_message(present: Iterable[str], columns: Mapping[str, str] | None) -> None:
     """Refuse input with one row per recipient up front: its rows of one message are gathered only by a whole
     read, which the Spark engine (reading in chunks) never does."""
-    name = {"recipients": "recipients", "to": "to", "cc": "cc", "bcc": "bcc", "recipient": "recipient",
-            **(columns or {})}
+    lists = (*RECIPIENT_COLUMNS, *TYPED_RECIPIENT_COLUMNS)
+    name = {c: (columns or {}).get(c, c) for c in (*lists, EDGE_RECIPIENT_COLUMN)}
     present = set(present)
-    if name["recipient"] in present and not any(name[c] in present for c in ("recipients", "to", "cc", "bcc")):
+    if name[EDGE_RECIPIENT_COLUMN] in present and not any(name[c] in present for c in lists):
         raise ConfigError(f"the Spark engine reads one row per message (recipients in {name['recipients']!r}, or "
-                          f"'to'/'cc'/'bcc'); this input has one row per recipient ({name['recipient']!r}). Gather "
+                          f"'to'/'cc'/'bcc'); this input has one row per recipient ({name[EDGE_RECIPIENT_COLUMN]!r}). "
+                          "Gather "
                           "each message's rows into one (a list of its recipients), or run the local engine, which "
                           "reads such input whole per tenant")
 

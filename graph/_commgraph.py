@@ -874,17 +874,17 @@ def build_graph(
         if as_of_ts is not None and known_at is not None:
             label = np.where((known_at == _NAT) | (known_at < as_of_ts.value), label, -1)
 
+    kept = edges.index if mask is None else edges.index[mask]
     for column in ("sender", "recipient"):  # keys alone (a privacy-mode frame) name no node, domain or address
-        _no_missing(edges[column] if mask is None else edges[column][mask], column,
+        _no_missing(take(edges[column].isna().to_numpy()), kept, column,
                     "give the addresses: the graph's nodes are addresses (keys alone, as a privacy-mode frame "
                     "holds, tell neither the node's name nor its domain)")
     direction = None
     if own is None:
         direction = take(_direction_codes(edges["direction"]))
         # A missing direction read as inbound marked the tenant's own mailboxes external (and guessed its domain).
-        _no_missing(pd.Series(direction == -1, index=edges.index if mask is None else edges.index[mask]),
-                    "direction", "give each row's direction, or pass own_domains (the tenant's domains tell "
-                    "internal from external)", flags=True)
+        _no_missing(direction == -1, kept, "direction", "give each row's direction, or pass own_domains (the "
+                    "tenant's domains tell internal from external)")
 
     rows = np.flatnonzero(mask) if mask is not None else None
     return _assemble(edges, rows, sender_key, recipient_key, ts, message, label, direction, own,
@@ -1333,12 +1333,11 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
     return as_of_ts, window_td
 
 
-def _no_missing(values: pd.Series, column: str, fix: str, *, flags: bool = False) -> None:
-    """Refuse rows without a value in ``column`` (``flags``: ``values`` already says where one is missing)."""
-    missing = values.to_numpy(dtype=bool) if flags else values.isna().to_numpy(dtype=bool)
+def _no_missing(missing: np.ndarray, index: pd.Index, column: str, fix: str) -> None:
+    """Refuse the rows (of ``index``, the rows kept) where ``missing`` says ``column`` has no value."""
     if missing.any():
-        rows = values.index[np.flatnonzero(missing)]
-        raise SchemaError([Problem(column, ReasonCode.MISSING_VALUE, rows=rows.tolist(), fix=fix)])
+        raise SchemaError([Problem(column, ReasonCode.MISSING_VALUE, rows=index[np.flatnonzero(missing)].tolist(),
+                                   fix=fix)])
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], detail: str = "") -> None:

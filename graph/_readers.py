@@ -98,15 +98,31 @@ def _format_of(path: Path, format: str | None) -> str:
     if format is not None and format not in ("parquet", "csv", "jsonl"):
         raise ConfigError(f"'format' must be one of 'parquet', 'csv', 'jsonl' (got {format!r})")
     if path.is_dir():
-        _check_parquet_directory(path, format)
+        if format not in (None, "parquet"):
+            _check_parquet_directory(path, format)  # (else parquet_dataset checks it, when it opens the directory)
         return "parquet"
     if format is not None:
         return format
-    suffixes = [s for s in path.suffixes if s not in _COMPRESSION]
-    if suffixes and suffixes[-1].lower() in _FORMATS:
-        return _FORMATS[suffixes[-1].lower()]
+    named, _ = _named_format(path)
+    if named is not None:
+        return named
     raise ConfigError(f"cannot tell the format of {str(path)!r} from its name; pass format='parquet', 'csv' "
                       "or 'jsonl'")
+
+
+def _named_format(path: Path) -> tuple[str | None, str]:
+    """The format a file's name says (its last suffix that is no compression's), and that suffix with the
+    compression after it ('.csv.gz'); (None, '') when the name says none.
+
+    Examples
+    --------
+    >>> _named_format(Path("day/mail.CSV.gz")), _named_format(Path("notes.txt"))
+    (('csv', '.csv.gz'), (None, ''))
+    """
+    suffixes = [x.lower() for x in path.suffixes]
+    at = next((i for i in range(len(suffixes) - 1, -1, -1) if suffixes[i] not in _COMPRESSION), None)
+    kind = _FORMATS.get(suffixes[at]) if at is not None else None
+    return (kind, "".join(suffixes[at:])) if kind is not None else (None, "")
 
 
 def _check_parquet_directory(path: Path, format: str | None) -> None:
@@ -120,13 +136,11 @@ def _check_parquet_directory(path: Path, format: str | None) -> None:
         for found in path.rglob("*"):
             if found.name.startswith((".", "_")):
                 continue
-            suffixes = [x.lower() for x in found.suffixes]
-            at = next((i for i in range(len(suffixes) - 1, -1, -1) if suffixes[i] not in _COMPRESSION), None)
-            kind = _FORMATS.get(suffixes[at]) if at is not None else None
+            kind, suffix = _named_format(found)
             if kind == "parquet":
                 return
             if kind is not None and found.is_file():
-                other.setdefault(kind, "".join(suffixes[at:]))  # (with its compression: '.csv.gz')
+                other.setdefault(kind, suffix)
         if not other:
             return  # (no file says what it is: read as Parquet, as pyarrow's own errors then say)
     kind = format if format not in (None, "parquet") else min(other)

@@ -268,7 +268,7 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
     except _LoneSurrogates as found:  # rare: the rows are found again, and set aside, only then
         frame, error = found.frame, found.error
     # (Out of the except clause: the failed attempt's traceback, and the arrays it made, are gone.)
-    strict, columns = options.get("strict", True), options.get("columns")
+    strict, columns = ({**_VALIDATE_DEFAULTS, **options}[k] for k in ("strict", "columns"))
     good, rejects, problems = _lone_surrogate_rejects(frame, columns)
     if not problems:
         raise error
@@ -322,10 +322,6 @@ def first_lone_surrogate(value: object) -> str | None:
     return None
 
 
-def _has_lone_surrogate(value: object) -> bool:
-    return first_lone_surrogate(value) is not None
-
-
 def _escaped(value: object) -> object:
     """A value with each lone surrogate written as its escape (\\ud83d), so the reject can be stored and shown."""
     if isinstance(value, str):
@@ -348,7 +344,7 @@ def _lone_surrogate_rejects(frame: pd.DataFrame, columns: Mapping[str, str] | No
                 dtype == object or (isinstance(dtype, pd.StringDtype) and dtype.storage == "python")):
             continue  # (the columns validation reads as text; Arrow-backed text cannot hold one)
         values = frame[column].to_numpy(dtype=object)
-        bad = np.fromiter((_has_lone_surrogate(v) for v in values), dtype=bool, count=len(values))
+        bad = np.fromiter((first_lone_surrogate(v) is not None for v in values), dtype=bool, count=len(values))
         if bad.any():
             found.append((column, np.flatnonzero(bad), [_escaped(v) for v in values[bad]]))
             bad_rows |= bad

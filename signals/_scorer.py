@@ -140,6 +140,11 @@ def _hold_state(view: SnapshotView, tenant: str) -> bool:
     return True
 
 
+def _message_keys(batch: pd.DataFrame) -> pd.DataFrame:
+    """Each row's tenant and message id as validation reads them ('9 ' is message '9'), positionally indexed."""
+    return pd.DataFrame({c: id_text(batch[c].reset_index(drop=True))[0] for c in ("tenant_id", "message_id")})
+
+
 def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
     """The reject columns of messages the overlay set aside, then each input row of those messages as given."""
     meta = set_aside[list(REJECT_COLUMNS)]
@@ -148,7 +153,7 @@ def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
         # are validated apart, and another copy may have been kept and counted).
         return pd.concat([meta, batch.loc[set_aside.index]], axis=1)
     # Rows of one message are those with its tenant and id as validation reads them ('9 ' is message '9').
-    keys = pd.DataFrame({c: id_text(batch[c].reset_index(drop=True))[0] for c in ("tenant_id", "message_id")})
+    keys = _message_keys(batch)
     first = keys.iloc[batch.index.get_indexer(set_aside.index)]
     owner = pd.MultiIndex.from_frame(first).get_indexer(pd.MultiIndex.from_frame(keys))
     rows = np.flatnonzero(owner >= 0)
@@ -610,10 +615,12 @@ class Scorer:
                               f"message contract. Got {type(batch).__name__} instead.")
         self._check_served(messages.tenants if len(messages) else [])
         loaded = self._loaded
-        # Once mail is observed every served snapshot is refreshed to the overlay's as_of, observed mail or not.
-        for tenant, view in loaded.views.items():
-            if id(view) not in self._stateless and not _hold_state(view, tenant):
-                self._stateless[id(view)] = view  # (the view is kept: its id names no other meanwhile)
+        if self._overlay.as_of is None:
+            # From the first observe on, every served snapshot is refreshed to the overlay's as_of, observed mail
+            # or not: their states are mapped now (a reload maps those of the snapshots it serves from then on).
+            for tenant, view in loaded.views.items():
+                if not _hold_state(view, tenant):
+                    self._stateless[id(view)] = view  # (the view is kept: its id names no other meanwhile)
         covered = {t: v.snapshot.as_of for t, v in loaded.views.items() if v.snapshot is not None}
         set_aside = self._overlay.observe(messages, as_of=as_of_ts, covered=covered)
         rejects = messages.rejects
@@ -638,7 +645,7 @@ class Scorer:
         if "recipient" in batch.columns or not {"tenant_id", "message_id"} <= set(batch.columns):
             return validate(batch, tenants=configs, strict=False)
         # Copies are told apart by their ids as validation reads them ('9 ' is message '9').
-        keys = pd.DataFrame({c: id_text(batch[c].reset_index(drop=True))[0] for c in ("tenant_id", "message_id")})
+        keys = _message_keys(batch)
         if not keys.duplicated().any():  # the common case: one validation
             return validate(batch, tenants=configs, strict=False)
         copy_number = keys.groupby(["tenant_id", "message_id"], sort=False, dropna=False).cumcount().to_numpy()

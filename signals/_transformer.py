@@ -91,17 +91,12 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
     def _signals(self) -> SignalSet:
         return self.signal_set if isinstance(self.signal_set, SignalSet) else SignalSet(self.signal_set)
 
-    def _messages(self, X: Any) -> Messages:
+    def _messages(self, X: Any, tenants: Any) -> Messages:
         if isinstance(X, Messages):
             return X
         if not isinstance(X, pd.DataFrame):
             raise ConfigError(f"BaselineSignals takes mail as a DataFrame in the message contract (or Messages). "
                               f"Got {type(X).__name__} instead.")
-        tenants = self.tenants
-        if tenants is None and getattr(self, "own_domains_", None):
-            # The own domains fit used (inferred from all of its mail): a transform batch read with its own
-            # inferences would give a message other values beside other mail than alone.
-            tenants = [TenantConfig._derived(t, d) for t, d in self.own_domains_.items() if d]
         return validate(X, tenants=tenants)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -130,8 +125,7 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
                               "which privacy mode exists to keep out of reach; score privacy-mode snapshots with "
                               "Scorer(snapshots, secrets=...) (or Scorer.from_store), or fit without privacy mode "
                               "where raw mail may be read")
-        self.own_domains_ = {}  # (a refit reads its mail afresh)
-        messages = self._messages(X)
+        messages = self._messages(X, self.tenants)
         self.own_domains_ = dict(messages.own_domains)
         if self.as_of is not None:
             as_of = _timestamp(self.as_of, "as_of", "BaselineSignals")  # (text in ISO 8601 only, as build_baselines)
@@ -163,7 +157,12 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
         array([[1., 0., 0., 0.]], dtype=float32)
         """
         check_is_fitted(self, "snapshots_")
-        messages = self._messages(X)
+        tenants = self.tenants
+        if tenants is None:
+            # The own domains fit used (inferred from all of its mail): a batch read with its own inferences would
+            # give a message other values beside other mail than alone.
+            tenants = [TenantConfig._derived(t, d) for t, d in self.own_domains_.items() if d] or None
+        messages = self._messages(X, tenants)
         signals = self._signals()
         from ._batch import SignalBatch
 
