@@ -661,7 +661,10 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 def _chunk(w: World, cal: _Calendar, p: _Params, tenant_index: int, chunk_index: int,
-           day0: int, n_days: int) -> pd.DataFrame:
+           day0: int, n_days: int, first_seen: np.ndarray) -> pd.DataFrame:
+    """One chunk's mail. ``first_seen`` is, per world address, the first time it sent benign mail in the
+    tenant's earlier chunks (int64 max if never): updated with this chunk's, so that the attacks that need
+    a long-known vendor find the vendors of every chunk before, whatever the chunk size."""
     rng = _child(p.seq, 2, tenant_index, chunk_index)
     cold_batch, cold = _cold(rng, w, cal, day0, n_days)
     initial = Batch.concat([
@@ -680,7 +683,6 @@ def _chunk(w: World, cal: _Calendar, p: _Params, tenant_index: int, chunk_index:
         def local_time(day: int, n: int) -> np.ndarray:
             return _times(rng, cal, np.full(n, day), _HOUR_CUM)
 
-        first_seen = np.full(w.n_addresses, np.iinfo(np.int64).max)
         known = benign.msg["sender"] < w.n_addresses
         np.minimum.at(first_seen, benign.msg["sender"][known], benign.msg["ts"][known])
         attacks = attack_batch(w, rng, day0=day0, n_days=n_days, days=p.days, n_benign=len(benign),
@@ -888,16 +890,18 @@ def _chunks(p: _Params, on_world=None) -> Iterator[pd.DataFrame]:
     """
     world: World | None = None
     cal: _Calendar | None = None
+    first_seen = np.zeros(0, np.int64)
     pending: pd.DataFrame | None = None
     plan = _plan(p)
     for k, (i, c, day0, n_days) in enumerate(plan):
         if world is None or world.tenant_id != p.specs[i].tenant_id:
             world = _world(p, i)
             cal = _calendar(world, p.start, p.days)
+            first_seen = np.full(world.n_addresses, np.iinfo(np.int64).max)
             if on_world is not None:
                 on_world(world)
         assert cal is not None
-        frame = _chunk(world, cal, p, i, c, day0, n_days)
+        frame = _chunk(world, cal, p, i, c, day0, n_days, first_seen)
         if pending is not None and len(pending):
             frame = pd.concat([pending, frame], ignore_index=True)
             ts = pd.DatetimeIndex(frame["timestamp"]).asi8

@@ -155,8 +155,8 @@ def attack_batch(w: World, rng: np.random.Generator, *, day0: int, n_days: int, 
 
     ``local_time(day, n)`` draws UTC timestamps in working hours of the tenant's
     time zone; ``first_seen`` is, per world address, the first time it sent benign
-    mail in this chunk (int64 max if never). The caller drops messages past the
-    end of the period.
+    mail in this chunk or the tenant's earlier ones (int64 max if never). The
+    caller drops messages past the end of the period.
     """
     batches: list[Batch] = []
     warmup = min(7, days // 2)
@@ -166,8 +166,15 @@ def attack_batch(w: World, rng: np.random.Generator, *, day0: int, n_days: int, 
         if name not in enabled:
             continue
         lam = attack_rate * n_benign * _SHARE[code] / enabled_share / _MEAN_SIZE[code]
+        first_day = day0
+        if name in ("lookalike_domain", "vendor_compromise"):
+            # These need a vendor known for a while: none before the warm-up's end. The period's incidents
+            # fall on its days after it, so a chunk takes its share of them by its days there (a chunk of
+            # the first week none, a later one more than its own mail's share): the period's expected
+            # number is the same whatever the chunk size.
+            first_day = max(day0, warmup)
+            lam *= (days / n_days) * max(0, day0 + n_days - first_day) / (days - warmup)
         n_incidents = int(rng.poisson(lam))
-        first_day = max(day0, warmup) if name in ("lookalike_domain", "vendor_compromise") else day0
         if first_day >= day0 + n_days:
             continue
         maker = _MAKERS[name]
