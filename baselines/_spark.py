@@ -499,7 +499,11 @@ def refresh_on_spark(
         job = _Job(str(store), as_of, config, tenant_configs, columns, dict(read_options or {}), chunk_rows, force,
                    ns_columns, _chosen_secrets(secrets, chosen))
         # The input's file and position, taken at the scan, break ties so the first copy of a message is kept.
-        frame = frame.withColumn(_FILE, F.input_file_name()).withColumn(_ORDER, F.monotonically_increasing_id())
+        # A file is ordered by its path, as a local read lists a directory: Spark names it by its URI, where
+        # "a b" is "a%20b" (after "a!b", where the path comes before it); "+" stays "+" in a URI path, and
+        # would decode as a space.
+        path = F.url_decode(F.replace(F.input_file_name(), F.lit("+"), F.lit("%2B")))
+        frame = frame.withColumn(_FILE, path).withColumn(_ORDER, F.monotonically_increasing_id())
         if _SOURCE not in frame.columns:  # (a Spark DataFrame given: one source)
             frame = frame.withColumn(_SOURCE, F.lit(0))
         # A tenant's rows go to one partition, or, for a tenant of more than chunk_rows rows, spread by

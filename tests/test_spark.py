@@ -247,21 +247,30 @@ def _both_engines(inputs, tmp_path: Path, configs, **options) -> dict[str, list[
     return found
 
 
-def test_spark_takes_copies_of_a_message_in_the_order_of_the_listed_files_as_locally(spark, archive, tmp_path):
+@pytest.mark.parametrize("copies, whole, listed", [
+    ("b.parquet", "a.parquet", True),  # the list [b, a]: its order, not the names'
+    ("a b.parquet", "a!b.parquet", False),  # a directory: path order (" " < "!"; a URI's "%20" > "!")
+    ("a!b.parquet", "a+b.parquet", False),  # ("+" is a path's "+", not a space)
+])
+def test_spark_takes_copies_of_a_message_in_the_order_of_the_local_read(spark, archive, tmp_path, copies, whole,
+                                                                       listed):
     # Spark ordered rows by file name, the local read by the list's order: given [b, a] with b holding copies
-    # labelled attack, the engines kept different copies and published different snapshots.
+    # labelled attack, the engines kept different copies and published different snapshots. Then a directory's
+    # files by their URI, where a local read takes them by path: names with spaces took another order.
     from commgraph.graph._readers import parquet_dataset
 
     path, configs = archive
-    whole = parquet_dataset(path / "tenant_id=tenant-03").to_table().to_pandas().assign(tenant_id="tenant-03")
-    whole.to_parquet(tmp_path / "a.parquet", index=False)
-    whole.iloc[:20].assign(label="attack", labeled_at=whole["timestamp"].iloc[:20]).to_parquet(
-        tmp_path / "b.parquet", index=False)
-    found = _both_engines([tmp_path / "b.parquet", tmp_path / "a.parquet"], tmp_path, configs)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = parquet_dataset(path / "tenant_id=tenant-03").to_table().to_pandas().assign(tenant_id="tenant-03")
+    rows.to_parquet(folder / whole, index=False)
+    rows.iloc[:20].assign(label="attack", labeled_at=rows["timestamp"].iloc[:20]).to_parquet(
+        folder / copies, index=False)
+    found = _both_engines([folder / copies, folder / whole] if listed else folder, tmp_path, configs)
     assert found["spark"] == found["local"] == [("tenant-03", "published", "")]
     local, shuffled = SnapshotStore(tmp_path / "local").load("tenant-03"), SnapshotStore(tmp_path / "spark").load(
         "tenant-03")
-    assert local.table("tenant")["n_attack"].sum() >= 20
+    assert local.table("tenant")["n_attack"].sum() >= 20  # the labelled copies came first
     assert table_differences(local, shuffled, rtol=1e-9) == [] and local.fingerprint == shuffled.fingerprint
 
 
