@@ -175,8 +175,32 @@ def _write_ipc(path: Path, table: pa.Table, *, compress: bool = False) -> None:
 
 
 def _read_ipc(path: Path) -> pa.Table:
-    # Zero-copy: buffers point into the mapped file.
-    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    """A stored Arrow file, memory-mapped (zero-copy: buffers point into the mapped file); a file that is gone
+    or is not Arrow IPC is a :class:`CorruptSnapshotError` naming it."""
+    try:
+        return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    except FileNotFoundError:
+        raise CorruptSnapshotError(f"{path} is missing; the manifest lists it: {_REPUBLISH}", reason="missing") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptSnapshotError(f"{path} cannot be read as an Arrow file ({exc}): {_REPUBLISH}",
+                                   reason="damaged") from None
+
+
+# What a reader can do about a version it cannot read.
+_REPUBLISH = "the snapshot is refused: load an earlier version or republish"
+# Loads of the current version retried when a publish moved CURRENT on and pruned the version it named
+# meanwhile (each retry follows a publish that completed: a bound, not a wait).
+_LOAD_ATTEMPTS = 5
+
+
+def _version_number(version: object, caller: str) -> int | None:
+    """A version argument as an int (None: the current version); anything else refused."""
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+        raise ConfigError(f"The 'version' parameter of {caller} must be a version number (an int >= 1, as "
+                          f"SnapshotStore.versions lists them) or None for the current one. Got {version!r} instead.")
+    return int(version)
 
 
 def _is_tenant_id(name: object) -> bool:
@@ -385,8 +409,11 @@ class SnapshotStore:
 
     def _pointer_to_nothing(self, tenant_id: str, version: int) -> CorruptSnapshotError:
         root = self._tenant_dir(tenant_id)
+        versions = self.versions(tenant_id)
+        fix = (f"load one of them by number, or republish the tenant (commgraph refresh --force) to point "
+               "CURRENT at a complete version") if versions else "republish the tenant (commgraph refresh --force)"
         return CorruptSnapshotError(f"{root / 'CURRENT'} names version {version}, whose folder is gone; versions: "
-                                    f"{self.versions(tenant_id)}", reason="missing")
+                                    f"{versions}: {fix}", reason="missing")
 
     def _next_version(self, tenant_id: str, current: int | None) -> int:
         """One more than any version number in use: folders, files with a version's name, and the one
@@ -529,10 +556,17 @@ class SnapshotStore:
         self._on_step("manifest")
 
     def _apply_retention(self, tenant_id: str, *, keep: int) -> None:
-        versions = self.versions(tenant_id)
-        for v in versions[:-self.retain]:
+        root = self._tenant_dir(tenant_id)
+        for v in self.versions(tenant_id)[:-self.retain]:
             if v != keep:
-                shutil.rmtree(self._tenant_dir(tenant_id) / f"v{v:06d}", ignore_errors=True)
+                # Out of the versions' names in one rename, then deleted: a publish killed while deleting
+                # leaves a leftover the next publish removes, never a version listed but half gone.
+                doomed = root / f".tmp-pruned-v{v:06d}-{os.getpid()}"
+                try:
+                    os.rename(root / f"v{v:06d}", doomed)
+                except FileNotFoundError:
+                    continue
+                shutil.rmtree(doomed, ignore_errors=True)
 
     # ------------------------------------------------------------------ load
     def manifest(self, tenant_id: str, version: int | None = None) -> dict[str, Any]:
@@ -558,9 +592,10 @@ class SnapshotStore:
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
         except FileNotFoundError:
-            raise CorruptSnapshotError(f"{folder} has no manifest.json", reason="missing") from None
+            raise CorruptSnapshotError(f"{folder} has no manifest.json: {_REPUBLISH}", reason="missing") from None
         except ValueError as exc:  # not JSON, or not text
-            raise CorruptSnapshotError(f"{folder} has no readable manifest.json ({exc})", reason="damaged") from None
+            raise CorruptSnapshotError(f"{folder} has no readable manifest.json ({exc}): {_REPUBLISH}",
+                                       reason="damaged") from None
         if not isinstance(manifest, dict):
             raise CorruptSnapshotError(f"{folder / 'manifest.json'} holds a JSON {type(manifest).__name__}, not an "
                                        "object", reason="damaged")
@@ -570,8 +605,7 @@ class SnapshotStore:
         # Manifests written before the check existed have no digest and are read as they are.
         if "manifest_sha256" in manifest and manifest["manifest_sha256"] != _manifest_digest(manifest):
             raise CorruptSnapshotError(f"{folder / 'manifest.json'} fails its SHA-256 checksum: its content was "
-                                       "changed after publishing; the snapshot is refused: load an earlier version "
-                                       "or republish", reason="checksum")
+                                       f"changed after publishing; {_REPUBLISH}", reason="checksum")
         schema = manifest.get("schema_version")
         if schema != SCHEMA_VERSION:
             known = isinstance(schema, int) and not isinstance(schema, bool)
@@ -601,7 +635,8 @@ class SnapshotStore:
             if not folder.is_dir():
                 raise self._pointer_to_nothing(tenant_id, version)
             return version, folder
-        folder = root / f"v{int(version):06d}"
+        version = _version_number(version, "SnapshotStore")
+        folder = root / f"v{version:06d}"
         if not folder.is_dir():
             raise CommGraphError(f"tenant {tenant_id!r} has no version {version}; versions: "
                                  f"{self.versions(tenant_id)}")
@@ -643,17 +678,64 @@ class SnapshotStore:
         >>> store.load("acme", 1, verify=False)
         Snapshot('acme' as of 2024-05-04 00:00 UTC: 2 senders, 3 pairs, 3 mailboxes)
         """
-        version, folder = self._locate(tenant_id, version)
-        manifest = self.manifest(tenant_id, version)
+        return self.load_numbered(tenant_id, version, verify=verify)[1]
+
+    def load_numbered(self, tenant_id: str, version: int | None = None, *, verify: bool = True
+                      ) -> tuple[int, Snapshot]:
+        """:meth:`load`, with the number of the version loaded (the current one's as ``CURRENT`` named it).
+
+        A publish may prune the current version between reading ``CURRENT``
+        and mapping its files (retention may keep as few as one): the version
+        ``CURRENT`` names then is loaded instead, so a reader gets the old
+        version or the new one, never an error for a race.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from commgraph.baselines._snapshot import _example
+        >>> store = SnapshotStore(tempfile.mkdtemp(), retain=1)
+        >>> _ = store.publish(_example()); _ = store.publish(_example())
+        >>> store.load_numbered("acme")[0], store.versions("acme")
+        (2, [2])
+        """
+        version = _version_number(version, "SnapshotStore.load")
+        if version is not None:
+            return version, self._load(tenant_id, version, verify)
+        for _ in range(_LOAD_ATTEMPTS - 1):
+            current = self.current(tenant_id)
+            if current is None:
+                break
+            try:
+                return current, self._load(tenant_id, current, verify)
+            except CommGraphError:
+                if self.current(tenant_id) == current:  # not a publish moving on: the version's own problem
+                    raise
+        current = self.current(tenant_id)
+        if current is None:
+            raise CommGraphError(f"tenant {tenant_id!r} has no published snapshot in this store")
+        return current, self._load(tenant_id, current, verify)
+
+    def _load(self, tenant_id: str, version: int, verify: bool) -> Snapshot:
+        folder = self._tenant_dir(tenant_id) / f"v{version:06d}"
+        if not folder.is_dir():
+            if self.current(tenant_id) == version:
+                raise self._pointer_to_nothing(tenant_id, version)
+            raise CommGraphError(f"tenant {tenant_id!r} has no version {version}; versions: "
+                                 f"{self.versions(tenant_id)}")
+        manifest = self._read_manifest(tenant_id, folder)
         files = manifest["files"]
         for filename, expected in files.items():
             path = folder / filename
+            try:
+                digest = _sha256(path) if verify else None
+            except FileNotFoundError:
+                digest = None
             if not path.exists():
-                raise CorruptSnapshotError(f"{path} is missing; the manifest lists it", reason="missing")
-            if verify and _sha256(path) != expected:
+                raise CorruptSnapshotError(f"{path} is missing; the manifest lists it: {_REPUBLISH}",
+                                           reason="missing")
+            if verify and digest != expected:
                 raise CorruptSnapshotError(f"{path} fails its SHA-256 checksum (manifest {expected[:12]}...); "
-                                           "the snapshot is refused: load an earlier version or republish",
-                                           reason="checksum")
+                                           f"{_REPUBLISH}", reason="checksum")
         tables = {t: _read_ipc(folder / f"{t}.arrow") for t in TABLES}
         indexes = {}
         for t in TABLES:
@@ -670,7 +752,7 @@ class SnapshotStore:
                 now = self._read_manifest(tenant_id, folder)["files"]
                 if {f: now.get(f) for f in state_files} == state_files:
                     return {f[len("state."):-len(".arrow")]: _read_ipc(folder / f) for f in state_files}
-            except (CorruptSnapshotError, FileNotFoundError):
+            except (CorruptSnapshotError, FileNotFoundError):  # (_read_ipc: a CorruptSnapshotError)
                 pass
             raise CommGraphError(f"version {version} of tenant {tenant_id!r} was pruned (or replaced) in "
                                  f"{self.path} since it was loaded, and a refresh reads its state then; load the "

@@ -207,12 +207,17 @@ def run_inspect_command(args: argparse.Namespace) -> int:
                 store.load(tenant, version, verify=True)
                 checksum = "ok"
             except CommGraphError as exc:
+                if version != current and version not in store.versions(tenant):
+                    continue  # pruned by a publish since it was listed: no version of the store any more
                 checksum = f"FAILED: {exc}"
                 bad += 1
             counts = manifest.get("row_counts", {})
             folder = next((d for d in (Path(args.store) / tenant).glob("v*")
                            if d.is_dir() and d.name[1:].isdigit() and int(d.name[1:]) == version), None)
-            size = sum(f.stat().st_size for f in folder.iterdir()) if folder is not None else 0
+            try:
+                size = sum(f.stat().st_size for f in folder.iterdir()) if folder is not None else 0
+            except FileNotFoundError:  # (pruned meanwhile, after it was read)
+                size = 0
             rows.append({
                 "tenant_id": tenant, "version": version, "current": "*" if version == current else "",
                 "as_of": manifest.get("as_of"), "size_mib": round(size / 2**20, 2),

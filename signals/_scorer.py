@@ -360,8 +360,7 @@ class Scorer:
         versions, snapshots, failures = {}, {}, {}
         for t in wanted:
             try:
-                versions[t] = store.current(t)
-                snapshots[t] = store.load(t, versions[t], verify=verify)
+                versions[t], snapshots[t] = store.load_numbered(t, verify=verify)  # (a publish may prune it)
             except CommGraphError as exc:
                 # Asked for by name, or written by a newer commgraph (every tenant will be, in a rollout):
                 # serving without it is not what was asked.
@@ -429,7 +428,10 @@ class Scorer:
         with self._reload_lock:  # one reload at a time; scoring never waits for it
             self._keyings = {**self._keyings, **given}
             current = self._loaded
-            wanted = self._tenants if self._tenants is not None else self._store.tenants()
+            # The whole store: its tenants now, and those served that it no longer lists (a pointer removed, a
+            # folder moved away), which keep their snapshot with a warning below as named tenants do.
+            wanted = self._tenants if self._tenants is not None else sorted(
+                set(self._store.tenants()) | set(current.views))
             versions, failed = {}, {}
             for t in wanted:  # a damaged pointer is that tenant's failure (it keeps what it served), not all's
                 try:
@@ -445,7 +447,8 @@ class Scorer:
             loaded = []
             for t in changed:
                 try:
-                    snap = self._store.load(t, versions[t], verify=getattr(self, "_verify", True))
+                    # (the version CURRENT names when loaded: a publish may have pruned the one read above)
+                    versions[t], snap = self._store.load_numbered(t, verify=getattr(self, "_verify", True))
                     views[t] = _prepare(SnapshotView(snap, secret=self._keyings.get(t)))
                     if self._overlay.as_of is not None and not _hold_state(views[t], t):  # (observing: refreshed)
                         self._stateless[id(views[t])] = views[t]

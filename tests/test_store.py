@@ -380,8 +380,8 @@ def test_load_reads_current_once_so_a_publish_meanwhile_never_mixes_versions(tmp
     assert not late.equals(early)
 
     class PublishMeanwhile(SnapshotStore):
-        def manifest(self, tenant_id, version=None):
-            manifest = super().manifest(tenant_id, version)
+        def _read_manifest(self, tenant_id, folder):
+            manifest = super()._read_manifest(tenant_id, folder)
             if not getattr(self, "raced", False):
                 self.raced = True
                 SnapshotStore(self.path).publish(late)  # another process's publish lands here
@@ -395,6 +395,124 @@ def test_load_reads_current_once_so_a_publish_meanwhile_never_mixes_versions(tmp
         assert store.current(tenant) == before + 1  # the publish did land
         assert loaded.as_of == early.as_of and loaded.equals(early), verify
         SnapshotStore(tmp_path).publish(early)
+
+
+def test_a_load_while_a_publish_prunes_the_current_version_loads_the_new_one(tmp_path, mail, snaps) -> None:
+    # With retain=1 a publish deletes the version a reader has just read CURRENT for: load() raised a bare
+    # FileNotFoundError (or a CorruptSnapshotError that read as damage), and Scorer.from_store then failed
+    # for every tenant of the store.
+    from commgraph.signals import Scorer
+
+    tenant, early = next(iter(snaps.items()))
+    late = refresh(early, mail, as_of="2025-01-14T17:00Z")
+
+    class PruneMeanwhile(SnapshotStore):
+        def _read_manifest(self, tenant_id, folder):
+            if not getattr(self, "raced", False):  # between reading CURRENT and reading the version
+                self.raced = True
+                SnapshotStore(self.path, retain=1).publish(late)
+            return super()._read_manifest(tenant_id, folder)
+
+    def store_versions(path):
+        return SnapshotStore(path).versions(tenant)
+
+    for verify in (True, False):
+        SnapshotStore(tmp_path, retain=1).publish(early)
+        version, loaded = PruneMeanwhile(tmp_path).load_numbered(tenant, verify=verify)
+        assert loaded.equals(late) and version == store_versions(tmp_path)[-1], verify
+        assert PruneMeanwhile(tmp_path).load(tenant, verify=verify).equals(late)
+        SnapshotStore(tmp_path, retain=1).publish(early)
+        scorer = Scorer.from_store(PruneMeanwhile(tmp_path), verify=verify)
+        assert scorer.snapshot(tenant).equals(late) and scorer.versions[tenant] == store_versions(tmp_path)[-1]
+
+
+def test_a_publish_killed_while_pruning_leaves_no_version_half_deleted(tmp_path, snaps, monkeypatch) -> None:
+    # Retention deleted a version's files in place: killed midway, the store listed a version with no
+    # manifest, every load of it failed, and `commgraph inspect` reported damage until the next publish.
+    import commgraph.baselines._store as store_module
+
+    tenant, snap = next(iter(snaps.items()))
+    store = SnapshotStore(tmp_path, retain=1)
+    store.publish(snap)
+
+    def killed(path, ignore_errors=False):
+        (Path(path) / "manifest.json").unlink()
+        raise KeyboardInterrupt  # the process dies with the folder half deleted
+
+    monkeypatch.setattr(store_module.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.publish(snap)
+    monkeypatch.undo()
+    assert store.versions(tenant) == [2] and all(store.load(tenant, v) is not None for v in store.versions(tenant))
+    store.publish(snap)  # the leftover goes with the next publish
+    assert not list((tmp_path / tenant).glob(".tmp-*")) and store.versions(tenant) == [3]
+
+
+def test_an_unreadable_file_is_named_even_unverified(tmp_path, snaps) -> None:
+    # verify=False mapped the files without a check: a damaged one raised pyarrow's "Not an Arrow file",
+    # naming no file, and Scorer.from_store(verify=False) failed for every tenant.
+    from commgraph.signals import ReloadWarning, Scorer
+
+    store = SnapshotStore(tmp_path)
+    for snap in snaps.values():
+        store.publish(snap)
+    damaged, kept = sorted(snaps)
+    (tmp_path / damaged / "v000001" / "pair.arrow").write_bytes(b"not arrow at all")
+    with pytest.raises(CorruptSnapshotError, match="pair.arrow cannot be read as an Arrow file") as info:
+        store.load(damaged, verify=False)
+    assert info.value.reason == "damaged"
+    with pytest.warns(ReloadWarning, match=f"tenant {damaged!r} is not served"):
+        scorer = Scorer.from_store(store, verify=False)
+    assert scorer.tenants == [kept]
+
+
+@pytest.mark.parametrize("version", ["abc", 1.5, True, 0])
+def test_a_version_must_be_a_version_number(tmp_path, snaps, version) -> None:
+    # "abc" raised int()'s ValueError; 1.5 and True loaded version 1.
+    tenant, snap = next(iter(snaps.items()))
+    store = SnapshotStore(tmp_path)
+    store.publish(snap), store.publish(snap)
+    for call in (store.load, store.manifest):
+        with pytest.raises(ConfigError, match="'version' parameter .* must be a version number"):
+            call(tenant, version)
+
+
+def test_a_whole_store_reload_keeps_serving_a_tenant_whose_pointer_vanished(tmp_path, snaps) -> None:
+    # Scorer.reload() over the whole store dropped the tenant without a word (every batch with its mail
+    # failing from then on), where a scorer of named tenants kept it and warned.
+    from commgraph.signals import ReloadWarning, Scorer
+
+    store = SnapshotStore(tmp_path)
+    for snap in snaps.values():
+        store.publish(snap)
+    gone, kept = sorted(snaps)
+    scorers = Scorer.from_store(store), Scorer.from_store(store, tenants=sorted(snaps))
+    (tmp_path / gone / "CURRENT").unlink()
+    for scorer in scorers:
+        with pytest.warns(ReloadWarning, match=repr(gone)):
+            assert scorer.reload() == []
+        assert scorer.tenants == sorted(snaps) and scorer.snapshot(gone).equals(snaps[gone])
+
+
+def test_inspect_skips_a_version_pruned_while_it_runs(tmp_path, snaps, monkeypatch, capsys) -> None:
+    # A publish pruning a version that inspect had listed made it report "FAILED" and exit 1 (a monitoring
+    # alarm) although every version left was intact.
+    from commgraph.signals._cli import main
+
+    tenant, snap = next(iter(snaps.items()))
+    for _ in range(3):
+        SnapshotStore(tmp_path, retain=3).publish(snap)
+    real = SnapshotStore.manifest
+
+    def prune_first(self, tenant_id, version=None):
+        if version == 1 and (tmp_path / tenant_id / "v000001").exists():
+            SnapshotStore(tmp_path, retain=3).publish(snap)  # another process's publish prunes version 1
+        return real(self, tenant_id, version)
+
+    monkeypatch.setattr(SnapshotStore, "manifest", prune_first)
+    assert main(["inspect", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "FAILED" not in out and out.count(tenant) == 2  # versions 2 and 3 (4 came after the listing)
 
 
 def test_a_failed_publish_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
