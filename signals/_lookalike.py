@@ -67,6 +67,12 @@ _DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
 # Digits that imitate letters (Unicode lists 0 ~ O and 1 ~ l); domains are lower case.
 _DIGITS = {"0": "o", "1": "l"}
 _DIGIT_TABLE = str.maketrans(_DIGITS)
+# What the Unicode data reads otherwise than a domain shows it. The small palochka is read as "i" (through
+# the dotless i), but fonts draw it full height, as "l": the homograph of apple.com registered to show the
+# attack is xn--80ak6aa92e.com, "аррӏе" (IDNA lowers the capital palochka, which the data reads "l", to it).
+_CHARACTERS = {"\u04cf": "l"}
+# Letters drawn as one ("rn" ~ "m" is in the data; "vv" ~ "w", as common in look-alikes, is not).
+_SEQUENCES = {"vv": "w"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,13 +87,18 @@ def _tables() -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
                              key=lambda g: (len(g), g))
         if not ascii_forms:
             continue
-        single = next((g for g in ascii_forms if len(g) == 1 and g.isalpha()), ascii_forms[0])
+        # The letter a group reads as: one written in lower case first. A capital lowered reads as another
+        # letter (the group of "l" holds "I", whose "i" took it); a group of capitals alone is lowered.
+        written = sorted(g for g in group if len(g) == 1 and g in _DOMAIN_CHARS and g.isalpha())
+        single = next(iter(written), next((g for g in ascii_forms if len(g) == 1 and g.isalpha()), ascii_forms[0]))
         for g in group:
             if len(g) == 1 and not g.isascii():
                 chars.setdefault(g, single)
             elif len(g) > 1 and g.isascii() and g.lower() != single and len(single) == 1 \
                     and set(g.lower()) <= _DOMAIN_CHARS and g.lower().isalpha():
                 sequences.setdefault(g.lower(), single)
+    chars.update(_CHARACTERS)
+    sequences.update(_SEQUENCES)
     # Longest sequences first, so that a fold never splits a longer one.
     ordered = tuple(sorted(sequences.items(), key=lambda kv: (-len(kv[0]), kv[0])))
     return chars, ordered

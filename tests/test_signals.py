@@ -94,6 +94,32 @@ def test_cyrillic_lookalike_of_the_own_domain(snapshots) -> None:
     assert s["lookalike_domain_distance"] == 0 and s["lookalike_domain_is_close"] == 1
 
 
+@pytest.mark.parametrize("domain, reads", [
+    ("xn--80ak6aa92e.com", "apple.com"),  # аррӏе.com: the small palochka, drawn as "l"
+    ("app\u2113e.com", "apple.com"), ("app\u217ce.com", "apple.com"), ("app\u01c0e.com", "apple.com"),
+    ("vvells.com", "wells.com"), ("rnicrosoft.com", "microsoft.com"), ("\u0456nfo.com", "info.com"),
+])
+def test_characters_drawn_as_l_read_as_l(domain, reads) -> None:
+    # Every character Unicode lists with "l" read as "i": the group of "l" holds a capital "I", whose lower
+    # case took it; a homograph of an "l" then stood 1 edit away per letter, and four made it no look-alike.
+    assert skeleton(domain) == reads
+
+
+def test_a_homograph_of_a_known_contact_with_every_l_replaced_is_close() -> None:
+    from commgraph.signals import Scorer
+
+    tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    history = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["h1", "h2"], "sender": "bob@acme.com",
+                                     "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z"],
+                                     "recipients": "ann@allwellhealth.com"}), tenants=tenants)
+    scorer = Scorer(build_baselines(history, as_of="2024-05-04"), tenant_configs=tenants)
+    message = {"tenant_id": "acme", "message_id": "x", "timestamp": "2024-05-04T10:00Z",
+               "sender": "eve@a\u04cf\u04cfwe\u04cf\u04cfhealth.com", "recipients": "bob@acme.com"}
+    one, batch = scorer.score_one(message), scorer.score(pd.DataFrame([message])).iloc[0]
+    for s in (one, batch):
+        assert s["lookalike_domain_distance"] == 0 and s["lookalike_domain_is_close"] == 1
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(-10**15, 10**15), st.one_of(st.none(), st.integers(-10**15, 10**15))),
                 max_size=30), st.sampled_from([0.0, float("nan")]))
