@@ -174,6 +174,10 @@ def _normalise_domain(domain: str) -> tuple[str | None, str | None]:
     domain = domain.lower()
     if not _HOSTNAME_RE.fullmatch(domain):
         return None, "domain is not a host name with at least two labels"
+    if domain.rpartition(".")[2].isdigit():
+        # No top-level domain is a number: an IP address (as [1.2.3.4] is), whose "registrable domain" would
+        # be its last two numbers, one domain for unrelated hosts.
+        return None, "domain ends in a number: an IP address or a name without its top-level domain"
     return domain, None
 
 
@@ -372,7 +376,7 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     simple = _fullmatch(lowered, _SIMPLE) & _is_ascii(stripped)
     local_part, domain_part = _split_at(lowered)
     local_ok = local_part.str.len().between(1, 64).to_numpy(dtype=bool, na_value=False)
-    domain_ok = _fullmatch(domain_part, _HOSTNAME)
+    domain_ok = _fullmatch(domain_part, _HOSTNAME) & ~_fullmatch(domain_part, r".*\.[0-9]+")  # (no numeric TLD)
     fast = simple & local_ok & domain_ok & (lowered.str.len() <= _MAX_ADDRESS).to_numpy(dtype=bool, na_value=False)
     if fold_plus:
         fast &= ~lowered.str.contains("+", regex=False).to_numpy(dtype=bool, na_value=False)

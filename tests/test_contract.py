@@ -98,6 +98,8 @@ def test_empty_recipients_are_refused(empty):
     ("a@b@c.com", "more than one '@'"),
     ("ann@localhost", "domain is not a host name with at least two labels"),
     ("no-at-sign", "no '@'"),
+    # An IP address was taken for a host name: x@10.0.3.4 and y@192.168.3.4 one sender domain, "3.4".
+    ("x@10.0.3.4", "domain ends in a number"), ("Ann <a@acme.123>", "domain ends in a number"),
 ])
 def test_invalid_sender_forms_are_refused_with_the_reason(bad, problem):
     raw = frame(sender=["ann@acme.com", bad, "ann@acme.com"])
