@@ -270,7 +270,7 @@ def _recipient_list(value: Any, column: str) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple, np.ndarray)):
         return _recipient_list(_as_text(value), column)
     items = [_as_text(v) for v in value if not _is_missing(v)]
-    if any(";" in t or "," in t for t in items):  # validation then splits every item as a list
+    if any(";" in t or "," in t or ":" in t for t in items):  # validation then splits every item as a list
         raws = [e for t in items for e in _entries(t)]
     else:
         raws = [e for e in (t.strip() for t in items) if e]

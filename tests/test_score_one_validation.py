@@ -108,6 +108,8 @@ def test_header_forms_give_the_address_in_brackets_and_the_decoded_name(acme, se
     ("Legal: di@acme.com;", ["di@acme.com"]),
     ("undisclosed-recipients:; cy@acme.com", ["cy@acme.com"]),
     ("Meeting 10:30 <cy@acme.com>, Legal:di@acme.com;", ["cy@acme.com", "di@acme.com"]),
+    (["Board: cy@acme.com"], ["cy@acme.com"]),  # a group as one item of a list (score_one refused it)
+    (["di@acme.com", "Legal: cy@acme.com;"], ["di@acme.com", "cy@acme.com"]),
 ])
 def test_groups_give_their_members_as_validation_reads_them(acme, recipients, expected) -> None:
     assert_one_equals_batch(acme, _message(recipients=recipients))
