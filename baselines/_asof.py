@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ._build import _outcomes
-from ._config import BaselineConfig
+from ._config import BaselineConfig, duration_ns
 from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, domain_heads
 from ._pointintime import (NAT, QueryOrder, Timeline, code_order, dense_codes, merge_search, outcome_events,
                            subset_order)
@@ -118,8 +118,8 @@ class AsOfTables:
         self.edir = self.direction[self.edge_message]
         self.n_addr = len(self.addresses)
         self.n_dom = len(self.domains)
-        self.windows = {n: int(w.total_seconds()) * 10**9 for n, w in zip(config.window_names, config.windows)}
-        self.half_life = int(config.half_life.total_seconds() * 10**9)
+        self.windows = {n: duration_ns(w) for n, w in zip(config.window_names, config.windows)}
+        self.half_life = duration_ns(config.half_life)
 
     # ------------------------------------------------------------------ timelines, built on first use
     @cached_property
@@ -301,11 +301,11 @@ class AsOfTables:
     @cached_property
     def _first_time_inbound(self) -> np.ndarray:
         """Per inbound edge (edge order), True where a recipient's first-time inbound count grows: the first inbound
-        edge of a pair whose first edge came with its sender's first message."""
+        edge of a pair, when it came with its sender's first message."""
         inbound = self.edir == INBOUND
-        edge, code = self._first_in_pairs(inbound)
+        edge, _ = self._first_in_pairs(inbound)
         sender = self._sender
-        keep = self._pair_first[code] == sender.times[sender.starts[self.es[edge]]]
+        keep = self.ets[edge] == sender.times[sender.starts[self.es[edge]]]
         flags = np.zeros(len(self.ets), bool)  # a byte per edge: its prefix gathers bytes, not int64
         flags[edge[keep]] = True
         return flags[inbound]
@@ -357,7 +357,7 @@ class AsOfTables:
 
     @cached_property
     def _settle_delay(self) -> int:
-        return int(self.config.settle_delay.total_seconds() * 10**9)
+        return duration_ns(self.config.settle_delay)
 
     @cached_property
     def _outcome_timelines(self) -> dict[str, tuple[Timeline, np.ndarray, Timeline, np.ndarray]]:

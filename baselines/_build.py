@@ -17,7 +17,7 @@ import pyarrow as pa
 from commgraph.graph import ConfigError, Messages, stable_key
 from commgraph.graph._timestamps import iso_instant
 
-from ._config import BaselineConfig
+from ._config import BaselineConfig, duration_ns, prior_pair
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
 from ._smoothing import _distinct_pairs, beta_quantile, fit_summary_list, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
@@ -30,12 +30,8 @@ __all__ = ["build_baselines", "refresh", "refresh_many", "DEFAULT_PRIOR"]
 DEFAULT_PRIOR = (1.0, 1.0)
 
 
-def _ns(td: Any) -> int:
-    return int(pd.Timedelta(td).value)
-
-
 def _windows(config: BaselineConfig) -> tuple[int, ...]:
-    return tuple(_ns(w) for w in config.windows)
+    return tuple(duration_ns(w) for w in config.windows)
 
 
 def _timestamp(value: Any, name: str, caller: str) -> pd.Timestamp:
@@ -258,8 +254,8 @@ def _states(evs: Iterable[TenantEvents], as_of: int, config: BaselineConfig
             ) -> list[tuple[TenantState, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]]:
     """Each tenant's state built from its events, its tables (derived together) and its own priors."""
     states = [TenantState.build(ev.tenant_id, ev.rows, as_of=as_of, windows=_windows(config),
-                                settle_delay=_ns(config.settle_delay), half_life=_ns(config.half_life), names=ev.names,
-                                fingerprint=ev.fingerprint, groupings=ev.groupings) for ev in evs]
+                                settle_delay=duration_ns(config.settle_delay), half_life=duration_ns(config.half_life),
+                                names=ev.names, fingerprint=ev.fingerprint, groupings=ev.groupings) for ev in evs]
     return [(state, tables, _tenant_priors(tables, config, summarise=config.global_prior is None))
             for state, tables in zip(states, derive_many(states, config))]
 
@@ -565,8 +561,13 @@ def _given_globals(snapshot: Snapshot, global_prior: Mapping[str, Any] | None, c
             raise ConfigError(f"The 'global_prior' parameter of {caller} must map entity kinds "
                               f"({', '.join(map(repr, globals_))}) to priors. Got kinds {unknown} instead.")
         for kind, prior in global_prior.items():
-            globals_[kind] = {"alpha": float(prior["alpha"]), "beta": float(prior["beta"]),
-                              "source": prior.get("source", "given")}
+            pair = prior_pair(prior)
+            if pair is None:
+                raise ConfigError(f"The 'global_prior' parameter of {caller} must give each kind a prior of finite "
+                                  f"numbers > 0, as {{'alpha': 9.0, 'beta': 1.0}} or (9.0, 1.0). Got {prior!r} for "
+                                  f"{kind!r} instead.")
+            source = prior.get("source", "given") if isinstance(prior, Mapping) else "given"
+            globals_[kind] = {"alpha": pair[0], "beta": pair[1], "source": source}
     return globals_
 
 
@@ -610,7 +611,8 @@ def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
     batches: dict[tuple[tuple[int, ...], int, int], list[str]] = {}
     for tenant, snapshot in snapshots.items():
         config = snapshot.config
-        batches.setdefault((_windows(config), _ns(config.settle_delay), _ns(config.half_life)), []).append(tenant)
+        schedule = (_windows(config), duration_ns(config.settle_delay), duration_ns(config.half_life))
+        batches.setdefault(schedule, []).append(tenant)
     advanced: dict[str, TenantState] = {}
     for (windows, settle_delay, half_life), tenants in batches.items():
         evs = [events.get(t) or TenantEvents(t, empty_events(), {}, 0) for t in tenants]

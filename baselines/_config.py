@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import datetime as _dt
+import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from typing import Any, Literal, Mapping
 
+import numpy as np
 import pandas as pd
 
 from commgraph.graph import ConfigError
@@ -25,6 +28,30 @@ LABEL_POLICIES: tuple[str, ...] = ("presume_safe", "ignore")
 _CALLER = "BaselineConfig"
 _SHORT = re.compile(r"^(-?\d+)\s*([dhms])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def prior_pair(value: Any) -> tuple[float, float] | None:
+    """A Beta prior as ``(alpha, beta)``, from a pair or a mapping with ``alpha`` and ``beta`` (the form of
+    :attr:`Snapshot.priors <commgraph.baselines.Snapshot.priors>`, ``source`` allowed beside them); None unless
+    both are finite numbers > 0.
+
+    Examples
+    --------
+    >>> prior_pair([9, 1]), prior_pair({"alpha": 9.0, "beta": 1.0, "source": "pooled"})
+    ((9.0, 1.0), (9.0, 1.0))
+    >>> prior_pair((-1, 1)), prior_pair({"alpha": 1.0}), prior_pair([float("nan"), 1.0]), prior_pair("9,1")
+    (None, None, None, None)
+    """
+    if isinstance(value, Mapping):
+        if not {"alpha", "beta"} <= set(value) <= {"alpha", "beta", "source"}:
+            return None
+        value = (value["alpha"], value["beta"])
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray) or len(value) != 2:
+        return None
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+               and math.isfinite(v) and v > 0 for v in value):
+        return None
+    return float(value[0]), float(value[1])
 
 
 def _error(name: str, allowed: str, got: Any) -> ConfigError:
@@ -90,7 +117,8 @@ class BaselineConfig:
     credible_level : float, default 0.95
         Level of the one-sided lower credible bound of the likelihoods.
     global_prior : tuple of (float, float), optional
-        The Beta(alpha, beta) prior cold-start tenants borrow. Empty: fitted on
+        The Beta(alpha, beta) prior cold-start tenants borrow (finite, > 0; a
+        mapping with ``alpha`` and ``beta`` is read as the pair). Empty: fitted on
         the pooled entities of every tenant in the build, or (1, 1) when too few.
 
     Examples
@@ -152,11 +180,11 @@ class BaselineConfig:
         object.__setattr__(self, "credible_level", float(level))
         prior = self.global_prior
         if prior is not None:
-            ok = (not isinstance(prior, str) and hasattr(prior, "__len__") and len(prior) == 2
-                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in prior))
-            if not ok:
-                raise _error("global_prior", "a pair of floats (alpha, beta) > 0, or omitted", prior)
-            object.__setattr__(self, "global_prior", (float(prior[0]), float(prior[1])))
+            pair = prior_pair(prior)
+            if pair is None:
+                raise _error("global_prior", "a pair of finite numbers (alpha, beta) > 0, e.g. [9.0, 1.0] (in "
+                                             "TOML also {alpha = 9.0, beta = 1.0}), or omitted", prior)
+            object.__setattr__(self, "global_prior", pair)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -188,13 +216,7 @@ class BaselineConfig:
         if unknown:
             raise ConfigError(f"unknown field {unknown[0]!r} in {_CALLER}; allowed fields are "
                               + ", ".join(repr(n) for n in names))
-        values = dict(data)
-        if "global_prior" in values and values["global_prior"] is not None:
-            if isinstance(values["global_prior"], (str, bytes)) or not hasattr(values["global_prior"], "__iter__"):
-                raise ConfigError(f"The 'global_prior' parameter of {_CALLER} must be None or a pair of positive "
-                                  f"numbers (alpha, beta), e.g. [9.0, 1.0]. Got {values['global_prior']!r} instead.")
-            values["global_prior"] = tuple(values["global_prior"])
-        return cls(**values)
+        return cls(**data)
 
     @classmethod
     def from_toml(cls, path: str | PathLike) -> "BaselineConfig":
@@ -245,6 +267,18 @@ class BaselineConfig:
         True
         """
         return dataclasses.replace(self, **changes)
+
+
+def duration_ns(td: _dt.timedelta) -> int:
+    """A configured duration in nanoseconds, exactly (``total_seconds()`` is a float: 1.001 s became
+    1,000,999,999 ns, one build and backfill then reading the same setting 1 ns apart).
+
+    Examples
+    --------
+    >>> duration_ns(_dt.timedelta(seconds=1, milliseconds=1)), duration_ns(_dt.timedelta(days=7))
+    (1001000000, 604800000000000)
+    """
+    return (td.days * 86_400 + td.seconds) * 10**9 + td.microseconds * 1_000
 
 
 def _window_name(td: _dt.timedelta) -> str:

@@ -18,8 +18,8 @@ import pandas as pd
 
 from commgraph.graph import CommGraphError
 
-from ._build import _finish, _global_priors, _ns, _tenant_priors, _windows
-from ._config import BaselineConfig
+from ._build import _finish, _global_priors, _tenant_priors, _windows
+from ._config import BaselineConfig, duration_ns
 from ._events import TenantEvents
 from ._snapshot import Snapshot
 from ._state import TenantState
@@ -84,7 +84,7 @@ def no_usable_mail(tenant_id: str, counts: dict[str, Any]) -> NoUsableMail:
 def partial_state(events: TenantEvents, *, as_of: pd.Timestamp, config: BaselineConfig) -> TenantState:
     """The state of one piece of a tenant's mail, with the aggregate code of a whole build."""
     return TenantState.build(events.tenant_id, events.rows, as_of=as_of.value, windows=_windows(config),
-                             settle_delay=_ns(config.settle_delay), half_life=_ns(config.half_life),
+                             settle_delay=duration_ns(config.settle_delay), half_life=duration_ns(config.half_life),
                              names=events.names, fingerprint=events.fingerprint)
 
 

@@ -390,6 +390,13 @@ def _state_from_arrow(tenant_id: str, tables: Mapping[str, pa.Table]) -> TenantS
     if tables is None:
         raise ConfigError("this snapshot carries no refresh state")
     lifetime = {name: _agg_from_arrow(tables[f"lifetime.{name}"])[0] for name in LIFETIME_TABLES}
+    pair = lifetime["pair"]
+    if "first_inbound" not in pair.values:
+        # A state written before pairs kept their first inbound time: a pair with inbound mail began with it,
+        # as that commgraph counted first-time senders (a full build counts them exactly).
+        pair.values["first_inbound"] = np.where(pair.values["n_inbound"] > 0, pair.values["first_seen"],
+                                                np.iinfo(np.int64).max)
+        pair.reducers["first_inbound"] = "min"
     windows: dict[str, dict[str, KeyedAggregate]] = {}
     for part, table in tables.items():
         if part.startswith("window."):

@@ -208,9 +208,12 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
     ts = ev["timestamp"]
     direction = ev["direction"]
     g_recipient = grouping("recipient_key")
+    # (first_inbound: whether the pair began with its sender's first message sent from outside, for the
+    # recipients' first-time senders; a sender's internal mail before does not make it one)
     pair_values = {"n_messages": ew.astype(np.int64), "first_seen": np.where(ew, ts, _INT64_MAX),
                    "last_seen": np.where(ew, ts, _INT64_MIN), **_label_values(ev, cutoff),
-                   "n_inbound": ew & (direction == INBOUND)}
+                   "n_inbound": ew & (direction == INBOUND),
+                   "first_inbound": np.where(ew & (direction == INBOUND), ts, _INT64_MAX)}
     aggs["pair"] = g_sender_e.combine(g_recipient).aggregate(pair_values, _reducers(pair_values))
     mailbox = np.flatnonzero(direction != OUTBOUND)  # the recipient is one of the tenant's mailboxes
     sub = {c: ev[c][mailbox] for c in ("timestamp", "label", "is_message", "direction", "presumed", LABEL_SIGN)

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ._aggregate import KeyedAggregate
-from ._config import BaselineConfig
+from ._config import BaselineConfig, duration_ns
 from ._events import mix64
 from ._columns import COLUMNS, Hours, Lists, Names, Timestamps, Values, lists as list_columns
 from ._segments import Factorized, align, count_by, owners, runs, union
@@ -125,7 +125,7 @@ def derive_tables(state: TenantState, config: BaselineConfig) -> dict[str, dict[
     --------
     >>> from commgraph.baselines._events import empty_events
     >>> config = BaselineConfig()
-    >>> windows = tuple(int(w.total_seconds()) * 10**9 for w in config.windows)
+    >>> windows = tuple(duration_ns(w) for w in config.windows)
     >>> state = TenantState.build("t", empty_events(), as_of=0, windows=windows, settle_delay=1, half_life=1,
     ...                           names=None, fingerprint=0)
     >>> tables = derive_tables(state, config)
@@ -162,7 +162,7 @@ def derive_many(states: Sequence[TenantState], config: BaselineConfig) -> list[d
     --------
     >>> from commgraph.baselines._events import empty_events
     >>> config = BaselineConfig()
-    >>> windows = tuple(int(w.total_seconds()) * 10**9 for w in config.windows)
+    >>> windows = tuple(duration_ns(w) for w in config.windows)
     >>> states = [TenantState.build(t, empty_events(), as_of=0, windows=windows, settle_delay=1, half_life=1,
     ...                             names=None, fingerprint=0) for t in ("a", "b")]
     >>> [tables["tenant"]["tenant_id"].to_pylist() for tables in derive_many(states, config)]
@@ -248,7 +248,7 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
         return stacks[table]
 
     names = Names.of([s.names for s in states])
-    windows = [(name, str(int(w.total_seconds() * 1e9))) for name, w in zip(config.window_names, config.windows)]
+    windows = [(name, str(duration_ns(w))) for name, w in zip(config.window_names, config.windows)]
 
     def window_counts(table: str, column: str, keys: np.ndarray, bounds: np.ndarray) -> dict[str, np.ndarray]:
         # Windows wrap the count: kept per window by the state, aligned here to the table's rows.
@@ -384,12 +384,13 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     t["n_distinct_senders"] = recipients.count_by(rk, rb, inbound_pairs)
     for c in _LABEL_COLUMNS:
         t[c] = rv[c].astype(np.int32)
-    # A first-time sender's first message reached this mailbox: the pair began
-    # when the sender did (messages at the same instant count once).
+    # A first-time sender's first message reached this mailbox from outside: the pair's first inbound edge
+    # came when the sender began (messages at the same instant count once). An address that wrote
+    # internally before (spoofed from outside later) is no first-time sender.
     starts = runs(ps, pb)  # pairs are sorted by sender: look each sender up once
     sender_first = np.repeat(align(ps[starts], np.searchsorted(starts, pb), sk, sb, sv["first_seen"], _INT64_MAX),
                              np.diff(np.append(starts, len(ps))))
-    first_time = inbound_pairs & (pv["first_seen"] == sender_first)
+    first_time = inbound_pairs & (pv["first_inbound"] == sender_first)
     t["n_first_time_inbound"] = recipients.count_by(rk, rb, first_time)
     t["first_time_share"] = np.divide(t["n_first_time_inbound"], t["n_inbound"], out=np.zeros(len(rk)),
                                       where=t["n_inbound"] > 0).astype(np.float32)

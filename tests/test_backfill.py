@@ -194,6 +194,19 @@ def test_input_order_does_not_matter(raw) -> None:
     assert_equal_signals(a, b)
 
 
+@pytest.mark.parametrize("config", [BaselineConfig(settle_delay=1.001), BaselineConfig(half_life=1.001)])
+def test_durations_of_a_fraction_of_a_second_are_read_as_a_build_reads_them(config) -> None:
+    # backfill read a duration through total_seconds(), a float: 1.001 s was 1,000,999,999 ns (a build:
+    # 1,001,000,000), so mail exactly one settle delay old was presumed safe a nanosecond early.
+    t0 = pd.Timestamp("2024-05-01T09:00:00Z")
+    raw = pd.DataFrame({"tenant_id": "t1", "message_id": ["a", "b", "c"],
+                        "timestamp": [t0, t0 + pd.Timedelta("1001ms"), t0 + pd.Timedelta("1002ms")],
+                        "sender": "ann@vendor.com", "recipients": "cy@acme.com"})
+    messages = validate(raw, tenants=TENANTS)
+    ref = reference(raw, TENANTS, messages, np.arange(3), config=config)
+    assert_equal_signals(backfill(messages, config=config), ref)
+
+
 # --------------------------------------------------------------------------- labels that arrive late
 
 def test_a_late_attack_label_counts_only_once_known() -> None:

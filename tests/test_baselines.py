@@ -35,6 +35,25 @@ def test_config_from_toml_and_round_trip(tmp_path) -> None:
         cfg.privacy = True  # frozen
 
 
+def test_a_global_prior_is_checked_wherever_it_is_given(tmp_path) -> None:
+    # refresh(global_prior=) took any value: alpha -1 gave likelihood 0 and a NaN lower bound, a pair raised
+    # a bare TypeError, a missing beta a KeyError; TOML's table form was refused quoting only its keys.
+    from commgraph.baselines import refresh
+
+    (tmp_path / "c.toml").write_text("global_prior = {alpha = 9.0, beta = 1.0}\n")
+    assert BaselineConfig.from_toml(tmp_path / "c.toml").global_prior == (9.0, 1.0)
+    m = validate(pd.DataFrame({"tenant_id": "a", "message_id": ["1"], "timestamp": ["2024-05-01T09:00Z"],
+                               "sender": "x@out.com", "recipients": "u@a.com"}),
+                 tenants=[{"tenant_id": "a", "own_domains": ["a.com"]}])
+    snap = build_baselines(m, as_of="2024-05-02")["a"]
+    for bad in ({"alpha": -1, "beta": 1}, {"alpha": float("nan"), "beta": 1}, {"alpha": 9.0}, "9,1"):
+        with pytest.raises(ConfigError, match="'global_prior' parameter of refresh must give each kind a prior"):
+            refresh(snap, None, as_of="2024-05-03", global_prior={"sender": bad})
+    for good in ((9.0, 1.0), {"alpha": 9.0, "beta": 1.0}):
+        later = refresh(snap, None, as_of="2024-05-03", global_prior={"sender": good})
+        assert (later.priors["global"]["sender"]["alpha"], later.priors["global"]["sender"]["beta"]) == (9.0, 1.0)
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("windows", [], "'windows' parameter of BaselineConfig must be a non-empty list"),
     ("windows", ["7d", "7d"], "distinct"),
@@ -43,7 +62,9 @@ def test_config_from_toml_and_round_trip(tmp_path) -> None:
     ("label_policy", "trust", "one of 'presume_safe', 'ignore'. Got 'trust' instead."),
     ("settle_delay", "100d", "<= the longest window (90d)"),
     ("credible_level", 1.5, "a float in [0.5, 1)"),
-    ("global_prior", (1.0, -1.0), "a pair of floats (alpha, beta) > 0"),
+    ("global_prior", (1.0, -1.0), "a pair of finite numbers (alpha, beta) > 0"),
+    ("global_prior", (float("inf"), 1.0), "finite numbers"),
+    ("global_prior", {"alpha": 9.0}, "Got {'alpha': 9.0} instead"),
     ("top_display_names", 0, "an int >= 1. Got 0 instead."),
 ])
 def test_config_errors_name_the_field_and_the_allowed_values(field, value, message) -> None:
@@ -345,3 +366,34 @@ def test_an_as_of_given_as_text_is_read_as_iso_8601_only() -> None:
         with pytest.raises(ConfigError, match="ISO 8601|must be a timestamp"):
             call()
     assert build_baselines(m, as_of="2025-01-02")["t"].as_of == snap.as_of  # ISO dates and instants still do
+
+
+def test_an_internal_address_spoofed_from_outside_is_no_first_time_sender() -> None:
+    # A pair with inbound mail counted as begun by a first-time sender when its first edge, of any direction,
+    # came with the sender's first message: ann's internal mail to bob, then mail under her address arriving
+    # from outside (a gateway's "inbound"), made bob's inbound mail 100% from first-time senders.
+    from commgraph.signals import backfill
+
+    rows = pd.DataFrame({
+        "tenant_id": "acme", "message_id": ["m1", "m2", "m3", "m4", "m5"],
+        "timestamp": ["2024-01-02T09:00Z", "2024-02-01T09:00Z", "2024-03-01T09:00Z", "2024-03-02T09:00Z",
+                      "2024-03-03T09:00Z"],
+        "sender": ["ann@acme.com", "ann@acme.com", "ann@acme.com", "eve@out.com", "cy@acme.com"],
+        "recipients": ["bob@acme.com", "cy@acme.com", "bob@acme.com", "bob@acme.com", "bob@acme.com"],
+        "direction": ["internal", "internal", "inbound", "inbound", "internal"]})
+    m = validate(rows, tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}])
+    snap = build_baselines(m, as_of="2024-04-01")["acme"]
+    bob = snap.table("recipient").set_index("recipient").loc["bob@acme.com"]
+    assert (bob["n_inbound"], bob["n_first_time_inbound"], bob["first_time_share"]) == (2, 1, 0.5)  # eve only
+    rates = backfill(m).set_index("message_id")["recipient_first_contact_rate"]
+    assert rates["m4"] == 0.0 and rates["m5"] == 0.5  # (m4: ann's spoofed mail before it, no first-time one)
+    # A state stored before pairs kept their first inbound time: a pair with inbound mail began with it, as
+    # that commgraph counted (a full build counts exactly).
+    from commgraph.baselines._snapshot import _state_from_arrow
+
+    tables = build_baselines(m, as_of="2024-03-05")["acme"].state_tables()
+    pair = tables["lifetime.pair"]
+    tables["lifetime.pair"] = pair.drop_columns(["first_inbound"]).replace_schema_metadata(pair.schema.metadata)
+    values = _state_from_arrow("acme", tables).lifetime["pair"].values
+    assert np.array_equal(values["first_inbound"], np.where(values["n_inbound"] > 0, values["first_seen"],
+                                                            np.iinfo(np.int64).max))

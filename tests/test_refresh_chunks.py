@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines import BaselineConfig, SnapshotStore, build_baselines, run_refresh
-from commgraph.baselines._build import _ns, _windows
+from commgraph.baselines._build import _windows
+from commgraph.baselines._config import duration_ns
 from commgraph.baselines._events import EventExtractor
 from commgraph.baselines._job import _build_chunked, peak_mib, reset_peak
 from commgraph.baselines._partial import finish_snapshot, merge_states
@@ -69,8 +70,8 @@ def test_merged_partial_states_equal_the_state_over_all_rows_in_any_order(mail, 
     rng = np.random.default_rng(seed)
     message = np.cumsum(ev.rows["head"]) - 1  # the rows of one message stay together, as in any chunk
     part = rng.integers(0, parts, message.max() + 1)[message]
-    common = dict(as_of=AS_OF.value, windows=_windows(CONFIG), settle_delay=_ns(CONFIG.settle_delay),
-                  half_life=_ns(CONFIG.half_life), names=ev.names)
+    common = dict(as_of=AS_OF.value, windows=_windows(CONFIG), settle_delay=duration_ns(CONFIG.settle_delay),
+                  half_life=duration_ns(CONFIG.half_life), names=ev.names)
     whole = TenantState.build("tenant-02", ev.rows, fingerprint=ev.fingerprint, **common)
     pieces = [TenantState.build("tenant-02", {c: v[part == p] for c, v in ev.rows.items()}, fingerprint=0, **common)
               for p in rng.permutation(parts)]
@@ -84,7 +85,8 @@ def test_merged_partial_states_equal_the_state_over_all_rows_in_any_order(mail, 
 def test_merge_refuses_states_of_other_tenants_or_instants(mail):
     raw, tenants = mail
     messages = validate(raw, tenants=tenants, strict=False)
-    common = dict(windows=_windows(CONFIG), settle_delay=_ns(CONFIG.settle_delay), half_life=_ns(CONFIG.half_life))
+    common = dict(windows=_windows(CONFIG), settle_delay=duration_ns(CONFIG.settle_delay),
+                  half_life=duration_ns(CONFIG.half_life))
     states = {}
     for tenant in ("tenant-01", "tenant-02"):
         ev = _event_rows(messages, tenant)

@@ -139,7 +139,8 @@ def test_states_advanced_together_are_each_advanced_alone(frame, hours, privacy,
     # Tenants share addresses and display names (a leak would add one's rows to another's groups), mail
     # ties on its instant, labels arrive late and settle, rows leave the windows, and a tenant may have no
     # state yet (all its mail later) or no new rows in a step.
-    from commgraph.baselines._build import _ns, _windows
+    from commgraph.baselines._build import _windows
+    from commgraph.baselines._config import duration_ns
     from commgraph.baselines._events import TenantEvents, empty_events, tenant_events
     from commgraph.baselines._snapshot import _state_to_arrow
     from commgraph.baselines._state import advance_many
@@ -153,7 +154,7 @@ def test_states_advanced_together_are_each_advanced_alone(frame, hours, privacy,
     if stored:  # states decoded from a store's tables, as a refresh job reads them
         snaps = _as_stored(snaps)
     states = {t: snaps[t].tenant_state() for t in tenants}
-    windows, settle, half_life = _windows(config), _ns(config.settle_delay), _ns(config.half_life)
+    windows, settle, half_life = _windows(config), duration_ns(config.settle_delay), duration_ns(config.half_life)
     for h in hours[1:]:
         since, now = START + pd.Timedelta(hours=h - 1), START + pd.Timedelta(hours=h)
         since = pd.Timestamp(next(iter(states.values())).as_of, tz="UTC") if states else since
