@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from commgraph.graph import ConfigError, Messages, stable_key
+from commgraph.graph._addresses import DISPLAY_NAME_FORM
 from commgraph.graph._timestamps import iso_instant
 
 from ._config import BaselineConfig, duration_ns, prior_pair
@@ -578,6 +579,12 @@ def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
     as_of_ts = _timestamp(as_of, "as_of", caller)
     many = len(snapshots) > 1
     for tenant, snapshot in snapshots.items():
+        if snapshot.display_name_form != DISPLAY_NAME_FORM:
+            raise ConfigError(
+                f"the snapshot of tenant {tenant!r} was built by an earlier commgraph, whose display names kept "
+                "their accents ('josé garcía'; now 'jose garcia'): a refresh would count one name under two keys. "
+                "Build it again in full (build_baselines, or commgraph refresh, which does so by itself for such "
+                "snapshots)")
         if as_of_ts < snapshot.as_of:
             whose = "the snapshot's" if not many else f"tenant {tenant!r}'s snapshot's"
             raise ConfigError(f"The 'as_of' parameter of {caller} must be a timestamp >= {whose} as_of "

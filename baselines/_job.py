@@ -27,6 +27,7 @@ from commgraph.graph import (
     CommGraphError, ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources, load_tenant_configs,
 )
 from commgraph.graph import Messages, read_frame, read_messages
+from commgraph.graph._addresses import DISPLAY_NAME_FORM
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
 from commgraph.graph._timestamps import is_clock_word, iso_instant
 from commgraph.graph._validate import _check_zone, id_text
@@ -39,7 +40,7 @@ from ._partial import (
 )
 from ._secrets import load_secrets
 from ._snapshot import Snapshot
-from ._store import LEDGER_FILE, SnapshotStore
+from ._store import FIRST_INBOUND_FILE, LEDGER_FILE, SnapshotStore
 from ._workers import Unit, run_units
 
 __all__ = ["run_refresh", "RefreshReport", "TenantOutcome", "list_input_tenants", "EXIT_OK", "EXIT_FAILED_TENANTS",
@@ -613,13 +614,16 @@ def _mode(incremental: bool, store: SnapshotStore, tenant_id: str, config: Basel
     """How a tenant is refreshed: from its current snapshot when asked to and it has one built with the job's
     configuration and the tenant's own domains (a refresh keeps what its snapshot counted: mail read with
     other own domains has other directions, so another configuration needs a full build) and a ledger of its
-    counted labels (without one a changed label would count twice), else in full."""
+    counted labels (without one a changed label would count twice) and of its pairs' first inbound times (without
+    them first-time senders count as an earlier commgraph counted them), with display names of this commgraph's
+    form (other keys), else in full."""
     if not incremental or store.current_problem(tenant_id) is not None or store.current(tenant_id) is None:
         return "full"  # (an unreadable current version is replaced by a full build, only with --force)
     manifest = store.manifest(tenant_id)
     same = (BaselineConfig.from_dict(manifest["config"]) == config
             and manifest.get("own_domains_sha256") == own_domains_digest(tenant_configs, tenant_id)
-            and LEDGER_FILE in manifest.get("files", {}))
+            and LEDGER_FILE in manifest.get("files", {}) and FIRST_INBOUND_FILE in manifest.get("files", {})
+            and manifest.get("display_name_form", 1) == DISPLAY_NAME_FORM)
     return "incremental" if same else "full"
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from commgraph.graph import CommGraphError, ConfigError, stable_keys  # stable_keys: used by the examples
+from commgraph.graph._addresses import DISPLAY_NAME_FORM
 
 from ._aggregate import Decayed, KeyedAggregate
 from ._config import BaselineConfig
@@ -105,12 +106,14 @@ class Snapshot:
     """
 
     __slots__ = ("tenant_id", "as_of", "config", "tables", "state", "priors", "fingerprint", "secret_check",
-                 "own_domains_digest", "_indexes", "_state_tables", "_state_loader", "_ledger_stored")
+                 "own_domains_digest", "display_name_form", "_indexes", "_state_tables", "_state_loader",
+                 "_ledger_stored")
 
     def __init__(self, *, tenant_id: str, as_of: pd.Timestamp, config: BaselineConfig, tables: dict[str, pa.Table],
                  state: TenantState | None, priors: dict[str, Any], fingerprint: str, secret_check: str | None = None,
                  indexes: dict[str, KeyIndex] | None = None, state_tables: dict[str, pa.Table] | None = None,
-                 state_loader: Any = None, own_domains_digest: str | None = None, ledger_stored: bool = False):
+                 state_loader: Any = None, own_domains_digest: str | None = None, ledger_stored: bool = False,
+                 display_name_form: int = DISPLAY_NAME_FORM):
         self.tenant_id = tenant_id
         self.as_of = pd.Timestamp(as_of)
         self.config = config
@@ -121,6 +124,8 @@ class Snapshot:
         self.secret_check = secret_check
         # The own domains its mail was read with, as the refresh job records them (None: not recorded).
         self.own_domains_digest = own_domains_digest
+        # How its display names were normalised (graph's DISPLAY_NAME_FORM when built; older stores: 1).
+        self.display_name_form = display_name_form
         self._indexes = dict(indexes or {})
         self._state_tables = state_tables
         # A store reads the refresh state only when a refresh needs it (it is
@@ -277,7 +282,7 @@ class Snapshot:
         """What a manifest records about the snapshot (JSON-ready)."""
         return {"tenant_id": self.tenant_id, "as_of": self.as_of.isoformat(), "config": self.config.to_dict(),
                 "priors": self.priors, "input_fingerprint": self.fingerprint, "secret_check": self.secret_check,
-                "own_domains_sha256": self.own_domains_digest,
+                "own_domains_sha256": self.own_domains_digest, "display_name_form": self.display_name_form,
                 "row_counts": {name: self.tables[name].num_rows for name in TABLES}}
 
     def equals(self, other: "Snapshot", *, rtol: float = 1e-9) -> bool:
@@ -355,8 +360,17 @@ def _agg_from_arrow(table: pa.Table) -> tuple[KeyedAggregate, dict[str, Any]]:
     return KeyedAggregate(keys, cols, meta["reducers"]), meta
 
 
+# The pairs' first inbound times are stored apart from their other lifetime columns: a commgraph that reads
+# pairs without them (written before they were kept) loads such a state as it did, ignoring the extra table.
+FIRST_INBOUND = "pair_first_inbound"
+
+
 def _state_to_arrow(state: TenantState) -> dict[str, pa.Table]:
-    out = {f"lifetime.{name}": _agg_to_arrow(state.lifetime[name]) for name in LIFETIME_TABLES}
+    out = {f"lifetime.{name}": _agg_to_arrow(state.lifetime[name]) for name in LIFETIME_TABLES if name != "pair"}
+    pair = state.lifetime["pair"]
+    kept = {c: v for c, v in pair.values.items() if c != "first_inbound"}
+    out["lifetime.pair"] = _agg_to_arrow(KeyedAggregate(pair.keys, kept, {c: pair.reducers[c] for c in kept}))
+    out[FIRST_INBOUND] = pa.table({"first_inbound": pair.values["first_inbound"]})
     for w, tables in state.windows.items():
         for name in WINDOW_TABLES:
             out[f"window.{w}.{name}"] = _agg_to_arrow(tables[name])
@@ -391,12 +405,15 @@ def _state_from_arrow(tenant_id: str, tables: Mapping[str, pa.Table]) -> TenantS
         raise ConfigError("this snapshot carries no refresh state")
     lifetime = {name: _agg_from_arrow(tables[f"lifetime.{name}"])[0] for name in LIFETIME_TABLES}
     pair = lifetime["pair"]
-    if "first_inbound" not in pair.values:
+    if FIRST_INBOUND in tables:
+        pair.values["first_inbound"] = to_numpy(tables[FIRST_INBOUND].column("first_inbound"))
+    else:
         # A state written before pairs kept their first inbound time: a pair with inbound mail began with it,
-        # as that commgraph counted first-time senders (a full build counts them exactly).
+        # as that commgraph counted first-time senders (the refresh job builds such a tenant in full, which
+        # counts them exactly).
         pair.values["first_inbound"] = np.where(pair.values["n_inbound"] > 0, pair.values["first_seen"],
                                                 np.iinfo(np.int64).max)
-        pair.reducers["first_inbound"] = "min"
+    pair.reducers["first_inbound"] = "min"
     windows: dict[str, dict[str, KeyedAggregate]] = {}
     for part, table in tables.items():
         if part.startswith("window."):

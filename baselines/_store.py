@@ -61,7 +61,7 @@ from commgraph.graph import CommGraphError, ConfigError
 
 from ._config import BaselineConfig
 from ._index import KeyIndex
-from ._snapshot import SCHEMA_VERSION, Snapshot, check_tenant, to_numpy
+from ._snapshot import FIRST_INBOUND, SCHEMA_VERSION, Snapshot, check_tenant, to_numpy
 from ._tables import KEY_COLUMNS, TABLES
 
 __all__ = ["SnapshotStore", "CorruptSnapshotError"]
@@ -163,6 +163,8 @@ def _fsync_path(path: Path) -> None:
 
 #: The state file that holds a snapshot's ledger of counted labels (absent from snapshots written before it).
 LEDGER_FILE = "state.labelled.arrow"
+# (the pairs' first inbound times: a state without them counts first-time senders as before; see _snapshot)
+FIRST_INBOUND_FILE = f"state.{FIRST_INBOUND}.arrow"
 
 def _write_ipc(path: Path, table: pa.Table, *, compress: bool = False) -> None:
     # Tables that signals read stay uncompressed (memory-mapped, zero-copy); the
@@ -181,9 +183,12 @@ def _read_ipc(path: Path) -> pa.Table:
         return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
     except FileNotFoundError:
         raise CorruptSnapshotError(f"{path} is missing; the manifest lists it: {_REPUBLISH}", reason="missing") from None
-    except (OSError, pa.ArrowException) as exc:
+    except pa.ArrowInvalid as exc:  # (its bytes: not Arrow IPC, or cut short)
         raise CorruptSnapshotError(f"{path} cannot be read as an Arrow file ({exc}): {_REPUBLISH}",
                                    reason="damaged") from None
+    except OSError as exc:  # the machine's, not the file's: permissions, open-file limits, I/O errors
+        raise CommGraphError(f"{path} cannot be read ({exc}); check the store's permissions and the process's "
+                             "limits (ulimit -n), then load it again") from None
 
 
 # What a reader can do about a version it cannot read.
@@ -763,7 +768,8 @@ class SnapshotStore:
                         priors=manifest["priors"], fingerprint=manifest["input_fingerprint"],
                         secret_check=manifest.get("secret_check"), indexes=indexes, state_loader=load_state,
                         own_domains_digest=manifest.get("own_domains_sha256"),
-                        ledger_stored=LEDGER_FILE in state_files)
+                        ledger_stored=LEDGER_FILE in state_files,
+                        display_name_form=manifest.get("display_name_form", 1))  # (1: recorded by none)
 
     def __repr__(self) -> str:
         return f"SnapshotStore({str(self.path)!r}, retain={self.retain})"

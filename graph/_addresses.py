@@ -452,9 +452,32 @@ def registrable_domains(domains: pd.Series) -> pd.Series:
     return map_unique_strings(domains, lambda d: psl.privatesuffix(d) or d)
 
 
+#: The form :func:`normalise_display_name` gives names, recorded with each snapshot: names of another form
+#: (1: accents kept) are other keys, so a snapshot of another form is built again rather than refreshed.
+DISPLAY_NAME_FORM = 2
+
+
+def _without_accents(text: str) -> str:
+    """``text`` without the accents of Latin letters ("José" -> "Jose"); the marks of other scripts, which
+    write vowels and tell names apart there (Devanagari, Thai), are kept."""
+    decomposed = unicodedata.normalize("NFD", text)
+    if decomposed.isascii():
+        return text
+    out: list[str] = []
+    latin = False  # whether the last base character is an ASCII letter
+    for ch in decomposed:
+        if unicodedata.combining(ch):
+            if not latin:
+                out.append(ch)
+            continue
+        latin = ch.isascii() and ch.isalpha()
+        out.append(ch)
+    return unicodedata.normalize("NFC", "".join(out))
+
+
 def normalise_display_name(name: str) -> str | None:
-    """Normalise one display name: encoded words decoded, Unicode NFKC, case-folded, whitespace collapsed,
-    quotes removed.
+    """Normalise one display name: encoded words decoded, Unicode NFKC, accents of Latin letters removed,
+    case-folded, whitespace collapsed, quotes removed.
 
     The scalar form of :func:`normalise_display_names`, for single-message paths.
 
@@ -462,10 +485,12 @@ def normalise_display_name(name: str) -> str | None:
     --------
     >>> normalise_display_name('  "Jane   DOE" ')
     'jane doe'
+    >>> normalise_display_name("José GARCÍA") == normalise_display_name("Jose Garcia") == "jose garcia"
+    True
     >>> normalise_display_name("  ") is None
     True
     """
-    text = unicodedata.normalize("NFKC", decode_encoded_words(name)).casefold()
+    text = _without_accents(unicodedata.normalize("NFKC", decode_encoded_words(name))).casefold()
     text = " ".join(text.split())
     while len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
@@ -473,8 +498,8 @@ def normalise_display_name(name: str) -> str | None:
 
 
 def normalise_display_names(names: pd.Series) -> pd.Series:
-    """Normalise display names: RFC 2047 encoded words decoded, Unicode NFKC, case-folded, whitespace
-    collapsed, quotes removed.
+    """Normalise display names: RFC 2047 encoded words decoded, Unicode NFKC, accents of Latin letters
+    removed, case-folded, whitespace collapsed, quotes removed.
 
     Parameters
     ----------

@@ -180,7 +180,7 @@ def run_inspect_command(args: argparse.Namespace) -> int:
     if args.tenant and args.tenant not in store.tenants():
         raise CommGraphError(f"tenant {args.tenant!r} has no snapshot in {args.store}; tenants present: "
                              f"{store.tenants()}")
-    rows, bad = [], 0
+    rows, bad, pruned = [], 0, []
     for tenant in tenants:
         try:
             current = store.current(tenant)
@@ -207,8 +207,9 @@ def run_inspect_command(args: argparse.Namespace) -> int:
                 store.load(tenant, version, verify=True)
                 checksum = "ok"
             except CommGraphError as exc:
-                if version != current and version not in store.versions(tenant):
-                    continue  # pruned by a publish since it was listed: no version of the store any more
+                if version not in store.versions(tenant) and store.current(tenant) != version:
+                    pruned.append(f"{tenant} v{version}")  # by a publish since it was listed: no version any more
+                    continue
                 checksum = f"FAILED: {exc}"
                 bad += 1
             counts = manifest.get("row_counts", {})
@@ -229,8 +230,12 @@ def run_inspect_command(args: argparse.Namespace) -> int:
     foreign = [] if args.tenant else store.foreign()
     if foreign:
         print(f"not tenants (the store does not read them): {', '.join(map(repr, foreign))}", file=sys.stderr)
+    if pruned:
+        print(f"pruned by a publish while inspect ran (not checked): {', '.join(pruned)}; run inspect again for the "
+              "versions published since", file=sys.stderr)
     if not rows:
-        print(f"no snapshots in {args.store}")
+        if not pruned:
+            print(f"no snapshots in {args.store}")
         return 0
     print(pd.DataFrame(rows).to_string(index=False))
     return 1 if bad else 0

@@ -187,10 +187,10 @@ _RECIPIENT_CACHE = _Memo(_CACHE_LIMIT)  # raw recipient string -> its distinct v
 _ADDRESS_CACHE = _Memo(_CACHE_LIMIT)  # raw address -> normalised address ("" when invalid)
 
 # A bare address already in the form normalise_address gives (ASCII letters, digits and ``._+-``
-# in the local part; host-name labels as the graph layer checks them, at least two; no display
-# name, comment, space or trailing dot), up to upper case. For such a string normalise_address
-# returns ``(raw.lower(), None, None)`` whenever it is at most 254 characters: matching it skips
-# the general parser, the common case for machine-written metadata.
+# in the local part; host-name labels as the graph layer checks them, at least two, the last not a
+# number; no display name, comment, space or trailing dot), up to upper case. For such a string
+# normalise_address returns ``(raw.lower(), None, None)`` whenever it is at most 254 characters:
+# matching it skips the general parser, the common case for machine-written metadata.
 _LABEL = r"[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?"
 _BARE = re.compile(rf"[a-zA-Z0-9._+\-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
 _MAX_ADDRESS = 254
@@ -204,7 +204,7 @@ def normalise(raw: str) -> tuple[str | None, str | None]:
     >>> normalise("Ann.Lee@Example.COM"), normalise('"Ann" <ann@x.com>'), normalise("a b@c.com")
     (('ann.lee@example.com', None), ('ann@x.com', 'Ann'), (None, None))
     """
-    if len(raw) <= _MAX_ADDRESS and _BARE.fullmatch(raw):
+    if len(raw) <= _MAX_ADDRESS and _BARE.fullmatch(raw) and not raw.rpartition(".")[2].isdigit():
         return raw.lower(), None
     address, name, _ = normalise_address(raw)
     return address, name

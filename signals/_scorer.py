@@ -479,6 +479,16 @@ class Scorer:
                         "snapshot as of that end or later is published"), stacklevel=2)
                 self._overlay.retire(t, new_as_of, ledger=views[t].snapshot.has_label_ledger,
                                      replaced=current.views.get(t))
+            gone = {t: e for t, (v, e) in failed.items() if v is None and self._store.current_problem(t) is None}
+            failed = {t: f for t, f in failed.items() if t not in gone}
+            if gone:  # (no pointer at all: nothing published to load, not a version failing)
+                warnings.warn(ReloadWarning(
+                    f"{len(gone)} tenant{'s' if len(gone) > 1 else ''} served no longer "
+                    f"{'have' if len(gone) > 1 else 'has'} a published snapshot in the store (its CURRENT pointer "
+                    f"is gone): {', '.join(map(repr, list(gone)[:5]))}{', ...' if len(gone) > 5 else ''}; "
+                    f"{'they keep' if len(gone) > 1 else 'it keeps'} the snapshot served, with the mail observed. "
+                    "Republish to serve a new one, or make a new Scorer without them to stop serving them"),
+                    stacklevel=2)
             if failed:
                 warnings.warn(ReloadWarning(
                     f"{len(failed)} tenant{'s' if len(failed) > 1 else ''} kept {'their' if len(failed) > 1 else 'its'}"

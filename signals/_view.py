@@ -11,6 +11,7 @@ cold-start tenant: every lookup misses and likelihoods come from the global prio
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -18,6 +19,7 @@ import pyarrow as pa
 
 from commgraph.baselines import DEFAULT_PRIOR, ENTITY_KINDS, KeyIndex, Snapshot, pair_keys, posterior_lower_bound
 from commgraph.graph import ConfigError
+from commgraph.graph._addresses import DISPLAY_NAME_FORM
 
 from ._privacy import TenantKeys, tenant_keys
 
@@ -158,6 +160,11 @@ class SnapshotView:
             self.keys = tenant_keys(snapshot, given.secret if given is not None else secret)
             if given is not None and self.keys is not None:
                 self.keys = given  # the same secret, checked: one memo for the tenant
+        if snapshot is not None and snapshot.display_name_form != DISPLAY_NAME_FORM:
+            warnings.warn(f"the snapshot of tenant {snapshot.tenant_id!r} was built by an earlier commgraph, whose "
+                          "display names kept their accents: mail whose display name has accents ('José García') "
+                          "finds no match in it until the tenant is built again in full (commgraph refresh does "
+                          "so by itself for such snapshots)", UserWarning, stacklevel=2)
         self.snapshot = snapshot
         self.tenant_id = snapshot.tenant_id if snapshot is not None else str(tenant_id)
         self.as_of_ns = snapshot.as_of.value if snapshot is not None else None

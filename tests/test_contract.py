@@ -136,6 +136,16 @@ def test_display_name_and_comment_are_parsed():
     assert m.frame["sender_display_name"].tolist() == ["lee, ann", "bob ray", "ceo"]
 
 
+def test_display_names_lose_the_accents_of_latin_letters_only():
+    # DESIGN's display_name is normalised for case, spacing and accents; the accents were kept.
+    names = ["José  GARCÍA", "Jose Garcia", "Nguyễn Văn An", "देवनागरी नाम", "Łukasz Żółć", "ＣＥＯ"]
+    m = validate(frame(sender=["a@acme.com"] * 3, sender_display_name=names[:3]), tenants=ACME)
+    assert m.frame["sender_display_name"].tolist() == ["jose garcia", "jose garcia", "nguyen van an"]
+    from commgraph.graph import normalise_display_names
+
+    assert normalise_display_names(pd.Series(names)).tolist()[3:] == ["देवनागरी नाम", "łukasz zołc", "ceo"]
+
+
 def test_given_display_name_wins_over_the_header_form():
     raw = frame(sender=["Someone <ann@acme.com>"] * 3, sender_display_name=["  Ann   LEE ", None, ""])
     m = validate(raw, tenants=ACME)

@@ -648,6 +648,45 @@ def test_incremental_after_a_change_of_own_domains_builds_in_full(tmp_path, mail
     assert not table_differences(SnapshotStore(tmp_path).load("tenant-01"), rebuilt)
 
 
+def test_a_snapshot_whose_display_names_kept_accents_is_built_again_not_refreshed(tmp_path, mail):
+    # Display names lose the accents of Latin letters ('josé garcía' is 'jose garcia'): a snapshot of the
+    # earlier form (display_name_form 1, or none recorded) holds other keys for such names, so refresh()
+    # refuses it, the job builds it in full, and a view serving it warns.
+    from commgraph.baselines import refresh
+    from commgraph.signals import SignalSet
+
+    messages = validate(mail.messages, tenants=mail.tenants)
+    old = build_baselines(messages, as_of="2025-01-12T00:00Z")["tenant-01"]
+    old.display_name_form = 1  # as an earlier commgraph built it
+    with pytest.raises(ConfigError, match="display names kept their accents .* Build it again in full"):
+        refresh(old, messages, as_of=AS_OF)
+    with pytest.warns(UserWarning, match="display names kept their accents"):
+        SignalSet().compute(messages, {"tenant-01": old}, cold_start=True)
+    SnapshotStore(tmp_path).publish(old)
+    assert SnapshotStore(tmp_path).load("tenant-01").display_name_form == 1
+    again = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants,
+                        tenants=["tenant-01"], incremental=True)
+    assert [(o.mode, o.status) for o in again.outcomes] == [("full", "published")]
+    assert SnapshotStore(tmp_path).manifest("tenant-01")["display_name_form"] == 2
+
+
+def test_a_state_without_the_pairs_first_inbound_times_is_built_again_not_refreshed(tmp_path, mail, monkeypatch):
+    # A state stored before pairs kept their first inbound time counts first-time senders as that commgraph did
+    # (an internal address spoofed from outside among them): the job builds such a tenant in full once.
+    import commgraph.baselines._snapshot as snapshot_module
+
+    real = snapshot_module._state_to_arrow
+    monkeypatch.setattr(snapshot_module, "_state_to_arrow",
+                        lambda state: {k: v for k, v in real(state).items() if k != snapshot_module.FIRST_INBOUND})
+    run_refresh(mail.messages, store=tmp_path, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants)
+    monkeypatch.undo()
+    again = run_refresh(mail.messages, store=tmp_path, as_of="2025-01-13T00:00Z", tenant_configs=mail.tenants,
+                        incremental=True)
+    assert {o.mode for o in again.outcomes} == {"full"}
+    later = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, incremental=True)
+    assert {o.mode for o in later.outcomes} == {"incremental"}
+
+
 def test_force_replaces_a_plain_tenant_whose_current_version_folder_is_gone(tmp_path, mail):
     import shutil
 

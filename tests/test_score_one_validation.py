@@ -117,6 +117,21 @@ def test_groups_give_their_members_as_validation_reads_them(acme, recipients, ex
     assert edges["recipient"].astype(str).tolist() == expected
 
 
+@pytest.mark.parametrize("sender", ['"Jose Garcia" <ceo.acme@gmail.com>', '"JOSÉ GARCÍA" <ceo.acme@gmail.com>',
+                                    "=?UTF-8?Q?Jos=C3=A9_Garc=C3=ADa?= <ceo.acme@gmail.com>"])
+def test_a_display_name_matches_with_or_without_its_accents(sender) -> None:
+    # Accents were kept: an outsider writing as "Jose Garcia" did not match the internal "José García".
+    tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    history = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["h1"], "timestamp": ["2024-05-01T09:00Z"],
+                                     "sender": '"José García" <jose@acme.com>', "recipients": "cy@acme.com"}),
+                       tenants=tenants)
+    scorer = Scorer(build_baselines(history, as_of="2024-05-04"), tenant_configs=tenants)
+    message = {"tenant_id": "acme", "message_id": "x", "timestamp": "2024-05-04T10:00Z", "sender": sender,
+               "recipients": "cy@acme.com"}
+    one, batch = scorer.score_one(message), scorer.score(pd.DataFrame([message])).iloc[0]
+    assert one["display_name_matches_internal"] == batch["display_name_matches_internal"] == 1
+
+
 def test_a_given_display_name_wins_over_the_header(acme) -> None:
     one = assert_one_equals_batch(acme, _message(sender="Cy Boss <boss@evil.com>", sender_display_name=" Someone "))
     assert one["display_name_matches_internal"] == 0
@@ -152,6 +167,7 @@ def test_a_quoted_name_with_a_comma_keeps_its_recipient_a_first_contact(acme) ->
     ("to", '"Lee, Di" <di@acme>, cy@acme.com'),
     ("recipients", ["cy@acme.com", "nobody"]),
     ("recipients", "cy@acme.com, a@@acme.com"),
+    ("recipients", "z@192.168.3.4"),  # (an IP address for a host: score_one's shortcut took it as an address)
 ])
 def test_an_invalid_recipient_is_refused_not_skipped(acme, column, value) -> None:
     message = _message(**{column: value})
@@ -217,6 +233,10 @@ def test_the_tenant_id_is_read_as_text_as_validation_reads_it(five, tenant, cold
 @pytest.mark.parametrize("value", [None, float("nan"), "", "  "])
 def test_missing_ids_and_senders_are_refused(acme, column, value) -> None:
     assert_both_refuse(acme, _message(**{column: value}), repr(column))
+
+
+def test_a_sender_at_an_ip_address_is_refused_as_in_the_batch(acme) -> None:
+    assert_both_refuse(acme, _message(sender="x@10.0.3.4"), "'sender'")
 
 
 _TIDY_ALPHABET = st.sampled_from(list("ab5 \t\n\r\f\v") + ["\xa0", "\u2003", "\x1c", "\x85", "\u200b"])

@@ -489,30 +489,51 @@ def test_a_whole_store_reload_keeps_serving_a_tenant_whose_pointer_vanished(tmp_
     scorers = Scorer.from_store(store), Scorer.from_store(store, tenants=sorted(snaps))
     (tmp_path / gone / "CURRENT").unlink()
     for scorer in scorers:
-        with pytest.warns(ReloadWarning, match=repr(gone)):
+        with pytest.warns(ReloadWarning, match=f"no longer has a published snapshot .* {gone!r}; it keeps"):
             assert scorer.reload() == []
         assert scorer.tenants == sorted(snaps) and scorer.snapshot(gone).equals(snaps[gone])
 
 
-def test_inspect_skips_a_version_pruned_while_it_runs(tmp_path, snaps, monkeypatch, capsys) -> None:
-    # A publish pruning a version that inspect had listed made it report "FAILED" and exit 1 (a monitoring
-    # alarm) although every version left was intact.
+@pytest.mark.parametrize("retain", [3, 1])
+def test_inspect_skips_a_version_pruned_while_it_runs(tmp_path, snaps, monkeypatch, capsys, retain) -> None:
+    # A publish pruning a version that inspect had listed (with retain=1: the one it read as current) made it
+    # report "FAILED" and exit 1 (a monitoring alarm) although every version left was intact.
     from commgraph.signals._cli import main
 
     tenant, snap = next(iter(snaps.items()))
-    for _ in range(3):
-        SnapshotStore(tmp_path, retain=3).publish(snap)
+    for _ in range(retain):
+        SnapshotStore(tmp_path, retain=retain).publish(snap)
     real = SnapshotStore.manifest
 
     def prune_first(self, tenant_id, version=None):
         if version == 1 and (tmp_path / tenant_id / "v000001").exists():
-            SnapshotStore(tmp_path, retain=3).publish(snap)  # another process's publish prunes version 1
+            SnapshotStore(tmp_path, retain=retain).publish(snap)  # another process's publish prunes version 1
         return real(self, tenant_id, version)
 
     monkeypatch.setattr(SnapshotStore, "manifest", prune_first)
     assert main(["inspect", "--store", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "FAILED" not in out and out.count(tenant) == 2  # versions 2 and 3 (4 came after the listing)
+    out, err = capsys.readouterr()
+    assert "FAILED" not in out and out.count(tenant) == retain - 1  # (the versions after 1 listed; not the new)
+    assert f"pruned by a publish while inspect ran (not checked): {tenant} v1" in err
+
+
+def test_a_file_the_machine_cannot_read_is_not_called_damaged(tmp_path, snaps, monkeypatch) -> None:
+    # Every OSError (permissions, the open-file limit) was a CorruptSnapshotError advising to republish.
+    import errno
+
+    import commgraph.baselines._store as store_module
+
+    tenant, snap = next(iter(snaps.items()))
+    store = SnapshotStore(tmp_path)
+    store.publish(snap)
+
+    def no_descriptors(path, mode):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(store_module.pa, "memory_map", no_descriptors)
+    with pytest.raises(CommGraphError, match="Too many open files.*permissions and the process's limits") as info:
+        store.load(tenant, verify=False)
+    assert not isinstance(info.value, CorruptSnapshotError)
 
 
 def test_a_failed_publish_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
