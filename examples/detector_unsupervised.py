@@ -120,8 +120,14 @@ per_day = its.groupby(["tenant_id", "day"]).size()
 print(f"hardest: {hardest} ({caught.loc[hardest, 'mean']:.0%} within budget); its messages per tenant-day: "
       f"median {per_day.median():.0f}, max {per_day.max()} (budget {BUDGET})")
 failing = its["auth_failures"] > 0
-print(f"  failing authentication: {failing.mean():.0%} of its messages, {its.loc[failing, 'alerted'].mean():.0%} "
-      f"of those within budget; passing: {its.loc[~failing, 'alerted'].mean():.0%} within budget")
+
+
+def _within(rows: pd.DataFrame) -> str:
+    return f"{rows['alerted'].mean():.0%} within budget" if len(rows) else "none of them"
+
+
+print(f"  failing authentication: {failing.mean():.0%} of its messages ({_within(its[failing])}); "
+      f"passing: {_within(its[~failing])}")
 # Which reference messages are at least as suspicious as each missed one that passes: those of the tenant's
 # first two days of history (every sender was new then, bulk and notification senders included), earlier attacks
 # (unlabelled: the detector never sees labels; counted here from the generator's ground truth), and the rest.
