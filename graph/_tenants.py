@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -336,11 +337,13 @@ def caller_stacklevel() -> int:
     >>> warns()
     1
     """
-    # scikit-learn's wrappers (fit's context) stand between BaselineSignals and its caller: skipped too.
+    # scikit-learn's wrappers (fit's context) stand between BaselineSignals and its caller, and contextlib's
+    # between a function decorated with a context manager and its caller: skipped too.
     sklearn = sys.modules.get("sklearn")
     skipped = _LAYERS + ((str(Path(sklearn.__file__).resolve().parent) + os.sep,) if sklearn is not None else ())
     frame, level = sys._getframe(1), 1
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(skipped):
+    while frame is not None and (str(Path(frame.f_code.co_filename).resolve()).startswith(skipped)
+                                 or frame.f_code.co_filename == contextlib.__file__):
         frame, level = frame.f_back, level + 1
     return level
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ from commgraph.baselines._asof import AsOfTables
 from commgraph.baselines._build import _config
 from commgraph.baselines._events import _codes, _ns
 from commgraph.baselines._pages import no_hugepage_stalls
+from commgraph.graph._tenants import caller_stacklevel
 from commgraph.baselines._priors_in_time import priors_at_kinds
 from commgraph.graph import ConfigError, Messages
 
@@ -122,8 +124,9 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
         ``fresh`` only. The smoothed likelihoods' empirical-Bayes prior is a
         tenant-wide fit; by default it is refitted as of every message's
         instant where the tenant's labelled counts changed (exact, one fit per
-        such instant: costly over long labelled histories). With a duration, it
-        is fitted as of the last multiple of it at or before each message
+        such instant, about a millisecond each: minutes over a long history, and a
+        warning past 50,000 instants). With a duration ("1D" suits any history),
+        it is fitted as of the last multiple of it at or before each message
         (leak-free); every other count stays exact to the instant.
 
     Returns
@@ -264,10 +267,22 @@ def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict
                       domain_names=names, msgs=msgs, eds=eds, freemail=freemail)
 
 
+# Distinct message times past which exact priors (a fit per time) are worth a warning: about a minute of fits.
+_EXACT_PRIORS_WARN = 50_000
+
+
 def _add_priors(tenants: list[TenantAsOf], signal_set: SignalSet, config: BaselineConfig, grid: int | None) -> None:
     """Each message's prior of every entity kind the signals smooth, as its snapshot would have fitted it."""
     kinds = sorted({k for p in signal_set.providers for k in PRIOR_KINDS.get(type(p), ())})
     requests = [t.instants if grid is None else (t.instants // grid) * grid for t in tenants]
+    if grid is None and kinds:
+        instants = sum(len(np.unique(r)) for r in requests)
+        if instants > _EXACT_PRIORS_WARN:
+            warnings.warn(
+                f"backfill fits the empirical-Bayes priors exactly as of each of {instants:,} distinct message "
+                f"times ({len(kinds)} entity kinds): about a millisecond each, minutes for this history. "
+                "prior_every='1D' fits them once a day instead, every count staying exact to the message",
+                UserWarning, stacklevel=caller_stacklevel())
     fitted = priors_at_kinds({kind: [t.tables.outcomes(kind) for t in tenants] for kind in kinds}, requests, config)
     for kind in kinds:
         for t, prior in zip(tenants, fitted[kind]):

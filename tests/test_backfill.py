@@ -318,3 +318,21 @@ def test_parameters_are_checked() -> None:
         backfill(pd.DataFrame())
     with pytest.raises(ConfigError, match="needs the 7d window"):
         backfill(messages, config={"windows": ["30d", "90d"]})
+
+
+def test_exact_priors_over_a_long_history_warn_and_name_prior_every(monkeypatch) -> None:
+    # A fit per message time is minutes over a long history (it also held every fit in memory at once: 22 GB
+    # for 600k messages, now solved in batches): the call says so and names the daily grid.
+    import commgraph.signals._backfill as module
+
+    monkeypatch.setattr(module, "_EXACT_PRIORS_WARN", 5)
+    g = generate(tenants=1, days=5, scale=0.01, random_state=2)
+    messages = validate(g.messages, tenants=g.tenants)
+    with pytest.warns(UserWarning, match="prior_every='1D' fits them once a day") as caught:
+        backfill(messages)
+    assert caught[0].filename == __file__
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backfill(messages, prior_every="1D")

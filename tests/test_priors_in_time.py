@@ -75,3 +75,25 @@ def test_states_before_and_after_each_change_against_pandas(per_tenant, asked) -
     assert ev["before"].tolist() == [number.get((t, n, k), -1) if n > 0 else -1 for t, n, k in
                                      zip(expected["tenant"], n_before, k_before)]
     assert ev["first_trial"].tolist() == ((expected["n_after"] > 0) & (n_before <= 0)).tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(messages, min_size=1, max_size=3), instants, st.integers(1, 30))
+def test_fits_solved_in_batches_equal_one_batch(per_tenant, asked, pending) -> None:
+    # The fits asked through time are solved in batches of bounded size (one batch held a tenant-wide histogram
+    # per message time: 22 GB for 600k messages); fits are independent, so every prior keeps its bits.
+    import commgraph.baselines._priors_in_time as module
+    from commgraph.baselines import BaselineConfig
+
+    outcomes = [_outcomes(rows) for rows in per_tenant]
+    requests = [np.asarray(asked, np.int64)] * len(outcomes)
+    config = BaselineConfig(min_prior_entities=1, min_prior_labels=0)
+    whole = module.priors_at_kinds({"sender": outcomes}, requests, config)["sender"]
+    saved = module._PENDING_PAIRS
+    module._PENDING_PAIRS = pending
+    try:
+        batched = module.priors_at_kinds({"sender": outcomes}, requests, config)["sender"]
+    finally:
+        module._PENDING_PAIRS = saved
+    for (a, b), (a2, b2) in zip(whole, batched):
+        assert np.array_equal(a, a2) and np.array_equal(b, b2)
