@@ -12,6 +12,7 @@ full rebuild at a fraction of the cost.
 # %%
 # An archive of 20 days of synthetic mail for three tenants, as hive-partitioned
 # Parquet (``tenant_id=.../date=.../*.parquet``), like a mail-metadata lake.
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -49,3 +50,7 @@ for tenant in snapshots.tenants():
     senders = snapshot.table("sender")
     print(f"{tenant}: version {snapshots.current(tenant)} as of {snapshot.as_of:%Y-%m-%d}, "
           f"{len(senders):,} senders, versions kept {snapshots.versions(tenant)}")
+
+# %%
+# The archive and the store were this example's own: removed (a real store is kept, and pruned by retention).
+shutil.rmtree(work)

@@ -49,6 +49,21 @@ _INT64_MAX = np.iinfo(np.int64).max
 # --- the graph -------------------------------------------------------------------------------
 
 
+def _short(window: pd.Timedelta) -> str:
+    """A window as people write it: ``30d``, ``36h``, ``90min`` (else pandas' own text).
+
+    Examples
+    --------
+    >>> _short(pd.Timedelta("30D")), _short(pd.Timedelta("36h")), _short(pd.Timedelta("90min"))
+    ('30d', '36h', '90min')
+    """
+    seconds = pd.Timedelta(window).total_seconds()
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
+        if seconds and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return str(window)
+
+
 class CommGraph:
     """The communication graph of one tenant: who wrote to whom, how often, when, with which labels.
 
@@ -643,7 +658,8 @@ class CommGraph:
         shown = ", ".join(f"{a} ({m:,})" for a, m in zip(top["address"], top["messages"]))
         extra = ""
         if self.as_of is not None:
-            extra = f"; as of {self.as_of:%Y-%m-%d %H:%M} UTC" + (f", window {self.window}" if self.window else "")
+            extra = f"; as of {self.as_of:%Y-%m-%d %H:%M} UTC" + (f", window {_short(self.window)}" if self.window
+                                                                     else "")
         return (f"CommGraph(tenant {self.tenant_id!r}: {self.n_nodes:,} node{'s' if self.n_nodes != 1 else ''} "
                 f"({n_int:,} internal), {self.n_edges:,} edge{'s' if self.n_edges != 1 else ''}, "
                 f"{self.n_messages:,} message{'s' if self.n_messages != 1 else ''}; {self._span()}{extra}"
@@ -651,7 +667,8 @@ class CommGraph:
 
     def _repr_html_(self) -> str:
         n_int = int(self.nodes["internal"].sum()) if self.n_nodes else 0
-        as_of = "" if self.as_of is None else f", as of {html.escape(str(self.as_of))}"
+        as_of = "" if self.as_of is None else f", as of {html.escape(str(self.as_of))}" + (
+            f", window {_short(self.window)}" if self.window else "")
         return (f"<div><b>CommGraph</b> tenant {html.escape(repr(self.tenant_id))}: {self.n_nodes:,} nodes "
                 f"({n_int:,} internal), {self.n_edges:,} edges, {self.n_messages:,} messages "
                 f"({html.escape(self._span())}{as_of})"

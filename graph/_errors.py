@@ -88,11 +88,14 @@ class Problem:
     Parameters
     ----------
     column : str
-        The column (in the caller's naming, after any mapping) the problem is in.
+        The contract's name of the column the problem is in (``sender``, also when ``columns=`` mapped it
+        from another name of the input).
     reason : ReasonCode
         Machine-readable reason.
     rows : sequence
-        Row labels of the input that have the problem (all of them; messages show five).
+        Row labels of the input that have the problem (all of them; messages show five): a frame's index
+        labels, or for files each row's position in its file counted from 0 after any header (a Parquet
+        file saved with its pandas index: that index).
     values : sequence
         The offending values, aligned with ``rows``.
     fix : str
@@ -111,7 +114,7 @@ class Problem:
     column 'sender': 2 rows invalid_address (rows 3, 9; values 'a@', '@b'); fix: correct the addresses or drop those rows
     >>> print(Problem("sender", ReasonCode.INVALID_ADDRESS, rows=[1, 0], values=["a@", "@b"],
     ...               files=["day1.csv", "day2.csv"]))
-    column 'sender': 2 rows invalid_address (rows day1.csv:1, day2.csv:0; values 'a@', '@b')
+    column 'sender': 2 rows invalid_address (rows day1.csv row 1, day2.csv row 0; values 'a@', '@b')
     """
 
     column: str
@@ -127,7 +130,8 @@ class Problem:
         where = ""
         if n:
             rows = _show(self.rows) if not len(self.files) else ", ".join(
-                f"{f}:{r}" for f, r in zip(list(self.files)[:MAX_SHOWN], list(self.rows)[:MAX_SHOWN])) + (
+                # (not "file:61", which reads as a line: row 61 of a CSV file is on its line 63, after the header)
+                f"{f} row {r}" for f, r in zip(list(self.files)[:MAX_SHOWN], list(self.rows)[:MAX_SHOWN])) + (
                 ", ..." if n > MAX_SHOWN else "")
             where = f"{n} row{'s' if n != 1 else ''} {self.reason.value} (rows {rows}"
             if len(self.values):

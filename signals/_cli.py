@@ -77,7 +77,7 @@ def print_summary(messages, out) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     messages = read_messages(args.path, columns=parse_mapping(args.columns), strict=False,
-                             tenants=args.tenants, timezone=args.timezone, format=args.format,
+                             tenants=args.tenant_config, timezone=args.timezone, format=args.format,
                              encoding=args.encoding)
     print_summary(messages, sys.stdout)
     if len(messages.rejects):
@@ -106,13 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check mail metadata against the message contract",
         description="Read mail metadata, check it against the message contract and print a summary. "
                     "Exits 1 when any row breaks the contract, listing the problems.",
-        epilog="examples:\n  commgraph validate archive/*.parquet\n"
+        epilog="examples:\n  commgraph validate archive/\n"
                "  commgraph validate mail.csv --columns sender=from_address,recipients=to_list\n"
-               "  commgraph validate mail.csv --tenants tenants.toml --timezone Europe/Paris",
+               "  commgraph validate mail.csv --tenant-config tenants.toml --timezone Europe/Paris",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("path", nargs="+", help="files, directories or globs (Parquet, CSV, JSON Lines)")
     v.add_argument("--columns", help="contract=column pairs (or a JSON object) for inputs with other names")
-    v.add_argument("--tenants", help="TOML file with one [[tenant]] table per tenant (own domains)")
+    # (--tenant-config as refresh, score and explain name it; --tenants, its first name, still read)
+    v.add_argument("--tenant-config", "--tenants", dest="tenant_config",
+                   help="tenants' own domains (TOML, one [[tenant]] table per tenant)")
     v.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
     v.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="input format when names do not say")
     v.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON Lines (default utf-8)")

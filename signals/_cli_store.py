@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +22,13 @@ __all__ = ["add_refresh_command", "add_inspect_command", "add_score_command", "a
 
 
 def _split(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+    """``--tenants``: comma-separated tenant ids (a configuration file there is refused, naming the option)."""
+    ids = [t.strip() for t in text.split(",") if t.strip()] if text else None
+    for t in ids or ():
+        if t.lower().endswith(".toml") or os.path.isfile(t):
+            raise ConfigError(f"--tenants takes comma-separated tenant ids; {t!r} is a file: give the tenants' "
+                              "configuration (own domains) with --tenant-config")
+    return ids
 
 
 class _Progress:
@@ -130,7 +137,7 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
                     "configuration error, 1 anything else.",
         epilog="examples:\n"
                "  commgraph refresh --input archive/ --store snapshots/ --as-of 2025-02-01T00:00Z --jobs 2\n"
-               "  commgraph refresh --input 'archive/*.parquet' --store snapshots/ --as-of 2025-02-02 --incremental\n"
+               "  commgraph refresh --input archive/ --store snapshots/ --as-of 2025-02-02 --incremental\n"
                "  commgraph refresh --input mail.csv --store snapshots/ --as-of 2025-02-01 --tenants acme,globex \\\n"
                "      --tenant-config tenants.toml --report refresh.json --log-format json\n"
                "  commgraph refresh --input archive/ --store private/ --as-of 2025-02-01 --config privacy.toml \\\n"

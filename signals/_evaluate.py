@@ -191,8 +191,10 @@ def _as_labels(labels: Any, n: int, positive: Any) -> np.ndarray:
             raise SchemaError([Problem("labels", ReasonCode.INVALID_VALUE, [int(r) for r in bad],
                                        list(values[bad]), "numeric labels must be 1 (attack) or 0 (safe).")])
         return values.astype(bool)
-    # Text is compared with ``positive`` exactly: "Attack", or "1" read from a CSV, would silently be safe mail.
+    # The contract's text labels are read as validation reads them (white space stripped, case folded: "Attack"
+    # is an attack); anything else is refused: a "1" read from a CSV would silently be safe mail.
     if positive in LABELS:
+        series = series.astype(str).str.strip().str.lower()
         odd = ~series.isin(LABELS).to_numpy(dtype=bool)
         if odd.any():
             bad = np.flatnonzero(odd)

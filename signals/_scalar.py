@@ -13,6 +13,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+import pandas as pd
 from xxhash import xxh3_64_intdigest
 
 from commgraph.graph import AUTH_RESULTS, DIRECTIONS, CommGraphError, ConfigError, normalise_address
@@ -364,6 +365,11 @@ def _parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None,
     if not hasattr(message, "keys"):  # a mapping of the contract's columns (a dict, a DataFrame row)
         raise ConfigError(f"score_one and explain take one message as a mapping of its columns (a dict, or a "
                           f"DataFrame row: frame.iloc[i]); got {type(message).__name__}: {message!r:.80}")
+    if isinstance(message, pd.DataFrame):  # (its columns are keys too: each read as a whole column)
+        if len(message) != 1:
+            raise ConfigError(f"score_one and explain take one message: got a DataFrame of {len(message)} rows; "
+                              "pass one row (frame.iloc[i]), or score the frame with Scorer.score")
+        message = message.iloc[0]
     m = OneMessage()
     try:
         m.tenant_id = _required_text(message["tenant_id"], "tenant_id", "give the tenant id (one customer organisation)")

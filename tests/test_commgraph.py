@@ -76,7 +76,7 @@ def test_as_of_and_window_are_point_in_time(messages):
     assert w.edges()["attack"].sum() == 0
     assert build_graph(messages, tenant_id="acme", as_of="2024-05-26T00:00Z").edges()["attack"].sum() == 2
     assert build_graph(messages, tenant_id="acme").edges()["spam"].sum() == 1
-    assert "as of 2024-05-22 00:00 UTC, window 5 days" in repr(w)
+    assert "as of 2024-05-22 00:00 UTC, window 5d;" in repr(w)
 
 
 def test_edges_frame_input_equals_messages_input(messages):

@@ -214,10 +214,12 @@ def test_directions_a_users_provider_declares_are_read_and_text_labels_are_the_c
     assert evaluate(computed[["trust_score"]], labels, fpr=(0.5,))["direction"].tolist() == ["low"]
     with pytest.raises(ConfigError, match=r"signals does not have: \['trust_scor'\]"):  # (was dropped silently)
         directed_anomaly_score(scores, directions={"trust_scor": "low"})
-    # Text labels are the contract's: '1'/'0' read from a CSV, or 'Attack', were silently all safe mail.
-    for text in (["1", "0", "1", "0"], ["Attack", "safe", "attack", "safe"]):
+    # Text labels are the contract's: '1'/'0' read from a CSV, or 'Attack', were silently all safe mail. The
+    # first are refused; the contract's words are read as validation reads them ('Attack' is an attack).
+    for text in (["1", "0", "1", "0"], ["attacks", "safe", "attack", "safe"]):
         with pytest.raises(SchemaError, match="text labels must be one of 'safe', 'attack', 'spam'"):
             evaluate(scores, text, signal_set=trust)
+    assert evaluate(scores, [" Attack", "SAFE", "attack", "safe"], signal_set=trust)["attacks"].tolist() == [2]
     # A label of your own: one class alone (a quiet tenant's day) is a nan AUC, as with the contract's labels.
     assert np.isnan(evaluate(scores, ["good"] * 4, positive="bad", signal_set=trust)["roc_auc"].iloc[0])
     assert evaluate(scores, pd.Series([1, 0, 1, 0], dtype="category"), signal_set=trust)["attacks"].tolist() == [2]

@@ -59,6 +59,13 @@ def test_version_and_validate_commands(capsys, tmp_path: Path) -> None:
     import pandas as pd
     pd.read_csv(sample).iloc[:20].to_csv(clean, index=False)
     assert main(["validate", str(clean), "--tenants", str(ROOT / "examples" / "data" / "tenants.toml")]) == 0
+    # validate names the configuration as refresh, score and explain do; there --tenants is a list of tenant ids,
+    # and a file given to it was read as a tenant ('tenants.toml' has no snapshot, exit 1).
+    assert main(["validate", str(clean), "--tenant-config", str(ROOT / "examples" / "data" / "tenants.toml")]) == 0
+    capsys.readouterr()
+    assert main(["score", "--input", str(clean), "--store", str(tmp_path), "--output", str(tmp_path / "x.parquet"),
+                 "--tenants", "tenants.toml"]) == 2
+    assert "--tenants takes comma-separated tenant ids; 'tenants.toml' is a file" in capsys.readouterr().err
     assert main(["validate", str(clean), "--columns", "sender"]) == 2
     assert "contract=column" in capsys.readouterr().err
 

@@ -381,7 +381,7 @@ def test_jsonl_lines_that_are_not_json_objects_are_rejected_with_file_and_line(t
     assert rejects["reject_value"].tolist() == ["[1, 2]", '{"tenant_id": "t", "mess']
     assert [m.split(":")[0] for m in rejects["reject_message"]] == [f"line 4 of {path}", f"line 7 of {path}"]
     # Strict: a whole read names every such line; a chunked one stops at the first chunk holding one.
-    named = rf"{path}:2, {path}:5" if chunksize is None or chunksize >= len(lines) else rf"{path}:2"
+    named = rf"{path} row 2, {path} row 5" if chunksize is None or chunksize >= len(lines) else rf"{path} row 2"
     with pytest.raises(SchemaError, match=rf"invalid_json \(rows {named};"):
         list(read_messages(path, chunksize=chunksize)) if chunksize else read_messages(path)
 
@@ -416,7 +416,7 @@ def test_strict_errors_over_several_files_name_the_file_of_each_row(tmp_path):
     with pytest.raises(SchemaError) as info:
         read_messages([tmp_path / "day1.csv", tmp_path / "day2.csv"])
     day1, day2 = tmp_path / "day1.csv", tmp_path / "day2.csv"
-    assert f"rows {day1}:1, {day2}:0;" in str(info.value)
+    assert f"rows {day1} row 1, {day2} row 0;" in str(info.value)
     assert info.value.failure_cases[["row", "file"]].values.tolist() == [[1, str(day1)], [0, str(day2)]]
 
 

@@ -466,6 +466,14 @@ def test_a_message_that_is_not_a_mapping_is_refused_naming_what_was_given(acme) 
     # A DataFrame row is a mapping of its columns: taken, as a dict is.
     row_result, dict_result = acme.score_one(pd.DataFrame([_message()]).iloc[0]), acme.score_one(_message())
     assert row_result.keys() == dict_result.keys() and all(_same(row_result[k], dict_result[k]) for k in row_result)
+    # A one-row DataFrame is that row (its columns read whole had 'timestamp' refused as unparseable); more rows
+    # are refused naming the way to score them.
+    one_row = acme.score_one(pd.DataFrame([_message()]))
+    assert all(_same(one_row[k], dict_result[k]) for k in dict_result)
+    assert explain(pd.DataFrame([_message()]), acme).frame["value"].notna().any()
+    for call in (acme.score_one, lambda m: explain(m, acme)):
+        with pytest.raises(ConfigError, match="got a DataFrame of 2 rows; pass one row .* Scorer.score"):
+            call(pd.DataFrame([_message(), _message()]))
 
 
 def test_half_a_surrogate_pair_is_named_on_every_path() -> None:
