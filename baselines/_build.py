@@ -572,14 +572,26 @@ def _given_globals(snapshot: Snapshot, global_prior: Mapping[str, Any] | None, c
     return globals_
 
 
+def refresh_observed(snapshot: Snapshot, new_messages: Messages | None, *, as_of: Any,
+                     secret: bytes | None = None) -> Snapshot:
+    """:func:`refresh` for the live overlay: a snapshot whose display names are of an earlier form (accents
+    kept) is refreshed too, and the result keeps that form (a view of it warns; it is never published), where
+    :func:`refresh` refuses it: an engine serving such snapshots must keep scoring the mail it observes."""
+    tenant = snapshot.tenant_id
+    out = _refresh_all({tenant: snapshot}, new_messages, as_of, {tenant: secret} if secret is not None else {},
+                       None, "observe", any_names=True)[tenant]
+    out.display_name_form = snapshot.display_name_form
+    return out
+
+
 def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | None, as_of: Any,
-                 secrets: Mapping[str, bytes], global_prior: Mapping[str, Any] | None, caller: str
-                 ) -> dict[str, Snapshot]:
+                 secrets: Mapping[str, bytes], global_prior: Mapping[str, Any] | None, caller: str,
+                 any_names: bool = False) -> dict[str, Snapshot]:
     """:func:`refresh` of each snapshot (checked: keyed by its tenant), the shared work done once."""
     as_of_ts = _timestamp(as_of, "as_of", caller)
     many = len(snapshots) > 1
     for tenant, snapshot in snapshots.items():
-        if snapshot.display_name_form != DISPLAY_NAME_FORM:
+        if snapshot.display_name_form != DISPLAY_NAME_FORM and not any_names:
             raise ConfigError(
                 f"the snapshot of tenant {tenant!r} was built by an earlier commgraph, whose display names kept "
                 "their accents ('josé garcía'; now 'jose garcia'): a refresh would count one name under two keys. "

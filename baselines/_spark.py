@@ -53,7 +53,7 @@ from commgraph.graph import CommGraphError, ConfigError, InferredOwnDomainsWarni
 from commgraph.graph._keys import stable_keys
 from commgraph.graph._schema import EDGE_RECIPIENT_COLUMN, RECIPIENT_COLUMNS, TYPED_RECIPIENT_COLUMNS
 from commgraph.graph._readers import (
-    _parquet_dataset_of, _SeenMessageIds, _TenantFilter, _validated, parquet_dataset, partition_rows,
+    _parquet_dataset_of, _SeenMessageIds, _TenantFilter, _validated, parquet_dataset, partition_base, partition_rows,
 )
 
 from ._config import BaselineConfig
@@ -347,6 +347,11 @@ class _StageOneError(Exception):
 
 # --------------------------------------------------------------------------- driver
 
+def _reader(spark: Any, path: Path) -> Any:
+    base = partition_base(path) if path.is_dir() else None
+    return spark.read if base is None else spark.read.option("basePath", base)
+
+
 def _read_parquet(spark: Any, inputs: Any) -> tuple[Any, dict[str, str | None], int]:
     """The archive as a Spark DataFrame, its nanosecond timestamp columns, and a partition count for its size."""
     paths = _parquet_paths(inputs)
@@ -361,7 +366,8 @@ def _read_parquet(spark: Any, inputs: Any) -> tuple[Any, dict[str, str | None], 
 
     # Each path's rows carry its place in the list: copies of a message are taken in the list's order, as a
     # local read takes them, then by file (a directory's files in path order, as pyarrow lists them).
-    frames = [spark.read.parquet(str(p)).withColumn(_SOURCE, F.lit(i)) for i, p in enumerate(paths)]
+    # A folder that is itself a partition (archive/tenant_id=t) keeps the values its path names, as locally.
+    frames = [_reader(spark, p).parquet(str(p)).withColumn(_SOURCE, F.lit(i)) for i, p in enumerate(paths)]
     frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
     return frame, ns_columns, math.ceil(size / _BYTES_PER_PARTITION)
 

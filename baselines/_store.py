@@ -183,12 +183,18 @@ def _read_ipc(path: Path) -> pa.Table:
         return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
     except FileNotFoundError:
         raise CorruptSnapshotError(f"{path} is missing; the manifest lists it: {_REPUBLISH}", reason="missing") from None
-    except pa.ArrowInvalid as exc:  # (its bytes: not Arrow IPC, or cut short)
-        raise CorruptSnapshotError(f"{path} cannot be read as an Arrow file ({exc}): {_REPUBLISH}",
-                                   reason="damaged") from None
-    except OSError as exc:  # the machine's, not the file's: permissions, open-file limits, I/O errors
-        raise CommGraphError(f"{path} cannot be read ({exc}); check the store's permissions and the process's "
-                             "limits (ulimit -n), then load it again") from None
+    except OSError as exc:
+        if exc.errno is not None and not isinstance(exc, pa.ArrowException):
+            # The machine's, not the file's: permissions, open-file limits, I/O errors.
+            raise CommGraphError(f"{path} cannot be read ({exc}); check the store's permissions and the process's "
+                                 "limits (ulimit -n), then load it again") from None
+        raise _damaged(path, exc) from None
+    except pa.ArrowException as exc:  # (its bytes: not Arrow IPC, cut short, or flipped)
+        raise _damaged(path, exc) from None
+
+
+def _damaged(path: Path, exc: Exception) -> CorruptSnapshotError:
+    return CorruptSnapshotError(f"{path} cannot be read as an Arrow file ({exc}): {_REPUBLISH}", reason="damaged")
 
 
 # What a reader can do about a version it cannot read.

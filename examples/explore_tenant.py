@@ -5,7 +5,7 @@ Exploring one tenant while chasing a false positive
 An analyst's tour of one organisation: its communication graph, who it talks to
 most, how connections are distributed, the neighbourhood of one mailbox, and
 finally ``explain`` on a safe message that a first-contact rule flagged. Plots
-are written as PNG files to a folder in the system's temporary directory.
+are written as PNG files to a new temporary folder, kept for you to open.
 """
 
 # %%
@@ -24,8 +24,7 @@ from commgraph.graph import (build_graph, communities, generate, pagerank, plot_
                              reciprocity, validate)
 from commgraph.signals import Scorer, explain
 
-out = Path(tempfile.gettempdir()) / "commgraph-explore"  # one folder, its plots replaced by each run
-out.mkdir(exist_ok=True)
+out = Path(tempfile.mkdtemp(prefix="commgraph-explore-"))  # the plots stay there for you to open
 mail = generate(tenants=1, days=42, scale=0.4, random_state=5)
 messages = validate(mail.messages, tenants=mail.tenants)
 tenant = messages.tenants[0]

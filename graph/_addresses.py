@@ -457,12 +457,18 @@ def registrable_domains(domains: pd.Series) -> pd.Series:
 DISPLAY_NAME_FORM = 2
 
 
+# Latin letters whose stroke or ligature Unicode does not decompose into a letter and a mark.
+_LATIN_PLAIN = str.maketrans({"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ħ": "h", "Ħ": "H",
+                              "ı": "i", "ð": "d", "Ð": "D", "þ": "th", "Þ": "Th", "æ": "ae", "Æ": "Ae",
+                              "œ": "oe", "Œ": "Oe", "ŧ": "t", "Ŧ": "T", "ƀ": "b", "ɨ": "i"})
+
+
 def _without_accents(text: str) -> str:
-    """``text`` without the accents of Latin letters ("José" -> "Jose"); the marks of other scripts, which
-    write vowels and tell names apart there (Devanagari, Thai), are kept."""
-    decomposed = unicodedata.normalize("NFD", text)
-    if decomposed.isascii():
+    """``text`` without the accents of Latin letters ("José" -> "Jose", "Łukasz" -> "Lukasz"); the marks of
+    other scripts, which write vowels and tell names apart there (Devanagari, Thai), are kept."""
+    if text.isascii():
         return text
+    decomposed = unicodedata.normalize("NFD", text.translate(_LATIN_PLAIN))
     out: list[str] = []
     latin = False  # whether the last base character is an ASCII letter
     for ch in decomposed:

@@ -244,6 +244,28 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozen
                        **_missing_spellings(header, text, auth))
 
 
+# A hive partition's folder: name=value.
+_PARTITION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=[^=]*")
+
+
+def partition_base(directory: str | os.PathLike) -> str | None:
+    """The folder above the partitions a directory's own path names (``archive/tenant_id=t`` -> ``archive``,
+    absolute), for reading their values as a whole archive's read gives them; None when it names none.
+
+    (Hive's folder for missing values names no value: a path through it is read as pyarrow reads it.)
+
+    Examples
+    --------
+    >>> partition_base("/lake/mail/tenant_id=acme/date=2025-01-02"), partition_base("/lake/mail")
+    ('/lake/mail', None)
+    """
+    parts = Path(os.path.abspath(directory)).parts
+    named = next((i for i, part in enumerate(parts) if _PARTITION.fullmatch(part)), None)
+    if named is None or any(part.endswith("=__HIVE_DEFAULT_PARTITION__") for part in parts[named:]):
+        return None
+    return str(Path(*parts[:named]))
+
+
 def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os.PathLike | None = None,
                     text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Any:
     """A Parquet file or directory (or files under ``base_dir``) as a pyarrow dataset, hive partition values as text.
@@ -262,6 +284,8 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
     >>> pq.write_table(pa.table({"message_id": ["m1"]}), root / "tenant_id=007" / "part-0.parquet")
     >>> parquet_dataset(root).to_table().column("tenant_id").to_pylist()
     ['007']
+    >>> parquet_dataset(root / "tenant_id=007").to_table().column("tenant_id").to_pylist()  # one partition
+    ['007']
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -269,9 +293,13 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
     source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
     if isinstance(source, str) and os.path.isdir(source):
         _check_parquet_directory(Path(source), None)  # (a folder of CSV files: say which glob reads it)
-    # Partitions are read from the paths below a directory (pyarrow's default), and from a file's whole path.
+    # Partitions are read from the paths below a directory (pyarrow's default), and from a file's whole path;
+    # a directory that is itself a partition (archive/tenant_id=t/) keeps the values its own path names.
     base = os.fspath(base_dir) if base_dir is not None else source if isinstance(source, str) and os.path.isdir(
         source) else None
+    above = partition_base(base) if base_dir is None and base is not None else None
+    if above is not None:
+        source, base = os.path.abspath(base), above
     found = ds.dataset(source, format="parquet", partitioning="hive", partition_base_dir=base)
     # The partitioning's schema may list the files' columns too: its keys are the names seen as `/name=` in paths.
     candidates = found.partitioning.schema.names if found.partitioning is not None else []

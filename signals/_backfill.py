@@ -275,7 +275,9 @@ def _add_priors(tenants: list[TenantAsOf], signal_set: SignalSet, config: Baseli
     """Each message's prior of every entity kind the signals smooth, as its snapshot would have fitted it."""
     kinds = sorted({k for p in signal_set.providers for k in PRIOR_KINDS.get(type(p), ())})
     requests = [t.instants if grid is None else (t.instants // grid) * grid for t in tenants]
-    if grid is None and kinds:
+    # (no fit without enough explicit labels in the tenants together: each borrows the configured prior then)
+    labels = sum(int(np.sum(t.tables.outcomes(kinds[0]).explicit)) for t in tenants) if kinds else 0
+    if grid is None and kinds and labels >= config.min_prior_labels:
         instants = sum(len(np.unique(r)) for r in requests)
         if instants > _EXACT_PRIORS_WARN:
             warnings.warn(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,8 +24,8 @@ def _split(text: str | None) -> list[str] | None:
     """``--tenants``: comma-separated tenant ids (a configuration file there is refused, naming the option)."""
     ids = [t.strip() for t in text.split(",") if t.strip()] if text else None
     for t in ids or ():
-        if t.lower().endswith(".toml") or os.path.isfile(t):
-            raise ConfigError(f"--tenants takes comma-separated tenant ids; {t!r} is a file: give the tenants' "
+        if t.lower().endswith(".toml"):
+            raise ConfigError(f"--tenants takes comma-separated tenant ids; {t!r} names a file: give the tenants' "
                               "configuration (own domains) with --tenant-config")
     return ids
 

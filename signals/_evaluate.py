@@ -194,12 +194,12 @@ def _as_labels(labels: Any, n: int, positive: Any) -> np.ndarray:
     # The contract's text labels are read as validation reads them (white space stripped, case folded: "Attack"
     # is an attack); anything else is refused: a "1" read from a CSV would silently be safe mail.
     if positive in LABELS:
-        series = series.astype(str).str.strip().str.lower()
+        given, series = series, series.astype(str).str.strip().str.lower()
         odd = ~series.isin(LABELS).to_numpy(dtype=bool)
         if odd.any():
             bad = np.flatnonzero(odd)
             raise SchemaError([Problem("labels", ReasonCode.INVALID_VALUE, [int(r) for r in bad],
-                                       list(series.iloc[bad]),
+                                       list(given.iloc[bad]),
                                        f"text labels must be one of {', '.join(map(repr, LABELS))} ({positive!r} "
                                        "marks an attack): 1 and 0 go as numbers, and a label of your own with "
                                        "positive=")])

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import numpy as np
 import pandas as pd
 
-from commgraph.baselines import refresh
+from commgraph.baselines._build import refresh_observed
 from commgraph.graph import ConfigError, Messages
 from commgraph.graph._messages import REJECT_COLUMNS, message_index
 from commgraph.graph._schema import STRING_DTYPE
@@ -394,7 +394,7 @@ class Overlay:
                 delta = _as_read(_compacted([retired.mail, *held], as_of))
             # A privacy-mode tenant's observed mail is keyed with its secret, as its snapshot was.
             secret = base.keys.secret if base.keys is not None else None
-            view = SnapshotView(refresh(base.snapshot, delta, as_of=as_of, secret=secret), secret=base.keys)
+            view = SnapshotView(refresh_observed(base.snapshot, delta, as_of=as_of, secret=secret), secret=base.keys)
             shared = view.share_lookalikes(base)
             if self.prepare is not None:
                 # With the base's look-alike results, checking the new sender domains is cheap; without

@@ -20,6 +20,7 @@ import pyarrow as pa
 from commgraph.baselines import DEFAULT_PRIOR, ENTITY_KINDS, KeyIndex, Snapshot, pair_keys, posterior_lower_bound
 from commgraph.graph import ConfigError
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
+from commgraph.graph._tenants import caller_stacklevel
 
 from ._privacy import TenantKeys, tenant_keys
 
@@ -164,7 +165,7 @@ class SnapshotView:
             warnings.warn(f"the snapshot of tenant {snapshot.tenant_id!r} was built by an earlier commgraph, whose "
                           "display names kept their accents: mail whose display name has accents ('José García') "
                           "finds no match in it until the tenant is built again in full (commgraph refresh does "
-                          "so by itself for such snapshots)", UserWarning, stacklevel=2)
+                          "so by itself for such snapshots)", UserWarning, stacklevel=caller_stacklevel())
         self.snapshot = snapshot
         self.tenant_id = snapshot.tenant_id if snapshot is not None else str(tenant_id)
         self.as_of_ns = snapshot.as_of.value if snapshot is not None else None

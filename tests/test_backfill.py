@@ -329,10 +329,12 @@ def test_exact_priors_over_a_long_history_warn_and_name_prior_every(monkeypatch)
     g = generate(tenants=1, days=5, scale=0.01, random_state=2)
     messages = validate(g.messages, tenants=g.tenants)
     with pytest.warns(UserWarning, match="prior_every='1D' fits them once a day") as caught:
-        backfill(messages)
+        backfill(messages, config=BaselineConfig(min_prior_labels=1))
     assert caught[0].filename == __file__
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        backfill(messages, prior_every="1D")
+        backfill(messages, prior_every="1D", config=BaselineConfig(min_prior_labels=1))
+        # Without enough explicit labels there is no fit to make (every tenant borrows the configured prior).
+        backfill(validate(g.messages.drop(columns=["label", "labeled_at"]), tenants=g.tenants))

@@ -65,7 +65,7 @@ def test_version_and_validate_commands(capsys, tmp_path: Path) -> None:
     capsys.readouterr()
     assert main(["score", "--input", str(clean), "--store", str(tmp_path), "--output", str(tmp_path / "x.parquet"),
                  "--tenants", "tenants.toml"]) == 2
-    assert "--tenants takes comma-separated tenant ids; 'tenants.toml' is a file" in capsys.readouterr().err
+    assert "--tenants takes comma-separated tenant ids; 'tenants.toml' names a file" in capsys.readouterr().err
     assert main(["validate", str(clean), "--columns", "sender"]) == 2
     assert "contract=column" in capsys.readouterr().err
 

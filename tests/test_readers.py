@@ -55,6 +55,21 @@ def test_hive_partitioned_directory_and_globs(tmp_path):
     assert sorted(m.frame["message_id"]) == sorted(raw["message_id"])
     globbed = read_messages(str(tmp_path / "archive" / "tenant_id=beta" / "*" / "*.parquet"))
     assert set(globbed.tenants) == {"beta"} and len(globbed) == (raw["tenant_id"] == "beta").sum()
+    # One partition's folder keeps the values its own path names (tenant_id was missing: every row rejected),
+    # given relative or absolute.
+    import os
+
+    whole = read_messages(tmp_path / "archive" / "tenant_id=beta")
+    assert set(whole.tenants) == {"beta"} and len(whole) == len(globbed) and not len(whole.rejects)
+    day = sorted(raw.loc[raw["tenant_id"] == "beta", "timestamp"].str[:10])[0]
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path / "archive")
+        one_day = read_messages(f"tenant_id=beta/day={day}")
+    finally:
+        os.chdir(cwd)
+    assert set(one_day.tenants) == {"beta"} and len(one_day) == ((raw["tenant_id"] == "beta")
+                                                                 & raw["timestamp"].str.startswith(day)).sum()
 
 
 @pytest.mark.parametrize("since", [None, "2024-05-10T00:00Z"])

@@ -662,6 +662,17 @@ def test_a_snapshot_whose_display_names_kept_accents_is_built_again_not_refreshe
         refresh(old, messages, as_of=AS_OF)
     with pytest.warns(UserWarning, match="display names kept their accents"):
         SignalSet().compute(messages, {"tenant-01": old}, cold_start=True)
+    # An engine serving it keeps scoring the mail it observes (observe's refresh of it raised, and every batch
+    # after it with it), the live view keeping the snapshot's form.
+    from commgraph.signals import Scorer
+
+    later = messages.frame["timestamp"] >= pd.Timestamp("2025-01-12T00:00Z")
+    mine = (messages.frame["tenant_id"] == "tenant-01") & later
+    seen, fresh = mail.messages[mine.to_numpy()].iloc[:40], mail.messages[mine.to_numpy()].iloc[40:60]
+    with pytest.warns(UserWarning, match="display names kept their accents"):
+        scorer = Scorer({"tenant-01": old}, tenant_configs=mail.tenants)
+        scorer.observe(validate(seen, tenants=mail.tenants), as_of=seen["timestamp"].max() + pd.Timedelta("1s"))
+        assert len(scorer.score(validate(fresh, tenants=mail.tenants))) >= len(fresh)
     SnapshotStore(tmp_path).publish(old)
     assert SnapshotStore(tmp_path).load("tenant-01").display_name_form == 1
     again = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants,

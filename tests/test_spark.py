@@ -274,6 +274,17 @@ def test_spark_takes_copies_of_a_message_in_the_order_of_the_local_read(spark, a
     assert table_differences(local, shuffled, rtol=1e-9) == [] and local.fingerprint == shuffled.fingerprint
 
 
+def test_one_tenant_s_partition_folder_reads_its_tenant_from_its_path_on_both_engines(spark, archive, tmp_path):
+    # A folder that is itself a partition (archive/tenant_id=t) lost the tenant its path names: every row
+    # rejected locally for a missing tenant_id. Both engines read it as the whole archive's read does.
+    path, configs = archive
+    found = _both_engines(path / "tenant_id=tenant-03", tmp_path, configs)
+    assert found["spark"] == found["local"] == [("tenant-03", "published", "")]
+    local, shuffled = SnapshotStore(tmp_path / "local").load("tenant-03"), SnapshotStore(tmp_path / "spark").load(
+        "tenant-03")
+    assert table_differences(local, shuffled, rtol=1e-9) == [] and local.fingerprint == shuffled.fingerprint
+
+
 def test_spark_fails_a_tenant_alone_for_an_unreadable_file_and_reads_float_tenant_ids_as_locally(
         spark, archive, tmp_path):
     # A corrupt file in one tenant's folder stopped the whole Spark job from the driver (the local engine fails

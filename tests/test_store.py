@@ -466,6 +466,28 @@ def test_an_unreadable_file_is_named_even_unverified(tmp_path, snaps) -> None:
     assert scorer.tenants == [kept]
 
 
+def test_flipped_bytes_in_an_unverified_file_are_damage_never_a_machine_error(tmp_path, snaps) -> None:
+    # Arrow reports some corruptions as an OSError of its own ("Verification of flatbuffer-encoded Footer
+    # failed"), others as NotImplemented: each must read as a damaged snapshot, not as permissions or limits.
+    tenant, snap = next(iter(snaps.items()))
+    store = SnapshotStore(tmp_path)
+    store.publish(snap)
+    path = tmp_path / tenant / "v000001" / "sender.arrow"
+    original = path.read_bytes()
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        data = bytearray(original)
+        for at in rng.integers(0, len(data), 8):
+            data[at] ^= 0xFF
+        path.write_bytes(bytes(data))
+        try:
+            store.load(tenant, verify=False)
+        except CorruptSnapshotError as exc:
+            assert exc.reason == "damaged"
+    path.write_bytes(original)
+    assert store.load(tenant).equals(snap)
+
+
 @pytest.mark.parametrize("version", ["abc", 1.5, True, 0])
 def test_a_version_must_be_a_version_number(tmp_path, snaps, version) -> None:
     # "abc" raised int()'s ValueError; 1.5 and True loaded version 1.
