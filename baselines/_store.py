@@ -646,7 +646,7 @@ class SnapshotStore:
             if not folder.is_dir():
                 raise self._pointer_to_nothing(tenant_id, version)
             return version, folder
-        version = _version_number(version, "SnapshotStore")
+        version = _version_number(version, "SnapshotStore.manifest")
         folder = root / f"v{version:06d}"
         if not folder.is_dir():
             raise CommGraphError(f"tenant {tenant_id!r} has no version {version}; versions: "
@@ -689,7 +689,7 @@ class SnapshotStore:
         >>> store.load("acme", 1, verify=False)
         Snapshot('acme' as of 2024-05-04 00:00 UTC: 2 senders, 3 pairs, 3 mailboxes)
         """
-        return self.load_numbered(tenant_id, version, verify=verify)[1]
+        return self.load_numbered(tenant_id, _version_number(version, "SnapshotStore.load"), verify=verify)[1]
 
     def load_numbered(self, tenant_id: str, version: int | None = None, *, verify: bool = True
                       ) -> tuple[int, Snapshot]:
@@ -709,7 +709,7 @@ class SnapshotStore:
         >>> store.load_numbered("acme")[0], store.versions("acme")
         (2, [2])
         """
-        version = _version_number(version, "SnapshotStore.load")
+        version = _version_number(version, "SnapshotStore.load_numbered")
         if version is not None:
             return version, self._load(tenant_id, version, verify)
         for _ in range(_LOAD_ATTEMPTS - 1):
