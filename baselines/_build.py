@@ -16,10 +16,11 @@ import pyarrow as pa
 
 from commgraph.graph import ConfigError, Messages, stable_key
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
-from commgraph.graph._timestamps import iso_instant
+from commgraph.graph._timestamps import InstantError, iso_instant
 
 from ._config import BaselineConfig, duration_ns, prior_pair
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
+from ._secrets import _secret
 from ._smoothing import _distinct_pairs, beta_quantile, fit_summary_list, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
 from ._state import TenantState, advance_many
@@ -38,9 +39,10 @@ def _windows(config: BaselineConfig) -> tuple[int, ...]:
 def _timestamp(value: Any, name: str, caller: str) -> pd.Timestamp:
     try:
         ts = iso_instant(value)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError) as exc:
+        why = f" ({exc})" if isinstance(exc, InstantError) else ""
         raise ConfigError(f"The {name!r} parameter of {caller} must be a timestamp (text in ISO 8601, such as "
-                          f"2025-02-01T00:00Z). Got {value!r} instead.") from None
+                          f"2025-02-01T00:00Z). Got {value!r} instead{why}.") from None
     if pd.isna(ts):
         raise ConfigError(f"The {name!r} parameter of {caller} must be a timestamp. Got {value!r} instead.")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
@@ -55,6 +57,17 @@ def _config(config: BaselineConfig | Mapping | None, caller: str) -> BaselineCon
         raise ConfigError(f"The 'config' parameter of {caller} must be a BaselineConfig or a mapping. "
                           f"Got {type(config).__name__} instead.")
     return config
+
+
+def _checked_secrets(secrets: Mapping[str, Any] | None, caller: str) -> dict[str, bytes]:
+    """Each tenant's secret as bytes, checked as a secrets file's are (16 to 64 bytes, or hex text of them):
+    a short secret keys nothing (an empty one is no key at all, a byte's is found in 256 tries)."""
+    if secrets is None:
+        return {}
+    if not isinstance(secrets, Mapping):
+        raise ConfigError(f"The 'secrets' parameter of {caller} must map tenant ids to their secrets. Got "
+                          f"{type(secrets).__name__} instead.")
+    return {tenant: _secret(tenant, value, f" given to {caller}") for tenant, value in secrets.items()}
 
 
 def _secret_check(secret: bytes | None) -> str | None:
@@ -385,6 +398,11 @@ def build_baselines(messages: Messages, *, as_of: Any, config: BaselineConfig | 
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
         raise ConfigError(f"The 'n_jobs' parameter of build_baselines must be an int >= 1 or -1. Got {n_jobs!r} "
                           "instead.")
+    secrets = _checked_secrets(secrets, "build_baselines")
+    if secrets and not config.privacy:
+        raise ConfigError("secrets were given to build_baselines but the configuration has privacy off, so the "
+                          "snapshots would hold raw addresses and display names; pass config=BaselineConfig("
+                          "privacy=True) with them, or no secrets")
     extractor = EventExtractor(messages, as_of=as_of_ts, secrets=secrets, privacy=config.privacy)
     as_of_ns = as_of_ts.value
     tenants = extractor.tenant_names
@@ -584,11 +602,29 @@ def refresh_observed(snapshot: Snapshot, new_messages: Messages | None, *, as_of
     return out
 
 
+def check_secret(snapshot: Snapshot, secret: bytes | None, caller: str) -> None:
+    """Refuse a secret a snapshot was not keyed with: none for a privacy-mode one, another, or one for a plain one
+    (checked already by :func:`_checked_secrets`)."""
+    tenant = snapshot.tenant_id
+    if not snapshot.config.privacy:
+        if secret is not None:
+            raise ConfigError(f"a secret was given to {caller} for tenant {tenant!r}, whose snapshot is not in "
+                              "privacy mode (it holds raw addresses); give secrets for privacy-mode snapshots only")
+        return
+    if secret is None:
+        raise ConfigError(f"snapshot of tenant {tenant!r} is in privacy mode: pass its secret to {caller}")
+    if _secret_check(secret) != snapshot.secret_check:
+        raise ConfigError(f"the secret given for tenant {tenant!r} is not the one its snapshot was built "
+                          "with; check the secrets, or, to rotate the tenant's secret, build it in full "
+                          "with the new one (commgraph refresh without --incremental, with --force)")
+
+
 def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | None, as_of: Any,
                  secrets: Mapping[str, bytes], global_prior: Mapping[str, Any] | None, caller: str,
                  any_names: bool = False) -> dict[str, Snapshot]:
     """:func:`refresh` of each snapshot (checked: keyed by its tenant), the shared work done once."""
     as_of_ts = _timestamp(as_of, "as_of", caller)
+    secrets = _checked_secrets(secrets, caller)
     many = len(snapshots) > 1
     for tenant, snapshot in snapshots.items():
         if snapshot.display_name_form != DISPLAY_NAME_FORM and not any_names:
@@ -601,14 +637,7 @@ def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
             whose = "the snapshot's" if not many else f"tenant {tenant!r}'s snapshot's"
             raise ConfigError(f"The 'as_of' parameter of {caller} must be a timestamp >= {whose} as_of "
                               f"({snapshot.as_of.isoformat()}). Got {as_of_ts.isoformat()!r} instead.")
-        if snapshot.config.privacy:
-            secret = secrets.get(tenant)
-            if secret is None:
-                raise ConfigError(f"snapshot of tenant {tenant!r} is in privacy mode: pass its secret to {caller}")
-            if _secret_check(secret) != snapshot.secret_check:
-                raise ConfigError(f"the secret given for tenant {tenant!r} is not the one its snapshot was built "
-                                  "with; check the secrets, or, to rotate the tenant's secret, build it in full "
-                                  "with the new one (commgraph refresh without --incremental, with --force)")
+        check_secret(snapshot, secrets.get(tenant), caller)
     globals_ = {tenant: _given_globals(snapshot, global_prior, caller) for tenant, snapshot in snapshots.items()}
     # The new rows: one extraction per previous as_of (and privacy mode), over every tenant that shares it.
     events: dict[str, TenantEvents] = {}

@@ -29,10 +29,10 @@ from commgraph.graph import (
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
-from commgraph.graph._timestamps import is_clock_word, iso_instant
+from commgraph.graph._timestamps import InstantError, is_clock_word, iso_instant
 from commgraph.graph._validate import _check_zone, id_text
 
-from ._build import build_baselines, refresh, refresh_many
+from ._build import build_baselines, check_secret, refresh, refresh_many
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._partial import (
@@ -439,6 +439,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
         counts.add(messages.summary())
         fields = counts.outcome_fields()
         if previous is not None:
+            check_secret(previous, secret, "refresh")  # (also when it does not move: no 'unchanged' on a wrong one)
             snapshot = refresh(previous, messages, as_of=as_of, secret=secret) if previous.as_of < as_of \
                 else previous
         else:
@@ -541,6 +542,8 @@ def _refresh_together(tenant_ids: list[str], inputs: Any, store_path: str, as_of
         for group, messages in _read_since(inputs, same, instant,
                                            dict(columns=columns, tenants=tenant_configs, **read_options)):
             fields.update(_tenant_counts(messages, group))
+            for t in group:  # (also the tenants that do not move: no 'unchanged' with a wrong secret)
+                check_secret(previous[t], given.get(t) if given else None, "refresh_many")
             moving = {t: previous[t] for t in group if previous[t].as_of < as_of}
             snapshots.update(refresh_many(moving, messages, as_of=as_of, secrets=given or None))
     return snapshots, fields
@@ -703,8 +706,9 @@ def _instant(as_of: Any) -> pd.Timestamp:
                           "the instant the snapshots describe, e.g. 2025-02-01T00:00Z (the last midnight)")
     try:
         stamp = iso_instant(as_of)  # (text in ISO 8601 only)
-    except (ValueError, TypeError, OverflowError):
-        raise ConfigError(f"as_of (--as-of) {as_of!r} is not a time in ISO 8601; give an instant such as "
+    except (ValueError, TypeError, OverflowError) as exc:
+        why = f" ({exc})" if isinstance(exc, InstantError) else ""
+        raise ConfigError(f"as_of (--as-of) {as_of!r} is not a time in ISO 8601{why}; give an instant such as "
                           "2025-02-01T00:00Z") from None
     if stamp is pd.NaT:
         raise ConfigError(f"as_of (--as-of) is empty ({as_of!r}); give an ISO 8601 instant such as 2025-02-01T00:00Z")

@@ -21,7 +21,9 @@ from ._keys import stable_keys
 from ._messages import Messages
 from ._schema import AUTH_COLUMNS, EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
-from ._timestamps import DEFAULT_TIME_RANGE, iso_instant, parse_timestamps, refuse_clock_words
+from ._timestamps import (
+    DEFAULT_TIME_RANGE, InstantError, iso_instant, parse_timestamps, refuse_clock_words, time_range_bounds,
+)
 from ._validate import (_blank_text_missing, _check_zone, _validate_handed_over, apply_column_mapping,
                         first_lone_surrogate, id_text, reject_rows)
 
@@ -373,13 +375,16 @@ def _complete_schema(fragment: Any) -> Any:
     return fragment.physical_schema
 
 
+_TIME_UNITS = ("s", "ms", "us", "ns")
+
+
 def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Any:
     """``dataset`` with the columns of every file, not only of the first one pyarrow looks at.
 
     pyarrow takes a directory's columns from its first file, and a scan reads only those: an archive
     whose early files have no ``labeled_at`` (labels began later) would lose every label. Columns that
     later files add are appended, each with its type in the first file that has it (the types of the
-    columns already there are left as they are). Files that disagree on a column's time zone, or hold a
+    columns already there are left as they are, but times take the finest unit of any file). Files that disagree on a column's time zone, or hold a
     column of ``text`` as text in one and numbers in another, are refused, naming two of them. Every footer is read for this, several at once; they
     stay with the fragments, so a scan or the ``since`` pruning does not read them again.
     """
@@ -410,6 +415,14 @@ def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLU
                 # A column with no value in the first files (pandas writes an all-None column as type null: a
                 # day without labels) takes the type of the first file with values, which the null ones cast to.
                 schema = schema.set(at, schema.field(at).with_type(field.type))
+                continue
+            held = schema.field(at).type
+            if pa.types.is_timestamp(held) and pa.types.is_timestamp(field.type) and held.tz == field.type.tz \
+                    and held.unit != field.type.unit:
+                # Times in other units (an export in milliseconds, a later one in nanoseconds): the finer, which
+                # the others cast to exactly (pyarrow cast every file to the first's and failed on finer ones).
+                if _TIME_UNITS.index(field.type.unit) > _TIME_UNITS.index(held.unit):
+                    schema = schema.set(at, schema.field(at).with_type(field.type))
                 continue
             for differs, (what, why) in _DISAGREEMENTS.items():
                 if differs(schema.field(at).type, field.type) and (differs is _zone_differs or field.name in text):
@@ -530,7 +543,8 @@ def _utc(instant: Any, *, iso: bool = False, name: str = "time_range end") -> pd
         if instant is pd.NaT and iso:
             raise ValueError("no instant")
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{'since=' if iso else name + ' '}{given!r} is not an instant; give one in ISO "
+        why = f" ({exc})" if isinstance(exc, InstantError) else ""
+        raise ConfigError(f"{'since=' if iso else name + ' '}{given!r} is not an instant{why}; give one in ISO "
                           "8601, such as 2025-02-01T00:00Z") from exc
     if instant is pd.NaT:
         return instant
@@ -545,8 +559,7 @@ class _SinceFilter:
         self.since = _utc(since, iso=True)
         # Times validation refuses as out of range are read wherever they are, so it rejects them (a 1980
         # placeholder), as the filter of other inputs keeps every refused time.
-        self.range = tuple(_utc(t, name=f"time_range {end}") for t, end in zip(time_range, ("start", "end"))) \
-            if time_range is not None else None
+        self.range = time_range_bounds(time_range) if time_range is not None else None
         self.timestamp = (columns or {}).get("timestamp", "timestamp")
         self.labeled_at = (columns or {}).get("labeled_at", "labeled_at")
         self.tenant_id = (columns or {}).get("tenant_id", "tenant_id")

@@ -10,6 +10,7 @@ every "first seen" and every hour-of-day habit by hours.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,12 +57,19 @@ def refuse_clock_words(given: dict[str, object]) -> None:
                               "instant itself (ISO 8601)")
 
 
+class InstantError(ValueError):
+    """An instant refused for a reason the caller's message should give (its text says it to a user)."""
+
+
 def iso_instant(value: object) -> pd.Timestamp:
     """``pd.Timestamp(value)``, text read as ISO 8601 only (surrounding white space aside): '01/02/2025' is no
     instant (read month first it was 2 January, silently a month off for whoever meant 1 February), nor is
-    'now' or 'today' (the clock: a rerun would compute something else).
+    'now' or 'today' (the clock: a rerun would compute something else), nor a number (1736294400 was read as
+    nanoseconds after 1970, 1.7 seconds into it, where the same number in a timestamp column is seconds), nor
+    an instant outside the years 1677-2262 that times in nanoseconds hold (every count would overflow).
 
-    Raises ValueError or TypeError; naive stays naive (callers say what it means).
+    Raises ValueError (an :class:`InstantError` for the reasons above) or TypeError; naive stays naive
+    (callers say what it means).
 
     Examples
     --------
@@ -75,11 +83,21 @@ def iso_instant(value: object) -> pd.Timestamp:
     refused 01/02/2025
     refused now
     """
+    if isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+        raise InstantError(f"a number is no instant (seconds, milliseconds or nanoseconds since 1970?); give text "
+                           f"in ISO 8601 or pd.Timestamp({value!r}, unit='s')")
     if not isinstance(value, str):
-        return pd.Timestamp(value)
-    if is_clock_word(value):
-        raise ValueError(f"{value!r} names a moment of the clock, which a rerun cannot repeat")
-    return pd.Timestamp(pd.to_datetime(value.strip(), format="ISO8601"))
+        stamp = pd.Timestamp(value)
+    elif is_clock_word(value):
+        raise InstantError(f"{value!r} names a moment of the clock, which a rerun cannot repeat")
+    else:
+        stamp = pd.Timestamp(pd.to_datetime(value.strip(), format="ISO8601"))
+    if stamp is pd.NaT:
+        return stamp
+    try:
+        return stamp.as_unit("ns")
+    except (OverflowError, ValueError):  # (pandas' OutOfBoundsDatetime is a ValueError)
+        raise InstantError(f"{value!r} is outside the years 1677-2262 that times in nanoseconds hold") from None
 
 #: Timestamps outside this range are refused as ``timestamp_out_of_range``. The
 #: floor catches the placeholders mail systems write for unknown dates (epoch 0,
@@ -225,14 +243,60 @@ def parse_timestamps(
                 out = out.where(~numeric, numbers)
 
     if time_range is not None:
-        lo, hi = (pd.Timestamp(t, tz="UTC") if pd.Timestamp(t).tzinfo is None else pd.Timestamp(t)
-                  for t in time_range)
+        lo, hi = time_range_bounds(time_range)
         bad = (out.notna() & ((out < lo) | (out >= hi))).to_numpy()
         refuse(bad, ReasonCode.TIMESTAMP_OUT_OF_RANGE,
-               f"timestamps must fall in [{lo.date()}, {hi.date()}); correct placeholder dates, "
+               f"timestamps must fall in [{_instant_text(lo)}, {_instant_text(hi)}); correct placeholder dates, "
                "or, reading in Python, pass time_range=None (or a wider range) for archives that really span it")
     out = out.mask(reason != None)  # noqa: E711
     return ParsedTimestamps(values=out.astype(TIMESTAMP_DTYPE), reason=reason, fixes=fixes)
+
+
+def time_range_bounds(time_range: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """A ``time_range`` as its UTC bounds ``[start, end)`` (naive means UTC; None: no bound on that side),
+    checked: two instants, text in ISO 8601 only ('01/03/2024' was read month first), the start before the end
+    (a reversed range refused every row, silently).
+
+    Examples
+    --------
+    >>> time_range_bounds(("1990-01-01", "2100-01-01T00:00Z"))[1]
+    Timestamp('2100-01-01 00:00:00+0000', tz='UTC')
+    >>> time_range_bounds(("2100-01-01", "1990-01-01"))
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: time_range must be (start, end) with the start before the end; got ('2100-01-01', '1990-01-01')
+    """
+    if isinstance(time_range, (str, bytes)) or not hasattr(time_range, "__len__") or len(time_range) != 2:
+        raise ConfigError(f"time_range must be a pair (start, end) of instants, e.g. ('1990-01-01', '2100-01-01'), "
+                          f"or None for no bounds; got {time_range!r}")
+    bounds = []
+    for value, end, open_end in zip(time_range, ("start", "end"), (pd.Timestamp.min, pd.Timestamp.max)):
+        try:
+            stamp = iso_instant(value)
+        except InstantError as exc:
+            if "outside the years" not in str(exc):
+                raise ConfigError(f"time_range {end} {value!r} is not an instant ({exc}); give text in ISO 8601, "
+                                  "such as 1990-01-01 (or None for no bound)") from None
+            # A bound beyond the times nanoseconds hold ('2500-01-01') bounds nothing on its side.
+            far = pd.Timestamp(value if not isinstance(value, str) else value.strip())
+            stamp = pd.Timestamp.max if far.year > 2000 else pd.Timestamp.min
+        except (ValueError, TypeError) as exc:
+            why = f" ({exc})" if isinstance(exc, InstantError) else ""
+            raise ConfigError(f"time_range {end} {value!r} is not an instant{why}; give text in ISO 8601, such as "
+                              "1990-01-01 (or None for no bound)") from None
+        stamp = open_end if stamp is pd.NaT else stamp  # (None: no bound on that side)
+        bounds.append(stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC"))
+    if bounds[0] >= bounds[1]:
+        raise ConfigError(f"time_range must be (start, end) with the start before the end; got {tuple(time_range)!r}")
+    return bounds[0], bounds[1]
+
+
+def _instant_text(stamp: pd.Timestamp) -> str:
+    """A bound as its date when it is a midnight, else to the second (a refusal at 09:30 of a range from 10:00
+    named only the day)."""
+    if stamp in (pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")):
+        return "..."
+    return str(stamp.date()) if stamp == stamp.normalize() else stamp.isoformat()
 
 
 def _numbers(text: pd.Series) -> pd.Series:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -73,7 +72,7 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "as_of": [None, str, _dt.datetime, np.datetime64, Integral],
+        "as_of": [None, str, _dt.datetime, np.datetime64],
         "tenants": [None, list, tuple, dict, str],
         "signal_set": [None, SignalSet, list, tuple],
         "baseline_config": [None, BaselineConfig, dict],

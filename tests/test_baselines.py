@@ -399,3 +399,31 @@ def test_an_internal_address_spoofed_from_outside_is_no_first_time_sender() -> N
     assert exact["first_inbound"].tolist() != old["first_inbound"].tolist()  # (ann's spoofed pair)
     assert np.array_equal(old["first_inbound"], np.where(old["n_inbound"] > 0, old["first_seen"],
                                                          np.iinfo(np.int64).max))
+
+
+@pytest.mark.parametrize("as_of, words", [
+    (1736294400, "a number is no instant"), (np.int64(1736294400), "a number is no instant"),
+    (1736294400.0, "a number is no instant"), ("9999-12-31T00:00Z", "outside the years 1677-2262"),
+    ("1600-01-01T00:00Z", "outside the years 1677-2262"),
+])
+def test_an_instant_that_is_a_number_or_out_of_range_is_refused_everywhere(tmp_path, as_of, words) -> None:
+    # A number was read as nanoseconds after 1970 (1736294400: 1.7 s into 1970, empty baselines, every sender
+    # new), where a timestamp column reads it as seconds; 9999 passed and overflowed later (after observe, every
+    # score raised an OverflowError for good).
+    from commgraph.baselines import run_refresh
+    from commgraph.graph import build_graph, read_messages
+    from commgraph.signals import Scorer
+
+    tenants = [{"tenant_id": "a", "own_domains": ["a.com"]}]
+    frame = pd.DataFrame({"tenant_id": "a", "message_id": ["1"], "timestamp": ["2025-01-01T09:00Z"],
+                          "sender": "x@out.com", "recipients": "u@a.com"})
+    m = validate(frame, tenants=tenants)
+    scorer = Scorer(build_baselines(m, as_of="2025-01-02"), tenant_configs=tenants)
+    frame.to_parquet(tmp_path / "mail.parquet")
+    calls = [lambda: build_baselines(m, as_of=as_of), lambda: build_graph(m, tenant_id="a", as_of=as_of),
+             lambda: scorer.observe(m, as_of=as_of), lambda: read_messages(tmp_path / "mail.parquet", since=as_of),
+             lambda: run_refresh(tmp_path / "mail.parquet", store=tmp_path / "s", as_of=as_of, tenant_configs=tenants)]
+    for call in calls:
+        with pytest.raises(ConfigError, match=words):
+            call()
+    assert scorer.score(m).shape[0] == 1  # (the refused observe left the scorer as it was)

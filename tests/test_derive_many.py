@@ -24,7 +24,7 @@ TENANTS = ["acme", "beta", "gamma", "solo"]
 ADDRESSES = ["ann@acme.com", "bob@acme.com", "eve@evil.com", "v@vendor.com", "w@vendor.com", "x@beta.org",
              "g@gamma.net"]
 CONFIG = dict(windows=("1d", "3d"), half_life="1d", settle_delay="1d", top_display_names=1, known_contact_domains=1)
-SECRETS = {t: f"{t}-secret".encode() for t in TENANTS}
+SECRETS = {t: f"{t}-secret-0123456789".encode() for t in TENANTS}
 
 
 def _column_bytes(column) -> tuple:

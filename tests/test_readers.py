@@ -72,6 +72,22 @@ def test_hive_partitioned_directory_and_globs(tmp_path):
                                                                  & raw["timestamp"].str.startswith(day)).sum()
 
 
+@pytest.mark.parametrize("first, second", [("ms", "ns"), ("ns", "ms"), ("s", "us")])
+def test_files_with_times_in_other_units_read_as_one_archive(tmp_path, first, second):
+    # pyarrow cast every file to the first one's unit: a file in milliseconds before one in nanoseconds failed
+    # the whole read with "Casting ... would lose data".
+    instant = pd.Timestamp("2024-03-01T09:30:00.123456789Z")
+    times = {}
+    for name, message_id, unit in (("part-0.parquet", "m1", first), ("part-1.parquet", "m2", second)):
+        column = pa.array([instant.value], pa.timestamp("ns", tz="UTC")).cast(pa.timestamp(unit, tz="UTC"),
+                                                                             safe=False)
+        times[message_id] = pd.Timestamp(column.to_pylist()[0])
+        pq.write_table(pa.table({"tenant_id": ["t"], "message_id": [message_id], "timestamp": column,
+                                 "sender": ["a@ext.com"], "recipients": ["b@acme.com"]}), tmp_path / name)
+    m = read_messages(tmp_path, tenants=[{"tenant_id": "t", "own_domains": ["acme.com"]}])
+    assert dict(zip(m.frame["message_id"], m.frame["timestamp"])) == times
+
+
 @pytest.mark.parametrize("since", [None, "2024-05-10T00:00Z"])
 def test_a_directory_reads_the_columns_of_every_file_not_only_the_first(tmp_path, since):
     # Labels began later: the first files have no label columns, later ones do (and one adds display names).
@@ -589,9 +605,15 @@ def test_read_messages_refuses_a_since_that_is_not_iso_and_a_zone_that_is_none_b
     for since in (None, "2024-05-02T00:00Z"):
         with pytest.raises(ConfigError, match="IANA time zone"):
             read_messages(frame, since=since, timezone="Mars/Base")
-    # The time range is read as validation reads it, since or not.
-    assert len(read_messages(frame, since="2024-05-02 ", time_range=("01/01/1990", "01/01/2100"))) == \
-        len(read_messages(frame, since="2024-05-02"))
+    # The time range is read as since is, in ISO 8601 only ('01/01/1990' was read month first), its start before
+    # its end (a reversed range refused every row, silently), a pair.
+    for bad, words in ((("01/03/1990", "2100-01-01"), "time_range start '01/03/1990' is not an instant"),
+                       (("2100-01-01", "1990-01-01"), "the start before the end"),
+                       (("1990-01-01",), "must be a pair"), (("1990", "2000", "2100"), "must be a pair")):
+        for call in (lambda: read_messages(frame, since="2024-05-02", time_range=bad),
+                     lambda: validate(frame, strict=False, time_range=bad)):
+            with pytest.raises(ConfigError, match=words):
+                call()
     # Zones given otherwise than by IANA name are taken, as the parser takes them.
     import datetime
 

@@ -107,7 +107,7 @@ def test_a_privacy_snapshot_is_never_replaced_by_raw_strings(tmp_path, mail):
 
     messages = validate(mail.messages, tenants=mail.tenants)
     private = build_baselines(messages, as_of=AS_OF, config=BaselineConfig(privacy=True),
-                              secrets={t: b"s" for t in messages.tenants})["tenant-02"]
+                              secrets={t: b"s" * 16 for t in messages.tenants})["tenant-02"]
     SnapshotStore(tmp_path).publish(private)
     for force in (False, True):
         report = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, force=force)

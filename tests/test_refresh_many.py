@@ -24,7 +24,7 @@ ADDRESSES = ["ann@acme.com", "bob@acme.com", "eve@evil.com", "v@vendor.com", "w@
              "y@beta.org", "g@gamma.net"]
 # Priors of their own for tenants with a few labels; the others (gamma, with little mail) borrow the global one.
 CONFIG = dict(windows=("1d", "3d"), half_life="1d", settle_delay="1d", min_prior_entities=3, min_prior_labels=2)
-SECRETS = {"acme": b"acme-secret", "beta": b"beta-secret", "gamma": b"gamma-secret"}
+SECRETS = {"acme": b"acme-secret-0123456", "beta": b"beta-secret-0123456", "gamma": b"gamma-secret-012345"}
 
 
 def mail():
@@ -189,15 +189,14 @@ def test_errors_name_the_tenant() -> None:
     with pytest.raises(ConfigError, match="tenant 'beta' is in privacy mode: pass its secret to refresh_many"):
         refresh_many(private, m, as_of=START + pd.Timedelta(days=2), secrets={"acme": SECRETS["acme"]})
     with pytest.raises(ConfigError, match="secret given for tenant 'acme' is not the one"):
-        refresh_many(private, m, as_of=START + pd.Timedelta(days=2), secrets={**SECRETS, "acme": b"wrong"})
-    # A secret given for a snapshot not in privacy mode proves nothing and is not recorded: the refresh's
-    # manifest stays the one a refresh without it writes (and records no secret, as the rebuild records none).
+        refresh_many(private, m, as_of=START + pd.Timedelta(days=2), secrets={**SECRETS, "acme": b"w" * 16})
+    # A secret given for a snapshot not in privacy mode is refused, as the job and the Scorer refuse it (it was
+    # taken and ignored: a caller meaning privacy mode got raw addresses stored).
     later = START + pd.Timedelta(days=2)
-    keyed = refresh_many(early, m, as_of=later, secrets=SECRETS)
-    rebuilt = build_baselines(m, as_of=later, config=config, secrets=SECRETS)
-    for tenant in early:
-        assert keyed[tenant].secret_check is None and rebuilt[tenant].secret_check is None
-        assert _bytes(keyed[tenant]) == _bytes(refresh(early[tenant], m, as_of=later))
+    with pytest.raises(ConfigError, match="for tenant 'acme', whose snapshot is not in privacy mode"):
+        refresh_many(early, m, as_of=later, secrets=SECRETS)
+    with pytest.raises(ConfigError, match="secrets were given to build_baselines but the configuration has privacy"):
+        build_baselines(m, as_of=later, config=config, secrets=SECRETS)
     # A failure inside one tenant's refresh (a stored state missing its rows) names that tenant.
     broken = early["beta"]
     tables = {k: v for k, v in broken.state_tables().items() if k != "events"}

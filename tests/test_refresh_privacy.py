@@ -101,6 +101,11 @@ def test_a_wrong_secret_is_never_published_and_rotation_needs_force(tmp_path, ma
     same = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, config=PRIVATE,
                        secrets=SECRETS)
     assert {o.status for o in same.outcomes} == {"unchanged"}
+    # Run again at the snapshots' own as_of, incrementally, with a wrong secret: it failed, not 'unchanged'.
+    rerun = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, config=PRIVATE,
+                        secrets=wrong, incremental=True)
+    assert {o.tenant_id: o.status for o in rerun.outcomes} == {
+        "tenant-01": "unchanged", "tenant-02": "unchanged", "tenant-03": "failed"}
     rotated = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, config=PRIVATE,
                           secrets=wrong, tenants=["tenant-03"], force=True)
     assert [o.status for o in rotated.outcomes] == ["published"]
@@ -115,6 +120,30 @@ def test_secrets_and_privacy_go_together(tmp_path, mail):
     with pytest.raises(ConfigError, match="privacy = false"):
         run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, secrets=SECRETS)
     assert not SnapshotStore(tmp_path).tenants()
+
+
+def test_a_direct_build_checks_its_secrets_as_a_secrets_file_is_checked(mail):
+    # build_baselines and refresh took any secret: an empty one keys nothing (keyed BLAKE2b with no key), a byte's
+    # is found in 256 tries from the manifest's secret check; secrets without privacy mode stored raw strings.
+    from commgraph.baselines import refresh
+
+    messages = validate(mail.messages, tenants=mail.tenants)
+    private = BaselineConfig(**PRIVATE)
+    for weak, words in ((b"", "has 0 bytes"), (b"x", "has 1 bytes"), (b"x" * 65, "has 65 bytes"),
+                        ("zz", "is not hexadecimal")):
+        with pytest.raises(ConfigError, match=f"the secret of tenant 'tenant-01' given to build_baselines {words}"):
+            build_baselines(messages, as_of=EARLIER, config=private, secrets={**SECRETS, "tenant-01": weak})
+    as_hex = build_baselines(messages, as_of=EARLIER, config=private,
+                             secrets={t: s.hex() for t, s in SECRETS.items()})
+    keyed = build_baselines(messages, as_of=EARLIER, config=private, secrets=SECRETS)
+    assert all(as_hex[t].equals(keyed[t]) for t in keyed)
+    with pytest.raises(ConfigError, match="given to refresh has 1 bytes"):
+        refresh(keyed["tenant-01"], messages, as_of=AS_OF, secret=b"x")
+    with pytest.raises(ConfigError, match="secrets were given to build_baselines but the configuration has privacy"):
+        build_baselines(messages, as_of=EARLIER, secrets=SECRETS)
+    plain = build_baselines(messages, as_of=EARLIER)["tenant-01"]
+    with pytest.raises(ConfigError, match="whose snapshot is not in privacy mode"):
+        refresh(plain, messages, as_of=AS_OF, secret=SECRETS["tenant-01"])
 
 
 def test_each_worker_receives_only_its_own_tenants_secrets(tmp_path, mail, monkeypatch):

@@ -180,7 +180,7 @@ def test_privacy_mode_writes_no_raw_strings(tmp_path, mail) -> None:
     assert loaded.lookup("sender", stable_keys([address], secret=secrets[tenant]))[0] >= 0
     # A refresh needs the same secret.
     with pytest.raises(ConfigError, match="not the one its snapshot was built with"):
-        refresh(loaded, mail, as_of="2025-01-13", secret=b"wrong")
+        refresh(loaded, mail, as_of="2025-01-13", secret=b"wrong-secret-0123")
     again = refresh(loaded, mail, as_of="2025-01-13", secret=secrets[tenant])
     assert again.equals(build_baselines(mail, as_of="2025-01-13", config=config, secrets=secrets)[tenant])
 
