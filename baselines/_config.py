@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from commgraph.graph import ConfigError
+from commgraph.graph._timestamps import duration
 from commgraph.graph._toml import read_toml
 
 __all__ = ["BaselineConfig", "LABEL_POLICIES"]
@@ -69,7 +70,7 @@ def _timedelta(name: str, value: Any) -> _dt.timedelta:
             number, unit = _SHORT.match(value.strip()).groups()
             td = pd.Timedelta(**{_UNITS[unit]: int(number)})
         else:
-            td = pd.Timedelta(value)
+            td = duration(value)
     except (TypeError, ValueError):
         raise _error(name, "a timedelta > 0 (a timedelta, a string such as '7d' or seconds)", value) from None
     if pd.isna(td) or td <= pd.Timedelta(0):

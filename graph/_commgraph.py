@@ -25,7 +25,7 @@ from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaErr
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
 from ._tenants import InferredOwnDomainsWarning, infer_own_domains, normalise_own_domain
-from ._timestamps import InstantError, iso_instant
+from ._timestamps import InstantError, duration, iso_instant
 
 __all__ = ["CommGraph", "DomainView", "build_graph", "EDGE_COLUMNS", "NODE_COLUMNS", "GRAPH_INPUT_COLUMNS"]
 
@@ -1341,7 +1341,7 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
             raise ConfigError(f"The 'window' parameter of build_graph must be a timedelta such as '30D' (a number "
                               f"alone has no unit). Got {window!r} instead.")
         try:
-            window_td = pd.Timedelta(window)
+            window_td = duration(window)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"The 'window' parameter of build_graph must be a timedelta such as '30D'. "
                               f"Got {window!r} instead.") from exc

@@ -9,6 +9,7 @@ every "first seen" and every hour-of-day habit by hours.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,23 @@ def refuse_clock_words(given: dict[str, object]) -> None:
         if is_clock_word(value):
             raise ConfigError(f"{name} {value!r} names a moment of the clock, which a rerun cannot repeat; give the "
                               "instant itself (ISO 8601)")
+
+
+_DAY_UNIT = re.compile(r"(?<=\d)\s*d(?=$|\d|\s)")
+
+
+def duration(value: object) -> pd.Timedelta:
+    """``pd.Timedelta(value)``, with the days of text written as people write them: "7d" (pandas deprecates
+    the lower-case unit, which a later pandas will refuse) reads as "7D".
+
+    Examples
+    --------
+    >>> duration("7d"), duration(" 1d12h "), duration("36h")
+    (Timedelta('7 days 00:00:00'), Timedelta('1 days 12:00:00'), Timedelta('1 days 12:00:00'))
+    """
+    if isinstance(value, str):
+        value = _DAY_UNIT.sub("D", value.strip())
+    return pd.Timedelta(value)
 
 
 class InstantError(ValueError):

@@ -15,6 +15,7 @@ from commgraph.baselines._build import _config
 from commgraph.baselines._events import _codes, _ns
 from commgraph.baselines._pages import no_hugepage_stalls
 from commgraph.graph._tenants import caller_stacklevel
+from commgraph.graph._timestamps import duration
 from commgraph.baselines._priors_in_time import priors_at_kinds
 from commgraph.graph import ConfigError, Messages
 
@@ -37,7 +38,7 @@ def _duration(value: Any, name: str, *, zero: bool = False) -> int:
     try:
         if isinstance(value, (bool, int, float)):
             raise TypeError
-        td = pd.Timedelta(value)
+        td = duration(value)
     except (TypeError, ValueError):
         td = None
     if td is None or pd.isna(td) or td < pd.Timedelta(0) or (td == pd.Timedelta(0) and not zero):

@@ -338,3 +338,18 @@ def test_exact_priors_over_a_long_history_warn_and_name_prior_every(monkeypatch)
         backfill(messages, prior_every="1D", config=BaselineConfig(min_prior_labels=1))
         # Without enough explicit labels there is no fit to make (every tenant borrows the configured prior).
         backfill(validate(g.messages.drop(columns=["label", "labeled_at"]), tenants=g.tenants))
+
+
+def test_durations_written_with_a_lower_case_day_read_without_a_pandas_deprecation() -> None:
+    # pandas deprecates "7d" (a later pandas refuses it); BaselineConfig, backfill and build_graph read it as "7D".
+    import warnings
+
+    from commgraph.graph import build_graph
+
+    m = validate(pd.DataFrame({"tenant_id": "t1", "message_id": ["a"], "timestamp": ["2024-05-01T09:00Z"],
+                               "sender": "ann@vendor.com", "recipients": "cy@acme.com"}), tenants=TENANTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert BaselineConfig(windows=("1d", "7d"), settle_delay="1d").windows[1] == pd.Timedelta(days=7)
+        backfill(m, mode="as_deployed", refresh_every="1d")
+        assert build_graph(m, tenant_id="t1", as_of="2024-05-02T00:00Z", window="7d").window == pd.Timedelta(days=7)
