@@ -247,23 +247,27 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozen
 
 
 # A hive partition's folder: name=value.
-_PARTITION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=[^=]*")
+_PARTITION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 
 
 def partition_base(directory: str | os.PathLike) -> str | None:
-    """The folder above the partitions a directory's own path names (``archive/tenant_id=t`` -> ``archive``,
-    absolute), for reading their values as a whole archive's read gives them; None when it names none.
+    """The folder above the partitions a directory is (``archive/tenant_id=t`` -> ``archive``, absolute): the
+    ``name=value`` folders that end its path, up to the first that is not one (as Spark's basePath reads them:
+    a ``run=3`` folder further up names nothing), for reading their values as a whole archive's read gives
+    them; None when the directory is no partition.
 
     (Hive's folder for missing values names no value: a path through it is read as pyarrow reads it.)
 
     Examples
     --------
-    >>> partition_base("/lake/mail/tenant_id=acme/date=2025-01-02"), partition_base("/lake/mail")
+    >>> partition_base("/lake/mail/tenant_id=acme/date=2025-01-02"), partition_base("/run=3/mail")
     ('/lake/mail', None)
     """
     parts = Path(os.path.abspath(directory)).parts
-    named = next((i for i, part in enumerate(parts) if _PARTITION.fullmatch(part)), None)
-    if named is None or any(part.endswith("=__HIVE_DEFAULT_PARTITION__") for part in parts[named:]):
+    named = len(parts)
+    while named > 1 and _PARTITION.fullmatch(parts[named - 1]):
+        named -= 1
+    if named == len(parts) or any(part.endswith("=__HIVE_DEFAULT_PARTITION__") for part in parts[named:]):
         return None
     return str(Path(*parts[:named]))
 
@@ -384,9 +388,10 @@ def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLU
     pyarrow takes a directory's columns from its first file, and a scan reads only those: an archive
     whose early files have no ``labeled_at`` (labels began later) would lose every label. Columns that
     later files add are appended, each with its type in the first file that has it (the types of the
-    columns already there are left as they are, but times take the finest unit of any file). Files that disagree on a column's time zone, or hold a
-    column of ``text`` as text in one and numbers in another, are refused, naming two of them. Every footer is read for this, several at once; they
-    stay with the fragments, so a scan or the ``since`` pruning does not read them again.
+    columns already there are left as they are, but times take the finest unit of any file that holds
+    them all). Files that disagree on a column's time zone, or hold a column of ``text`` as text in one
+    and numbers in another, are refused, naming two of them. Every footer is read for this, several at
+    once; they stay with the fragments, so a scan or the ``since`` pruning does not read them again.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -432,9 +437,54 @@ def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLU
                     raise ConfigError(
                         f"Parquet files disagree on the {what} of column {field.name!r}: {first.path} holds "
                         f"{schema.field(at).type}, {fragment.path} holds {field.type}. {why}")
+    schema = _units_that_hold(schema, fragments, schemas)
     if schema.equals(dataset.schema):
         return dataset
     return ds.FileSystemDataset(fragments, schema, dataset.format, dataset.filesystem)
+
+
+def _units_that_hold(schema: Any, fragments: list[Any], schemas: list[Any]) -> Any:
+    """``schema`` with a time column made nanoseconds (the finest of its files) back to microseconds where a
+    file in a coarser unit holds a time nanoseconds cannot (outside 1677-2262: a 9999-12-31 placeholder, which
+    validation refuses as out of range; the cast to nanoseconds would fail the whole read)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for at, field in enumerate(schema):
+        if not pa.types.is_timestamp(field.type) or field.type.unit != "ns":
+            continue
+        units = [(f, s.field(field.name).type) for f, s in zip(fragments, schemas)
+                 if s.get_field_index(field.name) >= 0 and pa.types.is_timestamp(s.field(field.name).type)]
+        for fragment, unit in units:
+            if unit.unit == "ns":
+                continue
+            bounds = pc.min_max(fragment.to_table(columns=[field.name]).column(field.name)).as_py()
+            far = next((b for b in (bounds["min"], bounds["max"])
+                        if b is not None and not _NS_MIN <= b.year <= _NS_MAX), None)
+            if far is None:
+                continue
+            for finer, finer_unit in units:  # microseconds then: nanosecond files must hold whole microseconds
+                if finer_unit.unit == "ns" and _sub_microseconds(finer, field.name):
+                    raise ConfigError(
+                        f"Parquet files disagree on the unit of column {field.name!r}: {fragment.path} holds {unit} "
+                        f"times outside the years nanoseconds hold ({far}), {finer.path} nanosecond times that "
+                        "microseconds cannot; write the files in one unit, or drop the placeholder dates")
+            schema = schema.set(at, field.with_type(pa.timestamp("us", tz=field.type.tz)))
+            break
+    return schema
+
+
+def _sub_microseconds(fragment: Any, column: str) -> bool:
+    """Whether a file's nanosecond times include any that is not a whole microsecond."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ns = pc.fill_null(fragment.to_table(columns=[column]).column(column).cast(pa.int64()), 0)
+    return bool(np.any(ns.to_numpy() % 1000))
+
+
+# The years times in nanoseconds hold (whole years: 1677-09-21 to 2262-04-11).
+_NS_MIN, _NS_MAX = 1678, 2261
 
 
 def partition_values(source: Any, column: str) -> list[str] | None:

@@ -70,6 +70,13 @@ def test_hive_partitioned_directory_and_globs(tmp_path):
         os.chdir(cwd)
     assert set(one_day.tenants) == {"beta"} and len(one_day) == ((raw["tenant_id"] == "beta")
                                                                  & raw["timestamp"].str.startswith(day)).sum()
+    # Only the partition folders the directory is count: a folder named like one further up names nothing (an
+    # archive under /exports/run=3/ gained a 'run' column; one under tenant_id=x/ overrode its files' tenants).
+    outer = tmp_path / "run=3" / "tenant_id=zeta" / "mail"
+    outer.mkdir(parents=True)
+    raw.to_parquet(outer / "part.parquet")
+    whole = read_messages(outer)
+    assert "run" not in whole.frame.columns and set(whole.tenants) == {"acme", "beta"}
 
 
 @pytest.mark.parametrize("first, second", [("ms", "ns"), ("ns", "ms"), ("s", "us")])
@@ -86,6 +93,31 @@ def test_files_with_times_in_other_units_read_as_one_archive(tmp_path, first, se
                                  "sender": ["a@ext.com"], "recipients": ["b@acme.com"]}), tmp_path / name)
     m = read_messages(tmp_path, tenants=[{"tenant_id": "t", "own_domains": ["acme.com"]}])
     assert dict(zip(m.frame["message_id"], m.frame["timestamp"])) == times
+    # A placeholder nanoseconds cannot hold (9999-12-31, in microseconds) beside a file in nanoseconds: read in
+    # microseconds, validation refusing the placeholder alone (the cast failed the read); unless the nanosecond
+    # file holds times microseconds cannot either, which is refused naming both files.
+    placeholder = pa.array([pd.Timestamp("9999-12-31T00:00Z").to_pydatetime()], pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"tenant_id": ["t"], "message_id": ["m0"], "timestamp": placeholder,
+                             "sender": ["a@ext.com"], "recipients": ["b@acme.com"]}), tmp_path / "part-00.parquet")
+    if "ns" in (first, second):
+        with pytest.raises(ConfigError, match="disagree on the unit of column 'timestamp'.*write the files in one"):
+            read_messages(tmp_path, tenants=[{"tenant_id": "t", "own_domains": ["acme.com"]}], strict=False)
+        return
+    m = read_messages(tmp_path, tenants=[{"tenant_id": "t", "own_domains": ["acme.com"]}], strict=False)
+    assert sorted(m.frame["message_id"]) == ["m1", "m2"] and m.rejects["reject_reason"].tolist() == [
+        "timestamp_out_of_range"]
+
+
+def test_a_placeholder_beside_nanosecond_times_is_refused_alone(tmp_path):
+    whole = pa.array([pd.Timestamp("2024-03-01T09:30:00.123456Z").value], pa.timestamp("ns", tz="UTC"))
+    placeholder = pa.array([pd.Timestamp("9999-12-31T00:00Z").to_pydatetime()], pa.timestamp("us", tz="UTC"))
+    for name, message_id, column in (("a.parquet", "m0", placeholder), ("b.parquet", "m1", whole)):
+        pq.write_table(pa.table({"tenant_id": ["t"], "message_id": [message_id], "timestamp": column,
+                                 "sender": ["a@ext.com"], "recipients": ["b@acme.com"]}), tmp_path / name)
+    m = read_messages(tmp_path, tenants=[{"tenant_id": "t", "own_domains": ["acme.com"]}], strict=False)
+    assert m.frame["message_id"].tolist() == ["m1"] and m.rejects["reject_reason"].tolist() == [
+        "timestamp_out_of_range"]
+    assert m.frame["timestamp"].iloc[0] == pd.Timestamp("2024-03-01T09:30:00.123456Z")
 
 
 @pytest.mark.parametrize("since", [None, "2024-05-10T00:00Z"])
