@@ -182,7 +182,8 @@ def _read_ipc(path: Path) -> pa.Table:
     try:
         return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
     except FileNotFoundError:
-        raise CorruptSnapshotError(f"{path} is missing; the manifest lists it: {_REPUBLISH}", reason="missing") from None
+        raise CorruptSnapshotError(f"{path} is missing; the manifest lists it: {_REPUBLISH}",
+                                   reason="missing") from None
     except OSError as exc:
         if exc.errno is not None and not isinstance(exc, pa.ArrowException):
             # The machine's, not the file's: permissions, open-file limits, I/O errors.
