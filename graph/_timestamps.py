@@ -305,6 +305,9 @@ def time_range_bounds(time_range: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
         stamp = open_end if stamp is pd.NaT else stamp  # (None: no bound on that side)
         bounds.append(stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC"))
     if bounds[0] >= bounds[1]:
+        if bounds[0] == pd.Timestamp.max.tz_localize("UTC") or bounds[1] == pd.Timestamp.min.tz_localize("UTC"):
+            raise ConfigError(f"time_range {tuple(time_range)!r} holds no time nanoseconds hold (1677-2262): every "
+                              "message would be refused; pass None for no bounds")
         raise ConfigError(f"time_range must be (start, end) with the start before the end; got {tuple(time_range)!r}")
     return bounds[0], bounds[1]
 

@@ -641,7 +641,8 @@ def test_read_messages_refuses_a_since_that_is_not_iso_and_a_zone_that_is_none_b
     # its end (a reversed range refused every row, silently), a pair.
     for bad, words in ((("01/03/1990", "2100-01-01"), "time_range start '01/03/1990' is not an instant"),
                        (("2100-01-01", "1990-01-01"), "the start before the end"),
-                       (("1990-01-01",), "must be a pair"), (("1990", "2000", "2100"), "must be a pair")):
+                       (("1990-01-01",), "must be a pair"), (("1990", "2000", "2100"), "must be a pair"),
+                       (("2300-01-01", "2500-01-01"), "holds no time nanoseconds hold")):
         for call in (lambda: read_messages(frame, since="2024-05-02", time_range=bad),
                      lambda: validate(frame, strict=False, time_range=bad)):
             with pytest.raises(ConfigError, match=words):
