@@ -30,7 +30,7 @@ from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
 from commgraph.graph._timestamps import InstantError, is_clock_word, iso_instant
-from commgraph.graph._validate import _check_zone, id_text
+from commgraph.graph._validate import _check_zone, apply_column_mapping, id_text
 
 from ._build import build_baselines, check_secret, refresh, refresh_many
 from ._config import BaselineConfig
@@ -199,7 +199,12 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
                            f"present: {sorted(map(str, present))[:20]}. Name yours with --columns "
                            "tenant_id=<your column> (columns={'tenant_id': ...}), or add one")
 
+    def mapped(present: Iterable[str]) -> None:  # (--columns checked before any tenant runs, as validate checks it)
+        if columns:
+            apply_column_mapping(pd.DataFrame(columns=list(present)), columns)
+
     if isinstance(inputs, pd.DataFrame):
+        mapped(inputs.columns)
         if column not in inputs.columns:
             raise absent(inputs.columns)
         values = inputs[column]
@@ -213,12 +218,14 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
         if all(p.is_dir() or p.suffix in (".parquet", ".pq") for p in paths):
             datasets = [parquet_dataset(p) for p in paths]
             for dataset in datasets:
+                mapped(dataset.schema.names)
                 if column not in dataset.schema.names:
                     raise absent(dataset.schema.names)
             values = pd.concat([d.to_table(columns=[column]).column(column).to_pandas() for d in datasets])
         else:
             how = {k: v for k, v in (read_options or {}).items() if k in ("format", "encoding", "sep")}
             frame = read_frame(inputs, columns=columns, **how)  # (the tenant column read as text: tenant "NA")
+            mapped(frame.columns)
             if column not in frame.columns:
                 raise absent(frame.columns)
             values = frame[column]
@@ -741,6 +748,23 @@ def _check_job(as_of: pd.Timestamp, store: str | PathLike, incremental: bool, fo
                               "Europe/Paris") from None
 
 
+def _store_outside(inputs: Any, store: str | PathLike) -> None:
+    """Refuse a store inside an input directory: the job would read its own snapshot files as mail (every tenant
+    failed, or the first published into the archive and the others failed)."""
+    if isinstance(inputs, (str, PathLike, list, tuple)) and not any(hasattr(i, "columns") for i in (
+            inputs if isinstance(inputs, (list, tuple)) else [inputs])):
+        where = Path(store).resolve()
+        try:
+            sources = list_sources(inputs)
+        except (ConfigError, OSError):  # (the read says what is wrong with them)
+            return
+        for path in sources:
+            folder = path.resolve()
+            if path.is_dir() and (where == folder or folder in where.parents):
+                raise ConfigError(f"--store {str(store)!r} lies inside --input {str(path)!r}: the job would read its "
+                                  "own snapshots as mail; keep the store outside the archive")
+
+
 def job_secrets(secrets: Mapping[str, bytes | str] | str | PathLike | None, config: BaselineConfig
                 ) -> dict[str, bytes]:
     """The tenants' secrets (see :func:`load_secrets`), checked against the configuration's privacy mode.
@@ -912,6 +936,7 @@ def run_refresh(
                           f"Got {chunk_rows!r} instead.")
     as_of_ts, config, configs = job_settings(as_of, config, tenant_configs)
     _check_job(as_of_ts, store, incremental, force, read_options)
+    _store_outside(inputs, store)
     keys = job_secrets(secrets, config)
     if not isinstance(jobs, int) or jobs == 0 or jobs < -1:
         raise ConfigError(f"The 'jobs' parameter of run_refresh must be a positive integer or -1. Got {jobs!r} instead.")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
 from commgraph.graph import CommGraphError, ConfigError, read_messages
+from commgraph.graph._validate import _check_zone
 
 from ._cli_generate import add_generate_command
 from ._cli_store import add_explain_command, add_inspect_command, add_refresh_command, add_score_command
@@ -128,6 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_text_options(args: argparse.Namespace) -> None:
+    """Refuse an ``--encoding`` or ``--timezone`` that names nothing before any command reads with it (a bad
+    encoding surfaced as an unexpected LookupError, exit 1; explain's zone as a ZoneInfoNotFoundError)."""
+    encoding = getattr(args, "encoding", None)
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ConfigError(f"--encoding {encoding!r} names no text encoding; give one such as utf-8, latin-1 or "
+                              "cp1252") from None
+    zone = getattr(args, "timezone", None)
+    if zone is not None:
+        try:
+            _check_zone(zone)
+        except ConfigError:
+            raise ConfigError(f"--timezone {zone!r} is not a time zone; give an IANA time zone such as "
+                              "Europe/Paris (or UTC)") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
@@ -140,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        _check_text_options(args)
         return args.func(args)
     except ConfigError as exc:
         print(f"commgraph {args.command}: {exc}", file=sys.stderr)

@@ -61,7 +61,9 @@ def run_generate(args: argparse.Namespace) -> int:
         stats = write_generated(args.out, tenants=args.tenants, days=args.days, start=args.start,
                                 attack_rate=args.attack_rate, scenarios=scenarios,
                                 random_state=args.seed, scale=args.scale,
-                                chunk_messages=args.chunk_messages, progress=not args.no_progress)
+                                chunk_messages=args.chunk_messages,
+                                # (a bar on a terminal; on a pipe or a log its redraws are noise)
+                                progress=not args.no_progress and sys.stderr.isatty())
     except ConfigError as err:
         print(f"commgraph generate: error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -16,6 +16,7 @@ from commgraph.baselines import TenantOutcome, run_refresh
 from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_report_path, write_report, write_whole
 from commgraph.baselines._store import LEDGER_FILE
 from commgraph.graph import CommGraphError, ConfigError
+from commgraph.graph._validate import apply_column_mapping
 
 __all__ = ["add_refresh_command", "add_inspect_command", "add_score_command", "add_explain_command"]
 
@@ -100,20 +101,24 @@ def _print_summary(report, log_format: str) -> None:
         print(json.dumps({"event": "refresh_done", **{k: v for k, v in report.to_dict().items() if k != "tenants"}}),
               file=sys.stderr)
     table = report.table().drop(columns=["error"])
+    if "version" in table:  # (a failed tenant has none: 1.0 and NaN beside it otherwise)
+        table["version"] = table["version"].astype("Int64")
     table["peak_mib"] = table["peak_mib"].round(0)
     table["seconds"] = table["seconds"].round(2)
     print(table.to_string(index=False))
     print(f"{report!r}")
-    for outcome in report.outcomes:
-        if outcome.error:
-            print(f"failed: {outcome.tenant_id}: {outcome.error}", file=sys.stderr)
+    notes = [(f"failed: {o.tenant_id}: {o.error}", {"event": "tenant_failed", "tenant_id": o.tenant_id,
+                                                      "error": o.error}) for o in report.outcomes if o.error]
     if report.not_in_input:
-        print(f"{len(report.not_in_input)} tenants of the store have no mail in this input; their snapshots stay "
-              f"as they were: {', '.join(report.not_in_input[:10])}{' ...' if len(report.not_in_input) > 10 else ''}",
-              file=sys.stderr)
+        notes.append((f"{len(report.not_in_input)} tenants of the store have no mail in this input; their snapshots "
+                      f"stay as they were: {', '.join(report.not_in_input[:10])}"
+                      f"{' ...' if len(report.not_in_input) > 10 else ''}",
+                      {"event": "not_in_input", "tenants": list(report.not_in_input)}))
     if report.rows_without_tenant:
-        print(f"{report.rows_without_tenant:,} input rows have no tenant id: no snapshot counts them; fill "
-              "tenant_id", file=sys.stderr)
+        notes.append((f"{report.rows_without_tenant:,} input rows have no tenant id: no snapshot counts them; fill "
+                      "tenant_id", {"event": "rows_without_tenant", "rows": report.rows_without_tenant}))
+    for text, record in notes:  # (a JSON log holds JSON lines only)
+        print(json.dumps(record) if log_format == "json" else text, file=sys.stderr)
 
 
 def add_refresh_command(subparsers) -> argparse.ArgumentParser:
@@ -292,7 +297,9 @@ def _read_input(args: argparse.Namespace) -> pd.DataFrame:
 
     mapping = parse_mapping(getattr(args, "columns", None))
     frame = read_frame(args.input, format=args.format, encoding=args.encoding, columns=mapping)
-    return frame.rename(columns={v: k for k, v in mapping.items()}) if mapping else frame
+    # Checked as validate checks it: a column the input lacks, or one the input has already, is refused
+    # (a plain rename ignored the first and crashed on the second).
+    return apply_column_mapping(frame, mapping)
 
 
 def _tenant_configs(args: argparse.Namespace) -> list | None:

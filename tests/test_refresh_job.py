@@ -877,3 +877,45 @@ def test_score_and_explain_take_the_tenants_own_domains_and_refuse_a_store_that_
     for command in (["score", "--output", out, "--cold-start"], ["explain", "--tenant", "acme", "--message-id", "n1"]):
         assert main([*command, "--input", today, "--store", str(tmp_path / "stroe")]) == 2
         assert "no snapshot store at" in capsys.readouterr().err
+
+
+def test_the_command_line_refuses_what_would_fail_every_tenant_before_reading(tmp_path, mail, archive, capsys):
+    # Each of these started the work and ended in an internal error (exit 1), a failure of every tenant (exit 3),
+    # or a silent ignore: now a usage error (exit 2) naming the option.
+    csv = tmp_path / "mail.csv"
+    mail.messages.head(50).to_csv(csv, index=False)
+    store = tmp_path / "store"
+    assert main(["refresh", "--input", str(csv), "--store", str(store), "--as-of", AS_OF]) in (0, 3)
+    cases = [
+        (["refresh", "--input", str(csv), "--store", str(tmp_path / "s2"), "--as-of", AS_OF, "--columns",
+          "sender=nosuch"], "names 'nosuch' for 'sender', but the input has no such column"),
+        (["score", "--input", str(csv), "--store", str(store), "--output", str(tmp_path / "o.parquet"),
+          "--columns", "sender=nosuch"], "the input has no such column"),
+        (["score", "--input", str(csv), "--store", str(store), "--output", str(tmp_path / "o.parquet"),
+          "--columns", "sender=reply_to"], "already has a 'sender' column"),
+        (["validate", str(csv), "--encoding", "nosuch"], "--encoding 'nosuch' names no text encoding"),
+        (["explain", "--store", str(store), "--tenant", "tenant-01", "--message-id", "x", "--input", str(csv),
+          "--timezone", "Mars/Base"], "--timezone 'Mars/Base' is not a time zone"),
+        (["refresh", "--input", str(archive), "--store", str(archive / "snapshots"), "--as-of", AS_OF],
+         "lies inside --input"),
+    ]
+    for argv, words in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        assert words in capsys.readouterr().err, argv
+    assert not (archive / "snapshots").exists()
+
+
+def test_a_json_log_holds_json_lines_only(tmp_path, mail, capsys):
+    # A failed tenant's line and the summary's notes were plain text among the JSON lines.
+    frame = mail.messages.copy()
+    frame.loc[frame["tenant_id"] == "tenant-02", "sender"] = "not an address"
+    frame.to_parquet(tmp_path / "mail.parquet")
+    capsys.readouterr()
+    code = main(["refresh", "--input", str(tmp_path / "mail.parquet"), "--store", str(tmp_path / "s"), "--as-of",
+                 AS_OF, "--log-format", "json"])
+    err = capsys.readouterr().err
+    assert code == 3 and err.strip()
+    events = [json.loads(line) for line in err.strip().splitlines()]
+    assert {"event": "tenant_failed", "tenant_id": "tenant-02"}.items() <= next(
+        e for e in events if e.get("event") == "tenant_failed").items()
