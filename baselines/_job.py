@@ -29,7 +29,7 @@ from commgraph.graph import (
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
-from commgraph.graph._timestamps import InstantError, is_clock_word, iso_instant
+from commgraph.graph._timestamps import instant_problem, is_clock_word, iso_instant
 from commgraph.graph._validate import _check_zone, apply_column_mapping, id_text
 
 from ._build import build_baselines, check_secret, refresh, refresh_many
@@ -714,7 +714,7 @@ def _instant(as_of: Any) -> pd.Timestamp:
     try:
         stamp = iso_instant(as_of)  # (text in ISO 8601 only)
     except (ValueError, TypeError, OverflowError) as exc:
-        why = f" ({exc})" if isinstance(exc, InstantError) else ""
+        why = instant_problem(exc)
         raise ConfigError(f"as_of (--as-of) {as_of!r} is not a time in ISO 8601{why}; give an instant such as "
                           "2025-02-01T00:00Z") from None
     if stamp is pd.NaT:

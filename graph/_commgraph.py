@@ -25,7 +25,7 @@ from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaErr
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
 from ._tenants import InferredOwnDomainsWarning, infer_own_domains, normalise_own_domain
-from ._timestamps import InstantError, duration, iso_instant
+from ._timestamps import duration, instant_problem, iso_instant
 
 __all__ = ["CommGraph", "DomainView", "build_graph", "EDGE_COLUMNS", "NODE_COLUMNS", "GRAPH_INPUT_COLUMNS"]
 
@@ -1322,7 +1322,7 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
         try:
             as_of_ts = iso_instant(as_of)  # (text in ISO 8601 only)
         except (ValueError, TypeError) as exc:
-            why = f" ({exc})" if isinstance(exc, InstantError) else ""
+            why = instant_problem(exc)
             raise ConfigError(f"The 'as_of' parameter of build_graph must be a timestamp. Got {as_of!r} "
                               f"instead{why}.") from exc
         if as_of_ts is pd.NaT or pd.isna(as_of_ts):

@@ -22,7 +22,7 @@ from ._messages import Messages
 from ._schema import AUTH_COLUMNS, EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
 from ._timestamps import (
-    DEFAULT_TIME_RANGE, InstantError, iso_instant, parse_timestamps, refuse_clock_words, time_range_bounds,
+    DEFAULT_TIME_RANGE, instant_problem, iso_instant, parse_timestamps, refuse_clock_words, time_range_bounds,
 )
 from ._validate import (_blank_text_missing, _check_zone, _validate_handed_over, apply_column_mapping,
                         first_lone_surrogate, id_text, reject_rows)
@@ -593,7 +593,7 @@ def _utc(instant: Any, *, iso: bool = False, name: str = "time_range end") -> pd
         if instant is pd.NaT and iso:
             raise ValueError("no instant")
     except (ValueError, TypeError) as exc:
-        why = f" ({exc})" if isinstance(exc, InstantError) else ""
+        why = instant_problem(exc)
         raise ConfigError(f"{'since=' if iso else name + ' '}{given!r} is not an instant{why}; give one in ISO "
                           "8601, such as 2025-02-01T00:00Z") from exc
     if instant is pd.NaT:

@@ -79,6 +79,20 @@ class InstantError(ValueError):
     """An instant refused for a reason the caller's message should give (its text says it to a user)."""
 
 
+class InstantOutOfRange(InstantError):
+    """An instant outside the years times in nanoseconds hold; ``late``: after them (else before)."""
+
+    def __init__(self, message: str, *, late: bool):
+        super().__init__(message)
+        self.late = late
+
+
+def instant_problem(exc: BaseException) -> str:
+    """What a caller's refusal of an instant adds: `` (the reason)`` for an :class:`InstantError`, else nothing
+    (pandas' own parse errors say nothing a user can act on)."""
+    return f" ({exc})" if isinstance(exc, InstantError) else ""
+
+
 def iso_instant(value: object) -> pd.Timestamp:
     """``pd.Timestamp(value)``, text read as ISO 8601 only (surrounding white space aside): '01/02/2025' is no
     instant (read month first it was 2 January, silently a month off for whoever meant 1 February), nor is
@@ -115,7 +129,8 @@ def iso_instant(value: object) -> pd.Timestamp:
     try:
         return stamp.as_unit("ns")
     except (OverflowError, ValueError):  # (pandas' OutOfBoundsDatetime is a ValueError)
-        raise InstantError(f"{value!r} is outside the years 1677-2262 that times in nanoseconds hold") from None
+        raise InstantOutOfRange(f"{value!r} is outside the years 1677-2262 that times in nanoseconds hold",
+                                late=stamp.year > 2000) from None
 
 #: Timestamps outside this range are refused as ``timestamp_out_of_range``. The
 #: floor catches the placeholders mail systems write for unknown dates (epoch 0,
@@ -291,17 +306,11 @@ def time_range_bounds(time_range: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
     for value, end, open_end in zip(time_range, ("start", "end"), (pd.Timestamp.min, pd.Timestamp.max)):
         try:
             stamp = iso_instant(value)
-        except InstantError as exc:
-            if "outside the years" not in str(exc):
-                raise ConfigError(f"time_range {end} {value!r} is not an instant ({exc}); give text in ISO 8601, "
-                                  "such as 1990-01-01 (or None for no bound)") from None
-            # A bound beyond the times nanoseconds hold ('2500-01-01') bounds nothing on its side.
-            far = pd.Timestamp(value if not isinstance(value, str) else value.strip())
-            stamp = pd.Timestamp.max if far.year > 2000 else pd.Timestamp.min
+        except InstantOutOfRange as exc:  # a bound beyond the times nanoseconds hold bounds nothing on its side
+            stamp = pd.Timestamp.max if exc.late else pd.Timestamp.min
         except (ValueError, TypeError) as exc:
-            why = f" ({exc})" if isinstance(exc, InstantError) else ""
-            raise ConfigError(f"time_range {end} {value!r} is not an instant{why}; give text in ISO 8601, such as "
-                              "1990-01-01 (or None for no bound)") from None
+            raise ConfigError(f"time_range {end} {value!r} is not an instant{instant_problem(exc)}; give text in "
+                              "ISO 8601, such as 1990-01-01 (or None for no bound)") from None
         stamp = open_end if stamp is pd.NaT else stamp  # (None: no bound on that side)
         bounds.append(stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC"))
     if bounds[0] >= bounds[1]:
