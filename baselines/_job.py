@@ -751,18 +751,19 @@ def _check_job(as_of: pd.Timestamp, store: str | PathLike, incremental: bool, fo
 def _store_outside(inputs: Any, store: str | PathLike) -> None:
     """Refuse a store inside an input directory: the job would read its own snapshot files as mail (every tenant
     failed, or the first published into the archive and the others failed)."""
-    if isinstance(inputs, (str, PathLike, list, tuple)) and not any(hasattr(i, "columns") for i in (
-            inputs if isinstance(inputs, (list, tuple)) else [inputs])):
-        where = Path(store).resolve()
-        try:
-            sources = list_sources(inputs)
-        except (ConfigError, OSError):  # (the read says what is wrong with them)
-            return
-        for path in sources:
-            folder = path.resolve()
-            if path.is_dir() and (where == folder or folder in where.parents):
-                raise ConfigError(f"--store {str(store)!r} lies inside --input {str(path)!r}: the job would read its "
-                                  "own snapshots as mail; keep the store outside the archive")
+    items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    if not all(isinstance(item, (str, PathLike)) for item in items):  # (frames, records: no folder to be in)
+        return
+    try:
+        sources = list_sources(inputs)
+    except (ConfigError, OSError):  # (the read says what is wrong with them)
+        return
+    where = Path(store).resolve()
+    for path in sources:
+        folder = path.resolve()
+        if path.is_dir() and (where == folder or folder in where.parents):
+            raise ConfigError(f"--store {str(store)!r} lies inside --input {str(path)!r}: the job would read its own "
+                              "snapshots as mail; keep the store outside the archive")
 
 
 def job_secrets(secrets: Mapping[str, bytes | str] | str | PathLike | None, config: BaselineConfig

@@ -14,10 +14,10 @@ from commgraph.baselines._asof import AsOfTables
 from commgraph.baselines._build import _config
 from commgraph.baselines._events import _codes, _ns
 from commgraph.baselines._pages import no_hugepage_stalls
-from commgraph.graph._tenants import caller_stacklevel
-from commgraph.graph._timestamps import duration
 from commgraph.baselines._priors_in_time import priors_at_kinds
 from commgraph.graph import ConfigError, Messages
+from commgraph.graph._tenants import caller_stacklevel
+from commgraph.graph._timestamps import duration
 
 from ._backfill_signals import BUILTIN, PRIOR_KINDS, TenantAsOf
 from ._batch import SignalBatch, _as_slice, _column, string_keys
@@ -276,10 +276,10 @@ def _add_priors(tenants: list[TenantAsOf], signal_set: SignalSet, config: Baseli
     """Each message's prior of every entity kind the signals smooth, as its snapshot would have fitted it."""
     kinds = sorted({k for p in signal_set.providers for k in PRIOR_KINDS.get(type(p), ())})
     requests = [t.instants if grid is None else (t.instants // grid) * grid for t in tenants]
-    # (no fit without enough explicit labels in the tenants together: each borrows the configured prior then)
-    labels = sum(int(np.sum(t.tables.outcomes(kinds[0]).explicit)) for t in tenants) if kinds else 0
-    if grid is None and kinds and labels >= config.min_prior_labels:
-        instants = sum(len(np.unique(r)) for r in requests)
+    if grid is None and kinds and sum(len(r) for r in requests) > _EXACT_PRIORS_WARN:
+        # (no fit without enough explicit labels in the tenants together: each borrows the configured prior then)
+        labels = sum(int(np.sum(t.tables.outcomes(kinds[0]).explicit)) for t in tenants)
+        instants = sum(len(np.unique(r)) for r in requests) if labels >= config.min_prior_labels else 0
         if instants > _EXACT_PRIORS_WARN:
             warnings.warn(
                 f"backfill fits the empirical-Bayes priors exactly as of each of {instants:,} distinct message "
