@@ -568,7 +568,10 @@ class Scorer:
             argument, not read off the data, so that one skewed clock cannot
             move every window and no clock is read inside. The usual loop:
             ``score(batch)``, then ``observe(batch, as_of=end)`` where ``end`` is
-            the instant the next batch starts from.
+            the instant the next batch starts from. An as_of before a served
+            snapshot's changes nothing for that tenant: the snapshot, which
+            already covers it, is served as it is, and the batch's mail comes
+            back as ``before_snapshot`` (see Returns).
 
         Returns
         -------

@@ -781,3 +781,17 @@ def test_an_early_relabel_across_a_reload_is_neither_counted_twice_nor_a_crash(t
     back = scorer.observe(pd.DataFrame([{**sent, "label": "safe", "labeled_at": "2024-05-05T15:00Z"}]),
                           as_of="2024-05-05T16:00Z")
     assert back["reject_reason"].tolist() == ([] if ledger else ["label_counted"])
+
+
+def test_an_as_of_before_the_served_snapshots_serves_the_snapshot_as_it_is() -> None:
+    # An engine whose clock is behind the snapshot it serves: nothing the snapshot covers is counted twice, its
+    # mail comes back saying why, and an observe past the snapshot's as_of then counts as always.
+    scorer, plain = _acme_scorer(), _acme_scorer()
+    early = T_DAY - pd.Timedelta(hours=2)
+    mail = _message(timestamp=(early - HOUR).isoformat(), sender="new@elsewhere.com")
+    back = scorer.observe(mail, as_of=early)
+    assert back["reject_reason"].tolist() == ["before_snapshot"] and scorer.overlay.pending() == {}
+    later = _message(message_id="N", timestamp=(T_DAY + HOUR).isoformat(), sender="new@elsewhere.com")
+    pd.testing.assert_frame_equal(scorer.score(later), plain.score(later))
+    assert scorer.observe(later, as_of=T_DAY + 2 * HOUR).empty
+    assert scorer.score_one(later.iloc[0].to_dict() | {"message_id": "O"})["sender_is_new"] == 0
