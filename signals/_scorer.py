@@ -223,6 +223,16 @@ class _OnePlan:
         return cls(default, tuple(builtin_names), tuple(steps), tuple(floats), _values_of(floats))
 
 
+def _derived_config(tenant: str, view: SnapshotView) -> TenantConfig | None:
+    """A tenant's own domains read off its snapshot (those that sent internal or outbound mail), if it names them."""
+    if not view.has_column("sender_domain", "sender_domain"):  # (a privacy-mode snapshot keys them)
+        return None
+    names = view.snapshot.arrow("sender_domain").column("sender_domain").to_numpy(zero_copy_only=False)
+    own = tuple(str(d) for d in names[view.own_domain_mask()] if isinstance(d, str))
+    # (derived from the snapshot: not a user's setting, so not checked as one)
+    return TenantConfig._derived(tenant, own) if own else None
+
+
 class Scorer:
     """Scores mail against the current baseline snapshot of each tenant.
 
@@ -690,26 +700,43 @@ class Scorer:
         return view
 
     # ------------------------------------------------------------------ batches
-    def _configs(self) -> list[TenantConfig]:
+    def _configs(self, tenants: Iterable[str] = ()) -> list[TenantConfig]:
+        """Validation's tenant configurations: the scorer's, else own domains read off each tenant's snapshot.
+
+        For ``tenants`` (those of a batch to score), a tenant with observed mail
+        reads them off the view its lookups read (:meth:`_view`): a domain
+        that began sending as the tenant since the snapshot is its own there,
+        as in the snapshot a rebuild would give. (Observing validates with the
+        snapshots' own domains: folding the mail in is what lookups pay for.)
+        """
         loaded = self._loaded
         cached = getattr(self, "_configs_cache", None)
-        if cached is not None and cached[0] is loaded:
-            return cached[1]
-        configs = dict(self.tenant_configs)
-        for tenant, view in loaded.views.items():
-            if tenant not in configs and view.has_column("sender_domain", "sender_domain"):
-                names = view.snapshot.arrow("sender_domain").column("sender_domain").to_numpy(zero_copy_only=False)
-                own = tuple(str(d) for d in names[view.own_domain_mask()] if isinstance(d, str))
-                if own:  # (derived from the snapshot: not a user's setting, so not checked as one)
-                    configs[tenant] = TenantConfig._derived(tenant, own)
-        self._configs_cache = (loaded, list(configs.values()))
-        return self._configs_cache[1]
+        if cached is None or cached[0] is not loaded:
+            configs = dict(self.tenant_configs)
+            for tenant, view in loaded.views.items():
+                derived = None if tenant in configs else _derived_config(tenant, view)
+                if derived is not None:
+                    configs[tenant] = derived
+            cached = self._configs_cache = (loaded, configs)
+        if self._overlay.as_of is None:
+            return list(cached[1].values())
+        configs = dict(cached[1])
+        for tenant in set(tenants) & loaded.views.keys() - self.tenant_configs.keys():
+            view = self._view(loaded, tenant)
+            if view is not loaded.views[tenant]:
+                memo = view.memo("validation")
+                if "config" not in memo:
+                    memo["config"] = _derived_config(tenant, view)
+                if memo["config"] is not None:
+                    configs[tenant] = memo["config"]
+        return list(configs.values())
 
     def _messages(self, batch: Messages | pd.DataFrame) -> Messages:
         if isinstance(batch, Messages):
             return batch
         if isinstance(batch, pd.DataFrame):
-            return validate(batch, tenants=self._configs())
+            tenants = id_text(batch["tenant_id"])[0].dropna().unique().tolist() if "tenant_id" in batch else []
+            return validate(batch, tenants=self._configs(tenants))
         raise ConfigError(f"The 'batch' parameter of Scorer.score must be Messages or a DataFrame in the message "
                           f"contract. Got {type(batch).__name__} instead.")
 
@@ -789,7 +816,7 @@ class Scorer:
         if config is not None:
             memo, key = self._own, f"{tenant}\0{domain}"
         else:
-            view = self._loaded.views.get(tenant)
+            view = self._served_view(tenant)
             if view is None:  # not served: nothing is own, and nothing is memoised for it
                 return False
             memo, key = view.memo("own_domain"), domain
@@ -804,11 +831,16 @@ class Scorer:
             memo[key] = found
         return found
 
+    def _served_view(self, tenant: str) -> SnapshotView | None:
+        """The view a lookup of the tenant reads (observed mail folded in), None for a tenant not served."""
+        loaded = self._loaded
+        return self._view(loaded, tenant) if tenant in loaded.views else None
+
     def _own_domains_known(self, tenant: str) -> bool:
         """Whether validation has own domains for a tenant (configured, or its snapshot's); else it infers them."""
         if tenant in self.tenant_configs:
             return True
-        view = self._loaded.views.get(tenant)
+        view = self._served_view(tenant)
         # A privacy-mode snapshot's own domains are keys only: validation of a batch cannot use them, so neither
         # does this path (both infer them from the mail), and the two stay equal.
         return view is not None and view.keys is None and bool(view.own_domain_keys())

@@ -795,3 +795,38 @@ def test_an_as_of_before_the_served_snapshots_serves_the_snapshot_as_it_is() -> 
     pd.testing.assert_frame_equal(scorer.score(later), plain.score(later))
     assert scorer.observe(later, as_of=T_DAY + 2 * HOUR).empty
     assert scorer.score_one(later.iloc[0].to_dict() | {"message_id": "O"})["sender_is_new"] == 0
+
+
+def test_a_domain_that_began_sending_as_the_tenant_since_the_snapshot_is_its_own_when_scoring() -> None:
+    # A scorer without tenant configurations reads a tenant's own domains off what it serves: after observing
+    # acme-labs.com's internal and outbound mail, mail from it without a direction is internal or outbound, as
+    # with the snapshot a rebuild gives (it was read as inbound: an impersonation of an internal name; and mail
+    # from it to an outsider failed the whole batch as undecidable).
+    t, t2 = pd.Timestamp("2025-01-10T00:00Z"), pd.Timestamp("2025-01-12T00:00Z")
+    rows = []
+    for i in range(60):
+        ts, out = t - pd.Timedelta(days=5) + i * 2 * HOUR, i % 2 == 0
+        rows += [{"message_id": f"a{i}", "timestamp": ts, "sender": f"Ann {i % 5} <ann{i % 5}@acme.com>",
+                  "recipients": f"x{i % 9}@partner.example" if out else f"bob{i % 7}@acme.com",
+                  "direction": "outbound" if out else "internal"},
+                 {"message_id": f"b{i}", "timestamp": ts + HOUR, "direction": "inbound",
+                  "sender": f"x{i % 9}@partner.example", "recipients": f"ann{i % 5}@acme.com"}]
+    rows += [{"message_id": f"lab{i}", "timestamp": t + (i + 1) * HOUR,
+              "sender": f"Lab Person {i % 3} <lab{i % 3}@acme-labs.com>",
+              "recipients": f"x{i % 9}@partner.example" if i % 2 == 0 else f"bob{i % 7}@acme.com",
+              "direction": "outbound" if i % 2 == 0 else "internal"} for i in range(10)]
+    mail = pd.DataFrame(rows).assign(tenant_id="acme")
+    history = validate(mail)
+    engine = Scorer(build_baselines(history, as_of=t, config=CONFIG))
+    assert engine.observe(mail[mail["timestamp"] >= t], as_of=t2).empty
+    rebuilt = Scorer(build_baselines(history, as_of=t2, config=CONFIG))
+    probes = pd.DataFrame({"tenant_id": "acme", "message_id": ["p1", "p2"], "timestamp": "2025-01-12T01:00Z",
+                           "sender": ["Lab Person 1 <lab1@acme-labs.com>", "Lab Person 2 <lab2@acme-labs.com>"],
+                           "recipients": ["bob3@acme.com", "x4@partner.example"]})
+    scored = engine.score(probes)
+    pd.testing.assert_frame_equal(scored, rebuilt.score(probes))
+    assert scored["display_name_matches_internal"].tolist() == [0, 0]
+    for probe in probes.to_dict("records"):
+        pd.testing.assert_series_equal(pd.Series(engine.score_one(probe)), pd.Series(rebuilt.score_one(probe)))
+    pd.testing.assert_frame_equal(explain(probes.iloc[0].to_dict(), engine).frame,
+                                  explain(probes.iloc[0].to_dict(), rebuilt).frame)
