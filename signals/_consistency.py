@@ -204,7 +204,7 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
         if level_dtype[name] == "float32":
             same = np.isclose(logged, recomputed, rtol=rtol, atol=atol, equal_nan=True)
         else:  # a count is right or wrong: a tolerance would pass 1,000,001 for 1,000,000
-            if online_log[name].dtype == np.float32:
+            if _holds_float32(online_log[name].dtype):
                 recomputed = recomputed.astype(np.float32).astype(np.float64)
             same = (logged == recomputed) | (np.isnan(logged) & np.isnan(recomputed))
         same &= ~junk
@@ -249,3 +249,9 @@ def _in_logged_period(missing: pd.DataFrame, log: pd.DataFrame, messages: Messag
     found = missing.merge(times, on=["tenant_id", "message_id"]).merge(first, left_on="tenant_id", right_index=True)
     inside = (found["timestamp"] >= found["first"]) & (found["timestamp"] <= end)
     return found.loc[inside, keys], unlogged
+
+
+
+def _holds_float32(dtype: object) -> bool:
+    """Whether a logged column holds float32 values: numpy's, pandas' nullable ``Float32`` or Arrow's ``float``."""
+    return pd.api.types.is_float_dtype(dtype) and np.dtype(getattr(dtype, "numpy_dtype", dtype)) == np.float32

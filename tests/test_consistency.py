@@ -106,6 +106,11 @@ def test_counts_are_compared_exactly_in_the_logged_dtype(history, engine_log, mo
     as_float32 = log.assign(sender_messages_90d=log["sender_messages_90d"].astype(np.float32))
     assert (as_float32["sender_messages_90d"].astype(np.int64) != log["sender_messages_90d"]).any()  # rounded
     assert consistency_report(as_float32, messages).consistent
+    # The same log read back with pandas' nullable or Arrow dtypes (Parquet with dtype_backend=) holds float32 too.
+    for dtype in ("Float32", "float32[pyarrow]"):
+        assert consistency_report(as_float32.astype({"sender_messages_90d": dtype}), messages).consistent, dtype
+    # A float64 log holds the counts exactly: compared as they are, not rounded to float32.
+    assert consistency_report(log.astype({"sender_messages_90d": "Float64"}), messages).consistent
     off_by_one = log.copy()
     off_by_one.loc[3, "sender_messages_90d"] += 1
     by_signal = consistency_report(off_by_one, messages).frame.set_index("signal")
