@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
 
 from commgraph.baselines import BaselineConfig, build_baselines
@@ -167,7 +168,13 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
 
         sb = SignalBatch.from_messages(messages)
         views = signals._views(sb.tenants, self.snapshots_, self.cold_start)
-        return stack(signals.compute_columns(sb, views, level="message"), signals.names)
+        out = stack(signals.compute_columns(sb, views, level="message"), signals.names)
+        if isinstance(X, pd.DataFrame) and len(out) != len(X) \
+                and _get_output_config("transform", self)["dense"] == "pandas":
+            # One row per recipient in, one per message out: set_output would label the rows with the input's
+            # index (and fail on its length); a frame carries each message's own label, its first row's.
+            return pd.DataFrame(out, index=messages.frame.index, columns=signals.names)
+        return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """The signal names, in column order.

@@ -134,3 +134,16 @@ def test_transform_reads_each_message_with_the_own_domains_fit_used_and_privacy_
     for privacy in ({"privacy": True}, BaselineConfig(privacy=True)):
         with pytest.raises(ConfigError, match="privacy mode exists to keep out of reach"):
             BaselineSignals(baseline_config=privacy).fit(raw.head(10))
+
+
+def test_pandas_output_of_one_row_per_recipient_input_labels_each_message_by_its_first_row() -> None:
+    frame = pd.DataFrame({"tenant_id": "acme", "message_id": ["1", "1", "2", "3"],
+                          "timestamp": ["2024-05-01T09:00Z"] * 2 + ["2024-05-02T09:00Z", "2024-05-03T09:00Z"],
+                          "sender": ["ann@vendor.com"] * 3 + ["eve@evil.com"],
+                          "recipient": ["cy@acme.com", "dd@acme.com", "cy@acme.com", "cy@acme.com"]},
+                         index=[10, 11, 12, 13])
+    model = BaselineSignals(tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}], signal_set=["pair"])
+    plain = model.fit(frame.iloc[:3]).transform(frame)
+    out = model.set_output(transform="pandas").transform(frame)
+    assert out.index.tolist() == [10, 12, 13] and list(out.columns) == list(model.get_feature_names_out())
+    np.testing.assert_array_equal(out.to_numpy(), plain)
