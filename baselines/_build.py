@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from commgraph.graph import ConfigError, Messages, stable_key
-from commgraph.graph._addresses import DISPLAY_NAME_FORM
+from commgraph.graph._addresses import DISPLAY_NAME_FORM, display_names_then
 from commgraph.graph._timestamps import instant_problem, iso_instant
 
 from ._config import BaselineConfig, duration_ns, prior_pair
@@ -593,8 +593,9 @@ def _given_globals(snapshot: Snapshot, global_prior: Mapping[str, Any] | None, c
 def refresh_observed(snapshot: Snapshot, new_messages: Messages | None, *, as_of: Any,
                      secret: bytes | None = None) -> Snapshot:
     """:func:`refresh` for the live overlay: a snapshot whose display names are of an earlier form (accents
-    kept) is refreshed too, and the result keeps that form (a view of it warns; it is never published), where
-    :func:`refresh` refuses it: an engine serving such snapshots must keep scoring the mail it observes."""
+    or invisible characters kept) is refreshed too, and the result keeps that form (a view of it warns; it is
+    never published), where :func:`refresh` refuses it: an engine serving such snapshots must keep scoring the
+    mail it observes."""
     tenant = snapshot.tenant_id
     out = _refresh_all({tenant: snapshot}, new_messages, as_of, {tenant: secret} if secret is not None else {},
                        None, "observe", any_names=True)[tenant]
@@ -629,8 +630,8 @@ def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
     for tenant, snapshot in snapshots.items():
         if snapshot.display_name_form != DISPLAY_NAME_FORM and not any_names:
             raise ConfigError(
-                f"the snapshot of tenant {tenant!r} was built by an earlier commgraph, whose display names kept "
-                "their accents ('josé garcía'; now 'jose garcia'): a refresh would count one name under two keys. "
+                f"the snapshot of tenant {tenant!r} was built by an earlier commgraph, whose display names "
+                f"{display_names_then(snapshot.display_name_form)}: a refresh would count one name under two keys. "
                 "Build it again in full (build_baselines, or commgraph refresh, which does so by itself for such "
                 "snapshots)")
         if as_of_ts < snapshot.as_of:

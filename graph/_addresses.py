@@ -453,8 +453,31 @@ def registrable_domains(domains: pd.Series) -> pd.Series:
 
 
 #: The form :func:`normalise_display_name` gives names, recorded with each snapshot: names of another form
-#: (1: accents kept) are other keys, so a snapshot of another form is built again rather than refreshed.
-DISPLAY_NAME_FORM = 2
+#: (1: accents kept; 2: invisible format characters kept) are other keys, so a snapshot of another form is
+#: built again rather than refreshed.
+DISPLAY_NAME_FORM = 3
+
+
+def display_names_then(form: int) -> str:
+    """What display names of an earlier ``form`` kept that :data:`DISPLAY_NAME_FORM` removes, for messages.
+
+    Examples
+    --------
+    >>> display_names_then(2)
+    'kept the invisible characters inside a name (a zero-width space or joiner, a soft hyphen)'
+    """
+    invisible = "the invisible characters inside a name (a zero-width space or joiner, a soft hyphen)"
+    accents = "their accents ('josé garcía', now 'jose garcia') and "
+    return f"kept {'' if form == 2 else accents}{invisible}"
+
+
+def _without_invisibles(text: str) -> str:
+    """``text`` without Unicode format characters (category Cf: joiners, soft hyphen, word joiner, byte-order
+    mark, bidirectional controls), which a mail client does not show: "Jane\u2060 Doe" reads as "Jane Doe", so
+    an impersonator's name must too. The zero-width space separates words as a space does."""
+    if text.isascii():
+        return text
+    return "".join(" " if ch == "\u200b" else ch for ch in text if ch == "\u200b" or unicodedata.category(ch) != "Cf")
 
 
 # Latin letters whose stroke or ligature Unicode does not decompose into a letter and a mark.
@@ -482,8 +505,8 @@ def _without_accents(text: str) -> str:
 
 
 def normalise_display_name(name: str) -> str | None:
-    """Normalise one display name: encoded words decoded, Unicode NFKC, accents of Latin letters removed,
-    case-folded, whitespace collapsed, quotes removed.
+    """Normalise one display name: encoded words decoded, invisible format characters removed, Unicode NFKC,
+    accents of Latin letters removed, case-folded, whitespace collapsed, quotes removed.
 
     The scalar form of :func:`normalise_display_names`, for single-message paths.
 
@@ -493,10 +516,13 @@ def normalise_display_name(name: str) -> str | None:
     'jane doe'
     >>> normalise_display_name("José GARCÍA") == normalise_display_name("Jose Garcia") == "jose garcia"
     True
-    >>> normalise_display_name("  ") is None
+    >>> normalise_display_name("\ufeffJane\u200bDoe") == normalise_display_name("Jane Do\u00ade") == "jane doe"
     True
+    >>> normalise_display_name("  ") is None, normalise_display_name("\u200b\u2060") is None
+    (True, True)
     """
-    text = _without_accents(unicodedata.normalize("NFKC", decode_encoded_words(name))).casefold()
+    text = unicodedata.normalize("NFKC", _without_invisibles(decode_encoded_words(name)))
+    text = _without_accents(text).casefold()
     text = " ".join(text.split())
     while len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
@@ -504,8 +530,8 @@ def normalise_display_name(name: str) -> str | None:
 
 
 def normalise_display_names(names: pd.Series) -> pd.Series:
-    """Normalise display names: RFC 2047 encoded words decoded, Unicode NFKC, accents of Latin letters
-    removed, case-folded, whitespace collapsed, quotes removed.
+    """Normalise display names: RFC 2047 encoded words decoded, invisible format characters removed, Unicode
+    NFKC, accents of Latin letters removed, case-folded, whitespace collapsed, quotes removed.
 
     Parameters
     ----------

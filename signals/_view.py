@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from commgraph.baselines import DEFAULT_PRIOR, ENTITY_KINDS, KeyIndex, Snapshot, pair_keys, posterior_lower_bound
 from commgraph.graph import ConfigError
-from commgraph.graph._addresses import DISPLAY_NAME_FORM
+from commgraph.graph._addresses import DISPLAY_NAME_FORM, display_names_then
 from commgraph.graph._tenants import caller_stacklevel
 
 from ._privacy import TenantKeys, tenant_keys
@@ -163,9 +163,9 @@ class SnapshotView:
                 self.keys = given  # the same secret, checked: one memo for the tenant
         if snapshot is not None and snapshot.display_name_form != DISPLAY_NAME_FORM:
             warnings.warn(f"the snapshot of tenant {snapshot.tenant_id!r} was built by an earlier commgraph, whose "
-                          "display names kept their accents: mail whose display name has accents ('José García') "
-                          "finds no match in it until the tenant is built again in full (commgraph refresh does "
-                          "so by itself for such snapshots)", UserWarning, stacklevel=caller_stacklevel())
+                          f"display names {display_names_then(snapshot.display_name_form)}: mail whose display name "
+                          "has them finds no match in it until the tenant is built again in full (commgraph refresh "
+                          "does so by itself for such snapshots)", UserWarning, stacklevel=caller_stacklevel())
         self.snapshot = snapshot
         self.tenant_id = snapshot.tenant_id if snapshot is not None else str(tenant_id)
         self.as_of_ns = snapshot.as_of.value if snapshot is not None else None

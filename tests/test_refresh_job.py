@@ -17,6 +17,7 @@ from commgraph.baselines import SnapshotStore, build_baselines
 from commgraph.baselines import run_refresh
 from commgraph.baselines._snapshot import table_differences
 from commgraph.graph import ConfigError, generate, validate, write_generated
+from commgraph.graph._addresses import DISPLAY_NAME_FORM
 from commgraph.signals._cli import main
 
 AS_OF = "2025-01-14T00:00Z"
@@ -167,7 +168,7 @@ def test_command_line_exit_codes_and_report(tmp_path, mail, archive, capsys):
     out = capsys.readouterr().out
     assert "tenant-01" in out and "published" in out
     assert main(["refresh", "--input", str(archive), "--store", str(store), "--as-of", AS_OF,
-                 "--tenants", "nobody"]) == 2
+                 "--tenants", "nobody"]) == DISPLAY_NAME_FORM
     assert "not in the input" in capsys.readouterr().err
     assert main(["inspect", "--store", str(store)]) == 0
     assert capsys.readouterr().out.count(" ok") == 3
@@ -591,10 +592,10 @@ def test_configuration_errors_name_the_file_and_exit_2(tmp_path, mail, archive, 
         err = capsys.readouterr().err
         assert words in err and "unexpected" not in err, (extra, err)
     assert not (tmp_path / "s").exists()  # nothing was built before the error
-    assert main(["inspect", "--store", str(tmp_path / "nostore")]) == 2
+    assert main(["inspect", "--store", str(tmp_path / "nostore")]) == DISPLAY_NAME_FORM
     # A date that is not ISO 8601 is refused: '01/02/2025' was read month first and published as of 2 January.
     for not_iso in ("01/02/2025", "Feb 1 2025"):
-        assert main(base[:-1] + [not_iso]) == 2
+        assert main(base[:-1] + [not_iso]) == DISPLAY_NAME_FORM
         assert "is not a time in ISO 8601" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
@@ -648,19 +649,21 @@ def test_incremental_after_a_change_of_own_domains_builds_in_full(tmp_path, mail
     assert not table_differences(SnapshotStore(tmp_path).load("tenant-01"), rebuilt)
 
 
-def test_a_snapshot_whose_display_names_kept_accents_is_built_again_not_refreshed(tmp_path, mail):
-    # Display names lose the accents of Latin letters ('josé garcía' is 'jose garcia'): a snapshot of the
-    # earlier form (display_name_form 1, or none recorded) holds other keys for such names, so refresh()
-    # refuses it, the job builds it in full, and a view serving it warns.
+@pytest.mark.parametrize("form, kept", [(1, "kept their accents"), (2, "kept the invisible characters")])
+def test_a_snapshot_whose_display_names_kept_accents_is_built_again_not_refreshed(tmp_path, mail, form, kept):
+    # Display names lose the accents of Latin letters ('josé garcía' is 'jose garcia') and invisible characters:
+    # a snapshot of an earlier form (display_name_form 1, or none recorded: accents kept; 2: invisible characters
+    # kept) holds other keys for such names, so refresh() refuses it, the job builds it in full, and a view
+    # serving it warns.
     from commgraph.baselines import refresh
     from commgraph.signals import SignalSet
 
     messages = validate(mail.messages, tenants=mail.tenants)
     old = build_baselines(messages, as_of="2025-01-12T00:00Z")["tenant-01"]
-    old.display_name_form = 1  # as an earlier commgraph built it
-    with pytest.raises(ConfigError, match="display names kept their accents .* Build it again in full"):
+    old.display_name_form = form  # as an earlier commgraph built it
+    with pytest.raises(ConfigError, match=f"display names {kept} .* Build it again in full"):
         refresh(old, messages, as_of=AS_OF)
-    with pytest.warns(UserWarning, match="display names kept their accents"):
+    with pytest.warns(UserWarning, match=f"display names {kept}"):
         SignalSet().compute(messages, {"tenant-01": old}, cold_start=True)
     # An engine serving it keeps scoring the mail it observes (observe's refresh of it raised, and every batch
     # after it with it), the live view keeping the snapshot's form.
@@ -669,16 +672,16 @@ def test_a_snapshot_whose_display_names_kept_accents_is_built_again_not_refreshe
     later = messages.frame["timestamp"] >= pd.Timestamp("2025-01-12T00:00Z")
     mine = (messages.frame["tenant_id"] == "tenant-01") & later
     seen, fresh = mail.messages[mine.to_numpy()].iloc[:40], mail.messages[mine.to_numpy()].iloc[40:60]
-    with pytest.warns(UserWarning, match="display names kept their accents"):
+    with pytest.warns(UserWarning, match=f"display names {kept}"):
         scorer = Scorer({"tenant-01": old}, tenant_configs=mail.tenants)
         scorer.observe(validate(seen, tenants=mail.tenants), as_of=seen["timestamp"].max() + pd.Timedelta("1s"))
         assert len(scorer.score(validate(fresh, tenants=mail.tenants))) >= len(fresh)
     SnapshotStore(tmp_path).publish(old)
-    assert SnapshotStore(tmp_path).load("tenant-01").display_name_form == 1
+    assert SnapshotStore(tmp_path).load("tenant-01").display_name_form == form
     again = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants,
                         tenants=["tenant-01"], incremental=True)
     assert [(o.mode, o.status) for o in again.outcomes] == [("full", "published")]
-    assert SnapshotStore(tmp_path).manifest("tenant-01")["display_name_form"] == 2
+    assert SnapshotStore(tmp_path).manifest("tenant-01")["display_name_form"] == DISPLAY_NAME_FORM
 
 
 def test_a_state_without_the_pairs_first_inbound_times_is_built_again_not_refreshed(tmp_path, mail, monkeypatch):
@@ -790,14 +793,14 @@ def test_bad_command_line_input_is_a_usage_error_naming_the_fix(tmp_path, mail, 
     raw.to_parquet(tmp_path / "org.parquet")
     for source in ("org.csv", "org.parquet"):
         assert main(["refresh", "--input", str(tmp_path / source), "--store", str(tmp_path / "s"),
-                     "--as-of", AS_OF]) == 2
+                     "--as-of", AS_OF]) == DISPLAY_NAME_FORM
         err = capsys.readouterr().err
         assert "no 'tenant_id' column" in err and "--columns tenant_id=" in err and "unexpected" not in err, err
     assert main(["refresh", "--input", str(tmp_path / "org.csv"), "--store", str(tmp_path / "s"), "--as-of", AS_OF,
                  "--columns", "tenant_id=org"]) == 0
     for extra, words in ((["--timezone", "Mars/Base"], "IANA time zone"),
                          (["--columns", "{bad json"], "not valid JSON")):
-        assert main(["validate", str(tmp_path / "org.csv"), *extra]) == 2
+        assert main(["validate", str(tmp_path / "org.csv"), *extra]) == DISPLAY_NAME_FORM
         err = capsys.readouterr().err
         assert words in err and "unexpected" not in err, err
 
@@ -875,7 +878,7 @@ def test_score_and_explain_take_the_tenants_own_domains_and_refuse_a_store_that_
                  "--tenant-config", config]) == 0
     assert "info@acme-group.com" in capsys.readouterr().out
     for command in (["score", "--output", out, "--cold-start"], ["explain", "--tenant", "acme", "--message-id", "n1"]):
-        assert main([*command, "--input", today, "--store", str(tmp_path / "stroe")]) == 2
+        assert main([*command, "--input", today, "--store", str(tmp_path / "stroe")]) == DISPLAY_NAME_FORM
         assert "no snapshot store at" in capsys.readouterr().err
 
 

@@ -118,7 +118,14 @@ def test_groups_give_their_members_as_validation_reads_them(acme, recipients, ex
 
 
 @pytest.mark.parametrize("sender", ['"Jose Garcia" <ceo.acme@gmail.com>', '"JOSÉ GARCÍA" <ceo.acme@gmail.com>',
-                                    "=?UTF-8?Q?Jos=C3=A9_Garc=C3=ADa?= <ceo.acme@gmail.com>"])
+                                    "=?UTF-8?Q?Jos=C3=A9_Garc=C3=ADa?= <ceo.acme@gmail.com>",
+                                    # Invisible characters a mail client does not show, read as it shows them
+                                    # (they were kept: a different name, no impersonation).
+                                    '"José\u200bGarcía" <ceo.acme@gmail.com>',
+                                    '"\ufeffJosé García" <ceo.acme@gmail.com>',
+                                    '"José Gar\u00adcía" <ceo.acme@gmail.com>',
+                                    '"José\u2060 García" <ceo.acme@gmail.com>',
+                                    '"\u202aJosé García\u202c" <ceo.acme@gmail.com>'])
 def test_a_display_name_matches_with_or_without_its_accents(sender) -> None:
     # Accents were kept: an outsider writing as "Jose Garcia" did not match the internal "José García".
     tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
