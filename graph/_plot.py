@@ -131,6 +131,7 @@ def plot_degree_distribution(G: CommGraph, *, direction: Literal["in", "out", "b
     series = {"out (sent to)": out_degree, "in (heard from)": in_degree}
     if direction != "both":
         series = {k: v for k, v in series.items() if k.startswith(direction)}
+    drawn = 0
     for label, fn in series.items():
         deg = fn(G, weighted=weighted)
         deg = np.sort(deg[deg > 0])
@@ -139,10 +140,14 @@ def plot_degree_distribution(G: CommGraph, *, direction: Literal["in", "out", "b
         values, first = np.unique(deg, return_index=True)
         ccdf = 1.0 - first / len(deg)
         ax.step(values, ccdf, where="post", label=label)
+        drawn += 1
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("messages" if weighted else "distinct correspondents")
     ax.set_ylabel("share of nodes with at least x")
     ax.set_title(f"Degree distribution, tenant {G.tenant_id} ({G.n_nodes:,} nodes)")
-    ax.legend()
+    if drawn:
+        ax.legend()
+    else:  # (a legend of nothing is matplotlib's warning; an empty frame would leave the reader guessing)
+        ax.text(0.5, 0.5, "no mail in this graph", ha="center", va="center", transform=ax.transAxes)
     return fig

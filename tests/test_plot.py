@@ -48,3 +48,18 @@ def test_plot_errors_name_the_parameter(graph):
         plot_degree_distribution(graph, direction="sideways")
     with pytest.raises(Exception, match="is not a node of tenant 'acme'"):
         plot_ego(graph, "nobody@acme.com")
+
+
+def test_plots_of_a_graph_without_mail_say_so_without_a_warning(graph):
+    import warnings
+
+    empty = build_graph(validate(pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"],
+                                               "timestamp": ["2024-05-01T09:00Z"], "sender": ["a@t.com"],
+                                               "recipients": ["b@t.com"], "direction": ["internal"]})),
+                        as_of="2024-05-01T00:00Z")  # nothing before as_of
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a legend of nothing was matplotlib's UserWarning)
+        fig = plot_degree_distribution(empty)
+        assert _png(fig).startswith(b"\x89PNG")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no mail in this graph"]
+    assert fig.axes[0].get_legend() is None
