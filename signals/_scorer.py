@@ -762,6 +762,13 @@ class Scorer:
               cold_start: bool | None = None) -> pd.DataFrame:
         """Signals for a batch of any tenants (see :meth:`SignalSet.compute` for the output).
 
+        Each message is scored against the baselines served, whatever its
+        time: mail sent before a snapshot's as_of (delivered late, or old mail
+        scored again) meets baselines that may already count it, so its sender
+        is not new and the days since the last message are 0. To score old
+        mail as it would have looked when sent, use
+        :func:`commgraph.signals.backfill`.
+
         Parameters
         ----------
         batch : Messages or DataFrame
