@@ -25,7 +25,7 @@ from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaErr
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
 from ._tenants import InferredOwnDomainsWarning, infer_own_domains, normalise_own_domain
-from ._timestamps import duration, instant_problem, iso_instant
+from ._timestamps import duration, instant_problem, utc_instant
 
 __all__ = ["CommGraph", "DomainView", "build_graph", "EDGE_COLUMNS", "NODE_COLUMNS", "GRAPH_INPUT_COLUMNS"]
 
@@ -776,7 +776,8 @@ def build_graph(
         The tenant to build. Required when the input holds several tenants.
     as_of : str or Timestamp, optional
         Only messages strictly before it count; a label counts only if it was
-        known (``labeled_at`` missing or before ``as_of``). Must carry a time zone.
+        known (``labeled_at`` missing or before ``as_of``). Text in ISO 8601; a
+        naive instant is UTC, as :func:`~commgraph.baselines.build_baselines` reads it.
     window : str or Timedelta, optional
         With ``as_of``: only messages in ``[as_of - window, as_of)`` count (``"30D"``).
     own_domains : sequence of str, optional
@@ -1320,17 +1321,14 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
     as_of_ts = None
     if as_of is not None:
         try:
-            as_of_ts = iso_instant(as_of)  # (text in ISO 8601 only)
+            as_of_ts = utc_instant(as_of)  # (text in ISO 8601 only; naive is UTC, as build_baselines reads it)
         except (ValueError, TypeError) as exc:
             why = instant_problem(exc)
             raise ConfigError(f"The 'as_of' parameter of build_graph must be a timestamp. Got {as_of!r} "
                               f"instead{why}.") from exc
         if as_of_ts is pd.NaT or pd.isna(as_of_ts):
             raise ConfigError(f"The 'as_of' parameter of build_graph must be a timestamp. Got {as_of!r} instead.")
-        if as_of_ts.tz is None:
-            raise ConfigError(f"The 'as_of' parameter of build_graph must carry a time zone (as '2024-05-01T00:00Z' "
-                              f"does). Got {as_of!r} instead.")
-        as_of_ts = as_of_ts.tz_convert("UTC").as_unit("ns")
+        as_of_ts = as_of_ts.as_unit("ns")
     window_td = None
     if window is not None:
         if as_of_ts is None:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from ._errors import ConfigError, ReasonCode
 from ._schema import STRING_DTYPE, TIMESTAMP_DTYPE
 
-__all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE", "iso_instant"]
+__all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE", "iso_instant", "utc_instant"]
 
 
 #: Words pandas reads as the time on the clock ('now', 'today'), or that name a day relative to it: no
@@ -131,6 +131,24 @@ def iso_instant(value: object) -> pd.Timestamp:
     except (OverflowError, ValueError):  # (pandas' OutOfBoundsDatetime is a ValueError)
         raise InstantOutOfRange(f"{value!r} is outside the years 1677-2262 that times in nanoseconds hold",
                                 late=stamp.year > 2000) from None
+
+
+def utc_instant(value: object) -> pd.Timestamp:
+    """:func:`iso_instant` in UTC, a naive instant read as UTC: the one reading of every ``as_of`` (graphs,
+    baselines, the refresh job, scoring), so that one instant means the same moment to each of them.
+
+    Raises as :func:`iso_instant` does; NaT stays NaT (callers say whether an instant may be missing).
+
+    Examples
+    --------
+    >>> utc_instant("2025-02-01"), utc_instant("2025-02-01T01:00+01:00")
+    (Timestamp('2025-02-01 00:00:00+0000', tz='UTC'), Timestamp('2025-02-01 00:00:00+0000', tz='UTC'))
+    """
+    stamp = iso_instant(value)
+    if stamp is pd.NaT:
+        return stamp
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
 
 #: Timestamps outside this range are refused as ``timestamp_out_of_range``. The
 #: floor catches the placeholders mail systems write for unknown dates (epoch 0,
