@@ -1347,6 +1347,10 @@ def read_messages(
         Return an iterator of :class:`Messages`, one per chunk of at most this many
         input rows, for inputs larger than memory. Message ids repeated across
         chunks are rejected as duplicates (8 bytes per message are remembered).
+        Without ``timestamp_unit``, epoch numbers are read in the unit the first
+        chunk with numbers shows (per time column); a later number of the other
+        magnitude is refused as ``ambiguous_timestamp_unit``, as a whole read
+        refuses a column that mixes them.
     encoding : str, default 'utf-8'
         Text encoding of CSV and JSON Lines files. Rows with bytes that are not
         valid in it are refused (``invalid_encoding``), never silently altered.
@@ -1454,7 +1458,9 @@ def _whole(parts: Iterator[pd.DataFrame]) -> pd.DataFrame | None:
 
 def _validated_chunks(parts: Iterator[pd.DataFrame], strict: bool, columns, options) -> Iterator[Messages]:
     seen = _SeenMessageIds()
-    options = dict(options)
+    # The epoch unit of each time column is judged once, on the first chunk whose numbers say it, and later
+    # chunks are read in it (each judged on its own, a file could be read half in seconds, half in milliseconds).
+    options = {**options, "epoch_units": {}}
     for frame in parts:
         handed = [frame]
         del frame  # as in _whole: validation holds the only reference to the chunk

@@ -369,6 +369,9 @@ def _validate_taken(handed: list, **options: Any) -> Messages:
     :class:`_LoneSurrogates`."""
     frame = handed.pop()
     options = {**_VALIDATE_DEFAULTS, **options}
+    # A chunked read's epoch units per time column, judged on its first chunk with numbers and filled in here:
+    # later chunks are read in them, never each in the unit its own magnitudes say (read_messages).
+    epoch_units = options.pop("epoch_units", None)
     unknown = set(options) - set(_VALIDATE_DEFAULTS)
     if unknown:
         raise ConfigError(f"validate got an unexpected option {sorted(unknown)[0]!r}")
@@ -401,7 +404,7 @@ def _validate_taken(handed: list, **options: Any) -> Messages:
                 recipients = pool.submit(_split_and_parse_entries, df, msgs, layout, fold_plus_addresses)
             findings = _Findings(len(msgs))
             checked = _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range,
-                                      fold_plus_addresses)
+                                      fold_plus_addresses, epoch_units)
             state, parsed_recipients = recipients.result()
         tenant, message_id, ts, sender, display, optional = checked
 
@@ -464,15 +467,20 @@ def _split_and_parse_entries(df: pd.DataFrame, msgs: pd.DataFrame, layout: str, 
     return _parse_entries(_State.start(df, layout, msgs=msgs), fold_plus)
 
 
-def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range, fold_plus_addresses):
-    """Every message-level column: ids, timestamps, sender, optional columns (duplicates come last)."""
+def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range, fold_plus_addresses,
+                    epoch_units=None):
+    """Every message-level column: ids, timestamps, sender, optional columns (duplicates come last).
+
+    ``epoch_units`` (a chunked read's): the epoch unit of each time column judged on an earlier chunk, to read
+    this one in; a column judged here for the first time is added."""
     tenant = _required_text(msgs, "tenant_id", findings, "add the tenant id (one customer organisation per value)")
     message_id = _required_text(msgs, "message_id", findings, "give every message an id, or drop those rows")
     # Whether any id repeats at all (rarely): decided now, while the input's ids are the only large thing held;
     # which rows are the repeats is decided once every other check is done (see _validate_handed_over).
     findings.ids_repeat = bool(_repeated_ids(tenant, message_id).any())
 
-    ts = _timestamps(msgs["timestamp"], "timestamp", findings, timezone, timestamp_unit, timestamp_origin, time_range)
+    ts = _timestamps(msgs["timestamp"], "timestamp", findings, timezone, timestamp_unit, timestamp_origin, time_range,
+                     epoch_units)
 
     sender_raw = _blank_to_na(msgs["sender"])
     findings.add(sender_raw.isna().to_numpy(), "sender", ReasonCode.MISSING_VALUE, msgs["sender"][sender_raw.isna()],
@@ -497,10 +505,8 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     if "labeled_at" in msgs:
         given = _blank_text_missing(msgs["labeled_at"])  # optional: blank is missing, as in every other column
         present = given.notna().to_numpy()
-        parsed = parse_timestamps(given, timezone=timezone, unit=timestamp_unit,
-                                  origin=timestamp_origin, time_range=time_range)
-        _timestamp_problems(parsed, msgs["labeled_at"], "labeled_at", findings, present)
-        labeled_at = parsed.values
+        labeled_at = _timestamps(given, "labeled_at", findings, timezone, timestamp_unit, timestamp_origin,
+                                 time_range, epoch_units, raw=msgs["labeled_at"], only=present)
         early = (labeled_at < ts).to_numpy(dtype=bool, na_value=False)
         findings.add(early, "labeled_at", ReasonCode.LABELED_BEFORE_MESSAGE, msgs["labeled_at"][early],
                      "a label cannot be known before its message arrived; correct labeled_at or the timestamp")
@@ -693,9 +699,16 @@ def _timestamp_problems(parsed, raw: pd.Series, column: str, findings: _Findings
         findings.add(mask, column, code, raw[mask], parsed.fixes[code])
 
 
-def _timestamps(raw, column, findings, timezone, unit, origin, time_range) -> pd.Series:
-    parsed = parse_timestamps(raw, timezone=timezone, unit=unit, origin=origin, time_range=time_range)
-    _timestamp_problems(parsed, raw, column, findings)
+def _timestamps(given, column, findings, timezone, unit, origin, time_range, epoch_units=None, *, raw=None,
+                only=None) -> pd.Series:
+    """``given`` parsed, its problems (named with the ``raw`` values, at rows ``only``) added to ``findings``; with
+    ``epoch_units``, read in the unit an earlier chunk's numbers decided, or deciding it."""
+    earlier = epoch_units.get(column) if epoch_units is not None else None
+    parsed = parse_timestamps(given, timezone=timezone, unit=unit, origin=origin, time_range=time_range,
+                              earlier_unit=earlier)
+    if epoch_units is not None and parsed.judged_unit is not None:
+        epoch_units.setdefault(column, parsed.judged_unit)
+    _timestamp_problems(parsed, given if raw is None else raw, column, findings, only)
     return parsed.values
 
 
