@@ -269,7 +269,7 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
         frame, error = found.frame, found.error
     # (Out of the except clause: the failed attempt's traceback, and the arrays it made, are gone.)
     strict, columns = ({**_VALIDATE_DEFAULTS, **options}[k] for k in ("strict", "columns"))
-    good, rejects, problems = _lone_surrogate_rejects(frame, columns)
+    good, kept, rejects, problems = _lone_surrogate_rejects(frame, columns)
     if not problems:
         raise error
     del frame
@@ -279,7 +279,7 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
         raise SchemaError(problems + list(more.problems)) from None
     if strict:
         raise SchemaError(problems)
-    return messages.with_rejects([rejects])
+    return messages._renumbered(kept).with_rejects([rejects])  # (rows numbered in the frame given, not in good)
 
 
 class _LoneSurrogates(Exception):
@@ -332,9 +332,9 @@ def _escaped(value: object) -> object:
 
 
 def _lone_surrogate_rejects(frame: pd.DataFrame, columns: Mapping[str, str] | None
-                            ) -> tuple[pd.DataFrame, pd.DataFrame, list[Problem]]:
-    """The rows without a lone surrogate in any text column; the others as ``invalid_encoding`` rejects (their
-    text escaped), and the problems a strict validation reports."""
+                            ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, list[Problem]]:
+    """The rows without a lone surrogate in any text column and their positions; the others as
+    ``invalid_encoding`` rejects (their text escaped), and the problems a strict validation reports."""
     contract_name = {source: name for name, source in (columns or {}).items()}
     bad_rows = np.zeros(len(frame), dtype=bool)
     found = []
@@ -361,7 +361,8 @@ def _lone_surrogate_rejects(frame: pd.DataFrame, columns: Mapping[str, str] | No
         problems.append(Problem(name, ReasonCode.INVALID_ENCODING, rows=frame.index[positions].tolist(),
                                 values=text, fix=_SURROGATE_FIX))
         rejects.append(reject_rows(clean, positions, name, ReasonCode.INVALID_ENCODING, text, _SURROGATE_FIX))
-    return frame.iloc[np.flatnonzero(~bad_rows)], pd.concat(rejects) if rejects else None, problems
+    kept = np.flatnonzero(~bad_rows)
+    return frame.iloc[kept], kept, pd.concat(rejects) if rejects else None, problems
 
 
 def _validate_taken(handed: list, **options: Any) -> Messages:
@@ -1043,8 +1044,12 @@ def _problems(original, state, findings) -> list[Problem]:
 
 
 def reject_rows(original: pd.DataFrame, positions: np.ndarray, column: str, reason: ReasonCode, values,
-                fix: str, *, sentences=None, action: str = "row_rejected") -> pd.DataFrame:
-    """Reject records for input rows at ``positions``: the reject columns, then the row as given."""
+                fix: str, *, sentences=None, action: str = "row_rejected", numbered: bool = True) -> pd.DataFrame:
+    """Reject records for input rows at ``positions``: the reject columns, then the row as given.
+
+    ``reject_row`` is the position (``numbered=False``: missing, for records of lines that are no row of
+    ``original``): labels alone cannot tell apart rows whose labels repeat.
+    """
     sentences = sentences if sentences is not None else [None] * len(positions)
     base = f"{reason.value}: {fix}"
     index = original.index[positions]
@@ -1056,6 +1061,8 @@ def reject_rows(original: pd.DataFrame, positions: np.ndarray, column: str, reas
         "reject_message": pd.array([f"{s}; {base}" if s else (f"{column}={v!r}; {base}" if v is not None else base)
                                     for s, v in zip(sentences, values)], dtype=STRING_DTYPE),
         "reject_action": pd.array([action] * len(positions), dtype=STRING_DTYPE),
+        "reject_row": pd.array(np.asarray(positions, dtype=np.int64) if numbered else [None] * len(positions),
+                               dtype="Int64"),
     }, index=index)
     rows = original.iloc[positions] if len(positions) else _no_rows(original)
     return pd.concat([meta, rows.set_axis(index)], axis=1)
@@ -1082,6 +1089,5 @@ def _rejects(original, state, findings) -> pd.DataFrame:
     if not parts:
         return reject_rows(original, np.zeros(0, dtype=np.int64), "", ReasonCode.MISSING_VALUE, [], "")
     rejects = pd.concat(parts)
-    if original.index.is_unique:
-        rejects = rejects.iloc[np.argsort(original.index.get_indexer_for(rejects.index), kind="stable")]
-    return rejects
+    # In input order, by position (labels may repeat); a row's problems in the order they were found.
+    return rejects.iloc[np.argsort(rejects["reject_row"].to_numpy(dtype=np.int64), kind="stable")]

@@ -186,7 +186,8 @@ def _labelling(frame: pd.DataFrame) -> pd.Series:
     return labelled | frame["labeled_at"].notna() if "labeled_at" in frame else labelled
 
 
-_NOTHING_SET_ASIDE = pd.DataFrame({c: pd.array([], dtype=STRING_DTYPE) for c in REJECT_COLUMNS})
+_NOTHING_SET_ASIDE = pd.DataFrame({c: pd.array([], dtype="Int64" if c == "reject_row" else STRING_DTYPE)
+                                   for c in REJECT_COLUMNS})
 
 
 def _before_snapshot(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -229,6 +230,8 @@ def _reject_records(frame: pd.DataFrame, column, reason: str, value, explain) ->
         "reject_message": pd.array([f"{c}={v!r}; {reason}: {e}" for c, v, e in zip(column, value, explain)],
                                    dtype=STRING_DTYPE),
         "reject_action": pd.array(["row_rejected"] * len(frame), dtype=STRING_DTYPE),
+        # Validated messages keep their rows' labels, not positions: Scorer.observe numbers the rows it was given.
+        "reject_row": pd.array([None] * len(frame), dtype="Int64"),
     }, index=frame.index)
     return pd.concat([meta, frame], axis=1)
 

@@ -16,6 +16,7 @@ from hypothesis import given, strategies as st
 from commgraph.graph import (ConfigError, InferredOwnDomainsWarning, Messages, SchemaError, read_frame, read_messages,
                              validate)
 from commgraph.graph import _readers as readers, _validate as validation
+from commgraph.graph._messages import REJECT_COLUMNS
 
 
 def mail(n: int = 40) -> pd.DataFrame:
@@ -323,7 +324,7 @@ def test_empty_rejects_share_no_memory_with_the_input():
     # A slice of the input would keep its buffers alive for as long as the messages live.
     raw = mail().astype({"recipients": "str", "sender": "str"})
     m = validate(raw)
-    assert len(m.rejects) == 0 and list(m.rejects.columns[5:]) == list(raw.columns)
+    assert len(m.rejects) == 0 and list(m.rejects.columns[len(REJECT_COLUMNS):]) == list(raw.columns)
 
     def addresses(frame: pd.DataFrame, column: str) -> set[int]:
         chunks = frame[column].array.__arrow_array__().chunks
@@ -340,6 +341,26 @@ def test_summary_counts_rejected_rows_of_every_file_read_whole(tmp_path):
         bad.to_csv(tmp_path / f"part{k}.csv", index=False)
     summary = read_messages(str(tmp_path / "*.csv"), strict=False).summary()
     assert summary["rejected_rows"] == 3 and summary["rejects_by_reason"] == {"unparseable_timestamp": 3}
+
+
+def test_summary_counts_rejected_rows_by_position_where_labels_repeat():
+    # Before: rejected rows were told apart by their labels, so in two frames joined without ignore_index
+    # (labels 0, 1, 0, 1) the bad first row of each counted as one rejected row, not two.
+    first = mail(2).assign(timestamp=["not a time", "2024-05-01T00:00:00Z"])
+    second = mail(2).assign(message_id=["x0", "x1"], timestamp=["soon", "2024-05-01T00:00:00Z"],
+                            sender=["a@", "user1@acme.com"])  # (its first row has two problems)
+    raw = pd.concat([first, second])
+    m = validate(raw, strict=False)
+    assert m.summary()["rejected_rows"] == 2 == len(raw) - len(m)
+    assert m.rejects.index.tolist() == [0, 0, 0] and m.rejects["reject_row"].tolist() == [0, 2, 2]
+    assert raw.iloc[m.rejects["reject_row"]]["message_id"].tolist() == m.rejects["message_id"].tolist()
+    assert read_messages(raw, strict=False).summary()["rejected_rows"] == 2
+    for chunksize in (1, 2, 3):
+        joined = Messages.concat(read_messages(raw, chunksize=chunksize, strict=False))
+        assert joined.summary()["rejected_rows"] == 2 and joined.rejects["reject_row"].tolist() == [0, 2, 2]
+    # Messages validated apart: each numbers its own rows from 0, and the rows of the second come after.
+    apart = Messages.concat([validate(first, strict=False), validate(second, strict=False)])
+    assert apart.summary()["rejected_rows"] == 2 and apart.rejects["reject_row"].tolist() == [0, 1, 1]
 
 
 # --- identifiers as written, odd files, duplicates across chunks ----------------------------------
