@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from ._errors import CommGraphError
+from ._errors import CommGraphError, Problem, ReasonCode, SchemaError
 from ._schema import STRING_DTYPE
 
 __all__ = ["Messages", "REJECT_COLUMNS", "message_index"]
@@ -275,7 +275,7 @@ class Messages:
                         reject_tenant_column=self.reject_tenant_column)
 
     @classmethod
-    def concat(cls, parts: Iterable["Messages"]) -> "Messages":
+    def concat(cls, parts: Iterable["Messages"], *, copies: bool = False) -> "Messages":
         """Join messages validated separately (for example chunk by chunk).
 
         A tenant's :attr:`own_domains` are those of every part that has them, joined.
@@ -283,22 +283,48 @@ class Messages:
         own input) are numbered after those of the parts before, so that rows of
         different parts are never counted as one.
 
+        Parameters
+        ----------
+        parts : iterable of Messages
+        copies : bool, default False
+            Whether parts may hold the same message (tenant and message id). By
+            default that is refused: each copy would count in graphs and
+            baselines, where validating the parts together keeps the first copy
+            (and ``read_messages(..., chunksize=...)`` rejects a copy of a message
+            kept from an earlier chunk). The live overlay, which merges the
+            copies it observes, joins them with ``copies=True``.
+
+        Raises
+        ------
+        SchemaError
+            When parts hold the same message and ``copies`` is False: the rows
+            of the later copies (labels of their parts' inputs) and their ids.
+
         Examples
         --------
         >>> from commgraph.graph import validate
         >>> one = validate(pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"], "direction": ["internal"],
         ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"]}))
-        >>> len(Messages.concat([one, one]).edges())
-        2
+        >>> two = validate(one.frame[["tenant_id", "direction", "timestamp", "sender"]].assign(
+        ...     message_id="2", recipients="b@t.com; c@t.com"))
+        >>> len(Messages.concat([one, two]).edges())
+        3
         >>> bad = validate(pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"], "direction": ["internal"],
         ...     "timestamp": ["soon"], "sender": ["a@t.com"], "recipients": ["b@t.com"]}), strict=False)
         >>> both = Messages.concat([bad, bad])
         >>> both.rejects.index.tolist(), both.rejects["reject_row"].tolist(), both.summary()["rejected_rows"]
         ([0, 0], [0, 1], 2)
+        >>> Messages.concat([one, one])
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.SchemaError: mail metadata breaks the message contract (1 problem):
+          - column 'message_id': 1 row duplicate_message_id (rows 0; values '1'); a message an earlier part ...
         """
         parts = list(parts)
         if not parts:
             raise CommGraphError("Messages.concat needs at least one part")
+        if not copies and len(parts) > 1:
+            _refuse_copies(parts)
         offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
         edges = []
         for offset, part in zip(offsets, parts):
@@ -376,3 +402,22 @@ def _numbered_apart(rejects: list[pd.DataFrame]) -> pd.DataFrame:
             taken = np.concatenate([taken, rows])
         joined.append(part)
     return pd.concat(joined)
+
+
+def _refuse_copies(parts: list[Messages]) -> None:
+    """Raise a SchemaError naming the messages a part holds that an earlier part holds too."""
+    from ._readers import copies_across
+
+    problems = []
+    for part, again in zip(parts, copies_across([p.frame for p in parts])):
+        if again.any():
+            frame = part.frame[again]
+            problems.append(Problem(
+                "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, rows=frame.index.tolist(),
+                values=frame["message_id"].tolist(), detail="a message an earlier part holds too",
+                files=frame["source_file"].astype(str).tolist() if "source_file" in frame.columns else (),
+                fix="each copy would count (validated together, the first copy is kept): read the parts with "
+                    "read_messages(..., chunksize=...), which rejects a copy of a message kept from an earlier "
+                    "chunk, or validate them together, or leave the copies out of the later parts (subset)"))
+    if problems:
+        raise SchemaError(problems)

@@ -1195,6 +1195,17 @@ class _SeenMessageIds:
         joined = tenant + "\x1f" + message_id
         return stable_keys(joined), joined.notna().to_numpy()
 
+    def seen(self, tenant: pd.Series, message_id: pd.Series) -> np.ndarray:
+        """Whether each (tenant, message id), tidy text, is one remembered (missing ones never are)."""
+        keys, present = self._keys(tenant, message_id)
+        at = np.searchsorted(self.keys, keys[present])
+        found = np.zeros(present.sum(), dtype=bool)
+        inside = at < len(self.keys)
+        found[inside] = self.keys[at[inside]] == keys[present][inside]
+        seen = np.zeros(len(keys), dtype=bool)
+        seen[present] = found
+        return seen
+
     def split(self, frame: pd.DataFrame, strict: bool
               ) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame | None]:
         """``frame`` without the rows repeating a message kept from an earlier chunk, the positions of the rows
@@ -1202,13 +1213,7 @@ class _SeenMessageIds:
         if "tenant_id" not in frame or "message_id" not in frame or not len(frame) or not len(self.keys):
             return frame, None, None
         # The ids as validation reads them (tidied; a float column's integers as integers).
-        keys, present = self._keys(id_text(frame["tenant_id"])[0], id_text(frame["message_id"])[0])
-        at = np.searchsorted(self.keys, keys[present])
-        found = np.zeros(present.sum(), dtype=bool)
-        inside = at < len(self.keys)
-        found[inside] = self.keys[at[inside]] == keys[present][inside]
-        seen = np.zeros(len(keys), dtype=bool)
-        seen[present] = found
+        seen = self.seen(id_text(frame["tenant_id"])[0], id_text(frame["message_id"])[0])
         if not seen.any():
             return frame, None, None
         fix = "nothing to do if these are copies of one mail filed in several folders (the first copy is kept)"
@@ -1226,12 +1231,27 @@ class _SeenMessageIds:
         """Add the messages of a validated chunk (their ids tidy already, and distinct)."""
         if not len(kept):
             return
-        keys, _ = self._keys(kept["tenant_id"].astype(STRING_DTYPE), kept["message_id"].astype(STRING_DTYPE))
+        keys, _ = self._keys(*_tidy_ids(kept))
         # Sorted needles make the binary search walk the sorted array in order (cache-friendly), and the new
         # keys go in with one copy, where re-sorting the union every chunk made a long archive quadratic in
         # its number of chunks.
         keys = np.unique(keys)
         self.keys = np.insert(self.keys, np.searchsorted(self.keys, keys), keys)
+
+
+def _tidy_ids(messages: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The tenant and message ids of validated messages (tidy already) as text."""
+    return messages["tenant_id"].astype(STRING_DTYPE), messages["message_id"].astype(STRING_DTYPE)
+
+
+def copies_across(frames: list[pd.DataFrame]) -> list[np.ndarray]:
+    """For each frame of validated messages (ids distinct within it), whether each message is one a frame before
+    it holds too (the same tenant and message id)."""
+    seen, found = _SeenMessageIds(), []
+    for frame in frames:
+        found.append(seen.seen(*_tidy_ids(frame)) if len(seen.keys) else np.zeros(len(frame), dtype=bool))
+        seen.remember(frame)
+    return found
 
 
 def _files_of(frame: pd.DataFrame, positions: np.ndarray) -> list[str]:

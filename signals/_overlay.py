@@ -63,7 +63,7 @@ def _merged(messages: Messages) -> Messages:
     merged = _merge_copies(messages.subset(repeated))
     if repeated.all():
         return merged
-    return Messages.concat([messages.subset(~repeated), merged])
+    return Messages.concat([messages.subset(~repeated), merged], copies=True)  # (none left: no need to look)
 
 
 def _merge_copies(copies: Messages) -> Messages:
@@ -145,7 +145,7 @@ def _compacted(parts: list[Messages], as_of: pd.Timestamp) -> list[Messages]:
     labelling wins) and hide it until then; kept apart, each lookup reads the message with the latest label
     known by its as_of, and a later compaction merges it once as_of has passed it.
     """
-    rows = parts[0] if len(parts) == 1 else Messages.concat(parts)
+    rows = parts[0] if len(parts) == 1 else Messages.concat(parts, copies=True)  # (copies merged below)
     waiting = _waiting(rows, as_of)
     if not waiting.any():
         return [_merged(rows)]
@@ -158,7 +158,7 @@ def _as_read(compacted: list[Messages]) -> Messages:
     """The delta a lookup reads from :func:`_compacted`'s tables: the waiting rows' messages without their label."""
     if len(compacted) == 1:
         return compacted[0]
-    return _merged(Messages.concat([compacted[0], _without_labels(compacted[1])]))
+    return _merged(Messages.concat([compacted[0], _without_labels(compacted[1])], copies=True))
 
 
 def _waiting(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
@@ -438,7 +438,7 @@ class Overlay:
                 self._retired.pop(tenant, None)
                 return
             compacted = _compacted(parts, self.as_of)
-            delta = compacted[0] if len(compacted) == 1 else Messages.concat(compacted)
+            delta = compacted[0] if len(compacted) == 1 else Messages.concat(compacted, copies=True)
             keep = _uncovered(delta, as_of)
             if (~keep).any():
                 # A call that read the replaced snapshot just before the swap reads it with this mail too, never

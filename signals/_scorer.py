@@ -663,9 +663,11 @@ class Scorer:
         if not keys.duplicated().any():  # the common case: one validation
             return validate(batch, tenants=configs, strict=False)
         copy_number = keys.groupby(["tenant_id", "message_id"], sort=False, dropna=False).cumcount().to_numpy()
-        # (each copy's rejected rows numbered by their positions in the batch, not in the copies validated)
+        # (each copy's rejected rows numbered by their positions in the batch, not in the copies validated; the
+        # copies joined, for the overlay to merge)
         return Messages.concat([validate(batch[copy_number == k], tenants=configs, strict=False)._renumbered(
-                                    np.flatnonzero(copy_number == k)) for k in range(int(copy_number.max()) + 1)])
+                                    np.flatnonzero(copy_number == k)) for k in range(int(copy_number.max()) + 1)],
+                               copies=True)
 
     def _check_served(self, tenants: list[str]) -> None:
         served = self._loaded.views
