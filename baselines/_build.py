@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from commgraph.graph import ConfigError, Messages, stable_key
 from commgraph.graph._addresses import DISPLAY_NAME_FORM, display_names_then
-from commgraph.graph._timestamps import instant_problem, iso_instant
+from commgraph.graph._timestamps import instant_problem, utc_instant
 
 from ._config import BaselineConfig, duration_ns, prior_pair
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
@@ -38,14 +38,14 @@ def _windows(config: BaselineConfig) -> tuple[int, ...]:
 
 def _timestamp(value: Any, name: str, caller: str) -> pd.Timestamp:
     try:
-        ts = iso_instant(value)
+        ts = utc_instant(value)
     except (TypeError, ValueError, OverflowError) as exc:
         why = instant_problem(exc)
         raise ConfigError(f"The {name!r} parameter of {caller} must be a timestamp (text in ISO 8601, such as "
                           f"2025-02-01T00:00Z). Got {value!r} instead{why}.") from None
     if pd.isna(ts):
         raise ConfigError(f"The {name!r} parameter of {caller} must be a timestamp. Got {value!r} instead.")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts
 
 
 def _config(config: BaselineConfig | Mapping | None, caller: str) -> BaselineConfig:

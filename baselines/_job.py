@@ -29,7 +29,7 @@ from commgraph.graph import (
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
-from commgraph.graph._timestamps import instant_problem, is_clock_word, iso_instant
+from commgraph.graph._timestamps import instant_problem, is_clock_word, utc_instant
 from commgraph.graph._validate import _check_zone, apply_column_mapping, id_text
 
 from ._build import build_baselines, check_secret, refresh, refresh_many
@@ -712,14 +712,14 @@ def _instant(as_of: Any) -> pd.Timestamp:
         raise ConfigError(f"as_of (--as-of) {as_of!r} names a moment of the clock, which a rerun cannot repeat; give "
                           "the instant the snapshots describe, e.g. 2025-02-01T00:00Z (the last midnight)")
     try:
-        stamp = iso_instant(as_of)  # (text in ISO 8601 only)
+        stamp = utc_instant(as_of)  # (text in ISO 8601 only)
     except (ValueError, TypeError, OverflowError) as exc:
         why = instant_problem(exc)
         raise ConfigError(f"as_of (--as-of) {as_of!r} is not a time in ISO 8601{why}; give an instant such as "
                           "2025-02-01T00:00Z") from None
     if stamp is pd.NaT:
         raise ConfigError(f"as_of (--as-of) is empty ({as_of!r}); give an ISO 8601 instant such as 2025-02-01T00:00Z")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp
 
 
 def _wall_clock() -> pd.Timestamp:

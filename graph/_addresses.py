@@ -39,6 +39,9 @@ _LOCAL = re.compile(r"[^\s<>()\[\]\\,;:\"@]{1,64}")
 _LABEL = r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
 _HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})+"
 _HOSTNAME_RE = re.compile(_HOSTNAME)
+# A label in punycode (an A-label): the ASCII spelling of an internationalised one, checked as its Unicode is.
+_A_LABEL = r"(?:^|\.)xn--"
+_A_LABEL_RE = re.compile(_A_LABEL, re.IGNORECASE)
 _MAX_ADDRESS = 254
 
 
@@ -162,11 +165,23 @@ def _take(values: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
 
 
 def _normalise_domain(domain: str) -> tuple[str | None, str | None]:
-    """(punycode domain, None) or (None, problem)."""
+    """(punycode domain, None) or (None, problem).
+
+    An internationalised domain passes IDNA 2008 (UTS 46 mapping) in either spelling: its A-labels are decoded
+    and checked as its Unicode is, so both spellings of one domain give one result, the same reason when refused
+    (an emoji or other symbol is no letter of any language there: '🍕.ws' and 'xn--vi8h.ws' alike).
+
+    Examples
+    --------
+    >>> _normalise_domain("Bücher.de"), _normalise_domain("xn--BCHER-kva.de")
+    (('xn--bcher-kva.de', None), ('xn--bcher-kva.de', None))
+    >>> _normalise_domain("🍕.ws") == _normalise_domain("xn--vi8h.ws")
+    True
+    """
     domain = domain.strip().rstrip(".")
     if not domain:
         return None, "empty domain"
-    if not domain.isascii():
+    if not domain.isascii() or _A_LABEL_RE.search(domain):
         try:
             domain = idna.encode(domain, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
@@ -377,6 +392,7 @@ def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddr
     local_part, domain_part = _split_at(lowered)
     local_ok = local_part.str.len().between(1, 64).to_numpy(dtype=bool, na_value=False)
     domain_ok = _fullmatch(domain_part, _HOSTNAME) & ~_fullmatch(domain_part, r".*\.[0-9]+")  # (no numeric TLD)
+    domain_ok &= ~_fullmatch(domain_part, f".*{_A_LABEL}.*")  # (punycode is checked as IDNA, one by one)
     fast = simple & local_ok & domain_ok & (lowered.str.len() <= _MAX_ADDRESS).to_numpy(dtype=bool, na_value=False)
     if fold_plus:
         fast &= ~lowered.str.contains("+", regex=False).to_numpy(dtype=bool, na_value=False)

@@ -25,7 +25,7 @@ from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaErr
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
 from ._tenants import InferredOwnDomainsWarning, infer_own_domains, normalise_own_domain
-from ._timestamps import duration, instant_problem, iso_instant
+from ._timestamps import duration, instant_problem, utc_instant
 
 __all__ = ["CommGraph", "DomainView", "build_graph", "EDGE_COLUMNS", "NODE_COLUMNS", "GRAPH_INPUT_COLUMNS"]
 
@@ -767,16 +767,23 @@ def build_graph(
         :data:`GRAPH_INPUT_COLUMNS` (``timestamp`` as UTC datetimes, ``*_key`` as
         uint64 stable keys), plus ``message_id`` or ``message_index`` (to count
         messages sent: with ``message_id``, rows of one tenant with one id are
-        one message, so edges of chunks concatenated count right; with
-        ``message_index`` alone, an index shared by several senders or times is
-        refused). Optional: ``tenant_id``, ``direction`` (needed unless
-        ``own_domains`` is given), ``label`` and ``labeled_at``. With a
-        :class:`Messages`, ``label`` and ``labeled_at`` come from its frame.
+        one message, so edges of chunks concatenated count right, and rows of one
+        id that differ in sender or time or name a recipient twice, copies of a
+        message validated apart, are refused; ``message_index`` alone numbers the
+        messages of one :class:`Messages`' edges, in any order or subset of its
+        rows: an index shared by several senders or times is refused, but rows
+        of two chunks sharing an index, a sender and a time cannot be told from
+        one message's, so edges of chunks need ``message_id``, or
+        :meth:`Messages.concat` before the build). Optional: ``tenant_id``,
+        ``direction`` (needed unless ``own_domains`` is given), ``label`` and
+        ``labeled_at``. With a :class:`Messages`, ``label`` and ``labeled_at``
+        come from its frame.
     tenant_id : str, optional
         The tenant to build. Required when the input holds several tenants.
     as_of : str or Timestamp, optional
         Only messages strictly before it count; a label counts only if it was
-        known (``labeled_at`` missing or before ``as_of``). Must carry a time zone.
+        known (``labeled_at`` missing or before ``as_of``). Text in ISO 8601; a
+        naive instant is UTC, as :func:`~commgraph.baselines.build_baselines` reads it.
     window : str or Timedelta, optional
         With ``as_of``: only messages in ``[as_of - window, as_of)`` count (``"30D"``).
     own_domains : sequence of str, optional
@@ -877,7 +884,7 @@ def build_graph(
     sender_key = take(_keys(edges["sender_key"], "sender_key"))
     recipient_key = take(_keys(edges["recipient_key"], "recipient_key"))
     ts = take(ts)
-    message = _message_numbers(edges, mask, per_message, sender_key, ts)
+    message = _message_numbers(edges, mask, per_message, sender_key, recipient_key, ts)
 
     # Labels of the edges: per message (Messages) or per row (edges frame); -1 = none or not yet known.
     label = None
@@ -1221,14 +1228,15 @@ def _row_facts(src: np.ndarray, dst: np.ndarray, message: np.ndarray, direction:
 
 
 def _message_numbers(edges: pd.DataFrame, mask: np.ndarray | None, per_message: bool, sender_key: np.ndarray,
-                     ts: np.ndarray) -> np.ndarray:
+                     recipient_key: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Each kept row's message as an int64 number: rows of one message, and only they, share one.
 
     From :class:`Messages`, ``message_index`` (the message's row) is exact. An edges
     frame may be a concatenation of ``Messages.edges()`` of chunks, where
     ``message_index`` restarts in every chunk: with ``message_id`` the messages are
     numbered by it (the tenant's rows only, so ids of other tenants never merge),
-    ``message_index`` serving only when it agrees with it; without ``message_id``, a
+    ``message_index`` serving only when it agrees with it, and rows of one id that
+    cannot be one message's (copies validated apart) refused; without ``message_id``, a
     ``message_index`` shared by rows of several senders or timestamps is refused.
     """
     def take(column: str) -> pd.Series:
@@ -1250,7 +1258,9 @@ def _message_numbers(edges: pd.DataFrame, mask: np.ndarray | None, per_message: 
                                    fix="fill message_id (it numbers the messages sent), or build from Messages")])
     if has_index and _index_matches_ids(message, ids):
         return message  # the common case (one Messages' edges): no hashing of the ids
-    return pd.factorize(ids)[0].astype(np.int64)
+    message = pd.factorize(ids)[0].astype(np.int64)
+    _check_message_ids(message, sender_key, recipient_key, ts, ids)
+    return message
 
 
 def _index_matches_ids(message: np.ndarray, ids: pd.Series) -> bool:
@@ -1280,6 +1290,38 @@ def _check_message_index(message: np.ndarray, sender_key: np.ndarray, ts: np.nda
                    "count as one (message_index restarts in every chunk: edges of chunks were concatenated?)",
             fix="add the message_id column (messages are then numbered by it), or join chunks with "
                 "Messages.concat before build_graph")])
+
+
+# Copies of one message validated apart (in two chunks) reach an edges frame with one id; validated together,
+# the first copy is kept. Each copy counted, a message's recipients would count twice.
+_COPIES_FIX = ("read the chunks with read_messages(..., chunksize=...), which rejects a copy of a message kept from "
+               "an earlier chunk, or validate them together; to keep one copy of each message's rows, "
+               "edges.drop_duplicates(['tenant_id', 'message_id', 'recipient_key'])")
+
+
+def _check_message_ids(message: np.ndarray, sender_key: np.ndarray, recipient_key: np.ndarray, ts: np.ndarray,
+                       ids: pd.Series) -> None:
+    """Refuse rows of one message id that cannot be one message's: of different senders or times, or naming one
+    recipient twice (validation gives a message each recipient once). Both are copies of a message validated
+    apart, in different chunks, or an id given to several messages."""
+    if len(message) < 2:
+        return
+    lead = np.unique(message, return_index=True)[1][message]  # each row's message's first row (input order)
+    problems = []
+    for found, reason, detail in (
+            ((sender_key != sender_key[lead]) | (ts != ts[lead]), ReasonCode.INCONSISTENT_MESSAGE,
+             "rows of one message_id differ in sender or timestamp: copies of a message that disagree, validated "
+             "apart (edges of chunks concatenated?), or an id given to several messages"),
+            (pd.DataFrame({"message": message, "recipient": recipient_key}).duplicated().to_numpy(),
+             ReasonCode.DUPLICATE_MESSAGE_ID,
+             "rows of one message_id name one recipient twice: copies of a message validated apart (edges of "
+             "chunks concatenated?) would count its recipients twice")):
+        if found.any():
+            pos = np.flatnonzero(found)
+            problems.append(Problem("message_id", reason, rows=ids.index[pos].tolist(),
+                                    values=ids.iloc[pos].tolist(), detail=detail, fix=_COPIES_FIX))
+    if problems:
+        raise SchemaError(problems)
 
 
 def _first_of_each(message: np.ndarray) -> np.ndarray:
@@ -1320,17 +1362,14 @@ def _check_time_params(as_of, window) -> tuple[pd.Timestamp | None, pd.Timedelta
     as_of_ts = None
     if as_of is not None:
         try:
-            as_of_ts = iso_instant(as_of)  # (text in ISO 8601 only)
+            as_of_ts = utc_instant(as_of)  # (text in ISO 8601 only; naive is UTC, as build_baselines reads it)
         except (ValueError, TypeError) as exc:
             why = instant_problem(exc)
             raise ConfigError(f"The 'as_of' parameter of build_graph must be a timestamp. Got {as_of!r} "
                               f"instead{why}.") from exc
         if as_of_ts is pd.NaT or pd.isna(as_of_ts):
             raise ConfigError(f"The 'as_of' parameter of build_graph must be a timestamp. Got {as_of!r} instead.")
-        if as_of_ts.tz is None:
-            raise ConfigError(f"The 'as_of' parameter of build_graph must carry a time zone (as '2024-05-01T00:00Z' "
-                              f"does). Got {as_of!r} instead.")
-        as_of_ts = as_of_ts.tz_convert("UTC").as_unit("ns")
+        as_of_ts = as_of_ts.as_unit("ns")
     window_td = None
     if window is not None:
         if as_of_ts is None:

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from ._errors import CommGraphError
+from ._errors import CommGraphError, Problem, ReasonCode, SchemaError
 from ._schema import STRING_DTYPE
 
 __all__ = ["Messages", "REJECT_COLUMNS", "message_index"]
 
 #: The leading columns of a ``rejects`` frame; the original row's columns follow.
-REJECT_COLUMNS = ("reject_column", "reject_reason", "reject_value", "reject_message", "reject_action")
+REJECT_COLUMNS = ("reject_column", "reject_reason", "reject_value", "reject_message", "reject_action", "reject_row")
 
 
 def message_index(positions: np.ndarray, n_messages: int) -> np.ndarray:
@@ -27,12 +27,33 @@ def message_index(positions: np.ndarray, n_messages: int) -> np.ndarray:
 def _distinct_rows(rejects: pd.DataFrame) -> int:
     """Input rows among ``rejects`` (a row with several problems counts once).
 
-    Row labels restart in every file an archive read as a whole, so a row is
-    its (source file, label) pair where the file is known.
+    A row is its ``reject_row``, its position: labels repeat in a frame joined
+    without ``ignore_index``, and restart in every file an archive read as a whole.
+    A record without one (a line no row was read from; rejects made before the
+    column) is its (source file, label) pair where the file is known.
     """
-    if "source_file" not in rejects:
-        return int(rejects.index.nunique())
-    return len(pd.MultiIndex.from_arrays([rejects["source_file"].astype(object), rejects.index]).unique())
+    numbered = rejects["reject_row"].notna().to_numpy() if "reject_row" in rejects else np.zeros(len(rejects), bool)
+    counted = int(rejects["reject_row"][numbered].nunique()) if numbered.any() else 0
+    rest = rejects[~numbered]
+    if "source_file" not in rest:
+        return counted + int(rest.index.nunique())
+    return counted + len(pd.MultiIndex.from_arrays([rest["source_file"].astype(object), rest.index]).unique())
+
+
+def renumber_rejects(rejects: pd.DataFrame, positions: np.ndarray | None = None, offset: int = 0) -> pd.DataFrame:
+    """``rejects`` of rows validated out of a larger input, numbered among its rows: each ``reject_row`` r
+    becomes ``positions[r] + offset`` (``positions``: where the rows validated stand in it; None: in order)."""
+    if "reject_row" not in rejects or not len(rejects) or (positions is None and not offset):
+        return rejects
+    rows = rejects["reject_row"]
+    numbered = rows.notna().to_numpy()
+    new = rows.to_numpy(dtype=np.int64, na_value=0)
+    if positions is not None:
+        new[numbered] = np.asarray(positions, dtype=np.int64)[new[numbered]]
+    renumbered = pd.array(new + offset, dtype="Int64")
+    renumbered[~numbered] = pd.NA
+    return rejects.assign(reject_row=renumbered)
+
 
 class Messages:
     """Messages that satisfy the contract: one row per message, plus one row per edge.
@@ -55,6 +76,12 @@ class Messages:
         :data:`REJECT_COLUMNS` then the original row as it was given.
         ``reject_action`` is ``row_rejected`` (the message was left out) or
         ``value_dropped`` (one recipient was left out, the message kept).
+        ``reject_row`` is the row's position in the input (0 for the first:
+        ``frame.iloc[reject_row]`` of the frame given to :func:`validate`), which
+        tells rows apart where labels repeat (frames joined without
+        ``ignore_index``); :func:`read_messages` numbers the rows it validates in
+        reading order, across files and chunks, and leaves it missing for a line
+        no row was read from (a JSON Lines line that is not a JSON object).
     own_domains : dict of str to tuple of str
         Each tenant's own domains as validation used them to decide ``direction``
         (configured, or inferred from the mail and warned about); a tenant whose
@@ -242,23 +269,62 @@ class Messages:
         return Messages(self.frame, self._edges, pd.concat([self.rejects, *rejects]), self.own_domains,
                         reject_tenant_column=self.reject_tenant_column)
 
+    def _renumbered(self, positions: np.ndarray | None = None, offset: int = 0) -> "Messages":
+        """The same messages, their rejects numbered among the rows of a larger input (:func:`renumber_rejects`)."""
+        return Messages(self.frame, self._edges, renumber_rejects(self.rejects, positions, offset), self.own_domains,
+                        reject_tenant_column=self.reject_tenant_column)
+
     @classmethod
-    def concat(cls, parts: Iterable["Messages"]) -> "Messages":
+    def concat(cls, parts: Iterable["Messages"], *, copies: bool = False) -> "Messages":
         """Join messages validated separately (for example chunk by chunk).
 
         A tenant's :attr:`own_domains` are those of every part that has them, joined.
+        Rejected rows of a part numbered from 0 again (``reject_row``: each its
+        own input) are numbered after those of the parts before, so that rows of
+        different parts are never counted as one.
+
+        Parameters
+        ----------
+        parts : iterable of Messages
+        copies : bool, default False
+            Whether parts may hold the same message (tenant and message id). By
+            default that is refused: each copy would count in graphs and
+            baselines, where validating the parts together keeps the first copy
+            (and ``read_messages(..., chunksize=...)`` rejects a copy of a message
+            kept from an earlier chunk). The live overlay, which merges the
+            copies it observes, joins them with ``copies=True``.
+
+        Raises
+        ------
+        SchemaError
+            When parts hold the same message and ``copies`` is False: the rows
+            of the later copies (labels of their parts' inputs) and their ids.
 
         Examples
         --------
         >>> from commgraph.graph import validate
         >>> one = validate(pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"], "direction": ["internal"],
         ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"]}))
-        >>> len(Messages.concat([one, one]).edges())
-        2
+        >>> two = validate(one.frame[["tenant_id", "direction", "timestamp", "sender"]].assign(
+        ...     message_id="2", recipients="b@t.com; c@t.com"))
+        >>> len(Messages.concat([one, two]).edges())
+        3
+        >>> bad = validate(pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"], "direction": ["internal"],
+        ...     "timestamp": ["soon"], "sender": ["a@t.com"], "recipients": ["b@t.com"]}), strict=False)
+        >>> both = Messages.concat([bad, bad])
+        >>> both.rejects.index.tolist(), both.rejects["reject_row"].tolist(), both.summary()["rejected_rows"]
+        ([0, 0], [0, 1], 2)
+        >>> Messages.concat([one, one])
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.SchemaError: mail metadata breaks the message contract (1 problem):
+          - column 'message_id': 1 row duplicate_message_id (rows 0; values '1'); a message an earlier part ...
         """
         parts = list(parts)
         if not parts:
             raise CommGraphError("Messages.concat needs at least one part")
+        if not copies and len(parts) > 1:
+            _refuse_copies(parts)
         offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
         edges = []
         for offset, part in zip(offsets, parts):
@@ -275,7 +341,7 @@ class Messages:
         for part in parts:
             for tenant, domains in part.own_domains.items():
                 own[tenant] = tuple(dict.fromkeys(own.get(tenant, ()) + tuple(domains)))
-        return cls(pd.concat([p.frame for p in parts]), joined, pd.concat([p.rejects for p in parts]), own,
+        return cls(pd.concat([p.frame for p in parts]), joined, _numbered_apart([p.rejects for p in parts]), own,
                    reject_tenant_column=parts[0].reject_tenant_column)
 
     def summary(self) -> dict:
@@ -321,3 +387,37 @@ class Messages:
                 f"{s['tenants']} tenants, {len(self.rejects):,} rejects ({html.escape(self._span())})"
                 f"{by_tenant.head(20).to_html()}"
                 + (f"<p>Rejects by reason:</p><ul>{reasons}</ul>" if reasons else "") + "</div>")
+
+
+def _numbered_apart(rejects: list[pd.DataFrame]) -> pd.DataFrame:
+    """The rejects of several parts joined, a part whose ``reject_row`` numbers meet those of the parts before
+    (each numbered in its own input) numbered after them; parts of one input, numbered in it, keep theirs."""
+    joined, taken = [], np.zeros(0, dtype=np.int64)
+    for part in rejects:
+        if "reject_row" in part and part["reject_row"].notna().any():
+            rows = part["reject_row"].dropna().to_numpy(dtype=np.int64)
+            if len(taken) and np.isin(rows, taken).any():
+                part = renumber_rejects(part, offset=int(taken.max()) + 1)
+                rows = part["reject_row"].dropna().to_numpy(dtype=np.int64)
+            taken = np.concatenate([taken, rows])
+        joined.append(part)
+    return pd.concat(joined)
+
+
+def _refuse_copies(parts: list[Messages]) -> None:
+    """Raise a SchemaError naming the messages a part holds that an earlier part holds too."""
+    from ._readers import copies_across
+
+    problems = []
+    for part, again in zip(parts, copies_across([p.frame for p in parts])):
+        if again.any():
+            frame = part.frame[again]
+            problems.append(Problem(
+                "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, rows=frame.index.tolist(),
+                values=frame["message_id"].tolist(), detail="a message an earlier part holds too",
+                files=frame["source_file"].astype(str).tolist() if "source_file" in frame.columns else (),
+                fix="each copy would count (validated together, the first copy is kept): read the parts with "
+                    "read_messages(..., chunksize=...), which rejects a copy of a message kept from an earlier "
+                    "chunk, or validate them together, or leave the copies out of the later parts (subset)"))
+    if problems:
+        raise SchemaError(problems)

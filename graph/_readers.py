@@ -18,7 +18,7 @@ import pandas as pd
 
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
-from ._messages import Messages
+from ._messages import Messages, renumber_rejects
 from ._schema import AUTH_COLUMNS, EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
 from ._timestamps import (
@@ -1130,11 +1130,13 @@ def _unfiltered_parts(source, *, format, encoding, sep, chunksize, only, since=N
                       "a glob, a list of paths or an iterable of mappings")
 
 
-def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Split off rows holding bytes the declared encoding could not decode."""
+def _encoding_rejects(frame: pd.DataFrame, strict: bool
+                      ) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame | None]:
+    """Split off rows holding bytes the declared encoding could not decode: the rows kept, their positions (None:
+    all), the rows split off as rejects."""
     encoding = frame.attrs.get("salvaged_encoding")
     if encoding is None:
-        return frame, None
+        return frame, None, None
     text_columns = frame.attrs.get("text_columns", frozenset(_TEXT_COLUMNS))
     bad_rows = np.zeros(len(frame), dtype=bool)
     problems, findings = [], []
@@ -1161,7 +1163,8 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, 
                                   index=clean.index, dtype=object)
     rejects = [reject_rows(clean, positions, column, ReasonCode.INVALID_ENCODING, values, fix)
                for positions, column, values, fix in findings]
-    good = clean.iloc[np.flatnonzero(~bad_rows)]
+    kept = np.flatnonzero(~bad_rows)
+    good = clean.iloc[kept]
     # Columns read as text only because of the salvage: let numbers be numbers again (not identifiers).
     for column in good.columns:
         if good[column].dtype == object and column != "source_file" and column not in text_columns:
@@ -1170,7 +1173,7 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, 
                 good[column] = converted
             else:
                 good[column] = good[column].astype(STRING_DTYPE)
-    return good, pd.concat(rejects) if rejects else None
+    return good, kept, pd.concat(rejects) if rejects else None
 
 
 class RowPerRecipientChunksError(ConfigError):
@@ -1192,20 +1195,27 @@ class _SeenMessageIds:
         joined = tenant + "\x1f" + message_id
         return stable_keys(joined), joined.notna().to_numpy()
 
-    def split(self, frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-        """``frame`` without the rows repeating a message kept from an earlier chunk, and those rows as rejects."""
-        if "tenant_id" not in frame or "message_id" not in frame or not len(frame) or not len(self.keys):
-            return frame, None
-        # The ids as validation reads them (tidied; a float column's integers as integers).
-        keys, present = self._keys(id_text(frame["tenant_id"])[0], id_text(frame["message_id"])[0])
+    def seen(self, tenant: pd.Series, message_id: pd.Series) -> np.ndarray:
+        """Whether each (tenant, message id), tidy text, is one remembered (missing ones never are)."""
+        keys, present = self._keys(tenant, message_id)
         at = np.searchsorted(self.keys, keys[present])
         found = np.zeros(present.sum(), dtype=bool)
         inside = at < len(self.keys)
         found[inside] = self.keys[at[inside]] == keys[present][inside]
         seen = np.zeros(len(keys), dtype=bool)
         seen[present] = found
+        return seen
+
+    def split(self, frame: pd.DataFrame, strict: bool
+              ) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame | None]:
+        """``frame`` without the rows repeating a message kept from an earlier chunk, the positions of the rows
+        left (None: all), and the rows taken out as rejects."""
+        if "tenant_id" not in frame or "message_id" not in frame or not len(frame) or not len(self.keys):
+            return frame, None, None
+        # The ids as validation reads them (tidied; a float column's integers as integers).
+        seen = self.seen(id_text(frame["tenant_id"])[0], id_text(frame["message_id"])[0])
         if not seen.any():
-            return frame, None
+            return frame, None, None
         fix = "nothing to do if these are copies of one mail filed in several folders (the first copy is kept)"
         if strict:
             raise SchemaError([Problem("message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
@@ -1214,18 +1224,34 @@ class _SeenMessageIds:
                                        files=_files_of(frame, np.flatnonzero(seen)))])
         rejects = reject_rows(frame, np.flatnonzero(seen), "message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
                               frame["message_id"][seen].tolist(), fix)
-        return frame.iloc[np.flatnonzero(~seen)], rejects
+        kept = np.flatnonzero(~seen)
+        return frame.iloc[kept], kept, rejects
 
     def remember(self, kept: pd.DataFrame) -> None:
         """Add the messages of a validated chunk (their ids tidy already, and distinct)."""
         if not len(kept):
             return
-        keys, _ = self._keys(kept["tenant_id"].astype(STRING_DTYPE), kept["message_id"].astype(STRING_DTYPE))
+        keys, _ = self._keys(*_tidy_ids(kept))
         # Sorted needles make the binary search walk the sorted array in order (cache-friendly), and the new
         # keys go in with one copy, where re-sorting the union every chunk made a long archive quadratic in
         # its number of chunks.
         keys = np.unique(keys)
         self.keys = np.insert(self.keys, np.searchsorted(self.keys, keys), keys)
+
+
+def _tidy_ids(messages: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The tenant and message ids of validated messages (tidy already) as text."""
+    return messages["tenant_id"].astype(STRING_DTYPE), messages["message_id"].astype(STRING_DTYPE)
+
+
+def copies_across(frames: list[pd.DataFrame]) -> list[np.ndarray]:
+    """For each frame of validated messages (ids distinct within it), whether each message is one a frame before
+    it holds too (the same tenant and message id)."""
+    seen, found = _SeenMessageIds(), []
+    for frame in frames:
+        found.append(seen.seen(*_tidy_ids(frame)) if len(seen.keys) else np.zeros(len(frame), dtype=bool))
+        seen.remember(frame)
+    return found
 
 
 def _files_of(frame: pd.DataFrame, positions: np.ndarray) -> list[str]:
@@ -1258,15 +1284,21 @@ def _coalesced(parts: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFram
 
 
 def _validated(frame: pd.DataFrame | None, strict: bool, columns, seen: _SeenMessageIds | None,
-               options) -> Messages:
+               options, offset: int = 0) -> Messages:
+    """``frame`` validated, the rows set aside while reading (and repeats of earlier chunks') among its rejects,
+    every rejected row numbered by its position in ``frame``, after the ``offset`` rows of the chunks before."""
     extra = []
+    # Where the rows still to validate stand in the frame read: rows set aside on the way leave gaps.
+    kept = np.arange(len(frame)) if frame is not None else np.zeros(0, dtype=np.int64)
     for set_aside in (_json_rejects, _encoding_rejects):
         if frame is not None:
-            frame, rejects = set_aside(frame, strict)
+            frame, rows, rejects = set_aside(frame, strict)
             if rejects is not None:
                 # Set aside before the columns are renamed: named as validation's rejects are (the contract's
                 # names), so that a tenant's rejects are found under one column.
-                extra.append(rejects.rename(columns={theirs: ours for ours, theirs in (columns or {}).items()}))
+                extra.append(renumber_rejects(rejects, kept).rename(
+                    columns={theirs: ours for ours, theirs in (columns or {}).items()}))
+            kept = kept if rows is None else kept[rows]
     if frame is None or (not len(frame) and set(frame.columns) <= {"source_file"}):
         frame = _empty_input(columns)  # no row read (every file empty, or every line set aside)
     frame = apply_column_mapping(frame, columns)
@@ -1274,9 +1306,10 @@ def _validated(frame: pd.DataFrame | None, strict: bool, columns, seen: _SeenMes
         if "recipient" in frame.columns and not any(c in frame.columns for c in ("recipients", "to", "cc", "bcc")):
             raise RowPerRecipientChunksError("chunked reading needs one row per message; read inputs with one row "
                                              "per recipient ('recipient' column) without chunksize")
-        frame, rejects = seen.split(frame, strict)
+        frame, rows, rejects = seen.split(frame, strict)
         if rejects is not None:
-            extra.append(rejects)
+            extra.append(renumber_rejects(rejects, kept))
+        kept = kept if rows is None else kept[rows]
     # Handed over with no name left here: validation then frees the input columns it has
     # consumed before it builds the output (see _whole).
     handed = [frame]
@@ -1284,9 +1317,11 @@ def _validated(frame: pd.DataFrame | None, strict: bool, columns, seen: _SeenMes
     messages = _validate_handed_over(handed, strict=strict, **options)
     if seen is not None:
         seen.remember(messages.frame)
+    if len(kept) and not (kept[-1] == len(kept) - 1):  # (rows were set aside: validation numbered the rest)
+        messages = messages._renumbered(kept)
     if extra:
         messages = messages.with_rejects(extra)
-    return messages
+    return messages._renumbered(offset=offset)
 
 
 def _empty_input(columns: Mapping[str, str] | None) -> pd.DataFrame:
@@ -1299,11 +1334,12 @@ def _empty_input(columns: Mapping[str, str] | None) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(dtype=STRING_DTYPE) for name in dict.fromkeys(names)})
 
 
-def _json_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Reject records for the lines of JSON Lines files that are not JSON objects (see :func:`_jsonl_parts`)."""
+def _json_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, None, pd.DataFrame | None]:
+    """Reject records for the lines of JSON Lines files that are not JSON objects (see :func:`_jsonl_parts`); the
+    frame's rows all stay (None: no position left out)."""
     bad = frame.attrs.pop("invalid_json", None)
     if not bad:
-        return frame, None
+        return frame, None, None
     files, records, numbers, lines, whys = (list(v) for v in zip(*bad))
     shown = [line if len(line) <= 200 else line[:200] + "..." for line in lines]
     fix = ("correct or remove the line, or export the file again (an export cut off mid-line ends in a line that "
@@ -1313,8 +1349,9 @@ def _json_rejects(frame: pd.DataFrame, strict: bool) -> tuple[pd.DataFrame, pd.D
                                    detail="; ".join(f"line {n}: {w}" for n, w in list(zip(numbers, whys))[:5]),
                                    files=files)])
     lines_read = pd.DataFrame({"source_file": pd.Categorical(files)}, index=pd.Index(records, dtype=np.int64))
-    return frame, reject_rows(lines_read, np.arange(len(bad)), "record", ReasonCode.INVALID_JSON, shown, fix,
-                              sentences=[f"line {n} of {f}: {w}" for f, n, w in zip(files, numbers, whys)])
+    return frame, None, reject_rows(lines_read, np.arange(len(bad)), "record", ReasonCode.INVALID_JSON, shown, fix,
+                                    sentences=[f"line {n} of {f}: {w}" for f, n, w in zip(files, numbers, whys)],
+                                    numbered=False)  # (no row was read from these lines: none to number)
 
 
 def read_messages(
@@ -1347,6 +1384,10 @@ def read_messages(
         Return an iterator of :class:`Messages`, one per chunk of at most this many
         input rows, for inputs larger than memory. Message ids repeated across
         chunks are rejected as duplicates (8 bytes per message are remembered).
+        Without ``timestamp_unit``, epoch numbers are read in the unit the first
+        chunk with numbers shows (per time column); a later number of the other
+        magnitude is refused as ``ambiguous_timestamp_unit``, as a whole read
+        refuses a column that mixes them.
     encoding : str, default 'utf-8'
         Text encoding of CSV and JSON Lines files. Rows with bytes that are not
         valid in it are refused (``invalid_encoding``), never silently altered.
@@ -1454,11 +1495,16 @@ def _whole(parts: Iterator[pd.DataFrame]) -> pd.DataFrame | None:
 
 def _validated_chunks(parts: Iterator[pd.DataFrame], strict: bool, columns, options) -> Iterator[Messages]:
     seen = _SeenMessageIds()
-    options = dict(options)
+    # The epoch unit of each time column is judged once, on the first chunk whose numbers say it, and later
+    # chunks are read in it (each judged on its own, a file could be read half in seconds, half in milliseconds).
+    options = {**options, "epoch_units": {}}
+    rows_before = 0  # rejected rows are numbered in the whole input, as a whole read numbers them
     for frame in parts:
         handed = [frame]
+        rows = len(frame)
         del frame  # as in _whole: validation holds the only reference to the chunk
-        messages = _validated(handed.pop(), strict, columns, seen, options)
+        messages = _validated(handed.pop(), strict, columns, seen, options, offset=rows_before)
+        rows_before += rows
         # Own domains inferred from a tenant's first chunk serve its later chunks (one guess, one warning).
         options["tenants"] = with_own_domains(options.get("tenants"), messages.own_domains)
         yield messages

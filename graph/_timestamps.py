@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from ._errors import ConfigError, ReasonCode
 from ._schema import STRING_DTYPE, TIMESTAMP_DTYPE
 
-__all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE", "iso_instant"]
+__all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE", "iso_instant", "utc_instant"]
 
 
 #: Words pandas reads as the time on the clock ('now', 'today'), or that name a day relative to it: no
@@ -132,6 +132,24 @@ def iso_instant(value: object) -> pd.Timestamp:
         raise InstantOutOfRange(f"{value!r} is outside the years 1677-2262 that times in nanoseconds hold",
                                 late=stamp.year > 2000) from None
 
+
+def utc_instant(value: object) -> pd.Timestamp:
+    """:func:`iso_instant` in UTC, a naive instant read as UTC: the one reading of every ``as_of`` (graphs,
+    baselines, the refresh job, scoring), so that one instant means the same moment to each of them.
+
+    Raises as :func:`iso_instant` does; NaT stays NaT (callers say whether an instant may be missing).
+
+    Examples
+    --------
+    >>> utc_instant("2025-02-01"), utc_instant("2025-02-01T01:00+01:00")
+    (Timestamp('2025-02-01 00:00:00+0000', tz='UTC'), Timestamp('2025-02-01 00:00:00+0000', tz='UTC'))
+    """
+    stamp = iso_instant(value)
+    if stamp is pd.NaT:
+        return stamp
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 #: Timestamps outside this range are refused as ``timestamp_out_of_range``. The
 #: floor catches the placeholders mail systems write for unknown dates (epoch 0,
 #: 1980-01-01) long before any archive we serve begins.
@@ -166,11 +184,26 @@ class ParsedTimestamps:
         ``ReasonCode.MISSING_VALUE``).
     fixes : dict
         The fix to suggest for each reason that occurred.
+    judged_unit : {'s', 'ms'} or None
+        The epoch unit the numbers' magnitudes said, when numbers were read in it (None: no number, a unit
+        given, or magnitudes on both sides of the line): a chunked read reads later chunks in it.
     """
 
     values: pd.Series
     reason: np.ndarray
     fixes: dict
+    judged_unit: str | None = None
+
+
+# The magnitudes each unit judged from them covers: [low, high).
+_MAGNITUDES = {"s": (0.0, _SECONDS_BELOW), "ms": (_SECONDS_BELOW, _MILLIS_BELOW)}
+
+
+def _in_magnitudes(numbers: pd.Series, unit: str) -> np.ndarray:
+    """Whether each number's magnitude is one the unit, judged from magnitudes, covers."""
+    low, high = _MAGNITUDES[unit]
+    magnitude = np.abs(numbers.to_numpy(dtype="float64", na_value=np.nan))
+    return (magnitude >= low) & (magnitude < high)
 
 
 def _resolve_unit(numbers: pd.Series, unit: str | None) -> str | None:
@@ -178,12 +211,7 @@ def _resolve_unit(numbers: pd.Series, unit: str | None) -> str | None:
         if unit not in ("s", "ms", "us", "ns"):
             raise ConfigError(f"'timestamp_unit' must be one of 's', 'ms', 'us', 'ns' (got {unit!r})")
         return unit
-    magnitude = numbers.abs()
-    if magnitude.empty or (magnitude < _SECONDS_BELOW).all():
-        return "s"
-    if ((magnitude >= _SECONDS_BELOW) & (magnitude < _MILLIS_BELOW)).all():
-        return "ms"
-    return None
+    return next((u for u in _MAGNITUDES if _in_magnitudes(numbers, u).all()), None)
 
 
 def parse_timestamps(
@@ -193,6 +221,7 @@ def parse_timestamps(
     unit: str | None = None,
     origin: str | pd.Timestamp = "unix",
     time_range: tuple | None = DEFAULT_TIME_RANGE,
+    earlier_unit: str | None = None,
 ) -> ParsedTimestamps:
     """Parse a timestamp column to UTC, reporting every value it refuses.
 
@@ -209,6 +238,11 @@ def parse_timestamps(
         that count seconds from their own start.
     time_range : (start, end), optional
         Refuse timestamps outside ``[start, end)``; ``None`` accepts any.
+    earlier_unit : {'s', 'ms'}, optional
+        Without ``unit``: the unit earlier chunks of the column were judged to be in
+        (:attr:`ParsedTimestamps.judged_unit`). Numbers are read in it, and those
+        whose magnitude says another unit are refused as ambiguous, as a whole read
+        refuses a column that mixes them: one column is never read in two units.
 
     Returns
     -------
@@ -226,6 +260,15 @@ def parse_timestamps(
     [Timestamp('2024-03-01 09:30:00+0000', tz='UTC'), Timestamp('2024-03-01 09:30:00+0000', tz='UTC')]
     >>> parse_timestamps(pd.Series([1709281800, 1709281800123])).reason.tolist()
     [<ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT: 'ambiguous_timestamp_unit'>, <ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT: 'ambiguous_timestamp_unit'>]
+
+    In chunks, the first chunk's numbers decide the unit of the next:
+
+    >>> first = parse_timestamps(pd.Series([1709281800, 1709281860]))
+    >>> first.judged_unit
+    's'
+    >>> later = parse_timestamps(pd.Series([1709281920, 1709281980000]), earlier_unit=first.judged_unit)
+    >>> later.values.iloc[0], later.reason.tolist()[1]
+    (Timestamp('2024-03-01 08:32:00+0000', tz='UTC'), <ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT: 'ambiguous_timestamp_unit'>)
     """
     refuse_clock_words({"timestamp_origin": origin,
                         **({"time_range start": time_range[0], "time_range end": time_range[1]}
@@ -245,6 +288,15 @@ def parse_timestamps(
             fixes[code] = fix
 
     naive_fix = "pass timezone='<IANA zone>' saying which zone the naive timestamps are in, or add offsets"
+    if earlier_unit is not None and earlier_unit not in _MAGNITUDES:
+        raise ConfigError(f"'earlier_unit' must be one of {list(_MAGNITUDES)} (got {earlier_unit!r})")
+    judged: list[str | None] = []
+
+    def from_numbers(numbers: pd.Series, present: np.ndarray) -> pd.Series:
+        parsed, unit_judged = _from_numbers(numbers, present, unit, earlier_unit, origin, refuse)
+        judged.append(unit_judged)
+        return parsed
+
     dtype = values.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
         out = _to_ns(values.dt.tz_convert("UTC"), refuse)
@@ -259,20 +311,19 @@ def parse_timestamps(
     elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
         # Integers stay integers (a nanosecond epoch through float64 moves by tens of nanoseconds).
         numbers = values.astype("Int64") if pd.api.types.is_integer_dtype(dtype) else values.astype("float64")
-        out = _from_numbers(numbers, ~missing, unit, origin, refuse)
+        out = from_numbers(numbers, ~missing)
     else:
         text = values.astype("str").str.strip()
         numeric = text.str.fullmatch(_NUMERIC).to_numpy(dtype=bool, na_value=False) & ~missing
         present = ~missing
         if numeric[present].all() and present.any():
-            out = _from_numbers(_numbers(text), present, unit, origin, refuse)
+            out = from_numbers(_numbers(text), present)
         else:
             out = _from_strings(values, text, present & ~numeric, timezone, refuse, naive_fix)
             if numeric.any():
                 # A column mixing text and epoch numbers (an export that wrote some rows one way): the
                 # numbers are read as a numeric column is, their unit judged on them alone.
-                numbers = _from_numbers(_numbers(text.where(numeric)), numeric, unit,
-                                        origin, refuse)
+                numbers = from_numbers(_numbers(text.where(numeric)), numeric)
                 out = out.where(~numeric, numbers)
 
     if time_range is not None:
@@ -282,7 +333,8 @@ def parse_timestamps(
                f"timestamps must fall in [{_instant_text(lo)}, {_instant_text(hi)}); correct placeholder dates, "
                "or, reading in Python, pass time_range=None (or a wider range) for archives that really span it")
     out = out.mask(reason != None)  # noqa: E711
-    return ParsedTimestamps(values=out.astype(TIMESTAMP_DTYPE), reason=reason, fixes=fixes)
+    return ParsedTimestamps(values=out.astype(TIMESTAMP_DTYPE), reason=reason, fixes=fixes,
+                            judged_unit=judged[0] if judged else None)
 
 
 def time_range_bounds(time_range: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -334,13 +386,30 @@ def _numbers(text: pd.Series) -> pd.Series:
     return pd.to_numeric(text, errors="coerce", dtype_backend="numpy_nullable")
 
 
-def _from_numbers(numbers: pd.Series, present: np.ndarray, unit, origin, refuse) -> pd.Series:
+def _from_numbers(numbers: pd.Series, present: np.ndarray, unit, earlier_unit, origin,
+                  refuse) -> tuple[pd.Series, str | None]:
+    """The numbers as times, and the unit their magnitudes said (None: none judged; see parse_timestamps)."""
     finite = np.isfinite(numbers.to_numpy(dtype="float64", na_value=np.nan))
-    resolved = _resolve_unit(numbers[present & finite], unit)
-    if resolved is None:
-        refuse(present, ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT,
-               "numbers mix epoch-second and epoch-millisecond magnitudes; pass timestamp_unit='s' or 'ms'")
-        return pd.Series(pd.NaT, index=numbers.index, dtype=TIMESTAMP_DTYPE)
+    judged = None
+    if unit is None and earlier_unit is not None:
+        # Earlier chunks of the column were read in this unit: a number whose magnitude says another would
+        # make the column mixed, which a whole read refuses; read in the earlier unit it would be silently off
+        # by a factor of 1000.
+        off = present & finite & ~_in_magnitudes(numbers, earlier_unit)
+        name = {"s": "seconds", "ms": "milliseconds"}[earlier_unit]
+        refuse(off, ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT,
+               f"numbers mix epoch-second and epoch-millisecond magnitudes across chunks (earlier chunks were read "
+               f"as epoch {name}, as their magnitudes said, and these numbers' magnitudes say otherwise): pass "
+               "timestamp_unit='s' or 'ms'")
+        present, resolved = present & ~off, earlier_unit
+    else:
+        resolved = _resolve_unit(numbers[present & finite], unit)
+        if resolved is None:
+            refuse(present, ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT,
+                   "numbers mix epoch-second and epoch-millisecond magnitudes; pass timestamp_unit='s' or 'ms'")
+            return pd.Series(pd.NaT, index=numbers.index, dtype=TIMESTAMP_DTYPE), None
+        if unit is None and (present & finite).any():
+            judged = resolved
     refuse(present & ~finite, ReasonCode.UNPARSEABLE_TIMESTAMP, "replace infinite or non-numeric times")
     # Refuse values that would overflow nanoseconds instead of letting them wrap.
     scale = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}[resolved]
@@ -349,7 +418,7 @@ def _from_numbers(numbers: pd.Series, present: np.ndarray, unit, origin, refuse)
     overflow = present & finite & (np.abs(ns) >= 9.2e18)
     refuse(overflow, ReasonCode.TIMESTAMP_OUT_OF_RANGE, "the numbers are too large for any date; check the unit")
     usable = numbers.where(present & finite & ~overflow)
-    return pd.to_datetime(usable, unit=resolved, origin=origin, utc=True).astype(TIMESTAMP_DTYPE)
+    return pd.to_datetime(usable, unit=resolved, origin=origin, utc=True).astype(TIMESTAMP_DTYPE), judged
 
 
 def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timezone, refuse, naive_fix):

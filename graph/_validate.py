@@ -269,7 +269,7 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
         frame, error = found.frame, found.error
     # (Out of the except clause: the failed attempt's traceback, and the arrays it made, are gone.)
     strict, columns = ({**_VALIDATE_DEFAULTS, **options}[k] for k in ("strict", "columns"))
-    good, rejects, problems = _lone_surrogate_rejects(frame, columns)
+    good, kept, rejects, problems = _lone_surrogate_rejects(frame, columns)
     if not problems:
         raise error
     del frame
@@ -279,7 +279,7 @@ def _validate_handed_over(handed: list, **options: Any) -> Messages:
         raise SchemaError(problems + list(more.problems)) from None
     if strict:
         raise SchemaError(problems)
-    return messages.with_rejects([rejects])
+    return messages._renumbered(kept).with_rejects([rejects])  # (rows numbered in the frame given, not in good)
 
 
 class _LoneSurrogates(Exception):
@@ -332,9 +332,9 @@ def _escaped(value: object) -> object:
 
 
 def _lone_surrogate_rejects(frame: pd.DataFrame, columns: Mapping[str, str] | None
-                            ) -> tuple[pd.DataFrame, pd.DataFrame, list[Problem]]:
-    """The rows without a lone surrogate in any text column; the others as ``invalid_encoding`` rejects (their
-    text escaped), and the problems a strict validation reports."""
+                            ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, list[Problem]]:
+    """The rows without a lone surrogate in any text column and their positions; the others as
+    ``invalid_encoding`` rejects (their text escaped), and the problems a strict validation reports."""
     contract_name = {source: name for name, source in (columns or {}).items()}
     bad_rows = np.zeros(len(frame), dtype=bool)
     found = []
@@ -361,7 +361,8 @@ def _lone_surrogate_rejects(frame: pd.DataFrame, columns: Mapping[str, str] | No
         problems.append(Problem(name, ReasonCode.INVALID_ENCODING, rows=frame.index[positions].tolist(),
                                 values=text, fix=_SURROGATE_FIX))
         rejects.append(reject_rows(clean, positions, name, ReasonCode.INVALID_ENCODING, text, _SURROGATE_FIX))
-    return frame.iloc[np.flatnonzero(~bad_rows)], pd.concat(rejects) if rejects else None, problems
+    kept = np.flatnonzero(~bad_rows)
+    return frame.iloc[kept], kept, pd.concat(rejects) if rejects else None, problems
 
 
 def _validate_taken(handed: list, **options: Any) -> Messages:
@@ -369,6 +370,9 @@ def _validate_taken(handed: list, **options: Any) -> Messages:
     :class:`_LoneSurrogates`."""
     frame = handed.pop()
     options = {**_VALIDATE_DEFAULTS, **options}
+    # A chunked read's epoch units per time column, judged on its first chunk with numbers and filled in here:
+    # later chunks are read in them, never each in the unit its own magnitudes say (read_messages).
+    epoch_units = options.pop("epoch_units", None)
     unknown = set(options) - set(_VALIDATE_DEFAULTS)
     if unknown:
         raise ConfigError(f"validate got an unexpected option {sorted(unknown)[0]!r}")
@@ -401,7 +405,7 @@ def _validate_taken(handed: list, **options: Any) -> Messages:
                 recipients = pool.submit(_split_and_parse_entries, df, msgs, layout, fold_plus_addresses)
             findings = _Findings(len(msgs))
             checked = _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range,
-                                      fold_plus_addresses)
+                                      fold_plus_addresses, epoch_units)
             state, parsed_recipients = recipients.result()
         tenant, message_id, ts, sender, display, optional = checked
 
@@ -464,15 +468,20 @@ def _split_and_parse_entries(df: pd.DataFrame, msgs: pd.DataFrame, layout: str, 
     return _parse_entries(_State.start(df, layout, msgs=msgs), fold_plus)
 
 
-def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range, fold_plus_addresses):
-    """Every message-level column: ids, timestamps, sender, optional columns (duplicates come last)."""
+def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, time_range, fold_plus_addresses,
+                    epoch_units=None):
+    """Every message-level column: ids, timestamps, sender, optional columns (duplicates come last).
+
+    ``epoch_units`` (a chunked read's): the epoch unit of each time column judged on an earlier chunk, to read
+    this one in; a column judged here for the first time is added."""
     tenant = _required_text(msgs, "tenant_id", findings, "add the tenant id (one customer organisation per value)")
     message_id = _required_text(msgs, "message_id", findings, "give every message an id, or drop those rows")
     # Whether any id repeats at all (rarely): decided now, while the input's ids are the only large thing held;
     # which rows are the repeats is decided once every other check is done (see _validate_handed_over).
     findings.ids_repeat = bool(_repeated_ids(tenant, message_id).any())
 
-    ts = _timestamps(msgs["timestamp"], "timestamp", findings, timezone, timestamp_unit, timestamp_origin, time_range)
+    ts = _timestamps(msgs["timestamp"], "timestamp", findings, timezone, timestamp_unit, timestamp_origin, time_range,
+                     epoch_units)
 
     sender_raw = _blank_to_na(msgs["sender"])
     findings.add(sender_raw.isna().to_numpy(), "sender", ReasonCode.MISSING_VALUE, msgs["sender"][sender_raw.isna()],
@@ -497,10 +506,8 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     if "labeled_at" in msgs:
         given = _blank_text_missing(msgs["labeled_at"])  # optional: blank is missing, as in every other column
         present = given.notna().to_numpy()
-        parsed = parse_timestamps(given, timezone=timezone, unit=timestamp_unit,
-                                  origin=timestamp_origin, time_range=time_range)
-        _timestamp_problems(parsed, msgs["labeled_at"], "labeled_at", findings, present)
-        labeled_at = parsed.values
+        labeled_at = _timestamps(given, "labeled_at", findings, timezone, timestamp_unit, timestamp_origin,
+                                 time_range, epoch_units, raw=msgs["labeled_at"], only=present)
         early = (labeled_at < ts).to_numpy(dtype=bool, na_value=False)
         findings.add(early, "labeled_at", ReasonCode.LABELED_BEFORE_MESSAGE, msgs["labeled_at"][early],
                      "a label cannot be known before its message arrived; correct labeled_at or the timestamp")
@@ -693,9 +700,16 @@ def _timestamp_problems(parsed, raw: pd.Series, column: str, findings: _Findings
         findings.add(mask, column, code, raw[mask], parsed.fixes[code])
 
 
-def _timestamps(raw, column, findings, timezone, unit, origin, time_range) -> pd.Series:
-    parsed = parse_timestamps(raw, timezone=timezone, unit=unit, origin=origin, time_range=time_range)
-    _timestamp_problems(parsed, raw, column, findings)
+def _timestamps(given, column, findings, timezone, unit, origin, time_range, epoch_units=None, *, raw=None,
+                only=None) -> pd.Series:
+    """``given`` parsed, its problems (named with the ``raw`` values, at rows ``only``) added to ``findings``; with
+    ``epoch_units``, read in the unit an earlier chunk's numbers decided, or deciding it."""
+    earlier = epoch_units.get(column) if epoch_units is not None else None
+    parsed = parse_timestamps(given, timezone=timezone, unit=unit, origin=origin, time_range=time_range,
+                              earlier_unit=earlier)
+    if epoch_units is not None and parsed.judged_unit is not None:
+        epoch_units.setdefault(column, parsed.judged_unit)
+    _timestamp_problems(parsed, given if raw is None else raw, column, findings, only)
     return parsed.values
 
 
@@ -1030,8 +1044,12 @@ def _problems(original, state, findings) -> list[Problem]:
 
 
 def reject_rows(original: pd.DataFrame, positions: np.ndarray, column: str, reason: ReasonCode, values,
-                fix: str, *, sentences=None, action: str = "row_rejected") -> pd.DataFrame:
-    """Reject records for input rows at ``positions``: the reject columns, then the row as given."""
+                fix: str, *, sentences=None, action: str = "row_rejected", numbered: bool = True) -> pd.DataFrame:
+    """Reject records for input rows at ``positions``: the reject columns, then the row as given.
+
+    ``reject_row`` is the position (``numbered=False``: missing, for records of lines that are no row of
+    ``original``): labels alone cannot tell apart rows whose labels repeat.
+    """
     sentences = sentences if sentences is not None else [None] * len(positions)
     base = f"{reason.value}: {fix}"
     index = original.index[positions]
@@ -1043,6 +1061,8 @@ def reject_rows(original: pd.DataFrame, positions: np.ndarray, column: str, reas
         "reject_message": pd.array([f"{s}; {base}" if s else (f"{column}={v!r}; {base}" if v is not None else base)
                                     for s, v in zip(sentences, values)], dtype=STRING_DTYPE),
         "reject_action": pd.array([action] * len(positions), dtype=STRING_DTYPE),
+        "reject_row": pd.array(np.asarray(positions, dtype=np.int64) if numbered else [None] * len(positions),
+                               dtype="Int64"),
     }, index=index)
     rows = original.iloc[positions] if len(positions) else _no_rows(original)
     return pd.concat([meta, rows.set_axis(index)], axis=1)
@@ -1069,6 +1089,5 @@ def _rejects(original, state, findings) -> pd.DataFrame:
     if not parts:
         return reject_rows(original, np.zeros(0, dtype=np.int64), "", ReasonCode.MISSING_VALUE, [], "")
     rejects = pd.concat(parts)
-    if original.index.is_unique:
-        rejects = rejects.iloc[np.argsort(original.index.get_indexer_for(rejects.index), kind="stable")]
-    return rejects
+    # In input order, by position (labels may repeat); a row's problems in the order they were found.
+    return rejects.iloc[np.argsort(rejects["reject_row"].to_numpy(dtype=np.int64), kind="stable")]

@@ -63,7 +63,7 @@ def _merged(messages: Messages) -> Messages:
     merged = _merge_copies(messages.subset(repeated))
     if repeated.all():
         return merged
-    return Messages.concat([messages.subset(~repeated), merged])
+    return Messages.concat([messages.subset(~repeated), merged], copies=True)  # (none left: no need to look)
 
 
 def _merge_copies(copies: Messages) -> Messages:
@@ -145,7 +145,7 @@ def _compacted(parts: list[Messages], as_of: pd.Timestamp) -> list[Messages]:
     labelling wins) and hide it until then; kept apart, each lookup reads the message with the latest label
     known by its as_of, and a later compaction merges it once as_of has passed it.
     """
-    rows = parts[0] if len(parts) == 1 else Messages.concat(parts)
+    rows = parts[0] if len(parts) == 1 else Messages.concat(parts, copies=True)  # (copies merged below)
     waiting = _waiting(rows, as_of)
     if not waiting.any():
         return [_merged(rows)]
@@ -158,7 +158,7 @@ def _as_read(compacted: list[Messages]) -> Messages:
     """The delta a lookup reads from :func:`_compacted`'s tables: the waiting rows' messages without their label."""
     if len(compacted) == 1:
         return compacted[0]
-    return _merged(Messages.concat([compacted[0], _without_labels(compacted[1])]))
+    return _merged(Messages.concat([compacted[0], _without_labels(compacted[1])], copies=True))
 
 
 def _waiting(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
@@ -186,7 +186,8 @@ def _labelling(frame: pd.DataFrame) -> pd.Series:
     return labelled | frame["labeled_at"].notna() if "labeled_at" in frame else labelled
 
 
-_NOTHING_SET_ASIDE = pd.DataFrame({c: pd.array([], dtype=STRING_DTYPE) for c in REJECT_COLUMNS})
+_NOTHING_SET_ASIDE = pd.DataFrame({c: pd.array([], dtype="Int64" if c == "reject_row" else STRING_DTYPE)
+                                   for c in REJECT_COLUMNS})
 
 
 def _before_snapshot(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -229,6 +230,8 @@ def _reject_records(frame: pd.DataFrame, column, reason: str, value, explain) ->
         "reject_message": pd.array([f"{c}={v!r}; {reason}: {e}" for c, v, e in zip(column, value, explain)],
                                    dtype=STRING_DTYPE),
         "reject_action": pd.array(["row_rejected"] * len(frame), dtype=STRING_DTYPE),
+        # Validated messages keep their rows' labels, not positions: Scorer.observe numbers the rows it was given.
+        "reject_row": pd.array([None] * len(frame), dtype="Int64"),
     }, index=frame.index)
     return pd.concat([meta, frame], axis=1)
 
@@ -435,7 +438,7 @@ class Overlay:
                 self._retired.pop(tenant, None)
                 return
             compacted = _compacted(parts, self.as_of)
-            delta = compacted[0] if len(compacted) == 1 else Messages.concat(compacted)
+            delta = compacted[0] if len(compacted) == 1 else Messages.concat(compacted, copies=True)
             keep = _uncovered(delta, as_of)
             if (~keep).any():
                 # A call that read the replaced snapshot just before the swap reads it with this mail too, never

@@ -189,10 +189,11 @@ _ADDRESS_CACHE = _Memo(_CACHE_LIMIT)  # raw address -> normalised address ("" wh
 
 # A bare address already in the form normalise_address gives (ASCII letters, digits and ``._+-``
 # in the local part; host-name labels as the graph layer checks them, at least two, the last not a
-# number; no display name, comment, space or trailing dot), up to upper case. For such a string
-# normalise_address returns ``(raw.lower(), None, None)`` whenever it is at most 254 characters:
-# matching it skips the general parser, the common case for machine-written metadata.
-_LABEL = r"[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?"
+# number, none in punycode, which it checks as IDNA; no display name, comment, space or trailing dot),
+# up to upper case. For such a string normalise_address returns ``(raw.lower(), None, None)`` whenever
+# it is at most 254 characters: matching it skips the general parser, the common case for
+# machine-written metadata.
+_LABEL = r"(?![xX][nN]--)[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?"
 _BARE = re.compile(rf"[a-zA-Z0-9._+\-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
 _MAX_ADDRESS = 254
 

@@ -151,13 +151,14 @@ def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
     if "recipient" not in batch.columns:
         # A row per message: each set-aside copy is its own row (copies of one message, a replay or its verdict,
         # are validated apart, and another copy may have been kept and counted).
-        return pd.concat([meta, batch.loc[set_aside.index]], axis=1)
+        rows = batch.index.get_indexer(set_aside.index)
+        return pd.concat([meta.assign(reject_row=pd.array(rows, dtype="Int64")), batch.iloc[rows]], axis=1)
     # Rows of one message are those with its tenant and id as validation reads them ('9 ' is message '9').
     keys = _message_keys(batch)
     first = keys.iloc[batch.index.get_indexer(set_aside.index)]
     owner = pd.MultiIndex.from_frame(first).get_indexer(pd.MultiIndex.from_frame(keys))
     rows = np.flatnonzero(owner >= 0)
-    out = meta.iloc[owner[rows]].set_axis(batch.index[rows])
+    out = meta.iloc[owner[rows]].set_axis(batch.index[rows]).assign(reject_row=pd.array(rows, dtype="Int64"))
     return pd.concat([out, batch.iloc[rows]], axis=1)
 
 
@@ -675,8 +676,11 @@ class Scorer:
         if not keys.duplicated().any():  # the common case: one validation
             return validate(batch, tenants=configs, strict=False)
         copy_number = keys.groupby(["tenant_id", "message_id"], sort=False, dropna=False).cumcount().to_numpy()
-        return Messages.concat([validate(batch[copy_number == k], tenants=configs, strict=False)
-                                for k in range(int(copy_number.max()) + 1)])
+        # (each copy's rejected rows numbered by their positions in the batch, not in the copies validated; the
+        # copies joined, for the overlay to merge)
+        return Messages.concat([validate(batch[copy_number == k], tenants=configs, strict=False)._renumbered(
+                                    np.flatnonzero(copy_number == k)) for k in range(int(copy_number.max()) + 1)],
+                               copies=True)
 
     def _check_served(self, tenants: list[str]) -> None:
         served = self._loaded.views

@@ -126,8 +126,6 @@ def test_errors_name_what_was_expected_and_what_arrived(messages):
     assert err.value.reasons == ["missing_column"]
     with pytest.raises(SchemaError, match=r"sender_key.*expected uint64"):
         build_graph(edges.assign(sender_key=edges["sender_key"].astype("int64")), tenant_id="acme")
-    with pytest.raises(ConfigError, match="must carry a time zone"):
-        build_graph(messages, tenant_id="acme", as_of="2024-05-01")
     with pytest.raises(ConfigError, match="without as_of"):
         build_graph(messages, tenant_id="acme", window="30D")
     with pytest.raises(ConfigError, match="'window' parameter of build_graph must be a timedelta > 0"):
@@ -140,6 +138,18 @@ def test_errors_name_what_was_expected_and_what_arrived(messages):
         build_graph(edges.assign(label="phish"), tenant_id="acme")
     with pytest.raises(ConfigError, match="Messages object or an edges DataFrame"):
         build_graph([1, 2], tenant_id="acme")
+
+
+def test_naive_as_of_is_utc_as_baselines_and_scoring_read_it(messages):
+    # Before: build_graph refused a naive as_of ('must carry a time zone') that build_baselines, the refresh
+    # job and scoring all read as UTC.
+    from commgraph.baselines import build_baselines
+
+    naive = build_graph(messages, tenant_id="acme", as_of="2024-05-20T09:30", window="11D")
+    assert naive.equals(build_graph(messages, tenant_id="acme", as_of="2024-05-20T09:30Z", window="11D"))
+    assert naive.as_of == build_baselines(messages, as_of="2024-05-20T09:30")["acme"].as_of
+    assert naive.n_messages == 2  # m3 and m4 (2024-05-10 and 2024-05-20 09:00 UTC)
+    assert build_graph(messages, tenant_id="acme", as_of=pd.Timestamp("2024-05-20 09:30")).n_messages == 4
 
 
 def test_lookups_by_address_key_and_id(messages):

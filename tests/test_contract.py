@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -127,6 +128,39 @@ def test_mixed_case_and_idn_domains_are_normalised():
     assert m.frame["sender"].tolist() == ["ann@acme.com", "bob@xn--bcher-kva.de", "ann@acme.com"]
     assert m.frame["sender_domain"].tolist() == ["acme.com", "xn--bcher-kva.de", "acme.com"]
     assert stable_key("ann@acme.com") == m.frame["sender_key"].iloc[0]
+
+
+@pytest.mark.parametrize("unicode, punycode, problem", [
+    ("🍕.ws", "xn--vi8h.ws", "Codepoint U+1F355 at position 1 of '🍕' not allowed"),
+    ("a.🍕.com", "a.XN--VI8H.com", "Codepoint U+1F355 at position 1 of '🍕' not allowed"),
+    ("☃.net", "xn--n3h.net", "Codepoint U+2603 at position 1 of '☃' not allowed"),
+    ("bücher.de", "XN--bcher-kva.de", None),
+])
+def test_an_idn_domain_is_judged_alike_in_unicode_and_in_punycode(unicode, punycode, problem):
+    # Before: 'u@🍕.ws' was refused (IDNA 2008, which validation applies, has no emoji) while 'u@xn--vi8h.ws',
+    # the same domain in punycode, passed unchecked: one domain, two verdicts. Now the A-labels are decoded and
+    # checked as the Unicode is: both pass as one address, or both are refused for the same reason.
+    spellings = [f"u@{unicode}", f"u@{punycode}"]
+    m = validate(frame(sender=spellings + ["ann@acme.com"], recipients=["ann@acme.com", "ann@acme.com",
+                                                                        "; ".join(spellings + ["cy@acme.com"])]),
+                 strict=False, tenants=ACME)
+    parsed = parse_addresses(pd.Series(spellings))
+    scalar = [normalise_address(s) for s in spellings]
+    if problem is None:
+        assert m.frame["sender"].tolist()[:2] == [f"u@{punycode.lower()}"] * 2 and len(m.rejects) == 0
+        assert m.edges()["recipient"].tolist()[-2:] == [f"u@{punycode.lower()}", "cy@acme.com"]
+        assert parsed.address.tolist() == [f"u@{punycode.lower()}"] * 2 == [a for a, _, _ in scalar]
+        return
+    why = f"domain is not a valid internationalised name ({problem})"
+    assert m.frame["message_id"].tolist() == ["m3"] and m.edges()["recipient"].tolist() == ["cy@acme.com"]
+    assert m.rejects[["reject_column", "reject_reason"]].values.tolist() == [
+        ["sender", "invalid_address"], ["sender", "invalid_address"],
+        ["recipients", "invalid_recipient"], ["recipients", "invalid_recipient"]]
+    assert all(why in text for text in m.rejects["reject_message"])
+    assert parsed.problem.tolist() == [why] * 2 and scalar == [(None, None, why)] * 2
+    for spelling in (unicode, punycode):
+        with pytest.raises(ConfigError, match=re.escape(why)):
+            TenantConfig("acme", own_domains=(spelling,))
 
 
 def test_display_name_and_comment_are_parsed():

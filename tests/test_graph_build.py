@@ -297,6 +297,40 @@ def test_message_ids_number_messages_within_the_tenant_only():
                                                                                        f"b@{tenant}.com"}
 
 
+def test_copies_of_a_message_validated_apart_are_refused_not_counted_twice():
+    # Before: a message filed in two folders, its copies validated in two chunks apart, was counted twice by
+    # build_graph over Messages.concat of the chunks (b sent 2, x and y received 2), and over their concatenated
+    # edges its recipients twice but its sending once; validated together, the first copy is kept. Now both name
+    # the copies, and each fix the error gives builds the graph of the whole.
+    from commgraph.graph import Messages, SchemaError, read_messages, validate
+
+    first = _mail(["a@t.com", "b@t.com"], ["x@t.com", "x@t.com; y@t.com"])
+    second = pd.concat([first.iloc[[1]], _mail(["c@t.com"], ["z@t.com"]).assign(message_id="m9")],
+                       ignore_index=True)  # (its row 0 is a copy of m1)
+    whole = build_graph(validate(pd.concat([first, second], ignore_index=True), strict=False))
+    assert dict(zip(whole.nodes["address"], whole.nodes["sent"])) == {
+        "a@t.com": 1, "b@t.com": 1, "c@t.com": 1, "x@t.com": 0, "y@t.com": 0, "z@t.com": 0}
+    assert whole.n_messages == 3 and whole.nodes["received"].sum() == 4
+    parts = [validate(first), validate(second)]
+    with pytest.raises(SchemaError, match=r"column 'message_id'.*duplicate_message_id \(rows 0; values 'm1'\).*"
+                                          r"earlier part.*read_messages"):
+        Messages.concat(parts)
+    edges = pd.concat([p.edges() for p in parts], ignore_index=True)
+    with pytest.raises(SchemaError, match=r"column 'message_id'.*duplicate_message_id \(rows 3, 4; values 'm1', "
+                                          r"'m1'\).*recipient twice.*drop_duplicates"):
+        build_graph(edges)
+    assert build_graph(edges.drop_duplicates(["tenant_id", "message_id", "recipient_key"])).equals(whole)
+    chunks = list(read_messages(pd.concat([first, second], ignore_index=True), chunksize=2, strict=False))
+    assert build_graph(Messages.concat(chunks)).equals(whole)
+    # A copy that disagrees (another time) cannot be one message either.
+    later = pd.concat([p.edges() for p in (parts[0], validate(second.assign(timestamp="2024-05-20T09:00:00Z")))],
+                      ignore_index=True)
+    with pytest.raises(SchemaError, match=r"inconsistent_message \(rows 3, 4; .*differ in sender or timestamp"):
+        build_graph(later)
+    # Copies the caller means to join (the live overlay merges those it observes) are joined when asked.
+    assert len(Messages.concat(parts, copies=True)) == 4
+
+
 def test_inbound_only_tenant_keeps_cc_partners_external():
     # Before: with all mail inbound, build_graph marked every recipient internal, partner@other.org included.
     from commgraph.graph import InferredOwnDomainsWarning, TenantConfig, validate

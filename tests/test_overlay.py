@@ -217,6 +217,7 @@ def test_rejected_rows_come_back_with_reasons_and_the_rest_is_observed(mail) -> 
     batch.loc[batch.index[5], "timestamp"] = pd.NaT
     rejects = scorer.observe(batch, as_of=t2)
     assert sorted(rejects.index.unique().tolist()) == [batch.index[3], batch.index[5]]
+    assert sorted(rejects["reject_row"].unique().tolist()) == [3, 5]  # positions in the batch
     assert set(rejects["reject_column"]) == {"sender", "timestamp"}
     assert rejects["reject_reason"].notna().all()
     assert sum(scorer.overlay.pending().values()) == 18
@@ -224,7 +225,7 @@ def test_rejected_rows_come_back_with_reasons_and_the_rest_is_observed(mail) -> 
     # back, each row as given, saying why (the snapshot counted it, or the next rebuild will).
     older = raw[raw["timestamp"] < t].tail(10).assign(label=None, labeled_at=None)
     back = scorer.observe(older, as_of=t2)
-    assert back.index.tolist() == older.index.tolist()
+    assert back.index.tolist() == older.index.tolist() and back["reject_row"].tolist() == list(range(len(older)))
     assert set(back["reject_reason"]) == {"before_snapshot"} and set(back["reject_column"]) == {"timestamp"}
     assert back["reject_message"].str.contains("counted by the next rebuild").all()
     pd.testing.assert_frame_equal(back[older.columns], older)

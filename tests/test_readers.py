@@ -16,6 +16,7 @@ from hypothesis import given, strategies as st
 from commgraph.graph import (ConfigError, InferredOwnDomainsWarning, Messages, SchemaError, read_frame, read_messages,
                              validate)
 from commgraph.graph import _readers as readers, _validate as validation
+from commgraph.graph._messages import REJECT_COLUMNS
 
 
 def mail(n: int = 40) -> pd.DataFrame:
@@ -196,6 +197,49 @@ def test_chunked_strict_reading_names_a_duplicate_from_an_earlier_chunk():
         list(read_messages(raw, chunksize=4))
 
 
+@pytest.mark.parametrize("first, later", [("s", "ms"), ("ms", "s")])
+def test_a_chunked_read_reads_epoch_numbers_in_the_unit_its_first_chunk_decided(tmp_path, first, later):
+    # Before: each chunk judged seconds or milliseconds on its own numbers, so one file was read half in one
+    # unit, half in the other (with time_range=None nothing caught it), where a whole read refuses the column.
+    # Now the first chunk with numbers decides, and a later number of the other magnitude is refused as the
+    # whole read refuses it, naming the column, the row, the value and timestamp_unit=.
+    scale = {"s": 1, "ms": 1000}
+    base = [1714640400 + 60 * i for i in range(6)]
+    times = [t * scale[first] for t in base[:3]] + [base[3] * scale[later]] + [t * scale[first] for t in base[4:]]
+    raw = mail(6).assign(timestamp=times, labeled_at=times, label="safe")
+    raw.to_csv(tmp_path / "mail.csv", index=False)
+    for source in (tmp_path / "mail.csv", raw):
+        with pytest.raises(SchemaError) as raised:
+            list(read_messages(source, chunksize=2, time_range=None))
+        assert [(p.column, p.reason.value, list(p.rows)[-1:], list(p.values)) for p in raised.value.problems] == [
+            (column, "ambiguous_timestamp_unit", [3], [times[3]]) for column in ("timestamp", "labeled_at")]
+        assert "pass timestamp_unit='s' or 'ms'" in str(raised.value)
+        parts = list(read_messages(source, chunksize=2, strict=False, time_range=None))
+        joined = Messages.concat(parts)
+        assert joined.frame["message_id"].tolist() == ["m0", "m1", "m2", "m4", "m5"]
+        assert joined.frame["timestamp"].tolist() == pd.to_datetime([base[i] for i in (0, 1, 2, 4, 5)], unit="s",
+                                                                     utc=True).tolist()
+        assert joined.frame["labeled_at"].tolist() == joined.frame["timestamp"].tolist()
+        assert joined.rejects["reject_reason"].tolist() == ["ambiguous_timestamp_unit"] * 2
+        assert joined.rejects.index.tolist() == [3, 3]
+        # A unit given reads every chunk in it, as a whole read does (the odd number is then its own problem).
+        given = Messages.concat(read_messages(source, chunksize=2, strict=False, time_range=None,
+                                              timestamp_unit=first))
+        assert "ambiguous_timestamp_unit" not in given.rejects["reject_reason"].tolist()
+        assert given.frame["timestamp"].iloc[:3].tolist() == joined.frame["timestamp"].iloc[:3].tolist()
+
+
+def test_a_chunked_read_decides_the_epoch_unit_on_the_first_chunk_with_numbers():
+    # A chunk of text times (or of numbers on both sides of the line, refused there) decides nothing.
+    raw = mail(6).assign(timestamp=["2024-05-02T09:00:00Z", "2024-05-02T09:01:00Z", 1714640520000, 1714640580000,
+                                    1714640640000, 1714640700])
+    parts = list(read_messages(raw, chunksize=2, strict=False))
+    assert [len(p) for p in parts] == [2, 2, 1]
+    assert parts[2].rejects["reject_reason"].tolist() == ["ambiguous_timestamp_unit"]
+    assert parts[2].rejects.index.tolist() == [5]
+    assert parts[1].frame["timestamp"].iloc[0] == pd.Timestamp("2024-05-02T09:02:00Z")
+
+
 def test_reader_errors_name_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         read_messages(tmp_path / "missing.parquet")
@@ -280,7 +324,7 @@ def test_empty_rejects_share_no_memory_with_the_input():
     # A slice of the input would keep its buffers alive for as long as the messages live.
     raw = mail().astype({"recipients": "str", "sender": "str"})
     m = validate(raw)
-    assert len(m.rejects) == 0 and list(m.rejects.columns[5:]) == list(raw.columns)
+    assert len(m.rejects) == 0 and list(m.rejects.columns[len(REJECT_COLUMNS):]) == list(raw.columns)
 
     def addresses(frame: pd.DataFrame, column: str) -> set[int]:
         chunks = frame[column].array.__arrow_array__().chunks
@@ -297,6 +341,26 @@ def test_summary_counts_rejected_rows_of_every_file_read_whole(tmp_path):
         bad.to_csv(tmp_path / f"part{k}.csv", index=False)
     summary = read_messages(str(tmp_path / "*.csv"), strict=False).summary()
     assert summary["rejected_rows"] == 3 and summary["rejects_by_reason"] == {"unparseable_timestamp": 3}
+
+
+def test_summary_counts_rejected_rows_by_position_where_labels_repeat():
+    # Before: rejected rows were told apart by their labels, so in two frames joined without ignore_index
+    # (labels 0, 1, 0, 1) the bad first row of each counted as one rejected row, not two.
+    first = mail(2).assign(timestamp=["not a time", "2024-05-01T00:00:00Z"])
+    second = mail(2).assign(message_id=["x0", "x1"], timestamp=["soon", "2024-05-01T00:00:00Z"],
+                            sender=["a@", "user1@acme.com"])  # (its first row has two problems)
+    raw = pd.concat([first, second])
+    m = validate(raw, strict=False)
+    assert m.summary()["rejected_rows"] == 2 == len(raw) - len(m)
+    assert m.rejects.index.tolist() == [0, 0, 0] and m.rejects["reject_row"].tolist() == [0, 2, 2]
+    assert raw.iloc[m.rejects["reject_row"]]["message_id"].tolist() == m.rejects["message_id"].tolist()
+    assert read_messages(raw, strict=False).summary()["rejected_rows"] == 2
+    for chunksize in (1, 2, 3):
+        joined = Messages.concat(read_messages(raw, chunksize=chunksize, strict=False))
+        assert joined.summary()["rejected_rows"] == 2 and joined.rejects["reject_row"].tolist() == [0, 2, 2]
+    # Messages validated apart: each numbers its own rows from 0, and the rows of the second come after.
+    apart = Messages.concat([validate(first, strict=False), validate(second, strict=False)])
+    assert apart.summary()["rejected_rows"] == 2 and apart.rejects["reject_row"].tolist() == [0, 1, 1]
 
 
 # --- identifiers as written, odd files, duplicates across chunks ----------------------------------

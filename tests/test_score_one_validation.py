@@ -183,6 +183,16 @@ def test_an_invalid_recipient_is_refused_not_skipped(acme, column, value) -> Non
     assert_both_refuse(acme, message, repr(column), "invalid address")
 
 
+@pytest.mark.parametrize("column, value", [
+    ("sender", "u@xn--vi8h.ws"), ("sender", "u@🍕.ws"), ("sender", "Ann <u@a.XN--N3H.net>"),
+    ("recipients", "cy@acme.com; u@xn--vi8h.ws"), ("recipients", "u@🍕.ws"),
+])
+def test_an_idn_domain_is_judged_in_punycode_as_in_unicode(acme, column, value) -> None:
+    # Before: score_one's shortcut for bare ASCII addresses took u@xn--vi8h.ws (🍕.ws, refused by IDNA 2008)
+    # as valid, as validation then did; validation now checks punycode as IDNA, and so does score_one.
+    assert_both_refuse(acme, _message(**{column: value}), repr(column), "not a valid internationalised name")
+
+
 _ENTRIES = st.sampled_from(["cy@acme.com", "DI@acme.com", '"Lee, Di" <di@acme.com>', '"Lee; Di" <di@acme.com>',
                             "di@acme.com (Lee, Di)", " cy@acme.com ", "<ann@x.com>", "Ann <ann@x.com>", "", " ", "\xa0",
                             "bad address", "a@@x.com", '"Un, closed <q@x.com>', "q@x.com\t", None])
