@@ -167,25 +167,28 @@ def _take(values: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
 def _normalise_domain(domain: str) -> tuple[str | None, str | None]:
     """(punycode domain, None) or (None, problem).
 
-    An internationalised domain passes IDNA 2008 (UTS 46 mapping) in either spelling: its A-labels are decoded
-    and checked as its Unicode is, so both spellings of one domain give one result, the same reason when refused
-    (an emoji or other symbol is no letter of any language there: '🍕.ws' and 'xn--vi8h.ws' alike).
+    An internationalised domain is checked by IDNA 2008 (UTS 46 mapping) in either spelling: its A-labels are
+    decoded and checked as its Unicode is, so both spellings of one domain give one result, the same reason
+    when refused. A domain that IDNA 2008 refuses only for its symbols (an emoji: ``🍕.ws``) is read as IDNA
+    2003 writes it, as its registry and the mail servers do: such domains are registered and send mail, and
+    refusing them would leave their mail unscored.
 
     Examples
     --------
     >>> _normalise_domain("Bücher.de"), _normalise_domain("xn--BCHER-kva.de")
     (('xn--bcher-kva.de', None), ('xn--bcher-kva.de', None))
-    >>> _normalise_domain("🍕.ws") == _normalise_domain("xn--vi8h.ws")
-    True
+    >>> _normalise_domain("🍕.ws"), _normalise_domain("xn--VI8H.ws")
+    (('xn--vi8h.ws', None), ('xn--vi8h.ws', None))
+    >>> _normalise_domain("xn--zz.com")  # no punycode: refused, not rewritten into some other name
+    (None, 'domain is not a valid internationalised name (Invalid A-label)')
     """
     domain = domain.strip().rstrip(".")
     if not domain:
         return None, "empty domain"
     if not domain.isascii() or _A_LABEL_RE.search(domain):
-        try:
-            domain = idna.encode(domain, uts46=True).decode("ascii")
-        except idna.IDNAError as exc:
-            return None, f"domain is not a valid internationalised name ({exc})"
+        domain, problem = _idna_domain(domain)
+        if problem is not None:
+            return None, f"domain is not a valid internationalised name ({problem})"
     domain = domain.lower()
     if not _HOSTNAME_RE.fullmatch(domain):
         return None, "domain is not a host name with at least two labels"
@@ -194,6 +197,45 @@ def _normalise_domain(domain: str) -> tuple[str | None, str | None]:
         # be its last two numbers, one domain for unrelated hosts.
         return None, "domain ends in a number: an IP address or a name without its top-level domain"
     return domain, None
+
+
+def _idna_domain(domain: str) -> tuple[str, None] | tuple[None, str]:
+    """(ASCII spelling, None) of an internationalised domain in either spelling, or (None, IDNA's reason).
+
+    A-labels are decoded first, so that both spellings of a domain meet the same checks and give the same reason;
+    each must be the spelling its Unicode gives (``xn--zz`` is no punycode, and is not rewritten into one).
+    """
+    labels = domain.split(".")
+    try:
+        text = ".".join(label[4:].encode("ascii").decode("punycode") if label[:4].lower() == "xn--" else label
+                        for label in labels)
+    except UnicodeError:
+        return None, "Invalid A-label"
+    try:
+        encoded = idna.encode(text, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        encoded = _symbols_domain(text) if type(exc) is idna.InvalidCodepoint else None
+        if encoded is None:
+            return None, str(exc)
+    out = encoded.split(".")
+    if len(out) == len(labels):  # (else a Unicode label held a full stop UTS 46 maps to '.': no position to compare)
+        pairs = zip(labels, out)
+    else:
+        pairs = ((label, label.lower() if label.lower() in out else "") for label in labels)
+    if any(label[:4].lower() == "xn--" and label.lower() != spelt for label, spelt in pairs):
+        return None, "Invalid A-label"
+    return encoded, None
+
+
+def _symbols_domain(text: str) -> str | None:
+    """The IDNA 2003 spelling of a domain IDNA 2008 refuses only for its symbols (category So: emoji, ☃), or
+    None when it has another fault (an unassigned code point, a joiner out of context)."""
+    # Each symbol stood in for by a letter: IDNA 2008 must then take the domain.
+    try:
+        idna.encode("".join("a" if unicodedata.category(ch) == "So" else ch for ch in text), uts46=True)
+        return text.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
 
 
 def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None, str | None, str | None]:

@@ -131,15 +131,19 @@ def test_mixed_case_and_idn_domains_are_normalised():
 
 
 @pytest.mark.parametrize("unicode, punycode, problem", [
-    ("🍕.ws", "xn--vi8h.ws", "Codepoint U+1F355 at position 1 of '🍕' not allowed"),
-    ("a.🍕.com", "a.XN--VI8H.com", "Codepoint U+1F355 at position 1 of '🍕' not allowed"),
-    ("☃.net", "xn--n3h.net", "Codepoint U+2603 at position 1 of '☃' not allowed"),
+    # IDNA 2008 has no symbols; a domain refused for those alone is read as IDNA 2003 (its registry's) spells it.
+    ("🍕.ws", "xn--vi8h.ws", None),
+    ("a.🍕.com", "a.XN--VI8H.com", None),
+    ("☃.net", "xn--n3h.net", None),
     ("bücher.de", "XN--bcher-kva.de", None),
+    ("a\u2ff0b.com", "xn--ab-7z3a.com", "Codepoint U+2FF0 not allowed at position 2 in 'a\u2ff0b.com'"),
+    ("x\u0378.com", "xn--x-qib.com", "Codepoint U+0378 not allowed at position 2 in 'x\\u0378.com'"),
 ])
 def test_an_idn_domain_is_judged_alike_in_unicode_and_in_punycode(unicode, punycode, problem):
     # Before: 'u@🍕.ws' was refused (IDNA 2008, which validation applies, has no emoji) while 'u@xn--vi8h.ws',
     # the same domain in punycode, passed unchecked: one domain, two verdicts. Now the A-labels are decoded and
-    # checked as the Unicode is: both pass as one address, or both are refused for the same reason.
+    # checked as the Unicode is: both pass as one address, or both are refused for the same reason; a domain
+    # IDNA 2008 refuses for its symbols alone passes (such domains send mail: refused, it would go unscored).
     spellings = [f"u@{unicode}", f"u@{punycode}"]
     m = validate(frame(sender=spellings + ["ann@acme.com"], recipients=["ann@acme.com", "ann@acme.com",
                                                                         "; ".join(spellings + ["cy@acme.com"])]),
