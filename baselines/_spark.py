@@ -59,8 +59,8 @@ from commgraph.graph._readers import (
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._job import (
-    RefreshReport, TenantOutcome, _tenant_secret, choose_tenants, collect_report, error_text, hive_tenants, peak_mib,
-    publish_snapshot, ready_to_publish, reset_peak, stored_not_in_input,
+    RefreshReport, TenantOutcome, _tenant_secret, choose_tenants, collect_report, error_text, hive_tenants,
+    no_tenant_column, peak_mib, publish_snapshot, ready_to_publish, reset_peak, stored_not_in_input,
 )
 from ._partial import ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state
 from ._snapshot import _state_from_arrow, _state_to_arrow
@@ -477,9 +477,8 @@ def refresh_on_spark(
         frame = inputs
         if not isinstance(inputs, DataFrame):
             frame, ns_columns, hint = _read_parquet(spark, inputs)
-        if names["tenant_id"] not in frame.columns:
-            raise ConfigError(f"the input has no column {names['tenant_id']!r} (the tenant id); columns present: "
-                              f"{frame.columns}. Map yours with columns={{'tenant_id': '<your column>'}}")
+        if names["tenant_id"] not in frame.columns:  # (the columns the job added are no concern of its user)
+            raise no_tenant_column(names["tenant_id"], (c for c in frame.columns if c != _SOURCE))
         _one_row_per_message(frame.columns, columns)
 
         def trimmed(column: str) -> Any:  # what str.strip() leaves, as the local reader compares ids
@@ -572,9 +571,9 @@ def _parquet_paths(inputs: Any) -> list[Path]:
     paths = list_sources(inputs)
     other = [str(p) for p in paths if not (p.is_dir() or p.suffix in (".parquet", ".pq"))]
     if other:
-        raise ConfigError(f"the Spark engine reads Parquet files and directories; {other[0]!r} is not one. Read "
-                          "other formats with spark.read and pass the Spark DataFrame to "
-                          "run_refresh(frame, engine='spark', ...)")
+        raise ConfigError(f"the Spark engine reads Parquet files and directories; {other[0]!r} is not one. Write it "
+                          "as Parquet, or run the local engine (leave out --engine spark); in Python, read it with "
+                          "spark.read and pass the Spark DataFrame: run_refresh(frame, engine='spark', ...)")
     return paths
 
 

@@ -6,6 +6,7 @@ import argparse
 import codecs
 import json
 import sys
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
@@ -14,6 +15,7 @@ from commgraph.graph._validate import _check_zone
 
 from ._cli_generate import add_generate_command
 from ._cli_store import add_explain_command, add_inspect_command, add_refresh_command, add_score_command
+from ._cli_words import in_options, said
 
 __all__ = ["main", "build_parser"]
 
@@ -86,7 +88,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print("\nproblems (first rows of each):", file=sys.stdout)
         shown = messages.rejects.groupby(["reject_column", "reject_reason"], sort=False).head(args.show)
         for label, row in shown.iterrows():
-            print(f"  row {label}: {row['reject_message']}", file=sys.stdout)
+            print(f"  row {label}: {in_options(row['reject_message'])}", file=sys.stdout)
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -161,13 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        _check_text_options(args)
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *_: print(  # (not the line of this file that called main)
+                f"commgraph {args.command}: warning: {in_options(str(message))}", file=sys.stderr)
+            _check_text_options(args)
+            return args.func(args)
     except ConfigError as exc:
-        print(f"commgraph {args.command}: {exc}", file=sys.stderr)
+        print(f"commgraph {args.command}: {said(exc, args)}", file=sys.stderr)
         return EXIT_USAGE
     except CommGraphError as exc:
-        print(f"commgraph {args.command}: {exc}", file=sys.stderr)
+        print(f"commgraph {args.command}: {said(exc, args)}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as exc:  # unreadable input, full disk, missing directory: say which, exit 1
         print(f"commgraph {args.command}: {exc}", file=sys.stderr)

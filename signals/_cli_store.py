@@ -18,6 +18,8 @@ from commgraph.baselines._store import LEDGER_FILE
 from commgraph.graph import CommGraphError, ConfigError
 from commgraph.graph._validate import apply_column_mapping
 
+from ._cli_words import in_options
+
 __all__ = ["add_refresh_command", "add_inspect_command", "add_score_command", "add_explain_command"]
 
 
@@ -57,10 +59,10 @@ class _Progress:
             record = {"time": now, "event": "tenant_done", "tenant_id": outcome.tenant_id, "status": outcome.status,
                       "version": outcome.version, "rows_read": outcome.rows_read,
                       "rows_rejected": outcome.rows_rejected, "seconds": round(outcome.seconds, 3),
-                      "error": outcome.error}
+                      "error": outcome.error and in_options(outcome.error)}
             print(json.dumps(record), file=self.stream, flush=True)
         else:
-            detail = f"version {outcome.version}" if outcome.error is None else outcome.error
+            detail = f"version {outcome.version}" if outcome.error is None else in_options(outcome.error)
             print(f"{now} refresh {outcome.tenant_id}: {outcome.status} ({detail}; {outcome.rows_read:,} rows, "
                   f"{outcome.seconds:.1f} s)", file=self.stream, flush=True)
 
@@ -107,8 +109,9 @@ def _print_summary(report, log_format: str) -> None:
     table["seconds"] = table["seconds"].round(2)
     print(table.to_string(index=False))
     print(f"{report!r}")
-    notes = [(f"failed: {o.tenant_id}: {o.error}", {"event": "tenant_failed", "tenant_id": o.tenant_id,
-                                                      "error": o.error}) for o in report.outcomes if o.error]
+    notes = [(f"failed: {o.tenant_id}: {in_options(o.error)}", {"event": "tenant_failed", "tenant_id": o.tenant_id,
+                                                                  "error": in_options(o.error)})
+             for o in report.outcomes if o.error]
     if report.not_in_input:
         notes.append((f"{len(report.not_in_input)} tenants of the store have no mail in this input; their snapshots "
                       f"stay as they were: {', '.join(report.not_in_input[:10])}"
@@ -178,7 +181,10 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--report", help="write a JSON report here")
     p.add_argument("--log-format", dest="log_format", choices=("text", "json"), default="text",
                    help="progress: a bar on a terminal, else log lines (default text)")
-    p.set_defaults(func=run_refresh_command)
+    # The parameters of run_refresh these options pass, for its errors in their words (0 passes None).
+    p.set_defaults(func=run_refresh_command, parameters={
+        "jobs": "--jobs", "incremental": "--incremental", "engine": "--engine",
+        "chunk_rows": ("--chunk-rows", "0 (each tenant read whole)")})
     return p
 
 

@@ -147,6 +147,20 @@ def test_spark_engine_refuses_what_it_does_not_do(tmp_path, archive):
         run_refresh(csv, store=tmp_path, as_of=AS_OF, engine="spark")
 
 
+def test_spark_refusals_say_what_to_do_on_the_command_line(spark, tmp_path, capsys):
+    # They told a command-line user to call run_refresh(frame, engine='spark', ...) and to map columns with
+    # columns={'tenant_id': ...}, listing the job's own column among the input's.
+    csv = tmp_path / "mail.csv"
+    csv.write_text("tenant_id,message_id\n")
+    pd.DataFrame({"org": ["a"], "message_id": ["m1"]}).to_parquet(tmp_path / "org.parquet")
+    for source, words in ((csv, "Write it as Parquet, or run the local engine (leave out --engine spark)"),
+                          (tmp_path / "org.parquet", "Name yours with --columns tenant_id=<your column>")):
+        assert main(["refresh", "--input", str(source), "--store", str(tmp_path / "s"), "--as-of", AS_OF,
+                     "--engine", "spark"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "__commgraph" not in err, err
+
+
 def test_missing_pyspark_names_the_extra_to_install(monkeypatch):
     from commgraph.baselines import _spark
 
