@@ -889,7 +889,8 @@ def run_refresh(
         chunks of this many, merging their partial states: memory follows the
         chunk and the tenant's baselines, not the tenant's raw mail. Smaller
         tenants, and every tenant when None, are read whole. On Spark, the rows
-        each task validates at a time.
+        each task validates at a time (a larger tenant is spread over several
+        tasks); None: each tenant in one task, read whole, as locally.
     engine : {'local', 'spark'}, default 'local'
         ``spark`` runs the build on the active Spark session (or a local one):
         partial states per partition, merged per tenant, published to the same
@@ -957,7 +958,7 @@ def run_refresh(
         return refresh_on_spark(inputs, store=store, as_of=as_of_ts, tenants=tenants, config=config,
                                 tenant_configs=configs, secrets=keys, columns=columns, force=force,
                                 on_outcome=on_outcome,
-                                read_options=read_options, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
+                                read_options=read_options, chunk_rows=chunk_rows)
     sizes, without_tenant = _tenant_rows(inputs, columns=columns, read_options=read_options)
     if not sizes:  # an export that delivered nothing: not a night on which every tenant is fine
         raise ConfigError("the input holds no mail" + (f" with a tenant id ({without_tenant:,} rows without one: "

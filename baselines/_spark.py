@@ -16,9 +16,10 @@ executors' Python workers:
    that every copy of a message meets in one partition, and sorted by tenant,
    then input file and position, so that the first copy is the one kept, as in
    a local read. Each partition is validated in chunks of ``chunk_rows`` rows,
-   each tenant at a time, remembering the message ids already seen; each piece
-   becomes a partial :class:`TenantState` (the aggregate code of a local
-   build), merged within the partition and shipped as Arrow IPC.
+   each tenant at a time (``chunk_rows=None``: each tenant whole, in one task),
+   remembering the message ids already seen; each piece becomes a partial
+   :class:`TenantState` (the aggregate code of a local build), merged within
+   the partition and shipped as Arrow IPC.
 2. ``groupBy(tenant).applyInArrow``: a tenant's partials are merged (the merge
    contract: merged parts equal the whole), finished into a snapshot as the
    local job finishes one, and published through :class:`SnapshotStore` with
@@ -124,7 +125,7 @@ class _Job:
     tenant_configs: dict[str, TenantConfig] | None
     columns: Mapping[str, str] | None
     read_options: dict[str, Any]
-    chunk_rows: int
+    chunk_rows: int | None  # None: each tenant whole
     force: bool
     ns_columns: dict[str, str | None]  # Parquet nanosecond timestamps read as int64: name -> time zone
     # Privacy mode: the chosen tenants' (the executors key their rows with them); never in a repr or a log.
@@ -133,28 +134,39 @@ class _Job:
 
 # --------------------------------------------------------------------------- stage 1: partial states per partition
 
-def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
-    """The partition's Arrow batches gathered into tables of about ``rows`` rows."""
+def _chunks(batches: Iterable[pa.RecordBatch], rows: int | None) -> Iterator[pa.Table]:
+    """The partition's Arrow batches gathered into tables of about ``rows`` rows (None: one table)."""
     held: list[pa.RecordBatch] = []
     n = 0
     for batch in batches:
         held.append(batch)
         n += batch.num_rows
-        if n >= rows:
+        if rows is not None and n >= rows:
             yield pa.Table.from_batches(held)
             held, n = [], 0
     if n:
         yield pa.Table.from_batches(held)
 
 
-def _tenant_pieces(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[tuple[str, pa.Table]]:
-    """(tenant, rows) pieces of a partition sorted by tenant: one per tenant and chunk."""
-    for table in _chunks(batches, rows):
-        tenant = table.column(_TENANT)
-        changes = pc.not_equal(tenant.slice(1), tenant.slice(0, len(table) - 1))
-        bounds = [0, *(pc.indices_nonzero(changes).to_numpy() + 1).tolist(), len(table)]
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            yield str(tenant[lo].as_py()).strip(), table.slice(lo, hi - lo)
+def _tenant_pieces(batches: Iterable[pa.RecordBatch], rows: int | None) -> Iterator[tuple[str, pa.Table]]:
+    """(tenant, rows) pieces of a partition sorted by tenant: one per tenant and chunk (``rows`` None: one per
+    tenant, gathered batch by batch, so that one tenant is held at a time rather than the partition)."""
+    if rows is not None:
+        for table in _chunks(batches, rows):
+            yield from _runs(table)
+        return
+    runs = (run for batch in batches if batch.num_rows for run in _runs(pa.Table.from_batches([batch])))
+    for tenant, group in itertools.groupby(runs, key=lambda run: run[0]):
+        yield tenant, pa.concat_tables(piece for _, piece in group)
+
+
+def _runs(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """(tenant, rows): the runs of each tenant's rows in a table sorted by tenant."""
+    tenant = table.column(_TENANT)
+    changes = pc.not_equal(tenant.slice(1), tenant.slice(0, len(table) - 1))
+    bounds = [0, *(pc.indices_nonzero(changes).to_numpy() + 1).tolist(), len(table)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        yield str(tenant[lo].as_py()).strip(), table.slice(lo, hi - lo)
 
 
 def _frame(piece: pa.Table, ns_columns: Mapping[str, str | None]) -> pd.DataFrame:
@@ -253,11 +265,21 @@ def _chosen_secrets(secrets: Mapping[str, bytes] | None, chosen: Sequence[str]) 
     return {t: secrets[t] for t in chosen if t in secrets} if secrets else {}
 
 
-def _tenant_tasks(sizes: Mapping[str, int], chosen: Sequence[str], chunk_rows: int) -> list[tuple[str, int, int]]:
+def _tenant_tasks(sizes: Mapping[str, int], chosen: Sequence[str], chunk_rows: int | None
+                  ) -> list[tuple[str, int, int]]:
     """(tenant, share, shares): one task per tenant, or one per ``chunk_rows`` rows of a larger tenant (its
-    messages spread by id, so every copy of a message meets the others in one task); largest first, so that
-    the longest tasks do not start last."""
-    tasks = [(t, share, shares) for t in chosen for shares in [max(1, math.ceil(sizes[t] / chunk_rows))]
+    messages spread by id, so every copy of a message meets the others in one task; None: one task whatever its
+    size); largest first, so that the longest tasks do not start last.
+
+    Examples
+    --------
+    >>> _tenant_tasks({"a": 5, "b": 12}, ["a", "b"], 5)  # (b's tasks hold 4 rows each)
+    [('a', 0, 1), ('b', 0, 3), ('b', 1, 3), ('b', 2, 3)]
+    >>> _tenant_tasks({"a": 5, "b": 12}, ["a", "b"], None)
+    [('b', 0, 1), ('a', 0, 1)]
+    """
+    tasks = [(t, share, shares) for t in chosen
+             for shares in [1 if chunk_rows is None else max(1, math.ceil(sizes[t] / chunk_rows))]
              for share in range(shares)]
     return sorted(tasks, key=lambda task: (-sizes[task[0]] / task[2], task))
 
@@ -269,7 +291,7 @@ def _tenant_rows_read(paths: Sequence[str], task: tuple[str, int, int], job: _Jo
     names = {"tenant_id": "tenant_id", "message_id": "message_id", **(job.columns or {})}
     for path in paths:
         dataset = _parquet_dataset_of(Path(path), _TenantFilter([tenant], names["tenant_id"]))
-        for batch in dataset.to_batches(batch_size=job.chunk_rows):
+        for batch in dataset.to_batches(**({} if job.chunk_rows is None else {"batch_size": job.chunk_rows})):
             if shares > 1 and batch.num_rows:
                 if names["message_id"] not in batch.schema.names:  # (as validation says it, for a tenant alone)
                     raise ConfigError(f"the input has no {names['message_id']!r} column (the message id); columns "
@@ -385,7 +407,7 @@ def refresh_on_spark(
     force: bool = False,
     on_outcome: Callable[[TenantOutcome], None] | None = None,
     read_options: Mapping[str, Any] | None = None,
-    chunk_rows: int = 500_000,
+    chunk_rows: int | None = 500_000,
     partitions: int | None = None,
 ) -> RefreshReport:
     """Full build and publish of every tenant's snapshot on Spark: what ``run_refresh(..., engine='spark')`` runs.
@@ -411,8 +433,9 @@ def refresh_on_spark(
         where that disk is not trusted).
     tenants, columns, force, on_outcome, read_options
         As in :func:`run_refresh`.
-    chunk_rows : int, default 500000
-        Rows each task validates and builds at a time.
+    chunk_rows : int or None, default 500000
+        Rows each task validates and builds at a time; a tenant of more rows is spread over several tasks.
+        None: each tenant in one task, validated and built whole.
     partitions : int, optional
         Partitions of the shuffle by tenant; default: one per 128 MiB of Parquet
         read, at least twice the cluster's default parallelism.
@@ -515,7 +538,8 @@ def refresh_on_spark(
         # message id over one partition per chunk_rows: few partial states, and every copy of a message
         # (same tenant and id) still meets the others in one partition.
         key = trimmed(names["message_id"]) if names["message_id"] in frame.columns else F.col(_ORDER)
-        spread = {t: math.ceil(sizes[t] / chunk_rows) for t in chosen if sizes[t] > chunk_rows}
+        spread = {t: math.ceil(sizes[t] / chunk_rows) for t in chosen
+                  if chunk_rows is not None and sizes[t] > chunk_rows}
         salt = F.lit(0)
         if spread:
             ways = F.create_map(*[F.lit(v) for t, k in sorted(spread.items()) for v in (t, k)])

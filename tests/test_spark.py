@@ -161,6 +161,54 @@ def test_spark_refusals_say_what_to_do_on_the_command_line(spark, tmp_path, caps
         assert words in err and "__commgraph" not in err, err
 
 
+def test_chunk_rows_0_reads_each_tenant_whole_on_spark_as_on_the_local_engine(spark, runs, archive, tmp_path,
+                                                                               monkeypatch):
+    # --chunk-rows 0 reads each tenant whole on the local engine (chunk_rows=None); on Spark it silently meant
+    # the default 500,000 rows. Now each tenant is one task, read whole, and its snapshot the local one.
+    from commgraph.baselines import _spark
+    from commgraph.graph._readers import parquet_dataset
+
+    path, configs = archive
+    asked = []
+
+    def tasks(sizes, chosen, chunk_rows):
+        asked.append(chunk_rows)
+        return spied(sizes, chosen, chunk_rows)
+
+    spied = _spark._tenant_tasks
+    monkeypatch.setattr(_spark, "_tenant_tasks", tasks)
+    assert main(["refresh", "--input", str(path), "--store", str(tmp_path / "whole"), "--as-of", AS_OF, "--engine",
+                 "spark", "--chunk-rows", "0", "--tenant-config", str(_toml(configs, tmp_path / "t.toml")),
+                 "--tenants", ",".join(GOOD)]) == 0
+    assert asked == [None] and spied({"a": 10**9}, ["a"], None) == [("a", 0, 1)]
+    # Not partitioned by tenant: shuffled, each tenant's rows gathered whole in its partition.
+    by_day = tmp_path / "by-day"
+    ds.write_dataset(parquet_dataset(path).to_table(), by_day, format="parquet", partitioning=["date", "tenant_id"],
+                     partitioning_flavor="hive")
+    run_refresh(by_day, store=tmp_path / "shuffled", as_of=AS_OF, tenant_configs=configs, engine="spark",
+                chunk_rows=None, tenants=GOOD)
+    local = SnapshotStore(runs["work"] / "local")
+    for store in ("whole", "shuffled"):
+        for tenant in GOOD:
+            a, b = local.load(tenant), SnapshotStore(tmp_path / store).load(tenant)
+            assert a.fingerprint == b.fingerprint and table_differences(a, b, rtol=1e-9) == [], (store, tenant)
+            assert state_differences(a, b) == [], (store, tenant)
+
+
+def test_a_partition_s_tenants_are_gathered_whole_or_in_chunks():
+    from commgraph.baselines._spark import _TENANT, _tenant_pieces
+
+    def batch(tenants: str) -> pa.RecordBatch:
+        return pa.RecordBatch.from_pydict({_TENANT: list(tenants), "n": list(range(len(tenants)))},
+                                          schema=pa.schema([(_TENANT, pa.string()), ("n", pa.int64())]))
+
+    batches = [batch("aab"), batch(""), batch("bbb"), batch("bc")]
+    whole = [(t, piece.num_rows) for t, piece in _tenant_pieces(iter(batches), None)]
+    assert whole == [("a", 2), ("b", 5), ("c", 1)]
+    assert [(t, piece.num_rows) for t, piece in _tenant_pieces(iter(batches), 3)] == [
+        ("a", 2), ("b", 1), ("b", 3), ("b", 1), ("c", 1)]
+
+
 def test_missing_pyspark_names_the_extra_to_install(monkeypatch):
     from commgraph.baselines import _spark
 
