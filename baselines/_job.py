@@ -740,9 +740,14 @@ def _check_job(as_of: pd.Timestamp, store: str | PathLike, incremental: bool, fo
                           "its snapshots would miss for good the mail still to come, and every later run would be "
                           "refused as moving the tenants back in time. Give the last midnight (--force for a "
                           "deliberate one)")
-    if incremental and not Path(store).is_dir():
-        raise ConfigError(f"--incremental refreshes the snapshots of a store, and there is none at {str(store)!r}: "
-                          "check --store, or build the store first without --incremental")
+    if incremental and not SnapshotStore(store).tenants():
+        # A folder without a snapshot is refused as a missing one is: a mistyped path (or a volume mounted in the
+        # wrong place) would get every tenant built in full there, silently, while the engines' store ages.
+        held = sorted(p.name for p in Path(store).iterdir()) if Path(store).is_dir() else None
+        found = (f"there is none at {str(store)!r}" if held is None else f"{str(store)!r} holds none"
+                 + (f" (only {', '.join(map(repr, held[:3]))}{' ...' if len(held) > 3 else ''})" if held else ""))
+        raise ConfigError(f"--incremental refreshes the snapshots of a store, and {found}: check --store; for the "
+                          "first run, build the store without --incremental (the runs after it refresh it)")
     timezone = (read_options or {}).get("timezone")
     if timezone is not None:
         try:
@@ -854,7 +859,9 @@ def run_refresh(
         Refresh each tenant's current snapshot with the mail since its ``as_of``
         (equal to a full build); tenants without one, or whose snapshot was built
         with another configuration or other own domains (``tenant_configs``),
-        are built in full. Local
+        are built in full. A ``store`` that does not exist or holds no snapshot is
+        refused (a mistyped path would have every tenant built there): the
+        first run builds it without ``incremental``. Local
         engine only. Tenants are refreshed :data:`REFRESH_BATCH` at a time (one
         read of their mail, one :func:`~commgraph.baselines.refresh_many`; fewer
         when their snapshots hold more than :data:`REFRESH_BATCH_ROWS` rows; a batch's

@@ -164,7 +164,9 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
     p.add_argument("--jobs", type=int, default=1, help="tenants refreshed at once, one process each (default 1; "
                                                        "-1: every core)")
-    p.add_argument("--incremental", action="store_true", help="refresh the current snapshots with only newer mail")
+    p.add_argument("--incremental", action="store_true",
+                   help="refresh the current snapshots with only newer mail (the store must hold snapshots: the first "
+                        "run builds it without --incremental)")
     p.add_argument("--force", action="store_true",
                    help="publish even when the content is unchanged; also what rolls a tenant back to an earlier "
                         "--as-of, rotates a privacy tenant's secret, or replaces a snapshot that cannot be read")
