@@ -80,12 +80,16 @@ def print_summary(messages, out) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    if args.show < 0:  # (it listed every row of each problem but its last ones)
+        raise ConfigError(f"--show {args.show}: give how many rows to list per problem, 0 or more (0: the counts "
+                          "alone)")
     messages = read_messages(args.path, columns=parse_mapping(args.columns), strict=False,
                              tenants=args.tenant_config, timezone=args.timezone, format=args.format,
                              encoding=args.encoding)
     print_summary(messages, sys.stdout)
     if len(messages.rejects):
-        print("\nproblems (first rows of each):", file=sys.stdout)
+        if args.show:  # (0: the counts above alone, without a heading over nothing)
+            print("\nproblems (first rows of each):", file=sys.stdout)
         shown = messages.rejects.groupby(["reject_column", "reject_reason"], sort=False).head(args.show)
         for label, row in shown.iterrows():
             print(f"  row {label}: {in_options(row['reject_message'])}", file=sys.stdout)
@@ -122,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
     v.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="input format when names do not say")
     v.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON Lines (default utf-8)")
-    v.add_argument("--show", type=int, default=5, help="rows to show per problem (default 5)")
+    v.add_argument("--show", type=int, default=5, help="rows to list per problem (default 5; 0: the counts alone)")
     v.set_defaults(func=_cmd_validate)
     add_generate_command(commands)
     add_refresh_command(commands)

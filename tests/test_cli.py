@@ -112,3 +112,17 @@ def test_the_python_api_keeps_naming_its_parameters(tmp_path):
         write_generated(tmp_path, tenants=1, days=1, progress=False)
     with pytest.raises(SchemaError, match="pass timezone='<IANA zone>'"):
         validate(frame(timestamp=["2024-05-02 09:00"] * 3))
+
+
+def test_validate_show_takes_0_or_more_rows(tmp_path, capsys):
+    # --show -1 was taken: head(-1) listed every row of each problem but its last, under the same heading.
+    frame(sender=["not an address"] * 3).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["validate", str(tmp_path / "bad.csv"), "--show", "-1"]) == 2
+    captured = capsys.readouterr()
+    assert "--show -1: give how many rows to list per problem, 0 or more" in captured.err and not captured.out
+    assert main(["validate", str(tmp_path / "bad.csv"), "--show", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "invalid_address" in out and "problems" not in out and "row 0" not in out, out
+    assert main(["validate", str(tmp_path / "bad.csv"), "--show", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "row 0:" in out and "row 1:" in out and "row 2:" not in out, out
