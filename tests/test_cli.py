@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from commgraph.baselines import run_refresh
 from commgraph.graph import ConfigError, SchemaError, generate, validate, write_generated
 from commgraph.signals._cli import main
-from conftest import frame
+from conftest import ACME, frame
 
 AS_OF = "2025-01-14T00:00Z"
 
@@ -126,3 +127,21 @@ def test_validate_show_takes_0_or_more_rows(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "bad.csv"), "--show", "2"]) == 1
     out = capsys.readouterr().out
     assert "row 0:" in out and "row 1:" in out and "row 2:" not in out, out
+
+
+def test_score_writes_parquet_or_csv_as_the_output_s_extension_says(tmp_path, capsys):
+    # --output signals.csv got Parquet bytes under a .csv name.
+    run_refresh(frame(), store=tmp_path / "store", as_of="2024-05-04", tenant_configs=ACME)
+    frame().to_csv(tmp_path / "mail.csv", index=False)
+    score = ["score", "--input", str(tmp_path / "mail.csv"), "--store", str(tmp_path / "store"), "--output"]
+    for name in ("signals.parquet", "signals.PQ", "signals.csv"):
+        assert main([*score, str(tmp_path / name)]) == 0, capsys.readouterr().err
+    parquet = pd.read_parquet(tmp_path / "signals.parquet")
+    assert (tmp_path / "signals.csv").read_bytes()[:4] != b"PAR1"
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "signals.csv"), parquet, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "signals.PQ"), parquet)
+    for name in ("signals.json", "signals"):
+        assert main([*score, str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert f"--output {str(tmp_path / name)!r}: score writes Parquet (.parquet, .pq) or CSV (.csv)" in err, err
+        assert not (tmp_path / name).exists()
