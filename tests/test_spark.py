@@ -376,6 +376,92 @@ def test_spark_fails_a_tenant_alone_for_an_unreadable_file_and_reads_float_tenan
     assert found["spark"] == found["local"] == [("1", "published", ""), ("3", "published", "")]
 
 
+def _in_unit(rows: pd.DataFrame, unit: str) -> pa.Table:
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    for name in ("timestamp", "labeled_at"):
+        at = table.schema.get_field_index(name)
+        table = table.set_column(at, name, table.column(name).cast(pa.timestamp(unit, tz="UTC"), safe=False))
+    return table
+
+
+@pytest.mark.parametrize("layout", ["files", "by-day"])
+def test_spark_reads_times_stored_in_several_units_as_the_local_engine_does(spark, archive, tmp_path, layout):
+    # An archive whose files hold timestamp and labeled_at in milliseconds, microseconds and nanoseconds (exports
+    # of several tools): the local engine reads them, Spark failed the whole job reading a file in nanoseconds
+    # as the timestamps of the first ("Expected Spark type timestamp, actual Parquet type INT64").
+    from commgraph.graph._readers import parquet_dataset
+
+    path, configs = archive
+    rows = parquet_dataset(path).to_table().to_pandas()
+    rows = rows[rows["tenant_id"].isin(GOOD)].reset_index(drop=True)
+    mixed = tmp_path / "mixed"
+    thirds = [rows.iloc[i::3] for i in range(3)]
+    if layout == "files":
+        mixed.mkdir()
+        for name, unit, part in zip(("a", "b", "c"), ("ms", "ns", "us"), thirds):
+            pq.write_table(_in_unit(part, unit), mixed / f"{name}.parquet")
+    else:  # by day then tenant: not partitioned by tenant, so shuffled; the days' files in several units
+        for unit, part in zip(("ms", "ns", "us"), thirds):
+            ds.write_dataset(_in_unit(part, unit), mixed, format="parquet", partitioning=["date", "tenant_id"],
+                             partitioning_flavor="hive", basename_template=f"{unit}-{{i}}.parquet",
+                             existing_data_behavior="overwrite_or_ignore")
+    found = _both_engines(mixed, tmp_path, configs, chunk_rows=2000)
+    assert found["spark"] == found["local"] == [(t, "published", "") for t in GOOD]
+    for tenant in GOOD:
+        a, b = SnapshotStore(tmp_path / "local").load(tenant), SnapshotStore(tmp_path / "spark").load(tenant)
+        assert a.fingerprint == b.fingerprint and table_differences(a, b, rtol=1e-9) == [], tenant
+        assert state_differences(a, b) == [], tenant
+
+
+def test_spark_reads_a_placeholder_date_beside_nanoseconds_as_the_local_engine_does(spark, archive, tmp_path):
+    # A millisecond file holding 9999-12-31 (a time nanoseconds cannot hold) beside nanosecond files: both
+    # engines read the column in microseconds and refuse the placeholder row alone; when the nanosecond times
+    # are not whole microseconds, both refuse the files up front, naming them.
+    from commgraph.graph._readers import parquet_dataset
+
+    path, configs = archive
+    rows = parquet_dataset(path / "tenant_id=tenant-03").to_table().to_pandas().assign(tenant_id="tenant-03")
+    rows["timestamp"] = rows["timestamp"].dt.floor("us")
+    rows["labeled_at"] = rows["labeled_at"].dt.floor("us")
+    folder = tmp_path / "far"
+    folder.mkdir()
+    pq.write_table(_in_unit(rows.iloc[1:], "ns"), folder / "a.parquet")
+    far = pa.Table.from_pandas(rows.iloc[:1], preserve_index=False)
+    at = far.schema.get_field_index("timestamp")
+    far = far.set_column(at, "timestamp", pa.array([253402214400000], pa.timestamp("ms", tz="UTC")))  # 9999-12-31
+    at = far.schema.get_field_index("labeled_at")
+    pq.write_table(far.set_column(at, "labeled_at", far.column(at).cast(pa.timestamp("ms", tz="UTC"))),
+                   folder / "b.parquet")
+    reports = {engine: run_refresh(folder, store=tmp_path / engine, as_of=AS_OF, tenant_configs=configs,
+                                   engine=engine) for engine in ("local", "spark")}
+    columns = ["tenant_id", "status", "version", "rows_read", "rows_rejected", "error"]
+    assert reports["spark"].table()[columns].equals(reports["local"].table()[columns])
+    assert reports["local"].outcomes[0].rejects_by_reason == reports["spark"].outcomes[0].rejects_by_reason == {
+        "timestamp_out_of_range": 1}
+    a, b = SnapshotStore(tmp_path / "local").load("tenant-03"), SnapshotStore(tmp_path / "spark").load("tenant-03")
+    assert a.fingerprint == b.fingerprint and table_differences(a, b, rtol=1e-9) == []
+    pq.write_table(_in_unit(rows.iloc[1:].assign(timestamp=rows["timestamp"] + pd.Timedelta("1ns")), "ns"),
+                   folder / "a.parquet")
+    for engine in ("local", "spark"):
+        with pytest.raises(ConfigError, match=r"disagree on the unit of column 'timestamp': .*b.parquet .*a.parquet"):
+            run_refresh(folder, store=tmp_path / f"{engine}-2", as_of=AS_OF, tenant_configs=configs, engine=engine)
+
+
+def test_spark_refuses_int96_times_beside_nanoseconds_naming_the_files(spark, archive, tmp_path):
+    from commgraph.graph._readers import parquet_dataset
+
+    rows = parquet_dataset(archive[0] / "tenant_id=tenant-03").to_table().to_pandas().assign(tenant_id="tenant-03")
+    rows["timestamp"] = rows["timestamp"].dt.tz_localize(None)
+    rows["labeled_at"] = rows["labeled_at"].dt.tz_localize(None)
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.Table.from_pandas(rows.iloc[:5], preserve_index=False), tmp_path / "in" / "a.parquet",
+                   use_deprecated_int96_timestamps=True)
+    pq.write_table(pa.Table.from_pandas(rows.iloc[5:], preserve_index=False), tmp_path / "in" / "b.parquet")
+    # (Spark reads INT96 as times only, and nanoseconds as integers only: it failed the scan)
+    with pytest.raises(ConfigError, match=r"as INT96 \(.*a.parquet\) and in nanoseconds \(.*b.parquet"):
+        run_refresh(tmp_path / "in", store=tmp_path / "s", as_of=AS_OF, engine="spark")
+
+
 def test_spark_refuses_one_row_per_recipient_up_front(spark, tmp_path):
     # Rows of a message are gathered only by a whole read: every tenant failed, told to read "without chunksize".
     pd.DataFrame({"tenant_id": "t", "message_id": ["m1", "m1"], "timestamp": pd.Timestamp("2025-01-10", tz="UTC"),
