@@ -145,3 +145,15 @@ def test_score_writes_parquet_or_csv_as_the_output_s_extension_says(tmp_path, ca
         err = capsys.readouterr().err
         assert f"--output {str(tmp_path / name)!r}: score writes Parquet (.parquet, .pq) or CSV (.csv)" in err, err
         assert not (tmp_path / name).exists()
+
+
+def test_a_configuration_file_s_errors_name_the_file_and_its_field(mail_csv, capsys):
+    # --config with half_life = "-1d" said "The 'half_life' parameter of BaselineConfig", a call the user never made.
+    config = mail_csv.parent / "baselines.toml"
+    for text, words in (('half_life = "-1d"\n', "its 'half_life' must be a timedelta > 0; it holds '-1d'"),
+                        ("global_prior = 5\n", "its 'global_prior' must be a pair of finite numbers"),
+                        ("halflife = 3\n", "unknown field 'halflife'")):
+        config.write_text(text)
+        assert main(_refresh(mail_csv, "--config", str(config))) == 2
+        err = capsys.readouterr().err
+        assert f"the baseline configuration file {str(config)!r}: {words}" in err and "parameter of" not in err, err
