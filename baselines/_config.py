@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from commgraph.graph import ConfigError
+from commgraph.graph._errors import ParameterError
 from commgraph.graph._timestamps import duration
 from commgraph.graph._toml import read_toml
 
@@ -55,8 +56,8 @@ def prior_pair(value: Any) -> tuple[float, float] | None:
     return float(value[0]), float(value[1])
 
 
-def _error(name: str, allowed: str, got: Any) -> ConfigError:
-    return ConfigError(f"The {name!r} parameter of {_CALLER} must be {allowed}. Got {got!r} instead.")
+def _error(name: str, allowed: str, got: Any) -> ParameterError:
+    return ParameterError(name, _CALLER, allowed, got)
 
 
 def _timedelta(name: str, value: Any) -> _dt.timedelta:
@@ -130,11 +131,11 @@ class BaselineConfig:
     >>> BaselineConfig(half_life=-3)
     Traceback (most recent call last):
     ...
-    commgraph.graph._errors.ConfigError: The 'half_life' parameter of BaselineConfig must be a timedelta > 0. Got -3 instead.
+    commgraph.graph._errors.ParameterError: The 'half_life' parameter of BaselineConfig must be a timedelta > 0. Got -3 instead.
     >>> BaselineConfig(label_policy="safe")
     Traceback (most recent call last):
     ...
-    commgraph.graph._errors.ConfigError: The 'label_policy' parameter of BaselineConfig must be one of 'presume_safe', 'ignore'. Got 'safe' instead.
+    commgraph.graph._errors.ParameterError: The 'label_policy' parameter of BaselineConfig must be one of 'presume_safe', 'ignore'. Got 'safe' instead.
     """
 
     windows: tuple[_dt.timedelta, ...] = (_dt.timedelta(days=7), _dt.timedelta(days=30), _dt.timedelta(days=90))
@@ -221,7 +222,8 @@ class BaselineConfig:
 
     @classmethod
     def from_toml(cls, path: str | PathLike) -> "BaselineConfig":
-        """Load a configuration from a TOML file (top level, or a ``[baselines]`` table).
+        """Load a configuration from a TOML file (top level, or a ``[baselines]`` table); an error names the file
+        and the field, as its writer wrote them.
 
         Examples
         --------
@@ -230,11 +232,21 @@ class BaselineConfig:
         >>> _ = p.write_text('[baselines]\\nwindows = ["1d", "7d"]\\nhalf_life = "2d"\\n')
         >>> BaselineConfig.from_toml(p).window_names
         ('1d', '7d')
+        >>> _ = p.write_text('half_life = "-2d"\\n')
+        >>> BaselineConfig.from_toml(p)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.ConfigError: the baseline configuration file '...baselines.toml': its 'half_life' must be a timedelta > 0; it holds '-2d'
         """
         data = read_toml(path, "the baseline configuration")
         if set(data) == {"baselines"}:
             data = data["baselines"]
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:  # (a field of the file, not a parameter of a call)
+            said = f"its {exc.parameter!r} must be {exc.allowed}; it holds {exc.got!r}" \
+                if isinstance(exc, ParameterError) else str(exc)
+            raise ConfigError(f"the baseline configuration file {str(path)!r}: {said}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (durations as strings) for manifests and TOML; round-trips through :meth:`from_dict`.

@@ -28,6 +28,7 @@ from commgraph.graph import (
 )
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
+from commgraph.graph._errors import ParameterError
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
 from commgraph.graph._timestamps import instant_problem, is_clock_word, utc_instant
 from commgraph.graph._validate import _check_zone, apply_column_mapping, id_text
@@ -194,11 +195,6 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
     opening a file (``read_options``: the job's, of which the format and encoding of text files apply)."""
     column = (columns or {}).get("tenant_id", "tenant_id")
 
-    def absent(present: Iterable[str]) -> ConfigError:
-        return ConfigError(f"the input has no {column!r} column, which names each message's tenant; columns "
-                           f"present: {sorted(map(str, present))[:20]}. Name yours with --columns "
-                           "tenant_id=<your column> (columns={'tenant_id': ...}), or add one")
-
     def mapped(present: Iterable[str]) -> None:  # (--columns checked before any tenant runs, as validate checks it)
         if columns:
             apply_column_mapping(pd.DataFrame(columns=list(present)), columns)
@@ -206,7 +202,7 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
     if isinstance(inputs, pd.DataFrame):
         mapped(inputs.columns)
         if column not in inputs.columns:
-            raise absent(inputs.columns)
+            raise no_tenant_column(column, inputs.columns)
         values = inputs[column]
     else:
         # Each tenant's worker counts its own rows (from its files' footers) if it needs the figure:
@@ -220,20 +216,28 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
             for dataset in datasets:
                 mapped(dataset.schema.names)
                 if column not in dataset.schema.names:
-                    raise absent(dataset.schema.names)
+                    raise no_tenant_column(column, dataset.schema.names)
             values = pd.concat([d.to_table(columns=[column]).column(column).to_pandas() for d in datasets])
         else:
             how = {k: v for k, v in (read_options or {}).items() if k in ("format", "encoding", "sep")}
             frame = read_frame(inputs, columns=columns, **how)  # (the tenant column read as text: tenant "NA")
             mapped(frame.columns)
             if column not in frame.columns:
-                raise absent(frame.columns)
+                raise no_tenant_column(column, frame.columns)
             values = frame[column]
     # A tenant id is read as validation reads it: its text, white space stripped (none left: no tenant), and a
     # whole number in a float column (ids with a missing value beside them) its digits, 1.0 naming tenant '1'.
     text = id_text(values.reset_index(drop=True))[0]
     text = text[text.notna()]
     return {str(k): int(v) for k, v in text.value_counts().items()}, len(values) - len(text)
+
+
+def no_tenant_column(column: str, present: Iterable[str]) -> ConfigError:
+    """The error for an input without its tenant column (``column``: its name in the input), naming the columns it
+    has."""
+    return ConfigError(f"the input has no {column!r} column, which names each message's tenant; columns "
+                       f"present: {sorted(map(str, present))[:20]}. Name yours with --columns "
+                       "tenant_id=<your column> (columns={'tenant_id': ...}), or add one")
 
 
 def hive_tenants(inputs: Any, column: str) -> tuple[list[str], int] | None:
@@ -736,9 +740,14 @@ def _check_job(as_of: pd.Timestamp, store: str | PathLike, incremental: bool, fo
                           "its snapshots would miss for good the mail still to come, and every later run would be "
                           "refused as moving the tenants back in time. Give the last midnight (--force for a "
                           "deliberate one)")
-    if incremental and not Path(store).is_dir():
-        raise ConfigError(f"--incremental refreshes the snapshots of a store, and there is none at {str(store)!r}: "
-                          "check --store, or build the store first without --incremental")
+    if incremental and not SnapshotStore(store).tenants():
+        # A folder without a snapshot is refused as a missing one is: a mistyped path (or a volume mounted in the
+        # wrong place) would get every tenant built in full there, silently, while the engines' store ages.
+        held = sorted(p.name for p in Path(store).iterdir()) if Path(store).is_dir() else None
+        found = (f"there is none at {str(store)!r}" if held is None else f"{str(store)!r} holds none"
+                 + (f" (only {', '.join(map(repr, held[:3]))}{' ...' if len(held) > 3 else ''})" if held else ""))
+        raise ConfigError(f"--incremental refreshes the snapshots of a store, and {found}: check --store; for the "
+                          "first run, build the store without --incremental (the runs after it refresh it)")
     timezone = (read_options or {}).get("timezone")
     if timezone is not None:
         try:
@@ -850,7 +859,9 @@ def run_refresh(
         Refresh each tenant's current snapshot with the mail since its ``as_of``
         (equal to a full build); tenants without one, or whose snapshot was built
         with another configuration or other own domains (``tenant_configs``),
-        are built in full. Local
+        are built in full. A ``store`` that does not exist or holds no snapshot is
+        refused (a mistyped path would have every tenant built there): the
+        first run builds it without ``incremental``. Local
         engine only. Tenants are refreshed :data:`REFRESH_BATCH` at a time (one
         read of their mail, one :func:`~commgraph.baselines.refresh_many`; fewer
         when their snapshots hold more than :data:`REFRESH_BATCH_ROWS` rows; a batch's
@@ -885,7 +896,8 @@ def run_refresh(
         chunks of this many, merging their partial states: memory follows the
         chunk and the tenant's baselines, not the tenant's raw mail. Smaller
         tenants, and every tenant when None, are read whole. On Spark, the rows
-        each task validates at a time.
+        each task validates at a time (a larger tenant is spread over several
+        tasks); None: each tenant in one task, read whole, as locally.
     engine : {'local', 'spark'}, default 'local'
         ``spark`` runs the build on the active Spark session (or a local one):
         partial states per partition, merged per tenant, published to the same
@@ -931,27 +943,29 @@ def run_refresh(
     """
     started = time.perf_counter()
     if engine not in ENGINES:
-        raise ConfigError(f"The 'engine' parameter of run_refresh must be one of {ENGINES}. Got {engine!r} instead.")
+        raise ParameterError("engine", "run_refresh", f"one of {ENGINES}", engine)
     if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1):
-        raise ConfigError(f"The 'chunk_rows' parameter of run_refresh must be a positive integer or None. "
-                          f"Got {chunk_rows!r} instead.")
+        raise ParameterError("chunk_rows", "run_refresh", "a positive integer", chunk_rows,
+                             python="None (each tenant read whole)")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0 or jobs < -1:
+        raise ParameterError("jobs", "run_refresh", "a positive integer or -1 (every core)", jobs)
+    if engine == "spark" and incremental:
+        raise ParameterError("incremental", "run_refresh", "False", incremental, along={"engine": "spark"},
+                             fix="Spark runs full builds; incremental refreshes run on the local engine.")
+    if engine == "spark" and jobs != 1:
+        raise ParameterError("jobs", "run_refresh", "1", jobs, along={"engine": "spark"},
+                             fix="Spark runs the tenants with the cluster's parallelism.")
     as_of_ts, config, configs = job_settings(as_of, config, tenant_configs)
     _check_job(as_of_ts, store, incremental, force, read_options)
     _store_outside(inputs, store)
     keys = job_secrets(secrets, config)
-    if not isinstance(jobs, int) or jobs == 0 or jobs < -1:
-        raise ConfigError(f"The 'jobs' parameter of run_refresh must be a positive integer or -1. Got {jobs!r} instead.")
     if engine == "spark":
         from ._spark import refresh_on_spark
 
-        if jobs != 1 or incremental:
-            raise ConfigError(f"engine='spark' runs full builds with the cluster's parallelism: leave 'jobs' at 1 "
-                              f"and 'incremental' off (got jobs={jobs!r}, incremental={incremental!r}); "
-                              "incremental refreshes run on the local engine")
         return refresh_on_spark(inputs, store=store, as_of=as_of_ts, tenants=tenants, config=config,
                                 tenant_configs=configs, secrets=keys, columns=columns, force=force,
                                 on_outcome=on_outcome,
-                                read_options=read_options, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
+                                read_options=read_options, chunk_rows=chunk_rows)
     sizes, without_tenant = _tenant_rows(inputs, columns=columns, read_options=read_options)
     if not sizes:  # an export that delivered nothing: not a night on which every tenant is fine
         raise ConfigError("the input holds no mail" + (f" with a tenant id ({without_tenant:,} rows without one: "

@@ -16,9 +16,10 @@ executors' Python workers:
    that every copy of a message meets in one partition, and sorted by tenant,
    then input file and position, so that the first copy is the one kept, as in
    a local read. Each partition is validated in chunks of ``chunk_rows`` rows,
-   each tenant at a time, remembering the message ids already seen; each piece
-   becomes a partial :class:`TenantState` (the aggregate code of a local
-   build), merged within the partition and shipped as Arrow IPC.
+   each tenant at a time (``chunk_rows=None``: each tenant whole, in one task),
+   remembering the message ids already seen; each piece becomes a partial
+   :class:`TenantState` (the aggregate code of a local build), merged within
+   the partition and shipped as Arrow IPC.
 2. ``groupBy(tenant).applyInArrow``: a tenant's partials are merged (the merge
    contract: merged parts equal the whole), finished into a snapshot as the
    local job finishes one, and published through :class:`SnapshotStore` with
@@ -53,14 +54,15 @@ from commgraph.graph import CommGraphError, ConfigError, InferredOwnDomainsWarni
 from commgraph.graph._keys import stable_keys
 from commgraph.graph._schema import EDGE_RECIPIENT_COLUMN, RECIPIENT_COLUMNS, TYPED_RECIPIENT_COLUMNS
 from commgraph.graph._readers import (
-    _parquet_dataset_of, _SeenMessageIds, _TenantFilter, _validated, parquet_dataset, partition_base, partition_rows,
+    _TIME_UNITS, _parquet_dataset_of, _SeenMessageIds, _TenantFilter, _units_that_hold, _validated, parquet_dataset,
+    partition_base, partition_rows,
 )
 
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._job import (
-    RefreshReport, TenantOutcome, _tenant_secret, choose_tenants, collect_report, error_text, hive_tenants, peak_mib,
-    publish_snapshot, ready_to_publish, reset_peak, stored_not_in_input,
+    RefreshReport, TenantOutcome, _tenant_secret, choose_tenants, collect_report, error_text, hive_tenants,
+    no_tenant_column, peak_mib, publish_snapshot, ready_to_publish, reset_peak, stored_not_in_input,
 )
 from ._partial import ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state
 from ._snapshot import _state_from_arrow, _state_to_arrow
@@ -124,46 +126,57 @@ class _Job:
     tenant_configs: dict[str, TenantConfig] | None
     columns: Mapping[str, str] | None
     read_options: dict[str, Any]
-    chunk_rows: int
+    chunk_rows: int | None  # None: each tenant whole
     force: bool
-    ns_columns: dict[str, str | None]  # Parquet nanosecond timestamps read as int64: name -> time zone
+    time_columns: dict[str, pa.DataType]  # times read as int64 (see _time_columns): name -> the type they restore
     # Privacy mode: the chosen tenants' (the executors key their rows with them); never in a repr or a log.
     secrets: dict[str, bytes] = field(repr=False)
 
 
 # --------------------------------------------------------------------------- stage 1: partial states per partition
 
-def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
-    """The partition's Arrow batches gathered into tables of about ``rows`` rows."""
+def _chunks(batches: Iterable[pa.RecordBatch], rows: int | None) -> Iterator[pa.Table]:
+    """The partition's Arrow batches gathered into tables of about ``rows`` rows (None: one table)."""
     held: list[pa.RecordBatch] = []
     n = 0
     for batch in batches:
         held.append(batch)
         n += batch.num_rows
-        if n >= rows:
+        if rows is not None and n >= rows:
             yield pa.Table.from_batches(held)
             held, n = [], 0
     if n:
         yield pa.Table.from_batches(held)
 
 
-def _tenant_pieces(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[tuple[str, pa.Table]]:
-    """(tenant, rows) pieces of a partition sorted by tenant: one per tenant and chunk."""
-    for table in _chunks(batches, rows):
-        tenant = table.column(_TENANT)
-        changes = pc.not_equal(tenant.slice(1), tenant.slice(0, len(table) - 1))
-        bounds = [0, *(pc.indices_nonzero(changes).to_numpy() + 1).tolist(), len(table)]
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            yield str(tenant[lo].as_py()).strip(), table.slice(lo, hi - lo)
+def _tenant_pieces(batches: Iterable[pa.RecordBatch], rows: int | None) -> Iterator[tuple[str, pa.Table]]:
+    """(tenant, rows) pieces of a partition sorted by tenant: one per tenant and chunk (``rows`` None: one per
+    tenant, gathered batch by batch, so that one tenant is held at a time rather than the partition)."""
+    if rows is not None:
+        for table in _chunks(batches, rows):
+            yield from _runs(table)
+        return
+    runs = (run for batch in batches if batch.num_rows for run in _runs(pa.Table.from_batches([batch])))
+    for tenant, group in itertools.groupby(runs, key=lambda run: run[0]):
+        yield tenant, pa.concat_tables(piece for _, piece in group)
 
 
-def _frame(piece: pa.Table, ns_columns: Mapping[str, str | None]) -> pd.DataFrame:
-    """Rows as the local reader gives them to validation: the job's columns dropped, nanoseconds restored."""
+def _runs(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """(tenant, rows): the runs of each tenant's rows in a table sorted by tenant."""
+    tenant = table.column(_TENANT)
+    changes = pc.not_equal(tenant.slice(1), tenant.slice(0, len(table) - 1))
+    bounds = [0, *(pc.indices_nonzero(changes).to_numpy() + 1).tolist(), len(table)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        yield str(tenant[lo].as_py()).strip(), table.slice(lo, hi - lo)
+
+
+def _frame(piece: pa.Table, time_columns: Mapping[str, pa.DataType]) -> pd.DataFrame:
+    """Rows as the local reader gives them to validation: the job's columns dropped, times read as int64 restored."""
     table = piece.drop_columns([c for c in (_TENANT, _FILE, _ORDER, _SOURCE) if c in piece.column_names])
-    for name, tz in ns_columns.items():
+    for name, kind in time_columns.items():
         if name in table.column_names and pa.types.is_integer(table.schema.field(name).type):
             i = table.column_names.index(name)
-            table = table.set_column(i, name, table.column(name).cast(pa.timestamp("ns", tz=tz)))
+            table = table.set_column(i, name, table.column(name).cast(kind))
     return table.to_pandas()  # a fresh RangeIndex: rejected rows are counted by position, each once
 
 
@@ -188,7 +201,7 @@ class _TenantInPartition:
                     return
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    messages = _validated(_frame(piece, job.ns_columns), False, job.columns, seen,
+                    messages = _validated(_frame(piece, job.time_columns), False, job.columns, seen,
                                           {**job.read_options, "tenants": job.tenant_configs})
                 if any(issubclass(w.category, InferredOwnDomainsWarning) for w in caught):
                     raise ConfigError(
@@ -253,11 +266,21 @@ def _chosen_secrets(secrets: Mapping[str, bytes] | None, chosen: Sequence[str]) 
     return {t: secrets[t] for t in chosen if t in secrets} if secrets else {}
 
 
-def _tenant_tasks(sizes: Mapping[str, int], chosen: Sequence[str], chunk_rows: int) -> list[tuple[str, int, int]]:
+def _tenant_tasks(sizes: Mapping[str, int], chosen: Sequence[str], chunk_rows: int | None
+                  ) -> list[tuple[str, int, int]]:
     """(tenant, share, shares): one task per tenant, or one per ``chunk_rows`` rows of a larger tenant (its
-    messages spread by id, so every copy of a message meets the others in one task); largest first, so that
-    the longest tasks do not start last."""
-    tasks = [(t, share, shares) for t in chosen for shares in [max(1, math.ceil(sizes[t] / chunk_rows))]
+    messages spread by id, so every copy of a message meets the others in one task; None: one task whatever its
+    size); largest first, so that the longest tasks do not start last.
+
+    Examples
+    --------
+    >>> _tenant_tasks({"a": 5, "b": 12}, ["a", "b"], 5)  # (b's tasks hold 4 rows each)
+    [('a', 0, 1), ('b', 0, 3), ('b', 1, 3), ('b', 2, 3)]
+    >>> _tenant_tasks({"a": 5, "b": 12}, ["a", "b"], None)
+    [('b', 0, 1), ('a', 0, 1)]
+    """
+    tasks = [(t, share, shares) for t in chosen
+             for shares in [1 if chunk_rows is None else max(1, math.ceil(sizes[t] / chunk_rows))]
              for share in range(shares)]
     return sorted(tasks, key=lambda task: (-sizes[task[0]] / task[2], task))
 
@@ -269,7 +292,7 @@ def _tenant_rows_read(paths: Sequence[str], task: tuple[str, int, int], job: _Jo
     names = {"tenant_id": "tenant_id", "message_id": "message_id", **(job.columns or {})}
     for path in paths:
         dataset = _parquet_dataset_of(Path(path), _TenantFilter([tenant], names["tenant_id"]))
-        for batch in dataset.to_batches(batch_size=job.chunk_rows):
+        for batch in dataset.to_batches(**({} if job.chunk_rows is None else {"batch_size": job.chunk_rows})):
             if shares > 1 and batch.num_rows:
                 if names["message_id"] not in batch.schema.names:  # (as validation says it, for a tenant alone)
                     raise ConfigError(f"the input has no {names['message_id']!r} column (the message id); columns "
@@ -352,24 +375,99 @@ def _reader(spark: Any, path: Path) -> Any:
     return spark.read if base is None else spark.read.option("basePath", base)
 
 
-def _read_parquet(spark: Any, inputs: Any) -> tuple[Any, dict[str, str | None], int]:
-    """The archive as a Spark DataFrame, its nanosecond timestamp columns, and a partition count for its size."""
-    paths = _parquet_paths(inputs)
-    ns_columns: dict[str, str | None] = {}
-    size = 0
-    for path in paths:
-        dataset = parquet_dataset(path)
-        ns_columns.update({f.name: f.type.tz for f in dataset.schema
-                           if pa.types.is_timestamp(f.type) and f.type.unit == "ns"})
-        size += sum(os.path.getsize(f) for f in dataset.files)
+def _read_parquet(spark: Any, inputs: Any) -> tuple[Any, dict[str, pa.DataType], int]:
+    """The archive as a Spark DataFrame, the time columns it holds as int64 (see :func:`_time_columns`), and a
+    partition count for its size."""
     from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType, StructField, StructType
 
+    paths = _parquet_paths(inputs)
+    datasets = [parquet_dataset(path) for path in paths]
+    size = sum(os.path.getsize(f) for dataset in datasets for f in dataset.files)
+    times, stored = _time_columns(paths, datasets)
     # Each path's rows carry its place in the list: copies of a message are taken in the list's order, as a
     # local read takes them, then by file (a directory's files in path order, as pyarrow lists them).
     # A folder that is itself a partition (archive/tenant_id=t) keeps the values its path names, as locally.
-    frames = [_reader(spark, p).parquet(str(p)).withColumn(_SOURCE, F.lit(i)) for i, p in enumerate(paths)]
+    frames = []
+    for i, (path, dataset) in enumerate(zip(paths, datasets)):
+        groups: dict[tuple, list[str]] = {}  # the path's files by the units they store the times in
+        for file in dataset.files:
+            groups.setdefault(tuple(stored[file].get(name) for name in times), []).append(file)
+        if all(unit in (None, times[name].unit) for units in groups for name, unit in zip(times, units)):
+            frames.append(_reader(spark, path).parquet(str(path)).withColumn(_SOURCE, F.lit(i)))  # (as they are)
+            continue
+        for units, files in groups.items():
+            # Files in one unit apiece, their times read as the integers they store (Spark fails a scan of
+            # files in several units, and reads nanoseconds only as integers), scaled to the column's unit.
+            sources = [str(path)] if len(groups) == 1 else files
+            reader = spark.read.option("basePath", partition_base(path) or str(path)) if path.is_dir() else spark.read
+            found = reader.parquet(*sources).schema
+            reader = reader.schema(StructType([StructField(f.name, LongType()) if f.name in times else f
+                                               for f in found.fields]))
+            frame = reader.parquet(*sources)
+            for name, unit in zip(times, units):
+                if unit is not None and unit != times[name].unit:
+                    power = 3 * (_TIME_UNITS.index(times[name].unit) - _TIME_UNITS.index(unit))
+                    frame = frame.withColumn(name, F.col(f"`{name}`") * F.lit(10 ** power) if power > 0 else
+                                             F.expr(f"`{name}` div {10 ** -power}"))
+            frames.append(frame.withColumn(_SOURCE, F.lit(i)))
     frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
-    return frame, ns_columns, math.ceil(size / _BYTES_PER_PARTITION)
+    return frame, times, math.ceil(size / _BYTES_PER_PARTITION)
+
+
+def _time_columns(paths: Sequence[Path], datasets: Sequence[Any]
+                  ) -> tuple[dict[str, pa.DataType], dict[str, dict[str, str]]]:
+    """The time columns Spark is to read as int64, each with the type a local read gives it, and how each file
+    stores its times.
+
+    They are the columns a file stores in nanoseconds (Spark reads those only as integers; the job asks it to,
+    and turns them back into times in Python, so no nanosecond is lost against a local read). Files that store
+    such a column in another unit are read as integers too, and scaled to the column's unit: the local read's,
+    the finest of its files (or microseconds, where a coarser file holds a time nanoseconds cannot). A file
+    storing it as INT96, which Spark reads as a time only, is refused, naming the files and the fix.
+    """
+    fragments = [fragment for dataset in datasets for fragment in dataset.get_fragments()]
+    stored = {fragment.path: _stored_units(fragment) for fragment in fragments}
+    names = sorted({name for units in stored.values() for name, unit in units.items() if unit == "ns"})
+    if not names:
+        return {}, stored
+    zones: dict[str, dict[str | None, str]] = {}
+    for path, dataset in zip(paths, datasets):
+        for name in names:
+            field = dataset.schema.field(name) if name in dataset.schema.names else None
+            if field is not None and pa.types.is_timestamp(field.type):
+                zones.setdefault(name, {}).setdefault(field.type.tz, str(path))
+    for name in names:
+        if len(zones[name]) > 1:
+            (a, zone_a), (b, zone_b) = list(zones[name].items())[:2]
+            raise ConfigError(f"Parquet inputs disagree on the time zone of column {name!r}: {zone_a} holds it with "
+                              f"zone {a}, {zone_b} with {b}; the Spark engine reads them as one column. Rewrite the "
+                              "files with one zone, or run the local engine, which reads each input apart")
+        int96 = [path for path, units in stored.items() if units.get(name) == "int96"]
+        if int96:
+            ns = next(path for path, units in stored.items() if units.get(name) == "ns")
+            raise ConfigError(f"Parquet files store column {name!r} as INT96 ({int96[0]}) and in nanoseconds ({ns}); "
+                              "the Spark engine reads INT96 only as times and nanoseconds only as integers, so not "
+                              "both in one column. Rewrite the INT96 files with INT64 times (pyarrow writes them), "
+                              "or run the local engine")
+    schema = pa.schema([pa.field(name, pa.timestamp("ns", tz=next(iter(zones[name])))) for name in names])
+    schema = _units_that_hold(schema, fragments, [fragment.physical_schema for fragment in fragments])
+    return {field.name: field.type for field in schema}, stored
+
+
+def _stored_units(fragment: Any) -> dict[str, str]:
+    """How a Parquet file stores its time columns: 'ms', 'us' or 'ns' (INT64 in the unit Parquet records, the
+    integer Spark reads) or 'int96'."""
+    units = {}
+    schema = fragment.metadata.schema  # (kept with the fragment when the dataset was opened: no second read)
+    for i in range(len(schema)):
+        column = schema.column(i)
+        if column.physical_type == "INT96":
+            units[column.path] = "int96"
+        elif column.logical_type.type == "TIMESTAMP":
+            unit = json.loads(column.logical_type.to_json())["timeUnit"]
+            units[column.path] = {"milliseconds": "ms", "microseconds": "us", "nanoseconds": "ns"}[unit]
+    return units
 
 
 def refresh_on_spark(
@@ -385,7 +483,7 @@ def refresh_on_spark(
     force: bool = False,
     on_outcome: Callable[[TenantOutcome], None] | None = None,
     read_options: Mapping[str, Any] | None = None,
-    chunk_rows: int = 500_000,
+    chunk_rows: int | None = 500_000,
     partitions: int | None = None,
 ) -> RefreshReport:
     """Full build and publish of every tenant's snapshot on Spark: what ``run_refresh(..., engine='spark')`` runs.
@@ -411,8 +509,9 @@ def refresh_on_spark(
         where that disk is not trusted).
     tenants, columns, force, on_outcome, read_options
         As in :func:`run_refresh`.
-    chunk_rows : int, default 500000
-        Rows each task validates and builds at a time.
+    chunk_rows : int or None, default 500000
+        Rows each task validates and builds at a time; a tenant of more rows is spread over several tasks.
+        None: each tenant in one task, validated and built whole.
     partitions : int, optional
         Partitions of the shuffle by tenant; default: one per 128 MiB of Parquet
         read, at least twice the cluster's default parallelism.
@@ -445,7 +544,7 @@ def refresh_on_spark(
     from pyspark.sql import functions as F
 
     saved: dict[str, str | None] = {}
-    ns_columns: dict[str, str | None] = {}
+    time_columns: dict[str, pa.DataType] = {}
     hint = 0
     names = {**{"tenant_id": "tenant_id", "message_id": "message_id"}, **(columns or {})}
     if not isinstance(inputs, DataFrame):
@@ -476,10 +575,9 @@ def refresh_on_spark(
             return _report(rows, as_of, started, on_outcome, without_tenant, not_in_input)
         frame = inputs
         if not isinstance(inputs, DataFrame):
-            frame, ns_columns, hint = _read_parquet(spark, inputs)
-        if names["tenant_id"] not in frame.columns:
-            raise ConfigError(f"the input has no column {names['tenant_id']!r} (the tenant id); columns present: "
-                              f"{frame.columns}. Map yours with columns={{'tenant_id': '<your column>'}}")
+            frame, time_columns, hint = _read_parquet(spark, inputs)
+        if names["tenant_id"] not in frame.columns:  # (the columns the job added are no concern of its user)
+            raise no_tenant_column(names["tenant_id"], (c for c in frame.columns if c != _SOURCE))
         _one_row_per_message(frame.columns, columns)
 
         def trimmed(column: str) -> Any:  # what str.strip() leaves, as the local reader compares ids
@@ -503,7 +601,7 @@ def refresh_on_spark(
             frame = frame.where(F.col(_TENANT).isin(chosen))
         not_in_input = stored_not_in_input(SnapshotStore(store), sizes, tenants)  # (creates the directory)
         job = _Job(str(store), as_of, config, tenant_configs, columns, dict(read_options or {}), chunk_rows, force,
-                   ns_columns, _chosen_secrets(secrets, chosen))
+                   time_columns, _chosen_secrets(secrets, chosen))
         # The input's file and position, taken at the scan, break ties so the first copy of a message is kept.
         # A file is ordered by its path, as a local read lists a directory: Spark names it by its URI, where
         # "a b" is "a%20b" (after "a!b", where the path comes before it); "+" stays "+" in a URI path, and
@@ -516,7 +614,8 @@ def refresh_on_spark(
         # message id over one partition per chunk_rows: few partial states, and every copy of a message
         # (same tenant and id) still meets the others in one partition.
         key = trimmed(names["message_id"]) if names["message_id"] in frame.columns else F.col(_ORDER)
-        spread = {t: math.ceil(sizes[t] / chunk_rows) for t in chosen if sizes[t] > chunk_rows}
+        spread = {t: math.ceil(sizes[t] / chunk_rows) for t in chosen
+                  if chunk_rows is not None and sizes[t] > chunk_rows}
         salt = F.lit(0)
         if spread:
             ways = F.create_map(*[F.lit(v) for t, k in sorted(spread.items()) for v in (t, k)])
@@ -572,9 +671,9 @@ def _parquet_paths(inputs: Any) -> list[Path]:
     paths = list_sources(inputs)
     other = [str(p) for p in paths if not (p.is_dir() or p.suffix in (".parquet", ".pq"))]
     if other:
-        raise ConfigError(f"the Spark engine reads Parquet files and directories; {other[0]!r} is not one. Read "
-                          "other formats with spark.read and pass the Spark DataFrame to "
-                          "run_refresh(frame, engine='spark', ...)")
+        raise ConfigError(f"the Spark engine reads Parquet files and directories; {other[0]!r} is not one. Write it "
+                          "as Parquet, or run the local engine (leave out --engine spark); in Python, read it with "
+                          "spark.read and pass the Spark DataFrame: run_refresh(frame, engine='spark', ...)")
     return paths
 
 

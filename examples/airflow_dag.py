@@ -8,6 +8,12 @@ shells out to the ``commgraph refresh`` command so that the job runs in its own
 process with its own memory, and its exit code tells Airflow what happened:
 0 published, 3 some tenants failed (the others were published; the task fails
 so someone looks), 2 a configuration error, 1 anything else.
+
+The task refreshes incrementally, which needs a store that holds snapshots:
+``--incremental`` refuses a ``--store`` that does not exist or holds no
+snapshot yet (exit 2), since a mistyped path would get every tenant built
+there. Build the store once before enabling the DAG, with the same command
+without ``--incremental`` (and the last midnight as ``--as-of``).
 """
 
 from __future__ import annotations

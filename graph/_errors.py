@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-__all__ = ["CommGraphError", "SchemaError", "ConfigError", "ReasonCode", "Problem"]
+__all__ = ["CommGraphError", "SchemaError", "ConfigError", "ParameterError", "ReasonCode", "Problem"]
 
 #: How many offending rows and values an error message names.
 MAX_SHOWN = 5
@@ -74,6 +74,61 @@ class ConfigError(CommGraphError, ValueError):
     ...
     commgraph.graph._errors.ConfigError: 'own_domains' must be a list of domains (got 3)
     """
+
+
+class ParameterError(ConfigError):
+    """A parameter given a value it cannot take: the message names the parameter and its function, the words of
+    a Python caller.
+
+    The command line passes its options to these functions; it says the same with the option its user typed,
+    from the fields rather than the message.
+
+    Parameters
+    ----------
+    parameter, caller : str
+        The parameter and the function it belongs to.
+    allowed : str
+        What the parameter must be.
+    got : object
+        The value given.
+    python : str, optional
+        What else a Python caller may give (a command line cannot: ``None``, an object).
+    along : mapping, optional
+        Other parameters and the values that make this one's rule (``{"engine": "spark"}``).
+    fix : str, optional
+        A sentence more: why, or what to do.
+
+    Examples
+    --------
+    >>> print(ParameterError("days", "generate", "an int in [1, 100000]", 0))
+    The 'days' parameter of generate must be an int in [1, 100000]. Got 0 instead.
+    >>> print(ParameterError("random_state", "generate", "an int >= 0", -1, python="a numpy SeedSequence or None"))
+    The 'random_state' parameter of generate must be an int >= 0, or a numpy SeedSequence or None. Got -1 instead.
+    >>> err = ParameterError("jobs", "run_refresh", "1", 2, along={"engine": "spark"}, fix="Spark sets it.")
+    >>> print(err)
+    The 'jobs' parameter of run_refresh must be 1 with engine='spark'. Got 2 instead. Spark sets it.
+    >>> import pickle; copy = pickle.loads(pickle.dumps(err)); (copy.parameter, copy.along, str(copy) == str(err))
+    ('jobs', {'engine': 'spark'}, True)
+    """
+
+    def __init__(self, parameter: str, caller: str, allowed: str, got: Any, *, python: str = "",
+                 along: dict | None = None, fix: str = ""):
+        self.parameter, self.caller, self.allowed, self.got = parameter, caller, allowed, got
+        self.python, self.along, self.fix = python, dict(along or {}), fix
+        rule = "".join(f" with {name}={value!r}" for name, value in self.along.items())
+        also = f", or {python}" if python else ""
+        super().__init__(f"The {parameter!r} parameter of {caller} must be {allowed}{also}{rule}. Got {got!r} instead."
+                         + (f" {fix}" if fix else ""))
+
+    def __reduce__(self):
+        # Keyword-only fields survive pickling (errors cross the refresh job's worker processes).
+        return (_parameter_error, (self.parameter, self.caller, self.allowed, self.got, self.python, self.along,
+                                   self.fix))
+
+
+def _parameter_error(parameter: str, caller: str, allowed: str, got: Any, python: str, along: dict, fix: str
+                     ) -> ParameterError:
+    return ParameterError(parameter, caller, allowed, got, python=python, along=along, fix=fix)
 
 
 def _show(values: Sequence[Any]) -> str:

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _generate_names as W
-from ._errors import ConfigError
+from ._errors import ConfigError, ParameterError
 from ._generate_attacks import ATTACK_SCENARIOS, Extras, attack_batch, lookalike_domain
 from ._generate_world import (
     C_ATTACK, C_BULK, C_IN_BIZ, C_IN_COLD, C_IN_FREE, C_INTERNAL, C_NOTIFY, C_OUT_BIZ, C_OUT_FREE,
@@ -84,8 +84,8 @@ _HOUR_CUM_AUTO = np.cumsum(W.HOUR_PROFILE_AUTOMATED)
 
 # --------------------------------------------------------------------------- parameters
 
-def _param_error(name: str, caller: str, allowed: str, got: Any) -> ConfigError:
-    return ConfigError(f"The {name!r} parameter of {caller} must be {allowed}. Got {got!r} instead.")
+def _param_error(name: str, caller: str, allowed: str, got: Any, python: str = "") -> ParameterError:
+    return ParameterError(name, caller, allowed, got, python=python)
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def _check_random_state(random_state: Any, caller: str) -> np.random.SeedSequenc
     if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool) \
             and random_state >= 0:
         return np.random.SeedSequence(int(random_state))
-    raise _param_error("random_state", caller, "an int >= 0, a numpy SeedSequence or None", random_state)
+    raise _param_error("random_state", caller, "an int >= 0", random_state, "a numpy SeedSequence or None")
 
 
 def _entropy(seq: np.random.SeedSequence) -> int | Sequence[int]:
@@ -234,7 +234,7 @@ def _resolve_tenants(tenants: Any, scale: Any, seq: np.random.SeedSequence,
     rng = _child(seq, 0)
     if isinstance(tenants, (int, np.integer)) and not isinstance(tenants, bool):
         if not 1 <= tenants <= 100_000:
-            raise _param_error("tenants", caller, "an int in [1, 100000] or a list of TenantSpec", tenants)
+            raise _param_error("tenants", caller, "an int in [1, 100000]", tenants, "a list of TenantSpec")
         n = int(tenants)
         sizes = np.geomspace(3000, 30, n) if n > 1 else np.array([300.0])
         sizes = np.maximum(10, np.round(sizes * scale)).astype(int)
@@ -245,8 +245,7 @@ def _resolve_tenants(tenants: Any, scale: Any, seq: np.random.SeedSequence,
             and all(isinstance(t, TenantSpec) for t in tenants):
         specs = list(tenants)
     else:
-        raise _param_error("tenants", caller, "an int in [1, 100000] or a non-empty list of TenantSpec",
-                           tenants)
+        raise _param_error("tenants", caller, "an int in [1, 100000]", tenants, "a non-empty list of TenantSpec")
     ids = [s.tenant_id for s in specs]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -307,10 +306,10 @@ def _check_params(caller: str, *, tenants, days, start, attack_rate, scenarios, 
     if scenarios is None:
         scenarios = ATTACK_SCENARIOS
     if isinstance(scenarios, str) or not isinstance(scenarios, (Sequence, set, frozenset)):
-        raise _param_error("scenarios", caller, f"None or a list of names from {list(ATTACK_SCENARIOS)}", scenarios)
+        raise _param_error("scenarios", caller, f"a list of names from {list(ATTACK_SCENARIOS)}", scenarios, "None")
     unknown = [s for s in scenarios if s not in ATTACK_SCENARIOS]
     if unknown:
-        raise _param_error("scenarios", caller, f"None or a list of names from {list(ATTACK_SCENARIOS)}", unknown)
+        raise _param_error("scenarios", caller, f"a list of names from {list(ATTACK_SCENARIOS)}", unknown, "None")
     if isinstance(chunk_messages, bool) or not isinstance(chunk_messages, (int, np.integer)) \
             or chunk_messages < 1_000:
         raise _param_error("chunk_messages", caller, "an int >= 1000", chunk_messages)
@@ -1067,8 +1066,9 @@ def write_generated(out: str | os.PathLike, *, tenants: int | Sequence[TenantSpe
                       chunk_messages=chunk_messages)
     out = os.fspath(out)
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise ConfigError(f"The 'out' parameter of write_generated must be an empty or absent directory. "
-                          f"Got {out!r}, which is not empty; choose a new directory or remove it.")
+        raise ParameterError("out", "write_generated", "an empty or absent directory", out,
+                             fix=f"It is {'not empty' if os.path.isdir(out) else 'a file'}: choose a new directory, "
+                                 "or remove it.")
     plan = _plan(p)
     partitioning = ds.partitioning(pa.schema([("tenant_id", pa.string()), ("date", pa.string())]),
                                    flavor="hive")

@@ -6,6 +6,7 @@ import argparse
 import codecs
 import json
 import sys
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
@@ -14,6 +15,7 @@ from commgraph.graph._validate import _check_zone
 
 from ._cli_generate import add_generate_command
 from ._cli_store import add_explain_command, add_inspect_command, add_refresh_command, add_score_command
+from ._cli_words import in_options, said
 
 __all__ = ["main", "build_parser"]
 
@@ -78,15 +80,19 @@ def print_summary(messages, out) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    if args.show < 0:  # (it listed every row of each problem but its last ones)
+        raise ConfigError(f"--show {args.show}: give how many rows to list per problem, 0 or more (0: the counts "
+                          "alone)")
     messages = read_messages(args.path, columns=parse_mapping(args.columns), strict=False,
                              tenants=args.tenant_config, timezone=args.timezone, format=args.format,
                              encoding=args.encoding)
     print_summary(messages, sys.stdout)
     if len(messages.rejects):
-        print("\nproblems (first rows of each):", file=sys.stdout)
+        if args.show:  # (0: the counts above alone, without a heading over nothing)
+            print("\nproblems (first rows of each):", file=sys.stdout)
         shown = messages.rejects.groupby(["reject_column", "reject_reason"], sort=False).head(args.show)
         for label, row in shown.iterrows():
-            print(f"  row {label}: {row['reject_message']}", file=sys.stdout)
+            print(f"  row {label}: {in_options(row['reject_message'])}", file=sys.stdout)
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -120,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
     v.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="input format when names do not say")
     v.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON Lines (default utf-8)")
-    v.add_argument("--show", type=int, default=5, help="rows to show per problem (default 5)")
+    v.add_argument("--show", type=int, default=5, help="rows to list per problem (default 5; 0: the counts alone)")
     v.set_defaults(func=_cmd_validate)
     add_generate_command(commands)
     add_refresh_command(commands)
@@ -161,13 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        _check_text_options(args)
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *_: print(  # (not the line of this file that called main)
+                f"commgraph {args.command}: warning: {in_options(str(message))}", file=sys.stderr)
+            _check_text_options(args)
+            return args.func(args)
     except ConfigError as exc:
-        print(f"commgraph {args.command}: {exc}", file=sys.stderr)
+        print(f"commgraph {args.command}: {said(exc, args)}", file=sys.stderr)
         return EXIT_USAGE
     except CommGraphError as exc:
-        print(f"commgraph {args.command}: {exc}", file=sys.stderr)
+        print(f"commgraph {args.command}: {said(exc, args)}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as exc:  # unreadable input, full disk, missing directory: say which, exit 1
         print(f"commgraph {args.command}: {exc}", file=sys.stderr)

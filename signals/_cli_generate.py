@@ -11,6 +11,8 @@ import sys
 from commgraph.graph import ConfigError
 from commgraph.graph import ATTACK_SCENARIOS, write_generated
 
+from ._cli_words import said
+
 __all__ = ["add_generate_command", "run_generate"]
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -47,7 +49,11 @@ def add_generate_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--chunk-messages", type=int, default=500_000, dest="chunk_messages",
                    help="about how many messages are generated and written at a time (default 500000)")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
-    p.set_defaults(func=run_generate)
+    # The parameters of write_generated these options pass, for its errors in their words.
+    p.set_defaults(func=run_generate, parameters={
+        "out": "--out", "tenants": "--tenants", "days": "--days", "start": "--start", "scale": "--scale",
+        "random_state": "--seed", "attack_rate": "--attack-rate", "scenarios": ("--scenarios", "none"),
+        "chunk_messages": "--chunk-messages"})
     return p
 
 
@@ -65,7 +71,7 @@ def run_generate(args: argparse.Namespace) -> int:
                                 # (a bar on a terminal; on a pipe or a log its redraws are noise)
                                 progress=not args.no_progress and sys.stderr.isatty())
     except ConfigError as err:
-        print(f"commgraph generate: error: {err}", file=sys.stderr)
+        print(f"commgraph generate: {said(err, args)}", file=sys.stderr)
         return EXIT_USAGE
     print(f"wrote {stats['messages']:,} messages ({stats['edges']:,} edges, {stats['attacks']:,} attacks) "
           f"for {stats['tenants']} tenants in {stats['chunks']} chunks to {args.out}")

@@ -18,6 +18,8 @@ from commgraph.baselines._store import LEDGER_FILE
 from commgraph.graph import CommGraphError, ConfigError
 from commgraph.graph._validate import apply_column_mapping
 
+from ._cli_words import in_options
+
 __all__ = ["add_refresh_command", "add_inspect_command", "add_score_command", "add_explain_command"]
 
 
@@ -57,10 +59,10 @@ class _Progress:
             record = {"time": now, "event": "tenant_done", "tenant_id": outcome.tenant_id, "status": outcome.status,
                       "version": outcome.version, "rows_read": outcome.rows_read,
                       "rows_rejected": outcome.rows_rejected, "seconds": round(outcome.seconds, 3),
-                      "error": outcome.error}
+                      "error": outcome.error and in_options(outcome.error)}
             print(json.dumps(record), file=self.stream, flush=True)
         else:
-            detail = f"version {outcome.version}" if outcome.error is None else outcome.error
+            detail = f"version {outcome.version}" if outcome.error is None else in_options(outcome.error)
             print(f"{now} refresh {outcome.tenant_id}: {outcome.status} ({detail}; {outcome.rows_read:,} rows, "
                   f"{outcome.seconds:.1f} s)", file=self.stream, flush=True)
 
@@ -107,8 +109,9 @@ def _print_summary(report, log_format: str) -> None:
     table["seconds"] = table["seconds"].round(2)
     print(table.to_string(index=False))
     print(f"{report!r}")
-    notes = [(f"failed: {o.tenant_id}: {o.error}", {"event": "tenant_failed", "tenant_id": o.tenant_id,
-                                                      "error": o.error}) for o in report.outcomes if o.error]
+    notes = [(f"failed: {o.tenant_id}: {in_options(o.error)}", {"event": "tenant_failed", "tenant_id": o.tenant_id,
+                                                                  "error": in_options(o.error)})
+             for o in report.outcomes if o.error]
     if report.not_in_input:
         notes.append((f"{len(report.not_in_input)} tenants of the store have no mail in this input; their snapshots "
                       f"stay as they were: {', '.join(report.not_in_input[:10])}"
@@ -161,7 +164,9 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
     p.add_argument("--jobs", type=int, default=1, help="tenants refreshed at once, one process each (default 1; "
                                                        "-1: every core)")
-    p.add_argument("--incremental", action="store_true", help="refresh the current snapshots with only newer mail")
+    p.add_argument("--incremental", action="store_true",
+                   help="refresh the current snapshots with only newer mail (the store must hold snapshots: the first "
+                        "run builds it without --incremental)")
     p.add_argument("--force", action="store_true",
                    help="publish even when the content is unchanged; also what rolls a tenant back to an earlier "
                         "--as-of, rotates a privacy tenant's secret, or replaces a snapshot that cannot be read")
@@ -178,7 +183,10 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--report", help="write a JSON report here")
     p.add_argument("--log-format", dest="log_format", choices=("text", "json"), default="text",
                    help="progress: a bar on a terminal, else log lines (default text)")
-    p.set_defaults(func=run_refresh_command)
+    # The parameters of run_refresh these options pass, for its errors in their words (0 passes None).
+    p.set_defaults(func=run_refresh_command, parameters={
+        "jobs": "--jobs", "incremental": "--incremental", "engine": "--engine",
+        "chunk_rows": ("--chunk-rows", "0 (each tenant read whole)")})
     return p
 
 
@@ -319,13 +327,42 @@ def _add_format_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON Lines (default utf-8)")
 
 
+def _to_parquet(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_parquet(path, index=False)
+
+
+def _to_csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False)
+
+
+#: What ``score --output`` writes, by the file's extension (in any case).
+_OUTPUT_WRITERS = {".parquet": _to_parquet, ".pq": _to_parquet, ".csv": _to_csv}
+
+
+def _output_writer(path: str):
+    """How ``score`` writes ``--output``, from its extension; another extension is refused before any work (it
+    wrote Parquet into a file named .csv).
+
+    Examples
+    --------
+    >>> _output_writer("signals.CSV") is _OUTPUT_WRITERS[".csv"]
+    True
+    """
+    found = _OUTPUT_WRITERS.get(Path(path).suffix.lower())
+    if found is None:
+        raise ConfigError(f"--output {path!r}: score writes Parquet (.parquet, .pq) or CSV (.csv), as the file's "
+                          "extension says; give a path ending in one of them")
+    return found
+
+
 def run_score_command(args: argparse.Namespace) -> int:
-    """Run ``commgraph score``: signals for every message (or edge) of the input, written to Parquet."""
+    """Run ``commgraph score``: signals for every message (or edge) of the input, written to Parquet or CSV."""
     import time
 
     from ._scorer import Scorer
 
     start = time.perf_counter()
+    write = _output_writer(args.output)
     scorer = Scorer.from_store(SnapshotStore(args.store), tenants=_split(args.tenants),
                                secrets=_scoring_secrets(args.secrets), tenant_configs=_tenant_configs(args))
     frame = _read_input(args)
@@ -336,7 +373,7 @@ def run_score_command(args: argparse.Namespace) -> int:
         batch = validate(frame, tenants=scorer._configs(), timezone=args.timezone)
     scored = scorer.score(batch, level=args.level, cold_start=args.cold_start)
     # Whole or not at all: a write that fails half-way (a full disk) keeps the previous output readable.
-    write_whole(args.output, lambda temporary: scored.to_parquet(temporary, index=False))
+    write_whole(args.output, lambda temporary: write(scored, temporary))
     print(f"scored {len(scored):,} {args.level}s of {scored['tenant_id'].nunique()} tenants with "
           f"{scored.shape[1] - (3 if args.level == 'edge' else 2)} signals in {time.perf_counter() - start:.1f} s "
           f"-> {args.output}")
@@ -356,15 +393,16 @@ def add_score_command(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "score", help="compute the signals of mail against the current snapshots",
         description="Score every message (or every message x recipient edge) of the input against each tenant's "
-                    "current snapshot and write the signals to Parquet.",
+                    "current snapshot and write the signals to Parquet or CSV (as --output's extension says).",
         epilog="examples:\n  commgraph score --input today/ --store snapshots/ --output signals.parquet\n"
-               "  commgraph score --input mail.csv --store snapshots/ --output edges.parquet --level edge\n"
+               "  commgraph score --input mail.csv --store snapshots/ --output edges.csv --level edge\n"
                "  commgraph score --input today/ --store private/ --output signals.parquet \\\n"
                "      --secrets /run/secrets/commgraph.toml   # privacy-mode tenants: keyed with their secrets",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", nargs="+", required=True, help="mail files, directories or globs")
     p.add_argument("--store", required=True, help="snapshot store directory")
-    p.add_argument("--output", required=True, help="Parquet file to write")
+    p.add_argument("--output", required=True, help="file to write: Parquet (.parquet, .pq) or CSV (.csv), by its "
+                                                    "extension")
     p.add_argument("--level", choices=("message", "edge"), default="message", help="one row per message (default) "
                                                                                       "or per edge")
     p.add_argument("--tenants", help="comma-separated tenants to load (default: all in the store)")

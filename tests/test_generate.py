@@ -511,7 +511,7 @@ def test_command_line(tmp_path: Path, capsys):
     assert {p.name for p in out.iterdir()} == {"tenant_id=tenant-01", "tenant_id=tenant-02"}
     bad = parser.parse_args(["generate", "--out", str(tmp_path / "x"), "--days", "-2", "--no-progress"])
     assert run_generate(bad) == 2
-    assert "'days'" in capsys.readouterr().err
+    assert "--days -2: must be an int in [1, 100000]" in capsys.readouterr().err
     none = parser.parse_args(["generate", "--out", str(tmp_path / "y"), "--days", "2", "--scale", "0.05",
                               "--scenarios", "none", "--attack-rate", "0.5", "--no-progress"])
     assert run_generate(none) == 0

@@ -577,6 +577,27 @@ def test_an_empty_input_or_a_mistyped_store_is_refused(tmp_path, mail):
     assert not (tmp_path / "typo").exists() and not (tmp_path / "s").exists()
 
 
+def test_incremental_refuses_a_store_holding_no_snapshot_as_a_missing_one(tmp_path, archive, capsys):
+    # An existing folder without a snapshot (a mistyped path, a fresh volume) had every tenant built in full in
+    # it, silently, where a missing one is refused. The first run builds the store without --incremental.
+    empty, other = tmp_path / "empty", tmp_path / "other"
+    empty.mkdir()
+    other.mkdir()
+    (other / "old backup").mkdir()
+    (other / "notes.txt").write_text("")
+    for store, words in ((empty, f"{str(empty)!r} holds none: check --store"),
+                         (other, f"{str(other)!r} holds none (only 'notes.txt', 'old backup'): check --store")):
+        assert main(["refresh", "--input", str(archive), "--store", str(store), "--as-of", AS_OF,
+                     "--incremental"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "build the store without --incremental" in err, err
+        assert SnapshotStore(store).tenants() == []
+    assert main(["refresh", "--input", str(archive), "--store", str(empty), "--as-of", "2025-01-13T00:00Z"]) == 0
+    assert main(["refresh", "--input", str(archive), "--store", str(empty), "--as-of", AS_OF, "--incremental",
+                 "--report", str(tmp_path / "r.json")]) == 0
+    assert {t["mode"] for t in json.loads((tmp_path / "r.json").read_text())["tenants"]} == {"incremental"}
+
+
 def test_configuration_errors_name_the_file_and_exit_2(tmp_path, mail, archive, capsys):
     base = ["refresh", "--input", str(archive), "--store", str(tmp_path / "s"), "--as-of", AS_OF]
     (tmp_path / "bad.toml").write_text("windows = [7d]\n")

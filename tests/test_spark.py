@@ -147,6 +147,68 @@ def test_spark_engine_refuses_what_it_does_not_do(tmp_path, archive):
         run_refresh(csv, store=tmp_path, as_of=AS_OF, engine="spark")
 
 
+def test_spark_refusals_say_what_to_do_on_the_command_line(spark, tmp_path, capsys):
+    # They told a command-line user to call run_refresh(frame, engine='spark', ...) and to map columns with
+    # columns={'tenant_id': ...}, listing the job's own column among the input's.
+    csv = tmp_path / "mail.csv"
+    csv.write_text("tenant_id,message_id\n")
+    pd.DataFrame({"org": ["a"], "message_id": ["m1"]}).to_parquet(tmp_path / "org.parquet")
+    for source, words in ((csv, "Write it as Parquet, or run the local engine (leave out --engine spark)"),
+                          (tmp_path / "org.parquet", "Name yours with --columns tenant_id=<your column>")):
+        assert main(["refresh", "--input", str(source), "--store", str(tmp_path / "s"), "--as-of", AS_OF,
+                     "--engine", "spark"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "__commgraph" not in err, err
+
+
+def test_chunk_rows_0_reads_each_tenant_whole_on_spark_as_on_the_local_engine(spark, runs, archive, tmp_path,
+                                                                               monkeypatch):
+    # --chunk-rows 0 reads each tenant whole on the local engine (chunk_rows=None); on Spark it silently meant
+    # the default 500,000 rows. Now each tenant is one task, read whole, and its snapshot the local one.
+    from commgraph.baselines import _spark
+    from commgraph.graph._readers import parquet_dataset
+
+    path, configs = archive
+    asked = []
+
+    def tasks(sizes, chosen, chunk_rows):
+        asked.append(chunk_rows)
+        return spied(sizes, chosen, chunk_rows)
+
+    spied = _spark._tenant_tasks
+    monkeypatch.setattr(_spark, "_tenant_tasks", tasks)
+    assert main(["refresh", "--input", str(path), "--store", str(tmp_path / "whole"), "--as-of", AS_OF, "--engine",
+                 "spark", "--chunk-rows", "0", "--tenant-config", str(_toml(configs, tmp_path / "t.toml")),
+                 "--tenants", ",".join(GOOD)]) == 0
+    assert asked == [None] and spied({"a": 10**9}, ["a"], None) == [("a", 0, 1)]
+    # Not partitioned by tenant: shuffled, each tenant's rows gathered whole in its partition.
+    by_day = tmp_path / "by-day"
+    ds.write_dataset(parquet_dataset(path).to_table(), by_day, format="parquet", partitioning=["date", "tenant_id"],
+                     partitioning_flavor="hive")
+    run_refresh(by_day, store=tmp_path / "shuffled", as_of=AS_OF, tenant_configs=configs, engine="spark",
+                chunk_rows=None, tenants=GOOD)
+    local = SnapshotStore(runs["work"] / "local")
+    for store in ("whole", "shuffled"):
+        for tenant in GOOD:
+            a, b = local.load(tenant), SnapshotStore(tmp_path / store).load(tenant)
+            assert a.fingerprint == b.fingerprint and table_differences(a, b, rtol=1e-9) == [], (store, tenant)
+            assert state_differences(a, b) == [], (store, tenant)
+
+
+def test_a_partition_s_tenants_are_gathered_whole_or_in_chunks():
+    from commgraph.baselines._spark import _TENANT, _tenant_pieces
+
+    def batch(tenants: str) -> pa.RecordBatch:
+        return pa.RecordBatch.from_pydict({_TENANT: list(tenants), "n": list(range(len(tenants)))},
+                                          schema=pa.schema([(_TENANT, pa.string()), ("n", pa.int64())]))
+
+    batches = [batch("aab"), batch(""), batch("bbb"), batch("bc")]
+    whole = [(t, piece.num_rows) for t, piece in _tenant_pieces(iter(batches), None)]
+    assert whole == [("a", 2), ("b", 5), ("c", 1)]
+    assert [(t, piece.num_rows) for t, piece in _tenant_pieces(iter(batches), 3)] == [
+        ("a", 2), ("b", 1), ("b", 3), ("b", 1), ("c", 1)]
+
+
 def test_missing_pyspark_names_the_extra_to_install(monkeypatch):
     from commgraph.baselines import _spark
 
@@ -312,6 +374,92 @@ def test_spark_fails_a_tenant_alone_for_an_unreadable_file_and_reads_float_tenan
                 if c.tenant_id in ("tenant-01", "tenant-03")]
     found = _both_engines(tmp_path / "floats.parquet", tmp_path / "floats", numbered)
     assert found["spark"] == found["local"] == [("1", "published", ""), ("3", "published", "")]
+
+
+def _in_unit(rows: pd.DataFrame, unit: str) -> pa.Table:
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    for name in ("timestamp", "labeled_at"):
+        at = table.schema.get_field_index(name)
+        table = table.set_column(at, name, table.column(name).cast(pa.timestamp(unit, tz="UTC"), safe=False))
+    return table
+
+
+@pytest.mark.parametrize("layout", ["files", "by-day"])
+def test_spark_reads_times_stored_in_several_units_as_the_local_engine_does(spark, archive, tmp_path, layout):
+    # An archive whose files hold timestamp and labeled_at in milliseconds, microseconds and nanoseconds (exports
+    # of several tools): the local engine reads them, Spark failed the whole job reading a file in nanoseconds
+    # as the timestamps of the first ("Expected Spark type timestamp, actual Parquet type INT64").
+    from commgraph.graph._readers import parquet_dataset
+
+    path, configs = archive
+    rows = parquet_dataset(path).to_table().to_pandas()
+    rows = rows[rows["tenant_id"].isin(GOOD)].reset_index(drop=True)
+    mixed = tmp_path / "mixed"
+    thirds = [rows.iloc[i::3] for i in range(3)]
+    if layout == "files":
+        mixed.mkdir()
+        for name, unit, part in zip(("a", "b", "c"), ("ms", "ns", "us"), thirds):
+            pq.write_table(_in_unit(part, unit), mixed / f"{name}.parquet")
+    else:  # by day then tenant: not partitioned by tenant, so shuffled; the days' files in several units
+        for unit, part in zip(("ms", "ns", "us"), thirds):
+            ds.write_dataset(_in_unit(part, unit), mixed, format="parquet", partitioning=["date", "tenant_id"],
+                             partitioning_flavor="hive", basename_template=f"{unit}-{{i}}.parquet",
+                             existing_data_behavior="overwrite_or_ignore")
+    found = _both_engines(mixed, tmp_path, configs, chunk_rows=2000)
+    assert found["spark"] == found["local"] == [(t, "published", "") for t in GOOD]
+    for tenant in GOOD:
+        a, b = SnapshotStore(tmp_path / "local").load(tenant), SnapshotStore(tmp_path / "spark").load(tenant)
+        assert a.fingerprint == b.fingerprint and table_differences(a, b, rtol=1e-9) == [], tenant
+        assert state_differences(a, b) == [], tenant
+
+
+def test_spark_reads_a_placeholder_date_beside_nanoseconds_as_the_local_engine_does(spark, archive, tmp_path):
+    # A millisecond file holding 9999-12-31 (a time nanoseconds cannot hold) beside nanosecond files: both
+    # engines read the column in microseconds and refuse the placeholder row alone; when the nanosecond times
+    # are not whole microseconds, both refuse the files up front, naming them.
+    from commgraph.graph._readers import parquet_dataset
+
+    path, configs = archive
+    rows = parquet_dataset(path / "tenant_id=tenant-03").to_table().to_pandas().assign(tenant_id="tenant-03")
+    rows["timestamp"] = rows["timestamp"].dt.floor("us")
+    rows["labeled_at"] = rows["labeled_at"].dt.floor("us")
+    folder = tmp_path / "far"
+    folder.mkdir()
+    pq.write_table(_in_unit(rows.iloc[1:], "ns"), folder / "a.parquet")
+    far = pa.Table.from_pandas(rows.iloc[:1], preserve_index=False)
+    at = far.schema.get_field_index("timestamp")
+    far = far.set_column(at, "timestamp", pa.array([253402214400000], pa.timestamp("ms", tz="UTC")))  # 9999-12-31
+    at = far.schema.get_field_index("labeled_at")
+    pq.write_table(far.set_column(at, "labeled_at", far.column(at).cast(pa.timestamp("ms", tz="UTC"))),
+                   folder / "b.parquet")
+    reports = {engine: run_refresh(folder, store=tmp_path / engine, as_of=AS_OF, tenant_configs=configs,
+                                   engine=engine) for engine in ("local", "spark")}
+    columns = ["tenant_id", "status", "version", "rows_read", "rows_rejected", "error"]
+    assert reports["spark"].table()[columns].equals(reports["local"].table()[columns])
+    assert reports["local"].outcomes[0].rejects_by_reason == reports["spark"].outcomes[0].rejects_by_reason == {
+        "timestamp_out_of_range": 1}
+    a, b = SnapshotStore(tmp_path / "local").load("tenant-03"), SnapshotStore(tmp_path / "spark").load("tenant-03")
+    assert a.fingerprint == b.fingerprint and table_differences(a, b, rtol=1e-9) == []
+    pq.write_table(_in_unit(rows.iloc[1:].assign(timestamp=rows["timestamp"] + pd.Timedelta("1ns")), "ns"),
+                   folder / "a.parquet")
+    for engine in ("local", "spark"):
+        with pytest.raises(ConfigError, match=r"disagree on the unit of column 'timestamp': .*b.parquet .*a.parquet"):
+            run_refresh(folder, store=tmp_path / f"{engine}-2", as_of=AS_OF, tenant_configs=configs, engine=engine)
+
+
+def test_spark_refuses_int96_times_beside_nanoseconds_naming_the_files(spark, archive, tmp_path):
+    from commgraph.graph._readers import parquet_dataset
+
+    rows = parquet_dataset(archive[0] / "tenant_id=tenant-03").to_table().to_pandas().assign(tenant_id="tenant-03")
+    rows["timestamp"] = rows["timestamp"].dt.tz_localize(None)
+    rows["labeled_at"] = rows["labeled_at"].dt.tz_localize(None)
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.Table.from_pandas(rows.iloc[:5], preserve_index=False), tmp_path / "in" / "a.parquet",
+                   use_deprecated_int96_timestamps=True)
+    pq.write_table(pa.Table.from_pandas(rows.iloc[5:], preserve_index=False), tmp_path / "in" / "b.parquet")
+    # (Spark reads INT96 as times only, and nanoseconds as integers only: it failed the scan)
+    with pytest.raises(ConfigError, match=r"as INT96 \(.*a.parquet\) and in nanoseconds \(.*b.parquet"):
+        run_refresh(tmp_path / "in", store=tmp_path / "s", as_of=AS_OF, engine="spark")
 
 
 def test_spark_refuses_one_row_per_recipient_up_front(spark, tmp_path):

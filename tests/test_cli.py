@@ -1,0 +1,159 @@
+"""The command line's own words: usage errors name the option typed, its value and the fix, never a Python
+parameter; the Python API keeps naming its parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from commgraph.baselines import run_refresh
+from commgraph.graph import ConfigError, SchemaError, generate, validate, write_generated
+from commgraph.signals._cli import main
+from conftest import ACME, frame
+
+AS_OF = "2025-01-14T00:00Z"
+
+
+@pytest.fixture
+def mail_csv(tmp_path) -> Path:
+    path = tmp_path / "mail.csv"
+    frame().to_csv(path, index=False)
+    return path
+
+
+def _refresh(mail_csv: Path, *extra: str) -> list[str]:
+    return ["refresh", "--input", str(mail_csv), "--store", str(mail_csv.parent / "store"), "--as-of", AS_OF,
+            *extra]
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--jobs", "0"], "--jobs 0: must be a positive integer or -1"),
+    (["--jobs", "-3"], "--jobs -3: must be a positive integer or -1"),
+    (["--chunk-rows", "-5"], "--chunk-rows -5: must be a positive integer, or 0 (each tenant read whole)"),
+    (["--engine", "spark", "--jobs", "2"], "--jobs 2: must be 1 with --engine spark"),
+    (["--engine", "spark", "--incremental"], "--incremental cannot be given with --engine spark"),
+])
+def test_refresh_usage_errors_name_the_option_typed(mail_csv, capsys, extra, words):
+    # They named run_refresh's parameters ("The 'jobs' parameter of run_refresh", "leave 'jobs' at 1").
+    assert main(_refresh(mail_csv, *extra)) == 2
+    err = capsys.readouterr().err
+    assert words in err and "parameter of" not in err and "engine='spark'" not in err, err
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--days", "0"], "--days 0: must be an int in [1, 100000]"),
+    (["--tenants", "0"], "--tenants 0: must be an int in [1, 100000]."),
+    (["--seed", "-1"], "--seed -1: must be an int >= 0."),
+    (["--scale", "0"], "--scale 0.0: must be a number in (0, 10000]"),
+    (["--attack-rate", "2"], "--attack-rate 2.0: must be a number in [0, 1]"),
+    (["--scenarios", "nope"], "--scenarios nope: must be a list of names from ['exec_impersonation'"),
+    (["--chunk-messages", "10"], "--chunk-messages 10: must be an int >= 1000"),
+    (["--start", "not a date"], "--start 'not a date': must be a date such as '2025-01-06'"),
+])
+def test_generate_usage_errors_name_the_option_typed(tmp_path, capsys, extra, words):
+    # They named write_generated's parameters ('random_state' for --seed, "a numpy SeedSequence or None").
+    assert main(["generate", "--out", str(tmp_path / "out"), "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "parameter of" not in err and "SeedSequence" not in err and "TenantSpec" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_names_out_and_says_what_is_in_the_way(tmp_path, capsys):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    (tmp_path / "file").write_text("")
+    for name, why in (("full", "It is not empty"), ("file", "It is a file")):
+        assert main(["generate", "--out", str(tmp_path / name), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {tmp_path / name}: must be an empty or absent directory. {why}" in err, err
+
+
+def test_fixes_read_from_the_library_are_given_as_options(tmp_path, capsys):
+    # validate listed "pass timezone='<IANA zone>'", "pass timestamp_unit='s' or 'ms'" (no such option), a missing
+    # column's "columns={'sender': '<your column>'}", "pass format='parquet', ..." and warned through Python's
+    # machinery ("commgraph:6: InferredOwnDomainsWarning: ... Pass tenants=[TenantConfig(...)]").
+    cases = {
+        "naive.csv": (frame(timestamp=["2024-05-02 09:00"] * 3), "give --timezone <IANA zone>"),
+        "epoch.csv": (frame(timestamp=[1714640400, 1714640400000, 1714644000]), "write them all in one unit"),
+        "nosender.csv": (frame().drop(columns=["sender"]), "--columns sender=<your column>"),
+        "mail.txt": (frame(), "give --format parquet, csv or jsonl"),
+        "nodirection.csv": (frame(), "Give them with --tenant-config"),
+    }
+    for name, (rows, words) in cases.items():
+        rows.to_csv(tmp_path / name, index=False)
+        main(["validate", str(tmp_path / name)])
+        captured = capsys.readouterr()
+        said = captured.out + captured.err
+        assert words in said, (name, said)
+        assert not any(python in said for python in ("timezone=", "timestamp_unit=", "columns={", "format=",
+                                                      "TenantConfig(", "Warning:")), (name, said)
+    assert "commgraph validate: warning: tenant 'acme': no own domains configured" in said
+
+
+def test_refresh_prints_a_failed_tenant_s_fix_as_options(tmp_path, capsys):
+    frame().drop(columns=["sender"]).to_csv(tmp_path / "mail.csv", index=False)
+    assert main(_refresh(tmp_path / "mail.csv")) == 3
+    err = capsys.readouterr().err
+    assert "failed: acme:" in err and "--columns sender=<your column>" in err and "columns={" not in err, err
+
+
+def test_the_python_api_keeps_naming_its_parameters(tmp_path):
+    with pytest.raises(ConfigError, match=r"The 'jobs' parameter of run_refresh must be a positive integer or -1"):
+        run_refresh(frame(), store=tmp_path, as_of=AS_OF, jobs=0)
+    with pytest.raises(ConfigError, match=r"The 'chunk_rows' parameter of run_refresh .*, or None"):
+        run_refresh(frame(), store=tmp_path, as_of=AS_OF, chunk_rows=0)
+    with pytest.raises(ConfigError, match=r"The 'jobs' parameter of run_refresh must be 1 with engine='spark'"):
+        run_refresh(frame(), store=tmp_path, as_of=AS_OF, engine="spark", jobs=2)
+    with pytest.raises(ConfigError, match=r"The 'random_state' parameter of generate .*, or a numpy SeedSequence"):
+        generate(tenants=1, days=1, random_state=-1)
+    (tmp_path / "x").write_text("")
+    with pytest.raises(ConfigError, match=r"The 'out' parameter of write_generated .* It is not empty"):
+        write_generated(tmp_path, tenants=1, days=1, progress=False)
+    with pytest.raises(SchemaError, match="pass timezone='<IANA zone>'"):
+        validate(frame(timestamp=["2024-05-02 09:00"] * 3))
+
+
+def test_validate_show_takes_0_or_more_rows(tmp_path, capsys):
+    # --show -1 was taken: head(-1) listed every row of each problem but its last, under the same heading.
+    frame(sender=["not an address"] * 3).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["validate", str(tmp_path / "bad.csv"), "--show", "-1"]) == 2
+    captured = capsys.readouterr()
+    assert "--show -1: give how many rows to list per problem, 0 or more" in captured.err and not captured.out
+    assert main(["validate", str(tmp_path / "bad.csv"), "--show", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "invalid_address" in out and "problems" not in out and "row 0" not in out, out
+    assert main(["validate", str(tmp_path / "bad.csv"), "--show", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "row 0:" in out and "row 1:" in out and "row 2:" not in out, out
+
+
+def test_score_writes_parquet_or_csv_as_the_output_s_extension_says(tmp_path, capsys):
+    # --output signals.csv got Parquet bytes under a .csv name.
+    run_refresh(frame(), store=tmp_path / "store", as_of="2024-05-04", tenant_configs=ACME)
+    frame().to_csv(tmp_path / "mail.csv", index=False)
+    score = ["score", "--input", str(tmp_path / "mail.csv"), "--store", str(tmp_path / "store"), "--output"]
+    for name in ("signals.parquet", "signals.PQ", "signals.csv"):
+        assert main([*score, str(tmp_path / name)]) == 0, capsys.readouterr().err
+    parquet = pd.read_parquet(tmp_path / "signals.parquet")
+    assert (tmp_path / "signals.csv").read_bytes()[:4] != b"PAR1"
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "signals.csv"), parquet, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "signals.PQ"), parquet)
+    for name in ("signals.json", "signals"):
+        assert main([*score, str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert f"--output {str(tmp_path / name)!r}: score writes Parquet (.parquet, .pq) or CSV (.csv)" in err, err
+        assert not (tmp_path / name).exists()
+
+
+def test_a_configuration_file_s_errors_name_the_file_and_its_field(mail_csv, capsys):
+    # --config with half_life = "-1d" said "The 'half_life' parameter of BaselineConfig", a call the user never made.
+    config = mail_csv.parent / "baselines.toml"
+    for text, words in (('half_life = "-1d"\n', "its 'half_life' must be a timedelta > 0; it holds '-1d'"),
+                        ("global_prior = 5\n", "its 'global_prior' must be a pair of finite numbers"),
+                        ("halflife = 3\n", "unknown field 'halflife'")):
+        config.write_text(text)
+        assert main(_refresh(mail_csv, "--config", str(config))) == 2
+        err = capsys.readouterr().err
+        assert f"the baseline configuration file {str(config)!r}: {words}" in err and "parameter of" not in err, err
