@@ -21,7 +21,7 @@ import scipy as sp
 from ._addresses import parse_addresses
 from ._background import submit
 from ._csr import PairGroups, edge_label_counts, edge_times, group_pairs, index_dtype
-from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError
+from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError, checked_int
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
 from ._tenants import InferredOwnDomainsWarning, infer_own_domains, normalise_own_domain
@@ -542,8 +542,7 @@ class CommGraph:
         >>> g.ego("b@t.com", undirected=False).nodes["address"].tolist()
         ['b@t.com']
         """
-        if not isinstance(radius, (int, np.integer)) or isinstance(radius, bool) or radius < 0:
-            raise ConfigError(f"The 'radius' parameter of ego must be an int >= 0. Got {radius!r} instead.")
+        radius = checked_int(radius, "radius", "ego", 0)
         centre = self.node_id(address)
         from ._metrics import _bfs
 
@@ -648,6 +647,7 @@ class CommGraph:
         1  a@t.com     1         0         1
         """
         total = self.nodes["sent"].to_numpy(dtype=np.int64) + self.nodes["received"].to_numpy(dtype=np.int64)
+        n = checked_int(n, "n", "top_correspondents", 0)
         order = np.lexsort((np.arange(len(total)), -total))[:n]
         top = self.nodes.iloc[order][["address", "domain", "internal", "sent", "received"]]
         return top.assign(messages=total[order]).reset_index(drop=True)

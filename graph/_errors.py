@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["CommGraphError", "SchemaError", "ConfigError", "ParameterError", "ReasonCode", "Problem"]
@@ -129,6 +130,26 @@ class ParameterError(ConfigError):
 def _parameter_error(parameter: str, caller: str, allowed: str, got: Any, python: str, along: dict, fix: str
                      ) -> ParameterError:
     return ParameterError(parameter, caller, allowed, got, python=python, along=along, fix=fix)
+
+
+def checked_int(value: Any, parameter: str, caller: str, low: int, high: int | None = None) -> int:
+    """``value`` as an int if it is one in ``[low, high]`` (no bound above when ``high`` is None), else a
+    :class:`ParameterError` naming the parameter.
+
+    Examples
+    --------
+    >>> checked_int(3, "n", "top_correspondents", 0)
+    3
+    >>> checked_int(True, "n", "top_correspondents", 0)
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ParameterError: The 'n' parameter of top_correspondents must be an int >= 0. Got True instead.
+    """
+    if (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            and low <= value and (high is None or value <= high)):
+        return int(value)
+    allowed = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
+    raise ParameterError(parameter, caller, allowed, value)
 
 
 def _show(values: Sequence[Any]) -> str:

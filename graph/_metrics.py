@@ -15,7 +15,7 @@ import numpy as np
 import scipy as sp
 
 from ._commgraph import CommGraph, _binary
-from ._errors import CommGraphError, ConfigError
+from ._errors import CommGraphError, ConfigError, checked_int
 
 __all__ = [
     "in_degree", "out_degree", "reciprocity", "node_reciprocity", "pagerank", "communities",
@@ -346,11 +346,7 @@ def _bfs(adjacency: Any, sources: np.ndarray, max_hops: int) -> np.ndarray:
 
 
 def _check_hops(max_hops: Any, caller: str) -> int:
-    if (not isinstance(max_hops, (int, np.integer)) or isinstance(max_hops, bool)
-            or not 0 <= max_hops <= MAX_HOPS):
-        raise ConfigError(f"The 'max_hops' parameter of {caller} must be an int in [0, {MAX_HOPS}]. "
-                          f"Got {max_hops!r} instead.")
-    return int(max_hops)
+    return checked_int(max_hops, "max_hops", caller, 0, MAX_HOPS)
 
 
 def hop_distance(G: CommGraph, sources: Any, targets: Any = None, *, max_hops: int = 3) -> np.ndarray:
@@ -440,6 +436,7 @@ def pairwise_hop_distance(G: CommGraph, senders: Any, recipients: Any, *, max_ho
     """
     G = _check_graph(G, "pairwise_hop_distance")
     hops = _check_hops(max_hops, "pairwise_hop_distance")
+    batch_size = checked_int(batch_size, "batch_size", "pairwise_hop_distance", 1)
     s = G.node_ids(senders)
     r = G.node_ids(recipients)
     if len(s) != len(r):

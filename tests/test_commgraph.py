@@ -138,6 +138,19 @@ def test_errors_name_what_was_expected_and_what_arrived(messages):
         build_graph(edges.assign(label="phish"), tenant_id="acme")
     with pytest.raises(ConfigError, match="Messages object or an edges DataFrame"):
         build_graph([1, 2], tenant_id="acme")
+    # Counts that cannot be: refused, where they answered wrongly (a batch of -1 senders left every pair
+    # unreachable, a node from itself too; top_correspondents(-1) listed all nodes but one).
+    from commgraph.graph import pairwise_hop_distance
+
+    g = build_graph(messages, tenant_id="acme")
+    node = g.nodes["address"].iloc[0]
+    assert pairwise_hop_distance(g, [node], [node], batch_size=1).tolist() == [0]
+    for bad in (-1, 0, 1.5, True):
+        with pytest.raises(ConfigError, match=r"'batch_size' parameter of pairwise_hop_distance must be an int >= 1"):
+            pairwise_hop_distance(g, [node], [node], batch_size=bad)
+    with pytest.raises(ConfigError, match=r"'n' parameter of top_correspondents must be an int >= 0. Got -1"):
+        g.top_correspondents(-1)
+    assert g.top_correspondents(0).empty and len(g.top_correspondents(2)) == 2
 
 
 def test_naive_as_of_is_utc_as_baselines_and_scoring_read_it(messages):
