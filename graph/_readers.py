@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from ._errors import ConfigError, Problem, ReasonCode, SchemaError
+from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError
 from ._keys import stable_keys
 from ._messages import Messages, renumber_rejects
 from ._schema import AUTH_COLUMNS, EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
@@ -306,16 +306,22 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
     above = partition_base(base) if base_dir is None and base is not None else None
     if above is not None:
         source, base = os.path.abspath(base), above
-    found = ds.dataset(source, format="parquet", partitioning="hive", partition_base_dir=base)
-    # The partitioning's schema may list the files' columns too: its keys are the names seen as `/name=` in paths.
-    candidates = found.partitioning.schema.names if found.partitioning is not None else []
-    below = ["/" + f[len(base):] if base is not None else f for f in found.files]
-    names = [n for n in candidates if any(f"/{n}=" in f.replace(os.sep, "/") for f in below)]
-    if names:
-        # The same files again (no second walk of the directory), with every partition key declared a string.
-        strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
-        found = ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
-    return _with_every_column(found, text)
+    try:
+        found = ds.dataset(source, format="parquet", partitioning="hive", partition_base_dir=base)
+        # The partitioning's schema may list the files' columns too: its keys are the names seen as `/name=` in
+        # paths.
+        candidates = found.partitioning.schema.names if found.partitioning is not None else []
+        below = ["/" + f[len(base):] if base is not None else f for f in found.files]
+        names = [n for n in candidates if any(f"/{n}=" in f.replace(os.sep, "/") for f in below)]
+        if names:
+            # The same files again (no second walk of the directory), with every partition key declared a string.
+            strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
+            found = ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
+        return _with_every_column(found, text)
+    except pa.ArrowInvalid as exc:  # (pyarrow's text names the file)
+        raise CommGraphError(f"cannot read the input as Parquet: {str(exc).rstrip('.')}. Fix: replace a file cut "
+                             "off or damaged with a complete copy; for another format, pass format='parquet', "
+                             "'csv' or 'jsonl'") from exc
 
 
 def _zone_differs(a: Any, b: Any) -> bool:

@@ -876,3 +876,16 @@ def test_files_that_disagree_are_named_past_a_file_without_values(tmp_path):
             tmp_path / f"{name}.parquet")
     with pytest.raises(ConfigError, match=r"b\.parquet holds timestamp\[\w+, tz=UTC\], \S*c\.parquet holds"):
         read_messages(tmp_path)
+
+
+def test_a_damaged_or_foreign_parquet_file_is_named_with_the_fix(tmp_path):
+    # pyarrow's ArrowInvalid reached the user as an unexpected error (the command line's exit 1, 'unexpected').
+    from commgraph.graph import CommGraphError
+
+    mail().to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "b.parquet").write_bytes((tmp_path / "a.parquet").read_bytes()[:200])  # a copy cut off
+    with pytest.raises(CommGraphError, match=r"b\.parquet.*Fix: replace a file cut off or damaged"):
+        read_messages(tmp_path)
+    mail().to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(CommGraphError, match=r"c\.csv.*for another format, pass format="):
+        read_messages(tmp_path / "c.csv", format="parquet")
