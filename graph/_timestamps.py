@@ -159,15 +159,22 @@ DEFAULT_TIME_RANGE = ("1990-01-01", "2100-01-01")
 # 1e11 in 1973. Values on both sides of the line are ambiguous.
 _SECONDS_BELOW = 1e11
 _MILLIS_BELOW = 1e14
-_TZ_SUFFIX = r"(?:[zZ]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)(?:\s*\([^)]*\))?$"
-# The same pattern for pyarrow's RE2, whose \s and \d are ASCII only: spelled out as Python's re reads them
-# in text (any Unicode white space, any decimal digit), so '+0200\xa0(CEST)' keeps its zone.
-_UNICODE_SPACE = r"[\t-\r\x{1c}-\x{20}\x{85}\p{Z}]"
-_TZ_SUFFIX_RE2 = _TZ_SUFFIX.replace(r"\s", _UNICODE_SPACE).replace(r"\d", r"\p{Nd}")
 _NUMERIC = r"[+-]?\d+(?:\.\d*)?"
-# A calendar date alone ('2024-03-01', '2024-03') ends in what the zone pattern reads as an offset ('-01'):
-# it carries no zone, so it is naive like any other local time (midnight where, otherwise?).
-_DATE_ONLY = r"^[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?$"
+# What carries a zone is told from what the parsers read, never guessed from the text's tail: pandas' ISO 8601
+# parser reads an offset after a time ('Z', '+02:00', '+0200', '+02', and the unpadded '+2' and '+5:45');
+# a date alone carries none whatever its padding ('2024-5-12', '20240504': its '-12' is the day, no offset).
+# The same patterns in pyarrow's RE2, whose \s and \d are ASCII only: spelled out as Python's re reads them.
+_UNICODE_SPACE = r"[\t-\r\x{1c}-\x{20}\x{85}\p{Z}]"
+
+
+def _re2(pattern: str) -> str:
+    return pattern.replace(r"\s", _UNICODE_SPACE).replace(r"\d", r"\p{Nd}")
+
+
+_ISO_DATE_ONLY = _re2(r"^\d{4}(?:-?\d{1,2}){0,2}$")
+_ISO_ZONE = _re2(r"(?:[zZ]|[+-](?:\d{2}(?::?\d{2})?|\d(?::\d{2})?))$")
+# Digits after a sign that are no offset for sure: pandas reads '+200' as +20:00 and '+123' as +12:03.
+_ISO_ODD_OFFSET = _re2(r"[+-][\d:]+$")
 _CLOCK_WORD_RE2 = f"(?i)^{_UNICODE_SPACE}*(?:{'|'.join(CLOCK_WORDS)}){_UNICODE_SPACE}*$"
 
 
@@ -432,19 +439,25 @@ def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timez
     def matches(pattern: str) -> np.ndarray:
         return np.asarray(pc.fill_null(pc.match_substring_regex(arrow, pattern), False), dtype=bool)
 
-    has_zone = matches(_TZ_SUFFIX_RE2) & ~matches(_DATE_ONLY)
     # 'now' and 'today' are the clock to pandas, which no rerun repeats: never parsed, refused as unparseable.
     parseable = present & ~matches(_CLOCK_WORD_RE2)
-    # pandas reads a naive string as UTC under utc=True; the zone test above is what
-    # tells naive values apart, and they are re-localised below.
+    # pandas reads a naive string as UTC under utc=True; whether it carried a zone is told apart below
+    # (has_zone), and naive values are re-localised after.
     parsed = pd.to_datetime(text.where(parseable), format="ISO8601", utc=True, errors="coerce")
-    failed = parseable & parsed.isna().to_numpy()
+    iso = parseable & parsed.notna().to_numpy()
+    date_only = matches(_ISO_DATE_ONLY)
+    has_zone = iso & matches(_ISO_ZONE) & ~date_only
+    refuse(iso & ~has_zone & ~date_only & matches(_ISO_ODD_OFFSET), ReasonCode.UNPARSEABLE_TIMESTAMP,
+           "write offsets as +hh:mm (2024-03-01T09:30:00+01:00): +200 or +1:5 can be read more than one way")
+    failed = parseable & ~iso
     if failed.any():
-        # RFC 2822 and other forms: the general parser, only for what ISO-8601 missed, into the column's own
-        # unit. A date nanoseconds cannot hold is refused here, so that no other row gives up its fraction
-        # of a second (.7500000Z) to a coarser unit made to fit it.
-        other = pd.Series([_parse_other(v) for v in text[failed]], index=text.index[failed],
-                          dtype="datetime64[us, UTC]")
+        # RFC 2822 and other forms: the general parser, only for what ISO-8601 missed, once per distinct
+        # value, into the column's own unit. A date nanoseconds cannot hold is refused here, so that no other
+        # row gives up its fraction of a second (.7500000Z) to a coarser unit made to fit it.
+        codes, distinct = pd.factorize(text[failed])
+        read = [_parse_other(v) for v in distinct]
+        other = pd.Series([r[0] for r in read], dtype="datetime64[us, UTC]").iloc[codes].set_axis(text.index[failed])
+        has_zone[failed] = np.array([r[1] for r in read], dtype=bool)[codes]
         far = np.zeros(len(text), dtype=bool)
         far[failed] = _beyond_ns(other)
         refuse(far, ReasonCode.TIMESTAMP_OUT_OF_RANGE, _FAR_FIX)
@@ -483,9 +496,22 @@ def _to_ns(parsed: pd.Series, refuse) -> pd.Series:
     return parsed.where(~overflow).astype(TIMESTAMP_DTYPE)
 
 
-def _parse_other(value: str):
+def _parse_other(value: str) -> tuple[pd.Timestamp, bool]:
+    """A value ISO 8601 missed, as pandas' general parser (dateutil) reads it: the instant in UTC (a naive
+    one's wall time labelled UTC, as ``utc=True`` gives it) and whether the value carried a zone, as the
+    parser's result says (a zone it reads anywhere, 'Thu May  2 09:00:00 UTC 2024' of ``date`` included).
+
+    Examples
+    --------
+    >>> _parse_other("Thu May  2 09:00:00 UTC 2024")
+    (Timestamp('2024-05-02 09:00:00+0000', tz='UTC'), True)
+    >>> _parse_other("2 May 2024 09:00")
+    (Timestamp('2024-05-02 09:00:00+0000', tz='UTC'), False)
+    """
     try:
-        ts = pd.Timestamp(pd.to_datetime(value, format="mixed", utc=True))
+        ts = pd.Timestamp(pd.to_datetime(value, format="mixed"))
     except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
-        return pd.NaT
-    return ts
+        return pd.NaT, False
+    if ts is pd.NaT:
+        return ts, False
+    return (ts.tz_localize("UTC"), False) if ts.tzinfo is None else (ts.tz_convert("UTC"), True)
