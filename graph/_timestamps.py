@@ -175,6 +175,13 @@ _ISO_DATE_ONLY = _re2(r"^\d{4}(?:-?\d{1,2}){0,2}$")
 _ISO_ZONE = _re2(r"(?:[zZ]|[+-](?:\d{2}(?::?\d{2})?|\d(?::\d{2})?))$")
 # Digits after a sign that are no offset for sure: pandas reads '+200' as +20:00 and '+123' as +12:03.
 _ISO_ODD_OFFSET = _re2(r"[+-][\d:]+$")
+# A date written day and month first, the year last ('02.05.2024', '2/5/2024', '12-05-2024'), is 2 May to
+# some and 5 February to others; the general parser takes the month first whenever it can. Sure only when
+# the first field cannot be a month (13.05.2024) or the second a month (05/13/2024); a two-digit year last
+# may be first as well (13/05/24: 2013-05-24?). (The trailing '-2024' is no offset: a date has none.)
+_DAY_MONTH_YEAR = re.compile(r"(?<![\d/.:-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\d/.:-])")
+_AMBIGUOUS_DATE_FIX = ("write dates in ISO 8601, year first (2024-05-02T09:00:00+02:00): 02.05.2024 is 2 May to some "
+                       "and 5 February to others")
 _CLOCK_WORD_RE2 = f"(?i)^{_UNICODE_SPACE}*(?:{'|'.join(CLOCK_WORDS)}){_UNICODE_SPACE}*$"
 
 
@@ -455,6 +462,9 @@ def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timez
         # value, into the column's own unit. A date nanoseconds cannot hold is refused here, so that no other
         # row gives up its fraction of a second (.7500000Z) to a coarser unit made to fit it.
         codes, distinct = pd.factorize(text[failed])
+        ambiguous = np.zeros(len(text), dtype=bool)
+        ambiguous[failed] = np.array([_day_month_ambiguous(v) for v in distinct], dtype=bool)[codes]
+        refuse(ambiguous, ReasonCode.AMBIGUOUS_DATE, _AMBIGUOUS_DATE_FIX)
         read = [_parse_other(v) for v in distinct]
         other = pd.Series([r[0] for r in read], dtype="datetime64[us, UTC]").iloc[codes].set_axis(text.index[failed])
         has_zone[failed] = np.array([r[1] for r in read], dtype=bool)[codes]
@@ -494,6 +504,18 @@ def _to_ns(parsed: pd.Series, refuse) -> pd.Series:
     overflow = _beyond_ns(parsed)
     refuse(overflow, ReasonCode.TIMESTAMP_OUT_OF_RANGE, _FAR_FIX)
     return parsed.where(~overflow).astype(TIMESTAMP_DTYPE)
+
+
+def _day_month_ambiguous(value: str) -> bool:
+    """Whether a value holds a date whose day and month could be either way round (see ``_DAY_MONTH_YEAR``).
+
+    Examples
+    --------
+    >>> [_day_month_ambiguous(v) for v in ("02.05.2024 09:00 +0200", "13.05.2024", "5/13/2024", "13/05/24")]
+    [True, False, False, True]
+    """
+    found = _DAY_MONTH_YEAR.search(value)
+    return found is not None and (len(found[4]) == 2 or (int(found[1]) <= 12 and int(found[3]) <= 12))
 
 
 def _parse_other(value: str) -> tuple[pd.Timestamp, bool]:

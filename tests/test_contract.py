@@ -364,6 +364,23 @@ def test_a_zone_pandas_reads_is_never_localised_again(timezone):
         "2024-05-02T03:15:00Z", "2024-05-02T07:00:00Z", "2024-05-02T09:00:00Z")]
 
 
+def test_a_date_whose_day_and_month_could_be_either_way_round_is_refused():
+    # The general parser took the month first whenever it could: 12-05-2024 was 5 December while 13-05-2024 in
+    # the same column was 13 May, and the zoned 02.05.2024 09:00 +0200 was 5 February, all silently.
+    raw = frame(timestamp=["12-05-2024", "02.05.2024 09:00 +0200", "2/5/2024 09:00 +0200"])
+    with pytest.raises(SchemaError) as info:
+        validate(raw, tenants=ACME, timezone="Asia/Tokyo")
+    assert info.value.reasons == ["ambiguous_date"] and "ISO 8601" in str(info.value)
+    assert "column 'timestamp': 3 rows ambiguous_date" in str(info.value)
+    assert reasons(validate(frame(timestamp=["01/02/24 09:00Z"] * 3), tenants=ACME, strict=False)) == [
+        "ambiguous_date"] * 3  # (2001-02-24? 2024-01-02? 2024-02-01?)
+    # Where the day cannot be a month (or the month a day), the date is read for sure.
+    sure = ["13.05.2024 09:00 +0200", "05/13/2024 09:00 +0200", "13-05-2024 09:00 +0200"]
+    formats = ["%d.%m.%Y %H:%M %z", "%m/%d/%Y %H:%M %z", "%d-%m-%Y %H:%M %z"]
+    m = validate(frame(timestamp=sure), tenants=ACME)
+    assert m.frame["timestamp"].tolist() == [pd.Timestamp(dt.datetime.strptime(v, f)) for v, f in zip(sure, formats)]
+
+
 def test_digits_after_a_sign_that_are_no_offset_for_sure_are_refused():
     # pandas reads '+200' as +20:00 and '+123' as +12:03: 2 hours meant, 20 taken.
     raw = frame(timestamp=["2024-05-02T09:00:00+200", "2024-05-02T09:00:00+123", "2024-05-02T09:00:00+1:5"])
