@@ -172,7 +172,9 @@ def _re2(pattern: str) -> str:
 
 
 _ISO_DATE_ONLY = _re2(r"^\d{4}(?:-?\d{1,2}){0,2}$")
-_ISO_ZONE = _re2(r"(?:[zZ]|[+-](?:\d{2}(?::?\d{2})?|\d(?::\d{2})?))$")
+# An offset read for sure: +hh, +hhmm, +hh:mm, +h, +h:mm.
+_OFFSET = r"[+-](?:\d{2}(?::?\d{2})?|\d(?::\d{2})?)"
+_ISO_ZONE = _re2(f"(?:[zZ]|{_OFFSET})$")
 # Digits after a sign that are no offset for sure: pandas reads '+200' as +20:00 and '+123' as +12:03.
 _ISO_ODD_OFFSET = _re2(r"[+-][\d:]+$")
 # A date written day and month first, the year last ('02.05.2024', '2/5/2024', '12-05-2024'), is 2 May to
@@ -182,6 +184,10 @@ _ISO_ODD_OFFSET = _re2(r"[+-][\d:]+$")
 _DAY_MONTH_YEAR = re.compile(r"(?<![\d/.:-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\d/.:-])")
 _AMBIGUOUS_DATE_FIX = ("write dates in ISO 8601, year first (2024-05-02T09:00:00+02:00): 02.05.2024 is 2 May to some "
                        "and 5 February to others")
+# 'GMT+0200' (JavaScript's Date.toString) and 'UTC-05:00' mean two hours ahead of UTC and five behind, as people
+# write them; dateutil reads them as POSIX TZ strings, where the sign is inverted (11:00 UTC for 09:00 GMT+0200).
+# The offset is handed to it alone; digits that are no offset for sure ('GMT+200') are refused.
+_NAMED_OFFSET = re.compile(r"(?<![A-Za-z])(?:GMT|UTC)\s*([+-][\d:]+)")
 _CLOCK_WORD_RE2 = f"(?i)^{_UNICODE_SPACE}*(?:{'|'.join(CLOCK_WORDS)}){_UNICODE_SPACE}*$"
 
 
@@ -518,6 +524,19 @@ def _day_month_ambiguous(value: str) -> bool:
     return found is not None and (len(found[4]) == 2 or (int(found[1]) <= 12 and int(found[3]) <= 12))
 
 
+def _offset_as_meant(found: re.Match) -> str:
+    """The offset of a 'GMT+0200' as dateutil reads an offset alone (see ``_NAMED_OFFSET``).
+
+    Examples
+    --------
+    >>> _NAMED_OFFSET.sub(_offset_as_meant, "Thu May 02 2024 09:00:00 GMT+0200")
+    'Thu May 02 2024 09:00:00 +0200'
+    """
+    if re.fullmatch(_OFFSET, found[1]) is None:
+        raise ValueError(f"{found[0]!r} is no offset for sure")
+    return f" {found[1]}"
+
+
 def _parse_other(value: str) -> tuple[pd.Timestamp, bool]:
     """A value ISO 8601 missed, as pandas' general parser (dateutil) reads it: the instant in UTC (a naive
     one's wall time labelled UTC, as ``utc=True`` gives it) and whether the value carried a zone, as the
@@ -531,6 +550,7 @@ def _parse_other(value: str) -> tuple[pd.Timestamp, bool]:
     (Timestamp('2024-05-02 09:00:00+0000', tz='UTC'), False)
     """
     try:
+        value = _NAMED_OFFSET.sub(_offset_as_meant, value)
         ts = pd.Timestamp(pd.to_datetime(value, format="mixed"))
     except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
         return pd.NaT, False

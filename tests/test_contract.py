@@ -381,6 +381,19 @@ def test_a_date_whose_day_and_month_could_be_either_way_round_is_refused():
     assert m.frame["timestamp"].tolist() == [pd.Timestamp(dt.datetime.strptime(v, f)) for v, f in zip(sure, formats)]
 
 
+def test_gmt_and_utc_offsets_are_read_with_the_sign_people_and_javascript_mean():
+    # dateutil reads 'GMT+0200' as a POSIX zone, two hours behind: 09:00 GMT+0200 was 11:00 UTC, not 07:00.
+    from email.utils import parsedate_to_datetime
+
+    raw = frame(timestamp=["Thu May 02 2024 09:00:00 GMT+0200", "Thu, 02 May 2024 09:00:00 GMT+0200",
+                           "2024-05-02T09:00:00 UTC-05:00"])
+    m = validate(raw, tenants=ACME, timezone="Asia/Tokyo")
+    two_ahead = pd.Timestamp(parsedate_to_datetime("Thu, 02 May 2024 09:00:00 +0200"))
+    assert m.frame["timestamp"].tolist() == [two_ahead] * 2 + [pd.Timestamp("2024-05-02T14:00:00Z")]
+    assert reasons(validate(frame(timestamp=["2024-05-02T09:00:00 GMT+200"] * 3), tenants=ACME, strict=False)) == [
+        "unparseable_timestamp"] * 3
+
+
 def test_digits_after_a_sign_that_are_no_offset_for_sure_are_refused():
     # pandas reads '+200' as +20:00 and '+123' as +12:03: 2 hours meant, 20 taken.
     raw = frame(timestamp=["2024-05-02T09:00:00+200", "2024-05-02T09:00:00+123", "2024-05-02T09:00:00+1:5"])
