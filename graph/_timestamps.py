@@ -187,6 +187,11 @@ _AMBIGUOUS_DATE_FIX = ("write dates in ISO 8601, year first (2024-05-02T09:00:00
 # 'GMT+0200' (JavaScript's Date.toString) and 'UTC-05:00' mean two hours ahead of UTC and five behind, as people
 # write them; dateutil reads them as POSIX TZ strings, where the sign is inverted (11:00 UTC for 09:00 GMT+0200).
 # The offset is handed to it alone; digits that are no offset for sure ('GMT+200') are refused.
+# A trailing parenthesised comment ('+0200 (CEST)') names no zone: in RFC 2822 the zone is the offset and
+# the comment only a comment, which dateutil read as the zone over the offset ('+0200 (UTC)' was 09:00 UTC).
+_TRAILING_COMMENT = re.compile(r"\s*\([^()]*\)\s*$")
+# The general parser reads digits after a time's sign as an offset whatever they are ('09:00:00+1:5' as +01:05).
+_OFFSET_AFTER_TIME = re.compile(r"\d:\d{2}(?:[.,]\d+)?\s*([+-][\d:]+)$")
 _NAMED_OFFSET = re.compile(r"(?<![A-Za-z])(?:GMT|UTC)\s*([+-][\d:]+)")
 _CLOCK_WORD_RE2 = f"(?i)^{_UNICODE_SPACE}*(?:{'|'.join(CLOCK_WORDS)}){_UNICODE_SPACE}*$"
 
@@ -541,6 +546,8 @@ def _parse_other(value: str) -> tuple[pd.Timestamp, bool]:
     """A value ISO 8601 missed, as pandas' general parser (dateutil) reads it: the instant in UTC (a naive
     one's wall time labelled UTC, as ``utc=True`` gives it) and whether the value carried a zone, as the
     parser's result says (a zone it reads anywhere, 'Thu May  2 09:00:00 UTC 2024' of ``date`` included).
+    A trailing comment is no zone, 'GMT+0200' is two hours ahead of UTC, and digits after a time's sign that
+    are no offset for sure ('+1:5') are refused (NaT).
 
     Examples
     --------
@@ -548,9 +555,14 @@ def _parse_other(value: str) -> tuple[pd.Timestamp, bool]:
     (Timestamp('2024-05-02 09:00:00+0000', tz='UTC'), True)
     >>> _parse_other("2 May 2024 09:00")
     (Timestamp('2024-05-02 09:00:00+0000', tz='UTC'), False)
+    >>> _parse_other("Thu, 02 May 2024 09:00:00 +0200 (UTC)")[0]
+    Timestamp('2024-05-02 07:00:00+0000', tz='UTC')
     """
     try:
-        value = _NAMED_OFFSET.sub(_offset_as_meant, value)
+        value = _NAMED_OFFSET.sub(_offset_as_meant, _TRAILING_COMMENT.sub("", value))
+        found = _OFFSET_AFTER_TIME.search(value)
+        if found is not None and re.fullmatch(_OFFSET, found[1]) is None:
+            return pd.NaT, False
         ts = pd.Timestamp(pd.to_datetime(value, format="mixed"))
     except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
         return pd.NaT, False

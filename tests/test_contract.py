@@ -394,6 +394,20 @@ def test_gmt_and_utc_offsets_are_read_with_the_sign_people_and_javascript_mean()
         "unparseable_timestamp"] * 3
 
 
+@pytest.mark.parametrize("value", ["Thu, 02 May 2024 09:00:00 +0200 (UTC)", "Thu, 02 May 2024 09:00:00 -0700 (GMT)",
+                                   "Thu, 02 May 2024 09:00:00 +0200 (CEST)", "Thu, 02 May 2024 09:00:00 (UTC)"])
+def test_a_comment_after_an_rfc_2822_date_never_overrides_its_offset(value):
+    # dateutil read a trailing '(UTC)' as the zone over the offset: 09:00 +0200 (UTC) was 09:00 UTC, not 07:00.
+    from email.utils import parsedate_to_datetime
+
+    expected = parsedate_to_datetime(value)
+    parsed = parse_timestamps(pd.Series([value]))
+    if expected.tzinfo is None:  # a comment alone is no zone
+        assert parsed.reason[0] == ReasonCode.NAIVE_TIMESTAMP
+    else:
+        assert parsed.reason[0] is None and parsed.values.iloc[0] == pd.Timestamp(expected)
+
+
 def test_digits_after_a_sign_that_are_no_offset_for_sure_are_refused():
     # pandas reads '+200' as +20:00 and '+123' as +12:03: 2 hours meant, 20 taken.
     raw = frame(timestamp=["2024-05-02T09:00:00+200", "2024-05-02T09:00:00+123", "2024-05-02T09:00:00+1:5"])
@@ -451,7 +465,8 @@ def test_now_and_today_are_no_message_time_even_with_a_zone():
 # Each zone as a person means it, in minutes east of UTC (None: no zone; REFUSED: no zone read for sure).
 REFUSED = "refused"
 ZONES = {"": None, "Z": 0, "z": 0, "UTC": 0, "GMT": 0, "+01:00": 60, "-0530": -330, "+02": 120,
-         " +0100 (CET)": 60, "+0100 (CET)": 60, "+1": 60, "+5:45": 345, " -03:30": -210, "CET": REFUSED,
+         " +0100 (CET)": 60, "+0100 (CET)": 60, "+1": 60, "+5:45": 345, " -03:30": -210, "CET": REFUSED, " (UTC)": None,
+         " +0200 (UTC)": 120,
          " +0200\xa0(CEST)": 120, " +0200\u2009(CEST)": 120, "+\u0660\u0662:00": 120, "+\uff10\uff12": 120,
          " +0200\x1f(CEST)": 120, "+200": REFUSED, "+1:5": REFUSED}
 
