@@ -192,6 +192,9 @@ _AMBIGUOUS_DATE_FIX = ("write dates in ISO 8601, year first (2024-05-02T09:00:00
 _TRAILING_COMMENT = re.compile(r"\s*\([^()]*\)\s*$")
 # The general parser reads digits after a time's sign as an offset whatever they are ('09:00:00+1:5' as +01:05).
 _OFFSET_AFTER_TIME = re.compile(r"\d:\d{2}(?:[.,]\d+)?\s*([+-][\d:]+)$")
+# A date then signed digits and no time ('2024-05-02 -0530'): the general parser reads the digits as a time
+# on the clock (05:30), where the writer may have meant an offset for midnight.
+_DATE_THEN_SIGNED = re.compile(r"^\d{4}([/.-])\d{1,2}\1\d{1,2}\s*[+-][\d:]+$")
 _NAMED_OFFSET = re.compile(r"(?<![A-Za-z])(?:GMT|UTC)\s*([+-][\d:]+)")
 _CLOCK_WORD_RE2 = f"(?i)^{_UNICODE_SPACE}*(?:{'|'.join(CLOCK_WORDS)}){_UNICODE_SPACE}*$"
 
@@ -561,7 +564,7 @@ def _parse_other(value: str) -> tuple[pd.Timestamp, bool]:
     try:
         value = _NAMED_OFFSET.sub(_offset_as_meant, _TRAILING_COMMENT.sub("", value))
         found = _OFFSET_AFTER_TIME.search(value)
-        if found is not None and re.fullmatch(_OFFSET, found[1]) is None:
+        if (found is not None and re.fullmatch(_OFFSET, found[1]) is None) or _DATE_THEN_SIGNED.match(value):
             return pd.NaT, False
         ts = pd.Timestamp(pd.to_datetime(value, format="mixed"))
     except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):

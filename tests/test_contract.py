@@ -413,6 +413,9 @@ def test_digits_after_a_sign_that_are_no_offset_for_sure_are_refused():
     raw = frame(timestamp=["2024-05-02T09:00:00+200", "2024-05-02T09:00:00+123", "2024-05-02T09:00:00+1:5"])
     m = validate(raw, tenants=ACME, strict=False, timezone="Asia/Tokyo")
     assert reasons(m) == ["unparseable_timestamp"] * 3 and "+hh:mm" in m.rejects["reject_message"].iloc[0]
+    # A date then signed digits and no time was read as that time on the clock: '2024-05-02 -0530' as 05:30.
+    raw = frame(timestamp=["2024-05-02-0530", "2024-05-02 -0530", "2024/05/02 +02"])
+    assert reasons(validate(raw, tenants=ACME, strict=False, timezone="Asia/Tokyo")) == ["unparseable_timestamp"] * 3
 
 
 @pytest.mark.parametrize("layout", ["message", "recipient"])
