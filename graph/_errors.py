@@ -46,6 +46,7 @@ class ReasonCode(str, enum.Enum):
     NAIVE_TIMESTAMP = "naive_timestamp"
     UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"
     AMBIGUOUS_TIMESTAMP_UNIT = "ambiguous_timestamp_unit"
+    AMBIGUOUS_DATE = "ambiguous_date"
     TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
     LABELED_BEFORE_MESSAGE = "labeled_before_message"
     INVALID_VALUE = "invalid_value"

@@ -159,15 +159,43 @@ DEFAULT_TIME_RANGE = ("1990-01-01", "2100-01-01")
 # 1e11 in 1973. Values on both sides of the line are ambiguous.
 _SECONDS_BELOW = 1e11
 _MILLIS_BELOW = 1e14
-_TZ_SUFFIX = r"(?:[zZ]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)(?:\s*\([^)]*\))?$"
-# The same pattern for pyarrow's RE2, whose \s and \d are ASCII only: spelled out as Python's re reads them
-# in text (any Unicode white space, any decimal digit), so '+0200\xa0(CEST)' keeps its zone.
-_UNICODE_SPACE = r"[\t-\r\x{1c}-\x{20}\x{85}\p{Z}]"
-_TZ_SUFFIX_RE2 = _TZ_SUFFIX.replace(r"\s", _UNICODE_SPACE).replace(r"\d", r"\p{Nd}")
 _NUMERIC = r"[+-]?\d+(?:\.\d*)?"
-# A calendar date alone ('2024-03-01', '2024-03') ends in what the zone pattern reads as an offset ('-01'):
-# it carries no zone, so it is naive like any other local time (midnight where, otherwise?).
-_DATE_ONLY = r"^[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?$"
+# What carries a zone is told from what the parsers read, never guessed from the text's tail: pandas' ISO 8601
+# parser reads an offset after a time ('Z', '+02:00', '+0200', '+02', and the unpadded '+2' and '+5:45');
+# a date alone carries none whatever its padding ('2024-5-12', '20240504': its '-12' is the day, no offset).
+# The same patterns in pyarrow's RE2, whose \s and \d are ASCII only: spelled out as Python's re reads them.
+_UNICODE_SPACE = r"[\t-\r\x{1c}-\x{20}\x{85}\p{Z}]"
+
+
+def _re2(pattern: str) -> str:
+    return pattern.replace(r"\s", _UNICODE_SPACE).replace(r"\d", r"\p{Nd}")
+
+
+_ISO_DATE_ONLY = _re2(r"^\d{4}(?:-?\d{1,2}){0,2}$")
+# An offset read for sure: +hh, +hhmm, +hh:mm, +h, +h:mm.
+_OFFSET = r"[+-](?:\d{2}(?::?\d{2})?|\d(?::\d{2})?)"
+_ISO_ZONE = _re2(f"(?:[zZ]|{_OFFSET})$")
+# Digits after a sign that are no offset for sure: pandas reads '+200' as +20:00 and '+123' as +12:03.
+_ISO_ODD_OFFSET = _re2(r"[+-][\d:]+$")
+# A date written day and month first, the year last ('02.05.2024', '2/5/2024', '12-05-2024'), is 2 May to
+# some and 5 February to others; the general parser takes the month first whenever it can. Sure only when
+# the first field cannot be a month (13.05.2024) or the second a month (05/13/2024); a two-digit year last
+# may be first as well (13/05/24: 2013-05-24?). (The trailing '-2024' is no offset: a date has none.)
+_DAY_MONTH_YEAR = re.compile(r"(?<![\d/.:-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\d/.:-])")
+_AMBIGUOUS_DATE_FIX = ("write dates in ISO 8601, year first (2024-05-02T09:00:00+02:00): 02.05.2024 is 2 May to some "
+                       "and 5 February to others")
+# 'GMT+0200' (JavaScript's Date.toString) and 'UTC-05:00' mean two hours ahead of UTC and five behind, as people
+# write them; dateutil reads them as POSIX TZ strings, where the sign is inverted (11:00 UTC for 09:00 GMT+0200).
+# The offset is handed to it alone; digits that are no offset for sure ('GMT+200') are refused.
+# A trailing parenthesised comment ('+0200 (CEST)') names no zone: in RFC 2822 the zone is the offset and
+# the comment only a comment, which dateutil read as the zone over the offset ('+0200 (UTC)' was 09:00 UTC).
+_TRAILING_COMMENT = re.compile(r"\s*\([^()]*\)\s*$")
+# The general parser reads digits after a time's sign as an offset whatever they are ('09:00:00+1:5' as +01:05).
+_OFFSET_AFTER_TIME = re.compile(r"\d:\d{2}(?:[.,]\d+)?\s*([+-][\d:]+)$")
+# A date then signed digits and no time ('2024-05-02 -0530'): the general parser reads the digits as a time
+# on the clock (05:30), where the writer may have meant an offset for midnight.
+_DATE_THEN_SIGNED = re.compile(r"^\d{4}([/.-])\d{1,2}\1\d{1,2}\s*[+-][\d:]+$")
+_NAMED_OFFSET = re.compile(r"(?<![A-Za-z])(?:GMT|UTC)\s*([+-][\d:]+)")
 _CLOCK_WORD_RE2 = f"(?i)^{_UNICODE_SPACE}*(?:{'|'.join(CLOCK_WORDS)}){_UNICODE_SPACE}*$"
 
 
@@ -432,19 +460,28 @@ def _from_strings(values: pd.Series, text: pd.Series, present: np.ndarray, timez
     def matches(pattern: str) -> np.ndarray:
         return np.asarray(pc.fill_null(pc.match_substring_regex(arrow, pattern), False), dtype=bool)
 
-    has_zone = matches(_TZ_SUFFIX_RE2) & ~matches(_DATE_ONLY)
     # 'now' and 'today' are the clock to pandas, which no rerun repeats: never parsed, refused as unparseable.
     parseable = present & ~matches(_CLOCK_WORD_RE2)
-    # pandas reads a naive string as UTC under utc=True; the zone test above is what
-    # tells naive values apart, and they are re-localised below.
+    # pandas reads a naive string as UTC under utc=True; whether it carried a zone is told apart below
+    # (has_zone), and naive values are re-localised after.
     parsed = pd.to_datetime(text.where(parseable), format="ISO8601", utc=True, errors="coerce")
-    failed = parseable & parsed.isna().to_numpy()
+    iso = parseable & parsed.notna().to_numpy()
+    date_only = matches(_ISO_DATE_ONLY)
+    has_zone = iso & matches(_ISO_ZONE) & ~date_only
+    refuse(iso & ~has_zone & ~date_only & matches(_ISO_ODD_OFFSET), ReasonCode.UNPARSEABLE_TIMESTAMP,
+           "write offsets as +hh:mm (2024-03-01T09:30:00+01:00): +200 or +1:5 can be read more than one way")
+    failed = parseable & ~iso
     if failed.any():
-        # RFC 2822 and other forms: the general parser, only for what ISO-8601 missed, into the column's own
-        # unit. A date nanoseconds cannot hold is refused here, so that no other row gives up its fraction
-        # of a second (.7500000Z) to a coarser unit made to fit it.
-        other = pd.Series([_parse_other(v) for v in text[failed]], index=text.index[failed],
-                          dtype="datetime64[us, UTC]")
+        # RFC 2822 and other forms: the general parser, only for what ISO-8601 missed, once per distinct
+        # value, into the column's own unit. A date nanoseconds cannot hold is refused here, so that no other
+        # row gives up its fraction of a second (.7500000Z) to a coarser unit made to fit it.
+        codes, distinct = pd.factorize(text[failed])
+        ambiguous = np.zeros(len(text), dtype=bool)
+        ambiguous[failed] = np.array([_day_month_ambiguous(v) for v in distinct], dtype=bool)[codes]
+        refuse(ambiguous, ReasonCode.AMBIGUOUS_DATE, _AMBIGUOUS_DATE_FIX)
+        read = [_parse_other(v) for v in distinct]
+        other = pd.Series([r[0] for r in read], dtype="datetime64[us, UTC]").iloc[codes].set_axis(text.index[failed])
+        has_zone[failed] = np.array([r[1] for r in read], dtype=bool)[codes]
         far = np.zeros(len(text), dtype=bool)
         far[failed] = _beyond_ns(other)
         refuse(far, ReasonCode.TIMESTAMP_OUT_OF_RANGE, _FAR_FIX)
@@ -483,9 +520,55 @@ def _to_ns(parsed: pd.Series, refuse) -> pd.Series:
     return parsed.where(~overflow).astype(TIMESTAMP_DTYPE)
 
 
-def _parse_other(value: str):
+def _day_month_ambiguous(value: str) -> bool:
+    """Whether a value holds a date whose day and month could be either way round (see ``_DAY_MONTH_YEAR``).
+
+    Examples
+    --------
+    >>> [_day_month_ambiguous(v) for v in ("02.05.2024 09:00 +0200", "13.05.2024", "5/13/2024", "13/05/24")]
+    [True, False, False, True]
+    """
+    found = _DAY_MONTH_YEAR.search(value)
+    return found is not None and (len(found[4]) == 2 or (int(found[1]) <= 12 and int(found[3]) <= 12))
+
+
+def _offset_as_meant(found: re.Match) -> str:
+    """The offset of a 'GMT+0200' as dateutil reads an offset alone (see ``_NAMED_OFFSET``).
+
+    Examples
+    --------
+    >>> _NAMED_OFFSET.sub(_offset_as_meant, "Thu May 02 2024 09:00:00 GMT+0200")
+    'Thu May 02 2024 09:00:00 +0200'
+    """
+    if re.fullmatch(_OFFSET, found[1]) is None:
+        raise ValueError(f"{found[0]!r} is no offset for sure")
+    return f" {found[1]}"
+
+
+def _parse_other(value: str) -> tuple[pd.Timestamp, bool]:
+    """A value ISO 8601 missed, as pandas' general parser (dateutil) reads it: the instant in UTC (a naive
+    one's wall time labelled UTC, as ``utc=True`` gives it) and whether the value carried a zone, as the
+    parser's result says (a zone it reads anywhere, 'Thu May  2 09:00:00 UTC 2024' of ``date`` included).
+    A trailing comment is no zone, 'GMT+0200' is two hours ahead of UTC, and digits after a time's sign that
+    are no offset for sure ('+1:5') are refused (NaT).
+
+    Examples
+    --------
+    >>> _parse_other("Thu May  2 09:00:00 UTC 2024")
+    (Timestamp('2024-05-02 09:00:00+0000', tz='UTC'), True)
+    >>> _parse_other("2 May 2024 09:00")
+    (Timestamp('2024-05-02 09:00:00+0000', tz='UTC'), False)
+    >>> _parse_other("Thu, 02 May 2024 09:00:00 +0200 (UTC)")[0]
+    Timestamp('2024-05-02 07:00:00+0000', tz='UTC')
+    """
     try:
-        ts = pd.Timestamp(pd.to_datetime(value, format="mixed", utc=True))
+        value = _NAMED_OFFSET.sub(_offset_as_meant, _TRAILING_COMMENT.sub("", value))
+        found = _OFFSET_AFTER_TIME.search(value)
+        if (found is not None and re.fullmatch(_OFFSET, found[1]) is None) or _DATE_THEN_SIGNED.match(value):
+            return pd.NaT, False
+        ts = pd.Timestamp(pd.to_datetime(value, format="mixed"))
     except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
-        return pd.NaT
-    return ts
+        return pd.NaT, False
+    if ts is pd.NaT:
+        return ts, False
+    return (ts.tz_localize("UTC"), False) if ts.tzinfo is None else (ts.tz_convert("UTC"), True)

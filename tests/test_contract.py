@@ -21,7 +21,7 @@ from hypothesis import given, strategies as st
 
 from commgraph.graph import (
     ConfigError, InferredOwnDomainsWarning, Messages, ReasonCode, SchemaError, TenantConfig, read_messages,
-    stable_key, stable_keys, validate,
+    parse_timestamps, stable_key, stable_keys, validate,
 )
 from commgraph.graph import _addresses as addresses
 from commgraph.graph import normalise_address, parse_addresses
@@ -343,6 +343,81 @@ def test_a_date_alone_is_naive_and_read_in_the_zone_given():
     assert (dates.frame["timestamp"] == pd.Timestamp("2024-05-01T15:00:00Z")).all()
 
 
+def test_a_date_alone_is_naive_whatever_its_padding():
+    # '2024-5-12' ends in '-12', which was read as a UTC offset: the date passed as UTC midnight, even with a zone.
+    raw = frame(timestamp=["2024-5-12", " 2024-5-12 ", "2024-05-12"])
+    with pytest.raises(SchemaError) as info:
+        validate(raw, tenants=ACME)
+    assert info.value.reasons == ["naive_timestamp"]
+    assert "column 'timestamp': 3 rows naive_timestamp" in str(info.value)
+    m = validate(raw, tenants=ACME, timezone="Asia/Tokyo")
+    assert m.frame["timestamp"].tolist() == [pd.Timestamp("2024-05-11T15:00:00Z")] * 3
+
+
+@pytest.mark.parametrize("timezone", [None, "Asia/Tokyo"])
+def test_a_zone_pandas_reads_is_never_localised_again(timezone):
+    # '+5:45', '+2' (ISO 8601 as pandas reads it) and the output of `date` carry a zone the old suffix pattern
+    # did not know: they were refused as naive, or with timezone= localised a second time (18:15 the day before).
+    raw = frame(timestamp=["2024-05-02T09:00:00+5:45", "2024-05-02T09:00:00+2", "Thu May  2 09:00:00 UTC 2024"])
+    m = validate(raw, tenants=ACME, timezone=timezone)
+    assert m.frame["timestamp"].tolist() == [pd.Timestamp(t) for t in (
+        "2024-05-02T03:15:00Z", "2024-05-02T07:00:00Z", "2024-05-02T09:00:00Z")]
+
+
+def test_a_date_whose_day_and_month_could_be_either_way_round_is_refused():
+    # The general parser took the month first whenever it could: 12-05-2024 was 5 December while 13-05-2024 in
+    # the same column was 13 May, and the zoned 02.05.2024 09:00 +0200 was 5 February, all silently.
+    raw = frame(timestamp=["12-05-2024", "02.05.2024 09:00 +0200", "2/5/2024 09:00 +0200"])
+    with pytest.raises(SchemaError) as info:
+        validate(raw, tenants=ACME, timezone="Asia/Tokyo")
+    assert info.value.reasons == ["ambiguous_date"] and "ISO 8601" in str(info.value)
+    assert "column 'timestamp': 3 rows ambiguous_date" in str(info.value)
+    assert reasons(validate(frame(timestamp=["01/02/24 09:00Z"] * 3), tenants=ACME, strict=False)) == [
+        "ambiguous_date"] * 3  # (2001-02-24? 2024-01-02? 2024-02-01?)
+    # Where the day cannot be a month (or the month a day), the date is read for sure.
+    sure = ["13.05.2024 09:00 +0200", "05/13/2024 09:00 +0200", "13-05-2024 09:00 +0200"]
+    formats = ["%d.%m.%Y %H:%M %z", "%m/%d/%Y %H:%M %z", "%d-%m-%Y %H:%M %z"]
+    m = validate(frame(timestamp=sure), tenants=ACME)
+    assert m.frame["timestamp"].tolist() == [pd.Timestamp(dt.datetime.strptime(v, f)) for v, f in zip(sure, formats)]
+
+
+def test_gmt_and_utc_offsets_are_read_with_the_sign_people_and_javascript_mean():
+    # dateutil reads 'GMT+0200' as a POSIX zone, two hours behind: 09:00 GMT+0200 was 11:00 UTC, not 07:00.
+    from email.utils import parsedate_to_datetime
+
+    raw = frame(timestamp=["Thu May 02 2024 09:00:00 GMT+0200", "Thu, 02 May 2024 09:00:00 GMT+0200",
+                           "2024-05-02T09:00:00 UTC-05:00"])
+    m = validate(raw, tenants=ACME, timezone="Asia/Tokyo")
+    two_ahead = pd.Timestamp(parsedate_to_datetime("Thu, 02 May 2024 09:00:00 +0200"))
+    assert m.frame["timestamp"].tolist() == [two_ahead] * 2 + [pd.Timestamp("2024-05-02T14:00:00Z")]
+    assert reasons(validate(frame(timestamp=["2024-05-02T09:00:00 GMT+200"] * 3), tenants=ACME, strict=False)) == [
+        "unparseable_timestamp"] * 3
+
+
+@pytest.mark.parametrize("value", ["Thu, 02 May 2024 09:00:00 +0200 (UTC)", "Thu, 02 May 2024 09:00:00 -0700 (GMT)",
+                                   "Thu, 02 May 2024 09:00:00 +0200 (CEST)", "Thu, 02 May 2024 09:00:00 (UTC)"])
+def test_a_comment_after_an_rfc_2822_date_never_overrides_its_offset(value):
+    # dateutil read a trailing '(UTC)' as the zone over the offset: 09:00 +0200 (UTC) was 09:00 UTC, not 07:00.
+    from email.utils import parsedate_to_datetime
+
+    expected = parsedate_to_datetime(value)
+    parsed = parse_timestamps(pd.Series([value]))
+    if expected.tzinfo is None:  # a comment alone is no zone
+        assert parsed.reason[0] == ReasonCode.NAIVE_TIMESTAMP
+    else:
+        assert parsed.reason[0] is None and parsed.values.iloc[0] == pd.Timestamp(expected)
+
+
+def test_digits_after_a_sign_that_are_no_offset_for_sure_are_refused():
+    # pandas reads '+200' as +20:00 and '+123' as +12:03: 2 hours meant, 20 taken.
+    raw = frame(timestamp=["2024-05-02T09:00:00+200", "2024-05-02T09:00:00+123", "2024-05-02T09:00:00+1:5"])
+    m = validate(raw, tenants=ACME, strict=False, timezone="Asia/Tokyo")
+    assert reasons(m) == ["unparseable_timestamp"] * 3 and "+hh:mm" in m.rejects["reject_message"].iloc[0]
+    # A date then signed digits and no time was read as that time on the clock: '2024-05-02 -0530' as 05:30.
+    raw = frame(timestamp=["2024-05-02-0530", "2024-05-02 -0530", "2024/05/02 +02"])
+    assert reasons(validate(raw, tenants=ACME, strict=False, timezone="Asia/Tokyo")) == ["unparseable_timestamp"] * 3
+
+
 @pytest.mark.parametrize("layout", ["message", "recipient"])
 def test_text_utf8_cannot_hold_is_rejected_naming_the_column_not_a_crash(layout, tmp_path):
     # A lone UTF-16 surrogate (a string cut inside an emoji) in a column of Python strings reached Arrow,
@@ -390,23 +465,34 @@ def test_now_and_today_are_no_message_time_even_with_a_zone():
             read_messages(raw, tenants=ACME, strict=False, since="2024-01-01", **options)
 
 
-@given(base=st.sampled_from(["2024-05-02T09:00:00", "2024-05-02 09:00", "Thu, 02 May 2024 09:00:00", "2024-05-02"]),
-       zone=st.sampled_from(["", "Z", "z", "UTC", "GMT", "+01:00", "-0530", "+02", " +0100 (CET)", "+0100 (CET)",
-                             "+1", "CET", " (UTC)", " +0200\xa0(CEST)", " +0200\u2009(CEST)", "+\u0660\u0662:00",
-                             "+\uff10\uff12", " +0200\x1f(CEST)"]),
-       pad=st.sampled_from(["", " ", "\t", "\u3000", "\xa0"]))
-def test_naive_timestamps_are_told_apart_as_the_zone_pattern_says(base, zone, pad):
-    # The zone test runs in pyarrow (RE2); the same pattern in Python's re is the reference.
-    import re
+# Each zone as a person means it, in minutes east of UTC (None: no zone; REFUSED: no zone read for sure).
+REFUSED = "refused"
+ZONES = {"": None, "Z": 0, "z": 0, "UTC": 0, "GMT": 0, "+01:00": 60, "-0530": -330, "+02": 120,
+         " +0100 (CET)": 60, "+0100 (CET)": 60, "+1": 60, "+5:45": 345, " -03:30": -210, "CET": REFUSED, " (UTC)": None,
+         " +0200 (UTC)": 120,
+         " +0200\xa0(CEST)": 120, " +0200\u2009(CEST)": 120, "+\u0660\u0662:00": 120, "+\uff10\uff12": 120,
+         " +0200\x1f(CEST)": 120, "+200": REFUSED, "+1:5": REFUSED}
 
-    from commgraph.graph._timestamps import _TZ_SUFFIX, parse_timestamps
 
+@given(base=st.sampled_from(["2024-05-02T09:00:00", "2024-05-02 09:00", "Thu, 02 May 2024 09:00:00"]),
+       zone=st.sampled_from(sorted(ZONES)), pad=st.sampled_from(["", " ", "\t", "\u3000", "\xa0"]),
+       timezone=st.sampled_from([None, "Asia/Tokyo"]))
+def test_a_zone_in_any_form_is_read_in_it_and_a_naive_time_in_the_zone_given(base, zone, pad, timezone):
+    # Whether a value carries a zone is what the parsers read, not a guess from its tail: '+5:45' and '+2' were
+    # judged naive and, with timezone=, the instant pandas had already read in them was localised a second time.
     value = f"{pad}{base}{zone}{pad}"
-    parsed = parse_timestamps(pd.Series([value, None]))
-    has_zone = re.search(_TZ_SUFFIX, value.strip()) is not None and base + zone != "2024-05-02"  # a date alone
-    reason = parsed.reason[0]
-    if reason is None or reason.value == "naive_timestamp":
-        assert (reason is None) == has_zone, value
+    parsed = parse_timestamps(pd.Series([value, None]), timezone=timezone)
+    reason, got = parsed.reason[0], parsed.values.iloc[0]
+    offset = ZONES[zone]
+    if offset is REFUSED:
+        assert reason == ReasonCode.UNPARSEABLE_TIMESTAMP, value
+    elif offset is None and timezone is None:
+        assert reason == ReasonCode.NAIVE_TIMESTAMP, value
+    else:
+        local = pd.Timestamp("2024-05-02T09:00:00")
+        expected = (local.tz_localize(timezone) if offset is None
+                    else (local - pd.Timedelta(minutes=offset)).tz_localize("UTC"))
+        assert reason is None and got == expected, value
 
 
 def test_zone_pattern_reads_white_space_and_digits_in_re2_as_pythons_re_does():

@@ -321,6 +321,7 @@ def test_timestamps_are_read_as_validation_reads_them(acme, value) -> None:
     (dt.datetime(2024, 5, 4, 10), "naive"), (pd.Timestamp("2024-05-04T10:00"), "naive"), (pd.NaT, "missing"),
     ("soon", "unparseable"), ("2024-13-04T10:00Z", "unparseable"), (True, "unparseable"),
     ("2024-W18-6T10:00Z", "unparseable"), ("2024-05-04", "naive"), (" 2024-05 ", "naive"),
+    ("2024-5-4", "naive"), ("04.05.2024 10:00 +0000", "ambiguous_date"), ("2024-05-04T10:00:00+200", "unparseable"),
 ])
 def test_timestamps_validation_refuses_are_refused(acme, value, words) -> None:
     assert_both_refuse(acme, _message(timestamp=value), "'timestamp'", words)
