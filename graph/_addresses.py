@@ -181,8 +181,12 @@ def _normalise_domain(domain: str) -> tuple[str | None, str | None]:
     (('xn--vi8h.ws', None), ('xn--vi8h.ws', None))
     >>> _normalise_domain("xn--zz.com")  # no punycode: refused, not rewritten into some other name
     (None, 'domain is not a valid internationalised name (Invalid A-label)')
+    >>> _normalise_domain("x.com."), _normalise_domain("x.com..")  # the root's dot, then an empty label
+    (('x.com', None), (None, 'domain is not a host name with at least two labels'))
     """
-    domain = domain.strip().rstrip(".")
+    domain = domain.strip()
+    # One trailing dot is the DNS root (a fully qualified name); a second is an empty label, refused as 'x..com' is.
+    domain = domain[:-1] if domain.endswith(".") else domain
     if not domain:
         return None, "empty domain"
     if not domain.isascii() or _A_LABEL_RE.search(domain):

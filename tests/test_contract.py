@@ -281,6 +281,15 @@ def test_two_angle_addresses_in_one_entry_are_refused():
     assert address is None and "2 addresses in angle brackets" in problem
 
 
+@pytest.mark.parametrize("domain", ["x.com..", "x.com....", "bücher.de.."])
+def test_empty_labels_at_the_end_of_a_domain_are_refused_as_in_its_middle(domain):
+    # One trailing dot is the DNS root and is dropped; more were dropped with it, 'a@x.com..' read as a@x.com.
+    parsed = addresses.parse_addresses(pd.Series([f"a@{domain}", "a@x..com", "a@x.com."]))
+    assert parsed.address.isna().tolist() == [True, True, False] and parsed.address.iloc[2] == "a@x.com"
+    assert parsed.problem.iloc[0] == parsed.problem.iloc[1] == "domain is not a host name with at least two labels"
+    assert addresses.normalise_address(f"a@{domain}")[2] == parsed.problem.iloc[0]
+
+
 _NAME = st.text(st.sampled_from("abcXYZ @.,;'-_!=?0"), max_size=12)
 _ADDRESS = st.tuples(st.text(st.sampled_from("abcxyz09._-+"), min_size=1, max_size=8),
                      st.sampled_from(["acme.com", "Vendor.CO.uk", "mail.x.org"])).map(lambda p: f"{p[0]}@{p[1]}")
