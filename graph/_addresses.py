@@ -33,8 +33,9 @@ __all__ = [
     "registrable_domains", "split_address_lists", "domain_of",
 ]
 
-# A bare address with nothing that needs the full RFC 5322 parser.
-_SIMPLE = r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+"
+# A bare address with nothing that needs the full RFC 5322 parser. (Controls are spelt out: RE2's \s is
+# [\t\n\f\r ], so a vertical tab or \x1c-\x1f passed here while normalise_address refused them.)
+_SIMPLE = r"[^\x00-\x20\x7f<>()\[\]\\,;:\"@]+@[^\x00-\x20\x7f<>()\[\]\\,;:\"@]+"
 _LOCAL = re.compile(r"[^\s<>()\[\]\\,;:\"@]{1,64}")
 _LABEL = r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
 _HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})+"
@@ -43,6 +44,32 @@ _HOSTNAME_RE = re.compile(_HOSTNAME)
 _A_LABEL = r"(?:^|\.)xn--"
 _A_LABEL_RE = re.compile(_A_LABEL, re.IGNORECASE)
 _MAX_ADDRESS = 254
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+
+
+def _hidden_character(text: str) -> str | None:
+    """The first control (Cc) or invisible format character (Cf: zero-width space or joiner, soft hyphen,
+    direction controls) in ``text``, or None.
+
+    A mail client shows 'ceo\\u200b@acme.com' as ceo@acme.com: kept, it would be an address of its own that reads
+    as another's; dropped, the value would be changed unseen (IDNA maps a soft hyphen in a domain to nothing).
+
+    Examples
+    --------
+    >>> _hidden_character("ceo\\u202e@acme.com"), _hidden_character("ceo\\x07@acme.com"), _hidden_character("jö@x.de")
+    ('\\u202e', '\\x07', None)
+    """
+    found = _CONTROL.search(text)
+    if found:
+        return found.group()
+    if text.isascii():
+        return None
+    return next((ch for ch in text if unicodedata.category(ch) == "Cf"), None)
+
+
+def _hidden_problem(ch: str, where: str) -> str:
+    kind = "control" if unicodedata.category(ch) == "Cc" else "invisible"
+    return f"{kind} character U+{ord(ch):04X} in the {where}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,6 +212,9 @@ def _normalise_domain(domain: str) -> tuple[str | None, str | None]:
     (('x.com', None), (None, 'domain is not a host name with at least two labels'))
     """
     domain = domain.strip()
+    hidden = _hidden_character(domain)
+    if hidden is not None:
+        return None, _hidden_problem(hidden, "domain")
     # One trailing dot is the DNS root (a fully qualified name); a second is an empty label, refused as 'x..com' is.
     domain = domain[:-1] if domain.endswith(".") else domain
     if not domain:
@@ -290,6 +320,9 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
                 return None, None, "not an address"
     if re.search(r"\s", addr):
         return None, None, "whitespace in the address"
+    hidden = _hidden_character(addr)
+    if hidden is not None:
+        return None, None, _hidden_problem(hidden, "address")
     if addr.count("@") != 1:
         return None, None, "no '@'" if "@" not in addr else "more than one '@'"
     local, _, domain = addr.partition("@")

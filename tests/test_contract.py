@@ -290,6 +290,24 @@ def test_empty_labels_at_the_end_of_a_domain_are_refused_as_in_its_middle(domain
     assert addresses.normalise_address(f"a@{domain}")[2] == parsed.problem.iloc[0]
 
 
+_HIDDEN = [chr(c) for c in [*range(0x20), *range(0x7f, 0xa0)]] + ["\u200b", "\u200c", "\u200d", "\u202e", "\u2060",
+                                                                 "\ufeff", "\u00ad"]
+
+
+@pytest.mark.parametrize("ch", _HIDDEN, ids=lambda ch: f"U+{ord(ch):04X}")
+def test_control_and_invisible_characters_in_an_address_are_refused_alike_in_both_paths(ch):
+    # 'ceo\u200b@acme.com' reads as ceo@acme.com and was kept as an address of its own; '\v' and '\x1c'-'\x1f' passed
+    # validation's fast path (RE2's ASCII \s) while normalise_address, hence score_one, refused them.
+    forms = [f"ceo{ch}@acme.com", f"Ceo <ceo{ch}@acme.com>", f"ceo@ac{ch}me.com", f"ceo@bü{ch}cher.de"]
+    parsed = addresses.parse_addresses(pd.Series(forms))
+    scalar = [addresses.normalise_address(f) for f in forms]
+    assert parsed.address.isna().all() and all(address is None for address, _, _ in scalar), parsed.address.tolist()
+    assert parsed.problem.tolist() == [problem for _, _, problem in scalar]
+    m = validate(frame(sender=[f"ceo{ch}@acme.com"] * 3, recipients=[f"cy{ch}@acme.com", "cy@acme.com", "cy@acme.com"]),
+                 tenants=ACME, strict=False)
+    assert len(m) == 0 and set(m.rejects["reject_column"]) == {"sender", "recipients"}
+
+
 _NAME = st.text(st.sampled_from("abcXYZ @.,;'-_!=?0"), max_size=12)
 _ADDRESS = st.tuples(st.text(st.sampled_from("abcxyz09._-+"), min_size=1, max_size=8),
                      st.sampled_from(["acme.com", "Vendor.CO.uk", "mail.x.org"])).map(lambda p: f"{p[0]}@{p[1]}")

@@ -193,6 +193,17 @@ def test_an_idn_domain_is_judged_in_punycode_as_in_unicode(acme, column, value) 
     assert_both_refuse(acme, _message(**{column: value}), repr(column), "not a valid internationalised name")
 
 
+@pytest.mark.parametrize("column, value, words", [
+    ("sender", "ann\x0b@vendor.com", ["whitespace in the address"]),  # (validation's fast path took it)
+    ("sender", "ann\x1f@vendor.com", ["whitespace in the address"]),
+    ("sender", "cy\u200b@acme.com", ["invisible character U+200B"]),  # (both kept it, an address reading as cy's)
+    ("sender", "Cy <cy\x00@acme.com>", ["control character U+0000"]),
+    ("recipients", "di@acme.com; cy\u202e@acme.com", ["invisible character U+202E"]),
+])
+def test_a_control_or_invisible_character_in_an_address_is_refused_in_both_paths(acme, column, value, words) -> None:
+    assert_both_refuse(acme, _message(**{column: value}), repr(column), *words)
+
+
 @pytest.mark.parametrize("sender", ["u@xn--vi8h.ws", "u@🍕.ws", "Ann <u@XN--VI8H.ws>"])
 def test_a_domain_of_symbols_is_scored_in_either_spelling(acme, sender) -> None:
     assert_one_equals_batch(acme, _message(sender=sender))
