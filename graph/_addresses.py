@@ -304,7 +304,11 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
         # Bare form: check it as it stands, so the problem named is the real one.
         name, addr = "", text
     else:
-        angles = _angle_addresses(text)
+        angles, unclosed = _angle_addresses(text)
+        if unclosed:
+            # parseaddr reads '<u@x.com' or 'v@x.com (note' as an address: the entry is cut short (a list's
+            # splitter ends it at the next separator) and what it held cannot be told.
+            return None, None, f"{_UNCLOSED[unclosed]} is not closed"
         if len(angles) > 1:
             return None, None, f"{len(angles)} addresses in angle brackets; one entry holds one address"
         if angles:
@@ -313,8 +317,16 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
             # 'Lee, Ann <ann@x.com>' or "'bob@x.com' <bob@x.com>" are names, not addresses.
             start, end = angles[0]
             addr = text[start + 1:end - 1].strip()
+            if "@" in _phrase(text[end:]):
+                # 'Ann <j@x.com> k@x.com': a separator missing; a mail client reads two recipients, and the
+                # second folded into the name would vanish.
+                return None, None, "an address after the angle brackets; one entry holds one address"
             name = _phrase(text[:start] + " " + text[end:])
         else:
+            # parseaddr keeps the first address of 'ann@x.com "bob@x.com"' (getaddresses reads two): a second '@'
+            # outside comments is a second address, a separator missing.
+            if _phrase(text).count("@") > 1:
+                return None, None, "more than one address (a separator missing?); one entry holds one address"
             name, addr = parseaddr(text)
             if not addr:
                 return None, None, "not an address"
@@ -347,8 +359,12 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
 _FOLDING = re.compile(r"\r?\n(?=[ \t])|\r?\n")
 
 
-def _angle_addresses(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each ``<...>`` outside quoted strings and comments (``end`` past the ``>``)."""
+_UNCLOSED = {"<": "an angle bracket '<'", "(": "a comment's '('", '"': "a quoted string"}
+
+
+def _angle_addresses(text: str) -> tuple[list[tuple[int, int]], str]:
+    """(start, end) of each ``<...>`` outside quoted strings and comments (``end`` past the ``>``), and the
+    opening character (``<``, ``(`` or ``"``) left unclosed at the end ("" when all are closed)."""
     found, quoted, escaped, depth, start = [], False, False, 0, -1
     for i, ch in enumerate(text):
         if escaped:
@@ -370,7 +386,7 @@ def _angle_addresses(text: str) -> list[tuple[int, int]]:
         elif ch == ">" and start >= 0:
             found.append((start, i + 1))
             start = -1
-    return found
+    return found, '"' if quoted else "<" if start >= 0 else "(" if depth else ""
 
 
 def _phrase(text: str) -> str:
@@ -654,39 +670,59 @@ def _split_quoted(text: str) -> list[str]:
     A group (``Board: ann@x.com, bob@x.com;``, ``undisclosed-recipients:;``)
     gives its members: its name, up to the colon, is not an address (text
     holding an ``@`` before a colon is no group's name, and stays an entry).
+    A quote, ``<`` or ``(`` never closed ends its entry at the next separator,
+    where splitting resumes: the entry is refused as malformed, and the
+    recipients after it are kept rather than swallowed into it.
+
+    Examples
+    --------
+    >>> _split_quoted('"Lee, Ann" <ann@x.com>; <u@x.com, d@x.com')
+    ['"Lee, Ann" <ann@x.com>', ' <u@x.com', ' d@x.com']
     """
-    entries, current, quoted, depth_angle, depth_paren = [], [], False, 0, 0
-    escaped = False
-    for i, ch in enumerate(text):
+    entries, start, i = [], 0, 0
+    quoted, escaped, depth_angle, depth_paren = False, False, 0, 0
+    opened = -1  # where the quote, angle bracket or comment still open began
+    while i < len(text):
+        ch = text[i]
         if escaped:
-            current.append(ch)
             escaped = False
-            continue
-        if ch == "\\":
+        elif ch == "\\":
             escaped = True
         elif ch == '"' and not depth_paren:
             quoted = not quoted
-        elif not quoted:
-            if ch == "<":
-                depth_angle += 1
-            elif ch == ">" and depth_angle:
-                depth_angle -= 1
-            elif ch == "(":
-                depth_paren += 1
-            elif ch == ")" and depth_paren:
-                depth_paren -= 1
-            elif ch in ";," and not depth_angle and not depth_paren:
-                entries.append("".join(current))
-                current = []
-                continue
-            elif (ch == ":" and not depth_angle and not depth_paren and "@" not in "".join(current)
-                  and not (current and current[-1].isdigit() and text[i + 1:i + 2].isdigit())):
-                # What came before was a group's name (an '@' says it was not, and a colon between digits,
-                # 'Meeting 10:30 <a@x.com>', is a time in a name).
-                current = []
-                continue
-        current.append(ch)
-    entries.append("".join(current))
+        elif quoted:
+            pass
+        elif ch == "(":
+            depth_paren += 1
+        elif ch == ")" and depth_paren:
+            depth_paren -= 1
+        elif depth_paren:
+            pass  # a comment may hold '<' or '>' of its own: 'a@x.com (see <list>)'
+        elif ch == "<":
+            depth_angle += 1
+        elif ch == ">" and depth_angle:
+            depth_angle -= 1
+        elif ch in ";," and not depth_angle:
+            entries.append(text[start:i])
+            start = i + 1
+        elif (ch == ":" and not depth_angle and "@" not in text[start:i]
+              and not (i > start and text[i - 1].isdigit() and text[i + 1:i + 2].isdigit())):
+            # What came before was a group's name (an '@' says it was not, and a colon between digits,
+            # 'Meeting 10:30 <a@x.com>', is a time in a name).
+            start = i + 1
+        if not (quoted or depth_angle or depth_paren):
+            opened = -1
+        elif opened < 0:
+            opened = i
+        i += 1
+        if i == len(text) and opened >= 0:
+            # Never closed: the entry ends at the first separator after its opening, and splitting resumes there.
+            separator = min((at for at in (text.find(";", opened), text.find(",", opened)) if at >= 0), default=-1)
+            if separator >= 0:
+                entries.append(text[start:separator])
+                start = i = separator + 1
+                quoted, escaped, depth_angle, depth_paren, opened = False, False, 0, 0, -1
+    entries.append(text[start:])
     return entries
 
 

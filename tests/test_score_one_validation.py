@@ -183,6 +183,19 @@ def test_an_invalid_recipient_is_refused_not_skipped(acme, column, value) -> Non
     assert_both_refuse(acme, message, repr(column), "invalid address")
 
 
+@pytest.mark.parametrize("column, value, word", [
+    ("recipients", "<cy@acme.com; di@acme.com", "'<' is not closed"),  # (both kept cy alone, di lost)
+    ("to", "cy@acme.com (note; di@acme.com", "'(' is not closed"),
+    ("recipients", "Cy <cy@acme.com> di@acme.com", "an address after the angle brackets"),
+    ("sender", 'ann@vendor.com "bob@vendor.com"', "more than one address"),
+])
+def test_an_entry_cut_short_or_holding_two_addresses_is_refused_in_both_paths(acme, column, value, word) -> None:
+    message = _message(**{column: value})
+    if column == "to":
+        del message["recipients"]
+    assert_both_refuse(acme, message, repr(column), word)
+
+
 @pytest.mark.parametrize("column, value", [
     ("sender", "u@xn--ab-7z3a.com"), ("sender", "u@a\u2ff0b.com"), ("sender", "Ann <u@a.XN--AB-7Z3A.com>"),
     ("recipients", "cy@acme.com; u@xn--ab-7z3a.com"), ("recipients", "u@a\u2ff0b.com"),
