@@ -679,49 +679,51 @@ def _split_quoted(text: str) -> list[str]:
     >>> _split_quoted('"Lee, Ann" <ann@x.com>; <u@x.com, d@x.com')
     ['"Lee, Ann" <ann@x.com>', ' <u@x.com', ' d@x.com']
     """
-    entries, start, i = [], 0, 0
-    quoted, escaped, depth_angle, depth_paren = False, False, 0, 0
-    opened = -1  # where the quote, angle bracket or comment still open began
-    while i < len(text):
-        ch = text[i]
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == '"' and not depth_paren:
-            quoted = not quoted
-        elif quoted:
-            pass
-        elif ch == "(":
-            depth_paren += 1
-        elif ch == ")" and depth_paren:
-            depth_paren -= 1
-        elif depth_paren:
-            pass  # a comment may hold '<' or '>' of its own: 'a@x.com (see <list>)'
-        elif ch == "<":
-            depth_angle += 1
-        elif ch == ">" and depth_angle:
-            depth_angle -= 1
-        elif ch in ";," and not depth_angle:
-            entries.append(text[start:i])
-            start = i + 1
-        elif (ch == ":" and not depth_angle and "@" not in text[start:i]
-              and not (i > start and text[i - 1].isdigit() and text[i + 1:i + 2].isdigit())):
-            # What came before was a group's name (an '@' says it was not, and a colon between digits,
-            # 'Meeting 10:30 <a@x.com>', is a time in a name).
-            start = i + 1
+    entries, start = [], 0
+    while True:
+        quoted, escaped, depth_angle, depth_paren = False, False, 0, 0
+        opened = -1  # where the last quote, angle bracket or comment opened outside any other began
+        for i, ch in enumerate(text[start:], start):
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"' and not depth_paren:
+                if not (quoted or depth_angle):
+                    opened = i
+                quoted = not quoted
+            elif quoted:
+                pass
+            elif ch == "(":
+                if not (depth_angle or depth_paren):
+                    opened = i
+                depth_paren += 1
+            elif ch == ")" and depth_paren:
+                depth_paren -= 1
+            elif depth_paren:
+                pass  # a comment may hold '<' or '>' of its own: 'a@x.com (see <list>)'
+            elif ch == "<":
+                if not depth_angle:
+                    opened = i
+                depth_angle += 1
+            elif ch == ">" and depth_angle:
+                depth_angle -= 1
+            elif ch in ";," and not depth_angle:
+                entries.append(text[start:i])
+                start = i + 1
+            elif (ch == ":" and not depth_angle and "@" not in text[start:i]
+                  and not (i > start and text[i - 1].isdigit() and text[i + 1:i + 2].isdigit())):
+                # What came before was a group's name (an '@' says it was not, and a colon between digits,
+                # 'Meeting 10:30 <a@x.com>', is a time in a name).
+                start = i + 1
         if not (quoted or depth_angle or depth_paren):
-            opened = -1
-        elif opened < 0:
-            opened = i
-        i += 1
-        if i == len(text) and opened >= 0:
-            # Never closed: the entry ends at the first separator after its opening, and splitting resumes there.
-            separator = min((at for at in (text.find(";", opened), text.find(",", opened)) if at >= 0), default=-1)
-            if separator >= 0:
-                entries.append(text[start:separator])
-                start = i = separator + 1
-                quoted, escaped, depth_angle, depth_paren, opened = False, False, 0, 0, -1
+            break
+        # Never closed: the entry ends at the first separator after its opening, and splitting resumes there.
+        separator = min((at for at in (text.find(";", opened), text.find(",", opened)) if at >= 0), default=-1)
+        if separator < 0:
+            break
+        entries.append(text[start:separator])
+        start = separator + 1
     entries.append(text[start:])
     return entries
 
