@@ -33,8 +33,9 @@ __all__ = [
     "registrable_domains", "split_address_lists", "domain_of",
 ]
 
-# A bare address with nothing that needs the full RFC 5322 parser.
-_SIMPLE = r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+"
+# A bare address with nothing that needs the full RFC 5322 parser. (Controls are spelt out: RE2's \s is
+# [\t\n\f\r ], so a vertical tab or \x1c-\x1f passed here while normalise_address refused them.)
+_SIMPLE = r"[^\x00-\x20\x7f<>()\[\]\\,;:\"@]+@[^\x00-\x20\x7f<>()\[\]\\,;:\"@]+"
 _LOCAL = re.compile(r"[^\s<>()\[\]\\,;:\"@]{1,64}")
 _LABEL = r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
 _HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})+"
@@ -43,6 +44,32 @@ _HOSTNAME_RE = re.compile(_HOSTNAME)
 _A_LABEL = r"(?:^|\.)xn--"
 _A_LABEL_RE = re.compile(_A_LABEL, re.IGNORECASE)
 _MAX_ADDRESS = 254
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+
+
+def _hidden_character(text: str) -> str | None:
+    """The first control (Cc) or invisible format character (Cf: zero-width space or joiner, soft hyphen,
+    direction controls) in ``text``, or None.
+
+    A mail client shows 'ceo\\u200b@acme.com' as ceo@acme.com: kept, it would be an address of its own that reads
+    as another's; dropped, the value would be changed unseen (IDNA maps a soft hyphen in a domain to nothing).
+
+    Examples
+    --------
+    >>> _hidden_character("ceo\\u202e@acme.com"), _hidden_character("ceo\\x07@acme.com"), _hidden_character("jö@x.de")
+    ('\\u202e', '\\x07', None)
+    """
+    found = _CONTROL.search(text)
+    if found:
+        return found.group()
+    if text.isascii():
+        return None
+    return next((ch for ch in text if unicodedata.category(ch) == "Cf"), None)
+
+
+def _hidden_problem(ch: str, where: str) -> str:
+    kind = "control" if unicodedata.category(ch) == "Cc" else "invisible"
+    return f"{kind} character U+{ord(ch):04X} in the {where}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,8 +208,15 @@ def _normalise_domain(domain: str) -> tuple[str | None, str | None]:
     (('xn--vi8h.ws', None), ('xn--vi8h.ws', None))
     >>> _normalise_domain("xn--zz.com")  # no punycode: refused, not rewritten into some other name
     (None, 'domain is not a valid internationalised name (Invalid A-label)')
+    >>> _normalise_domain("x.com."), _normalise_domain("x.com..")  # the root's dot, then an empty label
+    (('x.com', None), (None, 'domain is not a host name with at least two labels'))
     """
-    domain = domain.strip().rstrip(".")
+    domain = domain.strip()
+    hidden = _hidden_character(domain)
+    if hidden is not None:
+        return None, _hidden_problem(hidden, "domain")
+    # One trailing dot is the DNS root (a fully qualified name); a second is an empty label, refused as 'x..com' is.
+    domain = domain[:-1] if domain.endswith(".") else domain
     if not domain:
         return None, "empty domain"
     if not domain.isascii() or _A_LABEL_RE.search(domain):
@@ -270,7 +304,11 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
         # Bare form: check it as it stands, so the problem named is the real one.
         name, addr = "", text
     else:
-        angles = _angle_addresses(text)
+        angles, unclosed = _angle_addresses(text)
+        if unclosed:
+            # parseaddr reads '<u@x.com' or 'v@x.com (note' as an address: the entry is cut short (a list's
+            # splitter ends it at the next separator) and what it held cannot be told.
+            return None, None, f"{_UNCLOSED[unclosed]} is not closed"
         if len(angles) > 1:
             return None, None, f"{len(angles)} addresses in angle brackets; one entry holds one address"
         if angles:
@@ -279,13 +317,24 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
             # 'Lee, Ann <ann@x.com>' or "'bob@x.com' <bob@x.com>" are names, not addresses.
             start, end = angles[0]
             addr = text[start + 1:end - 1].strip()
+            if "@" in _phrase(text[end:]):
+                # 'Ann <j@x.com> k@x.com': a separator missing; a mail client reads two recipients, and the
+                # second folded into the name would vanish.
+                return None, None, "an address after the angle brackets; one entry holds one address"
             name = _phrase(text[:start] + " " + text[end:])
         else:
+            # parseaddr keeps the first address of 'ann@x.com "bob@x.com"' (getaddresses reads two): a second '@'
+            # outside comments is a second address, a separator missing.
+            if _phrase(text).count("@") > 1:
+                return None, None, "more than one address (a separator missing?); one entry holds one address"
             name, addr = parseaddr(text)
             if not addr:
                 return None, None, "not an address"
     if re.search(r"\s", addr):
         return None, None, "whitespace in the address"
+    hidden = _hidden_character(addr)
+    if hidden is not None:
+        return None, None, _hidden_problem(hidden, "address")
     if addr.count("@") != 1:
         return None, None, "no '@'" if "@" not in addr else "more than one '@'"
     local, _, domain = addr.partition("@")
@@ -310,8 +359,12 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
 _FOLDING = re.compile(r"\r?\n(?=[ \t])|\r?\n")
 
 
-def _angle_addresses(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each ``<...>`` outside quoted strings and comments (``end`` past the ``>``)."""
+_UNCLOSED = {"<": "an angle bracket '<'", "(": "a comment's '('", '"': "a quoted string"}
+
+
+def _angle_addresses(text: str) -> tuple[list[tuple[int, int]], str]:
+    """(start, end) of each ``<...>`` outside quoted strings and comments (``end`` past the ``>``), and the
+    opening character (``<``, ``(`` or ``"``) left unclosed at the end ("" when all are closed)."""
     found, quoted, escaped, depth, start = [], False, False, 0, -1
     for i, ch in enumerate(text):
         if escaped:
@@ -333,7 +386,7 @@ def _angle_addresses(text: str) -> list[tuple[int, int]]:
         elif ch == ">" and start >= 0:
             found.append((start, i + 1))
             start = -1
-    return found
+    return found, '"' if quoted else "<" if start >= 0 else "(" if depth else ""
 
 
 def _phrase(text: str) -> str:
@@ -617,39 +670,61 @@ def _split_quoted(text: str) -> list[str]:
     A group (``Board: ann@x.com, bob@x.com;``, ``undisclosed-recipients:;``)
     gives its members: its name, up to the colon, is not an address (text
     holding an ``@`` before a colon is no group's name, and stays an entry).
+    A quote, ``<`` or ``(`` never closed ends its entry at the next separator,
+    where splitting resumes: the entry is refused as malformed, and the
+    recipients after it are kept rather than swallowed into it.
+
+    Examples
+    --------
+    >>> _split_quoted('"Lee, Ann" <ann@x.com>; <u@x.com, d@x.com')
+    ['"Lee, Ann" <ann@x.com>', ' <u@x.com', ' d@x.com']
     """
-    entries, current, quoted, depth_angle, depth_paren = [], [], False, 0, 0
-    escaped = False
-    for i, ch in enumerate(text):
-        if escaped:
-            current.append(ch)
-            escaped = False
-            continue
-        if ch == "\\":
-            escaped = True
-        elif ch == '"' and not depth_paren:
-            quoted = not quoted
-        elif not quoted:
-            if ch == "<":
-                depth_angle += 1
-            elif ch == ">" and depth_angle:
-                depth_angle -= 1
+    entries, start = [], 0
+    while True:
+        quoted, escaped, depth_angle, depth_paren = False, False, 0, 0
+        opened = -1  # where the last quote, angle bracket or comment opened outside any other began
+        for i, ch in enumerate(text[start:], start):
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"' and not depth_paren:
+                if not (quoted or depth_angle):
+                    opened = i
+                quoted = not quoted
+            elif quoted:
+                pass
             elif ch == "(":
+                if not (depth_angle or depth_paren):
+                    opened = i
                 depth_paren += 1
             elif ch == ")" and depth_paren:
                 depth_paren -= 1
-            elif ch in ";," and not depth_angle and not depth_paren:
-                entries.append("".join(current))
-                current = []
-                continue
-            elif (ch == ":" and not depth_angle and not depth_paren and "@" not in "".join(current)
-                  and not (current and current[-1].isdigit() and text[i + 1:i + 2].isdigit())):
+            elif depth_paren:
+                pass  # a comment may hold '<' or '>' of its own: 'a@x.com (see <list>)'
+            elif ch == "<":
+                if not depth_angle:
+                    opened = i
+                depth_angle += 1
+            elif ch == ">" and depth_angle:
+                depth_angle -= 1
+            elif ch in ";," and not depth_angle:
+                entries.append(text[start:i])
+                start = i + 1
+            elif (ch == ":" and not depth_angle and "@" not in text[start:i]
+                  and not (i > start and text[i - 1].isdigit() and text[i + 1:i + 2].isdigit())):
                 # What came before was a group's name (an '@' says it was not, and a colon between digits,
                 # 'Meeting 10:30 <a@x.com>', is a time in a name).
-                current = []
-                continue
-        current.append(ch)
-    entries.append("".join(current))
+                start = i + 1
+        if not (quoted or depth_angle or depth_paren):
+            break
+        # Never closed: the entry ends at the first separator after its opening, and splitting resumes there.
+        separator = min((at for at in (text.find(";", opened), text.find(",", opened)) if at >= 0), default=-1)
+        if separator < 0:
+            break
+        entries.append(text[start:separator])
+        start = separator + 1
+    entries.append(text[start:])
     return entries
 
 

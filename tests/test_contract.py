@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import warnings
+from email.utils import getaddresses
 from unittest import mock
 
 import numpy as np
@@ -281,6 +282,73 @@ def test_two_angle_addresses_in_one_entry_are_refused():
     assert address is None and "2 addresses in angle brackets" in problem
 
 
+@pytest.mark.parametrize("domain", ["x.com..", "x.com....", "bücher.de.."])
+def test_empty_labels_at_the_end_of_a_domain_are_refused_as_in_its_middle(domain):
+    # One trailing dot is the DNS root and is dropped; more were dropped with it, 'a@x.com..' read as a@x.com.
+    parsed = addresses.parse_addresses(pd.Series([f"a@{domain}", "a@x..com", "a@x.com."]))
+    assert parsed.address.isna().tolist() == [True, True, False] and parsed.address.iloc[2] == "a@x.com"
+    assert parsed.problem.iloc[0] == parsed.problem.iloc[1] == "domain is not a host name with at least two labels"
+    assert addresses.normalise_address(f"a@{domain}")[2] == parsed.problem.iloc[0]
+
+
+@pytest.mark.parametrize("recipients, edges, refused", [
+    # An unclosed '<', '(' or quote swallowed every later recipient into its entry, and parseaddr kept the first.
+    ("<u@acme.com; d@acme.com; e@acme.com", ["d@acme.com", "e@acme.com"], ["<u@acme.com"]),
+    ("a@acme.com, <u@acme.com, d@acme.com, e@acme.com", ["a@acme.com", "d@acme.com", "e@acme.com"], ["<u@acme.com"]),
+    ("v@acme.com (note; k@acme.com", ["k@acme.com"], ["v@acme.com (note"]),
+    ('"Lee, Di <di@acme.com>, cy@acme.com', ["di@acme.com", "cy@acme.com"], ['"Lee']),
+    ("Ops: a@acme.com, <b@acme.com, c@acme.com;", ["a@acme.com", "c@acme.com"], ["<b@acme.com"]),
+    ("a@acme.com (see <list), b@acme.com", ["a@acme.com", "b@acme.com"], []),  # ('<' in a comment opens nothing)
+    # A separator missing: the address after the first vanished.
+    ("Ann <j@acme.com> k@acme.com", [], ["Ann <j@acme.com> k@acme.com"]),
+    ('<ann@acme.com> "bob@acme.com", cy@acme.com', ["cy@acme.com"], ['<ann@acme.com> "bob@acme.com"']),
+    ('ann@acme.com "bob@acme.com"', [], ['ann@acme.com "bob@acme.com"']),
+    ('ann@acme.com"bob@acme.com"', [], ['ann@acme.com"bob@acme.com"']),
+    ("<ann@acme.com> bob@acme.com", [], ["<ann@acme.com> bob@acme.com"]),
+    ("ann@acme.com bob@acme.com", [], ["ann@acme.com bob@acme.com"]),
+    ("Ann <ann@acme.com> (b@x.com), cy@acme.com", ["ann@acme.com", "cy@acme.com"], []),  # (a comment is no address)
+])
+def test_no_recipient_vanishes_from_a_malformed_list(recipients, edges, refused):
+    m = validate(frame(recipients=[recipients, "cy@acme.com", "cy@acme.com"]), tenants=ACME, strict=False)
+    got = m.edges()
+    assert got.loc[got["message_id"] == "m1", "recipient"].tolist() == edges
+    rejects = m.rejects[m.rejects["reject_reason"] == "invalid_recipient"]
+    assert rejects["reject_value"].tolist() == refused
+    # Every address a mail client reads (email.utils.getaddresses) is an edge or inside a refused entry.
+    for address in (a for _, a in getaddresses([recipients]) if not re.search(r"[\s<>]", a)):  # (one address)
+        assert address in edges or any(address in entry for entry in refused), address
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ("<u@acme.com", "an angle bracket '<' is not closed"),
+    ("v@acme.com (note", "a comment's '(' is not closed"),
+    ('"Ann <ann@acme.com>', "a quoted string is not closed"),
+    ("Ann <j@acme.com> k@acme.com", "an address after the angle brackets; one entry holds one address"),
+    ('ann@acme.com "bob@acme.com"', "more than one address (a separator missing?); one entry holds one address"),
+])
+def test_an_entry_cut_short_or_holding_a_second_address_is_refused_with_its_reason(raw, problem):
+    assert normalise_address(raw) == (None, None, problem)
+    assert parse_addresses(pd.Series([raw])).problem.tolist() == [problem]
+
+
+_HIDDEN = [chr(c) for c in [*range(0x20), *range(0x7f, 0xa0)]] + ["\u200b", "\u200c", "\u200d", "\u202e", "\u2060",
+                                                                 "\ufeff", "\u00ad"]
+
+
+@pytest.mark.parametrize("ch", _HIDDEN, ids=lambda ch: f"U+{ord(ch):04X}")
+def test_control_and_invisible_characters_in_an_address_are_refused_alike_in_both_paths(ch):
+    # 'ceo\u200b@acme.com' reads as ceo@acme.com and was kept as an address of its own; '\v' and '\x1c'-'\x1f' passed
+    # validation's fast path (RE2's ASCII \s) while normalise_address, hence score_one, refused them.
+    forms = [f"ceo{ch}@acme.com", f"Ceo <ceo{ch}@acme.com>", f"ceo@ac{ch}me.com", f"ceo@bü{ch}cher.de"]
+    parsed = addresses.parse_addresses(pd.Series(forms))
+    scalar = [addresses.normalise_address(f) for f in forms]
+    assert parsed.address.isna().all() and all(address is None for address, _, _ in scalar), parsed.address.tolist()
+    assert parsed.problem.tolist() == [problem for _, _, problem in scalar]
+    m = validate(frame(sender=[f"ceo{ch}@acme.com"] * 3, recipients=[f"cy{ch}@acme.com", "cy@acme.com", "cy@acme.com"]),
+                 tenants=ACME, strict=False)
+    assert len(m) == 0 and set(m.rejects["reject_column"]) == {"sender", "recipients"}
+
+
 _NAME = st.text(st.sampled_from("abcXYZ @.,;'-_!=?0"), max_size=12)
 _ADDRESS = st.tuples(st.text(st.sampled_from("abcxyz09._-+"), min_size=1, max_size=8),
                      st.sampled_from(["acme.com", "Vendor.CO.uk", "mail.x.org"])).map(lambda p: f"{p[0]}@{p[1]}")
@@ -295,6 +363,18 @@ def test_the_address_is_what_the_angle_brackets_hold_whatever_the_name(name, add
     if address.split("@")[0].strip(".") and ".." not in address:
         assert got == address.lower() and problem is None, (written, address, problem)
         assert got_name == (" ".join(name.split()) or None) or not quoted, (written, got_name)
+
+
+@given(st.lists(_ADDRESS, min_size=1, max_size=5), st.integers(0, 4), st.sampled_from(["<", "(note ", '"Name ']),
+       st.sampled_from([",", ";", ", ", " ; "]))
+def test_an_unclosed_opening_loses_its_own_entry_only(listed, at, opening, separator):
+    # The entry never closed is refused; the entries after it are split as if it were not there.
+    at %= len(listed)
+    written = [f"{opening}{a}" if i == at else a for i, a in enumerate(listed)]
+    parent, entries = split_address_lists(pd.Series([separator.join(written)]))
+    assert entries.tolist() == written
+    problems = parse_addresses(entries).problem.tolist()
+    assert "is not closed" in problems[at]
 
 
 def test_groups_give_their_members_and_an_empty_group_nothing():

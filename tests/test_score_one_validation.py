@@ -183,6 +183,19 @@ def test_an_invalid_recipient_is_refused_not_skipped(acme, column, value) -> Non
     assert_both_refuse(acme, message, repr(column), "invalid address")
 
 
+@pytest.mark.parametrize("column, value, word", [
+    ("recipients", "<cy@acme.com; di@acme.com", "'<' is not closed"),  # (both kept cy alone, di lost)
+    ("to", "cy@acme.com (note; di@acme.com", "'(' is not closed"),
+    ("recipients", "Cy <cy@acme.com> di@acme.com", "an address after the angle brackets"),
+    ("sender", 'ann@vendor.com "bob@vendor.com"', "more than one address"),
+])
+def test_an_entry_cut_short_or_holding_two_addresses_is_refused_in_both_paths(acme, column, value, word) -> None:
+    message = _message(**{column: value})
+    if column == "to":
+        del message["recipients"]
+    assert_both_refuse(acme, message, repr(column), word)
+
+
 @pytest.mark.parametrize("column, value", [
     ("sender", "u@xn--ab-7z3a.com"), ("sender", "u@a\u2ff0b.com"), ("sender", "Ann <u@a.XN--AB-7Z3A.com>"),
     ("recipients", "cy@acme.com; u@xn--ab-7z3a.com"), ("recipients", "u@a\u2ff0b.com"),
@@ -191,6 +204,17 @@ def test_an_idn_domain_is_judged_in_punycode_as_in_unicode(acme, column, value) 
     # Before: score_one's shortcut for bare ASCII addresses took any punycode as valid, as validation then did;
     # validation now checks punycode as IDNA, and so does score_one.
     assert_both_refuse(acme, _message(**{column: value}), repr(column), "not a valid internationalised name")
+
+
+@pytest.mark.parametrize("column, value, words", [
+    ("sender", "ann\x0b@vendor.com", ["whitespace in the address"]),  # (validation's fast path took it)
+    ("sender", "ann\x1f@vendor.com", ["whitespace in the address"]),
+    ("sender", "cy\u200b@acme.com", ["invisible character U+200B"]),  # (both kept it, an address reading as cy's)
+    ("sender", "Cy <cy\x00@acme.com>", ["control character U+0000"]),
+    ("recipients", "di@acme.com; cy\u202e@acme.com", ["invisible character U+202E"]),
+])
+def test_a_control_or_invisible_character_in_an_address_is_refused_in_both_paths(acme, column, value, words) -> None:
+    assert_both_refuse(acme, _message(**{column: value}), repr(column), *words)
 
 
 @pytest.mark.parametrize("sender", ["u@xn--vi8h.ws", "u@🍕.ws", "Ann <u@XN--VI8H.ws>"])
