@@ -47,12 +47,14 @@ _MAX_ADDRESS = 254
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
 
 
-def _hidden_character(text: str) -> str | None:
+def _hidden_character(text: str, *, joiners: bool = False) -> str | None:
     """The first control (Cc) or invisible format character (Cf: zero-width space or joiner, soft hyphen,
     direction controls) in ``text``, or None.
 
     A mail client shows 'ceo\\u200b@acme.com' as ceo@acme.com: kept, it would be an address of its own that reads
     as another's; dropped, the value would be changed unseen (IDNA maps a soft hyphen in a domain to nothing).
+    With ``joiners``, the zero-width joiner and non-joiner pass: in a domain IDNA 2008 allows them where a script
+    needs them (Persian, Indic names) and refuses them elsewhere, in either spelling alike.
 
     Examples
     --------
@@ -64,7 +66,10 @@ def _hidden_character(text: str) -> str | None:
         return found.group()
     if text.isascii():
         return None
-    return next((ch for ch in text if unicodedata.category(ch) == "Cf"), None)
+    return next((ch for ch in text if unicodedata.category(ch) == "Cf" and not (joiners and ch in _JOINERS)), None)
+
+
+_JOINERS = frozenset("\u200c\u200d")  # zero-width non-joiner and joiner: IDNA 2008's CONTEXTJ characters
 
 
 def _hidden_problem(ch: str, where: str) -> str:
@@ -212,7 +217,7 @@ def _normalise_domain(domain: str) -> tuple[str | None, str | None]:
     (('x.com', None), (None, 'domain is not a host name with at least two labels'))
     """
     domain = domain.strip()
-    hidden = _hidden_character(domain)
+    hidden = _hidden_character(domain, joiners=True)
     if hidden is not None:
         return None, _hidden_problem(hidden, "domain")
     # One trailing dot is the DNS root (a fully qualified name); a second is an empty label, refused as 'x..com' is.
@@ -332,7 +337,8 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
                 return None, None, "not an address"
     if re.search(r"\s", addr):
         return None, None, "whitespace in the address"
-    hidden = _hidden_character(addr)
+    local_part, _, domain_part = addr.rpartition("@")
+    hidden = _hidden_character(local_part) or _hidden_character(domain_part, joiners=True)
     if hidden is not None:
         return None, None, _hidden_problem(hidden, "address")
     if addr.count("@") != 1:

@@ -137,6 +137,8 @@ def test_mixed_case_and_idn_domains_are_normalised():
     ("a.🍕.com", "a.XN--VI8H.com", None),
     ("☃.net", "xn--n3h.net", None),
     ("bücher.de", "XN--bcher-kva.de", None),
+    # A zero-width non-joiner where Persian needs it: IDNA 2008 takes it (an invisible character elsewhere is not).
+    ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.ir", "xn--mgbn2ecje63gr19l.ir", None),
     ("a\u2ff0b.com", "xn--ab-7z3a.com", "Codepoint U+2FF0 not allowed at position 2 in 'a\u2ff0b.com'"),
     ("x\u0378.com", "xn--x-qib.com", "Codepoint U+0378 not allowed at position 2 in 'x\\u0378.com'"),
 ])
