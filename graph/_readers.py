@@ -317,11 +317,58 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
             # The same files again (no second walk of the directory), with every partition key declared a string.
             strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
             found = ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
-        return _with_every_column(found, text)
+        found = _with_every_column(found, text)
+        if names:
+            _check_partition_columns(found)
+        return found
     except pa.ArrowInvalid as exc:  # (pyarrow's text names the file)
         raise CommGraphError(f"cannot read the input as Parquet: {str(exc).rstrip('.')}. Fix: replace a file cut "
                              "off or damaged with a complete copy; for another format, pass format='parquet', "
                              "'csv' or 'jsonl'") from exc
+
+
+def _check_partition_columns(dataset: Any) -> None:
+    """Refuse files whose own column disagrees with the partition folder they lie in.
+
+    A scan gives every row of ``tenant_id=acme/part-0.parquet`` the folder's value, whatever the file's own
+    ``tenant_id`` column holds: a row there whose column says ``globex`` would be read, silently, as acme's
+    mail. The files that hold a partition column of their own are checked: by their row groups' statistics
+    (a footer already read, nothing more when they hold the folder's value alone), else by reading that column.
+    Values are compared as validation compares ids (white space stripped); a missing value is the folder's.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    for fragment in dataset.get_fragments():
+        keys = ds.get_partition_keys(fragment.partition_expression)
+        schema = fragment.physical_schema
+        for name, folder in keys.items():
+            if folder is None or schema.get_field_index(name) < 0:
+                continue
+            folder = str(folder).strip()
+            fragment.ensure_complete_metadata()
+            stats = [g.statistics.get(name) if g.statistics else None for g in fragment.row_groups]
+            if stats and all(s is not None and s.get("min") is not None and str(s["min"]).strip() == folder
+                             and str(s["max"]).strip() == folder for s in stats):
+                continue
+            # The file's own values: a fragment made without the partition's expression reads them as written.
+            own = fragment.format.make_fragment(fragment.path, fragment.filesystem).to_table(columns=[name])
+            values = pc.utf8_trim_whitespace(pc.cast(own.column(name), pa.large_string()))
+            differs = pc.fill_null(pc.and_(pc.not_equal(values, folder), pc.not_equal(values, "")), False)
+            rows = np.flatnonzero(np.asarray(differs, dtype=bool))
+            if not len(rows):
+                continue
+            shown = ", ".join(f"file row {r} {own.column(name)[int(r)].as_py()!r}" for r in rows[:5])
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            theirs = sorted({str(v) for v in pc.unique(values.take(pa.array(rows))).to_pylist()})
+            raise ConfigError(
+                f"{fragment.path} lies in the partition folder {name}={folder} but its own {name!r} column says "
+                f"otherwise in {len(rows)} row{'s' if len(rows) != 1 else ''} ({shown}{more}); read as the folder "
+                f"says, they would be counted as the mail of {name} {folder!r}. Fix: move those rows to the "
+                f"folder{'s' if len(theirs) > 1 else ''} of their own "
+                f"{', '.join(f'{name}={v}' for v in theirs[:5])}{', ...' if len(theirs) > 5 else ''}, or correct "
+                f"the column if the folder is right")
 
 
 def _zone_differs(a: Any, b: Any) -> bool:

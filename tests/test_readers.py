@@ -80,6 +80,29 @@ def test_hive_partitioned_directory_and_globs(tmp_path):
     assert "run" not in whole.frame.columns and set(whole.tenants) == {"acme", "beta"}
 
 
+def test_file_whose_tenant_column_disagrees_with_its_partition_folder_is_refused(tmp_path):
+    # A scan gave every row of tenant_id=acme/ the folder's tenant, whatever the file's own column said: globex's
+    # mail was read as acme's (whole, chunked, one file, strict or not), no reject; globex's read never saw it.
+    (tmp_path / "tenant_id=acme").mkdir()
+    times = pa.array(pd.to_datetime(["2024-05-02T09:00Z"] * 3), pa.timestamp("ns", tz="UTC"))
+    pq.write_table(pa.table({"tenant_id": ["acme", "globex", None], "message_id": ["m1", "m2", "m3"],
+                             "timestamp": times, "sender": ["a@acme.com"] * 3, "recipients": ["c@x.com"] * 3,
+                             "direction": ["outbound"] * 3}), tmp_path / "tenant_id=acme" / "part-0.parquet")
+    reads = [lambda: read_messages(tmp_path), lambda: read_messages(tmp_path, strict=False),
+             lambda: list(read_messages(tmp_path, chunksize=1)), lambda: read_messages(tmp_path / "tenant_id=acme"),
+             lambda: read_messages(tmp_path / "tenant_id=acme" / "part-0.parquet"),
+             lambda: read_messages(tmp_path, only_tenants=["acme"])]
+    for read in reads:
+        with pytest.raises(ConfigError, match=r"part-0.parquet lies in the partition folder tenant_id=acme .*"
+                                              r"1 row \(file row 1 'globex'\).* folder of their own tenant_id=globex"):
+            read()
+    # A file whose column agrees (or leaves the value to the folder: None) is read as before.
+    pq.write_table(pa.table({"tenant_id": [" acme", None], "message_id": ["m1", "m3"], "timestamp": times[:2],
+                             "sender": ["a@acme.com"] * 2, "recipients": ["c@x.com"] * 2,
+                             "direction": ["outbound"] * 2}), tmp_path / "tenant_id=acme" / "part-0.parquet")
+    assert read_messages(tmp_path).frame["tenant_id"].tolist() == ["acme", "acme"]
+
+
 @pytest.mark.parametrize("first, second", [("ms", "ns"), ("ns", "ms"), ("s", "us")])
 def test_files_with_times_in_other_units_read_as_one_archive(tmp_path, first, second):
     # pyarrow cast every file to the first one's unit: a file in milliseconds before one in nanoseconds failed
@@ -889,3 +912,4 @@ def test_a_damaged_or_foreign_parquet_file_is_named_with_the_fix(tmp_path):
     mail().to_csv(tmp_path / "c.csv", index=False)
     with pytest.raises(CommGraphError, match=r"c\.csv.*for another format, pass format="):
         read_messages(tmp_path / "c.csv", format="parquet")
+
