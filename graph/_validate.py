@@ -162,15 +162,36 @@ def id_text(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     (['7', nan, nan, nan], [False, False, True, True])
     >>> id_text(pd.Series([" 007", "7"]))[0].tolist()
     ['007', '7']
+
+    A float among other values (JSON or records mixing ``1000.0`` with ``"abc"``) is read as in a float column,
+    so that one value gives one id whatever the rows read with it:
+
+    >>> id_text(pd.Series([1000.0, "abc", 2.5], dtype=object))[0].tolist()
+    ['1000', 'abc', nan]
     """
     inexact = np.zeros(len(values), dtype=bool)
     if pd.api.types.is_float_dtype(values.dtype):
-        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
-        whole = np.isfinite(numbers) & (np.trunc(numbers) == numbers) & (np.abs(numbers) < _EXACT_FLOAT_INTEGERS)
-        inexact = ~np.isnan(numbers) & ~whole
-        values = pd.Series(pd.array(np.where(whole, numbers, 0).astype(np.int64), dtype="Int64"),
-                           index=values.index).where(whole).astype(STRING_DTYPE)
+        values, inexact = _float_ids(values)
+    elif values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty",
+                                                                                          "integer"):
+        # (infer_dtype scans in C: a column of text, as CSV gives, goes no further.) str() wrote a float '1000.0'
+        # here and '1000' in a float column: one message under two ids, a chunk's neighbours deciding which.
+        floats = np.fromiter((isinstance(v, (float, np.floating)) for v in values), dtype=bool, count=len(values))
+        if floats.any():
+            read, flagged = _float_ids(values[floats].astype("float64"))
+            values = values.astype(STRING_DTYPE)
+            values[floats] = read
+            inexact[np.flatnonzero(floats)[flagged]] = True
     return _blank_to_na(values), inexact
+
+
+def _float_ids(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Floats as the text of the integers they hold, and where they hold none exactly (those missing)."""
+    numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+    whole = np.isfinite(numbers) & (np.trunc(numbers) == numbers) & (np.abs(numbers) < _EXACT_FLOAT_INTEGERS)
+    inexact = ~np.isnan(numbers) & ~whole
+    return pd.Series(pd.array(np.where(whole, numbers, 0).astype(np.int64), dtype="Int64"),
+                     index=values.index).where(whole).astype(STRING_DTYPE), inexact
 
 
 def validate(

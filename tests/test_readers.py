@@ -913,3 +913,25 @@ def test_a_damaged_or_foreign_parquet_file_is_named_with_the_fix(tmp_path):
     with pytest.raises(CommGraphError, match=r"c\.csv.*for another format, pass format="):
         read_messages(tmp_path / "c.csv", format="parquet")
 
+
+def test_a_float_id_among_text_ids_is_one_id_whatever_its_neighbours(tmp_path):
+    # A float in a column of other values (JSON or records mixing 1000.0 with "abc") was str()-ed to '1000.0',
+    # where a column of floats alone reads '1000': the whole read and a chunked one gave the message other ids,
+    # and the chunked read kept it twice.
+    base = {"tenant_id": "t", "timestamp": "2024-05-02T09:00:00Z", "sender": "ann@acme.com", "recipients": "b@x.com"}
+    ids = [1000.0, 1001.0, 1000.0, "abc", 2.5]
+    records = [dict(base, message_id=i) for i in ids]
+    path = tmp_path / "mail.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tenants = [{"tenant_id": "t", "own_domains": ["acme.com"]}]
+    for source in (path, records):
+        whole = read_messages(source, strict=False, tenants=tenants)
+        parts = list(read_messages(source, strict=False, tenants=tenants, chunksize=2))
+        assert whole.frame["message_id"].tolist() == ["1000", "1001", "abc"]
+        assert [i for p in parts for i in p.frame["message_id"]] == ["1000", "1001", "abc"]
+        assert [(r, v) for r, v in whole.rejects[["reject_reason", "reject_value"]].values] == [
+            ("duplicate_message_id", "1000"), ("invalid_value", "2.5")]
+        assert sorted(r for p in parts for r in p.rejects["reject_reason"]) == ["duplicate_message_id",
+                                                                               "invalid_value"]
+    assert read_messages([dict(base, message_id=1000.0), dict(base, message_id="abc")],
+                         tenants=tenants).frame["message_id"].tolist() == ["1000", "abc"]
