@@ -4,6 +4,7 @@ iterables of records and globs, whole or in bounded-memory chunks."""
 from __future__ import annotations
 
 import codecs
+import collections
 import glob as globlib
 import io
 import itertools
@@ -192,6 +193,33 @@ def _csv_header(path: Any, encoding: str, sep: str, **options: Any) -> list[str]
     return [str(name) for name in head.iloc[0]] if len(head) else []
 
 
+def _repeated(names: Iterable[str]) -> list[str]:
+    """The names that occur more than once, in order of first occurrence."""
+    counts = collections.Counter(names)
+    return [name for name in counts if counts[name] > 1]
+
+
+def _refuse_repeated_names(header: list[str], path: Any) -> None:
+    """Refuse a header naming a column twice: pandas reads the second ``sender`` as ``sender.1``, a column the
+    contract does not know, so its values would be neither used nor rejected (a second recipients column
+    silently lost its recipients).
+
+    Examples
+    --------
+    >>> _refuse_repeated_names(["sender", "recipients", "recipients"], "mail.csv")
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: the header of mail.csv names the column 'recipients' twice or more: ...
+    """
+    repeated = _repeated(header)
+    if repeated:
+        raise ConfigError(
+            f"the header of {path} names the column{'s' if len(repeated) > 1 else ''} "
+            f"{', '.join(repr(n) for n in repeated)} twice or more: only the first would be read, the copies' "
+            "values neither used nor rejected. Fix: give each column of the file one name (merge the copies' "
+            "values into the first, as a list of recipients, or rename or drop them)")
+
+
 def _missing_spellings(columns: list[str], text: frozenset[str], auth: frozenset[str]) -> dict[str, Any]:
     """read_csv's options for missing values: in text columns (identifiers, addresses, names, subjects) only
     an empty field is missing, in the others pandas' usual spellings ('NA', 'NULL', 'n/a') too.
@@ -211,7 +239,9 @@ def _missing_spellings(columns: list[str], text: frozenset[str], auth: frozenset
 def _read_csv(path: Path, encoding: str, chunksize: int | None, sep: str | None, text: frozenset[str],
               auth: frozenset[str]):
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
-    missing = _missing_spellings(_csv_header(path, encoding, sep), text, auth)
+    header = _csv_header(path, encoding, sep)
+    _refuse_repeated_names(header, path)
+    missing = _missing_spellings(header, text, auth)
     # Text columns named here and absent from the file are ignored by pandas.
     return pd.read_csv(path, sep=sep, encoding=encoding, chunksize=chunksize, low_memory=False, index_col=False,
                        dtype={name: STRING_DTYPE for name in text}, **missing)
@@ -236,6 +266,7 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozen
     del decoded
     salvage = {"encoding": "utf-8", "encoding_errors": "surrogatepass"}
     header = _csv_header(io.BytesIO(data), "utf-8", sep, encoding_errors="surrogatepass")
+    _refuse_repeated_names(header, path)
     garbled = [name for name in header if _BAD_BYTE.search(name)]
     if garbled:
         shown = _shown(garbled[0])
@@ -322,6 +353,8 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
             _check_partition_columns(found)
         return found
     except pa.ArrowInvalid as exc:  # (pyarrow's text names the file)
+        if "duplicate field names" in str(exc):  # (pyarrow's text names no file: find it)
+            _refuse_repeated_parquet_columns(source)
         raise CommGraphError(f"cannot read the input as Parquet: {str(exc).rstrip('.')}. Fix: replace a file cut "
                              "off or damaged with a complete copy; for another format, pass format='parquet', "
                              "'csv' or 'jsonl'") from exc
@@ -369,6 +402,27 @@ def _check_partition_columns(dataset: Any) -> None:
                 f"folder{'s' if len(theirs) > 1 else ''} of their own "
                 f"{', '.join(f'{name}={v}' for v in theirs[:5])}{', ...' if len(theirs) > 5 else ''}, or correct "
                 f"the column if the folder is right")
+
+
+def _refuse_repeated_parquet_columns(source: str | list[str]) -> None:
+    """Refuse the first Parquet file under ``source`` whose schema names a column twice (pyarrow's own error,
+    "Can't unify schema with duplicate field names", names no file); only after that error, so a read that
+    succeeds never pays for the walk."""
+    import pyarrow.parquet as pq
+
+    paths = [Path(p) for p in ([source] if isinstance(source, str) else source)]
+    files = [f for p in paths for f in (sorted(p.rglob("*")) if p.is_dir() else [p])
+             if f.is_file() and not f.name.startswith((".", "_"))]
+    for file in files:
+        try:
+            repeated = _repeated(pq.read_schema(file).names)
+        except Exception:  # (a damaged file is named by the error this one replaces)
+            continue
+        if repeated:
+            raise ConfigError(
+                f"{file} names the column{'s' if len(repeated) > 1 else ''} {', '.join(repr(n) for n in repeated)} "
+                "twice or more: which copy holds the column's values cannot be told. Fix: write the file with "
+                "each column once (merge the copies' values into one, or rename or drop them)")
 
 
 def _zone_differs(a: Any, b: Any) -> bool:

@@ -935,3 +935,27 @@ def test_a_float_id_among_text_ids_is_one_id_whatever_its_neighbours(tmp_path):
                                                                                "invalid_value"]
     assert read_messages([dict(base, message_id=1000.0), dict(base, message_id="abc")],
                          tenants=tenants).frame["message_id"].tolist() == ["1000", "abc"]
+
+
+def test_a_header_naming_a_column_twice_is_refused_naming_the_names_and_the_file(tmp_path):
+    # pandas read a second 'recipients' as 'recipients.1' (a column the contract does not know): its recipients
+    # were neither used nor rejected, strict validation passed. A Parquet file with a column twice failed with
+    # pyarrow's "Can't unify schema with duplicate field names", naming no file.
+    path = tmp_path / "mail.csv"
+    path.write_text("tenant_id,message_id,timestamp,sender,recipients,recipients,sender\n"
+                    "t,m1,2024-05-02T09:00:00Z,ann@acme.com,bob@x.com,cy@x.com,evil@x.com\n")
+    latin = tmp_path / "latin.csv"  # (read again keeping bytes UTF-8 cannot decode)
+    latin.write_bytes(path.read_bytes().replace(b"cy@x.com", b"c\xe9@x.com"))
+    for source, options in ((path, {}), (path, {"chunksize": 1}), (latin, {}), (latin, {"chunksize": 1})):
+        with pytest.raises(ConfigError, match=rf"the header of .*{source.name} names the columns 'sender', "
+                                              r"'recipients' twice or more.* Fix: give each column"):
+            read = read_messages(source, strict=False, **options)
+            list(read) if options else read
+    table = pa.Table.from_arrays([pa.array(["t"]), pa.array(["m1"]), pa.array(["b@x.com"]), pa.array(["c@x.com"])],
+                                 names=["tenant_id", "message_id", "recipients", "recipients"])
+    (tmp_path / "archive").mkdir()
+    pq.write_table(table, tmp_path / "archive" / "part-0.parquet")
+    pq.write_table(table.select([0, 1, 2]), tmp_path / "archive" / "part-1.parquet")
+    for source in (tmp_path / "archive", tmp_path / "archive" / "part-0.parquet"):
+        with pytest.raises(ConfigError, match=r"part-0.parquet names the column 'recipients' twice or more"):
+            read_messages(source)
