@@ -480,6 +480,38 @@ def _integers_as_text(table: Any, text: frozenset[str]) -> Any:
     return table
 
 
+def _binary_as_text(table: Any) -> tuple[Any, list[str]]:
+    """``table`` (or a record batch) with its binary columns as text, and the names of those holding bytes UTF-8
+    cannot decode (left binary: :func:`_decoded_keeping_bad_bytes` reads them after ``to_pandas``).
+
+    pandas turned such bytes into text while validating, a bare UnicodeDecodeError failing the whole read where
+    CSV and JSON Lines reject the rows holding them as ``invalid_encoding``.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    undecodable = []
+    for at, field in enumerate(table.schema):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            try:
+                table = table.set_column(at, field.name, pc.cast(table.column(at), pa.large_string()))
+            except pa.ArrowInvalid:  # (the cast checks the bytes are UTF-8)
+                undecodable.append(field.name)
+    return table, undecodable
+
+
+def _decoded_keeping_bad_bytes(frame: pd.DataFrame, undecodable: list[str]) -> pd.DataFrame:
+    """``frame`` with the bytes of the ``undecodable`` columns decoded, each byte UTF-8 cannot decode kept as a
+    lone surrogate, marked for :func:`_encoding_rejects` to set their rows aside as a CSV file's are."""
+    if not undecodable:
+        return frame
+    for name in undecodable:  # (Python per value: only in the columns whose cast failed)
+        frame[name] = pd.Series([v.decode("utf-8", _BAD_BYTES) if isinstance(v, bytes) else v for v in frame[name]],
+                                index=frame.index, dtype=object)
+    frame.attrs.update(salvaged_encoding="utf-8", salvaged_columns=tuple(undecodable))
+    return frame
+
+
 def _complete_schema(fragment: Any) -> Any:
     """A Parquet fragment's schema, its footer read and kept (row groups and statistics too, for pruning)."""
     fragment.ensure_complete_metadata()
@@ -865,7 +897,8 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
             files.append(tagged.fragment.path)
             if first_rows is not None:
                 offsets.append(first_rows[(tagged.fragment.path, tagged.fragment.row_groups[0].id)])
-        table = _integers_as_text(pa.Table.from_batches(batches, schema=dataset.schema), text)
+        table, undecodable = _binary_as_text(_integers_as_text(pa.Table.from_batches(batches, schema=dataset.schema),
+                                                               text))
         counts = np.array([b.num_rows for b in batches], dtype=np.int64)
         pieces = files if first_rows is None else [f"{f}\x1f{o}" for f, o in zip(files, offsets)]
         codes, _ = pd.factorize(pd.Series(pieces, dtype=object), sort=False)
@@ -887,7 +920,7 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
             if since.tenant_id in table.column_names and since.message_id in table.column_names:
                 keep = _whole_messages(keep, table.column(since.tenant_id), table.column(since.message_id))
             table, names, numbers = table.filter(keep), names[keep], numbers[keep]
-        frame = table.to_pandas()
+        frame = _decoded_keeping_bad_bytes(table.to_pandas(), undecodable)
         if numbers is not None:
             frame.index = pd.Index(numbers)
         yield names, frame
@@ -895,7 +928,8 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
     for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
         keys = ds.get_partition_keys(fragment.partition_expression)
         for batch in fragment.to_batches(batch_size=chunksize):
-            frame = _integers_as_text(batch, text).to_pandas()
+            batch, undecodable = _binary_as_text(_integers_as_text(batch, text))
+            frame = _decoded_keeping_bad_bytes(batch.to_pandas(), undecodable)
             for name, value in keys.items():
                 if name not in frame.columns:
                     frame[name] = pd.Series([value] * len(frame), dtype=STRING_DTYPE)
@@ -1256,6 +1290,9 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool
             shown = [_shown(v) for v in text[bad]]
             fix = (f"the bytes are not valid {encoding}; read again with encoding='<the file's encoding>' "
                    "(for example 'cp1252'), or strict=False to set these rows aside")
+            if "salvaged_columns" in frame.attrs:  # (Parquet: no encoding to give)
+                fix = ("the bytes of this binary column are not valid UTF-8; rewrite the column as UTF-8 text, or "
+                       "strict=False to set these rows aside")
             problems.append(Problem(column, ReasonCode.INVALID_ENCODING, rows=frame.index[bad].tolist(),
                                     values=shown, fix=fix))
             findings.append((np.flatnonzero(bad), column, shown, fix))
@@ -1272,8 +1309,9 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool
                for positions, column, values, fix in findings]
     kept = np.flatnonzero(~bad_rows)
     good = clean.iloc[kept]
-    # Columns read as text only because of the salvage: let numbers be numbers again (not identifiers).
-    for column in good.columns:
+    # Columns read as text only because of the salvage: let numbers be numbers again (not identifiers). (Only the
+    # columns decoded in a Parquet file: its others have their types.)
+    for column in frame.attrs.get("salvaged_columns", good.columns):
         if good[column].dtype == object and column != "source_file" and column not in text_columns:
             converted = pd.to_numeric(good[column], errors="coerce")
             if converted.notna().sum() == good[column].notna().sum() and good[column].notna().any():

@@ -959,3 +959,24 @@ def test_a_header_naming_a_column_twice_is_refused_naming_the_names_and_the_file
     for source in (tmp_path / "archive", tmp_path / "archive" / "part-0.parquet"):
         with pytest.raises(ConfigError, match=r"part-0.parquet names the column 'recipients' twice or more"):
             read_messages(source)
+
+
+def test_parquet_binary_column_with_bytes_utf8_cannot_decode_rejects_those_rows_as_csv_does(tmp_path):
+    # pandas decoded a binary column while validating: a bare UnicodeDecodeError failed the whole read, where CSV
+    # and JSON Lines set the rows holding such bytes aside as invalid_encoding.
+    times = pa.array(pd.to_datetime(["2024-05-02T09:00Z"] * 3), pa.timestamp("ns", tz="UTC"))
+    senders = pa.array([b"ann@acme.com", b"a\xe9nn@acme.com", b"bob@acme.com"], pa.binary())
+    path = tmp_path / "mail.parquet"
+    pq.write_table(pa.table({"tenant_id": ["t"] * 3, "message_id": ["m0", "m1", "m2"], "timestamp": times,
+                             "sender": senders, "recipients": ["c@x.com"] * 3}), path)
+    tenants = [{"tenant_id": "t", "own_domains": ["acme.com"]}]
+    whole = read_messages(path, strict=False, tenants=tenants)
+    parts = list(read_messages(path, strict=False, tenants=tenants, chunksize=2))
+    for found in ([whole], parts):
+        assert [i for m in found for i in m.frame["message_id"]] == ["m0", "m2"]
+        assert [i for m in found for i in m.frame["sender"]] == ["ann@acme.com", "bob@acme.com"]
+        rejects = pd.concat([m.rejects for m in found])
+        assert rejects[["reject_column", "reject_reason", "reject_value", "message_id"]].values.tolist() == [
+            ["sender", "invalid_encoding", "a\\xe9nn@acme.com", "m1"]]
+    with pytest.raises(SchemaError, match=r"column 'sender': 1 row invalid_encoding .*rewrite the column as UTF-8"):
+        read_messages(path, tenants=tenants)
