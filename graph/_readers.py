@@ -1080,7 +1080,7 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
     # Bytes the encoding cannot decode are kept (as in CSV): the records holding them are rejected as
     # invalid_encoding, naming their bytes, where the read failed for the whole file.
     with get_handle(path, "r", encoding=encoding, compression="infer", errors=_BAD_BYTES) as handles:
-        lines = iter(handles.handle)
+        lines = _lines_at_newline(handles.handle)
         record = line = 0
         while True:
             part = list(itertools.islice(lines, chunksize or None))
@@ -1121,6 +1121,33 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
             line += len(part)
             if not chunksize:
                 return
+
+
+def _lines_at_newline(pieces: Iterable[str]) -> Iterator[str]:
+    r"""The lines of a text handle, a lone ``\r`` ending one only where a record follows (a ``{``).
+
+    The handle splits at every lone ``\r`` (universal newlines): a record whose string holds a raw carriage
+    return was cut in two in a chunked read only (``pd.read_json`` splits a whole read at ``\n``), its halves
+    rejected as invalid JSON and every later record numbered one higher than in the whole read. A file whose
+    lines end in ``\r`` alone (old Mac tools) is still read line by line.
+
+    Examples
+    --------
+    >>> list(_lines_at_newline(['{"s": "a\r', 'b"}\n', '{"s": 1}\r', ' {"s": 2}']))
+    ['{"s": "a\rb"}\n', '{"s": 1}\r', ' {"s": 2}']
+    """
+    held = ""
+    for piece in pieces:
+        if held and piece.lstrip().startswith("{"):
+            yield held
+            held = ""
+        if piece.endswith("\r"):
+            held += piece
+            continue
+        yield held + piece if held else piece
+        held = ""
+    if held:
+        yield held
 
 
 def _jsonl_salvaged(lines: list[str], name: str, first_record: int, first_line: int,

@@ -980,3 +980,24 @@ def test_parquet_binary_column_with_bytes_utf8_cannot_decode_rejects_those_rows_
             ["sender", "invalid_encoding", "a\\xe9nn@acme.com", "m1"]]
     with pytest.raises(SchemaError, match=r"column 'sender': 1 row invalid_encoding .*rewrite the column as UTF-8"):
         read_messages(path, tenants=tenants)
+
+
+def test_a_raw_carriage_return_in_a_jsonl_string_cuts_no_record_in_a_chunked_read(tmp_path):
+    # The file's lines were split at a lone \r too (universal newlines): a chunked read cut the record in two,
+    # rejected its halves as invalid_json and numbered every later record one higher than the whole read did.
+    def record(i: int, **values) -> str:
+        return json.dumps({"tenant_id": "t", "message_id": f"m{i}", "timestamp": "2024-05-02T09:00:00Z",
+                           "sender": "ann@acme.com", "recipients": "bob@x.com", "direction": "outbound", **values})
+
+    path = tmp_path / "mail.jsonl"
+    path.write_bytes((record(0, subject="a\rb").replace("\\r", "\r") + "\n" + record(1) + "\n"
+                      + record(2, sender="bad") + "\n").encode())
+    old_mac = tmp_path / "old_mac.jsonl"  # lines ended by \r alone: still one record a line
+    old_mac.write_bytes("".join(record(i) + "\r" for i in range(3)).encode())
+    for source, kept, rejected in ((path, {"m0": 0, "m1": 1}, [(2, "invalid_address")]), (old_mac, {
+            "m0": 0, "m1": 1, "m2": 2}, [])):
+        whole = read_messages(source, strict=False)
+        parts = list(read_messages(source, strict=False, chunksize=1))
+        for found in ([whole], parts):
+            assert {i: n for m in found for i, n in zip(m.frame["message_id"], m.frame.index)} == kept
+            assert [(n, r) for m in found for n, r in zip(m.rejects.index, m.rejects["reject_reason"])] == rejected
