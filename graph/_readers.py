@@ -1364,7 +1364,9 @@ class _SeenMessageIds:
 
     @staticmethod
     def _keys(tenant: pd.Series, message_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        joined = tenant + "\x1f" + message_id
+        # The tenant's length first: no separator character (which a tenant or id may hold: 'a\x1fb' + 'c' and
+        # 'a' + 'b\x1fc' were one key) can tell where the tenant ends.
+        joined = tenant.str.len().astype("Int64").astype(STRING_DTYPE) + ":" + tenant + message_id
         return stable_keys(joined), joined.notna().to_numpy()
 
     def seen(self, tenant: pd.Series, message_id: pd.Series) -> np.ndarray:

@@ -1001,3 +1001,18 @@ def test_a_raw_carriage_return_in_a_jsonl_string_cuts_no_record_in_a_chunked_rea
         for found in ([whole], parts):
             assert {i: n for m in found for i, n in zip(m.frame["message_id"], m.frame.index)} == kept
             assert [(n, r) for m in found for n, r in zip(m.rejects.index, m.rejects["reject_reason"])] == rejected
+
+
+def test_a_chunked_read_tells_apart_messages_whose_tenant_and_id_join_alike():
+    # Earlier chunks' messages were remembered as tenant + '\x1f' + id: tenant 'a\x1fb' with id 'c' and tenant 'a'
+    # with id 'b\x1fc' were one key, the second message rejected as a duplicate where the whole read kept both.
+    frame = pd.DataFrame({"tenant_id": ["a\x1fb", "a", "a"], "message_id": ["c", "b\x1fc", "b\x1fc"],
+                          "timestamp": "2024-05-02T09:00:00Z", "sender": "ann@acme.com", "recipients": "bob@x.com",
+                          "direction": "outbound"})
+    whole = read_messages(frame, strict=False)
+    parts = list(read_messages(frame, strict=False, chunksize=1))
+    for found in ([whole], parts):
+        assert [(t, i) for m in found for t, i in zip(m.frame["tenant_id"], m.frame["message_id"])] == [
+            ("a\x1fb", "c"), ("a", "b\x1fc")]
+        assert [(n, r) for m in found for n, r in zip(m.rejects.index, m.rejects["reject_reason"])] == [
+            (2, "duplicate_message_id")]
