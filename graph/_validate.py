@@ -51,6 +51,7 @@ class _Finding:
     fix: str
     detail: str = ""
     messages: list | None = None  # one sentence per position, when they differ
+    row_values: pd.Series | None = None  # a message-level finding's value in each input row (edge layout)
 
 
 @dataclass
@@ -63,14 +64,15 @@ class _Findings:
         self.rejected = np.zeros(self.n_messages, dtype=bool)
 
     def add(self, mask_or_positions, column: str, reason: ReasonCode, values: pd.Series | np.ndarray | list,
-            fix: str, *, level: str = "message", detail: str = "", messages=None) -> None:
+            fix: str, *, level: str = "message", detail: str = "", messages=None,
+            row_values: pd.Series | None = None) -> None:
         positions = np.asarray(mask_or_positions)
         if positions.dtype == bool:
             positions = np.flatnonzero(positions)
         if not len(positions):
             return
         vals = values.tolist() if hasattr(values, "tolist") else list(values)
-        self.items.append(_Finding(level, positions, column, reason, vals, fix, detail, messages))
+        self.items.append(_Finding(level, positions, column, reason, vals, fix, detail, messages, row_values))
         if level == "message":
             self.rejected[positions] = True
 
@@ -695,7 +697,8 @@ class _State:
         if level:
             grouped = flat[level].astype(STRING_DTYPE).groupby(edge_parent, sort=True).nunique(dropna=False)
             inconsistent = grouped.gt(1)
-            state.pre_findings.append(("inconsistent", inconsistent))
+            # The rows' own values of the columns some message disagrees on (usually none: no input column kept).
+            state.pre_findings.append(("inconsistent", inconsistent, flat[inconsistent.columns[inconsistent.any()]]))
         return state
 
 
@@ -831,14 +834,16 @@ def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> 
                          "use 'to', 'cc' or 'bcc', or leave it empty", level="edge")
             usable_entry &= ~bad
         elif item[0] == "inconsistent":
-            table = item[1]
+            table, given = item[1], item[2]
             for column in table.columns:
                 bad = table[column].to_numpy()
                 positions = table.index.to_numpy()[bad]
+                # Each row named with its own value: the message's (its first row's) named every row with one
+                # value, which the rows that disagree do not hold.
                 findings.add(positions, column, ReasonCode.INCONSISTENT_MESSAGE,
                              state.msgs[column].iloc[positions],
                              "rows of one message must agree on message-level columns; correct them or give the "
-                             "copies distinct message ids")
+                             "copies distinct message ids", row_values=given.get(column))
     for code, column in enumerate(state.edge_columns):
         # Name the column the bad address came from (to, cc, bcc, recipients or recipient).
         _address_problems(parsed, raw, column, findings, level="edge", usable=usable_entry & (state.edge_column == code),
@@ -1047,7 +1052,8 @@ def _expand(state: _State, finding: _Finding) -> tuple[np.ndarray, list, list]:
         lo, hi = np.searchsorted(sorted_parent, [pos, pos + 1])
         member_rows = state.edge_row[order[lo:hi]]
         rows.extend(member_rows.tolist())
-        values.extend([value] * len(member_rows))
+        values.extend([value] * len(member_rows) if finding.row_values is None
+                      else finding.row_values.iloc[member_rows].tolist())
         sentences.extend([sentence] * len(member_rows))
     return np.asarray(rows, dtype=np.int64), values, sentences
 
