@@ -1380,26 +1380,22 @@ class _SeenMessageIds:
         seen[present] = found
         return seen
 
-    def split(self, frame: pd.DataFrame, strict: bool
-              ) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame | None]:
-        """``frame`` without the rows repeating a message kept from an earlier chunk, the positions of the rows
-        left (None: all), and the rows taken out as rejects."""
+    def repeats(self, frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | None, SchemaError | None]:
+        """The positions of the rows of ``frame`` repeating a message kept from an earlier chunk, their rejects as
+        such copies, and the strict error naming them."""
         if "tenant_id" not in frame or "message_id" not in frame or not len(frame) or not len(self.keys):
-            return frame, None, None
+            return np.zeros(0, dtype=np.int64), None, None
         # The ids as validation reads them (tidied; a float column's integers as integers).
-        seen = self.seen(id_text(frame["tenant_id"])[0], id_text(frame["message_id"])[0])
-        if not seen.any():
-            return frame, None, None
+        positions = np.flatnonzero(self.seen(id_text(frame["tenant_id"])[0], id_text(frame["message_id"])[0]))
+        if not len(positions):
+            return positions, None, None
         fix = "nothing to do if these are copies of one mail filed in several folders (the first copy is kept)"
-        if strict:
-            raise SchemaError([Problem("message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
-                                       rows=frame.index[seen].tolist(), values=frame["message_id"][seen].tolist(),
-                                       fix=fix, detail="first seen in an earlier chunk",
-                                       files=_files_of(frame, np.flatnonzero(seen)))])
-        rejects = reject_rows(frame, np.flatnonzero(seen), "message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
-                              frame["message_id"][seen].tolist(), fix)
-        kept = np.flatnonzero(~seen)
-        return frame.iloc[kept], kept, rejects
+        values = frame["message_id"].iloc[positions].tolist()
+        error = SchemaError([Problem("message_id", ReasonCode.DUPLICATE_MESSAGE_ID, rows=frame.index[positions].tolist(),
+                                     values=values, fix=fix, detail="first seen in an earlier chunk",
+                                     files=_files_of(frame, positions))])
+        return positions, reject_rows(frame, positions, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, values, fix), \
+            error
 
     def remember(self, kept: pd.DataFrame) -> None:
         """Add the messages of a validated chunk (their ids tidy already, and distinct)."""
@@ -1480,16 +1476,22 @@ def _validated(frame: pd.DataFrame | None, strict: bool, columns, seen: _SeenMes
         if "recipient" in frame.columns and not any(c in frame.columns for c in ("recipients", "to", "cc", "bcc")):
             raise RowPerRecipientChunksError("chunked reading needs one row per message; read inputs with one row "
                                              "per recipient ('recipient' column) without chunksize")
-        frame, rows, rejects = seen.split(frame, strict)
-        if rejects is not None:
-            extra.append(renumber_rejects(rejects, kept))
-        kept = kept if rows is None else kept[rows]
+        repeated, copies, copied = seen.repeats(frame)
     # Handed over with no name left here: validation then frees the input columns it has
     # consumed before it builds the output (see _whole).
     handed = [frame]
     del frame
     messages = _validate_handed_over(handed, strict=strict, **options)
     if seen is not None:
+        if len(repeated):
+            # Repeats of an earlier chunk's messages are validated with their chunk, as a whole read validates
+            # them: one refused for problems of its own is rejected for those (a whole read calls only usable
+            # copies copies), and one kept is the copy (taken out before validation, it was a copy alone).
+            if strict:
+                raise copied
+            rows = messages.rejects["reject_row"][messages.rejects["reject_action"] == "row_rejected"].dropna()
+            extra.append(renumber_rejects(copies.iloc[~np.isin(repeated, rows.to_numpy(dtype=np.int64))], kept))
+            messages = messages.subset(~seen.seen(*_tidy_ids(messages.frame)))
         seen.remember(messages.frame)
     if len(kept) and not (kept[-1] == len(kept) - 1):  # (rows were set aside: validation numbered the rest)
         messages = messages._renumbered(kept)

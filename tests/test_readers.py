@@ -1016,3 +1016,29 @@ def test_a_chunked_read_tells_apart_messages_whose_tenant_and_id_join_alike():
             ("a\x1fb", "c"), ("a", "b\x1fc")]
         assert [(n, r) for m in found for n, r in zip(m.rejects.index, m.rejects["reject_reason"])] == [
             (2, "duplicate_message_id")]
+
+
+def test_a_later_copy_is_rejected_for_its_own_problems_in_a_chunked_read_as_in_a_whole_one(tmp_path):
+    # A chunked read took out the repeats of an earlier chunk's messages before validating: a later copy with
+    # problems of its own was only a duplicate_message_id, where the whole read (which calls only usable copies
+    # copies) rejected it for its time, label and recipient.
+    path = tmp_path / "mail.csv"
+    path.write_text("tenant_id,message_id,timestamp,sender,recipients,label,direction\n"
+                    "t,m1,2024-05-02T09:00:00Z,ann@acme.com,bob@x.com,,outbound\n"
+                    "t,m1,not a time,ann@acme.com,bad,phish,outbound\n"
+                    "t,m1,2024-05-02T09:00:00Z,ann@acme.com,bad;cy@x.com,,outbound\n"
+                    "t,m2,2024-05-02T09:00:00Z,ann@acme.com,bob@x.com,,outbound\n")
+    columns = ["reject_row", "reject_column", "reject_reason", "reject_value", "reject_action"]
+    whole = read_messages(path, strict=False)
+    for size in (1, 2):
+        parts = list(read_messages(path, strict=False, chunksize=size))
+        rejects = pd.concat([m.rejects for m in parts]).sort_values("reject_row", kind="stable")
+        assert rejects[columns].values.tolist() == whole.rejects[columns].values.tolist()
+        assert [i for m in parts for i in m.frame["message_id"]] == whole.frame["message_id"].tolist() == ["m1", "m2"]
+    assert "duplicate_message_id" in whole.rejects["reject_reason"].tolist()
+    with pytest.raises(SchemaError, match="unparseable_timestamp"):
+        list(read_messages(path, chunksize=1))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], lines[1], lines[1], lines[4]]) + "\n")  # an exact copy
+    with pytest.raises(SchemaError, match="duplicate_message_id .*first seen in an earlier chunk"):
+        list(read_messages(path, chunksize=1))
