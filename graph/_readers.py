@@ -1391,9 +1391,9 @@ class _SeenMessageIds:
             return positions, None, None
         fix = "nothing to do if these are copies of one mail filed in several folders (the first copy is kept)"
         values = frame["message_id"].iloc[positions].tolist()
-        error = SchemaError([Problem("message_id", ReasonCode.DUPLICATE_MESSAGE_ID, rows=frame.index[positions].tolist(),
-                                     values=values, fix=fix, detail="first seen in an earlier chunk",
-                                     files=_files_of(frame, positions))])
+        error = SchemaError([Problem("message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
+                                     rows=frame.index[positions].tolist(), values=values, fix=fix,
+                                     detail="first seen in an earlier chunk", files=_files_of(frame, positions))])
         return positions, reject_rows(frame, positions, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, values, fix), \
             error
 
