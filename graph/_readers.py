@@ -4,6 +4,7 @@ iterables of records and globs, whole or in bounded-memory chunks."""
 from __future__ import annotations
 
 import codecs
+import collections
 import glob as globlib
 import io
 import itertools
@@ -192,6 +193,33 @@ def _csv_header(path: Any, encoding: str, sep: str, **options: Any) -> list[str]
     return [str(name) for name in head.iloc[0]] if len(head) else []
 
 
+def _repeated(names: Iterable[str]) -> list[str]:
+    """The names that occur more than once, in order of first occurrence."""
+    counts = collections.Counter(names)
+    return [name for name in counts if counts[name] > 1]
+
+
+def _refuse_repeated_names(header: list[str], path: Any) -> None:
+    """Refuse a header naming a column twice: pandas reads the second ``sender`` as ``sender.1``, a column the
+    contract does not know, so its values would be neither used nor rejected (a second recipients column
+    silently lost its recipients).
+
+    Examples
+    --------
+    >>> _refuse_repeated_names(["sender", "recipients", "recipients"], "mail.csv")
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: the header of mail.csv names the column 'recipients' twice or more: ...
+    """
+    repeated = _repeated(header)
+    if repeated:
+        raise ConfigError(
+            f"the header of {path} names the column{'s' if len(repeated) > 1 else ''} "
+            f"{', '.join(repr(n) for n in repeated)} twice or more: only the first would be read, the copies' "
+            "values neither used nor rejected. Fix: give each column of the file one name (merge the copies' "
+            "values into the first, as a list of recipients, or rename or drop them)")
+
+
 def _missing_spellings(columns: list[str], text: frozenset[str], auth: frozenset[str]) -> dict[str, Any]:
     """read_csv's options for missing values: in text columns (identifiers, addresses, names, subjects) only
     an empty field is missing, in the others pandas' usual spellings ('NA', 'NULL', 'n/a') too.
@@ -211,7 +239,9 @@ def _missing_spellings(columns: list[str], text: frozenset[str], auth: frozenset
 def _read_csv(path: Path, encoding: str, chunksize: int | None, sep: str | None, text: frozenset[str],
               auth: frozenset[str]):
     sep = sep or ("\t" if ".tsv" in path.suffixes else ",")
-    missing = _missing_spellings(_csv_header(path, encoding, sep), text, auth)
+    header = _csv_header(path, encoding, sep)
+    _refuse_repeated_names(header, path)
+    missing = _missing_spellings(header, text, auth)
     # Text columns named here and absent from the file are ignored by pandas.
     return pd.read_csv(path, sep=sep, encoding=encoding, chunksize=chunksize, low_memory=False, index_col=False,
                        dtype={name: STRING_DTYPE for name in text}, **missing)
@@ -236,6 +266,7 @@ def _read_csv_salvaging(path: Path, encoding: str, sep: str | None, text: frozen
     del decoded
     salvage = {"encoding": "utf-8", "encoding_errors": "surrogatepass"}
     header = _csv_header(io.BytesIO(data), "utf-8", sep, encoding_errors="surrogatepass")
+    _refuse_repeated_names(header, path)
     garbled = [name for name in header if _BAD_BYTE.search(name)]
     if garbled:
         shown = _shown(garbled[0])
@@ -317,11 +348,81 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
             # The same files again (no second walk of the directory), with every partition key declared a string.
             strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
             found = ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
-        return _with_every_column(found, text)
+        found = _with_every_column(found, text)
+        if names:
+            _check_partition_columns(found)
+        return found
     except pa.ArrowInvalid as exc:  # (pyarrow's text names the file)
+        if "duplicate field names" in str(exc):  # (pyarrow's text names no file: find it)
+            _refuse_repeated_parquet_columns(source)
         raise CommGraphError(f"cannot read the input as Parquet: {str(exc).rstrip('.')}. Fix: replace a file cut "
                              "off or damaged with a complete copy; for another format, pass format='parquet', "
                              "'csv' or 'jsonl'") from exc
+
+
+def _check_partition_columns(dataset: Any) -> None:
+    """Refuse files whose own column disagrees with the partition folder they lie in.
+
+    A scan gives every row of ``tenant_id=acme/part-0.parquet`` the folder's value, whatever the file's own
+    ``tenant_id`` column holds: a row there whose column says ``globex`` would be read, silently, as acme's
+    mail. The files that hold a partition column of their own are checked: by their row groups' statistics
+    (a footer already read, nothing more when they hold the folder's value alone), else by reading that column.
+    Values are compared as validation compares ids (white space stripped); a missing value is the folder's.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    for fragment in dataset.get_fragments():
+        keys = ds.get_partition_keys(fragment.partition_expression)
+        schema = fragment.physical_schema
+        for name, folder in keys.items():
+            if folder is None or schema.get_field_index(name) < 0:
+                continue
+            folder = str(folder).strip()
+            fragment.ensure_complete_metadata()
+            stats = [g.statistics.get(name) if g.statistics else None for g in fragment.row_groups]
+            if stats and all(s is not None and s.get("min") is not None and str(s["min"]).strip() == folder
+                             and str(s["max"]).strip() == folder for s in stats):
+                continue
+            # The file's own values: a fragment made without the partition's expression reads them as written.
+            own = fragment.format.make_fragment(fragment.path, fragment.filesystem).to_table(columns=[name])
+            values = pc.utf8_trim_whitespace(pc.cast(own.column(name), pa.large_string()))
+            differs = pc.fill_null(pc.and_(pc.not_equal(values, folder), pc.not_equal(values, "")), False)
+            rows = np.flatnonzero(np.asarray(differs, dtype=bool))
+            if not len(rows):
+                continue
+            shown = ", ".join(f"file row {r} {own.column(name)[int(r)].as_py()!r}" for r in rows[:5])
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            theirs = sorted({str(v) for v in pc.unique(values.take(pa.array(rows))).to_pylist()})
+            raise ConfigError(
+                f"{fragment.path} lies in the partition folder {name}={folder} but its own {name!r} column says "
+                f"otherwise in {len(rows)} row{'s' if len(rows) != 1 else ''} ({shown}{more}); read as the folder "
+                f"says, they would be counted as the mail of {name} {folder!r}. Fix: move those rows to the "
+                f"folder{'s' if len(theirs) > 1 else ''} of their own "
+                f"{', '.join(f'{name}={v}' for v in theirs[:5])}{', ...' if len(theirs) > 5 else ''}, or correct "
+                f"the column if the folder is right")
+
+
+def _refuse_repeated_parquet_columns(source: str | list[str]) -> None:
+    """Refuse the first Parquet file under ``source`` whose schema names a column twice (pyarrow's own error,
+    "Can't unify schema with duplicate field names", names no file); only after that error, so a read that
+    succeeds never pays for the walk."""
+    import pyarrow.parquet as pq
+
+    paths = [Path(p) for p in ([source] if isinstance(source, str) else source)]
+    files = [f for p in paths for f in (sorted(p.rglob("*")) if p.is_dir() else [p])
+             if f.is_file() and not f.name.startswith((".", "_"))]
+    for file in files:
+        try:
+            repeated = _repeated(pq.read_schema(file).names)
+        except Exception:  # (a damaged file is named by the error this one replaces)
+            continue
+        if repeated:
+            raise ConfigError(
+                f"{file} names the column{'s' if len(repeated) > 1 else ''} {', '.join(repr(n) for n in repeated)} "
+                "twice or more: which copy holds the column's values cannot be told. Fix: write the file with "
+                "each column once (merge the copies' values into one, or rename or drop them)")
 
 
 def _zone_differs(a: Any, b: Any) -> bool:
@@ -377,6 +478,38 @@ def _integers_as_text(table: Any, text: frozenset[str]) -> Any:
         if field.name in text and pa.types.is_integer(field.type):
             table = table.set_column(at, field.name, pc.cast(table.column(at), pa.large_string()))
     return table
+
+
+def _binary_as_text(table: Any) -> tuple[Any, list[str]]:
+    """``table`` (or a record batch) with its binary columns as text, and the names of those holding bytes UTF-8
+    cannot decode (left binary: :func:`_decoded_keeping_bad_bytes` reads them after ``to_pandas``).
+
+    pandas turned such bytes into text while validating, a bare UnicodeDecodeError failing the whole read where
+    CSV and JSON Lines reject the rows holding them as ``invalid_encoding``.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    undecodable = []
+    for at, field in enumerate(table.schema):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            try:
+                table = table.set_column(at, field.name, pc.cast(table.column(at), pa.large_string()))
+            except pa.ArrowInvalid:  # (the cast checks the bytes are UTF-8)
+                undecodable.append(field.name)
+    return table, undecodable
+
+
+def _decoded_keeping_bad_bytes(frame: pd.DataFrame, undecodable: list[str]) -> pd.DataFrame:
+    """``frame`` with the bytes of the ``undecodable`` columns decoded, each byte UTF-8 cannot decode kept as a
+    lone surrogate, marked for :func:`_encoding_rejects` to set their rows aside as a CSV file's are."""
+    if not undecodable:
+        return frame
+    for name in undecodable:  # (Python per value: only in the columns whose cast failed)
+        frame[name] = pd.Series([v.decode("utf-8", _BAD_BYTES) if isinstance(v, bytes) else v for v in frame[name]],
+                                index=frame.index, dtype=object)
+    frame.attrs.update(salvaged_encoding="utf-8", salvaged_columns=tuple(undecodable))
+    return frame
 
 
 def _complete_schema(fragment: Any) -> Any:
@@ -764,7 +897,8 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
             files.append(tagged.fragment.path)
             if first_rows is not None:
                 offsets.append(first_rows[(tagged.fragment.path, tagged.fragment.row_groups[0].id)])
-        table = _integers_as_text(pa.Table.from_batches(batches, schema=dataset.schema), text)
+        table, undecodable = _binary_as_text(_integers_as_text(pa.Table.from_batches(batches, schema=dataset.schema),
+                                                               text))
         counts = np.array([b.num_rows for b in batches], dtype=np.int64)
         pieces = files if first_rows is None else [f"{f}\x1f{o}" for f, o in zip(files, offsets)]
         codes, _ = pd.factorize(pd.Series(pieces, dtype=object), sort=False)
@@ -786,7 +920,7 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
             if since.tenant_id in table.column_names and since.message_id in table.column_names:
                 keep = _whole_messages(keep, table.column(since.tenant_id), table.column(since.message_id))
             table, names, numbers = table.filter(keep), names[keep], numbers[keep]
-        frame = table.to_pandas()
+        frame = _decoded_keeping_bad_bytes(table.to_pandas(), undecodable)
         if numbers is not None:
             frame.index = pd.Index(numbers)
         yield names, frame
@@ -794,7 +928,8 @@ def _parquet_parts(path: Path, chunksize: int | None, only: _TenantFilter | None
     for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
         keys = ds.get_partition_keys(fragment.partition_expression)
         for batch in fragment.to_batches(batch_size=chunksize):
-            frame = _integers_as_text(batch, text).to_pandas()
+            batch, undecodable = _binary_as_text(_integers_as_text(batch, text))
+            frame = _decoded_keeping_bad_bytes(batch.to_pandas(), undecodable)
             for name, value in keys.items():
                 if name not in frame.columns:
                     frame[name] = pd.Series([value] * len(frame), dtype=STRING_DTYPE)
@@ -945,7 +1080,7 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
     # Bytes the encoding cannot decode are kept (as in CSV): the records holding them are rejected as
     # invalid_encoding, naming their bytes, where the read failed for the whole file.
     with get_handle(path, "r", encoding=encoding, compression="infer", errors=_BAD_BYTES) as handles:
-        lines = iter(handles.handle)
+        lines = _lines_at_newline(handles.handle)
         record = line = 0
         while True:
             part = list(itertools.islice(lines, chunksize or None))
@@ -986,6 +1121,33 @@ def _jsonl_parts(path: Path, chunksize: int | None, encoding: str) -> Iterator[p
             line += len(part)
             if not chunksize:
                 return
+
+
+def _lines_at_newline(pieces: Iterable[str]) -> Iterator[str]:
+    r"""The lines of a text handle, a lone ``\r`` ending one only where a record follows (a ``{``).
+
+    The handle splits at every lone ``\r`` (universal newlines): a record whose string holds a raw carriage
+    return was cut in two in a chunked read only (``pd.read_json`` splits a whole read at ``\n``), its halves
+    rejected as invalid JSON and every later record numbered one higher than in the whole read. A file whose
+    lines end in ``\r`` alone (old Mac tools) is still read line by line.
+
+    Examples
+    --------
+    >>> list(_lines_at_newline(['{"s": "a\r', 'b"}\n', '{"s": 1}\r', ' {"s": 2}']))
+    ['{"s": "a\rb"}\n', '{"s": 1}\r', ' {"s": 2}']
+    """
+    held = ""
+    for piece in pieces:
+        if held and piece.lstrip().startswith("{"):
+            yield held
+            held = ""
+        if piece.endswith("\r"):
+            held += piece
+            continue
+        yield held + piece if held else piece
+        held = ""
+    if held:
+        yield held
 
 
 def _jsonl_salvaged(lines: list[str], name: str, first_record: int, first_line: int,
@@ -1155,6 +1317,9 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool
             shown = [_shown(v) for v in text[bad]]
             fix = (f"the bytes are not valid {encoding}; read again with encoding='<the file's encoding>' "
                    "(for example 'cp1252'), or strict=False to set these rows aside")
+            if "salvaged_columns" in frame.attrs:  # (Parquet: no encoding to give)
+                fix = ("the bytes of this binary column are not valid UTF-8; rewrite the column as UTF-8 text, or "
+                       "strict=False to set these rows aside")
             problems.append(Problem(column, ReasonCode.INVALID_ENCODING, rows=frame.index[bad].tolist(),
                                     values=shown, fix=fix))
             findings.append((np.flatnonzero(bad), column, shown, fix))
@@ -1171,8 +1336,9 @@ def _encoding_rejects(frame: pd.DataFrame, strict: bool
                for positions, column, values, fix in findings]
     kept = np.flatnonzero(~bad_rows)
     good = clean.iloc[kept]
-    # Columns read as text only because of the salvage: let numbers be numbers again (not identifiers).
-    for column in good.columns:
+    # Columns read as text only because of the salvage: let numbers be numbers again (not identifiers). (Only the
+    # columns decoded in a Parquet file: its others have their types.)
+    for column in frame.attrs.get("salvaged_columns", good.columns):
         if good[column].dtype == object and column != "source_file" and column not in text_columns:
             converted = pd.to_numeric(good[column], errors="coerce")
             if converted.notna().sum() == good[column].notna().sum() and good[column].notna().any():
@@ -1198,7 +1364,9 @@ class _SeenMessageIds:
 
     @staticmethod
     def _keys(tenant: pd.Series, message_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        joined = tenant + "\x1f" + message_id
+        # The tenant's length first: no separator character (which a tenant or id may hold: 'a\x1fb' + 'c' and
+        # 'a' + 'b\x1fc' were one key) can tell where the tenant ends.
+        joined = tenant.str.len().astype("Int64").astype(STRING_DTYPE) + ":" + tenant + message_id
         return stable_keys(joined), joined.notna().to_numpy()
 
     def seen(self, tenant: pd.Series, message_id: pd.Series) -> np.ndarray:
@@ -1212,26 +1380,22 @@ class _SeenMessageIds:
         seen[present] = found
         return seen
 
-    def split(self, frame: pd.DataFrame, strict: bool
-              ) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame | None]:
-        """``frame`` without the rows repeating a message kept from an earlier chunk, the positions of the rows
-        left (None: all), and the rows taken out as rejects."""
+    def repeats(self, frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | None, SchemaError | None]:
+        """The positions of the rows of ``frame`` repeating a message kept from an earlier chunk, their rejects as
+        such copies, and the strict error naming them."""
         if "tenant_id" not in frame or "message_id" not in frame or not len(frame) or not len(self.keys):
-            return frame, None, None
+            return np.zeros(0, dtype=np.int64), None, None
         # The ids as validation reads them (tidied; a float column's integers as integers).
-        seen = self.seen(id_text(frame["tenant_id"])[0], id_text(frame["message_id"])[0])
-        if not seen.any():
-            return frame, None, None
+        positions = np.flatnonzero(self.seen(id_text(frame["tenant_id"])[0], id_text(frame["message_id"])[0]))
+        if not len(positions):
+            return positions, None, None
         fix = "nothing to do if these are copies of one mail filed in several folders (the first copy is kept)"
-        if strict:
-            raise SchemaError([Problem("message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
-                                       rows=frame.index[seen].tolist(), values=frame["message_id"][seen].tolist(),
-                                       fix=fix, detail="first seen in an earlier chunk",
-                                       files=_files_of(frame, np.flatnonzero(seen)))])
-        rejects = reject_rows(frame, np.flatnonzero(seen), "message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
-                              frame["message_id"][seen].tolist(), fix)
-        kept = np.flatnonzero(~seen)
-        return frame.iloc[kept], kept, rejects
+        values = frame["message_id"].iloc[positions].tolist()
+        error = SchemaError([Problem("message_id", ReasonCode.DUPLICATE_MESSAGE_ID,
+                                     rows=frame.index[positions].tolist(), values=values, fix=fix,
+                                     detail="first seen in an earlier chunk", files=_files_of(frame, positions))])
+        return positions, reject_rows(frame, positions, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, values, fix), \
+            error
 
     def remember(self, kept: pd.DataFrame) -> None:
         """Add the messages of a validated chunk (their ids tidy already, and distinct)."""
@@ -1312,16 +1476,22 @@ def _validated(frame: pd.DataFrame | None, strict: bool, columns, seen: _SeenMes
         if "recipient" in frame.columns and not any(c in frame.columns for c in ("recipients", "to", "cc", "bcc")):
             raise RowPerRecipientChunksError("chunked reading needs one row per message; read inputs with one row "
                                              "per recipient ('recipient' column) without chunksize")
-        frame, rows, rejects = seen.split(frame, strict)
-        if rejects is not None:
-            extra.append(renumber_rejects(rejects, kept))
-        kept = kept if rows is None else kept[rows]
+        repeated, copies, copied = seen.repeats(frame)
     # Handed over with no name left here: validation then frees the input columns it has
     # consumed before it builds the output (see _whole).
     handed = [frame]
     del frame
     messages = _validate_handed_over(handed, strict=strict, **options)
     if seen is not None:
+        if len(repeated):
+            # Repeats of an earlier chunk's messages are validated with their chunk, as a whole read validates
+            # them: one refused for problems of its own is rejected for those (a whole read calls only usable
+            # copies copies), and one kept is the copy (taken out before validation, it was a copy alone).
+            if strict:
+                raise copied
+            rows = messages.rejects["reject_row"][messages.rejects["reject_action"] == "row_rejected"].dropna()
+            extra.append(renumber_rejects(copies.iloc[~np.isin(repeated, rows.to_numpy(dtype=np.int64))], kept))
+            messages = messages.subset(~seen.seen(*_tidy_ids(messages.frame)))
         seen.remember(messages.frame)
     if len(kept) and not (kept[-1] == len(kept) - 1):  # (rows were set aside: validation numbered the rest)
         messages = messages._renumbered(kept)

@@ -51,6 +51,7 @@ class _Finding:
     fix: str
     detail: str = ""
     messages: list | None = None  # one sentence per position, when they differ
+    row_values: pd.Series | None = None  # a message-level finding's value in each input row (edge layout)
 
 
 @dataclass
@@ -63,14 +64,15 @@ class _Findings:
         self.rejected = np.zeros(self.n_messages, dtype=bool)
 
     def add(self, mask_or_positions, column: str, reason: ReasonCode, values: pd.Series | np.ndarray | list,
-            fix: str, *, level: str = "message", detail: str = "", messages=None) -> None:
+            fix: str, *, level: str = "message", detail: str = "", messages=None,
+            row_values: pd.Series | None = None) -> None:
         positions = np.asarray(mask_or_positions)
         if positions.dtype == bool:
             positions = np.flatnonzero(positions)
         if not len(positions):
             return
         vals = values.tolist() if hasattr(values, "tolist") else list(values)
-        self.items.append(_Finding(level, positions, column, reason, vals, fix, detail, messages))
+        self.items.append(_Finding(level, positions, column, reason, vals, fix, detail, messages, row_values))
         if level == "message":
             self.rejected[positions] = True
 
@@ -162,15 +164,36 @@ def id_text(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     (['7', nan, nan, nan], [False, False, True, True])
     >>> id_text(pd.Series([" 007", "7"]))[0].tolist()
     ['007', '7']
+
+    A float among other values (JSON or records mixing ``1000.0`` with ``"abc"``) is read as in a float column,
+    so that one value gives one id whatever the rows read with it:
+
+    >>> id_text(pd.Series([1000.0, "abc", 2.5], dtype=object))[0].tolist()
+    ['1000', 'abc', nan]
     """
     inexact = np.zeros(len(values), dtype=bool)
     if pd.api.types.is_float_dtype(values.dtype):
-        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
-        whole = np.isfinite(numbers) & (np.trunc(numbers) == numbers) & (np.abs(numbers) < _EXACT_FLOAT_INTEGERS)
-        inexact = ~np.isnan(numbers) & ~whole
-        values = pd.Series(pd.array(np.where(whole, numbers, 0).astype(np.int64), dtype="Int64"),
-                           index=values.index).where(whole).astype(STRING_DTYPE)
+        values, inexact = _float_ids(values)
+    elif values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty",
+                                                                                          "integer"):
+        # (infer_dtype scans in C: a column of text, as CSV gives, goes no further.) str() wrote a float '1000.0'
+        # here and '1000' in a float column: one message under two ids, a chunk's neighbours deciding which.
+        floats = np.fromiter((isinstance(v, (float, np.floating)) for v in values), dtype=bool, count=len(values))
+        if floats.any():
+            read, flagged = _float_ids(values[floats].astype("float64"))
+            values = values.astype(STRING_DTYPE)
+            values[floats] = read
+            inexact[np.flatnonzero(floats)[flagged]] = True
     return _blank_to_na(values), inexact
+
+
+def _float_ids(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Floats as the text of the integers they hold, and where they hold none exactly (those missing)."""
+    numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+    whole = np.isfinite(numbers) & (np.trunc(numbers) == numbers) & (np.abs(numbers) < _EXACT_FLOAT_INTEGERS)
+    inexact = ~np.isnan(numbers) & ~whole
+    return pd.Series(pd.array(np.where(whole, numbers, 0).astype(np.int64), dtype="Int64"),
+                     index=values.index).where(whole).astype(STRING_DTYPE), inexact
 
 
 def validate(
@@ -674,7 +697,8 @@ class _State:
         if level:
             grouped = flat[level].astype(STRING_DTYPE).groupby(edge_parent, sort=True).nunique(dropna=False)
             inconsistent = grouped.gt(1)
-            state.pre_findings.append(("inconsistent", inconsistent))
+            # The rows' own values of the columns some message disagrees on (usually none: no input column kept).
+            state.pre_findings.append(("inconsistent", inconsistent, flat[inconsistent.columns[inconsistent.any()]]))
         return state
 
 
@@ -810,14 +834,16 @@ def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> 
                          "use 'to', 'cc' or 'bcc', or leave it empty", level="edge")
             usable_entry &= ~bad
         elif item[0] == "inconsistent":
-            table = item[1]
+            table, given = item[1], item[2]
             for column in table.columns:
                 bad = table[column].to_numpy()
                 positions = table.index.to_numpy()[bad]
+                # Each row named with its own value: the message's (its first row's) named every row with one
+                # value, which the rows that disagree do not hold.
                 findings.add(positions, column, ReasonCode.INCONSISTENT_MESSAGE,
                              state.msgs[column].iloc[positions],
                              "rows of one message must agree on message-level columns; correct them or give the "
-                             "copies distinct message ids")
+                             "copies distinct message ids", row_values=given.get(column))
     for code, column in enumerate(state.edge_columns):
         # Name the column the bad address came from (to, cc, bcc, recipients or recipient).
         _address_problems(parsed, raw, column, findings, level="edge", usable=usable_entry & (state.edge_column == code),
@@ -1026,7 +1052,8 @@ def _expand(state: _State, finding: _Finding) -> tuple[np.ndarray, list, list]:
         lo, hi = np.searchsorted(sorted_parent, [pos, pos + 1])
         member_rows = state.edge_row[order[lo:hi]]
         rows.extend(member_rows.tolist())
-        values.extend([value] * len(member_rows))
+        values.extend([value] * len(member_rows) if finding.row_values is None
+                      else finding.row_values.iloc[member_rows].tolist())
         sentences.extend([sentence] * len(member_rows))
     return np.asarray(rows, dtype=np.int64), values, sentences
 

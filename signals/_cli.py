@@ -92,7 +92,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print("\nproblems (first rows of each):", file=sys.stdout)
         shown = messages.rejects.groupby(["reject_column", "reject_reason"], sort=False).head(args.show)
         for label, row in shown.iterrows():
-            print(f"  row {label}: {in_options(row['reject_message'])}", file=sys.stdout)
+            # The label is the row's number in its file: over several files, "row 0" named no row until the file
+            # was named too (as a SchemaError names it).
+            file = row.get("source_file")
+            where = f"{file} row {label}" if isinstance(file, str) else f"row {label}"
+            print(f"  {where}: {in_options(row['reject_message'])}", file=sys.stdout)
         return EXIT_FAILURE
     return EXIT_OK
 

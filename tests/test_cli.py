@@ -157,3 +157,13 @@ def test_a_configuration_file_s_errors_name_the_file_and_its_field(mail_csv, cap
         assert main(_refresh(mail_csv, "--config", str(config))) == 2
         err = capsys.readouterr().err
         assert f"the baseline configuration file {str(config)!r}: {words}" in err and "parameter of" not in err, err
+
+
+def test_validate_names_each_problem_s_row_with_its_file(tmp_path, capsys):
+    # Over several files every problem was "row 0:", whichever file held it: the row could not be found.
+    for name, recipient in (("a.csv", "bad"), ("b.csv", "bad2")):
+        frame(recipients=[recipient] + ["bob@vendor.com"] * 2).to_csv(tmp_path / name, index=False)
+    assert main(["validate", str(tmp_path / "*.csv")]) == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if "invalid_recipient:" in line]
+    assert [line.split(": ")[0].strip() for line in lines] == [f"{tmp_path / 'a.csv'} row 0",
+                                                               f"{tmp_path / 'b.csv'} row 0"], lines

@@ -717,6 +717,21 @@ def test_edge_layout_gathers_rows_and_rejects_folder_copies():
     assert set(m.rejects.loc[m.rejects["reject_reason"] == "inconsistent_message"].index) == {0, 1, 2}
 
 
+def test_inconsistent_message_rejects_name_each_row_s_own_value():
+    # Every row of a message whose rows disagree was reported with the first row's value: the row holding the
+    # other time was named with a time it does not hold, in the rejects and in the strict error.
+    rows = pd.DataFrame({"tenant_id": "t", "message_id": ["m1"] * 3, "sender": "ann@acme.com", "direction": "outbound",
+                         "timestamp": ["2024-05-02T09:00:00Z"] * 2 + ["2024-05-03T17:45:00Z"],
+                         "recipient": ["a@x.com", "b@x.com", "c@x.com"]})
+    m = validate(rows, strict=False)
+    assert m.rejects[["reject_column", "reject_reason", "reject_value"]].values.tolist() == [
+        ["timestamp", "inconsistent_message", t] for t in rows["timestamp"]]
+    assert "'2024-05-03T17:45:00Z'" in m.rejects["reject_message"].iloc[2]
+    with pytest.raises(SchemaError, match=r"rows 0, 1, 2; values '2024-05-02T09:00:00Z', '2024-05-02T09:00:00Z', "
+                                          r"'2024-05-03T17:45:00Z'"):
+        validate(rows)
+
+
 def test_tenants_never_mix_in_direction_inference():
     raw = pd.concat([frame(), frame(tenant_id=["beta"] * 3, sender=["x@beta.io", "bob@vendor.com", "x@beta.io"],
                                     recipients=["bob@vendor.com", "x@beta.io", "y@beta.io"])], ignore_index=True)

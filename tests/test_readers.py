@@ -80,6 +80,29 @@ def test_hive_partitioned_directory_and_globs(tmp_path):
     assert "run" not in whole.frame.columns and set(whole.tenants) == {"acme", "beta"}
 
 
+def test_file_whose_tenant_column_disagrees_with_its_partition_folder_is_refused(tmp_path):
+    # A scan gave every row of tenant_id=acme/ the folder's tenant, whatever the file's own column said: globex's
+    # mail was read as acme's (whole, chunked, one file, strict or not), no reject; globex's read never saw it.
+    (tmp_path / "tenant_id=acme").mkdir()
+    times = pa.array(pd.to_datetime(["2024-05-02T09:00Z"] * 3), pa.timestamp("ns", tz="UTC"))
+    pq.write_table(pa.table({"tenant_id": ["acme", "globex", None], "message_id": ["m1", "m2", "m3"],
+                             "timestamp": times, "sender": ["a@acme.com"] * 3, "recipients": ["c@x.com"] * 3,
+                             "direction": ["outbound"] * 3}), tmp_path / "tenant_id=acme" / "part-0.parquet")
+    reads = [lambda: read_messages(tmp_path), lambda: read_messages(tmp_path, strict=False),
+             lambda: list(read_messages(tmp_path, chunksize=1)), lambda: read_messages(tmp_path / "tenant_id=acme"),
+             lambda: read_messages(tmp_path / "tenant_id=acme" / "part-0.parquet"),
+             lambda: read_messages(tmp_path, only_tenants=["acme"])]
+    for read in reads:
+        with pytest.raises(ConfigError, match=r"part-0.parquet lies in the partition folder tenant_id=acme .*"
+                                              r"1 row \(file row 1 'globex'\).* folder of their own tenant_id=globex"):
+            read()
+    # A file whose column agrees (or leaves the value to the folder: None) is read as before.
+    pq.write_table(pa.table({"tenant_id": [" acme", None], "message_id": ["m1", "m3"], "timestamp": times[:2],
+                             "sender": ["a@acme.com"] * 2, "recipients": ["c@x.com"] * 2,
+                             "direction": ["outbound"] * 2}), tmp_path / "tenant_id=acme" / "part-0.parquet")
+    assert read_messages(tmp_path).frame["tenant_id"].tolist() == ["acme", "acme"]
+
+
 @pytest.mark.parametrize("first, second", [("ms", "ns"), ("ns", "ms"), ("s", "us")])
 def test_files_with_times_in_other_units_read_as_one_archive(tmp_path, first, second):
     # pyarrow cast every file to the first one's unit: a file in milliseconds before one in nanoseconds failed
@@ -889,3 +912,133 @@ def test_a_damaged_or_foreign_parquet_file_is_named_with_the_fix(tmp_path):
     mail().to_csv(tmp_path / "c.csv", index=False)
     with pytest.raises(CommGraphError, match=r"c\.csv.*for another format, pass format="):
         read_messages(tmp_path / "c.csv", format="parquet")
+
+
+def test_a_float_id_among_text_ids_is_one_id_whatever_its_neighbours(tmp_path):
+    # A float in a column of other values (JSON or records mixing 1000.0 with "abc") was str()-ed to '1000.0',
+    # where a column of floats alone reads '1000': the whole read and a chunked one gave the message other ids,
+    # and the chunked read kept it twice.
+    base = {"tenant_id": "t", "timestamp": "2024-05-02T09:00:00Z", "sender": "ann@acme.com", "recipients": "b@x.com"}
+    ids = [1000.0, 1001.0, 1000.0, "abc", 2.5]
+    records = [dict(base, message_id=i) for i in ids]
+    path = tmp_path / "mail.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tenants = [{"tenant_id": "t", "own_domains": ["acme.com"]}]
+    for source in (path, records):
+        whole = read_messages(source, strict=False, tenants=tenants)
+        parts = list(read_messages(source, strict=False, tenants=tenants, chunksize=2))
+        assert whole.frame["message_id"].tolist() == ["1000", "1001", "abc"]
+        assert [i for p in parts for i in p.frame["message_id"]] == ["1000", "1001", "abc"]
+        assert [(r, v) for r, v in whole.rejects[["reject_reason", "reject_value"]].values] == [
+            ("duplicate_message_id", "1000"), ("invalid_value", "2.5")]
+        assert sorted(r for p in parts for r in p.rejects["reject_reason"]) == ["duplicate_message_id",
+                                                                               "invalid_value"]
+    assert read_messages([dict(base, message_id=1000.0), dict(base, message_id="abc")],
+                         tenants=tenants).frame["message_id"].tolist() == ["1000", "abc"]
+
+
+def test_a_header_naming_a_column_twice_is_refused_naming_the_names_and_the_file(tmp_path):
+    # pandas read a second 'recipients' as 'recipients.1' (a column the contract does not know): its recipients
+    # were neither used nor rejected, strict validation passed. A Parquet file with a column twice failed with
+    # pyarrow's "Can't unify schema with duplicate field names", naming no file.
+    path = tmp_path / "mail.csv"
+    path.write_text("tenant_id,message_id,timestamp,sender,recipients,recipients,sender\n"
+                    "t,m1,2024-05-02T09:00:00Z,ann@acme.com,bob@x.com,cy@x.com,evil@x.com\n")
+    latin = tmp_path / "latin.csv"  # (read again keeping bytes UTF-8 cannot decode)
+    latin.write_bytes(path.read_bytes().replace(b"cy@x.com", b"c\xe9@x.com"))
+    for source, options in ((path, {}), (path, {"chunksize": 1}), (latin, {}), (latin, {"chunksize": 1})):
+        with pytest.raises(ConfigError, match=rf"the header of .*{source.name} names the columns 'sender', "
+                                              r"'recipients' twice or more.* Fix: give each column"):
+            read = read_messages(source, strict=False, **options)
+            list(read) if options else read
+    table = pa.Table.from_arrays([pa.array(["t"]), pa.array(["m1"]), pa.array(["b@x.com"]), pa.array(["c@x.com"])],
+                                 names=["tenant_id", "message_id", "recipients", "recipients"])
+    (tmp_path / "archive").mkdir()
+    pq.write_table(table, tmp_path / "archive" / "part-0.parquet")
+    pq.write_table(table.select([0, 1, 2]), tmp_path / "archive" / "part-1.parquet")
+    for source in (tmp_path / "archive", tmp_path / "archive" / "part-0.parquet"):
+        with pytest.raises(ConfigError, match=r"part-0.parquet names the column 'recipients' twice or more"):
+            read_messages(source)
+
+
+def test_parquet_binary_column_with_bytes_utf8_cannot_decode_rejects_those_rows_as_csv_does(tmp_path):
+    # pandas decoded a binary column while validating: a bare UnicodeDecodeError failed the whole read, where CSV
+    # and JSON Lines set the rows holding such bytes aside as invalid_encoding.
+    times = pa.array(pd.to_datetime(["2024-05-02T09:00Z"] * 3), pa.timestamp("ns", tz="UTC"))
+    senders = pa.array([b"ann@acme.com", b"a\xe9nn@acme.com", b"bob@acme.com"], pa.binary())
+    path = tmp_path / "mail.parquet"
+    pq.write_table(pa.table({"tenant_id": ["t"] * 3, "message_id": ["m0", "m1", "m2"], "timestamp": times,
+                             "sender": senders, "recipients": ["c@x.com"] * 3}), path)
+    tenants = [{"tenant_id": "t", "own_domains": ["acme.com"]}]
+    whole = read_messages(path, strict=False, tenants=tenants)
+    parts = list(read_messages(path, strict=False, tenants=tenants, chunksize=2))
+    for found in ([whole], parts):
+        assert [i for m in found for i in m.frame["message_id"]] == ["m0", "m2"]
+        assert [i for m in found for i in m.frame["sender"]] == ["ann@acme.com", "bob@acme.com"]
+        rejects = pd.concat([m.rejects for m in found])
+        assert rejects[["reject_column", "reject_reason", "reject_value", "message_id"]].values.tolist() == [
+            ["sender", "invalid_encoding", "a\\xe9nn@acme.com", "m1"]]
+    with pytest.raises(SchemaError, match=r"column 'sender': 1 row invalid_encoding .*rewrite the column as UTF-8"):
+        read_messages(path, tenants=tenants)
+
+
+def test_a_raw_carriage_return_in_a_jsonl_string_cuts_no_record_in_a_chunked_read(tmp_path):
+    # The file's lines were split at a lone \r too (universal newlines): a chunked read cut the record in two,
+    # rejected its halves as invalid_json and numbered every later record one higher than the whole read did.
+    def record(i: int, **values) -> str:
+        return json.dumps({"tenant_id": "t", "message_id": f"m{i}", "timestamp": "2024-05-02T09:00:00Z",
+                           "sender": "ann@acme.com", "recipients": "bob@x.com", "direction": "outbound", **values})
+
+    path = tmp_path / "mail.jsonl"
+    path.write_bytes((record(0, subject="a\rb").replace("\\r", "\r") + "\n" + record(1) + "\n"
+                      + record(2, sender="bad") + "\n").encode())
+    old_mac = tmp_path / "old_mac.jsonl"  # lines ended by \r alone: still one record a line
+    old_mac.write_bytes("".join(record(i) + "\r" for i in range(3)).encode())
+    for source, kept, rejected in ((path, {"m0": 0, "m1": 1}, [(2, "invalid_address")]), (old_mac, {
+            "m0": 0, "m1": 1, "m2": 2}, [])):
+        whole = read_messages(source, strict=False)
+        parts = list(read_messages(source, strict=False, chunksize=1))
+        for found in ([whole], parts):
+            assert {i: n for m in found for i, n in zip(m.frame["message_id"], m.frame.index)} == kept
+            assert [(n, r) for m in found for n, r in zip(m.rejects.index, m.rejects["reject_reason"])] == rejected
+
+
+def test_a_chunked_read_tells_apart_messages_whose_tenant_and_id_join_alike():
+    # Earlier chunks' messages were remembered as tenant + '\x1f' + id: tenant 'a\x1fb' with id 'c' and tenant 'a'
+    # with id 'b\x1fc' were one key, the second message rejected as a duplicate where the whole read kept both.
+    frame = pd.DataFrame({"tenant_id": ["a\x1fb", "a", "a"], "message_id": ["c", "b\x1fc", "b\x1fc"],
+                          "timestamp": "2024-05-02T09:00:00Z", "sender": "ann@acme.com", "recipients": "bob@x.com",
+                          "direction": "outbound"})
+    whole = read_messages(frame, strict=False)
+    parts = list(read_messages(frame, strict=False, chunksize=1))
+    for found in ([whole], parts):
+        assert [(t, i) for m in found for t, i in zip(m.frame["tenant_id"], m.frame["message_id"])] == [
+            ("a\x1fb", "c"), ("a", "b\x1fc")]
+        assert [(n, r) for m in found for n, r in zip(m.rejects.index, m.rejects["reject_reason"])] == [
+            (2, "duplicate_message_id")]
+
+
+def test_a_later_copy_is_rejected_for_its_own_problems_in_a_chunked_read_as_in_a_whole_one(tmp_path):
+    # A chunked read took out the repeats of an earlier chunk's messages before validating: a later copy with
+    # problems of its own was only a duplicate_message_id, where the whole read (which calls only usable copies
+    # copies) rejected it for its time, label and recipient.
+    path = tmp_path / "mail.csv"
+    path.write_text("tenant_id,message_id,timestamp,sender,recipients,label,direction\n"
+                    "t,m1,2024-05-02T09:00:00Z,ann@acme.com,bob@x.com,,outbound\n"
+                    "t,m1,not a time,ann@acme.com,bad,phish,outbound\n"
+                    "t,m1,2024-05-02T09:00:00Z,ann@acme.com,bad;cy@x.com,,outbound\n"
+                    "t,m2,2024-05-02T09:00:00Z,ann@acme.com,bob@x.com,,outbound\n")
+    columns = ["reject_row", "reject_column", "reject_reason", "reject_value", "reject_action"]
+    whole = read_messages(path, strict=False)
+    for size in (1, 2):
+        parts = list(read_messages(path, strict=False, chunksize=size))
+        rejects = pd.concat([m.rejects for m in parts]).sort_values("reject_row", kind="stable")
+        assert rejects[columns].values.tolist() == whole.rejects[columns].values.tolist()
+        assert [i for m in parts for i in m.frame["message_id"]] == whole.frame["message_id"].tolist() == ["m1", "m2"]
+    assert "duplicate_message_id" in whole.rejects["reject_reason"].tolist()
+    with pytest.raises(SchemaError, match="unparseable_timestamp"):
+        list(read_messages(path, chunksize=1))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], lines[1], lines[1], lines[4]]) + "\n")  # an exact copy
+    with pytest.raises(SchemaError, match="duplicate_message_id .*first seen in an earlier chunk"):
+        list(read_messages(path, chunksize=1))

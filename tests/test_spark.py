@@ -376,6 +376,28 @@ def test_spark_fails_a_tenant_alone_for_an_unreadable_file_and_reads_float_tenan
     assert found["spark"] == found["local"] == [("1", "published", ""), ("3", "published", "")]
 
 
+def test_a_file_whose_tenant_column_disagrees_with_its_partition_folder_is_refused_by_both_engines(
+        spark, archive, tmp_path):
+    # Both engines read the rows of tenant_id=tenant-02/ as tenant-02's mail whatever their own tenant_id column
+    # said: tenant-01's messages were counted as tenant-02's. Both now fail that folder's tenant alone, naming why.
+    import shutil
+
+    path, configs = archive
+    hive = tmp_path / "hive"
+    shutil.copytree(path, hive)
+    day = next((hive / "tenant_id=tenant-02").iterdir())
+    rows = pq.read_table(next(day.glob("*.parquet"))).slice(0, 3).to_pandas()
+    pq.write_table(pa.Table.from_pandas(rows.assign(tenant_id="tenant-01"), preserve_index=False), day / "zz.parquet")
+    found = {}
+    for engine in ("local", "spark"):
+        report = run_refresh(hive, store=tmp_path / engine, as_of=AS_OF, tenant_configs=configs, engine=engine)
+        found[engine] = {o.tenant_id: (o.status, o.error or "") for o in report.outcomes}
+    assert found["spark"] == found["local"]
+    status, error = found["spark"]["tenant-02"]
+    assert status == "failed" and "zz.parquet lies in the partition folder tenant_id=tenant-02" in error
+    assert "file row 0 'tenant-01'" in error and found["spark"]["tenant-01"][0] == "published"
+
+
 def _in_unit(rows: pd.DataFrame, unit: str) -> pa.Table:
     table = pa.Table.from_pandas(rows, preserve_index=False)
     for name in ("timestamp", "labeled_at"):
