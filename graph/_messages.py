@@ -133,7 +133,9 @@ class Messages:
         ----------
         message_columns : iterable of str, default ('message_id',)
             Columns of :attr:`frame` to repeat along each message's edges (for
-            example ``("message_id", "label")``); ``()`` for the lean table.
+            example ``("message_id", "label")``); ``()`` for the lean table. A
+            column the edges hold already (``timestamp``, ``sender``) is not
+            repeated: each name appears once.
 
         Returns
         -------
@@ -159,12 +161,15 @@ class Messages:
         1          1   c@t.com             cc
         >>> list(m.edges(message_columns=())) == list(m.edges())[:-1]
         True
+        >>> list(m.edges(message_columns=("message_id", "sender", "message_id"))) == list(m.edges())
+        True
         """
-        columns = list(message_columns)
+        columns = list(dict.fromkeys(message_columns))
         missing = [c for c in columns if c not in self.frame.columns]
         if missing:
             raise CommGraphError(f"message_columns names {missing}, which the messages do not have; columns "
                                  f"present: {list(self.frame.columns)}")
+        columns = [c for c in columns if c not in self._edges.columns]  # (a name twice: a frame no file can hold)
         if not columns:
             return self._edges
         positions = self._edges["message_index"].to_numpy()
