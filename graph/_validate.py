@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -29,7 +30,7 @@ from ._schema import (
     LABEL_DTYPE, LABELS, OPTIONAL_COLUMNS, RECIPIENT_TYPE_DTYPE, RECIPIENT_TYPES, REQUIRED_COLUMNS,
     STRING_DTYPE, TIMESTAMP_DTYPE, TYPED_RECIPIENT_COLUMNS, AUTH_RESULTS,
 )
-from ._tenants import TenantConfig, infer_own_domains, load_tenant_configs, warn_inferred
+from ._tenants import TenantConfig, caller_stacklevel, infer_own_domains, load_tenant_configs, warn_inferred
 from ._timestamps import _UNICODE_SPACE, DEFAULT_TIME_RANGE, parse_timestamps
 from ._uniques import categorical_take, map_unique_strings
 
@@ -240,6 +241,10 @@ def validate(
     Returns
     -------
     Messages
+        The input's columns outside the contract pass through as they are;
+        one named like a column validation computes (``sender_domain``,
+        ``n_recipients``, ``n_repeated_recipients``, ``sender_key``) is
+        replaced, with a warning naming it.
 
     Raises
     ------
@@ -456,6 +461,12 @@ def _validate_taken(handed: list, **options: Any) -> Messages:
         raise _LoneSurrogates(original, exc) from None
     index = original.index[state.msg_row]
     passthrough = {c: msgs[c].array for c in msgs.columns if c not in _CONSUMED and c not in _OUTPUT_COLUMNS}
+    replaced = [c for c in msgs.columns if c not in _CONSUMED and c in _OUTPUT_COLUMNS]
+    if replaced:  # (the Nazario and W3C exports carry a sender_domain or n_recipients of their own)
+        warnings.warn(f"validation replaces the input's {', '.join(map(repr, replaced))} with what it computes "
+                      "(sender_domain: the sender's registrable domain; n_recipients: each recipient once; "
+                      "sender_key: the address's stable key): rename such a column in the input to keep it",
+                      UserWarning, stacklevel=caller_stacklevel())
     held = pa.total_allocated_bytes()
     del frame, original, df, msgs, checked
     state.msgs = None

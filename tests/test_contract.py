@@ -1135,3 +1135,17 @@ def test_a_blank_labeled_at_is_no_label_time():
     raw = frame(label=["attack", None, None], labeled_at=["2024-05-04T00:00:00Z", "", "   "])
     m = validate(raw, tenants=ACME)
     assert len(m) == 3 and m.frame["labeled_at"].isna().tolist() == [False, True, True]
+
+
+def test_an_input_column_named_like_a_computed_one_is_replaced_with_a_warning_naming_it():
+    # The Nazario export's sender_domain (a host, 'mail.acme.co.uk') and W3C's n_recipients were replaced without
+    # a word, where the contract passes the input's other columns through as they are.
+    rows = frame().head(1).assign(sender="ann@mail.vendor.co.uk", recipients="cy@acme.com",
+                                  sender_domain="mail.vendor.co.uk", n_recipients=7, department="sales")
+    with pytest.warns(UserWarning, match=r"replaces the input's 'sender_domain', 'n_recipients' with what it "
+                                         r"computes.*rename such a column"):
+        m = validate(rows, tenants=ACME)
+    assert m.frame[["sender_domain", "n_recipients", "department"]].values.tolist() == [["vendor.co.uk", 1, "sales"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no such column: no warning)
+        validate(rows.drop(columns=["sender_domain", "n_recipients"]), tenants=ACME)
