@@ -188,6 +188,24 @@ class BaselineConfig:
                                              "TOML also {alpha = 9.0, beta = 1.0}), or omitted", prior)
             object.__setattr__(self, "global_prior", pair)
 
+    def __repr__(self) -> str:
+        """Durations as the configuration file writes them (``'7d'``), which the constructor reads back.
+
+        Examples
+        --------
+        >>> BaselineConfig(windows=("7d", "36h"), half_life="14d")  # doctest: +ELLIPSIS
+        BaselineConfig(windows=('36h', '7d'), half_life='14d', label_policy='presume_safe', settle_delay='7d', ...)
+        >>> eval(repr(BaselineConfig(settle_delay="90min"))) == BaselineConfig(settle_delay="90min")
+        True
+        """
+        def shown(value: Any) -> Any:
+            if isinstance(value, _dt.timedelta):  # (a fraction of a second in pandas' text, which reads back)
+                return _window_name(value) if not value % _dt.timedelta(seconds=1) else str(pd.Timedelta(value))
+            return tuple(shown(v) for v in value) if isinstance(value, tuple) else value
+
+        fields = ", ".join(f"{f.name}={shown(getattr(self, f.name))!r}" for f in dataclasses.fields(self))
+        return f"BaselineConfig({fields})"
+
     # ------------------------------------------------------------------ derived values
     @property
     def window_names(self) -> tuple[str, ...]:

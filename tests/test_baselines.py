@@ -427,3 +427,12 @@ def test_an_instant_that_is_a_number_or_out_of_range_is_refused_everywhere(tmp_p
         with pytest.raises(ConfigError, match=words):
             call()
     assert scorer.score(m).shape[0] == 1  # (the refused observe left the scorer as it was)
+
+
+def test_a_configuration_shows_its_durations_as_written_and_reads_its_repr_back() -> None:
+    # (datetime.timedelta(days=7) three times over in a notebook, before)
+    config = BaselineConfig(windows=("7d", "36h"), half_life="1.001s", settle_delay="90min", global_prior=(2, 1))
+    text = repr(config)
+    assert text.startswith("BaselineConfig(windows=('36h', '7d'), half_life='0 days 00:00:01.001000', ")
+    assert "settle_delay='5400s'" in text and "global_prior=(2.0, 1.0)" in text
+    assert eval(text, {"BaselineConfig": BaselineConfig}) == config
