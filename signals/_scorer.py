@@ -739,7 +739,9 @@ class Scorer:
         if isinstance(batch, Messages):
             return batch
         if isinstance(batch, pd.DataFrame):
-            tenants = id_text(batch["tenant_id"])[0].dropna().unique().tolist() if "tenant_id" in batch else []
+            # (the batch's tenants matter only with observed mail: no pass over the batch for them otherwise)
+            observing = self._overlay.as_of is not None and "tenant_id" in batch
+            tenants = id_text(batch["tenant_id"])[0].dropna().unique().tolist() if observing else []
             return validate(batch, tenants=self._configs(tenants))
         raise ConfigError(f"The 'batch' parameter of Scorer.score must be Messages or a DataFrame in the message "
                           f"contract. Got {type(batch).__name__} instead.")
