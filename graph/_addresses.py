@@ -330,8 +330,12 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
         else:
             # parseaddr keeps the first address of 'ann@x.com "bob@x.com"' (getaddresses reads two): a second '@'
             # outside comments is a second address, a separator missing.
-            if _phrase(text).count("@") > 1:
+            bare = _phrase(text)
+            if bare.count("@") > 1:
                 return None, None, "more than one address (a separator missing?); one entry holds one address"
+            if len(bare.split()) > 1:
+                # 'a@x.com "Ann"': parseaddr keeps the address and drops the rest, a name that would vanish.
+                return None, None, "text beside the address that is no comment; a name goes before <address>"
             name, addr = parseaddr(text)
             if not addr:
                 return None, None, "not an address"

@@ -188,6 +188,9 @@ def test_an_invalid_recipient_is_refused_not_skipped(acme, column, value) -> Non
     ("to", "cy@acme.com (note; di@acme.com", "'(' is not closed"),
     ("recipients", "Cy <cy@acme.com> di@acme.com", "an address after the angle brackets"),
     ("sender", 'ann@vendor.com "bob@vendor.com"', "more than one address"),
+    # A quoted name after a bare address (kept as the address, the name dropped unseen) or before one.
+    ("sender", 'ann@vendor.com "Ann Lee"', "text beside the address that is no comment"),
+    ("recipients", 'cy@acme.com; "Di" di@acme.com', "text beside the address that is no comment"),
 ])
 def test_an_entry_cut_short_or_holding_two_addresses_is_refused_in_both_paths(acme, column, value, word) -> None:
     message = _message(**{column: value})
