@@ -338,16 +338,24 @@ def parquet_dataset(source: str | os.PathLike | list[str], *, base_dir: str | os
     if above is not None:
         source, base = os.path.abspath(base), above
     try:
-        found = ds.dataset(source, format="parquet", partitioning="hive", partition_base_dir=base)
-        # The partitioning's schema may list the files' columns too: its keys are the names seen as `/name=` in
-        # paths.
-        candidates = found.partitioning.schema.names if found.partitioning is not None else []
+        # The files first, no partitioning inferred: pyarrow would type a partition by its values (int32 for
+        # 'tenant_id=7') and fail to merge it with a file's own column of that name ('large_string vs string',
+        # as pandas writes text), failing every tenant of the archive.
+        found = ds.dataset(source, format="parquet", partition_base_dir=base)
         below = ["/" + f[len(base):] if base is not None else f for f in found.files]
-        names = [n for n in candidates if any(f"/{n}=" in f.replace(os.sep, "/") for f in below)]
+        names = list(dict.fromkeys(part.partition("=")[0] for f in below
+                                   for part in f.replace(os.sep, "/").split("/")[1:-1] if "=" in part))
         if names:
-            # The same files again (no second walk of the directory), with every partition key declared a string.
+            # The same files again (no second walk of the directory), with every partition key a string, also
+            # where a file holds a column of that name (read as text beside the folder's value, compared below).
             strings = ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
-            found = ds.dataset(found.files, format="parquet", partitioning=strings, partition_base_dir=base)
+            schema = found.schema
+            for name in names:
+                at = schema.get_field_index(name)
+                schema = schema.append(pa.field(name, pa.string())) if at < 0 else schema.set(
+                    at, pa.field(name, pa.string()))
+            found = ds.dataset(found.files, schema=schema, format="parquet", partitioning=strings,
+                               partition_base_dir=base)
         found = _with_every_column(found, text)
         if names:
             _check_partition_columns(found)
@@ -543,6 +551,9 @@ def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLU
     with ThreadPoolExecutor(max_workers=8) as pool:
         schemas = list(pool.map(_complete_schema, fragments))
     schema = dataset.schema
+    # A partition key is text, the folder's, whatever a file's own column of that name holds (each file's values
+    # are compared with its folder's by _check_partition_columns).
+    keys = set(dataset.partitioning.schema.names) if getattr(dataset, "partitioning", None) is not None else set()
     # An archive's files nearly all share one schema: each distinct one is checked once, at its first file
     # (a schema seen before adds no column and disagrees with none it did not disagree with then).
     checked: list[Any] = []
@@ -551,6 +562,8 @@ def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLU
             continue
         checked.append(file_schema)
         for field in file_schema:
+            if field.name in keys:
+                continue
             at = schema.get_field_index(field.name)
             if at < 0:
                 schema = schema.append(field)

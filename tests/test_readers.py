@@ -1042,3 +1042,23 @@ def test_a_later_copy_is_rejected_for_its_own_problems_in_a_chunked_read_as_in_a
     path.write_text("\n".join([lines[0], lines[1], lines[1], lines[4]]) + "\n")  # an exact copy
     with pytest.raises(SchemaError, match="duplicate_message_id .*first seen in an earlier chunk"):
         list(read_messages(path, chunksize=1))
+
+
+@pytest.mark.parametrize("folder, column", [("acme", pa.large_string()), ("1001", pa.string()), ("7", pa.int64()),
+                                            ("acme", pa.dictionary(pa.int32(), pa.string()))])
+def test_partition_folders_beside_a_files_own_column_of_any_type_are_read(tmp_path, folder, column):
+    # pyarrow typed the folder's value by itself (int32 for '7') and failed to merge it with the file's own
+    # column ('large_string vs string': pandas writes text so), failing every tenant of the archive.
+    values = [int(folder)] if pa.types.is_integer(column) else [folder]
+    (tmp_path / f"tenant_id={folder}").mkdir()
+    pq.write_table(pa.table({"tenant_id": pa.array(values).cast(column), "message_id": ["m1"],
+                             "timestamp": ["2024-05-01T10:00Z"], "sender": ["a@acme.com"], "recipients": ["b@x.com"]}),
+                   tmp_path / f"tenant_id={folder}" / "p.parquet")
+    m = read_messages(tmp_path, tenants=[{"tenant_id": folder, "own_domains": ["acme.com"]}])
+    assert m.frame["tenant_id"].tolist() == [folder] and len(m.edges()) == 1
+    other = [8] if pa.types.is_integer(column) else ["globex"]  # (a file naming another tenant is still refused)
+    pq.write_table(pa.table({"tenant_id": pa.array(other).cast(column), "message_id": ["m2"],
+                             "timestamp": ["2024-05-01T10:00Z"], "sender": ["a@acme.com"], "recipients": ["b@x.com"]}),
+                   tmp_path / f"tenant_id={folder}" / "q.parquet")
+    with pytest.raises(ConfigError, match=f"lies in the partition folder tenant_id={folder}"):
+        read_messages(tmp_path, tenants=[{"tenant_id": folder, "own_domains": ["acme.com"]}])
