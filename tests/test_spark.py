@@ -347,17 +347,22 @@ def test_one_tenant_s_partition_folder_reads_its_tenant_from_its_path_on_both_en
     assert table_differences(local, shuffled, rtol=1e-9) == [] and local.fingerprint == shuffled.fingerprint
 
 
+def _copy_with_tenant_02_day(path, tmp_path):
+    """A copy of the archive to spoil, and the first day folder of tenant-02 in it."""
+    import shutil
+
+    hive = tmp_path / "hive"
+    shutil.copytree(path, hive)
+    return hive, next((hive / "tenant_id=tenant-02").iterdir())
+
+
 def test_spark_fails_a_tenant_alone_for_an_unreadable_file_and_reads_float_tenant_ids_as_locally(
         spark, archive, tmp_path):
     # A corrupt file in one tenant's folder stopped the whole Spark job from the driver (the local engine fails
     # that tenant alone); tenant ids in a float column (1.0 beside a missing value) were tenant '1.0' to both
     # engines' listing and '1' to validation, so every tenant failed.
-    import shutil
-
     path, configs = archive
-    hive = tmp_path / "hive"
-    shutil.copytree(path, hive)
-    day = next((hive / "tenant_id=tenant-02").iterdir())
+    hive, day = _copy_with_tenant_02_day(path, tmp_path)
     (day / "zz.parquet").write_bytes(b"PAR1 not parquet PAR1")
     found = _both_engines(hive, tmp_path / "corrupt", configs)
     assert found["spark"] == found["local"]
@@ -380,12 +385,8 @@ def test_a_file_whose_tenant_column_disagrees_with_its_partition_folder_is_refus
         spark, archive, tmp_path):
     # Both engines read the rows of tenant_id=tenant-02/ as tenant-02's mail whatever their own tenant_id column
     # said: tenant-01's messages were counted as tenant-02's. Both now fail that folder's tenant alone, naming why.
-    import shutil
-
     path, configs = archive
-    hive = tmp_path / "hive"
-    shutil.copytree(path, hive)
-    day = next((hive / "tenant_id=tenant-02").iterdir())
+    hive, day = _copy_with_tenant_02_day(path, tmp_path)
     rows = pq.read_table(next(day.glob("*.parquet"))).slice(0, 3).to_pandas()
     pq.write_table(pa.Table.from_pandas(rows.assign(tenant_id="tenant-01"), preserve_index=False), day / "zz.parquet")
     found = {}
