@@ -251,7 +251,6 @@ def _in_logged_period(missing: pd.DataFrame, log: pd.DataFrame, messages: Messag
     return found.loc[inside, keys], unlogged
 
 
-
 def _holds_float32(dtype: object) -> bool:
     """Whether a logged column holds float32 values: numpy's, pandas' nullable ``Float32`` or Arrow's ``float``."""
     return pd.api.types.is_float_dtype(dtype) and np.dtype(getattr(dtype, "numpy_dtype", dtype)) == np.float32
