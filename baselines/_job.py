@@ -405,7 +405,7 @@ def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: Bas
             if messages is None:
                 return
             inferred |= any(issubclass(w.category, InferredOwnDomainsWarning) for w in caught)
-            counts.add(messages.summary())
+            counts.add_messages(messages)
             if len(messages):
                 pieces += 1
                 if inferred and pieces > 1:
@@ -437,7 +437,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
             snapshot, counts = _build_chunked(tenant_id, inputs, as_of, config, chunk_rows, read, secret)
             fields = counts.outcome_fields()
             if snapshot is None:
-                raise no_usable_mail(tenant_id, fields)
+                raise no_usable_mail(tenant_id, counts)
         except _ChunksNeedWholeTenant:
             snapshot = None
     if snapshot is None:
@@ -447,7 +447,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
                               f"--as-of {as_of}; refresh only moves forward (a full build with --force goes back)")
         [(_, messages)] = _read_since(inputs, [tenant_id], previous.as_of if previous is not None else None, read)
         counts = ReadCounts()
-        counts.add(messages.summary())
+        counts.add_messages(messages)
         fields = counts.outcome_fields()
         if previous is not None:
             check_secret(previous, secret, "refresh")  # (also when it does not move: no 'unchanged' on a wrong one)
@@ -455,7 +455,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
                 else previous
         else:
             if not len(messages):
-                raise no_usable_mail(tenant_id, fields)
+                raise no_usable_mail(tenant_id, counts)
             snapshot = build_baselines(messages, as_of=as_of, config=config,
                                        secrets={tenant_id: secret} if secret is not None else None)[tenant_id]
     ready_to_publish(snapshot, tenant_configs, force=force, fields=fields, built_in_full=mode == "full")

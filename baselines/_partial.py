@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from commgraph.graph import CommGraphError
+from commgraph.graph import CommGraphError, Messages
 
 from ._build import _finish, _global_priors, _tenant_priors, _windows
 from ._config import BaselineConfig, duration_ns
@@ -44,16 +44,39 @@ class ReadCounts:
     messages: int = 0
     rejected: int = 0
     by_reason: Counter = field(default_factory=Counter)
+    #: The first reject message of each reason (what was wrong and the fix), for a tenant that fails for them.
+    examples: dict[str, str] = field(default_factory=dict)
 
     def add(self, summary: dict[str, Any]) -> None:
         """Add a piece's :meth:`Messages.summary` (or another ``ReadCounts``' :meth:`as_summary`)."""
         self.messages += int(summary["messages"])
         self.rejected += int(summary["rejected_rows"])
         self.by_reason.update({str(k): int(v) for k, v in summary["rejects_by_reason"].items()})
+        for reason, text in summary.get("reject_examples", {}).items():
+            self.examples.setdefault(str(reason), str(text))
+
+    def add_messages(self, messages: Messages) -> None:
+        """Add a piece of validated mail: its :meth:`Messages.summary`, and the first reject message of each reason.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> counts = ReadCounts()
+        >>> counts.add_messages(validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["1"], "timestamp":
+        ...     ["2024-05-02 09:00"], "sender": "a@x.com", "recipients": "b@acme.com"}), strict=False))
+        >>> counts.examples["naive_timestamp"][:60]
+        "timestamp='2024-05-02 09:00'; naive_timestamp: pass timezone"
+        """
+        rejects = messages.rejects
+        first = rejects.drop_duplicates("reject_reason") if len(rejects) else rejects
+        self.add({**messages.summary(), "reject_examples": dict(zip(first["reject_reason"].astype(str),
+                                                                    first["reject_message"].astype(str)))}
+                 if len(first) else messages.summary())
 
     def as_summary(self) -> dict[str, Any]:
         """The counts in the shape of :meth:`Messages.summary` (to ship and :meth:`add` elsewhere)."""
-        return {"messages": self.messages, "rejected_rows": self.rejected, "rejects_by_reason": dict(self.by_reason)}
+        return {"messages": self.messages, "rejected_rows": self.rejected, "rejects_by_reason": dict(self.by_reason),
+                "reject_examples": dict(self.examples)}
 
     def outcome_fields(self) -> dict[str, Any]:
         """``rows_read``, ``rows_rejected`` and ``rejects_by_reason`` (sorted by reason) of a TenantOutcome."""
@@ -75,10 +98,24 @@ def failure_counts(exc: BaseException) -> dict[str, Any]:
     return dict(exc.fields) if isinstance(exc, NoUsableMail) else {}
 
 
-def no_usable_mail(tenant_id: str, counts: dict[str, Any]) -> NoUsableMail:
-    """The failure of a tenant none of whose rows passed the message contract (``counts``: outcome fields)."""
-    return NoUsableMail(f"tenant {tenant_id!r}: no usable mail in the input "
-                        f"({counts['rows_rejected']} rows rejected: {counts['rejects_by_reason']})", dict(counts))
+def no_usable_mail(tenant_id: str, counts: ReadCounts) -> NoUsableMail:
+    """The failure of a tenant none of whose rows passed the message contract, with the first row's problem and
+    fix of each reason (its most frequent three).
+
+    Examples
+    --------
+    >>> counts = ReadCounts()
+    >>> counts.add({"messages": 0, "rejected_rows": 2, "rejects_by_reason": {"naive_timestamp": 2},
+    ...             "reject_examples": {"naive_timestamp": "timestamp='09:00'; naive_timestamp: pass timezone=..."}})
+    >>> print(no_usable_mail("acme", counts))
+    tenant 'acme': no usable mail in the input (2 rows rejected: {'naive_timestamp': 2}); the first row of each \
+problem: timestamp='09:00'; naive_timestamp: pass timezone=...
+    """
+    fields = counts.outcome_fields()
+    examples = [counts.examples[reason] for reason, _ in counts.by_reason.most_common(3) if reason in counts.examples]
+    shown = f"; the first row of each problem: {' | '.join(examples)}" if examples else ""
+    return NoUsableMail(f"tenant {tenant_id!r}: no usable mail in the input ({fields['rows_rejected']} rows rejected: "
+                        f"{fields['rejects_by_reason']}){shown}", fields)
 
 
 def partial_state(events: TenantEvents, *, as_of: pd.Timestamp, config: BaselineConfig) -> TenantState:

@@ -53,8 +53,9 @@ import pyarrow.dataset as ds
 from commgraph.graph import CommGraphError, ConfigError, InferredOwnDomainsWarning, TenantConfig, list_sources
 from commgraph.graph._keys import stable_keys
 from commgraph.graph._schema import EDGE_RECIPIENT_COLUMN, RECIPIENT_COLUMNS, TYPED_RECIPIENT_COLUMNS
+from commgraph.graph._timestamps import TIMESTAMP_UNITS
 from commgraph.graph._readers import (
-    _TIME_UNITS, _parquet_dataset_of, _SeenMessageIds, _TenantFilter, _units_that_hold, _validated, parquet_dataset,
+    _parquet_dataset_of, _SeenMessageIds, _TenantFilter, _units_that_hold, _validated, parquet_dataset,
     partition_base, partition_rows,
 )
 
@@ -208,7 +209,7 @@ class _TenantInPartition:
                         f"tenant {self.tenant_id!r}: the input leaves 'direction' empty and the tenant has no own "
                         "domains configured; the Spark engine needs them (tenant_configs / --tenant-config), since "
                         "inferring them takes all of the tenant's mail at once")
-                self.counts.add(messages.summary())
+                self.counts.add_messages(messages)
                 if len(messages):
                     secret = _tenant_secret(self.tenant_id, job.config, job.secrets)
                     extractor = EventExtractor(messages, as_of=job.as_of, privacy=job.config.privacy,
@@ -344,7 +345,7 @@ def _publish(table: pa.Table, job: _Job) -> pa.Table:
             raise _StageOneError(errors[min(errors)])
         fields = counts.outcome_fields()
         if not counts.messages:
-            raise no_usable_mail(tenant_id, fields)
+            raise no_usable_mail(tenant_id, counts)
         state = merge_states(_state_from_arrow(tenant_id, pieces[p]) for p in sorted(pieces))
         snapshot = finish_snapshot(state, job.config, _tenant_secret(tenant_id, job.config, job.secrets))
         ready_to_publish(snapshot, job.tenant_configs, force=job.force, fields=fields, built_in_full=True)
@@ -407,7 +408,7 @@ def _read_parquet(spark: Any, inputs: Any) -> tuple[Any, dict[str, pa.DataType],
             frame = reader.parquet(*sources)
             for name, unit in zip(times, units):
                 if unit is not None and unit != times[name].unit:
-                    power = 3 * (_TIME_UNITS.index(times[name].unit) - _TIME_UNITS.index(unit))
+                    power = 3 * (TIMESTAMP_UNITS.index(times[name].unit) - TIMESTAMP_UNITS.index(unit))
                     frame = frame.withColumn(name, F.col(f"`{name}`") * F.lit(10 ** power) if power > 0 else
                                              F.expr(f"`{name}` div {10 ** -power}"))
             frames.append(frame.withColumn(_SOURCE, F.lit(i)))

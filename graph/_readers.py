@@ -23,7 +23,8 @@ from ._messages import Messages, renumber_rejects
 from ._schema import AUTH_COLUMNS, EDGE_RECIPIENT_COLUMN, REQUIRED_COLUMNS, STRING_DTYPE, TYPED_RECIPIENT_COLUMNS
 from ._tenants import with_own_domains
 from ._timestamps import (
-    DEFAULT_TIME_RANGE, instant_problem, iso_instant, parse_timestamps, refuse_clock_words, time_range_bounds,
+    DEFAULT_TIME_RANGE, TIMESTAMP_UNITS, instant_problem, iso_instant, parse_timestamps, refuse_clock_words,
+    time_range_bounds,
 )
 from ._validate import (_blank_text_missing, _check_zone, _validate_handed_over, apply_column_mapping,
                         first_lone_surrogate, id_text, reject_rows)
@@ -526,7 +527,6 @@ def _complete_schema(fragment: Any) -> Any:
     return fragment.physical_schema
 
 
-_TIME_UNITS = ("s", "ms", "us", "ns")
 
 
 def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLUMNS)) -> Any:
@@ -578,7 +578,7 @@ def _with_every_column(dataset: Any, text: frozenset[str] = frozenset(_TEXT_COLU
                     and held.unit != field.type.unit:
                 # Times in other units (an export in milliseconds, a later one in nanoseconds): the finer, which
                 # the others cast to exactly (pyarrow cast every file to the first's and failed on finer ones).
-                if _TIME_UNITS.index(field.type.unit) > _TIME_UNITS.index(held.unit):
+                if TIMESTAMP_UNITS.index(field.type.unit) > TIMESTAMP_UNITS.index(held.unit):
                     schema = schema.set(at, schema.field(at).with_type(field.type))
                 continue
             for differs, (what, why) in _DISAGREEMENTS.items():

@@ -21,7 +21,11 @@ import pyarrow.compute as pc
 from ._errors import ConfigError, ReasonCode
 from ._schema import STRING_DTYPE, TIMESTAMP_DTYPE
 
-__all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE", "iso_instant", "utc_instant"]
+__all__ = ["parse_timestamps", "ParsedTimestamps", "DEFAULT_TIME_RANGE", "TIMESTAMP_UNITS", "iso_instant",
+           "utc_instant"]
+
+#: The units epoch numbers may be given in (``timestamp_unit``), coarsest first.
+TIMESTAMP_UNITS = ("s", "ms", "us", "ns")
 
 
 #: Words pandas reads as the time on the clock ('now', 'today'), or that name a day relative to it: no
@@ -236,10 +240,32 @@ def _in_magnitudes(numbers: pd.Series, unit: str) -> np.ndarray:
 
 def _resolve_unit(numbers: pd.Series, unit: str | None) -> str | None:
     if unit is not None:
-        if unit not in ("s", "ms", "us", "ns"):
+        if unit not in TIMESTAMP_UNITS:
             raise ConfigError(f"'timestamp_unit' must be one of 's', 'ms', 'us', 'ns' (got {unit!r})")
         return unit
     return next((u for u in _MAGNITUDES if _in_magnitudes(numbers, u).all()), None)
+
+
+def _unit_fix(numbers: pd.Series) -> str:
+    """What to do about epoch numbers whose magnitudes name no one unit of seconds and milliseconds.
+
+    Numbers beyond epoch milliseconds' magnitudes are finer units (microseconds are about 1.7e15 in 2024,
+    nanoseconds 1.7e18), not a mix of seconds and milliseconds: the fix names the unit that fits them.
+
+    Examples
+    --------
+    >>> print(_unit_fix(pd.Series([1714640400, 1714640400000])))
+    numbers mix epoch-second and epoch-millisecond magnitudes; pass timestamp_unit='s' or 'ms'
+    >>> print(_unit_fix(pd.Series([1714640400000000])))  # microseconds
+    numbers are beyond epoch milliseconds (until the year 5138); pass timestamp_unit='us' or 'ns'
+    """
+    beyond = np.abs(numbers.to_numpy(dtype="float64", na_value=np.nan)) >= _MILLIS_BELOW
+    if not beyond.any():
+        return "numbers mix epoch-second and epoch-millisecond magnitudes; pass timestamp_unit='s' or 'ms'"
+    if beyond.all():
+        return "numbers are beyond epoch milliseconds (until the year 5138); pass timestamp_unit='us' or 'ns'"
+    return ("numbers mix magnitudes of epoch seconds or milliseconds with larger ones; write them all in one unit "
+            "and pass timestamp_unit='s', 'ms', 'us' or 'ns'")
 
 
 def parse_timestamps(
@@ -433,8 +459,7 @@ def _from_numbers(numbers: pd.Series, present: np.ndarray, unit, earlier_unit, o
     else:
         resolved = _resolve_unit(numbers[present & finite], unit)
         if resolved is None:
-            refuse(present, ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT,
-                   "numbers mix epoch-second and epoch-millisecond magnitudes; pass timestamp_unit='s' or 'ms'")
+            refuse(present, ReasonCode.AMBIGUOUS_TIMESTAMP_UNIT, _unit_fix(numbers[present & finite]))
             return pd.Series(pd.NaT, index=numbers.index, dtype=TIMESTAMP_DTYPE), None
         if unit is None and (present & finite).any():
             judged = resolved

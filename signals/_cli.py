@@ -14,7 +14,8 @@ from commgraph.graph import CommGraphError, ConfigError, read_messages
 from commgraph.graph._validate import _check_zone
 
 from ._cli_generate import add_generate_command
-from ._cli_store import add_explain_command, add_inspect_command, add_refresh_command, add_score_command
+from ._cli_store import add_explain_command, add_inspect_command, add_refresh_command, add_score_command, \
+    add_time_options
 from ._cli_words import in_options, said
 
 __all__ = ["main", "build_parser"]
@@ -84,7 +85,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--show {args.show}: give how many rows to list per problem, 0 or more (0: the counts "
                           "alone)")
     messages = read_messages(args.path, columns=parse_mapping(args.columns), strict=False,
-                             tenants=args.tenant_config, timezone=args.timezone, format=args.format,
+                             tenants=args.tenant_config, timezone=args.timezone,
+                             timestamp_unit=args.timestamp_unit, format=args.format,
                              encoding=args.encoding)
     print_summary(messages, sys.stdout)
     if len(messages.rejects):
@@ -127,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     # (--tenant-config as refresh, score and explain name it; --tenants, its first name, still read)
     v.add_argument("--tenant-config", "--tenants", dest="tenant_config",
                    help="tenants' own domains (TOML, one [[tenant]] table per tenant)")
-    v.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
+    add_time_options(v)
     v.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="input format when names do not say")
     v.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON Lines (default utf-8)")
     v.add_argument("--show", type=int, default=5, help="rows to list per problem (default 5; 0: the counts alone)")

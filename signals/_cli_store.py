@@ -16,6 +16,7 @@ from commgraph.baselines import TenantOutcome, run_refresh
 from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_report_path, write_report, write_whole
 from commgraph.baselines._store import LEDGER_FILE
 from commgraph.graph import CommGraphError, ConfigError
+from commgraph.graph._timestamps import TIMESTAMP_UNITS
 from commgraph.graph._validate import apply_column_mapping
 
 from ._cli_words import in_options
@@ -73,7 +74,8 @@ class _Progress:
 
 def _read_options(args: argparse.Namespace) -> dict[str, str]:
     """How to read the input (as ``commgraph validate`` reads it): only the options given."""
-    return {name: getattr(args, name) for name in ("timezone", "format", "encoding") if getattr(args, name)}
+    return {name: getattr(args, name) for name in ("timezone", "timestamp_unit", "format", "encoding")
+            if getattr(args, name)}
 
 
 def run_refresh_command(args: argparse.Namespace) -> int:
@@ -177,7 +179,7 @@ def add_refresh_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, dest="chunk_rows",
                    help=f"input rows read and built at a time per tenant, for bounded memory (default "
                         f"{DEFAULT_CHUNK_ROWS}; 0 reads each tenant whole)")
-    p.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
+    add_time_options(p)
     p.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="input format when names do not say")
     p.add_argument("--encoding", help="text encoding of CSV/JSON Lines (default utf-8)")
     p.add_argument("--report", help="write a JSON report here")
@@ -322,6 +324,27 @@ def _add_tenant_config_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tenant-config", dest="tenant_config", help="tenants' own domains (TOML, [[tenant]] tables)")
 
 
+def add_time_options(p: argparse.ArgumentParser) -> None:
+    """``--timezone`` and ``--timestamp-unit``: how a command reads naive times and epoch numbers.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_time_options(p)
+    >>> vars(p.parse_args(["--timestamp-unit", "ms"]))
+    {'timezone': None, 'timestamp_unit': 'ms'}
+    """
+    p.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
+    p.add_argument("--timestamp-unit", dest="timestamp_unit", choices=TIMESTAMP_UNITS,
+                   help="unit of timestamps written as epoch numbers (default: seconds or milliseconds, as their "
+                        "magnitudes say; numbers of both magnitudes in one column are refused without it)")
+
+
+def _time_options(args: argparse.Namespace) -> dict[str, str]:
+    """The time options given (``timezone``, ``timestamp_unit``), as :func:`commgraph.graph.validate` takes them."""
+    return {name: getattr(args, name) for name in ("timezone", "timestamp_unit") if getattr(args, name, None)}
+
+
 def _add_format_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="input format when names do not say")
     p.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON Lines (default utf-8)")
@@ -367,10 +390,10 @@ def run_score_command(args: argparse.Namespace) -> int:
                                secrets=_scoring_secrets(args.secrets), tenant_configs=_tenant_configs(args))
     frame = _read_input(args)
     batch = frame
-    if args.timezone is not None:  # naive times read in the given zone, as validate and refresh read them
+    if _time_options(args):  # naive times read in the given zone (epoch numbers in the unit), as validate reads them
         from commgraph.graph import validate
 
-        batch = validate(frame, tenants=scorer._configs(), timezone=args.timezone)
+        batch = validate(frame, tenants=scorer._configs(), **_time_options(args))
     scored = scorer.score(batch, level=args.level, cold_start=args.cold_start)
     # Whole or not at all: a write that fails half-way (a full disk) keeps the previous output readable.
     write_whole(args.output, lambda temporary: write(scored, temporary))
@@ -407,7 +430,7 @@ def add_score_command(subparsers) -> argparse.ArgumentParser:
                                                                                       "or per edge")
     p.add_argument("--tenants", help="comma-separated tenants to load (default: all in the store)")
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
-    p.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
+    add_time_options(p)
     _add_format_options(p)
     _add_tenant_config_option(p)
     p.add_argument("--cold-start", dest="cold_start", action="store_true",
@@ -443,12 +466,13 @@ def run_explain_command(args: argparse.Namespace) -> int:
             found = [r for r in match["recipient"][rows.fillna(False).to_numpy(bool)] if isinstance(r, str)]
             if found:
                 message["recipients" if kind is None else kind] = found
-    if args.timezone is not None:  # naive times read in the zone, as score --timezone reads them
+    if _time_options(args):  # naive times read in the zone (epoch numbers in the unit), as score reads them
         from commgraph.graph import parse_timestamps
 
         for column in ("timestamp", "labeled_at"):
             if column in message and not pd.isna(message[column]):  # (missing: no label time, or refused later)
-                parsed = parse_timestamps(pd.Series([message[column]]), timezone=args.timezone)
+                parsed = parse_timestamps(pd.Series([message[column]]), timezone=args.timezone,
+                                          unit=args.timestamp_unit)
                 reason = parsed.reason[0]
                 if reason is not None:  # (a local time daylight saving skips or repeats, say)
                     raise CommGraphError(f"{column} {message[column]!r} is refused ({reason.value}): "
@@ -485,7 +509,7 @@ def add_explain_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--message-id", dest="message_id", required=True, help="the message's id")
     p.add_argument("--input", nargs="+", required=True, help="mail files, directories or globs holding it")
     p.add_argument("--columns", help="contract=column pairs for inputs with other column names")
-    p.add_argument("--timezone", help="zone of naive timestamps (IANA name)")
+    add_time_options(p)
     _add_format_options(p)
     _add_tenant_config_option(p)
     p.add_argument("--secrets", help=_SECRETS_HELP)

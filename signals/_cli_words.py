@@ -28,8 +28,9 @@ _OPTION_WORDS = tuple((re.compile(python), options) for python, options in (
     (r"columns=\{'([^']+)': '<your column>'\}", r"--columns \1=<your column>"),
     (r"Pass tenants=\[TenantConfig\(('[^']*'|\"[^\"]*\"), own_domains=\[\.\.\.\]\)\] to set them",
      r"Give them with --tenant-config (a TOML file: a [[tenant]] table with tenant_id = \1 and own_domains)"),
-    # (the command line has no option for the unit: epoch numbers are read by their magnitude)
-    (r"pass timestamp_unit='s' or 'ms'", "write them all in one unit, or as ISO 8601 with an offset"),
+    (r"pass timestamp_unit='s' or 'ms'", "give --timestamp-unit s or ms"),
+    (r"pass timestamp_unit='us' or 'ns'", "give --timestamp-unit us or ns"),
+    (r"pass timestamp_unit='s', 'ms', 'us' or 'ns'", "give --timestamp-unit s, ms, us or ns"),
 ))
 
 

@@ -76,7 +76,7 @@ def test_fixes_read_from_the_library_are_given_as_options(tmp_path, capsys):
     # machinery ("commgraph:6: InferredOwnDomainsWarning: ... Pass tenants=[TenantConfig(...)]").
     cases = {
         "naive.csv": (frame(timestamp=["2024-05-02 09:00"] * 3), "give --timezone <IANA zone>"),
-        "epoch.csv": (frame(timestamp=[1714640400, 1714640400000, 1714644000]), "write them all in one unit"),
+        "epoch.csv": (frame(timestamp=[1714640400, 1714640400000, 1714644000]), "give --timestamp-unit s or ms"),
         "nosender.csv": (frame().drop(columns=["sender"]), "--columns sender=<your column>"),
         "mail.txt": (frame(), "give --format parquet, csv or jsonl"),
         "nodirection.csv": (frame(), "Give them with --tenant-config"),
@@ -90,6 +90,41 @@ def test_fixes_read_from_the_library_are_given_as_options(tmp_path, capsys):
         assert not any(python in said for python in ("timezone=", "timestamp_unit=", "columns={", "format=",
                                                       "TenantConfig(", "Warning:")), (name, said)
     assert "commgraph validate: warning: tenant 'acme': no own domains configured" in said
+
+
+def test_every_command_reads_epoch_numbers_in_the_timestamp_unit_given(tmp_path, capsys):
+    # The command line had no option for the unit: microsecond epochs (as many logs write them) could not be
+    # read at all, and were refused as "numbers mix epoch-second and epoch-millisecond magnitudes".
+    from commgraph.baselines import SnapshotStore
+
+    iso = frame()
+    micro = iso.assign(timestamp=pd.to_datetime(iso["timestamp"], utc=True).dt.as_unit("us").astype("int64"))
+    iso.to_csv(tmp_path / "iso.csv", index=False)
+    micro.to_csv(tmp_path / "micro.csv", index=False)
+    assert main(["validate", str(tmp_path / "micro.csv")]) == 1
+    said = capsys.readouterr().out
+    assert "numbers are beyond epoch milliseconds" in said and "give --timestamp-unit us or ns" in said, said
+    assert "timestamp_unit=" not in said and "mix" not in said, said
+    assert main(["validate", str(tmp_path / "micro.csv"), "--timestamp-unit", "us"]) == 0
+    assert main(["refresh", "--input", str(tmp_path / "micro.csv"), "--store", str(tmp_path / "refused"),
+                 "--as-of", AS_OF]) == 3
+    assert "give --timestamp-unit us or ns" in capsys.readouterr().err
+    for name, extra in (("iso", []), ("micro", ["--timestamp-unit", "us"])):
+        assert main(["refresh", "--input", str(tmp_path / f"{name}.csv"), "--store", str(tmp_path / f"{name}-store"),
+                     "--as-of", AS_OF, *extra]) == 0
+        assert main(["score", "--input", str(tmp_path / f"{name}.csv"), "--store", str(tmp_path / "iso-store"),
+                     "--output", str(tmp_path / f"{name}.parquet"), *extra]) == 0
+    tables = [SnapshotStore(tmp_path / f"{name}-store").load("acme").table("sender") for name in ("iso", "micro")]
+    pd.testing.assert_frame_equal(*tables)
+    assert tables[0]["n_messages"].sum() == 3
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "iso.parquet"), pd.read_parquet(tmp_path / "micro.parquet"))
+    capsys.readouterr()
+    explained = []
+    for name, extra in (("iso", []), ("micro", ["--timestamp-unit", "us"])):
+        assert main(["explain", "--store", str(tmp_path / "iso-store"), "--tenant", "acme", "--message-id", "m3",
+                     "--input", str(tmp_path / f"{name}.csv"), *extra]) == 0
+        explained.append(capsys.readouterr().out)
+    assert explained[0] == explained[1] and "m3" in explained[0]
 
 
 def test_refresh_prints_a_failed_tenant_s_fix_as_options(tmp_path, capsys):

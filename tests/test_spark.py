@@ -119,6 +119,7 @@ def test_outcomes_match_the_local_engine_including_rejects_and_the_failing_tenan
     assert local["tenant-01"].rejects_by_reason == {"duplicate_message_id": 40}
     assert local["tenant-02"].rejects_by_reason == {"missing_value": 30}
     assert local["tenant-bad"].status == "failed" and "no usable mail" in local["tenant-bad"].error
+    assert "the first row of each problem: " in local["tenant-bad"].error  # (what was wrong, and the fix)
     assert all(t["peak_mib"] > 0 and t["seconds"] > 0 for t in runs["spark"]["tenants"])
 
 
