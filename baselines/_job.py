@@ -209,6 +209,8 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
         # reading every footer here, before any worker starts, took as long as refreshing ten tenants.
         listed = hive_tenants(inputs, column)
         if listed is not None:
+            if columns:
+                check_mapping_in_files(inputs, columns)
             return dict.fromkeys(listed[0]), listed[1]
         paths = list_sources(inputs)
         if all(p.is_dir() or p.suffix in (".parquet", ".pq") for p in paths):
@@ -230,6 +232,29 @@ def _tenant_rows(inputs: Any, *, columns: Mapping[str, str] | None = None,
     text = id_text(values.reset_index(drop=True))[0]
     text = text[text.notna()]
     return {str(k): int(v) for k, v in text.value_counts().items()}, len(values) - len(text)
+
+
+def check_mapping_in_files(inputs: Any, columns: Mapping[str, str]) -> None:
+    """Refuse, before any tenant runs, a column mapping that names a column no file of a partitioned archive has,
+    or a contract column that does not exist.
+
+    The archive's schema is its first file's (and its partition keys): a column absent there is looked for in
+    the other files' footers, and refused only when none has it (then every tenant would fail for it).
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        datasets = [parquet_dataset(p) for p in list_sources(inputs)]
+        wanted = {source for source in columns.values() if source not in {n for d in datasets for n in d.schema.names}}
+        for path in (f for d in datasets for f in d.files):
+            if not wanted:
+                break
+            wanted -= set(pq.read_schema(path).names)
+    except Exception:  # noqa: BLE001 (a file that cannot be read fails its tenant alone, in its turn)
+        return
+    # As validate checks it: a contract name it does not know, a column no file has (a mapped column a file has
+    # beside the contract's own is that file's tenant's failure: another file may hold the one and not the other).
+    apply_column_mapping(pd.DataFrame(columns=sorted(set(columns.values()) - wanted)), columns)
 
 
 def no_tenant_column(column: str, present: Iterable[str]) -> ConfigError:

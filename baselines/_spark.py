@@ -62,8 +62,8 @@ from commgraph.graph._readers import (
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._job import (
-    RefreshReport, TenantOutcome, _tenant_secret, choose_tenants, collect_report, error_text, hive_tenants,
-    no_tenant_column, peak_mib, publish_snapshot, ready_to_publish, reset_peak, stored_not_in_input,
+    RefreshReport, TenantOutcome, _tenant_secret, check_mapping_in_files, choose_tenants, collect_report, error_text,
+    hive_tenants, no_tenant_column, peak_mib, publish_snapshot, ready_to_publish, reset_peak, stored_not_in_input,
 )
 from ._partial import ReadCounts, failure_counts, finish_snapshot, merge_states, no_usable_mail, partial_state
 from ._snapshot import _state_from_arrow, _state_to_arrow
@@ -557,6 +557,8 @@ def refresh_on_spark(
         by_tenant = None if isinstance(inputs, DataFrame) else _tenant_partitioned(inputs, names["tenant_id"])
         if by_tenant is not None:
             by_tenant, without_tenant = by_tenant
+            if columns:
+                check_mapping_in_files(inputs, columns)
             try:  # (the schema of one file per path: reading every footer again is the tasks' work)
                 present = [n for p in _parquet_paths(inputs)
                            for n in ds.dataset(str(p), format="parquet", partitioning="hive").schema.names]

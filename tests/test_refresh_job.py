@@ -19,6 +19,7 @@ from commgraph.baselines._snapshot import table_differences
 from commgraph.graph import ConfigError, generate, validate, write_generated
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
 from commgraph.signals._cli import main
+from conftest import frame
 
 AS_OF = "2025-01-14T00:00Z"
 GENERATED_TENANTS = ("tenant-01", "tenant-02", "tenant-03")
@@ -923,12 +924,32 @@ def test_the_command_line_refuses_what_would_fail_every_tenant_before_reading(tm
           "--timezone", "Mars/Base"], "--timezone 'Mars/Base' is not a time zone"),
         (["refresh", "--input", str(archive), "--store", str(archive / "snapshots"), "--as-of", AS_OF],
          "lies inside --input"),
+        # An archive partitioned by tenant: it failed every tenant (exit 3) for a column none of its files has.
+        (["refresh", "--input", str(archive), "--store", str(tmp_path / "s3"), "--as-of", AS_OF, "--columns",
+          "sender=nosuch"], "names 'nosuch' for 'sender', but the input has no such column"),
+        (["refresh", "--input", str(archive), "--store", str(tmp_path / "s3"), "--as-of", AS_OF, "--columns",
+          "sendr=sender"], "column mapping key 'sendr' is not a contract column"),
     ]
     for argv, words in cases:
         capsys.readouterr()
         assert main(argv) == 2, argv
         assert words in capsys.readouterr().err, argv
     assert not (archive / "snapshots").exists()
+
+
+def test_a_partitioned_archive_s_mapping_is_checked_against_every_file(tmp_path, capsys):
+    # The first file's schema is the archive's: a column only later files have is no usage error (the tenants
+    # whose files lack it fail alone), one that no file has is.
+    first, later = frame(tenant_id="a"), frame(tenant_id="b").rename(columns={"sender": "from_addr"})
+    for tenant, rows in (("a", first), ("b", later)):
+        (tmp_path / "mail" / f"tenant_id={tenant}").mkdir(parents=True)
+        rows.drop(columns="tenant_id").to_parquet(tmp_path / "mail" / f"tenant_id={tenant}" / "part-0.parquet")
+    base = ["refresh", "--input", str(tmp_path / "mail"), "--store", str(tmp_path / "store"), "--as-of", AS_OF]
+    assert main([*base, "--columns", "sender=from_addr"]) == 3
+    assert "failed: a" in capsys.readouterr().err
+    assert SnapshotStore(tmp_path / "store").tenants() == ["b"]
+    assert main([*base, "--columns", "sender=from_adr"]) == 2
+    assert "names 'from_adr' for 'sender', but the input has no such column" in capsys.readouterr().err
 
 
 def test_a_json_log_holds_json_lines_only(tmp_path, mail, capsys):

@@ -162,6 +162,15 @@ def test_spark_refusals_say_what_to_do_on_the_command_line(spark, tmp_path, caps
         assert words in err and "__commgraph" not in err, err
 
 
+def test_a_mapping_to_a_column_no_file_has_is_a_usage_error_on_both_engines(spark, archive, tmp_path, capsys):
+    # On an archive partitioned by tenant it failed every tenant (exit 3), each for the same missing column.
+    for engine in ("local", "spark"):
+        assert main(["refresh", "--input", str(archive[0]), "--store", str(tmp_path / engine), "--as-of", AS_OF,
+                     "--engine", engine, "--columns", "sender=nosuch"]) == 2
+        assert "names 'nosuch' for 'sender', but the input has no such column" in capsys.readouterr().err
+        assert not (tmp_path / engine).exists()
+
+
 def test_chunk_rows_0_reads_each_tenant_whole_on_spark_as_on_the_local_engine(spark, runs, archive, tmp_path,
                                                                                monkeypatch):
     # --chunk-rows 0 reads each tenant whole on the local engine (chunk_rows=None); on Spark it silently meant
