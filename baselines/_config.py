@@ -60,23 +60,49 @@ def _error(name: str, allowed: str, got: Any) -> ParameterError:
     return ParameterError(name, _CALLER, allowed, got)
 
 
+def _is_number(value: Any) -> bool:
+    """A real number, Python's or numpy's (a value read from pandas is numpy's), not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def _timedelta(name: str, value: Any) -> _dt.timedelta:
-    """A positive timedelta from a timedelta, a pandas string ("7d", "36h") or seconds."""
+    """A positive timedelta from a timedelta, a pandas string ("7d", "36h") or seconds (a Python or numpy number:
+    ``pd.Timedelta`` reads a bare numpy number as nanoseconds), in whole microseconds (what a timedelta holds).
+
+    Examples
+    --------
+    >>> _timedelta("half_life", np.int64(86_400)), _timedelta("half_life", "36h")
+    (datetime.timedelta(days=1), datetime.timedelta(days=1, seconds=43200))
+    """
     try:
-        if isinstance(value, bool):
+        if isinstance(value, (bool, np.bool_)):
             raise TypeError
-        if isinstance(value, (int, float)):
-            td = pd.Timedelta(seconds=value)
+        if _is_number(value):  # (to the microsecond: 0.1 s as a float is 0.1000000000000000055 s)
+            td = pd.Timedelta(seconds=value.item() if isinstance(value, np.generic) else value).round("us")
         elif isinstance(value, str) and _SHORT.match(value.strip()):
             number, unit = _SHORT.match(value.strip()).groups()
             td = pd.Timedelta(**{_UNITS[unit]: int(number)})
         else:
             td = duration(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise _error(name, "a timedelta > 0 (a timedelta, a string such as '7d' or seconds)", value) from None
     if pd.isna(td) or td <= pd.Timedelta(0):
         raise _error(name, "a timedelta > 0", value)
+    if td.value % 1_000:  # (a timedelta cannot hold it: it would be another duration, silently)
+        raise _error(name, "a timedelta > 0 in whole microseconds", value)
     return td.to_pytimedelta()
+
+
+def _duration_text(td: _dt.timedelta) -> str:
+    """A duration as configuration files write it (``'7d'``, ``'36h'``, ``'90s'``; a fraction of a second in
+    pandas' text), which :func:`_timedelta` reads back to the same duration.
+
+    Examples
+    --------
+    >>> _duration_text(_dt.timedelta(days=7)), _duration_text(_dt.timedelta(seconds=1.5))
+    ('7d', '0 days 00:00:01.500000')
+    """
+    return _window_name(td) if not td % _dt.timedelta(seconds=1) else str(pd.Timedelta(td))
 
 
 @dataclass(frozen=True)
@@ -174,10 +200,11 @@ class BaselineConfig:
         for name, low in (("top_display_names", 1), ("known_contact_domains", 0),
                           ("min_prior_entities", 1), ("min_prior_labels", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not _is_number(value) or value != int(value) or value < low:
                 raise _error(name, f"an int >= {low}", value)
+            object.__setattr__(self, name, int(value))  # (numpy's read from pandas, or 3.0 from a file: an int)
         level = self.credible_level
-        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.5 <= level < 1:
+        if not _is_number(level) or not 0.5 <= level < 1:
             raise _error("credible_level", "a float in [0.5, 1)", level)
         object.__setattr__(self, "credible_level", float(level))
         prior = self.global_prior
@@ -199,8 +226,8 @@ class BaselineConfig:
         True
         """
         def shown(value: Any) -> Any:
-            if isinstance(value, _dt.timedelta):  # (a fraction of a second in pandas' text, which reads back)
-                return _window_name(value) if not value % _dt.timedelta(seconds=1) else str(pd.Timedelta(value))
+            if isinstance(value, _dt.timedelta):
+                return _duration_text(value)
             return tuple(shown(v) for v in value) if isinstance(value, tuple) else value
 
         fields = ", ".join(f"{f.name}={shown(getattr(self, f.name))!r}" for f in dataclasses.fields(self))
@@ -231,17 +258,13 @@ class BaselineConfig:
         ...
         commgraph.graph._errors.ConfigError: unknown field 'halflife' in BaselineConfig; allowed fields are 'windows', 'half_life', 'label_policy', 'settle_delay', 'privacy', 'top_display_names', 'known_contact_domains', 'min_prior_entities', 'min_prior_labels', 'credible_level', 'global_prior'
         """
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in data if k not in names]
-        if unknown:
-            raise ConfigError(f"unknown field {unknown[0]!r} in {_CALLER}; allowed fields are "
-                              + ", ".join(repr(n) for n in names))
+        _check_fields(data)
         return cls(**data)
 
     @classmethod
     def from_toml(cls, path: str | PathLike) -> "BaselineConfig":
-        """Load a configuration from a TOML file (top level, or a ``[baselines]`` table); an error names the file
-        and the field, as its writer wrote them.
+        """Load a configuration from a TOML file (top level, or a ``[baselines]`` table beside other tools' tables);
+        an error names the file and the field, as its writer wrote them.
 
         Examples
         --------
@@ -255,15 +278,30 @@ class BaselineConfig:
         Traceback (most recent call last):
         ...
         commgraph.graph._errors.ConfigError: the baseline configuration file '...baselines.toml': its 'half_life' must be a timedelta > 0; it holds '-2d'
+        >>> _ = p.write_text('windows = ["1d", "3d"]\\n')
+        >>> BaselineConfig.from_toml(p)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.ConfigError: ...: its 'settle_delay' must be a timedelta > 0 and <= the longest window (3d); left out, it is the default '7d'
         """
         data = read_toml(path, "the baseline configuration")
-        if set(data) == {"baselines"}:
+        if isinstance(data.get("baselines"), Mapping):
+            # A file shared with other settings keeps ours in [baselines] (its other tables are theirs); fields
+            # beside that table, outside any, would be ignored silently: refused.
+            loose = [k for k, v in data.items() if k != "baselines" and not isinstance(v, Mapping)]
+            if loose:
+                raise ConfigError(f"the baseline configuration file {str(path)!r} has a [baselines] table and "
+                                  f"fields outside it ({', '.join(map(repr, loose))}); put every field in one place")
             data = data["baselines"]
         try:
             return cls.from_dict(data)
         except ConfigError as exc:  # (a field of the file, not a parameter of a call)
-            said = f"its {exc.parameter!r} must be {exc.allowed}; it holds {exc.got!r}" \
-                if isinstance(exc, ParameterError) else str(exc)
+            said = str(exc)
+            if isinstance(exc, ParameterError):
+                # A field the file leaves out is its default, which another field it sets can contradict.
+                got = _duration_text(exc.got) if isinstance(exc.got, _dt.timedelta) else exc.got
+                held = f"it holds {got!r}" if exc.parameter in data else f"left out, it is the default {got!r}"
+                said = f"its {exc.parameter!r} must be {exc.allowed}; {held}"
             raise ConfigError(f"the baseline configuration file {str(path)!r}: {said}") from None
 
     def to_dict(self) -> dict[str, Any]:
@@ -283,7 +321,7 @@ class BaselineConfig:
             if f.name == "windows":
                 value = list(self.window_names)
             elif isinstance(value, _dt.timedelta):
-                value = _window_name(value)
+                value = _duration_text(value)  # (a fraction of a second kept: the manifest must read back the same)
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -296,8 +334,22 @@ class BaselineConfig:
         --------
         >>> BaselineConfig().evolve(privacy=True).privacy
         True
+        >>> BaselineConfig().evolve(halflife="7d")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        commgraph.graph._errors.ConfigError: unknown field 'halflife' in BaselineConfig; allowed fields are ...
         """
+        _check_fields(changes)
         return dataclasses.replace(self, **changes)
+
+
+def _check_fields(data: Mapping[str, Any]) -> None:
+    """Refuse a field :class:`BaselineConfig` does not have, naming the ones it has."""
+    names = [f.name for f in dataclasses.fields(BaselineConfig)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ConfigError(f"unknown field {unknown[0]!r} in {_CALLER}; allowed fields are "
+                          + ", ".join(repr(n) for n in names))
 
 
 def duration_ns(td: _dt.timedelta) -> int:

@@ -75,6 +75,52 @@ def test_config_errors_name_the_field_and_the_allowed_values(field, value, messa
 def test_unknown_config_fields_are_refused() -> None:
     with pytest.raises(ConfigError, match="unknown field 'window'"):
         BaselineConfig.from_dict({"window": ["7d"]})
+    with pytest.raises(ConfigError, match="unknown field 'halflife'"):  # (a bare TypeError, before)
+        BaselineConfig().evolve(halflife="7d")
+
+
+def test_numpy_numbers_are_read_as_python_s_are() -> None:
+    # A number read from pandas is numpy's: np.int64(604800) seconds became 605 microseconds (pd.Timedelta reads
+    # a bare numpy number as nanoseconds), every decayed count 0 and every message presumed safe at once.
+    python = BaselineConfig(windows=[86_400, "7d"], half_life=604_800, settle_delay=3_600.0, top_display_names=2,
+                            credible_level=0.75)
+    numpy = BaselineConfig(windows=[np.int64(86_400), "7d"], half_life=np.int32(604_800),
+                           settle_delay=np.float32(3_600.0), top_display_names=np.int64(2),
+                           credible_level=np.float32(0.75))
+    assert numpy == python and repr(numpy) == repr(python)
+    assert python.half_life == pd.Timedelta(days=7) and type(numpy.top_display_names) is int
+
+
+def test_durations_of_a_fraction_of_a_second_survive_the_manifest(tmp_path) -> None:
+    # to_dict wrote 1.5 s as '1s' and 0.5 s as '0d': a published snapshot loaded with another half-life, or not at
+    # all (its manifest refused), and the tenant could never be refreshed, scored or replaced again.
+    from commgraph.baselines import SnapshotStore
+
+    m = validate(pd.DataFrame({"tenant_id": "a", "message_id": ["1", "2"], "timestamp": ["2024-05-01T09:00Z",
+                 "2024-05-02T09:00Z"], "sender": "x@out.com", "recipients": "u@a.com"}),
+                 tenants=[{"tenant_id": "a", "own_domains": ["a.com"]}])
+    for seconds in (1.5, 0.5):
+        config = BaselineConfig(half_life=seconds, settle_delay=seconds)
+        assert BaselineConfig.from_dict(config.to_dict()) == config
+        store = SnapshotStore(tmp_path / str(seconds))
+        store.publish(build_baselines(m, as_of="2024-05-03", config=config)["a"])
+        assert store.load("a").config == config
+    with pytest.raises(ConfigError, match="in whole microseconds"):  # (a timedelta would have held another one)
+        BaselineConfig(half_life=pd.Timedelta(1_500, "ns"))
+
+
+def test_a_toml_file_says_a_default_it_contradicts_and_shares_its_baselines_table(tmp_path) -> None:
+    # Shorter windows blamed settle_delay, which the file never wrote, as "it holds datetime.timedelta(days=7)";
+    # a [baselines] table beside another tool's table was refused as an unknown field 'baselines'.
+    path = tmp_path / "b.toml"
+    path.write_text('windows = ["1d", "3d"]\n')
+    with pytest.raises(ConfigError, match="'settle_delay' must be .*; left out, it is the default '7d'"):
+        BaselineConfig.from_toml(path)
+    path.write_text('[baselines]\nhalf_life = "7d"\n\n[job]\njobs = 2\n')
+    assert BaselineConfig.from_toml(path) == BaselineConfig(half_life="7d")
+    path.write_text('privacy = true\n[baselines]\nhalf_life = "7d"\n')
+    with pytest.raises(ConfigError, match=r"has a \[baselines\] table and fields outside it \('privacy'\)"):
+        BaselineConfig.from_toml(path)
 
 
 # --------------------------------------------------------------------------- smoothing
