@@ -31,7 +31,7 @@ quantile (skewness and kurtosis terms) as a start:
   start (a second where the first still moved far), kept where the last step
   was tiny against the standard deviation (Halley converges cubically).
 
-The neighbours' recurrence and their per-shape series are compiled passes
+The neighbours' runs, recurrence and per-shape series are compiled passes
 (numba, through :mod:`._sweeps`: imported on the first call that has enough
 shapes for neighbours, not with this module), the same float64 operations in
 the same order as numpy's passes did: the same bits.
@@ -144,8 +144,6 @@ def _runs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     the block's start; ``member`` is False where a collision put a shape in a
     run that is not its own (its ``steps`` then read 0).
     """
-    import pandas as pd
-
     low = np.ldexp(1.0, np.frexp(a)[1] - 1)  # the power of two at or below a
     exponent = np.floor(np.log2(np.clip(_RUN_SD * np.sqrt(low * (low + b) / b), 1.0, _RUN_TERMS)))
     width = np.left_shift(1, exponent.astype(np.int64))
@@ -154,15 +152,61 @@ def _runs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     start = a - in_block  # exact: the same fractional part, a smaller integer part in the same binade
     with np.errstate(over="ignore"):
         key = b.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ start.view(np.uint64)
-    run = pd.factorize(key)[0]
-    first = np.empty(int(run.max()) + 1, np.int64)
-    first[run[::-1]] = np.arange(len(run))[::-1]
-    member = (b[first][run] == b) & (start[first][run] == start)
-    lowest, highest = np.full(len(first), _RUN_TERMS), np.zeros(len(first), np.int64)
-    np.minimum.at(lowest, run[member], in_block[member])
-    np.maximum.at(highest, run[member], in_block[member])
-    steps = np.where(member, in_block - lowest[run], 0)
+    run, steps, member = np.empty(len(a), np.int64), np.empty(len(a), np.int64), np.empty(len(a), bool)
+    first, lowest, highest = np.empty(len(a), np.int64), np.empty(len(a), np.int64), np.empty(len(a), np.int64)
+    n_runs = _runs_kernel(key, b, start, in_block, run, steps, member, first, lowest, highest)
+    first, lowest, highest = first[:n_runs], lowest[:n_runs], highest[:n_runs]
     return run, steps, member, start[first] + lowest, b[first], highest - lowest + 1
+
+
+@_compiled
+def _runs_kernel(key, b, start, in_block, run, steps, member, first, lowest, highest):  # pragma: no cover
+    # The runs of _runs from their hashed keys, in one compiled pass (and one for the steps) where numpy and
+    # pandas took a dozen: ``run`` numbers the distinct keys in order of first appearance (as pd.factorize
+    # did), ``first`` is each run's first shape, a shape a member where its b and start are that shape's,
+    # ``lowest`` and ``highest`` the members' smallest and largest in_block. Returns how many runs.
+    # A shape's run is found at random: what it reads of the run sits side by side (two cache lines).
+    n = len(key)
+    bits = 4
+    while (1 << bits) <= n:  # a power of two above the shapes: never full
+        bits += 1
+    mask = (1 << bits) - 1
+    shift = np.uint64(64 - bits)
+    table = np.zeros((1 << bits, 2), np.uint64)  # (key, run + 1), 0 where empty (calloc: zero pages as touched)
+    shape = np.empty((n, 2))  # per run, its first shape's b and start
+    span = np.empty((n, 2), np.int64)  # its members' lowest and highest in_block
+    count = 0
+    for i in range(n):
+        k = key[i]
+        slot = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        while True:
+            c = np.int64(table[slot, 1]) - 1
+            if c < 0:
+                c = count
+                table[slot, 0] = k
+                table[slot, 1] = np.uint64(c + 1)
+                first[c] = i
+                shape[c, 0] = b[i]
+                shape[c, 1] = start[i]
+                span[c, 0] = _RUN_TERMS
+                span[c, 1] = 0
+                count += 1
+                break
+            if table[slot, 0] == k:
+                break
+            slot = (slot + 1) & mask
+        run[i] = c
+        inside = shape[c, 0] == b[i] and shape[c, 1] == start[i]
+        member[i] = inside
+        if inside:
+            span[c, 0] = min(span[c, 0], in_block[i])
+            span[c, 1] = max(span[c, 1], in_block[i])
+    for c in range(count):
+        lowest[c] = span[c, 0]
+        highest[c] = span[c, 1]
+    for i in range(n):
+        steps[i] = in_block[i] - lowest[run[i]] if member[i] else 0
+    return count
 
 
 def _neighbours(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
