@@ -73,9 +73,53 @@ class TenantAsOf:
         alpha, beta = self.priors[kind]
         if lower:
             return smoothed_by_prior(columns, alpha, beta, self.batch.edge_message if edges else None, self.config)
-        if edges:
-            alpha, beta = alpha[self.batch.edge_message], beta[self.batch.edge_message]
-        return smoothed(columns, alpha, beta, self.config, lower=False)[:1]
+        return (smoothed_mean(columns, alpha, beta, self.batch.edge_message if edges else None, self.config),)
+
+
+def smoothed_mean(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: np.ndarray, message: np.ndarray | None,
+                  config: BaselineConfig) -> np.ndarray:
+    """:func:`smoothed`'s mean alone (float32) of rows whose prior is their message's, to the bit, in one pass.
+
+    ``alpha``, ``beta`` and ``message`` as for :func:`smoothed_by_prior`. The
+    same float64 operations per row as :func:`posterior_mean` (and its check of
+    the counts) in one compiled pass, where numpy took a dozen over the rows;
+    counts it refuses go the general way, which raises its error.
+
+    Examples
+    --------
+    >>> cols = {"n_safe": np.array([3, 0]), "n_attack": np.array([1, 0]), "n_spam": np.zeros(2, np.int64),
+    ...         "n_presumed_safe": np.zeros(2, np.int64)}
+    >>> mean = smoothed_mean(cols, np.array([1.0, 2.0]), np.array([1.0, 1.0]), None, BaselineConfig())
+    >>> mean.tolist() == smoothed(cols, np.array([1.0, 2.0]), np.array([1.0, 1.0]), BaselineConfig())[0].tolist()
+    True
+    """
+    safe, trials = _outcomes(columns, config)
+    row_message = np.zeros(0, np.int64) if message is None else np.asarray(message, np.int64)
+    rows_fit = len(alpha) == len(safe) if message is None else len(row_message) == len(safe) and (
+        not len(row_message) or int(row_message.min()) >= 0 and int(row_message.max()) < len(alpha))
+    if len(beta) != len(alpha) or not rows_fit:  # (the kernel checks no bounds)
+        raise ValueError(f"smoothed_mean: {len(safe)} rows, {len(row_message)} row messages and {len(alpha)} and "
+                         f"{len(beta)} priors; pass a prior per message and a message in range per row (or None)")
+    mean = np.empty(len(safe), np.float32)
+    if not _mean_kernel(safe, trials, np.asarray(alpha, np.float64), np.asarray(beta, np.float64), row_message,
+                        mean):
+        rows = slice(None) if message is None else message
+        return smoothed(columns, alpha[rows], beta[rows], config, lower=False)[0]
+    return mean
+
+
+@_compiled
+def _mean_kernel(safe, trials, alpha, beta, message, mean):  # pragma: no cover - compiled
+    # posterior_mean's (k + alpha) / (n + alpha + beta) per row, of float64 counts, rounded to float32; False
+    # (at once) where a count is out of [0, trials], which posterior_mean refuses.
+    by_message = len(message) > 0
+    for i in range(len(mean)):
+        m = message[i] if by_message else i
+        k, n = float(safe[i]), float(trials[i])
+        if not (k >= 0.0 and k <= n):
+            return False
+        mean[i] = np.float32((k + alpha[m]) / (n + alpha[m] + beta[m]))
+    return True
 
 
 def smoothed_by_prior(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: np.ndarray,
