@@ -30,6 +30,11 @@ quantile (skewness and kurtosis terms) as a start:
 * **Halley** (the others): one Halley step on ``betainc(a, b, x) - p`` from the
   start (a second where the first still moved far), kept where the last step
   was tiny against the standard deviation (Halley converges cubically).
+
+The neighbours' runs, recurrence and per-shape series are compiled passes
+(numba, through :mod:`._sweeps`: imported on the first call that has enough
+shapes for neighbours, not with this module), the same float64 operations in
+the same order as numpy's passes did: the same bits.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._beta_density import log_density
+from ._sweeps import _compiled
 
 __all__ = ["betaincinv_float32"]
 
@@ -138,8 +144,6 @@ def _runs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     the block's start; ``member`` is False where a collision put a shape in a
     run that is not its own (its ``steps`` then read 0).
     """
-    import pandas as pd
-
     low = np.ldexp(1.0, np.frexp(a)[1] - 1)  # the power of two at or below a
     exponent = np.floor(np.log2(np.clip(_RUN_SD * np.sqrt(low * (low + b) / b), 1.0, _RUN_TERMS)))
     width = np.left_shift(1, exponent.astype(np.int64))
@@ -148,15 +152,61 @@ def _runs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     start = a - in_block  # exact: the same fractional part, a smaller integer part in the same binade
     with np.errstate(over="ignore"):
         key = b.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ start.view(np.uint64)
-    run = pd.factorize(key)[0]
-    first = np.empty(int(run.max()) + 1, np.int64)
-    first[run[::-1]] = np.arange(len(run))[::-1]
-    member = (b[first][run] == b) & (start[first][run] == start)
-    lowest, highest = np.full(len(first), _RUN_TERMS), np.zeros(len(first), np.int64)
-    np.minimum.at(lowest, run[member], in_block[member])
-    np.maximum.at(highest, run[member], in_block[member])
-    steps = np.where(member, in_block - lowest[run], 0)
+    run, steps, member = np.empty(len(a), np.int64), np.empty(len(a), np.int64), np.empty(len(a), bool)
+    first, lowest, highest = np.empty(len(a), np.int64), np.empty(len(a), np.int64), np.empty(len(a), np.int64)
+    n_runs = _runs_kernel(key, b, start, in_block, run, steps, member, first, lowest, highest)
+    first, lowest, highest = first[:n_runs], lowest[:n_runs], highest[:n_runs]
     return run, steps, member, start[first] + lowest, b[first], highest - lowest + 1
+
+
+@_compiled
+def _runs_kernel(key, b, start, in_block, run, steps, member, first, lowest, highest):  # pragma: no cover
+    # The runs of _runs from their hashed keys, in one compiled pass (and one for the steps) where numpy and
+    # pandas took a dozen: ``run`` numbers the distinct keys in order of first appearance (as pd.factorize
+    # did), ``first`` is each run's first shape, a shape a member where its b and start are that shape's,
+    # ``lowest`` and ``highest`` the members' smallest and largest in_block. Returns how many runs.
+    # A shape's run is found at random: what it reads of the run sits side by side (two cache lines).
+    n = len(key)
+    bits = 4
+    while (1 << bits) <= n:  # a power of two above the shapes: never full
+        bits += 1
+    mask = (1 << bits) - 1
+    shift = np.uint64(64 - bits)
+    table = np.zeros((1 << bits, 2), np.uint64)  # (key, run + 1), 0 where empty (calloc: zero pages as touched)
+    shape = np.empty((n, 2))  # per run, its first shape's b and start
+    span = np.empty((n, 2), np.int64)  # its members' lowest and highest in_block
+    count = 0
+    for i in range(n):
+        k = key[i]
+        slot = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        while True:
+            c = np.int64(table[slot, 1]) - 1
+            if c < 0:
+                c = count
+                table[slot, 0] = k
+                table[slot, 1] = np.uint64(c + 1)
+                first[c] = i
+                shape[c, 0] = b[i]
+                shape[c, 1] = start[i]
+                span[c, 0] = _RUN_TERMS
+                span[c, 1] = 0
+                count += 1
+                break
+            if table[slot, 0] == k:
+                break
+            slot = (slot + 1) & mask
+        run[i] = c
+        inside = shape[c, 0] == b[i] and shape[c, 1] == start[i]
+        member[i] = inside
+        if inside:
+            span[c, 0] = min(span[c, 0], in_block[i])
+            span[c, 1] = max(span[c, 1], in_block[i])
+    for c in range(count):
+        lowest[c] = span[c, 0]
+        highest[c] = span[c, 1]
+    for i in range(n):
+        steps[i] = in_block[i] - lowest[run[i]] if member[i] else 0
+    return count
 
 
 def _neighbours(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
@@ -170,13 +220,32 @@ def _neighbours(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.
         at_c = special.betainc(a_c, b_c, x_c)
         term0 = np.exp(log_density(a_c, b_c, x_c)) * x_c * (1.0 - x_c) / a_c  # x^a (1 - x)^b / (a B(a, b))
         relative, before = _recurrence(a_c, b_c, x_c, terms, run, steps)
-        scale = term0[run]
-        cdf = at_c[run] - scale * before  # I_x(a, b) of each shape
-        x = x_c[run]
-        u, v = (1.0 / x_c)[run], (1.0 / (1.0 - x_c))[run]
-        density = scale * relative * a * u * v
+    x, done = np.empty(len(a)), np.empty(len(a), bool)
+    _taylor_kernel(a, b, float(p), run, member, at_c, term0, x_c, relative, before, x, done)
+    return x, done
+
+
+@_compiled
+def _taylor_kernel(a, b, p, run, member, at_c, term0, x_c, relative, before, x, done):  # pragma: no cover
+    # Per shape, from its run's point x_c (where I_x is at_c and the first term term0) and its own place in
+    # the recurrence: the quantile and whether its float32 rounding is certain. One compiled pass where
+    # numpy took some forty over the shapes; the same float64 operations in the same order (no fastmath, so
+    # no fused multiply-adds): the same bits. A zero density (a division numpy takes to inf or nan, and the
+    # shape to Halley) leaves the shape not done here too, its x unused.
+    for i in range(len(a)):
+        r = run[i]
+        xc = x_c[r]
+        scale = term0[r]
+        cdf = at_c[r] - scale * before[i]  # I_x(a, b) of the shape
+        u = 1.0 / xc
+        v = 1.0 / (1.0 - xc)
+        density = scale * relative[i] * a[i] * u * v
+        if density == 0.0:
+            x[i] = np.nan
+            done[i] = False
+            continue
         # Derivatives of the log-density, g_k = (d/dx)^(k-1) ((a - 1) / x - (b - 1) / (1 - x)).
-        am, bm = (a - 1.0) * u, (b - 1.0) * v
+        am, bm = (a[i] - 1.0) * u, (b[i] - 1.0) * v
         g1 = am - bm
         am *= u
         bm *= v
@@ -196,11 +265,18 @@ def _neighbours(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.
         k5 = (g11 * (24.0 * g11 - 46.0 * g2) + 11.0 * g1 * g3 + 7.0 * g2 * g2 - g4) * (1.0 / 120.0)
         d = (p - cdf) / density
         dd = d * d
-        x = x + d * (1.0 + d * (d * (k3 + d * k4) - 0.5 * g1))
+        xi = xc + d * (1.0 + d * (d * (k3 + d * k4) - 0.5 * g1))
+        x[i] = xi
         # -1 / g2 is about the variance: the step stays within _RUN_SD standard deviations.
-        done = (member & (10.0 * np.abs(k5 * dd * dd * d) < _LEFT * x) & (dd * -g2 < _RUN_SD * _RUN_SD)
-                & _settled(x))
-    return x, done
+        ok = member[i] and 10.0 * np.abs(k5 * dd * dd * d) < _LEFT * xi and dd * -g2 < _RUN_SD * _RUN_SD
+        if ok:  # _settled
+            x32 = np.float32(xi)
+            here = np.float64(x32)
+            below = (here + np.float64(np.nextafter(x32, np.float32(0.0)))) / 2.0  # the rounding points
+            above = (here + np.float64(np.nextafter(x32, np.float32(1.0)))) / 2.0
+            margin = _MARGIN * xi
+            ok = 0.0 < xi < 1.0 and xi - below > margin and above - xi > margin
+        done[i] = ok
 
 
 def _recurrence(a: np.ndarray, b: np.ndarray, x: np.ndarray, terms: np.ndarray, run: np.ndarray,
@@ -211,28 +287,30 @@ def _recurrence(a: np.ndarray, b: np.ndarray, x: np.ndarray, terms: np.ndarray, 
     how many terms), ``run`` and ``steps`` per shape.
     ``term_i = x^(a + i) (1 - x)^b / ((a + i) B(a + i, b))`` is what ``I_x`` loses
     from ``a + i`` to ``a + i + 1``; successive terms differ by the factor
-    ``x (a + i + b) / (a + i + 1)``. The runs whose number of terms rounds up
-    to the power of two ``w`` form one (runs x w) block, so that each run's
-    products and sums start afresh (a few blocks: each costs a dozen calls).
+    ``x (a + i + b) / (a + i + 1)``, computed as ``x (1 + (b - 1) / (a + i + 1))``,
+    multiplied and summed in order of ``i`` (numpy's ``cumprod`` and ``cumsum``
+    along each run, as this was written first: the same bits).
     """
-    size = np.left_shift(1, np.ceil(np.log2(terms)).astype(np.int64))
-    by_size = np.argsort(size, kind="stable")
-    offset = np.empty(len(size), np.int64)
-    offset[by_size] = np.cumsum(size[by_size]) - size[by_size]
-    ratio = np.empty(int(size.sum()))
-    sums = np.empty(len(ratio))
-    ordered = size[by_size]
-    for w in np.unique(size):
-        rows = by_size[np.searchsorted(ordered, w):np.searchsorted(ordered, w, "right")]
-        cells = slice(offset[rows[0]], offset[rows[0]] + len(rows) * w)
-        table, total = ratio[cells].reshape(len(rows), w), sums[cells].reshape(len(rows), w)
-        table[:, 0] = 1.0
-        upper = a[rows, None] + np.arange(1.0, w)  # a + i + 1
-        np.multiply(x[rows, None], 1.0 + (b[rows, None] - 1.0) / upper, out=table[:, 1:])
-        np.cumprod(table, axis=1, out=table)
-        np.subtract(np.cumsum(table, axis=1, out=total), table, out=total)
+    offset = np.zeros(len(terms) + 1, np.int64)
+    np.cumsum(terms, out=offset[1:])
+    ratio, sums = np.empty(int(offset[-1])), np.empty(int(offset[-1]))
+    _recurrence_kernel(a, b, x, offset, ratio, sums)
     cell = offset[run] + steps
     return ratio[cell], sums[cell]
+
+
+@_compiled
+def _recurrence_kernel(a, b, x, offset, ratio, sums):  # pragma: no cover - compiled
+    # Run r's terms relative to its first, and their sums before each, in ratio and sums[offset[r]:offset[r + 1]].
+    for r in range(len(a)):
+        term, total = 1.0, 1.0
+        ratio[offset[r]] = 1.0
+        sums[offset[r]] = 0.0
+        for i in range(1, offset[r + 1] - offset[r]):
+            term *= x[r] * (1.0 + (b[r] - 1.0) / (a[r] + float(i)))  # (a + i + 1: never zero, a >= _MIN_SHAPE)
+            total += term
+            ratio[offset[r] + i] = term
+            sums[offset[r] + i] = total - term
 
 
 def _halley(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
