@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._beta_density import log_density
-from ._sweeps import _compiled
+from ._sweeps import _compiled, warmed_by
 
 __all__ = ["betaincinv_float32"]
 
@@ -102,6 +102,12 @@ def betaincinv_float32(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
     if left.any():
         flat[left] = special.betaincinv(fa[left], fb[left], p).astype(np.float32)
     return out
+
+
+@warmed_by
+def _warm() -> None:
+    """The neighbours' kernels on one shape (for :func:`commgraph.baselines._sweeps.warm_up`)."""
+    _neighbours(np.array([900.0]), np.array([12.0]), 0.05)
 
 
 def _start(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ arrays, deterministic, single-threaded (no ``parallel``, no ``fastmath``).
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -72,8 +72,22 @@ class _Kernel:
         return self.dispatcher(*args)
 
 
+#: Every kernel made (those of the modules imported so far), and the functions that call the other modules'
+#: kernels on a tiny input, for :func:`warm_up`.
+_ALL_KERNELS: list[_Kernel] = []
+_WARMERS: list[Callable[[], Any]] = []
+
+
 def _compiled(fn: Callable) -> _Kernel:
-    return _Kernel(fn)
+    kernel = _Kernel(fn)
+    _ALL_KERNELS.append(kernel)
+    return kernel
+
+
+def warmed_by(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Register a function that calls a module's kernels on a tiny input: :func:`warm_up` calls it too."""
+    _WARMERS.append(fn)
+    return fn
 
 
 @_compiled
@@ -624,10 +638,6 @@ class WarmUp(NamedTuple):
     loaded: int  #: kernels whose machine code came from the cache
 
 
-_KERNELS = (_runs_before_kernel, _sums_before_kernel, _counting_order_kernel, _kept_order_kernel,
-            _segment_cumsum_kernel, _running_max_kernel, _standing_kernel, _first_present_kernel)
-
-
 def _cache_hits(kernel: _Kernel) -> int:
     try:
         return sum(kernel.dispatcher.stats.cache_hits.values())
@@ -636,7 +646,8 @@ def _cache_hits(kernel: _Kernel) -> int:
 
 
 def warm_up() -> WarmUp:
-    """Compile (or load from numba's cache) every kernel on a tiny input, once per process.
+    """Compile (or load from numba's cache) every kernel on a tiny input, once per process: this module's, and
+    those of the modules imported so far that registered a function calling theirs (:func:`warmed_by`).
 
     The first call of a kernel in a process compiles it, or loads its machine
     code from the cache: callers that time the kernels' work (benchmarks) call
@@ -648,7 +659,7 @@ def warm_up() -> WarmUp:
     >>> done.seconds >= 0.0, warm_up().compiled + warm_up().loaded
     (True, 0)
     """
-    cold = [k for k in _KERNELS if not k.dispatcher.signatures]
+    cold = [k for k in _ALL_KERNELS if not k.dispatcher.signatures]
     hits = {id(k): _cache_hits(k) for k in cold}
     start = time.perf_counter()
     one = np.zeros(1, np.int64)
@@ -660,6 +671,8 @@ def warm_up() -> WarmUp:
     running_max(one, one)
     standing(one, np.ones(1, bool), np.ones(1, bool), 2, 1)
     first_present_level(np.zeros((1, 1), np.int8), one, one, one, one, 1)
+    for warm in _WARMERS:  # (the kernels of other modules imported so far)
+        warm()
     seconds = time.perf_counter() - start
     loaded = sum(_cache_hits(k) > hits[id(k)] for k in cold)
     return WarmUp(seconds, len(cold) - loaded, loaded)

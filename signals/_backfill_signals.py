@@ -19,7 +19,7 @@ from commgraph.baselines import BaselineConfig
 from commgraph.baselines._asof import AsOfTables, smoothed
 from commgraph.baselines._build import _outcomes
 from commgraph.baselines._smoothing import beta_quantile, posterior_mean
-from commgraph.baselines._sweeps import _compiled
+from commgraph.baselines._sweeps import _compiled, warmed_by
 from commgraph.graph import ConfigError
 
 from ._backfill_lookalike import distances_as_of
@@ -259,6 +259,15 @@ def _stretch_keys_kernel(prior, n_priors, message, trials, safe, k_width, codes,
             codes[i] = c
         begin = end
     return count
+
+
+@warmed_by
+def _warm() -> None:
+    """The likelihoods' kernels on one row (for :func:`commgraph.baselines._sweeps.warm_up`)."""
+    one, zero = np.ones(1, np.int64), np.zeros(1, np.int64)
+    columns = {"n_safe": one, "n_attack": zero, "n_spam": zero, "n_presumed_safe": zero}
+    smoothed_mean(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
+    smoothed_by_prior(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
 
 
 def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:

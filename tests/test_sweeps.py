@@ -332,17 +332,22 @@ def test_kernels_work_where_no_cache_can_be_written(tmp_path) -> None:
     (tmp_path / "__pycache__").write_text("")  # the in-tree cache directory cannot be made
     env = dict(os.environ, NUMBA_CACHE_DIR="/dev/null/numba", HOME="/dev/null", XDG_CACHE_HOME="/dev/null/cache")
     code = ("import sweeps_copy as s; done = s.warm_up(); "
-            "print(done.compiled, type(s._KERNELS[0].dispatcher._cache).__name__, "
+            "print(done.compiled, len(s._ALL_KERNELS), type(s._ALL_KERNELS[0].dispatcher._cache).__name__, "
             "s.runs_before([1, 2], [0, 2], [0], [2], [0])[1].tolist())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
                           env=env)
-    assert done.stdout.split() == [str(len(sweeps._KERNELS)), "NullCache", "[[1]]"]
+    compiled, kernels, cache, answer = done.stdout.split()
+    assert compiled == kernels != "0" and (cache, answer) == ("NullCache", "[[1]]")
 
 
 def test_warm_up_leaves_the_kernels_compiled() -> None:
-    from commgraph.baselines import _sweeps
+    from commgraph.baselines import _beta_quantile, _sweeps
+    from commgraph.signals import _backfill_signals
 
     warm_up()
-    for kernel in _sweeps._KERNELS:
+    # Other modules' kernels too (the likelihoods' of backfill, the Beta quantile's): a backfill's first run paid
+    # for loading them, which the benchmark reports apart from the work.
+    assert {_beta_quantile._taylor_kernel, _backfill_signals._mean_kernel} <= set(_sweeps._ALL_KERNELS)
+    for kernel in _sweeps._ALL_KERNELS:
         assert kernel.dispatcher.signatures, kernel  # compiled (or loaded) for the arguments the wrappers pass
     assert warm_up().compiled == warm_up().loaded == 0  # once per process
