@@ -216,7 +216,11 @@ class Snapshot:
         if recipient_keys is not None:
             if name != "pair":
                 raise CommGraphError(f"recipient_keys is for the 'pair' table only; got table {name!r}")
-            keys = pair_keys(keys, _key_array(recipient_keys, "recipient_keys"))
+            recipient_keys = _key_array(recipient_keys, "recipient_keys")
+            if len(recipient_keys) != len(keys):
+                raise CommGraphError(f"lookup of pairs: {len(keys)} sender keys and {len(recipient_keys)} recipient "
+                                     "keys; give one recipient key per sender key")
+            keys = pair_keys(keys, recipient_keys)
         return self.index(name).get(keys)
 
     def check_tenant(self, tenant_id: str) -> None:

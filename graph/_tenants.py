@@ -194,12 +194,21 @@ def load_tenant_configs(source: str | PathLike | Iterable[TenantConfig | Mapping
         if unknown:
             raise ConfigError(f"unknown top-level key {unknown[0]!r} in {source}; tenants go in [[tenant]] tables")
         items: Iterable = data.get("tenant", [])
+        if isinstance(items, Mapping):  # [tenant]: one table, whose keys would be read as tenants
+            raise ConfigError(f"{source} has a [tenant] table; each tenant goes in a [[tenant]] table (two brackets: "
+                              "one table per tenant)")
     elif isinstance(source, Mapping):
+        if "tenant_id" in source and not isinstance(source["tenant_id"], (TenantConfig, Mapping)):
+            raise ConfigError("tenant configurations were given as one tenant's mapping; give a list of them "
+                              "([{'tenant_id': ..., 'own_domains': [...]}]) or a mapping tenant_id -> configuration")
         items = source.values()
     else:
         items = source
     configs: dict[str, TenantConfig] = {}
     for item in items:
+        if not isinstance(item, (TenantConfig, Mapping)):
+            raise ConfigError(f"a tenant configuration must be a TenantConfig or a mapping of its fields; got "
+                              f"{item!r}")
         cfg = item if isinstance(item, TenantConfig) else TenantConfig.from_dict(item)
         if cfg.tenant_id in configs:
             raise ConfigError(f"tenant {cfg.tenant_id!r} is configured twice")
@@ -364,13 +373,18 @@ def warn_inferred(inferred: Mapping[str, tuple[str, ...]]) -> None:
 
 def with_own_domains(tenants: Any, own_domains: Mapping[str, tuple[str, ...]]) -> dict[str, TenantConfig]:
     """The tenant configurations ``tenants`` (as :func:`load_tenant_configs` takes them), plus a
-    configuration for each tenant of ``own_domains`` that has none: its own domains as inferred.
+    configuration for each tenant of ``own_domains`` that has none, or none with own domains: its own domains
+    as inferred.
 
     A chunked read infers a tenant's own domains from the first chunk it appears in and
     reuses them for the others, so every chunk gives the same mail the same direction.
     """
     configs = load_tenant_configs(tenants) if tenants is not None else {}
     for tenant, domains in own_domains.items():
-        if tenant not in configs and domains:
+        if not domains:
+            continue
+        if tenant not in configs:
             configs[tenant] = TenantConfig(tenant_id=tenant, own_domains=tuple(domains))
+        elif not configs[tenant].own_domains:  # configured for its name or VIP addresses alone: inferred too
+            configs[tenant] = configs[tenant].evolve(own_domains=tuple(domains))
     return configs

@@ -225,8 +225,8 @@ def validate(
         ``{contract name: your column}`` for inputs with other column names.
     tenants : TenantConfig list, mapping or TOML path, optional
         Own domains per tenant, used to decide ``direction`` where it is not given.
-        Tenants without one get own domains inferred from their mail (with an
-        :class:`InferredOwnDomainsWarning` naming them).
+        Tenants without one, or configured without own domains, get them inferred
+        from their mail (with an :class:`InferredOwnDomainsWarning` naming them).
     timezone : str, optional
         Zone of naive timestamps; without it they are refused.
     timestamp_unit : {'s', 'ms', 'us', 'ns'}, optional
@@ -939,7 +939,9 @@ def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edg
     edge_tenant = tenant_codes[edges.parent]
     live_edge = ~findings.rejected[edges.parent]
     needed = set(np.unique(tenant_codes[need & (tenant_codes >= 0)]).tolist())
-    unconfigured = sorted(tenants[c] for c in needed if tenants[c] not in configs)
+    # A tenant configured without own domains (for its name or VIP addresses) has them inferred as one not
+    # configured at all: with none, every message of its that leaves direction empty was refused.
+    unconfigured = sorted(t for t in (tenants[c] for c in needed) if t not in configs or not configs[t].own_domains)
     own = {t: c.own_domains for t, c in configs.items()}
     if unconfigured:
         mask = live_edge & np.isin(edge_tenant, [tenants.index(t) for t in unconfigured])
@@ -958,10 +960,13 @@ def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edg
                             np.where(n_internal > 0, "inbound", None))
     undecidable = need & (inferred_dir == None)  # noqa: E711 (element-wise)
     undecidable &= n_edges > 0
-    findings.add(undecidable, "direction", ReasonCode.DIRECTION_UNDECIDABLE, sender.domain[undecidable],
+    # The value is the direction's, empty; the sender's domain, what decided nothing, is said in the sentence.
+    findings.add(undecidable, "direction", ReasonCode.DIRECTION_UNDECIDABLE, [None] * int(undecidable.sum()),
                  "neither the sender nor any recipient is in the tenant's own domains; give the direction column, "
                  "or configure the tenant's own_domains",
-                 detail="own domains used: " + "; ".join(f"{t}: {list(d)}" for t, d in sorted(own.items())))
+                 detail="own domains used: " + "; ".join(f"{t}: {list(d)}" for t, d in sorted(own.items())),
+                 messages=[f"direction is empty and the sender's domain {d!r} is no own domain"
+                           for d in sender.domain[undecidable]])
     filled = given.copy()
     fill = need & ~undecidable & (inferred_dir != None)  # noqa: E711
     filled[fill] = inferred_dir[fill]

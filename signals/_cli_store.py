@@ -258,7 +258,11 @@ def run_inspect_command(args: argparse.Namespace) -> int:
         if not pruned:
             print(f"no snapshots in {args.store}")
         return 0
-    print(pd.DataFrame(rows).to_string(index=False))
+    table = pd.DataFrame(rows)
+    # Whole numbers stay whole beside a row without them (a damaged pointer): 2, not 2.0.
+    counts = [c for c in table.columns if c == "version" or c.endswith("_rows")]
+    table[counts] = table[counts].astype("Int64")
+    print(table.to_string(index=False))
     return 1 if bad else 0
 
 

@@ -13,7 +13,7 @@ from commgraph.baselines import (
     TABLES, BaselineConfig, KeyIndex, build_baselines, fit_beta_prior, pair_keys, posterior_lower_bound,
     posterior_mean,
 )
-from commgraph.graph import ConfigError, generate, stable_keys, validate
+from commgraph.graph import CommGraphError, ConfigError, generate, stable_keys, validate
 
 
 @pytest.fixture(scope="module")
@@ -378,6 +378,8 @@ def test_lookup_by_address_and_pair(mail) -> None:
     other = build_baselines(mail, as_of="2025-01-18")["tenant-03"].table("sender")["sender"]
     foreign = sorted(set(other) - set(snap.table("sender")["sender"]))[:20]
     assert (snap.lookup("sender", stable_keys(foreign)) == -1).all()
+    with pytest.raises(CommGraphError, match="2 sender keys and 3 recipient keys"):  # (numpy's broadcast error)
+        snap.lookup("pair", stable_keys(pairs["sender"][:2]), stable_keys(pairs["recipient"][:3]))
 
 
 def test_tables_and_bytes_per_sender_row(mail) -> None:

@@ -670,6 +670,22 @@ def test_undecidable_direction_is_refused_not_guessed():
                 recipients=["y@yahoo.com", "ann@acme.com", "cy@acme.com"])
     m = validate(raw, strict=False, tenants=[TenantConfig("acme", ("acme.com",))])
     assert reasons(m) == ["direction_undecidable"] and m.rejects.index.tolist() == [0]
+    # The direction was empty: its reject said direction='gmail.com' (the sender's domain) as if it had been given.
+    reject = m.rejects.iloc[0]
+    assert pd.isna(reject["reject_value"]) and "direction=" not in reject["reject_message"]
+    assert reject["reject_message"].startswith("direction is empty and the sender's domain 'gmail.com' is no own")
+
+
+def test_a_tenant_configured_without_own_domains_has_them_inferred():
+    # Listed for its name or VIP addresses alone, a tenant had every message that leaves direction empty refused
+    # (direction_undecidable): its own domains were neither configured nor inferred.
+    raw = frame(recipients=["bob@vendor.com", "ann@acme.com", "cy@acme.com"],
+                sender=["ann@acme.com", "bob@vendor.com", "dee@acme.com"])
+    for tenants in ([TenantConfig("acme", name="Acme Corp")], [{"tenant_id": "acme", "vip_addresses": ["ann@acme.com"]}]):
+        with pytest.warns(InferredOwnDomainsWarning, match=r"inferred \['acme.com'\]"):
+            m = validate(raw, strict=False, tenants=tenants)
+        assert m.frame["direction"].tolist() == ["outbound", "inbound", "internal"] and not len(m.rejects)
+        assert m.own_domains == {"acme": ("acme.com",)}
 
 
 def test_subdomains_of_own_domains_are_internal():
@@ -1111,6 +1127,22 @@ def test_a_tenant_configuration_is_checked_and_normalised_however_it_is_made():
                 dict(vip_addresses=("not an address",))):
         with pytest.raises(ConfigError):
             TenantConfig(**{"tenant_id": "acme", "own_domains": ("acme.com",), **bad})
+
+
+def test_tenant_configurations_of_the_wrong_shape_are_named(tmp_path):
+    # A TOML [tenant] table (one table, not [[tenant]]) and one tenant's mapping were read key by key: "unknown
+    # field 't' in tenant configuration", of a field nobody wrote.
+    from commgraph.graph import load_tenant_configs
+
+    path = tmp_path / "tenants.toml"
+    path.write_text('[tenant]\ntenant_id = "acme"\nown_domains = ["acme.com"]\n')
+    with pytest.raises(ConfigError, match=r"tenants.toml has a \[tenant\] table; each tenant goes in a \[\[tenant\]\]"):
+        load_tenant_configs(path)
+    with pytest.raises(ConfigError, match="given as one tenant's mapping; give a list of them"):
+        load_tenant_configs({"tenant_id": "acme", "own_domains": ["acme.com"]})
+    with pytest.raises(ConfigError, match="must be a TenantConfig or a mapping of its fields; got 'acme'"):
+        load_tenant_configs(["acme"])
+    assert list(load_tenant_configs({"acme": {"tenant_id": "acme", "own_domains": ["acme.com"]}})) == ["acme"]
 
 
 def test_rows_of_one_recipient_gather_on_tidied_ids_and_a_missing_recipient_is_set_aside():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -652,6 +653,9 @@ def test_inspect_lists_a_damaged_pointer_as_a_row_and_names_foreign_folders(tmp_
     out, err = capsys.readouterr()
     assert "FAILED" in out and "tenant-02" in out and "tenant-03" in out
     assert "'old backup'" in err
+    # Versions and row counts of the other rows stay whole numbers beside the row without them (1.0 before).
+    tenant_02 = next(line.split() for line in out.splitlines() if line.split()[0] == "tenant-02")
+    assert tenant_02[1] == "1" and not any(re.fullmatch(r"\d+\.0", token) for token in tenant_02), tenant_02
 
 
 def test_incremental_after_a_change_of_own_domains_builds_in_full(tmp_path, mail):
