@@ -10,6 +10,7 @@ import pandas as pd
 
 from commgraph.baselines import Snapshot
 from commgraph.graph import ConfigError
+from commgraph.graph import normalise_display_name as _normalise_display_name
 
 from ._batch import DIRECTION_CODES
 from ._builtin_identity import HOUR_PSEUDO_COUNT
@@ -51,14 +52,51 @@ def _days(v: float) -> str:
 def _impersonation(e: Mapping[str, Any]) -> str:
     """Why ``display_name_matches_internal`` is 1: the name of an internal mailbox on mail from outside (under
     that mailbox's own address too: inbound mail from it is spoofed), or on mail from an address inside that
-    never used it."""
+    never used it.
+
+    Examples
+    --------
+    >>> _impersonation({"display_name": "jane boss", "internal_addresses": ["jane@acme.com"], "inbound": False})
+    "The display name 'jane boss' belongs to an internal mailbox (jane@acme.com) and this address never used it..."
+    >>> _impersonation({"display_name": "jane boss", "internal_addresses": [], "privacy": True, "inbound": True})
+    "The display name 'jane boss' belongs to an internal mailbox (privacy mode keeps no addresses for that name)..."
+    """
     owners = ", ".join(e.get("internal_addresses", [])[:3])
-    said = f"The display name {e.get('display_name')!r} belongs to an internal mailbox ({owners})"
+    if not owners:  # a privacy-mode snapshot stores no addresses: say so, rather than list none
+        owners = "privacy mode keeps no addresses for that name" if e.get("privacy") else ""
+    said = f"The display name {e.get('display_name')!r} belongs to an internal mailbox" + (
+        f" ({owners})" if owners else "")
     if not e.get("inbound"):
         return f"{said} and this address never used it before."
-    if e.get("sender") in e.get("internal_addresses", []):
+    if e.get("under_own_address"):
         return f"{said} and this message came from outside the organisation under that mailbox's own address."
     return f"{said} and this message came from outside the organisation."
+
+
+def _lookalike_distance(v: Any, e: Mapping[str, Any]) -> str:
+    """Why ``lookalike_domain_distance`` has its value: the known domain the sender's resembles, if any; in
+    privacy mode no comparison at all (the snapshot keeps no domain names), which the cap must not hide.
+
+    Examples
+    --------
+    >>> _lookalike_distance(8, {"domain": "acrne.com", "resembles": None, "privacy": True})
+    'acrne.com was not compared with any domain: a privacy-mode snapshot keeps no domain names to compare with, so...'
+    """
+    if e.get("privacy"):
+        return (f"{e['domain']} was not compared with any domain: a privacy-mode snapshot keeps no domain names to "
+                f"compare with, so the distance is always the cap ({DISTANCE_CAP}).")
+    if e.get("resembles"):
+        return (f"{e['domain']} is {v} edit(s) from the known domain {e['resembles']!r} after confusable characters "
+                "are folded.")
+    return f"{e['domain']} resembles no own or known-contact domain (within {DISTANCE_CAP - 1} edits)."
+
+
+def _lookalike_close(v: Any, e: Mapping[str, Any]) -> str:
+    """Why ``lookalike_domain_is_close`` has its value (in privacy mode: never checked, so always 0)."""
+    if e.get("privacy"):
+        return "Not checked: a privacy-mode snapshot keeps no domain names to compare with, so this is always 0."
+    return f"{e['domain']} looks like {e['resembles']!r} and is not an established contact." if v \
+        else "No look-alike concern."
 
 
 _SENTENCES = {
@@ -111,12 +149,8 @@ _SENTENCES = {
     "display_name_address_days": lambda v, e: f"This name was seen with this address on up to {v} days.",
     "display_name_is_new_for_address": lambda v, e: "This address never used this display name before." if v
     else "This address has used this display name before (or there is none).",
-    "lookalike_domain_distance": lambda v, e: f"{e['domain']} is {v} edit(s) from the known domain "
-                                              f"{e['resembles']!r} after confusable characters are folded."
-    if e.get("resembles") else f"{e['domain']} resembles no own or known-contact domain (within {DISTANCE_CAP - 1} "
-                               "edits).",
-    "lookalike_domain_is_close": lambda v, e: f"{e['domain']} looks like {e['resembles']!r} and is not an "
-                                              "established contact." if v else "No look-alike concern.",
+    "lookalike_domain_distance": _lookalike_distance,
+    "lookalike_domain_is_close": _lookalike_close,
     "sender_hour_surprise": lambda v, e: f"Sending at {e['hour']:02d}:00 UTC carries {v:.2f} bits of surprise "
                                          f"({e['sender_at_hour']} of the sender's {e['sender_total']} messages were "
                                          "at this hour).",
@@ -191,7 +225,9 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
         The tenant's secret when ``scorer`` is a privacy-mode snapshot (a
         :class:`Scorer` holds its tenants' secrets). Privacy-mode snapshots
         store no addresses or display names: the evidence then holds counts
-        and times only, besides the message's own strings.
+        and times only, besides the message's own strings (its sender, domain,
+        recipients and display name), and the look-alike sentences say that
+        no domain was compared.
 
     Returns
     -------
@@ -223,6 +259,7 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
 
         view = SnapshotView(None, tenant_id=m.tenant_id, global_priors=scorer._loaded.global_priors)
     cold = view.snapshot is None
+    privacy = not cold and bool(view.snapshot.config.privacy)  # no stored strings: counts, times and keys only
     sender = None if cold else _row(view, "sender", m.sender_key)
     domain = None if cold else _row(view, "sender_domain", m.sender_domain_key)
     name = None if cold or not m.display_name_key else _row(view, "display_name", m.display_name_key)
@@ -245,11 +282,18 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
     internal = []
     if name is not None:
         internal = [a for a in (name.get("addresses") or []) if a and scorer._is_own(m.tenant_id, a.rpartition("@")[2])]
-    name_ev = {"display_name": None if name is None else name.get("display_name"),
+    # The name as the message gives it, normalised as its key was: a privacy-mode snapshot stores no name to show
+    # (in plain mode it stores this same string). Whether the sender is one of the internal addresses that use the
+    # name is read by key, which privacy mode keeps too.
+    own_sender = scorer._is_own(m.tenant_id, m.sender.rpartition("@")[2])
+    name_ev = {"display_name": None if m.display_name is None else _normalise_display_name(m.display_name),
+               "message_display_name": m.display_name,
                "name_seen": name is not None, "is_internal": bool(name and name.get("is_internal")),
+               "n_addresses": 0 if name is None else name.get("n_addresses", 0),
                "addresses": [] if name is None else (name.get("addresses") or [])[:5],
                "internal_addresses": internal, "inbound": m.direction == DIRECTION_CODES["inbound"],
-               "sender": m.sender}
+               "sender": m.sender, "privacy": privacy,
+               "under_own_address": bool(name and own_sender and m.sender_key in (name.get("address_keys") or []))}
     hour = m.hour
     hist = (sender or {}).get("hour_histogram") or [0] * 24
     habit_ev = {"hour": hour, "sender_at_hour": hist[hour], "sender_total": sum(hist),
@@ -257,7 +301,7 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
                 **{f"{a}_{r}": (sender or {}).get(f"{a}_{r}", 0) for a in ("spf", "dkim", "dmarc")
                    for r in ("pass", "fail")},
                 "message_auth": {a: message.get(a) for a in ("spf", "dkim", "dmarc")}}
-    look_ev = {"domain": m.sender_domain, "resembles": resembles, "close_at_most": CLOSE_DISTANCE,
+    look_ev = {"domain": m.sender_domain, "resembles": resembles, "close_at_most": CLOSE_DISTANCE, "privacy": privacy,
                "established": bool(domain and is_established(*(domain.get(c) or 0 for c in (
                    "n_outbound_to", "n_internal", "active_days"))))}
 

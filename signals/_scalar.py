@@ -137,13 +137,13 @@ class OneMessage:
     --------
     >>> m = parse_one({"tenant_id": "t", "message_id": "1", "timestamp": "2024-05-01T10:00:00Z",
     ...                "sender": "Ann <Ann@X.com>", "recipients": ["b@t.com", "B@t.com"]}, lambda d: d)
-    >>> m.sender, m.recipients, m.hour
-    ('ann@x.com', ('b@t.com',), 10)
+    >>> m.sender, m.recipients, m.hour, m.display_name
+    ('ann@x.com', ('b@t.com',), 10, 'Ann')
     """
 
     __slots__ = ("tenant_id", "message_id", "timestamp", "hour", "sender", "sender_key", "sender_domain",
-                 "sender_domain_key", "display_name_key", "direction", "spf", "dkim", "dmarc", "recipients",
-                 "recipient_keys")
+                 "sender_domain_key", "display_name", "display_name_key", "direction", "spf", "dkim", "dmarc",
+                 "recipients", "recipient_keys")
 
 
 class _Memo:
@@ -411,6 +411,8 @@ def _parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None,
     name = text_value(message.get("sender_display_name"))
     if name is None:
         name = header_name
+    # Kept as the message gives it: a privacy-mode snapshot stores no names, so explain can only show this one.
+    m.display_name = name
     m.display_name_key = _display_name(name)
     recipients = _recipients(message)
     m.recipients, m.recipient_keys = recipients, tuple([xxh3_64_intdigest(r.encode("utf-8")) for r in recipients])

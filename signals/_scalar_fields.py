@@ -133,8 +133,9 @@ def _epoch_ns(number: int | float, raw: Any) -> int:
 
 def _datetime_ns(value: _dt.datetime) -> int:
     if value.tzinfo is None:
-        raise CommGraphError(f"score_one: 'timestamp' {value!r} is naive (no zone), and validation refuses naive "
-                             f"times without a zone to read them in; {_TIME_FIX}")
+        # Refused with validation's own reason and fix, as a naive ISO string is: that fix names timezone=, which
+        # the command line words as its --timezone option (a wording of its own here left the option unnamed).
+        return _validated_timestamp_ns(value)
     if isinstance(value, pd.Timestamp):
         return int(value.value)
     delta = value - _EPOCH
@@ -162,6 +163,10 @@ def timestamp_ns(value: Any) -> int:
     Traceback (most recent call last):
     ...
     commgraph.graph._errors.CommGraphError: score_one: 'timestamp' 0 lies outside [1990-01-01, 2100-01-01), where validation refuses times (placeholder dates such as epoch 0); correct it
+    >>> timestamp_ns(pd.Timestamp("2024-05-04 10:00"))  # naive: validation's fix (``commgraph`` says --timezone)
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.CommGraphError: score_one: 'timestamp' ... (naive_timestamp): pass timezone='<IANA zone>'...
     """
     if type(value) is _TIMESTAMP and value.tzinfo is not None:  # the common case first
         ns = value.value

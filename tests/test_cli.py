@@ -150,6 +150,22 @@ def test_the_python_api_keeps_naming_its_parameters(tmp_path):
         validate(frame(timestamp=["2024-05-02 09:00"] * 3))
 
 
+def test_explain_names_the_timezone_option_for_naive_datetimes_as_score_does(tmp_path, capsys):
+    # A Parquet input of naive datetime64 timestamps: score said "give --timezone <IANA zone>", while explain said
+    # only "give an aware datetime, an ISO 8601 string with an offset, or epoch seconds", never the option.
+    run_refresh(frame(), store=tmp_path / "store", as_of="2024-05-04", tenant_configs=ACME)
+    naive = frame(timestamp=pd.to_datetime(frame()["timestamp"], utc=True).dt.tz_localize(None))
+    naive.to_parquet(tmp_path / "naive.parquet")
+    read = ["--store", str(tmp_path / "store"), "--input", str(tmp_path / "naive.parquet")]
+    explain = ["explain", *read, "--tenant", "acme", "--message-id", "m3"]
+    for command in (explain, ["score", *read, "--output", str(tmp_path / "signals.parquet")]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert "give --timezone <IANA zone>" in err and "timezone=" not in err, err
+    assert main([*explain, "--timezone", "UTC"]) == 0
+    assert "Explanation of 'm3'" in capsys.readouterr().out
+
+
 def test_validate_show_takes_0_or_more_rows(tmp_path, capsys):
     # --show -1 was taken: head(-1) listed every row of each problem but its last, under the same heading.
     frame(sender=["not an address"] * 3).to_csv(tmp_path / "bad.csv", index=False)

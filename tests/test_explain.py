@@ -132,3 +132,42 @@ def test_the_likelihood_sentence_names_the_presumed_safe_mail_it_counts(policy) 
         "signal").loc["sender_safe_likelihood"]
     presumed = "6 unreported messages past the settle delay presumed safe"
     assert (presumed in row.sentence) == (policy == "presume_safe"), row.sentence
+
+
+def test_a_privacy_snapshot_is_explained_with_the_message_s_own_strings() -> None:
+    # A privacy-mode snapshot stores no names, addresses or domains: the impersonation sentence read "The display
+    # name None belongs to an internal mailbox ()", and the look-alike one claimed the domain "resembles no own or
+    # known-contact domain", where privacy mode compares with none (its distance is always the cap).
+    history = pd.DataFrame({"tenant_id": "acme", "message_id": ["1", "2"],
+                            "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z"],
+                            "sender": "Jane Boss <jane.boss@acme.com>", "recipients": ["cy@acme.com", "di@acme.com"]})
+    secret = bytes(range(32))
+    scorers = {privacy: Scorer(build_baselines(validate(history, tenants=TENANTS), as_of="2024-05-03",
+                                               config={"privacy": privacy}, secrets={"acme": secret} if privacy
+                                               else None), tenant_configs=TENANTS,
+                               secrets={"acme": secret} if privacy else None) for privacy in (False, True)}
+    outside = _message(sender="Jane BOSS <jane.boss.ceo@gmail.com>", timestamp="2024-05-03T10:00Z")
+    spoofed = _message(sender="Jane Boss <jane.boss@acme.com>", timestamp="2024-05-03T10:00Z", direction="inbound")
+    lookalike = _message(sender="Jane Boss <jane.boss@acrne.com>", timestamp="2024-05-03T10:00Z")
+    for message, why in ((outside, "this message came from outside the organisation."),
+                         (spoofed, "this message came from outside the organisation under that mailbox's own "
+                                   "address.")):
+        rows = {privacy: explain(message, scorer).frame.set_index("signal").loc["display_name_matches_internal"]
+                for privacy, scorer in scorers.items()}
+        assert rows[False]["sentence"] == (f"The display name 'jane boss' belongs to an internal mailbox "
+                                           f"(jane.boss@acme.com) and {why}")
+        assert rows[True]["sentence"] == (f"The display name 'jane boss' belongs to an internal mailbox (privacy mode "
+                                          f"keeps no addresses for that name) and {why}")
+        for row in rows.values():
+            assert row["value"] == 1 and row["evidence"]["display_name"] == "jane boss"
+            assert row["evidence"]["message_display_name"] == message["sender"].partition(" <")[0]
+    private = explain(lookalike, scorers[True]).frame.set_index("signal")
+    assert private.loc["lookalike_domain_distance", "value"] == 8  # the cap: no domain names to compare with
+    assert private.loc["lookalike_domain_distance", "sentence"] == (
+        "acrne.com was not compared with any domain: a privacy-mode snapshot keeps no domain names to compare with, "
+        "so the distance is always the cap (8).")
+    assert private.loc["lookalike_domain_is_close", "sentence"].startswith("Not checked: a privacy-mode snapshot")
+    plain = explain(lookalike, scorers[False]).frame.set_index("signal")
+    assert "'acme.com'" in plain.loc["lookalike_domain_distance", "sentence"]
+    assert plain.loc["lookalike_domain_is_close", "sentence"] == "acrne.com looks like 'acme.com' and is not an " \
+                                                                  "established contact."

@@ -354,6 +354,19 @@ def test_timestamps_validation_refuses_are_refused(acme, value, words) -> None:
     assert_both_refuse(acme, _message(timestamp=value), "'timestamp'", words)
 
 
+@pytest.mark.parametrize("value", [dt.datetime(2024, 5, 4, 10), pd.Timestamp("2024-05-04T10:00"),
+                                   np.datetime64("2024-05-04T10:00")])
+def test_a_naive_datetime_is_refused_with_validation_s_fix_as_a_naive_string_is(value) -> None:
+    # A naive datetime was refused in words of its own that never named timezone=, the fix validation gives (and
+    # the command line words as --timezone): explain on Parquet naive timestamps never named the option.
+    with pytest.raises(CommGraphError) as naive_string:
+        timestamp_ns("2024-05-04T10:00")
+    with pytest.raises(CommGraphError) as naive:
+        timestamp_ns(value)
+    fix = "(naive_timestamp): pass timezone='<IANA zone>' saying which zone the naive timestamps are in"
+    assert fix in str(naive.value) and fix in str(naive_string.value), str(naive.value)
+
+
 def _batch_ns(value) -> int | None:
     parsed = parse_timestamps(pd.DataFrame([{"t": value}])["t"])
     return None if parsed.reason[0] is not None else int(parsed.values.iloc[0].value)
