@@ -192,7 +192,10 @@ def _as_labels(labels: Any, n: int, positive: Any) -> np.ndarray:
                                        list(values[bad]), "numeric labels must be 1 (attack) or 0 (safe).")])
         return values.astype(bool)
     # The contract's text labels are read as validation reads them (white space stripped, case folded: "Attack"
-    # is an attack); anything else is refused: a "1" read from a CSV would silently be safe mail.
+    # is an attack), and so is positive= naming one of them; anything else is refused: a "1" read from a CSV
+    # would silently be safe mail.
+    if isinstance(positive, str) and positive.strip().lower() in LABELS:
+        positive = positive.strip().lower()
     if positive in LABELS:
         given, series = series, series.astype(str).str.strip().str.lower()
         odd = ~series.isin(LABELS).to_numpy(dtype=bool)
@@ -252,7 +255,7 @@ def evaluate(scores: pd.DataFrame | pd.Series | np.ndarray, labels: Any, *,
     labels : array-like
         Per row: 1/True for an attack, 0/False for safe mail, or strings where
         ``positive`` marks an attack. Unlabelled rows are an error.
-    fpr : sequence of float, default (1e-5, 1e-4, 1e-3, 1e-2)
+    fpr : float or sequence of float, default (1e-5, 1e-4, 1e-3, 1e-2)
         False-positive rates at which recall, precision and the false-negative
         rate are reported.
     budget : int, optional
@@ -269,7 +272,8 @@ def evaluate(scores: pd.DataFrame | pd.Series | np.ndarray, labels: Any, *,
         ``backfill`` carries them (``attrs["suspicious"]``), but pandas drops
         them in a merge (and a concat of frames that differ): pass the set then.
     positive : object, default "attack"
-        The label value that marks an attack when labels are not numeric.
+        The label value that marks an attack when labels are not numeric (one of
+        the contract's labels in any case: ``"Attack"`` is ``"attack"``).
 
     Returns
     -------
@@ -299,7 +303,13 @@ def evaluate(scores: pd.DataFrame | pd.Series | np.ndarray, labels: Any, *,
     """
     frame = _as_frame(scores)
     y = _as_labels(labels, len(frame), positive)
-    rates = [float(r) for r in fpr]
+    try:  # (one rate alone, as recall at 1e-4 is asked for, is a list of one)
+        rates = [float(fpr)] if isinstance(fpr, (int, float, np.number)) else [float(r) for r in fpr]
+    except (TypeError, ValueError):
+        rates = None
+    if rates is None or isinstance(fpr, (str, bool, np.bool_)):
+        raise ConfigError(f"The 'fpr' parameter of evaluate must be a rate in [0, 1] or a list of them. Got {fpr!r} "
+                          "instead.")
     for rate in rates:
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"The 'fpr' parameter of evaluate must hold rates in [0, 1]. Got {rate!r} instead.")

@@ -100,6 +100,18 @@ def test_string_labels_single_class_and_non_numeric_columns():
     assert report.loc["sender_is_new", "attacks"] == 0
 
 
+def test_positive_is_read_as_the_labels_are_and_one_rate_is_a_list_of_one():
+    # positive="Attack" counted only the rows spelled exactly so, where the labels are read case-folded ("Attack"
+    # is an attack); fpr=1e-4 raised a bare TypeError.
+    frame = pd.DataFrame({"sender_is_new": [1, 0, 1, 0]})
+    labels = ["attack", "safe", "Attack", "safe"]
+    reports = [evaluate(frame, labels, positive=p, fpr=0.5) for p in ("attack", "Attack", " ATTACK ")]
+    for report in reports:
+        pd.testing.assert_frame_equal(report, reports[0])
+    assert reports[0].loc["sender_is_new", "attacks"] == 2 and "recall@fpr=0.5" in reports[0].columns
+    pd.testing.assert_frame_equal(reports[0], evaluate(frame, labels, fpr=[0.5]))
+
+
 def test_bad_input_is_named():
     frame = pd.DataFrame({"s": [1.0, 2.0, 3.0]})
     with pytest.raises(SchemaError, match="labels.*rows 1"):
@@ -112,6 +124,9 @@ def test_bad_input_is_named():
         evaluate(frame, [1, 0])
     with pytest.raises(ConfigError, match="'fpr'"):
         evaluate(frame, [1, 0, 0], fpr=(2.0,))
+    for bad in ("0.01", None, [object()]):  # (a bare TypeError, or a string read one character at a time)
+        with pytest.raises(ConfigError, match="'fpr' parameter of evaluate must be a rate in \\[0, 1\\] or a list"):
+            evaluate(frame, [1, 0, 0], fpr=bad)
     with pytest.raises(ConfigError, match="'budget'"):
         evaluate(frame, [1, 0, 0], budget=0)
     with pytest.raises(ConfigError, match="not scored"):
