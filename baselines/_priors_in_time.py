@@ -16,11 +16,13 @@ snapshot fits its priors with, on the very arrays it would build; each fit's
 result does not depend on the others in the batch, so the priors are the
 snapshots' to the bit.
 
-What does it cost? The tests and the decision logic are vectorised; the fits
-are one Newton optimisation for all of them at once (one special-function call
-per step over every fit still searching), so asking for every distinct message
-time of a tenant with labels costs the work of one fit per time, not its
-per-call overhead. Callers that can do with a prior per day (fitted as of
+What does it cost? The changes are merged per entity and step, and the states
+numbered, by compiled passes (:func:`_merge_kernel`, :func:`_number_kernel`);
+the tests and the decision logic are vectorised; the fits are one Newton
+optimisation for all of them at once (one special-function call per step over
+every fit still searching), so asking for every distinct message time of a
+tenant with labels costs the work of one fit per time, not its per-call
+overhead. Callers that can do with a prior per day (fitted as of
 midnight, still leak-free) ask for those instants instead.
 """
 
@@ -33,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from ._config import BaselineConfig
-from ._pointintime import code_order
 from ._smoothing import fit_summary_list
+from ._sweeps import _compiled
 
 __all__ = ["TenantOutcomes", "priors_at", "priors_at_kinds"]
 
@@ -63,7 +65,11 @@ class TenantOutcomes:
     explicit: np.ndarray
 
 
-def _merged(o: TenantOutcomes, instants: np.ndarray) -> dict[str, np.ndarray]:
+_MERGED = ("entity", "step", "n_after", "k_after", "trials", "safe")  # the columns of :func:`_merged`
+
+
+def _merged(o: TenantOutcomes, instants: np.ndarray, into: dict[str, np.ndarray] | None = None,
+            scratch: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """One tenant's changes summed per entity and step, with each entity's trials and successes after each,
     in (entity, step) order.
 
@@ -73,7 +79,15 @@ def _merged(o: TenantOutcomes, instants: np.ndarray) -> dict[str, np.ndarray]:
     seen together by every snapshot asked about, and a busy entity's thousands
     of changes between two asked instants become one. Changes at or after the
     last instant drop out. Steps stand in for times from here on: they compare
-    with the asked instants as the times do, and sort in a linear radix pass.
+    with the asked instants as the times do.
+
+    One compiled pass (:func:`_merge_kernel`) deals the changes into their
+    entities' slots and sums each entity's per step. The columns are written
+    into the arrays ``into`` (by name, :data:`_MERGED`, at least as long as the
+    changes) when given, with the kernel's ``scratch`` (:func:`_merge_scratch`):
+    a caller merging many tenants writes them all into one set of arrays, each
+    after the last, and reuses the memory (fresh arrays cost a page fault per
+    4 KiB).
 
     Examples
     --------
@@ -83,76 +97,154 @@ def _merged(o: TenantOutcomes, instants: np.ndarray) -> dict[str, np.ndarray]:
     >>> m["entity"].tolist(), m["step"].tolist(), m["n_after"].tolist(), m["k_after"].tolist()
     ([0, 1, 1], [0, 0, 1], [1, 1, 2], [0, 1, 2])
     """
-    width = len(instants)
+    entity = np.asarray(o.entity, np.int64)
     step = np.searchsorted(instants, np.asarray(o.time, np.int64), side="right")
-    asked = np.flatnonzero(step < width)
-    entity, step = np.asarray(o.entity, np.int64)[asked], step[asked]
-    order = code_order(entity, _step_order(step))  # (entity, step): radix passes
-    key = (entity * width + step)[order]
-    new = np.ones(len(key), dtype=bool)
-    new[1:] = key[1:] != key[:-1]
-    starts = np.flatnonzero(new)
-    rows = asked[order]
-    safe = np.add.reduceat(np.asarray(o.safe, np.int64)[rows], starts) if len(starts) else np.zeros(0, np.int64)
-    trials = np.add.reduceat(np.asarray(o.trials, np.int64)[rows], starts) if len(starts) else np.zeros(0, np.int64)
-    key = key[starts]
-    keep = (safe != 0) | (trials != 0)
-    key, safe, trials = key[keep], safe[keep], trials[keep]
-    entity, step = np.divmod(key, max(width, 1))
-    first = np.ones(len(entity), dtype=bool)
-    first[1:] = entity[1:] != entity[:-1]
-    return {"entity": entity, "step": step, "n_after": _running(trials, first), "k_after": _running(safe, first),
-            "trials": trials, "safe": safe}
+    codes = None
+    if len(entity) and (int(entity.min()) < 0 or int(entity.max()) >= 2 * len(entity) + 65536):
+        codes, entity = np.unique(entity, return_inverse=True)  # a dense code space, in the same order
+    n_codes = int(entity.max()) + 1 if len(entity) else 0
+    into = {c: np.empty(len(entity), np.int64) for c in _MERGED} if into is None else into
+    scratch = _merge_scratch(len(entity), n_codes, len(instants), {} if scratch is None else scratch)
+    kept = _merge_kernel(entity, step, np.asarray(o.safe, np.int64), np.asarray(o.trials, np.int64), n_codes,
+                         len(instants), *(scratch[c] for c in ("dealt", "start", "sums", "seen", "touched")),
+                         *(into[c] for c in _MERGED))
+    out = {c: into[c][:kept] for c in _MERGED}
+    if codes is not None:
+        out["entity"] = codes[out["entity"]]
+    return out
 
 
-def _step_order(step: np.ndarray) -> np.ndarray:
-    """A stable sort order of steps: numpy sorts 16-bit integers stably by radix (a day's steps over
-    years fit), others by merging."""
-    return np.argsort(step.astype(np.uint16) if len(step) and int(step.max()) < 1 << 16 else step, kind="stable")
+def _merge_scratch(n_changes: int, n_codes: int, width: int, scratch: dict[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+    """``scratch``, made (or grown) the working memory of :func:`_merge_kernel` for ``n_changes`` changes of
+    ``n_codes`` entities between ``width`` instants (zeros where it keeps sums: it leaves them zero)."""
+    if "dealt" not in scratch or len(scratch["dealt"]) < n_changes:
+        scratch["dealt"] = np.empty((n_changes, 3), np.int64)
+    if "start" not in scratch or len(scratch["start"]) < n_codes + 1:
+        scratch["start"] = np.empty(n_codes + 1, np.int64)
+    if "seen" not in scratch or len(scratch["seen"]) != width:
+        scratch |= {"sums": np.zeros((2, width), np.int64), "seen": np.zeros(width, bool),
+                    "touched": np.empty(width, np.int64)}
+    return scratch
 
 
-def _running(values: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """Cumulative sums restarted where ``first`` holds."""
-    total = np.cumsum(values)
-    segment_start = np.maximum.accumulate(np.where(first, np.arange(len(values)), 0))
-    return total - (total - values)[segment_start]
+@_compiled
+def _merge_kernel(entity, step, safe, trials, n_codes, width, dealt, start, sums, seen, touched, out_entity, out_step,
+                  out_n, out_k, out_trials, out_safe):  # pragma: no cover - compiled
+    start[:n_codes + 1] = 0
+    # The changes before the last instant dealt into their entity's slots (a counting sort, carrying them).
+    for i in range(len(entity)):
+        if step[i] < width:
+            start[entity[i] + 1] += 1
+    for e in range(n_codes):
+        start[e + 1] += start[e]
+    for i in range(len(entity)):  # start[e] moves on to entity e's end
+        if step[i] < width:
+            p = start[entity[i]]
+            dealt[p, 0], dealt[p, 1], dealt[p, 2] = step[i], safe[i], trials[i]
+            start[entity[i]] = p + 1
+    # Each entity's changes summed per step in a table over the steps (zeros between entities), read in step order.
+    kept = 0
+    begin = 0
+    for e in range(n_codes):
+        m = 0
+        for p in range(begin, start[e]):
+            s = dealt[p, 0]
+            if not seen[s]:
+                seen[s] = True
+                touched[m] = s
+                m += 1
+            sums[0, s] += dealt[p, 2]
+            sums[1, s] += dealt[p, 1]
+        begin = start[e]
+        steps = touched[:m]
+        if m > 16:
+            steps.sort()
+        else:  # a few steps (most entities): by insertion
+            for j in range(1, m):
+                s = steps[j]
+                i = j - 1
+                while i >= 0 and steps[i] > s:
+                    steps[i + 1] = steps[i]
+                    i -= 1
+                steps[i + 1] = s
+        n = 0
+        k = 0
+        for s in steps:
+            dn, dk = sums[0, s], sums[1, s]
+            if dn != 0 or dk != 0:
+                n += dn
+                k += dk
+                out_entity[kept], out_step[kept], out_n[kept], out_k[kept] = e, s, n, k
+                out_trials[kept], out_safe[kept] = dn, dk
+                kept += 1
+            sums[0, s], sums[1, s], seen[s] = 0, 0, False
+    return kept
 
 
-def _states(outcomes: list[TenantOutcomes], instants: np.ndarray) -> dict[str, np.ndarray]:
+def _states(outcomes: list[TenantOutcomes], instants: np.ndarray, scratch: dict[str, np.ndarray] | None = None
+            ) -> dict[str, np.ndarray]:
     """Every tenant's changes merged per entity and step between asked ``instants`` (sorted, distinct), with
-    the state before and after each, in step order (:func:`_merged`)."""
-    parts = [(t, _merged(o, instants)) for t, o in enumerate(outcomes) if len(o.time)]
-    parts = [(t, m) for t, m in parts if len(m["step"])]
-    if not parts:
+    the state before and after each, in step order (:func:`_merged`).
+
+    ``scratch`` is working memory to reuse (an empty dict the first time): entity kinds in turn reuse the
+    memory the first one wrote (fresh arrays cost a page fault per 4 KiB)."""
+    # Every tenant's merged changes written into one set of columns, each after the last, with one working
+    # memory. (Columns apart, not rows of one array: no larger than the allocator keeps and hands out again.)
+    sizes = [len(o.time) for o in outcomes]
+    scratch = _merge_scratch(max(sizes, default=0), 0, len(instants), {} if scratch is None else scratch)
+    if "into_step" not in scratch or len(scratch["into_step"]) < sum(sizes):
+        scratch |= {f"into_{c}": np.empty(sum(sizes), np.int64) for c in _MERGED}
+    tenant_rows, at = [], 0
+    for o in outcomes:
+        kept = len(_merged(o, instants, {c: scratch[f"into_{c}"][at:] for c in _MERGED}, scratch)["step"])
+        tenant_rows.append(kept)
+        at += kept
+    if not at:
         return {c: np.zeros(0, np.int64) for c in ("tenant", "step", "before", "after", "first_trial")} | {
             "state_tenant": np.zeros(0, np.int64), "state_n": np.zeros(0), "state_k": np.zeros(0)}
-    tenant = np.concatenate([np.full(len(m["step"]), t, np.int64) for t, m in parts])
-    cols = {c: np.concatenate([m[c] for _, m in parts]) for c in ("step", "n_after", "k_after", "trials", "safe")}
+    tenant = np.repeat(np.arange(len(outcomes)), tenant_rows)
+    cols = {c: scratch[f"into_{c}"][:at] for c in _MERGED}
     n_after, k_after = cols["n_after"], cols["k_after"]
-    n_before, k_before = n_after - cols["trials"], k_after - cols["safe"]
-    width_k = int(max(k_after.max(), k_before.max())) + 1
-    width_n = int(max(n_after.max(), n_before.max())) + 1
-    after = (tenant * width_n + n_after) * width_k + k_after
+    width_k = int(max(k_after.max(), (k_after - cols["safe"]).max())) + 1
+    width_n = int(max(n_after.max(), (n_after - cols["trials"]).max())) + 1
     # States with trials, numbered in (tenant, trials, successes) order: the order a
-    # snapshot's distinct pairs come in, tenant by tenant.
-    has_after, has_before = n_after > 0, n_before > 0
-    # Hash first, then sort the distinct states only (np.unique's hash path was slower here).
-    codes, distinct = pd.factorize(after[has_after])
-    by_state = np.argsort(distinct)
+    # snapshot's distinct pairs come in, tenant by tenant. Hash first, then sort the
+    # distinct states only (np.unique's hash path was slower here).
+    codes, distinct = pd.factorize(np.where(n_after > 0, (tenant * width_n + n_after) * width_k + k_after, -1))
+    with_trials = np.flatnonzero(distinct >= 0)
+    by_state = with_trials[np.argsort(distinct[with_trials])]
     states = distinct[by_state]
-    rank = np.empty(len(distinct), np.int64)
-    rank[by_state] = np.arange(len(distinct))
-    after_id = np.full(len(after), -1, np.int64)
-    after_id[has_after] = rank[codes]
-    # Each entity's changes are consecutive, in step order: a change's state before is its predecessor's after.
-    before_id = np.where(has_before, np.roll(after_id, 1), -1)
-    first_trial = has_after & ~has_before  # an entity's trials only grow: it enters the fit once
-    order = _step_order(cols["step"])
-    return {"tenant": tenant[order], "step": cols["step"][order], "before": before_id[order],
-            "after": after_id[order], "first_trial": first_trial[order],
-            "state_tenant": states // (width_n * width_k),
-            "state_n": ((states // width_k) % width_n).astype(np.float64),
-            "state_k": (states % width_k).astype(np.float64)}
+    rank = np.full(len(distinct), -1, np.int64)
+    rank[by_state] = np.arange(len(by_state))
+    out = {c: np.empty(at, np.int64) for c in ("tenant", "step", "before", "after")} | {
+        "first_trial": np.empty(at, bool)}
+    _number_kernel(codes, rank, cols["n_after"], cols["trials"], cols["step"], tenant, len(instants), out["tenant"],
+                   out["step"], out["before"], out["after"], out["first_trial"])
+    return out | {"state_tenant": states // (width_n * width_k),
+                  "state_n": ((states // width_k) % width_n).astype(np.float64),
+                  "state_k": (states % width_k).astype(np.float64)}
+
+
+@_compiled
+def _number_kernel(codes, rank, n_after, trials, step, tenant, width, out_tenant, out_step, out_before, out_after,
+                   out_first):  # pragma: no cover - compiled
+    # Rows in step order, stably (a counting sort by step), each with its state after and before.
+    start = np.zeros(width + 1, np.int64)
+    for i in range(len(step)):
+        start[step[i] + 1] += 1
+    for s in range(width):
+        start[s + 1] += start[s]
+    after = -1
+    for i in range(len(step)):
+        # Each entity's changes are consecutive, in step order: a change's state before is its predecessor's after.
+        had_trials = n_after[i] - trials[i] > 0
+        before = after if had_trials else -1
+        after = rank[codes[i]]  # (-1 without trials)
+        p = start[step[i]]
+        start[step[i]] = p + 1
+        out_tenant[p], out_step[p], out_before[p], out_after[p] = tenant[i], step[i], before, after
+        out_first[p] = after >= 0 and not had_trials  # an entity's trials only grow: it enters the fit once
 
 
 def priors_at(outcomes: list[TenantOutcomes], requests: list[np.ndarray], config: BaselineConfig
@@ -210,27 +302,55 @@ def priors_at_kinds(outcomes: Mapping[str, list[TenantOutcomes]], requests: list
             raise ValueError(f"priors_at needs one request array per tenant; got {len(requests)} for "
                              f"{len(per_tenant)} tenants of {kind!r}")
     # Messages share instants (a day's, with a prior per day): answer each distinct one once.
-    distinct = [np.unique(np.asarray(r, dtype=np.int64), return_inverse=True) for r in requests]
+    distinct = [_distinct(np.asarray(r, dtype=np.int64)) for r in requests]
     fits = _Fits()
-    finish = {kind: _priors_at_distinct(per_tenant, [u for u, _ in distinct], config, fits, kind)
+    scratch: dict[str, np.ndarray] = {}  # the kinds' working memory, reused
+    finish = {kind: _priors_at_distinct(per_tenant, [u for u, _ in distinct], config, fits, kind, scratch)
               for kind, per_tenant in outcomes.items()}
+    del scratch  # (its memory back before the fits are solved)
     alpha, beta = fits.solve()
     out = {}
     for kind, done in finish.items():
         fitted = done(alpha, beta)
-        out[kind] = [(a[inverse], b[inverse]) for (a, b), (_, inverse) in zip(fitted, distinct)]
+        out[kind] = [(spread(a), spread(b)) for (a, b), (_, spread) in zip(fitted, distinct)]
     return out
 
 
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The distinct ``values``, sorted, and what spreads an array over them back over the values.
+
+    ``np.unique(values, return_inverse=True)`` and a gather through the
+    inverse, unless the values are sorted already (a tenant's messages come in
+    time order): then one pass finds them, and each distinct value's answer is
+    repeated over its run (no sort of a million instants to find a day's, and
+    a copy per run in place of a gather per message).
+
+    Examples
+    --------
+    >>> for values in (np.array([3, 3, 5, 9, 9]), np.array([5, 3, 5])):
+    ...     distinct, spread = _distinct(values)
+    ...     print(distinct.tolist(), spread(distinct * 10).tolist())
+    [3, 5, 9] [30, 30, 50, 90, 90]
+    [3, 5] [50, 30, 50]
+    """
+    if len(values) > 1 and not (values[1:] >= values[:-1]).all():
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return distinct, lambda answers: answers[inverse]
+    starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]])) if len(values) else np.zeros(0, int)
+    runs = np.diff(np.append(starts, len(values)))
+    return values[starts], lambda answers: np.repeat(answers, runs)
+
+
 def _priors_at_distinct(outcomes: list[TenantOutcomes], requests: list[np.ndarray], config: BaselineConfig,
-                        fits: "_Fits", scope: str) -> Callable[[np.ndarray, np.ndarray], list[tuple[np.ndarray,
-                                                                                                      np.ndarray]]]:
+                        fits: "_Fits", scope: str, scratch: dict[str, np.ndarray] | None = None
+                        ) -> Callable[[np.ndarray, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
     """:func:`priors_at` for sorted, distinct instants per tenant: asks ``fits`` for the fits it needs and
-    returns what turns their solution (alpha and beta by fit number) into the priors."""
+    returns what turns their solution (alpha and beta by fit number) into the priors (``scratch``: see
+    :func:`_states`)."""
     n_tenants = len(outcomes)
     out = [(np.empty(len(r)), np.empty(len(r))) for r in requests]
     asked = np.unique(np.concatenate(requests + [np.zeros(0, np.int64)]))
-    ev = _states(outcomes, asked)
+    ev = _states(outcomes, asked, scratch)
     # Vectorised: does each tenant (and the pool) have enough to fit its own prior at each instant? Entities
     # enter at a step (in step order already), explicit labels at a time (sorted once).
     first_trial = [ev["step"][ev["first_trial"] & (ev["tenant"] == t)] for t in range(n_tenants)]

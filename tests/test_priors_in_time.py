@@ -55,6 +55,30 @@ def test_changes_merged_per_entity_and_step_against_pandas(rows, asked) -> None:
         assert got[column].tolist() == expected[column].tolist(), column
 
 
+@settings(max_examples=60, deadline=None)
+@given(messages, instants, st.sampled_from([-3, 10**9]))
+def test_changes_of_sparse_or_negative_entity_codes_merged_as_dense_ones(rows, asked, offset) -> None:
+    # Entity codes far beyond the changes (or negative) are numbered densely first, in the same order.
+    o, asked = _outcomes(rows), np.array(asked, np.int64)
+    o.entity = o.entity * 7 + offset
+    got = _merged(o, asked)
+    expected = _reference(o, asked)
+    for column in ("entity", "step", "safe", "trials", "n_after", "k_after"):
+        assert got[column].tolist() == expected[column].tolist(), column
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.permutations(range(60)), st.integers(0, 3))
+def test_an_entity_changed_in_many_steps_merged_in_step_order(times, other) -> None:
+    # Past a few steps an entity's are sorted another way than by insertion: the same order either way.
+    rows = [(other if t % 7 == 0 else 5, 3 * t, ["safe", "unsafe", "presumed"][t % 3], t % 5 or None) for t in times]
+    o, asked = _outcomes(rows), np.arange(0, 200, 4)
+    got = _merged(o, asked)
+    expected = _reference(o, asked)
+    for column in ("entity", "step", "safe", "trials", "n_after", "k_after"):
+        assert got[column].tolist() == expected[column].tolist(), column
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(messages, min_size=1, max_size=3), instants)
 def test_states_before_and_after_each_change_against_pandas(per_tenant, asked) -> None:
