@@ -36,7 +36,7 @@ import pandas as pd
 
 from ._config import BaselineConfig
 from ._smoothing import fit_summary_list
-from ._sweeps import _compiled
+from ._sweeps import _compiled, warmed_by
 
 __all__ = ["TenantOutcomes", "priors_at", "priors_at_kinds"]
 
@@ -245,6 +245,14 @@ def _number_kernel(codes, rank, n_after, trials, step, tenant, width, out_tenant
         start[step[i]] = p + 1
         out_tenant[p], out_step[p], out_before[p], out_after[p] = tenant[i], step[i], before, after
         out_first[p] = after >= 0 and not had_trials  # an entity's trials only grow: it enters the fit once
+
+
+@warmed_by
+def _warm() -> None:
+    """The kernels of the changes and states on one tenant's few changes (for :func:`._sweeps.warm_up`)."""
+    one = np.ones(2, np.int64)
+    _states([TenantOutcomes(entity=np.array([0, 1]), time=np.array([5, 15]), safe=one, trials=one,
+                            explicit=one)], np.array([10, 20]))
 
 
 def priors_at(outcomes: list[TenantOutcomes], requests: list[np.ndarray], config: BaselineConfig

@@ -341,13 +341,14 @@ def test_kernels_work_where_no_cache_can_be_written(tmp_path) -> None:
 
 
 def test_warm_up_leaves_the_kernels_compiled() -> None:
-    from commgraph.baselines import _beta_quantile, _sweeps
+    from commgraph.baselines import _beta_quantile, _priors_in_time, _sweeps
     from commgraph.signals import _backfill_signals
 
     warm_up()
-    # Other modules' kernels too (the likelihoods' of backfill, the Beta quantile's): a backfill's first run paid
-    # for loading them, which the benchmark reports apart from the work.
-    assert {_beta_quantile._taylor_kernel, _backfill_signals._mean_kernel} <= set(_sweeps._ALL_KERNELS)
+    # Other modules' kernels too (the likelihoods' of backfill, the Beta quantile's, the priors'): a backfill's
+    # first run paid for loading them, which the benchmark reports apart from the work.
+    assert {_beta_quantile._taylor_kernel, _backfill_signals._mean_kernel, _priors_in_time._merge_kernel,
+            _priors_in_time._number_kernel} <= set(_sweeps._ALL_KERNELS)
     for kernel in _sweeps._ALL_KERNELS:
         assert kernel.dispatcher.signatures, kernel  # compiled (or loaded) for the arguments the wrappers pass
     assert warm_up().compiled == warm_up().loaded == 0  # once per process
