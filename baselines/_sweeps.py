@@ -62,6 +62,12 @@ class _Kernel:
         if self._dispatcher is None:
             import numba
 
+            if self.py_func.__module__.partition(".")[0] in ("graph", "baselines", "signals"):
+                # Imported by its path (pytest --doctest-modules baselines/x.py): numba's cache files are named
+                # after the source file, not the module, and what it stored would name a module 'baselines.x'
+                # that an import of commgraph then fails to find. Such a process compiles without the cache.
+                self._dispatcher = numba.njit(cache=False, nogil=True)(self.py_func)
+                return self._dispatcher
             try:
                 self._dispatcher = numba.njit(cache=True, nogil=True)(self.py_func)
             except RuntimeError:  # numba found no writable cache location (read-only install, no home directory)

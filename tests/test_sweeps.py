@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -338,6 +339,19 @@ def test_kernels_work_where_no_cache_can_be_written(tmp_path) -> None:
                           env=env)
     compiled, kernels, cache, answer = done.stdout.split()
     assert compiled == kernels != "0" and (cache, answer) == ("NullCache", "[[1]]")
+
+
+def test_kernels_imported_by_their_path_leave_numba_s_cache_alone() -> None:
+    # pytest --doctest-modules baselines/x.py imports the layer as 'baselines': numba cached the kernels under
+    # that module's name, in the files an import of commgraph reads, which then failed (no module 'baselines').
+    import commgraph.baselines._sweeps as sweeps
+
+    root = Path(sweeps.__file__).parent.parent
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import baselines._sweeps as s; "
+            "print(s.__name__, type(s._runs_before_kernel.dispatcher._cache).__name__)")
+    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["baselines._sweeps", "NullCache"]
+    assert type(sweeps._runs_before_kernel.dispatcher._cache).__name__ != "NullCache"  # (imported as commgraph's)
 
 
 def test_warm_up_leaves_the_kernels_compiled() -> None:
