@@ -10,6 +10,7 @@ the snapshot's own (shared page cache), not a per-key Python structure.
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -19,11 +20,12 @@ from xxhash import xxh3_64_intdigest
 from commgraph.graph import AUTH_RESULTS, DIRECTIONS, CommGraphError, ConfigError, normalise_address
 from commgraph.graph import normalise_display_name as _normalise_display_name
 from commgraph.graph._addresses import _split_quoted
+from commgraph.graph._schema import OPTIONAL_COLUMNS
 from commgraph.graph._tenants import may_be_own_domain
 
 from ._scalar_fields import _as_text, _enum, _is_missing, _required_text, text_value, timestamp_ns
 
-__all__ = ["ScalarTables", "OneMessage", "parse_one", "find", "mix64"]
+__all__ = ["ScalarTables", "OneMessage", "parse_one", "declared_columns", "find", "mix64"]
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _M64 = 0xFFFFFFFFFFFFFFFF
@@ -31,6 +33,8 @@ _DIRECTION = {d: i for i, d in enumerate(DIRECTIONS)}
 _AUTH = {r: i for i, r in enumerate(AUTH_RESULTS)}
 # Every key absent: an index of eight empty slots (a cold start, or a derived index with no keys).
 _EMPTY_PROBE = (memoryview(np.zeros(0, np.uint64)), memoryview(np.full(8, -1, np.int32)), 61, 7)
+# A message's declared columns when no provider declares any: one shared, read-only mapping.
+_NO_COLUMNS: Mapping[str, Any] = MappingProxyType({})
 
 
 def mix64(a: int, b: int) -> int:
@@ -133,6 +137,12 @@ class ScalarTables:
 class OneMessage:
     """One message, normalised and keyed for the scalar path.
 
+    ``columns`` maps each message column that a provider declares it reads
+    (``SignalProvider.message_columns``) to its value as the message gives it
+    (:func:`declared_columns`); :meth:`Scorer.score_one` sets it before it
+    calls a ``compute_one`` other than the built-ins' (empty when no provider
+    declares a column).
+
     Examples
     --------
     >>> m = parse_one({"tenant_id": "t", "message_id": "1", "timestamp": "2024-05-01T10:00:00Z",
@@ -143,7 +153,7 @@ class OneMessage:
 
     __slots__ = ("tenant_id", "message_id", "timestamp", "hour", "sender", "sender_key", "sender_domain",
                  "sender_domain_key", "display_name", "display_name_key", "direction", "spf", "dkim", "dmarc",
-                 "recipients", "recipient_keys")
+                 "recipients", "recipient_keys", "columns")
 
 
 class _Memo:
@@ -429,3 +439,30 @@ def _parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None,
     m.dkim = _enum(message, "dkim", _AUTH)
     m.dmarc = _enum(message, "dmarc", _AUTH)
     return m
+
+
+def declared_columns(message: Mapping[str, Any], columns: tuple[str, ...]) -> Mapping[str, Any]:
+    """The values of the message columns providers declare (``message_columns``), as the message gives them.
+
+    A column of the contract left out is None, as validation fills it with a missing value; any other is
+    refused, as the batch path refuses it (``SignalBatch.message_column``). Read only for signal sets with
+    providers other than the built-ins (which read none), so the built-ins' path pays nothing for it.
+
+    Examples
+    --------
+    >>> declared_columns({"message_id": "1", "topic": "invoice"}, ("topic", "subject"))
+    {'topic': 'invoice', 'subject': None}
+    >>> declared_columns({"message_id": "1"}, ("topic",))
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.CommGraphError: score_one: the message has no column 'topic', which a provider reads ...
+    """
+    if not columns:
+        return _NO_COLUMNS
+    if isinstance(message, pd.DataFrame):  # one row (parse_one has refused more)
+        message = message.iloc[0]
+    absent = [c for c in columns if c not in message and c not in OPTIONAL_COLUMNS]
+    if absent:
+        raise CommGraphError(f"score_one: the message has no column {absent[0]!r}, which a provider reads "
+                             f"(its message_columns); columns present: {list(message.keys())}")
+    return {c: message.get(c) for c in columns}

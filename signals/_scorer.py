@@ -22,8 +22,8 @@ from commgraph.graph._validate import id_text
 from ._batch import SignalBatch
 from ._overlay import Overlay
 from ._privacy import TenantKeys, batch_keys
-from ._scalar import _key, parse_one
-from ._provider import provider_registry
+from ._scalar import _key, declared_columns, parse_one
+from ._provider import checked_one, is_shipped, shipped_providers
 from ._signal_set import DEFAULT_PROVIDERS, SignalSet, global_priors, stack
 from ._view import SnapshotView
 
@@ -169,14 +169,14 @@ def _mean_one(values: list) -> Any:
 def _extreme_one(pick: Any) -> Any:
     """A message's value from its recipients' for min/max/any, chosen once in the plan instead of per call.
 
-    Floats ignore nan, like numpy's ``fmin``/``fmax`` in the batch path (a first contact's nan
-    does not hide a known gap); all nan gives nan.
+    Values ignore nan, like numpy's ``fmin``/``fmax`` in the batch path (a first contact's nan
+    does not hide a known gap); all nan gives nan. Every value is tested, whatever its type: a
+    test of the first value's type missed numpy's float32 (no ``float``), so a first recipient's
+    nan reached ``min``/``max``, whose answer then depended on the recipients' order.
     """
     def aggregate(values: list) -> Any:
-        if isinstance(values[0], float):
-            known = [v for v in values if v == v]  # nan-ignoring, like numpy's fmin/fmax
-            return pick(known) if known else math.nan
-        return pick(values)
+        known = [v for v in values if v == v]  # nan-ignoring, like numpy's fmin/fmax (an int equals itself)
+        return pick(known) if known else math.nan
     return aggregate
 
 
@@ -194,11 +194,14 @@ _AGGREGATE_ONE = {"mean": _mean_one, "min": _extreme_one(min), "max": _extreme_o
 class _OnePlan:
     """How :meth:`Scorer.score_one` runs a signal set, decided once.
 
-    Built-in providers (exactly the shipped classes) read their columns from
-    the one-pass path (:class:`BuiltinOne`, which computes every built-in column
-    at once: the set keeps its own); any other provider, a subclass of a
-    built-in included, runs its own ``compute_one``, its per-recipient lists
-    aggregated by each column's rule and its float columns rounded to float32.
+    Built-in providers (exactly the shipped classes, whatever the registry
+    holds) read their columns from the one-pass path (:class:`BuiltinOne`,
+    which computes every built-in column at once: the set keeps its own),
+    unchecked; any other provider, a subclass of a built-in included, runs its
+    own ``compute_one``, held to what it declares (:func:`checked_one`, as the
+    batch path holds ``compute``), given the message columns it declares
+    (``message.columns``), its per-recipient lists aggregated by each column's
+    rule and its float columns rounded to float32.
     """
 
     default: bool
@@ -206,22 +209,25 @@ class _OnePlan:
     steps: tuple[tuple[Any, Any], ...]
     floats: tuple[str, ...]
     floats_of: Any
+    message_columns: tuple[str, ...] | None  # those other providers declare; None without other providers
 
     @classmethod
     def of(cls, signal_set: SignalSet) -> "_OnePlan":
-        registry = provider_registry()
-        builtin = {registry[name] for name in DEFAULT_PROVIDERS}
-        steps, builtin_names, floats = [], [], []
+        shipped = shipped_providers()
+        steps, builtin_names, floats, columns = [], [], [], []
         for p in signal_set.providers:
-            if type(p) in builtin:
+            if is_shipped(p):
                 steps.append((None, tuple(p.names)))
                 builtin_names += p.names
                 continue
             steps.append((p, None if p.level == "message" else
                           [(s.name, _AGGREGATE_ONE[s.aggregate]) for s in p.signals]))
             floats += [s.name for s in p.signals if s.message_dtype == "float32"]
-        default = [type(p) for p in signal_set.providers] == [registry[name] for name in DEFAULT_PROVIDERS]
-        return cls(default, tuple(builtin_names), tuple(steps), tuple(floats), _values_of(floats))
+            columns += p.message_columns
+        default = [type(p) for p in signal_set.providers] == [shipped[name] for name in DEFAULT_PROVIDERS]
+        users = any(p is not None for p, _ in steps)
+        return cls(default, tuple(builtin_names), tuple(steps), tuple(floats), _values_of(floats),
+                   tuple(dict.fromkeys(columns)) if users else None)
 
 
 def _derived_config(tenant: str, view: SnapshotView) -> TenantConfig | None:
@@ -873,7 +879,10 @@ class Scorer:
             ``sender``, ``recipients`` (list or a string separated by
             ``;``/``,``; or ``to``/``cc``/``bcc``, which take its place when
             present), and optionally ``sender_display_name`` (missing or blank:
-            the From header's), ``direction``, ``spf``, ``dkim``, ``dmarc``.
+            the From header's), ``direction``, ``spf``, ``dkim``, ``dmarc``;
+            and any other column the signal set's providers read (their
+            ``message_columns``), given to their ``compute_one`` as it is
+            (``message.columns``).
             Missing values may be None or NaN (as ``to_dict("records")`` gives).
 
         Returns
@@ -887,8 +896,15 @@ class Scorer:
             Where validation refuses the message (a missing id, an invalid
             sender or recipient, a timestamp it cannot read or places outside
             its time range, an unknown enum value, a direction it cannot
-            derive), naming the field, the value and the fix; or when the
-            tenant has no snapshot and ``cold_start`` is off.
+            derive), naming the field, the value and the fix; when the
+            tenant has no snapshot and ``cold_start`` is off; or when the
+            message lacks a column a provider declares in ``message_columns``.
+        ConfigError
+            When a provider other than the built-ins returns what it does not
+            declare (a column missing, one value per recipient from a
+            message-level provider, a list of another length from an
+            edge-level one, NaN, a fraction or a value out of range for an
+            integer column, a value that is no number), as :meth:`score` does.
 
         Examples
         --------
@@ -912,13 +928,17 @@ class Scorer:
         if plan.default:  # the built-in set, in its order: the one-pass path's dict is the answer
             return view.builtin_one().values(m)
         values = view.builtin_one().values(m, plan.builtin_names) if plan.builtin_names else None
+        if plan.message_columns is not None:  # other providers' compute_one read the message columns they declare
+            m.columns = declared_columns(message, plan.message_columns)
         out: dict[str, Any] = {"tenant_id": m.tenant_id, "message_id": m.message_id}
         for provider, columns in plan.steps:
             if provider is None:  # a built-in provider: its columns from the one-pass path
                 for name in columns:
                     out[name] = values[name]
                 continue
-            computed = provider.compute_one(m, view)
+            # Another provider's values are checked as the batch path checks them: unchecked, a missing column,
+            # a NaN for an int column or a list from a message-level provider came back as if it were the value.
+            computed = checked_one(provider, provider.compute_one(m, view), len(m.recipients))
             if columns is None:
                 out.update(computed)
                 continue

@@ -482,6 +482,215 @@ def test_score_one_needs_the_windows_its_signals_read(small) -> None:
     assert scorer.score_one(message)["pair_messages"] == 2
 
 
+def _one_provider(level: str, specs: tuple, compute, compute_one, columns: tuple = ()) -> SignalProvider:
+    """A user's provider of ``specs`` whose compute and compute_one are the given functions."""
+    class Users(SignalProvider):
+        name = "users_test"
+        signals = specs
+        message_columns = columns
+
+        def compute(self, batch, view):
+            return compute(batch)
+
+        def compute_one(self, message, view):
+            return compute_one(message)
+
+    Users.level = level
+    return Users()
+
+
+_RISK = {"p@acme.com": 0.25, "q@acme.com": 0.75}  # per recipient; others nan
+
+
+def _risk_provider(as_one) -> SignalProvider:
+    from commgraph.graph import stable_key
+
+    table = {stable_key(k): v for k, v in _RISK.items()}
+    specs = (SignalSpec("test_risk_min", "float32", "A risk per recipient.", "rate", "min"),
+             SignalSpec("test_risk_max", "float32", "A risk per recipient.", "rate", "max"))
+
+    def compute(batch):
+        v = np.array([table.get(int(k), np.nan) for k in batch.recipient_key], np.float32)
+        return {"test_risk_min": v, "test_risk_max": v}
+
+    def compute_one(m):
+        v = [as_one(table.get(k, math.nan)) for k in m.recipient_keys]
+        return {"test_risk_min": v, "test_risk_max": v}
+
+    return _one_provider("edge", specs, compute, compute_one)
+
+
+@pytest.mark.parametrize("as_one", [np.float32, float], ids=["numpy-float32", "float"])
+@pytest.mark.parametrize("recipients", ["new@acme.com; p@acme.com; q@acme.com",
+                                        "p@acme.com; new@acme.com; q@acme.com", "q@acme.com; p@acme.com; new@acme.com"])
+def test_score_one_ignores_a_recipients_nan_whatever_the_order_and_type_of_the_values(small, as_one, recipients):
+    # Only the first value's type was looked at, and numpy's float32 is no float: a first recipient's nan made
+    # min and max nan (order [new, p, q]), where the batch path's fmin/fmax ignore it.
+    snapshots, configs = small
+    scorer = Scorer(snapshots, signal_set=SignalSet([_risk_provider(as_one)]), tenant_configs=configs)
+    message = {"tenant_id": "acme", "message_id": "r", "timestamp": "2024-05-11T10:00Z", "sender": "bob@vendor.com",
+               "recipients": recipients}
+    one = scorer.score_one(message)
+    batch = scorer.score(pd.DataFrame([message]), level="message").iloc[0]
+    for name in ("test_risk_min", "test_risk_max"):
+        assert type(one[name]) is float and one[name] == batch[name], (name, one[name], batch[name])
+    assert (one["test_risk_min"], one["test_risk_max"]) == (0.25, 0.75)
+
+
+_INT = (SignalSpec("test_count", "int32", "A count.", "count"),)
+_EDGE_INT = (SignalSpec("test_count", "int32", "A count per recipient.", "count", "max"),)
+_UNDECLARED = [  # (level, specs, compute, compute_one, what both paths say)
+    ("message", _INT, lambda b: {"other": np.zeros(b.n_messages)}, lambda m: {"other": 0}, r"declares \['test_count'\]"),
+    ("message", _INT, lambda b: {"test_count": np.full(b.n_messages, np.nan)}, lambda m: {"test_count": math.nan},
+     "NaN, infinite or fractional"),
+    ("message", _INT, lambda b: {"test_count": np.full(b.n_messages, 2.5)}, lambda m: {"test_count": 2.5},
+     "NaN, infinite or fractional"),
+    ("message", _INT, lambda b: {"test_count": np.full(b.n_messages, 2**40)}, lambda m: {"test_count": 2**40},
+     "from 1099511627776 to 1099511627776"),
+    ("message", _INT, lambda b: {"test_count": np.ones(b.n_edges)}, lambda m: {"test_count": [1] * len(m.recipients)},
+     "a message-level provider returns one value per message"),
+    ("message", _INT, lambda b: {"test_count": np.array([None] * b.n_messages)}, lambda m: {"test_count": None},
+     "returned None .* for the int32 column 'test_count', which is not a number"),
+    ("edge", _EDGE_INT, lambda b: {"test_count": np.full(b.n_messages, 5)}, lambda m: {"test_count": [5]},
+     "an edge-level provider returns one value per edge"),
+    ("edge", _EDGE_INT, lambda b: {"test_count": np.full(b.n_edges, np.nan)},
+     lambda m: {"test_count": [np.float32("nan")] * len(m.recipients)}, "NaN, infinite or fractional"),
+    ("message", _INT, lambda b: np.zeros(b.n_messages), lambda m: [0], "must return a mapping"),
+]
+
+
+@pytest.mark.parametrize("level, specs, compute, compute_one, said", _UNDECLARED,
+                         ids=["missing", "nan", "fraction", "out-of-range", "per-recipient", "none", "edge-short",
+                              "edge-nan", "no-mapping"])
+def test_score_one_holds_a_users_provider_to_what_it_declares_as_score_does(small, level, specs, compute, compute_one,
+                                                                           said) -> None:
+    # score_one took a user's compute_one as given: a missing column left it out, NaN or 2.5 came back for an int32
+    # column, a list of values per recipient from a message-level provider became the value, one value for a
+    # two-recipient message from an edge-level provider was taken for every recipient.
+    from commgraph.graph import ConfigError
+
+    snapshots, configs = small
+    scorer = Scorer(snapshots, signal_set=SignalSet([_one_provider(level, specs, compute, compute_one)]),
+                    tenant_configs=configs)
+    message = {"tenant_id": "acme", "message_id": "u", "timestamp": "2024-05-11T10:00Z", "sender": "bob@vendor.com",
+               "recipients": "cy@acme.com; di@acme.com"}
+    with pytest.raises(ConfigError, match=said) as batch_error:
+        scorer.score(pd.DataFrame([message]), level="message")
+    with pytest.raises(ConfigError, match=said) as one_error:
+        scorer.score_one(message)
+    for error in (batch_error, one_error):
+        assert "provider 'users_test' (Users)" in str(error.value)
+
+
+def test_score_one_reads_a_users_numbers_as_score_does(small) -> None:
+    # numpy scalars and whole floats for int columns come back as Python ints, undeclared keys are dropped (as the
+    # batch path drops them), and each value equals the batch's.
+    snapshots, configs = small
+    specs = (SignalSpec("test_count", "int32", "A count.", "count"), SignalSpec("test_rate", "float32", "A rate.",
+                                                                               "rate"))
+    edge_specs = (SignalSpec("test_edge_max", "int8", "A flag per recipient.", "flag", "max"),
+                  SignalSpec("test_edge_mean", "int32", "A count per recipient.", "count", "mean"))
+    message_level = _one_provider(
+        "message", specs, lambda b: {"test_count": np.full(b.n_messages, 3.0), "test_rate": np.full(b.n_messages, 0.1)},
+        lambda m: {"test_count": 3.0, "test_rate": np.float64(0.1), "undeclared": "x"})
+    edge_level = _one_provider(
+        "edge", edge_specs,
+        lambda b: {"test_edge_max": np.array([True, False] * (b.n_edges // 2)), "test_edge_mean": np.arange(b.n_edges)},
+        lambda m: {"test_edge_max": [np.bool_(True), np.bool_(False)], "test_edge_mean": [np.int64(0), 1.0]})
+    edge_level.name = "users_edge_test"
+    scorer = Scorer(snapshots, signal_set=SignalSet([message_level, edge_level]), tenant_configs=configs)
+    message = {"tenant_id": "acme", "message_id": "u", "timestamp": "2024-05-11T10:00Z", "sender": "bob@vendor.com",
+               "recipients": "cy@acme.com; di@acme.com"}
+    one = scorer.score_one(message)
+    batch = scorer.score(pd.DataFrame([message]), level="message").iloc[0]
+    assert list(one) == ["tenant_id", "message_id", *scorer.signal_set.names]
+    assert one == {"tenant_id": "acme", "message_id": "u", **{n: batch[n].item() for n in scorer.signal_set.names}}
+    assert [type(one[n]) for n in scorer.signal_set.names] == [int, float, int, float]
+
+
+class SubjectLength(SignalProvider):
+    """The docstring's provider of a column beyond the contract, with its scalar path."""
+
+    name = "subject_length_test"
+    level = "message"
+    message_columns = ("subject",)
+    signals = (SignalSpec("test_subject_chars", "int32", "Characters in the subject.", "count"),)
+
+    def compute(self, batch, view):
+        return {"test_subject_chars": batch.message_column("subject").str.len().fillna(0).to_numpy("int32")}
+
+    def compute_one(self, message, view):
+        subject = message.columns["subject"]
+        return {"test_subject_chars": len(subject) if isinstance(subject, str) else 0}
+
+
+class TopicFlag(SignalProvider):
+    """A provider of a column outside the contract."""
+
+    name = "topic_flag_test"
+    level = "message"
+    message_columns = ("topic",)
+    signals = (SignalSpec("test_topic_is_invoice", "int8", "The topic is 'invoice'.", "flag"),)
+
+    def compute(self, batch, view):
+        return {"test_topic_is_invoice": (batch.message_column("topic") == "invoice").to_numpy("int8")}
+
+    def compute_one(self, message, view):
+        return {"test_topic_is_invoice": int(message.columns["topic"] == "invoice")}
+
+
+@pytest.mark.parametrize("subject", ["Invoice overdue", None, ""])
+def test_score_one_gives_a_provider_the_message_columns_it_declares(small, subject) -> None:
+    # The parsed message held the contract's fields only: the docstring's SubjectLength scored 15 in a batch,
+    # 0 alone.
+    snapshots, configs = small
+    scorer = Scorer(snapshots, signal_set=SignalSet(["pair", SubjectLength()]), tenant_configs=configs)
+    message = {"tenant_id": "acme", "message_id": "s", "timestamp": "2024-05-11T10:00Z", "sender": "bob@vendor.com",
+               "recipients": "cy@acme.com", "subject": subject}
+    one = scorer.score_one(message)
+    assert one["test_subject_chars"] == scorer.score(pd.DataFrame([message]), level="message")[
+        "test_subject_chars"].item() == len(subject or "")
+    assert scorer.score_one(pd.Series(message))["test_subject_chars"] == len(subject or "")
+    # Left out, a column of the contract is a missing value (validation fills it); any other column is refused.
+    del message["subject"]
+    assert scorer.score_one(message)["test_subject_chars"] == 0
+    scorer = Scorer(snapshots, signal_set=SignalSet([SubjectLength(), TopicFlag()]), tenant_configs=configs)
+    for given in ({**message, "topic": "invoice"}, {**message, "topic": None}):
+        assert scorer.score_one(given) == {**scorer.score(pd.DataFrame([given]), level="message").iloc[0]}
+    with pytest.raises(CommGraphError, match="no column 'topic'"):
+        scorer.score(pd.DataFrame([message]), level="message")
+    with pytest.raises(CommGraphError, match="no column 'topic'"):
+        scorer.score_one(message)
+
+
+def test_score_one_reads_only_the_shipped_classes_off_the_one_pass_path(small, monkeypatch) -> None:
+    # The plan took the registry's entries under the built-ins' names for the built-ins: a class registered there
+    # (a user's subclass named like the built-in) was scored by the one pass and its own columns dropped.
+    from commgraph.signals import SenderSignals, provider_registry
+    from commgraph.signals import _provider
+
+    class VipSenders(SenderSignals):
+        signals = SenderSignals.signals + (SignalSpec("test_sender_is_vip", "int8", "A VIP sender.", "flag"),)
+
+        def compute(self, batch, view):
+            return {**super().compute(batch, view), "test_sender_is_vip": np.ones(batch.n_messages, np.int8)}
+
+        def compute_one(self, message, view):
+            return {**SenderSignals().compute_one(message, view), "test_sender_is_vip": 1}
+
+    monkeypatch.setitem(_provider._REGISTRY, "sender", VipSenders)
+    assert provider_registry()["sender"] is VipSenders
+    snapshots, configs = small
+    scorer = Scorer(snapshots, tenant_configs=configs)
+    assert not scorer._plan.default
+    message = {"tenant_id": "acme", "message_id": "v", "timestamp": "2024-05-11T10:00Z", "sender": "bob@vendor.com",
+               "recipients": "cy@acme.com"}
+    one = scorer.score_one(message)
+    assert list(one) == ["tenant_id", "message_id", *scorer.signal_set.names] and one["test_sender_is_vip"] == 1
+    batch = scorer.score(pd.DataFrame([message]), level="message").iloc[0]
+    assert all(_same(one[n], batch[n]) for n in scorer.signal_set.names)
+
+
 def test_pair_rows_carry_their_reverse_count_after_build_and_refresh(world) -> None:
     """The one-pass path reads pair_recipient_replied from a known pair's n_reverse (a reverse probe saved):
     n_reverse must be the reverse pair's n_messages, or 0 without one, in built and refreshed snapshots."""

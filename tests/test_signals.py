@@ -361,3 +361,69 @@ def test_a_users_provider_is_held_to_what_it_declares(level) -> None:
 
     with pytest.raises(ConfigError, match="names of the identifier columns"):
         SignalSet([Named()])
+
+
+def test_a_shipped_providers_name_is_refused_to_any_other_class() -> None:
+    # The exemption for a class redefined under its own name (a notebook cell run again) let a user's subclass
+    # named like a built-in take the built-in's place without a word: every default SignalSet then ran it.
+    from commgraph.signals import PairSignals, SenderSignals
+
+    with pytest.raises(ConfigError, match="cannot register .*SenderSignals as provider 'sender'.*name of its own"):
+        @register_provider
+        class SenderSignals(SenderSignals):  # noqa: F811  (named like the built-in on purpose)
+            signals = SenderSignals.signals + (SignalSpec("sender_is_vip", "int8", "A VIP sender.", "flag"),)
+
+    with pytest.raises(ConfigError, match="provider 'pair'"):
+        @register_provider
+        class MyPairs(SignalProvider):
+            name = "pair"
+
+    registry = provider_registry()
+    assert [registry[name].__module__.startswith("commgraph.signals._builtin_") for name in DEFAULT_PROVIDERS] \
+        == [True] * len(DEFAULT_PROVIDERS)
+    assert register_provider(PairSignals) is PairSignals and provider_registry()["pair"] is PairSignals
+
+    # A user's own class redefined under its own name still replaces the earlier one.
+    @register_provider
+    class Mine(SignalProvider):
+        name = "mine_redefined_test"
+
+    first = Mine
+
+    @register_provider
+    class Mine(SignalProvider):  # noqa: F811
+        name = "mine_redefined_test"
+
+    assert provider_registry()["mine_redefined_test"] is Mine is not first
+
+
+@pytest.mark.parametrize("values, dtype, said", [
+    (lambda n: pd.Series([1] + [None] * (n - 1), dtype=object), "int8", "returned None"),
+    (lambda n: pd.array([True] + [None] * (n - 1), dtype="boolean"), "int8", "returned <NA>"),
+    (lambda n: pd.Series([1000] + [0] * (n - 1), dtype=object), "int8", "from 0 to 1000"),
+    (lambda n: pd.Series([2**70] + [0] * (n - 1), dtype=object), "int32", "from 0 to 1180591620717411303424"),
+    (lambda n: np.array(["2024-01-01"] * n, dtype="datetime64[ns]"), "int32", "datetime64"),
+    (lambda n: np.array(["2024-01-01"] * n, dtype="datetime64[ns]"), "float32", "datetime64"),
+    (lambda n: np.array([1] * n, dtype="timedelta64[s]"), "int32", "timedelta64"),
+    (lambda n: np.array(["5"] * n), "int32", "<U1 values"),
+    (lambda n: pd.Series(["5"] * n, dtype=object), "float32", "returned '5' \\(str\\)"),
+    (lambda n: pd.Series([1.5, None] * (n // 2) + [1.5] * (n % 2), dtype=object), "float32", "returned None"),
+], ids=["object-none", "boolean-na", "object-overflow", "object-beyond-int64", "datetime-int", "datetime-float",
+        "timedelta", "text", "object-text", "object-none-float"])
+def test_values_that_are_no_numbers_are_refused_naming_the_provider_and_the_column(values, dtype, said) -> None:
+    # Only float and integer arrays were checked: None or NA reached the cast as a TypeError and an integer out of
+    # range as an OverflowError, neither naming the provider or the column; datetimes were cast to their
+    # nanoseconds, wrapped around.
+    mail = validate(pd.DataFrame({"tenant_id": "a", "message_id": ["1", "2"], "sender": "x@v.com",
+                                  "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z"], "recipients": "p@a.com"}),
+                    tenants=[{"tenant_id": "a", "own_domains": ["a.com"]}])
+    snapshots = build_baselines(mail, as_of="2024-05-03")
+    provider = _provider("message", dtype, lambda b: {"v": values(b.n_messages)})
+    with pytest.raises(ConfigError, match=f"provider 'custom' \\(Custom\\) .*{said}.* column 'v'"):
+        SignalSet([provider]).compute(mail, snapshots, level="message")
+    # Numbers in an object array, or nullable ones without a missing value, are read as numbers.
+    for fine in (pd.Series([3, 4], dtype=object), pd.array([True, False], dtype="boolean"),
+                 pd.array([1, 2], dtype="Int64")):
+        provider = _provider("message", dtype, lambda b: {"v": fine})
+        assert SignalSet([provider]).compute(mail, snapshots, level="message")["v"].tolist() == \
+            np.asarray(fine, dtype=float).tolist()
