@@ -200,8 +200,10 @@ class BaselineConfig:
         for name, low in (("top_display_names", 1), ("known_contact_domains", 0),
                           ("min_prior_entities", 1), ("min_prior_labels", 0)):
             value = getattr(self, name)
-            if not _is_number(value) or value != int(value) or value < low:
+            if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < low:
                 raise _error(name, f"an int >= {low}", value)
+            if value > 2**53:  # (a build counts in int64 and float64: beyond this, no count is exact)
+                raise _error(name, f"an int in [{low}, 2 ** 53]", value)
             object.__setattr__(self, name, int(value))  # (numpy's read from pandas, or 3.0 from a file: an int)
         level = self.credible_level
         if not _is_number(level) or not 0.5 <= level < 1:

@@ -243,18 +243,23 @@ def check_mapping_in_files(inputs: Any, columns: Mapping[str, str]) -> None:
     """
     import pyarrow.parquet as pq
 
+    # A contract name it does not know, as validate refuses it (every mapped column taken as present here).
+    apply_column_mapping(pd.DataFrame(columns=sorted(set(columns.values()))), columns)
     try:
         datasets = [parquet_dataset(p) for p in list_sources(inputs)]
-        wanted = {source for source in columns.values() if source not in {n for d in datasets for n in d.schema.names}}
+        present = sorted({n for d in datasets for n in d.schema.names})
+        wanted = {source for source in columns.values() if source not in present}
         for path in (f for d in datasets for f in d.files):
             if not wanted:
-                break
+                return
             wanted -= set(pq.read_schema(path).names)
     except Exception:  # noqa: BLE001 (a file that cannot be read fails its tenant alone, in its turn)
         return
-    # As validate checks it: a contract name it does not know, a column no file has (a mapped column a file has
-    # beside the contract's own is that file's tenant's failure: another file may hold the one and not the other).
-    apply_column_mapping(pd.DataFrame(columns=sorted(set(columns.values()) - wanted)), columns)
+    # A column no file has, in validate's words. (A mapped column a file has beside the contract's own is that
+    # file's tenant's failure: another file may hold the one and not the other.)
+    contract, source = next((c, s) for c, s in columns.items() if s in wanted)
+    raise ConfigError(f"column mapping names {source!r} for {contract!r}, but the input has no such column (in no "
+                      f"file); columns present: {present[:20]}")
 
 
 def no_tenant_column(column: str, present: Iterable[str]) -> ConfigError:

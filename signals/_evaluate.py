@@ -192,10 +192,12 @@ def _as_labels(labels: Any, n: int, positive: Any) -> np.ndarray:
                                        list(values[bad]), "numeric labels must be 1 (attack) or 0 (safe).")])
         return values.astype(bool)
     # The contract's text labels are read as validation reads them (white space stripped, case folded: "Attack"
-    # is an attack), and so is positive= naming one of them; anything else is refused: a "1" read from a CSV
+    # is an attack), and so is positive= naming one of them when the labels are the contract's (labels of the
+    # user's own, such as Attack/Benign, are compared as given); anything else is refused: a "1" read from a CSV
     # would silently be safe mail.
-    if isinstance(positive, str) and positive.strip().lower() in LABELS:
-        positive = positive.strip().lower()
+    if isinstance(positive, str) and positive not in LABELS and positive.strip().lower() in LABELS and \
+            series.astype(str).str.strip().str.lower().isin(LABELS).all():
+        positive = positive.strip().lower()  # (the labels are the contract's: positive is read as they are)
     if positive in LABELS:
         given, series = series, series.astype(str).str.strip().str.lower()
         odd = ~series.isin(LABELS).to_numpy(dtype=bool)

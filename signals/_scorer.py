@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import threading
@@ -62,10 +63,29 @@ class _Loaded:
     versions: dict[str, int | None]
     global_priors: dict[str, Any] | None
     keys: dict[str, TenantKeys]  # the privacy-mode tenants' keying (empty when none is)
+    #: Tenants not served whose published snapshot cannot be loaded, with why: never cold-started (every
+    #: sender of a tenant with baselines would look new), refused until a reload loads them.
+    unloadable: dict[str, str]
 
     @classmethod
-    def of(cls, views: dict[str, SnapshotView], versions: dict[str, int | None]) -> "_Loaded":
-        return cls(views, versions, global_priors(views.values()), batch_keys(views))
+    def of(cls, views: dict[str, SnapshotView], versions: dict[str, int | None],
+           unloadable: Mapping[str, str] | None = None) -> "_Loaded":
+        return cls(views, versions, global_priors(views.values()), batch_keys(views),
+                   {t: r for t, r in (unloadable or {}).items() if t not in views})
+
+
+def _unserved(loaded: _Loaded, tenant: str, cold: bool) -> CommGraphError | None:
+    """Why a tenant the scorer does not serve cannot be scored (None: it may be, cold-started)."""
+    if tenant in loaded.unloadable:  # (cold start is for tenants without baselines, not with unreadable ones)
+        return CommGraphError(f"tenant {tenant!r} has a published snapshot that cannot be loaded "
+                              f"({loaded.unloadable[tenant]}); its mail is not scored as a tenant without one "
+                              "(every sender would look new). Fix what the error names (a privacy-mode tenant: "
+                              "give its secret, reload(secrets=...)), then reload")
+    if not cold:
+        return CommGraphError(f"no snapshot for tenant {tenant!r}; this scorer serves {sorted(loaded.views)[:5]}. "
+                              "Publish its baselines and reload, or pass cold_start=True (commgraph score "
+                              "--cold-start) to score it with the global prior")
+    return None
 
 
 def _prepare(view: SnapshotView, *, lookalikes: bool = True) -> SnapshotView:
@@ -240,6 +260,11 @@ def _derived_config(tenant: str, view: SnapshotView) -> TenantConfig | None:
     return TenantConfig._derived(tenant, own) if own else None
 
 
+def _with_own(config: TenantConfig | None, derived: TenantConfig) -> TenantConfig:
+    """A tenant's configuration (None: none) with the own domains read off its snapshot (``derived``)."""
+    return derived if config is None else dataclasses.replace(config, own_domains=derived.own_domains)
+
+
 class Scorer:
     """Scores mail against the current baseline snapshot of each tenant.
 
@@ -310,6 +335,9 @@ class Scorer:
         self.cold_start = cold_start
         self.tenant_configs = ({c.tenant_id: c for c in (TenantConfig.from_dict(c) if isinstance(c, Mapping) else c
                                                          for c in tenant_configs)} if tenant_configs else {})
+        # Tenants whose configuration names own domains: the others' are read off their snapshots, as for a
+        # tenant not configured (validation infers a tenant's configured without any, as one not configured).
+        self._own_configured = frozenset(t for t, c in self.tenant_configs.items() if c.own_domains)
         self._store = _store
         self._tenants = _tenants
         self._keyings = _keyings(secrets, "Scorer")
@@ -395,6 +423,9 @@ class Scorer:
         scorer = cls(snapshots, signal_set=signal_set, tenant_configs=tenant_configs, cold_start=cold_start,
                      secrets=secrets, _store=store, _tenants=None if tenants is None else wanted,
                      _versions=versions)  # each view prepared once
+        if failures:  # (published, not loadable: refused at scoring, never cold-started)
+            scorer._loaded = _Loaded.of(scorer._loaded.views, scorer._loaded.versions,
+                                        {t: f"{type(e).__name__}: {e}" for t, e in failures.items()})
         scorer._verify = verify
         return scorer
 
@@ -477,7 +508,11 @@ class Scorer:
                         del versions[t]
                     continue
                 loaded.append(t)
-            self._loaded = _Loaded.of(views, versions)
+            # Published but not loadable, and not served before: refused at scoring until a reload loads it.
+            unloadable = {t: f"{type(e).__name__}: {e}" for t, (v, e) in failed.items()
+                          if t not in views and (v is not None or self._store.current_problem(t) is not None)}
+            # (a tenant never loaded has no version served: every reload tries it again, until it loads)
+            self._loaded = _Loaded.of(views, versions, unloadable)
             live = {id(v) for v in views.values()}
             for replaced in [k for k in list(self._stateless) if k not in live]:  # (list: one atomic copy)
                 self._stateless.pop(replaced, None)
@@ -506,13 +541,20 @@ class Scorer:
                     f"{'they keep' if len(gone) > 1 else 'it keeps'} the snapshot served, with the mail observed. "
                     "Republish to serve a new one, or make a new Scorer without them to stop serving them"),
                     stacklevel=2)
-            if failed:
+            kept = {t: f for t, f in failed.items() if t in views}
+            if kept:
                 warnings.warn(ReloadWarning(
-                    f"{len(failed)} tenant{'s' if len(failed) > 1 else ''} kept {'their' if len(failed) > 1 else 'its'}"
+                    f"{len(kept)} tenant{'s' if len(kept) > 1 else ''} kept {'their' if len(kept) > 1 else 'its'}"
                     f" current snapshot, the new version failing to load: "
-                    + "; ".join(f"{t!r} version {v}: {type(e).__name__}: {e}" for t, (v, e) in list(failed.items())[:5])
-                    + ("; ..." if len(failed) > 5 else "")
+                    + "; ".join(f"{t!r} version {v}: {type(e).__name__}: {e}" for t, (v, e) in list(kept.items())[:5])
+                    + ("; ..." if len(kept) > 5 else "")
                     + ". Their observed mail is kept; republish those versions and reload again"), stacklevel=2)
+            if unloadable:
+                warnings.warn(ReloadWarning(
+                    f"{len(unloadable)} tenant{'s' if len(unloadable) > 1 else ''} not served, the published "
+                    "snapshot failing to load: " + "; ".join(f"{t!r}: {r}" for t, r in list(unloadable.items())[:5])
+                    + ("; ..." if len(unloadable) > 5 else "") + ". Their mail is refused, not cold-started, until "
+                    "a reload loads them"), stacklevel=2)
             return loaded
 
     @property
@@ -724,21 +766,21 @@ class Scorer:
         if cached is None or cached[0] is not loaded:
             configs = dict(self.tenant_configs)
             for tenant, view in loaded.views.items():
-                derived = None if tenant in configs else _derived_config(tenant, view)
+                derived = None if tenant in self._own_configured else _derived_config(tenant, view)
                 if derived is not None:
-                    configs[tenant] = derived
+                    configs[tenant] = _with_own(configs.get(tenant), derived)
             cached = self._configs_cache = (loaded, configs)
         if self._overlay.as_of is None:
             return list(cached[1].values())
         configs = dict(cached[1])
-        for tenant in set(tenants) & loaded.views.keys() - self.tenant_configs.keys():
+        for tenant in set(tenants) & loaded.views.keys() - self._own_configured:
             view = self._view(loaded, tenant)
             if view is not loaded.views[tenant]:
                 memo = view.memo("validation")
                 if "config" not in memo:
                     memo["config"] = _derived_config(tenant, view)
                 if memo["config"] is not None:
-                    configs[tenant] = memo["config"]
+                    configs[tenant] = _with_own(self.tenant_configs.get(tenant), memo["config"])
         return list(configs.values())
 
     def _messages(self, batch: Messages | pd.DataFrame) -> Messages:
@@ -762,10 +804,10 @@ class Scorer:
         if self._overlay.as_of is not None:
             views.update((t, self._view(loaded, t)) for t in sb.tenants if t in views)
         missing = [t for t in sb.tenants if t not in views]
-        if missing and not cold:
-            raise CommGraphError(f"no snapshot for tenant {missing[0]!r}; this scorer serves {sorted(views)[:5]}. "
-                                 "Publish its baselines and reload, or pass cold_start=True (commgraph score "
-                                 "--cold-start) to score it with the global prior")
+        for t in missing:
+            refused = _unserved(loaded, t, cold)
+            if refused is not None:
+                raise refused
         for t in missing:
             views[t] = SnapshotView(None, tenant_id=t, global_priors=loaded.global_priors)
         return self.signal_set.compute_columns(sb, views, level=level)
@@ -831,7 +873,7 @@ class Scorer:
 
     def _is_own(self, tenant: str, domain: str) -> bool:
         """Whether ``domain`` is one of the tenant's own: from its configuration, else from its snapshot."""
-        config = self.tenant_configs.get(tenant)
+        config = self.tenant_configs.get(tenant) if tenant in self._own_configured else None
         if config is not None:
             memo, key = self._own, f"{tenant}\0{domain}"
         else:
@@ -857,7 +899,7 @@ class Scorer:
 
     def _own_domains_known(self, tenant: str) -> bool:
         """Whether validation has own domains for a tenant (configured, or its snapshot's); else it infers them."""
-        if tenant in self.tenant_configs:
+        if tenant in self._own_configured:
             return True
         view = self._served_view(tenant)
         # A privacy-mode snapshot's own domains are keys only: validation of a batch cannot use them, so neither
@@ -919,10 +961,9 @@ class Scorer:
         m = parse_one(message, self._registrable_domain, self._is_own, self._own_domains_known, loaded.keys)
         view = self._view(loaded, m.tenant_id)
         if view is None:
-            if not (self.cold_start if cold_start is None else cold_start):
-                raise CommGraphError(f"no snapshot for tenant {m.tenant_id!r}; this scorer serves "
-                                     f"{sorted(loaded.views)[:5]}. Publish its baselines and reload, or pass "
-                                     "cold_start=True to score it with the global prior")
+            refused = _unserved(loaded, m.tenant_id, self.cold_start if cold_start is None else cold_start)
+            if refused is not None:
+                raise refused
             view = SnapshotView(None, tenant_id=m.tenant_id, global_priors=loaded.global_priors)
         plan = self._plan
         if plan.default:  # the built-in set, in its order: the one-pass path's dict is the answer

@@ -110,6 +110,9 @@ def test_positive_is_read_as_the_labels_are_and_one_rate_is_a_list_of_one():
         pd.testing.assert_frame_equal(report, reports[0])
     assert reports[0].loc["sender_is_new", "attacks"] == 2 and "recall@fpr=0.5" in reports[0].columns
     pd.testing.assert_frame_equal(reports[0], evaluate(frame, labels, fpr=[0.5]))
+    # Labels of the user's own stay compared as given, even where positive= reads like a contract label.
+    own = evaluate(frame, ["Attack", "Benign", "Attack", "Benign"], positive="Attack", fpr=0.5)
+    assert own.loc["sender_is_new", "attacks"] == 2 and own.loc["sender_is_new", "roc_auc"] == 1.0
 
 
 def test_bad_input_is_named():

@@ -953,7 +953,9 @@ def test_a_partitioned_archive_s_mapping_is_checked_against_every_file(tmp_path,
     assert "failed: a" in capsys.readouterr().err
     assert SnapshotStore(tmp_path / "store").tenants() == ["b"]
     assert main([*base, "--columns", "sender=from_adr"]) == 2
-    assert "names 'from_adr' for 'sender', but the input has no such column" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "names 'from_adr' for 'sender', but the input has no such column" in err
+    assert "columns present: ['from_addr', 'message_id', 'recipients', 'sender', 'tenant_id', 'timestamp']" in err
 
 
 def test_a_json_log_holds_json_lines_only(tmp_path, mail, capsys):

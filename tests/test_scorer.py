@@ -766,3 +766,22 @@ def test_own_domains_a_snapshot_gives_the_scorer_are_taken_as_the_mail_said() ->
         warnings.simplefilter("error")
         scored = scorer.score(new)
     assert len(scored) == 1 and scored["sender_is_new"].tolist() == [1]
+
+
+def test_a_tenant_configured_without_own_domains_is_scored_with_its_snapshot_s() -> None:
+    # Configured for its VIP addresses alone, a tenant's batch inferred own domains from the batch itself (an
+    # outbound message read as inbound, its signals another message's) while score_one refused the message.
+    from commgraph.baselines._snapshot import _example
+    from commgraph.graph import TenantConfig
+
+    message = {"tenant_id": "acme", "message_id": "o1", "timestamp": "2024-05-04T10:00:00Z",
+               "sender": "di@acme.com", "recipients": "bob@partner.org"}
+    plain = Scorer({"acme": _example()})
+    vip = Scorer({"acme": _example()}, tenant_configs=[TenantConfig("acme", vip_addresses=("cy@acme.com",))])
+    for scorer in (plain, vip):
+        assert scorer._messages(pd.DataFrame([message])).frame["direction"].tolist() == ["outbound"]
+    want = plain.score(pd.DataFrame([message]), level="message")
+    pd.testing.assert_frame_equal(vip.score(pd.DataFrame([message]), level="message"), want)
+    got, expected = vip.score_one(message), plain.score_one(message)
+    assert got.keys() == expected.keys()
+    assert all(got[k] == expected[k] or (got[k] != got[k] and expected[k] != expected[k]) for k in got)  # (nan)

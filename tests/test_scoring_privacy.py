@@ -21,7 +21,7 @@ import pytest
 
 from commgraph.baselines import BaselineConfig, SnapshotStore, build_baselines, refresh
 from commgraph.baselines._snapshot import table_differences
-from commgraph.graph import ConfigError, stable_key, validate
+from commgraph.graph import CommGraphError, ConfigError, stable_key, validate
 from conftest import generated_raw
 from commgraph.signals import LookalikeSignals, ReloadWarning, Scorer, SignalSet, backfill, explain
 from commgraph.signals._cli import main
@@ -297,6 +297,37 @@ def test_a_rotated_secret_without_the_new_one_keeps_that_tenant_alone_on_its_sna
     want = Scorer({rotated: store.load(rotated)}, tenant_configs=g.tenants,
                   secrets={rotated: new_secret}).score(probe, level="message")
     assert _differing(after, want, scorer.signal_set.names) == set()
+
+
+def test_a_tenant_whose_published_snapshot_cannot_be_loaded_is_refused_not_cold_started(tmp_path, world) -> None:
+    # A privacy tenant published after the engine started, without its secret, was left unserved with a warning
+    # that it "kept its current snapshot" (it had none) and, with cold_start=True, scored as a tenant without
+    # baselines: every sender new. Its mail is refused by name until a reload loads it.
+    g, raw, plain, private, secrets, later, cut = world
+    first, second, _ = sorted(private)
+    store = SnapshotStore(tmp_path / "store")
+    store.publish(private[first])
+    scorer = Scorer.from_store(store, tenant_configs=g.tenants, secrets={first: secrets[first]}, cold_start=True)
+    store.publish(private[second])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert scorer.reload() == []
+    said = " ".join(str(w.message) for w in caught if issubclass(w.category, ReloadWarning))
+    assert f"not served, the published snapshot failing to load: '{second}'" in said and "kept" not in said
+    probe = later[later["tenant_id"] == second].head(40)
+    for call in (lambda: scorer.score(probe), lambda: scorer.score_one(_mapping(probe.iloc[0]))):
+        with pytest.raises(CommGraphError, match=f"tenant '{second}' has a published snapshot that cannot be loaded"):
+            call()
+    assert scorer.reload(secrets={second: secrets[second]}) == [second]
+    want = Scorer({second: private[second]}, tenant_configs=g.tenants, secrets={second: secrets[second]})
+    assert _differing(scorer.score(probe), want.score(probe), scorer.signal_set.names) == set()
+    # The same for a tenant left out at start because its snapshot could not be loaded (a damaged file).
+    damaged = next(f for f in sorted((tmp_path / "store" / second).glob("v*/*")) if f.suffix == ".arrow")
+    damaged.write_bytes(b"not arrow" + damaged.read_bytes()[9:])
+    with pytest.warns(ReloadWarning, match=f"tenant '{second}' is not served"):
+        cold = Scorer.from_store(store, tenant_configs=g.tenants, secrets=secrets, cold_start=True)
+    with pytest.raises(CommGraphError, match=f"tenant '{second}' has a published snapshot that cannot be loaded"):
+        cold.score(probe)
 
 
 def test_the_score_command_takes_the_secrets_file(tmp_path, world) -> None:
