@@ -576,7 +576,7 @@ def registrable_domains(domains: pd.Series) -> pd.Series:
 #: The form :func:`normalise_display_name` gives names, recorded with each snapshot: names of another form
 #: (1: accents kept; 2: invisible format characters kept) are other keys, so a snapshot of another form is
 #: built again rather than refreshed.
-DISPLAY_NAME_FORM = 3
+DISPLAY_NAME_FORM = 4
 
 
 def display_names_then(form: int) -> str:
@@ -584,21 +584,50 @@ def display_names_then(form: int) -> str:
 
     Examples
     --------
-    >>> display_names_then(2)
-    'kept the invisible characters inside a name (a zero-width space or joiner, a soft hyphen)'
+    >>> display_names_then(3)
+    'kept the invisible characters that are no format characters (a combining grapheme joiner, a variation \
+selector, a Hangul filler) and typographic quotes around a name'
     """
-    invisible = "the invisible characters inside a name (a zero-width space or joiner, a soft hyphen)"
-    accents = "their accents ('josé garcía', now 'jose garcia') and "
-    return f"kept {'' if form == 2 else accents}{invisible}"
+    ignorable = ("the invisible characters that are no format characters (a combining grapheme joiner, a variation "
+                 "selector, a Hangul filler) and typographic quotes around a name")
+    if form == 3:
+        return f"kept {ignorable}"
+    invisible = "the invisible characters inside a name (a zero-width space or joiner, a soft hyphen), "
+    accents = "their accents ('josé garcía', now 'jose garcia'), " if form < 2 else ""
+    return f"kept {accents}{invisible}{ignorable}"
+
+
+# Default-ignorable code points (Unicode's DerivedCoreProperties) outside category Cf: a client shows none of them
+# either (the combining grapheme joiner, Hangul fillers, Khmer inherent vowels, Mongolian and other variation
+# selectors).
+_IGNORABLE = frozenset(chr(c) for lo, hi in ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180D),
+                                               (0x180F, 0x180F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0),
+                                               (0xE0100, 0xE01EF)) for c in range(lo, hi + 1))
 
 
 def _without_invisibles(text: str) -> str:
-    """``text`` without Unicode format characters (category Cf: joiners, soft hyphen, word joiner, byte-order
-    mark, bidirectional controls), which a mail client does not show: "Jane\u2060 Doe" reads as "Jane Doe", so
-    an impersonator's name must too. The zero-width space separates words as a space does."""
+    """``text`` without the characters a mail client does not show: Unicode format characters (category Cf:
+    joiners, soft hyphen, word joiner, byte-order mark, bidirectional controls) and the other default-ignorable
+    code points (a combining grapheme joiner, variation selectors, Hangul fillers). "Jane\u2060 Doe" and
+    "Jane\u034f Doe" read as "Jane Doe", so an impersonator's name must too. The zero-width space separates
+    words as a space does.
+
+    Examples
+    --------
+    >>> _without_invisibles("Jos\u00e9\u034f Garc\u00eda\ufe0f") == "Jos\u00e9 Garc\u00eda"
+    True
+    """
     if text.isascii():
         return text
-    return "".join(" " if ch == "\u200b" else ch for ch in text if ch == "\u200b" or unicodedata.category(ch) != "Cf")
+    return "".join(" " if ch == "\u200b" else ch for ch in text
+                   if ch == "\u200b" or (unicodedata.category(ch) != "Cf" and ch not in _IGNORABLE))
+
+
+# The quotes a name may be wrapped in, opening to closing (typographic ones as clients and word processors write
+# them; full-width ones become straight under NFKC first).
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u201d": "\u201d", "\u2018": "\u2019", "\u2019": "\u2019",
+           "\u201e": "\u201c", "\u201a": "\u2018", "\u00ab": "\u00bb", "\u00bb": "\u00ab", "\u2039": "\u203a",
+           "\u203a": "\u2039"}
 
 
 # Latin letters whose stroke or ligature Unicode does not decompose into a letter and a mark.
@@ -641,11 +670,13 @@ def normalise_display_name(name: str) -> str | None:
     True
     >>> normalise_display_name("  ") is None, normalise_display_name("\u200b\u2060") is None
     (True, True)
+    >>> normalise_display_name("\u201cJane Doe\u201d") == normalise_display_name("\u00abJane Doe\u00bb") == "jane doe"
+    True
     """
     text = unicodedata.normalize("NFKC", _without_invisibles(decode_encoded_words(name)))
     text = _without_accents(text).casefold()
     text = " ".join(text.split())
-    while len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+    while len(text) >= 2 and _QUOTES.get(text[0]) == text[-1]:
         text = text[1:-1].strip()
     return text or None
 

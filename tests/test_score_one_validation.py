@@ -125,7 +125,15 @@ def test_groups_give_their_members_as_validation_reads_them(acme, recipients, ex
                                     '"\ufeffJosé García" <ceo.acme@gmail.com>',
                                     '"José Gar\u00adcía" <ceo.acme@gmail.com>',
                                     '"José\u2060 García" <ceo.acme@gmail.com>',
-                                    '"\u202aJosé García\u202c" <ceo.acme@gmail.com>'])
+                                    '"\u202aJosé García\u202c" <ceo.acme@gmail.com>',
+                                    # Default-ignorable characters outside the format category (a combining
+                                    # grapheme joiner, a variation selector, a Hangul filler), and typographic
+                                    # quotes around the name: kept, they made another name.
+                                    '"José\u034f García" <ceo.acme@gmail.com>',
+                                    '"José García\ufe0f" <ceo.acme@gmail.com>',
+                                    '"José García\u3164" <ceo.acme@gmail.com>',
+                                    '\u201cJosé García\u201d <ceo.acme@gmail.com>',
+                                    '\u00abJosé García\u00bb <ceo.acme@gmail.com>'])
 def test_a_display_name_matches_with_or_without_its_accents(sender) -> None:
     # Accents were kept: an outsider writing as "Jose Garcia" did not match the internal "José García".
     tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
