@@ -130,11 +130,35 @@ def _uncovered(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
 
 
 class _Retired(NamedTuple):
-    """The mail a retire dropped, kept for a call still reading the snapshot it replaced."""
+    """The mail a retire dropped, kept for a call still reading the snapshot it replaced (or an older one)."""
 
-    as_of: pd.Timestamp  #: the new snapshot's as_of: a base older than it is a replaced one
-    mail: Messages  #: what the new snapshot counted
-    replaced: Callable[[], Any]  #: the replaced view, or None once no call can hold it (a weak reference)
+    as_of: pd.Timestamp  #: the new snapshot's as_of
+    mail: Messages | None  #: what the new snapshot counted (None: nothing)
+    #: a weak reference to the replaced view (None once no call can hold it); None for a retire given no view:
+    #: the entry then serves any base older than ``as_of``, until the tenant's next retire
+    replaced: Callable[[], Any] | None
+
+
+def _given_back(retired: tuple[_Retired, ...], base: SnapshotView) -> list[Messages] | None:
+    """The mail a call reading ``base`` needs back, oldest first: None for a base no retire replaced.
+
+    A base replaced at one retire was trimmed by it and by every later one: a call on it reads all their mail.
+    """
+    for i, held in enumerate(retired):
+        if (held.replaced() is base) if held.replaced is not None else base.snapshot.as_of < held.as_of:
+            return [later.mail for later in retired[i:] if later.mail is not None]
+    return None
+
+
+def _still_needed(retired: tuple[_Retired, ...]) -> tuple[_Retired, ...]:
+    """The entries a call can still need: from the oldest whose replaced view is alive on.
+
+    A later entry whose own view is gone stays: a call on an older view reads its mail too.
+    """
+    for i, held in enumerate(retired):
+        if held.replaced is None or held.replaced() is not None:
+            return retired[i:]
+    return ()
 
 
 def _compacted(parts: list[Messages], as_of: pd.Timestamp) -> list[Messages]:
@@ -286,9 +310,10 @@ class Overlay:
         self._building: dict[str, threading.Lock] = {}  # one combined view built at a time per tenant
         # tenant -> label per message id that a served snapshot counted after the overlay held it
         self._counted: dict[str, pd.Series] = {}
-        # tenant -> what a call still reading the snapshot served before the last retire (it read the scorer's
-        # snapshots just before a reload swapped them) needs back
-        self._retired: dict[str, _Retired] = {}
+        # tenant -> what each retire dropped, oldest first, for a call still reading a snapshot a reload replaced
+        # (it read the scorer's snapshots just before the swap). One entry per retire: a call that spans several
+        # reads the mail of each (a tuple, replaced whole under the lock, so a lookup reads it without the lock).
+        self._retired: dict[str, tuple[_Retired, ...]] = {}
 
     def observe(self, messages: Messages, *, as_of: pd.Timestamp,
                 covered: Mapping[str, pd.Timestamp] | None = None) -> pd.DataFrame:
@@ -321,8 +346,10 @@ class Overlay:
                               f"Got {type(messages).__name__} instead.")
         set_aside = []
         with self._lock:
-            for gone in [t for t, held in self._retired.items() if held.replaced() is None]:
-                del self._retired[gone]  # no call can read the snapshot it was kept for any more
+            for tenant, retired in list(self._retired.items()):
+                needed = _still_needed(retired)
+                if len(needed) < len(retired):  # no call can read the snapshots the rest was kept for any more
+                    self._keep_retired(tenant, needed)
             if self.as_of is not None and as_of < self.as_of:
                 raise ConfigError(f"The 'as_of' parameter of observe must not move back: the overlay is complete "
                                   f"up to {self.as_of.isoformat()}. Got {as_of.isoformat()!r} instead.")
@@ -384,17 +411,17 @@ class Overlay:
             found = self._views.get(tenant)
             if found is not None and found[0] is base and found[1] == generation and found[2] == as_of.value:
                 return found[3]  # another thread built it meanwhile
-            retired = self._retired.get(tenant)
-            if retired is not None and retired.replaced() is None:  # no call can read the replaced snapshot
-                with self._lock:
-                    if self._retired.get(tenant) is retired:
-                        del self._retired[tenant]
-                retired = None
-            stale = retired is not None and base.snapshot.as_of < retired.as_of
-            if stale:  # a base the last reload replaced: the mail it dropped, back
-                with self._lock:
-                    held = list(self._parts.get(tenant, ()))
-                delta = _as_read(_compacted([retired.mail, *held], as_of))
+            given_back = None
+            if self._retired.get(tenant):  # (none, the common case: nothing to look up)
+                with self._lock:  # what the retires dropped and the delta they left, read as one
+                    given_back = _given_back(self._retired.get(tenant, ()), base)
+                    held = list(self._parts.get(tenant, ())) if given_back is not None else []
+            stale = given_back is not None
+            if stale:  # a base a reload replaced: the mail it and every later one dropped, back
+                if given_back or held:
+                    delta = _as_read(_compacted([*given_back, *held], as_of))
+                else:
+                    delta = None
             # A privacy-mode tenant's observed mail is keyed with its secret, as its snapshot was.
             secret = base.keys.secret if base.keys is not None else None
             view = SnapshotView(refresh_observed(base.snapshot, delta, as_of=as_of, secret=secret), secret=base.keys)
@@ -419,8 +446,9 @@ class Overlay:
         messages instead of counting a second.
 
         The mail dropped is kept for a lookup still reading the snapshot
-        ``replaced`` (the view served before): until that view is gone, or,
-        without ``replaced``, until the tenant's next retire.
+        ``replaced`` (the view served before), or one an earlier retire
+        replaced (it reads the mail of every retire since): until those views
+        are gone, or, without ``replaced``, until the tenant's next retire.
 
         Examples
         --------
@@ -433,22 +461,28 @@ class Overlay:
             self._views.pop(tenant, None)  # built on the replaced snapshot: let it go
             if ledger:  # (labels are remembered only while the snapshot served cannot retract one)
                 self._counted.pop(tenant, None)
+            # An entry kept without a replaced view serves until this retire; the others while a call may need them.
+            retired = _still_needed(tuple(held for held in self._retired.get(tenant, ()) if held.replaced is not None))
+            # A call that read the replaced snapshot just before the swap reads it with the mail dropped here too,
+            # never with a delta trimmed for the new one; kept while such a call may run (the replaced view alive).
+            # Kept when nothing is dropped too: a call on that view needs what later retires drop, found from its
+            # entry on (none before anything is observed: no call reads the overlay then).
             parts = self._parts.pop(tenant, None)
             if not parts:
-                self._retired.pop(tenant, None)
+                if replaced is not None and self.as_of is not None:
+                    retired = (*retired, _Retired(as_of, None, weakref.ref(replaced)))
+                self._keep_retired(tenant, retired)
                 return
             compacted = _compacted(parts, self.as_of)
             delta = compacted[0] if len(compacted) == 1 else Messages.concat(compacted, copies=True)
             keep = _uncovered(delta, as_of)
-            if (~keep).any():
-                # A call that read the replaced snapshot just before the swap reads it with this mail too, never
-                # with a delta trimmed for the new one; kept while such a call may run (the replaced view alive).
-                alive = weakref.ref(replaced) if replaced is not None else (lambda: True)
-                self._retired[tenant] = _Retired(as_of, delta.subset(~keep), alive)
-            else:
-                self._retired.pop(tenant, None)
+            dropped = delta.subset(~keep) if (~keep).any() else None
+            if replaced is not None or dropped is not None:
+                alive = weakref.ref(replaced) if replaced is not None else None
+                retired = (*retired, _Retired(as_of, dropped, alive))
+            self._keep_retired(tenant, retired)
             # The labels the new snapshot counted, one per message: the latest known before its as_of.
-            covered = _merged(delta.subset(~keep)) if (~keep).any() else delta.subset(~keep)
+            covered = _merged(dropped) if dropped is not None else delta.subset(~keep)
             labelled = covered.frame[covered.frame["label"].notna().to_numpy()]
             if len(labelled) and not ledger:  # it counts these labels now: a later label for them would count twice
                 counted = pd.Series(labelled["label"].astype(str).to_numpy(), index=labelled["message_id"].to_numpy())
@@ -461,6 +495,13 @@ class Overlay:
             if len(kept):
                 self._parts[tenant] = [kept]
             self._generation[tenant] = self._generation.get(tenant, 0) + 1
+
+    def _keep_retired(self, tenant: str, retired: tuple[_Retired, ...]) -> None:
+        """Keep a tenant's retired entries (under the lock), none held for a tenant without any."""
+        if retired:
+            self._retired[tenant] = retired
+        else:
+            self._retired.pop(tenant, None)
 
     def pending(self) -> dict[str, int]:
         """Observed messages held per tenant (rows a published snapshot has not covered yet)."""

@@ -480,6 +480,54 @@ def test_a_call_that_read_the_snapshots_just_before_a_reload_swapped_them_keeps_
     pd.testing.assert_frame_equal(scorer.score(pd.DataFrame([probe])), want)
 
 
+def test_a_call_spanning_several_reloads_reads_its_snapshot_with_all_the_mail_observed_since(tmp_path) -> None:
+    # A call that read the snapshots before one reload and still runs after another read its snapshot with the
+    # mail only the last reload dropped given back: what the first dropped was lost (the overlay kept one retired
+    # entry per tenant, replaced at each reload). Each call holds what it read, as score and score_one do.
+    import gc
+
+    frame = _two_tenants()
+    store, scorer = _store_scorer(tmp_path, frame)  # served as of T_SNAP; b's new mail observed up to T_END
+    messages = validate(frame, tenants=TWO)
+    held = [scorer._loaded]
+    # A republished version (nothing dropped), then two that each count some of the observed mail.
+    for at in (T_SNAP, T_SNAP + 2 * HOUR, T_MID):
+        store.publish(build_baselines(messages, as_of=at, config=CONFIG)["a"])
+        assert scorer.reload() == ["a"]
+        held.append(scorer._loaded)
+    rebuilt = build_baselines(messages, as_of=T_END, config=CONFIG)["a"]
+    for loaded in held:  # the current one last: a fresh call
+        assert table_differences(scorer._view(loaded, "a").snapshot, rebuilt) == [], loaded.versions
+    # The current snapshot's view is built once and kept, replaced ones alive or not.
+    assert scorer._view(scorer._loaded, "a") is scorer._view(scorer._loaded, "a")
+    # The mail kept for calls goes with the snapshots they read.
+    del held, loaded
+    assert scorer.overlay._retired != {}
+    scorer.observe(frame.iloc[:0], as_of=T_END)  # (validation lets go of the snapshots it read last)
+    gc.collect()  # (a view and its indexes refer to each other)
+    assert scorer.observe(frame.iloc[:0], as_of=T_END).empty and scorer.overlay._retired == {}
+
+
+def test_a_call_spanning_a_reload_and_a_rollback_keeps_its_mail_and_the_rollback_is_served_as_documented(
+        tmp_path) -> None:
+    # The rollback drops nothing, and its retire let go of the mail the reload before it dropped: a call still
+    # reading the first snapshot lost it. The snapshot rolled back to is a served one, not a replaced one: its
+    # view is kept, and it misses the mail the newer snapshot counted (the ReloadWarning says so).
+    frame = _two_tenants()
+    store, scorer = _store_scorer(tmp_path, frame)
+    messages = validate(frame, tenants=TWO)
+    held = scorer._loaded
+    store.publish(build_baselines(messages, as_of=T_MID, config=CONFIG)["a"])
+    assert scorer.reload() == ["a"]
+    store.publish(build_baselines(messages, as_of=T_SNAP, config=CONFIG)["a"])
+    with pytest.warns(UserWarning, match="is older than the one it replaces"):
+        assert scorer.reload() == ["a"]
+    rebuilt = build_baselines(messages, as_of=T_END, config=CONFIG)["a"]
+    assert table_differences(scorer._view(held, "a").snapshot, rebuilt) == []
+    served = scorer._view(scorer._loaded, "a")
+    assert served is scorer._view(scorer._loaded, "a") and table_differences(served.snapshot, rebuilt) != []
+
+
 def test_observed_mail_is_served_after_retention_prunes_the_served_version(tmp_path) -> None:
     # The overlay refreshes the served snapshot, whose state was read from its version's files on the first
     # lookup: once the job had published more versions than the store retains, every lookup of the tenant
