@@ -474,9 +474,11 @@ class AsOfTables:
         for name, w in self._windows(windows).items():
             out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w, shifts)[1]
         out["first_seen"] = tl.first(lo, hi)
-        weights = [tl.new_period(DAY_NS), self._head_of_sender, self.direction == INTERNAL]  # days: sorted
-        out.update(zip(("active_days", "n_distinct_senders", "n_internal"),
-                       tl.sums_before(self.d, q, tl.sorted_weights(weights, [True, False, False]), order)))
+        # n_outbound with n_internal: together they say whether the domain is an own one (is_established).
+        weights = [tl.new_period(DAY_NS), self._head_of_sender, self.direction == INTERNAL,
+                   self.direction == OUTBOUND]  # days: sorted
+        out.update(zip(("active_days", "n_distinct_senders", "n_internal", "n_outbound"),
+                       tl.sums_before(self.d, q, tl.sorted_weights(weights, [True, False, False, False]), order)))
         olo, ohi = self._domain_out.before(self.d, q, order)
         # A domain the tenant only wrote to has a row too: its outbound count is known without inbound mail.
         out["n_outbound_to"] = ohi - olo
@@ -564,7 +566,7 @@ class AsOfTables:
         """When each domain enters and leaves the tenant's known-contact list: (domain code, time, +1 or -1).
 
         The list of a snapshot (``known_contact_domain_keys``): every own domain
-        (they sent internal mail) and every domain the tenant wrote to, then the
+        (it sent internal or outbound mail) and every domain the tenant wrote to, then the
         ``known_contact_domains`` most corresponded-with others (ties: the smaller
         key). A domain is on the list for instants after
         its last change before them (changes at one instant: the last one holds).
@@ -574,7 +576,8 @@ class AsOfTables:
         out = self._domain_heads  # a message counts once towards each domain it wrote to, as in the snapshot
         codes = np.concatenate([self.d, self.rd[out]])
         times = np.concatenate([self.ts, self.ets[out]])
-        own = np.concatenate([self.direction == INTERNAL, np.zeros(int(out.sum()), bool)])
+        # Own, as the snapshot reads it: the message's sender domain sent it internally or out.
+        own = np.concatenate([self.direction != INBOUND, np.zeros(int(out.sum()), bool)])
         written = np.concatenate([np.zeros(len(self.ts), bool), np.ones(int(out.sum()), bool)])
         order = np.argsort(times, kind="stable")
         codes, times, own, written = codes[order], times[order], own[order], written[order]

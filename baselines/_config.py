@@ -134,9 +134,9 @@ class BaselineConfig:
     known_contact_domains : int, default 200
         How many of the most corresponded-with other domains (mail either way)
         join the tenant's known-contact list for look-alike checks. The list
-        always holds every own domain and every domain the tenant wrote to,
-        however many: a look-alike of a correspondent is what an attacker
-        registers. 0 keeps only those.
+        always holds every own domain (one that sent internal or outbound
+        mail) and every domain the tenant wrote to, however many: a look-alike
+        of a correspondent is what an attacker registers. 0 keeps only those.
     min_prior_entities : int, default 30
         Entities with at least one counted outcome a tenant needs to fit its own
         prior; below this it borrows the global prior (cold start).

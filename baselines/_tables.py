@@ -449,9 +449,11 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     t["n_senders"] = sums(n > 0, sb)
     t["n_mailboxes"] = np.diff(rb).astype(np.int64)
     t["hour_histogram"] = Hours(per_tenant(ten["hour_histogram"]))
-    # Known contacts, for look-alike checks: every own domain (they send internal mail), then every
-    # domain the tenant wrote to, then the `known_contact_domains` most corresponded-with others.
-    own = dv["n_internal"] > 0
+    # Known contacts, for look-alike checks: every own domain, then every domain the tenant wrote to, then the
+    # `known_contact_domains` most corresponded-with others. Own: it sent internal or outbound mail, as
+    # SnapshotView.own_domain_mask reads it; a domain that only writes out is the tenant's as much as one
+    # that also writes in.
+    own = (dv["n_internal"] > 0) | (dv["n_outbound"] > 0)
     written = stacked["sender_domain"][0]["n_outbound_to"].astype(np.int64)  # every written-to domain has a row
     volume = dv["n_messages"].astype(np.int64) + written
     domain_owner = owners(dkb)

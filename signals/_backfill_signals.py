@@ -332,7 +332,7 @@ def identity_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
 def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     distance = distances_as_of(t.tables.d, t.instants, t.domain_names, t.tables.known_contacts())
     cols = t.sender_domain
-    established = is_established(cols["n_outbound_to"], cols["n_internal"], cols["active_days"])
+    established = is_established(cols["n_outbound_to"], cols["n_internal"], cols["n_outbound"], cols["active_days"])
     return {"lookalike_domain_distance": distance,
             "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
 

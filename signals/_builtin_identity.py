@@ -103,8 +103,8 @@ class LookalikeSignals(SignalProvider):
                    "against a privacy-mode snapshot, which keeps no domain names).", "edits", "min",
                    default=float(DISTANCE_CAP), suspicious="low"),
         SignalSpec("lookalike_domain_is_close", "int8", f"1 if that distance is at most {CLOSE_DISTANCE} and the "
-                   "domain is not an established contact: the tenant never wrote to it, sends no internal mail "
-                   f"from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days (always 0 against a "
+                   "domain is not an established contact: the tenant never wrote to it, sends no internal or "
+                   f"outbound mail from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days (always 0 against a "
                    "privacy-mode snapshot: the distance is the cap).", "flag", "any",
                    suspicious="high"),
     )
@@ -133,7 +133,7 @@ class LookalikeSignals(SignalProvider):
                             DISTANCE_CAP).astype(np.int32)
         pos = batch.rows(view, "sender_domain")
         established = is_established(*(gather(view.column("sender_domain", c), pos, 0, "int32")
-                                       for c in ("n_outbound_to", "n_internal", "active_days")))
+                                       for c in ("n_outbound_to", "n_internal", "n_outbound", "active_days")))
         return {"lookalike_domain_distance": distance,
                 "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
 

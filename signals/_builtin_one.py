@@ -143,7 +143,7 @@ class BuiltinOne:
             col("sender_domain", "first_seen"), col("sender_domain", "n_distinct_senders"),
             col("sender_domain", "n_messages"), col("sender_domain", "likelihood_safe"),
             col("sender_domain", "n_outbound_to"), col("sender_domain", "n_internal"),
-            col("sender_domain", "active_days"))
+            col("sender_domain", "n_outbound"), col("sender_domain", "active_days"))
         self.pair_cols = (col("pair", "n_messages"), col("pair", "last_seen"), col("pair", "n_reverse"))
         self.recipient_cols = (col("recipient", "likelihood_safe"), col("recipient", "likelihood_safe_lower"),
                                windowed("recipient", "n_inbound", "30d", "recipient_inbound_30d"),
@@ -197,11 +197,11 @@ class BuiltinOne:
         # Sender domain (and whether it is an established contact, for the look-alike flag).
         d = find(self.domain, m.sender_domain_key)
         if d >= 0:
-            w30, first, senders, n, likely, outbound_to, internal, active = self.domain_cols
+            w30, first, senders, n, likely, outbound_to, internal, outbound, active = self.domain_cols
             d30, d_senders, d_new, d_likely, d_solicited = w30[d], senders[d], int(n[d] == 0), likely[d], outbound_to[d]
             then = first[d]
             domain_days = 0.0 if then == _NAT else max(ts - then, 0) / _DAY_NS
-            established = is_established(d_solicited, internal[d], active[d])
+            established = is_established(d_solicited, internal[d], outbound[d], active[d])
         else:
             d30 = d_senders = d_solicited = 0
             d_new = 1

@@ -303,7 +303,7 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
                 "message_auth": {a: message.get(a) for a in ("spf", "dkim", "dmarc")}}
     look_ev = {"domain": m.sender_domain, "resembles": resembles, "close_at_most": CLOSE_DISTANCE, "privacy": privacy,
                "established": bool(domain and is_established(*(domain.get(c) or 0 for c in (
-                   "n_outbound_to", "n_internal", "active_days"))))}
+                   "n_outbound_to", "n_internal", "n_outbound", "active_days"))))}
 
     evidence_of = {}
     for spec in scorer.signal_set.specs:

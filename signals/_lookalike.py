@@ -34,19 +34,21 @@ CLOSE_DISTANCE = 2
 ESTABLISHED_DAYS = 14
 
 
-def is_established(n_outbound_to: np.ndarray | int, n_internal: np.ndarray | int,
+def is_established(n_outbound_to: np.ndarray | int, n_internal: np.ndarray | int, n_outbound: np.ndarray | int,
                    active_days: np.ndarray | int) -> np.ndarray | bool:
     """Whether a sender domain is an established contact (so never flagged as a look-alike).
 
     The one definition behind ``lookalike_domain_is_close`` in the batch, single-message
     and backfill paths and behind ``explain``: the tenant wrote to the domain, or it
-    sends internal mail (an own domain), or it sent mail on at least
+    sends internal or outbound mail (an own domain, as
+    :meth:`SnapshotView.own_domain_mask <commgraph.signals._view.SnapshotView.own_domain_mask>`
+    reads it, and on the known-contact list as one), or it sent mail on at least
     :data:`ESTABLISHED_DAYS` distinct days. Elementwise on numpy arrays; plain
     numbers give one bool.
 
     Parameters
     ----------
-    n_outbound_to, n_internal, active_days : int or ndarray
+    n_outbound_to, n_internal, n_outbound, active_days : int or ndarray
         The sender-domain table's columns of those names (0 for an unknown domain).
 
     Returns
@@ -55,12 +57,13 @@ def is_established(n_outbound_to: np.ndarray | int, n_internal: np.ndarray | int
 
     Examples
     --------
-    >>> is_established(np.array([0, 2, 0, 0]), np.array([0, 0, 1, 0]), np.array([3, 0, 0, 14])).tolist()
-    [False, True, True, True]
-    >>> bool(is_established(0, 0, ESTABLISHED_DAYS - 1))
+    >>> is_established(np.array([0, 2, 0, 0, 0]), np.array([0, 0, 1, 0, 0]), np.array([0, 0, 0, 3, 0]),
+    ...                np.array([3, 0, 0, 0, 14])).tolist()
+    [False, True, True, True, True]
+    >>> bool(is_established(0, 0, 0, ESTABLISHED_DAYS - 1))
     False
     """
-    return (n_outbound_to > 0) | (n_internal > 0) | (active_days >= ESTABLISHED_DAYS)
+    return (n_outbound_to > 0) | (n_internal > 0) | (n_outbound > 0) | (active_days >= ESTABLISHED_DAYS)
 
 
 _DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")

@@ -191,8 +191,9 @@ def test_enron_matches_the_reference(real_data) -> None:
 
 
 def known_contacts_reference(m, tenant: str, as_of, top: int) -> list[str]:
-    """The tenant's known-contact domains the obvious way: every own domain (it sends internal mail), every
-    domain written to, then the ``top`` others with the most mail either way (ties: lower stable key)."""
+    """The tenant's known-contact domains the obvious way: every own domain (it sends internal or outbound
+    mail), every domain written to, then the ``top`` others with the most mail either way (ties: lower stable
+    key)."""
     as_of = pd.Timestamp(as_of)
     f = m.frame[(m.frame["tenant_id"] == tenant) & (m.frame["timestamp"] < as_of)]
     e = m.edges()
@@ -201,7 +202,7 @@ def known_contacts_reference(m, tenant: str, as_of, top: int) -> list[str]:
     received = f["sender_domain"].astype(object).value_counts()
     written = e.loc[e["direction"] == "outbound"].drop_duplicates(["message_index", "recipient_domain"])[
         "recipient_domain"].astype(object).value_counts()  # messages written to each domain
-    own = set(f.loc[f["direction"] == "internal", "sender_domain"].astype(object))
+    own = set(f.loc[f["direction"] != "inbound", "sender_domain"].astype(object))
     domains = received.index.union(written.index)
     table = pd.DataFrame({"volume": received.reindex(domains).fillna(0) + written.reindex(domains).fillna(0),
                           "always": domains.isin(own) | domains.isin(written.index), "own": domains.isin(own),
@@ -221,6 +222,31 @@ def test_known_contact_domains_keep_every_own_and_written_to_domain(synthetic, t
         assert list(snap.table("tenant")["known_contact_domains"].iloc[0]) == expected
         assert set(written_only["sender_domain"]) <= set(expected)
     assert any(len(known_contacts_reference(synthetic, t, as_of, 0)) > 200 for t in snaps)  # more than the old cap
+
+
+def test_an_own_domain_that_only_writes_out_is_a_known_contact() -> None:
+    """globex.com, an own domain, only sends outbound mail: the list keeps it as an own domain even when
+    ``known_contact_domains=0`` keeps nothing else but the domains written to; a refresh keeps it as a rebuild."""
+    from commgraph.baselines import refresh
+
+    tenants = [{"tenant_id": "acme", "own_domains": ["acme.com", "globex.com"]}]
+    config = BaselineConfig(known_contact_domains=0)
+    t0 = pd.Timestamp("2025-01-01T09:00Z")
+    frame = pd.DataFrame({
+        "tenant_id": "acme", "message_id": [f"{k}{d}" for d in range(5) for k in "io"],
+        "timestamp": [t0 + pd.Timedelta(days=d) for d in range(5) for _ in "io"],
+        "sender": ["ann@acme.com", "sales@globex.com"] * 5,
+        "recipients": [r for d in range(5) for r in ("bob@acme.com", f"c@customer{d}.com")]})
+    m = validate(frame, tenants=tenants)
+    assert set(m.frame.query("sender_domain == 'globex.com'")["direction"].astype(str)) == {"outbound"}
+    as_of = t0 + pd.Timedelta(days=6)
+    known = list(build_baselines(m, as_of=as_of, config=config)["acme"].table("tenant")["known_contact_domains"][0])
+    assert known == known_contacts_reference(m, "acme", as_of, 0)
+    assert set(known[:2]) == {"acme.com", "globex.com"} and len(known) == 7  # then the five written to
+    early = build_baselines(validate(frame.iloc[:4], tenants=tenants), as_of=t0 + pd.Timedelta(days=2),
+                            config=config)["acme"]
+    refreshed = refresh(early, validate(frame.iloc[4:], tenants=tenants), as_of=as_of)
+    assert list(refreshed.table("tenant")["known_contact_domains"].iloc[0]) == known
 
 
 def test_a_domain_only_written_to_has_a_row() -> None:

@@ -158,7 +158,8 @@ def reference(history, as_of, batch, snapshots) -> pd.DataFrame:
             ds = [Levenshtein.distance(skeleton(dom), skeleton(k)) for k in known if k != dom]
             best[dom] = min([min(v, 8) for v in ds] or [8])
         dist = e["domain"].map(best).to_numpy()
-        est = (d["out"].fillna(0).gt(0) | d.index.isin(h.loc[h["direction"] == "internal", "sender_domain"].unique())
+        # Own domains (they sent internal or outbound mail) are established too.
+        est = (d["out"].fillna(0).gt(0) | d.index.isin(h.loc[h["direction"] != "inbound", "sender_domain"].unique())
                | d["days"].fillna(0).ge(14))  # sent mail on 14 distinct (UTC) days: an established contact
         established = e["domain"].map(est).fillna(False).astype(bool).to_numpy()
         r["lookalike_domain_distance"] = dist
@@ -321,3 +322,55 @@ def test_solicited_messages_count_messages_on_every_path() -> None:
         want = solicited(ts).get(str(sender_domain), 0)
         assert (ours.loc[[message_id], "domain_solicited_messages"] == want).all(), message_id
     assert ours.loc["5", "domain_solicited_messages"] == ours.loc["6", "domain_solicited_messages"] == 4
+
+
+def test_an_own_domain_that_only_sends_outbound_mail_on_every_path() -> None:
+    """An own domain is one that sends internal or outbound mail, as the scorer reads own domains off a snapshot:
+    acme.ca and globex.com only write out, yet they are on the known-contact list as own domains (kept with
+    ``known_contact_domains=0``, which keeps only own and written-to domains), so a look-alike of globex.com is
+    close, and acme.ca's own mail is not a look-alike of acme.com (it is established): the same in the batch and
+    single-message signals, explain and the point-in-time backfill."""
+    from commgraph.baselines import BaselineConfig
+    from commgraph.signals import Scorer, backfill, explain
+
+    tenants = [{"tenant_id": "acme", "own_domains": ["acme.com", "acme.ca", "globex.com"]}]
+    t0 = pd.Timestamp("2025-01-01T09:00Z")
+    rows = []
+    for day in range(5):
+        ts = t0 + pd.Timedelta(days=day)
+        rows += [{"message_id": f"i{day}", "timestamp": ts, "sender": "ann@acme.com", "recipients": "bob@acme.com"},
+                 {"message_id": f"c{day}", "timestamp": ts, "sender": "sales@acme.ca",
+                  "recipients": f"client@customer{day}.com"},
+                 {"message_id": f"g{day}", "timestamp": ts, "sender": "sales@globex.com",
+                  "recipients": f"buyer@customer{day}.com"}]
+    as_of = t0 + pd.Timedelta(days=6)
+    # At one instant, so that in the backfill each sees the history and none of the others, as the snapshot does.
+    later = pd.DataFrame({"message_id": ["ca", "look"], "timestamp": [as_of, as_of],
+                          "sender": ["sales@acme.ca", "it@g1obex.com"],
+                          "recipients": ["client@customer9.com", "bob@acme.com"]}).assign(tenant_id="acme")
+    raw = pd.DataFrame(rows).assign(tenant_id="acme")
+    history = validate(raw, tenants=tenants)
+    assert set(history.frame.query("sender_domain != 'acme.com'")["direction"].astype(str)) == {"outbound"}
+    config = BaselineConfig(known_contact_domains=0)
+    snapshots = build_baselines(history, as_of=as_of, config=config)
+    want = {"ca": (2, 0), "look": (0, 1)}  # acme.ca is 2 edits from acme.com, g1obex.com reads as globex.com
+    cols = ["lookalike_domain_distance", "lookalike_domain_is_close"]
+    batch = SignalSet().compute(validate(later, tenants=tenants), snapshots).set_index("message_id")
+    scorer = Scorer(snapshots, tenant_configs=tenants)
+    everything = validate(pd.concat([raw, later], ignore_index=True), tenants=tenants)
+    filled = backfill(everything, config=config, level="message").set_index("message_id")
+    got: dict[str, dict[str, tuple]] = {"batch": {}, "score_one": {}, "backfill": {}, "explain": {}}
+    for message_id in want:
+        one = later.set_index("message_id").loc[message_id].to_dict() | {"message_id": message_id}
+        got["batch"][message_id] = tuple(int(v) for v in batch.loc[message_id, cols])
+        got["score_one"][message_id] = tuple(int(scorer.score_one(one)[c]) for c in cols)
+        got["backfill"][message_id] = tuple(int(v) for v in filled.loc[message_id, cols])
+        row = explain(one, scorer).frame.set_index("signal").loc["lookalike_domain_is_close"]
+        # explain's value and its established evidence, and whether its sentence reports a concern.
+        got["explain"][message_id] = (int(row["value"]), not row["evidence"]["established"],
+                                      row["sentence"] != "No look-alike concern.")
+    # Every path at once, so that a failure names each path that disagrees.
+    assert got == {"batch": want, "score_one": want, "backfill": want,
+                   "explain": {"ca": (0, False, False), "look": (1, True, True)}}
+    known = list(snapshots["acme"].table("tenant")["known_contact_domains"].iloc[0])
+    assert set(known[:3]) == {"acme.com", "acme.ca", "globex.com"}  # own domains first, then those written to
