@@ -117,7 +117,8 @@ def test_every_command_reads_epoch_numbers_in_the_timestamp_unit_given(tmp_path,
     tables = [SnapshotStore(tmp_path / f"{name}-store").load("acme").table("sender") for name in ("iso", "micro")]
     pd.testing.assert_frame_equal(*tables)
     assert tables[0]["n_messages"].sum() == 3
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "iso.parquet"), pd.read_parquet(tmp_path / "micro.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "iso.parquet"),
+                                  pd.read_parquet(tmp_path / "micro.parquet"))
     capsys.readouterr()
     explained = []
     for name, extra in (("iso", []), ("micro", ["--timestamp-unit", "us"])):

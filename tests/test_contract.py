@@ -681,7 +681,8 @@ def test_a_tenant_configured_without_own_domains_has_them_inferred():
     # (direction_undecidable): its own domains were neither configured nor inferred.
     raw = frame(recipients=["bob@vendor.com", "ann@acme.com", "cy@acme.com"],
                 sender=["ann@acme.com", "bob@vendor.com", "dee@acme.com"])
-    for tenants in ([TenantConfig("acme", name="Acme Corp")], [{"tenant_id": "acme", "vip_addresses": ["ann@acme.com"]}]):
+    for tenants in ([TenantConfig("acme", name="Acme Corp")],
+                    [{"tenant_id": "acme", "vip_addresses": ["ann@acme.com"]}]):
         with pytest.warns(InferredOwnDomainsWarning, match=r"inferred \['acme.com'\]"):
             m = validate(raw, strict=False, tenants=tenants)
         assert m.frame["direction"].tolist() == ["outbound", "inbound", "internal"] and not len(m.rejects)

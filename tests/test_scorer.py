@@ -540,7 +540,8 @@ def test_score_one_ignores_a_recipients_nan_whatever_the_order_and_type_of_the_v
 _INT = (SignalSpec("test_count", "int32", "A count.", "count"),)
 _EDGE_INT = (SignalSpec("test_count", "int32", "A count per recipient.", "count", "max"),)
 _UNDECLARED = [  # (level, specs, compute, compute_one, what both paths say)
-    ("message", _INT, lambda b: {"other": np.zeros(b.n_messages)}, lambda m: {"other": 0}, r"declares \['test_count'\]"),
+    ("message", _INT, lambda b: {"other": np.zeros(b.n_messages)}, lambda m: {"other": 0},
+     r"declares \['test_count'\]"),
     ("message", _INT, lambda b: {"test_count": np.full(b.n_messages, np.nan)}, lambda m: {"test_count": math.nan},
      "NaN, infinite or fractional"),
     ("message", _INT, lambda b: {"test_count": np.full(b.n_messages, 2.5)}, lambda m: {"test_count": 2.5},
