@@ -75,7 +75,7 @@ class _Mailbox:
 class _Contacts:
     """The known-contact list of a tenant, kept as mail streams by.
 
-    Every own domain (it sends internal mail) and every domain the tenant wrote
+    Every own domain (it sends internal or outbound mail) and every domain the tenant wrote
     to is a member for good; of the others, the ``limit`` busiest (messages from
     the domain plus messages to it), the smaller key first on ties. Scores only
     grow, so the others' top is a min-heap of members beside a max-heap of the
@@ -380,7 +380,7 @@ class StreamingBackfill:
         if d.last_day != t // DAY:
             d.last_day, d.days = t // DAY, d.days + 1
         d.senders.add(sender)
-        d.internal += direction == "internal"
+        d.internal += direction != "inbound"  # (mail the tenant sent from the domain: an own domain)
         if name is not None:
             self.name_pairs[(tenant, name, sender)] += 1
             if direction != "inbound":
@@ -388,7 +388,7 @@ class StreamingBackfill:
         self._schedule(t, m["label"], m["labeled_at"], tenant, "sender", sender)
         self._schedule(t, m["label"], m["labeled_at"], tenant, "sender_domain", domain)
         contacts = self.contacts[tenant]
-        contacts.seen(domain, direction == "internal", False)
+        contacts.seen(domain, direction != "inbound", False)
         written: set = set()  # the domains this message wrote to: it counts once per domain
         for recipient, recipient_domain in edges:
             s.recipients.add(recipient)
