@@ -584,12 +584,12 @@ def display_names_then(form: int) -> str:
 
     Examples
     --------
-    >>> display_names_then(3)
-    'kept the invisible characters that are no format characters (a combining grapheme joiner, a variation \
-selector, a Hangul filler) and typographic quotes around a name'
+    >>> display_names_then(3)  # doctest: +ELLIPSIS
+    'kept the invisible characters that are no format characters (a combining grapheme joiner, ...'
     """
     ignorable = ("the invisible characters that are no format characters (a combining grapheme joiner, a variation "
-                 "selector, a Hangul filler) and typographic quotes around a name")
+                 "selector, a Hangul filler), typographic quotes around a name and the order of letters a "
+                 "right-to-left override reverses")
     if form == 3:
         return f"kept {ignorable}"
     invisible = "the invisible characters inside a name (a zero-width space or joiner, a soft hyphen), "
@@ -603,6 +603,38 @@ selector, a Hangul filler) and typographic quotes around a name'
 _IGNORABLE = frozenset(chr(c) for lo, hi in ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180D),
                                                (0x180F, 0x180F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0),
                                                (0xE0100, 0xE01EF)) for c in range(lo, hi + 1))
+
+
+_RLO, _PDF = "\u202e", "\u202c"
+
+
+def _as_shown(text: str) -> str:
+    """``text`` in the order a client shows it where a right-to-left override reverses Latin letters.
+
+    Between U+202E (right-to-left override) and the next U+202C (pop directional formatting), or the end,
+    every character is laid out right to left: "\u202eeoD enaJ" shows as "Jane Doe", so an impersonator's
+    name is read so too. A segment holding right-to-left letters (Hebrew, Arabic) is left as written: those
+    read right to left anyway.
+
+    Examples
+    --------
+    >>> _as_shown("\u202eeoD enaJ") == "Jane Doe"
+    True
+    >>> _as_shown("CEO \u202eeoD enaJ\u202c (finance)") == "CEO Jane Doe (finance)"
+    True
+    """
+    if _RLO not in text:
+        return text
+    out, start = [], 0
+    while (at := text.find(_RLO, start)) >= 0:
+        end = text.find(_PDF, at + 1)
+        end = len(text) if end < 0 else end
+        segment = text[at + 1:end]
+        rtl = any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in segment)
+        out += [text[start:at], segment if rtl else segment[::-1]]
+        start = end + 1
+    out.append(text[start:])
+    return "".join(out)
 
 
 def _without_invisibles(text: str) -> str:
@@ -673,7 +705,7 @@ def normalise_display_name(name: str) -> str | None:
     >>> normalise_display_name("\u201cJane Doe\u201d") == normalise_display_name("\u00abJane Doe\u00bb") == "jane doe"
     True
     """
-    text = unicodedata.normalize("NFKC", _without_invisibles(decode_encoded_words(name)))
+    text = unicodedata.normalize("NFKC", _without_invisibles(_as_shown(decode_encoded_words(name))))
     text = _without_accents(text).casefold()
     text = " ".join(text.split())
     while len(text) >= 2 and _QUOTES.get(text[0]) == text[-1]:

@@ -133,7 +133,9 @@ def test_groups_give_their_members_as_validation_reads_them(acme, recipients, ex
                                     '"José García\ufe0f" <ceo.acme@gmail.com>',
                                     '"José García\u3164" <ceo.acme@gmail.com>',
                                     '\u201cJosé García\u201d <ceo.acme@gmail.com>',
-                                    '\u00abJosé García\u00bb <ceo.acme@gmail.com>'])
+                                    '\u00abJosé García\u00bb <ceo.acme@gmail.com>',
+                                    # A right-to-left override shows these letters reversed: as "José García".
+                                    '"\u202eaícraG ésoJ" <ceo.acme@gmail.com>'])
 def test_a_display_name_matches_with_or_without_its_accents(sender) -> None:
     # Accents were kept: an outsider writing as "Jose Garcia" did not match the internal "José García".
     tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
