@@ -41,7 +41,7 @@ from ._partial import (
 )
 from ._secrets import load_secrets
 from ._snapshot import Snapshot
-from ._store import FIRST_INBOUND_FILE, LEDGER_FILE, SnapshotStore
+from ._store import FIRST_INBOUND_FILE, LEDGER_FILE, CorruptSnapshotError, SnapshotStore
 from ._workers import Unit, run_units
 
 __all__ = ["run_refresh", "RefreshReport", "TenantOutcome", "list_input_tenants", "EXIT_OK", "EXIT_FAILED_TENANTS",
@@ -471,7 +471,15 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
         except _ChunksNeedWholeTenant:
             snapshot = None
     if snapshot is None:
-        previous = store.load(tenant_id) if mode == "incremental" else None
+        previous = None
+        if mode == "incremental":
+            try:
+                previous = store.load(tenant_id)
+            except CorruptSnapshotError as exc:  # (its data files fail their checksums: nothing to refresh from)
+                if not force:
+                    raise CommGraphError(f"tenant {tenant_id!r}: its current snapshot cannot be read ({exc}); give "
+                                         "--force to build it again in full and replace it") from None
+                mode = "full"  # --force replaces a snapshot that cannot be read, as a full run does
         if previous is not None and previous.as_of > as_of:
             raise ConfigError(f"tenant {tenant_id!r}: the current snapshot is as of {previous.as_of}, later than "
                               f"--as-of {as_of}; refresh only moves forward (a full build with --force goes back)")
@@ -479,6 +487,9 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
         counts = ReadCounts()
         counts.add_messages(messages)
         fields = counts.outcome_fields()
+        if previous is not None and not len(messages) and counts.rejected:
+            # Every new row refused: publishing would move as_of past mail no later incremental run reads again.
+            raise no_usable_mail(tenant_id, counts)
         if previous is not None:
             check_secret(previous, secret, "refresh")  # (also when it does not move: no 'unchanged' on a wrong one)
             snapshot = refresh(previous, messages, as_of=as_of, secret=secret) if previous.as_of < as_of \
@@ -610,6 +621,11 @@ def _refresh_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | 
     store = SnapshotStore(store_path)
     outcomes = []
     for tenant_id in tenant_ids:
+        if fields[tenant_id]["rows_rejected"] and fields[tenant_id]["rows_read"] == fields[tenant_id]["rows_rejected"]:
+            # Every new row refused: not published (its as_of would move past that mail); alone, it fails
+            # naming the first row of each problem.
+            outcomes.append(_isolated(tenant_id, *args, sizes.get(tenant_id)))
+            continue
         begun = time.perf_counter()
         try:
             ready_to_publish(snapshots[tenant_id], tenant_configs, force=force, fields=fields[tenant_id],

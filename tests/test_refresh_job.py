@@ -145,6 +145,50 @@ def test_incremental_refresh_equals_a_full_rebuild(tmp_path, mail):
         assert a.load(tenant).equals(b.load(tenant)), tenant
 
 
+@pytest.mark.parametrize("tenants", [["tenant-02"], None])  # alone, and refreshed in a batch with the others
+def test_an_incremental_run_whose_new_mail_is_all_refused_publishes_nothing(tmp_path, mail, tenants):
+    # Every new row of a tenant refused (naive times, say): the run published a snapshot with the day's mail
+    # missing and its as_of moved past it, exit 0, so no later incremental run read that mail again.
+    first = "2025-01-12T00:00Z"
+    run_refresh(mail.messages, store=tmp_path, as_of=first, tenant_configs=mail.tenants)
+    bad = mail.messages.copy()
+    late = (bad["tenant_id"] == "tenant-02") & (pd.to_datetime(bad["timestamp"], utc=True) >= first)
+    bad["timestamp"] = bad["timestamp"].astype(str)
+    bad.loc[late, "timestamp"] = pd.to_datetime(bad.loc[late, "timestamp"], utc=True).dt.strftime("%Y-%m-%d %H:%M")
+    report = run_refresh(bad, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, incremental=True,
+                         tenants=tenants)
+    failed = next(o for o in report.outcomes if o.tenant_id == "tenant-02")
+    assert report.exit_code == 3 and failed.status == "failed" and failed.rows_rejected == int(late.sum())
+    assert "no usable mail" in failed.error and "naive_timestamp: pass timezone=" in failed.error
+    assert SnapshotStore(tmp_path).versions("tenant-02") == [1]  # the previous snapshot stays current
+    assert all(o.status == "published" for o in report.outcomes if o.tenant_id != "tenant-02")
+    # The corrected mail, the next night: counted, as a full build counts it.
+    run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, incremental=True,
+                tenants=["tenant-02"])
+    full = run_refresh(mail.messages, store=tmp_path / "full", as_of=AS_OF, tenant_configs=mail.tenants,
+                       tenants=["tenant-02"])
+    assert full.exit_code == 0
+    assert SnapshotStore(tmp_path).load("tenant-02").equals(SnapshotStore(tmp_path / "full").load("tenant-02"))
+
+
+def test_an_incremental_run_replaces_an_unreadable_snapshot_only_with_force(tmp_path, mail):
+    # A current snapshot whose data fails its checksum failed the tenant every night with --incremental, --force
+    # or not, its fix naming no option.
+    run_refresh(mail.messages, store=tmp_path, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants)
+    damaged = next(f for f in sorted((tmp_path / "tenant-01").glob("v*/*.arrow")))
+    damaged.write_bytes(damaged.read_bytes()[:-8] + b"\0" * 8)
+    kept = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, incremental=True,
+                       tenants=["tenant-01"])
+    assert kept.failed == ["tenant-01"] and "give --force to build it again in full" in kept.outcomes[0].error
+    forced = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, incremental=True,
+                         tenants=["tenant-01"], force=True)
+    assert [(o.status, o.mode) for o in forced.outcomes] == [("published", "full")]
+    full = run_refresh(mail.messages, store=tmp_path / "full", as_of=AS_OF, tenant_configs=mail.tenants,
+                       tenants=["tenant-01"])
+    assert full.exit_code == 0
+    assert SnapshotStore(tmp_path).load("tenant-01").equals(SnapshotStore(tmp_path / "full").load("tenant-01"))
+
+
 def test_a_failing_tenant_does_not_stop_the_others(tmp_path, mail):
     raw = mail.messages.copy()
     broken = raw["tenant_id"] == "tenant-02"
