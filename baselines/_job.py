@@ -350,8 +350,10 @@ def publish_snapshot(store: SnapshotStore, snapshot: Snapshot, force: bool) -> t
                               f"{as_of.isoformat()}, later than this job's {snapshot.as_of.isoformat()}; a job does "
                               "not move a tenant back in time unseen (a late or overlapping run?). To roll back, "
                               "run it again with --force")
+        # (a snapshot of an earlier display-name form holds other keys for some names: replaced, not unchanged)
         if (not force and as_of == snapshot.as_of and stored == snapshot.config
-                and manifest["input_fingerprint"] == snapshot.fingerprint and same_secret):
+                and manifest["input_fingerprint"] == snapshot.fingerprint and same_secret
+                and manifest.get("display_name_form", 1) == snapshot.display_name_form):
             status = "unchanged"
             return current
         return None

@@ -606,6 +606,7 @@ _IGNORABLE = frozenset(chr(c) for lo, hi in ((0x034F, 0x034F), (0x115F, 0x1160),
 
 
 _RLO, _PDF = "\u202e", "\u202c"
+_PUSHES = "\u202a\u202b\u202d\u202e"  # embeddings and overrides, each closed by a pop (U+202C)
 
 
 def _as_shown(text: str) -> str:
@@ -622,15 +623,26 @@ def _as_shown(text: str) -> str:
     True
     >>> _as_shown("CEO \u202eeoD enaJ\u202c (finance)") == "CEO Jane Doe (finance)"
     True
+    >>> _without_invisibles(_as_shown("\u202eeoD \u202a\u202c enaJ\u200f")) == "Jane  Doe"  # nested, a mark
+    True
     """
     if _RLO not in text:
         return text
     out, start = [], 0
     while (at := text.find(_RLO, start)) >= 0:
-        end = text.find(_PDF, at + 1)
-        end = len(text) if end < 0 else end
+        end, depth = len(text), 1
+        for i in range(at + 1, len(text)):  # the pop that closes this override: embeddings inside nest
+            if text[i] in _PUSHES:
+                depth += 1
+            elif text[i] == _PDF:
+                depth -= 1
+                if not depth:
+                    end = i
+                    break
         segment = text[at + 1:end]
-        rtl = any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in segment)
+        # Right-to-left letters (not the invisible marks, U+200F, U+061C: a client shows those as nothing).
+        rtl = any(unicodedata.bidirectional(ch) in ("R", "AL") and unicodedata.category(ch).startswith("L")
+                  for ch in segment)
         out += [text[start:at], segment if rtl else segment[::-1]]
         start = end + 1
     out.append(text[start:])

@@ -171,6 +171,19 @@ def test_an_incremental_run_whose_new_mail_is_all_refused_publishes_nothing(tmp_
     assert SnapshotStore(tmp_path).load("tenant-02").equals(SnapshotStore(tmp_path / "full").load("tenant-02"))
 
 
+def test_a_rerun_at_the_same_as_of_replaces_a_snapshot_of_an_earlier_display_name_form(tmp_path, mail):
+    # An upgraded job retrying the day's run found the same input, as_of and configuration, and left the
+    # earlier form's snapshot current as 'unchanged' (its keys for some names another form's).
+    snapshot = build_baselines(validate(mail.messages, tenants=mail.tenants), as_of=AS_OF)["tenant-01"]
+    snapshot.display_name_form = 3  # as the previous release built it
+    SnapshotStore(tmp_path).publish(snapshot)
+    for incremental in (False, True):
+        report = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants,
+                             tenants=["tenant-01"], incremental=incremental)
+        assert SnapshotStore(tmp_path).load("tenant-01").display_name_form == DISPLAY_NAME_FORM
+    assert [o.status for o in report.outcomes] == ["unchanged"]  # (the second run: now the same in every way)
+
+
 def test_an_incremental_run_replaces_an_unreadable_snapshot_only_with_force(tmp_path, mail):
     # A current snapshot whose data fails its checksum failed the tenant every night with --incremental, --force
     # or not, its fix naming no option.

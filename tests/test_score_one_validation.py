@@ -135,7 +135,10 @@ def test_groups_give_their_members_as_validation_reads_them(acme, recipients, ex
                                     '\u201cJosé García\u201d <ceo.acme@gmail.com>',
                                     '\u00abJosé García\u00bb <ceo.acme@gmail.com>',
                                     # A right-to-left override shows these letters reversed: as "José García".
-                                    '"\u202eaícraG ésoJ" <ceo.acme@gmail.com>'])
+                                    '"\u202eaícraG ésoJ" <ceo.acme@gmail.com>',
+                                    # ... whatever invisible marks or empty embeddings sit inside the override.
+                                    '"\u202eaícraG ésoJ\u200f" <ceo.acme@gmail.com>',
+                                    '"\u202eaícraG \u202a\u202c ésoJ\u061c" <ceo.acme@gmail.com>'])
 def test_a_display_name_matches_with_or_without_its_accents(sender) -> None:
     # Accents were kept: an outsider writing as "Jose Garcia" did not match the internal "José García".
     tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
