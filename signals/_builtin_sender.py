@@ -31,7 +31,9 @@ def window_column(view: SnapshotView, table: str, prefix: str, window: str, sign
     name = f"{prefix}_{window}"
     if view.snapshot is not None and not view.has_column(table, name):
         raise ConfigError(f"signal {signal!r} needs the {window} window in the baselines of tenant "
-                          f"{view.tenant_id!r}; their windows are {list(view.snapshot.config.window_names)}")
+                          f"{view.tenant_id!r}; their windows are {list(view.snapshot.config.window_names)}. Keep "
+                          f"the {window} window in the baselines' configuration (windows = [...]) to serve the "
+                          "built-in signals, or score with a SignalSet of signals the windows have")
     return name
 
 

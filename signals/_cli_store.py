@@ -4,6 +4,7 @@ the scorer (privacy-mode tenants scored with ``--secrets``, the file the job use
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from datetime import datetime, timezone
@@ -94,8 +95,10 @@ def run_refresh_command(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     _print_summary(report, args.log_format)
-    if args.report:
-        write_report(report, args.report)
+    if args.report:  # (its errors in the command line's words, as the log says them)
+        write_report(dataclasses.replace(report, outcomes=tuple(
+            dataclasses.replace(o, error=in_options(o.error)) if o.error else o for o in report.outcomes)),
+            args.report)
     return report.exit_code
 
 
@@ -382,6 +385,10 @@ def _output_writer(path: str):
     return found
 
 
+#: Reject reasons of rows that are copies of what was read (folder copies of a message, a recipient repeated).
+_COPIES = frozenset({"duplicate_message_id", "duplicate_edge"})
+
+
 def run_score_command(args: argparse.Namespace) -> int:
     """Run ``commgraph score``: signals for every message (or edge) of the input, written to Parquet or CSV."""
     import time
@@ -393,11 +400,18 @@ def run_score_command(args: argparse.Namespace) -> int:
     scorer = Scorer.from_store(SnapshotStore(args.store), tenants=_split(args.tenants),
                                secrets=_scoring_secrets(args.secrets), tenant_configs=_tenant_configs(args))
     frame = _read_input(args)
-    batch = frame
-    if _time_options(args):  # naive times read in the given zone (epoch numbers in the unit), as validate reads them
-        from commgraph.graph import validate
+    from commgraph.graph import validate
 
-        batch = validate(frame, tenants=scorer._configs(), **_time_options(args))
+    # Read as validate and refresh read it (naive times in --timezone, epoch numbers in --timestamp-unit): copies
+    # of a message filed in several folders keep their first, as refresh keeps it; any other problem refuses the
+    # batch, naming every one (what strict validation says).
+    batch = validate(frame, tenants=scorer._configs(), strict=False, **_time_options(args))
+    reasons = set(batch.rejects["reject_reason"].astype(str)) if len(batch.rejects) else set()
+    if reasons - _COPIES:
+        validate(frame, tenants=scorer._configs(), **_time_options(args))  # (raises)
+    if reasons:
+        print(f"{len(batch.rejects):,} rows set aside as copies of a message or recipient already read (the first "
+              "copy is scored)", file=sys.stderr)
     scored = scorer.score(batch, level=args.level, cold_start=args.cold_start)
     # Whole or not at all: a write that fails half-way (a full disk) keeps the previous output readable.
     write_whole(args.output, lambda temporary: write(scored, temporary))

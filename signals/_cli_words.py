@@ -30,6 +30,11 @@ _OPTION_WORDS = tuple((re.compile(python), options) for python, options in (
      r"Give them with --tenant-config (a TOML file: a [[tenant]] table with tenant_id = \1 and own_domains)"),
     (r"pass timestamp_unit='s' or 'ms'", "give --timestamp-unit s or ms"),
     (r"pass timestamp_unit='us' or 'ns'", "give --timestamp-unit us or ns"),
+    (r"read again with encoding='<the file's encoding>' \(for example 'cp1252'\)",
+     "give --encoding <the file's encoding> (for example cp1252)"),
+    # (the command line sets such rows aside itself, in validate and refresh, and names them)
+    (r",? or strict=False to set these rows aside", ""),
+    (r" \(columns=\{'tenant_id': \.\.\.\}\)", ""),
     (r"pass timestamp_unit='s', 'ms', 'us' or 'ns'", "give --timestamp-unit s, ms, us or ns"),
 ))
 

@@ -3,6 +3,7 @@ parameter; the Python API keeps naming its parameters."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -79,15 +80,18 @@ def test_fixes_read_from_the_library_are_given_as_options(tmp_path, capsys):
         "epoch.csv": (frame(timestamp=[1714640400, 1714640400000, 1714644000]), "give --timestamp-unit s or ms"),
         "nosender.csv": (frame().drop(columns=["sender"]), "--columns sender=<your column>"),
         "mail.txt": (frame(), "give --format parquet, csv or jsonl"),
+        # (said "read again with encoding='<the file's encoding>' ..., or strict=False to set these rows aside")
+        "latin.csv": (frame(sender_display_name=["José García"] * 3), "give --encoding <the file's encoding>"),
         "nodirection.csv": (frame(), "Give them with --tenant-config"),
     }
     for name, (rows, words) in cases.items():
-        rows.to_csv(tmp_path / name, index=False)
+        rows.to_csv(tmp_path / name, index=False, encoding="latin-1" if name == "latin.csv" else "utf-8")
         main(["validate", str(tmp_path / name)])
         captured = capsys.readouterr()
         said = captured.out + captured.err
         assert words in said, (name, said)
-        assert not any(python in said for python in ("timezone=", "timestamp_unit=", "columns={", "format=",
+        assert not any(python in said for python in ("timezone=", "timestamp_unit=", "columns={", "format=", "strict=",
+                                                      "encoding=",
                                                       "TenantConfig(", "Warning:")), (name, said)
     assert "commgraph validate: warning: tenant 'acme': no own domains configured" in said
 
@@ -128,11 +132,34 @@ def test_every_command_reads_epoch_numbers_in_the_timestamp_unit_given(tmp_path,
     assert explained[0] == explained[1] and "m3" in explained[0]
 
 
+def test_score_keeps_the_first_copy_of_a_message_as_refresh_does(tmp_path, capsys):
+    # Copies of a message filed in several folders refused the whole batch (exit 1, no output), with a fix
+    # saying "nothing to do if these are copies": real archives could not be scored at all.
+    mail, store = tmp_path / "mail.csv", str(tmp_path / "store")
+    frame().to_csv(mail, index=False)
+    assert main(["refresh", "--input", str(mail), "--store", store, "--as-of", AS_OF]) == 0
+    pd.concat([frame(), frame().iloc[[1, 2]]]).to_csv(tmp_path / "copies.csv", index=False)
+    for name in ("mail", "copies"):
+        assert main(["score", "--input", str(tmp_path / f"{name}.csv"), "--store", store, "--output",
+                     str(tmp_path / f"{name}.parquet")]) == 0
+    assert "2 rows set aside as copies" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "copies.parquet"),
+                                  pd.read_parquet(tmp_path / "mail.parquet"))
+    # Any other problem still refuses the batch, naming every one.
+    frame(sender=["ann@acme.com", "not an address", "ann@acme.com"]).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["score", "--input", str(tmp_path / "bad.csv"), "--store", store, "--output",
+                 str(tmp_path / "bad.parquet")]) == 1
+    assert "invalid_address" in capsys.readouterr().err and not (tmp_path / "bad.parquet").exists()
+
+
 def test_refresh_prints_a_failed_tenant_s_fix_as_options(tmp_path, capsys):
     frame().drop(columns=["sender"]).to_csv(tmp_path / "mail.csv", index=False)
-    assert main(_refresh(tmp_path / "mail.csv")) == 3
+    assert main(_refresh(tmp_path / "mail.csv", "--report", str(tmp_path / "report.json"))) == 3
     err = capsys.readouterr().err
     assert "failed: acme:" in err and "--columns sender=<your column>" in err and "columns={" not in err, err
+    # The --report file says it in the same words (it named the Python parameter).
+    error = json.loads((tmp_path / "report.json").read_text())["tenants"][0]["error"]
+    assert "--columns sender=<your column>" in error and "columns={" not in error, error
 
 
 def test_the_python_api_keeps_naming_its_parameters(tmp_path):
