@@ -186,6 +186,9 @@ _ISO_ODD_OFFSET = _re2(r"[+-][\d:]+$")
 # the first field cannot be a month (13.05.2024) or the second a month (05/13/2024); a two-digit year last
 # may be first as well (13/05/24: 2013-05-24?). (The trailing '-2024' is no offset: a date has none.)
 _DAY_MONTH_YEAR = re.compile(r"(?<![\d/.:-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\d/.:-])")
+# A date written otherwise than day, month and year in digits: a month's name, or a four-digit year.
+# (an offset's digits, +0200, are no year)
+_OTHER_DATE = re.compile(r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|(?<![\d+:-])\d{4}(?!\d)")
 _AMBIGUOUS_DATE_FIX = ("write dates in ISO 8601, year first (2024-05-02T09:00:00+02:00): 02.05.2024 is 2 May to some "
                        "and 5 February to others")
 # 'GMT+0200' (JavaScript's Date.toString) and 'UTC-05:00' mean two hours ahead of UTC and five behind, as people
@@ -552,9 +555,21 @@ def _day_month_ambiguous(value: str) -> bool:
     --------
     >>> [_day_month_ambiguous(v) for v in ("02.05.2024 09:00 +0200", "13.05.2024", "5/13/2024", "13/05/24")]
     [True, False, False, True]
+
+    Three dotted numbers beside a date written otherwise are a time ('03.32.48' in RFC 2822's dotted form):
+
+    >>> _day_month_ambiguous("Fri, 1 Jul 2005 03.32.48 +0200"), _day_month_ambiguous("2005-07-01 03.12.48")
+    (False, False)
     """
     found = _DAY_MONTH_YEAR.search(value)
-    return found is not None and (len(found[4]) == 2 or (int(found[1]) <= 12 and int(found[3]) <= 12))
+    if found is None:
+        return False
+    first, second = int(found[1]), int(found[3])
+    if first > 31 or second > 31 or min(first, second) > 12:  # no day and month: a time, or no date at all
+        return False
+    if _OTHER_DATE.search(value[:found.start()] + " " + value[found.end():]):  # the date is elsewhere
+        return False
+    return len(found[4]) == 2 or (first <= 12 and second <= 12)
 
 
 def _offset_as_meant(found: re.Match) -> str:

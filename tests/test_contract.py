@@ -461,6 +461,11 @@ def test_a_date_whose_day_and_month_could_be_either_way_round_is_refused():
     formats = ["%d.%m.%Y %H:%M %z", "%m/%d/%Y %H:%M %z", "%d-%m-%Y %H:%M %z"]
     m = validate(frame(timestamp=sure), tenants=ACME)
     assert m.frame["timestamp"].tolist() == [pd.Timestamp(dt.datetime.strptime(v, f)) for v, f in zip(sure, formats)]
+    # A dotted time beside a date written otherwise (Nazario's 'Fri, 1 Jul 2005 03.32.48 +0200') is no date: it
+    # was refused as ambiguous_date with the '02.05.2024 is 2 May' fix; it is a time the parser cannot read.
+    dotted = validate(frame(timestamp=["Fri, 1 Jul 2005 03.32.48 +0200", "2005-07-01 03.12.48+02:00",
+                                       "02.05.24 09:00 +0200"]), tenants=ACME, strict=False)
+    assert reasons(dotted) == ["unparseable_timestamp", "unparseable_timestamp", "ambiguous_date"]
 
 
 def test_gmt_and_utc_offsets_are_read_with_the_sign_people_and_javascript_mean():
