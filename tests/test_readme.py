@@ -33,6 +33,7 @@ def test_the_readme_shows_python_examples() -> None:
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_every_python_example_of_the_readme_runs(tmp_path, monkeypatch) -> None:
     from commgraph.graph import generate, validate
+    from commgraph.signals import backfill
 
     monkeypatch.chdir(tmp_path)  # (the examples write snapshots/ and read archive/ where they run)
     Path("archive").mkdir()
@@ -62,8 +63,7 @@ def test_every_python_example_of_the_readme_runs(tmp_path, monkeypatch) -> None:
             block = block.replace('"tenant_id": "acme"', '"tenant_id": "tenant-01"').replace("acme.com", domain)
         if "consistency_report(" in block:
             session["history"] = history
-            session["engine_log"] = __import__("commgraph.signals", fromlist=["backfill"]).backfill(
-                history, mode="as_deployed").head(100)
+            session["engine_log"] = backfill(history, mode="as_deployed").head(100)  # what an engine logged
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exec(compile(block, f"README.md python example {number}", "exec"), session)
