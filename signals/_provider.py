@@ -218,6 +218,13 @@ _SHIPPED: dict[str, type[SignalProvider]] = {}
 _SHIPPED_MODULE = "commgraph.signals._builtin_"
 
 
+def _with_builtins(registered: dict[str, type[SignalProvider]]) -> dict[str, type[SignalProvider]]:
+    """A copy of ``registered`` once the built-in providers' modules have registered them (in column order)."""
+    from . import _builtin_sender, _builtin_pair, _builtin_identity  # noqa: F401,I001  (registers, in column order)
+
+    return dict(registered)
+
+
 def shipped_providers() -> dict[str, type[SignalProvider]]:
     """The provider classes shipped with commgraph, by name (whatever else is registered).
 
@@ -226,9 +233,7 @@ def shipped_providers() -> dict[str, type[SignalProvider]]:
     >>> list(shipped_providers())[:3]
     ['sender', 'sender_domain', 'pair']
     """
-    from . import _builtin_sender, _builtin_pair, _builtin_identity  # noqa: F401,I001  (registers, in column order)
-
-    return dict(_SHIPPED)
+    return _with_builtins(_SHIPPED)
 
 
 def is_shipped(provider: SignalProvider) -> bool:
@@ -286,9 +291,7 @@ def provider_registry() -> dict[str, type[SignalProvider]]:
     >>> list(provider_registry())[:3]
     ['sender', 'sender_domain', 'pair']
     """
-    from . import _builtin_sender, _builtin_pair, _builtin_identity  # noqa: F401,I001  (registers, in column order)
-
-    return dict(_REGISTRY)
+    return _with_builtins(_REGISTRY)
 
 
 #: Output columns every frame of signals starts with: no signal may take one of these names.

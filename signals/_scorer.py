@@ -327,7 +327,8 @@ class Scorer:
     def __init__(self, snapshots: Mapping[str, Snapshot], *, signal_set: SignalSet | None = None,
                  tenant_configs: Iterable[TenantConfig | Mapping] | None = None, cold_start: bool = False,
                  secrets: Mapping[str, bytes] | None = None, _store: SnapshotStore | None = None,
-                 _tenants: list[str] | None = None, _versions: dict[str, int | None] | None = None):
+                 _tenants: list[str] | None = None, _versions: dict[str, int | None] | None = None,
+                 _unloadable: Mapping[str, str] | None = None):
         self.signal_set = signal_set if signal_set is not None else SignalSet()
         if not isinstance(self.signal_set, SignalSet):
             raise ConfigError(f"The 'signal_set' parameter of Scorer must be a SignalSet. "
@@ -348,13 +349,14 @@ class Scorer:
         # snapshot, so a reload that brings a new one starts afresh).
         self._own: dict[str, bool] = {}
         self._loaded = self._make(dict(snapshots),
-                                  _versions if _versions is not None else {t: None for t in snapshots})
+                                  _versions if _versions is not None else {t: None for t in snapshots}, _unloadable)
         self._plan = _OnePlan.of(self.signal_set)
         self._overlay = Overlay(_prepare)
         # Served views whose snapshot's refresh state was pruned before it could be mapped (see _hold_state)
         self._stateless: dict[int, SnapshotView] = {}
 
-    def _make(self, snapshots: Mapping[str, Snapshot], versions: dict[str, int | None]) -> _Loaded:
+    def _make(self, snapshots: Mapping[str, Snapshot], versions: dict[str, int | None],
+              unloadable: Mapping[str, str] | None = None) -> _Loaded:
         views = {}
         for tenant, snap in snapshots.items():
             if not isinstance(snap, Snapshot):
@@ -362,7 +364,7 @@ class Scorer:
                                   f"Got {type(snap).__name__} for tenant {tenant!r} instead.")
             snap.check_tenant(tenant)
             views[tenant] = _prepare(SnapshotView(snap, secret=self._keyings.get(tenant)))
-        return _Loaded.of(views, versions)
+        return _Loaded.of(views, versions, unloadable)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -422,10 +424,9 @@ class Scorer:
                 f"{t!r}: {e}" for t, e in list(failures.items())[:5]) + ("; ..." if len(failures) > 5 else ""))
         scorer = cls(snapshots, signal_set=signal_set, tenant_configs=tenant_configs, cold_start=cold_start,
                      secrets=secrets, _store=store, _tenants=None if tenants is None else wanted,
-                     _versions=versions)  # each view prepared once
-        if failures:  # (published, not loadable: refused at scoring, never cold-started)
-            scorer._loaded = _Loaded.of(scorer._loaded.views, scorer._loaded.versions,
-                                        {t: f"{type(e).__name__}: {e}" for t, e in failures.items()})
+                     _versions=versions,  # each view prepared once
+                     # (published, not loadable: refused at scoring, never cold-started)
+                     _unloadable={t: f"{type(e).__name__}: {e}" for t, e in failures.items()})
         scorer._verify = verify
         return scorer
 
