@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._confusables import confusable_tables
 from ._schema import STRING_DTYPE
 from ._keys import stable_keys
 from ._uniques import map_unique_strings, spread
@@ -574,9 +575,10 @@ def registrable_domains(domains: pd.Series) -> pd.Series:
 
 
 #: The form :func:`normalise_display_name` gives names, recorded with each snapshot: names of another form
-#: (1: accents kept; 2: invisible format characters kept) are other keys, so a snapshot of another form is
-#: built again rather than refreshed.
-DISPLAY_NAME_FORM = 4
+#: (1: accents kept; 2: invisible format characters kept; 3: other invisible characters, typographic quotes and
+#: right-to-left overrides kept; 4: letters of other scripts that look Latin and "Last, First" kept) are other
+#: keys, so a snapshot of another form is built again rather than refreshed.
+DISPLAY_NAME_FORM = 5
 
 
 def display_names_then(form: int) -> str:
@@ -584,17 +586,21 @@ def display_names_then(form: int) -> str:
 
     Examples
     --------
-    >>> display_names_then(3)  # doctest: +ELLIPSIS
-    'kept the invisible characters that are no format characters (a combining grapheme joiner, ...'
+    >>> display_names_then(4)  # doctest: +ELLIPSIS
+    "kept the letters of other scripts that look like Latin ones (a Cyrillic 'а' in 'jаne doe') and ..."
     """
+    lookalikes = ("the letters of other scripts that look like Latin ones (a Cyrillic 'а' in 'jаne doe') and the "
+                  "order 'doe, jane' (now 'jane doe')")
+    if form == 4:
+        return f"kept {lookalikes}"
     ignorable = ("the invisible characters that are no format characters (a combining grapheme joiner, a variation "
-                 "selector, a Hangul filler), typographic quotes around a name and the order of letters a "
+                 "selector, a Hangul filler), typographic quotes around a name, the order of letters a "
                  "right-to-left override reverses")
     if form == 3:
-        return f"kept {ignorable}"
+        return f"kept {ignorable}, {lookalikes}"
     invisible = "the invisible characters inside a name (a zero-width space or joiner, a soft hyphen), "
     accents = "their accents ('josé garcía', now 'jose garcia'), " if form < 2 else ""
-    return f"kept {accents}{invisible}{ignorable}"
+    return f"kept {accents}{invisible}{ignorable}, {lookalikes}"
 
 
 # Default-ignorable code points (Unicode's DerivedCoreProperties) outside category Cf: a client shows none of them
@@ -698,9 +704,72 @@ def _without_accents(text: str) -> str:
     return unicodedata.normalize("NFC", "".join(out))
 
 
+def _latin_lookalikes(text: str) -> str:
+    """``text`` with the letters of other scripts that look like Latin ones read as those ("J\u0430ne" with a
+    Cyrillic ``\u0430`` -> "Jane"; Unicode's confusables data), where the name could pass for a Latin one: it
+    holds Latin letters, or every letter it holds looks like one. A name of another script that does not
+    ("\u0418\u0432\u0430\u043d", "\u0391\u03b8\u03b7\u03bd\u03ac") is kept as written. Each character
+    reads as its lower-case form does (a Cyrillic capital ``\u0406`` as the ``i`` its small letter looks like),
+    else as itself; marks stay on the letter they follow.
+
+    Examples
+    --------
+    >>> _latin_lookalikes("J\u0430ne D\u043e\u0435") == "Jane Doe"
+    True
+    >>> _latin_lookalikes("\u0392\u0406LL")  # a Greek capital beta, a Cyrillic capital I
+    'biLL'
+    >>> _latin_lookalikes("\u0418\u0432\u0430\u043d") == "\u0418\u0432\u0430\u043d"
+    True
+    """
+    if text.isascii():
+        return text
+    characters = confusable_tables()[0]
+    out: list[str] = []
+    latin = False  # a Latin letter seen
+    unlike = False  # a letter seen that looks like none
+    for ch in unicodedata.normalize("NFD", text):
+        if ch.isascii():
+            latin = latin or ch.isalpha()
+            out.append(ch)
+            continue
+        folded = ch.casefold()
+        like = characters.get(folded) if len(folded) == 1 else None
+        like = like or characters.get(ch)
+        if like is None:
+            unlike = unlike or ch.isalpha()
+            out.append(ch)
+        else:
+            out.append(like)
+    return unicodedata.normalize("NFC", "".join(out)) if latin or not unlike else text
+
+
+# A name written "Last, First" reads as "First Last" unless what follows the comma is a suffix of the name or of a
+# company's ("Jane Doe, Jr.", "Acme, Inc.").
+_NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq", "cpa", "ceo", "cfo", "cto", "coo",
+                            "inc", "llc", "llp", "ltd", "corp", "co", "gmbh", "plc", "ag", "sa", "bv", "nv", "pty"})
+
+
+def _first_last(text: str) -> str:
+    """A normalised name written "last, first" as "first last" (the order a directory and an outsider write it
+    in differ: an impersonator's "Jane Doe" must meet the internal "Doe, Jane").
+
+    Examples
+    --------
+    >>> _first_last("doe, jane"), _first_last("jane doe, jr."), _first_last("a, b, c")
+    ('jane doe', 'jane doe, jr.', 'a, b, c')
+    """
+    if text.count(",") != 1:
+        return text
+    last, first = (part.strip() for part in text.split(","))
+    if not last or not first or first.rstrip(".").replace(".", "") in _NAME_SUFFIXES:
+        return text
+    return f"{first} {last}"
+
+
 def normalise_display_name(name: str) -> str | None:
     """Normalise one display name: encoded words decoded, invisible format characters removed, Unicode NFKC,
-    accents of Latin letters removed, case-folded, whitespace collapsed, quotes removed.
+    letters of other scripts that look like Latin ones read as those, accents of Latin letters removed,
+    case-folded, whitespace collapsed, quotes removed, "Last, First" read as "first last".
 
     The scalar form of :func:`normalise_display_names`, for single-message paths.
 
@@ -716,18 +785,21 @@ def normalise_display_name(name: str) -> str | None:
     (True, True)
     >>> normalise_display_name("\u201cJane Doe\u201d") == normalise_display_name("\u00abJane Doe\u00bb") == "jane doe"
     True
+    >>> normalise_display_name("J\u0430ne D\u043ee") == normalise_display_name('"Doe, Jane"') == "jane doe"
+    True
     """
     text = unicodedata.normalize("NFKC", _without_invisibles(_as_shown(decode_encoded_words(name))))
-    text = _without_accents(text).casefold()
+    text = _without_accents(_latin_lookalikes(text)).casefold()
     text = " ".join(text.split())
     while len(text) >= 2 and _QUOTES.get(text[0]) == text[-1]:
         text = text[1:-1].strip()
-    return text or None
+    return _first_last(text) or None
 
 
 def normalise_display_names(names: pd.Series) -> pd.Series:
     """Normalise display names: RFC 2047 encoded words decoded, invisible format characters removed, Unicode
-    NFKC, accents of Latin letters removed, case-folded, whitespace collapsed, quotes removed.
+    NFKC, letters of other scripts that look like Latin ones read as those, accents of Latin letters removed,
+    case-folded, whitespace collapsed, quotes removed, "Last, First" read as "first last".
 
     Parameters
     ----------

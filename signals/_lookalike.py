@@ -15,11 +15,11 @@ computed for the batch's distinct domains against the known ones in one
 from __future__ import annotations
 
 import functools
-import json
 import unicodedata
-from importlib import resources
 
 import numpy as np
+
+from commgraph.graph._confusables import confusable_tables
 
 __all__ = ["skeleton", "LookalikeCache", "nearest_known", "distance_matrix", "is_established", "DISTANCE_CAP",
            "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
@@ -66,45 +66,11 @@ def is_established(n_outbound_to: np.ndarray | int, n_internal: np.ndarray | int
     return (n_outbound_to > 0) | (n_internal > 0) | (n_outbound > 0) | (active_days >= ESTABLISHED_DAYS)
 
 
-_DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
 # Digits that imitate letters (Unicode lists 0 ~ O and 1 ~ l); domains are lower case.
 _DIGITS = {"0": "o", "1": "l"}
 _DIGIT_TABLE = str.maketrans(_DIGITS)
-# What the Unicode data reads otherwise than a domain shows it. The small palochka is read as "i" (through
-# the dotless i), but fonts draw it full height, as "l": the homograph of apple.com registered to show the
-# attack is xn--80ak6aa92e.com, "аррӏе" (IDNA lowers the capital palochka, which the data reads "l", to it).
-_CHARACTERS = {"\u04cf": "l"}
-# Letters drawn as one ("rn" ~ "m" is in the data; "vv" ~ "w", as common in look-alikes, is not).
-_SEQUENCES = {"vv": "w"}
-
-
-@functools.lru_cache(maxsize=1)
-def _tables() -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
-    """(single character -> ASCII letter or digit, ASCII sequences -> one letter), from the Unicode data."""
-    data = json.loads((resources.files("confusable_homoglyphs") / "confusables.json").read_text("utf-8"))
-    chars: dict[str, str] = {}
-    sequences: dict[str, str] = {}
-    for key, entries in data.items():
-        group = [key] + [e["c"].strip("\u200e\u200f") for e in entries]
-        ascii_forms = sorted({g.lower() for g in group if g and g.isascii() and set(g.lower()) <= _DOMAIN_CHARS},
-                             key=lambda g: (len(g), g))
-        if not ascii_forms:
-            continue
-        # The letter a group reads as: one written in lower case first. A capital lowered reads as another
-        # letter (the group of "l" holds "I", whose "i" took it); a group of capitals alone is lowered.
-        written = sorted(g for g in group if len(g) == 1 and g in _DOMAIN_CHARS and g.isalpha())
-        single = next(iter(written), next((g for g in ascii_forms if len(g) == 1 and g.isalpha()), ascii_forms[0]))
-        for g in group:
-            if len(g) == 1 and not g.isascii():
-                chars.setdefault(g, single)
-            elif len(g) > 1 and g.isascii() and g.lower() != single and len(single) == 1 \
-                    and set(g.lower()) <= _DOMAIN_CHARS and g.lower().isalpha():
-                sequences.setdefault(g.lower(), single)
-    chars.update(_CHARACTERS)
-    sequences.update(_SEQUENCES)
-    # Longest sequences first, so that a fold never splits a longer one.
-    ordered = tuple(sorted(sequences.items(), key=lambda kv: (-len(kv[0]), kv[0])))
-    return chars, ordered
+#: (single character -> ASCII letter or digit, ASCII sequences -> one letter): the table display names share.
+_tables = confusable_tables
 
 
 def _decode(domain: str) -> str:

@@ -174,7 +174,7 @@ def test_display_name_and_comment_are_parsed():
     m = validate(frame(sender=['"LEE,  Ann" (finance) <Ann@acme.com>', "bob@vendor.com (Bob Ray)",
                                "ＣＥＯ <ceo@acme.com>"]), tenants=ACME)
     assert m.frame["sender"].tolist() == ["ann@acme.com", "bob@vendor.com", "ceo@acme.com"]
-    assert m.frame["sender_display_name"].tolist() == ["lee, ann", "bob ray", "ceo"]
+    assert m.frame["sender_display_name"].tolist() == ["ann lee", "bob ray", "ceo"]  # "Last, First" read "first last"
 
 
 def test_display_names_lose_the_accents_of_latin_letters_only():

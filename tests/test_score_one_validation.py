@@ -138,7 +138,15 @@ def test_groups_give_their_members_as_validation_reads_them(acme, recipients, ex
                                     '"\u202eaícraG ésoJ" <ceo.acme@gmail.com>',
                                     # ... whatever invisible marks or empty embeddings sit inside the override.
                                     '"\u202eaícraG ésoJ\u200f" <ceo.acme@gmail.com>',
-                                    '"\u202eaícraG \u202a\u202c ésoJ\u061c" <ceo.acme@gmail.com>'])
+                                    '"\u202eaícraG \u202a\u202c ésoJ\u061c" <ceo.acme@gmail.com>',
+                                    # Letters of other scripts that look like Latin ones: a Cyrillic 'о' and
+                                    # 'а', Cyrillic capitals, a Greek capital omicron (they made another name).
+                                    '"J\u043es\u00e9 G\u0430rc\u00eda" <ceo.acme@gmail.com>',
+                                    '"J\u041e\u0405\u0415 G\u0410RC\u0406A" <ceo.acme@gmail.com>',
+                                    '"J\u039fSE GARCIA" <ceo.acme@gmail.com>',
+                                    # The order a directory writes names in (it was another name).
+                                    '"García, José" <ceo.acme@gmail.com>',
+                                    '"GARCIA,JOSE" <ceo.acme@gmail.com>'])
 def test_a_display_name_matches_with_or_without_its_accents(sender) -> None:
     # Accents were kept: an outsider writing as "Jose Garcia" did not match the internal "José García".
     tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
@@ -150,6 +158,29 @@ def test_a_display_name_matches_with_or_without_its_accents(sender) -> None:
                "recipients": "cy@acme.com"}
     one, batch = scorer.score_one(message), scorer.score(pd.DataFrame([message])).iloc[0]
     assert one["display_name_matches_internal"] == batch["display_name_matches_internal"] == 1
+
+
+@pytest.mark.parametrize("internal, outsider, matches", [
+    ('"Doe, Jane" <jane@acme.com>', '"Jane Doe" <ceo.acme@gmail.com>', 1),  # a directory's order inside
+    ('"J\u0430ne Doe" <jane@acme.com>', '"Jane Doe" <ceo.acme@gmail.com>', 1),  # a look-alike inside
+    ('"Jane Doe, Jr." <jane@acme.com>', '"Jr. Jane Doe" <ceo.acme@gmail.com>', 0),  # a suffix: not reordered
+    # A name of another script that does not pass for a Latin one keeps its letters: no Latin name meets it.
+    ('"\u0418\u0432\u0430\u043d \u041f\u0435\u0442\u0440\u043e\u0432" <ivan@acme.com>',
+     '"Ivan Petrov" <ceo.acme@gmail.com>', 0),
+    ('"\u0418\u0432\u0430\u043d \u041f\u0435\u0442\u0440\u043e\u0432" <ivan@acme.com>',
+     '"\u0418\u0432\u0430\u043d \u041f\u0435\u0442\u0440\u043e\u0432" <ceo.acme@gmail.com>', 1),
+])
+def test_an_internal_name_meets_the_outsider_who_writes_it_otherwise(internal, outsider, matches) -> None:
+    # Both sides are read alike: the internal mailbox's name written 'Last, First' (as a directory writes it) or
+    # with a look-alike letter met no outsider writing 'Jane Doe'.
+    tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    history = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["h1"], "timestamp": ["2024-05-01T09:00Z"],
+                                     "sender": internal, "recipients": "cy@acme.com"}), tenants=tenants)
+    scorer = Scorer(build_baselines(history, as_of="2024-05-04"), tenant_configs=tenants)
+    message = {"tenant_id": "acme", "message_id": "x", "timestamp": "2024-05-04T10:00Z", "sender": outsider,
+               "recipients": "cy@acme.com"}
+    one, batch = scorer.score_one(message), scorer.score(pd.DataFrame([message])).iloc[0]
+    assert one["display_name_matches_internal"] == batch["display_name_matches_internal"] == matches
 
 
 def test_a_given_display_name_wins_over_the_header(acme) -> None:
