@@ -66,16 +66,25 @@ class _Loaded:
     #: Tenants not served whose published snapshot cannot be loaded, with why: never cold-started (every
     #: sender of a tenant with baselines would look new), refused until a reload loads them.
     unloadable: dict[str, str]
+    #: Tenants of the store this scorer was not made to serve (``tenants=`` of :meth:`Scorer.from_store`): they
+    #: have baselines, so their mail is refused, never cold-started.
+    elsewhere: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, views: dict[str, SnapshotView], versions: dict[str, int | None],
-           unloadable: Mapping[str, str] | None = None) -> "_Loaded":
+           unloadable: Mapping[str, str] | None = None, elsewhere: Iterable[str] = ()) -> "_Loaded":
         return cls(views, versions, global_priors(views.values()), batch_keys(views),
-                   {t: r for t, r in (unloadable or {}).items() if t not in views})
+                   {t: r for t, r in (unloadable or {}).items() if t not in views},
+                   frozenset(t for t in elsewhere if t not in views))
 
 
 def _unserved(loaded: _Loaded, tenant: str, cold: bool) -> CommGraphError | None:
     """Why a tenant the scorer does not serve cannot be scored (None: it may be, cold-started)."""
+    if tenant in loaded.elsewhere:  # (a shard of the store: the tenant has baselines, served by another scorer)
+        return CommGraphError(f"tenant {tenant!r} has a published snapshot in the store, but this scorer serves only "
+                              f"the tenants it was made for ({sorted(loaded.views)[:5]}); its mail is not scored as "
+                              "a tenant without one (every sender would look new). Score it with a scorer that "
+                              "loads it: add it to tenants= of Scorer.from_store (commgraph score --tenants)")
     if tenant in loaded.unloadable:  # (cold start is for tenants without baselines, not with unreadable ones)
         return CommGraphError(f"tenant {tenant!r} has a published snapshot that cannot be loaded "
                               f"({loaded.unloadable[tenant]}); its mail is not scored as a tenant without one "
@@ -86,6 +95,11 @@ def _unserved(loaded: _Loaded, tenant: str, cold: bool) -> CommGraphError | None
                               "Publish its baselines and reload, or pass cold_start=True (commgraph score "
                               "--cold-start) to score it with the global prior")
     return None
+
+
+def _elsewhere(store: SnapshotStore, tenants: list[str] | None) -> frozenset[str]:
+    """The store's tenants a scorer made for ``tenants`` (None: all of them) does not serve."""
+    return frozenset() if tenants is None else frozenset(store.tenants()) - frozenset(tenants)
 
 
 def _prepare(view: SnapshotView, *, lookalikes: bool = True) -> SnapshotView:
@@ -328,7 +342,7 @@ class Scorer:
                  tenant_configs: Iterable[TenantConfig | Mapping] | None = None, cold_start: bool = False,
                  secrets: Mapping[str, bytes] | None = None, _store: SnapshotStore | None = None,
                  _tenants: list[str] | None = None, _versions: dict[str, int | None] | None = None,
-                 _unloadable: Mapping[str, str] | None = None):
+                 _unloadable: Mapping[str, str] | None = None, _elsewhere: Iterable[str] = ()):
         self.signal_set = signal_set if signal_set is not None else SignalSet()
         if not isinstance(self.signal_set, SignalSet):
             raise ConfigError(f"The 'signal_set' parameter of Scorer must be a SignalSet. "
@@ -349,14 +363,15 @@ class Scorer:
         # snapshot, so a reload that brings a new one starts afresh).
         self._own: dict[str, bool] = {}
         self._loaded = self._make(dict(snapshots),
-                                  _versions if _versions is not None else {t: None for t in snapshots}, _unloadable)
+                                  _versions if _versions is not None else {t: None for t in snapshots}, _unloadable,
+                                  _elsewhere)
         self._plan = _OnePlan.of(self.signal_set)
         self._overlay = Overlay(_prepare)
         # Served views whose snapshot's refresh state was pruned before it could be mapped (see _hold_state)
         self._stateless: dict[int, SnapshotView] = {}
 
     def _make(self, snapshots: Mapping[str, Snapshot], versions: dict[str, int | None],
-              unloadable: Mapping[str, str] | None = None) -> _Loaded:
+              unloadable: Mapping[str, str] | None = None, elsewhere: Iterable[str] = ()) -> _Loaded:
         views = {}
         for tenant, snap in snapshots.items():
             if not isinstance(snap, Snapshot):
@@ -364,7 +379,7 @@ class Scorer:
                                   f"Got {type(snap).__name__} for tenant {tenant!r} instead.")
             snap.check_tenant(tenant)
             views[tenant] = _prepare(SnapshotView(snap, secret=self._keyings.get(tenant)))
-        return _Loaded.of(views, versions, unloadable)
+        return _Loaded.of(views, versions, unloadable, elsewhere)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -426,7 +441,8 @@ class Scorer:
                      secrets=secrets, _store=store, _tenants=None if tenants is None else wanted,
                      _versions=versions,  # each view prepared once
                      # (published, not loadable: refused at scoring, never cold-started)
-                     _unloadable={t: f"{type(e).__name__}: {e}" for t, e in failures.items()})
+                     _unloadable={t: f"{type(e).__name__}: {e}" for t, e in failures.items()},
+                     _elsewhere=_elsewhere(store, None if tenants is None else wanted))
         scorer._verify = verify
         return scorer
 
@@ -490,7 +506,8 @@ class Scorer:
                     if t in current.views:
                         versions[t] = current.versions.get(t)
             changed = sorted(t for t in versions if versions[t] != current.versions.get(t))
-            if not changed and not failed and set(wanted) == set(current.views):
+            elsewhere = _elsewhere(self._store, self._tenants)
+            if not changed and not failed and set(wanted) == set(current.views) and elsewhere == current.elsewhere:
                 return []
             views = {t: v for t, v in current.views.items() if t in versions and t not in changed}
             loaded = []
@@ -513,7 +530,7 @@ class Scorer:
             unloadable = {t: f"{type(e).__name__}: {e}" for t, (v, e) in failed.items()
                           if t not in views and (v is not None or self._store.current_problem(t) is not None)}
             # (a tenant never loaded has no version served: every reload tries it again, until it loads)
-            self._loaded = _Loaded.of(views, versions, unloadable)
+            self._loaded = _Loaded.of(views, versions, unloadable, elsewhere)
             live = {id(v) for v in views.values()}
             for replaced in [k for k in list(self._stateless) if k not in live]:  # (list: one atomic copy)
                 self._stateless.pop(replaced, None)

@@ -789,3 +789,39 @@ def test_a_tenant_configured_without_own_domains_is_scored_with_its_snapshot_s()
     got, expected = vip.score_one(message), plain.score_one(message)
     assert got.keys() == expected.keys()
     assert all(got[k] == expected[k] or (got[k] != got[k] and expected[k] != expected[k]) for k in got)  # (nan)
+
+
+def test_a_scorer_of_some_of_the_stores_tenants_refuses_the_others_mail_even_cold(tmp_path):
+    # Scorer.from_store(store, ["acme"], cold_start=True) (commgraph score --tenants acme --cold-start) scored the
+    # mail of globex, which has baselines in the store, as a tenant without any: every sender new, silently; without
+    # cold start its error advised publishing globex's baselines (they were) or cold start.
+    configs = [{"tenant_id": t, "own_domains": [f"{t}.com"]} for t in ("acme", "globex", "initech", "umbrella")]
+    rows = pd.DataFrame([{"tenant_id": t, "message_id": f"{t}-{i}", "timestamp": f"2024-05-0{1 + i}T09:00Z",
+                          "sender": "ann@vendor.com", "recipients": f"cy@{t}.com"}
+                         for t in ("acme", "globex", "umbrella") for i in range(3)])
+    built = build_baselines(validate(rows, tenants=configs), as_of="2024-05-05")
+    store = SnapshotStore(tmp_path)
+    for tenant in ("acme", "globex"):
+        store.publish(built[tenant])
+
+    def mail(tenant: str) -> dict:
+        return {"tenant_id": tenant, "message_id": "new", "timestamp": "2024-05-06T09:00Z",
+                "sender": "ann@vendor.com", "recipients": f"cy@{tenant}.com"}
+
+    refused = "'globex' has a published snapshot in the store, but this scorer serves only the tenants it was made for"
+    for cold in (True, False):
+        shard = Scorer.from_store(store, ["acme"], tenant_configs=configs, cold_start=cold)
+        with pytest.raises(CommGraphError, match=refused):
+            shard.score(pd.DataFrame([mail("globex")]))
+        with pytest.raises(CommGraphError, match=refused):
+            shard.score_one(mail("globex"))
+        assert shard.score_one(mail("acme"))["sender_is_new"] == 0
+    # A tenant the store does not hold is cold-started, as before; one published later is refused after a reload.
+    assert shard.cold_start is False and Scorer.from_store(store, ["acme"], tenant_configs=configs, cold_start=True
+                                                           ).score_one(mail("initech"))["sender_is_new"] == 1
+    shard = Scorer.from_store(store, ["acme"], tenant_configs=configs, cold_start=True)
+    assert shard.score_one(mail("umbrella"))["sender_is_new"] == 1
+    store.publish(built["umbrella"])
+    assert shard.reload() == []
+    with pytest.raises(CommGraphError, match="'umbrella' has a published snapshot in the store"):
+        shard.score_one(mail("umbrella"))
