@@ -496,8 +496,11 @@ def run_explain_command(args: argparse.Namespace) -> int:
                     raise CommGraphError(f"{column} {message[column]!r} is refused ({reason.value}): "
                                          f"{parsed.fixes[reason]}")
                 message[column] = parsed.values.iloc[0].isoformat()
-    scorer = Scorer.from_store(SnapshotStore(args.store), tenants=[args.tenant], secrets=_scoring_secrets(args.secrets),
-                               tenant_configs=_tenant_configs(args))
+    store = SnapshotStore(args.store)
+    # A tenant without a snapshot, explained cold: against the global prior of the store's tenants, as score reads it.
+    alone = not args.cold_start or args.tenant in store.tenants()
+    scorer = Scorer.from_store(store, tenants=[args.tenant] if alone else None, cold_start=args.cold_start,
+                               secrets=_scoring_secrets(args.secrets), tenant_configs=_tenant_configs(args))
     explanation = explain(message, scorer)
     with pd.option_context("display.max_colwidth", 120, "display.width", 200):
         print(explanation)
@@ -530,6 +533,8 @@ def add_explain_command(subparsers) -> argparse.ArgumentParser:
     add_time_options(p)
     _add_format_options(p)
     _add_tenant_config_option(p)
+    p.add_argument("--cold-start", dest="cold_start", action="store_true",
+                   help="explain a tenant without a snapshot against the global prior instead of failing")
     p.add_argument("--secrets", help=_SECRETS_HELP)
     p.set_defaults(func=run_explain_command)
     return p

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import warnings
 from typing import Any, Mapping
 
 import pandas as pd
@@ -190,9 +191,16 @@ class Explanation:
             raise ConfigError(f"no signal {signal!r} in this explanation; signals: {list(self.frame['signal'])[:5]}...")
         return str(rows.iloc[0])
 
+    def _against(self) -> str:
+        """What the evidence is read from: the snapshot as of when, or none (cold start)."""
+        as_of = self.message.get("snapshot_as_of")
+        return "no snapshot: cold start, the global prior" if as_of is None else \
+            f"the snapshot as of {_fmt(pd.Timestamp(as_of))} UTC"
+
     def __repr__(self) -> str:
         head = (f"Explanation of {self.message['message_id']!r} from {self.message['sender']} to "
-                f"{', '.join(self.message['recipients'])} (tenant {self.message['tenant_id']!r})")
+                f"{', '.join(self.message['recipients'])} (tenant {self.message['tenant_id']!r}; sent "
+                f"{_fmt(pd.Timestamp(self.message['timestamp']))} UTC; against {self._against()})")
         lines = [f"  {r.signal} = {_fmt(r.value)}: {r.sentence}" for r in self.frame.itertuples()]
         return "\n".join([head, *lines])
 
@@ -204,12 +212,13 @@ class Explanation:
         m = self.message
         return (f"<div><b>Explanation</b> of <code>{html.escape(str(m['message_id']))}</code> from "
                 f"<code>{html.escape(m['sender'])}</code> to {html.escape(', '.join(m['recipients']))} "
-                f"(tenant {html.escape(m['tenant_id'])}, {html.escape(m['timestamp'])})"
+                f"(tenant {html.escape(m['tenant_id'])}, sent {html.escape(m['timestamp'])}; against "
+                f"{html.escape(self._against())})"
                 "<table><tr><th>signal</th><th>value</th><th>why</th><th>evidence</th></tr>"
                 f"{rows}</table></div>")
 
 
-def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start: bool = False,
+def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start: bool | None = None,
             secret: bytes | None = None) -> Explanation:
     """Explain every signal of one message: its value, the baseline evidence and one sentence.
 
@@ -219,8 +228,9 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
         One message in the contract (as for :meth:`Scorer.score_one`).
     scorer : Scorer or Snapshot
         What the engine scores with, or the tenant's snapshot.
-    cold_start : bool, default False
-        Explain a tenant without a snapshot against the global prior.
+    cold_start : bool, optional
+        Explain a tenant without a snapshot against the global prior (default:
+        as the scorer scores, :class:`Scorer`'s ``cold_start``).
     secret : bytes, optional
         The tenant's secret when ``scorer`` is a privacy-mode snapshot (a
         :class:`Scorer` holds its tenants' secrets). Privacy-mode snapshots
@@ -232,7 +242,18 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
     Returns
     -------
     Explanation
-        Readable in a notebook (``_repr_html_``); ``.frame`` holds the table.
+        Readable in a notebook (``_repr_html_``); ``.frame`` holds the table;
+        both name the snapshot's ``as_of`` the evidence is read from.
+
+    Warns
+    -----
+    UserWarning
+        When the message was sent before the snapshot's ``as_of``: the
+        baselines then count the message itself and the mail after it, so the
+        values can differ from what the engine scored when the message
+        arrived (a first contact then is no first contact now). For those,
+        read :func:`backfill` with ``mode="as_deployed"``, or explain against
+        the version served then (``SnapshotStore.load(tenant, version=...)``).
 
     Examples
     --------
@@ -251,7 +272,7 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
     if not isinstance(scorer, Scorer):
         raise ConfigError(f"The 'scorer' parameter of explain must be a Scorer or a Snapshot. "
                           f"Got {type(scorer).__name__} instead.")
-    values = scorer.score_one(message, cold_start=cold_start)
+    values = scorer.score_one(message, cold_start=cold_start)  # (None: the scorer's cold_start)
     m = parse_one(message, scorer._registrable_domain, scorer._is_own, scorer._own_domains_known, scorer._loaded.keys)
     view = scorer._view(scorer._loaded, m.tenant_id)  # with the mail the scorer observed, as score_one read it
     if view is None:
@@ -259,6 +280,13 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
 
         view = SnapshotView(None, tenant_id=m.tenant_id, global_priors=scorer._loaded.global_priors)
     cold = view.snapshot is None
+    sent = pd.Timestamp(m.timestamp, tz="UTC")
+    if not cold and sent < view.snapshot.as_of:
+        warnings.warn(f"message {m.message_id!r} was sent at {sent.isoformat()}, before the snapshot's as_of "
+                      f"({view.snapshot.as_of.isoformat()}): its baselines count the message itself and the mail "
+                      "after it, so these values can differ from what the engine scored when it arrived. For those, "
+                      "read the engine's log or a backfill (mode='as_deployed'), or explain against the version "
+                      "served then (an older version the store keeps)", UserWarning, stacklevel=2)
     privacy = not cold and bool(view.snapshot.config.privacy)  # no stored strings: counts, times and keys only
     sender = None if cold else _row(view, "sender", m.sender_key)
     domain = None if cold else _row(view, "sender_domain", m.sender_domain_key)
@@ -335,7 +363,7 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
         rows.append({"signal": spec.name, "value": v, "evidence": ev, "sentence": sentence})
     summary = {"tenant_id": m.tenant_id, "message_id": m.message_id, "sender": m.sender,
                "sender_domain": m.sender_domain, "recipients": list(m.recipients),
-               "timestamp": pd.Timestamp(m.timestamp, tz="UTC").isoformat(),
+               "timestamp": sent.isoformat(),
                "snapshot_as_of": None if cold else view.snapshot.as_of.isoformat()}
     frame = pd.DataFrame(rows, columns=["signal", "value", "evidence", "sentence"])
     frame["value"] = pd.Series([r["value"] for r in rows], dtype=object)  # ints stay ints

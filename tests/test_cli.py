@@ -246,3 +246,17 @@ def test_validate_names_each_problem_s_row_with_its_file(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "invalid_recipient:" in line]
     assert [line.split(": ")[0].strip() for line in lines] == [f"{tmp_path / 'a.csv'} row 0",
                                                                f"{tmp_path / 'b.csv'} row 0"], lines
+
+
+def test_explain_of_a_tenant_without_a_snapshot_with_cold_start(tmp_path, capsys):
+    # commgraph explain had no --cold-start: a tenant without baselines could not be explained as score scores it.
+    run_refresh(frame(), store=tmp_path / "store", as_of="2024-05-04", tenant_configs=ACME)
+    other = frame(tenant_id="initech", recipients="cy@initech.com")
+    other.to_csv(tmp_path / "other.csv", index=False)
+    explain = ["explain", "--store", str(tmp_path / "store"), "--input", str(tmp_path / "other.csv"),
+               "--tenant", "initech", "--message-id", "m3"]
+    assert main(explain) != 0
+    capsys.readouterr()
+    assert main([*explain, "--cold-start"]) == 0
+    out = capsys.readouterr().out
+    assert "against no snapshot: cold start" in out and "sender_is_new = 1" in out, out

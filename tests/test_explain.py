@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from commgraph.baselines import build_baselines
-from commgraph.graph import ConfigError, validate
+from commgraph.graph import CommGraphError, ConfigError, validate
 from commgraph.signals import Scorer, SignalSet, explain
 
 TENANTS = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
@@ -171,3 +171,43 @@ def test_a_privacy_snapshot_is_explained_with_the_message_s_own_strings() -> Non
     assert "'acme.com'" in plain.loc["lookalike_domain_distance", "sentence"]
     assert plain.loc["lookalike_domain_is_close", "sentence"] == "acrne.com looks like 'acme.com' and is not an " \
                                                                   "established contact."
+
+
+def test_explain_says_which_snapshot_and_warns_of_a_message_it_already_counts() -> None:
+    # The false-positive hunt: a message flagged yesterday, explained after the nightly refresh, read baselines
+    # that count it (pair_is_first_contact 1 when scored, 0 explained) without a word, the snapshot's as_of unnamed.
+    import warnings
+
+    tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    mail = pd.DataFrame({"tenant_id": "acme", "message_id": ["1", "2"],
+                         "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z"],
+                         "sender": ["ann@vendor.com", "eve@new.com"], "recipients": "cy@acme.com"})
+    messages = validate(mail, tenants=tenants)
+    flagged = mail.iloc[1].to_dict()
+    then = Scorer(build_baselines(messages, as_of="2024-05-02T00:00Z"), tenant_configs=tenants)
+    now = Scorer(build_baselines(messages, as_of="2024-05-03T00:00Z"), tenant_configs=tenants)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        e = explain(flagged, then)  # sent after that snapshot: no warning
+    assert "against the snapshot as of 2024-05-02 00:00 UTC" in repr(e).splitlines()[0]
+    assert "against the snapshot as of 2024-05-02 00:00 UTC" in e._repr_html_()
+    assert e.frame.set_index("signal").loc["pair_is_first_contact", "value"] == 1
+    with pytest.warns(UserWarning, match=r"message '2' was sent at 2024-05-02T09:00:00\+00:00, before the "
+                                         r"snapshot's as_of \(2024-05-03T00:00:00\+00:00\)"):
+        later = explain(flagged, now)
+    assert "against the snapshot as of 2024-05-03 00:00 UTC" in repr(later).splitlines()[0]
+
+
+def test_explain_follows_the_scorers_cold_start() -> None:
+    # explain(message, scorer) passed its own cold_start=False: it refused a tenant the same scorer scores cold.
+    tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}, {"tenant_id": "new", "own_domains": ["new.com"]}]
+    history = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["1"], "timestamp": ["2024-05-01T09:00Z"],
+                                     "sender": "ann@vendor.com", "recipients": "cy@acme.com"}), tenants=tenants)
+    scorer = Scorer(build_baselines(history, as_of="2024-05-02"), tenant_configs=tenants, cold_start=True)
+    message = {"tenant_id": "new", "message_id": "1", "timestamp": "2024-05-03T10:00Z", "sender": "boss@gmail.com",
+               "recipients": "a@new.com"}
+    e = explain(message, scorer)
+    assert e.frame.set_index("signal").loc["sender_is_new", "value"] == scorer.score_one(message)["sender_is_new"] == 1
+    assert "against no snapshot: cold start" in repr(e).splitlines()[0]
+    with pytest.raises(CommGraphError, match="no snapshot for tenant 'new'"):
+        explain(message, scorer, cold_start=False)
