@@ -53,7 +53,10 @@ class TenantConfig:
         Domains the tenant owns; subdomains count too (``mail.acme.com`` is
         internal when ``acme.com`` is). Decides ``direction`` when it is not given.
     vip_addresses : tuple of str, optional
-        Executives and other high-value mailboxes.
+        Executives and other high-value mailboxes, normalised and checked as
+        addresses, kept with the configuration for the detector's own rules
+        (a message to a VIP, a display name of one). No built-in signal and no
+        baseline reads them: the signals are the same with or without them.
     name : str, optional
         A human-readable name for reports.
 
