@@ -872,6 +872,11 @@ def build_graph(
         # The domains validation decided direction by: a node is internal exactly when they say so.
         own = tuple(sorted(validated_own[tenant_id]))
     ts = _ns(edges["timestamp"], "timestamp")
+    sender_key = _keys(edges["sender_key"], "sender_key")
+    recipient_key = _keys(edges["recipient_key"], "recipient_key")
+    # Decided on the rows as given: the tenant and time masks may leave copies of a message validated apart
+    # looking like one Messages' edges (a number each, in order), and each copy would count.
+    index_exact = per_message or _index_matches_ids(edges, sender_key, recipient_key, ts)
     if as_of_ts is not None:
         in_time = ts < as_of_ts.value
         if window_td is not None:
@@ -881,10 +886,8 @@ def build_graph(
     def take(values: np.ndarray) -> np.ndarray:
         return values if mask is None else values[mask]
 
-    sender_key = take(_keys(edges["sender_key"], "sender_key"))
-    recipient_key = take(_keys(edges["recipient_key"], "recipient_key"))
-    ts = take(ts)
-    message = _message_numbers(edges, mask, per_message, sender_key, recipient_key, ts)
+    sender_key, recipient_key, ts = take(sender_key), take(recipient_key), take(ts)
+    message = _message_numbers(edges, mask, per_message, index_exact, sender_key, recipient_key, ts)
 
     # Labels of the edges: per message (Messages) or per row (edges frame); -1 = none or not yet known.
     label = None
@@ -1227,16 +1230,17 @@ def _row_facts(src: np.ndarray, dst: np.ndarray, message: np.ndarray, direction:
     return sent, (_internal_seeds(src, dst, direction, n) if direction is not None else None)
 
 
-def _message_numbers(edges: pd.DataFrame, mask: np.ndarray | None, per_message: bool, sender_key: np.ndarray,
-                     recipient_key: np.ndarray, ts: np.ndarray) -> np.ndarray:
+def _message_numbers(edges: pd.DataFrame, mask: np.ndarray | None, per_message: bool, index_exact: bool,
+                     sender_key: np.ndarray, recipient_key: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Each kept row's message as an int64 number: rows of one message, and only they, share one.
 
     From :class:`Messages`, ``message_index`` (the message's row) is exact. An edges
     frame may be a concatenation of ``Messages.edges()`` of chunks, where
     ``message_index`` restarts in every chunk: with ``message_id`` the messages are
     numbered by it (the tenant's rows only, so ids of other tenants never merge),
-    ``message_index`` serving only when it agrees with it, and rows of one id that
-    cannot be one message's (copies validated apart) refused; without ``message_id``, a
+    ``message_index`` serving only when ``index_exact`` (it agrees with the ids on the
+    whole frame, :func:`_index_matches_ids`), and rows of one id that cannot be one
+    message's (copies validated apart) refused; without ``message_id``, a
     ``message_index`` shared by rows of several senders or timestamps is refused.
     """
     def take(column: str) -> pd.Series:
@@ -1256,21 +1260,43 @@ def _message_numbers(edges: pd.DataFrame, mask: np.ndarray | None, per_message: 
         rows = ids.index[ids.isna().to_numpy()][:5].tolist()
         raise SchemaError([Problem("message_id", ReasonCode.MISSING_VALUE, rows=rows,
                                    fix="fill message_id (it numbers the messages sent), or build from Messages")])
-    if has_index and _index_matches_ids(message, ids):
+    if has_index and index_exact:
         return message  # the common case (one Messages' edges): no hashing of the ids
     message = pd.factorize(ids)[0].astype(np.int64)
     _check_message_ids(message, sender_key, recipient_key, ts, ids)
     return message
 
 
-def _index_matches_ids(message: np.ndarray, ids: pd.Series) -> bool:
-    """Whether sorted ``message`` numbers change exactly where the (adjacent) ids change."""
+def _index_matches_ids(edges: pd.DataFrame, sender_key: np.ndarray, recipient_key: np.ndarray,
+                       ts: np.ndarray) -> bool:
+    """Whether an edges frame's ``message_index`` numbers its messages as ``message_id`` does (no id hashing).
+
+    The frame's rows as given (``sender_key``, ``recipient_key``, ``ts`` aligned with
+    them): the numbers must be sorted and change exactly where the adjacent ids change,
+    and the rows of each number must have one sender and time and name each recipient
+    once. Concatenated edges of parts restart their numbers, so are out of order, except
+    where a part holds one message: the next part's first message shares its number,
+    and with it its id when it is a copy, whose rows then name its recipients twice (or
+    differ in sender or time). Any rows of a frame that passes are numbered right too.
+    """
+    if "message_index" not in edges.columns or "message_id" not in edges.columns:
+        return False
+    message = edges["message_index"].to_numpy(dtype=np.int64)
     if len(message) < 2:
         return True
     if (message[1:] < message[:-1]).any():
         return False
+    same = message[1:] == message[:-1]
+    ids = edges["message_id"]
     same_id = ids.iloc[1:].reset_index(drop=True).eq(ids.iloc[:-1].reset_index(drop=True))
-    return bool(np.array_equal(same_id.to_numpy(dtype=bool, na_value=False), message[1:] == message[:-1]))
+    if not np.array_equal(same_id.to_numpy(dtype=bool, na_value=False), same):
+        return False
+    if (same & ((sender_key[1:] != sender_key[:-1]) | (ts[1:] != ts[:-1]))).any():
+        return False
+    # A recipient named twice by one number: equal (number, recipient) pairs have equal fingerprints (a
+    # collision only sends the frame to the ids' exact check), and sorting integers is cheaper than hashing ids.
+    fingerprint = np.sort(recipient_key ^ (message.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+    return not bool((fingerprint[1:] == fingerprint[:-1]).any())
 
 
 def _check_message_index(message: np.ndarray, sender_key: np.ndarray, ts: np.ndarray, index: pd.Index) -> None:
