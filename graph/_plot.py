@@ -101,6 +101,10 @@ def plot_degree_distribution(G: CommGraph, *, direction: Literal["in", "out", "b
                              weighted: bool = False, ax: Any = None) -> Any:
     """Complementary cumulative distribution of node degrees, log-log.
 
+    The curve at ``x`` is the share of all the graph's nodes whose degree is at
+    least ``x``. A log axis has no 0, so nodes of degree 0 are not drawn: the
+    curve starts below 1 when there are any, and the legend says how many.
+
     Parameters
     ----------
     G : CommGraph
@@ -119,8 +123,13 @@ def plot_degree_distribution(G: CommGraph, *, direction: Literal["in", "out", "b
     >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
     ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com; c@t.com"],
     ...     "direction": "internal"})))
-    >>> plot_degree_distribution(g).axes[0].get_xlabel()
+    >>> ax = plot_degree_distribution(g, direction="in").axes[0]
+    >>> ax.get_xlabel()
     'distinct correspondents'
+    >>> ax.get_lines()[0].get_ydata().tolist()  # 2 of the 3 nodes received mail (from 1 correspondent)
+    [0.6666666666666666]
+    >>> ax.get_legend().get_texts()[0].get_text()
+    'in (heard from); 1 node at 0'
     """
     from ._metrics import in_degree, out_degree
 
@@ -138,13 +147,15 @@ def plot_degree_distribution(G: CommGraph, *, direction: Literal["in", "out", "b
         if not len(deg):
             continue
         values, first = np.unique(deg, return_index=True)
-        ccdf = 1.0 - first / len(deg)
-        ax.step(values, ccdf, where="post", label=label)
+        # Shares of all nodes, as the axis says: over those of degree > 0 alone, the curve always began at 1.
+        ccdf = (len(deg) - first) / G.n_nodes
+        zero = G.n_nodes - len(deg)
+        ax.step(values, ccdf, where="post", label=f"{label}; {zero:,} node{'s' if zero != 1 else ''} at 0")
         drawn += 1
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("messages" if weighted else "distinct correspondents")
-    ax.set_ylabel("share of nodes with at least x")
+    ax.set_ylabel("share of all nodes with at least x")
     ax.set_title(f"Degree distribution, tenant {G.tenant_id} ({G.n_nodes:,} nodes)")
     if drawn:
         ax.legend()

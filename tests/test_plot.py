@@ -63,3 +63,26 @@ def test_plots_of_a_graph_without_mail_say_so_without_a_warning(graph):
         assert _png(fig).startswith(b"\x89PNG")
     assert [t.get_text() for t in fig.axes[0].texts] == ["no mail in this graph"]
     assert fig.axes[0].get_legend() is None
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_degree_distribution_gives_shares_of_all_nodes_as_networkx_counts_them(graph, weighted):
+    # Before: the curve was the share among nodes of degree > 0 only, so it began at 1.0 (a tenant where 282 of
+    # 736 nodes received mail read 1.0 at in-degree 1) under an axis saying "share of nodes".
+    newsletters = validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1", "2", "3"],
+                                         "timestamp": ["2024-01-01T00:00Z"] * 3,
+                                         "sender": ["n1@x.com", "n2@y.com", "n3@z.com"], "recipients": "ann@t.com"}),
+                           tenants=[{"tenant_id": "t", "own_domains": ["t.com"]}])
+    for g in (graph, build_graph(newsletters)):
+        nxg = g.to_networkx()
+        fig = plot_degree_distribution(g, weighted=weighted)
+        ax = fig.axes[0]
+        for line, degree in zip(ax.get_lines(), (nxg.out_degree, nxg.in_degree)):  # (out is drawn first)
+            deg = pd.Series(dict(degree(weight="count" if weighted else None)))
+            assert len(deg) == g.n_nodes
+            for x, y in zip(line.get_xdata(), line.get_ydata()):
+                assert y == pytest.approx((deg >= x).mean())
+            zero = int((deg == 0).sum())
+            assert line.get_label().endswith(f"; {zero} node{'s' if zero != 1 else ''} at 0")
+        assert ax.get_ylabel() == "share of all nodes with at least x"
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [ln.get_label() for ln in ax.get_lines()]
