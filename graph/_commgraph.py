@@ -169,8 +169,28 @@ class CommGraph:
 
     @property
     def n_messages(self) -> int:
-        """Number of messages sent by the nodes (each message counted once, whatever its recipients)."""
-        return int(self.nodes["sent"].sum())
+        """Number of messages on the graph's edges (each message counted once, whatever its recipients).
+
+        Per sender, its messages sent (``nodes['sent']``), but no more than its edges
+        carry (the sum of their counts): in a graph from :func:`build_graph` the two
+        agree, while in a subgraph (:meth:`subgraph`, :meth:`ego`,
+        :meth:`internal_subgraph`), whose nodes keep their whole-tenant ``sent``,
+        only the messages on the kept edges count. That is exact for a sender that
+        keeps all its correspondents or one of them; one that keeps some of several
+        may count a message it sent to several kept nodes more than once (the graph
+        holds no message ids), never more than it sent.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1", "2"],
+        ...     "timestamp": ["2024-01-01T00:00Z"] * 2, "sender": ["a@t.com"] * 2,
+        ...     "recipients": ["b@t.com; c@t.com", "c@t.com"], "direction": "internal"})))
+        >>> g.n_messages, g.subgraph(["a@t.com", "b@t.com"]).n_messages, g.ego("c@t.com").n_messages
+        (2, 1, 2)
+        """
+        on_edges = np.bincount(self._row_of_edge(), weights=self.adjacency.data, minlength=self.n_nodes)
+        return int(np.minimum(self.nodes["sent"].to_numpy(dtype=np.int64), on_edges).sum())
 
     @property
     def nbytes(self) -> int:
@@ -462,7 +482,8 @@ class CommGraph:
     def subgraph(self, nodes: Any) -> "CommGraph":
         """The sub-graph induced by some nodes (every edge among them), as a new CommGraph.
 
-        Node rows keep their whole-tenant attributes (``sent``, ``first_seen``, ...).
+        Node rows keep their whole-tenant attributes (``sent``, ``first_seen``, ...);
+        :attr:`n_messages` counts the messages on the kept edges.
 
         Examples
         --------
