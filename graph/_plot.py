@@ -38,6 +38,10 @@ def plot_ego(G: CommGraph, address: str, radius: int = 1, *, ax: Any = None, max
              random_state: int = 0) -> Any:
     """Draw the neighbourhood of one address: internal nodes blue, external orange, width ~ log(count).
 
+    The centre is red; a legend names the colours. The title gives the centre, its
+    tenant and how many correspondents (nodes other than the centre) lie within
+    ``radius`` hops, with how many are shown when ``max_nodes`` cuts them.
+
     Parameters
     ----------
     G : CommGraph
@@ -65,6 +69,11 @@ def plot_ego(G: CommGraph, address: str, radius: int = 1, *, ax: Any = None, max
     >>> fig = plot_ego(g, "a@t.com")
     >>> type(fig).__name__
     'Figure'
+    >>> print(fig.axes[0].get_title())
+    a@t.com (tenant t)
+    1 correspondent within 1 hop
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ['centre', 'external']
     """
     import networkx as nx
 
@@ -73,6 +82,7 @@ def plot_ego(G: CommGraph, address: str, radius: int = 1, *, ax: Any = None, max
         raise ConfigError(f"The 'max_nodes' parameter of plot_ego must be an int >= 1. Got {max_nodes!r} instead.")
     ego = G.ego(address, radius)
     centre = ego.node_id(address)
+    correspondents = ego.n_nodes - 1  # (the centre is none of its own)
     if ego.n_nodes > max_nodes:
         busy = ego.nodes["sent"].to_numpy() + ego.nodes["received"].to_numpy()
         busy[centre] = np.iinfo(np.int64).max
@@ -91,10 +101,45 @@ def plot_ego(G: CommGraph, address: str, radius: int = 1, *, ax: Any = None, max
                            node_size=sizes.tolist())
     nx.draw_networkx_nodes(nxg, pos, nodelist=names, ax=ax, node_color=colours, node_size=sizes.tolist())
     nx.draw_networkx_labels(nxg, pos, ax=ax, font_size=7)
-    ax.set_title(f"{address}: {ego.n_nodes} correspondents within {radius} hop{'s' if radius != 1 else ''} "
-                 f"(tenant {G.tenant_id})")
+    ax.legend(handles=_legend_handles(internal, centre), loc="best", fontsize=7)
+    ax.set_title(_ego_title(address, G.tenant_id, correspondents, ego.n_nodes - 1, radius), fontsize=10)
     ax.set_axis_off()
     return fig
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'s' if n != 1 else ''}"
+
+
+def _ego_title(address: str, tenant_id: str | None, correspondents: int, shown: int, radius: int,
+               width: int = 60) -> str:
+    """The title of :func:`plot_ego`, wrapped to ``width`` characters: a long address ran past the figure.
+
+    Examples
+    --------
+    >>> print(_ego_title("ann@acme.com", "acme", 28, 4, 1))
+    ann@acme.com (tenant acme)
+    showing 4 of 28 correspondents within 1 hop (the busiest)
+    """
+    import textwrap
+
+    within = f"within {_plural(radius, 'hop')}"
+    if shown < correspondents:
+        count = f"showing {shown:,} of {correspondents:,} correspondents {within} (the busiest)"
+    else:
+        count = f"{_plural(correspondents, 'correspondent')} {within}"
+    return "\n".join(textwrap.fill(line, width) for line in (f"{address} (tenant {tenant_id})", count))
+
+
+def _legend_handles(internal: np.ndarray, centre: int) -> list:
+    """Legend entries for the colours of :func:`plot_ego`: the centre, and internal and external nodes present."""
+    from matplotlib.lines import Line2D
+
+    others = np.delete(internal, centre)
+    kinds = [("centre", "tab:red", True), ("internal", "tab:blue", others.any()),
+             ("external", "tab:orange", (~others).any())]
+    return [Line2D([], [], linestyle="", marker="o", color=colour, label=label)
+            for label, colour, present in kinds if present]
 
 
 def plot_degree_distribution(G: CommGraph, *, direction: Literal["in", "out", "both"] = "both",
