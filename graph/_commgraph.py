@@ -21,7 +21,7 @@ import scipy as sp
 from ._addresses import parse_addresses
 from ._background import submit
 from ._csr import PairGroups, edge_label_counts, edge_times, group_pairs, index_dtype
-from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError, checked_int
+from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError, checked_int, plural
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
 from ._tenants import InferredOwnDomainsWarning, infer_own_domains, normalise_own_domain
@@ -673,25 +673,26 @@ class CommGraph:
         top = self.nodes.iloc[order][["address", "domain", "internal", "sent", "received"]]
         return top.assign(messages=total[order]).reset_index(drop=True)
 
-    def __repr__(self) -> str:
+    def _sizes(self) -> str:
+        """``1 node (1 internal), 0 edges, 0 messages``: each count singular at 1."""
         n_int = int(self.nodes["internal"].sum()) if self.n_nodes else 0
+        return (f"{plural(self.n_nodes, 'node')} ({n_int:,} internal), {plural(self.n_edges, 'edge')}, "
+                f"{plural(self.n_messages, 'message')}")
+
+    def __repr__(self) -> str:
         top = self.top_correspondents(3)
         shown = ", ".join(f"{a} ({m:,})" for a, m in zip(top["address"], top["messages"]))
         extra = ""
         if self.as_of is not None:
             extra = f"; as of {self.as_of:%Y-%m-%d %H:%M} UTC" + (f", window {_short(self.window)}" if self.window
                                                                      else "")
-        return (f"CommGraph(tenant {self.tenant_id!r}: {self.n_nodes:,} node{'s' if self.n_nodes != 1 else ''} "
-                f"({n_int:,} internal), {self.n_edges:,} edge{'s' if self.n_edges != 1 else ''}, "
-                f"{self.n_messages:,} message{'s' if self.n_messages != 1 else ''}; {self._span()}{extra}"
+        return (f"CommGraph(tenant {self.tenant_id!r}: {self._sizes()}; {self._span()}{extra}"
                 + (f"; top correspondents: {shown}" if shown else "") + ")")
 
     def _repr_html_(self) -> str:
-        n_int = int(self.nodes["internal"].sum()) if self.n_nodes else 0
         as_of = "" if self.as_of is None else f", as of {html.escape(str(self.as_of))}" + (
             f", window {_short(self.window)}" if self.window else "")
-        return (f"<div><b>CommGraph</b> tenant {html.escape(repr(self.tenant_id))}: {self.n_nodes:,} nodes "
-                f"({n_int:,} internal), {self.n_edges:,} edges, {self.n_messages:,} messages "
+        return (f"<div><b>CommGraph</b> tenant {html.escape(repr(self.tenant_id))}: {self._sizes()} "
                 f"({html.escape(self._span())}{as_of})"
                 f"<p>Top correspondents:</p>{self.top_correspondents(10).to_html(index=False)}</div>")
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._commgraph import CommGraph
-from ._errors import CommGraphError, ConfigError
+from ._errors import CommGraphError, ConfigError, plural
 
 __all__ = ["plot_ego", "plot_degree_distribution"]
 
@@ -107,10 +107,6 @@ def plot_ego(G: CommGraph, address: str, radius: int = 1, *, ax: Any = None, max
     return fig
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'s' if n != 1 else ''}"
-
-
 def _ego_title(address: str, tenant_id: str | None, correspondents: int, shown: int, radius: int,
                width: int = 60) -> str:
     """The title of :func:`plot_ego`, wrapped to ``width`` characters: a long address ran past the figure.
@@ -123,11 +119,11 @@ def _ego_title(address: str, tenant_id: str | None, correspondents: int, shown: 
     """
     import textwrap
 
-    within = f"within {_plural(radius, 'hop')}"
+    within = f"within {plural(radius, 'hop')}"
     if shown < correspondents:
         count = f"showing {shown:,} of {correspondents:,} correspondents {within} (the busiest)"
     else:
-        count = f"{_plural(correspondents, 'correspondent')} {within}"
+        count = f"{plural(correspondents, 'correspondent')} {within}"
     return "\n".join(textwrap.fill(line, width) for line in (f"{address} (tenant {tenant_id})", count))
 
 
@@ -195,7 +191,7 @@ def plot_degree_distribution(G: CommGraph, *, direction: Literal["in", "out", "b
         # Shares of all nodes, as the axis says: over those of degree > 0 alone, the curve always began at 1.
         ccdf = (len(deg) - first) / G.n_nodes
         zero = G.n_nodes - len(deg)
-        ax.step(values, ccdf, where="post", label=f"{label}; {zero:,} node{'s' if zero != 1 else ''} at 0")
+        ax.step(values, ccdf, where="post", label=f"{label}; {plural(zero, 'node')} at 0")
         drawn += 1
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -206,6 +206,23 @@ def test_repr_and_html(messages):
 
 
 
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_html_views_word_their_counts_as_the_reprs_do(n):
+    # Before: the notebook views said "1 tenants" (Messages) and "1 nodes, 1 edges, 1 messages" (CommGraph)
+    # where the reprs said "1 tenant".
+    m = validate(pd.DataFrame({"tenant_id": "t", "message_id": [str(i) for i in range(n)], "direction": "internal",
+                               "timestamp": "2024-05-01T09:00Z", "sender": [f"a{i}@t.com" for i in range(n)],
+                               "recipients": [f"a{i}@t.com" for i in range(n)]}))  # (n self-loops)
+    counts = ", ".join(f"{n} {word}{'s' if n != 1 else ''}" for word in ("message", "edge")) + ", 1 tenant"
+    assert repr(m).startswith(f"Messages({counts}, 0 rejects;")
+    assert m._repr_html_().startswith(f"<div><b>Messages</b>: {counts}, 0 rejects (")
+    g = build_graph(m)
+    counts = f"{n} node{'s' if n != 1 else ''} ({n} internal), {n} edge{'s' if n != 1 else ''}, {n} message" + \
+        ("s" if n != 1 else "")
+    assert repr(g).startswith(f"CommGraph(tenant 't': {counts}; ")
+    assert g._repr_html_().startswith(f"<div><b>CommGraph</b> tenant &#x27;t&#x27;: {counts} (")
+
 def test_subgraph_counts_the_messages_on_its_edges_as_pandas_does(messages):
     # Before: a subgraph's n_messages (and repr) was what its nodes sent to anyone in the whole tenant ("2 nodes,
     # 3 edges, 3,145 messages" on Enron) beside its own edges and times. Now the messages on its edges: exact
