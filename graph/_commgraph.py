@@ -95,6 +95,9 @@ class CommGraph:
         The tenant's own domains used to mark nodes internal (given, those
         validation used, or guessed for a tenant whose mail is all inbound);
         ``None`` when internal was inferred from ``direction``.
+    messages_exact : bool, default True
+        Whether :attr:`n_messages` is exact: False for a subgraph where a sender
+        keeps some but not all of several correspondents (see :attr:`n_messages`).
 
     Attributes
     ----------
@@ -130,12 +133,12 @@ class CommGraph:
     """
 
     __slots__ = ("nodes", "adjacency", "edge_first_seen", "edge_last_seen", "edge_label_counts",
-                 "tenant_id", "as_of", "window", "own_domains", "_cache")
+                 "tenant_id", "as_of", "window", "own_domains", "messages_exact", "_cache")
 
     def __init__(self, nodes: pd.DataFrame, adjacency: Any, edge_first_seen: np.ndarray,
                  edge_last_seen: np.ndarray, edge_label_counts: np.ndarray, *, tenant_id: str | None = None,
                  as_of: pd.Timestamp | None = None, window: pd.Timedelta | None = None,
-                 own_domains: tuple[str, ...] | None = None):
+                 own_domains: tuple[str, ...] | None = None, messages_exact: bool = True):
         self.nodes = nodes
         self.adjacency = adjacency
         self.edge_first_seen = edge_first_seen
@@ -145,12 +148,14 @@ class CommGraph:
         self.as_of = as_of
         self.window = window
         self.own_domains = own_domains
+        self.messages_exact = messages_exact
         self._cache: dict[str, Any] = {}
 
     def __getstate__(self) -> dict:
         return {s: getattr(self, s) for s in self.__slots__ if s != "_cache"}
 
     def __setstate__(self, state: dict) -> None:
+        self.messages_exact = True  # (a graph pickled before the attribute was a whole tenant's)
         for k, v in state.items():
             setattr(self, k, v)
         self._cache = {}
@@ -178,7 +183,8 @@ class CommGraph:
         only the messages on the kept edges count. That is exact for a sender that
         keeps all its correspondents or one of them; one that keeps some of several
         may count a message it sent to several kept nodes more than once (the graph
-        holds no message ids), never more than it sent.
+        holds no message ids), never more than it sent: then :attr:`messages_exact`
+        is False and the repr says "at most".
 
         Examples
         --------
@@ -188,6 +194,8 @@ class CommGraph:
         ...     "recipients": ["b@t.com; c@t.com", "c@t.com"], "direction": "internal"})))
         >>> g.n_messages, g.subgraph(["a@t.com", "b@t.com"]).n_messages, g.ego("c@t.com").n_messages
         (2, 1, 2)
+        >>> g.subgraph(["a@t.com", "b@t.com"]).messages_exact
+        True
         """
         on_edges = np.bincount(self._row_of_edge(), weights=self.adjacency.data, minlength=self.n_nodes)
         return int(np.minimum(self.nodes["sent"].to_numpy(dtype=np.int64), on_edges).sum())
@@ -516,9 +524,13 @@ class CommGraph:
         adjacency = sp.sparse.csr_array((self.adjacency.data[em], new_id[cols[em]].astype(idx_dtype), indptr),
                                         shape=(m, m))
         nodes = self.nodes.iloc[np.flatnonzero(keep)].reset_index(drop=True)
+        # A sender keeping some of several correspondents may have sent one message to two of them: n_messages
+        # (without message ids) counts it twice.
+        kept_degree, degree = np.diff(indptr), np.diff(self.adjacency.indptr)[keep]
+        exact = self.messages_exact and not ((kept_degree >= 2) & (kept_degree < degree)).any()
         return CommGraph(nodes, adjacency, self.edge_first_seen[em], self.edge_last_seen[em],
                          self.edge_label_counts[em], tenant_id=self.tenant_id, as_of=self.as_of,
-                         window=self.window, own_domains=self.own_domains)
+                         window=self.window, own_domains=self.own_domains, messages_exact=bool(exact))
 
     def internal_subgraph(self) -> "CommGraph":
         """Only internal nodes and the edges among them.
@@ -635,7 +647,8 @@ class CommGraph:
         if a.shape != b.shape or a.nnz != b.nnz:
             return False
         same_meta = (self.tenant_id == other.tenant_id and _same(self.as_of, other.as_of)
-                     and _same(self.window, other.window) and self.own_domains == other.own_domains)
+                     and _same(self.window, other.window) and self.own_domains == other.own_domains
+                     and self.messages_exact == other.messages_exact)
         return bool(same_meta
                     and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
                     and np.array_equal(a.data, b.data)
@@ -674,10 +687,10 @@ class CommGraph:
         return top.assign(messages=total[order]).reset_index(drop=True)
 
     def _sizes(self) -> str:
-        """``1 node (1 internal), 0 edges, 0 messages``: each count singular at 1."""
+        """``1 node (1 internal), 0 edges, 0 messages``: each count singular at 1 ("at most" where not exact)."""
         n_int = int(self.nodes["internal"].sum()) if self.n_nodes else 0
         return (f"{plural(self.n_nodes, 'node')} ({n_int:,} internal), {plural(self.n_edges, 'edge')}, "
-                f"{plural(self.n_messages, 'message')}")
+                f"{'' if self.messages_exact else 'at most '}{plural(self.n_messages, 'message')}")
 
     def __repr__(self) -> str:
         top = self.top_correspondents(3)

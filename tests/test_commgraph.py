@@ -226,7 +226,8 @@ def test_html_views_word_their_counts_as_the_reprs_do(n):
 def test_subgraph_counts_the_messages_on_its_edges_as_pandas_does(messages):
     # Before: a subgraph's n_messages (and repr) was what its nodes sent to anyone in the whole tenant ("2 nodes,
     # 3 edges, 3,145 messages" on Enron) beside its own edges and times. Now the messages on its edges: exact
-    # where a sender keeps all its correspondents or one; else between the truth and the edges' counts summed.
+    # where a sender keeps all its correspondents or one; else between the truth and the edges' counts summed,
+    # and said to be "at most".
     from itertools import combinations
 
     more = validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1", "2", "3"],
@@ -250,7 +251,10 @@ def test_subgraph_counts_the_messages_on_its_edges_as_pandas_does(messages):
             kept = on.groupby("sender", observed=True)["recipient"].nunique()
             exact = all(k == 1 or k == correspondents[s] for s, k in kept.items())
             assert (sub.n_messages == truth) if exact else (truth <= sub.n_messages <= len(on)), (keep, truth)
-            assert f" {sub.n_messages} message" in repr(sub) and f" {sub.n_messages} message" in sub._repr_html_()
+            assert sub.messages_exact == exact
+            said = f" {'' if exact else 'at most '}{sub.n_messages} message"
+            assert said in repr(sub) and said in sub._repr_html_()
+            assert from_networkx(sub.to_networkx()).equals(sub) and pickle.loads(pickle.dumps(sub)).equals(sub)
             inexact += not exact
         assert g.subgraph(addresses).n_messages == g.n_messages == rows["message_id"].nunique()
     assert inexact  # (a, keeping b and c of its 3 correspondents: m1, to both, may count twice)
