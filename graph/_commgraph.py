@@ -21,7 +21,7 @@ import scipy as sp
 from ._addresses import parse_addresses
 from ._background import submit
 from ._csr import PairGroups, edge_label_counts, edge_times, group_pairs, index_dtype
-from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError, checked_int
+from ._errors import CommGraphError, ConfigError, Problem, ReasonCode, SchemaError, checked_int, plural
 from ._messages import Messages
 from ._schema import LABELS, STRING_DTYPE, TIMESTAMP_DTYPE
 from ._tenants import InferredOwnDomainsWarning, infer_own_domains, normalise_own_domain
@@ -95,6 +95,9 @@ class CommGraph:
         The tenant's own domains used to mark nodes internal (given, those
         validation used, or guessed for a tenant whose mail is all inbound);
         ``None`` when internal was inferred from ``direction``.
+    messages_exact : bool, default True
+        Whether :attr:`n_messages` is exact: False for a subgraph where a sender
+        keeps some but not all of several correspondents (see :attr:`n_messages`).
 
     Attributes
     ----------
@@ -130,12 +133,12 @@ class CommGraph:
     """
 
     __slots__ = ("nodes", "adjacency", "edge_first_seen", "edge_last_seen", "edge_label_counts",
-                 "tenant_id", "as_of", "window", "own_domains", "_cache")
+                 "tenant_id", "as_of", "window", "own_domains", "messages_exact", "_cache")
 
     def __init__(self, nodes: pd.DataFrame, adjacency: Any, edge_first_seen: np.ndarray,
                  edge_last_seen: np.ndarray, edge_label_counts: np.ndarray, *, tenant_id: str | None = None,
                  as_of: pd.Timestamp | None = None, window: pd.Timedelta | None = None,
-                 own_domains: tuple[str, ...] | None = None):
+                 own_domains: tuple[str, ...] | None = None, messages_exact: bool = True):
         self.nodes = nodes
         self.adjacency = adjacency
         self.edge_first_seen = edge_first_seen
@@ -145,12 +148,14 @@ class CommGraph:
         self.as_of = as_of
         self.window = window
         self.own_domains = own_domains
+        self.messages_exact = messages_exact
         self._cache: dict[str, Any] = {}
 
     def __getstate__(self) -> dict:
         return {s: getattr(self, s) for s in self.__slots__ if s != "_cache"}
 
     def __setstate__(self, state: dict) -> None:
+        self.messages_exact = True  # (a graph pickled before the attribute was a whole tenant's)
         for k, v in state.items():
             setattr(self, k, v)
         self._cache = {}
@@ -169,8 +174,31 @@ class CommGraph:
 
     @property
     def n_messages(self) -> int:
-        """Number of messages sent by the nodes (each message counted once, whatever its recipients)."""
-        return int(self.nodes["sent"].sum())
+        """Number of messages on the graph's edges (each message counted once, whatever its recipients).
+
+        Per sender, its messages sent (``nodes['sent']``), but no more than its edges
+        carry (the sum of their counts): in a graph from :func:`build_graph` the two
+        agree, while in a subgraph (:meth:`subgraph`, :meth:`ego`,
+        :meth:`internal_subgraph`), whose nodes keep their whole-tenant ``sent``,
+        only the messages on the kept edges count. That is exact for a sender that
+        keeps all its correspondents or one of them; one that keeps some of several
+        may count a message it sent to several kept nodes more than once (the graph
+        holds no message ids), never more than it sent: then :attr:`messages_exact`
+        is False and the repr says "at most".
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate, build_graph
+        >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1", "2"],
+        ...     "timestamp": ["2024-01-01T00:00Z"] * 2, "sender": ["a@t.com"] * 2,
+        ...     "recipients": ["b@t.com; c@t.com", "c@t.com"], "direction": "internal"})))
+        >>> g.n_messages, g.subgraph(["a@t.com", "b@t.com"]).n_messages, g.ego("c@t.com").n_messages
+        (2, 1, 2)
+        >>> g.subgraph(["a@t.com", "b@t.com"]).messages_exact
+        True
+        """
+        on_edges = np.bincount(self._row_of_edge(), weights=self.adjacency.data, minlength=self.n_nodes)
+        return int(np.minimum(self.nodes["sent"].to_numpy(dtype=np.int64), on_edges).sum())
 
     @property
     def nbytes(self) -> int:
@@ -462,7 +490,8 @@ class CommGraph:
     def subgraph(self, nodes: Any) -> "CommGraph":
         """The sub-graph induced by some nodes (every edge among them), as a new CommGraph.
 
-        Node rows keep their whole-tenant attributes (``sent``, ``first_seen``, ...).
+        Node rows keep their whole-tenant attributes (``sent``, ``first_seen``, ...);
+        :attr:`n_messages` counts the messages on the kept edges.
 
         Examples
         --------
@@ -495,9 +524,13 @@ class CommGraph:
         adjacency = sp.sparse.csr_array((self.adjacency.data[em], new_id[cols[em]].astype(idx_dtype), indptr),
                                         shape=(m, m))
         nodes = self.nodes.iloc[np.flatnonzero(keep)].reset_index(drop=True)
+        # A sender keeping some of several correspondents may have sent one message to two of them: n_messages
+        # (without message ids) counts it twice.
+        kept_degree, degree = np.diff(indptr), np.diff(self.adjacency.indptr)[keep]
+        exact = self.messages_exact and not ((kept_degree >= 2) & (kept_degree < degree)).any()
         return CommGraph(nodes, adjacency, self.edge_first_seen[em], self.edge_last_seen[em],
                          self.edge_label_counts[em], tenant_id=self.tenant_id, as_of=self.as_of,
-                         window=self.window, own_domains=self.own_domains)
+                         window=self.window, own_domains=self.own_domains, messages_exact=bool(exact))
 
     def internal_subgraph(self) -> "CommGraph":
         """Only internal nodes and the edges among them.
@@ -614,7 +647,8 @@ class CommGraph:
         if a.shape != b.shape or a.nnz != b.nnz:
             return False
         same_meta = (self.tenant_id == other.tenant_id and _same(self.as_of, other.as_of)
-                     and _same(self.window, other.window) and self.own_domains == other.own_domains)
+                     and _same(self.window, other.window) and self.own_domains == other.own_domains
+                     and self.messages_exact == other.messages_exact)
         return bool(same_meta
                     and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
                     and np.array_equal(a.data, b.data)
@@ -652,25 +686,26 @@ class CommGraph:
         top = self.nodes.iloc[order][["address", "domain", "internal", "sent", "received"]]
         return top.assign(messages=total[order]).reset_index(drop=True)
 
-    def __repr__(self) -> str:
+    def _sizes(self) -> str:
+        """``1 node (1 internal), 0 edges, 0 messages``: each count singular at 1 ("at most" where not exact)."""
         n_int = int(self.nodes["internal"].sum()) if self.n_nodes else 0
+        return (f"{plural(self.n_nodes, 'node')} ({n_int:,} internal), {plural(self.n_edges, 'edge')}, "
+                f"{'' if self.messages_exact else 'at most '}{plural(self.n_messages, 'message')}")
+
+    def __repr__(self) -> str:
         top = self.top_correspondents(3)
         shown = ", ".join(f"{a} ({m:,})" for a, m in zip(top["address"], top["messages"]))
         extra = ""
         if self.as_of is not None:
             extra = f"; as of {self.as_of:%Y-%m-%d %H:%M} UTC" + (f", window {_short(self.window)}" if self.window
                                                                      else "")
-        return (f"CommGraph(tenant {self.tenant_id!r}: {self.n_nodes:,} node{'s' if self.n_nodes != 1 else ''} "
-                f"({n_int:,} internal), {self.n_edges:,} edge{'s' if self.n_edges != 1 else ''}, "
-                f"{self.n_messages:,} message{'s' if self.n_messages != 1 else ''}; {self._span()}{extra}"
+        return (f"CommGraph(tenant {self.tenant_id!r}: {self._sizes()}; {self._span()}{extra}"
                 + (f"; top correspondents: {shown}" if shown else "") + ")")
 
     def _repr_html_(self) -> str:
-        n_int = int(self.nodes["internal"].sum()) if self.n_nodes else 0
         as_of = "" if self.as_of is None else f", as of {html.escape(str(self.as_of))}" + (
             f", window {_short(self.window)}" if self.window else "")
-        return (f"<div><b>CommGraph</b> tenant {html.escape(repr(self.tenant_id))}: {self.n_nodes:,} nodes "
-                f"({n_int:,} internal), {self.n_edges:,} edges, {self.n_messages:,} messages "
+        return (f"<div><b>CommGraph</b> tenant {html.escape(repr(self.tenant_id))}: {self._sizes()} "
                 f"({html.escape(self._span())}{as_of})"
                 f"<p>Top correspondents:</p>{self.top_correspondents(10).to_html(index=False)}</div>")
 
@@ -872,6 +907,11 @@ def build_graph(
         # The domains validation decided direction by: a node is internal exactly when they say so.
         own = tuple(sorted(validated_own[tenant_id]))
     ts = _ns(edges["timestamp"], "timestamp")
+    sender_key = _keys(edges["sender_key"], "sender_key")
+    recipient_key = _keys(edges["recipient_key"], "recipient_key")
+    # Decided on the rows as given: the tenant and time masks may leave copies of a message validated apart
+    # looking like one Messages' edges (a number each, in order), and each copy would count.
+    index_exact = per_message or _index_matches_ids(edges, sender_key, recipient_key, ts)
     if as_of_ts is not None:
         in_time = ts < as_of_ts.value
         if window_td is not None:
@@ -881,10 +921,8 @@ def build_graph(
     def take(values: np.ndarray) -> np.ndarray:
         return values if mask is None else values[mask]
 
-    sender_key = take(_keys(edges["sender_key"], "sender_key"))
-    recipient_key = take(_keys(edges["recipient_key"], "recipient_key"))
-    ts = take(ts)
-    message = _message_numbers(edges, mask, per_message, sender_key, recipient_key, ts)
+    sender_key, recipient_key, ts = take(sender_key), take(recipient_key), take(ts)
+    message = _message_numbers(edges, mask, per_message, index_exact, sender_key, recipient_key, ts)
 
     # Labels of the edges: per message (Messages) or per row (edges frame); -1 = none or not yet known.
     label = None
@@ -1227,16 +1265,17 @@ def _row_facts(src: np.ndarray, dst: np.ndarray, message: np.ndarray, direction:
     return sent, (_internal_seeds(src, dst, direction, n) if direction is not None else None)
 
 
-def _message_numbers(edges: pd.DataFrame, mask: np.ndarray | None, per_message: bool, sender_key: np.ndarray,
-                     recipient_key: np.ndarray, ts: np.ndarray) -> np.ndarray:
+def _message_numbers(edges: pd.DataFrame, mask: np.ndarray | None, per_message: bool, index_exact: bool,
+                     sender_key: np.ndarray, recipient_key: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Each kept row's message as an int64 number: rows of one message, and only they, share one.
 
     From :class:`Messages`, ``message_index`` (the message's row) is exact. An edges
     frame may be a concatenation of ``Messages.edges()`` of chunks, where
     ``message_index`` restarts in every chunk: with ``message_id`` the messages are
     numbered by it (the tenant's rows only, so ids of other tenants never merge),
-    ``message_index`` serving only when it agrees with it, and rows of one id that
-    cannot be one message's (copies validated apart) refused; without ``message_id``, a
+    ``message_index`` serving only when ``index_exact`` (it agrees with the ids on the
+    whole frame, :func:`_index_matches_ids`), and rows of one id that cannot be one
+    message's (copies validated apart) refused; without ``message_id``, a
     ``message_index`` shared by rows of several senders or timestamps is refused.
     """
     def take(column: str) -> pd.Series:
@@ -1256,21 +1295,43 @@ def _message_numbers(edges: pd.DataFrame, mask: np.ndarray | None, per_message: 
         rows = ids.index[ids.isna().to_numpy()][:5].tolist()
         raise SchemaError([Problem("message_id", ReasonCode.MISSING_VALUE, rows=rows,
                                    fix="fill message_id (it numbers the messages sent), or build from Messages")])
-    if has_index and _index_matches_ids(message, ids):
+    if has_index and index_exact:
         return message  # the common case (one Messages' edges): no hashing of the ids
     message = pd.factorize(ids)[0].astype(np.int64)
     _check_message_ids(message, sender_key, recipient_key, ts, ids)
     return message
 
 
-def _index_matches_ids(message: np.ndarray, ids: pd.Series) -> bool:
-    """Whether sorted ``message`` numbers change exactly where the (adjacent) ids change."""
+def _index_matches_ids(edges: pd.DataFrame, sender_key: np.ndarray, recipient_key: np.ndarray,
+                       ts: np.ndarray) -> bool:
+    """Whether an edges frame's ``message_index`` numbers its messages as ``message_id`` does (no id hashing).
+
+    The frame's rows as given (``sender_key``, ``recipient_key``, ``ts`` aligned with
+    them): the numbers must be sorted and change exactly where the adjacent ids change,
+    and the rows of each number must have one sender and time and name each recipient
+    once. Concatenated edges of parts restart their numbers, so are out of order, except
+    where a part holds one message: the next part's first message shares its number,
+    and with it its id when it is a copy, whose rows then name its recipients twice (or
+    differ in sender or time). Any rows of a frame that passes are numbered right too.
+    """
+    if "message_index" not in edges.columns or "message_id" not in edges.columns:
+        return False
+    message = edges["message_index"].to_numpy(dtype=np.int64)
     if len(message) < 2:
         return True
     if (message[1:] < message[:-1]).any():
         return False
+    same = message[1:] == message[:-1]
+    ids = edges["message_id"]
     same_id = ids.iloc[1:].reset_index(drop=True).eq(ids.iloc[:-1].reset_index(drop=True))
-    return bool(np.array_equal(same_id.to_numpy(dtype=bool, na_value=False), message[1:] == message[:-1]))
+    if not np.array_equal(same_id.to_numpy(dtype=bool, na_value=False), same):
+        return False
+    if (same & ((sender_key[1:] != sender_key[:-1]) | (ts[1:] != ts[:-1]))).any():
+        return False
+    # A recipient named twice by one number: equal (number, recipient) pairs have equal fingerprints (a
+    # collision only sends the frame to the ids' exact check), and sorting integers is cheaper than hashing ids.
+    fingerprint = np.sort(recipient_key ^ (message.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+    return not bool((fingerprint[1:] == fingerprint[:-1]).any())
 
 
 def _check_message_index(message: np.ndarray, sender_key: np.ndarray, ts: np.ndarray, index: pd.Index) -> None:

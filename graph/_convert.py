@@ -30,7 +30,7 @@ def to_networkx(G: CommGraph) -> Any:
     ``last_seen`` (``pandas.Timestamp``, UTC), ``sent``, ``received``. Edge
     attributes: ``count``, ``first_seen``, ``last_seen``, ``safe``, ``attack``,
     ``spam``. Graph attributes: ``tenant_id``, ``as_of``, ``window``,
-    ``own_domains``. Nodes and edges are added in CommGraph order, so
+    ``own_domains``, ``messages_exact``. Nodes and edges are added in CommGraph order, so
     ``networkx.pagerank(nxg, weight="count")`` iterates the same matrix.
 
     Parameters
@@ -55,7 +55,8 @@ def to_networkx(G: CommGraph) -> Any:
     """
     import networkx as nx
 
-    nxg = nx.DiGraph(tenant_id=G.tenant_id, as_of=G.as_of, window=G.window, own_domains=G.own_domains)
+    nxg = nx.DiGraph(tenant_id=G.tenant_id, as_of=G.as_of, window=G.window, own_domains=G.own_domains,
+                     messages_exact=G.messages_exact)
     nodes = G.nodes
     address = nodes["address"].astype(object).tolist()
     columns = {
@@ -235,7 +236,7 @@ def from_networkx(graph: Any, *, tenant_id: str | None = None, weight: str = "co
         "received": received,
     }, columns=list(NODE_COLUMNS))
     return CommGraph(nodes, adjacency, first, last, labels, tenant_id=tenant_id, as_of=meta.get("as_of"),
-                     window=meta.get("window"), own_domains=own)
+                     window=meta.get("window"), own_domains=own, messages_exact=bool(meta.get("messages_exact", True)))
 
 
 def _times(values: list) -> np.ndarray:

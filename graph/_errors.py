@@ -133,6 +133,17 @@ def _parameter_error(parameter: str, caller: str, allowed: str, got: Any, python
     return ParameterError(parameter, caller, allowed, got, python=python, along=along, fix=fix)
 
 
+def plural(n: int, word: str) -> str:
+    """A count and its noun, singular at 1, as the reprs word them.
+
+    Examples
+    --------
+    >>> plural(1, "tenant"), plural(0, "edge"), plural(1234, "message")
+    ('1 tenant', '0 edges', '1,234 messages')
+    """
+    return f"{n:,} {word}{'s' if n != 1 else ''}"
+
+
 def checked_int(value: Any, parameter: str, caller: str, low: int, high: int | None = None) -> int:
     """``value`` as an int if it is one in ``[low, high]`` (no bound above when ``high`` is None), else a
     :class:`ParameterError` naming the parameter.

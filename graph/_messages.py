@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from ._errors import CommGraphError, Problem, ReasonCode, SchemaError
+from ._errors import CommGraphError, Problem, ReasonCode, SchemaError, plural
 from ._schema import STRING_DTYPE
 
 __all__ = ["Messages", "REJECT_COLUMNS", "message_index"]
@@ -377,19 +377,30 @@ class Messages:
         ts = self.frame["timestamp"]
         return f"{ts.min():%Y-%m-%d %H:%M} .. {ts.max():%Y-%m-%d %H:%M} UTC"
 
+    def _sizes(self, s: dict) -> str:
+        """``1 message, 2 edges, 1 tenant, 0 rejects``: the counts of :meth:`summary` ``s``, each singular at 1."""
+        return (f"{plural(s['messages'], 'message')}, {plural(s['edges'], 'edge')}, "
+                f"{plural(s['tenants'], 'tenant')}, {plural(len(self.rejects), 'reject')}")
+
     def __repr__(self) -> str:
-        s = self.summary()
-        return (f"Messages({s['messages']:,} message{'s' if s['messages'] != 1 else ''}, {s['edges']:,} edge"
-                f"{'s' if s['edges'] != 1 else ''}, {s['tenants']} tenant{'s' if s['tenants'] != 1 else ''}, "
-                f"{len(self.rejects):,} reject{'s' if len(self.rejects) != 1 else ''}; {self._span()})")
+        return f"Messages({self._sizes(self.summary())}; {self._span()})"
 
     def _repr_html_(self) -> str:
+        """The notebook view: the counts (as :meth:`__repr__` words them), messages by tenant, rejects by reason.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> m = validate(pd.DataFrame({"tenant_id": ["t"], "message_id": ["1"], "direction": ["internal"],
+        ...     "timestamp": ["2024-05-01T09:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com"]}))
+        >>> m._repr_html_()[:66]
+        '<div><b>Messages</b>: 1 message, 1 edge, 1 tenant, 0 rejects (2024'
+        """
         s = self.summary()
         by_tenant = self.frame.groupby("tenant_id", observed=True).agg(
             messages=("message_id", "size"), first=("timestamp", "min"), last=("timestamp", "max"))
         reasons = "".join(f"<li>{html.escape(k)}: {v:,}</li>" for k, v in s["rejects_by_reason"].items())
-        return (f"<div><b>Messages</b>: {s['messages']:,} messages, {s['edges']:,} edges, "
-                f"{s['tenants']} tenants, {len(self.rejects):,} rejects ({html.escape(self._span())})"
+        return (f"<div><b>Messages</b>: {self._sizes(s)} ({html.escape(self._span())})"
                 f"{by_tenant.head(20).to_html()}"
                 + (f"<p>Rejects by reason:</p><ul>{reasons}</ul>" if reasons else "") + "</div>")
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._commgraph import CommGraph
-from ._errors import CommGraphError, ConfigError
+from ._errors import CommGraphError, ConfigError, plural
 
 __all__ = ["plot_ego", "plot_degree_distribution"]
 
@@ -37,6 +37,10 @@ def _figure_and_axes(ax: Any, figsize: tuple[float, float]):
 def plot_ego(G: CommGraph, address: str, radius: int = 1, *, ax: Any = None, max_nodes: int = 60,
              random_state: int = 0) -> Any:
     """Draw the neighbourhood of one address: internal nodes blue, external orange, width ~ log(count).
+
+    The centre is red; a legend names the colours. The title gives the centre, its
+    tenant and how many correspondents (nodes other than the centre) lie within
+    ``radius`` hops, with how many are shown when ``max_nodes`` cuts them.
 
     Parameters
     ----------
@@ -65,6 +69,11 @@ def plot_ego(G: CommGraph, address: str, radius: int = 1, *, ax: Any = None, max
     >>> fig = plot_ego(g, "a@t.com")
     >>> type(fig).__name__
     'Figure'
+    >>> print(fig.axes[0].get_title())
+    a@t.com (tenant t)
+    1 correspondent within 1 hop
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ['centre', 'external']
     """
     import networkx as nx
 
@@ -73,6 +82,7 @@ def plot_ego(G: CommGraph, address: str, radius: int = 1, *, ax: Any = None, max
         raise ConfigError(f"The 'max_nodes' parameter of plot_ego must be an int >= 1. Got {max_nodes!r} instead.")
     ego = G.ego(address, radius)
     centre = ego.node_id(address)
+    correspondents = ego.n_nodes - 1  # (the centre is none of its own)
     if ego.n_nodes > max_nodes:
         busy = ego.nodes["sent"].to_numpy() + ego.nodes["received"].to_numpy()
         busy[centre] = np.iinfo(np.int64).max
@@ -91,15 +101,50 @@ def plot_ego(G: CommGraph, address: str, radius: int = 1, *, ax: Any = None, max
                            node_size=sizes.tolist())
     nx.draw_networkx_nodes(nxg, pos, nodelist=names, ax=ax, node_color=colours, node_size=sizes.tolist())
     nx.draw_networkx_labels(nxg, pos, ax=ax, font_size=7)
-    ax.set_title(f"{address}: {ego.n_nodes} correspondents within {radius} hop{'s' if radius != 1 else ''} "
-                 f"(tenant {G.tenant_id})")
+    ax.legend(handles=_legend_handles(internal, centre), loc="best", fontsize=7)
+    ax.set_title(_ego_title(address, G.tenant_id, correspondents, ego.n_nodes - 1, radius), fontsize=10)
     ax.set_axis_off()
     return fig
+
+
+def _ego_title(address: str, tenant_id: str | None, correspondents: int, shown: int, radius: int,
+               width: int = 60) -> str:
+    """The title of :func:`plot_ego`, wrapped to ``width`` characters: a long address ran past the figure.
+
+    Examples
+    --------
+    >>> print(_ego_title("ann@acme.com", "acme", 28, 4, 1))
+    ann@acme.com (tenant acme)
+    showing 4 of 28 correspondents within 1 hop (the busiest)
+    """
+    import textwrap
+
+    within = f"within {plural(radius, 'hop')}"
+    if shown < correspondents:
+        count = f"showing {shown:,} of {correspondents:,} correspondents {within} (the busiest)"
+    else:
+        count = f"{plural(correspondents, 'correspondent')} {within}"
+    return "\n".join(textwrap.fill(line, width) for line in (f"{address} (tenant {tenant_id})", count))
+
+
+def _legend_handles(internal: np.ndarray, centre: int) -> list:
+    """Legend entries for the colours of :func:`plot_ego`: the centre, and internal and external nodes present."""
+    from matplotlib.lines import Line2D
+
+    others = np.delete(internal, centre)
+    kinds = [("centre", "tab:red", True), ("internal", "tab:blue", others.any()),
+             ("external", "tab:orange", (~others).any())]
+    return [Line2D([], [], linestyle="", marker="o", color=colour, label=label)
+            for label, colour, present in kinds if present]
 
 
 def plot_degree_distribution(G: CommGraph, *, direction: Literal["in", "out", "both"] = "both",
                              weighted: bool = False, ax: Any = None) -> Any:
     """Complementary cumulative distribution of node degrees, log-log.
+
+    The curve at ``x`` is the share of all the graph's nodes whose degree is at
+    least ``x``. A log axis has no 0, so nodes of degree 0 are not drawn: the
+    curve starts below 1 when there are any, and the legend says how many.
 
     Parameters
     ----------
@@ -119,8 +164,13 @@ def plot_degree_distribution(G: CommGraph, *, direction: Literal["in", "out", "b
     >>> g = build_graph(validate(pd.DataFrame({"tenant_id": "t", "message_id": ["1"],
     ...     "timestamp": ["2024-01-01T00:00Z"], "sender": ["a@t.com"], "recipients": ["b@t.com; c@t.com"],
     ...     "direction": "internal"})))
-    >>> plot_degree_distribution(g).axes[0].get_xlabel()
+    >>> ax = plot_degree_distribution(g, direction="in").axes[0]
+    >>> ax.get_xlabel()
     'distinct correspondents'
+    >>> ax.get_lines()[0].get_ydata().tolist()  # 2 of the 3 nodes received mail (from 1 correspondent)
+    [0.6666666666666666]
+    >>> ax.get_legend().get_texts()[0].get_text()
+    'in (heard from); 1 node at 0'
     """
     from ._metrics import in_degree, out_degree
 
@@ -138,13 +188,15 @@ def plot_degree_distribution(G: CommGraph, *, direction: Literal["in", "out", "b
         if not len(deg):
             continue
         values, first = np.unique(deg, return_index=True)
-        ccdf = 1.0 - first / len(deg)
-        ax.step(values, ccdf, where="post", label=label)
+        # Shares of all nodes, as the axis says: over those of degree > 0 alone, the curve always began at 1.
+        ccdf = (len(deg) - first) / G.n_nodes
+        zero = G.n_nodes - len(deg)
+        ax.step(values, ccdf, where="post", label=f"{label}; {plural(zero, 'node')} at 0")
         drawn += 1
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("messages" if weighted else "distinct correspondents")
-    ax.set_ylabel("share of nodes with at least x")
+    ax.set_ylabel("share of all nodes with at least x")
     ax.set_title(f"Degree distribution, tenant {G.tenant_id} ({G.n_nodes:,} nodes)")
     if drawn:
         ax.legend()

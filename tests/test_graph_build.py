@@ -331,6 +331,38 @@ def test_copies_of_a_message_validated_apart_are_refused_not_counted_twice():
     assert len(Messages.concat(parts, copies=True)) == 4
 
 
+
+@pytest.mark.parametrize("as_of, window", [(None, None), ("2024-05-01T12:00Z", None), ("2024-05-02T12:00Z", None),
+                                           ("2024-05-02T00:00Z", "36h")])
+def test_copies_of_a_message_validated_apart_are_refused_with_as_of_and_window_too(as_of, window):
+    # Before: with as_of or window, the rows left after the time filter (message_index 0, 0 for the two copies of
+    # m0) looked like one Messages' edges, so message_index was trusted: 1 message, its edge counted twice. A part
+    # holding one message gave the same without as_of. Now the number is trusted only if the whole frame agrees.
+    from commgraph.graph import Messages, SchemaError, validate
+
+    df = _mail(["a@t.com", "a@t.com", "b@t.com"], ["x@t.com", "x@t.com; y@t.com", "x@t.com"])
+    twice = pd.concat([validate(df).edges(), validate(df).edges()], ignore_index=True)
+    one_first = pd.concat([validate(df.iloc[:1]).edges(), validate(df).edges()], ignore_index=True)
+    later = pd.concat([validate(df.iloc[:1].assign(timestamp="2024-05-01T10:00:00Z")).edges(), validate(df).edges()],
+                      ignore_index=True)  # a copy that disagrees (another time)
+    for edges, reason in ((twice, "duplicate_message_id"), (one_first, "duplicate_message_id"),
+                          (later, "inconsistent_message")):  # (every as_of keeps both copies of m0)
+        with pytest.raises(SchemaError, match=rf"column 'message_id'.*{reason}"):
+            build_graph(edges, as_of=as_of, window=window)
+    # One Messages' edges (or any rows of them) still count as the Messages do, and as plain pandas does.
+    m = validate(df)
+    start = None if as_of is None or window is None else pd.Timestamp(as_of) - pd.Timedelta(window)
+    kept = df[[(as_of is None or pd.Timestamp(t) < pd.Timestamp(as_of)) and (start is None or pd.Timestamp(t) >= start)
+               for t in df["timestamp"]]]
+    for edges in (m.edges(), m.edges().iloc[1:]):
+        g = build_graph(edges, as_of=as_of, window=window)
+        want = kept[kept["message_id"].isin(edges["message_id"])]
+        assert g.n_messages == len(want)
+        assert int(g.edges()["count"].sum()) == int(edges["message_id"].isin(want["message_id"]).sum())
+    assert build_graph(m.edges(), as_of=as_of, window=window).equals(build_graph(m, as_of=as_of, window=window))
+    assert build_graph(Messages.concat([validate(df.iloc[:1]), validate(df.iloc[1:])]).edges(), as_of=as_of,
+                       window=window).equals(build_graph(m, as_of=as_of, window=window))
+
 def test_inbound_only_tenant_keeps_cc_partners_external():
     # Before: with all mail inbound, build_graph marked every recipient internal, partner@other.org included.
     from commgraph.graph import InferredOwnDomainsWarning, TenantConfig, validate
