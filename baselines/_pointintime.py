@@ -511,7 +511,9 @@ class Timeline:
             return running
         h = float(half_life)
         codes = self.codes
-        span = _EPOCH_HALF_LIVES * int(half_life)
+        # (capped at the times' range: one epoch then holds them all, and 512 half-lives of a long half-life,
+        # 209 days or more, would not fit an int64 of nanoseconds)
+        span = min(_EPOCH_HALF_LIVES * int(half_life), int(self.times.max() - self.times.min()) + 1)
         epoch = (self.times - self.times.min()) // span
         # Segments: one key inside one epoch; contiguous in sorted order.
         seg_start = np.ones(n, dtype=bool)

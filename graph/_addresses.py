@@ -732,11 +732,14 @@ def _latin_lookalikes(text: str) -> str:
             latin = latin or ch.isalpha()
             out.append(ch)
             continue
+        # A Latin letter beyond ASCII ('ß', 'ı') makes the name a Latin one, as ASCII letters do.
+        own = ch.isalpha() and unicodedata.name(ch, "").startswith("LATIN")
+        latin = latin or own
         folded = ch.casefold()
         like = characters.get(folded) if len(folded) == 1 else None
         like = like or characters.get(ch)
         if like is None:
-            unlike = unlike or ch.isalpha()
+            unlike = unlike or (ch.isalpha() and not own)
             out.append(ch)
         else:
             out.append(like)
@@ -789,11 +792,16 @@ def normalise_display_name(name: str) -> str | None:
     True
     """
     text = unicodedata.normalize("NFKC", _without_invisibles(_as_shown(decode_encoded_words(name))))
-    text = _without_accents(_latin_lookalikes(text)).casefold()
+    text = _without_accents(_latin_lookalikes(text).casefold())  # (folded first: 'ß́' folds to 's' + 'ś')
     text = " ".join(text.split())
+    # Quotes around the name, and around it again once "Last, First" is turned ('"Doe", "Jane"').
+    return _unquoted(_first_last(_unquoted(text))) or None
+
+
+def _unquoted(text: str) -> str:
     while len(text) >= 2 and _QUOTES.get(text[0]) == text[-1]:
         text = text[1:-1].strip()
-    return _first_last(text) or None
+    return text
 
 
 def normalise_display_names(names: pd.Series) -> pd.Series:

@@ -207,6 +207,19 @@ def test_durations_of_a_fraction_of_a_second_are_read_as_a_build_reads_them(conf
     assert_equal_signals(backfill(messages, config=config), ref)
 
 
+def test_a_half_life_of_a_year_is_followed_as_a_build_follows_it() -> None:
+    # 512 half-lives of 209 days or more overflowed an int64 of nanoseconds: backfill raised OverflowError for a
+    # half-life BaselineConfig accepts and build_baselines follows.
+    t0 = pd.Timestamp("2024-05-01T09:00:00Z")
+    raw = pd.DataFrame({"tenant_id": "t1", "message_id": ["a", "b", "c"],
+                        "timestamp": [t0, t0 + pd.Timedelta("20d"), t0 + pd.Timedelta("400d")],
+                        "sender": "ann@vendor.com", "recipients": "cy@acme.com"})
+    messages = validate(raw, tenants=TENANTS)
+    config = BaselineConfig(half_life="365d")
+    ref = reference(raw, TENANTS, messages, np.arange(3), config=config)
+    assert_equal_signals(backfill(messages, config=config), ref)
+
+
 # --------------------------------------------------------------------------- labels that arrive late
 
 def test_a_late_attack_label_counts_only_once_known() -> None:
