@@ -1093,11 +1093,23 @@ def write_report(report: RefreshReport, path: str | PathLike) -> None:
     write_whole(path, write)
 
 
-def check_report_path(path: str | PathLike) -> None:
-    """Refuse, before a job runs, a report path it could not write at the end (ConfigError)."""
+def check_output_path(path: str | PathLike, option: str) -> None:
+    """Refuse, before a command's work, a file path it could not write at the end (a ConfigError naming
+    ``option``, the command line's option that gave the path: ``refresh --report``, ``score --output``).
+
+    Examples
+    --------
+    >>> check_output_path("/no/such/folder/signals.parquet", "--output")
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: --output '/no/such/folder/signals.parquet': its folder '/no/such/folder' \
+does not exist or cannot be written; create it, or give a path in a folder you can write (checked before the work, \
+which would fail at its end)
+    """
     folder = Path(path).resolve().parent
     if Path(path).is_dir():
-        raise ConfigError(f"--report {str(path)!r} is a directory; give a file path")
+        raise ConfigError(f"{option} {str(path)!r} is a directory; give a file path")
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"--report {str(path)!r}: its folder {str(folder)!r} does not exist or cannot be "
-                          "written; the report could not be written at the end of the job")
+        raise ConfigError(f"{option} {str(path)!r}: its folder {str(folder)!r} does not exist or cannot be written; "
+                          "create it, or give a path in a folder you can write (checked before the work, which "
+                          "would fail at its end)")

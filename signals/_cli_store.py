@@ -14,7 +14,7 @@ import pandas as pd
 
 from commgraph.baselines import SnapshotStore, load_secrets
 from commgraph.baselines import TenantOutcome, run_refresh
-from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_report_path, write_report, write_whole
+from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_output_path, write_report, write_whole
 from commgraph.baselines._store import LEDGER_FILE
 from commgraph.graph import CommGraphError, ConfigError
 from commgraph.graph._timestamps import TIMESTAMP_UNITS
@@ -84,7 +84,7 @@ def run_refresh_command(args: argparse.Namespace) -> int:
     from ._cli import parse_mapping
 
     if args.report:
-        check_report_path(args.report)  # before the night's work, not after it
+        check_output_path(args.report, "--report")  # before the night's work, not after it
     progress = _Progress(args.log_format)
     try:
         report = run_refresh(args.input, store=args.store, as_of=args.as_of, tenants=_split(args.tenants),
@@ -397,6 +397,7 @@ def run_score_command(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     write = _output_writer(args.output)
+    check_output_path(args.output, "--output")  # before the scoring, not after it (pandas' error named no option)
     scorer = Scorer.from_store(SnapshotStore(args.store), tenants=_split(args.tenants),
                                secrets=_scoring_secrets(args.secrets), tenant_configs=_tenant_configs(args))
     frame = _read_input(args)

@@ -226,6 +226,26 @@ def test_score_writes_parquet_or_csv_as_the_output_s_extension_says(tmp_path, ca
         assert not (tmp_path / name).exists()
 
 
+def test_score_refuses_an_output_it_could_not_write_before_scoring(tmp_path, capsys, monkeypatch):
+    # An --output in a folder that does not exist scored everything, then failed (exit 1) with pandas' "Cannot save
+    # file into a non-existent directory", naming no option: refused up front, as refresh refuses its --report.
+    run_refresh(frame(), store=tmp_path / "store", as_of="2024-05-04", tenant_configs=ACME)
+    frame().to_csv(tmp_path / "mail.csv", index=False)
+    from commgraph.signals import _scorer
+
+    def never(*args, **kwargs):
+        raise AssertionError("scored before the output was checked")
+
+    monkeypatch.setattr(_scorer.Scorer, "score", never)
+    (tmp_path / "taken.parquet").mkdir()
+    score = ["score", "--input", str(tmp_path / "mail.csv"), "--store", str(tmp_path / "store"), "--output"]
+    for output, words in ((tmp_path / "no" / "such" / "o.parquet", "does not exist or cannot be written; create it"),
+                          (tmp_path / "taken.parquet", "is a directory; give a file path")):
+        assert main([*score, str(output)]) == 2
+        err = capsys.readouterr().err
+        assert f"--output {str(output)!r}" in err and words in err, err
+
+
 def test_a_configuration_file_s_errors_name_the_file_and_its_field(mail_csv, capsys):
     # --config with half_life = "-1d" said "The 'half_life' parameter of BaselineConfig", a call the user never made.
     config = mail_csv.parent / "baselines.toml"
