@@ -126,6 +126,8 @@ class RefreshReport:
     ...     TenantOutcome("globex", "failed", error="CommGraphError: no usable mail")))
     >>> report.exit_code, report.failed
     (3, ['globex'])
+    >>> report
+    RefreshReport(as_of 2025-02-01T00:00:00+00:00: 2 tenants, 1 failed, 1 published; 1.5 s)
     >>> report.table()[["tenant_id", "status", "version", "rows_read"]]
       tenant_id     status  version  rows_read
     0      acme  published      3.0         10
@@ -166,10 +168,12 @@ class RefreshReport:
 
     def __repr__(self) -> str:
         counts = pd.Series([o.status for o in self.outcomes]).value_counts().to_dict()
-        unassigned = f"; {self.rows_without_tenant:,} rows without a tenant id" if self.rows_without_tenant else ""
-        absent = f"; {len(self.not_in_input)} stored tenants not in the input" if self.not_in_input else ""
-        return (f"RefreshReport(as_of {self.as_of}: {len(self.outcomes)} tenants, "
-                + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + unassigned + absent
+        rows, absent = self.rows_without_tenant, len(self.not_in_input)
+        unassigned = f"; {rows:,} row{'s' if rows != 1 else ''} without a tenant id" if rows else ""
+        stored = f"; {absent} stored tenant{'s' if absent != 1 else ''} not in the input" if absent else ""
+        n = len(self.outcomes)
+        return (f"RefreshReport(as_of {self.as_of}: {n} tenant{'s' if n != 1 else ''}, "
+                + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + unassigned + stored
                 + f"; {self.seconds:.1f} s)")
 
 
