@@ -201,9 +201,11 @@ def run_inspect_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"no store at {args.store!r}")
     store = SnapshotStore(args.store)
     tenants = [args.tenant] if args.tenant else store.tenants()
-    if args.tenant and args.tenant not in store.tenants():
-        raise CommGraphError(f"tenant {args.tenant!r} has no snapshot in {args.store}; tenants present: "
-                             f"{store.tenants()}")
+    if args.tenant and args.tenant not in store.tenants():  # a usage error (exit 2), as refresh's unknown --tenants
+        held = store.tenants()
+        fix = (f"give one of the tenants it holds: {', '.join(held[:10])}{' ...' if len(held) > 10 else ''}" if held
+               else "it holds no snapshot yet")
+        raise ConfigError(f"--tenant {args.tenant!r} has no snapshot in {args.store}; {fix}")
     rows, bad, pruned = [], 0, []
     for tenant in tenants:
         try:
@@ -283,7 +285,7 @@ def add_inspect_command(subparsers) -> argparse.ArgumentParser:
         "inspect", help="list the store's tenants and versions, and verify their checksums",
         description="Show each tenant's snapshot versions (as_of, size, row counts, whether the snapshot keeps "
                     "the ledger of counted labels) and verify every file's SHA-256 checksum. Exits 1 when a "
-                    "checksum fails.",
+                    "checksum fails, 2 on a usage error (no store at --store, a --tenant it does not hold).",
         epilog="examples:\n  commgraph inspect --store snapshots/\n  commgraph inspect --store snapshots/ --tenant acme"
                "\n  commgraph inspect --store snapshots/ --current-only   # what is served, quickly",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -246,6 +246,17 @@ def test_score_refuses_an_output_it_could_not_write_before_scoring(tmp_path, cap
         assert f"--output {str(output)!r}" in err and words in err, err
 
 
+def test_inspect_refuses_a_tenant_the_store_does_not_hold_as_a_usage_error(tmp_path, capsys):
+    # It exited 1, the code of a failed checksum, where refresh refuses a tenant it does not know with 2.
+    run_refresh(frame(), store=tmp_path / "store", as_of="2024-05-04", tenant_configs=ACME)
+    (tmp_path / "empty").mkdir()
+    for store, words in (("store", "give one of the tenants it holds: acme"), ("empty", "it holds no snapshot yet")):
+        assert main(["inspect", "--store", str(tmp_path / store), "--tenant", "nobody"]) == 2
+        err = capsys.readouterr().err
+        assert f"--tenant 'nobody' has no snapshot in {tmp_path / store}; {words}" in err, err
+    assert main(["inspect", "--store", str(tmp_path / "store"), "--tenant", "acme"]) == 0
+
+
 def test_a_configuration_file_s_errors_name_the_file_and_its_field(mail_csv, capsys):
     # --config with half_life = "-1d" said "The 'half_life' parameter of BaselineConfig", a call the user never made.
     config = mail_csv.parent / "baselines.toml"
