@@ -61,6 +61,18 @@ def test_generate_usage_errors_name_the_option_typed(tmp_path, capsys, extra, wo
     assert not (tmp_path / "out").exists()
 
 
+def test_generate_says_that_chunk_messages_changes_the_mail(capsys):
+    # Its help read as a memory setting only: another value generates other mail from the same --seed.
+    from commgraph.graph import generate_chunks
+
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default 500000); changing it changes the mail generated" in help_text, help_text
+    for function in (generate, generate_chunks):
+        assert "changing it changes the mail generated" in " ".join(function.__doc__.split()), function
+
+
 def test_generate_names_out_and_says_what_is_in_the_way(tmp_path, capsys):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
