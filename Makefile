@@ -35,4 +35,4 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks $(PROFILE)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo-output
+	rm -rf $(VENV) build dist *.egg-info demo-output explore-output

@@ -126,6 +126,8 @@ class RefreshReport:
     ...     TenantOutcome("globex", "failed", error="CommGraphError: no usable mail")))
     >>> report.exit_code, report.failed
     (3, ['globex'])
+    >>> report
+    RefreshReport(as_of 2025-02-01T00:00:00+00:00: 2 tenants, 1 failed, 1 published; 1.5 s)
     >>> report.table()[["tenant_id", "status", "version", "rows_read"]]
       tenant_id     status  version  rows_read
     0      acme  published      3.0         10
@@ -166,10 +168,12 @@ class RefreshReport:
 
     def __repr__(self) -> str:
         counts = pd.Series([o.status for o in self.outcomes]).value_counts().to_dict()
-        unassigned = f"; {self.rows_without_tenant:,} rows without a tenant id" if self.rows_without_tenant else ""
-        absent = f"; {len(self.not_in_input)} stored tenants not in the input" if self.not_in_input else ""
-        return (f"RefreshReport(as_of {self.as_of}: {len(self.outcomes)} tenants, "
-                + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + unassigned + absent
+        rows, absent = self.rows_without_tenant, len(self.not_in_input)
+        unassigned = f"; {rows:,} row{'s' if rows != 1 else ''} without a tenant id" if rows else ""
+        stored = f"; {absent} stored tenant{'s' if absent != 1 else ''} not in the input" if absent else ""
+        n = len(self.outcomes)
+        return (f"RefreshReport(as_of {self.as_of}: {n} tenant{'s' if n != 1 else ''}, "
+                + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + unassigned + stored
                 + f"; {self.seconds:.1f} s)")
 
 
@@ -1093,11 +1097,23 @@ def write_report(report: RefreshReport, path: str | PathLike) -> None:
     write_whole(path, write)
 
 
-def check_report_path(path: str | PathLike) -> None:
-    """Refuse, before a job runs, a report path it could not write at the end (ConfigError)."""
+def check_output_path(path: str | PathLike, option: str) -> None:
+    """Refuse, before a command's work, a file path it could not write at the end (a ConfigError naming
+    ``option``, the command line's option that gave the path: ``refresh --report``, ``score --output``).
+
+    Examples
+    --------
+    >>> check_output_path("/no/such/folder/signals.parquet", "--output")
+    Traceback (most recent call last):
+    ...
+    commgraph.graph._errors.ConfigError: --output '/no/such/folder/signals.parquet': its folder '/no/such/folder' \
+does not exist or cannot be written; create it, or give a path in a folder you can write (checked before the work, \
+which would fail at its end)
+    """
     folder = Path(path).resolve().parent
     if Path(path).is_dir():
-        raise ConfigError(f"--report {str(path)!r} is a directory; give a file path")
+        raise ConfigError(f"{option} {str(path)!r} is a directory; give a file path")
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"--report {str(path)!r}: its folder {str(folder)!r} does not exist or cannot be "
-                          "written; the report could not be written at the end of the job")
+        raise ConfigError(f"{option} {str(path)!r}: its folder {str(folder)!r} does not exist or cannot be written; "
+                          "create it, or give a path in a folder you can write (checked before the work, which "
+                          "would fail at its end)")

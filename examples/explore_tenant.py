@@ -5,12 +5,12 @@ Exploring one tenant while chasing a false positive
 An analyst's tour of one organisation: its communication graph, who it talks to
 most, how connections are distributed, the neighbourhood of one mailbox, and
 finally ``explain`` on a safe message that a first-contact rule flagged. Plots
-are written as PNG files to a new temporary folder, kept for you to open.
+are written as PNG files to ``explore-output/`` in the current folder (ignored by
+git), kept for you to open; a second run replaces them.
 """
 
 # %%
 # One tenant, six weeks of mail.
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -24,7 +24,10 @@ from commgraph.graph import (build_graph, communities, generate, pagerank, plot_
                              reciprocity, validate)
 from commgraph.signals import Scorer, explain
 
-out = Path(tempfile.mkdtemp(prefix="commgraph-explore-"))  # the plots stay there for you to open
+# The plots stay for you to open, in the folder the example runs in: one folder that each run replaces (a new
+# temporary folder each run piled up in /tmp).
+out = Path("explore-output")
+out.mkdir(exist_ok=True)
 mail = generate(tenants=1, days=42, scale=0.4, random_state=5)
 messages = validate(mail.messages, tenants=mail.tenants)
 tenant = messages.tenants[0]
@@ -71,4 +74,4 @@ print(f"{len(flagged)} safe messages of {len(scored)} would be flagged by 'first
 message = week.set_index("message_id").loc[flagged.sort_values("sender_active_days").iloc[-1]["message_id"]]
 explanation = explain({**message.to_dict(), "message_id": message.name}, scorer)
 print(explanation)
-print(f"\nplots in {out}: {sorted(p.name for p in out.glob('*.png'))}")
+print(f"\nplots in {out.resolve()}: {sorted(p.name for p in out.glob('*.png'))}")

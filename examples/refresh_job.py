@@ -12,6 +12,7 @@ full rebuild at a fraction of the cost.
 # %%
 # An archive of 20 days of synthetic mail for three tenants, as hive-partitioned
 # Parquet (``tenant_id=.../date=.../*.parquet``), like a mail-metadata lake.
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,7 +23,10 @@ from commgraph.baselines import SnapshotStore
 from commgraph.baselines import run_refresh
 from commgraph.graph import write_generated
 
+# The archive and the store are this example's own: removed when it ends, even by an error (its last step
+# removed them, so a run that failed left them behind). A real store is kept, and pruned by retention.
 work = Path(tempfile.mkdtemp(prefix="commgraph-refresh-"))
+atexit.register(shutil.rmtree, work, ignore_errors=True)
 archive, store = work / "archive", work / "snapshots"
 write_generated(archive, tenants=3, days=20, scale=0.3, random_state=11, progress=False)
 
@@ -50,7 +54,3 @@ for tenant in snapshots.tenants():
     senders = snapshot.table("sender")
     print(f"{tenant}: version {snapshots.current(tenant)} as of {snapshot.as_of:%Y-%m-%d}, "
           f"{len(senders):,} senders, versions kept {snapshots.versions(tenant)}")
-
-# %%
-# The archive and the store were this example's own: removed (a real store is kept, and pruned by retention).
-shutil.rmtree(work)

@@ -934,7 +934,8 @@ def generate_chunks(*, tenants: int | Sequence[TenantSpec] = 3, days: int = 30,
     Parameters
     ----------
     chunk_messages : int, default 500_000
-        About how many messages a chunk holds (at least one day of one tenant).
+        About how many messages a chunk holds (at least one day of one tenant);
+        changing it changes the mail generated (the draws), as in :func:`generate`.
     **params
         As in :func:`generate`.
 
@@ -986,7 +987,8 @@ def generate(*, tenants: int | Sequence[TenantSpec] = 3, days: int = 30,
     scale : float, default 1.0
         Multiplies tenant sizes when ``tenants`` is a count.
     chunk_messages : int, default 500_000
-        Messages per internal chunk; changing it changes the draws.
+        Messages per internal chunk; changing it changes the mail generated
+        (the draws: the same mail needs the same value, as the same seed).
 
     Returns
     -------

@@ -47,7 +47,8 @@ def add_generate_command(subparsers) -> argparse.ArgumentParser:
                    help=f"comma-separated attack scenarios (default all: {','.join(ATTACK_SCENARIOS)}; "
                         "'none' for no attacks)")
     p.add_argument("--chunk-messages", type=int, default=500_000, dest="chunk_messages",
-                   help="about how many messages are generated and written at a time (default 500000)")
+                   help="about how many messages are generated and written at a time (default 500000); changing "
+                        "it changes the mail generated (the same mail needs the same value, as the same --seed)")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     # The parameters of write_generated these options pass, for its errors in their words.
     p.set_defaults(func=run_generate, parameters={

@@ -14,7 +14,7 @@ import pandas as pd
 
 from commgraph.baselines import SnapshotStore, load_secrets
 from commgraph.baselines import TenantOutcome, run_refresh
-from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_report_path, write_report, write_whole
+from commgraph.baselines._job import DEFAULT_CHUNK_ROWS, ENGINES, check_output_path, write_report, write_whole
 from commgraph.baselines._store import LEDGER_FILE
 from commgraph.graph import CommGraphError, ConfigError
 from commgraph.graph._timestamps import TIMESTAMP_UNITS
@@ -84,7 +84,7 @@ def run_refresh_command(args: argparse.Namespace) -> int:
     from ._cli import parse_mapping
 
     if args.report:
-        check_report_path(args.report)  # before the night's work, not after it
+        check_output_path(args.report, "--report")  # before the night's work, not after it
     progress = _Progress(args.log_format)
     try:
         report = run_refresh(args.input, store=args.store, as_of=args.as_of, tenants=_split(args.tenants),
@@ -201,9 +201,11 @@ def run_inspect_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"no store at {args.store!r}")
     store = SnapshotStore(args.store)
     tenants = [args.tenant] if args.tenant else store.tenants()
-    if args.tenant and args.tenant not in store.tenants():
-        raise CommGraphError(f"tenant {args.tenant!r} has no snapshot in {args.store}; tenants present: "
-                             f"{store.tenants()}")
+    if args.tenant and args.tenant not in store.tenants():  # a usage error (exit 2), as refresh's unknown --tenants
+        held = store.tenants()
+        fix = (f"give one of the tenants it holds: {', '.join(held[:10])}{' ...' if len(held) > 10 else ''}" if held
+               else "it holds no snapshot yet")
+        raise ConfigError(f"--tenant {args.tenant!r} has no snapshot in {args.store}; {fix}")
     rows, bad, pruned = [], 0, []
     for tenant in tenants:
         try:
@@ -283,7 +285,7 @@ def add_inspect_command(subparsers) -> argparse.ArgumentParser:
         "inspect", help="list the store's tenants and versions, and verify their checksums",
         description="Show each tenant's snapshot versions (as_of, size, row counts, whether the snapshot keeps "
                     "the ledger of counted labels) and verify every file's SHA-256 checksum. Exits 1 when a "
-                    "checksum fails.",
+                    "checksum fails, 2 on a usage error (no store at --store, a --tenant it does not hold).",
         epilog="examples:\n  commgraph inspect --store snapshots/\n  commgraph inspect --store snapshots/ --tenant acme"
                "\n  commgraph inspect --store snapshots/ --current-only   # what is served, quickly",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -397,6 +399,7 @@ def run_score_command(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     write = _output_writer(args.output)
+    check_output_path(args.output, "--output")  # before the scoring, not after it (pandas' error named no option)
     scorer = Scorer.from_store(SnapshotStore(args.store), tenants=_split(args.tenants),
                                secrets=_scoring_secrets(args.secrets), tenant_configs=_tenant_configs(args))
     frame = _read_input(args)

@@ -24,7 +24,7 @@ _MESSAGE_KEYS = ["tenant_id", "message_id"]
 _SHOWN = 5
 
 
-@dataclass
+@dataclass(repr=False)
 class ConsistencyReport:
     """What an online log and the offline recomputation agree on, signal by signal.
 
@@ -59,6 +59,8 @@ class ConsistencyReport:
     ...     "as_deployed")
     >>> report.consistent
     True
+    >>> report
+    ConsistencyReport(consistent (as_deployed): 1 signal over 3 logged rows, 0 differ; 0 missing, 0 extra)
     """
 
     frame: pd.DataFrame
@@ -98,6 +100,19 @@ class ConsistencyReport:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:
+        # Counts and the few largest differences, as the library's other reprs: the frames are attributes (the
+        # dataclass's own repr printed them whole), print(report) gives the summary.
+        signals, rows = len(self.frame), int(self.frame["rows"].max()) if len(self.frame) else 0
+        differ = int((self.frame["mismatches"] > 0).sum()) if len(self.frame) else 0
+        worst = "; ".join(f"{r.signal} of {r.tenant_id} {r.message_id!r}: logged {r.logged:.6g}, offline "
+                          f"{r.offline:.6g}" for r in self.largest.head(3).itertuples())
+        more = f" (and {len(self.largest) - 3} more)" if len(self.largest) > 3 else ""
+        return (f"ConsistencyReport({'consistent' if self.consistent else 'INCONSISTENT'} ({self.mode}): "
+                f"{signals} signal{'s' if signals != 1 else ''} over {rows:,} logged row{'s' if rows != 1 else ''}, "
+                f"{differ} differ{'s' if differ == 1 else ''}; {len(self.missing):,} missing, {len(self.extra):,} "
+                "extra" + (f"; largest differences: {worst}{more}" if worst else "") + ")")
 
 
 def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
@@ -160,6 +175,9 @@ def consistency_report(online_log: pd.DataFrame, messages: Messages, *,
     1   pair_is_first_contact     2           0           0.0
     2    pair_days_since_last     2           0           0.0
     3  pair_recipient_replied     2           0           0.0
+    >>> report  # doctest: +NORMALIZE_WHITESPACE
+    ConsistencyReport(INCONSISTENT (as_deployed): 4 signals over 2 logged rows, 1 differs; 0 missing, 0 extra; largest
+    differences: pair_messages of acme '2': logged 7, offline 1)
     >>> print(report)  # doctest: +NORMALIZE_WHITESPACE
     consistency of 4 signals over 2 logged rows (offline: as_deployed): INCONSISTENT
       missing rows (scored per the history, not logged): 0

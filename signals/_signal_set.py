@@ -10,6 +10,7 @@ from pandas.api.internals import create_dataframe_from_blocks
 
 from commgraph.baselines import Snapshot
 from commgraph.graph import CommGraphError, ConfigError, Messages
+from commgraph.graph._errors import ParameterError
 
 from ._batch import SignalBatch
 from ._batch import _column as column_array
@@ -99,8 +100,9 @@ class SignalSet:
     Parameters
     ----------
     providers : sequence of SignalProvider or str, optional
-        Provider instances or registered names (:func:`provider_registry`);
-        default: the built-ins (:data:`DEFAULT_PROVIDERS`).
+        Provider instances or registered names (:func:`provider_registry`),
+        a list even of one (a single name or provider is refused); default:
+        the built-ins (:data:`DEFAULT_PROVIDERS`).
 
     Examples
     --------
@@ -114,7 +116,7 @@ class SignalSet:
     >>> batch = validate(pd.DataFrame({"tenant_id": "acme", "message_id": ["3", "4"],
     ...     "timestamp": "2024-05-03T10:00Z", "sender": ["ann@vendor.com", "eve@rnicrosoft.com"],
     ...     "recipients": ["cy@acme.com; di@acme.com", "cy@acme.com"]}), tenants=tenants)
-    >>> s = SignalSet(["sender", "pair"])
+    >>> s = SignalSet(["sender", "pair"])  # a list, even of one name: SignalSet(["pair"])
     >>> s.compute(batch, snapshots)[["message_id", "recipient", "sender_messages_7d", "pair_is_first_contact"]]
       message_id    recipient  sender_messages_7d  pair_is_first_contact
     0          3  cy@acme.com                   2                      0
@@ -127,6 +129,10 @@ class SignalSet:
     """
 
     def __init__(self, providers: Sequence[SignalProvider | str] | None = None):
+        if isinstance(providers, (str, SignalProvider)):  # a name was read letter by letter ("Got 's' instead")
+            shown = repr(providers) if isinstance(providers, str) else "provider"
+            raise ParameterError("providers", "SignalSet", "a list of SignalProvider instances or registered names",
+                                 providers, fix=f"Pass a list, even of one: SignalSet([{shown}]).")
         registry = provider_registry()
         chosen = []
         for p in DEFAULT_PROVIDERS if providers is None else providers:

@@ -61,6 +61,18 @@ def test_generate_usage_errors_name_the_option_typed(tmp_path, capsys, extra, wo
     assert not (tmp_path / "out").exists()
 
 
+def test_generate_says_that_chunk_messages_changes_the_mail(capsys):
+    # Its help read as a memory setting only: another value generates other mail from the same --seed.
+    from commgraph.graph import generate_chunks
+
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default 500000); changing it changes the mail generated" in help_text, help_text
+    for function in (generate, generate_chunks):
+        assert "changing it changes the mail generated" in " ".join(function.__doc__.split()), function
+
+
 def test_generate_names_out_and_says_what_is_in_the_way(tmp_path, capsys):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
@@ -224,6 +236,37 @@ def test_score_writes_parquet_or_csv_as_the_output_s_extension_says(tmp_path, ca
         err = capsys.readouterr().err
         assert f"--output {str(tmp_path / name)!r}: score writes Parquet (.parquet, .pq) or CSV (.csv)" in err, err
         assert not (tmp_path / name).exists()
+
+
+def test_score_refuses_an_output_it_could_not_write_before_scoring(tmp_path, capsys, monkeypatch):
+    # An --output in a folder that does not exist scored everything, then failed (exit 1) with pandas' "Cannot save
+    # file into a non-existent directory", naming no option: refused up front, as refresh refuses its --report.
+    run_refresh(frame(), store=tmp_path / "store", as_of="2024-05-04", tenant_configs=ACME)
+    frame().to_csv(tmp_path / "mail.csv", index=False)
+    from commgraph.signals import _scorer
+
+    def never(*args, **kwargs):
+        raise AssertionError("scored before the output was checked")
+
+    monkeypatch.setattr(_scorer.Scorer, "score", never)
+    (tmp_path / "taken.parquet").mkdir()
+    score = ["score", "--input", str(tmp_path / "mail.csv"), "--store", str(tmp_path / "store"), "--output"]
+    for output, words in ((tmp_path / "no" / "such" / "o.parquet", "does not exist or cannot be written; create it"),
+                          (tmp_path / "taken.parquet", "is a directory; give a file path")):
+        assert main([*score, str(output)]) == 2
+        err = capsys.readouterr().err
+        assert f"--output {str(output)!r}" in err and words in err, err
+
+
+def test_inspect_refuses_a_tenant_the_store_does_not_hold_as_a_usage_error(tmp_path, capsys):
+    # It exited 1, the code of a failed checksum, where refresh refuses a tenant it does not know with 2.
+    run_refresh(frame(), store=tmp_path / "store", as_of="2024-05-04", tenant_configs=ACME)
+    (tmp_path / "empty").mkdir()
+    for store, words in (("store", "give one of the tenants it holds: acme"), ("empty", "it holds no snapshot yet")):
+        assert main(["inspect", "--store", str(tmp_path / store), "--tenant", "nobody"]) == 2
+        err = capsys.readouterr().err
+        assert f"--tenant 'nobody' has no snapshot in {tmp_path / store}; {words}" in err, err
+    assert main(["inspect", "--store", str(tmp_path / "store"), "--tenant", "acme"]) == 0
 
 
 def test_a_configuration_file_s_errors_name_the_file_and_its_field(mail_csv, capsys):

@@ -174,3 +174,22 @@ def test_a_logged_value_that_is_no_number_is_a_mismatch(history, engine_log) -> 
     assert by_signal.loc["pair_days_since_last", "mismatches"] == 2
     assert by_signal.loc["pair_messages", "mismatches"] == 1
     assert by_signal["mismatches"].sum() == 3
+
+
+def test_the_report_s_repr_is_a_short_summary() -> None:
+    # The dataclass's repr printed every frame whole (the table of signals, the largest differences, the rows
+    # missing and extra): one line now, with the counts and the largest differences.
+    tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    m = validate(pd.DataFrame({"tenant_id": "acme", "message_id": [str(i) for i in range(6)],
+                               "timestamp": [f"2024-05-0{i + 1}T09:00Z" for i in range(6)], "sender": "ann@vendor.com",
+                               "recipients": "cy@acme.com"}), tenants=tenants)
+    log = backfill(m, mode="as_deployed", signals=["pair"])
+    assert repr(consistency_report(log, m, signals=["pair"])) == (
+        "ConsistencyReport(consistent (as_deployed): 4 signals over 6 logged rows, 0 differ; 0 missing, 0 extra)")
+    log["pair_messages"] = log["pair_messages"] + np.arange(1, 7)  # the row of message 5 differs most
+    text = repr(consistency_report(log.drop(index=2), m, signals=["pair"]))  # (message 2 not logged: missing)
+    assert "\n" not in text and len(text) < 400, text
+    assert text.startswith("ConsistencyReport(INCONSISTENT (as_deployed): 4 signals over 5 logged rows, 1 differs; "
+                           "1 missing, 0 extra; largest differences: pair_messages of acme '5': logged 11, offline "
+                           "5; pair_messages of acme '4': logged 9, offline 4; "), text
+    assert text.endswith(" (and 2 more))"), text

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from commgraph.baselines import SnapshotStore, build_baselines
-from commgraph.baselines import run_refresh
+from commgraph.baselines import RefreshReport, TenantOutcome, run_refresh
 from commgraph.baselines._snapshot import table_differences
 from commgraph.graph import ConfigError, generate, validate, write_generated
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
@@ -272,11 +272,24 @@ def test_stored_tenants_without_mail_in_the_input_are_named_in_the_report(tmp_pa
     later = mail.messages[mail.messages["tenant_id"] != "tenant-02"]
     report = run_refresh(later, store=tmp_path, as_of="2025-01-15T00:00Z", tenant_configs=mail.tenants)
     assert report.not_in_input == ("tenant-02",) and report.to_dict()["not_in_input"] == ["tenant-02"]
-    assert "1 stored tenants not in the input" in repr(report) and report.exit_code == 0
+    assert "; 1 stored tenant not in the input" in repr(report) and report.exit_code == 0
     assert SnapshotStore(tmp_path).load("tenant-02").as_of == pd.Timestamp(AS_OF)  # left as it was
     chosen = run_refresh(later, store=tmp_path, as_of="2025-01-15T00:00Z", tenant_configs=mail.tenants,
                          tenants=["tenant-01"])
     assert chosen.not_in_input == ()  # a job over named tenants says nothing of the others
+
+
+def test_the_report_s_summary_says_one_of_a_kind_in_the_singular():
+    # It said "1 tenants" (and "1 rows without a tenant id", "1 stored tenants").
+    one = RefreshReport(as_of=AS_OF, seconds=0.5, outcomes=(TenantOutcome("acme", "published", version=1),),
+                        rows_without_tenant=1, not_in_input=("globex",))
+    assert repr(one) == (f"RefreshReport(as_of {AS_OF}: 1 tenant, 1 published; 1 row without a tenant id; "
+                         "1 stored tenant not in the input; 0.5 s)")
+    two = RefreshReport(as_of=AS_OF, seconds=0.5, outcomes=(TenantOutcome("acme", "published", version=1),
+                                                            TenantOutcome("initech", "failed", error="boom")),
+                        rows_without_tenant=2, not_in_input=("globex", "umbrella"))
+    assert repr(two) == (f"RefreshReport(as_of {AS_OF}: 2 tenants, 1 failed, 1 published; 2 rows without a tenant "
+                         "id; 2 stored tenants not in the input; 0.5 s)")
 
 
 def test_killed_refresh_leaves_the_store_serving_and_the_next_run_completes(tmp_path, archive):

@@ -294,6 +294,16 @@ def test_bad_configuration_is_refused() -> None:
         SignalSet().compute_columns(None, {}, level="tenant")
 
 
+def test_a_single_name_or_provider_is_refused_saying_to_pass_a_list() -> None:
+    # SignalSet("sender") read the name letter by letter: "... registered providers (...). Got 's' instead."
+    with pytest.raises(ConfigError, match=r"Got 'sender' instead\. Pass a list, even of one: "
+                                          r"SignalSet\(\['sender'\]\)"):
+        SignalSet("sender")
+    with pytest.raises(ConfigError, match=r"Pass a list, even of one: SignalSet\(\[provider\]\)"):
+        SignalSet(SignalSet(["pair"]).providers[0])  # (it was "object is not iterable", a TypeError)
+    assert SignalSet(["sender"]).names == SignalSet(("sender",)).names
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.sampled_from(["gmail.com", "outlook.com", "acme.com", "GMAIL.COM", "gmail.co", ""]), max_size=8),
        st.lists(st.integers(-1, 7), max_size=20))
