@@ -28,7 +28,7 @@ from commgraph.graph import (
 )
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
-from commgraph.graph._errors import ParameterError
+from commgraph.graph._errors import ParameterError, plural
 from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
 from commgraph.graph._timestamps import instant_problem, is_clock_word, utc_instant
 from commgraph.graph._validate import _check_zone, apply_column_mapping, id_text
@@ -169,10 +169,9 @@ class RefreshReport:
     def __repr__(self) -> str:
         counts = pd.Series([o.status for o in self.outcomes]).value_counts().to_dict()
         rows, absent = self.rows_without_tenant, len(self.not_in_input)
-        unassigned = f"; {rows:,} row{'s' if rows != 1 else ''} without a tenant id" if rows else ""
-        stored = f"; {absent} stored tenant{'s' if absent != 1 else ''} not in the input" if absent else ""
-        n = len(self.outcomes)
-        return (f"RefreshReport(as_of {self.as_of}: {n} tenant{'s' if n != 1 else ''}, "
+        unassigned = f"; {plural(rows, 'row')} without a tenant id" if rows else ""
+        stored = f"; {plural(absent, 'stored tenant')} not in the input" if absent else ""
+        return (f"RefreshReport(as_of {self.as_of}: {plural(len(self.outcomes), 'tenant')}, "
                 + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + unassigned + stored
                 + f"; {self.seconds:.1f} s)")
 
