@@ -419,6 +419,14 @@ class Scorer:
             raise ConfigError(f"no snapshot store at {str(store.path)!r}: give the directory the refresh job "
                               "publishes to (commgraph refresh --store)")
         wanted = list(tenants) if tenants is not None else store.tenants()
+        if tenants is not None:  # a name the store does not hold: a typo, said as one (commgraph exits 2)
+            held = store.tenants()
+            unknown = [t for t in wanted if t not in held]
+            if unknown:
+                raise ConfigError(f"The 'tenants' parameter of Scorer.from_store names tenants the store at "
+                                  f"{str(store.path)!r} does not hold: {unknown[:5]}; it holds {held[:10]}"
+                                  f"{' ...' if len(held) > 10 else ''}. Give tenants it holds (commgraph score "
+                                  "--tenants), or publish their snapshots first")
         versions, snapshots, failures = {}, {}, {}
         for t in wanted:
             try:

@@ -825,3 +825,19 @@ def test_a_scorer_of_some_of_the_stores_tenants_refuses_the_others_mail_even_col
     assert shard.reload() == []
     with pytest.raises(CommGraphError, match="'umbrella' has a published snapshot in the store"):
         shard.score_one(mail("umbrella"))
+
+
+def test_a_scorer_asked_for_a_tenant_the_store_does_not_hold_says_so_as_a_usage_error(tmp_path):
+    # A typo in --tenants was a failure to load (CommGraphError, commgraph score exit 1), naming no tenant held.
+    from commgraph.baselines._snapshot import _example
+    from commgraph.graph import ConfigError
+    from commgraph.signals._cli import main
+
+    store = SnapshotStore(tmp_path / "store")
+    store.publish(_example())
+    with pytest.raises(ConfigError, match=r"names tenants the store .* does not hold: \['acne'\]; it holds \['acme'\]"):
+        Scorer.from_store(store, ["acme", "acne"])
+    pd.DataFrame([{"tenant_id": "acme", "message_id": "1", "timestamp": "2024-05-04T10:00Z",
+                   "sender": "ann@vendor.com", "recipients": "cy@acme.com"}]).to_csv(tmp_path / "m.csv", index=False)
+    assert main(["score", "--input", str(tmp_path / "m.csv"), "--store", str(tmp_path / "store"),
+                 "--output", str(tmp_path / "o.parquet"), "--tenants", "acne"]) == 2
