@@ -50,11 +50,42 @@ def view_of(snapshot: Snapshot | SnapshotView) -> SnapshotView:
 
 
 def global_priors(views: Iterable[SnapshotView]) -> dict[str, Any] | None:
-    """The global priors carried by the first snapshot that has them (for cold-start tenants)."""
-    for view in views:
-        if view.snapshot is not None and "global" in view.snapshot.priors:
-            return view.snapshot.priors["global"]
-    return None
+    """The global priors a cold-start tenant borrows from the snapshots served, whatever their order.
+
+    Snapshots built together carry the same global priors: those. Snapshots built
+    apart (the refresh job builds each tenant on its own, its global priors pooled
+    over its own mail) carry different ones: per entity kind, the Beta prior whose
+    mean and strength (``alpha + beta``) are the medians of theirs, so that no
+    tenant's prior is borrowed for being first, and one unusual tenant does not move it.
+
+    Examples
+    --------
+    >>> from commgraph.baselines._snapshot import _example
+    >>> from commgraph.signals._view import SnapshotView
+    >>> a, b, c = _example(), _example(), _example()
+    >>> for snap, (alpha, beta) in zip((a, b, c), [(1.0, 1.0), (9.0, 1.0), (2.0, 2.0)]):
+    ...     snap.priors = {**snap.priors, "global": {k: {"alpha": alpha, "beta": beta, "source": "pooled"}
+    ...                                              for k in snap.priors["global"]}}
+    >>> prior = global_priors(SnapshotView(s) for s in (a, b, c))["sender"]
+    >>> prior["alpha"], prior["beta"], prior["source"]
+    (2.0, 2.0, 'median of 3 tenants')
+    >>> global_priors(SnapshotView(s) for s in (c, a, b)) == global_priors(SnapshotView(s) for s in (a, b, c))
+    True
+    """
+    carried = sorted(((view.snapshot.tenant_id, view.snapshot.priors["global"]) for view in views
+                      if view.snapshot is not None and "global" in view.snapshot.priors), key=lambda tp: tp[0])
+    if not carried:
+        return None
+    first = carried[0][1]
+    if all(priors == first for _, priors in carried[1:]):
+        return first
+    out: dict[str, Any] = {}
+    for kind in first:
+        ab = np.array([[priors[kind]["alpha"], priors[kind]["beta"]] for _, priors in carried], dtype=np.float64)
+        strength = ab.sum(axis=1)
+        mean, size = float(np.median(ab[:, 0] / strength)), float(np.median(strength))
+        out[kind] = {"alpha": mean * size, "beta": (1.0 - mean) * size, "source": f"median of {len(carried)} tenants"}
+    return out
 
 
 def _aggregate(values: np.ndarray, edge_message: np.ndarray, n_messages: int, how: str,

@@ -841,3 +841,31 @@ def test_a_scorer_asked_for_a_tenant_the_store_does_not_hold_says_so_as_a_usage_
                    "sender": "ann@vendor.com", "recipients": "cy@acme.com"}]).to_csv(tmp_path / "m.csv", index=False)
     assert main(["score", "--input", str(tmp_path / "m.csv"), "--store", str(tmp_path / "store"),
                  "--output", str(tmp_path / "o.parquet"), "--tenants", "acne"]) == 2
+
+
+def test_a_cold_start_tenant_borrows_the_same_prior_whatever_the_order_of_the_snapshots() -> None:
+    # The global prior was the first snapshot's: snapshots built apart (as the refresh job builds each tenant) carry
+    # different ones, so a new tenant's likelihoods depended on the order the scorer was given them (0.25 or 0.95).
+    configs = [{"tenant_id": t, "own_domains": ["acme.com"]} for t in ("a", "b", "c", "cold")]
+
+    def built(tenant: str, n_attack: int, n: int = 40):
+        rows = pd.DataFrame({"tenant_id": tenant, "message_id": [f"{tenant}{i}" for i in range(n)],
+                             "timestamp": [pd.Timestamp("2024-03-01T09:00Z") + pd.Timedelta(hours=i) for i in range(n)],
+                             "sender": [f"s{i}@ext{i}.com" for i in range(n)], "recipients": "cy@acme.com",
+                             "label": ["attack"] * n_attack + ["safe"] * (n - n_attack),
+                             "labeled_at": pd.Timestamp("2024-03-05T00:00Z")})
+        return build_baselines(validate(rows, tenants=configs), as_of="2024-03-10T00:00Z")[tenant]
+
+    snaps = {"a": built("a", 30), "b": built("b", 2), "c": built("c", 10)}
+    assert snaps["a"].priors["global"] != snaps["b"].priors["global"]
+    message = {"tenant_id": "cold", "message_id": "x", "timestamp": "2024-03-10T01:00Z",
+               "sender": "new@unknown.org", "recipients": "cy@acme.com"}
+    scored = [Scorer({t: snaps[t] for t in order}, tenant_configs=configs, cold_start=True).score_one(message)
+              for order in ("abc", "bca", "cab", "cba")]
+    assert all(_same(s[k], scored[0][k]) for s in scored[1:] for k in s)
+    # ... per kind, the Beta prior of the median mean and the median strength of the three, not the first one's.
+    borrowed = Scorer(snaps, tenant_configs=configs, cold_start=True)._loaded.global_priors["sender"]
+    carried = [snaps[t].priors["global"]["sender"] for t in "abc"]
+    means, sizes = [p["alpha"] / (p["alpha"] + p["beta"]) for p in carried], [p["alpha"] + p["beta"] for p in carried]
+    assert math.isclose(borrowed["alpha"] / (borrowed["alpha"] + borrowed["beta"]), sorted(means)[1], rel_tol=1e-12)
+    assert math.isclose(borrowed["alpha"] + borrowed["beta"], sorted(sizes)[1], rel_tol=1e-12)
