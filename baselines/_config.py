@@ -88,6 +88,10 @@ def _timedelta(name: str, value: Any) -> _dt.timedelta:
         raise _error(name, "a timedelta > 0 (a timedelta, a string such as '7d' or seconds)", value) from None
     if pd.isna(td) or td <= pd.Timedelta(0):
         raise _error(name, "a timedelta > 0", value)
+    try:
+        td.value  # (times are int64 nanoseconds: a longer duration has no place in them)
+    except OverflowError:
+        raise _error(name, "a timedelta > 0 of at most 292 years (int64 nanoseconds)", value) from None
     if td.value % 1_000:  # (a timedelta cannot hold it: it would be another duration, silently)
         raise _error(name, "a timedelta > 0 in whole microseconds", value)
     return td.to_pytimedelta()

@@ -60,6 +60,8 @@ def test_a_global_prior_is_checked_wherever_it_is_given(tmp_path) -> None:
     ("windows", ["7d", "7d"], "distinct"),
     ("windows", ["90m"], "whole numbers of hours"),
     ("half_life", "soon", "'half_life' parameter of BaselineConfig must be a timedelta > 0"),
+    ("half_life", "107000d", "a timedelta > 0 of at most 292 years"),  # (pandas' bare OverflowError, before)
+    ("settle_delay", 10**12, "a timedelta > 0 of at most 292 years"),
     ("label_policy", "trust", "one of 'presume_safe', 'ignore'. Got 'trust' instead."),
     ("settle_delay", "100d", "<= the longest window (90d)"),
     ("credible_level", 1.5, "a float in [0.5, 1)"),
