@@ -212,7 +212,7 @@ def test_a_half_life_of_a_year_is_followed_as_a_build_follows_it() -> None:
     # half-life BaselineConfig accepts and build_baselines follows.
     t0 = pd.Timestamp("2024-05-01T09:00:00Z")
     raw = pd.DataFrame({"tenant_id": "t1", "message_id": ["a", "b", "c"],
-                        "timestamp": [t0, t0 + pd.Timedelta("20d"), t0 + pd.Timedelta("400d")],
+                        "timestamp": [t0, t0 + pd.Timedelta(days=20), t0 + pd.Timedelta(days=400)],
                         "sender": "ann@vendor.com", "recipients": "cy@acme.com"})
     messages = validate(raw, tenants=TENANTS)
     config = BaselineConfig(half_life="365d")
