@@ -28,10 +28,11 @@ _IS_FAIL[list(FAIL_CODES)] = True
 class IdentitySignals(SignalProvider):
     """Display-name signals: impersonation of an internal name, a name new for this address.
 
-    ``display_name_address_days`` reads the per-(name, address) active days when
-    the baselines carry them (``display_name.address_active_days``); until then
-    it is the upper bound ``min(messages with this name from this address,
-    the sender's active days)``, exact whenever either is 0 or 1.
+    ``display_name_address_days`` is the upper bound ``min(messages with this
+    name from this address, the sender's active days)``, exact whenever either
+    is 0 or 1: the baselines keep no active days per (name, address) (a
+    snapshot that carried ``display_name.address_active_days`` would be read
+    exactly; no build writes them).
 
     Examples
     --------
@@ -47,7 +48,8 @@ class IdentitySignals(SignalProvider):
                    "spoofed), or comes from an address that never used it (0 without a display name).", "flag",
                    suspicious="high"),
         SignalSpec("display_name_address_days", "int32", "Days on which this display name was seen with this "
-                   "address before (see the class notes).", "days", suspicious="low"),
+                   "address before, at most (an upper bound: the days the address sent mail, capped by the "
+                   "messages it sent under the name; see the class notes).", "days", suspicious="low"),
         SignalSpec("display_name_is_new_for_address", "int8", "1 if this address never used this display name "
                    "before (0 without a display name).", "flag", suspicious="high"),
     )
@@ -159,10 +161,12 @@ class HabitSignals(SignalProvider):
     signals = (
         SignalSpec("sender_hour_surprise", "float32", "How unusual this UTC hour is for this sender, in bits "
                    "(smoothed toward the tenant's hours).", "bits", default=None, suspicious="high"),
-        SignalSpec("sender_auth_fail_rate", "float32", "Share of this sender's SPF, DKIM and DMARC results that "
-                   "failed (0 without results).", "rate", suspicious="high"),
+        SignalSpec("sender_auth_fail_rate", "float32", "Share of this sender's SPF, DKIM and DMARC pass and fail "
+                   "results that failed (softfail and permerror fail; neutral, none, temperror and missing results "
+                   "count neither way; 0 without any).", "rate", suspicious="high"),
         SignalSpec("auth_deviation", "int8", "1 if this message fails SPF, DKIM or DMARC while the sender "
-                   f"normally passes that check (at least {_MIN_PASSES} passes, 90% of results).", "flag",
+                   f"normally passes that check (at least {_MIN_PASSES} passes, 90% of its pass and fail results).",
+                   "flag",
                    suspicious="high"),
     )
 

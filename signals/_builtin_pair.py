@@ -72,11 +72,14 @@ class RecipientSignals(SignalProvider):
     name = "recipient"
     level = "edge"
     signals = (
-        SignalSpec("recipient_safe_likelihood", "float32", "Smoothed probability that mail to this recipient is "
-                   "safe (the tenant prior mean for an unknown recipient; message level: the lowest).",
+        SignalSpec("recipient_safe_likelihood", "float32", "Smoothed probability that inbound mail to this "
+                   "recipient is safe, from the labels of its inbound mail (internal mail counts toward "
+                   "sender_safe_likelihood, not here; the tenant prior mean for an unknown recipient; message "
+                   "level: the lowest).",
                    "probability", "min", default=None, suspicious="low"),
         SignalSpec("recipient_safe_likelihood_lower", "float32", "Lower credible bound of that probability "
-                   "(the prior's bound for an unknown recipient; message level: the lowest).", "probability", "min",
+                   "(the prior's bound for an unknown recipient; message level: the lowest bound, which may be "
+                   "another recipient's than the lowest probability).", "probability", "min",
                    default=None, suspicious="low"),
         SignalSpec("recipient_inbound_30d", "int32", "Inbound messages this recipient received in the 30 days "
                    "before the snapshot (message level: the mean).", "count", "mean"),

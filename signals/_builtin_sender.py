@@ -62,7 +62,8 @@ class SenderSignals(SignalProvider):
                    "days", suspicious="low"),
         SignalSpec("sender_active_days", "int32", "Distinct days on which this sender sent mail.", "count",
                    suspicious="low"),
-        SignalSpec("sender_is_new", "int8", "1 if the tenant never received mail from this sender.", "flag",
+        SignalSpec("sender_is_new", "int8", "1 if the tenant never saw mail from this sender, in "
+                   "any direction (an internal address that only wrote outside is known).", "flag",
                    default=1.0, suspicious="high"),
         SignalSpec("sender_distinct_recipients", "int32", "Distinct recipients this sender has written to.",
                    "count", suspicious="low"),
@@ -127,8 +128,8 @@ class SenderDomainSignals(SignalProvider):
                    "days", suspicious="low"),
         SignalSpec("domain_distinct_senders", "int32", "Distinct addresses that sent from this domain.", "count",
                    suspicious="low"),
-        SignalSpec("domain_is_new", "int8", "1 if the tenant never received mail from this domain (even if it wrote "
-                   "to it: domain_solicited_messages counts that).", "flag", default=1.0, suspicious="high"),
+        SignalSpec("domain_is_new", "int8", "1 if the tenant never saw mail from this domain, in any "
+                   "direction (even if it wrote to it: domain_solicited_messages counts that).", "flag", default=1.0, suspicious="high"),
         SignalSpec("domain_is_freemail", "int8", "1 if the domain is a consumer mail provider (shipped list).",
                    "flag", suspicious="high"),
         SignalSpec("domain_safe_likelihood", "float32", "Smoothed probability that this domain's mail is safe "

@@ -101,10 +101,10 @@ def _lookalike_close(v: Any, e: Mapping[str, Any]) -> str:
 
 
 _SENTENCES = {
-    "sender_messages_7d": lambda v, e: f"The tenant received {v} messages from this sender in the 7 days before "
-                                       f"the snapshot.",
-    "sender_messages_30d": lambda v, e: f"It received {v} from this sender in the 30 days before the snapshot.",
-    "sender_messages_90d": lambda v, e: f"It received {v} from this sender in the 90 days before the snapshot.",
+    "sender_messages_7d": lambda v, e: f"The tenant saw {v} messages from this sender (in any direction) in the 7 "
+                                       "days before the snapshot.",
+    "sender_messages_30d": lambda v, e: f"It saw {v} from this sender in the 30 days before the snapshot.",
+    "sender_messages_90d": lambda v, e: f"It saw {v} from this sender in the 90 days before the snapshot.",
     "sender_messages_decayed": lambda v, e: f"Weighting recent mail more, that is about {v:.1f} messages.",
     "sender_days_known": lambda v, e: "This sender was never seen before." if not e.get("seen", True)
     else f"This sender was first seen {v:.1f} days before this message.",
@@ -139,8 +139,10 @@ _SENTENCES = {
     if v == v else "The sender never wrote to any of these recipients.",
     "pair_recipient_replied": lambda v, e: "At least one recipient has written to this sender." if v
     else "No recipient has ever written to this sender.",
-    "recipient_safe_likelihood": lambda v, e: f"The least safe recipient's mail is safe with probability {v:.3f}.",
-    "recipient_safe_likelihood_lower": lambda v, e: f"Its conservative (lower-bound) figure is {v:.3f}.",
+    "recipient_safe_likelihood": lambda v, e: f"The least safe recipient's inbound mail is safe with probability "
+                                              f"{v:.3f}.",
+    "recipient_safe_likelihood_lower": lambda v, e: f"The lowest conservative (lower-bound) figure among the "
+                                                    f"recipients is {v:.3f}.",
     "recipient_inbound_30d": lambda v, e: f"Recipients received {v:.1f} inbound messages each, on average, in the "
                                           "30 days before the snapshot.",
     "recipient_first_contact_rate": lambda v, e: f"Up to {v:.1%} of a recipient's inbound mail came from first-time "
