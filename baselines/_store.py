@@ -176,15 +176,33 @@ def _write_ipc(path: Path, table: pa.Table, *, compress: bool = False) -> None:
             writer.write_table(table)
 
 
+#: Files at least this large are memory-mapped; smaller ones are read into memory. A process may hold about 65,000
+#: mappings (Linux's vm.max_map_count): mapping every file of a snapshot (a dozen) stopped a scorer at about 5,900
+#: tenants, most of whose files are a few kilobytes (read in microseconds), while a large tenant's tables load
+#: zero-copy as before.
+_MAP_AT_LEAST = 1 << 20
+
+
 def _read_ipc(path: Path) -> pa.Table:
-    """A stored Arrow file, memory-mapped (zero-copy: buffers point into the mapped file); a file that is gone
-    or is not Arrow IPC is a :class:`CorruptSnapshotError` naming it."""
+    """A stored Arrow file, memory-mapped when large (zero-copy: buffers point into the mapped file), read into
+    memory when small (zero-copy from that buffer); a file that is gone or is not Arrow IPC is a
+    :class:`CorruptSnapshotError` naming it."""
     try:
+        if path.stat().st_size < _MAP_AT_LEAST:
+            return pa.ipc.open_file(pa.py_buffer(path.read_bytes())).read_all()
         return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
     except FileNotFoundError:
         raise CorruptSnapshotError(f"{path} is missing; the manifest lists it: {_REPUBLISH}",
                                    reason="missing") from None
+    except MemoryError as exc:  # (pyarrow's ArrowMemoryError too: the machine's, not the file's)
+        raise CommGraphError(f"{path} cannot be read into memory ({exc or 'out of memory'}); free memory or serve "
+                             "fewer tenants per process, then load it again") from None
     except OSError as exc:
+        if "Cannot allocate memory" in str(exc):  # (mmap's ENOMEM: the process's mappings or memory, not the file)
+            raise CommGraphError(f"{path} cannot be memory-mapped ({exc}): the process has reached its limit of "
+                                 "memory mappings (vm.max_map_count) or of memory; serve fewer tenants per process "
+                                 "(Scorer.from_store(store, tenants=[...])) or raise the limit, then load it "
+                                 "again") from None
         if exc.errno is not None and not isinstance(exc, pa.ArrowException):
             # The machine's, not the file's: permissions, open-file limits, I/O errors.
             raise CommGraphError(f"{path} cannot be read ({exc}); check the store's permissions and the process's "
