@@ -312,23 +312,37 @@ def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, sh
         rows = rows.drop_duplicates()
     n = rows["pair"].value_counts(sort=False)
     pair = n.index.to_numpy(dtype=np.int64)
-    counts = pd.DataFrame({"t": np.asarray(t_names, dtype=object)[pair // max(len(d_names), 1)],
-                           "d": np.asarray(d_names, dtype=object)[pair % max(len(d_names), 1)],
-                           "n": n.to_numpy()})
-    result: dict[str, tuple[str, ...]] = {str(t): () for t in t_names}
-    for tenant, group in counts.groupby("t", sort=True):
-        chosen: list[str] = []
-        top = None
-        # Most messages first; checked only for the few domains looked at, not all.
-        ranked = group.sort_values(["n", "d"], ascending=[False, True])[["d", "n"]]
-        for domain, messages_in in ranked.itertuples(index=False):
-            if top is not None and messages_in <= share * top:
-                break
-            if not may_be_own_domain(domain):
-                continue
-            top = messages_in if top is None else top
-            chosen.append(str(domain))
-        result[str(tenant)] = tuple(chosen)
+    width = max(len(d_names), 1)
+    # Per tenant, most messages first (ties by name): the top is the first domain inference may take, and
+    # another is taken while it receives more than ``share`` times the top's messages. All tenants at once.
+    order = np.lexsort((np.asarray(d_names, dtype=object)[pair % width].astype(str), -n.to_numpy(), pair // width))
+    t, d, k = (pair // width)[order], (pair % width)[order], n.to_numpy(dtype=np.int64)[order]
+    free = np.asarray(pd.Index(d_names).isin(list(freemail_domains())), dtype=bool)
+    keep = ~free[d]  # (a set lookup per domain; the public-suffix check, dearer, only where it decides)
+    checked: dict[int, bool] = {}
+
+    def may_be_own(codes: np.ndarray) -> np.ndarray:
+        return np.fromiter((checked.setdefault(int(c), may_be_own_domain(str(d_names[c]))) for c in codes),
+                           dtype=bool, count=len(codes))
+
+    while True:  # the first kept row of each tenant, until every tenant's is a domain inference may take
+        rows = np.flatnonzero(keep)
+        firsts = rows[np.r_[True, t[rows][1:] != t[rows][:-1]]] if len(rows) else rows
+        refused = firsts[~may_be_own(d[firsts])]
+        if not len(refused):
+            break
+        keep[refused] = False
+    rows = np.flatnonzero(keep)
+    tops = np.zeros(len(t_names) + 1, np.int64)
+    tops[t[firsts]] = k[firsts]
+    taken = rows[k[rows] > share * tops[t[rows]]]
+    taken = np.union1d(taken, firsts)  # (the top itself, whatever the share)
+    taken = taken[may_be_own(d[taken])]
+    result: dict[str, tuple[str, ...]] = {str(name): () for name in t_names}
+    names = np.asarray(t_names, dtype=object)
+    bounds = np.flatnonzero(np.r_[True, t[taken][1:] != t[taken][:-1], True]) if len(taken) else np.zeros(1, int)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        result[str(names[t[taken[lo]]])] = tuple(str(d_names[c]) for c in d[taken[lo:hi]])
     return dict(sorted(result.items()))
 
 
@@ -360,7 +374,23 @@ def caller_stacklevel() -> int:
     return level
 
 
+#: Up to this many tenants with inferred own domains are warned about one by one; more in one warning.
+_WARN_EACH = 10
+
+
 def warn_inferred(inferred: Mapping[str, tuple[str, ...]]) -> None:
+    """Warn that own domains were inferred: per tenant for a few, in one warning for many (a warning per tenant
+    of thousands, each finding its caller's line, cost more than the inference itself)."""
+    if len(inferred) > _WARN_EACH:
+        none = [t for t, domains in inferred.items() if not domains]
+        shown = "; ".join(f"{t!r}: {list(domains)}" for t, domains in list(inferred.items())[:3])
+        lacking = (f"; {len(none)} of them got none (recipients all at consumer mail providers or public "
+                   f"suffixes: {none[:3]}{' ...' if len(none) > 3 else ''})") if none else ""
+        warnings.warn(f"{len(inferred)} tenants: no own domains configured; inferred from the domains that receive "
+                      f"most of their mail ({shown}; ...){lacking}. Pass tenants=[TenantConfig(<tenant id>, "
+                      "own_domains=[...]), ...] to set them.", InferredOwnDomainsWarning,
+                      stacklevel=caller_stacklevel())
+        return
     for tenant, domains in inferred.items():
         if not domains:
             warnings.warn(

@@ -28,6 +28,8 @@ _OPTION_WORDS = tuple((re.compile(python), options) for python, options in (
     (r"columns=\{'([^']+)': '<your column>'\}", r"--columns \1=<your column>"),
     (r"Pass tenants=\[TenantConfig\(('[^']*'|\"[^\"]*\"), own_domains=\[\.\.\.\]\)\] to set them",
      r"Give them with --tenant-config (a TOML file: a [[tenant]] table with tenant_id = \1 and own_domains)"),
+    (r"Pass tenants=\[TenantConfig\(<tenant id>, own_domains=\[\.\.\.\]\), \.\.\.\] to set them",
+     "Give them with --tenant-config (a TOML file: a [[tenant]] table per tenant, with tenant_id and own_domains)"),
     (r"pass timestamp_unit='s' or 'ms'", "give --timestamp-unit s or ms"),
     (r"pass timestamp_unit='us' or 'ns'", "give --timestamp-unit us or ns"),
     (r"read again with encoding='<the file's encoding>' \(for example 'cp1252'\)",

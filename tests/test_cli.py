@@ -94,6 +94,9 @@ def test_fixes_read_from_the_library_are_given_as_options(tmp_path, capsys):
         "mail.txt": (frame(), "give --format parquet, csv or jsonl"),
         # (said "read again with encoding='<the file's encoding>' ..., or strict=False to set these rows aside")
         "latin.csv": (frame(sender_display_name=["José García"] * 3), "give --encoding <the file's encoding>"),
+        # (many tenants: one warning for all, its fix worded for the command line too)
+        "manytenants.csv": (pd.concat([frame(tenant_id=f"t{i}", recipients=f"cy@t{i}.com") for i in range(12)]),
+                            "Give them with --tenant-config (a TOML file: a [[tenant]] table per tenant"),
         "nodirection.csv": (frame(), "Give them with --tenant-config"),
     }
     for name, (rows, words) in cases.items():
