@@ -22,6 +22,8 @@ from xxhash import xxh3_64_intdigest
 
 from commgraph.graph import AUTH_RESULTS, DIRECTIONS, KEY_ALGORITHM, CommGraphError, Messages
 
+from ._freemail import freemail_domain_flags
+
 __all__ = ["SignalBatch", "DIRECTION_CODES", "AUTH_CODES", "FAIL_CODES"]
 
 # The batch hashes strings exactly as the graph layer does; a change of algorithm must show here.
@@ -217,6 +219,9 @@ class SignalBatch:
     frame: pd.DataFrame = field(repr=False)
     message_rows: np.ndarray | None = field(default=None, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
+    #: What depends only on the batch's distinct sender domains, shared by its tenants' subsets (computed once
+    #: per batch, not once per tenant of it).
+    _per_domain: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_messages(self) -> int:
@@ -367,7 +372,15 @@ class SignalBatch:
             direction=self.direction[m], spf=self.spf[m], dkim=self.dkim[m], dmarc=self.dmarc[m],
             tenant_code=tenant_code, tenants=self.tenants if tenant is None else [tenant],
             edge_message=edge_message, recipient_key=self.recipient_key[e],
-            frame=self.frame, message_rows=msgs if self.message_rows is None else self.message_rows[m])
+            frame=self.frame, message_rows=msgs if self.message_rows is None else self.message_rows[m],
+            _per_domain=self._per_domain)
+
+    def freemail_per_domain(self) -> np.ndarray:
+        """:func:`~commgraph.signals._freemail.freemail_domain_flags` of ``sender_domains``, once per batch."""
+        found = self._per_domain.get("freemail")
+        if found is None:
+            found = self._per_domain["freemail"] = freemail_domain_flags(self.sender_domains)
+        return found
 
     def rows(self, view, table: str) -> np.ndarray:
         """Row positions of this batch's messages (``sender``, ``sender_domain``, ``display_name``)

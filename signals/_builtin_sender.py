@@ -149,7 +149,8 @@ class SenderDomainSignals(SignalProvider):
                                                 never=0.0)
         out["domain_distinct_senders"] = gather(col("sender_domain", "n_distinct_senders"), pos, 0, "int32")
         out["domain_is_new"] = (gather(col("sender_domain", "n_messages"), pos, 0, "int32") == 0).astype(np.int8)
-        out["domain_is_freemail"] = freemail_flags(batch.sender_domain_code, batch.sender_domains)
+        out["domain_is_freemail"] = freemail_flags(batch.sender_domain_code, batch.sender_domains,
+                                                   batch.freemail_per_domain())
         out["domain_safe_likelihood"] = gather(col("sender_domain", "likelihood_safe"), pos,
                                                view.prior_mean["sender_domain"], "float32")
         out["domain_solicited_messages"] = gather(col("sender_domain", "n_outbound_to"), pos, 0, "int32")
