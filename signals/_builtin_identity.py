@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ._batch import DIRECTION_CODES, FAIL_CODES
-from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, is_established, nearest_known
+from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, is_established, nearest_known, never_close
 from ._provider import SignalProvider, SignalSpec, builtin_compute_one, register_provider
 from ._view import SnapshotView, gather, probe
 
@@ -84,6 +84,8 @@ class IdentitySignals(SignalProvider):
 class LookalikeSignals(SignalProvider):
     """Look-alike sender domains: edit distance to the tenant's own and known-contact domains after skeletons.
 
+    Consumer mail providers' domains are never close (:func:`never_close`).
+
     Privacy-mode snapshots keep no domain names, so there is nothing to compare
     with: the distance is then the cap and ``lookalike_domain_is_close`` is 0
     (the one loss of scoring in privacy mode; see :class:`Scorer`).
@@ -104,8 +106,10 @@ class LookalikeSignals(SignalProvider):
                    default=float(DISTANCE_CAP), suspicious="low"),
         SignalSpec("lookalike_domain_is_close", "int8", f"1 if that distance is at most {CLOSE_DISTANCE} and the "
                    "domain is not an established contact: the tenant never wrote to it, sends no internal or "
-                   f"outbound mail from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days (always 0 against a "
-                   "privacy-mode snapshot: the distance is the cap).", "flag", "any",
+                   f"outbound mail from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days; never for a "
+                   "consumer mail provider's domain (domain_is_freemail: mail.com next to gmail.com is no "
+                   "look-alike, nobody can register it to attack; gmaii.com is) (always 0 against a privacy-mode "
+                   "snapshot: the distance is the cap).", "flag", "any",
                    suspicious="high"),
     )
 
@@ -127,13 +131,18 @@ class LookalikeSignals(SignalProvider):
         codes = batch.sender_domain_code
         present = np.unique(codes[codes >= 0])
         per_code = np.full(len(batch.sender_domains), DISTANCE_CAP, np.int32)
+        never = np.ones(len(batch.sender_domains), bool)
         if len(present):
-            per_code[present] = self._distances([batch.sender_domains[c] for c in present], view)
+            domains = [batch.sender_domains[c] for c in present]
+            per_code[present] = self._distances(domains, view)
+            never[present] = [never_close(d) for d in domains]
         distance = np.where(codes >= 0, per_code.take(codes, mode="clip") if len(per_code) else DISTANCE_CAP,
                             DISTANCE_CAP).astype(np.int32)
         pos = batch.rows(view, "sender_domain")
         established = is_established(*(gather(view.column("sender_domain", c), pos, 0, "int32")
                                        for c in ("n_outbound_to", "n_internal", "n_outbound", "active_days")))
+        if len(never):
+            established |= np.where(codes >= 0, never.take(codes, mode="clip"), True)
         return {"lookalike_domain_distance": distance,
                 "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
 

@@ -28,7 +28,7 @@ from ._batch import DIRECTION_CODES, FAIL_CODES
 from ._builtin_identity import _MIN_PASSES, HOUR_PSEUDO_COUNT
 from ._builtin_sender import window_column
 from ._freemail import freemail_domains
-from ._lookalike import CLOSE_DISTANCE, is_established, nearest_one
+from ._lookalike import CLOSE_DISTANCE, is_established, nearest_one, never_close
 from ._scalar import find, mix64
 
 __all__ = ["BuiltinOne", "BUILTIN_NAMES"]
@@ -311,7 +311,8 @@ class BuiltinOne:
             "display_name_matches_internal": name_internal, "display_name_address_days": name_days,
             "display_name_is_new_for_address": name_new,
             "lookalike_domain_distance": distance,
-            "lookalike_domain_is_close": int(distance <= CLOSE_DISTANCE and not established),
+            "lookalike_domain_is_close": int(distance <= CLOSE_DISTANCE and not established
+                                             and not never_close(m.sender_domain)),
             "sender_hour_surprise": surprise, "sender_auth_fail_rate": fail_rate, "auth_deviation": deviation,
         }
 

@@ -20,9 +20,10 @@ import unicodedata
 import numpy as np
 
 from commgraph.graph._confusables import confusable_tables
+from commgraph.graph._freemail import freemail_domains
 
-__all__ = ["skeleton", "LookalikeCache", "nearest_known", "distance_matrix", "is_established", "DISTANCE_CAP",
-           "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
+__all__ = ["skeleton", "LookalikeCache", "nearest_known", "distance_matrix", "is_established", "never_close",
+           "DISTANCE_CAP", "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
 
 #: Distances are capped: this value means "this far or farther, or nothing to compare with".
 DISTANCE_CAP = 8
@@ -64,6 +65,31 @@ def is_established(n_outbound_to: np.ndarray | int, n_internal: np.ndarray | int
     False
     """
     return (n_outbound_to > 0) | (n_internal > 0) | (n_outbound > 0) | (active_days >= ESTABLISHED_DAYS)
+
+
+def never_close(domain: str) -> bool:
+    """Whether a sender domain is never flagged as a look-alike, whatever its distance.
+
+    The rule every path applies besides :func:`is_established`: a consumer mail
+    provider's domain (the list behind ``domain_is_freemail``) is never close,
+    since nobody can register ``gmx.com`` or ``mail.com`` to attack with it
+    (a look-alike *of* a provider, ``gmaii.com``, is still flagged).
+
+    Parameters
+    ----------
+    domain : str
+        The sender's registrable domain.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> never_close("mail.com"), never_close("gmaii.com")
+    (True, False)
+    """
+    return domain in freemail_domains()
 
 
 # Digits that imitate letters (Unicode lists 0 ~ O and 1 ~ l); domains are lower case.

@@ -162,6 +162,8 @@ def reference(history, as_of, batch, snapshots) -> pd.DataFrame:
         est = (d["out"].fillna(0).gt(0) | d.index.isin(h.loc[h["direction"] != "inbound", "sender_domain"].unique())
                | d["days"].fillna(0).ge(14))  # sent mail on 14 distinct (UTC) days: an established contact
         established = e["domain"].map(est).fillna(False).astype(bool).to_numpy()
+        # Never close: a consumer provider's domain (nobody can register one to attack with).
+        established = established | e["domain"].isin(freemail_domains()).to_numpy()
         r["lookalike_domain_distance"] = dist
         r["lookalike_domain_is_close"] = ((dist <= 2) & ~established).astype(int)
 
