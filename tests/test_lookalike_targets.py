@@ -1,14 +1,20 @@
-"""What the look-alike check never flags, the same on every path.
+"""What the look-alike check compares with and what it never flags, the same on every path.
 
-Checked on the batch path (``SignalSet.compute``, ``Scorer.score``), the
-single-message path (``Scorer.score_one``), the backfill and ``explain``: a
-consumer mail provider's domain (mail.com next to a known gmail.com) is never
-close, while a look-alike *of* a provider (gmaii.com) still is.
+Two gaps, each checked on the batch path (``SignalSet.compute``, ``Scorer.score``),
+the single-message path (``Scorer.score_one``), the backfill and ``explain``:
+
+* the tenant's configured own domains are look-alike targets even when the
+  history never shows them sending (an inbound-only feed, a receive-only brand
+  domain), and a configured own domain is never close itself (its first
+  outbound message included);
+* a consumer mail provider's domain (mail.com next to a known gmail.com) is
+  never close, while a look-alike *of* a provider (gmaii.com) still is.
 """
 
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,6 +60,35 @@ def _inbound(senders: list[str], tenant: str = "t", to: str = "ann@acme.com") ->
                          "sender": senders, "recipients": to})
 
 
+def test_a_lookalike_of_an_own_domain_that_never_sent_is_close_on_every_path() -> None:
+    """An inbound-only feed: acme.com (configured) never sends, yet acrne.com is 0 edits from it."""
+    tenants = [{"tenant_id": "t", "own_domains": ["acme.com"]}]
+    history = _inbound([f"s{i}@vendor{i}.com" for i in range(5)])
+    later = pd.DataFrame({"tenant_id": "t", "message_id": ["look", "far"], "timestamp": AS_OF,
+                          "sender": ["CEO <ceo@acrne.com>", "x@unrelated.org"], "recipients": "ann@acme.com"})
+    want = {"look": (0, 1), "far": (8, 0)}
+    assert _paths(history, later, tenants) == {p: want for p in ("batch", "score", "score_one", "backfill",
+                                                                 "explain")}
+
+
+def test_a_second_own_domain_sending_its_first_outbound_message_is_not_a_lookalike() -> None:
+    """acme.co (configured) is 1 edit from acme.com, which sends internal mail; its first message out (and the
+    first message from acme-brand.com, a receive-only brand domain) is the tenant's own, not a look-alike."""
+    tenants = [{"tenant_id": "t", "own_domains": ["acme.com", "acme.co", "acme-brand.com"]}]
+    history = pd.concat([_inbound([f"s{i}@vendor{i}.com" for i in range(4)]),
+                         _inbound(["bob@acme.com"] * 3).assign(message_id=lambda f: "i" + f["message_id"])])
+    later = pd.DataFrame({"tenant_id": "t", "message_id": ["co", "brand", "fake"], "timestamp": AS_OF,
+                          "sender": ["sales@acme.co", "news@acme-brand.com", "x@acme-brand.co"],
+                          "recipients": ["client@customer.com", "client@customer.com", "ann@acme.com"]})
+    want = {"co": (1, 0), "brand": (6, 0), "fake": (1, 1)}
+    got = _paths(history, later, tenants)
+    assert got == {p: want for p in got}
+    e = explain(later.iloc[0].to_dict(), Scorer(build_baselines(validate(history, tenants=tenants), as_of=AS_OF),
+                                                tenant_configs=tenants)).frame.set_index("signal")
+    evidence = e.loc[COLS[1], "evidence"]
+    assert evidence["own"] and evidence["established"] and evidence["resembles"] == "acme.com"
+
+
 def test_consumer_providers_are_never_lookalikes_of_each_other_on_every_path() -> None:
     """gmail.com and me.com are known: mail.com, email.com (1 edit), mac.com, gmx.com (2) are providers, not
     look-alikes; gmaii.com, a look-alike of one, is."""
@@ -70,9 +105,9 @@ def test_consumer_providers_are_never_lookalikes_of_each_other_on_every_path() -
     assert sentence.startswith("mail.com is a consumer mail provider's domain") and "'gmail.com'" in sentence
 
 
-def test_the_description_names_the_rule() -> None:
+def test_the_description_names_both_rules() -> None:
     text = SignalSet(["lookalike"]).describe().set_index("signal").loc[COLS[1], "description"]
-    assert "consumer mail provider" in text
+    assert "own domains" in text and "consumer mail provider" in text
 
 
 DOMAINS = ("acme.com", "acme.co", "acrne.com", "globex.com", "g1obex.com", "gmail.com", "mail.com", "gmaii.com",
@@ -99,11 +134,27 @@ def histories(draw):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories())
-def test_every_path_agrees_and_never_flags_a_provider_domain(case) -> None:
+def test_every_path_agrees_and_never_flags_an_own_or_provider_domain(case) -> None:
     tenants, history, later = case
     got = _paths(history, later, tenants, config=BaselineConfig(known_contact_domains=2))
     assert all(got[p] == got["batch"] for p in got), got
+    own = set(tenants[0]["own_domains"])
     for one in later.to_dict("records"):
         domain = one["sender"].rpartition("@")[2]
-        if domain in ("gmail.com", "mail.com"):
+        if domain in own or domain in ("gmail.com", "mail.com"):
             assert got["batch"][one["message_id"]][1] == 0
+        if domain == "acrne.com" and "acme.com" in own:  # 0 edits from an own domain, whatever the history
+            assert got["batch"][one["message_id"]] == (0, 1)
+
+
+@pytest.mark.parametrize("own", [("acme.com",), ("acme.com", "acme-brand.com")])
+def test_the_comparison_list_appends_only_own_domains_it_lacks(own) -> None:
+    from commgraph.baselines._snapshot import _example
+    from commgraph.signals._view import SnapshotView
+
+    view = SnapshotView(_example())
+    known, cache = view.comparison(own)
+    base = view.known_domains()
+    assert known[0][:len(base[0])] == base[0]
+    assert (cache is view.lookalike_cache()) is all(d in base[2] for d in own)
+    assert view.comparison(own)[1] is cache  # made once per own domains
