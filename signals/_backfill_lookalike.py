@@ -14,19 +14,25 @@ its domain's counts once its changes are applied.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import pandas as pd
 
 from commgraph.baselines._sweeps import first_present_level
 
-from ._lookalike import DISTANCE_CAP, distance_matrix, skeleton
+from ._lookalike import DISTANCE_CAP, distance_matrix, nearest_known, skeleton
 
 __all__ = ["distances_as_of"]
 
 
 def distances_as_of(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
-                    changes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+                    changes: tuple[np.ndarray, np.ndarray, np.ndarray], always: Sequence[str] = ()) -> np.ndarray:
     """Per message, the capped skeleton distance from its sender domain to the known list as of its instant.
+
+    Domains in ``always`` (the tenant's own domains, a configuration rather
+    than behaviour) are on the list at every instant, as the scoring paths
+    append them to a snapshot's list (:meth:`SnapshotView.comparison`).
 
     Parameters
     ----------
@@ -38,6 +44,8 @@ def distances_as_of(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
         The domain of each code (None where unknown).
     changes : (codes, times, signs)
         When domains join (+1) and leave (-1) the list, in the order they happen.
+    always : sequence of str
+        Domains on the list throughout.
 
     Returns
     -------
@@ -49,7 +57,22 @@ def distances_as_of(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
     >>> changes = (np.array([0, 2, 0]), np.array([10, 10, 30]), np.array([1, 1, -1]))
     >>> distances_as_of(np.array([1, 1, 1]), np.array([5, 20, 40]), names, changes).tolist()
     [8, 0, 7]
+    >>> distances_as_of(np.array([1, 1, 1]), np.array([5, 20, 40]), names, changes, always=["acme.com"]).tolist()
+    [0, 0, 0]
     """
+    answer = _changing(domain, instants, names, changes)
+    if len(always) and len(domain):
+        # The smallest distance over the union of two lists is the smaller of the two (each skipping the domain
+        # itself, as one list would).
+        asked, distinct = pd.factorize(np.asarray(domain, dtype=np.int64))
+        fixed = nearest_known([str(names[c]) for c in distinct], list(always), [skeleton(a) for a in always])[0]
+        answer = np.minimum(answer, fixed[asked]).astype(np.int32)
+    return answer
+
+
+def _changing(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
+              changes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """:func:`distances_as_of` against the list's changes alone."""
     n = len(domain)
     codes, times, signs = changes
     if not n or not len(codes):

@@ -190,6 +190,9 @@ class SignalBatch:
     recipient_key : ndarray of uint64
     frame : pandas.DataFrame
         The message rows (for providers that read other columns).
+    own_domains : dict of str to tuple of str
+        Each tenant's own domains (:attr:`Messages.own_domains`; the scorer's
+        configured ones when it scores): look-alike targets and never look-alikes.
 
     Examples
     --------
@@ -218,6 +221,7 @@ class SignalBatch:
     recipient_key: np.ndarray
     frame: pd.DataFrame = field(repr=False)
     message_rows: np.ndarray | None = field(default=None, repr=False)
+    own_domains: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
     #: What depends only on the batch's distinct sender domains, shared by its tenants' subsets (computed once
     #: per batch, not once per tenant of it).
@@ -274,7 +278,7 @@ class SignalBatch:
             tenant_code=tenant_code.astype(np.int64), tenants=[str(t) for t in tenants],
             edge_message=edge_message,
             recipient_key=np.asarray(_column(edges, "recipient_key"), dtype=np.uint64),
-            frame=frame,
+            frame=frame, own_domains=dict(messages.own_domains),
         )
 
     def with_tenant_keys(self, messages: Messages, keys: Mapping[str, Any]) -> "SignalBatch":
@@ -373,7 +377,7 @@ class SignalBatch:
             tenant_code=tenant_code, tenants=self.tenants if tenant is None else [tenant],
             edge_message=edge_message, recipient_key=self.recipient_key[e],
             frame=self.frame, message_rows=msgs if self.message_rows is None else self.message_rows[m],
-            _per_domain=self._per_domain)
+            own_domains=self.own_domains, _per_domain=self._per_domain)
 
     def freemail_per_domain(self) -> np.ndarray:
         """:func:`~commgraph.signals._freemail.freemail_domain_flags` of ``sender_domains``, once per batch."""

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ._batch import DIRECTION_CODES, FAIL_CODES
-from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, is_established, nearest_known
+from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, is_established, nearest_known, never_close
 from ._provider import SignalProvider, SignalSpec, builtin_compute_one, register_provider
 from ._view import SnapshotView, gather, probe
 
@@ -86,6 +86,11 @@ class IdentitySignals(SignalProvider):
 class LookalikeSignals(SignalProvider):
     """Look-alike sender domains: edit distance to the tenant's own and known-contact domains after skeletons.
 
+    The domains compared with are the snapshot's known-contact list plus the
+    tenant's own domains (:attr:`SignalBatch.own_domains`: as validation used
+    them, or as the scorer is configured) that are not on it; those own domains
+    and consumer mail providers' are never close (:func:`never_close`).
+
     Privacy-mode snapshots keep no domain names, so there is nothing to compare
     with: the distance is then the cap and ``lookalike_domain_is_close`` is 0
     (the one loss of scoring in privacy mode; see :class:`Scorer`).
@@ -100,23 +105,25 @@ class LookalikeSignals(SignalProvider):
     level = "message"
     signals = (
         SignalSpec("lookalike_domain_distance", "int32", "Smallest edit distance, after confusable-character "
-                   f"skeletons, from the sender domain to a different own or known-contact domain (capped at "
+                   "skeletons, from the sender domain to a different own (configured, or sending as the tenant) "
+                   f"or known-contact domain (capped at "
                    f"{DISTANCE_CAP}; {DISTANCE_CAP} also when there is none to compare, so always {DISTANCE_CAP} "
                    "against a privacy-mode snapshot, which keeps no domain names).", "edits", "min",
                    default=float(DISTANCE_CAP), suspicious="low"),
         SignalSpec("lookalike_domain_is_close", "int8", f"1 if that distance is at most {CLOSE_DISTANCE} and the "
                    "domain is not an established contact: the tenant never wrote to it, sends no internal or "
-                   f"outbound mail from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days (always 0 against a "
-                   "privacy-mode snapshot: the distance is the cap).", "flag", "any",
+                   f"outbound mail from it, and it sent mail on fewer than {ESTABLISHED_DAYS} days; never for one "
+                   "of the tenant's own domains, nor for a consumer mail provider's (domain_is_freemail: mail.com "
+                   "next to gmail.com is no look-alike, nobody can register it to attack; gmaii.com is) (always 0 "
+                   "against a privacy-mode snapshot: the distance is the cap).", "flag", "any",
                    suspicious="high"),
     )
 
-    def _distances(self, domains: list[str], view: SnapshotView) -> list[int]:
-        cache = view.lookalike_cache()
+    def _distances(self, domains: list[str], view: SnapshotView, own: tuple[str, ...] = ()) -> list[int]:
+        (known, skeletons, _), cache = view.comparison(own)
         found = list(map(cache.distance.get, domains))  # one pass: domains are mostly known already
         if None in found:
             missing = [d for d, f in zip(domains, found) if f is None]
-            known, skeletons, _ = view.known_domains()
             dist, near = nearest_known(missing, known, skeletons)
             dist = dist.tolist()
             cache.add(missing, dist, near.tolist())
@@ -128,14 +135,20 @@ class LookalikeSignals(SignalProvider):
     def compute(self, batch: Any, view: SnapshotView) -> dict[str, np.ndarray]:
         codes = batch.sender_domain_code
         present = np.unique(codes[codes >= 0])
+        own = tuple(batch.own_domains.get(view.tenant_id, ()))
         per_code = np.full(len(batch.sender_domains), DISTANCE_CAP, np.int32)
+        never = np.ones(len(batch.sender_domains), bool)
         if len(present):
-            per_code[present] = self._distances([batch.sender_domains[c] for c in present], view)
+            domains = [batch.sender_domains[c] for c in present]
+            per_code[present] = self._distances(domains, view, own)
+            never[present] = [never_close(d, own) for d in domains]
         distance = np.where(codes >= 0, per_code.take(codes, mode="clip") if len(per_code) else DISTANCE_CAP,
                             DISTANCE_CAP).astype(np.int32)
         pos = batch.rows(view, "sender_domain")
         established = is_established(*(gather(view.column("sender_domain", c), pos, 0, "int32")
                                        for c in ("n_outbound_to", "n_internal", "n_outbound", "active_days")))
+        if len(never):
+            established |= np.where(codes >= 0, never.take(codes, mode="clip"), True)
         return {"lookalike_domain_distance": distance,
                 "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
 

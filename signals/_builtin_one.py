@@ -28,7 +28,7 @@ from ._batch import DIRECTION_CODES, FAIL_CODES
 from ._builtin_identity import _MIN_PASSES, HOUR_PSEUDO_COUNT
 from ._builtin_sender import window_column
 from ._freemail import freemail_domains
-from ._lookalike import CLOSE_DISTANCE, is_established, nearest_one
+from ._lookalike import CLOSE_DISTANCE, is_established, nearest_one, never_close
 from ._scalar import find, mix64
 
 __all__ = ["BuiltinOne", "BUILTIN_NAMES"]
@@ -105,6 +105,8 @@ class BuiltinOne:
         self.lookalike_cache = view.lookalike_cache()
         self.lookalike_distance = self.lookalike_cache.distance.get
         self.known_domains = view.known_domains()
+        # Own domains (a message's ``own_domains``) -> (cache, comparison list) of view.comparison, looked up once.
+        self.comparisons: dict[tuple[str, ...], tuple[Any, tuple]] = {}
         #: Signal name -> the error its missing window column raises (the batch path's ConfigError).
         self.missing: dict[str, Exception] = {}
 
@@ -266,12 +268,23 @@ class BuiltinOne:
         else:
             name_internal = name_days = name_new = 0
 
-        # Look-alike domain: the per-snapshot cache (seeded with every sender domain of the snapshot).
-        distance = self.lookalike_distance(m.sender_domain)
+        # Look-alike domain: the per-snapshot cache (seeded with every sender domain of the snapshot), or with own
+        # domains the snapshot's list lacks, the cache of that list with them (SnapshotView.comparison).
+        own = m.own_domains
+        if own:
+            found = self.comparisons.get(own)
+            if found is None:
+                compared, cache = self.view.comparison(own)
+                found = self.comparisons[own] = (cache, compared)
+            cache, compared = found
+            distance = cache.distance.get(m.sender_domain)
+        else:
+            cache, compared = self.lookalike_cache, self.known_domains
+            distance = self.lookalike_distance(m.sender_domain)
         if distance is None:
-            known, skeletons, _ = self.known_domains
+            known, skeletons, _ = compared
             distance, nearest = nearest_one(m.sender_domain, known, skeletons)
-            self.lookalike_cache.add([m.sender_domain], [distance], [nearest])
+            cache.add([m.sender_domain], [distance], [nearest])
 
         # Habits: the hour against the sender's smoothed profile, authentication against its history.
         hour = m.hour
@@ -311,7 +324,8 @@ class BuiltinOne:
             "display_name_matches_internal": name_internal, "display_name_address_days": name_days,
             "display_name_is_new_for_address": name_new,
             "lookalike_domain_distance": distance,
-            "lookalike_domain_is_close": int(distance <= CLOSE_DISTANCE and not established),
+            "lookalike_domain_is_close": int(distance <= CLOSE_DISTANCE and not established
+                                             and not never_close(m.sender_domain, own)),
             "sender_hour_surprise": surprise, "sender_auth_fail_rate": fail_rate, "auth_deviation": deviation,
         }
 

@@ -15,6 +15,7 @@ from commgraph.graph import normalise_display_name as _normalise_display_name
 
 from ._batch import DIRECTION_CODES
 from ._builtin_identity import HOUR_PSEUDO_COUNT
+from ._freemail import is_freemail
 from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, is_established
 from ._scalar import mix64, parse_one
 from ._scorer import Scorer
@@ -93,11 +94,22 @@ def _lookalike_distance(v: Any, e: Mapping[str, Any]) -> str:
 
 
 def _lookalike_close(v: Any, e: Mapping[str, Any]) -> str:
-    """Why ``lookalike_domain_is_close`` has its value (in privacy mode: never checked, so always 0)."""
+    """Why ``lookalike_domain_is_close`` has its value (in privacy mode: never checked, so always 0); a domain
+    that resembles another but is never a look-alike says why (``never_close``, ``is_established``).
+
+    Examples
+    --------
+    >>> _lookalike_close(0, {"domain": "mail.com", "resembles": "gmail.com", "provider": True})
+    "mail.com is a consumer mail provider's domain: nobody can register it to attack with, so it is never a ..."
+    """
     if e.get("privacy"):
         return "Not checked: a privacy-mode snapshot keeps no domain names to compare with, so this is always 0."
-    return f"{e['domain']} looks like {e['resembles']!r} and is not an established contact." if v \
-        else "No look-alike concern."
+    if v:
+        return f"{e['domain']} looks like {e['resembles']!r} and is not an established contact."
+    if e.get("resembles") and e.get("provider"):
+        return (f"{e['domain']} is a consumer mail provider's domain: nobody can register it to attack with, so it "
+                f"is never a look-alike (though it resembles {e['resembles']!r}).")
+    return "No look-alike concern."
 
 
 _SENTENCES = {
@@ -296,8 +308,9 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
     pairs = {r: (None if cold else _row(view, "pair", mix64(m.sender_key, k))) for r, k in
              zip(m.recipients, m.recipient_keys)}
     mailboxes = {r: (None if cold else _row(view, "recipient", k)) for r, k in zip(m.recipients, m.recipient_keys)}
-    known, _, _ = view.known_domains()
-    nearest = view.lookalike_cache().nearest_of(m.sender_domain)
+    own = scorer._compared_own.get(m.tenant_id, ())  # the configured own domains score_one compared with
+    (known, _, _), checked = view.comparison(own)
+    nearest = checked.nearest_of(m.sender_domain)
     resembles = known[nearest] if nearest >= 0 else None
 
     sender_ev = {**_pick(sender), "sender": m.sender, "prior_mean": view.prior_mean["sender"]}
@@ -332,8 +345,9 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
                    for r in ("pass", "fail")},
                 "message_auth": {a: message.get(a) for a in ("spf", "dkim", "dmarc")}}
     look_ev = {"domain": m.sender_domain, "resembles": resembles, "close_at_most": CLOSE_DISTANCE, "privacy": privacy,
+               "own": m.sender_domain in own, "provider": is_freemail(m.sender_domain),
                "established": bool(domain and is_established(*(domain.get(c) or 0 for c in (
-                   "n_outbound_to", "n_internal", "n_outbound", "active_days"))))}
+                   "n_outbound_to", "n_internal", "n_outbound", "active_days")))) or m.sender_domain in own}
 
     evidence_of = {}
     for spec in scorer.signal_set.specs:

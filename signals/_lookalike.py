@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import functools
 import unicodedata
+from typing import Collection, Iterable
 
 import numpy as np
 
 from commgraph.graph._confusables import confusable_tables
+from commgraph.graph._freemail import freemail_domains
 
-__all__ = ["skeleton", "LookalikeCache", "nearest_known", "distance_matrix", "is_established", "DISTANCE_CAP",
-           "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
+__all__ = ["skeleton", "LookalikeCache", "nearest_known", "distance_matrix", "is_established", "never_close",
+           "compared_with", "DISTANCE_CAP", "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
 
 #: Distances are capped: this value means "this far or farther, or nothing to compare with".
 DISTANCE_CAP = 8
@@ -64,6 +66,52 @@ def is_established(n_outbound_to: np.ndarray | int, n_internal: np.ndarray | int
     False
     """
     return (n_outbound_to > 0) | (n_internal > 0) | (n_outbound > 0) | (active_days >= ESTABLISHED_DAYS)
+
+
+def never_close(domain: str, own: Collection[str] = ()) -> bool:
+    """Whether a sender domain is never flagged as a look-alike, whatever its distance.
+
+    The rule every path applies besides :func:`is_established`: a consumer mail
+    provider's domain (the list behind ``domain_is_freemail``) is never close,
+    since nobody can register ``gmx.com`` or ``mail.com`` to attack with it
+    (a look-alike *of* a provider, ``gmaii.com``, is still flagged); nor is one
+    of the tenant's own domains as configured (``own``), which counts as
+    established even before it sends its first internal or outbound message.
+
+    Parameters
+    ----------
+    domain : str
+        The sender's registrable domain.
+    own : collection of str
+        The tenant's own domains the comparison list was given (:func:`compared_with`).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> never_close("mail.com"), never_close("gmaii.com"), never_close("acme.co", ("acme.com", "acme.co"))
+    (True, False, True)
+    """
+    return domain in freemail_domains() or domain in own
+
+
+def compared_with(known: list[str], own: Iterable[str]) -> list[str]:
+    """The domains a sender domain is compared with: the snapshot's known list, then the own domains not on it.
+
+    The snapshot's list holds the own domains that sent internal or outbound
+    mail; a configured own domain that never did (a gateway that sees only
+    inbound mail, a receive-only brand domain) is a look-alike target all the
+    same. Appended after the known ones, so each known domain keeps its position.
+
+    Examples
+    --------
+    >>> compared_with(["acme.com", "globex.com"], ["acme.com", "acme-brand.com"])
+    ['acme.com', 'globex.com', 'acme-brand.com']
+    """
+    listed = set(known)
+    return [*known, *(d for d in dict.fromkeys(own) if d and d not in listed)]
 
 
 # Digits that imitate letters (Unicode lists 0 ~ O and 1 ~ l); domains are lower case.

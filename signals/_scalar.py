@@ -149,11 +149,16 @@ class OneMessage:
     ...                "sender": "Ann <Ann@X.com>", "recipients": ["b@t.com", "B@t.com"]}, lambda d: d)
     >>> m.sender, m.recipients, m.hour, m.display_name
     ('ann@x.com', ('b@t.com',), 10, 'Ann')
+
+    ``own_domains`` are the tenant's own domains as the scorer is configured
+    (:meth:`Scorer.score_one` sets them; empty from :func:`parse_one`): the
+    look-alike check compares with them, as the batch path with
+    :attr:`SignalBatch.own_domains`.
     """
 
     __slots__ = ("tenant_id", "message_id", "timestamp", "hour", "sender", "sender_key", "sender_domain",
                  "sender_domain_key", "display_name", "display_name_key", "direction", "spf", "dkim", "dmarc",
-                 "recipients", "recipient_keys", "columns")
+                 "recipients", "recipient_keys", "columns", "own_domains")
 
 
 class _Memo:
@@ -382,6 +387,7 @@ def _parse_one(message: Mapping[str, Any], registrable: Any, is_own: Any = None,
                               "pass one row (frame.iloc[i]), or score the frame with Scorer.score")
         message = message.iloc[0]
     m = OneMessage()
+    m.own_domains = ()
     try:
         m.tenant_id = _required_text(message["tenant_id"], "tenant_id", "give the tenant id (one customer organisation)")
         m.message_id = _required_text(message["message_id"], "message_id", "give every message an id")

@@ -102,12 +102,14 @@ def _elsewhere(store: SnapshotStore, tenants: list[str] | None) -> frozenset[str
     return frozenset() if tenants is None else frozenset(store.tenants()) - frozenset(tenants)
 
 
-def _prepare(view: SnapshotView, *, lookalikes: bool = True) -> SnapshotView:
+def _prepare(view: SnapshotView, *, lookalikes: bool = True, own: tuple[str, ...] = ()) -> SnapshotView:
     """Build a view's derived structures before it serves (so no request pays for them).
 
     ``lookalikes=False`` leaves sender domains to be checked as lookups meet
     them: a view of the live overlay lives until the next observe, in which
-    far fewer domains are looked up than the snapshot holds.
+    far fewer domains are looked up than the snapshot holds. ``own``: the
+    tenant's configured own domains, which the look-alike check compares with
+    (:meth:`SnapshotView.comparison`).
     """
     if view.snapshot is not None:
         view.builtin_one()
@@ -119,11 +121,11 @@ def _prepare(view: SnapshotView, *, lookalikes: bool = True) -> SnapshotView:
         for table in ("sender", "sender_domain", "pair", "recipient", "display_name"):
             view.index(table)
         if lookalikes:
-            _seed_lookalikes(view)
+            _seed_lookalikes(view, own)
     return view
 
 
-def _seed_lookalikes(view: SnapshotView) -> None:
+def _seed_lookalikes(view: SnapshotView, own: tuple[str, ...] = ()) -> None:
     """Check every sender domain of the snapshot for look-alikes before serving, in one vectorised call.
 
     A domain seen for the first time otherwise costs a scalar ``nearest_one`` (about 20 us) inside
@@ -134,8 +136,7 @@ def _seed_lookalikes(view: SnapshotView) -> None:
         return
     from ._lookalike import nearest_known
 
-    known, skeletons, _ = view.known_domains()
-    cache = view.lookalike_cache()
+    (known, skeletons, _), cache = view.comparison(own)
     names = view.snapshot.arrow("sender_domain").column("sender_domain").to_pylist()
     missing = [d for d in names if d and d not in cache.distance]
     if missing:
@@ -291,7 +292,10 @@ class Scorer:
     tenant_configs : list of TenantConfig or mappings, optional
         Own domains per tenant, used to validate raw frames and to derive the
         direction of single messages; default: the domains each snapshot saw
-        sending internal mail.
+        sending internal mail. The configured own domains are also what the
+        look-alike check compares with besides each snapshot's list (on every
+        path: a history that never shows one sending, an inbound-only feed,
+        still has it checked).
     cold_start : bool, default False
         Score tenants without a snapshot with the global prior instead of raising.
     secrets : mapping of str to bytes, optional
@@ -353,6 +357,9 @@ class Scorer:
         # Tenants whose configuration names own domains: the others' are read off their snapshots, as for a
         # tenant not configured (validation infers a tenant's configured without any, as one not configured).
         self._own_configured = frozenset(t for t, c in self.tenant_configs.items() if c.own_domains)
+        # What the look-alike check compares with besides each snapshot's list: the configured own domains, which
+        # an inbound-only history never shows sending (SnapshotView.comparison), on every path of this scorer.
+        self._compared_own = {t: self.tenant_configs[t].own_domains for t in self._own_configured}
         self._store = _store
         self._tenants = _tenants
         self._keyings = _keyings(secrets, "Scorer")
@@ -366,9 +373,13 @@ class Scorer:
                                   _versions if _versions is not None else {t: None for t in snapshots}, _unloadable,
                                   _elsewhere)
         self._plan = _OnePlan.of(self.signal_set)
-        self._overlay = Overlay(_prepare)
+        self._overlay = Overlay(self._prepare)
         # Served views whose snapshot's refresh state was pruned before it could be mapped (see _hold_state)
         self._stateless: dict[int, SnapshotView] = {}
+
+    def _prepare(self, view: SnapshotView, *, lookalikes: bool = True) -> SnapshotView:
+        """:func:`_prepare` with the tenant's configured own domains (look-alike checks seeded against them)."""
+        return _prepare(view, lookalikes=lookalikes, own=self._compared_own.get(view.tenant_id, ()))
 
     def _make(self, snapshots: Mapping[str, Snapshot], versions: dict[str, int | None],
               unloadable: Mapping[str, str] | None = None, elsewhere: Iterable[str] = ()) -> _Loaded:
@@ -378,7 +389,7 @@ class Scorer:
                 raise ConfigError(f"The 'snapshots' parameter of Scorer must map tenant ids to Snapshot objects. "
                                   f"Got {type(snap).__name__} for tenant {tenant!r} instead.")
             snap.check_tenant(tenant)
-            views[tenant] = _prepare(SnapshotView(snap, secret=self._keyings.get(tenant)))
+            views[tenant] = self._prepare(SnapshotView(snap, secret=self._keyings.get(tenant)))
         return _Loaded.of(views, versions, unloadable, elsewhere)
 
     # ------------------------------------------------------------------ loading
@@ -523,7 +534,7 @@ class Scorer:
                 try:
                     # (the version CURRENT names when loaded: a publish may have pruned the one read above)
                     versions[t], snap = self._store.load_numbered(t, verify=getattr(self, "_verify", True))
-                    views[t] = _prepare(SnapshotView(snap, secret=self._keyings.get(t)))
+                    views[t] = self._prepare(SnapshotView(snap, secret=self._keyings.get(t)))
                     if self._overlay.as_of is not None and not _hold_state(views[t], t):  # (observing: refreshed)
                         self._stateless[id(views[t])] = views[t]
                 except Exception as exc:  # noqa: BLE001 (one tenant's bad version must not stop the others)
@@ -823,7 +834,9 @@ class Scorer:
     def _columns(self, messages: Messages, level: str, cold_start: bool | None) -> dict[str, np.ndarray]:
         loaded = self._loaded  # one read: a concurrent reload never mixes snapshots within a call
         cold = self.cold_start if cold_start is None else cold_start
-        sb = SignalBatch.from_messages(messages)
+        # The look-alike check compares with the configured own domains, as score_one does (not with those
+        # validation inferred for a batch, which a single message would not infer alike).
+        sb = dataclasses.replace(SignalBatch.from_messages(messages), own_domains=self._compared_own)
         if loaded.keys:  # privacy-mode tenants: their rows keyed with their own secrets
             sb = sb.with_tenant_keys(messages, loaded.keys)
         views = dict(loaded.views)
@@ -985,6 +998,7 @@ class Scorer:
         """
         loaded = self._loaded
         m = parse_one(message, self._registrable_domain, self._is_own, self._own_domains_known, loaded.keys)
+        m.own_domains = self._compared_own.get(m.tenant_id, ())  # (as _columns gives the batch path)
         view = self._view(loaded, m.tenant_id)
         if view is None:
             refused = _unserved(loaded, m.tenant_id, self.cold_start if cold_start is None else cold_start)

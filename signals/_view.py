@@ -322,6 +322,39 @@ class SnapshotView:
         known = [d for d in (values[0] or []) if d]
         return (known, [skeletons.get(d) or skeleton(d) for d in known], {d: i for i, d in enumerate(known)})
 
+    def comparison(self, own: tuple[str, ...] = ()) -> tuple[tuple[list[str], list[str], dict[str, int]],
+                                                             LookalikeCache]:
+        """What a sender domain is compared with, given the tenant's own domains: the domains, skeletons and
+        positions (as :meth:`known_domains`), and the cache of domains checked against them.
+
+        The snapshot's known list plus the ``own`` domains not on it
+        (:func:`~commgraph.signals._lookalike.compared_with`): the own domains
+        as configured (the scorer's ``tenant_configs``) or as validation used
+        them (:attr:`Messages.own_domains`). When ``own`` adds none, these are
+        :meth:`known_domains` and :meth:`lookalike_cache` themselves (seeded,
+        shared with the live overlay); else a list and cache of their own, made
+        once per ``own``. A privacy-mode view compares with nothing, ``own``
+        included (its distance is the cap, as documented for privacy mode).
+
+        Examples
+        --------
+        >>> from commgraph.baselines._snapshot import _example
+        >>> view = SnapshotView(_example())
+        >>> view.comparison()[0] is view.known_domains(), view.comparison(("acme-brand.com",))[0][0][-1]
+        (True, 'acme-brand.com')
+        """
+        known = self.known_domains()
+        if not own or self.keys is not None or all(d in known[2] for d in own):
+            return known, self.lookalike_cache()
+
+        def build() -> tuple[tuple[list[str], list[str], dict[str, int]], LookalikeCache]:
+            from ._lookalike import LookalikeCache, compared_with, skeleton
+
+            domains = compared_with(known[0], own)
+            skeletons = known[1] + [skeleton(d) for d in domains[len(known[0]):]]
+            return (domains, skeletons, {d: i for i, d in enumerate(domains)}), LookalikeCache()
+        return self._once("comparison:" + "\0".join(own), build)
+
     def own_domain_keys(self) -> frozenset[int]:
         """Keys of the tenant's own domains: sender domains that sent internal or outbound mail."""
         def build():
@@ -392,6 +425,8 @@ class SnapshotView:
         with self._lock:
             self._cache["known_domains"] = known
             self._cache["lookalike"] = cache  # one cache: a domain checked through either view serves both
+            # The lists with configured own domains appended are equal too (the same list, the same domains after it).
+            self._cache.update((k, v) for k, v in list(other._cache.items()) if k.startswith("comparison:"))
         return True
 
     def __repr__(self) -> str:

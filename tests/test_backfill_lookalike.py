@@ -18,7 +18,7 @@ from commgraph.signals._backfill_lookalike import distances_as_of
 from commgraph.signals._lookalike import DISTANCE_CAP, nearest_known, skeleton
 
 
-def replayed(domain, instants, names, changes) -> np.ndarray:
+def replayed(domain, instants, names, changes, always=()) -> np.ndarray:
     codes, times, signs = changes
     out = []
     for d, t in zip(domain, instants):
@@ -26,6 +26,7 @@ def replayed(domain, instants, names, changes) -> np.ndarray:
         for c, s in zip(codes[times < t], signs[times < t]):
             net[int(c)] = net.get(int(c), 0) + int(s)
         known = [names[c] for c, v in net.items() if v > 0 and isinstance(names[c], str) and names[c]]
+        known += [a for a in always if a not in known]  # (SnapshotView.comparison appends them so)
         out.append(int(nearest_known([str(names[d])], known, [skeleton(k) for k in known])[0][0]))
     return np.array(out, np.int32)
 
@@ -61,6 +62,17 @@ def test_distances_equal_the_live_check_on_the_replayed_list(history) -> None:
     ours = distances_as_of(domain, instants, names, changes)
     assert ours.dtype == np.int32
     assert np.array_equal(ours, replayed(domain, instants, names, changes))
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.lists(st.text("amnr0o1l", min_size=1, max_size=6).map(lambda label: label + ".com"),
+                             max_size=3, unique=True))
+def test_domains_always_on_the_list_count_at_every_instant(history, always) -> None:
+    """The tenant's own domains (``always``) are on the list throughout, as the scoring paths append them."""
+    domain, instants, names, changes = history
+    ours = distances_as_of(domain, instants, names, changes, always=always)
+    assert ours.dtype == np.int32
+    assert np.array_equal(ours, replayed(domain, instants, names, changes, always))
 
 
 def test_levels_are_settled_in_order() -> None:

@@ -151,8 +151,10 @@ def reference(history, as_of, batch, snapshots) -> pd.DataFrame:
         r["display_name_address_days"] = np.where(was_seen, np.minimum(x["with_name"].fillna(0).to_numpy(),
                                                                        r["sender_active_days"]), 0)
 
-        # ---- look-alike: a plain loop over the known domains
+        # ---- look-alike: a plain loop over the known domains and the own domains validation used
+        own = list(batch.own_domains.get(tenant, ()))
         known = [k for k in snap.table("tenant")["known_contact_domains"].iloc[0] if k]
+        known += [d for d in own if d not in known]
         best = {}
         for dom in e["domain"].unique():
             ds = [Levenshtein.distance(skeleton(dom), skeleton(k)) for k in known if k != dom]
@@ -162,6 +164,8 @@ def reference(history, as_of, batch, snapshots) -> pd.DataFrame:
         est = (d["out"].fillna(0).gt(0) | d.index.isin(h.loc[h["direction"] != "inbound", "sender_domain"].unique())
                | d["days"].fillna(0).ge(14))  # sent mail on 14 distinct (UTC) days: an established contact
         established = e["domain"].map(est).fillna(False).astype(bool).to_numpy()
+        # Never close: an own domain, or a consumer provider's (nobody can register one to attack with).
+        established = established | e["domain"].isin([*own, *freemail_domains()]).to_numpy()
         r["lookalike_domain_distance"] = dist
         r["lookalike_domain_is_close"] = ((dist <= 2) & ~established).astype(int)
 
