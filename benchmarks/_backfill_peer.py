@@ -157,7 +157,7 @@ class _Contacts:
 class StreamingBackfill:
     """Signals per edge by one pass over the mail in time order (see the module docstring)."""
 
-    def __init__(self, config, tenants: list[str]):
+    def __init__(self, config, tenants: list[str], own_domains: dict | None = None):
         from commgraph.signals import freemail_domains
 
         self.config = config
@@ -166,6 +166,9 @@ class StreamingBackfill:
         self.settle = int(config.settle_delay.total_seconds() * 10**9)
         self.half = config.half_life.total_seconds() * 10**9
         self.free = freemail_domains()
+        # Each tenant's own domains as validation used them: look-alike targets (and never look-alikes) from the
+        # start, whether or not they have sent mail yet.
+        self.own = {t: tuple((own_domains or {}).get(t, ())) for t in tenants}
         self.senders: dict = {}
         self.domains: dict = {}
         self.pairs: dict = {}
@@ -272,6 +275,7 @@ class StreamingBackfill:
         if found is None:
             if c.listed is None or c.listed[0] != c.version:
                 known = sorted(c.members)
+                known += [o for o in self.own[tenant] if o not in c.members]
                 c.listed = (c.version, known, [skeleton(k) for k in known])
             found = self.distances[(tenant, domain, c.version)] = nearest_one(domain, c.listed[1], c.listed[2])[0]
         return found
@@ -314,7 +318,8 @@ class StreamingBackfill:
                 int(name is not None and not seen)]
         # look-alike
         distance = self._distance(tenant, domain)
-        established = self.out_to[(tenant, domain)] > 0 or (d is not None and (d.internal > 0 or d.days >= 14))
+        established = (self.out_to[(tenant, domain)] > 0 or (d is not None and (d.internal > 0 or d.days >= 14))
+                       or domain in self.free or domain in self.own[tenant])  # (providers, own domains: never)
         msg += [distance, int(distance <= 2 and not established)]
         # habits
         hour = (t // HOUR) % 24

@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
         del raw
     sub_edges = subset.edges()
     start, cpu = time.perf_counter(), time.process_time()
-    peer = StreamingBackfill(BaselineConfig(), [c["tenant_id"] for c in tenants]).run(subset.frame, sub_edges)
+    peer = StreamingBackfill(BaselineConfig(), [c["tenant_id"] for c in tenants],
+                             own_domains=subset.own_domains).run(subset.frame, sub_edges)
     peer_s, peer_cpu = time.perf_counter() - start, time.process_time() - cpu
     if subset is messages:
         mine, ours_sub_s, ours_sub_cpu = ours, fresh_s, fresh_cpu

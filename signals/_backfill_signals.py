@@ -29,7 +29,7 @@ from ._builtin_identity import _IS_FAIL, _MIN_PASSES, HOUR_PSEUDO_COUNT, HabitSi
 from ._builtin_pair import PairSignals, RecipientSignals
 from ._builtin_sender import NAN, SenderDomainSignals, SenderSignals, days_between
 from ._freemail import freemail_flags
-from ._lookalike import CLOSE_DISTANCE, is_established, never_close
+from ._lookalike import CLOSE_DISTANCE, is_established, never_close_all
 
 __all__ = ["TenantAsOf", "BUILTIN", "PRIOR_KINDS"]
 
@@ -335,10 +335,7 @@ def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     distance = distances_as_of(t.tables.d, t.instants, t.domain_names, t.tables.known_contacts(), always=own)
     cols = t.sender_domain
     established = is_established(cols["n_outbound_to"], cols["n_internal"], cols["n_outbound"], cols["active_days"])
-    codes, distinct = pd.factorize(np.asarray(t.tables.d, dtype=np.int64))
-    never = np.array([isinstance(t.domain_names[c], str) and never_close(t.domain_names[c], own) for c in distinct],
-                     bool)
-    established |= never[codes] if len(codes) else np.zeros(0, bool)
+    established |= never_close_all(t.domain_names, own)[t.tables.d] if len(t.tables.d) else np.zeros(0, bool)
     return {"lookalike_domain_distance": distance,
             "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
 

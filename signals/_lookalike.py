@@ -19,12 +19,13 @@ import unicodedata
 from typing import Collection, Iterable
 
 import numpy as np
+import pandas as pd
 
 from commgraph.graph._confusables import confusable_tables
 from commgraph.graph._freemail import freemail_domains
 
 __all__ = ["skeleton", "LookalikeCache", "nearest_known", "distance_matrix", "is_established", "never_close",
-           "compared_with", "DISTANCE_CAP", "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
+           "never_close_all", "compared_with", "DISTANCE_CAP", "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
 
 #: Distances are capped: this value means "this far or farther, or nothing to compare with".
 DISTANCE_CAP = 8
@@ -95,6 +96,18 @@ def never_close(domain: str, own: Collection[str] = ()) -> bool:
     (True, False, True)
     """
     return domain in freemail_domains() or domain in own
+
+
+def never_close_all(domains: np.ndarray, own: Collection[str] = ()) -> np.ndarray:
+    """:func:`never_close` of each of many domains (None where unknown: False), one hash lookup each.
+
+    Examples
+    --------
+    >>> never_close_all(np.array(["mail.com", "gmaii.com", None, "acme.co"], dtype=object), ("acme.co",)).tolist()
+    [True, False, False, True]
+    """
+    targets = pd.Index(sorted(freemail_domains()) + [d for d in own if d], dtype=object)
+    return np.asarray(pd.Index(domains, dtype=object).isin(targets), dtype=bool)
 
 
 def compared_with(known: list[str], own: Iterable[str]) -> list[str]:
