@@ -208,6 +208,45 @@ class Messages:
         own = {tenant_id: self.own_domains[tenant_id]} if tenant_id in self.own_domains else {}
         return Messages(part.frame, part._edges, rejects, own, reject_tenant_column=self.reject_tenant_column)
 
+    def by_tenant(self) -> dict[str, "Messages"]:
+        """:meth:`for_tenant` of every tenant present, split in one pass (sorted by tenant id).
+
+        Splitting a batch of many tenants one :meth:`for_tenant` at a time compares every row's tenant once per
+        tenant (a batch over 2,000 tenants: 2,000 passes); this groups the rows and edges once.
+
+        Examples
+        --------
+        >>> from commgraph.graph import validate
+        >>> m = validate(pd.DataFrame({"tenant_id": ["b", "a", "b"], "message_id": ["1", "1", "2"],
+        ...     "timestamp": ["2024-01-01T00:00Z"] * 3, "sender": ["x@b.com", "y@a.com", "x@b.com"],
+        ...     "recipients": ["z@b.com", "w@a.com", "v@b.com; u@b.com"], "direction": ["internal"] * 3}))
+        >>> parts = m.by_tenant()
+        >>> list(parts), parts["b"].edges()["recipient"].tolist(), parts["b"].edges()["message_index"].tolist()
+        (['a', 'b'], ['z@b.com', 'v@b.com', 'u@b.com'], [0, 1, 1])
+        >>> all(parts[t].frame.equals(m.for_tenant(t).frame) for t in parts)
+        True
+        """
+        codes, names = pd.factorize(self.frame["tenant_id"].astype(str).to_numpy(dtype=object), sort=True)
+        order = np.argsort(codes, kind="stable")  # each tenant's messages, in their order
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        rank = np.empty(len(codes), np.int64)  # a message's position among its tenant's
+        rank[order] = np.arange(len(codes)) - np.repeat(bounds[:-1], np.diff(bounds))
+        edge_message = self._edges["message_index"].to_numpy()
+        edge_codes = codes[edge_message]
+        edge_order = np.argsort(edge_codes, kind="stable")
+        edge_bounds = np.searchsorted(edge_codes[edge_order], np.arange(len(names) + 1))
+        owners = self.reject_tenants()
+        parts = {}
+        for i, tenant_id in enumerate(names):
+            rows = order[bounds[i]:bounds[i + 1]]
+            edge_rows = edge_order[edge_bounds[i]:edge_bounds[i + 1]]
+            edges = self._edges.iloc[edge_rows].reset_index(drop=True)
+            edges["message_index"] = message_index(rank[edge_message[edge_rows]], len(rows))
+            own = {tenant_id: self.own_domains[tenant_id]} if tenant_id in self.own_domains else {}
+            parts[str(tenant_id)] = Messages(self.frame.iloc[rows], edges, self.rejects[owners == tenant_id], own,
+                                             reject_tenant_column=self.reject_tenant_column)
+        return parts
+
     def reject_tenants(self) -> np.ndarray:
         """The tenant of each rejected row (object array; None where it has none), as validation reads ids.
 

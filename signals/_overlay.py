@@ -353,8 +353,7 @@ class Overlay:
             if self.as_of is not None and as_of < self.as_of:
                 raise ConfigError(f"The 'as_of' parameter of observe must not move back: the overlay is complete "
                                   f"up to {self.as_of.isoformat()}. Got {as_of.isoformat()!r} instead.")
-            for tenant in messages.tenants if len(messages) else ():
-                part = messages.for_tenant(tenant)
+            for tenant, part in (messages.by_tenant() if len(messages) else {}).items():  # (split in one pass)
                 # The caller has the rejects: the delta keeps messages only.
                 part = Messages(part.frame, part.edges(message_columns=()), part.rejects.iloc[:0])
                 if covered is not None and tenant in covered:

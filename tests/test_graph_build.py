@@ -477,3 +477,22 @@ def test_from_networkx_checks_label_counts_and_internal_flags_and_a_node_without
     assert from_networkx(flagged, tenant_id="t").nodes["internal"].tolist() == [True, False]
     view = from_networkx(nx.DiGraph([("alice", "bob@x.com")]), tenant_id="t").domain_view()  # (crashed)
     assert view.edges()[["sender_domain", "recipient", "count"]].values.tolist() == [["", "bob@x.com", 1]]
+
+
+def test_by_tenant_splits_as_for_tenant_does_each_tenant() -> None:
+    # Scorer.observe split a batch with for_tenant once per tenant (every row compared once per tenant); by_tenant
+    # splits it in one pass and must give each tenant exactly what for_tenant gives.
+    from commgraph.graph import generate, validate
+
+    mail = generate(tenants=4, days=3, scale=0.02, random_state=3)
+    raw = mail.messages.copy()
+    raw.loc[raw.index[::97], "sender"] = "not an address"  # some rejects, each its tenant's
+    m = validate(raw.sample(frac=1.0, random_state=1), tenants=mail.tenants, strict=False)
+    parts = m.by_tenant()
+    assert list(parts) == m.tenants and len(m.rejects) > 0
+    for tenant, part in parts.items():
+        one = m.for_tenant(tenant)
+        pd.testing.assert_frame_equal(part.frame, one.frame)
+        pd.testing.assert_frame_equal(part.edges(), one.edges())
+        pd.testing.assert_frame_equal(part.rejects, one.rejects)
+        assert part.own_domains == one.own_domains
