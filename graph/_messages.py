@@ -87,6 +87,10 @@ class Messages:
         (configured, or inferred from the mail and warned about); a tenant whose
         direction was given in full, without a configuration, is absent.
         :func:`build_graph` marks nodes internal by them.
+    configured_own_domains : dict of str to tuple of str
+        The same, for the tenants whose own domains were configured (not
+        inferred): what the look-alike signals compare with beside the
+        baselines' domains, on every path (a scorer knows only those).
 
     Examples
     --------
@@ -106,15 +110,28 @@ class Messages:
     2         m2    ann@acme.com   inbound
     """
 
-    __slots__ = ("frame", "rejects", "_edges", "own_domains", "_reject_tenant_column")
+    __slots__ = ("frame", "rejects", "_edges", "own_domains", "_reject_tenant_column", "_inferred")
 
     def __init__(self, frame: pd.DataFrame, edges: pd.DataFrame, rejects: pd.DataFrame,
-                 own_domains: Mapping[str, tuple[str, ...]] | None = None, *, reject_tenant_column: str = "tenant_id"):
+                 own_domains: Mapping[str, tuple[str, ...]] | None = None, *, reject_tenant_column: str = "tenant_id",
+                 inferred: Iterable[str] = ()):
         self.frame = frame
         self._edges = edges
         self.rejects = rejects
         self.own_domains: dict[str, tuple[str, ...]] = dict(own_domains or {})
         self._reject_tenant_column = reject_tenant_column
+        self._inferred = frozenset(inferred)
+
+    @property
+    def inferred_own(self) -> frozenset[str]:
+        """Tenants whose :attr:`own_domains` validation inferred (none configured). (Messages pickled before it
+        was kept: none.)"""
+        return getattr(self, "_inferred", frozenset())
+
+    @property
+    def configured_own_domains(self) -> dict[str, tuple[str, ...]]:
+        """:attr:`own_domains` of the tenants that configured them (see the class notes)."""
+        return {t: d for t, d in self.own_domains.items() if t not in self.inferred_own}
 
     @property
     def reject_tenant_column(self) -> str:
@@ -206,7 +223,8 @@ class Messages:
         rejects = self.rejects[self.reject_tenants() == tenant_id]
         part = self.subset(mask)
         own = {tenant_id: self.own_domains[tenant_id]} if tenant_id in self.own_domains else {}
-        return Messages(part.frame, part._edges, rejects, own, reject_tenant_column=self.reject_tenant_column)
+        return Messages(part.frame, part._edges, rejects, own, reject_tenant_column=self.reject_tenant_column,
+                        inferred=self.inferred_own & set(own))
 
     def by_tenant(self) -> dict[str, "Messages"]:
         """:meth:`for_tenant` of every tenant present, split in one pass (sorted by tenant id).
@@ -244,7 +262,8 @@ class Messages:
             edges["message_index"] = message_index(rank[edge_message[edge_rows]], len(rows))
             own = {tenant_id: self.own_domains[tenant_id]} if tenant_id in self.own_domains else {}
             parts[str(tenant_id)] = Messages(self.frame.iloc[rows], edges, self.rejects[owners == tenant_id], own,
-                                             reject_tenant_column=self.reject_tenant_column)
+                                             reject_tenant_column=self.reject_tenant_column,
+                                             inferred=self.inferred_own & set(own))
         return parts
 
     def reject_tenants(self) -> np.ndarray:
@@ -297,7 +316,7 @@ class Messages:
         remap[positions] = np.arange(len(positions))
         edges["message_index"] = message_index(remap[edges["message_index"].to_numpy()], len(positions))
         return Messages(self.frame.iloc[positions], edges.reset_index(drop=True), self.rejects, self.own_domains,
-                        reject_tenant_column=self.reject_tenant_column)
+                        reject_tenant_column=self.reject_tenant_column, inferred=self.inferred_own)
 
     def with_rejects(self, rejects: Iterable[pd.DataFrame]) -> "Messages":
         """The same messages with more rejected rows (found before validation, e.g. by a reader).
@@ -311,12 +330,12 @@ class Messages:
         0
         """
         return Messages(self.frame, self._edges, pd.concat([self.rejects, *rejects]), self.own_domains,
-                        reject_tenant_column=self.reject_tenant_column)
+                        reject_tenant_column=self.reject_tenant_column, inferred=self.inferred_own)
 
     def _renumbered(self, positions: np.ndarray | None = None, offset: int = 0) -> "Messages":
         """The same messages, their rejects numbered among the rows of a larger input (:func:`renumber_rejects`)."""
         return Messages(self.frame, self._edges, renumber_rejects(self.rejects, positions, offset), self.own_domains,
-                        reject_tenant_column=self.reject_tenant_column)
+                        reject_tenant_column=self.reject_tenant_column, inferred=self.inferred_own)
 
     @classmethod
     def concat(cls, parts: Iterable["Messages"], *, copies: bool = False) -> "Messages":
@@ -385,8 +404,10 @@ class Messages:
         for part in parts:
             for tenant, domains in part.own_domains.items():
                 own[tenant] = tuple(dict.fromkeys(own.get(tenant, ()) + tuple(domains)))
+        # A tenant inferred in any part (a chunked read infers in its first chunk, configures the rest) is inferred.
         return cls(pd.concat([p.frame for p in parts]), joined, _numbered_apart([p.rejects for p in parts]), own,
-                   reject_tenant_column=parts[0].reject_tenant_column)
+                   reject_tenant_column=parts[0].reject_tenant_column,
+                   inferred=frozenset().union(*(p.inferred_own for p in parts)))
 
     def summary(self) -> dict:
         """Counts for reports: messages, edges, tenants, rejects by reason.

@@ -475,6 +475,8 @@ def _validate_taken(handed: list, **options: Any) -> Messages:
     messages = _assemble(index, passthrough, rejects, state, findings, tenant, message_id, ts, sender, display,
                          optional, edges)
     messages.own_domains = own_domains  # build_graph marks nodes internal by the domains direction used
+    # Which of them validation inferred: the look-alike signals compare with configured ones only, as a scorer does.
+    messages._inferred = frozenset(t for t in own_domains if t not in configs or not configs[t].own_domains)
     messages.reject_tenant_column = (columns or {}).get("tenant_id", "tenant_id")  # the rejects keep the input's
     return messages
 

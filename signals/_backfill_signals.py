@@ -330,7 +330,7 @@ def identity_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
 
 
 def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
-    # The tenant's own domains as validation used them are on the list at every instant (LookalikeSignals).
+    # The tenant's configured own domains are on the list at every instant (LookalikeSignals).
     own = tuple(t.batch.own_domains.get(t.tenant_id, ()))
     distance = distances_as_of(t.tables.d, t.instants, t.domain_names, t.tables.known_contacts(), always=own)
     cols = t.sender_domain

@@ -191,8 +191,9 @@ class SignalBatch:
     frame : pandas.DataFrame
         The message rows (for providers that read other columns).
     own_domains : dict of str to tuple of str
-        Each tenant's own domains (:attr:`Messages.own_domains`; the scorer's
-        configured ones when it scores): look-alike targets and never look-alikes.
+        Each tenant's configured own domains (:attr:`Messages.configured_own_domains`:
+        inferred ones are left out, as a scorer knows only configured ones):
+        look-alike targets and never look-alikes.
 
     Examples
     --------
@@ -278,7 +279,7 @@ class SignalBatch:
             tenant_code=tenant_code.astype(np.int64), tenants=[str(t) for t in tenants],
             edge_message=edge_message,
             recipient_key=np.asarray(_column(edges, "recipient_key"), dtype=np.uint64),
-            frame=frame, own_domains=dict(messages.own_domains),
+            frame=frame, own_domains=dict(messages.configured_own_domains),
         )
 
     def with_tenant_keys(self, messages: Messages, keys: Mapping[str, Any]) -> "SignalBatch":

@@ -87,9 +87,10 @@ class LookalikeSignals(SignalProvider):
     """Look-alike sender domains: edit distance to the tenant's own and known-contact domains after skeletons.
 
     The domains compared with are the snapshot's known-contact list plus the
-    tenant's own domains (:attr:`SignalBatch.own_domains`: as validation used
-    them, or as the scorer is configured) that are not on it; those own domains
-    and consumer mail providers' are never close (:func:`never_close`).
+    tenant's configured own domains (:attr:`SignalBatch.own_domains`: the
+    validated messages', or the scorer's ``tenant_configs``; own domains
+    validation inferred are left out on every path) that are not on it; those
+    own domains and consumer mail providers' are never close (:func:`never_close`).
 
     Privacy-mode snapshots keep no domain names, so there is nothing to compare
     with: the distance is then the cap and ``lookalike_domain_is_close`` is 0

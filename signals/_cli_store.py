@@ -500,10 +500,16 @@ def run_explain_command(args: argparse.Namespace) -> int:
                                          f"{parsed.fixes[reason]}")
                 message[column] = parsed.values.iloc[0].isoformat()
     store = SnapshotStore(args.store)
-    # A tenant without a snapshot, explained cold: against the global prior of the store's tenants, as score reads it.
-    alone = not args.cold_start or args.tenant in store.tenants()
-    scorer = Scorer.from_store(store, tenants=[args.tenant] if alone else None, cold_start=args.cold_start,
-                               secrets=_scoring_secrets(args.secrets), tenant_configs=_tenant_configs(args))
+    secrets = _scoring_secrets(args.secrets)
+    tenants = [args.tenant]
+    if args.cold_start and args.tenant not in store.tenants():
+        # A tenant without a snapshot, explained cold: against the global prior of the store's tenants, as score
+        # reads it; a privacy-mode tenant whose secret is not given is left out (a cold start reads no tenant's
+        # keys: loading it would refuse the whole command).
+        tenants = [t for t in store.tenants()
+                   if t in (secrets or {}) or not store.manifest(t).get("config", {}).get("privacy")]
+    scorer = Scorer.from_store(store, tenants=tenants, cold_start=args.cold_start, secrets=secrets,
+                               tenant_configs=_tenant_configs(args))
     explanation = explain(message, scorer)
     with pd.option_context("display.max_colwidth", 120, "display.width", 200):
         print(explanation)

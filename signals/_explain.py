@@ -16,7 +16,7 @@ from commgraph.graph import normalise_display_name as _normalise_display_name
 from ._batch import DIRECTION_CODES
 from ._builtin_identity import HOUR_PSEUDO_COUNT
 from ._freemail import is_freemail
-from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, is_established
+from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, is_established, nearest_one
 from ._scalar import mix64, parse_one
 from ._scorer import Scorer
 
@@ -169,7 +169,7 @@ _SENTENCES = {
     "sender_hour_surprise": lambda v, e: f"Sending at {e['hour']:02d}:00 UTC carries {v:.2f} bits of surprise "
                                          f"({e['sender_at_hour']} of the sender's {e['sender_total']} messages were "
                                          "at this hour).",
-    "sender_auth_fail_rate": lambda v, e: f"{v:.1%} of the sender's SPF/DKIM/DMARC results failed.",
+    "sender_auth_fail_rate": lambda v, e: f"{v:.1%} of the sender's SPF/DKIM/DMARC pass and fail results failed.",
     "auth_deviation": lambda v, e: "This message fails a check the sender normally passes." if v
     else "Authentication is in line with the sender's habits.",
 }
@@ -309,8 +309,10 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
              zip(m.recipients, m.recipient_keys)}
     mailboxes = {r: (None if cold else _row(view, "recipient", k)) for r, k in zip(m.recipients, m.recipient_keys)}
     own = scorer._compared_own.get(m.tenant_id, ())  # the configured own domains score_one compared with
-    (known, _, _), checked = view.comparison(own)
+    (known, skeletons, _), checked = view.comparison(own)
     nearest = checked.nearest_of(m.sender_domain)
+    if nearest < 0 and m.sender_domain not in checked.distance:  # (not checked on this view: a cold tenant's, made
+        nearest = nearest_one(m.sender_domain, known, skeletons)[1]  # afresh here, or a cache that forgot it)
     resembles = known[nearest] if nearest >= 0 else None
 
     sender_ev = {**_pick(sender), "sender": m.sender, "prior_mean": view.prior_mean["sender"]}

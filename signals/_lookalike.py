@@ -24,6 +24,8 @@ import pandas as pd
 from commgraph.graph._confusables import confusable_tables
 from commgraph.graph._freemail import freemail_domains
 
+from ._freemail import _freemail_index  # (the providers as an index, made once per process)
+
 __all__ = ["skeleton", "LookalikeCache", "nearest_known", "distance_matrix", "is_established", "never_close",
            "never_close_all", "compared_with", "DISTANCE_CAP", "CLOSE_DISTANCE", "ESTABLISHED_DAYS"]
 
@@ -106,8 +108,10 @@ def never_close_all(domains: np.ndarray, own: Collection[str] = ()) -> np.ndarra
     >>> never_close_all(np.array(["mail.com", "gmaii.com", None, "acme.co"], dtype=object), ("acme.co",)).tolist()
     [True, False, False, True]
     """
-    targets = pd.Index(sorted(freemail_domains()) + [d for d in own if d], dtype=object)
-    return np.asarray(pd.Index(domains, dtype=object).isin(targets), dtype=bool)
+    names = pd.Index(domains, dtype=object)
+    never = np.asarray(names.isin(_freemail_index()), dtype=bool)
+    own = [d for d in own if d]
+    return never | np.asarray(names.isin(own), dtype=bool) if own else never
 
 
 def compared_with(known: list[str], own: Iterable[str]) -> list[str]:

@@ -329,8 +329,8 @@ class SnapshotView:
 
         The snapshot's known list plus the ``own`` domains not on it
         (:func:`~commgraph.signals._lookalike.compared_with`): the own domains
-        as configured (the scorer's ``tenant_configs``) or as validation used
-        them (:attr:`Messages.own_domains`). When ``own`` adds none, these are
+        as configured (the scorer's ``tenant_configs``, or
+        :attr:`Messages.configured_own_domains`). When ``own`` adds none, these are
         :meth:`known_domains` and :meth:`lookalike_cache` themselves (seeded,
         shared with the live overlay); else a list and cache of their own, made
         once per ``own``. A privacy-mode view compares with nothing, ``own``

@@ -306,3 +306,13 @@ def test_explain_of_a_tenant_without_a_snapshot_with_cold_start(tmp_path, capsys
     assert main([*explain, "--cold-start"]) == 0
     out = capsys.readouterr().out
     assert "against no snapshot: cold start" in out and "sender_is_new = 1" in out, out
+    # A privacy-mode tenant in the store, its secret not given: left out of the global prior, not refusing all.
+    from commgraph.baselines import BaselineConfig, SnapshotStore, build_baselines
+    from commgraph.graph import validate
+
+    private = build_baselines(validate(frame(tenant_id="priv", recipients="cy@priv.com", direction="inbound")),
+                              as_of="2024-05-04",
+                              config=BaselineConfig(privacy=True), secrets={"priv": b"k" * 32})
+    SnapshotStore(tmp_path / "store").publish(private["priv"])
+    assert main([*explain, "--cold-start"]) == 0
+    assert "against no snapshot: cold start" in capsys.readouterr().out

@@ -158,3 +158,38 @@ def test_the_comparison_list_appends_only_own_domains_it_lacks(own) -> None:
     assert known[0][:len(base[0])] == base[0]
     assert (cache is view.lookalike_cache()) is all(d in base[2] for d in own)
     assert view.comparison(own)[1] is cache  # made once per own domains
+
+
+def test_own_domains_validation_inferred_are_no_targets_on_any_path() -> None:
+    # A tenant without a configuration: validation infers acme.com (its recipients' domain). The batch path and the
+    # backfill compared with the inferred domain (0, 1) while the scorer, which knows only configured ones, did not
+    # (7, 0): consistency_report would call the engine inconsistent. Every path now compares with configured ones.
+    import warnings
+
+    history = _inbound([f"s{i}@vendor{i}.com" for i in range(5)])
+    later = pd.DataFrame({"tenant_id": "t", "message_id": ["look"], "timestamp": AS_OF,
+                          "sender": ["CEO <ceo@acrne.com>"], "recipients": "ann@acme.com"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (own domains inferred, said)
+        got = _paths(history, later, [])
+        assert validate(history).own_domains == {"t": ("acme.com",)}
+        assert validate(history).configured_own_domains == {}
+    assert {path: found["look"] for path, found in got.items()} == {p: (7, 0) for p in got}
+    configured = _paths(history, later, [{"tenant_id": "t", "own_domains": ["acme.com"]}])
+    assert {path: found["look"] for path, found in configured.items()} == {p: (0, 1) for p in configured}
+
+
+def test_explain_names_the_look_alike_of_a_cold_tenant() -> None:
+    # explain of a tenant without a snapshot read the target off a view made afresh (nothing checked on it): it said
+    # 'betta.com resembles no own or known-contact domain' and 'looks like None' while is_close was 1.
+    from commgraph.baselines._snapshot import _example
+
+    scorer = Scorer({"acme": _example()}, cold_start=True,
+                    tenant_configs=[{"tenant_id": "beta", "own_domains": ["beta.com"]}])
+    message = {"tenant_id": "beta", "message_id": "9", "timestamp": "2024-05-04T10:00:00+00:00",
+               "sender": "x@betta.com", "recipients": "cy@beta.com"}
+    assert scorer.score_one(message)["lookalike_domain_is_close"] == 1
+    frame = explain(message, scorer).frame.set_index("signal")
+    assert frame.loc["lookalike_domain_is_close", "evidence"]["resembles"] == "beta.com"
+    assert frame.loc["lookalike_domain_is_close", "sentence"] == ("betta.com looks like 'beta.com' and is not an "
+                                                                 "established contact.")
