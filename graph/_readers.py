@@ -1688,12 +1688,16 @@ def _validated_chunks(parts: Iterator[pd.DataFrame], strict: bool, columns, opti
     # chunks are read in it (each judged on its own, a file could be read half in seconds, half in milliseconds).
     options = {**options, "epoch_units": {}}
     rows_before = 0  # rejected rows are numbered in the whole input, as a whole read numbers them
+    inferred: set[str] = set()  # tenants whose own domains a chunk inferred: inferred in every later chunk too
     for frame in parts:
         handed = [frame]
         rows = len(frame)
         del frame  # as in _whole: validation holds the only reference to the chunk
         messages = _validated(handed.pop(), strict, columns, seen, options, offset=rows_before)
         rows_before += rows
-        # Own domains inferred from a tenant's first chunk serve its later chunks (one guess, one warning).
+        # Own domains inferred from a tenant's first chunk serve its later chunks (one guess, one warning) as a
+        # configuration would, but stay inferred (the look-alike signals compare with configured ones only).
+        inferred |= messages.inferred_own
+        messages._inferred = frozenset(inferred & set(messages.own_domains))
         options["tenants"] = with_own_domains(options.get("tenants"), messages.own_domains)
         yield messages

@@ -7,8 +7,10 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Mapping
 
 import pandas as pd
 
@@ -501,19 +503,37 @@ def run_explain_command(args: argparse.Namespace) -> int:
                 message[column] = parsed.values.iloc[0].isoformat()
     store = SnapshotStore(args.store)
     secrets = _scoring_secrets(args.secrets)
-    tenants = [args.tenant]
     if args.cold_start and args.tenant not in store.tenants():
-        # A tenant without a snapshot, explained cold: against the global prior of the store's tenants, as score
-        # reads it; a privacy-mode tenant whose secret is not given is left out (a cold start reads no tenant's
-        # keys: loading it would refuse the whole command).
-        tenants = [t for t in store.tenants()
-                   if t in (secrets or {}) or not store.manifest(t).get("config", {}).get("privacy")]
-    scorer = Scorer.from_store(store, tenants=tenants, cold_start=args.cold_start, secrets=secrets,
-                               tenant_configs=_tenant_configs(args))
+        scorer = _cold_scorer(store, secrets, _tenant_configs(args))
+    else:
+        scorer = Scorer.from_store(store, tenants=[args.tenant], cold_start=args.cold_start, secrets=secrets,
+                                   tenant_configs=_tenant_configs(args))
     explanation = explain(message, scorer)
     with pd.option_context("display.max_colwidth", 120, "display.width", 200):
         print(explanation)
     return 0
+
+
+def _cold_scorer(store: SnapshotStore, secrets: Mapping[str, bytes] | None, configs: Any) -> Any:
+    """A scorer for a tenant without a snapshot, explained cold: the global prior of the store's tenants, as
+    score reads it, from every tenant that loads. A privacy-mode tenant whose secret is not given and a tenant
+    that cannot be loaded are left out, with a warning for the latter: a cold start reads neither's keys or
+    data, so neither may refuse the command."""
+    from ._scorer import Scorer
+
+    snapshots = {}
+    for tenant in store.tenants():
+        try:
+            snapshot = store.load(tenant)
+        except CommGraphError as exc:
+            warnings.warn(f"tenant {tenant!r} is left out of the global prior: its snapshot cannot be loaded ({exc})",
+                          stacklevel=2)
+            continue
+        if snapshot.config.privacy and tenant not in (secrets or {}):
+            continue
+        snapshots[tenant] = snapshot
+    return Scorer(snapshots, cold_start=True, secrets={t: k for t, k in (secrets or {}).items() if t in snapshots},
+                  tenant_configs=configs)
 
 
 def add_explain_command(subparsers) -> argparse.ArgumentParser:

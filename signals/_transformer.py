@@ -48,6 +48,10 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
         inferred from all of it); ``transform`` reads batches with them when
         ``tenants`` is not given, so a message's values never depend on the
         other mail of its batch.
+    inferred_own_ : frozenset of str
+        The tenants among them whose own domains fit inferred: transform reads
+        directions by them, and the look-alike signals leave them out as a
+        scorer does (configured own domains only).
 
     Notes
     -----
@@ -127,6 +131,7 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
                               "where raw mail may be read")
         messages = self._messages(X, self.tenants)
         self.own_domains_ = dict(messages.own_domains)
+        self.inferred_own_ = frozenset(messages.inferred_own)  # (no look-alike targets: see transform)
         if self.as_of is not None:
             as_of = _timestamp(self.as_of, "as_of", "BaselineSignals")  # (text in ISO 8601 only, as build_baselines)
         else:
@@ -163,6 +168,8 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
             # give a message other values beside other mail than alone.
             tenants = [TenantConfig._derived(t, d) for t, d in self.own_domains_.items() if d] or None
         messages = self._messages(X, tenants)
+        if self.tenants is None:  # fit's inferred own domains decide directions here, and stay inferred
+            messages._inferred = frozenset(getattr(self, "inferred_own_", frozenset()) & set(messages.own_domains))
         signals = self._signals()
         from ._batch import SignalBatch
 

@@ -316,3 +316,8 @@ def test_explain_of_a_tenant_without_a_snapshot_with_cold_start(tmp_path, capsys
     SnapshotStore(tmp_path / "store").publish(private["priv"])
     assert main([*explain, "--cold-start"]) == 0
     assert "against no snapshot: cold start" in capsys.readouterr().out
+    # ... nor a damaged tenant (its manifest gone): left out, named in a warning.
+    next((tmp_path / "store" / "acme").glob("v*/manifest.json")).unlink()
+    assert main([*explain, "--cold-start"]) == 0
+    said = capsys.readouterr()
+    assert "against no snapshot: cold start" in said.out and "'acme' is left out of the global prior" in said.err

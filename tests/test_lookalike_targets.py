@@ -193,3 +193,27 @@ def test_explain_names_the_look_alike_of_a_cold_tenant() -> None:
     assert frame.loc["lookalike_domain_is_close", "evidence"]["resembles"] == "beta.com"
     assert frame.loc["lookalike_domain_is_close", "sentence"] == ("betta.com looks like 'beta.com' and is not an "
                                                                  "established contact.")
+
+
+def test_inferred_own_domains_stay_inferred_in_later_chunks_and_in_the_transformer(tmp_path) -> None:
+    # A chunked read hands the first chunk's inferred own domains to later chunks as a configuration: they reported
+    # them configured, and a chunk scored alone compared with them. The transformer did the same with fit's.
+    import warnings
+
+    from commgraph.graph import read_messages
+    from commgraph.signals._batch import SignalBatch
+    from commgraph.signals._transformer import BaselineSignals
+
+    history = _inbound([f"s{i}@vendor{i}.com" for i in range(6)])
+    history.to_csv(tmp_path / "mail.csv", index=False)
+    later = pd.DataFrame({"tenant_id": "t", "message_id": ["look"], "timestamp": AS_OF,
+                          "sender": ["CEO <ceo@acrne.com>"], "recipients": "ann@acme.com"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (own domains inferred, said)
+        chunks = list(read_messages(tmp_path / "mail.csv", chunksize=3))
+        assert len(chunks) == 2 and all(c.inferred_own == {"t"} and c.configured_own_domains == {} for c in chunks)
+        assert all(SignalBatch.from_messages(c).own_domains == {} for c in chunks)
+        fitted = BaselineSignals(as_of=AS_OF).fit(history)
+        row = fitted.transform(later)[0]
+    names = list(fitted.get_feature_names_out())
+    assert (int(row[names.index(COLS[0])]), int(row[names.index(COLS[1])])) == (7, 0)  # as score and score_one

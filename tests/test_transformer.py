@@ -72,7 +72,7 @@ def test_fit_sets_only_trailing_underscore_state_and_keeps_no_mail(mail) -> None
     t.fit(history.head(2000))
     assert t.get_params() == params
     learned = {k for k in vars(t) if k.endswith("_") and not k.startswith("_")}
-    assert learned == {"snapshots_", "as_of_", "feature_names_out_", "own_domains_"}
+    assert learned == {"snapshots_", "as_of_", "feature_names_out_", "own_domains_", "inferred_own_"}
     assert t.as_of_ == history.head(2000)["timestamp"].max() + pd.Timedelta(1, "ns")
     assert not any(isinstance(v, pd.DataFrame) for v in vars(t).values())
     assert list(t.get_feature_names_out()) == SignalSet().names
