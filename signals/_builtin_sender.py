@@ -129,7 +129,8 @@ class SenderDomainSignals(SignalProvider):
         SignalSpec("domain_distinct_senders", "int32", "Distinct addresses that sent from this domain.", "count",
                    suspicious="low"),
         SignalSpec("domain_is_new", "int8", "1 if the tenant never saw mail from this domain, in any "
-                   "direction (even if it wrote to it: domain_solicited_messages counts that).", "flag", default=1.0, suspicious="high"),
+                   "direction (even if it wrote to it: domain_solicited_messages counts that).", "flag",
+                   default=1.0, suspicious="high"),
         SignalSpec("domain_is_freemail", "int8", "1 if the domain is a consumer mail provider (shipped list).",
                    "flag", suspicious="high"),
         SignalSpec("domain_safe_likelihood", "float32", "Smoothed probability that this domain's mail is safe "
