@@ -100,7 +100,9 @@ def main() -> None:
     print(f"{len(scored):,} messages, {scored.shape[1] - 2} signals each, in {seconds:.2f} s; "
           f"{truth.notna().sum()} of them are attacks (ground truth)")
     rules = {
-        "internal display name from an outside address": scored["display_name_matches_internal"] == 1,
+        # (an internal name alone also meets partners who share an employee's name: new for the address, it does not)
+        "internal name, new for the outside address": (scored["display_name_matches_internal"] == 1)
+        & (scored["display_name_is_new_for_address"] == 1),
         "look-alike of a known domain": scored["lookalike_domain_is_close"] == 1,
         "first contact from a brand-new sender": (scored["sender_is_new"] == 1) & (scored["pair_is_first_contact"] == 1),
         "fails authentication it normally passes": scored["auth_deviation"] == 1,
