@@ -305,14 +305,14 @@ def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, sh
     t_codes, t_names = pd.factorize(tenant_ids, use_na_sentinel=True)
     d_codes, d_names = pd.factorize(recipient_domains, use_na_sentinel=True)
     known = (t_codes >= 0) & (d_codes >= 0)
-    # Integer codes, not strings, are hashed: one (tenant, domain) pair per code, distinct messages per pair.
-    rows = pd.DataFrame({"pair": t_codes[known].astype(np.int64) * max(len(d_names), 1) + d_codes[known]})
-    if messages is not None:
-        rows["m"] = pd.factorize(np.asarray(messages)[known])[0]
-        rows = rows.drop_duplicates()
-    n = rows["pair"].value_counts(sort=False)
-    pair = n.index.to_numpy(dtype=np.int64)
     width = max(len(d_names), 1)
+    # Integer codes, not strings, are hashed: one (tenant, domain) pair per code, distinct messages per pair.
+    edges = pd.DataFrame({"pair": t_codes[known].astype(np.int64) * width + d_codes[known]})
+    if messages is not None:
+        edges["m"] = pd.factorize(np.asarray(messages)[known])[0]
+        edges = edges.drop_duplicates()
+    n = edges["pair"].value_counts(sort=False)
+    pair = n.index.to_numpy(dtype=np.int64)
     # Per tenant, most messages first (ties by name): the top is the first domain inference may take, and
     # another is taken while it receives more than ``share`` times the top's messages. All tenants at once.
     order = np.lexsort((np.asarray(d_names, dtype=object)[pair % width].astype(str), -n.to_numpy(), pair // width))
@@ -326,16 +326,15 @@ def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, sh
                            dtype=bool, count=len(codes))
 
     while True:  # the first kept row of each tenant, until every tenant's is a domain inference may take
-        rows = np.flatnonzero(keep)
-        firsts = rows[np.r_[True, t[rows][1:] != t[rows][:-1]]] if len(rows) else rows
+        kept = np.flatnonzero(keep)
+        firsts = kept[np.r_[True, t[kept][1:] != t[kept][:-1]]] if len(kept) else kept
         refused = firsts[~may_be_own(d[firsts])]
         if not len(refused):
             break
         keep[refused] = False
-    rows = np.flatnonzero(keep)
     tops = np.zeros(len(t_names) + 1, np.int64)
     tops[t[firsts]] = k[firsts]
-    taken = rows[k[rows] > share * tops[t[rows]]]
+    taken = kept[k[kept] > share * tops[t[kept]]]
     taken = np.union1d(taken, firsts)  # (the top itself, whatever the share)
     taken = taken[may_be_own(d[taken])]
     result: dict[str, tuple[str, ...]] = {str(name): () for name in t_names}
