@@ -271,7 +271,8 @@ def may_be_own_domain(domain: str) -> bool:
 
 
 def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, share: float = 0.5,
-                      messages: pd.Series | np.ndarray | None = None) -> dict[str, tuple[str, ...]]:
+                      messages: pd.Series | np.ndarray | None = None,
+                      weights: np.ndarray | None = None) -> dict[str, tuple[str, ...]]:
     """Guess each tenant's own domains from the domains that receive most of its messages.
 
     A message counts once per domain however many of its recipients are there
@@ -291,6 +292,9 @@ def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, sh
     messages : pandas.Series or numpy.ndarray, optional
         Each edge's message (any id that is equal for the edges of one message
         of a tenant). Without it every edge counts as a message of its own.
+    weights : numpy.ndarray, optional
+        Messages per row, when each row stands for several (a mailbox and the
+        inbound messages it received, say); not with ``messages``.
 
     Returns
     -------
@@ -308,10 +312,18 @@ def infer_own_domains(tenant_ids: pd.Series, recipient_domains: pd.Series, *, sh
     width = max(len(d_names), 1)
     # Integer codes, not strings, are hashed: one (tenant, domain) pair per code, distinct messages per pair.
     edges = pd.DataFrame({"pair": t_codes[known].astype(np.int64) * width + d_codes[known]})
+    if messages is not None and weights is not None:
+        raise ConfigError("infer_own_domains takes 'messages' or 'weights', not both: weights already count "
+                          "each row's messages")
     if messages is not None:
         edges["m"] = pd.factorize(np.asarray(messages)[known])[0]
         edges = edges.drop_duplicates()
-    n = edges["pair"].value_counts(sort=False)
+    if weights is not None:
+        edges["w"] = np.asarray(weights, dtype=np.int64)[known]
+        n = edges.groupby("pair", sort=False)["w"].sum()
+        n = n[n > 0]
+    else:
+        n = edges["pair"].value_counts(sort=False)
     pair = n.index.to_numpy(dtype=np.int64)
     # Per tenant, most messages first (ties by name): the top is the first domain inference may take, and
     # another is taken while it receives more than ``share`` times the top's messages. All tenants at once.

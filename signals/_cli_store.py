@@ -410,10 +410,10 @@ def run_score_command(args: argparse.Namespace) -> int:
     # Read as validate and refresh read it (naive times in --timezone, epoch numbers in --timestamp-unit): copies
     # of a message filed in several folders keep their first, as refresh keeps it; any other problem refuses the
     # batch, naming every one (what strict validation says).
-    batch = validate(frame, tenants=scorer._configs(), strict=False, **_time_options(args))
+    batch = validate(frame, tenants=scorer._configs(frame), strict=False, **_time_options(args))
     reasons = set(batch.rejects["reject_reason"].astype(str)) if len(batch.rejects) else set()
     if reasons - _COPIES:
-        validate(frame, tenants=scorer._configs(), **_time_options(args))  # (raises)
+        validate(frame, tenants=scorer._configs(frame), **_time_options(args))  # (raises)
     if reasons:
         print(f"{len(batch.rejects):,} rows set aside as copies of a message or recipient already read (the first "
               "copy is scored)", file=sys.stderr)

@@ -9,6 +9,7 @@ import threading
 import warnings
 from array import array
 from dataclasses import dataclass
+import re
 from typing import Any, Iterable, Literal, Mapping
 
 import numpy as np
@@ -17,7 +18,9 @@ import pandas as pd
 from commgraph.baselines import Snapshot, SnapshotStore, load_secrets
 from commgraph.baselines._build import _timestamp
 from commgraph.graph import CommGraphError, ConfigError, Messages, TenantConfig, validate
+from commgraph.graph._addresses import _normalise_domain
 from commgraph.graph._messages import REJECT_COLUMNS
+from commgraph.graph._schema import TYPED_RECIPIENT_COLUMNS
 from commgraph.graph._validate import id_text
 
 from ._batch import SignalBatch
@@ -266,13 +269,61 @@ class _OnePlan:
 
 
 def _derived_config(tenant: str, view: SnapshotView) -> TenantConfig | None:
-    """A tenant's own domains read off its snapshot (those that sent internal or outbound mail), if it names them."""
-    if not view.has_column("sender_domain", "sender_domain"):  # (a privacy-mode snapshot keys them)
-        return None
-    names = view.snapshot.arrow("sender_domain").column("sender_domain").to_numpy(zero_copy_only=False)
-    own = tuple(str(d) for d in names[view.own_domain_mask()] if isinstance(d, str))
+    """A tenant's own domains read off its snapshot (:meth:`SnapshotView.own_domains`), if it names them."""
+    own = view.own_domains()
     # (derived from the snapshot: not a user's setting, so not checked as one)
     return TenantConfig._derived(tenant, own) if own else None
+
+
+_DOMAIN_IN_TEXT = re.compile(r"@\[?([^\s<>;,\"'()\[\]@]+)")
+#: The raw columns that may hold addresses (a batch in the message contract).
+_ADDRESS_COLUMNS = ("sender", "recipients", "recipient", *TYPED_RECIPIENT_COLUMNS)
+
+
+def _batch_domains(batch: pd.DataFrame) -> list[str]:
+    """Every domain written after an ``@`` in a raw batch's address columns, normalised as validation
+    normalises a domain: the candidates a privacy-mode tenant's own domain keys are matched against.
+
+    Over-inclusive on purpose (a display name holding an address adds its domain): a candidate counts only
+    when its key, made with the tenant's secret, is one of the tenant's own domains.
+    """
+    found: set[str] = set()
+    for column in _ADDRESS_COLUMNS:
+        if column in batch:
+            values = batch[column].dropna()
+            text = values.map(lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+            for domains in text.str.findall(_DOMAIN_IN_TEXT):
+                found.update(domains)
+    normalised = (_normalise_domain(d.rstrip("."))[0] for d in sorted(found))
+    return sorted({d for d in normalised if d})
+
+
+class _Call:
+    """What one scoring call reads: the snapshots served when it began, and each tenant's view (its observed
+    mail folded in) fixed at its first use, so that validation and lookups read one state of a tenant even
+    when a reload or an observe lands during the call."""
+
+    __slots__ = ("loaded", "_scorer", "_views")
+
+    def __init__(self, scorer: "Scorer"):
+        self.loaded = scorer._loaded  # (one read: a reload swaps the reference)
+        self._scorer = scorer
+        self._views: dict[str, SnapshotView | None] = {}
+
+    def view(self, tenant: str) -> SnapshotView | None:
+        """The view the call reads for a tenant (None: not served)."""
+        try:
+            return self._views[tenant]
+        except KeyError:
+            loaded = self.loaded
+            found = self._views[tenant] = (self._scorer._view(loaded, tenant) if tenant in loaded.views else None)
+            return found
+
+    def is_own(self, tenant: str, domain: str) -> bool:
+        return self._scorer._is_own(tenant, domain, self)
+
+    def own_known(self, tenant: str) -> bool:
+        return self._scorer._own_domains_known(tenant, self)
 
 
 def _with_own(config: TenantConfig | None, derived: TenantConfig) -> TenantConfig:
@@ -291,8 +342,12 @@ class Scorer:
         Default: the built-in set.
     tenant_configs : list of TenantConfig or mappings, optional
         Own domains per tenant, used to validate raw frames and to derive the
-        direction of single messages; default: the domains each snapshot saw
-        sending internal mail. The configured own domains are also what the
+        direction of single messages; default: those each snapshot shows
+        (:meth:`SnapshotView.own_domains`: the domains that sent as the tenant
+        more often than they wrote to it, consumer providers and public
+        suffixes never; for an inbound-only history, the domains its mail was
+        delivered to), never inferred from the mail being scored, which an
+        attacker writes. The configured own domains are also what the
         look-alike check compares with besides each snapshot's list (on every
         path: a history that never shows one sending, an inbound-only feed,
         still has it checked).
@@ -322,10 +377,11 @@ class Scorer:
     privacy from the same history. What privacy-mode snapshots cannot give,
     having no stored strings: ``lookalike_domain_distance`` is always the cap
     and ``lookalike_domain_is_close`` always 0 (no known domain names to
-    compare with); own domains are not read off the snapshot, so messages
-    without ``direction`` take it from ``tenant_configs`` (else it is inferred
-    from the batch, as for a tenant without own domains); :func:`explain`
-    shows no stored addresses or display names.
+    compare with); own domains are keys in the snapshot, so messages without
+    ``direction`` take it from ``tenant_configs``, else from the domains of
+    the mail whose keys are the tenant's own (inferred from the batch only
+    when the history never showed one sending, as for a tenant without own
+    domains); :func:`explain` shows no stored addresses or display names.
 
     Examples
     --------
@@ -753,7 +809,7 @@ class Scorer:
         copies observed in separate calls. Rows of one message in
         one-row-per-recipient input are gathered by validation, as always.
         """
-        configs = self._configs()
+        configs = self._configs(batch, observed=False)
         if "recipient" in batch.columns or not {"tenant_id", "message_id"} <= set(batch.columns):
             return validate(batch, tenants=configs, strict=False)
         # Copies are told apart by their ids as validation reads them ('9 ' is message '9').
@@ -789,16 +845,28 @@ class Scorer:
         return view
 
     # ------------------------------------------------------------------ batches
-    def _configs(self, tenants: Iterable[str] = ()) -> list[TenantConfig]:
-        """Validation's tenant configurations: the scorer's, else own domains read off each tenant's snapshot.
+    def _configs(self, batch: pd.DataFrame | None = None, call: _Call | None = None, *,
+                 observed: bool = True) -> list[TenantConfig]:
+        """Validation's tenant configurations for a raw ``batch``: the scorer's, else own domains read off each
+        tenant's snapshot.
 
-        For ``tenants`` (those of a batch to score), a tenant with observed mail
-        reads them off the view its lookups read (:meth:`_view`): a domain
-        that began sending as the tenant since the snapshot is its own there,
-        as in the snapshot a rebuild would give. (Observing validates with the
-        snapshots' own domains: folding the mail in is what lookups pay for.)
+        A tenant of the batch with observed mail reads them off the view its
+        lookups read (:meth:`_view`): a domain that began sending as the tenant
+        since the snapshot is its own there, as in the snapshot a rebuild would
+        give (``observed=False``, for observing: the snapshots' own, since
+        folding the mail in is what lookups pay for). A privacy-mode tenant's
+        snapshot holds its own domains as keys only: its own domains are the
+        batch's domains whose keys those are. Never inferred from the batch
+        where the snapshot has them: one crafted message (a Cc to the
+        attacker's own domain) would make that domain the tenant's, and its
+        mail internal.
         """
-        loaded = self._loaded
+        call = call if call is not None else _Call(self)
+        loaded = call.loaded
+        # (the batch's tenants matter only with observed mail or privacy-mode tenants: no pass over it otherwise)
+        needed = batch is not None and "tenant_id" in batch and (
+            (observed and self._overlay.as_of is not None) or bool(loaded.keys))
+        tenants = id_text(batch["tenant_id"])[0].dropna().unique().tolist() if needed else []
         cached = getattr(self, "_configs_cache", None)
         if cached is None or cached[0] is not loaded:
             configs = dict(self.tenant_configs)
@@ -807,32 +875,41 @@ class Scorer:
                 if derived is not None:
                     configs[tenant] = _with_own(configs.get(tenant), derived)
             cached = self._configs_cache = (loaded, configs)
-        if self._overlay.as_of is None:
+        unconfigured = set(tenants) & loaded.views.keys() - self._own_configured
+        private = [t for t in unconfigured if loaded.views[t].keys is not None] if batch is not None else []
+        if self._overlay.as_of is None and not private:
             return list(cached[1].values())
         configs = dict(cached[1])
-        for tenant in set(tenants) & loaded.views.keys() - self._own_configured:
-            view = self._view(loaded, tenant)
-            if view is not loaded.views[tenant]:
-                memo = view.memo("validation")
-                if "config" not in memo:
-                    memo["config"] = _derived_config(tenant, view)
-                if memo["config"] is not None:
-                    configs[tenant] = _with_own(self.tenant_configs.get(tenant), memo["config"])
+        if observed and self._overlay.as_of is not None:
+            for tenant in unconfigured:
+                view = call.view(tenant)
+                if view is not loaded.views[tenant]:
+                    memo = view.memo("validation")
+                    if "config" not in memo:
+                        memo["config"] = _derived_config(tenant, view)
+                    if memo["config"] is not None:
+                        configs[tenant] = _with_own(self.tenant_configs.get(tenant), memo["config"])
+        if private:
+            candidates = _batch_domains(batch)
+            for tenant in private:
+                view = call.view(tenant) if observed else loaded.views[tenant]
+                keys = view.own_domain_keys()
+                own = tuple(d for d in candidates if view.keys.key(self._registrable_domain(d)) in keys)
+                if own:
+                    configs[tenant] = _with_own(self.tenant_configs.get(tenant), TenantConfig._derived(tenant, own))
         return list(configs.values())
 
-    def _messages(self, batch: Messages | pd.DataFrame) -> Messages:
+    def _messages(self, batch: Messages | pd.DataFrame, call: _Call | None = None) -> Messages:
         if isinstance(batch, Messages):
             return batch
         if isinstance(batch, pd.DataFrame):
-            # (the batch's tenants matter only with observed mail: no pass over the batch for them otherwise)
-            observing = self._overlay.as_of is not None and "tenant_id" in batch
-            tenants = id_text(batch["tenant_id"])[0].dropna().unique().tolist() if observing else []
-            return validate(batch, tenants=self._configs(tenants))
+            return validate(batch, tenants=self._configs(batch, call))
         raise ConfigError(f"The 'batch' parameter of Scorer.score must be Messages or a DataFrame in the message "
                           f"contract. Got {type(batch).__name__} instead.")
 
-    def _columns(self, messages: Messages, level: str, cold_start: bool | None) -> dict[str, np.ndarray]:
-        loaded = self._loaded  # one read: a concurrent reload never mixes snapshots within a call
+    def _columns(self, messages: Messages, level: str, cold_start: bool | None,
+                 call: _Call) -> dict[str, np.ndarray]:
+        loaded = call.loaded  # read once per call: a concurrent reload never mixes snapshots within it
         cold = self.cold_start if cold_start is None else cold_start
         # The look-alike check compares with the configured own domains, as score_one does (not with those
         # validation inferred for a batch, which a single message would not infer alike).
@@ -841,7 +918,7 @@ class Scorer:
             sb = sb.with_tenant_keys(messages, loaded.keys)
         views = dict(loaded.views)
         if self._overlay.as_of is not None:
-            views.update((t, self._view(loaded, t)) for t in sb.tenants if t in views)
+            views.update((t, call.view(t)) for t in sb.tenants if t in views)
         missing = [t for t in sb.tenants if t not in views]
         for t in missing:
             refused = _unserved(loaded, t, cold)
@@ -880,8 +957,9 @@ class Scorer:
              recipient  sender_is_new  domain_is_new
         0  cy@acme.com              1              1
         """
-        messages = self._messages(batch)
-        return self.signal_set.frame(messages, self._columns(messages, level, cold_start), level=level)
+        call = _Call(self)
+        messages = self._messages(batch, call)
+        return self.signal_set.frame(messages, self._columns(messages, level, cold_start, call), level=level)
 
     def score_array(self, batch: Messages | pd.DataFrame, *, level: Literal["edge", "message"] = "edge",
                     cold_start: bool | None = None) -> tuple[np.ndarray, list[str]]:
@@ -896,9 +974,10 @@ class Scorer:
         >>> X.shape, X.dtype
         ((1, 35), dtype('float32'))
         """
-        messages = self._messages(batch)
+        call = _Call(self)
+        messages = self._messages(batch, call)
         names = self.signal_set.names
-        return stack(self._columns(messages, level, cold_start), names), names
+        return stack(self._columns(messages, level, cold_start, call), names), names
 
     # ------------------------------------------------------------------ one message
     def _registrable_domain(self, domain: str) -> str:
@@ -910,13 +989,14 @@ class Scorer:
             self._registrable[domain] = found
         return found
 
-    def _is_own(self, tenant: str, domain: str) -> bool:
-        """Whether ``domain`` is one of the tenant's own: from its configuration, else from its snapshot."""
+    def _is_own(self, tenant: str, domain: str, call: _Call | None = None) -> bool:
+        """Whether ``domain`` is one of the tenant's own: from its configuration, else from its snapshot (keyed
+        with the tenant's secret in privacy mode)."""
         config = self.tenant_configs.get(tenant) if tenant in self._own_configured else None
         if config is not None:
             memo, key = self._own, f"{tenant}\0{domain}"
         else:
-            view = self._served_view(tenant)
+            view = (call if call is not None else _Call(self)).view(tenant)
             if view is None:  # not served: nothing is own, and nothing is memoised for it
                 return False
             memo, key = view.memo("own_domain"), domain
@@ -925,25 +1005,22 @@ class Scorer:
             if config is not None:
                 found = config.is_own_domain(domain)
             else:
-                found = _key(self._registrable_domain(domain)) in view.own_domain_keys()
+                registrable = self._registrable_domain(domain)
+                keyed = view.keys.key(registrable) if view.keys is not None else _key(registrable)
+                found = keyed in view.own_domain_keys()
             if len(memo) > 1 << 16:
                 memo.clear()
             memo[key] = found
         return found
 
-    def _served_view(self, tenant: str) -> SnapshotView | None:
-        """The view a lookup of the tenant reads (observed mail folded in), None for a tenant not served."""
-        loaded = self._loaded
-        return self._view(loaded, tenant) if tenant in loaded.views else None
-
-    def _own_domains_known(self, tenant: str) -> bool:
+    def _own_domains_known(self, tenant: str, call: _Call | None = None) -> bool:
         """Whether validation has own domains for a tenant (configured, or its snapshot's); else it infers them."""
         if tenant in self._own_configured:
             return True
-        view = self._served_view(tenant)
-        # A privacy-mode snapshot's own domains are keys only: validation of a batch cannot use them, so neither
-        # does this path (both infer them from the mail), and the two stay equal.
-        return view is not None and view.keys is None and bool(view.own_domain_keys())
+        view = (call if call is not None else _Call(self)).view(tenant)
+        # A privacy-mode snapshot's own domains are keys: validation of a batch names them from the batch's
+        # domains with those keys (_configs), and this path asks the keys of the message's, alike.
+        return view is not None and bool(view.own_domain_keys())
 
     def score_one(self, message: Mapping[str, Any], *, cold_start: bool | None = None) -> dict[str, Any]:
         """Signals of one message, aggregated over its recipients: a dict of Python scalars.
@@ -996,10 +1073,11 @@ class Scorer:
         >>> one["sender_is_new"], one["pair_days_since_last"]
         (1, nan)
         """
-        loaded = self._loaded
-        m = parse_one(message, self._registrable_domain, self._is_own, self._own_domains_known, loaded.keys)
+        call = _Call(self)
+        loaded = call.loaded
+        m = parse_one(message, self._registrable_domain, call.is_own, call.own_known, loaded.keys)
         m.own_domains = self._compared_own.get(m.tenant_id, ())  # (as _columns gives the batch path)
-        view = self._view(loaded, m.tenant_id)
+        view = call.view(m.tenant_id)
         if view is None:
             refused = _unserved(loaded, m.tenant_id, self.cold_start if cold_start is None else cold_start)
             if refused is not None:

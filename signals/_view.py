@@ -20,7 +20,7 @@ import pyarrow as pa
 from commgraph.baselines import DEFAULT_PRIOR, ENTITY_KINDS, KeyIndex, Snapshot, pair_keys, posterior_lower_bound
 from commgraph.graph import ConfigError
 from commgraph.graph._addresses import DISPLAY_NAME_FORM, display_names_then
-from commgraph.graph._tenants import caller_stacklevel
+from commgraph.graph._tenants import caller_stacklevel, may_be_own_domain
 
 from ._privacy import TenantKeys, tenant_keys
 
@@ -64,6 +64,33 @@ def gather(column: np.ndarray, positions: np.ndarray, default: Any, dtype: str |
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 #: Below this many unresolved keys, the remaining collision chains are walked in Python.
 _TAIL = 64
+
+
+def _plain_keys(names: list[str]) -> np.ndarray:
+    """The stable keys (no secret) of normalised strings."""
+    from commgraph.graph._keys import each_key
+
+    return each_key(names) if names else np.zeros(0, np.uint64)
+
+
+def _receiving_domains(view: "SnapshotView") -> tuple[str, ...]:
+    """Own domains of a snapshot whose own domains never sent (an inbound-only feed): the domains receiving most
+    of its inbound mail, chosen as :func:`commgraph.graph.infer_own_domains` chooses (consumer providers and
+    public suffixes never)."""
+    import pandas as pd
+
+    from commgraph.graph import infer_own_domains, registrable_domains
+
+    if not view.has_column("recipient", "recipient"):
+        return ()
+    inbound = view.column("recipient", "n_inbound").astype(np.int64)
+    received = np.flatnonzero(inbound > 0)
+    if not len(received):
+        return ()
+    addresses = view.snapshot.arrow("recipient").column("recipient").take(pa.array(received)).to_pylist()
+    domains = registrable_domains(pd.Series([a.rpartition("@")[2] for a in addresses], dtype="string"))
+    tenant = pd.Series([view.tenant_id] * len(received), dtype=object)
+    return infer_own_domains(tenant, domains, weights=inbound[received]).get(view.tenant_id, ())
 
 
 def probe(index: KeyIndex, queries: np.ndarray) -> np.ndarray:
@@ -356,13 +383,42 @@ class SnapshotView:
         return self._once("comparison:" + "\0".join(own), build)
 
     def own_domain_keys(self) -> frozenset[int]:
-        """Keys of the tenant's own domains: sender domains that sent internal or outbound mail."""
+        """Keys of the tenant's own domains (:meth:`own_domains`; in privacy mode, of the sender domains that
+        send as the tenant, which have keys only)."""
         def build():
             if self.snapshot is None:
                 return frozenset()
+            if self.keys is None:
+                names = self.own_domains()
+                return frozenset(int(k) for k in _plain_keys(list(names)))
             keys = self.column("sender_domain", "sender_domain_key")
             return frozenset(int(k) for k in keys[self.own_domain_mask()])
         return self._once("own_domains", build)
+
+    def own_domains(self) -> tuple[str, ...]:
+        """The tenant's own domains as its snapshot shows them (names; none in privacy mode).
+
+        The sender domains that send as the tenant (:meth:`own_domain_mask`);
+        for a snapshot with none (an inbound-only feed), the domains of the
+        mailboxes receiving its inbound mail, chosen as
+        :func:`commgraph.graph.infer_own_domains` chooses from a history. Read
+        off the whole history, never off a batch being scored: one crafted
+        message cannot make its sender's domain the tenant's.
+
+        Examples
+        --------
+        >>> from commgraph.baselines._snapshot import _example
+        >>> SnapshotView(_example()).own_domains()
+        ('acme.com',)
+        """
+        def build():
+            if self.snapshot is None or not self.has_column("sender_domain", "sender_domain"):
+                return ()
+            names = self.snapshot.arrow("sender_domain").column("sender_domain").to_numpy(zero_copy_only=False)
+            # (a public suffix, say github.io with a page's mail relayed outward, is nobody's own domain)
+            own = tuple(str(d) for d in names[self.own_domain_mask()] if isinstance(d, str) and may_be_own_domain(d))
+            return own or _receiving_domains(self)
+        return self._once("own_domain_names", build)
 
     def scalar(self) -> Any:
         """Scalar probes and reads for the single-message path (built once)."""
@@ -387,8 +443,34 @@ class SnapshotView:
         return self._once(f"hour_totals.{table}", lambda: self.hours(table).sum(axis=1, dtype=np.int64))
 
     def own_domain_mask(self) -> np.ndarray:
-        """Rows of the sender_domain table that are the tenant's own domains (they send as the tenant)."""
-        return (self.column("sender_domain", "n_internal") > 0) | (self.column("sender_domain", "n_outbound") > 0)
+        """Rows of the sender_domain table that are the tenant's own domains: they send as the tenant (internal
+        or outbound mail) more often than they write to it, and are no consumer mail provider.
+
+        A majority, not any such message: a partner's mail re-sent outward by a
+        mailbox's redirect rule keeps its From and is logged outbound, and would
+        otherwise make the partner's domain (or gmail.com) the tenant's, and its
+        mail internal.
+        """
+        n = self.column("sender_domain", "n_messages").astype(np.int64)
+        sent_as = self.column("sender_domain", "n_internal").astype(np.int64) + self.column("sender_domain",
+                                                                                            "n_outbound")
+        mask = sent_as > n - sent_as
+        if mask.any():
+            mask &= ~self._freemail_rows()
+        return mask
+
+    def _freemail_rows(self) -> np.ndarray:
+        """Rows of the sender_domain table that are consumer mail providers (by name, or by keyed name)."""
+        from commgraph.graph._tenants import freemail_domains
+
+        providers = sorted(freemail_domains())
+        if self.keys is None:
+            if not self.has_column("sender_domain", "sender_domain"):
+                return np.zeros(self.snapshot.arrow("sender_domain").num_rows, bool)
+            names = self.snapshot.arrow("sender_domain").column("sender_domain")
+            return np.asarray(pa.compute.is_in(names, value_set=pa.array(providers)).fill_null(False))
+        keys = self.column("sender_domain", "sender_domain_key")
+        return np.isin(keys, self.keys.keys(providers))
 
     def lookalike_cache(self) -> LookalikeCache:
         """Sender domains already checked: distance and position of the nearest known domain."""
