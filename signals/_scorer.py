@@ -1109,6 +1109,12 @@ class Scorer:
             out.update(zip(plan.floats, array("f", plan.floats_of(out)).tolist()))
         return out
 
+    def __reduce__(self):
+        # A scorer holds locks, memory-mapped snapshots, the observed mail and privacy tenants' secrets: none of it
+        # belongs in a pickle (a task queue, a cache). A worker makes its own from the store.
+        raise TypeError("a Scorer cannot be pickled (it holds memory-mapped snapshots, locks, observed mail and "
+                        "privacy-mode secrets): make one in each worker process, e.g. Scorer.from_store(store)")
+
     def __repr__(self) -> str:
         loaded = self._loaded
         parts = ", ".join(f"{t}" + (f" v{v}" if v is not None else "") for t, v in

@@ -869,3 +869,12 @@ def test_a_cold_start_tenant_borrows_the_same_prior_whatever_the_order_of_the_sn
     means, sizes = [p["alpha"] / (p["alpha"] + p["beta"]) for p in carried], [p["alpha"] + p["beta"] for p in carried]
     assert math.isclose(borrowed["alpha"] / (borrowed["alpha"] + borrowed["beta"]), sorted(means)[1], rel_tol=1e-12)
     assert math.isclose(borrowed["alpha"] + borrowed["beta"], sorted(sizes)[1], rel_tol=1e-12)
+
+
+def test_a_scorer_refuses_pickling_by_name_with_the_remedy() -> None:
+    import pickle
+
+    from commgraph.baselines._snapshot import _example
+
+    with pytest.raises(TypeError, match=r"Scorer cannot be pickled.*Scorer.from_store"):
+        pickle.dumps(Scorer({"acme": _example()}))

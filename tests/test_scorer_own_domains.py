@@ -159,3 +159,4 @@ def test_a_reload_during_a_call_never_mixes_two_snapshots(tmp_path, monkeypatch)
     monkeypatch.undo()
     assert scorer.versions == {"acme": 2}
     pd.testing.assert_frame_equal(scorer.score(pd.DataFrame([message])), want_v2)
+
