@@ -107,7 +107,8 @@ class LookalikeSignals(SignalProvider):
     signals = (
         SignalSpec("lookalike_domain_distance", "int32", "Smallest edit distance, after confusable-character "
                    "skeletons, from the sender domain to a different own (configured, or sending as the tenant) "
-                   f"or known-contact domain (capped at "
+                   "or known-contact domain; the same name under another public suffix is one edit (acme.net, "
+                   f"acme.co.uk next to acme.com) (capped at "
                    f"{DISTANCE_CAP}; {DISTANCE_CAP} also when there is none to compare, so always {DISTANCE_CAP} "
                    "against a privacy-mode snapshot, which keeps no domain names).", "edits", "min",
                    default=float(DISTANCE_CAP), suspicious="low"),

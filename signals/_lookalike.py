@@ -9,7 +9,10 @@ render like one letter folded (``rn`` -> ``m``, ``vv`` -> ``w``). The
 confusables come from the Unicode ``confusables.txt`` as shipped by the
 ``confusable-homoglyphs`` package; the distance is RapidFuzz's Levenshtein,
 computed for the batch's distinct domains against the known ones in one
-``cdist`` call with a cutoff that bounds the work.
+``cdist`` call with a cutoff that bounds the work. The same name under
+another public suffix (``acme.net``, ``acme.co.uk`` next to ``acme.com``) is
+one edit away, however many characters the suffixes differ by: swapping the
+suffix is how such look-alikes are registered.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Collection, Iterable
 import numpy as np
 import pandas as pd
 
+from commgraph.graph._addresses import _public_suffix_list
 from commgraph.graph._confusables import confusable_tables
 from commgraph.graph._freemail import freemail_domains
 
@@ -326,12 +330,60 @@ def distance_matrix(domains: list[str], known: list[str], known_skeletons: list[
 
     matrix = cdist([skeleton(d) for d in domains], known_skeletons, scorer=Levenshtein.distance,
                    score_cutoff=cap - 1, dtype=dtype, workers=1)
+    same_name = _names_of(known)
+    for row, d in enumerate(domains):
+        for col in _swapped_suffix(d, known, same_name):  # (few: the known domains of this domain's name)
+            matrix[row, col] = min(matrix[row, col], SUFFIX_SWAP)
     position = {k: i for i, k in enumerate(known)}
     for row, d in enumerate(domains):
         col = position.get(d)
         if col is not None:
             matrix[row, col] = cap
     return matrix
+
+
+#: The distance of the same name under another public suffix: one edit.
+SUFFIX_SWAP = 1
+
+
+@functools.lru_cache(maxsize=65536)
+def _name_and_suffix(domain: str) -> tuple[str, str]:
+    """A registrable domain's name (its skeleton) and public suffix: ("acme", "co.uk") for acme.co.uk; ("", "")
+    for one that has no name of its own (a public suffix)."""
+    suffix = _public_suffix_list().publicsuffix(domain) or ""
+    if not suffix or len(domain) <= len(suffix) + 1:
+        return "", ""
+    return skeleton(domain[:-len(suffix) - 1]), suffix
+
+
+#: id of a known list -> (that list, its names): a view compares with the same list object for its life, and a
+#: first-seen domain on the single-message path must not pay a pass over 20,000 known domains. The entry holds
+#: the list, so its id names no other list while it is kept.
+_NAME_INDEXES: dict[int, tuple[list[str], dict[str, list[int]]]] = {}
+
+
+def _names_of(known: list[str]) -> dict[str, list[int]]:
+    """Positions of the known domains by name skeleton, made once per known list."""
+    found = _NAME_INDEXES.get(id(known))
+    if found is not None and found[0] is known:
+        return found[1]
+    names: dict[str, list[int]] = {}
+    for i, k in enumerate(known):
+        name = _name_and_suffix(k)[0]
+        if name:
+            names.setdefault(name, []).append(i)
+    if len(_NAME_INDEXES) >= 64:
+        _NAME_INDEXES.clear()
+    _NAME_INDEXES[id(known)] = (known, names)
+    return names
+
+
+def _swapped_suffix(domain: str, known: list[str], same_name: dict[str, list[int]]) -> list[int]:
+    """Positions of the known domains with the domain's name (as skeletons) under another public suffix."""
+    name, suffix = _name_and_suffix(domain)
+    if not name or name not in same_name:
+        return []
+    return [i for i in same_name[name] if _name_and_suffix(known[i])[1] != suffix]
 
 
 def nearest_one(domain: str, known: list[str], known_skeletons: list[str], *,
@@ -349,9 +401,14 @@ def nearest_one(domain: str, known: list[str], known_skeletons: list[str], *,
 
     if not known:
         return cap, -1
+    best = (cap, -1)
     # The domain itself is at most one of the known ones: the best two suffice to skip it.
     for _, distance, where in extract(skeleton(domain), known_skeletons, scorer=Levenshtein.distance,
                                       score_cutoff=cap - 1, limit=2):
         if known[where] != domain:
-            return int(distance), int(where)
-    return cap, -1
+            best = (int(distance), int(where))
+            break
+    swapped = _swapped_suffix(domain, known, _names_of(known))
+    if swapped:  # (the lowest position on a tie, as nearest_known's argmin)
+        best = min(best if best[1] >= 0 else (cap, len(known)), (SUFFIX_SWAP, swapped[0]))
+    return best

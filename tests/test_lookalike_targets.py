@@ -105,13 +105,27 @@ def test_consumer_providers_are_never_lookalikes_of_each_other_on_every_path() -
     assert sentence.startswith("mail.com is a consumer mail provider's domain") and "'gmail.com'" in sentence
 
 
+def test_the_same_name_under_another_suffix_is_one_edit_away_on_every_path() -> None:
+    """acme.net, acme.co.uk and a homoglyph's acme.org next to the own acme.com, globex.de next to the known
+    globex.com: the suffix swap look-alikes are registered with were 3 to 8 edits away, never close."""
+    tenants = [{"tenant_id": "t", "own_domains": ["acme.com"]}]
+    history = pd.concat([_inbound([f"sales{i}@globex.com" for i in range(4)]),
+                         _inbound(["bob@acme.com"] * 3).assign(message_id=lambda f: "i" + f["message_id"])])
+    domains = {"acme.net": (1, 1), "acme.co.uk": (1, 1), "xn--cme-5cd.org": (1, 1), "globex.de": (1, 1),
+               "acme-group.net": (8, 0), "globex.com": (5, 0)}
+    later = pd.DataFrame({"tenant_id": "t", "message_id": list(domains), "timestamp": AS_OF,
+                          "sender": [f"ceo@{d}" for d in domains], "recipients": "ann@acme.com"})
+    got = _paths(history, later, tenants)
+    assert got == {p: domains for p in got}
+
+
 def test_the_description_names_both_rules() -> None:
     text = SignalSet(["lookalike"]).describe().set_index("signal").loc[COLS[1], "description"]
     assert "own domains" in text and "consumer mail provider" in text
 
 
 DOMAINS = ("acme.com", "acme.co", "acrne.com", "globex.com", "g1obex.com", "gmail.com", "mail.com", "gmaii.com",
-           "vendor.org", "vend0r.org")
+           "vendor.org", "vend0r.org", "acme.net", "globex.co.uk", "vendor.de")
 OWN = ("acme.com", "acme.co", "globex.com")
 
 
