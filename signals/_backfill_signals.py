@@ -25,7 +25,7 @@ from commgraph.graph import ConfigError
 from ._backfill_lookalike import distances_as_of
 from ._batch import DIRECTION_CODES, SignalBatch
 from ._builtin_identity import _IS_FAIL, _MIN_PASSES, HOUR_PSEUDO_COUNT, HabitSignals, IdentitySignals, \
-    LookalikeSignals
+    LookalikeSignals, _claims_own_addresses
 from ._builtin_pair import PairSignals, RecipientSignals
 from ._builtin_sender import NAN, SenderDomainSignals, SenderSignals, days_between
 from ._freemail import freemail_flags
@@ -322,6 +322,7 @@ def identity_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     has_name = b.display_name_key != 0
     seen = (cols["n_with_name"] > 0) & has_name
     matches = (cols["is_internal"] > 0) & has_name & ((b.direction == _INBOUND) | ~seen)
+    matches |= _claims_own_addresses(b, t.batch.own_domains.get(t.tenant_id, ()))
     # The baselines carry no per-(name, address) active days: the provider's documented upper bound.
     address_days = np.minimum(cols["n_with_name"], t.sender["active_days"])
     return {"display_name_matches_internal": matches.astype(np.int8),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import re
+from typing import Any, Collection
 
 import numpy as np
 
@@ -11,7 +13,8 @@ from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, is_estab
 from ._provider import SignalProvider, SignalSpec, builtin_compute_one, register_provider
 from ._view import SnapshotView, gather, probe
 
-__all__ = ["IdentitySignals", "LookalikeSignals", "HabitSignals", "HOUR_PSEUDO_COUNT"]
+__all__ = ["IdentitySignals", "LookalikeSignals", "HabitSignals", "HOUR_PSEUDO_COUNT", "claimed_own_address",
+           "claims_own_address"]
 
 _INBOUND = DIRECTION_CODES["inbound"]
 #: Weight, in messages, of the tenant's hour profile in a sender's smoothed profile.
@@ -22,6 +25,76 @@ _AUTH = ("spf", "dkim", "dmarc")
 # Whether an authentication code is a failure, indexed by code; -1 (missing) reads the last entry.
 _IS_FAIL = np.zeros(max(FAIL_CODES) + 2, bool)
 _IS_FAIL[list(FAIL_CODES)] = True
+# A display name that is an address, whole ("jane.doe@acme.com", quoted or bracketed), or one that ends with
+# one in angle brackets ("Jane Doe <jane.doe@acme.com>", a From header inside the name).
+_WHOLE_ADDRESS = re.compile(r"""^[\s"'<(\[]*([^\s"'<>()\[\],;@]+@[^\s"'<>()\[\],;@]+?)[\s"'>)\].]*$""")
+_NESTED_ADDRESS = re.compile(r"""<\s*([^\s"'<>()\[\],;@]+@[^\s"'<>()\[\],;@]+?)\.?\s*>[\s"')\]]*$""")
+
+
+@functools.lru_cache(maxsize=4096)
+def claimed_own_address(name: str, own: tuple[str, ...]) -> str | None:
+    """The address a display name claims when it is, or ends with, an address at one of ``own`` (or a
+    subdomain); None otherwise.
+
+    An outsider writing as ``"jane.doe@acme.com" <ceo@evil.com>`` shows the
+    recipient an internal address where a name would be, and matches no
+    internal mailbox's name.
+
+    Examples
+    --------
+    >>> own = ("acme.com",)
+    >>> claimed_own_address('"Jane.Doe@ACME.com"', own), claimed_own_address("x@mail.acme.com", own)
+    ('jane.doe@acme.com', 'x@mail.acme.com')
+    >>> claimed_own_address("Jane Doe <jane.doe@acme.com>", own)
+    'jane.doe@acme.com'
+    >>> claimed_own_address("jane.doe@acme.com via DocuSign", own), claimed_own_address("a@evil.com", own)
+    (None, None)
+    """
+    if "@" not in name or not own:
+        return None
+    found = _WHOLE_ADDRESS.match(name) or _NESTED_ADDRESS.search(name)
+    if found is None:
+        return None
+    address = found.group(1).lower()
+    domain = address.rpartition("@")[2].rstrip(".")
+    return address if any(domain == o or domain.endswith("." + o) for o in own) else None
+
+
+def claims_own_address(name: str | None, sender: str, inbound: bool, own: Collection[str]) -> bool:
+    """Whether a display name claims an own-domain address (:func:`claimed_own_address`) on mail from outside,
+    or on mail from another address: part of ``display_name_matches_internal`` on every path.
+
+    Examples
+    --------
+    >>> claims_own_address("jane.doe@acme.com", "ceo@evil.com", True, ("acme.com",))
+    True
+    >>> claims_own_address("jane.doe@acme.com", "jane.doe@acme.com", False, ("acme.com",))  # her own client's
+    False
+    """
+    if not name:
+        return False
+    address = claimed_own_address(name, tuple(own))
+    return address is not None and (inbound or address != sender)
+
+
+def _claims_own_addresses(batch: Any, own: Collection[str]) -> np.ndarray:
+    """:func:`claims_own_address` of each message of a batch (names holding an ``@`` are few: a loop over them)."""
+    out = np.zeros(batch.n_messages, bool)
+    if not own or "sender_display_name" not in batch.frame.columns:
+        return out
+    names = batch.message_column("sender_display_name")
+    at = np.flatnonzero(names.str.contains("@", regex=False).fillna(False).to_numpy(dtype=bool))
+    if len(at):
+        senders = batch.message_column("sender").to_numpy(dtype=object)[at]
+        inbound = batch.direction[at] == _INBOUND
+        out[at] = [claims_own_address(n, s, i, own)
+                   for n, s, i in zip(names.to_numpy(dtype=object)[at], senders, inbound)]
+    return out
+
+
+def own_of(batch: Any) -> tuple[str, ...]:
+    """The configured own domains of a one-tenant batch's tenant (none for a tenant without any)."""
+    return tuple(d for t in batch.tenants for d in batch.own_domains.get(t, ()))
 
 
 @register_provider
@@ -45,8 +118,9 @@ class IdentitySignals(SignalProvider):
     signals = (
         SignalSpec("display_name_matches_internal", "int8", "1 if the display name is used by an internal "
                    "mailbox and the message is inbound (from outside: under that mailbox's own address too, "
-                   "spoofed), or comes from an address that never used it (0 without a display name).", "flag",
-                   suspicious="high"),
+                   "spoofed), or comes from an address that never used it; also if the name is, or ends with, an "
+                   "address at one of the tenant's configured own domains, on inbound mail or mail from another "
+                   "address (0 without a display name).", "flag", suspicious="high"),
         SignalSpec("display_name_address_days", "int32", "Days on which this display name was seen with this "
                    "address before, at most (an upper bound: the days the address sent mail, capped by the "
                    "messages it sent under the name; see the class notes).", "days", suspicious="low"),
@@ -68,7 +142,7 @@ class IdentitySignals(SignalProvider):
             pair_pos = probe(index, pair_keys(name_key, batch.sender_key))
         seen = (pair_pos >= 0) & has_name
         inbound = batch.direction == _INBOUND
-        matches = internal_name & has_name & (inbound | ~seen)
+        matches = (internal_name & has_name & (inbound | ~seen)) | _claims_own_addresses(batch, own_of(batch))
         n_with_name = gather(counts, pair_pos, 0, "int32")
         stored_days = gather(days, pair_pos, -1, "int32")
         active = gather(view.column("sender", "active_days"), batch.rows(view, "sender"), 0, "int32")

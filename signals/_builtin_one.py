@@ -25,7 +25,7 @@ from typing import Any, Iterable
 from commgraph.graph import ConfigError
 
 from ._batch import DIRECTION_CODES, FAIL_CODES
-from ._builtin_identity import _MIN_PASSES, HOUR_PSEUDO_COUNT
+from ._builtin_identity import _MIN_PASSES, HOUR_PSEUDO_COUNT, claims_own_address
 from ._builtin_sender import window_column
 from ._freemail import freemail_domains
 from ._lookalike import CLOSE_DISTANCE, is_established, nearest_one, never_close
@@ -267,6 +267,8 @@ class BuiltinOne:
                 name_internal, name_days, name_new = int(internal_name), 0, 1
         else:
             name_internal = name_days = name_new = 0
+        if not name_internal and m.own_domains and m.display_name and "@" in m.display_name:
+            name_internal = int(claims_own_address(m.display_name, m.sender, m.direction == _INBOUND, m.own_domains))
 
         # Look-alike domain: the per-snapshot cache (seeded with every sender domain of the snapshot), or with own
         # domains the snapshot's list lacks, the cache of that list with them (SnapshotView.comparison).

@@ -14,7 +14,7 @@ from commgraph.graph import ConfigError
 from commgraph.graph import normalise_display_name as _normalise_display_name
 
 from ._batch import DIRECTION_CODES
-from ._builtin_identity import HOUR_PSEUDO_COUNT
+from ._builtin_identity import HOUR_PSEUDO_COUNT, claimed_own_address
 from ._freemail import is_freemail
 from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, is_established, nearest_one
 from ._scalar import mix64, parse_one
@@ -54,7 +54,7 @@ def _days(v: float) -> str:
 def _impersonation(e: Mapping[str, Any]) -> str:
     """Why ``display_name_matches_internal`` is 1: the name of an internal mailbox on mail from outside (under
     that mailbox's own address too: inbound mail from it is spoofed), or on mail from an address inside that
-    never used it.
+    never used it; or an address at an own domain shown as the name.
 
     Examples
     --------
@@ -62,7 +62,13 @@ def _impersonation(e: Mapping[str, Any]) -> str:
     "The display name 'jane boss' belongs to an internal mailbox (jane@acme.com) and this address never used it..."
     >>> _impersonation({"display_name": "jane boss", "internal_addresses": [], "privacy": True, "inbound": True})
     "The display name 'jane boss' belongs to an internal mailbox (privacy mode keeps no addresses for that name)..."
+    >>> _impersonation({"message_display_name": "jane@acme.com", "claimed_address": "jane@acme.com", "inbound": True})
+    "The display name 'jane@acme.com' shows the address jane@acme.com, at one of the tenant's own domains, on mail..."
     """
+    if e.get("claimed_address") and not e.get("is_internal"):
+        whence = "from outside the organisation." if e.get("inbound") else f"from another address ({e.get('sender')})."
+        return (f"The display name {e.get('message_display_name')!r} shows the address {e['claimed_address']}, "
+                f"at one of the tenant's own domains, on mail {whence}")
     owners = ", ".join(e.get("internal_addresses", [])[:3])
     if not owners:  # a privacy-mode snapshot stores no addresses: say so, rather than list none
         owners = "privacy mode keeps no addresses for that name" if e.get("privacy") else ""
@@ -338,7 +344,10 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
                "addresses": [] if name is None else (name.get("addresses") or [])[:5],
                "internal_addresses": internal, "inbound": m.direction == DIRECTION_CODES["inbound"],
                "sender": m.sender, "privacy": privacy,
-               "under_own_address": bool(name and own_sender and m.sender_key in (name.get("address_keys") or []))}
+               "under_own_address": bool(name and own_sender and m.sender_key in (name.get("address_keys") or [])),
+               # (an own-domain address shown as the name: configured own domains, as score_one reads them)
+               "claimed_address": claimed_own_address(m.display_name, scorer._compared_own.get(m.tenant_id, ()))
+               if m.display_name and "@" in m.display_name else None}
     hour = m.hour
     hist = (sender or {}).get("hour_histogram") or [0] * 24
     habit_ev = {"hour": hour, "sender_at_hour": hist[hour], "sender_total": sum(hist),
