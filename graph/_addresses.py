@@ -310,7 +310,11 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
         # Bare form: check it as it stands, so the problem named is the real one.
         name, addr = "", text
     else:
-        angles, unclosed = _angle_addresses(text)
+        angles, unclosed, depth = _angle_addresses(text)
+        if depth > _MAX_COMMENT_DEPTH:
+            # parseaddr recurses once per nested comment: 'x@evil.com ( ( ( ... ) ) )', 2 KB of it, raised
+            # RecursionError, failing the whole batch or tenant. No mail client writes comments this deep.
+            return None, None, f"comments nest too deeply ({depth} levels; at most {_MAX_COMMENT_DEPTH})"
         if unclosed:
             # parseaddr reads '<u@x.com' or 'v@x.com (note' as an address: the entry is cut short (a list's
             # splitter ends it at the next separator) and what it held cannot be told.
@@ -371,12 +375,22 @@ _FOLDING = re.compile(r"\r?\n(?=[ \t])|\r?\n")
 
 
 _UNCLOSED = {"<": "an angle bracket '<'", "(": "a comment's '('", '"': "a quoted string"}
+# Comments nested deeper than this are refused before any parser reads them (RFC 5322 sets no limit; mail holds
+# one level, rarely two).
+_MAX_COMMENT_DEPTH = 20
 
 
-def _angle_addresses(text: str) -> tuple[list[tuple[int, int]], str]:
-    """(start, end) of each ``<...>`` outside quoted strings and comments (``end`` past the ``>``), and the
-    opening character (``<``, ``(`` or ``"``) left unclosed at the end ("" when all are closed)."""
-    found, quoted, escaped, depth, start = [], False, False, 0, -1
+def _angle_addresses(text: str) -> tuple[list[tuple[int, int]], str, int]:
+    """(start, end) of each ``<...>`` outside quoted strings and comments (``end`` past the ``>``), the
+    opening character (``<``, ``(`` or ``"``) left unclosed at the end ("" when all are closed), and how deep
+    comments nest (0: none).
+
+    Examples
+    --------
+    >>> _angle_addresses('"Ann" (a (b)) <ann@x.com>')
+    ([(14, 25)], '', 2)
+    """
+    found, quoted, escaped, depth, deepest, start = [], False, False, 0, 0, -1
     for i, ch in enumerate(text):
         if escaped:
             escaped = False
@@ -386,6 +400,7 @@ def _angle_addresses(text: str) -> tuple[list[tuple[int, int]], str]:
             quoted = ch != '"'
         elif ch == "(":
             depth += 1
+            deepest = max(deepest, depth)
         elif ch == ")" and depth:
             depth -= 1
         elif depth:
@@ -397,7 +412,7 @@ def _angle_addresses(text: str) -> tuple[list[tuple[int, int]], str]:
         elif ch == ">" and start >= 0:
             found.append((start, i + 1))
             start = -1
-    return found, '"' if quoted else "<" if start >= 0 else "(" if depth else ""
+    return found, '"' if quoted else "<" if start >= 0 else "(" if depth else "", deepest
 
 
 def _phrase(text: str) -> str:

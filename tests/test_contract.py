@@ -348,6 +348,24 @@ def test_an_entry_cut_short_or_holding_a_second_address_is_refused_with_its_reas
     assert parse_addresses(pd.Series([raw])).problem.tolist() == [problem]
 
 
+_DEEP = "( " * 600 + ") " * 600  # nested comments, about 2 KB: email.utils.parseaddr recursed once per level
+
+
+@pytest.mark.parametrize("raw", [f"x@evil.com {_DEEP}", f"Ann {_DEEP}<x@evil.com>", f"x@evil.com {'(' * 21}{')' * 21}"])
+def test_comments_nested_too_deeply_are_refused_not_a_recursion_error(raw):
+    # 'x@evil.com ( ( ( ... ) ) )' raised RecursionError: validate(strict=False) failed the whole frame (a
+    # refresh failed the tenant on every run) instead of rejecting the one row.
+    depth = raw.count("(")
+    problem = f"comments nest too deeply ({depth} levels; at most 20)"
+    assert normalise_address(raw) == (None, None, problem)
+    assert parse_addresses(pd.Series([raw])).problem.tolist() == [problem]
+    recipients = ["cy@acme.com", f"cy@acme.com, {raw}", "cy@acme.com"]
+    m = validate(frame(sender=[raw, "ann@acme.com", "ann@acme.com"], recipients=recipients), tenants=ACME, strict=False)
+    assert sorted(m.rejects["reject_reason"]) == ["invalid_address", "invalid_recipient"]
+    assert m.frame["message_id"].tolist() == ["m2", "m3"]  # the recipient refused, its message kept
+    assert normalise_address(f"x@evil.com {'(' * 20}{')' * 20}") == ("x@evil.com", None, None)  # the limit itself
+
+
 _HIDDEN = [chr(c) for c in [*range(0x20), *range(0x7f, 0xa0)]] + ["\u200b", "\u200c", "\u200d", "\u202e", "\u2060",
                                                                  "\ufeff", "\u00ad"]
 

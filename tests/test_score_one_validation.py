@@ -235,6 +235,9 @@ def test_an_invalid_recipient_is_refused_not_skipped(acme, column, value) -> Non
     # A quoted name after a bare address (kept as the address, the name dropped unseen) or before one.
     ("sender", 'ann@vendor.com "Ann Lee"', "text beside the address that is no comment"),
     ("recipients", 'cy@acme.com; "Di" di@acme.com', "text beside the address that is no comment"),
+    # Comments nested 600 deep: both raised RecursionError (email.utils.parseaddr recursing once per level).
+    ("sender", "x@evil.com " + "( " * 600 + ") " * 600, "comments nest too deeply"),
+    ("to", "cy@acme.com, di@acme.com " + "( " * 600 + ") " * 600, "comments nest too deeply"),
 ])
 def test_an_entry_cut_short_or_holding_two_addresses_is_refused_in_both_paths(acme, column, value, word) -> None:
     message = _message(**{column: value})
