@@ -9,6 +9,7 @@ function here factorises its input, does the string work once per distinct value
 from __future__ import annotations
 
 import binascii
+import codecs
 import functools
 import re
 import unicodedata
@@ -462,13 +463,49 @@ def decode_encoded_words(text: str) -> str:
     'Jörg Meier'
     >>> decode_encoded_words("=?x-unknown?B?QUJD?=")
     '=?x-unknown?B?QUJD?='
+    >>> decode_encoded_words("=?utf-8*en?Q?Jane_Doe?=")  # a language tag after the charset (RFC 2231)
+    'Jane Doe'
+    >>> decode_encoded_words("=?UTF-16?B?AEoAbw==?=")  # UTF-16 without a byte-order mark: big-endian (RFC 2781)
+    'Jo'
     """
     if "=?" not in text:
         return text
     try:
-        return str(make_header(decode_header(text)))
+        return str(make_header([(part, _word_charset(part, charset)) for part, charset in decode_header(text)]))
     except (HeaderParseError, LookupError, UnicodeError, binascii.Error, ValueError):
         return text
+
+
+# The byte orders a byte-order mark may name, and the one RFC 2781 says text without a mark is in (Python's codecs
+# would read such text in the machine's order: little-endian on most, garbage for an impersonator's name).
+_UNMARKED_ORDER = {"utf-16": ((codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE), "utf-16-be"),
+                   "utf-32": ((codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE), "utf-32-be")}
+
+
+def _word_charset(data: bytes | str, charset: str | None) -> str | None:
+    """The charset to decode one part of :func:`email.header.decode_header`'s output with, as mail clients do.
+
+    An encoded word may name a language after its charset (``=?utf-8*en?Q?...?=``, RFC 2231 section 5), which is
+    no part of the charset; UTF-16 and UTF-32 without a byte-order mark are big-endian (RFC 2781).
+
+    Examples
+    --------
+    >>> _word_charset(b"J", "utf-8*en"), _word_charset(b"\\x00J", "utf-16")
+    ('utf-8', 'utf-16-be')
+    >>> _word_charset(b"\\xff\\xfeJ\\x00", "utf-16")  # a mark: the codec reads it
+    'utf-16'
+    """
+    if charset is None:
+        return None
+    charset = charset.partition("*")[0] or charset
+    try:
+        codec = codecs.lookup(charset).name
+    except LookupError:
+        return charset  # (make_header refuses it, and the text is kept as written)
+    marks, unmarked = _UNMARKED_ORDER.get(codec, ((), None))
+    if unmarked is None or isinstance(data, str) or data.startswith(marks):
+        return charset
+    return unmarked
 
 
 def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddresses:
@@ -591,9 +628,10 @@ def registrable_domains(domains: pd.Series) -> pd.Series:
 
 #: The form :func:`normalise_display_name` gives names, recorded with each snapshot: names of another form
 #: (1: accents kept; 2: invisible format characters kept; 3: other invisible characters, typographic quotes and
-#: right-to-left overrides kept; 4: letters of other scripts that look Latin and "Last, First" kept) are other
-#: keys, so a snapshot of another form is built again rather than refreshed.
-DISPLAY_NAME_FORM = 5
+#: right-to-left overrides kept; 4: letters of other scripts that look Latin and "Last, First" kept; 5: encoded
+#: words naming a language or in UTF-16 without a byte-order mark undecoded or misread) are other keys, so a
+#: snapshot of another form is built again rather than refreshed.
+DISPLAY_NAME_FORM = 6
 
 
 def display_names_then(form: int) -> str:
@@ -601,21 +639,25 @@ def display_names_then(form: int) -> str:
 
     Examples
     --------
-    >>> display_names_then(4)  # doctest: +ELLIPSIS
-    "kept the letters of other scripts that look like Latin ones (a Cyrillic 'а' in 'jаne doe') and ..."
+    >>> display_names_then(5)  # doctest: +ELLIPSIS
+    "kept encoded words naming a language ('=?utf-8*en?q?jane_doe?=') undecoded, ..."
     """
+    encoded = ("encoded words naming a language ('=?utf-8*en?q?jane_doe?=') undecoded, those in UTF-16 without a "
+               "byte-order mark read little-endian")
+    if form == 5:
+        return f"kept {encoded}"
     lookalikes = ("the letters of other scripts that look like Latin ones (a Cyrillic 'а' in 'jаne doe') and the "
                   "order 'doe, jane' (now 'jane doe')")
     if form == 4:
-        return f"kept {lookalikes}"
+        return f"kept {lookalikes}, {encoded}"
     ignorable = ("the invisible characters that are no format characters (a combining grapheme joiner, a variation "
                  "selector, a Hangul filler), typographic quotes around a name, the order of letters a "
                  "right-to-left override reverses")
     if form == 3:
-        return f"kept {ignorable}, {lookalikes}"
+        return f"kept {ignorable}, {lookalikes}, {encoded}"
     invisible = "the invisible characters inside a name (a zero-width space or joiner, a soft hyphen), "
     accents = "their accents ('josé garcía', now 'jose garcia'), " if form < 2 else ""
-    return f"kept {accents}{invisible}{ignorable}, {lookalikes}"
+    return f"kept {accents}{invisible}{ignorable}, {lookalikes}, {encoded}"
 
 
 # Default-ignorable code points (Unicode's DerivedCoreProperties) outside category Cf: a client shows none of them

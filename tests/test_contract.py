@@ -288,6 +288,13 @@ def test_a_row_read_by_the_general_parser_leaves_the_others_their_fraction_of_a_
     ("=?UTF-8?B?Sm9obiBTbWl0aCwgQ0VP?= <js.ceo@gmail.com>", "js.ceo@gmail.com", "John Smith, CEO"),
     ("=?iso-8859-1?q?J=F6rg?= Meier <j@x.com>", "j@x.com", "Jörg Meier"),
     ("=?x-unknown?B?QUJD?= <j@x.com>", "j@x.com", "=?x-unknown?B?QUJD?="),  # kept when it cannot be decoded
+    # A language after the charset (RFC 2231 section 5) was kept undecoded; UTF-16 and UTF-32 without a byte-order
+    # mark, big-endian by RFC 2781, were read little-endian (CJK letters); with a mark, its order.
+    ("=?utf-8*en?Q?Jane_Doe?= <j@x.com>", "j@x.com", "Jane Doe"),
+    ("=?iso-8859-1*de-DE?q?J=F6rg?= Meier <j@x.com>", "j@x.com", "Jörg Meier"),
+    ("=?UTF-16?B?AEoAYQBuAGUAIABEAG8AZQ==?= <j@x.com>", "j@x.com", "Jane Doe"),
+    ("=?utf-16?B?//5KAGEAbgBlAA==?= <j@x.com>", "j@x.com", "Jane"),
+    ("=?UTF-32?B?AAAASgAAAPYAAAByAAAAZw==?= <j@x.com>", "j@x.com", "Jörg"),
     ("ann@x.com (Ann Lee)", "ann@x.com", "Ann Lee"),
 ])
 def test_header_forms_give_the_address_in_angle_brackets_and_the_name_decoded(raw, address, name):

@@ -146,7 +146,11 @@ def test_groups_give_their_members_as_validation_reads_them(acme, recipients, ex
                                     '"J\u039fSE GARCIA" <ceo.acme@gmail.com>',
                                     # The order a directory writes names in (it was another name).
                                     '"García, José" <ceo.acme@gmail.com>',
-                                    '"GARCIA,JOSE" <ceo.acme@gmail.com>'])
+                                    '"GARCIA,JOSE" <ceo.acme@gmail.com>',
+                                    # Encoded words naming a language (RFC 2231), or in UTF-16 without a
+                                    # byte-order mark (big-endian): kept undecoded, or read little-endian.
+                                    '=?utf-8*es?Q?Jos=C3=A9_Garc=C3=ADa?= <ceo.acme@gmail.com>',
+                                    '=?UTF-16?B?AEoAbwBzAOkAIABHAGEAcgBjAO0AYQ==?= <ceo.acme@gmail.com>'])
 def test_a_display_name_matches_with_or_without_its_accents(sender) -> None:
     # Accents were kept: an outsider writing as "Jose Garcia" did not match the internal "José García".
     tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
