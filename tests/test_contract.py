@@ -191,7 +191,10 @@ def test_display_names_lose_the_accents_of_latin_letters_only():
 
 _NAME_PIECES = st.sampled_from(list("aAJjoOeE ,.\"'") + ["\u0430", "\u043e", "\u0406", "\u0392", "\u00df", "\u201c",
                                 "\u201d", "\u00ab", "\u00bb", "\u202e", "\u202c", "\u200b", "\u00e9", "\u0301",
-                                "\u0418", "\u03a9", "\u017f", "\ufb01", "\u2168", "jr", "inc", "\u0131", "\u212a"])
+                                "\u0418", "\u03a9", "\u017f", "\ufb01", "\u2168", "jr", "inc", "\u0131", "\u212a",
+                                # blanks, small capitals (a modifier one, NFKC's way to one; the capital one)
+                                "\u2800", "\u3164", "\uffa0", "\u115f", "\u1160", "\u1d00", "\u0274", "\u1d0a",
+                                "\ua731", "\u1d01", "\u1da6", "\ua7ae", "\u1d07"])
 
 
 @settings(max_examples=400, deadline=None)
@@ -202,6 +205,25 @@ def test_a_normalised_display_name_normalises_to_itself(name):
     # quotes around the parts of 'Last, First' each gave another name the second time.
     once = normalise_display_name(name)
     assert once is None or normalise_display_name(once) == once
+
+
+@pytest.mark.parametrize("name", [
+    "Ja\u200bne Doe", "Jane Do\u200be",  # a zero-width space shows as nothing: it was read as a space
+    "Jane\u2800Doe", "\u2800Jane Doe\u2800", "Jane\u3164Doe", "Jane\uffa0Doe", "\u115fJane\u1160Doe",  # blanks
+    # small capitals: all, one, a mix, beside capitals
+    "\u1d0a\u1d00\u0274\u1d07 \u1d05\u1d0f\u1d07", "Ja\u0274e Doe", "\u1d0aane \u1d05oe",
+    "\u1d0a\u1d00\u0274\u1d07 DOE",
+])
+def test_names_shown_as_jane_doe_normalise_to_jane_doe(name):
+    # Each shows as 'Jane Doe' (in small capitals, or with a blank cell between the words) and made another name.
+    assert normalise_display_name(name) == "jane doe"
+
+
+def test_small_capitals_beyond_the_plain_ones_and_a_zero_width_space_between_words():
+    # The capital small capital I (case-folded to one) and a modifier small capital (NFKC gives one) read as 'i'.
+    assert normalise_display_name("\ua7ae\u1d05\u1da6 Doe") == "idi doe"
+    # A zero-width space between two words shows them joined, as the name reads now.
+    assert normalise_display_name("\u1d0a\u1d00\u0274\u1d07\u200b\u1d05\u1d0f\u1d07") == "janedoe"
 
 
 def test_given_display_name_wins_over_the_header_form():
