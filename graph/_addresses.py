@@ -9,6 +9,7 @@ function here factorises its input, does the string work once per distinct value
 from __future__ import annotations
 
 import binascii
+import codecs
 import functools
 import re
 import unicodedata
@@ -310,7 +311,11 @@ def normalise_address(raw: str, *, fold_plus: bool = False) -> tuple[str | None,
         # Bare form: check it as it stands, so the problem named is the real one.
         name, addr = "", text
     else:
-        angles, unclosed = _angle_addresses(text)
+        angles, unclosed, depth = _angle_addresses(text)
+        if depth > _MAX_COMMENT_DEPTH:
+            # parseaddr recurses once per nested comment: 'x@evil.com ( ( ( ... ) ) )', 2 KB of it, raised
+            # RecursionError, failing the whole batch or tenant. No mail client writes comments this deep.
+            return None, None, f"comments nest too deeply ({depth} levels; at most {_MAX_COMMENT_DEPTH})"
         if unclosed:
             # parseaddr reads '<u@x.com' or 'v@x.com (note' as an address: the entry is cut short (a list's
             # splitter ends it at the next separator) and what it held cannot be told.
@@ -371,12 +376,22 @@ _FOLDING = re.compile(r"\r?\n(?=[ \t])|\r?\n")
 
 
 _UNCLOSED = {"<": "an angle bracket '<'", "(": "a comment's '('", '"': "a quoted string"}
+# Comments nested deeper than this are refused before any parser reads them (RFC 5322 sets no limit; mail holds
+# one level, rarely two).
+_MAX_COMMENT_DEPTH = 20
 
 
-def _angle_addresses(text: str) -> tuple[list[tuple[int, int]], str]:
-    """(start, end) of each ``<...>`` outside quoted strings and comments (``end`` past the ``>``), and the
-    opening character (``<``, ``(`` or ``"``) left unclosed at the end ("" when all are closed)."""
-    found, quoted, escaped, depth, start = [], False, False, 0, -1
+def _angle_addresses(text: str) -> tuple[list[tuple[int, int]], str, int]:
+    """(start, end) of each ``<...>`` outside quoted strings and comments (``end`` past the ``>``), the
+    opening character (``<``, ``(`` or ``"``) left unclosed at the end ("" when all are closed), and how deep
+    comments nest (0: none).
+
+    Examples
+    --------
+    >>> _angle_addresses('"Ann" (a (b)) <ann@x.com>')
+    ([(14, 25)], '', 2)
+    """
+    found, quoted, escaped, depth, deepest, start = [], False, False, 0, 0, -1
     for i, ch in enumerate(text):
         if escaped:
             escaped = False
@@ -386,6 +401,7 @@ def _angle_addresses(text: str) -> tuple[list[tuple[int, int]], str]:
             quoted = ch != '"'
         elif ch == "(":
             depth += 1
+            deepest = max(deepest, depth)
         elif ch == ")" and depth:
             depth -= 1
         elif depth:
@@ -397,7 +413,7 @@ def _angle_addresses(text: str) -> tuple[list[tuple[int, int]], str]:
         elif ch == ">" and start >= 0:
             found.append((start, i + 1))
             start = -1
-    return found, '"' if quoted else "<" if start >= 0 else "(" if depth else ""
+    return found, '"' if quoted else "<" if start >= 0 else "(" if depth else "", deepest
 
 
 def _phrase(text: str) -> str:
@@ -447,13 +463,49 @@ def decode_encoded_words(text: str) -> str:
     'Jörg Meier'
     >>> decode_encoded_words("=?x-unknown?B?QUJD?=")
     '=?x-unknown?B?QUJD?='
+    >>> decode_encoded_words("=?utf-8*en?Q?Jane_Doe?=")  # a language tag after the charset (RFC 2231)
+    'Jane Doe'
+    >>> decode_encoded_words("=?UTF-16?B?AEoAbw==?=")  # UTF-16 without a byte-order mark: big-endian (RFC 2781)
+    'Jo'
     """
     if "=?" not in text:
         return text
     try:
-        return str(make_header(decode_header(text)))
+        return str(make_header([(part, _word_charset(part, charset)) for part, charset in decode_header(text)]))
     except (HeaderParseError, LookupError, UnicodeError, binascii.Error, ValueError):
         return text
+
+
+# The byte orders a byte-order mark may name, and the one RFC 2781 says text without a mark is in (Python's codecs
+# would read such text in the machine's order: little-endian on most, garbage for an impersonator's name).
+_UNMARKED_ORDER = {"utf-16": ((codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE), "utf-16-be"),
+                   "utf-32": ((codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE), "utf-32-be")}
+
+
+def _word_charset(data: bytes | str, charset: str | None) -> str | None:
+    """The charset to decode one part of :func:`email.header.decode_header`'s output with, as mail clients do.
+
+    An encoded word may name a language after its charset (``=?utf-8*en?Q?...?=``, RFC 2231 section 5), which is
+    no part of the charset; UTF-16 and UTF-32 without a byte-order mark are big-endian (RFC 2781).
+
+    Examples
+    --------
+    >>> _word_charset(b"J", "utf-8*en"), _word_charset(b"\\x00J", "utf-16")
+    ('utf-8', 'utf-16-be')
+    >>> _word_charset(b"\\xff\\xfeJ\\x00", "utf-16")  # a mark: the codec reads it
+    'utf-16'
+    """
+    if charset is None:
+        return None
+    charset = charset.partition("*")[0] or charset
+    try:
+        codec = codecs.lookup(charset).name
+    except LookupError:
+        return charset  # (make_header refuses it, and the text is kept as written)
+    marks, unmarked = _UNMARKED_ORDER.get(codec, ((), None))
+    if unmarked is None or isinstance(data, str) or data.startswith(marks):
+        return charset
+    return unmarked
 
 
 def parse_addresses(values: pd.Series, *, fold_plus: bool = False) -> ParsedAddresses:
@@ -576,9 +628,11 @@ def registrable_domains(domains: pd.Series) -> pd.Series:
 
 #: The form :func:`normalise_display_name` gives names, recorded with each snapshot: names of another form
 #: (1: accents kept; 2: invisible format characters kept; 3: other invisible characters, typographic quotes and
-#: right-to-left overrides kept; 4: letters of other scripts that look Latin and "Last, First" kept) are other
-#: keys, so a snapshot of another form is built again rather than refreshed.
-DISPLAY_NAME_FORM = 5
+#: right-to-left overrides kept; 4: letters of other scripts that look Latin and "Last, First" kept; 5: a
+#: zero-width space read as a space, blank characters and small capitals kept, encoded words naming a language or
+#: in UTF-16 without a byte-order mark undecoded or misread) are other keys, so a snapshot of another form is
+#: built again rather than refreshed.
+DISPLAY_NAME_FORM = 6
 
 
 def display_names_then(form: int) -> str:
@@ -586,29 +640,38 @@ def display_names_then(form: int) -> str:
 
     Examples
     --------
-    >>> display_names_then(4)  # doctest: +ELLIPSIS
-    "kept the letters of other scripts that look like Latin ones (a Cyrillic 'а' in 'jаne doe') and ..."
+    >>> display_names_then(5)  # doctest: +ELLIPSIS
+    "read a zero-width space as a space ('ja ne doe', now 'jane doe'), kept blank characters ..."
     """
+    # (A zero-width space was kept as itself before form 3, and read as a space from then on to form 5.)
+    spaced = "read a zero-width space as a space ('ja ne doe', now 'jane doe'), "
+    newest = ("kept blank characters (a braille blank, U+2800, now a space) and small capitals ('ᴊᴀɴᴇ', now "
+              "'jane'), and left encoded words naming a language ('=?utf-8*en?q?jane_doe?=') undecoded, those in "
+              "UTF-16 without a byte-order mark read little-endian")
+    if form == 5:
+        return f"{spaced}{newest}"
     lookalikes = ("the letters of other scripts that look like Latin ones (a Cyrillic 'а' in 'jаne doe') and the "
                   "order 'doe, jane' (now 'jane doe')")
     if form == 4:
-        return f"kept {lookalikes}"
+        return f"kept {lookalikes}; {spaced}{newest}"
     ignorable = ("the invisible characters that are no format characters (a combining grapheme joiner, a variation "
                  "selector, a Hangul filler), typographic quotes around a name, the order of letters a "
                  "right-to-left override reverses")
     if form == 3:
-        return f"kept {ignorable}, {lookalikes}"
+        return f"kept {ignorable}, {lookalikes}; {spaced}{newest}"
     invisible = "the invisible characters inside a name (a zero-width space or joiner, a soft hyphen), "
     accents = "their accents ('josé garcía', now 'jose garcia'), " if form < 2 else ""
-    return f"kept {accents}{invisible}{ignorable}, {lookalikes}"
+    return f"kept {accents}{invisible}{ignorable}, {lookalikes}; {newest}"
 
 
 # Default-ignorable code points (Unicode's DerivedCoreProperties) outside category Cf: a client shows none of them
-# either (the combining grapheme joiner, Hangul fillers, Khmer inherent vowels, Mongolian and other variation
-# selectors).
-_IGNORABLE = frozenset(chr(c) for lo, hi in ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180D),
-                                               (0x180F, 0x180F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0),
-                                               (0xE0100, 0xE01EF)) for c in range(lo, hi + 1))
+# either (the combining grapheme joiner, Khmer inherent vowels, Mongolian and other variation selectors). The
+# Hangul fillers, default-ignorable too, are blanks below.
+_IGNORABLE = frozenset(chr(c) for lo, hi in ((0x034F, 0x034F), (0x17B4, 0x17B5), (0x180B, 0x180D), (0x180F, 0x180F),
+                                               (0xFE00, 0xFE0F), (0xE0100, 0xE01EF)) for c in range(lo, hi + 1))
+# Characters no white space to Python that fonts draw as a blank cell: the braille blank and the Hangul fillers
+# (choseong, jungseong, compatibility and half-width). 'Jane\u2800Doe' shows as 'Jane Doe', so it reads so.
+_BLANKS = frozenset("\u2800\u115f\u1160\u3164\uffa0")
 
 
 _RLO, _PDF = "\u202e", "\u202c"
@@ -657,20 +720,23 @@ def _as_shown(text: str) -> str:
 
 def _without_invisibles(text: str) -> str:
     """``text`` without the characters a mail client does not show: Unicode format characters (category Cf:
-    joiners, soft hyphen, word joiner, byte-order mark, bidirectional controls) and the other default-ignorable
-    code points (a combining grapheme joiner, variation selectors, Hangul fillers). "Jane\u2060 Doe" and
-    "Jane\u034f Doe" read as "Jane Doe", so an impersonator's name must too. The zero-width space separates
-    words as a space does.
+    zero-width space and joiners, soft hyphen, word joiner, byte-order mark, bidirectional controls) and the other
+    default-ignorable code points (a combining grapheme joiner, variation selectors). "Jane\u2060 Doe",
+    "Ja\u200bne Doe" and "Jane\u034f Doe" read as "Jane Doe", so an impersonator's name must too: a zero-width
+    space shows as nothing, so it is no space either. Characters drawn as a blank (the braille blank, the Hangul
+    fillers) are spaces.
 
     Examples
     --------
     >>> _without_invisibles("Jos\u00e9\u034f Garc\u00eda\ufe0f") == "Jos\u00e9 Garc\u00eda"
     True
+    >>> _without_invisibles("Ja\u200bne\u2800Doe\u3164") == "Jane Doe "
+    True
     """
     if text.isascii():
         return text
-    return "".join(" " if ch == "\u200b" else ch for ch in text
-                   if ch == "\u200b" or (unicodedata.category(ch) != "Cf" and ch not in _IGNORABLE))
+    return "".join(" " if ch in _BLANKS else ch for ch in text
+                   if ch in _BLANKS or (unicodedata.category(ch) != "Cf" and ch not in _IGNORABLE))
 
 
 # The quotes a name may be wrapped in, opening to closing (typographic ones as clients and word processors write
@@ -684,6 +750,18 @@ _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u201d": "\u201d", "\u2018":
 _LATIN_PLAIN = str.maketrans({"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ħ": "h", "Ħ": "H",
                               "ı": "i", "ð": "d", "Ð": "D", "þ": "th", "Þ": "Th", "æ": "ae", "Æ": "Ae",
                               "œ": "oe", "Œ": "Oe", "ŧ": "t", "Ŧ": "T", "ƀ": "b", "ɨ": "i"})
+
+
+# Latin small capitals ('\u1d0a\u1d00\u0274\u1d07' shows as JANE in small capitals), as the letters they are:
+# Unicode's confusables data reads only a few of them (U+1D0F as 'o'). Modifier small capitals reach these through
+# NFKC, the capital small capital I through case folding; reversed and turned letters read as no letter.
+_SMALL_CAPITALS = {"\u1d00": "a", "\u0299": "b", "\u1d04": "c", "\u1d05": "d", "\u1d07": "e", "\ua730": "f",
+                   "\u0262": "g", "\u029c": "h", "\u026a": "i", "\u1d0a": "j", "\u1d0b": "k", "\u029f": "l",
+                   "\u1d0d": "m", "\u0274": "n", "\u1d0f": "o", "\u1d18": "p", "\ua7af": "q", "\u0280": "r",
+                   "\ua731": "s", "\u1d1b": "t", "\u1d1c": "u", "\u1d20": "v", "\u1d21": "w", "\u028f": "y",
+                   "\u1d22": "z",
+                   # a ligature, a bar or a stroke, as _LATIN_PLAIN reads them on other letters
+                   "\u1d01": "ae", "\u0276": "oe", "\u1d03": "b", "\u1d0c": "l", "\u1d7b": "i", "\u1d7e": "u"}
 
 
 def _without_accents(text: str) -> str:
@@ -710,7 +788,7 @@ def _latin_lookalikes(text: str) -> str:
     holds Latin letters, or every letter it holds looks like one. A name of another script that does not
     ("\u0418\u0432\u0430\u043d", "\u0391\u03b8\u03b7\u03bd\u03ac") is kept as written. Each character
     reads as its lower-case form does (a Cyrillic capital ``\u0406`` as the ``i`` its small letter looks like),
-    else as itself; marks stay on the letter they follow.
+    else as itself; marks stay on the letter they follow. Latin small capitals read as their letters.
 
     Examples
     --------
@@ -720,6 +798,8 @@ def _latin_lookalikes(text: str) -> str:
     'biLL'
     >>> _latin_lookalikes("\u0418\u0432\u0430\u043d") == "\u0418\u0432\u0430\u043d"
     True
+    >>> _latin_lookalikes("\u1d0a\u1d00\u0274\u1d07 D\u1d0f\u1d07")  # small capitals
+    'jane Doe'
     """
     if text.isascii():
         return text
@@ -736,7 +816,7 @@ def _latin_lookalikes(text: str) -> str:
         own = ch.isalpha() and unicodedata.name(ch, "").startswith("LATIN")
         latin = latin or own
         folded = ch.casefold()
-        like = characters.get(folded) if len(folded) == 1 else None
+        like = (_SMALL_CAPITALS.get(folded) or characters.get(folded)) if len(folded) == 1 else None
         like = like or characters.get(ch)
         if like is None:
             unlike = unlike or (ch.isalpha() and not own)
@@ -782,7 +862,10 @@ def normalise_display_name(name: str) -> str | None:
     'jane doe'
     >>> normalise_display_name("José GARCÍA") == normalise_display_name("Jose Garcia") == "jose garcia"
     True
-    >>> normalise_display_name("\ufeffJane\u200bDoe") == normalise_display_name("Jane Do\u00ade") == "jane doe"
+    >>> normalise_display_name("\ufeffJa\u200bne Doe") == normalise_display_name("Jane Do\u00ade") == "jane doe"
+    True
+    >>> blank, small_capitals = "\u2800Jane\u2800Doe", "\u1d0a\u1d00\u0274\u1d07 DOE"
+    >>> normalise_display_name(blank) == normalise_display_name(small_capitals) == "jane doe"
     True
     >>> normalise_display_name("  ") is None, normalise_display_name("\u200b\u2060") is None
     (True, True)

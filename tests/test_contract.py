@@ -191,7 +191,10 @@ def test_display_names_lose_the_accents_of_latin_letters_only():
 
 _NAME_PIECES = st.sampled_from(list("aAJjoOeE ,.\"'") + ["\u0430", "\u043e", "\u0406", "\u0392", "\u00df", "\u201c",
                                 "\u201d", "\u00ab", "\u00bb", "\u202e", "\u202c", "\u200b", "\u00e9", "\u0301",
-                                "\u0418", "\u03a9", "\u017f", "\ufb01", "\u2168", "jr", "inc", "\u0131", "\u212a"])
+                                "\u0418", "\u03a9", "\u017f", "\ufb01", "\u2168", "jr", "inc", "\u0131", "\u212a",
+                                # blanks, small capitals (a modifier one, NFKC's way to one; the capital one)
+                                "\u2800", "\u3164", "\uffa0", "\u115f", "\u1160", "\u1d00", "\u0274", "\u1d0a",
+                                "\ua731", "\u1d01", "\u1da6", "\ua7ae", "\u1d07"])
 
 
 @settings(max_examples=400, deadline=None)
@@ -202,6 +205,25 @@ def test_a_normalised_display_name_normalises_to_itself(name):
     # quotes around the parts of 'Last, First' each gave another name the second time.
     once = normalise_display_name(name)
     assert once is None or normalise_display_name(once) == once
+
+
+@pytest.mark.parametrize("name", [
+    "Ja\u200bne Doe", "Jane Do\u200be",  # a zero-width space shows as nothing: it was read as a space
+    "Jane\u2800Doe", "\u2800Jane Doe\u2800", "Jane\u3164Doe", "Jane\uffa0Doe", "\u115fJane\u1160Doe",  # blanks
+    # small capitals: all, one, a mix, beside capitals
+    "\u1d0a\u1d00\u0274\u1d07 \u1d05\u1d0f\u1d07", "Ja\u0274e Doe", "\u1d0aane \u1d05oe",
+    "\u1d0a\u1d00\u0274\u1d07 DOE",
+])
+def test_names_shown_as_jane_doe_normalise_to_jane_doe(name):
+    # Each shows as 'Jane Doe' (in small capitals, or with a blank cell between the words) and made another name.
+    assert normalise_display_name(name) == "jane doe"
+
+
+def test_small_capitals_beyond_the_plain_ones_and_a_zero_width_space_between_words():
+    # The capital small capital I (case-folded to one) and a modifier small capital (NFKC gives one) read as 'i'.
+    assert normalise_display_name("\ua7ae\u1d05\u1da6 Doe") == "idi doe"
+    # A zero-width space between two words shows them joined, as the name reads now.
+    assert normalise_display_name("\u1d0a\u1d00\u0274\u1d07\u200b\u1d05\u1d0f\u1d07") == "janedoe"
 
 
 def test_given_display_name_wins_over_the_header_form():
@@ -288,6 +310,13 @@ def test_a_row_read_by_the_general_parser_leaves_the_others_their_fraction_of_a_
     ("=?UTF-8?B?Sm9obiBTbWl0aCwgQ0VP?= <js.ceo@gmail.com>", "js.ceo@gmail.com", "John Smith, CEO"),
     ("=?iso-8859-1?q?J=F6rg?= Meier <j@x.com>", "j@x.com", "Jörg Meier"),
     ("=?x-unknown?B?QUJD?= <j@x.com>", "j@x.com", "=?x-unknown?B?QUJD?="),  # kept when it cannot be decoded
+    # A language after the charset (RFC 2231 section 5) was kept undecoded; UTF-16 and UTF-32 without a byte-order
+    # mark, big-endian by RFC 2781, were read little-endian (CJK letters); with a mark, its order.
+    ("=?utf-8*en?Q?Jane_Doe?= <j@x.com>", "j@x.com", "Jane Doe"),
+    ("=?iso-8859-1*de-DE?q?J=F6rg?= Meier <j@x.com>", "j@x.com", "Jörg Meier"),
+    ("=?UTF-16?B?AEoAYQBuAGUAIABEAG8AZQ==?= <j@x.com>", "j@x.com", "Jane Doe"),
+    ("=?utf-16?B?//5KAGEAbgBlAA==?= <j@x.com>", "j@x.com", "Jane"),
+    ("=?UTF-32?B?AAAASgAAAPYAAAByAAAAZw==?= <j@x.com>", "j@x.com", "Jörg"),
     ("ann@x.com (Ann Lee)", "ann@x.com", "Ann Lee"),
 ])
 def test_header_forms_give_the_address_in_angle_brackets_and_the_name_decoded(raw, address, name):
@@ -346,6 +375,24 @@ def test_no_recipient_vanishes_from_a_malformed_list(recipients, edges, refused)
 def test_an_entry_cut_short_or_holding_a_second_address_is_refused_with_its_reason(raw, problem):
     assert normalise_address(raw) == (None, None, problem)
     assert parse_addresses(pd.Series([raw])).problem.tolist() == [problem]
+
+
+_DEEP = "( " * 600 + ") " * 600  # nested comments, about 2 KB: email.utils.parseaddr recursed once per level
+
+
+@pytest.mark.parametrize("raw", [f"x@evil.com {_DEEP}", f"Ann {_DEEP}<x@evil.com>", f"x@evil.com {'(' * 21}{')' * 21}"])
+def test_comments_nested_too_deeply_are_refused_not_a_recursion_error(raw):
+    # 'x@evil.com ( ( ( ... ) ) )' raised RecursionError: validate(strict=False) failed the whole frame (a
+    # refresh failed the tenant on every run) instead of rejecting the one row.
+    depth = raw.count("(")
+    problem = f"comments nest too deeply ({depth} levels; at most 20)"
+    assert normalise_address(raw) == (None, None, problem)
+    assert parse_addresses(pd.Series([raw])).problem.tolist() == [problem]
+    recipients = ["cy@acme.com", f"cy@acme.com, {raw}", "cy@acme.com"]
+    m = validate(frame(sender=[raw, "ann@acme.com", "ann@acme.com"], recipients=recipients), tenants=ACME, strict=False)
+    assert sorted(m.rejects["reject_reason"]) == ["invalid_address", "invalid_recipient"]
+    assert m.frame["message_id"].tolist() == ["m2", "m3"]  # the recipient refused, its message kept
+    assert normalise_address(f"x@evil.com {'(' * 20}{')' * 20}") == ("x@evil.com", None, None)  # the limit itself
 
 
 _HIDDEN = [chr(c) for c in [*range(0x20), *range(0x7f, 0xa0)]] + ["\u200b", "\u200c", "\u200d", "\u202e", "\u2060",

@@ -747,7 +747,8 @@ def test_incremental_after_a_change_of_own_domains_builds_in_full(tmp_path, mail
 
 @pytest.mark.parametrize("form, kept", [(1, "kept their accents"), (2, "kept the invisible characters"),
                                         (3, "kept the invisible characters that are no format characters"),
-                                        (4, "kept the letters of other scripts that look like Latin ones")])
+                                        (4, "kept the letters of other scripts that look like Latin ones"),
+                                        (5, "read a zero-width space as a space")])
 def test_a_snapshot_whose_display_names_kept_accents_is_built_again_not_refreshed(tmp_path, mail, form, kept):
     # Display names lose the accents of Latin letters ('josé garcía' is 'jose garcia') and invisible characters:
     # a snapshot of an earlier form (display_name_form 1, or none recorded: accents kept; 2: invisible characters

@@ -121,7 +121,9 @@ def test_groups_give_their_members_as_validation_reads_them(acme, recipients, ex
                                     "=?UTF-8?Q?Jos=C3=A9_Garc=C3=ADa?= <ceo.acme@gmail.com>",
                                     # Invisible characters a mail client does not show, read as it shows them
                                     # (they were kept: a different name, no impersonation).
-                                    '"José\u200bGarcía" <ceo.acme@gmail.com>',
+                                    # A zero-width space shows as nothing, inside a word too (read as a space,
+                                    # it made 'jo sé garcí a').
+                                    '"Jo\u200bsé Garcí\u200ba" <ceo.acme@gmail.com>',
                                     '"\ufeffJosé García" <ceo.acme@gmail.com>',
                                     '"José Gar\u00adcía" <ceo.acme@gmail.com>',
                                     '"José\u2060 García" <ceo.acme@gmail.com>',
@@ -132,6 +134,18 @@ def test_groups_give_their_members_as_validation_reads_them(acme, recipients, ex
                                     '"José\u034f García" <ceo.acme@gmail.com>',
                                     '"José García\ufe0f" <ceo.acme@gmail.com>',
                                     '"José García\u3164" <ceo.acme@gmail.com>',
+                                    # Characters drawn as a blank, spaces (a braille blank and the Hangul fillers
+                                    # were kept, or dropped, joining the words).
+                                    '"José\u2800García\u2800" <ceo.acme@gmail.com>',
+                                    '"\u2800José García" <ceo.acme@gmail.com>',
+                                    '"José\u3164García" <ceo.acme@gmail.com>',
+                                    '"José\uffa0García" <ceo.acme@gmail.com>',
+                                    '"José\u115fGarcía" <ceo.acme@gmail.com>',
+                                    '"José\u1160García" <ceo.acme@gmail.com>',
+                                    # Small capitals, some outside the phonetic block (they were kept).
+                                    '"\u1d0a\u1d0f\ua731\u1d07 \u0262\u1d00\u0280\u1d04\u026a\u1d00" '
+                                    '<ceo.acme@gmail.com>',
+                                    '"Jos\u00e9 Gar\u1d04\u00eda" <ceo.acme@gmail.com>',
                                     '\u201cJosé García\u201d <ceo.acme@gmail.com>',
                                     '\u00abJosé García\u00bb <ceo.acme@gmail.com>',
                                     # A right-to-left override shows these letters reversed: as "José García".
@@ -146,7 +160,11 @@ def test_groups_give_their_members_as_validation_reads_them(acme, recipients, ex
                                     '"J\u039fSE GARCIA" <ceo.acme@gmail.com>',
                                     # The order a directory writes names in (it was another name).
                                     '"García, José" <ceo.acme@gmail.com>',
-                                    '"GARCIA,JOSE" <ceo.acme@gmail.com>'])
+                                    '"GARCIA,JOSE" <ceo.acme@gmail.com>',
+                                    # Encoded words naming a language (RFC 2231), or in UTF-16 without a
+                                    # byte-order mark (big-endian): kept undecoded, or read little-endian.
+                                    '=?utf-8*es?Q?Jos=C3=A9_Garc=C3=ADa?= <ceo.acme@gmail.com>',
+                                    '=?UTF-16?B?AEoAbwBzAOkAIABHAGEAcgBjAO0AYQ==?= <ceo.acme@gmail.com>'])
 def test_a_display_name_matches_with_or_without_its_accents(sender) -> None:
     # Accents were kept: an outsider writing as "Jose Garcia" did not match the internal "José García".
     tenants = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
@@ -235,6 +253,9 @@ def test_an_invalid_recipient_is_refused_not_skipped(acme, column, value) -> Non
     # A quoted name after a bare address (kept as the address, the name dropped unseen) or before one.
     ("sender", 'ann@vendor.com "Ann Lee"', "text beside the address that is no comment"),
     ("recipients", 'cy@acme.com; "Di" di@acme.com', "text beside the address that is no comment"),
+    # Comments nested 600 deep: both raised RecursionError (email.utils.parseaddr recursing once per level).
+    ("sender", "x@evil.com " + "( " * 600 + ") " * 600, "comments nest too deeply"),
+    ("to", "cy@acme.com, di@acme.com " + "( " * 600 + ") " * 600, "comments nest too deeply"),
 ])
 def test_an_entry_cut_short_or_holding_two_addresses_is_refused_in_both_paths(acme, column, value, word) -> None:
     message = _message(**{column: value})
