@@ -712,11 +712,11 @@ def own_domains_digest(tenant_configs: Mapping[str, TenantConfig] | None, tenant
 
 def _batchable(store: SnapshotStore, tenant_id: str, config: BaselineConfig,
                tenant_configs: Mapping[str, TenantConfig] | None) -> bool:
-    """Whether a tenant refreshes incrementally with others; one whose id or store is unusable runs alone,
+    """Whether a tenant refreshes incrementally with others; one whose id or store entry is unusable runs alone,
     where its failure is reported."""
     try:
         return _mode(True, store, tenant_id, config, tenant_configs) == "incremental"
-    except CommGraphError:
+    except (CommGraphError, OSError):  # (OSError: an unreadable file of its entry, which fails that tenant alone)
         return False
 
 
@@ -739,7 +739,7 @@ def _mode_or_full(incremental: bool, store: SnapshotStore, tenant_id: str, confi
     """The mode a failed tenant was refreshed in, as far as the store still tells."""
     try:
         return _mode(incremental, store, tenant_id, config, tenant_configs)
-    except CommGraphError:  # the store cannot say (a corrupt pointer): the refresh could not read it either
+    except (CommGraphError, OSError):  # an unreadable pointer or entry: the refresh could not read it either
         return "full"
 
 
