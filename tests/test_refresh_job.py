@@ -1099,6 +1099,25 @@ def test_an_incremental_job_fails_alone_a_tenant_whose_store_entry_the_os_cannot
         assert "tenant-02" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("incremental", [True, False])
+def test_a_tenant_that_read_its_mail_and_failed_to_publish_reports_the_rows_it_read(tmp_path, mail, incremental):
+    # A publish failure (here: the tenant's lock path is a directory) reported rows_read 0 for a tenant that read
+    # its mail, both refreshed in a batch and built alone; only a tenant without usable mail kept its counts.
+    store = tmp_path / "store"
+    assert run_refresh(mail.messages, store=store, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants
+                       ).exit_code == 0
+    shutil.copytree(store, tmp_path / "good")
+    good = run_refresh(mail.messages, store=tmp_path / "good", as_of=AS_OF, tenant_configs=mail.tenants,
+                       incremental=incremental)
+    expected = {o.tenant_id: (o.rows_read, o.rows_rejected, o.rejects_by_reason) for o in good.outcomes}
+    (store / "tenant-02" / ".lock").unlink()
+    (store / "tenant-02" / ".lock").mkdir()
+    report = run_refresh(mail.messages, store=store, as_of=AS_OF, tenant_configs=mail.tenants,
+                         incremental=incremental)
+    assert report.failed == ["tenant-02"] and "IsADirectoryError" in report.outcomes[1].error
+    assert {o.tenant_id: (o.rows_read, o.rows_rejected, o.rejects_by_reason) for o in report.outcomes} == expected
+    assert expected["tenant-02"][0] > 0
+
 
 def test_inspect_names_a_file_in_place_of_a_tenant_and_fails_on_a_folder_it_cannot_read(tmp_path, mail, capsys,
                                                                                           monkeypatch):
