@@ -456,7 +456,11 @@ def _build_chunked(tenant_id: str, inputs: Any, as_of: pd.Timestamp, config: Bas
 def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Timestamp, config: BaselineConfig,
                     tenant_configs: dict[str, TenantConfig] | None, columns: Mapping[str, str] | None,
                     incremental: bool, force: bool, read_options: Mapping[str, Any],
-                    chunk_rows: int | None, secrets: Mapping[str, bytes], rows: int | None) -> TenantOutcome:
+                    chunk_rows: int | None, secrets: Mapping[str, bytes], rows: int | None, *,
+                    counted: dict[str, Any] | None = None) -> TenantOutcome:
+    """Read, build or refresh, and publish one tenant; ``counted`` receives its outcome's read counts once its
+    mail is read, so that a failure after the read (a full disk at publish) still reports them."""
+    counted = {} if counted is None else counted
     start = time.perf_counter()
     reset_peak()
     secret = _tenant_secret(tenant_id, config, secrets)
@@ -471,6 +475,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
         try:
             snapshot, counts = _build_chunked(tenant_id, inputs, as_of, config, chunk_rows, read, secret)
             fields = counts.outcome_fields()
+            counted.update(fields)
             if snapshot is None:
                 raise no_usable_mail(tenant_id, counts)
         except _ChunksNeedWholeTenant:
@@ -492,6 +497,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
         counts = ReadCounts()
         counts.add_messages(messages)
         fields = counts.outcome_fields()
+        counted.update(fields)
         if previous is not None and not len(messages) and counts.rejected:
             # Every new row refused: publishing would move as_of past mail no later incremental run reads again.
             raise no_usable_mail(tenant_id, counts)
@@ -636,9 +642,10 @@ def _refresh_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | 
             ready_to_publish(snapshots[tenant_id], tenant_configs, force=force, fields=fields[tenant_id],
                              built_in_full=False)
             status, version = publish_snapshot(store, snapshots[tenant_id], force)
-        except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
+        except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant, with the rows it read)
             outcomes.append(TenantOutcome(tenant_id, "failed", "incremental", peak_mib=peak_mib(),
-                                          seconds=shared + time.perf_counter() - begun, error=error_text(exc)))
+                                          seconds=shared + time.perf_counter() - begun, error=error_text(exc),
+                                          **fields[tenant_id]))
             continue
         outcomes.append(TenantOutcome(tenant_id, status, "incremental", version, peak_mib=peak_mib(),
                                       seconds=shared + time.perf_counter() - begun, **fields[tenant_id]))
@@ -712,11 +719,11 @@ def own_domains_digest(tenant_configs: Mapping[str, TenantConfig] | None, tenant
 
 def _batchable(store: SnapshotStore, tenant_id: str, config: BaselineConfig,
                tenant_configs: Mapping[str, TenantConfig] | None) -> bool:
-    """Whether a tenant refreshes incrementally with others; one whose id or store is unusable runs alone,
+    """Whether a tenant refreshes incrementally with others; one whose id or store entry is unusable runs alone,
     where its failure is reported."""
     try:
         return _mode(True, store, tenant_id, config, tenant_configs) == "incremental"
-    except CommGraphError:
+    except (CommGraphError, OSError):  # (OSError: an unreadable file of its entry, which fails that tenant alone)
         return False
 
 
@@ -724,14 +731,16 @@ def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
     """Run one tenant; any failure becomes its outcome instead of stopping the others (in the mode it
     was refreshed in, as far as the store still tells)."""
     start = time.perf_counter()
+    counted: dict[str, Any] = {}
     try:
-        return _refresh_tenant(tenant_id, *args)
+        return _refresh_tenant(tenant_id, *args, counted=counted)
     except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant)
         store_path, config, incremental = args[1], args[3], args[6]
         mode = _mode_or_full(incremental, SnapshotStore(store_path), tenant_id, config, args[4])
-        # A tenant without usable mail reports what was read and rejected, as a published one does.
+        # A tenant that read its mail reports what was read and rejected, as a published one does (one without
+        # usable mail: the counts its failure carries).
         return TenantOutcome(tenant_id, "failed", mode, seconds=time.perf_counter() - start, peak_mib=peak_mib(),
-                             error=error_text(exc), **failure_counts(exc))
+                             error=error_text(exc), **{**counted, **failure_counts(exc)})
 
 
 def _mode_or_full(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig,
@@ -739,7 +748,7 @@ def _mode_or_full(incremental: bool, store: SnapshotStore, tenant_id: str, confi
     """The mode a failed tenant was refreshed in, as far as the store still tells."""
     try:
         return _mode(incremental, store, tenant_id, config, tenant_configs)
-    except CommGraphError:  # the store cannot say (a corrupt pointer): the refresh could not read it either
+    except (CommGraphError, OSError):  # an unreadable pointer or entry: the refresh could not read it either
         return "full"
 
 

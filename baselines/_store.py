@@ -237,6 +237,23 @@ def _is_tenant_id(name: object) -> bool:
     return isinstance(name, str) and _TENANT.fullmatch(name) is not None
 
 
+def _may_hold_pointer(entry: Path) -> bool:
+    """Whether a root entry under a tenant's name may hold a ``CURRENT`` pointer (a tenant's folder)."""
+    try:
+        return (entry / "CURRENT").exists()
+    except OSError:  # (permissions, I/O: listed, so that reading it names the error rather than hiding the tenant)
+        return True
+
+
+def _unreadable_entry(tenant_id: str, path: Path, exc: OSError) -> CommGraphError:
+    """The error for a tenant's entry that the operating system refuses to read (a file in place of its folder,
+    a looping link, permissions, I/O): that tenant's failure, naming the path, not an OSError out of a job."""
+    return CommGraphError(f"tenant {tenant_id!r}: {path} cannot be read ({type(exc).__name__}: "
+                          f"{exc.strerror or exc}); the store holds each tenant in a folder this process can read: "
+                          "check the tenant's entry in the store (a file or a broken link in its place, its "
+                          "permissions, the disk), then run again")
+
+
 class SnapshotStore:
     """Versioned snapshots of many tenants under one directory.
 
@@ -332,10 +349,11 @@ class SnapshotStore:
         """
         if not self.path.is_dir():
             return []
-        return sorted(p.name for p in self.path.iterdir() if _is_tenant_id(p.name) and (p / "CURRENT").exists())
+        return sorted(p.name for p in self.path.iterdir() if _is_tenant_id(p.name) and _may_hold_pointer(p))
 
     def foreign(self) -> list[str]:
-        """Entries of the root directory that are not tenants' (their names are no tenant id), sorted.
+        """Entries of the root directory that are not tenants' folders, sorted: names no tenant id can be, and
+        entries under a tenant's name that are not folders (a file, a broken or looping link).
 
         The store never reads them; a caller may report them (a copy of a
         tenant's folder under a valid name, such as ``acme.bak``, is listed
@@ -347,16 +365,21 @@ class SnapshotStore:
         >>> import os, tempfile
         >>> from commgraph.baselines._snapshot import _example
         >>> store = SnapshotStore(tempfile.mkdtemp()); _ = store.publish(_example())
-        >>> os.mkdir(store.path / "old backup")
+        >>> os.mkdir(store.path / "old backup"); _ = (store.path / "globex").write_text("")
         >>> store.tenants(), store.foreign()
-        (['acme'], ['old backup'])
+        (['acme'], ['globex', 'old backup'])
         """
         if not self.path.is_dir():
             return []
-        return sorted(p.name for p in self.path.iterdir() if not _is_tenant_id(p.name))
+        return sorted(p.name for p in self.path.iterdir() if not _is_tenant_id(p.name) or not p.is_dir())
 
     def versions(self, tenant_id: str) -> list[int]:
         """Complete versions of a tenant, oldest first.
+
+        Raises
+        ------
+        CommGraphError
+            The tenant's entry cannot be read (not a folder, permissions, I/O); the message names it.
 
         Examples
         --------
@@ -365,9 +388,14 @@ class SnapshotStore:
         []
         """
         root = self._tenant_dir(tenant_id)
-        if not root.exists():
+        try:
+            if not root.exists():
+                return []
+            found = [_VERSION.fullmatch(p.name) for p in root.iterdir() if p.is_dir()]
+        except FileNotFoundError:  # (removed meanwhile)
             return []
-        found = (_VERSION.fullmatch(p.name) for p in root.iterdir() if p.is_dir())
+        except OSError as exc:
+            raise _unreadable_entry(tenant_id, root, exc) from None
         return sorted(int(m.group(1)) for m in found if m)
 
     def current(self, tenant_id: str) -> int | None:
@@ -378,6 +406,9 @@ class SnapshotStore:
         CorruptSnapshotError
             ``CURRENT`` names no version (it is empty or damaged); its
             ``reason`` is ``"pointer"``.
+        CommGraphError
+            The operating system refuses to read it (the tenant's entry is
+            not a folder, permissions, I/O); the message names the path.
 
         Examples
         --------
@@ -391,7 +422,10 @@ class SnapshotStore:
         except FileNotFoundError:
             return None
         except (UnicodeDecodeError, IsADirectoryError) as exc:
-            raise CorruptSnapshotError(f"{pointer} cannot be read as a version name ({exc})", reason="pointer") from None
+            raise CorruptSnapshotError(f"{pointer} cannot be read as a version name ({exc})",
+                                       reason="pointer") from None
+        except OSError as exc:  # (the machine's, not the pointer's: no CorruptSnapshotError, which --force replaces)
+            raise _unreadable_entry(tenant_id, pointer, exc) from None
         m = _VERSION.fullmatch(text)
         if not m:
             raise CorruptSnapshotError(f"{pointer} holds {text!r}, not a version name like 'v000001'", reason="pointer")

@@ -210,13 +210,20 @@ def run_inspect_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--tenant {args.tenant!r} has no snapshot in {args.store}; {fix}")
     rows, bad, pruned = [], 0, []
     for tenant in tenants:
+        pointer_failed = False
         try:
             current = store.current(tenant)
-        except CommGraphError as exc:  # a damaged pointer: a row that says so, the other tenants listed
+        except CommGraphError as exc:  # a damaged or unreadable pointer: a row that says so, the other tenants listed
             rows.append({"tenant_id": tenant, "version": None, "current": "?", "checksum": f"FAILED: {exc}"})
             bad += 1
-            current = None
-        versions = store.versions(tenant)
+            current, pointer_failed = None, True
+        try:
+            versions = store.versions(tenant)
+        except CommGraphError as exc:  # its folder cannot be listed (permissions, I/O): one row for the tenant
+            if not pointer_failed:
+                rows.append({"tenant_id": tenant, "version": None, "current": "?", "checksum": f"FAILED: {exc}"})
+                bad += 1
+            continue
         if current is not None and current not in versions:
             # The pointer names a version whose folder is gone: what the engine serves cannot load.
             try:
@@ -234,11 +241,11 @@ def run_inspect_command(args: argparse.Namespace) -> int:
                 manifest = store.manifest(tenant, version)
                 store.load(tenant, version, verify=True)
                 checksum = "ok"
-            except CommGraphError as exc:
-                if version not in store.versions(tenant) and store.current(tenant) != version:
+            except (CommGraphError, OSError) as exc:  # (OSError: a file the OS refuses, permissions or I/O)
+                if _pruned_meanwhile(store, tenant, version):
                     pruned.append(f"{tenant} v{version}")  # by a publish since it was listed: no version any more
                     continue
-                checksum = f"FAILED: {exc}"
+                checksum = f"FAILED: {exc if isinstance(exc, CommGraphError) else f'{type(exc).__name__}: {exc}'}"
                 bad += 1
             counts = manifest.get("row_counts", {})
             folder = next((d for d in (Path(args.store) / tenant).glob("v*")
@@ -256,8 +263,9 @@ def run_inspect_command(args: argparse.Namespace) -> int:
                 "checksum": checksum,
             })
     foreign = [] if args.tenant else store.foreign()
-    if foreign:
-        print(f"not tenants (the store does not read them): {', '.join(map(repr, foreign))}", file=sys.stderr)
+    if foreign:  # (a file or a broken link under a tenant's name may stand where that tenant's folder was)
+        named = [repr(name) + ("" if (Path(args.store) / name).is_dir() else " (not a folder)") for name in foreign]
+        print(f"not tenants (the store does not read them): {', '.join(named)}", file=sys.stderr)
     if pruned:
         print(f"pruned by a publish while inspect ran (not checked): {', '.join(pruned)}; run inspect again for the "
               "versions published since", file=sys.stderr)
@@ -271,6 +279,14 @@ def run_inspect_command(args: argparse.Namespace) -> int:
     table[counts] = table[counts].astype("Int64")
     print(table.to_string(index=False))
     return 1 if bad else 0
+
+
+def _pruned_meanwhile(store: SnapshotStore, tenant: str, version: int) -> bool:
+    """Whether a version that failed to load was pruned by a publish since inspect listed it."""
+    try:
+        return version not in store.versions(tenant) and store.current(tenant) != version
+    except CommGraphError:  # (the tenant's entry cannot be read now: its failure, not a publish moving on)
+        return False
 
 
 def add_inspect_command(subparsers) -> argparse.ArgumentParser:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1044,3 +1046,100 @@ def test_a_json_log_holds_json_lines_only(tmp_path, mail, capsys):
     events = [json.loads(line) for line in err.strip().splitlines()]
     assert {"event": "tenant_failed", "tenant_id": "tenant-02"}.items() <= next(
         e for e in events if e.get("event") == "tenant_failed").items()
+
+
+def _unreadable_entry(fault: str, store: Path, tenant: str, monkeypatch) -> str:
+    """Make ``tenant``'s entry in ``store`` unreadable by the operating system; returns the path its error names."""
+    entry = store / tenant
+    if fault == "file":  # a stray file, a bad restore, in place of the tenant's folder
+        shutil.rmtree(entry)
+        entry.write_text("not a folder\n")
+        return str(entry / "CURRENT")
+    if fault == "loop":
+        shutil.rmtree(entry)
+        os.symlink(tenant, entry)  # (a link to itself)
+        return str(entry / "CURRENT")
+    # Running as root, chmod denies nothing: the OS's refusal of the manifest (EACCES) is injected instead; it
+    # reaches the job as the OSError itself, no store method turning it into a CommGraphError.
+    manifest = entry / "v000001" / "manifest.json"
+    original = Path.read_text
+
+    def read_text(path, *args, **kwargs):
+        if path == manifest:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    return str(manifest)
+
+
+@pytest.mark.parametrize("fault", ["file", "loop", "permission"])
+def test_an_incremental_job_fails_alone_a_tenant_whose_store_entry_the_os_cannot_read(tmp_path, mail, fault,
+                                                                                       monkeypatch, capsys):
+    # An OSError deciding one tenant's mode (a file in place of its folder: NotADirectoryError) escaped
+    # run_refresh before any tenant ran: exit 1, no healthy tenant refreshed, no report. A full run failed that
+    # tenant alone; --incremental now does too, naming the path.
+    store = tmp_path / "store"
+    assert run_refresh(mail.messages, store=store, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants,
+                       tenants=["tenant-01", "tenant-02", "tenant-03"]).exit_code == 0
+    named = _unreadable_entry(fault, store, "tenant-02", monkeypatch)
+    report = run_refresh(mail.messages, store=store, as_of="2025-01-13T00:00Z", tenant_configs=mail.tenants,
+                         incremental=True)
+    assert report.exit_code == 3 and report.failed == ["tenant-02"], report.table()
+    failed = next(o for o in report.outcomes if o.tenant_id == "tenant-02")
+    assert named in failed.error and failed.mode == "full", failed.error
+    refreshed = {o.tenant_id: (o.status, o.mode) for o in report.outcomes if o.tenant_id != "tenant-02"}
+    assert refreshed == {t: ("published", "incremental") for t in ("tenant-01", "tenant-03")}
+    assert all(SnapshotStore(store).load(t).as_of == pd.Timestamp("2025-01-13T00:00Z") for t in refreshed)
+    if fault == "file":  # the command line: exit 3 (some tenants failed), the tenant named with its reason
+        source = tmp_path / "mail.parquet"
+        mail.messages.to_parquet(source)
+        capsys.readouterr()
+        assert main(["refresh", "--input", str(source), "--store", str(store), "--as-of", AS_OF, "--incremental",
+                     "--tenant-config", str(tenants_toml(mail, tmp_path / "tenants.toml"))]) == 3
+        assert "tenant-02" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_a_tenant_that_read_its_mail_and_failed_to_publish_reports_the_rows_it_read(tmp_path, mail, incremental):
+    # A publish failure (here: the tenant's lock path is a directory) reported rows_read 0 for a tenant that read
+    # its mail, both refreshed in a batch and built alone; only a tenant without usable mail kept its counts.
+    store = tmp_path / "store"
+    assert run_refresh(mail.messages, store=store, as_of="2025-01-12T00:00Z", tenant_configs=mail.tenants
+                       ).exit_code == 0
+    shutil.copytree(store, tmp_path / "good")
+    good = run_refresh(mail.messages, store=tmp_path / "good", as_of=AS_OF, tenant_configs=mail.tenants,
+                       incremental=incremental)
+    expected = {o.tenant_id: (o.rows_read, o.rows_rejected, o.rejects_by_reason) for o in good.outcomes}
+    (store / "tenant-02" / ".lock").unlink()
+    (store / "tenant-02" / ".lock").mkdir()
+    report = run_refresh(mail.messages, store=store, as_of=AS_OF, tenant_configs=mail.tenants,
+                         incremental=incremental)
+    assert report.failed == ["tenant-02"] and "IsADirectoryError" in report.outcomes[1].error
+    assert {o.tenant_id: (o.rows_read, o.rows_rejected, o.rejects_by_reason) for o in report.outcomes} == expected
+    assert expected["tenant-02"][0] > 0
+
+
+def test_inspect_names_a_file_in_place_of_a_tenant_and_fails_on_a_folder_it_cannot_read(tmp_path, mail, capsys,
+                                                                                          monkeypatch):
+    # A file under a tenant's name was skipped in silence (exit 0); a folder the OS refused crashed inspect.
+    run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants)
+    shutil.rmtree(tmp_path / "tenant-01")
+    (tmp_path / "tenant-01").write_text("not a folder\n")
+    (tmp_path / "old backup").mkdir()
+    capsys.readouterr()
+    assert main(["inspect", "--store", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "'old backup', 'tenant-01' (not a folder)" in err and "tenant-01" not in out and "tenant-02" in out
+    folder, original = tmp_path / "tenant-03", Path.read_text
+
+    def read_text(path, *args, **kwargs):  # (as root, chmod denies nothing: the OS's refusal is injected)
+        if folder in path.parents:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert main(["inspect", "--store", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.split() and line.split()[0] == "tenant-03")
+    assert "FAILED" in row and "PermissionError" in row and "tenant-02" in out

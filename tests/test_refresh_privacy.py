@@ -152,9 +152,9 @@ def test_each_worker_receives_only_its_own_tenants_secrets(tmp_path, mail, monke
     seen = {}
     alone = _job._refresh_tenant
 
-    def recording(tenant_id, *args):
+    def recording(tenant_id, *args, **kwargs):
         seen[tenant_id] = dict(args[10])
-        return alone(tenant_id, *args)
+        return alone(tenant_id, *args, **kwargs)
 
     monkeypatch.setattr(_job, "_refresh_tenant", recording)
     run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, config=PRIVATE,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import shutil
 import signal
@@ -714,3 +716,38 @@ def test_lookup_refuses_what_is_no_key(snaps) -> None:
     assert snap.lookup("sender", int(known[0])).tolist() == snap.lookup("sender", known[:1]).tolist()
     assert snap.lookup("sender", (int(k) for k in known)).tolist() == snap.lookup("sender", known).tolist()
     assert snap.lookup("sender", pa.array([])).tolist() == []
+
+
+def _os_refuses(monkeypatch, folder: Path) -> None:
+    """Inject the OS's refusal (EACCES) of every read in ``folder`` (running as root, chmod denies nothing)."""
+    def refuse(original):
+        def patched(path, *args, **kwargs):
+            if path == folder or folder in path.parents:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return original(path, *args, **kwargs)
+        return patched
+
+    for name in ("exists", "read_text", "iterdir"):
+        monkeypatch.setattr(Path, name, refuse(getattr(Path, name)))
+
+
+def test_a_tenant_entry_the_os_cannot_read_is_that_tenant_s_error_naming_its_path(tmp_path, snaps, monkeypatch):
+    # A file in place of a tenant's folder made current() and versions() raise NotADirectoryError (which the
+    # refresh job let out of run_refresh), and the entry was neither a tenant nor foreign (inspect said nothing).
+    store = SnapshotStore(tmp_path)
+    (a, snap_a), (b, snap_b) = list(snaps.items())[:2]
+    store.publish(snap_a), store.publish(snap_b)
+    shutil.rmtree(tmp_path / b)
+    (tmp_path / b).write_text("not a folder\n")
+    for read in (store.current, store.versions, store.load):
+        with pytest.raises(CommGraphError, match=f"tenant {b!r}: .*{b}.* cannot be read \\(NotADirectoryError: "
+                                                 "Not a directory\\)") as info:
+            read(b)
+        assert not isinstance(info.value, CorruptSnapshotError)  # (the machine's: not damage --force replaces)
+    assert store.tenants() == [a] and store.foreign() == [b]
+    # A folder it may not read (permissions, I/O) is still listed as a tenant, and each read of it names it.
+    _os_refuses(monkeypatch, tmp_path / a)
+    assert store.tenants() == [a]
+    for read in (store.current, store.versions):
+        with pytest.raises(CommGraphError, match=f"{tmp_path / a}.* cannot be read \\(PermissionError: "):
+            read(a)
