@@ -135,15 +135,24 @@ class TenantConfig:
         return cls.from_dict(read_toml(path, "the tenant configuration"))
 
     @classmethod
-    def _derived(cls, tenant_id: str, own_domains: tuple[str, ...]) -> "TenantConfig":
+    def _derived(cls, tenant_id: str, own_domains: tuple[str, ...], *, known: bool = False) -> "TenantConfig":
         """A configuration commgraph derives itself (a snapshot's own domains, normalised already), taken as it
         is: a domain an input's own ``direction`` made internal (a public suffix such as ``github.io``, a
-        consumer provider) is what that tenant's mail says, not a user's setting to check."""
+        consumer provider) is what that tenant's mail says, not a user's setting to check. ``known``: the
+        tenant's own domains are known even when none is given (a privacy-mode snapshot's, by key, none of them
+        in the batch validated): validation then infers none."""
         config = object.__new__(cls)
         for name, value in (("tenant_id", tenant_id), ("own_domains", tuple(own_domains)), ("vip_addresses", ()),
                             ("name", None)):
             object.__setattr__(config, name, value)
+        if known:
+            object.__setattr__(config, "_own_known", True)
         return config
+
+    @property
+    def _knows_own(self) -> bool:
+        """Whether validation takes this configuration's own domains as all there are (none inferred)."""
+        return bool(self.own_domains) or getattr(self, "_own_known", False)
 
     def evolve(self, **changes: Any) -> "TenantConfig":
         """A copy with some fields changed (validated again).

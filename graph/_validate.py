@@ -224,7 +224,8 @@ def validate(
     columns : mapping, optional
         ``{contract name: your column}`` for inputs with other column names.
     tenants : TenantConfig list, mapping or TOML path, optional
-        Own domains per tenant, used to decide ``direction`` where it is not given.
+        Own domains per tenant, used to decide ``direction`` where it is not given
+        (mail from outside to no own address, as Bcc'd mail, is ``inbound``).
         Tenants without one, or configured without own domains, get them inferred
         from their mail (with an :class:`InferredOwnDomainsWarning` naming them).
     timezone : str, optional
@@ -536,7 +537,7 @@ def _check_messages(msgs, findings, timezone, timestamp_unit, timestamp_origin, 
     for name, (vocabulary, dtype) in _ENUMS.items():
         optional[name] = _enum(msgs, name, vocabulary, dtype, findings)
     for name in ("reply_to", "return_path"):
-        optional[name] = _optional_address(msgs, name, findings, fold_plus_addresses, missing_text)
+        optional[name] = _optional_address(msgs, name, fold_plus_addresses, missing_text)
     optional["sender_ip"] = _sender_ip(msgs, findings, missing_text)
     labeled_at = pd.Series(pd.NaT, index=msgs.index, dtype=TIMESTAMP_DTYPE)
     if "labeled_at" in msgs:
@@ -784,15 +785,50 @@ def _enum(msgs: pd.DataFrame, column: str, vocabulary, dtype, findings: _Finding
     return pd.Series(pd.Categorical.from_codes(row_category, dtype=dtype), index=msgs.index)
 
 
-def _optional_address(msgs, column, findings, fold_plus, missing_text: pd.Series) -> pd.Series:
+def _optional_address(msgs, column, fold_plus, missing_text: pd.Series) -> pd.Series:
+    """``reply_to`` or ``return_path`` normalised: an address, or an address list (RFC 5322 lets Reply-To hold
+    several) as its normalised addresses joined by ``", "``; a value that holds no address list kept as given.
+
+    No signal reads these columns, and the sender writes them: refusing a message for one (as for an invalid
+    sender) would let any message be kept out of scoring, and a strict batch fail, by its Reply-To alone. So
+    they are treated as the subject and the display name are: never a finding, never lost.
+
+    Examples
+    --------
+    >>> from commgraph.graph._schema import STRING_DTYPE
+    >>> raw = pd.DataFrame({"reply_to": ["Ann <Ann@X.com>", "ceo@evil.com, Pay <payroll@evil.com>", "<>", "a@",
+    ...                                  " ", None]})
+    >>> _optional_address(raw, "reply_to", False, pd.Series([None] * 6, dtype=STRING_DTYPE)).tolist()
+    ['ann@x.com', 'ceo@evil.com, payroll@evil.com', nan, 'a@', nan, nan]
+    """
     if column not in msgs:
         return missing_text
     raw = _blank_to_na(msgs[column])
-    # "<>" is the null reverse path of bounces, not an invalid address.
+    # "<>" is the null reverse path of bounces, not an address.
     raw = raw.mask(raw == "<>")
     parsed = parse_addresses(raw, fold_plus=fold_plus)
-    _address_problems(parsed, raw, column, findings, fix=f"correct or clear the {column} values, or drop those rows")
-    return parsed.address
+    # A value with a separator may be a list, read as recipients are (a comma outside quotes separates addresses:
+    # read whole, "a@x.com, B <b@y.com>" would be b@y.com named "a@x.com, B"), and so is one the parser refuses.
+    separated = raw.str.contains("[,;:]", regex=True).to_numpy(dtype=bool, na_value=False)
+    rows = np.flatnonzero(separated | parsed.invalid)
+    if not len(rows):  # the common case: one address per value, or none
+        return parsed.address
+    parent, entries = split_address_lists(raw.iloc[rows].reset_index(drop=True))
+    entry = parse_addresses(entries.reset_index(drop=True), fold_plus=fold_plus)
+    entry_address = entry.address.to_numpy(dtype=object)
+    n_entries = np.bincount(parent, minlength=len(rows))
+    n_invalid = np.bincount(parent, weights=entry.invalid, minlength=len(rows))
+    # A value holding entries that are no address (or none) stays as given: it names no address this column
+    # could hold. One of addresses only becomes their list, each address once, in order.
+    read = raw.iloc[rows].to_numpy(dtype=object)
+    listed = (n_entries > 0) & (n_invalid == 0)
+    if listed.any():
+        of_list = listed[parent]
+        for row, group in pd.Series(entry_address[of_list]).groupby(parent[of_list], sort=False):
+            read[row] = ", ".join(dict.fromkeys(group))
+    address = parsed.address.to_numpy(dtype=object)
+    address[rows] = read
+    return pd.Series(address, index=raw.index, dtype=STRING_DTYPE)
 
 
 def _is_ip(value: str) -> bool:
@@ -943,7 +979,7 @@ def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edg
     needed = set(np.unique(tenant_codes[need & (tenant_codes >= 0)]).tolist())
     # A tenant configured without own domains (for its name or VIP addresses) has them inferred as one not
     # configured at all: with none, every message of its that leaves direction empty was refused.
-    unconfigured = sorted(t for t in (tenants[c] for c in needed) if t not in configs or not configs[t].own_domains)
+    unconfigured = sorted(t for t in (tenants[c] for c in needed) if t not in configs or not configs[t]._knows_own)
     own = {t: c.own_domains for t, c in configs.items()}
     if unconfigured:
         mask = live_edge & np.isin(edge_tenant, [tenants.index(t) for t in unconfigured])
@@ -957,9 +993,13 @@ def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edg
     n = len(given)
     n_internal = np.bincount(edges.parent, weights=recipient_internal, minlength=n)
     n_edges = np.bincount(edges.parent, minlength=n)
+    # With own domains known (configured, or read off a served snapshot), mail from outside to no own address is
+    # still mail the tenant received: Bcc, a list, a forward ("To: the attacker's own address, Bcc: victims").
+    # Inferred from the batch they may simply miss the tenant's domain, so such mail is refused, never guessed.
+    known = ~np.isin(tenant_codes, [tenants.index(t) for t in unconfigured])
     inferred_dir = np.where(sender_internal,
                             np.where(n_internal == n_edges, "internal", "outbound"),
-                            np.where(n_internal > 0, "inbound", None))
+                            np.where((n_internal > 0) | known, "inbound", None))
     undecidable = need & (inferred_dir == None)  # noqa: E711 (element-wise)
     undecidable &= n_edges > 0
     # The value is the direction's, empty; the sender's domain, what decided nothing, is said in the sentence.

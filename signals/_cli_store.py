@@ -405,10 +405,6 @@ def _output_writer(path: str):
     return found
 
 
-#: Reject reasons of rows that are copies of what was read (folder copies of a message, a recipient repeated).
-_COPIES = frozenset({"duplicate_message_id", "duplicate_edge"})
-
-
 def run_score_command(args: argparse.Namespace) -> int:
     """Run ``commgraph score``: signals for every message (or edge) of the input, written to Parquet or CSV."""
     import time
@@ -421,16 +417,11 @@ def run_score_command(args: argparse.Namespace) -> int:
     scorer = Scorer.from_store(SnapshotStore(args.store), tenants=_split(args.tenants),
                                secrets=_scoring_secrets(args.secrets), tenant_configs=_tenant_configs(args))
     frame = _read_input(args)
-    from commgraph.graph import validate
-
     # Read as validate and refresh read it (naive times in --timezone, epoch numbers in --timestamp-unit): copies
     # of a message filed in several folders keep their first, as refresh keeps it; any other problem refuses the
-    # batch, naming every one (what strict validation says).
-    batch = validate(frame, tenants=scorer._configs(frame), strict=False, **_time_options(args))
-    reasons = set(batch.rejects["reject_reason"].astype(str)) if len(batch.rejects) else set()
-    if reasons - _COPIES:
-        validate(frame, tenants=scorer._configs(frame), **_time_options(args))  # (raises)
-    if reasons:
+    # batch, naming every one (what the scorer's strict validation says).
+    batch = scorer.validate(frame, **_time_options(args))
+    if len(batch.rejects):
         print(f"{len(batch.rejects):,} rows set aside as copies of a message or recipient already read (the first "
               "copy is scored)", file=sys.stderr)
     scored = scorer.score(batch, level=args.level, cold_start=args.cold_start)

@@ -323,14 +323,18 @@ def _inferred_own(recipients: tuple[str, ...], registrable: Any) -> Any:
 
 
 def _derive_direction(m: OneMessage, registrable: Any, is_own: Any) -> int:
-    """The direction validation derives from the tenant's own domains (subdomains included)."""
-    if is_own is None:
+    """The direction validation derives from the tenant's own domains (subdomains included); ``is_own`` None:
+    the tenant has none known, so they are inferred from the recipients."""
+    known = is_own is not None
+    if not known:
         is_own = _inferred_own(m.recipients, registrable)
     tenant = m.tenant_id
     n_own = sum(1 for r in m.recipients if is_own(tenant, r.rpartition("@")[2]))
     if is_own(tenant, m.sender.rpartition("@")[2]):
         return _DIRECTION["internal" if n_own == len(m.recipients) else "outbound"]
-    if n_own:
+    # Own domains known: mail from outside to no own address was received all the same (Bcc, a list, a forward),
+    # as validation reads it; only inferred ones may have missed the tenant's domain.
+    if n_own or known:
         return _DIRECTION["inbound"]
     raise CommGraphError(f"score_one cannot derive the direction: neither the sender ({m.sender}) nor any recipient "
                          f"({', '.join(m.recipients[:5])}) is in tenant {tenant!r}'s own domains; give 'direction', or "

@@ -17,7 +17,7 @@ import pandas as pd
 
 from commgraph.baselines import Snapshot, SnapshotStore, load_secrets
 from commgraph.baselines._build import _timestamp
-from commgraph.graph import CommGraphError, ConfigError, Messages, TenantConfig, validate
+from commgraph.graph import CommGraphError, ConfigError, Messages, ReasonCode, SchemaError, TenantConfig, validate
 from commgraph.graph._addresses import _normalise_domain
 from commgraph.graph._messages import REJECT_COLUMNS
 from commgraph.graph._schema import TYPED_RECIPIENT_COLUMNS
@@ -178,6 +178,31 @@ def _hold_state(view: SnapshotView, tenant: str) -> bool:
     return True
 
 
+#: Reject reasons of rows that are copies of what was read (folder copies and replays of a message, a recipient's
+#: row repeated): the message contract keeps the first copy, so they are no error, in strict mode either.
+_COPY_REASONS = frozenset({ReasonCode.DUPLICATE_MESSAGE_ID.value, ReasonCode.DUPLICATE_EDGE.value})
+
+
+def _validated(batch: pd.DataFrame, configs: list[TenantConfig], *, strict: bool, **options: Any) -> Messages:
+    """:func:`validate` of a raw batch with ``configs`` where, in strict mode too, copies are no error.
+
+    Strict validation refuses a batch holding two rows with one message id, though its own advice for them is
+    "nothing to do if these are copies" and lenient validation keeps the first: scoring would fail a whole batch
+    for a replayed or twice-filed message (or one an attacker sends twice). So the batch is validated leniently,
+    and strictly again only when something else is wrong, for the error that lists every problem but the copies.
+    """
+    messages = validate(batch, tenants=configs, strict=False, **options)
+    if not strict or not len(messages.rejects):
+        return messages
+    if set(messages.rejects["reject_reason"].astype(str)) <= _COPY_REASONS:
+        return messages
+    try:  # (strict validation refuses what lenient validation rejected: this raises)
+        return validate(batch, tenants=configs, **options)
+    except SchemaError as error:
+        problems = [p for p in error.problems if ReasonCode(p.reason).value not in _COPY_REASONS]
+        raise SchemaError(problems or error.problems) from None
+
+
 def _message_keys(batch: pd.DataFrame) -> pd.DataFrame:
     """Each row's tenant and message id as validation reads them ('9 ' is message '9'), positionally indexed."""
     return pd.DataFrame({c: id_text(batch[c].reset_index(drop=True))[0] for c in ("tenant_id", "message_id")})
@@ -328,7 +353,12 @@ class _Call:
 
 def _with_own(config: TenantConfig | None, derived: TenantConfig) -> TenantConfig:
     """A tenant's configuration (None: none) with the own domains read off its snapshot (``derived``)."""
-    return derived if config is None else dataclasses.replace(config, own_domains=derived.own_domains)
+    if config is None:
+        return derived
+    merged = dataclasses.replace(config, own_domains=derived.own_domains)
+    if derived._knows_own and not merged.own_domains:  # (known by key, none of them in the batch)
+        object.__setattr__(merged, "_own_known", True)
+    return merged
 
 
 class Scorer:
@@ -811,15 +841,15 @@ class Scorer:
         """
         configs = self._configs(batch, observed=False)
         if "recipient" in batch.columns or not {"tenant_id", "message_id"} <= set(batch.columns):
-            return validate(batch, tenants=configs, strict=False)
+            return _validated(batch, configs, strict=False)
         # Copies are told apart by their ids as validation reads them ('9 ' is message '9').
         keys = _message_keys(batch)
         if not keys.duplicated().any():  # the common case: one validation
-            return validate(batch, tenants=configs, strict=False)
+            return _validated(batch, configs, strict=False)
         copy_number = keys.groupby(["tenant_id", "message_id"], sort=False, dropna=False).cumcount().to_numpy()
         # (each copy's rejected rows numbered by their positions in the batch, not in the copies validated; the
         # copies joined, for the overlay to merge)
-        return Messages.concat([validate(batch[copy_number == k], tenants=configs, strict=False)._renumbered(
+        return Messages.concat([_validated(batch[copy_number == k], configs, strict=False)._renumbered(
                                     np.flatnonzero(copy_number == k)) for k in range(int(copy_number.max()) + 1)],
                                copies=True)
 
@@ -895,15 +925,85 @@ class Scorer:
                 view = call.view(tenant) if observed else loaded.views[tenant]
                 keys = view.own_domain_keys()
                 own = tuple(d for d in candidates if view.keys.key(self._registrable_domain(d)) in keys)
-                if own:
-                    configs[tenant] = _with_own(self.tenant_configs.get(tenant), TenantConfig._derived(tenant, own))
+                if own or keys:  # (own domains known by key, none in the batch: still none to infer)
+                    derived = TenantConfig._derived(tenant, own, known=bool(keys))
+                    configs[tenant] = _with_own(self.tenant_configs.get(tenant), derived)
         return list(configs.values())
+
+    def validate(self, batch: pd.DataFrame, *, strict: bool = True, **options: Any) -> Messages:
+        """Validate a raw frame as :meth:`score` does, with this scorer's tenant configurations.
+
+        The own domains that decide ``direction`` are the scorer's: its
+        ``tenant_configs``, else those each served snapshot (with any mail
+        :meth:`observe` folded in) shows (see ``tenant_configs``), never
+        inferred from the frame. So the messages
+        returned score exactly as the frame would (``score(scorer.validate(frame))``
+        equals ``score(frame)`` whenever the latter does not raise), and an
+        engine can score every usable message of a batch and act on the rest.
+
+        Parameters
+        ----------
+        batch : DataFrame
+            Mail in the message contract.
+        strict : bool, default True
+            Raise one :class:`commgraph.graph.SchemaError` listing every
+            problem, as :meth:`score` does; with ``False``, return the usable
+            messages and name the others in ``Messages.rejects``, each with its
+            reason. Either way copies are no problem: a repeated
+            ``(tenant_id, message_id)`` keeps its first usable copy, the later
+            ones in the rejects (``duplicate_message_id``, or
+            ``duplicate_edge`` for a repeated row of one-row-per-recipient
+            input), as the message contract says.
+        **options
+            Other options of :func:`commgraph.graph.validate` (``columns``,
+            ``timezone``, ``timestamp_unit``, ...); ``tenants`` is the
+            scorer's.
+
+        Returns
+        -------
+        Messages
+
+        Raises
+        ------
+        SchemaError
+            In strict mode, when anything but a copy breaks the contract.
+
+        Examples
+        --------
+        One message holds no valid sender: the other is scored, the first
+        comes back with its reason.
+
+        >>> from commgraph.baselines._snapshot import _example
+        >>> scorer = Scorer({"acme": _example()})
+        >>> frame = pd.DataFrame({"tenant_id": ["acme"] * 3, "message_id": ["8", "9", "9"],
+        ...                       "timestamp": ["2024-05-04T10:00Z"] * 3, "sender": ["no address", "x@new.com",
+        ...                       "x@new.com"], "recipients": ["cy@acme.com"] * 3})
+        >>> messages = scorer.validate(frame, strict=False)
+        >>> scorer.score(messages)[["message_id", "sender_is_new"]]
+          message_id  sender_is_new
+        0          9              1
+        >>> messages.rejects[["message_id", "reject_column", "reject_reason"]]
+          message_id reject_column         reject_reason
+        0          8        sender       invalid_address
+        2          9    message_id  duplicate_message_id
+        """
+        if not isinstance(batch, pd.DataFrame):
+            raise ConfigError(f"The 'batch' parameter of Scorer.validate must be a DataFrame in the message "
+                              f"contract. Got {type(batch).__name__} instead.")
+        if "tenants" in options:
+            raise ConfigError("Scorer.validate validates with the scorer's tenant configurations; give them as "
+                              "Scorer(..., tenant_configs=...), not as 'tenants'")
+        return self._validate(batch, _Call(self), strict=strict, **options)
+
+    def _validate(self, batch: pd.DataFrame, call: _Call, *, strict: bool = True, **options: Any) -> Messages:
+        """:meth:`validate` with the own domains of the snapshots (and views) a call reads."""
+        return _validated(batch, self._configs(batch, call), strict=strict, **options)
 
     def _messages(self, batch: Messages | pd.DataFrame, call: _Call | None = None) -> Messages:
         if isinstance(batch, Messages):
             return batch
         if isinstance(batch, pd.DataFrame):
-            return validate(batch, tenants=self._configs(batch, call))
+            return self._validate(batch, call if call is not None else _Call(self))
         raise ConfigError(f"The 'batch' parameter of Scorer.score must be Messages or a DataFrame in the message "
                           f"contract. Got {type(batch).__name__} instead.")
 
@@ -939,11 +1039,24 @@ class Scorer:
         mail as it would have looked when sent, use
         :func:`commgraph.signals.backfill`.
 
+        A raw frame is validated strictly (:meth:`validate`): one message that
+        breaks the message contract raises for the whole batch. To score every
+        usable message whatever the others hold, validate leniently first and
+        act on the rejects::
+
+            messages = scorer.validate(batch, strict=False)
+            signals = scorer.score(messages)   # every usable message
+            messages.rejects                   # the others, each with its reason
+
+        Copies of a message (a repeated tenant and message id) are no error:
+        the first is scored, the others are named in ``validate(batch).rejects``.
+
         Parameters
         ----------
         batch : Messages or DataFrame
             Validated messages, or a raw frame in the message contract (validated
-            here with the scorer's tenant configurations).
+            here with the scorer's tenant configurations, as :meth:`validate`
+            does in strict mode).
         level : {"edge", "message"}, default "edge"
         cold_start : bool, optional
             Overrides the scorer's setting for this call.

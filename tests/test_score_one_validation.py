@@ -90,7 +90,8 @@ def test_a_missing_or_blank_display_name_falls_back_to_the_from_header(acme, giv
 
 
 @pytest.mark.parametrize("sender, address, name_matches", [
-    ("cy@acme.com <boss@evil.com>", "boss@evil.com", 0),  # the spoof: the address is in the brackets
+    # the spoof: the address is in the brackets, and the own address shown as the name is impersonation
+    ("cy@acme.com <boss@evil.com>", "boss@evil.com", 1),
     ("Cy Boss, CEO <boss@evil.com>", "boss@evil.com", 0),
     ("'cy boss' <boss@evil.com>", "boss@evil.com", 1),  # Outlook's single quotes are not part of the name
     ('"Cy\r\n Boss" <boss@evil.com>', "boss@evil.com", 1),  # a folded header

@@ -68,6 +68,11 @@ def test_a_cc_to_the_attackers_domain_does_not_make_it_own_in_privacy_mode() -> 
         assert one["recipient_safe_likelihood"] == pytest.approx(batch["recipient_safe_likelihood"][i])
         assert one["pair_messages"] == batch["pair_messages"][i]
     assert _directions(plain, SHAPES) == WANT
+    # "To: the attacker's own address, Bcc: victims", alone in its batch: no own domain in the batch to name, yet
+    # the tenant's are known (by key), so the mail it received is inbound, in both paths.
+    to_self = dict(CRAFTED, message_id="a6", recipients="jane@evil.com")
+    assert _directions(scorer, [to_self]) == _directions(plain, [to_self]) == ["inbound"]
+    assert scorer.score_one(to_self)["pair_messages"] == 0
 
 
 def test_an_inbound_only_snapshot_names_the_domains_its_mail_is_delivered_to() -> None:
