@@ -169,7 +169,9 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
             tenants = [TenantConfig._derived(t, d) for t, d in self.own_domains_.items() if d] or None
         messages = self._messages(X, tenants)
         if self.tenants is None:  # fit's inferred own domains decide directions here, and stay inferred
-            messages._inferred = frozenset(getattr(self, "inferred_own_", frozenset()) & set(messages.own_domains))
+            # On a copy sharing frame and edges: X may be the caller's Messages, whose configured own domains
+            # must stay configured for every later use of it.
+            messages = messages._with_inferred(getattr(self, "inferred_own_", frozenset()) & set(messages.own_domains))
         signals = self._signals()
         from ._batch import SignalBatch
 
