@@ -72,7 +72,8 @@ def test_fit_sets_only_trailing_underscore_state_and_keeps_no_mail(mail) -> None
     t.fit(history.head(2000))
     assert t.get_params() == params
     learned = {k for k in vars(t) if k.endswith("_") and not k.startswith("_")}
-    assert learned == {"snapshots_", "as_of_", "feature_names_out_", "own_domains_", "inferred_own_"}
+    assert learned == {"snapshots_", "as_of_", "signal_set_", "feature_names_out_", "own_domains_",
+                       "inferred_own_"}
     assert t.as_of_ == history.head(2000)["timestamp"].max() + pd.Timedelta(1, "ns")
     assert not any(isinstance(v, pd.DataFrame) for v in vars(t).values())
     assert list(t.get_feature_names_out()) == SignalSet().names
@@ -176,3 +177,18 @@ def test_transform_leaves_the_callers_messages_as_they_were() -> None:
     pd.testing.assert_frame_equal(SignalSet().compute(messages, snaps)[cols], before)
     assert before.iloc[0].tolist() == [0, 1]
 
+
+def test_transform_computes_the_signals_fit_chose_after_set_params() -> None:
+    # transform read signal_set as set now, get_feature_names_out (and set_output's labels) the set fitted: after
+    # set_params(signal_set=...) without a refit, one signal's values came out under another's name.
+    frame = pd.DataFrame({"tenant_id": "acme", "message_id": ["1", "2", "3", "4"],
+                          "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-03T09:00Z",
+                                        "2024-05-03T10:00Z"],
+                          "sender": ["ann@vendor.com"] * 3 + ["eve@evil.com"], "recipients": "cy@acme.com"})
+    t = BaselineSignals(tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}], signal_set=["sender", "pair"])
+    t.set_output(transform="pandas").fit(frame.iloc[:3])
+    fitted = t.transform(frame)
+    t.set_params(signal_set=["pair"])
+    pd.testing.assert_frame_equal(t.transform(frame), fitted)
+    assert list(t.get_feature_names_out()) == list(fitted.columns) == SignalSet(["sender", "pair"]).names
+    assert list(t.fit(frame.iloc[:3]).transform(frame).columns) == SignalSet(["pair"]).names  # the next fit: new set
