@@ -270,7 +270,9 @@ class SnapshotStore:
     def __init__(self, path: str | PathLike, *, retain: int = 5, _on_step: Callable[[str], None] | None = None):
         if isinstance(retain, bool) or not isinstance(retain, int) or retain < 1:
             raise ConfigError(f"The 'retain' parameter of SnapshotStore must be an int >= 1. Got {retain!r} instead.")
-        self.path = Path(path)
+        # Absolute now: a relative path re-read after a chdir (a daemon's chdir('/'), gunicorn --chdir) would name
+        # another folder, where every tenant's snapshot seems gone.
+        self.path = Path(path).absolute()
         self.retain = retain
         # Fault injection for crash tests: called with the name of each publish step.
         self._on_step = _on_step or (lambda step: None)

@@ -714,3 +714,30 @@ def test_lookup_refuses_what_is_no_key(snaps) -> None:
     assert snap.lookup("sender", int(known[0])).tolist() == snap.lookup("sender", known[:1]).tolist()
     assert snap.lookup("sender", (int(k) for k in known)).tolist() == snap.lookup("sender", known).tolist()
     assert snap.lookup("sender", pa.array([])).tolist() == []
+
+
+def test_a_store_opened_by_a_relative_path_keeps_its_folder_after_a_chdir(tmp_path, monkeypatch, snaps) -> None:
+    # The path was kept relative and read against the working directory of each call: after a chdir (a daemon's
+    # chdir('/'), gunicorn --chdir) a scorer's reload() warned that every CURRENT pointer "is gone", and
+    # dropped its observed mail as if the version "was pruned", although the store was intact.
+    import warnings
+
+    from commgraph.signals import Scorer
+
+    tenant, snap = next(iter(snaps.items()))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    store = SnapshotStore("snapshots")
+    store.publish(snap)
+    scorer = Scorer.from_store(SnapshotStore("snapshots"))
+    loaded = store.load(tenant)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    SnapshotStore(tmp_path / "snapshots").publish(snap)  # the refresh job publishes version 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert scorer.reload() == [tenant]
+    assert scorer.versions == {tenant: 2}
+    assert store.tenants() == [tenant] and store.current(tenant) == 2
+    assert loaded.state_tables()  # a snapshot loaded before the chdir reads its state from the same folder
+    assert store.path.is_absolute() and store.path.samefile(tmp_path / "snapshots")
+
