@@ -741,3 +741,24 @@ def test_a_store_opened_by_a_relative_path_keeps_its_folder_after_a_chdir(tmp_pa
     assert loaded.state_tables()  # a snapshot loaded before the chdir reads its state from the same folder
     assert store.path.is_absolute() and store.path.samefile(tmp_path / "snapshots")
 
+
+def test_a_store_and_a_snapshot_loaded_from_it_pickle_for_worker_processes(tmp_path, snaps) -> None:
+    # The store held a lambda (its default publish-step hook) and a loaded snapshot a local closure (its state
+    # loader): neither pickled, so neither could be handed to a multiprocessing or concurrent.futures worker.
+    import pickle
+
+    tenant, snap = next(iter(snaps.items()))
+    store = SnapshotStore(tmp_path, retain=3)
+    store.publish(snap)
+    again = pickle.loads(pickle.dumps(store))
+    assert again.path == store.path and again.retain == 3 and again.current(tenant) == 1
+    loaded = store.load(tenant)
+    # In a fresh interpreter: the snapshot unpickles, and reads its refresh state from the store there.
+    code = ("import pickle, sys; s = pickle.loads(sys.stdin.buffer.read()); "
+            "sys.stdout.buffer.write(pickle.dumps((s, s.state_tables())))")
+    run = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(loaded), capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    there, state = pickle.loads(run.stdout)
+    assert there.equals(loaded) and there.equals(snap) and there.as_of == loaded.as_of
+    expected = loaded.state_tables()
+    assert sorted(state) == sorted(expected) and all(state[k].equals(expected[k]) for k in expected)
