@@ -254,6 +254,39 @@ def _unreadable_entry(tenant_id: str, path: Path, exc: OSError) -> CommGraphErro
                           "permissions, the disk), then run again")
 
 
+def _no_step(step: str) -> None:
+    """The default publish-step hook of :class:`SnapshotStore`: nothing."""
+
+
+class _StateLoader:
+    """Reads the refresh state of one stored version when a refresh first needs it (an engine never does).
+
+    By then retention may have pruned the version, or the tenant been rebuilt under the same number: its
+    manifest must still list these very files, else the state would belong to another snapshot. A class, not a
+    closure, so that a loaded snapshot pickles (for worker processes) and reads its state there too.
+    """
+
+    __slots__ = ("root", "tenant_id", "version", "state_files")
+
+    def __init__(self, root: Path, tenant_id: str, version: int, state_files: dict[str, str]):
+        self.root = root  # absolute (SnapshotStore.path)
+        self.tenant_id = tenant_id
+        self.version = version
+        self.state_files = state_files
+
+    def __call__(self) -> dict[str, pa.Table]:
+        folder = self.root / self.tenant_id / f"v{self.version:06d}"
+        try:
+            now = SnapshotStore._read_manifest(self.tenant_id, folder)["files"]
+            if {f: now.get(f) for f in self.state_files} == self.state_files:
+                return {f[len("state."):-len(".arrow")]: _read_ipc(folder / f) for f in self.state_files}
+        except (CorruptSnapshotError, FileNotFoundError):  # (_read_ipc: a CorruptSnapshotError)
+            pass
+        raise CommGraphError(f"version {self.version} of tenant {self.tenant_id!r} was pruned (or replaced) in "
+                             f"{self.root} since it was loaded, and a refresh reads its state then; load the "
+                             "tenant again and refresh that")
+
+
 class SnapshotStore:
     """Versioned snapshots of many tenants under one directory.
 
@@ -287,10 +320,13 @@ class SnapshotStore:
     def __init__(self, path: str | PathLike, *, retain: int = 5, _on_step: Callable[[str], None] | None = None):
         if isinstance(retain, bool) or not isinstance(retain, int) or retain < 1:
             raise ConfigError(f"The 'retain' parameter of SnapshotStore must be an int >= 1. Got {retain!r} instead.")
-        self.path = Path(path)
+        # Absolute now: a relative path re-read after a chdir (a daemon's chdir('/'), gunicorn --chdir) would name
+        # another folder, where every tenant's snapshot seems gone.
+        self.path = Path(path).absolute()
         self.retain = retain
-        # Fault injection for crash tests: called with the name of each publish step.
-        self._on_step = _on_step or (lambda step: None)
+        # Fault injection for crash tests: called with the name of each publish step. (A module-level default:
+        # a store pickles, for worker processes.)
+        self._on_step = _on_step or _no_step
 
     def ensure_writable(self) -> None:
         """Create the root directory when missing and check that this process can write in it.
@@ -652,7 +688,8 @@ class SnapshotStore:
         """
         return self._read_manifest(tenant_id, self._locate(tenant_id, version)[1])
 
-    def _read_manifest(self, tenant_id: str, folder: Path) -> dict[str, Any]:
+    @staticmethod
+    def _read_manifest(tenant_id: str, folder: Path) -> dict[str, Any]:
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
         except FileNotFoundError:
@@ -807,21 +844,7 @@ class SnapshotStore:
             slots = to_numpy(_read_ipc(folder / f"index.{t}.arrow").column("slot"))
             indexes[t] = KeyIndex(keys, slots)
         state_files = {f: digest for f, digest in files.items() if f.startswith("state.")}
-
-        def load_state() -> dict[str, pa.Table]:
-            # Read by path when a refresh first needs it (an engine never does): by then retention may have
-            # pruned the version, or the tenant been rebuilt under the same number. Its manifest must still
-            # list these very files, else the state would belong to another snapshot.
-            try:
-                now = self._read_manifest(tenant_id, folder)["files"]
-                if {f: now.get(f) for f in state_files} == state_files:
-                    return {f[len("state."):-len(".arrow")]: _read_ipc(folder / f) for f in state_files}
-            except (CorruptSnapshotError, FileNotFoundError):  # (_read_ipc: a CorruptSnapshotError)
-                pass
-            raise CommGraphError(f"version {version} of tenant {tenant_id!r} was pruned (or replaced) in "
-                                 f"{self.path} since it was loaded, and a refresh reads its state then; load the "
-                                 "tenant again and refresh that")
-
+        load_state = _StateLoader(self.path, tenant_id, version, state_files)
         return Snapshot(tenant_id=manifest["tenant_id"], as_of=pd.Timestamp(manifest["as_of"]),
                         config=BaselineConfig.from_dict(manifest["config"]), tables=tables, state=None,
                         priors=manifest["priors"], fingerprint=manifest["input_fingerprint"],

@@ -1060,7 +1060,6 @@ def write_generated(out: str | os.PathLike, *, tenants: int | Sequence[TenantSpe
     >>> stats["messages"] == table.num_rows, sorted(set(table["tenant_id"].to_pylist()))
     (True, ['tenant-01', 'tenant-02'])
     """
-    import pyarrow.dataset as ds
     from tqdm.auto import tqdm
 
     p = _check_params("write_generated", tenants=tenants, days=days, start=start, attack_rate=attack_rate,
@@ -1072,8 +1071,6 @@ def write_generated(out: str | os.PathLike, *, tenants: int | Sequence[TenantSpe
                              fix=f"It is {'not empty' if os.path.isdir(out) else 'a file'}: choose a new directory, "
                                  "or remove it.")
     plan = _plan(p)
-    partitioning = ds.partitioning(pa.schema([("tenant_id", pa.string()), ("date", pa.string())]),
-                                   flavor="hive")
     stats = {"tenants": len(p.specs), "chunks": len(plan), "messages": 0, "edges": 0, "attacks": 0}
     bar = tqdm(total=len(plan), unit="chunk", desc="generate", disable=not progress)
     try:
@@ -1081,15 +1078,33 @@ def write_generated(out: str | os.PathLike, *, tenants: int | Sequence[TenantSpe
             stats["messages"] += len(frame)
             stats["edges"] += _count_edges(frame)
             stats["attacks"] += int(frame["scenario"].notna().sum())
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            date = pc.strftime(table["timestamp"], format="%Y-%m-%d")
-            table = table.append_column("date", date)
-            ds.write_dataset(table, out, format="parquet", partitioning=partitioning,
-                             basename_template=f"part-{k:06d}-{{i}}.parquet",
-                             existing_data_behavior="overwrite_or_ignore", use_threads=False,
-                             max_rows_per_group=1 << 20)
+            _write_partitions(pa.Table.from_pandas(frame, preserve_index=False), out, k)
             bar.update(1)
             bar.set_postfix(messages=stats["messages"])
     finally:
         bar.close()
     return stats
+
+
+def _write_partitions(table: pa.Table, out: str, chunk: int) -> None:
+    """Write one chunk as ``out/tenant_id=<id>/date=<YYYY-MM-DD>/part-<chunk>-0.parquet``, one file a partition.
+
+    The files ``pyarrow.dataset.write_dataset`` wrote before, byte for byte (rows in input order, the partition
+    columns left out, the schema's pandas metadata kept), with ``pyarrow.parquet.write_table``: the dataset
+    writer's threads could abort the interpreter at exit after everything was written ("terminate called
+    without an active exception", apache/arrow#36980), failing a job that had succeeded.
+    """
+    import pyarrow.parquet as pq
+
+    date = pc.strftime(table["timestamp"], format="%Y-%m-%d").to_numpy(zero_copy_only=False)
+    tenant = table["tenant_id"].to_numpy(zero_copy_only=False)
+    data = table.drop_columns(["tenant_id"])
+    # Each partition's rows in input order (indices ascending), taken as the dataset writer took them.
+    groups = pd.DataFrame({"tenant_id": tenant, "date": date}).groupby(["tenant_id", "date"], sort=False).indices
+    for (tenant_id, day), rows in groups.items():
+        # Tenant ids are letters, digits, '.', '_' and '-' (TenantSpec), dates digits and '-': no character the
+        # dataset writer's URI encoding of hive values would change.
+        folder = os.path.join(out, f"tenant_id={tenant_id}", f"date={day}")
+        os.makedirs(folder, exist_ok=True)
+        pq.write_table(data.take(rows), os.path.join(folder, f"part-{chunk:06d}-0.parquet"),
+                       row_group_size=1 << 20)

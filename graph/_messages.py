@@ -332,6 +332,12 @@ class Messages:
         return Messages(self.frame, self._edges, pd.concat([self.rejects, *rejects]), self.own_domains,
                         reject_tenant_column=self.reject_tenant_column, inferred=self.inferred_own)
 
+    def _with_inferred(self, inferred: Iterable[str]) -> "Messages":
+        """The same messages (frame, edges and rejects shared, not copied), with other tenants' own domains marked
+        inferred; this object is left as it is."""
+        return Messages(self.frame, self._edges, self.rejects, self.own_domains,
+                        reject_tenant_column=self.reject_tenant_column, inferred=inferred)
+
     def _renumbered(self, positions: np.ndarray | None = None, offset: int = 0) -> "Messages":
         """The same messages, their rejects numbered among the rows of a larger input (:func:`renumber_rejects`)."""
         return Messages(self.frame, self._edges, renumber_rejects(self.rejects, positions, offset), self.own_domains,

@@ -42,6 +42,9 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
     snapshots_ : dict of str to Snapshot
         The baselines built at ``fit`` (counts and keys, not the messages).
     as_of_ : pandas.Timestamp
+    signal_set_ : SignalSet
+        The signals ``fit`` was given: ``transform`` computes these, whatever
+        ``signal_set`` is set to since (a new one takes effect at the next ``fit``).
     feature_names_out_ : ndarray of str
     own_domains_ : dict of str to tuple of str
         Each tenant's own domains as ``fit`` read its mail (configured, or
@@ -140,7 +143,8 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
             as_of = messages.frame["timestamp"].max() + pd.Timedelta(1, "ns")  # only mail strictly before counts
         self.as_of_ = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
         self.snapshots_ = build_baselines(messages, as_of=self.as_of_, config=self.baseline_config)
-        self.feature_names_out_ = np.asarray(self._signals().names, dtype=object)
+        self.signal_set_ = self._signals()
+        self.feature_names_out_ = np.asarray(self.signal_set_.names, dtype=object)
         return self
 
     def transform(self, X: Any) -> np.ndarray:
@@ -169,8 +173,12 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
             tenants = [TenantConfig._derived(t, d) for t, d in self.own_domains_.items() if d] or None
         messages = self._messages(X, tenants)
         if self.tenants is None:  # fit's inferred own domains decide directions here, and stay inferred
-            messages._inferred = frozenset(getattr(self, "inferred_own_", frozenset()) & set(messages.own_domains))
-        signals = self._signals()
+            # On a copy sharing frame and edges: X may be the caller's Messages, whose configured own domains
+            # must stay configured for every later use of it.
+            messages = messages._with_inferred(getattr(self, "inferred_own_", frozenset()) & set(messages.own_domains))
+        # The set fit chose, as get_feature_names_out names it: a signal_set changed since takes effect at the next
+        # fit. (Transformers pickled before fit kept it: the parameter, as they always read it.)
+        signals = self.signal_set_ if hasattr(self, "signal_set_") else self._signals()
         from ._batch import SignalBatch
 
         sb = SignalBatch.from_messages(messages)

@@ -751,3 +751,51 @@ def test_a_tenant_entry_the_os_cannot_read_is_that_tenant_s_error_naming_its_pat
     for read in (store.current, store.versions):
         with pytest.raises(CommGraphError, match=f"{tmp_path / a}.* cannot be read \\(PermissionError: "):
             read(a)
+
+
+def test_a_store_opened_by_a_relative_path_keeps_its_folder_after_a_chdir(tmp_path, monkeypatch, snaps) -> None:
+    # The path was kept relative and read against the working directory of each call: after a chdir (a daemon's
+    # chdir('/'), gunicorn --chdir) a scorer's reload() warned that every CURRENT pointer "is gone", and
+    # dropped its observed mail as if the version "was pruned", although the store was intact.
+    import warnings
+
+    from commgraph.signals import Scorer
+
+    tenant, snap = next(iter(snaps.items()))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    store = SnapshotStore("snapshots")
+    store.publish(snap)
+    scorer = Scorer.from_store(SnapshotStore("snapshots"))
+    loaded = store.load(tenant)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    SnapshotStore(tmp_path / "snapshots").publish(snap)  # the refresh job publishes version 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert scorer.reload() == [tenant]
+    assert scorer.versions == {tenant: 2}
+    assert store.tenants() == [tenant] and store.current(tenant) == 2
+    assert loaded.state_tables()  # a snapshot loaded before the chdir reads its state from the same folder
+    assert store.path.is_absolute() and store.path.samefile(tmp_path / "snapshots")
+
+
+def test_a_store_and_a_snapshot_loaded_from_it_pickle_for_worker_processes(tmp_path, snaps) -> None:
+    # The store held a lambda (its default publish-step hook) and a loaded snapshot a local closure (its state
+    # loader): neither pickled, so neither could be handed to a multiprocessing or concurrent.futures worker.
+    import pickle
+
+    tenant, snap = next(iter(snaps.items()))
+    store = SnapshotStore(tmp_path, retain=3)
+    store.publish(snap)
+    again = pickle.loads(pickle.dumps(store))
+    assert again.path == store.path and again.retain == 3 and again.current(tenant) == 1
+    loaded = store.load(tenant)
+    # In a fresh interpreter: the snapshot unpickles, and reads its refresh state from the store there.
+    code = ("import pickle, sys; s = pickle.loads(sys.stdin.buffer.read()); "
+            "sys.stdout.buffer.write(pickle.dumps((s, s.state_tables())))")
+    run = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(loaded), capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    there, state = pickle.loads(run.stdout)
+    assert there.equals(loaded) and there.equals(snap) and there.as_of == loaded.as_of
+    expected = loaded.state_tables()
+    assert sorted(state) == sorted(expected) and all(state[k].equals(expected[k]) for k in expected)

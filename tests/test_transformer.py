@@ -72,7 +72,8 @@ def test_fit_sets_only_trailing_underscore_state_and_keeps_no_mail(mail) -> None
     t.fit(history.head(2000))
     assert t.get_params() == params
     learned = {k for k in vars(t) if k.endswith("_") and not k.startswith("_")}
-    assert learned == {"snapshots_", "as_of_", "feature_names_out_", "own_domains_", "inferred_own_"}
+    assert learned == {"snapshots_", "as_of_", "signal_set_", "feature_names_out_", "own_domains_",
+                       "inferred_own_"}
     assert t.as_of_ == history.head(2000)["timestamp"].max() + pd.Timedelta(1, "ns")
     assert not any(isinstance(v, pd.DataFrame) for v in vars(t).values())
     assert list(t.get_feature_names_out()) == SignalSet().names
@@ -147,3 +148,47 @@ def test_pandas_output_of_one_row_per_recipient_input_labels_each_message_by_its
     out = model.set_output(transform="pandas").transform(frame)
     assert out.index.tolist() == [10, 12, 13] and list(out.columns) == list(model.get_feature_names_out())
     np.testing.assert_array_equal(out.to_numpy(), plain)
+
+
+def test_transform_leaves_the_callers_messages_as_they_were() -> None:
+    # transform marked fit's inferred own domains on the Messages it was given: the caller's object then claimed
+    # its configured own domains were inferred, and a later SignalSet.compute on it lost the look-alike check.
+    import warnings
+
+    from commgraph.baselines import build_baselines
+    from commgraph.graph import InferredOwnDomainsWarning, validate
+
+    hist = pd.DataFrame({"tenant_id": "acme", "message_id": [str(i) for i in range(6)],
+                         "timestamp": [f"2024-05-0{1 + i % 3}T09:00Z" for i in range(6)],
+                         "sender": "ann@vendor.com", "recipients": "cy@acme.com"})
+    cfg = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    messages = validate(pd.DataFrame({"tenant_id": ["acme"], "message_id": ["n1"], "timestamp": ["2024-05-05T09:00Z"],
+                                      "sender": ["ceo@acrne.com"], "recipients": ["cy@acme.com"],
+                                      "direction": ["inbound"]}), tenants=cfg)
+    snaps = build_baselines(validate(hist, tenants=cfg), as_of="2024-05-04T00:00Z")
+    cols = ["lookalike_domain_distance", "lookalike_domain_is_close"]
+    before = SignalSet().compute(messages, snaps)[cols]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InferredOwnDomainsWarning)
+        t = BaselineSignals().fit(hist)  # without tenants=: acme.com inferred
+    assert t.inferred_own_ == {"acme"}
+    t.transform(messages)
+    assert messages.configured_own_domains == {"acme": ("acme.com",)} and messages.inferred_own == frozenset()
+    pd.testing.assert_frame_equal(SignalSet().compute(messages, snaps)[cols], before)
+    assert before.iloc[0].tolist() == [0, 1]
+
+
+def test_transform_computes_the_signals_fit_chose_after_set_params() -> None:
+    # transform read signal_set as set now, get_feature_names_out (and set_output's labels) the set fitted: after
+    # set_params(signal_set=...) without a refit, one signal's values came out under another's name.
+    frame = pd.DataFrame({"tenant_id": "acme", "message_id": ["1", "2", "3", "4"],
+                          "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-03T09:00Z",
+                                        "2024-05-03T10:00Z"],
+                          "sender": ["ann@vendor.com"] * 3 + ["eve@evil.com"], "recipients": "cy@acme.com"})
+    t = BaselineSignals(tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}], signal_set=["sender", "pair"])
+    t.set_output(transform="pandas").fit(frame.iloc[:3])
+    fitted = t.transform(frame)
+    t.set_params(signal_set=["pair"])
+    pd.testing.assert_frame_equal(t.transform(frame), fitted)
+    assert list(t.get_feature_names_out()) == list(fitted.columns) == SignalSet(["sender", "pair"]).names
+    assert list(t.fit(frame.iloc[:3]).transform(frame).columns) == SignalSet(["pair"]).names  # the next fit: new set
