@@ -140,3 +140,20 @@ def mail_frames(*, start: pd.Timestamp, tenants: list[str], addresses: list[str]
         return frame
 
     return mail()
+
+
+def write_hive(table, root, partitioning: list[str], *, basename: str = "part-0.parquet",
+               row_group_size: int | None = None) -> None:
+    """``table`` as hive-partitioned Parquet (``root/col=value/.../basename``), one file a partition, rows in
+    order, the partition columns left out, as ``pyarrow.dataset.write_dataset`` writes them: written with
+    ``pyarrow.parquet.write_table``, since the dataset writer's threads may abort the interpreter at exit
+    ("terminate called without an active exception", apache/arrow#36980) and fail a suite that passed."""
+    import pyarrow.parquet as pq
+
+    keys = pd.DataFrame({c: table[c].to_pandas().astype(str) for c in partitioning})
+    data = table.drop_columns(partitioning)
+    for values, rows in keys.groupby(partitioning, sort=False).indices.items():
+        values = values if isinstance(values, tuple) else (values,)
+        folder = Path(root).joinpath(*(f"{c}={v}" for c, v in zip(partitioning, values)))
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(data.take(rows), folder / basename, row_group_size=row_group_size)

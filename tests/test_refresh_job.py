@@ -22,7 +22,7 @@ from commgraph.baselines._snapshot import table_differences
 from commgraph.graph import ConfigError, generate, validate, write_generated
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
 from commgraph.signals._cli import main
-from conftest import frame
+from conftest import frame, write_hive
 
 AS_OF = "2025-01-14T00:00Z"
 GENERATED_TENANTS = ("tenant-01", "tenant-02", "tenant-03")
@@ -413,8 +413,7 @@ def test_numeric_looking_tenant_partitions_stay_the_tenants_written(tmp_path, ma
     names = {"tenant-01": "007", "tenant-02": "010", "tenant-03": "200"}
     raw = mail.messages.assign(tenant_id=mail.messages["tenant_id"].map(names))
     configs = [TenantConfig(names[c.tenant_id], own_domains=c.own_domains) for c in mail.tenants]
-    ds.write_dataset(pa.Table.from_pandas(raw, preserve_index=False), tmp_path / "mail", format="parquet",
-                     partitioning=["tenant_id"], partitioning_flavor="hive")
+    write_hive(pa.Table.from_pandas(raw, preserve_index=False), tmp_path / "mail", ["tenant_id"])
     assert ds.dataset(tmp_path / "mail", partitioning="hive").schema.field("tenant_id").type == pa.int32()
     assert list_input_tenants(tmp_path / "mail") == ["007", "010", "200"]
     expected = raw["tenant_id"].value_counts().to_dict()

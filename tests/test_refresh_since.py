@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from conftest import write_hive
 from hypothesis import given, settings, strategies as st
 
 from commgraph.baselines import SnapshotStore, build_baselines, refresh, run_refresh
@@ -48,8 +48,7 @@ def frame(mail):
 def archive(tmp_path_factory, frame):
     path = tmp_path_factory.mktemp("since") / "mail"
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    ds.write_dataset(table, path, format="parquet", partitioning=["tenant_id", "date"], partitioning_flavor="hive",
-                     max_rows_per_group=64, min_rows_per_group=1)
+    write_hive(table, path, ["tenant_id", "date"], row_group_size=64)
     return path
 
 

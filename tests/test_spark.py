@@ -23,7 +23,7 @@ from commgraph.baselines import SnapshotStore, run_refresh
 from commgraph.baselines._snapshot import table_differences
 from commgraph.graph import ConfigError, TenantConfig, generate, write_generated
 from commgraph.signals._cli import main
-from conftest import state_differences
+from conftest import state_differences, write_hive
 
 AS_OF = "2025-01-14T00:00Z"
 GOOD = ["tenant-01", "tenant-02", "tenant-03"]
@@ -193,8 +193,7 @@ def test_chunk_rows_0_reads_each_tenant_whole_on_spark_as_on_the_local_engine(sp
     assert asked == [None] and spied({"a": 10**9}, ["a"], None) == [("a", 0, 1)]
     # Not partitioned by tenant: shuffled, each tenant's rows gathered whole in its partition.
     by_day = tmp_path / "by-day"
-    ds.write_dataset(parquet_dataset(path).to_table(), by_day, format="parquet", partitioning=["date", "tenant_id"],
-                     partitioning_flavor="hive")
+    write_hive(parquet_dataset(path).to_table(), by_day, ["date", "tenant_id"])
     run_refresh(by_day, store=tmp_path / "shuffled", as_of=AS_OF, tenant_configs=configs, engine="spark",
                 chunk_rows=None, tenants=GOOD)
     local = SnapshotStore(runs["work"] / "local")
@@ -242,8 +241,7 @@ def test_an_archive_not_partitioned_by_tenant_is_shuffled_and_still_equals_the_l
 
     path, configs = archive
     by_day = tmp_path / "by-day"
-    ds.write_dataset(parquet_dataset(path).to_table(), by_day, format="parquet", partitioning=["date", "tenant_id"],
-                     partitioning_flavor="hive")
+    write_hive(parquet_dataset(path).to_table(), by_day, ["date", "tenant_id"])
     assert _tenant_partitioned(by_day, "tenant_id") is None and _tenant_partitioned(path, "tenant_id") is not None
     local = run_refresh(by_day, store=tmp_path / "local", as_of=AS_OF, tenant_configs=configs, chunk_rows=None)
     shuffled = run_refresh(by_day, store=tmp_path / "spark", as_of=AS_OF, tenant_configs=configs, engine="spark",
@@ -435,9 +433,7 @@ def test_spark_reads_times_stored_in_several_units_as_the_local_engine_does(spar
             pq.write_table(_in_unit(part, unit), mixed / f"{name}.parquet")
     else:  # by day then tenant: not partitioned by tenant, so shuffled; the days' files in several units
         for unit, part in zip(("ms", "ns", "us"), thirds):
-            ds.write_dataset(_in_unit(part, unit), mixed, format="parquet", partitioning=["date", "tenant_id"],
-                             partitioning_flavor="hive", basename_template=f"{unit}-{{i}}.parquet",
-                             existing_data_behavior="overwrite_or_ignore")
+            write_hive(_in_unit(part, unit), mixed, ["date", "tenant_id"], basename=f"{unit}-0.parquet")
     found = _both_engines(mixed, tmp_path, configs, chunk_rows=2000)
     assert found["spark"] == found["local"] == [(t, "published", "") for t in GOOD]
     for tenant in GOOD:
