@@ -153,10 +153,9 @@ def test_a_reload_during_a_call_never_mixes_two_snapshots(tmp_path, monkeypatch)
 
     def reload_between(self, batch, call=None):
         messages = validate_then(self, batch, *([call] if call is not None else []))
-        threading.Thread(target=self.reload).start()  # another thread's reload lands here
-        for thread in threading.enumerate():
-            if thread is not threading.current_thread() and thread.name != "MainThread":
-                thread.join()
+        reloading = threading.Thread(target=self.reload)  # another thread's reload lands here
+        reloading.start()
+        reloading.join()
         return messages
 
     monkeypatch.setattr(scorer_module.Scorer, "_messages", reload_between)
