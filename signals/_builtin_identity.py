@@ -9,7 +9,8 @@ from typing import Any, Collection
 import numpy as np
 
 from ._batch import DIRECTION_CODES, FAIL_CODES
-from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, is_established, nearest_known, never_close
+from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, ESTABLISHED_DAYS, _decode, is_established, nearest_known, \
+    never_close
 from ._provider import SignalProvider, SignalSpec, builtin_compute_one, register_provider
 from ._view import SnapshotView, gather, probe
 
@@ -27,14 +28,18 @@ _IS_FAIL = np.zeros(max(FAIL_CODES) + 2, bool)
 _IS_FAIL[list(FAIL_CODES)] = True
 # A display name that is an address, whole ("jane.doe@acme.com", quoted or bracketed), or one that ends with
 # one in angle brackets ("Jane Doe <jane.doe@acme.com>", a From header inside the name).
-_WHOLE_ADDRESS = re.compile(r"""^[\s"'<(\[]*([^\s"'<>()\[\],;@]+@[^\s"'<>()\[\],;@]+?)[\s"'>)\].]*$""")
-_NESTED_ADDRESS = re.compile(r"""<\s*([^\s"'<>()\[\],;@]+@[^\s"'<>()\[\],;@]+?)\.?\s*>[\s"')\]]*$""")
+# Each part is greedy and no part's characters are the next part's, so a match costs one pass however the
+# attacker writes the name (a lazy domain before a class that also took dots cost the square of its length).
+_WHOLE_ADDRESS = re.compile(r"""^[\s"'<(\[]*([^\s"'<>()\[\],;@]+@[^\s"'<>()\[\],;@]+)[\s"'>)\]]*$""")
+_NESTED_ADDRESS = re.compile(r"""<\s*([^\s"'<>()\[\],;@]+@[^\s"'<>()\[\],;@]+)\s*>[\s"')\]]*$""")
 
 
 @functools.lru_cache(maxsize=4096)
 def claimed_own_address(name: str, own: tuple[str, ...]) -> str | None:
     """The address a display name claims when it is, or ends with, an address at one of ``own`` (or a
-    subdomain); None otherwise.
+    subdomain); None otherwise. ``name`` is normalised (:func:`commgraph.graph.normalise_display_name`: a
+    full-width ``＠`` or a zero-width space inside it reads as the name shows), ``own`` as configurations
+    normalise domains (an internationalised one in punycode).
 
     An outsider writing as ``"jane.doe@acme.com" <ceo@evil.com>`` shows the
     recipient an internal address where a name would be, and matches no
@@ -49,15 +54,30 @@ def claimed_own_address(name: str, own: tuple[str, ...]) -> str | None:
     'jane.doe@acme.com'
     >>> claimed_own_address("jane.doe@acme.com via DocuSign", own), claimed_own_address("a@evil.com", own)
     (None, None)
+    >>> claimed_own_address("ceo@bucher.de.", ("xn--bcher-kva.de",))  # 'ceo@bücher.de.', normalised
+    'ceo@bucher.de'
     """
     if "@" not in name or not own:
         return None
     found = _WHOLE_ADDRESS.match(name) or _NESTED_ADDRESS.search(name)
     if found is None:
         return None
-    address = found.group(1).lower()
-    domain = address.rpartition("@")[2].rstrip(".")
-    return address if any(domain == o or domain.endswith("." + o) for o in own) else None
+    address = found.group(1).lower().rstrip(".")
+    domain = address.rpartition("@")[2]
+    return address if any(domain == o or domain.endswith("." + o) for o in _as_names(own)) else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _as_names(own: tuple[str, ...]) -> tuple[str, ...]:
+    """Own domains as a normalised display name writes them, besides as configured: an internationalised one
+    decoded and without its accents (``xn--bcher-kva.de`` also as ``bucher.de``, as 'ceo@bücher.de' reads)."""
+    from commgraph.graph import normalise_display_name
+
+    forms = dict.fromkeys(own)
+    for domain in own:
+        if "xn--" in domain:
+            forms.setdefault(normalise_display_name(_decode(domain)) or domain)
+    return tuple(forms)
 
 
 def claims_own_address(name: str | None, sender: str, inbound: bool, own: Collection[str]) -> bool:

@@ -29,7 +29,7 @@ from ._builtin_identity import _MIN_PASSES, HOUR_PSEUDO_COUNT, claims_own_addres
 from ._builtin_sender import window_column
 from ._freemail import freemail_domains
 from ._lookalike import CLOSE_DISTANCE, is_established, nearest_one, never_close
-from ._scalar import find, mix64
+from ._scalar import find, mix64, normalised_name
 
 __all__ = ["BuiltinOne", "BUILTIN_NAMES"]
 
@@ -267,8 +267,10 @@ class BuiltinOne:
                 name_internal, name_days, name_new = int(internal_name), 0, 1
         else:
             name_internal = name_days = name_new = 0
-        if not name_internal and m.own_domains and m.display_name and "@" in m.display_name:
-            name_internal = int(claims_own_address(m.display_name, m.sender, m.direction == _INBOUND, m.own_domains))
+        if not name_internal and m.own_domains and m.display_name:  # (the name as the batch path stores it)
+            name = normalised_name(m.display_name)
+            if "@" in name:
+                name_internal = int(claims_own_address(name, m.sender, m.direction == _INBOUND, m.own_domains))
 
         # Look-alike domain: the per-snapshot cache (seeded with every sender domain of the snapshot), or with own
         # domains the snapshot's list lacks, the cache of that list with them (SnapshotView.comparison).
@@ -285,7 +287,7 @@ class BuiltinOne:
             distance = self.lookalike_distance(m.sender_domain)
         if distance is None:
             known, skeletons, _ = compared
-            distance, nearest = nearest_one(m.sender_domain, known, skeletons)
+            distance, nearest = nearest_one(m.sender_domain, known, skeletons, names=cache.names_of(known))
             cache.add([m.sender_domain], [distance], [nearest])
 
         # Habits: the hour against the sender's smoothed profile, authentication against its history.

@@ -17,7 +17,7 @@ from ._batch import DIRECTION_CODES
 from ._builtin_identity import HOUR_PSEUDO_COUNT, claimed_own_address
 from ._freemail import is_freemail
 from ._lookalike import CLOSE_DISTANCE, DISTANCE_CAP, is_established, nearest_one
-from ._scalar import mix64, parse_one
+from ._scalar import mix64, normalised_name, parse_one
 from ._scorer import Scorer
 
 __all__ = ["explain", "Explanation"]
@@ -317,8 +317,9 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
     own = scorer._compared_own.get(m.tenant_id, ())  # the configured own domains score_one compared with
     (known, skeletons, _), checked = view.comparison(own)
     nearest = checked.nearest_of(m.sender_domain)
-    if nearest < 0 and m.sender_domain not in checked.distance:  # (not checked on this view: a cold tenant's, made
-        nearest = nearest_one(m.sender_domain, known, skeletons)[1]  # afresh here, or a cache that forgot it)
+    if nearest < 0 and m.sender_domain not in checked.distance:
+        # Not checked on this view (a cold tenant's, made afresh here, or a cache that forgot it): checked now.
+        nearest = nearest_one(m.sender_domain, known, skeletons, names=checked.names_of(known))[1]
     resembles = known[nearest] if nearest >= 0 else None
 
     sender_ev = {**_pick(sender), "sender": m.sender, "prior_mean": view.prior_mean["sender"]}
@@ -346,8 +347,9 @@ def explain(message: Mapping[str, Any], scorer: Scorer | Snapshot, *, cold_start
                "sender": m.sender, "privacy": privacy,
                "under_own_address": bool(name and own_sender and m.sender_key in (name.get("address_keys") or [])),
                # (an own-domain address shown as the name: configured own domains, as score_one reads them)
-               "claimed_address": claimed_own_address(m.display_name, scorer._compared_own.get(m.tenant_id, ()))
-               if m.display_name and "@" in m.display_name else None}
+               "claimed_address": claimed_own_address(normalised_name(m.display_name),
+                                                      scorer._compared_own.get(m.tenant_id, ())) if m.display_name
+               else None}
     hour = m.hour
     hist = (sender or {}).get("hour_histogram") or [0] * 24
     habit_ev = {"hour": hour, "sender_at_hour": hist[hour], "sender_total": sum(hist),

@@ -232,13 +232,23 @@ class LookalikeCache:
     (['c.com', 'd.com', 'example.org', 'rnicrosoft.com'], LookalikeCache(4 domains checked))
     """
 
-    __slots__ = ("distance", "nearest", "limit", "_added")
+    __slots__ = ("distance", "nearest", "limit", "_added", "_names")
 
     def __init__(self, limit: int = 1 << 20) -> None:
         self.distance: dict[str, int] = {}
         self.nearest: dict[str, int] = {}
         self.limit = limit
         self._added: list[str] = []  # domains added while serving, in order (seeded ones are kept)
+        self._names: tuple[list[str], dict[str, list[int]]] | None = None
+
+    def names_of(self, known: list[str]) -> dict[str, list[int]]:
+        """The name index (:func:`name_index`) of the known list this cache's domains were checked against,
+        made on first use and kept with the cache: a first-seen domain on the single-message path then costs no
+        pass over the list, however many tenants a process serves."""
+        found = self._names
+        if found is None or found[0] is not known:
+            found = self._names = (known, name_index(known))
+        return found[1]
 
     def seed(self, domains: list[str], distances: list[int], nearest: list[int]) -> None:
         """Record checked domains that stay for the cache's life (the snapshot's own sender domains)."""
@@ -330,7 +340,7 @@ def distance_matrix(domains: list[str], known: list[str], known_skeletons: list[
 
     matrix = cdist([skeleton(d) for d in domains], known_skeletons, scorer=Levenshtein.distance,
                    score_cutoff=cap - 1, dtype=dtype, workers=1)
-    same_name = _names_of(known)
+    same_name = name_index(known)
     for row, d in enumerate(domains):
         for col in _swapped_suffix(d, known, same_name):  # (few: the known domains of this domain's name)
             matrix[row, col] = min(matrix[row, col], SUFFIX_SWAP)
@@ -356,25 +366,20 @@ def _name_and_suffix(domain: str) -> tuple[str, str]:
     return skeleton(domain[:-len(suffix) - 1]), suffix
 
 
-#: id of a known list -> (that list, its names): a view compares with the same list object for its life, and a
-#: first-seen domain on the single-message path must not pay a pass over 20,000 known domains. The entry holds
-#: the list, so its id names no other list while it is kept.
-_NAME_INDEXES: dict[int, tuple[list[str], dict[str, list[int]]]] = {}
+def name_index(known: list[str]) -> dict[str, list[int]]:
+    """Positions of the known domains by name skeleton (:func:`nearest_known` makes it per call; the scalar
+    path keeps it with its :class:`LookalikeCache`).
 
-
-def _names_of(known: list[str]) -> dict[str, list[int]]:
-    """Positions of the known domains by name skeleton, made once per known list."""
-    found = _NAME_INDEXES.get(id(known))
-    if found is not None and found[0] is known:
-        return found[1]
+    Examples
+    --------
+    >>> name_index(["acme.com", "globex.com", "acme.co.uk"])
+    {'acme': [0, 2], 'globex': [1]}
+    """
     names: dict[str, list[int]] = {}
     for i, k in enumerate(known):
         name = _name_and_suffix(k)[0]
         if name:
             names.setdefault(name, []).append(i)
-    if len(_NAME_INDEXES) >= 64:
-        _NAME_INDEXES.clear()
-    _NAME_INDEXES[id(known)] = (known, names)
     return names
 
 
@@ -387,8 +392,9 @@ def _swapped_suffix(domain: str, known: list[str], same_name: dict[str, list[int
 
 
 def nearest_one(domain: str, known: list[str], known_skeletons: list[str], *,
-                cap: int = DISTANCE_CAP) -> tuple[int, int]:
+                cap: int = DISTANCE_CAP, names: dict[str, list[int]] | None = None) -> tuple[int, int]:
     """:func:`nearest_known` for one domain, without numpy (the scalar path); same ties (lowest position).
+    ``names``: the :func:`name_index` of ``known``, when the caller keeps it (else made here).
 
     Examples
     --------
@@ -408,7 +414,7 @@ def nearest_one(domain: str, known: list[str], known_skeletons: list[str], *,
         if known[where] != domain:
             best = (int(distance), int(where))
             break
-    swapped = _swapped_suffix(domain, known, _names_of(known))
+    swapped = _swapped_suffix(domain, known, name_index(known) if names is None else names)
     if swapped:  # (the lowest position on a tie, as nearest_known's argmin)
         best = min(best if best[1] >= 0 else (cap, len(known)), (SUFFIX_SWAP, swapped[0]))
     return best

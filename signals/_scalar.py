@@ -201,6 +201,7 @@ _SENDER_CACHE = _Memo(_CACHE_LIMIT)  # raw sender -> normalised address
 _HEADER_NAME_CACHE = _Memo(_CACHE_LIMIT)  # raw sender not in normalised form -> its display name ("": none)
 _RECIPIENT_CACHE = _Memo(_CACHE_LIMIT)  # raw recipient string -> its distinct valid addresses, ";"-joined
 _ADDRESS_CACHE = _Memo(_CACHE_LIMIT)  # raw address -> normalised address ("" when invalid)
+_NORMALISED_CACHE = _Memo(_CACHE_LIMIT)  # raw display name -> its normalised form ("": none)
 
 # A bare address already in the form normalise_address gives (ASCII letters, digits and ``._+-``
 # in the local part; host-name labels as the graph layer checks them, at least two, the last not a
@@ -339,6 +340,21 @@ def _derive_direction(m: OneMessage, registrable: Any, is_own: Any) -> int:
     raise CommGraphError(f"score_one cannot derive the direction: neither the sender ({m.sender}) nor any recipient "
                          f"({', '.join(m.recipients[:5])}) is in tenant {tenant!r}'s own domains; give 'direction', or "
                          "configure the tenant's own_domains (validation refuses the message too)")
+
+
+def normalised_name(raw: str) -> str:
+    """A display name normalised as validation stores it (``""``: none); memoised per raw name.
+
+    Examples
+    --------
+    >>> normalised_name("JANE.doe\uff20ACME.com")
+    'jane.doe@acme.com'
+    """
+    found = _NORMALISED_CACHE.get(raw)
+    if found is None:
+        found = _normalise_display_name(raw) or ""
+        _NORMALISED_CACHE.put(raw, found)
+    return found
 
 
 def _display_name(raw: Any) -> int:

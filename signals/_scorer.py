@@ -21,6 +21,7 @@ from commgraph.graph import CommGraphError, ConfigError, Messages, ReasonCode, S
 from commgraph.graph._addresses import _normalise_domain
 from commgraph.graph._messages import REJECT_COLUMNS
 from commgraph.graph._schema import TYPED_RECIPIENT_COLUMNS
+from commgraph.graph._tenants import may_be_own_domain
 from commgraph.graph._validate import id_text
 
 from ._batch import SignalBatch
@@ -306,8 +307,9 @@ _ADDRESS_COLUMNS = ("sender", "recipients", "recipient", *TYPED_RECIPIENT_COLUMN
 
 
 def _batch_domains(batch: pd.DataFrame) -> list[str]:
-    """Every domain written after an ``@`` in a raw batch's address columns, normalised as validation
-    normalises a domain: the candidates a privacy-mode tenant's own domain keys are matched against.
+    """Every domain written after an ``@`` in a raw batch's address columns (the rows of one tenant),
+    normalised as validation normalises a domain: the candidates a privacy-mode tenant's own domain keys are
+    matched against.
 
     Over-inclusive on purpose (a display name holding an address adds its domain): a candidate counts only
     when its key, made with the tenant's secret, is one of the tenant's own domains.
@@ -321,6 +323,13 @@ def _batch_domains(batch: pd.DataFrame) -> list[str]:
                 found.update(domains)
     normalised = (_normalise_domain(d.rstrip("."))[0] for d in sorted(found))
     return sorted({d for d in normalised if d})
+
+
+def _by_tenant(batch: pd.DataFrame, tenants: Iterable[str]) -> dict[str, pd.DataFrame]:
+    """The rows of each of ``tenants`` in a raw batch (tenant ids read as validation reads them)."""
+    ids = id_text(batch["tenant_id"])[0].reset_index(drop=True)
+    rows = ids[ids.isin(list(tenants))]
+    return {str(t): batch.iloc[r] for t, r in rows.groupby(rows, sort=False).indices.items()}
 
 
 class _Call:
@@ -920,11 +929,12 @@ class Scorer:
                     if memo["config"] is not None:
                         configs[tenant] = _with_own(self.tenant_configs.get(tenant), memo["config"])
         if private:
-            candidates = _batch_domains(batch)
-            for tenant in private:
+            # Each tenant's own rows only: keying every domain of a batch with every tenant's secret cost
+            # tenants x domains per call.
+            for tenant, rows in _by_tenant(batch, private).items():
                 view = call.view(tenant) if observed else loaded.views[tenant]
                 keys = view.own_domain_keys()
-                own = tuple(d for d in candidates if view.keys.key(self._registrable_domain(d)) in keys)
+                own = tuple(d for d in _batch_domains(rows) if self._keyed_own(view, d, keys))
                 if own or keys:  # (own domains known by key, none in the batch: still none to infer)
                     derived = TenantConfig._derived(tenant, own, known=bool(keys))
                     configs[tenant] = _with_own(self.tenant_configs.get(tenant), derived)
@@ -1118,13 +1128,20 @@ class Scorer:
             if config is not None:
                 found = config.is_own_domain(domain)
             else:
-                registrable = self._registrable_domain(domain)
-                keyed = view.keys.key(registrable) if view.keys is not None else _key(registrable)
-                found = keyed in view.own_domain_keys()
+                found = self._keyed_own(view, domain, view.own_domain_keys())
             if len(memo) > 1 << 16:
                 memo.clear()
             memo[key] = found
         return found
+
+    def _keyed_own(self, view: SnapshotView, domain: str, keys: frozenset[int]) -> bool:
+        """Whether a domain's registrable domain is one of a view's own domain ``keys`` (keyed with the tenant's
+        secret in privacy mode). Consumer providers and public suffixes never are, as names tell: a privacy-mode
+        snapshot's keys cannot."""
+        registrable = self._registrable_domain(domain)
+        if view.keys is None:
+            return _key(registrable) in keys
+        return may_be_own_domain(registrable) and view.keys.key(registrable) in keys
 
     def _own_domains_known(self, tenant: str, call: _Call | None = None) -> bool:
         """Whether validation has own domains for a tenant (configured, or its snapshot's); else it infers them."""
@@ -1221,6 +1238,12 @@ class Scorer:
             # Round other providers' float columns to float32 as the batch path stores them, in one call.
             out.update(zip(plan.floats, array("f", plan.floats_of(out)).tolist()))
         return out
+
+    def __copy__(self) -> "Scorer":
+        # A shallow copy shares everything (snapshots, overlay, locks), as it did before pickling was refused.
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
 
     def __reduce__(self):
         # A scorer holds locks, memory-mapped snapshots, the observed mail and privacy tenants' secrets: none of it

@@ -443,34 +443,18 @@ class SnapshotView:
         return self._once(f"hour_totals.{table}", lambda: self.hours(table).sum(axis=1, dtype=np.int64))
 
     def own_domain_mask(self) -> np.ndarray:
-        """Rows of the sender_domain table that are the tenant's own domains: they send as the tenant (internal
-        or outbound mail) more often than they write to it, and are no consumer mail provider.
+        """Rows of the sender_domain table that send as the tenant (internal or outbound mail) more often than
+        they write to it: its own domains, but for the consumer providers and public suffixes among them, which
+        :meth:`own_domains` (by name) and the scorer (a privacy-mode snapshot's keys, by the name asked) leave out.
 
         A majority, not any such message: a partner's mail re-sent outward by a
         mailbox's redirect rule keeps its From and is logged outbound, and would
-        otherwise make the partner's domain (or gmail.com) the tenant's, and its
-        mail internal.
+        otherwise make the partner's domain the tenant's, and its mail internal.
         """
         n = self.column("sender_domain", "n_messages").astype(np.int64)
         sent_as = self.column("sender_domain", "n_internal").astype(np.int64) + self.column("sender_domain",
                                                                                             "n_outbound")
-        mask = sent_as > n - sent_as
-        if mask.any():
-            mask &= ~self._freemail_rows()
-        return mask
-
-    def _freemail_rows(self) -> np.ndarray:
-        """Rows of the sender_domain table that are consumer mail providers (by name, or by keyed name)."""
-        from commgraph.graph._tenants import freemail_domains
-
-        providers = sorted(freemail_domains())
-        if self.keys is None:
-            if not self.has_column("sender_domain", "sender_domain"):
-                return np.zeros(self.snapshot.arrow("sender_domain").num_rows, bool)
-            names = self.snapshot.arrow("sender_domain").column("sender_domain")
-            return np.asarray(pa.compute.is_in(names, value_set=pa.array(providers)).fill_null(False))
-        keys = self.column("sender_domain", "sender_domain_key")
-        return np.isin(keys, self.keys.keys(providers))
+        return sent_as > n - sent_as
 
     def lookalike_cache(self) -> LookalikeCache:
         """Sender domains already checked: distance and position of the nearest known domain."""

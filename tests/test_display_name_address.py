@@ -56,6 +56,22 @@ def test_an_own_address_as_the_name_is_impersonation_on_every_path() -> None:
     assert "shows the address jane.doe@acme.com" in sentence and "from outside" in sentence
 
 
+def test_an_own_address_written_to_look_like_one_is_claimed_on_every_path() -> None:
+    # The batch read the normalised name and score_one the raw one: a full-width @, a zero-width space or small
+    # capitals claimed the address on one path and not the other. An internationalised own domain is claimed as
+    # a mail client shows it, not only in punycode.
+    senders = {"fullwidth": '"jane.doe\uff20acme.com" <ceo@evil.com>', "zwsp": '"jane.doe@acme\u200b.com" <x@evil.com>',
+               "small_caps": '"\u1d0a\u1d00\u0274\u1d07@\u1d00\u1d04\u1d0d\u1d07.\u1d04\u1d0f\u1d0d" <x@evil.com>',
+               "encoded": "=?utf-8?q?jane=40acme=2Ecom?= <x@evil.com>"}
+    got = _every_path(senders)
+    assert got == {path: dict.fromkeys(senders, 1) for path in got}
+    tenants = [{"tenant_id": "t", "own_domains": ["acme.com", "bücher.de"]}]
+    idn = {"unicode": '"ceo@bücher.de" <x@evil.com>', "upper": '"CEO@BÜCHER.DE" <x@evil.com>',
+           "punycode": '"ceo@xn--bcher-kva.de" <x@evil.com>'}
+    got = _every_path(idn, tenants=tenants)
+    assert got == {path: dict.fromkeys(idn, 1) for path in got}
+
+
 def test_without_configured_own_domains_nothing_is_claimed() -> None:
     # The rule reads the configured own domains, as the look-alike check does: a scorer knows no others.
     got = _every_path({"whole": '"jane.doe@acme.com" <ceo@evil.com>'}, tenants=[])

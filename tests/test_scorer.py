@@ -876,5 +876,9 @@ def test_a_scorer_refuses_pickling_by_name_with_the_remedy() -> None:
 
     from commgraph.baselines._snapshot import _example
 
+    scorer = Scorer({"acme": _example()})
     with pytest.raises(TypeError, match=r"Scorer cannot be pickled.*Scorer.from_store"):
-        pickle.dumps(Scorer({"acme": _example()}))
+        pickle.dumps(scorer)
+    import copy
+
+    assert copy.copy(scorer).versions == scorer.versions  # (a shallow copy shares it all, as it always did)

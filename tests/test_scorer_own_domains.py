@@ -164,3 +164,23 @@ def test_a_reload_during_a_call_never_mixes_two_snapshots(tmp_path, monkeypatch)
     assert scorer.versions == {"acme": 2}
     pd.testing.assert_frame_equal(scorer.score(pd.DataFrame([message])), want_v2)
 
+
+@pytest.mark.parametrize("domain", ["github.io", "gmail.com"])
+def test_privacy_and_plain_mode_agree_on_a_public_suffix_or_provider_sending_as_the_tenant(domain) -> None:
+    # A privacy-mode snapshot keeps its own domains as keys, which cannot tell a public suffix or a consumer
+    # provider: the names asked about can, so github.io sending outbound made it own in privacy mode only.
+    rows = []
+    for d in range(20):
+        ts = T0 + pd.Timedelta(days=d)
+        rows += [dict(message_id=f"i{d}", timestamp=ts, sender="jane@acme.com", recipients="bob@acme.com",
+                      direction="internal"),
+                 dict(message_id=f"g{d}", timestamp=ts, sender=f"pages@{domain}", recipients="x@vendor.com",
+                      direction="outbound")]
+    messages = validate(pd.DataFrame(rows).assign(tenant_id="acme"), tenants=CONFIG)
+    plain = Scorer(build_baselines(messages, as_of=AS_OF))
+    private = Scorer(build_baselines(messages, as_of=AS_OF, config=BaselineConfig(privacy=True), secrets=SECRETS),
+                     secrets=SECRETS)
+    attack = dict(CRAFTED, sender=f"attacker@{domain}", recipients="bob@acme.com")
+    assert _directions(plain, [attack]) == _directions(private, [attack]) == ["inbound"]
+    assert private.score_one(attack)["pair_messages"] == plain.score_one(attack)["pair_messages"]
+
