@@ -45,6 +45,9 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
     signal_set_ : SignalSet
         The signals ``fit`` was given: ``transform`` computes these, whatever
         ``signal_set`` is set to since (a new one takes effect at the next ``fit``).
+    tenants_ : list of TenantConfig or None
+        The ``tenants`` ``fit`` was given, which ``transform`` reads batches
+        with, as it does ``signal_set_``.
     feature_names_out_ : ndarray of str
     own_domains_ : dict of str to tuple of str
         Each tenant's own domains as ``fit`` read its mail (configured, or
@@ -132,7 +135,8 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
                               "which privacy mode exists to keep out of reach; score privacy-mode snapshots with "
                               "Scorer(snapshots, secrets=...) (or Scorer.from_store), or fit without privacy mode "
                               "where raw mail may be read")
-        messages = self._messages(X, self.tenants)
+        self.tenants_ = self.tenants
+        messages = self._messages(X, self.tenants_)
         self.own_domains_ = dict(messages.own_domains)
         self.inferred_own_ = frozenset(messages.inferred_own)  # (no look-alike targets: see transform)
         if self.as_of is not None:
@@ -166,13 +170,16 @@ class BaselineSignals(TransformerMixin, BaseEstimator):
         array([[1., 0., 0., 0.]], dtype=float32)
         """
         check_is_fitted(self, "snapshots_")
-        tenants = self.tenants
+        # (the configurations fit was given: set_params since takes effect at the next fit; a transformer pickled
+        # before fit kept them reads the parameter, as it always did)
+        fitted = self.tenants_ if hasattr(self, "tenants_") else self.tenants
+        tenants = fitted
         if tenants is None:
             # The own domains fit used (inferred from all of its mail): a batch read with its own inferences would
             # give a message other values beside other mail than alone.
             tenants = [TenantConfig._derived(t, d) for t, d in self.own_domains_.items() if d] or None
         messages = self._messages(X, tenants)
-        if self.tenants is None:  # fit's inferred own domains decide directions here, and stay inferred
+        if fitted is None:  # fit's inferred own domains decide directions here, and stay inferred
             # On a copy sharing frame and edges: X may be the caller's Messages, whose configured own domains
             # must stay configured for every later use of it.
             messages = messages._with_inferred(getattr(self, "inferred_own_", frozenset()) & set(messages.own_domains))

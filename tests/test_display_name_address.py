@@ -8,6 +8,7 @@ where a name would be; it matches no internal mailbox's name, so
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -72,6 +73,7 @@ def test_an_own_address_written_to_look_like_one_is_claimed_on_every_path() -> N
     assert got == {path: dict.fromkeys(idn, 1) for path in got}
 
 
+@pytest.mark.filterwarnings("ignore::commgraph.graph.InferredOwnDomainsWarning")
 def test_without_configured_own_domains_nothing_is_claimed() -> None:
     # The rule reads the configured own domains, as the look-alike check does: a scorer knows no others.
     got = _every_path({"whole": '"jane.doe@acme.com" <ceo@evil.com>'}, tenants=[])

@@ -72,7 +72,7 @@ def test_fit_sets_only_trailing_underscore_state_and_keeps_no_mail(mail) -> None
     t.fit(history.head(2000))
     assert t.get_params() == params
     learned = {k for k in vars(t) if k.endswith("_") and not k.startswith("_")}
-    assert learned == {"snapshots_", "as_of_", "signal_set_", "feature_names_out_", "own_domains_",
+    assert learned == {"snapshots_", "as_of_", "signal_set_", "tenants_", "feature_names_out_", "own_domains_",
                        "inferred_own_"}
     assert t.as_of_ == history.head(2000)["timestamp"].max() + pd.Timedelta(1, "ns")
     assert not any(isinstance(v, pd.DataFrame) for v in vars(t).values())
@@ -192,3 +192,15 @@ def test_transform_computes_the_signals_fit_chose_after_set_params() -> None:
     pd.testing.assert_frame_equal(t.transform(frame), fitted)
     assert list(t.get_feature_names_out()) == list(fitted.columns) == SignalSet(["sender", "pair"]).names
     assert list(t.fit(frame.iloc[:3]).transform(frame).columns) == SignalSet(["pair"]).names  # the next fit: new set
+
+
+def test_transform_reads_batches_with_the_tenants_fit_was_given_after_set_params() -> None:
+    # transform read the tenants parameter as set now: configurations changed without a refit read the batch's
+    # directions with other own domains than the baselines were built with.
+    frame = pd.DataFrame({"tenant_id": "acme", "message_id": ["1", "2", "3"],
+                          "timestamp": ["2024-05-01T09:00Z", "2024-05-02T09:00Z", "2024-05-03T09:00Z"],
+                          "sender": ["ann@acme.com", "ann@acme.com", "eve@evil.com"], "recipients": "cy@acme.com"})
+    t = BaselineSignals(tenants=[{"tenant_id": "acme", "own_domains": ["acme.com"]}], signal_set=["sender"])
+    fitted = t.fit(frame.iloc[:2]).transform(frame)
+    t.set_params(tenants=[{"tenant_id": "acme", "own_domains": ["evil.com"]}])
+    np.testing.assert_array_equal(t.transform(frame), fitted)
