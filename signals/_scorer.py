@@ -22,7 +22,7 @@ from commgraph.graph._addresses import _normalise_domain
 from commgraph.graph._messages import REJECT_COLUMNS
 from commgraph.graph._schema import TYPED_RECIPIENT_COLUMNS
 from commgraph.graph._tenants import may_be_own_domain
-from commgraph.graph._validate import id_text
+from commgraph.graph._validate import apply_column_mapping, id_text
 
 from ._batch import SignalBatch
 from ._overlay import Overlay
@@ -1007,6 +1007,11 @@ class Scorer:
 
     def _validate(self, batch: pd.DataFrame, call: _Call, *, strict: bool = True, **options: Any) -> Messages:
         """:meth:`validate` with the own domains of the snapshots (and views) a call reads."""
+        # The caller's column names first: the own domains are worked out from the batch's tenants (and a privacy
+        # tenant's from its addresses), which a mapping left unread would leave to inference from the batch.
+        columns = options.pop("columns", None)
+        if columns:
+            batch = apply_column_mapping(batch, columns)
         return _validated(batch, self._configs(batch, call), strict=strict, **options)
 
     def _messages(self, batch: Messages | pd.DataFrame, call: _Call | None = None) -> Messages:

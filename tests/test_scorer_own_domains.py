@@ -184,3 +184,17 @@ def test_privacy_and_plain_mode_agree_on_a_public_suffix_or_provider_sending_as_
     assert _directions(plain, [attack]) == _directions(private, [attack]) == ["inbound"]
     assert private.score_one(attack)["pair_messages"] == plain.score_one(attack)["pair_messages"]
 
+
+
+def test_validate_maps_the_callers_columns_before_reading_tenants_and_addresses() -> None:
+    # Scorer.validate(frame, columns={"tenant_id": "org"}) read the tenants (and a privacy tenant's addresses)
+    # before the mapping: none found, the own domains were inferred from the batch, the attacker's mail internal.
+    messages = validate(_history(), tenants=CONFIG)
+    scorer = Scorer(build_baselines(messages, as_of=AS_OF, config=BaselineConfig(privacy=True), secrets=SECRETS),
+                    secrets=SECRETS)
+    frame = pd.DataFrame([CRAFTED, dict(CRAFTED, message_id="a2", recipients="pay@acme.com; x@evil.com")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing inferred
+        renamed = scorer.validate(frame.rename(columns={"tenant_id": "org", "sender": "from"}),
+                                  columns={"tenant_id": "org", "sender": "from"})
+    assert renamed.frame["direction"].tolist() == scorer.validate(frame).frame["direction"].tolist() == ["inbound"] * 2
