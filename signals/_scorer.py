@@ -1186,10 +1186,14 @@ class Scorer:
         Raises
         ------
         CommGraphError
-            Where validation refuses the message (a missing id, an invalid
-            sender or recipient, a timestamp it cannot read or places outside
-            its time range, an unknown enum value, a direction it cannot
-            derive), naming the field, the value and the fix; when the
+            Where validation refuses the message in a field the signals read
+            (a missing id, an invalid sender or recipient, a timestamp it
+            cannot read or places outside its time range, an unknown
+            ``direction``, ``spf``, ``dkim`` or ``dmarc`` value, a direction it
+            cannot derive), naming the field, the value and the fix (fields
+            no signal reads, such as ``label``, ``labeled_at`` or
+            ``sender_ip``, are not read, so not checked: :meth:`score` of a
+            frame checks them); when the
             tenant has no snapshot and ``cold_start`` is off; or when the
             message lacks a column a provider declares in ``message_columns``.
         ConfigError
