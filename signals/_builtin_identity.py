@@ -90,11 +90,25 @@ def claims_own_address(name: str | None, sender: str, inbound: bool, own: Collec
     True
     >>> claims_own_address("jane.doe@acme.com", "jane.doe@acme.com", False, ("acme.com",))  # her own client's
     False
+    >>> claims_own_address("ceo@bucher.de", "ceo@xn--bcher-kva.de", False, ("xn--bcher-kva.de",))  # 'ceo@bücher.de'
+    False
     """
     if not name:
         return False
     address = claimed_own_address(name, tuple(own))
-    return address is not None and (inbound or address != sender)
+    return address is not None and (inbound or address != _as_name(sender))
+
+
+@functools.lru_cache(maxsize=4096)
+def _as_name(address: str) -> str:
+    """An address as a normalised display name writes it (punycode decoded, accents stripped): the form a
+    claimed address is compared in, so that 'ceo@bücher.de' shown by her own client is her own address."""
+    from commgraph.graph import normalise_display_name
+
+    if address.isascii() and "xn--" not in address:
+        return address
+    local, _, domain = address.rpartition("@")
+    return normalise_display_name(f"{local}@{_decode(domain)}") or address
 
 
 def _claims_own_addresses(batch: Any, own: Collection[str]) -> np.ndarray:

@@ -71,6 +71,12 @@ def test_an_own_address_written_to_look_like_one_is_claimed_on_every_path() -> N
            "punycode": '"ceo@xn--bcher-kva.de" <x@evil.com>'}
     got = _every_path(idn, tenants=tenants)
     assert got == {path: dict.fromkeys(idn, 1) for path in got}
+    # Her own address as her client shows it, on her own mail: the claimed address and the sender compare in one
+    # form (the normalised name's: punycode decoded, accents stripped), never flagged.
+    own = {"idn": '"ceo@bücher.de" <ceo@bücher.de>', "punycode_sender": '"ceo@bücher.de" <ceo@xn--bcher-kva.de>',
+           "accented_local": '"jöhn@acme.com" <jöhn@acme.com>'}
+    got = _every_path(own, tenants=tenants)
+    assert got == {path: dict.fromkeys(own, 0) for path in got}
 
 
 @pytest.mark.filterwarnings("ignore::commgraph.graph.InferredOwnDomainsWarning")
