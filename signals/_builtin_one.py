@@ -267,8 +267,11 @@ class BuiltinOne:
                 name_internal, name_days, name_new = int(internal_name), 0, 1
         else:
             name_internal = name_days = name_new = 0
-        if not name_internal and m.own_domains and m.display_name:  # (the name as the batch path stores it)
-            name = normalised_name(m.display_name)
+        raw = m.display_name
+        # An address shown as the name, read in the name as the batch path stores it (normalised). A plain ASCII
+        # name without '@' or an encoded word normalises to none: most names skip the memo.
+        if not name_internal and raw and m.own_domains and ("@" in raw or "=?" in raw or not raw.isascii()):
+            name = normalised_name(raw)
             if "@" in name:
                 name_internal = int(claims_own_address(name, m.sender, m.direction == _INBOUND, m.own_domains))
 
