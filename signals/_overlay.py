@@ -56,6 +56,8 @@ def _merged(messages: Messages) -> Messages:
     ``labeled_at``) counting as one; ``direction`` is ``outbound`` if
     any copy says so and the latest says ``internal`` (what validation infers
     for the united recipients); every other column comes from the latest copy.
+    Copies share their sender and time: :meth:`Overlay.observe` rejects a row
+    reusing an id with another sender or time (another message) before it is held.
     """
     repeated = messages.frame["message_id"].duplicated(keep=False).to_numpy()
     if not repeated.any():
@@ -111,6 +113,45 @@ def _merge_copies(copies: Messages) -> Messages:
     edges["message_index"] = index
     out["n_recipients"] = np.bincount(index, minlength=n).astype(out["n_recipients"].dtype)
     return Messages(out, edges, copies.rejects.iloc[:0])
+
+
+def _twins(part: Messages, held: list[Messages]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Rows of ``part`` (one tenant's) that reuse the id of another message, and the first copy of each row's id.
+
+    Copies of one message (a replay, its verdict row, its recipients split over calls) keep its sender and time,
+    the identity the label ledger keys a message by; a row with the id of the first copy seen (held from an
+    earlier call, else earlier in ``part``) but another sender or time is another message. Merged, it would
+    replace the first copy's sender and time (every other column comes from the latest copy), though scoring
+    keeps the first copy and rejects it: its sender would become known without any of its mail scored.
+    """
+    frame = part.frame
+    identity = ["message_id", "sender", "sender_key", "timestamp"]
+    ids = frame["message_id"]
+    # Only held rows of ids in this call are read: a scan of the held ids, never a copy of the delta.
+    earlier = [p.frame.loc[p.frame["message_id"].isin(ids).to_numpy(), identity] for p in held]
+    earlier = [rows for rows in earlier if len(rows)]
+    if not earlier and not ids.duplicated().any():  # the common case: no id seen twice, nothing to compare
+        return np.zeros(len(frame), dtype=bool), frame.iloc[:0]
+    first = pd.concat([*earlier, frame[identity]]).drop_duplicates("message_id").set_index("message_id")
+    first = first.reindex(ids)
+    twin = (first["sender_key"].to_numpy() != frame["sender_key"].to_numpy()) | \
+        np.asarray(first["timestamp"].array != frame["timestamp"].array)
+    return twin, first[twin]
+
+
+def _twin_records(frame: pd.DataFrame, first: pd.DataFrame) -> pd.DataFrame:
+    """Reject records for rows that reuse the id of another message (``first``: that message's row, by row)."""
+    explain = []
+    same_sender = first["sender_key"].to_numpy() == frame["sender_key"].to_numpy()  # as _twins told them apart
+    for sender, ts, sender0, ts0, kept in zip(frame["sender"], frame["timestamp"], first["sender"],
+                                              first["timestamp"], same_sender):
+        differs = [what for what, same in (("sender", kept), ("timestamp", ts == ts0)) if not same]
+        explain.append(f"the message first observed with this id was sent by {sender0!r} at {ts0.isoformat()}; "
+                       f"this row ({sender!r} at {ts.isoformat()}) differs in {' and '.join(differs)}, so it is "
+                       "another message, not a copy (a replay or a verdict row keeps the sender and time) and is "
+                       "not folded in, as scoring keeps the first copy; give distinct messages distinct ids")
+    return _reject_records(frame, np.full(len(frame), "message_id"), "duplicate_message_id",
+                           frame["message_id"].astype(str), explain)
 
 
 def _uncovered(messages: Messages, as_of: pd.Timestamp) -> np.ndarray:
@@ -332,7 +373,10 @@ class Overlay:
             ``reject_reason`` is ``before_snapshot`` (the served snapshot would
             have counted it) or ``label_counted`` (a label for a message whose
             label a snapshot without a ledger of counted labels took over from
-            this overlay in :meth:`retire`: it would count twice).
+            this overlay in :meth:`retire`: it would count twice) or
+            ``duplicate_message_id`` (the id of a message observed first with
+            another sender or time, earlier in this call or held from one
+            before: another message, which scoring rejects too, not a copy).
 
         Examples
         --------
@@ -356,6 +400,12 @@ class Overlay:
             for tenant, part in (messages.by_tenant() if len(messages) else {}).items():  # (split in one pass)
                 # The caller has the rejects: the delta keeps messages only.
                 part = Messages(part.frame, part.edges(message_columns=()), part.rejects.iloc[:0])
+                # Checked before the snapshot's cut: a twin of a copy set aside as before_snapshot is one all the same
+                # (scoring rejects it as a copy of that message too).
+                twin, first = _twins(part, self._parts.get(tenant, []))
+                if twin.any():
+                    set_aside.append(_twin_records(part.frame[twin], first))
+                    part = part.subset(~twin)
                 if covered is not None and tenant in covered:
                     keep = _uncovered(part, covered[tenant])
                     if not keep.all():

@@ -746,7 +746,13 @@ class Scorer:
             meanwhile); a copy
             that adds an outside recipient to internal mail makes it
             ``outbound``, as validation would; every other column comes from
-            the latest copy. So send a message's row again with ``label`` and
+            the latest copy. Copies of one message keep its sender and
+            timestamp: a later row with the id but another sender or timestamp
+            is another message (an attacker's twin of a vendor's message, say),
+            which :meth:`score` rejects as a copy; it is not merged but comes
+            back (``duplicate_message_id``, naming what differs), whether the
+            first copy came earlier in the call or in one before (while the
+            overlay holds it). So send a message's row again with ``label`` and
             ``labeled_at`` when its verdict arrives, and replays (at-least-once
             delivery) change nothing. The served baselines equal a rebuild
             given each message so merged. (Within one one-row-per-recipient
@@ -771,7 +777,9 @@ class Scorer:
             :attr:`commgraph.graph.Messages.rejects`); empty when all were used:
             rows the message contract rejected, and rows of mail sent before
             the served snapshot's as_of whose label, if any, was known before
-            it (``reject_reason`` ``before_snapshot``). The snapshot counted
+            it (``reject_reason`` ``before_snapshot``), and rows reusing the
+            id of a message with another sender or timestamp
+            (``duplicate_message_id``). The snapshot counted
             such mail if the refresh that built it read it; mail that reached
             the archive after that refresh is counted by the next rebuild (a
             refresh counts mail only in the period it was sent), and a label

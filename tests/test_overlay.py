@@ -761,6 +761,57 @@ def test_copies_of_a_message_in_one_batch_come_back_each_for_itself() -> None:
     assert scorer.score_one({**probe, "timestamp": "2024-05-07T09:00Z"})["sender_attack_messages"] == 1
 
 
+def test_a_second_message_reusing_an_id_in_one_batch_comes_back_as_scoring_rejects_it() -> None:
+    # The copies of an id were merged, every column from the latest: an attacker's twin of a vendor's message
+    # (his own sender) made his address known, the vendor's message uncounted, and nothing came back, while
+    # score() kept the first copy and rejected the twin.
+    vendor = {"tenant_id": "acme", "message_id": "<m1@vendor.com>", "timestamp": "2024-05-06T10:00Z",
+              "sender": "ann@vendor.com", "recipients": "cy@acme.com"}
+    twin = {**vendor, "timestamp": "2024-05-06T10:01Z", "sender": "eve@evil.com"}
+    batch = pd.DataFrame([vendor, twin], index=[3, 4])
+    scorer = _acme_scorer()
+    scored = scorer.validate(batch, strict=False)
+    back = scorer.observe(batch, as_of=T_NEXT)
+    assert back.index.tolist() == scored.rejects.index.tolist() == [4]
+    assert back[["reject_row", "reject_column", "reject_reason", "reject_value", "sender"]].values.tolist() == [
+        [1, "message_id", "duplicate_message_id", "<m1@vendor.com>", "eve@evil.com"]]
+    message = back["reject_message"].iloc[0]
+    assert "'ann@vendor.com' at 2024-05-06T10:00:00+00:00" in message and "differs in sender and timestamp" in message
+    assert "give distinct messages distinct ids" in message
+    # Served: the message scoring kept, the twin nowhere.
+    _assert_served_equals_rebuild(scorer, pd.concat([_acme_history(), pd.DataFrame([vendor])]), T_NEXT, ACME)
+    assert scorer.score_one({**twin, "message_id": "P", "timestamp": "2024-05-06T12:00Z"})["sender_is_new"] == 1
+
+
+def test_a_second_message_reusing_an_id_in_a_later_call_comes_back_and_copies_still_merge() -> None:
+    # A twin observed after the first copy (held in the overlay's parts) was merged in at the next lookup.
+    vendor = {"tenant_id": "acme", "message_id": "M1", "timestamp": "2024-05-06T10:00Z",
+              "sender": "ann@vendor.com", "recipients": "cy@acme.com"}
+    scorer = _acme_scorer()
+    assert scorer.observe(pd.DataFrame([vendor]), as_of="2024-05-06T11:00Z").empty
+    twins = {"sender": {**vendor, "sender": "eve@evil.com"},  # his own sender, same time
+             "timestamp": {**vendor, "timestamp": "2024-05-06T10:30Z"}}  # same sender, another time
+    for differs, twin in twins.items():
+        back = scorer.observe(pd.DataFrame([twin]), as_of="2024-05-06T11:00Z")
+        assert back["reject_reason"].tolist() == ["duplicate_message_id"], differs
+        assert f"differs in {differs}," in back["reject_message"].iloc[0]
+    # One row per recipient (the twin's rows), and validated messages: the same.
+    rows = pd.DataFrame([twins["sender"]] * 2).drop(columns="recipients").assign(recipient=["cy@acme.com",
+                                                                                            "x@acme.com"])
+    back = scorer.observe(rows, as_of="2024-05-06T11:00Z")
+    assert back.index.tolist() == [0, 1] and set(back["reject_reason"]) == {"duplicate_message_id"}
+    back = scorer.observe(scorer.validate(pd.DataFrame([twins["sender"]])), as_of="2024-05-06T11:00Z")
+    assert back["reject_reason"].tolist() == ["duplicate_message_id"]
+    # Copies of the message still merge: its verdict row, a replay, a recipient added in another call.
+    verdict = {**vendor, "label": "attack", "labeled_at": "2024-05-06T12:00Z"}
+    for copy in (verdict, vendor, {**vendor, "recipients": "di@acme.com"}):
+        assert scorer.observe(pd.DataFrame([copy]), as_of=T_NEXT).empty
+    merged = {**verdict, "recipients": "cy@acme.com; di@acme.com"}
+    _assert_served_equals_rebuild(scorer, pd.concat([_acme_history(), pd.DataFrame([merged])]), T_NEXT, ACME)
+    assert scorer.score_one({**twins["sender"], "message_id": "P", "timestamp": "2024-05-06T13:00Z"})[
+        "sender_is_new"] == 1
+
+
 @pytest.mark.parametrize("ledger", [True, False])
 def test_a_reversed_label_of_a_message_a_reloaded_snapshot_counted_replaces_it_or_comes_back_without_a_ledger(
         tmp_path, ledger) -> None:
