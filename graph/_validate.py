@@ -24,7 +24,7 @@ from pandas.api.types import union_categoricals
 
 from ._addresses import ParsedAddresses, normalise_display_names, parse_addresses, split_address_lists
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
-from ._messages import Messages, message_index
+from ._messages import REJECT_COLUMNS, Messages, message_index
 from ._schema import (
     AUTH_COLUMNS, AUTH_DTYPE, DIRECTION_DTYPE, DIRECTIONS, EDGE_RECIPIENT_COLUMN, EDGE_RECIPIENT_TYPE_COLUMN,
     LABEL_DTYPE, LABELS, OPTIONAL_COLUMNS, RECIPIENT_TYPE_DTYPE, RECIPIENT_TYPES, REQUIRED_COLUMNS,
@@ -283,6 +283,27 @@ def validate(
                                 time_range=time_range, fold_plus_addresses=fold_plus_addresses)
 
 
+def _without_reject_columns(frame: pd.DataFrame, columns: Mapping[str, str] | None) -> pd.DataFrame:
+    """``frame`` without columns named as the reject columns (:data:`REJECT_COLUMNS`).
+
+    They are a previous run's: rejects fixed and validated again carry them. Kept, the rejects of this run would
+    hold two columns of one name, and the messages the reasons of rows now fixed. A column mapped to a contract
+    column is the caller's data: refused, as no reject column can be both.
+    """
+    clash = [c for c in frame.columns if c in REJECT_COLUMNS]
+    if not clash:
+        return frame
+    mapped = [c for c in clash if c in (columns or {}).values()]
+    if mapped:
+        raise ConfigError(f"column mapping names {mapped[0]!r}, a reject column's name (validation drops the reject "
+                          f"columns {list(REJECT_COLUMNS)} of a previous run): rename that column in the input")
+    if len(clash) < len(REJECT_COLUMNS):  # not a previous run's rejects as given: say what is dropped
+        warnings.warn(f"validation drops the input's {', '.join(map(repr, clash))}, named as reject columns (a "
+                      "previous run's); rename such a column in the input to keep it", UserWarning,
+                      stacklevel=caller_stacklevel())
+    return frame.drop(columns=clash)
+
+
 def _validate_handed_over(handed: list, **options: Any) -> Messages:
     """:func:`validate` on a frame handed over in a one-item list, which it empties.
 
@@ -415,6 +436,7 @@ def _validate_taken(handed: list, **options: Any) -> Messages:
     if timezone is not None:
         _check_zone(timezone)
     configs = load_tenant_configs(tenants) if tenants is not None else {}
+    frame = _without_reject_columns(frame, columns)
     original = frame
     try:
         df = apply_column_mapping(frame, columns)
@@ -1149,6 +1171,10 @@ def reject_rows(original: pd.DataFrame, positions: np.ndarray, column: str, reas
         "reject_row": pd.array(np.asarray(positions, dtype=np.int64) if numbered else [None] * len(positions),
                                dtype="Int64"),
     }, index=index)
+    # The rows as given, but for columns named as reject columns (a previous run's, in rejects resubmitted): two
+    # columns of one name would make this run's ambiguous.
+    clash = [c for c in original.columns if c in REJECT_COLUMNS]
+    original = original.drop(columns=clash) if clash else original
     rows = original.iloc[positions] if len(positions) else _no_rows(original)
     return pd.concat([meta, rows.set_axis(index)], axis=1)
 

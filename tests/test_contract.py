@@ -27,6 +27,7 @@ from commgraph.graph import (
 from commgraph.graph import _addresses as addresses
 from commgraph.graph import normalise_address, normalise_display_name, parse_addresses
 from commgraph.graph._addresses import _split_quoted, split_address_lists
+from commgraph.graph._messages import REJECT_COLUMNS
 from commgraph.graph._schema import STRING_DTYPE
 from commgraph.graph import _validate as validation_module
 from commgraph.graph._validate import _repeated_ids
@@ -817,6 +818,31 @@ def test_inconsistent_message_rejects_name_each_row_s_own_value():
     with pytest.raises(SchemaError, match=r"rows 0, 1, 2; values '2024-05-02T09:00:00Z', '2024-05-02T09:00:00Z', "
                                           r"'2024-05-03T17:45:00Z'"):
         validate(rows)
+
+
+def test_rejects_given_back_fixed_are_validated_again():
+    # A previous run's reject columns in the input were carried into the rejects a second time: two 'reject_row'
+    # columns made sorting them fail (IndexError / ArrowInvalid), other names gave duplicate columns.
+    raw = pd.DataFrame({"tenant_id": "t", "message_id": ["1", "2", "3"], "timestamp": "2024-05-02T09:00:00Z",
+                        "sender": ["a@acme.com", "junk", "junk2"], "recipients": "b@x.com"})
+    tenants = [{"tenant_id": "t", "own_domains": ["acme.com"]}]
+    fixed = validate(raw, strict=False, tenants=tenants).rejects
+    fixed.loc[fixed["message_id"] == "2", "sender"] = "ok@acme.com"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a previous run's rejects, as given back: nothing to warn about
+        m = validate(fixed, strict=False, tenants=tenants)
+    assert m.frame["message_id"].tolist() == ["2"] and not any(c in REJECT_COLUMNS for c in m.frame.columns)
+    assert list(m.rejects.columns) == [*REJECT_COLUMNS, *raw.columns]
+    assert m.rejects[["message_id", "reject_reason", "reject_row"]].values.tolist() == [["3", "invalid_address", 1]]
+    with pytest.warns(UserWarning, match="drops the input's 'reject_reason'"):
+        m = validate(raw.assign(reject_reason="upstream"), strict=False, tenants=tenants)
+    assert list(m.rejects.columns) == [*REJECT_COLUMNS, *raw.columns]
+    with pytest.raises(ConfigError, match="names 'reject_value', a reject column's name"):
+        validate(raw.rename(columns={"sender": "reject_value"}), columns={"sender": "reject_value"}, tenants=tenants)
+    # The readers' rejects (undecodable text, copies across files, JSON lines) are built by reject_rows too.
+    from commgraph.graph._validate import reject_rows
+    built = reject_rows(fixed, np.array([0]), "record", ReasonCode.INVALID_JSON, ["x"], "fix it")
+    assert list(built.columns) == [*REJECT_COLUMNS, *raw.columns]
 
 
 def test_tenants_never_mix_in_direction_inference():

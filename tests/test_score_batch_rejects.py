@@ -187,3 +187,25 @@ def test_mail_of_a_tenant_whose_own_domains_are_only_inferred_is_still_refused(s
         cold.score(pd.DataFrame([message]))
     with pytest.raises(CommGraphError, match="cannot derive the direction"):
         cold.score_one(message)
+
+
+# ------------------------------------------------------------------------------------ rejects given back
+def test_rejects_given_back_fixed_are_validated_scored_and_observed_again(scorer) -> None:
+    # A previous run's reject columns were carried into the rejects a second time: validation crashed sorting two
+    # 'reject_row' columns, and observe's rejects (the rows the overlay sets aside, as given) did too.
+    batch = pd.DataFrame([dict(tenant_id="acme", message_id=m, timestamp=t, sender=s, recipients="bob@acme.com")
+                          for m, t, s in (("ok", WHEN, "billing@vendor.com"), ("bad", WHEN, "junk"),
+                                          ("bad2", WHEN, "junk2"))])
+    fixed = scorer.validate(batch, strict=False).rejects
+    fixed.loc[fixed["message_id"] == "bad", "sender"] = "billing@vendor.com"
+    old = fixed.iloc[:1].assign(message_id="old", timestamp="2024-03-20T10:00Z", sender="billing@vendor.com")
+    fixed = pd.concat([fixed, old], ignore_index=True)
+    messages = scorer.validate(fixed, strict=False)
+    assert messages.frame["message_id"].tolist() == ["bad", "old"]
+    assert messages.rejects[["message_id", "reject_reason", "reject_row"]].values.tolist() == [
+        ["bad2", "invalid_address", 1]]
+    assert scorer.score(messages)["message_id"].tolist() == ["bad", "old"]
+    observed = scorer.observe(fixed, as_of="2024-03-26T00:00Z")
+    assert not observed.columns.duplicated().any()
+    assert observed[["message_id", "reject_reason"]].values.tolist() == [["bad2", "invalid_address"],
+                                                                         ["old", "before_snapshot"]]
