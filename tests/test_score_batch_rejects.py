@@ -125,6 +125,21 @@ def test_a_repeated_row_of_one_row_per_recipient_input_is_no_error_when_scoring(
     assert scorer.validate(pd.DataFrame(rows)).rejects["reject_reason"].astype(str).tolist() == ["duplicate_edge"]
 
 
+def test_a_twin_of_one_row_per_recipient_input_is_no_error_and_the_first_message_is_scored(scorer) -> None:
+    # A row reusing m1's id with another sender made strict scoring refuse the whole batch, and the lenient route
+    # reject the legitimate m1 too (inconsistent_message); one row per message, the twin alone is set aside.
+    rows = [dict(tenant_id="acme", message_id=f"m{i}", timestamp=WHEN, sender="billing@vendor.com", recipient=r)
+            for i in range(3) for r in ("bob@acme.com", "jane@acme.com")]
+    twin = dict(tenant_id="acme", message_id="m1", timestamp=WHEN, sender="ceo@evil.com", recipient="bob@acme.com")
+    frame = pd.DataFrame(rows + [twin])
+    out = scorer.score(frame)
+    pd.testing.assert_frame_equal(out, scorer.score(pd.DataFrame(rows)))
+    for strict in (True, False):
+        rejects = scorer.validate(frame, strict=strict).rejects
+        assert rejects[["reject_row", "reject_reason"]].values.tolist() == [[6, "duplicate_message_id"]]
+        assert rejects["reject_message"].iloc[0].startswith("sender 'ceo@evil.com' where the message's first row")
+
+
 def test_a_copy_beside_another_problem_is_left_out_of_the_error(scorer) -> None:
     legit = _legit(2)
     frame = pd.DataFrame(legit + [legit[0], _attack(message_id="late", timestamp="soon")])
