@@ -977,9 +977,9 @@ def _whole_messages(keep: np.ndarray, tenant: Any, message_id: Any) -> np.ndarra
     validation compares them), so that validation judges those rows together as a whole read does.
 
     Rows of one message given one row per recipient stay together (sent on both sides of ``since``, or
-    labelled on some rows only: inconsistent, rejected), and an older copy of a kept message is read with
-    it (the later copy is then rejected as a duplicate, as without ``since``). Only within the rows read
-    at once (a file, a chunk): a copy in another file is not seen.
+    labelled on some rows only: those that differ from the first are set aside as copies), and an older copy
+    of a kept message is read with it (the later copy is then rejected as a duplicate, as without ``since``).
+    Only within the rows read at once (a file, a chunk): a copy in another file is not seen.
     """
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -24,7 +24,7 @@ from pandas.api.types import union_categoricals
 
 from ._addresses import ParsedAddresses, normalise_display_names, parse_addresses, split_address_lists
 from ._errors import ConfigError, Problem, ReasonCode, SchemaError
-from ._messages import Messages, message_index
+from ._messages import REJECT_COLUMNS, Messages, message_index
 from ._schema import (
     AUTH_COLUMNS, AUTH_DTYPE, DIRECTION_DTYPE, DIRECTIONS, EDGE_RECIPIENT_COLUMN, EDGE_RECIPIENT_TYPE_COLUMN,
     LABEL_DTYPE, LABELS, OPTIONAL_COLUMNS, RECIPIENT_TYPE_DTYPE, RECIPIENT_TYPES, REQUIRED_COLUMNS,
@@ -52,7 +52,6 @@ class _Finding:
     fix: str
     detail: str = ""
     messages: list | None = None  # one sentence per position, when they differ
-    row_values: pd.Series | None = None  # a message-level finding's value in each input row (edge layout)
 
 
 @dataclass
@@ -65,15 +64,14 @@ class _Findings:
         self.rejected = np.zeros(self.n_messages, dtype=bool)
 
     def add(self, mask_or_positions, column: str, reason: ReasonCode, values: pd.Series | np.ndarray | list,
-            fix: str, *, level: str = "message", detail: str = "", messages=None,
-            row_values: pd.Series | None = None) -> None:
+            fix: str, *, level: str = "message", detail: str = "", messages=None) -> None:
         positions = np.asarray(mask_or_positions)
         if positions.dtype == bool:
             positions = np.flatnonzero(positions)
         if not len(positions):
             return
         vals = values.tolist() if hasattr(values, "tolist") else list(values)
-        self.items.append(_Finding(level, positions, column, reason, vals, fix, detail, messages, row_values))
+        self.items.append(_Finding(level, positions, column, reason, vals, fix, detail, messages))
         if level == "message":
             self.rejected[positions] = True
 
@@ -283,6 +281,27 @@ def validate(
                                 time_range=time_range, fold_plus_addresses=fold_plus_addresses)
 
 
+def _without_reject_columns(frame: pd.DataFrame, columns: Mapping[str, str] | None) -> pd.DataFrame:
+    """``frame`` without columns named as the reject columns (:data:`REJECT_COLUMNS`).
+
+    They are a previous run's: rejects fixed and validated again carry them. Kept, the rejects of this run would
+    hold two columns of one name, and the messages the reasons of rows now fixed. A column mapped to a contract
+    column is the caller's data: refused, as no reject column can be both.
+    """
+    clash = [c for c in frame.columns if c in REJECT_COLUMNS]
+    if not clash:
+        return frame
+    mapped = [c for c in clash if c in (columns or {}).values()]
+    if mapped:
+        raise ConfigError(f"column mapping names {mapped[0]!r}, a reject column's name (validation drops the reject "
+                          f"columns {list(REJECT_COLUMNS)} of a previous run): rename that column in the input")
+    if len(clash) < len(REJECT_COLUMNS):  # not a previous run's rejects as given: say what is dropped
+        warnings.warn(f"validation drops the input's {', '.join(map(repr, clash))}, named as reject columns (a "
+                      "previous run's); rename such a column in the input to keep it", UserWarning,
+                      stacklevel=caller_stacklevel())
+    return frame.drop(columns=clash)
+
+
 def _validate_handed_over(handed: list, **options: Any) -> Messages:
     """:func:`validate` on a frame handed over in a one-item list, which it empties.
 
@@ -415,6 +434,7 @@ def _validate_taken(handed: list, **options: Any) -> Messages:
     if timezone is not None:
         _check_zone(timezone)
     configs = load_tenant_configs(tenants) if tenants is not None else {}
+    frame = _without_reject_columns(frame, columns)
     original = frame
     try:
         df = apply_column_mapping(frame, columns)
@@ -426,7 +446,9 @@ def _validate_taken(handed: list, **options: Any) -> Messages:
             # second thread; Arrow kernels and numpy release the GIL, so the message-level
             # checks below run meanwhile.
             if layout == "edge":
-                state = _State.start(df, layout)
+                state = _State.start(df, layout, reading=dict(
+                    timezone=timezone, unit=timestamp_unit, origin=timestamp_origin, time_range=time_range,
+                    fold_plus=fold_plus_addresses, epoch_units=epoch_units))
                 msgs = state.msgs
                 recipients = pool.submit(_parse_entries, state, fold_plus_addresses)
             else:
@@ -648,11 +670,13 @@ class _State:
     pre_findings: list = field(default_factory=list)
 
     @classmethod
-    def start(cls, df: pd.DataFrame, layout: str, msgs: pd.DataFrame | None = None) -> "_State":
+    def start(cls, df: pd.DataFrame, layout: str, msgs: pd.DataFrame | None = None,
+              reading: dict | None = None) -> "_State":
+        """``reading``: how validation reads times and addresses (the edge layout compares rows by it)."""
         n = len(df)
         positions = np.arange(n, dtype=np.int64)
         if layout == "edge":
-            return cls._from_edge_rows(df)
+            return cls._from_edge_rows(df, reading or {})
         msgs = df.reset_index(drop=True) if msgs is None else msgs
         parents, raws, types, columns = [], [], [], []
         # With to/cc/bcc, a 'recipients' column is read too (its entries have no type): a recipient listed
@@ -675,7 +699,7 @@ class _State:
                    edge_columns=tuple(sources), layout=layout)
 
     @classmethod
-    def _from_edge_rows(cls, df: pd.DataFrame) -> "_State":
+    def _from_edge_rows(cls, df: pd.DataFrame, reading: dict) -> "_State":
         flat = df.reset_index(drop=True)
         # Rows are gathered on the ids as validation reads them ('acme' and ' acme' are one tenant; a float
         # column's 7.0 is id '7'): on the raw ids, the rows of one message could become two, the second then
@@ -698,22 +722,94 @@ class _State:
                     edge_type=type_code, edge_row=np.arange(len(flat), dtype=np.int64),
                     edge_column=np.zeros(len(flat), dtype=np.int8), edge_columns=(EDGE_RECIPIENT_COLUMN,),
                     layout="edge")
-        # Exact repeats of an edge row are copies of one mail filed in several folders.
+        # Message-level columns must agree across a message's rows, as validation reads them: '...Z' and
+        # '+00:00', a sender's case or trailing space, '' and a missing subject are one value written two ways.
+        # A row that disagrees with its message's first row is another mail reusing the id (a replay that
+        # differs, an attacker's twin): it is set aside as a copy, and the first row's message is kept.
+        level = [c for c in state.msgs.columns if c not in ("tenant_id", "message_id")
+                 and c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)]
+        twin, sentences, differing = _twin_rows(flat, level, edge_parent, msg_first, reading)
+        state.pre_findings.append(("twin", twin, sentences, flat["message_id"], differing))
+        # Exact repeats of an edge row are copies of one mail filed in several folders (a twin is named as such).
         dup = flat.astype({c: STRING_DTYPE for c in flat.columns if flat[c].dtype == object}) \
             .duplicated(subset=[c for c in ("tenant_id", "message_id", EDGE_RECIPIENT_COLUMN,
                                             EDGE_RECIPIENT_TYPE_COLUMN) if c in flat], keep="first").to_numpy()
-        state.pre_findings.append(("dup", dup))
+        state.pre_findings.append(("dup", dup & ~twin))
         bad_type = rtype.notna().to_numpy() & (type_code < 0)
         state.pre_findings.append(("bad_type", bad_type, rtype))
-        # Message-level columns must agree across a message's rows.
-        level = [c for c in state.msgs.columns if c not in ("tenant_id", "message_id")
-                 and c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)]
-        if level:
-            grouped = flat[level].astype(STRING_DTYPE).groupby(edge_parent, sort=True).nunique(dropna=False)
-            inconsistent = grouped.gt(1)
-            # The rows' own values of the columns some message disagrees on (usually none: no input column kept).
-            state.pre_findings.append(("inconsistent", inconsistent, flat[inconsistent.columns[inconsistent.any()]]))
         return state
+
+
+def _twin_rows(flat: pd.DataFrame, level: list, edge_parent: np.ndarray, msg_first: np.ndarray,
+               reading: dict) -> tuple[np.ndarray, list, list]:
+    """Rows (one per recipient) whose message-level values, as validation reads them, differ from their message's
+    first row's, a sentence per such row naming what differs, and the columns that do."""
+    twin = np.zeros(len(flat), dtype=bool)
+    if not level:
+        return twin, [], []
+    # Raw text first: rows written alike agree (the common case, one groupby); only the messages whose rows are
+    # written differently are read, value by value.
+    written = flat[level].astype(STRING_DTYPE).groupby(edge_parent, sort=True).nunique(dropna=False).gt(1)
+    if not written.to_numpy().any():
+        return twin, [], []
+    suspect = written.any(axis=1).to_numpy()
+    rows = np.flatnonzero(suspect[edge_parent])
+    first = msg_first[edge_parent[rows]]
+    at = pd.Index(rows).get_indexer(first)  # each row's first row, within ``rows``
+    reasons: dict[int, list] = {}
+    differing = []
+    for column in written.columns[written.any()]:
+        given = flat[column].iloc[rows].reset_index(drop=True)
+        read = _comparable(given, column, reading).to_numpy(dtype=object)
+        differs = np.array([a != b for a, b in zip(read, read[at])], dtype=bool)
+        if differs.any():
+            differing.append(column)
+        for i in np.flatnonzero(differs):
+            reasons.setdefault(int(rows[i]), []).append(
+                f"{column} {_shown(given.iloc[i])} where the message's first row (row {int(first[i])}) has "
+                f"{_shown(given.iloc[at[i]])}")
+    positions = np.array(sorted(reasons), dtype=np.int64)
+    twin[positions] = True
+    return twin, ["; ".join(reasons[p]) for p in positions.tolist()], differing
+
+
+def _shown(value: object) -> str:
+    return "none" if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) \
+        else repr(value)
+
+
+def _comparable(values: pd.Series, column: str, reading: dict) -> pd.Series:
+    """``values`` of a message-level ``column`` as validation reads them, as text (None when missing): an instant
+    in UTC, an address and its normalised display name, an enum's lower case, other text stripped. A value
+    validation refuses is compared as written (stripped): only one written alike agrees with it."""
+    text = _blank_to_na(values.astype(STRING_DTYPE))
+    fold_plus = reading.get("fold_plus", False)
+    if column in ("timestamp", "labeled_at"):
+        units = reading.get("epoch_units")
+        parsed = parse_timestamps(_blank_text_missing(values), timezone=reading.get("timezone"),
+                                  unit=reading.get("unit"), origin=reading.get("origin", "unix"),
+                                  time_range=reading.get("time_range", DEFAULT_TIME_RANGE),
+                                  earlier_unit=units.get(column) if units else None).values
+        read = pd.Series([t.isoformat() if pd.notna(t) else None for t in parsed], dtype=object)
+    elif column == "sender":
+        parsed = parse_addresses(text.reset_index(drop=True), fold_plus=fold_plus)
+        names = normalise_display_names(parsed.display_name)
+        read = pd.Series([f"{a}\0{n}" if pd.notna(a) and pd.notna(n) else (a if pd.notna(a) else None)
+                          for a, n in zip(parsed.address, names)], dtype=object)
+    elif column == "sender_display_name":
+        read = normalise_display_names(text).astype(object)
+    elif column in ("reply_to", "return_path"):
+        frame = pd.DataFrame({column: text})
+        read = _optional_address(frame, column, fold_plus, pd.Series([None] * len(text), dtype=STRING_DTYPE))
+        read = read.astype(object)
+    elif column in _ENUMS:
+        read = text.str.lower().astype(object)
+    else:
+        read = text.astype(object)
+    read = read.reset_index(drop=True).where(lambda r: r.notna(), None)
+    unread = read.isna().to_numpy() & text.notna().to_numpy()
+    read[unread] = ["\0as written\0" + v for v in text[unread]]
+    return read
 
 
 # --- columns -----------------------------------------------------------------------------------
@@ -882,17 +978,14 @@ def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> 
             findings.add(bad, EDGE_RECIPIENT_TYPE_COLUMN, ReasonCode.INVALID_VALUE, rtype[bad],
                          "use 'to', 'cc' or 'bcc', or leave it empty", level="edge")
             usable_entry &= ~bad
-        elif item[0] == "inconsistent":
-            table, given = item[1], item[2]
-            for column in table.columns:
-                bad = table[column].to_numpy()
-                positions = table.index.to_numpy()[bad]
-                # Each row named with its own value: the message's (its first row's) named every row with one
-                # value, which the rows that disagree do not hold.
-                findings.add(positions, column, ReasonCode.INCONSISTENT_MESSAGE,
-                             state.msgs[column].iloc[positions],
-                             "rows of one message must agree on message-level columns; correct them or give the "
-                             "copies distinct message ids", row_values=given.get(column))
+        elif item[0] == "twin":
+            twin, sentences, ids, differing = item[1], item[2], item[3], item[4]
+            findings.add(twin, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, ids[twin],
+                         "nothing to do if this row is another copy of the mail (the message's first row and those "
+                         "agreeing with it are kept); otherwise give distinct messages distinct ids, or correct "
+                         "the row", level="edge", messages=sentences,
+                         detail=f"rows whose {', '.join(differing)} differ from their message's first row's")
+            usable_entry &= ~twin
     for code, column in enumerate(state.edge_columns):
         # Name the column the bad address came from (to, cc, bcc, recipients or recipient).
         _address_problems(parsed, raw, column, findings, level="edge", usable=usable_entry & (state.edge_column == code),
@@ -1110,8 +1203,7 @@ def _expand(state: _State, finding: _Finding) -> tuple[np.ndarray, list, list]:
         lo, hi = np.searchsorted(sorted_parent, [pos, pos + 1])
         member_rows = state.edge_row[order[lo:hi]]
         rows.extend(member_rows.tolist())
-        values.extend([value] * len(member_rows) if finding.row_values is None
-                      else finding.row_values.iloc[member_rows].tolist())
+        values.extend([value] * len(member_rows))
         sentences.extend([sentence] * len(member_rows))
     return np.asarray(rows, dtype=np.int64), values, sentences
 
@@ -1149,6 +1241,10 @@ def reject_rows(original: pd.DataFrame, positions: np.ndarray, column: str, reas
         "reject_row": pd.array(np.asarray(positions, dtype=np.int64) if numbered else [None] * len(positions),
                                dtype="Int64"),
     }, index=index)
+    # The rows as given, but for columns named as reject columns (a previous run's, in rejects resubmitted): two
+    # columns of one name would make this run's ambiguous.
+    clash = [c for c in original.columns if c in REJECT_COLUMNS]
+    original = original.drop(columns=clash) if clash else original
     rows = original.iloc[positions] if len(positions) else _no_rows(original)
     return pd.concat([meta, rows.set_axis(index)], axis=1)
 

@@ -212,6 +212,8 @@ def _message_keys(batch: pd.DataFrame) -> pd.DataFrame:
 def _input_rows(batch: pd.DataFrame, set_aside: pd.DataFrame) -> pd.DataFrame:
     """The reject columns of messages the overlay set aside, then each input row of those messages as given."""
     meta = set_aside[list(REJECT_COLUMNS)]
+    # Columns named as reject columns are a previous run's (rejects resubmitted); validation drops them too.
+    batch = batch.drop(columns=[c for c in batch.columns if c in REJECT_COLUMNS])
     if "recipient" not in batch.columns:
         # A row per message: each set-aside copy is its own row (copies of one message, a replay or its verdict,
         # are validated apart, and another copy may have been kept and counted).

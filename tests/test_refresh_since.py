@@ -195,9 +195,9 @@ def _edge(message_id: str, sent: str, recipient: str, **more) -> dict:
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_rows_of_a_message_on_both_sides_of_since_are_judged_together(tmp_path, kind):
-    # Validation judges a message's rows together: one row per recipient must agree (m1 labelled on one
-    # row only, m2 sent on both sides of since: both inconsistent), and a later copy of a message is a
-    # duplicate (m4, here the other tenant's m4 is not). Filtered row by row, a since read would accept
+    # Validation judges a message's rows together: a row that disagrees with its message's first row (m1 labelled
+    # on one row only, m2 sent on both sides of since) is another copy of the id, and so is a later copy of a
+    # message (m4, here the other tenant's m4 is not). Filtered row by row, a since read would accept
     # the kept halves; it keeps every row of a message with a row kept, so it rejects what a whole read does.
     rows = pd.DataFrame([
         _edge("m1", "2024-05-01T10:00Z", "u@a.com", label="attack", labeled_at="2024-05-03T09:00Z"),
@@ -226,10 +226,11 @@ def test_rows_of_a_message_on_both_sides_of_since_are_judged_together(tmp_path, 
             expected.loc[filtered.rejects.index, "reject_reason"].astype(str).tolist()
         reasons = dict(zip(filtered.rejects["message_id"].astype(str).str.strip() + "@"
                            + filtered.rejects["tenant_id"].astype(str), filtered.rejects["reject_reason"].astype(str)))
-        assert reasons == ({"m1@t": "inconsistent_message", "m2@t": "inconsistent_message"} if name == "edges"
+        assert reasons == ({"m1@t": "duplicate_message_id", "m2@t": "duplicate_message_id"} if name == "edges"
                            else {"m4@t": "duplicate_message_id"})
         assert sorted(filtered.frame["message_id"].astype(str).str.strip()) == (
-            ["m3"] if name == "edges" else ["m4", "m4"])  # t's first copy (older, not counted again) and s's
+            # m1 and m2 as their first rows say (m2 older, not counted again); t's first m4 (so) and s's
+            ["m1", "m2", "m3"] if name == "edges" else ["m4", "m4"])
 
 
 def test_since_filters_every_other_input_as_validation_reads_its_times(tmp_path, frame, configs):

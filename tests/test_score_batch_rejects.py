@@ -125,6 +125,21 @@ def test_a_repeated_row_of_one_row_per_recipient_input_is_no_error_when_scoring(
     assert scorer.validate(pd.DataFrame(rows)).rejects["reject_reason"].astype(str).tolist() == ["duplicate_edge"]
 
 
+def test_a_twin_of_one_row_per_recipient_input_is_no_error_and_the_first_message_is_scored(scorer) -> None:
+    # A row reusing m1's id with another sender made strict scoring refuse the whole batch, and the lenient route
+    # reject the legitimate m1 too (inconsistent_message); one row per message, the twin alone is set aside.
+    rows = [dict(tenant_id="acme", message_id=f"m{i}", timestamp=WHEN, sender="billing@vendor.com", recipient=r)
+            for i in range(3) for r in ("bob@acme.com", "jane@acme.com")]
+    twin = dict(tenant_id="acme", message_id="m1", timestamp=WHEN, sender="ceo@evil.com", recipient="bob@acme.com")
+    frame = pd.DataFrame(rows + [twin])
+    out = scorer.score(frame)
+    pd.testing.assert_frame_equal(out, scorer.score(pd.DataFrame(rows)))
+    for strict in (True, False):
+        rejects = scorer.validate(frame, strict=strict).rejects
+        assert rejects[["reject_row", "reject_reason"]].values.tolist() == [[6, "duplicate_message_id"]]
+        assert rejects["reject_message"].iloc[0].startswith("sender 'ceo@evil.com' where the message's first row")
+
+
 def test_a_copy_beside_another_problem_is_left_out_of_the_error(scorer) -> None:
     legit = _legit(2)
     frame = pd.DataFrame(legit + [legit[0], _attack(message_id="late", timestamp="soon")])
@@ -187,3 +202,25 @@ def test_mail_of_a_tenant_whose_own_domains_are_only_inferred_is_still_refused(s
         cold.score(pd.DataFrame([message]))
     with pytest.raises(CommGraphError, match="cannot derive the direction"):
         cold.score_one(message)
+
+
+# ------------------------------------------------------------------------------------ rejects given back
+def test_rejects_given_back_fixed_are_validated_scored_and_observed_again(scorer) -> None:
+    # A previous run's reject columns were carried into the rejects a second time: validation crashed sorting two
+    # 'reject_row' columns, and observe's rejects (the rows the overlay sets aside, as given) did too.
+    batch = pd.DataFrame([dict(tenant_id="acme", message_id=m, timestamp=t, sender=s, recipients="bob@acme.com")
+                          for m, t, s in (("ok", WHEN, "billing@vendor.com"), ("bad", WHEN, "junk"),
+                                          ("bad2", WHEN, "junk2"))])
+    fixed = scorer.validate(batch, strict=False).rejects
+    fixed.loc[fixed["message_id"] == "bad", "sender"] = "billing@vendor.com"
+    old = fixed.iloc[:1].assign(message_id="old", timestamp="2024-03-20T10:00Z", sender="billing@vendor.com")
+    fixed = pd.concat([fixed, old], ignore_index=True)
+    messages = scorer.validate(fixed, strict=False)
+    assert messages.frame["message_id"].tolist() == ["bad", "old"]
+    assert messages.rejects[["message_id", "reject_reason", "reject_row"]].values.tolist() == [
+        ["bad2", "invalid_address", 1]]
+    assert scorer.score(messages)["message_id"].tolist() == ["bad", "old"]
+    observed = scorer.observe(fixed, as_of="2024-03-26T00:00Z")
+    assert not observed.columns.duplicated().any()
+    assert observed[["message_id", "reject_reason"]].values.tolist() == [["bad2", "invalid_address"],
+                                                                         ["old", "before_snapshot"]]
