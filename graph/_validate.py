@@ -714,21 +714,22 @@ class _State:
         rtype = (flat[EDGE_RECIPIENT_TYPE_COLUMN].astype(STRING_DTYPE).str.strip().str.lower()
                  if EDGE_RECIPIENT_TYPE_COLUMN in flat else pd.Series(pd.NA, index=flat.index, dtype=STRING_DTYPE))
         type_code = pd.Categorical(rtype, categories=list(RECIPIENT_TYPES)).codes.astype(np.int8)
-        state = cls(msgs=flat.iloc[msg_first].drop(columns=[c for c in (EDGE_RECIPIENT_COLUMN,
-                                                                        EDGE_RECIPIENT_TYPE_COLUMN) if c in flat])
+        # Message-level columns must agree across a message's rows, as validation reads them: '...Z' and
+        # '+00:00', a sender's case or trailing space, '' and a missing subject are one value written two ways.
+        # A row that disagrees with its message's first usable row is another mail reusing the id (a replay that
+        # differs, an attacker's twin): it is set aside as a copy, and the message is that row's.
+        level = [c for c in flat.columns if c not in ("tenant_id", "message_id", EDGE_RECIPIENT_COLUMN,
+                                                      EDGE_RECIPIENT_TYPE_COLUMN)
+                 and c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)]
+        twin, sentences, differing, msg_row = _twin_rows(flat, level, edge_parent, msg_first, reading)
+        state = cls(msgs=flat.iloc[msg_row].drop(columns=[c for c in (EDGE_RECIPIENT_COLUMN,
+                                                                      EDGE_RECIPIENT_TYPE_COLUMN) if c in flat])
                     .reset_index(drop=True),
-                    msg_row=msg_first, edge_parent=edge_parent,
+                    msg_row=msg_row, edge_parent=edge_parent,
                     edge_raw=flat[EDGE_RECIPIENT_COLUMN].astype(STRING_DTYPE),
                     edge_type=type_code, edge_row=np.arange(len(flat), dtype=np.int64),
                     edge_column=np.zeros(len(flat), dtype=np.int8), edge_columns=(EDGE_RECIPIENT_COLUMN,),
                     layout="edge")
-        # Message-level columns must agree across a message's rows, as validation reads them: '...Z' and
-        # '+00:00', a sender's case or trailing space, '' and a missing subject are one value written two ways.
-        # A row that disagrees with its message's first row is another mail reusing the id (a replay that
-        # differs, an attacker's twin): it is set aside as a copy, and the first row's message is kept.
-        level = [c for c in state.msgs.columns if c not in ("tenant_id", "message_id")
-                 and c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)]
-        twin, sentences, differing = _twin_rows(flat, level, edge_parent, msg_first, reading)
         state.pre_findings.append(("twin", twin, sentences, flat["message_id"], differing))
         # Exact repeats of an edge row are copies of one mail filed in several folders (a twin is named as such).
         dup = flat.astype({c: STRING_DTYPE for c in flat.columns if flat[c].dtype == object}) \
@@ -741,36 +742,51 @@ class _State:
 
 
 def _twin_rows(flat: pd.DataFrame, level: list, edge_parent: np.ndarray, msg_first: np.ndarray,
-               reading: dict) -> tuple[np.ndarray, list, list]:
+               reading: dict) -> tuple[np.ndarray, list, list, np.ndarray]:
     """Rows (one per recipient) whose message-level values, as validation reads them, differ from their message's
-    first row's, a sentence per such row naming what differs, and the columns that do."""
+    row, a sentence per such row naming what differs, the columns that do, and each message's row.
+
+    A message's row is its first whose time and sender validation can read, else its first: a message whose
+    first row is unusable keeps its first usable one, as a message given one row per copy keeps its first
+    usable copy."""
     twin = np.zeros(len(flat), dtype=bool)
+    msg_row = msg_first.copy()
     if not level:
-        return twin, [], []
+        return twin, [], [], msg_row
     # Raw text first: rows written alike agree (the common case, one groupby); only the messages whose rows are
     # written differently are read, value by value.
     written = flat[level].astype(STRING_DTYPE).groupby(edge_parent, sort=True).nunique(dropna=False).gt(1)
     if not written.to_numpy().any():
-        return twin, [], []
+        return twin, [], [], msg_row
     suspect = written.any(axis=1).to_numpy()
     rows = np.flatnonzero(suspect[edge_parent])
-    first = msg_first[edge_parent[rows]]
-    at = pd.Index(rows).get_indexer(first)  # each row's first row, within ``rows``
+    parents = edge_parent[rows]
+    columns = list(written.columns[written.any()])
+    given = {c: flat[c].iloc[rows].reset_index(drop=True) for c in columns}
+    read = {c: _comparable(given[c], c, reading).to_numpy(dtype=object) for c in columns}
+    unusable = np.zeros(len(rows), dtype=bool)
+    for column in ("timestamp", "sender"):
+        if column in read:
+            unusable |= np.array([v is None or v.startswith(_AS_WRITTEN) for v in read[column]], dtype=bool)
+    # Each message's first usable row (rows are in input order): its message-level values are the message's.
+    order = np.lexsort((rows, unusable, parents))
+    chosen = order[np.r_[True, parents[order][1:] != parents[order][:-1]]]
+    msg_row[parents[chosen]] = rows[chosen]
+    first = msg_row[parents]
+    at = pd.Index(rows).get_indexer(first)  # each row's message row, within ``rows``
     reasons: dict[int, list] = {}
     differing = []
-    for column in written.columns[written.any()]:
-        given = flat[column].iloc[rows].reset_index(drop=True)
-        read = _comparable(given, column, reading).to_numpy(dtype=object)
-        differs = np.array([a != b for a, b in zip(read, read[at])], dtype=bool)
+    for column in columns:
+        differs = np.array([a != b for a, b in zip(read[column], read[column][at])], dtype=bool)
         if differs.any():
             differing.append(column)
         for i in np.flatnonzero(differs):
             reasons.setdefault(int(rows[i]), []).append(
-                f"{column} {_shown(given.iloc[i])} where the message's first row (row {int(first[i])}) has "
-                f"{_shown(given.iloc[at[i]])}")
+                f"{column} {_shown(given[column].iloc[i])} where the message's row (row {int(first[i])}) has "
+                f"{_shown(given[column].iloc[at[i]])}")
     positions = np.array(sorted(reasons), dtype=np.int64)
     twin[positions] = True
-    return twin, ["; ".join(reasons[p]) for p in positions.tolist()], differing
+    return twin, ["; ".join(reasons[p]) for p in positions.tolist()], differing, msg_row
 
 
 def _shown(value: object) -> str:
@@ -808,8 +824,12 @@ def _comparable(values: pd.Series, column: str, reading: dict) -> pd.Series:
         read = text.astype(object)
     read = read.reset_index(drop=True).where(lambda r: r.notna(), None)
     unread = read.isna().to_numpy() & text.notna().to_numpy()
-    read[unread] = ["\0as written\0" + v for v in text[unread]]
+    read[unread] = [_AS_WRITTEN + v for v in text[unread]]
     return read
+
+
+#: Marks a value validation cannot read, compared as written (see :func:`_comparable`).
+_AS_WRITTEN = "\0as written\0"
 
 
 # --- columns -----------------------------------------------------------------------------------
@@ -981,10 +1001,10 @@ def _recipients(state: _State, findings: _Findings, parsed: ParsedAddresses) -> 
         elif item[0] == "twin":
             twin, sentences, ids, differing = item[1], item[2], item[3], item[4]
             findings.add(twin, "message_id", ReasonCode.DUPLICATE_MESSAGE_ID, ids[twin],
-                         "nothing to do if this row is another copy of the mail (the message's first row and those "
-                         "agreeing with it are kept); otherwise give distinct messages distinct ids, or correct "
-                         "the row", level="edge", messages=sentences,
-                         detail=f"rows whose {', '.join(differing)} differ from their message's first row's")
+                         "nothing to do if this row is another copy of the mail (the message's row, its first "
+                         "usable one, and those agreeing with it are kept); otherwise give distinct messages "
+                         "distinct ids, or correct the row", level="edge", messages=sentences,
+                         detail=f"rows whose {', '.join(differing)} differ from their message's row's")
             usable_entry &= ~twin
     for code, column in enumerate(state.edge_columns):
         # Name the column the bad address came from (to, cc, bcc, recipients or recipient).

@@ -841,7 +841,7 @@ def test_rows_that_differ_in_value_are_copies_naming_what_differs(other):
     assert m.rejects[["reject_column", "reject_reason", "reject_row"]].values.tolist() == [
         ["message_id", "duplicate_message_id", 2]]
     shown = "none" if base[column] is None else repr(base[column])
-    assert m.rejects["reject_message"].iloc[0].startswith(f"{column} {other[column]!r} where the message's first "
+    assert m.rejects["reject_message"].iloc[0].startswith(f"{column} {other[column]!r} where the message's "
                                                           f"row (row 0) has {shown}")
     with pytest.raises(SchemaError, match=rf"duplicate_message_id \(rows 2; .*rows whose {column} differ"):
         validate(rows, tenants=[{"tenant_id": "t", "own_domains": ["acme.com"]}])
@@ -1325,3 +1325,20 @@ def test_an_input_column_named_like_a_computed_one_is_replaced_with_a_warning_na
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (no such column: no warning)
         validate(rows.drop(columns=["sender_domain", "n_recipients"]), tenants=ACME)
+
+
+def test_a_message_whose_first_row_is_unusable_keeps_its_first_usable_row() -> None:
+    # One row per recipient: the message's values were its first row's, so a first row with a time nobody can
+    # read made every later row a twin and the message was lost, where one row per copy keeps the first usable.
+    rows = pd.DataFrame({"tenant_id": "t", "message_id": ["m1", "m1", "m1", "m2"],
+                         "timestamp": ["not a time", "2024-05-01T09:00Z", "2024-05-01T09:00:00+00:00",
+                                       "2024-05-01T10:00Z"],
+                         "sender": "a@vendor.com", "recipient": ["x@t.com", "y@t.com", "z@t.com", "x@t.com"],
+                         "direction": "inbound"})
+    m = validate(rows, strict=False)
+    assert m.frame["message_id"].tolist() == ["m1", "m2"]
+    assert m.frame["timestamp"].iloc[0] == pd.Timestamp("2024-05-01T09:00Z")
+    assert m.edges().query("message_id == 'm1'")["recipient"].tolist() == ["y@t.com", "z@t.com"]
+    rejects = m.rejects
+    assert rejects[["reject_row", "reject_reason"]].values.tolist() == [[0, "duplicate_message_id"]]
+    assert rejects["reject_message"].iloc[0].startswith("timestamp 'not a time' where the message's row (row 1)")

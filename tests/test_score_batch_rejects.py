@@ -137,7 +137,7 @@ def test_a_twin_of_one_row_per_recipient_input_is_no_error_and_the_first_message
     for strict in (True, False):
         rejects = scorer.validate(frame, strict=strict).rejects
         assert rejects[["reject_row", "reject_reason"]].values.tolist() == [[6, "duplicate_message_id"]]
-        assert rejects["reject_message"].iloc[0].startswith("sender 'ceo@evil.com' where the message's first row")
+        assert rejects["reject_message"].iloc[0].startswith("sender 'ceo@evil.com' where the message's row")
 
 
 def test_a_copy_beside_another_problem_is_left_out_of_the_error(scorer) -> None:
