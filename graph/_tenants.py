@@ -154,6 +154,12 @@ class TenantConfig:
         """Whether validation takes this configuration's own domains as all there are (none inferred)."""
         return bool(self.own_domains) or getattr(self, "_own_known", False)
 
+    @property
+    def _own_inferred(self) -> bool:
+        """Whether these own domains were inferred (carried from a chunk read before): not inferred again, but not
+        known either, so mail from outside to none of them is refused rather than read as inbound."""
+        return getattr(self, "_inferred_own", False)
+
     def evolve(self, **changes: Any) -> "TenantConfig":
         """A copy with some fields changed (validated again).
 
@@ -440,4 +446,9 @@ def with_own_domains(tenants: Any, own_domains: Mapping[str, tuple[str, ...]]) -
             configs[tenant] = TenantConfig(tenant_id=tenant, own_domains=tuple(domains))
         elif not configs[tenant].own_domains:  # configured for its name or VIP addresses alone: inferred too
             configs[tenant] = configs[tenant].evolve(own_domains=tuple(domains))
+        else:
+            continue
+        # Still inferred, though carried over: mail from outside to none of them is refused as in the first chunk
+        # (validation reads only known own domains as the tenant's whole list).
+        object.__setattr__(configs[tenant], "_inferred_own", True)
     return configs

@@ -925,7 +925,9 @@ def _optional_address(msgs, column, fold_plus, missing_text: pd.Series) -> pd.Se
     parsed = parse_addresses(raw, fold_plus=fold_plus)
     # A value with a separator may be a list, read as recipients are (a comma outside quotes separates addresses:
     # read whole, "a@x.com, B <b@y.com>" would be b@y.com named "a@x.com, B"), and so is one the parser refuses.
-    separated = raw.str.contains("[,;:]", regex=True).to_numpy(dtype=bool, na_value=False)
+    # (a separator inside a quoted name, '"Doe, J" <r@v.com>', separates nothing: such values, common, are read once)
+    unquoted = raw.str.replace(r'"(?:[^"\\]|\\.)*"', "", regex=True)
+    separated = unquoted.str.contains("[,;:]", regex=True).to_numpy(dtype=bool, na_value=False)
     rows = np.flatnonzero(separated | parsed.invalid)
     if not len(rows):  # the common case: one address per value, or none
         return parsed.address
@@ -1109,7 +1111,8 @@ def _direction(given: pd.Series, tenant: pd.Series, sender: ParsedAddresses, edg
     # With own domains known (configured, or read off a served snapshot), mail from outside to no own address is
     # still mail the tenant received: Bcc, a list, a forward ("To: the attacker's own address, Bcc: victims").
     # Inferred from the batch they may simply miss the tenant's domain, so such mail is refused, never guessed.
-    known = ~np.isin(tenant_codes, [tenants.index(t) for t in unconfigured])
+    guessed = set(unconfigured) | {t for t in tenants if t in configs and configs[t]._own_inferred}
+    known = ~np.isin(tenant_codes, [tenants.index(t) for t in guessed])
     inferred_dir = np.where(sender_internal,
                             np.where(n_internal == n_edges, "internal", "outbound"),
                             np.where((n_internal > 0) | known, "inbound", None))

@@ -115,28 +115,40 @@ def _merge_copies(copies: Messages) -> Messages:
     return Messages(out, edges, copies.rejects.iloc[:0])
 
 
-def _twins(part: Messages, held: list[Messages]) -> tuple[np.ndarray, pd.DataFrame]:
-    """Rows of ``part`` (one tenant's) that reuse the id of another message, and the first copy of each row's id.
+#: A message's identity as copies keep it: its sender (as given, for the reject's words), sender key and time (ns).
+_Identity = tuple  # (str, int, int)
+
+
+def _twins(part: Messages, seen: dict[str, _Identity]) -> tuple[np.ndarray, pd.DataFrame, dict[str, _Identity]]:
+    """Rows of ``part`` (one tenant's) that reuse the id of another message, the first copy of each such row's id,
+    and the identities of the ids ``part`` brings first.
 
     Copies of one message (a replay, its verdict row, its recipients split over calls) keep its sender and time,
-    the identity the label ledger keys a message by; a row with the id of the first copy seen (held from an
+    the identity the label ledger keys a message by; a row with the id of the first copy seen (``seen``: from an
     earlier call, else earlier in ``part``) but another sender or time is another message. Merged, it would
     replace the first copy's sender and time (every other column comes from the latest copy), though scoring
-    keeps the first copy and rejects it: its sender would become known without any of its mail scored.
+    keeps the first copy and rejects it: its sender would become known without any of its mail scored. One
+    dictionary lookup per row: the held mail is never scanned (a tenant observed call after call, never looked up,
+    would pay for all it holds at every call).
     """
     frame = part.frame
-    identity = ["message_id", "sender", "sender_key", "timestamp"]
-    ids = frame["message_id"]
-    # Only held rows of ids in this call are read: a scan of the held ids, never a copy of the delta.
-    earlier = [p.frame.loc[p.frame["message_id"].isin(ids).to_numpy(), identity] for p in held]
-    earlier = [rows for rows in earlier if len(rows)]
-    if not earlier and not ids.duplicated().any():  # the common case: no id seen twice, nothing to compare
-        return np.zeros(len(frame), dtype=bool), frame.iloc[:0]
-    first = pd.concat([*earlier, frame[identity]]).drop_duplicates("message_id").set_index("message_id")
-    first = first.reindex(ids)
-    twin = (first["sender_key"].to_numpy() != frame["sender_key"].to_numpy()) | \
-        np.asarray(first["timestamp"].array != frame["timestamp"].array)
-    return twin, first[twin]
+    ids = frame["message_id"].astype(str).tolist()
+    senders = frame["sender"].tolist()
+    keys = frame["sender_key"].to_numpy().tolist()
+    times = frame["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64).tolist()
+    twin = np.zeros(len(ids), dtype=bool)
+    first: list[_Identity] = []
+    new: dict[str, _Identity] = {}
+    for i, (mid, sender, key, ts) in enumerate(zip(ids, senders, keys, times)):
+        known = seen.get(mid) or new.get(mid)
+        if known is None:
+            new[mid] = (sender, key, ts)
+        elif known[1] != key or known[2] != ts:
+            twin[i] = True
+            first.append(known)
+    firsts = pd.DataFrame({"sender": [f[0] for f in first], "sender_key": np.array([f[1] for f in first], np.uint64),
+                           "timestamp": pd.to_datetime(np.array([f[2] for f in first], np.int64), utc=True)})
+    return twin, firsts, new
 
 
 def _twin_records(frame: pd.DataFrame, first: pd.DataFrame) -> pd.DataFrame:
@@ -344,6 +356,8 @@ class Overlay:
         self.prepare = prepare
         self.as_of: pd.Timestamp | None = None
         self._parts: dict[str, list[Messages]] = {}
+        # tenant -> the identity (sender, sender key, time) of each message id observed since its snapshot
+        self._seen: dict[str, dict[str, _Identity]] = {}
         self._generation: dict[str, int] = {}
         # tenant -> (base view, delta generation, as_of in ns, combined view)
         self._views: dict[str, tuple[SnapshotView, int, int, SnapshotView]] = {}
@@ -401,8 +415,10 @@ class Overlay:
                 # The caller has the rejects: the delta keeps messages only.
                 part = Messages(part.frame, part.edges(message_columns=()), part.rejects.iloc[:0])
                 # Checked before the snapshot's cut: a twin of a copy set aside as before_snapshot is one all the same
-                # (scoring rejects it as a copy of that message too).
-                twin, first = _twins(part, self._parts.get(tenant, []))
+                # (scoring rejects it as a copy of that message too), in this call or a later one.
+                seen = self._seen.setdefault(tenant, {})
+                twin, first, new = _twins(part, seen)
+                seen.update(new)
                 if twin.any():
                     set_aside.append(_twin_records(part.frame[twin], first))
                     part = part.subset(~twin)
@@ -517,6 +533,7 @@ class Overlay:
             # Kept when nothing is dropped too: a call on that view needs what later retires drop, found from its
             # entry on (none before anything is observed: no call reads the overlay then).
             parts = self._parts.pop(tenant, None)
+            self._seen.pop(tenant, None)  # (the ids of the mail still held: below)
             if not parts:
                 if replaced is not None and self.as_of is not None:
                     retired = (*retired, _Retired(as_of, None, weakref.ref(replaced)))
@@ -543,6 +560,7 @@ class Overlay:
             kept = delta.subset(keep)
             if len(kept):
                 self._parts[tenant] = [kept]
+                self._seen[tenant] = _twins(kept, {})[2]
             self._generation[tenant] = self._generation.get(tenant, 0) + 1
 
     def _keep_retired(self, tenant: str, retired: tuple[_Retired, ...]) -> None:

@@ -930,3 +930,21 @@ def test_a_domain_that_began_sending_as_the_tenant_since_the_snapshot_is_its_own
         pd.testing.assert_series_equal(pd.Series(engine.score_one(probe)), pd.Series(rebuilt.score_one(probe)))
     pd.testing.assert_frame_equal(explain(probes.iloc[0].to_dict(), engine).frame,
                                   explain(probes.iloc[0].to_dict(), rebuilt).frame)
+
+
+def test_a_twin_of_a_message_set_aside_before_the_snapshot_is_rejected_in_a_later_call_too() -> None:
+    # The first copy, sent before the served snapshot's as_of, was set aside (before_snapshot) and never held, so a
+    # later call's twin had nothing to compare with and was merged: its sender became known. In one call it was
+    # rejected as a twin; now in two calls as well.
+    from commgraph.baselines._snapshot import _example
+
+    cfg = [{"tenant_id": "acme", "own_domains": ["acme.com"]}]
+    first = dict(tenant_id="acme", message_id="A", timestamp="2024-05-03T10:00Z", sender="x@a.com",
+                 recipients="cy@acme.com")
+    twin = dict(first, timestamp="2024-05-04T12:00Z", sender="eve@evil.com")
+    scorer = Scorer({"acme": _example()}, tenant_configs=cfg)
+    assert scorer.observe(pd.DataFrame([first]), as_of="2024-05-05")["reject_reason"].tolist() == ["before_snapshot"]
+    assert scorer.observe(pd.DataFrame([twin]), as_of="2024-05-05")["reject_reason"].tolist() == [
+        "duplicate_message_id"]
+    later = dict(twin, message_id="Z", timestamp="2024-05-05T10:00Z")
+    assert scorer.score_one(later)["sender_is_new"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import gzip
 import json
+import warnings
 import weakref
 
 import pandas as pd
@@ -1062,3 +1063,20 @@ def test_partition_folders_beside_a_files_own_column_of_any_type_are_read(tmp_pa
                    tmp_path / f"tenant_id={folder}" / "q.parquet")
     with pytest.raises(ConfigError, match=f"lies in the partition folder tenant_id={folder}"):
         read_messages(tmp_path, tenants=[{"tenant_id": folder, "own_domains": ["acme.com"]}])
+
+
+def test_a_chunked_read_refuses_mail_to_no_own_address_as_a_whole_read_does_when_own_domains_are_inferred():
+    # Own domains inferred from the first chunk were carried to the others as a configuration, and mail from outside
+    # to no own address, refused in the first chunk and by a whole read, was read as inbound in the later ones.
+    rows = [dict(tenant_id="acme", message_id=f"m{i}", timestamp="2024-05-04T10:00Z", sender="bob@partner.com",
+                 recipients="ann@acme.com") for i in range(6)]
+    twin = dict(tenant_id="acme", timestamp="2024-05-04T10:00Z", sender="eve@evil.com", recipients="eve2@evil.com")
+    frame = pd.DataFrame([rows[0], dict(twin, message_id="x1"), *rows[1:], dict(twin, message_id="x2")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InferredOwnDomainsWarning)
+        whole = read_messages(frame, strict=False)
+        chunks = list(read_messages(frame, strict=False, chunksize=4))
+    kept = sorted(m for c in chunks for m in c.frame["message_id"].astype(str))
+    assert kept == sorted(whole.frame["message_id"].astype(str)) == [f"m{i}" for i in range(6)]
+    refused = sorted(m for c in chunks for m in c.rejects["message_id"].astype(str))
+    assert refused == sorted(whole.rejects["message_id"].astype(str)) == ["x1", "x2"]
