@@ -126,11 +126,6 @@ def _claims_own_addresses(batch: Any, own: Collection[str]) -> np.ndarray:
     return out
 
 
-def own_of(batch: Any) -> tuple[str, ...]:
-    """The configured own domains of a one-tenant batch's tenant (none for a tenant without any)."""
-    return tuple(d for t in batch.tenants for d in batch.own_domains.get(t, ()))
-
-
 @register_provider
 class IdentitySignals(SignalProvider):
     """Display-name signals: impersonation of an internal name, a name new for this address.
@@ -176,7 +171,8 @@ class IdentitySignals(SignalProvider):
             pair_pos = probe(index, pair_keys(name_key, batch.sender_key))
         seen = (pair_pos >= 0) & has_name
         inbound = batch.direction == _INBOUND
-        matches = (internal_name & has_name & (inbound | ~seen)) | _claims_own_addresses(batch, own_of(batch))
+        matches = internal_name & has_name & (inbound | ~seen)
+        matches |= _claims_own_addresses(batch, batch.own_domains.get(view.tenant_id, ()))
         n_with_name = gather(counts, pair_pos, 0, "int32")
         stored_days = gather(days, pair_pos, -1, "int32")
         active = gather(view.column("sender", "active_days"), batch.rows(view, "sender"), 0, "int32")

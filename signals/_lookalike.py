@@ -312,8 +312,10 @@ def nearest_known(domains: list[str], known: list[str], known_skeletons: list[st
     # 20,000 senders' domains at start, needed 1.2 GB at once (and a std::bad_alloc beyond); rows are independent.
     distance, nearest = np.empty(n, np.int32), np.empty(n, np.int64)
     rows = max(1, _CELLS // len(known))
+    names = name_index(known)  # (once, not once per block)
     for lo in range(0, n, rows):
-        matrix = distance_matrix(domains[lo:lo + rows], known, known_skeletons, cap=cap, dtype=np.int8)
+        matrix = distance_matrix(domains[lo:lo + rows], known, known_skeletons, cap=cap, dtype=np.int8,
+                                 names=names)
         nearest[lo:lo + rows] = matrix.argmin(axis=1)
         distance[lo:lo + rows] = np.minimum(matrix[np.arange(len(matrix)), nearest[lo:lo + rows]], cap)
     return distance, np.where(distance < cap, nearest, -1).astype(np.int64)
@@ -324,10 +326,11 @@ _CELLS = 1 << 22
 
 
 def distance_matrix(domains: list[str], known: list[str], known_skeletons: list[str], *, cap: int = DISTANCE_CAP,
-                    dtype: type = np.int32) -> np.ndarray:
+                    dtype: type = np.int32, names: dict[str, list[int]] | None = None) -> np.ndarray:
     """Skeleton edit distances from each domain to each known domain, above ``cap - 1`` read as ``cap``.
 
-    A domain's distance to itself reads ``cap``: it is not a look-alike of itself.
+    A domain's distance to itself reads ``cap``: it is not a look-alike of itself; the same name under another
+    public suffix reads 1. ``names``: the :func:`name_index` of ``known``, when the caller keeps it.
 
     Examples
     --------
@@ -340,7 +343,7 @@ def distance_matrix(domains: list[str], known: list[str], known_skeletons: list[
 
     matrix = cdist([skeleton(d) for d in domains], known_skeletons, scorer=Levenshtein.distance,
                    score_cutoff=cap - 1, dtype=dtype, workers=1)
-    same_name = name_index(known)
+    same_name = name_index(known) if names is None else names
     for row, d in enumerate(domains):
         for col in _swapped_suffix(d, known, same_name):  # (few: the known domains of this domain's name)
             matrix[row, col] = min(matrix[row, col], SUFFIX_SWAP)

@@ -116,7 +116,7 @@ def _merge_copies(copies: Messages) -> Messages:
 
 
 #: A message's identity as copies keep it: its sender (as given, for the reject's words), sender key and time (ns).
-_Identity = tuple  # (str, int, int)
+_Identity = tuple[str, int, int]
 
 
 def _twins(part: Messages, seen: dict[str, _Identity]) -> tuple[np.ndarray, pd.DataFrame, dict[str, _Identity]]:
