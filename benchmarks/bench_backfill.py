@@ -32,12 +32,25 @@ Reported, single-threaded, in one run:
   before each message, then the message scored: timed on ``--naive-samples``
   messages spread over a ``--naive-messages``-message history, per message,
   beside ours per message on that same history (also with exact per-instant priors);
-* the ratios, and the prior fits' share of our time.
+* the ratios, and the prior fits' share of our time;
+* the allocator's share: the fresh run again in two child processes (the
+  history handed over pickled), one with glibc's default allocator settings
+  and one with ``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_MMAP_THRESHOLD_`` set
+  as the README advises for backfill jobs (:data:`KEEP_FREED_MEMORY`). By
+  default glibc hands freed memory back to the kernel as soon as a tenant's
+  temporaries are gone, and the next tenant's first touch of it costs kernel
+  time again; kept, it is reused.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -47,6 +60,11 @@ from benchmarks._memory import status_mib
 from benchmarks._timing import PhaseTimer
 
 DAY = 86_400
+
+#: glibc settings that keep freed memory in the process (README, "Leak-free backfill"): freed blocks up to
+#: 1 GiB at the top of the heap are kept instead of trimmed, and blocks below 256 MiB come from the heap,
+#: so each tenant reuses the pages the previous one touched.
+KEEP_FREED_MEMORY = {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(1 << 28)}
 
 
 def _reset_peak() -> None:
@@ -170,6 +188,32 @@ def _head(raw: pd.DataFrame, n_messages: int) -> pd.DataFrame:
     return raw.merge(keep, on=["tenant_id", "message_id"])
 
 
+def _child(path: str) -> None:
+    """In a child process: the fresh backfill of the pickled history at ``path``, twice; CPU split printed as JSON."""
+    from commgraph.baselines._sweeps import warm_up
+
+    with open(path, "rb") as f:
+        messages = pickle.load(f)
+    warm_up()
+    runs = [_ours_split(messages, prior_every="1D") for _ in range(2)]
+    print(json.dumps([{"cpu": r[3], "user": r[4][0], "kernel": r[4][1], "mib": r[1]} for r in runs]))
+
+
+def _allocator_runs(messages) -> dict[str, list[dict[str, float]]]:
+    """The fresh backfill in a child process with glibc's defaults, and in one keeping freed memory."""
+    out = {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "messages.pkl")
+        with open(path, "wb") as f:
+            pickle.dump(messages, f, protocol=pickle.HIGHEST_PROTOCOL)
+        base = {k: v for k, v in os.environ.items() if k not in KEEP_FREED_MEMORY}
+        for name, env in (("default", base), ("kept", {**base, **KEEP_FREED_MEMORY})):
+            child = subprocess.run([sys.executable, "-m", "benchmarks.bench_backfill", "--child", path], env=env,
+                                   capture_output=True, text=True, check=True)
+            out[name] = json.loads(child.stdout.strip().splitlines()[-1])
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -178,7 +222,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--peer-messages", type=int, default=0, help="messages the dict peer runs on (0: all)")
     parser.add_argument("--naive-messages", type=int, default=10_000)
     parser.add_argument("--naive-samples", type=int, default=100)
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # (the allocator runs' child processes)
+    parser.add_argument("--no-allocator-runs", action="store_true",
+                        help="skip the fresh run in child processes with and without KEEP_FREED_MEMORY")
     args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child)
+        return {}
     from benchmarks._backfill_peer import StreamingBackfill
     from commgraph.baselines import BaselineConfig, build_baselines
     from commgraph.graph import validate
@@ -221,6 +271,15 @@ def main(argv: list[str] | None = None) -> dict:
           f"{n_edges / again_cpu / 1e6:.2f}M edges/s per core")
     print(f"  prior fits (the snapshots' own fits, per tenant, kind and day): {priors_s:.2f} s CPU of the fresh run; "
           f"the rest {n_edges / max(fresh_cpu - priors_s, 1e-9) / 1e6:.2f}M edges/s per core")
+    if not args.no_allocator_runs:
+        runs = _allocator_runs(messages)
+        results["allocator"] = runs
+        for name, label in (("default", "glibc's defaults"), ("kept", "freed memory kept (KEEP_FREED_MEMORY)")):
+            first, again = runs[name]
+            print(f"  child process, {label}: first run {first['cpu']:.2f} s CPU (user {first['user']:.2f} s + "
+                  f"kernel {first['kernel']:.2f} s), {n_edges / first['cpu'] / 1e6:.2f}M edges/s per core, peak "
+                  f"{first['mib']:,.0f} MiB; again {again['cpu']:.2f} s CPU (kernel {again['kernel']:.2f} s), "
+                  f"{n_edges / again['cpu'] / 1e6:.2f}M edges/s per core")
 
     # ---- peer (a): one pass with dicts, over the first messages of the history
     subset = messages
