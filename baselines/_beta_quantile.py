@@ -278,8 +278,14 @@ def _taylor_kernel(a, b, p, run, member, at_c, term0, x_c, relative, before, x, 
         if ok:  # _settled
             x32 = np.float32(xi)
             here = np.float64(x32)
-            below = (here + np.float64(np.nextafter(x32, np.float32(0.0)))) / 2.0  # the rounding points
-            above = (here + np.float64(np.nextafter(x32, np.float32(1.0)))) / 2.0
+            if np.float32(0.0) < x32 < np.float32(1.0):  # its neighbours one unit of its bits away (no libm call)
+                bits = x32.view(np.int32)
+                down = np.int32(bits - np.int32(1)).view(np.float32)
+                up = np.int32(bits + np.int32(1)).view(np.float32)
+            else:
+                down, up = np.nextafter(x32, np.float32(0.0)), np.nextafter(x32, np.float32(1.0))
+            below = (here + np.float64(down)) / 2.0  # the rounding points
+            above = (here + np.float64(up)) / 2.0
             margin = _MARGIN * xi
             ok = 0.0 < xi < 1.0 and xi - below > margin and above - xi > margin
         done[i] = ok
