@@ -190,7 +190,10 @@ def _distinct_values_kernel(n, k, weight, bounds, distinct, value_weight, bin_st
             for o in range(size):
                 v = k[lo + o] if part == 0 else (n[lo + o] - k[lo + o] if part == 1 else n[lo + o])
                 key[o] = v * size + o
-            key.sort()
+            for o in range(1, size):  # (n comes sorted: a backfill lists a fit's pairs in (n, k) order)
+                if key[o] < key[o - 1]:
+                    key.sort()
+                    break
             previous = -1
             for c in key:
                 v, o = c // size, c % size
