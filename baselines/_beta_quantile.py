@@ -90,15 +90,24 @@ def betaincinv_float32(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
     fa, fb = a.ravel(), b.ravel()
     p = float(p)
     left = np.ones(flat.shape, bool)
-    if 0.0 < p < 1.0:
-        fast = np.flatnonzero((fa >= _MIN_SHAPE) & (fb >= _MIN_SHAPE) & np.isfinite(fa) & np.isfinite(fb))
-        for method in ((_neighbours, _halley) if len(fast) >= _NEIGHBOURS_FROM else (_halley,)):
+    if 0.0 < p < 1.0 and len(fa) >= _NEIGHBOURS_FROM:
+        # Compiled bookkeeping (numba is loaded for the neighbours anyway): the shapes for the fast ways and
+        # their places, then each way's answers put in place and the shapes left to the next one.
+        fast, sa, sb = np.empty(len(fa), np.int64), np.empty(len(fa)), np.empty(len(fa))
+        n_fast = _fast_kernel(fa, fb, fast, sa, sb)
+        fast, sa, sb = fast[:n_fast], sa[:n_fast], sb[:n_fast]
+        for method in ((_neighbours, _halley) if n_fast >= _NEIGHBOURS_FROM else (_halley,)):
             if not len(fast):
                 break
-            x, done = method(fa[fast], fb[fast], p)
+            x, done = method(sa, sb, p)
+            kept = _answered_kernel(x, done, fast, sa, sb, flat, left)
+            fast, sa, sb = fast[:kept], sa[:kept], sb[:kept]
+    elif 0.0 < p < 1.0:  # a snapshot's few shapes: Halley's way alone, without numba
+        fast = np.flatnonzero((fa >= _MIN_SHAPE) & (fb >= _MIN_SHAPE) & np.isfinite(fa) & np.isfinite(fb))
+        if len(fast):
+            x, done = _halley(fa[fast], fb[fast], p)
             flat[fast[done]] = x[done].astype(np.float32)
             left[fast[done]] = False
-            fast = fast[~done]
     if left.any():
         flat[left] = special.betaincinv(fa[left], fb[left], p).astype(np.float32)
     return out
@@ -108,6 +117,36 @@ def betaincinv_float32(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
 def _warm() -> None:
     """The neighbours' kernels on one shape (for :func:`commgraph.baselines._sweeps.warm_up`)."""
     _neighbours(np.array([900.0]), np.array([12.0]), 0.05)
+    one = np.ones(1)
+    _answered_kernel(one, np.ones(1, bool), np.zeros(1, np.int64), one, one, np.empty(1, np.float32),
+                     np.ones(1, bool))
+    _fast_kernel(one, one, np.empty(1, np.int64), np.empty(1), np.empty(1))
+
+
+@_compiled
+def _fast_kernel(a, b, fast, sa, sb):  # pragma: no cover - compiled
+    # The shapes the fast ways take (both at least _MIN_SHAPE, finite), their places and values; how many.
+    m = 0
+    for i in range(len(a)):
+        if a[i] >= _MIN_SHAPE and b[i] >= _MIN_SHAPE and np.isfinite(a[i]) and np.isfinite(b[i]):
+            fast[m], sa[m], sb[m] = i, a[i], b[i]
+            m += 1
+    return m
+
+
+@_compiled
+def _answered_kernel(x, done, fast, sa, sb, out, left):  # pragma: no cover - compiled
+    # A way's answers rounded to float32 (as astype does) into their places where done; the others kept,
+    # in order, at the front of fast, sa and sb (returns how many).
+    m = 0
+    for i in range(len(x)):
+        if done[i]:
+            out[fast[i]] = np.float32(x[i])
+            left[fast[i]] = False
+        else:
+            fast[m], sa[m], sb[m] = fast[i], sa[i], sb[i]
+            m += 1
+    return m
 
 
 def _start(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
