@@ -82,8 +82,9 @@ def _merged(o: TenantOutcomes, instants: np.ndarray, into: dict[str, np.ndarray]
     last instant drop out. Steps stand in for times from here on: they compare
     with the asked instants as the times do.
 
-    One compiled pass (:func:`_merge_kernel`) deals the changes into their
-    entities' slots and sums each entity's per step. The columns are written
+    One compiled pass (:func:`_merge_kernel`) finds each change's step (by a
+    pointer walked along the instants: the changes come nearly in time order),
+    deals the changes into their entities' slots and sums each entity's per step. The columns are written
     into the arrays ``into`` (by name, :data:`_MERGED`, at least as long as the
     changes) when given, with the kernel's ``scratch`` (:func:`_merge_scratch`):
     a caller merging many tenants writes them all into one set of arrays, each
@@ -99,15 +100,15 @@ def _merged(o: TenantOutcomes, instants: np.ndarray, into: dict[str, np.ndarray]
     ([0, 1, 1], [0, 0, 1], [1, 1, 2], [0, 1, 2])
     """
     entity = np.asarray(o.entity, np.int64)
-    step = np.searchsorted(instants, np.asarray(o.time, np.int64), side="right")
     codes = None
     if len(entity) and (int(entity.min()) < 0 or int(entity.max()) >= 2 * len(entity) + 65536):
         codes, entity = np.unique(entity, return_inverse=True)  # a dense code space, in the same order
     n_codes = int(entity.max()) + 1 if len(entity) else 0
     into = {c: np.empty(len(entity), np.int64) for c in _MERGED} if into is None else into
     scratch = _merge_scratch(len(entity), n_codes, len(instants), {} if scratch is None else scratch)
-    kept = _merge_kernel(entity, step, np.asarray(o.safe, np.int64), np.asarray(o.trials, np.int64), n_codes,
-                         len(instants), *(scratch[c] for c in ("dealt", "start", "sums", "seen", "touched")),
+    kept = _merge_kernel(entity, np.asarray(o.time, np.int64), np.asarray(instants, np.int64),
+                         np.asarray(o.safe, np.int64), np.asarray(o.trials, np.int64), n_codes, len(instants),
+                         *(scratch[c] for c in ("dealt", "start", "sums", "seen", "touched")),
                          *(into[c] for c in _MERGED))
     out = {c: into[c][:kept] for c in _MERGED}
     if codes is not None:
@@ -130,19 +131,43 @@ def _merge_scratch(n_changes: int, n_codes: int, width: int, scratch: dict[str, 
 
 
 @_compiled
-def _merge_kernel(entity, step, safe, trials, n_codes, width, dealt, start, sums, seen, touched, out_entity, out_step,
-                  out_n, out_k, out_trials, out_safe):  # pragma: no cover - compiled
+def _merge_kernel(entity, time, instants, safe, trials, n_codes, width, dealt, start, sums, seen, touched,
+                  out_entity, out_step, out_n, out_k, out_trials, out_safe):  # pragma: no cover - compiled
     start[:n_codes + 1] = 0
+    if width == 0:  # (no instant: every change at or after the last)
+        return 0
+    last = instants[width - 1]
     # The changes before the last instant dealt into their entity's slots (a counting sort, carrying them).
     for i in range(len(entity)):
-        if step[i] < width:
+        if time[i] < last:
             start[entity[i] + 1] += 1
     for e in range(n_codes):
         start[e + 1] += start[e]
+    # Each change's step, np.searchsorted(instants, time, side="right"): the last change's when it still
+    # holds (the changes come nearly in time order), a few steps from it, or a binary search (a change far
+    # back among many instants).
+    step = 0
     for i in range(len(entity)):  # start[e] moves on to entity e's end
-        if step[i] < width:
+        t = time[i]
+        if t < last:
+            moves = 0
+            while moves < 4 and instants[step] <= t:  # (step < width: t is before the last instant)
+                step += 1
+                moves += 1
+            while moves < 4 and step > 0 and instants[step - 1] > t:
+                step -= 1
+                moves += 1
+            if instants[step] <= t or step > 0 and instants[step - 1] > t:
+                lo, hi = 0, width - 1  # the first instant after t: before the last one, or it
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if instants[mid] <= t:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                step = lo
             p = start[entity[i]]
-            dealt[p, 0], dealt[p, 1], dealt[p, 2] = step[i], safe[i], trials[i]
+            dealt[p, 0], dealt[p, 1], dealt[p, 2] = step, safe[i], trials[i]
             start[entity[i]] = p + 1
     # Each entity's changes summed per step in a table over the steps (zeros between entities), read in step order.
     kept = 0
