@@ -90,15 +90,24 @@ def betaincinv_float32(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
     fa, fb = a.ravel(), b.ravel()
     p = float(p)
     left = np.ones(flat.shape, bool)
-    if 0.0 < p < 1.0:
-        fast = np.flatnonzero((fa >= _MIN_SHAPE) & (fb >= _MIN_SHAPE) & np.isfinite(fa) & np.isfinite(fb))
-        for method in ((_neighbours, _halley) if len(fast) >= _NEIGHBOURS_FROM else (_halley,)):
+    if 0.0 < p < 1.0 and len(fa) >= _NEIGHBOURS_FROM:
+        # Compiled bookkeeping (numba is loaded for the neighbours anyway): the shapes for the fast ways and
+        # their places, then each way's answers put in place and the shapes left to the next one.
+        fast, sa, sb = np.empty(len(fa), np.int64), np.empty(len(fa)), np.empty(len(fa))
+        n_fast = _fast_kernel(fa, fb, fast, sa, sb)
+        fast, sa, sb = fast[:n_fast], sa[:n_fast], sb[:n_fast]
+        for method in ((_neighbours, _halley) if n_fast >= _NEIGHBOURS_FROM else (_halley,)):
             if not len(fast):
                 break
-            x, done = method(fa[fast], fb[fast], p)
+            x, done = method(sa, sb, p)
+            kept = _answered_kernel(x, done, fast, sa, sb, flat, left)
+            fast, sa, sb = fast[:kept], sa[:kept], sb[:kept]
+    elif 0.0 < p < 1.0:  # a snapshot's few shapes: Halley's way alone, without numba
+        fast = np.flatnonzero((fa >= _MIN_SHAPE) & (fb >= _MIN_SHAPE) & np.isfinite(fa) & np.isfinite(fb))
+        if len(fast):
+            x, done = _halley(fa[fast], fb[fast], p)
             flat[fast[done]] = x[done].astype(np.float32)
             left[fast[done]] = False
-            fast = fast[~done]
     if left.any():
         flat[left] = special.betaincinv(fa[left], fb[left], p).astype(np.float32)
     return out
@@ -108,6 +117,36 @@ def betaincinv_float32(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
 def _warm() -> None:
     """The neighbours' kernels on one shape (for :func:`commgraph.baselines._sweeps.warm_up`)."""
     _neighbours(np.array([900.0]), np.array([12.0]), 0.05)
+    one = np.ones(1)
+    _answered_kernel(one, np.ones(1, bool), np.zeros(1, np.int64), one, one, np.empty(1, np.float32),
+                     np.ones(1, bool))
+    _fast_kernel(one, one, np.empty(1, np.int64), np.empty(1), np.empty(1))
+
+
+@_compiled
+def _fast_kernel(a, b, fast, sa, sb):  # pragma: no cover - compiled
+    # The shapes the fast ways take (both at least _MIN_SHAPE, finite), their places and values; how many.
+    m = 0
+    for i in range(len(a)):
+        if a[i] >= _MIN_SHAPE and b[i] >= _MIN_SHAPE and np.isfinite(a[i]) and np.isfinite(b[i]):
+            fast[m], sa[m], sb[m] = i, a[i], b[i]
+            m += 1
+    return m
+
+
+@_compiled
+def _answered_kernel(x, done, fast, sa, sb, out, left):  # pragma: no cover - compiled
+    # A way's answers rounded to float32 (as astype does) into their places where done; the others kept,
+    # in order, at the front of fast, sa and sb (returns how many).
+    m = 0
+    for i in range(len(x)):
+        if done[i]:
+            out[fast[i]] = np.float32(x[i])
+            left[fast[i]] = False
+        else:
+            fast[m], sa[m], sb[m] = fast[i], sa[i], sb[i]
+            m += 1
+    return m
 
 
 def _start(a: np.ndarray, b: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
@@ -150,29 +189,39 @@ def _runs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     the block's start; ``member`` is False where a collision put a shape in a
     run that is not its own (its ``steps`` then read 0).
     """
-    low = np.ldexp(1.0, np.frexp(a)[1] - 1)  # the power of two at or below a
-    exponent = np.floor(np.log2(np.clip(_RUN_SD * np.sqrt(low * (low + b) / b), 1.0, _RUN_TERMS)))
-    width = np.left_shift(1, exponent.astype(np.int64))
-    # Integer parts exact and far from overflow: shapes beyond 2^31 stay runs of their own.
-    in_block = np.where(a < 2.0 ** 31, np.floor(np.minimum(a, 2.0 ** 31)).astype(np.int64) & (width - 1), 0)
-    start = a - in_block  # exact: the same fractional part, a smaller integer part in the same binade
-    with np.errstate(over="ignore"):
-        key = b.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ start.view(np.uint64)
+    # The block's width per shape: numpy's log2 (its bits decide the floor next to a power of two), around
+    # compiled passes for the rest (each a dozen of numpy's).
+    exponent = np.empty(len(a))
+    _run_scale_kernel(a, b, exponent)
+    np.floor(np.log2(exponent, out=exponent), out=exponent)
     run, steps, member = np.empty(len(a), np.int64), np.empty(len(a), np.int64), np.empty(len(a), bool)
-    first, lowest, highest = np.empty(len(a), np.int64), np.empty(len(a), np.int64), np.empty(len(a), np.int64)
-    n_runs = _runs_kernel(key, b, start, in_block, run, steps, member, first, lowest, highest)
-    first, lowest, highest = first[:n_runs], lowest[:n_runs], highest[:n_runs]
-    return run, steps, member, start[first] + lowest, b[first], highest - lowest + 1
+    in_block, a_run, b_run = np.empty(len(a), np.int64), np.empty(len(a)), np.empty(len(a))
+    lowest, highest = np.empty(len(a), np.int64), np.empty(len(a), np.int64)
+    n_runs = _runs_kernel(a, b, exponent, in_block, run, steps, member, a_run, b_run, lowest, highest)
+    return run, steps, member, a_run[:n_runs], b_run[:n_runs], highest[:n_runs] - lowest[:n_runs] + 1
 
 
 @_compiled
-def _runs_kernel(key, b, start, in_block, run, steps, member, first, lowest, highest):  # pragma: no cover
-    # The runs of _runs from their hashed keys, in one compiled pass (and one for the steps) where numpy and
-    # pandas took a dozen: ``run`` numbers the distinct keys in order of first appearance (as pd.factorize
-    # did), ``first`` is each run's first shape, a shape a member where its b and start are that shape's,
-    # ``lowest`` and ``highest`` the members' smallest and largest in_block. Returns how many runs.
-    # A shape's run is found at random: what it reads of the run sits side by side (two cache lines).
-    n = len(key)
+def _run_scale_kernel(a, b, out):  # pragma: no cover - compiled
+    # Per shape, what _runs takes the log2 of: _RUN_SD * sqrt(low * (low + b) / b) clipped to [1, _RUN_TERMS],
+    # ``low`` the power of two at or below a (a >= _MIN_SHAPE, finite: its exponent bits alone), the float64
+    # operations of numpy's passes in their order.
+    for i in range(len(a)):
+        low = np.uint64(np.float64(a[i]).view(np.uint64) & np.uint64(0x7FF0000000000000)).view(np.float64)
+        v = _RUN_SD * np.sqrt(low * (low + b[i]) / b[i])
+        out[i] = min(max(v, 1.0), float(_RUN_TERMS))
+
+
+@_compiled
+def _runs_kernel(a, b, exponent, in_block, run, steps, member, a_run, b_run, lowest, highest):  # pragma: no cover
+    # The runs of _runs in one compiled pass (and one for the steps) where numpy and pandas took a dozen: each
+    # shape's block (``in_block``, its place in it, and the block's start, from the width 2^exponent), hashed
+    # with its b; ``run`` numbers the distinct keys in order of first appearance (as pd.factorize did), a
+    # shape a member where its b and start are the run's first shape's, ``lowest`` and ``highest`` the
+    # members' smallest and largest in_block, ``a_run`` and ``b_run`` the run's smallest member's shapes.
+    # Returns how many runs. A shape's run is found at random: what it reads of the run sits side by side
+    # (two cache lines).
+    n = len(a)
     bits = 4
     while (1 << bits) <= n:  # a power of two above the shapes: never full
         bits += 1
@@ -183,7 +232,13 @@ def _runs_kernel(key, b, start, in_block, run, steps, member, first, lowest, hig
     span = np.empty((n, 2), np.int64)  # its members' lowest and highest in_block
     count = 0
     for i in range(n):
-        k = key[i]
+        # Integer parts exact and far from overflow: shapes beyond 2^31 stay runs of their own.
+        width = np.int64(1) << np.int64(exponent[i])
+        block = (np.int64(np.floor(a[i])) & (width - 1)) if a[i] < 2.0 ** 31 else np.int64(0)
+        in_block[i] = block
+        start = a[i] - float(block)  # exact: the same fractional part, a smaller integer part in the same binade
+        k = np.uint64(np.float64(b[i]).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ np.float64(start).view(
+            np.uint64)
         slot = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
         while True:
             c = np.int64(table[slot, 1]) - 1
@@ -191,9 +246,8 @@ def _runs_kernel(key, b, start, in_block, run, steps, member, first, lowest, hig
                 c = count
                 table[slot, 0] = k
                 table[slot, 1] = np.uint64(c + 1)
-                first[c] = i
                 shape[c, 0] = b[i]
-                shape[c, 1] = start[i]
+                shape[c, 1] = start
                 span[c, 0] = _RUN_TERMS
                 span[c, 1] = 0
                 count += 1
@@ -202,14 +256,16 @@ def _runs_kernel(key, b, start, in_block, run, steps, member, first, lowest, hig
                 break
             slot = (slot + 1) & mask
         run[i] = c
-        inside = shape[c, 0] == b[i] and shape[c, 1] == start[i]
+        inside = shape[c, 0] == b[i] and shape[c, 1] == start
         member[i] = inside
         if inside:
-            span[c, 0] = min(span[c, 0], in_block[i])
-            span[c, 1] = max(span[c, 1], in_block[i])
+            span[c, 0] = min(span[c, 0], block)
+            span[c, 1] = max(span[c, 1], block)
     for c in range(count):
         lowest[c] = span[c, 0]
         highest[c] = span[c, 1]
+        a_run[c] = shape[c, 1] + float(lowest[c])
+        b_run[c] = shape[c, 0]
     for i in range(n):
         steps[i] = in_block[i] - lowest[run[i]] if member[i] else 0
     return count
@@ -278,8 +334,14 @@ def _taylor_kernel(a, b, p, run, member, at_c, term0, x_c, relative, before, x, 
         if ok:  # _settled
             x32 = np.float32(xi)
             here = np.float64(x32)
-            below = (here + np.float64(np.nextafter(x32, np.float32(0.0)))) / 2.0  # the rounding points
-            above = (here + np.float64(np.nextafter(x32, np.float32(1.0)))) / 2.0
+            if np.float32(0.0) < x32 < np.float32(1.0):  # its neighbours one unit of its bits away (no libm call)
+                bits = x32.view(np.int32)
+                down = np.int32(bits - np.int32(1)).view(np.float32)
+                up = np.int32(bits + np.int32(1)).view(np.float32)
+            else:
+                down, up = np.nextafter(x32, np.float32(0.0)), np.nextafter(x32, np.float32(1.0))
+            below = (here + np.float64(down)) / 2.0  # the rounding points
+            above = (here + np.float64(up)) / 2.0
             margin = _MARGIN * xi
             ok = 0.0 < xi < 1.0 and xi - below > margin and above - xi > margin
         done[i] = ok

@@ -11,8 +11,9 @@ updated between consecutive instants by the changes in between, and fits only
 where the answer can differ from the last fit: at instants where a tenant (or
 the pool) has enough labels and its histogram changed since. The fits are
 collected as the histogram moves, then solved together by
-:func:`commgraph.baselines._smoothing.fit_summary_list`, the very function a
-snapshot fits its priors with, on the very arrays it would build; each fit's
+:func:`commgraph.baselines._smoothing.fit_summaries`, the very function a
+snapshot fits its priors with (through ``fit_summary_list``), on the very
+arrays it would build; each fit's
 result does not depend on the others in the batch, so the priors are the
 snapshots' to the bit.
 
@@ -35,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import BaselineConfig
-from ._smoothing import fit_summary_list
+from ._smoothing import fit_summaries
 from ._sweeps import _compiled, warmed_by
 
 __all__ = ["TenantOutcomes", "priors_at", "priors_at_kinds"]
@@ -81,8 +82,9 @@ def _merged(o: TenantOutcomes, instants: np.ndarray, into: dict[str, np.ndarray]
     last instant drop out. Steps stand in for times from here on: they compare
     with the asked instants as the times do.
 
-    One compiled pass (:func:`_merge_kernel`) deals the changes into their
-    entities' slots and sums each entity's per step. The columns are written
+    One compiled pass (:func:`_merge_kernel`) finds each change's step (by a
+    pointer walked along the instants: the changes come nearly in time order),
+    deals the changes into their entities' slots and sums each entity's per step. The columns are written
     into the arrays ``into`` (by name, :data:`_MERGED`, at least as long as the
     changes) when given, with the kernel's ``scratch`` (:func:`_merge_scratch`):
     a caller merging many tenants writes them all into one set of arrays, each
@@ -98,15 +100,15 @@ def _merged(o: TenantOutcomes, instants: np.ndarray, into: dict[str, np.ndarray]
     ([0, 1, 1], [0, 0, 1], [1, 1, 2], [0, 1, 2])
     """
     entity = np.asarray(o.entity, np.int64)
-    step = np.searchsorted(instants, np.asarray(o.time, np.int64), side="right")
     codes = None
     if len(entity) and (int(entity.min()) < 0 or int(entity.max()) >= 2 * len(entity) + 65536):
         codes, entity = np.unique(entity, return_inverse=True)  # a dense code space, in the same order
     n_codes = int(entity.max()) + 1 if len(entity) else 0
     into = {c: np.empty(len(entity), np.int64) for c in _MERGED} if into is None else into
     scratch = _merge_scratch(len(entity), n_codes, len(instants), {} if scratch is None else scratch)
-    kept = _merge_kernel(entity, step, np.asarray(o.safe, np.int64), np.asarray(o.trials, np.int64), n_codes,
-                         len(instants), *(scratch[c] for c in ("dealt", "start", "sums", "seen", "touched")),
+    kept = _merge_kernel(entity, np.asarray(o.time, np.int64), np.asarray(instants, np.int64),
+                         np.asarray(o.safe, np.int64), np.asarray(o.trials, np.int64), n_codes, len(instants),
+                         *(scratch[c] for c in ("dealt", "start", "sums", "seen", "touched")),
                          *(into[c] for c in _MERGED))
     out = {c: into[c][:kept] for c in _MERGED}
     if codes is not None:
@@ -129,19 +131,43 @@ def _merge_scratch(n_changes: int, n_codes: int, width: int, scratch: dict[str, 
 
 
 @_compiled
-def _merge_kernel(entity, step, safe, trials, n_codes, width, dealt, start, sums, seen, touched, out_entity, out_step,
-                  out_n, out_k, out_trials, out_safe):  # pragma: no cover - compiled
+def _merge_kernel(entity, time, instants, safe, trials, n_codes, width, dealt, start, sums, seen, touched,
+                  out_entity, out_step, out_n, out_k, out_trials, out_safe):  # pragma: no cover - compiled
     start[:n_codes + 1] = 0
+    if width == 0:  # (no instant: every change at or after the last)
+        return 0
+    last = instants[width - 1]
     # The changes before the last instant dealt into their entity's slots (a counting sort, carrying them).
     for i in range(len(entity)):
-        if step[i] < width:
+        if time[i] < last:
             start[entity[i] + 1] += 1
     for e in range(n_codes):
         start[e + 1] += start[e]
+    # Each change's step, np.searchsorted(instants, time, side="right"): the last change's when it still
+    # holds (the changes come nearly in time order), a few steps from it, or a binary search (a change far
+    # back among many instants).
+    step = 0
     for i in range(len(entity)):  # start[e] moves on to entity e's end
-        if step[i] < width:
+        t = time[i]
+        if t < last:
+            moves = 0
+            while moves < 4 and instants[step] <= t:  # (step < width: t is before the last instant)
+                step += 1
+                moves += 1
+            while moves < 4 and step > 0 and instants[step - 1] > t:
+                step -= 1
+                moves += 1
+            if instants[step] <= t or step > 0 and instants[step - 1] > t:
+                lo, hi = 0, width - 1  # the first instant after t: before the last one, or it
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if instants[mid] <= t:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                step = lo
             p = start[entity[i]]
-            dealt[p, 0], dealt[p, 1], dealt[p, 2] = step[i], safe[i], trials[i]
+            dealt[p, 0], dealt[p, 1], dealt[p, 2] = step, safe[i], trials[i]
             start[entity[i]] = p + 1
     # Each entity's changes summed per step in a table over the steps (zeros between entities), read in step order.
     kept = 0
@@ -249,10 +275,12 @@ def _number_kernel(codes, rank, n_after, trials, step, tenant, width, out_tenant
 
 @warmed_by
 def _warm() -> None:
-    """The kernels of the changes and states on one tenant's few changes (for :func:`._sweeps.warm_up`)."""
+    """The kernels of the changes, states and fits asked, on one tenant's few changes (for
+    :func:`._sweeps.warm_up`)."""
     one = np.ones(2, np.int64)
-    _states([TenantOutcomes(entity=np.array([0, 1]), time=np.array([5, 15]), safe=one, trials=one,
-                            explicit=one)], np.array([10, 20]))
+    ev = _states([TenantOutcomes(entity=np.array([0, 1]), time=np.array([5, 15]), safe=one, trials=one,
+                                 explicit=one)], np.array([10, 20]))
+    _Fits().ask(ev, one, 0, 1, ("kind", 0), 0)
 
 
 def priors_at(outcomes: list[TenantOutcomes], requests: list[np.ndarray], config: BaselineConfig
@@ -431,13 +459,16 @@ class _Fits:
     asked, numbered; a tenant (or the pool, -1) of a scope (an entity kind)
     asking again before its states changed gets the number of its last fit.
     Fits are independent (:func:`fit_summaries`): solving them in batches of at
-    most ``pending_pairs`` pairs gives the same bits as one batch, in bounded memory."""
+    most ``pending_pairs`` pairs gives the same bits as one batch, in bounded memory.
+    The pending fits' pairs are written one after another into columns kept
+    for the batch (:func:`_asked_kernel`), the arrays ``fit_summary_list`` would
+    have joined them into."""
 
     def __init__(self, pending_pairs: int | None = None) -> None:
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (n, k, count) of each fit not solved
         self.last: dict[tuple[str, int], tuple[int, int]] = {}  # (scope, who) -> (version, fit number)
         self.pending_pairs = pending_pairs or _PENDING_PAIRS
-        self._pending = 0
+        self._columns = (np.empty(0), np.empty(0), np.empty(0, np.int64))  # (n, k, count) of the pending fits
+        self._bounds = [0]  # where each pending fit's pairs start, and the end
         self._solved: list[tuple[np.ndarray, np.ndarray]] = []
         self._count = 0
 
@@ -446,20 +477,24 @@ class _Fits:
         known = self.last.get(who)
         if known is not None and known[0] == version:
             return known[1]
-        nz = lo + np.flatnonzero(hist[lo:hi])
-        self.parts.append((ev["state_n"][nz], ev["state_k"][nz], hist[nz]))
-        self._pending += len(nz)
+        used = self._bounds[-1]
+        if len(self._columns[0]) < used + hi - lo:  # (grown by doubling: each pair copied a few times at most)
+            size = max(2 * len(self._columns[0]), used + hi - lo, 1024)
+            self._columns = tuple(np.concatenate([c[:used], np.empty(size - used, c.dtype)]) for c in self._columns)
+        self._bounds.append(used + _asked_kernel(hist, lo, hi, ev["state_n"], ev["state_k"], used, *self._columns))
         number = self._count
         self._count += 1
         self.last[who] = (version, number)
-        if self._pending >= self.pending_pairs:
+        if self._bounds[-1] >= self.pending_pairs:
             self._solve_pending()
         return number
 
     def _solve_pending(self) -> None:
-        if self.parts:
-            self._solved.append(fit_summary_list(self.parts))
-            self.parts, self._pending = [], 0
+        if len(self._bounds) > 1:
+            used = self._bounds[-1]
+            # fit_summary_list's call on the columns it would have joined: the same bits.
+            self._solved.append(fit_summaries(*(c[:used] for c in self._columns), np.array(self._bounds)))
+            self._bounds = [0]
 
     def solve(self) -> tuple[np.ndarray, np.ndarray]:
         """``alpha`` and ``beta`` of every fit asked, by number."""
@@ -467,3 +502,15 @@ class _Fits:
         if not self._solved:
             return np.zeros(0), np.zeros(0)
         return np.concatenate([a for a, _ in self._solved]), np.concatenate([b for _, b in self._solved])
+
+
+@_compiled
+def _asked_kernel(hist, lo, hi, state_n, state_k, at, n, k, count):  # pragma: no cover - compiled
+    # The states lo:hi with a count, and their counts, written from ``at`` on; returns how many. (What
+    # flatnonzero and three gathers per fit did, with their arrays, for a backfill's thousands of fits.)
+    m = at
+    for s in range(lo, hi):
+        if hist[s] != 0:
+            n[m], k[m], count[m] = state_n[s], state_k[s], hist[s]
+            m += 1
+    return m - at

@@ -23,6 +23,7 @@ import pandas as pd
 from commgraph.graph import ConfigError
 
 from ._beta_quantile import betaincinv_float32
+from ._sweeps import _compiled, warmed_by
 
 __all__ = ["fit_beta_prior", "fit_summaries", "fit_summary_list", "posterior_mean", "posterior_lower_bound",
            "beta_binomial_loglik"]
@@ -40,6 +41,10 @@ _BERNOULLI = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730)
 _FTOL = 2.2e-9
 # A log-parameter this close to its bound, with the gradient pointing out, is put on it.
 _PIN = 1e-3
+# Batches of at least this many fits evaluate their sums through compiled passes (:func:`_shifted_kernel`,
+# :func:`_sums_kernel`, :func:`_series_kernel`): a backfill's thousands of daily fits. A snapshot's few fits take
+# numpy's passes (no numba to load); both make the same float64 operations in the same order: the same bits.
+_COMPILED_FROM = 256
 
 
 def _check_counts(successes: np.ndarray, trials: np.ndarray, caller: str) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +129,131 @@ def _trigamma(x: np.ndarray, out: np.ndarray | None = None, work: np.ndarray | N
     if small.any():
         out[small] = special.zeta(2, x[small])
     return out
+
+
+def _trigamma_compiled(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """:func:`_trigamma` of ``x`` into ``out``, its series in one compiled pass (:func:`_series_kernel`): the
+    same bits."""
+    from scipy import special
+
+    if _series_kernel(x, out):
+        small = x < _SERIES_FROM
+        out[small] = special.zeta(2, x[small])
+    return out
+
+
+_B2, _B4, _B6, _B8, _B10, _B12 = _BERNOULLI
+
+
+@_compiled
+def _series_kernel(x, out):  # pragma: no cover - compiled
+    # _trigamma's asymptotic series per value from _SERIES_FROM up, the float64 operations of its numpy passes
+    # in their order (no fastmath: no fused multiply-adds); smaller values are left to the caller (returns
+    # whether there are any).
+    small = False
+    for i in range(len(x)):
+        v = x[i]
+        if v < _SERIES_FROM:
+            small = True
+            v = _SERIES_FROM
+        inv = 1.0 / v
+        inv2 = inv * inv
+        o = inv2 * _B12
+        o = (o + _B10) * inv2
+        o = (o + _B8) * inv2
+        o = (o + _B6) * inv2
+        o = (o + _B4) * inv2
+        o = (o + _B2) * inv2
+        o *= inv
+        o += inv
+        o += (inv * inv) * 0.5
+        out[i] = o
+    return small
+
+
+@_compiled
+def _distinct_values_kernel(n, k, weight, bounds, distinct, value_weight, bin_start):  # pragma: no cover
+    # fit_summaries' distinct values of each fit's k, n - k and n in turn, increasing (sum j = fit * 3 + part:
+    # distinct[bin_start[j]:bin_start[j + 1]]), each with the weights of its pairs summed in the pairs' order
+    # (a stable sort), as np.bincount summed them after pd.factorize: the same bits, without hashing every
+    # pair of every fit. Returns how many values.
+    # Each part's values sorted as value * size + pair (distinct keys: the pairs of a value in their order).
+    j = 0
+    keys = np.empty(0, np.int64)
+    for f in range(len(bounds) - 1):
+        lo, hi = bounds[f], bounds[f + 1]
+        size = hi - lo
+        if len(keys) < size:
+            keys = np.empty(size, np.int64)
+        key = keys[:size]
+        for part in range(3):
+            for o in range(size):
+                v = k[lo + o] if part == 0 else (n[lo + o] - k[lo + o] if part == 1 else n[lo + o])
+                key[o] = v * size + o
+            for o in range(1, size):  # (n comes sorted: a backfill lists a fit's pairs in (n, k) order)
+                if key[o] < key[o - 1]:
+                    key.sort()
+                    break
+            previous = -1
+            for c in key:
+                v, o = c // size, c % size
+                if v != previous:
+                    previous = v
+                    distinct[j] = float(v)
+                    value_weight[j] = 0.0
+                    j += 1
+                value_weight[j - 1] += weight[lo + o]
+            bin_start[3 * f + part + 1] = j
+    return j
+
+
+@_compiled
+def _shifted_kernel(fits, bin_start, distinct, a, b, x):  # pragma: no cover - compiled
+    # fit_summaries' arguments of the special functions for ``fits`` (increasing) with priors ``a``, ``b``:
+    # each of their distinct values plus its part's shift (a, b, a + b), in order, then a, b and a + b of
+    # each fit; returns how many values come before those. Where numpy gathered the values (positions from a
+    # cumulative sum, three takes) and the shifts, and added them: one pass.
+    j = 0
+    for i in range(len(fits)):
+        f = fits[i]
+        ab = a[i] + b[i]
+        for v in range(bin_start[3 * f], bin_start[3 * f + 1]):
+            x[j] = a[i] + distinct[v]
+            j += 1
+        for v in range(bin_start[3 * f + 1], bin_start[3 * f + 2]):
+            x[j] = b[i] + distinct[v]
+            j += 1
+        for v in range(bin_start[3 * f + 2], bin_start[3 * f + 3]):
+            x[j] = ab + distinct[v]
+            j += 1
+    n = j
+    for i in range(len(fits)):
+        x[j], x[j + 1], x[j + 2] = a[i], b[i], a[i] + b[i]
+        j += 3
+    return n
+
+
+@_compiled
+def _sums_kernel(fits, bin_start, weight, y, sums):  # pragma: no cover - compiled
+    # Each fit's weighted sums over its three parts of the function's values ``y`` (in _shifted_kernel's
+    # order): the products and additions of np.bincount's weights, in its order (each sum from 0.0, its
+    # values in turn).
+    j = 0
+    for i in range(len(fits)):
+        f = fits[i]
+        for part in range(3):
+            total = 0.0
+            for v in range(bin_start[3 * f + part], bin_start[3 * f + part + 1]):
+                total += y[j] * weight[v]
+                j += 1
+            sums[i, part] = total
+
+
+@warmed_by
+def _warm() -> None:
+    """The prior fit's compiled passes on a small batch (for :func:`._sweeps.warm_up`)."""
+    one = np.ones(_COMPILED_FROM)
+    fit_summaries(one * 3.0, one, one, np.arange(_COMPILED_FROM + 1))
 
 
 def beta_binomial_loglik(alpha: float, beta: float, successes: np.ndarray, trials: np.ndarray) -> float:
@@ -230,6 +360,10 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     both large) the likelihood keeps rising by millionths for hundreds of
     steps, a difference no detector can tell from the optimum.
 
+    A batch of ``_COMPILED_FROM`` fits or more (a backfill's) finds its
+    distinct values and sums over them by compiled passes, a smaller one (a
+    snapshot's) by numpy's: the same float64 operations in the same order.
+
     Examples
     --------
     >>> n, k = np.array([10.0, 10.0, 4.0, 20.0]), np.array([9.0, 2.0, 4.0, 15.0])
@@ -247,15 +381,23 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
     # alpha + beta of a fit (fewer than its pairs), weighted: value ``e`` adds
     # to sum ``part[e]`` (0, 1, 2) of fit ``fit[e]``.
     width = int(n_i.max(initial=0)) + 1
-    raw = np.concatenate([(fit_of_pair * 3 + part) * width + v for part, v in enumerate((k_i, n_i - k_i, n_i))])
-    # np.unique's sorted distinct values and inverse, by hashing and sorting the distinct values only (the
-    # values repeat across a backfill's daily fits: 2x faster over 18,000 fits, never slower).
-    inverse, codes = pd.factorize(raw, sort=True)
-    value_weight = np.bincount(inverse, weights=np.tile(weight, 3), minlength=len(codes))
-    distinct = (codes % width).astype(np.float64)
-    bin_of = codes // width  # fit * 3 + part, increasing
-    values_of_fit = np.bincount(bin_of // 3, minlength=n_fits)
-    value_start = np.concatenate([[0], np.cumsum(values_of_fit)])
+    # (the compiled passes sort a fit's values as value * pairs + pair: no overflow)
+    compiled = n_fits >= _COMPILED_FROM and width * int(np.diff(bounds).max(initial=0)) < 1 << 62
+    if compiled:  # the values of sum j (fit * 3 + part): bin_start[j]:bin_start[j + 1]
+        distinct, value_weight = np.empty(3 * len(n_i)), np.empty(3 * len(n_i))
+        bin_start = np.zeros(3 * n_fits + 1, np.int64)
+        n_values = _distinct_values_kernel(n_i, k_i, weight, bounds, distinct, value_weight, bin_start)
+        distinct, value_weight = distinct[:n_values], value_weight[:n_values]
+    else:
+        raw = np.concatenate([(fit_of_pair * 3 + part) * width + v for part, v in enumerate((k_i, n_i - k_i, n_i))])
+        # np.unique's sorted distinct values and inverse, by hashing and sorting the distinct values only (the
+        # values repeat across a backfill's daily fits: 2x faster over 18,000 fits, never slower).
+        inverse, codes = pd.factorize(raw, sort=True)
+        value_weight = np.bincount(inverse, weights=np.tile(weight, 3), minlength=len(codes))
+        distinct = (codes % width).astype(np.float64)
+        bin_of = codes // width  # fit * 3 + part, increasing
+        values_of_fit = np.bincount(bin_of // 3, minlength=n_fits)
+        value_start = np.concatenate([[0], np.cumsum(values_of_fit)])
 
     shift = np.empty((n_fits, 3))  # a, b and a + b of the fits evaluated, by fit
     # Every step's arrays in buffers made once: fresh ones cost a page fault per 4 KiB, a fifth of the time.
@@ -289,6 +431,8 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per function, each fit's weighted sums over its three parts and the function at a, b, a + b
         (rows of fits, columns of parts): one call per function over every value of every fit."""
+        if compiled:
+            return evaluate_compiled(fns, fits, a, b)
         values, weights, bins = gather(fits)
         rows = np.stack([a, b, a + b], axis=1)
         shift[fits] = rows
@@ -306,6 +450,22 @@ def fit_summaries(n_u: np.ndarray, k_u: np.ndarray, weight: np.ndarray, bounds: 
             np.multiply(y[:n], weights, out=y[:n])
             # Sums by fit and part over all fits (a few thousand bins), in the values' order as by row.
             sums = np.bincount(bins, weights=y[:n], minlength=3 * n_fits).reshape(-1, 3)[fits]
+            out.append((sums, y[n:].reshape(-1, 3).copy()))
+        return out
+
+    def evaluate_compiled(fns: tuple[Any, ...], fits: np.ndarray, a: np.ndarray, b: np.ndarray
+                          ) -> list[tuple[np.ndarray, np.ndarray]]:
+        # evaluate's values and sums by compiled passes, in its order: the same bits.
+        n = _shifted_kernel(fits, bin_start, distinct, a, b, x_buffer)
+        x, y = x_buffer[:n + 3 * len(fits)], y_buffer[:n + 3 * len(fits)]
+        out = []
+        for fn in fns:
+            if fn is _trigamma:
+                _trigamma_compiled(x, y)
+            else:
+                fn(x, out=y)
+            sums = np.empty((len(fits), 3))
+            _sums_kernel(fits, bin_start, value_weight, y, sums)
             out.append((sums, y[n:].reshape(-1, 3).copy()))
         return out
 

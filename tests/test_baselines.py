@@ -293,6 +293,26 @@ def test_a_prior_fit_does_not_depend_on_the_order_of_its_pairs(specs, rnd) -> No
     assert [x.tolist() for x in fit_summary_list(summaries)] == [x.tolist() for x in fit_summary_list(shuffled)]
 
 
+def test_a_large_batch_of_prior_fits_takes_compiled_passes_to_the_same_bits() -> None:
+    # Batches of _COMPILED_FROM fits or more (a backfill's) sum through numba kernels, a snapshot's few fits
+    # through numpy: each fit's bits must not depend on which (the backfill's priors are the snapshots').
+    from commgraph.baselines._smoothing import _COMPILED_FROM, _trigamma, _trigamma_compiled, fit_summary_list
+
+    rng = np.random.default_rng(5)
+    summaries = []
+    for i in range(_COMPILED_FROM + 40):
+        n = np.minimum(rng.zipf(1.5, int(rng.integers(1, 400))), [3, 60, 5000][i % 3])
+        a, b = np.exp(rng.uniform(-3, 7)), np.exp(rng.uniform(-4, 4))
+        k = stats.betabinom.rvs(n, a, b, random_state=rng) if i % 4 else rng.binomial(n, rng.random())
+        n_u, k_u, w = _distinct(k, n)
+        summaries.append((n_u, k_u, w * rng.integers(1, 4, len(w)) if i % 5 == 0 else w))
+    together = [x.tolist() for x in fit_summary_list(summaries)]
+    chunks = [fit_summary_list(summaries[i:i + 100]) for i in range(0, len(summaries), 100)]  # numpy's passes
+    assert together == [np.concatenate([c[j] for c in chunks]).tolist() for j in range(2)]
+    x = np.concatenate([np.geomspace(np.exp(-7), 1e7, 5_001), np.arange(0, 40) + 0.5])
+    assert _trigamma_compiled(x, np.empty_like(x)).tolist() == _trigamma(x).tolist()
+
+
 def test_trigamma_of_the_prior_fit_equals_scipys_hurwitz_zeta() -> None:
     from commgraph.baselines._smoothing import _SERIES_FROM, _trigamma
 

@@ -79,6 +79,22 @@ def test_an_entity_changed_in_many_steps_merged_in_step_order(times, other) -> N
         assert got[column].tolist() == expected[column].tolist(), column
 
 
+def test_changes_nearly_in_time_order_find_their_steps_as_a_search_does() -> None:
+    # Steps are found by a pointer walked from the last change's, a binary search where a change lies far
+    # back (or ahead) among many instants: as np.searchsorted finds them, at, between and beyond instants.
+    rng = np.random.default_rng(4)
+    times = np.sort(rng.integers(-20, 2_100, 3_000))
+    jumps = rng.random(len(times)) < 0.02
+    times[jumps] = rng.integers(-20, 2_100, jumps.sum())
+    rows = [(int(e), int(t), ["safe", "unsafe", "presumed"][i % 3], None)
+            for i, (e, t) in enumerate(zip(rng.integers(0, 40, len(times)), times))]
+    for asked in (np.arange(0, 2_000, 2), np.unique(times[::7]), np.array([1_000])):
+        o = _outcomes(rows)
+        got, expected = _merged(o, asked), _reference(o, asked)
+        for column in ("entity", "step", "safe", "trials", "n_after", "k_after"):
+            assert got[column].tolist() == expected[column].tolist(), column
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(messages, min_size=1, max_size=3), instants)
 def test_states_before_and_after_each_change_against_pandas(per_tenant, asked) -> None:
