@@ -30,7 +30,7 @@ from ._pointintime import (NAT, QueryOrder, Timeline, code_order, dense_codes, m
                            subset_order)
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
-from ._sweeps import standing
+from ._own_time import first_used, own_hour_counts, own_pair_counts, standing_in_time
 
 __all__ = ["AsOfTables", "MESSAGE_FIELDS", "EDGE_FIELDS", "smoothed"]
 
@@ -440,9 +440,17 @@ class AsOfTables:
 
     def sender_hours(self, instants: np.ndarray) -> np.ndarray:
         """Per message, its sender's messages at the same UTC hour of day."""
-        lo, hi = self._before(self._sender_hour, self.s * 24 + self._hour, np.asarray(instants, dtype=np.int64),
-                              self.ts)
+        q = np.asarray(instants, dtype=np.int64)
+        if self._own(q, self.ts):
+            return self._own_hours[0]
+        lo, hi = self._before(self._sender_hour, self.s * 24 + self._hour, q, self.ts)
         return hi - lo
+
+    @cached_property
+    def _own_hours(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per message at its own time: its sender's messages at its hour, the tenant's at its hour, and all the
+        tenant's, in one walk in time order (no timeline by hour, no search per message)."""
+        return own_hour_counts(self._by_time, self.ts, self.s, self.n_addr, HOUR_NS)
 
     @cached_property
     def _hour(self) -> np.ndarray:
@@ -459,6 +467,8 @@ class AsOfTables:
     def tenant_hours(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per message, the tenant's messages at its UTC hour of day, and all the tenant's messages."""
         q = np.asarray(instants, dtype=np.int64)
+        if self._own(q, self.ts):
+            return self._own_hours[1], self._own_hours[2]
         lo, hi = self._before(self._tenant_hour, self._hour, q, self.ts)
         return hi - lo, np.searchsorted(self.ts[self._by_time], q, side="left")
 
@@ -547,19 +557,28 @@ class AsOfTables:
         return codes, Timeline.of_rows(codes, self.ts, len(uniques), self._order(codes, self.ts), named)
 
     @cached_property
-    def _internal_names(self) -> Timeline:
-        # A display name is internal once a mailbox sent mail under it.
-        used = (self.name >= 0) & (self.direction != INBOUND)
-        return Timeline.of_rows(self.name, self.ts, int(self.name.max()) + 1 if len(self.name) else 0,
-                                self._order(self.name, self.ts), used)
+    def _internal_names(self) -> np.ndarray:
+        """Per display name, when a mailbox first sent mail under it (int64 max: never): internal from then on."""
+        used = self.direction != INBOUND
+        return first_used(self.name, used, self.ts, max(int(self.name.max()) + 1 if len(self.name) else 0, 1))
+
+    @cached_property
+    def _own_name_counts(self) -> np.ndarray:
+        """Per message at its own time, the earlier messages with its display name from its address: the sender
+        timeline's (address, time) order sorted stably by name is the (name, address, time) order."""
+        order = code_order(self.name + 1, self._sender.order)  # (no name: code 0, counted as none)
+        return own_pair_counts(order, self.name, self.s, self.ts)
 
     def display_name(self, instants: np.ndarray) -> dict[str, np.ndarray]:
         """Per message: whether its display name is internal, and messages with this name from this address."""
         q = np.asarray(instants, dtype=np.int64)
-        lo, hi = self._before(self._internal_names, self.name, q, self.ts)
+        named = self.name >= 0
+        is_internal = (named & (self._internal_names[np.maximum(self.name, 0)] < q)).astype(np.int8)
+        if self._own(q, self.ts):
+            return {"is_internal": is_internal, "n_with_name": self._own_name_counts}
         codes, tl = self._name_pairs
         plo, phi = self._before(tl, codes, q, self.ts)
-        return {"is_internal": (hi > lo).astype(np.int8), "n_with_name": phi - plo}
+        return {"is_internal": is_internal, "n_with_name": phi - plo}
 
     # ------------------------------------------------------------------ known contacts
     def known_contacts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -573,34 +592,20 @@ class AsOfTables:
         Every score only grows, so the list is followed event by event with a
         heap of the weakest member and one of the best waiting domains.
         """
-        out = self._domain_heads  # a message counts once towards each domain it wrote to, as in the snapshot
-        codes = np.concatenate([self.d, self.rd[out]])
-        times = np.concatenate([self.ts, self.ets[out]])
-        # Own, as the snapshot reads it: the message's sender domain sent it internally or out.
-        own = np.concatenate([self.direction != INBOUND, np.zeros(int(out.sum()), bool)])
-        written = np.concatenate([np.zeros(len(self.ts), bool), np.ones(int(out.sum()), bool)])
-        order = np.argsort(times, kind="stable")
-        codes, times, own, written = codes[order], times[order], own[order], written[order]
-        # Each domain's events side by side, in time order (a stable sort by code), for running values per domain.
-        by_code = code_order(codes, np.arange(len(codes)))
-        n = len(codes)
-        # Score: own domain, then written to, then the domain's events so far (one compiled pass).
-        sorted_score, start, sorted_keep = standing(codes[by_code], own[by_code], written[by_code], _OWN, _WRITTEN)
-        score = np.empty(n, np.int64)
-        score[by_code] = sorted_score
+        # The events (each message at its sender domain, own as the snapshot reads it: sent internally or
+        # out; each message's first edge to a domain, written to) in time order, a message ahead of an edge at
+        # one time, each with its domain's score after it: own, then written to, then its events so far. One
+        # compiled walk, no sort: scores only grow, and once own or written to a domain is a member for good
+        # and the sweep never reads its scores again, so only each domain's first such event is kept.
+        (codes, times, score), (first_codes, first_times) = standing_in_time(
+            self._by_time, self.d, self.ts, self.direction != INBOUND, self._edges_by_time, self.rd, self.ets,
+            self._domain_heads, self.n_dom, _OWN, _WRITTEN)
         limit = self.config.known_contact_domains
-        first = np.zeros(n, dtype=bool)
-        first[by_code[start]] = True
-        if int(first.sum()) <= limit:  # every domain fits: each joins when first seen, for good
-            return codes[first], times[first], np.ones(int(first.sum()), np.int64)
+        if len(first_codes) <= limit:  # every domain fits: each joins when first seen, for good
+            return first_codes, first_times, np.ones(len(first_codes), np.int64)
         # Key ranks break ties as the snapshot's sort does (smaller key first).
         key_rank = np.argsort(np.argsort(self.domains, kind="stable"), kind="stable")
-        # Once own or written to, a domain is a member for good and the sweep skips its events (it
-        # never reads their scores again): hand it only each domain's first such event. Scores only
-        # grow, so that is the first event at or above _WRITTEN; most of the mail drops out.
-        keep = np.zeros(n, dtype=bool)
-        keep[by_code] = sorted_keep
-        return _follow_top(codes[keep], times[keep], score[keep], key_rank, limit)
+        return _follow_top(codes, times, score, key_rank, limit)
 
 
 def _follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_rank: np.ndarray,
