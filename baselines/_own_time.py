@@ -50,8 +50,8 @@ def own_hour_counts(by_time: np.ndarray, times: np.ndarray, sender: np.ndarray, 
     by_time, times, sender = _c(by_time), _c(times), _c(sender)
     n = len(times)
     if len(by_time) != n or len(sender) != n or hour <= 0:
-        raise ValueError(f"own_hour_counts: {len(by_time)} positions, {n} times and {len(sender)} senders, hour {hour}; "
-                         "pass one of each per message and a positive hour")
+        raise ValueError(f"own_hour_counts: {len(by_time)} positions, {n} times and {len(sender)} senders, hour "
+                         f"{hour}; pass one of each per message and a positive hour")
     if n and (int(sender.min()) < 0 or int(sender.max()) >= n_senders):
         raise ValueError(f"own_hour_counts: sender codes {int(sender.min())} .. {int(sender.max())} outside "
                          f"0 .. {n_senders - 1}")

@@ -105,7 +105,8 @@ def _tables(seed: int, limit: int) -> tuple[AsOfTables, np.ndarray]:
     ts = rng.integers(-30, 30, n) * (HOUR_NS // 7)
     m = {"timestamp": ts, "sender_key": rng.integers(1, 12, n).astype(np.uint64),
          "sender_domain_key": rng.integers(1, 15, n).astype(np.uint64),
-         "display_name_key": rng.integers(0, 5, n).astype(np.uint64), "direction": rng.integers(0, 3, n).astype(np.int8),
+         "display_name_key": rng.integers(0, 5, n).astype(np.uint64),
+         "direction": rng.integers(0, 3, n).astype(np.int8),
          "label": np.full(n, -1, np.int8), "labeled_at": np.full(n, NAT), "spf": np.full(n, -1, np.int8),
          "dkim": np.full(n, -1, np.int8), "dmarc": np.full(n, -1, np.int8)}
     em = np.repeat(np.arange(n), rng.integers(1, 4, n))
