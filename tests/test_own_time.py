@@ -4,6 +4,7 @@ the timelines they replace (each message asked at its own time, and at other ins
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -145,3 +146,23 @@ def test_own_time_kernels_are_warmed() -> None:
     warm_up()
     assert {_own_time._own_hours_kernel, _own_time._own_pairs_kernel, _own_time._first_used_kernel,
             _own_time._standing_kernel} <= set(_ALL_KERNELS)
+
+
+@pytest.mark.parametrize("rows, expected", [(None, True), (np.array([0, 1]), False), (np.array([1, 2]), False),
+                                            (np.array([3]), True), (np.array([2, 4]), True), (np.array([4]), False)])
+def test_names_may_hold_at_reads_the_span_of_the_batch_s_rows(rows, expected) -> None:
+    # Two chunks, the first a slice (its offsets start past 0, an "@" before it): each row's bytes are its own.
+    import pyarrow as pa
+    from types import SimpleNamespace
+
+    from commgraph.signals._backfill_signals import _names_may_hold_at
+
+    first = pa.array(["a@b", "ann", "bo", "x"], pa.large_string())[1:]
+    chunks = pa.chunked_array([first, pa.array(["c@d", "ed"], pa.large_string())])
+    frame = pd.DataFrame({"sender_display_name": pd.arrays.ArrowStringArray(chunks)})
+    assert frame["sender_display_name"].array.__arrow_array__().num_chunks == 2
+    n = len(frame) if rows is None else len(rows)
+    assert _names_may_hold_at(SimpleNamespace(frame=frame, message_rows=rows, n_messages=n)) is expected
+    names = frame["sender_display_name"].astype(object)  # not Arrow strings: the names are read one by one
+    assert _names_may_hold_at(SimpleNamespace(frame=pd.DataFrame({"sender_display_name": names}), message_rows=rows,
+                                              n_messages=n)) is True
