@@ -68,12 +68,19 @@ def _own_hours_kernel(by_time, times, sender, counts, hour, out):  # pragma: no 
     tenant = np.zeros(24, np.int64)
     n = len(by_time)
     j = 0
+    h = 0
+    start = 1  # the current hour is [start, end): a division only when the times leave it (not once per time)
+    end_hour = 0
     while j < n:
         t = times[by_time[j]]
         end = j + 1
         while end < n and times[by_time[end]] == t:
             end += 1
-        h = (t // hour) % 24  # (floor division and modulo as numpy's, for times before 1970 too)
+        if t < start or t >= end_hour:
+            q = t // hour  # (floor division and modulo as numpy's, for times before 1970 too)
+            h = q % 24
+            start = q * hour
+            end_hour = start + hour if start <= np.iinfo(np.int64).max - hour else np.iinfo(np.int64).max
         for k in range(j, end):
             i = by_time[k]
             out[0, i] = counts[sender[i] * 24 + h]

@@ -269,6 +269,7 @@ def _warm() -> None:
     columns = {"n_safe": one, "n_attack": zero, "n_spam": zero, "n_presumed_safe": zero}
     smoothed_mean(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
     smoothed_by_prior(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
+    _auth_columns({f"{a}_{k}": one for a in _AUTH for k in ("pass", "fail")}, [np.full(1, -1, np.int8)] * 3)
 
 
 def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
@@ -383,17 +384,58 @@ def habit_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     p_t = (at_hour + 1.0) / (tenant_total + 24.0)  # the tenant's Laplace-smoothed hour profile
     count = t.tables.sender_hours(t.instants)
     p = (count + HOUR_PSEUDO_COUNT * p_t) / (cols["n_messages"] + HOUR_PSEUDO_COUNT)
-    passes = {a: cols[f"{a}_pass"] for a in _AUTH}
-    fails = {a: cols[f"{a}_fail"] for a in _AUTH}
-    n_fail = sum(fails.values())
-    n_all = n_fail + sum(passes.values())
-    deviation = np.zeros(b.n_messages, bool)
-    for a in _AUTH:
-        deviation |= (passes[a] >= _MIN_PASSES) & (passes[a] >= 9 * fails[a]) & _IS_FAIL[getattr(b, a)]
-    return {"sender_hour_surprise": (-np.log2(p)).astype(np.float32),
-            "sender_auth_fail_rate": np.divide(n_fail, n_all, out=np.zeros(b.n_messages),
-                                               where=n_all > 0).astype(np.float32),
-            "auth_deviation": deviation.astype(np.int8)}
+    rate, deviation = _auth_columns(cols, [getattr(b, a) for a in _AUTH])
+    return {"sender_hour_surprise": (-np.log2(p)).astype(np.float32), "sender_auth_fail_rate": rate,
+            "auth_deviation": deviation}
+
+
+def _auth_columns(cols: dict[str, np.ndarray], results: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``sender_auth_fail_rate`` (float32) and ``auth_deviation`` (int8) of :class:`HabitSignals` from the
+    sender columns' passes and fails and each message's results (codes, in the order of ``_AUTH``): one
+    compiled pass, where numpy made a dozen row-sized temporaries.
+
+    The rate is the fails over all results (float64, as numpy divides two integers, then float32; 0 without
+    results); a deviation is a check the sender normally passes (at least ``_MIN_PASSES`` passes, nine per
+    fail) that this message fails.
+
+    Examples
+    --------
+    >>> one = lambda *v: np.array(v, np.int64)
+    >>> cols = {"spf_pass": one(3, 0), "spf_fail": one(0, 1), "dkim_pass": one(0, 0), "dkim_fail": one(1, 0),
+    ...         "dmarc_pass": one(0, 0), "dmarc_fail": one(0, 0)}
+    >>> fail = int(np.flatnonzero(_IS_FAIL)[0])
+    >>> missing = np.array([-1, -1], np.int8)
+    >>> rate, deviation = _auth_columns(cols, [np.array([fail, -1], np.int8), missing, missing])
+    >>> rate.tolist(), deviation.tolist()
+    ([0.25, 1.0], [1, 0])
+    """
+    n = len(cols["spf_pass"])
+    counts = [np.ascontiguousarray(cols[f"{a}_{k}"], dtype=np.int64) for a in _AUTH for k in ("pass", "fail")]
+    codes = [np.ascontiguousarray(c, dtype=np.int8) for c in results]
+    if len(codes) != len(_AUTH) or any(len(c) != n for c in counts + codes):
+        raise ValueError(f"_auth_columns: columns of {[len(c) for c in counts + codes]} rows; pass one per message")
+    if n and any(int(c.min()) < -len(_IS_FAIL) or int(c.max()) >= len(_IS_FAIL) for c in codes):
+        raise IndexError(f"_auth_columns: a result code outside the {len(_IS_FAIL)} known (negative: from the end)")
+    rate, deviation = np.empty(n, np.float32), np.empty(n, np.int8)
+    _auth_kernel(*counts, *codes, _IS_FAIL, _MIN_PASSES, rate, deviation)
+    return rate, deviation
+
+
+@_compiled
+def _auth_kernel(spf_pass, spf_fail, dkim_pass, dkim_fail, dmarc_pass, dmarc_fail, spf, dkim, dmarc, is_fail,
+                 min_passes, rate, deviation):  # pragma: no cover - compiled
+    # A negative code (-1: missing) reads the table from its end, as numpy's indexing does.
+    size = len(is_fail)
+    for i in range(len(rate)):
+        n_fail = spf_fail[i] + dkim_fail[i] + dmarc_fail[i]
+        n_all = n_fail + (spf_pass[i] + dkim_pass[i] + dmarc_pass[i])
+        rate[i] = np.float32(float(n_fail) / float(n_all)) if n_all > 0 else np.float32(0.0)
+        deviates = False
+        for passes, fails, code in ((spf_pass[i], spf_fail[i], spf[i]), (dkim_pass[i], dkim_fail[i], dkim[i]),
+                                    (dmarc_pass[i], dmarc_fail[i], dmarc[i])):
+            if passes >= min_passes and passes >= 9 * fails and is_fail[code if code >= 0 else code + size]:
+                deviates = True
+        deviation[i] = deviates
 
 
 #: Built-in provider classes and how their signals are backfilled (exact classes: a subclass may compute otherwise).

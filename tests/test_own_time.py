@@ -142,10 +142,13 @@ def test_tables_at_own_times_equal_their_timelines_at_other_instants(seed) -> No
 
 def test_own_time_kernels_are_warmed() -> None:
     from commgraph.baselines import _own_time
+    from commgraph.signals import _backfill_signals
 
     warm_up()
-    assert {_own_time._own_hours_kernel, _own_time._own_pairs_kernel, _own_time._first_used_kernel,
-            _own_time._standing_kernel} <= set(_ALL_KERNELS)
+    kernels = {_own_time._own_hours_kernel, _own_time._own_pairs_kernel, _own_time._first_used_kernel,
+               _own_time._standing_kernel, _backfill_signals._auth_kernel}
+    assert kernels <= set(_ALL_KERNELS)
+    assert all(kernel.dispatcher.signatures for kernel in kernels)
 
 
 @pytest.mark.parametrize("rows, expected", [(None, True), (np.array([0, 1]), False), (np.array([1, 2]), False),
@@ -166,3 +169,25 @@ def test_names_may_hold_at_reads_the_span_of_the_batch_s_rows(rows, expected) ->
     names = frame["sender_display_name"].astype(object)  # not Arrow strings: the names are read one by one
     assert _names_may_hold_at(SimpleNamespace(frame=pd.DataFrame({"sender_display_name": names}), message_rows=rows,
                                               n_messages=n)) is True
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_auth_columns_equal_the_numpy_formula_to_the_bit(seed) -> None:
+    from commgraph.signals._backfill_signals import _AUTH, _IS_FAIL, _MIN_PASSES, _auth_columns
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 400))
+    cols = {f"{a}_{k}": rng.integers(0, rng.integers(1, 40), n) for a in _AUTH for k in ("pass", "fail")}
+    codes = [rng.integers(-len(_IS_FAIL), len(_IS_FAIL), n).astype(np.int8) for _ in _AUTH]  # negative: from the end
+    passes, fails = [cols[f"{a}_pass"] for a in _AUTH], [cols[f"{a}_fail"] for a in _AUTH]
+    n_fail = sum(fails)
+    n_all = n_fail + sum(passes)
+    deviation = np.zeros(n, bool)
+    for p, f, c in zip(passes, fails, codes):
+        deviation |= (p >= _MIN_PASSES) & (p >= 9 * f) & _IS_FAIL[c]
+    rate, flags = _auth_columns(cols, codes)
+    expected = np.divide(n_fail, n_all, out=np.zeros(n), where=n_all > 0).astype(np.float32)
+    assert rate.dtype == np.float32 and rate.tobytes() == expected.tobytes()
+    assert flags.dtype == np.int8 and flags.tolist() == deviation.astype(np.int8).tolist()
+    with pytest.raises(IndexError):
+        _auth_columns({k: np.zeros(1, np.int64) for k in cols}, [np.array([len(_IS_FAIL)], np.int8)] * 3)
