@@ -64,9 +64,13 @@ def distances_as_of(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
     if len(always) and len(domain):
         # The smallest distance over the union of two lists is the smaller of the two (each skipping the domain
         # itself, as one list would).
-        asked, distinct = pd.factorize(np.asarray(domain, dtype=np.int64))
-        fixed = nearest_known([str(names[c]) for c in distinct], list(always), [skeleton(a) for a in always])[0]
-        answer = np.minimum(answer, fixed[asked]).astype(np.int32)
+        # Per domain code (dense: a count per code finds the distinct ones, no hashing of every message's).
+        domain = np.asarray(domain, dtype=np.int64)
+        distinct = np.flatnonzero(np.bincount(domain, minlength=len(names)))
+        fixed = np.full(len(names), DISTANCE_CAP, np.int32)
+        fixed[distinct] = nearest_known([str(names[c]) for c in distinct], list(always),
+                                        [skeleton(a) for a in always])[0]
+        answer = np.minimum(answer, fixed[domain], out=answer)
     return answer
 
 
