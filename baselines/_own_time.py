@@ -216,40 +216,53 @@ def standing_in_time(by_time: np.ndarray, codes: np.ndarray, times: np.ndarray, 
 @_compiled
 def _standing_kernel(by_time, codes, times, own, edges_by_time, edge_codes, edge_times, heads, n_codes,
                      own_weight, written_weight, kept, firsts):  # pragma: no cover - compiled
-    # Written without a branch per event (selects, and outputs written at every event but counted only where
-    # they hold): which of a message and a head comes next, and whether an event is kept, follow the data;
-    # mispredicted, such branches took most of the walk.
+    # The messages and the heads are laid out side by side in time order first, so that the merge reads
+    # consecutive values (a chain of loads through the orders, each waiting on the last comparison, took most
+    # of the walk); then no branch per event: selects, and outputs written at every event but counted only
+    # where they hold.
+    n = len(by_time)
+    message_code = np.empty(n + 1, np.int64)
+    message_time = np.empty(n + 1, np.int64)
+    message_own = np.empty(n + 1, np.int64)
+    for j in range(n):
+        r = by_time[j]
+        message_code[j] = codes[r]
+        message_time[j] = times[r]
+        message_own[j] = own[r]
+    head_code = np.empty(len(edges_by_time) + 1, np.int64)
+    head_time = np.empty(len(edges_by_time) + 1, np.int64)
+    m = 0
+    for k in range(len(edges_by_time)):
+        e = edges_by_time[k]
+        head_code[m] = edge_codes[e]
+        head_time[m] = edge_times[e]
+        m += heads[e]
+    big = np.iinfo(np.int64).max
+    message_time[n] = big  # (sentinels: an exhausted side never comes next)
+    head_time[m] = big
+    message_code[n] = head_code[m] = message_own[n] = 0
     count = np.zeros(n_codes, np.int64)
     has_own = np.zeros(n_codes, np.int64)
     has_written = np.zeros(n_codes, np.int64)
     reached_before = np.zeros(n_codes, np.int64)
-    n = len(by_time)
-    listed = np.empty(len(edges_by_time) + 1, np.int64)  # the heads in time order
-    m = 0
-    for k in range(len(edges_by_time)):
-        e = edges_by_time[k]
-        listed[m] = e
-        m += heads[e]
-    big = np.iinfo(np.int64).max
     i = 0  # next message (in time order)
     k = 0  # next head (in time order)
     n_kept = 0
     n_first = 0
     for _ in range(n + m):
-        r = by_time[i] if i < n else 0
-        e = listed[k] if k < m else 0
-        tm = times[r] if i < n else big
-        te = edge_times[e] if k < m else big
-        message = i < n and (k >= m or tm <= te)  # a message first at a tie
-        c = codes[r] if message else edge_codes[e]
+        tm = message_time[i]
+        te = head_time[k]
+        message = i < n and tm <= te  # a message first at a tie
+        c = message_code[i] if message else head_code[k]
         t = tm if message else te
+        has_own_now = message_own[i] if message else 0
         i += message
         k += 1 - message
         count[c] += 1
         firsts[0, n_first] = c
         firsts[1, n_first] = t
         n_first += count[c] == 1
-        has_own[c] |= own[r] & message
+        has_own[c] |= has_own_now
         has_written[c] |= 1 - message
         value = own_weight * has_own[c] + written_weight * has_written[c] + count[c]
         reached = value >= written_weight
