@@ -16,7 +16,6 @@ strictly before that message, and labels only once known.
 
 from __future__ import annotations
 
-import heapq
 from functools import cached_property
 from typing import Mapping
 
@@ -30,7 +29,7 @@ from ._pointintime import (NAT, QueryOrder, Timeline, code_order, dense_codes, m
                            subset_order)
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
-from ._own_time import first_used, own_hour_counts, own_pair_counts, standing_in_time
+from ._own_time import first_used, follow_top, own_hour_counts, own_pair_counts, standing_in_time
 
 __all__ = ["AsOfTables", "MESSAGE_FIELDS", "EDGE_FIELDS", "smoothed"]
 
@@ -615,71 +614,7 @@ def _follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_ran
     Members: every domain whose score reached ``_WRITTEN`` (own or written to), for
     good, plus the best ``limit`` of the others (ties: smaller key rank is better).
     A domain that turns own or written-to leaves the others' ranking, and the best
-    waiting domain takes its place at that instant.
+    waiting domain takes its place at that instant (one compiled pass with two lazy
+    heaps, :func:`._own_time.follow_top`).
     """
-    others: list[tuple[int, int, int]] = []  # min-heap of the others' members (lazy: stale entries skipped)
-    waiting: list[tuple[int, int, int]] = []  # max-heap of the others' non-members (lazy)
-    state = bytearray(int(codes.max()) + 1)  # 0 not a member, 1 member among the others, 2 member for good
-    latest = [-1] * len(state)
-    n_others = 0
-    changes_code: list[int] = []
-    changes_time: list[int] = []
-    changes_sign: list[int] = []
-    ranks = key_rank.tolist()
-
-    def weakest() -> tuple[int, int, int]:
-        while True:  # the top entry must be a current member carrying its current score
-            ws, wr, wc = others[0]
-            if state[wc] != 1:
-                heapq.heappop(others)
-            elif latest[wc] != ws:
-                heapq.heapreplace(others, (latest[wc], wr, wc))
-            else:
-                return ws, wr, wc
-
-    def join(c: int, t: int, s: int) -> None:
-        nonlocal n_others
-        heapq.heappush(others, (s, -ranks[c], c))
-        state[c] = 1
-        n_others += 1
-        changes_code.append(c), changes_time.append(t), changes_sign.append(1)
-
-    for c, t, s in zip(codes.tolist(), times.tolist(), score.tolist()):
-        latest[c] = s
-        if state[c] == 2:
-            continue
-        if s >= _WRITTEN:
-            if state[c] == 0:
-                changes_code.append(c), changes_time.append(t), changes_sign.append(1)
-            else:
-                n_others -= 1  # its heap entry is skipped from now on
-            state[c] = 2
-            while n_others < limit and waiting:  # the best waiting domain takes the free place
-                ns, nr, nc = heapq.heappop(waiting)
-                if state[nc] != 0:
-                    continue
-                if -ns != latest[nc]:
-                    heapq.heappush(waiting, (-latest[nc], nr, nc))
-                    continue
-                join(nc, t, latest[nc])
-            continue
-        if state[c] == 1:
-            continue
-        if n_others < limit:
-            join(c, t, s)
-            continue
-        if limit == 0:
-            heapq.heappush(waiting, (-s, ranks[c], c))
-            continue
-        ws, wr, wc = weakest()
-        if (s, -ranks[c]) > (ws, wr):
-            heapq.heappop(others)
-            state[wc] = 0
-            n_others -= 1
-            heapq.heappush(waiting, (-ws, -wr, wc))
-            changes_code.append(wc), changes_time.append(t), changes_sign.append(-1)
-            join(c, t, s)
-        else:
-            heapq.heappush(waiting, (-s, ranks[c], c))
-    return (np.asarray(changes_code, np.int64), np.asarray(changes_time, np.int64),
-            np.asarray(changes_sign, np.int64))
+    return follow_top(codes, times, score, key_rank, limit, _WRITTEN)

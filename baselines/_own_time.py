@@ -15,11 +15,13 @@ the public functions check their inputs and allocate the outputs.
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from ._sweeps import _compiled, warmed_by
 
-__all__ = ["own_hour_counts", "own_pair_counts", "first_used", "standing_in_time"]
+__all__ = ["own_hour_counts", "own_pair_counts", "first_used", "standing_in_time", "follow_top"]
 
 
 def own_hour_counts(by_time: np.ndarray, times: np.ndarray, sender: np.ndarray, n_senders: int, hour: int
@@ -274,6 +276,109 @@ def _standing_kernel(by_time, codes, times, own, edges_by_time, edge_codes, edge
     return n_kept, n_first
 
 
+def follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_rank: np.ndarray, limit: int,
+               written_weight: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Membership changes (code, time, +1 or -1) of a list of the domains whose score reached ``written_weight``,
+    for good, and the best ``limit`` others (ties: smaller key rank), under scores that only grow.
+
+    The events come in time order (:func:`standing_in_time`'s kept ones). A domain that reaches
+    ``written_weight`` leaves the others' ranking, and the best waiting domain takes its place at that
+    instant. Two lazy heaps (the others' weakest member, the best waiting domain; stale entries skipped),
+    compiled.
+
+    Examples
+    --------
+    >>> code, time, sign = follow_top(np.array([0, 1, 1, 2]), np.array([1, 2, 3, 4]), np.array([1, 1, 2, 100]),
+    ...                               np.arange(3), 1, 100)
+    >>> code.tolist(), time.tolist(), sign.tolist()  # 1 overtakes 0 at its second event; 2 is written to
+    ([0, 0, 1, 2], [1, 3, 3, 4], [1, -1, 1, 1])
+    """
+    codes, times, score, key_rank = _c(codes), _c(times), _c(score), _c(key_rank)
+    n = len(codes)
+    if not len(times) == len(score) == n:
+        raise ValueError(f"follow_top: {n} codes, {len(times)} times and {len(score)} scores; pass one per event")
+    if n and (int(codes.min()) < 0 or int(codes.max()) >= len(key_rank)):
+        raise ValueError(f"follow_top: codes {int(codes.min())} .. {int(codes.max())} without a key rank")
+    out = np.empty((3, 2 * n), np.int64)  # at most a leave and a join per event
+    size = _follow_kernel(codes, times, score, key_rank, int(limit), int(written_weight), out)
+    return out[0, :size].copy(), out[1, :size].copy(), out[2, :size].copy()
+
+
+@_compiled
+def _follow_kernel(codes, times, score, ranks, limit, written_weight, out):  # pragma: no cover - compiled
+    # The heaps hold (score, -rank, code) of the others' members (weakest on top) and (-score, rank, code) of
+    # the waiting ones (best on top); an entry is stale once its domain's state or score moved on.
+    n_domains = len(ranks)
+    others = [(np.int64(0), np.int64(0), np.int64(0))]
+    others.pop()
+    waiting = [(np.int64(0), np.int64(0), np.int64(0))]
+    waiting.pop()
+    state = np.zeros(n_domains, np.int8)  # 0 not a member, 1 member among the others, 2 member for good
+    latest = np.full(n_domains, -1, np.int64)
+    n_others = 0
+    size = 0
+    for j in range(len(codes)):
+        c, t, s = codes[j], times[j], score[j]
+        latest[c] = s
+        if state[c] == 2:
+            continue
+        if s >= written_weight:
+            if state[c] == 0:
+                out[0, size], out[1, size], out[2, size] = c, t, 1
+                size += 1
+            else:
+                n_others -= 1  # its heap entry is skipped from now on
+            state[c] = 2
+            while n_others < limit and len(waiting) > 0:  # the best waiting domain takes the free place
+                ns, nr, nc = heapq.heappop(waiting)
+                if state[nc] != 0:
+                    continue
+                if -ns != latest[nc]:
+                    heapq.heappush(waiting, (-latest[nc], nr, nc))
+                    continue
+                heapq.heappush(others, (latest[nc], -ranks[nc], nc))
+                state[nc] = 1
+                n_others += 1
+                out[0, size], out[1, size], out[2, size] = nc, t, 1
+                size += 1
+            continue
+        if state[c] == 1:
+            continue
+        if n_others < limit:
+            heapq.heappush(others, (s, -ranks[c], c))
+            state[c] = 1
+            n_others += 1
+            out[0, size], out[1, size], out[2, size] = c, t, 1
+            size += 1
+            continue
+        if limit == 0:
+            heapq.heappush(waiting, (-s, ranks[c], c))
+            continue
+        while True:  # the top entry must be a current member carrying its current score
+            ws, wr, wc = others[0]
+            if state[wc] != 1:
+                heapq.heappop(others)
+            elif latest[wc] != ws:
+                heapq.heapreplace(others, (latest[wc], wr, wc))
+            else:
+                break
+        if s > ws or (s == ws and -ranks[c] > wr):
+            heapq.heappop(others)
+            state[wc] = 0
+            n_others -= 1
+            heapq.heappush(waiting, (-ws, -wr, wc))
+            out[0, size], out[1, size], out[2, size] = wc, t, -1
+            size += 1
+            heapq.heappush(others, (s, -ranks[c], c))
+            state[c] = 1
+            n_others += 1
+            out[0, size], out[1, size], out[2, size] = c, t, 1
+            size += 1
+        else:
+            heapq.heappush(waiting, (-s, ranks[c], c))
+    return size
+
+
 def _check_order(order: np.ndarray, n: int, what: str) -> None:
     # An order of the rows (a permutation) reads and writes through its positions: the kernels check no bounds.
     if n and (int(order.min()) < 0 or int(order.max()) >= n):
@@ -293,3 +398,4 @@ def _warm() -> None:
     own_pair_counts(zero, zero, zero, one)
     first_used(zero, yes, one, 1)
     standing_in_time(zero, zero, one, yes, zero, zero, one, yes, 1, 2, 1)
+    follow_top(np.zeros(2, np.int64), np.ones(2, np.int64), np.array([1, 2]), np.zeros(1, np.int64), 0, 2)

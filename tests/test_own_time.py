@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from commgraph.baselines import BaselineConfig
 from commgraph.baselines._asof import _OWN, _WRITTEN, AsOfTables
 from commgraph.baselines._events import HOUR_NS, INBOUND
-from commgraph.baselines._own_time import first_used, own_hour_counts, own_pair_counts, standing_in_time
+from commgraph.baselines._own_time import (first_used, follow_top, own_hour_counts, own_pair_counts,
+                                           standing_in_time)
 from commgraph.baselines._pointintime import NAT, Timeline
 from commgraph.baselines._sweeps import _ALL_KERNELS, standing, warm_up
 
@@ -146,7 +147,7 @@ def test_own_time_kernels_are_warmed() -> None:
 
     warm_up()
     kernels = {_own_time._own_hours_kernel, _own_time._own_pairs_kernel, _own_time._first_used_kernel,
-               _own_time._standing_kernel, _backfill_signals._auth_kernel}
+               _own_time._standing_kernel, _own_time._follow_kernel, _backfill_signals._auth_kernel}
     assert kernels <= set(_ALL_KERNELS)
     assert all(kernel.dispatcher.signatures for kernel in kernels)
 
@@ -191,3 +192,48 @@ def test_auth_columns_equal_the_numpy_formula_to_the_bit(seed) -> None:
     assert flags.dtype == np.int8 and flags.tolist() == deviation.astype(np.int8).tolist()
     with pytest.raises(IndexError):
         _auth_columns({k: np.zeros(1, np.int64) for k in cols}, [np.array([len(_IS_FAIL)], np.int8)] * 3)
+
+
+def _followed(codes, times, score, ranks, limit, written):
+    """The reference: the list re-ranked from scratch after each instant's events (members for good, then the
+    best ``limit`` others by (score, -rank)), its changes read off consecutive lists."""
+    latest: dict[int, int] = {}
+    members: set[int] = set()
+    out = []
+    j = 0
+    while j < len(codes):
+        end = j
+        while end < len(codes) and times[end] == times[j]:
+            end += 1
+        for k in range(j, end):
+            latest[int(codes[k])] = int(score[k])
+        good = {c for c, s in latest.items() if s >= written}
+        rest = sorted((c for c in latest if c not in good), key=lambda c: (-latest[c], ranks[c]))[:limit]
+        now = good | set(rest)
+        out += [(c, int(times[j]), -1) for c in sorted(members - now)]
+        out += [(c, int(times[j]), 1) for c in sorted(now - members)]
+        members, j = now, end
+    return out
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_follow_top_ends_each_instant_with_the_ranked_list(seed) -> None:
+    # Within an instant the walk may let a domain join and leave again (the order of its events): compared are
+    # the members after each instant, the walk's changes netted per instant.
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        nd, n = int(rng.integers(1, 12)), int(rng.integers(1, 60))
+        codes = rng.integers(0, nd, n)
+        count, written = np.zeros(nd, np.int64), np.zeros(nd, bool)
+        score = np.empty(n, np.int64)
+        for j, c in enumerate(codes):
+            count[c] += 1
+            written[c] |= rng.random() < 0.08
+            score[j] = count[c] + _WRITTEN * written[c]
+        times, ranks, limit = np.sort(rng.integers(0, 25, n)), rng.permutation(nd), int(rng.integers(0, 5))
+        got = follow_top(codes, times, score, ranks, limit, _WRITTEN)
+        net: dict[tuple[int, int], int] = {}
+        for c, t, s in zip(*(a.tolist() for a in got)):
+            net[(t, c)] = net.get((t, c), 0) + s
+        walked = sorted((c, t, s) for (t, c), s in net.items() if s)
+        assert walked == sorted(_followed(codes, times, score, ranks, limit, _WRITTEN))
