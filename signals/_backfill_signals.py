@@ -381,11 +381,16 @@ def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
 def habit_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     b, cols = t.batch, t.sender
     at_hour, tenant_total = t.tables.tenant_hours(t.instants)
-    p_t = (at_hour + 1.0) / (tenant_total + 24.0)  # the tenant's Laplace-smoothed hour profile
-    count = t.tables.sender_hours(t.instants)
-    p = (count + HOUR_PSEUDO_COUNT * p_t) / (cols["n_messages"] + HOUR_PSEUDO_COUNT)
+    # The provider's (count + k * p_t) / (n + k), p_t = (at_hour + 1) / (total + 24) the tenant's Laplace-smoothed
+    # hour profile: the same float64 operations (a sum and a product either way round), in place.
+    p = at_hour + 1.0
+    p /= tenant_total + 24.0
+    p *= HOUR_PSEUDO_COUNT
+    p += t.tables.sender_hours(t.instants)
+    p /= cols["n_messages"] + HOUR_PSEUDO_COUNT
+    np.log2(p, out=p)
     rate, deviation = _auth_columns(cols, [getattr(b, a) for a in _AUTH])
-    return {"sender_hour_surprise": (-np.log2(p)).astype(np.float32), "sender_auth_fail_rate": rate,
+    return {"sender_hour_surprise": np.negative(p, out=p).astype(np.float32), "sender_auth_fail_rate": rate,
             "auth_deviation": deviation}
 
 
