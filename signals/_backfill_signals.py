@@ -270,6 +270,8 @@ def _warm() -> None:
     smoothed_mean(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
     smoothed_by_prior(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
     _auth_columns({f"{a}_{k}": one for a in _AUTH for k in ("pass", "fail")}, [np.full(1, -1, np.int8)] * 3)
+    _identity_kernel(np.ones(1, np.uint64), one, np.ones(1, np.int8), np.zeros(1, np.int8), one, _INBOUND,
+                     np.empty(1, np.int8), np.empty(1, np.int32), np.empty(1, np.int8))
 
 
 def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
@@ -321,16 +323,32 @@ def recipient_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
 def identity_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     b = t.batch
     cols = t.tables.display_name(t.instants)
-    has_name = b.display_name_key != 0
-    seen = (cols["n_with_name"] > 0) & has_name
-    matches = (cols["is_internal"] > 0) & has_name & ((b.direction == _INBOUND) | ~seen)
+    n = b.n_messages
+    matches, days, new = np.empty(n, np.int8), np.empty(n, np.int32), np.empty(n, np.int8)
+    inputs = [np.ascontiguousarray(v, dtype=d) for v, d in (
+        (b.display_name_key, np.uint64), (cols["n_with_name"], np.int64), (cols["is_internal"], np.int8),
+        (b.direction, np.int8), (t.sender["active_days"], np.int64))]
+    if any(len(v) != n for v in inputs):
+        raise ValueError(f"identity_signals: columns of {[len(v) for v in inputs]} rows for {n} messages")
+    _identity_kernel(*inputs, _INBOUND, matches, days, new)
     if _names_may_hold_at(b):  # (an address in a display name: rare, and each such name is read on its own)
         matches |= _claims_own_addresses(b, t.batch.own_domains.get(t.tenant_id, ()))
-    # The baselines carry no per-(name, address) active days: the provider's documented upper bound.
-    address_days = np.minimum(cols["n_with_name"], t.sender["active_days"])
-    return {"display_name_matches_internal": matches.astype(np.int8),
-            "display_name_address_days": np.where(seen, address_days, 0).astype(np.int32),
-            "display_name_is_new_for_address": (has_name & ~seen).astype(np.int8)}
+    return {"display_name_matches_internal": matches, "display_name_address_days": days,
+            "display_name_is_new_for_address": new}
+
+
+@_compiled
+def _identity_kernel(name_key, n_with_name, is_internal, direction, active_days, inbound, matches, days,
+                     new):  # pragma: no cover - compiled
+    # IdentitySignals per message, in one pass: a name seen before from this address; internal and inbound
+    # (or from an address that never used it) matches; the days are the provider's documented upper bound
+    # (the baselines carry no per-(name, address) active days), as int32 the way numpy's astype converts.
+    for i in range(len(matches)):
+        has_name = name_key[i] != 0
+        seen = n_with_name[i] > 0 and has_name
+        matches[i] = is_internal[i] > 0 and has_name and (direction[i] == inbound or not seen)
+        days[i] = np.int32(min(n_with_name[i], active_days[i])) if seen else np.int32(0)
+        new[i] = has_name and not seen
 
 
 def _names_may_hold_at(batch: SignalBatch) -> bool:

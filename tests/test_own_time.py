@@ -147,7 +147,8 @@ def test_own_time_kernels_are_warmed() -> None:
 
     warm_up()
     kernels = {_own_time._own_hours_kernel, _own_time._own_pairs_kernel, _own_time._first_used_kernel,
-               _own_time._standing_kernel, _own_time._follow_kernel, _backfill_signals._auth_kernel}
+               _own_time._standing_kernel, _own_time._follow_kernel, _backfill_signals._auth_kernel,
+               _backfill_signals._identity_kernel}
     assert kernels <= set(_ALL_KERNELS)
     assert all(kernel.dispatcher.signatures for kernel in kernels)
 
@@ -237,3 +238,21 @@ def test_follow_top_ends_each_instant_with_the_ranked_list(seed) -> None:
             net[(t, c)] = net.get((t, c), 0) + s
         walked = sorted((c, t, s) for (t, c), s in net.items() if s)
         assert walked == sorted(_followed(codes, times, score, ranks, limit, _WRITTEN))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_identity_kernel_equals_the_numpy_formula(seed) -> None:
+    from commgraph.signals._backfill_signals import _INBOUND, _identity_kernel
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 300))
+    key = rng.integers(0, 3, n).astype(np.uint64)
+    n_with, internal = rng.integers(0, 4, n), rng.integers(0, 2, n).astype(np.int8)
+    direction, active = rng.integers(0, 3, n).astype(np.int8), rng.integers(0, 4, n)
+    has_name = key != 0
+    seen = (n_with > 0) & has_name
+    matches, days, new = np.empty(n, np.int8), np.empty(n, np.int32), np.empty(n, np.int8)
+    _identity_kernel(key, n_with, internal, direction, active, _INBOUND, matches, days, new)
+    assert matches.tolist() == ((internal > 0) & has_name & ((direction == _INBOUND) | ~seen)).astype(np.int8).tolist()
+    assert days.tolist() == np.where(seen, np.minimum(n_with, active), 0).astype(np.int32).tolist()
+    assert new.tolist() == (has_name & ~seen).astype(np.int8).tolist()
