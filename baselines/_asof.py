@@ -16,7 +16,6 @@ strictly before that message, and labels only once known.
 
 from __future__ import annotations
 
-import heapq
 from functools import cached_property
 from typing import Mapping
 
@@ -30,7 +29,7 @@ from ._pointintime import (NAT, QueryOrder, Timeline, code_order, dense_codes, m
                            subset_order)
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
-from ._sweeps import standing
+from ._own_time import first_used, follow_top, own_hour_counts, own_pair_counts, standing_in_time
 
 __all__ = ["AsOfTables", "MESSAGE_FIELDS", "EDGE_FIELDS", "smoothed"]
 
@@ -440,9 +439,17 @@ class AsOfTables:
 
     def sender_hours(self, instants: np.ndarray) -> np.ndarray:
         """Per message, its sender's messages at the same UTC hour of day."""
-        lo, hi = self._before(self._sender_hour, self.s * 24 + self._hour, np.asarray(instants, dtype=np.int64),
-                              self.ts)
+        q = np.asarray(instants, dtype=np.int64)
+        if self._own(q, self.ts):
+            return self._own_hours[0]
+        lo, hi = self._before(self._sender_hour, self.s * 24 + self._hour, q, self.ts)
         return hi - lo
+
+    @cached_property
+    def _own_hours(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per message at its own time: its sender's messages at its hour, the tenant's at its hour, and all the
+        tenant's, in one walk in time order (no timeline by hour, no search per message)."""
+        return own_hour_counts(self._by_time, self.ts, self.s, self.n_addr, HOUR_NS)
 
     @cached_property
     def _hour(self) -> np.ndarray:
@@ -459,6 +466,8 @@ class AsOfTables:
     def tenant_hours(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per message, the tenant's messages at its UTC hour of day, and all the tenant's messages."""
         q = np.asarray(instants, dtype=np.int64)
+        if self._own(q, self.ts):
+            return self._own_hours[1], self._own_hours[2]
         lo, hi = self._before(self._tenant_hour, self._hour, q, self.ts)
         return hi - lo, np.searchsorted(self.ts[self._by_time], q, side="left")
 
@@ -547,19 +556,28 @@ class AsOfTables:
         return codes, Timeline.of_rows(codes, self.ts, len(uniques), self._order(codes, self.ts), named)
 
     @cached_property
-    def _internal_names(self) -> Timeline:
-        # A display name is internal once a mailbox sent mail under it.
-        used = (self.name >= 0) & (self.direction != INBOUND)
-        return Timeline.of_rows(self.name, self.ts, int(self.name.max()) + 1 if len(self.name) else 0,
-                                self._order(self.name, self.ts), used)
+    def _internal_names(self) -> np.ndarray:
+        """Per display name, when a mailbox first sent mail under it (int64 max: never): internal from then on."""
+        used = self.direction != INBOUND
+        return first_used(self.name, used, self.ts, max(int(self.name.max()) + 1 if len(self.name) else 0, 1))
+
+    @cached_property
+    def _own_name_counts(self) -> np.ndarray:
+        """Per message at its own time, the earlier messages with its display name from its address: the sender
+        timeline's (address, time) order sorted stably by name is the (name, address, time) order."""
+        order = code_order(self.name + 1, self._sender.order)  # (no name: code 0, counted as none)
+        return own_pair_counts(order, self.name, self.s, self.ts)
 
     def display_name(self, instants: np.ndarray) -> dict[str, np.ndarray]:
         """Per message: whether its display name is internal, and messages with this name from this address."""
         q = np.asarray(instants, dtype=np.int64)
-        lo, hi = self._before(self._internal_names, self.name, q, self.ts)
+        named = self.name >= 0
+        is_internal = (named & (self._internal_names[np.maximum(self.name, 0)] < q)).astype(np.int8)
+        if self._own(q, self.ts):
+            return {"is_internal": is_internal, "n_with_name": self._own_name_counts}
         codes, tl = self._name_pairs
         plo, phi = self._before(tl, codes, q, self.ts)
-        return {"is_internal": (hi > lo).astype(np.int8), "n_with_name": phi - plo}
+        return {"is_internal": is_internal, "n_with_name": phi - plo}
 
     # ------------------------------------------------------------------ known contacts
     def known_contacts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -573,34 +591,20 @@ class AsOfTables:
         Every score only grows, so the list is followed event by event with a
         heap of the weakest member and one of the best waiting domains.
         """
-        out = self._domain_heads  # a message counts once towards each domain it wrote to, as in the snapshot
-        codes = np.concatenate([self.d, self.rd[out]])
-        times = np.concatenate([self.ts, self.ets[out]])
-        # Own, as the snapshot reads it: the message's sender domain sent it internally or out.
-        own = np.concatenate([self.direction != INBOUND, np.zeros(int(out.sum()), bool)])
-        written = np.concatenate([np.zeros(len(self.ts), bool), np.ones(int(out.sum()), bool)])
-        order = np.argsort(times, kind="stable")
-        codes, times, own, written = codes[order], times[order], own[order], written[order]
-        # Each domain's events side by side, in time order (a stable sort by code), for running values per domain.
-        by_code = code_order(codes, np.arange(len(codes)))
-        n = len(codes)
-        # Score: own domain, then written to, then the domain's events so far (one compiled pass).
-        sorted_score, start, sorted_keep = standing(codes[by_code], own[by_code], written[by_code], _OWN, _WRITTEN)
-        score = np.empty(n, np.int64)
-        score[by_code] = sorted_score
+        # The events (each message at its sender domain, own as the snapshot reads it: sent internally or
+        # out; each message's first edge to a domain, written to) in time order, a message ahead of an edge at
+        # one time, each with its domain's score after it: own, then written to, then its events so far. One
+        # compiled walk, no sort: scores only grow, and once own or written to a domain is a member for good
+        # and the sweep never reads its scores again, so only each domain's first such event is kept.
+        (codes, times, score), (first_codes, first_times) = standing_in_time(
+            self._by_time, self.d, self.ts, self.direction != INBOUND, self._edges_by_time, self.rd, self.ets,
+            self._domain_heads, self.n_dom, _OWN, _WRITTEN)
         limit = self.config.known_contact_domains
-        first = np.zeros(n, dtype=bool)
-        first[by_code[start]] = True
-        if int(first.sum()) <= limit:  # every domain fits: each joins when first seen, for good
-            return codes[first], times[first], np.ones(int(first.sum()), np.int64)
+        if len(first_codes) <= limit:  # every domain fits: each joins when first seen, for good
+            return first_codes, first_times, np.ones(len(first_codes), np.int64)
         # Key ranks break ties as the snapshot's sort does (smaller key first).
         key_rank = np.argsort(np.argsort(self.domains, kind="stable"), kind="stable")
-        # Once own or written to, a domain is a member for good and the sweep skips its events (it
-        # never reads their scores again): hand it only each domain's first such event. Scores only
-        # grow, so that is the first event at or above _WRITTEN; most of the mail drops out.
-        keep = np.zeros(n, dtype=bool)
-        keep[by_code] = sorted_keep
-        return _follow_top(codes[keep], times[keep], score[keep], key_rank, limit)
+        return _follow_top(codes, times, score, key_rank, limit)
 
 
 def _follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_rank: np.ndarray,
@@ -610,71 +614,7 @@ def _follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_ran
     Members: every domain whose score reached ``_WRITTEN`` (own or written to), for
     good, plus the best ``limit`` of the others (ties: smaller key rank is better).
     A domain that turns own or written-to leaves the others' ranking, and the best
-    waiting domain takes its place at that instant.
+    waiting domain takes its place at that instant (one compiled pass with two lazy
+    heaps, :func:`._own_time.follow_top`).
     """
-    others: list[tuple[int, int, int]] = []  # min-heap of the others' members (lazy: stale entries skipped)
-    waiting: list[tuple[int, int, int]] = []  # max-heap of the others' non-members (lazy)
-    state = bytearray(int(codes.max()) + 1)  # 0 not a member, 1 member among the others, 2 member for good
-    latest = [-1] * len(state)
-    n_others = 0
-    changes_code: list[int] = []
-    changes_time: list[int] = []
-    changes_sign: list[int] = []
-    ranks = key_rank.tolist()
-
-    def weakest() -> tuple[int, int, int]:
-        while True:  # the top entry must be a current member carrying its current score
-            ws, wr, wc = others[0]
-            if state[wc] != 1:
-                heapq.heappop(others)
-            elif latest[wc] != ws:
-                heapq.heapreplace(others, (latest[wc], wr, wc))
-            else:
-                return ws, wr, wc
-
-    def join(c: int, t: int, s: int) -> None:
-        nonlocal n_others
-        heapq.heappush(others, (s, -ranks[c], c))
-        state[c] = 1
-        n_others += 1
-        changes_code.append(c), changes_time.append(t), changes_sign.append(1)
-
-    for c, t, s in zip(codes.tolist(), times.tolist(), score.tolist()):
-        latest[c] = s
-        if state[c] == 2:
-            continue
-        if s >= _WRITTEN:
-            if state[c] == 0:
-                changes_code.append(c), changes_time.append(t), changes_sign.append(1)
-            else:
-                n_others -= 1  # its heap entry is skipped from now on
-            state[c] = 2
-            while n_others < limit and waiting:  # the best waiting domain takes the free place
-                ns, nr, nc = heapq.heappop(waiting)
-                if state[nc] != 0:
-                    continue
-                if -ns != latest[nc]:
-                    heapq.heappush(waiting, (-latest[nc], nr, nc))
-                    continue
-                join(nc, t, latest[nc])
-            continue
-        if state[c] == 1:
-            continue
-        if n_others < limit:
-            join(c, t, s)
-            continue
-        if limit == 0:
-            heapq.heappush(waiting, (-s, ranks[c], c))
-            continue
-        ws, wr, wc = weakest()
-        if (s, -ranks[c]) > (ws, wr):
-            heapq.heappop(others)
-            state[wc] = 0
-            n_others -= 1
-            heapq.heappush(waiting, (-ws, -wr, wc))
-            changes_code.append(wc), changes_time.append(t), changes_sign.append(-1)
-            join(c, t, s)
-        else:
-            heapq.heappush(waiting, (-s, ranks[c], c))
-    return (np.asarray(changes_code, np.int64), np.asarray(changes_time, np.int64),
-            np.asarray(changes_sign, np.int64))
+    return follow_top(codes, times, score, key_rank, limit, _WRITTEN)

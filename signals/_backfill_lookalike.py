@@ -64,9 +64,13 @@ def distances_as_of(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
     if len(always) and len(domain):
         # The smallest distance over the union of two lists is the smaller of the two (each skipping the domain
         # itself, as one list would).
-        asked, distinct = pd.factorize(np.asarray(domain, dtype=np.int64))
-        fixed = nearest_known([str(names[c]) for c in distinct], list(always), [skeleton(a) for a in always])[0]
-        answer = np.minimum(answer, fixed[asked]).astype(np.int32)
+        # Per domain code (dense: a count per code finds the distinct ones, no hashing of every message's).
+        domain = np.asarray(domain, dtype=np.int64)
+        distinct = np.flatnonzero(np.bincount(domain, minlength=len(names)))
+        fixed = np.full(len(names), DISTANCE_CAP, np.int32)
+        fixed[distinct] = nearest_known([str(names[c]) for c in distinct], list(always),
+                                        [skeleton(a) for a in always])[0]
+        answer = np.minimum(answer, fixed[domain], out=answer)
     return answer
 
 
@@ -84,12 +88,28 @@ def _changing(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
     q_row, asked = pd.factorize(distinct // stride)
     column, members = pd.factorize(np.asarray(codes, dtype=np.int64))
     present = np.array([isinstance(names[c], str) and bool(names[c]) for c in members])
+    # The domains both asked about and on the list (most of either) first, in one order on both sides: their
+    # distances are symmetric, computed once per pair (distance_matrix's ``shared``).
+    member_at = pd.Index(members).get_indexer(asked)
+    both = member_at >= 0
+    both[both] = present[member_at[both]]
+    rows = np.concatenate([np.flatnonzero(both), np.flatnonzero(~both)])
+    columns = np.concatenate([member_at[both], np.flatnonzero(~np.isin(np.arange(len(members)), member_at[both]))])
+    asked, members, present = asked[rows], members[columns], present[columns]
+    q_row, column = _inverse(rows)[q_row], _inverse(columns)[column]
     known = [names[c] if ok else "" for c, ok in zip(members, present)]
     matrix = distance_matrix([str(names[c]) for c in asked], known,
-                             [skeleton(k) if k else "" for k in known], dtype=np.int8)
+                             [skeleton(k) if k else "" for k in known], dtype=np.int8, shared=int(both.sum()))
     matrix[:, ~present] = DISTANCE_CAP  # a domain without a name is not on the list (as a snapshot drops it)
     answer = _first_present_level(matrix, column, np.asarray(signs, dtype=np.int64), q_row, distinct % stride)
     return answer[query]
+
+
+def _inverse(order: np.ndarray) -> np.ndarray:
+    """The permutation that undoes ``order``: where each original position went."""
+    out = np.empty(len(order), np.int64)
+    out[order] = np.arange(len(order))
+    return out
 
 
 def _first_present_level(matrix: np.ndarray, column: np.ndarray, signs: np.ndarray, q_row: np.ndarray,

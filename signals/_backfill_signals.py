@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from commgraph.baselines import BaselineConfig
 from commgraph.baselines._asof import AsOfTables, smoothed
@@ -305,6 +306,9 @@ def _warm() -> None:
     columns = {"n_safe": one, "n_attack": zero, "n_spam": zero, "n_presumed_safe": zero}
     smoothed_mean(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
     smoothed_by_prior(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
+    _auth_columns({f"{a}_{k}": one for a in _AUTH for k in ("pass", "fail")}, [np.full(1, -1, np.int8)] * 3)
+    _identity_kernel(np.ones(1, np.uint64), one, np.ones(1, np.int8), np.zeros(1, np.int8), one, _INBOUND,
+                     np.empty(1, np.int8), np.empty(1, np.int32), np.empty(1, np.int8))
 
 
 def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
@@ -356,15 +360,66 @@ def recipient_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
 def identity_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     b = t.batch
     cols = t.tables.display_name(t.instants)
-    has_name = b.display_name_key != 0
-    seen = (cols["n_with_name"] > 0) & has_name
-    matches = (cols["is_internal"] > 0) & has_name & ((b.direction == _INBOUND) | ~seen)
-    matches |= _claims_own_addresses(b, t.batch.own_domains.get(t.tenant_id, ()))
-    # The baselines carry no per-(name, address) active days: the provider's documented upper bound.
-    address_days = np.minimum(cols["n_with_name"], t.sender["active_days"])
-    return {"display_name_matches_internal": matches.astype(np.int8),
-            "display_name_address_days": np.where(seen, address_days, 0).astype(np.int32),
-            "display_name_is_new_for_address": (has_name & ~seen).astype(np.int8)}
+    n = b.n_messages
+    matches, days, new = np.empty(n, np.int8), np.empty(n, np.int32), np.empty(n, np.int8)
+    inputs = [np.ascontiguousarray(v, dtype=d) for v, d in (
+        (b.display_name_key, np.uint64), (cols["n_with_name"], np.int64), (cols["is_internal"], np.int8),
+        (b.direction, np.int8), (t.sender["active_days"], np.int64))]
+    if any(len(v) != n for v in inputs):
+        raise ValueError(f"identity_signals: columns of {[len(v) for v in inputs]} rows for {n} messages")
+    _identity_kernel(*inputs, _INBOUND, matches, days, new)
+    if _names_may_hold_at(b):  # (an address in a display name: rare, and each such name is read on its own)
+        matches |= _claims_own_addresses(b, t.batch.own_domains.get(t.tenant_id, ()))
+    return {"display_name_matches_internal": matches, "display_name_address_days": days,
+            "display_name_is_new_for_address": new}
+
+
+@_compiled
+def _identity_kernel(name_key, n_with_name, is_internal, direction, active_days, inbound, matches, days,
+                     new):  # pragma: no cover - compiled
+    # IdentitySignals per message, in one pass: a name seen before from this address; internal and inbound
+    # (or from an address that never used it) matches; the days are the provider's documented upper bound
+    # (the baselines carry no per-(name, address) active days), as int32 the way numpy's astype converts.
+    for i in range(len(matches)):
+        has_name = name_key[i] != 0
+        seen = n_with_name[i] > 0 and has_name
+        matches[i] = is_internal[i] > 0 and has_name and (direction[i] == inbound or not seen)
+        days[i] = np.int32(min(n_with_name[i], active_days[i])) if seen else np.int32(0)
+        new[i] = has_name and not seen
+
+
+def _names_may_hold_at(batch: SignalBatch) -> bool:
+    """False when no display name of the batch's messages holds an ``@`` (so none claims an address), read off
+    the bytes of the names' Arrow column over the span of the batch's rows, with no string made per message
+    (a gather and a substring search per name took 30 ms over a million messages); True when one may.
+
+    An ``@`` is one byte that no other UTF-8 character contains; a column that is not Arrow strings
+    answers True (the names are then read one by one).
+    """
+    if "sender_display_name" not in batch.frame.columns or not batch.n_messages:
+        return False
+    try:
+        chunks = batch.frame["sender_display_name"].array.__arrow_array__()
+    except (AttributeError, TypeError):
+        return True
+    rows = batch.message_rows
+    lo, hi = (0, len(batch.frame)) if rows is None else (int(rows.min()), int(rows.max()) + 1)
+    start = 0
+    for chunk in getattr(chunks, "chunks", [chunks]):
+        a, b = max(lo - start, 0), min(hi - start, len(chunk))
+        start += len(chunk)
+        if a >= b:
+            continue
+        if chunk.type not in (pa.string(), pa.large_string()):
+            return True
+        _, offsets, data = chunk.buffers()
+        if data is None:
+            continue
+        width = np.int32 if chunk.type == pa.string() else np.int64
+        ends = np.frombuffer(offsets, width)[chunk.offset + a:chunk.offset + b + 1]
+        if (np.frombuffer(data, np.uint8)[int(ends[0]):int(ends[-1])] == ord("@")).any():
+            return True
+    return False
 
 
 def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
@@ -381,20 +436,66 @@ def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
 def habit_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     b, cols = t.batch, t.sender
     at_hour, tenant_total = t.tables.tenant_hours(t.instants)
-    p_t = (at_hour + 1.0) / (tenant_total + 24.0)  # the tenant's Laplace-smoothed hour profile
-    count = t.tables.sender_hours(t.instants)
-    p = (count + HOUR_PSEUDO_COUNT * p_t) / (cols["n_messages"] + HOUR_PSEUDO_COUNT)
-    passes = {a: cols[f"{a}_pass"] for a in _AUTH}
-    fails = {a: cols[f"{a}_fail"] for a in _AUTH}
-    n_fail = sum(fails.values())
-    n_all = n_fail + sum(passes.values())
-    deviation = np.zeros(b.n_messages, bool)
-    for a in _AUTH:
-        deviation |= (passes[a] >= _MIN_PASSES) & (passes[a] >= 9 * fails[a]) & _IS_FAIL[getattr(b, a)]
-    return {"sender_hour_surprise": (-np.log2(p)).astype(np.float32),
-            "sender_auth_fail_rate": np.divide(n_fail, n_all, out=np.zeros(b.n_messages),
-                                               where=n_all > 0).astype(np.float32),
-            "auth_deviation": deviation.astype(np.int8)}
+    # The provider's (count + k * p_t) / (n + k), p_t = (at_hour + 1) / (total + 24) the tenant's Laplace-smoothed
+    # hour profile: the same float64 operations (a sum and a product either way round), in place.
+    p = at_hour + 1.0
+    p /= tenant_total + 24.0
+    p *= HOUR_PSEUDO_COUNT
+    p += t.tables.sender_hours(t.instants)
+    p /= cols["n_messages"] + HOUR_PSEUDO_COUNT
+    np.log2(p, out=p)
+    rate, deviation = _auth_columns(cols, [getattr(b, a) for a in _AUTH])
+    return {"sender_hour_surprise": np.negative(p, out=p).astype(np.float32), "sender_auth_fail_rate": rate,
+            "auth_deviation": deviation}
+
+
+def _auth_columns(cols: dict[str, np.ndarray], results: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``sender_auth_fail_rate`` (float32) and ``auth_deviation`` (int8) of :class:`HabitSignals` from the
+    sender columns' passes and fails and each message's results (codes, in the order of ``_AUTH``): one
+    compiled pass, where numpy made a dozen row-sized temporaries.
+
+    The rate is the fails over all results (float64, as numpy divides two integers, then float32; 0 without
+    results); a deviation is a check the sender normally passes (at least ``_MIN_PASSES`` passes, nine per
+    fail) that this message fails.
+
+    Examples
+    --------
+    >>> one = lambda *v: np.array(v, np.int64)
+    >>> cols = {"spf_pass": one(3, 0), "spf_fail": one(0, 1), "dkim_pass": one(0, 0), "dkim_fail": one(1, 0),
+    ...         "dmarc_pass": one(0, 0), "dmarc_fail": one(0, 0)}
+    >>> fail = int(np.flatnonzero(_IS_FAIL)[0])
+    >>> missing = np.array([-1, -1], np.int8)
+    >>> rate, deviation = _auth_columns(cols, [np.array([fail, -1], np.int8), missing, missing])
+    >>> rate.tolist(), deviation.tolist()
+    ([0.25, 1.0], [1, 0])
+    """
+    n = len(cols["spf_pass"])
+    counts = [np.ascontiguousarray(cols[f"{a}_{k}"], dtype=np.int64) for a in _AUTH for k in ("pass", "fail")]
+    codes = [np.ascontiguousarray(c, dtype=np.int8) for c in results]
+    if len(codes) != len(_AUTH) or any(len(c) != n for c in counts + codes):
+        raise ValueError(f"_auth_columns: columns of {[len(c) for c in counts + codes]} rows; pass one per message")
+    if n and any(int(c.min()) < -len(_IS_FAIL) or int(c.max()) >= len(_IS_FAIL) for c in codes):
+        raise IndexError(f"_auth_columns: a result code outside the {len(_IS_FAIL)} known (negative: from the end)")
+    rate, deviation = np.empty(n, np.float32), np.empty(n, np.int8)
+    _auth_kernel(*counts, *codes, _IS_FAIL, _MIN_PASSES, rate, deviation)
+    return rate, deviation
+
+
+@_compiled
+def _auth_kernel(spf_pass, spf_fail, dkim_pass, dkim_fail, dmarc_pass, dmarc_fail, spf, dkim, dmarc, is_fail,
+                 min_passes, rate, deviation):  # pragma: no cover - compiled
+    # A negative code (-1: missing) reads the table from its end, as numpy's indexing does.
+    size = len(is_fail)
+    for i in range(len(rate)):
+        n_fail = spf_fail[i] + dkim_fail[i] + dmarc_fail[i]
+        n_all = n_fail + (spf_pass[i] + dkim_pass[i] + dmarc_pass[i])
+        rate[i] = np.float32(float(n_fail) / float(n_all)) if n_all > 0 else np.float32(0.0)
+        deviates = False
+        for passes, fails, code in ((spf_pass[i], spf_fail[i], spf[i]), (dkim_pass[i], dkim_fail[i], dkim[i]),
+                                    (dmarc_pass[i], dmarc_fail[i], dmarc[i])):
+            if passes >= min_passes and passes >= 9 * fails and is_fail[code if code >= 0 else code + size]:
+                deviates = True
+        deviation[i] = deviates
 
 
 #: Built-in provider classes and how their signals are backfilled (exact classes: a subclass may compute otherwise).

@@ -104,3 +104,38 @@ def test_nearest_known_in_blocks_equals_one_matrix(asked, known) -> None:
     matrix = lookalike.distance_matrix(asked, known, skeletons)
     assert whole[0].tolist() == blocks[0].tolist() == np.minimum(matrix.min(axis=1), DISTANCE_CAP).tolist()
     assert whole[1].tolist() == blocks[1].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories())
+def test_distances_with_the_shared_block_in_blocks_equal_the_replayed_list(history) -> None:
+    # The domains both asked about and on the list are compared once per pair (a symmetric block, in 4 x 4
+    # blocks from _SYMMETRIC_FROM shared domains): from one shared domain on here.
+    import commgraph.signals._lookalike as lookalike
+
+    domain, instants, names, changes = history
+    start = lookalike._SYMMETRIC_FROM
+    try:
+        lookalike._SYMMETRIC_FROM = 1
+        ours = distances_as_of(domain, instants, names, changes)
+    finally:
+        lookalike._SYMMETRIC_FROM = start
+    assert np.array_equal(ours, replayed(domain, instants, names, changes))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text("amnr0o1l.", min_size=1, max_size=8), min_size=1, max_size=14, unique=True),
+       st.lists(st.text("amnr0o1l.", min_size=1, max_size=8), max_size=4, unique=True), st.integers(0, 14))
+def test_distance_matrix_of_a_shared_block_equals_one_matrix(domains, more, shared) -> None:
+    import commgraph.signals._lookalike as lookalike
+
+    shared = min(shared, len(domains))
+    known = domains[:shared] + [k for k in more if k not in domains[:shared]]
+    skeletons = [skeleton(k) for k in known]
+    start = lookalike._SYMMETRIC_FROM
+    try:
+        lookalike._SYMMETRIC_FROM = 1
+        blocks = lookalike.distance_matrix(domains, known, skeletons, dtype=np.int8, shared=shared)
+    finally:
+        lookalike._SYMMETRIC_FROM = start
+    assert blocks.tolist() == lookalike.distance_matrix(domains, known, skeletons, dtype=np.int8).tolist()
