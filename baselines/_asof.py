@@ -237,7 +237,9 @@ class AsOfTables:
         pass instead of hashing every edge's pair and sorting the codes again.
         """
         order = code_order(self.es, self._order(self.r, self.ets).by_key)
-        s, r = self.es[order], self.r[order]
+        # Sorted by sender: each sender's edges side by side, their senders counted, not gathered.
+        s = np.repeat(np.arange(self.n_addr), np.bincount(self.es, minlength=self.n_addr))
+        r = self.r[order]
         new = np.ones(len(order), dtype=bool)
         new[1:] = (s[1:] != s[:-1]) | (r[1:] != r[:-1])
         sorted_codes = self._sorted_pair_codes = np.cumsum(new) - 1  # (for the pair timeline: no gather again)
@@ -252,9 +254,10 @@ class AsOfTables:
 
     def _first_in_pairs(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The first edge (in time) among ``edges`` (a mask) of each pair that has one, and that pair's code."""
-        codes, order, _ = self._pairs
-        first = order[edges[order]]
-        code = codes[first]
+        _, order, _ = self._pairs
+        in_order = edges[order]
+        first = order[in_order]
+        code = self._sorted_pair_codes[in_order]  # (the codes in pair order: compressed, not gathered)
         keep = np.ones(len(first), dtype=bool)
         keep[1:] = code[1:] != code[:-1]
         return first[keep], code[keep]
@@ -321,6 +324,12 @@ class AsOfTables:
         first_wrote[code] = self.ets[edge]
         since = first_wrote[codes]
         keep = since != np.iinfo(np.int64).max
+        if not np.any(keep & (since > self.ets)):
+            # No edge waits for its pair's first written one (the usual case: a pair's edges all go one way):
+            # each counts at its own time, and the edges' (recipient, time) order holds the timeline's order,
+            # with the last times along it running maxima already.
+            tl = Timeline.of_rows(self.r, self.ets, self.n_addr, self._order(self.r, self.ets), keep)
+            return tl, tl.prefix(wrote[keep]), tl.times
         tl = Timeline(self.r[keep], np.maximum(self.ets[keep], since[keep]), self.n_addr)
         return tl, tl.prefix(wrote[keep]), tl.running_max(self.ets[keep])
 

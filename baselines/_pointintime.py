@@ -289,8 +289,12 @@ class Timeline:
         times = np.asarray(times, dtype=np.int64)
         events = np.asarray(events, dtype=bool)
         # The (code, time) order of the events is the rows' with the other rows left out (no sort, and no
-        # time order needed).
-        tl = cls(codes[events], times[events], n_codes, key_order=subset_order(rows.by_key, events))
+        # time order needed); their sorted codes and times are the rows' sorted ones (kept with the order, or
+        # gathered once for every use) with the other rows left out: one gather of flags, no gather of int64.
+        sorted_codes, sorted_times = rows.gathered(codes, times)
+        sorted_events = events[rows.by_key]
+        tl = cls(sorted_codes[sorted_events], sorted_times[sorted_events], n_codes,
+                 key_order=subset_order(rows.by_key, events), presorted=True)
         tl._rows = (codes, times, rows)
         return tl
 
