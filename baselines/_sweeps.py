@@ -295,6 +295,8 @@ def _c(values: np.ndarray) -> np.ndarray:
 
 
 _NO_ORDER = np.zeros(0, np.int64)  # the answers stay in sorted order
+#: The weight widths the sums' walk takes as they are (each a compiled signature, warmed by warm_up).
+_WEIGHT_TYPES = (np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64))
 
 
 def _query_order(order: np.ndarray | None, n: int, what: str) -> np.ndarray:
@@ -424,8 +426,8 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
         Event times sorted by (key code, time).
     starts : ndarray of int64
         ``n_codes + 1`` offsets: key ``c``'s events are ``times[starts[c]:starts[c + 1]]``.
-    weights : ndarray of int64, shape (n_events, n_weights)
-        Each event's weights, in the same sorted order.
+    weights : ndarray of int8, int32 or int64, shape (n_events, n_weights)
+        Each event's weights, in the same sorted order (other dtypes are read as int64).
     codes, instants : ndarray of int64
         The queries' key codes (negative: a key without events) and instants (ns), sorted by (code, instant)
         (queries out of order are answered too, restarting their key's walk).
@@ -447,7 +449,10 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
     codes = _c(codes)
     _check_codes(codes, len(starts) - 1, "sorted_sums_before")
     instants = _c(instants)
-    weights = np.ascontiguousarray(weights, dtype=np.int64)
+    weights = np.asarray(weights)
+    # Weights narrower than int64 are walked as they are (a row of flags in a byte each: an eighth of the reads),
+    # in the widths the walk is compiled for (warm_up); any other is summed as int64.
+    weights = np.ascontiguousarray(weights, dtype=weights.dtype if weights.dtype in _WEIGHT_TYPES else np.int64)
     if len(instants) != len(codes):
         raise ValueError(f"sorted_sums_before: {len(codes)} codes and {len(instants)} instants; pass one instant "
                          "per query")
@@ -670,7 +675,8 @@ def warm_up() -> WarmUp:
     start = time.perf_counter()
     one = np.zeros(1, np.int64)
     runs_before(one, np.array([0, 1]), one, one, one)
-    sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int64), one, one, one)
+    for width in _WEIGHT_TYPES:
+        sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), width), one, one, one)
     counting_order(one, one, 1)
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))

@@ -366,3 +366,20 @@ def test_warm_up_leaves_the_kernels_compiled() -> None:
     for kernel in _sweeps._ALL_KERNELS:
         assert kernel.dispatcher.signatures, kernel  # compiled (or loaded) for the arguments the wrappers pass
     assert warm_up().compiled == warm_up().loaded == 0  # once per process
+
+
+def test_sums_before_read_narrow_weights_as_int64() -> None:
+    # Weights stored in the narrowest width that holds them (int8, int32, int64): the same sums from each.
+    times, starts = np.array([1, 2, 3, 4], np.int64), np.array([0, 2, 4], np.int64)
+    codes, instants = np.array([0, 0, 1, 1, -1]), np.array([2, 9, 4, 5, 9])
+    wide = np.array([[1, -100], [1, 100], [0, 7], [1, -7]], np.int64)
+    expected = sorted_sums_before(times, starts, wide, codes, instants)
+    assert expected.tolist() == [[1, 2, 0, 1, 0], [-100, 0, 7, 0, 0]]
+    for width in (np.int8, np.int32, np.uint8):
+        assert np.array_equal(sorted_sums_before(times, starts, (wide % 128).astype(width), codes, instants),
+                              sorted_sums_before(times, starts, wide % 128, codes, instants))
+    assert np.array_equal(sorted_sums_before(times, starts, wide.astype(np.int32), codes, instants), expected)
+    tl = Timeline(np.array([0, 0, 1, 1]), times, 2)
+    for values, width in (([1, -128], np.int8), ([300, 0], np.int32), ([1 << 40, 0], np.int64)):
+        w = tl.sorted_weights([np.ones(4, bool), np.array(values * 2)])
+        assert w.dtype == width and w[:, 1].tolist() == values * 2
