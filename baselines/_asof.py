@@ -214,7 +214,11 @@ class AsOfTables:
         return {}
 
     def _at_edges(self, instants: np.ndarray) -> np.ndarray:
-        """Each edge's instant (its message's), one array per instants array (so query orders are reused)."""
+        """Each edge's instant (its message's), one array per instants array (so query orders are reused); the
+        edges' own times when the messages are asked about at theirs (fresh): no gather, and every later check
+        of the instants against the edges' times is one identity test, not a comparison of every edge."""
+        if self._own(instants, self.ts):
+            return self.ets
         found = self._edge_instants.get(id(instants))
         if found is None or found[0] is not instants:
             found = self._edge_instants[id(instants)] = (instants, instants[self.edge_message])
@@ -396,12 +400,17 @@ class AsOfTables:
             out[kind] = (tl, tl.sorted_weights(weights), rows, rows.prefix(started))
         return out
 
-    def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray) -> dict[str, np.ndarray]:
+    def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray,
+                       presumed: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The label columns of a kind; ``presumed``: the presumptions started per query, when the caller's walk
+        over the kind's rows counted them."""
         tl, weights, rows, started = self._outcome_timelines[kind]
         out = dict(zip(_LABEL_COLUMNS, tl.sums_before(codes, instants, weights, self._order(codes, instants))))
-        # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
-        rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
-        out["n_presumed_safe"] += started[rhi] - started[rlo]
+        if presumed is None:
+            # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
+            rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
+            presumed = started[rhi] - started[rlo]
+        out["n_presumed_safe"] += presumed
         return out
 
     def outcomes(self, kind: str) -> TenantOutcomes:
@@ -538,6 +547,8 @@ class AsOfTables:
     def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
+        if q is self.ets:  # every edge at its own instant (fresh)
+            return self._recipient_own(windows)
         tl = self._inbound
         shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
         lo, hi = self._before(tl, self.r, q, self.ets, shifts)
@@ -549,6 +560,27 @@ class AsOfTables:
         out["first_time_share"] = np.divide(out["n_first_time_inbound"], out["n_inbound"],
                                             out=np.zeros(len(q)), where=out["n_inbound"] > 0).astype(np.float32)
         out.update(self._label_columns("recipient", self.r, q))
+        return out
+
+    def _recipient_own(self, windows: tuple[str, ...] | None) -> dict[str, np.ndarray]:
+        """:meth:`recipient` of every edge at its own instant: its counts (inbound, in each window, first-time,
+        presumptions started) all read in one walk over the inbound timeline's rows, where the run edges would
+        be written out, then gathered from two prefix sums at random and subtracted, a pass each."""
+        tl = self._inbound
+        named = self._windows(windows)
+        shifts = tuple(dict.fromkeys((*named.values(), self._settle_delay)))
+        edge = {s: k + 2 for k, s in enumerate(shifts)}  # run edges: 0 lo, 1 hi, then the hi at each shift
+        prefixes = np.empty((len(tl) + 1, 2), np.int64)
+        prefixes[:, 0] = tl.prefix(self._first_time_inbound)
+        prefixes[:, 1] = self._outcome_timelines["recipient"][3]  # presumptions started (on this timeline)
+        columns = [(-1, 1, 0), *((-1, 1, edge[w]) for w in named.values()), (0, 1, 0), (1, edge[self._settle_delay], 0)]
+        counts = tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64))
+        out: dict[str, np.ndarray] = {"n_inbound": counts[0]}
+        out.update((f"n_inbound_{name}", counts[1 + k]) for k, name in enumerate(named))
+        out["n_first_time_inbound"] = counts[-2]
+        out["first_time_share"] = np.divide(counts[-2], counts[0], out=np.zeros(len(self.ets)),
+                                            where=counts[0] > 0).astype(np.float32)
+        out.update(self._label_columns("recipient", self.r, self.ets, presumed=counts[-1]))
         return out
 
     @cached_property

@@ -23,8 +23,8 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import (_WEIGHT_TYPES, counting_order, kept_order, running_max, segment_cumsum, sorted_runs_before,
-                      sorted_sums_before)
+from ._sweeps import (_WEIGHT_TYPES, counting_order, kept_order, running_max, segment_cumsum, sorted_run_differences,
+                      sorted_runs_before, sorted_sums_before)
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events",
            "merge_search", "NAT"]
@@ -397,14 +397,37 @@ class Timeline:
         ([0, 1, 2], [0, 0, 1])
         """
         # The events strictly before a row's own time are those of its key ahead of that time (shift 0).
-        shifts = (0, *shifts)
+        codes, times, order, own = self._own_queries()
+        lo, his = sorted_runs_before(self.times, self.starts, codes, times, (0, *shifts), order, own=own)
+        return lo, his[0], his[1:]
+
+    def differences_before_own(self, shifts: Sequence[int], prefixes: np.ndarray, columns: np.ndarray
+                               ) -> np.ndarray:
+        """:meth:`before_own_shifts`' walk answering differences of prefix sums at the run edges instead.
+
+        Run edges: 0 ``lo``, 1 ``hi``, ``k + 2`` the hi at the time less
+        ``shifts[k]``; ``prefixes`` and ``columns`` as for
+        :func:`commgraph.baselines._sweeps.sorted_run_differences` (one row of
+        the result per column, in event or row order).
+
+        Examples
+        --------
+        >>> tl = Timeline(np.array([0, 0, 0]), np.array([10, 20, 30]), 1)
+        >>> flags = tl.prefix(np.array([1, 0, 1]))[:, None]
+        >>> tl.differences_before_own([10], flags, np.array([[-1, 1, 0], [-1, 1, 2], [0, 1, 0]])).tolist()
+        [[0, 1, 2], [0, 1, 1], [0, 1, 1]]
+        """
+        codes, times, order, own = self._own_queries()
+        return sorted_run_differences(self.times, self.starts, codes, times, (0, *shifts), prefixes, columns, order,
+                                      own=own)
+
+    def _own_queries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """The own queries' codes and times in (code, time) order, where each belongs, and whether they are the
+        events themselves (a timeline made :meth:`of_rows`: its rows)."""
         if self._rows is not None:
             codes, times, rows = self._rows
-            sorted_codes, sorted_times = rows.gathered(codes, times)
-            lo, his = sorted_runs_before(self.times, self.starts, sorted_codes, sorted_times, shifts, rows.by_key)
-        else:  # the events themselves, already in (code, time) order
-            lo, his = sorted_runs_before(self.times, self.starts, self.codes, self.times, shifts, self.order, own=True)
-        return lo, his[0], his[1:]
+            return (*rows.gathered(codes, times), rows.by_key, False)
+        return self.codes, self.times, self.order, True  # the events themselves, already in (code, time) order
 
     def count_since(self, codes: np.ndarray, start: np.ndarray, hi: np.ndarray, order: QueryOrder | None = None
                     ) -> np.ndarray:
