@@ -433,11 +433,9 @@ class AsOfTables:
         """Sender-table columns of each message's sender (window counts: those of ``windows``, default all)."""
         q = np.asarray(instants, dtype=np.int64)
         tl = self._sender
-        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
-        lo, hi = self._before(tl, self.s, q, self.ts, shifts)
-        out: dict[str, np.ndarray] = {"n_messages": hi - lo}
-        for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w, shifts)[1]
+        lo, hi, counts, _, presumed = self._counts(tl, "sender", self.s, q, self.ts, self._windows(windows))
+        out: dict[str, np.ndarray] = {"n_messages": counts[0]}
+        out.update((f"n_messages_{name}", c) for name, c in zip(self._windows(windows), counts[1:]))
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
         out["first_seen"] = tl.first(lo, hi)
         # Counts over each run, summed in one walk: active days (in sorted order), distinct recipients, and
@@ -450,8 +448,38 @@ class AsOfTables:
             weights += [codes == PASS, np.isin(codes, FAILS)]
         weights = tl.sorted_weights(weights, [True, False] + [True] * (len(weights) - 2))
         out.update(zip(names, tl.sums_before(self.s, q, weights, self._order(self.s, q))))
-        out.update(self._label_columns("sender", self.s, q))
+        out.update(self._label_columns("sender", self.s, q, presumed))
         return out
+
+    def _counts(self, tl: Timeline, kind: str, codes: np.ndarray, q: np.ndarray, times: np.ndarray,
+                windows: dict[str, int], extra: tuple[np.ndarray, ...] = (), edges: bool = True
+                ) -> tuple[np.ndarray | None, np.ndarray | None, list[np.ndarray], list[np.ndarray], np.ndarray | None]:
+        """A table's run edges ``lo``, ``hi`` (when ``edges``, else None), its counts (before each instant, then
+        in each window), the differences of each of ``extra`` (prefix sums along ``tl``) over the runs, and the
+        presumptions of ``kind`` started before each instant less the settle delay (None: left to
+        :meth:`_label_columns`).
+
+        Without ``edges``, rows asked about at their own times (``times``, fresh) are answered in one walk over
+        ``tl`` reading them all (:meth:`Timeline.differences_before_own`): no run edges per shift written out,
+        then subtracted and gathered from prefix sums at random, a pass and an array each.
+        """
+        shifts = tuple(dict.fromkeys((*windows.values(), self._settle_delay)))  # one walk for all
+        # (A caller that reads the run edges keeps the edges' walk: on a timeline's own events it reads hi off
+        # the runs of equal times, which makes it as fast as the differences' walk with the subtractions after.)
+        if edges or not self._own(q, times) or self._outcome_timelines[kind][2] is not tl:
+            lo, hi = self._before(tl, codes, q, times, shifts)
+            counts = [hi - lo, *(hi - self._before_shifted(tl, codes, q, w, shifts)[1] for w in windows.values())]
+            first = [p[hi] - p[lo] for p in extra]
+            return lo, hi, counts, first, None
+        edge = {s: k + 2 for k, s in enumerate(shifts)}  # run edges: 0 lo, 1 hi, then the hi at each shift
+        prefixes = np.empty((len(tl) + 1, 1 + len(extra)), np.int64)
+        prefixes[:, 0] = self._outcome_timelines[kind][3]  # presumptions started, along this very timeline
+        for k, p in enumerate(extra):
+            prefixes[:, k + 1] = p
+        columns = [(-1, 1, 0), *((-1, 1, edge[w]) for w in windows.values()),
+                   *((k + 1, 1, 0) for k in range(len(extra))), (0, edge[self._settle_delay], 0)]
+        runs = tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64))
+        return None, None, list(runs[:1 + len(windows)]), list(runs[1 + len(windows):-1]), runs[-1]
 
     def written_to(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per message, messages the tenant's mailboxes sent its sender, and the last time of those pairs."""
@@ -488,13 +516,10 @@ class AsOfTables:
         """Sender-domain-table columns of each message's sender domain (window counts: those of ``windows``)."""
         q = np.asarray(instants, dtype=np.int64)
         tl = self._domain
-        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
-        lo, hi = self._before(tl, self.d, q, self.ts, shifts)
-        n = hi - lo
-        out: dict[str, np.ndarray] = {"n_messages": n}
+        lo, hi, counts, _, presumed = self._counts(tl, "sender_domain", self.d, q, self.ts, self._windows(windows))
+        out: dict[str, np.ndarray] = {"n_messages": counts[0]}
         order = self._order(self.d, q)
-        for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w, shifts)[1]
+        out.update((f"n_messages_{name}", c) for name, c in zip(self._windows(windows), counts[1:]))
         out["first_seen"] = tl.first(lo, hi)
         # n_outbound with n_internal: together they say whether the domain is an own one (is_established).
         weights = [tl.new_period(DAY_NS), self._head_of_sender, self.direction == INTERNAL,
@@ -504,7 +529,7 @@ class AsOfTables:
         olo, ohi = self._domain_out.before(self.d, q, order)
         # A domain the tenant only wrote to has a row too: its outbound count is known without inbound mail.
         out["n_outbound_to"] = ohi - olo
-        out.update(self._label_columns("sender_domain", self.d, q))
+        out.update(self._label_columns("sender_domain", self.d, q, presumed))
         return out
 
     def pair(self, instants: np.ndarray, *, reverse: bool = True) -> dict[str, np.ndarray]:
@@ -547,40 +572,16 @@ class AsOfTables:
     def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
-        if q is self.ets:  # every edge at its own instant (fresh)
-            return self._recipient_own(windows)
-        tl = self._inbound
-        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
-        lo, hi = self._before(tl, self.r, q, self.ets, shifts)
-        out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
-        for name, w in self._windows(windows).items():
-            out[f"n_inbound_{name}"] = hi - self._before_shifted(tl, self.r, q, w, shifts)[1]
-        first = tl.prefix(self._first_time_inbound)
-        out["n_first_time_inbound"] = first[hi] - first[lo]
-        out["first_time_share"] = np.divide(out["n_first_time_inbound"], out["n_inbound"],
-                                            out=np.zeros(len(q)), where=out["n_inbound"] > 0).astype(np.float32)
-        out.update(self._label_columns("recipient", self.r, q))
-        return out
-
-    def _recipient_own(self, windows: tuple[str, ...] | None) -> dict[str, np.ndarray]:
-        """:meth:`recipient` of every edge at its own instant: its counts (inbound, in each window, first-time,
-        presumptions started) all read in one walk over the inbound timeline's rows, where the run edges would
-        be written out, then gathered from two prefix sums at random and subtracted, a pass each."""
         tl = self._inbound
         named = self._windows(windows)
-        shifts = tuple(dict.fromkeys((*named.values(), self._settle_delay)))
-        edge = {s: k + 2 for k, s in enumerate(shifts)}  # run edges: 0 lo, 1 hi, then the hi at each shift
-        prefixes = np.empty((len(tl) + 1, 2), np.int64)
-        prefixes[:, 0] = tl.prefix(self._first_time_inbound)
-        prefixes[:, 1] = self._outcome_timelines["recipient"][3]  # presumptions started (on this timeline)
-        columns = [(-1, 1, 0), *((-1, 1, edge[w]) for w in named.values()), (0, 1, 0), (1, edge[self._settle_delay], 0)]
-        counts = tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64))
+        _, _, counts, (first,), presumed = self._counts(tl, "recipient", self.r, q, self.ets, named,
+                                                        (tl.prefix(self._first_time_inbound),), edges=False)
         out: dict[str, np.ndarray] = {"n_inbound": counts[0]}
-        out.update((f"n_inbound_{name}", counts[1 + k]) for k, name in enumerate(named))
-        out["n_first_time_inbound"] = counts[-2]
-        out["first_time_share"] = np.divide(counts[-2], counts[0], out=np.zeros(len(self.ets)),
+        out.update((f"n_inbound_{name}", c) for name, c in zip(named, counts[1:]))
+        out["n_first_time_inbound"] = first
+        out["first_time_share"] = np.divide(first, counts[0], out=np.zeros(len(q)),
                                             where=counts[0] > 0).astype(np.float32)
-        out.update(self._label_columns("recipient", self.r, self.ets, presumed=counts[-1]))
+        out.update(self._label_columns("recipient", self.r, q, presumed))
         return out
 
     @cached_property

@@ -150,38 +150,47 @@ def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, 
                             out):  # pragma: no cover - compiled
     # _runs_before_kernel's walk, each query answered with differences of prefix sums at its run edges
     # (``columns``: prefix column, or -1 for the edges themselves, then edges a and b: 0 lo, k + 1 the hi
-    # of shift k), read where the pointers stop, in the order they pass the prefixes.
+    # of shift k, b -1 nothing subtracted), read where the pointers stop, in the order they pass the prefixes.
     n_shifts = len(shifts)
+    n_columns = len(columns)
     put = len(order) > 0
     pointer = np.zeros(n_shifts, np.int64)
-    edge = np.zeros(n_shifts + 1, np.int64)
+    edge = np.zeros(n_shifts + 2, np.int64)  # the run edges, then position 0 (every prefix sum 0 there)
+    column, a_at, b_at = columns[:, 0].copy(), columns[:, 1].copy(), columns[:, 2].copy()
+    for m in range(n_columns):
+        if b_at[m] < 0:
+            b_at[m] = n_shifts + 1
     last_code, last_instant, run = -1, 0, 0
     for j in range(len(codes)):
         i = order[j] if put else j  # (checked by the caller: a position among the queries)
         c = codes[j]
         if c < 0:  # a key without events: nothing before it
-            out[i, :] = 0
+            for m in range(n_columns):
+                out[i, m] = 0
             continue
         t = instants[j]
+        begin = starts[c]
         if c != last_code or t < last_instant:  # a new key (or queries out of order): from its start
-            pointer[:] = starts[c]
+            for k in range(n_shifts):
+                pointer[k] = begin
             run = j
         elif t != last_instant:
             run = j
-        edge[0] = starts[c]
+        end = starts[c + 1]
+        edge[0] = begin
         for k in range(n_shifts):
             p = pointer[k]
             if own and shifts[k] == 0:  # (own events: the run of equal times starts at ``run``)
                 p = run
             else:
                 stop = t - shifts[k]
-                while p < starts[c + 1] and times[p] < stop:  # strictly before
+                while p < end and times[p] < stop:  # strictly before
                     p += 1
                 pointer[k] = p
             edge[k + 1] = p
-        for m in range(len(columns)):
-            column, a, b = columns[m, 0], edge[columns[m, 1]], edge[columns[m, 2]]
-            out[i, m] = a - b if column < 0 else prefixes[a, column] - prefixes[b, column]
+        for m in range(n_columns):
+            a, b = edge[a_at[m]], edge[b_at[m]]
+            out[i, m] = a - b if column[m] < 0 else prefixes[a, column[m]] - prefixes[b, column[m]]
         last_code, last_instant = c, t
 
 
@@ -392,7 +401,8 @@ def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndar
     The run edges of a query are numbered ``0`` (``lo``) and ``k + 1`` (``hi``
     at ``instant - shifts[k]``); each row ``(column, a, b)`` of ``columns``
     asks for ``prefixes[edge a, column] - prefixes[edge b, column]``, or
-    ``edge a - edge b`` (a count of events) for column -1. The walk reads the
+    ``edge a - edge b`` (a count of events) for column -1; ``b`` -1 subtracts
+    nothing (edge a itself, or the prefix sum there). The walk reads the
     prefixes where its pointers stop (in order along each key) and writes the
     differences in the query's place: no run edges to write out, and no random
     gathers of prefixes at them afterwards.
@@ -424,7 +434,8 @@ def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndar
         raise ValueError(f"sorted_run_differences: prefixes of shape {prefixes.shape} for {len(times)} events; pass "
                          "one row per event and a first row of zeros")
     if len(columns) and (int(columns[:, 0].min()) < -1 or int(columns[:, 0].max()) >= prefixes.shape[1]
-                         or int(columns[:, 1:].min()) < 0 or int(columns[:, 1:].max()) >= n_edges):
+                         or int(columns[:, 1].min()) < 0 or int(columns[:, 2].min()) < -1
+                         or int(columns[:, 1:].max()) >= n_edges):
         raise ValueError(f"sorted_run_differences: columns ask for prefix columns {columns[:, 0].tolist()} of "
                          f"{prefixes.shape[1]} or run edges {columns[:, 1:].ravel().tolist()} of {n_edges}")
     out = _walk(times, starts, codes, instants, shifts, order, own, prefixes, columns, "sorted_run_differences")

@@ -405,18 +405,20 @@ def test_run_differences_equal_prefix_sums_gathered_at_the_run_edges(rows, shift
     prefixes = np.stack([tl.prefix(weights), tl.prefix(weights > 0)], axis=1)
     lo, hi, his = tl.before_own_shifts(shifts)
     edges = [lo, hi, *his]
-    columns = [(-1, 1, 0), (0, 1, 0), (1, 0, 0)] + [(k % 2, 1, k + 2) for k in range(len(shifts))]
+    columns = [(-1, 1, 0), (0, 1, 0), (1, 0, 0), (-1, 0, -1), (-1, 1, -1), (0, 1, -1)]
+    columns += [(k % 2, 1, k + 2) for k in range(len(shifts))]
     got = tl.differences_before_own(shifts, prefixes, np.array(columns))
     assert got.shape == (len(columns), len(codes))
     for m, (column, a, b) in enumerate(columns):
-        expected = edges[a] - edges[b] if column < 0 else prefixes[edges[a], column] - prefixes[edges[b], column]
+        minus = edges[b] if b >= 0 else 0  # (b -1: nothing subtracted, the prefix sums' first row being 0)
+        expected = edges[a] - minus if column < 0 else prefixes[edges[a], column] - prefixes[minus, column]
         assert np.array_equal(np.where(codes >= 0, expected, 0), got[m])
 
 
 def test_run_differences_reject_columns_outside_the_prefixes_or_the_edges() -> None:
     times, starts, one = np.array([3]), np.array([0, 1]), np.array([0])
     prefixes = np.zeros((2, 1), np.int64)
-    for columns in ([[1, 1, 0]], [[0, 2, 0]], [[-2, 1, 0]]):
+    for columns in ([[1, 1, 0]], [[0, 2, 0]], [[-2, 1, 0]], [[0, 1, -2]], [[0, -1, 0]]):
         with pytest.raises(ValueError, match="columns ask for"):
             sorted_run_differences(times, starts, one, one, [0], prefixes, np.array(columns))
     with pytest.raises(ValueError, match="prefixes of shape"):
