@@ -246,7 +246,8 @@ class AsOfTables:
         r = self.r[order]
         new = np.ones(len(order), dtype=bool)
         new[1:] = (s[1:] != s[:-1]) | (r[1:] != r[:-1])
-        sorted_codes = self._sorted_pair_codes = np.cumsum(new) - 1  # (for the pair timeline: no gather again)
+        sorted_codes = self._sorted_pair_codes = np.cumsum(new)  # (for the pair timeline: no gather again)
+        sorted_codes -= 1  # (in place: no second edge-sized array)
         codes = np.empty(len(order), np.int64)
         codes[order] = sorted_codes
         # (np.compress, here and below, not boolean indexing: numpy's ``a[mask]`` branches on every flag, 4 ms a
