@@ -184,7 +184,11 @@ def dense_codes(*keys: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     ([0, 1, 0], [1, 2], [7, 9, 4])
     """
     sizes = [len(k) for k in keys]
-    codes, uniques = pd.factorize(np.concatenate([np.asarray(k, dtype=np.uint64) for k in keys]), sort=False)
+    values = np.concatenate([np.asarray(k, dtype=np.uint64) for k in keys])
+    # The hash table starts at a sixteenth of the values (it grows as keys come), not at all of them: a tenant's
+    # keys repeat (addresses ~3% distinct, domains far fewer), and a table sized for every value (32 MiB for a
+    # million) is fresh memory, out of cache: 11.6 -> 5.1 ms for the largest tenant's 1.27M addresses.
+    codes, uniques = pd.factorize(values, sort=False, size_hint=max(1 << 16, len(values) // 16))
     bounds = np.cumsum([0] + sizes)
     return ([codes[bounds[i]:bounds[i + 1]].astype(np.int64, copy=False) for i in range(len(keys))],
             np.asarray(uniques, dtype=np.uint64))
