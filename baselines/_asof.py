@@ -448,7 +448,8 @@ class AsOfTables:
             names += [f"{a}_pass", f"{a}_fail"]
             weights += [codes == PASS, np.isin(codes, FAILS)]
         weights = tl.sorted_weights(weights, [True, False] + [True] * (len(weights) - 2))
-        out.update(zip(names, tl.sums_before(self.s, q, weights, self._order(self.s, q))))
+        # (int32 sums where they fit, as the signals read them: half the memory written at random)
+        out.update(zip(names, tl.sums_before(self.s, q, weights, self._order(self.s, q), narrow=True)))
         out.update(self._label_columns("sender", self.s, q, presumed))
         return out
 
@@ -526,7 +527,8 @@ class AsOfTables:
         weights = [tl.new_period(DAY_NS), self._head_of_sender, self.direction == INTERNAL,
                    self.direction == OUTBOUND]  # days: sorted
         out.update(zip(("active_days", "n_distinct_senders", "n_internal", "n_outbound"),
-                       tl.sums_before(self.d, q, tl.sorted_weights(weights, [True, False, False, False]), order)))
+                       tl.sums_before(self.d, q, tl.sorted_weights(weights, [True, False, False, False]), order,
+                                      narrow=True)))
         olo, ohi = self._domain_out.before(self.d, q, order)
         # A domain the tenant only wrote to has a row too: its outbound count is known without inbound mail.
         out["n_outbound_to"] = ohi - olo

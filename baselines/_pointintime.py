@@ -357,14 +357,15 @@ class Timeline:
         return sorted_runs_before(self.times, self.starts, sorted_codes, sorted_instants, shifts, by_key)
 
     def sums_before(self, codes: np.ndarray, instants: np.ndarray, sorted_weights: np.ndarray,
-                    order: QueryOrder | None = None) -> np.ndarray:
+                    order: QueryOrder | None = None, *, narrow: bool = False) -> np.ndarray:
         """Per query, each weight summed over its key's events strictly before its instant: one row per weight.
 
         ``sorted_weights`` (from :meth:`sorted_weights`) holds the events'
         weights in sorted order. Equals ``p[hi] - p[lo]`` for ``lo, hi`` from
         :meth:`before` and ``p`` each weight's :meth:`prefix`, in one compiled walk
         (:func:`commgraph.baselines._sweeps.sorted_sums_before`), with no run
-        edges or prefix sums in between.
+        edges or prefix sums in between; ``narrow``: int32 sums where they
+        surely fit (for callers that narrow them anyway).
 
         Examples
         --------
@@ -374,7 +375,8 @@ class Timeline:
         [[1, 1, 0], [2, 0, 0]]
         """
         sorted_codes, sorted_instants, by_key = _sorted_queries(codes, instants, order, "Timeline.sums_before")
-        return sorted_sums_before(self.times, self.starts, sorted_weights, sorted_codes, sorted_instants, by_key)
+        return sorted_sums_before(self.times, self.starts, sorted_weights, sorted_codes, sorted_instants, by_key,
+                                  narrow=narrow)
 
     def before_own(self) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`before` for each event's own key and time (in event order), without a binary search.

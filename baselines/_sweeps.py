@@ -521,7 +521,7 @@ def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instan
 
 
 def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarray, codes: np.ndarray,
-                       instants: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+                       instants: np.ndarray, order: np.ndarray | None = None, *, narrow: bool = False) -> np.ndarray:
     """Per query sorted by (code, instant), each weight summed over its key's events strictly before its instant.
 
     Equals the differences of the weights' cumulative sums at the run edges
@@ -541,10 +541,14 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
         The queries' key codes (negative: a key without events) and instants (ns), sorted by (code, instant)
         (queries out of order are answered too, restarting their key's walk).
     order : ndarray of int64, optional
+    narrow : bool, default False
+        Sums as int32 where none can leave it (int8 weights over fewer than
+        2**24 events): half the memory written at random, for callers that
+        narrow the sums anyway.
 
     Returns
     -------
-    ndarray of int64, shape (n_weights, len(codes))
+    ndarray of int64 (or int32, see ``narrow``), shape (n_weights, len(codes))
         One row per weight: a view of the queries' sums stored side by side
         (each query's in one cache line, written once).
 
@@ -569,7 +573,8 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
         raise ValueError(f"sorted_sums_before: weights of shape {weights.shape} for {len(times)} events; pass one "
                          "row of weights per event")
     order = _query_order(order, len(codes), "sorted_sums_before")
-    out = np.empty((len(codes), weights.shape[1]), np.int64)
+    fits = narrow and weights.dtype == np.int8 and len(times) < 1 << 24  # |sum| < 128 * 2**24 = 2**31
+    out = np.empty((len(codes), weights.shape[1]), np.int32 if fits else np.int64)
     _sums_before_kernel(_c(times), _c(starts), weights, codes, instants, order, out)
     return out.T
 
@@ -787,6 +792,7 @@ def warm_up() -> WarmUp:
     sorted_run_differences(one, np.array([0, 1]), one, one, one, np.zeros((2, 1), np.int64), np.array([[0, 1, 0]]))
     for width in _WEIGHT_TYPES:
         sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), width), one, one, one)
+    sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int8), one, one, one, narrow=True)  # int32 sums
     counting_order(one, one, 1)
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))

@@ -423,3 +423,12 @@ def test_run_differences_reject_columns_outside_the_prefixes_or_the_edges() -> N
             sorted_run_differences(times, starts, one, one, [0], prefixes, np.array(columns))
     with pytest.raises(ValueError, match="prefixes of shape"):
         sorted_run_differences(times, starts, one, one, [0], np.zeros((1, 1), np.int64), np.array([[0, 1, 0]]))
+
+
+def test_narrow_sums_are_int32_where_they_surely_fit() -> None:
+    times, starts = np.array([1, 2, 3], np.int64), np.array([0, 3], np.int64)
+    codes, instants = np.zeros(2, np.int64), np.array([3, 9])
+    weights = np.array([[127, -128], [127, -128], [1, 0]])
+    for width, narrow, expected in ((np.int8, True, np.int32), (np.int8, False, np.int64), (np.int32, True, np.int64)):
+        sums = sorted_sums_before(times, starts, weights.astype(width), codes, instants, narrow=narrow)
+        assert sums.dtype == expected and sums.tolist() == [[254, 255], [-256, -256]]
