@@ -529,7 +529,9 @@ class Timeline:
         """``sorted_values`` at each run's last event, ``fill`` where the run is empty."""
         if not len(self):
             return np.full(len(lo), fill, dtype=np.asarray(sorted_values).dtype)
-        return np.where(hi > lo, sorted_values.take(np.maximum(hi - 1, 0), mode="clip"), fill)
+        last = hi - 1
+        np.maximum(last, 0, out=last)  # (in place: one query-sized array fewer)
+        return np.where(hi > lo, sorted_values.take(last, mode="clip"), fill)
 
     def decayed(self, lo: np.ndarray, hi: np.ndarray, instants: np.ndarray, half_life: int) -> np.ndarray:
         """Per query, the sum over its run's events of ``2 ** (-(instant - t) / half_life)``.
@@ -554,7 +556,8 @@ class Timeline:
         # Every query read at its run's last event (an empty run at event 0, its value discarded below): the
         # same arithmetic per query as on the queries that have a run, without compressing four arrays to
         # them and scattering back; the discarded values may overflow.
-        last = np.maximum(hi - 1, 0)
+        last = hi - 1
+        np.maximum(last, 0, out=last)
         age = (np.asarray(instants, dtype=np.int64) - self.times.take(last)) / float(half_life)
         with np.errstate(over="ignore", invalid="ignore"):
             value = running.take(last) * np.exp2(-age)
