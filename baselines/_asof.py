@@ -213,7 +213,11 @@ class AsOfTables:
         return {}
 
     def _at_edges(self, instants: np.ndarray) -> np.ndarray:
-        """Each edge's instant (its message's), one array per instants array (so query orders are reused)."""
+        """Each edge's instant (its message's), one array per instants array (so query orders are reused); the
+        edges' own times when the messages are asked about at theirs (fresh): no gather, and every later check
+        of the instants against the edges' times is one identity test, not a comparison of every edge."""
+        if self._own(instants, self.ts):
+            return self.ets
         found = self._edge_instants.get(id(instants))
         if found is None or found[0] is not instants:
             found = self._edge_instants[id(instants)] = (instants, instants[self.edge_message])
@@ -236,13 +240,18 @@ class AsOfTables:
         pass instead of hashing every edge's pair and sorting the codes again.
         """
         order = code_order(self.es, self._order(self.r, self.ets).by_key)
-        s, r = self.es[order], self.r[order]
+        # Sorted by sender: each sender's edges side by side, their senders counted, not gathered.
+        s = np.repeat(np.arange(self.n_addr), np.bincount(self.es, minlength=self.n_addr))
+        r = self.r[order]
         new = np.ones(len(order), dtype=bool)
         new[1:] = (s[1:] != s[:-1]) | (r[1:] != r[:-1])
-        sorted_codes = self._sorted_pair_codes = np.cumsum(new) - 1  # (for the pair timeline: no gather again)
+        sorted_codes = self._sorted_pair_codes = np.cumsum(new)  # (for the pair timeline: no gather again)
+        sorted_codes -= 1  # (in place: no second edge-sized array)
         codes = np.empty(len(order), np.int64)
         codes[order] = sorted_codes
-        return codes, order, s[new] * self.n_addr + r[new]
+        # (np.compress, here and below, not boolean indexing: numpy's ``a[mask]`` branches on every flag, 4 ms a
+        # million rows at half density where compress takes 0.5 ms; a mask's flatnonzero likewise for assignment)
+        return codes, order, np.compress(new, s) * self.n_addr + np.compress(new, r)
 
     @cached_property
     def _pair(self) -> Timeline:
@@ -251,12 +260,13 @@ class AsOfTables:
 
     def _first_in_pairs(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The first edge (in time) among ``edges`` (a mask) of each pair that has one, and that pair's code."""
-        codes, order, _ = self._pairs
-        first = order[edges[order]]
-        code = codes[first]
+        _, order, _ = self._pairs
+        in_order = edges[order]
+        first = np.compress(in_order, order)
+        code = np.compress(in_order, self._sorted_pair_codes)  # (the codes in pair order: compressed, not gathered)
         keep = np.ones(len(first), dtype=bool)
         keep[1:] = code[1:] != code[:-1]
-        return first[keep], code[keep]
+        return np.compress(keep, first), np.compress(keep, code)
 
     @cached_property
     def _pair_first(self) -> np.ndarray:
@@ -290,7 +300,8 @@ class AsOfTables:
     @cached_property
     def _domain_out(self) -> Timeline:
         out = self._domain_heads
-        return Timeline(self.rd[out], self.ets[out], self.n_dom, subset_order(self._edges_by_time, out))
+        return Timeline(np.compress(out, self.rd), np.compress(out, self.ets), self.n_dom,
+                        subset_order(self._edges_by_time, out))
 
     @cached_property
     def _inbound(self) -> Timeline:
@@ -306,8 +317,8 @@ class AsOfTables:
         sender = self._sender
         keep = self.ets[edge] == sender.times[sender.starts[self.es[edge]]]
         flags = np.zeros(len(self.ets), bool)  # a byte per edge: its prefix gathers bytes, not int64
-        flags[edge[keep]] = True
-        return flags[inbound]
+        flags[np.compress(keep, edge)] = True
+        return np.compress(inbound, flags)
 
     @cached_property
     def _written_to(self) -> tuple[Timeline, np.ndarray, np.ndarray]:
@@ -320,8 +331,15 @@ class AsOfTables:
         first_wrote[code] = self.ets[edge]
         since = first_wrote[codes]
         keep = since != np.iinfo(np.int64).max
-        tl = Timeline(self.r[keep], np.maximum(self.ets[keep], since[keep]), self.n_addr)
-        return tl, tl.prefix(wrote[keep]), tl.running_max(self.ets[keep])
+        if not np.any(keep & (since > self.ets)):
+            # No edge waits for its pair's first written one (the usual case: a pair's edges all go one way):
+            # each counts at its own time, and the edges' (recipient, time) order holds the timeline's order,
+            # with the last times along it running maxima already.
+            tl = Timeline.of_rows(self.r, self.ets, self.n_addr, self._order(self.r, self.ets), keep)
+            return tl, tl.prefix(np.compress(keep, wrote)), tl.times
+        ets = np.compress(keep, self.ets)
+        tl = Timeline(np.compress(keep, self.r), np.maximum(ets, np.compress(keep, since)), self.n_addr)
+        return tl, tl.prefix(np.compress(keep, wrote)), tl.running_max(ets)
 
     def _outcome_rows(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Entity code of each outcome change of a kind, and the changes (see :func:`outcome_events`)."""
@@ -382,12 +400,17 @@ class AsOfTables:
             out[kind] = (tl, tl.sorted_weights(weights), rows, rows.prefix(started))
         return out
 
-    def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray) -> dict[str, np.ndarray]:
+    def _label_columns(self, kind: str, codes: np.ndarray, instants: np.ndarray,
+                       presumed: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The label columns of a kind; ``presumed``: the presumptions started per query, when the caller's walk
+        over the kind's rows counted them."""
         tl, weights, rows, started = self._outcome_timelines[kind]
         out = dict(zip(_LABEL_COLUMNS, tl.sums_before(codes, instants, weights, self._order(codes, instants))))
-        # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
-        rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
-        out["n_presumed_safe"] += started[rhi] - started[rlo]
+        if presumed is None:
+            # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
+            rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
+            presumed = started[rhi] - started[rlo]
+        out["n_presumed_safe"] += presumed
         return out
 
     def outcomes(self, kind: str) -> TenantOutcomes:
@@ -410,11 +433,9 @@ class AsOfTables:
         """Sender-table columns of each message's sender (window counts: those of ``windows``, default all)."""
         q = np.asarray(instants, dtype=np.int64)
         tl = self._sender
-        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
-        lo, hi = self._before(tl, self.s, q, self.ts, shifts)
-        out: dict[str, np.ndarray] = {"n_messages": hi - lo}
-        for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.s, q, w, shifts)[1]
+        lo, hi, counts, _, presumed = self._counts(tl, "sender", self.s, q, self.ts, self._windows(windows))
+        out: dict[str, np.ndarray] = {"n_messages": counts[0]}
+        out.update((f"n_messages_{name}", c) for name, c in zip(self._windows(windows), counts[1:]))
         out["decayed_messages"] = tl.decayed(lo, hi, q, self.half_life)
         out["first_seen"] = tl.first(lo, hi)
         # Counts over each run, summed in one walk: active days (in sorted order), distinct recipients, and
@@ -426,9 +447,40 @@ class AsOfTables:
             names += [f"{a}_pass", f"{a}_fail"]
             weights += [codes == PASS, np.isin(codes, FAILS)]
         weights = tl.sorted_weights(weights, [True, False] + [True] * (len(weights) - 2))
-        out.update(zip(names, tl.sums_before(self.s, q, weights, self._order(self.s, q))))
-        out.update(self._label_columns("sender", self.s, q))
+        # (int32 sums where they fit, as the signals read them: half the memory written at random)
+        out.update(zip(names, tl.sums_before(self.s, q, weights, self._order(self.s, q), narrow=True)))
+        out.update(self._label_columns("sender", self.s, q, presumed))
         return out
+
+    def _counts(self, tl: Timeline, kind: str, codes: np.ndarray, q: np.ndarray, times: np.ndarray,
+                windows: dict[str, int], extra: tuple[np.ndarray, ...] = (), edges: bool = True
+                ) -> tuple[np.ndarray | None, np.ndarray | None, list[np.ndarray], list[np.ndarray], np.ndarray | None]:
+        """A table's run edges ``lo``, ``hi`` (when ``edges``, else None), its counts (before each instant, then
+        in each window), the differences of each of ``extra`` (prefix sums along ``tl``) over the runs, and the
+        presumptions of ``kind`` started before each instant less the settle delay (None: left to
+        :meth:`_label_columns`).
+
+        Without ``edges``, rows asked about at their own times (``times``, fresh) are answered in one walk over
+        ``tl`` reading them all (:meth:`Timeline.differences_before_own`): no run edges per shift written out,
+        then subtracted and gathered from prefix sums at random, a pass and an array each.
+        """
+        shifts = tuple(dict.fromkeys((*windows.values(), self._settle_delay)))  # one walk for all
+        # (A caller that reads the run edges keeps the edges' walk: on a timeline's own events it reads hi off
+        # the runs of equal times, which makes it as fast as the differences' walk with the subtractions after.)
+        if edges or not self._own(q, times) or self._outcome_timelines[kind][2] is not tl:
+            lo, hi = self._before(tl, codes, q, times, shifts)
+            counts = [hi - lo, *(hi - self._before_shifted(tl, codes, q, w, shifts)[1] for w in windows.values())]
+            first = [p[hi] - p[lo] for p in extra]
+            return lo, hi, counts, first, None
+        edge = {s: k + 2 for k, s in enumerate(shifts)}  # run edges: 0 lo, 1 hi, then the hi at each shift
+        prefixes = np.empty((len(tl) + 1, 1 + len(extra)), np.int64)
+        prefixes[:, 0] = self._outcome_timelines[kind][3]  # presumptions started, along this very timeline
+        for k, p in enumerate(extra):
+            prefixes[:, k + 1] = p
+        columns = [(-1, 1, 0), *((-1, 1, edge[w]) for w in windows.values()),
+                   *((k + 1, 1, 0) for k in range(len(extra))), (0, edge[self._settle_delay], 0)]
+        runs = tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64))
+        return None, None, list(runs[:1 + len(windows)]), list(runs[1 + len(windows):-1]), runs[-1]
 
     def written_to(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per message, messages the tenant's mailboxes sent its sender, and the last time of those pairs."""
@@ -475,23 +527,21 @@ class AsOfTables:
         """Sender-domain-table columns of each message's sender domain (window counts: those of ``windows``)."""
         q = np.asarray(instants, dtype=np.int64)
         tl = self._domain
-        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
-        lo, hi = self._before(tl, self.d, q, self.ts, shifts)
-        n = hi - lo
-        out: dict[str, np.ndarray] = {"n_messages": n}
+        lo, hi, counts, _, presumed = self._counts(tl, "sender_domain", self.d, q, self.ts, self._windows(windows))
+        out: dict[str, np.ndarray] = {"n_messages": counts[0]}
         order = self._order(self.d, q)
-        for name, w in self._windows(windows).items():
-            out[f"n_messages_{name}"] = hi - self._before_shifted(tl, self.d, q, w, shifts)[1]
+        out.update((f"n_messages_{name}", c) for name, c in zip(self._windows(windows), counts[1:]))
         out["first_seen"] = tl.first(lo, hi)
         # n_outbound with n_internal: together they say whether the domain is an own one (is_established).
         weights = [tl.new_period(DAY_NS), self._head_of_sender, self.direction == INTERNAL,
                    self.direction == OUTBOUND]  # days: sorted
         out.update(zip(("active_days", "n_distinct_senders", "n_internal", "n_outbound"),
-                       tl.sums_before(self.d, q, tl.sorted_weights(weights, [True, False, False, False]), order)))
+                       tl.sums_before(self.d, q, tl.sorted_weights(weights, [True, False, False, False]), order,
+                                      narrow=True)))
         olo, ohi = self._domain_out.before(self.d, q, order)
         # A domain the tenant only wrote to has a row too: its outbound count is known without inbound mail.
         out["n_outbound_to"] = ohi - olo
-        out.update(self._label_columns("sender_domain", self.d, q))
+        out.update(self._label_columns("sender_domain", self.d, q, presumed))
         return out
 
     def pair(self, instants: np.ndarray, *, reverse: bool = True) -> dict[str, np.ndarray]:
@@ -535,16 +585,15 @@ class AsOfTables:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
         tl = self._inbound
-        shifts = tuple(dict.fromkeys((*self._windows(windows).values(), self._settle_delay)))  # one walk for all
-        lo, hi = self._before(tl, self.r, q, self.ets, shifts)
-        out: dict[str, np.ndarray] = {"n_inbound": hi - lo}
-        for name, w in self._windows(windows).items():
-            out[f"n_inbound_{name}"] = hi - self._before_shifted(tl, self.r, q, w, shifts)[1]
-        first = tl.prefix(self._first_time_inbound)
-        out["n_first_time_inbound"] = first[hi] - first[lo]
-        out["first_time_share"] = np.divide(out["n_first_time_inbound"], out["n_inbound"],
-                                            out=np.zeros(len(q)), where=out["n_inbound"] > 0).astype(np.float32)
-        out.update(self._label_columns("recipient", self.r, q))
+        named = self._windows(windows)
+        _, _, counts, (first,), presumed = self._counts(tl, "recipient", self.r, q, self.ets, named,
+                                                        (tl.prefix(self._first_time_inbound),), edges=False)
+        out: dict[str, np.ndarray] = {"n_inbound": counts[0]}
+        out.update((f"n_inbound_{name}", c) for name, c in zip(named, counts[1:]))
+        out["n_first_time_inbound"] = first
+        out["first_time_share"] = np.divide(first, counts[0], out=np.zeros(len(q)),
+                                            where=counts[0] > 0).astype(np.float32)
+        out.update(self._label_columns("recipient", self.r, q, presumed))
         return out
 
     @cached_property

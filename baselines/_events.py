@@ -246,7 +246,14 @@ def domain_heads(message: np.ndarray, outbound: np.ndarray, domain: np.ndarray) 
     flags = np.zeros(len(outbound), bool)
     if len(out):
         width = np.int64(domain[out].max()) + 1
-        flags[out[~pd.Index(message[out].astype(np.int64) * width + domain[out]).duplicated()]] = True
+        key = message[out].astype(np.int64) * width + domain[out]
+        # A stable sort of the keys (mail comes in message order: nearly sorted runs, which timsort merges in
+        # about linear time) puts each pair's rows side by side, its first row first: half the time of hashing.
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        first = np.ones(len(key), bool)
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+        flags[out[np.compress(first, order)]] = True
     return flags
 
 

@@ -37,8 +37,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["runs_before", "sorted_runs_before", "sorted_sums_before", "counting_order", "kept_order",
-           "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
+__all__ = ["runs_before", "sorted_runs_before", "sorted_run_differences", "sorted_sums_before", "counting_order",
+           "kept_order", "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -143,6 +143,55 @@ def _runs_before_kernel(times, starts, codes, instants, shifts, order, own, out)
             out[i, k + 1] = p
         previous_code = c
         previous_instant = t
+
+
+@_compiled
+def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, prefixes, columns,
+                            out):  # pragma: no cover - compiled
+    # _runs_before_kernel's walk, each query answered with differences of prefix sums at its run edges
+    # (``columns``: prefix column, or -1 for the edges themselves, then edges a and b: 0 lo, k + 1 the hi
+    # of shift k, b -1 nothing subtracted), read where the pointers stop, in the order they pass the prefixes.
+    n_shifts = len(shifts)
+    n_columns = len(columns)
+    put = len(order) > 0
+    pointer = np.zeros(n_shifts, np.int64)
+    edge = np.zeros(n_shifts + 2, np.int64)  # the run edges, then position 0 (every prefix sum 0 there)
+    column, a_at, b_at = columns[:, 0].copy(), columns[:, 1].copy(), columns[:, 2].copy()
+    for m in range(n_columns):
+        if b_at[m] < 0:
+            b_at[m] = n_shifts + 1
+    last_code, last_instant, run = -1, 0, 0
+    for j in range(len(codes)):
+        i = order[j] if put else j  # (checked by the caller: a position among the queries)
+        c = codes[j]
+        if c < 0:  # a key without events: nothing before it
+            for m in range(n_columns):
+                out[i, m] = 0
+            continue
+        t = instants[j]
+        begin = starts[c]
+        if c != last_code or t < last_instant:  # a new key (or queries out of order): from its start
+            for k in range(n_shifts):
+                pointer[k] = begin
+            run = j
+        elif t != last_instant:
+            run = j
+        end = starts[c + 1]
+        edge[0] = begin
+        for k in range(n_shifts):
+            p = pointer[k]
+            if own and shifts[k] == 0:  # (own events: the run of equal times starts at ``run``)
+                p = run
+            else:
+                stop = t - shifts[k]
+                while p < end and times[p] < stop:  # strictly before
+                    p += 1
+                pointer[k] = p
+            edge[k + 1] = p
+        for m in range(n_columns):
+            a, b = edge[a_at[m]], edge[b_at[m]]
+            out[i, m] = a - b if column[m] < 0 else prefixes[a, column[m]] - prefixes[b, column[m]]
+        last_code, last_instant = c, t
 
 
 @_compiled
@@ -295,6 +344,9 @@ def _c(values: np.ndarray) -> np.ndarray:
 
 
 _NO_ORDER = np.zeros(0, np.int64)  # the answers stay in sorted order
+_NO_PREFIXES, _NO_COLUMNS = np.zeros((0, 0), np.int64), np.zeros((0, 3), np.int64)  # the walk answers run edges
+#: The weight widths the sums' walk takes as they are (each a compiled signature, warmed by warm_up).
+_WEIGHT_TYPES = (np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64))
 
 
 def _query_order(order: np.ndarray | None, n: int, what: str) -> np.ndarray:
@@ -337,24 +389,83 @@ def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray,
     >>> lo.tolist(), his.tolist()  # each event: the events strictly before it, and before it less 10
     ([0, 0, 0, 0], [[0, 1, 1, 3], [0, 0, 0, 1]])
     """
+    out = _walk(times, starts, codes, instants, shifts, order, own, _NO_PREFIXES, _NO_COLUMNS, "sorted_runs_before")
+    return out[:, 0], out[:, 1:].T
+
+
+def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
+                           shifts: np.ndarray | Sequence[int], prefixes: np.ndarray, columns: np.ndarray,
+                           order: np.ndarray | None = None, *, own: bool = False) -> np.ndarray:
+    """:func:`sorted_runs_before`'s walk answering with differences of prefix sums at each query's run edges.
+
+    The run edges of a query are numbered ``0`` (``lo``) and ``k + 1`` (``hi``
+    at ``instant - shifts[k]``); each row ``(column, a, b)`` of ``columns``
+    asks for ``prefixes[edge a, column] - prefixes[edge b, column]``, or
+    ``edge a - edge b`` (a count of events) for column -1; ``b`` -1 subtracts
+    nothing (edge a itself, or the prefix sum there). The walk reads the
+    prefixes where its pointers stop (in order along each key) and writes the
+    differences in the query's place: no run edges to write out, and no random
+    gathers of prefixes at them afterwards.
+
+    Parameters
+    ----------
+    prefixes : ndarray of int64, shape (len(times) + 1, n_prefixes)
+        Cumulative sums along the sorted events (0 first), one column each.
+    columns : ndarray of int, shape (n_columns, 3)
+
+    Returns
+    -------
+    ndarray of int64, shape (n_columns, len(codes))
+        One row per column of ``columns`` (views of the queries' answers side by side); 0 for a negative code.
+
+    Examples
+    --------
+    >>> times, starts = np.array([10, 20, 20, 30]), np.array([0, 4])  # one key
+    >>> flags = np.array([[0], [0], [1], [2], [2]])  # the two events at 20 flagged: the flags' prefix sums
+    >>> columns = np.array([[-1, 1, 0], [-1, 1, 2], [0, 1, 0]])  # events before t, of them in [t - 10, t), flags
+    >>> sorted_run_differences(times, starts, np.zeros(3, np.int64), np.array([20, 25, 31]), [0, 10], flags,
+    ...                        columns).tolist()
+    [[1, 3, 4], [1, 2, 1], [0, 2, 2]]
+    """
+    prefixes = np.ascontiguousarray(prefixes, dtype=np.int64)
+    columns = _c(columns).reshape(-1, 3)
+    n_edges = len(np.asarray(shifts).reshape(-1)) + 1
+    if prefixes.ndim != 2 or len(prefixes) != len(times) + 1:
+        raise ValueError(f"sorted_run_differences: prefixes of shape {prefixes.shape} for {len(times)} events; pass "
+                         "one row per event and a first row of zeros")
+    if len(columns) and (int(columns[:, 0].min()) < -1 or int(columns[:, 0].max()) >= prefixes.shape[1]
+                         or int(columns[:, 1].min()) < 0 or int(columns[:, 2].min()) < -1
+                         or int(columns[:, 1:].max()) >= n_edges):
+        raise ValueError(f"sorted_run_differences: columns ask for prefix columns {columns[:, 0].tolist()} of "
+                         f"{prefixes.shape[1]} or run edges {columns[:, 1:].ravel().tolist()} of {n_edges}")
+    out = _walk(times, starts, codes, instants, shifts, order, own, prefixes, columns, "sorted_run_differences")
+    return out.T
+
+
+def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
+          shifts: np.ndarray | Sequence[int], order: np.ndarray | None, own: bool, prefixes: np.ndarray,
+          columns: np.ndarray, what: str) -> np.ndarray:
+    """The runs' walk over checked inputs: run edges (no ``columns``) or differences, a row per query."""
     codes = _c(codes)
-    _check_codes(codes, len(starts) - 1, "sorted_runs_before")
+    _check_codes(codes, len(starts) - 1, what)
     shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
     instants = _c(instants)
     if len(instants) != len(codes):
-        raise ValueError(f"sorted_runs_before: {len(codes)} codes and {len(instants)} instants; pass one instant "
-                         "per query")
-    order = _query_order(order, len(codes), "sorted_runs_before")
+        raise ValueError(f"{what}: {len(codes)} codes and {len(instants)} instants; pass one instant per query")
+    order = _query_order(order, len(codes), what)
     times = _c(times)
     if own and not (len(codes) == len(times) and np.array_equal(instants, times)
                     and bool((codes[1:] >= codes[:-1]).all())):
-        raise ValueError("sorted_runs_before: own=True asks the events about themselves; pass the events' own sorted "
-                         "codes and times as the queries")
-    out = np.empty((len(codes), 1 + len(shifts)), np.int64)
+        raise ValueError(f"{what}: own=True asks the events about themselves; pass the events' own sorted codes and "
+                         "times as the queries")
+    out = np.empty((len(codes), len(columns) if len(columns) else 1 + len(shifts)), np.int64)
     # With an order, the walk writes each answer straight to its query's place: no answers in sorted order
     # to allocate, fill, and scatter again.
-    _runs_before_kernel(times, _c(starts), codes, instants, shifts, order, bool(own), out)
-    return out[:, 0], out[:, 1:].T
+    if len(columns):
+        _run_differences_kernel(times, _c(starts), codes, instants, shifts, order, bool(own), prefixes, columns, out)
+    else:
+        _runs_before_kernel(times, _c(starts), codes, instants, shifts, order, bool(own), out)
+    return out
 
 
 def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray, order: np.ndarray,
@@ -410,7 +521,7 @@ def runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instan
 
 
 def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarray, codes: np.ndarray,
-                       instants: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+                       instants: np.ndarray, order: np.ndarray | None = None, *, narrow: bool = False) -> np.ndarray:
     """Per query sorted by (code, instant), each weight summed over its key's events strictly before its instant.
 
     Equals the differences of the weights' cumulative sums at the run edges
@@ -424,16 +535,20 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
         Event times sorted by (key code, time).
     starts : ndarray of int64
         ``n_codes + 1`` offsets: key ``c``'s events are ``times[starts[c]:starts[c + 1]]``.
-    weights : ndarray of int64, shape (n_events, n_weights)
-        Each event's weights, in the same sorted order.
+    weights : ndarray of int8, int32 or int64, shape (n_events, n_weights)
+        Each event's weights, in the same sorted order (other dtypes are read as int64).
     codes, instants : ndarray of int64
         The queries' key codes (negative: a key without events) and instants (ns), sorted by (code, instant)
         (queries out of order are answered too, restarting their key's walk).
     order : ndarray of int64, optional
+    narrow : bool, default False
+        Sums as int32 where none can leave it (int8 weights over fewer than
+        2**24 events): half the memory written at random, for callers that
+        narrow the sums anyway.
 
     Returns
     -------
-    ndarray of int64, shape (n_weights, len(codes))
+    ndarray of int64 (or int32, see ``narrow``), shape (n_weights, len(codes))
         One row per weight: a view of the queries' sums stored side by side
         (each query's in one cache line, written once).
 
@@ -447,7 +562,10 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
     codes = _c(codes)
     _check_codes(codes, len(starts) - 1, "sorted_sums_before")
     instants = _c(instants)
-    weights = np.ascontiguousarray(weights, dtype=np.int64)
+    weights = np.asarray(weights)
+    # Weights narrower than int64 are walked as they are (a row of flags in a byte each: an eighth of the reads),
+    # in the widths the walk is compiled for (warm_up); any other is summed as int64.
+    weights = np.ascontiguousarray(weights, dtype=weights.dtype if weights.dtype in _WEIGHT_TYPES else np.int64)
     if len(instants) != len(codes):
         raise ValueError(f"sorted_sums_before: {len(codes)} codes and {len(instants)} instants; pass one instant "
                          "per query")
@@ -455,7 +573,8 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
         raise ValueError(f"sorted_sums_before: weights of shape {weights.shape} for {len(times)} events; pass one "
                          "row of weights per event")
     order = _query_order(order, len(codes), "sorted_sums_before")
-    out = np.empty((len(codes), weights.shape[1]), np.int64)
+    fits = narrow and weights.dtype == np.int8 and len(times) < 1 << 24  # |sum| < 128 * 2**24 = 2**31
+    out = np.empty((len(codes), weights.shape[1]), np.int32 if fits else np.int64)
     _sums_before_kernel(_c(times), _c(starts), weights, codes, instants, order, out)
     return out.T
 
@@ -670,7 +789,10 @@ def warm_up() -> WarmUp:
     start = time.perf_counter()
     one = np.zeros(1, np.int64)
     runs_before(one, np.array([0, 1]), one, one, one)
-    sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int64), one, one, one)
+    sorted_run_differences(one, np.array([0, 1]), one, one, one, np.zeros((2, 1), np.int64), np.array([[0, 1, 0]]))
+    for width in _WEIGHT_TYPES:
+        sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), width), one, one, one)
+    sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int8), one, one, one, narrow=True)  # int32 sums
     counting_order(one, one, 1)
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))

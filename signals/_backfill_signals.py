@@ -354,7 +354,7 @@ def recipient_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     mean, lower = t.likelihood("recipient", cols, edges=True, lower=True)
     return {"recipient_safe_likelihood": mean, "recipient_safe_likelihood_lower": lower,
             "recipient_inbound_30d": t.window(cols, "n_inbound", "30d", "recipient_inbound_30d"),
-            "recipient_first_contact_rate": cols["first_time_share"].astype(np.float32)}
+            "recipient_first_contact_rate": cols["first_time_share"].astype(np.float32, copy=False)}  # (float32)
 
 
 def identity_signals(t: TenantAsOf) -> dict[str, np.ndarray]:

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
 from commgraph.baselines._sweeps import (counting_order, first_present_level, kept_order, running_max, runs_before,
-                                         segment_cumsum, sorted_runs_before, sorted_sums_before, standing, warm_up)
+                                         segment_cumsum, sorted_run_differences, sorted_runs_before, sorted_sums_before,
+                                         standing, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -366,3 +367,68 @@ def test_warm_up_leaves_the_kernels_compiled() -> None:
     for kernel in _sweeps._ALL_KERNELS:
         assert kernel.dispatcher.signatures, kernel  # compiled (or loaded) for the arguments the wrappers pass
     assert warm_up().compiled == warm_up().loaded == 0  # once per process
+
+
+def test_sums_before_read_narrow_weights_as_int64() -> None:
+    # Weights stored in the narrowest width that holds them (int8, int32, int64): the same sums from each.
+    times, starts = np.array([1, 2, 3, 4], np.int64), np.array([0, 2, 4], np.int64)
+    codes, instants = np.array([0, 0, 1, 1, -1]), np.array([2, 9, 4, 5, 9])
+    wide = np.array([[1, -100], [1, 100], [0, 7], [1, -7]], np.int64)
+    expected = sorted_sums_before(times, starts, wide, codes, instants)
+    assert expected.tolist() == [[1, 2, 0, 1, 0], [-100, 0, 7, 0, 0]]
+    for width in (np.int8, np.int32, np.uint8):
+        assert np.array_equal(sorted_sums_before(times, starts, (wide % 128).astype(width), codes, instants),
+                              sorted_sums_before(times, starts, wide % 128, codes, instants))
+    assert np.array_equal(sorted_sums_before(times, starts, wide.astype(np.int32), codes, instants), expected)
+    tl = Timeline(np.array([0, 0, 1, 1]), times, 2)
+    for values, width in (([1, -128], np.int8), ([300, 0], np.int32), ([1 << 40, 0], np.int64)):
+        w = tl.sorted_weights([np.ones(4, bool), np.array(values * 2)])
+        assert w.dtype == width and w[:, 1].tolist() == values * 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 12), st.booleans(), st.integers(-2, 3)), max_size=60),
+       st.lists(st.integers(0, 14), max_size=3), st.booleans())
+def test_run_differences_equal_prefix_sums_gathered_at_the_run_edges(rows, shifts, of_rows) -> None:
+    # The walk answering differences of prefix sums (and counts) equals the run edges' walk followed by gathers,
+    # for a timeline's own events and for a timeline of some rows asked about every row.
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    if of_rows:
+        events = np.array([r[2] for r in rows], dtype=bool) & (codes >= 0)
+        tl = Timeline.of_rows(codes, times, 5, QueryOrder.of(codes, times), events)
+    else:
+        events = codes >= 0
+        codes, times = codes[events], times[events]
+        tl = Timeline(codes, times, 5)
+    weights = np.array([r[3] for r in rows], dtype=np.int64)[events]
+    prefixes = np.stack([tl.prefix(weights), tl.prefix(weights > 0)], axis=1)
+    lo, hi, his = tl.before_own_shifts(shifts)
+    edges = [lo, hi, *his]
+    columns = [(-1, 1, 0), (0, 1, 0), (1, 0, 0), (-1, 0, -1), (-1, 1, -1), (0, 1, -1)]
+    columns += [(k % 2, 1, k + 2) for k in range(len(shifts))]
+    got = tl.differences_before_own(shifts, prefixes, np.array(columns))
+    assert got.shape == (len(columns), len(codes))
+    for m, (column, a, b) in enumerate(columns):
+        minus = edges[b] if b >= 0 else 0  # (b -1: nothing subtracted, the prefix sums' first row being 0)
+        expected = edges[a] - minus if column < 0 else prefixes[edges[a], column] - prefixes[minus, column]
+        assert np.array_equal(np.where(codes >= 0, expected, 0), got[m])
+
+
+def test_run_differences_reject_columns_outside_the_prefixes_or_the_edges() -> None:
+    times, starts, one = np.array([3]), np.array([0, 1]), np.array([0])
+    prefixes = np.zeros((2, 1), np.int64)
+    for columns in ([[1, 1, 0]], [[0, 2, 0]], [[-2, 1, 0]], [[0, 1, -2]], [[0, -1, 0]]):
+        with pytest.raises(ValueError, match="columns ask for"):
+            sorted_run_differences(times, starts, one, one, [0], prefixes, np.array(columns))
+    with pytest.raises(ValueError, match="prefixes of shape"):
+        sorted_run_differences(times, starts, one, one, [0], np.zeros((1, 1), np.int64), np.array([[0, 1, 0]]))
+
+
+def test_narrow_sums_are_int32_where_they_surely_fit() -> None:
+    times, starts = np.array([1, 2, 3], np.int64), np.array([0, 3], np.int64)
+    codes, instants = np.zeros(2, np.int64), np.array([3, 9])
+    weights = np.array([[127, -128], [127, -128], [1, 0]])
+    for width, narrow, expected in ((np.int8, True, np.int32), (np.int8, False, np.int64), (np.int32, True, np.int64)):
+        sums = sorted_sums_before(times, starts, weights.astype(width), codes, instants, narrow=narrow)
+        assert sums.dtype == expected and sums.tolist() == [[254, 255], [-256, -256]]
