@@ -69,3 +69,18 @@ def test_a_tenant_run_is_taken_as_views_equal_to_the_general_take(history) -> No
                      "message_rows"):
             assert np.array_equal(getattr(sub, name), getattr(general, name)), name
         assert sub.tenants == general.tenants == [tenant]
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.float32, np.float64])
+def test_the_compiled_spread_gives_np_take_s_values(dtype) -> None:
+    from commgraph.signals._backfill import _spread
+
+    rng = np.random.default_rng(5)
+    values = (rng.normal(size=50) * 40).astype(dtype)
+    values[::7] = 0 if np.issubdtype(dtype, np.integer) else np.nan
+    message = np.sort(rng.integers(0, 50, 300)).astype(np.int64)
+    out = np.empty((2, 300), dtype)[1]  # a row of a block, as the output columns are
+    _spread(values, message, out)
+    assert out.tobytes() == np.take(values, message).tobytes()
+    with pytest.raises(ValueError):
+        _spread(values, message[1:], out)
