@@ -21,7 +21,7 @@ from commgraph.graph._tenants import caller_stacklevel
 from commgraph.graph._timestamps import duration
 
 from ._backfill_signals import BUILTIN, PRIOR_KINDS, TenantAsOf
-from ._batch import SignalBatch, _as_slice, _column, string_keys
+from ._batch import SignalBatch, _as_slice, _column, _increasing_as_slice, string_keys
 from ._freemail import freemail_domain_flags
 from ._provider import SignalProvider, checked_output
 from ._signal_set import LEVELS, SignalSet, to_level, view_of
@@ -210,7 +210,7 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
 def _write(t: TenantAsOf, signal_set: SignalSet, by_snapshot: dict[tuple[int, str], dict[str, np.ndarray]],
            out: Mapping[str, np.ndarray], dtypes: Mapping[str, Any], level: str) -> None:
     """One tenant's signals written into its rows of the output columns."""
-    rows = _as_slice(t.eds if level == "edge" else t.msgs)
+    rows = _increasing_as_slice(t.eds if level == "edge" else t.msgs)  # (by_tenant's positions)
     n, edge_message = t.batch.n_messages, t.batch.edge_message
     # Edges point at their messages (checked once here: the spread below reads values at them unchecked).
     spreads = isinstance(rows, slice) and edge_message.dtype == np.int64 and (
@@ -269,10 +269,12 @@ def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict
             config: BaselineConfig, mode: str, schedule: tuple[int, int, int]) -> TenantAsOf:
     """One tenant's :class:`TenantAsOf` (``columns``: from :func:`_columns`)."""
     tenant_id, msgs, eds, sub = part
-    # A tenant of tenant-ordered input reads its runs of the columns as views, not copies.
-    rows = _as_slice(sub.message_rows if sub.message_rows is not None else msgs)
+    # A tenant of tenant-ordered input reads its runs of the columns as views, not copies (by_tenant's positions
+    # increase: a run is told by its span).
+    kept = sub.message_rows
+    rows = _increasing_as_slice(msgs) if kept is None or kept is msgs else _as_slice(kept)
     label, labeled_at = columns["label"][rows], columns["labeled_at"][rows]
-    codes = columns["domain_codes"][_as_slice(eds)]
+    codes = columns["domain_codes"][_increasing_as_slice(eds)]
     recipient_domain_key = columns["domain_keys"][codes]
     categories = columns["domain_names"]
     tables = AsOfTables(
