@@ -84,3 +84,15 @@ def test_the_compiled_spread_gives_np_take_s_values(dtype) -> None:
     assert out.tobytes() == np.take(values, message).tobytes()
     with pytest.raises(ValueError):
         _spread(values, message[1:], out)
+
+
+def test_tenants_per_edge_by_runs_are_the_strings_taken(history) -> None:
+    from commgraph.signals._signal_set import _per_edge
+
+    raw, tenants = history
+    for m in (validate(raw, tenants=tenants), validate(raw.sample(frac=1.0, random_state=3), tenants=tenants)):
+        edges = m.edges(message_columns=())
+        values, positions = m.frame["tenant_id"].array, edges["message_index"].to_numpy()
+        taken, runs = values.take(positions), _per_edge(values, edges["tenant_id"].array, positions, min_rows=0)
+        assert type(runs) is type(taken) and runs.dtype == taken.dtype
+        assert runs._pa_array.type == taken._pa_array.type and runs._pa_array.equals(taken._pa_array)
