@@ -221,22 +221,33 @@ def _write(t: TenantAsOf, signal_set: SignalSet, by_snapshot: dict[tuple[int, st
         broadcast = provider.level == "message" and level == "edge" and spreads
         for spec in provider.signals:
             value = values[spec.name]
-            if broadcast and value.dtype == dtypes[spec.name] and value.shape == (n,):
-                # A message's value gathered to its edges straight into the output rows: no temporary
-                # column to allocate (and first touch) and copy.
+            castable = (value.dtype, np.dtype(dtypes[spec.name])) in _CASTS
+            if broadcast and castable and value.shape == (n,):
+                # A message's value gathered to its edges straight into the output rows (cast on the way): no
+                # temporary column to allocate (and first touch) and copy.
                 _spread(value, edge_message, out[spec.name][rows])
+            elif provider.level == level and castable and value.ndim == 1:
+                out[spec.name][rows] = value  # (cast as astype does: no temporary in the output's dtype)
             else:
                 out[spec.name][rows] = to_level(value, provider.level, spec, t.batch, level, dtypes[spec.name])
 
 
+#: (value dtype, output dtype) pairs a signal's values are written in as they come (the built-in backfill
+#: functions leave counts in int64, flags bool, rates float64 where the output is narrower): the output dtypes
+#: themselves, and the casts numpy's ``astype`` makes (wrapping integers, rounding floats to nearest, 0/1).
+_CASTS = frozenset([(np.dtype(d), np.dtype(d)) for d in (np.int8, np.int32, np.float32, np.float64)] + [
+    (np.dtype(a), np.dtype(b)) for a, b in ((np.int64, np.int32), (np.float64, np.float32), (np.bool_, np.int8))])
+
+
 def _spread(values: np.ndarray, message: np.ndarray, out: np.ndarray) -> None:
-    """``out[i] = values[message[i]]`` for every edge ``i`` (``out`` of ``values``' dtype), as ``np.take`` does.
+    """``out[i] = values[message[i]]`` for every edge ``i``, as ``np.take(values, message).astype(out.dtype)``.
 
     A compiled loop: ``np.take(..., mode="clip")`` clips every position, about twice the time of this pass
-    over a million edges (27 message signals per edge in a backfill). ``message`` must hold positions in
-    ``values`` (a batch's ``edge_message`` over its messages' values): the kernel checks no bounds.
+    over a million edges (27 message signals per edge in a backfill), and a cast to the output's dtype is
+    another pass and temporary. ``message`` must hold positions in ``values`` (a batch's ``edge_message``
+    over its messages' values): the kernel checks no bounds. The dtypes are a pair of :data:`_CASTS`.
     """
-    if len(message) != len(out) or values.dtype != out.dtype or values.ndim != 1:
+    if len(message) != len(out) or (values.dtype, out.dtype) not in _CASTS or values.ndim != 1:
         raise ValueError(f"_spread: {len(message)} positions for {len(out)} rows, {values.dtype} into {out.dtype}")
     _spread_kernel(values, message, out)
 
@@ -249,9 +260,11 @@ def _spread_kernel(values, message, out):  # pragma: no cover - compiled
 
 @warmed_by
 def _warm() -> None:
-    """The spread on one edge of each output dtype of the built-in signals (for ``warm_up``)."""
-    for dtype in (np.int8, np.int32, np.float32, np.float64):
-        _spread(np.zeros(1, dtype), np.zeros(1, np.int64), np.empty(1, dtype))
+    """The spread of each pair of :data:`_CASTS`, from contiguous values and from a strided view (a column of
+    the tables' 2-D sums) (for ``warm_up``)."""
+    for source, target in _CASTS:
+        _spread(np.zeros(1, source), np.zeros(1, np.int64), np.empty(1, target))
+        _spread(np.zeros(4, source)[::2], np.zeros(2, np.int64), np.empty(2, target))
 
 
 def _columns(messages: Messages) -> dict[str, np.ndarray]:

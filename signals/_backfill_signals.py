@@ -1,7 +1,8 @@
 """The built-in providers' signals computed from baseline columns valued per message (for backfill).
 
 Each function mirrors one provider's ``compute``: the same formulas and
-dtypes, but reading :class:`commgraph.baselines._asof.AsOfTables` (each
+dtypes (or values whose ``astype`` to the signal's dtype is the provider's: int64 counts, bool flags, float64
+rates, which backfill casts as it writes them, with no temporary of the output's dtype), but reading :class:`commgraph.baselines._asof.AsOfTables` (each
 message's keys as of its own instant) where the provider reads a snapshot, and
 with a prior per message where the provider has one per tenant.
 """
@@ -67,7 +68,7 @@ class TenantAsOf:
         if name not in columns:
             raise ConfigError(f"signal {signal!r} needs the {window} window in the baselines of tenant "
                               f"{self.tenant_id!r}; their windows are {list(self.config.window_names)}")
-        return columns[name].astype(np.int32)
+        return columns[name]  # (int64 or int32 counts: written as int32)
 
     def likelihood(self, kind: str, columns: dict[str, np.ndarray], *, edges: bool = False,
                    lower: bool = False) -> tuple[np.ndarray, ...]:
@@ -315,15 +316,15 @@ def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     cols, ts = t.sender, t.batch.timestamp
     out = {f"sender_messages_{w}": t.window(cols, "n_messages", w, f"sender_messages_{w}")
            for w in ("7d", "30d", "90d")}
-    out["sender_messages_decayed"] = cols["decayed_messages"].astype(np.float32)
+    out["sender_messages_decayed"] = cols["decayed_messages"]  # (float64: written as float32)
     out["sender_days_known"] = days_between(ts, cols["first_seen"], never=0.0)
-    out["sender_active_days"] = cols["active_days"].astype(np.int32)
-    out["sender_is_new"] = (cols["n_messages"] == 0).astype(np.int8)
-    out["sender_distinct_recipients"] = cols["n_distinct_recipients"].astype(np.int32)
+    out["sender_active_days"] = cols["active_days"].astype(np.int32, copy=False)
+    out["sender_is_new"] = cols["n_messages"] == 0  # (bool: written as int8)
+    out["sender_distinct_recipients"] = cols["n_distinct_recipients"].astype(np.int32, copy=False)
     out["sender_safe_likelihood"], = t.likelihood("sender", cols)
-    out["sender_attack_messages"] = cols["n_attack"].astype(np.int32)
+    out["sender_attack_messages"] = cols["n_attack"]
     counts, last = t.tables.written_to(t.instants)
-    out["sender_solicited_messages"] = counts.astype(np.int32)
+    out["sender_solicited_messages"] = counts
     out["sender_days_since_solicited"] = days_between(ts, last, never=NAN)
     return out
 
@@ -333,20 +334,20 @@ def domain_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     return {
         "domain_messages_30d": t.window(cols, "n_messages", "30d", "domain_messages_30d"),
         "domain_days_known": days_between(b.timestamp, cols["first_seen"], never=0.0),
-        "domain_distinct_senders": cols["n_distinct_senders"].astype(np.int32),
-        "domain_is_new": (cols["n_messages"] == 0).astype(np.int8),
+        "domain_distinct_senders": cols["n_distinct_senders"].astype(np.int32, copy=False),
+        "domain_is_new": cols["n_messages"] == 0,
         "domain_is_freemail": freemail_flags(b.sender_domain_code, b.sender_domains, t.freemail),
         "domain_safe_likelihood": t.likelihood("sender_domain", cols)[0],
-        "domain_solicited_messages": cols["n_outbound_to"].astype(np.int32),
+        "domain_solicited_messages": cols["n_outbound_to"],
     }
 
 
 def pair_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     cols = t.tables.pair(t.instants, reverse=False)
-    n = cols["n_messages"].astype(np.int32)
-    return {"pair_messages": n, "pair_is_first_contact": (n == 0).astype(np.int8),
+    n = cols["n_messages"]
+    return {"pair_messages": n, "pair_is_first_contact": n == 0,
             "pair_days_since_last": days_between(t.tables.ets, cols["last_seen"], never=NAN),  # edges' times
-            "pair_recipient_replied": t.tables.replied(t.instants).astype(np.int8)}
+            "pair_recipient_replied": t.tables.replied(t.instants)}
 
 
 def recipient_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
@@ -430,7 +431,7 @@ def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     established = is_established(cols["n_outbound_to"], cols["n_internal"], cols["n_outbound"], cols["active_days"])
     established |= never_close_all(t.domain_names, own)[t.tables.d] if len(t.tables.d) else np.zeros(0, bool)
     return {"lookalike_domain_distance": distance,
-            "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
+            "lookalike_domain_is_close": (distance <= CLOSE_DISTANCE) & ~established}
 
 
 def habit_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
@@ -445,7 +446,7 @@ def habit_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     p /= cols["n_messages"] + HOUR_PSEUDO_COUNT
     np.log2(p, out=p)
     rate, deviation = _auth_columns(cols, [getattr(b, a) for a in _AUTH])
-    return {"sender_hour_surprise": np.negative(p, out=p).astype(np.float32), "sender_auth_fail_rate": rate,
+    return {"sender_hour_surprise": np.negative(p, out=p), "sender_auth_fail_rate": rate,
             "auth_deviation": deviation}
 
 

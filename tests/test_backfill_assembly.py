@@ -96,3 +96,23 @@ def test_tenants_per_edge_by_runs_are_the_strings_taken(history) -> None:
         taken, runs = values.take(positions), _per_edge(values, edges["tenant_id"].array, positions, min_rows=0)
         assert type(runs) is type(taken) and runs.dtype == taken.dtype
         assert runs._pa_array.type == taken._pa_array.type and runs._pa_array.equals(taken._pa_array)
+
+
+@pytest.mark.parametrize("source,target", [(np.int64, np.int32), (np.float64, np.float32), (np.bool_, np.int8)])
+def test_the_spread_casts_as_astype_does(source, target) -> None:
+    from commgraph.signals._backfill import _spread
+
+    rng = np.random.default_rng(9)
+    if source is np.float64:
+        values = np.concatenate([rng.normal(size=40) * 10.0 ** rng.integers(-45, 45, 40),
+                                 [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e300, 3.4028235677973366e38, 1e-320]])
+    elif source is np.bool_:
+        values = rng.random(48) < 0.5
+    else:
+        values = np.concatenate([rng.integers(-2**40, 2**40, 44), [2**31, -2**31 - 1, 2**63 - 1, -2**63]])
+    message = rng.integers(0, len(values), 200).astype(np.int64)
+    for given in (values, np.repeat(values, 2)[::2]):  # contiguous, and strided as a column of a block
+        out = np.empty(200, target)
+        _spread(given, message, out)
+        with np.errstate(over="ignore"):  # (1e300 to float32: inf either way)
+            assert out.tobytes() == given[message].astype(target).tobytes()
