@@ -78,10 +78,28 @@ def _codes(values: Any, categories: tuple[str, ...], n: int) -> np.ndarray:
     return pd.Categorical(values, categories=list(categories)).codes.astype(np.int8)
 
 
-def _from_edges(categorical: pd.Categorical, edge_message: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per message, the code of its edges' category (every message has an edge), over the categories used."""
-    codes = np.empty(n, np.int64)
-    codes[edge_message] = categorical.codes
+def _first_edges(edge_message: np.ndarray, n: int) -> np.ndarray | None:
+    """Each message's first edge when the edges come grouped by message in message order, every message with
+    one (as validation lays them out); None otherwise."""
+    if not len(edge_message) or not bool((edge_message[1:] >= edge_message[:-1]).all()):
+        return None
+    new = np.empty(len(edge_message), bool)
+    new[:1] = True
+    np.not_equal(edge_message[1:], edge_message[:-1], out=new[1:])
+    first = np.flatnonzero(new)
+    # n distinct positions, increasing from 0 to n - 1: every message's
+    return first if len(first) == n and edge_message[0] == 0 and edge_message[-1] == n - 1 else None
+
+
+def _from_edges(categorical: pd.Categorical, edge_message: np.ndarray, n: int,
+                first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per message, the code of its edges' category (every message has an edge), over the categories used.
+    ``first``: each message's first edge (:func:`_first_edges`), read instead of every edge written."""
+    if first is not None:
+        codes = np.asarray(categorical.codes)[first].astype(np.int64)
+    else:
+        codes = np.empty(n, np.int64)
+        codes[edge_message] = categorical.codes
     categories = np.asarray(categorical.categories, dtype=object)
     used = np.flatnonzero(np.bincount(codes, minlength=len(categories)))
     if len(used) < len(categories):
@@ -271,12 +289,13 @@ class SignalBatch:
         edge_message = np.asarray(_column(edges, "message_index"), dtype=np.int64)
         name_key, _, _ = _keyed(_column(frame, "sender_display_name"), n)
         edge_tenant, edge_domain = _column(edges, "tenant_id"), _column(edges, "sender_domain")
-        if n and isinstance(edge_tenant, pd.Categorical) and isinstance(edge_domain, pd.Categorical) \
-                and bool((np.bincount(edge_message, minlength=n) > 0).all()):
+        both = n and isinstance(edge_tenant, pd.Categorical) and isinstance(edge_domain, pd.Categorical)
+        first = _first_edges(edge_message, n) if both else None
+        if first is not None or both and bool((np.bincount(edge_message, minlength=n) > 0).all()):
             # Tenant and sender domain are already factorised along the edges: take each
-            # message's codes from its edges instead of factorising the strings again.
-            tenant_code, tenants = _from_edges(edge_tenant, edge_message, n)
-            dom_code, domains = _from_edges(edge_domain, edge_message, n)
+            # message's codes from its (first) edge instead of factorising the strings again.
+            tenant_code, tenants = _from_edges(edge_tenant, edge_message, n, first)
+            dom_code, domains = _from_edges(edge_domain, edge_message, n, first)
             dom_key = string_keys(domains)[dom_code]
         else:
             tenant_code, tenant_values = pd.factorize(frame["tenant_id"], sort=True)

@@ -116,3 +116,18 @@ def test_the_spread_casts_as_astype_does(source, target) -> None:
         _spread(given, message, out)
         with np.errstate(over="ignore"):  # (1e300 to float32: inf either way)
             assert out.tobytes() == given[message].astype(target).tobytes()
+
+
+def test_message_codes_read_off_first_edges_equal_those_of_every_edge(history) -> None:
+    from commgraph.signals._batch import _first_edges, _from_edges
+
+    raw, tenants = history
+    m = validate(raw.sample(frac=1.0, random_state=3), tenants=tenants)
+    edges = m.edges(message_columns=())
+    edge_message, n = edges["message_index"].to_numpy().astype(np.int64), len(m.frame)
+    first = _first_edges(edge_message, n)
+    assert first is not None and _first_edges(edge_message[::-1].copy(), n) is None
+    assert _first_edges(edge_message[edge_message != 3], n) is None  # (a message without edges)
+    for column in ("tenant_id", "sender_domain"):
+        by_first, by_all = (_from_edges(edges[column].array, edge_message, n, f) for f in (first, None))
+        assert by_first[0].tolist() == by_all[0].tolist() and list(by_first[1]) == list(by_all[1])
