@@ -15,12 +15,13 @@ from commgraph.baselines._build import _config
 from commgraph.baselines._events import _codes, _ns
 from commgraph.baselines._pages import no_hugepage_stalls
 from commgraph.baselines._priors_in_time import priors_at_kinds
+from commgraph.baselines._sweeps import _compiled, warmed_by
 from commgraph.graph import ConfigError, Messages
 from commgraph.graph._tenants import caller_stacklevel
 from commgraph.graph._timestamps import duration
 
 from ._backfill_signals import BUILTIN, PRIOR_KINDS, TenantAsOf
-from ._batch import SignalBatch, _as_slice, _column, string_keys
+from ._batch import SignalBatch, _as_slice, _column, _increasing_as_slice, string_keys
 from ._freemail import freemail_domain_flags
 from ._provider import SignalProvider, checked_output
 from ._signal_set import LEVELS, SignalSet, to_level, view_of
@@ -209,19 +210,61 @@ def backfill(messages: Messages, *, mode: Literal["fresh", "as_deployed"] = "fre
 def _write(t: TenantAsOf, signal_set: SignalSet, by_snapshot: dict[tuple[int, str], dict[str, np.ndarray]],
            out: Mapping[str, np.ndarray], dtypes: Mapping[str, Any], level: str) -> None:
     """One tenant's signals written into its rows of the output columns."""
-    rows = _as_slice(t.eds if level == "edge" else t.msgs)
+    rows = _increasing_as_slice(t.eds if level == "edge" else t.msgs)  # (by_tenant's positions)
+    n, edge_message = t.batch.n_messages, t.batch.edge_message
+    # Edges point at their messages (checked once here: the spread below reads values at them unchecked).
+    spreads = isinstance(rows, slice) and edge_message.dtype == np.int64 and (
+        not len(edge_message) or int(edge_message.min()) >= 0 and int(edge_message.max()) < n)
     for provider in signal_set.providers:
         computed = by_snapshot.get((id(provider), t.tenant_id))
         values = computed if computed is not None else BUILTIN[type(provider)](t)
-        broadcast = provider.level == "message" and level == "edge" and isinstance(rows, slice)
+        broadcast = provider.level == "message" and level == "edge" and spreads
         for spec in provider.signals:
             value = values[spec.name]
-            if broadcast and value.dtype == dtypes[spec.name]:
-                # A message's value gathered to its edges straight into the output rows: no temporary
-                # column to allocate (and first touch) and copy. Positions are valid: clip never clips.
-                np.take(value, t.batch.edge_message, out=out[spec.name][rows], mode="clip")
+            castable = (value.dtype, np.dtype(dtypes[spec.name])) in _CASTS
+            if broadcast and castable and value.shape == (n,):
+                # A message's value gathered to its edges straight into the output rows (cast on the way): no
+                # temporary column to allocate (and first touch) and copy.
+                _spread(value, edge_message, out[spec.name][rows])
+            elif provider.level == level and castable and value.ndim == 1:
+                out[spec.name][rows] = value  # (cast as astype does: no temporary in the output's dtype)
             else:
                 out[spec.name][rows] = to_level(value, provider.level, spec, t.batch, level, dtypes[spec.name])
+
+
+#: (value dtype, output dtype) pairs a signal's values are written in as they come (the built-in backfill
+#: functions leave counts in int64, flags bool, rates float64 where the output is narrower): the output dtypes
+#: themselves, and the casts numpy's ``astype`` makes (wrapping integers, rounding floats to nearest, 0/1).
+_CASTS = frozenset([(np.dtype(d), np.dtype(d)) for d in (np.int8, np.int32, np.float32, np.float64)] + [
+    (np.dtype(a), np.dtype(b)) for a, b in ((np.int64, np.int32), (np.float64, np.float32), (np.bool_, np.int8))])
+
+
+def _spread(values: np.ndarray, message: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = values[message[i]]`` for every edge ``i``, as ``np.take(values, message).astype(out.dtype)``.
+
+    A compiled loop: ``np.take(..., mode="clip")`` clips every position, about twice the time of this pass
+    over a million edges (27 message signals per edge in a backfill), and a cast to the output's dtype is
+    another pass and temporary. ``message`` must hold positions in ``values`` (a batch's ``edge_message``
+    over its messages' values): the kernel checks no bounds. The dtypes are a pair of :data:`_CASTS`.
+    """
+    if len(message) != len(out) or (values.dtype, out.dtype) not in _CASTS or values.ndim != 1:
+        raise ValueError(f"_spread: {len(message)} positions for {len(out)} rows, {values.dtype} into {out.dtype}")
+    _spread_kernel(values, message, out)
+
+
+@_compiled
+def _spread_kernel(values, message, out):  # pragma: no cover - compiled
+    for i in range(len(out)):
+        out[i] = values[message[i]]
+
+
+@warmed_by
+def _warm() -> None:
+    """The spread of each pair of :data:`_CASTS`, from contiguous values and from a strided view (a column of
+    the tables' 2-D sums) (for ``warm_up``)."""
+    for source, target in _CASTS:
+        _spread(np.zeros(1, source), np.zeros(1, np.int64), np.empty(1, target))
+        _spread(np.zeros(4, source)[::2], np.zeros(2, np.int64), np.empty(2, target))
 
 
 def _columns(messages: Messages) -> dict[str, np.ndarray]:
@@ -239,10 +282,12 @@ def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict
             config: BaselineConfig, mode: str, schedule: tuple[int, int, int]) -> TenantAsOf:
     """One tenant's :class:`TenantAsOf` (``columns``: from :func:`_columns`)."""
     tenant_id, msgs, eds, sub = part
-    # A tenant of tenant-ordered input reads its runs of the columns as views, not copies.
-    rows = _as_slice(sub.message_rows if sub.message_rows is not None else msgs)
+    # A tenant of tenant-ordered input reads its runs of the columns as views, not copies (by_tenant's positions
+    # increase: a run is told by its span).
+    kept = sub.message_rows
+    rows = _increasing_as_slice(msgs) if kept is None or kept is msgs else _as_slice(kept)
     label, labeled_at = columns["label"][rows], columns["labeled_at"][rows]
-    codes = columns["domain_codes"][_as_slice(eds)]
+    codes = columns["domain_codes"][_increasing_as_slice(eds)]
     recipient_domain_key = columns["domain_keys"][codes]
     categories = columns["domain_names"]
     tables = AsOfTables(
@@ -286,10 +331,38 @@ def _add_priors(tenants: list[TenantAsOf], signal_set: SignalSet, config: Baseli
                 f"times ({len(kinds)} entity kinds): about a millisecond each, minutes for this history. "
                 "prior_every='1D' fits them once a day instead, every count staying exact to the message",
                 UserWarning, stacklevel=caller_stacklevel())
-    fitted = priors_at_kinds({kind: [t.tables.outcomes(kind) for t in tenants] for kind in kinds}, requests, config)
+    # A fit per distinct instant, each message pointing at its own: no two float64 arrays per message and kind
+    # to write (48 MB of fresh memory over a million messages and three kinds).
+    distinct = [_distinct(r) for r in requests]
+    fitted = priors_at_kinds({kind: [t.tables.outcomes(kind) for t in tenants] for kind in kinds},
+                             [instants for instants, _ in distinct], config)
+    for t, (_, prior_of) in zip(tenants, distinct):
+        t.prior_of = prior_of
     for kind in kinds:
         for t, prior in zip(tenants, fitted[kind]):
             t.priors[kind] = prior
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``values`` (sorted) and each value's position among them.
+
+    A tenant's messages come in time order: the distinct instants are then the starts of runs (no sort).
+
+    Examples
+    --------
+    >>> [a.tolist() for a in _distinct(np.array([3, 3, 5, 9])) + _distinct(np.array([5, 3, 5]))]
+    [[3, 5, 9], [0, 0, 1, 2], [3, 5], [1, 0, 1]]
+    """
+    values = np.asarray(values, dtype=np.int64)
+    if len(values) > 1 and not (values[1:] >= values[:-1]).all():
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return distinct, inverse.astype(np.int64, copy=False)
+    new = np.empty(len(values), bool)
+    new[:1] = True
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    position = np.cumsum(new, dtype=np.int64)
+    position -= 1
+    return values[new], position
 
 
 def _by_snapshots(providers: list[SignalProvider], messages: Messages, tenants: list[TenantAsOf],

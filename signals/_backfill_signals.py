@@ -1,7 +1,8 @@
 """The built-in providers' signals computed from baseline columns valued per message (for backfill).
 
 Each function mirrors one provider's ``compute``: the same formulas and
-dtypes, but reading :class:`commgraph.baselines._asof.AsOfTables` (each
+dtypes (or values whose ``astype`` to the signal's dtype is the provider's: int64 counts, bool flags, float64
+rates, which backfill casts as it writes them, with no temporary of the output's dtype), but reading :class:`commgraph.baselines._asof.AsOfTables` (each
 message's keys as of its own instant) where the provider reads a snapshot, and
 with a prior per message where the provider has one per tenant.
 """
@@ -49,6 +50,9 @@ class TenantAsOf:
     config: BaselineConfig
     domain_names: np.ndarray
     priors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: each message's prior (its position in the arrays of ``priors``: a fit per distinct instant asked), or None
+    #: when the priors are per message
+    prior_of: np.ndarray | None = None
     msgs: np.ndarray | None = None  # positions of the tenant's messages and edges in the whole batch
     eds: np.ndarray | None = None
     #: freemail_domain_flags of ``batch.sender_domains`` (shared by a batch's tenants), or None: looked up here
@@ -67,21 +71,22 @@ class TenantAsOf:
         if name not in columns:
             raise ConfigError(f"signal {signal!r} needs the {window} window in the baselines of tenant "
                               f"{self.tenant_id!r}; their windows are {list(self.config.window_names)}")
-        return columns[name].astype(np.int32)
+        return columns[name]  # (int64 or int32 counts: written as int32)
 
     def likelihood(self, kind: str, columns: dict[str, np.ndarray], *, edges: bool = False,
                    lower: bool = False) -> tuple[np.ndarray, ...]:
         alpha, beta = self.priors[kind]
+        message = self.batch.edge_message if edges else None
         if lower:
-            return smoothed_by_prior(columns, alpha, beta, self.batch.edge_message if edges else None, self.config)
-        return (smoothed_mean(columns, alpha, beta, self.batch.edge_message if edges else None, self.config),)
+            return smoothed_by_prior(columns, alpha, beta, message, self.config, prior_of=self.prior_of)
+        return (smoothed_mean(columns, alpha, beta, message, self.config, prior_of=self.prior_of),)
 
 
 def smoothed_mean(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: np.ndarray, message: np.ndarray | None,
-                  config: BaselineConfig) -> np.ndarray:
+                  config: BaselineConfig, *, prior_of: np.ndarray | None = None) -> np.ndarray:
     """:func:`smoothed`'s mean alone (float32) of rows whose prior is their message's, to the bit, in one pass.
 
-    ``alpha``, ``beta`` and ``message`` as for :func:`smoothed_by_prior`. The
+    ``alpha``, ``beta``, ``message`` and ``prior_of`` as for :func:`smoothed_by_prior`. The
     same float64 operations per row as :func:`posterior_mean` (and its check of
     the counts) in one compiled pass, where numpy took a dozen over the rows;
     counts it refuses go the general way, which raises its error.
@@ -93,29 +98,57 @@ def smoothed_mean(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: np.nd
     >>> mean = smoothed_mean(cols, np.array([1.0, 2.0]), np.array([1.0, 1.0]), None, BaselineConfig())
     >>> mean.tolist() == smoothed(cols, np.array([1.0, 2.0]), np.array([1.0, 1.0]), BaselineConfig())[0].tolist()
     True
+    >>> smoothed_mean(cols, np.array([2.0]), np.array([1.0]), None, BaselineConfig(),
+    ...               prior_of=np.array([0, 0])).tolist() == smoothed(cols, np.full(2, 2.0), np.ones(2),
+    ...                                                               BaselineConfig())[0].tolist()
+    True
     """
     safe, trials = _outcomes(columns, config)
-    row_message = np.zeros(0, np.int64) if message is None else np.asarray(message, np.int64)
-    rows_fit = len(alpha) == len(safe) if message is None else len(row_message) == len(safe) and (
-        not len(row_message) or int(row_message.min()) >= 0 and int(row_message.max()) < len(alpha))
-    if len(beta) != len(alpha) or not rows_fit:  # (the kernel checks no bounds)
-        raise ValueError(f"smoothed_mean: {len(safe)} rows, {len(row_message)} row messages and {len(alpha)} and "
-                         f"{len(beta)} priors; pass a prior per message and a message in range per row (or None)")
+    row_message, prior_index = _checked_rows("smoothed_mean", len(safe), message, alpha, beta, prior_of)
     mean = np.empty(len(safe), np.float32)
     if not _mean_kernel(safe, trials, np.asarray(alpha, np.float64), np.asarray(beta, np.float64), row_message,
-                        mean):
-        rows = slice(None) if message is None else message
-        return smoothed(columns, alpha[rows], beta[rows], config, lower=False)[0]
+                        prior_index, mean):
+        alpha, beta = _per_row(alpha, beta, message, prior_of)
+        return smoothed(columns, alpha, beta, config, lower=False)[0]
     return mean
 
 
+def _checked_rows(caller: str, n_rows: int, message: np.ndarray | None, alpha: np.ndarray, beta: np.ndarray,
+                  prior_of: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' messages and the messages' priors as the kernels read them (int64; empty: the rows are the
+    messages, the priors per message), checked in range (the kernels check no bounds)."""
+    row_message = np.zeros(0, np.int64) if message is None else np.asarray(message, np.int64)
+    prior_index = np.zeros(0, np.int64) if prior_of is None else np.asarray(prior_of, np.int64)
+    n_messages = len(alpha) if prior_of is None else len(prior_index)
+    fits = len(beta) == len(alpha) and (n_messages == n_rows if message is None else len(row_message) == n_rows)
+    for index, size in ((row_message, n_messages), (prior_index, len(alpha))):
+        fits = fits and (not len(index) or int(index.min()) >= 0 and int(index.max()) < size)
+    if not fits:
+        raise ValueError(f"{caller}: {n_rows} rows, {len(row_message)} row messages, "
+                         f"{len(prior_index) if prior_of is not None else 'no'} message priors and {len(alpha)} and "
+                         f"{len(beta)} priors; pass a message in range per row (or None), a prior in range per "
+                         "message (or None: a prior per message)")
+    return row_message, prior_index
+
+
+def _per_row(alpha: np.ndarray, beta: np.ndarray, message: np.ndarray | None,
+             prior_of: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's prior (for the general way)."""
+    rows = slice(None) if message is None else message
+    if prior_of is not None:
+        rows = prior_of[rows]
+    return alpha[rows], beta[rows]
+
+
 @_compiled
-def _mean_kernel(safe, trials, alpha, beta, message, mean):  # pragma: no cover - compiled
+def _mean_kernel(safe, trials, alpha, beta, message, prior_of, mean):  # pragma: no cover - compiled
     # posterior_mean's (k + alpha) / (n + alpha + beta) per row, of float64 counts, rounded to float32; False
     # (at once) where a count is out of [0, trials], which posterior_mean refuses.
-    by_message = len(message) > 0
+    by_message, by_prior = len(message) > 0, len(prior_of) > 0
     for i in range(len(mean)):
         m = message[i] if by_message else i
+        if by_prior:
+            m = prior_of[m]
         k, n = float(safe[i]), float(trials[i])
         if not (k >= 0.0 and k <= n):
             return False
@@ -124,10 +157,13 @@ def _mean_kernel(safe, trials, alpha, beta, message, mean):  # pragma: no cover 
 
 
 def smoothed_by_prior(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: np.ndarray,
-                      message: np.ndarray | None, config: BaselineConfig) -> tuple[np.ndarray, np.ndarray]:
+                      message: np.ndarray | None, config: BaselineConfig, *,
+                      prior_of: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`smoothed` (mean and credible bound) of rows whose prior is their message's, to the bit.
 
-    ``alpha`` and ``beta`` are per message, ``message`` each row's message (edge
+    ``alpha`` and ``beta`` are per message, or per prior with ``prior_of`` each
+    message's (a backfill's fit per day: a few hundred priors, not two arrays of
+    float64 per message to write), ``message`` each row's message (edge
     rows), or None when the rows are the messages. The bound, the costly part,
     is solved once per distinct (prior, trials, successes), as
     :func:`posterior_lower_bound` does; but rows are told apart by the number
@@ -144,29 +180,28 @@ def smoothed_by_prior(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: n
     >>> expected = smoothed(cols, alpha[message], beta[message], BaselineConfig())
     >>> mean.tolist() == expected[0].tolist() and low.tolist() == expected[1].tolist()
     True
+    >>> by_prior = smoothed_by_prior(cols, alpha, beta, message, BaselineConfig(), prior_of=np.array([1, 0, 1]))
+    >>> expected = smoothed(cols, alpha[[1, 1, 1, 0]], beta[[1, 1, 1, 0]], BaselineConfig())
+    >>> by_prior[0].tolist() == expected[0].tolist() and by_prior[1].tolist() == expected[1].tolist()
+    True
     """
     safe, trials = _outcomes(columns, config)
-    row_message = np.zeros(0, np.int64) if message is None else np.asarray(message, np.int64)
-    if len(row_message) != (0 if message is None else len(safe)) or len(row_message) and (
-            int(row_message.min()) < 0 or int(row_message.max()) >= len(alpha)):  # (the kernel checks no bounds)
-        raise ValueError(f"smoothed_by_prior: {len(row_message)} row messages for {len(safe)} rows and "
-                         f"{len(alpha)} messages; pass one message in range per row")
-    if message is None and len(alpha) != len(safe):
-        raise ValueError(f"smoothed_by_prior: {len(alpha)} priors for {len(safe)} rows; pass one per row")
+    row_message, prior_index = _checked_rows("smoothed_by_prior", len(safe), message, alpha, beta, prior_of)
     n_width, k_width = int(trials.max(initial=0)) + 1, int(safe.max(initial=0)) + 1
     if n_width * k_width >= 1 << 62 or int(safe.min(initial=0)) < 0:  # no room for one key: the general way
-        rows = slice(None) if message is None else message
-        return smoothed(columns, alpha[rows], beta[rows], config)
+        return smoothed(columns, *_per_row(alpha, beta, message, prior_of), config)
     # The priors, numbered per message: a tenant's messages come in time order and its fits change a few
-    # times, so only the first message of each stretch of one prior is factorized (as a pair of floats).
+    # times, so only the first of each stretch of one prior is factorized (as a pair of floats).
     if len(alpha):
         starts = np.flatnonzero(np.concatenate([[True], (alpha[1:] != alpha[:-1]) | (beta[1:] != beta[:-1])]))
         a_code = pd.factorize(alpha[starts])[0]
         b_code, b_values = pd.factorize(beta[starts])
         prior_code, priors = pd.factorize(a_code.astype(np.int64) * len(b_values) + b_code)
         prior = np.repeat(prior_code.astype(np.int64), np.diff(np.append(starts, len(alpha))))
+        if prior_of is not None:  # (numbered per prior: each message's is its prior's)
+            prior = prior[prior_index]
     else:
-        prior, priors = np.zeros(0, np.int64), np.zeros(0)
+        prior, priors = np.zeros(len(prior_index), np.int64), np.zeros(0)
     # Each row's key number as int32 (half the fresh memory to fault in), gathered from by a compiled pass.
     codes = np.empty(len(safe), np.int32 if len(safe) < 1 << 31 else np.int64)
     first = np.empty(len(safe), np.int64)
@@ -184,16 +219,15 @@ def smoothed_by_prior(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: n
         first = np.empty(len(uniques), np.int64)
         first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # a row of each distinct key
     else:
-        rows = slice(None) if message is None else message
-        return smoothed(columns, alpha[rows], beta[rows], config)
+        return smoothed(columns, *_per_row(alpha, beta, message, prior_of), config)
     # The mean and the bound depend on the key alone: each is computed once per distinct key, from the same
     # float64 values as per row (so to the same bits), and gathered to the rows as float32.
     mean, shape_a, shape_b = np.empty(len(first), np.float32), np.empty(len(first)), np.empty(len(first))
     if not _posterior_kernel(first, row_message, safe, trials, np.asarray(alpha, np.float64),
-                             np.asarray(beta, np.float64), mean, shape_a, shape_b):
+                             np.asarray(beta, np.float64), prior_index, mean, shape_a, shape_b):
         k, n = safe[first], trials[first]  # counts posterior_mean refuses: its error
         at = first if message is None else message[first]
-        a, b = alpha[at], beta[at]
+        a, b = (alpha[at], beta[at]) if prior_of is None else (alpha[prior_index[at]], beta[prior_index[at]])
         mean = posterior_mean(k, n, a, b).astype(np.float32)
         shape_a, shape_b = k + a, n - k + b
     # posterior_lower_bound's quantile of Beta(k + alpha, n - k + beta), from the same float64 shapes.
@@ -204,16 +238,19 @@ def smoothed_by_prior(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: n
 
 
 @_compiled
-def _posterior_kernel(first, message, safe, trials, alpha, beta, mean, shape_a, shape_b):  # pragma: no cover
+def _posterior_kernel(first, message, safe, trials, alpha, beta, prior_of, mean, shape_a,
+                      shape_b):  # pragma: no cover - compiled
     # Per distinct key (its ``first`` row, that row's message's prior, or the row's own where ``message`` is
     # empty): posterior_mean's (k + alpha) / (n + alpha + beta) of float64 counts, rounded to float32, and
     # the posterior's shapes k + alpha and (n - k) + beta, as numpy computed them (int64 counts converted to
     # float64 before each addition): one pass where numpy took a dozen. False (at once) where a count is out
     # of [0, trials], which posterior_mean refuses.
-    by_message = len(message) > 0
+    by_message, by_prior = len(message) > 0, len(prior_of) > 0
     for j in range(len(first)):
         i = first[j]
         m = message[i] if by_message else i
+        if by_prior:
+            m = prior_of[m]
         k, n = safe[i], trials[i]
         if not (k >= 0 and k <= n):
             return False
@@ -315,15 +352,15 @@ def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     cols, ts = t.sender, t.batch.timestamp
     out = {f"sender_messages_{w}": t.window(cols, "n_messages", w, f"sender_messages_{w}")
            for w in ("7d", "30d", "90d")}
-    out["sender_messages_decayed"] = cols["decayed_messages"].astype(np.float32)
+    out["sender_messages_decayed"] = cols["decayed_messages"]  # (float64: written as float32)
     out["sender_days_known"] = days_between(ts, cols["first_seen"], never=0.0)
-    out["sender_active_days"] = cols["active_days"].astype(np.int32)
-    out["sender_is_new"] = (cols["n_messages"] == 0).astype(np.int8)
-    out["sender_distinct_recipients"] = cols["n_distinct_recipients"].astype(np.int32)
+    out["sender_active_days"] = cols["active_days"].astype(np.int32, copy=False)
+    out["sender_is_new"] = cols["n_messages"] == 0  # (bool: written as int8)
+    out["sender_distinct_recipients"] = cols["n_distinct_recipients"].astype(np.int32, copy=False)
     out["sender_safe_likelihood"], = t.likelihood("sender", cols)
-    out["sender_attack_messages"] = cols["n_attack"].astype(np.int32)
+    out["sender_attack_messages"] = cols["n_attack"]
     counts, last = t.tables.written_to(t.instants)
-    out["sender_solicited_messages"] = counts.astype(np.int32)
+    out["sender_solicited_messages"] = counts
     out["sender_days_since_solicited"] = days_between(ts, last, never=NAN)
     return out
 
@@ -333,20 +370,20 @@ def domain_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     return {
         "domain_messages_30d": t.window(cols, "n_messages", "30d", "domain_messages_30d"),
         "domain_days_known": days_between(b.timestamp, cols["first_seen"], never=0.0),
-        "domain_distinct_senders": cols["n_distinct_senders"].astype(np.int32),
-        "domain_is_new": (cols["n_messages"] == 0).astype(np.int8),
+        "domain_distinct_senders": cols["n_distinct_senders"].astype(np.int32, copy=False),
+        "domain_is_new": cols["n_messages"] == 0,
         "domain_is_freemail": freemail_flags(b.sender_domain_code, b.sender_domains, t.freemail),
         "domain_safe_likelihood": t.likelihood("sender_domain", cols)[0],
-        "domain_solicited_messages": cols["n_outbound_to"].astype(np.int32),
+        "domain_solicited_messages": cols["n_outbound_to"],
     }
 
 
 def pair_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     cols = t.tables.pair(t.instants, reverse=False)
-    n = cols["n_messages"].astype(np.int32)
-    return {"pair_messages": n, "pair_is_first_contact": (n == 0).astype(np.int8),
+    n = cols["n_messages"]
+    return {"pair_messages": n, "pair_is_first_contact": n == 0,
             "pair_days_since_last": days_between(t.tables.ets, cols["last_seen"], never=NAN),  # edges' times
-            "pair_recipient_replied": t.tables.replied(t.instants).astype(np.int8)}
+            "pair_recipient_replied": t.tables.replied(t.instants)}
 
 
 def recipient_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
@@ -430,7 +467,7 @@ def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     established = is_established(cols["n_outbound_to"], cols["n_internal"], cols["n_outbound"], cols["active_days"])
     established |= never_close_all(t.domain_names, own)[t.tables.d] if len(t.tables.d) else np.zeros(0, bool)
     return {"lookalike_domain_distance": distance,
-            "lookalike_domain_is_close": ((distance <= CLOSE_DISTANCE) & ~established).astype(np.int8)}
+            "lookalike_domain_is_close": (distance <= CLOSE_DISTANCE) & ~established}
 
 
 def habit_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
@@ -445,7 +482,7 @@ def habit_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     p /= cols["n_messages"] + HOUR_PSEUDO_COUNT
     np.log2(p, out=p)
     rate, deviation = _auth_columns(cols, [getattr(b, a) for a in _AUTH])
-    return {"sender_hour_surprise": np.negative(p, out=p).astype(np.float32), "sender_auth_fail_rate": rate,
+    return {"sender_hour_surprise": np.negative(p, out=p), "sender_auth_fail_rate": rate,
             "auth_deviation": deviation}
 
 

@@ -69,3 +69,65 @@ def test_a_tenant_run_is_taken_as_views_equal_to_the_general_take(history) -> No
                      "message_rows"):
             assert np.array_equal(getattr(sub, name), getattr(general, name)), name
         assert sub.tenants == general.tenants == [tenant]
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.float32, np.float64])
+def test_the_compiled_spread_gives_np_take_s_values(dtype) -> None:
+    from commgraph.signals._backfill import _spread
+
+    rng = np.random.default_rng(5)
+    values = (rng.normal(size=50) * 40).astype(dtype)
+    values[::7] = 0 if np.issubdtype(dtype, np.integer) else np.nan
+    message = np.sort(rng.integers(0, 50, 300)).astype(np.int64)
+    out = np.empty((2, 300), dtype)[1]  # a row of a block, as the output columns are
+    _spread(values, message, out)
+    assert out.tobytes() == np.take(values, message).tobytes()
+    with pytest.raises(ValueError):
+        _spread(values, message[1:], out)
+
+
+def test_tenants_per_edge_by_runs_are_the_strings_taken(history) -> None:
+    from commgraph.signals._signal_set import _per_edge
+
+    raw, tenants = history
+    for m in (validate(raw, tenants=tenants), validate(raw.sample(frac=1.0, random_state=3), tenants=tenants)):
+        edges = m.edges(message_columns=())
+        values, positions = m.frame["tenant_id"].array, edges["message_index"].to_numpy()
+        taken, runs = values.take(positions), _per_edge(values, edges["tenant_id"].array, positions, min_rows=0)
+        assert type(runs) is type(taken) and runs.dtype == taken.dtype
+        assert runs._pa_array.type == taken._pa_array.type and runs._pa_array.equals(taken._pa_array)
+
+
+@pytest.mark.parametrize("source,target", [(np.int64, np.int32), (np.float64, np.float32), (np.bool_, np.int8)])
+def test_the_spread_casts_as_astype_does(source, target) -> None:
+    from commgraph.signals._backfill import _spread
+
+    rng = np.random.default_rng(9)
+    if source is np.float64:
+        values = np.concatenate([rng.normal(size=40) * 10.0 ** rng.integers(-45, 45, 40),
+                                 [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e300, 3.4028235677973366e38, 1e-320]])
+    elif source is np.bool_:
+        values = rng.random(48) < 0.5
+    else:
+        values = np.concatenate([rng.integers(-2**40, 2**40, 44), [2**31, -2**31 - 1, 2**63 - 1, -2**63]])
+    message = rng.integers(0, len(values), 200).astype(np.int64)
+    for given in (values, np.repeat(values, 2)[::2]):  # contiguous, and strided as a column of a block
+        out = np.empty(200, target)
+        _spread(given, message, out)
+        with np.errstate(over="ignore"):  # (1e300 to float32: inf either way)
+            assert out.tobytes() == given[message].astype(target).tobytes()
+
+
+def test_message_codes_read_off_first_edges_equal_those_of_every_edge(history) -> None:
+    from commgraph.signals._batch import _first_edges, _from_edges
+
+    raw, tenants = history
+    m = validate(raw.sample(frac=1.0, random_state=3), tenants=tenants)
+    edges = m.edges(message_columns=())
+    edge_message, n = edges["message_index"].to_numpy().astype(np.int64), len(m.frame)
+    first = _first_edges(edge_message, n)
+    assert first is not None and _first_edges(edge_message[::-1].copy(), n) is None
+    assert _first_edges(edge_message[edge_message != 3], n) is None  # (a message without edges)
+    for column in ("tenant_id", "sender_domain"):
+        by_first, by_all = (_from_edges(edges[column].array, edge_message, n, f) for f in (first, None))
+        assert by_first[0].tolist() == by_all[0].tolist() and list(by_first[1]) == list(by_all[1])

@@ -58,3 +58,21 @@ def test_counts_too_large_for_one_key_take_the_general_way() -> None:
     mean, low = smoothed_by_prior(columns, alpha, beta, message, BaselineConfig())
     expected_mean, expected_low = smoothed(columns, alpha[message], beta[message], BaselineConfig())
     assert mean.tobytes() == expected_mean.tobytes() and low.tobytes() == expected_low.tobytes()
+
+
+@settings(max_examples=100, deadline=None)
+@given(cases(), st.sampled_from([BaselineConfig(), BaselineConfig(credible_level=0.8)]))
+def test_priors_by_number_give_the_priors_per_message(case, config) -> None:
+    from commgraph.signals._backfill_signals import smoothed_mean
+
+    columns, alpha, beta, message = case
+    # The messages' priors as a few distinct ones and each message's number (in no particular order).
+    pairs = sorted(set(zip(alpha.tolist(), beta.tolist())), reverse=True)
+    prior_of = np.array([pairs.index(p) for p in zip(alpha.tolist(), beta.tolist())], np.int64)
+    a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    expected = smoothed_by_prior(columns, alpha, beta, message, config)
+    got = smoothed_by_prior(columns, a, b, message, config, prior_of=prior_of)
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(got, expected))
+    if (columns["n_presumed_safe"] >= 0).all():  # (negative counts: the general way's error, as without numbers)
+        assert smoothed_mean(columns, a, b, message, config, prior_of=prior_of).tobytes() == \
+            smoothed_mean(columns, alpha, beta, message, config).tobytes()
