@@ -25,8 +25,8 @@ import pandas as pd
 from ._build import _outcomes
 from ._config import BaselineConfig, duration_ns
 from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, domain_heads
-from ._pointintime import (NAT, QueryOrder, Timeline, code_order, dense_codes, merge_search, outcome_events,
-                           subset_order)
+from ._pointintime import (NAT, OutcomeChanges, QueryOrder, Timeline, code_order, dense_codes, merge_search,
+                           outcome_changes, subset_order)
 from ._priors_in_time import TenantOutcomes
 from ._smoothing import posterior_lower_bound, posterior_mean
 from ._own_time import first_used, follow_top, own_hour_counts, own_pair_counts, standing_in_time
@@ -341,36 +341,32 @@ class AsOfTables:
         tl = Timeline(np.compress(keep, self.r), np.maximum(ets, np.compress(keep, since)), self.n_addr)
         return tl, tl.prefix(np.compress(keep, wrote)), tl.running_max(ets)
 
-    def _outcome_rows(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Entity code of each outcome change of a kind, and the changes (see :func:`outcome_events`)."""
+    def _outcome_rows(self, kind: str) -> tuple[np.ndarray, OutcomeChanges]:
+        """Entity code of each outcome change of a kind, and the changes (see :func:`outcome_changes`)."""
         found = self._outcome_cache.get(kind)
         if found is None:
             found = self._outcome_cache[kind] = self._outcome_rows_of(kind)
         return found
 
     @cached_property
-    def _outcome_cache(self) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def _outcome_cache(self) -> dict[str, tuple[np.ndarray, OutcomeChanges]]:
         return {}
 
-    def _outcome_rows_of(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        if kind == "recipient":
-            rows = np.flatnonzero(self.edir == INBOUND)  # a mailbox's likelihood counts its inbound mail
-            ts, mi = self.ets[rows], self.edge_message[rows]
-            entity_of_row = self.r[rows]
-            ev = self._outcome_events(ts, self.label[mi], self.labeled_at[mi])
-        else:  # senders and sender domains: the same messages' changes, counted for another entity
-            entity_of_row = self.s if kind == "sender" else self.d
-            ev = self._message_outcomes
-        return entity_of_row[ev["row"]], ev
-
-    @cached_property
-    def _message_outcomes(self) -> dict[str, np.ndarray]:
-        return self._outcome_events(self.ts, self.label, self.labeled_at)
-
-    def _outcome_events(self, ts: np.ndarray, label: np.ndarray, labeled_at: np.ndarray) -> dict[str, np.ndarray]:
+    def _outcome_rows_of(self, kind: str) -> tuple[np.ndarray, OutcomeChanges]:
         # Tables carry the presumed-safe counts whatever the policy; the policy decides what
         # counts as a success when likelihoods are computed (smoothed, outcomes).
-        return outcome_events(ts, label, labeled_at, settle_delay=self._settle_delay, label_policy="presume_safe")
+        if kind == "recipient":  # a mailbox's likelihood counts its inbound mail: its edges' messages' changes
+            ch = outcome_changes(self.ts, self.label, self.labeled_at, self.r, settle_delay=self._settle_delay,
+                                 message=self.edge_message, keep=self.edir == INBOUND)
+            return ch.columns["entity"], ch
+        # Senders and sender domains: the same messages' changes, counted for another entity.
+        ch = self._message_outcomes
+        return (ch.columns["entity"] if kind == "sender" else self.d[ch.columns["row"]]), ch
+
+    @cached_property
+    def _message_outcomes(self) -> OutcomeChanges:
+        return outcome_changes(self.ts, self.label, self.labeled_at, self.s, settle_delay=self._settle_delay,
+                               rows=True)
 
     @cached_property
     def _settle_delay(self) -> int:
@@ -388,15 +384,12 @@ class AsOfTables:
         out = {}
         for kind, n, rows in (("sender", self.n_addr, self._sender), ("sender_domain", self.n_dom, self._domain),
                               ("recipient", self.n_addr, self._inbound)):
-            entity, ev = self._outcome_rows(kind)
-            starts = (ev["label"] < 0) & (ev["safe"] > 0)
-            started = np.zeros(len(rows), bool)  # per row (its message, or its inbound edge), in row order
-            started[ev["row"][starts]] = True
-            few = ~starts
-            label = ev["label"][few]
-            tl = Timeline(entity[few], ev["time"][few], n)
+            entity, (ev, few, started) = self._outcome_rows(kind)
+            # The few (labels, withdrawals) come first, the presumptions started after them: slices, no masks.
+            label = ev["label"][:few]
+            tl = Timeline(entity[:few], ev["time"][:few], n)
             # In the order of _LABEL_COLUMNS.
-            weights = [label == 0, label == 1, label == 2, np.where(label < 0, ev["safe"][few], 0)]
+            weights = [label == 0, label == 1, label == 2, np.where(label < 0, ev["safe"][:few], 0)]
             out[kind] = (tl, tl.sorted_weights(weights), rows, rows.prefix(started))
         return out
 
@@ -418,7 +411,7 @@ class AsOfTables:
 
         The label policy decides what counts as a success, as in a snapshot.
         """
-        entity, ev = self._outcome_rows(kind)
+        entity, (ev, _, _) = self._outcome_rows(kind)
         if self.config.label_policy == "ignore":
             keep = ev["label"] >= 0
             entity, ev = entity[keep], {c: v[keep] for c, v in ev.items()}
