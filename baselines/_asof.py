@@ -28,6 +28,7 @@ from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, 
 from ._pointintime import (NAT, OutcomeChanges, QueryOrder, Timeline, code_order, dense_codes, merge_search,
                            outcome_changes, subset_order)
 from ._priors_in_time import TenantOutcomes
+from ._sweeps import pairs_in_order
 from ._smoothing import posterior_lower_bound, posterior_mean
 from ._own_time import first_used, follow_top, own_hour_counts, own_pair_counts, standing_in_time
 
@@ -236,27 +237,23 @@ class AsOfTables:
         """Per edge its (sender, recipient) pair's code; the edges sorted by (pair, time); and each pair's key
         ``sender * n_addr + recipient``, increasing (pairs are numbered in that order).
 
-        The edges' (recipient, time) order, sorted stably by sender, is the (pair, time) order: one radix
-        pass instead of hashing every edge's pair and sorting the codes again.
+        The edges' (recipient, time) order, sorted stably by sender, is the (pair, time) order: one compiled
+        counting pass carrying the recipients and times along (kept in that order with the edges' query order:
+        no gather), and one numbering the pairs (:func:`._sweeps.pairs_in_order`), instead of hashing every
+        edge's pair and sorting the codes again.
         """
-        order = code_order(self.es, self._order(self.r, self.ets).by_key)
-        # Sorted by sender: each sender's edges side by side, their senders counted, not gathered.
-        s = np.repeat(np.arange(self.n_addr), np.bincount(self.es, minlength=self.n_addr))
-        r = self.r[order]
-        new = np.ones(len(order), dtype=bool)
-        new[1:] = (s[1:] != s[:-1]) | (r[1:] != r[:-1])
-        sorted_codes = self._sorted_pair_codes = np.cumsum(new)  # (for the pair timeline: no gather again)
-        sorted_codes -= 1  # (in place: no second edge-sized array)
-        codes = np.empty(len(order), np.int64)
-        codes[order] = sorted_codes
-        # (np.compress, here and below, not boolean indexing: numpy's ``a[mask]`` branches on every flag, 4 ms a
-        # million rows at half density where compress takes 0.5 ms; a mask's flatnonzero likewise for assignment)
-        return codes, order, np.compress(new, s) * self.n_addr + np.compress(new, r)
+        rows = self._order(self.r, self.ets)
+        recipients, times = rows.gathered(self.r, self.ets)
+        codes, order, sorted_codes, sorted_times, keys = pairs_in_order(self.es[rows.by_key], rows.by_key, recipients,
+                                                                        times, self.n_addr)
+        # (for the pair timeline and the first edges of pairs: no gather again)
+        self._sorted_pair_codes, self._sorted_pair_times = sorted_codes, sorted_times
+        return codes, order, keys
 
     @cached_property
     def _pair(self) -> Timeline:
         codes, order, keys = self._pairs
-        return Timeline(self._sorted_pair_codes, self.ets[order], len(keys), key_order=order, presorted=True)
+        return Timeline(self._sorted_pair_codes, self._sorted_pair_times, len(keys), key_order=order, presorted=True)
 
     def _first_in_pairs(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The first edge (in time) among ``edges`` (a mask) of each pair that has one, and that pair's code."""

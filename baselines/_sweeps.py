@@ -38,7 +38,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "sorted_run_differences", "sorted_sums_before", "counting_order",
-           "kept_order", "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
+           "pairs_in_order", "kept_order", "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up",
+           "WarmUp"]
 
 
 class _Kernel:
@@ -240,6 +241,35 @@ def _counting_order_kernel(codes_in_order, by_time, n_codes, out):  # pragma: no
         c = codes_in_order[j]
         out[offsets[c]] = by_time[j]
         offsets[c] += 1
+
+
+@_compiled
+def _pairs_kernel(senders, by_key, recipients, times, start, order, codes, sorted_codes, sorted_times,
+                  keys):  # pragma: no cover - compiled
+    # The rows in (recipient, time) order dealt stably into their senders' slots (``start``: where each sender's
+    # begin; counting_order's pass), their recipients and times carried along (read in order, where gathers
+    # through the order read at random).
+    n_codes = len(start) - 1
+    for j in range(len(senders)):
+        p = start[senders[j]]
+        order[p], sorted_codes[p], sorted_times[p] = by_key[j], recipients[j], times[j]
+        start[senders[j]] = p + 1
+    # Each sender's rows in recipient order: a pair starts where the recipient changes, numbered in order (its
+    # recipient overwritten by its code), and each row's code written in its own place as well.
+    pair = -1
+    begin = 0
+    for sender in range(n_codes):
+        last = -1
+        for p in range(begin, start[sender]):
+            recipient = sorted_codes[p]
+            if recipient != last:
+                pair += 1
+                keys[pair] = sender * n_codes + recipient
+                last = recipient
+            sorted_codes[p] = pair
+            codes[order[p]] = pair
+        begin = start[sender]
+    return pair + 1
 
 
 @_compiled
@@ -609,6 +639,56 @@ def counting_order(codes: np.ndarray, by_time: np.ndarray, n_codes: int) -> np.n
     return out
 
 
+def pairs_in_order(senders: np.ndarray, by_key: np.ndarray, recipients: np.ndarray, times: np.ndarray,
+                   n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(sender, recipient) pairs of rows given in (recipient, time) order, numbered, with their (pair, time) order.
+
+    ``by_key`` is the rows' (recipient, time) order, and ``senders``,
+    ``recipients`` and ``times`` the rows' values in that order (codes
+    ``0 .. n_codes - 1``). Dealt stably by sender (:func:`counting_order`'s
+    pass), the rows come in (sender, recipient, time) order: the (pair, time)
+    order, with the recipients and times carried along instead of gathered
+    through it, and the pairs numbered as they start (in the order of their
+    keys ``sender * n_codes + recipient``), in one compiled pass more.
+
+    Returns
+    -------
+    codes : ndarray of int64
+        Each row's pair code, in row order.
+    order : ndarray of int64
+        The rows sorted by (pair, time).
+    sorted_codes, sorted_times : ndarray of int64
+        The pair codes and times in that order.
+    keys : ndarray of int64
+        Each pair's key, increasing.
+
+    Examples
+    --------
+    >>> recipients, times, senders = np.array([0, 0, 1]), np.array([5, 7, 6]), np.array([1, 0, 1])
+    >>> codes, order, sorted_codes, sorted_times, keys = pairs_in_order(senders, np.array([2, 0, 1]), recipients,
+    ...                                                                 times, 2)
+    >>> codes.tolist(), order.tolist(), sorted_times.tolist(), keys.tolist()
+    ([0, 2, 1], [0, 2, 1], [7, 5, 6], [0, 2, 3])
+    """
+    senders, by_key, recipients, times = _c(senders), _c(by_key), _c(recipients), _c(times)
+    n = len(by_key)
+    if not len(senders) == len(recipients) == len(times) == n:
+        raise ValueError(f"pairs_in_order: {len(senders)} senders, {n} rows in order, {len(recipients)} recipients "
+                         f"and {len(times)} times; pass one of each per row")
+    for name, values in (("senders", senders), ("recipients", recipients)):
+        if n and (int(values.min()) < 0 or int(values.max()) >= n_codes):
+            raise ValueError(f"pairs_in_order: {name} outside the code space 0 .. {n_codes - 1}")
+    if n and (int(by_key.min()) < 0 or int(by_key.max()) >= n):
+        raise ValueError(f"pairs_in_order: the order holds a position outside the rows (0 .. {n - 1})")
+    order, codes, sorted_codes, sorted_times = (np.empty(n, np.int64) for _ in range(4))
+    keys = np.empty(n, np.int64)
+    start = np.zeros(n_codes + 1, np.int64)
+    np.cumsum(np.bincount(senders, minlength=n_codes), out=start[1:])
+    n_pairs = _pairs_kernel(senders, by_key, recipients, times, start, order, codes, sorted_codes, sorted_times,
+                            keys)
+    return codes, order, sorted_codes, sorted_times, keys[:n_pairs]
+
+
 def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``order`` with the rows where ``mask`` is False left out, the kept rows numbered among themselves.
 
@@ -794,6 +874,7 @@ def warm_up() -> WarmUp:
         sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), width), one, one, one)
     sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int8), one, one, one, narrow=True)  # int32 sums
     counting_order(one, one, 1)
+    pairs_in_order(one, one, one, one, 1)
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))
     running_max(one, one)

@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, first_present_level, kept_order, running_max, runs_before,
-                                         segment_cumsum, sorted_run_differences, sorted_runs_before, sorted_sums_before,
-                                         standing, warm_up)
+from commgraph.baselines._sweeps import (counting_order, first_present_level, kept_order, pairs_in_order, running_max,
+                                         runs_before, segment_cumsum, sorted_run_differences, sorted_runs_before,
+                                         sorted_sums_before, standing, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -432,3 +432,21 @@ def test_narrow_sums_are_int32_where_they_surely_fit() -> None:
     for width, narrow, expected in ((np.int8, True, np.int32), (np.int8, False, np.int64), (np.int32, True, np.int64)):
         sums = sorted_sums_before(times, starts, weights.astype(width), codes, instants, narrow=narrow)
         assert sums.dtype == expected and sums.tolist() == [[254, 255], [-256, -256]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 9)), max_size=50))
+def test_pairs_in_order_equal_a_sort_of_the_pair_keys(rows) -> None:
+    # Codes, (pair, time) order and keys as np.unique and a stable sort of (key, time) find them.
+    senders = np.array([r[0] for r in rows], dtype=np.int64)
+    recipients = np.array([r[1] for r in rows], dtype=np.int64)
+    times = np.array([r[2] for r in rows], dtype=np.int64)
+    by_key = np.lexsort((times, recipients))  # the rows' (recipient, time) order, stable
+    codes, order, sorted_codes, sorted_times, keys = pairs_in_order(senders[by_key], by_key, recipients[by_key],
+                                                                    times[by_key], 6)
+    expected_keys, expected_codes = np.unique(senders * 6 + recipients, return_inverse=True)
+    assert keys.tolist() == expected_keys.tolist() and codes.tolist() == expected_codes.reshape(-1).tolist()
+    assert order.tolist() == np.lexsort((times, expected_codes.reshape(-1))).tolist()
+    assert sorted_codes.tolist() == codes[order].tolist() and sorted_times.tolist() == times[order].tolist()
+    with pytest.raises(ValueError, match="outside the code space"):
+        pairs_in_order(np.array([6]), np.array([0]), np.array([0]), np.array([0]), 6)
