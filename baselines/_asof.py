@@ -25,10 +25,10 @@ import pandas as pd
 from ._build import _outcomes
 from ._config import BaselineConfig, duration_ns
 from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, domain_heads
-from ._pointintime import (NAT, OutcomeChanges, QueryOrder, Timeline, code_order, dense_codes, merge_search,
-                           outcome_changes, subset_order)
+from ._pointintime import (NAT, OutcomeChanges, QueryOrder, Timeline, code_order, dense_codes, outcome_changes,
+                           subset_order)
 from ._priors_in_time import TenantOutcomes
-from ._sweeps import pairs_in_order
+from ._sweeps import first_flagged, pairs_in_order, reverse_pairs
 from ._smoothing import posterior_lower_bound, posterior_mean
 from ._own_time import first_used, follow_top, own_hour_counts, own_pair_counts, standing_in_time
 
@@ -258,12 +258,7 @@ class AsOfTables:
     def _first_in_pairs(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The first edge (in time) among ``edges`` (a mask) of each pair that has one, and that pair's code."""
         _, order, _ = self._pairs
-        in_order = edges[order]
-        first = np.compress(in_order, order)
-        code = np.compress(in_order, self._sorted_pair_codes)  # (the codes in pair order: compressed, not gathered)
-        keep = np.ones(len(first), dtype=bool)
-        keep[1:] = code[1:] != code[:-1]
-        return np.compress(keep, first), np.compress(keep, code)
+        return first_flagged(order, self._sorted_pair_codes, edges)  # (one compiled pass along the pairs)
 
     @cached_property
     def _pair_first(self) -> np.ndarray:
@@ -562,14 +557,8 @@ class AsOfTables:
     def _reverse_pair(self) -> np.ndarray:
         """Per edge, the pair code of (recipient, sender), -1 where that pair never had an edge."""
         codes, _, keys = self._pairs
-        sender, recipient = keys // self.n_addr, keys % self.n_addr
-        # Pairs sorted by (recipient, sender) have increasing reverse keys: one merge with the keys finds them.
-        by_reverse = code_order(recipient, np.arange(len(keys)))
-        reverse = recipient[by_reverse] * self.n_addr + sender[by_reverse]
-        at = merge_search(keys, reverse)
-        of_pair = np.empty(len(keys), np.int64)
-        of_pair[by_reverse] = np.where(keys.take(at, mode="clip") == reverse, at, -1) if len(keys) else -1
-        return of_pair[codes]
+        # (pairs by recipient and merged with the keys in one compiled pass: no argsort of both, no temporaries)
+        return reverse_pairs(keys, self.n_addr)[codes]
 
     def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""

@@ -38,8 +38,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "sorted_run_differences", "sorted_sums_before", "counting_order",
-           "pairs_in_order", "kept_order", "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up",
-           "WarmUp"]
+           "pairs_in_order", "first_flagged", "reverse_pairs", "kept_order", "segment_cumsum", "running_max",
+           "standing", "first_present_level", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -270,6 +270,43 @@ def _pairs_kernel(senders, by_key, recipients, times, start, order, codes, sorte
             codes[order[p]] = pair
         begin = start[sender]
     return pair + 1
+
+
+@_compiled
+def _first_flagged_kernel(order, sorted_codes, flags, out_row, out_code):  # pragma: no cover - compiled
+    # Along the rows in (code, time) order, the first flagged row of each code: the flags read through the
+    # order (a byte each), nothing else written but the answers.
+    m = 0
+    last = -1
+    for p in range(len(order)):
+        c = sorted_codes[p]
+        if c != last and flags[order[p]]:
+            out_row[m], out_code[m] = order[p], c
+            m += 1
+            last = c
+    return m
+
+
+@_compiled
+def _reverse_pairs_kernel(keys, n_codes, start, by_reverse, out):  # pragma: no cover - compiled
+    # The pairs dealt by recipient (``start``: where each recipient's begin), senders in order within each: their
+    # reverse keys r * n_codes + s come in increasing order, found by one pointer moving on along the keys.
+    # (No division: the keys increase, so the sender moves on along them, and the reverse key is written then.)
+    sender = 0
+    for k in range(len(keys)):
+        while keys[k] >= (sender + 1) * n_codes:
+            sender += 1
+        r = keys[k] - sender * n_codes
+        by_reverse[start[r]] = k
+        start[r] += 1
+        out[k] = r * n_codes + sender
+    p = 0
+    for j in range(len(keys)):
+        k = by_reverse[j]
+        target = out[k]
+        while p < len(keys) and keys[p] < target:
+            p += 1
+        out[k] = p if p < len(keys) and keys[p] == target else -1
 
 
 @_compiled
@@ -689,6 +726,51 @@ def pairs_in_order(senders: np.ndarray, by_key: np.ndarray, recipients: np.ndarr
     return codes, order, sorted_codes, sorted_times, keys[:n_pairs]
 
 
+def first_flagged(order: np.ndarray, sorted_codes: np.ndarray, flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first row (in ``order``) where ``flags`` holds of each code that has one, and that code.
+
+    ``order`` sorts the rows by (code, time) and ``sorted_codes`` are their
+    codes in that order: one compiled pass, in place of a gather of the flags,
+    four compresses and their temporaries.
+
+    Examples
+    --------
+    >>> rows, codes = first_flagged(np.array([2, 0, 1, 3]), np.array([0, 0, 1, 1]), np.array([1, 0, 0, 1], bool))
+    >>> rows.tolist(), codes.tolist()  # code 0: rows 2 then 0, row 0 flagged; code 1: rows 1 then 3
+    ([0, 3], [0, 1])
+    """
+    order, sorted_codes = _c(order), _c(sorted_codes)
+    flags = np.ascontiguousarray(flags, dtype=np.bool_)
+    if len(order) != len(sorted_codes) or len(flags) != len(order):
+        raise ValueError(f"first_flagged: an order of {len(order)} rows, {len(sorted_codes)} codes and "
+                         f"{len(flags)} flags; pass one of each per row")
+    if len(order) and (int(order.min()) < 0 or int(order.max()) >= len(order)):
+        raise ValueError(f"first_flagged: the order holds a position outside the rows (0 .. {len(order) - 1})")
+    rows, codes = np.empty(len(order), np.int64), np.empty(len(order), np.int64)
+    found = _first_flagged_kernel(order, sorted_codes, flags, rows, codes)
+    return rows[:found], codes[:found]
+
+
+def reverse_pairs(keys: np.ndarray, n_codes: int) -> np.ndarray:
+    """Per pair key ``s * n_codes + r`` (increasing, distinct), the position of ``r * n_codes + s`` among the keys,
+    -1 where it is not one: the pairs sorted by (recipient, sender) by a counting pass, and their reverse keys,
+    increasing then, merged with the keys, compiled (no sort of the reverse keys with the keys, no temporaries).
+
+    Examples
+    --------
+    >>> reverse_pairs(np.array([1, 2, 3, 4]), 3).tolist()  # (0, 1), (0, 2), (1, 0), (1, 1)
+    [2, -1, 0, 3]
+    """
+    keys = _c(keys)
+    if len(keys) and (int(keys[0]) < 0 or int(keys[-1]) >= n_codes * n_codes or bool((keys[1:] <= keys[:-1]).any())):
+        raise ValueError(f"reverse_pairs: pass increasing, distinct keys of pairs of codes 0 .. {n_codes - 1}")
+    start = np.zeros(n_codes + 1, np.int64)
+    np.cumsum(np.bincount(keys % n_codes, minlength=n_codes), out=start[1:])
+    out = np.empty(len(keys), np.int64)
+    _reverse_pairs_kernel(keys, int(n_codes), start, np.empty(len(keys), np.int64), out)
+    return out
+
+
 def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``order`` with the rows where ``mask`` is False left out, the kept rows numbered among themselves.
 
@@ -875,6 +957,8 @@ def warm_up() -> WarmUp:
     sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int8), one, one, one, narrow=True)  # int32 sums
     counting_order(one, one, 1)
     pairs_in_order(one, one, one, one, 1)
+    first_flagged(one, one, np.ones(1, bool))
+    reverse_pairs(one, 1)
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))
     running_max(one, one)

@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, first_present_level, kept_order, pairs_in_order, running_max,
-                                         runs_before, segment_cumsum, sorted_run_differences, sorted_runs_before,
-                                         sorted_sums_before, standing, warm_up)
+from commgraph.baselines._sweeps import (counting_order, first_flagged, first_present_level, kept_order, pairs_in_order,
+                                         reverse_pairs, running_max, runs_before, segment_cumsum, sorted_run_differences,
+                                         sorted_runs_before, sorted_sums_before, standing, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -450,3 +450,27 @@ def test_pairs_in_order_equal_a_sort_of_the_pair_keys(rows) -> None:
     assert sorted_codes.tolist() == codes[order].tolist() and sorted_times.tolist() == times[order].tolist()
     with pytest.raises(ValueError, match="outside the code space"):
         pairs_in_order(np.array([6]), np.array([0]), np.array([0]), np.array([0]), 6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 9), st.booleans()), max_size=40))
+def test_first_flagged_equals_the_compresses_it_replaced(rows) -> None:
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    flags = np.array([r[2] for r in rows], dtype=bool)
+    order = np.lexsort((times, codes))
+    first, code = np.compress(flags[order], order), np.compress(flags[order], codes[order])
+    keep = np.ones(len(first), bool)
+    keep[1:] = code[1:] != code[:-1]
+    got = first_flagged(order, codes[order], flags)
+    assert got[0].tolist() == first[keep].tolist() and got[1].tolist() == code[keep].tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sets(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=30))
+def test_reverse_pairs_find_each_pair_s_reverse(pairs) -> None:
+    keys = np.array(sorted(s * 7 + r for s, r in pairs), dtype=np.int64)
+    expected = [sorted(pairs).index((r, s)) if (r, s) in pairs else -1 for s, r in sorted(pairs)]
+    assert reverse_pairs(keys, 7).tolist() == expected
+    with pytest.raises(ValueError, match="increasing, distinct"):
+        reverse_pairs(np.array([3, 3]), 7)
