@@ -28,7 +28,7 @@ from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, 
 from ._pointintime import (NAT, OutcomeChanges, QueryOrder, Timeline, code_order, dense_codes, outcome_changes,
                            subset_order)
 from ._priors_in_time import TenantOutcomes
-from ._sweeps import first_flagged, pairs_in_order, reverse_pairs
+from ._sweeps import first_flagged, own_count_last, pairs_in_order, reverse_pairs
 from ._smoothing import posterior_lower_bound, posterior_mean
 from ._own_time import first_used, follow_top, own_hour_counts, own_pair_counts, standing_in_time
 
@@ -537,8 +537,12 @@ class AsOfTables:
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
         codes = self._pairs[0]
         tl = self._pair
-        lo, hi = self._before(tl, codes, q, self.ets)
-        out = {"n_messages": hi - lo, "last_seen": tl.last(lo, hi)}
+        if q is self.ets:  # (fresh: the edges at their own times, the pair timeline's events themselves)
+            n, last = own_count_last(tl.codes, tl.times, tl.order, NAT)
+            out = {"n_messages": n, "last_seen": last}
+        else:
+            lo, hi = self._before(tl, codes, q, self.ets)
+            out = {"n_messages": hi - lo, "last_seen": tl.last(lo, hi)}
         if reverse:
             rlo, rhi = tl.before(self._reverse_pair, q)
             out["n_reverse"] = rhi - rlo

@@ -38,8 +38,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "sorted_run_differences", "sorted_sums_before", "counting_order",
-           "pairs_in_order", "first_flagged", "reverse_pairs", "kept_order", "segment_cumsum", "running_max",
-           "standing", "first_present_level", "warm_up", "WarmUp"]
+           "pairs_in_order", "first_flagged", "reverse_pairs", "own_count_last", "kept_order", "segment_cumsum",
+           "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -307,6 +307,21 @@ def _reverse_pairs_kernel(keys, n_codes, start, by_reverse, out):  # pragma: no 
         while p < len(keys) and keys[p] < target:
             p += 1
         out[k] = p if p < len(keys) and keys[p] == target else -1
+
+
+@_compiled
+def _own_count_last_kernel(codes, times, order, fill, count, last):  # pragma: no cover - compiled
+    # Along the events in (code, time) order: a key's events before an event are those from the key's start to
+    # its run of equal times, the last of them just ahead of that run; written in the event's own place.
+    begin, run = 0, 0
+    for p in range(len(codes)):
+        if p == 0 or codes[p] != codes[p - 1]:
+            begin, run = p, p
+        elif times[p] != times[p - 1]:
+            run = p
+        i = order[p]
+        count[i] = run - begin
+        last[i] = times[run - 1] if run > begin else fill
 
 
 @_compiled
@@ -771,6 +786,32 @@ def reverse_pairs(keys: np.ndarray, n_codes: int) -> np.ndarray:
     return out
 
 
+def own_count_last(codes: np.ndarray, times: np.ndarray, order: np.ndarray, fill: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per event (in event order), its key's events strictly before its time, and the last one's time (``fill``:
+    none), from the events' codes and times sorted by (code, time) and their order: one compiled pass.
+
+    :func:`sorted_runs_before` of the events themselves answers run edges ``lo``, ``hi``; their count and the
+    time at ``hi - 1`` are what a table of counts and last times reads, here written straight to each event's
+    place (no run edges, differences, clipped positions and gather of times at random after).
+
+    Examples
+    --------
+    >>> count, last = own_count_last(np.array([0, 0, 0, 1]), np.array([10, 20, 20, 5]), np.array([3, 0, 1, 2]), -1)
+    >>> count.tolist(), last.tolist()  # event 3 first of key 0; events 0 and 1 at 20 after it; event 2 of key 1
+    ([1, 1, 0, 0], [10, 10, -1, -1])
+    """
+    codes, times, order = _c(codes), _c(times), _c(order)
+    if not len(codes) == len(times) == len(order):
+        raise ValueError(f"own_count_last: {len(codes)} codes, {len(times)} times and an order of {len(order)}; "
+                         "pass one of each per event")
+    if len(order) and (int(order.min()) < 0 or int(order.max()) >= len(order)):
+        raise ValueError(f"own_count_last: the order holds a position outside the events (0 .. {len(order) - 1})")
+    count, last = np.empty(len(codes), np.int64), np.empty(len(codes), np.int64)
+    _own_count_last_kernel(codes, times, order, int(fill), count, last)
+    return count, last
+
+
 def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``order`` with the rows where ``mask`` is False left out, the kept rows numbered among themselves.
 
@@ -959,6 +1000,7 @@ def warm_up() -> WarmUp:
     pairs_in_order(one, one, one, one, 1)
     first_flagged(one, one, np.ones(1, bool))
     reverse_pairs(one, 1)
+    own_count_last(one, one, one, 0)
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))
     running_max(one, one)

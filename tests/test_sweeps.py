@@ -19,9 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, first_flagged, first_present_level, kept_order, pairs_in_order,
-                                         reverse_pairs, running_max, runs_before, segment_cumsum, sorted_run_differences,
-                                         sorted_runs_before, sorted_sums_before, standing, warm_up)
+from commgraph.baselines._sweeps import (counting_order, first_flagged, first_present_level, kept_order, own_count_last,
+                                         pairs_in_order, reverse_pairs, running_max, runs_before, segment_cumsum,
+                                         sorted_run_differences, sorted_runs_before, sorted_sums_before, standing,
+                                         warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -474,3 +475,14 @@ def test_reverse_pairs_find_each_pair_s_reverse(pairs) -> None:
     assert reverse_pairs(keys, 7).tolist() == expected
     with pytest.raises(ValueError, match="increasing, distinct"):
         reverse_pairs(np.array([3, 3]), 7)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 9)), max_size=40))
+def test_own_count_last_equals_the_run_edges_of_the_events_themselves(rows) -> None:
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    tl = Timeline(codes, times, 5)
+    lo, hi = tl.before_own()
+    count, last = own_count_last(tl.codes, tl.times, tl.order, -7)
+    assert count.tolist() == (hi - lo).tolist() and last.tolist() == tl.at_last(tl.times, lo, hi, -7).tolist()
