@@ -28,7 +28,7 @@ from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, 
 from ._pointintime import (NAT, OutcomeChanges, QueryOrder, Timeline, code_order, dense_codes, outcome_changes,
                            subset_order)
 from ._priors_in_time import TenantOutcomes
-from ._sweeps import first_flagged, own_count_last, pairs_in_order, reverse_pairs
+from ._sweeps import first_flagged, flagged_runs, own_count_last, pairs_in_order, reverse_pairs
 from ._smoothing import posterior_lower_bound, posterior_mean
 from ._own_time import first_used, follow_top, own_hour_counts, own_pair_counts, standing_in_time
 
@@ -316,19 +316,21 @@ class AsOfTables:
     def _written_to(self) -> tuple[Timeline, np.ndarray, np.ndarray]:
         # The pairs a mailbox wrote on (outbound or internal edges); each counts, with its last edge
         # of any direction, from its first such edge on.
-        codes, _, keys = self._pairs
+        codes, order, keys = self._pairs
         wrote = self.edir != INBOUND
-        first_wrote = np.full(len(keys), np.iinfo(np.int64).max)
-        edge, code = self._first_in_pairs(wrote)  # the earliest (pairs sorted by time): no ufunc.at minimum
-        first_wrote[code] = self.ets[edge]
-        since = first_wrote[codes]
-        keep = since != np.iinfo(np.int64).max
-        if not np.any(keep & (since > self.ets)):
+        # Which edges' pairs were written on, and whether an edge comes before its pair's first written one: one
+        # compiled pass along the pairs (no first written time per pair, gathered per edge and compared).
+        keep, waits = flagged_runs(order, self._sorted_pair_codes, self._sorted_pair_times, wrote)
+        if not waits:
             # No edge waits for its pair's first written one (the usual case: a pair's edges all go one way):
             # each counts at its own time, and the edges' (recipient, time) order holds the timeline's order,
             # with the last times along it running maxima already.
             tl = Timeline.of_rows(self.r, self.ets, self.n_addr, self._order(self.r, self.ets), keep)
             return tl, tl.prefix(np.compress(keep, wrote)), tl.times
+        first_wrote = np.full(len(keys), np.iinfo(np.int64).max)
+        edge, code = self._first_in_pairs(wrote)  # the earliest (pairs sorted by time): no ufunc.at minimum
+        first_wrote[code] = self.ets[edge]
+        since = first_wrote[codes]
         ets = np.compress(keep, self.ets)
         tl = Timeline(np.compress(keep, self.r), np.maximum(ets, np.compress(keep, since)), self.n_addr)
         return tl, tl.prefix(np.compress(keep, wrote)), tl.running_max(ets)

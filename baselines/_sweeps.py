@@ -38,8 +38,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "sorted_run_differences", "sorted_sums_before", "counting_order",
-           "pairs_in_order", "first_flagged", "reverse_pairs", "own_count_last", "kept_order", "segment_cumsum",
-           "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
+           "pairs_in_order", "first_flagged", "flagged_runs", "reverse_pairs", "own_count_last", "kept_order",
+           "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -322,6 +322,27 @@ def _own_count_last_kernel(codes, times, order, fill, count, last):  # pragma: n
         i = order[p]
         count[i] = run - begin
         last[i] = times[run - 1] if run > begin else fill
+
+
+@_compiled
+def _flagged_runs_kernel(order, sorted_codes, sorted_times, flags, out):  # pragma: no cover - compiled
+    # Along the rows in (code, time) order, each code's rows at once: whether one is flagged (written to each
+    # row's place, a byte), and whether a row comes before the first flagged one in time.
+    waits = False
+    n = len(order)
+    p = 0
+    while p < n:
+        q, first = p, -1
+        while q < n and sorted_codes[q] == sorted_codes[p]:
+            if first < 0 and flags[order[q]]:
+                first = q
+            q += 1
+        for k in range(p, q):
+            out[order[k]] = first >= 0
+        if first >= 0 and sorted_times[p] < sorted_times[first]:
+            waits = True
+        p = q
+    return waits
 
 
 @_compiled
@@ -812,6 +833,31 @@ def own_count_last(codes: np.ndarray, times: np.ndarray, order: np.ndarray, fill
     return count, last
 
 
+def flagged_runs(order: np.ndarray, sorted_codes: np.ndarray, sorted_times: np.ndarray, flags: np.ndarray
+                 ) -> tuple[np.ndarray, bool]:
+    """Per row, whether a row of its code is flagged; and whether some code has a row earlier in time than its
+    first flagged row. One compiled pass along the rows in (code, time) order (``order``, with the codes and
+    times in that order), the flags read through it.
+
+    Examples
+    --------
+    >>> order, codes, times = np.array([1, 0, 2, 3]), np.array([0, 0, 1, 1]), np.array([5, 6, 7, 8])
+    >>> held, waits = flagged_runs(order, codes, times, np.array([True, False, False, False]))
+    >>> held.tolist(), waits  # code 0: rows 1 (at 5) and 0 (at 6, flagged); code 1: none flagged
+    ([True, True, False, False], True)
+    """
+    order, sorted_codes, sorted_times = _c(order), _c(sorted_codes), _c(sorted_times)
+    flags = np.ascontiguousarray(flags, dtype=np.bool_)
+    if not len(order) == len(sorted_codes) == len(sorted_times) == len(flags):
+        raise ValueError(f"flagged_runs: an order of {len(order)} rows, {len(sorted_codes)} codes, "
+                         f"{len(sorted_times)} times and {len(flags)} flags; pass one of each per row")
+    if len(order) and (int(order.min()) < 0 or int(order.max()) >= len(order)):
+        raise ValueError(f"flagged_runs: the order holds a position outside the rows (0 .. {len(order) - 1})")
+    out = np.empty(len(order), np.bool_)
+    waits = _flagged_runs_kernel(order, sorted_codes, sorted_times, flags, out)
+    return out, bool(waits)
+
+
 def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``order`` with the rows where ``mask`` is False left out, the kept rows numbered among themselves.
 
@@ -1001,6 +1047,7 @@ def warm_up() -> WarmUp:
     first_flagged(one, one, np.ones(1, bool))
     reverse_pairs(one, 1)
     own_count_last(one, one, one, 0)
+    flagged_runs(one, one, one, np.ones(1, bool))
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))
     running_max(one, one)

@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, first_flagged, first_present_level, kept_order, own_count_last,
-                                         pairs_in_order, reverse_pairs, running_max, runs_before, segment_cumsum,
-                                         sorted_run_differences, sorted_runs_before, sorted_sums_before, standing,
-                                         warm_up)
+from commgraph.baselines._sweeps import (counting_order, first_flagged, first_present_level, flagged_runs, kept_order,
+                                         own_count_last, pairs_in_order, reverse_pairs, running_max, runs_before,
+                                         segment_cumsum, sorted_run_differences, sorted_runs_before, sorted_sums_before,
+                                         standing, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -453,13 +453,17 @@ def test_pairs_in_order_equal_a_sort_of_the_pair_keys(rows) -> None:
         pairs_in_order(np.array([6]), np.array([0]), np.array([0]), np.array([0]), 6)
 
 
+def _flagged_rows(rows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Codes, times and flags of (code, time, flag) rows, and their (code, time) order (stable)."""
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    return codes, times, np.array([r[2] for r in rows], dtype=bool), np.lexsort((times, codes))
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 9), st.booleans()), max_size=40))
 def test_first_flagged_equals_the_compresses_it_replaced(rows) -> None:
-    codes = np.array([r[0] for r in rows], dtype=np.int64)
-    times = np.array([r[1] for r in rows], dtype=np.int64)
-    flags = np.array([r[2] for r in rows], dtype=bool)
-    order = np.lexsort((times, codes))
+    codes, times, flags, order = _flagged_rows(rows)
     first, code = np.compress(flags[order], order), np.compress(flags[order], codes[order])
     keep = np.ones(len(first), bool)
     keep[1:] = code[1:] != code[:-1]
@@ -486,3 +490,13 @@ def test_own_count_last_equals_the_run_edges_of_the_events_themselves(rows) -> N
     lo, hi = tl.before_own()
     count, last = own_count_last(tl.codes, tl.times, tl.order, -7)
     assert count.tolist() == (hi - lo).tolist() and last.tolist() == tl.at_last(tl.times, lo, hi, -7).tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 9), st.booleans()), max_size=40))
+def test_flagged_runs_equal_the_first_flagged_time_per_code(rows) -> None:
+    codes, times, flags, order = _flagged_rows(rows)
+    since = {c: min((t for c2, t, f in rows if c2 == c and f), default=None) for c in set(codes.tolist())}
+    held, waits = flagged_runs(order, codes[order], times[order], flags)
+    assert held.tolist() == [since[c] is not None for c in codes.tolist()]
+    assert waits == any(since[c] is not None and t < since[c] for c, t, _ in rows)
