@@ -443,8 +443,8 @@ class AsOfTables:
                 windows: dict[str, int], extra: tuple[np.ndarray, ...] = (), edges: bool = True
                 ) -> tuple[np.ndarray | None, np.ndarray | None, list[np.ndarray], list[np.ndarray], np.ndarray | None]:
         """A table's run edges ``lo``, ``hi`` (when ``edges``, else None), its counts (before each instant, then
-        in each window), the differences of each of ``extra`` (prefix sums along ``tl``) over the runs, and the
-        presumptions of ``kind`` started before each instant less the settle delay (None: left to
+        in each window), the differences of each of ``extra`` (prefix sums of flags along ``tl``) over the runs,
+        and the presumptions of ``kind`` started before each instant less the settle delay (None: left to
         :meth:`_label_columns`).
 
         Without ``edges``, rows asked about at their own times (``times``, fresh) are answered in one walk over
@@ -466,7 +466,8 @@ class AsOfTables:
             prefixes[:, k + 1] = p
         columns = [(-1, 1, 0), *((-1, 1, edge[w]) for w in windows.values()),
                    *((k + 1, 1, 0) for k in range(len(extra))), (0, edge[self._settle_delay], 0)]
-        runs = tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64))
+        # (int32 answers: the prefixes count presumptions and flags of these events, and the signals read int32)
+        runs = tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64), narrow=len(tl) < 1 << 31)
         return None, None, list(runs[:1 + len(windows)]), list(runs[1 + len(windows):-1]), runs[-1]
 
     def written_to(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

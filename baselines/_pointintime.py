@@ -407,14 +407,15 @@ class Timeline:
         lo, his = sorted_runs_before(self.times, self.starts, codes, times, (0, *shifts), order, own=own)
         return lo, his[0], his[1:]
 
-    def differences_before_own(self, shifts: Sequence[int], prefixes: np.ndarray, columns: np.ndarray
-                               ) -> np.ndarray:
+    def differences_before_own(self, shifts: Sequence[int], prefixes: np.ndarray, columns: np.ndarray, *,
+                               narrow: bool = False) -> np.ndarray:
         """:meth:`before_own_shifts`' walk answering differences of prefix sums at the run edges instead.
 
         Run edges: 0 ``lo``, 1 ``hi``, ``k + 2`` the hi at the time less
         ``shifts[k]``; ``prefixes`` and ``columns`` as for
         :func:`commgraph.baselines._sweeps.sorted_run_differences` (one row of
-        the result per column, in event or row order).
+        the result per column, in event or row order; ``narrow``: int32, for
+        prefix sums of counts).
 
         Examples
         --------
@@ -425,7 +426,7 @@ class Timeline:
         """
         codes, times, order, own = self._own_queries()
         return sorted_run_differences(self.times, self.starts, codes, times, (0, *shifts), prefixes, columns, order,
-                                      own=own)
+                                      own=own, narrow=narrow)
 
     def _own_queries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """The own queries' codes and times in (code, time) order, where each belongs, and whether they are the

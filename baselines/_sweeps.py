@@ -498,7 +498,7 @@ def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray,
 
 def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
                            shifts: np.ndarray | Sequence[int], prefixes: np.ndarray, columns: np.ndarray,
-                           order: np.ndarray | None = None, *, own: bool = False) -> np.ndarray:
+                           order: np.ndarray | None = None, *, own: bool = False, narrow: bool = False) -> np.ndarray:
     """:func:`sorted_runs_before`'s walk answering with differences of prefix sums at each query's run edges.
 
     The run edges of a query are numbered ``0`` (``lo``) and ``k + 1`` (``hi``
@@ -515,10 +515,13 @@ def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndar
     prefixes : ndarray of int64, shape (len(times) + 1, n_prefixes)
         Cumulative sums along the sorted events (0 first), one column each.
     columns : ndarray of int, shape (n_columns, 3)
+    narrow : bool, default False
+        Answers as int32, for callers whose prefix sums are counts of the events (every difference at most
+        their number) when there are fewer than 2**31 events: half the memory written at random.
 
     Returns
     -------
-    ndarray of int64, shape (n_columns, len(codes))
+    ndarray of int64 (int32, see ``narrow``), shape (n_columns, len(codes))
         One row per column of ``columns`` (views of the queries' answers side by side); 0 for a negative code.
 
     Examples
@@ -541,13 +544,16 @@ def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndar
                          or int(columns[:, 1:].max()) >= n_edges):
         raise ValueError(f"sorted_run_differences: columns ask for prefix columns {columns[:, 0].tolist()} of "
                          f"{prefixes.shape[1]} or run edges {columns[:, 1:].ravel().tolist()} of {n_edges}")
-    out = _walk(times, starts, codes, instants, shifts, order, own, prefixes, columns, "sorted_run_differences")
+    if narrow and len(times) >= 1 << 31:
+        raise ValueError("sorted_run_differences: narrow answers of counts need fewer than 2**31 events")
+    out = _walk(times, starts, codes, instants, shifts, order, own, prefixes, columns, "sorted_run_differences",
+                np.int32 if narrow else np.int64)
     return out.T
 
 
 def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
           shifts: np.ndarray | Sequence[int], order: np.ndarray | None, own: bool, prefixes: np.ndarray,
-          columns: np.ndarray, what: str) -> np.ndarray:
+          columns: np.ndarray, what: str, width: type = np.int64) -> np.ndarray:
     """The runs' walk over checked inputs: run edges (no ``columns``) or differences, a row per query."""
     codes = _c(codes)
     _check_codes(codes, len(starts) - 1, what)
@@ -561,7 +567,7 @@ def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np
                     and bool((codes[1:] >= codes[:-1]).all())):
         raise ValueError(f"{what}: own=True asks the events about themselves; pass the events' own sorted codes and "
                          "times as the queries")
-    out = np.empty((len(codes), len(columns) if len(columns) else 1 + len(shifts)), np.int64)
+    out = np.empty((len(codes), len(columns) if len(columns) else 1 + len(shifts)), width)
     # With an order, the walk writes each answer straight to its query's place: no answers in sorted order
     # to allocate, fill, and scatter again.
     if len(columns):
@@ -1038,7 +1044,9 @@ def warm_up() -> WarmUp:
     start = time.perf_counter()
     one = np.zeros(1, np.int64)
     runs_before(one, np.array([0, 1]), one, one, one)
-    sorted_run_differences(one, np.array([0, 1]), one, one, one, np.zeros((2, 1), np.int64), np.array([[0, 1, 0]]))
+    for narrow in (False, True):  # (int64 and int32 answers)
+        sorted_run_differences(one, np.array([0, 1]), one, one, one, np.zeros((2, 1), np.int64), np.array([[0, 1, 0]]),
+                               narrow=narrow)
     for width in _WEIGHT_TYPES:
         sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), width), one, one, one)
     sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int8), one, one, one, narrow=True)  # int32 sums

@@ -410,6 +410,8 @@ def test_run_differences_equal_prefix_sums_gathered_at_the_run_edges(rows, shift
     columns += [(k % 2, 1, k + 2) for k in range(len(shifts))]
     got = tl.differences_before_own(shifts, prefixes, np.array(columns))
     assert got.shape == (len(columns), len(codes))
+    narrow = tl.differences_before_own(shifts, prefixes, np.array(columns), narrow=True)
+    assert narrow.dtype == np.int32 and np.array_equal(narrow, got)
     for m, (column, a, b) in enumerate(columns):
         minus = edges[b] if b >= 0 else 0  # (b -1: nothing subtracted, the prefix sums' first row being 0)
         expected = edges[a] - minus if column < 0 else prefixes[edges[a], column] - prefixes[minus, column]
