@@ -432,7 +432,7 @@ class AsOfTables:
         for a in _AUTH:
             codes = self.auth[a][tl.order]
             names += [f"{a}_pass", f"{a}_fail"]
-            weights += [codes == PASS, np.isin(codes, FAILS)]
+            weights += [codes == PASS, _failed(codes)]
         weights = tl.sorted_weights(weights, [True, False] + [True] * (len(weights) - 2))
         # (int32 sums where they fit, as the signals read them: half the memory written at random)
         out.update(zip(names, tl.sums_before(self.s, q, weights, self._order(self.s, q), narrow=True)))
@@ -640,6 +640,15 @@ class AsOfTables:
         # Key ranks break ties as the snapshot's sort does (smaller key first).
         key_rank = np.argsort(np.argsort(self.domains, kind="stable"), kind="stable")
         return _follow_top(codes, times, score, key_rank, limit)
+
+
+def _failed(codes: np.ndarray) -> np.ndarray:
+    """Whether each authentication code is a failure (:data:`FAILS`): a comparison per failure code, OR-ed in place
+    (np.isin on a small int8 array: ~70x slower, 2 ms per 300k codes)."""
+    failed = codes == FAILS[0]
+    for code in FAILS[1:]:
+        failed |= codes == code
+    return failed
 
 
 def _follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_rank: np.ndarray,
