@@ -346,23 +346,27 @@ def _flagged_runs_kernel(order, sorted_codes, sorted_times, flags, out):  # prag
 
 
 @_compiled
-def _kept_order_kernel(order, mask, out):  # pragma: no cover - compiled
+def _kept_order_kernel(order, mask, position, out):  # pragma: no cover - compiled
+    # ``position``: each kept row's number among the kept rows, -1 for the others (one read per row of the
+    # order at random, not the flag's and the number's; int32 where it fits: half the bytes read at random).
     n = len(mask)
-    position = np.empty(n, np.int64)  # each kept row's number among the kept rows
     kept = 0
     for i in range(n):
-        position[i] = kept
         if mask[i]:
+            position[i] = kept
             kept += 1
+        else:
+            position[i] = -1
     m = 0
     for j in range(len(order)):
         i = order[j]
         if i < 0 or i >= n:
             raise ValueError("kept_order: the order holds a position outside the rows")
-        if mask[i]:
+        k = position[i]
+        if k >= 0:
             if m >= len(out):
                 raise ValueError("kept_order: the order is not a permutation of the rows (a kept row twice)")
-            out[m] = position[i]
+            out[m] = k
             m += 1
     return m
 
@@ -882,7 +886,8 @@ def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
         raise ValueError(f"kept_order: an order of {len(order)} rows and a mask of {len(mask)}; pass one mask "
                          "value per row of the order")
     out = np.empty(int(np.count_nonzero(mask)), np.int64)
-    if _kept_order_kernel(order, mask, out) != len(out):
+    position = np.empty(len(mask), np.int32 if len(mask) < 1 << 31 else np.int64)
+    if _kept_order_kernel(order, mask, position, out) != len(out):
         raise ValueError("kept_order: the order is not a permutation of the rows (a kept row missing)")
     return out
 
