@@ -38,8 +38,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "sorted_run_differences", "sorted_sums_before", "counting_order",
-           "pairs_in_order", "first_flagged", "flagged_runs", "reverse_pairs", "own_count_last", "kept_order",
-           "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
+           "pairs_in_order", "first_flagged", "flagged_runs", "first_per_group", "reverse_pairs", "own_count_last",
+           "kept_order", "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -343,6 +343,19 @@ def _flagged_runs_kernel(order, sorted_codes, sorted_times, flags, out):  # prag
             waits = True
         p = q
     return waits
+
+
+@_compiled
+def _first_per_group_kernel(group, flags, codes, n_codes, out):  # pragma: no cover - compiled
+    # Rows come grouped (each group's rows side by side): a code is new to its group unless the group last seen
+    # with it is this one.
+    seen = np.full(n_codes, -1, np.int64)
+    for i in range(len(group)):
+        if flags[i] and seen[codes[i]] != group[i]:
+            seen[codes[i]] = group[i]
+            out[i] = True
+        else:
+            out[i] = False
 
 
 @_compiled
@@ -868,6 +881,30 @@ def flagged_runs(order: np.ndarray, sorted_codes: np.ndarray, sorted_times: np.n
     return out, bool(waits)
 
 
+def first_per_group(group: np.ndarray, flags: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """Per row, whether it is the first flagged row of its (group, code) pair, for rows given group by group
+    (``group`` non-decreasing: a message's edges): one compiled pass with the last group seen per code, in place
+    of a stable sort of packed keys (:func:`commgraph.baselines._events.domain_heads`).
+
+    Examples
+    --------
+    >>> first_per_group(np.array([0, 0, 0, 1]), np.array([True, True, True, False]), np.array([1, 1, 0, 1]), 2).tolist()
+    [True, False, True, False]
+    """
+    group, codes = _c(group), _c(codes)
+    flags = np.ascontiguousarray(flags, dtype=np.bool_)
+    if not len(group) == len(flags) == len(codes):
+        raise ValueError(f"first_per_group: {len(group)} groups, {len(flags)} flags and {len(codes)} codes; pass one "
+                         "of each per row")
+    if len(group) and bool((group[1:] < group[:-1]).any()):
+        raise ValueError("first_per_group: pass the rows group by group (non-decreasing groups)")
+    if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= n_codes):
+        raise ValueError(f"first_per_group: codes outside the code space 0 .. {n_codes - 1}")
+    out = np.empty(len(group), np.bool_)
+    _first_per_group_kernel(group, flags, codes, int(n_codes), out)
+    return out
+
+
 def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``order`` with the rows where ``mask`` is False left out, the kept rows numbered among themselves.
 
@@ -1061,6 +1098,7 @@ def warm_up() -> WarmUp:
     reverse_pairs(one, 1)
     own_count_last(one, one, one, 0)
     flagged_runs(one, one, one, np.ones(1, bool))
+    first_per_group(one, np.ones(1, bool), one, 1)
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))
     running_max(one, one)

@@ -18,11 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from commgraph.baselines._events import domain_heads
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, first_flagged, first_present_level, flagged_runs, kept_order,
-                                         own_count_last, pairs_in_order, reverse_pairs, running_max, runs_before,
-                                         segment_cumsum, sorted_run_differences, sorted_runs_before, sorted_sums_before,
-                                         standing, warm_up)
+from commgraph.baselines._sweeps import (counting_order, first_flagged, first_per_group, first_present_level,
+                                         flagged_runs, kept_order, own_count_last, pairs_in_order, reverse_pairs,
+                                         running_max, runs_before, segment_cumsum, sorted_run_differences,
+                                         sorted_runs_before, sorted_sums_before, standing, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -502,3 +503,15 @@ def test_flagged_runs_equal_the_first_flagged_time_per_code(rows) -> None:
     held, waits = flagged_runs(order, codes[order], times[order], flags)
     assert held.tolist() == [since[c] is not None for c in codes.tolist()]
     assert waits == any(since[c] is not None and t < since[c] for c, t, _ in rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4), st.booleans()), max_size=40))
+def test_first_per_group_equals_domain_heads(rows) -> None:
+    rows = sorted(rows, key=lambda r: r[0])  # message by message
+    group, codes = np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64)
+    flags = np.array([r[2] for r in rows], bool)
+    assert first_per_group(group, flags, codes, 5).tolist() == domain_heads(group, flags, codes).tolist()
+    if len(rows) > 1 and group[0] != group[-1]:
+        with pytest.raises(ValueError, match="group by group"):
+            first_per_group(group[::-1], flags, codes, 5)
