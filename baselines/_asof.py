@@ -25,9 +25,10 @@ import pandas as pd
 from ._build import _outcomes
 from ._config import BaselineConfig, duration_ns
 from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, domain_heads
-from ._pointintime import (NAT, QueryOrder, Timeline, code_order, dense_codes, merge_search, outcome_events,
+from ._pointintime import (NAT, OutcomeChanges, QueryOrder, Timeline, code_order, dense_codes, outcome_changes,
                            subset_order)
 from ._priors_in_time import TenantOutcomes
+from ._sweeps import first_flagged, first_per_group, flagged_runs, own_count_last, pairs_in_order, reverse_pairs
 from ._smoothing import posterior_lower_bound, posterior_mean
 from ._own_time import first_used, follow_top, own_hour_counts, own_pair_counts, standing_in_time
 
@@ -236,37 +237,28 @@ class AsOfTables:
         """Per edge its (sender, recipient) pair's code; the edges sorted by (pair, time); and each pair's key
         ``sender * n_addr + recipient``, increasing (pairs are numbered in that order).
 
-        The edges' (recipient, time) order, sorted stably by sender, is the (pair, time) order: one radix
-        pass instead of hashing every edge's pair and sorting the codes again.
+        The edges' (recipient, time) order, sorted stably by sender, is the (pair, time) order: one compiled
+        counting pass carrying the recipients and times along (kept in that order with the edges' query order:
+        no gather), and one numbering the pairs (:func:`._sweeps.pairs_in_order`), instead of hashing every
+        edge's pair and sorting the codes again.
         """
-        order = code_order(self.es, self._order(self.r, self.ets).by_key)
-        # Sorted by sender: each sender's edges side by side, their senders counted, not gathered.
-        s = np.repeat(np.arange(self.n_addr), np.bincount(self.es, minlength=self.n_addr))
-        r = self.r[order]
-        new = np.ones(len(order), dtype=bool)
-        new[1:] = (s[1:] != s[:-1]) | (r[1:] != r[:-1])
-        sorted_codes = self._sorted_pair_codes = np.cumsum(new)  # (for the pair timeline: no gather again)
-        sorted_codes -= 1  # (in place: no second edge-sized array)
-        codes = np.empty(len(order), np.int64)
-        codes[order] = sorted_codes
-        # (np.compress, here and below, not boolean indexing: numpy's ``a[mask]`` branches on every flag, 4 ms a
-        # million rows at half density where compress takes 0.5 ms; a mask's flatnonzero likewise for assignment)
-        return codes, order, np.compress(new, s) * self.n_addr + np.compress(new, r)
+        rows = self._order(self.r, self.ets)
+        recipients, times = rows.gathered(self.r, self.ets)
+        codes, order, sorted_codes, sorted_times, keys = pairs_in_order(self.es[rows.by_key], rows.by_key, recipients,
+                                                                        times, self.n_addr)
+        # (for the pair timeline and the first edges of pairs: no gather again)
+        self._sorted_pair_codes, self._sorted_pair_times = sorted_codes, sorted_times
+        return codes, order, keys
 
     @cached_property
     def _pair(self) -> Timeline:
         codes, order, keys = self._pairs
-        return Timeline(self._sorted_pair_codes, self.ets[order], len(keys), key_order=order, presorted=True)
+        return Timeline(self._sorted_pair_codes, self._sorted_pair_times, len(keys), key_order=order, presorted=True)
 
     def _first_in_pairs(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The first edge (in time) among ``edges`` (a mask) of each pair that has one, and that pair's code."""
         _, order, _ = self._pairs
-        in_order = edges[order]
-        first = np.compress(in_order, order)
-        code = np.compress(in_order, self._sorted_pair_codes)  # (the codes in pair order: compressed, not gathered)
-        keep = np.ones(len(first), dtype=bool)
-        keep[1:] = code[1:] != code[:-1]
-        return np.compress(keep, first), np.compress(keep, code)
+        return first_flagged(order, self._sorted_pair_codes, edges)  # (one compiled pass along the pairs)
 
     @cached_property
     def _pair_first(self) -> np.ndarray:
@@ -295,6 +287,9 @@ class AsOfTables:
     @cached_property
     def _domain_heads(self) -> np.ndarray:
         """One outbound edge per (message, recipient domain): the tenant's mail to a domain counts messages."""
+        if len(self.edge_message) and bool((self.edge_message[1:] >= self.edge_message[:-1]).all()):
+            # Edges message by message (as a batch lists them): one compiled pass, no sort of packed keys.
+            return first_per_group(self.edge_message, self._outbound, self.rd, self.n_dom)
         return domain_heads(self.edge_message, self._outbound, self.rd)
 
     @cached_property
@@ -324,53 +319,51 @@ class AsOfTables:
     def _written_to(self) -> tuple[Timeline, np.ndarray, np.ndarray]:
         # The pairs a mailbox wrote on (outbound or internal edges); each counts, with its last edge
         # of any direction, from its first such edge on.
-        codes, _, keys = self._pairs
+        codes, order, keys = self._pairs
         wrote = self.edir != INBOUND
-        first_wrote = np.full(len(keys), np.iinfo(np.int64).max)
-        edge, code = self._first_in_pairs(wrote)  # the earliest (pairs sorted by time): no ufunc.at minimum
-        first_wrote[code] = self.ets[edge]
-        since = first_wrote[codes]
-        keep = since != np.iinfo(np.int64).max
-        if not np.any(keep & (since > self.ets)):
+        # Which edges' pairs were written on, and whether an edge comes before its pair's first written one: one
+        # compiled pass along the pairs (no first written time per pair, gathered per edge and compared).
+        keep, waits = flagged_runs(order, self._sorted_pair_codes, self._sorted_pair_times, wrote)
+        if not waits:
             # No edge waits for its pair's first written one (the usual case: a pair's edges all go one way):
             # each counts at its own time, and the edges' (recipient, time) order holds the timeline's order,
             # with the last times along it running maxima already.
             tl = Timeline.of_rows(self.r, self.ets, self.n_addr, self._order(self.r, self.ets), keep)
             return tl, tl.prefix(np.compress(keep, wrote)), tl.times
+        first_wrote = np.full(len(keys), np.iinfo(np.int64).max)
+        edge, code = self._first_in_pairs(wrote)  # the earliest (pairs sorted by time): no ufunc.at minimum
+        first_wrote[code] = self.ets[edge]
+        since = first_wrote[codes]
         ets = np.compress(keep, self.ets)
         tl = Timeline(np.compress(keep, self.r), np.maximum(ets, np.compress(keep, since)), self.n_addr)
         return tl, tl.prefix(np.compress(keep, wrote)), tl.running_max(ets)
 
-    def _outcome_rows(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Entity code of each outcome change of a kind, and the changes (see :func:`outcome_events`)."""
+    def _outcome_rows(self, kind: str) -> tuple[np.ndarray, OutcomeChanges]:
+        """Entity code of each outcome change of a kind, and the changes (see :func:`outcome_changes`)."""
         found = self._outcome_cache.get(kind)
         if found is None:
             found = self._outcome_cache[kind] = self._outcome_rows_of(kind)
         return found
 
     @cached_property
-    def _outcome_cache(self) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def _outcome_cache(self) -> dict[str, tuple[np.ndarray, OutcomeChanges]]:
         return {}
 
-    def _outcome_rows_of(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        if kind == "recipient":
-            rows = np.flatnonzero(self.edir == INBOUND)  # a mailbox's likelihood counts its inbound mail
-            ts, mi = self.ets[rows], self.edge_message[rows]
-            entity_of_row = self.r[rows]
-            ev = self._outcome_events(ts, self.label[mi], self.labeled_at[mi])
-        else:  # senders and sender domains: the same messages' changes, counted for another entity
-            entity_of_row = self.s if kind == "sender" else self.d
-            ev = self._message_outcomes
-        return entity_of_row[ev["row"]], ev
-
-    @cached_property
-    def _message_outcomes(self) -> dict[str, np.ndarray]:
-        return self._outcome_events(self.ts, self.label, self.labeled_at)
-
-    def _outcome_events(self, ts: np.ndarray, label: np.ndarray, labeled_at: np.ndarray) -> dict[str, np.ndarray]:
+    def _outcome_rows_of(self, kind: str) -> tuple[np.ndarray, OutcomeChanges]:
         # Tables carry the presumed-safe counts whatever the policy; the policy decides what
         # counts as a success when likelihoods are computed (smoothed, outcomes).
-        return outcome_events(ts, label, labeled_at, settle_delay=self._settle_delay, label_policy="presume_safe")
+        if kind == "recipient":  # a mailbox's likelihood counts its inbound mail: its edges' messages' changes
+            ch = outcome_changes(self.ts, self.label, self.labeled_at, self.r, settle_delay=self._settle_delay,
+                                 message=self.edge_message, keep=self.edir == INBOUND)
+            return ch.columns["entity"], ch
+        # Senders and sender domains: the same messages' changes, counted for another entity.
+        ch = self._message_outcomes
+        return (ch.columns["entity"] if kind == "sender" else self.d[ch.columns["row"]]), ch
+
+    @cached_property
+    def _message_outcomes(self) -> OutcomeChanges:
+        return outcome_changes(self.ts, self.label, self.labeled_at, self.s, settle_delay=self._settle_delay,
+                               rows=True)
 
     @cached_property
     def _settle_delay(self) -> int:
@@ -388,15 +381,12 @@ class AsOfTables:
         out = {}
         for kind, n, rows in (("sender", self.n_addr, self._sender), ("sender_domain", self.n_dom, self._domain),
                               ("recipient", self.n_addr, self._inbound)):
-            entity, ev = self._outcome_rows(kind)
-            starts = (ev["label"] < 0) & (ev["safe"] > 0)
-            started = np.zeros(len(rows), bool)  # per row (its message, or its inbound edge), in row order
-            started[ev["row"][starts]] = True
-            few = ~starts
-            label = ev["label"][few]
-            tl = Timeline(entity[few], ev["time"][few], n)
+            entity, (ev, few, started) = self._outcome_rows(kind)
+            # The few (labels, withdrawals) come first, the presumptions started after them: slices, no masks.
+            label = ev["label"][:few]
+            tl = Timeline(entity[:few], ev["time"][:few], n)
             # In the order of _LABEL_COLUMNS.
-            weights = [label == 0, label == 1, label == 2, np.where(label < 0, ev["safe"][few], 0)]
+            weights = [label == 0, label == 1, label == 2, np.where(label < 0, ev["safe"][:few], 0)]
             out[kind] = (tl, tl.sorted_weights(weights), rows, rows.prefix(started))
         return out
 
@@ -418,7 +408,7 @@ class AsOfTables:
 
         The label policy decides what counts as a success, as in a snapshot.
         """
-        entity, ev = self._outcome_rows(kind)
+        entity, (ev, _, _) = self._outcome_rows(kind)
         if self.config.label_policy == "ignore":
             keep = ev["label"] >= 0
             entity, ev = entity[keep], {c: v[keep] for c, v in ev.items()}
@@ -445,7 +435,7 @@ class AsOfTables:
         for a in _AUTH:
             codes = self.auth[a][tl.order]
             names += [f"{a}_pass", f"{a}_fail"]
-            weights += [codes == PASS, np.isin(codes, FAILS)]
+            weights += [codes == PASS, _failed(codes)]
         weights = tl.sorted_weights(weights, [True, False] + [True] * (len(weights) - 2))
         # (int32 sums where they fit, as the signals read them: half the memory written at random)
         out.update(zip(names, tl.sums_before(self.s, q, weights, self._order(self.s, q), narrow=True)))
@@ -456,8 +446,8 @@ class AsOfTables:
                 windows: dict[str, int], extra: tuple[np.ndarray, ...] = (), edges: bool = True
                 ) -> tuple[np.ndarray | None, np.ndarray | None, list[np.ndarray], list[np.ndarray], np.ndarray | None]:
         """A table's run edges ``lo``, ``hi`` (when ``edges``, else None), its counts (before each instant, then
-        in each window), the differences of each of ``extra`` (prefix sums along ``tl``) over the runs, and the
-        presumptions of ``kind`` started before each instant less the settle delay (None: left to
+        in each window), the differences of each of ``extra`` (prefix sums of flags along ``tl``) over the runs,
+        and the presumptions of ``kind`` started before each instant less the settle delay (None: left to
         :meth:`_label_columns`).
 
         Without ``edges``, rows asked about at their own times (``times``, fresh) are answered in one walk over
@@ -479,7 +469,8 @@ class AsOfTables:
             prefixes[:, k + 1] = p
         columns = [(-1, 1, 0), *((-1, 1, edge[w]) for w in windows.values()),
                    *((k + 1, 1, 0) for k in range(len(extra))), (0, edge[self._settle_delay], 0)]
-        runs = tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64))
+        # (int32 answers: the prefixes count presumptions and flags of these events, and the signals read int32)
+        runs = tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64), narrow=len(tl) < 1 << 31)
         return None, None, list(runs[:1 + len(windows)]), list(runs[1 + len(windows):-1]), runs[-1]
 
     def written_to(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -552,8 +543,12 @@ class AsOfTables:
         q = self._at_edges(np.asarray(instants, dtype=np.int64))
         codes = self._pairs[0]
         tl = self._pair
-        lo, hi = self._before(tl, codes, q, self.ets)
-        out = {"n_messages": hi - lo, "last_seen": tl.last(lo, hi)}
+        if q is self.ets:  # (fresh: the edges at their own times, the pair timeline's events themselves)
+            n, last = own_count_last(tl.codes, tl.times, tl.order, NAT)
+            out = {"n_messages": n, "last_seen": last}
+        else:
+            lo, hi = self._before(tl, codes, q, self.ets)
+            out = {"n_messages": hi - lo, "last_seen": tl.last(lo, hi)}
         if reverse:
             rlo, rhi = tl.before(self._reverse_pair, q)
             out["n_reverse"] = rhi - rlo
@@ -572,14 +567,8 @@ class AsOfTables:
     def _reverse_pair(self) -> np.ndarray:
         """Per edge, the pair code of (recipient, sender), -1 where that pair never had an edge."""
         codes, _, keys = self._pairs
-        sender, recipient = keys // self.n_addr, keys % self.n_addr
-        # Pairs sorted by (recipient, sender) have increasing reverse keys: one merge with the keys finds them.
-        by_reverse = code_order(recipient, np.arange(len(keys)))
-        reverse = recipient[by_reverse] * self.n_addr + sender[by_reverse]
-        at = merge_search(keys, reverse)
-        of_pair = np.empty(len(keys), np.int64)
-        of_pair[by_reverse] = np.where(keys.take(at, mode="clip") == reverse, at, -1) if len(keys) else -1
-        return of_pair[codes]
+        # (pairs by recipient and merged with the keys in one compiled pass: no argsort of both, no temporaries)
+        return reverse_pairs(keys, self.n_addr)[codes]
 
     def recipient(self, instants: np.ndarray, windows: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Per edge, recipient-table columns of its recipient (window counts: those of ``windows``)."""
@@ -654,6 +643,15 @@ class AsOfTables:
         # Key ranks break ties as the snapshot's sort does (smaller key first).
         key_rank = np.argsort(np.argsort(self.domains, kind="stable"), kind="stable")
         return _follow_top(codes, times, score, key_rank, limit)
+
+
+def _failed(codes: np.ndarray) -> np.ndarray:
+    """Whether each authentication code is a failure (:data:`FAILS`): a comparison per failure code, OR-ed in place
+    (np.isin on a small int8 array: ~70x slower, 2 ms per 300k codes)."""
+    failed = codes == FAILS[0]
+    for code in FAILS[1:]:
+        failed |= codes == code
+    return failed
 
 
 def _follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_rank: np.ndarray,

@@ -23,11 +23,11 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import (_WEIGHT_TYPES, counting_order, kept_order, running_max, segment_cumsum, sorted_run_differences,
-                      sorted_runs_before, sorted_sums_before)
+from ._sweeps import (_WEIGHT_TYPES, _compiled, counting_order, kept_order, running_max, segment_cumsum,
+                      sorted_run_differences, sorted_runs_before, sorted_sums_before, warmed_by)
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events",
-           "merge_search", "NAT"]
+           "outcome_changes", "OutcomeChanges", "merge_search", "NAT"]
 
 #: Missing timestamps, as int64 nanoseconds (numpy's NaT).
 NAT = np.iinfo(np.int64).min
@@ -407,14 +407,15 @@ class Timeline:
         lo, his = sorted_runs_before(self.times, self.starts, codes, times, (0, *shifts), order, own=own)
         return lo, his[0], his[1:]
 
-    def differences_before_own(self, shifts: Sequence[int], prefixes: np.ndarray, columns: np.ndarray
-                               ) -> np.ndarray:
+    def differences_before_own(self, shifts: Sequence[int], prefixes: np.ndarray, columns: np.ndarray, *,
+                               narrow: bool = False) -> np.ndarray:
         """:meth:`before_own_shifts`' walk answering differences of prefix sums at the run edges instead.
 
         Run edges: 0 ``lo``, 1 ``hi``, ``k + 2`` the hi at the time less
         ``shifts[k]``; ``prefixes`` and ``columns`` as for
         :func:`commgraph.baselines._sweeps.sorted_run_differences` (one row of
-        the result per column, in event or row order).
+        the result per column, in event or row order; ``narrow``: int32, for
+        prefix sums of counts).
 
         Examples
         --------
@@ -425,7 +426,7 @@ class Timeline:
         """
         codes, times, order, own = self._own_queries()
         return sorted_run_differences(self.times, self.starts, codes, times, (0, *shifts), prefixes, columns, order,
-                                      own=own)
+                                      own=own, narrow=narrow)
 
     def _own_queries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """The own queries' codes and times in (code, time) order, where each belongs, and whether they are the
@@ -684,3 +685,142 @@ def outcome_events(timestamp: np.ndarray, label: np.ndarray, label_time: np.ndar
             out["label"][part] = -1
             out["explicit"][part] = 0
     return out
+
+
+class OutcomeChanges(NamedTuple):
+    """:func:`outcome_events`' changes under ``presume_safe``, each with its entity, as :func:`outcome_changes`
+    writes them: the explicit labels, then the withdrawals, then the presumptions started."""
+
+    columns: dict[str, np.ndarray]  #: entity, time (int64); safe, trials, label, explicit (int8); row (int64) if asked
+    few: int  #: the changes ahead of the presumptions started (labels and withdrawals): ``[:few]`` of each column
+    started: np.ndarray  #: per row (bool), whether it starts a presumption
+
+
+def outcome_changes(timestamp: np.ndarray, label: np.ndarray, label_time: np.ndarray, entity: np.ndarray, *,
+                    settle_delay: int, message: np.ndarray | None = None, keep: np.ndarray | None = None,
+                    rows: bool = False) -> OutcomeChanges:
+    """:func:`outcome_events` under ``presume_safe`` in two compiled passes, for rows of messages (or their edges).
+
+    The same changes, in another order: explicit labels, then withdrawals, then
+    the presumptions started (each in row order), so that the few changes a
+    timeline of labels needs are a prefix and the presumptions started are
+    flags per row; the changes' steps in int8 (they are -1, 0 or 1). A row is
+    ``message[i]``'s (message ``i`` when None) where ``keep`` holds (every one
+    when None), numbered among the kept rows, its entity ``entity[i]``;
+    ``rows``: with each change's row number too. In place of a dozen numpy
+    passes and their arrays (int64 gathers per row, masks, six int64 columns).
+
+    Examples
+    --------
+    >>> ts, label = np.array([0, 0]), np.array([-1, 1], dtype=np.int8)
+    >>> ch = outcome_changes(ts, label, np.array([NAT, 50]), np.array([7, 8]), settle_delay=10, rows=True)
+    >>> ev = outcome_events(ts, label, np.array([NAT, 50]), settle_delay=10, label_policy="presume_safe")
+    >>> sorted(zip(ch.columns["row"].tolist(), ch.columns["time"].tolist(), ch.columns["safe"].tolist()))
+    [(0, 10, 1), (1, 10, 1), (1, 50, -1), (1, 50, 0)]
+    >>> sorted(zip(ev["row"].tolist(), ev["time"].tolist(), ev["safe"].tolist()))
+    [(0, 10, 1), (1, 10, 1), (1, 50, -1), (1, 50, 0)]
+    >>> ch.few, ch.columns["entity"].tolist(), ch.started.tolist()
+    (2, [8, 8, 7, 8], [True, True])
+    """
+    ts = np.ascontiguousarray(timestamp, dtype=np.int64)
+    label = np.ascontiguousarray(label, dtype=np.int8)
+    lt = np.ascontiguousarray(label_time, dtype=np.int64)
+    entity = np.ascontiguousarray(entity, dtype=np.int64)
+    message = _NO_ROWS if message is None else np.ascontiguousarray(message, dtype=np.int64)
+    keep = _NO_FLAGS if keep is None else np.ascontiguousarray(keep, dtype=bool)
+    n = len(entity)
+    if not n:  # (no rows; an empty message array would read as 'the messages themselves' in the kernels)
+        ts, label, lt, message, keep = ts[:0], label[:0], lt[:0], _NO_ROWS, _NO_FLAGS
+    if len(message) not in (0, n) or len(keep) not in (0, n) or (not len(message) and len(ts) != n):
+        raise ValueError(f"outcome_changes: {n} entities for {len(message)} messages of rows, {len(keep)} flags and "
+                         f"{len(ts)} timestamps; pass one entity per row")
+    if len(message) and n and (int(message.min()) < 0 or int(message.max()) >= len(ts)):
+        raise ValueError(f"outcome_changes: message positions outside 0 .. {len(ts) - 1}")
+    if len(label) != len(ts) or len(lt) != len(ts):
+        raise ValueError("outcome_changes: one label and label time per message")
+    kept, labels, withdrawn = _outcome_counts_kernel(ts, label, lt, message, keep, int(settle_delay))
+    total = labels + withdrawn + (kept - labels + withdrawn)  # the presumptions: unlabelled rows and withdrawn
+    columns = {"entity": np.empty(total, np.int64), "time": np.empty(total, np.int64)}
+    columns |= {c: np.empty(total, np.int8) for c in ("safe", "trials", "label", "explicit")}
+    row = np.empty(total if rows else 0, np.int64)
+    started = np.empty(kept, bool)
+    _outcome_changes_kernel(ts, label, lt, message, keep, int(settle_delay), entity, labels, labels + withdrawn,
+                            *columns.values(), row, started)
+    if rows:
+        columns["row"] = row
+    return OutcomeChanges(columns, labels + withdrawn, started)
+
+
+_NO_ROWS, _NO_FLAGS = np.zeros(0, np.int64), np.zeros(0, bool)
+
+
+@_compiled
+def _outcome_counts_kernel(ts, label, lt, message, keep, delay):  # pragma: no cover - compiled
+    # The rows kept, the explicit labels and the withdrawn presumptions (outcome_events' masks, counted).
+    n = len(keep) if len(keep) else len(message) if len(message) else len(ts)
+    kept, labels, withdrawn = 0, 0, 0
+    for i in range(n):
+        if len(keep) and not keep[i]:
+            continue
+        m = message[i] if len(message) else i
+        kept += 1
+        if label[m] >= 0:
+            labels += 1
+            t = ts[m]
+            known = t if lt[m] == -9223372036854775808 else lt[m]
+            if known > t + delay:
+                withdrawn += 1
+    return kept, labels, withdrawn
+
+
+@_compiled
+def _outcome_changes_kernel(ts, label, lt, message, keep, delay, entity, at_withdrawn, at_presumed, out_entity,
+                            out_time, out_safe, out_trials, out_label, out_explicit, out_row,
+                            started):  # pragma: no cover - compiled
+    # Each kept row's changes written at three pointers (labels from 0, withdrawals, presumptions), as
+    # outcome_events defines them: a label at max(ts, label time); a presumption at ts + delay unless the label
+    # was known by then; withdrawn at the label time.
+    n = len(entity)
+    rows = len(out_row) > 0
+    a, b, c = 0, at_withdrawn, at_presumed
+    r = 0
+    for i in range(n):
+        if len(keep) and not keep[i]:
+            continue
+        m = message[i] if len(message) else i
+        t = ts[m]
+        presumed = t + delay
+        known = t if lt[m] == -9223372036854775808 else lt[m]
+        cls = label[m]
+        e = entity[i]
+        presume = True
+        if cls >= 0:
+            out_entity[a], out_time[a], out_label[a] = e, max(t, known), cls
+            out_safe[a], out_trials[a], out_explicit[a] = 1 if cls == 0 else 0, 1, 1
+            if rows:
+                out_row[a] = r
+            a += 1
+            presume = known > presumed
+            if presume:
+                out_entity[b], out_time[b], out_label[b] = e, known, -1
+                out_safe[b], out_trials[b], out_explicit[b] = -1, -1, 0
+                if rows:
+                    out_row[b] = r
+                b += 1
+        if presume:
+            out_entity[c], out_time[c], out_label[c] = e, presumed, -1
+            out_safe[c], out_trials[c], out_explicit[c] = 1, 1, 0
+            if rows:
+                out_row[c] = r
+            c += 1
+        started[r] = presume
+        r += 1
+
+
+@warmed_by
+def _warm() -> None:
+    """The outcome changes' kernels on two rows (for :func:`._sweeps.warm_up`)."""
+    two = np.zeros(2, np.int64)
+    outcome_changes(two, np.array([-1, 0], np.int8), np.full(2, NAT), two, settle_delay=1)
+    outcome_changes(two, np.array([-1, 0], np.int8), np.full(2, NAT), two, settle_delay=1, message=two,
+                    keep=np.ones(2, bool), rows=True)

@@ -55,8 +55,9 @@ class TenantOutcomes:
         Entity code of each change (any dense code space of the tenant).
     time : ndarray of int64
         When it starts to count (a snapshot as of a later instant counts it).
-    safe, trials, explicit : ndarray of int64
-        Changes of the entity's successes and trials, and of the tenant's explicit label count.
+    safe, trials, explicit : ndarray of int64 or int8
+        Changes of the entity's successes and trials, and of the tenant's explicit label count (int8 as
+        :func:`commgraph.baselines._pointintime.outcome_changes` writes them: -1, 0 or 1).
     """
 
     entity: np.ndarray
@@ -107,13 +108,19 @@ def _merged(o: TenantOutcomes, instants: np.ndarray, into: dict[str, np.ndarray]
     into = {c: np.empty(len(entity), np.int64) for c in _MERGED} if into is None else into
     scratch = _merge_scratch(len(entity), n_codes, len(instants), {} if scratch is None else scratch)
     kept = _merge_kernel(entity, np.asarray(o.time, np.int64), np.asarray(instants, np.int64),
-                         np.asarray(o.safe, np.int64), np.asarray(o.trials, np.int64), n_codes, len(instants),
+                         _steps(o.safe), _steps(o.trials), n_codes, len(instants),
                          *(scratch[c] for c in ("dealt", "start", "sums", "seen", "touched")),
                          *(into[c] for c in _MERGED))
     out = {c: into[c][:kept] for c in _MERGED}
     if codes is not None:
         out["entity"] = codes[out["entity"]]
     return out
+
+
+def _steps(changes: np.ndarray) -> np.ndarray:
+    """Changes as the merge's kernel reads them: int8 as they are (no int64 copy of a million), else int64."""
+    changes = np.asarray(changes)
+    return changes if changes.dtype == np.int8 else changes.astype(np.int64, copy=False)
 
 
 def _merge_scratch(n_changes: int, n_codes: int, width: int, scratch: dict[str, np.ndarray]
@@ -277,9 +284,11 @@ def _number_kernel(codes, rank, n_after, trials, step, tenant, width, out_tenant
 def _warm() -> None:
     """The kernels of the changes, states and fits asked, on one tenant's few changes (for
     :func:`._sweeps.warm_up`)."""
-    one = np.ones(2, np.int64)
+    one, steps = np.ones(2, np.int64), np.ones(2, np.int8)
     ev = _states([TenantOutcomes(entity=np.array([0, 1]), time=np.array([5, 15]), safe=one, trials=one,
                                  explicit=one)], np.array([10, 20]))
+    _states([TenantOutcomes(entity=np.array([0, 1]), time=np.array([5, 15]), safe=steps, trials=steps,
+                            explicit=steps)], np.array([10, 20]))  # (int8 changes, as backfill's tables give)
     _Fits().ask(ev, one, 0, 1, ("kind", 0), 0)
 
 

@@ -38,6 +38,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "sorted_run_differences", "sorted_sums_before", "counting_order",
+           "pairs_in_order", "first_flagged", "flagged_runs", "first_per_group", "reverse_pairs", "own_count_last",
            "kept_order", "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
 
 
@@ -243,23 +244,142 @@ def _counting_order_kernel(codes_in_order, by_time, n_codes, out):  # pragma: no
 
 
 @_compiled
-def _kept_order_kernel(order, mask, out):  # pragma: no cover - compiled
+def _pairs_kernel(senders, by_key, recipients, times, start, order, codes, sorted_codes, sorted_times,
+                  keys):  # pragma: no cover - compiled
+    # The rows in (recipient, time) order dealt stably into their senders' slots (``start``: where each sender's
+    # begin; counting_order's pass), their recipients and times carried along (read in order, where gathers
+    # through the order read at random).
+    n_codes = len(start) - 1
+    for j in range(len(senders)):
+        p = start[senders[j]]
+        order[p], sorted_codes[p], sorted_times[p] = by_key[j], recipients[j], times[j]
+        start[senders[j]] = p + 1
+    # Each sender's rows in recipient order: a pair starts where the recipient changes, numbered in order (its
+    # recipient overwritten by its code), and each row's code written in its own place as well.
+    pair = -1
+    begin = 0
+    for sender in range(n_codes):
+        last = -1
+        for p in range(begin, start[sender]):
+            recipient = sorted_codes[p]
+            if recipient != last:
+                pair += 1
+                keys[pair] = sender * n_codes + recipient
+                last = recipient
+            sorted_codes[p] = pair
+            codes[order[p]] = pair
+        begin = start[sender]
+    return pair + 1
+
+
+@_compiled
+def _first_flagged_kernel(order, sorted_codes, flags, out_row, out_code):  # pragma: no cover - compiled
+    # Along the rows in (code, time) order, the first flagged row of each code: the flags read through the
+    # order (a byte each), nothing else written but the answers.
+    m = 0
+    last = -1
+    for p in range(len(order)):
+        c = sorted_codes[p]
+        if c != last and flags[order[p]]:
+            out_row[m], out_code[m] = order[p], c
+            m += 1
+            last = c
+    return m
+
+
+@_compiled
+def _reverse_pairs_kernel(keys, n_codes, start, by_reverse, out):  # pragma: no cover - compiled
+    # The pairs dealt by recipient (``start``: where each recipient's begin), senders in order within each: their
+    # reverse keys r * n_codes + s come in increasing order, found by one pointer moving on along the keys.
+    # (No division: the keys increase, so the sender moves on along them, and the reverse key is written then.)
+    sender = 0
+    for k in range(len(keys)):
+        while keys[k] >= (sender + 1) * n_codes:
+            sender += 1
+        r = keys[k] - sender * n_codes
+        by_reverse[start[r]] = k
+        start[r] += 1
+        out[k] = r * n_codes + sender
+    p = 0
+    for j in range(len(keys)):
+        k = by_reverse[j]
+        target = out[k]
+        while p < len(keys) and keys[p] < target:
+            p += 1
+        out[k] = p if p < len(keys) and keys[p] == target else -1
+
+
+@_compiled
+def _own_count_last_kernel(codes, times, order, fill, count, last):  # pragma: no cover - compiled
+    # Along the events in (code, time) order: a key's events before an event are those from the key's start to
+    # its run of equal times, the last of them just ahead of that run; written in the event's own place.
+    begin, run = 0, 0
+    for p in range(len(codes)):
+        if p == 0 or codes[p] != codes[p - 1]:
+            begin, run = p, p
+        elif times[p] != times[p - 1]:
+            run = p
+        i = order[p]
+        count[i] = run - begin
+        last[i] = times[run - 1] if run > begin else fill
+
+
+@_compiled
+def _flagged_runs_kernel(order, sorted_codes, sorted_times, flags, out):  # pragma: no cover - compiled
+    # Along the rows in (code, time) order, each code's rows at once: whether one is flagged (written to each
+    # row's place, a byte), and whether a row comes before the first flagged one in time.
+    waits = False
+    n = len(order)
+    p = 0
+    while p < n:
+        q, first = p, -1
+        while q < n and sorted_codes[q] == sorted_codes[p]:
+            if first < 0 and flags[order[q]]:
+                first = q
+            q += 1
+        for k in range(p, q):
+            out[order[k]] = first >= 0
+        if first >= 0 and sorted_times[p] < sorted_times[first]:
+            waits = True
+        p = q
+    return waits
+
+
+@_compiled
+def _first_per_group_kernel(group, flags, codes, n_codes, out):  # pragma: no cover - compiled
+    # Rows come grouped (each group's rows side by side): a code is new to its group unless the group last seen
+    # with it is this one.
+    seen = np.full(n_codes, -1, np.int64)
+    for i in range(len(group)):
+        if flags[i] and seen[codes[i]] != group[i]:
+            seen[codes[i]] = group[i]
+            out[i] = True
+        else:
+            out[i] = False
+
+
+@_compiled
+def _kept_order_kernel(order, mask, position, out):  # pragma: no cover - compiled
+    # ``position``: each kept row's number among the kept rows, -1 for the others (one read per row of the
+    # order at random, not the flag's and the number's; int32 where it fits: half the bytes read at random).
     n = len(mask)
-    position = np.empty(n, np.int64)  # each kept row's number among the kept rows
     kept = 0
     for i in range(n):
-        position[i] = kept
         if mask[i]:
+            position[i] = kept
             kept += 1
+        else:
+            position[i] = -1
     m = 0
     for j in range(len(order)):
         i = order[j]
         if i < 0 or i >= n:
             raise ValueError("kept_order: the order holds a position outside the rows")
-        if mask[i]:
+        k = position[i]
+        if k >= 0:
             if m >= len(out):
                 raise ValueError("kept_order: the order is not a permutation of the rows (a kept row twice)")
-            out[m] = position[i]
+            out[m] = k
             m += 1
     return m
 
@@ -395,7 +515,7 @@ def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray,
 
 def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
                            shifts: np.ndarray | Sequence[int], prefixes: np.ndarray, columns: np.ndarray,
-                           order: np.ndarray | None = None, *, own: bool = False) -> np.ndarray:
+                           order: np.ndarray | None = None, *, own: bool = False, narrow: bool = False) -> np.ndarray:
     """:func:`sorted_runs_before`'s walk answering with differences of prefix sums at each query's run edges.
 
     The run edges of a query are numbered ``0`` (``lo``) and ``k + 1`` (``hi``
@@ -412,10 +532,13 @@ def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndar
     prefixes : ndarray of int64, shape (len(times) + 1, n_prefixes)
         Cumulative sums along the sorted events (0 first), one column each.
     columns : ndarray of int, shape (n_columns, 3)
+    narrow : bool, default False
+        Answers as int32, for callers whose prefix sums are counts of the events (every difference at most
+        their number) when there are fewer than 2**31 events: half the memory written at random.
 
     Returns
     -------
-    ndarray of int64, shape (n_columns, len(codes))
+    ndarray of int64 (int32, see ``narrow``), shape (n_columns, len(codes))
         One row per column of ``columns`` (views of the queries' answers side by side); 0 for a negative code.
 
     Examples
@@ -438,13 +561,16 @@ def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndar
                          or int(columns[:, 1:].max()) >= n_edges):
         raise ValueError(f"sorted_run_differences: columns ask for prefix columns {columns[:, 0].tolist()} of "
                          f"{prefixes.shape[1]} or run edges {columns[:, 1:].ravel().tolist()} of {n_edges}")
-    out = _walk(times, starts, codes, instants, shifts, order, own, prefixes, columns, "sorted_run_differences")
+    if narrow and len(times) >= 1 << 31:
+        raise ValueError("sorted_run_differences: narrow answers of counts need fewer than 2**31 events")
+    out = _walk(times, starts, codes, instants, shifts, order, own, prefixes, columns, "sorted_run_differences",
+                np.int32 if narrow else np.int64)
     return out.T
 
 
 def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
           shifts: np.ndarray | Sequence[int], order: np.ndarray | None, own: bool, prefixes: np.ndarray,
-          columns: np.ndarray, what: str) -> np.ndarray:
+          columns: np.ndarray, what: str, width: type = np.int64) -> np.ndarray:
     """The runs' walk over checked inputs: run edges (no ``columns``) or differences, a row per query."""
     codes = _c(codes)
     _check_codes(codes, len(starts) - 1, what)
@@ -458,7 +584,7 @@ def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np
                     and bool((codes[1:] >= codes[:-1]).all())):
         raise ValueError(f"{what}: own=True asks the events about themselves; pass the events' own sorted codes and "
                          "times as the queries")
-    out = np.empty((len(codes), len(columns) if len(columns) else 1 + len(shifts)), np.int64)
+    out = np.empty((len(codes), len(columns) if len(columns) else 1 + len(shifts)), width)
     # With an order, the walk writes each answer straight to its query's place: no answers in sorted order
     # to allocate, fill, and scatter again.
     if len(columns):
@@ -609,6 +735,176 @@ def counting_order(codes: np.ndarray, by_time: np.ndarray, n_codes: int) -> np.n
     return out
 
 
+def pairs_in_order(senders: np.ndarray, by_key: np.ndarray, recipients: np.ndarray, times: np.ndarray,
+                   n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(sender, recipient) pairs of rows given in (recipient, time) order, numbered, with their (pair, time) order.
+
+    ``by_key`` is the rows' (recipient, time) order, and ``senders``,
+    ``recipients`` and ``times`` the rows' values in that order (codes
+    ``0 .. n_codes - 1``). Dealt stably by sender (:func:`counting_order`'s
+    pass), the rows come in (sender, recipient, time) order: the (pair, time)
+    order, with the recipients and times carried along instead of gathered
+    through it, and the pairs numbered as they start (in the order of their
+    keys ``sender * n_codes + recipient``), in one compiled pass more.
+
+    Returns
+    -------
+    codes : ndarray of int64
+        Each row's pair code, in row order.
+    order : ndarray of int64
+        The rows sorted by (pair, time).
+    sorted_codes, sorted_times : ndarray of int64
+        The pair codes and times in that order.
+    keys : ndarray of int64
+        Each pair's key, increasing.
+
+    Examples
+    --------
+    >>> recipients, times, senders = np.array([0, 0, 1]), np.array([5, 7, 6]), np.array([1, 0, 1])
+    >>> codes, order, sorted_codes, sorted_times, keys = pairs_in_order(senders, np.array([2, 0, 1]), recipients,
+    ...                                                                 times, 2)
+    >>> codes.tolist(), order.tolist(), sorted_times.tolist(), keys.tolist()
+    ([0, 2, 1], [0, 2, 1], [7, 5, 6], [0, 2, 3])
+    """
+    senders, by_key, recipients, times = _c(senders), _c(by_key), _c(recipients), _c(times)
+    n = len(by_key)
+    if not len(senders) == len(recipients) == len(times) == n:
+        raise ValueError(f"pairs_in_order: {len(senders)} senders, {n} rows in order, {len(recipients)} recipients "
+                         f"and {len(times)} times; pass one of each per row")
+    for name, values in (("senders", senders), ("recipients", recipients)):
+        if n and (int(values.min()) < 0 or int(values.max()) >= n_codes):
+            raise ValueError(f"pairs_in_order: {name} outside the code space 0 .. {n_codes - 1}")
+    if n and (int(by_key.min()) < 0 or int(by_key.max()) >= n):
+        raise ValueError(f"pairs_in_order: the order holds a position outside the rows (0 .. {n - 1})")
+    order, codes, sorted_codes, sorted_times = (np.empty(n, np.int64) for _ in range(4))
+    keys = np.empty(n, np.int64)
+    start = np.zeros(n_codes + 1, np.int64)
+    np.cumsum(np.bincount(senders, minlength=n_codes), out=start[1:])
+    n_pairs = _pairs_kernel(senders, by_key, recipients, times, start, order, codes, sorted_codes, sorted_times,
+                            keys)
+    return codes, order, sorted_codes, sorted_times, keys[:n_pairs]
+
+
+def first_flagged(order: np.ndarray, sorted_codes: np.ndarray, flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first row (in ``order``) where ``flags`` holds of each code that has one, and that code.
+
+    ``order`` sorts the rows by (code, time) and ``sorted_codes`` are their
+    codes in that order: one compiled pass, in place of a gather of the flags,
+    four compresses and their temporaries.
+
+    Examples
+    --------
+    >>> rows, codes = first_flagged(np.array([2, 0, 1, 3]), np.array([0, 0, 1, 1]), np.array([1, 0, 0, 1], bool))
+    >>> rows.tolist(), codes.tolist()  # code 0: rows 2 then 0, row 0 flagged; code 1: rows 1 then 3
+    ([0, 3], [0, 1])
+    """
+    order, sorted_codes = _c(order), _c(sorted_codes)
+    flags = np.ascontiguousarray(flags, dtype=np.bool_)
+    if len(order) != len(sorted_codes) or len(flags) != len(order):
+        raise ValueError(f"first_flagged: an order of {len(order)} rows, {len(sorted_codes)} codes and "
+                         f"{len(flags)} flags; pass one of each per row")
+    if len(order) and (int(order.min()) < 0 or int(order.max()) >= len(order)):
+        raise ValueError(f"first_flagged: the order holds a position outside the rows (0 .. {len(order) - 1})")
+    rows, codes = np.empty(len(order), np.int64), np.empty(len(order), np.int64)
+    found = _first_flagged_kernel(order, sorted_codes, flags, rows, codes)
+    return rows[:found], codes[:found]
+
+
+def reverse_pairs(keys: np.ndarray, n_codes: int) -> np.ndarray:
+    """Per pair key ``s * n_codes + r`` (increasing, distinct), the position of ``r * n_codes + s`` among the keys,
+    -1 where it is not one: the pairs sorted by (recipient, sender) by a counting pass, and their reverse keys,
+    increasing then, merged with the keys, compiled (no sort of the reverse keys with the keys, no temporaries).
+
+    Examples
+    --------
+    >>> reverse_pairs(np.array([1, 2, 3, 4]), 3).tolist()  # (0, 1), (0, 2), (1, 0), (1, 1)
+    [2, -1, 0, 3]
+    """
+    keys = _c(keys)
+    if len(keys) and (int(keys[0]) < 0 or int(keys[-1]) >= n_codes * n_codes or bool((keys[1:] <= keys[:-1]).any())):
+        raise ValueError(f"reverse_pairs: pass increasing, distinct keys of pairs of codes 0 .. {n_codes - 1}")
+    start = np.zeros(n_codes + 1, np.int64)
+    np.cumsum(np.bincount(keys % n_codes, minlength=n_codes), out=start[1:])
+    out = np.empty(len(keys), np.int64)
+    _reverse_pairs_kernel(keys, int(n_codes), start, np.empty(len(keys), np.int64), out)
+    return out
+
+
+def own_count_last(codes: np.ndarray, times: np.ndarray, order: np.ndarray, fill: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per event (in event order), its key's events strictly before its time, and the last one's time (``fill``:
+    none), from the events' codes and times sorted by (code, time) and their order: one compiled pass.
+
+    :func:`sorted_runs_before` of the events themselves answers run edges ``lo``, ``hi``; their count and the
+    time at ``hi - 1`` are what a table of counts and last times reads, here written straight to each event's
+    place (no run edges, differences, clipped positions and gather of times at random after).
+
+    Examples
+    --------
+    >>> count, last = own_count_last(np.array([0, 0, 0, 1]), np.array([10, 20, 20, 5]), np.array([3, 0, 1, 2]), -1)
+    >>> count.tolist(), last.tolist()  # event 3 first of key 0; events 0 and 1 at 20 after it; event 2 of key 1
+    ([1, 1, 0, 0], [10, 10, -1, -1])
+    """
+    codes, times, order = _c(codes), _c(times), _c(order)
+    if not len(codes) == len(times) == len(order):
+        raise ValueError(f"own_count_last: {len(codes)} codes, {len(times)} times and an order of {len(order)}; "
+                         "pass one of each per event")
+    if len(order) and (int(order.min()) < 0 or int(order.max()) >= len(order)):
+        raise ValueError(f"own_count_last: the order holds a position outside the events (0 .. {len(order) - 1})")
+    count, last = np.empty(len(codes), np.int64), np.empty(len(codes), np.int64)
+    _own_count_last_kernel(codes, times, order, int(fill), count, last)
+    return count, last
+
+
+def flagged_runs(order: np.ndarray, sorted_codes: np.ndarray, sorted_times: np.ndarray, flags: np.ndarray
+                 ) -> tuple[np.ndarray, bool]:
+    """Per row, whether a row of its code is flagged; and whether some code has a row earlier in time than its
+    first flagged row. One compiled pass along the rows in (code, time) order (``order``, with the codes and
+    times in that order), the flags read through it.
+
+    Examples
+    --------
+    >>> order, codes, times = np.array([1, 0, 2, 3]), np.array([0, 0, 1, 1]), np.array([5, 6, 7, 8])
+    >>> held, waits = flagged_runs(order, codes, times, np.array([True, False, False, False]))
+    >>> held.tolist(), waits  # code 0: rows 1 (at 5) and 0 (at 6, flagged); code 1: none flagged
+    ([True, True, False, False], True)
+    """
+    order, sorted_codes, sorted_times = _c(order), _c(sorted_codes), _c(sorted_times)
+    flags = np.ascontiguousarray(flags, dtype=np.bool_)
+    if not len(order) == len(sorted_codes) == len(sorted_times) == len(flags):
+        raise ValueError(f"flagged_runs: an order of {len(order)} rows, {len(sorted_codes)} codes, "
+                         f"{len(sorted_times)} times and {len(flags)} flags; pass one of each per row")
+    if len(order) and (int(order.min()) < 0 or int(order.max()) >= len(order)):
+        raise ValueError(f"flagged_runs: the order holds a position outside the rows (0 .. {len(order) - 1})")
+    out = np.empty(len(order), np.bool_)
+    waits = _flagged_runs_kernel(order, sorted_codes, sorted_times, flags, out)
+    return out, bool(waits)
+
+
+def first_per_group(group: np.ndarray, flags: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """Per row, whether it is the first flagged row of its (group, code) pair, for rows given group by group
+    (``group`` non-decreasing: a message's edges): one compiled pass with the last group seen per code, in place
+    of a stable sort of packed keys (:func:`commgraph.baselines._events.domain_heads`).
+
+    Examples
+    --------
+    >>> first_per_group(np.array([0, 0, 0, 1]), np.array([True, True, True, False]), np.array([1, 1, 0, 1]), 2).tolist()
+    [True, False, True, False]
+    """
+    group, codes = _c(group), _c(codes)
+    flags = np.ascontiguousarray(flags, dtype=np.bool_)
+    if not len(group) == len(flags) == len(codes):
+        raise ValueError(f"first_per_group: {len(group)} groups, {len(flags)} flags and {len(codes)} codes; pass one "
+                         "of each per row")
+    if len(group) and bool((group[1:] < group[:-1]).any()):
+        raise ValueError("first_per_group: pass the rows group by group (non-decreasing groups)")
+    if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= n_codes):
+        raise ValueError(f"first_per_group: codes outside the code space 0 .. {n_codes - 1}")
+    out = np.empty(len(group), np.bool_)
+    _first_per_group_kernel(group, flags, codes, int(n_codes), out)
+    return out
+
+
 def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``order`` with the rows where ``mask`` is False left out, the kept rows numbered among themselves.
 
@@ -627,7 +923,8 @@ def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
         raise ValueError(f"kept_order: an order of {len(order)} rows and a mask of {len(mask)}; pass one mask "
                          "value per row of the order")
     out = np.empty(int(np.count_nonzero(mask)), np.int64)
-    if _kept_order_kernel(order, mask, out) != len(out):
+    position = np.empty(len(mask), np.int32 if len(mask) < 1 << 31 else np.int64)
+    if _kept_order_kernel(order, mask, position, out) != len(out):
         raise ValueError("kept_order: the order is not a permutation of the rows (a kept row missing)")
     return out
 
@@ -789,11 +1086,19 @@ def warm_up() -> WarmUp:
     start = time.perf_counter()
     one = np.zeros(1, np.int64)
     runs_before(one, np.array([0, 1]), one, one, one)
-    sorted_run_differences(one, np.array([0, 1]), one, one, one, np.zeros((2, 1), np.int64), np.array([[0, 1, 0]]))
+    for narrow in (False, True):  # (int64 and int32 answers)
+        sorted_run_differences(one, np.array([0, 1]), one, one, one, np.zeros((2, 1), np.int64), np.array([[0, 1, 0]]),
+                               narrow=narrow)
     for width in _WEIGHT_TYPES:
         sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), width), one, one, one)
     sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int8), one, one, one, narrow=True)  # int32 sums
     counting_order(one, one, 1)
+    pairs_in_order(one, one, one, one, 1)
+    first_flagged(one, one, np.ones(1, bool))
+    reverse_pairs(one, 1)
+    own_count_last(one, one, one, 0)
+    flagged_runs(one, one, one, np.ones(1, bool))
+    first_per_group(one, np.ones(1, bool), one, 1)
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))
     running_max(one, one)

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from commgraph.baselines import BaselineConfig, build_baselines
 from commgraph.baselines._asof import AsOfTables
-from commgraph.baselines._pointintime import NAT, QueryOrder, Timeline, code_order, merge_search, outcome_events
+from commgraph.baselines._pointintime import (NAT, QueryOrder, Timeline, code_order, merge_search, outcome_changes,
+                                             outcome_events)
 from commgraph.baselines._priors_in_time import priors_at, priors_at_kinds
 from commgraph.graph import validate
 from commgraph.signals._backfill import _columns, _tenant
@@ -189,6 +190,35 @@ def test_outcome_events_are_the_changes_written_out_row_by_row(rows, policy) -> 
     for k, (name, dtype) in enumerate(dtypes.items()):
         assert ev[name].dtype == dtype
         assert ev[name].tolist() == [e[k] for e in expected], name
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.sampled_from([-1, 0, 1, 2]), st.sampled_from([None, 0, 3, 20])),
+                max_size=25), st.lists(st.tuples(st.integers(0, 30), st.booleans()), max_size=40))
+def test_outcome_changes_are_outcome_events_of_the_kept_rows(rows, edges) -> None:
+    # The same changes as outcome_events of the rows' messages (presume_safe), labels and withdrawals first,
+    # each with its row's entity; the presumptions started flagged per row.
+    ts = np.array([r[0] for r in rows], dtype=np.int64)
+    label = np.array([r[1] for r in rows], dtype=np.int8)
+    labeled_at = np.array([NAT if r[2] is None else r[0] + r[2] for r in rows], dtype=np.int64)
+    edges = [(m % len(rows), kept) for m, kept in edges] if rows else []
+    message = np.array([m for m, _ in edges], dtype=np.int64)
+    keep = np.array([k for _, k in edges], dtype=bool)
+    for msg, flags in ((None, None), (message, keep)):
+        of_row = np.arange(len(rows)) if msg is None else np.compress(flags, msg)
+        entity = 100 + 3 * np.arange(len(of_row) if msg is None else len(msg))
+        ch = outcome_changes(ts, label, labeled_at, entity, settle_delay=10, message=msg, keep=flags, rows=True)
+        ev = outcome_events(ts[of_row], label[of_row], labeled_at[of_row], settle_delay=10,
+                            label_policy="presume_safe")
+        cols = ch.columns
+        assert all(cols[c].dtype == np.int8 for c in ("safe", "trials", "label", "explicit"))
+        kept_entity = entity if msg is None else np.compress(flags, entity)
+        assert cols["entity"].tolist() == kept_entity[cols["row"]].tolist()
+        names = ("row", "time", "safe", "trials", "label", "explicit")
+        assert sorted(zip(*(cols[c].tolist() for c in names))) == sorted(zip(*(ev[c].tolist() for c in names)))
+        presumption = (cols["label"] < 0) & (cols["safe"] > 0)
+        assert not presumption[:ch.few].any() and presumption[ch.few:].all()
+        assert ch.started.tolist() == np.isin(np.arange(len(of_row)), cols["row"][ch.few:]).tolist()
+
 
 # --------------------------------------------------------------------------- against snapshots
 

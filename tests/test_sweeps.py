@@ -18,10 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from commgraph.baselines._events import domain_heads
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, first_present_level, kept_order, running_max, runs_before,
-                                         segment_cumsum, sorted_run_differences, sorted_runs_before, sorted_sums_before,
-                                         standing, warm_up)
+from commgraph.baselines._sweeps import (counting_order, first_flagged, first_per_group, first_present_level,
+                                         flagged_runs, kept_order, own_count_last, pairs_in_order, reverse_pairs,
+                                         running_max, runs_before, segment_cumsum, sorted_run_differences,
+                                         sorted_runs_before, sorted_sums_before, standing, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -409,6 +411,8 @@ def test_run_differences_equal_prefix_sums_gathered_at_the_run_edges(rows, shift
     columns += [(k % 2, 1, k + 2) for k in range(len(shifts))]
     got = tl.differences_before_own(shifts, prefixes, np.array(columns))
     assert got.shape == (len(columns), len(codes))
+    narrow = tl.differences_before_own(shifts, prefixes, np.array(columns), narrow=True)
+    assert narrow.dtype == np.int32 and np.array_equal(narrow, got)
     for m, (column, a, b) in enumerate(columns):
         minus = edges[b] if b >= 0 else 0  # (b -1: nothing subtracted, the prefix sums' first row being 0)
         expected = edges[a] - minus if column < 0 else prefixes[edges[a], column] - prefixes[minus, column]
@@ -432,3 +436,82 @@ def test_narrow_sums_are_int32_where_they_surely_fit() -> None:
     for width, narrow, expected in ((np.int8, True, np.int32), (np.int8, False, np.int64), (np.int32, True, np.int64)):
         sums = sorted_sums_before(times, starts, weights.astype(width), codes, instants, narrow=narrow)
         assert sums.dtype == expected and sums.tolist() == [[254, 255], [-256, -256]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 9)), max_size=50))
+def test_pairs_in_order_equal_a_sort_of_the_pair_keys(rows) -> None:
+    # Codes, (pair, time) order and keys as np.unique and a stable sort of (key, time) find them.
+    senders = np.array([r[0] for r in rows], dtype=np.int64)
+    recipients = np.array([r[1] for r in rows], dtype=np.int64)
+    times = np.array([r[2] for r in rows], dtype=np.int64)
+    by_key = np.lexsort((times, recipients))  # the rows' (recipient, time) order, stable
+    codes, order, sorted_codes, sorted_times, keys = pairs_in_order(senders[by_key], by_key, recipients[by_key],
+                                                                    times[by_key], 6)
+    expected_keys, expected_codes = np.unique(senders * 6 + recipients, return_inverse=True)
+    assert keys.tolist() == expected_keys.tolist() and codes.tolist() == expected_codes.reshape(-1).tolist()
+    assert order.tolist() == np.lexsort((times, expected_codes.reshape(-1))).tolist()
+    assert sorted_codes.tolist() == codes[order].tolist() and sorted_times.tolist() == times[order].tolist()
+    with pytest.raises(ValueError, match="outside the code space"):
+        pairs_in_order(np.array([6]), np.array([0]), np.array([0]), np.array([0]), 6)
+
+
+def _flagged_rows(rows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Codes, times and flags of (code, time, flag) rows, and their (code, time) order (stable)."""
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    return codes, times, np.array([r[2] for r in rows], dtype=bool), np.lexsort((times, codes))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 9), st.booleans()), max_size=40))
+def test_first_flagged_equals_the_compresses_it_replaced(rows) -> None:
+    codes, times, flags, order = _flagged_rows(rows)
+    first, code = np.compress(flags[order], order), np.compress(flags[order], codes[order])
+    keep = np.ones(len(first), bool)
+    keep[1:] = code[1:] != code[:-1]
+    got = first_flagged(order, codes[order], flags)
+    assert got[0].tolist() == first[keep].tolist() and got[1].tolist() == code[keep].tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sets(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=30))
+def test_reverse_pairs_find_each_pair_s_reverse(pairs) -> None:
+    keys = np.array(sorted(s * 7 + r for s, r in pairs), dtype=np.int64)
+    expected = [sorted(pairs).index((r, s)) if (r, s) in pairs else -1 for s, r in sorted(pairs)]
+    assert reverse_pairs(keys, 7).tolist() == expected
+    with pytest.raises(ValueError, match="increasing, distinct"):
+        reverse_pairs(np.array([3, 3]), 7)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 9)), max_size=40))
+def test_own_count_last_equals_the_run_edges_of_the_events_themselves(rows) -> None:
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    times = np.array([r[1] for r in rows], dtype=np.int64)
+    tl = Timeline(codes, times, 5)
+    lo, hi = tl.before_own()
+    count, last = own_count_last(tl.codes, tl.times, tl.order, -7)
+    assert count.tolist() == (hi - lo).tolist() and last.tolist() == tl.at_last(tl.times, lo, hi, -7).tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 9), st.booleans()), max_size=40))
+def test_flagged_runs_equal_the_first_flagged_time_per_code(rows) -> None:
+    codes, times, flags, order = _flagged_rows(rows)
+    since = {c: min((t for c2, t, f in rows if c2 == c and f), default=None) for c in set(codes.tolist())}
+    held, waits = flagged_runs(order, codes[order], times[order], flags)
+    assert held.tolist() == [since[c] is not None for c in codes.tolist()]
+    assert waits == any(since[c] is not None and t < since[c] for c, t, _ in rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4), st.booleans()), max_size=40))
+def test_first_per_group_equals_domain_heads(rows) -> None:
+    rows = sorted(rows, key=lambda r: r[0])  # message by message
+    group, codes = np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64)
+    flags = np.array([r[2] for r in rows], bool)
+    assert first_per_group(group, flags, codes, 5).tolist() == domain_heads(group, flags, codes).tolist()
+    if len(rows) > 1 and group[0] != group[-1]:
+        with pytest.raises(ValueError, match="group by group"):
+            first_per_group(group[::-1], flags, codes, 5)
