@@ -343,9 +343,14 @@ def _warm() -> None:
     columns = {"n_safe": one, "n_attack": zero, "n_spam": zero, "n_presumed_safe": zero}
     smoothed_mean(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
     smoothed_by_prior(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
-    _auth_columns({f"{a}_{k}": one for a in _AUTH for k in ("pass", "fail")}, [np.full(1, -1, np.int8)] * 3)
-    _identity_kernel(np.ones(1, np.uint64), one, np.ones(1, np.int8), np.zeros(1, np.int8), one, _INBOUND,
-                     np.empty(1, np.int8), np.empty(1, np.int32), np.empty(1, np.int8))
+    # A batch's message columns are read-only views where its tenant is one run of the input, writable copies
+    # otherwise: numba compiles each kind apart, so both are warmed.
+    for writable in (True, False):
+        codes, direction = np.full(1, -1, np.int8), np.zeros(1, np.int8)
+        codes.flags.writeable = direction.flags.writeable = writable
+        _auth_columns({f"{a}_{k}": one for a in _AUTH for k in ("pass", "fail")}, [codes] * 3)
+        _identity_kernel(np.ones(1, np.uint64), one, np.ones(1, np.int8), direction, one, _INBOUND,
+                         np.empty(1, np.int8), np.empty(1, np.int32), np.empty(1, np.int8))
 
 
 def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:

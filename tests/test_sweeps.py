@@ -371,6 +371,35 @@ def test_warm_up_leaves_the_kernels_compiled() -> None:
     assert warm_up().compiled == warm_up().loaded == 0  # once per process
 
 
+def test_a_backfill_after_warm_up_compiles_nothing() -> None:
+    # Each kernel warmed for the arrays a backfill passes it: a tenant's columns are read-only views of the
+    # batch (numba compiles those apart from writable ones), all signals, both modes, both levels.
+    from commgraph.baselines import _sweeps
+    from commgraph.graph import validate
+    from commgraph.signals import backfill
+
+    rows = []
+    for tenant in ("t1", "t2"):
+        for i in range(6):
+            rows.append({"tenant_id": tenant, "message_id": f"{tenant}-{i}", "timestamp": f"2024-01-0{1 + i}T09:00Z",
+                         "direction": "inbound" if i % 2 else "outbound",
+                         "sender": f"v{i % 3}@vendor.com" if i % 2 else f"a@{tenant}.com",
+                         "recipients": f"a@{tenant}.com" if i % 2 else f"v{i % 3}@vendor.com; b@{tenant}.com",
+                         "sender_display_name": "Vendor" if i % 2 else "A", "spf": "pass", "dkim": "fail",
+                         "dmarc": "none", "label": "safe" if i == 1 else None})
+    messages = validate(pd.DataFrame(rows), tenants=[{"tenant_id": t, "own_domains": [f"{t}.com"]}
+                                                     for t in ("t1", "t2")])
+    warm_up()
+
+    def signatures() -> dict[str, int]:
+        return {k.py_func.__qualname__: len(k.dispatcher.signatures) for k in _sweeps._ALL_KERNELS}
+
+    before = signatures()
+    for kwargs in ({"prior_every": "1D"}, {}, {"mode": "as_deployed"}, {"level": "message"}):
+        backfill(messages, **kwargs)
+    assert signatures() == before
+
+
 def test_sums_before_read_narrow_weights_as_int64() -> None:
     # Weights stored in the narrowest width that holds them (int8, int32, int64): the same sums from each.
     times, starts = np.array([1, 2, 3, 4], np.int64), np.array([0, 2, 4], np.int64)
