@@ -165,12 +165,12 @@ def _prior_time(messages, **kwargs) -> float:
     from commgraph.signals import backfill
 
     timer = PhaseTimer(time.process_time)
-    timer.wrap(_priors_in_time, "fit_summary_list")
+    timer.wrap(_priors_in_time, "fit_summaries")
     try:
         backfill(messages, **kwargs)
     finally:
         timer.restore()
-    return timer.seconds["fit_summary_list"]
+    return timer.seconds["fit_summaries"]
 
 
 def _compare(ours: pd.DataFrame, theirs: pd.DataFrame) -> list[str]:

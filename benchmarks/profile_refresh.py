@@ -55,6 +55,22 @@ def _best(run: Callable[[], object], timer: PhaseTimer, repeat: int) -> dict[str
     return best
 
 
+def phase_timer() -> PhaseTimer:
+    """A timer wrapped around each phase of a refresh (and of a rebuild); ``restore()`` unwraps them."""
+    from commgraph.baselines import _build, _events, _snapshot, _state
+
+    timer = PhaseTimer()
+    for name in ("tenant_events", "derive_many", "_prior_requests", "_fit_priors", "_add_likelihoods", "_wrap",
+                 "_tenant_priors", "_finish"):
+        timer.wrap(_build, name)
+    timer.wrap(_events.EventExtractor, "extract_many", "extract")
+    timer.wrap(_build, "advance_many", "advance")  # the states of a batch together (refresh_many)
+    timer.wrap(_state.TenantState, "advance")  # one state alone (refresh)
+    timer.wrap(_state.TenantState, "build", "state_build")
+    timer.wrap(_snapshot, "_state_from_arrow", "state_decode")
+    return timer
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_input_arguments(parser)
@@ -63,9 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-rebuild", action="store_true")
     args = parser.parse_args(argv)
 
-    from commgraph.baselines import (
-        BaselineConfig, _build, _events, _snapshot, _state, build_baselines, refresh, refresh_many,
-    )
+    from commgraph.baselines import BaselineConfig, build_baselines, refresh, refresh_many
 
     m = load_messages(args.scale, args.days, args.tenants, args.cache)
     # The new day is a working day (see refresh_day: the archive's last day may be a quiet Saturday).
@@ -96,15 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"refresh_many gives each tenant's refresh, byte for byte: {same}")
     del loop, many
 
-    timer = PhaseTimer()
-    for name in ("tenant_events", "derive_many", "_prior_requests", "_fit_priors", "_add_likelihoods", "_wrap",
-                 "_tenant_priors", "_finish"):
-        timer.wrap(_build, name)
-    timer.wrap(_events.EventExtractor, "extract_many", "extract")
-    timer.wrap(_build, "advance_many", "advance")  # the states of a batch together (refresh_many)
-    timer.wrap(_state.TenantState, "advance")  # one state alone (refresh)
-    timer.wrap(_state.TenantState, "build", "state_build")
-    timer.wrap(_snapshot, "_state_from_arrow", "state_decode")
+    timer = phase_timer()
     try:
         looped = _best(run_refresh, timer, args.repeat)
         print("refresh, tenant by tenant, one process (best of %d): %s" % (args.repeat, _line(looped)))
