@@ -642,7 +642,7 @@ class AsOfTables:
             return first_codes, first_times, np.ones(len(first_codes), np.int64)
         # Key ranks break ties as the snapshot's sort does (smaller key first).
         key_rank = np.argsort(np.argsort(self.domains, kind="stable"), kind="stable")
-        return _follow_top(codes, times, score, key_rank, limit)
+        return follow_top(codes, times, score, key_rank, limit, _WRITTEN)  # (two lazy heaps, compiled)
 
 
 def _failed(codes: np.ndarray) -> np.ndarray:
@@ -652,16 +652,3 @@ def _failed(codes: np.ndarray) -> np.ndarray:
     for code in FAILS[1:]:
         failed |= codes == code
     return failed
-
-
-def _follow_top(codes: np.ndarray, times: np.ndarray, score: np.ndarray, key_rank: np.ndarray,
-                limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Membership changes of the known-contact list under growing scores.
-
-    Members: every domain whose score reached ``_WRITTEN`` (own or written to), for
-    good, plus the best ``limit`` of the others (ties: smaller key rank is better).
-    A domain that turns own or written-to leaves the others' ranking, and the best
-    waiting domain takes its place at that instant (one compiled pass with two lazy
-    heaps, :func:`._own_time.follow_top`).
-    """
-    return follow_top(codes, times, score, key_rank, limit, _WRITTEN)

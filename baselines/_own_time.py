@@ -173,8 +173,7 @@ def standing_in_time(by_time: np.ndarray, codes: np.ndarray, times: np.ndarray, 
     edge at the same time (as a stable sort of the messages, then the edges,
     orders them). A domain's score after an event is ``own_weight`` once any of
     its events so far was own, plus ``written_weight`` once any was written to,
-    plus its events so far (:func:`._sweeps.standing`, followed in time order
-    instead of domain by domain). Every edge's code must be a domain's
+    plus its events so far (the score only grows). Every edge's code must be a domain's
     (``0 <= code < n_codes``), a head's or not.
 
     Returns

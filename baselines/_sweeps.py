@@ -39,7 +39,7 @@ import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "sorted_run_differences", "sorted_sums_before", "counting_order",
            "pairs_in_order", "first_flagged", "flagged_runs", "first_per_group", "reverse_pairs", "own_count_last",
-           "kept_order", "segment_cumsum", "running_max", "standing", "first_present_level", "warm_up", "WarmUp"]
+           "kept_order", "segment_cumsum", "running_max", "first_present_level", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -407,29 +407,6 @@ def _running_max_kernel(codes, values, out):  # pragma: no cover - compiled
         if j == 0 or codes[j] != codes[j - 1] or values[j] > top:
             top = values[j]
         out[j] = top
-
-
-@_compiled
-def _standing_kernel(codes, own, written, own_weight, written_weight, score, start, keep):  # pragma: no cover
-    key_start = 0
-    has_own = False
-    has_written = False
-    reached_before = False
-    for j in range(len(codes)):
-        new_key = j == 0 or codes[j] != codes[j - 1]
-        if new_key:
-            key_start = j
-            has_own = False
-            has_written = False
-            reached_before = False
-        has_own = has_own or own[j]
-        has_written = has_written or written[j]
-        value = own_weight * has_own + written_weight * has_written + (j - key_start) + 1
-        reached = value >= written_weight
-        score[j] = value
-        start[j] = new_key
-        keep[j] = not reached or not reached_before  # below the threshold, or its first position at or above it
-        reached_before = reached
 
 
 @_compiled
@@ -968,43 +945,6 @@ def running_max(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def standing(codes: np.ndarray, own: np.ndarray, written: np.ndarray, own_weight: int, written_weight: int
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per position of keys sorted contiguously, a standing score that only grows, and where it matters.
-
-    The score of a position is ``own_weight`` once any position of its key so
-    far was ``own``, plus ``written_weight`` once any was ``written``, plus
-    its rank within its key (1 first): the known-contact ranking's score of a
-    domain after each of its events (:meth:`AsOfTables.known_contacts
-    <commgraph.baselines._asof.AsOfTables.known_contacts>`), weights chosen
-    above any count. Also returns each key's first position, and ``keep``:
-    the positions below ``written_weight`` and each key's first one at or
-    above it (past that, a domain is a member for good).
-
-    Returns
-    -------
-    score : ndarray of int64
-    start, keep : ndarray of bool
-
-    Examples
-    --------
-    >>> codes = np.array([0, 0, 0, 1, 1])
-    >>> score, start, keep = standing(codes, np.zeros(5, bool), np.array([0, 1, 0, 0, 0], bool), 1000, 100)
-    >>> score.tolist(), start.tolist(), keep.tolist()
-    ([1, 102, 103, 1, 2], [True, False, False, True, False], [True, True, False, True, True])
-    """
-    codes = _c(codes)
-    own = np.ascontiguousarray(own, dtype=np.bool_)
-    written = np.ascontiguousarray(written, dtype=np.bool_)
-    if not len(codes) == len(own) == len(written):
-        raise ValueError(f"standing: {len(codes)} codes, {len(own)} own and {len(written)} written flags; pass one "
-                         "of each per position")
-    n = len(codes)
-    score, start, keep = np.empty(n, np.int64), np.empty(n, np.bool_), np.empty(n, np.bool_)
-    _standing_kernel(codes, own, written, int(own_weight), int(written_weight), score, start, keep)
-    return score, start, keep
-
-
 def first_present_level(levels: np.ndarray, member: np.ndarray, sign: np.ndarray, row: np.ndarray, done: np.ndarray,
                         cap: int) -> np.ndarray:
     """Per query, the smallest level below ``cap`` whose members are present after its first ``done`` changes.
@@ -1102,7 +1042,6 @@ def warm_up() -> WarmUp:
     kept_order(one, np.ones(1, bool))
     segment_cumsum(np.ones(1), np.ones(1, bool))
     running_max(one, one)
-    standing(one, np.ones(1, bool), np.ones(1, bool), 2, 1)
     first_present_level(np.zeros((1, 1), np.int8), one, one, one, one, 1)
     for warm in _WARMERS:  # (the kernels of other modules imported so far)
         warm()

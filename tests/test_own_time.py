@@ -15,7 +15,7 @@ from commgraph.baselines._events import HOUR_NS, INBOUND
 from commgraph.baselines._own_time import (first_used, follow_top, own_hour_counts, own_pair_counts,
                                            standing_in_time)
 from commgraph.baselines._pointintime import NAT, Timeline
-from commgraph.baselines._sweeps import _ALL_KERNELS, standing, warm_up
+from commgraph.baselines._sweeps import _ALL_KERNELS, warm_up
 
 _rows = st.lists(st.tuples(st.integers(-3, 3), st.integers(0, 3), st.integers(-1, 2)), max_size=40)
 
@@ -61,8 +61,8 @@ def test_first_used_equals_the_minimum_per_code(rows) -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3), st.booleans()), max_size=30),
        st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3), st.booleans()), max_size=30))
-def test_standing_in_time_equals_a_sort_by_time_then_domain(messages, edges) -> None:
-    # The reference: the events stably sorted by time (messages first), then by domain, scored by standing.
+def test_standing_in_time_equals_the_scores_written_out(messages, edges) -> None:
+    # The reference: the events stably sorted by time (messages first), each scored by brute force.
     times = np.array([m[0] for m in messages], dtype=np.int64)
     codes = np.array([m[1] for m in messages], dtype=np.int64)
     own = np.array([m[2] for m in messages], dtype=bool)
@@ -75,10 +75,14 @@ def test_standing_in_time_equals_a_sort_by_time_then_domain(messages, edges) -> 
     all_codes, all_times = all_codes[order], all_times[order]
     all_own = np.concatenate([own, np.zeros(int(heads.sum()), bool)])[order]
     written = np.concatenate([np.zeros(len(times), bool), np.ones(int(heads.sum()), bool)])[order]
-    by_code = np.argsort(all_codes, kind="stable")
-    score, start, keep = np.empty(len(order), np.int64), np.zeros(len(order), bool), np.zeros(len(order), bool)
-    score[by_code], start[by_code], keep[by_code] = standing(all_codes[by_code], all_own[by_code], written[by_code],
-                                                             _OWN, _WRITTEN)
+    # Each event's score written out: its domain's own and written flags so far, and its rank among the
+    # domain's events; kept: below _WRITTEN, or the domain's first event at or above it.
+    score, start, keep = np.zeros(len(order), np.int64), np.zeros(len(order), bool), np.zeros(len(order), bool)
+    for j in range(len(order)):
+        same = np.flatnonzero(all_codes[:j + 1] == all_codes[j])
+        score[j] = _OWN * all_own[same].any() + _WRITTEN * written[same].any() + len(same)
+        start[j] = len(same) == 1
+        keep[j] = score[j] < _WRITTEN or not (score[same[:-1]] >= _WRITTEN).any()
     (c, t, s), (fc, ft) = standing_in_time(np.argsort(times, kind="stable"), codes, times, own,
                                            np.argsort(edge_times, kind="stable"), edge_codes, edge_times, heads, 4,
                                            _OWN, _WRITTEN)

@@ -23,7 +23,7 @@ from commgraph.baselines._pointintime import QueryOrder, Timeline
 from commgraph.baselines._sweeps import (counting_order, first_flagged, first_per_group, first_present_level,
                                          flagged_runs, kept_order, own_count_last, pairs_in_order, reverse_pairs,
                                          running_max, runs_before, segment_cumsum, sorted_run_differences,
-                                         sorted_runs_before, sorted_sums_before, standing, warm_up)
+                                         sorted_runs_before, sorted_sums_before, warm_up)
 
 
 def _sorted_events(codes: np.ndarray, times: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -245,23 +245,6 @@ def test_running_max_equals_pandas_cummax_per_key(rows) -> None:
     assert np.array_equal(running_max(codes, values), expected)
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.booleans(), st.booleans()), max_size=50), st.integers(1, 8))
-def test_standing_equals_the_running_flags_written_out(rows, weight) -> None:
-    # Brute force per position: the key's flags at or before it, and its rank in the key.
-    codes = np.sort(np.array([r[0] for r in rows], dtype=np.int64))
-    own = np.array([r[1] for r in rows], dtype=bool)
-    written = np.array([r[2] for r in rows], dtype=bool)
-    own_weight, written_weight = 4 * weight * 64, weight * 64  # above any rank here, as in the ranking
-    score, start, keep = standing(codes, own, written, own_weight, written_weight)
-    for j in range(len(codes)):
-        first = int(np.flatnonzero(codes == codes[j])[0])
-        expected = own_weight * own[first:j + 1].any() + written_weight * written[first:j + 1].any() + j - first + 1
-        assert score[j] == expected and start[j] == (j == first)
-        earlier_reached = j > first and score[j - 1] >= written_weight
-        assert keep[j] == (score[j] < written_weight or not earlier_reached)
-
-
 def test_empty_and_one_row_inputs() -> None:
     empty = np.array([], np.int64)
     lo, his = sorted_runs_before(empty, np.zeros(1, np.int64), empty, empty, [0, 1])
@@ -270,7 +253,6 @@ def test_empty_and_one_row_inputs() -> None:
     assert lo.tolist() == [0] and his.tolist() == [[0], [1]]  # itself: not before; before 7 + 1: yes
     with pytest.raises(ValueError, match="2 codes and 1 instants"):
         sorted_runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7]))
-    assert [a.shape for a in standing(empty, np.array([], bool), np.array([], bool), 2, 1)] == [(0,)] * 3
     assert running_max(empty, empty).shape == (0,) and running_max(np.array([3]), np.array([-4])).tolist() == [-4]
     with pytest.raises(ValueError, match="an order of 1 queries for 2"):
         runs_before(np.array([7]), np.array([0, 1]), np.array([0, 0]), np.array([7, 8]), np.array([0]))
