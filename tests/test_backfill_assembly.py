@@ -131,3 +131,25 @@ def test_message_codes_read_off_first_edges_equal_those_of_every_edge(history) -
     for column in ("tenant_id", "sender_domain"):
         by_first, by_all = (_from_edges(edges[column].array, edge_message, n, f) for f in (first, None))
         assert by_first[0].tolist() == by_all[0].tolist() and list(by_first[1]) == list(by_all[1])
+
+
+@pytest.mark.parametrize("never", [0.0, float("nan")])
+def test_the_compiled_days_between_gives_numpy_s_bits(monkeypatch, never) -> None:
+    from commgraph.signals import _builtin_sender
+    from commgraph.signals._builtin_sender import _days_between_numpy, days_between
+
+    monkeypatch.setattr(_builtin_sender, "_COMPILED_FROM", 0)  # every size through the compiled pass
+    nat, top = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    rng = np.random.default_rng(11)
+    ts = rng.integers(-10**18, 10**18, 500)
+    then = ts - rng.integers(-10**15, 10**17, 500)  # earlier, and later (0 days)
+    then[rng.random(500) < 0.3] = nat
+    then[:5] = ts[:5]  # ties: 0 days
+    edge = np.array([[0, nat], [nat, 0], [nat, nat], [top, nat + 1], [top, -1], [nat + 1, top], [1, 0], [0, 1],
+                     [86_400 * 10**9 - 1, 0], [3 * 86_400 * 10**9 + 1, 0]], np.int64)
+    cases = [(ts, then), (ts[:0], then[:0]), (ts[5:6], then[5:6]), (edge[:, 0].copy(), edge[:, 1].copy()),
+             (ts[::2], then[::2])]  # (strided)
+    for a, b in cases:
+        expected = _days_between_numpy(a, b, never=never)
+        got = days_between(a, b, never=never)
+        assert got.dtype == np.float32 and got.tobytes() == expected.tobytes(), (a, b)
