@@ -153,3 +153,23 @@ def test_the_compiled_days_between_gives_numpy_s_bits(monkeypatch, never) -> Non
         expected = _days_between_numpy(a, b, never=never)
         got = days_between(a, b, never=never)
         assert got.dtype == np.float32 and got.tobytes() == expected.tobytes(), (a, b)
+
+
+def test_tenants_of_ordered_input_are_told_by_bounds_as_the_stable_sorts_tell_them(history) -> None:
+    # Tenant-ordered input skips the sorts: the same positions and bounds as stable sorts by tenant give.
+    import dataclasses
+
+    from commgraph.signals._batch import SignalBatch
+
+    raw, tenants = history
+    for m in (validate(raw, tenants=tenants), validate(raw.sample(frac=1.0, random_state=3), tenants=tenants)):
+        batch = SignalBatch.from_messages(m)
+        for b in (batch, dataclasses.replace(batch, tenant_code=np.zeros_like(batch.tenant_code)),
+                  dataclasses.replace(batch, edge_message=batch.edge_message[::-1].copy()),
+                  batch.take(np.arange(batch.n_messages)[::-1].copy())):
+            codes, edge_tenant = b.tenant_code, b.tenant_code[b.edge_message]
+            m_order, e_order = np.argsort(codes, kind="stable"), np.argsort(edge_tenant, kind="stable")
+            expected = (m_order, np.searchsorted(codes[m_order], np.arange(len(b.tenants) + 1)), e_order,
+                        np.searchsorted(edge_tenant[e_order], np.arange(len(b.tenants) + 1)))
+            for got, want in zip(b._tenant_order(), expected):
+                assert got.dtype == want.dtype and np.array_equal(got, want)
