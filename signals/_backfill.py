@@ -288,7 +288,9 @@ def _tenant(part: tuple[str, np.ndarray, np.ndarray, SignalBatch], columns: dict
     rows = _increasing_as_slice(msgs) if kept is None or kept is msgs else _as_slice(kept)
     label, labeled_at = columns["label"][rows], columns["labeled_at"][rows]
     codes = columns["domain_codes"][_increasing_as_slice(eds)]
-    recipient_domain_key = columns["domain_keys"][codes]
+    # (``take`` gathers by the categorical's int16/int32 codes as they are: indexing converts them to intp first,
+    # twice the time over millions of edges)
+    recipient_domain_key = np.take(columns["domain_keys"], codes)
     categories = columns["domain_names"]
     tables = AsOfTables(
         {"timestamp": sub.timestamp, "sender_key": sub.sender_key, "sender_domain_key": sub.sender_domain_key,
