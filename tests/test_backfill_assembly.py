@@ -173,3 +173,27 @@ def test_tenants_of_ordered_input_are_told_by_bounds_as_the_stable_sorts_tell_th
                         np.searchsorted(edge_tenant[e_order], np.arange(len(b.tenants) + 1)))
             for got, want in zip(b._tenant_order(), expected):
                 assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("allow_fill", [False, True])
+def test_arrow_s_own_take_gives_pandas_take_s_array(allow_fill) -> None:
+    from commgraph.signals._signal_set import _taken
+
+    def outcome(take, values, positions):
+        try:
+            return take(values, positions)
+        except (IndexError, ValueError) as error:
+            return type(error)
+
+    values = pd.array(["a", "bb", None, "ccc"], dtype="str")
+    cases = [(values, np.array([3, 0, 0, 2, 1], np.int16)), (values, np.array([1], np.int32)),
+             (values, np.array([], np.int64)), (values, np.array([-1, 0, -1])), (values, np.array([2, -4])),
+             (values, np.array([4])), (values[:0], np.array([0])), (values[:0], np.array([], np.int64))]
+    for given, positions in cases:
+        expected = outcome(lambda v, p: v.take(p, allow_fill=allow_fill), given, positions)
+        got = outcome(lambda v, p: _taken(v, p, allow_fill=allow_fill), given, positions)
+        if isinstance(expected, type):
+            assert got is expected, positions
+        else:
+            assert type(got) is type(expected) and got.dtype == expected.dtype
+            assert got._pa_array.equals(expected._pa_array), positions
