@@ -523,7 +523,8 @@ def _taken(values: Any, positions: np.ndarray, *, allow_fill: bool = False) -> A
     [nan, 'bb']
     """
     data, made = getattr(values, "_pa_array", None), getattr(values, "_from_pyarrow_array", None)
-    if not isinstance(data, pa.ChunkedArray) or made is None or not len(data):
+    if not isinstance(data, pa.ChunkedArray) or made is None or not len(data) or not isinstance(
+            positions, np.ndarray) or positions.dtype.kind not in "iu":
         return values.take(positions, allow_fill=allow_fill)
     try:
         taken = data.take(positions)

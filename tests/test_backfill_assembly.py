@@ -182,13 +182,14 @@ def test_arrow_s_own_take_gives_pandas_take_s_array(allow_fill) -> None:
     def outcome(take, values, positions):
         try:
             return take(values, positions)
-        except (IndexError, ValueError) as error:
+        except (IndexError, ValueError, TypeError) as error:
             return type(error)
 
     values = pd.array(["a", "bb", None, "ccc"], dtype="str")
     cases = [(values, np.array([3, 0, 0, 2, 1], np.int16)), (values, np.array([1], np.int32)),
              (values, np.array([], np.int64)), (values, np.array([-1, 0, -1])), (values, np.array([2, -4])),
-             (values, np.array([4])), (values[:0], np.array([0])), (values[:0], np.array([], np.int64))]
+             (values, np.array([4])), (values[:0], np.array([0])), (values[:0], np.array([], np.int64)),
+             (values, np.array([2, 1], np.uint8)), (values, [1, -1]), (values, pd.array([0, 2], dtype="Int64"))]
     for given, positions in cases:
         expected = outcome(lambda v, p: v.take(p, allow_fill=allow_fill), given, positions)
         got = outcome(lambda v, p: _taken(v, p, allow_fill=allow_fill), given, positions)
