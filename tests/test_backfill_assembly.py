@@ -198,3 +198,24 @@ def test_arrow_s_own_take_gives_pandas_take_s_array(allow_fill) -> None:
         else:
             assert type(got) is type(expected) and got.dtype == expected.dtype
             assert got._pa_array.equals(expected._pa_array), positions
+
+
+def test_the_compiled_last_rows_give_numpy_s_scatter() -> None:
+    from commgraph.signals._backfill import _last_rows
+
+    def scattered(codes, n):
+        row = np.full(n, -1, np.int64)
+        row[codes] = np.arange(len(codes))
+        return row
+
+    rng = np.random.default_rng(13)
+    codes = rng.integers(0, 50, 2000)  # ties: each code's last position kept
+    read_only = codes.copy()
+    read_only.flags.writeable = False
+    for given, n in ((codes, 50), (codes, 80), (codes[:0], 5), (codes[:0], 0), (codes[7:8], 50), (read_only, 50),
+                     (codes[::3], 50), (codes.astype(np.int32), 50), (np.array([3, -1, 0, -2, 3]), 4)):
+        got = _last_rows(given, n)
+        assert got.dtype == np.int64 and np.array_equal(got, scattered(given, n)), (given, n)
+    for bad in (np.array([0, 5, 1]), np.array([0, -6])):  # out of range: numpy's error
+        with pytest.raises(IndexError):
+            _last_rows(bad, 5)
