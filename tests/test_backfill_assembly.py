@@ -131,3 +131,91 @@ def test_message_codes_read_off_first_edges_equal_those_of_every_edge(history) -
     for column in ("tenant_id", "sender_domain"):
         by_first, by_all = (_from_edges(edges[column].array, edge_message, n, f) for f in (first, None))
         assert by_first[0].tolist() == by_all[0].tolist() and list(by_first[1]) == list(by_all[1])
+
+
+@pytest.mark.parametrize("never", [0.0, float("nan")])
+def test_the_compiled_days_between_gives_numpy_s_bits(monkeypatch, never) -> None:
+    from commgraph.signals import _builtin_sender
+    from commgraph.signals._builtin_sender import _days_between_numpy, days_between
+
+    monkeypatch.setattr(_builtin_sender, "_COMPILED_FROM", 0)  # every size through the compiled pass
+    nat, top = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    rng = np.random.default_rng(11)
+    ts = rng.integers(-10**18, 10**18, 500)
+    then = ts - rng.integers(-10**15, 10**17, 500)  # earlier, and later (0 days)
+    then[rng.random(500) < 0.3] = nat
+    then[:5] = ts[:5]  # ties: 0 days
+    edge = np.array([[0, nat], [nat, 0], [nat, nat], [top, nat + 1], [top, -1], [nat + 1, top], [1, 0], [0, 1],
+                     [86_400 * 10**9 - 1, 0], [3 * 86_400 * 10**9 + 1, 0]], np.int64)
+    cases = [(ts, then), (ts[:0], then[:0]), (ts[5:6], then[5:6]), (edge[:, 0].copy(), edge[:, 1].copy()),
+             (ts[::2], then[::2])]  # (strided)
+    for a, b in cases:
+        expected = _days_between_numpy(a, b, never=never)
+        got = days_between(a, b, never=never)
+        assert got.dtype == np.float32 and got.tobytes() == expected.tobytes(), (a, b)
+
+
+def test_tenants_of_ordered_input_are_told_by_bounds_as_the_stable_sorts_tell_them(history) -> None:
+    # Tenant-ordered input skips the sorts: the same positions and bounds as stable sorts by tenant give.
+    import dataclasses
+
+    from commgraph.signals._batch import SignalBatch
+
+    raw, tenants = history
+    for m in (validate(raw, tenants=tenants), validate(raw.sample(frac=1.0, random_state=3), tenants=tenants)):
+        batch = SignalBatch.from_messages(m)
+        for b in (batch, dataclasses.replace(batch, tenant_code=np.zeros_like(batch.tenant_code)),
+                  dataclasses.replace(batch, edge_message=batch.edge_message[::-1].copy()),
+                  batch.take(np.arange(batch.n_messages)[::-1].copy())):
+            codes, edge_tenant = b.tenant_code, b.tenant_code[b.edge_message]
+            m_order, e_order = np.argsort(codes, kind="stable"), np.argsort(edge_tenant, kind="stable")
+            expected = (m_order, np.searchsorted(codes[m_order], np.arange(len(b.tenants) + 1)), e_order,
+                        np.searchsorted(edge_tenant[e_order], np.arange(len(b.tenants) + 1)))
+            for got, want in zip(b._tenant_order(), expected):
+                assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("allow_fill", [False, True])
+def test_arrow_s_own_take_gives_pandas_take_s_array(allow_fill) -> None:
+    from commgraph.signals._signal_set import _taken
+
+    def outcome(take, values, positions):
+        try:
+            return take(values, positions)
+        except (IndexError, ValueError, TypeError) as error:
+            return type(error)
+
+    values = pd.array(["a", "bb", None, "ccc"], dtype="str")
+    cases = [(values, np.array([3, 0, 0, 2, 1], np.int16)), (values, np.array([1], np.int32)),
+             (values, np.array([], np.int64)), (values, np.array([-1, 0, -1])), (values, np.array([2, -4])),
+             (values, np.array([4])), (values[:0], np.array([0])), (values[:0], np.array([], np.int64)),
+             (values, np.array([2, 1], np.uint8)), (values, [1, -1]), (values, pd.array([0, 2], dtype="Int64"))]
+    for given, positions in cases:
+        expected = outcome(lambda v, p: v.take(p, allow_fill=allow_fill), given, positions)
+        got = outcome(lambda v, p: _taken(v, p, allow_fill=allow_fill), given, positions)
+        if isinstance(expected, type):
+            assert got is expected, positions
+        else:
+            assert type(got) is type(expected) and got.dtype == expected.dtype
+            assert got._pa_array.equals(expected._pa_array), positions
+
+
+def test_the_compiled_last_rows_give_numpy_s_scatter() -> None:
+    from commgraph.signals._backfill import _last_rows
+
+    def scattered(codes, n):
+        row = np.full(n, -1, np.int64)
+        row[codes] = np.arange(len(codes))
+        return row
+
+    rng = np.random.default_rng(13)
+    codes = rng.integers(0, 50, 2000)  # ties: each code's last position kept
+    read_only = codes.copy()
+    read_only.flags.writeable = False
+    for given, n in ((codes, 50), (codes, 80), (codes[:0], 5), (codes[:0], 0), (codes[7:8], 50), (read_only, 50),
+                     (codes[::3], 50), (codes.astype(np.int32), 50), (np.array([3, -1, 0, -2, 3]), 4)):
+        got = _last_rows(given, n)
+        assert got.dtype == np.int64 and np.array_equal(got, scattered(given, n)), (given, n)
+    for bad in (np.array([0, 5, 1]), np.array([0, -6])):  # out of range: numpy's error
+        with pytest.raises(IndexError):
+            _last_rows(bad, 5)
