@@ -19,28 +19,26 @@ _NAT = np.iinfo(np.int64).min
 NAN = float("nan")
 
 
-def days_between(ts: np.ndarray, then: np.ndarray, *, never: float) -> np.ndarray:
+def days_between(ts: np.ndarray, then: np.ndarray, *, never: float, compiled: bool = False) -> np.ndarray:
     """Days from ``then`` (int64 ns, NaT = int64 min) to ``ts``, at least 0; ``never`` where ``then`` is NaT.
 
-    Many values (a backfill's tenant: hundreds of thousands of edges) take one compiled pass
-    (:func:`_days_kernel`) instead of numpy's six, with their temporaries; a scored batch takes numpy's (no
-    numba to load). Both make the same operations: the same bits.
+    ``compiled`` (a backfill, which loads numba anyway: hundreds of thousands of edges per tenant) takes one
+    compiled pass (:func:`_days_kernel`) instead of numpy's six, with their temporaries. Scoring leaves it off
+    whatever the batch's size: loading numba (or compiling, with a cold cache) inside a scoring call would stall
+    it. Both make the same operations: the same bits.
 
     Examples
     --------
     >>> days_between(np.array([3 * DAY_NS, DAY_NS, 5]), np.array([DAY_NS, 2 * DAY_NS, _NAT]), never=NAN).tolist()
     [2.0, 0.0, nan]
     """
-    if (len(then) >= _COMPILED_FROM and isinstance(ts, np.ndarray) and isinstance(then, np.ndarray)
+    if (compiled and isinstance(ts, np.ndarray) and isinstance(then, np.ndarray)
             and ts.dtype == then.dtype == np.int64 and ts.shape == then.shape and ts.ndim == 1):
         out = np.empty(len(then), np.float32)
         _days_kernel(np.ascontiguousarray(ts), np.ascontiguousarray(then), float(never), out)
         return out
     return _days_between_numpy(ts, then, never=never)
 
-
-#: Values from which :func:`days_between` takes its compiled pass.
-_COMPILED_FROM = 1 << 16
 
 
 def _days_between_numpy(ts: np.ndarray, then: np.ndarray, *, never: float) -> np.ndarray:

@@ -344,10 +344,10 @@ class SignalSet:
             recipient = column_array(edges, "recipient")
             if isinstance(recipient, pd.Categorical):
                 # Decode the dictionary by taking from its categories (Arrow strings stay Arrow strings).
-                recipient = _taken(recipient.categories.array, recipient.codes, allow_fill=True)
+                recipient = recipient.categories.array.take(recipient.codes, allow_fill=True)
             head = {"tenant_id": _per_edge(column_array(frame, "tenant_id"), column_array(edges, "tenant_id"),
                                            positions),
-                    "message_id": _taken(column_array(frame, "message_id"), positions), "recipient": recipient}
+                    "message_id": column_array(frame, "message_id").take(positions), "recipient": recipient}
             index = pd.RangeIndex(len(edges))
         else:
             head = {"tenant_id": column_array(frame, "tenant_id"), "message_id": column_array(frame, "message_id")}
@@ -506,31 +506,6 @@ def _per_edge(values: Any, along_edges: Any, positions: np.ndarray, min_rows: in
     kind = pa.LargeStringArray if large else pa.StringArray
     array = kind.from_buffers(len(positions), pa.py_buffer(offsets), pa.py_buffer(out))
     return type(values)(pa.chunked_array([array], data.type), dtype=values.dtype)
-
-
-def _taken(values: Any, positions: np.ndarray, *, allow_fill: bool = False) -> Any:
-    """``values.take(positions, allow_fill=...)`` of an Arrow-backed array, by Arrow's take itself: pandas' own
-    passes over the positions first (their maximum, their negatives) are left out, as Arrow checks every
-    position's bounds, negatives included. The same array (pandas makes its result from Arrow's take as here);
-    positions Arrow refuses (negative ones: pandas counts them from the end, or fills them) go to pandas.
-
-    Examples
-    --------
-    >>> values = pd.array(["a", "bb", None], dtype="str")
-    >>> _taken(values, np.array([2, 0, 0], np.int16)).tolist() == values.take(np.array([2, 0, 0])).tolist()
-    True
-    >>> _taken(values, np.array([-1, 1]), allow_fill=True).tolist()
-    [nan, 'bb']
-    """
-    data, made = getattr(values, "_pa_array", None), getattr(values, "_from_pyarrow_array", None)
-    if not isinstance(data, pa.ChunkedArray) or made is None or not len(data) or not isinstance(
-            positions, np.ndarray) or positions.dtype.kind not in "iu":
-        return values.take(positions, allow_fill=allow_fill)
-    try:
-        taken = data.take(positions)
-    except (pa.ArrowIndexError, IndexError):
-        return values.take(positions, allow_fill=allow_fill)
-    return made(taken)
 
 
 def _runs(along_edges: Any, n: int) -> tuple[np.ndarray, np.ndarray] | None:

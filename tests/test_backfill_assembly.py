@@ -134,11 +134,9 @@ def test_message_codes_read_off_first_edges_equal_those_of_every_edge(history) -
 
 
 @pytest.mark.parametrize("never", [0.0, float("nan")])
-def test_the_compiled_days_between_gives_numpy_s_bits(monkeypatch, never) -> None:
-    from commgraph.signals import _builtin_sender
+def test_the_compiled_days_between_gives_numpy_s_bits(never) -> None:
     from commgraph.signals._builtin_sender import _days_between_numpy, days_between
 
-    monkeypatch.setattr(_builtin_sender, "_COMPILED_FROM", 0)  # every size through the compiled pass
     nat, top = np.iinfo(np.int64).min, np.iinfo(np.int64).max
     rng = np.random.default_rng(11)
     ts = rng.integers(-10**18, 10**18, 500)
@@ -151,7 +149,7 @@ def test_the_compiled_days_between_gives_numpy_s_bits(monkeypatch, never) -> Non
              (ts[::2], then[::2])]  # (strided)
     for a, b in cases:
         expected = _days_between_numpy(a, b, never=never)
-        got = days_between(a, b, never=never)
+        got = days_between(a, b, never=never, compiled=True)
         assert got.dtype == np.float32 and got.tobytes() == expected.tobytes(), (a, b)
 
 
@@ -173,31 +171,6 @@ def test_tenants_of_ordered_input_are_told_by_bounds_as_the_stable_sorts_tell_th
                         np.searchsorted(edge_tenant[e_order], np.arange(len(b.tenants) + 1)))
             for got, want in zip(b._tenant_order(), expected):
                 assert got.dtype == want.dtype and np.array_equal(got, want)
-
-
-@pytest.mark.parametrize("allow_fill", [False, True])
-def test_arrow_s_own_take_gives_pandas_take_s_array(allow_fill) -> None:
-    from commgraph.signals._signal_set import _taken
-
-    def outcome(take, values, positions):
-        try:
-            return take(values, positions)
-        except (IndexError, ValueError, TypeError) as error:
-            return type(error)
-
-    values = pd.array(["a", "bb", None, "ccc"], dtype="str")
-    cases = [(values, np.array([3, 0, 0, 2, 1], np.int16)), (values, np.array([1], np.int32)),
-             (values, np.array([], np.int64)), (values, np.array([-1, 0, -1])), (values, np.array([2, -4])),
-             (values, np.array([4])), (values[:0], np.array([0])), (values[:0], np.array([], np.int64)),
-             (values, np.array([2, 1], np.uint8)), (values, [1, -1]), (values, pd.array([0, 2], dtype="Int64"))]
-    for given, positions in cases:
-        expected = outcome(lambda v, p: v.take(p, allow_fill=allow_fill), given, positions)
-        got = outcome(lambda v, p: _taken(v, p, allow_fill=allow_fill), given, positions)
-        if isinstance(expected, type):
-            assert got is expected, positions
-        else:
-            assert type(got) is type(expected) and got.dtype == expected.dtype
-            assert got._pa_array.equals(expected._pa_array), positions
 
 
 def test_the_compiled_last_rows_give_numpy_s_scatter() -> None:

@@ -309,6 +309,14 @@ def test_importing_commgraph_does_not_import_numba() -> None:
     assert done.stdout.strip() == "False"
 
 
+def test_days_between_of_a_large_scored_batch_does_not_import_numba() -> None:
+    # Scoring computes days with numpy at any batch size: only a backfill asks for the compiled pass.
+    code = ("import sys, numpy as np; from commgraph.signals._builtin_sender import days_between; "
+            "t = np.arange(1 << 18, dtype=np.int64); days_between(t, t - 5, never=0.0); print('numba' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 def test_kernels_work_where_no_cache_can_be_written(tmp_path) -> None:
     # A read-only install without a writable home: numba finds no cache location, the kernels compile
     # in the process (every run) instead of failing at import or first call.
