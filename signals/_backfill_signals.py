@@ -19,7 +19,6 @@ import pyarrow as pa
 
 from commgraph.baselines import BaselineConfig
 from commgraph.baselines._asof import AsOfTables, smoothed
-from commgraph.baselines._build import _outcomes
 from commgraph.baselines._smoothing import beta_quantile, posterior_mean
 from commgraph.baselines._sweeps import _compiled, warmed_by
 from commgraph.graph import ConfigError
@@ -103,11 +102,11 @@ def smoothed_mean(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: np.nd
     ...                                                               BaselineConfig())[0].tolist()
     True
     """
-    safe, trials = _outcomes(columns, config)
-    row_message, prior_index = _checked_rows("smoothed_mean", len(safe), message, alpha, beta, prior_of)
-    mean = np.empty(len(safe), np.float32)
-    if not _mean_kernel(safe, trials, np.asarray(alpha, np.float64), np.asarray(beta, np.float64), row_message,
-                        prior_index, mean):
+    counts = _count_columns("smoothed_mean", columns, config)
+    row_message, prior_index = _checked_rows("smoothed_mean", len(counts[0]), message, alpha, beta, prior_of)
+    mean = np.empty(len(counts[0]), np.float32)
+    if not _mean_kernel(*counts, config.label_policy == "presume_safe", np.asarray(alpha, np.float64),
+                        np.asarray(beta, np.float64), row_message, prior_index, mean):
         alpha, beta = _per_row(alpha, beta, message, prior_of)
         return smoothed(columns, alpha, beta, config, lower=False)[0]
     return mean
@@ -140,16 +139,63 @@ def _per_row(alpha: np.ndarray, beta: np.ndarray, message: np.ndarray | None,
     return alpha[rows], beta[rows]
 
 
+def _count_columns(caller: str, columns: dict[str, np.ndarray], config: BaselineConfig
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The label columns :func:`commgraph.baselines._build._outcomes` reads, as int64 (no copy of int64 ones),
+    for the kernels that add them up row by row (:func:`_outcomes_kernel`), checked of one length (the kernels
+    check no bounds): ``n_safe``, ``n_presumed_safe`` (``n_safe`` again when the label policy ignores presumed
+    labels, which the kernels then skip), ``n_attack`` and ``n_spam``."""
+    presumed = "n_presumed_safe" if config.label_policy == "presume_safe" else "n_safe"
+    counts = tuple(np.asarray(columns[c], np.int64) for c in ("n_safe", presumed, "n_attack", "n_spam"))
+    if any(c.ndim != 1 or len(c) != len(counts[0]) for c in counts):
+        raise ValueError(f"{caller}: label columns of shapes {[c.shape for c in counts]}; pass one row each")
+    return counts
+
+
+def _outcomes_counted(columns: dict[str, np.ndarray], config: BaselineConfig
+                      ) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """:func:`commgraph.baselines._build._outcomes`' successes and trials (int64, the same values), in one
+    compiled pass with no temporaries (numpy's took four, each a fresh row-sized array), and the smallest
+    successes, largest successes and largest trials (each 0 when there are fewer: numpy's ``initial=0``)."""
+    counts = _count_columns("smoothed_by_prior", columns, config)
+    safe, trials = np.empty(len(counts[0]), np.int64), np.empty(len(counts[0]), np.int64)
+    low_k, high_k, high_n = _outcomes_kernel(*counts, config.label_policy == "presume_safe", safe, trials)
+    return safe, trials, int(low_k), int(high_k), int(high_n)
+
+
 @_compiled
-def _mean_kernel(safe, trials, alpha, beta, message, prior_of, mean):  # pragma: no cover - compiled
-    # posterior_mean's (k + alpha) / (n + alpha + beta) per row, of float64 counts, rounded to float32; False
-    # (at once) where a count is out of [0, trials], which posterior_mean refuses.
+def _outcomes_kernel(n_safe, presumed, attack, spam, presume, safe, trials):  # pragma: no cover - compiled
+    # _outcomes' n_safe + max(n_presumed_safe, 0) (presume) or n_safe, and that plus attacks and spam, per row
+    # (int64, wrapping as numpy's does); returns the smallest and largest successes and the largest trials.
+    low_k, high_k, high_n = 0, 0, 0
+    for i in range(len(safe)):
+        k = n_safe[i]
+        if presume:
+            k += max(presumed[i], 0)
+        n = k + attack[i] + spam[i]
+        safe[i] = k
+        trials[i] = n
+        low_k = min(low_k, k)
+        high_k = max(high_k, k)
+        high_n = max(high_n, n)
+    return low_k, high_k, high_n
+
+
+@_compiled
+def _mean_kernel(n_safe, presumed, attack, spam, presume, alpha, beta, message, prior_of,
+                 mean):  # pragma: no cover - compiled
+    # posterior_mean's (k + alpha) / (n + alpha + beta) per row, of float64 counts, rounded to float32, the
+    # counts added up as _outcomes_kernel does (no row-sized arrays of them); False (at once) where a count is
+    # out of [0, trials], which posterior_mean refuses.
     by_message, by_prior = len(message) > 0, len(prior_of) > 0
     for i in range(len(mean)):
         m = message[i] if by_message else i
         if by_prior:
             m = prior_of[m]
-        k, n = float(safe[i]), float(trials[i])
+        safe = n_safe[i]
+        if presume:
+            safe += max(presumed[i], 0)
+        k, n = float(safe), float(safe + attack[i] + spam[i])
         if not (k >= 0.0 and k <= n):
             return False
         mean[i] = np.float32((k + alpha[m]) / (n + alpha[m] + beta[m]))
@@ -185,10 +231,10 @@ def smoothed_by_prior(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: n
     >>> by_prior[0].tolist() == expected[0].tolist() and by_prior[1].tolist() == expected[1].tolist()
     True
     """
-    safe, trials = _outcomes(columns, config)
+    safe, trials, low_k, high_k, high_n = _outcomes_counted(columns, config)
     row_message, prior_index = _checked_rows("smoothed_by_prior", len(safe), message, alpha, beta, prior_of)
-    n_width, k_width = int(trials.max(initial=0)) + 1, int(safe.max(initial=0)) + 1
-    if n_width * k_width >= 1 << 62 or int(safe.min(initial=0)) < 0:  # no room for one key: the general way
+    n_width, k_width = high_n + 1, high_k + 1
+    if n_width * k_width >= 1 << 62 or low_k < 0:  # no room for one key: the general way
         return smoothed(columns, *_per_row(alpha, beta, message, prior_of), config)
     # The priors, numbered per message: a tenant's messages come in time order and its fits change a few
     # times, so only the first of each stretch of one prior is factorized (as a pair of floats).
@@ -341,8 +387,12 @@ def _warm() -> None:
     """The likelihoods' kernels on one row (for :func:`commgraph.baselines._sweeps.warm_up`)."""
     one, zero = np.ones(1, np.int64), np.zeros(1, np.int64)
     columns = {"n_safe": one, "n_attack": zero, "n_spam": zero, "n_presumed_safe": zero}
-    smoothed_mean(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
-    smoothed_by_prior(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
+    # The label columns as arrays of their own and as columns of one table (strided: compiled apart).
+    table = np.ones((2, 4), np.int64)
+    for cols in (columns, dict(zip(("n_safe", "n_attack", "n_spam", "n_presumed_safe"), table.T))):
+        rows = np.zeros(len(cols["n_safe"]), np.int64)
+        smoothed_mean(cols, np.ones(1), np.ones(1), rows, BaselineConfig())
+        smoothed_by_prior(cols, np.ones(1), np.ones(1), rows, BaselineConfig())
     # A batch's message columns are read-only views where its tenant is one run of the input, writable copies
     # otherwise: numba compiles each kind apart, so both are warmed.
     for writable in (True, False):
