@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from commgraph.baselines._sweeps import first_present_level
+from commgraph.baselines._sweeps import _compiled, first_present_level, warmed_by
 
 from ._lookalike import DISTANCE_CAP, distance_matrix, nearest_known, skeleton
 
@@ -81,11 +81,8 @@ def _changing(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
     codes, times, signs = changes
     if not n or not len(codes):
         return np.full(n, DISTANCE_CAP, np.int32)
-    # The first ``done`` changes (those strictly before the instant) are the list a message sees.
-    stride = len(codes) + 1
-    done = np.searchsorted(times, instants, side="left")
-    query, distinct = pd.factorize(np.asarray(domain, dtype=np.int64) * stride + done)
-    q_row, asked = pd.factorize(distinct // stride)
+    query, q_domain, q_done = _queries(domain, instants, times, len(names))
+    q_row, asked = pd.factorize(q_domain)
     column, members = pd.factorize(np.asarray(codes, dtype=np.int64))
     present = np.array([isinstance(names[c], str) and bool(names[c]) for c in members])
     # The domains both asked about and on the list (most of either) first, in one order on both sides: their
@@ -101,8 +98,77 @@ def _changing(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
     matrix = distance_matrix([str(names[c]) for c in asked], known,
                              [skeleton(k) if k else "" for k in known], dtype=np.int8, shared=int(both.sum()))
     matrix[:, ~present] = DISTANCE_CAP  # a domain without a name is not on the list (as a snapshot drops it)
-    answer = _first_present_level(matrix, column, np.asarray(signs, dtype=np.int64), q_row, distinct % stride)
+    answer = _first_present_level(matrix, column, np.asarray(signs, dtype=np.int64), q_row, q_done)
     return answer[query]
+
+
+def _queries(domain: np.ndarray, instants: np.ndarray, times: np.ndarray, n_names: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each message's query, numbered in order of first appearance, and each query's domain and count of list
+    changes strictly before its instant (``np.searchsorted(times, instants, side="left")``): what
+    ``pd.factorize`` of ``domain * stride + done`` numbers, to the same numbers.
+
+    Messages in time order (a tenant's) with the changes in time order take one compiled pass
+    (:func:`_queries_kernel`), with no search or hash per message; others, numpy and pandas.
+
+    Examples
+    --------
+    >>> query, q_domain, q_done = _queries(np.array([1, 0, 1, 1]), np.array([5, 5, 8, 20]), np.array([6, 10]), 2)
+    >>> query.tolist(), q_domain.tolist(), q_done.tolist()
+    ([0, 1, 2, 3], [1, 0, 1, 1], [0, 0, 1, 2])
+    """
+    domain, instants = np.asarray(domain, np.int64), np.asarray(instants, np.int64)
+    times = np.array(times, np.int64)  # (a writable copy, few: the signature warmed)
+    n = len(domain)
+    if len(instants) == n:
+        query, q_domain, q_done = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+        seen = np.empty((max(n_names, 0), 2), np.int64)
+        count = _queries_kernel(domain, instants, times, seen, query, q_domain, q_done)
+        if count >= 0:
+            return query, q_domain[:count], q_done[:count]
+    stride = len(times) + 1
+    query, distinct = pd.factorize(domain * stride + np.searchsorted(times, instants, side="left"))
+    return query, distinct // stride, distinct % stride
+
+
+@_compiled
+def _queries_kernel(domain, instants, times, seen, query, q_domain, q_done):  # pragma: no cover - compiled
+    # _queries' numbers in one pass: a pointer walks the changes as the instants grow, so each count of changes
+    # only grows, and a (domain, count) pair, once its domain is seen with a larger count, never comes back:
+    # the domain's last pair (``seen``: its count and number) is all to compare with. Returns how many
+    # queries, or -1 at once where the instants or the changes' times go back, or a domain is outside ``seen``.
+    for j in range(1, len(times)):
+        if times[j] < times[j - 1]:
+            return -1
+    seen[:, 0] = -1
+    done, count = 0, 0
+    for i in range(len(domain)):
+        t = instants[i]
+        if i > 0 and t < instants[i - 1]:
+            return -1
+        while done < len(times) and times[done] < t:
+            done += 1
+        d = domain[i]
+        if d < 0 or d >= len(seen):
+            return -1
+        if seen[d, 0] != done:
+            seen[d, 0] = done
+            seen[d, 1] = count
+            q_domain[count] = d
+            q_done[count] = done
+            count += 1
+        query[i] = seen[d, 1]
+    return count
+
+
+@warmed_by
+def _warm() -> None:
+    """:func:`_queries_kernel` on one message, its columns writable or read-only (numba compiles each kind
+    apart; for :func:`commgraph.baselines._sweeps.warm_up`)."""
+    for writable in (True, False):
+        domain, instants = np.zeros(1, np.int64), np.ones(1, np.int64)
+        domain.flags.writeable = instants.flags.writeable = writable
+        _queries(domain, instants, np.zeros(1, np.int64), 1)
 
 
 def _inverse(order: np.ndarray) -> np.ndarray:
