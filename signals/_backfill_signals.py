@@ -395,10 +395,16 @@ def _warm() -> None:
         smoothed_by_prior(cols, np.ones(1), np.ones(1), rows, BaselineConfig())
     # A batch's message columns are read-only views where its tenant is one run of the input, writable copies
     # otherwise: numba compiles each kind apart, so both are warmed.
+    # The sender table's int32 columns are strided views (read in place), others int64 arrays of their own.
+    auth_names = [f"{a}_{k}" for a in _AUTH for k in ("pass", "fail")]
+    table = np.ones((2, len(auth_names)), np.int32)
     for writable in (True, False):
         codes, direction = np.full(1, -1, np.int8), np.zeros(1, np.int8)
         codes.flags.writeable = direction.flags.writeable = writable
-        _auth_columns({f"{a}_{k}": one for a in _AUTH for k in ("pass", "fail")}, [codes] * 3)
+        _auth_columns({name: one for name in auth_names}, [codes] * 3)
+        two = np.full(2, -1, np.int8)
+        two.flags.writeable = writable
+        _auth_columns(dict(zip(auth_names, table.T)), [two] * 3)
         _identity_kernel(np.ones(1, np.uint64), one, np.ones(1, np.int8), direction, one, _INBOUND,
                          np.empty(1, np.int8), np.empty(1, np.int32), np.empty(1, np.int8))
 
@@ -562,32 +568,46 @@ def _auth_columns(cols: dict[str, np.ndarray], results: list[np.ndarray]) -> tup
     ([0.25, 1.0], [1, 0])
     """
     n = len(cols["spf_pass"])
-    counts = [np.ascontiguousarray(cols[f"{a}_{k}"], dtype=np.int64) for a in _AUTH for k in ("pass", "fail")]
+    counts = [_counts_as_read(cols[f"{a}_{k}"]) for a in _AUTH for k in ("pass", "fail")]
     codes = [np.ascontiguousarray(c, dtype=np.int8) for c in results]
-    if len(codes) != len(_AUTH) or any(len(c) != n for c in counts + codes):
-        raise ValueError(f"_auth_columns: columns of {[len(c) for c in counts + codes]} rows; pass one per message")
-    if n and any(int(c.min()) < -len(_IS_FAIL) or int(c.max()) >= len(_IS_FAIL) for c in codes):
-        raise IndexError(f"_auth_columns: a result code outside the {len(_IS_FAIL)} known (negative: from the end)")
+    if len(codes) != len(_AUTH) or any(c.ndim != 1 or len(c) != n for c in counts + codes):
+        raise ValueError(f"_auth_columns: columns of {[c.shape for c in counts + codes]}; pass one row per message")
     rate, deviation = np.empty(n, np.float32), np.empty(n, np.int8)
-    _auth_kernel(*counts, *codes, _IS_FAIL, _MIN_PASSES, rate, deviation)
+    if not _auth_kernel(*counts, *codes, _IS_FAIL, _MIN_PASSES, rate, deviation):
+        raise IndexError(f"_auth_columns: a result code outside the {len(_IS_FAIL)} known (negative: from the end)")
     return rate, deviation
+
+
+def _counts_as_read(column: np.ndarray) -> np.ndarray:
+    """A count column as :func:`_auth_kernel` reads it: int32 or int64 as it is, strided or not (the sender
+    table's int32 columns, read in place: six int64 copies of them cost a pass over the messages each), other
+    dtypes as int64."""
+    column = np.asarray(column)
+    return column if column.dtype in (np.dtype(np.int32), np.dtype(np.int64)) else column.astype(np.int64)
 
 
 @_compiled
 def _auth_kernel(spf_pass, spf_fail, dkim_pass, dkim_fail, dmarc_pass, dmarc_fail, spf, dkim, dmarc, is_fail,
                  min_passes, rate, deviation):  # pragma: no cover - compiled
-    # A negative code (-1: missing) reads the table from its end, as numpy's indexing does.
+    # A negative code (-1: missing) reads the table from its end, as numpy's indexing does; False (at once)
+    # where a code is outside the table either way (checked here, where numpy took two reductions per column).
+    # Counts are added and multiplied as int64 (int32 columns widened, as numpy's int64 copies of them were).
     size = len(is_fail)
     for i in range(len(rate)):
-        n_fail = spf_fail[i] + dkim_fail[i] + dmarc_fail[i]
-        n_all = n_fail + (spf_pass[i] + dkim_pass[i] + dmarc_pass[i])
+        for code in (spf[i], dkim[i], dmarc[i]):
+            if code < -size or code >= size:
+                return False
+        n_fail = np.int64(spf_fail[i]) + np.int64(dkim_fail[i]) + np.int64(dmarc_fail[i])
+        n_all = n_fail + (np.int64(spf_pass[i]) + np.int64(dkim_pass[i]) + np.int64(dmarc_pass[i]))
         rate[i] = np.float32(float(n_fail) / float(n_all)) if n_all > 0 else np.float32(0.0)
         deviates = False
-        for passes, fails, code in ((spf_pass[i], spf_fail[i], spf[i]), (dkim_pass[i], dkim_fail[i], dkim[i]),
-                                    (dmarc_pass[i], dmarc_fail[i], dmarc[i])):
+        for passes, fails, code in ((np.int64(spf_pass[i]), np.int64(spf_fail[i]), spf[i]),
+                                    (np.int64(dkim_pass[i]), np.int64(dkim_fail[i]), dkim[i]),
+                                    (np.int64(dmarc_pass[i]), np.int64(dmarc_fail[i]), dmarc[i])):
             if passes >= min_passes and passes >= 9 * fails and is_fail[code if code >= 0 else code + size]:
                 deviates = True
         deviation[i] = deviates
+    return True
 
 
 #: Built-in provider classes and how their signals are backfilled (exact classes: a subclass may compute otherwise).
