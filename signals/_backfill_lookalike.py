@@ -60,28 +60,31 @@ def distances_as_of(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
     >>> distances_as_of(np.array([1, 1, 1]), np.array([5, 20, 40]), names, changes, always=["acme.com"]).tolist()
     [0, 0, 0]
     """
-    answer = _changing(domain, instants, names, changes)
-    if len(always) and len(domain):
+    # Each message's answer is its query's (its domain and the changes before it), answered once: against the
+    # list's changes, then the list ``always`` (by the queries' domains, not each message's).
+    query = None
+    if len(domain) and len(changes[0]):
+        query, q_domain, q_done = _queries(domain, instants, changes[1], len(names))
+        answer = _changing(q_domain, q_done, names, changes)
+    else:
+        q_domain, answer = np.asarray(domain, dtype=np.int64), np.full(len(domain), DISTANCE_CAP, np.int32)
+    if len(always) and len(q_domain):
         # The smallest distance over the union of two lists is the smaller of the two (each skipping the domain
         # itself, as one list would).
-        # Per domain code (dense: a count per code finds the distinct ones, no hashing of every message's).
-        domain = np.asarray(domain, dtype=np.int64)
-        distinct = np.flatnonzero(np.bincount(domain, minlength=len(names)))
+        # Per domain code (dense: a count per code finds the distinct ones, no hashing).
+        distinct = np.flatnonzero(np.bincount(q_domain, minlength=len(names)))
         fixed = np.full(len(names), DISTANCE_CAP, np.int32)
         fixed[distinct] = nearest_known([str(names[c]) for c in distinct], list(always),
                                         [skeleton(a) for a in always])[0]
-        answer = np.minimum(answer, fixed[domain], out=answer)
-    return answer
+        answer = np.minimum(answer, fixed[q_domain], out=answer)
+    return answer if query is None else answer[query]
 
 
-def _changing(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
+def _changing(q_domain: np.ndarray, q_done: np.ndarray, names: np.ndarray,
               changes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """:func:`distances_as_of` against the list's changes alone."""
-    n = len(domain)
+    """Per query (of :func:`_queries`: a domain, and how many of the list's changes it sees), the distance to
+    the list's members then (of a list that changes at least once)."""
     codes, times, signs = changes
-    if not n or not len(codes):
-        return np.full(n, DISTANCE_CAP, np.int32)
-    query, q_domain, q_done = _queries(domain, instants, times, len(names))
     q_row, asked = pd.factorize(q_domain)
     column, members = pd.factorize(np.asarray(codes, dtype=np.int64))
     present = np.array([isinstance(names[c], str) and bool(names[c]) for c in members])
@@ -98,8 +101,7 @@ def _changing(domain: np.ndarray, instants: np.ndarray, names: np.ndarray,
     matrix = distance_matrix([str(names[c]) for c in asked], known,
                              [skeleton(k) if k else "" for k in known], dtype=np.int8, shared=int(both.sum()))
     matrix[:, ~present] = DISTANCE_CAP  # a domain without a name is not on the list (as a snapshot drops it)
-    answer = _first_present_level(matrix, column, np.asarray(signs, dtype=np.int64), q_row, q_done)
-    return answer[query]
+    return _first_present_level(matrix, column, np.asarray(signs, dtype=np.int64), q_row, q_done)
 
 
 def _queries(domain: np.ndarray, instants: np.ndarray, times: np.ndarray, n_names: int
