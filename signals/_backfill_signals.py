@@ -19,7 +19,6 @@ import pyarrow as pa
 
 from commgraph.baselines import BaselineConfig
 from commgraph.baselines._asof import AsOfTables, smoothed
-from commgraph.baselines._build import _outcomes
 from commgraph.baselines._smoothing import beta_quantile, posterior_mean
 from commgraph.baselines._sweeps import _compiled, warmed_by
 from commgraph.graph import ConfigError
@@ -103,11 +102,11 @@ def smoothed_mean(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: np.nd
     ...                                                               BaselineConfig())[0].tolist()
     True
     """
-    safe, trials = _outcomes(columns, config)
-    row_message, prior_index = _checked_rows("smoothed_mean", len(safe), message, alpha, beta, prior_of)
-    mean = np.empty(len(safe), np.float32)
-    if not _mean_kernel(safe, trials, np.asarray(alpha, np.float64), np.asarray(beta, np.float64), row_message,
-                        prior_index, mean):
+    counts = _count_columns("smoothed_mean", columns, config)
+    row_message, prior_index = _checked_rows("smoothed_mean", len(counts[0]), message, alpha, beta, prior_of)
+    mean = np.empty(len(counts[0]), np.float32)
+    if not _mean_kernel(*counts, config.label_policy == "presume_safe", np.asarray(alpha, np.float64),
+                        np.asarray(beta, np.float64), row_message, prior_index, mean):
         alpha, beta = _per_row(alpha, beta, message, prior_of)
         return smoothed(columns, alpha, beta, config, lower=False)[0]
     return mean
@@ -140,16 +139,63 @@ def _per_row(alpha: np.ndarray, beta: np.ndarray, message: np.ndarray | None,
     return alpha[rows], beta[rows]
 
 
+def _count_columns(caller: str, columns: dict[str, np.ndarray], config: BaselineConfig
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The label columns :func:`commgraph.baselines._build._outcomes` reads, as int64 (no copy of int64 ones),
+    for the kernels that add them up row by row (:func:`_outcomes_kernel`), checked of one length (the kernels
+    check no bounds): ``n_safe``, ``n_presumed_safe`` (``n_safe`` again when the label policy ignores presumed
+    labels, which the kernels then skip), ``n_attack`` and ``n_spam``."""
+    presumed = "n_presumed_safe" if config.label_policy == "presume_safe" else "n_safe"
+    counts = tuple(np.asarray(columns[c], np.int64) for c in ("n_safe", presumed, "n_attack", "n_spam"))
+    if any(c.ndim != 1 or len(c) != len(counts[0]) for c in counts):
+        raise ValueError(f"{caller}: label columns of shapes {[c.shape for c in counts]}; pass one row each")
+    return counts
+
+
+def _outcomes_counted(columns: dict[str, np.ndarray], config: BaselineConfig
+                      ) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """:func:`commgraph.baselines._build._outcomes`' successes and trials (int64, the same values), in one
+    compiled pass with no temporaries (numpy's took four, each a fresh row-sized array), and the smallest
+    successes, largest successes and largest trials (each 0 when there are fewer: numpy's ``initial=0``)."""
+    counts = _count_columns("smoothed_by_prior", columns, config)
+    safe, trials = np.empty(len(counts[0]), np.int64), np.empty(len(counts[0]), np.int64)
+    low_k, high_k, high_n = _outcomes_kernel(*counts, config.label_policy == "presume_safe", safe, trials)
+    return safe, trials, int(low_k), int(high_k), int(high_n)
+
+
 @_compiled
-def _mean_kernel(safe, trials, alpha, beta, message, prior_of, mean):  # pragma: no cover - compiled
-    # posterior_mean's (k + alpha) / (n + alpha + beta) per row, of float64 counts, rounded to float32; False
-    # (at once) where a count is out of [0, trials], which posterior_mean refuses.
+def _outcomes_kernel(n_safe, presumed, attack, spam, presume, safe, trials):  # pragma: no cover - compiled
+    # _outcomes' n_safe + max(n_presumed_safe, 0) (presume) or n_safe, and that plus attacks and spam, per row
+    # (int64, wrapping as numpy's does); returns the smallest and largest successes and the largest trials.
+    low_k, high_k, high_n = 0, 0, 0
+    for i in range(len(safe)):
+        k = n_safe[i]
+        if presume:
+            k += max(presumed[i], 0)
+        n = k + attack[i] + spam[i]
+        safe[i] = k
+        trials[i] = n
+        low_k = min(low_k, k)
+        high_k = max(high_k, k)
+        high_n = max(high_n, n)
+    return low_k, high_k, high_n
+
+
+@_compiled
+def _mean_kernel(n_safe, presumed, attack, spam, presume, alpha, beta, message, prior_of,
+                 mean):  # pragma: no cover - compiled
+    # posterior_mean's (k + alpha) / (n + alpha + beta) per row, of float64 counts, rounded to float32, the
+    # counts added up as _outcomes_kernel does (no row-sized arrays of them); False (at once) where a count is
+    # out of [0, trials], which posterior_mean refuses.
     by_message, by_prior = len(message) > 0, len(prior_of) > 0
     for i in range(len(mean)):
         m = message[i] if by_message else i
         if by_prior:
             m = prior_of[m]
-        k, n = float(safe[i]), float(trials[i])
+        safe = n_safe[i]
+        if presume:
+            safe += max(presumed[i], 0)
+        k, n = float(safe), float(safe + attack[i] + spam[i])
         if not (k >= 0.0 and k <= n):
             return False
         mean[i] = np.float32((k + alpha[m]) / (n + alpha[m] + beta[m]))
@@ -185,10 +231,10 @@ def smoothed_by_prior(columns: dict[str, np.ndarray], alpha: np.ndarray, beta: n
     >>> by_prior[0].tolist() == expected[0].tolist() and by_prior[1].tolist() == expected[1].tolist()
     True
     """
-    safe, trials = _outcomes(columns, config)
+    safe, trials, low_k, high_k, high_n = _outcomes_counted(columns, config)
     row_message, prior_index = _checked_rows("smoothed_by_prior", len(safe), message, alpha, beta, prior_of)
-    n_width, k_width = int(trials.max(initial=0)) + 1, int(safe.max(initial=0)) + 1
-    if n_width * k_width >= 1 << 62 or int(safe.min(initial=0)) < 0:  # no room for one key: the general way
+    n_width, k_width = high_n + 1, high_k + 1
+    if n_width * k_width >= 1 << 62 or low_k < 0:  # no room for one key: the general way
         return smoothed(columns, *_per_row(alpha, beta, message, prior_of), config)
     # The priors, numbered per message: a tenant's messages come in time order and its fits change a few
     # times, so only the first of each stretch of one prior is factorized (as a pair of floats).
@@ -341,14 +387,25 @@ def _warm() -> None:
     """The likelihoods' kernels on one row (for :func:`commgraph.baselines._sweeps.warm_up`)."""
     one, zero = np.ones(1, np.int64), np.zeros(1, np.int64)
     columns = {"n_safe": one, "n_attack": zero, "n_spam": zero, "n_presumed_safe": zero}
-    smoothed_mean(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
-    smoothed_by_prior(columns, np.ones(1), np.ones(1), zero, BaselineConfig())
+    # The label columns as arrays of their own and as columns of one table (strided: compiled apart).
+    table = np.ones((2, 4), np.int64)
+    for cols in (columns, dict(zip(("n_safe", "n_attack", "n_spam", "n_presumed_safe"), table.T))):
+        rows = np.zeros(len(cols["n_safe"]), np.int64)
+        smoothed_mean(cols, np.ones(1), np.ones(1), rows, BaselineConfig())
+        smoothed_by_prior(cols, np.ones(1), np.ones(1), rows, BaselineConfig())
     # A batch's message columns are read-only views where its tenant is one run of the input, writable copies
     # otherwise: numba compiles each kind apart, so both are warmed.
+    _hour_rates(one, one, one, one)
+    # The sender table's int32 columns are strided views (read in place), others int64 arrays of their own.
+    auth_names = [f"{a}_{k}" for a in _AUTH for k in ("pass", "fail")]
+    table = np.ones((2, len(auth_names)), np.int32)
     for writable in (True, False):
         codes, direction = np.full(1, -1, np.int8), np.zeros(1, np.int8)
         codes.flags.writeable = direction.flags.writeable = writable
-        _auth_columns({f"{a}_{k}": one for a in _AUTH for k in ("pass", "fail")}, [codes] * 3)
+        _auth_columns({name: one for name in auth_names}, [codes] * 3)
+        two = np.full(2, -1, np.int8)
+        two.flags.writeable = writable
+        _auth_columns(dict(zip(auth_names, table.T)), [two] * 3)
         _identity_kernel(np.ones(1, np.uint64), one, np.ones(1, np.int8), direction, one, _INBOUND,
                          np.empty(1, np.int8), np.empty(1, np.int32), np.empty(1, np.int8))
 
@@ -478,17 +535,53 @@ def lookalike_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
 def habit_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     b, cols = t.batch, t.sender
     at_hour, tenant_total = t.tables.tenant_hours(t.instants)
-    # The provider's (count + k * p_t) / (n + k), p_t = (at_hour + 1) / (total + 24) the tenant's Laplace-smoothed
-    # hour profile: the same float64 operations (a sum and a product either way round), in place.
-    p = at_hour + 1.0
-    p /= tenant_total + 24.0
-    p *= HOUR_PSEUDO_COUNT
-    p += t.tables.sender_hours(t.instants)
-    p /= cols["n_messages"] + HOUR_PSEUDO_COUNT
+    p = _hour_rates(at_hour, tenant_total, t.tables.sender_hours(t.instants), cols["n_messages"])
     np.log2(p, out=p)
     rate, deviation = _auth_columns(cols, [getattr(b, a) for a in _AUTH])
     return {"sender_hour_surprise": np.negative(p, out=p), "sender_auth_fail_rate": rate,
             "auth_deviation": deviation}
+
+
+def _hour_rates(at_hour: np.ndarray, tenant_total: np.ndarray, sender_hours: np.ndarray,
+                n_messages: np.ndarray) -> np.ndarray:
+    """The provider's (count + k * p_t) / (n + k) per message (float64), p_t = (at_hour + 1) / (total + 24) the
+    tenant's Laplace-smoothed hour profile, ``k`` the pseudo-count.
+
+    Integer counts take one compiled pass (:func:`_hour_rate_kernel`), numpy's float64 operations in their
+    order (each count converted to float64 first), where numpy took five passes and two temporaries; others,
+    numpy's passes in place.
+
+    Examples
+    --------
+    >>> one = lambda *v: np.array(v, np.int64)
+    >>> rates = _hour_rates(one(0, 5), one(10, 10), one(1, 0), one(4, 0))
+    >>> rates.tolist() == (((one(0, 5) + 1.0) / 34.0 * HOUR_PSEUDO_COUNT + one(1, 0)) / (one(4, 0) + HOUR_PSEUDO_COUNT)
+    ...                    ).tolist()
+    True
+    """
+    counts = [np.asarray(c) for c in (at_hour, tenant_total, sender_hours, n_messages)]
+    if all(c.ndim == 1 and c.dtype.kind in "biu" and np.can_cast(c.dtype, np.int64) and len(c) == len(counts[0])
+           for c in counts):  # (each count exactly an int64: as numpy converts it to float64)
+        rates = np.empty(len(counts[0]))
+        _hour_rate_kernel(*(c.astype(np.int64, copy=False) for c in counts), float(HOUR_PSEUDO_COUNT), rates)
+        return rates
+    p = at_hour + 1.0  # the same float64 operations (a sum and a product either way round), in place
+    p /= tenant_total + 24.0
+    p *= HOUR_PSEUDO_COUNT
+    p += sender_hours
+    p /= n_messages + HOUR_PSEUDO_COUNT
+    return p
+
+
+@_compiled
+def _hour_rate_kernel(at_hour, tenant_total, sender_hours, n_messages, k, rates):  # pragma: no cover - compiled
+    # _hour_rates per message: numpy's operations in its order, each int64 count converted to float64 as numpy
+    # converts it before the addition (no fastmath: no fused multiply-adds).
+    for i in range(len(rates)):
+        p = (float(at_hour[i]) + 1.0) / (float(tenant_total[i]) + 24.0)
+        p *= k
+        p += float(sender_hours[i])
+        rates[i] = p / (float(n_messages[i]) + k)
 
 
 def _auth_columns(cols: dict[str, np.ndarray], results: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -512,32 +605,46 @@ def _auth_columns(cols: dict[str, np.ndarray], results: list[np.ndarray]) -> tup
     ([0.25, 1.0], [1, 0])
     """
     n = len(cols["spf_pass"])
-    counts = [np.ascontiguousarray(cols[f"{a}_{k}"], dtype=np.int64) for a in _AUTH for k in ("pass", "fail")]
+    counts = [_counts_as_read(cols[f"{a}_{k}"]) for a in _AUTH for k in ("pass", "fail")]
     codes = [np.ascontiguousarray(c, dtype=np.int8) for c in results]
-    if len(codes) != len(_AUTH) or any(len(c) != n for c in counts + codes):
-        raise ValueError(f"_auth_columns: columns of {[len(c) for c in counts + codes]} rows; pass one per message")
-    if n and any(int(c.min()) < -len(_IS_FAIL) or int(c.max()) >= len(_IS_FAIL) for c in codes):
-        raise IndexError(f"_auth_columns: a result code outside the {len(_IS_FAIL)} known (negative: from the end)")
+    if len(codes) != len(_AUTH) or any(c.ndim != 1 or len(c) != n for c in counts + codes):
+        raise ValueError(f"_auth_columns: columns of {[c.shape for c in counts + codes]}; pass one row per message")
     rate, deviation = np.empty(n, np.float32), np.empty(n, np.int8)
-    _auth_kernel(*counts, *codes, _IS_FAIL, _MIN_PASSES, rate, deviation)
+    if not _auth_kernel(*counts, *codes, _IS_FAIL, _MIN_PASSES, rate, deviation):
+        raise IndexError(f"_auth_columns: a result code outside the {len(_IS_FAIL)} known (negative: from the end)")
     return rate, deviation
+
+
+def _counts_as_read(column: np.ndarray) -> np.ndarray:
+    """A count column as :func:`_auth_kernel` reads it: int32 or int64 as it is, strided or not (the sender
+    table's int32 columns, read in place: six int64 copies of them cost a pass over the messages each), other
+    dtypes as int64."""
+    column = np.asarray(column)
+    return column if column.dtype in (np.dtype(np.int32), np.dtype(np.int64)) else column.astype(np.int64)
 
 
 @_compiled
 def _auth_kernel(spf_pass, spf_fail, dkim_pass, dkim_fail, dmarc_pass, dmarc_fail, spf, dkim, dmarc, is_fail,
                  min_passes, rate, deviation):  # pragma: no cover - compiled
-    # A negative code (-1: missing) reads the table from its end, as numpy's indexing does.
+    # A negative code (-1: missing) reads the table from its end, as numpy's indexing does; False (at once)
+    # where a code is outside the table either way (checked here, where numpy took two reductions per column).
+    # Counts are added and multiplied as int64 (int32 columns widened, as numpy's int64 copies of them were).
     size = len(is_fail)
     for i in range(len(rate)):
-        n_fail = spf_fail[i] + dkim_fail[i] + dmarc_fail[i]
-        n_all = n_fail + (spf_pass[i] + dkim_pass[i] + dmarc_pass[i])
+        for code in (spf[i], dkim[i], dmarc[i]):
+            if code < -size or code >= size:
+                return False
+        n_fail = np.int64(spf_fail[i]) + np.int64(dkim_fail[i]) + np.int64(dmarc_fail[i])
+        n_all = n_fail + (np.int64(spf_pass[i]) + np.int64(dkim_pass[i]) + np.int64(dmarc_pass[i]))
         rate[i] = np.float32(float(n_fail) / float(n_all)) if n_all > 0 else np.float32(0.0)
         deviates = False
-        for passes, fails, code in ((spf_pass[i], spf_fail[i], spf[i]), (dkim_pass[i], dkim_fail[i], dkim[i]),
-                                    (dmarc_pass[i], dmarc_fail[i], dmarc[i])):
+        for passes, fails, code in ((np.int64(spf_pass[i]), np.int64(spf_fail[i]), spf[i]),
+                                    (np.int64(dkim_pass[i]), np.int64(dkim_fail[i]), dkim[i]),
+                                    (np.int64(dmarc_pass[i]), np.int64(dmarc_fail[i]), dmarc[i])):
             if passes >= min_passes and passes >= 9 * fails and is_fail[code if code >= 0 else code + size]:
                 deviates = True
         deviation[i] = deviates
+    return True
 
 
 #: Built-in provider classes and how their signals are backfilled (exact classes: a subclass may compute otherwise).

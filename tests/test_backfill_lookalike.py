@@ -139,3 +139,44 @@ def test_distance_matrix_of_a_shared_block_equals_one_matrix(domains, more, shar
     finally:
         lookalike._SYMMETRIC_FROM = start
     assert blocks.tolist() == lookalike.distance_matrix(domains, known, skeletons, dtype=np.int8).tolist()
+
+
+def _queries_by_numpy(domain, instants, times):
+    # What _changing numbered its queries with before the compiled pass: a search and a factorize per message.
+    import pandas as pd
+
+    stride = len(times) + 1
+    query, distinct = pd.factorize(domain * stride + np.searchsorted(times, instants, side="left"))
+    return query, distinct // stride, distinct % stride
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(-3, 40)), max_size=40),
+       st.lists(st.integers(-3, 40), max_size=12), st.booleans(), st.booleans())
+def test_queries_numbered_as_pandas_numbers_them(messages, times, sort_messages, sort_times) -> None:
+    from commgraph.signals._backfill_lookalike import _queries
+
+    # Sorted instants and times take the compiled pass; others, and a domain beyond the names, the general way.
+    if sort_messages:
+        messages = sorted(messages, key=lambda m: m[1])
+    times = np.array(sorted(times) if sort_times else times, np.int64)
+    domain = np.array([d for d, _ in messages], np.int64).reshape(-1)
+    instants = np.array([t for _, t in messages], np.int64).reshape(-1)
+    for n_names in (6, 5):
+        got = _queries(domain, instants, times, n_names)
+        expected = _queries_by_numpy(domain, instants, times)
+        assert [g.tolist() for g in got] == [e.tolist() for e in expected]
+
+
+def test_queries_of_ties_and_repeats() -> None:
+    from commgraph.signals._backfill_lookalike import _queries
+
+    # Ties between instants and change times (a change at the instant does not count), a domain coming back
+    # after a change, one message, none; changes out of time order (the general way's search, not a walk).
+    cases = [(np.array([2, 2, 0, 2, 0]), np.array([5, 5, 7, 7, 9]), np.array([5, 7, 7, 8])),
+             (np.array([0, 1]), np.array([5, 6]), np.array([10, 0])),
+             (np.array([1]), np.array([3]), np.array([3])), (np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                                            np.array([1]))]
+    for domain, instants, times in cases:
+        got = _queries(domain, instants, times, 3)
+        assert [g.tolist() for g in got] == [e.tolist() for e in _queries_by_numpy(domain, instants, times)]
