@@ -415,7 +415,7 @@ def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     out = {f"sender_messages_{w}": t.window(cols, "n_messages", w, f"sender_messages_{w}")
            for w in ("7d", "30d", "90d")}
     out["sender_messages_decayed"] = cols["decayed_messages"]  # (float64: written as float32)
-    out["sender_days_known"] = days_between(ts, cols["first_seen"], never=0.0)
+    out["sender_days_known"] = days_between(ts, cols["first_seen"], never=0.0, compiled=True)
     out["sender_active_days"] = cols["active_days"].astype(np.int32, copy=False)
     out["sender_is_new"] = cols["n_messages"] == 0  # (bool: written as int8)
     out["sender_distinct_recipients"] = cols["n_distinct_recipients"].astype(np.int32, copy=False)
@@ -423,7 +423,7 @@ def sender_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     out["sender_attack_messages"] = cols["n_attack"]
     counts, last = t.tables.written_to(t.instants)
     out["sender_solicited_messages"] = counts
-    out["sender_days_since_solicited"] = days_between(ts, last, never=NAN)
+    out["sender_days_since_solicited"] = days_between(ts, last, never=NAN, compiled=True)
     return out
 
 
@@ -431,7 +431,7 @@ def domain_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     cols, b = t.sender_domain, t.batch
     return {
         "domain_messages_30d": t.window(cols, "n_messages", "30d", "domain_messages_30d"),
-        "domain_days_known": days_between(b.timestamp, cols["first_seen"], never=0.0),
+        "domain_days_known": days_between(b.timestamp, cols["first_seen"], never=0.0, compiled=True),
         "domain_distinct_senders": cols["n_distinct_senders"].astype(np.int32, copy=False),
         "domain_is_new": cols["n_messages"] == 0,
         "domain_is_freemail": freemail_flags(b.sender_domain_code, b.sender_domains, t.freemail),
@@ -444,7 +444,8 @@ def pair_signals(t: TenantAsOf) -> dict[str, np.ndarray]:
     cols = t.tables.pair(t.instants, reverse=False)
     n = cols["n_messages"]
     return {"pair_messages": n, "pair_is_first_contact": n == 0,
-            "pair_days_since_last": days_between(t.tables.ets, cols["last_seen"], never=NAN),  # edges' times
+            # (the edges' times: the pair's table is read per edge)
+            "pair_days_since_last": days_between(t.tables.ets, cols["last_seen"], never=NAN, compiled=True),
             "pair_recipient_replied": t.tables.replied(t.instants)}
 
 
