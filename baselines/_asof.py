@@ -395,7 +395,10 @@ class AsOfTables:
         """The label columns of a kind; ``presumed``: the presumptions started per query, when the caller's walk
         over the kind's rows counted them."""
         tl, weights, rows, started = self._outcome_timelines[kind]
-        out = dict(zip(_LABEL_COLUMNS, tl.sums_before(codes, instants, weights, self._order(codes, instants))))
+        # (int32 sums where they fit, flags of fewer than 2**24 labels: half the memory written at random; the
+        # presumptions added below count rows, fewer than 2**31)
+        out = dict(zip(_LABEL_COLUMNS, tl.sums_before(codes, instants, weights, self._order(codes, instants),
+                                                      narrow=len(rows) < 1 << 31)))
         if presumed is None:
             # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
             rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
