@@ -573,14 +573,21 @@ class Timeline:
         codes = self.codes
         # (capped at the times' range: one epoch then holds them all, and 512 half-lives of a long half-life,
         # 209 days or more, would not fit an int64 of nanoseconds)
-        span = min(_EPOCH_HALF_LIVES * int(half_life), int(self.times.max() - self.times.min()) + 1)
-        epoch = (self.times - self.times.min()) // span
+        first, final = int(self.times.min()), int(self.times.max())
+        span = min(_EPOCH_HALF_LIVES * int(half_life), final - first + 1)
+        if span > final - first:
+            # One epoch holds every time (the usual case: 512 half-lives of 14 days are 19 years): a segment per
+            # key, all starting at the first time; no epoch numbers, segment ids or starts gathered per event.
+            seg_start = self.new_run()
+            rel = (self.times - first) / h
+            return segment_cumsum(np.exp2(rel), seg_start) * np.exp2(-rel)  # (no key to carry into another)
+        epoch = (self.times - first) // span
         # Segments: one key inside one epoch; contiguous in sorted order.
         seg_start = np.ones(n, dtype=bool)
         seg_start[1:] = (codes[1:] != codes[:-1]) | (epoch[1:] != epoch[:-1])
         seg_id = np.cumsum(seg_start) - 1
         starts = np.flatnonzero(seg_start)
-        base = self.times.min() + epoch[starts] * span  # epoch start of each segment
+        base = first + epoch[starts] * span  # epoch start of each segment
         rel = (self.times - base[seg_id]) / h
         # A cumulative sum restarted at each segment (a running total across segments would
         # swamp a small segment after a large one), compensated as pandas' groupby cumsum is.
@@ -590,20 +597,20 @@ class Timeline:
         ends = np.concatenate([starts[1:] - 1, [n - 1]])
         same_key_as_previous = np.zeros(len(starts), dtype=bool)
         same_key_as_previous[1:] = codes[starts[1:]] == codes[starts[:-1]]
+        if not same_key_as_previous.any():  # no key spans two epochs: nothing to carry (local + 0.0 is local)
+            return local
         carry = np.zeros(len(starts))
         end_value = local[ends].copy()
         # A key spans few epochs: loop over a segment's rank within its key, vectorised over keys.
-        rank = np.zeros(len(starts), dtype=np.int64)
-        if same_key_as_previous.any():
-            run_id = np.cumsum(~same_key_as_previous) - 1
-            first_of_run = np.flatnonzero(~same_key_as_previous)
-            rank = np.arange(len(starts)) - first_of_run[run_id]
-            for r in range(1, int(rank.max()) + 1):
-                now = np.flatnonzero(rank == r)
-                prev = now - 1
-                carry[now] = end_value[prev] * np.exp2(-(self.times[starts[now]] - self.times[ends[prev]]) / h)
-                end_value[now] = local[ends[now]] + carry[now] * np.exp2(
-                    -(self.times[ends[now]] - self.times[starts[now]]) / h)
+        run_id = np.cumsum(~same_key_as_previous) - 1
+        first_of_run = np.flatnonzero(~same_key_as_previous)
+        rank = np.arange(len(starts)) - first_of_run[run_id]
+        for r in range(1, int(rank.max()) + 1):
+            now = np.flatnonzero(rank == r)
+            prev = now - 1
+            carry[now] = end_value[prev] * np.exp2(-(self.times[starts[now]] - self.times[ends[prev]]) / h)
+            end_value[now] = local[ends[now]] + carry[now] * np.exp2(
+                -(self.times[ends[now]] - self.times[starts[now]]) / h)
         running = local + carry[seg_id] * np.exp2(-(self.times - self.times[starts[seg_id]]) / h)
         return running
 
