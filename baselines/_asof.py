@@ -453,28 +453,35 @@ class AsOfTables:
         and the presumptions of ``kind`` started before each instant less the settle delay (None: left to
         :meth:`_label_columns`).
 
-        Without ``edges``, rows asked about at their own times (``times``, fresh) are answered in one walk over
-        ``tl`` reading them all (:meth:`Timeline.differences_before_own`): no run edges per shift written out,
-        then subtracted and gathered from prefix sums at random, a pass and an array each.
+        Rows asked about at their own times (``times``, fresh) are answered in one walk over ``tl`` reading them
+        all (:meth:`Timeline.differences_before_own`): no run edges per shift written out, then subtracted and
+        gathered from prefix sums at random, a pass and an array each; the run edges, when asked for, come out of
+        the same walk (int32, as every answer of it).
         """
         shifts = tuple(dict.fromkeys((*windows.values(), self._settle_delay)))  # one walk for all
-        # (A caller that reads the run edges keeps the edges' walk: on a timeline's own events it reads hi off
-        # the runs of equal times, which makes it as fast as the differences' walk with the subtractions after.)
-        if edges or not self._own(q, times) or self._outcome_timelines[kind][2] is not tl:
+        if not self._own(q, times) or self._outcome_timelines[kind][2] is not tl:
             lo, hi = self._before(tl, codes, q, times, shifts)
             counts = [hi - lo, *(hi - self._before_shifted(tl, codes, q, w, shifts)[1] for w in windows.values())]
             first = [p[hi] - p[lo] for p in extra]
             return lo, hi, counts, first, None
         edge = {s: k + 2 for k, s in enumerate(shifts)}  # run edges: 0 lo, 1 hi, then the hi at each shift
-        prefixes = np.empty((len(tl) + 1, 1 + len(extra)), np.int64)
-        prefixes[:, 0] = self._outcome_timelines[kind][3]  # presumptions started, along this very timeline
-        for k, p in enumerate(extra):
-            prefixes[:, k + 1] = p
+        started = self._outcome_timelines[kind][3]  # presumptions started, along this very timeline
+        if extra:
+            prefixes = np.empty((len(tl) + 1, 1 + len(extra)), np.int64)
+            prefixes[:, 0] = started
+            for k, p in enumerate(extra):
+                prefixes[:, k + 1] = p
+        else:
+            prefixes = started.reshape(-1, 1)  # (a view: no copy of a column)
         columns = [(-1, 1, 0), *((-1, 1, edge[w]) for w in windows.values()),
                    *((k + 1, 1, 0) for k in range(len(extra))), (0, edge[self._settle_delay], 0)]
+        if edges:  # lo and hi themselves (edge b -1: nothing subtracted)
+            columns += [(-1, 0, -1), (-1, 1, -1)]
         # (int32 answers: the prefixes count presumptions and flags of these events, and the signals read int32)
-        runs = tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64), narrow=len(tl) < 1 << 31)
-        return None, None, list(runs[:1 + len(windows)]), list(runs[1 + len(windows):-1]), runs[-1]
+        runs = list(tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64),
+                                              narrow=len(tl) < 1 << 31))
+        lo, hi = (runs.pop(-2), runs.pop(-1)) if edges else (None, None)
+        return lo, hi, runs[:1 + len(windows)], runs[1 + len(windows):-1], runs[-1]
 
     def written_to(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per message, messages the tenant's mailboxes sent its sender, and the last time of those pairs."""
