@@ -108,16 +108,24 @@ def _runs_before_kernel(times, starts, codes, instants, shifts, order, own, out)
     # ``own``: the queries are the events themselves, in their sorted order: an event's hi at its own time
     # (shift 0) is the start of its run of equal times, known without a pointer (whose loop exit, a branch
     # mispredicted about once per query, cost more than half of such a walk).
+    # Returns 0, or 1 at a code outside the code space, 2 at a position outside the queries (before reading or
+    # writing through it: the caller raises; a check inside the walk, where a separate pass read every code and
+    # position again).
     n_shifts = len(shifts)
     n = len(codes)
+    n_codes = len(starts) - 1
     put = len(order) > 0
     pointer = np.zeros(n_shifts, np.int64)
     previous_code = -1
     previous_instant = 0
     run = 0
     for j in range(n):
-        i = order[j] if put else j  # (checked by the caller: a position among the queries)
+        i = order[j] if put else j
         c = codes[j]
+        if i < 0 or i >= n:
+            return 2
+        if c >= n_codes:
+            return 1
         if c < 0:  # a key without events: an empty run
             for k in range(n_shifts + 1):
                 out[i, k] = 0
@@ -144,6 +152,7 @@ def _runs_before_kernel(times, starts, codes, instants, shifts, order, own, out)
             out[i, k + 1] = p
         previous_code = c
         previous_instant = t
+    return 0
 
 
 @_compiled
@@ -152,7 +161,10 @@ def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, 
     # _runs_before_kernel's walk, each query answered with differences of prefix sums at its run edges
     # (``columns``: prefix column, or -1 for the edges themselves, then edges a and b: 0 lo, k + 1 the hi
     # of shift k, b -1 nothing subtracted), read where the pointers stop, in the order they pass the prefixes.
+    # Returns as _runs_before_kernel does (0, or 1 or 2 at a code or position out of range).
     n_shifts = len(shifts)
+    n_codes = len(starts) - 1
+    n = len(codes)
     n_columns = len(columns)
     put = len(order) > 0
     pointer = np.zeros(n_shifts, np.int64)
@@ -162,9 +174,13 @@ def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, 
         if b_at[m] < 0:
             b_at[m] = n_shifts + 1
     last_code, last_instant, run = -1, 0, 0
-    for j in range(len(codes)):
-        i = order[j] if put else j  # (checked by the caller: a position among the queries)
+    for j in range(n):
+        i = order[j] if put else j
         c = codes[j]
+        if i < 0 or i >= n:
+            return 2
+        if c >= n_codes:
+            return 1
         if c < 0:  # a key without events: nothing before it
             for m in range(n_columns):
                 out[i, m] = 0
@@ -193,23 +209,30 @@ def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, 
             a, b = edge[a_at[m]], edge[b_at[m]]
             out[i, m] = a - b if column[m] < 0 else prefixes[a, column[m]] - prefixes[b, column[m]]
         last_code, last_instant = c, t
+    return 0
 
 
 @_compiled
 def _sums_before_kernel(times, starts, weights, codes, instants, order, out):  # pragma: no cover - compiled
     # The walk of _runs_before_kernel with one pointer, carrying each weight's sum over the key's events it
     # passes: a query's sums are read off as the pointer stops, written straight to the query's own place.
-    # A kernel of its own: carrying the sums in that walk (a branch per event) slowed it by 15-20%.
+    # A kernel of its own: carrying the sums in that walk (a branch per event) slowed it by 15-20%. Returns as
+    # _runs_before_kernel does (0, or 1 or 2 at a code or position out of range).
     n_weights = weights.shape[1]
     n = len(codes)
+    n_codes = len(starts) - 1
     put = len(order) > 0
     total = np.zeros(n_weights, np.int64)
     p = 0
     previous_code = -1
     previous_instant = 0
     for j in range(n):
-        i = order[j] if put else j  # (checked by the caller: a position among the queries)
+        i = order[j] if put else j
         c = codes[j]
+        if i < 0 or i >= n:
+            return 2
+        if c >= n_codes:
+            return 1
         if c < 0:  # a key without events: empty sums
             for k in range(n_weights):
                 out[i, k] = 0
@@ -228,6 +251,7 @@ def _sums_before_kernel(times, starts, weights, codes, instants, order, out):  #
             out[i, k] = total[k]
         previous_code = c
         previous_instant = t
+    return 0
 
 
 @_compiled
@@ -447,15 +471,13 @@ _WEIGHT_TYPES = (np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64))
 
 
 def _query_order(order: np.ndarray | None, n: int, what: str) -> np.ndarray:
-    """Where each of ``n`` sorted queries' answers go, checked (the walks write through it unchecked), or
+    """Where each of ``n`` sorted queries' answers go (its positions checked by the walks, :func:`_refused`), or
     :data:`_NO_ORDER` for answers in sorted order."""
     if order is None:
         return _NO_ORDER
     order = _c(order)
     if len(order) != n:
         raise ValueError(f"{what}: an order of {len(order)} queries for {n}; pass where each sorted query belongs")
-    if n and (int(order.min()) < 0 or int(order.max()) >= n):
-        raise ValueError(f"{what}: the order holds a position outside the queries (0 .. {n - 1})")
     return order
 
 
@@ -463,6 +485,15 @@ def _check_codes(codes: np.ndarray, n_codes: int, what: str) -> None:
     if len(codes) and int(codes.max()) >= n_codes:
         raise ValueError(f"{what}: key code {int(codes.max())} is outside the code space 0 .. {n_codes - 1}; "
                          "pass the n_codes the events were coded with")
+
+
+def _refused(status: int, codes: np.ndarray, n_codes: int, order: np.ndarray, what: str) -> None:
+    """Raise the error of a walk that stopped at a key code outside the code space (``status`` 1) or a position
+    outside the queries (2); nothing for 0. The walks check both as they read them: no pass of their own."""
+    if status == 1:
+        _check_codes(codes, n_codes, what)
+    if status:
+        raise ValueError(f"{what}: the order holds a position outside the queries (0 .. {len(codes) - 1})")
 
 
 def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
@@ -550,7 +581,6 @@ def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np
           columns: np.ndarray, what: str, width: type = np.int64) -> np.ndarray:
     """The runs' walk over checked inputs: run edges (no ``columns``) or differences, a row per query."""
     codes = _c(codes)
-    _check_codes(codes, len(starts) - 1, what)
     shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
     instants = _c(instants)
     if len(instants) != len(codes):
@@ -564,10 +594,13 @@ def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np
     out = np.empty((len(codes), len(columns) if len(columns) else 1 + len(shifts)), width)
     # With an order, the walk writes each answer straight to its query's place: no answers in sorted order
     # to allocate, fill, and scatter again.
+    starts = _c(starts)
     if len(columns):
-        _run_differences_kernel(times, _c(starts), codes, instants, shifts, order, bool(own), prefixes, columns, out)
+        status = _run_differences_kernel(times, starts, codes, instants, shifts, order, bool(own), prefixes, columns,
+                                         out)
     else:
-        _runs_before_kernel(times, _c(starts), codes, instants, shifts, order, bool(own), out)
+        status = _runs_before_kernel(times, starts, codes, instants, shifts, order, bool(own), out)
+    _refused(status, codes, len(starts) - 1, order, what)
     return out
 
 
@@ -663,7 +696,6 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
     [[1, 2, 3], [0, 2, 2]]
     """
     codes = _c(codes)
-    _check_codes(codes, len(starts) - 1, "sorted_sums_before")
     instants = _c(instants)
     weights = np.asarray(weights)
     # Weights narrower than int64 are walked as they are (a row of flags in a byte each: an eighth of the reads),
@@ -678,7 +710,9 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
     order = _query_order(order, len(codes), "sorted_sums_before")
     fits = narrow and weights.dtype == np.int8 and len(times) < 1 << 24  # |sum| < 128 * 2**24 = 2**31
     out = np.empty((len(codes), weights.shape[1]), np.int32 if fits else np.int64)
-    _sums_before_kernel(_c(times), _c(starts), weights, codes, instants, order, out)
+    starts = _c(starts)
+    _refused(_sums_before_kernel(_c(times), starts, weights, codes, instants, order, out), codes, len(starts) - 1,
+             order, "sorted_sums_before")
     return out.T
 
 

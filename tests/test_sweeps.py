@@ -89,6 +89,35 @@ def test_runs_before_of_the_events_themselves() -> None:
         sorted_runs_before(times, starts, codes, times + 1, [0], own=True)
 
 
+@pytest.mark.parametrize("walk", ["runs", "differences", "sums"])
+@pytest.mark.parametrize("where", [0, 2, 4])
+def test_walks_refuse_codes_and_positions_out_of_range_wherever_they_are(walk, where) -> None:
+    # The walks check each code and position as they read it (no pass of their own): one out of range anywhere
+    # among the queries is refused, as numpy checks them, before it is read through or written to.
+    times, starts = np.array([1, 2, 3, 4, 5]), np.array([0, 2, 5])  # two keys
+    codes, instants, order = np.array([0, 0, 1, 1, 1]), np.array([2, 3, 3, 4, 9]), np.array([4, 3, 2, 1, 0])
+
+    def run(c: np.ndarray, o: np.ndarray) -> np.ndarray:
+        if walk == "runs":
+            return np.vstack(sorted_runs_before(times, starts, c, instants, [0, 1], o))
+        if walk == "differences":
+            return sorted_run_differences(times, starts, c, instants, [0], np.zeros((6, 1), np.int64),
+                                          np.array([[-1, 1, 0], [0, 1, 0]]), o)
+        return sorted_sums_before(times, starts, np.ones((5, 1), np.int8), c, instants, o)
+
+    assert run(codes, order).shape[1] == 5
+    for bad in (2, 7):
+        wrong = codes.copy()
+        wrong[where] = bad
+        with pytest.raises(ValueError, match=f"key code {bad} is outside the code space 0 .. 1"):
+            run(wrong, order)
+    for bad in (-1, 5):
+        wrong = order.copy()
+        wrong[where] = bad
+        with pytest.raises(ValueError, match=r"the order holds a position outside the queries \(0 .. 4\)"):
+            run(codes, wrong)
+
+
 def test_runs_before_rejects_a_code_outside_the_code_space() -> None:
     with pytest.raises(ValueError, match="key code 2 is outside the code space 0 .. 1"):
         runs_before(np.array([1, 2]), np.array([0, 1, 2]), np.array([2]), np.array([5]), np.array([0]))
