@@ -256,15 +256,21 @@ def _sums_before_kernel(times, starts, weights, codes, instants, order, out):  #
 
 @_compiled
 def _counting_order_kernel(codes_in_order, by_time, n_codes, out):  # pragma: no cover - compiled
+    # False (before writing anything) at a code outside the code space: the caller raises, where a min and a max
+    # of the codes in passes of their own checked them.
     offsets = np.zeros(n_codes + 1, np.int64)
     for j in range(len(codes_in_order)):
-        offsets[codes_in_order[j] + 1] += 1
+        c = codes_in_order[j]
+        if c < 0 or c >= n_codes:
+            return False
+        offsets[c + 1] += 1
     for c in range(n_codes):
         offsets[c + 1] += offsets[c]
     for j in range(len(by_time)):  # in time order: each key's slots fill in time order (a stable sort)
         c = codes_in_order[j]
         out[offsets[c]] = by_time[j]
         offsets[c] += 1
+    return True
 
 
 @_compiled
@@ -738,11 +744,10 @@ def counting_order(codes: np.ndarray, by_time: np.ndarray, n_codes: int) -> np.n
     if len(by_time) != len(codes):
         raise ValueError(f"counting_order: {len(codes)} codes and a time order of {len(by_time)}; pass one time "
                          "order of all the events")
-    if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= n_codes):
+    out = np.empty(len(codes), np.int64)
+    if not _counting_order_kernel(codes[by_time], by_time, int(n_codes), out):  # (it checks the codes)
         raise ValueError(f"counting_order: codes {int(codes.min())} .. {int(codes.max())} are outside the code space "
                          f"0 .. {n_codes - 1}; pass non-negative codes and their number")
-    out = np.empty(len(codes), np.int64)
-    _counting_order_kernel(codes[by_time], by_time, int(n_codes), out)
     return out
 
 

@@ -219,6 +219,9 @@ def test_counting_order_equals_a_stable_sort_by_code_then_time(rows) -> None:
 def test_counting_order_rejects_what_is_not_a_code_space_or_a_time_order() -> None:
     with pytest.raises(ValueError, match="codes -1 .. 2 are outside the code space 0 .. 2"):
         counting_order(np.array([-1, 2]), np.array([0, 1]), 3)
+    for codes in ([0, 1, 0], [0, 0, 1], [1, 0, 0]):  # (checked by the kernel as it counts: anywhere)
+        with pytest.raises(ValueError, match="codes 0 .. 1 are outside the code space 0 .. 0"):
+            counting_order(np.array(codes), np.array([2, 0, 1]), 1)
     with pytest.raises(IndexError):  # numpy's gather of the codes in time order checks the positions
         counting_order(np.array([0, 0]), np.array([0, 5]), 1)
     with pytest.raises(ValueError, match="2 codes and a time order of 1"):
