@@ -289,7 +289,7 @@ class Timeline:
         self.times = times if presorted else times[self.order]
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
-        self._rows: tuple[np.ndarray, np.ndarray, QueryOrder] | None = None
+        self._rows: tuple[np.ndarray, np.ndarray, QueryOrder, np.ndarray] | None = None
 
     @classmethod
     def of_rows(cls, codes: np.ndarray, times: np.ndarray, n_codes: int, rows: QueryOrder, events: np.ndarray
@@ -320,7 +320,7 @@ class Timeline:
         sorted_events = events[rows.by_key]
         tl = cls(np.compress(sorted_events, sorted_codes), np.compress(sorted_events, sorted_times), n_codes,
                  key_order=subset_order(rows.by_key, events), presorted=True)
-        tl._rows = (codes, times, rows)
+        tl._rows = (codes, times, rows, sorted_events)
         return tl
 
     def __len__(self) -> int:
@@ -425,14 +425,15 @@ class Timeline:
         [[0, 1, 2], [0, 1, 1], [0, 1, 1]]
         """
         codes, times, order, own = self._own_queries()
+        # (a timeline of some rows: its events' flags among the sorted rows count the hi at shift 0, no search)
         return sorted_run_differences(self.times, self.starts, codes, times, (0, *shifts), prefixes, columns, order,
-                                      own=own, narrow=narrow)
+                                      own=own, narrow=narrow, events=None if own else self._rows[3])
 
     def _own_queries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """The own queries' codes and times in (code, time) order, where each belongs, and whether they are the
         events themselves (a timeline made :meth:`of_rows`: its rows)."""
         if self._rows is not None:
-            codes, times, rows = self._rows
+            codes, times, rows, _ = self._rows
             return (*rows.gathered(codes, times), rows.by_key, False)
         return self.codes, self.times, self.order, True  # the events themselves, already in (code, time) order
 

@@ -156,16 +156,22 @@ def _runs_before_kernel(times, starts, codes, instants, shifts, order, own, out)
 
 
 @_compiled
-def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, prefixes, columns,
+def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, events, prefixes, columns,
                             out):  # pragma: no cover - compiled
     # _runs_before_kernel's walk, each query answered with differences of prefix sums at its run edges
     # (``columns``: prefix column, or -1 for the edges themselves, then edges a and b: 0 lo, k + 1 the hi
     # of shift k, b -1 nothing subtracted), read where the pointers stop, in the order they pass the prefixes.
-    # Returns as _runs_before_kernel does (0, or 1 or 2 at a code or position out of range).
+    # Returns as _runs_before_kernel does (0, or 1 or 2 at a code or position out of range). ``events`` (when
+    # given): which queries are the events, the queries being rows sorted by (code, time) that hold them (a
+    # timeline of some rows): the hi at shift 0 is then the key's start plus its events among the rows ahead of
+    # the run of equal times, counted as the walk passes them, with no pointer (whose loop exit is a branch
+    # mispredicted about once per query); kept inside the key's events whatever the flags.
     n_shifts = len(shifts)
     n_codes = len(starts) - 1
     n = len(codes)
     n_columns = len(columns)
+    counted = len(events) > 0
+    seen, run_seen = 0, 0
     put = len(order) > 0
     pointer = np.zeros(n_shifts, np.int64)
     edge = np.zeros(n_shifts + 2, np.int64)  # the run edges, then position 0 (every prefix sum 0 there)
@@ -191,14 +197,18 @@ def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, 
             for k in range(n_shifts):
                 pointer[k] = begin
             run = j
+            seen, run_seen = 0, 0
         elif t != last_instant:
             run = j
+            run_seen = seen
         end = starts[c + 1]
         edge[0] = begin
         for k in range(n_shifts):
             p = pointer[k]
             if own and shifts[k] == 0:  # (own events: the run of equal times starts at ``run``)
                 p = run
+            elif counted and shifts[k] == 0:  # (the key's events among the rows ahead of the run)
+                p = min(begin + run_seen, end)
             else:
                 stop = t - shifts[k]
                 while p < end and times[p] < stop:  # strictly before
@@ -208,6 +218,8 @@ def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, 
         for m in range(n_columns):
             a, b = edge[a_at[m]], edge[b_at[m]]
             out[i, m] = a - b if column[m] < 0 else prefixes[a, column[m]] - prefixes[b, column[m]]
+        if counted and events[j]:
+            seen += 1
         last_code, last_instant = c, t
     return 0
 
@@ -471,6 +483,7 @@ def _c(values: np.ndarray) -> np.ndarray:
 
 
 _NO_ORDER = np.zeros(0, np.int64)  # the answers stay in sorted order
+_NO_FLAGS = np.zeros(0, bool)  # no event flags: the differences' walk searches every shift
 _NO_PREFIXES, _NO_COLUMNS = np.zeros((0, 0), np.int64), np.zeros((0, 3), np.int64)  # the walk answers run edges
 #: The weight widths the sums' walk takes as they are (each a compiled signature, warmed by warm_up).
 _WEIGHT_TYPES = (np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64))
@@ -529,7 +542,8 @@ def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray,
 
 def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
                            shifts: np.ndarray | Sequence[int], prefixes: np.ndarray, columns: np.ndarray,
-                           order: np.ndarray | None = None, *, own: bool = False, narrow: bool = False) -> np.ndarray:
+                           order: np.ndarray | None = None, *, own: bool = False, narrow: bool = False,
+                           events: np.ndarray | None = None) -> np.ndarray:
     """:func:`sorted_runs_before`'s walk answering with differences of prefix sums at each query's run edges.
 
     The run edges of a query are numbered ``0`` (``lo``) and ``k + 1`` (``hi``
@@ -549,6 +563,10 @@ def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndar
     narrow : bool, default False
         Answers as int32, for callers whose prefix sums are counts of the events (every difference at most
         their number) when there are fewer than 2**31 events: half the memory written at random.
+    events : ndarray of bool, optional
+        The queries are rows sorted by (code, time), the events those of them where ``events`` holds (a
+        timeline of some rows, asked about every row at its own time; ``own`` is for all of them): the hi at
+        shift 0 is counted along the rows, with no search.
 
     Returns
     -------
@@ -577,14 +595,17 @@ def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndar
                          f"{prefixes.shape[1]} or run edges {columns[:, 1:].ravel().tolist()} of {n_edges}")
     if narrow and len(times) >= 1 << 31:
         raise ValueError("sorted_run_differences: narrow answers of counts need fewer than 2**31 events")
+    if events is not None and (own or len(events) != len(codes)):
+        raise ValueError(f"sorted_run_differences: {len(events)} event flags for {len(codes)} queries (own "
+                         f"{bool(own)}); pass a flag per query, and own=False")
     out = _walk(times, starts, codes, instants, shifts, order, own, prefixes, columns, "sorted_run_differences",
-                np.int32 if narrow else np.int64)
+                np.int32 if narrow else np.int64, _NO_FLAGS if events is None else np.ascontiguousarray(events, bool))
     return out.T
 
 
 def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
           shifts: np.ndarray | Sequence[int], order: np.ndarray | None, own: bool, prefixes: np.ndarray,
-          columns: np.ndarray, what: str, width: type = np.int64) -> np.ndarray:
+          columns: np.ndarray, what: str, width: type = np.int64, events: np.ndarray | None = None) -> np.ndarray:
     """The runs' walk over checked inputs: run edges (no ``columns``) or differences, a row per query."""
     codes = _c(codes)
     shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
@@ -602,8 +623,8 @@ def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np
     # to allocate, fill, and scatter again.
     starts = _c(starts)
     if len(columns):
-        status = _run_differences_kernel(times, starts, codes, instants, shifts, order, bool(own), prefixes, columns,
-                                         out)
+        status = _run_differences_kernel(times, starts, codes, instants, shifts, order, bool(own),
+                                         _NO_FLAGS if events is None else events, prefixes, columns, out)
     else:
         status = _runs_before_kernel(times, starts, codes, instants, shifts, order, bool(own), out)
     _refused(status, codes, len(starts) - 1, order, what)

@@ -462,6 +462,22 @@ def test_run_differences_equal_prefix_sums_gathered_at_the_run_edges(rows, shift
         assert np.array_equal(np.where(codes >= 0, expected, 0), got[m])
 
 
+def test_run_differences_count_the_events_among_rows_and_stay_inside_a_key_whatever_the_flags() -> None:
+    # Rows 0, 0, 1, 1 of key 0 at times 5, 5, 7, 9; its events those at 5 and 9 (every row asked at its own time).
+    times, starts, prefixes = np.array([5, 9]), np.array([0, 2]), np.array([[0], [1], [3]])
+    codes, instants, columns = np.zeros(4, np.int64), np.array([5, 5, 7, 9]), np.array([[-1, 1, 0], [0, 1, 0]])
+    flags = np.array([True, False, False, True])
+    searched = sorted_run_differences(times, starts, codes, instants, [0], prefixes, columns)
+    assert sorted_run_differences(times, starts, codes, instants, [0], prefixes, columns, events=flags).tolist() == \
+        searched.tolist() == [[0, 0, 1, 1], [0, 0, 1, 1]]
+    # Flags that are not the rows' events give wrong answers, never a position outside the key's events.
+    wrong = sorted_run_differences(times, starts, codes, instants, [0], prefixes, columns, events=np.ones(4, bool))
+    assert wrong[0].tolist() == [0, 0, 2, 2]
+    for flags, own in ((np.ones(3, bool), False), (np.ones(4, bool), True)):
+        with pytest.raises(ValueError, match="event flags for 4 queries"):
+            sorted_run_differences(times, starts, codes, instants, [0], prefixes, columns, own=own, events=flags)
+
+
 def test_run_differences_reject_columns_outside_the_prefixes_or_the_edges() -> None:
     times, starts, one = np.array([3]), np.array([0, 1]), np.array([0])
     prefixes = np.zeros((2, 1), np.int64)
