@@ -146,6 +146,10 @@ def _runs_before_kernel(times, starts, codes, instants, shifts, order, own, out)
                 continue
             bound = t - shifts[k]
             p = pointer[k]
+            if p < end:  # two steps without a branch (a pointer mostly moves 0 or 1), then the loop, rarely
+                last = end - 1
+                p += (times[p] < bound) & (p < end)
+                p += (times[min(p, last)] < bound) & (p < end)
             while p < end and times[p] < bound:  # strictly before: an event at the bound itself stays out
                 p += 1
             pointer[k] = p
@@ -211,6 +215,10 @@ def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, 
                 p = min(begin + run_seen, end)
             else:
                 stop = t - shifts[k]
+                if p < end:  # two steps without a branch (a pointer mostly moves 0 or 1), then the loop, rarely
+                    last = end - 1
+                    p += (times[p] < stop) & (p < end)
+                    p += (times[min(p, last)] < stop) & (p < end)
                 while p < end and times[p] < stop:  # strictly before
                     p += 1
                 pointer[k] = p
