@@ -412,25 +412,25 @@ def _first_per_group_kernel(group, flags, codes, n_codes, out):  # pragma: no co
 def _kept_order_kernel(order, mask, position, out):  # pragma: no cover - compiled
     # ``position``: each kept row's number among the kept rows, -1 for the others (one read per row of the
     # order at random, not the flag's and the number's; int32 where it fits: half the bytes read at random).
+    # No branch on the flags (kept and left rows mix at random: a branch on them mispredicted at every other
+    # row): every row's number is written at the next place, ``out`` holding one spare place past the kept rows
+    # for the rows left out, and the place moves on for a kept row.
     n = len(mask)
     kept = 0
     for i in range(n):
-        if mask[i]:
-            position[i] = kept
-            kept += 1
-        else:
-            position[i] = -1
+        position[i] = kept if mask[i] else -1
+        kept += mask[i]
     m = 0
+    spare = len(out) - 1
     for j in range(len(order)):
         i = order[j]
         if i < 0 or i >= n:
             raise ValueError("kept_order: the order holds a position outside the rows")
         k = position[i]
-        if k >= 0:
-            if m >= len(out):
-                raise ValueError("kept_order: the order is not a permutation of the rows (a kept row twice)")
-            out[m] = k
-            m += 1
+        out[m] = k
+        m += k >= 0
+        if m > spare:
+            raise ValueError("kept_order: the order is not a permutation of the rows (a kept row twice)")
     return m
 
 
@@ -967,11 +967,12 @@ def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if len(order) != len(mask):
         raise ValueError(f"kept_order: an order of {len(order)} rows and a mask of {len(mask)}; pass one mask "
                          "value per row of the order")
-    out = np.empty(int(np.count_nonzero(mask)), np.int64)
+    kept = int(np.count_nonzero(mask))
+    out = np.empty(kept + 1, np.int64)  # (a spare place: see the kernel)
     position = np.empty(len(mask), np.int32 if len(mask) < 1 << 31 else np.int64)
-    if _kept_order_kernel(order, mask, position, out) != len(out):
+    if _kept_order_kernel(order, mask, position, out) != kept:
         raise ValueError("kept_order: the order is not a permutation of the rows (a kept row missing)")
-    return out
+    return out[:kept]
 
 
 def segment_cumsum(values: np.ndarray, new_segment: np.ndarray) -> np.ndarray:

@@ -244,6 +244,10 @@ def test_kept_order_rejects_an_order_that_is_not_a_permutation() -> None:
         kept_order(np.array([0, 7]), np.array([True, True]))
     with pytest.raises(ValueError, match="a kept row missing"):
         kept_order(np.array([0, 0]), np.array([False, True]))
+    for order in ([1, 1, 0], [1, 0, 1], [0, 1, 1]):  # (wherever the second time comes: never past the spare place)
+        with pytest.raises(ValueError, match="a kept row twice"):
+            kept_order(np.array(order), np.array([False, True, False]))
+    assert kept_order(np.array([1, 0]), np.array([False, False])).shape == (0,)
     with pytest.raises(ValueError, match="a mask of 1"):
         kept_order(np.array([0, 1]), np.array([True]))
     assert kept_order(np.array([], np.int64), np.array([], bool)).shape == (0,)
