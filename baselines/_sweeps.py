@@ -363,15 +363,17 @@ def _reverse_pairs_kernel(keys, n_codes, start, by_reverse, out):  # pragma: no 
 def _own_count_last_kernel(codes, times, order, fill, count, last):  # pragma: no cover - compiled
     # Along the events in (code, time) order: a key's events before an event are those from the key's start to
     # its run of equal times, the last of them just ahead of that run; written in the event's own place.
+    # (Selects, no branches: new keys and runs come at random along the pairs, and a branch on them mispredicts.)
     begin, run = 0, 0
     for p in range(len(codes)):
-        if p == 0 or codes[p] != codes[p - 1]:
-            begin, run = p, p
-        elif times[p] != times[p - 1]:
-            run = p
+        previous = max(p - 1, 0)
+        new_key = (p == 0) | (codes[p] != codes[previous])
+        begin = p if new_key else begin
+        run = p if new_key | (times[p] != times[previous]) else run
         i = order[p]
         count[i] = run - begin
-        last[i] = times[run - 1] if run > begin else fill
+        before = times[max(run - 1, 0)]
+        last[i] = before if run > begin else fill
 
 
 @_compiled
@@ -399,13 +401,13 @@ def _flagged_runs_kernel(order, sorted_codes, sorted_times, flags, out):  # prag
 def _first_per_group_kernel(group, flags, codes, n_codes, out):  # pragma: no cover - compiled
     # Rows come grouped (each group's rows side by side): a code is new to its group unless the group last seen
     # with it is this one.
+    # (Selects, no branch on the flags or on whether a code is new: both come at random.)
     seen = np.full(n_codes, -1, np.int64)
     for i in range(len(group)):
-        if flags[i] and seen[codes[i]] != group[i]:
-            seen[codes[i]] = group[i]
-            out[i] = True
-        else:
-            out[i] = False
+        c, g, f = codes[i], group[i], flags[i]
+        s = seen[c]
+        out[i] = f & (s != g)
+        seen[c] = g if f else s
 
 
 @_compiled
