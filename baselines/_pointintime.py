@@ -746,14 +746,18 @@ def outcome_changes(timestamp: np.ndarray, label: np.ndarray, label_time: np.nda
         raise ValueError(f"outcome_changes: message positions outside 0 .. {len(ts) - 1}")
     if len(label) != len(ts) or len(lt) != len(ts):
         raise ValueError("outcome_changes: one label and label time per message")
-    kept, labels, withdrawn = _outcome_counts_kernel(ts, label, lt, message, keep, int(settle_delay))
+    # The kept rows' positions (numpy finds them without a branch per row), walked by the kernels: kept and
+    # left rows mix at random (a mailbox's inbound edges among all), and a branch on each flag mispredicts.
+    filtered = len(keep) > 0
+    kept_rows = np.flatnonzero(keep) if filtered else _NO_ROWS
+    kept, labels, withdrawn = _outcome_counts_kernel(ts, label, lt, message, filtered, kept_rows, int(settle_delay))
     total = labels + withdrawn + (kept - labels + withdrawn)  # the presumptions: unlabelled rows and withdrawn
     columns = {"entity": np.empty(total, np.int64), "time": np.empty(total, np.int64)}
     columns |= {c: np.empty(total, np.int8) for c in ("safe", "trials", "label", "explicit")}
     row = np.empty(total if rows else 0, np.int64)
     started = np.empty(kept, bool)
-    _outcome_changes_kernel(ts, label, lt, message, keep, int(settle_delay), entity, labels, labels + withdrawn,
-                            *columns.values(), row, started)
+    _outcome_changes_kernel(ts, label, lt, message, filtered, kept_rows, int(settle_delay), entity, labels,
+                            labels + withdrawn, *columns.values(), row, started)
     if rows:
         columns["row"] = row
     return OutcomeChanges(columns, labels + withdrawn, started)
@@ -763,13 +767,13 @@ _NO_ROWS, _NO_FLAGS = np.zeros(0, np.int64), np.zeros(0, bool)
 
 
 @_compiled
-def _outcome_counts_kernel(ts, label, lt, message, keep, delay):  # pragma: no cover - compiled
+def _outcome_counts_kernel(ts, label, lt, message, filtered, kept_rows, delay):  # pragma: no cover - compiled
     # The rows kept, the explicit labels and the withdrawn presumptions (outcome_events' masks, counted).
-    n = len(keep) if len(keep) else len(message) if len(message) else len(ts)
+    # ``kept_rows``: the kept rows' positions when ``filtered``, else every row is kept.
+    n = len(kept_rows) if filtered else len(message) if len(message) else len(ts)
     kept, labels, withdrawn = 0, 0, 0
-    for i in range(n):
-        if len(keep) and not keep[i]:
-            continue
+    for x in range(n):
+        i = kept_rows[x] if filtered else x
         m = message[i] if len(message) else i
         kept += 1
         if label[m] >= 0:
@@ -782,19 +786,18 @@ def _outcome_counts_kernel(ts, label, lt, message, keep, delay):  # pragma: no c
 
 
 @_compiled
-def _outcome_changes_kernel(ts, label, lt, message, keep, delay, entity, at_withdrawn, at_presumed, out_entity,
-                            out_time, out_safe, out_trials, out_label, out_explicit, out_row,
+def _outcome_changes_kernel(ts, label, lt, message, filtered, kept_rows, delay, entity, at_withdrawn, at_presumed,
+                            out_entity, out_time, out_safe, out_trials, out_label, out_explicit, out_row,
                             started):  # pragma: no cover - compiled
     # Each kept row's changes written at three pointers (labels from 0, withdrawals, presumptions), as
     # outcome_events defines them: a label at max(ts, label time); a presumption at ts + delay unless the label
     # was known by then; withdrawn at the label time.
-    n = len(entity)
+    n = len(kept_rows) if filtered else len(entity)
     rows = len(out_row) > 0
     a, b, c = 0, at_withdrawn, at_presumed
     r = 0
-    for i in range(n):
-        if len(keep) and not keep[i]:
-            continue
+    for x in range(n):
+        i = kept_rows[x] if filtered else x
         m = message[i] if len(message) else i
         t = ts[m]
         presumed = t + delay
