@@ -59,7 +59,9 @@ def own_hour_counts(by_time: np.ndarray, times: np.ndarray, sender: np.ndarray, 
                          f"0 .. {n_senders - 1}")
     _check_order(by_time, n, "own_hour_counts")
     out = np.empty((3, n), np.int64)
-    _own_hours_kernel(by_time, times, sender, np.zeros(max(n_senders, 1) * 24, np.int64), int(hour), out)
+    # (int32 counters below 2**31 rows: half the bytes of a table read and written at random, 24 per sender)
+    counts = np.zeros(max(n_senders, 1) * 24, np.int32 if n < 1 << 31 else np.int64)
+    _own_hours_kernel(by_time, times, sender, counts, int(hour), out)
     return out[0], out[1], out[2]
 
 

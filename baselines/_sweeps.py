@@ -386,8 +386,7 @@ def _flagged_runs_kernel(order, sorted_codes, sorted_times, flags, out):  # prag
     while p < n:
         q, first = p, -1
         while q < n and sorted_codes[q] == sorted_codes[p]:
-            if first < 0 and flags[order[q]]:
-                first = q
+            first = q if (first < 0) & flags[order[q]] else first  # (a select: flags come at random)
             q += 1
         for k in range(p, q):
             out[order[k]] = first >= 0
