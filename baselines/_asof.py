@@ -28,7 +28,8 @@ from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, 
 from ._pointintime import (NAT, OutcomeChanges, QueryOrder, Timeline, code_order, dense_codes, outcome_changes,
                            subset_order)
 from ._priors_in_time import TenantOutcomes
-from ._sweeps import first_flagged, first_per_group, flagged_runs, own_count_last, pairs_in_order, reverse_pairs
+from ._sweeps import (compress, first_flagged, first_per_group, flagged_runs, own_count_last, pairs_in_order,
+                      reverse_pairs)
 from ._smoothing import posterior_lower_bound, posterior_mean
 from ._own_time import first_used, follow_top, own_hour_counts, own_pair_counts, standing_in_time
 
@@ -295,7 +296,7 @@ class AsOfTables:
     @cached_property
     def _domain_out(self) -> Timeline:
         out = self._domain_heads
-        return Timeline(np.compress(out, self.rd), np.compress(out, self.ets), self.n_dom,
+        return Timeline(compress(out, self.rd), compress(out, self.ets), self.n_dom,
                         subset_order(self._edges_by_time, out))
 
     @cached_property
@@ -313,7 +314,7 @@ class AsOfTables:
         keep = self.ets[edge] == sender.times[sender.starts[self.es[edge]]]
         flags = np.zeros(len(self.ets), bool)  # a byte per edge: its prefix gathers bytes, not int64
         flags[np.compress(keep, edge)] = True
-        return np.compress(inbound, flags)
+        return compress(inbound, flags)
 
     @cached_property
     def _written_to(self) -> tuple[Timeline, np.ndarray, np.ndarray]:
@@ -329,7 +330,7 @@ class AsOfTables:
             # each counts at its own time, and the edges' (recipient, time) order holds the timeline's order,
             # with the last times along it running maxima already.
             tl = Timeline.of_rows(self.r, self.ets, self.n_addr, self._order(self.r, self.ets), keep)
-            return tl, tl.prefix(np.compress(keep, wrote)), tl.times
+            return tl, tl.prefix(compress(keep, wrote)), tl.times
         first_wrote = np.full(len(keys), np.iinfo(np.int64).max)
         edge, code = self._first_in_pairs(wrote)  # the earliest (pairs sorted by time): no ufunc.at minimum
         first_wrote[code] = self.ets[edge]

@@ -23,7 +23,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import (_WEIGHT_TYPES, _compiled, counting_order, kept_order, running_max, segment_cumsum,
+from ._sweeps import (_WEIGHT_TYPES, _compiled, compress, counting_order, kept_order, running_max, segment_cumsum,
                       sorted_run_differences, sorted_runs_before, sorted_sums_before, warmed_by)
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events",
@@ -315,10 +315,10 @@ class Timeline:
         # The (code, time) order of the events is the rows' with the other rows left out (no sort, and no
         # time order needed); their sorted codes and times are the rows' sorted ones (kept with the order, or
         # gathered once for every use) with the other rows left out: one gather of flags, no gather of int64
-        # (np.compress: numpy's boolean indexing branches on every flag, several times slower).
+        # (compress: numpy's boolean indexing branches on every flag, several times slower).
         sorted_codes, sorted_times = rows.gathered(codes, times)
         sorted_events = events[rows.by_key]
-        tl = cls(np.compress(sorted_events, sorted_codes), np.compress(sorted_events, sorted_times), n_codes,
+        tl = cls(compress(sorted_events, sorted_codes), compress(sorted_events, sorted_times), n_codes,
                  key_order=subset_order(rows.by_key, events), presorted=True)
         tl._rows = (codes, times, rows, sorted_events)
         return tl

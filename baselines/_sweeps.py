@@ -39,7 +39,7 @@ import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "sorted_run_differences", "sorted_sums_before", "counting_order",
            "pairs_in_order", "first_flagged", "flagged_runs", "first_per_group", "reverse_pairs", "own_count_last",
-           "kept_order", "segment_cumsum", "running_max", "first_present_level", "warm_up", "WarmUp"]
+           "kept_order", "compress", "segment_cumsum", "running_max", "first_present_level", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -976,6 +976,43 @@ def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out[:kept]
 
 
+@_compiled
+def _compress_kernel(mask, values, out):  # pragma: no cover - compiled
+    # No branch on the flags (kept and left rows mix at random: a branch on them mispredicted at every other
+    # row): every value is written at the next place, ``out`` holding one spare place past the kept values, and
+    # the place moves on for a kept one.
+    m = 0
+    for i in range(len(values)):
+        out[m] = values[i]
+        m += mask[i]
+    return m
+
+
+def compress(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.compress(mask, values)``: the values where ``mask`` holds, for a flag per value.
+
+    int64 and bool values are copied by one compiled pass without a branch
+    per flag (about twice as fast as numpy's on flags that mix at random);
+    others, masks of another length, and read-only arrays (another compiled
+    signature each) by numpy.
+
+    Examples
+    --------
+    >>> compress(np.array([True, False, True]), np.array([5, 6, 7])).tolist()
+    [5, 7]
+    """
+    mask, values = np.asarray(mask), np.asarray(values)
+    if (mask.dtype != np.bool_ or values.ndim != 1 or len(mask) != len(values) or values.dtype not in _COMPRESSED
+            or not (mask.flags.writeable and values.flags.writeable)):
+        return np.compress(mask, values)
+    out = np.empty(len(values) + 1, values.dtype)  # (a spare place: see the kernel)
+    return out[:_compress_kernel(np.ascontiguousarray(mask), np.ascontiguousarray(values), out)]
+
+
+#: The value types :func:`compress` copies by its kernel (each a compiled signature, warmed by warm_up).
+_COMPRESSED = (np.dtype(np.int64), np.dtype(np.bool_))
+
+
 def segment_cumsum(values: np.ndarray, new_segment: np.ndarray) -> np.ndarray:
     """Cumulative sums of float64 ``values`` restarted where ``new_segment`` is True, compensated (Kahan).
 
@@ -1103,6 +1140,8 @@ def warm_up() -> WarmUp:
         sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), width), one, one, one)
     sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int8), one, one, one, narrow=True)  # int32 sums
     counting_order(one, one, 1)
+    for values in (one, np.ones(1, bool)):
+        compress(np.ones(1, bool), values)
     pairs_in_order(one, one, one, one, 1)
     first_flagged(one, one, np.ones(1, bool))
     reverse_pairs(one, 1)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from commgraph.baselines._events import domain_heads
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, first_flagged, first_per_group, first_present_level,
+from commgraph.baselines._sweeps import (compress, counting_order, first_flagged, first_per_group, first_present_level,
                                          flagged_runs, kept_order, own_count_last, pairs_in_order, reverse_pairs,
                                          running_max, runs_before, segment_cumsum, sorted_run_differences,
                                          sorted_runs_before, sorted_sums_before, warm_up)
@@ -227,6 +227,25 @@ def test_counting_order_rejects_what_is_not_a_code_space_or_a_time_order() -> No
     with pytest.raises(ValueError, match="2 codes and a time order of 1"):
         counting_order(np.array([0, 0]), np.array([0]), 1)
     assert counting_order(np.array([], np.int64), np.array([], np.int64), 0).shape == (0,)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(-2**63, 2**63 - 1)), max_size=40))
+def test_compress_equals_numpy(rows) -> None:
+    # The compiled copy (int64 and bool values) against numpy's, empty, all kept or none included.
+    mask = np.array([r[0] for r in rows], dtype=bool)
+    for values in (np.array([r[1] for r in rows], dtype=np.int64), np.array([r[1] % 3 == 0 for r in rows])):
+        for flags in (mask, np.ones(len(mask), bool), np.zeros(len(mask), bool)):
+            got = compress(flags, values)
+            assert got.dtype == values.dtype and got.tolist() == np.compress(flags, values).tolist()
+
+
+def test_compress_leaves_other_inputs_to_numpy() -> None:
+    read_only = np.array([4, 5, 6])
+    read_only.flags.writeable = False
+    for mask, values in ((np.array([True, False, True]), read_only), (np.array([False, True]), np.array([1.5, 2.5])),
+                         (np.array([True]), np.array([7, 8])), (np.array([1, 0, 1]), np.array([1, 2, 3]))):
+        assert compress(mask, values).tolist() == np.compress(mask, values).tolist()
 
 
 @settings(max_examples=150, deadline=None)
