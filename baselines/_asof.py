@@ -28,7 +28,8 @@ from ._events import DAY_NS, FAILS, HOUR_NS, INBOUND, INTERNAL, OUTBOUND, PASS, 
 from ._pointintime import (NAT, OutcomeChanges, QueryOrder, Timeline, code_order, dense_codes, outcome_changes,
                            subset_order)
 from ._priors_in_time import TenantOutcomes
-from ._sweeps import first_flagged, first_per_group, flagged_runs, own_count_last, pairs_in_order, reverse_pairs
+from ._sweeps import (compress, first_flagged, first_per_group, flagged_runs, own_count_last, pairs_in_order,
+                      reverse_pairs)
 from ._smoothing import posterior_lower_bound, posterior_mean
 from ._own_time import first_used, follow_top, own_hour_counts, own_pair_counts, standing_in_time
 
@@ -295,7 +296,7 @@ class AsOfTables:
     @cached_property
     def _domain_out(self) -> Timeline:
         out = self._domain_heads
-        return Timeline(np.compress(out, self.rd), np.compress(out, self.ets), self.n_dom,
+        return Timeline(compress(out, self.rd), compress(out, self.ets), self.n_dom,
                         subset_order(self._edges_by_time, out))
 
     @cached_property
@@ -313,7 +314,7 @@ class AsOfTables:
         keep = self.ets[edge] == sender.times[sender.starts[self.es[edge]]]
         flags = np.zeros(len(self.ets), bool)  # a byte per edge: its prefix gathers bytes, not int64
         flags[np.compress(keep, edge)] = True
-        return np.compress(inbound, flags)
+        return compress(inbound, flags)
 
     @cached_property
     def _written_to(self) -> tuple[Timeline, np.ndarray, np.ndarray]:
@@ -329,7 +330,7 @@ class AsOfTables:
             # each counts at its own time, and the edges' (recipient, time) order holds the timeline's order,
             # with the last times along it running maxima already.
             tl = Timeline.of_rows(self.r, self.ets, self.n_addr, self._order(self.r, self.ets), keep)
-            return tl, tl.prefix(np.compress(keep, wrote)), tl.times
+            return tl, tl.prefix(compress(keep, wrote)), tl.times
         first_wrote = np.full(len(keys), np.iinfo(np.int64).max)
         edge, code = self._first_in_pairs(wrote)  # the earliest (pairs sorted by time): no ufunc.at minimum
         first_wrote[code] = self.ets[edge]
@@ -395,7 +396,10 @@ class AsOfTables:
         """The label columns of a kind; ``presumed``: the presumptions started per query, when the caller's walk
         over the kind's rows counted them."""
         tl, weights, rows, started = self._outcome_timelines[kind]
-        out = dict(zip(_LABEL_COLUMNS, tl.sums_before(codes, instants, weights, self._order(codes, instants))))
+        # (int32 sums where they fit, flags of fewer than 2**24 labels: half the memory written at random; the
+        # presumptions added below count rows, fewer than 2**31)
+        out = dict(zip(_LABEL_COLUMNS, tl.sums_before(codes, instants, weights, self._order(codes, instants),
+                                                      narrow=len(rows) < 1 << 31)))
         if presumed is None:
             # A presumption counts once its row is older than the settle delay: rows strictly before instant - delay.
             rlo, rhi = self._before_shifted(rows, codes, instants, self._settle_delay)
@@ -450,28 +454,35 @@ class AsOfTables:
         and the presumptions of ``kind`` started before each instant less the settle delay (None: left to
         :meth:`_label_columns`).
 
-        Without ``edges``, rows asked about at their own times (``times``, fresh) are answered in one walk over
-        ``tl`` reading them all (:meth:`Timeline.differences_before_own`): no run edges per shift written out,
-        then subtracted and gathered from prefix sums at random, a pass and an array each.
+        Rows asked about at their own times (``times``, fresh) are answered in one walk over ``tl`` reading them
+        all (:meth:`Timeline.differences_before_own`): no run edges per shift written out, then subtracted and
+        gathered from prefix sums at random, a pass and an array each; the run edges, when asked for, come out of
+        the same walk (int32, as every answer of it).
         """
         shifts = tuple(dict.fromkeys((*windows.values(), self._settle_delay)))  # one walk for all
-        # (A caller that reads the run edges keeps the edges' walk: on a timeline's own events it reads hi off
-        # the runs of equal times, which makes it as fast as the differences' walk with the subtractions after.)
-        if edges or not self._own(q, times) or self._outcome_timelines[kind][2] is not tl:
+        if not self._own(q, times) or self._outcome_timelines[kind][2] is not tl:
             lo, hi = self._before(tl, codes, q, times, shifts)
             counts = [hi - lo, *(hi - self._before_shifted(tl, codes, q, w, shifts)[1] for w in windows.values())]
             first = [p[hi] - p[lo] for p in extra]
             return lo, hi, counts, first, None
         edge = {s: k + 2 for k, s in enumerate(shifts)}  # run edges: 0 lo, 1 hi, then the hi at each shift
-        prefixes = np.empty((len(tl) + 1, 1 + len(extra)), np.int64)
-        prefixes[:, 0] = self._outcome_timelines[kind][3]  # presumptions started, along this very timeline
-        for k, p in enumerate(extra):
-            prefixes[:, k + 1] = p
+        started = self._outcome_timelines[kind][3]  # presumptions started, along this very timeline
+        if extra:
+            prefixes = np.empty((len(tl) + 1, 1 + len(extra)), np.int64)
+            prefixes[:, 0] = started
+            for k, p in enumerate(extra):
+                prefixes[:, k + 1] = p
+        else:
+            prefixes = started.reshape(-1, 1)  # (a view: no copy of a column)
         columns = [(-1, 1, 0), *((-1, 1, edge[w]) for w in windows.values()),
                    *((k + 1, 1, 0) for k in range(len(extra))), (0, edge[self._settle_delay], 0)]
+        if edges:  # lo and hi themselves (edge b -1: nothing subtracted)
+            columns += [(-1, 0, -1), (-1, 1, -1)]
         # (int32 answers: the prefixes count presumptions and flags of these events, and the signals read int32)
-        runs = tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64), narrow=len(tl) < 1 << 31)
-        return None, None, list(runs[:1 + len(windows)]), list(runs[1 + len(windows):-1]), runs[-1]
+        runs = list(tl.differences_before_own(shifts, prefixes, np.array(columns, np.int64),
+                                              narrow=len(tl) < 1 << 31))
+        lo, hi = (runs.pop(-2), runs.pop(-1)) if edges else (None, None)
+        return lo, hi, runs[:1 + len(windows)], runs[1 + len(windows):-1], runs[-1]
 
     def written_to(self, instants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per message, messages the tenant's mailboxes sent its sender, and the last time of those pairs."""

@@ -59,7 +59,9 @@ def own_hour_counts(by_time: np.ndarray, times: np.ndarray, sender: np.ndarray, 
                          f"0 .. {n_senders - 1}")
     _check_order(by_time, n, "own_hour_counts")
     out = np.empty((3, n), np.int64)
-    _own_hours_kernel(by_time, times, sender, np.zeros(max(n_senders, 1) * 24, np.int64), int(hour), out)
+    # (int32 counters below 2**31 rows: half the bytes of a table read and written at random, 24 per sender)
+    counts = np.zeros(max(n_senders, 1) * 24, np.int32 if n < 1 << 31 else np.int64)
+    _own_hours_kernel(by_time, times, sender, counts, int(hour), out)
     return out[0], out[1], out[2]
 
 
@@ -149,17 +151,18 @@ def first_used(codes: np.ndarray, used: np.ndarray, times: np.ndarray, n_codes: 
                          "per row")
     if len(codes) and int(codes.max()) >= n_codes:
         raise ValueError(f"first_used: codes up to {int(codes.max())} for {n_codes} codes")
-    out = np.full(n_codes, np.iinfo(np.int64).max, np.int64)
+    out = np.full(max(n_codes, 1), np.iinfo(np.int64).max, np.int64)  # (a place for the kernel's no-op stores)
     _first_used_kernel(codes, used, times, out)
-    return out
+    return out[:n_codes]
 
 
 @_compiled
 def _first_used_kernel(codes, used, times, out):  # pragma: no cover - compiled
+    # (A select and a store at every row, no branch on the flags: used and unused rows come at random.)
     for i in range(len(codes)):
-        c = codes[i]
-        if used[i] and c >= 0 and times[i] < out[c]:
-            out[c] = times[i]
+        c = max(codes[i], 0)
+        now = out[c]
+        out[c] = times[i] if used[i] & (codes[i] >= 0) & (times[i] < now) else now
 
 
 def standing_in_time(by_time: np.ndarray, codes: np.ndarray, times: np.ndarray, own: np.ndarray,

@@ -23,7 +23,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sweeps import (_WEIGHT_TYPES, _compiled, counting_order, kept_order, running_max, segment_cumsum,
+from ._sweeps import (_WEIGHT_TYPES, _compiled, compress, counting_order, kept_order, running_max, segment_cumsum,
                       sorted_run_differences, sorted_runs_before, sorted_sums_before, warmed_by)
 
 __all__ = ["Timeline", "QueryOrder", "code_order", "subset_order", "dense_codes", "outcome_events",
@@ -289,7 +289,7 @@ class Timeline:
         self.times = times if presorted else times[self.order]
         self.starts = np.zeros(n_codes + 1, np.int64)
         np.cumsum(np.bincount(codes, minlength=n_codes), out=self.starts[1:])
-        self._rows: tuple[np.ndarray, np.ndarray, QueryOrder] | None = None
+        self._rows: tuple[np.ndarray, np.ndarray, QueryOrder, np.ndarray] | None = None
 
     @classmethod
     def of_rows(cls, codes: np.ndarray, times: np.ndarray, n_codes: int, rows: QueryOrder, events: np.ndarray
@@ -315,12 +315,12 @@ class Timeline:
         # The (code, time) order of the events is the rows' with the other rows left out (no sort, and no
         # time order needed); their sorted codes and times are the rows' sorted ones (kept with the order, or
         # gathered once for every use) with the other rows left out: one gather of flags, no gather of int64
-        # (np.compress: numpy's boolean indexing branches on every flag, several times slower).
+        # (compress: numpy's boolean indexing branches on every flag, several times slower).
         sorted_codes, sorted_times = rows.gathered(codes, times)
         sorted_events = events[rows.by_key]
-        tl = cls(np.compress(sorted_events, sorted_codes), np.compress(sorted_events, sorted_times), n_codes,
+        tl = cls(compress(sorted_events, sorted_codes), compress(sorted_events, sorted_times), n_codes,
                  key_order=subset_order(rows.by_key, events), presorted=True)
-        tl._rows = (codes, times, rows)
+        tl._rows = (codes, times, rows, sorted_events)
         return tl
 
     def __len__(self) -> int:
@@ -425,14 +425,15 @@ class Timeline:
         [[0, 1, 2], [0, 1, 1], [0, 1, 1]]
         """
         codes, times, order, own = self._own_queries()
+        # (a timeline of some rows: its events' flags among the sorted rows count the hi at shift 0, no search)
         return sorted_run_differences(self.times, self.starts, codes, times, (0, *shifts), prefixes, columns, order,
-                                      own=own, narrow=narrow)
+                                      own=own, narrow=narrow, events=None if own else self._rows[3])
 
     def _own_queries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """The own queries' codes and times in (code, time) order, where each belongs, and whether they are the
         events themselves (a timeline made :meth:`of_rows`: its rows)."""
         if self._rows is not None:
-            codes, times, rows = self._rows
+            codes, times, rows, _ = self._rows
             return (*rows.gathered(codes, times), rows.by_key, False)
         return self.codes, self.times, self.order, True  # the events themselves, already in (code, time) order
 
@@ -573,14 +574,21 @@ class Timeline:
         codes = self.codes
         # (capped at the times' range: one epoch then holds them all, and 512 half-lives of a long half-life,
         # 209 days or more, would not fit an int64 of nanoseconds)
-        span = min(_EPOCH_HALF_LIVES * int(half_life), int(self.times.max() - self.times.min()) + 1)
-        epoch = (self.times - self.times.min()) // span
+        first, final = int(self.times.min()), int(self.times.max())
+        span = min(_EPOCH_HALF_LIVES * int(half_life), final - first + 1)
+        if span > final - first:
+            # One epoch holds every time (the usual case: 512 half-lives of 14 days are 19 years): a segment per
+            # key, all starting at the first time; no epoch numbers, segment ids or starts gathered per event.
+            seg_start = self.new_run()
+            rel = (self.times - first) / h
+            return segment_cumsum(np.exp2(rel), seg_start) * np.exp2(-rel)  # (no key to carry into another)
+        epoch = (self.times - first) // span
         # Segments: one key inside one epoch; contiguous in sorted order.
         seg_start = np.ones(n, dtype=bool)
         seg_start[1:] = (codes[1:] != codes[:-1]) | (epoch[1:] != epoch[:-1])
         seg_id = np.cumsum(seg_start) - 1
         starts = np.flatnonzero(seg_start)
-        base = self.times.min() + epoch[starts] * span  # epoch start of each segment
+        base = first + epoch[starts] * span  # epoch start of each segment
         rel = (self.times - base[seg_id]) / h
         # A cumulative sum restarted at each segment (a running total across segments would
         # swamp a small segment after a large one), compensated as pandas' groupby cumsum is.
@@ -590,20 +598,20 @@ class Timeline:
         ends = np.concatenate([starts[1:] - 1, [n - 1]])
         same_key_as_previous = np.zeros(len(starts), dtype=bool)
         same_key_as_previous[1:] = codes[starts[1:]] == codes[starts[:-1]]
+        if not same_key_as_previous.any():  # no key spans two epochs: nothing to carry (local + 0.0 is local)
+            return local
         carry = np.zeros(len(starts))
         end_value = local[ends].copy()
         # A key spans few epochs: loop over a segment's rank within its key, vectorised over keys.
-        rank = np.zeros(len(starts), dtype=np.int64)
-        if same_key_as_previous.any():
-            run_id = np.cumsum(~same_key_as_previous) - 1
-            first_of_run = np.flatnonzero(~same_key_as_previous)
-            rank = np.arange(len(starts)) - first_of_run[run_id]
-            for r in range(1, int(rank.max()) + 1):
-                now = np.flatnonzero(rank == r)
-                prev = now - 1
-                carry[now] = end_value[prev] * np.exp2(-(self.times[starts[now]] - self.times[ends[prev]]) / h)
-                end_value[now] = local[ends[now]] + carry[now] * np.exp2(
-                    -(self.times[ends[now]] - self.times[starts[now]]) / h)
+        run_id = np.cumsum(~same_key_as_previous) - 1
+        first_of_run = np.flatnonzero(~same_key_as_previous)
+        rank = np.arange(len(starts)) - first_of_run[run_id]
+        for r in range(1, int(rank.max()) + 1):
+            now = np.flatnonzero(rank == r)
+            prev = now - 1
+            carry[now] = end_value[prev] * np.exp2(-(self.times[starts[now]] - self.times[ends[prev]]) / h)
+            end_value[now] = local[ends[now]] + carry[now] * np.exp2(
+                -(self.times[ends[now]] - self.times[starts[now]]) / h)
         running = local + carry[seg_id] * np.exp2(-(self.times - self.times[starts[seg_id]]) / h)
         return running
 
@@ -738,14 +746,18 @@ def outcome_changes(timestamp: np.ndarray, label: np.ndarray, label_time: np.nda
         raise ValueError(f"outcome_changes: message positions outside 0 .. {len(ts) - 1}")
     if len(label) != len(ts) or len(lt) != len(ts):
         raise ValueError("outcome_changes: one label and label time per message")
-    kept, labels, withdrawn = _outcome_counts_kernel(ts, label, lt, message, keep, int(settle_delay))
+    # The kept rows' positions (numpy finds them without a branch per row), walked by the kernels: kept and
+    # left rows mix at random (a mailbox's inbound edges among all), and a branch on each flag mispredicts.
+    filtered = len(keep) > 0
+    kept_rows = np.flatnonzero(keep) if filtered else _NO_ROWS
+    kept, labels, withdrawn = _outcome_counts_kernel(ts, label, lt, message, filtered, kept_rows, int(settle_delay))
     total = labels + withdrawn + (kept - labels + withdrawn)  # the presumptions: unlabelled rows and withdrawn
     columns = {"entity": np.empty(total, np.int64), "time": np.empty(total, np.int64)}
     columns |= {c: np.empty(total, np.int8) for c in ("safe", "trials", "label", "explicit")}
     row = np.empty(total if rows else 0, np.int64)
     started = np.empty(kept, bool)
-    _outcome_changes_kernel(ts, label, lt, message, keep, int(settle_delay), entity, labels, labels + withdrawn,
-                            *columns.values(), row, started)
+    _outcome_changes_kernel(ts, label, lt, message, filtered, kept_rows, int(settle_delay), entity, labels,
+                            labels + withdrawn, *columns.values(), row, started)
     if rows:
         columns["row"] = row
     return OutcomeChanges(columns, labels + withdrawn, started)
@@ -755,13 +767,13 @@ _NO_ROWS, _NO_FLAGS = np.zeros(0, np.int64), np.zeros(0, bool)
 
 
 @_compiled
-def _outcome_counts_kernel(ts, label, lt, message, keep, delay):  # pragma: no cover - compiled
+def _outcome_counts_kernel(ts, label, lt, message, filtered, kept_rows, delay):  # pragma: no cover - compiled
     # The rows kept, the explicit labels and the withdrawn presumptions (outcome_events' masks, counted).
-    n = len(keep) if len(keep) else len(message) if len(message) else len(ts)
+    # ``kept_rows``: the kept rows' positions when ``filtered``, else every row is kept.
+    n = len(kept_rows) if filtered else len(message) if len(message) else len(ts)
     kept, labels, withdrawn = 0, 0, 0
-    for i in range(n):
-        if len(keep) and not keep[i]:
-            continue
+    for x in range(n):
+        i = kept_rows[x] if filtered else x
         m = message[i] if len(message) else i
         kept += 1
         if label[m] >= 0:
@@ -774,19 +786,18 @@ def _outcome_counts_kernel(ts, label, lt, message, keep, delay):  # pragma: no c
 
 
 @_compiled
-def _outcome_changes_kernel(ts, label, lt, message, keep, delay, entity, at_withdrawn, at_presumed, out_entity,
-                            out_time, out_safe, out_trials, out_label, out_explicit, out_row,
+def _outcome_changes_kernel(ts, label, lt, message, filtered, kept_rows, delay, entity, at_withdrawn, at_presumed,
+                            out_entity, out_time, out_safe, out_trials, out_label, out_explicit, out_row,
                             started):  # pragma: no cover - compiled
     # Each kept row's changes written at three pointers (labels from 0, withdrawals, presumptions), as
     # outcome_events defines them: a label at max(ts, label time); a presumption at ts + delay unless the label
     # was known by then; withdrawn at the label time.
-    n = len(entity)
+    n = len(kept_rows) if filtered else len(entity)
     rows = len(out_row) > 0
     a, b, c = 0, at_withdrawn, at_presumed
     r = 0
-    for i in range(n):
-        if len(keep) and not keep[i]:
-            continue
+    for x in range(n):
+        i = kept_rows[x] if filtered else x
         m = message[i] if len(message) else i
         t = ts[m]
         presumed = t + delay

@@ -39,7 +39,7 @@ import numpy as np
 
 __all__ = ["runs_before", "sorted_runs_before", "sorted_run_differences", "sorted_sums_before", "counting_order",
            "pairs_in_order", "first_flagged", "flagged_runs", "first_per_group", "reverse_pairs", "own_count_last",
-           "kept_order", "segment_cumsum", "running_max", "first_present_level", "warm_up", "WarmUp"]
+           "kept_order", "compress", "segment_cumsum", "running_max", "first_present_level", "warm_up", "WarmUp"]
 
 
 class _Kernel:
@@ -108,16 +108,24 @@ def _runs_before_kernel(times, starts, codes, instants, shifts, order, own, out)
     # ``own``: the queries are the events themselves, in their sorted order: an event's hi at its own time
     # (shift 0) is the start of its run of equal times, known without a pointer (whose loop exit, a branch
     # mispredicted about once per query, cost more than half of such a walk).
+    # Returns 0, or 1 at a code outside the code space, 2 at a position outside the queries (before reading or
+    # writing through it: the caller raises; a check inside the walk, where a separate pass read every code and
+    # position again).
     n_shifts = len(shifts)
     n = len(codes)
+    n_codes = len(starts) - 1
     put = len(order) > 0
     pointer = np.zeros(n_shifts, np.int64)
     previous_code = -1
     previous_instant = 0
     run = 0
     for j in range(n):
-        i = order[j] if put else j  # (checked by the caller: a position among the queries)
+        i = order[j] if put else j
         c = codes[j]
+        if i < 0 or i >= n:
+            return 2
+        if c >= n_codes:
+            return 1
         if c < 0:  # a key without events: an empty run
             for k in range(n_shifts + 1):
                 out[i, k] = 0
@@ -138,22 +146,36 @@ def _runs_before_kernel(times, starts, codes, instants, shifts, order, own, out)
                 continue
             bound = t - shifts[k]
             p = pointer[k]
+            if p < end:  # two steps without a branch (a pointer mostly moves 0 or 1), then the loop, rarely
+                last = end - 1
+                p += (times[p] < bound) & (p < end)
+                p += (times[min(p, last)] < bound) & (p < end)
             while p < end and times[p] < bound:  # strictly before: an event at the bound itself stays out
                 p += 1
             pointer[k] = p
             out[i, k + 1] = p
         previous_code = c
         previous_instant = t
+    return 0
 
 
 @_compiled
-def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, prefixes, columns,
+def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, events, prefixes, columns,
                             out):  # pragma: no cover - compiled
     # _runs_before_kernel's walk, each query answered with differences of prefix sums at its run edges
     # (``columns``: prefix column, or -1 for the edges themselves, then edges a and b: 0 lo, k + 1 the hi
     # of shift k, b -1 nothing subtracted), read where the pointers stop, in the order they pass the prefixes.
+    # Returns as _runs_before_kernel does (0, or 1 or 2 at a code or position out of range). ``events`` (when
+    # given): which queries are the events, the queries being rows sorted by (code, time) that hold them (a
+    # timeline of some rows): the hi at shift 0 is then the key's start plus its events among the rows ahead of
+    # the run of equal times, counted as the walk passes them, with no pointer (whose loop exit is a branch
+    # mispredicted about once per query); kept inside the key's events whatever the flags.
     n_shifts = len(shifts)
+    n_codes = len(starts) - 1
+    n = len(codes)
     n_columns = len(columns)
+    counted = len(events) > 0
+    seen, run_seen = 0, 0
     put = len(order) > 0
     pointer = np.zeros(n_shifts, np.int64)
     edge = np.zeros(n_shifts + 2, np.int64)  # the run edges, then position 0 (every prefix sum 0 there)
@@ -162,9 +184,13 @@ def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, 
         if b_at[m] < 0:
             b_at[m] = n_shifts + 1
     last_code, last_instant, run = -1, 0, 0
-    for j in range(len(codes)):
-        i = order[j] if put else j  # (checked by the caller: a position among the queries)
+    for j in range(n):
+        i = order[j] if put else j
         c = codes[j]
+        if i < 0 or i >= n:
+            return 2
+        if c >= n_codes:
+            return 1
         if c < 0:  # a key without events: nothing before it
             for m in range(n_columns):
                 out[i, m] = 0
@@ -175,16 +201,24 @@ def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, 
             for k in range(n_shifts):
                 pointer[k] = begin
             run = j
+            seen, run_seen = 0, 0
         elif t != last_instant:
             run = j
+            run_seen = seen
         end = starts[c + 1]
         edge[0] = begin
         for k in range(n_shifts):
             p = pointer[k]
             if own and shifts[k] == 0:  # (own events: the run of equal times starts at ``run``)
                 p = run
+            elif counted and shifts[k] == 0:  # (the key's events among the rows ahead of the run)
+                p = min(begin + run_seen, end)
             else:
                 stop = t - shifts[k]
+                if p < end:  # two steps without a branch (a pointer mostly moves 0 or 1), then the loop, rarely
+                    last = end - 1
+                    p += (times[p] < stop) & (p < end)
+                    p += (times[min(p, last)] < stop) & (p < end)
                 while p < end and times[p] < stop:  # strictly before
                     p += 1
                 pointer[k] = p
@@ -192,24 +226,33 @@ def _run_differences_kernel(times, starts, codes, instants, shifts, order, own, 
         for m in range(n_columns):
             a, b = edge[a_at[m]], edge[b_at[m]]
             out[i, m] = a - b if column[m] < 0 else prefixes[a, column[m]] - prefixes[b, column[m]]
+        if counted and events[j]:
+            seen += 1
         last_code, last_instant = c, t
+    return 0
 
 
 @_compiled
 def _sums_before_kernel(times, starts, weights, codes, instants, order, out):  # pragma: no cover - compiled
     # The walk of _runs_before_kernel with one pointer, carrying each weight's sum over the key's events it
     # passes: a query's sums are read off as the pointer stops, written straight to the query's own place.
-    # A kernel of its own: carrying the sums in that walk (a branch per event) slowed it by 15-20%.
+    # A kernel of its own: carrying the sums in that walk (a branch per event) slowed it by 15-20%. Returns as
+    # _runs_before_kernel does (0, or 1 or 2 at a code or position out of range).
     n_weights = weights.shape[1]
     n = len(codes)
+    n_codes = len(starts) - 1
     put = len(order) > 0
     total = np.zeros(n_weights, np.int64)
     p = 0
     previous_code = -1
     previous_instant = 0
     for j in range(n):
-        i = order[j] if put else j  # (checked by the caller: a position among the queries)
+        i = order[j] if put else j
         c = codes[j]
+        if i < 0 or i >= n:
+            return 2
+        if c >= n_codes:
+            return 1
         if c < 0:  # a key without events: empty sums
             for k in range(n_weights):
                 out[i, k] = 0
@@ -228,19 +271,26 @@ def _sums_before_kernel(times, starts, weights, codes, instants, order, out):  #
             out[i, k] = total[k]
         previous_code = c
         previous_instant = t
+    return 0
 
 
 @_compiled
 def _counting_order_kernel(codes_in_order, by_time, n_codes, out):  # pragma: no cover - compiled
+    # False (before writing anything) at a code outside the code space: the caller raises, where a min and a max
+    # of the codes in passes of their own checked them.
     offsets = np.zeros(n_codes + 1, np.int64)
     for j in range(len(codes_in_order)):
-        offsets[codes_in_order[j] + 1] += 1
+        c = codes_in_order[j]
+        if c < 0 or c >= n_codes:
+            return False
+        offsets[c + 1] += 1
     for c in range(n_codes):
         offsets[c + 1] += offsets[c]
     for j in range(len(by_time)):  # in time order: each key's slots fill in time order (a stable sort)
         c = codes_in_order[j]
         out[offsets[c]] = by_time[j]
         offsets[c] += 1
+    return True
 
 
 @_compiled
@@ -313,15 +363,17 @@ def _reverse_pairs_kernel(keys, n_codes, start, by_reverse, out):  # pragma: no 
 def _own_count_last_kernel(codes, times, order, fill, count, last):  # pragma: no cover - compiled
     # Along the events in (code, time) order: a key's events before an event are those from the key's start to
     # its run of equal times, the last of them just ahead of that run; written in the event's own place.
+    # (Selects, no branches: new keys and runs come at random along the pairs, and a branch on them mispredicts.)
     begin, run = 0, 0
     for p in range(len(codes)):
-        if p == 0 or codes[p] != codes[p - 1]:
-            begin, run = p, p
-        elif times[p] != times[p - 1]:
-            run = p
+        previous = max(p - 1, 0)
+        new_key = (p == 0) | (codes[p] != codes[previous])
+        begin = p if new_key else begin
+        run = p if new_key | (times[p] != times[previous]) else run
         i = order[p]
         count[i] = run - begin
-        last[i] = times[run - 1] if run > begin else fill
+        before = times[max(run - 1, 0)]
+        last[i] = before if run > begin else fill
 
 
 @_compiled
@@ -334,8 +386,7 @@ def _flagged_runs_kernel(order, sorted_codes, sorted_times, flags, out):  # prag
     while p < n:
         q, first = p, -1
         while q < n and sorted_codes[q] == sorted_codes[p]:
-            if first < 0 and flags[order[q]]:
-                first = q
+            first = q if (first < 0) & flags[order[q]] else first  # (a select: flags come at random)
             q += 1
         for k in range(p, q):
             out[order[k]] = first >= 0
@@ -349,38 +400,38 @@ def _flagged_runs_kernel(order, sorted_codes, sorted_times, flags, out):  # prag
 def _first_per_group_kernel(group, flags, codes, n_codes, out):  # pragma: no cover - compiled
     # Rows come grouped (each group's rows side by side): a code is new to its group unless the group last seen
     # with it is this one.
+    # (Selects, no branch on the flags or on whether a code is new: both come at random.)
     seen = np.full(n_codes, -1, np.int64)
     for i in range(len(group)):
-        if flags[i] and seen[codes[i]] != group[i]:
-            seen[codes[i]] = group[i]
-            out[i] = True
-        else:
-            out[i] = False
+        c, g, f = codes[i], group[i], flags[i]
+        s = seen[c]
+        out[i] = f & (s != g)
+        seen[c] = g if f else s
 
 
 @_compiled
 def _kept_order_kernel(order, mask, position, out):  # pragma: no cover - compiled
     # ``position``: each kept row's number among the kept rows, -1 for the others (one read per row of the
     # order at random, not the flag's and the number's; int32 where it fits: half the bytes read at random).
+    # No branch on the flags (kept and left rows mix at random: a branch on them mispredicted at every other
+    # row): every row's number is written at the next place, ``out`` holding one spare place past the kept rows
+    # for the rows left out, and the place moves on for a kept row.
     n = len(mask)
     kept = 0
     for i in range(n):
-        if mask[i]:
-            position[i] = kept
-            kept += 1
-        else:
-            position[i] = -1
+        position[i] = kept if mask[i] else -1
+        kept += mask[i]
     m = 0
+    spare = len(out) - 1
     for j in range(len(order)):
         i = order[j]
         if i < 0 or i >= n:
             raise ValueError("kept_order: the order holds a position outside the rows")
         k = position[i]
-        if k >= 0:
-            if m >= len(out):
-                raise ValueError("kept_order: the order is not a permutation of the rows (a kept row twice)")
-            out[m] = k
-            m += 1
+        out[m] = k
+        m += k >= 0
+        if m > spare:
+            raise ValueError("kept_order: the order is not a permutation of the rows (a kept row twice)")
     return m
 
 
@@ -441,21 +492,20 @@ def _c(values: np.ndarray) -> np.ndarray:
 
 
 _NO_ORDER = np.zeros(0, np.int64)  # the answers stay in sorted order
+_NO_FLAGS = np.zeros(0, bool)  # no event flags: the differences' walk searches every shift
 _NO_PREFIXES, _NO_COLUMNS = np.zeros((0, 0), np.int64), np.zeros((0, 3), np.int64)  # the walk answers run edges
 #: The weight widths the sums' walk takes as they are (each a compiled signature, warmed by warm_up).
 _WEIGHT_TYPES = (np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64))
 
 
 def _query_order(order: np.ndarray | None, n: int, what: str) -> np.ndarray:
-    """Where each of ``n`` sorted queries' answers go, checked (the walks write through it unchecked), or
+    """Where each of ``n`` sorted queries' answers go (its positions checked by the walks, :func:`_refused`), or
     :data:`_NO_ORDER` for answers in sorted order."""
     if order is None:
         return _NO_ORDER
     order = _c(order)
     if len(order) != n:
         raise ValueError(f"{what}: an order of {len(order)} queries for {n}; pass where each sorted query belongs")
-    if n and (int(order.min()) < 0 or int(order.max()) >= n):
-        raise ValueError(f"{what}: the order holds a position outside the queries (0 .. {n - 1})")
     return order
 
 
@@ -463,6 +513,15 @@ def _check_codes(codes: np.ndarray, n_codes: int, what: str) -> None:
     if len(codes) and int(codes.max()) >= n_codes:
         raise ValueError(f"{what}: key code {int(codes.max())} is outside the code space 0 .. {n_codes - 1}; "
                          "pass the n_codes the events were coded with")
+
+
+def _refused(status: int, codes: np.ndarray, n_codes: int, order: np.ndarray, what: str) -> None:
+    """Raise the error of a walk that stopped at a key code outside the code space (``status`` 1) or a position
+    outside the queries (2); nothing for 0. The walks check both as they read them: no pass of their own."""
+    if status == 1:
+        _check_codes(codes, n_codes, what)
+    if status:
+        raise ValueError(f"{what}: the order holds a position outside the queries (0 .. {len(codes) - 1})")
 
 
 def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
@@ -492,7 +551,8 @@ def sorted_runs_before(times: np.ndarray, starts: np.ndarray, codes: np.ndarray,
 
 def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
                            shifts: np.ndarray | Sequence[int], prefixes: np.ndarray, columns: np.ndarray,
-                           order: np.ndarray | None = None, *, own: bool = False, narrow: bool = False) -> np.ndarray:
+                           order: np.ndarray | None = None, *, own: bool = False, narrow: bool = False,
+                           events: np.ndarray | None = None) -> np.ndarray:
     """:func:`sorted_runs_before`'s walk answering with differences of prefix sums at each query's run edges.
 
     The run edges of a query are numbered ``0`` (``lo``) and ``k + 1`` (``hi``
@@ -512,6 +572,10 @@ def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndar
     narrow : bool, default False
         Answers as int32, for callers whose prefix sums are counts of the events (every difference at most
         their number) when there are fewer than 2**31 events: half the memory written at random.
+    events : ndarray of bool, optional
+        The queries are rows sorted by (code, time), the events those of them where ``events`` holds (a
+        timeline of some rows, asked about every row at its own time; ``own`` is for all of them): the hi at
+        shift 0 is counted along the rows, with no search.
 
     Returns
     -------
@@ -540,17 +604,19 @@ def sorted_run_differences(times: np.ndarray, starts: np.ndarray, codes: np.ndar
                          f"{prefixes.shape[1]} or run edges {columns[:, 1:].ravel().tolist()} of {n_edges}")
     if narrow and len(times) >= 1 << 31:
         raise ValueError("sorted_run_differences: narrow answers of counts need fewer than 2**31 events")
+    if events is not None and (own or len(events) != len(codes)):
+        raise ValueError(f"sorted_run_differences: {len(events)} event flags for {len(codes)} queries (own "
+                         f"{bool(own)}); pass a flag per query, and own=False")
     out = _walk(times, starts, codes, instants, shifts, order, own, prefixes, columns, "sorted_run_differences",
-                np.int32 if narrow else np.int64)
+                np.int32 if narrow else np.int64, _NO_FLAGS if events is None else np.ascontiguousarray(events, bool))
     return out.T
 
 
 def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np.ndarray,
           shifts: np.ndarray | Sequence[int], order: np.ndarray | None, own: bool, prefixes: np.ndarray,
-          columns: np.ndarray, what: str, width: type = np.int64) -> np.ndarray:
+          columns: np.ndarray, what: str, width: type = np.int64, events: np.ndarray | None = None) -> np.ndarray:
     """The runs' walk over checked inputs: run edges (no ``columns``) or differences, a row per query."""
     codes = _c(codes)
-    _check_codes(codes, len(starts) - 1, what)
     shifts = _c(np.asarray(shifts, dtype=np.int64).reshape(-1))
     instants = _c(instants)
     if len(instants) != len(codes):
@@ -564,10 +630,13 @@ def _walk(times: np.ndarray, starts: np.ndarray, codes: np.ndarray, instants: np
     out = np.empty((len(codes), len(columns) if len(columns) else 1 + len(shifts)), width)
     # With an order, the walk writes each answer straight to its query's place: no answers in sorted order
     # to allocate, fill, and scatter again.
+    starts = _c(starts)
     if len(columns):
-        _run_differences_kernel(times, _c(starts), codes, instants, shifts, order, bool(own), prefixes, columns, out)
+        status = _run_differences_kernel(times, starts, codes, instants, shifts, order, bool(own),
+                                         _NO_FLAGS if events is None else events, prefixes, columns, out)
     else:
-        _runs_before_kernel(times, _c(starts), codes, instants, shifts, order, bool(own), out)
+        status = _runs_before_kernel(times, starts, codes, instants, shifts, order, bool(own), out)
+    _refused(status, codes, len(starts) - 1, order, what)
     return out
 
 
@@ -663,7 +732,6 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
     [[1, 2, 3], [0, 2, 2]]
     """
     codes = _c(codes)
-    _check_codes(codes, len(starts) - 1, "sorted_sums_before")
     instants = _c(instants)
     weights = np.asarray(weights)
     # Weights narrower than int64 are walked as they are (a row of flags in a byte each: an eighth of the reads),
@@ -678,7 +746,9 @@ def sorted_sums_before(times: np.ndarray, starts: np.ndarray, weights: np.ndarra
     order = _query_order(order, len(codes), "sorted_sums_before")
     fits = narrow and weights.dtype == np.int8 and len(times) < 1 << 24  # |sum| < 128 * 2**24 = 2**31
     out = np.empty((len(codes), weights.shape[1]), np.int32 if fits else np.int64)
-    _sums_before_kernel(_c(times), _c(starts), weights, codes, instants, order, out)
+    starts = _c(starts)
+    _refused(_sums_before_kernel(_c(times), starts, weights, codes, instants, order, out), codes, len(starts) - 1,
+             order, "sorted_sums_before")
     return out.T
 
 
@@ -704,11 +774,10 @@ def counting_order(codes: np.ndarray, by_time: np.ndarray, n_codes: int) -> np.n
     if len(by_time) != len(codes):
         raise ValueError(f"counting_order: {len(codes)} codes and a time order of {len(by_time)}; pass one time "
                          "order of all the events")
-    if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= n_codes):
+    out = np.empty(len(codes), np.int64)
+    if not _counting_order_kernel(codes[by_time], by_time, int(n_codes), out):  # (it checks the codes)
         raise ValueError(f"counting_order: codes {int(codes.min())} .. {int(codes.max())} are outside the code space "
                          f"0 .. {n_codes - 1}; pass non-negative codes and their number")
-    out = np.empty(len(codes), np.int64)
-    _counting_order_kernel(codes[by_time], by_time, int(n_codes), out)
     return out
 
 
@@ -899,11 +968,49 @@ def kept_order(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if len(order) != len(mask):
         raise ValueError(f"kept_order: an order of {len(order)} rows and a mask of {len(mask)}; pass one mask "
                          "value per row of the order")
-    out = np.empty(int(np.count_nonzero(mask)), np.int64)
+    kept = int(np.count_nonzero(mask))
+    out = np.empty(kept + 1, np.int64)  # (a spare place: see the kernel)
     position = np.empty(len(mask), np.int32 if len(mask) < 1 << 31 else np.int64)
-    if _kept_order_kernel(order, mask, position, out) != len(out):
+    if _kept_order_kernel(order, mask, position, out) != kept:
         raise ValueError("kept_order: the order is not a permutation of the rows (a kept row missing)")
-    return out
+    return out[:kept]
+
+
+@_compiled
+def _compress_kernel(mask, values, out):  # pragma: no cover - compiled
+    # No branch on the flags (kept and left rows mix at random: a branch on them mispredicted at every other
+    # row): every value is written at the next place, ``out`` holding one spare place past the kept values, and
+    # the place moves on for a kept one.
+    m = 0
+    for i in range(len(values)):
+        out[m] = values[i]
+        m += mask[i]
+    return m
+
+
+def compress(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.compress(mask, values)``: the values where ``mask`` holds, for a flag per value.
+
+    int64 and bool values are copied by one compiled pass without a branch
+    per flag (about twice as fast as numpy's on flags that mix at random);
+    others, masks of another length, and read-only arrays (another compiled
+    signature each) by numpy.
+
+    Examples
+    --------
+    >>> compress(np.array([True, False, True]), np.array([5, 6, 7])).tolist()
+    [5, 7]
+    """
+    mask, values = np.asarray(mask), np.asarray(values)
+    if (mask.dtype != np.bool_ or values.ndim != 1 or len(mask) != len(values) or values.dtype not in _COMPRESSED
+            or not (mask.flags.writeable and values.flags.writeable)):
+        return np.compress(mask, values)
+    out = np.empty(len(values) + 1, values.dtype)  # (a spare place: see the kernel)
+    return out[:_compress_kernel(np.ascontiguousarray(mask), np.ascontiguousarray(values), out)]
+
+
+#: The value types :func:`compress` copies by its kernel (each a compiled signature, warmed by warm_up).
+_COMPRESSED = (np.dtype(np.int64), np.dtype(np.bool_))
 
 
 def segment_cumsum(values: np.ndarray, new_segment: np.ndarray) -> np.ndarray:
@@ -1033,6 +1140,8 @@ def warm_up() -> WarmUp:
         sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), width), one, one, one)
     sorted_sums_before(one, np.array([0, 1]), np.zeros((1, 1), np.int8), one, one, one, narrow=True)  # int32 sums
     counting_order(one, one, 1)
+    for values in (one, np.ones(1, bool)):
+        compress(np.ones(1, bool), values)
     pairs_in_order(one, one, one, one, 1)
     first_flagged(one, one, np.ones(1, bool))
     reverse_pairs(one, 1)

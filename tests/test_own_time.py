@@ -58,6 +58,12 @@ def test_first_used_equals_the_minimum_per_code(rows) -> None:
         assert out[c] == (mine.min() if len(mine) else np.iinfo(np.int64).max)
 
 
+def test_first_used_skips_negative_codes_whatever_their_times() -> None:
+    # (The kernel stores at every row, a negative code's at code 0's place, unchanged.)
+    assert first_used(np.array([-1, 0, -1]), np.ones(3, bool), np.array([1, 5, 0]), 1).tolist() == [5]
+    assert first_used(np.array([-1, -1]), np.ones(2, bool), np.array([1, 2]), 0).shape == (0,)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3), st.booleans()), max_size=30),
        st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3), st.booleans()), max_size=30))

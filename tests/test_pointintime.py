@@ -26,6 +26,42 @@ events = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3000)), min_size=1
 queries = st.lists(st.tuples(st.integers(-1, 5), st.integers(-10, 3100)), min_size=1, max_size=30)
 
 
+def _running_decay_reference(codes: np.ndarray, times: np.ndarray, half_life: int) -> np.ndarray:
+    """Timeline._running_decay's general way, every step (epochs, segments, carries) whatever the times."""
+    n, h = len(times), float(half_life)
+    span = min(512 * half_life, int(times.max() - times.min()) + 1)
+    epoch = (times - times.min()) // span
+    seg_start = np.ones(n, dtype=bool)
+    seg_start[1:] = (codes[1:] != codes[:-1]) | (epoch[1:] != epoch[:-1])
+    seg_id = np.cumsum(seg_start) - 1
+    starts = np.flatnonzero(seg_start)
+    rel = (times - (times.min() + epoch[starts] * span)[seg_id]) / h
+    local = pd.Series(np.exp2(rel)).groupby(seg_id).cumsum().to_numpy() * np.exp2(-rel)
+    ends = np.concatenate([starts[1:] - 1, [n - 1]])
+    carry, end_value = np.zeros(len(starts)), local[ends].copy()
+    for s in range(1, len(starts)):
+        if codes[starts[s]] == codes[starts[s - 1]]:
+            carry[s] = end_value[s - 1] * np.exp2(-(times[starts[s]] - times[ends[s - 1]]) / h)
+            end_value[s] = local[ends[s]] + carry[s] * np.exp2(-(times[ends[s]] - times[starts[s]]) / h)
+    return local + carry[seg_id] * np.exp2(-(times - times[starts[seg_id]]) / h)
+
+
+@settings(max_examples=80, deadline=None)
+@given(events, st.sampled_from([1, 3, 700, 10**6]))
+def test_running_decay_to_the_bit(ev, half_life) -> None:
+    # One epoch (700, 10**6: no segment ids, no carries), several with keys across them (1, 3), to the bit; times
+    # of ~1 ms steps, as nanoseconds (not small integers, whose ratios to a half-life round alike whatever way).
+    scale = 1_000_003
+    tl = Timeline(np.array([e[0] for e in ev]), np.array([e[1] for e in ev], dtype=np.int64) * scale, 6)
+    assert np.array_equal(tl._running_decay(half_life * scale),
+                          _running_decay_reference(tl.codes, tl.times, half_life * scale))
+    # Several epochs (512 ns), a key across them (its value carried on), and keys each inside one (nothing carried).
+    for codes, times in (([0, 0, 0, 0, 0, 1], [500, 505, 510, 515, 1030, 0]),
+                         ([0, 0, 1, 1, 2], [0, 7, 2000, 2011, 2900])):
+        tl = Timeline(np.array(codes), np.array(times), 3)
+        assert np.array_equal(tl._running_decay(1), _running_decay_reference(tl.codes, tl.times, 1))
+
+
 @settings(max_examples=80, deadline=None)
 @given(events, queries, st.sampled_from([1, 3, 700]), st.integers(1, 400))
 def test_timeline_against_brute_force(ev, qs, half_life, window) -> None:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from commgraph.baselines._events import domain_heads
 from commgraph.baselines._pointintime import QueryOrder, Timeline
-from commgraph.baselines._sweeps import (counting_order, first_flagged, first_per_group, first_present_level,
+from commgraph.baselines._sweeps import (compress, counting_order, first_flagged, first_per_group, first_present_level,
                                          flagged_runs, kept_order, own_count_last, pairs_in_order, reverse_pairs,
                                          running_max, runs_before, segment_cumsum, sorted_run_differences,
                                          sorted_runs_before, sorted_sums_before, warm_up)
@@ -87,6 +87,35 @@ def test_runs_before_of_the_events_themselves() -> None:
     assert own[1].tolist() == searched[1].tolist() == [[0, 0, 2, 3, 4, 4], [0, 0, 0, 3, 4, 4]]
     with pytest.raises(ValueError, match="own=True asks the events about themselves"):
         sorted_runs_before(times, starts, codes, times + 1, [0], own=True)
+
+
+@pytest.mark.parametrize("walk", ["runs", "differences", "sums"])
+@pytest.mark.parametrize("where", [0, 2, 4])
+def test_walks_refuse_codes_and_positions_out_of_range_wherever_they_are(walk, where) -> None:
+    # The walks check each code and position as they read it (no pass of their own): one out of range anywhere
+    # among the queries is refused, as numpy checks them, before it is read through or written to.
+    times, starts = np.array([1, 2, 3, 4, 5]), np.array([0, 2, 5])  # two keys
+    codes, instants, order = np.array([0, 0, 1, 1, 1]), np.array([2, 3, 3, 4, 9]), np.array([4, 3, 2, 1, 0])
+
+    def run(c: np.ndarray, o: np.ndarray) -> np.ndarray:
+        if walk == "runs":
+            return np.vstack(sorted_runs_before(times, starts, c, instants, [0, 1], o))
+        if walk == "differences":
+            return sorted_run_differences(times, starts, c, instants, [0], np.zeros((6, 1), np.int64),
+                                          np.array([[-1, 1, 0], [0, 1, 0]]), o)
+        return sorted_sums_before(times, starts, np.ones((5, 1), np.int8), c, instants, o)
+
+    assert run(codes, order).shape[1] == 5
+    for bad in (2, 7):
+        wrong = codes.copy()
+        wrong[where] = bad
+        with pytest.raises(ValueError, match=f"key code {bad} is outside the code space 0 .. 1"):
+            run(wrong, order)
+    for bad in (-1, 5):
+        wrong = order.copy()
+        wrong[where] = bad
+        with pytest.raises(ValueError, match=r"the order holds a position outside the queries \(0 .. 4\)"):
+            run(codes, wrong)
 
 
 def test_runs_before_rejects_a_code_outside_the_code_space() -> None:
@@ -190,11 +219,33 @@ def test_counting_order_equals_a_stable_sort_by_code_then_time(rows) -> None:
 def test_counting_order_rejects_what_is_not_a_code_space_or_a_time_order() -> None:
     with pytest.raises(ValueError, match="codes -1 .. 2 are outside the code space 0 .. 2"):
         counting_order(np.array([-1, 2]), np.array([0, 1]), 3)
+    for codes in ([0, 1, 0], [0, 0, 1], [1, 0, 0]):  # (checked by the kernel as it counts: anywhere)
+        with pytest.raises(ValueError, match="codes 0 .. 1 are outside the code space 0 .. 0"):
+            counting_order(np.array(codes), np.array([2, 0, 1]), 1)
     with pytest.raises(IndexError):  # numpy's gather of the codes in time order checks the positions
         counting_order(np.array([0, 0]), np.array([0, 5]), 1)
     with pytest.raises(ValueError, match="2 codes and a time order of 1"):
         counting_order(np.array([0, 0]), np.array([0]), 1)
     assert counting_order(np.array([], np.int64), np.array([], np.int64), 0).shape == (0,)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(-2**63, 2**63 - 1)), max_size=40))
+def test_compress_equals_numpy(rows) -> None:
+    # The compiled copy (int64 and bool values) against numpy's, empty, all kept or none included.
+    mask = np.array([r[0] for r in rows], dtype=bool)
+    for values in (np.array([r[1] for r in rows], dtype=np.int64), np.array([r[1] % 3 == 0 for r in rows])):
+        for flags in (mask, np.ones(len(mask), bool), np.zeros(len(mask), bool)):
+            got = compress(flags, values)
+            assert got.dtype == values.dtype and got.tolist() == np.compress(flags, values).tolist()
+
+
+def test_compress_leaves_other_inputs_to_numpy() -> None:
+    read_only = np.array([4, 5, 6])
+    read_only.flags.writeable = False
+    for mask, values in ((np.array([True, False, True]), read_only), (np.array([False, True]), np.array([1.5, 2.5])),
+                         (np.array([True]), np.array([7, 8])), (np.array([1, 0, 1]), np.array([1, 2, 3]))):
+        assert compress(mask, values).tolist() == np.compress(mask, values).tolist()
 
 
 @settings(max_examples=150, deadline=None)
@@ -212,6 +263,10 @@ def test_kept_order_rejects_an_order_that_is_not_a_permutation() -> None:
         kept_order(np.array([0, 7]), np.array([True, True]))
     with pytest.raises(ValueError, match="a kept row missing"):
         kept_order(np.array([0, 0]), np.array([False, True]))
+    for order in ([1, 1, 0], [1, 0, 1], [0, 1, 1]):  # (wherever the second time comes: never past the spare place)
+        with pytest.raises(ValueError, match="a kept row twice"):
+            kept_order(np.array(order), np.array([False, True, False]))
+    assert kept_order(np.array([1, 0]), np.array([False, False])).shape == (0,)
     with pytest.raises(ValueError, match="a mask of 1"):
         kept_order(np.array([0, 1]), np.array([True]))
     assert kept_order(np.array([], np.int64), np.array([], bool)).shape == (0,)
@@ -436,6 +491,22 @@ def test_run_differences_equal_prefix_sums_gathered_at_the_run_edges(rows, shift
         minus = edges[b] if b >= 0 else 0  # (b -1: nothing subtracted, the prefix sums' first row being 0)
         expected = edges[a] - minus if column < 0 else prefixes[edges[a], column] - prefixes[minus, column]
         assert np.array_equal(np.where(codes >= 0, expected, 0), got[m])
+
+
+def test_run_differences_count_the_events_among_rows_and_stay_inside_a_key_whatever_the_flags() -> None:
+    # Rows 0, 0, 1, 1 of key 0 at times 5, 5, 7, 9; its events those at 5 and 9 (every row asked at its own time).
+    times, starts, prefixes = np.array([5, 9]), np.array([0, 2]), np.array([[0], [1], [3]])
+    codes, instants, columns = np.zeros(4, np.int64), np.array([5, 5, 7, 9]), np.array([[-1, 1, 0], [0, 1, 0]])
+    flags = np.array([True, False, False, True])
+    searched = sorted_run_differences(times, starts, codes, instants, [0], prefixes, columns)
+    assert sorted_run_differences(times, starts, codes, instants, [0], prefixes, columns, events=flags).tolist() == \
+        searched.tolist() == [[0, 0, 1, 1], [0, 0, 1, 1]]
+    # Flags that are not the rows' events give wrong answers, never a position outside the key's events.
+    wrong = sorted_run_differences(times, starts, codes, instants, [0], prefixes, columns, events=np.ones(4, bool))
+    assert wrong[0].tolist() == [0, 0, 2, 2]
+    for flags, own in ((np.ones(3, bool), False), (np.ones(4, bool), True)):
+        with pytest.raises(ValueError, match="event flags for 4 queries"):
+            sorted_run_differences(times, starts, codes, instants, [0], prefixes, columns, own=own, events=flags)
 
 
 def test_run_differences_reject_columns_outside_the_prefixes_or_the_edges() -> None:
