@@ -380,3 +380,15 @@ def test_pair_columns_against_brute_force(rows, shift) -> None:
             assert cols["last_seen"][j] == (ets[same].max() if same.any() else NAT)
             assert cols["n_reverse"][j] == reverse.sum()
             assert replied[j] == reverse.any()
+
+
+def test_rows_count_as_asked_at_their_own_times_only_when_every_instant_is_theirs() -> None:
+    # The shortcut (first and last rows compared before the whole) answers as the whole comparison does.
+    own = lambda instants, times: AsOfTables._own(None, instants, times)  # noqa: E731 (no state of the tables)
+    times = np.array([5, 7, 7, 9, 12], np.int64)
+    assert own(times, times) and own(times.copy(), times) and own(times[:0], times[:0].copy())
+    for at in range(len(times)):  # one instant off, wherever it is (the middle: the whole comparison finds it)
+        instants = times.copy()
+        instants[at] -= 1
+        assert not own(instants, times), at
+    assert not own(times[:4], times) and not own(times, times[::-1].copy())
