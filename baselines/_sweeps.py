@@ -1002,11 +1002,14 @@ def compress(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
     [5, 7]
     """
     mask, values = np.asarray(mask), np.asarray(values)
-    if (mask.dtype != np.bool_ or values.ndim != 1 or len(mask) != len(values) or values.dtype not in _COMPRESSED
-            or not (mask.flags.writeable and values.flags.writeable)):
+    if (mask.dtype != np.bool_ or mask.ndim != 1 or values.ndim != 1 or len(mask) != len(values)
+            or values.dtype not in _COMPRESSED or not (mask.flags.writeable and values.flags.writeable)):
         return np.compress(mask, values)
     out = np.empty(len(values) + 1, values.dtype)  # (a spare place: see the kernel)
-    return out[:_compress_kernel(np.ascontiguousarray(mask), np.ascontiguousarray(values), out)]
+    kept = out[:_compress_kernel(np.ascontiguousarray(mask), np.ascontiguousarray(values), out)]
+    # A few values kept of many are copied out: a view would hold the whole buffer as long as they live (the
+    # tables cache some).
+    return kept.copy() if len(kept) < len(out) // 2 else kept
 
 
 #: The value types :func:`compress` copies by its kernel (each a compiled signature, warmed by warm_up).

@@ -246,6 +246,16 @@ def test_compress_leaves_other_inputs_to_numpy() -> None:
     for mask, values in ((np.array([True, False, True]), read_only), (np.array([False, True]), np.array([1.5, 2.5])),
                          (np.array([True]), np.array([7, 8])), (np.array([1, 0, 1]), np.array([1, 2, 3]))):
         assert compress(mask, values).tolist() == np.compress(mask, values).tolist()
+    for mask in (np.array(True), np.array([[True, False]])):  # (not one flag per value: numpy's own error)
+        with pytest.raises(ValueError):
+            compress(mask, np.array([1, 2]))
+
+
+def test_compress_keeps_no_large_buffer_alive_for_few_values() -> None:
+    values = np.arange(1000, dtype=np.int64)
+    few, many = compress(values < 10, values), compress(values >= 10, values)
+    assert few.tolist() == list(range(10)) and (few.base is None or few.base.nbytes <= few.nbytes)
+    assert many.tolist() == list(range(10, 1000))  # (most kept: the buffer's view, no copy)
 
 
 @settings(max_examples=150, deadline=None)
