@@ -192,20 +192,49 @@ class AsOfTables:
         found = self._orders.get(key)
         if found is None or found[0] is not codes or found[1] is not instants:
             order = None
-            if self._own(instants, self.ts):  # messages at their own time (fresh): their time order is known
+            by_time = self._time_order(instants)
+            if by_time is not None:  # the rows' own time order sorts the instants: no sort of them
                 timeline = "_sender" if codes is self.s else "_domain" if codes is self.d else None
-                if timeline is not None:  # the timeline's own order, and its events are these queries sorted
+                if timeline is not None and by_time is self._by_time:
+                    # The timeline's (code, time) order, made from that time order, sorts these queries too; when
+                    # the instants are the messages' own times, its events are these queries sorted.
                     tl = getattr(self, timeline)
-                    order = QueryOrder(self._by_time, tl.order).keeping(codes, instants, tl.codes, tl.times)
+                    order = QueryOrder(by_time, tl.order).keeping(codes, instants, tl.codes,
+                                                                  tl.times if instants is self.ts else None)
                 else:
-                    order = QueryOrder(self._by_time, code_order(np.maximum(codes, 0), self._by_time)).keeping(
-                        codes, instants)
-            elif self._own(instants, self.ets):
-                order = QueryOrder(self._edges_by_time, code_order(np.maximum(codes, 0), self._edges_by_time)
-                                   ).keeping(codes, instants)
+                    order = QueryOrder(by_time, code_order(np.maximum(codes, 0), by_time)).keeping(codes, instants)
             found = self._orders[key] = (codes, instants, QueryOrder.of(codes, instants, keep=True)
                                          if order is None else order)
         return found[2]
+
+    @cached_property
+    def _instant_orders(self) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+        return {}
+
+    def _time_order(self, instants: np.ndarray) -> np.ndarray | None:
+        """The messages' or the edges' time order when ``instants`` never decrease along it, else None.
+
+        The rows' own times (fresh) do by definition; the instants of refresh boundaries (as deployed: a
+        non-decreasing function of each row's time) do too, found by one gather and pass per instants array,
+        where a stable argsort of them was made again for every code array asked about them (seven per
+        tenant). Any order along which the instants never decrease sorts the queries by (code, instant) once
+        their codes are dealt stably into slots (:func:`code_order`), and every walk answers a query from its
+        code and instant alone: queries equal in both, in whichever order, get the same answers.
+        """
+        for times, by_time in ((self.ts, "_by_time"), (self.ets, "_edges_by_time")):
+            if self._own(instants, times):
+                return getattr(self, by_time)
+        found = self._instant_orders.get(id(instants))
+        if found is None or found[0] is not instants:
+            order = None
+            for times, by_time in ((self.ts, "_by_time"), (self.ets, "_edges_by_time")):
+                if len(instants) == len(times):
+                    along = instants[getattr(self, by_time)]
+                    if bool((along[1:] >= along[:-1]).all()):
+                        order = getattr(self, by_time)
+                        break
+            found = self._instant_orders[id(instants)] = (instants, order)
+        return found[1]
 
     def _canonical(self, instants: np.ndarray) -> np.ndarray:
         """``self.ts`` or ``self.ets`` when ``instants`` equals them (the rows' own times), else ``instants``:
