@@ -143,7 +143,9 @@ class QueryOrder(NamedTuple):
     [[0, 1, 1], [20, 10, 30]]
     """
 
-    by_time: np.ndarray  #: a stable argsort of the instants
+    #: a time order of the queries: a stable argsort of the instants (:meth:`of`), or any permutation along which
+    #: they never decrease (the rows' own time order, for refresh boundaries: ``AsOfTables._time_order``)
+    by_time: np.ndarray
     by_key: np.ndarray  #: an argsort of (code, instant), negative codes as 0 (as :meth:`Timeline.before` reads them)
     #: (codes, instants, codes[by_key], instants[by_key]) of the queries the order was made of, or None
     queries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
