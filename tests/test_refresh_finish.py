@@ -1,0 +1,33 @@
+"""The finishing steps of a refresh (outcomes, priors, likelihoods, wrapping) against plain numpy references."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commgraph.baselines._smoothing import _distinct_pairs
+
+
+def _unique_pairs(n: np.ndarray, k: np.ndarray) -> tuple[list, list, list, list]:
+    """Distinct (n, k) in order, their counts and each row's pair, by numpy's sort."""
+    width = int(k.max()) + 1 if len(k) else 1
+    uniq, inverse, counts = np.unique(n * width + k, return_inverse=True, return_counts=True)
+    return (uniq // width).tolist(), (uniq % width).tolist(), counts.tolist(), inverse.ravel().tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), entities=st.sampled_from([0, 1, 2, 3, 17, 40, 300, 5000, 40000]),
+       tail=st.sampled_from([0.0, 0.01, 0.3, 1.0]), top=st.sampled_from([1, 3, 40, 300, 70000]))
+def test_distinct_pairs_match_numpy_unique(seed, entities, tail, top) -> None:
+    # Entity tables as a refresh sees them: mostly few trials (the grid, sized by the rows and the largest
+    # count), a tail of many (sorted apart, after the grid's pairs); every mix, from all grid to all tail.
+    rng = np.random.default_rng(seed)
+    n = np.minimum(rng.geometric(0.4, entities) - 1, top)
+    many = rng.random(entities) < tail
+    n[many] = rng.integers(0, top + 1, int(many.sum()))
+    k = (rng.random(entities) * (n + 1)).astype(np.int64)
+    n_u, k_u, counts, inverse = _distinct_pairs(n, k, inverse=True)
+    assert n_u.dtype == k_u.dtype == np.float64 and counts.dtype == inverse.dtype == np.int64
+    assert [n_u.tolist(), k_u.tolist(), counts.tolist(), inverse.tolist()] == list(_unique_pairs(n, k))
+    assert all(np.array_equal(a, b) for a, b in zip(_distinct_pairs(n.astype(np.float64), k), (n_u, k_u, counts)))
