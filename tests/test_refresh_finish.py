@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._smoothing import _distinct_pairs
+from commgraph.baselines._snapshot import _split_at, to_numpy
 
 
 def _unique_pairs(n: np.ndarray, k: np.ndarray) -> tuple[list, list, list, list]:
@@ -31,3 +33,26 @@ def test_distinct_pairs_match_numpy_unique(seed, entities, tail, top) -> None:
     assert n_u.dtype == k_u.dtype == np.float64 and counts.dtype == inverse.dtype == np.int64
     assert [n_u.tolist(), k_u.tolist(), counts.tolist(), inverse.tolist()] == list(_unique_pairs(n, k))
     assert all(np.array_equal(a, b) for a, b in zip(_distinct_pairs(n.astype(np.float64), k), (n_u, k_u, counts)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), sizes=st.lists(st.integers(0, 70), min_size=1, max_size=3),
+       start=st.integers(0, 17), nulls=st.booleans())
+def test_bool_columns_unpacked_as_arrow_converts_them(seed, sizes, start, nulls) -> None:
+    # Refresh state flags (bit-packed in Arrow) unpacked by numpy: chunks sliced at any bit, empty, or with
+    # nulls (left to Arrow), one chunk or several, and split as the stored events are.
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for size in sizes:
+        values = pa.array(rng.random(size + start) < 0.5, mask=(rng.random(size + start) < 0.2) if nulls else None)
+        chunks.append(values.slice(start, size))
+    column = pa.chunked_array(chunks, pa.bool_())
+    expected = column.to_numpy()
+    got = to_numpy(column)
+    assert got.dtype == expected.dtype and got.tolist() == expected.tolist()
+    if not column.null_count:
+        at = int(rng.integers(0, len(column) + 1))
+        assert [part.tolist() for part in _split_at(column, at)] == [expected[:at].tolist(), expected[at:].tolist()]
+        if len(sizes) == 2:
+            head, tail = _split_at(column, sizes[0])
+            assert head.dtype == tail.dtype == bool and head.tolist() + tail.tolist() == expected.tolist()
