@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from commgraph.baselines._events import _grouped
 from commgraph.baselines._smoothing import _distinct_pairs
 from commgraph.baselines._snapshot import _split_at, to_numpy
 
@@ -56,3 +57,34 @@ def test_bool_columns_unpacked_as_arrow_converts_them(seed, sizes, start, nulls)
         if len(sizes) == 2:
             head, tail = _split_at(column, sizes[0])
             assert head.dtype == tail.dtype == bool and head.tolist() + tail.tolist() == expected.tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), n_tenants=st.sampled_from([1, 2, 7, 40]), codes=st.integers(0, 400),
+       key_range=st.sampled_from([3, 50, 2**64 - 1]))
+@example(seed=1, n_tenants=2**15 + 3, codes=0, key_range=2**64 - 1)  # (too many tenants for the radix pass)
+def test_grouped_orders_codes_by_tenant_then_key(seed, n_tenants, codes, key_range) -> None:
+    # The extraction's grouping of codes (tenants stacked in order) against lexsort's (tenant, key) order; a
+    # small key range gives one key to several codes of a tenant (grouped by the key itself, codes unread).
+    rng = np.random.default_rng(seed)
+    n_codes = max(codes, n_tenants if n_tenants > 2**15 else 0)
+    tenant = np.sort(rng.integers(0, n_tenants, n_codes))
+    keys = rng.integers(0, key_range, n_codes, dtype=np.uint64, endpoint=True)
+    local = rng.integers(0, max(n_codes, 1), 3 * n_codes)
+    strings = pa.array([f"s{i}" for i in range(n_codes)], pa.string())
+    got = _grouped(local, tenant, keys, strings, n_tenants)
+    order = np.lexsort((keys, tenant))
+    rank = np.empty(n_codes, np.int64)
+    rank[order] = np.arange(n_codes)
+    blocks = np.searchsorted(tenant, np.arange(n_tenants + 1))
+    codes_of = rank - blocks[tenant]
+    assert got.row_keys.tolist() == keys[local].tolist()
+    for i, (lo, hi) in enumerate(zip(blocks[:-1], blocks[1:])):
+        mine = keys[lo:hi]
+        if len(np.unique(mine)) < len(mine):
+            assert got.tenant_keys[i] is None
+            continue
+        assert got.tenant_keys[i].tolist() == np.sort(mine).tolist()
+        rows = (local >= lo) & (local < hi)
+        assert got.codes[rows].tolist() == codes_of[local[rows]].tolist()
+        assert got.names[i][0].tolist() == mine.tolist() and got.names[i][1].to_pylist() == strings[lo:hi].to_pylist()
