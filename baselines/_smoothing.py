@@ -15,6 +15,7 @@ global prior (cold start).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from ._sweeps import _compiled, warmed_by
 __all__ = ["fit_beta_prior", "fit_summaries", "fit_summary_list", "posterior_mean", "posterior_lower_bound",
            "beta_binomial_loglik"]
 
-_DENSE = 256  # pairs with fewer trials are counted in a dense (n, k) grid
+_DENSE = 256  # pairs with fewer trials may be counted in a dense (n, k) grid
 # Bounds of log(alpha) and log(beta): wide enough for any realistic rate, finite
 # so that all-safe data (a boundary optimum) still gives a usable prior.
 _LOG_BOUNDS = (-7.0, 12.0)
@@ -58,35 +59,46 @@ def _check_counts(successes: np.ndarray, trials: np.ndarray, caller: str) -> tup
 
 
 def _distinct_pairs(n: np.ndarray, k: np.ndarray, *, inverse: bool = False):
-    """Distinct (n, k) with their counts (and each row's pair), in (n, k) order.
+    """Distinct (n, k) with their counts (and each row's pair), in (n, k) order (``0 <= k <= n``).
 
-    Most entities have few trials: with enough entities, their pairs are
-    counted in a dense (n, k) grid (one bincount, already in order); the rest
-    are factorised by hashing, and only their few distinct keys are sorted.
+    Most entities have few trials: their pairs are counted in a dense (n, k)
+    grid (one bincount, already in order) over the trials below a width that
+    keeps the grid smaller than the rows (the grid's passes, not the rows',
+    were most of the time of a table of ten thousand entities: the grid costs
+    its square); the rest, a small tail, are sorted.
     """
     n_i, k_i = n.astype(np.int64, copy=False), k.astype(np.int64, copy=False)
     code = np.empty(len(n_i), np.int64)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (n, k, count) in order
-    rest: np.ndarray | slice = slice(None)
-    if len(n_i) >= _DENSE * _DENSE // 16:  # enough entities to pay for the grid
-        small = n_i < _DENSE
-        rows = slice(None) if small.all() else np.flatnonzero(small)
-        cell = n_i[rows] * _DENSE + k_i[rows]
-        counts = np.bincount(cell, minlength=_DENSE * _DENSE)
-        used = np.flatnonzero(counts)
-        code[rows] = (np.cumsum(counts > 0) - 1)[cell]
-        parts.append((used // _DENSE, used % _DENSE, counts[used]))
-        rest = np.flatnonzero(~small)
-    n_rest, k_rest = n_i[rest], k_i[rest]
-    if len(n_rest):
+    rest = np.arange(len(n_i))
+    width = min(int(n_i.max(initial=0)) + 1, _DENSE, math.isqrt(len(n_i) // 4))
+    if width > 1:
+        cells = width * width
+        cell = n_i * width
+        cell += k_i
+        rest = np.flatnonzero(n_i >= width)
+        cell[rest] = cells  # one cell past the grid for the tail (coded below)
+        counts = np.bincount(cell, minlength=cells + 1)
+        rank = np.cumsum(counts > 0)
+        rank -= 1
+        np.take(rank, cell, out=code)
+        used = np.flatnonzero(counts[:cells])
+        parts.append((used // width, used % width, counts[used]))
+    if len(rest):
+        n_rest, k_rest = n_i[rest], k_i[rest]
         width = int(k_rest.max()) + 1
-        codes, uniq = pd.factorize(n_rest * width + k_rest, sort=False)
-        order = np.argsort(uniq, kind="stable")
-        rank = np.empty(len(order), np.int64)
-        rank[order] = np.arange(len(order))
-        code[rest] = sum(len(p[0]) for p in parts) + rank[codes]
-        uniq = uniq[order]
-        parts.append((uniq // width, uniq % width, np.bincount(codes, minlength=len(uniq))[order]))
+        key = n_rest * width + k_rest
+        order = np.argsort(key)
+        key = key[order]
+        first = np.empty(len(key), bool)
+        first[0] = True
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+        rank = np.cumsum(first)
+        rank += sum(len(p[0]) for p in parts) - 1
+        code[rest[order]] = rank
+        starts = np.flatnonzero(first)
+        key = key[starts]
+        parts.append((key // width, key % width, np.diff(starts, append=len(order))))
     n_u, k_u, counts = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(3))
     out = (n_u.astype(np.float64), k_u.astype(np.float64), counts)
     return (*out, code) if inverse else out
