@@ -297,8 +297,8 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     dn, ds, dc = disp.keys["display_name_key"], disp.keys["sender_key"], disp.values["n_messages"]
     db = disp.bounds
     disp_owner = owners(db)
-    order = np.lexsort((dn, -dc, ds, disp_owner))  # (the owner first: each tenant's rows stay in its segment)
-    dn_o, ds_o, dc_o = dn[order], ds[order], dc[order]
+    by_sender = np.lexsort((dn, -dc, ds, disp_owner))  # (the owner first: each tenant's rows stay in its segment)
+    dn_o, ds_o, dc_o = dn[by_sender], ds[by_sender], dc[by_sender]
     starts = runs(ds_o, db)
     first = np.repeat(starts, np.diff(np.append(starts, len(ds_o))))  # each row's run start
     top = (np.arange(len(ds_o)) - first) < config.top_display_names
@@ -306,7 +306,10 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     types = {"display_name_keys": pa.uint64(), "display_name_counts": pa.int32()}
     top_bounds = _bounds_of(top, db)
     if not private:
-        lists["display_names"] = names.take(dn_o[top], top_bounds)
+        # Each row's display name looked up once, along the rows' order by name: the lists here and the
+        # display_name table's names take their strings from it.
+        display_names = names.take(dn, db)
+        lists["display_names"] = display_names.at(by_sender[top])
         types["display_names"] = pa.string()
     t.update(list_columns(sk, sb, ds_o[top], top_bounds, lists, types))
     wt = stack("written_to")
@@ -404,7 +407,7 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     run = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(dn))))  # each row's name
     t = {"display_name_key": names_keys}
     if not private:
-        t["display_name"] = names.take(names_keys, nb)
+        t["display_name"] = display_names.at(starts)
     t["n_messages"] = np.bincount(run, weights=dc, minlength=len(names_keys)).astype(np.int32)
     t["n_addresses"] = np.diff(np.append(starts, len(dn))).astype(np.int32)
     internal = np.bincount(run, weights=di, minlength=len(names_keys)).astype(np.int32)
@@ -413,7 +416,10 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     lists = {"address_keys": ds, "address_counts": dc.astype(np.int32)}
     types = {"address_keys": pa.uint64(), "address_counts": pa.int32()}
     if not private:
-        lists["addresses"] = names.take(ds, db)
+        # Looked up in the rows' order by sender (each sender once), then put back in their order by name.
+        rows = np.empty_like(by_sender)
+        rows[by_sender] = np.arange(len(by_sender))
+        lists["addresses"] = names.take(ds_o, db).at(rows)
         types["addresses"] = pa.string()
     t.update(list_columns(names_keys, nb, dn, db, lists, types))
     stacked["display_name"] = (t, nb)
@@ -463,7 +469,8 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     known, known_bounds = dk[order][keep], _bounds_of(keep, dkb)
     t["known_contact_domain_keys"] = Lists(known_bounds, known, pa.uint64())
     if not private:
-        t["known_contact_domains"] = Lists(known_bounds, names.take(known, known_bounds), pa.string())
+        t["known_contact_domains"] = Lists(known_bounds, stacked["sender_domain"][0]["sender_domain"].at(order[keep]),
+                                           pa.string())
     stacked["tenant"] = (t, np.arange(n_states + 1))
     per_table = {table: _split(columns, bounds) for table, (columns, bounds) in stacked.items()}
     return [{table: per_table[table][i] for table in TABLES} for i in range(n_states)]

@@ -141,3 +141,34 @@ def test_segment_lookups_counts_and_unions_are_numpy_on_each_segment(data, n_seg
         distinct = factorized.distinct[factorized.bounds[i]:factorized.bounds[i + 1]]
         assert distinct.tolist() == sorted(set(m_parts[i]))
         assert factorized.distinct[factorized.codes[mb[i]:mb[i + 1]]].tolist() == m_parts[i]
+
+
+#: Each string column and list of strings, with the key column (or list of keys) its strings are the names of.
+STRING_COLUMNS = {"sender": [("sender", "sender_key"), ("display_names", "display_name_keys")],
+                  "sender_domain": [("sender_domain", "sender_domain_key")],
+                  "pair": [("sender", "sender_key"), ("recipient", "recipient_key")],
+                  "recipient": [("recipient", "recipient_key")],
+                  "display_name": [("display_name", "display_name_key"), ("addresses", "address_keys")],
+                  "tenant": [("known_contact_domains", "known_contact_domain_keys")]}
+
+
+@settings(max_examples=25, deadline=None)
+@given(frame=mail_frames(start=START, tenants=["acme", "acme", "beta", "gamma"], addresses=ADDRESSES,
+                         max_messages=40, step_minutes=60, labels=(None, "safe")),
+       hours=st.integers(0, 9 * 24), data=st.data())
+def test_every_string_is_the_name_of_its_key(frame, hours, data) -> None:
+    # Strings are looked up once and reused by rows of other columns (a list's names, a table's): each one is
+    # still the name of the key beside it, by a plain dict of the tenant's names.
+    frame = pd.concat([frame, _solo()], ignore_index=True)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["labeled_at"] = pd.to_datetime(frame["labeled_at"], utc=True)
+    states = data.draw(st.permutations(_states(frame, START + pd.Timedelta(hours=hours), False)))
+    for state, tables in zip(states, derive_many(states, BaselineConfig(**CONFIG))):
+        name_of = dict(zip(state.names["key"].tolist(), state.names["value"].to_pylist()))
+        for table, pairs in STRING_COLUMNS.items():
+            for strings, keys in pairs:
+                got, key_values = tables[table][strings].to_pylist(), tables[table][keys]
+                key_values = key_values.to_pylist() if isinstance(key_values, pa.Array) else key_values.tolist()
+                expected = [[name_of.get(k) for k in ks] if isinstance(ks, list) else name_of.get(ks)
+                            for ks in key_values]
+                assert got == expected, (state.tenant_id, table, strings)
