@@ -22,7 +22,7 @@ import pyarrow as pa
 from ._aggregate import KeyedAggregate
 from ._config import BaselineConfig, duration_ns
 from ._events import mix64
-from ._columns import COLUMNS, Hours, Lists, Names, Timestamps, Values, lists as list_columns
+from ._columns import COLUMNS, Hours, Lists, Names, Strings, Timestamps, Values, lists as list_columns
 from ._segments import Factorized, align, count_by, owners, runs, union
 from ._state import TenantState, expand
 
@@ -277,7 +277,14 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     n = sv["n_messages"]
     t: dict[str, Any] = {"sender_key": sk}
     if not private:
-        t["sender"] = names.take(sk, sb)
+        sender_names = t["sender"] = names.take(sk, sb)
+
+    def sender_strings(keys: np.ndarray, starts: np.ndarray, bounds: np.ndarray) -> Strings:
+        # The strings of senders sorted in each segment (runs of one sender from `starts`), as the sender table's
+        # rows: every sender of a pair or a display name has one (they count the same messages), else looked up.
+        rows = align(keys[starts], np.searchsorted(starts, bounds), sk, sb, np.arange(len(sk)), -1)
+        return sender_names.at(np.repeat(rows, np.diff(np.append(starts, len(keys))))) if (rows >= 0).all() else \
+            names.take(keys, bounds)
     t["sender_domain_key"] = sv["sender_domain_key"]
     t.update(window_counts("sender", "n_messages", sk, sb))
     t["n_messages"] = n.astype(np.int32)
@@ -299,8 +306,8 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     disp_owner = owners(db)
     by_sender = np.lexsort((dn, -dc, ds, disp_owner))  # (the owner first: each tenant's rows stay in its segment)
     dn_o, ds_o, dc_o = dn[by_sender], ds[by_sender], dc[by_sender]
-    starts = runs(ds_o, db)
-    first = np.repeat(starts, np.diff(np.append(starts, len(ds_o))))  # each row's run start
+    sender_starts = runs(ds_o, db)
+    first = np.repeat(sender_starts, np.diff(np.append(sender_starts, len(ds_o))))  # each row's run start
     top = (np.arange(len(ds_o)) - first) < config.top_display_names
     lists: dict[str, Any] = {"display_name_keys": dn_o[top], "display_name_counts": dc_o[top].astype(np.int32)}
     types = {"display_name_keys": pa.uint64(), "display_name_counts": pa.int32()}
@@ -352,10 +359,11 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
 
     # ---------------------------------------------------------------- pair
     pk = pair_keys(ps, pr)
+    pair_starts = runs(ps, pb)  # pairs are sorted by sender: look each sender up once
     t = {"pair_key": pk, "sender_key": ps, "recipient_key": pr}
     recipients = Factorized(pr, pb)  # in no order: factorised once, for their strings and the mailboxes' counts
     if not private:
-        t["sender"] = names.take(ps, pb)
+        t["sender"] = sender_strings(ps, pair_starts, pb)
         t["recipient"] = names.take(recipients)
     t["n_messages"] = pv["n_messages"].astype(np.int32)
     t["n_inbound"] = pv["n_inbound"].astype(np.int32)
@@ -367,8 +375,8 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     has = reverse >= 0
     rpos = np.maximum(reverse, 0)
     t["n_reverse"] = np.where(has, pv["n_messages"][rpos], 0).astype(np.int32) if len(pk) else np.zeros(0, np.int32)
-    t["last_reverse"] = Timestamps(np.where(has, pv["last_seen"][rpos], _INT64_MIN) if len(pk) else np.zeros(0, np.int64),
-                            _INT64_MIN)
+    t["last_reverse"] = Timestamps(np.where(has, pv["last_seen"][rpos], _INT64_MIN) if len(pk) else
+                                   np.zeros(0, np.int64), _INT64_MIN)
     stacked["pair"] = (t, pb)
 
     # ---------------------------------------------------------------- recipient (tenant mailboxes)
@@ -390,9 +398,8 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     # A first-time sender's first message reached this mailbox from outside: the pair's first inbound edge
     # came when the sender began (messages at the same instant count once). An address that wrote
     # internally before (spoofed from outside later) is no first-time sender.
-    starts = runs(ps, pb)  # pairs are sorted by sender: look each sender up once
-    sender_first = np.repeat(align(ps[starts], np.searchsorted(starts, pb), sk, sb, sv["first_seen"], _INT64_MAX),
-                             np.diff(np.append(starts, len(ps))))
+    sender_first = np.repeat(align(ps[pair_starts], np.searchsorted(pair_starts, pb), sk, sb, sv["first_seen"],
+                                   _INT64_MAX), np.diff(np.append(pair_starts, len(ps))))
     first_time = inbound_pairs & (pv["first_inbound"] == sender_first)
     t["n_first_time_inbound"] = recipients.count_by(rk, rb, first_time)
     t["first_time_share"] = np.divide(t["n_first_time_inbound"], t["n_inbound"], out=np.zeros(len(rk)),
@@ -416,10 +423,10 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     lists = {"address_keys": ds, "address_counts": dc.astype(np.int32)}
     types = {"address_keys": pa.uint64(), "address_counts": pa.int32()}
     if not private:
-        # Looked up in the rows' order by sender (each sender once), then put back in their order by name.
+        # Taken in the rows' order by sender, then put back in their order by name.
         rows = np.empty_like(by_sender)
         rows[by_sender] = np.arange(len(by_sender))
-        lists["addresses"] = names.take(ds_o, db).at(rows)
+        lists["addresses"] = sender_strings(ds_o, sender_starts, db).at(rows)
         types["addresses"] = pa.string()
     t.update(list_columns(names_keys, nb, dn, db, lists, types))
     stacked["display_name"] = (t, nb)
