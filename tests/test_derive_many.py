@@ -179,3 +179,18 @@ def test_every_string_is_the_name_of_its_key(frame, hours, data, drop_sender) ->
                 expected = [[name_of.get(k) for k in ks] if isinstance(ks, list) else name_of.get(ks)
                             for ks in key_values]
                 assert got == expected, (state.tenant_id, table, strings)
+
+
+@given(segments=st.lists(st.sets(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=25), max_size=5))
+def test_reverse_pairs_are_each_tenants_own(segments) -> None:
+    # Each pair's reverse, found by a look-up of one side of the address order among the other's, is the row a
+    # plain dict of the tenant's own pairs gives (a pair of an address with itself is its own reverse).
+    parts = [sorted(pairs) for pairs in segments]
+    ps = np.array([s for p in parts for s, _ in p], dtype=np.uint64)
+    pr = np.array([r for p in parts for _, r in p], dtype=np.uint64)
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+    expected = []
+    for lo, part in zip(bounds, parts):
+        row = {pair: lo + i for i, pair in enumerate(part)}
+        expected += [row.get((r, s), -1) for s, r in part]
+    assert _tables._reverse_pairs(_tables.pair_keys(ps, pr), ps, pr, bounds).tolist() == expected
