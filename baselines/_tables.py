@@ -277,6 +277,7 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     pair = stack("pair")
     ps, pr, pb = pair.keys["sender_key"], pair.keys["recipient_key"], pair.bounds
     pv = pair.values
+    pair_starts = runs(ps, pb)  # pairs are sorted by sender: one run of rows per sender, looked up once
     sender = stack("sender")
 
     # ---------------------------------------------------------------- sender
@@ -293,6 +294,7 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
         rows = align(keys[starts], np.searchsorted(starts, bounds), sk, sb, np.arange(len(sk)), -1)
         return sender_names.at(np.repeat(rows, np.diff(np.append(starts, len(keys))))) if (rows >= 0).all() else \
             names.take(keys, bounds)
+
     t["sender_domain_key"] = sv["sender_domain_key"]
     t.update(window_counts("sender", "n_messages", sk, sb))
     t["n_messages"] = n.astype(np.int32)
@@ -301,8 +303,10 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     t["last_seen"] = Timestamps(sv["last_seen"], _INT64_MIN)
     sender_day = stack("sender_day", values=False)
     t["active_days"] = count_by(sk, sb, sender_day.keys["sender_key"], sender_day.bounds)
-    sent = pv["n_messages"] > 0
-    t["n_distinct_recipients"] = count_by(sk, sb, ps[sent], _bounds_of(sent, pb))
+    # A sender's distinct recipients: the pairs it sent on, in its run of pairs.
+    sent = np.add.reduceat(pv["n_messages"] > 0, pair_starts, dtype=np.int64) if len(ps) else np.zeros(0, np.int64)
+    t["n_distinct_recipients"] = align(sk, sb, ps[pair_starts], np.searchsorted(pair_starts, pb), sent
+                                       ).astype(np.int32)
     t["mean_recipients"] = np.divide(sv["n_recipients_total"], n, out=np.zeros(len(n)),
                                      where=n > 0).astype(np.float32)
     for c in _LABEL_COLUMNS + _AUTH_COLUMNS + ("n_outbound",):
@@ -367,7 +371,6 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
 
     # ---------------------------------------------------------------- pair
     pk = pair_keys(ps, pr)
-    pair_starts = runs(ps, pb)  # pairs are sorted by sender: look each sender up once
     t = {"pair_key": pk, "sender_key": ps, "recipient_key": pr}
     recipients = Factorized(pr, pb)  # in no order: factorised once, for their strings and the mailboxes' counts
     if not private:
