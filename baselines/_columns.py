@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ._segments import Factorized, lookup, runs, sorted_in_segments
+from ._segments import Factorized, lookup, runs
 from ._stacked import segment_positions
 
 __all__ = ["COLUMNS", "Names", "Strings", "Timestamps", "Hours", "Values", "Lists", "lists"]
@@ -105,6 +105,17 @@ class Strings:
     def __init__(self, values: pa.Array, pos: np.ndarray, found: np.ndarray):
         self.values, self.pos, self.found = values, pos, found
 
+    def at(self, rows: np.ndarray) -> "Strings":
+        """The strings of these rows, in that order (each key's lookup reused, not done again).
+
+        Examples
+        --------
+        >>> strings = Strings(pa.array(["x", "y"]), np.array([1, 0]), np.array([True, False]))
+        >>> strings.at(np.array([1, 0, 0])).part(0, 3).to_pylist()
+        [None, 'y', 'y']
+        """
+        return Strings(self.values, self.pos[rows], self.found[rows])
+
     def part(self, lo: int, hi: int) -> pa.Array:
         # Arrow take: no Python string objects; absent keys become nulls (a mask only when some are absent).
         pos, found = self.pos[lo:hi], self.found[lo:hi]
@@ -159,12 +170,12 @@ class Names:
 
     def take(self, keys: np.ndarray | Factorized, bounds: np.ndarray | None = None) -> Strings:
         """The string of each key (null where its segment has none); ``keys`` in segments ``bounds`` (sorted in
-        each: each run looked up once), or factorised already (each distinct key looked up once)."""
+        each: each run looked up once), or factorised already (each distinct key looked up once). Keys in no
+        order are looked up one run of equal keys at a time: sort them first (:meth:`Strings.at` puts the
+        strings back in the keys' order)."""
         if isinstance(keys, Factorized):
             pos, found = lookup(keys.distinct, keys.bounds, self.keys, self.bounds)
             pos, found = pos[keys.codes], found[keys.codes]
-        elif len(keys) > 64 and not sorted_in_segments(keys, bounds):
-            return self.take(Factorized(keys, bounds))
         else:
             starts = runs(keys, bounds)
             pos, found = lookup(keys[starts], np.searchsorted(starts, bounds), self.keys, self.bounds)

@@ -22,7 +22,7 @@ import pyarrow as pa
 from ._aggregate import KeyedAggregate
 from ._config import BaselineConfig, duration_ns
 from ._events import mix64
-from ._columns import COLUMNS, Hours, Lists, Names, Timestamps, Values, lists as list_columns
+from ._columns import COLUMNS, Hours, Lists, Names, Strings, Timestamps, Values, lists as list_columns
 from ._segments import Factorized, align, count_by, owners, runs, union
 from ._state import TenantState, expand
 
@@ -213,21 +213,29 @@ def _bounds_of(kept: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 def _reverse_pairs(pk: np.ndarray, ps: np.ndarray, pr: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """The row of each pair's reverse (recipient to sender) among its own tenant's pairs, -1 where there is none.
 
-    Tenant by tenant: a hash table of one tenant's pairs stays in cache (over
-    1.2M pairs of 100 tenants together, building and probing one took 3x as
-    long)."""
+    A pair and its reverse are one of each side of the address order (sender below recipient, or above; a pair
+    of an address with itself is its own reverse): the pairs of one side are looked up among the other side's
+    alone, and each match answers for both. Tenant by tenant: a hash table of one tenant's pairs stays in cache
+    (over 1.2M pairs of 100 tenants together, building and probing one took 3x as long)."""
     from ._index import KeyIndex
 
     out = np.full(len(pk), -1, np.int64)
-    edges = np.asarray(bounds).tolist()
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        if lo == hi:
+    own = np.flatnonzero(ps == pr)
+    out[own] = own
+    below, above = np.flatnonzero(ps < pr), np.flatnonzero(ps > pr)
+    wanted = pair_keys(pr[below], ps[below])  # the reverses the pairs below look for, among those above
+    found = np.full(len(below), -1, np.int64)
+    edges_below, edges_above = np.searchsorted(below, bounds).tolist(), np.searchsorted(above, bounds).tolist()
+    for b0, b1, a0, a1 in zip(edges_below[:-1], edges_below[1:], edges_above[:-1], edges_above[1:]):
+        if b0 == b1 or a0 == a1:
             continue
-        keys, wanted = pk[lo:hi], pair_keys(pr[lo:hi], ps[lo:hi])
+        keys = pk[above[a0:a1]]
         # A hash table over the pair keys (unsorted hashes, so pandas does not fall back to binary search).
         index = pd.Index(keys)
-        reverse = index.get_indexer(wanted) if index.is_unique else KeyIndex.build(keys).get(wanted)
-        out[lo:hi] = np.where(reverse >= 0, reverse + lo, -1)
+        rows = index.get_indexer(wanted[b0:b1]) if index.is_unique else KeyIndex.build(keys).get(wanted[b0:b1])
+        found[b0:b1] = np.where(rows >= 0, rows + a0, -1)
+    hit = found >= 0
+    out[below[hit]], out[above[found[hit]]] = above[found[hit]], below[hit]
     return out
 
 
@@ -269,6 +277,7 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     pair = stack("pair")
     ps, pr, pb = pair.keys["sender_key"], pair.keys["recipient_key"], pair.bounds
     pv = pair.values
+    pair_starts = runs(ps, pb)  # pairs are sorted by sender: one run of rows per sender, looked up once
     sender = stack("sender")
 
     # ---------------------------------------------------------------- sender
@@ -277,7 +286,15 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     n = sv["n_messages"]
     t: dict[str, Any] = {"sender_key": sk}
     if not private:
-        t["sender"] = names.take(sk, sb)
+        sender_names = t["sender"] = names.take(sk, sb)
+
+    def sender_strings(keys: np.ndarray, starts: np.ndarray, bounds: np.ndarray) -> Strings:
+        # The strings of senders sorted in each segment (runs of one sender from `starts`), as the sender table's
+        # rows: every sender of a pair or a display name has one (they count the same messages), else looked up.
+        rows = align(keys[starts], np.searchsorted(starts, bounds), sk, sb, np.arange(len(sk)), -1)
+        return sender_names.at(np.repeat(rows, np.diff(np.append(starts, len(keys))))) if (rows >= 0).all() else \
+            names.take(keys, bounds)
+
     t["sender_domain_key"] = sv["sender_domain_key"]
     t.update(window_counts("sender", "n_messages", sk, sb))
     t["n_messages"] = n.astype(np.int32)
@@ -286,8 +303,10 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     t["last_seen"] = Timestamps(sv["last_seen"], _INT64_MIN)
     sender_day = stack("sender_day", values=False)
     t["active_days"] = count_by(sk, sb, sender_day.keys["sender_key"], sender_day.bounds)
-    sent = pv["n_messages"] > 0
-    t["n_distinct_recipients"] = count_by(sk, sb, ps[sent], _bounds_of(sent, pb))
+    # A sender's distinct recipients: the pairs it sent on, in its run of pairs.
+    sent = np.add.reduceat(pv["n_messages"] > 0, pair_starts, dtype=np.int64) if len(ps) else np.zeros(0, np.int64)
+    t["n_distinct_recipients"] = align(sk, sb, ps[pair_starts], np.searchsorted(pair_starts, pb), sent
+                                       ).astype(np.int32)
     t["mean_recipients"] = np.divide(sv["n_recipients_total"], n, out=np.zeros(len(n)),
                                      where=n > 0).astype(np.float32)
     for c in _LABEL_COLUMNS + _AUTH_COLUMNS + ("n_outbound",):
@@ -297,16 +316,19 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     dn, ds, dc = disp.keys["display_name_key"], disp.keys["sender_key"], disp.values["n_messages"]
     db = disp.bounds
     disp_owner = owners(db)
-    order = np.lexsort((dn, -dc, ds, disp_owner))  # (the owner first: each tenant's rows stay in its segment)
-    dn_o, ds_o, dc_o = dn[order], ds[order], dc[order]
-    starts = runs(ds_o, db)
-    first = np.repeat(starts, np.diff(np.append(starts, len(ds_o))))  # each row's run start
+    by_sender = np.lexsort((dn, -dc, ds, disp_owner))  # (the owner first: each tenant's rows stay in its segment)
+    dn_o, ds_o, dc_o = dn[by_sender], ds[by_sender], dc[by_sender]
+    sender_starts = runs(ds_o, db)
+    first = np.repeat(sender_starts, np.diff(np.append(sender_starts, len(ds_o))))  # each row's run start
     top = (np.arange(len(ds_o)) - first) < config.top_display_names
     lists: dict[str, Any] = {"display_name_keys": dn_o[top], "display_name_counts": dc_o[top].astype(np.int32)}
     types = {"display_name_keys": pa.uint64(), "display_name_counts": pa.int32()}
     top_bounds = _bounds_of(top, db)
     if not private:
-        lists["display_names"] = names.take(dn_o[top], top_bounds)
+        # Each row's display name looked up once, along the rows' order by name: the lists here and the
+        # display_name table's names take their strings from it.
+        display_names = names.take(dn, db)
+        lists["display_names"] = display_names.at(by_sender[top])
         types["display_names"] = pa.string()
     t.update(list_columns(sk, sb, ds_o[top], top_bounds, lists, types))
     wt = stack("written_to")
@@ -352,7 +374,7 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     t = {"pair_key": pk, "sender_key": ps, "recipient_key": pr}
     recipients = Factorized(pr, pb)  # in no order: factorised once, for their strings and the mailboxes' counts
     if not private:
-        t["sender"] = names.take(ps, pb)
+        t["sender"] = sender_strings(ps, pair_starts, pb)
         t["recipient"] = names.take(recipients)
     t["n_messages"] = pv["n_messages"].astype(np.int32)
     t["n_inbound"] = pv["n_inbound"].astype(np.int32)
@@ -364,8 +386,8 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     has = reverse >= 0
     rpos = np.maximum(reverse, 0)
     t["n_reverse"] = np.where(has, pv["n_messages"][rpos], 0).astype(np.int32) if len(pk) else np.zeros(0, np.int32)
-    t["last_reverse"] = Timestamps(np.where(has, pv["last_seen"][rpos], _INT64_MIN) if len(pk) else np.zeros(0, np.int64),
-                            _INT64_MIN)
+    t["last_reverse"] = Timestamps(np.where(has, pv["last_seen"][rpos], _INT64_MIN) if len(pk) else
+                                   np.zeros(0, np.int64), _INT64_MIN)
     stacked["pair"] = (t, pb)
 
     # ---------------------------------------------------------------- recipient (tenant mailboxes)
@@ -387,9 +409,8 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     # A first-time sender's first message reached this mailbox from outside: the pair's first inbound edge
     # came when the sender began (messages at the same instant count once). An address that wrote
     # internally before (spoofed from outside later) is no first-time sender.
-    starts = runs(ps, pb)  # pairs are sorted by sender: look each sender up once
-    sender_first = np.repeat(align(ps[starts], np.searchsorted(starts, pb), sk, sb, sv["first_seen"], _INT64_MAX),
-                             np.diff(np.append(starts, len(ps))))
+    sender_first = np.repeat(align(ps[pair_starts], np.searchsorted(pair_starts, pb), sk, sb, sv["first_seen"],
+                                   _INT64_MAX), np.diff(np.append(pair_starts, len(ps))))
     first_time = inbound_pairs & (pv["first_inbound"] == sender_first)
     t["n_first_time_inbound"] = recipients.count_by(rk, rb, first_time)
     t["first_time_share"] = np.divide(t["n_first_time_inbound"], t["n_inbound"], out=np.zeros(len(rk)),
@@ -404,7 +425,7 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     run = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(dn))))  # each row's name
     t = {"display_name_key": names_keys}
     if not private:
-        t["display_name"] = names.take(names_keys, nb)
+        t["display_name"] = display_names.at(starts)
     t["n_messages"] = np.bincount(run, weights=dc, minlength=len(names_keys)).astype(np.int32)
     t["n_addresses"] = np.diff(np.append(starts, len(dn))).astype(np.int32)
     internal = np.bincount(run, weights=di, minlength=len(names_keys)).astype(np.int32)
@@ -413,7 +434,10 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     lists = {"address_keys": ds, "address_counts": dc.astype(np.int32)}
     types = {"address_keys": pa.uint64(), "address_counts": pa.int32()}
     if not private:
-        lists["addresses"] = names.take(ds, db)
+        # Taken in the rows' order by sender, then put back in their order by name.
+        rows = np.empty_like(by_sender)
+        rows[by_sender] = np.arange(len(by_sender))
+        lists["addresses"] = sender_strings(ds_o, sender_starts, db).at(rows)
         types["addresses"] = pa.string()
     t.update(list_columns(names_keys, nb, dn, db, lists, types))
     stacked["display_name"] = (t, nb)
@@ -463,7 +487,8 @@ def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool
     known, known_bounds = dk[order][keep], _bounds_of(keep, dkb)
     t["known_contact_domain_keys"] = Lists(known_bounds, known, pa.uint64())
     if not private:
-        t["known_contact_domains"] = Lists(known_bounds, names.take(known, known_bounds), pa.string())
+        t["known_contact_domains"] = Lists(known_bounds, stacked["sender_domain"][0]["sender_domain"].at(order[keep]),
+                                           pa.string())
     stacked["tenant"] = (t, np.arange(n_states + 1))
     per_table = {table: _split(columns, bounds) for table, (columns, bounds) in stacked.items()}
     return [{table: per_table[table][i] for table in TABLES} for i in range(n_states)]

@@ -3,6 +3,8 @@ tables each tenant's own derive gives (tenants never mix, whatever their sizes, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -141,3 +143,54 @@ def test_segment_lookups_counts_and_unions_are_numpy_on_each_segment(data, n_seg
         distinct = factorized.distinct[factorized.bounds[i]:factorized.bounds[i + 1]]
         assert distinct.tolist() == sorted(set(m_parts[i]))
         assert factorized.distinct[factorized.codes[mb[i]:mb[i + 1]]].tolist() == m_parts[i]
+
+
+#: Each string column and list of strings, with the key column (or list of keys) its strings are the names of.
+STRING_COLUMNS = {"sender": [("sender", "sender_key"), ("display_names", "display_name_keys")],
+                  "sender_domain": [("sender_domain", "sender_domain_key")],
+                  "pair": [("sender", "sender_key"), ("recipient", "recipient_key")],
+                  "recipient": [("recipient", "recipient_key")],
+                  "display_name": [("display_name", "display_name_key"), ("addresses", "address_keys")],
+                  "tenant": [("known_contact_domains", "known_contact_domain_keys")]}
+
+
+@settings(max_examples=25, deadline=None)
+@given(frame=mail_frames(start=START, tenants=["acme", "acme", "beta", "gamma"], addresses=ADDRESSES,
+                         max_messages=40, step_minutes=60, labels=(None, "safe")),
+       hours=st.integers(0, 9 * 24), data=st.data(), drop_sender=st.booleans())
+def test_every_string_is_the_name_of_its_key(frame, hours, data, drop_sender) -> None:
+    # Strings are looked up once and reused by rows of other columns (a list's names, a table's): each one is
+    # still the name of the key beside it, by a plain dict of the tenant's names. A pair's or display name's
+    # sender takes the sender table's string; one without a row there (dropped here) is looked up.
+    frame = pd.concat([frame, _solo()], ignore_index=True)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["labeled_at"] = pd.to_datetime(frame["labeled_at"], utc=True)
+    states = data.draw(st.permutations(_states(frame, START + pd.Timedelta(hours=hours), False)))
+    if drop_sender:
+        senders = states[0].lifetime["sender"]
+        kept = np.arange(len(senders)) != data.draw(st.integers(0, max(len(senders) - 1, 0)))
+        states[0] = dataclasses.replace(states[0], lifetime={**states[0].lifetime, "sender": senders.take(kept)})
+    for state, tables in zip(states, derive_many(states, BaselineConfig(**CONFIG))):
+        name_of = dict(zip(state.names["key"].tolist(), state.names["value"].to_pylist()))
+        for table, pairs in STRING_COLUMNS.items():
+            for strings, keys in pairs:
+                got, key_values = tables[table][strings].to_pylist(), tables[table][keys]
+                key_values = key_values.to_pylist() if isinstance(key_values, pa.Array) else key_values.tolist()
+                expected = [[name_of.get(k) for k in ks] if isinstance(ks, list) else name_of.get(ks)
+                            for ks in key_values]
+                assert got == expected, (state.tenant_id, table, strings)
+
+
+@given(segments=st.lists(st.sets(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=25), max_size=5))
+def test_reverse_pairs_are_each_tenants_own(segments) -> None:
+    # Each pair's reverse, found by a look-up of one side of the address order among the other's, is the row a
+    # plain dict of the tenant's own pairs gives (a pair of an address with itself is its own reverse).
+    parts = [sorted(pairs) for pairs in segments]
+    ps = np.array([s for p in parts for s, _ in p], dtype=np.uint64)
+    pr = np.array([r for p in parts for _, r in p], dtype=np.uint64)
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+    expected = []
+    for lo, part in zip(bounds, parts):
+        row = {pair: lo + i for i, pair in enumerate(part)}
+        expected += [row.get((r, s), -1) for s, r in part]
+    assert _tables._reverse_pairs(_tables.pair_keys(ps, pr), ps, pr, bounds).tolist() == expected
