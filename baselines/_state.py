@@ -649,6 +649,10 @@ def _shift_many(counts: list[KeyedAggregate], deltas: Stacked) -> list[KeyedAggr
     return Stacked(merged, bounds).parts(merge_layouts(counts, deltas))
 
 
+#: The keyed tables of :data:`WINDOW_TABLES` and the rows each counts (see :func:`_net_counts`).
+_WINDOW_KEYED = {"sender": "sender", "sender_domain": "sender", "recipient": "recipient"}
+
+
 def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *, as_of: int,
                         windows: tuple[int, ...]) -> dict[str, dict[str, Stacked]]:
     """:meth:`TenantState._window_deltas` of each state, counted over every tenant's rows stacked (the
@@ -663,13 +667,19 @@ def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarr
         owner += [t] * (len(windows) + 1)
         before.append(state.as_of)
     part = np.repeat(np.arange(len(parts)), [len(p["timestamp"]) for p in parts])
-    both = concat_events(parts)
+    # Only the columns the counts read (of every part: a day's new rows and the retained rows of three days).
+    both = {c: np.concatenate([p[c] for p in parts]).astype(EVENT_COLUMNS[c], copy=False)
+            for c in ("timestamp", "head", "is_message", "direction", *(f"{t}_key" for t in _WINDOW_KEYED))}
     seg, tenant = np.asarray(segment)[part], np.asarray(owner, np.int64)[part]
-    g_tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)}, tenant)
-    groupings = {table: g_tenant.combine(Grouping.of({f"{table}_key": both[f"{table}_key"]}))
-                 for table in ("sender", "sender_domain", "recipient")}
     messages = both["is_message"]
     counted = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
+    # Each table groups only the rows it counts (a sender's messages, a mailbox's inbound edges): fewer rows
+    # to factorise, and a group without any would net to zero and be dropped anyway.
+    rows_of = {flags: np.flatnonzero(counted[flags]) for flags in set(_WINDOW_KEYED.values())}
+    g_tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)}, tenant)
+    groupings = {table: g_tenant.subset(rows_of[flags]).combine(
+                     Grouping.of({f"{table}_key": both[f"{table}_key"][rows_of[flags]]}))
+                 for table, flags in _WINDOW_KEYED.items()}
     ts, new_rows = both["timestamp"], seg == 0
     since = np.asarray(before, np.int64)[tenant]
     out: dict[str, dict[str, Stacked]] = {}
@@ -679,11 +689,17 @@ def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarr
         entered = new_rows & (ts < as_of) & ((ts >= as_of - w) | (since >= as_of - w))
         gone = seg == i + 1
         # The tenant leads every grouping's keys: each table's net counts, stacked by tenant.
-        net = _net_counts(groupings, counted, entered, gone)
+        counts = {}
+        for table, flags in _WINDOW_KEYED.items():
+            g, rows_t = groupings[table], rows_of[flags]
+            net = (np.bincount(g.codes[entered[rows_t]], minlength=g.n_groups)
+                   - np.bincount(g.codes[gone[rows_t]], minlength=g.n_groups))
+            used = net.nonzero()[0]
+            counts[table] = Stacked.by_tenant(
+                KeyedAggregate({k: v[used] for k, v in g.keys.items()}, {"n": net[used]}, {"n": "sum"}), n_tenants)
         n = (np.bincount(tenant[counted["sender"] & entered], minlength=n_tenants)
              - np.bincount(tenant[counted["sender"] & gone], minlength=n_tenants))
-        out[str(w)] = {**{table: Stacked.by_tenant(net[table], n_tenants)
-                          for table in ("sender", "sender_domain", "recipient")}, "tenant": _tenant_totals(n)}
+        out[str(w)] = {**counts, "tenant": _tenant_totals(n)}
     return out
 
 
