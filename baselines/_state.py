@@ -139,7 +139,7 @@ def _rollup(agg: KeyedAggregate, grouping: Grouping, columns: tuple[str, ...] | 
 
 
 def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_life: int,
-                   groupings: dict[str, Grouping] | None = None
+                   groupings: dict[str, Grouping] | None = None, tenant: Grouping | None = None
                    ) -> tuple[dict[str, KeyedAggregate], dict[str, Decayed], dict[str, Grouping]]:
     """Every lifetime aggregate over some event rows, and the groupings of the rows.
 
@@ -147,16 +147,24 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
     unlabelled; ``anchor`` is the instant decayed sums are valued at.
     ``groupings`` (from :class:`TenantEvents`, aligned with the rows) saves
     factorising the key columns; each key column is factorised at most once
-    and its grouping reused by every aggregate and subset that needs it.
-    Domain and tenant statistics roll up the senders' (a sender's address has
-    one domain), so they cost the number of senders, not of rows. The
+    and its grouping reused by every aggregate and subset that needs it; a
+    column only some rows are grouped by (display names, recipient domains)
+    is factorised over those rows only, when not given. ``tenant``: the
+    tenant of each row of stacked tenants (:func:`advance_many`), leading
+    every grouping made here. Domain and tenant statistics roll up the
+    senders' (a sender's address has one domain), so they cost the number
+    of senders, not of rows. The
     tenant's mail to a domain counts the rows flagged :data:`DOMAIN_HEAD`
     (messages, not recipients).
     """
     given = groupings or {}
 
-    def grouping(column: str) -> Grouping:
-        return given[column] if column in given else Grouping.of({column: ev[column]})
+    def grouping(column: str, rows: np.ndarray | None = None) -> Grouping:
+        """The rows grouped by ``column``, or some of them (``rows``, positions)."""
+        if column in given:
+            return given[column] if rows is None else given[column].subset(rows)
+        own = Grouping.of({column: ev[column] if rows is None else ev[column][rows]})
+        return own if tenant is None else (tenant if rows is None else tenant.subset(rows)).combine(own)
 
     heads = np.flatnonzero(ev["head"])
     m = {c: ev[c][heads] for c in ("timestamp", "sender_key", "sender_domain_key", "display_name_key", "direction",
@@ -191,7 +199,7 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
                                                    _reducers({c: mv[c] for c in domain_columns}))
     aggs["sender_domain_day"] = _cell_counts(g_domain.subset(messages), g_day.subset(messages))
     named = np.flatnonzero(w & (m["display_name_key"] != 0))
-    g_display = grouping("display_name_key").subset(heads[named])
+    g_display = grouping("display_name_key", heads[named])
     aggs["display_name"] = g_display.combine(g_sender.subset(named)).aggregate(
         {"n_messages": np.ones(len(named), np.int64), "n_internal": m["direction"][named] != INBOUND},
         {"n_messages": "sum", "n_internal": "sum"})
@@ -227,7 +235,7 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
     aggs["written_to"] = g_recipient.subset(wrote).aggregate(
         {"n_messages": ew[wrote].astype(np.int64), "last_seen": np.where(ew[wrote], ts[wrote], _INT64_MIN)}, last)
     out = np.flatnonzero(ev[DOMAIN_HEAD])  # outbound, each message once per recipient domain
-    aggs["domain_out"] = grouping("recipient_domain_key").subset(out).aggregate(
+    aggs["domain_out"] = grouping("recipient_domain_key", out).aggregate(
         {"n_messages": ew[out].astype(np.int64), "last_seen": np.where(ew[out], ts[out], _INT64_MIN)}, last)
 
     factor = np.exp2(-(int(anchor) - m["timestamp"]) / float(half_life)) * w
@@ -574,8 +582,8 @@ class _NoRollup(Exception):
     """Stacked tenants' domain statistics cannot roll up from their senders (a sender with two domains)."""
 
 
-#: The key columns :func:`aggregate_rows` groups rows by.
-_GROUPED = ("sender_key", "sender_domain_key", "display_name_key", "recipient_key", "recipient_domain_key")
+#: The key columns :func:`aggregate_rows` groups every row by.
+_ROW_KEYS = ("sender_key", "sender_domain_key", "recipient_key")
 
 
 def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *, as_of: int,
@@ -728,10 +736,12 @@ def _aggregate_stacked(counted: list[dict[str, np.ndarray]], *, cutoff: int, anc
                                               np.ones(len(part["timestamp"]), np.int8) for part in counted])
     tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)},
                       np.repeat(np.arange(n_tenants), [len(part["timestamp"]) for part in counted]))
-    groupings = {c: tenant.combine(Grouping.of({c: stacked[c]})) for c in _GROUPED}
+    # Every row grouped by its sender, sender domain and recipient (display names and recipient domains
+    # group some rows only: aggregate_rows groups those rows alone, the tenant leading).
+    groupings = {c: tenant.combine(Grouping.of({c: stacked[c]})) for c in _ROW_KEYS}
     try:
         aggs, decayed, _ = aggregate_rows(stacked, cutoff=cutoff, anchor=anchor, half_life=half_life,
-                                          groupings=groupings)
+                                          groupings=groupings, tenant=tenant)
     except _NoRollup:  # each tenant alone, as advance does it
         alone = [aggregate_rows(part, cutoff=cutoff, anchor=anchor, half_life=half_life)[:2] for part in counted]
         return ({name: [a[name] for a, _ in alone] for name in alone[0][0]},
