@@ -666,47 +666,48 @@ def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarr
     """:meth:`TenantState._window_deltas` of each state, counted over every tenant's rows stacked (the
     tenant leading every grouping): per window and table, the tenants' net counts stacked."""
     n_tenants = len(states)
-    parts, segment, owner, before = [], [], [], []
-    for t, (state, new) in enumerate(zip(states, rows)):
-        # Each tenant's new rows (segment 0), then the retained rows that left each window (segment i + 1).
-        left = [_slice_chunks(state.events, state.as_of - w, min(as_of - w, state.as_of)) for w in windows]
-        parts += [new, *left]
-        segment += range(len(windows) + 1)
-        owner += [t] * (len(windows) + 1)
-        before.append(state.as_of)
-    part = np.repeat(np.arange(len(parts)), [len(p["timestamp"]) for p in parts])
+    # Every tenant's new rows, then for each window every tenant's retained rows that left it: each block
+    # of rows a slice of the stacked rows (rows of one tenant need not be together: the tenant leads the keys).
+    blocks = [list(rows), *([_slice_chunks(state.events, state.as_of - w, min(as_of - w, state.as_of))
+                             for state in states] for w in windows)]
+    parts = [part for block in blocks for part in block]
+    tenant = np.repeat(np.tile(np.arange(n_tenants), len(blocks)), [len(p["timestamp"]) for p in parts])
+    edges = np.cumsum([0] + [sum(len(p["timestamp"]) for p in block) for block in blocks]).tolist()
     # Only the columns the counts read (of every part: a day's new rows and the retained rows of three days).
     both = {c: np.concatenate([p[c] for p in parts]).astype(EVENT_COLUMNS[c], copy=False)
             for c in ("timestamp", "head", "is_message", "direction", *(f"{t}_key" for t in _WINDOW_KEYED))}
-    seg, tenant = np.asarray(segment)[part], np.asarray(owner, np.int64)[part]
     messages = both["is_message"]
     counted = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
     # Each table groups only the rows it counts (a sender's messages, a mailbox's inbound edges): fewer rows
     # to factorise, and a group without any would net to zero and be dropped anyway.
     rows_of = {flags: np.flatnonzero(counted[flags]) for flags in set(_WINDOW_KEYED.values())}
+    # Where each block's rows start among each table's counted rows.
+    starts = {flags: np.searchsorted(rows_t, edges).tolist() for flags, rows_t in rows_of.items()}
     g_tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)}, tenant)
     groupings = {table: g_tenant.subset(rows_of[flags]).combine(
                      Grouping.of({f"{table}_key": both[f"{table}_key"][rows_of[flags]]}))
                  for table, flags in _WINDOW_KEYED.items()}
-    ts, new_rows = both["timestamp"], seg == 0
-    since = np.asarray(before, np.int64)[tenant]
+    n_new = edges[1]
+    ts, new_tenant = both["timestamp"][:n_new], tenant[:n_new]
+    since = np.asarray([state.as_of for state in states], np.int64)[new_tenant]
+    heads = counted["sender"]
     out: dict[str, dict[str, Stacked]] = {}
     for i, w in enumerate(windows):
         # The new rows before as_of that entered the window: all of them when it reaches back to the
         # tenant's last as_of (as the single-state slice takes them), else those sent inside it.
-        entered = new_rows & (ts < as_of) & ((ts >= as_of - w) | (since >= as_of - w))
-        gone = seg == i + 1
+        entered = (ts < as_of) & ((ts >= as_of - w) | (since >= as_of - w))
         # The tenant leads every grouping's keys: each table's net counts, stacked by tenant.
         counts = {}
         for table, flags in _WINDOW_KEYED.items():
-            g, rows_t = groupings[table], rows_of[flags]
-            net = (np.bincount(g.codes[entered[rows_t]], minlength=g.n_groups)
-                   - np.bincount(g.codes[gone[rows_t]], minlength=g.n_groups))
+            g, rows_t, at = groupings[table], rows_of[flags], starts[flags]
+            net = (np.bincount(g.codes[:at[1]][entered[rows_t[:at[1]]]], minlength=g.n_groups)
+                   - np.bincount(g.codes[at[i + 1]:at[i + 2]], minlength=g.n_groups))
             used = net.nonzero()[0]
             counts[table] = Stacked.by_tenant(
                 KeyedAggregate({k: v[used] for k, v in g.keys.items()}, {"n": net[used]}, {"n": "sum"}), n_tenants)
-        n = (np.bincount(tenant[counted["sender"] & entered], minlength=n_tenants)
-             - np.bincount(tenant[counted["sender"] & gone], minlength=n_tenants))
+        gone = slice(edges[i + 1], edges[i + 2])
+        n = (np.bincount(new_tenant[heads[:n_new] & entered], minlength=n_tenants)
+             - np.bincount(tenant[gone][heads[gone]], minlength=n_tenants))
         out[str(w)] = {**counts, "tenant": _tenant_totals(n)}
     return out
 
