@@ -25,7 +25,7 @@ any row order.
 from __future__ import annotations
 
 import functools
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -206,25 +206,46 @@ class Splice:
         """Where rows of the base end up (each moves down by the insertions before it)."""
         return base_rows + np.searchsorted(self.insert, base_rows, side="right")
 
-    def apply(self, base: np.ndarray, update: np.ndarray, combine=None) -> np.ndarray:
+    def apply(self, base: np.ndarray | Sequence[np.ndarray], update: np.ndarray, combine=None, *,
+              bounds: np.ndarray | None = None) -> np.ndarray:
         """One column: the base values, combined with the update where keys match (``combine``
-        a ufunc such as ``np.add``; None: the update replaces), and the update's new rows inserted."""
-        dtype = base.dtype if combine is None or base.dtype == update.dtype else np.result_type(base, update)
+        a ufunc such as ``np.add``; None: the update replaces), and the update's new rows inserted.
+
+        ``base``: the column, or its pieces in order, piece ``i`` the base rows of output rows
+        ``bounds[i]:bounds[i + 1]`` (stacked tenants: each piece copied into place, never concatenated first).
+
+        Examples
+        --------
+        >>> plan = Splice.of([np.array([2, 5, 7], dtype=np.uint64)], [np.array([3, 5], dtype=np.uint64)])
+        >>> plan.apply([np.array([20]), np.array([50, 70])], np.array([30, 51]), np.add,
+        ...            bounds=np.array([0, 2, 4])).tolist()
+        [20, 30, 101, 70]
+        """
+        pieces = [base] if isinstance(base, np.ndarray) else list(base)
+        first = pieces[0]
+        dtype = first.dtype if combine is None or first.dtype == update.dtype else np.result_type(first, update)
         if not len(self.new):
-            out = base.astype(dtype, copy=True)
+            out = np.concatenate(pieces, dtype=dtype)
             rows = self.at
         else:
-            out = np.empty((self.n_rows,) + base.shape[1:], dtype=dtype)
+            out = np.empty((self.n_rows,) + first.shape[1:], dtype=dtype)
             if self._kept is None:  # one mask and one set of rows for every column
                 self._new_rows = self.insert + np.arange(len(self.insert))
                 self._kept = np.ones(self.n_rows, bool)
                 self._kept[self._new_rows] = False
                 self._at_rows = self.output_rows(self.at)
-            _as_rows(out)[self._kept] = _as_rows(base.astype(dtype, copy=False))
+            out_rows = _as_rows(out)
+            if len(pieces) == 1:
+                out_rows[self._kept] = _as_rows(first.astype(dtype, copy=False))
+            else:
+                edges = np.asarray(bounds).tolist()
+                for piece, lo, hi in zip(pieces, edges[:-1], edges[1:]):
+                    out_rows[lo:hi][self._kept[lo:hi]] = _as_rows(piece.astype(dtype, copy=False))
             out[self._new_rows] = update[self.new]
             rows = self._at_rows
         matched = update[self.found]
-        out[rows] = matched if combine is None else combine(base[self.at], matched)
+        # (the base values of the matched rows are in place already: read from the output, whatever the pieces)
+        out[rows] = matched if combine is None else combine(out[rows], matched)
         return out
 
 

@@ -139,7 +139,7 @@ def _rollup(agg: KeyedAggregate, grouping: Grouping, columns: tuple[str, ...] | 
 
 
 def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_life: int,
-                   groupings: dict[str, Grouping] | None = None
+                   groupings: dict[str, Grouping] | None = None, tenant: Grouping | None = None
                    ) -> tuple[dict[str, KeyedAggregate], dict[str, Decayed], dict[str, Grouping]]:
     """Every lifetime aggregate over some event rows, and the groupings of the rows.
 
@@ -147,16 +147,24 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
     unlabelled; ``anchor`` is the instant decayed sums are valued at.
     ``groupings`` (from :class:`TenantEvents`, aligned with the rows) saves
     factorising the key columns; each key column is factorised at most once
-    and its grouping reused by every aggregate and subset that needs it.
-    Domain and tenant statistics roll up the senders' (a sender's address has
-    one domain), so they cost the number of senders, not of rows. The
+    and its grouping reused by every aggregate and subset that needs it; a
+    column only some rows are grouped by (display names, recipient domains)
+    is factorised over those rows only, when not given. ``tenant``: the
+    tenant of each row of stacked tenants (:func:`advance_many`), leading
+    every grouping made here. Domain and tenant statistics roll up the
+    senders' (a sender's address has one domain), so they cost the number
+    of senders, not of rows. The
     tenant's mail to a domain counts the rows flagged :data:`DOMAIN_HEAD`
     (messages, not recipients).
     """
     given = groupings or {}
 
-    def grouping(column: str) -> Grouping:
-        return given[column] if column in given else Grouping.of({column: ev[column]})
+    def grouping(column: str, rows: np.ndarray | None = None) -> Grouping:
+        """The rows grouped by ``column``, or some of them (``rows``, positions)."""
+        if column in given:
+            return given[column] if rows is None else given[column].subset(rows)
+        own = Grouping.of({column: ev[column] if rows is None else ev[column][rows]})
+        return own if tenant is None else (tenant if rows is None else tenant.subset(rows)).combine(own)
 
     heads = np.flatnonzero(ev["head"])
     m = {c: ev[c][heads] for c in ("timestamp", "sender_key", "sender_domain_key", "display_name_key", "direction",
@@ -191,7 +199,7 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
                                                    _reducers({c: mv[c] for c in domain_columns}))
     aggs["sender_domain_day"] = _cell_counts(g_domain.subset(messages), g_day.subset(messages))
     named = np.flatnonzero(w & (m["display_name_key"] != 0))
-    g_display = grouping("display_name_key").subset(heads[named])
+    g_display = grouping("display_name_key", heads[named])
     aggs["display_name"] = g_display.combine(g_sender.subset(named)).aggregate(
         {"n_messages": np.ones(len(named), np.int64), "n_internal": m["direction"][named] != INBOUND},
         {"n_messages": "sum", "n_internal": "sum"})
@@ -227,7 +235,7 @@ def aggregate_rows(ev: dict[str, np.ndarray], *, cutoff: int, anchor: int, half_
     aggs["written_to"] = g_recipient.subset(wrote).aggregate(
         {"n_messages": ew[wrote].astype(np.int64), "last_seen": np.where(ew[wrote], ts[wrote], _INT64_MIN)}, last)
     out = np.flatnonzero(ev[DOMAIN_HEAD])  # outbound, each message once per recipient domain
-    aggs["domain_out"] = grouping("recipient_domain_key").subset(out).aggregate(
+    aggs["domain_out"] = grouping("recipient_domain_key", out).aggregate(
         {"n_messages": ew[out].astype(np.int64), "last_seen": np.where(ew[out], ts[out], _INT64_MIN)}, last)
 
     factor = np.exp2(-(int(anchor) - m["timestamp"]) / float(half_life)) * w
@@ -574,8 +582,8 @@ class _NoRollup(Exception):
     """Stacked tenants' domain statistics cannot roll up from their senders (a sender with two domains)."""
 
 
-#: The key columns :func:`aggregate_rows` groups rows by.
-_GROUPED = ("sender_key", "sender_domain_key", "display_name_key", "recipient_key", "recipient_domain_key")
+#: The key columns :func:`aggregate_rows` groups every row by.
+_ROW_KEYS = ("sender_key", "sender_domain_key", "recipient_key")
 
 
 def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *, as_of: int,
@@ -649,41 +657,58 @@ def _shift_many(counts: list[KeyedAggregate], deltas: Stacked) -> list[KeyedAggr
     return Stacked(merged, bounds).parts(merge_layouts(counts, deltas))
 
 
+#: The keyed tables of :data:`WINDOW_TABLES` and the rows each counts (see :func:`_net_counts`).
+_WINDOW_KEYED = {"sender": "sender", "sender_domain": "sender", "recipient": "recipient"}
+
+
 def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *, as_of: int,
                         windows: tuple[int, ...]) -> dict[str, dict[str, Stacked]]:
     """:meth:`TenantState._window_deltas` of each state, counted over every tenant's rows stacked (the
     tenant leading every grouping): per window and table, the tenants' net counts stacked."""
     n_tenants = len(states)
-    parts, segment, owner, before = [], [], [], []
-    for t, (state, new) in enumerate(zip(states, rows)):
-        # Each tenant's new rows (segment 0), then the retained rows that left each window (segment i + 1).
-        left = [_slice_chunks(state.events, state.as_of - w, min(as_of - w, state.as_of)) for w in windows]
-        parts += [new, *left]
-        segment += range(len(windows) + 1)
-        owner += [t] * (len(windows) + 1)
-        before.append(state.as_of)
-    part = np.repeat(np.arange(len(parts)), [len(p["timestamp"]) for p in parts])
-    both = concat_events(parts)
-    seg, tenant = np.asarray(segment)[part], np.asarray(owner, np.int64)[part]
-    g_tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)}, tenant)
-    groupings = {table: g_tenant.combine(Grouping.of({f"{table}_key": both[f"{table}_key"]}))
-                 for table in ("sender", "sender_domain", "recipient")}
+    # Every tenant's new rows, then for each window every tenant's retained rows that left it: each block
+    # of rows a slice of the stacked rows (rows of one tenant need not be together: the tenant leads the keys).
+    blocks = [list(rows), *([_slice_chunks(state.events, state.as_of - w, min(as_of - w, state.as_of))
+                             for state in states] for w in windows)]
+    parts = [part for block in blocks for part in block]
+    tenant = np.repeat(np.tile(np.arange(n_tenants), len(blocks)), [len(p["timestamp"]) for p in parts])
+    edges = np.cumsum([0] + [sum(len(p["timestamp"]) for p in block) for block in blocks]).tolist()
+    # Only the columns the counts read (of every part: a day's new rows and the retained rows of three days).
+    both = {c: np.concatenate([p[c] for p in parts]).astype(EVENT_COLUMNS[c], copy=False)
+            for c in ("timestamp", "head", "is_message", "direction", *(f"{t}_key" for t in _WINDOW_KEYED))}
     messages = both["is_message"]
     counted = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
-    ts, new_rows = both["timestamp"], seg == 0
-    since = np.asarray(before, np.int64)[tenant]
+    # Each table groups only the rows it counts (a sender's messages, a mailbox's inbound edges): fewer rows
+    # to factorise, and a group without any would net to zero and be dropped anyway.
+    rows_of = {flags: np.flatnonzero(counted[flags]) for flags in set(_WINDOW_KEYED.values())}
+    # Where each block's rows start among each table's counted rows.
+    starts = {flags: np.searchsorted(rows_t, edges).tolist() for flags, rows_t in rows_of.items()}
+    g_tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)}, tenant)
+    groupings = {table: g_tenant.subset(rows_of[flags]).combine(
+                     Grouping.of({f"{table}_key": both[f"{table}_key"][rows_of[flags]]}))
+                 for table, flags in _WINDOW_KEYED.items()}
+    n_new = edges[1]
+    ts, new_tenant = both["timestamp"][:n_new], tenant[:n_new]
+    since = np.asarray([state.as_of for state in states], np.int64)[new_tenant]
+    heads = counted["sender"]
     out: dict[str, dict[str, Stacked]] = {}
     for i, w in enumerate(windows):
         # The new rows before as_of that entered the window: all of them when it reaches back to the
         # tenant's last as_of (as the single-state slice takes them), else those sent inside it.
-        entered = new_rows & (ts < as_of) & ((ts >= as_of - w) | (since >= as_of - w))
-        gone = seg == i + 1
+        entered = (ts < as_of) & ((ts >= as_of - w) | (since >= as_of - w))
         # The tenant leads every grouping's keys: each table's net counts, stacked by tenant.
-        net = _net_counts(groupings, counted, entered, gone)
-        n = (np.bincount(tenant[counted["sender"] & entered], minlength=n_tenants)
-             - np.bincount(tenant[counted["sender"] & gone], minlength=n_tenants))
-        out[str(w)] = {**{table: Stacked.by_tenant(net[table], n_tenants)
-                          for table in ("sender", "sender_domain", "recipient")}, "tenant": _tenant_totals(n)}
+        counts = {}
+        for table, flags in _WINDOW_KEYED.items():
+            g, rows_t, at = groupings[table], rows_of[flags], starts[flags]
+            net = (np.bincount(g.codes[:at[1]][entered[rows_t[:at[1]]]], minlength=g.n_groups)
+                   - np.bincount(g.codes[at[i + 1]:at[i + 2]], minlength=g.n_groups))
+            used = net.nonzero()[0]
+            counts[table] = Stacked.by_tenant(
+                KeyedAggregate({k: v[used] for k, v in g.keys.items()}, {"n": net[used]}, {"n": "sum"}), n_tenants)
+        gone = slice(edges[i + 1], edges[i + 2])
+        n = (np.bincount(new_tenant[heads[:n_new] & entered], minlength=n_tenants)
+             - np.bincount(tenant[gone][heads[gone]], minlength=n_tenants))
+        out[str(w)] = {**counts, "tenant": _tenant_totals(n)}
     return out
 
 
@@ -712,10 +737,12 @@ def _aggregate_stacked(counted: list[dict[str, np.ndarray]], *, cutoff: int, anc
                                               np.ones(len(part["timestamp"]), np.int8) for part in counted])
     tenant = Grouping({"tenant": np.arange(n_tenants, dtype=np.uint64)},
                       np.repeat(np.arange(n_tenants), [len(part["timestamp"]) for part in counted]))
-    groupings = {c: tenant.combine(Grouping.of({c: stacked[c]})) for c in _GROUPED}
+    # Every row grouped by its sender, sender domain and recipient (display names and recipient domains
+    # group some rows only: aggregate_rows groups those rows alone, the tenant leading).
+    groupings = {c: tenant.combine(Grouping.of({c: stacked[c]})) for c in _ROW_KEYS}
     try:
         aggs, decayed, _ = aggregate_rows(stacked, cutoff=cutoff, anchor=anchor, half_life=half_life,
-                                          groupings=groupings)
+                                          groupings=groupings, tenant=tenant)
     except _NoRollup:  # each tenant alone, as advance does it
         alone = [aggregate_rows(part, cutoff=cutoff, anchor=anchor, half_life=half_life)[:2] for part in counted]
         return ({name: [a[name] for a, _ in alone] for name in alone[0][0]},

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commgraph.baselines._aggregate import Decayed, KeyedAggregate
+from commgraph.baselines._aggregate import Decayed, KeyedAggregate, Splice
 from commgraph.baselines import _stacked
 from commgraph.baselines._stacked import Stacked, merge_many, merge_stacked, segment_positions
 from commgraph.graph import CommGraphError
@@ -139,3 +139,27 @@ def test_segment_positions_take_one_or_two_key_columns() -> None:
     one = np.zeros(1, np.uint64)
     with pytest.raises(CommGraphError, match="one or two key columns"):
         segment_positions([one] * 3, [one] * 3, np.array([0, 1]), np.array([0, 1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), width=st.sampled_from([0, 1, 3]), reducer=st.sampled_from([None, np.add, np.minimum]))
+def test_splice_of_pieces_is_the_splice_of_their_concatenation(data, width, reducer) -> None:
+    # A base column given in pieces (stacked tenants', copied each into place) splices to the bytes of the same
+    # plan applied to the pieces concatenated: rows kept, updated and inserted, 1-D and 2-D, a float update
+    # promoting an integer base.
+    base_keys = np.array(sorted(set(data.draw(st.lists(KEYS, max_size=12)))), np.uint64)
+    update_keys = np.array(sorted(set(data.draw(st.lists(KEYS, max_size=8)))), np.uint64)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(base_keys)), max_size=4)))
+    shape = (lambda n: (n,)) if not width else (lambda n: (n, width))
+    base = np.array(data.draw(st.lists(st.integers(-5, 2**40), min_size=int(np.prod(shape(len(base_keys)))),
+                                       max_size=int(np.prod(shape(len(base_keys))))))).reshape(shape(len(base_keys)))
+    update = np.arange(np.prod(shape(len(update_keys))), dtype=data.draw(st.sampled_from([np.int64, np.float64])))
+    update = update.reshape(shape(len(update_keys)))
+    plan = Splice.of([base_keys], [update_keys])
+    expected = plan.apply(base, update, reducer)
+    # Each piece's output rows: its base rows and the new rows inserted before each (those at a cut: the next's).
+    edges = np.array([0, *cuts, len(base_keys)])
+    bounds = edges + np.searchsorted(plan.insert, edges, side="left")
+    bounds[-1] = plan.n_rows
+    got = plan.apply(np.split(base, cuts), update, reducer, bounds=bounds)
+    assert (got.dtype, got.shape) == (expected.dtype, expected.shape) and got.tobytes() == expected.tobytes()
