@@ -34,3 +34,40 @@ def test_profile_refresh_finds_every_phase_it_times() -> None:
     code = "from benchmarks.profile_refresh import phase_timer; phase_timer().restore(); print('ok')"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.split() == ["ok"], done.stderr[-3000:]
+
+
+def test_a_refresh_s_changed_rows_are_those_a_row_by_row_comparison_finds() -> None:
+    # The delta profile_refresh prints: each table's new rows and rows changed (in any column, and apart from the
+    # columns every refresh changes), against a comparison of the rows as Python values, key by key.
+    import doctest
+
+    import pandas as pd
+
+    from benchmarks import _delta
+    from commgraph.baselines import build_baselines, refresh
+    from commgraph.baselines._tables import KEY_COLUMNS
+    from commgraph.graph import validate
+
+    assert doctest.testmod(_delta).failed == 0
+    rows = pd.DataFrame({"tenant_id": "a", "message_id": [str(i) for i in range(6)],
+                         "timestamp": ["2024-05-01T09:00Z", "2024-05-01T10:00Z", "2024-05-02T09:00Z",
+                                       "2024-05-03T09:00Z", "2024-05-03T11:00Z", "2024-05-03T12:00Z"],
+                         "sender": ["x@out.com", "y@out.com", "x@out.com", "x@out.com", "z@new.org", "u@a.com"],
+                         "recipients": ["u@a.com", "v@a.com", "u@a.com", "v@a.com", "u@a.com", "x@out.com"],
+                         "display_name": ["X", "Y", "X", "Xavier", None, "U"]})
+    m = validate(rows, tenants=[{"tenant_id": "a", "own_domains": ["a.com"]}])
+    before = build_baselines(m, as_of="2024-05-03")
+    after = {"a": refresh(before["a"], m, as_of="2024-05-04")}
+    summary = _delta.delta_summary(before, after, KEY_COLUMNS)
+    for table, key in KEY_COLUMNS.items():
+        if table == "tenant":
+            continue
+        old = {r[key]: r for r in before["a"].tables[table].to_pylist()}
+        new = after["a"].tables[table].to_pylist()
+        by_mail = [{c: v for c, v in r.items() if c not in _delta.EVERY_ROW} for r in new]
+        expected = {"rows": len(new), "new": sum(r[key] not in old for r in new),
+                    "changed": sum(r[key] in old and r != old[r[key]] for r in new),
+                    "changed_by_mail": sum(r[key] in old and r != {c: v for c, v in old[r[key]].items()
+                                                                   if c not in _delta.EVERY_ROW} for r in by_mail)}
+        assert summary[table] == expected, table
+    assert summary["sender"]["new"] == 2 and summary["pair"]["changed_by_mail"] >= 1
