@@ -300,18 +300,27 @@ def _tenant_total(n: int) -> KeyedAggregate:
                           {"n": "sum"})
 
 
+#: The keyed tables of :data:`WINDOW_TABLES` and the rows each counts (see :func:`_net_counts`).
+_WINDOW_KEYED = {"sender": "sender", "sender_domain": "sender", "recipient": "recipient"}
+
+
+def _net(grouping: Grouping, plus: np.ndarray, minus: np.ndarray) -> KeyedAggregate:
+    """Rows counted per group of ``grouping`` (``plus``: the groups of rows that add one, ``minus``: of rows that
+    take one away), for the groups where they do not cancel out."""
+    net = np.bincount(plus, minlength=grouping.n_groups) - np.bincount(minus, minlength=grouping.n_groups)
+    used = net.nonzero()[0]
+    return KeyedAggregate({k: v[used] for k, v in grouping.keys.items()}, {"n": net[used]}, {"n": "sum"})
+
+
 def _net_counts(groupings: dict[str, Grouping], counted: dict[str, np.ndarray], entered: slice | np.ndarray,
                 left: slice | np.ndarray) -> dict[str, KeyedAggregate]:
     """Per table of :data:`WINDOW_TABLES`, the counted rows of ``entered`` minus those of ``left`` (slices or
     boolean masks of the rows), for the groups where they differ (``counted``: the rows each table counts,
     ``sender`` also for domains and tenant)."""
     out = {}
-    for table, flags in (("sender", "sender"), ("sender_domain", "sender"), ("recipient", "recipient")):
+    for table, flags in _WINDOW_KEYED.items():
         g = groupings[table]
-        plus, minus = g.codes[entered][counted[flags][entered]], g.codes[left][counted[flags][left]]
-        net = np.bincount(plus, minlength=g.n_groups) - np.bincount(minus, minlength=g.n_groups)
-        used = net.nonzero()[0]
-        out[table] = KeyedAggregate({k: v[used] for k, v in g.keys.items()}, {"n": net[used]}, {"n": "sum"})
+        out[table] = _net(g, g.codes[entered][counted[flags][entered]], g.codes[left][counted[flags][left]])
     n = int(np.count_nonzero(counted["sender"][entered])) - int(np.count_nonzero(counted["sender"][left]))
     out["tenant"] = _tenant_total(n)
     return out
@@ -657,10 +666,6 @@ def _shift_many(counts: list[KeyedAggregate], deltas: Stacked) -> list[KeyedAggr
     return Stacked(merged, bounds).parts(merge_layouts(counts, deltas))
 
 
-#: The keyed tables of :data:`WINDOW_TABLES` and the rows each counts (see :func:`_net_counts`).
-_WINDOW_KEYED = {"sender": "sender", "sender_domain": "sender", "recipient": "recipient"}
-
-
 def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *, as_of: int,
                         windows: tuple[int, ...]) -> dict[str, dict[str, Stacked]]:
     """:meth:`TenantState._window_deltas` of each state, counted over every tenant's rows stacked (the
@@ -700,11 +705,8 @@ def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarr
         counts = {}
         for table, flags in _WINDOW_KEYED.items():
             g, rows_t, at = groupings[table], rows_of[flags], starts[flags]
-            net = (np.bincount(g.codes[:at[1]][entered[rows_t[:at[1]]]], minlength=g.n_groups)
-                   - np.bincount(g.codes[at[i + 1]:at[i + 2]], minlength=g.n_groups))
-            used = net.nonzero()[0]
-            counts[table] = Stacked.by_tenant(
-                KeyedAggregate({k: v[used] for k, v in g.keys.items()}, {"n": net[used]}, {"n": "sum"}), n_tenants)
+            net = _net(g, g.codes[:at[1]][entered[rows_t[:at[1]]]], g.codes[at[i + 1]:at[i + 2]])
+            counts[table] = Stacked.by_tenant(net, n_tenants)
         gone = slice(edges[i + 1], edges[i + 2])
         n = (np.bincount(new_tenant[heads[:n_new] & entered], minlength=n_tenants)
              - np.bincount(tenant[gone][heads[gone]], minlength=n_tenants))

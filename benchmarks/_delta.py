@@ -31,8 +31,8 @@ def _equal_rows(a: pa.Array, b: pa.Array) -> np.ndarray:
     rows = np.flatnonzero(same)
     if not len(rows):
         return same
-    rows_a, rows_b = pa.array(rows), pa.array(rows)
-    flat_a, flat_b = pc.list_flatten(a.take(rows_a)), pc.list_flatten(b.take(rows_b))
+    taken = pa.array(rows)
+    flat_a, flat_b = pc.list_flatten(a.take(taken)), pc.list_flatten(b.take(taken))
     differ = np.concatenate([[0], np.cumsum(~_equal_values(flat_a, flat_b))])
     ends = np.concatenate([[0], np.cumsum(np.maximum(lengths_a[rows], 0))])
     same[rows] = differ[ends[1:]] == differ[ends[:-1]]
