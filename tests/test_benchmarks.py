@@ -30,7 +30,11 @@ def test_bench_backfill_runs_and_its_peer_agrees() -> None:
 
 def test_profile_refresh_finds_every_phase_it_times() -> None:
     # profile_refresh wraps a refresh's phases by name (private functions of the baselines): each must exist.
-    _run("benchmarks.profile_refresh", "--help")  # (the module imports)
+    out = _run("benchmarks.profile_refresh", "--scale", "0.01", "--tenants", "4", "--days", "20", "--repeat", "1")
+    assert "refresh_many gives each tenant's refresh, byte for byte: True" in out
+    for phase in ("state_decode", "tenant_events", "advance", "derive_many", "_fit_priors", "_wrap", "_tenant_priors"):
+        assert f" {phase} " in out, phase
+    assert "from snapshots with next to no history" in out and "whose history cost nothing" in out
     code = "from benchmarks.profile_refresh import phase_timer; phase_timer().restore(); print('ok')"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.split() == ["ok"], done.stderr[-3000:]
