@@ -2,10 +2,13 @@
 
 :func:`._tables.derive_many` computes each column over every tenant of a
 batch at once; its Arrow columns (strings, timestamps, lists) are kept as the
-stacked values and made into one array per tenant by ``part(lo, hi)`` (the
-rows of that tenant). An Arrow array sliced out of a stacked one would keep
-the bytes around its slice, and an IPC writer writes some of them: a snapshot
-would not have the bytes the tenant's own derive gives.
+stacked values and made into one array per tenant by ``parts(edges)`` (tenant
+``i``'s rows are ``edges[i]:edges[i + 1]``): the work on the stacked values
+(a conversion, a take, a validity mask) is done once, and each tenant's array
+is put together from its own share of the buffers. An Arrow array sliced out
+of a stacked one would keep the bytes around its slice, and an IPC writer
+writes some of them (the padding after a string's or an int32's last value):
+a snapshot would not have the bytes the tenant's own derive gives.
 """
 
 from __future__ import annotations
@@ -20,21 +23,25 @@ from ._stacked import segment_positions
 
 __all__ = ["COLUMNS", "Names", "Strings", "Timestamps", "Hours", "Values", "Lists", "lists"]
 
+_TIMESTAMP = pa.timestamp("ns", tz="UTC")
+_HOURS = pa.list_(pa.int32(), 24)
 
-def _ts(values: np.ndarray, sentinel: int) -> pa.Array:
-    """Timestamps (ns, UTC), null where ``values`` holds the sentinel: the values as the data buffer and
-    a packed validity bitmap (``pa.array(..., mask=)`` converts value by value, twice as slow)."""
-    values = np.ascontiguousarray(values, dtype=np.int64)
-    valid = values != sentinel
-    n_null = len(values) - int(np.count_nonzero(valid))
+
+def _spans(edges: list[int]) -> list[tuple[int, int]]:
+    """Each segment's first and end row."""
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _null_counts(valid: np.ndarray, edges: list[int]) -> list[int]:
+    """Each segment's rows where ``valid`` is false."""
+    return np.diff(np.searchsorted(np.flatnonzero(~valid), edges)).tolist()  # (a cumulative sum: 10x as long)
+
+
+def _primitive(type: pa.DataType, values: np.ndarray, valid: np.ndarray, n_null: int) -> pa.Array:
+    """An Arrow array of contiguous numpy ``values`` as its data buffer, null where ``valid`` is false: a packed
+    validity bitmap only where some are (``pa.array(..., mask=)`` converts value by value, twice as slow)."""
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if n_null else None
-    return pa.Array.from_buffers(pa.timestamp("ns", tz="UTC"), len(values), [bitmap, pa.py_buffer(values)],
-                                 null_count=n_null)
-
-
-def _hours(histogram: np.ndarray) -> pa.Array:
-    flat = histogram.astype(np.int32).ravel()
-    return pa.FixedSizeListArray.from_arrays(pa.array(flat), 24)
+    return pa.Array.from_buffers(type, len(values), [bitmap, pa.py_buffer(values)], null_count=n_null)
 
 
 class Timestamps:
@@ -42,8 +49,8 @@ class Timestamps:
 
     Examples
     --------
-    >>> Timestamps(np.array([5, -1, 7]), -1).part(1, 3).to_pylist()[0] is None
-    True
+    >>> [a.to_pylist()[0] is None for a in Timestamps(np.array([5, -1, 7]), -1).parts([0, 1, 3])]
+    [False, True]
     """
 
     __slots__ = ("values", "sentinel")
@@ -51,8 +58,11 @@ class Timestamps:
     def __init__(self, values: np.ndarray, sentinel: int):
         self.values, self.sentinel = values, sentinel
 
-    def part(self, lo: int, hi: int) -> pa.Array:
-        return _ts(self.values[lo:hi], self.sentinel)
+    def parts(self, edges: list[int]) -> list[pa.Array]:
+        values = np.ascontiguousarray(self.values, dtype=np.int64)
+        valid = values != self.sentinel
+        return [_primitive(_TIMESTAMP, values[lo:hi], valid[lo:hi], n_null)
+                for (lo, hi), n_null in zip(_spans(edges), _null_counts(valid, edges))]
 
 
 class Hours:
@@ -60,8 +70,8 @@ class Hours:
 
     Examples
     --------
-    >>> len(Hours(np.ones((3, 24), np.int64)).part(1, 3))
-    2
+    >>> [len(a) for a in Hours(np.ones((3, 24), np.int64)).parts([0, 1, 3])]
+    [1, 2]
     """
 
     __slots__ = ("histogram",)
@@ -69,8 +79,11 @@ class Hours:
     def __init__(self, histogram: np.ndarray):
         self.histogram = histogram
 
-    def part(self, lo: int, hi: int) -> pa.Array:
-        return _hours(self.histogram[lo:hi])
+    def parts(self, edges: list[int]) -> list[pa.Array]:
+        flat = np.ascontiguousarray(self.histogram, dtype=np.int32).reshape(-1)
+        return [pa.Array.from_buffers(_HOURS, hi - lo, [None], children=[
+                    pa.Array.from_buffers(pa.int32(), 24 * (hi - lo), [None, pa.py_buffer(flat[24 * lo:24 * hi])])])
+                for lo, hi in _spans(edges)]
 
 
 class Values:
@@ -78,8 +91,8 @@ class Values:
 
     Examples
     --------
-    >>> Values(["a", "b"]).part(1, 2).to_pylist()
-    ['b']
+    >>> [a.to_pylist() for a in Values(["a", "b"]).parts([0, 1, 2])]
+    [['a'], ['b']]
     """
 
     __slots__ = ("values", "type")
@@ -87,8 +100,8 @@ class Values:
     def __init__(self, values: list, type: pa.DataType | None = None):
         self.values, self.type = values, type
 
-    def part(self, lo: int, hi: int) -> pa.Array:
-        return pa.array(self.values[lo:hi], type=self.type)
+    def parts(self, edges: list[int]) -> list[pa.Array]:
+        return [pa.array(self.values[lo:hi], type=self.type) for lo, hi in _spans(edges)]
 
 
 class Strings:
@@ -96,8 +109,9 @@ class Strings:
 
     Examples
     --------
-    >>> Strings(pa.array(["x", "y"]), np.array([1, 0, 0]), np.array([True, True, False])).part(1, 3).to_pylist()
-    ['x', None]
+    >>> strings = Strings(pa.array(["x", "y"]), np.array([1, 0, 0]), np.array([True, True, False]))
+    >>> [a.to_pylist() for a in strings.parts([0, 1, 3])]
+    [['y'], ['x', None]]
     """
 
     __slots__ = ("values", "pos", "found")
@@ -111,15 +125,26 @@ class Strings:
         Examples
         --------
         >>> strings = Strings(pa.array(["x", "y"]), np.array([1, 0]), np.array([True, False]))
-        >>> strings.at(np.array([1, 0, 0])).part(0, 3).to_pylist()
+        >>> strings.at(np.array([1, 0, 0])).parts([0, 3])[0].to_pylist()
         [None, 'y', 'y']
         """
         return Strings(self.values, self.pos[rows], self.found[rows])
 
-    def part(self, lo: int, hi: int) -> pa.Array:
-        # Arrow take: no Python string objects; absent keys become nulls (a mask only when some are absent).
-        pos, found = self.pos[lo:hi], self.found[lo:hi]
-        return self.values.take(pa.array(pos) if found.all() else pa.array(pos, mask=~found))
+    def parts(self, edges: list[int]) -> list[pa.Array]:
+        # One Arrow take of every segment's strings (no Python string objects; absent keys become nulls, a mask
+        # only when some are absent), then each segment's offsets (from 0), characters and validity of its own.
+        taken = self.values.take(pa.array(self.pos) if self.found.all() else pa.array(self.pos, mask=~self.found))
+        width = np.int64 if pa.types.is_large_string(taken.type) else np.int32
+        offsets = np.frombuffer(taken.buffers()[1], width, len(taken) + 1, taken.offset * np.dtype(width).itemsize)
+        data = taken.buffers()[2] or pa.py_buffer(b"")
+        valid = taken.is_valid().to_numpy(zero_copy_only=False)
+        out = []
+        for (lo, hi), n_null, (start, end) in zip(_spans(edges), _null_counts(valid, edges),
+                                                   _spans(offsets[edges].tolist())):
+            bitmap = pa.py_buffer(np.packbits(valid[lo:hi], bitorder="little")) if n_null else None
+            out.append(pa.Array.from_buffers(taken.type, hi - lo, [bitmap, pa.py_buffer(offsets[lo:hi + 1] - start),
+                                                                   data.slice(start, end - start)], null_count=n_null))
+        return out
 
 
 class Lists:
@@ -127,8 +152,8 @@ class Lists:
 
     Examples
     --------
-    >>> Lists(np.array([0, 2, 3]), np.array([4, 5, 6]), pa.int64()).part(1, 2).to_pylist()
-    [[6]]
+    >>> [a.to_pylist() for a in Lists(np.array([0, 2, 3]), np.array([4, 5, 6]), pa.int64()).parts([0, 1, 2])]
+    [[[4, 5]], [[6]]]
     """
 
     __slots__ = ("offsets", "values", "type")
@@ -136,11 +161,18 @@ class Lists:
     def __init__(self, offsets: np.ndarray, values: np.ndarray | Strings, type: pa.DataType):
         self.offsets, self.values, self.type = offsets, values, type
 
-    def part(self, lo: int, hi: int) -> pa.Array:
-        start, end = int(self.offsets[lo]), int(self.offsets[hi])
-        values = self.values.part(start, end) if isinstance(self.values, Strings) else \
-            pa.array(self.values[start:end], type=self.type)
-        return pa.ListArray.from_arrays(pa.array((self.offsets[lo:hi + 1] - start).astype(np.int32)), values)
+    def parts(self, edges: list[int]) -> list[pa.Array]:
+        value_edges = self.offsets[edges].tolist()
+        if isinstance(self.values, Strings):
+            values = self.values.parts(value_edges)
+        else:
+            flat = np.ascontiguousarray(self.values, dtype=self.type.to_pandas_dtype())
+            values = [pa.Array.from_buffers(self.type, end - start, [None, pa.py_buffer(flat[start:end])])
+                      for start, end in _spans(value_edges)]
+        list_type = pa.list_(values[0].type) if values else None  # (the strings' type is the take's)
+        return [pa.Array.from_buffers(list_type, hi - lo, [None, pa.py_buffer(
+                    (self.offsets[lo:hi + 1] - start).astype(np.int32))], children=[v])
+                for (lo, hi), start, v in zip(_spans(edges), value_edges, values)]
 
 
 COLUMNS = (Timestamps, Hours, Values, Strings, Lists)
@@ -154,8 +186,8 @@ class Names:
     >>> names = Names.of([{"key": np.array([1, 2], dtype=np.uint64), "value": pa.array(["a", "b"])},
     ...                   {"key": np.array([2], dtype=np.uint64), "value": pa.array(["c"])}])
     >>> strings = names.take(np.array([2, 1, 2], dtype=np.uint64), np.array([0, 2, 3]))
-    >>> strings.part(0, 2).to_pylist(), strings.part(2, 3).to_pylist()
-    (['b', 'a'], ['c'])
+    >>> [a.to_pylist() for a in strings.parts([0, 2, 3])]
+    [['b', 'a'], ['c']]
     """
 
     def __init__(self, keys: np.ndarray, values: pa.Array, bounds: np.ndarray):
@@ -194,8 +226,8 @@ def lists(owner_keys: np.ndarray, owner_bounds: np.ndarray, member_owner: np.nda
     >>> owners, members = np.array([1, 2, 1], dtype=np.uint64), np.array([1, 1, 2, 1], dtype=np.uint64)
     >>> out = lists(owners, np.array([0, 2, 3]), members, np.array([0, 3, 4]), {"n": np.array([5, 6, 7, 8])},
     ...             {"n": pa.int64()})
-    >>> out["n"].part(0, 2).to_pylist(), out["n"].part(2, 3).to_pylist()
-    ([[5, 6], [7]], [[8]])
+    >>> [a.to_pylist() for a in out["n"].parts([0, 2, 3])]
+    [[[5, 6], [7]], [[8]]]
     """
     offs = np.empty(len(owner_keys) + 1, np.int64)
     offs[:-1] = segment_positions([member_owner], [owner_keys], member_bounds, owner_bounds) if len(owner_keys) \

@@ -240,10 +240,15 @@ def _reverse_pairs(pk: np.ndarray, ps: np.ndarray, pr: np.ndarray, bounds: np.nd
 
 
 def _split(columns: dict[str, Any], bounds: np.ndarray) -> list[dict[str, Any]]:
-    """Each segment's rows of stacked columns: numpy views, and Arrow arrays of their own."""
+    """Each segment's rows of stacked columns: numpy views, and Arrow arrays of their own.
+
+    Column by column (each one's segments made in one call), then gathered into each segment's dict.
+    """
     edges = bounds.tolist()
-    return [{name: col.part(lo, hi) if isinstance(col, COLUMNS) else col[lo:hi] for name, col in columns.items()}
-            for lo, hi in zip(edges[:-1], edges[1:])]
+    spans = list(zip(edges[:-1], edges[1:]))
+    parts = [col.parts(edges) if isinstance(col, COLUMNS) else [col[lo:hi] for lo, hi in spans]
+             for col in columns.values()]
+    return [dict(zip(columns, row)) for row in zip(*parts)]
 
 
 def _derive(states: Sequence[TenantState], config: BaselineConfig, private: bool) -> list[dict[str, dict[str, Any]]]:

@@ -194,3 +194,44 @@ def test_reverse_pairs_are_each_tenants_own(segments) -> None:
         row = {pair: lo + i for i, pair in enumerate(part)}
         expected += [row.get((r, s), -1) for s, r in part]
     assert _tables._reverse_pairs(_tables.pair_keys(ps, pr), ps, pr, bounds).tolist() == expected
+
+
+def _ipc(array: pa.Array) -> bytes:
+    return _column_bytes(array)[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(0, 9), min_size=1, max_size=6), data=st.data(),
+       string_type=st.sampled_from([pa.string(), pa.large_string()]))
+def test_column_parts_are_the_bytes_of_each_segments_own_arrays(sizes, data, string_type) -> None:
+    # Each segment's array, put together from its share of buffers made once for all segments, has the IPC bytes
+    # of the array made from that segment alone the plain way (one pa.array, take or from_arrays per segment).
+    from commgraph.baselines._columns import Hours, Lists, Strings, Timestamps
+
+    edges = np.cumsum([0] + sizes).tolist()
+    n = edges[-1]
+    names = pa.array(data.draw(st.lists(st.sampled_from(["", "a", "bc", "déf", None]), min_size=1, max_size=6)),
+                     string_type)
+    pos = np.array(data.draw(st.lists(st.integers(0, len(names) - 1), min_size=n, max_size=n)), np.int64)
+    found = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool)
+    stamps = np.array(data.draw(st.lists(st.sampled_from([-1, 0, 5, 2**40]), min_size=n, max_size=n)), np.int64)
+    hours = np.arange(n * 24, dtype=np.int64).reshape(n, 24)
+    lengths = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+    offsets = np.cumsum([0] + lengths)
+    counts = np.arange(offsets[-1], dtype=np.int32) * 3
+    strings = Strings(names, np.resize(pos, offsets[-1]), np.resize(found, offsets[-1]))
+    got = {"strings": Strings(names, pos, found).parts(edges), "stamps": Timestamps(stamps, -1).parts(edges),
+           "hours": Hours(hours).parts(edges), "counts": Lists(offsets, counts, pa.int32()).parts(edges),
+           "names": Lists(offsets, strings, pa.string()).parts(edges)}
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        start, end = offsets[lo], offsets[hi]
+        list_offsets = pa.array((offsets[lo:hi + 1] - start).astype(np.int32))
+        own = {"strings": names.take(pa.array(pos[lo:hi], mask=~found[lo:hi])),
+               "stamps": pa.array(stamps[lo:hi], pa.timestamp("ns", tz="UTC"), mask=stamps[lo:hi] == -1),
+               "hours": pa.FixedSizeListArray.from_arrays(pa.array(hours[lo:hi].astype(np.int32).ravel()), 24),
+               "counts": pa.ListArray.from_arrays(list_offsets, pa.array(counts[start:end])),
+               "names": pa.ListArray.from_arrays(list_offsets, strings.values.take(
+                   pa.array(strings.pos[start:end], mask=~strings.found[start:end])))}
+        for column, array in own.items():
+            assert got[column][i].equals(array), (column, i)
+            assert _ipc(got[column][i]) == _ipc(array), (column, i)
