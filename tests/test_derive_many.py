@@ -181,10 +181,21 @@ def test_every_string_is_the_name_of_its_key(frame, hours, data, drop_sender) ->
                 assert got == expected, (state.tenant_id, table, strings)
 
 
-@given(segments=st.lists(st.sets(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=25), max_size=5))
-def test_reverse_pairs_are_each_tenants_own(segments) -> None:
+@given(segments=st.lists(st.sets(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=25), max_size=5),
+       plain_keys=st.booleans(), table_keys=st.sampled_from([0, 6, 10**9]))
+def test_reverse_pairs_are_each_tenants_own(segments, plain_keys, table_keys) -> None:
     # Each pair's reverse, found by a look-up of one side of the address order among the other's, is the row a
-    # plain dict of the tenant's own pairs gives (a pair of an address with itself is its own reverse).
+    # plain dict of the tenant's own pairs gives (a pair of an address with itself is its own reverse), whether
+    # tenants share a hash table or not. Plain keys (16 * sender + recipient) meet other tenants' once XOR-ed
+    # with the tenant's number: looked up tenant by tenant then.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_tables, "REVERSE_TABLE_KEYS", table_keys)  # each tenant alone, a few together, or all
+        if plain_keys:
+            patch.setattr(_tables, "pair_keys", lambda s, r: (s * np.uint64(16) + r).astype(np.uint64))
+        _check_reverse_pairs(segments)
+
+
+def _check_reverse_pairs(segments: list[set[tuple[int, int]]]) -> None:
     parts = [sorted(pairs) for pairs in segments]
     ps = np.array([s for p in parts for s, _ in p], dtype=np.uint64)
     pr = np.array([r for p in parts for _, r in p], dtype=np.uint64)
