@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from commgraph.baselines._aggregate import Decayed, KeyedAggregate, Splice
 from commgraph.baselines import _stacked
 from commgraph.baselines._stacked import Stacked, merge_many, merge_stacked, segment_positions
+from commgraph.baselines._state import _merge_names, _merge_names_many
 from commgraph.graph import CommGraphError
 
 # A small key space: tenants share keys (the same sender in two tenants), and bases and updates overlap.
@@ -192,3 +194,37 @@ def test_runs_join_small_pieces_and_leave_large_ones_alone(lengths, join_rows) -
         if small and starts[i - 1] // join_rows == starts[i] // join_rows:
             assert i not in runs
 
+
+def _names(keys: list[int], tag: str) -> dict:
+    return {"key": np.array(keys, np.uint64), "value": pa.array([f"{tag}{k}-{i}" for i, k in enumerate(keys)])}
+
+
+def _ipc(names: dict) -> bytes:
+    table = pa.table({"key": pa.array(names["key"], pa.uint64()), "value": names["value"]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+OLD_NAMES = st.one_of(st.just({}), st.lists(KEYS, max_size=8, unique=True).map(lambda k: _names(sorted(k), "old")))
+NEW_NAMES = st.one_of(st.none(), st.just({}), st.lists(KEYS, max_size=10).map(lambda k: _names(k, "new")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(old=st.lists(OLD_NAMES, min_size=1, max_size=5), data=st.data())
+def test_merge_names_many_is_each_tenants_own_merge(old, data) -> None:
+    # Tenants with no names, no new ones, new ones repeating a key (the first row's string counts), new ones the
+    # old ones have (the old string stays): each tenant's names the same keys, strings and Arrow IPC bytes as its
+    # own _merge_names gives.
+    more = data.draw(st.lists(NEW_NAMES, min_size=len(old), max_size=len(old)))
+    got = _merge_names_many(old, more)
+    assert len(got) == len(old)
+    for g, o, m in zip(got, old, more):
+        expected = _merge_names(o, m)
+        if not expected:
+            assert g == {}
+            continue
+        assert g["key"].dtype == expected["key"].dtype and g["key"].tolist() == expected["key"].tolist()
+        assert g["value"].type == expected["value"].type and g["value"].to_pylist() == expected["value"].to_pylist()
+        assert _ipc(g) == _ipc(expected)
