@@ -674,16 +674,25 @@ def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarr
     """:meth:`TenantState._window_deltas` of each state, counted over every tenant's rows stacked (the
     tenant leading every grouping): per window and table, the tenants' net counts stacked."""
     n_tenants = len(states)
-    # Every tenant's new rows, then for each window every tenant's retained rows that left it: each block
-    # of rows a slice of the stacked rows (rows of one tenant need not be together: the tenant leads the keys).
-    blocks = [list(rows), *([_slice_chunks(state.events, state.as_of - w, min(as_of - w, state.as_of))
-                             for state in states] for w in windows)]
-    parts = [part for block in blocks for part in block]
-    tenant = np.repeat(np.tile(np.arange(n_tenants), len(blocks)), [len(p["timestamp"]) for p in parts])
-    edges = np.cumsum([0] + [sum(len(p["timestamp"]) for p in block) for block in blocks]).tolist()
     # Only the columns the counts read (of every part: a day's new rows and the retained rows of three days).
-    both = {c: np.concatenate([p[c] for p in parts]).astype(EVENT_COLUMNS[c], copy=False)
-            for c in ("timestamp", "head", "is_message", "direction", *(f"{t}_key" for t in _WINDOW_KEYED))}
+    columns = {c: EVENT_COLUMNS[c] for c in ("timestamp", "head", "is_message", "direction",
+                                             *(f"{t}_key" for t in _WINDOW_KEYED))}
+    # Every tenant's new rows, then for each window every tenant's retained rows that left it (the rows of
+    # each of its chunks in the window's slice, those columns only): each block of rows a slice of the stacked
+    # rows (rows of one tenant need not be together: the tenant leads the keys).
+    parts, owners, edges = list(rows), list(range(n_tenants)), [0, sum(len(r["timestamp"]) for r in rows)]
+    for w in windows:
+        n_left = 0
+        for i, state in enumerate(states):
+            for chunk in state.events:
+                lo, hi = np.searchsorted(chunk["timestamp"], [state.as_of - w, min(as_of - w, state.as_of)]).tolist()
+                if hi > lo:
+                    parts.append({c: np.asarray(chunk[c][lo:hi]).astype(d, copy=False) for c, d in columns.items()})
+                    owners.append(i)
+                    n_left += hi - lo
+        edges.append(edges[-1] + n_left)
+    tenant = np.repeat(np.asarray(owners), [len(p["timestamp"]) for p in parts])
+    both = {c: np.concatenate([np.asarray(p[c]).astype(d, copy=False) for p in parts]) for c, d in columns.items()}
     messages = both["is_message"]
     counted = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
     # Each table groups only the rows it counts (a sender's messages, a mailbox's inbound edges): fewer rows
