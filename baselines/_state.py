@@ -32,7 +32,7 @@ from ._events import (
     DAY_NS, DOMAIN_HEAD, EVENT_COLUMNS, FAILED, HOUR_NS, INBOUND, INTERNAL, MESSAGE_KEY, NO_LABEL, OUTBOUND, PASS,
     concat_events, mix64, time_order,
 )
-from ._stacked import Stacked, merge_layouts, merge_many, merge_stacked, stackable
+from ._stacked import Stacked, merge_layouts, merge_many, merge_stacked, segment_splice, stackable
 
 __all__ = ["TenantState", "NoLabelLedgerWarning", "advance_many", "aggregate_rows", "merge_partials",
            "LIFETIME_TABLES", "DECAYED_TABLES", "WINDOW_TABLES"]
@@ -406,7 +406,8 @@ class TenantState:
         counts = {str(w): {t: _shift(self.windows[str(w)][t], deltas[str(w)][t]) for t in WINDOW_TABLES}
                   for w in windows}
         return self._advanced(rows, changes, lifetime, decayed, counts, as_of=as_of, windows=windows,
-                              settle_delay=settle_delay, names=names, fingerprint=fingerprint)
+                              settle_delay=settle_delay, names=_merge_names(self.names, names),
+                              fingerprint=fingerprint)
 
     def _counted(self, rows: dict[str, np.ndarray], changes: tuple[np.ndarray, np.ndarray], *, as_of: int,
                  settle_delay: int) -> dict[str, np.ndarray]:
@@ -489,7 +490,8 @@ class TenantState:
                   windows: tuple[int, ...], settle_delay: int, names: dict[str, np.ndarray], fingerprint: int
                   ) -> "TenantState":
         """The state as of ``as_of`` from the new rows and the merged aggregates: lifetime and decayed (with the
-        aggregates of :meth:`_counted`'s rows), and each window's counts (shifted by its net change)."""
+        aggregates of :meth:`_counted`'s rows), and each window's counts (shifted by its net change); ``names``:
+        the state's names with the new rows' merged in (:func:`_merge_names`)."""
         changed, old_labels = changes
         new_events, new_pending = _split(rows)
         if len(new_pending["timestamp"]):
@@ -515,7 +517,7 @@ class TenantState:
                          old_labels[rows["head"][changed]].astype(np.uint64) + np.uint64(1))
             fp = int(np.uint64(self.fingerprint) + np.uint64(fingerprint) - np.sum(gone, dtype=np.uint64))
         return TenantState(self.tenant_id, as_of, lifetime, decayed, counts, events, pending,
-                           _merge_names(self.names, names), fp, _merge_ledgers(self.labelled, _ledger(rows)))
+                           names, fp, _merge_ledgers(self.labelled, _ledger(rows)))
 
     def _window_deltas(self, rows: dict[str, np.ndarray], *, as_of: int, windows: tuple[int, ...]
                        ) -> dict[str, dict[str, KeyedAggregate]]:
@@ -625,11 +627,12 @@ def advance_many(states: list[TenantState], rows: list[dict[str, np.ndarray]], *
     decayed = _decayed_many([s.decayed for s in states], new_decayed, as_of=as_of, half_life=half_life)
     counts = {str(w): {t: _shift_many([s.windows[str(w)][t] for s in states], deltas[str(w)][t])
                        for t in WINDOW_TABLES} for w in windows}
+    merged_names = _merge_names_many([s.names for s in states], names)
     return [state._advanced(r, changes[i], {name: lifetime[name][i] for name in state.lifetime},
                             {name: decayed[name][i] for name in state.decayed},
                             {w: {t: counts[w][t][i] for t in WINDOW_TABLES} for w in counts}, as_of=as_of,
                             windows=windows, settle_delay=settle_delay, names=n, fingerprint=fp)
-            for i, (state, r, n, fp) in enumerate(zip(states, ordered, names, fingerprints))]
+            for i, (state, r, n, fp) in enumerate(zip(states, ordered, merged_names, fingerprints))]
 
 
 def _decayed_many(bases: list[dict[str, Decayed]], new: dict[str, Stacked | list[KeyedAggregate]], *, as_of: int,
@@ -671,16 +674,25 @@ def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarr
     """:meth:`TenantState._window_deltas` of each state, counted over every tenant's rows stacked (the
     tenant leading every grouping): per window and table, the tenants' net counts stacked."""
     n_tenants = len(states)
-    # Every tenant's new rows, then for each window every tenant's retained rows that left it: each block
-    # of rows a slice of the stacked rows (rows of one tenant need not be together: the tenant leads the keys).
-    blocks = [list(rows), *([_slice_chunks(state.events, state.as_of - w, min(as_of - w, state.as_of))
-                             for state in states] for w in windows)]
-    parts = [part for block in blocks for part in block]
-    tenant = np.repeat(np.tile(np.arange(n_tenants), len(blocks)), [len(p["timestamp"]) for p in parts])
-    edges = np.cumsum([0] + [sum(len(p["timestamp"]) for p in block) for block in blocks]).tolist()
     # Only the columns the counts read (of every part: a day's new rows and the retained rows of three days).
-    both = {c: np.concatenate([p[c] for p in parts]).astype(EVENT_COLUMNS[c], copy=False)
-            for c in ("timestamp", "head", "is_message", "direction", *(f"{t}_key" for t in _WINDOW_KEYED))}
+    columns = {c: EVENT_COLUMNS[c] for c in ("timestamp", "head", "is_message", "direction",
+                                             *(f"{t}_key" for t in _WINDOW_KEYED))}
+    # Every tenant's new rows, then for each window every tenant's retained rows that left it (the rows of
+    # each of its chunks in the window's slice, those columns only): each block of rows a slice of the stacked
+    # rows (rows of one tenant need not be together: the tenant leads the keys).
+    parts, owners, edges = list(rows), list(range(n_tenants)), [0, sum(len(r["timestamp"]) for r in rows)]
+    for w in windows:
+        n_left = 0
+        for i, state in enumerate(states):
+            for chunk in state.events:
+                lo, hi = np.searchsorted(chunk["timestamp"], [state.as_of - w, min(as_of - w, state.as_of)]).tolist()
+                if hi > lo:
+                    parts.append({c: np.asarray(chunk[c][lo:hi]).astype(d, copy=False) for c, d in columns.items()})
+                    owners.append(i)
+                    n_left += hi - lo
+        edges.append(edges[-1] + n_left)
+    tenant = np.repeat(np.asarray(owners), [len(p["timestamp"]) for p in parts])
+    both = {c: np.concatenate([np.asarray(p[c]).astype(d, copy=False) for p in parts]) for c, d in columns.items()}
     messages = both["is_message"]
     counted = {"sender": both["head"] & messages, "recipient": messages & (both["direction"] == INBOUND)}
     # Each table groups only the rows it counts (a sender's messages, a mailbox's inbound edges): fewer rows
@@ -797,6 +809,46 @@ def _merge_names(names: dict[str, np.ndarray], more: dict[str, np.ndarray] | Non
                        lambda kept, _: kept)
     return {"key": plan.apply(names["key"], more["key"]),
             "value": pa.concat_arrays([names["value"], more["value"]]).take(pa.array(index))}
+
+
+def _merge_names_many(names: list[dict[str, np.ndarray]], more: list[dict[str, np.ndarray] | None]
+                      ) -> list[dict[str, np.ndarray]]:
+    """Each tenant's ``_merge_names(names[i], more[i])``, to the same keys and strings, for every tenant at once:
+    the new names of each tenant deduplicated (its first row of a key gives the string, as in
+    :func:`_dedup_names`), looked up in its old ones and spliced in by one plan; each tenant's keys are then a
+    slice of the stacked ones, its strings taken from every tenant's (a tenant that gains none keeps its own)."""
+    new_keys = [np.asarray(m["key"], np.uint64) if m and len(m.get("key", ())) else _NO_KEYS for m in more]
+    old_keys = [o["key"] if len(o.get("key", ())) else _NO_KEYS for o in names]
+    strings = [*(o["value"] for o, k in zip(names, old_keys) if len(k)),
+               *(m["value"] for m, k in zip(more, new_keys) if len(k))]
+    if not strings or len({a.type for a in strings}) > 1 or any(k.dtype != np.uint64 for k in old_keys):
+        return [_merge_names(o, m) for o, m in zip(names, more)]  # (nothing new, or the arrays would not stack)
+    n_tenants = len(names)
+    lengths = [len(k) for k in new_keys]
+    # Each tenant's new keys sorted (a sort per tenant costs less than one sort of every key by tenant and key);
+    # of the rows of one key, the first (the least row number) gives its string.
+    offsets = np.cumsum([0] + lengths[:-1]).tolist()
+    order = np.concatenate([np.argsort(k) + lo for k, lo in zip(new_keys, offsets)])
+    keys, tenant = np.concatenate(new_keys)[order], np.repeat(np.arange(n_tenants), lengths)[order]
+    head = np.ones(len(keys), bool)
+    head[1:] = (keys[1:] != keys[:-1]) | (tenant[1:] != tenant[:-1])
+    starts = np.flatnonzero(head)
+    first, keys, tenant = np.minimum.reduceat(order, starts), keys[starts], tenant[starts]
+    # Looked up in each tenant's old keys, and spliced in with the old string kept for a key in both.
+    old_bounds = np.cumsum([0] + [len(k) for k in old_keys])
+    base = np.concatenate(old_keys)
+    plan, bounds = segment_splice([base], [keys], old_bounds, np.searchsorted(tenant, np.arange(n_tenants + 1)))
+    gained = (np.diff(bounds) > np.diff(old_bounds)).tolist()
+    merged_keys = plan.apply(base, keys)
+    index = plan.apply(np.arange(len(base)), first + len(base), lambda kept, _: kept)
+    strings = pa.concat_arrays(strings)
+    # (each tenant's strings taken on their own: a slice of the stacked ones writes other Arrow IPC bytes)
+    bounds = bounds.tolist()
+    return [{"key": merged_keys[lo:hi], "value": strings.take(pa.array(index[lo:hi]))} if new else old
+            for old, new, lo, hi in zip(names, gained, bounds[:-1], bounds[1:])]
+
+
+_NO_KEYS = np.zeros(0, np.uint64)
 
 
 def _dedup_names(names: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from commgraph.baselines._aggregate import Decayed, KeyedAggregate, Splice
 from commgraph.baselines import _stacked
 from commgraph.baselines._stacked import Stacked, merge_many, merge_stacked, segment_positions
+from commgraph.baselines._state import _merge_names, _merge_names_many
 from commgraph.graph import CommGraphError
 
 # A small key space: tenants share keys (the same sender in two tenants), and bases and updates overlap.
@@ -59,11 +61,19 @@ ORDERS = st.permutations(["n_messages", "first_seen", "last_seen", "decayed", "l
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), two_keys=st.booleans(), n_tenants=st.integers(1, 5), decay=st.booleans(),
-       sums_only=st.booleans())
-def test_merge_many_is_each_tenants_own_merge(data, two_keys, n_tenants, decay, sums_only) -> None:
+       sums_only=st.booleans(), join_rows=st.integers(1, 16))
+def test_merge_many_is_each_tenants_own_merge(data, two_keys, n_tenants, decay, sums_only, join_rows) -> None:
     # Each tenant's base may come from a store (its columns in another order than its update's), be empty,
     # or be smaller than its update (the merge then keeps the update's column order). Decayed sums are float
     # columns (stacked); scaled integer columns would become floats (merged one by one, as Decayed does).
+    # Small bases' pieces are joined into runs before their splice, large ones spliced alone: both, and both
+    # in one merge, at a small JOIN_ROWS.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_stacked, "JOIN_ROWS", join_rows)
+        _check_merge_many(data, two_keys, n_tenants, decay, sums_only)
+
+
+def _check_merge_many(data, two_keys: bool, n_tenants: int, decay: bool, sums_only: bool) -> None:
     columns = (lambda: ("decayed",)) if sums_only else (lambda: tuple(data.draw(ORDERS)))
     bases = [data.draw(aggregates(two_keys, columns())) for _ in range(n_tenants)]
     updates = [data.draw(aggregates(two_keys, columns())) for _ in range(n_tenants)]
@@ -163,3 +173,58 @@ def test_splice_of_pieces_is_the_splice_of_their_concatenation(data, width, redu
     bounds[-1] = plan.n_rows
     got = plan.apply(np.split(base, cuts), update, reducer, bounds=bounds)
     assert (got.dtype, got.shape) == (expected.dtype, expected.shape) and got.tobytes() == expected.tobytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(0, 40), max_size=12), join_rows=st.integers(1, 16))
+def test_runs_join_small_pieces_and_leave_large_ones_alone(lengths, join_rows) -> None:
+    # Reference: every piece in exactly one run, in order; a large piece alone; a run of small pieces starting
+    # inside one block of JOIN_ROWS rows (so that no run of small pieces exceeds two blocks).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_stacked, "JOIN_ROWS", join_rows)
+        runs = _stacked._runs(np.array(lengths, np.int64)).tolist()
+    assert runs[0] == 0 and runs[-1] == len(lengths) and runs == sorted(set(runs))
+    starts = np.cumsum([0] + lengths)
+    for lo, hi in zip(runs[:-1], runs[1:]):
+        assert hi - lo == 1 or all(n < join_rows for n in lengths[lo:hi])
+        assert len({int(starts[i]) // join_rows for i in range(lo, hi)}) == 1
+    # A cut between two small pieces only where a new block starts.
+    for i in range(1, len(lengths)):
+        small = lengths[i - 1] < join_rows and lengths[i] < join_rows
+        if small and starts[i - 1] // join_rows == starts[i] // join_rows:
+            assert i not in runs
+
+
+def _names(keys: list[int], tag: str) -> dict:
+    return {"key": np.array(keys, np.uint64), "value": pa.array([f"{tag}{k}-{i}" for i, k in enumerate(keys)])}
+
+
+def _ipc(names: dict) -> bytes:
+    table = pa.table({"key": pa.array(names["key"], pa.uint64()), "value": names["value"]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+OLD_NAMES = st.one_of(st.just({}), st.lists(KEYS, max_size=8, unique=True).map(lambda k: _names(sorted(k), "old")))
+NEW_NAMES = st.one_of(st.none(), st.just({}), st.lists(KEYS, max_size=10).map(lambda k: _names(k, "new")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(old=st.lists(OLD_NAMES, min_size=1, max_size=5), data=st.data())
+def test_merge_names_many_is_each_tenants_own_merge(old, data) -> None:
+    # Tenants with no names, no new ones, new ones repeating a key (the first row's string counts), new ones the
+    # old ones have (the old string stays): each tenant's names the same keys, strings and Arrow IPC bytes as its
+    # own _merge_names gives.
+    more = data.draw(st.lists(NEW_NAMES, min_size=len(old), max_size=len(old)))
+    got = _merge_names_many(old, more)
+    assert len(got) == len(old)
+    for g, o, m in zip(got, old, more):
+        expected = _merge_names(o, m)
+        if not expected:
+            assert g == {}
+            continue
+        assert g["key"].dtype == expected["key"].dtype and g["key"].tolist() == expected["key"].tolist()
+        assert g["value"].type == expected["value"].type and g["value"].to_pylist() == expected["value"].to_pylist()
+        assert _ipc(g) == _ipc(expected)
