@@ -275,3 +275,30 @@ def test_tenants_extracted_together_are_each_as_extracted_alone(frame, seed, sin
         if since is not None:
             sent &= edges["timestamp"] >= since
         assert int(alone.rows["is_message"].sum()) == int((sent & (edges["tenant_id"] == tenant)).sum())
+
+
+def test_mail_exactly_on_a_window_edge_leaves_it_as_a_rebuild_counts_it() -> None:
+    # A window [as_of - w, as_of) keeps mail sent at its first instant and drops mail a nanosecond older: a
+    # refresh from `prev` to `now` must drop exactly the mail sent in [prev - w, now - w), as a rebuild does.
+    # Mail on every edge of every window, a nanosecond either side too, for tenants refreshed together and alone.
+    prev, now = START + pd.Timedelta("5D"), START + pd.Timedelta("6D12h")
+    one_ns = pd.Timedelta(1, "ns")
+    instants = sorted({edge + shift for w in (pd.Timedelta("1D"), pd.Timedelta("3D"))
+                       for edge in (prev - w, now - w) for shift in (-one_ns, pd.Timedelta(0), one_ns)})
+    instants += [prev - one_ns, prev, now - one_ns]  # (and the last instants of each as_of)
+    rows = [{"tenant_id": tenant, "message_id": f"{tenant}-{i}", "timestamp": at,
+             "sender": ADDRESSES[(i + k) % len(ADDRESSES)], "recipients": f"u{i % 3}@{own}"}
+            for k, (tenant, own) in enumerate((t["tenant_id"], t["own_domains"][0]) for t in TENANTS)
+            for i, at in enumerate(instants)]
+    m = _validate(pd.DataFrame(rows))
+    config = BaselineConfig(**CONFIG)
+    rebuilt = build_baselines(m, as_of=now, config=config)
+    together = refresh_many(_as_stored(build_baselines(m, as_of=prev, config=config)), m, as_of=now)
+    for tenant, snapshot in rebuilt.items():
+        assert table_differences(together[tenant], snapshot, rtol=1e-9) == [], tenant
+        alone = refresh(_as_stored(build_baselines(m, as_of=prev, config=config))[tenant], m, as_of=now)
+        assert _bytes(together[tenant]) == _bytes(alone), tenant
+        for name, w in (("1d", pd.Timedelta("1D")), ("3d", pd.Timedelta("3D"))):
+            expected = sum(now - w <= at < now for at in instants)  # (each message one sender)
+            assert together[tenant].table("sender")[f"n_messages_{name}"].sum() == expected, (tenant, name)
+            assert together[tenant].table("tenant")[f"n_messages_{name}"].tolist() == [expected], (tenant, name)
