@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commgraph.baselines._aggregate import KeyedAggregate
+from commgraph.baselines._build import _arrow_table
 from commgraph.baselines._snapshot import _agg_from_arrow, _agg_to_arrow
+from commgraph.baselines._tables import to_arrow
 
 
 def _python_columns(table: pa.Table) -> dict[str, tuple[str, list]]:
@@ -119,3 +121,32 @@ def test_outcomes_of_many_tables_are_each_tables_own(seed, sizes, presume) -> No
         assert got == _unique_pairs(trials.astype(np.int64), safe.astype(np.int64))
         assert labels == int(cols["n_safe"].sum() + cols["n_attack"].sum() + cols["n_spam"].sum())
         assert type(labels) is int
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), rows=st.integers(0, 9), step=st.sampled_from([1, 2]), readonly=st.booleans())
+def test_wrapped_tables_are_the_tables_to_arrow_makes(seed, rows, step, readonly) -> None:
+    # Every kind of column a derived table holds (numbers of each width, booleans, timestamps and strings as
+    # Arrow, object arrays), as numpy views (strided: copied by Arrow), read-only (decoded states), or empty:
+    # the same table, to the IPC bytes, as to_arrow's.
+    rng = np.random.default_rng(seed)
+    columns: dict = {}
+    for dtype in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"):
+        values = (rng.random(rows * step) * 100).astype(dtype)[::step]
+        values.flags.writeable = not readonly
+        columns[f"c{dtype}"] = values
+    columns["nan"] = np.full(rows, np.nan)
+    columns["flag"] = rng.random(rows) < 0.5
+    columns["source"] = np.array(["tenant"] * rows, dtype=object)
+    columns["seen"] = pa.array(rng.integers(0, 10**18, rows), pa.timestamp("ns", tz="UTC"))
+    columns["name"] = pa.chunked_array([pa.array(["a"] * rows)])
+    got, expected = _arrow_table(columns), to_arrow(columns)
+    assert got.schema.equals(expected.schema, check_metadata=True)  # (and the values, NaN too:)
+    assert _ipc(got) == _ipc(expected)
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
