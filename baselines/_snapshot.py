@@ -364,17 +364,59 @@ def _fixed_lists(column: pa.ChunkedArray) -> np.ndarray:
     size = column.type.list_size
     if column.num_chunks == 1:
         chunk = column.chunk(0)
-        if chunk.offset == 0 and not chunk.null_count and len(chunk.values) == len(chunk) * size:
-            return chunk.values.to_numpy(zero_copy_only=False).reshape(-1, size)
+        values = chunk.values  # (all the child's values, whatever the chunk's offset)
+        if chunk.offset == 0 and not chunk.null_count and len(values) == len(chunk) * size:
+            return values.to_numpy(zero_copy_only=False).reshape(-1, size)
     return to_numpy(pa.chunked_array([c.flatten() for c in column.chunks], column.type.value_type)).reshape(-1, size)
 
 
+class _Layout:
+    """How to read a state table of one schema: its metadata, and per key and value column, its name, its
+    position and its kind (found once per schema: a refresh reads tens of tables of each kind, one per tenant).
+
+    A kind is ``numpy`` (Arrow's own conversion), ``bits`` (booleans, see :func:`_chunk_to_numpy`) or
+    ``lists`` (fixed-size lists, see :func:`_fixed_lists`)."""
+
+    __slots__ = ("schema", "meta", "keys", "values")
+
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
+        self.meta = _meta(schema.metadata[b"commgraph"])
+        kinds = {field.name: (i, "lists" if pa.types.is_fixed_size_list(field.type) else
+                              "bits" if field.type == _BOOL else "numpy") for i, field in enumerate(schema)}
+        self.keys = [(name, *kinds[name]) for name in self.meta["keys"]]
+        self.values = [(name, *kinds[name]) for name in schema.names if name not in self.meta["keys"]]
+
+
+@functools.lru_cache(maxsize=256)
+def _layouts(raw: bytes) -> list[_Layout]:
+    """The layouts of the schemas seen with one metadata (one, or a few: an empty table's columns may be of
+    other types). Shared between callers: :func:`_layout` appends to it."""
+    return []
+
+
+def _layout(schema: pa.Schema) -> _Layout:
+    """A state table's layout, found once per schema (comparing schemas is far cheaper than reading one)."""
+    seen = _layouts(schema.metadata[b"commgraph"])
+    for layout in seen:
+        if layout.schema.equals(schema):
+            return layout
+    seen.append(_Layout(schema))
+    return seen[-1]
+
+
+def _read(column: pa.ChunkedArray, kind: str) -> np.ndarray:
+    """A column of a kind a :class:`_Layout` names, as numpy."""
+    if kind == "numpy":
+        return column.to_numpy()  # (zero-copy for one chunk without nulls)
+    return to_numpy(column) if kind == "bits" else _fixed_lists(column)
+
+
 def _agg_from_arrow(table: pa.Table) -> tuple[KeyedAggregate, dict[str, Any]]:
-    meta = _meta(table.schema.metadata[b"commgraph"])
-    cols = {field.name: _fixed_lists(column) if pa.types.is_fixed_size_list(field.type) else to_numpy(column)
-            for field, column in zip(table.schema, table.columns)}
-    keys = {k: cols.pop(k) for k in meta["keys"]}
-    return KeyedAggregate(keys, cols, meta["reducers"]), meta
+    layout = _layout(table.schema)
+    keys = {name: _read(table.column(i), kind) for name, i, kind in layout.keys}
+    values = {name: _read(table.column(i), kind) for name, i, kind in layout.values}
+    return KeyedAggregate(keys, values, layout.meta["reducers"]), layout.meta
 
 
 # The pairs' first inbound times are stored apart from their other lifetime columns: a commgraph that reads

@@ -1,0 +1,152 @@
+"""The per-tenant steps of a refresh (decoding the previous states, prior requests, wrapping) against plain
+pyarrow and numpy references."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commgraph.baselines._aggregate import KeyedAggregate
+from commgraph.baselines._build import _arrow_table
+from commgraph.baselines._snapshot import _agg_from_arrow, _agg_to_arrow
+from commgraph.baselines._tables import to_arrow
+
+
+def _python_columns(table: pa.Table) -> dict[str, tuple[str, list]]:
+    """Each column's numpy dtype (a fixed-size list's: its items') and its values as Python lists."""
+    out = {}
+    for field in table.schema:
+        values = table.column(field.name).to_pylist()
+        item = field.type.value_type if pa.types.is_fixed_size_list(field.type) else field.type
+        out[field.name] = (np.dtype(item.to_pandas_dtype()).str, values)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), rows=st.integers(0, 40), start=st.integers(0, 5),
+       chunks=st.integers(1, 3), floats=st.booleans())
+def test_state_tables_decode_as_arrow_reads_them(seed, rows, start, chunks, floats) -> None:
+    # A state table as a store or a refresh hands it over: one chunk or several, sliced at any row (offsets),
+    # empty, and of other column types under the same metadata (an empty tenant's counts may be floats): each
+    # column read as Arrow's own Python values give it, keys and values apart, in the stored order.
+    rng = np.random.default_rng(seed)
+    n = rows + start
+    counts = rng.integers(0, 9, n).astype(np.float64 if floats else np.int64)
+    agg = KeyedAggregate({"sender_key": np.arange(n, dtype=np.uint64), "day": rng.integers(0, 5, n)},
+                         {"n": counts, "hist": rng.integers(0, 9, (n, 3)), "flag": rng.random(n) < 0.5,
+                          "last": rng.integers(0, 99, n).astype(np.int32)},
+                         {"n": "sum", "hist": "sum", "flag": "max", "last": "max"})
+    stored = _agg_to_arrow(agg, {"anchor": 7})
+    table = stored.slice(start)
+    if chunks > 1:
+        cuts = sorted(rng.integers(0, rows + 1, chunks - 1).tolist())
+        parts = [table.slice(a, b - a) for a, b in zip([0, *cuts], [*cuts, rows])]
+        table = pa.concat_tables(parts)
+    for _ in range(2):  # (the second time, from the layout found the first)
+        got, meta = _agg_from_arrow(table)
+        assert meta == json.loads(stored.schema.metadata[b"commgraph"])
+        assert list(got.keys) == ["sender_key", "day"] and list(got.values) == ["n", "hist", "flag", "last"]
+        assert got.reducers == agg.reducers
+        columns = _python_columns(table)
+        for name, values in {**got.keys, **got.values}.items():
+            dtype, expected = columns[name]
+            assert values.dtype.str == dtype and values.tolist() == expected, name
+            assert values.shape == ((rows, 3) if name == "hist" else (rows,))
+
+
+def test_state_tables_of_one_metadata_and_other_schemas_decode_by_their_own() -> None:
+    # The layout found for one schema is not taken for another schema under the same metadata.
+    meta = {"commgraph": json.dumps({"keys": ["key"], "reducers": {"n": "sum"}})}
+    lists = pa.table({"key": pa.array([1, 2], pa.uint64()),
+                      "n": pa.FixedSizeListArray.from_arrays(pa.array([1, 2, 3, 4]), 2)}).replace_schema_metadata(meta)
+    plain = pa.table({"key": pa.array([1, 2], pa.uint64()), "n": pa.array([5.0, 6.0])}).replace_schema_metadata(meta)
+    for table, expected in [(lists, [[1, 2], [3, 4]]), (plain, [5.0, 6.0]), (lists, [[1, 2], [3, 4]])]:
+        assert _agg_from_arrow(table)[0].values["n"].tolist() == expected
+
+
+def _unique_pairs(n: np.ndarray, k: np.ndarray) -> list[list]:
+    """Distinct (n, k) in order, their counts and each row's pair, by numpy's unique over (n, k) rows."""
+    uniq, inverse, counts = np.unique(np.stack([n, k], axis=1).reshape(-1, 2), axis=0, return_inverse=True,
+                                      return_counts=True)
+    return [uniq[:, 0].tolist(), uniq[:, 1].tolist(), counts.tolist(), inverse.ravel().tolist()]
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**16), sizes=st.lists(st.sampled_from([0, 1, 2, 5, 30, 400, 3000]), max_size=6),
+       tail=st.sampled_from([0.0, 0.05, 1.0]), top=st.sampled_from([1, 3, 40, 300, 2**40]))
+def test_distinct_pairs_of_many_groups_are_each_groups_own(seed, sizes, tail, top) -> None:
+    # Tenants' entity tables stacked: each group's distinct pairs, counts and inverse as numpy's unique finds
+    # them in the group alone, groups empty or not, all in the grid or all in the tail, counts too large for
+    # one sort key (2**40 trials); and each group's bounds in the pairs.
+    from commgraph.baselines._smoothing import _distinct_pairs_many
+
+    rng = np.random.default_rng(seed)
+    total = sum(sizes)
+    n = np.minimum(rng.geometric(0.5, total) - 1, top)
+    many = rng.random(total) < tail
+    n[many] = rng.integers(0, top + 1, int(many.sum()))
+    k = (rng.random(total) * (n + 1)).astype(np.int64)
+    bounds = np.cumsum([0, *sizes])
+    n_u, k_u, counts, inverse, at = _distinct_pairs_many(n, k, bounds)
+    assert n_u.dtype == k_u.dtype == np.float64 and counts.dtype == inverse.dtype == at.dtype == np.int64
+    assert at[0] == 0 and at[-1] == len(n_u) == len(k_u) == len(counts) and len(inverse) == total
+    for lo, hi, a, b in zip(bounds[:-1], bounds[1:], at[:-1], at[1:]):
+        got = [n_u[a:b].tolist(), k_u[a:b].tolist(), counts[a:b].tolist(), inverse[lo:hi].tolist()]
+        assert got == _unique_pairs(n[lo:hi], k[lo:hi])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), sizes=st.lists(st.integers(0, 60), min_size=1, max_size=5),
+       presume=st.booleans())
+def test_outcomes_of_many_tables_are_each_tables_own(seed, sizes, presume) -> None:
+    # Each tenant's table (an empty one with float columns, as some are) gives the outcomes and explicit labels
+    # that its own columns give: safe and counted messages by the label policy, summed in plain numpy.
+    from commgraph.baselines import BaselineConfig
+    from commgraph.baselines._build import _Outcomes
+
+    rng = np.random.default_rng(seed)
+    config = BaselineConfig(label_policy="presume_safe" if presume else "ignore")
+    tables = [{c: rng.integers(-1 if c == "n_presumed_safe" else 0, 4, size).astype(np.float64 if not size else
+                                                                                    np.int64)
+               for c in ("n_safe", "n_attack", "n_spam", "n_presumed_safe")} for size in sizes]
+    found, explicit = _Outcomes.of_tables(tables, config)
+    for cols, outcomes, labels in zip(tables, found, explicit):
+        safe = cols["n_safe"] + (np.maximum(cols["n_presumed_safe"], 0) if presume else 0)
+        trials = safe + cols["n_attack"] + cols["n_spam"]
+        got = [outcomes.n_u.tolist(), outcomes.k_u.tolist(), outcomes.counts.tolist(), outcomes.inverse.tolist()]
+        assert got == _unique_pairs(trials.astype(np.int64), safe.astype(np.int64))
+        assert labels == int(cols["n_safe"].sum() + cols["n_attack"].sum() + cols["n_spam"].sum())
+        assert type(labels) is int
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), rows=st.integers(0, 9), step=st.sampled_from([1, 2]), readonly=st.booleans())
+def test_wrapped_tables_are_the_tables_to_arrow_makes(seed, rows, step, readonly) -> None:
+    # Every kind of column a derived table holds (numbers of each width, booleans, timestamps and strings as
+    # Arrow, object arrays), as numpy views (strided: copied by Arrow), read-only (decoded states), or empty:
+    # the same table, to the IPC bytes, as to_arrow's.
+    rng = np.random.default_rng(seed)
+    columns: dict = {}
+    for dtype in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"):
+        values = (rng.random(rows * step) * 100).astype(dtype)[::step]
+        values.flags.writeable = not readonly
+        columns[f"c{dtype}"] = values
+    columns["nan"] = np.full(rows, np.nan)
+    columns["flag"] = rng.random(rows) < 0.5
+    columns["source"] = np.array(["tenant"] * rows, dtype=object)
+    columns["seen"] = pa.array(rng.integers(0, 10**18, rows), pa.timestamp("ns", tz="UTC"))
+    columns["name"] = pa.chunked_array([pa.array(["a"] * rows)])
+    got, expected = _arrow_table(columns), to_arrow(columns)
+    assert got.schema.equals(expected.schema, check_metadata=True)  # (and the values, NaN too:)
+    assert _ipc(got) == _ipc(expected)
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
