@@ -24,7 +24,7 @@ from ._secrets import _secret
 from ._smoothing import _distinct_pairs, _distinct_pairs_many, beta_quantile, fit_summary_list, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
 from ._state import TenantState, advance_many
-from ._tables import ENTITY_KINDS, derive_many
+from ._tables import ENTITY_KINDS, derive_many, to_arrow
 
 __all__ = ["build_baselines", "refresh", "refresh_many", "DEFAULT_PRIOR"]
 
@@ -268,46 +268,10 @@ def _borrow_global(tables: dict[str, dict[str, Any]], infos: dict[str, dict[str,
     return priors, jobs
 
 
-#: The Arrow types of the numpy dtypes whose values Arrow holds as numpy does (numbers in native byte order; not
-#: booleans, which Arrow packs to bits).
-_AS_IS = {np.dtype(t): pa.from_numpy_dtype(np.dtype(t)) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8,
-                                                                 np.uint16, np.uint32, np.uint64, np.float16,
-                                                                 np.float32, np.float64)}
-
-
-def _arrow_table(columns: Mapping[str, Any]) -> pa.Table:
-    """A table of numpy/Arrow columns, in order: the table :func:`commgraph.baselines._tables.to_arrow` makes,
-    faster for a refresh's hundreds of small ones. A contiguous numpy column of numbers becomes an Arrow array
-    over its buffer (the array ``pa.array`` makes of it, without its inference, which was a tenth of the time of
-    wrapping a hundred tenants); other columns go through ``pa.array``, and Arrow ones are kept.
-
-    Examples
-    --------
-    >>> _arrow_table({"n": np.arange(3), "ok": np.array([True, False, True]), "s": pa.array(["a", "b", "c"])})
-    pyarrow.Table
-    n: int64
-    ok: bool
-    s: string
-    ----
-    n: [[0,1,2]]
-    ok: [[true,false,true]]
-    s: [["a","b","c"]]
-    """
-    arrays = []
-    for col in columns.values():
-        as_is = _AS_IS.get(col.dtype) if type(col) is np.ndarray and col.ndim == 1 and col.flags.c_contiguous \
-            else None
-        if as_is is not None:
-            arrays.append(pa.Array.from_buffers(as_is, len(col), [None, pa.py_buffer(col)]))
-        else:
-            arrays.append(col if isinstance(col, (pa.Array, pa.ChunkedArray)) else pa.array(col))
-    return pa.Table.from_arrays(arrays, names=list(columns))
-
-
 def _wrap(state: "TenantState | _Shipped", tables: dict[str, dict[str, Any]], priors: dict[str, Any],
           config: BaselineConfig, secret: bytes | None) -> Snapshot:
     """The snapshot of finished tables (every likelihood column added)."""
-    arrow = {name: _arrow_table(cols) for name, cols in tables.items()}
+    arrow = {name: to_arrow(cols) for name, cols in tables.items()}
     fingerprint = f"xsum64:{state.fingerprint % 2**64:016x}"
     shipped = isinstance(state, _Shipped)
     return Snapshot(tenant_id=state.tenant_id, as_of=pd.Timestamp(state.as_of, tz="UTC"), config=config,
@@ -366,7 +330,7 @@ def _work(job: tuple[str, int, list[str]]) -> list["_Shipped"]:
         # (one tenant at a time: its files are written before the next one is built, which bounds memory)
         [(state, tables, infos)] = _states([extractor.extract(t)], as_of_ns, config)
         files = {}
-        parts = [(f"table:{name}", _arrow_table(cols)) for name, cols in tables.items()]
+        parts = [(f"table:{name}", to_arrow(cols)) for name, cols in tables.items()]
         parts += [(f"state:{part}", table) for part, table in _state_to_arrow(state).items()]
         for j, (name, table) in enumerate(parts):
             path = os.path.join(folder, f"{number}-{i}-{j}.arrow")

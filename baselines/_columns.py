@@ -133,7 +133,11 @@ class Strings:
     def parts(self, edges: list[int]) -> list[pa.Array]:
         # One Arrow take of every segment's strings (no Python string objects; absent keys become nulls, a mask
         # only when some are absent), then each segment's offsets (from 0), characters and validity of its own.
-        taken = self.values.take(pa.array(self.pos) if self.found.all() else pa.array(self.pos, mask=~self.found))
+        indices = pa.array(self.pos) if self.found.all() else pa.array(self.pos, mask=~self.found)
+        taken = self.values.take(indices)
+        if not (pa.types.is_string(taken.type) or pa.types.is_large_string(taken.type)) or taken.buffers()[1] is None:
+            # (values of another type, such as the null type of an empty list's array: each segment's own take)
+            return [self.values.take(indices.slice(lo, hi - lo)) for lo, hi in _spans(edges)]
         width = np.int64 if pa.types.is_large_string(taken.type) else np.int32
         offsets = np.frombuffer(taken.buffers()[1], width, len(taken) + 1, taken.offset * np.dtype(width).itemsize)
         data = taken.buffers()[2] or pa.py_buffer(b"")

@@ -118,8 +118,8 @@ def test_name_lookups_and_counts_equal_a_pandas_map_and_value_counts(known, aske
     bounds = one_segment(len(asked))
     expected = pd.Series(asked.astype(np.int64)).map({k: f"s{k}" for k in known}).tolist()
     expected = [None if pd.isna(v) else v for v in expected]
-    assert names.take(asked, bounds).part(0, len(asked)).to_pylist() == expected
-    assert names.take(Factorized(asked, bounds)).part(0, len(asked)).to_pylist() == expected
+    assert names.take(asked, bounds).parts([0, len(asked)])[0].to_pylist() == expected
+    assert names.take(Factorized(asked, bounds)).parts([0, len(asked)])[0].to_pylist() == expected
     owners = np.array(sorted(set(data.draw(st.lists(st.integers(0, 45), max_size=20)))), dtype=np.uint64)
     counted = np.array(data.draw(st.lists(st.booleans(), min_size=len(asked), max_size=len(asked))), dtype=bool)
     reference = pd.Series(asked[counted]).value_counts().reindex(owners, fill_value=0).tolist()
