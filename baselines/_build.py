@@ -103,8 +103,7 @@ class _Outcomes:
         np.cumsum([len(cols["n_safe"]) for cols in tables], out=bounds[1:])
         needed = ("n_safe", "n_attack", "n_spam") + (("n_presumed_safe",) if config.label_policy == "presume_safe"
                                                      else ())
-        # (as np.asarray(column, np.int64) converts each: one copy, not two)
-        stacked = {c: np.concatenate([cols[c] for cols in tables], dtype=np.int64, casting="unsafe") for c in needed}
+        stacked = {c: np.concatenate([np.asarray(cols[c], np.int64) for cols in tables]) for c in needed}
         safe, trials = _outcomes(stacked, config)
         n_u, k_u, counts, inverse, at = _distinct_pairs_many(trials, safe, bounds)
         labels = np.zeros(len(safe) + 1, np.int64)

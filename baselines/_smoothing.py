@@ -89,30 +89,27 @@ def _distinct_pairs_many(n: np.ndarray, k: np.ndarray, bounds: np.ndarray
     """
     n_i, k_i = n.astype(np.int64, copy=False), k.astype(np.int64, copy=False)
     n_groups = len(bounds) - 1
-    code = np.empty(len(n_i), np.int64)
+    group = np.repeat(np.arange(n_groups), np.diff(bounds)) if n_groups > 1 else np.zeros(len(n_i), np.int64)
+    code = np.empty(len(n_i), np.int64)  # (first each row's pair among its part's: the grid's or the tail's)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (group, n, k, count) in order
-    per_group: list[np.ndarray] = []  # how many pairs each part has in each group
     rest = np.arange(len(n_i))
     width = min(int(n_i.max(initial=0)) + 1, _DENSE, math.isqrt(len(n_i) // (4 * max(n_groups, 1))))
     if width > 1:
         cells = width * width
         cell = n_i * width
         cell += k_i
-        for g, (a, b) in enumerate(zip(bounds[1:-1].tolist(), bounds[2:].tolist()), 1):  # (a group at a time:
-            cell[a:b] += g * cells                                                      # no pass over the rows)
+        if n_groups > 1:
+            cell += group * cells
         rest = np.flatnonzero(n_i >= width)
         cell[rest] = n_groups * cells  # one cell past the grid for the tail (coded below)
         counts = np.bincount(cell, minlength=n_groups * cells + 1)
-        seen = counts[:-1] > 0
-        per_group.append(seen.reshape(n_groups, cells).sum(axis=1))
-        rank = np.zeros(len(counts), np.int64)  # each cell's pair counted from its group's first
-        np.cumsum(seen, out=rank[:-1])
-        rank[:-1] -= np.repeat(np.cumsum(per_group[0]) - per_group[0] + 1, cells)
+        rank = np.cumsum(counts > 0)
+        rank -= 1
         np.take(rank, cell, out=code)
-        used = np.flatnonzero(seen)
+        used = np.flatnonzero(counts[:-1])
         parts.append((used // cells, used // width % width, used % width, counts[used]))
     if len(rest):
-        g_rest, n_rest, k_rest = np.searchsorted(bounds, rest, side="right") - 1, n_i[rest], k_i[rest]
+        g_rest, n_rest, k_rest = group[rest], n_i[rest], k_i[rest]
         n_width, k_width = int(n_rest.max()) + 1, int(k_rest.max()) + 1
         if n_groups * n_width * k_width < 2**62:
             order = np.argsort((g_rest * n_width + n_rest) * k_width + k_rest)
@@ -124,26 +121,29 @@ def _distinct_pairs_many(n: np.ndarray, k: np.ndarray, bounds: np.ndarray
         np.not_equal(g_rest[1:], g_rest[:-1], out=first[1:])
         first[1:] |= n_rest[1:] != n_rest[:-1]
         first[1:] |= k_rest[1:] != k_rest[:-1]
-        starts = np.flatnonzero(first)
-        per_group.append(np.bincount(g_rest[starts], minlength=n_groups))
-        # A tail pair's number in its group: after the group's grid pairs, from the group's first in the tail.
         rank = np.cumsum(first)
-        rank -= (np.cumsum(per_group[-1]) - per_group[-1] + 1)[g_rest]
-        if len(per_group) == 2:
-            rank += per_group[0][g_rest]
+        rank -= 1
         code[rest[order]] = rank
+        starts = np.flatnonzero(first)
         parts.append((g_rest[starts], n_rest[starts], k_rest[starts], np.diff(starts, append=len(order))))
     # Each part in (group, n, k) order, the grid's pairs (fewer trials) before the tail's in each group: a pair's
     # place is its group's start, the group's pairs of the parts before, and its rank in its part and group.
+    per_group = [np.bincount(p[0], minlength=n_groups) for p in parts]
     at = np.zeros(n_groups + 1, np.int64)
     np.cumsum(sum(per_group, np.zeros(n_groups, np.int64)), out=at[1:])
     n_u, k_u, counts = np.empty(at[-1], np.float64), np.empty(at[-1], np.float64), np.empty(at[-1], np.int64)
     before = at[:-1].copy()
+    places = []
     for (g, *values), in_part in zip(parts, per_group):
         place = np.arange(len(g)) - (np.cumsum(in_part) - in_part)[g] + before[g]
         for out, part_values in zip((n_u, k_u, counts), values):
             out[place] = part_values
+        places.append(place)
         before += in_part
+    if len(parts) == 2:
+        code[rest] += len(parts[0][0])  # (the tail's pairs after the grid's)
+    if n_groups > 1 and places:  # (one group: its pairs in place already)
+        code = np.concatenate(places)[code] - at[group]
     return n_u, k_u, counts, code, at
 
 
