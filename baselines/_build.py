@@ -21,7 +21,7 @@ from commgraph.graph._timestamps import instant_problem, utc_instant
 from ._config import BaselineConfig, duration_ns, prior_pair
 from ._events import EventExtractor, TenantEvents, empty_events, tenant_events
 from ._secrets import _secret
-from ._smoothing import _distinct_pairs, _distinct_pairs_many, beta_quantile, fit_summary_list, posterior_mean
+from ._smoothing import _distinct_pairs, beta_quantile, fit_summary_list, posterior_mean
 from ._snapshot import Snapshot, _state_to_arrow, check_tenant
 from ._state import TenantState, advance_many
 from ._tables import ENTITY_KINDS, derive_many, to_arrow
@@ -83,6 +83,10 @@ def _outcomes(columns: Mapping[str, Any], config: BaselineConfig) -> tuple[np.nd
     return safe, trials
 
 
+def _explicit_labels(columns: Mapping[str, Any]) -> int:
+    return int(sum(np.asarray(columns[c], np.int64).sum() for c in ("n_safe", "n_attack", "n_spam")))
+
+
 class _Outcomes:
     """Per entity of one table, safe and counted messages, and their distinct (n, k) pairs (found once).
 
@@ -92,26 +96,9 @@ class _Outcomes:
 
     __slots__ = ("n_u", "k_u", "counts", "inverse")
 
-    def __init__(self, n_u: np.ndarray, k_u: np.ndarray, counts: np.ndarray, inverse: np.ndarray):
-        self.n_u, self.k_u, self.counts, self.inverse = n_u, k_u, counts, inverse
-
-    @classmethod
-    def of_tables(cls, tables: list[Mapping[str, Any]], config: BaselineConfig) -> tuple[list["_Outcomes"], list[int]]:
-        """The outcomes of each of several tables of one kind (a tenant's each), and its explicit labels: every
-        table's rows in one pass (stacked, the table leading the key of the pairs)."""
-        bounds = np.zeros(len(tables) + 1, np.int64)
-        np.cumsum([len(cols["n_safe"]) for cols in tables], out=bounds[1:])
-        needed = ("n_safe", "n_attack", "n_spam") + (("n_presumed_safe",) if config.label_policy == "presume_safe"
-                                                     else ())
-        stacked = {c: np.concatenate([np.asarray(cols[c], np.int64) for cols in tables]) for c in needed}
-        safe, trials = _outcomes(stacked, config)
-        n_u, k_u, counts, inverse, at = _distinct_pairs_many(trials, safe, bounds)
-        labels = np.zeros(len(safe) + 1, np.int64)
-        np.cumsum(stacked["n_safe"] + stacked["n_attack"] + stacked["n_spam"], out=labels[1:])
-        at, bounds = at.tolist(), bounds.tolist()
-        found = [cls(n_u[a:b], k_u[a:b], counts[a:b], inverse[lo:hi])
-                 for a, b, lo, hi in zip(at[:-1], at[1:], bounds[:-1], bounds[1:])]
-        return found, (labels[bounds[1:]] - labels[bounds[:-1]]).tolist()
+    def __init__(self, columns: Mapping[str, Any], config: BaselineConfig):
+        safe, trials = _outcomes(columns, config)
+        self.n_u, self.k_u, self.counts, self.inverse = _distinct_pairs(trials, safe, inverse=True)
 
     def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Distinct (n, k) with n > 0 and how many entities have each (what pooling and fitting need)."""
@@ -157,27 +144,26 @@ def _add_likelihoods(jobs: list[_Likelihood]) -> None:
 _Fit = tuple[dict[str, dict[str, Any]], str, _Outcomes, tuple[np.ndarray, np.ndarray, np.ndarray], float]
 
 
-def _prior_requests(tenants: list[dict[str, dict[str, Any]]], config: BaselineConfig, *, summarise: bool,
-                    keep: list[dict[str, _Outcomes]] | None = None
-                    ) -> list[tuple[dict[str, dict[str, Any]], list[_Fit]]]:
-    """Per tenant (its tables) and entity kind, what pooling across tenants needs (distinct (n, k) with counts,
-    and the explicit labels), and the fits of the kinds with enough labels for a prior of the tenant's own (not
-    run yet). ``keep``: per tenant, where to put each kind's outcomes."""
-    out: list[tuple[dict[str, dict[str, Any]], list[_Fit]]] = [({}, []) for _ in tenants]
+def _prior_requests(tables: dict[str, dict[str, Any]], config: BaselineConfig, *, summarise: bool,
+                    keep: dict[str, _Outcomes] | None = None) -> tuple[dict[str, dict[str, Any]], list[_Fit]]:
+    """Per entity kind, what pooling across tenants needs (distinct (n, k) with counts, and the explicit
+    labels), and the fits of the kinds with enough labels for a prior of the tenant's own (not run yet)."""
+    out: dict[str, dict[str, Any]] = {}
+    fits: list[_Fit] = []
     for kind in ENTITY_KINDS:
-        found, explicit = _Outcomes.of_tables([tables[kind] for tables in tenants], config)
-        for i, (tables, (infos, fits), outcomes) in enumerate(zip(tenants, out, found)):
-            if keep is not None:
-                keep[i][kind] = outcomes
-            summary = outcomes.summary()
-            info: dict[str, Any] = {"prior": None, "explicit": explicit[i]}
-            if summarise:
-                info["summary"] = summary
-            if int(summary[2].sum()) >= config.min_prior_entities and info["explicit"] >= config.min_prior_labels:
-                # = fit_beta_prior(k, n), from the distinct pairs found once
-                fits.append((tables, kind, outcomes, summary, config.credible_level))
-            infos[kind] = info
-    return out
+        cols = tables[kind]
+        outcomes = _Outcomes(cols, config)
+        if keep is not None:
+            keep[kind] = outcomes
+        summary = outcomes.summary()
+        info: dict[str, Any] = {"prior": None, "explicit": _explicit_labels(cols)}
+        if summarise:
+            info["summary"] = summary
+        if int(summary[2].sum()) >= config.min_prior_entities and info["explicit"] >= config.min_prior_labels:
+            # = fit_beta_prior(k, n), from the distinct pairs found once
+            fits.append((tables, kind, outcomes, summary, config.credible_level))
+        out[kind] = info
+    return out, fits
 
 
 def _fit_priors(requests: list[tuple[dict[str, dict[str, Any]], list[_Fit]]]) -> list[_Likelihood]:
@@ -200,7 +186,7 @@ def _tenant_priors(tables: dict[str, dict[str, Any]], config: BaselineConfig, *,
     Runs where the tables were derived (a worker process), so only the small
     summaries travel and the parent fits the global priors from them. ``keep``
     (same process only) receives each kind's outcomes, for :func:`_finish`."""
-    infos, fits = _prior_requests([tables], config, summarise=summarise, keep=None if keep is None else [keep])[0]
+    infos, fits = _prior_requests(tables, config, summarise=summarise, keep=keep)
     _add_likelihoods(_fit_priors([(infos, fits)]))
     return infos
 
@@ -259,7 +245,7 @@ def _borrow_global(tables: dict[str, dict[str, Any]], infos: dict[str, dict[str,
         else:
             g = global_priors[kind]
             priors[kind] = {"alpha": g["alpha"], "beta": g["beta"], "source": "global"}
-            found = outcomes[kind] if outcomes is not None else _Outcomes.of_tables([tables[kind]], config)[0][0]
+            found = outcomes[kind] if outcomes is not None else _Outcomes(tables[kind], config)
             jobs.append((tables[kind], found, g["alpha"], g["beta"], config.credible_level))
         tenant[f"prior_alpha_{kind}"] = np.array([priors[kind]["alpha"]])
         tenant[f"prior_beta_{kind}"] = np.array([priors[kind]["beta"]])
@@ -699,15 +685,15 @@ def _refresh_all(snapshots: Mapping[str, Snapshot], new_messages: Messages | Non
     for config, tenants in by_config.items():
         with _naming(tenants, many):
             derived.update(zip(tenants, derive_many([advanced[t] for t in tenants], config)))
-    # The prior requests of the tenants of one configuration found together.
-    requested = {}
-    for config, tenants in by_config.items():
-        outcomes: list[dict[str, _Outcomes]] = [{} for _ in tenants]
-        with _naming(tenants, many):
-            requests = _prior_requests([derived[t] for t in tenants], config, summarise=False, keep=outcomes)
-        requested.update(zip(tenants, zip(outcomes, requests)))
-    done = [(tenant, advanced[tenant], derived[tenant], requested[tenant][0], *requested[tenant][1])
-            for tenant in snapshots]
+    done = []
+    for tenant, snapshot in snapshots.items():
+        config = snapshot.config
+        with _naming(tenant, many):
+            new_state = advanced[tenant]
+            tables = derived[tenant]
+            outcomes: dict[str, _Outcomes] = {}
+            infos, fits = _prior_requests(tables, config, summarise=False, keep=outcomes)
+        done.append((tenant, new_state, tables, outcomes, infos, fits))
     # Every tenant's prior fits in one batch, then every likelihood column (own priors and borrowed) in one call.
     jobs = _fit_priors([(infos, fits) for *_, infos, fits in done])
     finished = []

@@ -61,90 +61,47 @@ def _check_counts(successes: np.ndarray, trials: np.ndarray, caller: str) -> tup
 def _distinct_pairs(n: np.ndarray, k: np.ndarray, *, inverse: bool = False):
     """Distinct (n, k) with their counts (and each row's pair), in (n, k) order (``0 <= k <= n``).
 
-    The one group of :func:`_distinct_pairs_many`.
-    """
-    n_u, k_u, counts, code, _ = _distinct_pairs_many(n, k, np.array([0, len(n)]))
-    return (n_u, k_u, counts, code) if inverse else (n_u, k_u, counts)
-
-
-def _distinct_pairs_many(n: np.ndarray, k: np.ndarray, bounds: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_distinct_pairs` of the rows ``bounds[i]:bounds[i + 1]`` of each group (a tenant's entities), in
-    one pass over all the groups' rows, the group leading the key: each group's distinct (n, k) in order, one
-    group after the other (as float64), their counts, each row's pair counted from its group's first, and
-    where each group's pairs begin and end (a refresh of a hundred tenants paid a pass per tenant and table).
-
-    Most entities have few trials: their pairs are counted in a dense (group, n, k)
+    Most entities have few trials: their pairs are counted in a dense (n, k)
     grid (one bincount, already in order) over the trials below a width that
     keeps the grid smaller than the rows (the grid's passes, not the rows',
     were most of the time of a table of ten thousand entities: the grid costs
     its square); the rest, a small tail, are sorted.
-
-    Examples
-    --------
-    >>> n_u, k_u, counts, inverse, at = _distinct_pairs_many(np.array([3, 0, 3, 0, 3]), np.array([1, 0, 1, 0, 2]),
-    ...                                                      np.array([0, 3, 3, 5]))
-    >>> n_u.tolist(), k_u.tolist(), counts.tolist(), inverse.tolist(), at.tolist()
-    ([0.0, 3.0, 0.0, 3.0], [0.0, 1.0, 0.0, 2.0], [1, 2, 1, 1], [1, 0, 1, 0, 1], [0, 2, 2, 4])
     """
     n_i, k_i = n.astype(np.int64, copy=False), k.astype(np.int64, copy=False)
-    n_groups = len(bounds) - 1
-    group = np.repeat(np.arange(n_groups), np.diff(bounds)) if n_groups > 1 else np.zeros(len(n_i), np.int64)
-    code = np.empty(len(n_i), np.int64)  # (first each row's pair among its part's: the grid's or the tail's)
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (group, n, k, count) in order
+    code = np.empty(len(n_i), np.int64)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (n, k, count) in order
     rest = np.arange(len(n_i))
-    width = min(int(n_i.max(initial=0)) + 1, _DENSE, math.isqrt(len(n_i) // (4 * max(n_groups, 1))))
+    width = min(int(n_i.max(initial=0)) + 1, _DENSE, math.isqrt(len(n_i) // 4))
     if width > 1:
         cells = width * width
         cell = n_i * width
         cell += k_i
-        if n_groups > 1:
-            cell += group * cells
         rest = np.flatnonzero(n_i >= width)
-        cell[rest] = n_groups * cells  # one cell past the grid for the tail (coded below)
-        counts = np.bincount(cell, minlength=n_groups * cells + 1)
+        cell[rest] = cells  # one cell past the grid for the tail (coded below)
+        counts = np.bincount(cell, minlength=cells + 1)
         rank = np.cumsum(counts > 0)
         rank -= 1
         np.take(rank, cell, out=code)
-        used = np.flatnonzero(counts[:-1])
-        parts.append((used // cells, used // width % width, used % width, counts[used]))
+        used = np.flatnonzero(counts[:cells])
+        parts.append((used // width, used % width, counts[used]))
     if len(rest):
-        g_rest, n_rest, k_rest = group[rest], n_i[rest], k_i[rest]
-        n_width, k_width = int(n_rest.max()) + 1, int(k_rest.max()) + 1
-        if n_groups * n_width * k_width < 2**62:
-            order = np.argsort((g_rest * n_width + n_rest) * k_width + k_rest)
-        else:  # (counts too large for one key)
-            order = np.lexsort((k_rest, n_rest, g_rest))
-        g_rest, n_rest, k_rest = g_rest[order], n_rest[order], k_rest[order]
-        first = np.empty(len(order), bool)
+        n_rest, k_rest = n_i[rest], k_i[rest]
+        width = int(k_rest.max()) + 1
+        key = n_rest * width + k_rest
+        order = np.argsort(key)
+        key = key[order]
+        first = np.empty(len(key), bool)
         first[0] = True
-        np.not_equal(g_rest[1:], g_rest[:-1], out=first[1:])
-        first[1:] |= n_rest[1:] != n_rest[:-1]
-        first[1:] |= k_rest[1:] != k_rest[:-1]
+        np.not_equal(key[1:], key[:-1], out=first[1:])
         rank = np.cumsum(first)
-        rank -= 1
+        rank += sum(len(p[0]) for p in parts) - 1
         code[rest[order]] = rank
         starts = np.flatnonzero(first)
-        parts.append((g_rest[starts], n_rest[starts], k_rest[starts], np.diff(starts, append=len(order))))
-    # Each part in (group, n, k) order, the grid's pairs (fewer trials) before the tail's in each group: a pair's
-    # place is its group's start, the group's pairs of the parts before, and its rank in its part and group.
-    per_group = [np.bincount(p[0], minlength=n_groups) for p in parts]
-    at = np.zeros(n_groups + 1, np.int64)
-    np.cumsum(sum(per_group, np.zeros(n_groups, np.int64)), out=at[1:])
-    n_u, k_u, counts = np.empty(at[-1], np.float64), np.empty(at[-1], np.float64), np.empty(at[-1], np.int64)
-    before = at[:-1].copy()
-    places = []
-    for (g, *values), in_part in zip(parts, per_group):
-        place = np.arange(len(g)) - (np.cumsum(in_part) - in_part)[g] + before[g]
-        for out, part_values in zip((n_u, k_u, counts), values):
-            out[place] = part_values
-        places.append(place)
-        before += in_part
-    if len(parts) == 2:
-        code[rest] += len(parts[0][0])  # (the tail's pairs after the grid's)
-    if n_groups > 1 and places:  # (one group: its pairs in place already)
-        code = np.concatenate(places)[code] - at[group]
-    return n_u, k_u, counts, code, at
+        key = key[starts]
+        parts.append((key // width, key % width, np.diff(starts, append=len(order))))
+    n_u, k_u, counts = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(3))
+    out = (n_u.astype(np.float64), k_u.astype(np.float64), counts)
+    return (*out, code) if inverse else out
 
 
 def _trigamma(x: np.ndarray, out: np.ndarray | None = None, work: np.ndarray | None = None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The per-tenant steps of a refresh (decoding the previous states, prior requests, wrapping) against plain
+"""The per-tenant steps of a refresh (decoding the previous states, wrapping the tables) against plain
 pyarrow and numpy references."""
 
 from __future__ import annotations
@@ -65,61 +65,6 @@ def test_state_tables_of_one_metadata_and_other_schemas_decode_by_their_own() ->
     plain = pa.table({"key": pa.array([1, 2], pa.uint64()), "n": pa.array([5.0, 6.0])}).replace_schema_metadata(meta)
     for table, expected in [(lists, [[1, 2], [3, 4]]), (plain, [5.0, 6.0]), (lists, [[1, 2], [3, 4]])]:
         assert _agg_from_arrow(table)[0].values["n"].tolist() == expected
-
-
-def _unique_pairs(n: np.ndarray, k: np.ndarray) -> list[list]:
-    """Distinct (n, k) in order, their counts and each row's pair, by numpy's unique over (n, k) rows."""
-    uniq, inverse, counts = np.unique(np.stack([n, k], axis=1).reshape(-1, 2), axis=0, return_inverse=True,
-                                      return_counts=True)
-    return [uniq[:, 0].tolist(), uniq[:, 1].tolist(), counts.tolist(), inverse.ravel().tolist()]
-
-
-@settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 2**16), sizes=st.lists(st.sampled_from([0, 1, 2, 5, 30, 400, 3000]), max_size=6),
-       tail=st.sampled_from([0.0, 0.05, 1.0]), top=st.sampled_from([1, 3, 40, 300, 2**40]))
-def test_distinct_pairs_of_many_groups_are_each_groups_own(seed, sizes, tail, top) -> None:
-    # Tenants' entity tables stacked: each group's distinct pairs, counts and inverse as numpy's unique finds
-    # them in the group alone, groups empty or not, all in the grid or all in the tail, counts too large for
-    # one sort key (2**40 trials); and each group's bounds in the pairs.
-    from commgraph.baselines._smoothing import _distinct_pairs_many
-
-    rng = np.random.default_rng(seed)
-    total = sum(sizes)
-    n = np.minimum(rng.geometric(0.5, total) - 1, top)
-    many = rng.random(total) < tail
-    n[many] = rng.integers(0, top + 1, int(many.sum()))
-    k = (rng.random(total) * (n + 1)).astype(np.int64)
-    bounds = np.cumsum([0, *sizes])
-    n_u, k_u, counts, inverse, at = _distinct_pairs_many(n, k, bounds)
-    assert n_u.dtype == k_u.dtype == np.float64 and counts.dtype == inverse.dtype == at.dtype == np.int64
-    assert at[0] == 0 and at[-1] == len(n_u) == len(k_u) == len(counts) and len(inverse) == total
-    for lo, hi, a, b in zip(bounds[:-1], bounds[1:], at[:-1], at[1:]):
-        got = [n_u[a:b].tolist(), k_u[a:b].tolist(), counts[a:b].tolist(), inverse[lo:hi].tolist()]
-        assert got == _unique_pairs(n[lo:hi], k[lo:hi])
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**16), sizes=st.lists(st.integers(0, 60), min_size=1, max_size=5),
-       presume=st.booleans())
-def test_outcomes_of_many_tables_are_each_tables_own(seed, sizes, presume) -> None:
-    # Each tenant's table (an empty one with float columns, as some are) gives the outcomes and explicit labels
-    # that its own columns give: safe and counted messages by the label policy, summed in plain numpy.
-    from commgraph.baselines import BaselineConfig
-    from commgraph.baselines._build import _Outcomes
-
-    rng = np.random.default_rng(seed)
-    config = BaselineConfig(label_policy="presume_safe" if presume else "ignore")
-    tables = [{c: rng.integers(-1 if c == "n_presumed_safe" else 0, 4, size).astype(np.float64 if not size else
-                                                                                    np.int64)
-               for c in ("n_safe", "n_attack", "n_spam", "n_presumed_safe")} for size in sizes]
-    found, explicit = _Outcomes.of_tables(tables, config)
-    for cols, outcomes, labels in zip(tables, found, explicit):
-        safe = cols["n_safe"] + (np.maximum(cols["n_presumed_safe"], 0) if presume else 0)
-        trials = safe + cols["n_attack"] + cols["n_spam"]
-        got = [outcomes.n_u.tolist(), outcomes.k_u.tolist(), outcomes.counts.tolist(), outcomes.inverse.tolist()]
-        assert got == _unique_pairs(trials.astype(np.int64), safe.astype(np.int64))
-        assert labels == int(cols["n_safe"].sum() + cols["n_attack"].sum() + cols["n_spam"].sum())
-        assert type(labels) is int
 
 
 @settings(max_examples=60, deadline=None)
