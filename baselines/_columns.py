@@ -34,6 +34,8 @@ def _spans(edges: list[int]) -> list[tuple[int, int]]:
 
 def _null_counts(valid: np.ndarray, edges: list[int]) -> list[int]:
     """Each segment's rows where ``valid`` is false."""
+    if len(edges) == 2:  # (one segment: a count)
+        return [edges[1] - edges[0] - int(np.count_nonzero(valid[edges[0]:edges[1]]))]
     return np.diff(np.searchsorted(np.flatnonzero(~valid), edges)).tolist()  # (a cumulative sum: 10x as long)
 
 
@@ -135,6 +137,8 @@ class Strings:
         # only when some are absent), then each segment's offsets (from 0), characters and validity of its own.
         indices = pa.array(self.pos) if self.found.all() else pa.array(self.pos, mask=~self.found)
         taken = self.values.take(indices)
+        if len(edges) == 2 and edges[0] == 0 and edges[1] == len(taken):  # one segment: the take is its array
+            return [taken]
         if not (pa.types.is_string(taken.type) or pa.types.is_large_string(taken.type)) or taken.buffers()[1] is None:
             # (values of another type, such as the null type of an empty list's array: each segment's own take)
             return [self.values.take(indices.slice(lo, hi - lo)) for lo, hi in _spans(edges)]

@@ -1,5 +1,4 @@
-"""The per-tenant steps of a refresh (decoding the previous states, wrapping the tables) against plain
-pyarrow and numpy references."""
+"""Decoding the previous states of a refresh (one layout per schema, found once) against plain pyarrow."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from hypothesis import strategies as st
 
 from commgraph.baselines._aggregate import KeyedAggregate
 from commgraph.baselines._snapshot import _agg_from_arrow, _agg_to_arrow
-from commgraph.baselines._tables import to_arrow
 
 
 def _python_columns(table: pa.Table) -> dict[str, tuple[str, list]]:
@@ -65,34 +63,3 @@ def test_state_tables_of_one_metadata_and_other_schemas_decode_by_their_own() ->
     plain = pa.table({"key": pa.array([1, 2], pa.uint64()), "n": pa.array([5.0, 6.0])}).replace_schema_metadata(meta)
     for table, expected in [(lists, [[1, 2], [3, 4]]), (plain, [5.0, 6.0]), (lists, [[1, 2], [3, 4]])]:
         assert _agg_from_arrow(table)[0].values["n"].tolist() == expected
-
-
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**16), rows=st.integers(0, 9), step=st.sampled_from([1, 2]), readonly=st.booleans())
-def test_to_arrow_makes_the_tables_pa_array_makes(seed, rows, step, readonly) -> None:
-    # Every kind of column a derived table holds (numbers of each width, booleans, timestamps and strings as
-    # Arrow, object arrays), as numpy views (strided: copied by Arrow), read-only (decoded states), or empty:
-    # the same table, to the IPC bytes, as pa.array of each column makes.
-    rng = np.random.default_rng(seed)
-    columns: dict = {}
-    for dtype in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"):
-        values = (rng.random(rows * step) * 100).astype(dtype)[::step]
-        values.flags.writeable = not readonly
-        columns[f"c{dtype}"] = values
-    columns["nan"] = np.full(rows, np.nan)
-    columns["flag"] = rng.random(rows) < 0.5
-    columns["source"] = np.array(["tenant"] * rows, dtype=object)
-    columns["seen"] = pa.array(rng.integers(0, 10**18, rows), pa.timestamp("ns", tz="UTC"))
-    columns["name"] = pa.chunked_array([pa.array(["a"] * rows)])
-    got = to_arrow(columns)
-    expected = pa.table({name: col if isinstance(col, (pa.Array, pa.ChunkedArray)) else pa.array(col)
-                         for name, col in columns.items()})
-    assert got.schema.equals(expected.schema, check_metadata=True)  # (and the values, NaN too:)
-    assert _ipc(got) == _ipc(expected)
-
-
-def _ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
