@@ -35,6 +35,11 @@ def test_profile_refresh_finds_every_phase_it_times() -> None:
     for phase in ("state_decode", "tenant_events", "advance", "derive_many", "_fit_priors", "_wrap", "_tenant_priors"):
         assert f" {phase} " in out, phase
     assert "from snapshots with next to no history" in out and "whose history cost nothing" in out
+    assert "the day's mail given to 1, 4 tenants (ids rewritten)" in out and "ms more per tenant" in out
+    import doctest
+
+    from benchmarks import profile_refresh
+    assert doctest.testmod(profile_refresh).failed == 0  # (as_tenants against its example)
     code = "from benchmarks.profile_refresh import phase_timer; phase_timer().restore(); print('ok')"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.split() == ["ok"], done.stderr[-3000:]
