@@ -687,7 +687,7 @@ def _window_deltas_many(states: list[TenantState], rows: list[dict[str, np.ndarr
             for chunk in state.events:
                 lo, hi = np.searchsorted(chunk["timestamp"], [state.as_of - w, min(as_of - w, state.as_of)]).tolist()
                 if hi > lo:
-                    parts.append({c: np.asarray(chunk[c][lo:hi]).astype(d, copy=False) for c, d in columns.items()})
+                    parts.append({c: chunk[c][lo:hi] for c in columns})  # (cast below, with the new rows)
                     owners.append(i)
                     n_left += hi - lo
         edges.append(edges[-1] + n_left)

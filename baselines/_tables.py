@@ -22,7 +22,7 @@ import pyarrow as pa
 from ._aggregate import KeyedAggregate
 from ._config import BaselineConfig, duration_ns
 from ._events import mix64
-from ._columns import COLUMNS, Hours, Lists, Names, Strings, Timestamps, Values, lists as list_columns
+from ._columns import COLUMNS, Hours, Lists, Names, Strings, Timestamps, Values, _spans, lists as list_columns
 from ._segments import Factorized, align, count_by, owners, runs, union
 from ._state import TenantState, expand
 
@@ -282,7 +282,7 @@ def _split(columns: dict[str, Any], bounds: np.ndarray) -> list[dict[str, Any]]:
     Column by column (each one's segments made in one call), then gathered into each segment's dict.
     """
     edges = bounds.tolist()
-    spans = list(zip(edges[:-1], edges[1:]))
+    spans = _spans(edges)
     parts = [col.parts(edges) if isinstance(col, COLUMNS) else [col[lo:hi] for lo, hi in spans]
              for col in columns.values()]
     return [dict(zip(columns, row)) for row in zip(*parts)]
