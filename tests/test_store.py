@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from commgraph.baselines import (
@@ -144,6 +145,52 @@ def test_a_changed_manifest_is_refused(tmp_path, snaps) -> None:
     del manifest["manifest_sha256"]
     path.write_text(json.dumps(manifest))
     assert store.load(tenant).equals(snap)
+
+
+def _ipc_bytes(table: pa.Table, codec: str | None) -> bytes:
+    """An Arrow file of a table as plain pyarrow writes it (the reference for the store's files)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=codec)) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def test_the_state_is_stored_with_lz4_and_the_tables_signals_read_uncompressed(tmp_path, snaps) -> None:
+    # Each stored file is the bytes plain pyarrow writes for the table it holds: the refresh state compressed
+    # with lz4_frame, the tables and key indexes that signals memory-map without compression.
+    store = SnapshotStore(tmp_path)
+    tenant, snap = next(iter(snaps.items()))
+    store.publish(snap)
+    folder = tmp_path / tenant / "v000001"
+    files = list(store.manifest(tenant)["files"])
+    assert sum(f.startswith("state.") for f in files) > 20 and "sender.arrow" in files and "index.pair.arrow" in files
+    for filename in files:
+        stored = (folder / filename).read_bytes()
+        table = pa.ipc.open_file(pa.py_buffer(stored)).read_all()
+        assert stored == _ipc_bytes(table, "lz4" if filename.startswith("state.") else None), filename
+
+
+def test_a_state_stored_with_zstd_still_loads_and_refreshes(tmp_path, mail, snaps, monkeypatch) -> None:
+    # Stores published before the state moved from zstd to lz4: an Arrow file records each buffer's codec, so
+    # they load, refresh and publish (with lz4) as before.
+    from commgraph.baselines import _store
+
+    tenant, snap = next(iter(snaps.items()))
+    monkeypatch.setattr(_store, "_STATE_CODEC", "zstd")
+    SnapshotStore(tmp_path).publish(snap)
+    monkeypatch.undo()
+    old = tmp_path / tenant / "v000001" / "state.events.arrow"
+    assert old.read_bytes() == _ipc_bytes(snap.state_tables()["events"], "zstd")  # (written the old way)
+    store = SnapshotStore(tmp_path)
+    loaded = store.load(tenant)
+    state = loaded.state_tables()
+    assert set(state) == set(snap.state_tables()) and all(state[k].equals(t) for k, t in snap.state_tables().items())
+    later = "2025-01-14T17:00Z"
+    refreshed = refresh(loaded, mail, as_of=later)
+    assert refreshed.equals(refresh(snap, mail, as_of=later))
+    store.publish(refreshed)
+    again = store.load(tenant)
+    assert again.equals(refreshed) and again.tenant_state().as_of == refreshed.tenant_state().as_of
 
 
 def test_tenant_isolation(tmp_path, snaps) -> None:
