@@ -1080,3 +1080,39 @@ def test_a_chunked_read_refuses_mail_to_no_own_address_as_a_whole_read_does_when
     assert kept == sorted(whole.frame["message_id"].astype(str)) == [f"m{i}" for i in range(6)]
     refused = sorted(m for c in chunks for m in c.rejects["message_id"].astype(str))
     assert refused == sorted(whole.rejects["message_id"].astype(str)) == ["x1", "x2"]
+
+
+def test_the_files_of_a_tenant_folder_are_those_pathlib_glob_finds(tmp_path):
+    # The listing of a tenant's folder walks it with os.scandir: it finds what folder.glob("**/*") filtered to
+    # files not named hidden found, links and hidden folders included.
+    import os
+
+    folder = tmp_path / "tenant_id=acme"
+    for name in ("date=1/a.parquet", "date=1/.a.parquet.crc", "date=1/_SUCCESS", "date=2/deep/b.parquet",
+                 ".staging/c.parquet", "_temporary/d.parquet", "top.parquet"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    outside = tmp_path / "elsewhere"
+    (outside / "date=9").mkdir(parents=True)
+    (outside / "date=9" / "e.parquet").write_bytes(b"x")
+    os.symlink(outside / "date=9", folder / "date=9")  # a linked folder: glob does not enter it
+    os.symlink(outside / "date=9" / "e.parquet", folder / "date=1" / "linked.parquet")  # a linked file: found
+    os.symlink(tmp_path / "gone.parquet", folder / "date=1" / "broken.parquet")  # a broken link: no file
+    expected = sorted(str(f) for f in folder.glob("**/*") if f.is_file() and not f.name.startswith((".", "_")))
+    assert sorted(readers._files_below(folder)) == expected
+    assert len(expected) == 6
+    assert readers._files_below(tmp_path / "tenant_id=nobody") == []
+
+
+def test_of_several_damaged_parquet_files_the_first_is_named(tmp_path):
+    # Footers are read by several threads, each given every eighth file: a damaged file is still named as the
+    # read of the files in order names it, the first one, whichever thread met which first.
+    from commgraph.graph import CommGraphError
+
+    names = [f"part-{i:02d}.parquet" for i in range(20)]
+    for name in names:
+        mail(5).to_parquet(tmp_path / name)
+    for damaged in (names[10], names[3]):  # (threads 2 and 3 of 8)
+        (tmp_path / damaged).write_bytes((tmp_path / damaged).read_bytes()[:200])
+    with pytest.raises(CommGraphError, match=r"part-03\.parquet"):
+        read_messages(tmp_path)
