@@ -885,7 +885,13 @@ def _enum(msgs: pd.DataFrame, column: str, vocabulary, dtype, findings: _Finding
         return pd.Series(pd.Categorical([None] * len(msgs), dtype=dtype), index=msgs.index)
     # Factorise first: the vocabulary check and the category codes then cost one
     # lookup per distinct value, not per row.
-    codes, uniques = pd.factorize(msgs[column].astype(STRING_DTYPE), use_na_sentinel=True)
+    given = msgs[column]
+    if isinstance(given.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(given.cat.categories):
+        # Categories of text (Parquet written from pandas reads back as such) are a factorisation already: their
+        # codes serve, where the rows' text was made, then hashed (unused categories are looked up, never used).
+        codes, uniques = given.cat.codes.to_numpy(dtype=np.int64), given.cat.categories
+    else:
+        codes, uniques = pd.factorize(given.astype(STRING_DTYPE), use_na_sentinel=True)
     normalised = pd.Series(uniques, dtype=STRING_DTYPE).str.strip().str.lower()
     category = pd.Index(dtype.categories).get_indexer(normalised).astype(np.int64)
     blank = (normalised == "").to_numpy(dtype=bool, na_value=False)
@@ -896,7 +902,7 @@ def _enum(msgs: pd.DataFrame, column: str, vocabulary, dtype, findings: _Finding
     row_blank[present] = blank[codes[present]]
     bad = present & (row_category < 0) & ~row_blank
     allowed = ", ".join(repr(v) for v in vocabulary)
-    findings.add(bad, column, ReasonCode.INVALID_VALUE, msgs[column][bad],
+    findings.add(bad, column, ReasonCode.INVALID_VALUE, given[bad],
                  f"use one of {allowed} or leave it empty")
     return pd.Series(pd.Categorical.from_codes(row_category, dtype=dtype), index=msgs.index)
 

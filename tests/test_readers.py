@@ -1116,3 +1116,30 @@ def test_of_several_damaged_parquet_files_the_first_is_named(tmp_path):
         (tmp_path / damaged).write_bytes((tmp_path / damaged).read_bytes()[:200])
     with pytest.raises(CommGraphError, match=r"part-03\.parquet"):
         read_messages(tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore::commgraph.graph.InferredOwnDomainsWarning")
+def test_enum_columns_read_as_categories_validate_as_their_text_does():
+    # Parquet written from pandas reads enum columns back as categories, whose codes validation takes as the
+    # factorisation: the result, rejects and their values included, is the text's.
+    frame = mail(12).assign(
+        direction=[" Inbound", "OUTBOUND", "", None, "sideways", "internal", "inbound", "Outbound ", "x", "",
+                   "inbound", None],
+        spf=["pass", "PASS", " fail", None, "nope", "", "softfail", "neutral", "none", "temperror", "permerror",
+             "pass"],
+        label=[None, "spam", "Attack", "safe", "", "phish", None, "spam", "safe", "attack", " ", "spam"])
+    text = frame.astype({c: object for c in ("direction", "spf", "label")})
+    categories = frame.astype({c: pd.CategoricalDtype([*pd.unique(frame[c].dropna()), "never used"])
+                               for c in ("direction", "spf", "label")})
+    assert isinstance(categories["spf"].dtype, pd.CategoricalDtype)
+    expected = validate(text, strict=False)
+    got = validate(categories, strict=False)
+    pd.testing.assert_frame_equal(got.frame, expected.frame)
+    # (the rejected rows keep the input's columns, categories or text)
+    as_text = {c: object for c in ("direction", "spf", "label")}
+    pd.testing.assert_frame_equal(got.rejects.astype(as_text), expected.rejects)
+    assert set(expected.rejects["reject_column"]) >= {"direction", "spf", "label"}
+    # Categories that are not all text (a number among them) are read as their text, as before.
+    mixed = text.assign(spf=pd.Categorical(["pass", 7, "fail"] * 4))
+    pd.testing.assert_frame_equal(validate(mixed, strict=False).rejects.astype(as_text),
+                                  validate(mixed.astype({"spf": object}), strict=False).rejects)
