@@ -1143,3 +1143,18 @@ def test_enum_columns_read_as_categories_validate_as_their_text_does():
     mixed = text.assign(spf=pd.Categorical(["pass", 7, "fail"] * 4))
     pd.testing.assert_frame_equal(validate(mixed, strict=False).rejects.astype(as_text),
                                   validate(mixed.astype({"spf": object}), strict=False).rejects)
+
+
+def test_untidy_text_is_what_a_regular_expression_of_unicode_white_space_finds():
+    # Which values validation tidies (white space at either end, or empty) is told by Arrow's trim: the same as
+    # the regular expression of Unicode white space it replaced, for every code point at either end.
+    import pyarrow.compute as pc
+
+    from commgraph.graph._timestamps import _UNICODE_SPACE
+
+    every = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    values = pa.array([v for ch in every for v in (ch, "a" + ch, ch + "a", "a" + ch + "a", ch + ch)] + ["", None],
+                      pa.large_string())
+    expected = pc.match_substring_regex(values, f"^{_UNICODE_SPACE}|{_UNICODE_SPACE}$|^$")
+    assert validation._untidy(values).equals(expected)
+    assert 0 < pc.sum(expected).as_py() < len(values) // 2
