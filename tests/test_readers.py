@@ -1080,3 +1080,81 @@ def test_a_chunked_read_refuses_mail_to_no_own_address_as_a_whole_read_does_when
     assert kept == sorted(whole.frame["message_id"].astype(str)) == [f"m{i}" for i in range(6)]
     refused = sorted(m for c in chunks for m in c.rejects["message_id"].astype(str))
     assert refused == sorted(whole.rejects["message_id"].astype(str)) == ["x1", "x2"]
+
+
+def test_the_files_of_a_tenant_folder_are_those_pathlib_glob_finds(tmp_path):
+    # The listing of a tenant's folder walks it with os.scandir: it finds what folder.glob("**/*") filtered to
+    # files not named hidden found, links and hidden folders included.
+    import os
+
+    folder = tmp_path / "tenant_id=acme"
+    for name in ("date=1/a.parquet", "date=1/.a.parquet.crc", "date=1/_SUCCESS", "date=2/deep/b.parquet",
+                 ".staging/c.parquet", "_temporary/d.parquet", "top.parquet"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    outside = tmp_path / "elsewhere"
+    (outside / "date=9").mkdir(parents=True)
+    (outside / "date=9" / "e.parquet").write_bytes(b"x")
+    os.symlink(outside / "date=9", folder / "date=9")  # a linked folder: glob does not enter it
+    os.symlink(outside / "date=9" / "e.parquet", folder / "date=1" / "linked.parquet")  # a linked file: found
+    os.symlink(tmp_path / "gone.parquet", folder / "date=1" / "broken.parquet")  # a broken link: no file
+    expected = sorted(str(f) for f in folder.glob("**/*") if f.is_file() and not f.name.startswith((".", "_")))
+    assert sorted(readers._files_below(folder)) == expected
+    assert len(expected) == 6
+    assert readers._files_below(tmp_path / "tenant_id=nobody") == []
+
+
+def test_of_several_damaged_parquet_files_the_first_is_named(tmp_path):
+    # Footers are read by several threads, each given every eighth file: a damaged file is still named as the
+    # read of the files in order names it, the first one, whichever thread met which first.
+    from commgraph.graph import CommGraphError
+
+    names = [f"part-{i:02d}.parquet" for i in range(20)]
+    for name in names:
+        mail(5).to_parquet(tmp_path / name)
+    for damaged in (names[10], names[3]):  # (threads 2 and 3 of 8)
+        (tmp_path / damaged).write_bytes((tmp_path / damaged).read_bytes()[:200])
+    with pytest.raises(CommGraphError, match=r"part-03\.parquet"):
+        read_messages(tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore::commgraph.graph.InferredOwnDomainsWarning")
+def test_enum_columns_read_as_categories_validate_as_their_text_does():
+    # Parquet written from pandas reads enum columns back as categories, whose codes validation takes as the
+    # factorisation: the result, rejects and their values included, is the text's.
+    frame = mail(12).assign(
+        direction=[" Inbound", "OUTBOUND", "", None, "sideways", "internal", "inbound", "Outbound ", "x", "",
+                   "inbound", None],
+        spf=["pass", "PASS", " fail", None, "nope", "", "softfail", "neutral", "none", "temperror", "permerror",
+             "pass"],
+        label=[None, "spam", "Attack", "safe", "", "phish", None, "spam", "safe", "attack", " ", "spam"])
+    text = frame.astype({c: object for c in ("direction", "spf", "label")})
+    categories = frame.astype({c: pd.CategoricalDtype([*pd.unique(frame[c].dropna()), "never used"])
+                               for c in ("direction", "spf", "label")})
+    assert isinstance(categories["spf"].dtype, pd.CategoricalDtype)
+    expected = validate(text, strict=False)
+    got = validate(categories, strict=False)
+    pd.testing.assert_frame_equal(got.frame, expected.frame)
+    # (the rejected rows keep the input's columns, categories or text)
+    as_text = {c: object for c in ("direction", "spf", "label")}
+    pd.testing.assert_frame_equal(got.rejects.astype(as_text), expected.rejects)
+    assert set(expected.rejects["reject_column"]) >= {"direction", "spf", "label"}
+    # Categories that are not all text (a number among them) are read as their text, as before.
+    mixed = text.assign(spf=pd.Categorical(["pass", 7, "fail"] * 4))
+    pd.testing.assert_frame_equal(validate(mixed, strict=False).rejects.astype(as_text),
+                                  validate(mixed.astype({"spf": object}), strict=False).rejects)
+
+
+def test_untidy_text_is_what_a_regular_expression_of_unicode_white_space_finds():
+    # Which values validation tidies (white space at either end, or empty) is told by Arrow's trim: the same as
+    # the regular expression of Unicode white space it replaced, for every code point at either end.
+    import pyarrow.compute as pc
+
+    from commgraph.graph._timestamps import _UNICODE_SPACE
+
+    every = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    values = pa.array([v for ch in every for v in (ch, "a" + ch, ch + "a", "a" + ch + "a", ch + ch)] + ["", None],
+                      pa.large_string())
+    expected = pc.match_substring_regex(values, f"^{_UNICODE_SPACE}|{_UNICODE_SPACE}$|^$")
+    assert validation._untidy(values).equals(expected)
+    assert 0 < pc.sum(expected).as_py() < len(values) // 2
