@@ -894,3 +894,22 @@ def test_canonical_rows_of_chunks_equal_a_plain_sort_of_their_rows(seed) -> None
             assert all((got[c] == whole[c][canonical_order(whole)]).all() for c in EVENT_COLUMNS)
             assert all((got[c] == _reference_canonical(whole)[c]).all() for c in EVENT_COLUMNS)
     assert all(len(v) == 0 for v in canonical_rows([]).values())
+
+
+@pytest.mark.parametrize("rows", [1000, 400_000])  # read into memory, and memory-mapped (over _MAP_AT_LEAST)
+def test_compressed_state_files_read_in_the_calling_thread_equal_arrows_own_read(tmp_path, rows) -> None:
+    # The state files are decompressed without Arrow's thread pool (_READ_OPTIONS): the same table, column by
+    # column, as Arrow's default read of the file gives.
+    from commgraph.baselines._store import _MAP_AT_LEAST, _READ_OPTIONS, _read_ipc, _write_ipc
+
+    rng = np.random.default_rng(7)
+    table = pa.table({"key": rng.integers(0, 2**63, rows, dtype=np.uint64), "n": rng.integers(0, 9, rows),
+                      "bits": rng.random(rows) < 0.3,
+                      "hist": pa.FixedSizeListArray.from_arrays(pa.array(rng.random(rows * 4)), 4)})
+    path = tmp_path / "state.example.arrow"
+    _write_ipc(path, table, compress=True)
+    assert (path.stat().st_size >= _MAP_AT_LEAST) == (rows > 1000)
+    expected = pa.ipc.open_file(pa.py_buffer(path.read_bytes())).read_all()
+    got = _read_ipc(path)
+    assert not _READ_OPTIONS.use_threads
+    assert got.schema.equals(expected.schema) and got.equals(expected) and got.equals(table)
