@@ -179,7 +179,9 @@ def _write_ipc(path: Path, table: pa.Table, *, compress: bool = False) -> None:
     # Tables that signals read stay uncompressed (memory-mapped, zero-copy); the
     # refresh state is read once per refresh, so it is compressed (_STATE_CODEC) to save disk.
     # Not flushed to disk here: publish fsyncs all of a version's files together.
-    options = pa.ipc.IpcWriteOptions(compression=_STATE_CODEC) if compress else None
+    # Compressed in this thread, not from Arrow's thread pool (as _READ_OPTIONS, the same bytes): the incremental
+    # job's best wall time over 3 rounds of 3 runs, interleaved, 12.30 -> 11.80 s (each round's best 0.16-0.94 s less).
+    options = pa.ipc.IpcWriteOptions(compression=_STATE_CODEC, use_threads=False) if compress else None
     with open(path, "wb") as fh:
         with pa.ipc.new_file(fh, table.schema, options=options) as writer:
             writer.write_table(table)

@@ -913,3 +913,20 @@ def test_compressed_state_files_read_in_the_calling_thread_equal_arrows_own_read
     got = _read_ipc(path)
     assert not _READ_OPTIONS.use_threads
     assert got.schema.equals(expected.schema) and got.equals(expected) and got.equals(table)
+
+
+@pytest.mark.parametrize("rows", [1000, 400_000])
+def test_compressed_state_files_written_in_the_calling_thread_hold_the_bytes_of_arrows_threaded_writer(tmp_path,
+                                                                                                        rows) -> None:
+    # _write_ipc compresses the state files without Arrow's thread pool: the bytes (hence the checksums) stay
+    # those of Arrow's default, threaded, writer.
+    from commgraph.baselines._store import _STATE_CODEC, _write_ipc
+
+    rng = np.random.default_rng(8)
+    table = pa.table({"key": rng.integers(0, 2**20, rows, dtype=np.uint64), "n": rng.integers(0, 9, rows),
+                      "hist": pa.FixedSizeListArray.from_arrays(pa.array(rng.random(rows * 4)), 4)})
+    _write_ipc(tmp_path / "state.example.arrow", table, compress=True)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=_STATE_CODEC)) as writer:
+        writer.write_table(table)
+    assert (tmp_path / "state.example.arrow").read_bytes() == sink.getvalue().to_pybytes()
