@@ -559,6 +559,31 @@ def time_order(rows: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.argsort(rows["timestamp"], kind="stable")
 
 
+def canonical_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Rows of several event tables, one table in :func:`canonical_order`.
+
+    A state's message rows are chunks of successive periods (the stored rows, in canonical order already, then
+    each refresh's): when every chunk's instants come before the next one's, the order of the whole is each
+    chunk's in turn, and a chunk in order already is copied as it is, in the one pass that joins them.
+    """
+    parts = [p for p in parts if len(p["timestamp"])]
+    apart = all(a["timestamp"].max() < b["timestamp"].min() for a, b in zip(parts, parts[1:]))
+    if len(parts) < 2 or not apart:
+        rows = concat_events(parts)
+        order = canonical_order(rows)
+        if _identity(order):
+            return rows
+        return {c: v[order] for c, v in rows.items()}
+    orders = [canonical_order(p) for p in parts]
+    orders = [None if _identity(o) else o for o in orders]
+    return {c: np.concatenate([p[c] if o is None else p[c][o] for p, o in zip(parts, orders)]).astype(
+        d, copy=False) for c, d in EVENT_COLUMNS.items()}
+
+
+def _identity(order: np.ndarray) -> bool:
+    return bool((order == np.arange(len(order))).all())
+
+
 def canonical_order(rows: Mapping[str, np.ndarray]) -> np.ndarray:
     """A row order that depends on content only (for byte-identical stored state in any input order).
 
@@ -567,6 +592,8 @@ def canonical_order(rows: Mapping[str, np.ndarray]) -> np.ndarray:
     rows whose hash also ties by every column.
     """
     n = len(rows["timestamp"])
+    if _in_canonical_order(rows):
+        return np.arange(n)
     order = time_order(rows)
     if n < 2:
         return order
@@ -582,8 +609,7 @@ def canonical_order(rows: Mapping[str, np.ndarray]) -> np.ndarray:
     group = np.cumsum(np.concatenate([[True], ~tie]))[at] - 1  # rank of the instant, increasing
     # Tied rows are nearly always told apart by their addresses and label: hash
     # those (the rows that tie on them too are ordered by every column below).
-    h = mix64(rows["sender_key"][sub], rows["recipient_key"][sub])
-    h = mix64(h, (rows["label"][sub].astype(np.uint64) << np.uint64(8)) | rows["is_message"][sub])
+    h = _tie_hash({c: rows[c][sub] for c in ("sender_key", "recipient_key", "label", "is_message")})
     if group.max() >= 2**32:
         inner = np.lexsort((h, group))
     else:
@@ -600,3 +626,30 @@ def canonical_order(rows: Mapping[str, np.ndarray]) -> np.ndarray:
         sub[idx] = sub[idx][np.lexsort(keys)]
     order[at] = sub
     return order
+
+
+def _tie_hash(rows: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The hash that orders the rows of one instant (its high 32 bits): addresses, label and kind."""
+    h = mix64(rows["sender_key"], rows["recipient_key"])
+    return mix64(h, (rows["label"].astype(np.uint64) << np.uint64(8)) | rows["is_message"])
+
+
+def _in_canonical_order(rows: Mapping[str, np.ndarray]) -> bool:
+    """Whether the rows are in :func:`canonical_order` already (as stored rows are): in time order, and each
+    instant's rows by strictly increasing hash (equal hashes: False, the sort settles them by every column).
+    One pass over the rows, where sorting them gathers every column."""
+    ts = rows["timestamp"]
+    if len(ts) < 2:
+        return True
+    if not (ts[1:] >= ts[:-1]).all():
+        return False
+    tie = ts[1:] == ts[:-1]
+    if not tie.any():
+        return True
+    involved = np.zeros(len(ts), bool)  # the tied rows, each hashed once
+    involved[1:] |= tie
+    involved[:-1] |= tie
+    at = np.flatnonzero(involved)
+    high = _tie_hash({c: rows[c][at] for c in ("sender_key", "recipient_key", "label", "is_message")}) >> np.uint64(32)
+    pair = tie[at[:-1]]  # (a tied row's successor is the next involved one)
+    return bool((high[:-1][pair] < high[1:][pair]).all())

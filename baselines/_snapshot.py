@@ -15,7 +15,7 @@ from commgraph.graph._addresses import DISPLAY_NAME_FORM
 
 from ._aggregate import Decayed, KeyedAggregate
 from ._config import BaselineConfig
-from ._events import EVENT_COLUMNS, canonical_order, concat_events
+from ._events import EVENT_COLUMNS, canonical_rows
 from ._index import KeyIndex
 from ._state import DECAYED_TABLES, LIFETIME_TABLES, WINDOW_TABLES, TenantState
 from ._tables import KEY_COLUMNS, TABLES, pair_keys
@@ -442,11 +442,8 @@ def _state_to_arrow(state: TenantState) -> dict[str, pa.Table]:
     # reader takes each as a view.
     schema = pa.schema([(c, pa.from_numpy_dtype(np.dtype(d))) for c, d in EVENT_COLUMNS.items()])
     batches = []
-    for rows in (concat_events(state.events), state.pending):
-        order = canonical_order(rows)
-        identity = bool((order == np.arange(len(order))).all())
-        batches.append(pa.record_batch([rows[c] if identity else rows[c][order] for c in EVENT_COLUMNS],
-                                       schema=schema))
+    for rows in (canonical_rows(state.events), canonical_rows([state.pending])):
+        batches.append(pa.record_batch([rows[c] for c in EVENT_COLUMNS], schema=schema))
     n_messages = batches[0].num_rows
     events = pa.Table.from_batches([b for b in batches if b.num_rows] or batches[:1], schema=schema)
     out["events"] = events.replace_schema_metadata({"commgraph": json.dumps(

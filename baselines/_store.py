@@ -179,7 +179,9 @@ def _write_ipc(path: Path, table: pa.Table, *, compress: bool = False) -> None:
     # Tables that signals read stay uncompressed (memory-mapped, zero-copy); the
     # refresh state is read once per refresh, so it is compressed (_STATE_CODEC) to save disk.
     # Not flushed to disk here: publish fsyncs all of a version's files together.
-    options = pa.ipc.IpcWriteOptions(compression=_STATE_CODEC) if compress else None
+    # Compressed in this thread, not from Arrow's thread pool (as _READ_OPTIONS, the same bytes): the incremental
+    # job's best wall time over 3 rounds of 3 runs, interleaved, 12.30 -> 11.80 s (each round's best 0.16-0.94 s less).
+    options = pa.ipc.IpcWriteOptions(compression=_STATE_CODEC, use_threads=False) if compress else None
     with open(path, "wb") as fh:
         with pa.ipc.new_file(fh, table.schema, options=options) as writer:
             writer.write_table(table)
@@ -190,6 +192,11 @@ def _write_ipc(path: Path, table: pa.Table, *, compress: bool = False) -> None:
 #: tenants, most of whose files are a few kilobytes (read in microseconds), while a large tenant's tables load
 #: zero-copy as before.
 _MAP_AT_LEAST = 1 << 20
+#: The refresh state's files are decompressed in the reading thread, not from Arrow's thread pool. Measured on the
+#: 2,900 state files of the refresh-job harness's 100 tenants, 15 tenants held at a time (as the job's batches), 3 runs
+#: each: decoded in 0.38-0.41 s against 0.64-1.34 s, the difference mostly system time (0.19-0.23 s against
+#: 0.40-1.57 s: fresh memory the kernel maps for the pool's threads). The uncompressed tables are zero-copy either way.
+_READ_OPTIONS = pa.ipc.IpcReadOptions(use_threads=False)
 
 
 def _read_ipc(path: Path) -> pa.Table:
@@ -198,8 +205,8 @@ def _read_ipc(path: Path) -> pa.Table:
     :class:`CorruptSnapshotError` naming it."""
     try:
         if path.stat().st_size < _MAP_AT_LEAST:
-            return pa.ipc.open_file(pa.py_buffer(path.read_bytes())).read_all()
-        return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+            return pa.ipc.open_file(pa.py_buffer(path.read_bytes()), options=_READ_OPTIONS).read_all()
+        return pa.ipc.open_file(pa.memory_map(str(path), "r"), options=_READ_OPTIONS).read_all()
     except FileNotFoundError:
         raise CorruptSnapshotError(f"{path} is missing; the manifest lists it: {_REPUBLISH}",
                                    reason="missing") from None

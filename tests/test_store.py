@@ -846,3 +846,87 @@ def test_a_store_and_a_snapshot_loaded_from_it_pickle_for_worker_processes(tmp_p
     assert there.equals(loaded) and there.equals(snap) and there.as_of == loaded.as_of
     expected = loaded.state_tables()
     assert sorted(state) == sorted(expected) and all(state[k].equals(expected[k]) for k in expected)
+
+
+def _reference_canonical(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Event rows in canonical order, sorted plainly: by time, the high 32 bits of the tie hash, then every
+    column (lexsort is stable: identical rows keep their order)."""
+    from commgraph.baselines._events import EVENT_COLUMNS, mix64
+
+    h = mix64(mix64(rows["sender_key"], rows["recipient_key"]),
+              (rows["label"].astype(np.uint64) << np.uint64(8)) | rows["is_message"])
+    order = np.lexsort([rows[c] for c in reversed(EVENT_COLUMNS)] + [h >> np.uint64(32), rows["timestamp"]])
+    return {c: rows[c][order] for c in EVENT_COLUMNS}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_canonical_rows_of_chunks_equal_a_plain_sort_of_their_rows(seed) -> None:
+    # canonical_rows joins time-disjoint chunks chunk by chunk and copies a chunk in canonical order already
+    # (the stored rows) as it is: every way must give the rows a plain sort of all of them gives.
+    from commgraph.baselines._events import EVENT_COLUMNS, canonical_order, canonical_rows, concat_events
+
+    from commgraph.baselines._events import _in_canonical_order
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    # Few instants and display names: ties; few addresses (even seeds): equal hashes with other columns, identical
+    # rows, which the rows in order already cannot tell (sorted again); many (odd seeds): they tell them.
+    rows = {c: rng.integers(0, 3, n).astype(d) for c, d in EVENT_COLUMNS.items()}
+    rows["timestamp"] = np.sort(rng.integers(0, 400, n)).astype(np.int64)
+    many = 2**60 if seed % 2 else 4
+    rows["sender_key"] = rng.integers(0, many, n).astype(np.uint64)
+    rows["recipient_key"] = rng.integers(0, many, n).astype(np.uint64)
+    expected = _reference_canonical(rows)
+    assert (canonical_order(expected) == np.arange(n)).all() and _in_canonical_order(expected) == bool(seed % 2)
+    cuts = np.searchsorted(rows["timestamp"], [100, 250, 300])  # chunks of disjoint periods, in time order
+    for sort_each in ([True, False, True, False], [False, True, True, True], [True] * 4, [False] * 4):
+        parts = []
+        for part, done in zip(np.split(np.arange(n), cuts), sort_each):
+            shuffled = rng.permutation(part)
+            parts.append(_reference_canonical({c: v[part] for c, v in rows.items()}) if done else
+                         {c: v[shuffled] for c, v in rows.items()})
+        got = canonical_rows(parts)
+        assert all(got[c].dtype == np.dtype(d) and (got[c] == expected[c]).all() for c, d in EVENT_COLUMNS.items())
+        # Chunks out of time order, or overlapping: the whole is sorted as one.
+        for shuffled in (parts[::-1], [concat_events(parts[:3]), parts[1]]):
+            whole = concat_events(shuffled)
+            got = canonical_rows(shuffled)
+            assert all((got[c] == whole[c][canonical_order(whole)]).all() for c in EVENT_COLUMNS)
+            assert all((got[c] == _reference_canonical(whole)[c]).all() for c in EVENT_COLUMNS)
+    assert all(len(v) == 0 for v in canonical_rows([]).values())
+
+
+@pytest.mark.parametrize("rows", [1000, 400_000])  # read into memory, and memory-mapped (over _MAP_AT_LEAST)
+def test_compressed_state_files_read_in_the_calling_thread_equal_arrows_own_read(tmp_path, rows) -> None:
+    # The state files are decompressed without Arrow's thread pool (_READ_OPTIONS): the same table, column by
+    # column, as Arrow's default read of the file gives.
+    from commgraph.baselines._store import _MAP_AT_LEAST, _READ_OPTIONS, _read_ipc, _write_ipc
+
+    rng = np.random.default_rng(7)
+    table = pa.table({"key": rng.integers(0, 2**63, rows, dtype=np.uint64), "n": rng.integers(0, 9, rows),
+                      "bits": rng.random(rows) < 0.3,
+                      "hist": pa.FixedSizeListArray.from_arrays(pa.array(rng.random(rows * 4)), 4)})
+    path = tmp_path / "state.example.arrow"
+    _write_ipc(path, table, compress=True)
+    assert (path.stat().st_size >= _MAP_AT_LEAST) == (rows > 1000)
+    expected = pa.ipc.open_file(pa.py_buffer(path.read_bytes())).read_all()
+    got = _read_ipc(path)
+    assert not _READ_OPTIONS.use_threads
+    assert got.schema.equals(expected.schema) and got.equals(expected) and got.equals(table)
+
+
+@pytest.mark.parametrize("rows", [1000, 400_000])
+def test_compressed_state_files_written_in_the_calling_thread_hold_the_bytes_of_arrows_threaded_writer(tmp_path,
+                                                                                                        rows) -> None:
+    # _write_ipc compresses the state files without Arrow's thread pool: the bytes (hence the checksums) stay
+    # those of Arrow's default, threaded, writer.
+    from commgraph.baselines._store import _STATE_CODEC, _write_ipc
+
+    rng = np.random.default_rng(8)
+    table = pa.table({"key": rng.integers(0, 2**20, rows, dtype=np.uint64), "n": rng.integers(0, 9, rows),
+                      "hist": pa.FixedSizeListArray.from_arrays(pa.array(rng.random(rows * 4)), 4)})
+    _write_ipc(tmp_path / "state.example.arrow", table, compress=True)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=_STATE_CODEC)) as writer:
+        writer.write_table(table)
+    assert (tmp_path / "state.example.arrow").read_bytes() == sink.getvalue().to_pybytes()
