@@ -564,24 +564,20 @@ def canonical_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
     A state's message rows are chunks of successive periods (the stored rows, in canonical order already, then
     each refresh's): when every chunk's instants come before the next one's, the order of the whole is each
-    chunk's in turn, and a chunk in order already is copied as it is, in the one pass that joins them.
+    chunk's in turn, and a chunk in order already is joined as it is, never gathered.
     """
     parts = [p for p in parts if len(p["timestamp"])]
-    apart = all(a["timestamp"].max() < b["timestamp"].min() for a, b in zip(parts, parts[1:]))
-    if len(parts) < 2 or not apart:
-        rows = concat_events(parts)
-        order = canonical_order(rows)
-        if _identity(order):
-            return rows
-        return {c: v[order] for c, v in rows.items()}
-    orders = [canonical_order(p) for p in parts]
-    orders = [None if _identity(o) else o for o in orders]
-    return {c: np.concatenate([p[c] if o is None else p[c][o] for p, o in zip(parts, orders)]).astype(
-        d, copy=False) for c, d in EVENT_COLUMNS.items()}
+    if not all(a["timestamp"].max() < b["timestamp"].min() for a, b in zip(parts, parts[1:])):
+        parts = [concat_events(parts)]  # (chunks whose periods overlap: ordered as one)
+    return concat_events([_in_canonical(p) for p in parts])
 
 
-def _identity(order: np.ndarray) -> bool:
-    return bool((order == np.arange(len(order))).all())
+def _in_canonical(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rows in :func:`canonical_order`: as they are when in it already (one pass, not a sort and a gather)."""
+    if _in_canonical_order(rows):
+        return rows
+    order = canonical_order(rows)
+    return {c: v[order] for c, v in rows.items()}
 
 
 def canonical_order(rows: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -592,8 +588,6 @@ def canonical_order(rows: Mapping[str, np.ndarray]) -> np.ndarray:
     rows whose hash also ties by every column.
     """
     n = len(rows["timestamp"])
-    if _in_canonical_order(rows):
-        return np.arange(n)
     order = time_order(rows)
     if n < 2:
         return order
