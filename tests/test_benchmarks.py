@@ -80,3 +80,66 @@ def test_a_refresh_s_changed_rows_are_those_a_row_by_row_comparison_finds() -> N
                                                                    if c not in _delta.EVERY_ROW} for r in by_mail)}
         assert summary[table] == expected, table
     assert summary["sender"]["new"] == 2 and summary["pair"]["changed_by_mail"] >= 1
+
+
+def test_layered_design_runs_end_to_end() -> None:
+    out = _run("benchmarks.layered_design", "--scale", "0.01", "--tenants", "4", "--days", "20", "--repeat", "3")
+    assert out.count(": sender ") == 7  # one line per midnight of the week after the base
+    assert "since the base a week before (a single delta) / since the day before" in out
+    for batch in ("1", "64", "1,024"):
+        assert f"batch of {batch}: 0 layers" in out and "7 layers" in out, batch
+    for history in ("touched", "whole"):
+        assert f"the {history} history (" in out and " advance " in out, history
+    import doctest
+
+    from benchmarks import layered_design
+    assert doctest.testmod(layered_design).failed == 0
+
+
+def test_a_layered_lookup_finds_each_key_in_its_newest_layer() -> None:
+    # Against a dict per layer: the first layer (newest first) that holds a key answers, with its row there.
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from benchmarks.layered_design import layered_positions
+    from commgraph.baselines import KeyIndex
+    from commgraph.signals._view import probe
+
+    keys = st.lists(st.integers(1, 40), max_size=30, unique=True)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(keys, min_size=1, max_size=5), st.lists(st.integers(0, 45), max_size=40))
+    def check(layers: list[list[int]], queries: list[int]) -> None:
+        indexes = [KeyIndex.build(np.array(layer, dtype=np.uint64)) for layer in layers]
+        layer, row = layered_positions(indexes, np.array(queries, dtype=np.uint64), probe)
+        expected = [next(((n, layers[n].index(q)) for n in range(len(layers)) if q in layers[n]), (-1, -1))
+                    for q in queries]
+        assert list(zip(layer.tolist(), row.tolist())) == expected
+
+    check()
+
+
+def test_the_touched_history_is_the_older_mail_of_the_pairs_a_day_touches() -> None:
+    # Against a set of (tenant, sender, recipient) tuples made row by row from the same edges.
+    import pandas as pd
+
+    from benchmarks.bench_baselines import load_messages, refresh_day
+    from benchmarks.layered_design import touched_history
+
+    m = load_messages(0.01, 40, 3, None)
+    start, end, _ = refresh_day(m, m.frame["timestamp"].max().floor("D"))
+    e = m.edges()
+    rows = list(zip(e["tenant_id"].astype(str), e["sender_key"].tolist(), e["recipient_key"].tolist(),
+                    e["timestamp"], e["message_index"].tolist()))
+    touched = set()
+    for tenant, sender, recipient, ts, _ in rows:
+        if any(start - pd.Timedelta(days=d) <= ts < end - pd.Timedelta(days=d) for d in (0, 7, 30, 90)):
+            touched.add((tenant, sender, recipient))
+        if start <= ts < end:
+            touched.add((tenant, recipient, sender))
+    expected = sorted({m.frame["message_id"].iloc[i] for tenant, sender, recipient, ts, i in rows
+                       if (tenant, sender, recipient) in touched and m.frame["timestamp"].iloc[i] < start})
+    got = touched_history(m)
+    assert sorted(got.frame["message_id"]) == expected and 0 < len(expected) < (m.frame["timestamp"] < start).sum()
+    assert got.edges()["message_index"].max() == len(got.frame) - 1
