@@ -29,7 +29,7 @@ from commgraph.graph import (
 from commgraph.graph import Messages, read_frame, read_messages
 from commgraph.graph._addresses import DISPLAY_NAME_FORM
 from commgraph.graph._errors import ParameterError, plural
-from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_rows, partition_values
+from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset, partition_size, partition_values
 from commgraph.graph._timestamps import instant_problem, is_clock_word, utc_instant
 from commgraph.graph._validate import _check_zone, apply_column_mapping, id_text
 
@@ -469,7 +469,7 @@ def _refresh_tenant(tenant_id: str, inputs: Any, store_path: str, as_of: pd.Time
     mode = _mode(incremental, store, tenant_id, config, tenant_configs)
     snapshot = None
     if mode == "full" and chunk_rows is not None and rows is None:
-        rows = partition_rows(inputs, (columns or {}).get("tenant_id", "tenant_id"), only=[tenant_id])[tenant_id]
+        rows = partition_size(inputs, (columns or {}).get("tenant_id", "tenant_id"), tenant_id)
     # A tenant that fits in one chunk is read whole: the same result, without reading file by file.
     if mode == "full" and chunk_rows is not None and rows > chunk_rows:
         try:

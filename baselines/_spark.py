@@ -56,7 +56,7 @@ from commgraph.graph._schema import EDGE_RECIPIENT_COLUMN, RECIPIENT_COLUMNS, TY
 from commgraph.graph._timestamps import TIMESTAMP_UNITS
 from commgraph.graph._readers import (
     _parquet_dataset_of, _SeenMessageIds, _TenantFilter, _units_that_hold, _validated, parquet_dataset,
-    partition_base, partition_rows,
+    partition_base, partition_rows, partition_size,
 )
 
 from ._config import BaselineConfig
@@ -663,7 +663,7 @@ def _tenant_partitioned(inputs: Any, column: str) -> tuple[dict[str, int], int] 
         sizes = {}
         for tenant in listed[0]:
             try:
-                sizes[tenant] = partition_rows(paths, column, only=[tenant])[tenant]
+                sizes[tenant] = partition_size(paths, column, tenant)
             except Exception:  # noqa: BLE001 (one task, which reads the folder again and reports the error)
                 sizes[tenant] = 1
         return sizes, listed[1]

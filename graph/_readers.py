@@ -709,14 +709,30 @@ def partition_rows(source: Any, column: str, *, only: Iterable[str] | None = Non
         values = [v for v in values if v in wanted]
     from concurrent.futures import ThreadPoolExecutor
 
-    paths = list_sources(source)
-
-    def rows(value: str) -> int:
-        return sum(_parquet_dataset_of(p, _TenantFilter([value], column)).count_rows() for p in paths)
-
     # Footer reads wait on the filesystem more than they compute: several partitions at once.
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return dict(zip(values, pool.map(rows, values)))
+        return dict(zip(values, pool.map(lambda value: partition_size(source, column, value), values)))
+
+
+def partition_size(source: Any, column: str, value: str) -> int:
+    """Rows of one value of ``column`` in Parquet directories partitioned by it at the top, from its files'
+    footers: only that value's folders are listed and opened.
+
+    For a worker that counts its own tenant in an archive whose layout was checked once
+    (:func:`partition_values`): :func:`partition_rows` checks the layout again at every call, listing every
+    partition, which for each of thousands of tenants costs in proportion to all of them.
+
+    Examples
+    --------
+    >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for tenant, rows in (("acme", 3), ("007", 2)):
+    ...     (root / f"tenant_id={tenant}").mkdir()
+    ...     pq.write_table(pa.table({"message_id": ["m"] * rows}), root / f"tenant_id={tenant}" / "part-0.parquet")
+    >>> partition_size(root, "tenant_id", "acme"), partition_size([root, root], "tenant_id", "007")
+    (3, 4)
+    """
+    return sum(_parquet_dataset_of(p, _TenantFilter([value], column)).count_rows() for p in list_sources(source))
 
 
 def _files_below(folder: Path) -> list[str]:
@@ -764,7 +780,11 @@ def _parquet_dataset_of(path: Path, only: _TenantFilter | None,
     import pyarrow.dataset as ds
 
     dataset = None
-    if only is not None and path.is_dir() and any(p.name.startswith(f"{only.column}=") for p in path.iterdir()):
+    # (A wanted tenant's folder answers at once whether the archive is partitioned by tenant; only when none is
+    # there are the folder's names read, once per call, which across thousands of tenants adds up.)
+    if only is not None and path.is_dir() and (
+            any((path / f"{only.column}={t}").is_dir() for t in only.tenants)
+            or any(p.name.startswith(f"{only.column}=") for p in path.iterdir())):
         # Partitioned by tenant at the top: list only the wanted tenants' folders, so a job
         # over one tenant of thousands does not walk every other tenant's files.
         files = sorted(f for t in only.tenants for f in _files_below(path / f"{only.column}={t}"))

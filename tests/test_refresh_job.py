@@ -1145,3 +1145,30 @@ def test_inspect_names_a_file_in_place_of_a_tenant_and_fails_on_a_folder_it_cann
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.split() and line.split()[0] == "tenant-03")
     assert "FAILED" in row and "PermissionError" in row and "tenant-02" in out
+
+
+def test_a_full_job_lists_the_archive_s_tenants_once_not_once_per_tenant(tmp_path, archive, monkeypatch):
+    # Each tenant's worker counts its own rows (to choose chunked reading) from its own folders: listing every
+    # tenant's folder for each of thousands of tenants cost in proportion to their number squared.
+    from commgraph.baselines import _job
+    from commgraph.graph import _readers
+
+    listings, sizes = [], []
+    listed, sized = _readers.partition_values, _readers.partition_size
+
+    def listing(*args, **kwargs):
+        listings.append(args)
+        return listed(*args, **kwargs)
+
+    def size(*args, **kwargs):
+        sizes.append(args[2])
+        return sized(*args, **kwargs)
+
+    for module in (_readers, _job):
+        monkeypatch.setattr(module, "partition_values", listing)
+    monkeypatch.setattr(_job, "partition_size", size)
+    report = run_refresh(archive, store=tmp_path / "store", as_of=AS_OF, jobs=1)
+    assert [o.status for o in report.outcomes] == ["published"] * 3
+    assert sorted(sizes) == list(GENERATED_TENANTS) and len(listings) == 1
+    counted = {t: sized(archive, "tenant_id", t) for t in GENERATED_TENANTS}
+    assert counted == _readers.partition_rows(archive, "tenant_id") and min(counted.values()) > 0
