@@ -1,10 +1,13 @@
 """The refresh job: read a mail archive, build or refresh each tenant's snapshot, publish it.
 
 This is what ``commgraph refresh`` runs under cron, Airflow or Kubernetes. Each
-tenant is one unit of work: read only its mail (tenant partitions of a Parquet
-archive are opened alone), build its baselines (or refresh the current snapshot
-with the mail since), publish atomically. Tenants run in parallel processes and
-fail alone: the others still publish, and the report says which failed and why.
+tenant is read for its own mail only (tenant partitions of a Parquet archive
+are opened alone), built (or its current snapshot refreshed with the mail
+since) and published atomically. Small tenants are read, validated and built
+or refreshed together in batches, each tenant's snapshot exactly what it would
+be alone, and still published alone. Units of work run in parallel processes,
+and tenants fail alone: a batch that fails runs again tenant by tenant, the
+others still publish, and the report says which failed and why.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from commgraph.graph._readers import RowPerRecipientChunksError, parquet_dataset
 from commgraph.graph._timestamps import instant_problem, is_clock_word, utc_instant
 from commgraph.graph._validate import _check_zone, apply_column_mapping, id_text
 
-from ._build import build_baselines, check_secret, refresh, refresh_many
+from ._build import build_baselines, build_each, check_secret, refresh, refresh_many
 from ._config import BaselineConfig
 from ._events import EventExtractor
 from ._partial import (
@@ -620,35 +623,101 @@ def _refresh_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | 
     failing tenant fails, with the error it gives alone. The batch's shared
     time is split evenly among its tenants; ``peak_mib`` is the batch's.
     """
-    inputs, store_path, as_of, _, tenant_configs, columns, _, force, read_options, _, secrets = args
+    inputs, store_path, as_of, _, tenant_configs, columns, _, _, read_options, _, secrets = args
+    return _publish_together(tenant_ids, args, sizes, "incremental", lambda: _refresh_together(
+        tenant_ids, inputs, store_path, as_of, tenant_configs, columns, read_options, secrets))
+
+
+def _build_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | None]) -> list[TenantOutcome]:
+    """Full builds of tenants, read and built together in groups of at most one whole read's rows, each published
+    alone (and exactly as built alone: :func:`build_each`).
+
+    ``args`` are :func:`_refresh_tenant`'s after the tenant. A tenant's rows
+    (``sizes``, or counted from its folders' footers) decide its group: the
+    groups hold no more rows than a tenant read whole (``chunk_rows``, or
+    :data:`DEFAULT_CHUNK_ROWS` when every tenant is read whole), and a tenant
+    above that runs alone (in chunks, as it would). A group that fails before
+    publishing runs tenant by tenant, as :func:`_refresh_batch` does.
+    """
+    inputs, store_path, as_of, config, tenant_configs, columns, _, _, read_options, chunk_rows, secrets = args
+    budget = chunk_rows or DEFAULT_CHUNK_ROWS
+    try:
+        column = (columns or {}).get("tenant_id", "tenant_id")
+        rows = {t: sizes[t] if sizes.get(t) is not None else partition_size(inputs, column, t) for t in tenant_ids}
+    except Exception:  # noqa: BLE001 (a footer that cannot be read: that tenant fails alone, naming it)
+        return [_isolated(t, *args, sizes.get(t)) for t in tenant_ids]
+    outcomes: list[TenantOutcome] = []
+    groups: list[list[str]] = []
+    held = 0
+    for tenant_id in tenant_ids:
+        if rows[tenant_id] > budget:
+            outcomes.append(_isolated(tenant_id, *args, rows[tenant_id]))
+            continue
+        if not groups or held + rows[tenant_id] > budget:
+            groups.append([])
+            held = 0
+        groups[-1].append(tenant_id)
+        held += rows[tenant_id]
+    for group in groups:
+        outcomes += _publish_together(group, args, rows, "full", lambda group=group: _build_together(
+            group, inputs, as_of, config, tenant_configs, columns, read_options, secrets))
+    return outcomes
+
+
+def _build_together(tenant_ids: list[str], inputs: Any, as_of: pd.Timestamp, config: BaselineConfig,
+                    tenant_configs: dict[str, TenantConfig] | None, columns: Mapping[str, str] | None,
+                    read_options: Mapping[str, Any], secrets: Mapping[str, bytes]
+                    ) -> tuple[dict[str, Snapshot], dict[str, dict[str, Any]]]:
+    """The snapshots of tenants built in full from all their mail, read at once, and their outcome fields."""
+    keys = {t: _tenant_secret(t, config, secrets) for t in tenant_ids}
+    read = dict(columns=columns, tenants=tenant_configs, **read_options)
+    snapshots, fields = {}, {}
+    for group, messages in _read_since(inputs, tenant_ids, None, read):
+        fields.update(_tenant_counts(messages, group))
+        given = {t: keys[t] for t in group if keys[t] is not None}
+        snapshots.update(build_each(messages, as_of=as_of, config=config, secrets=given or None))
+    return snapshots, fields
+
+
+def _publish_together(tenant_ids: list[str], args: tuple, sizes: Mapping[str, int | None], mode: str,
+                      compute: Callable[[], tuple[dict[str, Snapshot], dict[str, dict[str, Any]]]]
+                      ) -> list[TenantOutcome]:
+    """Publish each of the snapshots ``compute`` makes for tenants read together (``mode``: how they were made).
+
+    If ``compute`` fails, each tenant runs alone (:func:`_isolated`), and so does
+    each tenant that has no snapshot or whose every row was refused: alone, it
+    fails naming the first row of each problem (published, its ``as_of`` would
+    move past that mail). The shared time is split evenly among the tenants;
+    ``peak_mib`` is the batch's.
+    """
+    tenant_configs, force = args[4], args[7]
     start = time.perf_counter()
     reset_peak()
     try:
-        snapshots, fields = _refresh_together(tenant_ids, inputs, store_path, as_of, tenant_configs, columns,
-                                              read_options, secrets)
+        snapshots, fields = compute()
     except Exception:  # noqa: BLE001 (found again, and reported, per tenant)
         return [_isolated(t, *args, sizes.get(t)) for t in tenant_ids]
     shared = (time.perf_counter() - start) / len(tenant_ids)
-    store = SnapshotStore(store_path)
+    store = SnapshotStore(args[1])
     outcomes = []
     for tenant_id in tenant_ids:
-        if fields[tenant_id]["rows_rejected"] and fields[tenant_id]["rows_read"] == fields[tenant_id]["rows_rejected"]:
-            # Every new row refused: not published (its as_of would move past that mail); alone, it fails
-            # naming the first row of each problem.
+        counts = fields.get(tenant_id)
+        if tenant_id not in snapshots or counts is None or (
+                counts["rows_rejected"] and counts["rows_read"] == counts["rows_rejected"]):
             outcomes.append(_isolated(tenant_id, *args, sizes.get(tenant_id)))
             continue
         begun = time.perf_counter()
         try:
-            ready_to_publish(snapshots[tenant_id], tenant_configs, force=force, fields=fields[tenant_id],
-                             built_in_full=False)
+            ready_to_publish(snapshots[tenant_id], tenant_configs, force=force, fields=counts,
+                             built_in_full=mode == "full")
             status, version = publish_snapshot(store, snapshots[tenant_id], force)
         except Exception as exc:  # noqa: BLE001 (every failure is reported per tenant, with the rows it read)
-            outcomes.append(TenantOutcome(tenant_id, "failed", "incremental", peak_mib=peak_mib(),
+            outcomes.append(TenantOutcome(tenant_id, "failed", mode, peak_mib=peak_mib(),
                                           seconds=shared + time.perf_counter() - begun, error=error_text(exc),
-                                          **fields[tenant_id]))
+                                          **counts))
             continue
-        outcomes.append(TenantOutcome(tenant_id, status, "incremental", version, peak_mib=peak_mib(),
-                                      seconds=shared + time.perf_counter() - begun, **fields[tenant_id]))
+        outcomes.append(TenantOutcome(tenant_id, status, mode, version, peak_mib=peak_mib(),
+                                      seconds=shared + time.perf_counter() - begun, **counts))
     return outcomes
 
 
@@ -724,6 +793,16 @@ def _batchable(store: SnapshotStore, tenant_id: str, config: BaselineConfig,
     try:
         return _mode(True, store, tenant_id, config, tenant_configs) == "incremental"
     except (CommGraphError, OSError):  # (OSError: an unreadable file of its entry, which fails that tenant alone)
+        return False
+
+
+def _builds_in_full(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig,
+                    tenant_configs: Mapping[str, TenantConfig] | None) -> bool:
+    """Whether a tenant builds in full with others: its mode is full and the store's entry for it can be read (one
+    that cannot fails alone, where its failure is reported)."""
+    try:
+        return _mode(incremental, store, tenant_id, config, tenant_configs) == "full"
+    except (CommGraphError, OSError):
         return False
 
 
@@ -1038,9 +1117,13 @@ def run_refresh(
     opened.ensure_writable()  # create the directory (and refuse a bad path) before any worker starts
     not_in_input = stored_not_in_input(opened, sizes, tenants)
     # Tenants with a current snapshot of this configuration refresh incrementally, in batches; the others
-    # build alone (and a tenant the store cannot hold fails alone, reported).
+    # build in full, in batches too (each tenant's fixed costs of reading, validating and deriving, paid once
+    # per batch: see _build_batch), but a tenant whose store entry the job cannot read runs alone (where its
+    # failure is reported).
     together = [t for t in chosen if _batchable(opened, t, config, configs)] if incremental else []
-    alone = [t for t in chosen if t not in set(together)]
+    refreshed = set(together)
+    built = [t for t in chosen if t not in refreshed and _builds_in_full(incremental, opened, t, config, configs)]
+    alone = [t for t in chosen if t not in refreshed and t not in set(built)]
     workers = (os.cpu_count() or 1) if jobs == -1 else jobs
     rows = {t: _snapshot_rows(opened, t) for t in together}
 
@@ -1052,6 +1135,9 @@ def run_refresh(
 
     units = [Unit(_refresh_batch, (batch, *args, own(batch)), {"sizes": sizes}, tuple(batch),
                   tuple(one(t) for t in batch)) for batch in _batches(together, rows, workers)]
+    # (Each full batch counts its own tenants' rows, as a tenant alone does, and groups them by those.)
+    units += [Unit(_build_batch, (batch, *args, own(batch)), {"sizes": sizes}, tuple(batch),
+                   tuple(one(t) for t in batch)) for batch in _batches(built, dict.fromkeys(built, 0), workers)]
     units += [one(t) for t in alone]
     if on_start is not None:
         on_start(chosen)

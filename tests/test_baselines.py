@@ -510,3 +510,26 @@ def test_a_configuration_shows_its_durations_as_written_and_reads_its_repr_back(
     assert text.startswith("BaselineConfig(windows=('36h', '7d'), half_life='0 days 00:00:01.001000', ")
     assert "settle_delay='5400s'" in text and "global_prior=(2.0, 1.0)" in text
     assert eval(text, {"BaselineConfig": BaselineConfig}) == config
+
+
+@pytest.mark.parametrize("privacy", [False, True])
+def test_build_each_gives_every_tenant_what_its_mail_alone_gives(privacy):
+    # build_baselines pools the cold-start prior over its tenants; build_each fits each tenant's from its own mail.
+    from commgraph.baselines._build import build_each
+
+    g = generate(tenants=3, days=10, scale=0.1, random_state=3)
+    m = validate(g.messages, tenants=g.tenants)
+    as_of = pd.Timestamp("2025-01-08", tz="UTC")
+    config = BaselineConfig(privacy=privacy)
+    secrets = {t: bytes([i + 1]) * 16 for i, t in enumerate(sorted(m.frame["tenant_id"].unique()))} if privacy \
+        else None
+    each = build_each(m, as_of=as_of, config=config, secrets=secrets)
+    pooled = build_baselines(m, as_of=as_of, config=config, secrets=secrets)
+    differ = 0
+    for t in each:
+        own = {t: secrets[t]} if secrets else None
+        alone = build_baselines(m.subset((m.frame["tenant_id"] == t).to_numpy()), as_of=as_of, config=config,
+                                secrets=own)[t]
+        assert each[t].equals(alone), t
+        differ += not pooled[t].equals(alone)
+    assert sorted(each) == sorted(pooled) and differ  # (the pooled prior does change some tenant)

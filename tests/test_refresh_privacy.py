@@ -149,17 +149,26 @@ def test_a_direct_build_checks_its_secrets_as_a_secrets_file_is_checked(mail):
 def test_each_worker_receives_only_its_own_tenants_secrets(tmp_path, mail, monkeypatch):
     from commgraph.baselines import _job
 
+    # A unit of work (a tenant alone, or a batch built together) holds the secrets of its own tenants only.
     seen = {}
-    alone = _job._refresh_tenant
+    alone, together = _job._refresh_tenant, _job._build_batch
 
     def recording(tenant_id, *args, **kwargs):
-        seen[tenant_id] = dict(args[10])
+        seen[(tenant_id,)] = dict(args[10])
         return alone(tenant_id, *args, **kwargs)
 
+    def recording_batch(tenant_ids, *args, **kwargs):
+        seen[tuple(tenant_ids)] = dict(args[10])
+        return together(tenant_ids, *args, **kwargs)
+
     monkeypatch.setattr(_job, "_refresh_tenant", recording)
-    run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, config=PRIVATE,
-                secrets=SECRETS)
-    assert seen == {t: {t: s} for t, s in SECRETS.items()}
+    monkeypatch.setattr(_job, "_build_batch", recording_batch)
+    monkeypatch.setattr(_job, "REFRESH_BATCH", 2)  # (units of two tenants and of one)
+    report = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, config=PRIVATE,
+                         secrets=SECRETS)
+    assert [o.status for o in report.outcomes] == ["published"] * len(SECRETS)
+    assert sorted(seen) == [("tenant-01", "tenant-02"), ("tenant-03",)], seen
+    assert all(secrets == {t: SECRETS[t] for t in unit} for unit, secrets in seen.items()), seen
 
 
 def test_command_line_reads_the_secrets_file_and_refuses_one_others_can_read(tmp_path, mail, capsys):
