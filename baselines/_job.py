@@ -636,8 +636,9 @@ def _build_batch(tenant_ids: list[str], *args: Any, sizes: Mapping[str, int | No
     (``sizes``, or counted from its folders' footers) decide its group: the
     groups hold no more rows than a tenant read whole (``chunk_rows``, or
     :data:`DEFAULT_CHUNK_ROWS` when every tenant is read whole), and a tenant
-    above that runs alone (in chunks, as it would). A group that fails before
-    publishing runs tenant by tenant, as :func:`_refresh_batch` does.
+    above that runs alone, as it would without batches (in chunks, when above
+    ``chunk_rows``). A group that fails before publishing runs tenant by
+    tenant, as :func:`_refresh_batch` does.
     """
     inputs, store_path, as_of, config, tenant_configs, columns, _, _, read_options, chunk_rows, secrets = args
     budget = chunk_rows or DEFAULT_CHUNK_ROWS
@@ -786,24 +787,14 @@ def own_domains_digest(tenant_configs: Mapping[str, TenantConfig] | None, tenant
     return hashlib.sha256(json.dumps(sorted(found.own_domains)).encode()).hexdigest()[:16]
 
 
-def _batchable(store: SnapshotStore, tenant_id: str, config: BaselineConfig,
-               tenant_configs: Mapping[str, TenantConfig] | None) -> bool:
-    """Whether a tenant refreshes incrementally with others; one whose id or store entry is unusable runs alone,
-    where its failure is reported."""
+def _readable_mode(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig,
+                   tenant_configs: Mapping[str, TenantConfig] | None) -> str | None:
+    """How a tenant is refreshed (:func:`_mode`), or None when its id or store entry cannot be used: such a tenant
+    runs alone, not in a batch, where its failure is reported."""
     try:
-        return _mode(True, store, tenant_id, config, tenant_configs) == "incremental"
+        return _mode(incremental, store, tenant_id, config, tenant_configs)
     except (CommGraphError, OSError):  # (OSError: an unreadable file of its entry, which fails that tenant alone)
-        return False
-
-
-def _builds_in_full(incremental: bool, store: SnapshotStore, tenant_id: str, config: BaselineConfig,
-                    tenant_configs: Mapping[str, TenantConfig] | None) -> bool:
-    """Whether a tenant builds in full with others: its mode is full and the store's entry for it can be read (one
-    that cannot fails alone, where its failure is reported)."""
-    try:
-        return _mode(incremental, store, tenant_id, config, tenant_configs) == "full"
-    except (CommGraphError, OSError):
-        return False
+        return None
 
 
 def _isolated(tenant_id: str, *args: Any) -> TenantOutcome:
@@ -1120,10 +1111,10 @@ def run_refresh(
     # build in full, in batches too (each tenant's fixed costs of reading, validating and deriving, paid once
     # per batch: see _build_batch), but a tenant whose store entry the job cannot read runs alone (where its
     # failure is reported).
-    together = [t for t in chosen if _batchable(opened, t, config, configs)] if incremental else []
-    refreshed = set(together)
-    built = [t for t in chosen if t not in refreshed and _builds_in_full(incremental, opened, t, config, configs)]
-    alone = [t for t in chosen if t not in refreshed and t not in set(built)]
+    modes = {t: _readable_mode(incremental, opened, t, config, configs) for t in chosen}
+    together = [t for t in chosen if modes[t] == "incremental"]
+    built = [t for t in chosen if modes[t] == "full"]
+    alone = [t for t in chosen if modes[t] is None]
     workers = (os.cpu_count() or 1) if jobs == -1 else jobs
     rows = {t: _snapshot_rows(opened, t) for t in together}
 
