@@ -1174,19 +1174,26 @@ def test_a_full_job_lists_the_archive_s_tenants_once_not_once_per_tenant(tmp_pat
     assert counted == _readers.partition_rows(archive, "tenant_id") and min(counted.values()) > 0
 
 
-def _groups_built_together(monkeypatch) -> list[list[str]]:
-    """The groups of tenants a job reads and builds together, recorded as it runs (in this process)."""
+def _groups_built_together(monkeypatch) -> tuple[list[list[str]], list[str]]:
+    """The groups of tenants a job reads and builds together, and the tenants it runs alone, recorded as it runs
+    (in this process)."""
     from commgraph.baselines import _job
 
     groups: list[list[str]] = []
-    together = _job._publish_together
+    alone: list[str] = []
+    together, isolated = _job._publish_together, _job._isolated
 
     def recording(tenant_ids, *args, **kwargs):
         groups.append(list(tenant_ids))
         return together(tenant_ids, *args, **kwargs)
 
+    def one(tenant_id, *args):
+        alone.append(tenant_id)
+        return isolated(tenant_id, *args)
+
     monkeypatch.setattr(_job, "_publish_together", recording)
-    return groups
+    monkeypatch.setattr(_job, "_isolated", one)
+    return groups, alone
 
 
 def _alone(messages, tenant: str, **kwargs):
@@ -1198,16 +1205,18 @@ def test_tenants_built_together_publish_what_each_built_alone_would(tmp_path, ma
     # A full job reads and builds small tenants together. Built in one build_baselines, tenants with too little
     # labelled mail would borrow a prior pooled over all of them (so this input's tenants differ from their
     # builds alone); the job publishes each as built alone, from a DataFrame and from a partitioned archive.
-    batches = _groups_built_together(monkeypatch)
+    batches, alone_ran = _groups_built_together(monkeypatch)
     messages = validate(mail.messages, tenants=mail.tenants)
     pooled = build_baselines(messages, as_of=AS_OF)
     alone = {t: _alone(messages, t, as_of=AS_OF) for t in GENERATED_TENANTS}
     assert any(not pooled[t].equals(alone[t]) for t in GENERATED_TENANTS)
     for source, configs in ((mail.messages, mail.tenants), (archive, None)):
         batches.clear()
+        alone_ran.clear()
         store = tmp_path / ("frame" if configs else "archive")
         report = run_refresh(source, store=store, as_of=AS_OF, tenant_configs=configs)
-        assert [o.status for o in report.outcomes] == ["published"] * 3 and batches == [list(GENERATED_TENANTS)]
+        assert [o.status for o in report.outcomes] == ["published"] * 3
+        assert batches == [list(GENERATED_TENANTS)] and not alone_ran
         built = {t: SnapshotStore(store).load(t) for t in GENERATED_TENANTS}
         expected = alone if configs else {t: _alone(validate(mail.messages), t, as_of=AS_OF) for t in alone}
         assert all(built[t].equals(expected[t]) for t in GENERATED_TENANTS)
@@ -1215,7 +1224,16 @@ def test_tenants_built_together_publish_what_each_built_alone_would(tmp_path, ma
 
 def test_a_full_job_groups_tenants_by_their_rows_and_reads_a_large_one_alone(tmp_path, mail, monkeypatch):
     # Groups hold no more rows than one tenant read whole (chunk_rows); a tenant above it is built in chunks alone.
-    batches = _groups_built_together(monkeypatch)
+    from commgraph.baselines import _job
+
+    batches, alone = _groups_built_together(monkeypatch)
+    chunked, in_chunks = [], _job._build_chunked
+
+    def chunks(tenant_id, *args, **kwargs):
+        chunked.append(tenant_id)
+        return in_chunks(tenant_id, *args, **kwargs)
+
+    monkeypatch.setattr(_job, "_build_chunked", chunks)
     rows = mail.messages["tenant_id"].value_counts().to_dict()
     largest = max(rows, key=rows.get)
     others = sorted(t for t in rows if t != largest)
@@ -1224,18 +1242,20 @@ def test_a_full_job_groups_tenants_by_their_rows_and_reads_a_large_one_alone(tmp
     report = run_refresh(mail.messages, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants,
                          chunk_rows=chunk_rows, config={"global_prior": (9.0, 1.0)})
     assert [o.status for o in report.outcomes] == ["published"] * 3
-    assert batches == [[t] for t in others]  # (the largest went through the chunked build, not a group)
+    assert batches == [[t] for t in others] and alone == chunked == [largest]
     direct = build_baselines(validate(mail.messages, tenants=mail.tenants), as_of=AS_OF,
                              config={"global_prior": (9.0, 1.0)})
     assert all(SnapshotStore(tmp_path).load(t).equals(direct[t]) for t in rows)
 
 
-def test_a_tenant_that_fails_in_a_group_fails_alone_and_the_group_publishes(tmp_path, mail):
+def test_a_tenant_that_fails_in_a_group_fails_alone_and_the_group_publishes(tmp_path, mail, monkeypatch):
+    batches, alone = _groups_built_together(monkeypatch)
     raw = mail.messages.copy()
     broken = raw["tenant_id"] == "tenant-02"
     raw.loc[broken, "sender"] = "not an address"  # every row of tenant-02 is rejected
     report = run_refresh(raw, store=tmp_path, as_of=AS_OF, tenant_configs=mail.tenants, jobs=1)
     assert report.failed == ["tenant-02"] and "no usable mail" in report.outcomes[1].error
+    assert batches == [list(GENERATED_TENANTS)] and alone == ["tenant-02"]  # (the others published from the group)
     assert report.outcomes[1].rows_read == report.outcomes[1].rows_rejected == int(broken.sum())
     messages = validate(mail.messages, tenants=mail.tenants)
     for t in ("tenant-01", "tenant-03"):
