@@ -691,7 +691,7 @@ def _publish_together(tenant_ids: list[str], args: tuple, sizes: Mapping[str, in
     move past that mail). The shared time is split evenly among the tenants;
     ``peak_mib`` is the batch's.
     """
-    tenant_configs, force = args[4], args[7]
+    _, store_path, _, _, tenant_configs, _, _, force, *_ = args
     start = time.perf_counter()
     reset_peak()
     try:
@@ -699,7 +699,7 @@ def _publish_together(tenant_ids: list[str], args: tuple, sizes: Mapping[str, in
     except Exception:  # noqa: BLE001 (found again, and reported, per tenant)
         return [_isolated(t, *args, sizes.get(t)) for t in tenant_ids]
     shared = (time.perf_counter() - start) / len(tenant_ids)
-    store = SnapshotStore(args[1])
+    store = SnapshotStore(store_path)
     outcomes = []
     for tenant_id in tenant_ids:
         counts = fields.get(tenant_id)

@@ -684,6 +684,21 @@ def partition_values(source: Any, column: str) -> list[str] | None:
     return sorted(values)
 
 
+def _partitioned_example(rows: Mapping[str, int]) -> Path:
+    """A temporary archive partitioned by tenant (``tenant_id=<id>/part-0.parquet``, ``rows[id]`` rows each), for
+    the examples here."""
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(tempfile.mkdtemp())
+    for tenant, n in rows.items():
+        (root / f"tenant_id={tenant}").mkdir()
+        pq.write_table(pa.table({"message_id": ["m"] * n}), root / f"tenant_id={tenant}" / "part-0.parquet")
+    return root
+
+
 def partition_rows(source: Any, column: str, *, only: Iterable[str] | None = None) -> dict[str, int] | None:
     """Rows per value of ``column`` (every value, or those in ``only``) in Parquet directories partitioned by
     it at the top, from the files' footers (a threaded count per partition, no column read); None for any
@@ -691,11 +706,7 @@ def partition_rows(source: Any, column: str, *, only: Iterable[str] | None = Non
 
     Examples
     --------
-    >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq
-    >>> root = Path(tempfile.mkdtemp())
-    >>> for tenant, rows in (("acme", 3), ("007", 2)):
-    ...     (root / f"tenant_id={tenant}").mkdir()
-    ...     pq.write_table(pa.table({"message_id": ["m"] * rows}), root / f"tenant_id={tenant}" / "part-0.parquet")
+    >>> root = _partitioned_example({"acme": 3, "007": 2})
     >>> partition_rows(root, "tenant_id")
     {'007': 2, 'acme': 3}
     >>> partition_rows(root, "tenant_id", only=["acme"])
@@ -724,11 +735,7 @@ def partition_size(source: Any, column: str, value: str) -> int:
 
     Examples
     --------
-    >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq
-    >>> root = Path(tempfile.mkdtemp())
-    >>> for tenant, rows in (("acme", 3), ("007", 2)):
-    ...     (root / f"tenant_id={tenant}").mkdir()
-    ...     pq.write_table(pa.table({"message_id": ["m"] * rows}), root / f"tenant_id={tenant}" / "part-0.parquet")
+    >>> root = _partitioned_example({"acme": 3, "007": 2})
     >>> partition_size(root, "tenant_id", "acme"), partition_size([root, root], "tenant_id", "007")
     (3, 4)
     """
